@@ -1,0 +1,169 @@
+# ddpipe - one non-recursive makefile.
+#   make            build every program into build/bin/
+#   make check      install missing dependencies (as root), build, run every test
+#   make demo       the main job on Fashion-MNIST (pipelines/demo.mk)
+#   make bench      speed beside the PyTorch peer, same machine, same run
+#   make deps       install missing Debian packages (root), or list them
+#   make install PREFIX=/usr/local
+# Variables: GPU=auto|0|1 (CUDA backend when nvcc is found), SAN=1 (ASan+UBSan build in build-san/),
+#            OPT=-O2, JOBS=N (parallel tests).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.SECONDARY:
+
+PREFIX ?= /usr/local
+GPU ?= auto
+SAN ?= 0
+OPT ?= -O2
+PYTHON ?= /usr/bin/python3
+
+ifeq ($(SAN),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+# ---- CUDA detection: nothing outside libcommon/nn/cuda/ and this block knows about CUDA ----
+NVCC ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+ifeq ($(GPU),auto)
+HAVE_CUDA := $(if $(NVCC),1,0)
+else
+HAVE_CUDA := $(GPU)
+endif
+
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS := $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
+
+CFLAGS ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -Wall -Wextra -Wno-missing-field-initializers -D_GNU_SOURCE -pthread -I. \
+              $(BLAS_CFLAGS) $(SANFLAGS) $(CFLAGS) -MMD -MP
+LDLIBS := -larchive -lzstd -lpng -ljpeg -ljansson -lz $(BLAS_LIBS) -lm -lpthread
+ALL_LDFLAGS := -pthread $(SANFLAGS) $(LDFLAGS)
+
+# ---- sources (found by wildcard: adding a file needs no edit here) ----
+LIB_SRC := $(wildcard libcommon/*/*.c libcommon/nn/cpu/*.c formats/*.c)
+ifeq ($(HAVE_CUDA),1)
+CUDA_DIR := $(patsubst %/bin/nvcc,%,$(NVCC))
+CU_SRC := $(wildcard libcommon/nn/cuda/*.cu)
+LIB_SRC += $(wildcard libcommon/nn/cuda/*.c)
+CUDA_LIBS := -L$(CUDA_DIR)/lib64 -Wl,-rpath,$(CUDA_DIR)/lib64 -lcudnn -lcublas -lcudart -lstdc++
+LDLIBS += $(if $(CU_SRC),$(CUDA_LIBS))
+NVFLAGS := -O2 -std=c++17 -I. -arch=sm_90 -Xcompiler -fPIC
+else
+CU_SRC :=
+LIB_SRC += $(wildcard libcommon/nn/nocuda/*.c)
+endif
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/libddpipe.a
+
+PROG_SRC := $(wildcard filters/*.c)
+PROGS := $(PROG_SRC:filters/%.c=$(BUILD)/bin/%)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNITS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/%_replay)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all check check-gpu demo bench deps install clean fuzz man
+all: $(PROGS) $(UNITS) $(FUZZ_REPLAY)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/%: $(BUILD)/obj/filters/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# Fuzz harnesses: replayed over their regression corpus by make check (any compiler); real fuzzing
+# with `make fuzz` (clang's libFuzzer).
+$(BUILD)/tests/%_replay: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay_main.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/obj/tests/fuzz/replay_main.o: tests/fuzz/replay_main.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+fuzz: $(FUZZ_BIN)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(@D)
+	clang -std=c11 -O1 -g -D_GNU_SOURCE -I. $(BLAS_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	    $< $(LIB_SRC) $(LDLIBS) -o $@
+
+# ---- dependencies: Debian packages ----
+DEB_BUILD := gcc make pkg-config libarchive-dev libzstd-dev zstd libpng-dev libjpeg62-turbo-dev \
+             libopenblas-dev libjansson-dev zlib1g-dev
+DEB_TEST := python3-torch python3-torchvision python3-numpy
+DEB_DEMO := dataset-fashion-mnist gnuplot-nox
+DEB_ALL := $(DEB_BUILD) $(DEB_TEST) $(DEB_DEMO)
+
+deps:
+	@missing=""; for p in $(DEB_ALL); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: installing:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+	    echo "deps: missing Debian packages:$$missing"; \
+	    echo "deps: run 'sudo make deps' or: sudo apt-get install$$missing"; exit 1; \
+	fi
+
+$(BUILD)/.deps-ok: Makefile
+	@$(MAKE) --no-print-directory deps
+	@mkdir -p $(@D) && touch $@
+
+# ---- tests ----
+check: $(BUILD)/.deps-ok
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/run.sh
+
+check-gpu: $(BUILD)/.deps-ok
+	@$(MAKE) --no-print-directory all GPU=1
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) DD_REQUIRE_GPU=1 bash tests/run.sh
+
+bench: $(BUILD)/.deps-ok
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/bench/run.sh
+
+demo: $(BUILD)/.deps-ok
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -f pipelines/demo.mk BIN=$(abspath $(BUILD)/bin)
+
+# ---- install ----
+MAN1 := $(wildcard man/man1/*.1)
+MAN5 := $(wildcard man/man5/*.5)
+MAN7 := $(wildcard man/man7/*.7)
+install: $(PROGS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	$(if $(MAN1),install -m 0644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1/)
+	$(if $(MAN5),install -m 0644 $(MAN5) $(DESTDIR)$(PREFIX)/share/man/man5/)
+	$(if $(MAN7),install -m 0644 $(MAN7) $(DESTDIR)$(PREFIX)/share/man/man7/)
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(PROG_SRC:%.c=$(BUILD)/obj/%.d) $(UNIT_SRC:%.c=$(BUILD)/obj/%.d)

@@ -1,0 +1,137 @@
+/* stream.h - the ddpipe record stream: a header (JSON), records (key + named tensors + small JSON
+ * metadata) and an end marker with the record count, in two containers:
+ *   - the pipe container (framed binary, per-frame CRC-32, explicit end frame), see ddpipe-stream(5);
+ *   - WebDataset-compatible tar shards (plain or zstd), see ddpipe-shards(5).
+ * Every reader accepts both containers, plain or zstd-compressed, detected from the first bytes.
+ *
+ * Header JSON object (jansson json_t, owned by the header):
+ *   {"format":"ddpipe-stream","version":1,"classes":["T-shirt/top",...],"space":"pixel",
+ *    "history":[{"prog":"tsimport","version":"0.1.0","argv":[...],"seed":0,"time":"..."}...],
+ *    ... other keys are preserved}
+ * Record conventions: field "image" (F32 [C,H,W] in [0,1], U8 accepted on input), field "label"
+ * (I64 scalar, the class index into header.classes), optional others ("soft", "crops", ...).
+ *
+ * Ownership: a TsRecord owns its fields' tensors and meta string; ts_record_clear frees them.
+ * Readers never close a FILE they were given; ts_reader_close frees what the reader opened.
+ * Errors: functions return -1 (or NULL) with dd_err set to one line naming file, record index
+ * and key where known ("train.tsr: record 41 (c0003_i0012): bad checksum").
+ */
+#ifndef DD_STREAM_H
+#define DD_STREAM_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "libcommon/tensor/tensor.h"
+
+#define TS_KEY_MAX 64
+#define TS_NAME_MAX 64
+
+typedef struct {
+    char name[TS_NAME_MAX + 1];    /* [A-Za-z0-9_-]{1,64}: no dots (they end a WebDataset key) */
+    Tensor t;                      /* CPU, contiguous */
+} TsField;
+
+typedef struct {
+    char key[TS_KEY_MAX + 1];      /* [A-Za-z0-9_-]{1,64}, unique in a stream */
+    int nfields, cap;
+    TsField *fields;
+    char *meta;                    /* JSON object text, or NULL */
+} TsRecord;
+
+typedef struct {
+    json_t *json;                  /* owned */
+} TsHeader;
+
+/* ---- header ---- */
+
+/* A new header with the given class names (copied), space "pixel", empty history. */
+TsHeader *ts_header_new(int nclasses, const char *const *classes);
+TsHeader *ts_header_copy(const TsHeader *h);
+void ts_header_free(TsHeader *h);
+int ts_header_nclasses(const TsHeader *h);
+const char *ts_header_class(const TsHeader *h, int i);
+/* Appends {"prog","version","argv","seed"?,"params"?} to history; params may be NULL (borrowed). */
+void ts_header_add_history(TsHeader *h, int argc, char **argv, int64_t seed, json_t *params);
+/* 0 if both headers have the same class list; else -1 with dd_err describing the first difference,
+ * naming `what_a` and `what_b` (file names). */
+int ts_header_classes_check(const TsHeader *a, const char *what_a, const TsHeader *b, const char *what_b);
+/* Validates a parsed header (format, version, classes are strings). */
+int ts_header_validate(const TsHeader *h, const char *what);
+
+/* ---- records ---- */
+
+void ts_record_init(TsRecord *r);
+void ts_record_clear(TsRecord *r);          /* frees fields and meta, keeps capacity */
+void ts_record_free(TsRecord *r);           /* frees everything */
+int ts_key_valid(const char *key);          /* 1 if [A-Za-z0-9_-]{1,64} */
+/* Adds (moves) a tensor under `name`, replacing a field of that name. The record takes ownership. */
+void ts_record_set(TsRecord *r, const char *name, Tensor t);
+/* Borrowed pointer to the named field's tensor, or NULL. */
+Tensor *ts_record_get(TsRecord *r, const char *name);
+const Tensor *ts_record_cget(const TsRecord *r, const char *name);
+void ts_record_remove(TsRecord *r, const char *name);
+/* The record's label (field "label", any integer dtype, scalar or [1]); -1 with dd_err if absent. */
+int64_t ts_record_label(const TsRecord *r);
+/* Deep copy. */
+void ts_record_copy(TsRecord *dst, const TsRecord *src);
+/* Replaces meta with a copy of `json` text (NULL clears). */
+void ts_record_set_meta(TsRecord *r, const char *json);
+/* The image as a new F32 tensor in [0,1] (U8 is divided by 255); -1 with dd_err if absent. */
+int ts_record_image_f32(const TsRecord *r, Tensor *out);
+
+/* ---- reading (either container, plain or zstd, detected) ---- */
+
+typedef struct TsReader TsReader;
+
+/* Opens `path` ("-" = stdin) and reads the header. NULL + dd_err on failure. */
+TsReader *ts_reader_open(const char *path);
+/* Reads from an already open FILE (not closed by the reader); `name` is used in messages. */
+TsReader *ts_reader_open_file(FILE *f, const char *name);
+const TsHeader *ts_reader_header(const TsReader *r);
+/* 1 = a record was read into rec (cleared first), 0 = clean end (end marker seen and the count
+ * matches), -1 = error (truncation, corruption, bad checksum, unknown version, count mismatch). */
+int ts_reader_next(TsReader *r, TsRecord *rec);
+int64_t ts_reader_index(const TsReader *r);  /* records read so far */
+const char *ts_reader_name(const TsReader *r);
+void ts_reader_close(TsReader *r);
+
+/* Several operands read as their concatenation; class lists must agree (checked at open).
+ * nfiles == 0 reads stdin. The merged header is the first file's, with the histories of the others
+ * appended under "inputs". */
+typedef struct TsInput TsInput;
+TsInput *ts_input_open(int nfiles, char **files);
+const TsHeader *ts_input_header(const TsInput *in);
+int ts_input_next(TsInput *in, TsRecord *rec);    /* as ts_reader_next */
+const char *ts_input_name(const TsInput *in);     /* file of the record last read */
+int64_t ts_input_index(const TsInput *in);        /* index of that record within its file */
+void ts_input_close(TsInput *in);
+
+/* ---- writing the pipe container ---- */
+
+typedef struct TsWriter TsWriter;
+
+/* Writes to `f` (not closed by the writer); `name` for messages ("stdout"). Writes the header now. */
+TsWriter *ts_writer_open_file(FILE *f, const char *name, const TsHeader *h);
+/* Writes to `path` atomically (temporary + rename at ts_writer_close); "-" = stdout. */
+TsWriter *ts_writer_open(const char *path, const TsHeader *h);
+int ts_writer_put(TsWriter *w, const TsRecord *rec);
+/* Writes the end frame, flushes and checks for write errors; frees w. 0 or -1. */
+int ts_writer_close(TsWriter *w);
+/* Discards: removes the temporary of a path writer; frees w. */
+void ts_writer_abort(TsWriter *w);
+int64_t ts_writer_count(const TsWriter *w);
+
+/* ---- writing tar shards ---- */
+
+typedef struct TsShardWriter TsShardWriter;
+
+/* `pattern` holds one printf integer conversion ("out/part-%06d.tar.zst"); ".zst" selects zstd
+ * compression. Each shard is written to a temporary and renamed when complete. */
+TsShardWriter *ts_shards_open(const char *pattern, int64_t records_per_shard, const TsHeader *h);
+int ts_shards_put(TsShardWriter *w, const TsRecord *rec);
+int ts_shards_close(TsShardWriter *w);
+void ts_shards_abort(TsShardWriter *w);
+
+#endif

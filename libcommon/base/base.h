@@ -1,0 +1,137 @@
+/* base.h - errors and exit codes, checked allocation, option parsing, counter-based RNG,
+ * progress and timing: the few things every ddpipe program and library module needs.
+ *
+ * Error model: library functions return 0 (or a pointer) on success and -1 (or NULL) on failure
+ * after recording a one-line message with dd_err(); the caller may prefix context with
+ * dd_err_prefix(). Only filters exit, through dd_die()/dd_die_err().
+ *
+ * Ownership: dd_malloc/dd_calloc/dd_realloc/dd_strdup return memory the caller frees with free().
+ * They never return NULL: running out of memory prints a message and exits 1.
+ */
+#ifndef DD_BASE_H
+#define DD_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define DD_VERSION "0.1.0"
+
+enum { DD_EXIT_OK = 0, DD_EXIT_DATA = 1, DD_EXIT_USAGE = 2, DD_EXIT_DEVICE = 3 };
+
+#if defined(__GNUC__)
+#define DD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define DD_NORETURN __attribute__((noreturn))
+#else
+#define DD_PRINTF(a, b)
+#define DD_NORETURN
+#endif
+
+/* ---- program identity and fatal errors (filters only) ---- */
+
+/* Records the program name (basename of argv[0]) for messages. Call first in main(). */
+void dd_prog_init(const char *argv0);
+const char *dd_prog(void);
+/* Prints "prog: message" to stderr and exits with `code`. */
+DD_NORETURN void dd_die(int code, const char *fmt, ...) DD_PRINTF(2, 3);
+/* Prints "prog: <last library error>" and exits with `code`. */
+DD_NORETURN void dd_die_err(int code);
+/* Prints "prog: message" to stderr (warnings, never fatal). */
+void dd_warn(const char *fmt, ...) DD_PRINTF(1, 2);
+
+/* ---- library error reporting (thread-local, one message) ---- */
+
+/* Sets the current error message; returns -1 so `return dd_err(...)` reads naturally. */
+int dd_err(const char *fmt, ...) DD_PRINTF(1, 2);
+/* Prepends "context: " to the current message; returns -1. */
+int dd_err_prefix(const char *fmt, ...) DD_PRINTF(1, 2);
+/* The current message ("" when none). Borrowed; valid until the next dd_err on this thread. */
+const char *dd_errmsg(void);
+/* Error class of the last error: DD_EXIT_DATA unless set otherwise (dd_err_code). */
+void dd_err_code(int code);
+int dd_errcode(void);
+
+/* ---- checked allocation and size arithmetic ---- */
+
+void *dd_malloc(size_t n);
+void *dd_calloc(size_t n, size_t size);
+void *dd_realloc(void *p, size_t n);
+char *dd_strdup(const char *s);
+/* *r = a * b; returns 0, or -1 on overflow (then *r is unspecified). */
+int dd_mul_ok(size_t a, size_t b, size_t *r);
+int dd_add_ok(size_t a, size_t b, size_t *r);
+
+/* ---- option parsing helpers (usage errors exit 2 with the option named) ---- */
+
+long dd_opt_long(const char *opt, const char *s, long lo, long hi);
+double dd_opt_double(const char *opt, const char *s, double lo, double hi);
+/* Parses "A,B,C" into at most `max` longs; returns the count. */
+int dd_opt_long_list(const char *opt, const char *s, long *out, int max, long lo, long hi);
+/* Prints the version line "prog (ddpipe) VERSION" to stdout and exits 0. */
+DD_NORETURN void dd_version_exit(void);
+/* Dies with exit 2 if stdout is a terminal (binary output refused), naming the option to use. */
+void dd_refuse_tty_stdout(void);
+
+/* ---- counter-based RNG: Philox4x32-10 ----
+ * Keyed by (seed, stream), counter (index, draw): a value depends only on these four numbers, never
+ * on thread count, batch size or which process computes it. */
+void dd_philox4x32(uint64_t key, uint64_t ctr_hi, uint64_t ctr_lo, uint32_t out[4]);
+
+typedef struct {
+    uint64_t key;      /* seed ^ mixed stream id */
+    uint64_t index;    /* record / step index (high counter word) */
+    uint64_t draw;     /* incremented per 4 words */
+    uint32_t buf[4];
+    int pos;           /* next unused word in buf; 4 = empty */
+} DdRng;
+
+/* Starts a generator for (seed, stream, index). Stream ids are small constants per use site. */
+void dd_rng_init(DdRng *r, uint64_t seed, uint64_t stream, uint64_t index);
+uint32_t dd_rng_u32(DdRng *r);
+uint64_t dd_rng_u64(DdRng *r);
+double dd_rng_uniform(DdRng *r);                 /* [0,1), 53 bits */
+double dd_rng_uniform_range(DdRng *r, double lo, double hi);
+int64_t dd_rng_int(DdRng *r, int64_t lo, int64_t hi); /* inclusive, unbiased */
+double dd_rng_normal(DdRng *r);                  /* Box-Muller */
+double dd_rng_beta11(DdRng *r);                  /* Beta(1,1) = U(0,1) kept named for clarity */
+double dd_rng_gamma(DdRng *r, double shape);     /* Marsaglia-Tsang */
+double dd_rng_beta(DdRng *r, double a, double b);
+/* Fisher-Yates permutation of 0..n-1 into perm. */
+void dd_rng_perm(DdRng *r, int64_t *perm, int64_t n);
+
+/* ---- timing and progress ---- */
+
+double dd_now(void); /* monotonic seconds */
+
+typedef struct {
+    const char *what;
+    int64_t total, done;
+    double t0, last;
+    int tty;           /* stderr is a terminal and progress is enabled */
+} DdProgress;
+
+/* Progress on stderr (rate, ETA) only when stderr is a terminal and `quiet` is 0. */
+void dd_progress_start(DdProgress *p, const char *what, int64_t total, int quiet);
+void dd_progress_update(DdProgress *p, int64_t done);
+void dd_progress_end(DdProgress *p);
+
+/* ---- output checking ---- */
+
+/* fflush + ferror check; returns 0 or -1 with dd_err naming `what`. */
+int dd_fclose_checked(FILE *f, const char *what);
+int dd_fflush_checked(FILE *f, const char *what);
+
+/* Atomic file output: writes go to a temporary in the same directory; commit renames it into
+ * place after fsync; abort (or a fatal signal) removes it. */
+typedef struct {
+    char *path, *tmp;
+    FILE *f;
+} DdAtomicFile;
+int dd_atomic_open(DdAtomicFile *a, const char *path);
+int dd_atomic_commit(DdAtomicFile *a);
+void dd_atomic_abort(DdAtomicFile *a);
+
+/* Number of worker threads: -j if given, else DD_THREADS env, else online CPUs. */
+int dd_threads_default(void);
+
+#endif

@@ -1,0 +1,76 @@
+/* opt.c - number parsing for command-line options (usage errors exit 2 naming the option),
+ * version output, and the refusal to write binary data to a terminal. */
+#include "libcommon/base/base.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+long dd_opt_long(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end)
+        dd_die(DD_EXIT_USAGE, "%s: '%s' is not an integer", opt, s);
+    if (v < lo || v > hi)
+        dd_die(DD_EXIT_USAGE, "%s: %ld is out of range [%ld, %ld]", opt, v, lo, hi);
+    return v;
+}
+
+double dd_opt_double(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        dd_die(DD_EXIT_USAGE, "%s: '%s' is not a number", opt, s);
+    if (v < lo || v > hi)
+        dd_die(DD_EXIT_USAGE, "%s: %g is out of range [%g, %g]", opt, v, lo, hi);
+    return v;
+}
+
+int dd_opt_long_list(const char *opt, const char *s, long *out, int max, long lo, long hi)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char buf[64];
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len == 0 || len >= sizeof buf) dd_die(DD_EXIT_USAGE, "%s: bad list '%s'", opt, s);
+        if (n == max) dd_die(DD_EXIT_USAGE, "%s: more than %d values in '%s'", opt, max, s);
+        memcpy(buf, p, len);
+        buf[len] = 0;
+        out[n++] = dd_opt_long(opt, buf, lo, hi);
+        p += len;
+        if (*p == ',') p++;
+    }
+    if (n == 0) dd_die(DD_EXIT_USAGE, "%s: empty list", opt);
+    return n;
+}
+
+void dd_version_exit(void)
+{
+    printf("%s (ddpipe) %s\n", dd_prog(), DD_VERSION);
+    exit(0);
+}
+
+void dd_refuse_tty_stdout(void)
+{
+    if (isatty(STDOUT_FILENO))
+        dd_die(DD_EXIT_USAGE, "refusing to write binary data to a terminal (redirect stdout or use -o)");
+}
+
+int dd_threads_default(void)
+{
+    const char *e = getenv("DD_THREADS");
+    if (e && *e) {
+        long v = strtol(e, NULL, 10);
+        if (v > 0 && v < 1024) return (int)v;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}

@@ -1,0 +1,139 @@
+/* progress.c - monotonic time, progress lines on a terminal, checked closing of outputs, and
+ * atomic file replacement (temporary + fsync + rename, removed on error or fatal signal). */
+#include "libcommon/base/base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double dd_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void dd_progress_start(DdProgress *p, const char *what, int64_t total, int quiet)
+{
+    p->what = what;
+    p->total = total;
+    p->done = 0;
+    p->t0 = p->last = dd_now();
+    p->tty = !quiet && isatty(STDERR_FILENO);
+}
+
+void dd_progress_update(DdProgress *p, int64_t done)
+{
+    p->done = done;
+    if (!p->tty) return;
+    double now = dd_now();
+    if (now - p->last < 0.25 && done != p->total) return;
+    p->last = now;
+    double el = now - p->t0, rate = el > 0 ? (double)done / el : 0;
+    if (p->total > 0 && rate > 0) {
+        double eta = (double)(p->total - done) / rate;
+        fprintf(stderr, "\r%s: %s %lld/%lld %.1f/s ETA %.0fs   ", dd_prog(), p->what, (long long)done,
+                (long long)p->total, rate, eta);
+    } else {
+        fprintf(stderr, "\r%s: %s %lld %.1f/s   ", dd_prog(), p->what, (long long)done, rate);
+    }
+}
+
+void dd_progress_end(DdProgress *p)
+{
+    if (p->tty) fprintf(stderr, "\r%s: %s %lld done in %.1fs\033[K\n", dd_prog(), p->what, (long long)p->done,
+                        dd_now() - p->t0);
+}
+
+int dd_fflush_checked(FILE *f, const char *what)
+{
+    if (fflush(f) != 0 || ferror(f)) return dd_err("%s: write error: %s", what, strerror(errno ? errno : EIO));
+    return 0;
+}
+
+int dd_fclose_checked(FILE *f, const char *what)
+{
+    int bad = ferror(f);
+    int e = fclose(f);
+    if (bad || e) return dd_err("%s: write error: %s", what, strerror(errno ? errno : EIO));
+    return 0;
+}
+
+/* Temporaries alive now, for the signal handler. Small fixed table: a program has a handful. */
+#define DD_MAX_ATOMIC 64
+static char *volatile live_tmp[DD_MAX_ATOMIC];
+
+static void on_signal(int sig)
+{
+    for (int i = 0; i < DD_MAX_ATOMIC; i++)
+        if (live_tmp[i]) unlink(live_tmp[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void track(char *tmp, int add)
+{
+    static int installed;
+    if (!installed) {
+        installed = 1;
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+        signal(SIGHUP, on_signal);
+    }
+    for (int i = 0; i < DD_MAX_ATOMIC; i++) {
+        if (add && !live_tmp[i]) { live_tmp[i] = tmp; return; }
+        if (!add && live_tmp[i] == tmp) { live_tmp[i] = NULL; return; }
+    }
+}
+
+int dd_atomic_open(DdAtomicFile *a, const char *path)
+{
+    size_t n = strlen(path);
+    a->path = dd_strdup(path);
+    a->tmp = dd_malloc(n + 32);
+    snprintf(a->tmp, n + 32, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
+    int fd = mkstemp(a->tmp);
+    if (fd < 0) {
+        dd_err("%s: cannot create temporary file: %s", path, strerror(errno));
+        free(a->path);
+        free(a->tmp);
+        a->path = a->tmp = NULL;
+        return -1;
+    }
+    { mode_t m = umask(0); umask(m); fchmod(fd, 0666 & ~m); } /* mkstemp makes 0600; give the usual mode */
+    a->f = fdopen(fd, "wb");
+    track(a->tmp, 1);
+    return 0;
+}
+
+int dd_atomic_commit(DdAtomicFile *a)
+{
+    int rc = 0;
+    if (fflush(a->f) || ferror(a->f) || fsync(fileno(a->f))) rc = dd_err("%s: write error: %s", a->path, strerror(errno ? errno : EIO));
+    if (fclose(a->f) && !rc) rc = dd_err("%s: write error: %s", a->path, strerror(errno));
+    a->f = NULL;
+    if (!rc && rename(a->tmp, a->path)) rc = dd_err("%s: cannot rename into place: %s", a->path, strerror(errno));
+    if (rc) unlink(a->tmp);
+    track(a->tmp, 0);
+    free(a->tmp);
+    free(a->path);
+    a->tmp = a->path = NULL;
+    return rc;
+}
+
+void dd_atomic_abort(DdAtomicFile *a)
+{
+    if (!a->tmp) return;
+    if (a->f) fclose(a->f);
+    unlink(a->tmp);
+    track(a->tmp, 0);
+    free(a->tmp);
+    free(a->path);
+    a->f = NULL;
+    a->tmp = a->path = NULL;
+}

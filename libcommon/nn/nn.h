@@ -1,0 +1,157 @@
+/* nn.h - the engine: variables, the tape (reverse mode), and the ops models are written with.
+ *
+ * Models are forward code calling nn_* ops. Each op computes its output through the context's
+ * backend (CPU now, CUDA later: kernels live behind the NnBackend table in backend.h, never here)
+ * and, when grad mode is on and an input needs a gradient, records itself on the tape. nn_backward
+ * replays the tape in reverse.
+ *
+ * Gradient rules: gradients to parameters ACCUMULATE (+=) into var->g; the caller zeroes them
+ * (nn_zero_grad / optimizer). Gradients to non-parameter inputs (NN_INPUT vars, e.g. recover's
+ * pixels) are WRITTEN by backward (zeroed at the start of nn_backward, then accumulated over uses).
+ *
+ * Ownership: vars returned by ops and nn_input are owned by the context's arena and live until
+ * nn_reset (call once per step). Parameters and buffers (nn_param_new) live until nn_param_free;
+ * they are never freed by nn_reset. Tensors passed to nn_input are copied unless nn_input_borrow.
+ *
+ * Shapes: images NCHW float32 (F32 on CPU). Errors in shapes or devices are programming errors
+ * and abort with a message naming the op (dd_die, exit 1); data errors (NaN) are for callers.
+ */
+#ifndef DD_NN_H
+#define DD_NN_H
+
+#include <stdint.h>
+
+#include "libcommon/base/base.h"
+#include "libcommon/tensor/tensor.h"
+
+typedef enum { NN_INPUT = 0, NN_PARAM = 1, NN_BUFFER = 2 } NnRole;
+
+typedef struct NnVar {
+    Tensor v;              /* value, on the context's device */
+    Tensor g;              /* gradient (F32, same shape), allocated on first need; data NULL until then */
+    int requires_grad;
+    NnRole role;
+} NnVar;
+
+/* A named persistent tensor: a weight (NN_PARAM) or a buffer such as running_mean (NN_BUFFER).
+ * Names are torchvision's state_dict names ("layer1.0.bn1.running_var"). */
+typedef struct NnParam {
+    char name[128];
+    NnVar var;
+    int decay;             /* 1: weight decay applies (conv/linear weights); 0: BN, biases */
+    float *opt_m, *opt_v;  /* optimizer state (host or device per context), NULL until first step */
+    int64_t opt_step;
+} NnParam;
+
+typedef struct Nn Nn;
+
+/* ---- context ---- */
+
+/* device DD_CPU (DD_CUDA once the backend exists: NULL + dd_err with code DD_EXIT_DEVICE when it
+ * is unavailable). threads <= 0: dd_threads_default(). */
+Nn *nn_new(DdDevice device, int threads);
+void nn_free(Nn *nn);
+DdDevice nn_device(const Nn *nn);
+/* Grad mode: when 0, ops record nothing (scoring, evaluation). Default 1. Returns the old value. */
+int nn_set_grad(Nn *nn, int on);
+/* BN train/eval is a per-call flag of nn_batchnorm; the context only carries the default. */
+void nn_set_training(Nn *nn, int training);
+int nn_training(const Nn *nn);
+/* Frees every arena var and clears the tape. Params are untouched. */
+void nn_reset(Nn *nn);
+/* Seeded randomness for ops that draw (dropout): set per step by the caller. */
+void nn_set_rng(Nn *nn, uint64_t seed, uint64_t step);
+
+/* ---- variables ---- */
+
+/* An arena var holding a copy of t (moved to the context's device). */
+NnVar *nn_input(Nn *nn, const Tensor *t, int requires_grad);
+/* An arena var viewing t's data (must be on the context's device and outlive the step). */
+NnVar *nn_input_borrow(Nn *nn, const Tensor *t, int requires_grad);
+/* A persistent parameter/buffer of F32 zeros with the given shape, on the context's device. */
+NnParam *nn_param_new(Nn *nn, const char *name, NnRole role, int ndim, const int64_t *shape);
+void nn_param_free(Nn *nn, NnParam *p);
+/* Copies host data (F32, numel elements) into / out of a var's value. */
+void nn_var_upload(Nn *nn, NnVar *v, const float *host);
+void nn_var_download(Nn *nn, const NnVar *v, float *host);
+void nn_grad_download(Nn *nn, const NnVar *v, float *host);  /* zeros if no gradient */
+/* Zeroes the gradients of `n` params. */
+void nn_zero_grad(Nn *nn, NnParam **params, int n);
+/* The scalar value of a 0-d / 1-element var, copied to host. */
+float nn_item(Nn *nn, const NnVar *v);
+
+/* ---- backward ---- */
+
+/* loss must be a 1-element var. Seeds dloss = 1, replays the tape in reverse. */
+void nn_backward(Nn *nn, NnVar *loss);
+
+/* ---- ops (each returns a new arena var) ---- */
+
+/* x [N,Cin,H,W], w [Cout,Cin/groups,kh,kw], b [Cout] or NULL. PyTorch's conv2d semantics. */
+NnVar *nn_conv2d(Nn *nn, NnVar *x, NnVar *w, NnVar *b, int stride, int pad, int dilation, int groups);
+/* BatchNorm2d. training=1: normalize with batch statistics (biased var), update running stats
+ * (momentum, unbiased var as PyTorch) unless update_running=0. training=0: running statistics.
+ * weight/bias may be NULL (affine=False). When BN statistics collection is on (nn_bn_collect),
+ * also appends the layer's statistics distance (see nn_bn_stat_loss) for its input x. */
+NnVar *nn_batchnorm(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
+                    NnVar *running_var, int training, int update_running, float momentum, float eps);
+/* ||mean_c(x) - rm||_2 + ||var_c(x) - rv||_2, mean and BIASED variance per channel over (N,H,W);
+ * plain (not squared) L2 norms; scalar; differentiable w.r.t. x (method.md section 2). */
+NnVar *nn_bn_stat_loss(Nn *nn, NnVar *x, NnVar *running_mean, NnVar *running_var);
+/* Turn collection on/off (clears the list when turned on). nn_bn_stat(i) in BN call order. */
+void nn_bn_collect(Nn *nn, int on);
+int nn_bn_stat_count(const Nn *nn);
+NnVar *nn_bn_stat(const Nn *nn, int i);
+
+NnVar *nn_relu(Nn *nn, NnVar *x);
+NnVar *nn_relu6(Nn *nn, NnVar *x);
+NnVar *nn_silu(Nn *nn, NnVar *x);
+NnVar *nn_sigmoid(Nn *nn, NnVar *x);
+NnVar *nn_hardswish(Nn *nn, NnVar *x);
+NnVar *nn_maxpool2d(Nn *nn, NnVar *x, int k, int stride, int pad);
+/* count_include_pad=1 as PyTorch's default. */
+NnVar *nn_avgpool2d(Nn *nn, NnVar *x, int k, int stride, int pad);
+NnVar *nn_adaptive_avgpool2d(Nn *nn, NnVar *x, int oh, int ow);
+/* x [N,In], w [Out,In], b [Out] or NULL. */
+NnVar *nn_linear(Nn *nn, NnVar *x, NnVar *w, NnVar *b);
+/* Elementwise with broadcasting of b over a (b's shape broadcastable to a's, numpy rules). */
+NnVar *nn_add(Nn *nn, NnVar *a, NnVar *b);
+NnVar *nn_mul(Nn *nn, NnVar *a, NnVar *b);
+NnVar *nn_scale(Nn *nn, NnVar *x, float s);          /* s * x */
+/* (x - mean[c]) / std[c] per channel of NCHW x; constants, no gradient to them. */
+NnVar *nn_normalize(Nn *nn, NnVar *x, const float *mean, const float *std);
+NnVar *nn_concat(Nn *nn, int n, NnVar **xs, int dim);
+NnVar *nn_channel_shuffle(Nn *nn, NnVar *x, int groups);
+/* [N, ...] -> [N, prod(...)] */
+NnVar *nn_flatten(Nn *nn, NnVar *x);
+/* Inverted dropout with probability p, live only when training; mask from the context's rng. */
+NnVar *nn_dropout(Nn *nn, NnVar *x, float p, int training);
+/* F.interpolate(mode='bilinear', align_corners=False, antialias=False) to [oh, ow]. */
+NnVar *nn_resize_bilinear(Nn *nn, NnVar *x, int oh, int ow);
+/* Crop rows [top, top+h), cols [left, left+w) of every image (same box for the batch), then
+ * bilinear resize to [oh, ow] (align_corners=False): torchvision's resized_crop on a tensor. */
+NnVar *nn_crop_resize(Nn *nn, NnVar *x, int top, int left, int h, int w, int oh, int ow);
+/* torch.roll(x, shifts=(sh, sw), dims=(2,3)). */
+NnVar *nn_roll(Nn *nn, NnVar *x, int sh, int sw);
+/* Horizontal flip (dim 3). */
+NnVar *nn_flip_w(Nn *nn, NnVar *x);
+/* Mean softmax cross-entropy over the batch; labels: I64 tensor [N] (host memory);
+ * label_smoothing as PyTorch's. */
+NnVar *nn_cross_entropy(Nn *nn, NnVar *logits, const Tensor *labels, float label_smoothing);
+/* Mean over the batch of -sum_k target[n,k] * log_softmax(logits)[n,k]; target [N,K] var (no grad). */
+NnVar *nn_soft_cross_entropy(Nn *nn, NnVar *logits, NnVar *target);
+/* KL(softmax(teacher/T) || softmax(student/T)), summed over classes, mean over the batch
+ * ('batchmean'), no T^2 factor; no gradient to teacher. */
+NnVar *nn_kl_div(Nn *nn, NnVar *student, NnVar *teacher, float T);
+/* Sum of all elements (scalar) and mean. */
+NnVar *nn_sum(Nn *nn, NnVar *x);
+NnVar *nn_mean(Nn *nn, NnVar *x);
+
+/* ---- data mixing (no gradient; act on values of NCHW batches and [N,K] targets) ---- */
+
+/* MixUp: x <- lam*x + (1-lam)*x[perm]; same for y when y != NULL. */
+void nn_mixup(Nn *nn, NnVar *x, NnVar *y, const int64_t *perm, float lam);
+/* CutMix: box rows [y0,y1), cols [x0,x1) of each image replaced by that of perm[i]. */
+void nn_cutmix(Nn *nn, NnVar *x, const int64_t *perm, int y0, int x0, int y1, int x1);
+
+#endif

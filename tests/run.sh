@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# tests/run.sh - runs every test of make check and prints one closing line
+# "N passed, N failed, N skipped".
+#
+# A test is a unit binary (build/tests/test_*), a fuzz regression replay (build/tests/fuzz_*_replay
+# over tests/fuzz/corpus/NAME/), or a shell script (tests/golden/*.sh, tests/parity/*.sh).
+# Protocol: exit 0 = PASS, 77 = SKIP (say why on the last line of output), anything else = FAIL.
+# Output of each test goes to $BUILD/logs/NAME.log; failing logs are printed at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export BUILD PYTHON=${PYTHON:-/usr/bin/python3}
+export BIN=$PWD/$BUILD/bin TESTS=$PWD/tests TMPROOT=${TMPDIR:-/tmp}
+JOBS=${JOBS:-$(nproc)}
+logs=$BUILD/logs
+rm -rf "$logs" && mkdir -p "$logs"
+
+list=()
+for t in "$BUILD"/tests/test_*; do [ -x "$t" ] && list+=("unit:$t"); done
+for t in "$BUILD"/tests/fuzz_*_replay; do [ -x "$t" ] && list+=("fuzz:$t"); done
+for t in tests/golden/*.sh tests/parity/*.sh; do [ -f "$t" ] && list+=("sh:$t"); done
+
+run_one() {
+    local spec=$1 kind=${1%%:*} path=${1#*:} name rc
+    name=$(basename "$path"); name=${name%.sh}
+    local log=$logs/$name.log start=$SECONDS
+    case $kind in
+    unit) timeout 600 "$path" >"$log" 2>&1; rc=$? ;;
+    fuzz) local corpus=tests/fuzz/corpus/${name%_replay}; corpus=${corpus/fuzz_/}
+          timeout 600 "$path" "$corpus" >"$log" 2>&1; rc=$? ;;
+    sh)   local work; work=$(mktemp -d "$TMPROOT/ddtest.XXXXXX")
+          (cd "$work" && timeout 600 bash "$OLDPWD/$path") >"$log" 2>&1; rc=$?
+          rm -rf "$work" ;;
+    esac
+    local dt=$((SECONDS - start)) res
+    case $rc in 0) res=PASS ;; 77) res=SKIP ;; *) res=FAIL ;; esac
+    if [ $res = SKIP ]; then echo "$res $name (${dt}s): $(tail -n 1 "$log")"
+    else echo "$res $name (${dt}s)"; fi
+}
+export -f run_one
+export logs
+
+results=$(printf '%s\n' "${list[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {} | tee /dev/stderr)
+pass=$(grep -c '^PASS' <<<"$results" || true)
+fail=$(grep -c '^FAIL' <<<"$results" || true)
+skip=$(grep -c '^SKIP' <<<"$results" || true)
+for n in $(grep '^FAIL' <<<"$results" | awk '{print $2}'); do
+    echo "---- $n ----"; tail -n 40 "$logs/$n.log"
+done
+if [ "${DD_REQUIRE_GPU:-0}" = 1 ] && grep -q '^SKIP.*GPU' <<<"$results"; then
+    echo "check-gpu: GPU tests were skipped"; fail=$((fail + 1))
+fi
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ] && [ "$pass" -gt 0 ]

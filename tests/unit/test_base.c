@@ -1,0 +1,83 @@
+/* test_base.c - the base module: Philox known-answer vectors, RNG distributions, overflow checks,
+ * half-precision conversions. */
+#include "libcommon/base/base.h"
+#include "libcommon/tensor/tensor.h"
+#include "tests/unit/check.h"
+
+#include <string.h>
+
+int main(void)
+{
+    /* Known-answer tests of Random123 (kat_vectors): philox4x32 10 rounds. Our key/counter packing:
+     * key = k0 | k1<<32, ctr_lo = c0 | c1<<32, ctr_hi = c2 | c3<<32. */
+    uint32_t o[4];
+    dd_philox4x32(0, 0, 0, o);
+    CHECK(o[0] == 0x6627e8d5u && o[1] == 0xe169c58du && o[2] == 0xbc57ac4cu && o[3] == 0x9b00dbd8u);
+    dd_philox4x32(0xffffffffffffffffull, 0xffffffffffffffffull, 0xffffffffffffffffull, o);
+    CHECK(o[0] == 0x408f276du && o[1] == 0x41c83b0eu && o[2] == 0xa20bc7c6u && o[3] == 0x6d5451fdu);
+    dd_philox4x32(0x299f31d0a4093822ull, 0x0370734413198a2eull, 0x85a308d3243f6a88ull, o);
+    CHECK(o[0] == 0xd16cfe09u && o[1] == 0x94fdccebu && o[2] == 0x5001e420u && o[3] == 0x24126ea1u);
+
+    /* Reproducibility and independence of (seed, stream, index). */
+    DdRng a, b;
+    dd_rng_init(&a, 7, 1, 42);
+    dd_rng_init(&b, 7, 1, 42);
+    for (int i = 0; i < 100; i++) CHECK(dd_rng_u32(&a) == dd_rng_u32(&b));
+    dd_rng_init(&b, 7, 2, 42);
+    dd_rng_init(&a, 7, 1, 42);
+    int same = 0;
+    for (int i = 0; i < 100; i++) same += dd_rng_u32(&a) == dd_rng_u32(&b);
+    CHECK(same < 3);
+
+    /* Uniform mean and int range. */
+    double s = 0;
+    int lo_hit = 0, hi_hit = 0;
+    dd_rng_init(&a, 1, 0, 0);
+    for (int i = 0; i < 100000; i++) {
+        double u = dd_rng_uniform(&a);
+        CHECK(u >= 0 && u < 1);
+        s += u;
+        int64_t k = dd_rng_int(&a, -3, 3);
+        CHECK(k >= -3 && k <= 3);
+        lo_hit |= k == -3;
+        hi_hit |= k == 3;
+    }
+    CHECK_CLOSE(s / 100000, 0.5, 0.01, 0);
+    CHECK(lo_hit && hi_hit);
+    double bs = 0;
+    for (int i = 0; i < 20000; i++) bs += dd_rng_beta(&a, 0.8, 0.8);
+    CHECK_CLOSE(bs / 20000, 0.5, 0.02, 0);
+    int64_t perm[50], seen[50] = {0};
+    dd_rng_perm(&a, perm, 50);
+    for (int i = 0; i < 50; i++) seen[perm[i]]++;
+    for (int i = 0; i < 50; i++) CHECK(seen[i] == 1);
+
+    /* Overflow checks. */
+    size_t r;
+    CHECK(dd_mul_ok(SIZE_MAX / 2, 3, &r) == -1);
+    CHECK(dd_mul_ok(1000, 1000, &r) == 0 && r == 1000000);
+    CHECK(dd_add_ok(SIZE_MAX, 1, &r) == -1);
+
+    /* Half precision: exact values, rounding, subnormals, inf. */
+    CHECK(dd_f32_to_f16(1.0f) == 0x3c00);
+    CHECK(dd_f32_to_f16(-2.0f) == 0xc000);
+    CHECK(dd_f32_to_f16(65504.0f) == 0x7bff);
+    CHECK(dd_f32_to_f16(1e6f) == 0x7c00);
+    CHECK(dd_f16_to_f32(0x0001) == 5.9604644775390625e-08f);
+    CHECK(dd_f32_to_f16(5.9604644775390625e-08f) == 0x0001);
+    for (uint32_t h = 0; h < 0x7c00; h++) CHECK(dd_f32_to_f16(dd_f16_to_f32((uint16_t)h)) == h);
+    CHECK(dd_f32_to_bf16(1.0f) == 0x3f80);
+    CHECK(dd_bf16_to_f32(0x4049) == 3.140625f);
+
+    /* Dtype tables. */
+    CHECK(dd_dtype_parse("F32") == DD_F32 && dd_dtype_parse("BF16") == DD_BF16 && dd_dtype_parse("X") == -1);
+    CHECK(dd_dtype_from_npy("<f4") == DD_F32 && dd_dtype_from_npy("|u1") == DD_U8 && dd_dtype_from_npy("<u1") == DD_U8);
+    Tensor t = tensor_newv(DD_F32, 3, (int64_t)1, (int64_t)28, (int64_t)28);
+    char buf[64];
+    CHECK(!strcmp(tensor_describe(&t, buf, sizeof buf), "F32[1,28,28]"));
+    CHECK(tensor_nbytes(&t) == 3136);
+    tensor_free(&t);
+    Tensor big = {.dtype = DD_F32, .ndim = 3, .shape = {INT64_MAX / 2, 4, 4}};
+    CHECK(tensor_nbytes(&big) == -1);
+    return check_done("test_base");
+}

@@ -65,12 +65,16 @@ PROG_SRC := $(wildcard filters/*.c)
 PROGS := $(PROG_SRC:filters/%.c=$(BUILD)/bin/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+PARITY_SRC := $(wildcard tests/parity/*.c)
+PARITY := $(PARITY_SRC:tests/parity/%.c=$(BUILD)/tests/parity/%)
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCHES := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/%_replay)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all check check-gpu demo bench deps install clean fuzz man
-all: $(PROGS) $(UNITS) $(FUZZ_REPLAY)
+all: $(PROGS) $(UNITS) $(FUZZ_REPLAY) $(PARITY) $(BENCHES)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -90,6 +94,15 @@ $(BUILD)/bin/%: $(BUILD)/obj/filters/%.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# Helper programs of the parity tests (driven by tests/parity/*.sh) and of make bench.
+$(BUILD)/tests/parity/%: $(BUILD)/obj/tests/parity/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
@@ -166,4 +179,4 @@ install: $(PROGS)
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(PROG_SRC:%.c=$(BUILD)/obj/%.d) $(UNIT_SRC:%.c=$(BUILD)/obj/%.d)
+-include $(LIB_OBJ:.o=.d) $(patsubst %.c,$(BUILD)/obj/%.d,$(PROG_SRC) $(UNIT_SRC) $(PARITY_SRC) $(BENCH_SRC) $(FUZZ_SRC))

@@ -1,0 +1,106 @@
+/* codecs.h - the file formats ddpipe reads and writes besides its own stream: NumPy .npy,
+ * PNG, JPEG, IDX (MNIST / Fashion-MNIST, gzip or plain), CIFAR-10/100 binary, ImageFolder trees,
+ * and safetensors. Each parser trusts no size: every product is checked for overflow before
+ * allocation, and a malformed file is an error naming the file and what is wrong.
+ *
+ * Ownership: functions returning a Tensor return an owning CPU tensor (tensor_free). Lists are
+ * freed with their *_free function. Errors: -1 (or NULL) with dd_err set; `name` arguments are
+ * used in messages only.
+ */
+#ifndef DD_CODECS_H
+#define DD_CODECS_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "libcommon/tensor/tensor.h"
+
+/* ---- NumPy .npy (v1, v2, v3 read; v1 written, v2 when the header needs it) ---- */
+
+/* Parses a complete .npy image in memory. Fortran order is rejected (clear message). */
+int npy_parse(const void *buf, size_t len, const char *name, Tensor *out);
+int npy_read_file(const char *path, Tensor *out);
+/* Serialises t into a new malloc'ed buffer (*buf, *len). BF16 is an error (numpy has none). */
+int npy_serialize(const Tensor *t, void **buf, size_t *len);
+int npy_write_file(const char *path, const Tensor *t);   /* atomic */
+
+/* ---- PNG (libpng): 8/16-bit gray, gray+alpha, RGB, RGBA, palette ---- */
+
+/* Decodes to U8 [C,H,W] (C = 1 gray, 3 RGB; alpha dropped, palette expanded, 16-bit scaled down
+ * with rounding) unless want16, then U16. */
+int png_decode(const void *buf, size_t len, const char *name, int want16, Tensor *out);
+/* Encodes U8 or U16 [C,H,W] (C 1 or 3) to a malloc'ed PNG. */
+int png_encode(const Tensor *t, void **buf, size_t *len);
+int png_write_file(const char *path, const Tensor *t);   /* atomic */
+
+/* ---- JPEG (libjpeg-turbo): gray, RGB/YCbCr, CMYK/YCCK converted to RGB ---- */
+
+/* Decodes to U8 [C,H,W], C = 1 for grayscale input, else 3. */
+int jpeg_decode(const void *buf, size_t len, const char *name, Tensor *out);
+
+/* Any supported image by magic bytes (PNG, JPEG, PPM/PGM binary): U8 [C,H,W]. */
+int image_decode(const void *buf, size_t len, const char *name, Tensor *out);
+/* Reads a whole file (size-checked) into a malloc'ed buffer. */
+int dd_read_file(const char *path, void **buf, size_t *len);
+
+/* ---- IDX (MNIST / Fashion-MNIST) ---- */
+
+/* Reads an IDX file, gzip-compressed or not (detected), into a tensor of its dtype (U8 images
+ * [N,28,28], U8 labels [N]). Big-endian multi-byte types are converted. */
+int idx_read(const char *path, Tensor *out);
+
+/* ---- CIFAR binary ---- */
+
+/* Reads one CIFAR-10 (coarse=0, 1 label byte) or CIFAR-100 (2 label bytes; fine label kept) .bin
+ * file: images U8 [N,3,32,32], labels I64 [N]. */
+int cifar_read(const char *path, int cifar100, Tensor *images, Tensor *labels);
+/* Reads class names, one per line (batches.meta.txt, fine_label_names.txt); empty lines ignored. */
+int dd_read_lines(const char *path, char ***lines, int *n);
+void dd_lines_free(char **lines, int n);
+
+/* ---- ImageFolder: root/<class>/<file>, classes and files sorted by strcmp ---- */
+
+typedef struct {
+    int nclasses;
+    char **classes;        /* folder names in label order */
+    int64_t nfiles;
+    char **paths;          /* full paths, grouped by class in label order, sorted within a class */
+    int64_t *labels;
+} ImageFolder;
+
+/* Lists image files (extensions .jpg .jpeg .png .ppm .pgm .bmp .tif .tiff .webp, any case).
+ * Hidden entries are skipped. */
+int imagefolder_scan(const char *root, ImageFolder *out);
+void imagefolder_free(ImageFolder *f);
+
+/* ---- safetensors ---- */
+
+typedef struct {
+    char *name;
+    Tensor t;              /* borrowed view into the file's buffer (owns = 0) */
+} StEntry;
+
+typedef struct {
+    int n;
+    StEntry *e;            /* in file order */
+    json_t *metadata;      /* "__metadata__" object (string values), or NULL */
+    void *buf;             /* the whole file; entries point into it */
+    size_t len;
+} Safetensors;
+
+/* Strict: header size bounds, JSON object, dtypes, shapes, offsets contiguous from 0 without
+ * holes or overlap, end - begin == numel * size, no trailing bytes, no duplicate names. */
+int st_parse(void *buf, size_t len, const char *name, Safetensors *out); /* takes ownership of buf */
+int st_read_file(const char *path, Safetensors *out);
+const StEntry *st_find(const Safetensors *st, const char *name);
+void st_free(Safetensors *st);
+
+/* Writer: entries are written in safetensors order (dtype size descending, then name), header
+ * padded with spaces to a multiple of 8. metadata: string -> string object or NULL (borrowed). */
+int st_write_file(const char *path, int n, const char *const *names, const Tensor *const *tensors,
+                  json_t *metadata);  /* atomic */
+int st_serialize(int n, const char *const *names, const Tensor *const *tensors, json_t *metadata,
+                 void **buf, size_t *len);
+
+#endif

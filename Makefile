@@ -30,8 +30,9 @@ endif
 
 # ---- CUDA detection: nothing outside libcommon/nn/cuda/ and this block knows about CUDA ----
 NVCC ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+CU_FOUND := $(wildcard libcommon/nn/cuda/*.cu)
 ifeq ($(GPU),auto)
-HAVE_CUDA := $(if $(NVCC),1,0)
+HAVE_CUDA := $(if $(and $(NVCC),$(CU_FOUND)),1,0)
 else
 HAVE_CUDA := $(GPU)
 endif
@@ -46,13 +47,15 @@ LDLIBS := -larchive -lzstd -lpng -ljpeg -ljansson -lz $(BLAS_LIBS) -lm -lpthread
 ALL_LDFLAGS := -pthread $(SANFLAGS) $(LDFLAGS)
 
 # ---- sources (found by wildcard: adding a file needs no edit here) ----
+# The CUDA backend (libcommon/nn/cuda/) is built when nvcc is found and the backend has sources;
+# otherwise libcommon/nn/nocuda/ supplies the stub that makes `-d cuda` fail cleanly (exit 3).
 LIB_SRC := $(wildcard libcommon/*/*.c libcommon/nn/cpu/*.c formats/*.c)
 ifeq ($(HAVE_CUDA),1)
 CUDA_DIR := $(patsubst %/bin/nvcc,%,$(NVCC))
-CU_SRC := $(wildcard libcommon/nn/cuda/*.cu)
+CU_SRC := $(CU_FOUND)
 LIB_SRC += $(wildcard libcommon/nn/cuda/*.c)
 CUDA_LIBS := -L$(CUDA_DIR)/lib64 -Wl,-rpath,$(CUDA_DIR)/lib64 -lcudnn -lcublas -lcudart -lstdc++
-LDLIBS += $(if $(CU_SRC),$(CUDA_LIBS))
+LDLIBS += $(CUDA_LIBS)
 NVFLAGS := -O2 -std=c++17 -I. -arch=sm_90 -Xcompiler -fPIC
 else
 CU_SRC :=

@@ -1,0 +1,381 @@
+/* context.c - the engine's context: backend choice, arenas, variables, parameters, the tape and
+ * nn_backward. Ops live in ops_*.c; kernels behind the backend table (backend.h). */
+#include "libcommon/nn/nn_impl.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NN_ALIGN 64
+#define NN_CHUNK_MIN ((size_t)16 << 20)
+
+/* ---- arenas ---- */
+
+static void *chunk_mem(NnArena *a, size_t bytes)
+{
+    if (!a->be) return dd_malloc(bytes);
+    void *p = a->be->alloc(a->be, bytes);
+    if (!p) dd_die(DD_EXIT_DEVICE, "nn: %s: out of device memory (%zu bytes)", a->be->name, bytes);
+    return p;
+}
+
+static void chunk_free(NnArena *a, NnChunk *c)
+{
+    if (a->be) a->be->free(a->be, c->base);
+    else free(c->base);
+    free(c);
+}
+
+static NnChunk *chunk_new(NnArena *a, size_t size)
+{
+    NnChunk *c = dd_calloc(1, sizeof *c);
+    c->base = chunk_mem(a, size);
+    c->size = size;
+    return c;
+}
+
+static void *arena_alloc(NnArena *a, size_t bytes)
+{
+    bytes = (bytes + NN_ALIGN - 1) & ~(size_t)(NN_ALIGN - 1);
+    if (!bytes) bytes = NN_ALIGN;
+    while (a->cur && a->cur->used + bytes > a->cur->size) {
+        if (!a->cur->next) {
+            size_t sz = bytes > NN_CHUNK_MIN ? bytes : NN_CHUNK_MIN;
+            a->cur->next = chunk_new(a, sz);
+        }
+        a->cur = a->cur->next;
+    }
+    if (!a->cur) {
+        size_t sz = bytes > NN_CHUNK_MIN ? bytes : NN_CHUNK_MIN;
+        a->head = a->cur = chunk_new(a, sz);
+    }
+    void *p = a->cur->base + a->cur->used;
+    a->cur->used += bytes;
+    a->live += bytes;
+    if (a->live > a->peak) a->peak = a->live;
+    return p;
+}
+
+/* Rewinds; several chunks become one chunk of the peak size (chunk boundaries waste the tail of
+ * each chunk, so one chunk holding the peak is what makes the next identical step malloc-free). */
+static void arena_rewind(NnArena *a)
+{
+    if (a->head && a->head->next) {
+        size_t sz = a->peak + NN_ALIGN;
+        for (NnChunk *c = a->head, *n; c; c = n) {
+            n = c->next;
+            chunk_free(a, c);
+        }
+        a->head = chunk_new(a, sz > NN_CHUNK_MIN ? sz : NN_CHUNK_MIN);
+    }
+    if (a->head) a->head->used = 0;
+    a->cur = a->head;
+    a->live = 0;
+}
+
+static void arena_free(NnArena *a)
+{
+    for (NnChunk *c = a->head, *n; c; c = n) {
+        n = c->next;
+        chunk_free(a, c);
+    }
+    memset(a, 0, sizeof *a);
+}
+
+void *nn_host_alloc(Nn *nn, size_t bytes) { return arena_alloc(&nn->host, bytes); }
+
+void *nn_dev_alloc(Nn *nn, size_t bytes, int zero)
+{
+    void *p = arena_alloc(&nn->dev, bytes);
+    if (zero) nn->be->zero(nn->be, p, bytes);
+    return p;
+}
+
+/* ---- errors ---- */
+
+void nn_be_missing(const Nn *nn, const char *op)
+{
+    dd_die(DD_EXIT_DEVICE, "nn: backend %s has no kernel %s", nn->be->name, op);
+}
+
+void nn_check(int cond, const char *op, const char *fmt, ...)
+{
+    if (cond) return;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    dd_die(DD_EXIT_DATA, "nn_%s: %s", op, msg);
+}
+
+void nn_check_f32(const char *op, const NnVar *v, int ndim)
+{
+    char d[96];
+    nn_check(v != NULL, op, "NULL input");
+    nn_check(v->v.dtype == DD_F32, op, "expected F32, got %s", tensor_describe(&v->v, d, sizeof d));
+    nn_check(ndim < 0 || v->v.ndim == ndim, op, "expected %d dims, got %s", ndim,
+             tensor_describe(&v->v, d, sizeof d));
+}
+
+/* ---- context ---- */
+
+Nn *nn_new(DdDevice device, int threads)
+{
+    if (threads <= 0) threads = dd_threads_default();
+    NnBackend *be = NULL;
+    if (device == DD_CPU) be = nn_cpu_backend_new(threads);
+    else if (device == DD_CUDA) be = nn_cuda_backend_new(threads);
+    else {
+        dd_err("nn: unknown device %d", (int)device);
+        dd_err_code(DD_EXIT_DEVICE);
+    }
+    if (!be) return NULL;
+    Nn *nn = dd_calloc(1, sizeof *nn);
+    nn->device = device;
+    nn->be = be;
+    nn->dev.be = be;
+    nn->grad = 1;
+    nn->training = 1;
+    return nn;
+}
+
+void nn_free(Nn *nn)
+{
+    if (!nn) return;
+    arena_free(&nn->host);
+    arena_free(&nn->dev);
+    free(nn->tape);
+    free(nn->bn_stats);
+    nn->be->destroy(nn->be);
+    free(nn);
+}
+
+DdDevice nn_device(const Nn *nn) { return nn->device; }
+
+int nn_set_grad(Nn *nn, int on)
+{
+    int old = nn->grad;
+    nn->grad = on != 0;
+    return old;
+}
+
+void nn_set_training(Nn *nn, int training) { nn->training = training != 0; }
+int nn_training(const Nn *nn) { return nn->training; }
+
+void nn_reset(Nn *nn)
+{
+    nn->ntape = 0;
+    nn->nbn_stats = 0;
+    nn->rng_calls = 0;
+    arena_rewind(&nn->host);
+    arena_rewind(&nn->dev);
+}
+
+void nn_set_rng(Nn *nn, uint64_t seed, uint64_t step)
+{
+    nn->rng_seed = seed;
+    nn->rng_step = step;
+    nn->rng_calls = 0;
+}
+
+/* ---- variables ---- */
+
+int64_t nn_numel(const NnVar *v) { return tensor_numel(&v->v); }
+
+NnVar *nn_new_var(Nn *nn, int ndim, const int64_t *shape)
+{
+    NnVar *v = nn_host_alloc(nn, sizeof *v);
+    memset(v, 0, sizeof *v);
+    v->v.dtype = DD_F32;
+    v->v.device = nn->device;
+    v->v.ndim = ndim;
+    for (int i = 0; i < ndim; i++) v->v.shape[i] = shape[i];
+    int64_t n = tensor_numel(&v->v);
+    nn_check(n >= 0 && n <= INT64_MAX / 4, "new_var", "bad shape");
+    v->v.data = nn_dev_alloc(nn, (size_t)n * sizeof(float), 0);
+    v->g = v->v;
+    v->g.data = NULL;
+    v->role = NN_INPUT;
+    return v;
+}
+
+NnVar *nn_input(Nn *nn, const Tensor *t, int requires_grad)
+{
+    nn_check(t->device == DD_CPU || t->device == nn->device, "input", "tensor on another device");
+    NnVar *v = nn_new_var(nn, t->ndim, t->shape);
+    size_t bytes = (size_t)nn_numel(v) * sizeof(float);
+    if (t->device == nn->device && t->dtype == DD_F32) {
+        nn->be->copy(nn->be, v->v.data, t->data, bytes);
+    } else if (t->dtype == DD_F32) {
+        nn->be->upload(nn->be, v->v.data, t->data, bytes);
+    } else {
+        nn_check(t->device == DD_CPU, "input", "non-F32 tensor must be on the host");
+        Tensor f = tensor_to_f32(t);
+        nn->be->upload(nn->be, v->v.data, f.data, bytes);
+        tensor_free(&f);
+    }
+    v->requires_grad = requires_grad != 0;
+    return v;
+}
+
+NnVar *nn_input_borrow(Nn *nn, const Tensor *t, int requires_grad)
+{
+    nn_check(t->device == nn->device && t->dtype == DD_F32, "input_borrow",
+             "tensor must be F32 on the context's device");
+    NnVar *v = nn_host_alloc(nn, sizeof *v);
+    memset(v, 0, sizeof *v);
+    v->v = *t;
+    v->v.owns = 0;
+    v->g = v->v;
+    v->g.data = NULL;
+    v->requires_grad = requires_grad != 0;
+    v->role = NN_INPUT;
+    return v;
+}
+
+NnParam *nn_param_new(Nn *nn, const char *name, NnRole role, int ndim, const int64_t *shape)
+{
+    NnParam *p = dd_calloc(1, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    NnVar *v = &p->var;
+    v->v.dtype = DD_F32;
+    v->v.device = nn->device;
+    v->v.ndim = ndim;
+    for (int i = 0; i < ndim; i++) v->v.shape[i] = shape[i];
+    int64_t n = tensor_numel(&v->v);
+    nn_check(n >= 0 && n <= INT64_MAX / 4, "param_new", "%s: bad shape", name);
+    v->v.data = nn->be->alloc(nn->be, (size_t)n * sizeof(float));
+    if (!v->v.data) dd_die(DD_EXIT_DEVICE, "nn: %s: %s", name, dd_errmsg());
+    v->v.owns = 1;
+    v->g = v->v;
+    v->g.data = NULL;
+    v->g.owns = 1;
+    v->role = role;
+    v->requires_grad = role == NN_PARAM;
+    return p;
+}
+
+void nn_param_free(Nn *nn, NnParam *p)
+{
+    if (!p) return;
+    nn->be->free(nn->be, p->var.v.data);
+    if (p->var.g.data) nn->be->free(nn->be, p->var.g.data);
+    if (p->opt_m) nn->be->free(nn->be, p->opt_m);
+    if (p->opt_v) nn->be->free(nn->be, p->opt_v);
+    free(p);
+}
+
+void nn_var_upload(Nn *nn, NnVar *v, const float *host)
+{
+    nn->be->upload(nn->be, v->v.data, host, (size_t)nn_numel(v) * sizeof(float));
+}
+
+void nn_var_download(Nn *nn, const NnVar *v, float *host)
+{
+    nn->be->download(nn->be, host, v->v.data, (size_t)nn_numel(v) * sizeof(float));
+}
+
+void nn_grad_download(Nn *nn, const NnVar *v, float *host)
+{
+    size_t bytes = (size_t)nn_numel(v) * sizeof(float);
+    if (v->g.data) nn->be->download(nn->be, host, v->g.data, bytes);
+    else memset(host, 0, bytes);
+}
+
+void nn_zero_grad(Nn *nn, NnParam **params, int n)
+{
+    for (int i = 0; i < n; i++) {
+        NnVar *v = &params[i]->var;
+        if (v->g.data) nn->be->zero(nn->be, v->g.data, (size_t)nn_numel(v) * sizeof(float));
+    }
+}
+
+float nn_item(Nn *nn, const NnVar *v)
+{
+    nn_check(nn_numel(v) == 1, "item", "var has %lld elements", (long long)nn_numel(v));
+    float f;
+    nn->be->download(nn->be, &f, v->v.data, sizeof f);
+    return f;
+}
+
+/* ---- the tape ---- */
+
+NnEntry *nn_record(Nn *nn, NnBackwardFn fn, NnVar *out, int nin, NnVar *const *in)
+{
+    int need = 0;
+    for (int i = 0; i < nin; i++) need |= in[i] && in[i]->requires_grad;
+    out->requires_grad = nn->grad && need;
+    if (!out->requires_grad) return NULL;
+    if (nn->ntape == nn->cap_tape) {
+        nn->cap_tape = nn->cap_tape ? 2 * nn->cap_tape : 256;
+        nn->tape = dd_realloc(nn->tape, (size_t)nn->cap_tape * sizeof *nn->tape);
+    }
+    NnEntry *e = &nn->tape[nn->ntape++];
+    memset(e, 0, sizeof *e);
+    e->backward = fn;
+    e->out = out;
+    e->nin = nin;
+    e->in = nn_host_alloc(nn, (size_t)nin * sizeof *e->in);
+    for (int i = 0; i < nin; i++) e->in[i] = in[i];
+    return e;
+}
+
+float *nn_grad_of(Nn *nn, NnVar *v)
+{
+    if (!v || !v->requires_grad) return NULL;
+    if (!v->g.data) {
+        size_t bytes = (size_t)nn_numel(v) * sizeof(float);
+        if (v->v.owns) {
+            v->g.data = nn->be->alloc(nn->be, bytes);
+            if (!v->g.data) dd_die(DD_EXIT_DEVICE, "nn: gradient: %s", dd_errmsg());
+        } else {
+            v->g.data = nn_dev_alloc(nn, bytes, 1);
+        }
+    }
+    return v->g.data;
+}
+
+/* Non-parameter gradients are written by each backward: persistent ones are zeroed, arena ones are
+ * dropped (allocated zeroed again on first use, so an entry whose output got no gradient is
+ * skipped: branches that do not reach the loss cost nothing). */
+static void clear_written_grad(Nn *nn, NnVar *v)
+{
+    if (!v || !v->requires_grad || v->role == NN_PARAM || !v->g.data) return;
+    if (v->v.owns) nn->be->zero(nn->be, v->g.data, (size_t)nn_numel(v) * sizeof(float));
+    else v->g.data = NULL;
+}
+
+void nn_backward(Nn *nn, NnVar *loss)
+{
+    nn_check(nn_numel(loss) == 1, "backward", "loss has %lld elements", (long long)nn_numel(loss));
+    nn_check(loss->requires_grad, "backward", "loss does not require grad (grad mode off, or no "
+             "input requires grad)");
+    for (int i = 0; i < nn->ntape; i++) {
+        NnEntry *e = &nn->tape[i];
+        clear_written_grad(nn, e->out);
+        for (int j = 0; j < e->nin; j++) clear_written_grad(nn, e->in[j]);
+    }
+    float one = 1.0f;
+    nn->be->upload(nn->be, nn_grad_of(nn, loss), &one, sizeof one);
+    for (int i = nn->ntape - 1; i >= 0; i--) {
+        const NnEntry *e = &nn->tape[i];
+        if (e->out->g.data) e->backward(nn, e);
+    }
+}
+
+/* ---- BN statistics collection ---- */
+
+void nn_bn_collect(Nn *nn, int on)
+{
+    nn->bn_collect = on != 0;
+    if (on) nn->nbn_stats = 0;
+}
+
+int nn_bn_stat_count(const Nn *nn) { return nn->nbn_stats; }
+
+NnVar *nn_bn_stat(const Nn *nn, int i)
+{
+    nn_check(i >= 0 && i < nn->nbn_stats, "bn_stat", "index %d of %d", i, nn->nbn_stats);
+    return nn->bn_stats[i];
+}

@@ -1,0 +1,112 @@
+/* backend.c - the CPU backend: host memory, the worker pool, per-thread scratch, and the op table
+ * assembled from the kernel groups in this folder. */
+#include "libcommon/base/base.h"
+#include "libcommon/nn/cpu/cpu.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *cpu_alloc(NnBackend *be, size_t bytes)
+{
+    (void)be;
+    void *p = NULL;
+    size_t n = (bytes + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, n ? n : 64)) {
+        dd_err("out of memory (%zu bytes)", bytes);
+        return NULL;
+    }
+    memset(p, 0, n);
+    return p;
+}
+
+static void cpu_free(NnBackend *be, void *p)
+{
+    (void)be;
+    free(p);
+}
+
+static void cpu_zero(NnBackend *be, void *p, size_t bytes)
+{
+    (void)be;
+    memset(p, 0, bytes);
+}
+
+static void cpu_copy(NnBackend *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    if (dst != src) memmove(dst, src, bytes);
+}
+
+static void cpu_destroy(NnBackend *be)
+{
+    CpuImpl *c = cpu_impl(be);
+    cpu_pool_free(c->pool);
+    free(c->shared);
+    for (int t = 0; t < c->threads; t++) free(c->scratch[t]);
+    free(c->scratch);
+    free(c->scratch_n);
+    free(c);
+    free(be);
+}
+
+void cpu_for(NnBackend *be, int64_t n, int64_t min_items, CpuTask fn, void *arg)
+{
+    if (n <= 0) return;
+    if (n < min_items) fn(arg, 0, n, 0);
+    else cpu_pool_run(cpu_impl(be)->pool, n, fn, arg);
+}
+
+float *cpu_scratch(NnBackend *be, int tid, size_t n)
+{
+    CpuImpl *c = cpu_impl(be);
+    if (c->scratch_n[tid] < n) {
+        free(c->scratch[tid]);
+        c->scratch[tid] = cpu_alloc(be, n * sizeof(float));
+        if (!c->scratch[tid]) dd_die(DD_EXIT_DATA, "nn: cpu: %s", dd_errmsg());
+        c->scratch_n[tid] = n;
+    }
+    return c->scratch[tid];
+}
+
+float *cpu_shared(NnBackend *be, size_t n)
+{
+    CpuImpl *c = cpu_impl(be);
+    if (c->shared_n < n) {
+        free(c->shared);
+        c->shared = cpu_alloc(be, n * sizeof(float));
+        if (!c->shared) dd_die(DD_EXIT_DATA, "nn: cpu: %s", dd_errmsg());
+        c->shared_n = n;
+    }
+    return c->shared;
+}
+
+NnBackend *nn_cpu_backend_new(int threads)
+{
+    if (threads < 1) threads = 1;
+    NnBackend *be = dd_calloc(1, sizeof *be);
+    CpuImpl *c = dd_calloc(1, sizeof *c);
+    c->threads = threads;
+    c->pool = cpu_pool_new(threads);
+    c->scratch = dd_calloc((size_t)threads, sizeof *c->scratch);
+    c->scratch_n = dd_calloc((size_t)threads, sizeof *c->scratch_n);
+    /* Our pool parallelises over images; each GEMM runs single-threaded inside one task. */
+    openblas_set_num_threads(1);
+    be->name = "cpu";
+    be->device = DD_CPU;
+    be->impl = c;
+    be->destroy = cpu_destroy;
+    be->alloc = cpu_alloc;
+    be->free = cpu_free;
+    be->zero = cpu_zero;
+    be->upload = cpu_copy;
+    be->download = cpu_copy;
+    be->copy = cpu_copy;
+    cpu_conv_init(be);
+    cpu_elem_init(be);
+    cpu_norm_init(be);
+    cpu_pool_ops_init(be);
+    cpu_loss_init(be);
+    cpu_layout_init(be);
+    return be;
+}

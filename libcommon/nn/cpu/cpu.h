@@ -1,0 +1,46 @@
+/* cpu.h - private to libcommon/nn/cpu/: the worker pool, per-thread scratch, and the kernel groups
+ * that backend.c puts into the CPU op table.
+ *
+ * Work is split into fixed contiguous ranges (cpu_for); results never depend on the thread count
+ * because every reduction either stays inside one task item or sums fixed blocks in a fixed order.
+ */
+#ifndef DD_NN_CPU_H
+#define DD_NN_CPU_H
+
+#include "libcommon/nn/backend.h"
+
+typedef struct CpuPool CpuPool;
+
+/* fn(arg, begin, end, tid) over [0, n) split into at most `threads` contiguous ranges. */
+typedef void (*CpuTask)(void *arg, int64_t begin, int64_t end, int tid);
+
+typedef struct {
+    CpuPool *pool;
+    int threads;
+    float **scratch;        /* per thread, grown on demand and kept (no malloc in steady state) */
+    size_t *scratch_n;
+    float *shared;          /* one buffer shared by a kernel's tasks (partial sums), kept */
+    size_t shared_n;
+} CpuImpl;
+
+CpuPool *cpu_pool_new(int threads);
+void cpu_pool_free(CpuPool *p);
+void cpu_pool_run(CpuPool *p, int64_t n, CpuTask fn, void *arg);
+
+static inline CpuImpl *cpu_impl(NnBackend *be) { return (CpuImpl *)be->impl; }
+/* Runs fn over [0, n) on the backend's pool; small n (< min_items) runs inline on one range. */
+void cpu_for(NnBackend *be, int64_t n, int64_t min_items, CpuTask fn, void *arg);
+/* Thread tid's scratch buffer of at least n floats (contents undefined). */
+float *cpu_scratch(NnBackend *be, int tid, size_t n);
+/* The shared buffer of at least n floats; call outside tasks (contents undefined). */
+float *cpu_shared(NnBackend *be, size_t n);
+
+/* Kernel groups (fill their slots of the table). */
+void cpu_conv_init(NnBackend *be);
+void cpu_elem_init(NnBackend *be);
+void cpu_norm_init(NnBackend *be);
+void cpu_pool_ops_init(NnBackend *be);
+void cpu_loss_init(NnBackend *be);
+void cpu_layout_init(NnBackend *be);
+
+#endif

@@ -1,0 +1,203 @@
+/* norm.c - CPU batchnorm (train / eval, forward / backward) and the BN-statistics loss. One channel
+ * per task item; per-channel sums in double, in image order, so results do not depend on threads. */
+#include "libcommon/nn/cpu/cpu.h"
+
+#include <math.h>
+
+typedef struct {
+    int n, c;
+    int64_t hw;
+    float eps, momentum;
+    const float *x, *w, *b, *dy, *save;
+    float *y, *mean, *invstd, *rm, *rv, *dx, *dw, *db;
+    const float *crm, *crv;
+    float g;                       /* bn_stat backward: dloss */
+    int train;
+} BnJob;
+
+/* Mean and biased variance of channel c (two passes, double). */
+static void channel_stats(const BnJob *j, int64_t c, double *mean, double *var)
+{
+    double s = 0;
+    for (int n = 0; n < j->n; n++) {
+        const float *x = j->x + ((size_t)n * j->c + (size_t)c) * j->hw;
+        for (int64_t i = 0; i < j->hw; i++) s += x[i];
+    }
+    double m = s / ((double)j->n * (double)j->hw), q = 0;
+    for (int n = 0; n < j->n; n++) {
+        const float *x = j->x + ((size_t)n * j->c + (size_t)c) * j->hw;
+        for (int64_t i = 0; i < j->hw; i++) {
+            double d = x[i] - m;
+            q += d * d;
+        }
+    }
+    *mean = m;
+    *var = q / ((double)j->n * (double)j->hw);
+}
+
+/* y = (x - mean) * invstd * w + b for channel c. */
+static void channel_affine(const BnJob *j, int64_t c)
+{
+    float w = j->w ? j->w[c] : 1.0f, b = j->b ? j->b[c] : 0.0f;
+    float m = j->mean[c], is = j->invstd[c];
+    for (int n = 0; n < j->n; n++) {
+        size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+        const float *x = j->x + off;
+        float *y = j->y + off;
+        for (int64_t i = 0; i < j->hw; i++) y[i] = (x[i] - m) * is * w + b;
+    }
+}
+
+static void fwd_train_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const BnJob *j = arg;
+    double count = (double)j->n * (double)j->hw;
+    for (int64_t c = b; c < e; c++) {
+        double m, v;
+        channel_stats(j, c, &m, &v);
+        j->mean[c] = (float)m;
+        j->invstd[c] = (float)(1.0 / sqrt(v + j->eps));
+        if (j->rm) {
+            j->rm[c] = (float)((1.0 - j->momentum) * j->rm[c] + j->momentum * m);
+            j->rv[c] = (float)((1.0 - j->momentum) * j->rv[c] + j->momentum * v * count / (count - 1));
+        }
+        channel_affine(j, c);
+    }
+}
+
+static void fwd_eval_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const BnJob *j = arg;
+    for (int64_t c = b; c < e; c++) {
+        j->mean[c] = j->crm[c];
+        j->invstd[c] = (float)(1.0 / sqrt((double)j->crv[c] + j->eps));
+        channel_affine(j, c);
+    }
+}
+
+static void bwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const BnJob *j = arg;
+    double count = (double)j->n * (double)j->hw;
+    for (int64_t c = b; c < e; c++) {
+        float m = j->mean[c], is = j->invstd[c], w = j->w ? j->w[c] : 1.0f;
+        double sdy = 0, sdyx = 0;
+        for (int n = 0; n < j->n; n++) {
+            size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+            const float *x = j->x + off, *dy = j->dy + off;
+            for (int64_t i = 0; i < j->hw; i++) {
+                sdy += dy[i];
+                sdyx += (double)dy[i] * ((x[i] - m) * is);
+            }
+        }
+        if (j->dw) j->dw[c] += (float)sdyx;
+        if (j->db) j->db[c] += (float)sdy;
+        if (!j->dx) continue;
+        float k = w * is;
+        float a = j->train ? (float)(sdy / count) : 0.0f, q = j->train ? (float)(sdyx / count) : 0.0f;
+        for (int n = 0; n < j->n; n++) {
+            size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+            const float *x = j->x + off, *dy = j->dy + off;
+            float *dx = j->dx + off;
+            for (int64_t i = 0; i < j->hw; i++) dx[i] += k * (dy[i] - a - (x[i] - m) * is * q);
+        }
+    }
+}
+
+static void bn_fwd_train(NnBackend *be, int n, int c, int64_t hw, float eps, float momentum,
+                         const float *x, const float *w, const float *b, float *y, float *mean,
+                         float *invstd, float *rm, float *rv)
+{
+    BnJob j = {.n = n, .c = c, .hw = hw, .eps = eps, .momentum = momentum, .x = x, .w = w, .b = b,
+               .y = y, .mean = mean, .invstd = invstd, .rm = rm, .rv = rv};
+    cpu_for(be, c, 2, fwd_train_task, &j);
+}
+
+static void bn_fwd_eval(NnBackend *be, int n, int c, int64_t hw, float eps, const float *x,
+                        const float *w, const float *b, const float *rm, const float *rv, float *y,
+                        float *mean, float *invstd)
+{
+    BnJob j = {.n = n, .c = c, .hw = hw, .eps = eps, .x = x, .w = w, .b = b, .crm = rm, .crv = rv,
+               .y = y, .mean = mean, .invstd = invstd};
+    cpu_for(be, c, 2, fwd_eval_task, &j);
+}
+
+static void bn_bwd(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
+                   const float *w, const float *mean, const float *invstd, const float *dy,
+                   float *dx, float *dw, float *db)
+{
+    BnJob j = {.train = train, .n = n, .c = c, .hw = hw, .x = x, .w = w, .dy = dy, .dx = dx,
+               .dw = dw, .db = db, .mean = (float *)mean, .invstd = (float *)invstd};
+    cpu_for(be, c, 2, bwd_task, &j);
+}
+
+/* ---- statistics loss: save = [mean-rm (c), var-rv (c), mean (c), ||mean-rm||, ||var-rv||] ---- */
+
+static void stat_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const BnJob *j = arg;
+    float *save = (float *)j->save;
+    for (int64_t c = b; c < e; c++) {
+        double m, v;
+        channel_stats(j, c, &m, &v);
+        save[c] = (float)(m - j->crm[c]);
+        save[j->c + c] = (float)(v - j->crv[c]);
+        save[2 * j->c + c] = (float)m;
+    }
+}
+
+static void bn_stat_fwd(NnBackend *be, int n, int c, int64_t hw, const float *x, const float *rm,
+                        const float *rv, float *loss, float *save)
+{
+    BnJob j = {.n = n, .c = c, .hw = hw, .x = x, .crm = rm, .crv = rv, .save = save};
+    cpu_for(be, c, 2, stat_task, &j);
+    double sm = 0, sv = 0;
+    for (int i = 0; i < c; i++) {
+        sm += (double)save[i] * save[i];
+        sv += (double)save[c + i] * save[c + i];
+    }
+    save[3 * c] = (float)sqrt(sm);
+    save[3 * c + 1] = (float)sqrt(sv);
+    loss[0] = (float)(sqrt(sm) + sqrt(sv));
+}
+
+static void stat_bwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const BnJob *j = arg;
+    const float *s = j->save;
+    float nm = s[3 * j->c], nv = s[3 * j->c + 1];
+    double count = (double)j->n * (double)j->hw;
+    for (int64_t c = b; c < e; c++) {
+        /* d||a||/da = a/||a|| (0 where the norm is 0); dmean/dx = 1/M; dvar/dx = 2(x-mean)/M. */
+        float km = nm > 0 ? (float)(j->g * s[c] / nm / count) : 0.0f;
+        float kv = nv > 0 ? (float)(2.0 * j->g * s[j->c + c] / nv / count) : 0.0f;
+        float m = s[2 * j->c + c];
+        for (int n = 0; n < j->n; n++) {
+            size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+            const float *x = j->x + off;
+            float *dx = j->dx + off;
+            for (int64_t i = 0; i < j->hw; i++) dx[i] += km + kv * (x[i] - m);
+        }
+    }
+}
+
+static void bn_stat_bwd(NnBackend *be, int n, int c, int64_t hw, const float *x, const float *save,
+                        const float *dloss, float *dx)
+{
+    BnJob j = {.n = n, .c = c, .hw = hw, .x = x, .save = save, .dx = dx, .g = dloss[0]};
+    cpu_for(be, c, 2, stat_bwd_task, &j);
+}
+
+void cpu_norm_init(NnBackend *be)
+{
+    be->bn_fwd_train = bn_fwd_train;
+    be->bn_fwd_eval = bn_fwd_eval;
+    be->bn_bwd = bn_bwd;
+    be->bn_stat_fwd = bn_stat_fwd;
+    be->bn_stat_bwd = bn_stat_bwd;
+}

@@ -1,0 +1,199 @@
+/* pool_ops.c - CPU max / average / adaptive-average pooling over NCHW planes, one plane per item. */
+#include "libcommon/nn/cpu/cpu.h"
+
+#include <math.h>
+
+typedef struct {
+    const NnPoolShape *s;
+    const float *x;
+    float *y;
+    int32_t *idx;
+    const int32_t *cidx;
+} PoolJob;
+
+static void maxpool_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const PoolJob *j = arg;
+    const NnPoolShape *s = j->s;
+    for (int64_t p = b; p < e; p++) {
+        const float *x = j->x + p * s->h * s->w;
+        float *y = j->y + p * s->oh * s->ow;
+        int32_t *idx = j->idx ? j->idx + p * s->oh * s->ow : NULL;
+        for (int oi = 0; oi < s->oh; oi++)
+            for (int oj = 0; oj < s->ow; oj++) {
+                float best = -INFINITY;
+                int32_t at = -1;
+                for (int ki = 0; ki < s->k; ki++) {
+                    int ih = oi * s->stride - s->pad + ki;
+                    if (ih < 0 || ih >= s->h) continue;
+                    for (int kj = 0; kj < s->k; kj++) {
+                        int iw = oj * s->stride - s->pad + kj;
+                        if (iw < 0 || iw >= s->w) continue;
+                        float v = x[ih * s->w + iw];
+                        if (at < 0 || v > best || isnan(v)) { /* NaN wins, as PyTorch */
+                            best = v;
+                            at = ih * s->w + iw;
+                        }
+                    }
+                }
+                y[oi * s->ow + oj] = best;
+                if (idx) idx[oi * s->ow + oj] = at;
+            }
+    }
+}
+
+static void maxpool_bwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const PoolJob *j = arg;
+    const NnPoolShape *s = j->s;
+    for (int64_t p = b; p < e; p++) {
+        const float *dy = j->x + p * s->oh * s->ow;
+        const int32_t *idx = j->cidx + p * s->oh * s->ow;
+        float *dx = j->y + p * s->h * s->w;
+        for (int i = 0; i < s->oh * s->ow; i++) dx[idx[i]] += dy[i];
+    }
+}
+
+static void maxpool_fwd(NnBackend *be, const NnPoolShape *s, const float *x, float *y, int32_t *idx)
+{
+    PoolJob j = {.s = s, .x = x, .y = y, .idx = idx};
+    cpu_for(be, s->np, 2, maxpool_task, &j);
+}
+
+static void maxpool_bwd(NnBackend *be, const NnPoolShape *s, const int32_t *idx, const float *dy,
+                        float *dx)
+{
+    PoolJob j = {.s = s, .x = dy, .y = dx, .cidx = idx};
+    cpu_for(be, s->np, 2, maxpool_bwd_task, &j);
+}
+
+/* Average pooling, count_include_pad: every window divides by k*k. */
+static void avgpool_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const PoolJob *j = arg;
+    const NnPoolShape *s = j->s;
+    float inv = 1.0f / (float)(s->k * s->k);
+    for (int64_t p = b; p < e; p++) {
+        const float *x = j->x + p * s->h * s->w;
+        float *y = j->y + p * s->oh * s->ow;
+        for (int oi = 0; oi < s->oh; oi++)
+            for (int oj = 0; oj < s->ow; oj++) {
+                float acc = 0;
+                for (int ki = 0; ki < s->k; ki++) {
+                    int ih = oi * s->stride - s->pad + ki;
+                    if (ih < 0 || ih >= s->h) continue;
+                    for (int kj = 0; kj < s->k; kj++) {
+                        int iw = oj * s->stride - s->pad + kj;
+                        if (iw >= 0 && iw < s->w) acc += x[ih * s->w + iw];
+                    }
+                }
+                y[oi * s->ow + oj] = acc * inv;
+            }
+    }
+}
+
+static void avgpool_bwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const PoolJob *j = arg;
+    const NnPoolShape *s = j->s;
+    float inv = 1.0f / (float)(s->k * s->k);
+    for (int64_t p = b; p < e; p++) {
+        const float *dy = j->x + p * s->oh * s->ow;
+        float *dx = j->y + p * s->h * s->w;
+        for (int oi = 0; oi < s->oh; oi++)
+            for (int oj = 0; oj < s->ow; oj++) {
+                float g = dy[oi * s->ow + oj] * inv;
+                for (int ki = 0; ki < s->k; ki++) {
+                    int ih = oi * s->stride - s->pad + ki;
+                    if (ih < 0 || ih >= s->h) continue;
+                    for (int kj = 0; kj < s->k; kj++) {
+                        int iw = oj * s->stride - s->pad + kj;
+                        if (iw >= 0 && iw < s->w) dx[ih * s->w + iw] += g;
+                    }
+                }
+            }
+    }
+}
+
+static void avgpool_fwd(NnBackend *be, const NnPoolShape *s, const float *x, float *y)
+{
+    PoolJob j = {.s = s, .x = x, .y = y};
+    cpu_for(be, s->np, 2, avgpool_task, &j);
+}
+
+static void avgpool_bwd(NnBackend *be, const NnPoolShape *s, const float *dy, float *dx)
+{
+    PoolJob j = {.s = s, .x = dy, .y = dx};
+    cpu_for(be, s->np, 2, avgpool_bwd_task, &j);
+}
+
+/* Adaptive windows as PyTorch: [floor(i*H/OH), ceil((i+1)*H/OH)). */
+static int win_start(int i, int in, int out) { return (int)((int64_t)i * in / out); }
+static int win_end(int i, int in, int out) { return (int)(((int64_t)(i + 1) * in + out - 1) / out); }
+
+static void adaptive_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const PoolJob *j = arg;
+    const NnPoolShape *s = j->s;
+    for (int64_t p = b; p < e; p++) {
+        const float *x = j->x + p * s->h * s->w;
+        float *y = j->y + p * s->oh * s->ow;
+        for (int oi = 0; oi < s->oh; oi++) {
+            int h0 = win_start(oi, s->h, s->oh), h1 = win_end(oi, s->h, s->oh);
+            for (int oj = 0; oj < s->ow; oj++) {
+                int w0 = win_start(oj, s->w, s->ow), w1 = win_end(oj, s->w, s->ow);
+                float acc = 0;
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++) acc += x[ih * s->w + iw];
+                y[oi * s->ow + oj] = acc / (float)((h1 - h0) * (w1 - w0));
+            }
+        }
+    }
+}
+
+static void adaptive_bwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const PoolJob *j = arg;
+    const NnPoolShape *s = j->s;
+    for (int64_t p = b; p < e; p++) {
+        const float *dy = j->x + p * s->oh * s->ow;
+        float *dx = j->y + p * s->h * s->w;
+        for (int oi = 0; oi < s->oh; oi++) {
+            int h0 = win_start(oi, s->h, s->oh), h1 = win_end(oi, s->h, s->oh);
+            for (int oj = 0; oj < s->ow; oj++) {
+                int w0 = win_start(oj, s->w, s->ow), w1 = win_end(oj, s->w, s->ow);
+                float g = dy[oi * s->ow + oj] / (float)((h1 - h0) * (w1 - w0));
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++) dx[ih * s->w + iw] += g;
+            }
+        }
+    }
+}
+
+static void adaptive_fwd(NnBackend *be, const NnPoolShape *s, const float *x, float *y)
+{
+    PoolJob j = {.s = s, .x = x, .y = y};
+    cpu_for(be, s->np, 2, adaptive_task, &j);
+}
+
+static void adaptive_bwd(NnBackend *be, const NnPoolShape *s, const float *dy, float *dx)
+{
+    PoolJob j = {.s = s, .x = dy, .y = dx};
+    cpu_for(be, s->np, 2, adaptive_bwd_task, &j);
+}
+
+void cpu_pool_ops_init(NnBackend *be)
+{
+    be->maxpool_fwd = maxpool_fwd;
+    be->maxpool_bwd = maxpool_bwd;
+    be->avgpool_fwd = avgpool_fwd;
+    be->avgpool_bwd = avgpool_bwd;
+    be->adaptive_avgpool_fwd = adaptive_fwd;
+    be->adaptive_avgpool_bwd = adaptive_bwd;
+}

@@ -1,0 +1,79 @@
+/* nn_impl.h - private to the .c files of libcommon/nn/: the context, the arenas and the tape.
+ *
+ * Arena vars (op outputs, nn_input) have v.owns = 0; persistent vars (inside an NnParam) have
+ * v.owns = 1. That flag decides where a gradient lives: in the device arena (freed by nn_reset) or
+ * in its own allocation (freed by nn_param_free).
+ */
+#ifndef DD_NN_IMPL_H
+#define DD_NN_IMPL_H
+
+#include "libcommon/nn/backend.h"
+#include "libcommon/nn/nn.h"
+
+/* A bump allocator over kept chunks. nn_reset rewinds it; when a step needed more than one chunk,
+ * the chunks are replaced by one of the peak size, so identical later steps never allocate. */
+typedef struct NnChunk {
+    struct NnChunk *next;
+    char *base;
+    size_t size, used;
+} NnChunk;
+
+typedef struct {
+    NnBackend *be;        /* device arena: memory from be->alloc; NULL: host arena (malloc) */
+    NnChunk *head, *cur;
+    size_t live, peak;    /* bytes handed out since the last rewind, and the most ever */
+} NnArena;
+
+typedef struct NnEntry NnEntry;
+typedef void (*NnBackwardFn)(Nn *nn, const NnEntry *e);
+
+/* One recorded op. in/save live in the host/device arenas until nn_reset. */
+struct NnEntry {
+    NnBackwardFn backward;
+    NnVar **in;
+    int nin;
+    NnVar *out;
+    int iarg[16];
+    float farg[4];
+    void *save[3];
+};
+
+struct Nn {
+    DdDevice device;
+    NnBackend *be;
+    NnArena host, dev;
+    NnEntry *tape;
+    int ntape, cap_tape;
+    NnVar **bn_stats;
+    int nbn_stats, cap_bn_stats, bn_collect;
+    int grad, training;
+    uint64_t rng_seed, rng_step, rng_calls;
+};
+
+/* Arena memory (64-byte aligned); device memory is zeroed when zero = 1. */
+void *nn_host_alloc(Nn *nn, size_t bytes);
+void *nn_dev_alloc(Nn *nn, size_t bytes, int zero);
+
+/* A new arena var of F32 with the given shape (value uninitialised). */
+NnVar *nn_new_var(Nn *nn, int ndim, const int64_t *shape);
+int64_t nn_numel(const NnVar *v);
+static inline float *nn_f(const NnVar *v) { return (float *)v->v.data; }
+
+/* Records an op when grad mode is on and an input requires grad; sets out->requires_grad. Returns
+ * the entry to fill (args, saves), or NULL when nothing was recorded. Inputs may be NULL. */
+NnEntry *nn_record(Nn *nn, NnBackwardFn fn, NnVar *out, int nin, NnVar *const *in);
+/* The gradient buffer of v for a backward to write into (allocated zeroed on first need), or NULL
+ * when v needs no gradient (v NULL or requires_grad 0). */
+float *nn_grad_of(Nn *nn, NnVar *v);
+/* The gradient of an entry's output (always present when its backward runs). */
+static inline const float *nn_dout(const NnEntry *e) { return (const float *)e->out->g.data; }
+
+/* Dies naming the op when a backend slot is empty. */
+void nn_be_missing(const Nn *nn, const char *op);
+#define NN_BE(nn, slot) ((nn)->be->slot ? (void)0 : nn_be_missing((nn), #slot))
+
+/* Shape checks that die naming the op. */
+void nn_check(int cond, const char *op, const char *fmt, ...) DD_PRINTF(3, 4);
+void nn_check_f32(const char *op, const NnVar *v, int ndim);
+
+#endif

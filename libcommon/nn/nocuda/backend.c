@@ -1,0 +1,11 @@
+/* backend.c - the CUDA backend's stand-in for builds without CUDA: asking for it fails cleanly. */
+#include "libcommon/base/base.h"
+#include "libcommon/nn/backend.h"
+
+NnBackend *nn_cuda_backend_new(int threads)
+{
+    (void)threads;
+    dd_err("cuda: built without CUDA (rebuild with nvcc available, or use -d cpu)");
+    dd_err_code(DD_EXIT_DEVICE);
+    return NULL;
+}

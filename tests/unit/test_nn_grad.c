@@ -1,0 +1,366 @@
+/* test_nn_grad.c - every op's backward against central finite differences.
+ *
+ * For each case: random small inputs, a fixed random projection R and the loss L = sum(out * R),
+ * evaluated in double on the host from the fp32 forward. The analytic gradient (nn_backward of
+ * nn_sum(nn_mul(out, R))) must match (L(x+h) - L(x-h)) / 2h for every element of every
+ * differentiable input within |a - n| <= ATOL + RTOL * |n|. h = 1e-2 (the forward is fp32, so a
+ * smaller h drowns in rounding); non-smooth ops get inputs kept away from their kinks.
+ */
+#include "libcommon/base/base.h"
+#include "libcommon/nn/nn.h"
+#include "tests/unit/check.h"
+
+#include <string.h>
+
+#define ATOL 2e-3
+#define RTOL 2e-2
+#define MAXIN 4
+
+enum { GEN_UNIFORM, GEN_POSITIVE, GEN_SPACED, GEN_AWAY };
+
+typedef struct Case Case;
+typedef NnVar *(*CaseFn)(Nn *nn, NnVar **in, const Case *c);
+struct Case {
+    const char *name;
+    CaseFn fn;
+    int nin;
+    int ndim[MAXIN];
+    int64_t shape[MAXIN][4];
+    int grad[MAXIN];      /* 1: differentiable input, checked */
+    int gen[MAXIN];
+    int a[8];
+    float f[4];
+};
+
+static int64_t numel(const Case *c, int i)
+{
+    int64_t n = 1;
+    for (int d = 0; d < c->ndim[i]; d++) n *= c->shape[i][d];
+    return n;
+}
+
+/* Inputs: GEN_AWAY keeps |x - k| >= 0.05 for the kinks k of relu/relu6/hardswish in [-8, 8]. */
+static void gen_input(DdRng *r, int gen, float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double u = dd_rng_uniform(r);
+        switch (gen) {
+        case GEN_UNIFORM: x[i] = (float)(2 * u - 1); break;
+        case GEN_POSITIVE: x[i] = (float)(0.5 + u); break;
+        case GEN_SPACED: x[i] = (float)(0.05 * (double)i - 0.02 * (double)n); break;
+        case GEN_AWAY: {
+            double v = 16 * u - 8;
+            const double kinks[] = {-3, 0, 3, 6};
+            for (int k = 0; k < 4; k++)
+                if (v > kinks[k] - 0.05 && v < kinks[k] + 0.05) v = kinks[k] + (v < kinks[k] ? -0.05 : 0.05);
+            x[i] = (float)v;
+            break;
+        }
+        }
+    }
+    if (gen == GEN_SPACED) /* distinct values, shuffled: maxpool windows have unique maxima */
+        for (int64_t i = n - 1; i > 0; i--) {
+            int64_t j = dd_rng_int(r, 0, i);
+            float t = x[i];
+            x[i] = x[j];
+            x[j] = t;
+        }
+}
+
+static NnVar *make_inputs(Nn *nn, const Case *c, float **host, NnVar **in)
+{
+    for (int i = 0; i < c->nin; i++) {
+        Tensor t = {.dtype = DD_F32, .device = DD_CPU, .ndim = c->ndim[i], .data = host[i]};
+        for (int d = 0; d < c->ndim[i]; d++) t.shape[d] = c->shape[i][d];
+        in[i] = nn_input(nn, &t, c->grad[i]);
+    }
+    return c->fn(nn, in, c);
+}
+
+static double eval_loss(Nn *nn, const Case *c, float **host, const float *R)
+{
+    NnVar *in[MAXIN];
+    nn_reset(nn);
+    int old = nn_set_grad(nn, 0);
+    NnVar *out = make_inputs(nn, c, host, in);
+    nn_set_grad(nn, old);
+    int64_t n = tensor_numel(&out->v);
+    float *y = dd_malloc((size_t)n * sizeof *y);
+    nn_var_download(nn, out, y);
+    double l = 0;
+    for (int64_t i = 0; i < n; i++) l += (double)y[i] * R[i];
+    free(y);
+    return l;
+}
+
+static int check_case(Nn *nn, const Case *c, uint64_t seed)
+{
+    DdRng r;
+    dd_rng_init(&r, seed, 1, 0);
+    float *host[MAXIN], *grad[MAXIN];
+    for (int i = 0; i < c->nin; i++) {
+        host[i] = dd_malloc((size_t)numel(c, i) * sizeof(float));
+        grad[i] = dd_malloc((size_t)numel(c, i) * sizeof(float));
+        gen_input(&r, c->gen[i], host[i], numel(c, i));
+    }
+    /* analytic */
+    nn_reset(nn);
+    NnVar *in[MAXIN];
+    NnVar *out = make_inputs(nn, c, host, in);
+    int64_t nout = tensor_numel(&out->v);
+    float *R = dd_malloc((size_t)nout * sizeof *R);
+    for (int64_t i = 0; i < nout; i++) R[i] = (float)(2 * dd_rng_uniform(&r) - 1);
+    Tensor rt = out->v;
+    rt.device = DD_CPU;
+    rt.data = R;
+    rt.owns = 0;
+    NnVar *loss = nn_sum(nn, nn_mul(nn, out, nn_input(nn, &rt, 0)));
+    nn_backward(nn, loss);
+    for (int i = 0; i < c->nin; i++) nn_grad_download(nn, in[i], grad[i]);
+    /* numeric */
+    int bad = 0;
+    const double h = 1e-2;
+    for (int i = 0; i < c->nin; i++) {
+        if (!c->grad[i]) continue;
+        for (int64_t e = 0; e < numel(c, i); e++) {
+            float keep = host[i][e];
+            host[i][e] = (float)(keep + h);
+            double lp = eval_loss(nn, c, host, R);
+            host[i][e] = (float)(keep - h);
+            double lm = eval_loss(nn, c, host, R);
+            host[i][e] = keep;
+            double num = (lp - lm) / (2 * h), an = grad[i][e];
+            if (!(fabs(an - num) <= ATOL + RTOL * fabs(num))) {
+                if (bad < 5)
+                    fprintf(stderr, "%s: input %d element %lld: analytic %.6g numeric %.6g\n",
+                            c->name, i, (long long)e, an, num);
+                bad++;
+            }
+        }
+    }
+    for (int i = 0; i < c->nin; i++) {
+        free(host[i]);
+        free(grad[i]);
+    }
+    free(R);
+    CHECK_MSG(bad == 0, "%s: %d gradient elements off", c->name, bad);
+    return bad;
+}
+
+/* ---- case functions ---- */
+
+static NnVar *f_conv(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_conv2d(nn, in[0], in[1], c->nin > 2 ? in[2] : NULL, c->a[0], c->a[1], c->a[2], c->a[3]);
+}
+static NnVar *f_bn(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_batchnorm(nn, in[0], NULL, NULL, in[1], in[2], c->a[0], 1, 0.1f, 1e-5f);
+}
+static NnVar *f_bn_affine(Nn *nn, NnVar **in, const Case *c)
+{
+    /* inputs: x, weight, bias, running stats packed as [2,C] (mean row, var row) */
+    int64_t C = in[0]->v.shape[1];
+    Tensor rm = in[3]->v, rv = in[3]->v;
+    rm.ndim = rv.ndim = 1;
+    rm.shape[0] = rv.shape[0] = C;
+    rv.data = (float *)rm.data + C;
+    NnVar *vm = nn_input_borrow(nn, &rm, 0), *vv = nn_input_borrow(nn, &rv, 0);
+    return nn_batchnorm(nn, in[0], in[1], in[2], vm, vv, c->a[0], 1, 0.1f, 1e-5f);
+}
+static NnVar *f_bn_stat(Nn *nn, NnVar **in, const Case *c)
+{
+    (void)c;
+    return nn_bn_stat_loss(nn, in[0], in[1], in[2]);
+}
+static NnVar *f_act(Nn *nn, NnVar **in, const Case *c)
+{
+    switch (c->a[0]) {
+    case 0: return nn_relu(nn, in[0]);
+    case 1: return nn_relu6(nn, in[0]);
+    case 2: return nn_silu(nn, in[0]);
+    case 3: return nn_sigmoid(nn, in[0]);
+    default: return nn_hardswish(nn, in[0]);
+    }
+}
+static NnVar *f_maxpool(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_maxpool2d(nn, in[0], c->a[0], c->a[1], c->a[2]);
+}
+static NnVar *f_avgpool(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_avgpool2d(nn, in[0], c->a[0], c->a[1], c->a[2]);
+}
+static NnVar *f_adaptive(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_adaptive_avgpool2d(nn, in[0], c->a[0], c->a[1]);
+}
+static NnVar *f_linear(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_linear(nn, in[0], in[1], c->nin > 2 ? in[2] : NULL);
+}
+static NnVar *f_add(Nn *nn, NnVar **in, const Case *c)
+{
+    (void)c;
+    return nn_add(nn, in[0], in[1]);
+}
+static NnVar *f_mul(Nn *nn, NnVar **in, const Case *c)
+{
+    (void)c;
+    return nn_mul(nn, in[0], in[1]);
+}
+static NnVar *f_scale(Nn *nn, NnVar **in, const Case *c) { return nn_scale(nn, in[0], c->f[0]); }
+static NnVar *f_normalize(Nn *nn, NnVar **in, const Case *c)
+{
+    (void)c;
+    static const float mean[3] = {0.4f, -0.2f, 0.1f}, std[3] = {0.5f, 2.0f, 0.25f};
+    return nn_normalize(nn, in[0], mean, std);
+}
+static NnVar *f_concat(Nn *nn, NnVar **in, const Case *c) { return nn_concat(nn, 2, in, c->a[0]); }
+static NnVar *f_shuffle(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_channel_shuffle(nn, in[0], c->a[0]);
+}
+static NnVar *f_flatten(Nn *nn, NnVar **in, const Case *c)
+{
+    (void)c;
+    return nn_flatten(nn, in[0]);
+}
+static NnVar *f_dropout(Nn *nn, NnVar **in, const Case *c)
+{
+    nn_set_rng(nn, 1234, 7);
+    return nn_dropout(nn, in[0], c->f[0], 1);
+}
+static NnVar *f_resize(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_resize_bilinear(nn, in[0], c->a[0], c->a[1]);
+}
+static NnVar *f_crop(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_crop_resize(nn, in[0], c->a[0], c->a[1], c->a[2], c->a[3], c->a[4], c->a[5]);
+}
+static NnVar *f_roll(Nn *nn, NnVar **in, const Case *c) { return nn_roll(nn, in[0], c->a[0], c->a[1]); }
+static NnVar *f_flip(Nn *nn, NnVar **in, const Case *c)
+{
+    (void)c;
+    return nn_flip_w(nn, in[0]);
+}
+static NnVar *f_ce(Nn *nn, NnVar **in, const Case *c)
+{
+    Tensor lab = tensor_newv(DD_I64, 1, in[0]->v.shape[0]);
+    for (int64_t i = 0; i < in[0]->v.shape[0]; i++) ((int64_t *)lab.data)[i] = (i * 3 + 1) % in[0]->v.shape[1];
+    NnVar *y = nn_cross_entropy(nn, in[0], &lab, c->f[0]);
+    tensor_free(&lab);
+    return y;
+}
+static NnVar *f_soft_ce(Nn *nn, NnVar **in, const Case *c)
+{
+    (void)c;
+    return nn_soft_cross_entropy(nn, in[0], in[1]);
+}
+static NnVar *f_kl(Nn *nn, NnVar **in, const Case *c) { return nn_kl_div(nn, in[0], in[1], c->f[0]); }
+static NnVar *f_sum(Nn *nn, NnVar **in, const Case *c)
+{
+    return c->a[0] ? nn_mean(nn, in[0]) : nn_sum(nn, in[0]);
+}
+/* A small chain: conv -> bn(train) -> relu -> avgpool -> flatten -> linear -> CE, plus the BN
+ * statistics loss, exercising accumulation through shared inputs. */
+static NnVar *f_chain(Nn *nn, NnVar **in, const Case *c)
+{
+    (void)c;
+    NnVar *h = nn_conv2d(nn, in[0], in[1], NULL, 1, 1, 1, 1);
+    Tensor rm = tensor_newv(DD_F32, 1, (int64_t)4), rv = tensor_newv(DD_F32, 1, (int64_t)4);
+    for (int i = 0; i < 4; i++) ((float *)rv.data)[i] = 1.0f + 0.1f * (float)i;
+    NnVar *vm = nn_input(nn, &rm, 0), *vv = nn_input(nn, &rv, 0);
+    tensor_free(&rm);
+    tensor_free(&rv);
+    nn_bn_collect(nn, 1);
+    NnVar *b = nn_batchnorm(nn, h, NULL, NULL, vm, vv, 0, 0, 0.1f, 1e-5f);
+    nn_bn_collect(nn, 0);
+    NnVar *s = nn_add(nn, nn_relu(nn, b), in[0]);
+    NnVar *p = nn_flatten(nn, nn_avgpool2d(nn, s, 2, 2, 0));
+    NnVar *logits = nn_linear(nn, p, in[2], NULL);
+    NnVar *ce = f_ce(nn, &logits, &(Case){.f = {0.0f}});
+    return nn_add(nn, ce, nn_scale(nn, nn_bn_stat(nn, 0), 0.5f));
+}
+
+#define S4(...) {__VA_ARGS__}
+
+static const Case cases[] = {
+    {"conv s1 p1 bias", f_conv, 3, {4, 4, 1}, {S4(2, 4, 6, 7), S4(6, 4, 3, 3), S4(6)}, {1, 1, 1}, {0}, {1, 1, 1, 1}},
+    {"conv s2 p1 nobias", f_conv, 2, {4, 4}, {S4(2, 4, 6, 7), S4(5, 4, 3, 3)}, {1, 1}, {0}, {2, 1, 1, 1}},
+    {"conv dil2 p2 bias", f_conv, 3, {4, 4, 1}, {S4(2, 3, 7, 6), S4(4, 3, 3, 3), S4(4)}, {1, 1, 1}, {0}, {1, 2, 2, 1}},
+    {"conv s2 p0 5x5 k2", f_conv, 2, {4, 4}, {S4(2, 3, 5, 5), S4(4, 3, 2, 2)}, {1, 1}, {0}, {2, 0, 1, 1}},
+    {"conv groups2 bias", f_conv, 3, {4, 4, 1}, {S4(2, 4, 6, 5), S4(6, 2, 3, 3), S4(6)}, {1, 1, 1}, {0}, {1, 1, 1, 2}},
+    {"conv depthwise s1", f_conv, 2, {4, 4}, {S4(2, 4, 6, 7), S4(4, 1, 3, 3)}, {1, 1}, {0}, {1, 1, 1, 4}},
+    {"conv depthwise s2 bias", f_conv, 3, {4, 4, 1}, {S4(2, 3, 7, 6), S4(3, 1, 3, 3), S4(3)}, {1, 1, 1}, {0}, {2, 1, 1, 3}},
+    {"conv depthwise dil2", f_conv, 2, {4, 4}, {S4(2, 3, 7, 6), S4(3, 1, 3, 3)}, {1, 1}, {0}, {1, 2, 2, 3}},
+    {"conv 1x1 bias", f_conv, 3, {4, 4, 1}, {S4(2, 4, 5, 5), S4(3, 4, 1, 1), S4(3)}, {1, 1, 1}, {0}, {1, 0, 1, 1}},
+    {"conv 1x1 s2", f_conv, 2, {4, 4}, {S4(2, 4, 5, 5), S4(3, 4, 1, 1)}, {1, 1}, {0}, {2, 0, 1, 1}},
+    {"bn train affine", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 3, 5, 5), S4(3), S4(3), S4(2, 3)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1}},
+    {"bn eval affine", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 3, 5, 5), S4(3), S4(3), S4(2, 3)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {0}},
+    {"bn train plain", f_bn, 3, {4, 1, 1}, {S4(2, 3, 4, 5), S4(3), S4(3)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1}},
+    {"bn eval plain", f_bn, 3, {4, 1, 1}, {S4(2, 3, 4, 5), S4(3), S4(3)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {0}},
+    {"bn_stat_loss", f_bn_stat, 3, {4, 1, 1}, {S4(2, 3, 5, 5), S4(3), S4(3)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}},
+    {"relu", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {0}},
+    {"relu6", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {1}},
+    {"silu", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {2}},
+    {"sigmoid", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_UNIFORM}, {3}},
+    {"hardswish", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {4}},
+    {"maxpool k3 s2 p1", f_maxpool, 1, {4}, {S4(2, 3, 6, 7)}, {1}, {GEN_SPACED}, {3, 2, 1}},
+    {"maxpool k2 s2", f_maxpool, 1, {4}, {S4(2, 3, 6, 7)}, {1}, {GEN_SPACED}, {2, 2, 0}},
+    {"avgpool k3 s2 p1", f_avgpool, 1, {4}, {S4(2, 3, 6, 7)}, {1}, {0}, {3, 2, 1}},
+    {"avgpool k2 s2", f_avgpool, 1, {4}, {S4(2, 3, 6, 7)}, {1}, {0}, {2, 2, 0}},
+    {"adaptive 5x7->3x2", f_adaptive, 1, {4}, {S4(2, 3, 5, 7)}, {1}, {0}, {3, 2}},
+    {"adaptive ->1x1", f_adaptive, 1, {4}, {S4(2, 3, 5, 7)}, {1}, {0}, {1, 1}},
+    {"linear bias", f_linear, 3, {2, 2, 1}, {S4(3, 5), S4(4, 5), S4(4)}, {1, 1, 1}},
+    {"linear nobias", f_linear, 2, {2, 2}, {S4(3, 5), S4(4, 5)}, {1, 1}},
+    {"add same", f_add, 2, {4, 4}, {S4(2, 3, 4, 5), S4(2, 3, 4, 5)}, {1, 1}},
+    {"add [1,C,1,1]", f_add, 2, {4, 4}, {S4(2, 3, 4, 5), S4(1, 3, 1, 1)}, {1, 1}},
+    {"add [N,C,1,1]", f_add, 2, {4, 4}, {S4(2, 3, 4, 5), S4(2, 3, 1, 1)}, {1, 1}},
+    {"add [W]", f_add, 2, {4, 1}, {S4(2, 3, 4, 5), S4(5)}, {1, 1}},
+    {"add scalar", f_add, 2, {4, 0}, {S4(2, 3, 4, 5)}, {1, 1}},
+    {"add [C] over [N,C]", f_add, 2, {2, 1}, {S4(4, 3), S4(3)}, {1, 1}},
+    {"mul same", f_mul, 2, {4, 4}, {S4(2, 3, 4, 5), S4(2, 3, 4, 5)}, {1, 1}},
+    {"mul [N,C,1,1]", f_mul, 2, {4, 4}, {S4(2, 3, 4, 5), S4(2, 3, 1, 1)}, {1, 1}},
+    {"mul [1,C,1,1]", f_mul, 2, {4, 4}, {S4(2, 3, 4, 5), S4(1, 3, 1, 1)}, {1, 1}},
+    {"mul scalar", f_mul, 2, {4, 1}, {S4(2, 3, 4, 5), S4(1)}, {1, 1}},
+    {"scale", f_scale, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {0}, {-1.5f}},
+    {"normalize", f_normalize, 1, {4}, {S4(2, 3, 4, 5)}, {1}},
+    {"concat dim1", f_concat, 2, {4, 4}, {S4(2, 3, 4, 5), S4(2, 2, 4, 5)}, {1, 1}, {0}, {1}},
+    {"concat dim0", f_concat, 2, {4, 4}, {S4(2, 3, 4, 5), S4(1, 3, 4, 5)}, {1, 1}, {0}, {0}},
+    {"channel_shuffle", f_shuffle, 1, {4}, {S4(2, 6, 3, 4)}, {1}, {0}, {3}},
+    {"flatten", f_flatten, 1, {4}, {S4(2, 3, 4, 5)}, {1}},
+    {"dropout", f_dropout, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {0}, {0.3f}},
+    {"resize up 5x6->8x9", f_resize, 1, {4}, {S4(2, 3, 5, 6)}, {1}, {0}, {8, 9}},
+    {"resize down 7x6->3x4", f_resize, 1, {4}, {S4(2, 3, 7, 6)}, {1}, {0}, {3, 4}},
+    {"crop_resize up", f_crop, 1, {4}, {S4(2, 3, 7, 8)}, {1}, {0}, {1, 2, 4, 5, 9, 7}},
+    {"crop_resize down", f_crop, 1, {4}, {S4(2, 3, 7, 8)}, {1}, {0}, {1, 0, 6, 7, 4, 3}},
+    {"roll", f_roll, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {1, -2}},
+    {"flip_w", f_flip, 1, {4}, {S4(2, 3, 4, 5)}, {1}},
+    {"cross_entropy", f_ce, 1, {2}, {S4(4, 5)}, {1}, {0}, {0}, {0.0f}},
+    {"cross_entropy smooth", f_ce, 1, {2}, {S4(4, 5)}, {1}, {0}, {0}, {0.1f}},
+    {"soft_cross_entropy", f_soft_ce, 2, {2, 2}, {S4(4, 5), S4(4, 5)}, {1, 0}, {GEN_UNIFORM, GEN_POSITIVE}},
+    {"kl_div T=2", f_kl, 2, {2, 2}, {S4(4, 5), S4(4, 5)}, {1, 0}, {0}, {0}, {2.0f}},
+    {"sum", f_sum, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {0}},
+    {"mean", f_sum, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {1}},
+    {"chain", f_chain, 3, {4, 4, 1}, {S4(2, 4, 4, 4), S4(4, 4, 3, 3)}, {1, 1, 1}},
+};
+
+int main(void)
+{
+    Nn *nn = nn_new(DD_CPU, 2);
+    CHECK(nn != NULL);
+    int ncase = (int)(sizeof cases / sizeof cases[0]);
+    for (int i = 0; i < ncase; i++) {
+        Case c = cases[i];
+        if (c.fn == f_chain) { /* linear weight [3, 4*2*2] */
+            c.ndim[2] = 2;
+            c.shape[2][0] = 5;
+            c.shape[2][1] = 16;
+        }
+        check_case(nn, &c, 100 + (uint64_t)i);
+    }
+    nn_free(nn);
+    return check_done("test_nn_grad");
+}

@@ -6,12 +6,16 @@
  *
  * Header JSON object (jansson json_t, owned by the header):
  *   {"format":"ddpipe-stream","version":1,"classes":["T-shirt/top",...],"space":"pixel",
- *    "history":[{"prog":"tsimport","version":"0.1.0","argv":[...],"seed":0,"time":"..."}...],
+ *    "history":[{"prog":"tsimport","version":"0.1.0","argv":[...],"seed":0,"params":{...}}...],
  *    ... other keys are preserved}
  * Record conventions: field "image" (F32 [C,H,W] in [0,1], U8 accepted on input), field "label"
  * (I64 scalar, the class index into header.classes), optional others ("soft", "crops", ...).
  *
- * Ownership: a TsRecord owns its fields' tensors and meta string; ts_record_clear frees them.
+ * Ownership: a TsRecord owns its fields' tensors and meta string. ts_record_clear drops them but
+ * keeps owning tensors' buffers as spares in the slots past nfields (up to cap), so a reader
+ * refills a record without allocating; ts_record_free releases everything. Add fields with
+ * ts_record_set (it frees a spare it overwrites); to keep a tensor past the next clear, take it
+ * out (copy the Tensor, set the field's owns = 0) or clone it.
  * Readers never close a FILE they were given; ts_reader_close frees what the reader opened.
  * Errors: functions return -1 (or NULL) with dd_err set to one line naming file, record index
  * and key where known ("train.tsr: record 41 (c0003_i0012): bad checksum").
@@ -63,10 +67,12 @@ int ts_header_validate(const TsHeader *h, const char *what);
 /* ---- records ---- */
 
 void ts_record_init(TsRecord *r);
-void ts_record_clear(TsRecord *r);          /* frees fields and meta, keeps capacity */
+void ts_record_clear(TsRecord *r);          /* drops fields (buffers kept as spares), frees meta */
 void ts_record_free(TsRecord *r);           /* frees everything */
 int ts_key_valid(const char *key);          /* 1 if [A-Za-z0-9_-]{1,64} */
-/* Adds (moves) a tensor under `name`, replacing a field of that name. The record takes ownership. */
+/* Adds (moves) a tensor under `name`, replacing a field of that name. The record takes ownership.
+ * `name` must satisfy ts_key_valid (field names follow the key rules); anything else is a
+ * programming error and exits. */
 void ts_record_set(TsRecord *r, const char *name, Tensor t);
 /* Borrowed pointer to the named field's tensor, or NULL. */
 Tensor *ts_record_get(TsRecord *r, const char *name);
@@ -74,6 +80,10 @@ const Tensor *ts_record_cget(const TsRecord *r, const char *name);
 void ts_record_remove(TsRecord *r, const char *name);
 /* The record's label (field "label", any integer dtype, scalar or [1]); -1 with dd_err if absent. */
 int64_t ts_record_label(const TsRecord *r);
+/* Checks what every writer requires: valid key, valid and distinct field names, known dtype, ndim <= 8,
+ * CPU tensors whose size is computable, meta a JSON object when present. 0 or -1 with dd_err
+ * ("record (KEY): field 'x': ..."). */
+int ts_record_check(const TsRecord *r);
 /* Deep copy. */
 void ts_record_copy(TsRecord *dst, const TsRecord *src);
 /* Replaces meta with a copy of `json` text (NULL clears). */
@@ -87,7 +97,8 @@ typedef struct TsReader TsReader;
 
 /* Opens `path` ("-" = stdin) and reads the header. NULL + dd_err on failure. */
 TsReader *ts_reader_open(const char *path);
-/* Reads from an already open FILE (not closed by the reader); `name` is used in messages. */
+/* Reads from an already open FILE (not closed by the reader); `name` is used in messages. A FILE
+ * with a descriptor is read with read(2) directly: do not read from it through stdio first. */
 TsReader *ts_reader_open_file(FILE *f, const char *name);
 const TsHeader *ts_reader_header(const TsReader *r);
 /* 1 = a record was read into rec (cleared first), 0 = clean end (end marker seen and the count

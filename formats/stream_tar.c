@@ -1,0 +1,476 @@
+/* stream_tar.c - WebDataset-compatible tar shards of the record stream, read and written with
+ * libarchive: a "__stream__" header member first, KEY.json / KEY.cls / KEY.NAME.npy members per
+ * record (adjacent, in field order), an "__end__" member with the record count last.
+ * Byte format: man/man5/ddpipe-shards.5. */
+#include "formats/bytesrc.h"
+#include "formats/codecs.h"
+#include "formats/stream.h"
+#include "libcommon/base/base.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MEMBER_MAX ((int64_t)1 << 40)
+#define ZSTD_LEVEL "3"
+
+/* ---- reading ---- */
+
+struct TsTarIn {
+    struct archive *a;
+    struct archive_entry *e;   /* current member header (owned by a) */
+    int pending;               /* e is read but not yet consumed (it starts the next record) */
+    BsSrc *src;
+    const char *name;          /* borrowed from the reader */
+    uint8_t *mbuf;             /* current member's data */
+    size_t mlen, mcap;
+    char srcerr[512];          /* message of a failed byte-source read ("" = none) */
+};
+
+static la_ssize_t tar_read_cb(struct archive *a, void *ud, const void **buf)
+{
+    TsTarIn *t = ud;
+    const uint8_t *p;
+    size_t n;
+    if (bs_chunk(t->src, &p, &n)) {
+        snprintf(t->srcerr, sizeof t->srcerr, "%s", dd_errmsg());
+        archive_set_error(a, EIO, "%s", t->srcerr);
+        return -1;
+    }
+    *buf = p;
+    return (la_ssize_t)n;
+}
+
+/* Turns a libarchive failure into our message: truncation as such, else libarchive's words. */
+static int tar_err(TsTarIn *t, int64_t index, const char *key)
+{
+    if (t->srcerr[0]) return dd_err("%s", t->srcerr);
+    const char *m = archive_error_string(t->a);
+    m = m ? m : "unknown error";
+    /* libarchive words truncation several ways; a first block cut short is "unrecognized" */
+    if (bs_truncated(t->src) || strstr(m, "runcated") || strstr(m, "Premature end") ||
+        (bs_ended(t->src) && strstr(m, "Unrecognized archive format")))
+        return tsi_truncated(t->name, index);
+    if (key && *key) return dd_err("%s: record %lld (%s): tar: %s", t->name, (long long)index, key, m);
+    return dd_err("%s: record %lld: tar: %s", t->name, (long long)index, m);
+}
+
+/* Reads the next member header into t->e: 1 = got one, 0 = end of archive, -1 = error. */
+static int tar_header(TsTarIn *t, int64_t index, const char *key)
+{
+    int rc = archive_read_next_header(t->a, &t->e);
+    if (rc == ARCHIVE_EOF) return 0;
+    if (rc < ARCHIVE_WARN) return tar_err(t, index, key);
+    t->pending = 1;
+    return 1;
+}
+
+/* Reads the current member's data into mbuf (grown as data arrives, never from the size field). */
+static int tar_data(TsTarIn *t, int64_t index, const char *key)
+{
+    const char *mn = archive_entry_pathname(t->e);
+    t->pending = 0;
+    if (archive_entry_filetype(t->e) != AE_IFREG)
+        return dd_err("%s: record %lld: member '%s' is not a regular file", t->name, (long long)index, mn);
+    int64_t size = archive_entry_size(t->e);
+    if (size < 0 || size > MEMBER_MAX)
+        return dd_err("%s: record %lld: member '%s' has an impossible size", t->name, (long long)index, mn);
+    t->mlen = 0;
+    while (t->mlen < (size_t)size) {
+        if (t->mlen == t->mcap) {
+            size_t c = t->mcap ? 2 * t->mcap : 65536;
+            t->mcap = c < (size_t)size ? c : (size_t)size;
+            t->mbuf = dd_realloc(t->mbuf, t->mcap);
+        }
+        size_t want = (t->mcap < (size_t)size ? t->mcap : (size_t)size) - t->mlen;
+        la_ssize_t k = archive_read_data(t->a, t->mbuf + t->mlen, want);
+        if (k < 0) return tar_err(t, index, key);
+        if (k == 0) return tsi_truncated(t->name, index);
+        t->mlen += (size_t)k;
+    }
+    return 0;
+}
+
+/* Parses mbuf as a JSON object. NULL + dd_err on failure. */
+static json_t *tar_json(TsTarIn *t, int64_t index, const char *what)
+{
+    json_error_t e;
+    json_t *j = memchr(t->mbuf, 0, t->mlen) ? NULL : json_loadb((const char *)t->mbuf, t->mlen, JSON_REJECT_DUPLICATES, &e);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        dd_err("%s: record %lld: %s is not a JSON object", t->name, (long long)index, what);
+        return NULL;
+    }
+    return j;
+}
+
+TsTarIn *tsi_tar_open(BsSrc *src, const char *name, TsHeader **hdr)
+{
+    TsTarIn *t = dd_calloc(1, sizeof *t);
+    t->src = src;
+    t->name = name;
+    t->a = archive_read_new();
+    archive_read_support_format_tar(t->a);
+    if (archive_read_open(t->a, t, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
+        tar_err(t, 0, NULL);
+        tsi_tar_close(t);
+        return NULL;
+    }
+    int rc = tar_header(t, 0, NULL);
+    if (rc <= 0) {
+        if (rc == 0) tsi_truncated(name, 0);
+        tsi_tar_close(t);
+        return NULL;
+    }
+    const char *mn = archive_entry_pathname(t->e);
+    if (!mn || strcmp(mn, "__stream__")) {
+        dd_err("%s: not a ddpipe shard (first member is '%.80s', want '__stream__')", name, mn ? mn : "");
+        tsi_tar_close(t);
+        return NULL;
+    }
+    json_t *j;
+    if (tar_data(t, 0, NULL) || !(j = tar_json(t, 0, "the __stream__ header"))) {
+        tsi_tar_close(t);
+        return NULL;
+    }
+    *hdr = dd_malloc(sizeof **hdr);
+    (*hdr)->json = j;
+    return t;
+}
+
+/* The "__end__" member: count check, then the archive must end. */
+static int tar_end(TsTarIn *t, int64_t index)
+{
+    if (tar_data(t, index, NULL)) return -1;
+    json_t *j = tar_json(t, index, "the __end__ member");
+    if (!j) return -1;
+    json_t *n = json_object_get(j, "records");
+    int ok = json_is_integer(n);
+    long long cnt = ok ? (long long)json_integer_value(n) : -1;
+    json_decref(j);
+    if (!ok) return dd_err("%s: __end__ member has no record count", t->name);
+    if (cnt != index) return dd_err("%s: end member says %lld records, %lld were read", t->name, cnt, (long long)index);
+    int rc = tar_header(t, index, NULL);
+    if (rc < 0) return -1;
+    if (rc > 0) return dd_err("%s: member '%.80s' after the end member", t->name, archive_entry_pathname(t->e));
+    return 0;
+}
+
+/* "KEY.cls": ASCII decimal, optional minus sign, nothing else. */
+static int parse_cls(const uint8_t *p, size_t n, int64_t *v)
+{
+    size_t i = n && p[0] == '-';
+    if (i == n || n - i > 19) return -1;
+    uint64_t acc = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        acc = acc * 10 + (uint64_t)(p[i] - '0');
+    }
+    if (acc > (uint64_t)INT64_MAX) return -1;
+    *v = p[0] == '-' ? -(int64_t)acc : (int64_t)acc;
+    return 0;
+}
+
+/* One member of the record being read: key already checked. */
+static int tar_member(TsTarIn *t, TsRecord *rec, int64_t index, const char *ext)
+{
+    const char *mn = archive_entry_pathname(t->e);
+    char name[TS_NAME_MAX + 1];
+    if (!strcmp(ext, "json")) {
+        if (rec->meta) return dd_err("%s: record %lld (%s): duplicate member '%s'", t->name, (long long)index, rec->key, mn);
+        if (tar_data(t, index, rec->key)) return -1;
+        json_t *j = tar_json(t, index, mn);
+        if (!j) return -1;
+        json_decref(j);
+        rec->meta = dd_malloc(t->mlen + 1);
+        memcpy(rec->meta, t->mbuf, t->mlen);
+        rec->meta[t->mlen] = 0;
+        return 0;
+    }
+    size_t el = strlen(ext);
+    if (!strcmp(ext, "cls")) strcpy(name, "label");
+    else if (el > 4 && el - 4 <= TS_NAME_MAX && !strcmp(ext + el - 4, ".npy")) {
+        memcpy(name, ext, el - 4);
+        name[el - 4] = 0;
+        if (!ts_key_valid(name)) return dd_err("%s: record %lld (%s): bad field name in member '%s'", t->name, (long long)index, rec->key, mn);
+    } else {
+        return dd_err("%s: record %lld (%s): unexpected member '%.80s'", t->name, (long long)index, rec->key, mn);
+    }
+    if (ts_record_cget(rec, name)) return dd_err("%s: record %lld (%s): duplicate field '%s'", t->name, (long long)index, rec->key, name);
+    if (tar_data(t, index, rec->key)) return -1;
+    if (ext[0] == 'c') {
+        int64_t v;
+        if (parse_cls(t->mbuf, t->mlen, &v))
+            return dd_err("%s: record %lld (%s): member '%s' is not a decimal integer", t->name, (long long)index, rec->key, mn);
+        int64_t *d = tsi_record_slot(rec, sizeof v);
+        *d = v;
+        TsField *f = &rec->fields[rec->nfields++];
+        strcpy(f->name, name);
+        f->t.dtype = DD_I64;
+        f->t.ndim = 0;
+        return 0;
+    }
+    Tensor x;
+    if (npy_parse(t->mbuf, t->mlen, mn, &x)) return dd_err_prefix("%s: record %lld (%s)", t->name, (long long)index, rec->key);
+    ts_record_set(rec, name, x);
+    return 0;
+}
+
+int tsi_tar_next(TsTarIn *t, TsRecord *rec, int64_t index)
+{
+    int started = 0;
+    for (;;) {
+        if (!t->pending) {
+            int rc = tar_header(t, index, rec->key);
+            if (rc < 0) return -1;
+            if (rc == 0) return tsi_truncated(t->name, index);
+        }
+        const char *mn = archive_entry_pathname(t->e);
+        if (!mn) return dd_err("%s: record %lld: member without a name", t->name, (long long)index);
+        const char *dot = strchr(mn, '.');
+        size_t kl = dot ? (size_t)(dot - mn) : strlen(mn);
+        if (started && (kl != strlen(rec->key) || memcmp(mn, rec->key, kl))) return 1; /* next record's */
+        if (!dot) {
+            if (!started && !strcmp(mn, "__end__")) return tar_end(t, index) ? -1 : 0;
+            return dd_err("%s: record %lld: unexpected member '%.80s'", t->name, (long long)index, mn);
+        }
+        if (!started) {
+            if (kl > TS_KEY_MAX) return dd_err("%s: record %lld: key of member '%.80s' is too long", t->name, (long long)index, mn);
+            memcpy(rec->key, mn, kl);
+            rec->key[kl] = 0;
+            if (!ts_key_valid(rec->key)) {
+                rec->key[0] = 0;
+                return dd_err("%s: record %lld: invalid key in member '%.80s'", t->name, (long long)index, mn);
+            }
+            started = 1;
+        }
+        if (tar_member(t, rec, index, dot + 1)) return -1;
+    }
+}
+
+void tsi_tar_close(TsTarIn *t)
+{
+    if (!t) return;
+    archive_read_free(t->a);
+    free(t->mbuf);
+    free(t);
+}
+
+/* ---- writing ---- */
+
+struct TsShardWriter {
+    char *fmt;                 /* the pattern with its conversion rewritten to take a long long */
+    int64_t rps;
+    char *hdr_text;
+    int zst;
+    time_t mtime;
+    struct archive *a;         /* the shard being written; NULL between shards */
+    struct archive_entry *e;
+    DdAtomicFile af;
+    char *cur;                 /* its path */
+    int64_t shard, nrec, total;
+    int failed;
+    TsKeySet keys;
+};
+
+/* Accepts exactly one %d / %i / %u conversion (optional 0 flag and width), "%%" elsewhere. */
+static char *pattern_format(const char *pat)
+{
+    size_t n = strlen(pat);
+    char *fmt = dd_malloc(3 * n + 8);
+    size_t o = 0;
+    int conv = 0;
+    for (size_t i = 0; i < n; i++) {
+        fmt[o++] = pat[i];
+        if (pat[i] != '%') continue;
+        if (pat[i + 1] == '%') {
+            fmt[o++] = pat[++i];
+            continue;
+        }
+        size_t j = i + 1;
+        while (pat[j] >= '0' && pat[j] <= '9' && j - i < 4) fmt[o++] = pat[j++];
+        if (pat[j] != 'd' && pat[j] != 'i' && pat[j] != 'u') conv = 2;
+        fmt[o++] = 'l';
+        fmt[o++] = 'l';
+        fmt[o++] = 'd';
+        conv++;
+        i = j;
+    }
+    fmt[o] = 0;
+    if (conv != 1) {
+        dd_err("shard pattern '%s' must hold exactly one integer conversion such as %%06d", pat);
+        free(fmt);
+        return NULL;
+    }
+    return fmt;
+}
+
+static int sw_err(TsShardWriter *w, const char *what)
+{
+    w->failed = 1;
+    return dd_err("%s: %s: %s", w->cur, what, archive_error_string(w->a) ? archive_error_string(w->a) : strerror(EIO));
+}
+
+static int put_member(TsShardWriter *w, const char *name, const void *data, size_t len)
+{
+    archive_entry_clear(w->e);
+    archive_entry_set_pathname(w->e, name);
+    archive_entry_set_size(w->e, (la_int64_t)len);
+    archive_entry_set_filetype(w->e, AE_IFREG);
+    archive_entry_set_perm(w->e, 0444);
+    archive_entry_set_mtime(w->e, w->mtime, 0);
+    archive_entry_set_uid(w->e, 0);
+    archive_entry_set_gid(w->e, 0);
+    if (archive_write_header(w->a, w->e) != ARCHIVE_OK) return sw_err(w, "write error");
+    if (len && archive_write_data(w->a, data, len) != (la_ssize_t)len) return sw_err(w, "write error");
+    return 0;
+}
+
+static int shard_begin(TsShardWriter *w)
+{
+    size_t n = strlen(w->fmt) + 32;
+    w->cur = dd_malloc(n);
+    snprintf(w->cur, n, w->fmt, (long long)w->shard);
+    if (dd_atomic_open(&w->af, w->cur)) {
+        w->failed = 1;
+        return -1;
+    }
+    w->a = archive_write_new();
+    archive_write_set_format_pax_restricted(w->a);
+    if (w->zst && (archive_write_add_filter_zstd(w->a) != ARCHIVE_OK ||
+                   archive_write_set_filter_option(w->a, "zstd", "compression-level", ZSTD_LEVEL) != ARCHIVE_OK))
+        return sw_err(w, "zstd");
+    if (archive_write_open_fd(w->a, fileno(w->af.f)) != ARCHIVE_OK) return sw_err(w, "cannot open");
+    w->nrec = 0;
+    return put_member(w, "__stream__", w->hdr_text, strlen(w->hdr_text));
+}
+
+static int shard_end(TsShardWriter *w)
+{
+    char end[64];
+    int n = snprintf(end, sizeof end, "{\"records\":%lld}", (long long)w->nrec);
+    if (put_member(w, "__end__", end, (size_t)n)) return -1;
+    if (archive_write_close(w->a) != ARCHIVE_OK) return sw_err(w, "write error");
+    archive_write_free(w->a);
+    w->a = NULL;
+    free(w->cur);
+    w->cur = NULL;
+    w->shard++;
+    if (dd_atomic_commit(&w->af)) {
+        w->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+TsShardWriter *ts_shards_open(const char *pattern, int64_t records_per_shard, const TsHeader *h)
+{
+    if (records_per_shard < 1) {
+        dd_err("records per shard must be at least 1 (got %lld)", (long long)records_per_shard);
+        return NULL;
+    }
+    time_t mtime = 0;
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    if (sde && *sde) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(sde, &end, 10);
+        if (*end || errno || v < 0) {
+            dd_err("SOURCE_DATE_EPOCH '%s' is not a non-negative integer", sde);
+            return NULL;
+        }
+        mtime = (time_t)v;
+    }
+    char *fmt = pattern_format(pattern);
+    if (!fmt) return NULL;
+    if (ts_header_validate(h, pattern)) {
+        free(fmt);
+        return NULL;
+    }
+    TsShardWriter *w = dd_calloc(1, sizeof *w);
+    w->fmt = fmt;
+    w->rps = records_per_shard;
+    w->hdr_text = json_dumps(h->json, JSON_COMPACT);
+    size_t pl = strlen(pattern);
+    w->zst = pl >= 4 && !strcmp(pattern + pl - 4, ".zst");
+    w->mtime = mtime;
+    w->e = archive_entry_new();
+    tsi_keyset_init(&w->keys);
+    return w;
+}
+
+int ts_shards_put(TsShardWriter *w, const TsRecord *rec)
+{
+    if (w->failed) return -1;
+    if (ts_record_check(rec)) return dd_err_prefix("shards: record %lld", (long long)w->total);
+    if (!rec->nfields && !rec->meta)
+        return dd_err("record %lld (%s): a record without fields or meta cannot be stored in a shard", (long long)w->total, rec->key);
+    for (int i = 0; i < rec->nfields; i++)
+        if (rec->fields[i].t.dtype == DD_BF16)
+            return dd_err("record %lld (%s): field '%s' is BF16, which .npy cannot hold: convert it (to F32) before writing shards",
+                          (long long)w->total, rec->key, rec->fields[i].name);
+    if (!tsi_keyset_add(&w->keys, rec->key)) return dd_err("record %lld (%s): duplicate key", (long long)w->total, rec->key);
+    if (!w->a && shard_begin(w)) return -1;
+    char mn[TS_KEY_MAX + TS_NAME_MAX + 8];
+    if (rec->meta) {
+        snprintf(mn, sizeof mn, "%s.json", rec->key);
+        if (put_member(w, mn, rec->meta, strlen(rec->meta))) return -1;
+    }
+    for (int i = 0; i < rec->nfields; i++) {
+        const TsField *f = &rec->fields[i];
+        int rc;
+        if (!strcmp(f->name, "label") && f->t.dtype == DD_I64 && f->t.ndim == 0) {
+            char txt[32];
+            int n = snprintf(txt, sizeof txt, "%" PRId64, *(const int64_t *)f->t.data);
+            snprintf(mn, sizeof mn, "%s.cls", rec->key);
+            rc = put_member(w, mn, txt, (size_t)n);
+        } else {
+            void *buf;
+            size_t len;
+            if (npy_serialize(&f->t, &buf, &len))
+                return dd_err_prefix("record %lld (%s): field '%s'", (long long)w->total, rec->key, f->name);
+            snprintf(mn, sizeof mn, "%s.%s.npy", rec->key, f->name);
+            rc = put_member(w, mn, buf, len);
+            free(buf);
+        }
+        if (rc) return -1;
+    }
+    w->nrec++;
+    w->total++;
+    return w->nrec == w->rps ? shard_end(w) : 0;
+}
+
+static void shards_free(TsShardWriter *w)
+{
+    archive_entry_free(w->e);
+    tsi_keyset_free(&w->keys);
+    free(w->hdr_text);
+    free(w->fmt);
+    free(w->cur);
+    free(w);
+}
+
+int ts_shards_close(TsShardWriter *w)
+{
+    int rc = w->failed ? -1 : 0;
+    if (!rc && (w->a || w->shard == 0)) /* an empty stream still gets one (empty) shard */
+        rc = (w->a || !shard_begin(w)) ? shard_end(w) : -1;
+    if (rc) {
+        ts_shards_abort(w);
+        return -1;
+    }
+    shards_free(w);
+    return 0;
+}
+
+void ts_shards_abort(TsShardWriter *w)
+{
+    if (!w) return;
+    if (w->a) archive_write_free(w->a);
+    dd_atomic_abort(&w->af);
+    shards_free(w);
+}

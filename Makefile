@@ -120,10 +120,11 @@ $(BUILD)/obj/tests/fuzz/replay_main.o: tests/fuzz/replay_main.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 fuzz: $(FUZZ_BIN)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+FUZZ_LIB_SRC := $(wildcard libcommon/*/*.c libcommon/nn/cpu/*.c libcommon/nn/nocuda/*.c formats/*.c)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p $(@D)
 	clang -std=c11 -O1 -g -D_GNU_SOURCE -I. $(BLAS_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	    $< $(LIB_SRC) $(LDLIBS) -o $@
+	    $< $(FUZZ_LIB_SRC) $(filter-out $(CUDA_LIBS),$(LDLIBS)) -o $@
 
 # ---- dependencies: Debian packages ----
 DEB_BUILD := gcc make pkg-config libarchive-dev libzstd-dev zstd libpng-dev libjpeg62-turbo-dev \

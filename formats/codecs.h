@@ -43,12 +43,16 @@ int jpeg_decode(const void *buf, size_t len, const char *name, Tensor *out);
 int image_decode(const void *buf, size_t len, const char *name, Tensor *out);
 /* Reads a whole file (size-checked) into a malloc'ed buffer. */
 int dd_read_file(const char *path, void **buf, size_t *len);
+/* Writes len bytes to path atomically (temporary in the same directory, fsync, rename). */
+int dd_write_file(const char *path, const void *buf, size_t len);
 
 /* ---- IDX (MNIST / Fashion-MNIST) ---- */
 
 /* Reads an IDX file, gzip-compressed or not (detected), into a tensor of its dtype (U8 images
  * [N,28,28], U8 labels [N]). Big-endian multi-byte types are converted. */
 int idx_read(const char *path, Tensor *out);
+/* Same, from an IDX image in memory (gzip-compressed or not). */
+int idx_parse(const void *buf, size_t len, const char *name, Tensor *out);
 
 /* ---- CIFAR binary ---- */
 
@@ -78,14 +82,17 @@ void imagefolder_free(ImageFolder *f);
 
 typedef struct {
     char *name;
-    Tensor t;              /* borrowed view into the file's buffer (owns = 0) */
+    Tensor t;              /* borrowed view into the file's buffer (owns = 0); where the file puts
+                              it at an offset misaligned for its dtype, an aligned copy (owns = 1)
+                              that st_free frees */
 } StEntry;
 
 typedef struct {
     int n;
     StEntry *e;            /* in file order */
     json_t *metadata;      /* "__metadata__" object (string values), or NULL */
-    void *buf;             /* the whole file; entries point into it */
+    void *buf;             /* the whole file; entries point into it (its data section moved up
+                              to an 8-byte boundary when the header length is not a multiple of 8) */
     size_t len;
 } Safetensors;
 

@@ -1,0 +1,115 @@
+/* fileio.c - whole-file read and atomic write, and line lists (class-name files): the small file
+ * helpers the codecs share. */
+#include "formats/codecs.h"
+#include "libcommon/base/base.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int dd_read_file(const char *path, void **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return dd_err("%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st)) {
+        fclose(f);
+        return dd_err("%s: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return dd_err("%s: is a directory", path);
+    }
+    /* The size from fstat is a hint only (pipes, files growing or shrinking under us): read to EOF. */
+    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 && (uint64_t)st.st_size < SIZE_MAX ? (size_t)st.st_size + 1 : 65536;
+    uint8_t *b = dd_malloc(cap);
+    size_t n = 0;
+    for (;;) {
+        if (n == cap) {
+            if (cap > SIZE_MAX / 2) {
+                free(b);
+                fclose(f);
+                return dd_err("%s: file too large", path);
+            }
+            cap *= 2;
+            b = dd_realloc(b, cap);
+        }
+        size_t k = fread(b + n, 1, cap - n, f);
+        n += k;
+        if (k == 0) break;
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(b);
+        fclose(f);
+        return dd_err("%s: read error: %s", path, strerror(e ? e : EIO));
+    }
+    fclose(f);
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+int dd_write_file(const char *path, const void *buf, size_t len)
+{
+    DdAtomicFile a;
+    if (dd_atomic_open(&a, path)) return -1;
+    if (len && fwrite(buf, 1, len, a.f) != len) {
+        int e = errno;
+        dd_atomic_abort(&a);
+        return dd_err("%s: write error: %s", path, strerror(e ? e : EIO));
+    }
+    return dd_atomic_commit(&a);
+}
+
+int dd_read_lines(const char *path, char ***lines, int *n)
+{
+    void *buf;
+    size_t len;
+    *lines = NULL;
+    *n = 0;
+    if (dd_read_file(path, &buf, &len)) return -1;
+    char *s = buf, *end = s + len;
+    char **v = NULL;
+    int cnt = 0, cap = 0;
+    while (s < end) {
+        char *nl = memchr(s, '\n', (size_t)(end - s));
+        char *e = nl ? nl : end;
+        char *t = e;
+        while (t > s && (t[-1] == '\r' || t[-1] == ' ' || t[-1] == '\t')) t--;
+        if (t > s) {
+            if (memchr(s, 0, (size_t)(t - s))) {
+                dd_lines_free(v, cnt);
+                free(buf);
+                return dd_err("%s: line %d contains a NUL byte", path, cnt + 1);
+            }
+            if (cnt == cap) {
+                if (cap > (1 << 28)) {
+                    dd_lines_free(v, cnt);
+                    free(buf);
+                    return dd_err("%s: too many lines", path);
+                }
+                cap = cap ? cap * 2 : 16;
+                v = dd_realloc(v, (size_t)cap * sizeof *v);
+            }
+            v[cnt] = dd_malloc((size_t)(t - s) + 1);
+            memcpy(v[cnt], s, (size_t)(t - s));
+            v[cnt][t - s] = 0;
+            cnt++;
+        }
+        s = e + 1;
+    }
+    free(buf);
+    *lines = v;
+    *n = cnt;
+    return 0;
+}
+
+void dd_lines_free(char **lines, int n)
+{
+    for (int i = 0; i < n; i++) free(lines[i]);
+    free(lines);
+}

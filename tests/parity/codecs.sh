@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# codecs.sh - .npy and safetensors against numpy (and torch): our .npy files load in numpy with the
+# same values and numpy's exact bytes; numpy-written .npy (several dtypes, v1/v2/v3 headers, 0-d,
+# big-endian) parse in ours and Fortran order is refused; our safetensors read with a few lines of
+# numpy; a safetensors file written from torch tensors with struct/json reads in ours; JPEG/PNG/PPM
+# decode as PIL does.
+# Runs in a temp dir with BIN, BUILD, TESTS, PYTHON set by tests/run.sh. SKIP (77) without numpy.
+set -euo pipefail
+PYTHON=${PYTHON:-/usr/bin/python3}
+TESTS=${TESTS:?TESTS not set}
+BUILD=${BUILD:-build}
+TOOL=$TESTS/../$BUILD/tests/parity/codecs_tool
+PEER=$TESTS/parity/codecs_peer.py
+
+if ! "$PYTHON" -c 'import numpy' 2>/dev/null; then
+    echo "SKIP: numpy is not importable by $PYTHON"
+    exit 77
+fi
+[ -x "$TOOL" ] || { echo "codecs.sh: $TOOL not built"; exit 1; }
+
+# ours -> numpy
+mkdir ours
+"$TOOL" npy-write ours
+"$PYTHON" "$PEER" check-npy ours
+
+# numpy -> ours
+mkdir np
+"$PYTHON" "$PEER" write-npy np
+n=0
+for f in np/*.npy; do
+    case $f in
+    */np_fortran.npy)
+        if "$TOOL" npy-dump "$f" >/dev/null 2>err.txt; then echo "codecs.sh: $f: Fortran order accepted"; exit 1; fi
+        grep -q fortran_order err.txt || { echo "codecs.sh: $f: unexpected message: $(cat err.txt)"; exit 1; }
+        ;;
+    *)
+        "$TOOL" npy-dump "$f" > dump.txt
+        "$PYTHON" "$PEER" cmp-dump "$f" dump.txt
+        n=$((n + 1))
+        ;;
+    esac
+done
+echo "numpy -> ours: $n .npy files equal, Fortran order refused"
+
+# safetensors: ours -> numpy reader, and back through our reader
+"$TOOL" st-write ours.safetensors
+"$PYTHON" "$PEER" check-st ours.safetensors
+"$TOOL" st-dump ours.safetensors > st_ours.txt
+"$PYTHON" "$PEER" cmp-st ours.safetensors st_ours.txt
+
+# safetensors written on the torch side
+if "$PYTHON" -c 'import torch' 2>/dev/null; then
+    "$PYTHON" "$PEER" write-st-torch torch.safetensors
+    "$TOOL" st-dump torch.safetensors > st_torch.txt
+    "$PYTHON" "$PEER" cmp-st torch.safetensors st_torch.txt
+else
+    echo "note: torch not importable; torch-written safetensors check skipped"
+fi
+# images: ours against PIL (what torchvision's ImageFolder loader uses)
+if "$PYTHON" -c 'import PIL' 2>/dev/null; then
+    mkdir img
+    "$PYTHON" "$PEER" write-img img
+    for f in img/*; do
+        "$TOOL" img-dump "$f" > img.txt
+        "$PYTHON" "$PEER" cmp-img "$f" img.txt
+    done
+    echo "images: $(ls img | wc -l) files decode as PIL does"
+else
+    echo "note: PIL not importable; image checks skipped"
+fi
+echo "codecs parity: ok"

@@ -18,11 +18,15 @@ rm -rf "$logs" && mkdir -p "$logs"
 list=()
 for t in "$BUILD"/tests/test_*; do [ -x "$t" ] && list+=("unit:$t"); done
 for t in "$BUILD"/tests/fuzz_*_replay; do [ -x "$t" ] && list+=("fuzz:$t"); done
-for t in tests/golden/*.sh tests/parity/*.sh; do [ -f "$t" ] && list+=("sh:$t"); done
+for t in tests/golden/*.sh tests/parity/*.sh; do
+    case ${t##*/} in lib*.sh) continue ;; esac   # sourced helpers, not tests
+    [ -f "$t" ] && list+=("sh:$t")
+done
 
 run_one() {
     local spec=$1 kind=${1%%:*} path=${1#*:} name rc
     name=$(basename "$path"); name=${name%.sh}
+    [ "$kind" = sh ] && name=$(basename "$(dirname "$path")")-$name   # golden-x, parity-x
     local log=$logs/$name.log start=$SECONDS
     case $kind in
     unit) timeout 600 "$path" >"$log" 2>&1; rc=$? ;;

@@ -1,0 +1,181 @@
+/* arcmerge.c - FADRM's data residual (ARC, method.md section 2): for each record x of the input
+ * stream, the record of the initial patches P with the same key, P's image resampled bilinearly
+ * (align_corners=False, no antialias) to x's size, and out = alpha*x + (1-alpha)*P in float32.
+ * x's other fields, key, label and meta pass through. P is read whole (IPC x classes records)
+ * and looked up by key; every key must be on both sides. See arcmerge(1).
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/stream.h"
+#include "libcommon/base/base.h"
+#include "libcommon/image/resize.h"
+
+typedef struct {
+    TsRecord rec;
+    int seen;
+} Patch;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: %s [options] PATCHES [< x]\n"
+               "Merge x (stdin) with the initial patches: alpha*x + (1-alpha)*resample(P).\n"
+               "  -a, --alpha A      weight of x, in [0,1] (default 0.5)\n"
+               "  -x, --input FILE   read x from FILE instead of stdin\n"
+               "  -o, --output FILE  write FILE atomically instead of stdout\n"
+               "  -q, --quiet        no progress\n"
+               "  -h, --help         this text\n"
+               "      --version      version\n", dd_prog());
+}
+
+static int cmp_patch(const void *a, const void *b)
+{
+    return strcmp(((const Patch *)a)->rec.key, ((const Patch *)b)->rec.key);
+}
+
+/* Reads all of P, sorted by key; duplicate keys are an error. */
+static Patch *patches_load(TsReader *r, int64_t *n)
+{
+    Patch *p = NULL;
+    int64_t cap = 0;
+    int e;
+    *n = 0;
+    for (;;) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            p = dd_realloc(p, sizeof *p * (size_t)cap);
+        }
+        ts_record_init(&p[*n].rec);
+        p[*n].seen = 0;
+        if ((e = ts_reader_next(r, &p[*n].rec)) != 1) break;
+        (*n)++;
+    }
+    ts_record_free(&p[*n].rec);
+    if (e < 0) dd_die_err(DD_EXIT_DATA);
+    qsort(p, (size_t)*n, sizeof *p, cmp_patch);
+    for (int64_t i = 1; i < *n; i++)
+        if (!strcmp(p[i].rec.key, p[i - 1].rec.key))
+            dd_die(DD_EXIT_DATA, "%s: key %s appears twice", ts_reader_name(r), p[i].rec.key);
+    return p;
+}
+
+/* out = alpha*x + (1-alpha)*P on x's image; returns -1 with dd_err on a shape mismatch. */
+static int merge(TsRecord *x, const Patch *p, float a, float b)
+{
+    Tensor tx, tp;
+    if (ts_record_image_f32(x, &tx) < 0) return -1;
+    if (ts_record_image_f32(&p->rec, &tp) < 0) {
+        tensor_free(&tx);
+        return -1;
+    }
+    int rc = 0;
+    if (tx.ndim != 3 || tp.ndim != 3 || tx.shape[0] != tp.shape[0]) {
+        char da[128], db[128];
+        rc = dd_err("image %s does not match the patch's %s", tensor_describe(&tx, da, sizeof da),
+                    tensor_describe(&tp, db, sizeof db));
+    } else {
+        const int64_t C = tx.shape[0], H = tx.shape[1], W = tx.shape[2];
+        if (tp.shape[1] != H || tp.shape[2] != W) {
+            Tensor rs = tensor_newv(DD_F32, 3, C, H, W);
+            img_resize_bilinear(tp.data, (int)C, (int)tp.shape[1], (int)tp.shape[2], rs.data, (int)H, (int)W);
+            tensor_free(&tp);
+            tp = rs;
+        }
+        float *px = tx.data;
+        const float *pp = tp.data;
+        for (int64_t i = 0, n = C * H * W; i < n; i++) px[i] = a * px[i] + b * pp[i];
+        ts_record_set(x, "image", tx);
+        tx.owns = 0;
+    }
+    tensor_free(&tx);
+    tensor_free(&tp);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    dd_prog_init(argv[0]);
+    static const struct option lo[] = {
+        {"alpha", 1, 0, 'a'}, {"input", 1, 0, 'x'}, {"output", 1, 0, 'o'}, {"quiet", 0, 0, 'q'},
+        {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
+    const char *xname = "-", *output = "-";
+    double alpha = 0.5;
+    int c, quiet = 0;
+    while ((c = getopt_long(argc, argv, "a:x:o:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'a': alpha = dd_opt_double("--alpha", optarg, 0, 1); break;
+        case 'x': xname = optarg; break;
+        case 'o': output = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': dd_version_exit();
+        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        }
+    }
+    if (argc - optind != 1) dd_die(DD_EXIT_USAGE, "want exactly one PATCHES file (try --help)");
+    const char *pname = argv[optind];
+    if (!strcmp(pname, "-") && !strcmp(xname, "-")) dd_die(DD_EXIT_USAGE, "x and PATCHES cannot both be stdin");
+    if (!strcmp(output, "-")) dd_refuse_tty_stdout();
+
+    TsReader *pr = ts_reader_open(pname);
+    if (!pr) dd_die_err(DD_EXIT_DATA);
+    int64_t np;
+    Patch *P = patches_load(pr, &np);
+    TsReader *xr = ts_reader_open(xname);
+    if (!xr) dd_die_err(DD_EXIT_DATA);
+    xname = ts_reader_name(xr);
+    if (ts_header_classes_check(ts_reader_header(xr), xname, ts_reader_header(pr), pname) < 0)
+        dd_die_err(DD_EXIT_DATA);
+    TsHeader *h = ts_header_copy(ts_reader_header(xr));
+    json_t *params = json_pack("{s:f}", "alpha", alpha);
+    ts_header_add_history(h, argc, argv, -1, params);
+    json_decref(params);
+    TsWriter *w = ts_writer_open(output, h);
+    if (!w) dd_die_err(DD_EXIT_DATA);
+
+    /* The reference computes alpha*x + (1-alpha)*P with both scalars cast to float32. */
+    const float a = (float)alpha, b = (float)(1.0 - alpha);
+    TsRecord rec;
+    ts_record_init(&rec);
+    DdProgress prog;
+    dd_progress_start(&prog, "records", -1, quiet);
+    int r;
+    while ((r = ts_reader_next(xr, &rec)) == 1) {
+        int64_t idx = ts_reader_index(xr) - 1;
+        Patch key, *p;
+        memcpy(key.rec.key, rec.key, sizeof rec.key);
+        if (!(p = bsearch(&key, P, (size_t)np, sizeof *P, cmp_patch))) {
+            dd_err("%s: record %lld (%s): key not in %s", xname, (long long)idx, rec.key, pname);
+            r = -1;
+        } else if (p->seen++) {
+            dd_err("%s: record %lld (%s): key appears twice", xname, (long long)idx, rec.key);
+            r = -1;
+        } else if (merge(&rec, p, a, b) < 0) {
+            dd_err_prefix("%s: record %lld (%s)", xname, (long long)idx, rec.key);
+            r = -1;
+        } else if (ts_writer_put(w, &rec) < 0) {
+            r = -1;
+        }
+        if (r < 0) break;
+        dd_progress_update(&prog, idx + 1);
+    }
+    dd_progress_end(&prog);
+    int64_t unseen = 0, first = -1;
+    for (int64_t i = 0; r == 0 && i < np; i++)
+        if (!P[i].seen && unseen++ == 0) first = i;
+    if (unseen) r = dd_err("%s: %lld key(s) never seen in %s, first %s", pname, (long long)unseen, xname,
+                           P[first].rec.key);
+    if (r < 0) {
+        ts_writer_abort(w);
+        dd_die_err(DD_EXIT_DATA);
+    }
+    if (ts_writer_close(w) < 0) dd_die_err(DD_EXIT_DATA);
+    for (int64_t i = 0; i < np; i++) ts_record_free(&P[i].rec);
+    free(P);
+    ts_record_free(&rec);
+    ts_reader_close(xr);
+    ts_reader_close(pr);
+    ts_header_free(h);
+    return 0;
+}

@@ -1,0 +1,325 @@
+/* tsexport.c - a record stream -> files other tools read: an ImageFolder tree of PNGs (--png),
+ * stacked NumPy arrays (--npy, the inverse of tsimport --format npy), a contact sheet (--grid).
+ * Directories are built under DIR.tmp.PID and renamed into place only when complete, so a
+ * half-written export is never presented as finished. See tsexport(1).
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "formats/codecs.h"
+#include "formats/stream.h"
+#include "libcommon/base/base.h"
+
+typedef struct {                  /* one stacked field of --npy */
+    char name[TS_NAME_MAX + 1];
+    Tensor first;                 /* dtype and shape of the first record (no data) */
+    char *data;
+    size_t rowbytes, cap;
+} Stack;
+
+typedef struct {
+    char *png, *npy;              /* output directories, trailing slashes removed */
+    const char *grid;
+    int truncate, cols;
+    const TsHeader *h;
+    char *png_tmp, *npy_tmp;
+    int nstack;
+    Stack stack[64];
+    char **keys;
+    int64_t n;
+    Tensor grid_img;              /* U8 [C, rows, cols] once the first image is seen */
+    int64_t *grid_fill;           /* images placed per class */
+} Export;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: %s [options] [file]\n"
+               "Export a record stream as PNG folders, NumPy arrays or a contact sheet.\n"
+               "  -P, --png DIR       ImageFolder tree: DIR/NN_class/KEY.png\n"
+               "  -N, --npy DIR       image.npy [N,C,H,W] float32, label.npy [N] int64, keys.txt,\n"
+               "                      classes.txt, and NAME.npy for every other field\n"
+               "  -g, --grid FILE     contact sheet PNG: one row per class\n"
+               "      --grid-cols N   images per row of the sheet (default 10)\n"
+               "  -t, --truncate      float -> uint8 by truncation (the references) instead of rounding\n"
+               "  -h, --help          this text\n"
+               "      --version       version\n", dd_prog());
+}
+
+/* [0,1] float -> byte: torchvision's save_image rounding (x*255+0.5, clamped), or truncation. */
+static uint8_t to_u8(float x, int truncate)
+{
+    float v = truncate ? x * 255.0f : x * 255.0f + 0.5f;
+    if (!(v > 0.0f)) return 0;
+    return v >= 255.0f ? 255 : (uint8_t)v;
+}
+
+static Tensor image_u8(const TsRecord *r, int truncate)
+{
+    const Tensor *im = ts_record_cget(r, "image");
+    if (im && im->dtype == DD_U8) return tensor_clone(im);
+    Tensor f, u;
+    if (ts_record_image_f32(r, &f) < 0) dd_die_err(DD_EXIT_DATA);
+    u = tensor_new(DD_U8, f.ndim, f.shape);
+    const float *p = f.data;
+    uint8_t *q = u.data;
+    for (int64_t i = 0, n = tensor_numel(&f); i < n; i++) q[i] = to_u8(p[i], truncate);
+    tensor_free(&f);
+    return u;
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void strip_slash(char *d)
+{
+    for (size_t n = d ? strlen(d) : 0; n > 1 && d[n - 1] == '/'; n--) d[n - 1] = 0;
+}
+
+/* Temporary directory DIR.tmp.PID, removed first if a dead run left it. */
+static char *tmp_dir(const char *dir)
+{
+    size_t n = strlen(dir) + 32;
+    char *t = dd_malloc(n);
+    snprintf(t, n, "%s.tmp.%ld", dir, (long)getpid());
+    rm_tree(t);
+    if (mkdir(t, 0777) < 0) dd_die(DD_EXIT_DATA, "%s: cannot create: %s", t, strerror(errno));
+    return t;
+}
+
+static void commit_dir(char *tmp, const char *dir)
+{
+    if (rename(tmp, dir) < 0) {
+        int e = errno;
+        rm_tree(tmp);
+        dd_die(DD_EXIT_DATA, "%s: cannot rename %s into place: %s", dir, tmp,
+               e == ENOTEMPTY || e == EEXIST ? "it exists and is not empty" : strerror(e));
+    }
+    free(tmp);
+}
+
+static void die_cleanup(Export *x)
+{
+    if (x->png_tmp) rm_tree(x->png_tmp);
+    if (x->npy_tmp) rm_tree(x->npy_tmp);
+    dd_die_err(DD_EXIT_DATA);
+}
+
+/* "NN_name" with every byte outside [A-Za-z0-9._-] replaced by '_': lexical order = label order. */
+static void class_dir(const TsHeader *h, int i, char *buf, size_t n)
+{
+    int nc = ts_header_nclasses(h), width = 2;
+    for (int k = 100; k <= nc - 1; k *= 10) width++;
+    int len = snprintf(buf, n, "%0*d_%s", width, i, ts_header_class(h, i));
+    for (int k = width + 1; k < len && (size_t)k < n; k++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_", buf[k])) buf[k] = '_';
+}
+
+static void put_png(Export *x, const TsRecord *r, int64_t lab, char *path, size_t n)
+{
+    char cd[256];
+    class_dir(x->h, (int)lab, cd, sizeof cd);
+    snprintf(path, n, "%s/%s", x->png_tmp, cd);
+    if (mkdir(path, 0777) < 0 && errno != EEXIST) {
+        dd_err("%s: %s", path, strerror(errno));
+        die_cleanup(x);
+    }
+    snprintf(path, n, "%s/%s/%s.png", x->png_tmp, cd, r->key);
+    Tensor u = image_u8(r, x->truncate);
+    void *buf;
+    size_t len;
+    FILE *f = NULL;
+    if (png_encode(&u, &buf, &len) < 0 || !(f = fopen(path, "wb")) || fwrite(buf, 1, len, f) != len ||
+        dd_fclose_checked(f, path) < 0) {
+        if (!f) dd_err("%s: %s", path, strerror(errno));
+        dd_err_prefix("record %lld (%s)", (long long)x->n, r->key);
+        die_cleanup(x);
+    }
+    free(buf);
+    tensor_free(&u);
+}
+
+/* Appends one row to a stacked field; dtype and shape must match the first record's. */
+static void stack_put(Export *x, const char *name, const Tensor *t, const char *key)
+{
+    int i = 0;
+    while (i < x->nstack && strcmp(x->stack[i].name, name)) i++;
+    if (i == x->nstack) {
+        if (x->n > 0) dd_err("record %lld (%s): field '%s' absent from the records before", (long long)x->n, key, name);
+        if (x->n > 0 || i == 64) die_cleanup(x);
+        Stack *s = &x->stack[x->nstack++];
+        snprintf(s->name, sizeof s->name, "%s", name);
+        s->first = *t;
+        s->first.data = NULL;
+        s->first.owns = 0;
+        s->rowbytes = (size_t)tensor_nbytes(t);
+    }
+    Stack *s = &x->stack[i];
+    char a[128], b[128];
+    if (!tensor_same_shape(&s->first, t)) {
+        dd_err("record %lld (%s): field '%s' is %s, earlier records have %s", (long long)x->n, key, name,
+               tensor_describe(t, a, sizeof a), tensor_describe(&s->first, b, sizeof b));
+        die_cleanup(x);
+    }
+    size_t need = s->rowbytes * (size_t)(x->n + 1);
+    if (need > s->cap) {
+        s->cap = need * 2;
+        s->data = dd_realloc(s->data, s->cap);
+    }
+    memcpy(s->data + s->rowbytes * (size_t)x->n, t->data, s->rowbytes);
+}
+
+static void put_npy(Export *x, const TsRecord *r, int64_t lab)
+{
+    Tensor im, lt = tensor_scalar_i64(lab);
+    if (ts_record_image_f32(r, &im) < 0) {
+        dd_err_prefix("record %lld (%s)", (long long)x->n, r->key);
+        die_cleanup(x);
+    }
+    stack_put(x, "image", &im, r->key);
+    tensor_free(&im);
+    if (ts_record_cget(r, "label")) stack_put(x, "label", &lt, r->key);
+    for (int f = 0; f < r->nfields; f++)
+        if (strcmp(r->fields[f].name, "image") && strcmp(r->fields[f].name, "label"))
+            stack_put(x, r->fields[f].name, &r->fields[f].t, r->key);
+    if (r->nfields != x->nstack) {
+        dd_err("record %lld (%s): %d fields, earlier records have %d", (long long)x->n, r->key, r->nfields,
+               x->nstack);
+        die_cleanup(x);
+    }
+    if ((x->n & (x->n - 1)) == 0) x->keys = dd_realloc(x->keys, sizeof *x->keys * (size_t)(x->n ? 2 * x->n : 1));
+    x->keys[x->n] = dd_strdup(r->key);
+}
+
+static void write_lines(Export *x, const char *name, int n, char *(*line)(Export *, int))
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", x->npy_tmp, name);
+    FILE *f = fopen(path, "w");
+    if (!f) dd_err("%s: %s", path, strerror(errno));
+    for (int i = 0; f && i < n; i++) fprintf(f, "%s\n", line(x, i));
+    if (!f || dd_fclose_checked(f, path) < 0) die_cleanup(x);
+}
+
+static char *key_line(Export *x, int i) { return x->keys[i]; }
+static char *class_line(Export *x, int i) { return (char *)ts_header_class(x->h, i); }
+
+static void finish_npy(Export *x)
+{
+    char path[4096];
+    for (int i = 0; i < x->nstack; i++) {
+        Stack *s = &x->stack[i];
+        Tensor t = s->first;
+        if (t.ndim == DD_MAXDIM) {
+            dd_err("field '%s': %d dimensions, no room to stack", s->name, t.ndim);
+            die_cleanup(x);
+        }
+        memmove(t.shape + 1, t.shape, sizeof(int64_t) * (size_t)t.ndim);
+        t.shape[0] = x->n;
+        t.ndim++;
+        t.data = s->data;
+        snprintf(path, sizeof path, "%s/%s.npy", x->npy_tmp, s->name);
+        if (npy_write_file(path, &t) < 0) die_cleanup(x);
+        free(s->data);
+    }
+    write_lines(x, "keys.txt", (int)x->n, key_line);
+    write_lines(x, "classes.txt", ts_header_nclasses(x->h), class_line);
+    for (int64_t i = 0; i < x->n; i++) free(x->keys[i]);
+    free(x->keys);
+}
+
+/* Places the image in its class row (first --grid-cols images of each class). */
+static void put_grid(Export *x, const TsRecord *r, int64_t lab)
+{
+    Tensor u = image_u8(r, x->truncate);
+    const int nc = ts_header_nclasses(x->h);
+    if (!x->grid_img.data) {
+        x->grid_img = tensor_newv(DD_U8, 3, u.shape[0], nc * (u.shape[1] + 1) + 1, x->cols * (u.shape[2] + 1) + 1);
+        memset(x->grid_img.data, 255, (size_t)tensor_nbytes(&x->grid_img));
+        x->grid_fill = dd_calloc((size_t)nc, sizeof *x->grid_fill);
+    }
+    Tensor *g = &x->grid_img;
+    const int64_t C = u.shape[0], H = u.shape[1], W = u.shape[2], GH = g->shape[1], GW = g->shape[2];
+    if (u.ndim != 3 || C != g->shape[0] || GH != nc * (H + 1) + 1 || GW != x->cols * (W + 1) + 1) {
+        dd_err("record %lld (%s): image shape differs from the first record's", (long long)x->n, r->key);
+        die_cleanup(x);
+    }
+    if (x->grid_fill[lab] < x->cols) {
+        int64_t y0 = 1 + lab * (H + 1), x0 = 1 + x->grid_fill[lab]++ * (W + 1);
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t y = 0; y < H; y++)
+                memcpy((uint8_t *)g->data + (c * GH + y0 + y) * GW + x0, (uint8_t *)u.data + (c * H + y) * W, (size_t)W);
+    }
+    tensor_free(&u);
+}
+
+int main(int argc, char **argv)
+{
+    dd_prog_init(argv[0]);
+    enum { OPT_COLS = 256, OPT_VERSION };
+    static const struct option lo[] = {
+        {"png", 1, 0, 'P'}, {"npy", 1, 0, 'N'}, {"grid", 1, 0, 'g'}, {"grid-cols", 1, 0, OPT_COLS},
+        {"truncate", 0, 0, 't'}, {"help", 0, 0, 'h'}, {"version", 0, 0, OPT_VERSION}, {0}};
+    Export x = {.cols = 10};
+    int c;
+    while ((c = getopt_long(argc, argv, "P:N:g:th", lo, NULL)) != -1) {
+        switch (c) {
+        case 'P': x.png = optarg; break;
+        case 'N': x.npy = optarg; break;
+        case 'g': x.grid = optarg; break;
+        case OPT_COLS: x.cols = (int)dd_opt_long("--grid-cols", optarg, 1, 4096); break;
+        case 't': x.truncate = 1; break;
+        case 'h': usage(stdout); return 0;
+        case OPT_VERSION: dd_version_exit();
+        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        }
+    }
+    if (!x.png && !x.npy && !x.grid) dd_die(DD_EXIT_USAGE, "nothing to do: give --png, --npy or --grid");
+    if (argc - optind > 1) dd_die(DD_EXIT_USAGE, "at most one input file (concatenate with tscat)");
+    strip_slash(x.png);
+    strip_slash(x.npy);
+    TsReader *in = ts_reader_open(optind < argc ? argv[optind] : "-");
+    if (!in) dd_die_err(DD_EXIT_DATA);
+    x.h = ts_reader_header(in);
+    const int nc = ts_header_nclasses(x.h);
+    if (x.png) x.png_tmp = tmp_dir(x.png);
+    if (x.npy) x.npy_tmp = tmp_dir(x.npy);
+    TsRecord rec;
+    ts_record_init(&rec);
+    char path[4096];
+    int r;
+    while ((r = ts_reader_next(in, &rec)) == 1) {
+        int64_t lab = ts_record_label(&rec);
+        if ((x.png || x.grid) && (lab < 0 || lab >= nc)) {
+            dd_err("%s: record %lld (%s): no label in [0, %d)", ts_reader_name(in), (long long)x.n, rec.key, nc);
+            die_cleanup(&x);
+        }
+        if (x.png) put_png(&x, &rec, lab, path, sizeof path);
+        if (x.npy) put_npy(&x, &rec, lab);
+        if (x.grid) put_grid(&x, &rec, lab);
+        x.n++;
+    }
+    if (r < 0) die_cleanup(&x);
+    if (x.npy) finish_npy(&x);
+    if (x.grid && !x.grid_img.data) {
+        dd_err("%s: no records, no grid", ts_reader_name(in));
+        die_cleanup(&x);
+    }
+    if (x.grid && png_write_file(x.grid, &x.grid_img) < 0) die_cleanup(&x);
+    if (x.png) commit_dir(x.png_tmp, x.png);
+    if (x.npy) commit_dir(x.npy_tmp, x.npy);
+    tensor_free(&x.grid_img);
+    free(x.grid_fill);
+    ts_record_free(&rec);
+    ts_reader_close(in);
+    return 0;
+}

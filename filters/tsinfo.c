@@ -1,0 +1,221 @@
+/* tsinfo.c - what a record stream holds: record count, classes with counts, per-field dtypes,
+ * distinct shapes and value min/max/mean, and the provenance history; --json for machines,
+ * --list for one line per record. Reading the whole stream also verifies it: a truncated or
+ * corrupt stream is exit 1 with the reader's message. See tsinfo(1).
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/stream.h"
+#include "libcommon/base/base.h"
+
+#define MAX_FIELDS 64
+#define MAX_SHAPES 8
+
+typedef struct {
+    char name[TS_NAME_MAX + 1];
+    unsigned dtypes;               /* bit per DdDtype seen */
+    int nshapes;
+    Tensor shapes[MAX_SHAPES];     /* dtype and shape only (no data) */
+    int64_t shape_count[MAX_SHAPES], more_shapes, count;
+    double min, max, sum;
+    int64_t numel;
+} FieldStat;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: %s [options] [file...]\n"
+               "Summarise record streams (stdin when no file is given).\n"
+               "      --json      one JSON object: records, classes, class_counts, fields, history\n"
+               "  -l, --list      one line per record: index, key, label, class, field shapes\n"
+               "  -h, --help      this text\n"
+               "      --version   version\n", dd_prog());
+}
+
+/* Folds one tensor's values into min/max/sum with a fast path for the common dtypes. */
+static void stat_values(FieldStat *s, const Tensor *t)
+{
+    int64_t n = tensor_numel(t);
+    double mn = s->min, mx = s->max, sum = 0;
+    if (t->dtype == DD_U8) {
+        const uint8_t *p = t->data;
+        for (int64_t i = 0; i < n; i++) {
+            double v = p[i];
+            sum += v;
+            mn = v < mn ? v : mn;
+            mx = v > mx ? v : mx;
+        }
+    } else if (t->dtype == DD_F32) {
+        const float *p = t->data;
+        for (int64_t i = 0; i < n; i++) {
+            double v = p[i];
+            sum += v;
+            mn = v < mn ? v : mn;
+            mx = v > mx ? v : mx;
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            double v = tensor_get_f64(t, i);
+            sum += v;
+            mn = v < mn ? v : mn;
+            mx = v > mx ? v : mx;
+        }
+    }
+    s->min = mn;
+    s->max = mx;
+    s->sum += sum;
+    s->numel += n;
+}
+
+static void stat_field(FieldStat *s, const Tensor *t)
+{
+    s->count++;
+    s->dtypes |= 1u << t->dtype;
+    int i = 0;
+    while (i < s->nshapes && !tensor_same_shape(&s->shapes[i], t)) i++;
+    if (i < s->nshapes) s->shape_count[i]++;
+    else if (s->nshapes < MAX_SHAPES) {
+        s->shapes[i] = *t;
+        s->shapes[i].data = NULL;
+        s->shapes[i].owns = 0;
+        s->shape_count[s->nshapes++] = 1;
+    } else s->more_shapes++;
+    stat_values(s, t);
+}
+
+static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *shape_json(const Tensor *t)
+{
+    json_t *a = json_array();
+    for (int d = 0; d < t->ndim; d++) json_array_append_new(a, json_integer(t->shape[d]));
+    return a;
+}
+
+static void print_json(const TsHeader *h, int64_t records, const int64_t *counts, int nc,
+                       const FieldStat *fs, int nf)
+{
+    json_t *o = json_object(), *cl = json_array(), *cc = json_array(), *fo = json_object();
+    for (int i = 0; i < nc; i++) {
+        json_array_append_new(cl, json_string(ts_header_class(h, i)));
+        json_array_append_new(cc, json_integer(counts[i]));
+    }
+    for (int i = 0; i < nf; i++) {
+        const FieldStat *s = &fs[i];
+        json_t *f = json_object(), *dt = json_array(), *sh = json_array();
+        for (int d = 0; d < DD_NDTYPE; d++)
+            if (s->dtypes >> d & 1) json_array_append_new(dt, json_string(dd_dtype_name(d)));
+        for (int k = 0; k < s->nshapes; k++) json_array_append_new(sh, shape_json(&s->shapes[k]));
+        json_object_set_new(f, "count", json_integer(s->count));
+        json_object_set_new(f, "dtypes", dt);
+        json_object_set_new(f, "shapes", sh);
+        json_object_set_new(f, "min", s->numel ? jnum(s->min) : json_null());
+        json_object_set_new(f, "max", s->numel ? jnum(s->max) : json_null());
+        json_object_set_new(f, "mean", s->numel ? jnum(s->sum / (double)s->numel) : json_null());
+        json_object_set_new(fo, s->name, f);
+    }
+    json_t *hist = json_object_get(h->json, "history");
+    json_object_set_new(o, "records", json_integer(records));
+    json_object_set_new(o, "classes", cl);
+    json_object_set_new(o, "class_counts", cc);
+    json_object_set_new(o, "unlabelled", json_integer(counts[nc]));
+    json_object_set_new(o, "fields", fo);
+    json_object_set_new(o, "history", hist ? json_incref(hist) : json_array());
+    json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    putchar('\n');
+    json_decref(o);
+}
+
+static void print_text(const TsHeader *h, int64_t records, const int64_t *counts, int nc,
+                       const FieldStat *fs, int nf)
+{
+    char buf[256];
+    printf("records: %lld\nclasses: %d\n", (long long)records, nc);
+    for (int i = 0; i < nc; i++) printf("  %3d %-24s %lld\n", i, ts_header_class(h, i), (long long)counts[i]);
+    if (counts[nc]) printf("  unlabelled or out of range: %lld\n", (long long)counts[nc]);
+    printf("fields:\n");
+    for (int i = 0; i < nf; i++) {
+        const FieldStat *s = &fs[i];
+        printf("  %s (%lld records):", s->name, (long long)s->count);
+        for (int k = 0; k < s->nshapes; k++)
+            printf(" %s x%lld", tensor_describe(&s->shapes[k], buf, sizeof buf), (long long)s->shape_count[k]);
+        if (s->more_shapes) printf(" +%lld with other shapes", (long long)s->more_shapes);
+        if (s->numel) printf("  min %.6g max %.6g mean %.6g", s->min, s->max, s->sum / (double)s->numel);
+        putchar('\n');
+    }
+    json_t *hist = json_object_get(h->json, "history"), *e;
+    size_t i;
+    printf("history:\n");
+    json_array_foreach(hist, i, e) {
+        json_t *av = json_object_get(e, "argv"), *a;
+        size_t j;
+        const char *t = json_string_value(json_object_get(e, "time"));
+        printf("  %zu %s %s%s%s:", i, json_string_value(json_object_get(e, "prog")),
+               json_string_value(json_object_get(e, "version")), t ? " " : "", t ? t : "");
+        json_array_foreach(av, j, a) printf(" %s", json_string_value(a));
+        putchar('\n');
+    }
+}
+
+int main(int argc, char **argv)
+{
+    dd_prog_init(argv[0]);
+    static const struct option lo[] = {{"json", 0, 0, 'J'}, {"list", 0, 0, 'l'}, {"help", 0, 0, 'h'},
+                                       {"version", 0, 0, 'V'}, {0}};
+    int c, json = 0, list = 0;
+    while ((c = getopt_long(argc, argv, "lh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'J': json = 1; break;
+        case 'l': list = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': dd_version_exit();
+        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        }
+    }
+    if (json && list) dd_die(DD_EXIT_USAGE, "--json and --list exclude each other");
+    TsInput *in = ts_input_open(argc - optind, argv + optind);
+    if (!in) dd_die_err(DD_EXIT_DATA);
+    const TsHeader *h = ts_input_header(in);
+    const int nc = ts_header_nclasses(h);
+    int64_t *counts = dd_calloc((size_t)nc + 1, sizeof *counts), records = 0;
+    FieldStat *fs = dd_calloc(MAX_FIELDS, sizeof *fs);
+    int nf = 0, r;
+    TsRecord rec;
+    ts_record_init(&rec);
+    while ((r = ts_input_next(in, &rec)) == 1) {
+        int64_t lab = ts_record_cget(&rec, "label") ? ts_record_label(&rec) : -1;
+        counts[lab >= 0 && lab < nc ? lab : nc]++;
+        if (list) {
+            char buf[256];
+            printf("%lld\t%s\t%lld\t%s\t", (long long)records, rec.key, (long long)lab,
+                   lab >= 0 && lab < nc ? ts_header_class(h, (int)lab) : "-");
+            for (int f = 0; f < rec.nfields; f++)
+                printf("%s%s:%s", f ? " " : "", rec.fields[f].name, tensor_describe(&rec.fields[f].t, buf, sizeof buf));
+            putchar('\n');
+        }
+        records++;
+        if (list) continue;
+        for (int f = 0; f < rec.nfields; f++) {
+            int k = 0;
+            while (k < nf && strcmp(fs[k].name, rec.fields[f].name)) k++;
+            if (k == nf) {
+                if (nf == MAX_FIELDS) dd_die(DD_EXIT_DATA, "more than %d distinct field names", MAX_FIELDS);
+                snprintf(fs[nf].name, sizeof fs[nf].name, "%s", rec.fields[f].name);
+                fs[nf].min = INFINITY;
+                fs[nf++].max = -INFINITY;
+            }
+            stat_field(&fs[k], &rec.fields[f].t);
+        }
+    }
+    if (r < 0) dd_die_err(DD_EXIT_DATA);
+    if (json) print_json(h, records, counts, nc, fs, nf);
+    else if (!list) print_text(h, records, counts, nc, fs, nf);
+    if (dd_fflush_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
+    ts_record_free(&rec);
+    ts_input_close(in);
+    free(counts);
+    free(fs);
+    return 0;
+}

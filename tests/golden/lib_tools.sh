@@ -1,0 +1,57 @@
+# lib_tools.sh - helpers shared by the stream tools' golden tests (sourced after lib.sh).
+
+# mk_npy DIR N C H W SEED [u8|f32]: image.npy (uniform [0,1] or bytes), label.npy (3 classes),
+# soft.npy [N,3] float32, classes.txt, keys.txt.
+mk_npy() {
+    "$PYTHON" - "$@" <<'PY'
+import os, sys, numpy as np
+d, n, c, h, w, seed = sys.argv[1], *map(int, sys.argv[2:7])
+kind = sys.argv[7] if len(sys.argv) > 7 else "f32"
+r = np.random.default_rng(seed)
+os.makedirs(d, exist_ok=True)
+img = r.integers(0, 256, (n, c, h, w), dtype=np.uint8) if kind == "u8" else r.random((n, c, h, w), dtype=np.float32)
+np.save(f"{d}/image.npy", img)
+np.save(f"{d}/label.npy", (np.arange(n) % 3).astype(np.int64))
+np.save(f"{d}/soft.npy", r.random((n, 3), dtype=np.float32))
+open(f"{d}/classes.txt", "w").write("cat\ndog\nbird\n")
+open(f"{d}/keys.txt", "w").write("".join(f"k{i:04d}\n" for i in range(n)))
+PY
+}
+
+# on_tty CMD...: runs CMD with stdout on a pseudo-terminal; returns its exit status (77 without script).
+on_tty() {
+    command -v script >/dev/null || return 77
+    script -qec "$(printf '%q ' "$@")" /dev/null >tty.out 2>&1
+}
+
+# check_tty PROG ARGS...: the program refuses to write binary data to a terminal (exit 2).
+check_tty() {
+    local rc=0
+    on_tty "$BIN/$1" "${@:2}" || rc=$?
+    if [ "$rc" = 77 ]; then echo "skip: no script(1), terminal refusal not checked"
+    elif [ "$rc" = 2 ] && grep -q "terminal" tty.out; then ok "$1 refuses a terminal"
+    else fail "$1 on a terminal: exit $rc: $(head -c 200 tty.out)"; fi
+}
+
+# check_truncated PROG ARGS... : the program fed with a truncated stream file cut.tsr (operand
+# appended) exits 1 and its message says truncated and names the file.
+check_truncated() {
+    local rc=0
+    "$BIN/$1" "${@:2}" cut.tsr >trunc.out 2>trunc.err || rc=$?
+    if [ "$rc" = 1 ] && grep -q "truncated" trunc.err && grep -q "cut.tsr" trunc.err; then ok "$1: truncated input"
+    else fail "$1 on truncated input: exit $rc: $(cat trunc.err)"; fi
+}
+
+# check_full PROG ARGS...: writing to /dev/full is exit 1 with a message.
+check_full() {
+    local rc=0
+    "$BIN/$1" "${@:2}" >/dev/full 2>full.err || rc=$?
+    if [ "$rc" = 1 ] && [ -s full.err ]; then ok "$1: write error"; else fail "$1 > /dev/full: exit $rc"; fi
+}
+
+# fm_small N: the first N Fashion-MNIST training records as fm.tsr and a truncated copy cut.tsr.
+fm_small() {
+    [ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }
+    "$BIN/tsimport" --limit "$1" "$fmnist" >fm.tsr
+    head -c $(( $(stat -c %s fm.tsr) / 2 )) fm.tsr >cut.tsr
+}

@@ -1,0 +1,23 @@
+# resample: sizes, U8 -> F32, other fields untouched, errors. Values against PyTorch: parity/resample.sh.
+source "$TESTS/golden/lib.sh"
+source "$TESTS/golden/lib_tools.sh"
+fm_small 40
+"$BIN/resample" --size 20 fm.tsr >r20.tsr
+"$BIN/tsinfo" r20.tsr | grep -q "image (40 records): F32\[1,20,20\]" && ok "--size 20 (U8 in, F32 out)" || fail "--size 20"
+"$BIN/resample" --antialias --size 37x11 fm.tsr | "$BIN/tsinfo" | grep -q "F32\[1,37,11\]" && ok "--size HxW --antialias" \
+    || fail "HxW"
+mk_npy d 5 3 8 8 1
+"$BIN/tsimport" d >d.tsr
+"$BIN/resample" --size 8 d.tsr | "$BIN/tscmp" --exact - d.tsr && ok "same size is the identity on F32" || fail "identity"
+"$BIN/resample" --size 4 d.tsr | "$BIN/tsexport" --npy o - && "$PYTHON" -c '
+import numpy as np
+assert (np.load("o/soft.npy") == np.load("d/soft.npy")).all()' && ok "other fields pass through" || fail "soft changed"
+"$BIN/tsinfo" --json r20.tsr | grep -q '"resample"' || fail "history"
+expect_usage resample fm.tsr
+expect_usage resample --size 0 fm.tsr
+expect_usage resample --size 3y4 fm.tsr
+expect_usage resample --size 3x fm.tsr
+check_truncated resample --size 10
+check_full resample --size 10 fm.tsr
+check_tty resample --size 10 fm.tsr
+finish

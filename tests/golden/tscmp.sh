@@ -1,0 +1,28 @@
+# tscmp: equal streams, value/key/shape differences, tolerance, class mismatch, stdin operand.
+source "$TESTS/golden/lib.sh"
+source "$TESTS/golden/lib_tools.sh"
+fm_small 50
+expect_exit 0 "identical streams" -- "$BIN/tscmp" fm.tsr fm.tsr
+expect_exit 0 "stdin operand" -- "$BIN/tscmp" - fm.tsr <fm.tsr
+mk_npy a 6 3 4 4 1
+mk_npy b 6 3 4 4 1
+"$PYTHON" -c 'import numpy as np; x = np.load("b/image.npy"); x[4, 2, 1, 3] += 1e-6; np.save("b/image.npy", x)'
+"$BIN/tsimport" a >a.tsr && "$BIN/tsimport" b >b.tsr
+rc=0; "$BIN/tscmp" --exact a.tsr b.tsr >rep.txt || rc=$?
+[ $rc = 1 ] && grep -q "record 4 (k0004): field image: element 39:" rep.txt && ok "value difference: $(head -1 rep.txt)" \
+    || fail "value difference: exit $rc: $(cat rep.txt)"
+expect_exit 0 "within --atol" -- "$BIN/tscmp" --atol 1e-5 a.tsr b.tsr
+expect_exit 1 "outside --rtol" -- "$BIN/tscmp" --rtol 1e-9 a.tsr b.tsr
+"$BIN/tscat" --head 5 a.tsr >a5.tsr
+expect_exit 1 "different lengths" -- "$BIN/tscmp" a5.tsr a.tsr
+"$BIN/resample" --size 3 a.tsr >a3.tsr
+"$BIN/tscmp" a.tsr a3.tsr >rep.txt || true
+grep -q "F32\[3,4,4\] in a.tsr, F32\[3,3,3\] in a3.tsr" rep.txt && ok "shape difference reported" || fail "shape difference"
+"$BIN/tscmp" --max-report 2 a.tsr a3.tsr >rep.txt || true
+[ "$(grep -c "^record" rep.txt)" = 2 ] && ok "--max-report" || fail "--max-report"
+expect_exit 1 "class lists differ" -- "$BIN/tscmp" a.tsr fm.tsr
+check_truncated tscmp fm.tsr
+expect_usage tscmp a.tsr
+expect_usage tscmp - -
+expect_usage tscmp --exact --atol 1 a.tsr b.tsr
+finish

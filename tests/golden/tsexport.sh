@@ -1,0 +1,58 @@
+# tsexport: --npy (round trip through tsimport), --png ImageFolder tree, --grid, atomic output.
+source "$TESTS/golden/lib.sh"
+source "$TESTS/golden/lib_tools.sh"
+fm_small 100
+# U8 stream -> npy (float32) -> stream: equal after converting the original to F32.
+"$BIN/tsexport" --npy out fm.tsr
+ls out | tr '\n' ' ' | grep -q "classes.txt image.npy keys.txt label.npy" || fail "npy files: $(ls out)"
+"$PYTHON" -c '
+import numpy as np
+x = np.load("out/image.npy"); l = np.load("out/label.npy")
+assert x.dtype == np.float32 and x.shape == (100, 1, 28, 28) and l.dtype == np.int64 and l.shape == (100,)
+assert x.max() <= 1 and x.min() >= 0' && ok "npy layout" || fail "npy layout"
+"$BIN/tsimport" out >back.tsr
+"$BIN/resample" --size 28 fm.tsr >fm32.tsr     # same size: U8 / 255 as F32
+"$BIN/tscmp" --exact fm32.tsr back.tsr && ok "npy export -> import (U8 source, via F32)" || fail "npy round trip U8"
+# F32 stream with an extra field: exact round trip, soft.npy stacked.
+mk_npy d 9 3 5 6 3
+"$BIN/tsimport" d >d.tsr
+"$BIN/tsexport" --npy d2 d.tsr && [ -f d2/soft.npy ] || fail "soft.npy"
+"$BIN/tsimport" d2 | "$BIN/tscmp" --exact - d.tsr && ok "npy round trip exact (F32 + soft)" || fail "npy round trip F32"
+# PNG tree: folder per class, NN_safe-name, rounding vs truncation.
+"$BIN/tsexport" --png png fm.tsr
+[ -d png/00_T-shirt_top ] && [ -d png/09_Ankle_boot ] && [ -f png/09_Ankle_boot/train_000000.png ] \
+    && ok "png tree" || fail "png tree: $(ls png)"
+[ "$(find png -name '*.png' | wc -l)" = 100 ] || fail "png count"
+"$BIN/tsimport" --format imagefolder png | "$BIN/tsinfo" --json | grep -q '"records": 100' || fail "png tree re-import"
+"$BIN/tsexport" --png pngd d.tsr && "$BIN/tsexport" --truncate --png pngt d.tsr
+cmp -s pngd/00_cat/k0000.png pngt/00_cat/k0000.png && fail "--truncate changes nothing"
+"$PYTHON" - <<'PY' && ok "rounding and --truncate match torchvision/reference conversions" || fail "png values"
+import numpy as np, subprocess, os
+x = np.load("d/image.npy")[0]
+def load(p):
+    # decode through our own importer: a one-file ImageFolder
+    out = subprocess.run([os.environ["BIN"] + "/tsimport", "--format", "imagefolder", "--limit", "1", p],
+                         capture_output=True, check=True).stdout
+    subprocess.run([os.environ["BIN"] + "/tsexport", "--npy", p + ".npyd", "-"], input=out, check=True)
+    return np.rint(np.load(p + ".npyd/image.npy")[0] * 255).astype(np.uint8)
+r, t = load("pngd"), load("pngt")
+assert (r == np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8)).all()
+assert (t == (x * 255).astype(np.uint8)).all()
+PY
+mkdir -p gdir/sheet && "$BIN/tsexport" --grid gdir/sheet/grid.png --grid-cols 4 fm.tsr || fail "grid"
+"$BIN/tsimport" --format imagefolder gdir | "$BIN/tsinfo" | grep -q "U8\[3,291,117\]" \
+    && ok "grid: 10 rows x 4 columns of 28 px with 1 px separators" || fail "grid size"
+# Atomicity: a truncated input leaves no directory presented as complete.
+expect_exit 1 "truncated input" -- "$BIN/tsexport" --npy cutout cut.tsr
+[ ! -e cutout ] && [ -z "$(ls -d cutout.tmp.* 2>/dev/null)" ] && ok "no partial export left" || fail "partial export left"
+check_truncated tsexport --png cutpng
+mkdir busy && touch busy/x
+expect_exit 1 "existing non-empty output dir" -- "$BIN/tsexport" --npy busy fm.tsr
+mk_npy odd 2 3 4 4 1 && rm odd/keys.txt && "$BIN/tsimport" odd >odd.tsr
+"$BIN/tscat" d.tsr odd.tsr >mixed.tsr
+"$BIN/tsexport" --npy mixed mixed.tsr 2>err.txt && fail "mixed shapes accepted"
+grep -q "record 9 (train_000000)" err.txt && ok "mixed shapes: $(cat err.txt)" || fail "mixed shapes message: $(cat err.txt)"
+expect_usage tsexport fm.tsr
+expect_usage tsexport --grid-cols 0 --grid g.png fm.tsr
+expect_usage tsexport --npy x a.tsr b.tsr
+finish

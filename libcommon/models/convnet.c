@@ -1,0 +1,40 @@
+/* convnet.c - the dataset-distillation ConvNet: depth blocks of conv3x3(width, padding 1, bias) -
+ * BatchNorm - ReLU - avgpool 2, then flatten and a linear head. Params are named as the
+ * nn.Sequential of shared/bench/torch_recover_peer.py's convnet() (block i: "4i." conv,
+ * "4i+1." BN; the head "4D+1."), so its state_dict round-trips with that module. */
+#include "libcommon/models/layers.h"
+
+#include <stdio.h>
+
+static NnVar *convnet_net(Model *m, Nn *nn, NnVar *x, int training)
+{
+    ModelCursor c = {m, 0};
+    for (int i = 0; i < m->depth; i++) {
+        x = layer_conv(nn, &c, x, 1, 1, 1);
+        x = layer_bn(nn, &c, x, training);
+        x = nn_relu(nn, x);
+        x = nn_avgpool2d(nn, x, 2, 2, 0);
+    }
+    x = layer_linear(nn, &c, nn_flatten(nn, x));
+    cursor_end(&c);
+    return x;
+}
+
+void convnet_build(Model *m, int depth, int width)
+{
+    char prefix[32];
+    int cin = m->in_channels, side = m->input_size;
+    m->depth = depth;
+    m->width = width;
+    for (int i = 0; i < depth; i++) {
+        snprintf(prefix, sizeof prefix, "%d.", 4 * i);
+        model_add_conv(m, prefix, width, cin, 3, 1, INIT_TORCH_DEFAULT);
+        snprintf(prefix, sizeof prefix, "%d.", 4 * i + 1);
+        model_add_bn(m, prefix, width);
+        cin = width;
+        side /= 2;
+    }
+    snprintf(prefix, sizeof prefix, "%d.", 4 * depth + 1);
+    model_add_linear(m, prefix, m->num_classes, width * side * side);
+    m->net = convnet_net;
+}

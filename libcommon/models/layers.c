@@ -1,0 +1,126 @@
+/* layers.c - params in state_dict order with PyTorch's initialisations, and the cursor-driven
+ * forward helpers (see layers.h). */
+#include "libcommon/models/layers.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* dd_rng stream of weight initialisation; the counter index is the param's position, so a
+ * param's initial values depend only on (seed, arch, position). */
+#define MODEL_RNG_STREAM 0x6d6f64656c696e69ull
+
+static const float FMNIST_MEAN = 0.2860f, FMNIST_STD = 0.3530f;
+static const float IMAGENET_MEAN[3] = {0.485f, 0.456f, 0.406f};
+static const float IMAGENET_STD[3] = {0.229f, 0.224f, 0.225f};
+
+Model *model_alloc(Nn *nn, int in_channels, int num_classes, int input_size, uint64_t seed)
+{
+    Model *m = dd_calloc(1, sizeof *m);
+    m->nn = nn;
+    m->in_channels = in_channels;
+    m->num_classes = num_classes;
+    m->input_size = input_size;
+    m->seed = seed;
+    m->mean = dd_malloc((size_t)in_channels * sizeof(float));
+    m->std = dd_malloc((size_t)in_channels * sizeof(float));
+    for (int c = 0; c < in_channels; c++) {
+        /* Fashion-MNIST for gray input, ImageNet's for colour, 0.5/0.5 for anything else */
+        m->mean[c] = in_channels == 1 ? FMNIST_MEAN : in_channels == 3 ? IMAGENET_MEAN[c] : 0.5f;
+        m->std[c] = in_channels == 1 ? FMNIST_STD : in_channels == 3 ? IMAGENET_STD[c] : 0.5f;
+    }
+    return m;
+}
+
+static NnParam *add_param(Model *m, const char *prefix, const char *leaf, NnRole role, int ndim,
+                          const int64_t *shape, int decay)
+{
+    char name[sizeof ((NnParam *)0)->name];
+    int len = snprintf(name, sizeof name, "%s%s", prefix, leaf);
+    if (len < 0 || (size_t)len >= sizeof name) dd_die(1, "model: param name too long: %s%s", prefix, leaf);
+    NnParam *p = nn_param_new(m->nn, name, role, ndim, shape);
+    p->decay = decay;
+    p->var.requires_grad = role == NN_PARAM;
+    m->params = dd_realloc(m->params, (size_t)(m->nparams + 1) * sizeof *m->params);
+    m->params[m->nparams++] = p;
+    return p;
+}
+
+/* Fills p with U(-bound, bound) or N(0, std) (normal = 1) from the param's own counter. */
+static void init_param(Model *m, NnParam *p, int normal, double a)
+{
+    int64_t n = tensor_numel(&p->var.v);
+    float *h = dd_malloc((size_t)n * sizeof(float));
+    DdRng r;
+    dd_rng_init(&r, m->seed, MODEL_RNG_STREAM, (uint64_t)(m->nparams - 1));
+    for (int64_t i = 0; i < n; i++)
+        h[i] = (float)(normal ? a * dd_rng_normal(&r) : dd_rng_uniform_range(&r, -a, a));
+    nn_var_upload(m->nn, &p->var, h);
+    free(h);
+}
+
+static void fill_param(Model *m, NnParam *p, float v)
+{
+    int64_t n = tensor_numel(&p->var.v);
+    float *h = dd_malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) h[i] = v;
+    nn_var_upload(m->nn, &p->var, h);
+    free(h);
+}
+
+void model_add_conv(Model *m, const char *prefix, int cout, int cin, int k, int bias, ModelInit init)
+{
+    int64_t ws[4] = {cout, cin, k, k}, bs[1] = {cout};
+    double fan_in = (double)cin * k * k, fan_out = (double)cout * k * k;
+    NnParam *w = add_param(m, prefix, "weight", NN_PARAM, 4, ws, 1);
+    if (init == INIT_KAIMING_OUT) init_param(m, w, 1, sqrt(2.0 / fan_out));
+    else init_param(m, w, 0, 1.0 / sqrt(fan_in));
+    if (bias) init_param(m, add_param(m, prefix, "bias", NN_PARAM, 1, bs, 0), 0, 1.0 / sqrt(fan_in));
+}
+
+void model_add_bn(Model *m, const char *prefix, int c)
+{
+    int64_t s[1] = {c};
+    fill_param(m, add_param(m, prefix, "weight", NN_PARAM, 1, s, 0), 1.0f);
+    add_param(m, prefix, "bias", NN_PARAM, 1, s, 0);
+    add_param(m, prefix, "running_mean", NN_BUFFER, 1, s, 0);
+    fill_param(m, add_param(m, prefix, "running_var", NN_BUFFER, 1, s, 0), 1.0f);
+}
+
+void model_add_linear(Model *m, const char *prefix, int out, int in)
+{
+    int64_t ws[2] = {out, in}, bs[1] = {out};
+    init_param(m, add_param(m, prefix, "weight", NN_PARAM, 2, ws, 1), 0, 1.0 / sqrt((double)in));
+    init_param(m, add_param(m, prefix, "bias", NN_PARAM, 1, bs, 0), 0, 1.0 / sqrt((double)in));
+}
+
+static NnVar *next(ModelCursor *c)
+{
+    if (c->i >= c->m->nparams) dd_die(1, "model %s: forward asks for more params than it has", c->m->arch);
+    return &c->m->params[c->i++]->var;
+}
+
+NnVar *layer_conv(Nn *nn, ModelCursor *c, NnVar *x, int stride, int pad, int bias)
+{
+    NnVar *w = next(c);
+    NnVar *b = bias ? next(c) : NULL;
+    return nn_conv2d(nn, x, w, b, stride, pad, 1, 1);
+}
+
+NnVar *layer_bn(Nn *nn, ModelCursor *c, NnVar *x, int training)
+{
+    NnVar *w = next(c), *b = next(c), *rm = next(c), *rv = next(c);
+    return nn_batchnorm(nn, x, w, b, rm, rv, training, 1, 0.1f, 1e-5f);
+}
+
+NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x)
+{
+    NnVar *w = next(c), *b = next(c);
+    return nn_linear(nn, x, w, b);
+}
+
+void cursor_end(const ModelCursor *c)
+{
+    if (c->i != c->m->nparams)
+        dd_die(1, "model %s: forward used %d of %d params", c->m->arch, c->i, c->m->nparams);
+}

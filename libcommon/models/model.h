@@ -1,0 +1,101 @@
+/* model.h - the Model type, the zoo of architectures, and weights files (safetensors with
+ * torchvision's state_dict names and ddpipe metadata).
+ *
+ * A Model is forward code plus its parameters and buffers, held as an NnParam array in the
+ * order of the PyTorch module's state_dict (num_batches_tracked is not held: it is tolerated on
+ * load and written as an I64 0-d zero on save, so PyTorch's load_state_dict(strict=True) accepts
+ * our files). The model takes PIXELS in [0,1]: model_forward normalizes with the model's mean/std
+ * first, so normalization travels with the weights, not with the data.
+ *
+ * Names in the zoo (man 7 ddpipe-models):
+ *   convnet<D>          the dataset-distillation ConvNet, D blocks of conv3x3(width, bias) - BN -
+ *                       ReLU - avgpool2, then a linear head; width 128 unless ":width=W" is given;
+ *                       "convnet" = convnet3. Names as the nn.Sequential of torch_recover_peer.py.
+ *   resnet18/34/50/101  torchvision's ResNets (BasicBlock / Bottleneck); the imagenet stem (7x7 s2
+ *                       conv, BN, ReLU, maxpool 3x3 s2) unless the name ends in "m" or carries
+ *                       ":stem=small" (3x3 s1 p1 conv, no maxpool: the CIFAR / Tiny-ImageNet teachers).
+ *
+ * Ownership: model_create / model_load return a Model the caller frees with model_free (which
+ * frees its params through the Nn context they were made in; free the model before the context).
+ * Errors: NULL / -1 with dd_err set (unknown names, unreadable or mismatched weights files).
+ */
+#ifndef DD_MODEL_H
+#define DD_MODEL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "libcommon/nn/nn.h"
+
+typedef enum { MODEL_STEM_IMAGENET = 0, MODEL_STEM_SMALL = 1 } ModelStem;
+
+typedef struct Model Model;
+
+struct Model {
+    char arch[64];             /* canonical zoo name with non-default options: "convnet3", "resnet18m" */
+    int in_channels, num_classes;
+    int input_size;            /* side the model was made for (convnet's head depends on it) */
+    float *mean, *std;         /* [in_channels], pixel-space normalization */
+    int nclass_names;          /* class names from the weights' metadata; 0 / NULL when unknown */
+    char **class_names;
+    int nparams;               /* parameters and buffers, state_dict order */
+    NnParam **params;
+    Nn *nn;                    /* the context the params live in (borrowed) */
+    uint64_t seed;             /* initialisation seed (model_create) */
+    /* architecture details, read by the forward code */
+    NnVar *(*net)(Model *m, Nn *nn, NnVar *x, int training);
+    int depth, width;          /* convnet */
+    ModelStem stem;            /* resnets */
+    int bottleneck, blocks[4]; /* resnets */
+};
+
+/* Builds `name` (see above) for in_channels x input_size x input_size inputs and num_classes
+ * outputs, initialised as PyTorch does (torchvision's Kaiming-normal fan_out convolutions for
+ * ResNets, PyTorch's default uniform layers for the ConvNet and every Linear, BN weight 1 bias 0,
+ * running stats 0 / 1), drawn from dd_rng keyed by `seed`. mean/std default to the dataset's of
+ * method.md section 0 by channel count (1: Fashion-MNIST, 3: ImageNet); see model_set_norm.
+ * Parameters require gradients; buffers do not. */
+Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, int input_size,
+                    uint64_t seed);
+void model_free(Model *m);
+
+/* Sets mean/std (in_channels values each, std > 0). Returns 0 or -1. */
+int model_set_norm(Model *m, const float *mean, const float *std);
+/* Sets requires_grad of every parameter (buffers never require gradients): 0 = frozen teacher. */
+void model_set_requires_grad(Model *m, int on);
+/* The number of parameter elements (buffers excluded): resnet18, 1000 classes: 11,689,512. */
+int64_t model_param_count(const Model *m);
+/* The param of state_dict name `name`, or NULL. */
+NnParam *model_find(const Model *m, const char *name);
+
+/* 0 when the model accepts [C,H,W] images (channel count; ConvNet: the spatial size its head was
+ * made for, up to avgpool's flooring); -1 with dd_err naming both shapes otherwise. */
+int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w);
+
+/* x: pixels [N, in_channels, H, W] (checked by model_check_input's rules; a mismatch dies as a
+ * programming error). Normalizes, runs the network and returns logits [N, num_classes].
+ * training = 1: BN uses batch statistics and updates the running ones (evaltrain, relabel's BSSL);
+ * 0: running statistics (recover, scoring). When the context collects BN statistics
+ * (nn_bn_collect) every BN layer appends its distance, in module order. */
+NnVar *model_forward(Model *m, Nn *nn, NnVar *x, int training);
+
+/* ---- weights files ---- */
+
+/* Reads a safetensors file and builds the model it describes: from the metadata ("arch",
+ * "in_channels", "num_classes", "input_size", "mean", "std", "classes") where present, else from
+ * the tensors' shapes (conv1.weight [64,C,3,3]: small stem; block counts: depth; fc.weight: classes).
+ * Tolerates a "module." prefix and *.num_batches_tracked; F16/BF16/F64 tensors are converted.
+ * Missing or unexpected names and wrong shapes are errors that list them. */
+Model *model_load(Nn *nn, const char *path);
+
+/* Loads the tensors of the safetensors file `path` into an existing model (same checks). */
+int model_load_weights(Model *m, const char *path);
+
+/* Writes the model's parameters and buffers as F32 (plus I64 0-d num_batches_tracked per BN) with
+ * the metadata above ("format": "ddpipe-weights/1"), atomically. classes: nclasses names in label
+ * order, or NULL to keep the model's own class_names (none: no "classes" key). extra: more string
+ * metadata (borrowed, may be NULL; our keys win). */
+int model_save(const char *path, const Model *m, int nclasses, const char *const *classes,
+               json_t *extra);
+
+#endif

@@ -1,0 +1,95 @@
+/* resnet.c - torchvision's ResNet (v1.5: a Bottleneck strides in its 3x3 conv) with BasicBlock
+ * (resnet18/34) or Bottleneck (resnet50/101), the imagenet stem (7x7 s2 p3 conv, BN, ReLU,
+ * maxpool 3x3 s2 p1) or the small stem of the CIFAR / Tiny-ImageNet teachers (3x3 s1 p1 conv,
+ * BN, ReLU, no maxpool). Names and shapes are torchvision's state_dict; any channel and class
+ * count. Convolutions have no bias. */
+#include "libcommon/models/layers.h"
+
+#include <stdio.h>
+
+static const int PLANES[4] = {64, 128, 256, 512};
+
+/* 1 when block b of layer l has a downsample branch (torchvision: stride != 1 or channel change). */
+static int has_downsample(const Model *m, int l, int b)
+{
+    int expansion = m->bottleneck ? 4 : 1;
+    return b == 0 && (l > 0 || 64 != PLANES[0] * expansion);
+}
+
+static NnVar *block_forward(Model *m, Nn *nn, ModelCursor *c, NnVar *x, int l, int b, int training)
+{
+    int stride = (b == 0 && l > 0) ? 2 : 1;
+    NnVar *y;
+    if (m->bottleneck) {
+        y = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, x, 1, 0, 0), training));
+        y = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, y, stride, 1, 0), training));
+        y = layer_bn(nn, c, layer_conv(nn, c, y, 1, 0, 0), training);
+    } else {
+        y = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, x, stride, 1, 0), training));
+        y = layer_bn(nn, c, layer_conv(nn, c, y, 1, 1, 0), training);
+    }
+    NnVar *id = x;
+    if (has_downsample(m, l, b)) id = layer_bn(nn, c, layer_conv(nn, c, x, stride, 0, 0), training);
+    return nn_relu(nn, nn_add(nn, y, id));
+}
+
+static NnVar *resnet_net(Model *m, Nn *nn, NnVar *x, int training)
+{
+    ModelCursor c = {m, 0};
+    if (m->stem == MODEL_STEM_IMAGENET) {
+        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 2, 3, 0), training));
+        x = nn_maxpool2d(nn, x, 3, 2, 1);
+    } else {
+        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training));
+    }
+    for (int l = 0; l < 4; l++)
+        for (int b = 0; b < m->blocks[l]; b++) x = block_forward(m, nn, &c, x, l, b, training);
+    x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1));
+    x = layer_linear(nn, &c, x);
+    cursor_end(&c);
+    return x;
+}
+
+/* Appends block (l, b)'s "conv<i>.weight" [cout,cin,k,k] and "bn<i>.*" [cout]. */
+static void block_conv_bn(Model *m, int l, int b, int i, int cout, int cin, int k)
+{
+    char p[64];
+    snprintf(p, sizeof p, "layer%d.%d.conv%d.", l + 1, b, i);
+    model_add_conv(m, p, cout, cin, k, 0, INIT_KAIMING_OUT);
+    snprintf(p, sizeof p, "layer%d.%d.bn%d.", l + 1, b, i);
+    model_add_bn(m, p, cout);
+}
+
+void resnet_build(Model *m, const int blocks[4], int bottleneck, ModelStem stem)
+{
+    int expansion = bottleneck ? 4 : 1, inplanes = 64;
+    m->stem = stem;
+    m->bottleneck = bottleneck;
+    for (int l = 0; l < 4; l++) m->blocks[l] = blocks[l];
+    model_add_conv(m, "conv1.", 64, m->in_channels, stem == MODEL_STEM_IMAGENET ? 7 : 3, 0,
+                   INIT_KAIMING_OUT);
+    model_add_bn(m, "bn1.", 64);
+    for (int l = 0; l < 4; l++) {
+        int planes = PLANES[l];
+        for (int b = 0; b < blocks[l]; b++) {
+            if (bottleneck) {
+                block_conv_bn(m, l, b, 1, planes, inplanes, 1);
+                block_conv_bn(m, l, b, 2, planes, planes, 3);
+                block_conv_bn(m, l, b, 3, planes * 4, planes, 1);
+            } else {
+                block_conv_bn(m, l, b, 1, planes, inplanes, 3);
+                block_conv_bn(m, l, b, 2, planes, planes, 3);
+            }
+            if (has_downsample(m, l, b)) {
+                char p[64];
+                snprintf(p, sizeof p, "layer%d.%d.downsample.0.", l + 1, b);
+                model_add_conv(m, p, planes * expansion, inplanes, 1, 0, INIT_KAIMING_OUT);
+                snprintf(p, sizeof p, "layer%d.%d.downsample.1.", l + 1, b);
+                model_add_bn(m, p, planes * expansion);
+            }
+            inplanes = planes * expansion;
+        }
+    }
+    model_add_linear(m, "fc.", m->num_classes, 512 * expansion);
+    m->net = resnet_net;
+}

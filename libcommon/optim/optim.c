@@ -1,0 +1,153 @@
+/* optim.c - SGD, Adam and AdamW steps with torch.optim's arithmetic (single-tensor path of
+ * PyTorch 1.13: the same order of float operations, hyper-parameters rounded to float where torch
+ * passes them to a float kernel), and the cosine schedules.
+ *
+ * The per-element updates are the *_update functions: plain float loops over host memory. A CUDA
+ * version replaces them one for one; optim_step only decides per param what to call. */
+#include "libcommon/optim/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+OptimConf optim_sgd(double lr, double momentum, double weight_decay, int nesterov)
+{
+    return (OptimConf){.kind = OPTIM_SGD, .lr = lr, .momentum = momentum,
+                       .weight_decay = weight_decay, .nesterov = nesterov};
+}
+
+OptimConf optim_adam(double lr, double beta1, double beta2, double eps, double weight_decay)
+{
+    return (OptimConf){.kind = OPTIM_ADAM, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps,
+                       .weight_decay = weight_decay};
+}
+
+OptimConf optim_adamw(double lr, double beta1, double beta2, double eps, double weight_decay)
+{
+    return (OptimConf){.kind = OPTIM_ADAMW, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps,
+                       .weight_decay = weight_decay};
+}
+
+/* p[n] -= lr * d, d = g + wd * p; with momentum: buf = mom * buf + d (buf starts at 0, which
+ * equals torch's clone of d on the first step), d = nesterov ? d + mom * buf : buf. */
+static void sgd_update(float *p, const float *g, float *buf, int64_t n, float lr, float mom,
+                       float wd, int nesterov)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i];
+        if (wd != 0.0f) d = d + wd * p[i];
+        if (buf) {
+            buf[i] = buf[i] * mom + d;
+            d = nesterov ? d + mom * buf[i] : buf[i];
+        }
+        p[i] = p[i] + (-lr) * d;
+    }
+}
+
+/* Adam on n elements: m, v the moments; step_size = lr / (1 - b1^t), bc2s = sqrt(1 - b2^t);
+ * p += -step_size * m / (sqrt(v) / bc2s + eps). wd: L2 term added to the gradient (Adam);
+ * decay: p *= 1 - lr * wd' first (AdamW, 1.0f when off). */
+static void adam_update(float *p, const float *g, float *m, float *v, int64_t n, float b1,
+                        float omb1, float b2, float omb2, float step_size, float bc2s, float eps,
+                        float wd, float decay)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (decay != 1.0f) p[i] = p[i] * decay;
+        float d = g[i];
+        if (wd != 0.0f) d = d + wd * p[i];
+        m[i] = m[i] * b1 + omb1 * d;
+        v[i] = v[i] * b2 + omb2 * d * d;
+        float denom = sqrtf(v[i]) / bc2s + eps;
+        p[i] = p[i] + (-step_size) * m[i] / denom;
+    }
+}
+
+static void clamp_update(float *p, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++) p[i] = p[i] < lo ? lo : (p[i] > hi ? hi : p[i]);
+}
+
+static float *state_alloc(float **slot, int64_t n)
+{
+    if (!*slot) *slot = dd_calloc((size_t)n, sizeof(float));
+    return *slot;
+}
+
+static int step_one(const OptimConf *c, NnParam *prm)
+{
+    int64_t n = tensor_numel(&prm->var.v);
+    float *p = prm->var.v.data;
+    const float *g = prm->var.g.data;
+    int decays = c->decay_all || prm->decay;
+    float wd = decays ? (float)c->weight_decay : 0.0f;
+    prm->opt_step++;
+    switch (c->kind) {
+    case OPTIM_SGD:
+        sgd_update(p, g, c->momentum != 0.0 ? state_alloc(&prm->opt_m, n) : NULL, n, (float)c->lr,
+                   (float)c->momentum, wd, c->nesterov);
+        return 0;
+    case OPTIM_ADAM:
+    case OPTIM_ADAMW: {
+        double t = (double)prm->opt_step;
+        double bc1 = 1.0 - pow(c->beta1, t), bc2 = 1.0 - pow(c->beta2, t);
+        float decay = 1.0f;
+        if (c->kind == OPTIM_ADAMW) {
+            decay = decays ? (float)(1.0 - c->lr * c->weight_decay) : 1.0f;
+            wd = 0.0f;
+        }
+        adam_update(p, g, state_alloc(&prm->opt_m, n), state_alloc(&prm->opt_v, n), n,
+                    (float)c->beta1, (float)(1.0 - c->beta1), (float)c->beta2,
+                    (float)(1.0 - c->beta2), (float)(c->lr / bc1), (float)sqrt(bc2), (float)c->eps,
+                    wd, decay);
+        return 0;
+    }
+    }
+    return dd_err("optim: unknown optimizer kind %d", (int)c->kind);
+}
+
+int optim_step(Nn *nn, const OptimConf *c, NnParam **params, int n)
+{
+    if (nn_device(nn) != DD_CPU) {
+        dd_err_code(DD_EXIT_DEVICE);
+        return dd_err("optim: no optimizer kernels for this device yet");
+    }
+    if (c->kind == OPTIM_SGD && c->nesterov && c->momentum <= 0.0)
+        return dd_err("optim: nesterov momentum requires momentum > 0");
+    for (int i = 0; i < n; i++) {
+        NnParam *p = params[i];
+        if (!p->var.requires_grad || !p->var.g.data) continue;
+        if (p->var.v.dtype != DD_F32 || p->var.g.dtype != DD_F32)
+            return dd_err("optim: %s: parameters and gradients must be F32", p->name);
+        if (step_one(c, p) < 0) return -1;
+    }
+    return 0;
+}
+
+void optim_reset(NnParam **params, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(params[i]->opt_m);
+        free(params[i]->opt_v);
+        params[i]->opt_m = params[i]->opt_v = NULL;
+        params[i]->opt_step = 0;
+    }
+}
+
+int optim_clamp(Nn *nn, NnParam *p, float lo, float hi)
+{
+    if (nn_device(nn) != DD_CPU) {
+        dd_err_code(DD_EXIT_DEVICE);
+        return dd_err("optim: no clamp kernel for this device yet");
+    }
+    clamp_update(p->var.v.data, tensor_numel(&p->var.v), lo, hi);
+    return 0;
+}
+
+double optim_cosine_lr(double lr, int64_t t, int64_t total, double eta)
+{
+    return lr * 0.5 * (1.0 + cos(M_PI * (double)t / ((double)total * eta)));
+}
+
+double optim_recover_lr(double lr, int64_t t, int64_t total)
+{
+    return 0.5 * (1.0 + cos(M_PI * (double)t / (double)total)) * lr;
+}

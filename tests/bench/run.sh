@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# run.sh - `make bench`: the recover inner step, ours (build/bench/bench_recover) beside the PyTorch
+# peer (../shared/bench/torch_recover_peer.py), same machine, same run, 2 threads. Per case:
+#   bench recover-step MODEL CxHxW bBATCH cpu: ours N img-iter/s, peer M img-iter/s, ratio R
+#   bench recover-step MODEL CxHxW bBATCH cpu: peak RSS ours A MiB, peer B MiB
+# Peak RSS: getrusage of our process; the peer's through /usr/bin/time -f %M (else Python's resource
+# module). Bars (issue 3): convnet3 ratio >= 1.5, resnet18 (small stem) >= 1.0.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+THREADS=${THREADS:-2}
+ITERS=${ITERS:-10}
+ours_bin=$BUILD/bench/bench_recover
+peer=${PEER:-../shared/bench/torch_recover_peer.py}
+export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+have_peer=1
+if [ ! -f "$peer" ]; then echo "bench: peer $peer not found: ours only" >&2; have_peer=0
+elif ! "$PYTHON" -c 'import torch, torchvision' >/dev/null 2>&1; then
+    echo "bench: $PYTHON cannot import torch: ours only" >&2; have_peer=0
+fi
+
+# peer_run ARGS...: runs the peer, leaves its output in $tmp/peer.out and peak RSS (KiB) in $tmp/peer.rss
+peer_run() {
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f %M -o "$tmp/peer.rss" "$PYTHON" "$peer" "$@" >"$tmp/peer.out"
+    else
+        "$PYTHON" - "$tmp/peer.rss" "$peer" "$@" >"$tmp/peer.out" <<'PY'
+import resource, runpy, sys
+out, sys.argv = sys.argv[1], sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+open(out, "w").write("%d\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+PY
+    fi
+}
+
+# bench_case LABEL MODEL CH RES BATCH PEER-ARGS...
+bench_case() {
+    local label=$1 model=$2 ch=$3 res=$4 batch=$5; shift 5
+    local out ours rss_ours peer_rate=NA peer_rss=NA ratio=NA
+    out=$("$ours_bin" "$model" "$ch" "$res" "$batch" "$THREADS" "$ITERS")
+    ours=$(sed -n 's/.*: \([0-9.]*\) img-iter\/s.*/\1/p' <<<"$out")
+    rss_ours=$(sed -n 's/.*peak RSS \([0-9]*\) KiB.*/\1/p' <<<"$out")
+    if [ $have_peer = 1 ]; then
+        peer_run "$@" --batch "$batch" --threads "$THREADS" --iters "$ITERS"
+        peer_rate=$(sed -n 's/.*: \([0-9.]*\) image-iterations\/s.*/\1/p' "$tmp/peer.out")
+        peer_rss=$(awk '{print $1 / 1024}' "$tmp/peer.rss" | tail -n 1)
+        ratio=$(awk -v a="$ours" -v b="$peer_rate" 'BEGIN { printf "%.2f", a / b }')
+        peer_rss=$(printf '%.0f' "$peer_rss")
+    fi
+    echo "bench recover-step $label ${ch}x${res}x${res} b$batch cpu: ours $ours img-iter/s, peer $peer_rate img-iter/s, ratio $ratio"
+    echo "bench recover-step $label ${ch}x${res}x${res} b$batch cpu: peak RSS ours $((rss_ours / 1024)) MiB, peer $peer_rss MiB"
+}
+
+bench_case convnet3 convnet3 1 28 100 --model convnet3 --res 28 --channels 1
+bench_case resnet18m resnet18m 3 32 100 --model resnet18 --stem small --res 32 --channels 3

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""model_peer.py - the PyTorch side of tests/parity/models.sh.
+
+  model_peer.py make DIR     builds every case's torch model (fixed seed, BN running statistics
+                             calibrated on random batches, BN affine perturbed), writes
+                             DIR/CASE/weights.safetensors (numpy writer of pipelines/), x.npy, y.npy
+  model_peer.py check DIR    recomputes with torch what tests/parity/model_parity wrote to
+                             DIR/CASE/{train,eval}/ and compares; prints the observed max errors
+
+The loss is recover's: CE + 0.01 * sum_l m_l (||mu_l - RM_l|| + ||var_l - RV_l||), m = 10 for the
+first BN layer and 1 for the others, the statistics taken by forward hooks as in
+shared/bench/torch_recover_peer.py (after the module ran: in train mode the running statistics
+are the updated ones, as in the engine).
+
+The reference is torch in float64 on the same weights and input (max errors are printed relative
+to the reference's max magnitude; torch float32's beside ours where ours needed the second rule). Tolerances (per tensor, case and mode):
+  logits:        max|ours - ref| <= 1e-4 * max(1, max|ref|)
+  losses:        max|ours - ref| <= 1e-4 * max(1, max|ref|)   (ce, bn term, total; every layer's stat)
+  gradients:     max|ours - ref| <= 1e-3 * max|ref| + 1e-7 (input and every weight)
+  running stats: max|ours - ref| <= 1e-4 * max(1, max|ref|)
+  or, for any of these, max|ours - ref| <= 2 * max|torch_f32 - ref|: where float32 itself is
+  ill-conditioned (deep nets through the BN-statistics norms: torch float32 is off by up to 8e-2
+  relative on resnet50), ours must be no worse than PyTorch's float32.
+  saved file:    C's model_save loads in torch with load_state_dict(strict=True), values bit-equal
+"""
+import math, os, sys
+
+import numpy as np
+import torch, torch.nn as nn, torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pipelines"))
+from torch2safetensors import describe, st_load, st_save  # noqa: E402
+
+FMNIST = ([0.2860], [0.3530])
+CIFAR = ([0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761])
+# name: (arch, stem, channels, res, batch, classes, how the weights file is written)
+CASES = {
+    "convnet3": ("convnet3", None, 1, 28, 8, 10, "bare"),
+    "resnet18m": ("resnet18", "small", 3, 32, 4, 10, "meta"),
+    "resnet18m_gray": ("resnet18", "small", 1, 32, 4, 7, "module"),
+    "resnet18": ("resnet18", "imagenet", 3, 64, 4, 12, "meta"),
+    "resnet50m": ("resnet50", "small", 3, 32, 2, 10, "meta"),
+}
+
+
+def convnet(nc, inch, res, width=128, depth=3):
+    layers, c = [], inch
+    for _ in range(depth):
+        layers += [nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.AvgPool2d(2)]
+        c, res = width, res // 2
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * res * res, nc))
+
+
+def build(case):
+    arch, stem, inch, res, _, ncls, _ = CASES[case]
+    if arch == "convnet3":
+        return convnet(ncls, inch, res)
+    m = getattr(torchvision.models, arch)(num_classes=ncls)
+    if stem == "small":
+        m.conv1 = nn.Conv2d(inch, 64, 3, 1, 1, bias=False)
+        m.maxpool = nn.Identity()
+    return m
+
+
+def norm_of(case):
+    inch, fmt = CASES[case][2], CASES[case][6]
+    if fmt == "bare":
+        return FMNIST if inch == 1 else ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    return ([0.5] * inch, [0.25] * inch) if inch == 1 else CIFAR
+
+
+def make(root):
+    for i, case in enumerate(CASES):
+        arch, stem, inch, res, batch, ncls, fmt = CASES[case]
+        torch.manual_seed(100 + i)
+        m = build(case)
+        mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in norm_of(case))
+        with torch.no_grad():   # realistic running statistics, then a perturbed affine
+            for mod in m.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.momentum = None
+            m.train()
+            for _ in range(3):
+                m((torch.rand(8, inch, res, res) - mean) / std)
+            last = {id(getattr(b, "bn3", getattr(b, "bn2", None))) for b in m.modules()
+                    if isinstance(b, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck))}
+            for mod in m.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    # a residual branch's last BN small (as trained ResNets have it): keeps the
+                    # residual stream bounded, so the float32 problem stays well-conditioned
+                    mod.momentum = 0.1
+                    mod.weight.uniform_(0.1, 0.3) if id(mod) in last else mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.normal_(0, 0.1)
+                    mod.num_batches_tracked.zero_()
+        sd = {k: v.numpy() for k, v in m.state_dict().items()}
+        meta = None
+        if fmt != "bare":
+            a, c, k, s = describe(sd)
+            mn, sdv = norm_of(case)
+            meta = {"format": "ddpipe-weights/1", "arch": a, "in_channels": str(c), "num_classes": str(k),
+                    "input_size": str(res), "mean": str(mn), "std": str(sdv)}
+        if fmt == "module":  # DataParallel names, an old file without num_batches_tracked
+            sd = {"module." + k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+        d = os.path.join(root, case)
+        os.makedirs(d, exist_ok=True)
+        st_save(os.path.join(d, "weights.safetensors"), sd, meta)
+        g = torch.Generator().manual_seed(7 + i)
+        np.save(os.path.join(d, "x.npy"), torch.rand(batch, inch, res, res, generator=g).numpy())
+        np.save(os.path.join(d, "y.npy"), (torch.arange(batch) * 3 % ncls).numpy().astype(np.int64))
+
+
+class BNStat:
+    def __init__(self, bn):
+        bn.register_forward_hook(self.hook)
+        self.r = 0.0
+
+    def hook(self, mod, inp, out):
+        x = inp[0]
+        n = x.shape[1]
+        mean = x.mean([0, 2, 3])
+        var = x.permute(1, 0, 2, 3).reshape(n, -1).var(1, unbiased=False)
+        self.r = torch.norm(mod.running_var - var, 2) + torch.norm(mod.running_mean - mean, 2)
+
+
+class Report:
+    def __init__(self):
+        self.fails = 0
+
+    def check(self, what, err, tol):
+        ok = err <= tol
+        self.fails += not ok
+        return ok
+
+
+def load_model(case, path):
+    m = build(case)
+    t, _ = st_load(path)
+    sd = {(k[7:] if k.startswith("module.") else k): torch.from_numpy(v) for k, v in t.items()}
+    m.load_state_dict(sd, strict=False)
+    return m
+
+
+def run_torch(case, d, mode, dtype):
+    """Everything model_parity writes, computed by torch in `dtype` on the same weights and input."""
+    m = load_model(case, os.path.join(d, "weights.safetensors")).to(dtype)
+    m.train(mode == "train")
+    hooks = [BNStat(b) for b in m.modules() if isinstance(b, nn.BatchNorm2d)]
+    mult = [10.0] + [1.0] * (len(hooks) - 1)
+    mean, std = (torch.tensor(v, dtype=dtype).view(1, -1, 1, 1) for v in norm_of(case))
+    x = torch.from_numpy(np.load(os.path.join(d, "x.npy"))).to(dtype).requires_grad_(True)
+    y = torch.from_numpy(np.load(os.path.join(d, "y.npy")))
+    logits = m((x - mean) / std)
+    ce = nn.functional.cross_entropy(logits, y)
+    bn = sum(mm * h.r for mm, h in zip(mult, hooks))
+    loss = ce + 0.01 * bn
+    loss.backward()
+    f = lambda t: t.detach().double().numpy()
+    out = {"logits": f(logits), "loss": np.array([ce.item(), float(bn), loss.item()]),
+           "bnstat": np.array([float(h.r) for h in hooks]), "grad:input": f(x.grad)}
+    out.update({"grad:" + k: f(p.grad) for k, p in m.named_parameters()})
+    out.update({"stats:" + k: f(v) for k, v in m.state_dict().items() if k.endswith(("running_mean", "running_var"))})
+    return out
+
+
+def ours(d, mode):
+    o = os.path.join(d, mode)
+    out = {k: np.load(os.path.join(o, k + ".npy")) for k in ("logits", "loss", "bnstat")}
+    out["grad:input"] = np.load(os.path.join(o, "xgrad.npy"))
+    out.update({"grad:" + k: v for k, v in st_load(os.path.join(o, "grads.safetensors"))[0].items()})
+    out.update({"stats:" + k: v for k, v in st_load(os.path.join(o, "buffers.safetensors"))[0].items()})
+    return out
+
+
+def maxerr(a, b):
+    return float(np.max(np.abs(np.asarray(a, np.float64) - b))) if b.size else 0.0
+
+
+def check_mode(case, d, mode, rep):
+    """Ours against torch float64. A tensor outside the stated tolerance still passes when its error
+    is within twice torch float32's own error (computed only then): where float32 is ill-conditioned
+    (deep nets through the BN-statistics norms), ours must be no worse than PyTorch's float32."""
+    ref, c, t32 = run_torch(case, d, mode, torch.float64), ours(d, mode), None
+    lines, worst = [], {}
+    if set(ref) != set(c):
+        rep.fails += 1
+        lines.append(f"  FAIL names differ: {sorted(set(ref) ^ set(c))[:6]}")
+    for k in sorted(set(ref) & set(c)):
+        r, kind = ref[k], k.split(":")[0]
+        if np.shape(c[k]) != r.shape:
+            rep.fails += 1
+            lines.append(f"  FAIL {k}: shape {np.shape(c[k])} vs torch {r.shape}")
+            continue
+        scale = float(np.max(np.abs(r))) if r.size else 0.0
+        tol = 1e-3 * scale + 1e-7 if kind == "grad" else 1e-4 * max(1.0, scale)
+        err, note = maxerr(c[k], r), ""
+        if err > tol:
+            t32 = t32 or run_torch(case, d, mode, torch.float32)
+            err32 = maxerr(t32[k], r)
+            note = f" (torch-f32 {err32 / max(scale, 1e-30):.1e})"
+            if not rep.check(k, err, 2 * err32):
+                lines.append(f"  FAIL {k}: max abs err {err:.3g} > tol {tol:.3g} and > 2 x torch-f32's {err32:.3g}")
+        rel = err / max(scale, 1e-30)
+        if rel >= worst.get(kind, (-1,))[0]:
+            worst[kind] = (rel, k.split(":")[-1], note)
+    summary = ", ".join(f"{k} {v[0]:.1e}{v[2]} ({v[1]})" for k, v in sorted(worst.items()))
+    print(f"{case} {mode}: max rel err vs torch-f64: {summary}")
+    for l in lines[:20]:
+        print(l)
+
+
+def check_saved(case, d, rep):
+    """C's model_save output must load strictly in torch and hold the same values."""
+    m = build(case)
+    t, meta = st_load(os.path.join(d, "train", "saved.safetensors"))
+    try:
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in t.items()}, strict=True)
+    except RuntimeError as e:
+        rep.fails += 1
+        print(f"  FAIL {case}: saved file does not load strictly: {str(e)[:300]}")
+        return
+    orig, _ = st_load(os.path.join(d, "weights.safetensors"))
+    orig = {(k[7:] if k.startswith("module.") else k): v for k, v in orig.items()}
+    bad = [k for k, v in orig.items() if not k.endswith("num_batches_tracked") and not np.array_equal(v, t[k])]
+    if bad or meta.get("format") != "ddpipe-weights/1":
+        rep.fails += 1
+        print(f"  FAIL {case}: saved values differ ({bad[:4]}) or metadata {meta}")
+    else:
+        print(f"{case}: model_save -> torch load_state_dict(strict=True) ok, arch {meta.get('arch')}")
+
+
+def check(root):
+    rep = Report()
+    for case in CASES:
+        d = os.path.join(root, case)
+        for mode in ("eval", "train"):
+            check_mode(case, d, mode, rep)
+        check_saved(case, d, rep)
+    print(f"model parity: {rep.fails} failure(s)")
+    return 1 if rep.fails else 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    if len(sys.argv) != 3 or sys.argv[1] not in ("make", "check"):
+        raise SystemExit("usage: model_peer.py make|check DIR")
+    sys.exit(make(sys.argv[2]) or 0 if sys.argv[1] == "make" else check(sys.argv[2]))

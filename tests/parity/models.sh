@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# models.sh - every model of the zoo against PyTorch/torchvision on the same weights and inputs:
+# logits, the recover loss (CE + BN statistics), the gradient to the input and to every weight,
+# running statistics, in train and eval BN modes; and C-saved weights loading in torch strictly.
+# Cases: convnet3 1x28x28 (file without metadata), resnet18 small stem 3x32x32 and 1x32x32
+# ("module." names, no num_batches_tracked), resnet18 imagenet stem 3x64x64, resnet50 small stem.
+# Tolerances: see tests/parity/model_peer.py. Runs in a fresh temporary directory.
+set -euo pipefail
+if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then
+    echo "SKIP: python3-torch not importable"; exit 77
+fi
+helper=$TESTS/../$BUILD/tests/parity/model_parity
+peer=$TESTS/parity/model_peer.py
+"$PYTHON" "$peer" make cases
+for d in cases/*/; do
+    for mode in eval train; do
+        mkdir -p "$d$mode"
+        "$helper" "$d/weights.safetensors" "$d/x.npy" "$d/y.npy" "$mode" "$d$mode"
+    done
+done
+"$PYTHON" "$peer" check cases

@@ -1,0 +1,263 @@
+/* test_models.c - the zoo: parameter counts and state_dict sizes against torchvision's, names and
+ * stems, seeded initialisation, forward shapes, save -> load round trips (metadata, shape-only
+ * files, "module." prefixes), and load errors that list missing, unexpected and mis-shaped names. */
+#include "formats/codecs.h"
+#include "libcommon/models/model.h"
+#include "tests/unit/check.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static const char *tmp(const char *name)
+{
+    static char path[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], "%s/%s", dir, name);
+    return path[k];
+}
+
+/* Entries of a safetensors file, as the stored count. */
+static int file_keys(const char *path)
+{
+    Safetensors st;
+    if (st_read_file(path, &st) < 0) return -1;
+    int n = st.n;
+    st_free(&st);
+    return n;
+}
+
+static int same_values(Nn *nn, const Model *a, const Model *b)
+{
+    if (a->nparams != b->nparams) return 0;
+    int same = 1;
+    for (int i = 0; i < a->nparams && same; i++) {
+        int64_t n = tensor_numel(&a->params[i]->var.v);
+        float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)n * sizeof(float));
+        nn_var_download(nn, &a->params[i]->var, x);
+        nn_var_download(nn, &b->params[i]->var, y);
+        same = !strcmp(a->params[i]->name, b->params[i]->name) && !memcmp(x, y, (size_t)n * sizeof(float));
+        free(x);
+        free(y);
+    }
+    return same;
+}
+
+static void test_counts(Nn *nn)
+{
+    static const struct { const char *name; int inch, ncls, size; int64_t params; int keys; } want[] = {
+        {"resnet18", 3, 1000, 224, 11689512, 122},
+        {"resnet34", 3, 1000, 224, 21797672, 218},
+        {"resnet50", 3, 1000, 224, 25557032, 320},
+        {"resnet101", 3, 1000, 224, 44549160, 626},
+        {"convnet3", 1, 10, 28, 308746, 23},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        Model *m = model_create(nn, want[i].name, want[i].inch, want[i].ncls, want[i].size, 1);
+        CHECK_MSG(m != NULL, "%s: %s", want[i].name, dd_errmsg());
+        if (!m) continue;
+        CHECK_MSG(model_param_count(m) == want[i].params, "%s: %lld params", want[i].name,
+                  (long long)model_param_count(m));
+        if (i == 0 || i == 4) { /* the saved state_dict has torchvision's key count */
+            CHECK(model_save(tmp("count.safetensors"), m, 0, NULL, NULL) == 0);
+            CHECK_MSG(file_keys(tmp("count.safetensors")) == want[i].keys, "%s: %d keys", want[i].name,
+                      file_keys(tmp("count.safetensors")));
+        }
+        model_free(m);
+    }
+    Model *r = model_create(nn, "resnet18", 3, 1000, 224, 1);
+    CHECK(r->nparams == 102 && !strcmp(r->params[0]->name, "conv1.weight"));
+    CHECK(model_find(r, "layer2.0.downsample.1.running_var") != NULL);
+    CHECK(model_find(r, "layer1.0.downsample.0.weight") == NULL);
+    CHECK(!strcmp(r->params[r->nparams - 1]->name, "fc.bias"));
+    CHECK(model_find(r, "conv1.weight")->decay == 1 && model_find(r, "bn1.weight")->decay == 0);
+    CHECK(model_find(r, "fc.bias")->decay == 0 && model_find(r, "fc.weight")->decay == 1);
+    CHECK(model_find(r, "bn1.running_mean")->var.requires_grad == 0);
+    model_free(r);
+}
+
+static void test_names(Nn *nn)
+{
+    Model *m = model_create(nn, "resnet18:stem=small", 1, 10, 28, 1);
+    CHECK(m && !strcmp(m->arch, "resnet18m") && m->stem == MODEL_STEM_SMALL);
+    CHECK(m && model_find(m, "conv1.weight")->var.v.shape[2] == 3);
+    CHECK(m && m->mean[0] == 0.2860f && m->std[0] == 0.3530f);
+    model_free(m);
+    m = model_create(nn, "resnet50m", 3, 100, 32, 1);
+    CHECK(m && m->stem == MODEL_STEM_SMALL && m->bottleneck && m->mean[2] == 0.406f);
+    model_free(m);
+    m = model_create(nn, "convnet4:width=32", 3, 10, 32, 1);
+    CHECK(m && !strcmp(m->arch, "convnet4:width=32") && m->depth == 4 && m->width == 32);
+    CHECK(m && !strcmp(m->params[m->nparams - 1]->name, "17.bias"));
+    model_free(m);
+    CHECK(model_create(nn, "resnet19", 3, 10, 32, 1) == NULL);
+    CHECK(strstr(dd_errmsg(), "unknown architecture") != NULL);
+    CHECK(model_create(nn, "convnet3:stem=small", 3, 10, 32, 1) == NULL);
+    CHECK(model_create(nn, "convnet5", 1, 10, 28, 1) == NULL);   /* 28 >> 5 == 0 */
+}
+
+static void test_init(Nn *nn)
+{
+    Model *a = model_create(nn, "resnet18m", 3, 10, 32, 7), *b = model_create(nn, "resnet18m", 3, 10, 32, 7),
+          *c = model_create(nn, "resnet18m", 3, 10, 32, 8);
+    CHECK(same_values(nn, a, b));
+    CHECK(!same_values(nn, a, c));
+    /* Kaiming-normal fan_out: std of conv1 is sqrt(2 / (64 * 9)) */
+    float w[64 * 27];
+    nn_var_download(nn, &model_find(a, "conv1.weight")->var, w);
+    double s = 0;
+    for (int i = 0; i < 64 * 27; i++) s += (double)w[i] * w[i];
+    CHECK_CLOSE(sqrt(s / (64 * 27)), sqrt(2.0 / (64 * 9)), 0, 0.08);
+    float bw[64], rv[64];
+    nn_var_download(nn, &model_find(a, "bn1.weight")->var, bw);
+    nn_var_download(nn, &model_find(a, "bn1.running_var")->var, rv);
+    CHECK(bw[0] == 1.0f && bw[63] == 1.0f && rv[5] == 1.0f);
+    model_free(a);
+    model_free(b);
+    model_free(c);
+}
+
+static void test_forward(Nn *nn)
+{
+    Model *m = model_create(nn, "convnet3", 1, 10, 28, 1);
+    Tensor x = tensor_newv(DD_F32, 4, (int64_t)2, (int64_t)1, (int64_t)28, (int64_t)28);
+    NnVar *y = model_forward(m, nn, nn_input(nn, &x, 0), 0);
+    CHECK(y->v.ndim == 2 && y->v.shape[0] == 2 && y->v.shape[1] == 10);
+    CHECK(model_check_input(m, 1, 31, 31) == 0);              /* avgpool floors: 31 -> 3 */
+    CHECK(model_check_input(m, 1, 32, 32) < 0 && model_check_input(m, 3, 28, 28) < 0);
+    nn_reset(nn);
+    tensor_free(&x);
+    model_free(m);
+    m = model_create(nn, "resnet18", 3, 5, 64, 1);
+    x = tensor_newv(DD_F32, 4, (int64_t)2, (int64_t)3, (int64_t)64, (int64_t)64);
+    nn_bn_collect(nn, 1);
+    y = model_forward(m, nn, nn_input(nn, &x, 0), 0);
+    CHECK(y->v.shape[0] == 2 && y->v.shape[1] == 5);
+    CHECK(nn_bn_stat_count(nn) == 20);
+    nn_bn_collect(nn, 0);
+    nn_reset(nn);
+    tensor_free(&x);
+    model_free(m);
+}
+
+static void test_roundtrip(Nn *nn)
+{
+    Model *m = model_create(nn, "resnet18m", 1, 3, 28, 5);
+    const float mean[1] = {0.25f}, std[1] = {0.1f};
+    CHECK(model_set_norm(m, mean, std) == 0);
+    const char *classes[3] = {"T-shirt/top", "Trouser", "caf\xc3\xa9"};
+    json_t *extra = json_object();
+    json_object_set_new(extra, "teacher_top1", json_string("91.5"));
+    json_object_set_new(extra, "arch", json_string("overridden"));
+    CHECK(model_save(tmp("rt.safetensors"), m, 3, classes, extra) == 0);
+    json_decref(extra);
+    CHECK(model_save(tmp("bad.safetensors"), m, 2, classes, NULL) < 0);   /* 2 names, 3 classes */
+    Model *l = model_load(nn, tmp("rt.safetensors"));
+    CHECK_MSG(l != NULL, "%s", dd_errmsg());
+    if (l) {
+        CHECK(!strcmp(l->arch, "resnet18m") && l->in_channels == 1 && l->num_classes == 3);
+        CHECK(l->input_size == 28);
+        CHECK(l->mean[0] == 0.25f && l->std[0] == 0.1f);
+        CHECK(l->nclass_names == 3 && !strcmp(l->class_names[0], "T-shirt/top")
+              && !strcmp(l->class_names[2], "caf\xc3\xa9"));
+        CHECK(same_values(nn, m, l));
+        model_free(l);
+    }
+    Safetensors st;
+    CHECK(st_read_file(tmp("rt.safetensors"), &st) == 0);
+    CHECK(!strcmp(json_string_value(json_object_get(st.metadata, "teacher_top1")), "91.5"));
+    CHECK(!strcmp(json_string_value(json_object_get(st.metadata, "format")), "ddpipe-weights/1"));
+    const StEntry *nbt = st_find(&st, "layer3.1.bn2.num_batches_tracked");
+    CHECK(nbt && nbt->t.dtype == DD_I64 && nbt->t.ndim == 0);
+
+    /* the same tensors without metadata, without num_batches_tracked, with "module." names */
+    const char **names = calloc((size_t)st.n, sizeof *names);
+    const Tensor **ts = calloc((size_t)st.n, sizeof *ts);
+    char (*buf)[160] = calloc((size_t)st.n, sizeof *buf);
+    int n = 0;
+    for (int i = 0; i < st.n; i++) {
+        if (strstr(st.e[i].name, "num_batches_tracked")) continue;
+        snprintf(buf[n], sizeof buf[n], "module.%s", st.e[i].name);
+        names[n] = buf[n];
+        ts[n++] = &st.e[i].t;
+    }
+    CHECK(st_write_file(tmp("bare.safetensors"), n, names, ts, NULL) == 0);
+    l = model_load(nn, tmp("bare.safetensors"));
+    CHECK_MSG(l != NULL, "%s", dd_errmsg());
+    if (l) {
+        CHECK(!strcmp(l->arch, "resnet18m") && l->in_channels == 1 && l->num_classes == 3);
+        CHECK(l->nclass_names == 0 && l->mean[0] == 0.2860f);
+        CHECK(same_values(nn, m, l));
+        model_free(l);
+    }
+
+    /* errors list every kind: drop fc.bias, add "extra.weight", reshape bn1.weight */
+    int64_t odd[1] = {7};
+    Tensor seven = tensor_new(DD_F32, 1, odd);
+    n = 0;
+    for (int i = 0; i < st.n; i++) {
+        if (!strcmp(st.e[i].name, "fc.bias")) continue;
+        names[n] = st.e[i].name;
+        ts[n++] = !strcmp(st.e[i].name, "bn1.weight") ? &seven : &st.e[i].t;
+    }
+    names[n] = "extra.weight";
+    ts[n++] = &seven;
+    CHECK(st_write_file(tmp("broken.safetensors"), n, names, ts, NULL) == 0);
+    CHECK(model_load_weights(m, tmp("broken.safetensors")) < 0);
+    const char *msg = dd_errmsg();
+    CHECK_MSG(strstr(msg, "missing 1: fc.bias") && strstr(msg, "unexpected 1: extra.weight")
+              && strstr(msg, "wrong shape 1: bn1.weight"), "%s", msg);
+    Model *other = model_create(nn, "convnet3", 1, 3, 28, 1);
+    CHECK(model_load_weights(other, tmp("rt.safetensors")) < 0);
+    CHECK(strstr(dd_errmsg(), "missing 20: 0.weight") != NULL);
+    model_free(other);
+    tensor_free(&seven);
+    free(names);
+    free(ts);
+    free(buf);
+    st_free(&st);
+    model_free(m);
+
+    /* convnet: the input size comes back from the head's shape when there is no metadata */
+    m = model_create(nn, "convnet3", 1, 10, 28, 2);
+    CHECK(model_save(tmp("cn.safetensors"), m, 0, NULL, NULL) == 0);
+    CHECK(st_read_file(tmp("cn.safetensors"), &st) == 0);
+    const char **cn = calloc((size_t)st.n, sizeof *cn);
+    const Tensor **ct = calloc((size_t)st.n, sizeof *ct);
+    for (int i = 0; i < st.n; i++) {
+        cn[i] = st.e[i].name;
+        ct[i] = &st.e[i].t;
+    }
+    CHECK(st_write_file(tmp("cnbare.safetensors"), st.n, cn, ct, NULL) == 0);
+    l = model_load(nn, tmp("cnbare.safetensors"));
+    CHECK(l && !strcmp(l->arch, "convnet3") && l->input_size == 28 && same_values(nn, m, l));
+    model_free(l);
+    free(cn);
+    free(ct);
+    st_free(&st);
+    model_free(m);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "%s/test_models.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(dir)) return 1;
+    Nn *nn = nn_new(DD_CPU, 2);
+    test_counts(nn);
+    test_names(nn);
+    test_init(nn);
+    test_forward(nn);
+    test_roundtrip(nn);
+    nn_free(nn);
+    const char *files[] = {"count", "rt", "bad", "bare", "broken", "cn", "cnbare"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char f[64];
+        snprintf(f, sizeof f, "%s.safetensors", files[i]);
+        unlink(tmp(f));
+    }
+    rmdir(dir);
+    return check_done("test_models");
+}

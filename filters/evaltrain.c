@@ -1,0 +1,281 @@
+/* evaltrain.c - train a model on a record stream and evaluate it (method.md sections 0 and 4): the
+ * teacher "squeeze" with hard labels, and the post-evaluation of distilled sets with relabel's
+ * replayed soft labels, an online teacher or static soft labels. Options, class-list checks and
+ * wiring only; the loop is libcommon/distill/train.c. See evaltrain(1).
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/stream.h"
+#include "libcommon/distill/train.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: %s [options] [STREAM...]   (training stream; stdin when none)\n"
+               "       %s --eval-only -w FILE [STREAM...]\n"
+               "Train a model on a record stream and evaluate it; metrics as JSON lines on stdout.\n"
+               "  -m, --model ARCH         zoo name (man 7 ddpipe-models), random init\n"
+               "  -w, --weights FILE       start from (or evaluate) these weights\n"
+               "      --val STREAM         evaluate on this stream\n"
+               "      --labels STREAM      relabel's soft labels, replayed (KL, -T)\n"
+               "      --teacher FILE       online soft labels from this eval-mode teacher (KL, -T)\n"
+               "      --hard               train on hard labels even if records carry 'soft'\n"
+               "  -T, --temperature T      KL temperature (default 20)\n"
+               "      --label-smoothing E  hard labels (default 0)\n"
+               "      --optimizer NAME     sgd | adam | adamw\n"
+               "      --lr LR --momentum M --wd WD --betas B1,B2 --eta ETA\n"
+               "      --epochs N --batch N --micro N --no-shuffle\n"
+               "      --rrc-scale LO,HI --crop-pad P --no-flip --cutmix A --mixup A\n"
+               "      --shuffle-patches F  --no-aug\n"
+               "      --eval-every N --eval-batch N\n"
+               "      --save FILE          write the trained weights (safetensors)\n"
+               "      --checkpoint FILE    resume from / save to FILE  --checkpoint-every N\n"
+               "      --eval-only          evaluate -w on the operands and exit\n"
+               "  -s, --seed N  -j, --threads N  -d, --device cpu|cuda  -q, --quiet\n"
+               "  -h, --help  --version    (defaults depend on the label source: see evaltrain(1))\n",
+               dd_prog(), dd_prog());
+}
+
+enum {
+    O_VAL = 256, O_LABELS, O_TEACHER, O_HARD, O_LS, O_OPT, O_LR, O_MOM, O_WD, O_BETAS, O_ETA, O_EPOCHS,
+    O_BATCH, O_MICRO, O_NOSHUF, O_RRC, O_PAD, O_NOFLIP, O_CUTMIX, O_MIXUP, O_SHUFP, O_NOAUG, O_EVERY,
+    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION
+};
+
+/* "A,B" into two doubles in [lo, hi]. */
+static void opt_pair(const char *opt, const char *s, double *a, double *b, double lo, double hi)
+{
+    const char *comma = strchr(s, ',');
+    if (!comma) dd_die(DD_EXIT_USAGE, "%s: want two comma-separated numbers, got '%s'", opt, s);
+    char first[64];
+    snprintf(first, sizeof first, "%.*s", (int)(comma - s < 63 ? comma - s : 63), s);
+    *a = dd_opt_double(opt, first, lo, hi);
+    *b = dd_opt_double(opt, comma + 1, lo, hi);
+}
+
+/* Dies (exit 1) unless the model's class names, when it has some, are the stream's. */
+static void check_model_classes(const Model *m, const char *mname, const TsHeader *h, const char *hname)
+{
+    if (m->num_classes != ts_header_nclasses(h))
+        dd_die(DD_EXIT_DATA, "%s: %d classes, but %s has %d", mname, m->num_classes, hname, ts_header_nclasses(h));
+    if (!m->class_names) return;
+    TsHeader *mh = ts_header_new(m->nclass_names, (const char *const *)m->class_names);
+    if (ts_header_classes_check(h, hname, mh, mname) < 0) dd_die_err(DD_EXIT_DATA);
+    ts_header_free(mh);
+}
+
+/* Dies unless `path` can be created (checked before hours of training). */
+static void check_writable(const char *path)
+{
+    DdAtomicFile a;
+    if (dd_atomic_open(&a, path) < 0) dd_die_err(DD_EXIT_DATA);
+    dd_atomic_abort(&a);
+}
+
+static TsInput *open_input(int n, char **files)
+{
+    TsInput *in = ts_input_open(n, files);
+    if (!in) dd_die_err(DD_EXIT_DATA);
+    return in;
+}
+
+static const char *const label_names[] = {"hard", "teacher", "static", "replay"};
+
+int main(int argc, char **argv)
+{
+    dd_prog_init(argv[0]);
+    static const struct option lo[] = {
+        {"model", 1, 0, 'm'}, {"weights", 1, 0, 'w'}, {"val", 1, 0, O_VAL}, {"labels", 1, 0, O_LABELS},
+        {"teacher", 1, 0, O_TEACHER}, {"hard", 0, 0, O_HARD}, {"temperature", 1, 0, 'T'},
+        {"label-smoothing", 1, 0, O_LS}, {"optimizer", 1, 0, O_OPT}, {"lr", 1, 0, O_LR},
+        {"momentum", 1, 0, O_MOM}, {"wd", 1, 0, O_WD}, {"betas", 1, 0, O_BETAS}, {"eta", 1, 0, O_ETA},
+        {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"micro", 1, 0, O_MICRO},
+        {"no-shuffle", 0, 0, O_NOSHUF}, {"rrc-scale", 1, 0, O_RRC}, {"crop-pad", 1, 0, O_PAD},
+        {"no-flip", 0, 0, O_NOFLIP}, {"cutmix", 1, 0, O_CUTMIX}, {"mixup", 1, 0, O_MIXUP},
+        {"shuffle-patches", 1, 0, O_SHUFP}, {"no-aug", 0, 0, O_NOAUG}, {"eval-every", 1, 0, O_EVERY},
+        {"eval-batch", 1, 0, O_EBATCH}, {"save", 1, 0, O_SAVE}, {"checkpoint", 1, 0, O_CKPT},
+        {"checkpoint-every", 1, 0, O_CKEVERY}, {"eval-only", 0, 0, O_EVALONLY},
+        {"stop-after-epoch", 1, 0, O_STOP}, {"seed", 1, 0, 's'}, {"threads", 1, 0, 'j'},
+        {"device", 1, 0, 'd'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION}, {0}};
+    const char *arch = NULL, *weights = NULL, *valf = NULL, *labelsf = NULL, *teacherf = NULL, *save = NULL;
+    const char *optname = NULL, *device = "cpu";
+    double lr = NAN, mom = NAN, wd = NAN, b1 = 0.9, b2 = 0.999, eta = NAN, T = 20, ls = 0;
+    double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN;
+    int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 1, noaug = 0;
+    int every = 1, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0, c;
+    const char *ckpt = NULL;
+    long seed = 0;
+    while ((c = getopt_long(argc, argv, "m:w:T:s:j:d:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': arch = optarg; break;
+        case 'w': weights = optarg; break;
+        case O_VAL: valf = optarg; break;
+        case O_LABELS: labelsf = optarg; break;
+        case O_TEACHER: teacherf = optarg; break;
+        case O_HARD: hard = 1; break;
+        case 'T': T = dd_opt_double("-T", optarg, 1e-3, 1e6); break;
+        case O_LS: ls = dd_opt_double("--label-smoothing", optarg, 0, 1); break;
+        case O_OPT: optname = optarg; break;
+        case O_LR: lr = dd_opt_double("--lr", optarg, 0, 1e6); break;
+        case O_MOM: mom = dd_opt_double("--momentum", optarg, 0, 1); break;
+        case O_WD: wd = dd_opt_double("--wd", optarg, 0, 10); break;
+        case O_BETAS: opt_pair("--betas", optarg, &b1, &b2, 0, 0.999999); break;
+        case O_ETA: eta = dd_opt_double("--eta", optarg, 1e-3, 1e3); break;
+        case O_EPOCHS: epochs = (int)dd_opt_long("--epochs", optarg, 0, 1000000); break;
+        case O_BATCH: batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20); break;
+        case O_MICRO: micro = (int)dd_opt_long("--micro", optarg, 1, 1 << 20); break;
+        case O_NOSHUF: shuffle = 0; break;
+        case O_RRC: opt_pair("--rrc-scale", optarg, &rrc_lo, &rrc_hi, 1e-4, 1); break;
+        case O_PAD: pad = (int)dd_opt_long("--crop-pad", optarg, 0, 4096); break;
+        case O_NOFLIP: flip = 0; break;
+        case O_CUTMIX: cutmix = dd_opt_double("--cutmix", optarg, 0, 1e3); break;
+        case O_MIXUP: mixup = dd_opt_double("--mixup", optarg, 0, 1e3); break;
+        case O_SHUFP: shufp = (int)dd_opt_long("--shuffle-patches", optarg, 1, 64); break;
+        case O_NOAUG: noaug = 1; break;
+        case O_EVERY: every = (int)dd_opt_long("--eval-every", optarg, 1, 1000000); break;
+        case O_EBATCH: ebatch = (int)dd_opt_long("--eval-batch", optarg, 1, 1 << 20); break;
+        case O_SAVE: save = optarg; break;
+        case O_CKPT: ckpt = optarg; break;
+        case O_CKEVERY: ckevery = (int)dd_opt_long("--checkpoint-every", optarg, 1, 1000000); break;
+        case O_EVALONLY: evalonly = 1; break;
+        case O_STOP: stop = (int)dd_opt_long("--stop-after-epoch", optarg, 1, 1000000); break;
+        case 's': seed = dd_opt_long("--seed", optarg, 0, 0x7fffffffL); break;
+        case 'j': threads = (int)dd_opt_long("--threads", optarg, 1, 1024); break;
+        case 'd': device = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        case O_VERSION: dd_version_exit();
+        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        }
+    }
+    if (strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "auto"))
+        dd_die(DD_EXIT_USAGE, "--device: want cpu, cuda or auto, got '%s'", device);
+    if (!!arch + !!weights != 1) dd_die(DD_EXIT_USAGE, "give one of -m ARCH and -w FILE (try --help)");
+    if (evalonly && !weights) dd_die(DD_EXIT_USAGE, "--eval-only needs -w FILE");
+    if (!!labelsf + !!teacherf + hard > 1) dd_die(DD_EXIT_USAGE, "--labels, --teacher and --hard exclude each other");
+    if (cutmix > 0 && mixup > 0) dd_die(DD_EXIT_USAGE, "--cutmix and --mixup exclude each other");
+    OptimKind kind = OPTIM_SGD;
+    if (optname && !strcmp(optname, "adam")) kind = OPTIM_ADAM;
+    else if (optname && !strcmp(optname, "adamw")) kind = OPTIM_ADAMW;
+    else if (optname && strcmp(optname, "sgd")) dd_die(DD_EXIT_USAGE, "--optimizer: want sgd, adam or adamw, got '%s'", optname);
+
+    Nn *nn = nn_new(!strcmp(device, "cpu") ? DD_CPU : DD_CUDA, threads);
+    if (!nn && !strcmp(device, "auto")) nn = nn_new(DD_CPU, threads);
+    if (!nn) dd_die_err(dd_errcode() == DD_EXIT_DEVICE ? DD_EXIT_DEVICE : DD_EXIT_DATA);
+    Model *m = weights ? model_load(nn, weights) : NULL;
+    if (weights && !m) dd_die_err(DD_EXIT_DATA);
+    const int crop = m && m->input_size >= 224 ? m->input_size : 0;
+
+    TsInput *in = open_input(argc - optind, argv + optind);
+    const TsHeader *th = ts_input_header(in);
+    const char *tname = argc > optind ? argv[optind] : "stdin";
+    if (m) check_model_classes(m, weights, th, tname);
+    if (evalonly) {
+        TrainData d;
+        TrainEval ev;
+        if (train_data_read(in, 0, crop, &d) < 0 || train_eval(nn, m, &d, ebatch, &ev) < 0) dd_die_err(DD_EXIT_DATA);
+        printf("{\"records\":%lld,\"top1\":%.6g,\"top5\":%.6g,\"loss\":%.6g}\n", (long long)ev.n, 100 * ev.top1,
+               100 * ev.top5, ev.loss);
+        if (dd_fclose_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
+        train_data_free(&d);
+        ts_input_close(in);
+        model_free(m);
+        nn_free(nn);
+        return 0;
+    }
+    if (save) check_writable(save);
+    if (ckpt) check_writable(ckpt);
+    TsInput *vin = valf ? open_input(1, (char **)&valf) : NULL;
+    if (vin && ts_header_classes_check(th, tname, ts_input_header(vin), valf) < 0) dd_die_err(DD_EXIT_DATA);
+    TsReader *lr_in = labelsf ? ts_reader_open(labelsf) : NULL;
+    TrainReplayInfo rinfo = {0};
+    if (labelsf && (!lr_in || ts_header_classes_check(th, tname, ts_reader_header(lr_in), labelsf) < 0
+                    || train_replay_header_get(ts_reader_header(lr_in), labelsf, &rinfo) < 0))
+        dd_die_err(DD_EXIT_DATA);
+    Model *teacher = teacherf ? model_load(nn, teacherf) : NULL;
+    if (teacherf && !teacher) dd_die_err(DD_EXIT_DATA);
+    if (teacher) {
+        check_model_classes(teacher, teacherf, th, tname);
+        model_set_requires_grad(teacher, 0);
+    }
+
+    TrainData tr, val;
+    if (train_data_read(in, labelsf || teacherf || hard ? 0 : -1, 0, &tr) < 0) dd_die_err(DD_EXIT_DATA);
+    if (!m && !(m = model_create(nn, arch, tr.C, tr.K, tr.H, (uint64_t)seed))) dd_die_err(DD_EXIT_USAGE);
+    if (vin && train_data_read(vin, 0, m->input_size >= 224 ? m->input_size : 0, &val) < 0) dd_die_err(DD_EXIT_DATA);
+
+    /* defaults by label source: hard labels train teachers (method.md 0), soft labels follow the
+     * post-evaluation protocol (method.md 4; RDED's for --teacher, INFER's for static labels) */
+    TrainConf tc = {.labels = labelsf ? TRAIN_REPLAY : teacherf ? TRAIN_TEACHER : tr.soft ? TRAIN_STATIC : TRAIN_HARD};
+    const int soft = tc.labels != TRAIN_HARD;
+    if (!optname) kind = soft ? OPTIM_ADAMW : OPTIM_SGD;
+    if (isnan(lr)) lr = kind == OPTIM_SGD ? 0.05 : 1e-3;
+    if (isnan(wd)) wd = kind == OPTIM_SGD ? 5e-4 : 0.01;
+    tc.opt = kind == OPTIM_SGD ? optim_sgd(lr, isnan(mom) ? 0.9 : mom, wd, 0)
+           : kind == OPTIM_ADAM ? optim_adam(lr, b1, b2, 1e-8, wd) : optim_adamw(lr, b1, b2, 1e-8, wd);
+    tc.opt.decay_all = kind != OPTIM_ADAMW;
+    tc.eta = !isnan(eta) ? eta : tc.labels == TRAIN_TEACHER ? 2 : 1;
+    tc.epochs = epochs >= 0 ? epochs : soft ? 300 : 3;
+    tc.batch = batch > 0 ? batch : tc.labels == TRAIN_STATIC ? 64 : soft ? (tr.K == 10 ? 10 : 16) : 128;
+    tc.micro = micro > 0 ? micro : tc.labels == TRAIN_TEACHER || tc.labels == TRAIN_REPLAY ? 2 : 1;
+    tc.shuffle = shuffle;
+    tc.seed = (uint64_t)seed;
+    tc.label_smoothing = (float)ls;
+    tc.T = (float)T;
+    if (!noaug) {
+        int rrc = tc.labels == TRAIN_TEACHER;
+        tc.shuffle_patches = shufp;
+        tc.rrc_lo = !isnan(rrc_lo) ? rrc_lo : shufp > 1 ? 1.0 / shufp : 0.08;
+        tc.rrc_hi = !isnan(rrc_hi) ? rrc_hi : rrc ? 1.0 : 0;
+        tc.crop_pad = pad >= 0 ? pad : tc.labels == TRAIN_STATIC ? 4 : 0;
+        tc.flip = flip;
+        tc.cutmix = !isnan(cutmix) ? cutmix : tc.labels == TRAIN_TEACHER && isnan(mixup) ? 1.0 : 0;
+        tc.mixup = !isnan(mixup) ? mixup : tc.labels == TRAIN_STATIC && isnan(cutmix) ? 0.8 : 0;
+    }
+    tc.eval_every = every;
+    tc.eval_batch = ebatch;
+    tc.checkpoint = ckpt;
+    tc.checkpoint_every = ckevery;
+    tc.stop_after = stop;
+    tc.quiet = quiet;
+    tc.metrics = stdout;
+
+    TrainResult res;
+    if (train_run(nn, &tc, m, &tr, vin ? &val : NULL, teacher, lr_in, &rinfo, &res) < 0) dd_die_err(DD_EXIT_DATA);
+    if (save && !res.stopped) {
+        json_t *sum = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s,s:f,s:i,s:i,s:I}", "prog", "evaltrain", "version",
+                                DD_VERSION, "train", tname, "records", (json_int_t)tr.n, "epochs", res.epochs_done, "labels",
+                                label_names[tc.labels], "lr", lr, "batch", tc.batch, "micro", tc.micro, "seed",
+                                (json_int_t)seed);
+        if (isfinite(res.final_top1)) {
+            json_object_set_new(sum, "final_top1", json_real(res.final_top1));
+            json_object_set_new(sum, "best_top1", json_real(res.best_top1));
+            json_object_set_new(sum, "best_epoch", json_integer(res.best_epoch));
+            json_object_set_new(sum, "val", json_string(valf));
+        }
+        char *s = json_dumps(sum, JSON_COMPACT);
+        json_t *extra = json_pack("{s:s}", "training", s);
+        int nc = ts_header_nclasses(th);
+        const char **names = dd_calloc((size_t)nc, sizeof *names);
+        for (int i = 0; i < nc; i++) names[i] = ts_header_class(th, i);
+        if (model_save(save, m, nc, names, extra) < 0) dd_die_err(DD_EXIT_DATA);
+        free(names);
+        free(s);
+        json_decref(extra);
+        json_decref(sum);
+    }
+    if (dd_fclose_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
+    train_data_free(&tr);
+    if (vin) {
+        train_data_free(&val);
+        ts_input_close(vin);
+    }
+    ts_reader_close(lr_in);
+    ts_input_close(in);
+    model_free(teacher);
+    model_free(m);
+    nn_free(nn);
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* bench_train.c - ours in `make bench` (tests/bench/run_train.sh): one evaltrain training step as
+ * tests/bench/torch_train_peer.py runs it, timed. One step = train-mode forward of a random batch,
+ * cross-entropy on hard labels, backward to the weights, SGD (lr 0.05, momentum 0.9, wd 5e-4) step.
+ * 3 warm-up steps, then ITERS timed steps.
+ * usage: bench_train MODEL CHANNELS RES BATCH THREADS [ITERS]
+ * prints: ours MODEL CxHxW bBATCH threads T: R img/s, S ms/step, peak RSS K KiB */
+#include "libcommon/models/model.h"
+#include "libcommon/optim/optim.h"
+
+#include <stdlib.h>
+#include <sys/resource.h>
+
+enum { NCLASSES = 10, WARMUP = 3 };
+
+static void step(Nn *nn, Model *m, const Tensor *x, const Tensor *labels, const OptimConf *c)
+{
+    nn_zero_grad(nn, m->params, m->nparams);
+    NnVar *in = nn_input(nn, x, 0);
+    NnVar *loss = nn_cross_entropy(nn, model_forward(m, nn, in, 1), labels, 0.0f);
+    nn_backward(nn, loss);
+    if (optim_step(nn, c, m->params, m->nparams) < 0) dd_die_err(1);
+    nn_reset(nn);
+}
+
+int main(int argc, char **argv)
+{
+    dd_prog_init(argv[0]);
+    if (argc != 6 && argc != 7) dd_die(2, "usage: bench_train MODEL CHANNELS RES BATCH THREADS [ITERS]");
+    int ch = (int)dd_opt_long("CHANNELS", argv[2], 1, 64), res = (int)dd_opt_long("RES", argv[3], 1, 4096);
+    int batch = (int)dd_opt_long("BATCH", argv[4], 1, 100000);
+    int threads = (int)dd_opt_long("THREADS", argv[5], 1, 1024);
+    int iters = argc == 7 ? (int)dd_opt_long("ITERS", argv[6], 1, 100000) : 10;
+    Nn *nn = nn_new(DD_CPU, threads);
+    if (!nn) dd_die_err(3);
+    Model *m = model_create(nn, argv[1], ch, NCLASSES, res, 0);
+    if (!m) dd_die_err(2);
+
+    Tensor x = tensor_newv(DD_F32, 4, (int64_t)batch, (int64_t)ch, (int64_t)res, (int64_t)res);
+    Tensor labels = tensor_newv(DD_I64, 1, (int64_t)batch);
+    DdRng r;
+    dd_rng_init(&r, 0, 2, 0);
+    float *px = x.data;
+    for (int64_t i = 0, n = tensor_numel(&x); i < n; i++) px[i] = (float)dd_rng_uniform(&r);
+    for (int i = 0; i < batch; i++) ((int64_t *)labels.data)[i] = i % NCLASSES;
+    OptimConf c = optim_sgd(0.05, 0.9, 5e-4, 0);
+    c.decay_all = 1;
+
+    for (int t = 0; t < WARMUP; t++) step(nn, m, &x, &labels, &c);
+    double t0 = dd_now();
+    for (int t = 0; t < iters; t++) step(nn, m, &x, &labels, &c);
+    double dt = (dd_now() - t0) / iters;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("ours %s %dx%dx%d b%d threads %d: %.1f img/s, %.1f ms/step, peak RSS %ld KiB\n", argv[1], ch, res,
+           res, batch, threads, batch / dt, dt * 1e3, ru.ru_maxrss);
+
+    tensor_free(&x);
+    tensor_free(&labels);
+    model_free(m);
+    nn_free(nn);
+    return 0;
+}

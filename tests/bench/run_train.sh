@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# run_train.sh - `make bench`, training throughput (issue 4 "Speed"): one evaltrain step (train-mode
+# forward, cross-entropy, backward, SGD momentum + weight decay) of ours (build/bench/bench_train)
+# beside the PyTorch peer (tests/bench/torch_train_peer.py), same machine, same run, 2 threads:
+#   bench train-step MODEL CxHxW bBATCH cpu: ours N img/s, peer M img/s, ratio R
+# Cases: convnet3 1x28x28 and resnet18m (small stem) 3x32x32, batch 128.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+THREADS=${THREADS:-2}
+ITERS=${ITERS:-5}
+BATCH=${BATCH:-128}
+ours_bin=$BUILD/bench/bench_train
+peer=tests/bench/torch_train_peer.py
+export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+
+have_peer=1
+if ! "$PYTHON" -c 'import torch, torchvision' >/dev/null 2>&1; then
+    echo "bench: $PYTHON cannot import torch: ours only" >&2; have_peer=0
+fi
+
+# train_case MODEL CH RES
+train_case() {
+    local model=$1 ch=$2 res=$3 out ours peer_rate=NA ratio=NA
+    out=$("$ours_bin" "$model" "$ch" "$res" "$BATCH" "$THREADS" "$ITERS")
+    ours=$(sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p' <<<"$out")
+    if [ $have_peer = 1 ]; then
+        peer_rate=$("$PYTHON" "$peer" --model "$model" --channels "$ch" --res "$res" --batch "$BATCH" \
+            --threads "$THREADS" --iters "$ITERS" | sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
+        ratio=$(awk -v a="$ours" -v b="$peer_rate" 'BEGIN { printf "%.2f", a / b }')
+    fi
+    echo "bench train-step $model ${ch}x${res}x${res} b$BATCH cpu: ours $ours img/s, peer $peer_rate img/s, ratio $ratio"
+}
+
+train_case convnet3 1 28
+train_case resnet18m 3 32

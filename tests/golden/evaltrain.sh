@@ -1,0 +1,84 @@
+# evaltrain: happy path with --save and --eval-only agreeing, stdin input, usage errors, truncated
+# input, class-list mismatches (val, weights), unwritable --save, stdout write error, resume from a
+# checkpoint reaching the same weights, NaN loss, static soft labels, online teacher, -d cuda.
+# PyTorch parity in parity/evaltrain.sh.
+source "$TESTS/golden/lib.sh"
+source "$TESTS/golden/lib_tools.sh"
+E="$BIN/evaltrain"
+[ -d "$fmnist" ] || { echo "SKIP: Fashion-MNIST not installed at $fmnist"; exit 77; }
+"$BIN/tsimport" -q --format idx --limit 192 "$fmnist" >tr.tsr
+"$BIN/tsimport" -q --format idx --split test --limit 128 "$fmnist" >te.tsr
+small=(-m "convnet3:width=16" -j 2 -q)
+
+# happy path: one line per epoch and the final line; the saved weights evaluate to the same top-1
+"$E" -m convnet3 -q --epochs 2 --batch 64 --val te.tsr --save w.safetensors tr.tsr >m.json
+[ "$(wc -l <m.json)" = 3 ] && grep -q '"epoch":2,"lr":0.025,"train_loss":' m.json && ok "metrics lines" || fail "metrics: $(cat m.json)"
+final=$(tail -n 1 m.json | sed -n 's/.*"final_top1":\([0-9.]*\).*"best_epoch":\([0-9]\).*"top1":\([0-9.]*\).*/\1 \3/p')
+read -r f1 t1 <<<"$final"
+[ -n "$f1" ] && [ "$f1" = "$t1" ] && ok "final line: $(tail -n 1 m.json)" || fail "final line: $(tail -n 1 m.json)"
+"$E" --eval-only -w w.safetensors te.tsr >e.json
+grep -q "\"records\":128,\"top1\":$f1," e.json && ok "eval-only top1 = final top1 ($f1)" || fail "eval-only: $(cat e.json) vs $f1"
+grep -aq '"arch":"convnet3"' w.safetensors && grep -aq 'Ankle boot' w.safetensors && ok "weights metadata" || fail "metadata"
+"$E" --eval-only -w w.safetensors <te.tsr | grep -q "\"top1\":$f1," && ok "eval-only from stdin" || fail "stdin eval"
+"$E" "${small[@]}" --epochs 0 --save w0.safetensors <tr.tsr >/dev/null && [ -s w0.safetensors ] && ok "--epochs 0 saves the initial weights" || fail "epochs 0"
+
+# usage errors
+expect_usage evaltrain tr.tsr
+expect_usage evaltrain -m convnet3 -w w.safetensors tr.tsr
+expect_usage evaltrain -m convnet3 --optimizer rmsprop tr.tsr
+expect_usage evaltrain --eval-only -m convnet3 te.tsr
+expect_usage evaltrain -m convnet3 --cutmix 1 --mixup 0.8 tr.tsr
+expect_usage evaltrain -m convnet3 --teacher w.safetensors --hard tr.tsr
+expect_usage evaltrain -m convnet3 --lr -1 tr.tsr
+expect_usage evaltrain -m convnet3 --betas 0.9 tr.tsr
+expect_usage evaltrain -m convnet3 --no-such-option tr.tsr
+expect_usage evaltrain -m nosuchnet --epochs 0 tr.tsr
+
+# bad data: truncated input, class lists that differ
+head -c 60000 tr.tsr >cut.tsr
+expect_exit 1 "truncated training stream" -- "$E" "${small[@]}" --epochs 1 cut.tsr
+for i in 0 1 2 3 4 5 6 7 8 9; do echo "other$i"; done >cls.txt
+"$BIN/tsimport" -q --format idx --split test --limit 32 --classes-file cls.txt "$fmnist" >other.tsr
+"$E" "${small[@]}" --epochs 1 --val other.tsr tr.tsr >out.txt 2>err.txt && fail "class mismatch accepted"
+[ ! -s out.txt ] && grep -q "tr.tsr" err.txt && grep -q "other.tsr" err.txt && ok "train/val classes differ: $(cat err.txt)" \
+    || fail "class mismatch message: $(cat err.txt)"
+"$E" --eval-only -w w.safetensors other.tsr >/dev/null 2>err.txt && fail "weights/stream classes accepted"
+grep -q "w.safetensors" err.txt && grep -q "other.tsr" err.txt && ok "weights/stream classes differ: $(cat err.txt)" \
+    || fail "weights mismatch message: $(cat err.txt)"
+
+# output errors: --save where it cannot be written fails before training, leaving nothing
+"$E" "${small[@]}" --epochs 1 --save nodir/w.safetensors tr.tsr >out.txt 2>err.txt && fail "unwritable --save accepted"
+[ ! -e nodir ] && [ ! -s out.txt ] && grep -q "nodir/w.safetensors" err.txt && ok "unwritable --save: $(cat err.txt)" \
+    || fail "unwritable save: $(cat err.txt)"
+check_full evaltrain --eval-only -w w.safetensors te.tsr
+
+# resume: stopped after the epoch-2 checkpoint, the same command resumes and ends where an
+# uninterrupted run ends (byte-identical weights)
+run=("$E" "${small[@]}" --epochs 3 --batch 32 -s 5 --crop-pad 2 --cutmix 1 --val te.tsr)
+"${run[@]}" --save a.safetensors tr.tsr >a.json
+"${run[@]}" --checkpoint ck.safetensors --stop-after-epoch 2 --save b.safetensors tr.tsr >/dev/null
+[ -s ck.safetensors ] && [ ! -e b.safetensors ] && ok "stopped after the epoch-2 checkpoint" || fail "stop after 2"
+"${run[@]}" --checkpoint ck.safetensors --save b.safetensors tr.tsr >b.json
+cmp a.safetensors b.safetensors && ok "resumed run = uninterrupted run (weights identical)" || fail "resume differs"
+[ "$(tail -n 1 a.json)" = "$(tail -n 1 b.json)" ] && [ "$(wc -l <b.json)" = 2 ] && ok "resumed final line" || fail "resume metrics"
+"$E" "${small[@]}" --epochs 3 --batch 16 -s 5 --checkpoint ck.safetensors tr.tsr >/dev/null 2>err.txt && fail "foreign checkpoint"
+grep -q "other options" err.txt && ok "checkpoint of another configuration refused" || fail "ckpt check: $(cat err.txt)"
+
+# a diverging run stops naming epoch and step, keeping the last good checkpoint
+"$E" "${small[@]}" --epochs 30 --batch 32 --lr 1e5 --checkpoint nan.safetensors tr.tsr >/dev/null 2>err.txt && fail "NaN accepted"
+grep -Eq "epoch [0-9]+ step [0-9]+: loss is (NaN|infinite)" err.txt && ok "non-finite loss: $(cat err.txt)" || fail "nan: $(cat err.txt)"
+
+# static soft labels (records with "soft") and an online teacher
+mk_npy s 24 1 8 8 1
+"$BIN/tsimport" s >s.tsr
+"$E" -m "convnet1:width=8" -q --epochs 2 --batch 8 --save s.safetensors s.tsr >s.json && grep -aq 'static' s.safetensors \
+    && ok "static soft labels: $(tail -n 1 s.json)" || fail "static soft labels"
+"$E" "${small[@]}" --teacher w.safetensors --epochs 1 --batch 32 --val te.tsr --save t.safetensors tr.tsr >t.json \
+    && grep -aq 'teacher' t.safetensors && ok "online teacher: $(tail -n 1 t.json)" || fail "online teacher"
+
+# CUDA: exit 3 where the backend or device is missing
+rc=0; "$E" -d cuda --eval-only -w w.safetensors te.tsr >/dev/null 2>err.txt || rc=$?
+if [ $rc = 3 ]; then ok "-d cuda without a device: exit 3 ($(cat err.txt))"
+elif [ $rc = 0 ]; then ok "-d cuda ran"
+else fail "-d cuda: exit $rc"; fi
+finish

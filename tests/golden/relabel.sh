@@ -1,0 +1,63 @@
+# relabel: FKD replay stream (record count, keys, fields), evaltrain --labels consuming it, -o equal
+# to stdout, identical bytes for -j 1 and -j 2, two teachers and --bn eval changing the logits,
+# --topk fields, --static through tsexport (soft.npy [N,10]), the -v storage line; usage errors,
+# truncated input, class-list mismatch, /dev/full, a terminal, -d cuda. PyTorch parity in
+# parity/relabel.sh.
+source "$TESTS/golden/lib.sh"
+source "$TESTS/golden/lib_tools.sh"
+R="$BIN/relabel"
+fm_small 40
+"$BIN/evaltrain" -m "convnet3:width=16" -q -j 2 --epochs 0 --save t.safetensors fm.tsr >/dev/null
+"$BIN/evaltrain" -m "convnet2:width=8" -q -j 2 -s 1 --epochs 0 --save t2.safetensors fm.tsr >/dev/null
+
+# happy path: 2 epochs x ceil(40/16) = 6 records e000000_b000000.. with the replay fields
+"$R" -q -j 2 -w t.safetensors --epochs 2 --batch 16 --seed 0 fm.tsr >l.tsr
+"$BIN/tsinfo" l.tsr >info.txt
+grep -q "^records: 6" info.txt && grep -q "logits (6 records): F16\[" info.txt && grep -q "crops (6 records): F32\[" info.txt \
+    && ok "6 replay records" || fail "replay stream: $(cat info.txt)"
+"$BIN/tscat" -q -k e000001_b000002 l.tsr | "$BIN/tsinfo" - | grep -q "^records: 1" && ok "key e000001_b000002" || fail "keys"
+"$BIN/evaltrain" -m "convnet3:width=16" -q -j 2 --labels l.tsr --epochs 2 --batch 16 --val fm.tsr fm.tsr >e.json \
+    && grep -q '"final_top1":' e.json && ok "evaltrain --labels: $(tail -n 1 e.json)" || fail "evaltrain --labels"
+"$R" -q -j 1 -w t.safetensors --epochs 2 --batch 16 -o o.tsr fm.tsr
+"$BIN/tscmp" -q l.tsr o.tsr && ok "-o FILE = stdout, -j 1 = -j 2 (records bitwise)" || fail "-o / -j differ"
+"$R" -q -w t.safetensors --epochs 2 --batch 16 --seed 1 fm.tsr | "$BIN/tscmp" -q - l.tsr && fail "--seed ignored" || ok "--seed changes the draws"
+"$R" -q -w t.safetensors -w t2.safetensors --epochs 1 fm.tsr >two.tsr && "$BIN/tsinfo" two.tsr | grep -q "^records: 4" \
+    && ok "two teachers, default batch 10 for 10 classes" || fail "two teachers"
+"$R" -q -w t.safetensors --bn eval --epochs 2 --batch 16 fm.tsr | "$BIN/tscmp" -q - l.tsr && fail "--bn eval = --bn batch" \
+    || ok "--bn eval differs"
+"$R" -q -w t.safetensors --topk 3 --epochs 1 fm.tsr | "$BIN/tsinfo" - >top.txt
+grep -q "topv (4 records): F16\[10,3\]" top.txt && grep -q "topi (4 records): I16\[10,3\]" top.txt \
+    && grep -q "topr (4 records): F16\[10\]" top.txt && ! grep -q logits top.txt && ok "--topk fields" || fail "topk: $(cat top.txt)"
+"$R" -v -q -w t.safetensors --epochs 1 -o v.tsr fm.tsr 2>v.txt
+grep -q "55.0 bytes per image per epoch" v.txt && ok "-v: $(cat v.txt)" || fail "-v: $(cat v.txt)"
+
+# --static: the input records plus soft F32 [10]
+"$R" --static -w t.safetensors fm.tsr | "$BIN/tsexport" --npy out -
+"$PYTHON" -c 'import numpy as np, sys; s = np.load("out/soft.npy"); sys.exit(not (s.shape == (40, 10) and s.dtype == np.float32))' \
+    && ok "--static | tsexport: soft.npy [40,10]" || fail "static soft.npy"
+
+# usage errors
+expect_usage relabel fm.tsr
+expect_usage relabel -w t.safetensors --bn train fm.tsr
+expect_usage relabel -w t.safetensors --static --epochs 3 fm.tsr
+expect_usage relabel -w t.safetensors --static --bn batch fm.tsr
+expect_usage relabel -w t.safetensors --batch 0 fm.tsr
+expect_usage relabel -w t.safetensors --no-such-option fm.tsr
+check_tty relabel -w t.safetensors fm.tsr
+
+# bad data: truncated input, classes that differ from the teacher's, a missing teacher
+check_truncated relabel -q -w t.safetensors --epochs 1
+for i in 0 1 2 3 4 5 6 7 8 9; do echo "other$i"; done >cls.txt
+"$BIN/tsimport" -q --format idx --limit 20 --classes-file cls.txt "$fmnist" >other.tsr
+"$R" -q -w t.safetensors --epochs 1 other.tsr >out.txt 2>err.txt && fail "class mismatch accepted"
+[ ! -s out.txt ] && grep -q "t.safetensors" err.txt && grep -q "other.tsr" err.txt && grep -q "other0" err.txt \
+    && ok "class mismatch: $(cat err.txt)" || fail "class mismatch message: $(cat err.txt)"
+expect_exit 1 "missing teacher" -- "$R" -q -w nosuch.safetensors fm.tsr
+check_full relabel -q -w t.safetensors --epochs 1 fm.tsr
+check_full relabel --static -w t.safetensors fm.tsr
+
+rc=0; "$R" -q -d cuda -w t.safetensors --epochs 1 fm.tsr >/dev/null 2>err.txt || rc=$?
+if [ $rc = 3 ]; then ok "-d cuda without a device: exit 3 ($(cat err.txt))"
+elif [ $rc = 0 ]; then ok "-d cuda ran"
+else fail "-d cuda: exit $rc"; fi
+finish

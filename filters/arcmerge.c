@@ -10,7 +10,7 @@
 
 #include "formats/stream.h"
 #include "libcommon/base/base.h"
-#include "libcommon/image/resize.h"
+#include "libcommon/distill/merge.h"
 
 typedef struct {
     TsRecord rec;
@@ -60,8 +60,9 @@ static Patch *patches_load(TsReader *r, int64_t *n)
     return p;
 }
 
-/* out = alpha*x + (1-alpha)*P on x's image; returns -1 with dd_err on a shape mismatch. */
-static int merge(TsRecord *x, const Patch *p, float a, float b)
+/* x's image (=) alpha*x + (1-alpha)*P through arc_merge, the merge recover's fused schedule uses
+ * too (so fused and piped runs agree bit for bit); -1 with dd_err on a shape mismatch. */
+static int merge(TsRecord *x, const Patch *p, double alpha)
 {
     Tensor tx, tp;
     if (ts_record_image_f32(x, &tx) < 0) return -1;
@@ -75,16 +76,8 @@ static int merge(TsRecord *x, const Patch *p, float a, float b)
         rc = dd_err("image %s does not match the patch's %s", tensor_describe(&tx, da, sizeof da),
                     tensor_describe(&tp, db, sizeof db));
     } else {
-        const int64_t C = tx.shape[0], H = tx.shape[1], W = tx.shape[2];
-        if (tp.shape[1] != H || tp.shape[2] != W) {
-            Tensor rs = tensor_newv(DD_F32, 3, C, H, W);
-            img_resize_bilinear(tp.data, (int)C, (int)tp.shape[1], (int)tp.shape[2], rs.data, (int)H, (int)W);
-            tensor_free(&tp);
-            tp = rs;
-        }
-        float *px = tx.data;
-        const float *pp = tp.data;
-        for (int64_t i = 0, n = C * H * W; i < n; i++) px[i] = a * px[i] + b * pp[i];
+        arc_merge(tx.data, (int)tx.shape[0], (int)tx.shape[1], (int)tx.shape[2], tp.data, (int)tp.shape[1],
+                  (int)tp.shape[2], alpha);
         ts_record_set(x, "image", tx);
         tx.owns = 0;
     }
@@ -135,7 +128,6 @@ int main(int argc, char **argv)
     if (!w) dd_die_err(DD_EXIT_DATA);
 
     /* The reference computes alpha*x + (1-alpha)*P with both scalars cast to float32. */
-    const float a = (float)alpha, b = (float)(1.0 - alpha);
     TsRecord rec;
     ts_record_init(&rec);
     DdProgress prog;
@@ -151,7 +143,7 @@ int main(int argc, char **argv)
         } else if (p->seen++) {
             dd_err("%s: record %lld (%s): key appears twice", xname, (long long)idx, rec.key);
             r = -1;
-        } else if (merge(&rec, p, a, b) < 0) {
+        } else if (merge(&rec, p, alpha) < 0) {
             dd_err_prefix("%s: record %lld (%s)", xname, (long long)idx, rec.key);
             r = -1;
         } else if (ts_writer_put(w, &rec) < 0) {

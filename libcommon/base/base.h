@@ -43,6 +43,8 @@ void dd_warn(const char *fmt, ...) DD_PRINTF(1, 2);
 
 /* Sets the current error message; returns -1 so `return dd_err(...)` reads naturally. */
 int dd_err(const char *fmt, ...) DD_PRINTF(1, 2);
+/* Same, and marks the error as a device failure (exit class DD_EXIT_DEVICE). */
+int dd_err_device(const char *fmt, ...) DD_PRINTF(1, 2);
 /* Prepends "context: " to the current message; returns -1. */
 int dd_err_prefix(const char *fmt, ...) DD_PRINTF(1, 2);
 /* The current message ("" when none). Borrowed; valid until the next dd_err on this thread. */

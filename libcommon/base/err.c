@@ -52,15 +52,28 @@ int dd_err(const char *fmt, ...)
     return -1;
 }
 
+int dd_err_device(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+    err_code = DD_EXIT_DEVICE;
+    return -1;
+}
+
 int dd_err_prefix(const char *fmt, ...)
 {
-    char pre[512], old[sizeof err_buf];
+    char pre[512], joined[sizeof pre + sizeof err_buf + 2];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    memcpy(old, err_buf, sizeof old);
-    snprintf(err_buf, sizeof err_buf, "%s: %s", pre, old);
+    snprintf(joined, sizeof joined, "%s: %s", pre, err_buf);
+    size_t n = strlen(joined);
+    if (n >= sizeof err_buf) n = sizeof err_buf - 1;   /* a long message is cut, never overrun */
+    memcpy(err_buf, joined, n);
+    err_buf[n] = 0;
     return -1;
 }
 

@@ -5,7 +5,6 @@
 NnBackend *nn_cuda_backend_new(int threads)
 {
     (void)threads;
-    dd_err("cuda: built without CUDA (rebuild with nvcc available, or use -d cpu)");
-    dd_err_code(DD_EXIT_DEVICE);
+    dd_err_device("cuda: built without CUDA (rebuild with nvcc available, or use -d cpu)");
     return NULL;
 }

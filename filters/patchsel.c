@@ -1,0 +1,316 @@
+/* patchsel.c - RDED patch selection (method.md section 1), FADRM's initial patches: per class a
+ * seeded subset of candidates, K random square crops each scored by the teacher on a mean-coloured
+ * canvas, the best crop per image, the best IPC*f^2 per class stitched f x f in rank order.
+ * `--method random` picks whole real images instead (the sanity baseline). See patchsel(1).
+ *
+ * The input is read twice (labels first, then the candidates), so stdin is spooled to an unlinked
+ * temporary file. Classes are written in label order as soon as their candidates are all scored.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/stream.h"
+#include "libcommon/base/base.h"
+#include "libcommon/distill/select.h"
+
+enum { MAX_IPC = 16 };
+
+typedef struct {
+    int nipc, ipc[MAX_IPC], maxipc;   /* --ipc / --ipc-list, ascending */
+    int candidates, crops, factor, batch, random, quiet, threads;
+    uint64_t seed;
+    const char *weights, *output, *device;
+} Opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: %s -w TEACHER --ipc N [options] [file...]\n"
+               "RDED patch selection: the best-scored random crops per class, stitched f x f.\n"
+               "  -w, --weights FILE     teacher (safetensors); not needed with --method random\n"
+               "  -i, --ipc N            images per class (default 10)\n"
+               "  -I, --ipc-list A,B,..  several IPCs from one selection; -o PATTERN with %%d gets each\n"
+               "  -n, --candidates N     candidate images per class (default 300)\n"
+               "  -k, --crops K          random square crops per candidate (default 5)\n"
+               "  -f, --factor F         1 or 2 cells per side (default 2 from 128 px, else 1)\n"
+               "  -M, --method M         rded (default) | random (whole random real images)\n"
+               "  -b, --batch N          canvases per teacher forward (default 250)\n"
+               "  -s, --seed S           seed (default 0)\n"
+               "  -o, --output FILE      write FILE atomically instead of stdout\n"
+               "  -d, --device D         cpu | cuda | auto (default cpu)\n"
+               "  -j, --threads N        worker threads\n"
+               "  -q, --quiet            no progress\n"
+               "  -h, --help             this text\n"
+               "      --version          version\n", dd_prog());
+}
+
+static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+static void parse(int argc, char **argv, Opts *o)
+{
+    static const struct option lo[] = {
+        {"weights", 1, 0, 'w'}, {"ipc", 1, 0, 'i'}, {"ipc-list", 1, 0, 'I'}, {"candidates", 1, 0, 'n'},
+        {"crops", 1, 0, 'k'}, {"factor", 1, 0, 'f'}, {"method", 1, 0, 'M'}, {"batch", 1, 0, 'b'},
+        {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'}, {"threads", 1, 0, 'j'},
+        {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
+    *o = (Opts){.nipc = 1, .ipc = {10}, .candidates = 300, .crops = 5, .batch = 250, .output = "-",
+                .device = "cpu"};
+    long l[MAX_IPC];
+    int c, list = 0;
+    while ((c = getopt_long(argc, argv, "w:i:I:n:k:f:M:b:s:o:d:j:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'w': o->weights = optarg; break;
+        case 'i': o->nipc = 1; o->ipc[0] = (int)dd_opt_long("--ipc", optarg, 1, 9999); break;
+        case 'I':
+            list = 1;
+            o->nipc = dd_opt_long_list("--ipc-list", optarg, l, MAX_IPC, 1, 9999);
+            for (int i = 0; i < o->nipc; i++) o->ipc[i] = (int)l[i];
+            break;
+        case 'n': o->candidates = (int)dd_opt_long("--candidates", optarg, 1, 1 << 24); break;
+        case 'k': o->crops = (int)dd_opt_long("--crops", optarg, 1, 1000); break;
+        case 'f': o->factor = (int)dd_opt_long("--factor", optarg, 1, 2); break;
+        case 'M':
+            if (!strcmp(optarg, "random")) o->random = 1;
+            else if (strcmp(optarg, "rded")) dd_die(DD_EXIT_USAGE, "--method: want rded or random, not '%s'", optarg);
+            break;
+        case 'b': o->batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20); break;
+        case 's': o->seed = (uint64_t)dd_opt_long("--seed", optarg, 0, INT64_MAX); break;
+        case 'o': o->output = optarg; break;
+        case 'd': o->device = optarg; break;
+        case 'j': o->threads = (int)dd_opt_long("--threads", optarg, 1, 4096); break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': dd_version_exit();
+        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        }
+    }
+    qsort(o->ipc, (size_t)o->nipc, sizeof *o->ipc, cmp_int);
+    o->maxipc = o->ipc[o->nipc - 1];
+    if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda") && strcmp(o->device, "auto"))
+        dd_die(DD_EXIT_USAGE, "--device: want cpu, cuda or auto, not '%s'", o->device);
+    if (!o->weights && !o->random) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");
+    const char *pc = strchr(o->output, '%');
+    if (pc && (pc[1] != 'd' || strchr(pc + 1, '%')))
+        dd_die(DD_EXIT_USAGE, "-o: a pattern holds one %%d and no other %% (got '%s')", o->output);
+    if (list && !strstr(o->output, "%d"))
+        dd_die(DD_EXIT_USAGE, "--ipc-list writes one stream per IPC: give -o PATTERN containing %%d");
+    if (!list && strstr(o->output, "%d")) dd_die(DD_EXIT_USAGE, "-o PATTERN with %%d needs --ipc-list");
+    if (o->random && o->factor > 1) dd_die(DD_EXIT_USAGE, "--method random takes whole images: no --factor");
+    if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
+}
+
+/* Copies stdin to an unlinked temporary file; returns its /dev/fd path (re-openable per pass). */
+static char *spool_stdin(FILE **keep)
+{
+    FILE *t = tmpfile();
+    if (!t) dd_die(DD_EXIT_DATA, "cannot create a temporary file to hold stdin");
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
+        if (fwrite(buf, 1, n, t) != n) dd_die(DD_EXIT_DATA, "temporary copy of stdin: write error");
+    if (ferror(stdin)) dd_die(DD_EXIT_DATA, "stdin: read error");
+    if (dd_fflush_checked(t, "temporary copy of stdin") < 0) dd_die_err(DD_EXIT_DATA);
+    char *path = dd_malloc(32);
+    snprintf(path, 32, "/dev/fd/%d", fileno(t));
+    *keep = t;
+    return path;
+}
+
+/* Writes class c's images for every IPC of the run, then frees its list. */
+static void emit_class(const Opts *o, TsWriter **w, SelTop *t, int c, int f, int C, int side)
+{
+    sel_top_sort(t);
+    for (int k = 0; k < o->nipc; k++) {
+        const int ipc = o->ipc[k];
+        if (sel_top_need(t, c, ipc, f) < 0) dd_die_err(DD_EXIT_DATA);
+        for (int m = 0; m < ipc; m++) {
+            TsRecord rec;
+            ts_record_init(&rec);
+            snprintf(rec.key, sizeof rec.key, "c%04d_i%04d", c, m);
+            Tensor im = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)f * side, (int64_t)f * side);
+            sel_stitch(t, ipc, f, m, C, side, im.data);
+            ts_record_set(&rec, "image", im);
+            ts_record_set(&rec, "label", tensor_scalar_i64(c));
+            json_t *cells = json_array();
+            for (int cell = 0; cell < f * f; cell++) {
+                const SelEntry *e = &t->e[cell * ipc + m];
+                json_t *j = json_pack("{s:s,s:[i,i,i,i],s:i}", "src", e->key, "box", e->box.top, e->box.left,
+                                      e->box.h, e->box.w, "rank", cell * ipc + m);
+                if (!o->random) json_object_set_new(j, "score", json_real(-e->ce));
+                json_array_append_new(cells, j);
+            }
+            json_t *meta = json_pack("{s:o}", "cells", cells);
+            char *s = json_dumps(meta, JSON_COMPACT);
+            ts_record_set_meta(&rec, s);
+            free(s);
+            json_decref(meta);
+            if (ts_writer_put(w[k], &rec) < 0) dd_die_err(DD_EXIT_DATA);
+            ts_record_free(&rec);
+        }
+    }
+    sel_top_free(t);
+}
+
+int main(int argc, char **argv)
+{
+    dd_prog_init(argv[0]);
+    Opts o;
+    parse(argc, argv, &o);
+    FILE *spool = NULL;
+    int nfiles = argc - optind;
+    char **files = argv + optind, *spath = NULL;
+    if (nfiles == 0 || (nfiles == 1 && !strcmp(files[0], "-"))) {
+        spath = spool_stdin(&spool);
+        nfiles = 1;
+        files = &spath;
+    }
+
+    /* Pass 1: labels and the image shape. */
+    TsInput *in = ts_input_open(nfiles, files);
+    if (!in) dd_die_err(DD_EXIT_DATA);
+    TsHeader *h = ts_header_copy(ts_input_header(in));
+    const int ncls = ts_header_nclasses(h);
+    int64_t n = 0, cap = 0, *count = dd_calloc((size_t)ncls, sizeof *count);
+    int *label = NULL, C = 0, H = 0, W = 0, r;
+    TsRecord rec;
+    ts_record_init(&rec);
+    while ((r = ts_input_next(in, &rec)) == 1) {
+        int64_t y = ts_record_label(&rec);
+        const Tensor *im = ts_record_cget(&rec, "image");
+        if (y < 0 || y >= ncls || !im || im->ndim != 3) {
+            dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in), rec.key,
+                   y < 0 ? dd_errmsg() : y >= ncls ? "label out of the class list" : "no [C,H,W] image");
+        }
+        if (n == cap) label = dd_realloc(label, (size_t)(cap = cap ? 2 * cap : 4096) * sizeof *label);
+        label[n++] = (int)y;
+        count[y]++;
+        if (n == 1) C = (int)im->shape[0], H = (int)im->shape[1], W = (int)im->shape[2];
+    }
+    if (r < 0) dd_die_err(DD_EXIT_DATA);
+    ts_input_close(in);
+    if (n == 0) dd_die(DD_EXIT_DATA, "%s: no records", files[0]);
+
+    int f = o.random ? 1 : o.factor ? o.factor : (H >= 128 && W >= 128 ? 2 : 1);
+    int side = (H < W ? H : W) / f;
+    Nn *nn = NULL;
+    Model *m = NULL;
+    SelScorer *sc = NULL;
+    SelTop *rtop = NULL;
+    const int keep = o.maxipc * f * f;
+    if (o.random) {
+        rtop = dd_calloc((size_t)ncls, sizeof *rtop);
+        for (int c = 0; c < ncls; c++) sel_top_init(&rtop[c], keep);
+    } else {
+        DdDevice dev = strcmp(o.device, "cpu") ? DD_CUDA : DD_CPU;
+        if (!(nn = nn_new(dev, o.threads)) && !strcmp(o.device, "auto")) nn = nn_new(DD_CPU, o.threads);
+        if (!nn) dd_die_err(DD_EXIT_DEVICE);
+        if (!(m = model_load(nn, o.weights))) dd_die_err(DD_EXIT_DATA);
+        model_set_requires_grad(m, 0);
+        if (m->num_classes != ncls)
+            dd_die(DD_EXIT_DATA, "%s: %d classes, the input has %d", o.weights, m->num_classes, ncls);
+        for (int c = 0; c < m->nclass_names; c++)
+            if (strcmp(m->class_names[c], ts_header_class(h, c)))
+                dd_die(DD_EXIT_DATA, "%s: class %d is '%s', the input's is '%s'", o.weights, c, m->class_names[c],
+                       ts_header_class(h, c));
+        sc = sel_scorer_new(m, nn, ncls, keep, o.crops, side, o.batch, o.seed);
+    }
+
+    /* The subsets: role[p] = rank of record p in its class's permutation, -1 if not chosen. */
+    int64_t want = o.random ? o.maxipc : o.candidates;
+    int64_t *role = dd_malloc((size_t)n * sizeof *role), *last = dd_malloc((size_t)ncls * sizeof *last);
+    int64_t **pos = dd_calloc((size_t)ncls, sizeof *pos), *fill = dd_calloc((size_t)ncls, sizeof *fill);
+    for (int c = 0; c < ncls; c++) pos[c] = dd_malloc((size_t)(count[c] ? count[c] : 1) * sizeof **pos);
+    for (int64_t p = 0; p < n; p++) {
+        role[p] = -1;
+        pos[label[p]][fill[label[p]]++] = p;
+    }
+    int64_t *perm = dd_malloc((size_t)want * sizeof *perm);
+    for (int c = 0; c < ncls; c++) {
+        int64_t k = sel_subset(o.seed, c, count[c], want, perm);
+        if (k == 0) dd_die(DD_EXIT_DATA, "%s: class %d (%s) has no records", files[0], c, ts_header_class(h, c));
+        last[c] = -1;
+        for (int64_t i = 0; i < k; i++) {
+            int64_t p = pos[c][perm[i]];
+            role[p] = i;
+            last[c] = p > last[c] ? p : last[c];
+        }
+        free(pos[c]);
+    }
+    free(perm);
+    free(pos);
+    free(fill);
+
+    /* Writers: one per IPC. */
+    json_t *params = json_pack("{s:s,s:i,s:i,s:i,s:i,s:s?}", "method", o.random ? "random" : "rded", "candidates",
+                               o.candidates, "crops", o.crops, "factor", f, "side", side, "weights", o.weights);
+    json_t *ipcs = json_array();
+    for (int k = 0; k < o.nipc; k++) json_array_append_new(ipcs, json_integer(o.ipc[k]));
+    json_object_set_new(params, "ipc", ipcs);
+    ts_header_add_history(h, argc, argv, (int64_t)o.seed, params);
+    json_decref(params);
+    TsWriter *w[MAX_IPC];
+    for (int k = 0; k < o.nipc; k++) {
+        char path[4096];
+        if (strstr(o.output, "%d")) snprintf(path, sizeof path, o.output, o.ipc[k]);
+        else snprintf(path, sizeof path, "%s", o.output);
+        if (!(w[k] = ts_writer_open(path, h))) dd_die_err(DD_EXIT_DATA);
+    }
+
+    /* Pass 2: candidates, scored as they come; classes written in label order once complete. */
+    if (!(in = ts_input_open(nfiles, files))) dd_die_err(DD_EXIT_DATA);
+    char *done = dd_calloc((size_t)ncls, 1);
+    int next = 0;
+    DdProgress prog;
+    dd_progress_start(&prog, "records", n, o.quiet);
+    for (int64_t p = 0; (r = ts_input_next(in, &rec)) == 1; p++) {
+        if (p >= n || ts_record_label(&rec) != label[p])
+            dd_die(DD_EXIT_DATA, "%s: the input changed between the two passes", ts_input_name(in));
+        const int c = label[p];
+        if (role[p] >= 0) {
+            Tensor im;
+            if (ts_record_image_f32(&rec, &im) < 0) dd_die_err(DD_EXIT_DATA);
+            int bad = im.shape[0] != C || im.shape[1] != H || im.shape[2] != W;
+            if (!bad && o.random) {
+                SelEntry e = {.ce = (double)role[p], .src = p, .box = {0, 0, H, W}, .pix = im.data};
+                snprintf(e.key, sizeof e.key, "%s", rec.key);
+                sel_top_offer(&rtop[c], &e);
+                im.owns = 0;
+            } else if (!bad && sel_scorer_add(sc, p, rec.key, c, im.data, C, H, W) < 0) {
+                dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
+                       rec.key, dd_errmsg());
+            }
+            tensor_free(&im);
+            if (bad)
+                dd_die(DD_EXIT_DATA, "%s: record %lld (%s): image shape differs from the first record's [%d,%d,%d]",
+                       ts_input_name(in), (long long)ts_input_index(in), rec.key, C, H, W);
+            if (p == last[c]) {
+                if (sc && sel_scorer_flush(sc) < 0) dd_die_err(DD_EXIT_DATA);
+                done[c] = 1;
+                for (; next < ncls && done[next]; next++)
+                    emit_class(&o, w, o.random ? &rtop[next] : sel_scorer_top(sc, next), next, f, C, side);
+            }
+        }
+        dd_progress_update(&prog, p + 1);
+    }
+    dd_progress_end(&prog);
+    if (r < 0) dd_die_err(DD_EXIT_DATA);
+    if (next < ncls) dd_die(DD_EXIT_DATA, "%s: the input changed between the two passes", files[0]);
+    for (int k = 0; k < o.nipc; k++)
+        if (ts_writer_close(w[k]) < 0) dd_die_err(DD_EXIT_DATA);
+
+    ts_input_close(in);
+    ts_record_free(&rec);
+    sel_scorer_free(sc);
+    free(rtop);
+    model_free(m);
+    nn_free(nn);
+    free(done);
+    free(role);
+    free(last);
+    free(label);
+    free(count);
+    ts_header_free(h);
+    free(spath);
+    if (spool) fclose(spool);
+    return 0;
+}

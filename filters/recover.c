@@ -1,0 +1,299 @@
+/* recover.c - SRe2L / SRe2L++ / FADRM / FADRM+ recover (method.md section 2): optimise the input
+ * images (or noise) against frozen teachers, in one fused run (--iters, --arc) or one piece of the
+ * schedule (--steps START:END:TOTAL) for pipes with arcmerge. The loop is libcommon/distill/recover;
+ * this main reads the images, forms the batches (one image per class, same ipc index) and writes
+ * the result in input order. See recover(1).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/stream.h"
+#include "libcommon/distill/recover.h"
+
+enum { MAX_TEACHERS = 16 };
+
+typedef struct {
+    const char *w[MAX_TEACHERS], *device, *output, *metrics;
+    int nw, arc, nsizes, sizes[REC_MAX_STAGES], batch, jitter, noise, ipc, quiet, threads, piece;
+    int64_t iters, s0, s1, stot;
+    RecConf c;
+} Opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: %s -w TEACHER [-w TEACHER...] [options] [file...]\n"
+               "Optimise images against frozen teachers (SRe2L/FADRM recover); stream on stdout.\n"
+               "  -w, --weights FILE       teacher; several: round robin by step (FADRM+)\n"
+               "  -t, --iters N            fused run of N steps (default 2000)\n"
+               "  -a, --arc K              K residual merges, K+1 stages (default 3; 0 = SRe2L++)\n"
+               "  -A, --alpha A            merge weight of x (default 0.5)\n"
+               "  -S, --sizes A,B,..       stage sizes (default 200,224,200,224 for 224-px data\n"
+               "                           with 4 stages, else the input's)\n"
+               "  -p, --steps S:E:T        run one piece, steps [S,E) of T, at the input size\n"
+               "  -i, --init noise         start from N(0,1) noise in normalized space (SRe2L)\n"
+               "  -n, --ipc N              images per class with --init noise (default 10)\n"
+               "  -b, --batch B            classes per batch (default min(classes, 100))\n"
+               "      --lr LR              Adam learning rate (default 0.25)\n"
+               "      --r-bn R             BN statistics weight (default 0.01)\n"
+               "      --first-bn-mult M    first BN layer's multiplier (default 10)\n"
+               "  -J, --jitter J           roll by up to J pixels (default 32 from 128 px, else 4)\n"
+               "      --no-aug             no crop, flip or roll\n"
+               "  -m, --metrics FILE       JSON lines: batch, stage, step, lr, ce, bn, loss\n"
+               "      --metrics-every N    a metrics line every N steps (default 1)\n"
+               "  -s, --seed S             seed (default 0)\n"
+               "  -o, --output FILE        write FILE atomically instead of stdout\n"
+               "  -d, --device D           cpu | cuda | auto (default cpu)\n"
+               "  -j, --threads N          worker threads\n"
+               "  -q, --quiet              no progress\n"
+               "  -h, --help               this text\n"
+               "      --version            version\n", dd_prog());
+}
+
+static void parse(int argc, char **argv, Opts *o)
+{
+    enum { O_LR = 256, O_RBN, O_FIRST, O_NOAUG, O_EVERY };
+    static const struct option lo[] = {
+        {"weights", 1, 0, 'w'}, {"iters", 1, 0, 't'}, {"arc", 1, 0, 'a'}, {"alpha", 1, 0, 'A'},
+        {"sizes", 1, 0, 'S'}, {"steps", 1, 0, 'p'}, {"init", 1, 0, 'i'}, {"ipc", 1, 0, 'n'},
+        {"batch", 1, 0, 'b'}, {"lr", 1, 0, O_LR}, {"r-bn", 1, 0, O_RBN}, {"first-bn-mult", 1, 0, O_FIRST},
+        {"jitter", 1, 0, 'J'}, {"no-aug", 0, 0, O_NOAUG}, {"metrics", 1, 0, 'm'},
+        {"metrics-every", 1, 0, O_EVERY}, {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'},
+        {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
+    *o = (Opts){.device = "cpu", .output = "-", .arc = -1, .jitter = -1, .ipc = 10, .iters = 2000};
+    o->c = rec_conf_default();
+    long l[REC_MAX_STAGES];
+    int c, fused = 0;
+    char tail;
+    while ((c = getopt_long(argc, argv, "w:t:a:A:S:p:i:n:b:J:m:s:o:d:j:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'w':
+            if (o->nw == MAX_TEACHERS) dd_die(DD_EXIT_USAGE, "at most %d teachers", MAX_TEACHERS);
+            o->w[o->nw++] = optarg;
+            break;
+        case 't': o->iters = dd_opt_long("--iters", optarg, 1, INT32_MAX); fused = 1; break;
+        case 'a': o->arc = (int)dd_opt_long("--arc", optarg, 0, REC_MAX_STAGES - 1); fused = 1; break;
+        case 'A': o->c.alpha = dd_opt_double("--alpha", optarg, 0, 1); break;
+        case 'S':
+            o->nsizes = dd_opt_long_list("--sizes", optarg, l, REC_MAX_STAGES, 1, 1 << 14);
+            for (int i = 0; i < o->nsizes; i++) o->sizes[i] = (int)l[i];
+            fused = 1;
+            break;
+        case 'p':
+            if (sscanf(optarg, "%" SCNd64 ":%" SCNd64 ":%" SCNd64 "%c", &o->s0, &o->s1, &o->stot, &tail) != 3 ||
+                rec_schedule_piece(&o->c, o->s0, o->s1, o->stot) < 0)
+                dd_die(DD_EXIT_USAGE, "--steps: want START:END:TOTAL with 0 <= START < END <= TOTAL, not '%s'", optarg);
+            o->piece = 1;
+            break;
+        case 'i':
+            if (strcmp(optarg, "noise")) dd_die(DD_EXIT_USAGE, "--init: only 'noise' (else give initial images)");
+            o->noise = 1;
+            break;
+        case 'n': o->ipc = (int)dd_opt_long("--ipc", optarg, 1, 9999); break;
+        case 'b': o->batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20); break;
+        case O_LR: o->c.lr = dd_opt_double("--lr", optarg, 0, 1e6); break;
+        case O_RBN: o->c.r_bn = dd_opt_double("--r-bn", optarg, 0, 1e6); break;
+        case O_FIRST: o->c.first_bn_mult = dd_opt_double("--first-bn-mult", optarg, 0, 1e6); break;
+        case 'J': o->jitter = (int)dd_opt_long("--jitter", optarg, 0, 1 << 14); break;
+        case O_NOAUG: o->c.aug = 0; break;
+        case 'm': o->metrics = optarg; break;
+        case O_EVERY: o->c.metrics_every = dd_opt_long("--metrics-every", optarg, 1, INT64_MAX); break;
+        case 's': o->c.seed = (uint64_t)dd_opt_long("--seed", optarg, 0, INT64_MAX); break;
+        case 'o': o->output = optarg; break;
+        case 'd': o->device = optarg; break;
+        case 'j': o->threads = (int)dd_opt_long("--threads", optarg, 1, 4096); break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': dd_version_exit();
+        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        }
+    }
+    if (!o->nw) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");
+    if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda") && strcmp(o->device, "auto"))
+        dd_die(DD_EXIT_USAGE, "--device: want cpu, cuda or auto, not '%s'", o->device);
+    if (o->piece && fused) dd_die(DD_EXIT_USAGE, "--steps excludes --iters, --arc and --sizes");
+    if (o->noise && o->arc > 0) dd_die(DD_EXIT_USAGE, "--arc merges with initial images: not with --init noise");
+    if (o->noise && optind < argc) dd_die(DD_EXIT_USAGE, "--init noise reads no input");
+    if (o->arc < 0) o->arc = o->noise ? 0 : 3;
+    if (o->nsizes && o->nsizes != o->arc + 1)
+        dd_die(DD_EXIT_USAGE, "--sizes: %d sizes for %d stages", o->nsizes, o->arc + 1);
+    if (!o->piece && rec_schedule_fused(&o->c, o->iters, o->arc, NULL) < 0) dd_die_err(DD_EXIT_USAGE);
+    if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
+}
+
+/* Noise records c%04d_i%04d (class-major) for the teacher's classes; xn0 their normalized start. */
+static TsRecord *noise_records(const Opts *o, const Model *m, int side, int64_t *n, float **xn0, TsHeader **h)
+{
+    if (!m->nclass_names) dd_die(DD_EXIT_DATA, "%s: no class list in the weights' metadata", o->w[0]);
+    *h = ts_header_new(m->nclass_names, (const char *const *)m->class_names);
+    *n = (int64_t)m->nclass_names * o->ipc;
+    const size_t img = (size_t)m->in_channels * side * side;
+    TsRecord *recs = dd_malloc((size_t)*n * sizeof *recs);
+    *xn0 = dd_malloc((size_t)*n * img * sizeof **xn0);
+    for (int64_t k = 0; k < *n; k++) {
+        int cls = (int)(k / o->ipc), i = (int)(k % o->ipc);
+        ts_record_init(&recs[k]);
+        snprintf(recs[k].key, sizeof recs[k].key, "c%04d_i%04d", cls, i);
+        ts_record_set(&recs[k], "label", tensor_scalar_i64(cls));
+        rec_noise(o->c.seed, cls, i, *xn0 + (size_t)k * img, img);
+    }
+    return recs;
+}
+
+/* Checks a record's label and image (shape fixed by the first record) and stores the image as F32. */
+static int take_image(TsRecord *rec, int ncls, int first, int *C, int *H, int *W)
+{
+    Tensor im;
+    int64_t y = ts_record_label(rec);
+    if (y < 0) return -1;
+    if (y >= ncls) return dd_err("label %lld out of the class list", (long long)y);
+    if (ts_record_image_f32(rec, &im) < 0) return -1;
+    int bad = im.ndim != 3 || (!first && (im.shape[0] != *C || im.shape[1] != *H || im.shape[2] != *W));
+    if (bad) {
+        char d[128];
+        tensor_describe(&im, d, sizeof d);
+        tensor_free(&im);
+        return first ? dd_err("image %s is not [C,H,W]", d)
+                     : dd_err("image %s differs from the first record's [%d,%d,%d]", d, *C, *H, *W);
+    }
+    *C = (int)im.shape[0], *H = (int)im.shape[1], *W = (int)im.shape[2];
+    ts_record_set(rec, "image", im);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    dd_prog_init(argv[0]);
+    Opts o;
+    parse(argc, argv, &o);
+    DdDevice dev = strcmp(o.device, "cpu") ? DD_CUDA : DD_CPU;
+    Nn *nn = nn_new(dev, o.threads);
+    if (!nn && !strcmp(o.device, "auto")) nn = nn_new(DD_CPU, o.threads);
+    if (!nn) dd_die_err(DD_EXIT_DEVICE);
+    Model *t[MAX_TEACHERS];
+    for (int k = 0; k < o.nw; k++) {
+        if (!(t[k] = model_load(nn, o.w[k]))) dd_die_err(DD_EXIT_DATA);
+        model_set_requires_grad(t[k], 0);
+    }
+
+    /* The records, in input order, and their images [C,H,W]. */
+    TsHeader *h;
+    TsRecord *recs;
+    int64_t n = 0;
+    float *xn0 = NULL;
+    int C = t[0]->in_channels, H = 0, W = 0;
+    if (o.noise) {
+        H = W = o.nsizes ? o.sizes[0] : t[0]->input_size;
+        recs = noise_records(&o, t[0], H, &n, &xn0, &h);
+    } else {
+        TsInput *in = ts_input_open(argc - optind, argv + optind);
+        if (!in) dd_die_err(DD_EXIT_DATA);
+        h = ts_header_copy(ts_input_header(in));
+        int64_t cap = 64;
+        recs = dd_malloc((size_t)cap * sizeof *recs);
+        for (int r;; n++) {
+            if (n == cap) recs = dd_realloc(recs, (size_t)(cap *= 2) * sizeof *recs);
+            ts_record_init(&recs[n]);
+            if ((r = ts_input_next(in, &recs[n])) != 1) {
+                ts_record_free(&recs[n]);
+                if (r < 0) dd_die_err(DD_EXIT_DATA);
+                break;
+            }
+            if (take_image(&recs[n], ts_header_nclasses(h), n == 0, &C, &H, &W) < 0)
+                dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
+                       recs[n].key, dd_errmsg());
+        }
+        if (n == 0) dd_die(DD_EXIT_DATA, "%s: no records", ts_input_name(in));
+        ts_input_close(in);
+    }
+    const int ncls = ts_header_nclasses(h);
+    for (int k = 0; k < o.nw; k++) {
+        if (t[k]->num_classes != ncls) dd_die(DD_EXIT_DATA, "%s: %d classes, the images have %d", o.w[k], t[k]->num_classes, ncls);
+        for (int c = 0; c < t[k]->nclass_names; c++)
+            if (strcmp(t[k]->class_names[c], ts_header_class(h, c)))
+                dd_die(DD_EXIT_DATA, "%s: class %d is '%s', the images' is '%s'", o.w[k], c, t[k]->class_names[c],
+                       ts_header_class(h, c));
+    }
+    if (!o.piece) {
+        if (!o.nsizes && H == 224 && W == 224 && o.arc == 3) {
+            o.nsizes = 4;
+            memcpy(o.sizes, (int[]){200, 224, 200, 224}, sizeof(int[4]));
+        }
+        rec_schedule_fused(&o.c, o.iters, o.arc, o.nsizes ? o.sizes : NULL);
+    }
+    o.c.jitter = o.jitter >= 0 ? o.jitter : (H >= 128 ? 32 : 4);
+    if (!o.batch) o.batch = ncls < 100 ? ncls : 100;
+
+    int64_t *lab = dd_malloc((size_t)n * sizeof *lab), *order, *start;
+    for (int64_t k = 0; k < n; k++) lab[k] = ts_record_label(&recs[k]);
+    const int64_t nbatch = rec_plan(lab, n, ncls, o.batch, &order, &start);
+
+    FILE *mf = NULL;
+    if (o.metrics && !(mf = fopen(o.metrics, "w"))) dd_die(DD_EXIT_DATA, "%s: cannot open for writing", o.metrics);
+    o.c.metrics = mf;
+    DdProgress prog;
+    int64_t steps = 0;
+    for (int s = 0; s < o.c.nstages; s++) steps += o.c.stage[s].end - o.c.stage[s].start;
+    dd_progress_start(&prog, "steps", steps * nbatch, o.quiet);
+    o.c.progress = &prog;
+    const float **P = dd_malloc((size_t)o.batch * sizeof *P);
+    int64_t *labels = dd_malloc((size_t)o.batch * sizeof *labels);
+    const size_t img = (size_t)C * H * W;
+    for (int64_t id = 0; id < nbatch; id++) {
+        const int64_t *mem = order + start[id];
+        const int nb = (int)(start[id + 1] - start[id]);
+        RecBatch b = {.n = nb, .C = C, .H = H, .W = W, .labels = labels, .P = P, .PH = H, .PW = W, .id = id};
+        float *g = dd_malloc((size_t)nb * img * sizeof *g);
+        for (int j = 0; j < nb; j++) {
+            labels[j] = lab[mem[j]];
+            P[j] = xn0 ? NULL : ts_record_cget(&recs[mem[j]], "image")->data;
+            memcpy(g + j * img, xn0 ? xn0 + (size_t)mem[j] * img : P[j], img * sizeof *g);
+        }
+        if (xn0) b.xn0 = g;
+        else b.x = g;
+        if (rec_run(nn, t, o.nw, &o.c, &b) < 0) dd_die_err(dd_errcode());
+        for (int j = 0; j < nb; j++) {
+            Tensor out = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)b.H, (int64_t)b.W);
+            memcpy(out.data, b.x + (size_t)j * C * b.H * b.W, (size_t)C * b.H * b.W * sizeof(float));
+            ts_record_set(&recs[mem[j]], "image", out);
+        }
+        free(b.x);
+        if (xn0) free(g);
+    }
+    dd_progress_end(&prog);
+    if (mf && dd_fclose_checked(mf, o.metrics) < 0) dd_die_err(DD_EXIT_DATA);
+
+    json_t *tw = json_array(), *sz = json_array();
+    for (int k = 0; k < o.nw; k++) json_array_append_new(tw, json_string(o.w[k]));
+    for (int s = 0; s < o.c.nstages; s++) json_array_append_new(sz, json_integer(o.c.stage[s].h ? o.c.stage[s].h : H));
+    json_t *params = json_pack("{s:s,s:I,s:I,s:I,s:i,s:f,s:o,s:f,s:f,s:f,s:b,s:i,s:i,s:o,s:s}",
+                               "schedule", o.piece ? "piece" : "fused", "start", (json_int_t)o.c.stage[0].start,
+                               "end", (json_int_t)o.c.stage[o.c.nstages - 1].end, "total", (json_int_t)o.c.total,
+                               "merges", o.c.merge ? o.c.nstages - 1 : 0, "alpha", o.c.alpha, "sizes", sz, "lr", o.c.lr,
+                               "r_bn", o.c.r_bn, "first_bn_mult", o.c.first_bn_mult, "aug", o.c.aug, "jitter",
+                               o.c.jitter, "batch", o.batch, "teachers", tw, "init", o.noise ? "noise" : "images");
+    ts_header_add_history(h, argc, argv, (int64_t)o.c.seed, params);
+    json_decref(params);
+    TsWriter *w = ts_writer_open(o.output, h);
+    if (!w) dd_die_err(DD_EXIT_DATA);
+    for (int64_t k = 0; k < n; k++)
+        if (ts_writer_put(w, &recs[k]) < 0) {
+            ts_writer_abort(w);
+            dd_die_err(DD_EXIT_DATA);
+        }
+    if (ts_writer_close(w) < 0) dd_die_err(DD_EXIT_DATA);
+
+    for (int64_t k = 0; k < n; k++) ts_record_free(&recs[k]);
+    free(recs);
+    free(xn0);
+    free(lab);
+    free(order);
+    free(start);
+    free(labels);
+    free(P);
+    for (int k = 0; k < o.nw; k++) model_free(t[k]);
+    nn_free(nn);
+    ts_header_free(h);
+    return 0;
+}

@@ -1,0 +1,251 @@
+/* recover.c - the recover loop: schedule, stages, loss, Adam, clamp, ARC merges (recover.h). */
+#include "libcommon/distill/recover.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libcommon/distill/augment.h"
+#include "libcommon/distill/merge.h"
+#include "libcommon/image/resize.h"
+#include "libcommon/optim/optim.h"
+
+RecConf rec_conf_default(void)
+{
+    return (RecConf){.alpha = 0.5, .lr = 0.25, .r_bn = 0.01, .first_bn_mult = 10.0, .aug = 1, .jitter = 4,
+                     .metrics_every = 1};
+}
+
+int rec_schedule_fused(RecConf *c, int64_t iters, int arc, const int *sizes)
+{
+    if (arc < 0 || arc + 1 > REC_MAX_STAGES || arc + 1 > iters)
+        return dd_err("%d merges need %d stages of at least one step: %lld steps, at most %d stages", arc, arc + 1,
+                      (long long)iters, REC_MAX_STAGES);
+    c->total = iters;
+    c->nstages = arc + 1;
+    c->merge = arc > 0;
+    for (int s = 0; s <= arc; s++) {
+        c->stage[s].start = s * iters / (arc + 1);
+        c->stage[s].end = (s + 1) * iters / (arc + 1);
+        c->stage[s].h = c->stage[s].w = sizes ? sizes[s] : 0;
+    }
+    return 0;
+}
+
+int rec_schedule_piece(RecConf *c, int64_t start, int64_t end, int64_t total)
+{
+    if (start < 0 || end <= start || end > total)
+        return dd_err("steps %lld:%lld:%lld: want 0 <= START < END <= TOTAL", (long long)start, (long long)end,
+                      (long long)total);
+    c->total = total;
+    c->nstages = 1;
+    c->merge = 0;
+    c->stage[0] = (RecStage){start, end, 0, 0};
+    return 0;
+}
+
+void rec_to_norm(const float *x, float *xn, int64_t n, int C, int64_t hw, const float *mean, const float *std)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const float m = mean[c], s = std[c];
+            const float *p = x + (i * C + c) * hw;
+            float *q = xn + (i * C + c) * hw;
+            for (int64_t j = 0; j < hw; j++) q[j] = (p[j] - m) / s;
+        }
+}
+
+void rec_to_pix(const float *xn, float *x, int64_t n, int C, int64_t hw, const float *mean, const float *std)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const float m = mean[c], s = std[c];
+            const float *p = xn + (i * C + c) * hw;
+            float *q = x + (i * C + c) * hw;
+            for (int64_t j = 0; j < hw; j++) {
+                float v = p[j] * s + m;
+                q[j] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            }
+        }
+}
+
+NnVar *rec_loss(Nn *nn, Model *t, NnVar *xa, const Tensor *labels, double r_bn, double first_bn_mult,
+                float *ce, float *bn)
+{
+    nn_bn_collect(nn, 1);
+    NnVar *logits = t->net(t, nn, xa, 0);
+    NnVar *l_ce = nn_cross_entropy(nn, logits, labels, 0.0f), *l_bn = NULL;
+    for (int i = 0; i < nn_bn_stat_count(nn); i++) {
+        NnVar *s = nn_scale(nn, nn_bn_stat(nn, i), i == 0 ? (float)first_bn_mult : 1.0f);
+        l_bn = l_bn ? nn_add(nn, l_bn, s) : s;
+    }
+    nn_bn_collect(nn, 0);
+    *ce = nn_item(nn, l_ce);
+    *bn = l_bn ? nn_item(nn, l_bn) : 0.0f;
+    return l_bn ? nn_add(nn, l_ce, nn_scale(nn, l_bn, (float)r_bn)) : l_ce;
+}
+
+/* Per-channel clamp of xn [n,C,hw] to [lo[c], hi[c]] in place (the context's memory: CPU only). */
+static int clamp_channels(Nn *nn, NnParam *p, int C, const float *lo, const float *hi)
+{
+    if (nn_device(nn) != DD_CPU) {
+        return dd_err_device("recover: no per-channel clamp kernel for this device yet");
+    }
+    const Tensor *t = &p->var.v;
+    const int64_t n = t->shape[0], hw = t->shape[2] * t->shape[3];
+    float *x = t->data;
+    for (int64_t i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            float *q = x + (i * C + c) * hw;
+            for (int64_t j = 0; j < hw; j++) q[j] = q[j] < lo[c] ? lo[c] : q[j] > hi[c] ? hi[c] : q[j];
+        }
+    return 0;
+}
+
+static void metric_num(FILE *f, const char *name, double v)
+{
+    if (isfinite(v)) fprintf(f, ",\"%s\":%.9g", name, v);
+    else fprintf(f, ",\"%s\":null", name);
+}
+
+/* One stage: Adam (fresh: a new param has no state) on xn [n,C,H,W] for steps [st->start, st->end). */
+static int run_stage(Nn *nn, Model **teachers, int M, const RecConf *c, const RecBatch *b, int s, float *xn,
+                     const Tensor *labels, const float *lo, const float *hi)
+{
+    const RecStage *st = &c->stage[s];
+    int64_t shape[4] = {b->n, b->C, b->H, b->W};
+    NnParam *xp = nn_param_new(nn, "x", NN_INPUT, 4, shape);
+    xp->var.requires_grad = 1;
+    nn_var_upload(nn, &xp->var, xn);
+    int rc = 0;
+    for (int64_t t = st->start; t < st->end && rc == 0; t++) {
+        Model *m = teachers[t % M];
+        const double lr = optim_recover_lr(c->lr, t, c->total);
+        NnVar *xa = &xp->var;
+        if (c->aug) {
+            AugRecover a = aug_recover_draw(c->seed, (int64_t)((uint64_t)b->id << 32 | (uint64_t)t), b->H, b->W,
+                                            c->jitter);
+            xa = nn_crop_resize(nn, xa, a.box.top, a.box.left, a.box.h, a.box.w, b->H, b->W);
+            if (a.flip) xa = nn_flip_w(nn, xa);
+            xa = nn_roll(nn, xa, a.roll_h, a.roll_w);
+        }
+        float ce, bn;
+        NnVar *loss = rec_loss(nn, m, xa, labels, c->r_bn, c->first_bn_mult, &ce, &bn);
+        const float lv = nn_item(nn, loss);
+        if (!isfinite(lv)) {
+            rc = dd_err("batch %lld, step %lld: loss is not finite (ce %g, bn %g)", (long long)b->id, (long long)t,
+                        ce, bn);
+            break;
+        }
+        nn_backward(nn, loss);
+        OptimConf oc = optim_adam(lr, 0.5, 0.9, 1e-8, 0.0);
+        if (optim_step(nn, &oc, &xp, 1) < 0 || clamp_channels(nn, xp, b->C, lo, hi) < 0) rc = -1;
+        nn_reset(nn);
+        if (c->metrics && ((t - st->start) % c->metrics_every == 0 || t == st->end - 1)) {
+            fprintf(c->metrics, "{\"batch\":%lld,\"stage\":%d,\"step\":%lld", (long long)b->id, s, (long long)t);
+            metric_num(c->metrics, "lr", lr);
+            metric_num(c->metrics, "ce", ce);
+            metric_num(c->metrics, "bn", bn);
+            metric_num(c->metrics, "loss", lv);
+            fputs("}\n", c->metrics);
+        }
+        if (c->progress) dd_progress_update(c->progress, c->progress->done + 1);
+    }
+    nn_var_download(nn, &xp->var, xn);
+    nn_param_free(nn, xp);
+    return rc;
+}
+
+int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b)
+{
+    const Model *t0 = teachers[0];
+    for (int i = 1; i < M; i++)
+        if (teachers[i]->in_channels != t0->in_channels ||
+            memcmp(teachers[i]->mean, t0->mean, (size_t)t0->in_channels * sizeof(float)) ||
+            memcmp(teachers[i]->std, t0->std, (size_t)t0->in_channels * sizeof(float)))
+            return dd_err("teacher %d (%s) normalizes differently from teacher 0 (%s)", i, teachers[i]->arch,
+                          t0->arch);
+    if (b->C != t0->in_channels) return dd_err("images have %d channels, the teacher takes %d", b->C, t0->in_channels);
+    if (c->nstages > 1 && c->merge && !b->P) return dd_err("merges need the initial patches");
+    const int C = b->C;
+    float lo[C], hi[C];
+    for (int ch = 0; ch < C; ch++) {
+        lo[ch] = (float)(-(double)t0->mean[ch] / t0->std[ch]);
+        hi[ch] = (float)((1.0 - t0->mean[ch]) / t0->std[ch]);
+    }
+    Tensor labels = tensor_newv(DD_I64, 1, (int64_t)b->n);
+    memcpy(labels.data, b->labels, (size_t)b->n * sizeof *b->labels);
+    float *xn = NULL;
+    int rc = 0;
+    for (int s = 0; s < c->nstages && rc == 0; s++) {
+        const RecStage *st = &c->stage[s];
+        const int H = st->h ? st->h : b->H, W = st->w ? st->w : b->W;
+        const size_t img = (size_t)C * H * W;
+        if (s == 0 && b->xn0) {
+            if (H != b->H || W != b->W) {
+                rc = dd_err("normalized start is %dx%d, the first stage %dx%d", b->H, b->W, H, W);
+                break;
+            }
+        } else if (H != b->H || W != b->W) {
+            float *nx = dd_malloc((size_t)b->n * img * sizeof *nx);
+            for (int i = 0; i < b->n; i++)
+                img_resize_bilinear(b->x + (size_t)i * C * b->H * b->W, C, b->H, b->W, nx + i * img, H, W);
+            free(b->x);
+            b->x = nx;
+            b->H = H;
+            b->W = W;
+        }
+        for (int k = 0; k < M && rc == 0; k++)
+            if (model_check_input(teachers[k], C, H, W) < 0) rc = dd_err_prefix("stage %d, teacher %d", s, k);
+        if (rc) break;
+        if (s > 0 && c->merge)
+            for (int i = 0; i < b->n; i++) arc_merge(b->x + i * img, C, H, W, b->P[i], b->PH, b->PW, c->alpha);
+        xn = dd_realloc(xn, (size_t)b->n * img * sizeof *xn);
+        if (s == 0 && b->xn0) memcpy(xn, b->xn0, (size_t)b->n * img * sizeof *xn);
+        else rec_to_norm(b->x, xn, b->n, C, (int64_t)H * W, t0->mean, t0->std);
+        rc = run_stage(nn, teachers, M, c, b, s, xn, &labels, lo, hi);
+        if (!b->x) b->x = dd_malloc((size_t)b->n * img * sizeof *b->x);
+        rec_to_pix(xn, b->x, b->n, C, (int64_t)H * W, t0->mean, t0->std);
+    }
+    free(xn);
+    tensor_free(&labels);
+    return rc;
+}
+
+int64_t rec_plan(const int64_t *labels, int64_t n, int ncls, int B, int64_t **order, int64_t **start)
+{
+    int64_t *ipc = dd_malloc((size_t)(n ? n : 1) * sizeof *ipc), *seen = dd_calloc((size_t)ncls, sizeof *seen);
+    int64_t maxipc = 0, nb = 0, k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ipc[i] = seen[labels[i]]++;
+        maxipc = seen[labels[i]] > maxipc ? seen[labels[i]] : maxipc;
+    }
+    /* at[c]: the record of class c with the current ipc index, -1 if none */
+    int64_t *at = dd_malloc((size_t)ncls * sizeof *at);
+    *order = dd_malloc((size_t)(n ? n : 1) * sizeof **order);
+    *start = dd_malloc((size_t)(n + 1) * sizeof **start);
+    for (int64_t i = 0; i < maxipc; i++) {
+        for (int c = 0; c < ncls; c++) at[c] = -1;
+        for (int64_t r = 0; r < n; r++)
+            if (ipc[r] == i) at[labels[r]] = r;
+        int inb = 0;
+        for (int c = 0; c < ncls; c++) {
+            if (at[c] < 0) continue;
+            if (inb == 0) (*start)[nb++] = k;
+            (*order)[k++] = at[c];
+            inb = (inb + 1) % B;
+        }
+    }
+    (*start)[nb] = k;
+    free(ipc);
+    free(seen);
+    free(at);
+    return nb;
+}
+
+void rec_noise(uint64_t seed, int cls, int i, float *xn, size_t len)
+{
+    DdRng r;
+    dd_rng_init(&r, seed, AUG_STREAM_INIT, (uint64_t)cls << 32 | (uint64_t)i);
+    for (size_t j = 0; j < len; j++) xn[j] = (float)dd_rng_normal(&r);
+}

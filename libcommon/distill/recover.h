@@ -1,0 +1,100 @@
+/* recover.h - the SRe2L / SRe2L++ / FADRM / FADRM+ recover loop (method.md section 2): synthetic
+ * images optimised so that a frozen teacher classifies them as their class while the statistics
+ * at the inputs of its BatchNorm layers match the running ones.
+ *
+ * A schedule is a list of stages over a global step counter [0, total): each stage runs steps
+ * [start, end) at one image size with a fresh Adam (lr cosine over the GLOBAL counter, evaluated
+ * at the start of each step), and between stages FADRM's ARC merge pulls the images back to their
+ * initial patches. The fused run is rec_schedule_fused; one stage of it is rec_schedule_piece, and
+ * running the pieces one after the other with arc_merge between them gives the same bits, because
+ * every stage does the same float operations in the same order:
+ *   start:  (resample x to the stage size when it differs; merge with P after a previous stage)
+ *           xn = (x - mean[c]) / std[c]                              pixels -> normalized, float
+ *   step t: lr_t = optim_recover_lr(lr, t, total); augmentation draw keyed by (seed, batch, t);
+ *           teacher t mod M; Adam on xn; clamp xn to [-m/s, (1-m)/s] per channel
+ *   end:    x = clamp(xn * std[c] + mean[c], 0, 1)                   normalized -> pixels, float
+ * The optimised variable lives in the teacher's normalized space, as in the reference (Adam's eps
+ * makes pixel-space optimisation only approximately equivalent), and the teacher's network is fed
+ * aug(xn) directly (its own normalization is the one that defines xn).
+ *
+ * Ownership: a RecBatch's x is malloc'd memory owned by the batch (rec_run may replace it when the
+ * size changes; the caller frees it); labels, P and xn0 are borrowed. Teachers and the context are
+ * borrowed. Errors: -1 with dd_err (non-finite loss: DD_EXIT_DATA; no kernels for the device:
+ * DD_EXIT_DEVICE).
+ */
+#ifndef DD_DISTILL_RECOVER_H
+#define DD_DISTILL_RECOVER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "libcommon/models/model.h"
+
+#define REC_MAX_STAGES 64
+
+typedef struct {
+    int64_t start, end;          /* global steps [start, end) */
+    int h, w;                    /* image size of the stage; 0 = the batch's size on entry */
+} RecStage;
+
+typedef struct {
+    int64_t total;               /* budget of the cosine schedule */
+    int nstages;
+    RecStage stage[REC_MAX_STAGES];
+    int merge;                   /* ARC merge before every stage but the first (needs P) */
+    double alpha;                /* weight of x in the merge */
+    double lr, r_bn, first_bn_mult;
+    int aug, jitter;             /* batch-shared RRC + flip + roll; roll in [0, jitter] */
+    uint64_t seed;
+    FILE *metrics;               /* JSON lines, or NULL */
+    int64_t metrics_every;       /* a line every N steps of a stage (and at its last step) */
+    DdProgress *progress;        /* advanced by one per step, or NULL */
+} RecConf;
+
+/* The reference's defaults (lr 0.25, r_bn 0.01, first-BN multiplier 10, alpha 0.5, augmentation on,
+ * jitter 4, metrics every step when a FILE is set) with an empty schedule. */
+RecConf rec_conf_default(void);
+
+/* FADRM's fused schedule: arc + 1 stages, stage s running steps [s*iters/(arc+1), (s+1)*iters/(arc+1))
+ * (integer division), merges between them when arc > 0; sizes[s] (square) when sizes != NULL, else
+ * the input size. Returns 0, or -1 with dd_err (arc + 1 > REC_MAX_STAGES or > iters). */
+int rec_schedule_fused(RecConf *c, int64_t iters, int arc, const int *sizes);
+/* One piece [start, end) of a `total`-step budget at the input size, no merge. 0 or -1 (bad range). */
+int rec_schedule_piece(RecConf *c, int64_t start, int64_t end, int64_t total);
+
+typedef struct {
+    int n, C, H, W;              /* images and their current shape */
+    float *x;                    /* [n,C,H,W] pixels in [0,1]; in: the start (unless xn0), out: the result */
+    const float *xn0;            /* or NULL: first stage starts from these normalized values [n,C,H,W] */
+    const int64_t *labels;       /* [n] hard labels */
+    const float *const *P;       /* [n] initial patches [C,PH,PW] in pixels, for merges (else NULL) */
+    int PH, PW;
+    int64_t id;                  /* the batch's index: keys its augmentation draws with the step */
+} RecBatch;
+
+/* Runs every stage of c on the batch with teachers[0..M) (round robin by global step; all share
+ * teachers[0]'s mean/std, checked). Output: b->x, b->H, b->W. */
+int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b);
+
+/* The loss of one step on a batch xa (normalized, [N,C,H,W] var) for a teacher in eval mode:
+ * CE(net(xa), labels) + r_bn * sum_l m_l * BN distance_l, m_0 = first_bn_mult, the others 1.
+ * Sets *ce and *bn (the unscaled weighted sum; 0 without BN layers) to the values. Exposed for tests. */
+NnVar *rec_loss(Nn *nn, Model *t, NnVar *xa, const Tensor *labels, double r_bn, double first_bn_mult,
+                float *ce, float *bn);
+
+/* The batches of a set of n images with labels[0..n) in [0, ncls): an image's ipc index is its
+ * rank among its class's images in input order; batch after batch, ipc index 0 first, each holds
+ * the images of that ipc index of up to B consecutive classes (classes without one are skipped).
+ * *order (n record indices, batch by batch, classes ascending) and *start (nbatch + 1 offsets into
+ * order) are malloc'd for the caller. Returns nbatch. */
+int64_t rec_plan(const int64_t *labels, int64_t n, int ncls, int B, int64_t **order, int64_t **start);
+
+/* SRe2L's start: xn[0..len) (=) N(0,1) noise in normalized space for image i of class cls, drawn
+ * from (seed, AUG_STREAM_INIT, cls << 32 | i). */
+void rec_noise(uint64_t seed, int cls, int i, float *xn, size_t len);
+
+/* pixels -> normalized (x - mean[c]) / std[c] and back (clamped to [0,1]), float, [n,C,HW]. */
+void rec_to_norm(const float *x, float *xn, int64_t n, int C, int64_t hw, const float *mean, const float *std);
+void rec_to_pix(const float *xn, float *x, int64_t n, int C, int64_t hw, const float *mean, const float *std);
+
+#endif

@@ -1,0 +1,92 @@
+/* select.h - RDED patch selection (method.md section 1): the seeded candidate subset, the random
+ * square crops, teacher scoring on a mean-coloured canvas, the per-class ranking and the f x f
+ * stitching. The patchsel filter drives these over a stream; unit tests call them directly.
+ *
+ * Ranking: an entry (one source image's best crop) is better than another when its CE is lower;
+ * equal CEs are ordered by the source record's position in the input, so the order never depends
+ * on thread count, batch size or when an entry was offered.
+ *
+ * Ownership: a SelTop owns its entries' pixel buffers (malloc'd; offered buffers are taken over
+ * and freed when rejected or evicted); sel_top_free releases them. A SelScorer borrows the model
+ * and context it was made with (they must outlive it) and owns its canvases and queued crops.
+ * Errors: functions returning int return 0 or -1 with dd_err set.
+ */
+#ifndef DD_DISTILL_SELECT_H
+#define DD_DISTILL_SELECT_H
+
+#include <stdint.h>
+
+#include "libcommon/distill/augment.h"
+#include "libcommon/models/model.h"
+
+#define SEL_KEY_MAX 64
+
+/* The seeded uniform subset of a class: the first k = min(k, n) entries of a Fisher-Yates
+ * permutation of 0..n-1 drawn from (seed, AUG_STREAM_SUBSET, cls), written to out[0..k) in
+ * permutation order (so a shorter prefix is the subset for a smaller k). Positions count the
+ * class's records in input order. Returns k. */
+int64_t sel_subset(uint64_t seed, int cls, int64_t n, int64_t k, int64_t *out);
+
+/* The `ncrops` square crop boxes of source record `src` (its position in the input) on an H x W
+ * image: aug_rrc with scale U(0.08, 1) and ratio (1, 1), drawn in order from
+ * (seed, AUG_STREAM_PATCHSEL, src). */
+void sel_crop_boxes(uint64_t seed, int64_t src, int H, int W, int ncrops, AugBox *out);
+
+/* The scoring canvas: canvas [C,H,W] (=) filled with mean[c] (the model's mean: zero in normalized
+ * space) with the crop [C,side,side] pasted at ((H-side)/2, (W-side)/2). side <= H, W. */
+void sel_canvas(const float *crop, int C, int side, const float *mean, int H, int W, float *canvas);
+
+/* Per-sample softmax cross-entropy of logits [n,K] (float) with labels[i], in double:
+ * ce[i] = logsumexp(logits[i]) - logits[i][labels[i]]. */
+void sel_ce(const float *logits, int n, int K, const int64_t *labels, double *ce);
+
+typedef struct {
+    double ce;                  /* rank key: lower is better (the score is -ce) */
+    int64_t src;                /* source record's position in the input: tie-break */
+    AugBox box;                 /* crop box in the source image */
+    char key[SEL_KEY_MAX + 1];  /* source record's key */
+    float *pix;                 /* crop [C,side,side], owned by the SelTop once offered */
+} SelEntry;
+
+/* The best `keep` entries of one class. */
+typedef struct {
+    int keep, n;
+    SelEntry *e;
+} SelTop;
+
+void sel_top_init(SelTop *t, int keep);
+/* Offers an entry (copied; its pix is taken over). Kept when the list is not full or it is better
+ * than the worst kept entry (which is then evicted). Returns 1 if kept, 0 if rejected. */
+int sel_top_offer(SelTop *t, const SelEntry *e);
+/* Sorts the kept entries best first: rank r is t->e[r]. */
+void sel_top_sort(SelTop *t);
+void sel_top_free(SelTop *t);
+
+/* Distilled image m of a class from its sorted list: the f x f grid whose cell k (row-major: row
+ * k / f, column k % f) holds the crop of rank k * ipc + m. out [C, f*side, f*side] (=). Needs
+ * t->n >= ipc * f * f (checked by the caller with sel_top_need). */
+void sel_stitch(const SelTop *t, int ipc, int f, int m, int C, int side, float *out);
+/* 0 when the class has the ipc * f * f ranks stitching needs, else -1 with dd_err naming it. */
+int sel_top_need(const SelTop *t, int cls, int ipc, int f);
+
+/* ---- scoring a stream of candidates in batches ---- */
+
+typedef struct SelScorer SelScorer;
+
+/* A scorer for `nclasses` classes keeping the best `keep` crops per class. Each added image gets
+ * `ncrops` crops of side `side` (resized from their boxes with img_crop_resize), scored on canvases
+ * of the image's size by m in eval mode without gradients, `batch` canvases per forward (at least
+ * ncrops). The best crop of each image is offered to its class's SelTop. */
+SelScorer *sel_scorer_new(Model *m, Nn *nn, int nclasses, int keep, int ncrops, int side, int batch,
+                          uint64_t seed);
+/* Queues the crops of one candidate image [C,H,W] (pixels) of class `label`, position `src`;
+ * scores the queue first when it could not take them. */
+int sel_scorer_add(SelScorer *s, int64_t src, const char *key, int label, const float *img, int C,
+                   int H, int W);
+/* Scores everything queued. */
+int sel_scorer_flush(SelScorer *s);
+/* The list of class c (borrowed; call after a flush covering the class's candidates). */
+SelTop *sel_scorer_top(SelScorer *s, int c);
+void sel_scorer_free(SelScorer *s);
+
+#endif

@@ -1,0 +1,80 @@
+# patchsel: RDED selection on the first 600 Fashion-MNIST records with a random-init teacher
+# (tests/parity/recover_tool): counts, keys, rank order of the scores, stitching with --factor 2,
+# --ipc-list (nested at f = 1), --method random, determinism and stdin, and the error paths.
+source "$TESTS/golden/lib.sh"
+source "$TESTS/golden/lib_tools.sh"
+fm_small 600
+tool=$TESTS/../$BUILD/tests/parity/recover_tool
+"$tool" teacher t.safetensors convnet3:width=16 fm.tsr 1
+ps() { "$BIN/patchsel" -q -w t.safetensors --candidates 12 --crops 3 "$@"; }
+
+ps --ipc 2 fm.tsr >a.tsr
+"$BIN/tsinfo" --json a.tsr >a.json
+"$PYTHON" - <<'PY' && ok "20 records c%04d_i%04d, F32 [1,28,28] in [0,1], ranked scores" || fail "happy path"
+import json, struct
+j = json.load(open("a.json"))
+assert j["records"] == 20 and j["class_counts"] == [2] * 10, j
+assert j["fields"]["image"]["shapes"] == [[1, 28, 28]] and j["fields"]["image"]["dtypes"] == ["F32"], j["fields"]
+assert 0 <= j["fields"]["image"]["min"] and j["fields"]["image"]["max"] <= 1
+assert j["history"][-1]["prog"] == "patchsel" and j["history"][-1]["params"]["candidates"] == 12
+PY
+"$BIN/tsinfo" --list a.tsr | awk '{print $2}' >keys.txt
+[ "$(head -n 3 keys.txt | tr '\n' ' ')" = "c0000_i0000 c0000_i0001 c0001_i0000 " ] && ok "keys class-major" || fail "keys: $(head -n 3 keys.txt)"
+# metadata (JSON text in the pipe container): each record names its source record (of its class),
+# a square box and the score; scores fall with the index within a class
+"$BIN/tsinfo" --list fm.tsr | awk '{print $2, $3}' >src.txt
+"$PYTHON" - a.tsr <<'PY' && ok "meta: src, box, score; rank order" || fail "meta / rank order"
+import json, re, sys
+metas = [json.loads(m) for m in re.findall(rb'\{"cells":\[.*?\]\}', open(sys.argv[1], "rb").read())]
+label = dict(l.split() for l in open("src.txt"))
+assert len(metas) == 20, len(metas)
+for c in range(10):
+    s0, s1 = metas[2 * c]["cells"][0], metas[2 * c + 1]["cells"][0]
+    assert s0["rank"] == 0 and s1["rank"] == 1 and s0["score"] >= s1["score"], (s0, s1)
+    assert label[s0["src"]] == str(c) and label[s1["src"]] == str(c), (c, s0, s1)
+    assert s0["box"][2] == s0["box"][3] and s0["box"][0] + s0["box"][2] <= 28
+PY
+ps --ipc 2 fm.tsr | "$BIN/tscmp" --exact - a.tsr >/dev/null && ok "deterministic" || fail "two runs differ"
+ps --ipc 2 <fm.tsr | "$BIN/tscmp" --exact - a.tsr >/dev/null && ok "stdin (spooled) == file" || fail "stdin differs"
+ps --ipc 2 -s 1 fm.tsr | "$BIN/tscmp" -q - a.tsr && fail "seed does not matter" || ok "another seed, other patches"
+# --factor 2: 2x2 grids of 14-px crops, cell k of image m = rank k*ipc + m
+ps --ipc 2 --factor 2 fm.tsr >f2.tsr
+"$PYTHON" - f2.tsr <<'PY' && ok "--factor 2: cells ranked k*ipc+m" || fail "--factor 2 meta"
+import json, re, sys
+metas = [json.loads(m) for m in re.findall(rb'\{"cells":\[.*?\]\}', open(sys.argv[1], "rb").read())]
+assert len(metas) == 20
+for i, m in enumerate(metas):
+    assert [c["rank"] for c in m["cells"]] == [k * 2 + i % 2 for k in range(4)], m
+    assert all(c["box"][2] >= 1 for c in m["cells"])
+PY
+"$BIN/tsinfo" f2.tsr | grep -q "F32\[1,28,28\] x20" && ok "--factor 2 keeps full resolution" || fail "--factor 2 shape"
+# --ipc-list: one stream per IPC; at f = 1 the smaller set is each class's prefix
+ps --ipc-list 2,1 -o 'p%d.tsr' fm.tsr
+"$BIN/tscmp" --exact p2.tsr a.tsr >/dev/null && ok "--ipc-list: ipc 2 stream == --ipc 2" || fail "--ipc-list 2"
+[ "$("$BIN/tsinfo" --list p1.tsr | awk '{print $2}' | tr '\n' ' ')" = "$(grep _i0000 keys.txt | tr '\n' ' ')" ] \
+    && ok "--ipc-list: ipc 1 keys" || fail "--ipc-list 1 keys"
+"$BIN/tsexport" --npy p1 p1.tsr && "$BIN/tsexport" --npy p2 p2.tsr && "$PYTHON" -c '
+import numpy as np
+a, b = np.load("p1/image.npy"), np.load("p2/image.npy")
+assert (a == b[0::2]).all()' && ok "--ipc-list: ipc 1 images are the ipc 2 prefixes" || fail "nested prefixes"
+# --method random: whole real images, no teacher needed
+"$BIN/patchsel" -q --method random --ipc 3 fm.tsr >r.tsr
+"$BIN/tsinfo" r.tsr | grep -q "^records: 30" && ok "--method random" || fail "--method random"
+# errors
+printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n' >cls.txt
+"$BIN/tsimport" -q --limit 50 --classes-file cls.txt "$fmnist" >other.tsr
+"$tool" teacher to.safetensors convnet3:width=16 other.tsr 1
+expect_exit 1 "teacher's class list differs" -- "$BIN/patchsel" -q -w to.safetensors --ipc 1 fm.tsr
+check_truncated patchsel -q -w t.safetensors --ipc 1
+check_full patchsel -q -w t.safetensors --ipc 1 --candidates 3 fm.tsr
+check_tty patchsel -q -w t.safetensors --ipc 1 fm.tsr
+expect_exit 1 "not enough candidates for ipc*f^2" -- "$BIN/patchsel" -q -w t.safetensors --ipc 4 --factor 2 --candidates 10 fm.tsr
+expect_usage patchsel --ipc 1 fm.tsr
+expect_usage patchsel -w t.safetensors --factor 3 fm.tsr
+expect_usage patchsel -w t.safetensors --ipc-list 1,2 fm.tsr
+expect_usage patchsel -w t.safetensors --method best fm.tsr
+expect_usage patchsel -w t.safetensors -o 'x%s%d' --ipc-list 1,2 fm.tsr
+rc=0; "$BIN/patchsel" -q -d cuda -w t.safetensors --ipc 1 fm.tsr >/dev/null 2>err.txt || rc=$?
+if [ $rc = 3 ]; then echo "skip: no CUDA backend (-d cuda exits 3: $(cat err.txt))"
+else fail "-d cuda: exit $rc"; fi
+finish

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# recover.sh - with --no-aug, 20 steps of recover equal the same loop in PyTorch
+# (tests/parity/recover_peer.py) on the same weights and initial images: a fused run with one ARC
+# merge (2 stages of 10, Adam re-created), and one piece of a longer budget with two teachers in
+# round robin. Tolerance: 2e-4 on pixels (observed about 1e-5 and 5e-5) (see the peer). Runs in a fresh temporary directory.
+set -euo pipefail
+if ! "$PYTHON" -c 'import torch, numpy' >/dev/null 2>&1; then
+    echo "SKIP: python3-torch not importable"; exit 77
+fi
+tool=$TESTS/../$BUILD/tests/parity/recover_tool
+peer=$TESTS/parity/recover_peer.py
+"$PYTHON" "$peer" make .
+"$BIN/tsimport" -q init >init.tsr
+"$tool" teacher t1.safetensors convnet3:width=16 init.tsr 1
+"$tool" teacher t2.safetensors convnet2:width=8 init.tsr 2
+"$BIN/recover" -q -j1 --no-aug -w t1.safetensors --iters 20 --arc 1 --alpha 0.5 init.tsr >fused.tsr
+"$BIN/tsexport" --npy fused fused.tsr
+"$PYTHON" "$peer" check fused/image.npy init/image.npy fused:20:1:0.5 t1.safetensors
+"$BIN/recover" -q -j1 --no-aug -w t1.safetensors -w t2.safetensors --steps 100:120:400 init.tsr >piece.tsr
+"$BIN/tsexport" --npy piece piece.tsr
+"$PYTHON" "$peer" check piece/image.npy init/image.npy piece:100:120:400 t1.safetensors t2.safetensors
+echo "all ok"

@@ -1,0 +1,157 @@
+/* test_select.c - RDED selection pieces: the seeded subset (uniform, nested prefixes), square crop
+ * boxes, the mean-coloured canvas, per-sample CE, ranking with its tie-break and bounded memory,
+ * the f x f stitching order (cell k holds rank k*IPC + m), and the scorer against a direct
+ * evaluation of the winning crop, independent of the scoring batch size. */
+#include <string.h>
+
+#include "libcommon/distill/select.h"
+#include "libcommon/image/resize.h"
+#include "tests/unit/check.h"
+
+static void test_subset(void)
+{
+    int64_t a[50], b[10], c[50];
+    CHECK(sel_subset(1, 3, 50, 80, a) == 50);
+    char seen[50] = {0};
+    for (int i = 0; i < 50; i++) {
+        CHECK(a[i] >= 0 && a[i] < 50 && !seen[a[i]]);
+        seen[a[i]] = 1;
+    }
+    CHECK(sel_subset(1, 3, 50, 10, b) == 10);
+    CHECK(!memcmp(a, b, sizeof b));                 /* a smaller k is a prefix */
+    sel_subset(1, 4, 50, 50, c);
+    CHECK(memcmp(a, c, sizeof c) != 0);             /* classes draw independently */
+    /* uniform: each of 10 positions is picked ~ k/n of the time */
+    int hits[10] = {0};
+    for (int cls = 0; cls < 4000; cls++) {
+        int64_t s[3];
+        sel_subset(7, cls, 10, 3, s);
+        for (int i = 0; i < 3; i++) hits[s[i]]++;
+    }
+    for (int i = 0; i < 10; i++) CHECK_MSG(hits[i] > 1050 && hits[i] < 1350, "position %d: %d", i, hits[i]);
+}
+
+static void test_boxes_canvas_ce(void)
+{
+    AugBox b[5], b2[5];
+    sel_crop_boxes(3, 17, 28, 28, 5, b);
+    sel_crop_boxes(3, 17, 28, 28, 5, b2);
+    CHECK(!memcmp(b, b2, sizeof b));
+    for (int k = 0; k < 5; k++)
+        CHECK(b[k].h == b[k].w && b[k].top >= 0 && b[k].left >= 0 && b[k].top + b[k].h <= 28 && b[k].left + b[k].w <= 28);
+    float crop[2 * 2 * 2] = {1, 2, 3, 4, 5, 6, 7, 8}, mean[2] = {0.25f, 0.5f}, cv[2 * 4 * 5];
+    sel_canvas(crop, 2, 2, mean, 4, 5, cv);
+    /* centred at ((4-2)/2, (5-2)/2) = (1, 1) */
+    CHECK(cv[0] == 0.25f && cv[1 * 5 + 1] == 1 && cv[1 * 5 + 2] == 2 && cv[2 * 5 + 1] == 3 && cv[2 * 5 + 3] == 0.25f);
+    CHECK(cv[20] == 0.5f && cv[20 + 2 * 5 + 2] == 8);
+    float lg[6] = {1, 2, 3, 0, 0, 0};
+    int64_t y[2] = {2, 1};
+    double ce[2];
+    sel_ce(lg, 2, 3, y, ce);
+    CHECK_CLOSE(ce[0], log(exp(1) + exp(2) + exp(3)) - 3, 1e-12, 0);
+    CHECK_CLOSE(ce[1], log(3.0), 1e-12, 0);
+}
+
+static SelEntry entry(double ce, int64_t src, float v)
+{
+    SelEntry e = {.ce = ce, .src = src};
+    snprintf(e.key, sizeof e.key, "k%lld", (long long)src);
+    e.pix = malloc(4 * sizeof *e.pix);
+    for (int i = 0; i < 4; i++) e.pix[i] = v;
+    return e;
+}
+
+static void test_rank_stitch(void)
+{
+    /* 20 entries with ce = a permutation; keep the best 12 (ipc 3, f 2); one tie on ce 5. */
+    SelTop t;
+    sel_top_init(&t, 12);
+    int order[20] = {7, 19, 3, 11, 0, 15, 8, 2, 18, 5, 13, 1, 9, 17, 4, 14, 10, 6, 12, 16};
+    for (int i = 0; i < 20; i++) {
+        SelEntry e = entry(order[i], 100 - i, (float)order[i]);
+        sel_top_offer(&t, &e);
+    }
+    SelEntry tie = entry(5, 50, 55);    /* ties with src 91 (ce 5): the lower src ranks first */
+    sel_top_offer(&t, &tie);
+    CHECK(t.n == 12);
+    sel_top_sort(&t);
+    /* ranks: ce 0,1,2,3,4, then the two 5s (src 50 before src 91), then 6..10 */
+    double want_ce[12] = {0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10};
+    for (int r = 0; r < 12; r++) CHECK(t.e[r].ce == want_ce[r]);
+    CHECK(t.e[5].src == 50 && t.e[6].src == 91 && t.e[5].pix[0] == 55);
+    CHECK(sel_top_need(&t, 0, 3, 2) == 0 && sel_top_need(&t, 0, 4, 2) < 0);
+    /* stitch image m = 1 of ipc 3: cells TL, TR, BL, BR = ranks 1, 4, 7, 10 (pix value = its ce) */
+    float out[1 * 4 * 4];
+    sel_stitch(&t, 3, 2, 1, 1, 2, out);
+    float want[4] = {1, 4, (float)t.e[7].ce, (float)t.e[10].ce};
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++) CHECK(out[y * 4 + x] == want[(y / 2) * 2 + x / 2]);
+    sel_top_free(&t);
+}
+
+/* The scorer keeps, per image, the crop whose canvas the model scores best, whatever the batch. */
+static void test_scorer(void)
+{
+    Nn *nn = nn_new(DD_CPU, 1);
+    Model *m = model_create(nn, "convnet1:width=4", 1, 3, 8, 5);
+    CHECK(m != NULL);
+    if (!m) return;
+    model_set_requires_grad(m, 0);
+    enum { NIMG = 7, K = 3, SIDE = 4 };
+    float img[NIMG][64];
+    DdRng r;
+    dd_rng_init(&r, 1, 0, 0);
+    for (int i = 0; i < NIMG; i++)
+        for (int j = 0; j < 64; j++) img[i][j] = (float)dd_rng_uniform(&r);
+    SelScorer *s1 = sel_scorer_new(m, nn, 3, 2, K, SIDE, 1, 9), *s2 = sel_scorer_new(m, nn, 3, 2, K, SIDE, 1000, 9);
+    for (int i = 0; i < NIMG; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "r%d", i);
+        CHECK(sel_scorer_add(s1, i, key, i % 3, img[i], 1, 8, 8) == 0);
+        CHECK(sel_scorer_add(s2, i, key, i % 3, img[i], 1, 8, 8) == 0);
+    }
+    CHECK(sel_scorer_flush(s1) == 0 && sel_scorer_flush(s2) == 0);
+    CHECK(sel_scorer_add(s1, 9, "bad", 0, img[0], 1, 4, 4) < 0);
+    for (int c = 0; c < 3; c++) {
+        SelTop *a = sel_scorer_top(s1, c), *b = sel_scorer_top(s2, c);
+        sel_top_sort(a);
+        sel_top_sort(b);
+        CHECK(a->n == 2 && b->n == 2);
+        for (int k = 0; k < a->n && k < b->n; k++) {
+            CHECK(a->e[k].src == b->e[k].src && a->e[k].ce == b->e[k].ce && !memcmp(a->e[k].pix, b->e[k].pix, 16 * sizeof(float)));
+            /* direct: best of the K crops of that image, scored alone */
+            AugBox bx[K];
+            sel_crop_boxes(9, a->e[k].src, 8, 8, K, bx);
+            double best = 1e30;
+            for (int q = 0; q < K; q++) {
+                float crop[SIDE * SIDE], cv[64], lg[3];
+                img_crop_resize(img[a->e[k].src], 1, 8, 8, bx[q].top, bx[q].left, bx[q].h, bx[q].w, crop, SIDE, SIDE);
+                sel_canvas(crop, 1, SIDE, m->mean, 8, 8, cv);
+                Tensor t = tensor_newv(DD_F32, 4, (int64_t)1, (int64_t)1, (int64_t)8, (int64_t)8);
+                memcpy(t.data, cv, sizeof cv);
+                nn_set_grad(nn, 0);
+                nn_var_download(nn, model_forward(m, nn, nn_input(nn, &t, 0), 0), lg);
+                nn_reset(nn);
+                tensor_free(&t);
+                int64_t y = c;
+                double ce;
+                sel_ce(lg, 1, 3, &y, &ce);
+                best = ce < best ? ce : best;
+            }
+            CHECK_CLOSE(a->e[k].ce, best, 1e-6, 1e-6);
+        }
+    }
+    sel_scorer_free(s1);
+    sel_scorer_free(s2);
+    model_free(m);
+    nn_free(nn);
+}
+
+int main(void)
+{
+    test_subset();
+    test_boxes_canvas_ce();
+    test_rank_stitch();
+    test_scorer();
+    return check_done("test_select");
+}

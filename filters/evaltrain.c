@@ -104,7 +104,7 @@ int main(int argc, char **argv)
     double lr = NAN, mom = NAN, wd = NAN, b1 = 0.9, b2 = 0.999, eta = NAN, T = 20, ls = 0;
     double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN;
     int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 1, noaug = 0;
-    int every = 1, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0, c;
+    int every = 0, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0, c;
     const char *ckpt = NULL;
     long seed = 0;
     while ((c = getopt_long(argc, argv, "m:w:T:s:j:d:qh", lo, NULL)) != -1) {
@@ -234,7 +234,8 @@ int main(int argc, char **argv)
         tc.cutmix = !isnan(cutmix) ? cutmix : tc.labels == TRAIN_TEACHER && isnan(mixup) ? 1.0 : 0;
         tc.mixup = !isnan(mixup) ? mixup : tc.labels == TRAIN_STATIC && isnan(cutmix) ? 0.8 : 0;
     }
-    tc.eval_every = every;
+    /* the reference evaluates soft-label students every 10th epoch and after the last (method.md 4) */
+    tc.eval_every = every > 0 ? every : soft ? 10 : 1;
     tc.eval_batch = ebatch;
     tc.checkpoint = ckpt;
     tc.checkpoint_every = ckevery;

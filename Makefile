@@ -51,12 +51,21 @@ ALL_LDFLAGS := -pthread $(SANFLAGS) $(LDFLAGS)
 # otherwise libcommon/nn/nocuda/ supplies the stub that makes `-d cuda` fail cleanly (exit 3).
 LIB_SRC := $(wildcard libcommon/*/*.c libcommon/nn/cpu/*.c formats/*.c)
 ifeq ($(HAVE_CUDA),1)
+ifeq ($(NVCC),)
+$(error GPU=1 but nvcc was not found (set NVCC=/path/to/nvcc or build with GPU=0))
+endif
 CUDA_DIR := $(patsubst %/bin/nvcc,%,$(NVCC))
 CU_SRC := $(CU_FOUND)
 LIB_SRC += $(wildcard libcommon/nn/cuda/*.c)
+# cuDNN, cuBLAS and the runtime are shared libraries found through the rpath (cuDNN sits beside
+# them in $(CUDA_DIR)/lib64 on these machines); nothing touches the driver until -d cuda is asked.
 CUDA_LIBS := -L$(CUDA_DIR)/lib64 -Wl,-rpath,$(CUDA_DIR)/lib64 -lcudnn -lcublas -lcudart -lstdc++
 LDLIBS += $(CUDA_LIBS)
-NVFLAGS := -O2 -std=c++17 -I. -arch=sm_90 -Xcompiler -fPIC
+# sm_90 machine code (H100/H200) plus compute_90 PTX for later GPUs. --fmad=false: our kernels
+# round as the CPU reference does (they are memory-bound; cuDNN/cuBLAS are not affected).
+NVFLAGS := -O2 -std=c++17 -I. -gencode=arch=compute_90,code=sm_90 \
+           -gencode=arch=compute_90,code=compute_90 --fmad=false \
+           -Xcompiler -Wall,-Wextra,-Wno-missing-field-initializers,-fPIC -MMD -MP
 else
 CU_SRC :=
 LIB_SRC += $(wildcard libcommon/nn/nocuda/*.c)

@@ -62,6 +62,10 @@ struct NnBackend {
     void (*upload)(NnBackend *be, void *dst, const void *host_src, size_t bytes);
     void (*download)(NnBackend *be, void *host_dst, const void *src, size_t bytes);
     void (*copy)(NnBackend *be, void *dst, const void *src, size_t bytes);
+    /* Optional: memory of undefined contents, released with free (the context's arena chunks,
+     * whose every use writes or zeroes first). The CPU leaves it unmapped until first touched,
+     * so a chunk's unused tail costs nothing. NULL: alloc serves. */
+    void *(*alloc_uninit)(NnBackend *be, size_t bytes);
 
     /* ---- elementwise ---- */
     /* dst += alpha * src over n elements. */
@@ -169,6 +173,20 @@ struct NnBackend {
                   float *x);
     void (*cutmix)(NnBackend *be, int n, int c, int h, int w, const int64_t *host_perm, int y0,
                    int x0, int y1, int x1, float *x);
+
+    /* ---- precision and optimizer updates (optional: NULL on the CPU backend, whose optimizer
+     * runs optim.c's host loops and which computes in fp32 only) ---- */
+    /* Storage/math precision of conv2d and linear (an NnPrecision of nn.h); 0, or -1 with dd_err
+     * when the device cannot. Everything else stays fp32. */
+    int (*set_precision)(NnBackend *be, int precision);
+    /* optim.c's sgd_update / adam_update / clamp_update on device memory, same arguments and
+     * float arithmetic; buf may be NULL (no momentum). */
+    void (*sgd_step)(NnBackend *be, int64_t n, float *p, const float *g, float *buf, float lr,
+                     float mom, float wd, int nesterov);
+    void (*adam_step)(NnBackend *be, int64_t n, float *p, const float *g, float *m, float *v,
+                      float b1, float omb1, float b2, float omb2, float step_size, float bc2s,
+                      float eps, float wd, float decay);
+    void (*clamp)(NnBackend *be, int64_t n, float lo, float hi, float *p);
 };
 
 /* The CPU backend with `threads` worker threads (>= 1). Never NULL. */

@@ -14,7 +14,7 @@
 static void *chunk_mem(NnArena *a, size_t bytes)
 {
     if (!a->be) return dd_malloc(bytes);
-    void *p = a->be->alloc(a->be, bytes);
+    void *p = a->be->alloc_uninit ? a->be->alloc_uninit(a->be, bytes) : a->be->alloc(a->be, bytes);
     if (!p) dd_die(DD_EXIT_DEVICE, "nn: %s: out of device memory (%zu bytes)", a->be->name, bytes);
     return p;
 }
@@ -34,10 +34,22 @@ static NnChunk *chunk_new(NnArena *a, size_t size)
     return c;
 }
 
-static void *arena_alloc(NnArena *a, size_t bytes)
+static size_t arena_round(size_t bytes)
 {
     bytes = (bytes + NN_ALIGN - 1) & ~(size_t)(NN_ALIGN - 1);
-    if (!bytes) bytes = NN_ALIGN;
+    return bytes ? bytes : NN_ALIGN;
+}
+
+static void *arena_alloc(NnArena *a, size_t bytes)
+{
+    bytes = arena_round(bytes);
+    /* the most recently handed back block of this size: it is the likeliest still in cache */
+    for (int i = a->nfree - 1; i >= 0; i--)
+        if (a->free[i].size == bytes) {
+            void *p = a->free[i].p;
+            a->free[i] = a->free[--a->nfree];
+            return p;
+        }
     while (a->cur && a->cur->used + bytes > a->cur->size) {
         if (!a->cur->next) {
             size_t sz = bytes > NN_CHUNK_MIN ? bytes : NN_CHUNK_MIN;
@@ -57,11 +69,13 @@ static void *arena_alloc(NnArena *a, size_t bytes)
 }
 
 /* Rewinds; several chunks become one chunk of the peak size (chunk boundaries waste the tail of
- * each chunk, so one chunk holding the peak is what makes the next identical step malloc-free). */
+ * each chunk, so one chunk holding the peak is what makes the next identical step malloc-free).
+ * A sixteenth more than the peak absorbs steps that differ a little (an optional flip), which
+ * would otherwise each trigger a new chunk, and the next rewind a fresh allocation of it all. */
 static void arena_rewind(NnArena *a)
 {
     if (a->head && a->head->next) {
-        size_t sz = a->peak + NN_ALIGN;
+        size_t sz = a->peak + a->peak / 16 + NN_ALIGN;
         for (NnChunk *c = a->head, *n; c; c = n) {
             n = c->next;
             chunk_free(a, c);
@@ -71,6 +85,16 @@ static void arena_rewind(NnArena *a)
     if (a->head) a->head->used = 0;
     a->cur = a->head;
     a->live = 0;
+    a->nfree = 0;
+}
+
+static void arena_release(NnArena *a, void *p, size_t bytes)
+{
+    if (a->nfree == a->cap_free) {
+        a->cap_free = a->cap_free ? 2 * a->cap_free : 64;
+        a->free = dd_realloc(a->free, (size_t)a->cap_free * sizeof *a->free);
+    }
+    a->free[a->nfree++] = (NnBlock){p, arena_round(bytes)};
 }
 
 static void arena_free(NnArena *a)
@@ -79,6 +103,7 @@ static void arena_free(NnArena *a)
         n = c->next;
         chunk_free(a, c);
     }
+    free(a->free);
     memset(a, 0, sizeof *a);
 }
 
@@ -89,6 +114,11 @@ void *nn_dev_alloc(Nn *nn, size_t bytes, int zero)
     void *p = arena_alloc(&nn->dev, bytes);
     if (zero) nn->be->zero(nn->be, p, bytes);
     return p;
+}
+
+void nn_dev_release(Nn *nn, void *p, size_t bytes)
+{
+    if (p) arena_release(&nn->dev, p, bytes);
 }
 
 /* ---- errors ---- */
@@ -127,8 +157,7 @@ Nn *nn_new(DdDevice device, int threads)
     if (device == DD_CPU) be = nn_cpu_backend_new(threads);
     else if (device == DD_CUDA) be = nn_cuda_backend_new(threads);
     else {
-        dd_err("nn: unknown device %d", (int)device);
-        dd_err_code(DD_EXIT_DEVICE);
+        dd_err_device("nn: unknown device %d", (int)device);
     }
     if (!be) return NULL;
     Nn *nn = dd_calloc(1, sizeof *nn);
@@ -336,14 +365,21 @@ float *nn_grad_of(Nn *nn, NnVar *v)
     return v->g.data;
 }
 
+/* An arena var's gradient buffer goes back to the arena. */
+static void release_grad(Nn *nn, NnVar *v)
+{
+    nn_dev_release(nn, v->g.data, (size_t)nn_numel(v) * sizeof(float));
+    v->g.data = NULL;
+}
+
 /* Non-parameter gradients are written by each backward: persistent ones are zeroed, arena ones are
- * dropped (allocated zeroed again on first use, so an entry whose output got no gradient is
+ * released (allocated zeroed again on first use, so an entry whose output got no gradient is
  * skipped: branches that do not reach the loss cost nothing). */
 static void clear_written_grad(Nn *nn, NnVar *v)
 {
     if (!v || !v->requires_grad || v->role == NN_PARAM || !v->g.data) return;
     if (v->v.owns) nn->be->zero(nn->be, v->g.data, (size_t)nn_numel(v) * sizeof(float));
-    else v->g.data = NULL;
+    else release_grad(nn, v);
 }
 
 void nn_backward(Nn *nn, NnVar *loss)
@@ -360,7 +396,11 @@ void nn_backward(Nn *nn, NnVar *loss)
     nn->be->upload(nn->be, nn_grad_of(nn, loss), &one, sizeof one);
     for (int i = nn->ntape - 1; i >= 0; i--) {
         const NnEntry *e = &nn->tape[i];
-        if (e->out->g.data) e->backward(nn, e);
+        if (!e->out->g.data) continue;
+        e->backward(nn, e);
+        /* An op's output gradient is read by its own backward only (consumers ran before, in
+         * reverse order): it is dead now, and its buffer serves the gradients still to come. */
+        release_grad(nn, e->out);
     }
 }
 

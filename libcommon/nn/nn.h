@@ -8,6 +8,8 @@
  * Gradient rules: gradients to parameters ACCUMULATE (+=) into var->g; the caller zeroes them
  * (nn_zero_grad / optimizer). Gradients to non-parameter inputs (NN_INPUT vars, e.g. recover's
  * pixels) are WRITTEN by backward (zeroed at the start of nn_backward, then accumulated over uses).
+ * Only leaves keep a gradient after nn_backward: an op output's gradient buffer is recycled as
+ * soon as that op's backward has consumed it (it reads as zeros afterwards).
  *
  * Ownership: vars returned by ops and nn_input are owned by the context's arena and live until
  * nn_reset (call once per step). Parameters and buffers (nn_param_new) live until nn_param_free;
@@ -41,6 +43,7 @@ typedef struct NnParam {
     int decay;             /* 1: weight decay applies (conv/linear weights); 0: BN, biases */
     float *opt_m, *opt_v;  /* optimizer state (host or device per context), NULL until first step */
     int64_t opt_step;
+    struct Nn *opt_ctx;    /* context whose nn_state_alloc made opt_m/opt_v; NULL: host (free()) */
 } NnParam;
 
 typedef struct Nn Nn;
@@ -62,6 +65,13 @@ void nn_reset(Nn *nn);
 /* Seeded randomness for ops that draw (dropout): set per step by the caller. */
 void nn_set_rng(Nn *nn, uint64_t seed, uint64_t step);
 
+/* Precision of conv2d and linear (mixed precision, method.md section 2): NN_FP32 (default) or
+ * fp16 / bf16 storage with tensor-core math and fp32 accumulation; inputs, outputs, gradients and
+ * every other op stay fp32. Returns 0, or -1 with dd_err (code DD_EXIT_DEVICE) when the backend
+ * cannot (the CPU backend is fp32 only). */
+typedef enum { NN_FP32 = 0, NN_FP16 = 1, NN_BF16 = 2 } NnPrecision;
+int nn_set_precision(Nn *nn, NnPrecision p);
+
 /* ---- variables ---- */
 
 /* An arena var holding a copy of t (moved to the context's device). */
@@ -79,6 +89,19 @@ void nn_grad_download(Nn *nn, const NnVar *v, float *host);  /* zeros if no grad
 void nn_zero_grad(Nn *nn, NnParam **params, int n);
 /* The scalar value of a 0-d / 1-element var, copied to host. */
 float nn_item(Nn *nn, const NnVar *v);
+
+/* Optimizer state: n zero floats on the context's device (NULL with dd_err, code DD_EXIT_DEVICE,
+ * when out of memory); freed with nn_state_free (or by nn_param_free for a param's opt_m/opt_v). */
+float *nn_state_alloc(Nn *nn, size_t n);
+void nn_state_free(Nn *nn, float *p);
+/* optim.c's per-element updates on a device backend (NnBackend sgd_step / adam_step / clamp, same
+ * arguments); -1 with dd_err (code DD_EXIT_DEVICE) when the backend has no such kernel. */
+int nn_optim_sgd(Nn *nn, int64_t n, float *p, const float *g, float *buf, float lr, float mom,
+                 float wd, int nesterov);
+int nn_optim_adam(Nn *nn, int64_t n, float *p, const float *g, float *m, float *v, float b1,
+                  float omb1, float b2, float omb2, float step_size, float bc2s, float eps,
+                  float wd, float decay);
+int nn_optim_clamp(Nn *nn, int64_t n, float lo, float hi, float *p);
 
 /* ---- backward ---- */
 

@@ -10,8 +10,12 @@
 #include "libcommon/nn/backend.h"
 #include "libcommon/nn/nn.h"
 
-/* A bump allocator over kept chunks. nn_reset rewinds it; when a step needed more than one chunk,
- * the chunks are replaced by one of the peak size, so identical later steps never allocate. */
+/* A bump allocator over kept chunks, with a free list: a block handed back (nn_dev_release) is
+ * reused by the next request of exactly its size, so the gradients of a backward pass, which die
+ * as fast as they are born, recycle a few buffers instead of growing the step's memory. Exact
+ * sizes suffice because a network's tensors come in a handful of repeated shapes. nn_reset
+ * rewinds it; when a step needed more than one chunk, the chunks are replaced by one of the peak
+ * size, so identical later steps never allocate. */
 typedef struct NnChunk {
     struct NnChunk *next;
     char *base;
@@ -19,9 +23,16 @@ typedef struct NnChunk {
 } NnChunk;
 
 typedef struct {
+    void *p;
+    size_t size;
+} NnBlock;
+
+typedef struct {
     NnBackend *be;        /* device arena: memory from be->alloc; NULL: host arena (malloc) */
     NnChunk *head, *cur;
-    size_t live, peak;    /* bytes handed out since the last rewind, and the most ever */
+    size_t live, peak;    /* bytes bumped since the last rewind, and the most ever */
+    NnBlock *free;        /* blocks handed back since the last rewind */
+    int nfree, cap_free;
 } NnArena;
 
 typedef struct NnEntry NnEntry;
@@ -53,6 +64,8 @@ struct Nn {
 /* Arena memory (64-byte aligned); device memory is zeroed when zero = 1. */
 void *nn_host_alloc(Nn *nn, size_t bytes);
 void *nn_dev_alloc(Nn *nn, size_t bytes, int zero);
+/* Hands a block of nn_dev_alloc(bytes) back for reuse within the step; p NULL is a no-op. */
+void nn_dev_release(Nn *nn, void *p, size_t bytes);
 
 /* A new arena var of F32 with the given shape (value uninitialised). */
 NnVar *nn_new_var(Nn *nn, int ndim, const int64_t *shape);

@@ -2,8 +2,9 @@
  * PyTorch 1.13: the same order of float operations, hyper-parameters rounded to float where torch
  * passes them to a float kernel), and the cosine schedules.
  *
- * The per-element updates are the *_update functions: plain float loops over host memory. A CUDA
- * version replaces them one for one; optim_step only decides per param what to call. */
+ * The per-element updates are the *_update functions: plain float loops over host memory. On a
+ * device backend the same updates run as its kernels (nn_optim_*, state from nn_state_alloc);
+ * optim_step only decides per param what to call. */
 #include "libcommon/optim/optim.h"
 
 #include <math.h>
@@ -66,25 +67,34 @@ static void clamp_update(float *p, int64_t n, float lo, float hi)
     for (int64_t i = 0; i < n; i++) p[i] = p[i] < lo ? lo : (p[i] > hi ? hi : p[i]);
 }
 
-static float *state_alloc(float **slot, int64_t n)
+/* Zeroed state on the param's device: host calloc on CPU, nn_state_alloc elsewhere (opt_ctx
+ * remembers which, for optim_reset). NULL with dd_err when device memory runs out. */
+static float *state_alloc(Nn *nn, NnParam *prm, float **slot, int64_t n)
 {
-    if (!*slot) *slot = dd_calloc((size_t)n, sizeof(float));
-    return *slot;
+    if (*slot) return *slot;
+    if (nn_device(nn) == DD_CPU) return *slot = dd_calloc((size_t)n, sizeof(float));
+    prm->opt_ctx = nn;
+    return *slot = nn_state_alloc(nn, (size_t)n);
 }
 
-static int step_one(const OptimConf *c, NnParam *prm)
+static int step_one(Nn *nn, const OptimConf *c, NnParam *prm)
 {
     int64_t n = tensor_numel(&prm->var.v);
     float *p = prm->var.v.data;
     const float *g = prm->var.g.data;
-    int decays = c->decay_all || prm->decay;
+    int decays = c->decay_all || prm->decay, host = nn_device(nn) == DD_CPU;
     float wd = decays ? (float)c->weight_decay : 0.0f;
     prm->opt_step++;
     switch (c->kind) {
-    case OPTIM_SGD:
-        sgd_update(p, g, c->momentum != 0.0 ? state_alloc(&prm->opt_m, n) : NULL, n, (float)c->lr,
-                   (float)c->momentum, wd, c->nesterov);
+    case OPTIM_SGD: {
+        float *buf = c->momentum != 0.0 ? state_alloc(nn, prm, &prm->opt_m, n) : NULL;
+        if (c->momentum != 0.0 && !buf) return -1;
+        if (!host)
+            return nn_optim_sgd(nn, n, p, g, buf, (float)c->lr, (float)c->momentum, wd,
+                                c->nesterov);
+        sgd_update(p, g, buf, n, (float)c->lr, (float)c->momentum, wd, c->nesterov);
         return 0;
+    }
     case OPTIM_ADAM:
     case OPTIM_ADAMW: {
         double t = (double)prm->opt_step;
@@ -94,8 +104,13 @@ static int step_one(const OptimConf *c, NnParam *prm)
             decay = decays ? (float)(1.0 - c->lr * c->weight_decay) : 1.0f;
             wd = 0.0f;
         }
-        adam_update(p, g, state_alloc(&prm->opt_m, n), state_alloc(&prm->opt_v, n), n,
-                    (float)c->beta1, (float)(1.0 - c->beta1), (float)c->beta2,
+        float *m = state_alloc(nn, prm, &prm->opt_m, n), *v = state_alloc(nn, prm, &prm->opt_v, n);
+        if (!m || !v) return -1;
+        if (!host)
+            return nn_optim_adam(nn, n, p, g, m, v, (float)c->beta1, (float)(1.0 - c->beta1),
+                                 (float)c->beta2, (float)(1.0 - c->beta2), (float)(c->lr / bc1),
+                                 (float)sqrt(bc2), (float)c->eps, wd, decay);
+        adam_update(p, g, m, v, n, (float)c->beta1, (float)(1.0 - c->beta1), (float)c->beta2,
                     (float)(1.0 - c->beta2), (float)(c->lr / bc1), (float)sqrt(bc2), (float)c->eps,
                     wd, decay);
         return 0;
@@ -106,10 +121,6 @@ static int step_one(const OptimConf *c, NnParam *prm)
 
 int optim_step(Nn *nn, const OptimConf *c, NnParam **params, int n)
 {
-    if (nn_device(nn) != DD_CPU) {
-        dd_err_code(DD_EXIT_DEVICE);
-        return dd_err("optim: no optimizer kernels for this device yet");
-    }
     if (c->kind == OPTIM_SGD && c->nesterov && c->momentum <= 0.0)
         return dd_err("optim: nesterov momentum requires momentum > 0");
     for (int i = 0; i < n; i++) {
@@ -117,7 +128,7 @@ int optim_step(Nn *nn, const OptimConf *c, NnParam **params, int n)
         if (!p->var.requires_grad || !p->var.g.data) continue;
         if (p->var.v.dtype != DD_F32 || p->var.g.dtype != DD_F32)
             return dd_err("optim: %s: parameters and gradients must be F32", p->name);
-        if (step_one(c, p) < 0) return -1;
+        if (step_one(nn, c, p) < 0) return -1;
     }
     return 0;
 }
@@ -125,19 +136,23 @@ int optim_step(Nn *nn, const OptimConf *c, NnParam **params, int n)
 void optim_reset(NnParam **params, int n)
 {
     for (int i = 0; i < n; i++) {
-        free(params[i]->opt_m);
-        free(params[i]->opt_v);
+        if (params[i]->opt_ctx) {
+            nn_state_free(params[i]->opt_ctx, params[i]->opt_m);
+            nn_state_free(params[i]->opt_ctx, params[i]->opt_v);
+        } else {
+            free(params[i]->opt_m);
+            free(params[i]->opt_v);
+        }
         params[i]->opt_m = params[i]->opt_v = NULL;
+        params[i]->opt_ctx = NULL;
         params[i]->opt_step = 0;
     }
 }
 
 int optim_clamp(Nn *nn, NnParam *p, float lo, float hi)
 {
-    if (nn_device(nn) != DD_CPU) {
-        dd_err_code(DD_EXIT_DEVICE);
-        return dd_err("optim: no clamp kernel for this device yet");
-    }
+    if (nn_device(nn) != DD_CPU)
+        return nn_optim_clamp(nn, tensor_numel(&p->var.v), lo, hi, p->var.v.data);
     clamp_update(p->var.v.data, tensor_numel(&p->var.v), lo, hi);
     return 0;
 }

@@ -4,13 +4,14 @@
  * with BN statistics collection, loss = CE + 0.01 * sum_l m_l stat_l (m = 10 for the first BN),
  * backward to the pixels only (teacher frozen), Adam (lr 0.25 cosine over 2000, betas 0.5/0.9),
  * clamp to [0,1]. 3 warm-up steps, then ITERS timed steps.
- * usage: bench_recover MODEL CHANNELS RES BATCH THREADS [ITERS]
+ * usage: bench_recover [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]
  * prints: ours MODEL CxHxW bBATCH threads T: R img-iter/s, S ms/step, peak RSS K KiB */
 #include "libcommon/models/model.h"
 #include "libcommon/optim/optim.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 enum { NCLASSES = 10, WARMUP = 3, TOTAL_STEPS = 2000 };
@@ -73,13 +74,25 @@ static void step(Bench *b, int t)
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
-    if (argc != 6 && argc != 7) dd_die(2, "usage: bench_recover MODEL CHANNELS RES BATCH THREADS [ITERS]");
+    const char *dev = "cpu";      /* -d cuda[:fp16|:bf16] (tests/bench/run_gpu.sh) */
+    if (argc > 2 && !strcmp(argv[1], "-d")) {
+        dev = argv[2];
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
+    if (argc != 6 && argc != 7)
+        dd_die(2, "usage: bench_recover [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]");
     int ch = (int)dd_opt_long("CHANNELS", argv[2], 1, 64), res = (int)dd_opt_long("RES", argv[3], 1, 4096);
     int batch = (int)dd_opt_long("BATCH", argv[4], 1, 100000);
     int threads = (int)dd_opt_long("THREADS", argv[5], 1, 1024);
     int iters = argc == 7 ? (int)dd_opt_long("ITERS", argv[6], 1, 100000) : 10;
     Bench b = {.res = res, .jitter = res >= 128 ? 32 : 4, .seed = 0};
-    if (!(b.nn = nn_new(DD_CPU, threads))) dd_die_err(3);
+    if (!(b.nn = nn_new(strncmp(dev, "cuda", 4) ? DD_CPU : DD_CUDA, threads))) dd_die_err(3);
+    const char *prec = strchr(dev, ':');
+    if (prec && nn_set_precision(b.nn, !strcmp(prec, ":fp16") ? NN_FP16 : !strcmp(prec, ":bf16")
+                                                                  ? NN_BF16 : NN_FP32) < 0)
+        dd_die_err(3);
     if (!(b.m = model_create(b.nn, argv[1], ch, NCLASSES, res, 0))) dd_die_err(2);
     model_set_requires_grad(b.m, 0);
 

@@ -267,8 +267,10 @@ int main(void)
     test_accumulation(nn);
     nn_free(nn);
     test_steps_and_threads();
-    /* This build has no CUDA backend: a clean failure with the device exit class. */
+    /* Without a usable CUDA device (or in a build without the backend) asking for one fails
+     * cleanly with the device exit class; with one, the context works (test_cuda_ops tests it). */
     Nn *cu = nn_new(DD_CUDA, 1);
-    CHECK(cu == NULL && dd_errcode() == DD_EXIT_DEVICE);
+    CHECK(cu != NULL || (dd_errcode() == DD_EXIT_DEVICE && dd_errmsg()[0]));
+    if (cu) nn_free(cu);
     return check_done("test_nn_engine");
 }

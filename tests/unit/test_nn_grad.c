@@ -295,6 +295,9 @@ static const Case cases[] = {
     {"conv depthwise s1", f_conv, 2, {4, 4}, {S4(2, 4, 6, 7), S4(4, 1, 3, 3)}, {1, 1}, {0}, {1, 1, 1, 4}},
     {"conv depthwise s2 bias", f_conv, 3, {4, 4, 1}, {S4(2, 3, 7, 6), S4(3, 1, 3, 3), S4(3)}, {1, 1, 1}, {0}, {2, 1, 1, 3}},
     {"conv depthwise dil2", f_conv, 2, {4, 4}, {S4(2, 3, 7, 6), S4(3, 1, 3, 3)}, {1, 1}, {0}, {1, 2, 2, 3}},
+    /* widths past the 8-wide blocks of the depthwise plane kernels, odd tails, 5x5 taps */
+    {"conv depthwise s1 wide", f_conv, 2, {4, 4}, {S4(2, 2, 5, 19), S4(2, 1, 3, 3)}, {1, 1}, {0}, {1, 1, 1, 2}},
+    {"conv depthwise 5x5 s2 wide bias", f_conv, 3, {4, 4, 1}, {S4(1, 2, 6, 21), S4(2, 1, 5, 5), S4(2)}, {1, 1, 1}, {0}, {2, 2, 1, 2}},
     {"conv 1x1 bias", f_conv, 3, {4, 4, 1}, {S4(2, 4, 5, 5), S4(3, 4, 1, 1), S4(3)}, {1, 1, 1}, {0}, {1, 0, 1, 1}},
     {"conv 1x1 s2", f_conv, 2, {4, 4}, {S4(2, 4, 5, 5), S4(3, 4, 1, 1)}, {1, 1}, {0}, {2, 0, 1, 1}},
     {"bn train affine", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 3, 5, 5), S4(3), S4(3), S4(2, 3)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1}},

@@ -20,6 +20,20 @@ static void *cpu_alloc(NnBackend *be, size_t bytes)
     return p;
 }
 
+/* Not zeroed: large blocks come fresh from mmap, so their pages cost nothing until first written
+ * (and the kernel zeroes them once then, rather than memset here and again by the caller). */
+static void *cpu_alloc_uninit(NnBackend *be, size_t bytes)
+{
+    (void)be;
+    void *p = NULL;
+    size_t n = (bytes + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, n ? n : 64)) {
+        dd_err("out of memory (%zu bytes)", bytes);
+        return NULL;
+    }
+    return p;
+}
+
 static void cpu_free(NnBackend *be, void *p)
 {
     (void)be;
@@ -97,6 +111,7 @@ NnBackend *nn_cpu_backend_new(int threads)
     be->impl = c;
     be->destroy = cpu_destroy;
     be->alloc = cpu_alloc;
+    be->alloc_uninit = cpu_alloc_uninit;
     be->free = cpu_free;
     be->zero = cpu_zero;
     be->upload = cpu_copy;

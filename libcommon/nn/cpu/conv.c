@@ -1,7 +1,9 @@
-/* conv.c - CPU convolution and linear: im2col + single-threaded OpenBLAS sgemm per image, images
- * spread over the worker pool (each thread its own im2col buffer); a direct loop kernel for
- * depthwise convolution. Per-image work is identical for any thread count, and the weight
- * gradient sums fixed groups of images in a fixed order, so results do not depend on threads.
+/* conv.c - CPU convolution and linear: im2col + single-threaded OpenBLAS sgemm over fixed chunks
+ * of images (several small images side by side in one GEMM), chunks spread over the worker pool
+ * (each thread its own im2col buffer); vectorised plane kernels for depthwise convolution (one
+ * image-channel plane per item). Chunks and planes are fixed by the shape, so per-image work is
+ * identical for any thread count, and the weight gradient sums fixed groups of images in a fixed
+ * order: results do not depend on threads.
  */
 #include "libcommon/nn/cpu/cpu.h"
 
@@ -16,20 +18,23 @@ static int is_pointwise(const NnConvShape *s)
     return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0;
 }
 
+/* Taps of a depthwise kernel the plane kernels handle (their per-tap sums live on the stack). */
+#define DW_MAX_TAPS 64
+
 static int is_depthwise(const NnConvShape *s)
 {
-    return s->groups > 1 && s->groups == s->cin && s->groups == s->cout;
+    return s->groups > 1 && s->groups == s->cin && s->groups == s->cout &&
+           s->kh * s->kw <= DW_MAX_TAPS;
 }
 
-/* col [cin*kh*kw, oh*ow] from one image x [cin,h,w]. */
-static void im2col(const NnConvShape *s, const float *x, float *col)
+/* col [cin*kh*kw, oh*ow] from one image x [cin,h,w]; rows ld floats apart. */
+static void im2col(const NnConvShape *s, const float *x, float *col, size_t ld)
 {
-    int ohw = s->oh * s->ow;
     for (int c = 0; c < s->cin; c++) {
         const float *xc = x + (size_t)c * s->h * s->w;
         for (int ki = 0; ki < s->kh; ki++) {
             for (int kj = 0; kj < s->kw; kj++) {
-                float *row = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ohw;
+                float *row = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ld;
                 int iw0 = kj * s->dil - s->pad;
                 for (int i = 0; i < s->oh; i++) {
                     float *r = row + (size_t)i * s->ow;
@@ -58,15 +63,14 @@ static void im2col(const NnConvShape *s, const float *x, float *col)
     }
 }
 
-/* dx [cin,h,w] += col2im(col). */
-static void col2im_add(const NnConvShape *s, const float *col, float *dx)
+/* dx [cin,h,w] += col2im(col), col's rows ld floats apart. */
+static void col2im_add(const NnConvShape *s, const float *col, size_t ld, float *dx)
 {
-    int ohw = s->oh * s->ow;
     for (int c = 0; c < s->cin; c++) {
         float *xc = dx + (size_t)c * s->h * s->w;
         for (int ki = 0; ki < s->kh; ki++) {
             for (int kj = 0; kj < s->kw; kj++) {
-                const float *row = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ohw;
+                const float *row = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ld;
                 int iw0 = kj * s->dil - s->pad;
                 for (int i = 0; i < s->oh; i++) {
                     int ih = i * s->stride - s->pad + ki * s->dil;
@@ -96,157 +100,367 @@ typedef struct {
     size_t wsize;
 } ConvJob;
 
-/* ---- depthwise: direct loops over planes ---- */
+/* ---- depthwise: one (image, channel) plane per item ----
+ *
+ * A plane row is stored padded and split into `stride` phases: phase r holds padded columns
+ * stride*q + r. Tap kj (padded column offset t = kj*dil) of output column j then reads phase
+ * t % stride at q = j + t / stride: every tap is a contiguous, branch-free run over the output
+ * row, for any stride, padding and dilation. The inner loops go in fixed blocks of 8, which gcc
+ * vectorises at -O2 (its cheap cost model leaves loops of unknown trip count scalar).
+ */
+
+#define DW_BLOCK 8
+
+/* One plane pass: in [h,w] -> out [oh,ow] (the conv's geometry, or its transpose for backward). */
+typedef struct {
+    int h, w, oh, ow, kh, kw, stride, pad, dil;
+} DwGeom;
+
+static DwGeom dw_geom(const NnConvShape *s)
+{
+    return (DwGeom){s->h, s->w, s->oh, s->ow, s->kh, s->kw, s->stride, s->pad, s->dil};
+}
+
+/* Row length of one phase: padded width W + 2 pad, split into `stride` phases. */
+static int dw_phase_len(const DwGeom *g) { return (g->w + 2 * g->pad + g->stride - 1) / g->stride; }
+
+static size_t dw_split_size(const DwGeom *g) { return (size_t)g->h * g->stride * dw_phase_len(g); }
+
+/* xs [h][stride][q] <- plane x [h][w] padded with zeros and split into phases. */
+static void dw_split(const DwGeom *g, const float *x, float *xs)
+{
+    int q = dw_phase_len(g), st = g->stride;
+    for (int i = 0; i < g->h; i++) {
+        const float *xr = x + (size_t)i * g->w;
+        float *row = xs + (size_t)i * st * q;
+        for (int r = 0; r < st; r++)
+            for (int c = 0; c < q; c++) {
+                int iw = c * st + r - g->pad;
+                row[r * q + c] = iw >= 0 && iw < g->w ? xr[iw] : 0.0f;
+            }
+    }
+}
+
+/* Where tap kj of output column 0 sits in a split row. */
+static int dw_tap(const DwGeom *g, int kj)
+{
+    int t = kj * g->dil;
+    return (t % g->stride) * dw_phase_len(g) + t / g->stride;
+}
+
+/* y[j] += w * a[j], j < n. */
+static void row_axpy(int n, float w, const float *restrict a, float *restrict y)
+{
+    int j = 0;
+    for (; j + DW_BLOCK <= n; j += DW_BLOCK)
+        for (int k = 0; k < DW_BLOCK; k++) y[j + k] += w * a[j + k];
+    for (; j < n; j++) y[j] += w * a[j];
+}
+
+/* y[j] += w0 a0[j] + w1 a1[j] + w2 a2[j], j < n: three taps per pass over y. */
+static void row_axpy3(int n, const float *w, const float *restrict a0, const float *restrict a1,
+                      const float *restrict a2, float *restrict y)
+{
+    float w0 = w[0], w1 = w[1], w2 = w[2];
+    int j = 0;
+    for (; j + DW_BLOCK <= n; j += DW_BLOCK)
+        for (int k = 0; k < DW_BLOCK; k++)
+            y[j + k] += w0 * a0[j + k] + w1 * a1[j + k] + w2 * a2[j + k];
+    for (; j < n; j++) y[j] += w0 * a0[j] + w1 * a1[j] + w2 * a2[j];
+}
+
+/* lanes[j % 8] += a[j] * b[j], j < n: eight fixed partial sums (an order that never changes). */
+static void row_dot(int n, const float *restrict a, const float *restrict b, float *restrict lanes)
+{
+    int j = 0;
+    for (; j + DW_BLOCK <= n; j += DW_BLOCK)
+        for (int k = 0; k < DW_BLOCK; k++) lanes[k] += a[j + k] * b[j + k];
+    for (int k = 0; j < n; j++, k++) lanes[k] += a[j] * b[j];
+}
+
+/* out (= bias, or += when accumulate) the correlation of plane in with kernel w [kh,kw]; xs is
+ * dw_split_size floats of scratch. */
+static void dw_plane(const DwGeom *g, const float *in, const float *w, float bias, int accumulate,
+                     float *out, float *xs)
+{
+    int q = dw_phase_len(g);
+    dw_split(g, in, xs);
+    for (int oi = 0; oi < g->oh; oi++) {
+        float *yr = out + (size_t)oi * g->ow;
+        if (!accumulate)
+            for (int oj = 0; oj < g->ow; oj++) yr[oj] = bias;
+        for (int ki = 0; ki < g->kh; ki++) {
+            int ih = oi * g->stride - g->pad + ki * g->dil;
+            if (ih < 0 || ih >= g->h) continue;
+            const float *row = xs + (size_t)ih * g->stride * q, *wr = w + ki * g->kw;
+            int kj = 0;
+            for (; kj + 3 <= g->kw; kj += 3)
+                row_axpy3(g->ow, wr + kj, row + dw_tap(g, kj), row + dw_tap(g, kj + 1),
+                          row + dw_tap(g, kj + 2), yr);
+            for (; kj < g->kw; kj++) row_axpy(g->ow, wr[kj], row + dw_tap(g, kj), yr);
+        }
+    }
+}
 
 static void dw_fwd_task(void *arg, int64_t b, int64_t e, int tid)
 {
-    (void)tid;
     const ConvJob *j = arg;
     const NnConvShape *s = j->s;
+    DwGeom g = dw_geom(s);
+    float *xs = cpu_scratch(j->be, tid, dw_split_size(&g));
     for (int64_t p = b; p < e; p++) {
         int c = (int)(p % s->cin);
-        const float *x = j->x + (size_t)p * s->h * s->w, *w = j->w + (size_t)c * s->kh * s->kw;
-        float *y = j->y + (size_t)p * s->oh * s->ow;
-        float bias = j->b ? j->b[c] : 0.0f;
-        for (int i = 0; i < s->oh * s->ow; i++) y[i] = bias;
-        for (int ki = 0; ki < s->kh; ki++)
-            for (int kj = 0; kj < s->kw; kj++) {
-                float wv = w[ki * s->kw + kj];
-                for (int oi = 0; oi < s->oh; oi++) {
-                    int ih = oi * s->stride - s->pad + ki * s->dil;
-                    if (ih < 0 || ih >= s->h) continue;
-                    for (int oj = 0; oj < s->ow; oj++) {
-                        int iw = oj * s->stride - s->pad + kj * s->dil;
-                        if (iw >= 0 && iw < s->w) y[oi * s->ow + oj] += wv * x[ih * s->w + iw];
-                    }
-                }
-            }
+        dw_plane(&g, j->x + (size_t)p * s->h * s->w, j->w + (size_t)c * s->kh * s->kw,
+                 j->b ? j->b[c] : 0.0f, 0, j->y + (size_t)p * s->oh * s->ow, xs);
     }
 }
 
-static void dw_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
+/* Stride 1, square kernel, pad <= (k-1) dil: dx is the correlation of dy, padded by
+ * (k-1) dil - pad, with the flipped kernel -- the forward pass again, three taps per sweep. */
+static int dw_bwd_gathers(const NnConvShape *s)
 {
-    (void)tid;
+    return s->stride == 1 && s->kh == s->kw && s->pad <= (s->kh - 1) * s->dil;
+}
+
+static void dw_bwd_gather_task(void *arg, int64_t b, int64_t e, int tid)
+{
     const ConvJob *j = arg;
     const NnConvShape *s = j->s;
+    DwGeom g = {s->oh, s->ow, s->h, s->w, s->kh, s->kw, 1, (s->kh - 1) * s->dil - s->pad, s->dil};
+    int nt = s->kh * s->kw;
+    float *xs = cpu_scratch(j->be, tid, dw_split_size(&g)), wf[DW_MAX_TAPS];
     for (int64_t p = b; p < e; p++) {
-        int c = (int)(p % s->cin);
-        const float *dy = j->dy + (size_t)p * s->oh * s->ow, *w = j->w + (size_t)c * s->kh * s->kw;
-        float *dx = j->dx + (size_t)p * s->h * s->w;
-        for (int ki = 0; ki < s->kh; ki++)
-            for (int kj = 0; kj < s->kw; kj++) {
-                float wv = w[ki * s->kw + kj];
-                for (int oi = 0; oi < s->oh; oi++) {
-                    int ih = oi * s->stride - s->pad + ki * s->dil;
-                    if (ih < 0 || ih >= s->h) continue;
-                    for (int oj = 0; oj < s->ow; oj++) {
-                        int iw = oj * s->stride - s->pad + kj * s->dil;
-                        if (iw >= 0 && iw < s->w) dx[ih * s->w + iw] += wv * dy[oi * s->ow + oj];
-                    }
-                }
-            }
+        const float *w = j->w + (size_t)(p % s->cin) * nt;
+        for (int t = 0; t < nt; t++) wf[t] = w[nt - 1 - t];
+        dw_plane(&g, j->dy + (size_t)p * s->oh * s->ow, wf, 0.0f, 1,
+                 j->dx + (size_t)p * s->h * s->w, xs);
     }
 }
 
-/* One channel per item: sums over all images in order (deterministic), in double. */
+/* Any stride: scatters dy through the taps into a split plane, then adds its real columns to dx. */
+static void dw_bwd_scatter_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    const ConvJob *j = arg;
+    const NnConvShape *s = j->s;
+    DwGeom g = dw_geom(s);
+    int q = dw_phase_len(&g), st = s->stride;
+    size_t plane = dw_split_size(&g);
+    float *dxs = cpu_scratch(j->be, tid, plane);
+    for (int64_t p = b; p < e; p++) {
+        int c = (int)(p % s->cin);
+        const float *w = j->w + (size_t)c * s->kh * s->kw;
+        const float *dy = j->dy + (size_t)p * s->oh * s->ow;
+        float *dx = j->dx + (size_t)p * s->h * s->w;
+        memset(dxs, 0, plane * sizeof(float));
+        for (int oi = 0; oi < s->oh; oi++)
+            for (int ki = 0; ki < s->kh; ki++) {
+                int ih = oi * st - s->pad + ki * s->dil;
+                if (ih < 0 || ih >= s->h) continue;
+                float *row = dxs + (size_t)ih * st * q;
+                for (int kj = 0; kj < s->kw; kj++)
+                    row_axpy(s->ow, w[ki * s->kw + kj], dy + (size_t)oi * s->ow,
+                             row + dw_tap(&g, kj));
+            }
+        for (int i = 0; i < s->h; i++) {
+            const float *row = dxs + (size_t)i * st * q;
+            float *xr = dx + (size_t)i * s->w;
+            for (int iw = 0; iw < s->w; iw++) {
+                int t = iw + s->pad;
+                xr[iw] += row[(t % st) * q + t / st];
+            }
+        }
+    }
+}
+
+/* One channel per item: per image and tap, a dot product over the plane in eight fixed lanes,
+ * summed into double in image order (deterministic for any thread count). */
 static void dw_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
 {
-    (void)tid;
     const ConvJob *j = arg;
     const NnConvShape *s = j->s;
+    DwGeom g = dw_geom(s);
+    int q = dw_phase_len(&g), nt = s->kh * s->kw;
+    float *xs = cpu_scratch(j->be, tid, dw_split_size(&g) + (size_t)nt * DW_BLOCK);
+    float *lanes = xs + dw_split_size(&g);
+    double acc[DW_MAX_TAPS];
     for (int64_t c = b; c < e; c++) {
-        float *dw = j->dw + (size_t)c * s->kh * s->kw;
-        for (int ki = 0; ki < s->kh; ki++)
-            for (int kj = 0; kj < s->kw; kj++) {
-                double acc = 0;
-                for (int n = 0; n < s->n; n++) {
-                    size_t p = (size_t)n * s->cin + (size_t)c;
-                    const float *x = j->x + p * s->h * s->w, *dy = j->dy + p * s->oh * s->ow;
-                    for (int oi = 0; oi < s->oh; oi++) {
-                        int ih = oi * s->stride - s->pad + ki * s->dil;
-                        if (ih < 0 || ih >= s->h) continue;
-                        float row = 0;
-                        for (int oj = 0; oj < s->ow; oj++) {
-                            int iw = oj * s->stride - s->pad + kj * s->dil;
-                            if (iw >= 0 && iw < s->w) row += dy[oi * s->ow + oj] * x[ih * s->w + iw];
-                        }
-                        acc += row;
-                    }
+        for (int t = 0; t < nt; t++) acc[t] = 0;
+        for (int n = 0; n < s->n; n++) {
+            size_t p = (size_t)n * s->cin + (size_t)c;
+            const float *dy = j->dy + p * s->oh * s->ow;
+            dw_split(&g, j->x + p * s->h * s->w, xs);
+            memset(lanes, 0, (size_t)nt * DW_BLOCK * sizeof(float));
+            for (int oi = 0; oi < s->oh; oi++)
+                for (int ki = 0; ki < s->kh; ki++) {
+                    int ih = oi * s->stride - s->pad + ki * s->dil;
+                    if (ih < 0 || ih >= s->h) continue;
+                    const float *row = xs + (size_t)ih * s->stride * q;
+                    for (int kj = 0; kj < s->kw; kj++)
+                        row_dot(s->ow, dy + (size_t)oi * s->ow, row + dw_tap(&g, kj),
+                                lanes + (size_t)(ki * s->kw + kj) * DW_BLOCK);
                 }
-                dw[ki * s->kw + kj] += (float)acc;
+            for (int t = 0; t < nt; t++) {
+                float sum = 0;
+                for (int k = 0; k < DW_BLOCK; k++) sum += lanes[t * DW_BLOCK + k];
+                acc[t] += sum;
             }
+        }
+        float *dw = j->dw + (size_t)c * nt;
+        for (int t = 0; t < nt; t++) dw[t] += (float)acc[t];
     }
 }
 
-/* ---- GEMM formulation, one image per item ---- */
+/* ---- GEMM formulation over fixed chunks of images ----
+ *
+ * Small planes make thin GEMMs (N = oh*ow = 16 at 4x4) whose cost is OpenBLAS packing the whole
+ * weight matrix once per image; a chunk of images side by side in one col matrix [K, B*oh*ow]
+ * packs it once per chunk. Chunks are a fixed function of the shape, never of the thread count,
+ * so every image meets the same GEMM for any number of threads.
+ */
 
+/* Columns a chunk aims for, and its most images (the last chunk may be short). */
+#define GEMM_COLS 256
+#define GEMM_MAX_CHUNK 16
+
+static int gemm_chunk(const NnConvShape *s)
+{
+    int b = GEMM_COLS / (s->oh * s->ow);
+    return b < 1 ? 1 : b > GEMM_MAX_CHUNK ? GEMM_MAX_CHUNK : b;
+}
+
+/* Scratch floats of a chunk task: col [K*groups, chunk*ohw], and when chunk > 1 the chunk's
+ * outputs (or output gradients) side by side [cout, chunk*ohw]. */
+static size_t gemm_scratch(const NnConvShape *s)
+{
+    int chunk = gemm_chunk(s);
+    size_t ld = (size_t)chunk * s->oh * s->ow;
+    return ld * ((size_t)s->cin * s->kh * s->kw + (chunk > 1 ? (size_t)s->cout : 0));
+}
+
+static int64_t gemm_nchunks(const NnConvShape *s)
+{
+    int b = gemm_chunk(s);
+    return (s->n + b - 1) / b;
+}
+
+/* Item = chunk of images. One image, 1x1 stride 1: x itself is the col matrix. */
 static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const ConvJob *j = arg;
     const NnConvShape *s = j->s;
     int g = s->groups, m = s->cout / g, k = s->cin / g * s->kh * s->kw, ohw = s->oh * s->ow;
-    float *col = is_pointwise(s) ? NULL : cpu_scratch(j->be, tid, (size_t)k * g * ohw);
-    for (int64_t n = b; n < e; n++) {
-        const float *x = j->x + (size_t)n * s->cin * s->h * s->w;
-        float *y = j->y + (size_t)n * s->cout * ohw;
-        const float *src = x;
-        if (col) {
-            im2col(s, x, col);
-            src = col;
+    int chunk = gemm_chunk(s);
+    size_t ld = (size_t)chunk * ohw;
+    int direct = chunk == 1 && is_pointwise(s);
+    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s));
+    float *out = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
+    for (int64_t ch = b; ch < e; ch++) {
+        int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
+        const float *x = j->x + (size_t)n0 * s->cin * s->h * s->w;
+        float *y = j->y + (size_t)n0 * s->cout * ohw, *dst = chunk == 1 ? y : out;
+        if (direct) {
+            for (int gi = 0; gi < g; gi++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, ohw, k, 1.0f,
+                            j->w + (size_t)gi * m * k, k, x + (size_t)gi * k * ohw, ohw, 0.0f,
+                            y + (size_t)gi * m * ohw, ohw);
+        } else {
+            int cols = nb * ohw;
+            for (int i = 0; i < nb; i++)
+                im2col(s, x + (size_t)i * s->cin * s->h * s->w, col + (size_t)i * ohw, ld);
+            for (int gi = 0; gi < g; gi++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, k, 1.0f,
+                            j->w + (size_t)gi * m * k, k, col + (size_t)gi * k * ld, (int)ld, 0.0f,
+                            dst + (size_t)gi * m * ld, (int)ld);
+            for (int i = 0; i < nb && chunk > 1; i++)
+                for (int c = 0; c < s->cout; c++)
+                    memcpy(y + ((size_t)i * s->cout + c) * ohw, out + c * ld + (size_t)i * ohw,
+                           (size_t)ohw * sizeof(float));
         }
-        for (int gi = 0; gi < g; gi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, ohw, k, 1.0f,
-                        j->w + (size_t)gi * m * k, k, src + (size_t)gi * k * ohw, ohw, 0.0f,
-                        y + (size_t)gi * m * ohw, ohw);
         if (j->b)
-            for (int c = 0; c < s->cout; c++) {
-                float bv = j->b[c], *yc = y + (size_t)c * ohw;
-                for (int i = 0; i < ohw; i++) yc[i] += bv;
-            }
+            for (int i = 0; i < nb; i++)
+                for (int c = 0; c < s->cout; c++) {
+                    float bv = j->b[c], *yc = y + ((size_t)i * s->cout + c) * ohw;
+                    for (int t = 0; t < ohw; t++) yc[t] += bv;
+                }
     }
 }
 
+/* Item = chunk of images: dcol = W^T dY over the chunk's dy side by side, then col2im per image.
+ * One image, 1x1 stride 1: the GEMM accumulates into dx directly. */
 static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const ConvJob *j = arg;
     const NnConvShape *s = j->s;
     int g = s->groups, m = s->cout / g, k = s->cin / g * s->kh * s->kw, ohw = s->oh * s->ow;
-    int direct = is_pointwise(s);
-    float *col = direct ? NULL : cpu_scratch(j->be, tid, (size_t)k * g * ohw);
-    for (int64_t n = b; n < e; n++) {
-        const float *dy = j->dy + (size_t)n * s->cout * ohw;
-        float *dx = j->dx + (size_t)n * s->cin * s->h * s->w;
-        float *dst = direct ? dx : col;
+    int chunk = gemm_chunk(s);
+    size_t ld = (size_t)chunk * ohw;
+    int direct = chunk == 1 && is_pointwise(s);
+    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s));
+    float *dys = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
+    for (int64_t ch = b; ch < e; ch++) {
+        int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
+        const float *dy = j->dy + (size_t)n0 * s->cout * ohw;
+        float *dx = j->dx + (size_t)n0 * s->cin * s->h * s->w;
+        if (direct) {
+            for (int gi = 0; gi < g; gi++)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, ohw, m, 1.0f,
+                            j->w + (size_t)gi * m * k, k, dy + (size_t)gi * m * ohw, ohw, 1.0f,
+                            dx + (size_t)gi * k * ohw, ohw);
+            continue;
+        }
+        const float *src = dy;
+        if (chunk > 1) {
+            for (int i = 0; i < nb; i++)
+                for (int c = 0; c < s->cout; c++)
+                    memcpy(dys + c * ld + (size_t)i * ohw, dy + ((size_t)i * s->cout + c) * ohw,
+                           (size_t)ohw * sizeof(float));
+            src = dys;
+        }
         for (int gi = 0; gi < g; gi++)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, ohw, m, 1.0f,
-                        j->w + (size_t)gi * m * k, k, dy + (size_t)gi * m * ohw, ohw,
-                        direct ? 1.0f : 0.0f, dst + (size_t)gi * k * ohw, ohw);
-        if (!direct) col2im_add(s, col, dx);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, nb * ohw, m, 1.0f,
+                        j->w + (size_t)gi * m * k, k, src + (size_t)gi * m * ld, (int)ld, 0.0f,
+                        col + (size_t)gi * k * ld, (int)ld);
+        for (int i = 0; i < nb; i++)
+            col2im_add(s, col + (size_t)i * ohw, ld, dx + (size_t)i * s->cin * s->h * s->w);
     }
 }
 
-/* Item = one fixed group of images; its partial weight gradient goes to parts[item]. */
+/* Item = one fixed group of images; its partial weight gradient goes to parts[item]. Inside a
+ * group, images go in chunks as in the forward: dW += dY [m, chunk*ohw] col^T. */
 static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const ConvJob *j = arg;
     const NnConvShape *s = j->s;
     int g = s->groups, m = s->cout / g, k = s->cin / g * s->kh * s->kw, ohw = s->oh * s->ow;
-    int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS;
-    float *col = is_pointwise(s) ? NULL : cpu_scratch(j->be, tid, (size_t)k * g * ohw);
+    int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS, chunk = gemm_chunk(s);
+    size_t ld = (size_t)chunk * ohw;
+    int direct = chunk == 1 && is_pointwise(s);
+    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s));
+    float *dys = col + ld * (size_t)k * g;
     for (int64_t p = b; p < e; p++) {
         float *dw = j->parts + (size_t)p * j->wsize;
         memset(dw, 0, j->wsize * sizeof(float));
-        for (int64_t n = s->n * p / nparts; n < s->n * (p + 1) / nparts; n++) {
-            const float *x = j->x + (size_t)n * s->cin * s->h * s->w, *src = x;
-            const float *dy = j->dy + (size_t)n * s->cout * ohw;
-            if (col) {
-                im2col(s, x, col);
+        int end = (int)(s->n * (p + 1) / nparts);
+        for (int n0 = (int)(s->n * p / nparts); n0 < end; n0 += chunk) {
+            int nb = end - n0 < chunk ? end - n0 : chunk;
+            const float *x = j->x + (size_t)n0 * s->cin * s->h * s->w, *src = x;
+            const float *dy = j->dy + (size_t)n0 * s->cout * ohw, *dsrc = dy;
+            if (!direct) {
+                for (int i = 0; i < nb; i++)
+                    im2col(s, x + (size_t)i * s->cin * s->h * s->w, col + (size_t)i * ohw, ld);
                 src = col;
             }
+            if (chunk > 1) {
+                for (int i = 0; i < nb; i++)
+                    for (int c = 0; c < s->cout; c++)
+                        memcpy(dys + c * ld + (size_t)i * ohw, dy + ((size_t)i * s->cout + c) * ohw,
+                               (size_t)ohw * sizeof(float));
+                dsrc = dys;
+            }
             for (int gi = 0; gi < g; gi++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, ohw, 1.0f,
-                            dy + (size_t)gi * m * ohw, ohw, src + (size_t)gi * k * ohw, ohw, 1.0f,
-                            dw + (size_t)gi * m * k, k);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, nb * ohw, 1.0f,
+                            dsrc + (size_t)gi * m * ld, (int)ld, src + (size_t)gi * k * ld, (int)ld,
+                            1.0f, dw + (size_t)gi * m * k, k);
         }
     }
 }
@@ -288,15 +502,17 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
 {
     ConvJob j = {.s = s, .be = be, .x = x, .w = w, .b = b, .y = y};
     if (is_depthwise(s)) cpu_for(be, (int64_t)s->n * s->cin, 2, dw_fwd_task, &j);
-    else cpu_for(be, s->n, 2, gemm_fwd_task, &j);
+    else cpu_for(be, gemm_nchunks(s), 2, gemm_fwd_task, &j);
 }
 
 static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
                             float *dx)
 {
     ConvJob j = {.s = s, .be = be, .w = w, .dy = dy, .dx = dx};
-    if (is_depthwise(s)) cpu_for(be, (int64_t)s->n * s->cin, 2, dw_bwd_data_task, &j);
-    else cpu_for(be, s->n, 2, gemm_bwd_data_task, &j);
+    if (is_depthwise(s))
+        cpu_for(be, (int64_t)s->n * s->cin, 2,
+                dw_bwd_gathers(s) ? dw_bwd_gather_task : dw_bwd_scatter_task, &j);
+    else cpu_for(be, gemm_nchunks(s), 2, gemm_bwd_data_task, &j);
 }
 
 static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,

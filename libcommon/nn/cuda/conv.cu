@@ -1,0 +1,339 @@
+/* conv.cu - convolution through cuDNN and linear through cuBLAS, in fp32 (FMA math: no TF32, so
+ * CUDA-vs-CPU tests are tight) or, after set_precision, with fp16 / bf16 operands on tensor cores
+ * and fp32 accumulation (cast on entry, results cast back and added in fp32).
+ *
+ * A plan per (shape, precision): descriptors and the forward / backward-data / backward-filter
+ * algorithms, chosen once with cudnnGet*_v7 among the deterministic ones that fit the workspace
+ * limit, and the workspace they need (one backend-wide buffer grown to the largest plan: after
+ * the first step of a fixed-shape loop nothing is allocated). */
+#include "libcommon/nn/cuda/cuda.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WS_LIMIT ((size_t)1 << 30)  /* largest workspace an algorithm may ask for */
+
+typedef struct {
+    NnConvShape s;
+    int prec;
+    cudnnTensorDescriptor_t x, y, bias, y32;   /* y32: fp32 dy for the bias gradient */
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    size_t ws_fwd, ws_data, ws_filter;
+} Plan;
+
+struct CuConvCache {
+    Plan *plans;
+    int n, cap;
+};
+
+static cudnnDataType_t dnn_type(int prec)
+{
+    return prec == 1 ? CUDNN_DATA_HALF : prec == 2 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+}
+
+static const char *prec_name(int prec) { return prec == 1 ? "fp16" : prec == 2 ? "bf16" : "fp32"; }
+
+static DD_NORETURN void no_algo(const NnConvShape *s, int prec, const char *what)
+{
+    dd_die(DD_EXIT_DEVICE, "cudnn: no deterministic %s algorithm for conv %dx%dx%dx%d -> %d, "
+           "k%dx%d s%d p%d d%d g%d (%s) within %zu MiB of workspace", what, s->n, s->cin, s->h,
+           s->w, s->cout, s->kh, s->kw, s->stride, s->pad, s->dil, s->groups, prec_name(prec),
+           WS_LIMIT >> 20);
+}
+
+static Plan *plan_get(CuImpl *c, const NnConvShape *s)
+{
+    CuConvCache *cc = c->conv;
+    int prec = c->precision;
+    for (int i = 0; i < cc->n; i++)
+        if (cc->plans[i].prec == prec && !memcmp(&cc->plans[i].s, s, sizeof *s)) return &cc->plans[i];
+    if (cc->n == cc->cap) {
+        cc->cap = cc->cap ? 2 * cc->cap : 32;
+        cc->plans = (Plan *)dd_realloc(cc->plans, (size_t)cc->cap * sizeof *cc->plans);
+    }
+    Plan *p = &cc->plans[cc->n];
+    memset(p, 0, sizeof *p);
+    p->s = *s;
+    p->prec = prec;
+    cudnnDataType_t dt = dnn_type(prec);
+    DNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
+    DNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
+    DNN_CHECK(cudnnCreateTensorDescriptor(&p->y32));
+    DNN_CHECK(cudnnCreateTensorDescriptor(&p->bias));
+    DNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
+    DNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
+    DNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, dt, s->n, s->cin, s->h, s->w));
+    DNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, dt, s->n, s->cout, s->oh, s->ow));
+    DNN_CHECK(cudnnSetTensor4dDescriptor(p->y32, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->cout,
+                                         s->oh, s->ow));
+    DNN_CHECK(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, s->cout, 1, 1));
+    DNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, CUDNN_TENSOR_NCHW, s->cout, s->cin / s->groups,
+                                         s->kh, s->kw));
+    DNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, s->pad, s->pad, s->stride, s->stride, s->dil,
+                                              s->dil, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    DNN_CHECK(cudnnSetConvolutionGroupCount(p->conv, s->groups));
+    /* fp32: FMA kernels only (CUDNN_DEFAULT_MATH would allow TF32 on Ampere and later); the
+     * descriptor's math type governs execution whatever algorithm is picked below. */
+    DNN_CHECK(cudnnSetConvolutionMathType(p->conv, prec ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    int n, cch, h, w;
+    DNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &n, &cch, &h, &w));
+    if (n != s->n || cch != s->cout || h != s->oh || w != s->ow)
+        dd_die(DD_EXIT_DEVICE, "cudnn: output shape %dx%dx%dx%d differs from the engine's "
+               "%dx%dx%dx%d", n, cch, h, w, s->n, s->cout, s->oh, s->ow);
+
+    enum { NALGO = 16 };
+    int got = 0, i;
+    cudnnConvolutionFwdAlgoPerf_t fp[NALGO];
+    DNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, p->x, p->w, p->conv, p->y, NALGO, &got, fp));
+    for (i = 0; i < got; i++)
+        if (fp[i].status == CUDNN_STATUS_SUCCESS && fp[i].determinism == CUDNN_DETERMINISTIC &&
+            fp[i].memory <= WS_LIMIT)
+            break;
+    if (i == got) no_algo(s, prec, "forward");
+    p->fwd = fp[i].algo;
+    p->ws_fwd = fp[i].memory;
+    cudnnConvolutionBwdDataAlgoPerf_t dp[NALGO];
+    DNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->w, p->y, p->conv, p->x, NALGO,
+                                                          &got, dp));
+    for (i = 0; i < got; i++)
+        if (dp[i].status == CUDNN_STATUS_SUCCESS && dp[i].determinism == CUDNN_DETERMINISTIC &&
+            dp[i].memory <= WS_LIMIT)
+            break;
+    if (i == got) no_algo(s, prec, "backward-data");
+    p->bwd_data = dp[i].algo;
+    p->ws_data = dp[i].memory;
+    cudnnConvolutionBwdFilterAlgoPerf_t wp[NALGO];
+    DNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, p->x, p->y, p->conv, p->w, NALGO,
+                                                            &got, wp));
+    for (i = 0; i < got; i++)
+        if (wp[i].status == CUDNN_STATUS_SUCCESS && wp[i].determinism == CUDNN_DETERMINISTIC &&
+            wp[i].memory <= WS_LIMIT)
+            break;
+    if (i == got) no_algo(s, prec, "backward-filter");
+    p->bwd_filter = wp[i].algo;
+    p->ws_filter = wp[i].memory;
+    cc->n++;
+    return p;
+}
+
+/* ---- fp32 <-> fp16 / bf16 ---- */
+
+__global__ static void k_to_half(int64_t n, const float *x, __half *y)
+{
+    CU_FOR(i, n) y[i] = __float2half_rn(x[i]);
+}
+
+__global__ static void k_to_bf16(int64_t n, const float *x, __nv_bfloat16 *y)
+{
+    CU_FOR(i, n) y[i] = __float2bfloat16_rn(x[i]);
+}
+
+/* y (= or +=) float(x) */
+__global__ static void k_from_half(int64_t n, const __half *x, float *y, int acc)
+{
+    CU_FOR(i, n) y[i] = acc ? y[i] + __half2float(x[i]) : __half2float(x[i]);
+}
+
+__global__ static void k_from_bf16(int64_t n, const __nv_bfloat16 *x, float *y, int acc)
+{
+    CU_FOR(i, n) y[i] = acc ? y[i] + __bfloat162float(x[i]) : __bfloat162float(x[i]);
+}
+
+static void to_low(CuImpl *c, int64_t n, const float *x, void *y)
+{
+    if (c->precision == 1) k_to_half<<<cu_blocks(n), CU_THREADS, 0, c->stream>>>(n, x, (__half *)y);
+    else k_to_bf16<<<cu_blocks(n), CU_THREADS, 0, c->stream>>>(n, x, (__nv_bfloat16 *)y);
+    CU_LAUNCHED();
+}
+
+static void from_low(CuImpl *c, int64_t n, const void *x, float *y, int acc)
+{
+    if (c->precision == 1)
+        k_from_half<<<cu_blocks(n), CU_THREADS, 0, c->stream>>>(n, (const __half *)x, y, acc);
+    else k_from_bf16<<<cu_blocks(n), CU_THREADS, 0, c->stream>>>(n, (const __nv_bfloat16 *)x, y, acc);
+    CU_LAUNCHED();
+}
+
+/* Three 256-byte aligned regions of the cast buffer, of na, nb and nc 2-byte elements. */
+static void cast_regions(CuImpl *c, int64_t na, int64_t nb, int64_t nc, void **a, void **b, void **d)
+{
+    size_t sa = ((size_t)na * 2 + 255) & ~(size_t)255, sb = ((size_t)nb * 2 + 255) & ~(size_t)255;
+    char *base = (char *)cu_buf(c, &c->cast, sa + sb + (size_t)nc * 2);
+    *a = base;
+    *b = base + sa;
+    *d = base + sa + sb;
+}
+
+static void *workspace(CuImpl *c, size_t bytes) { return bytes ? cu_buf(c, &c->workspace, bytes) : NULL; }
+
+/* ---- convolution ---- */
+
+static int64_t nx(const NnConvShape *s) { return (int64_t)s->n * s->cin * s->h * s->w; }
+static int64_t ny(const NnConvShape *s) { return (int64_t)s->n * s->cout * s->oh * s->ow; }
+static int64_t nw(const NnConvShape *s) { return (int64_t)s->cout * (s->cin / s->groups) * s->kh * s->kw; }
+
+static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
+                       const float *b, float *y)
+{
+    CuImpl *c = cu_impl(be);
+    Plan *p = plan_get(c, s);
+    const float one = 1.0f, zero = 0.0f;
+    void *ws = workspace(c, p->ws_fwd);
+    if (!c->precision) {
+        DNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv, p->fwd, ws,
+                                          p->ws_fwd, &zero, p->y, y));
+    } else {
+        void *xl, *wl, *yl;
+        cast_regions(c, nx(s), nw(s), ny(s), &xl, &wl, &yl);
+        to_low(c, nx(s), x, xl);
+        to_low(c, nw(s), w, wl);
+        DNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, xl, p->w, wl, p->conv, p->fwd, ws,
+                                          p->ws_fwd, &zero, p->y, yl));
+        from_low(c, ny(s), yl, y, 0);
+    }
+    if (b) DNN_CHECK(cudnnAddTensor(c->dnn, &one, p->bias, b, &one, p->y32, y));
+}
+
+static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
+                            float *dx)
+{
+    CuImpl *c = cu_impl(be);
+    Plan *p = plan_get(c, s);
+    const float one = 1.0f, zero = 0.0f;
+    void *ws = workspace(c, p->ws_data);
+    if (!c->precision) {
+        DNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv, p->bwd_data,
+                                               ws, p->ws_data, &one, p->x, dx));
+        return;
+    }
+    void *dyl, *wl, *dxl;
+    cast_regions(c, ny(s), nw(s), nx(s), &dyl, &wl, &dxl);
+    to_low(c, ny(s), dy, dyl);
+    to_low(c, nw(s), w, wl);
+    DNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, wl, p->y, dyl, p->conv, p->bwd_data,
+                                           ws, p->ws_data, &zero, p->x, dxl));
+    from_low(c, nx(s), dxl, dx, 1);
+}
+
+static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
+                              float *dw, float *db)
+{
+    CuImpl *c = cu_impl(be);
+    Plan *p = plan_get(c, s);
+    const float one = 1.0f, zero = 0.0f;
+    if (dw) {
+        void *ws = workspace(c, p->ws_filter);
+        if (!c->precision) {
+            DNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, x, p->y, dy, p->conv,
+                                                     p->bwd_filter, ws, p->ws_filter, &one, p->w, dw));
+        } else {
+            void *xl, *dyl, *dwl;
+            cast_regions(c, nx(s), ny(s), nw(s), &xl, &dyl, &dwl);
+            to_low(c, nx(s), x, xl);
+            to_low(c, ny(s), dy, dyl);
+            DNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, xl, p->y, dyl, p->conv,
+                                                     p->bwd_filter, ws, p->ws_filter, &zero, p->w, dwl));
+            from_low(c, nw(s), dwl, dw, 1);
+        }
+    }
+    if (db) DNN_CHECK(cudnnConvolutionBackwardBias(c->dnn, &one, p->y32, dy, &one, p->bias, db));
+}
+
+void cu_conv_destroy(CuImpl *c)
+{
+    CuConvCache *cc = c->conv;
+    if (!cc) return;
+    for (int i = 0; i < cc->n; i++) {
+        Plan *p = &cc->plans[i];
+        cudnnDestroyTensorDescriptor(p->x);
+        cudnnDestroyTensorDescriptor(p->y);
+        cudnnDestroyTensorDescriptor(p->y32);
+        cudnnDestroyTensorDescriptor(p->bias);
+        cudnnDestroyFilterDescriptor(p->w);
+        cudnnDestroyConvolutionDescriptor(p->conv);
+    }
+    free(cc->plans);
+    free(cc);
+    c->conv = NULL;
+}
+
+/* ---- linear: row-major y [n,out] = x [n,in] w^T, as column-major y^T = w^T' x^T ---- */
+
+/* y[r, o] += b[o] */
+__global__ static void k_add_rows(int64_t n, int out, const float *b, float *y)
+{
+    CU_FOR(i, n * out) y[i] += b[i % out];
+}
+
+/* db[o] += sum over rows of dy[r, o], in double, rows in order. */
+__global__ static void k_col_sums(int n, int out, const float *dy, float *db)
+{
+    CU_FOR(o, out) {
+        double acc = 0;
+        for (int r = 0; r < n; r++) acc += dy[(int64_t)r * out + o];
+        db[o] += (float)acc;
+    }
+}
+
+/* C (col-major m x k result, ldc) (= beta C +) op(A) op(B) with A, B fp32 or cast to low precision. */
+static void gemm(CuImpl *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                 const float *a, int lda, int64_t na, const float *b, int ldb, int64_t nb,
+                 float beta, float *out, int ldc)
+{
+    const float one = 1.0f;
+    if (!c->precision) {
+        BLAS_CHECK(cublasSgemm(c->blas, ta, tb, m, n, k, &one, a, lda, b, ldb, &beta, out, ldc));
+        return;
+    }
+    void *al, *bl, *unused;
+    cast_regions(c, na, nb, 0, &al, &bl, &unused);
+    to_low(c, na, a, al);
+    to_low(c, nb, b, bl);
+    cudaDataType_t t = c->precision == 1 ? CUDA_R_16F : CUDA_R_16BF;
+    BLAS_CHECK(cublasGemmEx(c->blas, ta, tb, m, n, k, &one, al, t, lda, bl, t, ldb, &beta, out,
+                            CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, const float *w,
+                       const float *b, float *y)
+{
+    CuImpl *c = cu_impl(be);
+    gemm(c, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, w, in, (int64_t)out * in, x, in, (int64_t)n * in,
+         0.0f, y, out);
+    if (b) {
+        k_add_rows<<<cu_blocks((int64_t)n * out), CU_THREADS, 0, c->stream>>>((int64_t)n, out, b, y);
+        CU_LAUNCHED();
+    }
+}
+
+static void linear_bwd(NnBackend *be, int n, int in, int out, const float *dy, const float *x,
+                       const float *w, float *dx, float *dw, float *db)
+{
+    CuImpl *c = cu_impl(be);
+    if (dx)   /* dx^T [in,n] += w^T [in,out] dy^T [out,n] */
+        gemm(c, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, w, in, (int64_t)out * in, dy, out,
+             (int64_t)n * out, 1.0f, dx, in);
+    if (dw)   /* dw^T [in,out] += x^T [in,n] dy [n,out] */
+        gemm(c, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x, in, (int64_t)n * in, dy, out,
+             (int64_t)n * out, 1.0f, dw, in);
+    if (db) {
+        k_col_sums<<<cu_blocks(out), CU_THREADS, 0, c->stream>>>(n, out, dy, db);
+        CU_LAUNCHED();
+    }
+}
+
+void cu_conv_init(NnBackend *be)
+{
+    cu_impl(be)->conv = (CuConvCache *)dd_calloc(1, sizeof(CuConvCache));
+    be->conv2d_fwd = conv2d_fwd;
+    be->conv2d_bwd_data = conv2d_bwd_data;
+    be->conv2d_bwd_filter = conv2d_bwd_filter;
+    be->linear_fwd = linear_fwd;
+    be->linear_bwd = linear_bwd;
+}

@@ -1,0 +1,54 @@
+/* state.c - the context's device-facing extras: precision of conv/linear, optimizer state
+ * memory and the optimizer's per-element updates dispatched to the backend (kept apart from
+ * context.c so optim.c can run on any device without seeing the backend table). */
+#include "libcommon/nn/nn_impl.h"
+
+static int no_kernel(const Nn *nn, const char *what)
+{
+    return dd_err_device("nn: backend %s has no %s", nn->be->name, what);
+}
+
+int nn_set_precision(Nn *nn, NnPrecision p)
+{
+    if (!nn->be->set_precision) {
+        if (p == NN_FP32) return 0;
+        return no_kernel(nn, "mixed precision (fp32 only)");
+    }
+    return nn->be->set_precision(nn->be, (int)p);
+}
+
+float *nn_state_alloc(Nn *nn, size_t n)
+{
+    float *p = nn->be->alloc(nn->be, (n ? n : 1) * sizeof(float));
+    if (!p) dd_err_code(DD_EXIT_DEVICE);
+    return p;
+}
+
+void nn_state_free(Nn *nn, float *p)
+{
+    if (p) nn->be->free(nn->be, p);
+}
+
+int nn_optim_sgd(Nn *nn, int64_t n, float *p, const float *g, float *buf, float lr, float mom,
+                 float wd, int nesterov)
+{
+    if (!nn->be->sgd_step) return no_kernel(nn, "SGD kernel");
+    nn->be->sgd_step(nn->be, n, p, g, buf, lr, mom, wd, nesterov);
+    return 0;
+}
+
+int nn_optim_adam(Nn *nn, int64_t n, float *p, const float *g, float *m, float *v, float b1,
+                  float omb1, float b2, float omb2, float step_size, float bc2s, float eps,
+                  float wd, float decay)
+{
+    if (!nn->be->adam_step) return no_kernel(nn, "Adam kernel");
+    nn->be->adam_step(nn->be, n, p, g, m, v, b1, omb1, b2, omb2, step_size, bc2s, eps, wd, decay);
+    return 0;
+}
+
+int nn_optim_clamp(Nn *nn, int64_t n, float lo, float hi, float *p)
+{
+    if (!nn->be->clamp) return no_kernel(nn, "clamp kernel");
+    nn->be->clamp(nn->be, n, lo, hi, p);
+    return 0;
+}

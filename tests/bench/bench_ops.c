@@ -1,0 +1,121 @@
+/* bench_ops.c - convolution micro-benchmark: forward and backward-to-input (the two passes of the
+ * recover step, whose teacher is frozen) of the CPU backend's conv kernels on representative shapes
+ * (MobileNetV2 / ShuffleNetV2 depthwise 3x3, grouped, ResNet-18's 3x3 convs at 32/16/8/4 px),
+ * beside the PyTorch peer (tests/bench/torch_ops_peer.py, run through $PYTHON, default
+ * /usr/bin/python3) timing the same shapes in the same run. Times are the minimum over ITERS
+ * iterations after one warm-up (the machine is shared: the minimum is the least noisy).
+ * usage: bench_ops [THREADS [ITERS]]   (run from the repository root)
+ * prints per shape and pass: bench conv NAME PASS: ours A ms, peer B ms, ratio B/A */
+#include "libcommon/base/base.h"
+#include "libcommon/nn/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int n, cin, h, w, cout, k, stride, pad, groups;
+} OpCase;
+
+static const OpCase CASES[] = {
+    {"dw3x3-s1-96x16", 100, 96, 16, 16, 96, 3, 1, 1, 96},
+    {"dw3x3-s2-96x16", 100, 96, 16, 16, 96, 3, 2, 1, 96},
+    {"dw3x3-s1-144x8", 100, 144, 8, 8, 144, 3, 1, 1, 144},
+    {"dw3x3-s2-144x8", 100, 144, 8, 8, 144, 3, 2, 1, 144},
+    {"dw5x5-s1-240x8", 100, 240, 8, 8, 240, 5, 1, 2, 240},
+    {"group4-3x3-128x16", 100, 128, 16, 16, 128, 3, 1, 1, 4},
+    {"group3-1x1-240x8", 100, 240, 8, 8, 240, 1, 1, 0, 3},
+    {"r18-3x3-64x32", 100, 64, 32, 32, 64, 3, 1, 1, 1},
+    {"r18-3x3-128x16", 100, 128, 16, 16, 128, 3, 1, 1, 1},
+    {"r18-3x3-256x8", 100, 256, 8, 8, 256, 3, 1, 1, 1},
+    {"r18-3x3-512x4", 100, 512, 4, 4, 512, 3, 1, 1, 1},
+};
+enum { NCASES = sizeof CASES / sizeof CASES[0] };
+
+static float *random_buf(DdRng *r, size_t n)
+{
+    float *p = dd_malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)dd_rng_uniform(r) - 0.5f;
+    return p;
+}
+
+/* Minimum ms over iters runs of one pass (after a warm-up run). */
+static double best_ms(NnBackend *be, const NnConvShape *s, int bwd, const float *x, const float *w,
+                      float *y, int iters)
+{
+    double best = 1e30;
+    for (int i = 0; i <= iters; i++) {
+        double t0 = dd_now();
+        if (bwd) be->conv2d_bwd_data(be, s, y, w, (float *)x);
+        else be->conv2d_fwd(be, s, x, w, NULL, y);
+        double dt = (dd_now() - t0) * 1e3;
+        if (i > 0 && dt < best) best = dt;
+    }
+    return best;
+}
+
+/* Runs the peer over every case; fills peer[2*i + pass] (ms) or leaves -1 where it gave nothing. */
+static void run_peer(int threads, int iters, double *peer)
+{
+    const char *py = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
+    char cmd[4096];
+    int len = snprintf(cmd, sizeof cmd, "%s tests/bench/torch_ops_peer.py --threads %d --iters %d",
+                       py, threads, iters);
+    for (int i = 0; i < NCASES && len > 0 && (size_t)len < sizeof cmd; i++) {
+        const OpCase *c = &CASES[i];
+        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s:%d,%d,%d,%d,%d,%d,%d,%d,%d",
+                        c->name, c->n, c->cin, c->h, c->w, c->cout, c->k, c->stride, c->pad,
+                        c->groups);
+    }
+    if (len <= 0 || (size_t)len >= sizeof cmd) return;
+    FILE *f = popen(cmd, "r");
+    if (!f) return;
+    char name[64];
+    double fwd, bwd;
+    while (fscanf(f, "%63s %lf %lf", name, &fwd, &bwd) == 3)
+        for (int i = 0; i < NCASES; i++)
+            if (!strcmp(name, CASES[i].name)) {
+                peer[2 * i] = fwd;
+                peer[2 * i + 1] = bwd;
+            }
+    pclose(f);
+}
+
+int main(int argc, char **argv)
+{
+    dd_prog_init(argv[0]);
+    if (argc > 3) dd_die(2, "usage: bench_ops [THREADS [ITERS]]");
+    int threads = argc > 1 ? (int)dd_opt_long("THREADS", argv[1], 1, 1024) : 2;
+    int iters = argc > 2 ? (int)dd_opt_long("ITERS", argv[2], 1, 100000) : 10;
+    double ours[2 * NCASES], peer[2 * NCASES];
+    NnBackend *be = nn_cpu_backend_new(threads);
+    DdRng r;
+    dd_rng_init(&r, 0, 3, 0);
+    for (int i = 0; i < NCASES; i++) {
+        const OpCase *c = &CASES[i];
+        int oh = (c->h + 2 * c->pad - c->k) / c->stride + 1;
+        int ow = (c->w + 2 * c->pad - c->k) / c->stride + 1;
+        NnConvShape s = {c->n,  c->cin, c->h, c->w,      c->cout, c->k, c->k,
+                         oh,    ow,     c->stride, c->pad, 1,       c->groups};
+        size_t nx = (size_t)c->n * c->cin * c->h * c->w, ny = (size_t)c->n * c->cout * oh * ow;
+        size_t nw = (size_t)c->cout * (c->cin / c->groups) * c->k * c->k;
+        float *x = random_buf(&r, nx), *w = random_buf(&r, nw), *y = random_buf(&r, ny);
+        ours[2 * i] = best_ms(be, &s, 0, x, w, y, iters);
+        ours[2 * i + 1] = best_ms(be, &s, 1, x, w, y, iters);
+        free(x);
+        free(w);
+        free(y);
+        peer[2 * i] = peer[2 * i + 1] = -1;
+    }
+    be->destroy(be);
+    run_peer(threads, iters, peer);
+    for (int i = 0; i < 2 * NCASES; i++) {
+        const char *pass = i % 2 ? "bwd-data" : "fwd";
+        if (peer[i] < 0)
+            printf("bench conv %s %s: ours %.3f ms, peer NA\n", CASES[i / 2].name, pass, ours[i]);
+        else
+            printf("bench conv %s %s: ours %.3f ms, peer %.3f ms, ratio %.2f\n", CASES[i / 2].name,
+                   pass, ours[i], peer[i], peer[i] / ours[i]);
+    }
+    return 0;
+}

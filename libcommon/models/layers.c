@@ -3,6 +3,7 @@
 #include "libcommon/models/layers.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ Model *model_alloc(Nn *nn, int in_channels, int num_classes, int input_size, uin
     m->num_classes = num_classes;
     m->input_size = input_size;
     m->seed = seed;
+    m->min_input = 1;
     m->mean = dd_malloc((size_t)in_channels * sizeof(float));
     m->std = dd_malloc((size_t)in_channels * sizeof(float));
     for (int c = 0; c < in_channels; c++) {
@@ -74,8 +76,20 @@ void model_add_conv(Model *m, const char *prefix, int cout, int cin, int k, int 
     double fan_in = (double)cin * k * k, fan_out = (double)cout * k * k;
     NnParam *w = add_param(m, prefix, "weight", NN_PARAM, 4, ws, 1);
     if (init == INIT_KAIMING_OUT) init_param(m, w, 1, sqrt(2.0 / fan_out));
+    else if (init == INIT_KAIMING_IN) init_param(m, w, 1, sqrt(2.0 / fan_in));
     else init_param(m, w, 0, 1.0 / sqrt(fan_in));
-    if (bias) init_param(m, add_param(m, prefix, "bias", NN_PARAM, 1, bs, 0), 0, 1.0 / sqrt(fan_in));
+    if (!bias) return;
+    NnParam *b = add_param(m, prefix, "bias", NN_PARAM, 1, bs, 0);
+    if (init == INIT_TORCH_DEFAULT) init_param(m, b, 0, 1.0 / sqrt(fan_in)); /* Kaiming inits: bias 0 */
+}
+
+void model_add_conv_bn(Model *m, const char *prefix, int cout, int cin, int k, int groups, ModelInit init)
+{
+    char p[sizeof ((NnParam *)0)->name];
+    snprintf(p, sizeof p, "%s0.", prefix);
+    model_add_conv(m, p, cout, cin / groups, k, 0, init);
+    snprintf(p, sizeof p, "%s1.", prefix);
+    model_add_bn(m, p, cout);
 }
 
 void model_add_bn(Model *m, const char *prefix, int c)
@@ -87,17 +101,34 @@ void model_add_bn(Model *m, const char *prefix, int c)
     fill_param(m, add_param(m, prefix, "running_var", NN_BUFFER, 1, s, 0), 1.0f);
 }
 
-void model_add_linear(Model *m, const char *prefix, int out, int in)
+void model_add_linear_init(Model *m, const char *prefix, int out, int in, ModelLinearInit init)
 {
     int64_t ws[2] = {out, in}, bs[1] = {out};
-    init_param(m, add_param(m, prefix, "weight", NN_PARAM, 2, ws, 1), 0, 1.0 / sqrt((double)in));
-    init_param(m, add_param(m, prefix, "bias", NN_PARAM, 1, bs, 0), 0, 1.0 / sqrt((double)in));
+    NnParam *w = add_param(m, prefix, "weight", NN_PARAM, 2, ws, 1);
+    if (init == LINEAR_NORMAL_001) init_param(m, w, 1, 0.01);
+    else if (init == LINEAR_UNIFORM_OUT) init_param(m, w, 0, 1.0 / sqrt((double)out));
+    else init_param(m, w, 0, 1.0 / sqrt((double)in));
+    NnParam *b = add_param(m, prefix, "bias", NN_PARAM, 1, bs, 0);
+    if (init == LINEAR_TORCH_DEFAULT) init_param(m, b, 0, 1.0 / sqrt((double)in));
+}
+
+void model_add_linear(Model *m, const char *prefix, int out, int in)
+{
+    model_add_linear_init(m, prefix, out, in, LINEAR_TORCH_DEFAULT);
+}
+
+/* The cursor's current param, not consumed. */
+static NnVar *peek(const ModelCursor *c)
+{
+    if (c->i >= c->m->nparams) dd_die(1, "model %s: forward asks for more params than it has", c->m->arch);
+    return &c->m->params[c->i]->var;
 }
 
 static NnVar *next(ModelCursor *c)
 {
-    if (c->i >= c->m->nparams) dd_die(1, "model %s: forward asks for more params than it has", c->m->arch);
-    return &c->m->params[c->i++]->var;
+    NnVar *v = peek(c);
+    c->i++;
+    return v;
 }
 
 NnVar *layer_conv(Nn *nn, ModelCursor *c, NnVar *x, int stride, int pad, int bias)
@@ -105,6 +136,19 @@ NnVar *layer_conv(Nn *nn, ModelCursor *c, NnVar *x, int stride, int pad, int bia
     NnVar *w = next(c);
     NnVar *b = bias ? next(c) : NULL;
     return nn_conv2d(nn, x, w, b, stride, pad, 1, 1);
+}
+
+NnVar *layer_conv_groups(Nn *nn, ModelCursor *c, NnVar *x, int stride, int pad, int groups, int bias)
+{
+    NnVar *w = next(c);
+    NnVar *b = bias ? next(c) : NULL;
+    return nn_conv2d(nn, x, w, b, stride, pad, 1, groups);
+}
+
+NnVar *layer_conv_bn(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training)
+{
+    int k = (int)peek(c)->v.shape[2];
+    return layer_bn(nn, c, layer_conv_groups(nn, c, x, stride, (k - 1) / 2, groups, 0), training);
 }
 
 NnVar *layer_bn(Nn *nn, ModelCursor *c, NnVar *x, int training)

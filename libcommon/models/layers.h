@@ -9,18 +9,36 @@
 
 #include "libcommon/models/model.h"
 
-/* Conv initialisations: torchvision's ResNet (kaiming_normal_, fan_out, relu) or PyTorch's
- * default for nn.Conv2d (kaiming_uniform_(a=sqrt(5)): U(+-1/sqrt(fan_in)), bias likewise). */
-typedef enum { INIT_KAIMING_OUT = 0, INIT_TORCH_DEFAULT = 1 } ModelInit;
+/* Conv initialisations: torchvision's ResNet / MobileNet / EfficientNet / VGG (kaiming_normal_,
+ * fan_out, gain sqrt(2); bias 0), DenseNet's (kaiming_normal_, fan_in, gain sqrt(2)), or PyTorch's
+ * default for nn.Conv2d (kaiming_uniform_(a=sqrt(5)): U(+-1/sqrt(fan_in)), bias likewise). Fans
+ * count the weight's own dims: cin per group x k x k in, cout x k x k out, as PyTorch's. */
+typedef enum { INIT_KAIMING_OUT = 0, INIT_TORCH_DEFAULT = 1, INIT_KAIMING_IN = 2 } ModelInit;
+
+/* Linear initialisations: PyTorch's default (U(+-1/sqrt(in)) weight and bias); the same weight
+ * with bias 0 (DenseNet); N(0, 0.01) weight, bias 0 (MobileNetV2, VGG); U(+-1/sqrt(out)) weight,
+ * bias 0 (EfficientNet). */
+typedef enum {
+    LINEAR_TORCH_DEFAULT = 0,
+    LINEAR_ZERO_BIAS = 1,
+    LINEAR_NORMAL_001 = 2,
+    LINEAR_UNIFORM_OUT = 3
+} ModelLinearInit;
 
 /* An empty model (no params) with default mean/std for in_channels. */
 Model *model_alloc(Nn *nn, int in_channels, int num_classes, int input_size, uint64_t seed);
-/* Appends "<prefix>weight" [cout,cin,k,k] (+ "<prefix>bias" [cout] when bias). */
+/* Appends "<prefix>weight" [cout,cin,k,k] (+ "<prefix>bias" [cout] when bias); cin is the
+ * weight's dim 1, i.e. the input channels per group of a grouped convolution. */
 void model_add_conv(Model *m, const char *prefix, int cout, int cin, int k, int bias, ModelInit init);
+/* torchvision's Conv2dNormActivation without bias: "<prefix>0.weight" [cout,cin/groups,k,k] and
+ * the BN "<prefix>1.*" [cout]. */
+void model_add_conv_bn(Model *m, const char *prefix, int cout, int cin, int k, int groups, ModelInit init);
 /* Appends "<prefix>weight", "bias", "running_mean", "running_var" [c]. */
 void model_add_bn(Model *m, const char *prefix, int c);
 /* Appends "<prefix>weight" [out,in], "<prefix>bias" [out] with PyTorch's default init. */
 void model_add_linear(Model *m, const char *prefix, int out, int in);
+/* The same with the given initialisation. */
+void model_add_linear_init(Model *m, const char *prefix, int out, int in, ModelLinearInit init);
 
 typedef struct {
     Model *m;
@@ -28,13 +46,27 @@ typedef struct {
 } ModelCursor;
 
 NnVar *layer_conv(Nn *nn, ModelCursor *c, NnVar *x, int stride, int pad, int bias);
+/* A convolution with `groups` groups (groups = channels: depthwise). */
+NnVar *layer_conv_groups(Nn *nn, ModelCursor *c, NnVar *x, int stride, int pad, int groups, int bias);
+/* Conv2dNormActivation's conv (padding (k-1)/2, no bias, k from the weight) then BN, no activation. */
+NnVar *layer_conv_bn(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training);
 NnVar *layer_bn(Nn *nn, ModelCursor *c, NnVar *x, int training);
 NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x);
 /* Dies unless the cursor consumed every param. */
 void cursor_end(const ModelCursor *c);
 
-/* Architecture builders (convnet.c, resnet.c): add the params and set m->net. */
+/* Architecture builders (convnet.c, resnet.c, mobilenet.c, shufflenet.c, densenet.c,
+ * efficientnet.c, vgg.c, alexnet.c): add the params, set m->net and m->min_input. */
 void convnet_build(Model *m, int depth, int width);
-void resnet_build(Model *m, const int blocks[4], int bottleneck, ModelStem stem);
+/* width_per_group: 64 (resnets), 128 (wide_resnet50_2); bottleneck blocks only use it. */
+void resnet_build(Model *m, const int blocks[4], int bottleneck, int width_per_group, ModelStem stem);
+void mobilenet_v2_build(Model *m, ModelStem stem);
+/* channels: the stem's, stage2..4's and conv5's output channels (torchvision's stages_out_channels). */
+void shufflenet_v2_build(Model *m, const int channels[5], ModelStem stem);
+/* blocks: dense layers per block (121: 6,12,24,16); growth rate 32, 64 stem channels, bn_size 4. */
+void densenet_build(Model *m, const int blocks[4], ModelStem stem);
+void efficientnet_b0_build(Model *m, ModelStem stem);
+void vgg11_bn_build(Model *m);
+void alexnet_build(Model *m);
 
 #endif

@@ -14,6 +14,16 @@
  *   resnet18/34/50/101  torchvision's ResNets (BasicBlock / Bottleneck); the imagenet stem (7x7 s2
  *                       conv, BN, ReLU, maxpool 3x3 s2) unless the name ends in "m" or carries
  *                       ":stem=small" (3x3 s1 p1 conv, no maxpool: the CIFAR / Tiny-ImageNet teachers).
+ *   wide_resnet50_2     resnet50 with 128 channels per bottleneck group; stems as the resnets.
+ *   mobilenet_v2, shufflenet_v2_x0_5, shufflenet_v2_x1_0, densenet121, densenet169, densenet201,
+ *   efficientnet_b0     torchvision's; the small stem ("m" suffix or ":stem=small") is
+ *                       shared/bench/torch_recover_peer.py's small_stem(): the first conv 3x3 s1 p1,
+ *                       no stem pooling (shufflenet's maxpool, densenet's pool0).
+ *   vgg11_bn, alexnet   torchvision's, imagenet layout only (no small variant): inputs of at least
+ *                       32 (vgg11_bn) / 63 (alexnet) pixels, adaptive pooling handles the rest.
+ * Options after ':' (comma-separated): stem=small|imagenet; width=W (convnets); dropout=P
+ * (classifier dropout of mobilenet_v2, efficientnet_b0, vgg11_bn, alexnet in training mode);
+ * stochastic_depth=P (efficientnet_b0's stochastic_depth_prob, the last block's; default 0.2).
  *
  * Ownership: model_create / model_load return a Model the caller frees with model_free (which
  * frees its params through the Nn context they were made in; free the model before the context).
@@ -45,14 +55,19 @@ struct Model {
     /* architecture details, read by the forward code */
     NnVar *(*net)(Model *m, Nn *nn, NnVar *x, int training);
     int depth, width;          /* convnet */
-    ModelStem stem;            /* resnets */
-    int bottleneck, blocks[4]; /* resnets */
+    ModelStem stem;            /* every net with a small variant */
+    int bottleneck, blocks[4]; /* resnets; blocks: densenets' layers per dense block too */
+    int width_per_group;       /* resnets: 64, wide_resnet50_2: 128 */
+    float dropout;             /* classifier dropout probability, live in training mode */
+    float stochastic_depth;    /* efficientnet: stochastic_depth_prob, live in training mode */
+    int min_input;             /* smallest input side the layers accept (1 for most nets) */
 };
 
 /* Builds `name` (see above) for in_channels x input_size x input_size inputs and num_classes
- * outputs, initialised as PyTorch does (torchvision's Kaiming-normal fan_out convolutions for
- * ResNets, PyTorch's default uniform layers for the ConvNet and every Linear, BN weight 1 bias 0,
- * running stats 0 / 1), drawn from dd_rng keyed by `seed`. mean/std default to the dataset's of
+ * outputs, initialised as PyTorch / torchvision do for that architecture (e.g. Kaiming-normal
+ * fan_out convolutions for ResNets, PyTorch's default uniform layers for the ConvNet, AlexNet and
+ * ShuffleNet; each net's own Linear init; BN weight 1 bias 0, running stats 0 / 1; a small stem's
+ * conv takes the architecture's conv init), drawn from dd_rng keyed by `seed`. mean/std default to the dataset's of
  * method.md section 0 by channel count (1: Fashion-MNIST, 3: ImageNet); see model_set_norm.
  * Parameters require gradients; buffers do not. */
 Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, int input_size,
@@ -69,13 +84,15 @@ int64_t model_param_count(const Model *m);
 NnParam *model_find(const Model *m, const char *name);
 
 /* 0 when the model accepts [C,H,W] images (channel count; ConvNet: the spatial size its head was
- * made for, up to avgpool's flooring); -1 with dd_err naming both shapes otherwise. */
+ * made for, up to avgpool's flooring; others: at least m->min_input per side); -1 with dd_err
+ * naming both shapes otherwise. */
 int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w);
 
 /* x: pixels [N, in_channels, H, W] (checked by model_check_input's rules; a mismatch dies as a
  * programming error). Normalizes, runs the network and returns logits [N, num_classes].
- * training = 1: BN uses batch statistics and updates the running ones (evaltrain, relabel's BSSL);
- * 0: running statistics (recover, scoring). When the context collects BN statistics
+ * training = 1: BN uses batch statistics and updates the running ones (evaltrain, relabel's BSSL),
+ * dropout and stochastic depth are live, drawn from the context's rng (nn_set_rng);
+ * 0: running statistics, dropout and stochastic depth are the identity (recover, scoring). When the context collects BN statistics
  * (nn_bn_collect) every BN layer appends its distance, in module order. */
 NnVar *model_forward(Model *m, Nn *nn, NnVar *x, int training);
 

@@ -1,5 +1,6 @@
 /* resnet.c - torchvision's ResNet (v1.5: a Bottleneck strides in its 3x3 conv) with BasicBlock
- * (resnet18/34) or Bottleneck (resnet50/101), the imagenet stem (7x7 s2 p3 conv, BN, ReLU,
+ * (resnet18/34) or Bottleneck (resnet50/101; wide_resnet50_2: width_per_group 128, i.e. twice the
+ * channels inside each bottleneck), the imagenet stem (7x7 s2 p3 conv, BN, ReLU,
  * maxpool 3x3 s2 p1) or the small stem of the CIFAR / Tiny-ImageNet teachers (3x3 s1 p1 conv,
  * BN, ReLU, no maxpool). Names and shapes are torchvision's state_dict; any channel and class
  * count. Convolutions have no bias. */
@@ -60,11 +61,12 @@ static void block_conv_bn(Model *m, int l, int b, int i, int cout, int cin, int 
     model_add_bn(m, p, cout);
 }
 
-void resnet_build(Model *m, const int blocks[4], int bottleneck, ModelStem stem)
+void resnet_build(Model *m, const int blocks[4], int bottleneck, int width_per_group, ModelStem stem)
 {
     int expansion = bottleneck ? 4 : 1, inplanes = 64;
     m->stem = stem;
     m->bottleneck = bottleneck;
+    m->width_per_group = width_per_group;
     for (int l = 0; l < 4; l++) m->blocks[l] = blocks[l];
     model_add_conv(m, "conv1.", 64, m->in_channels, stem == MODEL_STEM_IMAGENET ? 7 : 3, 0,
                    INIT_KAIMING_OUT);
@@ -73,9 +75,10 @@ void resnet_build(Model *m, const int blocks[4], int bottleneck, ModelStem stem)
         int planes = PLANES[l];
         for (int b = 0; b < blocks[l]; b++) {
             if (bottleneck) {
-                block_conv_bn(m, l, b, 1, planes, inplanes, 1);
-                block_conv_bn(m, l, b, 2, planes, planes, 3);
-                block_conv_bn(m, l, b, 3, planes * 4, planes, 1);
+                int width = planes * width_per_group / 64;
+                block_conv_bn(m, l, b, 1, width, inplanes, 1);
+                block_conv_bn(m, l, b, 2, width, width, 3);
+                block_conv_bn(m, l, b, 3, planes * 4, width, 1);
             } else {
                 block_conv_bn(m, l, b, 1, planes, inplanes, 3);
                 block_conv_bn(m, l, b, 2, planes, planes, 3);

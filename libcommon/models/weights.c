@@ -178,16 +178,71 @@ static const Tensor *shape_of(const Safetensors *st, const char *key, int ndim)
     return e && e->t.ndim == ndim ? &e->t : NULL;
 }
 
+/* Counts the keys printf(fmt, i) for i = first, first+1, ... present in st. */
+static int count_keys(const Safetensors *st, const char *fmt, int first)
+{
+    char key[128];
+    int n = 0;
+    for (;;) {
+        snprintf(key, sizeof key, fmt, first + n);
+        if (!find_key(st, key)) return n;
+        n++;
+    }
+}
+
+/* The zoo's torchvision nets other than ResNets, from their characteristic names: densenets (the
+ * stem from conv0's kernel, the depth from the last two blocks), shufflenets (the width from
+ * stage2's branch), mobilenet_v2, efficientnet_b0, vgg11_bn, alexnet. MobileNet, ShuffleNet and
+ * EfficientNet stems differ only in stride, not in shape: without "arch" metadata they load with
+ * torchvision's (imagenet) stem. Returns 0, 1 when the names fit none of these nets, or -1 with
+ * dd_err for torchvision-style names of a net not in the zoo. */
+static int describe_torchvision(const Safetensors *st, const char *path, Described *d)
+{
+    const Tensor *first, *head;
+    char name[32] = "";
+    int small = 0;
+    if ((first = shape_of(st, "features.conv0.weight", 4)) && (head = shape_of(st, "classifier.weight", 2))) {
+        int b3 = count_keys(st, "features.denseblock3.denselayer%d.conv1.weight", 1);
+        int b4 = count_keys(st, "features.denseblock4.denselayer%d.conv1.weight", 1);
+        snprintf(name, sizeof name, "%s", b3 == 24 && b4 == 16 ? "densenet121" : b3 == 32 && b4 == 32
+                 ? "densenet169" : b3 == 48 && b4 == 32 ? "densenet201" : "");
+        small = first->shape[2] == 3;
+    } else if ((first = shape_of(st, "conv1.0.weight", 4)) && (head = shape_of(st, "fc.weight", 2))) {
+        const Tensor *b = shape_of(st, "stage2.0.branch2.0.weight", 4);
+        int64_t bf = b ? b->shape[0] : 0;
+        snprintf(name, sizeof name, "%s", bf == 24 ? "shufflenet_v2_x0_5" : bf == 58 ? "shufflenet_v2_x1_0" : "");
+    } else if ((first = shape_of(st, "features.0.0.weight", 4)) && (head = shape_of(st, "classifier.1.weight", 2))) {
+        if (find_key(st, "features.18.0.weight") && find_key(st, "features.1.conv.0.0.weight"))
+            snprintf(name, sizeof name, "mobilenet_v2");
+        else if (find_key(st, "features.1.0.block.1.fc1.weight"))
+            snprintf(name, sizeof name, "efficientnet_b0");
+    } else if ((first = shape_of(st, "features.0.weight", 4)) && (head = shape_of(st, "classifier.6.weight", 2))) {
+        if (find_key(st, "features.1.running_mean") && first->shape[2] == 3) snprintf(name, sizeof name, "vgg11_bn");
+        else if (first->shape[2] == 11) snprintf(name, sizeof name, "alexnet");
+    } else {
+        return 1;
+    }
+    if (!name[0]) return dd_err("%s: torchvision-style names of a net that is not in the zoo", path);
+    snprintf(d->arch, sizeof d->arch, "%s%s", name, small ? "m" : "");
+    d->in_channels = (int)first->shape[1];
+    d->num_classes = (int)head->shape[0];
+    d->input_size = small ? 32 : 224;
+    return 0;
+}
+
 /* The architecture from tensor names and shapes alone (files converted without metadata). */
 static int describe_from_shapes(const Safetensors *st, const char *path, Described *d)
 {
     char key[64];
     const Tensor *t;
     if ((t = shape_of(st, "conv1.weight", 4))) {
-        static const struct { const char *name; int blocks[4], bottleneck; } known[] = {
-            {"resnet18", {2, 2, 2, 2}, 0}, {"resnet34", {3, 4, 6, 3}, 0},
-            {"resnet50", {3, 4, 6, 3}, 1}, {"resnet101", {3, 4, 23, 3}, 1}};
+        static const struct { const char *name; int blocks[4], bottleneck, width; } known[] = {
+            {"resnet18", {2, 2, 2, 2}, 0, 64}, {"resnet34", {3, 4, 6, 3}, 0, 64},
+            {"resnet50", {3, 4, 6, 3}, 1, 64}, {"resnet101", {3, 4, 23, 3}, 1, 64},
+            {"wide_resnet50_2", {3, 4, 6, 3}, 1, 128}};
         int blocks[4], bottleneck = find_key(st, "layer1.0.conv3.weight") != NULL;
+        const Tensor *c1 = shape_of(st, "layer1.0.conv1.weight", 4);
+        int width = bottleneck && c1 ? (int)c1->shape[0] : 64;
         for (int l = 0; l < 4; l++) {
             blocks[l] = 0;
             for (;;) {
@@ -203,13 +258,16 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
         if (!fc) return dd_err("%s: ResNet weights without a 2-d fc.weight", path);
         d->num_classes = (int)fc->shape[0];
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-            if (!memcmp(known[i].blocks, blocks, sizeof blocks) && known[i].bottleneck == bottleneck) {
+            if (!memcmp(known[i].blocks, blocks, sizeof blocks) && known[i].bottleneck == bottleneck
+                && known[i].width == width) {
                 snprintf(d->arch, sizeof d->arch, "%s%s", known[i].name, small ? "m" : "");
                 return 0;
             }
         return dd_err("%s: ResNet with blocks %d,%d,%d,%d (%s) is not in the zoo", path, blocks[0],
                       blocks[1], blocks[2], blocks[3], bottleneck ? "bottleneck" : "basic");
     }
+    int rc = describe_torchvision(st, path, d);
+    if (rc <= 0) return rc;
     if ((t = shape_of(st, "0.weight", 4)) && find_key(st, "1.running_mean")) {
         int depth = 0;
         for (;;) {
@@ -239,8 +297,8 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
         else snprintf(d->arch, sizeof d->arch, "convnet%d:width=%d", depth, width);
         return 0;
     }
-    return dd_err("%s: no \"arch\" metadata and neither conv1.weight (ResNet) nor 0.weight (ConvNet): "
-                  "cannot tell the architecture", path);
+    return dd_err("%s: no \"arch\" metadata and the names fit no architecture of the zoo (conv1.weight: "
+                  "ResNet, 0.weight: ConvNet, man 7 ddpipe-models): cannot tell the architecture", path);
 }
 
 static const char *meta_str(const Safetensors *st, const char *key)

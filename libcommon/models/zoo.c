@@ -3,29 +3,58 @@
 #include "libcommon/models/layers.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+typedef enum {
+    FAMILY_RESNET,
+    FAMILY_MOBILENET_V2,
+    FAMILY_SHUFFLENET_V2,
+    FAMILY_DENSENET,
+    FAMILY_EFFICIENTNET_B0,
+    FAMILY_VGG11_BN,
+    FAMILY_ALEXNET
+} ZooFamily;
+
+/* A named torchvision architecture. */
 typedef struct {
     const char *name;
-    int blocks[4];
-    int bottleneck;
-} ResnetSpec;
+    ZooFamily family;
+    int cfg[5];           /* resnets, densenets: blocks per stage; shufflenets: stage channels */
+    int bottleneck;       /* resnets */
+    int width_per_group;  /* resnets */
+    int small;            /* 1: has the small stem ("m" suffix, stem=small) */
+    float dropout;        /* torchvision's classifier dropout; < 0: the net has none */
+} ZooArch;
 
-static const ResnetSpec RESNETS[] = {
-    {"resnet18", {2, 2, 2, 2}, 0},
-    {"resnet34", {3, 4, 6, 3}, 0},
-    {"resnet50", {3, 4, 6, 3}, 1},
-    {"resnet101", {3, 4, 23, 3}, 1},
+static const ZooArch ZOO[] = {
+    {"resnet18", FAMILY_RESNET, {2, 2, 2, 2}, 0, 64, 1, -1},
+    {"resnet34", FAMILY_RESNET, {3, 4, 6, 3}, 0, 64, 1, -1},
+    {"resnet50", FAMILY_RESNET, {3, 4, 6, 3}, 1, 64, 1, -1},
+    {"resnet101", FAMILY_RESNET, {3, 4, 23, 3}, 1, 64, 1, -1},
+    {"wide_resnet50_2", FAMILY_RESNET, {3, 4, 6, 3}, 1, 128, 1, -1},
+    {"mobilenet_v2", FAMILY_MOBILENET_V2, {0}, 0, 0, 1, 0.2f},
+    {"shufflenet_v2_x0_5", FAMILY_SHUFFLENET_V2, {24, 48, 96, 192, 1024}, 0, 0, 1, -1},
+    {"shufflenet_v2_x1_0", FAMILY_SHUFFLENET_V2, {24, 116, 232, 464, 1024}, 0, 0, 1, -1},
+    {"densenet121", FAMILY_DENSENET, {6, 12, 24, 16}, 0, 0, 1, -1},
+    {"densenet169", FAMILY_DENSENET, {6, 12, 32, 32}, 0, 0, 1, -1},
+    {"densenet201", FAMILY_DENSENET, {6, 12, 48, 32}, 0, 0, 1, -1},
+    {"efficientnet_b0", FAMILY_EFFICIENTNET_B0, {0}, 0, 0, 1, 0.2f},
+    {"vgg11_bn", FAMILY_VGG11_BN, {0}, 0, 0, 0, 0.5f},
+    {"alexnet", FAMILY_ALEXNET, {0}, 0, 0, 0, 0.5f},
 };
+enum { NZOO = sizeof ZOO / sizeof ZOO[0] };
 
 enum { CONVNET_WIDTH = 128, CONVNET_DEPTH = 3 };
+static const float STOCHASTIC_DEPTH = 0.2f;  /* torchvision's EfficientNet stochastic_depth_prob */
 
 /* A parsed zoo name: "base[m][:opt=val,...]". */
 typedef struct {
-    const ResnetSpec *resnet;  /* NULL: convnet */
+    const ZooArch *arch;  /* NULL: convnet */
     int depth, width;
     ModelStem stem;
+    float dropout, stochastic_depth;
 } ZooSpec;
 
 static int parse_int(const char *s, size_t n, int lo, int hi, int *out)
@@ -41,19 +70,50 @@ static int parse_int(const char *s, size_t n, int lo, int hi, int *out)
     return 0;
 }
 
+/* A probability in [0, 1) from the n characters at s. */
+static int parse_prob(const char *s, size_t n, float *out)
+{
+    char buf[32], *end;
+    if (n == 0 || n >= sizeof buf) return -1;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    double v = strtod(buf, &end);
+    if (*end || !(v >= 0.0 && v < 1.0)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+/* 1 when the n characters at opts are "key=" followed by a value; *val points at the value. */
+static int is_opt(const char *opts, size_t n, const char *key, const char **val)
+{
+    size_t k = strlen(key);
+    if (n <= k + 1 || strncmp(opts, key, k) || opts[k] != '=') return 0;
+    *val = opts + k + 1;
+    return 1;
+}
+
 static int parse_options(const char *name, const char *opts, ZooSpec *z)
 {
+    const ZooArch *a = z->arch;
     while (opts && *opts) {
-        const char *end = strchr(opts, ',');
+        const char *end = strchr(opts, ','), *v;
         size_t n = end ? (size_t)(end - opts) : strlen(opts);
-        if (n == 10 && !strncmp(opts, "stem=small", n) && z->resnet) z->stem = MODEL_STEM_SMALL;
-        else if (n == 13 && !strncmp(opts, "stem=imagenet", n) && z->resnet) z->stem = MODEL_STEM_IMAGENET;
-        else if (n > 6 && !strncmp(opts, "width=", 6) && !z->resnet
-                 && parse_int(opts + 6, n - 6, 1, 65536, &z->width) == 0) {
-        } else {
-            return dd_err("model %s: unknown or invalid option '%.*s' (resnets: stem=small|imagenet; "
-                          "convnets: width=N)", name, (int)n, opts);
+        int ok = 0;
+        if (is_opt(opts, n, "stem", &v) && a && a->small) {
+            size_t vn = n - (size_t)(v - opts);
+            ok = (vn == 5 && !strncmp(v, "small", 5)) || (vn == 8 && !strncmp(v, "imagenet", 8));
+            z->stem = vn == 5 ? MODEL_STEM_SMALL : MODEL_STEM_IMAGENET;
+        } else if (is_opt(opts, n, "width", &v) && !a) {
+            ok = parse_int(v, n - (size_t)(v - opts), 1, 65536, &z->width) == 0;
+        } else if (is_opt(opts, n, "dropout", &v) && a && a->dropout >= 0) {
+            ok = parse_prob(v, n - (size_t)(v - opts), &z->dropout) == 0;
+        } else if (is_opt(opts, n, "stochastic_depth", &v) && a && a->family == FAMILY_EFFICIENTNET_B0) {
+            ok = parse_prob(v, n - (size_t)(v - opts), &z->stochastic_depth) == 0;
         }
+        if (!ok)
+            return dd_err("model %s: unknown or invalid option '%.*s' (stem=small|imagenet where a small "
+                          "variant exists; convnets: width=N; dropout=P where the net has dropout; "
+                          "efficientnet_b0: stochastic_depth=P)", name, (int)n, opts);
         opts = end ? end + 1 : NULL;
     }
     return 0;
@@ -63,24 +123,57 @@ static int zoo_parse(const char *name, ZooSpec *z)
 {
     const char *colon = strchr(name, ':');
     size_t n = colon ? (size_t)(colon - name) : strlen(name);
-    *z = (ZooSpec){NULL, CONVNET_DEPTH, CONVNET_WIDTH, MODEL_STEM_IMAGENET};
+    *z = (ZooSpec){NULL, CONVNET_DEPTH, CONVNET_WIDTH, MODEL_STEM_IMAGENET, 0.0f, STOCHASTIC_DEPTH};
     if (n >= 7 && !strncmp(name, "convnet", 7)) {
         if (n > 7 && parse_int(name + 7, n - 7, 1, 16, &z->depth) < 0)
             return dd_err("model %s: convnet depth must be 1..16", name);
     } else {
-        for (size_t i = 0; i < sizeof RESNETS / sizeof RESNETS[0]; i++) {
-            size_t k = strlen(RESNETS[i].name);
-            if (strncmp(name, RESNETS[i].name, k)) continue;
-            if (n == k || (n == k + 1 && name[k] == 'm')) {
-                z->resnet = &RESNETS[i];
+        for (int i = 0; i < NZOO && !z->arch; i++) {
+            size_t k = strlen(ZOO[i].name);
+            if (strncmp(name, ZOO[i].name, k)) continue;
+            if (n == k || (n == k + 1 && name[k] == 'm' && ZOO[i].small)) {
+                z->arch = &ZOO[i];
                 z->stem = n == k ? MODEL_STEM_IMAGENET : MODEL_STEM_SMALL;
+                z->dropout = ZOO[i].dropout;
             }
         }
-        if (!z->resnet)
-            return dd_err("model '%.*s': unknown architecture (known: convnet<D>, resnet18, resnet34, "
-                          "resnet50, resnet101, with 'm' or :stem=small for the small stem)", (int)n, name);
+        if (!z->arch)
+            return dd_err("model '%.*s': unknown architecture (known: convnet<D>, resnet18, resnet34, resnet50, "
+                          "resnet101, wide_resnet50_2, mobilenet_v2, shufflenet_v2_x0_5, shufflenet_v2_x1_0, "
+                          "densenet121, densenet169, densenet201, efficientnet_b0, vgg11_bn, alexnet; 'm' or "
+                          ":stem=small for the small stem, except vgg11_bn and alexnet)", (int)n, name);
     }
     return parse_options(name, colon ? colon + 1 : NULL, z);
+}
+
+/* The canonical name: the base, "m" for the small stem, then the non-default options. */
+static void canonical_name(const ZooSpec *z, char *out, size_t size)
+{
+    const ZooArch *a = z->arch;
+    int n = snprintf(out, size, "%s%s", a->name, z->stem == MODEL_STEM_SMALL ? "m" : "");
+    char sep = ':';
+    if (a->dropout >= 0 && z->dropout != a->dropout) {
+        n += snprintf(out + n, size - (size_t)n, "%cdropout=%g", sep, (double)z->dropout);
+        sep = ',';
+    }
+    if (a->family == FAMILY_EFFICIENTNET_B0 && z->stochastic_depth != STOCHASTIC_DEPTH)
+        snprintf(out + n, size - (size_t)n, "%cstochastic_depth=%g", sep, (double)z->stochastic_depth);
+}
+
+static void zoo_build(Model *m, const ZooSpec *z)
+{
+    const ZooArch *a = z->arch;
+    m->dropout = a->dropout >= 0 ? z->dropout : 0.0f;
+    m->stochastic_depth = a->family == FAMILY_EFFICIENTNET_B0 ? z->stochastic_depth : 0.0f;
+    switch (a->family) {
+    case FAMILY_RESNET: resnet_build(m, a->cfg, a->bottleneck, a->width_per_group, z->stem); break;
+    case FAMILY_MOBILENET_V2: mobilenet_v2_build(m, z->stem); break;
+    case FAMILY_SHUFFLENET_V2: shufflenet_v2_build(m, a->cfg, z->stem); break;
+    case FAMILY_DENSENET: densenet_build(m, a->cfg, z->stem); break;
+    case FAMILY_EFFICIENTNET_B0: efficientnet_b0_build(m, z->stem); break;
+    case FAMILY_VGG11_BN: vgg11_bn_build(m); break;
+    case FAMILY_ALEXNET: alexnet_build(m); break;
+    }
 }
 
 Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, int input_size,
@@ -94,18 +187,23 @@ Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, 
                num_classes, input_size);
         return NULL;
     }
-    if (!z.resnet && input_size >> z.depth < 1) {
+    if (!z.arch && input_size >> z.depth < 1) {
         dd_err("model %s: input %d is too small for %d pooling blocks", name, input_size, z.depth);
         return NULL;
     }
     Model *m = model_alloc(nn, in_channels, num_classes, input_size, seed);
-    if (z.resnet) {
-        snprintf(m->arch, sizeof m->arch, "%s%s", z.resnet->name, z.stem == MODEL_STEM_SMALL ? "m" : "");
-        resnet_build(m, z.resnet->blocks, z.resnet->bottleneck, z.stem);
+    if (z.arch) {
+        canonical_name(&z, m->arch, sizeof m->arch);
+        zoo_build(m, &z);
     } else {
         if (z.width == CONVNET_WIDTH) snprintf(m->arch, sizeof m->arch, "convnet%d", z.depth);
         else snprintf(m->arch, sizeof m->arch, "convnet%d:width=%d", z.depth, z.width);
         convnet_build(m, z.depth, z.width);
+    }
+    if (input_size < m->min_input) {
+        dd_err("model %s takes inputs of at least %d px, not %d", m->arch, m->min_input, input_size);
+        model_free(m);
+        return NULL;
     }
     return m;
 }
@@ -156,15 +254,17 @@ NnParam *model_find(const Model *m, const char *name)
 
 int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w)
 {
-    int ok = c == m->in_channels && h >= 1 && w >= 1;
+    int ok = c == m->in_channels && h >= m->min_input && w >= m->min_input;
     if (ok && m->depth > 0) { /* convnet: the head's in_features fix the final spatial size */
         int64_t want = m->input_size >> m->depth;
         ok = (h >> m->depth) == want && (w >> m->depth) == want;
     }
-    if (!ok)
+    if (ok) return 0;
+    if (m->depth > 0)
         return dd_err("model %s takes %dx%dx%d images, got %lldx%lldx%lld", m->arch, m->in_channels,
                       m->input_size, m->input_size, (long long)c, (long long)h, (long long)w);
-    return 0;
+    return dd_err("model %s takes %d-channel images of at least %d px, got %lldx%lldx%lld", m->arch,
+                  m->in_channels, m->min_input, (long long)c, (long long)h, (long long)w);
 }
 
 NnVar *model_forward(Model *m, Nn *nn, NnVar *x, int training)

@@ -4,7 +4,8 @@
 #   bench recover-step MODEL CxHxW bBATCH cpu: ours N img-iter/s, peer M img-iter/s, ratio R
 #   bench recover-step MODEL CxHxW bBATCH cpu: peak RSS ours A MiB, peer B MiB
 # Peak RSS: getrusage of our process; the peer's through /usr/bin/time -f %M (else Python's resource
-# module). Bars (issue 3): convnet3 ratio >= 1.5, resnet18 (small stem) >= 1.0.
+# module). Bars (issue 3): convnet3 ratio >= 1.5, resnet18 (small stem) >= 1.0; (issue 7) mobilenet_v2,
+# shufflenet_v2_x1_0, densenet121 (small stems) >= 1.0. ZOO_ITERS: timed steps of those (default 3, 3, 2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -57,3 +58,11 @@ bench_case() {
 
 bench_case convnet3 convnet3 1 28 100 --model convnet3 --res 28 --channels 1
 bench_case resnet18m resnet18m 3 32 100 --model resnet18 --stem small --res 32 --channels 3
+# issue 7: the FADRM+ teachers (small stems), bar >= 1.0; heavier nets time fewer steps
+ITERS=${ZOO_ITERS:-3} bench_case mobilenet_v2m mobilenet_v2m 3 32 100 --model mobilenet_v2 --stem small --res 32 --channels 3
+ITERS=${ZOO_ITERS:-3} bench_case shufflenet_v2_x1_0m shufflenet_v2_x1_0m 3 32 100 --model shufflenet_v2_x1_0 --stem small --res 32 --channels 3
+ITERS=${ZOO_ITERS:-2} bench_case densenet121m densenet121m 3 32 100 --model densenet121 --stem small --res 32 --channels 3
+# conv kernels beside torch.nn.functional (tests/bench/bench_ops.c), 3 iterations: a quick look
+PYTHON=$PYTHON "$BUILD/bench/bench_ops" "$THREADS" 3
+# training throughput (forward + backward + SGD step) beside PyTorch's: evaltrain's bench
+BUILD=$BUILD PYTHON=$PYTHON bash "$(dirname "$0")/run_train.sh"

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """model_peer.py - the PyTorch side of tests/parity/models.sh.
 
-  model_peer.py make DIR     builds every case's torch model (fixed seed, BN running statistics
+  model_peer.py make DIR [SUITE]   builds every case of SUITE (models: models.sh's; zoo: zoo.sh's
+                             fast subset; zoo-full: every zoo case) as a torch model (fixed seed, BN running statistics
                              calibrated on random batches, BN affine perturbed), writes
                              DIR/CASE/weights.safetensors (numpy writer of pipelines/), x.npy, y.npy
-  model_peer.py check DIR    recomputes with torch what tests/parity/model_parity wrote to
+  model_peer.py check DIR [SUITE]  recomputes with torch what tests/parity/model_parity wrote to
                              DIR/CASE/{train,eval}/ and compares; prints the observed max errors
 
 The loss is recover's: CE + 0.01 * sum_l m_l (||mu_l - RM_l|| + ||var_l - RV_l||), m = 10 for the
@@ -41,6 +42,33 @@ CASES = {
     "resnet18": ("resnet18", "imagenet", 3, 64, 4, 12, "meta"),
     "resnet50m": ("resnet50", "small", 3, 32, 2, 10, "meta"),
 }
+# tests/parity/zoo.sh: the other torchvision nets, dropout and stochastic depth set to 0 on both
+# sides (ddpipe: ":dropout=0", ":stochastic_depth=0"; torch: the constructor's arguments) so that
+# train mode is deterministic. "bare": no metadata, architecture from the shapes.
+ZOO_CASES = {
+    "shufflenet_v2_x0_5m_gray": ("shufflenet_v2_x0_5", "small", 1, 32, 4, 7, "module"),
+    "efficientnet_b0m": ("efficientnet_b0", "small", 3, 32, 4, 10, "meta"),
+}
+ZOO_FULL_CASES = dict(ZOO_CASES, **{
+    "mobilenet_v2m": ("mobilenet_v2", "small", 3, 32, 4, 10, "meta"),
+    "shufflenet_v2_x1_0m": ("shufflenet_v2_x1_0", "small", 3, 32, 4, 10, "meta"),
+    "densenet121m": ("densenet121", "small", 3, 32, 2, 10, "bare"),
+    "densenet121": ("densenet121", "imagenet", 3, 64, 2, 12, "bare"),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", "imagenet", 3, 64, 2, 12, "meta"),
+    "mobilenet_v2": ("mobilenet_v2", "imagenet", 3, 64, 2, 12, "bare"),
+    "efficientnet_b0": ("efficientnet_b0", "imagenet", 3, 64, 2, 12, "meta"),
+    "densenet169m": ("densenet169", "small", 3, 32, 2, 10, "meta"),
+    "densenet201m": ("densenet201", "small", 3, 32, 2, 10, "meta"),
+    "wide_resnet50_2m": ("wide_resnet50_2", "small", 3, 32, 2, 10, "bare"),
+    "vgg11_bn": ("vgg11_bn", "imagenet", 3, 32, 2, 10, "meta"),
+    "alexnet": ("alexnet", "imagenet", 3, 64, 2, 10, "meta"),
+})
+SUITES = {"models": CASES, "zoo": ZOO_CASES, "zoo-full": ZOO_FULL_CASES}
+# arch: (ddpipe options, torchvision constructor arguments); efficientnet's classifier dropout
+# is not a constructor argument of efficientnet_b0 (build() zeroes it)
+NO_DROPOUT = {"mobilenet_v2": ("dropout=0", {"dropout": 0.0}), "vgg11_bn": ("dropout=0", {"dropout": 0.0}),
+              "alexnet": ("dropout=0", {"dropout": 0.0}),
+              "efficientnet_b0": ("dropout=0,stochastic_depth=0", {"stochastic_depth_prob": 0.0})}
 
 
 def convnet(nc, inch, res, width=128, depth=3):
@@ -51,15 +79,37 @@ def convnet(nc, inch, res, width=128, depth=3):
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * res * res, nc))
 
 
+def small_stem(m, name, inch):
+    """shared/bench/torch_recover_peer.py's small_stem(): stride-1 first conv, no stem pooling."""
+    if name.startswith(("resnet", "wide_resnet")):
+        m.conv1 = nn.Conv2d(inch, 64, 3, 1, 1, bias=False)
+        m.maxpool = nn.Identity()
+    elif name.startswith("shufflenet"):
+        m.conv1[0] = nn.Conv2d(inch, m.conv1[0].out_channels, 3, 1, 1, bias=False)
+        m.maxpool = nn.Identity()
+    elif name.startswith("densenet"):
+        m.features.conv0 = nn.Conv2d(inch, m.features.conv0.out_channels, 3, 1, 1, bias=False)
+        m.features.pool0 = nn.Identity()
+    else:  # mobilenet, efficientnet
+        m.features[0][0] = nn.Conv2d(inch, m.features[0][0].out_channels, 3, 1, 1, bias=False)
+    return m
+
+
 def build(case):
     arch, stem, inch, res, _, ncls, _ = CASES[case]
     if arch == "convnet3":
         return convnet(ncls, inch, res)
-    m = getattr(torchvision.models, arch)(num_classes=ncls)
-    if stem == "small":
-        m.conv1 = nn.Conv2d(inch, 64, 3, 1, 1, bias=False)
-        m.maxpool = nn.Identity()
-    return m
+    m = getattr(torchvision.models, arch)(num_classes=ncls, **NO_DROPOUT.get(arch, ("", {}))[1])
+    if arch.startswith("efficientnet"):
+        m.classifier[0].p = 0.0
+    return small_stem(m, arch, inch) if stem == "small" else m
+
+
+def zoo_arch(case):
+    """The ddpipe zoo name of a case: "m" for the small stem, dropout / stochastic depth off."""
+    arch, stem = CASES[case][:2]
+    opts = NO_DROPOUT.get(arch, ("", {}))[0]
+    return arch + ("m" if stem == "small" else "") + (":" + opts if opts else "")
 
 
 def norm_of(case):
@@ -95,9 +145,9 @@ def make(root):
         sd = {k: v.numpy() for k, v in m.state_dict().items()}
         meta = None
         if fmt != "bare":
-            a, c, k, s = describe(sd)
+            a = describe(sd)[0] if arch.startswith(("convnet", "resnet")) else zoo_arch(case)
             mn, sdv = norm_of(case)
-            meta = {"format": "ddpipe-weights/1", "arch": a, "in_channels": str(c), "num_classes": str(k),
+            meta = {"format": "ddpipe-weights/1", "arch": a, "in_channels": str(inch), "num_classes": str(ncls),
                     "input_size": str(res), "mean": str(mn), "std": str(sdv)}
         if fmt == "module":  # DataParallel names, an old file without num_batches_tracked
             sd = {"module." + k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
@@ -241,6 +291,7 @@ def check(root):
 
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    if len(sys.argv) != 3 or sys.argv[1] not in ("make", "check"):
-        raise SystemExit("usage: model_peer.py make|check DIR")
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("make", "check") or sys.argv[3:4] not in ([], ["models"], ["zoo"], ["zoo-full"]):
+        raise SystemExit("usage: model_peer.py make|check DIR [models|zoo|zoo-full]")
+    CASES = SUITES[sys.argv[3] if len(sys.argv) == 4 else "models"]
     sys.exit(make(sys.argv[2]) or 0 if sys.argv[1] == "make" else check(sys.argv[2]))

@@ -1,0 +1,97 @@
+/* efficientnet.c - torchvision's EfficientNet-B0: a 3x3 conv-BN-SiLU stem (stride 2, or 1 for the
+ * small stem), 16 MBConv blocks in 7 stages (1x1 expansion - SiLU, kxk depthwise - SiLU,
+ * squeeze-excitation, 1x1 projection, each conv followed by BN; a residual add behind stochastic
+ * depth when the shape is kept), a 1x1 conv to 1280 channels - SiLU, global average pooling,
+ * dropout and a linear head. Names and shapes are torchvision's state_dict
+ * ("features.2.1.block.2.fc1.bias", "classifier.1.weight"). */
+#include "libcommon/models/layers.h"
+
+#include <stdio.h>
+
+enum { LAST_CHANNELS = 1280 };
+
+/* torchvision's bneck_conf for b0: expansion, kernel, stride, in, out, layers. */
+static const struct { int expand, kernel, stride, in, out, layers; } STAGE[] = {
+    {1, 3, 1, 32, 16, 1},  {6, 3, 2, 16, 24, 2},  {6, 5, 2, 24, 40, 2},   {6, 3, 2, 40, 80, 3},
+    {6, 5, 1, 80, 112, 3}, {6, 5, 2, 112, 192, 4}, {6, 3, 1, 192, 320, 1},
+};
+enum { NSTAGE = sizeof STAGE / sizeof STAGE[0], NBLOCKS = 16 };
+
+/* torchvision's StochasticDepth(p, "row") in training mode: each image's residual branch is
+ * zeroed with probability p, survivors scaled by 1/(1-p). The per-image factor is dropout of a
+ * [N,1,1,1] tensor of ones (the context's rng), broadcast over the branch. */
+static NnVar *stochastic_depth(Nn *nn, NnVar *x, float p, int training)
+{
+    if (!training || p == 0.0f) return x;
+    Tensor ones = tensor_newv(DD_F32, 4, x->v.shape[0], (int64_t)1, (int64_t)1, (int64_t)1);
+    for (int64_t i = 0; i < x->v.shape[0]; i++) ((float *)ones.data)[i] = 1.0f;
+    NnVar *keep = nn_dropout(nn, nn_input(nn, &ones, 0), p, 1);
+    tensor_free(&ones);
+    return nn_mul(nn, x, keep);
+}
+
+/* SqueezeExcitation: x * sigmoid(fc2(silu(fc1(avgpool(x))))), fc1/fc2 1x1 convs with bias. */
+static NnVar *squeeze_excitation(Nn *nn, ModelCursor *c, NnVar *x)
+{
+    NnVar *s = nn_adaptive_avgpool2d(nn, x, 1, 1);
+    s = nn_silu(nn, layer_conv(nn, c, s, 1, 0, 1));
+    s = nn_sigmoid(nn, layer_conv(nn, c, s, 1, 0, 1));
+    return nn_mul(nn, x, s);
+}
+
+static NnVar *efficientnet_b0_net(Model *m, Nn *nn, NnVar *x, int training)
+{
+    ModelCursor c = {m, 0};
+    x = nn_silu(nn, layer_conv_bn(nn, &c, x, m->stem == MODEL_STEM_SMALL ? 1 : 2, 1, training));
+    int id = 0;
+    for (int s = 0; s < NSTAGE; s++) {
+        for (int i = 0; i < STAGE[s].layers; i++, id++) {
+            int in = i == 0 ? STAGE[s].in : STAGE[s].out, stride = i == 0 ? STAGE[s].stride : 1;
+            int expanded = in * STAGE[s].expand;
+            NnVar *y = x;
+            if (expanded != in) y = nn_silu(nn, layer_conv_bn(nn, &c, y, 1, 1, training));
+            y = nn_silu(nn, layer_conv_bn(nn, &c, y, stride, expanded, training));
+            y = squeeze_excitation(nn, &c, y);
+            y = layer_conv_bn(nn, &c, y, 1, 1, training);
+            if (stride == 1 && in == STAGE[s].out) {
+                float p = m->stochastic_depth * (float)id / NBLOCKS;
+                y = nn_add(nn, stochastic_depth(nn, y, p, training), x);
+            }
+            x = y;
+        }
+    }
+    x = nn_silu(nn, layer_conv_bn(nn, &c, x, 1, 1, training));
+    x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1));
+    x = layer_linear(nn, &c, nn_dropout(nn, x, m->dropout, training));
+    cursor_end(&c);
+    return x;
+}
+
+void efficientnet_b0_build(Model *m, ModelStem stem)
+{
+    char p[64];
+    m->stem = stem;
+    model_add_conv_bn(m, "features.0.", STAGE[0].in, m->in_channels, 3, 1, INIT_KAIMING_OUT);
+    for (int s = 0; s < NSTAGE; s++) {
+        for (int i = 0; i < STAGE[s].layers; i++) {
+            int in = i == 0 ? STAGE[s].in : STAGE[s].out, expanded = in * STAGE[s].expand, j = 0;
+            int squeeze = in / 4 > 1 ? in / 4 : 1;
+            if (expanded != in) {
+                snprintf(p, sizeof p, "features.%d.%d.block.%d.", s + 1, i, j++);
+                model_add_conv_bn(m, p, expanded, in, 1, 1, INIT_KAIMING_OUT);
+            }
+            snprintf(p, sizeof p, "features.%d.%d.block.%d.", s + 1, i, j++);
+            model_add_conv_bn(m, p, expanded, expanded, STAGE[s].kernel, expanded, INIT_KAIMING_OUT);
+            snprintf(p, sizeof p, "features.%d.%d.block.%d.fc1.", s + 1, i, j);
+            model_add_conv(m, p, squeeze, expanded, 1, 1, INIT_KAIMING_OUT);
+            snprintf(p, sizeof p, "features.%d.%d.block.%d.fc2.", s + 1, i, j++);
+            model_add_conv(m, p, expanded, squeeze, 1, 1, INIT_KAIMING_OUT);
+            snprintf(p, sizeof p, "features.%d.%d.block.%d.", s + 1, i, j);
+            model_add_conv_bn(m, p, STAGE[s].out, expanded, 1, 1, INIT_KAIMING_OUT);
+        }
+    }
+    snprintf(p, sizeof p, "features.%d.", NSTAGE + 1);
+    model_add_conv_bn(m, p, LAST_CHANNELS, STAGE[NSTAGE - 1].out, 1, 1, INIT_KAIMING_OUT);
+    model_add_linear_init(m, "classifier.1.", m->num_classes, LAST_CHANNELS, LINEAR_UNIFORM_OUT);
+    m->net = efficientnet_b0_net;
+}

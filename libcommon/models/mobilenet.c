@@ -1,0 +1,67 @@
+/* mobilenet.c - torchvision's MobileNetV2 (width 1.0): a 3x3 conv-BN-ReLU6 stem (stride 2, or 1
+ * for the small stem), 17 inverted residuals (1x1 expansion - ReLU6 - 3x3 depthwise - ReLU6 -
+ * 1x1 linear projection, each conv followed by BN; residual add when the shape is kept), a 1x1
+ * conv to 1280 channels, global average pooling, dropout and a linear head. Names and shapes are
+ * torchvision's state_dict ("features.2.conv.1.0.weight", "classifier.1.bias"). */
+#include "libcommon/models/layers.h"
+
+#include <stdio.h>
+
+enum { STEM_CHANNELS = 32, LAST_CHANNELS = 1280 };
+
+/* torchvision's inverted_residual_setting: expansion t, output channels c, repeats n, stride s. */
+static const struct { int t, c, n, s; } SETTING[] = {
+    {1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2}, {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1},
+};
+enum { NSETTING = sizeof SETTING / sizeof SETTING[0] };
+
+static NnVar *mobilenet_v2_net(Model *m, Nn *nn, NnVar *x, int training)
+{
+    ModelCursor c = {m, 0};
+    x = nn_relu6(nn, layer_conv_bn(nn, &c, x, m->stem == MODEL_STEM_SMALL ? 1 : 2, 1, training));
+    int inp = STEM_CHANNELS;
+    for (int k = 0; k < NSETTING; k++) {
+        for (int i = 0; i < SETTING[k].n; i++) {
+            int stride = i == 0 ? SETTING[k].s : 1, hidden = inp * SETTING[k].t;
+            NnVar *y = x;
+            if (SETTING[k].t != 1) y = nn_relu6(nn, layer_conv_bn(nn, &c, y, 1, 1, training));
+            y = nn_relu6(nn, layer_conv_bn(nn, &c, y, stride, hidden, training));
+            y = layer_bn(nn, &c, layer_conv(nn, &c, y, 1, 0, 0), training);
+            x = stride == 1 && inp == SETTING[k].c ? nn_add(nn, x, y) : y;
+            inp = SETTING[k].c;
+        }
+    }
+    x = nn_relu6(nn, layer_conv_bn(nn, &c, x, 1, 1, training));
+    x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1));
+    x = layer_linear(nn, &c, nn_dropout(nn, x, m->dropout, training));
+    cursor_end(&c);
+    return x;
+}
+
+void mobilenet_v2_build(Model *m, ModelStem stem)
+{
+    char p[64];
+    m->stem = stem;
+    model_add_conv_bn(m, "features.0.", STEM_CHANNELS, m->in_channels, 3, 1, INIT_KAIMING_OUT);
+    int inp = STEM_CHANNELS, f = 1;
+    for (int k = 0; k < NSETTING; k++) {
+        for (int i = 0; i < SETTING[k].n; i++, f++) {
+            int hidden = inp * SETTING[k].t, j = 0;
+            if (SETTING[k].t != 1) {
+                snprintf(p, sizeof p, "features.%d.conv.%d.", f, j++);
+                model_add_conv_bn(m, p, hidden, inp, 1, 1, INIT_KAIMING_OUT);
+            }
+            snprintf(p, sizeof p, "features.%d.conv.%d.", f, j++);
+            model_add_conv_bn(m, p, hidden, hidden, 3, hidden, INIT_KAIMING_OUT);
+            snprintf(p, sizeof p, "features.%d.conv.%d.", f, j++);
+            model_add_conv(m, p, SETTING[k].c, hidden, 1, 0, INIT_KAIMING_OUT);
+            snprintf(p, sizeof p, "features.%d.conv.%d.", f, j);
+            model_add_bn(m, p, SETTING[k].c);
+            inp = SETTING[k].c;
+        }
+    }
+    snprintf(p, sizeof p, "features.%d.", f);
+    model_add_conv_bn(m, p, LAST_CHANNELS, inp, 1, 1, INIT_KAIMING_OUT);
+    model_add_linear_init(m, "classifier.1.", m->num_classes, LAST_CHANNELS, LINEAR_NORMAL_001);
+    m->net = mobilenet_v2_net;
+}

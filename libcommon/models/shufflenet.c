@@ -1,0 +1,108 @@
+/* shufflenet.c - torchvision's ShuffleNetV2 (x0_5: 24-48-96-192-1024 channels, x1_0:
+ * 24-116-232-464-1024): conv1 3x3 s2 - BN - ReLU and a 3x3 s2 maxpool (the small stem: conv1
+ * stride 1, no maxpool), stages 2-4 of 4, 8, 4 units, conv5 1x1 - BN - ReLU, global average
+ * pooling and a linear head. A unit of stride 2 runs both branches on the whole input; a unit of
+ * stride 1 keeps the first half of the channels and runs branch2 on the second; both end with
+ * concat and a channel shuffle of 2 groups. Names and shapes are torchvision's state_dict
+ * ("stage2.0.branch1.2.weight", "conv5.1.running_var"); PyTorch's default initialisation. */
+#include "libcommon/models/layers.h"
+
+#include <stdio.h>
+
+static const int REPEATS[3] = {4, 8, 4};
+
+/* x.chunk(2, dim=1) of NCHW x: the engine has no channel-slice op, so the halves are read out of
+ * channel_shuffle(x, 2) (channel 2k = first half's k, 2k+1 = second half's k) by two constant
+ * 1x1 convolutions of c/2 groups with weights (1, 0) and (0, 1). Exact for finite values (x*1 +
+ * y*0), and the gradient flows back through the same ops. */
+static void chunk2(Nn *nn, NnVar *x, NnVar **first, NnVar **second)
+{
+    int half = (int)x->v.shape[1] / 2;
+    NnVar *s = nn_channel_shuffle(nn, x, 2);
+    Tensor w = tensor_newv(DD_F32, 4, (int64_t)half, (int64_t)2, (int64_t)1, (int64_t)1);
+    float *f = w.data;
+    for (int pick = 0; pick < 2; pick++) {
+        for (int k = 0; k < half; k++) {
+            f[2 * k] = pick == 0;
+            f[2 * k + 1] = pick == 1;
+        }
+        NnVar *y = nn_conv2d(nn, s, nn_input(nn, &w, 0), NULL, 1, 0, 1, half);
+        *(pick == 0 ? first : second) = y;
+    }
+    tensor_free(&w);
+}
+
+/* branch2: 1x1 - BN - ReLU - 3x3 depthwise (stride) - BN - 1x1 - BN - ReLU. */
+static NnVar *branch2(Nn *nn, ModelCursor *c, NnVar *x, int stride, int training)
+{
+    x = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, x, 1, 0, 0), training));
+    x = layer_bn(nn, c, layer_conv_groups(nn, c, x, stride, 1, (int)x->v.shape[1], 0), training);
+    return nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, x, 1, 0, 0), training));
+}
+
+static NnVar *unit_forward(Nn *nn, ModelCursor *c, NnVar *x, int stride, int training)
+{
+    NnVar *out[2];
+    if (stride == 1) {
+        chunk2(nn, x, &out[0], &out[1]);
+        out[1] = branch2(nn, c, out[1], 1, training);
+    } else { /* branch1: 3x3 depthwise s2 - BN - 1x1 - BN - ReLU */
+        NnVar *y = layer_bn(nn, c, layer_conv_groups(nn, c, x, stride, 1, (int)x->v.shape[1], 0), training);
+        out[0] = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, y, 1, 0, 0), training));
+        out[1] = branch2(nn, c, x, stride, training);
+    }
+    return nn_channel_shuffle(nn, nn_concat(nn, 2, out, 1), 2);
+}
+
+static NnVar *shufflenet_v2_net(Model *m, Nn *nn, NnVar *x, int training)
+{
+    ModelCursor c = {m, 0};
+    if (m->stem == MODEL_STEM_IMAGENET) {
+        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 2, 1, 0), training));
+        x = nn_maxpool2d(nn, x, 3, 2, 1);
+    } else {
+        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training));
+    }
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < REPEATS[s]; i++) x = unit_forward(nn, &c, x, i == 0 ? 2 : 1, training);
+    x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 1, 0, 0), training));
+    x = layer_linear(nn, &c, nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1)));
+    cursor_end(&c);
+    return x;
+}
+
+/* Appends "<prefix><i>.weight" [cout,cin/groups,k,k] and the BN "<prefix><i+1>.*" [cout]. */
+static void add_conv_bn(Model *m, const char *prefix, int i, int cout, int cin, int k, int groups)
+{
+    char p[64];
+    snprintf(p, sizeof p, "%s%d.", prefix, i);
+    model_add_conv(m, p, cout, cin / groups, k, 0, INIT_TORCH_DEFAULT);
+    snprintf(p, sizeof p, "%s%d.", prefix, i + 1);
+    model_add_bn(m, p, cout);
+}
+
+void shufflenet_v2_build(Model *m, const int channels[5], ModelStem stem)
+{
+    char p[64];
+    m->stem = stem;
+    add_conv_bn(m, "conv1.", 0, channels[0], m->in_channels, 3, 1);
+    int inp = channels[0];
+    for (int s = 0; s < 3; s++) {
+        int bf = channels[s + 1] / 2;
+        for (int i = 0; i < REPEATS[s]; i++) {
+            if (i == 0) {
+                snprintf(p, sizeof p, "stage%d.%d.branch1.", s + 2, i);
+                add_conv_bn(m, p, 0, inp, inp, 3, inp);
+                add_conv_bn(m, p, 2, bf, inp, 1, 1);
+            }
+            snprintf(p, sizeof p, "stage%d.%d.branch2.", s + 2, i);
+            add_conv_bn(m, p, 0, bf, i == 0 ? inp : bf, 1, 1);
+            add_conv_bn(m, p, 3, bf, bf, 3, bf);
+            add_conv_bn(m, p, 5, bf, bf, 1, 1);
+        }
+        inp = channels[s + 1];
+    }
+    add_conv_bn(m, "conv5.", 0, channels[4], inp, 1, 1);
+    model_add_linear(m, "fc.", m->num_classes, channels[4]);
+    m->net = shufflenet_v2_net;
+}

@@ -1,0 +1,50 @@
+/* vgg.c - torchvision's VGG-11 with BN (configuration "A"): eight 3x3 conv (bias) - BN - ReLU
+ * layers with five 2x2 maxpools, adaptive average pooling to 7x7 and a classifier of
+ * Linear(25088, 4096) - ReLU - dropout - Linear(4096, 4096) - ReLU - dropout - Linear. Names and
+ * shapes are torchvision's state_dict ("features.8.weight", "classifier.6.bias"). No small
+ * variant: as torchvision's, inputs of 32 px and up, the adaptive pooling makes any size 7x7. */
+#include "libcommon/models/layers.h"
+
+#include <stdio.h>
+
+enum { POOL = 0 };  /* a maxpool in the configuration */
+static const int CFG_A[] = {64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL};
+enum { NCFG = sizeof CFG_A / sizeof CFG_A[0], HIDDEN = 4096 };
+
+static NnVar *vgg11_bn_net(Model *m, Nn *nn, NnVar *x, int training)
+{
+    ModelCursor c = {m, 0};
+    for (int i = 0; i < NCFG; i++) {
+        if (CFG_A[i] == POOL) x = nn_maxpool2d(nn, x, 2, 2, 0);
+        else x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 1, 1, 1), training));
+    }
+    x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 7, 7));
+    x = nn_dropout(nn, nn_relu(nn, layer_linear(nn, &c, x)), m->dropout, training);
+    x = nn_dropout(nn, nn_relu(nn, layer_linear(nn, &c, x)), m->dropout, training);
+    x = layer_linear(nn, &c, x);
+    cursor_end(&c);
+    return x;
+}
+
+void vgg11_bn_build(Model *m)
+{
+    char p[64];
+    int cin = m->in_channels, f = 0;
+    for (int i = 0; i < NCFG; i++) {
+        if (CFG_A[i] == POOL) {
+            f++;
+            continue;
+        }
+        snprintf(p, sizeof p, "features.%d.", f);
+        model_add_conv(m, p, CFG_A[i], cin, 3, 1, INIT_KAIMING_OUT);
+        snprintf(p, sizeof p, "features.%d.", f + 1);
+        model_add_bn(m, p, CFG_A[i]);
+        cin = CFG_A[i];
+        f += 3;  /* conv, BN, ReLU */
+    }
+    model_add_linear_init(m, "classifier.0.", HIDDEN, cin * 7 * 7, LINEAR_NORMAL_001);
+    model_add_linear_init(m, "classifier.3.", HIDDEN, HIDDEN, LINEAR_NORMAL_001);
+    model_add_linear_init(m, "classifier.6.", m->num_classes, HIDDEN, LINEAR_NORMAL_001);
+    m->min_input = 32;
+    m->net = vgg11_bn_net;
+}

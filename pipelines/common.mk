@@ -1,0 +1,175 @@
+# pipelines/common.mk - what every method pipeline shares: make settings, parameters, dataset import,
+# teacher training, RDED patch selection (also FADRM's and SRe2L++'s initialisation), the FKD
+# student protocol (relabel + evaltrain --labels), contact sheets, and a timing helper.
+# Included by rded.mk, sre2l.mk, sre2lpp.mk, fadrm.mk, fadrmplus.mk, sharded.mk and demo.mk
+# (once: the guard below); not meant to be run on its own.
+#
+# Every parameter is a make variable (override on the command line: make -f pipelines/fadrm.mk
+# ALPHA=0.7), and every intermediate is a file whose NAME encodes the parameters that made it:
+#   $(OUT)/$(DATASET)/data/train.tsr                          import (train-nN.tsr with TRAIN_N)
+#   $(OUT)/$(DATASET)/teachers/convnet3-e3-s0.safetensors     a teacher, .jsonl = its training log
+#   $(OUT)/$(DATASET)/convnet3-e3-s0/METHOD/ID/distilled.tsr  a distilled set made with that teacher
+#   .../ID/labels-e300-batch-s0.tsr                           its FKD soft labels
+#   .../ID/eval-convnet3-e300-s0.jsonl                        its student's evaluation (evaltrain)
+#   .../ID/sheet.png                                          its contact sheet
+# so a re-run does nothing, and changing one parameter re-runs only the stages whose names carry it
+# (ALPHA: recover onward; never the teacher or patchsel). Options passed through *_OPTS variables
+# are not in the names: give them a name with the matching *_TAG variable.
+# Each stage's wall and CPU seconds go to TARGET.sec beside it (read by the demo's table).
+
+ifndef DDPIPE_COMMON_MK
+DDPIPE_COMMON_MK := 1
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+.SECONDARY:
+.SUFFIXES:
+
+PIPELINES := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+BIN ?= $(abspath $(PIPELINES)/../build/bin)
+
+# ---- parameters ----
+OUT ?= out
+DATASET ?= fmnist
+DATA ?= /usr/share/datasets/fashion-mnist
+FORMAT ?= idx
+TRAIN_N ?=#                  import only the first N training records (empty: all)
+VAL_N ?=#                    ... and the first N test records
+DEVICE ?= cpu
+THREADS ?=#                  -j of every program (empty: the program's default, all CPUs)
+SEED ?= 0#                   seed of selection, recover, relabel and the student
+IPC ?= 10
+# teachers ("squeeze": hard labels on the training set; evaltrain's defaults unless TEACHER_OPTS)
+TEACHER ?= convnet3
+TEACHERS ?= convnet3 resnet18m#   FADRM+'s list (fadrmplus.mk); add mobilenet_v2, densenet121, ...
+TEACHER_EPOCHS ?= 3
+TEACHER_SEED ?= 0
+TEACHER_OPTS ?=
+TEACHER_TAG ?=
+TEACHER_THREADS ?= $(THREADS)
+# RDED patch selection (method.md section 1)
+CANDIDATES ?= 300
+CROPS ?= 5
+FACTOR ?= 1#                 patches per side: 1 below 128 px, 2 for 224-px data
+# recover (method.md section 2): the budget, FADRM's residual and the batch
+ITERS ?= 2000
+ARC ?= 3
+ALPHA ?= 0.5
+SIZES ?=#                    stage sizes, comma-separated (MRO: 200,224,200,224); empty: native
+RBATCH ?=#                   classes per recover batch (empty: recover's default, min(classes,100))
+RECOVER_OPTS ?=
+RECOVER_TAG ?=
+METRICS_EVERY ?= 10
+# the student protocol (method.md sections 3-4): FKD labels replayed by evaltrain
+STUDENT ?= convnet3
+EPOCHS ?= 300
+EVAL_EVERY ?= 10
+RELABEL_BN ?= batch
+RELABEL_OPTS ?=
+RELABEL_TAG ?=
+STUDENT_OPTS ?=
+STUDENT_TAG ?=
+
+# ---- names ----
+comma := ,
+# a parameter as a file-name part: convnet4:width=64 -> convnet4-width64, 200,224 -> 200x224
+ddid = $(subst =,,$(subst :,-,$(subst $(comma),x,$(1))))
+dev_opt := $(if $(filter-out cpu,$(DEVICE)),-d $(DEVICE))
+thr_opt = $(if $(THREADS),-j $(THREADS))
+RUN_OPTS = -q $(dev_opt) $(thr_opt)
+
+D := $(OUT)/$(DATASET)
+TRAIN := $(D)/data/train$(if $(TRAIN_N),-n$(TRAIN_N)).tsr
+VAL := $(D)/data/test$(if $(VAL_N),-n$(VAL_N)).tsr
+teacher_id = $(call ddid,$(1))-e$(TEACHER_EPOCHS)$(if $(TRAIN_N),-n$(TRAIN_N))-s$(TEACHER_SEED)$(TEACHER_TAG)
+teacher_file = $(D)/teachers/$(call teacher_id,$(1)).safetensors
+TID := $(call teacher_id,$(TEACHER))
+TEACHER_W := $(call teacher_file,$(TEACHER))
+TD := $(D)/$(TID)
+SIZES_ID := $(if $(SIZES),-z$(call ddid,$(SIZES)))
+RBATCH_ID := $(if $(RBATCH),-b$(RBATCH))
+PATCH_PARAMS := ipc$(IPC)-n$(CANDIDATES)-c$(CROPS)-f$(FACTOR)
+PATCH_ID := $(PATCH_PARAMS)-s$(SEED)
+# $(call patches_of,ARCH): RDED's selection with teacher ARCH (RDED's distilled set)
+patches_of = $(D)/$(call teacher_id,$(1))/rded/$(PATCH_ID)/distilled.tsr
+RDED_DIR := $(TD)/rded/$(PATCH_ID)
+PATCHES := $(RDED_DIR)/distilled.tsr
+RANDOM_DIR := $(TD)/random/ipc$(IPC)-s$(SEED)
+LABEL_ID := e$(EPOCHS)-$(RELABEL_BN)-s$(SEED)$(RELABEL_TAG)
+EVAL_ID := $(call ddid,$(STUDENT))-e$(EPOCHS)-s$(SEED)$(STUDENT_TAG)
+
+# $(call timed,FILE,COMMAND): run COMMAND (one pipeline); write "WALL USER SYS" seconds to FILE.sec
+# (bash's time; COMMAND's own standard error passes through on fd 3); on failure no FILE.sec and
+# COMMAND's exit status
+timed = TIMEFORMAT='%R %U %S'; { time { $(2) ; } 2>&3 ; } 3>&2 2> $(1).sec || { s=$$?; rm -f $(1).sec; exit $$s; }
+
+# ---- data ----
+$(TRAIN):
+	@mkdir -p $(@D)
+	$(BIN)/tsimport -q -f $(FORMAT) -S train $(if $(TRAIN_N),-n $(TRAIN_N)) -o $@ $(DATA)
+$(VAL):
+	@mkdir -p $(@D)
+	$(BIN)/tsimport -q -f $(FORMAT) -S test $(if $(VAL_N),-n $(VAL_N)) -o $@ $(DATA)
+
+# ---- teachers: one rule per architecture in TEACHER and TEACHERS ----
+# The weights (written atomically by --save) and the training log are one grouped target.
+define teacher_rule
+$(call teacher_file,$(1)) $(basename $(call teacher_file,$(1))).jsonl &: $(TRAIN) $(VAL)
+	@mkdir -p $$(@D)
+	$$(call timed,$(call teacher_file,$(1)),$$(BIN)/evaltrain -q $$(dev_opt) \
+	    $$(if $$(TEACHER_THREADS),-j $$(TEACHER_THREADS)) -m $(1) --epochs $$(TEACHER_EPOCHS) \
+	    -s $$(TEACHER_SEED) $$(TEACHER_OPTS) --val $$(VAL) --save $(call teacher_file,$(1)) $$(TRAIN) \
+	    > $(basename $(call teacher_file,$(1))).jsonl)
+endef
+$(foreach t,$(sort $(TEACHER) $(TEACHERS)),$(eval $(call teacher_rule,$(t))))
+
+# ---- distilled sets shared by several methods ----
+# RDED's selection: RDED's distilled set, and the initial patches of SRe2L++ and FADRM(+);
+# one rule per teacher architecture.
+define patches_rule
+$(call patches_of,$(1)): $(TRAIN) $(call teacher_file,$(1))
+	@mkdir -p $$(@D)
+	$$(call timed,$$@,$$(BIN)/patchsel $$(RUN_OPTS) -w $(call teacher_file,$(1)) --ipc $$(IPC) \
+	    -n $$(CANDIDATES) -k $$(CROPS) -f $$(FACTOR) -s $$(SEED) -o $$@ $$(TRAIN))
+endef
+$(foreach t,$(sort $(TEACHER) $(TEACHERS)),$(eval $(call patches_rule,$(t))))
+
+# The sanity baseline: whole random real images (no teacher).
+$(RANDOM_DIR)/distilled.tsr: $(TRAIN)
+	@mkdir -p $(@D)
+	$(call timed,$@,$(BIN)/patchsel $(RUN_OPTS) --method random --ipc $(IPC) -s $(SEED) -o $@ $(TRAIN))
+
+# ---- the student protocol, for any DIR/distilled.tsr ----
+# $(call fkd_rules,DIR,WEIGHTS...): DIR/labels-$(LABEL_ID).tsr (relabel with the mean of WEIGHTS),
+# DIR/eval-$(EVAL_ID).jsonl (evaltrain replaying them; JSON lines, the last one the summary) and
+# DIR/sheet.png (tsexport --grid, one row per class).
+define fkd_rules
+$(1)/labels-$(LABEL_ID).tsr: $(1)/distilled.tsr $(2)
+	$$(call timed,$$@,$$(BIN)/relabel $$(RUN_OPTS) $(addprefix -w ,$(2)) --epochs $$(EPOCHS) \
+	    --bn $$(RELABEL_BN) -s $$(SEED) $$(RELABEL_OPTS) -o $$@ $$<)
+$(1)/eval-$(EVAL_ID).jsonl: $(1)/distilled.tsr $(1)/labels-$(LABEL_ID).tsr $(VAL)
+	$$(call timed,$$@,$$(BIN)/evaltrain $$(RUN_OPTS) -m $$(STUDENT) --labels $(1)/labels-$(LABEL_ID).tsr \
+	    --epochs $$(EPOCHS) --eval-every $$(EVAL_EVERY) -s $$(SEED) $$(STUDENT_OPTS) --val $$(VAL) $$< > $$@)
+$(1)/sheet.png: $(1)/distilled.tsr
+	$$(BIN)/tsexport --grid $$@ --grid-cols $$(IPC) $$<
+endef
+$(eval $(call fkd_rules,$(RANDOM_DIR),$(TEACHER_W)))
+
+# $(call recover_cmd,OUTPUT,WEIGHTS...,OPTIONS,INPUT): the fused recover, metrics beside OUTPUT
+recover_cmd = $(BIN)/recover $(RUN_OPTS) $(addprefix -w ,$(2)) $(3) $(if $(RBATCH),--batch $(RBATCH)) \
+    -s $(SEED) $(RECOVER_OPTS) --metrics $(dir $(1))metrics.jsonl --metrics-every $(METRICS_EVERY) \
+    -o $(1) $(4)
+
+# $(call summary,EVAL.jsonl): one line from evaltrain's last line (final and best top-1)
+summary = tail -n 1 $(1) | sed 's/^/$(subst /,\/,$(1)): /'
+
+.PHONY: teacher random
+# make -f pipelines/X.mk print-FADRM_DIR: the value of a variable (paths for scripts and tests)
+print-%:
+	@echo '$($*)'
+teacher: $(TEACHER_W)
+random: $(RANDOM_DIR)/eval-$(EVAL_ID).jsonl $(RANDOM_DIR)/sheet.png
+	@$(call summary,$<)
+
+endif

@@ -4,7 +4,12 @@
  * `--method random` picks whole real images instead (the sanity baseline). See patchsel(1).
  *
  * The input is read twice (labels first, then the candidates), so stdin is spooled to an unlinked
- * temporary file. Classes are written in label order as soon as their candidates are all scored.
+ * temporary file. Classes are written in label order as soon as their candidates are all scored;
+ * classes of the header with no records (a tscat --classes slice) are skipped silently.
+ *
+ * A class's draws (subset, crop boxes) are keyed by the class and indices within the class, so its
+ * output depends only on its own records (in input order) and the seed: class-sharded runs merged
+ * with tscat equal the unsharded run.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -215,19 +220,24 @@ int main(int argc, char **argv)
         sc = sel_scorer_new(m, nn, ncls, keep, o.crops, side, o.batch, o.seed);
     }
 
-    /* The subsets: role[p] = rank of record p in its class's permutation, -1 if not chosen. */
+    /* The subsets: role[p] = rank of record p in its class's permutation, -1 if not chosen;
+     * within[p] = its index among its class's records (keys its crops). A class without records
+     * (a slice of the input) has an empty subset: it is done from the start and writes nothing. */
     int64_t want = o.random ? o.maxipc : o.candidates;
     int64_t *role = dd_malloc((size_t)n * sizeof *role), *last = dd_malloc((size_t)ncls * sizeof *last);
+    int64_t *within = dd_malloc((size_t)n * sizeof *within);
     int64_t **pos = dd_calloc((size_t)ncls, sizeof *pos), *fill = dd_calloc((size_t)ncls, sizeof *fill);
     for (int c = 0; c < ncls; c++) pos[c] = dd_malloc((size_t)(count[c] ? count[c] : 1) * sizeof **pos);
     for (int64_t p = 0; p < n; p++) {
         role[p] = -1;
+        within[p] = fill[label[p]];
         pos[label[p]][fill[label[p]]++] = p;
     }
     int64_t *perm = dd_malloc((size_t)want * sizeof *perm);
+    char *done = dd_calloc((size_t)ncls, 1);
     for (int c = 0; c < ncls; c++) {
         int64_t k = sel_subset(o.seed, c, count[c], want, perm);
-        if (k == 0) dd_die(DD_EXIT_DATA, "%s: class %d (%s) has no records", files[0], c, ts_header_class(h, c));
+        done[c] = k == 0;
         last[c] = -1;
         for (int64_t i = 0; i < k; i++) {
             int64_t p = pos[c][perm[i]];
@@ -258,7 +268,6 @@ int main(int argc, char **argv)
 
     /* Pass 2: candidates, scored as they come; classes written in label order once complete. */
     if (!(in = ts_input_open(nfiles, files))) dd_die_err(DD_EXIT_DATA);
-    char *done = dd_calloc((size_t)ncls, 1);
     int next = 0;
     DdProgress prog;
     dd_progress_start(&prog, "records", n, o.quiet);
@@ -271,11 +280,11 @@ int main(int argc, char **argv)
             if (ts_record_image_f32(&rec, &im) < 0) dd_die_err(DD_EXIT_DATA);
             int bad = im.shape[0] != C || im.shape[1] != H || im.shape[2] != W;
             if (!bad && o.random) {
-                SelEntry e = {.ce = (double)role[p], .src = p, .box = {0, 0, H, W}, .pix = im.data};
+                SelEntry e = {.ce = (double)role[p], .src = within[p], .box = {0, 0, H, W}, .pix = im.data};
                 snprintf(e.key, sizeof e.key, "%s", rec.key);
                 sel_top_offer(&rtop[c], &e);
                 im.owns = 0;
-            } else if (!bad && sel_scorer_add(sc, p, rec.key, c, im.data, C, H, W) < 0) {
+            } else if (!bad && sel_scorer_add(sc, within[p], rec.key, c, im.data, C, H, W) < 0) {
                 dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
                        rec.key, dd_errmsg());
             }
@@ -286,8 +295,11 @@ int main(int argc, char **argv)
             if (p == last[c]) {
                 if (sc && sel_scorer_flush(sc) < 0) dd_die_err(DD_EXIT_DATA);
                 done[c] = 1;
-                for (; next < ncls && done[next]; next++)
-                    emit_class(&o, w, o.random ? &rtop[next] : sel_scorer_top(sc, next), next, f, C, side);
+                for (; next < ncls && done[next]; next++) {
+                    SelTop *t = o.random ? &rtop[next] : sel_scorer_top(sc, next);
+                    if (count[next]) emit_class(&o, w, t, next, f, C, side);
+                    else sel_top_free(t);
+                }
             }
         }
         dd_progress_update(&prog, p + 1);
@@ -306,6 +318,7 @@ int main(int argc, char **argv)
     nn_free(nn);
     free(done);
     free(role);
+    free(within);
     free(last);
     free(label);
     free(count);

@@ -225,9 +225,11 @@ int main(int argc, char **argv)
     o.c.jitter = o.jitter >= 0 ? o.jitter : (H >= 128 ? 32 : 4);
     if (!o.batch) o.batch = ncls < 100 ? ncls : 100;
 
-    int64_t *lab = dd_malloc((size_t)n * sizeof *lab), *order, *start;
+    /* Batch ids come from the batches' content (rec_plan), not their order in this process, so a
+     * class slice aligned with the batches draws the augmentation of the unsharded run. */
+    int64_t *lab = dd_malloc((size_t)n * sizeof *lab), *order, *start, *bid;
     for (int64_t k = 0; k < n; k++) lab[k] = ts_record_label(&recs[k]);
-    const int64_t nbatch = rec_plan(lab, n, ncls, o.batch, &order, &start);
+    const int64_t nbatch = rec_plan(lab, n, ncls, o.batch, &order, &start, &bid);
 
     FILE *mf = NULL;
     if (o.metrics && !(mf = fopen(o.metrics, "w"))) dd_die(DD_EXIT_DATA, "%s: cannot open for writing", o.metrics);
@@ -240,10 +242,10 @@ int main(int argc, char **argv)
     const float **P = dd_malloc((size_t)o.batch * sizeof *P);
     int64_t *labels = dd_malloc((size_t)o.batch * sizeof *labels);
     const size_t img = (size_t)C * H * W;
-    for (int64_t id = 0; id < nbatch; id++) {
-        const int64_t *mem = order + start[id];
-        const int nb = (int)(start[id + 1] - start[id]);
-        RecBatch b = {.n = nb, .C = C, .H = H, .W = W, .labels = labels, .P = P, .PH = H, .PW = W, .id = id};
+    for (int64_t k = 0; k < nbatch; k++) {
+        const int64_t *mem = order + start[k];
+        const int nb = (int)(start[k + 1] - start[k]);
+        RecBatch b = {.n = nb, .C = C, .H = H, .W = W, .labels = labels, .P = P, .PH = H, .PW = W, .id = bid[k]};
         float *g = dd_malloc((size_t)nb * img * sizeof *g);
         for (int j = 0; j < nb; j++) {
             labels[j] = lab[mem[j]];
@@ -290,6 +292,7 @@ int main(int argc, char **argv)
     free(lab);
     free(order);
     free(start);
+    free(bid);
     free(labels);
     free(P);
     for (int k = 0; k < o.nw; k++) model_free(t[k]);

@@ -212,8 +212,10 @@ int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b)
     return rc;
 }
 
-int64_t rec_plan(const int64_t *labels, int64_t n, int ncls, int B, int64_t **order, int64_t **start)
+int64_t rec_plan(const int64_t *labels, int64_t n, int ncls, int B, int64_t **order, int64_t **start,
+                 int64_t **id)
 {
+    const int64_t per = ((int64_t)ncls + B - 1) / B;   /* batch ids per ipc index */
     int64_t *ipc = dd_malloc((size_t)(n ? n : 1) * sizeof *ipc), *seen = dd_calloc((size_t)ncls, sizeof *seen);
     int64_t maxipc = 0, nb = 0, k = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -224,6 +226,7 @@ int64_t rec_plan(const int64_t *labels, int64_t n, int ncls, int B, int64_t **or
     int64_t *at = dd_malloc((size_t)ncls * sizeof *at);
     *order = dd_malloc((size_t)(n ? n : 1) * sizeof **order);
     *start = dd_malloc((size_t)(n + 1) * sizeof **start);
+    if (id) *id = dd_malloc((size_t)(n ? n : 1) * sizeof **id);
     for (int64_t i = 0; i < maxipc; i++) {
         for (int c = 0; c < ncls; c++) at[c] = -1;
         for (int64_t r = 0; r < n; r++)
@@ -231,7 +234,10 @@ int64_t rec_plan(const int64_t *labels, int64_t n, int ncls, int B, int64_t **or
         int inb = 0;
         for (int c = 0; c < ncls; c++) {
             if (at[c] < 0) continue;
-            if (inb == 0) (*start)[nb++] = k;
+            if (inb == 0) {
+                if (id) (*id)[nb] = i * per + c / B;
+                (*start)[nb++] = k;
+            }
             (*order)[k++] = at[c];
             inb = (inb + 1) % B;
         }

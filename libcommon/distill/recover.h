@@ -10,7 +10,7 @@
  * every stage does the same float operations in the same order:
  *   start:  (resample x to the stage size when it differs; merge with P after a previous stage)
  *           xn = (x - mean[c]) / std[c]                              pixels -> normalized, float
- *   step t: lr_t = optim_recover_lr(lr, t, total); augmentation draw keyed by (seed, batch, t);
+ *   step t: lr_t = optim_recover_lr(lr, t, total); augmentation draw keyed by (seed, batch id, t);
  *           teacher t mod M; Adam on xn; clamp xn to [-m/s, (1-m)/s] per channel
  *   end:    x = clamp(xn * std[c] + mean[c], 0, 1)                   normalized -> pixels, float
  * The optimised variable lives in the teacher's normalized space, as in the reference (Adam's eps
@@ -69,7 +69,7 @@ typedef struct {
     const int64_t *labels;       /* [n] hard labels */
     const float *const *P;       /* [n] initial patches [C,PH,PW] in pixels, for merges (else NULL) */
     int PH, PW;
-    int64_t id;                  /* the batch's index: keys its augmentation draws with the step */
+    int64_t id;                  /* the batch's id (rec_plan): keys its augmentation draws with the step */
 } RecBatch;
 
 /* Runs every stage of c on the batch with teachers[0..M) (round robin by global step; all share
@@ -86,8 +86,18 @@ NnVar *rec_loss(Nn *nn, Model *t, NnVar *xa, const Tensor *labels, double r_bn, 
  * rank among its class's images in input order; batch after batch, ipc index 0 first, each holds
  * the images of that ipc index of up to B consecutive classes (classes without one are skipped).
  * *order (n record indices, batch by batch, classes ascending) and *start (nbatch + 1 offsets into
- * order) are malloc'd for the caller. Returns nbatch. */
-int64_t rec_plan(const int64_t *labels, int64_t n, int ncls, int B, int64_t **order, int64_t **start);
+ * order) are malloc'd for the caller, and so is *id (nbatch ids) unless id is NULL.
+ *
+ * A batch's id is intrinsic to its content, not its position in the plan:
+ *     id = ipc * ceil(ncls / B) + first / B
+ * with ipc its ipc index and first its lowest class. ids are distinct within a plan (the first
+ * classes of successive batches of one ipc index are at least B apart), and a batch gets the same
+ * id whichever other classes are present, so a class slice of the input whose classes fill whole
+ * batches of B aligned on multiples of B (tscat --classes with B = the slice's class count) plans
+ * its batches with the ids, and hence the augmentation draws, they have in the whole input.
+ * Returns nbatch. */
+int64_t rec_plan(const int64_t *labels, int64_t n, int ncls, int B, int64_t **order, int64_t **start,
+                 int64_t **id);
 
 /* SRe2L's start: xn[0..len) (=) N(0,1) noise in normalized space for image i of class cls, drawn
  * from (seed, AUG_STREAM_INIT, cls << 32 | i). */

@@ -19,10 +19,10 @@ int64_t sel_subset(uint64_t seed, int cls, int64_t n, int64_t k, int64_t *out)
     return k;
 }
 
-void sel_crop_boxes(uint64_t seed, int64_t src, int H, int W, int ncrops, AugBox *out)
+void sel_crop_boxes(uint64_t seed, int cls, int64_t idx, int H, int W, int ncrops, AugBox *out)
 {
     DdRng r;
-    dd_rng_init(&r, seed, AUG_STREAM_PATCHSEL, (uint64_t)src);
+    dd_rng_init(&r, seed, AUG_STREAM_PATCHSEL, (uint64_t)cls << 32 | (uint64_t)idx);
     for (int k = 0; k < ncrops; k++) out[k] = aug_rrc(&r, H, W, 0.08, 1.0, 1.0, 1.0);
 }
 
@@ -180,12 +180,14 @@ int sel_scorer_add(SelScorer *s, int64_t src, const char *key, int label, const 
                       s->W);
     }
     if (label < 0 || label >= s->nclasses) return dd_err("label %d out of range", label);
+    if (src < 0 || src > (int64_t)UINT32_MAX)
+        return dd_err("index %lld within class %d out of range", (long long)src, label);
     if ((s->nq + 1) * s->ncrops > s->batch && sel_scorer_flush(s) < 0) return -1;
     Queued *q = s->q[s->nq];
     q->src = src;
     q->label = label;
     snprintf(q->key, sizeof q->key, "%s", key);
-    sel_crop_boxes(s->seed, src, H, W, s->ncrops, q->box);
+    sel_crop_boxes(s->seed, label, src, H, W, s->ncrops, q->box);
     const size_t csz = (size_t)C * s->side * s->side, isz = (size_t)C * H * W;
     for (int k = 0; k < s->ncrops; k++) {
         size_t j = (size_t)s->nq * s->ncrops + k;

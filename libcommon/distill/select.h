@@ -3,8 +3,14 @@
  * stitching. The patchsel filter drives these over a stream; unit tests call them directly.
  *
  * Ranking: an entry (one source image's best crop) is better than another when its CE is lower;
- * equal CEs are ordered by the source record's position in the input, so the order never depends
- * on thread count, batch size or when an entry was offered.
+ * equal CEs are ordered by the source record's index within its class (input order), so the order
+ * never depends on thread count, batch size or when an entry was offered.
+ *
+ * Keying: every draw of a class (its candidate subset, its candidates' crop boxes) is keyed by the
+ * seed, the class and positions counted among that class's records in input order, never by a
+ * record's position in the whole input. A class's selection therefore depends only on its own
+ * records and the seed: a class slice of the input (tscat --classes) or a reordering of the other
+ * classes selects the same patches for it, which is what a class-sharded run relies on.
  *
  * Ownership: a SelTop owns its entries' pixel buffers (malloc'd; offered buffers are taken over
  * and freed when rejected or evicted); sel_top_free releases them. A SelScorer borrows the model
@@ -27,10 +33,10 @@
  * class's records in input order. Returns k. */
 int64_t sel_subset(uint64_t seed, int cls, int64_t n, int64_t k, int64_t *out);
 
-/* The `ncrops` square crop boxes of source record `src` (its position in the input) on an H x W
- * image: aug_rrc with scale U(0.08, 1) and ratio (1, 1), drawn in order from
- * (seed, AUG_STREAM_PATCHSEL, src). */
-void sel_crop_boxes(uint64_t seed, int64_t src, int H, int W, int ncrops, AugBox *out);
+/* The `ncrops` square crop boxes of the record of class `cls` whose index among that class's
+ * records (input order) is `idx`, on an H x W image: aug_rrc with scale U(0.08, 1) and ratio (1, 1),
+ * drawn in order from (seed, AUG_STREAM_PATCHSEL, cls << 32 | idx). 0 <= cls, 0 <= idx < 2^32. */
+void sel_crop_boxes(uint64_t seed, int cls, int64_t idx, int H, int W, int ncrops, AugBox *out);
 
 /* The scoring canvas: canvas [C,H,W] (=) filled with mean[c] (the model's mean: zero in normalized
  * space) with the crop [C,side,side] pasted at ((H-side)/2, (W-side)/2). side <= H, W. */
@@ -42,7 +48,7 @@ void sel_ce(const float *logits, int n, int K, const int64_t *labels, double *ce
 
 typedef struct {
     double ce;                  /* rank key: lower is better (the score is -ce) */
-    int64_t src;                /* source record's position in the input: tie-break */
+    int64_t src;                /* source record's index within its class (input order): tie-break */
     AugBox box;                 /* crop box in the source image */
     char key[SEL_KEY_MAX + 1];  /* source record's key */
     float *pix;                 /* crop [C,side,side], owned by the SelTop once offered */
@@ -79,8 +85,9 @@ typedef struct SelScorer SelScorer;
  * ncrops). The best crop of each image is offered to its class's SelTop. */
 SelScorer *sel_scorer_new(Model *m, Nn *nn, int nclasses, int keep, int ncrops, int side, int batch,
                           uint64_t seed);
-/* Queues the crops of one candidate image [C,H,W] (pixels) of class `label`, position `src`;
- * scores the queue first when it could not take them. */
+/* Queues the crops of one candidate image [C,H,W] (pixels) of class `label` whose index among
+ * that class's records (input order) is `src` (keys its crop boxes, see sel_crop_boxes; the
+ * tie-break of its entry); scores the queue first when it could not take them. */
 int sel_scorer_add(SelScorer *s, int64_t src, const char *key, int label, const float *img, int C,
                    int H, int W);
 /* Scores everything queued. */

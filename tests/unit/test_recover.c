@@ -1,7 +1,8 @@
 /* test_recover.c - the recover loop: schedule arithmetic, the cosine over the global counter, the
  * loss of a tiny ConvNet against a hand computation in double, the pixel <-> normalized round
  * trip, the batch plan, noise draws, fused == pieces with arc_merge between them (bit for bit), the multi-teacher round robin,
- * and the ARC merge's arithmetic. */
+ * the ARC merge's arithmetic, and the batch ids: intrinsic to a batch's content (a class slice
+ * plans the ids of the whole input) and keying the augmentation draws. */
 #include <string.h>
 
 #include "libcommon/distill/merge.h"
@@ -218,18 +219,70 @@ static void test_fused_pieces(void)
 static void test_plan(void)
 {
     /* records (class, ipc): (2,0) (0,0) (2,1) (1,0) (0,1) (2,2); B = 2 */
-    int64_t labels[6] = {2, 0, 2, 1, 0, 2}, *order, *start;
-    int64_t nb = rec_plan(labels, 6, 3, 2, &order, &start);
+    int64_t labels[6] = {2, 0, 2, 1, 0, 2}, *order, *start, *id;
+    int64_t nb = rec_plan(labels, 6, 3, 2, &order, &start, &id);
     int64_t want_order[6] = {1, 3, 0, 4, 2, 5}, want_start[5] = {0, 2, 3, 5, 6};
     CHECK(nb == 4 && !memcmp(order, want_order, sizeof want_order) && !memcmp(start, want_start, sizeof want_start));
+    /* id = ipc * ceil(3 / 2) + first class / 2: {0,1} ipc 0, {2} ipc 0, {0,2} ipc 1, {2} ipc 2 */
+    int64_t want_id[4] = {0, 1, 2, 5};
+    CHECK(!memcmp(id, want_id, sizeof want_id));
     free(order);
     free(start);
+    free(id);
+    CHECK(rec_plan(labels, 6, 3, 2, &order, &start, NULL) == 4);
+    free(order);
+    free(start);
+    /* sharding: 6 classes, 3 images each, B = 3; the slices {0,1,2} and {3,4,5} (as tscat --classes
+     * writes them, in the whole input's order) plan their batches with the ids of the whole input */
+    int64_t all[18], sl[2][9], *oa, *sa, *ia;
+    for (int i = 0; i < 18; i++) all[i] = (i * 5) % 6;      /* classes interleaved */
+    int64_t na = rec_plan(all, 18, 6, 3, &oa, &sa, &ia);
+    CHECK(na == 6);
+    for (int s = 0; s < 2; s++) {
+        int m = 0;
+        for (int i = 0; i < 18; i++)
+            if (all[i] / 3 == s) sl[s][m++] = all[i];
+        int64_t *os, *ss, *is;
+        int64_t ns = rec_plan(sl[s], 9, 6, 3, &os, &ss, &is);
+        CHECK(ns == 3);
+        for (int64_t b = 0; b < ns; b++) {
+            /* the whole input's batch holding this batch's first class at the same ipc index */
+            int64_t found = -1, cls = sl[s][os[ss[b]]];
+            for (int64_t a = 0; a < na; a++)
+                if (all[oa[sa[a]]] == cls && a / 2 == b) found = a;
+            CHECK_MSG(found >= 0 && ia[found] == is[b] && sa[found + 1] - sa[found] == ss[b + 1] - ss[b],
+                      "slice %d batch %lld: id %lld", s, (long long)b, (long long)is[b]);
+        }
+        free(os), free(ss), free(is);
+    }
+    free(oa), free(sa), free(ia);
     float a[16], b[16];
     rec_noise(1, 2, 3, a, 16);
     rec_noise(1, 2, 3, b, 16);
     CHECK(!memcmp(a, b, sizeof a));
     rec_noise(1, 3, 2, b, 16);
     CHECK(memcmp(a, b, sizeof a));
+}
+
+/* The augmentation draws are keyed by the batch id alone (with the seed and step): the same batch
+ * with the same id gives the same bits in any process, another id other draws. */
+static void test_batch_id(void)
+{
+    Nn *nn = nn_new(DD_CPU, 1);
+    Model *t = model_create(nn, "convnet2:width=4", 1, 3, 8, 1);
+    model_set_requires_grad(t, 0);
+    float pa[3][64], *PA[3] = {pa[0], pa[1], pa[2]};
+    int64_t la[3];
+    RecBatch a = batch(3, PA, la, 8), b = batch(3, PA, la, 8), c = batch(3, PA, la, 8);
+    a.id = b.id = 7;
+    c.id = 8;
+    RecConf q = rec_conf_default();
+    rec_schedule_fused(&q, 4, 0, NULL);
+    CHECK(rec_run(nn, &t, 1, &q, &a) == 0 && rec_run(nn, &t, 1, &q, &b) == 0 && rec_run(nn, &t, 1, &q, &c) == 0);
+    CHECK(!memcmp(a.x, b.x, 192 * sizeof(float)) && memcmp(a.x, c.x, 192 * sizeof(float)));
+    free(a.x), free(b.x), free(c.x);
+    model_free(t);
+    nn_free(nn);
 }
 
 static void test_merge(void)
@@ -248,5 +301,6 @@ int main(void)
     test_fused_pieces();
     test_merge();
     test_plan();
+    test_batch_id();
     return check_done("test_recover");
 }

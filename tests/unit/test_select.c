@@ -1,7 +1,8 @@
 /* test_select.c - RDED selection pieces: the seeded subset (uniform, nested prefixes), square crop
  * boxes, the mean-coloured canvas, per-sample CE, ranking with its tie-break and bounded memory,
- * the f x f stitching order (cell k holds rank k*IPC + m), and the scorer against a direct
- * evaluation of the winning crop, independent of the scoring batch size. */
+ * the f x f stitching order (cell k holds rank k*IPC + m), the scorer against a direct
+ * evaluation of the winning crop, independent of the scoring batch size, and a class's selection
+ * unchanged when the other classes are removed or reordered. */
 #include <string.h>
 
 #include "libcommon/distill/select.h"
@@ -34,9 +35,13 @@ static void test_subset(void)
 static void test_boxes_canvas_ce(void)
 {
     AugBox b[5], b2[5];
-    sel_crop_boxes(3, 17, 28, 28, 5, b);
-    sel_crop_boxes(3, 17, 28, 28, 5, b2);
+    sel_crop_boxes(3, 2, 17, 28, 28, 5, b);
+    sel_crop_boxes(3, 2, 17, 28, 28, 5, b2);
     CHECK(!memcmp(b, b2, sizeof b));
+    sel_crop_boxes(3, 1, 17, 28, 28, 5, b2);       /* keyed by the class ... */
+    CHECK(memcmp(b, b2, sizeof b) != 0);
+    sel_crop_boxes(3, 2, 16, 28, 28, 5, b2);       /* ... and the index within it */
+    CHECK(memcmp(b, b2, sizeof b) != 0);
     for (int k = 0; k < 5; k++)
         CHECK(b[k].h == b[k].w && b[k].top >= 0 && b[k].left >= 0 && b[k].top + b[k].h <= 28 && b[k].left + b[k].w <= 28);
     float crop[2 * 2 * 2] = {1, 2, 3, 4, 5, 6, 7, 8}, mean[2] = {0.25f, 0.5f}, cv[2 * 4 * 5];
@@ -107,8 +112,8 @@ static void test_scorer(void)
     for (int i = 0; i < NIMG; i++) {
         char key[16];
         snprintf(key, sizeof key, "r%d", i);
-        CHECK(sel_scorer_add(s1, i, key, i % 3, img[i], 1, 8, 8) == 0);
-        CHECK(sel_scorer_add(s2, i, key, i % 3, img[i], 1, 8, 8) == 0);
+        CHECK(sel_scorer_add(s1, i / 3, key, i % 3, img[i], 1, 8, 8) == 0);
+        CHECK(sel_scorer_add(s2, i / 3, key, i % 3, img[i], 1, 8, 8) == 0);
     }
     CHECK(sel_scorer_flush(s1) == 0 && sel_scorer_flush(s2) == 0);
     CHECK(sel_scorer_add(s1, 9, "bad", 0, img[0], 1, 4, 4) < 0);
@@ -121,11 +126,12 @@ static void test_scorer(void)
             CHECK(a->e[k].src == b->e[k].src && a->e[k].ce == b->e[k].ce && !memcmp(a->e[k].pix, b->e[k].pix, 16 * sizeof(float)));
             /* direct: best of the K crops of that image, scored alone */
             AugBox bx[K];
-            sel_crop_boxes(9, a->e[k].src, 8, 8, K, bx);
+            sel_crop_boxes(9, c, a->e[k].src, 8, 8, K, bx);
+            const int64_t at = a->e[k].src * 3 + c;    /* image src of class c */
             double best = 1e30;
             for (int q = 0; q < K; q++) {
                 float crop[SIDE * SIDE], cv[64], lg[3];
-                img_crop_resize(img[a->e[k].src], 1, 8, 8, bx[q].top, bx[q].left, bx[q].h, bx[q].w, crop, SIDE, SIDE);
+                img_crop_resize(img[at], 1, 8, 8, bx[q].top, bx[q].left, bx[q].h, bx[q].w, crop, SIDE, SIDE);
                 sel_canvas(crop, 1, SIDE, m->mean, 8, 8, cv);
                 Tensor t = tensor_newv(DD_F32, 4, (int64_t)1, (int64_t)1, (int64_t)8, (int64_t)8);
                 memcpy(t.data, cv, sizeof cv);
@@ -147,11 +153,90 @@ static void test_scorer(void)
     nn_free(nn);
 }
 
+/* patchsel's selection over an input of n records (label[p], image img[id[p]]): per class the
+ * seeded subset of `want` candidates, each added with its index within the class. */
+static void select_input(SelScorer *s, int n, const int *label, const int *id, float (*img)[64], int ncls,
+                         int want)
+{
+    int64_t count[4] = {0}, pos[4][16], perm[16];
+    int role[64];
+    for (int p = 0; p < n; p++) pos[label[p]][count[label[p]]++] = p, role[p] = 0;
+    for (int c = 0; c < ncls; c++) {
+        int64_t k = sel_subset(5, c, count[c], want, perm);
+        for (int64_t i = 0; i < k; i++) role[pos[c][perm[i]]] = 1;
+    }
+    int64_t seen[4] = {0};
+    for (int p = 0; p < n; p++) {
+        char key[16];
+        snprintf(key, sizeof key, "r%d", id[p]);
+        if (role[p]) CHECK(sel_scorer_add(s, seen[label[p]], key, label[p], img[id[p]], 1, 8, 8) == 0);
+        seen[label[p]]++;
+    }
+    CHECK(sel_scorer_flush(s) == 0);
+}
+
+/* A class's selection depends only on its own records (in input order) and the seed: the same
+ * with the other classes removed (a tscat --classes slice) or interleaved differently. */
+static void test_class_keying(void)
+{
+    Nn *nn = nn_new(DD_CPU, 1);
+    Model *m = model_create(nn, "convnet1:width=4", 1, 4, 8, 5);
+    CHECK(m != NULL);
+    if (!m) return;
+    model_set_requires_grad(m, 0);
+    enum { NIMG = 40, K = 3, SIDE = 4, KEEP = 3, WANT = 6 };
+    float img[NIMG][64];
+    DdRng r;
+    dd_rng_init(&r, 2, 0, 0);
+    for (int i = 0; i < NIMG; i++)
+        for (int j = 0; j < 64; j++) img[i][j] = (float)dd_rng_uniform(&r);
+    /* whole: image i of class i % 4, interleaved; slice: class 2's records only; reordered: class
+     * 2's records in the same order, the other classes before, between and after them reversed */
+    int lw[NIMG], iw[NIMG], ls[NIMG], is[NIMG], lr[NIMG], ir[NIMG], ns = 0, nr = 0;
+    for (int i = 0; i < NIMG; i++) {
+        lw[i] = i % 4, iw[i] = i;
+        if (i % 4 == 2) ls[ns] = 2, is[ns++] = i;
+    }
+    for (int i = NIMG - 1, j = 0; i >= 0; i--) {
+        if (i % 4 == 2) continue;
+        lr[nr] = i % 4, ir[nr++] = i;
+        if (nr % 3 == 0 && j < ns) lr[nr] = 2, ir[nr++] = is[j++];
+        if (i == 0)
+            while (j < ns) lr[nr] = 2, ir[nr++] = is[j++];
+    }
+    CHECK(nr == NIMG);
+    SelScorer *sw = sel_scorer_new(m, nn, 4, KEEP, K, SIDE, 4 * K, 9);
+    SelScorer *ss = sel_scorer_new(m, nn, 4, KEEP, K, SIDE, 2 * K, 9);
+    SelScorer *sr = sel_scorer_new(m, nn, 4, KEEP, K, SIDE, 5 * K, 9);
+    select_input(sw, NIMG, lw, iw, img, 4, WANT);
+    select_input(ss, ns, ls, is, img, 4, WANT);
+    select_input(sr, nr, lr, ir, img, 4, WANT);
+    SelTop *tw = sel_scorer_top(sw, 2), *ts = sel_scorer_top(ss, 2), *tr = sel_scorer_top(sr, 2);
+    sel_top_sort(tw);
+    sel_top_sort(ts);
+    sel_top_sort(tr);
+    CHECK(tw->n == KEEP && ts->n == KEEP && tr->n == KEEP);
+    for (int k = 0; k < KEEP && k < tw->n && k < ts->n && k < tr->n; k++) {
+        const SelEntry *a = &tw->e[k], *b = &ts->e[k], *c = &tr->e[k];
+        CHECK(a->src == b->src && a->ce == b->ce && !memcmp(&a->box, &b->box, sizeof a->box) &&
+              !strcmp(a->key, b->key) && !memcmp(a->pix, b->pix, SIDE * SIDE * sizeof(float)));
+        CHECK(a->src == c->src && a->ce == c->ce && !memcmp(&a->box, &c->box, sizeof a->box) &&
+              !strcmp(a->key, c->key) && !memcmp(a->pix, c->pix, SIDE * SIDE * sizeof(float)));
+    }
+    CHECK(sel_scorer_top(ss, 0)->n == 0 && sel_scorer_top(ss, 3)->n == 0);   /* absent classes: nothing */
+    sel_scorer_free(sw);
+    sel_scorer_free(ss);
+    sel_scorer_free(sr);
+    model_free(m);
+    nn_free(nn);
+}
+
 int main(void)
 {
     test_subset();
     test_boxes_canvas_ce();
     test_rank_stitch();
     test_scorer();
+    test_class_keying();
     return check_done("test_select");
 }

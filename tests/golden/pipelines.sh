@@ -1,0 +1,79 @@
+# pipelines: the make fragments of pipelines/ on a tiny Fashion-MNIST problem (300 training
+# images, a 1-epoch teacher, IPC 2, 8 recover steps): FADRM's piped schedule equals the fused run;
+# a re-run does nothing (make -q); changing ALPHA re-runs recover onward but not the teacher or
+# patchsel; a failed stage leaves no output; the class-sharded run (2 shards, make -j) equals the
+# unsharded run with recover --batch = the shard's class count (tscmp --exact), checked stage by stage.
+source "$TESTS/golden/lib.sh"
+[ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }
+P=$TESTS/../pipelines
+tiny=(BIN="$BIN" OUT=out TRAIN_N=300 VAL_N=100 TEACHER_EPOCHS=1 IPC=2 CANDIDATES=20 CROPS=2
+      ITERS=8 SRE2L_ITERS=8 EPOCHS=1 EVAL_EVERY=1 METRICS_EVERY=1 THREADS=1 TEACHER_THREADS=2)
+mk() { make --no-print-directory "$@" "${tiny[@]}"; }
+val() { mk -s -f "$P/$1" "print-$2" "${@:3}"; }
+mtime() { stat -c %Y.%y "$1"; }
+
+# FADRM fused, its student, and the stage seam (pipe of recover --steps pieces and arcmerge)
+if mk -j2 -f "$P/fadrm.mk" fadrm fadrm-seam >log.fadrm 2>&1; then ok "fadrm.mk: fused run, labels, student, sheet"
+else fail "fadrm.mk: $(tail -n 5 log.fadrm)"; fi
+fd=$(val fadrm.mk FADRM_DIR)
+grep -q final_top1 "$fd/eval-$(val fadrm.mk EVAL_ID).jsonl" && [ -s "$fd/sheet.png" ] && [ -s "$fd/metrics.jsonl" ] \
+    && ok "outputs under $fd" || fail "missing outputs in $fd: $(ls "$fd")"
+[ -f "$fd/seam.ok" ] && ok "piped recover --steps | arcmerge == fused recover (tscmp --exact)" \
+    || fail "piped != fused: $(grep -i differ log.fadrm | head -n 3)"
+
+# re-running does nothing
+teacher=$(val fadrm.mk TEACHER_W); patches=$(val fadrm.mk PATCHES)
+mk -q -f "$P/fadrm.mk" "$fd/distilled.tsr" "$fd/seam.ok" "$fd/eval-$(val fadrm.mk EVAL_ID).jsonl" \
+    && ok "re-run: everything up to date (make -q)" || fail "re-run: make -q says something is out of date"
+[ -z "$(mk -n -f "$P/fadrm.mk" "$fd/distilled.tsr" 2>&1 | grep -v "^make")" ] && ok "re-run: make -n runs nothing" \
+    || fail "re-run: make -n: $(mk -n -f "$P/fadrm.mk" "$fd/distilled.tsr" | head -n 3)"
+
+# changing ALPHA re-runs recover onward, never the teacher or patchsel
+plan=$(mk -n -f "$P/fadrm.mk" ALPHA=0.7 fadrm 2>&1)
+grep -q "/recover .*--alpha 0.7" <<<"$plan" && grep -q "/relabel " <<<"$plan" && grep -q "/evaltrain .*--labels" <<<"$plan" \
+    && ok "ALPHA=0.7: make -n plans recover, relabel, student" || fail "ALPHA=0.7 plan: $plan"
+grep -q -e "/patchsel " -e "--save" -e "/tsimport " <<<"$plan" && fail "ALPHA=0.7 re-runs patchsel, teacher or import" \
+    || ok "ALPHA=0.7: make -n plans no import, teacher or patchsel"
+t0=$(mtime "$teacher"); p0=$(mtime "$patches")
+mk -f "$P/fadrm.mk" ALPHA=0.7 fadrm-distill >log.alpha 2>&1 || fail "ALPHA=0.7 run: $(tail -n 3 log.alpha)"
+fd7=$(val fadrm.mk FADRM_DIR ALPHA=0.7)
+[ "$fd7" != "$fd" ] && [ -s "$fd7/distilled.tsr" ] && [ -s "$fd/distilled.tsr" ] \
+    && ok "ALPHA=0.7: new $fd7, the alpha 0.5 run kept" || fail "ALPHA=0.7: $fd7"
+[ "$(mtime "$teacher")" = "$t0" ] && [ "$(mtime "$patches")" = "$p0" ] \
+    && ok "ALPHA=0.7: teacher and patches untouched" || fail "ALPHA=0.7 touched the teacher or the patches"
+
+# a failed stage leaves no output (recover refuses an option: exit 2)
+bad=(RECOVER_OPTS=--lr=x RECOVER_TAG=-bad)
+if mk -f "$P/fadrm.mk" "${bad[@]}" fadrm-distill >log.bad 2>&1; then fail "a failing recover did not fail make"
+else
+    fb=$(val fadrm.mk FADRM_DIR "${bad[@]}")
+    [ ! -e "$fb/distilled.tsr" ] && [ ! -e "$fb/metrics.jsonl" ] && ok "failed recover: no distilled.tsr, no metrics.jsonl" \
+        || fail "failed recover left: $(ls "$fb")"
+fi
+
+# the other fragments parse and plan (make -n), sre2l/sre2lpp/rded run at this size
+for f in rded sre2l sre2lpp; do
+    if mk -j2 -f "$P/$f.mk" >log.$f 2>&1; then ok "$f.mk: $(tail -n 1 log.$f | cut -c1-100)"
+    else fail "$f.mk: $(tail -n 3 log.$f)"; fi
+done
+mk -n -f "$P/fadrmplus.mk" >log.plus 2>&1 && grep -q -- "-w .*convnet3.* -w .*resnet18m" log.plus \
+    && ok "fadrmplus.mk plans recover with two teachers" || fail "fadrmplus.mk -n: $(tail -n 3 log.plus)"
+
+# class-sharded == unsharded (CPU, same seed, --batch = 5 classes in both)
+if mk -j2 -f "$P/sharded.mk" SHARDS=2 sharded-distill >log.sh 2>&1; then ok "sharded.mk: 2 shards in parallel, merged"
+else fail "sharded.mk: $(grep -E '^(patchsel|recover|tscat|tscmp):' log.sh | head -n 3)"; fi
+sd=$(val sharded.mk SH_DIR SHARDS=2)
+mk -f "$P/sharded.mk" SHARDS=2 "$sd/patches.ok" >log.shp 2>&1 && ok "sharded patchsel == unsharded patchsel" \
+    || fail "sharded patchsel != unsharded patchsel: $(grep -E '^(patchsel|recover|tscat|tscmp):|differ' log.shp | head -n 3)"
+mk -f "$P/sharded.mk" SHARDS=2 "$sd/equal.ok" >log.she 2>&1 && ok "sharded FADRM == unsharded FADRM (tscmp --exact)" \
+    || fail "sharded FADRM != unsharded: $(grep -E '^(patchsel|recover|tscat|tscmp):|differ' log.she | head -n 3)"
+# recover alone on class slices of the same patches (isolates recover from patchsel)
+b=$BIN; w=$teacher
+for c in 0,1,2,3,4 5,6,7,8,9; do
+    $b/tscat -q --classes $c "$patches" | $b/recover -q -j1 -w "$w" --iters 8 --arc 3 --batch 5 > "r-$c.tsr"
+done
+$b/recover -q -j1 -w "$w" --iters 8 --arc 3 --batch 5 "$patches" > r-all.tsr
+$b/tscat -q r-0,1,2,3,4.tsr r-5,6,7,8,9.tsr | $b/tscmp --exact -m 2 - r-all.tsr >cmp.txt 2>&1 \
+    && ok "recover on class slices of one patch set == unsharded recover" \
+    || fail "recover on class slices != unsharded: $(head -n 2 cmp.txt)"
+finish

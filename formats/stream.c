@@ -584,16 +584,28 @@ void ts_reader_close(TsReader *r)
 
 /* ---- several operands ---- */
 
+/* Every later operand is opened at ts_input_open to check its class list. A regular file is then
+ * closed and reopened when reached (so hundreds of shards need not hold hundreds of descriptors
+ * and windows); anything else - stdin, a pipe, a FIFO, /dev/fd/N, a character device, a socket -
+ * cannot be read twice (the first open consumed its header), so its reader is kept from open
+ * until it is reached and read on from where the header ended. */
 struct TsInput {
     int n, cur;
     char **files;              /* borrowed */
     TsReader *r;               /* reader of files[cur] */
-    TsReader *stdin_r;         /* "-" past the first operand: opened (header read) at open, kept */
+    TsReader **held;           /* [n]: held[i] (i > cur) kept open since ts_input_open, or NULL */
     TsHeader *hdr;             /* merged */
     int64_t last;              /* index of the record last read in its file */
 };
 
 static char *stdin_operand[] = {"-"};
+
+/* 1 if the reader's operand can be closed and opened again for the same bytes: a regular file. */
+static int reader_reopenable(const TsReader *r)
+{
+    struct stat st;
+    return r->own && fstat(fileno(r->own), &st) == 0 && S_ISREG(st.st_mode);
+}
 
 /* Checks a later operand's header against the merged one; folds in its history. */
 static int input_merge(TsInput *in, const TsReader *first, const TsReader *r)
@@ -628,8 +640,10 @@ TsInput *ts_input_open(int nfiles, char **files)
     in->n = nfiles;
     in->files = files;
     in->last = -1;
+    in->held = dd_calloc((size_t)nfiles, sizeof *in->held);
     in->r = ts_reader_open(files[0]);
     if (!in->r) {
+        free(in->held);
         free(in);
         return NULL;
     }
@@ -641,8 +655,8 @@ TsInput *ts_input_open(int nfiles, char **files)
             ts_input_close(in);
             return NULL;
         }
-        if (!strcmp(files[i], "-")) in->stdin_r = r;
-        else ts_reader_close(r);
+        if (reader_reopenable(r)) ts_reader_close(r);
+        else in->held[i] = r;
     }
     return in;
 }
@@ -658,17 +672,19 @@ int ts_input_next(TsInput *in, TsRecord *rec)
             return rc;
         }
         if (in->cur + 1 == in->n) return 0;
-        const char *next = in->files[in->cur + 1];
-        TsReader *r = !strcmp(next, "-") ? in->stdin_r : ts_reader_open(next);
-        if (r == in->stdin_r) in->stdin_r = NULL;
-        if (!r) return -1;
-        if (ts_header_classes_check(in->hdr, in->files[0], r->hdr, r->name)) { /* changed since open */
-            ts_reader_close(r);
-            return -1;
+        int i = in->cur + 1;
+        TsReader *r = in->held[i];
+        in->held[i] = NULL;
+        if (!r) { /* a regular file: reopened, and checked again in case it changed since open */
+            if (!(r = ts_reader_open(in->files[i]))) return -1;
+            if (ts_header_classes_check(in->hdr, in->files[0], r->hdr, r->name)) {
+                ts_reader_close(r);
+                return -1;
+            }
         }
         ts_reader_close(in->r);
         in->r = r;
-        in->cur++;
+        in->cur = i;
         in->last = -1;
     }
     return 0;
@@ -681,7 +697,8 @@ void ts_input_close(TsInput *in)
 {
     if (!in) return;
     ts_reader_close(in->r);
-    ts_reader_close(in->stdin_r);
+    for (int i = 0; i < in->n; i++) ts_reader_close(in->held[i]);
+    free(in->held);
     ts_header_free(in->hdr);
     free(in);
 }

@@ -108,9 +108,13 @@ int64_t ts_reader_index(const TsReader *r);  /* records read so far */
 const char *ts_reader_name(const TsReader *r);
 void ts_reader_close(TsReader *r);
 
-/* Several operands read as their concatenation; class lists must agree (checked at open).
- * nfiles == 0 reads stdin. The merged header is the first file's, with the histories of the others
- * appended under "inputs". */
+/* Several operands read as their concatenation; class lists must agree (checked at open, which
+ * reads every operand's header). nfiles == 0 reads stdin; "-" may appear once. Operands that are
+ * regular files are closed after that check and reopened when reached (re-checked then), so many
+ * shards (`tscat sh/part-*.tar.zst`) hold one descriptor at a time; any other operand - stdin, a
+ * pipe, a FIFO, /dev/fd/N (`<(cmd)`), a character device - cannot be read twice, so its reader
+ * stays open (one descriptor and one read window each) from ts_input_open until it is consumed.
+ * The merged header is the first file's, with the histories of the others appended under "inputs". */
 typedef struct TsInput TsInput;
 TsInput *ts_input_open(int nfiles, char **files);
 const TsHeader *ts_input_header(const TsInput *in);

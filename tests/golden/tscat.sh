@@ -6,6 +6,12 @@ count() { "$BIN/tsinfo" --json "$@" | "$PYTHON" -c 'import json,sys; print(json.
 "$BIN/tsimport" --split test --limit 30 "$fmnist" >test.tsr
 [ "$("$BIN/tscat" fm.tsr test.tsr | "$BIN/tsinfo" --list | wc -l)" = 230 ] || fail "concatenation"
 expect_exit 1 "duplicate keys" -- "$BIN/tscat" -o dup.tsr fm.tsr fm.tsr
+# a later operand that cannot be reopened (pipe via /dev/fd/N): read on after the open-time class check.
+"$BIN/tscat" fm.tsr test.tsr >cat_files.tsr || fail "tscat fm.tsr test.tsr"
+"$BIN/tscat" fm.tsr <(cat test.tsr) >cat_pipe.tsr || fail "tscat fm.tsr <(cat test.tsr)"
+cmp cat_pipe.tsr cat_files.tsr || fail "tscat with a <(...) operand differs from the files"
+"$BIN/tscat" <(cat fm.tsr) <(cat test.tsr) >cat_pipes.tsr || fail "tscat <(cat fm.tsr) <(cat test.tsr)"
+cmp cat_pipes.tsr cat_files.tsr && ok "process-substitution operands: byte-identical" || fail "tscat with <(...) operands differs"
 [ "$("$BIN/tscat" --head 7 fm.tsr | count)" = 7 ] || fail "--head"
 [ "$("$BIN/tscat" --head 3 --per-class fm.tsr | count)" = 30 ] || fail "--head --per-class"
 [ "$("$BIN/tscat" --every 10:3 fm.tsr | count)" = 20 ] || fail "--every"

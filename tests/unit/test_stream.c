@@ -1,12 +1,17 @@
 /* test_stream.c - the record stream: round trips through the pipe container and tar shards (plain
  * and zstd), byte-identical stream -> shards -> stream, truncation at every offset, corruption,
- * version and count checks, class-list mismatch, write errors, record helpers. */
+ * version and count checks, class-list mismatch, write errors, record helpers, operands that cannot
+ * be reopened (a pipe as /dev/fd/N, a FIFO) among several. */
 #include "formats/stream.h"
 #include "libcommon/base/base.h"
 #include "tests/unit/check.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -491,12 +496,118 @@ static void test_records(void)
     ts_header_free(h);
 }
 
+/* ---- operands that cannot be reopened ---- */
+
+typedef struct {
+    const char *src;           /* file whose bytes are written */
+    const char *fifo;          /* open this FIFO for writing, or NULL: write to fd */
+    int fd;
+    pthread_t th;
+} Feeder;
+
+static void *feeder_main(void *arg)
+{
+    Feeder *f = arg;
+    int fd = f->fifo ? open(f->fifo, O_WRONLY) : f->fd; /* a FIFO: blocks until the reader opens it */
+    if (fd < 0) return NULL;
+    uint8_t *buf;
+    size_t len, off = 0;
+    if (slurp(f->src, &buf, &len) == 0) {
+        while (off < len) {
+            ssize_t k = write(fd, buf + off, len - off);
+            if (k <= 0) break; /* EPIPE (ignored SIGPIPE): the reader gave up */
+            off += (size_t)k;
+        }
+        free(buf);
+    }
+    close(fd);
+    return NULL;
+}
+
+/* Reads the operands as one stream; each holds make_record(0..per-1). The count, or -1. */
+static int64_t read_concat(int nfiles, char **files, int per)
+{
+    TsInput *in = ts_input_open(nfiles, files);
+    if (!in) return -1;
+    TsRecord r, e;
+    ts_record_init(&r);
+    ts_record_init(&e);
+    int64_t n = 0;
+    int rc;
+    while ((rc = ts_input_next(in, &r)) == 1) {
+        make_record(&e, (int)(n % per));
+        CHECK_MSG(record_equal(&r, &e), "record %lld (%s: %lld) differs", (long long)n, ts_input_name(in),
+                  (long long)ts_input_index(in));
+        n++;
+    }
+    if (rc < 0) fprintf(stderr, "read_concat: %s\n", dd_errmsg());
+    else CHECK(!strcmp(ts_input_name(in), files[nfiles - 1]) && ts_input_index(in) == per - 1);
+    ts_record_free(&r);
+    ts_record_free(&e);
+    ts_input_close(in);
+    return rc < 0 ? -1 : n;
+}
+
+/* `tscat a.tsr <(cat b.tsr)`: a later operand that is a pipe (/dev/fd/N) or a FIFO was opened at
+ * ts_input_open to check its class list; it must be read on then, not reopened. */
+static void test_unreopenable(void)
+{
+    const char *a = path_in("a.tsr"), *az = path_in("a.tsr.zst"); /* from test_pipe: 50 records */
+    signal(SIGPIPE, SIG_IGN);
+    alarm(60); /* a regression may block on a FIFO reopened with no writer: fail, do not hang */
+
+    /* a pipe passed as /dev/fd/N, second of two and middle of three */
+    for (int three = 0; three < 2; three++) {
+        int p[2];
+        CHECK(pipe(p) == 0);
+        Feeder fd = {.src = three ? az : a, .fd = p[1]};
+        CHECK(pthread_create(&fd.th, NULL, feeder_main, &fd) == 0);
+        char devfd[32];
+        snprintf(devfd, sizeof devfd, "/dev/fd/%d", p[0]);
+        if (access(devfd, R_OK)) {
+            fprintf(stderr, "note: %s not available, skipping the /dev/fd case\n", devfd);
+            close(p[0]);
+            pthread_join(fd.th, NULL);
+            break;
+        }
+        char *files[] = {(char *)a, devfd, (char *)az};
+        CHECK_MSG(read_concat(2 + three, files, 50) == 50 * (2 + three), "/dev/fd operand, %d operands", 2 + three);
+        close(p[0]); /* before the join: a writer left blocked gets EPIPE */
+        pthread_join(fd.th, NULL);
+    }
+
+    /* a FIFO between regular files (which are closed and reopened), and a FIFO first */
+    const char *fifo = path_in("fifo");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    Feeder ff = {.src = az, .fifo = fifo};
+    CHECK(pthread_create(&ff.th, NULL, feeder_main, &ff) == 0);
+    char *mid[] = {(char *)a, (char *)fifo, (char *)az, (char *)a};
+    CHECK_MSG(read_concat(4, mid, 50) == 200, "FIFO operand in the middle");
+    pthread_join(ff.th, NULL);
+    CHECK(pthread_create(&ff.th, NULL, feeder_main, &ff) == 0);
+    char *first[] = {(char *)fifo, (char *)a};
+    CHECK_MSG(read_concat(2, first, 50) == 100, "FIFO operand first");
+    pthread_join(ff.th, NULL);
+
+    /* a later FIFO whose class list differs: refused at open */
+    const char *b = path_in("b.tsr");
+    CHECK(write_pipe(b, 5, "Sneaker") == 0);
+    Feeder fb = {.src = b, .fifo = fifo};
+    CHECK(pthread_create(&fb.th, NULL, feeder_main, &fb) == 0);
+    char *mism[] = {(char *)a, (char *)fifo};
+    CHECK(ts_input_open(2, mism) == NULL);
+    pthread_join(fb.th, NULL);
+    alarm(0);
+    unlink(fifo);
+}
+
 int main(void)
 {
     dd_prog_init("test_stream");
     if (!mkdtemp(dir)) return 1;
     test_records();
     test_pipe();
+    test_unreopenable();
     test_truncation();
     test_shards("s-%02d.tar", "s-00.tar", 0);
     test_shards("z-%02d.tar.zst", "z-00.tar.zst", 1);

@@ -161,9 +161,8 @@ int main(int argc, char **argv)
     else if (optname && !strcmp(optname, "adamw")) kind = OPTIM_ADAMW;
     else if (optname && strcmp(optname, "sgd")) dd_die(DD_EXIT_USAGE, "--optimizer: want sgd, adam or adamw, got '%s'", optname);
 
-    Nn *nn = nn_new(!strcmp(device, "cpu") ? DD_CPU : DD_CUDA, threads);
-    if (!nn && !strcmp(device, "auto")) nn = nn_new(DD_CPU, threads);
-    if (!nn) dd_die_err(dd_errcode() == DD_EXIT_DEVICE ? DD_EXIT_DEVICE : DD_EXIT_DATA);
+    Nn *nn = nn_open(device, threads);
+    if (!nn) dd_die_err(dd_errcode());
     Model *m = weights ? model_load(nn, weights) : NULL;
     if (weights && !m) dd_die_err(DD_EXIT_DATA);
     const int crop = m && m->input_size >= 224 ? m->input_size : 0;

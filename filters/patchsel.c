@@ -206,9 +206,7 @@ int main(int argc, char **argv)
         rtop = dd_calloc((size_t)ncls, sizeof *rtop);
         for (int c = 0; c < ncls; c++) sel_top_init(&rtop[c], keep);
     } else {
-        DdDevice dev = strcmp(o.device, "cpu") ? DD_CUDA : DD_CPU;
-        if (!(nn = nn_new(dev, o.threads)) && !strcmp(o.device, "auto")) nn = nn_new(DD_CPU, o.threads);
-        if (!nn) dd_die_err(DD_EXIT_DEVICE);
+        if (!(nn = nn_open(o.device, o.threads))) dd_die_err(dd_errcode());
         if (!(m = model_load(nn, o.weights))) dd_die_err(DD_EXIT_DATA);
         model_set_requires_grad(m, 0);
         if (m->num_classes != ncls)

@@ -136,10 +136,8 @@ int main(int argc, char **argv)
     dd_prog_init(argv[0]);
     Opts o;
     parse(argc, argv, &o);
-    DdDevice dev = strcmp(o.device, "cpu") ? DD_CUDA : DD_CPU;
-    Nn *nn = nn_new(dev, o.threads);
-    if (!nn && !strcmp(o.device, "auto")) nn = nn_new(DD_CPU, o.threads);
-    if (!nn) dd_die_err(DD_EXIT_DEVICE);
+    Nn *nn = nn_open(o.device, o.threads);
+    if (!nn) dd_die_err(dd_errcode());
     Model *t[MAX_TEACHERS];
     for (int k = 0; k < o.nw; k++) {
         if (!(t[k] = model_load(nn, o.w[k]))) dd_die_err(DD_EXIT_DATA);

@@ -169,6 +169,19 @@ Nn *nn_new(DdDevice device, int threads)
     return nn;
 }
 
+Nn *nn_open(const char *device, int threads)
+{
+    if (!strcmp(device, "cpu")) return nn_new(DD_CPU, threads);
+    if (!strcmp(device, "cuda")) return nn_new(DD_CUDA, threads);
+    if (!strcmp(device, "auto")) {
+        Nn *nn = nn_new(DD_CUDA, threads);
+        return nn ? nn : nn_new(DD_CPU, threads);
+    }
+    dd_err("--device: want cpu, cuda or auto, not '%s'", device);
+    dd_err_code(DD_EXIT_USAGE);
+    return NULL;
+}
+
 void nn_free(Nn *nn)
 {
     if (!nn) return;

@@ -53,6 +53,10 @@ typedef struct Nn Nn;
 /* device DD_CPU (DD_CUDA once the backend exists: NULL + dd_err with code DD_EXIT_DEVICE when it
  * is unavailable). threads <= 0: dd_threads_default(). */
 Nn *nn_new(DdDevice device, int threads);
+/* The context a program's -d/--device argument names: "cpu", "cuda", or "auto" (CUDA when a
+ * device is usable, else the CPU). NULL + dd_err when it cannot be had: dd_errcode() is
+ * DD_EXIT_DEVICE for device failures, DD_EXIT_USAGE for an unknown name. */
+Nn *nn_open(const char *device, int threads);
 void nn_free(Nn *nn);
 DdDevice nn_device(const Nn *nn);
 /* Grad mode: when 0, ops record nothing (scoring, evaluation). Default 1. Returns the old value. */

@@ -286,6 +286,8 @@ static NnVar *f_chain(Nn *nn, NnVar **in, const Case *c)
 
 #define S4(...) {__VA_ARGS__}
 
+/* Case i draws its inputs from seed 100 + i: new cases go at the end, so the inputs of existing
+ * ones (chosen clear of ReLU kinks within the step h) stay what they were. */
 static const Case cases[] = {
     {"conv s1 p1 bias", f_conv, 3, {4, 4, 1}, {S4(2, 4, 6, 7), S4(6, 4, 3, 3), S4(6)}, {1, 1, 1}, {0}, {1, 1, 1, 1}},
     {"conv s2 p1 nobias", f_conv, 2, {4, 4}, {S4(2, 4, 6, 7), S4(5, 4, 3, 3)}, {1, 1}, {0}, {2, 1, 1, 1}},
@@ -348,6 +350,10 @@ static const Case cases[] = {
     {"sum", f_sum, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {0}},
     {"mean", f_sum, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {1}},
     {"chain", f_chain, 3, {4, 4, 1}, {S4(2, 4, 4, 4), S4(4, 4, 3, 3)}, {1, 1, 1}},
+    /* stride-1 'same' convolutions of large planes take conv_flat.c's shifted GEMMs: two images
+     * side by side in one flat row, and a grouped 5x5 with dilation 1 and pad 2 */
+    {"conv flat 3x3 p1 bias", f_conv, 3, {4, 4, 1}, {S4(2, 3, 12, 13), S4(4, 3, 3, 3), S4(4)}, {1, 1, 1}, {0}, {1, 1, 1, 1}},
+    {"conv flat 5x5 p2 groups2", f_conv, 2, {4, 4}, {S4(1, 4, 24, 25), S4(4, 2, 5, 5)}, {1, 1}, {0}, {1, 2, 1, 2}},
 };
 
 int main(void)

@@ -1,17 +1,15 @@
 /* conv.c - CPU convolution and linear: im2col + single-threaded OpenBLAS sgemm over fixed chunks
  * of images (several small images side by side in one GEMM), chunks spread over the worker pool
- * (each thread its own im2col buffer); vectorised plane kernels for depthwise convolution (one
- * image-channel plane per item). Chunks and planes are fixed by the shape, so per-image work is
- * identical for any thread count, and the weight gradient sums fixed groups of images in a fixed
- * order: results do not depend on threads.
+ * (each thread its own im2col buffer); stride-1 'same' convolutions of large planes skip im2col
+ * (conv_flat.c); vectorised plane kernels for depthwise convolution (one image-channel plane per
+ * item). Chunks and planes are fixed by the shape, so per-image work is identical for any thread
+ * count, and the weight gradient sums fixed groups of images in a fixed order: results do not
+ * depend on threads.
  */
 #include "libcommon/nn/cpu/cpu.h"
 
 #include <cblas.h>
 #include <string.h>
-
-/* Weight-gradient partial sums: images are cut into this many fixed groups. */
-#define CONV_PARTS 4
 
 static int is_pointwise(const NnConvShape *s)
 {
@@ -322,10 +320,15 @@ static void dw_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
 #define GEMM_COLS 256
 #define GEMM_MAX_CHUNK 16
 
+/* The chunk count is rounded up to a multiple of 4 where that keeps chunks at least half the
+ * wanted size, so 2 or 4 workers get equal shares (100 images at 4x4: 8 chunks of 13, not 7 of
+ * 16). A function of the shape only. */
 static int gemm_chunk(const NnConvShape *s)
 {
-    int b = GEMM_COLS / (s->oh * s->ow);
-    return b < 1 ? 1 : b > GEMM_MAX_CHUNK ? GEMM_MAX_CHUNK : b;
+    int want = GEMM_COLS / (s->oh * s->ow);
+    want = want < 1 ? 1 : want > GEMM_MAX_CHUNK ? GEMM_MAX_CHUNK : want;
+    int nc = (s->n + want - 1) / want, nc4 = (nc + 3) / 4 * 4, c = (s->n + nc4 - 1) / nc4;
+    return c * 2 >= want ? c : want;
 }
 
 /* Scratch floats of a chunk task: col [K*groups, chunk*ohw], and when chunk > 1 the chunk's
@@ -501,7 +504,8 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
                        const float *b, float *y)
 {
     ConvJob j = {.s = s, .be = be, .x = x, .w = w, .b = b, .y = y};
-    if (is_depthwise(s)) cpu_for(be, (int64_t)s->n * s->cin, 2, dw_fwd_task, &j);
+    if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_fwd(be, s, x, w, b, y);
+    else if (is_depthwise(s)) cpu_for(be, (int64_t)s->n * s->cin, 2, dw_fwd_task, &j);
     else cpu_for(be, gemm_nchunks(s), 2, gemm_fwd_task, &j);
 }
 
@@ -509,7 +513,8 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
                             float *dx)
 {
     ConvJob j = {.s = s, .be = be, .w = w, .dy = dy, .dx = dx};
-    if (is_depthwise(s))
+    if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_bwd_data(be, s, dy, w, dx);
+    else if (is_depthwise(s))
         cpu_for(be, (int64_t)s->n * s->cin, 2,
                 dw_bwd_gathers(s) ? dw_bwd_gather_task : dw_bwd_scatter_task, &j);
     else cpu_for(be, gemm_nchunks(s), 2, gemm_bwd_data_task, &j);
@@ -523,6 +528,8 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
         j.wsize = (size_t)s->cout * (s->cin / s->groups) * s->kh * s->kw;
         if (is_depthwise(s)) {
             cpu_for(be, s->cin, 2, dw_bwd_filter_task, &j);
+        } else if (cpu_flat_ok(s)) {
+            cpu_flat_bwd_filter(be, s, dy, x, dw);
         } else {
             int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS;
             j.parts = cpu_shared(be, (size_t)nparts * j.wsize);

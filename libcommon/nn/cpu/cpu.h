@@ -35,6 +35,20 @@ float *cpu_scratch(NnBackend *be, int tid, size_t n);
 /* The shared buffer of at least n floats; call outside tasks (contents undefined). */
 float *cpu_shared(NnBackend *be, size_t n);
 
+/* Weight-gradient partial sums of the GEMM convolutions: images are cut into this many fixed
+ * groups, summed in order. */
+#define CONV_PARTS 4
+
+/* conv_flat.c: stride-1 'same' convolutions as shifted GEMMs over padded flat planes, for the
+ * shapes cpu_flat_ok accepts (not depthwise: conv.c's plane kernels do those). */
+int cpu_flat_ok(const NnConvShape *s);
+void cpu_flat_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
+                  const float *b, float *y);
+void cpu_flat_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
+                       float *dx);
+void cpu_flat_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
+                         float *dw);
+
 /* Kernel groups (fill their slots of the table). */
 void cpu_conv_init(NnBackend *be);
 void cpu_elem_init(NnBackend *be);

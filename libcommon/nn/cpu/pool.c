@@ -1,5 +1,7 @@
-/* pool.c - a small pthread worker pool for the CPU kernels: one job at a time, split into fixed
- * contiguous ranges, the calling thread doing range 0. */
+/* pool.c - a small pthread worker pool for the CPU kernels: one job at a time, cut into about
+ * four contiguous blocks per thread that the threads (the caller among them) take in turn as they
+ * finish, so a thread slowed by the machine's other work does not hold the rest up. Every item
+ * of a task is self-contained (cpu.h), so which thread runs a block never changes a result. */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/cpu/cpu.h"
 
@@ -15,13 +17,20 @@ struct CpuPool {
     int pending, quit;
     CpuTask fn;
     void *arg;
-    int64_t n;
+    int64_t n, grain, next; /* items, items per block, next block to take (atomic) */
 };
+
+/* Blocks per thread: enough to even out uneven progress, few enough to keep blocks large. */
+#define BLOCKS_PER_THREAD 4
 
 static void run_range(CpuPool *p, int t)
 {
-    int64_t b = p->n * t / p->threads, e = p->n * (t + 1) / p->threads;
-    if (b < e) p->fn(p->arg, b, e, t);
+    for (;;) {
+        int64_t blk = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED), b = blk * p->grain;
+        if (b >= p->n) break;
+        int64_t e = b + p->grain < p->n ? b + p->grain : p->n;
+        p->fn(p->arg, b, e, t);
+    }
 }
 
 typedef struct {
@@ -93,6 +102,8 @@ void cpu_pool_run(CpuPool *p, int64_t n, CpuTask fn, void *arg)
     p->fn = fn;
     p->arg = arg;
     p->n = n;
+    p->grain = (n + (int64_t)p->threads * BLOCKS_PER_THREAD - 1) / ((int64_t)p->threads * BLOCKS_PER_THREAD);
+    p->next = 0;
     p->pending = p->threads - 1;
     p->gen++;
     pthread_cond_broadcast(&p->go);

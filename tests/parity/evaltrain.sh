@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# evaltrain.sh - (1) one epoch of SGD (lr 0.005, momentum 0.9, weight decay 5e-4) with --no-aug
+# evaltrain.sh - (1) one epoch of SGD (lr 0.001, momentum 0.9, weight decay 5e-4) with --no-aug
 # --no-shuffle, batch 32 over 256 Fashion-MNIST images, from weights saved by our tool, ends at
-# PyTorch's weights and BN running statistics (max abs diff <= 1e-5; why not a larger lr: see the
-# peer's docstring), and one step at lr 0.05 too; (2) a torchvision resnet18 (small stem)
+# float64 PyTorch's weights and BN running statistics (max abs diff <= 1e-5; why not a larger lr:
+# see the peer's docstring), and one step at lr 0.05 too; (2) a torchvision resnet18 (small stem)
 # checkpoint trained in PyTorch, converted with pipelines/torch2safetensors.py, evaluates under
 # --eval-only to the same top-1 (exactly) and mean cross-entropy (1e-4) as in PyTorch.
 # Peer: tests/parity/evaltrain_peer.py. Runs in a fresh temporary directory.
@@ -17,7 +17,7 @@ peer=$TESTS/parity/evaltrain_peer.py
 "$BIN/tsimport" -q --format idx --limit 256 "$fmnist" >tr.tsr
 "$BIN/evaltrain" -q -m convnet3 -s 1 --epochs 0 --save init.safetensors tr.tsr >/dev/null
 sgd=(-q -w init.safetensors --epochs 1 --batch 32 --no-aug --no-shuffle --optimizer sgd --momentum 0.9 --wd 5e-4)
-"$BIN/evaltrain" "${sgd[@]}" --lr 0.005 --save ours.safetensors tr.tsr >/dev/null
+"$BIN/evaltrain" "${sgd[@]}" --lr 0.001 --save ours.safetensors tr.tsr >/dev/null
 "$BIN/tscat" --head 32 tr.tsr >tr32.tsr
 "$BIN/evaltrain" "${sgd[@]}" --lr 0.05 --save ours1.safetensors tr32.tsr >/dev/null
 

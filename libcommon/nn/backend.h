@@ -78,6 +78,9 @@ struct NnBackend {
     /* Needs x for silu/relu6/hardswish, y for relu/sigmoid (pass both). */
     void (*act_bwd)(NnBackend *be, NnAct act, int64_t n, const float *x, const float *y,
                     const float *dy, float *dx);
+    /* Optional (NULL: the front-end accumulates with act_bwd): g = dy on entry, dx on return. */
+    void (*act_bwd_inplace)(NnBackend *be, NnAct act, int64_t n, const float *x, const float *y,
+                            float *g);
     void (*binary_fwd)(NnBackend *be, NnBinary op, const NnBroadcast *bc, const float *a,
                        const float *b, float *y);
     void (*binary_bwd)(NnBackend *be, NnBinary op, const NnBroadcast *bc, const float *a,
@@ -134,6 +137,10 @@ struct NnBackend {
     void (*bn_bwd)(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
                    const float *w, const float *mean, const float *invstd, const float *dy,
                    float *dx, float *dw, float *db);
+    /* Optional (NULL: the front-end accumulates with bn_bwd): g = dy on entry, dx on return. */
+    void (*bn_bwd_inplace)(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
+                           const float *w, const float *mean, const float *invstd, float *g,
+                           float *dw, float *db);
     /* loss[0] = ||mean_c(x) - rm|| + ||var_c(x) - rv|| (biased var); save gets 3c+2 floats for the
      * backward (it does not read rm/rv again, so later running-stat updates do not matter). */
     void (*bn_stat_fwd)(NnBackend *be, int n, int c, int64_t hw, const float *x, const float *rm,

@@ -378,6 +378,18 @@ float *nn_grad_of(Nn *nn, NnVar *v)
     return v->g.data;
 }
 
+float *nn_grad_take(Nn *nn, const NnEntry *e, NnVar *x)
+{
+    (void)nn;
+    NnVar *y = e->out;
+    if (!x->requires_grad || x->g.data || x->v.owns || y->v.owns || !y->g.data || x == y ||
+        nn_numel(x) != nn_numel(y))
+        return NULL;
+    x->g.data = y->g.data;
+    y->g.data = NULL;
+    return x->g.data;
+}
+
 /* An arena var's gradient buffer goes back to the arena. */
 static void release_grad(Nn *nn, NnVar *v)
 {

@@ -78,6 +78,12 @@ NnEntry *nn_record(Nn *nn, NnBackwardFn fn, NnVar *out, int nin, NnVar *const *i
 /* The gradient buffer of v for a backward to write into (allocated zeroed on first need), or NULL
  * when v needs no gradient (v NULL or requires_grad 0). */
 float *nn_grad_of(Nn *nn, NnVar *v);
+/* Hands the entry's output gradient to x as x's gradient, when x has none yet and both are arena
+ * vars of the same size: the output's gradient is dead after its own backward, so a backward that
+ * can work in place (dx = f(dy) over dy's buffer) skips zeroing a new buffer and accumulating into
+ * it. Returns x's gradient (the former dy), or NULL when it cannot be taken (then accumulate into
+ * nn_grad_of(nn, x) as usual). */
+float *nn_grad_take(Nn *nn, const NnEntry *e, NnVar *x);
 /* The gradient of an entry's output (always present when its backward runs). */
 static inline const float *nn_dout(const NnEntry *e) { return (const float *)e->out->g.data; }
 

@@ -9,6 +9,11 @@
 static void act_backward(Nn *nn, const NnEntry *e)
 {
     NnVar *x = e->in[0];
+    float *g;
+    if (nn->be->act_bwd_inplace && (g = nn_grad_take(nn, e, x))) {
+        nn->be->act_bwd_inplace(nn->be, (NnAct)e->iarg[0], nn_numel(x), nn_f(x), nn_f(e->out), g);
+        return;
+    }
     NN_BE(nn, act_bwd);
     nn->be->act_bwd(nn->be, (NnAct)e->iarg[0], nn_numel(x), nn_f(x), nn_f(e->out), nn_dout(e),
                     nn_grad_of(nn, x));
@@ -60,6 +65,16 @@ static void binary_backward(Nn *nn, const NnEntry *e)
 {
     NnVar *a = e->in[0], *b = e->in[1];
     NnBroadcast bc = broadcast("binary", a, b);
+    /* add: da = dy exactly, so a fresh a takes dy's buffer (a residual add costs one pass) */
+    if ((NnBinary)e->iarg[0] == NN_BIN_ADD && a != b && nn_numel(a) == nn_numel(e->out) &&
+        nn_grad_take(nn, e, a)) {
+        if (b->requires_grad) {
+            NN_BE(nn, binary_bwd);
+            nn->be->binary_bwd(nn->be, NN_BIN_ADD, &bc, nn_f(a), nn_f(b), a->g.data, NULL,
+                               nn_grad_of(nn, b));
+        }
+        return;
+    }
     NN_BE(nn, binary_bwd);
     nn->be->binary_bwd(nn->be, (NnBinary)e->iarg[0], &bc, nn_f(a), nn_f(b), nn_dout(e),
                        nn_grad_of(nn, a), nn_grad_of(nn, b));

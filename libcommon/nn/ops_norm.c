@@ -60,7 +60,14 @@ NnVar *nn_bn_stat_loss(Nn *nn, NnVar *x, NnVar *running_mean, NnVar *running_var
 static void bn_backward(Nn *nn, const NnEntry *e)
 {
     NnVar *x = e->in[0], *w = e->in[1], *b = e->in[2];
-    float *dx = nn_grad_of(nn, x), *dw = nn_grad_of(nn, w), *db = nn_grad_of(nn, b);
+    float *dw = nn_grad_of(nn, w), *db = nn_grad_of(nn, b), *g;
+    if (nn->be->bn_bwd_inplace && (g = nn_grad_take(nn, e, x))) {
+        nn->be->bn_bwd_inplace(nn->be, e->iarg[0], e->iarg[1], e->iarg[2],
+                               (int64_t)e->iarg[3] * e->iarg[4], nn_f(x), w ? nn_f(w) : NULL,
+                               e->save[0], e->save[1], g, dw, db);
+        return;
+    }
+    float *dx = nn_grad_of(nn, x);
     NN_BE(nn, bn_bwd);
     nn->be->bn_bwd(nn->be, e->iarg[0], e->iarg[1], e->iarg[2],
                    (int64_t)e->iarg[3] * e->iarg[4], nn_f(x), w ? nn_f(w) : NULL, e->save[0],
@@ -94,6 +101,16 @@ NnVar *nn_batchnorm(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running
         nn->be->bn_fwd_eval(nn->be, n, c, hw, eps, nn_f(x), w, b, nn_f(running_mean),
                             nn_f(running_var), nn_f(y), mean, invstd);
     }
+    if (nn->bn_collect && running_mean && running_var) {
+        NnVar *l = nn_bn_stat_loss(nn, x, running_mean, running_var);
+        if (nn->nbn_stats == nn->cap_bn_stats) {
+            nn->cap_bn_stats = nn->cap_bn_stats ? 2 * nn->cap_bn_stats : 64;
+            nn->bn_stats = dd_realloc(nn->bn_stats, (size_t)nn->cap_bn_stats * sizeof *nn->bn_stats);
+        }
+        nn->bn_stats[nn->nbn_stats++] = l;
+    }
+    /* Recorded after the statistics loss: backward then runs this entry first, so x's gradient is
+     * still fresh and bn_bwd_inplace can take dy's buffer for it. */
     NnEntry *e = nn_record(nn, bn_backward, y, 3, (NnVar *[]){x, weight, bias});
     if (e) {
         e->iarg[0] = training != 0;
@@ -103,14 +120,6 @@ NnVar *nn_batchnorm(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running
         e->iarg[4] = x->v.ndim == 4 ? (int)x->v.shape[3] : 1;
         e->save[0] = mean;
         e->save[1] = invstd;
-    }
-    if (nn->bn_collect && running_mean && running_var) {
-        NnVar *l = nn_bn_stat_loss(nn, x, running_mean, running_var);
-        if (nn->nbn_stats == nn->cap_bn_stats) {
-            nn->cap_bn_stats = nn->cap_bn_stats ? 2 * nn->cap_bn_stats : 64;
-            nn->bn_stats = dd_realloc(nn->bn_stats, (size_t)nn->cap_bn_stats * sizeof *nn->bn_stats);
-        }
-        nn->bn_stats[nn->nbn_stats++] = l;
     }
     return y;
 }

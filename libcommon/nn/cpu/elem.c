@@ -164,6 +164,47 @@ static void act_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
+/* In place: g holds dy and becomes dx (the same rules as act_bwd_task). */
+static void act_bwd_inplace_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const ElemJob *j = arg;
+    const float *x = j->x, *y = j->y;
+    float *g = j->out;
+    switch ((NnAct)j->op) {
+    case NN_ACT_RELU: {
+        int64_t i = b;
+        for (; i + ACT_BLOCK <= e; i += ACT_BLOCK)
+            for (int k = 0; k < ACT_BLOCK; k++) g[i + k] = y[i + k] > 0 ? g[i + k] : 0.0f;
+        for (; i < e; i++) g[i] = y[i] > 0 ? g[i] : 0.0f;
+        break;
+    }
+    case NN_ACT_RELU6:
+        for (int64_t i = b; i < e; i++) g[i] = x[i] > 0 && x[i] < 6 ? g[i] : 0.0f;
+        break;
+    case NN_ACT_SILU:
+        for (int64_t i = b; i < e; i++) {
+            float s = 1.0f / (1.0f + expf(-x[i]));
+            g[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
+        break;
+    case NN_ACT_SIGMOID:
+        for (int64_t i = b; i < e; i++) g[i] = g[i] * y[i] * (1.0f - y[i]);
+        break;
+    case NN_ACT_HARDSWISH:
+        for (int64_t i = b; i < e; i++)
+            g[i] = x[i] < -3.0f ? 0.0f : x[i] <= 3.0f ? g[i] * (x[i] / 3.0f + 0.5f) : g[i];
+        break;
+    }
+}
+
+static void act_bwd_inplace(NnBackend *be, NnAct act, int64_t n, const float *x, const float *y,
+                            float *g)
+{
+    ElemJob j = {.op = (int)act, .x = x, .y = y, .out = g};
+    cpu_for(be, n, ELEM_MIN, act_bwd_inplace_task, &j);
+}
+
 static void act_fwd(NnBackend *be, NnAct act, int64_t n, const float *x, float *y)
 {
     ElemJob j = {.op = (int)act, .x = x, .out = y};
@@ -369,6 +410,7 @@ void cpu_elem_init(NnBackend *be)
     be->scale_fwd = scale_fwd;
     be->act_fwd = act_fwd;
     be->act_bwd = act_bwd;
+    be->act_bwd_inplace = act_bwd_inplace;
     be->binary_fwd = binary_fwd;
     be->binary_bwd = binary_bwd;
     be->normalize_fwd = normalize_fwd;

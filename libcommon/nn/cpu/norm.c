@@ -12,7 +12,7 @@ typedef struct {
     float *y, *mean, *invstd, *rm, *rv, *dx, *dw, *db;
     const float *crm, *crv;
     float g;                       /* bn_stat backward: dloss */
-    int train;
+    int train, inplace;            /* inplace: dx == dy, written (=) rather than accumulated */
 } BnJob;
 
 /* Mean and biased variance of channel c (two passes, double). */
@@ -85,7 +85,8 @@ static void bwd_task(void *arg, int64_t b, int64_t e, int tid)
     for (int64_t c = b; c < e; c++) {
         float m = j->mean[c], is = j->invstd[c], w = j->w ? j->w[c] : 1.0f;
         double sdy = 0, sdyx = 0;
-        for (int n = 0; n < j->n; n++) {
+        /* the sums feed dw, db and train mode's dx; eval mode with a frozen BN (recover) needs none */
+        for (int n = 0; n < j->n && (j->dw || j->db || j->train); n++) {
             size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
             const float *x = j->x + off, *dy = j->dy + off;
             for (int64_t i = 0; i < j->hw; i++) {
@@ -102,7 +103,10 @@ static void bwd_task(void *arg, int64_t b, int64_t e, int tid)
             size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
             const float *x = j->x + off, *dy = j->dy + off;
             float *dx = j->dx + off;
-            for (int64_t i = 0; i < j->hw; i++) dx[i] += k * (dy[i] - a - (x[i] - m) * is * q);
+            if (j->inplace) /* dx == dy: each element is read before it is written */
+                for (int64_t i = 0; i < j->hw; i++) dx[i] = k * (dy[i] - a - (x[i] - m) * is * q);
+            else
+                for (int64_t i = 0; i < j->hw; i++) dx[i] += k * (dy[i] - a - (x[i] - m) * is * q);
         }
     }
 }
@@ -131,6 +135,15 @@ static void bn_bwd(NnBackend *be, int train, int n, int c, int64_t hw, const flo
 {
     BnJob j = {.train = train, .n = n, .c = c, .hw = hw, .x = x, .w = w, .dy = dy, .dx = dx,
                .dw = dw, .db = db, .mean = (float *)mean, .invstd = (float *)invstd};
+    cpu_for(be, c, 2, bwd_task, &j);
+}
+
+static void bn_bwd_inplace(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
+                           const float *w, const float *mean, const float *invstd, float *g,
+                           float *dw, float *db)
+{
+    BnJob j = {.train = train, .n = n, .c = c, .hw = hw, .x = x, .w = w, .dy = g, .dx = g,
+               .dw = dw, .db = db, .mean = (float *)mean, .invstd = (float *)invstd, .inplace = 1};
     cpu_for(be, c, 2, bwd_task, &j);
 }
 
@@ -198,6 +211,7 @@ void cpu_norm_init(NnBackend *be)
     be->bn_fwd_train = bn_fwd_train;
     be->bn_fwd_eval = bn_fwd_eval;
     be->bn_bwd = bn_bwd;
+    be->bn_bwd_inplace = bn_bwd_inplace;
     be->bn_stat_fwd = bn_stat_fwd;
     be->bn_stat_bwd = bn_stat_bwd;
 }

@@ -19,9 +19,14 @@ to the reference's max magnitude; torch float32's beside ours where ours needed 
   losses:        max|ours - ref| <= 1e-4 * max(1, max|ref|)   (ce, bn term, total; every layer's stat)
   gradients:     max|ours - ref| <= 1e-3 * max|ref| + 1e-7 (input and every weight)
   running stats: max|ours - ref| <= 1e-4 * max(1, max|ref|)
-  or, for any of these, max|ours - ref| <= 2 * max|torch_f32 - ref|: where float32 itself is
-  ill-conditioned (deep nets through the BN-statistics norms: torch float32 is off by up to 8e-2
-  relative on resnet50), ours must be no worse than PyTorch's float32.
+  or, for any of these, max|ours - ref| <= 2 * E, E the float32 envelope: the largest
+  max|torch_f32 - ref| over the same input and two copies jittered by a relative 1e-5
+  (N(0,1) noise, seeds 1 and 2). Where float32 itself is ill-conditioned (deep nets through the
+  BN-statistics norms: torch float32 is off by up to 8e-2 relative on resnet50), or a ReLU input
+  lies within rounding of the kink (both sides are correct float32 answers, and which one a
+  summation order lands on is chance; the jitter flips every kink within ~1e-5 at random, so
+  the envelope holds the size of such flips), ours must be no worse than PyTorch's float32.
+  What this cannot see: an error in ours smaller than that envelope on that tensor (printed).
   saved file:    C's model_save loads in torch with load_state_dict(strict=True), values bit-equal
 """
 import math, os, sys
@@ -48,11 +53,11 @@ CASES = {
 ZOO_CASES = {
     "shufflenet_v2_x0_5m_gray": ("shufflenet_v2_x0_5", "small", 1, 32, 4, 7, "module"),
     "efficientnet_b0m": ("efficientnet_b0", "small", 3, 32, 4, 10, "meta"),
-}
-ZOO_FULL_CASES = dict(ZOO_CASES, **{
     "mobilenet_v2m": ("mobilenet_v2", "small", 3, 32, 4, 10, "meta"),
     "shufflenet_v2_x1_0m": ("shufflenet_v2_x1_0", "small", 3, 32, 4, 10, "meta"),
     "densenet121m": ("densenet121", "small", 3, 32, 2, 10, "bare"),
+}
+ZOO_FULL_CASES = dict(ZOO_CASES, **{
     "densenet121": ("densenet121", "imagenet", 3, 64, 2, 12, "bare"),
     "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", "imagenet", 3, 64, 2, 12, "meta"),
     "mobilenet_v2": ("mobilenet_v2", "imagenet", 3, 64, 2, 12, "bare"),
@@ -63,6 +68,7 @@ ZOO_FULL_CASES = dict(ZOO_CASES, **{
     "vgg11_bn": ("vgg11_bn", "imagenet", 3, 32, 2, 10, "meta"),
     "alexnet": ("alexnet", "imagenet", 3, 64, 2, 10, "meta"),
 })
+JITTER = 1e-5
 SUITES = {"models": CASES, "zoo": ZOO_CASES, "zoo-full": ZOO_FULL_CASES}
 # arch: (ddpipe options, torchvision constructor arguments); efficientnet's classifier dropout
 # is not a constructor argument of efficientnet_b0 (build() zeroes it)
@@ -190,14 +196,18 @@ def load_model(case, path):
     return m
 
 
-def run_torch(case, d, mode, dtype):
-    """Everything model_parity writes, computed by torch in `dtype` on the same weights and input."""
+def run_torch(case, d, mode, dtype, jitter_seed=None):
+    """Everything model_parity writes, computed by torch in `dtype` on the same weights and input
+    (with jitter_seed: the input times 1 + JITTER * N(0, 1) noise drawn from that seed)."""
     m = load_model(case, os.path.join(d, "weights.safetensors")).to(dtype)
     m.train(mode == "train")
     hooks = [BNStat(b) for b in m.modules() if isinstance(b, nn.BatchNorm2d)]
     mult = [10.0] + [1.0] * (len(hooks) - 1)
     mean, std = (torch.tensor(v, dtype=dtype).view(1, -1, 1, 1) for v in norm_of(case))
-    x = torch.from_numpy(np.load(os.path.join(d, "x.npy"))).to(dtype).requires_grad_(True)
+    x = np.load(os.path.join(d, "x.npy"))
+    if jitter_seed is not None:
+        x = x * (1 + JITTER * np.random.default_rng(jitter_seed).standard_normal(x.shape))
+    x = torch.from_numpy(x).to(dtype).requires_grad_(True)
     y = torch.from_numpy(np.load(os.path.join(d, "y.npy")))
     logits = m((x - mean) / std)
     ce = nn.functional.cross_entropy(logits, y)
@@ -227,9 +237,12 @@ def maxerr(a, b):
 
 def check_mode(case, d, mode, rep):
     """Ours against torch float64. A tensor outside the stated tolerance still passes when its error
-    is within twice torch float32's own error (computed only then): where float32 is ill-conditioned
-    (deep nets through the BN-statistics norms), ours must be no worse than PyTorch's float32."""
-    ref, c, t32 = run_torch(case, d, mode, torch.float64), ours(d, mode), None
+    is within twice the float32 envelope (computed only then): the largest error against float64
+    of torch float32 on the same input and on the input jittered by JITTER (two seeds). Where
+    float32 is ill-conditioned (deep nets through the BN-statistics norms) or an activation sits
+    within rounding of a ReLU kink (either side is a correct float32 answer; the jitter moves
+    every kink within ~JITTER across at random), ours must be no worse than PyTorch's float32."""
+    ref, c, env = run_torch(case, d, mode, torch.float64), ours(d, mode), None
     lines, worst = [], {}
     if set(ref) != set(c):
         rep.fails += 1
@@ -244,11 +257,11 @@ def check_mode(case, d, mode, rep):
         tol = 1e-3 * scale + 1e-7 if kind == "grad" else 1e-4 * max(1.0, scale)
         err, note = maxerr(c[k], r), ""
         if err > tol:
-            t32 = t32 or run_torch(case, d, mode, torch.float32)
-            err32 = maxerr(t32[k], r)
-            note = f" (torch-f32 {err32 / max(scale, 1e-30):.1e})"
+            env = env or [run_torch(case, d, mode, torch.float32, seed) for seed in (None, 1, 2)]
+            err32 = max(maxerr(t[k], r) for t in env)
+            note = f" (f32 envelope {err32 / max(scale, 1e-30):.1e})"
             if not rep.check(k, err, 2 * err32):
-                lines.append(f"  FAIL {k}: max abs err {err:.3g} > tol {tol:.3g} and > 2 x torch-f32's {err32:.3g}")
+                lines.append(f"  FAIL {k}: max abs err {err:.3g} > tol {tol:.3g} and > 2 x the float32 envelope {err32:.3g}")
         rel = err / max(scale, 1e-30)
         if rel >= worst.get(kind, (-1,))[0]:
             worst[kind] = (rel, k.split(":")[-1], note)

@@ -66,8 +66,7 @@ static void binary_backward(Nn *nn, const NnEntry *e)
     NnVar *a = e->in[0], *b = e->in[1];
     NnBroadcast bc = broadcast("binary", a, b);
     /* add: da = dy exactly, so a fresh a takes dy's buffer (a residual add costs one pass) */
-    if ((NnBinary)e->iarg[0] == NN_BIN_ADD && a != b && nn_numel(a) == nn_numel(e->out) &&
-        nn_grad_take(nn, e, a)) {
+    if ((NnBinary)e->iarg[0] == NN_BIN_ADD && a != b && nn_grad_take(nn, e, a)) {
         if (b->requires_grad) {
             NN_BE(nn, binary_bwd);
             nn->be->binary_bwd(nn->be, NN_BIN_ADD, &bc, nn_f(a), nn_f(b), a->g.data, NULL,

@@ -320,15 +320,11 @@ static void dw_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
 #define GEMM_COLS 256
 #define GEMM_MAX_CHUNK 16
 
-/* The chunk count is rounded up to a multiple of 4 where that keeps chunks at least half the
- * wanted size, so 2 or 4 workers get equal shares (100 images at 4x4: 8 chunks of 13, not 7 of
- * 16). A function of the shape only. */
 static int gemm_chunk(const NnConvShape *s)
 {
     int want = GEMM_COLS / (s->oh * s->ow);
     want = want < 1 ? 1 : want > GEMM_MAX_CHUNK ? GEMM_MAX_CHUNK : want;
-    int nc = (s->n + want - 1) / want, nc4 = (nc + 3) / 4 * 4, c = (s->n + nc4 - 1) / nc4;
-    return c * 2 >= want ? c : want;
+    return cpu_balanced_chunk(s->n, want);
 }
 
 /* Scratch floats of a chunk task: col [K*groups, chunk*ohw], and when chunk > 1 the chunk's
@@ -379,12 +375,7 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
                     memcpy(y + ((size_t)i * s->cout + c) * ohw, out + c * ld + (size_t)i * ohw,
                            (size_t)ohw * sizeof(float));
         }
-        if (j->b)
-            for (int i = 0; i < nb; i++)
-                for (int c = 0; c < s->cout; c++) {
-                    float bv = j->b[c], *yc = y + ((size_t)i * s->cout + c) * ohw;
-                    for (int t = 0; t < ohw; t++) yc[t] += bv;
-                }
+        if (j->b) cpu_add_bias(y, j->b, nb, s->cout, ohw);
     }
 }
 

@@ -42,9 +42,7 @@ int cpu_flat_ok(const NnConvShape *s)
     return useful >= FLAT_MIN_USEFUL;
 }
 
-/* Images per chunk: about FLAT_COLS columns, with the chunk count rounded up to a multiple of 4
- * where that keeps chunks at least half that size (equal shares for 2 or 4 workers). A function
- * of the shape only. */
+/* Images per chunk: about FLAT_COLS columns (balanced: cpu_balanced_chunk). */
 static Flat flat_geom(const NnConvShape *s)
 {
     Flat f;
@@ -54,9 +52,7 @@ static Flat flat_geom(const NnConvShape *s)
     f.ntap = s->kh * s->kw;
     int want = (int)(FLAT_COLS / f.pi);
     if (want < 1) want = 1;
-    int nc = (s->n + want - 1) / want, nc4 = (nc + 3) / 4 * 4;
-    int c = (s->n + nc4 - 1) / nc4;
-    f.chunk = c * 2 >= want ? c : want;
+    f.chunk = cpu_balanced_chunk(s->n, want);
     return f;
 }
 
@@ -153,12 +149,7 @@ static void flat_fwd_task(void *arg, int64_t b, int64_t e, int tid)
                             t ? 1.0f : 0.0f, out + (size_t)gi * m * ld, (int)ld);
         float *y = j->y + (size_t)n0 * s->cout * s->h * s->w;
         flat_unpack(s, f, s->cout, nb, out, ld, y, 0);
-        if (j->b)
-            for (int i = 0; i < nb; i++)
-                for (int c = 0; c < s->cout; c++) {
-                    float bv = j->b[c], *yc = y + ((size_t)i * s->cout + c) * s->h * s->w;
-                    for (int p = 0; p < s->h * s->w; p++) yc[p] += bv;
-                }
+        if (j->b) cpu_add_bias(y, j->b, nb, s->cout, (int64_t)s->h * s->w);
     }
 }
 

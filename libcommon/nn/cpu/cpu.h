@@ -39,6 +39,25 @@ float *cpu_shared(NnBackend *be, size_t n);
  * groups, summed in order. */
 #define CONV_PARTS 4
 
+/* Images per GEMM chunk when `want` would be ideal: the chunk count rounded up to a multiple of 4
+ * where that keeps chunks at least half as large, so 2 or 4 workers get equal shares (100 images
+ * at want 16: 8 chunks of 13, not 7 of 16). A function of the shape only, never of the threads. */
+static inline int cpu_balanced_chunk(int n, int want)
+{
+    int nc = (n + want - 1) / want, nc4 = (nc + 3) / 4 * 4, c = (n + nc4 - 1) / nc4;
+    return c * 2 >= want ? c : want;
+}
+
+/* y [nb][cout][hw] += b[c] per channel. */
+static inline void cpu_add_bias(float *y, const float *b, int nb, int cout, int64_t hw)
+{
+    for (int i = 0; i < nb; i++)
+        for (int c = 0; c < cout; c++) {
+            float bv = b[c], *yc = y + ((size_t)i * cout + c) * hw;
+            for (int64_t t = 0; t < hw; t++) yc[t] += bv;
+        }
+}
+
 /* conv_flat.c: stride-1 'same' convolutions as shifted GEMMs over padded flat planes, for the
  * shapes cpu_flat_ok accepts (not depthwise: conv.c's plane kernels do those). */
 int cpu_flat_ok(const NnConvShape *s);

@@ -4,7 +4,8 @@
  * beside the PyTorch peer (tests/bench/torch_ops_peer.py, run through $PYTHON, default
  * /usr/bin/python3) timing the same shapes in the same run. Times are the minimum over ITERS
  * iterations after one warm-up (the machine is shared: the minimum is the least noisy).
- * usage: bench_ops [THREADS [ITERS]]   (run from the repository root)
+ * usage: bench_ops [THREADS [ITERS [FILTER]]]   (run from the repository root; FILTER: only the
+ * shapes whose name contains it, and no peer)
  * prints per shape and pass: bench conv NAME PASS: ours A ms, peer B ms, ratio B/A */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/backend.h"
@@ -84,7 +85,8 @@ static void run_peer(int threads, int iters, double *peer)
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
-    if (argc > 3) dd_die(2, "usage: bench_ops [THREADS [ITERS]]");
+    if (argc > 4) dd_die(2, "usage: bench_ops [THREADS [ITERS [FILTER]]]");
+    const char *filter = argc > 3 ? argv[3] : NULL;
     int threads = argc > 1 ? (int)dd_opt_long("THREADS", argv[1], 1, 1024) : 2;
     int iters = argc > 2 ? (int)dd_opt_long("ITERS", argv[2], 1, 100000) : 10;
     double ours[2 * NCASES], peer[2 * NCASES];
@@ -93,6 +95,11 @@ int main(int argc, char **argv)
     dd_rng_init(&r, 0, 3, 0);
     for (int i = 0; i < NCASES; i++) {
         const OpCase *c = &CASES[i];
+        peer[2 * i] = peer[2 * i + 1] = -1;
+        if (filter && !strstr(c->name, filter)) {
+            ours[2 * i] = ours[2 * i + 1] = -1;
+            continue;
+        }
         int oh = (c->h + 2 * c->pad - c->k) / c->stride + 1;
         int ow = (c->w + 2 * c->pad - c->k) / c->stride + 1;
         NnConvShape s = {c->n,  c->cin, c->h, c->w,      c->cout, c->k, c->k,
@@ -105,12 +112,12 @@ int main(int argc, char **argv)
         free(x);
         free(w);
         free(y);
-        peer[2 * i] = peer[2 * i + 1] = -1;
     }
     be->destroy(be);
-    run_peer(threads, iters, peer);
+    if (!filter) run_peer(threads, iters, peer);
     for (int i = 0; i < 2 * NCASES; i++) {
         const char *pass = i % 2 ? "bwd-data" : "fwd";
+        if (ours[i] < 0) continue;
         if (peer[i] < 0)
             printf("bench conv %s %s: ours %.3f ms, peer NA\n", CASES[i / 2].name, pass, ours[i]);
         else

@@ -11,7 +11,10 @@
 # put some ReLU inputs within float32 rounding of the kink, where either side is a correct float32
 # answer (densenet121m eval once had denselayer7.norm1.bias[241]: torch -0.1778 = float64 finite
 # differences, ours -0.2018, min |y| of that channel 2.6e-6); model_peer.py's float32 envelope
-# (torch float32 on the input and on two copies jittered by 1e-5) holds the size of such flips.
+# (torch float32 on the input and on four copies jittered by 1e-5) holds the size of such flips.
+# Two copies were too few: densenet121m eval's denselayer22.conv1.weight moves by 0.11, 0.20, 0.43
+# and 0.12 (scale 82) under four 1e-5 jitters in float64 torch itself, and a change of rounding
+# order in ours (the direct convolution kernel) landed on the 0.42 side.
 # Tolerances and that rule: model_peer.py.
 set -euo pipefail
 if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then

@@ -68,6 +68,15 @@ void cpu_flat_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, con
 void cpu_flat_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
                          float *dw);
 
+/* conv_direct.c: stride-1 'same' convolutions of one group by a register-blocked AVX2/FMA kernel
+ * (forward and backward-data); cpu_direct_ok is false without AVX2 and FMA, or with the
+ * environment DD_CPU_CONV=gemm (the im2col / flat paths: tests run both). */
+int cpu_direct_ok(const NnConvShape *s);
+void cpu_direct_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
+                    const float *b, float *y);
+void cpu_direct_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
+                         float *dx);
+
 /* Kernel groups (fill their slots of the table). */
 void cpu_conv_init(NnBackend *be);
 void cpu_elem_init(NnBackend *be);

@@ -1,0 +1,316 @@
+/* conv_direct.c - stride-1 'same' convolutions (one group) by a register-blocked direct kernel:
+ * no im2col matrix, no col2im, no GEMM call per tap, no packing of the input by a BLAS. Forward
+ * and backward-data, the two passes of recover's step; AVX2 + FMA, chosen at run time
+ * (cpu_direct_ok is false on other CPUs, and conv.c's im2col / flat paths take those shapes).
+ *
+ * Layout. Images go in chunks of nb. A chunk's input is stored per channel as one zero-padded
+ * plane with the images innermost: P[c][y][x][i], y < h + 2 pad, x < w + 2 pad, i < nb. The
+ * pixels (x, i) of one output row are then one contiguous run of w*nb columns, and tap (ki, kj) of
+ * every output column reads P at one fixed offset ((ki dil - pad)(w + 2 pad) + kj dil - pad) nb.
+ * Rows are cut into tiles of 16 columns; the last tile of a row may run past its real columns
+ * into padding (computed, then dropped).
+ *
+ * Kernel. A 6 x 16 tile of outputs (6 output channels, 16 columns) lives in 12 ymm registers:
+ * per input channel and tap, 2 loads of P, 6 broadcasts of the packed weights, 12 FMA. The
+ * weights are packed once per call as A[row/6][c][t][6] (rows past cout are zero). Loops, outer
+ * to inner: K blocks of DC_KC input channels (a tile's lines of P stay in L1), tiles, 6-row
+ * groups of one item's DC_MC output channels (whose packed block stays in L2 and is reused by
+ * every tile of the chunk). The tile goes to an item-local buffer between K blocks, and to NCHW
+ * once at the end.
+ *
+ * Backward data is the same convolution of dy with the kernel flipped and transposed (stride 1,
+ * symmetric padding), added to dx.
+ *
+ * Work items are (chunk, block of output channels) pairs, after a packing pass over (chunk,
+ * channel) planes. Every output is summed in one fixed order (channels, then taps, ascending), so
+ * results depend neither on the thread count nor on the chunking.
+ */
+#include "libcommon/nn/cpu/cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DC_X86 1
+#include <immintrin.h>
+#endif
+
+#define DC_MR 6
+#define DC_NR 16
+#define DC_KC 32       /* input channels per K block */
+#define DC_MC 96       /* output channels per work item (a multiple of DC_MR) */
+#define DC_COLS 1024   /* output columns a chunk aims for */
+#define DC_MAX_TAPS 49 /* up to 7x7 */
+
+/* One direct convolution: ci -> co channels over h x w planes, square kernel k, dilation dil. */
+typedef struct {
+    int n, ci, co, h, w, k, pad, dil;
+    int nb, nchunks;      /* images per chunk (the last may be short: its plane keeps nb lanes) */
+    int hp, wp;           /* padded plane */
+    size_t cs;            /* floats per channel plane of P, slack included */
+    int rowlen, rowtiles; /* real columns per output row (w nb); DC_NR tiles covering them */
+    size_t ldc;           /* columns of an item's output buffer: h rowtiles DC_NR */
+    int mpad, nmb;        /* co rounded up to DC_MR; output-channel blocks per chunk */
+    int ntap;
+    ptrdiff_t off[DC_MAX_TAPS];
+} Direct;
+
+int cpu_direct_ok(const NnConvShape *s)
+{
+#ifdef DC_X86
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    const char *env = getenv("DD_CPU_CONV"); /* read per call: a test switches paths */
+    if (!have || (env && strcmp(env, "gemm") == 0)) return 0;
+    if (s->groups != 1 || s->stride != 1 || s->pad <= 0 || s->dil < 1) return 0;
+    if (s->kh != s->kw || (s->kh - 1) * s->dil != 2 * s->pad || s->kh * s->kw > DC_MAX_TAPS) return 0;
+    return s->oh == s->h && s->ow == s->w;
+#else
+    (void)s;
+    return 0;
+#endif
+}
+
+#ifdef DC_X86
+
+/* Computed columns for chunks of nb images: whole tiles per row, nb lanes in every chunk. */
+static double dc_cost(int n, int h, int w, int nb)
+{
+    int nchunks = (n + nb - 1) / nb, tiles = (w * nb + DC_NR - 1) / DC_NR;
+    return (double)nchunks * h * tiles * DC_NR + 64.0 * nchunks; /* + a chunk's fixed cost */
+}
+
+static Direct dc_geom(const NnConvShape *s, int backward)
+{
+    Direct d;
+    d.n = s->n, d.h = s->h, d.w = s->w, d.k = s->kh, d.pad = s->pad, d.dil = s->dil;
+    d.ci = backward ? s->cout : s->cin;
+    d.co = backward ? s->cin : s->cout;
+    /* nb: the fewest computed columns (whole tiles, full chunks) near DC_COLS per chunk */
+    int want = (DC_COLS + d.h * d.w - 1) / (d.h * d.w), lo = want / 2 > 0 ? want / 2 : 1;
+    int hi = 2 * want < d.n ? 2 * want : d.n;
+    if (lo > hi) lo = hi;
+    d.nb = lo;
+    for (int nb = lo; nb <= hi; nb++) {
+        double c = dc_cost(d.n, d.h, d.w, nb), best = dc_cost(d.n, d.h, d.w, d.nb);
+        if (c < best || (c == best && abs(nb - want) < abs(d.nb - want))) d.nb = nb;
+    }
+    d.nchunks = (d.n + d.nb - 1) / d.nb;
+    d.hp = d.h + 2 * d.pad, d.wp = d.w + 2 * d.pad;
+    /* slack past the plane: a last tile's 15 extra columns at the largest tap offset */
+    d.cs = ((size_t)d.hp * d.wp * d.nb + DC_NR + 15) / 16 * 16;
+    if (d.cs % 1024 == 0) d.cs += 16; /* planes 4 KiB apart alias in L1 */
+    d.rowlen = d.w * d.nb;
+    d.rowtiles = (d.rowlen + DC_NR - 1) / DC_NR;
+    d.ldc = (size_t)d.h * d.rowtiles * DC_NR;
+    d.mpad = (d.co + DC_MR - 1) / DC_MR * DC_MR;
+    d.nmb = (d.mpad + DC_MC - 1) / DC_MC;
+    d.ntap = d.k * d.k;
+    for (int t = 0; t < d.ntap; t++) {
+        int ki = t / d.k, kj = t % d.k;
+        d.off[t] = ((ptrdiff_t)(ki * d.dil - d.pad) * d.wp + (kj * d.dil - d.pad)) * d.nb;
+    }
+    return d;
+}
+
+/* Column of P where output row y, column j of the row reads tap offset 0. */
+static size_t dc_col(const Direct *d, int y, int j)
+{
+    return ((size_t)(y + d->pad) * d->wp + d->pad) * d->nb + (size_t)j;
+}
+
+typedef struct {
+    const Direct *d;
+    int backward;
+    const float *x, *w, *b; /* x: the input (x, or dy backward) [n][ci][h][w]; w: the conv's weights */
+    float *y;               /* forward: y =; backward: dx += */
+    float *a, *p;           /* packed weights, padded planes */
+    NnBackend *be;
+} DirectJob;
+
+/* Items [0, nchunks*ci): chunk plane c of P; then [.., + mpad/DC_MR): one 6-row panel of A. */
+static void dc_pack_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const DirectJob *j = arg;
+    const Direct *d = j->d;
+    int64_t nplanes = (int64_t)d->nchunks * d->ci;
+    size_t hw = (size_t)d->h * d->w;
+    for (int64_t it = b; it < e; it++) {
+        if (it < nplanes) {
+            int chunk = (int)(it / d->ci), c = (int)(it % d->ci), n0 = chunk * d->nb;
+            int nimg = d->n - n0 < d->nb ? d->n - n0 : d->nb;
+            float *pl = j->p + (size_t)it * d->cs;
+            size_t rowf = (size_t)d->wp * d->nb, padf = (size_t)d->pad * d->nb;
+            memset(pl, 0, (size_t)d->pad * rowf * sizeof(float));
+            for (int y = 0; y < d->h; y++) {
+                float *row = pl + (size_t)(y + d->pad) * rowf;
+                memset(row, 0, padf * sizeof(float));
+                memset(row + padf + d->rowlen, 0, padf * sizeof(float));
+                float *r = row + padf;
+                if (d->nb == 1) {
+                    memcpy(r, j->x + ((size_t)n0 * d->ci + c) * hw + (size_t)y * d->w,
+                           (size_t)d->w * sizeof(float));
+                    continue;
+                }
+                if (nimg < d->nb) memset(r, 0, (size_t)d->rowlen * sizeof(float));
+                for (int i = 0; i < nimg; i++) {
+                    const float *src = j->x + ((size_t)(n0 + i) * d->ci + c) * hw + (size_t)y * d->w;
+                    for (int x = 0; x < d->w; x++) r[(size_t)x * d->nb + i] = src[x];
+                }
+            }
+            float *end = pl + (size_t)(d->h + d->pad) * rowf;
+            memset(end, 0, (d->cs - (size_t)(end - pl)) * sizeof(float));
+        } else {
+            int r0 = (int)(it - nplanes) * DC_MR;
+            float *a = j->a + (size_t)r0 * d->ci * d->ntap;
+            for (int c = 0; c < d->ci; c++)
+                for (int t = 0; t < d->ntap; t++, a += DC_MR)
+                    for (int r = 0; r < DC_MR; r++) {
+                        int row = r0 + r;
+                        if (row >= d->co) a[r] = 0.0f;
+                        else if (!j->backward) /* w [co][ci][t] */
+                            a[r] = j->w[((size_t)row * d->ci + c) * d->ntap + t];
+                        else /* w [ci = cout][co = cin][t], flipped */
+                            a[r] = j->w[((size_t)c * d->co + row) * d->ntap + (d->ntap - 1 - t)];
+                    }
+        }
+    }
+}
+
+/* c[6][ldc] (+)= sum over kc channels of P (cs apart) and ntap taps of a[c][t][6] x p[off[t] ..+16]. */
+__attribute__((target("avx2,fma"))) static void dc_kernel(int kc, int ntap, const float *a,
+                                                           const float *p, size_t cs,
+                                                           const ptrdiff_t *off, float *c,
+                                                           size_t ldc, int load)
+{
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (load) {
+        c00 = _mm256_loadu_ps(c), c01 = _mm256_loadu_ps(c + 8);
+        c10 = _mm256_loadu_ps(c + ldc), c11 = _mm256_loadu_ps(c + ldc + 8);
+        c20 = _mm256_loadu_ps(c + 2 * ldc), c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
+        c30 = _mm256_loadu_ps(c + 3 * ldc), c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
+        c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
+        c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    for (int ch = 0; ch < kc; ch++, p += cs)
+        for (int t = 0; t < ntap; t++, a += DC_MR) {
+            const float *q = p + off[t];
+            __m256 b0 = _mm256_loadu_ps(q), b1 = _mm256_loadu_ps(q + 8), av;
+            av = _mm256_broadcast_ss(a + 0);
+            c00 = _mm256_fmadd_ps(av, b0, c00), c01 = _mm256_fmadd_ps(av, b1, c01);
+            av = _mm256_broadcast_ss(a + 1);
+            c10 = _mm256_fmadd_ps(av, b0, c10), c11 = _mm256_fmadd_ps(av, b1, c11);
+            av = _mm256_broadcast_ss(a + 2);
+            c20 = _mm256_fmadd_ps(av, b0, c20), c21 = _mm256_fmadd_ps(av, b1, c21);
+            av = _mm256_broadcast_ss(a + 3);
+            c30 = _mm256_fmadd_ps(av, b0, c30), c31 = _mm256_fmadd_ps(av, b1, c31);
+            av = _mm256_broadcast_ss(a + 4);
+            c40 = _mm256_fmadd_ps(av, b0, c40), c41 = _mm256_fmadd_ps(av, b1, c41);
+            av = _mm256_broadcast_ss(a + 5);
+            c50 = _mm256_fmadd_ps(av, b0, c50), c51 = _mm256_fmadd_ps(av, b1, c51);
+        }
+    _mm256_storeu_ps(c, c00), _mm256_storeu_ps(c + 8, c01);
+    _mm256_storeu_ps(c + ldc, c10), _mm256_storeu_ps(c + ldc + 8, c11);
+    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
+    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
+    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
+    _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+}
+
+/* Item = (chunk, block of DC_MC output channels). */
+static void dc_conv_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    const DirectJob *j = arg;
+    const Direct *d = j->d;
+    float *cbuf = cpu_scratch(j->be, tid, (size_t)DC_MC * d->ldc);
+    size_t hw = (size_t)d->h * d->w;
+    for (int64_t it = b; it < e; it++) {
+        int chunk = (int)(it / d->nmb), m0 = (int)(it % d->nmb) * DC_MC;
+        int mrows = d->mpad - m0 < DC_MC ? d->mpad - m0 : DC_MC;
+        const float *p = j->p + (size_t)chunk * d->ci * d->cs;
+        for (int c0 = 0; c0 < d->ci; c0 += DC_KC) {
+            int kc = d->ci - c0 < DC_KC ? d->ci - c0 : DC_KC;
+            const float *pk = p + (size_t)c0 * d->cs;
+            for (int y = 0; y < d->h; y++)
+                for (int tt = 0; tt < d->rowtiles; tt++) {
+                    const float *pt = pk + dc_col(d, y, tt * DC_NR);
+                    float *ct = cbuf + ((size_t)y * d->rowtiles + tt) * DC_NR;
+                    for (int r = 0; r < mrows; r += DC_MR)
+                        dc_kernel(kc, d->ntap,
+                                  j->a + ((size_t)(m0 + r) * d->ci + (size_t)c0 * DC_MR) * d->ntap,
+                                  pt, d->cs,
+                                  d->off, ct + (size_t)r * d->ldc, d->ldc, c0 > 0);
+                }
+        }
+        /* cbuf [row][y][column x*nb + i] -> NCHW */
+        int n0 = chunk * d->nb, nimg = d->n - n0 < d->nb ? d->n - n0 : d->nb;
+        int mend = d->co - m0 < mrows ? d->co - m0 : mrows;
+        for (int r = 0; r < mend; r++) {
+            int m = m0 + r;
+            float bias = j->b ? j->b[m] : 0.0f;
+            for (int y = 0; y < d->h; y++) {
+                const float *src = cbuf + (size_t)r * d->ldc + (size_t)y * d->rowtiles * DC_NR;
+                for (int i = 0; i < nimg; i++) {
+                    float *dst = j->y + ((size_t)(n0 + i) * d->co + m) * hw + (size_t)y * d->w;
+                    const float *s = src + i;
+                    if (j->backward)
+                        for (int x = 0; x < d->w; x++) dst[x] += s[(size_t)x * d->nb];
+                    else if (j->b)
+                        for (int x = 0; x < d->w; x++) dst[x] = s[(size_t)x * d->nb] + bias;
+                    else
+                        for (int x = 0; x < d->w; x++) dst[x] = s[(size_t)x * d->nb];
+                }
+            }
+        }
+    }
+}
+
+static void dc_run(NnBackend *be, const NnConvShape *s, int backward, const float *x,
+                   const float *w, const float *b, float *y)
+{
+    Direct d = dc_geom(s, backward);
+    size_t asize = (size_t)d.mpad * d.ci * d.ntap, psize = (size_t)d.nchunks * d.ci * d.cs;
+    float *a = cpu_shared(be, asize + psize);
+    DirectJob j = {.d = &d, .backward = backward, .x = x, .w = w, .b = b, .y = y,
+                   .a = a, .p = a + asize, .be = be};
+    cpu_for(be, (int64_t)d.nchunks * d.ci + d.mpad / DC_MR, 4, dc_pack_task, &j);
+    cpu_for(be, (int64_t)d.nchunks * d.nmb, 1, dc_conv_task, &j);
+}
+
+void cpu_direct_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
+                    const float *b, float *y)
+{
+    dc_run(be, s, 0, x, w, b, y);
+}
+
+void cpu_direct_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
+                         float *dx)
+{
+    dc_run(be, s, 1, dy, w, NULL, dx);
+}
+
+#else /* no x86 vector kernel: cpu_direct_ok is always false */
+
+#include "libcommon/base/base.h"
+
+void cpu_direct_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
+                    const float *b, float *y)
+{
+    (void)be, (void)s, (void)x, (void)w, (void)b, (void)y;
+    dd_die(DD_EXIT_DATA, "nn: cpu: direct convolution without x86 vector support");
+}
+
+void cpu_direct_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
+                         float *dx)
+{
+    (void)be, (void)s, (void)dy, (void)w, (void)dx;
+    dd_die(DD_EXIT_DATA, "nn: cpu: direct convolution without x86 vector support");
+}
+
+#endif

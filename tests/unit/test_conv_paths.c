@@ -1,0 +1,161 @@
+/* test_conv_paths.c - the CPU backend's convolution kernels against a plain double-precision
+ * convolution, on shapes that exercise what the small finite-difference cases of test_nn_grad do
+ * not: the direct kernel's chunking (images innermost, partial 16-column tiles, short last chunk),
+ * several K blocks of 32 input channels and M blocks of 96 output channels, 5x5 and 7x7 taps,
+ * dilation; the flat and im2col paths on the same shapes (DD_CPU_CONV=gemm); forward, backward
+ * data (which adds into dx) and backward filter, with 1 and 3 threads bit-identical.
+ * Tolerance per element: 3e-5 of the sum of |terms| (float accumulation over K = cin k^2 terms
+ * stays far below that; one wrong or missing term is about 1/K of it). */
+#include "check.h"
+#include "libcommon/base/base.h"
+#include "libcommon/nn/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int n, cin, cout, h, w, k, pad, dil, stride, bias;
+} Shape;
+
+static const Shape SHAPES[] = {
+    {5, 40, 100, 8, 8, 3, 1, 1, 1, 0},    /* 2 K blocks, 2 M blocks, partial tiles */
+    {7, 3, 10, 7, 7, 3, 1, 1, 1, 1},      /* odd plane, bias, co not a multiple of 6 */
+    {37, 8, 12, 8, 8, 3, 1, 1, 1, 0},     /* many images: a short last chunk */
+    {3, 16, 20, 20, 19, 3, 1, 1, 1, 1},   /* one image per chunk, ragged rows */
+    {4, 6, 8, 9, 11, 5, 2, 1, 1, 0},      /* 5x5 */
+    {2, 5, 7, 10, 10, 3, 2, 2, 1, 1},     /* dilation 2 */
+    {2, 4, 9, 12, 12, 7, 3, 1, 1, 0},     /* 7x7 */
+    {3, 33, 97, 4, 4, 3, 1, 1, 1, 0},     /* 4x4 planes, K and M one past a block */
+    {3, 8, 12, 9, 9, 3, 1, 1, 2, 0},      /* stride 2: not direct (im2col both ways) */
+};
+enum { NSHAPES = sizeof SHAPES / sizeof SHAPES[0] };
+
+static void ref_conv(const Shape *c, int oh, int ow, const float *x, const float *w, const float *b,
+                     double *y, double *yabs)
+{
+    for (int n = 0; n < c->n; n++)
+        for (int o = 0; o < c->cout; o++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++) {
+                    double acc = b ? b[o] : 0, aa = b ? fabs(b[o]) : 0;
+                    for (int ch = 0; ch < c->cin; ch++)
+                        for (int ki = 0; ki < c->k; ki++)
+                            for (int kj = 0; kj < c->k; kj++) {
+                                int ih = i * c->stride - c->pad + ki * c->dil;
+                                int iw = j * c->stride - c->pad + kj * c->dil;
+                                if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w) continue;
+                                double t = (double)x[((size_t)(n * c->cin + ch) * c->h + ih) * c->w + iw] *
+                                           w[((size_t)(o * c->cin + ch) * c->k + ki) * c->k + kj];
+                                acc += t, aa += fabs(t);
+                            }
+                    size_t at = ((size_t)(n * c->cout + o) * oh + i) * ow + j;
+                    y[at] = acc, yabs[at] = aa;
+                }
+}
+
+static void ref_bwd(const Shape *c, int oh, int ow, const float *x, const float *w, const float *dy,
+                    double *dx, double *dxa, double *dw, double *dwa)
+{
+    for (int n = 0; n < c->n; n++)
+        for (int o = 0; o < c->cout; o++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++) {
+                    double g = dy[((size_t)(n * c->cout + o) * oh + i) * ow + j];
+                    for (int ch = 0; ch < c->cin; ch++)
+                        for (int ki = 0; ki < c->k; ki++)
+                            for (int kj = 0; kj < c->k; kj++) {
+                                int ih = i * c->stride - c->pad + ki * c->dil;
+                                int iw = j * c->stride - c->pad + kj * c->dil;
+                                if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w) continue;
+                                size_t xi = ((size_t)(n * c->cin + ch) * c->h + ih) * c->w + iw;
+                                size_t wi = ((size_t)(o * c->cin + ch) * c->k + ki) * c->k + kj;
+                                dx[xi] += g * w[wi], dxa[xi] += fabs(g * w[wi]);
+                                dw[wi] += g * x[xi], dwa[wi] += fabs(g * x[xi]);
+                            }
+                }
+}
+
+static float *rand_buf(DdRng *r, size_t n)
+{
+    float *p = dd_malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)dd_rng_uniform(r) * 2 - 1;
+    return p;
+}
+
+/* max over elements of |got - ref| / (sum |terms|), the elements' bound being 3e-5 */
+static double worst(const float *got, const double *ref, const double *abs_, size_t n, double base)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - (ref[i] + base)) / (abs_[i] + fabs(base) + 1e-30);
+        if (!(e <= m)) m = e; /* NaN sticks */
+    }
+    return m;
+}
+
+static void run_shape(const Shape *c, const char *path, int threads, float **out3)
+{
+    DdRng r;
+    dd_rng_init(&r, 7, (uint64_t)(c - SHAPES), 0);
+    int oh = (c->h + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
+    int ow = (c->w + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
+    size_t nx = (size_t)c->n * c->cin * c->h * c->w, ny = (size_t)c->n * c->cout * oh * ow;
+    size_t nw = (size_t)c->cout * c->cin * c->k * c->k;
+    float *x = rand_buf(&r, nx), *w = rand_buf(&r, nw), *b = c->bias ? rand_buf(&r, c->cout) : NULL;
+    float *dy = rand_buf(&r, ny), *dx0 = rand_buf(&r, nx), *dw0 = rand_buf(&r, nw);
+    float *y = dd_malloc(ny * sizeof *y), *dx = dd_malloc(nx * sizeof *dx), *dw = dd_malloc(nw * sizeof *dw);
+    memcpy(dx, dx0, nx * sizeof *dx);
+    memcpy(dw, dw0, nw * sizeof *dw);
+    NnConvShape s = {c->n, c->cin, c->h, c->w, c->cout, c->k, c->k, oh, ow, c->stride, c->pad, c->dil, 1};
+    NnBackend *be = nn_cpu_backend_new(threads);
+    be->conv2d_fwd(be, &s, x, w, b, y);
+    be->conv2d_bwd_data(be, &s, dy, w, dx);
+    be->conv2d_bwd_filter(be, &s, dy, x, dw, NULL);
+    be->destroy(be);
+
+    double *ry = dd_calloc(ny, sizeof *ry), *rya = dd_calloc(ny, sizeof *rya);
+    double *rdx = dd_calloc(nx, sizeof *rdx), *rdxa = dd_calloc(nx, sizeof *rdxa);
+    double *rdw = dd_calloc(nw, sizeof *rdw), *rdwa = dd_calloc(nw, sizeof *rdwa);
+    ref_conv(c, oh, ow, x, w, b, ry, rya);
+    ref_bwd(c, oh, ow, x, w, dy, rdx, rdxa, rdw, rdwa);
+    double ey = worst(y, ry, rya, ny, 0), edx = 0, edw = 0;
+    for (size_t i = 0; i < nx; i++) { /* dx was dx0 before: bwd_data adds */
+        double e = fabs((double)dx[i] - dx0[i] - rdx[i]) / (rdxa[i] + fabs(dx0[i]) + 1e-30);
+        if (!(e <= edx)) edx = e;
+    }
+    for (size_t i = 0; i < nw; i++) {
+        double e = fabs((double)dw[i] - dw0[i] - rdw[i]) / (rdwa[i] + fabs(dw0[i]) + 1e-30);
+        if (!(e <= edw)) edw = e;
+    }
+    printf("%-6s j%d n%d %dx%dx%d -> %d k%d p%d d%d s%d: worst |err|/sum|terms| y %.2g dx %.2g dw %.2g\n",
+           path, threads, c->n, c->cin, c->h, c->w, c->cout, c->k, c->pad, c->dil, c->stride, ey, edx, edw);
+    CHECK_MSG(ey <= 3e-5 && edx <= 3e-5 && edw <= 3e-5, "shape %d on the %s path", (int)(c - SHAPES), path);
+    out3[0] = y, out3[1] = dx, out3[2] = dw;
+    free(x), free(w), free(b), free(dy), free(dx0), free(dw0);
+    free(ry), free(rya), free(rdx), free(rdxa), free(rdw), free(rdwa);
+}
+
+int main(void)
+{
+    const char *paths[] = {"auto", "gemm"};
+    for (int p = 0; p < 2; p++) {
+        if (p) setenv("DD_CPU_CONV", "gemm", 1);
+        else unsetenv("DD_CPU_CONV");
+        for (int i = 0; i < NSHAPES; i++) {
+            const Shape *c = &SHAPES[i];
+            float *a[3], *b[3];
+            run_shape(c, paths[p], 1, a);
+            run_shape(c, paths[p], 3, b);
+            int oh = (c->h + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
+            int ow = (c->w + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
+            size_t n[3] = {(size_t)c->n * c->cout * oh * ow, (size_t)c->n * c->cin * c->h * c->w,
+                           (size_t)c->cout * c->cin * c->k * c->k};
+            for (int t = 0; t < 3; t++) {
+                CHECK_MSG(!memcmp(a[t], b[t], n[t] * sizeof(float)), "shape %d %s: threads 1 vs 3 differ (output %d)",
+                          i, paths[p], t);
+                free(a[t]), free(b[t]);
+            }
+        }
+    }
+    return check_done("test_conv_paths");
+}

@@ -1,7 +1,7 @@
 # pipelines/common.mk - what every method pipeline shares: make settings, parameters, dataset import,
 # teacher training, RDED patch selection (also FADRM's and SRe2L++'s initialisation), the FKD
 # student protocol (relabel + evaltrain --labels), contact sheets, and a timing helper.
-# Included by rded.mk, sre2l.mk, sre2lpp.mk, fadrm.mk, fadrmplus.mk, sharded.mk and demo.mk
+# Included by rded.mk, sre2l.mk, sre2lpp.mk, fadrm.mk, fadrmplus.mk, sharded.mk, demo.mk and xarch.mk
 # (once: the guard below); not meant to be run on its own.
 #
 # Every parameter is a make variable (override on the command line: make -f pipelines/fadrm.mk
@@ -10,7 +10,8 @@
 #   $(OUT)/$(DATASET)/teachers/convnet3-e3-s0.safetensors     a teacher, .jsonl = its training log
 #   $(OUT)/$(DATASET)/convnet3-e3-s0/METHOD/ID/distilled.tsr  a distilled set made with that teacher
 #   .../ID/labels-e300-batch-s0.tsr                           its FKD soft labels
-#   .../ID/eval-convnet3-e300-s0.jsonl                        its student's evaluation (evaltrain)
+#   .../ID/eval-convnet3-e300-s0.jsonl                        its student's evaluation (evaltrain;
+#                                                             xarch.mk: one per student architecture)
 #   .../ID/sheet.png                                          its contact sheet
 # so a re-run does nothing, and changing one parameter re-runs only the stages whose names carry it
 # (ALPHA: recover onward; never the teacher or patchsel). Options passed through *_OPTS variables
@@ -42,7 +43,7 @@ SEED ?= 0#                   seed of selection, recover, relabel and the student
 IPC ?= 10
 # teachers ("squeeze": hard labels on the training set; evaltrain's defaults unless TEACHER_OPTS)
 TEACHER ?= convnet3
-TEACHERS ?= convnet3 resnet18m#   FADRM+'s list (fadrmplus.mk); add mobilenet_v2, densenet121, ...
+TEACHERS ?= convnet3 resnet18m#   FADRM+'s list (fadrmplus.mk); the reference's: resnet18m densenet121m ...
 TEACHER_EPOCHS ?= 3
 TEACHER_SEED ?= 0
 TEACHER_OPTS ?=
@@ -97,7 +98,9 @@ RDED_DIR := $(TD)/rded/$(PATCH_ID)
 PATCHES := $(RDED_DIR)/distilled.tsr
 RANDOM_DIR := $(TD)/random/ipc$(IPC)-s$(SEED)
 LABEL_ID := e$(EPOCHS)-$(RELABEL_BN)-s$(SEED)$(RELABEL_TAG)
-EVAL_ID := $(call ddid,$(STUDENT))-e$(EPOCHS)-s$(SEED)$(STUDENT_TAG)
+# $(call eval_id,ARCH): the name part of a student ARCH's evaluation (EVAL_ID: STUDENT's)
+eval_id = $(call ddid,$(1))-e$(EPOCHS)-s$(SEED)$(STUDENT_TAG)
+EVAL_ID := $(call eval_id,$(STUDENT))
 
 # $(call timed,FILE,COMMAND): run COMMAND (one pipeline); write "WALL USER SYS" seconds to FILE.sec
 # (bash's time; COMMAND's own standard error passes through on fd 3); on failure no FILE.sec and
@@ -141,16 +144,24 @@ $(RANDOM_DIR)/distilled.tsr: $(TRAIN)
 	$(call timed,$@,$(BIN)/patchsel $(RUN_OPTS) --method random --ipc $(IPC) -s $(SEED) -o $@ $(TRAIN))
 
 # ---- the student protocol, for any DIR/distilled.tsr ----
+# $(call student_rule,DIR,ARCH): DIR/eval-$(call eval_id,ARCH).jsonl, a student ARCH from scratch
+# trained by evaltrain replaying DIR's FKD labels (JSON lines, the last one the summary). One
+# rule per (DIR, ARCH): fkd_rules makes STUDENT's; xarch.mk adds the other architectures'. ARCH's
+# commas (efficientnet_b0m:dropout=0,stochastic_depth=0) reach the recipe as $(comma), so that
+# they do not split the arguments of timed.
+define student_rule
+$(1)/eval-$(call eval_id,$(2)).jsonl: $(1)/distilled.tsr $(1)/labels-$(LABEL_ID).tsr $(VAL)
+	$$(call timed,$$@,$$(BIN)/evaltrain $$(RUN_OPTS) -m $(subst $(comma),$$(comma),$(2)) --labels $(1)/labels-$(LABEL_ID).tsr \
+	    --epochs $$(EPOCHS) --eval-every $$(EVAL_EVERY) -s $$(SEED) $$(STUDENT_OPTS) --val $$(VAL) $$< > $$@)
+endef
 # $(call fkd_rules,DIR,WEIGHTS...): DIR/labels-$(LABEL_ID).tsr (relabel with the mean of WEIGHTS),
-# DIR/eval-$(EVAL_ID).jsonl (evaltrain replaying them; JSON lines, the last one the summary) and
-# DIR/sheet.png (tsexport --grid, one row per class).
+# DIR/eval-$(EVAL_ID).jsonl (student_rule for STUDENT) and DIR/sheet.png (tsexport --grid, one
+# row per class).
 define fkd_rules
 $(1)/labels-$(LABEL_ID).tsr: $(1)/distilled.tsr $(2)
 	$$(call timed,$$@,$$(BIN)/relabel $$(RUN_OPTS) $(addprefix -w ,$(2)) --epochs $$(EPOCHS) \
 	    --bn $$(RELABEL_BN) -s $$(SEED) $$(RELABEL_OPTS) -o $$@ $$<)
-$(1)/eval-$(EVAL_ID).jsonl: $(1)/distilled.tsr $(1)/labels-$(LABEL_ID).tsr $(VAL)
-	$$(call timed,$$@,$$(BIN)/evaltrain $$(RUN_OPTS) -m $$(STUDENT) --labels $(1)/labels-$(LABEL_ID).tsr \
-	    --epochs $$(EPOCHS) --eval-every $$(EVAL_EVERY) -s $$(SEED) $$(STUDENT_OPTS) --val $$(VAL) $$< > $$@)
+$(call student_rule,$(1),$(STUDENT))
 $(1)/sheet.png: $(1)/distilled.tsr
 	$$(BIN)/tsexport --grid $$@ --grid-cols $$(IPC) $$<
 endef

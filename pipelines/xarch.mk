@@ -1,0 +1,82 @@
+# pipelines/xarch.mk - `make xarch`: the cross-architecture table (FADRM Table 2, RDED's cross-
+# architecture results) on Fashion-MNIST. The top-level Makefile builds the programs and runs:
+# make -f pipelines/xarch.mk BIN=<abs build/bin>
+#
+# Distils IPC images per class four ways - RDED (patchsel, rded.mk), SRe2L++ (recover from RDED's
+# patches, no residual, sre2lpp.mk), FADRM (recover with ARC residual merges, fadrm.mk), all with
+# the one teacher TEACHER, and FADRM+ (recover round robin over TEACHERS, relabel averaging them,
+# fadrmplus.mk) - and trains every architecture of STUDENTS from scratch on every distilled set
+# with ONE protocol: FKD soft labels (relabel, per method, shared by the students) replayed by
+# evaltrain --labels. Prints a table: rows = STUDENTS, columns = RDED, SRe2L++, FADRM, FADRM+,
+# cells = top-1 % on the VAL_N test images, final (best over the evaluations), with the settings
+# and the teachers' accuracies above it (pipelines/xarch-table.sh).
+#
+# Demo scale (the default): the first TRAIN_N = 1000 training and VAL_N = 500 test images; IPC 10;
+# teachers resnet18m (TEACHER) and the four reference FADRM+ teachers in their small-image variants
+# (TEACHERS = resnet18m mobilenet_v2m shufflenet_v2_x1_0m densenet121m; resnet18m is shared), each
+# TEACHER_EPOCHS = 3 epochs of evaltrain's hard-label SGD at batch 32 (TEACHER_TAG -b32); patchsel
+# from CANDIDATES = 50 images per class; recover ITERS = 40 steps (FADRM and FADRM+: 4 stages of
+# 10, 3 merges, alpha 0.5); students EPOCHS = 20 epochs of labels and training, evaluated every
+# EVAL_EVERY = 10. Estimated at 35-40 minutes on 2 CPU cores (make -j2, one thread per program;
+# about 4200 CPU seconds, from per-stage timings on 100..500 images: teachers 700, patchsel 45,
+# recover 430, relabel 300, students 2400 + their evaluations 300; densenet121m is a third of
+# it). --eval-batch 25 (TEACHER_OPTS, STUDENT_OPTS) only bounds memory: evaluating densenet121m
+# at evaltrain's default batch of 256 takes several GB.
+# Every parameter of common.mk can be set (make xarch EPOCHS=100 STUDENTS="convnet3 resnet18m");
+# outputs go under OUT (default xarch/); file names encode the parameters as in common.mk, one
+# eval-ARCH-*.jsonl per student in each method's directory, so adding a student to STUDENTS
+# trains only that student, and a re-run only prints the table again.
+THIS := $(lastword $(MAKEFILE_LIST))
+OUT = xarch
+TRAIN_N = 1000
+VAL_N = 500
+IPC = 10
+SEED = 0
+TEACHER = resnet18m
+TEACHERS = resnet18m mobilenet_v2m shufflenet_v2_x1_0m densenet121m
+TEACHER_EPOCHS = 3
+TEACHER_OPTS = --batch 32 --eval-batch 25
+TEACHER_TAG = -b32
+CANDIDATES = 50
+ITERS = 40
+EPOCHS = 20
+EVAL_EVERY = 10
+STUDENT = convnet3
+STUDENT_OPTS = --eval-batch 25
+STUDENTS ?= convnet3 resnet18m mobilenet_v2m shufflenet_v2_x1_0m densenet121m efficientnet_b0m
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# programs run one thread each, JOBS of them at a time (the teachers too: several train at once)
+THREADS = 1
+TEACHER_THREADS = 1
+
+include $(dir $(lastword $(MAKEFILE_LIST)))rded.mk
+include $(dir $(lastword $(MAKEFILE_LIST)))sre2lpp.mk
+include $(dir $(lastword $(MAKEFILE_LIST)))fadrm.mk
+include $(dir $(lastword $(MAKEFILE_LIST)))fadrmplus.mk
+
+XA_T0 := $(shell date +%s.%N)
+XA_DIRS := $(RDED_DIR) $(SRE2LPP_DIR) $(FADRM_DIR) $(PLUS_DIR)
+# fkd_rules made STUDENT's evaluation in each directory; the other students' here
+$(foreach d,$(XA_DIRS),$(foreach s,$(filter-out $(STUDENT),$(sort $(STUDENTS))),\
+    $(eval $(call student_rule,$(d),$(s)))))
+XA_EVALS := $(foreach d,$(XA_DIRS),$(foreach s,$(STUDENTS),$(d)/eval-$(call eval_id,$(s)).jsonl))
+XA_TABLE := $(D)/xarch-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED).txt
+XA_TEACHERS := $(TEACHER) $(filter-out $(TEACHER),$(TEACHERS))
+
+.PHONY: xarch xarch-all xarch-table
+xarch:
+	@echo "xarch: Fashion-MNIST, IPC $(IPC), $(words $(STUDENTS)) students x 4 methods: make -j$(JOBS), outputs under $(OUT)/"
+	@$(MAKE) --no-print-directory -f $(THIS) -j$(JOBS) xarch-all
+	@$(MAKE) --no-print-directory -f $(THIS) xarch-table XA_T0=$(XA_T0)
+xarch-all: $(XA_EVALS)
+xarch-table: $(XA_EVALS)
+	@s=0; XA_T0=$(XA_T0) BIN=$(BIN) TRAIN=$(TRAIN) VAL=$(VAL) IPC=$(IPC) ITERS=$(ITERS) ARC=$(ARC) ALPHA=$(ALPHA) \
+	EPOCHS=$(EPOCHS) EVAL_EVERY=$(EVAL_EVERY) TEACHER_EPOCHS=$(TEACHER_EPOCHS) TEACHER_OPTS='$(TEACHER_OPTS)' \
+	RELABEL_BN=$(RELABEL_BN) SEED=$(SEED) TEACHER=$(TEACHER) TEACHERS='$(TEACHERS)' \
+	TEACHER_LOGS='$(foreach t,$(XA_TEACHERS),$(basename $(call teacher_file,$(t))).jsonl)' \
+	STUDENTS='$(STUDENTS)' STUDENT_IDS='$(foreach s,$(STUDENTS),$(call eval_id,$(s)))' LABEL_ID=$(LABEL_ID) \
+	DIR_RDED=$(RDED_DIR) DIR_SRE2LPP=$(SRE2LPP_DIR) DIR_FADRM=$(FADRM_DIR) DIR_PLUS=$(PLUS_DIR) PLUS_PATCHES=$(PLUS_PATCHES) \
+	bash $(PIPELINES)/xarch-table.sh > $(XA_TABLE).tmp || s=$$?; cat $(XA_TABLE).tmp; \
+	if [ $$s = 0 ]; then mv $(XA_TABLE).tmp $(XA_TABLE); echo "table: $(XA_TABLE)"; else rm -f $(XA_TABLE).tmp; exit $$s; fi
+
+.DEFAULT_GOAL := xarch

@@ -2,6 +2,7 @@
 #   make            build every program into build/bin/
 #   make check      install missing dependencies (as root), build, run every test
 #   make demo       the main job on Fashion-MNIST (pipelines/demo.mk)
+#   make xarch      the cross-architecture table on Fashion-MNIST (pipelines/xarch.mk)
 #   make bench      speed beside the PyTorch peer, same machine, same run
 #   make deps       install missing Debian packages (root), or list them
 #   make install PREFIX=/usr/local
@@ -85,7 +86,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/%_replay)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all check check-gpu demo bench deps install clean fuzz man
+.PHONY: all check check-gpu demo xarch bench deps install clean fuzz man
 all: $(PROGS) $(UNITS) $(FUZZ_REPLAY) $(PARITY) $(BENCHES)
 
 $(BUILD)/obj/%.o: %.c
@@ -176,6 +177,10 @@ bench: $(BUILD)/.deps-ok
 demo: $(BUILD)/.deps-ok
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory -f pipelines/demo.mk BIN=$(abspath $(BUILD)/bin)
+
+xarch: $(BUILD)/.deps-ok
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -f pipelines/xarch.mk BIN=$(abspath $(BUILD)/bin)
 
 # ---- install ----
 MAN1 := $(wildcard man/man1/*.1)

@@ -1,10 +1,11 @@
 # pipelines/fadrmplus.mk - FADRM+ (method.md section 2): FADRM with several teachers used round
 # robin by step (recover -w A -w B ...: step t uses teacher t mod M alone, with its own BN
 # statistics), soft labels the mean of the same teachers' logits (relabel -w A -w B ...).
-# The reference teachers are ResNet-18, DenseNet-121, ShuffleNetV2 and MobileNetV2; the zoo has
-# convnet and resnet today, so TEACHERS defaults to two architectures that exist; extend it as the
-# zoo grows (TEACHERS="resnet18m mobilenet_v2 shufflenet_v2_x1_0 densenet121"). The teachers must
-# share the input size, mean/std and class list. Every teacher is trained by common.mk's rule.
+# The reference teachers are ResNet-18, DenseNet-121, ShuffleNetV2 and MobileNetV2, and the zoo
+# has all four (man 7 ddpipe-models; for 28..64-px data their small-image variants:
+# TEACHERS="resnet18m densenet121m shufflenet_v2_x1_0m mobilenet_v2m", as xarch.mk uses them).
+# TEACHERS defaults to the cheaper "convnet3 resnet18m" (common.mk). The teachers must share the
+# input size, mean/std and class list. Every teacher is trained by common.mk's rule.
 # The initial patches are RDED's selection with the FIRST teacher of TEACHERS.
 #
 #   make -f pipelines/fadrmplus.mk [TEACHERS="convnet3 resnet18m" ITERS=2000 ARC=3 ALPHA=0.5 ...]

@@ -14,7 +14,7 @@
  * per input channel and tap, 2 loads of P, 6 broadcasts of the packed weights, 12 FMA. The
  * weights are packed once per call as A[row/6][c][t][6] (rows past cout are zero). Loops, outer
  * to inner: K blocks of DC_KC input channels (a tile's lines of P stay in L1), tiles, 6-row
- * groups of one item's DC_MC output channels (whose packed block stays in L2 and is reused by
+ * groups of one item's block of output channels (whose packed block stays in L2 and is reused by
  * every tile of the chunk). The tile goes to an item-local buffer between K blocks, and to NCHW
  * once at the end.
  *
@@ -38,7 +38,9 @@
 #define DC_MR 6
 #define DC_NR 16
 #define DC_KC 32       /* input channels per K block */
-#define DC_MC 96       /* output channels per work item (a multiple of DC_MR) */
+#define DC_MC 96       /* most output channels per work item (a multiple of DC_MR) */
+#define DC_MIN_MC 24   /* ... and least, when blocks are cut smaller for more items */
+#define DC_MIN_ITEMS 8
 #define DC_COLS 1024   /* output columns a chunk aims for */
 #define DC_MAX_TAPS 49 /* up to 7x7 */
 
@@ -50,7 +52,7 @@ typedef struct {
     size_t cs;            /* floats per channel plane of P, slack included */
     int rowlen, rowtiles; /* real columns per output row (w nb); DC_NR tiles covering them */
     size_t ldc;           /* columns of an item's output buffer: h rowtiles DC_NR */
-    int mpad, nmb;        /* co rounded up to DC_MR; output-channel blocks per chunk */
+    int mpad, nmb, mc;    /* co rounded up to DC_MR; output-channel blocks per chunk, their rows */
     int ntap;
     ptrdiff_t off[DC_MAX_TAPS];
 } Direct;
@@ -107,7 +109,12 @@ static Direct dc_geom(const NnConvShape *s, int backward)
     d.rowtiles = (d.rowlen + DC_NR - 1) / DC_NR;
     d.ldc = (size_t)d.h * d.rowtiles * DC_NR;
     d.mpad = (d.co + DC_MR - 1) / DC_MR * DC_MR;
+    /* output-channel blocks of equal size, at most DC_MC rows, at least DC_MIN_ITEMS items when
+     * blocks can stay DC_MIN_MC rows (few chunks: 4x4 planes are one chunk) */
     d.nmb = (d.mpad + DC_MC - 1) / DC_MC;
+    while (d.nchunks * d.nmb < DC_MIN_ITEMS && d.mpad / (d.nmb + 1) >= DC_MIN_MC) d.nmb++;
+    d.mc = (d.mpad / DC_MR + d.nmb - 1) / d.nmb * DC_MR;
+    d.nmb = (d.mpad + d.mc - 1) / d.mc;
     d.ntap = d.k * d.k;
     for (int t = 0; t < d.ntap; t++) {
         int ki = t / d.k, kj = t % d.k;
@@ -223,16 +230,16 @@ __attribute__((target("avx2,fma"))) static void dc_kernel(int kc, int ntap, cons
     _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
 }
 
-/* Item = (chunk, block of DC_MC output channels). */
+/* Item = (chunk, block of mc output channels). */
 static void dc_conv_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const DirectJob *j = arg;
     const Direct *d = j->d;
-    float *cbuf = cpu_scratch(j->be, tid, (size_t)DC_MC * d->ldc);
+    float *cbuf = cpu_scratch(j->be, tid, (size_t)d->mc * d->ldc);
     size_t hw = (size_t)d->h * d->w;
     for (int64_t it = b; it < e; it++) {
-        int chunk = (int)(it / d->nmb), m0 = (int)(it % d->nmb) * DC_MC;
-        int mrows = d->mpad - m0 < DC_MC ? d->mpad - m0 : DC_MC;
+        int chunk = (int)(it / d->nmb), m0 = (int)(it % d->nmb) * d->mc;
+        int mrows = d->mpad - m0 < d->mc ? d->mpad - m0 : d->mc;
         const float *p = j->p + (size_t)chunk * d->ci * d->cs;
         for (int c0 = 0; c0 < d->ci; c0 += DC_KC) {
             int kc = d->ci - c0 < DC_KC ? d->ci - c0 : DC_KC;

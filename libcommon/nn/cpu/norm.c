@@ -15,24 +15,40 @@ typedef struct {
     int train, inplace;            /* inplace: dx == dy, written (=) rather than accumulated */
 } BnJob;
 
-/* Mean and biased variance of channel c (two passes, double). */
+/* Lanes of the per-channel sums: independent accumulators (a latency chain of double adds per
+ * element would bound these loops), combined in one fixed order. */
+#define SUM_LANES 8
+
+static double lanes_total(const double *s)
+{
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* Mean and biased variance of channel c: one pass of double sums of (x - k) and (x - k)^2, k the
+ * channel's first value (shifted sums: no cancellation while the mean is near any one value). */
 static void channel_stats(const BnJob *j, int64_t c, double *mean, double *var)
 {
-    double s = 0;
+    double s[SUM_LANES] = {0}, q[SUM_LANES] = {0};
+    double k = j->x[(size_t)c * j->hw];
     for (int n = 0; n < j->n; n++) {
         const float *x = j->x + ((size_t)n * j->c + (size_t)c) * j->hw;
-        for (int64_t i = 0; i < j->hw; i++) s += x[i];
-    }
-    double m = s / ((double)j->n * (double)j->hw), q = 0;
-    for (int n = 0; n < j->n; n++) {
-        const float *x = j->x + ((size_t)n * j->c + (size_t)c) * j->hw;
-        for (int64_t i = 0; i < j->hw; i++) {
-            double d = x[i] - m;
-            q += d * d;
+        int64_t i = 0;
+        for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
+            for (int l = 0; l < SUM_LANES; l++) {
+                double d = x[i + l] - k;
+                s[l] += d;
+                q[l] += d * d;
+            }
+        for (; i < j->hw; i++) {
+            double d = x[i] - k;
+            s[0] += d;
+            q[0] += d * d;
         }
     }
-    *mean = m;
-    *var = q / ((double)j->n * (double)j->hw);
+    double count = (double)j->n * (double)j->hw, m = lanes_total(s) / count;
+    double v = lanes_total(q) / count - m * m;
+    *mean = k + m;
+    *var = v > 0 ? v : 0.0;
 }
 
 /* y = (x - mean) * invstd * w + b for channel c. */
@@ -86,24 +102,38 @@ static void bwd_task(void *arg, int64_t b, int64_t e, int tid)
         float m = j->mean[c], is = j->invstd[c], w = j->w ? j->w[c] : 1.0f;
         double sdy = 0, sdyx = 0;
         /* the sums feed dw, db and train mode's dx; eval mode with a frozen BN (recover) needs none */
-        for (int n = 0; n < j->n && (j->dw || j->db || j->train); n++) {
-            size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-            const float *x = j->x + off, *dy = j->dy + off;
-            for (int64_t i = 0; i < j->hw; i++) {
-                sdy += dy[i];
-                sdyx += (double)dy[i] * ((x[i] - m) * is);
+        if (j->dw || j->db || j->train) {
+            double s[SUM_LANES] = {0}, sx[SUM_LANES] = {0};
+            for (int n = 0; n < j->n; n++) {
+                size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+                const float *x = j->x + off, *dy = j->dy + off;
+                int64_t i = 0;
+                for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
+                    for (int l = 0; l < SUM_LANES; l++) {
+                        s[l] += dy[i + l];
+                        sx[l] += (double)dy[i + l] * ((x[i + l] - m) * is);
+                    }
+                for (; i < j->hw; i++) {
+                    s[0] += dy[i];
+                    sx[0] += (double)dy[i] * ((x[i] - m) * is);
+                }
             }
+            sdy = lanes_total(s), sdyx = lanes_total(sx);
         }
         if (j->dw) j->dw[c] += (float)sdyx;
         if (j->db) j->db[c] += (float)sdy;
         if (!j->dx) continue;
         float k = w * is;
-        float a = j->train ? (float)(sdy / count) : 0.0f, q = j->train ? (float)(sdyx / count) : 0.0f;
+        float a = (float)(sdy / count), q = (float)(sdyx / count);
         for (int n = 0; n < j->n; n++) {
             size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
             const float *x = j->x + off, *dy = j->dy + off;
             float *dx = j->dx + off;
-            if (j->inplace) /* dx == dy: each element is read before it is written */
+            if (!j->train && j->inplace) /* eval: dx = w invstd dy; dx == dy, read before written */
+                for (int64_t i = 0; i < j->hw; i++) dx[i] = k * dy[i];
+            else if (!j->train)
+                for (int64_t i = 0; i < j->hw; i++) dx[i] += k * dy[i];
+            else if (j->inplace)
                 for (int64_t i = 0; i < j->hw; i++) dx[i] = k * (dy[i] - a - (x[i] - m) * is * q);
             else
                 for (int64_t i = 0; i < j->hw; i++) dx[i] += k * (dy[i] - a - (x[i] - m) * is * q);

@@ -11,10 +11,13 @@ needed) plus ddpipe's metadata so `-w FILE` alone is enough:
       --std 0.2675,0.2565,0.2761 --input-size 32 --classes fine_label_names.txt
   torch2safetensors.py teacher.pth sub.safetensors --class-index 0,217,482   # keep 3 fc rows
 
-The architecture is read from the tensor shapes (man 7 ddpipe-models) unless --arch is given.
+The architecture is read from the tensor shapes (man 7 ddpipe-models) unless --arch is given,
+as ddpipe's loader reads it; the small-image stems of mobilenet_v2, shufflenet_v2_x0_5 / x1_0 and
+efficientnet_b0 differ only in stride, so they are read from a pickled module's first convolution
+(and ShuffleNet's max pool) and otherwise need --arch NAMEm (a state_dict gets a warning).
 Also importable: st_save(path, {name: ndarray}, metadata) and st_load(path) -> (dict, metadata).
 """
-import argparse, json, os, struct, sys
+import argparse, json, os, pickle, struct, sys
 
 import numpy as np
 
@@ -62,20 +65,81 @@ def st_load(path):
     return out, meta
 
 
-_RESNETS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34",
-            ((3, 4, 6, 3), True): "resnet50", ((3, 4, 23, 3), True): "resnet101"}
+_RESNETS = {((2, 2, 2, 2), False, 64): "resnet18", ((3, 4, 6, 3), False, 64): "resnet34",
+            ((3, 4, 6, 3), True, 64): "resnet50", ((3, 4, 23, 3), True, 64): "resnet101",
+            ((3, 4, 6, 3), True, 128): "wide_resnet50_2"}
+_DENSENETS = {(6, 12, 24, 16): "densenet121", (6, 12, 32, 32): "densenet169", (6, 12, 48, 32): "densenet201"}
+_SHUFFLENETS = {24: "shufflenet_v2_x0_5", 58: "shufflenet_v2_x1_0"}   # stage2's branch2 width
+_EFFICIENTNET_B0 = (1, 2, 2, 3, 3, 4, 1)                               # MBConv blocks per stage
+# the nets whose small stem differs from torchvision's only in stride: not readable from shapes
+STRIDE_ONLY = ("mobilenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "efficientnet_b0")
+
+
+def _count(sd, fmt, first=0):
+    """How many of fmt % i, i = first, first+1, ..., are keys of sd."""
+    n = 0
+    while fmt % (first + n) in sd:
+        n += 1
+    return n
+
+
+def _torchvision(sd):
+    """(zoo name, small stem from the shapes, first conv, head) of the zoo's torchvision nets other
+    than the ResNets, from their characteristic names as libcommon/models/weights.c reads them;
+    None when the names fit none of them."""
+    if "features.conv0.weight" in sd and "classifier.weight" in sd:
+        first = sd["features.conv0.weight"]
+        blocks = tuple(_count(sd, f"features.denseblock{b}.denselayer%d.conv1.weight", 1) for b in range(1, 5))
+        return _DENSENETS.get(blocks, f"densenet with blocks {blocks}"), first.shape[2] == 3, first, sd["classifier.weight"]
+    if "conv1.0.weight" in sd and "fc.weight" in sd:
+        b = sd.get("stage2.0.branch2.0.weight")
+        width = b.shape[0] if b is not None else 0
+        name = _SHUFFLENETS.get(width, f"shufflenet_v2 with stage2 branch width {width}")
+        return name, False, sd["conv1.0.weight"], sd["fc.weight"]
+    if "features.0.0.weight" in sd and "classifier.1.weight" in sd:
+        first, head = sd["features.0.0.weight"], sd["classifier.1.weight"]
+        if "features.18.0.weight" in sd and "features.1.conv.0.0.weight" in sd:
+            return ("mobilenet_v2" if first.shape[0] == 32 else f"mobilenet_v2 with {first.shape[0]} stem channels"), \
+                False, first, head
+        if "features.1.0.block.1.fc1.weight" in sd:
+            blocks = tuple(_count(sd, f"features.{s}.%d.block.0.0.weight") for s in range(1, 8))
+            return ("efficientnet_b0" if blocks == _EFFICIENTNET_B0 else f"efficientnet with blocks {blocks}"), \
+                False, first, head
+        return "a features/classifier net", False, first, head
+    if "features.0.weight" in sd and "classifier.6.weight" in sd:
+        first, head = sd["features.0.weight"], sd["classifier.6.weight"]
+        convs = sum(1 for k, v in sd.items() if k.startswith("features.") and k.endswith(".weight") and v.ndim == 4)
+        if first.shape[2] == 3 and "features.1.running_mean" in sd:
+            return ("vgg11_bn" if convs == 8 else f"vgg with BatchNorm and {convs} convolutions"), False, first, head
+        if first.shape[2] == 11 and "features.1.running_mean" not in sd:
+            return "alexnet", False, first, head
+        return "a VGG-like net", False, first, head
+    return None
 
 
 def describe(sd):
-    """(arch, in_channels, num_classes, input_size) from the names and shapes, as ddpipe does."""
+    """(arch, in_channels, num_classes, input_size) from the names and shapes, as ddpipe does
+    (libcommon/models/weights.c): ResNets from conv1.weight (3x3: small stem), the block counts and
+    the bottleneck width; DenseNets from features.conv0.weight (3x3: small stem) and the dense
+    layers of blocks 3 and 4; ShuffleNetV2 from stage2's width; mobilenet_v2, efficientnet_b0,
+    vgg11_bn, alexnet from their names; ConvNets from 0.weight and the head. The small stems of
+    STRIDE_ONLY nets are not in the shapes: they read as torchvision's (see stem_of_module)."""
     if "conv1.weight" in sd:
-        blocks = tuple(len({k.split(".")[1] for k in sd if k.startswith(f"layer{l}.")}) for l in range(1, 5))
+        blocks = tuple(_count(sd, f"layer{l}.%d.conv1.weight") for l in range(1, 5))
         bottleneck = "layer1.0.conv3.weight" in sd
-        name = _RESNETS.get((blocks, bottleneck))
+        width = sd["layer1.0.conv1.weight"].shape[0] if bottleneck and "layer1.0.conv1.weight" in sd else 64
+        name = _RESNETS.get((blocks, bottleneck, width))
         if name is None:
-            raise SystemExit(f"resnet with blocks {blocks} is not in ddpipe's zoo")
+            raise SystemExit(f"resnet with blocks {blocks} ({'bottleneck' if bottleneck else 'basic'}, width "
+                             f"{width}) is not in ddpipe's zoo")
         small = sd["conv1.weight"].shape[2] == 3
         return name + ("m" if small else ""), sd["conv1.weight"].shape[1], sd["fc.weight"].shape[0], 32 if small else 224
+    tv = _torchvision(sd)
+    if tv is not None:
+        name, small, first, head = tv
+        if " " in name:
+            raise SystemExit(f"torchvision-style names of {name}: not in ddpipe's zoo (man 7 ddpipe-models)")
+        return name + ("m" if small else ""), first.shape[1], head.shape[0], 32 if small else 224
     if "0.weight" in sd and "1.running_mean" in sd:
         depth = 0
         while f"{4 * depth}.weight" in sd and sd[f"{4 * depth}.weight"].ndim == 4:
@@ -88,28 +152,69 @@ def describe(sd):
     raise SystemExit("cannot tell the architecture from the names; give --arch and the sizes")
 
 
-def main():
+def head_of(sd):
+    """The prefix of the linear head ("fc", "classifier", "classifier.1", "classifier.6", or a
+    ConvNet's last index), for --class-index."""
+    for h in ("fc", "classifier", "classifier.1", "classifier.6"):
+        if h + ".weight" in sd and sd[h + ".weight"].ndim == 2:
+            return h
+    if "0.weight" in sd:
+        return max((k[:-7] for k in sd if k.endswith(".weight") and sd[k].ndim == 2), key=lambda s: int(s))
+    raise SystemExit("cannot find the linear head for --class-index")
+
+
+def stem_of_module(m):
+    """The stem of a pickled STRIDE_ONLY module, whose state_dict is the same for both stems:
+    "imagenet" (torchvision's: first convolution stride 2, ShuffleNet's max pool), "small" (the
+    small-image variant: stride 1, no max pool), or "other" (a mix: not a zoo variant)."""
+    import torch.nn as nn
+    conv = next(c for c in m.modules() if isinstance(c, nn.Conv2d))
+    pool = getattr(m, "maxpool", None)
+    if tuple(conv.stride) == (2, 2) and (pool is None or isinstance(pool, nn.MaxPool2d)):
+        return "imagenet"
+    if tuple(conv.stride) == (1, 1) and not isinstance(pool, nn.MaxPool2d):
+        return "small"
+    return "other"
+
+
+def is_small(arch):
+    """True for a zoo name of a small-stem variant ("mobilenet_v2m", "resnet18:stem=small")."""
+    base, _, opts = arch.partition(":")
+    if "stem=small" in opts.split(","):
+        return True
+    return base.endswith("m") and base[:-1] in set(_RESNETS.values()) | set(_DENSENETS.values()) | set(STRIDE_ONLY)
+
+
+def main(argv=None):
+    """The command line (argv: its arguments, default sys.argv[1:])."""
     import torch
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
     ap.add_argument("output")
     ap.add_argument("--arch", help="zoo name (default: from the shapes)")
     ap.add_argument("--classes", help="file with one class name per line, in label order")
-    ap.add_argument("--class-index", help="comma-separated fc rows to keep (class-subset teachers)")
+    ap.add_argument("--class-index", help="comma-separated rows of the linear head (fc, classifier, ...) to keep "
+                    "(class-subset teachers)")
     ap.add_argument("--mean", help="per-channel mean, comma-separated (default: ImageNet's / Fashion-MNIST's)")
     ap.add_argument("--std", help="per-channel std, comma-separated")
     ap.add_argument("--input-size", type=int)
     ap.add_argument("--unsafe-pickle", action="store_true",
                     help="load with weights_only=False (trusted old files that pickle more than tensors)")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     kw = {"map_location": "cpu"}
     if a.unsafe_pickle is False and "weights_only" in torch.load.__code__.co_varnames:
         kw["weights_only"] = True
-    obj = torch.load(a.checkpoint, **kw)
+    try:
+        obj = torch.load(a.checkpoint, **kw)
+    except pickle.UnpicklingError as e:
+        first = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise SystemExit(f"{a.checkpoint}: not loadable as tensors only ({first}); a trusted file that "
+                         "pickles a module loads with --unsafe-pickle")
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
-    if isinstance(obj, torch.nn.Module):
+    module = obj if isinstance(obj, torch.nn.Module) else None
+    if module is not None:
         obj = obj.state_dict()
     sd = {}
     for k, v in obj.items():
@@ -121,13 +226,24 @@ def main():
             sd[k] = np.asarray(v.numpy(), dtype=np.int64).reshape(())
         else:
             sd[k] = v.float().numpy()
-    head = "fc" if "fc.weight" in sd else None
-    if head is None and "0.weight" in sd:
-        head = max((k[:-7] for k in sd if k.endswith(".weight") and sd[k].ndim == 2), key=lambda s: int(s))
     if a.class_index:
+        head = head_of(sd)
         rows = [int(i) for i in a.class_index.split(",")]
         sd[head + ".weight"], sd[head + ".bias"] = sd[head + ".weight"][rows], sd[head + ".bias"][rows]
     arch, inch, ncls, size = describe(sd)
+    if arch in STRIDE_ONLY and module is not None:
+        stem = stem_of_module(module)
+        if stem == "other":
+            raise SystemExit(f"{a.checkpoint}: {arch} with a stem that is neither torchvision's nor the "
+                             "small-image one (stride 1, no max pool): not in ddpipe's zoo")
+        if stem == "small":
+            arch, size = arch + "m", 32
+    elif arch in STRIDE_ONLY and not a.arch:
+        print(f"{a.checkpoint}: {arch}'s small-image stem differs from torchvision's only in stride, which "
+              f"a state_dict does not hold: written as {arch} (torchvision's stem); give --arch {arch}m "
+              "for the small-image variant", file=sys.stderr)
+    if a.arch and is_small(a.arch) != is_small(arch):
+        size = 32 if is_small(a.arch) else 224
     meta = {"format": "ddpipe-weights/1", "arch": a.arch or arch, "in_channels": str(inch),
             "num_classes": str(ncls), "input_size": str(a.input_size or size)}
     if a.mean or a.std:

@@ -4,7 +4,12 @@
 # float64 PyTorch's weights and BN running statistics (max abs diff <= 1e-5; why not a larger lr:
 # see the peer's docstring), and one step at lr 0.05 too; (2) a torchvision resnet18 (small stem)
 # checkpoint trained in PyTorch, converted with pipelines/torch2safetensors.py, evaluates under
-# --eval-only to the same top-1 (exactly) and mean cross-entropy (1e-4) as in PyTorch.
+# --eval-only to the same top-1 (exactly) and mean cross-entropy (1e-4) as in PyTorch; (3) every
+# other torchvision net of the zoo (mobilenet_v2, shufflenet_v2_x0_5 / x1_0, densenet121 / 169 /
+# 201, efficientnet_b0, wide_resnet50_2, resnet50, vgg11_bn, alexnet; small-image stems where the
+# zoo has them), random weights, saved in the checkpoint forms users have, converted with the
+# architecture guessed by torch2safetensors.py: the guess is the zoo name, and --eval-only on 8
+# test images (64 px where a net needs more than 28) gives torch's mean cross-entropy (1e-4).
 # Peer: tests/parity/evaltrain_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail
 if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then
@@ -26,4 +31,16 @@ sgd=(-q -w init.safetensors --epochs 1 --batch 32 --no-aug --no-shuffle --optimi
 "$PYTHON" "$TESTS/../pipelines/torch2safetensors.py" tv.pth tv.safetensors --mean 0.2860 --std 0.3530 --input-size 28
 "$BIN/evaltrain" --eval-only -w tv.safetensors te.tsr >ours.json
 "$PYTHON" "$peer" check "$fmnist"
+
+"$BIN/tscat" -q --head 8 te.tsr >te8.tsr
+"$BIN/resample" -q --size 64 te8.tsr >te64.tsr
+"$BIN/tsexport" --npy np28 te8.tsr
+"$BIN/tsexport" --npy np64 te64.tsr
+"$PYTHON" "$peer" tvzoo
+while read -r case px; do
+    t=te8.tsr; [ "$px" = 64 ] && t=te64.tsr
+    "$BIN/evaltrain" --eval-only -q -w "zoo/$case.safetensors" "$t" >"zoo/$case.json" \
+        || echo "evaltrain --eval-only -w zoo/$case.safetensors failed" >&2
+done <zoo/cases.txt
+"$PYTHON" "$peer" tvzoo-check
 echo "all ok"

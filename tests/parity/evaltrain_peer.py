@@ -21,6 +21,21 @@
       tests/parity/optim.sh's. (2) tv.pth evaluated on the first 100 test images:
       top-1 equal to ours.json's exactly, mean cross-entropy within 1e-4 relative (ours printed to
       6 significant digits).
+  evaltrain_peer.py tvzoo
+      Every torchvision net of the zoo beyond resnet18 (TVZOO: both stems where the zoo has two,
+      1 input channel, 10 classes, random weights with BN running statistics those of the images
+      evaluated) saved as checkpoints of the forms users have (state_dict, {"model": ...},
+      {"state_dict": ...}, "module." names, pickled modules) and converted by
+      pipelines/torch2safetensors.py's main() (guessing the architecture; one case gives --arch).
+      Writes zoo/CASE.safetensors, zoo/CASE.log (the converter's stderr), zoo/ref.json (torch
+      float64's top-1 and mean cross-entropy on the first 8 test images, np28/ or np64/ as
+      exported by tsexport --npy: 64 px for the nets that need more than 28) and zoo/cases.txt
+      (CASE PX per evaluated case) for evaltrain --eval-only.
+  evaltrain_peer.py tvzoo-check
+      The converter's arch metadata equals the zoo name (and a small-stem state_dict of a net whose
+      stems differ only in stride gets the imagenet name and a warning naming --arch); ours.json's
+      mean cross-entropy within 1e-4 relative of torch's, top-1 equal up to the images whose two
+      largest float64 logits are within 1e-4 (either side is a correct float32 answer).
 """
 import gzip, json, os, sys
 
@@ -129,8 +144,135 @@ def tveval(root, n, pth, ours_json):
     return abs(ours["top1"] - top1) < 1e-3 and abs(ours["loss"] - loss) <= TOL_LOSS * max(1.0, loss)
 
 
+# case: (torchvision constructor, stem, checkpoint form, converter arguments, expected arch, eval px)
+# eval px 0: not evaluated (the file's stem is knowingly not the module's)
+TVZOO = {
+    "mobilenet_v2": ("mobilenet_v2", "imagenet", "model", [], "mobilenet_v2", 28),
+    "mobilenet_v2m": ("mobilenet_v2", "small", "pickle", [], "mobilenet_v2m", 28),
+    "mobilenet_v2m_arch": ("mobilenet_v2", "small", "plain", ["--arch", "mobilenet_v2m"], "mobilenet_v2m", 28),
+    "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", "imagenet", "state_dict", [], "shufflenet_v2_x0_5", 28),
+    "shufflenet_v2_x0_5m": ("shufflenet_v2_x0_5", "small", "pickle", [], "shufflenet_v2_x0_5m", 28),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", "imagenet", "pickle", [], "shufflenet_v2_x1_0", 28),
+    "shufflenet_v2_x1_0m": ("shufflenet_v2_x1_0", "small", "pickle", [], "shufflenet_v2_x1_0m", 28),
+    "shufflenet_v2_x1_0m_sd": ("shufflenet_v2_x1_0", "small", "model", [], "shufflenet_v2_x1_0", 0),
+    "densenet121": ("densenet121", "imagenet", "module.", [], "densenet121", 64),
+    "densenet121m": ("densenet121", "small", "model", [], "densenet121m", 28),
+    "densenet169m": ("densenet169", "small", "plain", [], "densenet169m", 28),
+    "densenet201": ("densenet201", "imagenet", "plain", [], "densenet201", 64),
+    "efficientnet_b0": ("efficientnet_b0", "imagenet", "model", [], "efficientnet_b0", 28),
+    "efficientnet_b0m": ("efficientnet_b0", "small", "pickle", [], "efficientnet_b0m", 28),
+    "wide_resnet50_2": ("wide_resnet50_2", "imagenet", "plain", [], "wide_resnet50_2", 28),
+    "wide_resnet50_2m": ("wide_resnet50_2", "small", "model", [], "wide_resnet50_2m", 28),
+    "resnet50": ("resnet50", "imagenet", "plain", [], "resnet50", 28),
+    "vgg11_bn": ("vgg11_bn", "imagenet", "state_dict", [], "vgg11_bn", 64),
+    "alexnet": ("alexnet", "imagenet", "model", [], "alexnet", 64),
+}
+ZOO_N, TIE = 8, 1e-4
+
+
+def gray_first_conv(m):
+    """The first convolution with 1 input channel, its kernel, stride, padding and bias kept."""
+    name, c = next((n, c) for n, c in m.named_modules() if isinstance(c, nn.Conv2d))
+    parent = m.get_submodule(name.rpartition(".")[0]) if "." in name else m
+    setattr(parent, name.rpartition(".")[2], nn.Conv2d(1, c.out_channels, c.kernel_size, c.stride, c.padding,
+                                                       bias=c.bias is not None))
+    return m
+
+
+def tvzoo():
+    import contextlib, io
+    from model_peer import small_stem
+    import torch2safetensors as t2s
+    torch.set_num_threads(1)   # small shapes: a second thread gains nothing and stalls on a busy machine
+    os.makedirs("zoo", exist_ok=True)
+    ref, evals = {}, []
+    for i, (case, (ctor, stem, form, args, _, px)) in enumerate(TVZOO.items()):
+        torch.manual_seed(200 + i)
+        m = getattr(torchvision.models, ctor)(num_classes=10)
+        m = small_stem(m, ctor, 1) if stem == "small" else gray_first_conv(m)
+        if px:
+            x = torch.from_numpy(np.load(f"np{px}/image.npy")[:ZOO_N])
+            y = torch.from_numpy(np.load(f"np{px}/label.npy")[:ZOO_N])
+        with torch.no_grad():
+            # running statistics of the images evaluated below: with statistics of other inputs
+            # the deep nets' eval-mode logits reach 1e5 and float32 itself is off by half of that
+            for mod in m.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.momentum = None
+            m.train()
+            m(norm(x) if px else torch.rand(4, 1, 28, 28))
+        m.eval()
+        sd = m.state_dict()
+        obj = {"pickle": m, "plain": sd, "model": {"model": sd, "epoch": 1}, "state_dict": {"state_dict": sd},
+               "module.": {"module." + k: v for k, v in sd.items()}}[form]
+        pth = f"zoo/{case}.pth"
+        torch.save(obj, pth)
+        err = io.StringIO()
+        # --input-size: a model of 224 px or more gets Resize + CenterCrop of the data in evaltrain
+        argv = [pth, f"zoo/{case}.safetensors", "--mean", str(MEAN), "--std", str(STD), "--input-size",
+                str(max(px, 28))] + args
+        with contextlib.redirect_stderr(err):
+            try:
+                t2s.main(argv + (["--unsafe-pickle"] if form == "pickle" else []))
+            except SystemExit as e:
+                print(f"converter exit: {e}", file=sys.stderr)
+        with open(f"zoo/{case}.log", "w") as f:
+            f.write(err.getvalue())
+        if px:
+            with torch.no_grad():
+                logits = m.double()(norm(x.double()))
+            top2 = logits.topk(2, 1).values
+            ties = int((top2[:, 0] - top2[:, 1] <= TIE * max(1.0, float(logits.abs().max()))).sum())
+            ref[case] = {"top1": 100.0 * float((logits.argmax(1) == y).sum()) / ZOO_N,
+                         "loss": float(F.cross_entropy(logits, y)), "ties": ties}
+            evals.append(f"{case} {px}")
+    with open("zoo/ref.json", "w") as f:
+        json.dump(ref, f)
+    with open("zoo/cases.txt", "w") as f:
+        f.write("".join(e + "\n" for e in evals))
+    return True
+
+
+def tvzoo_check():
+    ref, fails = json.load(open("zoo/ref.json")), 0
+    for case, (_, _, form, _, want, px) in TVZOO.items():
+        log = open(f"zoo/{case}.log").read().strip()
+        try:
+            got = st_load(f"zoo/{case}.safetensors")[1].get("arch")
+        except OSError:
+            got = None
+        line = f"{case} ({form}): converter arch {got}"
+        ok = got == want
+        if not ok:
+            line += f", want {want}: {log.splitlines()[-1] if log else ''}"
+        if ok and not px:
+            ok = f"--arch {want}m" in log
+            line += ", warns to give --arch" if ok else f", no warning naming --arch {want}m: '{log}'"
+        if ok and px:
+            r = ref[case]
+            try:
+                o = json.loads(open(f"zoo/{case}.json").read().strip().splitlines()[-1])
+            except (OSError, IndexError, ValueError):
+                print(f"FAIL: {line}; zoo/{case}.json: no evaltrain --eval-only result")
+                fails += 1
+                continue
+            ok = abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
+                and abs(o["top1"] - r["top1"]) <= 100.0 * r["ties"] / ZOO_N + 1e-3
+            line += (f"; --eval-only on {ZOO_N} {px}-px images: top1 torch {r['top1']:.2f} ours {o['top1']:.2f}"
+                     f" ({r['ties']} near-ties), loss torch {r['loss']:.6g} ours {o['loss']:.6g}")
+        print(("ok: " if ok else "FAIL: ") + line)
+        fails += not ok
+    print(f"torch2safetensors over the zoo: {fails} failure(s) in {len(TVZOO)} cases")
+    return fails == 0
+
+
 def main():
-    cmd, root = sys.argv[1], sys.argv[2]
+    cmd = sys.argv[1]
+    if cmd == "tvzoo":
+        sys.exit(0 if tvzoo() else 1)
+    if cmd == "tvzoo-check":
+        sys.exit(0 if tvzoo_check() else 1)
+    root = sys.argv[2]
     if cmd == "tvmodel":
         good = tvmodel(root, 32, "tv.pth")
     elif cmd == "check":

@@ -22,8 +22,9 @@
  * symmetric padding), added to dx.
  *
  * Work items are (chunk, block of output channels) pairs, after a packing pass over (chunk,
- * channel) planes. Every output is summed in one fixed order (channels, then taps, ascending), so
- * results depend neither on the thread count nor on the chunking.
+ * channel) planes; where a chunk is one item (large planes), the item packs its chunk itself, so
+ * P goes through cache rather than memory. Every output is summed in one fixed order (channels,
+ * then taps, ascending), so results depend neither on the thread count nor on the chunking.
  */
 #include "libcommon/nn/cpu/cpu.h"
 
@@ -138,39 +139,45 @@ typedef struct {
     NnBackend *be;
 } DirectJob;
 
-/* Items [0, nchunks*ci): chunk plane c of P; then [.., + mpad/DC_MR): one 6-row panel of A. */
+/* Plane c of chunk's P (cs floats at pl) from the input. */
+static void dc_pack_plane(const DirectJob *j, int chunk, int c, float *pl)
+{
+    const Direct *d = j->d;
+    size_t hw = (size_t)d->h * d->w;
+    int n0 = chunk * d->nb, nimg = d->n - n0 < d->nb ? d->n - n0 : d->nb;
+    size_t rowf = (size_t)d->wp * d->nb, padf = (size_t)d->pad * d->nb;
+    memset(pl, 0, (size_t)d->pad * rowf * sizeof(float));
+    for (int y = 0; y < d->h; y++) {
+        float *row = pl + (size_t)(y + d->pad) * rowf;
+        memset(row, 0, padf * sizeof(float));
+        memset(row + padf + d->rowlen, 0, padf * sizeof(float));
+        float *r = row + padf;
+        if (d->nb == 1) {
+            memcpy(r, j->x + ((size_t)n0 * d->ci + c) * hw + (size_t)y * d->w,
+                   (size_t)d->w * sizeof(float));
+            continue;
+        }
+        if (nimg < d->nb) memset(r, 0, (size_t)d->rowlen * sizeof(float));
+        for (int i = 0; i < nimg; i++) {
+            const float *src = j->x + ((size_t)(n0 + i) * d->ci + c) * hw + (size_t)y * d->w;
+            for (int x = 0; x < d->w; x++) r[(size_t)x * d->nb + i] = src[x];
+        }
+    }
+    float *end = pl + (size_t)(d->h + d->pad) * rowf;
+    memset(end, 0, (d->cs - (size_t)(end - pl)) * sizeof(float));
+}
+
+/* Items [0, nchunks*ci) when P is shared: chunk plane c of P; then [.., + mpad/DC_MR): one
+ * 6-row panel of A. */
 static void dc_pack_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
     const DirectJob *j = arg;
     const Direct *d = j->d;
-    int64_t nplanes = (int64_t)d->nchunks * d->ci;
-    size_t hw = (size_t)d->h * d->w;
+    int64_t nplanes = j->p ? (int64_t)d->nchunks * d->ci : 0;
     for (int64_t it = b; it < e; it++) {
         if (it < nplanes) {
-            int chunk = (int)(it / d->ci), c = (int)(it % d->ci), n0 = chunk * d->nb;
-            int nimg = d->n - n0 < d->nb ? d->n - n0 : d->nb;
-            float *pl = j->p + (size_t)it * d->cs;
-            size_t rowf = (size_t)d->wp * d->nb, padf = (size_t)d->pad * d->nb;
-            memset(pl, 0, (size_t)d->pad * rowf * sizeof(float));
-            for (int y = 0; y < d->h; y++) {
-                float *row = pl + (size_t)(y + d->pad) * rowf;
-                memset(row, 0, padf * sizeof(float));
-                memset(row + padf + d->rowlen, 0, padf * sizeof(float));
-                float *r = row + padf;
-                if (d->nb == 1) {
-                    memcpy(r, j->x + ((size_t)n0 * d->ci + c) * hw + (size_t)y * d->w,
-                           (size_t)d->w * sizeof(float));
-                    continue;
-                }
-                if (nimg < d->nb) memset(r, 0, (size_t)d->rowlen * sizeof(float));
-                for (int i = 0; i < nimg; i++) {
-                    const float *src = j->x + ((size_t)(n0 + i) * d->ci + c) * hw + (size_t)y * d->w;
-                    for (int x = 0; x < d->w; x++) r[(size_t)x * d->nb + i] = src[x];
-                }
-            }
-            float *end = pl + (size_t)(d->h + d->pad) * rowf;
-            memset(end, 0, (d->cs - (size_t)(end - pl)) * sizeof(float));
+            dc_pack_plane(j, (int)(it / d->ci), (int)(it % d->ci), j->p + (size_t)it * d->cs);
         } else {
             int r0 = (int)(it - nplanes) * DC_MR;
             float *a = j->a + (size_t)r0 * d->ci * d->ntap;
@@ -235,12 +242,15 @@ static void dc_conv_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const DirectJob *j = arg;
     const Direct *d = j->d;
-    float *cbuf = cpu_scratch(j->be, tid, (size_t)d->mc * d->ldc);
+    size_t psize = j->p ? 0 : (size_t)d->ci * d->cs;
+    float *cbuf = cpu_scratch(j->be, tid, (size_t)d->mc * d->ldc + psize), *own = cbuf + (size_t)d->mc * d->ldc;
     size_t hw = (size_t)d->h * d->w;
     for (int64_t it = b; it < e; it++) {
         int chunk = (int)(it / d->nmb), m0 = (int)(it % d->nmb) * d->mc;
         int mrows = d->mpad - m0 < d->mc ? d->mpad - m0 : d->mc;
-        const float *p = j->p + (size_t)chunk * d->ci * d->cs;
+        const float *p = j->p ? j->p + (size_t)chunk * d->ci * d->cs : own;
+        if (!j->p) /* one item per chunk: its planes are packed here, and stay in cache */
+            for (int c = 0; c < d->ci; c++) dc_pack_plane(j, chunk, c, own + (size_t)c * d->cs);
         for (int c0 = 0; c0 < d->ci; c0 += DC_KC) {
             int kc = d->ci - c0 < DC_KC ? d->ci - c0 : DC_KC;
             const float *pk = p + (size_t)c0 * d->cs;
@@ -282,11 +292,13 @@ static void dc_run(NnBackend *be, const NnConvShape *s, int backward, const floa
                    const float *w, const float *b, float *y)
 {
     Direct d = dc_geom(s, backward);
-    size_t asize = (size_t)d.mpad * d.ci * d.ntap, psize = (size_t)d.nchunks * d.ci * d.cs;
+    /* P shared by the items of a chunk, packed first; or, one item per chunk, packed by it */
+    int shared = d.nmb > 1;
+    size_t asize = (size_t)d.mpad * d.ci * d.ntap, psize = shared ? (size_t)d.nchunks * d.ci * d.cs : 0;
     float *a = cpu_shared(be, asize + psize);
     DirectJob j = {.d = &d, .backward = backward, .x = x, .w = w, .b = b, .y = y,
-                   .a = a, .p = a + asize, .be = be};
-    cpu_for(be, (int64_t)d.nchunks * d.ci + d.mpad / DC_MR, 4, dc_pack_task, &j);
+                   .a = a, .p = shared ? a + asize : NULL, .be = be};
+    cpu_for(be, (shared ? (int64_t)d.nchunks * d.ci : 0) + d.mpad / DC_MR, 4, dc_pack_task, &j);
     cpu_for(be, (int64_t)d.nchunks * d.nmb, 1, dc_conv_task, &j);
 }
 

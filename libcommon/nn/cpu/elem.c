@@ -133,6 +133,29 @@ static void act_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
+/* In place, g (dy, then dx) is never y or x: restrict lets gcc turn the select into a mask. */
+static void relu_bwd_inplace_range(int64_t n, const float *restrict y, float *restrict g)
+{
+    int64_t i = 0;
+    for (; i + ACT_BLOCK <= n; i += ACT_BLOCK)
+        for (int k = 0; k < ACT_BLOCK; k++) {
+            float v = g[i + k];
+            g[i + k] = y[i + k] > 0 ? v : 0.0f;
+        }
+    for (; i < n; i++) g[i] = y[i] > 0 ? g[i] : 0.0f;
+}
+
+static void relu6_bwd_inplace_range(int64_t n, const float *restrict x, float *restrict g)
+{
+    int64_t i = 0;
+    for (; i + ACT_BLOCK <= n; i += ACT_BLOCK)
+        for (int k = 0; k < ACT_BLOCK; k++) {
+            float v = g[i + k];
+            g[i + k] = x[i + k] > 0 && x[i + k] < 6 ? v : 0.0f;
+        }
+    for (; i < n; i++) g[i] = x[i] > 0 && x[i] < 6 ? g[i] : 0.0f;
+}
+
 /* Backward rules as PyTorch's: relu passes where y > 0, relu6 where 0 < x < 6, hardswish is 0
  * below -3, x/3 + 1/2 on [-3, 3], 1 above. */
 static void act_bwd_task(void *arg, int64_t b, int64_t e, int tid)
@@ -172,15 +195,11 @@ static void act_bwd_inplace_task(void *arg, int64_t b, int64_t e, int tid)
     const float *x = j->x, *y = j->y;
     float *g = j->out;
     switch ((NnAct)j->op) {
-    case NN_ACT_RELU: {
-        int64_t i = b;
-        for (; i + ACT_BLOCK <= e; i += ACT_BLOCK)
-            for (int k = 0; k < ACT_BLOCK; k++) g[i + k] = y[i + k] > 0 ? g[i + k] : 0.0f;
-        for (; i < e; i++) g[i] = y[i] > 0 ? g[i] : 0.0f;
+    case NN_ACT_RELU:
+        relu_bwd_inplace_range(e - b, y + b, g + b);
         break;
-    }
     case NN_ACT_RELU6:
-        for (int64_t i = b; i < e; i++) g[i] = x[i] > 0 && x[i] < 6 ? g[i] : 0.0f;
+        relu6_bwd_inplace_range(e - b, x + b, g + b);
         break;
     case NN_ACT_SILU:
         for (int64_t i = b; i < e; i++) {
@@ -270,12 +289,26 @@ static void binary_fwd(NnBackend *be, NnBinary op, const NnBroadcast *bc, const 
 }
 
 /* da (parallel, elementwise); db when b is not broadcast (elementwise too). */
+/* dst += src; dst is never src (a gradient is never the output gradient it accumulates). */
+static void add_range(int64_t n, const float *restrict src, float *restrict dst)
+{
+    int64_t i = 0;
+    for (; i + ACT_BLOCK <= n; i += ACT_BLOCK)
+        for (int k = 0; k < ACT_BLOCK; k++) dst[i + k] += src[i + k];
+    for (; i < n; i++) dst[i] += src[i];
+}
+
 static void binary_bwd_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
     const ElemJob *j = arg;
     const NnBroadcast *bc = j->bc;
     int same = bc->nb == bc->n;
+    if (same && j->op == NN_BIN_ADD && j->da != j->db) { /* the residual add: two plain passes */
+        if (j->da) add_range(e - b, j->dy + b, j->da + b);
+        if (j->db) add_range(e - b, j->dy + b, j->db + b);
+        return;
+    }
     for (int64_t i = b; i < e; i++) {
         float bv = j->b[same ? i : bcast_index(bc, i)];
         if (j->da) j->da[i] += j->op == NN_BIN_ADD ? j->dy[i] : j->dy[i] * bv;

@@ -237,6 +237,24 @@ __attribute__((target("avx2,fma"))) static void dc_kernel(int kc, int ntap, cons
     _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
 }
 
+/* dst += s (backward), = s + b (a bias), or = s, over n floats (dst is the op's output). */
+static void dc_store_run(int n, const float *restrict s, float *restrict dst, int backward,
+                         const float *b, float bias)
+{
+    int i = 0;
+    if (backward) {
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) dst[i + k] += s[i + k];
+        for (; i < n; i++) dst[i] += s[i];
+    } else if (b) {
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) dst[i + k] = s[i + k] + bias;
+        for (; i < n; i++) dst[i] = s[i] + bias;
+    } else {
+        memcpy(dst, s, (size_t)n * sizeof(float));
+    }
+}
+
 /* Item = (chunk, block of mc output channels). */
 static void dc_conv_task(void *arg, int64_t b, int64_t e, int tid)
 {
@@ -276,6 +294,10 @@ static void dc_conv_task(void *arg, int64_t b, int64_t e, int tid)
                 for (int i = 0; i < nimg; i++) {
                     float *dst = j->y + ((size_t)(n0 + i) * d->co + m) * hw + (size_t)y * d->w;
                     const float *s = src + i;
+                    if (d->nb == 1) { /* one image per chunk: contiguous runs */
+                        dc_store_run(d->w, s, dst, j->backward, j->b, bias);
+                        continue;
+                    }
                     if (j->backward)
                         for (int x = 0; x < d->w; x++) dst[x] += s[(size_t)x * d->nb];
                     else if (j->b)

@@ -51,6 +51,20 @@ static void channel_stats(const BnJob *j, int64_t c, double *mean, double *var)
     *var = v > 0 ? v : 0.0;
 }
 
+/* Elementwise loops go in fixed blocks of 8 over restrict pointers, which gcc vectorises at -O2
+ * (its cheap cost model leaves loops of unknown trip count scalar). */
+#define VBLOCK 8
+
+/* y = (x - m) * is * w + b over one plane run. */
+static void affine_run(int64_t n, const float *restrict x, float *restrict y, float m, float is,
+                       float w, float b)
+{
+    int64_t i = 0;
+    for (; i + VBLOCK <= n; i += VBLOCK)
+        for (int k = 0; k < VBLOCK; k++) y[i + k] = (x[i + k] - m) * is * w + b;
+    for (; i < n; i++) y[i] = (x[i] - m) * is * w + b;
+}
+
 /* y = (x - mean) * invstd * w + b for channel c. */
 static void channel_affine(const BnJob *j, int64_t c)
 {
@@ -58,10 +72,26 @@ static void channel_affine(const BnJob *j, int64_t c)
     float m = j->mean[c], is = j->invstd[c];
     for (int n = 0; n < j->n; n++) {
         size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-        const float *x = j->x + off;
-        float *y = j->y + off;
-        for (int64_t i = 0; i < j->hw; i++) y[i] = (x[i] - m) * is * w + b;
+        affine_run(j->hw, j->x + off, j->y + off, m, is, w, b);
     }
+}
+
+/* dx += k dy (dx is not dy). */
+static void scale_acc_run(int64_t n, const float *restrict dy, float *restrict dx, float k)
+{
+    int64_t i = 0;
+    for (; i + VBLOCK <= n; i += VBLOCK)
+        for (int l = 0; l < VBLOCK; l++) dx[i + l] += k * dy[i + l];
+    for (; i < n; i++) dx[i] += k * dy[i];
+}
+
+/* g = k g in place. */
+static void scale_inplace_run(int64_t n, float *g, float k)
+{
+    int64_t i = 0;
+    for (; i + VBLOCK <= n; i += VBLOCK)
+        for (int l = 0; l < VBLOCK; l++) g[i + l] *= k;
+    for (; i < n; i++) g[i] *= k;
 }
 
 static void fwd_train_task(void *arg, int64_t b, int64_t e, int tid)
@@ -129,10 +159,10 @@ static void bwd_task(void *arg, int64_t b, int64_t e, int tid)
             size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
             const float *x = j->x + off, *dy = j->dy + off;
             float *dx = j->dx + off;
-            if (!j->train && j->inplace) /* eval: dx = w invstd dy; dx == dy, read before written */
-                for (int64_t i = 0; i < j->hw; i++) dx[i] = k * dy[i];
+            if (!j->train && j->inplace) /* eval: dx = w invstd dy */
+                scale_inplace_run(j->hw, dx, k);
             else if (!j->train)
-                for (int64_t i = 0; i < j->hw; i++) dx[i] += k * dy[i];
+                scale_acc_run(j->hw, dy, dx, k);
             else if (j->inplace)
                 for (int64_t i = 0; i < j->hw; i++) dx[i] = k * (dy[i] - a - (x[i] - m) * is * q);
             else
@@ -208,6 +238,16 @@ static void bn_stat_fwd(NnBackend *be, int n, int c, int64_t hw, const float *x,
     loss[0] = (float)(sqrt(sm) + sqrt(sv));
 }
 
+/* dx += km + kv (x - m) over one plane run (dx is the input's gradient, never x). */
+static void stat_bwd_run(int64_t n, const float *restrict x, float *restrict dx, float km, float kv,
+                         float m)
+{
+    int64_t i = 0;
+    for (; i + VBLOCK <= n; i += VBLOCK)
+        for (int k = 0; k < VBLOCK; k++) dx[i + k] += km + kv * (x[i + k] - m);
+    for (; i < n; i++) dx[i] += km + kv * (x[i] - m);
+}
+
 static void stat_bwd_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
@@ -222,9 +262,7 @@ static void stat_bwd_task(void *arg, int64_t b, int64_t e, int tid)
         float m = s[2 * j->c + c];
         for (int n = 0; n < j->n; n++) {
             size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-            const float *x = j->x + off;
-            float *dx = j->dx + off;
-            for (int64_t i = 0; i < j->hw; i++) dx[i] += km + kv * (x[i] - m);
+            stat_bwd_run(j->hw, j->x + off, j->dx + off, km, kv, m);
         }
     }
 }

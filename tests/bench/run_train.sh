@@ -3,7 +3,9 @@
 # forward, cross-entropy, backward, SGD momentum + weight decay) of ours (build/bench/bench_train)
 # beside the PyTorch peer (tests/bench/torch_train_peer.py), same machine, same run, 2 threads:
 #   bench train-step MODEL CxHxW bBATCH cpu: ours N img/s, peer M img/s, ratio R
-# Cases: convnet3 1x28x28 and resnet18m (small stem) 3x32x32, batch 128.
+# Cases: convnet3 1x28x28 and resnet18m (small stem) 3x32x32, batch 128; (issue 7) the FADRM+
+# teachers mobilenet_v2m, shufflenet_v2_x1_0m, densenet121m (small stems) 3x32x32, fewer steps
+# (ZOO_ITERS, default 2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -35,3 +37,6 @@ train_case() {
 
 train_case convnet3 1 28
 train_case resnet18m 3 32
+ITERS=${ZOO_ITERS:-2} train_case mobilenet_v2m 3 32
+ITERS=${ZOO_ITERS:-2} train_case shufflenet_v2_x1_0m 3 32
+ITERS=${ZOO_ITERS:-2} train_case densenet121m 3 32

@@ -8,29 +8,27 @@ same machine in the same session (tests/bench/run_train.sh) and quote the ratio.
 
   /usr/bin/python3 torch_train_peer.py --model convnet3 --res 28 --channels 1 --batch 128
   /usr/bin/python3 torch_train_peer.py --model resnet18m --res 32 --channels 3 --batch 128
+  /usr/bin/python3 torch_train_peer.py --model densenet121m --res 32 --channels 3 --batch 128
 """
-import argparse, time
+import argparse, os, sys, time
 
-import torch, torch.nn as nn, torch.nn.functional as F, torchvision
+import torch, torch.nn.functional as F, torchvision
 
-
-def convnet(nc, inch, res, width=128, depth=3):
-    layers, c = [], inch
-    for _ in range(depth):
-        layers += [nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.AvgPool2d(2)]
-        c, res = width, res // 2
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * res * res, nc))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "parity"))
+from model_peer import convnet, small_stem  # noqa: E402
 
 
 def build(name, nc, inch, res):
+    """convnet3, or a zoo name: torchvision's architecture; a trailing "m" is the small stem
+    (stride-1 first conv, no stem pooling), as in tests/parity/model_peer.py."""
     if name == "convnet3":
         return convnet(nc, inch, res)
-    if name == "resnet18m":           # resnet18 with the small stem (3x3 s1 conv, no maxpool)
-        m = torchvision.models.resnet18(num_classes=nc)
-        m.conv1 = nn.Conv2d(inch, 64, 3, 1, 1, bias=False)
-        m.maxpool = nn.Identity()
-        return m
-    raise SystemExit(f"unknown model {name}")
+    arch = name[:-1] if name.endswith("m") else name
+    m = getattr(torchvision.models, arch, None)
+    if m is None:
+        raise SystemExit(f"unknown model {name}")
+    m = m(num_classes=nc)
+    return small_stem(m, arch, inch) if name.endswith("m") else m
 
 
 def main():

@@ -6,6 +6,8 @@
 # Peak RSS: getrusage of our process; the peer's through /usr/bin/time -f %M (else Python's resource
 # module). Bars (issue 3): convnet3 ratio >= 1.5, resnet18 (small stem) >= 1.0; (issue 7) mobilenet_v2,
 # shufflenet_v2_x1_0, densenet121 (small stems) >= 1.0. ZOO_ITERS: timed steps of those (default 3, 3, 2).
+# ROUNDS (default 3; ZOO_ROUNDS for the zoo, default 1): alternating runs of ours and the peer per
+# case; the line gives the medians (and a "rounds" line every run's figure).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -38,27 +40,40 @@ PY
     fi
 }
 
-# bench_case LABEL MODEL CH RES BATCH PEER-ARGS...
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# bench_case LABEL MODEL CH RES BATCH PEER-ARGS...: ROUNDS alternating runs of ours and the peer
+# (this machine's speed drifts by 10-20% within minutes), their medians and the ratio of those
 bench_case() {
     local label=$1 model=$2 ch=$3 res=$4 batch=$5; shift 5
-    local out ours rss_ours peer_rate=NA peer_rss=NA ratio=NA
-    out=$("$ours_bin" "$model" "$ch" "$res" "$batch" "$THREADS" "$ITERS")
-    ours=$(sed -n 's/.*: \([0-9.]*\) img-iter\/s.*/\1/p' <<<"$out")
-    rss_ours=$(sed -n 's/.*peak RSS \([0-9]*\) KiB.*/\1/p' <<<"$out")
+    local out ours rss_ours=0 peer_rate=NA peer_rss=NA ratio=NA r all_ours="" all_peer="" rss
+    for ((r = 0; r < ROUNDS; r++)); do
+        out=$("$ours_bin" "$model" "$ch" "$res" "$batch" "$THREADS" "$ITERS")
+        all_ours+="$(sed -n 's/.*: \([0-9.]*\) img-iter\/s.*/\1/p' <<<"$out") "
+        rss=$(sed -n 's/.*peak RSS \([0-9]*\) KiB.*/\1/p' <<<"$out")
+        [ "$rss" -gt "$rss_ours" ] && rss_ours=$rss
+        if [ $have_peer = 1 ]; then
+            peer_run "$@" --batch "$batch" --threads "$THREADS" --iters "$ITERS"
+            all_peer+="$(sed -n 's/.*: \([0-9.]*\) image-iterations\/s.*/\1/p' "$tmp/peer.out") "
+            peer_rss=$(awk -v m="${peer_rss/NA/0}" '{ v = $1 / 1024 } END { printf "%.0f", (v > m ? v : m) }' "$tmp/peer.rss")
+        fi
+    done
+    ours=$(tr ' ' '\n' <<<"$all_ours" | grep . | median)
     if [ $have_peer = 1 ]; then
-        peer_run "$@" --batch "$batch" --threads "$THREADS" --iters "$ITERS"
-        peer_rate=$(sed -n 's/.*: \([0-9.]*\) image-iterations\/s.*/\1/p' "$tmp/peer.out")
-        peer_rss=$(awk '{print $1 / 1024}' "$tmp/peer.rss" | tail -n 1)
+        peer_rate=$(tr ' ' '\n' <<<"$all_peer" | grep . | median)
         ratio=$(awk -v a="$ours" -v b="$peer_rate" 'BEGIN { printf "%.2f", a / b }')
-        peer_rss=$(printf '%.0f' "$peer_rss")
     fi
     echo "bench recover-step $label ${ch}x${res}x${res} b$batch cpu: ours $ours img-iter/s, peer $peer_rate img-iter/s, ratio $ratio"
+    [ "$ROUNDS" -gt 1 ] && echo "bench recover-step $label ${ch}x${res}x${res} b$batch cpu: rounds ours ${all_ours% }, peer ${all_peer% } (medians above)"
     echo "bench recover-step $label ${ch}x${res}x${res} b$batch cpu: peak RSS ours $((rss_ours / 1024)) MiB, peer $peer_rss MiB"
 }
 
+ROUNDS=${ROUNDS:-3}
 bench_case convnet3 convnet3 1 28 100 --model convnet3 --res 28 --channels 1
 bench_case resnet18m resnet18m 3 32 100 --model resnet18 --stem small --res 32 --channels 3
 # issue 7: the FADRM+ teachers (small stems), bar >= 1.0; heavier nets time fewer steps
+ROUNDS=${ZOO_ROUNDS:-1}
 ITERS=${ZOO_ITERS:-3} bench_case mobilenet_v2m mobilenet_v2m 3 32 100 --model mobilenet_v2 --stem small --res 32 --channels 3
 ITERS=${ZOO_ITERS:-3} bench_case shufflenet_v2_x1_0m shufflenet_v2_x1_0m 3 32 100 --model shufflenet_v2_x1_0 --stem small --res 32 --channels 3
 ITERS=${ZOO_ITERS:-2} bench_case densenet121m densenet121m 3 32 100 --model densenet121 --stem small --res 32 --channels 3

@@ -15,9 +15,9 @@
  *     and at another step) and the same (seed, step) reproduces the logits bit for bit.
  * Per-sample dropping is not observed through the model: train-mode BN mixes the batch, and
  * copies of one image are no probe (at 1x1 maps BN blows their rounding differences up to O(1)).
- * tests/unit/test_nn_grad.c checks dropout and mul's [N,C,1,1] and [1,C,1,1] broadcasts by
- * finite differences, not this construction's [N,1,1,1] factor: its gradient is checked here,
- * exactly (the op is linear given the mask). */
+ * tests/unit/test_nn_grad.c checks dropout and mul's [N,1,1,1] broadcast (this construction's
+ * factor) by finite differences; here the gradient is checked exactly (the op is linear given
+ * the mask). */
 #include "libcommon/models/model.h"
 #include "tests/unit/check.h"
 

@@ -7,7 +7,9 @@
 # module). Bars (issue 3): convnet3 ratio >= 1.5, resnet18 (small stem) >= 1.0; (issue 7) mobilenet_v2,
 # shufflenet_v2_x1_0, densenet121 (small stems) >= 1.0. ZOO_ITERS: timed steps of those (default 3, 3, 2).
 # ROUNDS (default 3; ZOO_ROUNDS for the zoo, default 1): alternating runs of ours and the peer per
-# case; the line gives the medians (and a "rounds" line every run's figure).
+# case; the line gives the medians (and a "rounds" line every run's figure). ZOO_ALL=1 adds the rest
+# of the zoo's recover steps (efficientnet_b0, shufflenet_v2_x0_5, densenet169, wide_resnet50_2,
+# vgg11_bn, alexnet); ZOO_ALL=only runs just those.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -70,13 +72,27 @@ bench_case() {
 }
 
 ROUNDS=${ROUNDS:-3}
-bench_case convnet3 convnet3 1 28 100 --model convnet3 --res 28 --channels 1
-bench_case resnet18m resnet18m 3 32 100 --model resnet18 --stem small --res 32 --channels 3
-# issue 7: the FADRM+ teachers (small stems), bar >= 1.0; heavier nets time fewer steps
+if [ "${ZOO_ALL:-0}" != only ]; then
+    bench_case convnet3 convnet3 1 28 100 --model convnet3 --res 28 --channels 1
+    bench_case resnet18m resnet18m 3 32 100 --model resnet18 --stem small --res 32 --channels 3
+    # issue 7: the FADRM+ teachers (small stems), bar >= 1.0; heavier nets time fewer steps
+    ROUNDS=${ZOO_ROUNDS:-1}
+    ITERS=${ZOO_ITERS:-3} bench_case mobilenet_v2m mobilenet_v2m 3 32 100 --model mobilenet_v2 --stem small --res 32 --channels 3
+    ITERS=${ZOO_ITERS:-3} bench_case shufflenet_v2_x1_0m shufflenet_v2_x1_0m 3 32 100 --model shufflenet_v2_x1_0 --stem small --res 32 --channels 3
+    ITERS=${ZOO_ITERS:-2} bench_case densenet121m densenet121m 3 32 100 --model densenet121 --stem small --res 32 --channels 3
+fi
 ROUNDS=${ZOO_ROUNDS:-1}
-ITERS=${ZOO_ITERS:-3} bench_case mobilenet_v2m mobilenet_v2m 3 32 100 --model mobilenet_v2 --stem small --res 32 --channels 3
-ITERS=${ZOO_ITERS:-3} bench_case shufflenet_v2_x1_0m shufflenet_v2_x1_0m 3 32 100 --model shufflenet_v2_x1_0 --stem small --res 32 --channels 3
-ITERS=${ZOO_ITERS:-2} bench_case densenet121m densenet121m 3 32 100 --model densenet121 --stem small --res 32 --channels 3
+# ZOO_ALL=1: the rest of the zoo's recover steps (small stems where the zoo has them; vgg11_bn
+# and alexnet with torchvision's, alexnet at 64 px); ZOO_ALL=only: those and nothing else
+if [ "${ZOO_ALL:-0}" != 0 ]; then
+    ITERS=${ZOO_ITERS:-3} bench_case efficientnet_b0m efficientnet_b0m 3 32 100 --model efficientnet_b0 --stem small --res 32 --channels 3
+    ITERS=${ZOO_ITERS:-3} bench_case shufflenet_v2_x0_5m shufflenet_v2_x0_5m 3 32 100 --model shufflenet_v2_x0_5 --stem small --res 32 --channels 3
+    ITERS=${ZOO_ITERS:-2} bench_case densenet169m densenet169m 3 32 100 --model densenet169 --stem small --res 32 --channels 3
+    ITERS=${ZOO_ITERS:-2} bench_case wide_resnet50_2m wide_resnet50_2m 3 32 100 --model wide_resnet50_2 --stem small --res 32 --channels 3
+    ITERS=${ZOO_ITERS:-3} bench_case vgg11_bn vgg11_bn 3 32 100 --model vgg11_bn --stem imagenet --res 32 --channels 3
+    ITERS=${ZOO_ITERS:-3} bench_case alexnet alexnet 3 64 100 --model alexnet --stem imagenet --res 64 --channels 3
+    [ "$ZOO_ALL" = only ] && exit 0
+fi
 # conv kernels beside torch.nn.functional (tests/bench/bench_ops.c), 3 iterations: a quick look
 PYTHON=$PYTHON "$BUILD/bench/bench_ops" "$THREADS" 3
 # training throughput (forward + backward + SGD step) beside PyTorch's: evaltrain's bench

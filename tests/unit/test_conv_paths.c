@@ -3,7 +3,8 @@
  * not: the direct kernel's chunking (images innermost, partial 16-column tiles, short last chunk),
  * several K blocks of 32 input channels and M blocks of 96 output channels, 5x5 and 7x7 taps,
  * dilation; the flat and im2col paths on the same shapes (DD_CPU_CONV=gemm); forward, backward
- * data (which adds into dx) and backward filter, with 1 and 3 threads bit-identical.
+ * data (which adds into dx) and backward filter, with 1 and 3 threads bit-identical; depthwise
+ * shapes on the direct kernel's depthwise path and conv.c's plane kernels.
  * Tolerance per element: 3e-5 of the sum of |terms| (float accumulation over K = cin k^2 terms
  * stays far below that; one wrong or missing term is about 1/K of it). */
 #include "check.h"
@@ -14,7 +15,7 @@
 #include <string.h>
 
 typedef struct {
-    int n, cin, cout, h, w, k, pad, dil, stride, bias;
+    int n, cin, cout, h, w, k, pad, dil, stride, bias, groups; /* groups 0: 1 */
 } Shape;
 
 static const Shape SHAPES[] = {
@@ -27,6 +28,11 @@ static const Shape SHAPES[] = {
     {2, 4, 9, 12, 12, 7, 3, 1, 1, 0},     /* 7x7 */
     {3, 33, 97, 4, 4, 3, 1, 1, 1, 0},     /* 4x4 planes, K and M one past a block */
     {3, 8, 12, 9, 9, 3, 1, 1, 2, 0},      /* stride 2: not direct (im2col both ways) */
+    {5, 40, 40, 8, 8, 3, 1, 1, 1, 0, 40}, /* depthwise: 3 channel blocks, partial tiles */
+    {3, 7, 7, 13, 11, 5, 2, 1, 1, 1, 7},  /* depthwise 5x5, bias, ragged rows */
+    {37, 6, 6, 4, 4, 3, 1, 1, 1, 0, 6},   /* depthwise, many images */
+    {2, 5, 5, 9, 9, 3, 2, 2, 1, 0, 5},    /* depthwise, dilation 2 */
+    {3, 6, 6, 9, 9, 3, 1, 1, 2, 0, 6},    /* depthwise stride 2: not direct */
 };
 enum { NSHAPES = sizeof SHAPES / sizeof SHAPES[0] };
 
@@ -38,14 +44,15 @@ static void ref_conv(const Shape *c, int oh, int ow, const float *x, const float
             for (int i = 0; i < oh; i++)
                 for (int j = 0; j < ow; j++) {
                     double acc = b ? b[o] : 0, aa = b ? fabs(b[o]) : 0;
-                    for (int ch = 0; ch < c->cin; ch++)
+                    int g = c->groups ? c->groups : 1, kc = c->cin / g, c0 = o / (c->cout / g) * kc;
+                    for (int ch = 0; ch < kc; ch++)
                         for (int ki = 0; ki < c->k; ki++)
                             for (int kj = 0; kj < c->k; kj++) {
                                 int ih = i * c->stride - c->pad + ki * c->dil;
                                 int iw = j * c->stride - c->pad + kj * c->dil;
                                 if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w) continue;
-                                double t = (double)x[((size_t)(n * c->cin + ch) * c->h + ih) * c->w + iw] *
-                                           w[((size_t)(o * c->cin + ch) * c->k + ki) * c->k + kj];
+                                double t = (double)x[((size_t)(n * c->cin + c0 + ch) * c->h + ih) * c->w + iw] *
+                                           w[((size_t)(o * kc + ch) * c->k + ki) * c->k + kj];
                                 acc += t, aa += fabs(t);
                             }
                     size_t at = ((size_t)(n * c->cout + o) * oh + i) * ow + j;
@@ -61,14 +68,15 @@ static void ref_bwd(const Shape *c, int oh, int ow, const float *x, const float 
             for (int i = 0; i < oh; i++)
                 for (int j = 0; j < ow; j++) {
                     double g = dy[((size_t)(n * c->cout + o) * oh + i) * ow + j];
-                    for (int ch = 0; ch < c->cin; ch++)
+                    int ng = c->groups ? c->groups : 1, kc = c->cin / ng, c0 = o / (c->cout / ng) * kc;
+                    for (int ch = 0; ch < kc; ch++)
                         for (int ki = 0; ki < c->k; ki++)
                             for (int kj = 0; kj < c->k; kj++) {
                                 int ih = i * c->stride - c->pad + ki * c->dil;
                                 int iw = j * c->stride - c->pad + kj * c->dil;
                                 if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w) continue;
-                                size_t xi = ((size_t)(n * c->cin + ch) * c->h + ih) * c->w + iw;
-                                size_t wi = ((size_t)(o * c->cin + ch) * c->k + ki) * c->k + kj;
+                                size_t xi = ((size_t)(n * c->cin + c0 + ch) * c->h + ih) * c->w + iw;
+                                size_t wi = ((size_t)(o * kc + ch) * c->k + ki) * c->k + kj;
                                 dx[xi] += g * w[wi], dxa[xi] += fabs(g * w[wi]);
                                 dw[wi] += g * x[xi], dwa[wi] += fabs(g * x[xi]);
                             }
@@ -100,13 +108,14 @@ static void run_shape(const Shape *c, const char *path, int threads, float **out
     int oh = (c->h + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
     int ow = (c->w + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
     size_t nx = (size_t)c->n * c->cin * c->h * c->w, ny = (size_t)c->n * c->cout * oh * ow;
-    size_t nw = (size_t)c->cout * c->cin * c->k * c->k;
+    int groups = c->groups ? c->groups : 1;
+    size_t nw = (size_t)c->cout * (c->cin / groups) * c->k * c->k;
     float *x = rand_buf(&r, nx), *w = rand_buf(&r, nw), *b = c->bias ? rand_buf(&r, c->cout) : NULL;
     float *dy = rand_buf(&r, ny), *dx0 = rand_buf(&r, nx), *dw0 = rand_buf(&r, nw);
     float *y = dd_malloc(ny * sizeof *y), *dx = dd_malloc(nx * sizeof *dx), *dw = dd_malloc(nw * sizeof *dw);
     memcpy(dx, dx0, nx * sizeof *dx);
     memcpy(dw, dw0, nw * sizeof *dw);
-    NnConvShape s = {c->n, c->cin, c->h, c->w, c->cout, c->k, c->k, oh, ow, c->stride, c->pad, c->dil, 1};
+    NnConvShape s = {c->n, c->cin, c->h, c->w, c->cout, c->k, c->k, oh, ow, c->stride, c->pad, c->dil, groups};
     NnBackend *be = nn_cpu_backend_new(threads);
     be->conv2d_fwd(be, &s, x, w, b, y);
     be->conv2d_bwd_data(be, &s, dy, w, dx);
@@ -149,7 +158,7 @@ int main(void)
             int oh = (c->h + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
             int ow = (c->w + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
             size_t n[3] = {(size_t)c->n * c->cout * oh * ow, (size_t)c->n * c->cin * c->h * c->w,
-                           (size_t)c->cout * c->cin * c->k * c->k};
+                           (size_t)c->cout * (c->cin / (c->groups ? c->groups : 1)) * c->k * c->k};
             for (int t = 0; t < 3; t++) {
                 CHECK_MSG(!memcmp(a[t], b[t], n[t] * sizeof(float)), "shape %d %s: threads 1 vs 3 differ (output %d)",
                           i, paths[p], t);

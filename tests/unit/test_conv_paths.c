@@ -144,8 +144,59 @@ static void run_shape(const Shape *c, const char *path, int threads, float **out
     free(ry), free(rya), free(rdx), free(rdxa), free(rdw), free(rdwa);
 }
 
+/* linear over several LIN_COLS blocks (in and out past a multiple of 512), against float64;
+ * threads 1 vs 3 bit-identical */
+static void linear_blocks(void)
+{
+    int n = 5, in = 1100, out = 1030;
+    DdRng r;
+    dd_rng_init(&r, 7, 99, 0);
+    float *x = rand_buf(&r, (size_t)n * in), *w = rand_buf(&r, (size_t)out * in), *b = rand_buf(&r, out);
+    float *dy = rand_buf(&r, (size_t)n * out), *res[2][3];
+    for (int t = 0; t < 2; t++) {
+        NnBackend *be = nn_cpu_backend_new(t ? 3 : 1);
+        float *y = dd_malloc((size_t)n * out * sizeof *y), *dx = dd_calloc((size_t)n * in, sizeof *dx);
+        float *dw = dd_calloc((size_t)out * in, sizeof *dw);
+        be->linear_fwd(be, n, in, out, x, w, b, y);
+        be->linear_bwd(be, n, in, out, dy, x, w, dx, dw, NULL);
+        be->destroy(be);
+        res[t][0] = y, res[t][1] = dx, res[t][2] = dw;
+    }
+    double ey = 0, edx = 0, edw = 0;
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < out; o++) {
+            double acc = b[o], aa = fabs(b[o]);
+            for (int k = 0; k < in; k++) acc += (double)x[(size_t)i * in + k] * w[(size_t)o * in + k], aa += fabs((double)x[(size_t)i * in + k] * w[(size_t)o * in + k]);
+            double e = fabs(res[0][0][(size_t)i * out + o] - acc) / aa;
+            if (!(e <= ey)) ey = e;
+        }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < in; k++) {
+            double acc = 0, aa = 0;
+            for (int o = 0; o < out; o++) acc += (double)dy[(size_t)i * out + o] * w[(size_t)o * in + k], aa += fabs((double)dy[(size_t)i * out + o] * w[(size_t)o * in + k]);
+            double e = fabs(res[0][1][(size_t)i * in + k] - acc) / aa;
+            if (!(e <= edx)) edx = e;
+        }
+    for (int o = 0; o < out; o += 7)
+        for (int k = 0; k < in; k += 3) {
+            double acc = 0, aa = 0;
+            for (int i = 0; i < n; i++) acc += (double)dy[(size_t)i * out + o] * x[(size_t)i * in + k], aa += fabs((double)dy[(size_t)i * out + o] * x[(size_t)i * in + k]);
+            double e = fabs(res[0][2][(size_t)o * in + k] - acc) / (aa + 1e-30);
+            if (!(e <= edw)) edw = e;
+        }
+    printf("linear n%d %d -> %d: worst |err|/sum|terms| y %.2g dx %.2g dw %.2g\n", n, in, out, ey, edx, edw);
+    CHECK_MSG(ey <= 3e-5 && edx <= 3e-5 && edw <= 3e-5, "linear blocks");
+    size_t sz[3] = {(size_t)n * out, (size_t)n * in, (size_t)out * in};
+    for (int k = 0; k < 3; k++) {
+        CHECK_MSG(!memcmp(res[0][k], res[1][k], sz[k] * sizeof(float)), "linear: threads 1 vs 3 differ (output %d)", k);
+        free(res[0][k]), free(res[1][k]);
+    }
+    free(x), free(w), free(b), free(dy);
+}
+
 int main(void)
 {
+    linear_blocks();
     const char *paths[] = {"auto", "gemm"};
     for (int p = 0; p < 2; p++) {
         if (p) setenv("DD_CPU_CONV", "gemm", 1);

@@ -536,29 +536,64 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
     }
 }
 
-/* ---- linear (small: one sgemm on the calling thread) ---- */
+/* ---- linear: sgemms over fixed blocks of LIN_COLS output (or input) columns ----
+ * The blocks are a function of the shape only, so results do not depend on the thread count;
+ * VGG's and AlexNet's classifiers (25088 x 4096) are worth both cores, a ResNet head is one block. */
+
+#define LIN_COLS 512
+
+typedef struct {
+    int n, in, out;
+    const float *x, *w, *b, *dy;
+    float *y, *dx, *dw;
+} LinJob;
+
+static void lin_fwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const LinJob *j = arg;
+    for (int64_t blk = b; blk < e; blk++) {
+        int o0 = (int)blk * LIN_COLS, ob = j->out - o0 < LIN_COLS ? j->out - o0 : LIN_COLS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, ob, j->in, 1.0f, j->x, j->in,
+                    j->w + (size_t)o0 * j->in, j->in, 0.0f, j->y + o0, j->out);
+        if (j->b)
+            for (int i = 0; i < j->n; i++)
+                for (int o = o0; o < o0 + ob; o++) j->y[(size_t)i * j->out + o] += j->b[o];
+    }
+}
+
+/* blocks [0, nin): dx columns; [nin, nin + nout): dw rows */
+static void lin_bwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const LinJob *j = arg;
+    int64_t nin = j->dx ? (j->in + LIN_COLS - 1) / LIN_COLS : 0;
+    for (int64_t blk = b; blk < e; blk++) {
+        if (blk < nin) {
+            int i0 = (int)blk * LIN_COLS, ib = j->in - i0 < LIN_COLS ? j->in - i0 : LIN_COLS;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->n, ib, j->out, 1.0f, j->dy,
+                        j->out, j->w + i0, j->in, 1.0f, j->dx + i0, j->in);
+        } else {
+            int o0 = (int)(blk - nin) * LIN_COLS, ob = j->out - o0 < LIN_COLS ? j->out - o0 : LIN_COLS;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ob, j->in, j->n, 1.0f, j->dy + o0,
+                        j->out, j->x, j->in, 1.0f, j->dw + (size_t)o0 * j->in, j->in);
+        }
+    }
+}
 
 static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, const float *w,
                        const float *b, float *y)
 {
-    (void)be;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y,
-                out);
-    if (b)
-        for (int i = 0; i < n; i++)
-            for (int o = 0; o < out; o++) y[(size_t)i * out + o] += b[o];
+    LinJob j = {.n = n, .in = in, .out = out, .x = x, .w = w, .b = b, .y = y};
+    cpu_for(be, (out + LIN_COLS - 1) / LIN_COLS, 2, lin_fwd_task, &j);
 }
 
 static void linear_bwd(NnBackend *be, int n, int in, int out, const float *dy, const float *x,
                        const float *w, float *dx, float *dw, float *db)
 {
-    (void)be;
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, w, in,
-                    1.0f, dx, in);
-    if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, 1.0f,
-                    dw, in);
+    LinJob j = {.n = n, .in = in, .out = out, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw};
+    int64_t nblk = (dx ? (in + LIN_COLS - 1) / LIN_COLS : 0) + (dw ? (out + LIN_COLS - 1) / LIN_COLS : 0);
+    if (nblk) cpu_for(be, nblk, 2, lin_bwd_task, &j);
     if (db)
         for (int o = 0; o < out; o++) {
             double acc = 0;

@@ -246,9 +246,7 @@ static void dc_store_run(int n, const float *restrict s, float *restrict dst, in
 {
     int i = 0;
     if (backward) {
-        for (; i + 8 <= n; i += 8)
-            for (int k = 0; k < 8; k++) dst[i + k] += s[i + k];
-        for (; i < n; i++) dst[i] += s[i];
+        cpu_acc_run(n, s, dst);
     } else if (b) {
         for (; i + 8 <= n; i += 8)
             for (int k = 0; k < 8; k++) dst[i + k] = s[i + k] + bias;

@@ -58,6 +58,15 @@ static inline void cpu_add_bias(float *y, const float *b, int nb, int cout, int6
         }
 }
 
+/* dst[i] += src[i], in blocks of 8 that gcc vectorises at -O2; dst never overlaps src. */
+static inline void cpu_acc_run(int64_t n, const float *restrict src, float *restrict dst)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) dst[i + k] += src[i + k];
+    for (; i < n; i++) dst[i] += src[i];
+}
+
 /* conv_flat.c: stride-1 'same' convolutions as shifted GEMMs over padded flat planes, for the
  * shapes cpu_flat_ok accepts (not depthwise: conv.c's plane kernels do those). */
 int cpu_flat_ok(const NnConvShape *s);

@@ -289,15 +289,6 @@ static void binary_fwd(NnBackend *be, NnBinary op, const NnBroadcast *bc, const 
 }
 
 /* da (parallel, elementwise); db when b is not broadcast (elementwise too). */
-/* dst += src; dst is never src (a gradient is never the output gradient it accumulates). */
-static void add_range(int64_t n, const float *restrict src, float *restrict dst)
-{
-    int64_t i = 0;
-    for (; i + ACT_BLOCK <= n; i += ACT_BLOCK)
-        for (int k = 0; k < ACT_BLOCK; k++) dst[i + k] += src[i + k];
-    for (; i < n; i++) dst[i] += src[i];
-}
-
 static void binary_bwd_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
@@ -305,8 +296,8 @@ static void binary_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     const NnBroadcast *bc = j->bc;
     int same = bc->nb == bc->n;
     if (same && j->op == NN_BIN_ADD && j->da != j->db) { /* the residual add: two plain passes */
-        if (j->da) add_range(e - b, j->dy + b, j->da + b);
-        if (j->db) add_range(e - b, j->dy + b, j->db + b);
+        if (j->da) cpu_acc_run(e - b, j->dy + b, j->da + b);
+        if (j->db) cpu_acc_run(e - b, j->dy + b, j->db + b);
         return;
     }
     for (int64_t i = b; i < e; i++) {

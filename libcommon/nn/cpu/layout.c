@@ -16,7 +16,7 @@ typedef struct {
 static void copy_row(const float *src, float *dst, int64_t n, int acc)
 {
     if (acc)
-        for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+        cpu_acc_run(n, src, dst);
     else
         memcpy(dst, src, (size_t)n * sizeof(float));
 }

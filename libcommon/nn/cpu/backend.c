@@ -71,6 +71,20 @@ void cpu_for(NnBackend *be, int64_t n, int64_t min_items, CpuTask fn, void *arg)
     else cpu_pool_run(cpu_impl(be)->pool, n, fn, arg);
 }
 
+int cpu_avx2(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    static int have = -1; /* benign race: every thread stores the same value */
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return have;
+#else
+    return 0;
+#endif
+}
+
 float *cpu_scratch(NnBackend *be, int tid, size_t n)
 {
     CpuImpl *c = cpu_impl(be);

@@ -63,13 +63,8 @@ typedef struct {
 int cpu_direct_ok(const NnConvShape *s)
 {
 #ifdef DC_X86
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
     const char *env = getenv("DD_CPU_CONV"); /* read per call: a test switches paths */
-    if (!have || (env && strcmp(env, "gemm") == 0)) return 0;
+    if (!cpu_avx2() || (env && strcmp(env, "gemm") == 0)) return 0;
     int depthwise = s->groups > 1 && s->groups == s->cin && s->groups == s->cout;
     if ((s->groups != 1 && !depthwise) || s->stride != 1 || s->pad <= 0 || s->dil < 1) return 0;
     if (s->kh != s->kw || (s->kh - 1) * s->dil != 2 * s->pad || s->kh * s->kw > DC_MAX_TAPS) return 0;

@@ -86,6 +86,10 @@ void cpu_direct_fwd(NnBackend *be, const NnConvShape *s, const float *x, const f
 void cpu_direct_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
                          float *dx);
 
+/* 1 where the CPU runs AVX2 and FMA (the vector kernels of conv_direct.c and elem.c), detected once;
+ * always 0 off x86. */
+int cpu_avx2(void);
+
 /* Kernel groups (fill their slots of the table). */
 void cpu_conv_init(NnBackend *be);
 void cpu_elem_init(NnBackend *be);

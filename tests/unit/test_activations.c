@@ -1,0 +1,124 @@
+/* test_activations.c - the CPU backend's smooth activations (SiLU, sigmoid) against float64, on a
+ * large tensor, elementwise; test_nn_grad checks their gradients by finite differences on small
+ * shapes, which cannot see a few ulp. elem.c computes these in 8 AVX2 lanes with its own e^x where
+ * the CPU has AVX2 + FMA, and through libm's expf elsewhere; either must hold here.
+ *
+ * Inputs: 200003 values (more than a task's minimum, so the pool splits them, and a ragged tail)
+ * spread over [-100, 100], densest near 0, plus the edges of e^x's range, signed zeros, tiny
+ * values, +-inf and NaN. For every element, with e = FLT_EPSILON:
+ *   forward:  |y - ref| <= 4 e |ref| + 4e-37 (silu, sigmoid in float64; float's e^x overflows
+ *             above 88.72 as expf does, so silu(x < -88.72) is -0 where float64 has up to
+ *             2.6e-37);
+ *   backward: dx = g * act'(x), accumulated into a dx that starts at 0.5 (act_bwd) and in place
+ *             (act_bwd_inplace); |dx - ref| <= 16 e m + 4e-37, m the size of the error that a
+ *             few ulp of s = sigmoid(x) carries into the formula (through 1 - s): |g| s (1 + |x|)
+ *             for silu, |g| s for sigmoid;
+ *   NaN in, NaN out (and where the formula gives NaN in float64); results equal on 1 and 3 threads, bit for bit.
+ */
+#include "check.h"
+#include "libcommon/base/base.h"
+#include "libcommon/nn/backend.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { N = 200003 };
+
+static double sig(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+static void fill(float *x, float *g)
+{
+    static const float special[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 88.3f, -88.3f, 88.5f, -88.5f,
+                                    87.3f, -87.3f, 89.0f, -89.0f, 103.0f, -103.0f};
+    int ns = (int)(sizeof special / sizeof special[0]);
+    for (int i = 0; i < N; i++) {
+        double u = (double)i / (N - 1) * 2 - 1;        /* [-1, 1] */
+        x[i] = (float)(100.0 * u * u * u);             /* dense near 0 */
+        g[i] = (float)(0.25 + 0.5 * ((i * 7919) % 1000) / 1000.0) * (i % 3 ? 1.0f : -1.0f);
+    }
+    for (int k = 0; k < ns; k++) x[1000 + 37 * k] = special[k];
+    x[2000] = INFINITY;
+    x[2001] = -INFINITY;
+    x[2002] = NAN;
+    x[N - 1] = NAN; /* in the ragged tail */
+    x[N - 2] = -0.5f;
+}
+
+/* act(x) and act'(x) * g in float64 by the backend's formulas (PyTorch's: so silu(-inf) and
+ * silu'(+-inf) are NaN), with the magnitude of the backward formula's terms */
+static void reference(NnAct a, float xf, float gf, double *y, double *dx, double *mag)
+{
+    double x = xf, g = gf, s = sig(x);
+    if (a == NN_ACT_SILU) {
+        *y = x / (1.0 + exp(-x));
+        *dx = g * s * (1.0 + x * (1.0 - s));
+        *mag = fabs(g) * s * (1.0 + fabs(x)); /* s to a few ulp, and 1 - s then to |x| s ulp */
+    } else {
+        *y = s;
+        *dx = g * s * (1.0 - s);
+        *mag = fabs(g) * s; /* 1 - s carries s's error */
+    }
+}
+
+static int close_to(float got, double ref, double tol)
+{
+    if (isnan(ref)) return isnan(got);
+    if (isinf(ref)) return got == ref;
+    return fabs(got - ref) <= tol;
+}
+
+static void run(NnAct a, const char *name, int threads, const float *x, const float *g, float *y,
+                float *dx, float *dxi)
+{
+    NnBackend *be = nn_cpu_backend_new(threads);
+    be->act_fwd(be, a, N, x, y);
+    for (int i = 0; i < N; i++) dx[i] = 0.5f;
+    be->act_bwd(be, a, N, x, y, g, dx);
+    memcpy(dxi, g, N * sizeof *dxi);
+    CHECK_MSG(be->act_bwd_inplace != NULL, "%s: no in-place backward", name);
+    if (be->act_bwd_inplace) be->act_bwd_inplace(be, a, N, x, y, dxi);
+    be->destroy(be);
+}
+
+static void test_act(NnAct a, const char *name, const float *x, const float *g)
+{
+    float *y = malloc(N * sizeof *y), *dx = malloc(N * sizeof *dx), *dxi = malloc(N * sizeof *dxi);
+    float *y3 = malloc(N * sizeof *y), *dx3 = malloc(N * sizeof *dx), *dxi3 = malloc(N * sizeof *dxi);
+    if (!y || !dx || !dxi || !y3 || !dx3 || !dxi3) abort();
+    run(a, name, 1, x, g, y, dx, dxi);
+    run(a, name, 3, x, g, y3, dx3, dxi3);
+    const double e = FLT_EPSILON;
+    int bad = 0;
+    double worst = 0; /* the largest forward error in units of e |ref|, |ref| > 1e-30 */
+    for (int i = 0; i < N; i++) {
+        double ry, rdx, mag;
+        reference(a, x[i], g[i], &ry, &rdx, &mag);
+        int ok = close_to(y[i], ry, 4 * e * fabs(ry) + 4e-37) &&
+                 close_to(dx[i], isnan(rdx) ? rdx : rdx + 0.5, 16 * e * (mag + 0.5) + 4e-37) &&
+                 close_to(dxi[i], rdx, 16 * e * mag + 4e-37);
+        if (!ok && bad++ < 5)
+            fprintf(stderr, "%s: x[%d] = %.9g: y %.9g (ref %.17g), dx %.9g (ref %.17g), in place %.9g\n",
+                    name, i, x[i], y[i], ry, dx[i], rdx + 0.5, dxi[i]);
+        if (fabs(ry) > 1e-30 && isfinite(ry) && fabs(y[i] - ry) / (e * fabs(ry)) > worst)
+            worst = fabs(y[i] - ry) / (e * fabs(ry));
+    }
+    CHECK_MSG(bad == 0, "%s: %d elements out of tolerance", name, bad);
+    CHECK_MSG(memcmp(y, y3, N * sizeof *y) == 0 && memcmp(dx, dx3, N * sizeof *dx) == 0 &&
+                  memcmp(dxi, dxi3, N * sizeof *dxi) == 0,
+              "%s: 1 and 3 threads differ", name);
+    printf("%s: forward within %.2f ulp-eps of float64 at worst\n", name, worst);
+    free(y), free(dx), free(dxi), free(y3), free(dx3), free(dxi3);
+}
+
+int main(void)
+{
+    float *x = malloc(N * sizeof *x), *g = malloc(N * sizeof *g);
+    if (!x || !g) abort();
+    fill(x, g);
+    test_act(NN_ACT_SILU, "silu", x, g);
+    test_act(NN_ACT_SIGMOID, "sigmoid", x, g);
+    free(x), free(g);
+    return check_done("test_activations");
+}

@@ -2,9 +2,13 @@
  * convolution, on shapes that exercise what the small finite-difference cases of test_nn_grad do
  * not: the direct kernel's chunking (images innermost, partial 16-column tiles, short last chunk),
  * several K blocks of 32 input channels and M blocks of 96 output channels, 5x5 and 7x7 taps,
- * dilation; the flat and im2col paths on the same shapes (DD_CPU_CONV=gemm); forward, backward
- * data (which adds into dx) and backward filter, with 1 and 3 threads bit-identical; depthwise
- * shapes on the direct kernel's depthwise path and conv.c's plane kernels.
+ * dilation; Winograd's (3x3: odd planes and their half tiles, chunks of 8-image lanes with a short
+ * last one, several K blocks of 64 and M blocks, bias); each shape on four paths: the default
+ * (Winograd where it chooses to, else the direct kernel), DD_CPU_CONV=winograd (Winograd for every
+ * 3x3 'same' shape), DD_CPU_CONV=direct (the direct kernel for every shape it takes) and
+ * DD_CPU_CONV=gemm (the flat and im2col paths); forward, backward data (which adds into dx) and backward filter, with 1 and 3
+ * threads bit-identical; depthwise shapes on the direct kernel's depthwise path and conv.c's plane
+ * kernels.
  * Tolerance per element: 3e-5 of the sum of |terms| (float accumulation over K = cin k^2 terms
  * stays far below that; one wrong or missing term is about 1/K of it). */
 #include "check.h"
@@ -27,6 +31,10 @@ static const Shape SHAPES[] = {
     {2, 5, 7, 10, 10, 3, 2, 2, 1, 1},     /* dilation 2 */
     {2, 4, 9, 12, 12, 7, 3, 1, 1, 0},     /* 7x7 */
     {3, 33, 97, 4, 4, 3, 1, 1, 1, 0},     /* 4x4 planes, K and M one past a block */
+    {11, 70, 18, 7, 5, 3, 1, 1, 1, 1},    /* Winograd: odd plane, 2 K blocks, 2 chunks, bias */
+    {2, 17, 130, 6, 6, 3, 1, 1, 1, 0},    /* Winograd: 2 M blocks, one short chunk */
+    {3, 100, 100, 5, 4, 3, 1, 1, 1, 1},   /* Winograd by default: 2 K blocks, 2 M blocks, bias */
+    {20, 16, 16, 2, 3, 3, 1, 1, 1, 0},    /* Winograd: a 1x2-tile plane, 20 images in one chunk */
     {3, 8, 12, 9, 9, 3, 1, 1, 2, 0},      /* stride 2: not direct (im2col both ways) */
     {5, 40, 40, 8, 8, 3, 1, 1, 1, 0, 40}, /* depthwise: 3 channel blocks, partial tiles */
     {3, 7, 7, 13, 11, 5, 2, 1, 1, 1, 7},  /* depthwise 5x5, bias, ragged rows */
@@ -197,9 +205,9 @@ static void linear_blocks(void)
 int main(void)
 {
     linear_blocks();
-    const char *paths[] = {"auto", "gemm"};
-    for (int p = 0; p < 2; p++) {
-        if (p) setenv("DD_CPU_CONV", "gemm", 1);
+    const char *paths[] = {"auto", "winograd", "direct", "gemm"};
+    for (int p = 0; p < 4; p++) {
+        if (p) setenv("DD_CPU_CONV", paths[p], 1);
         else unsetenv("DD_CPU_CONV");
         for (int i = 0; i < NSHAPES; i++) {
             const Shape *c = &SHAPES[i];

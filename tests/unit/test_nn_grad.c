@@ -351,7 +351,8 @@ static const Case cases[] = {
     {"mean", f_sum, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {1}},
     {"chain", f_chain, 3, {4, 4, 1}, {S4(2, 4, 4, 4), S4(4, 4, 3, 3)}, {1, 1, 1}},
     /* stride-1 'same' convolutions of large planes: the direct kernel (conv_direct.c) on AVX2,
-     * and with DD_CPU_CONV=gemm (the second pass of main) conv_flat.c's shifted GEMMs: two images
+     * Winograd's with DD_CPU_CONV=winograd (3x3), and with DD_CPU_CONV=gemm (the last pass of
+     * main) conv_flat.c's shifted GEMMs: two images
      * side by side in one flat row; a grouped 5x5 with dilation 1 and pad 2 is flat either way */
     {"conv flat 3x3 p1 bias", f_conv, 3, {4, 4, 1}, {S4(2, 3, 12, 13), S4(4, 3, 3, 3), S4(4)}, {1, 1, 1}, {0}, {1, 1, 1, 1}},
     {"conv flat 5x5 p2 groups2", f_conv, 2, {4, 4}, {S4(1, 4, 24, 25), S4(4, 2, 5, 5)}, {1, 1}, {0}, {1, 2, 1, 2}},
@@ -361,7 +362,8 @@ static const Case cases[] = {
 
 static void run_cases(void)
 {
-    fprintf(stderr, "cases with the %s convolutions\n", getenv("DD_CPU_CONV") ? "GEMM" : "default");
+    const char *path = getenv("DD_CPU_CONV");
+    fprintf(stderr, "cases with the %s convolutions\n", path ? path : "default");
     Nn *nn = nn_new(DD_CPU, 2);
     CHECK(nn != NULL);
     int ncase = (int)(sizeof cases / sizeof cases[0]);
@@ -379,9 +381,12 @@ static void run_cases(void)
 
 int main(void)
 {
-    /* every case twice: the CPU backend's default kernels, then its GEMM convolutions (im2col and
-     * conv_flat.c instead of the direct kernel: what CPUs without AVX2 run) */
+    /* every case three times: the CPU backend's default kernels; Winograd for every 3x3 'same'
+     * convolution (the default takes it only with many channels); its GEMM convolutions (im2col
+     * and conv_flat.c instead of the direct kernel: what CPUs without AVX2 run) */
     unsetenv("DD_CPU_CONV");
+    run_cases();
+    setenv("DD_CPU_CONV", "winograd", 1);
     run_cases();
     setenv("DD_CPU_CONV", "gemm", 1);
     run_cases();

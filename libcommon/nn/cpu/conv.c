@@ -495,7 +495,8 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
                        const float *b, float *y)
 {
     ConvJob j = {.s = s, .be = be, .x = x, .w = w, .b = b, .y = y};
-    if (cpu_direct_ok(s)) cpu_direct_fwd(be, s, x, w, b, y);
+    if (cpu_wino_ok(s)) cpu_wino_fwd(be, s, x, w, b, y);
+    else if (cpu_direct_ok(s)) cpu_direct_fwd(be, s, x, w, b, y);
     else if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_fwd(be, s, x, w, b, y);
     else if (is_depthwise(s)) cpu_for(be, (int64_t)s->n * s->cin, 2, dw_fwd_task, &j);
     else cpu_for(be, gemm_nchunks(s), 2, gemm_fwd_task, &j);
@@ -505,7 +506,8 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
                             float *dx)
 {
     ConvJob j = {.s = s, .be = be, .w = w, .dy = dy, .dx = dx};
-    if (cpu_direct_ok(s)) cpu_direct_bwd_data(be, s, dy, w, dx);
+    if (cpu_wino_ok(s)) cpu_wino_bwd_data(be, s, dy, w, dx);
+    else if (cpu_direct_ok(s)) cpu_direct_bwd_data(be, s, dy, w, dx);
     else if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_bwd_data(be, s, dy, w, dx);
     else if (is_depthwise(s))
         cpu_for(be, (int64_t)s->n * s->cin, 2,

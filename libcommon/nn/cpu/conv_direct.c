@@ -40,7 +40,9 @@
 
 #define DC_MR 6
 #define DC_NR 16
+#ifndef DC_KC
 #define DC_KC 32       /* input channels per K block */
+#endif
 #define DC_MC 96       /* most output channels per work item (a multiple of DC_MR) */
 #define DC_MIN_MC 24   /* ... and least, when blocks are cut smaller for more items */
 #define DC_MIN_ITEMS 8
@@ -193,11 +195,12 @@ static void dc_pack_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* c[6][ldc] (+)= sum over kc channels of P (cs apart) and ntap taps of a[c][t][6] x p[off[t] ..+16]. */
-__attribute__((target("avx2,fma"))) static void dc_kernel(int kc, int ntap, const float *a,
-                                                           const float *p, size_t cs,
-                                                           const ptrdiff_t *off, float *c,
-                                                           size_t ldc, int load)
+/* c[6][ldc] (+)= sum over kc channels of P (cs apart) and ntap taps of a[c][t][6] x p[off[t] ..+16]
+ * (cpu.h: conv_wino.c uses it as its GEMM kernel). */
+__attribute__((target("avx2,fma"))) void cpu_dc_kernel(int kc, int ntap, const float *a,
+                                                       const float *p, size_t cs,
+                                                       const ptrdiff_t *off, float *c, size_t ldc,
+                                                       int load)
 {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     if (load) {
@@ -302,7 +305,7 @@ static void dc_conv_task(void *arg, int64_t b, int64_t e, int tid)
                     const float *pt = pk + dc_col(d, y, tt * DC_NR);
                     float *ct = cbuf + ((size_t)y * d->rowtiles + tt) * DC_NR;
                     for (int r = 0; r < mrows; r += DC_MR)
-                        dc_kernel(kc, d->ntap,
+                        cpu_dc_kernel(kc, d->ntap,
                                   j->a + ((size_t)(m0 + r) * d->ci + (size_t)c0 * DC_MR) * d->ntap,
                                   pt, d->cs,
                                   d->off, ct + (size_t)r * d->ldc, d->ldc, c0 > 0);

@@ -86,6 +86,22 @@ void cpu_direct_fwd(NnBackend *be, const NnConvShape *s, const float *x, const f
 void cpu_direct_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
                          float *dx);
 
+/* conv_direct.c's register-blocked kernel, which conv_wino.c uses as its GEMM (x86 with AVX2 + FMA
+ * only): c[6][ldc] (+= when load, else =) the sum over kc channels of P (cs floats apart) and ntap
+ * taps (P at off[t]) of a[c][t][6] x the 16 floats of P. */
+void cpu_dc_kernel(int kc, int ntap, const float *a, const float *p, size_t cs, const ptrdiff_t *off,
+                   float *c, size_t ldc, int load);
+
+/* conv_wino.c: 3x3 stride-1 'same' convolutions of one group with enough channels (1/cin +
+ * 1/cout <= 1/48) by Winograd's F(2x2, 3x3) (forward and backward-data); cpu_wino_ok is false
+ * without AVX2 and FMA, or with DD_CPU_CONV set (direct: conv_direct.c's kernel; gemm), and true for
+ * every 3x3 'same' shape with DD_CPU_CONV=winograd. */
+int cpu_wino_ok(const NnConvShape *s);
+void cpu_wino_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
+                  const float *b, float *y);
+void cpu_wino_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
+                       float *dx);
+
 /* 1 where the CPU runs AVX2 and FMA (the vector kernels of conv_direct.c and elem.c), detected once;
  * always 0 off x86. */
 int cpu_avx2(void);

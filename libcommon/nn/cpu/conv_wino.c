@@ -121,7 +121,8 @@ static void wg_filter(const float *k, float *u) /* k [3][3] -> u [4][4] */
     }
 }
 
-/* Items: 6-row panels; panel r0/6 of every U[xi] (rows past co are zero). */
+/* Items: 6-row panels; panel r0/6 of every U[xi] (rows past co are zero), a channel's 6 rows at
+ * a time: 6 contiguous floats per xi. */
 static void wg_filter_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
@@ -129,22 +130,26 @@ static void wg_filter_task(void *arg, int64_t b, int64_t e, int tid)
     const Wino *g = j->g;
     size_t xistride = (size_t)g->mpad * g->ci;
     for (int64_t it = b; it < e; it++) {
-        int r0 = (int)it * WG_MR;
-        for (int c = 0; c < g->ci; c++)
-            for (int r = 0; r < WG_MR; r++) {
+        int r0 = (int)it * WG_MR, nr = g->co - r0 < WG_MR ? g->co - r0 : WG_MR;
+        float *panel = j->u + (size_t)r0 * g->ci;
+        for (int c = 0; c < g->ci; c++) {
+            float u[WG_MR][16], k[9];
+            for (int r = 0; r < nr; r++) {
                 int row = r0 + r;
-                float k[9], u[16];
-                if (row >= g->co) {
-                    memset(u, 0, sizeof u);
-                } else {
-                    for (int t = 0; t < 9; t++)
-                        k[t] = !j->backward ? j->w[((size_t)row * g->ci + c) * 9 + t]       /* w [co][ci] */
-                                            : j->w[((size_t)c * g->co + row) * 9 + (8 - t)]; /* flipped */
-                    wg_filter(k, u);
+                if (!j->backward) { /* w [co][ci][3][3] */
+                    memcpy(k, j->w + ((size_t)row * g->ci + c) * 9, sizeof k);
+                } else { /* w [ci = cout][co = cin][3][3], flipped */
+                    const float *src = j->w + ((size_t)c * g->co + row) * 9;
+                    for (int t = 0; t < 9; t++) k[t] = src[8 - t];
                 }
-                for (int xi = 0; xi < 16; xi++)
-                    j->u[xi * xistride + (size_t)r0 * g->ci + (size_t)c * WG_MR + r] = u[xi];
+                wg_filter(k, u[r]);
             }
+            for (int r = nr; r < WG_MR; r++) memset(u[r], 0, sizeof u[r]);
+            for (int xi = 0; xi < 16; xi++) {
+                float *dst = panel + xi * xistride + (size_t)c * WG_MR;
+                for (int r = 0; r < WG_MR; r++) dst[r] = u[r][xi];
+            }
+        }
     }
 }
 

@@ -41,7 +41,10 @@
 
 /* The transforms cost per input and per output channel, the products per pair of them: with
  * few channels (ResNet-18's 64 at 32x32, DenseNet's 32 new ones) the direct kernel is as fast or
- * faster, measured; DD_CPU_CONV=winograd takes every 3x3 'same' shape (the tests use it). */
+ * faster, measured. Odd planes compute whole tiles: a 3x3 plane (AlexNet's at 64 px) is 4 tiles,
+ * 64 products per pair for 9 outputs against the direct kernel's 81, which the transforms eat;
+ * the default asks for at most 6 products per output (5x5 planes: 5.8). DD_CPU_CONV=winograd
+ * takes every 3x3 'same' shape (the tests use it). */
 int cpu_wino_ok(const NnConvShape *s)
 {
     const char *env = getenv("DD_CPU_CONV"); /* read per call: tests switch paths */
@@ -50,7 +53,9 @@ int cpu_wino_ok(const NnConvShape *s)
     if (s->groups != 1 || s->stride != 1 || s->kh != 3 || s->kw != 3 || s->pad != 1 || s->dil != 1 ||
         s->oh != s->h || s->ow != s->w)
         return 0;
-    return forced || (int64_t)s->cin * s->cout >= (int64_t)WG_MIN_CH * (s->cin + s->cout);
+    int64_t tiles = (int64_t)((s->h + 1) / 2) * ((s->w + 1) / 2);
+    return forced || ((int64_t)s->cin * s->cout >= (int64_t)WG_MIN_CH * (s->cin + s->cout) &&
+                      16 * tiles <= 6 * (int64_t)s->h * s->w);
 }
 
 typedef struct {

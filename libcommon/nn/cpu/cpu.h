@@ -93,7 +93,7 @@ void cpu_dc_kernel(int kc, int ntap, const float *a, const float *p, size_t cs, 
                    float *c, size_t ldc, int load);
 
 /* conv_wino.c: 3x3 stride-1 'same' convolutions of one group with enough channels (1/cin +
- * 1/cout <= 1/48) by Winograd's F(2x2, 3x3) (forward and backward-data); cpu_wino_ok is false
+ * 1/cout <= 1/48) and planes whose 2x2 tiles waste little (not 3x3) by Winograd's F(2x2, 3x3) (forward and backward-data); cpu_wino_ok is false
  * without AVX2 and FMA, or with DD_CPU_CONV set (direct: conv_direct.c's kernel; gemm), and true for
  * every 3x3 'same' shape with DD_CPU_CONV=winograd. */
 int cpu_wino_ok(const NnConvShape *s);

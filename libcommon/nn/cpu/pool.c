@@ -1,7 +1,9 @@
-/* pool.c - a small pthread worker pool for the CPU kernels: one job at a time, cut into about
- * four contiguous blocks per thread that the threads (the caller among them) take in turn as they
- * finish, so a thread slowed by the machine's other work does not hold the rest up. Every item
- * of a task is self-contained (cpu.h), so which thread runs a block never changes a result. */
+/* pool.c - a small pthread worker pool for the CPU kernels: one job at a time, cut into contiguous
+ * blocks that the threads (the caller among them) take in turn as they finish. Blocks shrink as
+ * the job drains (guided scheduling: each is a share of what is left), so the threads start on
+ * large blocks and end within a small one of each other, and a thread slowed by the machine's
+ * other work does not hold the rest up. Every item of a task is self-contained (cpu.h), so which
+ * thread runs a block never changes a result. */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/cpu/cpu.h"
 
@@ -17,19 +19,27 @@ struct CpuPool {
     int pending, quit;
     CpuTask fn;
     void *arg;
-    int64_t n, grain, next; /* items, items per block, next block to take (atomic) */
+    int64_t n, next;         /* items, first item not yet taken (atomic) */
 };
 
-/* Blocks per thread: enough to even out uneven progress, few enough to keep blocks large. */
-#define BLOCKS_PER_THREAD 4
+/* A block is 1/(GUIDED_SHARE threads) of the items left: the first blocks are large (few takes of
+ * the shared counter), the last are single items (a job of 50 equal items on 2 threads, cut into
+ * fixed blocks of 7, left one thread idle for up to 7 items; now for at most 1). */
+#define GUIDED_SHARE 2
 
 static void run_range(CpuPool *p, int t)
 {
+    int64_t share = (int64_t)GUIDED_SHARE * p->threads, b = __atomic_load_n(&p->next, __ATOMIC_RELAXED);
     for (;;) {
-        int64_t blk = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED), b = blk * p->grain;
-        if (b >= p->n) break;
-        int64_t e = b + p->grain < p->n ? b + p->grain : p->n;
-        p->fn(p->arg, b, e, t);
+        int64_t g;
+        do {
+            if (b >= p->n) return;
+            g = (p->n - b) / share;
+            if (g < 1) g = 1;
+        } while (!__atomic_compare_exchange_n(&p->next, &b, b + g, 1, __ATOMIC_RELAXED,
+                                              __ATOMIC_RELAXED));
+        p->fn(p->arg, b, b + g, t);
+        b = __atomic_load_n(&p->next, __ATOMIC_RELAXED);
     }
 }
 
@@ -102,7 +112,6 @@ void cpu_pool_run(CpuPool *p, int64_t n, CpuTask fn, void *arg)
     p->fn = fn;
     p->arg = arg;
     p->n = n;
-    p->grain = (n + (int64_t)p->threads * BLOCKS_PER_THREAD - 1) / ((int64_t)p->threads * BLOCKS_PER_THREAD);
     p->next = 0;
     p->pending = p->threads - 1;
     p->gen++;

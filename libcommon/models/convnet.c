@@ -11,8 +11,7 @@ static NnVar *convnet_net(Model *m, Nn *nn, NnVar *x, int training)
     ModelCursor c = {m, 0};
     for (int i = 0; i < m->depth; i++) {
         x = layer_conv(nn, &c, x, 1, 1, 1);
-        x = layer_bn(nn, &c, x, training);
-        x = nn_relu(nn, x);
+        x = layer_bn_relu(nn, &c, x, training);
         x = nn_avgpool2d(nn, x, 2, 2, 0);
     }
     x = layer_linear(nn, &c, nn_flatten(nn, x));

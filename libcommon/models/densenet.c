@@ -15,25 +15,25 @@ static NnVar *densenet_net(Model *m, Nn *nn, NnVar *x, int training)
 {
     ModelCursor c = {m, 0};
     if (m->stem == MODEL_STEM_IMAGENET) {
-        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 2, 3, 0), training));
+        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 2, 3, 0), training);
         x = nn_maxpool2d(nn, x, 3, 2, 1);
     } else {
-        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training));
+        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training);
     }
     for (int b = 0; b < 4; b++) {
         /* the running concatenation is the block's feature list: torch.cat(features, 1) */
         for (int i = 0; i < m->blocks[b]; i++) {
-            NnVar *y = layer_conv(nn, &c, nn_relu(nn, layer_bn(nn, &c, x, training)), 1, 0, 0);
-            y = layer_conv(nn, &c, nn_relu(nn, layer_bn(nn, &c, y, training)), 1, 1, 0);
+            NnVar *y = layer_conv(nn, &c, layer_bn_relu(nn, &c, x, training), 1, 0, 0);
+            y = layer_conv(nn, &c, layer_bn_relu(nn, &c, y, training), 1, 1, 0);
             NnVar *cat[2] = {x, y};
             x = nn_concat(nn, 2, cat, 1);
         }
         if (b < 3) {
-            x = layer_conv(nn, &c, nn_relu(nn, layer_bn(nn, &c, x, training)), 1, 0, 0);
+            x = layer_conv(nn, &c, layer_bn_relu(nn, &c, x, training), 1, 0, 0);
             x = nn_avgpool2d(nn, x, 2, 2, 0);
         }
     }
-    x = nn_relu(nn, layer_bn(nn, &c, x, training));
+    x = layer_bn_relu(nn, &c, x, training);
     x = layer_linear(nn, &c, nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1)));
     cursor_end(&c);
     return x;

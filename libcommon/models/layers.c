@@ -145,16 +145,53 @@ NnVar *layer_conv_groups(Nn *nn, ModelCursor *c, NnVar *x, int stride, int pad, 
     return nn_conv2d(nn, x, w, b, stride, pad, 1, groups);
 }
 
-NnVar *layer_conv_bn(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training)
+LayerBn layer_bn_take(ModelCursor *c)
+{
+    LayerBn bn;
+    bn.w = next(c), bn.b = next(c), bn.rm = next(c), bn.rv = next(c);
+    return bn;
+}
+
+NnVar *layer_bn_add_relu(Nn *nn, const LayerBn *bn, NnVar *x, NnVar *r, int stat_slot,
+                         int training)
+{
+    return nn_batchnorm_add_relu(nn, x, bn->w, bn->b, bn->rm, bn->rv, training, 1, 0.1f, 1e-5f, r,
+                                 stat_slot);
+}
+
+/* The BN params at the cursor, applied by bn (nn_batchnorm or one fused with its activation). */
+typedef NnVar *(*BnOp)(Nn *, NnVar *, NnVar *, NnVar *, NnVar *, NnVar *, int, int, float, float);
+static NnVar *bn_layer(Nn *nn, ModelCursor *c, NnVar *x, int training, BnOp bn)
+{
+    LayerBn p = layer_bn_take(c);
+    return bn(nn, x, p.w, p.b, p.rm, p.rv, training, 1, 0.1f, 1e-5f);
+}
+
+static NnVar *conv_bn_layer(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training,
+                            BnOp bn)
 {
     int k = (int)peek(c)->v.shape[2];
-    return layer_bn(nn, c, layer_conv_groups(nn, c, x, stride, (k - 1) / 2, groups, 0), training);
+    return bn_layer(nn, c, layer_conv_groups(nn, c, x, stride, (k - 1) / 2, groups, 0), training, bn);
+}
+
+NnVar *layer_conv_bn(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training)
+{
+    return conv_bn_layer(nn, c, x, stride, groups, training, nn_batchnorm);
+}
+
+NnVar *layer_conv_bn_relu6(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training)
+{
+    return conv_bn_layer(nn, c, x, stride, groups, training, nn_batchnorm_relu6);
 }
 
 NnVar *layer_bn(Nn *nn, ModelCursor *c, NnVar *x, int training)
 {
-    NnVar *w = next(c), *b = next(c), *rm = next(c), *rv = next(c);
-    return nn_batchnorm(nn, x, w, b, rm, rv, training, 1, 0.1f, 1e-5f);
+    return bn_layer(nn, c, x, training, nn_batchnorm);
+}
+
+NnVar *layer_bn_relu(Nn *nn, ModelCursor *c, NnVar *x, int training)
+{
+    return bn_layer(nn, c, x, training, nn_batchnorm_relu);
 }
 
 NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x)

@@ -51,6 +51,19 @@ NnVar *layer_conv_groups(Nn *nn, ModelCursor *c, NnVar *x, int stride, int pad, 
 /* Conv2dNormActivation's conv (padding (k-1)/2, no bias, k from the weight) then BN, no activation. */
 NnVar *layer_conv_bn(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training);
 NnVar *layer_bn(Nn *nn, ModelCursor *c, NnVar *x, int training);
+/* relu6(layer_conv_bn(...)) and relu(layer_bn(...)), each BN and its activation one fused op. */
+NnVar *layer_conv_bn_relu6(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training);
+NnVar *layer_bn_relu(Nn *nn, ModelCursor *c, NnVar *x, int training);
+/* A BN's four params (weight, bias, running mean and var) taken from the cursor, for a BN that
+ * is applied after layers whose params come later (a residual block's last BN, fused with the
+ * shortcut's add: layer_bn_add_relu, relu(bn(x) + r) as one op; stat_slot as
+ * nn_batchnorm_add_relu's). */
+typedef struct {
+    NnVar *w, *b, *rm, *rv;
+} LayerBn;
+LayerBn layer_bn_take(ModelCursor *c);
+NnVar *layer_bn_add_relu(Nn *nn, const LayerBn *bn, NnVar *x, NnVar *r, int stat_slot,
+                         int training);
 NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x);
 /* Dies unless the cursor consumed every param. */
 void cursor_end(const ModelCursor *c);

@@ -18,20 +18,20 @@ enum { NSETTING = sizeof SETTING / sizeof SETTING[0] };
 static NnVar *mobilenet_v2_net(Model *m, Nn *nn, NnVar *x, int training)
 {
     ModelCursor c = {m, 0};
-    x = nn_relu6(nn, layer_conv_bn(nn, &c, x, m->stem == MODEL_STEM_SMALL ? 1 : 2, 1, training));
+    x = layer_conv_bn_relu6(nn, &c, x, m->stem == MODEL_STEM_SMALL ? 1 : 2, 1, training);
     int inp = STEM_CHANNELS;
     for (int k = 0; k < NSETTING; k++) {
         for (int i = 0; i < SETTING[k].n; i++) {
             int stride = i == 0 ? SETTING[k].s : 1, hidden = inp * SETTING[k].t;
             NnVar *y = x;
-            if (SETTING[k].t != 1) y = nn_relu6(nn, layer_conv_bn(nn, &c, y, 1, 1, training));
-            y = nn_relu6(nn, layer_conv_bn(nn, &c, y, stride, hidden, training));
+            if (SETTING[k].t != 1) y = layer_conv_bn_relu6(nn, &c, y, 1, 1, training);
+            y = layer_conv_bn_relu6(nn, &c, y, stride, hidden, training);
             y = layer_bn(nn, &c, layer_conv(nn, &c, y, 1, 0, 0), training);
             x = stride == 1 && inp == SETTING[k].c ? nn_add(nn, x, y) : y;
             inp = SETTING[k].c;
         }
     }
-    x = nn_relu6(nn, layer_conv_bn(nn, &c, x, 1, 1, training));
+    x = layer_conv_bn_relu6(nn, &c, x, 1, 1, training);
     x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1));
     x = layer_linear(nn, &c, nn_dropout(nn, x, m->dropout, training));
     cursor_end(&c);

@@ -22,26 +22,30 @@ static NnVar *block_forward(Model *m, Nn *nn, ModelCursor *c, NnVar *x, int l, i
     int stride = (b == 0 && l > 0) ? 2 : 1;
     NnVar *y;
     if (m->bottleneck) {
-        y = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, x, 1, 0, 0), training));
-        y = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, y, stride, 1, 0), training));
-        y = layer_bn(nn, c, layer_conv(nn, c, y, 1, 0, 0), training);
+        y = layer_bn_relu(nn, c, layer_conv(nn, c, x, 1, 0, 0), training);
+        y = layer_bn_relu(nn, c, layer_conv(nn, c, y, stride, 1, 0), training);
+        y = layer_conv(nn, c, y, 1, 0, 0);
     } else {
-        y = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, x, stride, 1, 0), training));
-        y = layer_bn(nn, c, layer_conv(nn, c, y, 1, 1, 0), training);
+        y = layer_bn_relu(nn, c, layer_conv(nn, c, x, stride, 1, 0), training);
+        y = layer_conv(nn, c, y, 1, 1, 0);
     }
+    /* relu(bn(y) + shortcut) is one op, so the shortcut runs first; the last BN's statistics
+     * keep their place before the shortcut BN's (the modules' order) */
+    LayerBn bn = layer_bn_take(c);
+    int slot = nn_bn_stat_reserve(nn);
     NnVar *id = x;
     if (has_downsample(m, l, b)) id = layer_bn(nn, c, layer_conv(nn, c, x, stride, 0, 0), training);
-    return nn_relu(nn, nn_add(nn, y, id));
+    return layer_bn_add_relu(nn, &bn, y, id, slot, training);
 }
 
 static NnVar *resnet_net(Model *m, Nn *nn, NnVar *x, int training)
 {
     ModelCursor c = {m, 0};
     if (m->stem == MODEL_STEM_IMAGENET) {
-        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 2, 3, 0), training));
+        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 2, 3, 0), training);
         x = nn_maxpool2d(nn, x, 3, 2, 1);
     } else {
-        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training));
+        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training);
     }
     for (int l = 0; l < 4; l++)
         for (int b = 0; b < m->blocks[l]; b++) x = block_forward(m, nn, &c, x, l, b, training);

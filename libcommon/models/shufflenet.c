@@ -35,9 +35,9 @@ static void chunk2(Nn *nn, NnVar *x, NnVar **first, NnVar **second)
 /* branch2: 1x1 - BN - ReLU - 3x3 depthwise (stride) - BN - 1x1 - BN - ReLU. */
 static NnVar *branch2(Nn *nn, ModelCursor *c, NnVar *x, int stride, int training)
 {
-    x = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, x, 1, 0, 0), training));
+    x = layer_bn_relu(nn, c, layer_conv(nn, c, x, 1, 0, 0), training);
     x = layer_bn(nn, c, layer_conv_groups(nn, c, x, stride, 1, (int)x->v.shape[1], 0), training);
-    return nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, x, 1, 0, 0), training));
+    return layer_bn_relu(nn, c, layer_conv(nn, c, x, 1, 0, 0), training);
 }
 
 static NnVar *unit_forward(Nn *nn, ModelCursor *c, NnVar *x, int stride, int training)
@@ -48,7 +48,7 @@ static NnVar *unit_forward(Nn *nn, ModelCursor *c, NnVar *x, int stride, int tra
         out[1] = branch2(nn, c, out[1], 1, training);
     } else { /* branch1: 3x3 depthwise s2 - BN - 1x1 - BN - ReLU */
         NnVar *y = layer_bn(nn, c, layer_conv_groups(nn, c, x, stride, 1, (int)x->v.shape[1], 0), training);
-        out[0] = nn_relu(nn, layer_bn(nn, c, layer_conv(nn, c, y, 1, 0, 0), training));
+        out[0] = layer_bn_relu(nn, c, layer_conv(nn, c, y, 1, 0, 0), training);
         out[1] = branch2(nn, c, x, stride, training);
     }
     return nn_channel_shuffle(nn, nn_concat(nn, 2, out, 1), 2);
@@ -58,14 +58,14 @@ static NnVar *shufflenet_v2_net(Model *m, Nn *nn, NnVar *x, int training)
 {
     ModelCursor c = {m, 0};
     if (m->stem == MODEL_STEM_IMAGENET) {
-        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 2, 1, 0), training));
+        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 2, 1, 0), training);
         x = nn_maxpool2d(nn, x, 3, 2, 1);
     } else {
-        x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training));
+        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training);
     }
     for (int s = 0; s < 3; s++)
         for (int i = 0; i < REPEATS[s]; i++) x = unit_forward(nn, &c, x, i == 0 ? 2 : 1, training);
-    x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 1, 0, 0), training));
+    x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 0, 0), training);
     x = layer_linear(nn, &c, nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1)));
     cursor_end(&c);
     return x;

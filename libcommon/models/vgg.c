@@ -16,7 +16,7 @@ static NnVar *vgg11_bn_net(Model *m, Nn *nn, NnVar *x, int training)
     ModelCursor c = {m, 0};
     for (int i = 0; i < NCFG; i++) {
         if (CFG_A[i] == POOL) x = nn_maxpool2d(nn, x, 2, 2, 0);
-        else x = nn_relu(nn, layer_bn(nn, &c, layer_conv(nn, &c, x, 1, 1, 1), training));
+        else x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 1, 1), training);
     }
     x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 7, 7));
     x = nn_dropout(nn, nn_relu(nn, layer_linear(nn, &c, x)), m->dropout, training);

@@ -147,6 +147,22 @@ struct NnBackend {
                         const float *rv, float *loss, float *save);
     void (*bn_stat_bwd)(NnBackend *be, int n, int c, int64_t hw, const float *x, const float *save,
                         const float *dloss, float *dx);
+    /* Optional (NULL: the front-end runs bn_fwd_*, add and act_fwd): y = act(batchnorm(x) + r)
+     * in one pass, r (x's shape) or NULL for none, act NN_ACT_RELU or NN_ACT_RELU6; train = 1
+     * as bn_fwd_train (rm/rv updated when non-NULL), 0 as bn_fwd_eval (rm/rv read). stat_save:
+     * NULL, or (eval only) bn_stat_fwd's loss and save of x, from the same pass. */
+    void (*bn_act_fwd)(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw, float eps,
+                       float momentum, const float *x, const float *r, const float *w,
+                       const float *b, float *rm, float *rv, float *y, float *mean, float *invstd,
+                       float *stat_loss, float *stat_save);
+    /* Its backward, given its output y: dz = dy masked by the activation's rule; dr += dz (dr
+     * NULL: none); dx of dz by bn_bwd's formula: dx == dy in place (written), else dx +=, dx
+     * NULL none; then, where stat_save is not NULL, bn_stat_bwd's dx += of stat_save and
+     * stat_dloss (the statistics loss of x) in the same pass. */
+    void (*bn_act_bwd)(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw,
+                       const float *x, const float *y, const float *w, const float *mean,
+                       const float *invstd, const float *dy, float *dx, float *dr, float *dw,
+                       float *db, const float *stat_save, const float *stat_dloss);
 
     /* ---- pooling ---- */
     void (*maxpool_fwd)(NnBackend *be, const NnPoolShape *s, const float *x, float *y, int32_t *idx);

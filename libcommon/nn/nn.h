@@ -122,12 +122,30 @@ NnVar *nn_conv2d(Nn *nn, NnVar *x, NnVar *w, NnVar *b, int stride, int pad, int 
  * also appends the layer's statistics distance (see nn_bn_stat_loss) for its input x. */
 NnVar *nn_batchnorm(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
                     NnVar *running_var, int training, int update_running, float momentum, float eps);
+/* relu(nn_batchnorm(...)), relu6(nn_batchnorm(...)) and relu(nn_batchnorm(...) + r) (a residual
+ * block's end; r of x's shape) as one op: the same values and gradients bit for bit, in one pass
+ * over x forward (statistics collection included) and one backward where the backend has it
+ * (CPU), the separate ops elsewhere. The residual's own BN runs before this one; so that the
+ * collected statistics stay in the modules' order, stat_slot is a place reserved by
+ * nn_bn_stat_reserve before that BN ran (or -1: appended). */
+NnVar *nn_batchnorm_relu(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
+                         NnVar *running_var, int training, int update_running, float momentum,
+                         float eps);
+NnVar *nn_batchnorm_relu6(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
+                          NnVar *running_var, int training, int update_running, float momentum,
+                          float eps);
+NnVar *nn_batchnorm_add_relu(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
+                             NnVar *running_var, int training, int update_running, float momentum,
+                             float eps, NnVar *r, int stat_slot);
 /* ||mean_c(x) - rm||_2 + ||var_c(x) - rv||_2, mean and BIASED variance per channel over (N,H,W);
  * plain (not squared) L2 norms; scalar; differentiable w.r.t. x (method.md section 2). */
 NnVar *nn_bn_stat_loss(Nn *nn, NnVar *x, NnVar *running_mean, NnVar *running_var);
 /* Turn collection on/off (clears the list when turned on). nn_bn_stat(i) in BN call order. */
 void nn_bn_collect(Nn *nn, int on);
 int nn_bn_stat_count(const Nn *nn);
+/* Reserves the next place of the collected list for a BN that runs later (nn_batchnorm_add_relu);
+ * its index, or -1 when collection is off. nn_bn_stat(i) is NULL until the place is filled. */
+int nn_bn_stat_reserve(Nn *nn);
 NnVar *nn_bn_stat(const Nn *nn, int i);
 
 NnVar *nn_relu(Nn *nn, NnVar *x);

@@ -30,19 +30,9 @@ static void bn_stat_backward(Nn *nn, const NnEntry *e)
                         e->save[0], nn_dout(e), nn_grad_of(nn, x));
 }
 
-NnVar *nn_bn_stat_loss(Nn *nn, NnVar *x, NnVar *running_mean, NnVar *running_var)
+/* Records the statistics loss y of x whose save (3c+2 floats) is filled. */
+static NnVar *bn_stat_record(Nn *nn, NnVar *x, NnVar *y, float *save, int n, int c)
 {
-    int n;
-    int64_t hw;
-    int c = bn_dims("bn_stat_loss", x, &n, &hw);
-    nn_check(running_mean && running_var, "bn_stat_loss", "running statistics required");
-    check_channel_vec("bn_stat_loss", running_mean, c, "running_mean");
-    check_channel_vec("bn_stat_loss", running_var, c, "running_var");
-    NnVar *y = nn_new_var(nn, 0, NULL);
-    float *save = nn_dev_alloc(nn, (3 * (size_t)c + 2) * sizeof(float), 0);
-    NN_BE(nn, bn_stat_fwd);
-    nn->be->bn_stat_fwd(nn->be, n, c, hw, nn_f(x), nn_f(running_mean), nn_f(running_var),
-                        nn_f(y), save);
     NnEntry *e = nn_record(nn, bn_stat_backward, y, 1, &x);
     if (e) {
         e->iarg[0] = n;
@@ -55,27 +45,98 @@ NnVar *nn_bn_stat_loss(Nn *nn, NnVar *x, NnVar *running_mean, NnVar *running_var
     return y;
 }
 
+static float *bn_stat_save_alloc(Nn *nn, int c)
+{
+    return nn_dev_alloc(nn, (3 * (size_t)c + 2) * sizeof(float), 0);
+}
+
+NnVar *nn_bn_stat_loss(Nn *nn, NnVar *x, NnVar *running_mean, NnVar *running_var)
+{
+    int n;
+    int64_t hw;
+    int c = bn_dims("bn_stat_loss", x, &n, &hw);
+    nn_check(running_mean && running_var, "bn_stat_loss", "running statistics required");
+    check_channel_vec("bn_stat_loss", running_mean, c, "running_mean");
+    check_channel_vec("bn_stat_loss", running_var, c, "running_var");
+    NnVar *y = nn_new_var(nn, 0, NULL);
+    float *save = bn_stat_save_alloc(nn, c);
+    NN_BE(nn, bn_stat_fwd);
+    nn->be->bn_stat_fwd(nn->be, n, c, hw, nn_f(x), nn_f(running_mean), nn_f(running_var),
+                        nn_f(y), save);
+    return bn_stat_record(nn, x, y, save, n, c);
+}
+
+/* Puts a layer's statistics loss at place slot of the collected list (reserved), or appends it
+ * (slot < 0). */
+static void bn_stat_push(Nn *nn, NnVar *l, int slot)
+{
+    if (slot >= 0 && slot < nn->nbn_stats) {
+        nn->bn_stats[slot] = l;
+        return;
+    }
+    if (nn->nbn_stats == nn->cap_bn_stats) {
+        nn->cap_bn_stats = nn->cap_bn_stats ? 2 * nn->cap_bn_stats : 64;
+        nn->bn_stats = dd_realloc(nn->bn_stats, (size_t)nn->cap_bn_stats * sizeof *nn->bn_stats);
+    }
+    nn->bn_stats[nn->nbn_stats++] = l;
+}
+
+int nn_bn_stat_reserve(Nn *nn)
+{
+    if (!nn->bn_collect) return -1;
+    bn_stat_push(nn, NULL, -1);
+    return nn->nbn_stats - 1;
+}
+
 /* ---- batchnorm ---- */
+
+/* iarg: training, n, c, h, w, and the fused activation (BN_ACT_NONE or an NnAct). */
+#define BN_ACT_NONE (-1)
 
 static void bn_backward(Nn *nn, const NnEntry *e)
 {
     NnVar *x = e->in[0], *w = e->in[1], *b = e->in[2];
     float *dw = nn_grad_of(nn, w), *db = nn_grad_of(nn, b), *g;
+    int64_t hw = (int64_t)e->iarg[3] * e->iarg[4];
+    if (e->iarg[5] != BN_ACT_NONE) {
+        /* the statistics loss of x computed in the forward pass (save[2]: its var, save[1]: its
+         * save): its gradient is final here (its consumers were recorded after this entry), so
+         * its backward joins this pass, and its own entry is skipped (no output gradient) */
+        NnVar *stat = e->save[2];
+        const float *stat_save = NULL, *stat_dloss = NULL;
+        if (stat && stat->g.data && x->requires_grad) {
+            stat_save = e->save[1];
+            stat_dloss = stat->g.data;
+        }
+        float *dr = e->nin > 3 ? nn_grad_of(nn, e->in[3]) : NULL;
+        float *mean = e->save[0];
+        g = nn_grad_take(nn, e, x);
+        nn->be->bn_act_bwd(nn->be, (NnAct)e->iarg[5], e->iarg[0], e->iarg[1], e->iarg[2], hw,
+                           nn_f(x), nn_f(e->out), w ? nn_f(w) : NULL, mean, mean + e->iarg[2],
+                           g ? g : nn_dout(e), g ? g : nn_grad_of(nn, x), dr, dw, db, stat_save,
+                           stat_dloss);
+        if (stat_dloss) {
+            nn_dev_release(nn, stat->g.data, sizeof(float));
+            stat->g.data = NULL;
+        }
+        return;
+    }
     if (nn->be->bn_bwd_inplace && (g = nn_grad_take(nn, e, x))) {
-        nn->be->bn_bwd_inplace(nn->be, e->iarg[0], e->iarg[1], e->iarg[2],
-                               (int64_t)e->iarg[3] * e->iarg[4], nn_f(x), w ? nn_f(w) : NULL,
-                               e->save[0], e->save[1], g, dw, db);
+        nn->be->bn_bwd_inplace(nn->be, e->iarg[0], e->iarg[1], e->iarg[2], hw, nn_f(x),
+                               w ? nn_f(w) : NULL, e->save[0], e->save[1], g, dw, db);
         return;
     }
     float *dx = nn_grad_of(nn, x);
     NN_BE(nn, bn_bwd);
-    nn->be->bn_bwd(nn->be, e->iarg[0], e->iarg[1], e->iarg[2],
-                   (int64_t)e->iarg[3] * e->iarg[4], nn_f(x), w ? nn_f(w) : NULL, e->save[0],
-                   e->save[1], nn_dout(e), dx, dw, db);
+    nn->be->bn_bwd(nn->be, e->iarg[0], e->iarg[1], e->iarg[2], hw, nn_f(x), w ? nn_f(w) : NULL,
+                   e->save[0], e->save[1], nn_dout(e), dx, dw, db);
 }
 
-NnVar *nn_batchnorm(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
-                    NnVar *running_var, int training, int update_running, float momentum, float eps)
+/* batchnorm, plus r where r is not NULL, then act (BN_ACT_NONE: none, and r NULL); one op where
+ * the backend has bn_act. */
+static NnVar *batchnorm_act(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
+                            NnVar *running_var, int training, int update_running, float momentum,
+                            float eps, NnVar *r, int act, int slot)
 {
     int n;
     int64_t hw;
@@ -88,10 +149,30 @@ NnVar *nn_batchnorm(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running
              "eval mode needs running statistics");
     nn_check(!training || (int64_t)n * hw > 1, "batchnorm",
              "train mode needs more than one value per channel");
+    if (r) {
+        nn_check_f32("batchnorm", r, x->v.ndim);
+        for (int i = 0; i < x->v.ndim; i++)
+            nn_check(r->v.shape[i] == x->v.shape[i], "batchnorm", "residual's dim %d is %lld, not %lld",
+                     i, (long long)r->v.shape[i], (long long)x->v.shape[i]);
+    }
+    int fused = act != BN_ACT_NONE && nn->be->bn_act_fwd && nn->be->bn_act_bwd;
     NnVar *y = nn_new_var(nn, x->v.ndim, x->v.shape);
     float *mean = nn_dev_alloc(nn, 2 * (size_t)c * sizeof(float), 0), *invstd = mean + c;
     const float *w = weight ? nn_f(weight) : NULL, *b = bias ? nn_f(bias) : NULL;
-    if (training) {
+    int collect = nn->bn_collect && running_mean && running_var;
+    NnVar *stat = NULL;
+    float *stat_save = NULL;
+    if (fused) {
+        /* eval mode: the statistics loss of x from the same pass */
+        float *save = stat_save = collect && !training ? bn_stat_save_alloc(nn, c) : NULL;
+        if (save) stat = nn_new_var(nn, 0, NULL);
+        int upd = training && update_running && running_mean && running_var;
+        nn->be->bn_act_fwd(nn->be, (NnAct)act, training != 0, n, c, hw, eps, momentum, nn_f(x),
+                           r ? nn_f(r) : NULL, w, b, upd || !training ? nn_f(running_mean) : NULL,
+                           upd || !training ? nn_f(running_var) : NULL, nn_f(y), mean, invstd,
+                           save ? nn_f(stat) : NULL, save);
+        if (save) bn_stat_record(nn, x, stat, save, n, c);
+    } else if (training) {
         int upd = update_running && running_mean && running_var;
         NN_BE(nn, bn_fwd_train);
         nn->be->bn_fwd_train(nn->be, n, c, hw, eps, momentum, nn_f(x), w, b, nn_f(y), mean, invstd,
@@ -101,25 +182,56 @@ NnVar *nn_batchnorm(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running
         nn->be->bn_fwd_eval(nn->be, n, c, hw, eps, nn_f(x), w, b, nn_f(running_mean),
                             nn_f(running_var), nn_f(y), mean, invstd);
     }
-    if (nn->bn_collect && running_mean && running_var) {
-        NnVar *l = nn_bn_stat_loss(nn, x, running_mean, running_var);
-        if (nn->nbn_stats == nn->cap_bn_stats) {
-            nn->cap_bn_stats = nn->cap_bn_stats ? 2 * nn->cap_bn_stats : 64;
-            nn->bn_stats = dd_realloc(nn->bn_stats, (size_t)nn->cap_bn_stats * sizeof *nn->bn_stats);
-        }
-        nn->bn_stats[nn->nbn_stats++] = l;
-    }
+    if (collect) bn_stat_push(nn, stat ? stat : nn_bn_stat_loss(nn, x, running_mean, running_var), slot);
     /* Recorded after the statistics loss: backward then runs this entry first, so x's gradient is
-     * still fresh and bn_bwd_inplace can take dy's buffer for it. */
-    NnEntry *e = nn_record(nn, bn_backward, y, 3, (NnVar *[]){x, weight, bias});
+     * still fresh and the in-place backward can take dy's buffer for it. */
+    NnEntry *e = nn_record(nn, bn_backward, y, fused && r ? 4 : 3, (NnVar *[]){x, weight, bias, r});
     if (e) {
         e->iarg[0] = training != 0;
         e->iarg[1] = n;
         e->iarg[2] = c;
         e->iarg[3] = x->v.ndim == 4 ? (int)x->v.shape[2] : 1;
         e->iarg[4] = x->v.ndim == 4 ? (int)x->v.shape[3] : 1;
-        e->save[0] = mean;
-        e->save[1] = invstd;
+        e->iarg[5] = fused ? act : BN_ACT_NONE;
+        e->save[0] = mean; /* invstd follows it */
+        e->save[1] = fused ? stat_save : invstd;
+        e->save[2] = fused ? stat : NULL;
     }
-    return y;
+    if (act == BN_ACT_NONE || fused) return y;
+    if (r) y = nn_add(nn, y, r);
+    return act == NN_ACT_RELU6 ? nn_relu6(nn, y) : nn_relu(nn, y);
+}
+
+NnVar *nn_batchnorm(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
+                    NnVar *running_var, int training, int update_running, float momentum, float eps)
+{
+    return batchnorm_act(nn, x, weight, bias, running_mean, running_var, training, update_running,
+                         momentum, eps, NULL, BN_ACT_NONE, -1);
+}
+
+NnVar *nn_batchnorm_relu(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
+                         NnVar *running_var, int training, int update_running, float momentum,
+                         float eps)
+{
+    return batchnorm_act(nn, x, weight, bias, running_mean, running_var, training, update_running,
+                         momentum, eps, NULL, NN_ACT_RELU, -1);
+}
+
+NnVar *nn_batchnorm_relu6(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
+                          NnVar *running_var, int training, int update_running, float momentum,
+                          float eps)
+{
+    return batchnorm_act(nn, x, weight, bias, running_mean, running_var, training, update_running,
+                         momentum, eps, NULL, NN_ACT_RELU6, -1);
+}
+
+NnVar *nn_batchnorm_add_relu(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
+                             NnVar *running_var, int training, int update_running, float momentum,
+                             float eps, NnVar *r, int stat_slot)
+{
+    nn_check(r != NULL, "batchnorm_add_relu", "residual required");
+    nn_check(stat_slot < nn_bn_stat_count(nn), "batchnorm_add_relu", "statistics slot %d not reserved",
+             stat_slot);
+    return batchnorm_act(nn, x, weight, bias, running_mean, running_var, training, update_running,
+                         momentum, eps, r, NN_ACT_RELU, stat_slot);
 }

@@ -13,6 +13,10 @@ typedef struct {
     const float *crm, *crv;
     float g;                       /* bn_stat backward: dloss */
     int train, inplace;            /* inplace: dx == dy, written (=) rather than accumulated */
+    NnAct act;                     /* bn_act: NN_ACT_RELU or NN_ACT_RELU6 */
+    const float *r;                /* bn_act: the residual added before act, or NULL */
+    float *dr;                     /* ... and its gradient (+=), or NULL */
+    float *stat;                   /* bn_act eval: bn_stat_fwd's save of x, or NULL */
 } BnJob;
 
 /* Lanes of the per-channel sums: independent accumulators (a latency chain of double adds per
@@ -24,31 +28,42 @@ static double lanes_total(const double *s)
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+/* s, q (SUM_LANES each) += the lane sums of (x - k) and (x - k)^2 over one plane run. */
+static void stat_lanes_run(int64_t n, const float *restrict x, double k, double *restrict s,
+                           double *restrict q)
+{
+    int64_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) {
+            double d = x[i + l] - k;
+            s[l] += d;
+            q[l] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = x[i] - k;
+        s[0] += d;
+        q[0] += d * d;
+    }
+}
+
+/* Mean and biased variance from stat_lanes_run's sums over count values shifted by k. */
+static void stats_of_lanes(const double *s, const double *q, double k, double count, double *mean,
+                           double *var)
+{
+    double m = lanes_total(s) / count, v = lanes_total(q) / count - m * m;
+    *mean = k + m;
+    *var = v > 0 ? v : 0.0;
+}
+
 /* Mean and biased variance of channel c: one pass of double sums of (x - k) and (x - k)^2, k the
  * channel's first value (shifted sums: no cancellation while the mean is near any one value). */
 static void channel_stats(const BnJob *j, int64_t c, double *mean, double *var)
 {
     double s[SUM_LANES] = {0}, q[SUM_LANES] = {0};
     double k = j->x[(size_t)c * j->hw];
-    for (int n = 0; n < j->n; n++) {
-        const float *x = j->x + ((size_t)n * j->c + (size_t)c) * j->hw;
-        int64_t i = 0;
-        for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
-            for (int l = 0; l < SUM_LANES; l++) {
-                double d = x[i + l] - k;
-                s[l] += d;
-                q[l] += d * d;
-            }
-        for (; i < j->hw; i++) {
-            double d = x[i] - k;
-            s[0] += d;
-            q[0] += d * d;
-        }
-    }
-    double count = (double)j->n * (double)j->hw, m = lanes_total(s) / count;
-    double v = lanes_total(q) / count - m * m;
-    *mean = k + m;
-    *var = v > 0 ? v : 0.0;
+    for (int n = 0; n < j->n; n++)
+        stat_lanes_run(j->hw, j->x + ((size_t)n * j->c + (size_t)c) * j->hw, k, s, q);
+    stats_of_lanes(s, q, k, (double)j->n * (double)j->hw, mean, var);
 }
 
 /* Elementwise loops go in fixed blocks of 8 over restrict pointers, which gcc vectorises at -O2
@@ -209,6 +224,19 @@ static void bn_bwd_inplace(NnBackend *be, int train, int n, int c, int64_t hw, c
 
 /* ---- statistics loss: save = [mean-rm (c), var-rv (c), mean (c), ||mean-rm||, ||var-rv||] ---- */
 
+/* The two norms at the end of save, and the loss, from its first 2c floats. */
+static void stat_norms(int c, float *save, float *loss)
+{
+    double sm = 0, sv = 0;
+    for (int i = 0; i < c; i++) {
+        sm += (double)save[i] * save[i];
+        sv += (double)save[c + i] * save[c + i];
+    }
+    save[3 * c] = (float)sqrt(sm);
+    save[3 * c + 1] = (float)sqrt(sv);
+    loss[0] = (float)(sqrt(sm) + sqrt(sv));
+}
+
 static void stat_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
@@ -228,14 +256,7 @@ static void bn_stat_fwd(NnBackend *be, int n, int c, int64_t hw, const float *x,
 {
     BnJob j = {.n = n, .c = c, .hw = hw, .x = x, .crm = rm, .crv = rv, .save = save};
     cpu_for(be, c, 2, stat_task, &j);
-    double sm = 0, sv = 0;
-    for (int i = 0; i < c; i++) {
-        sm += (double)save[i] * save[i];
-        sv += (double)save[c + i] * save[c + i];
-    }
-    save[3 * c] = (float)sqrt(sm);
-    save[3 * c + 1] = (float)sqrt(sv);
-    loss[0] = (float)(sqrt(sm) + sqrt(sv));
+    stat_norms(c, save, loss);
 }
 
 /* dx += km + kv (x - m) over one plane run (dx is the input's gradient, never x). */
@@ -248,18 +269,25 @@ static void stat_bwd_run(int64_t n, const float *restrict x, float *restrict dx,
     for (; i < n; i++) dx[i] += km + kv * (x[i] - m);
 }
 
+/* The statistics loss's dx = km + kv (x - m) for channel c, of save and dloss (j->save, j->g):
+ * d||a||/da = a/||a|| (0 where the norm is 0); dmean/dx = 1/M; dvar/dx = 2(x-mean)/M. */
+static void stat_coefs(const BnJob *j, int64_t c, float *km, float *kv, float *m)
+{
+    const float *s = j->save;
+    float nm = s[3 * j->c], nv = s[3 * j->c + 1];
+    double count = (double)j->n * (double)j->hw;
+    *km = nm > 0 ? (float)(j->g * s[c] / nm / count) : 0.0f;
+    *kv = nv > 0 ? (float)(2.0 * j->g * s[j->c + c] / nv / count) : 0.0f;
+    *m = s[2 * j->c + c];
+}
+
 static void stat_bwd_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
     const BnJob *j = arg;
-    const float *s = j->save;
-    float nm = s[3 * j->c], nv = s[3 * j->c + 1];
-    double count = (double)j->n * (double)j->hw;
     for (int64_t c = b; c < e; c++) {
-        /* d||a||/da = a/||a|| (0 where the norm is 0); dmean/dx = 1/M; dvar/dx = 2(x-mean)/M. */
-        float km = nm > 0 ? (float)(j->g * s[c] / nm / count) : 0.0f;
-        float kv = nv > 0 ? (float)(2.0 * j->g * s[j->c + c] / nv / count) : 0.0f;
-        float m = s[2 * j->c + c];
+        float km, kv, m;
+        stat_coefs(j, c, &km, &kv, &m);
         for (int n = 0; n < j->n; n++) {
             size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
             stat_bwd_run(j->hw, j->x + off, j->dx + off, km, kv, m);
@@ -274,6 +302,218 @@ static void bn_stat_bwd(NnBackend *be, int n, int c, int64_t hw, const float *x,
     cpu_for(be, c, 2, stat_bwd_task, &j);
 }
 
+/* ---- batchnorm + ReLU / ReLU6 in one pass ----
+ *
+ * A ResNet's recover step is memory-bound outside its convolutions: BN statistics, BN affine and
+ * ReLU were three passes over every activation forward (and ReLU, BN and the statistics loss three
+ * backward). Here the statistics of x (when the loss wants them), the affine and the activation
+ * share one read of x and one write of y; backward masks dy by the activation while it scales
+ * it. The arithmetic is the separate ops' own, in their order: results are bit-identical. */
+
+/* The activation of z, and whether it passes a gradient (PyTorch: relu where y > 0, relu6 where
+ * 0 < x < 6, which for y = relu6(x) is 0 < y < 6). Called with a constant act, so it folds. */
+static inline float act_of(NnAct act, float z)
+{
+    if (act == NN_ACT_RELU6) return z > 0 ? (z < 6 ? z : 6.0f) : 0.0f;
+    return z > 0 ? z : 0.0f;
+}
+
+static inline int act_passes(NnAct act, float y)
+{
+    return act == NN_ACT_RELU6 ? y > 0 && y < 6 : y > 0;
+}
+
+/* y = act((x - m) is w + b (+ r, where has_r)) over one plane run. */
+static inline __attribute__((always_inline)) void affine_act_run(NnAct act, int has_r, int64_t n,
+                                                                 const float *restrict x,
+                                                                 const float *restrict r,
+                                                                 float *restrict y, float m,
+                                                                 float is, float w, float b)
+{
+    int64_t i = 0;
+    for (; i + VBLOCK <= n; i += VBLOCK)
+        for (int l = 0; l < VBLOCK; l++) {
+            float z = (x[i + l] - m) * is * w + b;
+            y[i + l] = act_of(act, has_r ? z + r[i + l] : z);
+        }
+    for (; i < n; i++) {
+        float z = (x[i] - m) * is * w + b;
+        y[i] = act_of(act, has_r ? z + r[i] : z);
+    }
+}
+
+/* y = act((x - m) is w + b) over channel c; with s, also channel_stats' sums of x (shift k), each
+ * plane run summed while it is still in L1. */
+static void affine_act_channel(const BnJob *j, int64_t c, double k, double *s, double *q)
+{
+    float w = j->w ? j->w[c] : 1.0f, b = j->b ? j->b[c] : 0.0f;
+    float m = j->mean[c], is = j->invstd[c];
+    for (int n = 0; n < j->n; n++) {
+        size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+        const float *x = j->x + off, *r = j->r ? j->r + off : NULL;
+        float *y = j->y + off;
+        if (s) stat_lanes_run(j->hw, x, k, s, q);
+        if (r && j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 1, j->hw, x, r, y, m, is, w, b);
+        else if (r) affine_act_run(NN_ACT_RELU, 1, j->hw, x, r, y, m, is, w, b);
+        else if (j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 0, j->hw, x, r, y, m, is, w, b);
+        else affine_act_run(NN_ACT_RELU, 0, j->hw, x, r, y, m, is, w, b);
+    }
+}
+
+static void bn_act_fwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const BnJob *j = arg;
+    double count = (double)j->n * (double)j->hw;
+    for (int64_t c = b; c < e; c++) {
+        double s[SUM_LANES] = {0}, q[SUM_LANES] = {0};
+        double k = j->x[(size_t)c * j->hw];
+        if (j->train) {
+            double m, v;
+            channel_stats(j, c, &m, &v);
+            j->mean[c] = (float)m;
+            j->invstd[c] = (float)(1.0 / sqrt(v + j->eps));
+            if (j->rm) {
+                j->rm[c] = (float)((1.0 - j->momentum) * j->rm[c] + j->momentum * m);
+                j->rv[c] = (float)((1.0 - j->momentum) * j->rv[c] + j->momentum * v * count / (count - 1));
+            }
+        } else {
+            j->mean[c] = j->crm[c];
+            j->invstd[c] = (float)(1.0 / sqrt((double)j->crv[c] + j->eps));
+        }
+        int stat = !j->train && j->stat;
+        affine_act_channel(j, c, k, stat ? s : NULL, q);
+        if (stat) { /* as stat_task */
+            double mm, v;
+            stats_of_lanes(s, q, k, count, &mm, &v);
+            j->stat[c] = (float)(mm - j->crm[c]);
+            j->stat[j->c + c] = (float)(v - j->crv[c]);
+            j->stat[2 * j->c + c] = (float)mm;
+        }
+    }
+}
+
+static void bn_act_fwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw, float eps,
+                       float momentum, const float *x, const float *r, const float *w,
+                       const float *b, float *rm, float *rv, float *y, float *mean, float *invstd,
+                       float *stat_loss, float *stat_save)
+{
+    BnJob j = {.act = act, .r = r, .train = train, .n = n, .c = c, .hw = hw, .eps = eps,
+               .momentum = momentum, .x = x, .w = w, .b = b, .y = y, .mean = mean,
+               .invstd = invstd, .rm = train ? rm : NULL, .rv = train ? rv : NULL, .crm = rm,
+               .crv = rv, .stat = train ? NULL : stat_save};
+    cpu_for(be, c, 2, bn_act_fwd_task, &j);
+    if (j.stat) stat_norms(c, stat_save, stat_loss);
+}
+
+/* One plane run of the backward from dz = act's mask of g (dy): dr += dz (residual: dr not
+ * NULL); dx = eval k dz, train k (dz - a - (x - m) is q), written over g (inplace) or added to
+ * dx (dx not NULL); then (has_s) the statistics loss's dx += km + kv (x - ms), as a second add.
+ * Called with constant flags, so each use is its own branch-free loop; blocks of 8 over restrict
+ * pointers vectorise. */
+typedef struct {
+    float k, a, m, is, q; /* the BN's */
+    float km, kv, ms;     /* the statistics loss's */
+} DzCoef;
+
+static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int train, int inplace,
+                                                            int has_dx, int has_r, int has_s,
+                                                            int64_t n, const float *restrict x,
+                                                            const float *restrict y,
+                                                            float *restrict g, float *restrict dx,
+                                                            float *restrict dr, DzCoef f)
+{
+#define DZ_DX_ONE(i)                                                                   \
+    do {                                                                               \
+        float dz = act_passes(act, y[i]) ? g[i] : 0.0f;                                \
+        if (has_r) dr[i] += dz;                                                        \
+        float v = train ? f.k * (dz - f.a - (x[i] - f.m) * f.is * f.q) : f.k * dz;     \
+        if (inplace) v = has_s ? v + (f.km + f.kv * (x[i] - f.ms)) : v;                \
+        if (inplace) g[i] = v;                                                         \
+        else if (has_dx && has_s) dx[i] = (dx[i] + v) + (f.km + f.kv * (x[i] - f.ms)); \
+        else if (has_dx) dx[i] += v;                                                   \
+    } while (0)
+    int64_t i = 0;
+    for (; i + VBLOCK <= n; i += VBLOCK)
+        for (int l = 0; l < VBLOCK; l++) DZ_DX_ONE(i + l);
+    for (; i < n; i++) DZ_DX_ONE(i);
+#undef DZ_DX_ONE
+}
+
+/* dz = act's mask of dy; bwd_task's sums and dx of dz, and the residual's dr += dz. */static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob *j, int64_t c,
+                                                                     NnAct act)
+{
+    double count = (double)j->n * (double)j->hw;
+    float m = j->mean[c], is = j->invstd[c], w = j->w ? j->w[c] : 1.0f;
+    double sdy = 0, sdyx = 0;
+    if (j->dw || j->db || j->train) {
+        double s[SUM_LANES] = {0}, sx[SUM_LANES] = {0};
+        for (int n = 0; n < j->n; n++) {
+            size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+            const float *x = j->x + off, *dy = j->dy + off, *y = j->y + off;
+            int64_t i = 0;
+            for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
+                for (int l = 0; l < SUM_LANES; l++) {
+                    float dz = act_passes(act, y[i + l]) ? dy[i + l] : 0.0f;
+                    s[l] += dz;
+                    sx[l] += (double)dz * ((x[i + l] - m) * is);
+                }
+            for (; i < j->hw; i++) {
+                float dz = act_passes(act, y[i]) ? dy[i] : 0.0f;
+                s[0] += dz;
+                sx[0] += (double)dz * ((x[i] - m) * is);
+            }
+        }
+        sdy = lanes_total(s), sdyx = lanes_total(sx);
+    }
+    if (j->dw) j->dw[c] += (float)sdyx;
+    if (j->db) j->db[c] += (float)sdy;
+    if (!j->dx && !j->dr) return;
+    DzCoef f = {.k = w * is, .a = (float)(sdy / count), .m = m, .is = is, .q = (float)(sdyx / count)};
+    int hs = j->save != NULL;
+    if (hs) stat_coefs(j, c, &f.km, &f.kv, &f.ms);
+    for (int n = 0; n < j->n; n++) {
+        size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+        const float *x = j->x + off, *y = j->y + off;
+        float *g = (float *)j->dy + off, *dx = j->dx ? j->dx + off : NULL, *dr = j->dr ? j->dr + off : NULL;
+        int64_t hw = j->hw;
+        int hr = dr != NULL;
+        /* (train, in place, dx, dr, statistics): the cases that occur, each with constant flags
+         * (statistics: eval mode only) */
+#define RUN(T, I, X, R, S) dz_dx_run(act, T, I, X, R, S, hw, x, y, g, dx, dr, f)
+        if (!dx) RUN(0, 0, 0, 1, 0);
+        else if (j->train && j->inplace) hr ? RUN(1, 1, 1, 1, 0) : RUN(1, 1, 1, 0, 0);
+        else if (j->train) hr ? RUN(1, 0, 1, 1, 0) : RUN(1, 0, 1, 0, 0);
+        else if (j->inplace && hs) hr ? RUN(0, 1, 1, 1, 1) : RUN(0, 1, 1, 0, 1);
+        else if (j->inplace) hr ? RUN(0, 1, 1, 1, 0) : RUN(0, 1, 1, 0, 0);
+        else if (hs) hr ? RUN(0, 0, 1, 1, 1) : RUN(0, 0, 1, 0, 1);
+        else hr ? RUN(0, 0, 1, 1, 0) : RUN(0, 0, 1, 0, 0);
+#undef RUN
+    }
+}
+
+static void bn_act_bwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const BnJob *j = arg;
+    for (int64_t c = b; c < e; c++) {
+        if (j->act == NN_ACT_RELU6) bn_act_bwd_channel(j, c, NN_ACT_RELU6);
+        else bn_act_bwd_channel(j, c, NN_ACT_RELU);
+    }
+}
+
+static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw,
+                       const float *x, const float *y, const float *w, const float *mean,
+                       const float *invstd, const float *dy, float *dx, float *dr, float *dw,
+                       float *db, const float *stat_save, const float *stat_dloss)
+{
+    BnJob j = {.act = act, .dr = dr, .save = stat_save, .g = stat_save ? stat_dloss[0] : 0.0f,
+               .train = train, .n = n, .c = c, .hw = hw, .x = x, .y = (float *)y,
+               .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db, .mean = (float *)mean,
+               .invstd = (float *)invstd, .inplace = dx && dx == dy};
+    cpu_for(be, c, 2, bn_act_bwd_task, &j);
+}
+
 void cpu_norm_init(NnBackend *be)
 {
     be->bn_fwd_train = bn_fwd_train;
@@ -282,4 +522,6 @@ void cpu_norm_init(NnBackend *be)
     be->bn_bwd_inplace = bn_bwd_inplace;
     be->bn_stat_fwd = bn_stat_fwd;
     be->bn_stat_bwd = bn_stat_bwd;
+    be->bn_act_fwd = bn_act_fwd;
+    be->bn_act_bwd = bn_act_bwd;
 }

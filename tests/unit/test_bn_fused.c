@@ -1,0 +1,136 @@
+/* test_bn_fused.c - the fused batchnorm + activation ops (nn_batchnorm_relu, _relu6, _add_relu)
+ * against the separate ops they replace (nn_batchnorm, nn_add, nn_relu / nn_relu6, each checked
+ * by finite differences in test_nn_grad): output, statistics loss, running statistics and every
+ * gradient must be the same bits. Cases: train and eval mode; with and without statistics
+ * collection; the in-place backward (x's gradient fresh) and the accumulating one (x also feeds
+ * a later op); planes of 25 (vector blocks plus a tail) and 64 values; 1 and 2 threads; an input
+ * with no gradient (the weights' gradients alone).
+ */
+#include "libcommon/base/base.h"
+#include "libcommon/nn/nn.h"
+#include "tests/unit/check.h"
+
+#include <string.h>
+
+enum { ACT_RELU, ACT_RELU6, ACT_ADD_RELU };
+static const char *ACT_NAME[] = {"relu", "relu6", "add_relu"};
+
+#define N 3
+#define C 4
+#define MAXHW 64
+
+typedef struct {
+    float x[N * C * MAXHW], r[N * C * MAXHW], w[C], b[C], rm[C], rv[C], proj[N * C * MAXHW],
+        proj2[N * C * MAXHW];
+} Inputs;
+
+typedef struct {
+    float y[N * C * MAXHW], dx[N * C * MAXHW], dr[N * C * MAXHW], dw[C], db[C], rm[C], rv[C];
+    float loss;
+} Result;
+
+static NnVar *var(Nn *nn, const float *data, int ndim, const int64_t *shape, int grad)
+{
+    Tensor t = {0};
+    t.dtype = DD_F32;
+    t.device = DD_CPU;
+    t.ndim = ndim;
+    memcpy(t.shape, shape, (size_t)ndim * sizeof *shape);
+    t.data = (void *)data;
+    return nn_input(nn, &t, grad);
+}
+
+/* One forward and backward; fused selects the op under test or the separate ops. */
+static void run(Nn *nn, const Inputs *in, int hs, int train, int act, int collect, int shared,
+                int xgrad, int fused, Result *out)
+{
+    int64_t xs[4] = {N, C, hs, hs}, cs[1] = {C};
+    nn_reset(nn);
+    NnVar *xin = var(nn, in->x, 4, xs, xgrad), *r = var(nn, in->r, 4, xs, 1);
+    NnVar *w = var(nn, in->w, 1, cs, 1), *b = var(nn, in->b, 1, cs, 1);
+    NnVar *rm = var(nn, in->rm, 1, cs, 0), *rv = var(nn, in->rv, 1, cs, 0);
+    /* an arena var, so that the in-place backward can take its gradient */
+    NnVar *x = nn_scale(nn, xin, 1.5f);
+    nn_bn_collect(nn, collect);
+    NnVar *y;
+    if (fused && act == ACT_RELU) y = nn_batchnorm_relu(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f);
+    else if (fused && act == ACT_RELU6) y = nn_batchnorm_relu6(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f);
+    else if (fused) y = nn_batchnorm_add_relu(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f, r, -1);
+    else {
+        y = nn_batchnorm(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f);
+        if (act == ACT_ADD_RELU) y = nn_add(nn, y, r);
+        y = act == ACT_RELU6 ? nn_relu6(nn, y) : nn_relu(nn, y);
+    }
+    NnVar *stat = collect && nn_bn_stat_count(nn) ? nn_bn_stat(nn, 0) : NULL;
+    nn_bn_collect(nn, 0);
+    NnVar *loss = nn_sum(nn, nn_mul(nn, y, var(nn, in->proj, 4, xs, 0)));
+    /* x feeds a later op too: its gradient exists when the BN's backward runs (accumulate) */
+    if (shared) loss = nn_add(nn, loss, nn_sum(nn, nn_mul(nn, x, var(nn, in->proj2, 4, xs, 0))));
+    if (stat) loss = nn_add(nn, loss, nn_scale(nn, stat, 0.7f));
+    nn_backward(nn, loss);
+    nn_var_download(nn, y, out->y);
+    nn_var_download(nn, loss, &out->loss);
+    nn_var_download(nn, rm, out->rm);
+    nn_var_download(nn, rv, out->rv);
+    memset(out->dx, 0, sizeof out->dx);
+    if (xgrad) nn_grad_download(nn, xin, out->dx);
+    nn_grad_download(nn, r, out->dr);
+    nn_grad_download(nn, w, out->dw);
+    nn_grad_download(nn, b, out->db);
+}
+
+static int same(const float *a, const float *b, int64_t n) { return memcmp(a, b, (size_t)n * sizeof *a) == 0; }
+
+int main(void)
+{
+    Inputs in;
+    static Result f, s;
+    DdRng rng;
+    dd_rng_init(&rng, 7, 1, 0);
+    for (int i = 0; i < N * C * MAXHW; i++) {
+        in.x[i] = (float)(4 * dd_rng_uniform(&rng) - 2);
+        in.r[i] = (float)(2 * dd_rng_uniform(&rng) - 1);
+        in.proj[i] = (float)(2 * dd_rng_uniform(&rng) - 1);
+        in.proj2[i] = (float)(2 * dd_rng_uniform(&rng) - 1);
+    }
+    for (int c = 0; c < C; c++) {
+        in.w[c] = (float)(2 * dd_rng_uniform(&rng) - 1) * 3; /* |z| up to ~6: ReLU6 clips */
+        in.b[c] = (float)(dd_rng_uniform(&rng) - 0.5);
+        in.rm[c] = (float)(dd_rng_uniform(&rng) - 0.5);
+        in.rv[c] = (float)(0.5 + dd_rng_uniform(&rng));
+    }
+    int ncases = 0, zeros = 0, sixes = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        Nn *nn = nn_new(DD_CPU, threads);
+        CHECK(nn != NULL);
+        for (int hs = 5; hs <= 8; hs += 3)
+            for (int train = 0; train <= 1; train++)
+                for (int act = 0; act < 3; act++)
+                    for (int collect = 0; collect <= 1; collect++)
+                        for (int shared = 0; shared <= 1; shared++)
+                            for (int xgrad = 0; xgrad <= 1; xgrad++) {
+                                if (!xgrad && shared) continue;
+                                int64_t n = (int64_t)N * C * hs * hs;
+                                run(nn, &in, hs, train, act, collect, shared, xgrad, 1, &f);
+                                run(nn, &in, hs, train, act, collect, shared, xgrad, 0, &s);
+                                for (int64_t i = 0; i < n; i++) {
+                                    zeros += f.y[i] == 0.0f;
+                                    sixes += act == ACT_RELU6 && f.y[i] == 6.0f;
+                                }
+                                int ok = same(f.y, s.y, n) && f.loss == s.loss && same(f.dx, s.dx, n) &&
+                                         same(f.dw, s.dw, C) && same(f.db, s.db, C) &&
+                                         same(f.rm, s.rm, C) && same(f.rv, s.rv, C) &&
+                                         (act != ACT_ADD_RELU || same(f.dr, s.dr, n));
+                                CHECK_MSG(ok, "threads %d %dx%d %s %s collect %d shared %d xgrad %d: "
+                                          "fused differs (loss %.9g vs %.9g)", threads, hs, hs,
+                                          train ? "train" : "eval", ACT_NAME[act], collect, shared,
+                                          xgrad, f.loss, s.loss);
+                                ncases++;
+                            }
+        nn_free(nn);
+    }
+    /* the cases exercise the masks: outputs at 0, and at 6 for ReLU6 */
+    fprintf(stderr, "%d cases, %d outputs at 0, %d at 6\n", ncases, zeros, sixes);
+    CHECK(zeros > 0 && sixes > 0);
+    return check_done("test_bn_fused");
+}

@@ -109,31 +109,31 @@ static void scale_inplace_run(int64_t n, float *g, float k)
     for (; i < n; i++) g[i] *= k;
 }
 
-static void fwd_train_task(void *arg, int64_t b, int64_t e, int tid)
+/* mean[c] and invstd[c]: train mode from the batch (running stats updated where rm is set),
+ * eval mode from the running stats (crm, crv). */
+static void channel_norm(const BnJob *j, int64_t c)
 {
-    (void)tid;
-    const BnJob *j = arg;
-    double count = (double)j->n * (double)j->hw;
-    for (int64_t c = b; c < e; c++) {
-        double m, v;
-        channel_stats(j, c, &m, &v);
-        j->mean[c] = (float)m;
-        j->invstd[c] = (float)(1.0 / sqrt(v + j->eps));
-        if (j->rm) {
-            j->rm[c] = (float)((1.0 - j->momentum) * j->rm[c] + j->momentum * m);
-            j->rv[c] = (float)((1.0 - j->momentum) * j->rv[c] + j->momentum * v * count / (count - 1));
-        }
-        channel_affine(j, c);
+    if (!j->train) {
+        j->mean[c] = j->crm[c];
+        j->invstd[c] = (float)(1.0 / sqrt((double)j->crv[c] + j->eps));
+        return;
+    }
+    double count = (double)j->n * (double)j->hw, m, v;
+    channel_stats(j, c, &m, &v);
+    j->mean[c] = (float)m;
+    j->invstd[c] = (float)(1.0 / sqrt(v + j->eps));
+    if (j->rm) {
+        j->rm[c] = (float)((1.0 - j->momentum) * j->rm[c] + j->momentum * m);
+        j->rv[c] = (float)((1.0 - j->momentum) * j->rv[c] + j->momentum * v * count / (count - 1));
     }
 }
 
-static void fwd_eval_task(void *arg, int64_t b, int64_t e, int tid)
+static void fwd_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
     const BnJob *j = arg;
     for (int64_t c = b; c < e; c++) {
-        j->mean[c] = j->crm[c];
-        j->invstd[c] = (float)(1.0 / sqrt((double)j->crv[c] + j->eps));
+        channel_norm(j, c);
         channel_affine(j, c);
     }
 }
@@ -190,9 +190,9 @@ static void bn_fwd_train(NnBackend *be, int n, int c, int64_t hw, float eps, flo
                          const float *x, const float *w, const float *b, float *y, float *mean,
                          float *invstd, float *rm, float *rv)
 {
-    BnJob j = {.n = n, .c = c, .hw = hw, .eps = eps, .momentum = momentum, .x = x, .w = w, .b = b,
-               .y = y, .mean = mean, .invstd = invstd, .rm = rm, .rv = rv};
-    cpu_for(be, c, 2, fwd_train_task, &j);
+    BnJob j = {.train = 1, .n = n, .c = c, .hw = hw, .eps = eps, .momentum = momentum, .x = x,
+               .w = w, .b = b, .y = y, .mean = mean, .invstd = invstd, .rm = rm, .rv = rv};
+    cpu_for(be, c, 2, fwd_task, &j);
 }
 
 static void bn_fwd_eval(NnBackend *be, int n, int c, int64_t hw, float eps, const float *x,
@@ -201,7 +201,7 @@ static void bn_fwd_eval(NnBackend *be, int n, int c, int64_t hw, float eps, cons
 {
     BnJob j = {.n = n, .c = c, .hw = hw, .eps = eps, .x = x, .w = w, .b = b, .crm = rm, .crv = rv,
                .y = y, .mean = mean, .invstd = invstd};
-    cpu_for(be, c, 2, fwd_eval_task, &j);
+    cpu_for(be, c, 2, fwd_task, &j);
 }
 
 static void bn_bwd(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
@@ -368,19 +368,7 @@ static void bn_act_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     for (int64_t c = b; c < e; c++) {
         double s[SUM_LANES] = {0}, q[SUM_LANES] = {0};
         double k = j->x[(size_t)c * j->hw];
-        if (j->train) {
-            double m, v;
-            channel_stats(j, c, &m, &v);
-            j->mean[c] = (float)m;
-            j->invstd[c] = (float)(1.0 / sqrt(v + j->eps));
-            if (j->rm) {
-                j->rm[c] = (float)((1.0 - j->momentum) * j->rm[c] + j->momentum * m);
-                j->rv[c] = (float)((1.0 - j->momentum) * j->rv[c] + j->momentum * v * count / (count - 1));
-            }
-        } else {
-            j->mean[c] = j->crm[c];
-            j->invstd[c] = (float)(1.0 / sqrt((double)j->crv[c] + j->eps));
-        }
+        channel_norm(j, c);
         int stat = !j->train && j->stat;
         affine_act_channel(j, c, k, stat ? s : NULL, q);
         if (stat) { /* as stat_task */

@@ -428,7 +428,8 @@ static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int train
 #undef DZ_DX_ONE
 }
 
-/* dz = act's mask of dy; bwd_task's sums and dx of dz, and the residual's dr += dz. */static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob *j, int64_t c,
+/* dz = act's mask of dy; bwd_task's sums and dx of dz, and the residual's dr += dz. */
+static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob *j, int64_t c,
                                                                      NnAct act)
 {
     double count = (double)j->n * (double)j->hw;

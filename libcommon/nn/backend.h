@@ -46,6 +46,8 @@ typedef struct {
 } NnBroadcast;
 
 typedef enum { NN_ACT_RELU, NN_ACT_RELU6, NN_ACT_SILU, NN_ACT_SIGMOID, NN_ACT_HARDSWISH } NnAct;
+/* No activation: for the bn_act slots only (the act slots never see it). */
+#define NN_BN_NO_ACT ((NnAct)-1)
 typedef enum { NN_BIN_ADD, NN_BIN_MUL } NnBinary;
 
 typedef struct NnBackend NnBackend;
@@ -147,8 +149,9 @@ struct NnBackend {
                         const float *rv, float *loss, float *save);
     void (*bn_stat_bwd)(NnBackend *be, int n, int c, int64_t hw, const float *x, const float *save,
                         const float *dloss, float *dx);
-    /* Optional (NULL: the front-end runs bn_fwd_*, add and act_fwd): y = act(batchnorm(x) + r)
-     * in one pass, r (x's shape) or NULL for none, act NN_ACT_RELU or NN_ACT_RELU6; train = 1
+    /* Optional (NULL: the front-end runs bn_fwd_*, bn_stat_fwd, add and act_fwd):
+     * y = act(batchnorm(x) + r) in one pass, r (x's shape) or NULL for none, act NN_ACT_RELU,
+     * NN_ACT_RELU6 or NN_BN_NO_ACT (then r is NULL); train = 1
      * as bn_fwd_train (rm/rv updated when non-NULL), 0 as bn_fwd_eval (rm/rv read). stat_save:
      * NULL, or (eval only) bn_stat_fwd's loss and save of x, from the same pass. */
     void (*bn_act_fwd)(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw, float eps,

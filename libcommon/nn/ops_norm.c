@@ -90,15 +90,15 @@ int nn_bn_stat_reserve(Nn *nn)
 
 /* ---- batchnorm ---- */
 
-/* iarg: training, n, c, h, w, and the fused activation (BN_ACT_NONE or an NnAct). */
-#define BN_ACT_NONE (-1)
+/* iarg: training, n, c, h, w, whether the backend's bn_act kernels ran (1) or bn_fwd_* (0), and
+ * the activation (an NnAct, or NN_BN_NO_ACT). */
 
 static void bn_backward(Nn *nn, const NnEntry *e)
 {
     NnVar *x = e->in[0], *w = e->in[1], *b = e->in[2];
     float *dw = nn_grad_of(nn, w), *db = nn_grad_of(nn, b), *g;
     int64_t hw = (int64_t)e->iarg[3] * e->iarg[4];
-    if (e->iarg[5] != BN_ACT_NONE) {
+    if (e->iarg[5]) {
         /* the statistics loss of x computed in the forward pass (save[2]: its var, save[1]: its
          * save): its gradient is final here (its consumers were recorded after this entry), so
          * its backward joins this pass, and its own entry is skipped (no output gradient) */
@@ -111,7 +111,7 @@ static void bn_backward(Nn *nn, const NnEntry *e)
         float *dr = e->nin > 3 ? nn_grad_of(nn, e->in[3]) : NULL;
         float *mean = e->save[0];
         g = nn_grad_take(nn, e, x);
-        nn->be->bn_act_bwd(nn->be, (NnAct)e->iarg[5], e->iarg[0], e->iarg[1], e->iarg[2], hw,
+        nn->be->bn_act_bwd(nn->be, (NnAct)e->iarg[6], e->iarg[0], e->iarg[1], e->iarg[2], hw,
                            nn_f(x), nn_f(e->out), w ? nn_f(w) : NULL, mean, mean + e->iarg[2],
                            g ? g : nn_dout(e), g ? g : nn_grad_of(nn, x), dr, dw, db, stat_save,
                            stat_dloss);
@@ -132,11 +132,11 @@ static void bn_backward(Nn *nn, const NnEntry *e)
                    e->save[0], e->save[1], nn_dout(e), dx, dw, db);
 }
 
-/* batchnorm, plus r where r is not NULL, then act (BN_ACT_NONE: none, and r NULL); one op where
- * the backend has bn_act. */
+/* batchnorm, plus r where r is not NULL, then act (NN_BN_NO_ACT: none, and r NULL); one op, one
+ * pass each way, where the backend has bn_act; else the separate ops. */
 static NnVar *batchnorm_act(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,
                             NnVar *running_var, int training, int update_running, float momentum,
-                            float eps, NnVar *r, int act, int slot)
+                            float eps, NnVar *r, NnAct act, int slot)
 {
     int n;
     int64_t hw;
@@ -155,7 +155,7 @@ static NnVar *batchnorm_act(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar 
             nn_check(r->v.shape[i] == x->v.shape[i], "batchnorm", "residual's dim %d is %lld, not %lld",
                      i, (long long)r->v.shape[i], (long long)x->v.shape[i]);
     }
-    int fused = act != BN_ACT_NONE && nn->be->bn_act_fwd && nn->be->bn_act_bwd;
+    int fused = nn->be->bn_act_fwd && nn->be->bn_act_bwd;
     NnVar *y = nn_new_var(nn, x->v.ndim, x->v.shape);
     float *mean = nn_dev_alloc(nn, 2 * (size_t)c * sizeof(float), 0), *invstd = mean + c;
     const float *w = weight ? nn_f(weight) : NULL, *b = bias ? nn_f(bias) : NULL;
@@ -164,14 +164,14 @@ static NnVar *batchnorm_act(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar 
     float *stat_save = NULL;
     if (fused) {
         /* eval mode: the statistics loss of x from the same pass */
-        float *save = stat_save = collect && !training ? bn_stat_save_alloc(nn, c) : NULL;
-        if (save) stat = nn_new_var(nn, 0, NULL);
+        stat_save = collect && !training ? bn_stat_save_alloc(nn, c) : NULL;
+        if (stat_save) stat = nn_new_var(nn, 0, NULL);
         int upd = training && update_running && running_mean && running_var;
-        nn->be->bn_act_fwd(nn->be, (NnAct)act, training != 0, n, c, hw, eps, momentum, nn_f(x),
+        nn->be->bn_act_fwd(nn->be, act, training != 0, n, c, hw, eps, momentum, nn_f(x),
                            r ? nn_f(r) : NULL, w, b, upd || !training ? nn_f(running_mean) : NULL,
                            upd || !training ? nn_f(running_var) : NULL, nn_f(y), mean, invstd,
-                           save ? nn_f(stat) : NULL, save);
-        if (save) bn_stat_record(nn, x, stat, save, n, c);
+                           stat ? nn_f(stat) : NULL, stat_save);
+        if (stat) bn_stat_record(nn, x, stat, stat_save, n, c);
     } else if (training) {
         int upd = update_running && running_mean && running_var;
         NN_BE(nn, bn_fwd_train);
@@ -192,12 +192,13 @@ static NnVar *batchnorm_act(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar 
         e->iarg[2] = c;
         e->iarg[3] = x->v.ndim == 4 ? (int)x->v.shape[2] : 1;
         e->iarg[4] = x->v.ndim == 4 ? (int)x->v.shape[3] : 1;
-        e->iarg[5] = fused ? act : BN_ACT_NONE;
+        e->iarg[5] = fused;
+        e->iarg[6] = act;
         e->save[0] = mean; /* invstd follows it */
         e->save[1] = fused ? stat_save : invstd;
         e->save[2] = fused ? stat : NULL;
     }
-    if (act == BN_ACT_NONE || fused) return y;
+    if (act == NN_BN_NO_ACT || fused) return y;
     if (r) y = nn_add(nn, y, r);
     return act == NN_ACT_RELU6 ? nn_relu6(nn, y) : nn_relu(nn, y);
 }
@@ -206,7 +207,7 @@ NnVar *nn_batchnorm(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running
                     NnVar *running_var, int training, int update_running, float momentum, float eps)
 {
     return batchnorm_act(nn, x, weight, bias, running_mean, running_var, training, update_running,
-                         momentum, eps, NULL, BN_ACT_NONE, -1);
+                         momentum, eps, NULL, NN_BN_NO_ACT, -1);
 }
 
 NnVar *nn_batchnorm_relu(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar *running_mean,

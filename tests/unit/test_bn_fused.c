@@ -1,10 +1,13 @@
-/* test_bn_fused.c - the fused batchnorm + activation ops (nn_batchnorm_relu, _relu6, _add_relu)
- * against the separate ops they replace (nn_batchnorm, nn_add, nn_relu / nn_relu6, each checked
- * by finite differences in test_nn_grad): output, statistics loss, running statistics and every
+/* test_bn_fused.c - the one-pass batchnorm ops (nn_batchnorm, and with an activation
+ * nn_batchnorm_relu, _relu6, _add_relu) against the separate ops they replace (nn_batchnorm
+ * without statistics collection, nn_bn_stat_loss, nn_add, nn_relu / nn_relu6, each checked by
+ * finite differences in test_nn_grad): output, statistics loss, running statistics and every
  * gradient must be the same bits. Cases: train and eval mode; with and without statistics
- * collection; the in-place backward (x's gradient fresh) and the accumulating one (x also feeds
- * a later op); planes of 25 (vector blocks plus a tail) and 64 values; 1 and 2 threads; an input
- * with no gradient (the weights' gradients alone).
+ * collection (in eval mode the one-pass ops compute the statistics loss and its gradient in
+ * their own passes; the reference calls nn_bn_stat_loss, whose kernels are separate); the
+ * in-place backward (x's gradient fresh) and the accumulating one (x also feeds a later op);
+ * planes of 25 (vector blocks plus a tail) and 64 values; 1 and 2 threads; an input with no
+ * gradient (the weights' gradients alone).
  */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/nn.h"
@@ -12,8 +15,8 @@
 
 #include <string.h>
 
-enum { ACT_RELU, ACT_RELU6, ACT_ADD_RELU };
-static const char *ACT_NAME[] = {"relu", "relu6", "add_relu"};
+enum { ACT_NONE, ACT_RELU, ACT_RELU6, ACT_ADD_RELU, NACT };
+static const char *ACT_NAME[] = {"none", "relu", "relu6", "add_relu"};
 
 #define N 3
 #define C 4
@@ -51,18 +54,27 @@ static void run(Nn *nn, const Inputs *in, int hs, int train, int act, int collec
     NnVar *rm = var(nn, in->rm, 1, cs, 0), *rv = var(nn, in->rv, 1, cs, 0);
     /* an arena var, so that the in-place backward can take its gradient */
     NnVar *x = nn_scale(nn, xin, 1.5f);
-    nn_bn_collect(nn, collect);
-    NnVar *y;
-    if (fused && act == ACT_RELU) y = nn_batchnorm_relu(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f);
-    else if (fused && act == ACT_RELU6) y = nn_batchnorm_relu6(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f);
-    else if (fused) y = nn_batchnorm_add_relu(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f, r, -1);
-    else {
+    NnVar *y, *stat = NULL;
+    if (fused) {
+        nn_bn_collect(nn, collect);
+        if (act == ACT_NONE) y = nn_batchnorm(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f);
+        else if (act == ACT_RELU) y = nn_batchnorm_relu(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f);
+        else if (act == ACT_RELU6) y = nn_batchnorm_relu6(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f);
+        else y = nn_batchnorm_add_relu(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f, r, -1);
+        stat = collect ? nn_bn_stat(nn, 0) : NULL;
+        nn_bn_collect(nn, 0);
+    } else {
+        /* eval mode: the statistics loss by its own op, on the tape before the BN (as the BN's
+         * is); train mode: the BN collects it (by that same op: only eval mode fuses it) */
+        if (collect && !train) stat = nn_bn_stat_loss(nn, x, rm, rv);
+        nn_bn_collect(nn, collect && train);
         y = nn_batchnorm(nn, x, w, b, rm, rv, train, 1, 0.1f, 1e-5f);
+        if (collect && train) stat = nn_bn_stat(nn, 0);
+        nn_bn_collect(nn, 0);
         if (act == ACT_ADD_RELU) y = nn_add(nn, y, r);
-        y = act == ACT_RELU6 ? nn_relu6(nn, y) : nn_relu(nn, y);
+        if (act == ACT_RELU6) y = nn_relu6(nn, y);
+        else if (act != ACT_NONE) y = nn_relu(nn, y);
     }
-    NnVar *stat = collect && nn_bn_stat_count(nn) ? nn_bn_stat(nn, 0) : NULL;
-    nn_bn_collect(nn, 0);
     NnVar *loss = nn_sum(nn, nn_mul(nn, y, var(nn, in->proj, 4, xs, 0)));
     /* x feeds a later op too: its gradient exists when the BN's backward runs (accumulate) */
     if (shared) loss = nn_add(nn, loss, nn_sum(nn, nn_mul(nn, x, var(nn, in->proj2, 4, xs, 0))));
@@ -105,7 +117,7 @@ int main(void)
         CHECK(nn != NULL);
         for (int hs = 5; hs <= 8; hs += 3)
             for (int train = 0; train <= 1; train++)
-                for (int act = 0; act < 3; act++)
+                for (int act = 0; act < NACT; act++)
                     for (int collect = 0; collect <= 1; collect++)
                         for (int shared = 0; shared <= 1; shared++)
                             for (int xgrad = 0; xgrad <= 1; xgrad++) {
@@ -114,7 +126,7 @@ int main(void)
                                 run(nn, &in, hs, train, act, collect, shared, xgrad, 1, &f);
                                 run(nn, &in, hs, train, act, collect, shared, xgrad, 0, &s);
                                 for (int64_t i = 0; i < n; i++) {
-                                    zeros += f.y[i] == 0.0f;
+                                    zeros += act != ACT_NONE && f.y[i] == 0.0f;
                                     sixes += act == ACT_RELU6 && f.y[i] == 6.0f;
                                 }
                                 int ok = same(f.y, s.y, n) && f.loss == s.loss && same(f.dx, s.dx, n) &&

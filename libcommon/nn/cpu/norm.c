@@ -13,10 +13,10 @@ typedef struct {
     const float *crm, *crv;
     float g;                       /* bn_stat backward: dloss */
     int train, inplace;            /* inplace: dx == dy, written (=) rather than accumulated */
-    NnAct act;                     /* bn_act: NN_ACT_RELU or NN_ACT_RELU6 */
+    NnAct act;                     /* NN_ACT_RELU, NN_ACT_RELU6 or NN_BN_NO_ACT */
     const float *r;                /* bn_act: the residual added before act, or NULL */
     float *dr;                     /* ... and its gradient (+=), or NULL */
-    float *stat;                   /* bn_act eval: bn_stat_fwd's save of x, or NULL */
+    float *stat;                   /* eval forward: bn_stat_fwd's save of x, or NULL */
 } BnJob;
 
 /* Lanes of the per-channel sums: independent accumulators (a latency chain of double adds per
@@ -70,45 +70,6 @@ static void channel_stats(const BnJob *j, int64_t c, double *mean, double *var)
  * (its cheap cost model leaves loops of unknown trip count scalar). */
 #define VBLOCK 8
 
-/* y = (x - m) * is * w + b over one plane run. */
-static void affine_run(int64_t n, const float *restrict x, float *restrict y, float m, float is,
-                       float w, float b)
-{
-    int64_t i = 0;
-    for (; i + VBLOCK <= n; i += VBLOCK)
-        for (int k = 0; k < VBLOCK; k++) y[i + k] = (x[i + k] - m) * is * w + b;
-    for (; i < n; i++) y[i] = (x[i] - m) * is * w + b;
-}
-
-/* y = (x - mean) * invstd * w + b for channel c. */
-static void channel_affine(const BnJob *j, int64_t c)
-{
-    float w = j->w ? j->w[c] : 1.0f, b = j->b ? j->b[c] : 0.0f;
-    float m = j->mean[c], is = j->invstd[c];
-    for (int n = 0; n < j->n; n++) {
-        size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-        affine_run(j->hw, j->x + off, j->y + off, m, is, w, b);
-    }
-}
-
-/* dx += k dy (dx is not dy). */
-static void scale_acc_run(int64_t n, const float *restrict dy, float *restrict dx, float k)
-{
-    int64_t i = 0;
-    for (; i + VBLOCK <= n; i += VBLOCK)
-        for (int l = 0; l < VBLOCK; l++) dx[i + l] += k * dy[i + l];
-    for (; i < n; i++) dx[i] += k * dy[i];
-}
-
-/* g = k g in place. */
-static void scale_inplace_run(int64_t n, float *g, float k)
-{
-    int64_t i = 0;
-    for (; i + VBLOCK <= n; i += VBLOCK)
-        for (int l = 0; l < VBLOCK; l++) g[i + l] *= k;
-    for (; i < n; i++) g[i] *= k;
-}
-
 /* mean[c] and invstd[c]: train mode from the batch (running stats updated where rm is set),
  * eval mode from the running stats (crm, crv). */
 static void channel_norm(const BnJob *j, int64_t c)
@@ -126,100 +87,6 @@ static void channel_norm(const BnJob *j, int64_t c)
         j->rm[c] = (float)((1.0 - j->momentum) * j->rm[c] + j->momentum * m);
         j->rv[c] = (float)((1.0 - j->momentum) * j->rv[c] + j->momentum * v * count / (count - 1));
     }
-}
-
-static void fwd_task(void *arg, int64_t b, int64_t e, int tid)
-{
-    (void)tid;
-    const BnJob *j = arg;
-    for (int64_t c = b; c < e; c++) {
-        channel_norm(j, c);
-        channel_affine(j, c);
-    }
-}
-
-static void bwd_task(void *arg, int64_t b, int64_t e, int tid)
-{
-    (void)tid;
-    const BnJob *j = arg;
-    double count = (double)j->n * (double)j->hw;
-    for (int64_t c = b; c < e; c++) {
-        float m = j->mean[c], is = j->invstd[c], w = j->w ? j->w[c] : 1.0f;
-        double sdy = 0, sdyx = 0;
-        /* the sums feed dw, db and train mode's dx; eval mode with a frozen BN (recover) needs none */
-        if (j->dw || j->db || j->train) {
-            double s[SUM_LANES] = {0}, sx[SUM_LANES] = {0};
-            for (int n = 0; n < j->n; n++) {
-                size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-                const float *x = j->x + off, *dy = j->dy + off;
-                int64_t i = 0;
-                for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
-                    for (int l = 0; l < SUM_LANES; l++) {
-                        s[l] += dy[i + l];
-                        sx[l] += (double)dy[i + l] * ((x[i + l] - m) * is);
-                    }
-                for (; i < j->hw; i++) {
-                    s[0] += dy[i];
-                    sx[0] += (double)dy[i] * ((x[i] - m) * is);
-                }
-            }
-            sdy = lanes_total(s), sdyx = lanes_total(sx);
-        }
-        if (j->dw) j->dw[c] += (float)sdyx;
-        if (j->db) j->db[c] += (float)sdy;
-        if (!j->dx) continue;
-        float k = w * is;
-        float a = (float)(sdy / count), q = (float)(sdyx / count);
-        for (int n = 0; n < j->n; n++) {
-            size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-            const float *x = j->x + off, *dy = j->dy + off;
-            float *dx = j->dx + off;
-            if (!j->train && j->inplace) /* eval: dx = w invstd dy */
-                scale_inplace_run(j->hw, dx, k);
-            else if (!j->train)
-                scale_acc_run(j->hw, dy, dx, k);
-            else if (j->inplace)
-                for (int64_t i = 0; i < j->hw; i++) dx[i] = k * (dy[i] - a - (x[i] - m) * is * q);
-            else
-                for (int64_t i = 0; i < j->hw; i++) dx[i] += k * (dy[i] - a - (x[i] - m) * is * q);
-        }
-    }
-}
-
-static void bn_fwd_train(NnBackend *be, int n, int c, int64_t hw, float eps, float momentum,
-                         const float *x, const float *w, const float *b, float *y, float *mean,
-                         float *invstd, float *rm, float *rv)
-{
-    BnJob j = {.train = 1, .n = n, .c = c, .hw = hw, .eps = eps, .momentum = momentum, .x = x,
-               .w = w, .b = b, .y = y, .mean = mean, .invstd = invstd, .rm = rm, .rv = rv};
-    cpu_for(be, c, 2, fwd_task, &j);
-}
-
-static void bn_fwd_eval(NnBackend *be, int n, int c, int64_t hw, float eps, const float *x,
-                        const float *w, const float *b, const float *rm, const float *rv, float *y,
-                        float *mean, float *invstd)
-{
-    BnJob j = {.n = n, .c = c, .hw = hw, .eps = eps, .x = x, .w = w, .b = b, .crm = rm, .crv = rv,
-               .y = y, .mean = mean, .invstd = invstd};
-    cpu_for(be, c, 2, fwd_task, &j);
-}
-
-static void bn_bwd(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
-                   const float *w, const float *mean, const float *invstd, const float *dy,
-                   float *dx, float *dw, float *db)
-{
-    BnJob j = {.train = train, .n = n, .c = c, .hw = hw, .x = x, .w = w, .dy = dy, .dx = dx,
-               .dw = dw, .db = db, .mean = (float *)mean, .invstd = (float *)invstd};
-    cpu_for(be, c, 2, bwd_task, &j);
-}
-
-static void bn_bwd_inplace(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
-                           const float *w, const float *mean, const float *invstd, float *g,
-                           float *dw, float *db)
-{
-    BnJob j = {.train = train, .n = n, .c = c, .hw = hw, .x = x, .w = w, .dy = g, .dx = g,
-               .dw = dw, .db = db, .mean = (float *)mean, .invstd = (float *)invstd, .inplace = 1};
-    cpu_for(be, c, 2, bwd_task, &j);
 }
 
 /* ---- statistics loss: save = [mean-rm (c), var-rv (c), mean (c), ||mean-rm||, ||var-rv||] ---- */
@@ -302,18 +169,21 @@ static void bn_stat_bwd(NnBackend *be, int n, int c, int64_t hw, const float *x,
     cpu_for(be, c, 2, stat_bwd_task, &j);
 }
 
-/* ---- batchnorm + ReLU / ReLU6 in one pass ----
+/* ---- batchnorm, with or without ReLU / ReLU6 and a residual, in one pass ----
  *
- * A ResNet's recover step is memory-bound outside its convolutions: BN statistics, BN affine and
- * ReLU were three passes over every activation forward (and ReLU, BN and the statistics loss three
- * backward). Here the statistics of x (when the loss wants them), the affine and the activation
- * share one read of x and one write of y; backward masks dy by the activation while it scales
- * it. The arithmetic is the separate ops' own, in their order: results are bit-identical. */
+ * A ResNet's recover step is memory-bound outside its convolutions: BN statistics, BN affine,
+ * the residual add and ReLU were a pass each over every activation forward (and ReLU, add, BN
+ * and the statistics loss a pass each backward). Here the statistics of x (when the loss wants
+ * them), the affine, the residual and the activation share one read of x and one write of y;
+ * backward masks dy by the activation while it scales it, and adds the statistics loss's
+ * gradient. The arithmetic is the separate ops' own, in their order: results are bit-identical.
+ * The plain batchnorm slots are these kernels with NN_BN_NO_ACT. */
 
 /* The activation of z, and whether it passes a gradient (PyTorch: relu where y > 0, relu6 where
  * 0 < x < 6, which for y = relu6(x) is 0 < y < 6). Called with a constant act, so it folds. */
 static inline float act_of(NnAct act, float z)
 {
+    if (act == NN_BN_NO_ACT) return z;
     if (act == NN_ACT_RELU6) return z > 0 ? (z < 6 ? z : 6.0f) : 0.0f;
     return z > 0 ? z : 0.0f;
 }
@@ -322,6 +192,9 @@ static inline int act_passes(NnAct act, float y)
 {
     return act == NN_ACT_RELU6 ? y > 0 && y < 6 : y > 0;
 }
+
+/* dy's share that passes at y[i] (y is not read, and may be NULL, with no activation). */
+#define ACT_PASS(act, y, i, dy) ((act) == NN_BN_NO_ACT || act_passes(act, (y)[i]) ? (dy) : 0.0f)
 
 /* y = act((x - m) is w + b (+ r, where has_r)) over one plane run. */
 static inline __attribute__((always_inline)) void affine_act_run(NnAct act, int has_r, int64_t n,
@@ -342,8 +215,8 @@ static inline __attribute__((always_inline)) void affine_act_run(NnAct act, int 
     }
 }
 
-/* y = act((x - m) is w + b) over channel c; with s, also channel_stats' sums of x (shift k), each
- * plane run summed while it is still in L1. */
+/* y = act((x - m) is w + b (+ r)) over channel c; with s, also channel_stats' sums of x (shift
+ * k), each plane run summed while it is still in L1. */
 static void affine_act_channel(const BnJob *j, int64_t c, double k, double *s, double *q)
 {
     float w = j->w ? j->w[c] : 1.0f, b = j->b ? j->b[c] : 0.0f;
@@ -356,7 +229,8 @@ static void affine_act_channel(const BnJob *j, int64_t c, double k, double *s, d
         if (r && j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 1, j->hw, x, r, y, m, is, w, b);
         else if (r) affine_act_run(NN_ACT_RELU, 1, j->hw, x, r, y, m, is, w, b);
         else if (j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 0, j->hw, x, r, y, m, is, w, b);
-        else affine_act_run(NN_ACT_RELU, 0, j->hw, x, r, y, m, is, w, b);
+        else if (j->act == NN_ACT_RELU) affine_act_run(NN_ACT_RELU, 0, j->hw, x, r, y, m, is, w, b);
+        else affine_act_run(NN_BN_NO_ACT, 0, j->hw, x, r, y, m, is, w, b);
     }
 }
 
@@ -413,7 +287,7 @@ static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int train
 {
 #define DZ_DX_ONE(i)                                                                   \
     do {                                                                               \
-        float dz = act_passes(act, y[i]) ? g[i] : 0.0f;                                \
+        float dz = ACT_PASS(act, y, i, g[i]);                                          \
         if (has_r) dr[i] += dz;                                                        \
         float v = train ? f.k * (dz - f.a - (x[i] - f.m) * f.is * f.q) : f.k * dz;     \
         if (inplace) v = has_s ? v + (f.km + f.kv * (x[i] - f.ms)) : v;                \
@@ -428,7 +302,8 @@ static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int train
 #undef DZ_DX_ONE
 }
 
-/* dz = act's mask of dy; bwd_task's sums and dx of dz, and the residual's dr += dz. */
+/* dz = act's mask of dy; the sums of dz and dz xhat (for dw, db and train mode's dx; eval mode
+ * with a frozen BN, recover's, needs none), dx of dz, and the residual's dr += dz. */
 static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob *j, int64_t c,
                                                                      NnAct act)
 {
@@ -439,16 +314,16 @@ static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob
         double s[SUM_LANES] = {0}, sx[SUM_LANES] = {0};
         for (int n = 0; n < j->n; n++) {
             size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-            const float *x = j->x + off, *dy = j->dy + off, *y = j->y + off;
+            const float *x = j->x + off, *dy = j->dy + off, *y = j->y ? j->y + off : NULL;
             int64_t i = 0;
             for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
                 for (int l = 0; l < SUM_LANES; l++) {
-                    float dz = act_passes(act, y[i + l]) ? dy[i + l] : 0.0f;
+                    float dz = ACT_PASS(act, y, i + l, dy[i + l]);
                     s[l] += dz;
                     sx[l] += (double)dz * ((x[i + l] - m) * is);
                 }
             for (; i < j->hw; i++) {
-                float dz = act_passes(act, y[i]) ? dy[i] : 0.0f;
+                float dz = ACT_PASS(act, y, i, dy[i]);
                 s[0] += dz;
                 sx[0] += (double)dz * ((x[i] - m) * is);
             }
@@ -463,7 +338,7 @@ static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob
     if (hs) stat_coefs(j, c, &f.km, &f.kv, &f.ms);
     for (int n = 0; n < j->n; n++) {
         size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-        const float *x = j->x + off, *y = j->y + off;
+        const float *x = j->x + off, *y = j->y ? j->y + off : NULL;
         float *g = (float *)j->dy + off, *dx = j->dx ? j->dx + off : NULL, *dr = j->dr ? j->dr + off : NULL;
         int64_t hw = j->hw;
         int hr = dr != NULL;
@@ -487,7 +362,8 @@ static void bn_act_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     const BnJob *j = arg;
     for (int64_t c = b; c < e; c++) {
         if (j->act == NN_ACT_RELU6) bn_act_bwd_channel(j, c, NN_ACT_RELU6);
-        else bn_act_bwd_channel(j, c, NN_ACT_RELU);
+        else if (j->act == NN_ACT_RELU) bn_act_bwd_channel(j, c, NN_ACT_RELU);
+        else bn_act_bwd_channel(j, c, NN_BN_NO_ACT);
     }
 }
 
@@ -501,6 +377,39 @@ static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
                .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db, .mean = (float *)mean,
                .invstd = (float *)invstd, .inplace = dx && dx == dy};
     cpu_for(be, c, 2, bn_act_bwd_task, &j);
+}
+
+/* The plain batchnorm slots: the same kernels with no activation. */
+static void bn_fwd_train(NnBackend *be, int n, int c, int64_t hw, float eps, float momentum,
+                         const float *x, const float *w, const float *b, float *y, float *mean,
+                         float *invstd, float *rm, float *rv)
+{
+    bn_act_fwd(be, NN_BN_NO_ACT, 1, n, c, hw, eps, momentum, x, NULL, w, b, rm, rv, y, mean,
+               invstd, NULL, NULL);
+}
+
+static void bn_fwd_eval(NnBackend *be, int n, int c, int64_t hw, float eps, const float *x,
+                        const float *w, const float *b, const float *rm, const float *rv, float *y,
+                        float *mean, float *invstd)
+{
+    bn_act_fwd(be, NN_BN_NO_ACT, 0, n, c, hw, eps, 0.0f, x, NULL, w, b, (float *)rm, (float *)rv,
+               y, mean, invstd, NULL, NULL);
+}
+
+static void bn_bwd(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
+                   const float *w, const float *mean, const float *invstd, const float *dy,
+                   float *dx, float *dw, float *db)
+{
+    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, mean, invstd, dy, dx, NULL, dw, db,
+               NULL, NULL);
+}
+
+static void bn_bwd_inplace(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
+                           const float *w, const float *mean, const float *invstd, float *g,
+                           float *dw, float *db)
+{
+    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, mean, invstd, g, g, NULL, dw, db,
+               NULL, NULL);
 }
 
 void cpu_norm_init(NnBackend *be)

@@ -152,6 +152,7 @@ static void run_shape(const Shape *c, const char *path, int threads, float **out
     free(ry), free(rya), free(rdx), free(rdxa), free(rdw), free(rdwa);
 }
 
+#ifndef CONV_PATHS_AVX512
 /* linear over several LIN_COLS blocks (in and out past a multiple of 512), against float64;
  * threads 1 vs 3 bit-identical */
 static void linear_blocks(void)
@@ -201,10 +202,25 @@ static void linear_blocks(void)
     }
     free(x), free(w), free(b), free(dy);
 }
+#endif
 
+/* Built twice: as test_conv_paths with DD_CPU_ISA=avx2 (the AVX2 kernels, on every x86 CPU), and
+ * as test_conv_avx512 (CONV_PATHS_AVX512: the AVX-512 two-tile kernel, each result also bit-equal
+ * to the AVX2 kernels', which sum in the same order; SKIP on CPUs without AVX-512F). */
 int main(void)
 {
+#ifdef CONV_PATHS_AVX512
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f")) CHECK_SKIP("this CPU has no AVX-512F: cpu_dc_kernel2 untested");
+#else
+    CHECK_SKIP("not x86: no AVX-512 kernel");
+#endif
+    unsetenv("DD_CPU_ISA");
+#else
+    setenv("DD_CPU_ISA", "avx2", 1);
     linear_blocks();
+#endif
     const char *paths[] = {"auto", "winograd", "direct", "gemm"};
     for (int p = 0; p < 4; p++) {
         if (p) setenv("DD_CPU_CONV", paths[p], 1);
@@ -218,12 +234,27 @@ int main(void)
             int ow = (c->w + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
             size_t n[3] = {(size_t)c->n * c->cout * oh * ow, (size_t)c->n * c->cin * c->h * c->w,
                            (size_t)c->cout * (c->cin / (c->groups ? c->groups : 1)) * c->k * c->k};
+#ifdef CONV_PATHS_AVX512
+            float *r[3];
+            setenv("DD_CPU_ISA", "avx2", 1);
+            run_shape(c, paths[p], 1, r);
+            unsetenv("DD_CPU_ISA");
+#endif
             for (int t = 0; t < 3; t++) {
                 CHECK_MSG(!memcmp(a[t], b[t], n[t] * sizeof(float)), "shape %d %s: threads 1 vs 3 differ (output %d)",
                           i, paths[p], t);
+#ifdef CONV_PATHS_AVX512
+                CHECK_MSG(!memcmp(a[t], r[t], n[t] * sizeof(float)), "shape %d %s: AVX-512 vs AVX2 differ (output %d)",
+                          i, paths[p], t);
+                free(r[t]);
+#endif
                 free(a[t]), free(b[t]);
             }
         }
     }
+#ifdef CONV_PATHS_AVX512
+    return check_done("test_conv_avx512");
+#else
     return check_done("test_conv_paths");
+#endif
 }

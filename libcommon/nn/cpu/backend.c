@@ -85,6 +85,21 @@ int cpu_avx2(void)
 #endif
 }
 
+int cpu_avx512(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    static int have = -1; /* benign race, as cpu_avx2's */
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = cpu_avx2() && __builtin_cpu_supports("avx512f");
+    }
+    const char *env = getenv("DD_CPU_ISA");
+    return have && !(env && strcmp(env, "avx2") == 0);
+#else
+    return 0;
+#endif
+}
+
 float *cpu_scratch(NnBackend *be, int tid, size_t n)
 {
     CpuImpl *c = cpu_impl(be);

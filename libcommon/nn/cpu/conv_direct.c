@@ -1,6 +1,6 @@
 /* conv_direct.c - stride-1 'same' convolutions (one group) by a register-blocked direct kernel:
  * no im2col matrix, no col2im, no GEMM call per tap, no packing of the input by a BLAS. Forward
- * and backward-data, the two passes of recover's step; AVX2 + FMA, chosen at run time
+ * and backward-data, the two passes of recover's step; AVX2 + FMA (AVX-512F where the CPU has it), chosen at run time
  * (cpu_direct_ok is false on other CPUs, and conv.c's im2col / flat paths take those shapes).
  *
  * Layout. Images go in chunks of nb. A chunk's input is stored per channel as one zero-padded
@@ -11,7 +11,9 @@
  * into padding (computed, then dropped).
  *
  * Kernel. A 6 x 16 tile of outputs (6 output channels, 16 columns) lives in 12 ymm registers:
- * per input channel and tap, 2 loads of P, 6 broadcasts of the packed weights, 12 FMA. The
+ * per input channel and tap, 2 loads of P, 6 broadcasts of the packed weights, 12 FMA. On CPUs
+ * with AVX-512F (cpu_avx512), cpu_dc_kernel2 takes two tiles at once in 12 zmm registers, the
+ * same sums in the same order (bit-identical results, twice the work per instruction). The
  * weights are packed once per call as A[row/6][c][t][6] (rows past cout are zero). Loops, outer
  * to inner: K blocks of DC_KC input channels (a tile's lines of P stay in L1), tiles, 6-row
  * groups of one item's block of output channels (whose packed block stays in L2 and is reused by
@@ -136,6 +138,7 @@ typedef struct {
     const float *x, *w, *b; /* x: the input (x, or dy backward) [n][ci][h][w]; w: the conv's weights */
     float *y;               /* forward: y =; backward: dx += */
     float *a, *p;           /* packed weights, padded planes */
+    int wide;               /* cpu_dc_kernel2 (AVX-512) for pairs of tiles */
     NnBackend *be;
 } DirectJob;
 
@@ -238,6 +241,50 @@ __attribute__((target("avx2,fma"))) void cpu_dc_kernel(int kc, int ntap, const f
     _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
 }
 
+/* Two tiles at once with AVX-512: c[6][32] (+)= the same sums as cpu_dc_kernel's for the tile at
+ * p0 (columns 0-15 of c) and the tile at p1 (columns 16-31). The tiles need not be adjacent in P
+ * (the direct path pairs a row's last tile with the next row's first). Each output is one FMA
+ * chain in cpu_dc_kernel's order, so the results are bit-identical to it. */
+__attribute__((target("avx512f"))) void cpu_dc_kernel2(int kc, int ntap, const float *a,
+                                                       const float *p0, const float *p1, size_t cs,
+                                                       const ptrdiff_t *off, float *c, size_t ldc,
+                                                       int load)
+{
+    __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (load) {
+        c00 = _mm512_loadu_ps(c), c01 = _mm512_loadu_ps(c + 16);
+        c10 = _mm512_loadu_ps(c + ldc), c11 = _mm512_loadu_ps(c + ldc + 16);
+        c20 = _mm512_loadu_ps(c + 2 * ldc), c21 = _mm512_loadu_ps(c + 2 * ldc + 16);
+        c30 = _mm512_loadu_ps(c + 3 * ldc), c31 = _mm512_loadu_ps(c + 3 * ldc + 16);
+        c40 = _mm512_loadu_ps(c + 4 * ldc), c41 = _mm512_loadu_ps(c + 4 * ldc + 16);
+        c50 = _mm512_loadu_ps(c + 5 * ldc), c51 = _mm512_loadu_ps(c + 5 * ldc + 16);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm512_setzero_ps();
+    }
+    for (int ch = 0; ch < kc; ch++, p0 += cs, p1 += cs)
+        for (int t = 0; t < ntap; t++, a += DC_MR) {
+            __m512 b0 = _mm512_loadu_ps(p0 + off[t]), b1 = _mm512_loadu_ps(p1 + off[t]), av;
+            av = _mm512_set1_ps(a[0]);
+            c00 = _mm512_fmadd_ps(av, b0, c00), c01 = _mm512_fmadd_ps(av, b1, c01);
+            av = _mm512_set1_ps(a[1]);
+            c10 = _mm512_fmadd_ps(av, b0, c10), c11 = _mm512_fmadd_ps(av, b1, c11);
+            av = _mm512_set1_ps(a[2]);
+            c20 = _mm512_fmadd_ps(av, b0, c20), c21 = _mm512_fmadd_ps(av, b1, c21);
+            av = _mm512_set1_ps(a[3]);
+            c30 = _mm512_fmadd_ps(av, b0, c30), c31 = _mm512_fmadd_ps(av, b1, c31);
+            av = _mm512_set1_ps(a[4]);
+            c40 = _mm512_fmadd_ps(av, b0, c40), c41 = _mm512_fmadd_ps(av, b1, c41);
+            av = _mm512_set1_ps(a[5]);
+            c50 = _mm512_fmadd_ps(av, b0, c50), c51 = _mm512_fmadd_ps(av, b1, c51);
+        }
+    _mm512_storeu_ps(c, c00), _mm512_storeu_ps(c + 16, c01);
+    _mm512_storeu_ps(c + ldc, c10), _mm512_storeu_ps(c + ldc + 16, c11);
+    _mm512_storeu_ps(c + 2 * ldc, c20), _mm512_storeu_ps(c + 2 * ldc + 16, c21);
+    _mm512_storeu_ps(c + 3 * ldc, c30), _mm512_storeu_ps(c + 3 * ldc + 16, c31);
+    _mm512_storeu_ps(c + 4 * ldc, c40), _mm512_storeu_ps(c + 4 * ldc + 16, c41);
+    _mm512_storeu_ps(c + 5 * ldc, c50), _mm512_storeu_ps(c + 5 * ldc + 16, c51);
+}
+
 /* dst += s (backward), = s + b (a bias), or = s, over n floats (dst is the op's output). */
 static void dc_store_run(int n, const float *restrict s, float *restrict dst, int backward,
                          const float *b, float bias)
@@ -291,6 +338,7 @@ static void dc_conv_task(void *arg, int64_t b, int64_t e, int tid)
     const Direct *d = j->d;
     size_t psize = j->p ? 0 : (size_t)d->ci * d->cs;
     float *cbuf = cpu_scratch(j->be, tid, (size_t)d->mc * d->ldc + psize), *own = cbuf + (size_t)d->mc * d->ldc;
+    int ntiles = d->h * d->rowtiles;
     for (int64_t it = b; it < e; it++) {
         int chunk = (int)(it / d->nmb), m0 = (int)(it % d->nmb) * d->mc;
         int mrows = d->mpad - m0 < d->mc ? d->mpad - m0 : d->mc;
@@ -300,16 +348,22 @@ static void dc_conv_task(void *arg, int64_t b, int64_t e, int tid)
         for (int c0 = 0; c0 < d->ci; c0 += DC_KC) {
             int kc = d->ci - c0 < DC_KC ? d->ci - c0 : DC_KC;
             const float *pk = p + (size_t)c0 * d->cs;
-            for (int y = 0; y < d->h; y++)
-                for (int tt = 0; tt < d->rowtiles; tt++) {
-                    const float *pt = pk + dc_col(d, y, tt * DC_NR);
-                    float *ct = cbuf + ((size_t)y * d->rowtiles + tt) * DC_NR;
-                    for (int r = 0; r < mrows; r += DC_MR)
-                        cpu_dc_kernel(kc, d->ntap,
-                                  j->a + ((size_t)(m0 + r) * d->ci + (size_t)c0 * DC_MR) * d->ntap,
-                                  pt, d->cs,
-                                  d->off, ct + (size_t)r * d->ldc, d->ldc, c0 > 0);
+            /* tiles k, row by row; with AVX-512, two at a time (cbuf holds them side by side) */
+            for (int k = 0; k < ntiles; k += j->wide ? 2 : 1) {
+                int pair = j->wide && k + 1 < ntiles;
+                const float *p0 = pk + dc_col(d, k / d->rowtiles, k % d->rowtiles * DC_NR);
+                const float *p1 = pair ? pk + dc_col(d, (k + 1) / d->rowtiles, (k + 1) % d->rowtiles * DC_NR) : NULL;
+                float *ct = cbuf + (size_t)k * DC_NR;
+                for (int r = 0; r < mrows; r += DC_MR) {
+                    const float *a = j->a + ((size_t)(m0 + r) * d->ci + (size_t)c0 * DC_MR) * d->ntap;
+                    if (pair)
+                        cpu_dc_kernel2(kc, d->ntap, a, p0, p1, d->cs, d->off, ct + (size_t)r * d->ldc,
+                                       d->ldc, c0 > 0);
+                    else
+                        cpu_dc_kernel(kc, d->ntap, a, p0, d->cs, d->off, ct + (size_t)r * d->ldc,
+                                      d->ldc, c0 > 0);
                 }
+            }
         }
         dc_store(j, chunk, m0, d->co - m0 < mrows ? d->co - m0 : mrows, cbuf);
     }
@@ -422,7 +476,7 @@ static void dc_run(NnBackend *be, const NnConvShape *s, int backward, const floa
     size_t asize = (size_t)d.mpad * d.ci * d.ntap, psize = shared ? (size_t)d.nchunks * d.ci * d.cs : 0;
     float *a = cpu_shared(be, asize + psize);
     DirectJob j = {.d = &d, .backward = backward, .x = x, .w = w, .b = b, .y = y,
-                   .a = a, .p = shared ? a + asize : NULL, .be = be};
+                   .a = a, .p = shared ? a + asize : NULL, .wide = cpu_avx512(), .be = be};
     cpu_for(be, (shared ? (int64_t)d.nchunks * d.ci : 0) + d.mpad / DC_MR, 4, dc_pack_task, &j);
     cpu_for(be, (int64_t)d.nchunks * d.nmb, 1, dc_conv_task, &j);
 }

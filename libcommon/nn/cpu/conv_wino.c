@@ -12,7 +12,8 @@
  *      values, 8 images at a time, go to V[xi][c][col], col = tile * nb + image (16 matrices of
  *      ci rows of the columns rounded up to 16, zero past the real ones);
  *   2. items = (block of WG_CB columns, block of output channels): for each xi, the product
- *      M[xi] = U[xi] V[xi] by conv_direct.c's 6x16 kernel (a 1-tap convolution is a GEMM), into an
+ *      M[xi] = U[xi] V[xi] by conv_direct.c's 6x16 kernel, or its 6x32 AVX-512 one on two tiles
+ *      (a 1-tap convolution is a GEMM), into an
  *      item-local buffer, then the output transform of the block's columns into the NCHW output
  *      (= or + bias forward, += backward).
  * U[xi][k][c] = (G g_kc G^T)[xi] is computed once per call, packed as the kernel's A. Backward data
@@ -76,6 +77,7 @@ typedef struct {
     float *y;               /* forward: y =; backward: dx += */
     float *u, *v;           /* U packed as the kernel's A [xi][row/6][c][6]; V of one chunk */
     int chunk;
+    int wide; /* cpu_dc_kernel2 (AVX-512) for pairs of tiles */
     NnBackend *be;
 } WinoJob;
 
@@ -286,6 +288,7 @@ static void wg_gemm_task(void *arg, int64_t b, int64_t e, int tid)
     float *mb = cpu_scratch(j->be, tid, (size_t)16 * g->mc * WG_CB);
     size_t vxi = (size_t)g->ci * g->vld, uxi = (size_t)g->mpad * g->ci, mxi = (size_t)g->mc * WG_CB;
     const ptrdiff_t off0[1] = {0};
+    int step = j->wide ? 2 * WG_NR : WG_NR;
     for (int64_t it = b; it < e; it++) {
         int cb = (int)(it / g->nmb), m0 = (int)(it % g->nmb) * g->mc;
         int mrows = g->mpad - m0 < g->mc ? g->mpad - m0 : g->mc;
@@ -296,14 +299,19 @@ static void wg_gemm_task(void *arg, int64_t b, int64_t e, int tid)
             float *mxb = mb + xi * mxi;
             for (int k0 = 0; k0 < g->ci; k0 += WG_KC) {
                 int kc = g->ci - k0 < WG_KC ? g->ci - k0 : WG_KC;
-                for (int t = 0; t < ncol; t += WG_NR) {
-                    if (t + WG_NR < ncol) /* the next tile's rows of V: kc streams, too many to be guessed */
+                for (int t = 0; t < ncol; t += step) {
+                    int pair = step > WG_NR && t + WG_NR < ncol; /* two tiles (AVX-512) */
+                    /* the next tiles' rows of V: kc streams, too many to be guessed */
+                    for (int nt = t + step; nt < t + 2 * step && nt < ncol; nt += WG_NR)
                         for (int ch = 0; ch < kc; ch++)
-                            _mm_prefetch((const char *)(vxb + (size_t)(k0 + ch) * g->vld + t + WG_NR), _MM_HINT_T0);
-                    for (int r = 0; r < mrows; r += WG_MR)
-                        cpu_dc_kernel(kc, 1, uxb + (size_t)r * g->ci + (size_t)k0 * WG_MR,
-                                      vxb + (size_t)k0 * g->vld + t, g->vld, off0,
-                                      mxb + (size_t)r * WG_CB + t, WG_CB, k0 > 0);
+                            _mm_prefetch((const char *)(vxb + (size_t)(k0 + ch) * g->vld + nt), _MM_HINT_T0);
+                    const float *p = vxb + (size_t)k0 * g->vld + t;
+                    for (int r = 0; r < mrows; r += WG_MR) {
+                        const float *a = uxb + (size_t)r * g->ci + (size_t)k0 * WG_MR;
+                        float *c = mxb + (size_t)r * WG_CB + t;
+                        if (pair) cpu_dc_kernel2(kc, 1, a, p, p + WG_NR, g->vld, off0, c, WG_CB, k0 > 0);
+                        else cpu_dc_kernel(kc, 1, a, p, g->vld, off0, c, WG_CB, k0 > 0);
+                    }
                 }
             }
         }
@@ -318,7 +326,7 @@ static void wg_run(NnBackend *be, const NnConvShape *s, int backward, const floa
     size_t usize = (size_t)16 * g.mpad * g.ci, vsize = (size_t)16 * g.ci * g.vld;
     float *u = cpu_shared(be, usize + vsize);
     WinoJob j = {.g = &g, .backward = backward, .x = x, .w = w, .b = b, .y = y,
-                 .u = u, .v = u + usize, .be = be};
+                 .u = u, .v = u + usize, .wide = cpu_avx512(), .be = be};
     cpu_for(be, g.mpad / WG_MR, 4, wg_filter_task, &j);
     for (j.chunk = 0; j.chunk < g.nchunks; j.chunk++) {
         cpu_for(be, g.ci, 2, wg_input_task, &j);

@@ -91,6 +91,10 @@ void cpu_direct_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, c
  * taps (P at off[t]) of a[c][t][6] x the 16 floats of P. */
 void cpu_dc_kernel(int kc, int ntap, const float *a, const float *p, size_t cs, const ptrdiff_t *off,
                    float *c, size_t ldc, int load);
+/* The same for two tiles at once, with AVX-512 (only where cpu_avx512()): the tile at p0 into
+ * columns 0-15 of c, the one at p1 into columns 16-31; bit-identical to two cpu_dc_kernel calls. */
+void cpu_dc_kernel2(int kc, int ntap, const float *a, const float *p0, const float *p1, size_t cs,
+                    const ptrdiff_t *off, float *c, size_t ldc, int load);
 
 /* conv_wino.c: 3x3 stride-1 'same' convolutions of one group with enough channels (1/cin +
  * 1/cout <= 1/48) and planes whose 2x2 tiles waste little (not 3x3) by Winograd's F(2x2, 3x3) (forward and backward-data); cpu_wino_ok is false
@@ -105,6 +109,10 @@ void cpu_wino_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, con
 /* 1 where the CPU runs AVX2 and FMA (the vector kernels of conv_direct.c and elem.c), detected once;
  * always 0 off x86. */
 int cpu_avx2(void);
+/* 1 where the CPU also runs AVX-512F (conv_direct.c's cpu_dc_kernel2, for the direct and Winograd
+ * convolutions), unless the environment says DD_CPU_ISA=avx2 (read per call: tests and benchmarks
+ * compare the two); always 0 off x86. */
+int cpu_avx512(void);
 
 /* Kernel groups (fill their slots of the table). */
 void cpu_conv_init(NnBackend *be);

@@ -7,7 +7,8 @@
  * their own passes; the reference calls nn_bn_stat_loss, whose kernels are separate); the
  * in-place backward (x's gradient fresh) and the accumulating one (x also feeds a later op);
  * planes of 25 (vector blocks plus a tail) and 64 values; 1 and 2 threads; an input with no
- * gradient (the weights' gradients alone).
+ * gradient (the weights' gradients alone). Each fused case runs again with DD_CPU_ISA=baseline:
+ * the AVX2 forms of the per-channel sums (norm.c) must give the plain C loops' bits.
  */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/nn.h"
@@ -96,7 +97,7 @@ static int same(const float *a, const float *b, int64_t n) { return memcmp(a, b,
 int main(void)
 {
     Inputs in;
-    static Result f, s;
+    static Result f, s, p;
     DdRng rng;
     dd_rng_init(&rng, 7, 1, 0);
     for (int i = 0; i < N * C * MAXHW; i++) {
@@ -125,6 +126,9 @@ int main(void)
                                 int64_t n = (int64_t)N * C * hs * hs;
                                 run(nn, &in, hs, train, act, collect, shared, xgrad, 1, &f);
                                 run(nn, &in, hs, train, act, collect, shared, xgrad, 0, &s);
+                                setenv("DD_CPU_ISA", "baseline", 1); /* the sums' plain C loops */
+                                run(nn, &in, hs, train, act, collect, shared, xgrad, 1, &p);
+                                unsetenv("DD_CPU_ISA");
                                 for (int64_t i = 0; i < n; i++) {
                                     zeros += act != ACT_NONE && f.y[i] == 0.0f;
                                     sixes += act == ACT_RELU6 && f.y[i] == 6.0f;
@@ -137,6 +141,13 @@ int main(void)
                                           "fused differs (loss %.9g vs %.9g)", threads, hs, hs,
                                           train ? "train" : "eval", ACT_NAME[act], collect, shared,
                                           xgrad, f.loss, s.loss);
+                                ok = same(f.y, p.y, n) && f.loss == p.loss && same(f.dx, p.dx, n) &&
+                                     same(f.dw, p.dw, C) && same(f.db, p.db, C) &&
+                                     same(f.rm, p.rm, C) && same(f.rv, p.rv, C) &&
+                                     (act != ACT_ADD_RELU || same(f.dr, p.dr, n));
+                                CHECK_MSG(ok, "threads %d %dx%d %s %s collect %d shared %d xgrad %d: "
+                                          "vector sums differ from the plain loops'", threads, hs, hs,
+                                          train ? "train" : "eval", ACT_NAME[act], collect, shared, xgrad);
                                 ncases++;
                             }
         nn_free(nn);

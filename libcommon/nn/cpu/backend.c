@@ -71,33 +71,42 @@ void cpu_for(NnBackend *be, int64_t n, int64_t min_items, CpuTask fn, void *arg)
     else cpu_pool_run(cpu_impl(be)->pool, n, fn, arg);
 }
 
-int cpu_avx2(void)
+/* The vector ISA of this CPU: 2 AVX-512F (with AVX2 and FMA), 1 AVX2 and FMA, 0 neither; detected
+ * once (benign race: every thread stores the same value). */
+static int cpu_isa_hw(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    static int have = -1; /* benign race: every thread stores the same value */
-    if (have < 0) {
+    static int isa = -1;
+    if (isa < 0) {
         __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        isa = avx2 ? (__builtin_cpu_supports("avx512f") ? 2 : 1) : 0;
     }
-    return have;
+    return isa;
 #else
     return 0;
 #endif
 }
 
+/* The hardware's ISA, lowered by DD_CPU_ISA (read per call: tests and benchmarks compare). */
+static int cpu_isa(void)
+{
+    int isa = cpu_isa_hw();
+    const char *env = getenv("DD_CPU_ISA");
+    if (!env || !*env || strcmp(env, "avx512") == 0) return isa;
+    if (strcmp(env, "avx2") == 0) return isa < 1 ? isa : 1;
+    if (strcmp(env, "baseline") == 0) return 0;
+    dd_die(DD_EXIT_USAGE, "DD_CPU_ISA=%s: expected baseline, avx2 or avx512", env);
+}
+
+int cpu_avx2(void)
+{
+    return cpu_isa() >= 1;
+}
+
 int cpu_avx512(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    static int have = -1; /* benign race, as cpu_avx2's */
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = cpu_avx2() && __builtin_cpu_supports("avx512f");
-    }
-    const char *env = getenv("DD_CPU_ISA");
-    return have && !(env && strcmp(env, "avx2") == 0);
-#else
-    return 0;
-#endif
+    return cpu_isa() >= 2;
 }
 
 float *cpu_scratch(NnBackend *be, int tid, size_t n)

@@ -106,12 +106,12 @@ void cpu_wino_fwd(NnBackend *be, const NnConvShape *s, const float *x, const flo
 void cpu_wino_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
                        float *dx);
 
-/* 1 where the CPU runs AVX2 and FMA (the vector kernels of conv_direct.c and elem.c), detected once;
- * always 0 off x86. */
+/* 1 where the CPU runs AVX2 and FMA (the vector kernels of conv_direct.c, conv_wino.c, elem.c and
+ * norm.c's sums), and AVX-512F too (conv_direct.c's cpu_dc_kernel2, for the direct and Winograd
+ * convolutions); always 0 off x86. The environment lowers them (read per call, so tests and
+ * benchmarks compare the paths): DD_CPU_ISA=avx2 no AVX-512, DD_CPU_ISA=baseline neither (the
+ * plain C loops and the OpenBLAS convolution paths); another value is a usage error. */
 int cpu_avx2(void);
-/* 1 where the CPU also runs AVX-512F (conv_direct.c's cpu_dc_kernel2, for the direct and Winograd
- * convolutions), unless the environment says DD_CPU_ISA=avx2 (read per call: tests and benchmarks
- * compare the two); always 0 off x86. */
 int cpu_avx512(void);
 
 /* Kernel groups (fill their slots of the table). */

@@ -4,6 +4,14 @@
 
 #include <math.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define NORM_X86 1
+#include <immintrin.h>
+/* The sums' vector forms: AVX2 without FMA, so each product and sum rounds as in the scalar loops
+ * (lane l of SUM_LANES takes elements i + l, as there): the results are bit-identical. */
+#define NORM_AVX2 __attribute__((target("avx2")))
+#endif
+
 typedef struct {
     int n, c;
     int64_t hw;
@@ -17,6 +25,7 @@ typedef struct {
     const float *r;                /* bn_act: the residual added before act, or NULL */
     float *dr;                     /* ... and its gradient (+=), or NULL */
     float *stat;                   /* eval forward: bn_stat_fwd's save of x, or NULL */
+    int vec;                       /* the sums' AVX2 forms (cpu_avx2()) */
 } BnJob;
 
 /* Lanes of the per-channel sums: independent accumulators (a latency chain of double adds per
@@ -29,10 +38,35 @@ static double lanes_total(const double *s)
 }
 
 /* s, q (SUM_LANES each) += the lane sums of (x - k) and (x - k)^2 over one plane run. */
-static void stat_lanes_run(int64_t n, const float *restrict x, double k, double *restrict s,
-                           double *restrict q)
+#ifdef NORM_X86
+/* stat_lanes_run's whole blocks of SUM_LANES; returns the elements done. */
+NORM_AVX2 static int64_t stat_lanes_avx2(int64_t n, const float *x, double k, double *s, double *q)
+{
+    __m256d s0 = _mm256_loadu_pd(s), s1 = _mm256_loadu_pd(s + 4);
+    __m256d q0 = _mm256_loadu_pd(q), q1 = _mm256_loadu_pd(q + 4), kk = _mm256_set1_pd(k);
+    int64_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), kk);
+        __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), kk);
+        s0 = _mm256_add_pd(s0, d0), s1 = _mm256_add_pd(s1, d1);
+        q0 = _mm256_add_pd(q0, _mm256_mul_pd(d0, d0)), q1 = _mm256_add_pd(q1, _mm256_mul_pd(d1, d1));
+    }
+    _mm256_storeu_pd(s, s0), _mm256_storeu_pd(s + 4, s1);
+    _mm256_storeu_pd(q, q0), _mm256_storeu_pd(q + 4, q1);
+    return i;
+}
+#endif
+
+static void stat_lanes_run(int vec, int64_t n, const float *restrict x, double k,
+                           double *restrict s, double *restrict q)
 {
     int64_t i = 0;
+#ifdef NORM_X86
+    if (vec) i = stat_lanes_avx2(n, x, k, s, q);
+#else
+    (void)vec;
+#endif
     for (; i + SUM_LANES <= n; i += SUM_LANES)
         for (int l = 0; l < SUM_LANES; l++) {
             double d = x[i + l] - k;
@@ -62,7 +96,7 @@ static void channel_stats(const BnJob *j, int64_t c, double *mean, double *var)
     double s[SUM_LANES] = {0}, q[SUM_LANES] = {0};
     double k = j->x[(size_t)c * j->hw];
     for (int n = 0; n < j->n; n++)
-        stat_lanes_run(j->hw, j->x + ((size_t)n * j->c + (size_t)c) * j->hw, k, s, q);
+        stat_lanes_run(j->vec, j->hw, j->x + ((size_t)n * j->c + (size_t)c) * j->hw, k, s, q);
     stats_of_lanes(s, q, k, (double)j->n * (double)j->hw, mean, var);
 }
 
@@ -121,7 +155,7 @@ static void stat_task(void *arg, int64_t b, int64_t e, int tid)
 static void bn_stat_fwd(NnBackend *be, int n, int c, int64_t hw, const float *x, const float *rm,
                         const float *rv, float *loss, float *save)
 {
-    BnJob j = {.n = n, .c = c, .hw = hw, .x = x, .crm = rm, .crv = rv, .save = save};
+    BnJob j = {.vec = cpu_avx2(), .n = n, .c = c, .hw = hw, .x = x, .crm = rm, .crv = rv, .save = save};
     cpu_for(be, c, 2, stat_task, &j);
     stat_norms(c, save, loss);
 }
@@ -165,7 +199,7 @@ static void stat_bwd_task(void *arg, int64_t b, int64_t e, int tid)
 static void bn_stat_bwd(NnBackend *be, int n, int c, int64_t hw, const float *x, const float *save,
                         const float *dloss, float *dx)
 {
-    BnJob j = {.n = n, .c = c, .hw = hw, .x = x, .save = save, .dx = dx, .g = dloss[0]};
+    BnJob j = {.vec = cpu_avx2(), .n = n, .c = c, .hw = hw, .x = x, .save = save, .dx = dx, .g = dloss[0]};
     cpu_for(be, c, 2, stat_bwd_task, &j);
 }
 
@@ -225,7 +259,7 @@ static void affine_act_channel(const BnJob *j, int64_t c, double k, double *s, d
         size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
         const float *x = j->x + off, *r = j->r ? j->r + off : NULL;
         float *y = j->y + off;
-        if (s) stat_lanes_run(j->hw, x, k, s, q);
+        if (s) stat_lanes_run(j->vec, j->hw, x, k, s, q);
         if (r && j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 1, j->hw, x, r, y, m, is, w, b);
         else if (r) affine_act_run(NN_ACT_RELU, 1, j->hw, x, r, y, m, is, w, b);
         else if (j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 0, j->hw, x, r, y, m, is, w, b);
@@ -260,7 +294,7 @@ static void bn_act_fwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
                        const float *b, float *rm, float *rv, float *y, float *mean, float *invstd,
                        float *stat_loss, float *stat_save)
 {
-    BnJob j = {.act = act, .r = r, .train = train, .n = n, .c = c, .hw = hw, .eps = eps,
+    BnJob j = {.vec = cpu_avx2(), .act = act, .r = r, .train = train, .n = n, .c = c, .hw = hw, .eps = eps,
                .momentum = momentum, .x = x, .w = w, .b = b, .y = y, .mean = mean,
                .invstd = invstd, .rm = train ? rm : NULL, .rv = train ? rv : NULL, .crm = rm,
                .crv = rv, .stat = train ? NULL : stat_save};
@@ -302,6 +336,37 @@ static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int train
 #undef DZ_DX_ONE
 }
 
+#ifdef NORM_X86
+/* The whole blocks of bn_act_bwd_channel's sums s += dz, sx += dz xhat (xhat = (x - m) is, in
+ * float, as there); returns the elements done. */
+NORM_AVX2 static int64_t dz_sums_avx2(NnAct act, int64_t n, const float *x, const float *y,
+                                      const float *dy, float m, float is, double *s, double *sx)
+{
+    __m256d s0 = _mm256_loadu_pd(s), s1 = _mm256_loadu_pd(s + 4);
+    __m256d t0 = _mm256_loadu_pd(sx), t1 = _mm256_loadu_pd(sx + 4);
+    __m256 mv = _mm256_set1_ps(m), iv = _mm256_set1_ps(is), zero = _mm256_setzero_ps();
+    __m256 six = _mm256_set1_ps(6.0f);
+    int64_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES) {
+        __m256 dz = _mm256_loadu_ps(dy + i);
+        if (act != NN_BN_NO_ACT) { /* act_passes: y > 0 (and y < 6); NaN fails both */
+            __m256 yv = _mm256_loadu_ps(y + i), pass = _mm256_cmp_ps(yv, zero, _CMP_GT_OQ);
+            if (act == NN_ACT_RELU6) pass = _mm256_and_ps(pass, _mm256_cmp_ps(yv, six, _CMP_LT_OQ));
+            dz = _mm256_and_ps(dz, pass);
+        }
+        __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), iv);
+        __m256d dz0 = _mm256_cvtps_pd(_mm256_castps256_ps128(dz));
+        __m256d dz1 = _mm256_cvtps_pd(_mm256_extractf128_ps(dz, 1));
+        s0 = _mm256_add_pd(s0, dz0), s1 = _mm256_add_pd(s1, dz1);
+        t0 = _mm256_add_pd(t0, _mm256_mul_pd(dz0, _mm256_cvtps_pd(_mm256_castps256_ps128(xh))));
+        t1 = _mm256_add_pd(t1, _mm256_mul_pd(dz1, _mm256_cvtps_pd(_mm256_extractf128_ps(xh, 1))));
+    }
+    _mm256_storeu_pd(s, s0), _mm256_storeu_pd(s + 4, s1);
+    _mm256_storeu_pd(sx, t0), _mm256_storeu_pd(sx + 4, t1);
+    return i;
+}
+#endif
+
 /* dz = act's mask of dy; the sums of dz and dz xhat (for dw, db and train mode's dx; eval mode
  * with a frozen BN, recover's, needs none), dx of dz, and the residual's dr += dz. */
 static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob *j, int64_t c,
@@ -316,6 +381,9 @@ static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob
             size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
             const float *x = j->x + off, *dy = j->dy + off, *y = j->y ? j->y + off : NULL;
             int64_t i = 0;
+#ifdef NORM_X86
+            if (j->vec) i = dz_sums_avx2(act, j->hw, x, y, dy, m, is, s, sx);
+#endif
             for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
                 for (int l = 0; l < SUM_LANES; l++) {
                     float dz = ACT_PASS(act, y, i + l, dy[i + l]);
@@ -372,7 +440,7 @@ static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
                        const float *invstd, const float *dy, float *dx, float *dr, float *dw,
                        float *db, const float *stat_save, const float *stat_dloss)
 {
-    BnJob j = {.act = act, .dr = dr, .save = stat_save, .g = stat_save ? stat_dloss[0] : 0.0f,
+    BnJob j = {.vec = cpu_avx2(), .act = act, .dr = dr, .save = stat_save, .g = stat_save ? stat_dloss[0] : 0.0f,
                .train = train, .n = n, .c = c, .hw = hw, .x = x, .y = (float *)y,
                .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db, .mean = (float *)mean,
                .invstd = (float *)invstd, .inplace = dx && dx == dy};

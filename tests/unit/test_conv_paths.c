@@ -152,19 +152,20 @@ static void run_shape(const Shape *c, const char *path, int threads, float **out
     free(ry), free(rya), free(rdx), free(rdxa), free(rdw), free(rdwa);
 }
 
-#ifndef CONV_PATHS_AVX512
 /* linear over several LIN_COLS blocks (in and out past a multiple of 512), against float64;
- * threads 1 vs 3 bit-identical */
-static void linear_blocks(void)
+ * threads 1 vs 3 bit-identical; dx added to. n = 5: OpenBLAS; n = 13 (two 6-row panels and a
+ * short one) takes the AVX-512 kernel where the CPU has it, its columns past 32-column tiles */
+static void linear_blocks(int n)
 {
-    int n = 5, in = 1100, out = 1030;
+    int in = 1100, out = 1030;
     DdRng r;
     dd_rng_init(&r, 7, 99, 0);
     float *x = rand_buf(&r, (size_t)n * in), *w = rand_buf(&r, (size_t)out * in), *b = rand_buf(&r, out);
-    float *dy = rand_buf(&r, (size_t)n * out), *res[2][3];
+    float *dy = rand_buf(&r, (size_t)n * out), *dx0 = rand_buf(&r, (size_t)n * in), *res[2][3];
     for (int t = 0; t < 2; t++) {
         NnBackend *be = nn_cpu_backend_new(t ? 3 : 1);
-        float *y = dd_malloc((size_t)n * out * sizeof *y), *dx = dd_calloc((size_t)n * in, sizeof *dx);
+        float *y = dd_malloc((size_t)n * out * sizeof *y), *dx = dd_malloc((size_t)n * in * sizeof *dx);
+        memcpy(dx, dx0, (size_t)n * in * sizeof *dx);
         float *dw = dd_calloc((size_t)out * in, sizeof *dw);
         be->linear_fwd(be, n, in, out, x, w, b, y);
         be->linear_bwd(be, n, in, out, dy, x, w, dx, dw, NULL);
@@ -181,7 +182,7 @@ static void linear_blocks(void)
         }
     for (int i = 0; i < n; i++)
         for (int k = 0; k < in; k++) {
-            double acc = 0, aa = 0;
+            double acc = dx0[(size_t)i * in + k], aa = fabs(acc);
             for (int o = 0; o < out; o++) acc += (double)dy[(size_t)i * out + o] * w[(size_t)o * in + k], aa += fabs((double)dy[(size_t)i * out + o] * w[(size_t)o * in + k]);
             double e = fabs(res[0][1][(size_t)i * in + k] - acc) / aa;
             if (!(e <= edx)) edx = e;
@@ -200,9 +201,8 @@ static void linear_blocks(void)
         CHECK_MSG(!memcmp(res[0][k], res[1][k], sz[k] * sizeof(float)), "linear: threads 1 vs 3 differ (output %d)", k);
         free(res[0][k]), free(res[1][k]);
     }
-    free(x), free(w), free(b), free(dy);
+    free(x), free(w), free(b), free(dy), free(dx0);
 }
-#endif
 
 /* Built twice: as test_conv_paths with DD_CPU_ISA=avx2 (the AVX2 kernels, on every x86 CPU), and
  * as test_conv_avx512 (CONV_PATHS_AVX512: the AVX-512 two-tile kernel, each result also bit-equal
@@ -219,8 +219,9 @@ int main(void)
     unsetenv("DD_CPU_ISA");
 #else
     setenv("DD_CPU_ISA", "avx2", 1);
-    linear_blocks();
 #endif
+    linear_blocks(5);
+    linear_blocks(13);
     const char *paths[] = {"auto", "winograd", "direct", "gemm"};
     for (int p = 0; p < 4; p++) {
         if (p) setenv("DD_CPU_CONV", paths[p], 1);

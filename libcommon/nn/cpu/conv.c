@@ -4,11 +4,13 @@
  * (conv_flat.c); vectorised plane kernels for depthwise convolution (one image-channel plane per
  * item). Chunks and planes are fixed by the shape, so per-image work is identical for any thread
  * count, and the weight gradient sums fixed groups of images in a fixed order: results do not
- * depend on threads.
+ * depend on threads. Linear: OpenBLAS over fixed column blocks, or (AVX-512) conv_direct.c's
+ * kernel as a GEMM.
  */
 #include "libcommon/nn/cpu/cpu.h"
 
 #include <cblas.h>
+#include <stddef.h>
 #include <string.h>
 
 static int is_pointwise(const NnConvShape *s)
@@ -583,9 +585,121 @@ static void lin_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
+/* ---- linear on conv_direct.c's AVX-512 kernel (cpu_dc_kernel2 as a GEMM: one tap) ----
+ * C[n][cols] (=, or += when load) A B, k terms: the batch's rows in 6-row panels of A (x forward,
+ * dy backward; packed once per call as [panel][k][6], zero rows past n), B tiles of 32 columns
+ * (forward W transposed, backward W's rows; packed per block of LK_KC terms into a thread's
+ * scratch, zero columns past cols) that serve every panel. Tiles short of 6 rows or 32 columns
+ * go through a 6 x 32 buffer. Work items are blocks of LK_CB columns; each output sums its terms
+ * in one fixed order (ascending, LK_KC at a time), so results do not depend on threads. Only
+ * where cpu_avx512() and n >= 6 (a panel's rows are mostly real): else OpenBLAS, as before. */
+#define LK_KC 256
+#define LK_CB 128
+#define LK_NR 32
+
+typedef struct {
+    NnBackend *be;
+    int n, k, cols, trans; /* trans: B[k][col] = w[col][k] (forward); else w[k][col] */
+    const float *w, *a, *bias;
+    float *c;
+    int load;
+} LkJob;
+
+static int lk_ok(int n)
+{
+    return n >= 6 && cpu_avx512();
+}
+
+/* Items = panels: a[p][kk][r] = src[p 6 + r][kk] (src [n][k]), 0 past n. */
+static void lk_pack_a_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const LkJob *j = arg;
+    const float *src = j->w; /* the rows to pack (lk_gemm passes them here for this pass) */
+    for (int64_t p = b; p < e; p++) {
+        float *a = (float *)j->a + (size_t)p * j->k * 6;
+        for (int r = 0; r < 6; r++) {
+            int row = (int)p * 6 + r;
+            if (row >= j->n) {
+                for (int kk = 0; kk < j->k; kk++) a[(size_t)kk * 6 + r] = 0.0f;
+                continue;
+            }
+            const float *s = src + (size_t)row * j->k;
+            for (int kk = 0; kk < j->k; kk++) a[(size_t)kk * 6 + r] = s[kk];
+        }
+    }
+}
+
+static void lk_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    const LkJob *j = arg;
+    float *bt = cpu_scratch(j->be, tid, (size_t)LK_KC * LK_NR + 6 * LK_NR), *tmp = bt + LK_KC * LK_NR;
+    const ptrdiff_t off0[1] = {0};
+    int npanel = (j->n + 5) / 6;
+    for (int64_t it = b; it < e; it++) {
+        int t1 = (int)(it + 1) * LK_CB < j->cols ? (int)(it + 1) * LK_CB : j->cols;
+        for (int t = (int)it * LK_CB; t < t1; t += LK_NR) {
+            int nc = j->cols - t < LK_NR ? j->cols - t : LK_NR;
+            for (int k0 = 0; k0 < j->k; k0 += LK_KC) {
+                int kc = j->k - k0 < LK_KC ? j->k - k0 : LK_KC;
+                if (j->trans) {
+                    for (int cc = 0; cc < nc; cc++) {
+                        const float *src = j->w + (size_t)(t + cc) * j->k + k0;
+                        for (int kk = 0; kk < kc; kk++) bt[kk * LK_NR + cc] = src[kk];
+                    }
+                    for (int cc = nc; cc < LK_NR; cc++)
+                        for (int kk = 0; kk < kc; kk++) bt[kk * LK_NR + cc] = 0.0f;
+                } else {
+                    for (int kk = 0; kk < kc; kk++) {
+                        memcpy(bt + kk * LK_NR, j->w + (size_t)(k0 + kk) * j->cols + t, (size_t)nc * sizeof(float));
+                        memset(bt + kk * LK_NR + nc, 0, (size_t)(LK_NR - nc) * sizeof(float));
+                    }
+                }
+                int load = k0 > 0 || j->load;
+                for (int p = 0; p < npanel; p++) {
+                    int rows = j->n - p * 6 < 6 ? j->n - p * 6 : 6;
+                    const float *ap = j->a + ((size_t)p * j->k + k0) * 6;
+                    float *cp = j->c + (size_t)p * 6 * j->cols + t;
+                    if (rows == 6 && nc == LK_NR) {
+                        cpu_dc_kernel2(kc, 1, ap, bt, bt + 16, LK_NR, off0, cp, (size_t)j->cols, load);
+                        continue;
+                    }
+                    /* a short tile: through tmp (zeros load as the kernel's fresh start) */
+                    for (int r = 0; r < 6; r++)
+                        for (int cc = 0; cc < LK_NR; cc++)
+                            tmp[r * LK_NR + cc] = load && r < rows && cc < nc ? cp[(size_t)r * j->cols + cc] : 0.0f;
+                    cpu_dc_kernel2(kc, 1, ap, bt, bt + 16, LK_NR, off0, tmp, LK_NR, 1);
+                    for (int r = 0; r < rows; r++)
+                        memcpy(cp + (size_t)r * j->cols, tmp + r * LK_NR, (size_t)nc * sizeof(float));
+                }
+            }
+            if (j->bias)
+                for (int i = 0; i < j->n; i++)
+                    for (int cc = 0; cc < nc; cc++) j->c[(size_t)i * j->cols + t + cc] += j->bias[t + cc];
+        }
+    }
+}
+
+/* c [n][cols] (+)= rows [n][k] B, B from w as LkJob's trans says; bias added after the sums. */
+static void lk_gemm(NnBackend *be, int n, int k, int cols, int trans, const float *rows,
+                    const float *w, const float *bias, float *c, int load)
+{
+    int npanel = (n + 5) / 6;
+    float *a = cpu_shared(be, (size_t)npanel * 6 * k);
+    LkJob pj = {.be = be, .n = n, .k = k, .w = rows, .a = a};
+    cpu_for(be, npanel, 2, lk_pack_a_task, &pj);
+    LkJob j = {.be = be, .n = n, .k = k, .cols = cols, .trans = trans, .w = w, .a = a,
+               .bias = bias, .c = c, .load = load};
+    cpu_for(be, (cols + LK_CB - 1) / LK_CB, 1, lk_task, &j);
+}
+
 static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, const float *w,
                        const float *b, float *y)
 {
+    if (lk_ok(n)) {
+        lk_gemm(be, n, in, out, 1, x, w, b, y, 0);
+        return;
+    }
     LinJob j = {.n = n, .in = in, .out = out, .x = x, .w = w, .b = b, .y = y};
     cpu_for(be, (out + LIN_COLS - 1) / LIN_COLS, 2, lin_fwd_task, &j);
 }
@@ -593,6 +707,10 @@ static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, co
 static void linear_bwd(NnBackend *be, int n, int in, int out, const float *dy, const float *x,
                        const float *w, float *dx, float *dw, float *db)
 {
+    if (dx && lk_ok(n)) {
+        lk_gemm(be, n, out, in, 0, dy, w, NULL, dx, 1);
+        dx = NULL; /* done: OpenBLAS takes dw alone */
+    }
     LinJob j = {.n = n, .in = in, .out = out, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw};
     int64_t nblk = (dx ? (in + LIN_COLS - 1) / LIN_COLS : 0) + (dw ? (out + LIN_COLS - 1) / LIN_COLS : 0);
     if (nblk) cpu_for(be, nblk, 2, lin_bwd_task, &j);

@@ -98,6 +98,7 @@ typedef struct {
     const float *x, *w, *b, *dy;
     float *y, *dx, *dw, *parts;
     size_t wsize;
+    const float *ka; /* the im2col GEMMs on the AVX-512 kernel: W's panels (W^T's backward) */
 } ConvJob;
 
 /* ---- depthwise: one (image, channel) plane per item ----
@@ -310,6 +311,136 @@ static void dw_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
+/* ---- GEMM on conv_direct.c's AVX-512 kernel (cpu_dc_kernel2 with one tap) ----
+ * C[m][cols] (=, or += when load) A B over k terms, for the im2col convolutions and linear where
+ * cpu_avx512(): A in 6-row panels packed once per call ([panel][k][6], zero rows past m); B in
+ * tiles of 32 columns packed per block of KG_KC terms into a thread's buffer (zero columns past
+ * cols) that serve every panel; tiles short of 6 rows or 32 columns through a 6 x 32 buffer.
+ * Each output sums its terms in one fixed order (ascending, KG_KC at a time): the results do not
+ * depend on how columns are split between threads. */
+#define KG_KC 256
+#define KG_NR 32
+#define KG_SCRATCH ((size_t)KG_KC * KG_NR + 6 * KG_NR) /* floats of kg_cols's buffer */
+
+typedef struct {
+    int m, k, cols;
+    const float *a;    /* packed panels */
+    const float *b;    /* B[kk][col] = trans ? b[col ldb + kk] : b[kk ldb + col] */
+    size_t ldb;
+    int trans;
+    float *c;          /* [m][ldc] */
+    size_t ldc;
+    int load;
+    const float *bias; /* per column, added after the sums, or NULL */
+} KGemm;
+
+static int kg_ok(void)
+{
+    return cpu_avx512();
+}
+
+/* Panels [p0, p1) of A from src: row r, term kk at src[r lds + kk], or (trans) src[kk lds + r]. */
+static void kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int64_t p0, int64_t p1,
+                      float *a)
+{
+    for (int64_t p = p0; p < p1; p++) {
+        float *ap = a + (size_t)p * k * 6;
+        for (int r = 0; r < 6; r++) {
+            int row = (int)p * 6 + r;
+            if (row >= m)
+                for (int kk = 0; kk < k; kk++) ap[(size_t)kk * 6 + r] = 0.0f;
+            else if (trans)
+                for (int kk = 0; kk < k; kk++) ap[(size_t)kk * 6 + r] = src[(size_t)kk * lds + row];
+            else
+                for (int kk = 0; kk < k; kk++) ap[(size_t)kk * 6 + r] = src[(size_t)row * lds + kk];
+        }
+    }
+}
+
+/* Columns [t0, t1) of C (t0 a multiple of KG_NR); buf: KG_SCRATCH floats. */
+static void kg_cols(const KGemm *g, int t0, int t1, float *buf)
+{
+    float *bt = buf, *tmp = buf + (size_t)KG_KC * KG_NR;
+    const ptrdiff_t off0[1] = {0};
+    int npanel = (g->m + 5) / 6;
+    for (int t = t0; t < t1; t += KG_NR) {
+        int nc = g->cols - t < KG_NR ? g->cols - t : KG_NR;
+        for (int k0 = 0; k0 < g->k; k0 += KG_KC) {
+            int kc = g->k - k0 < KG_KC ? g->k - k0 : KG_KC;
+            if (g->trans) {
+                for (int cc = 0; cc < nc; cc++) {
+                    const float *src = g->b + (size_t)(t + cc) * g->ldb + k0;
+                    for (int kk = 0; kk < kc; kk++) bt[kk * KG_NR + cc] = src[kk];
+                }
+                for (int cc = nc; cc < KG_NR; cc++)
+                    for (int kk = 0; kk < kc; kk++) bt[kk * KG_NR + cc] = 0.0f;
+            } else {
+                for (int kk = 0; kk < kc; kk++) {
+                    memcpy(bt + kk * KG_NR, g->b + (size_t)(k0 + kk) * g->ldb + t, (size_t)nc * sizeof(float));
+                    memset(bt + kk * KG_NR + nc, 0, (size_t)(KG_NR - nc) * sizeof(float));
+                }
+            }
+            int load = k0 > 0 || g->load;
+            for (int p = 0; p < npanel; p++) {
+                int rows = g->m - p * 6 < 6 ? g->m - p * 6 : 6;
+                const float *ap = g->a + ((size_t)p * g->k + k0) * 6;
+                float *cp = g->c + (size_t)p * 6 * g->ldc + t;
+                if (rows == 6 && nc == KG_NR) {
+                    cpu_dc_kernel2(kc, 1, ap, bt, bt + 16, KG_NR, off0, cp, g->ldc, load);
+                    continue;
+                }
+                /* a short tile: through tmp (zeros load as the kernel's fresh start) */
+                for (int r = 0; r < 6; r++)
+                    for (int cc = 0; cc < KG_NR; cc++)
+                        tmp[r * KG_NR + cc] = load && r < rows && cc < nc ? cp[(size_t)r * g->ldc + cc] : 0.0f;
+                cpu_dc_kernel2(kc, 1, ap, bt, bt + 16, KG_NR, off0, tmp, KG_NR, 1);
+                for (int r = 0; r < rows; r++)
+                    memcpy(cp + (size_t)r * g->ldc, tmp + r * KG_NR, (size_t)nc * sizeof(float));
+            }
+        }
+        if (g->bias)
+            for (int i = 0; i < g->m; i++)
+                for (int cc = 0; cc < nc; cc++) g->c[(size_t)i * g->ldc + t + cc] += g->bias[t + cc];
+    }
+}
+
+typedef struct {
+    KGemm g;
+    const float *src; /* kg_pack_task: A's source */
+    size_t lds;
+    int trans;
+    float *a;
+    int cb; /* kg_cols_task: columns per item */
+    NnBackend *be;
+} KgJob;
+
+static void kg_pack_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const KgJob *j = arg;
+    kg_pack_a(j->src, j->lds, j->trans, j->g.m, j->g.k, b, e, j->a);
+}
+
+static void kg_cols_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    const KgJob *j = arg;
+    float *buf = cpu_scratch(j->be, tid, KG_SCRATCH);
+    for (int64_t it = b; it < e; it++) {
+        int t1 = (int)(it + 1) * j->cb < j->g.cols ? (int)(it + 1) * j->cb : j->g.cols;
+        kg_cols(&j->g, (int)it * j->cb, t1, buf);
+    }
+}
+
+/* A's panels for m rows of k terms from src (as kg_pack_a), into the backend's shared buffer. */
+static float *kg_pack(NnBackend *be, const float *src, size_t lds, int trans, int m, int k)
+{
+    int64_t npanel = (m + 5) / 6;
+    KgJob j = {.g = {.m = m, .k = k}, .src = src, .lds = lds, .trans = trans,
+               .a = cpu_shared(be, (size_t)npanel * 6 * k)};
+    cpu_for(be, npanel, 2, kg_pack_task, &j);
+    return j.a;
+}
+
 /* ---- GEMM formulation over fixed chunks of images ----
  *
  * Small planes make thin GEMMs (N = oh*ow = 16 at 4x4) whose cost is OpenBLAS packing the whole
@@ -353,7 +484,7 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     int chunk = gemm_chunk(s);
     size_t ld = (size_t)chunk * ohw;
     int direct = chunk == 1 && is_pointwise(s);
-    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s));
+    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->ka ? KG_SCRATCH : 0));
     float *out = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
     for (int64_t ch = b; ch < e; ch++) {
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
@@ -368,7 +499,11 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
             int cols = nb * ohw;
             for (int i = 0; i < nb; i++)
                 im2col(s, x + (size_t)i * s->cin * s->h * s->w, col + (size_t)i * ohw, ld);
-            for (int gi = 0; gi < g; gi++)
+            if (j->ka) { /* one group */
+                KGemm kg = {.m = m, .k = k, .cols = cols, .a = j->ka, .b = col, .ldb = ld, .c = dst, .ldc = ld};
+                kg_cols(&kg, 0, cols, col + gemm_scratch(s));
+            }
+            for (int gi = 0; gi < g && !j->ka; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, k, 1.0f,
                             j->w + (size_t)gi * m * k, k, col + (size_t)gi * k * ld, (int)ld, 0.0f,
                             dst + (size_t)gi * m * ld, (int)ld);
@@ -391,7 +526,7 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
     int chunk = gemm_chunk(s);
     size_t ld = (size_t)chunk * ohw;
     int direct = chunk == 1 && is_pointwise(s);
-    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s));
+    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->ka ? KG_SCRATCH : 0));
     float *dys = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
     for (int64_t ch = b; ch < e; ch++) {
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
@@ -412,7 +547,11 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
                            (size_t)ohw * sizeof(float));
             src = dys;
         }
-        for (int gi = 0; gi < g; gi++)
+        if (j->ka) { /* one group */
+            KGemm kg = {.m = k, .k = m, .cols = nb * ohw, .a = j->ka, .b = src, .ldb = ld, .c = col, .ldc = ld};
+            kg_cols(&kg, 0, nb * ohw, col + gemm_scratch(s));
+        }
+        for (int gi = 0; gi < g && !j->ka; gi++)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, nb * ohw, m, 1.0f,
                         j->w + (size_t)gi * m * k, k, src + (size_t)gi * m * ld, (int)ld, 0.0f,
                         col + (size_t)gi * k * ld, (int)ld);
@@ -493,6 +632,13 @@ static void bias_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
+/* The im2col GEMMs (one group, not a 1x1 stride-1 conv of one image per chunk, whose GEMM
+ * reads x itself) on the AVX-512 kernel GEMM. */
+static int kg_gemm_ok(const NnConvShape *s)
+{
+    return s->groups == 1 && !(gemm_chunk(s) == 1 && is_pointwise(s)) && kg_ok();
+}
+
 static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
                        const float *b, float *y)
 {
@@ -501,7 +647,11 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
     else if (cpu_direct_ok(s)) cpu_direct_fwd(be, s, x, w, b, y);
     else if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_fwd(be, s, x, w, b, y);
     else if (is_depthwise(s)) cpu_for(be, (int64_t)s->n * s->cin, 2, dw_fwd_task, &j);
-    else cpu_for(be, gemm_nchunks(s), 2, gemm_fwd_task, &j);
+    else {
+        int k = s->cin * s->kh * s->kw;
+        if (kg_gemm_ok(s)) j.ka = kg_pack(be, w, (size_t)k, 0, s->cout, k);
+        cpu_for(be, gemm_nchunks(s), 2, gemm_fwd_task, &j);
+    }
 }
 
 static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
@@ -514,7 +664,11 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
     else if (is_depthwise(s))
         cpu_for(be, (int64_t)s->n * s->cin, 2,
                 dw_bwd_gathers(s) ? dw_bwd_gather_task : dw_bwd_scatter_task, &j);
-    else cpu_for(be, gemm_nchunks(s), 2, gemm_bwd_data_task, &j);
+    else {
+        int k = s->cin * s->kh * s->kw;
+        if (kg_gemm_ok(s)) j.ka = kg_pack(be, w, (size_t)k, 1, k, s->cout);
+        cpu_for(be, gemm_nchunks(s), 2, gemm_bwd_data_task, &j);
+    }
 }
 
 static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
@@ -542,9 +696,12 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
 
 /* ---- linear: sgemms over fixed blocks of LIN_COLS output (or input) columns ----
  * The blocks are a function of the shape only, so results do not depend on the thread count;
- * VGG's and AlexNet's classifiers (25088 x 4096) are worth both cores, a ResNet head is one block. */
+ * VGG's and AlexNet's classifiers (25088 x 4096) are worth both cores, a ResNet head is one block.
+ * With AVX-512 and a batch of 6 or more, the forward and dx run on the kernel GEMM above (the
+ * batch is A's rows); dw stays on OpenBLAS. */
 
 #define LIN_COLS 512
+#define KG_LIN_CB 128 /* columns per item on the AVX-512 kernel (a multiple of KG_NR) */
 
 typedef struct {
     int n, in, out;
@@ -585,119 +742,15 @@ static void lin_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* ---- linear on conv_direct.c's AVX-512 kernel (cpu_dc_kernel2 as a GEMM: one tap) ----
- * C[n][cols] (=, or += when load) A B, k terms: the batch's rows in 6-row panels of A (x forward,
- * dy backward; packed once per call as [panel][k][6], zero rows past n), B tiles of 32 columns
- * (forward W transposed, backward W's rows; packed per block of LK_KC terms into a thread's
- * scratch, zero columns past cols) that serve every panel. Tiles short of 6 rows or 32 columns
- * go through a 6 x 32 buffer. Work items are blocks of LK_CB columns; each output sums its terms
- * in one fixed order (ascending, LK_KC at a time), so results do not depend on threads. Only
- * where cpu_avx512() and n >= 6 (a panel's rows are mostly real): else OpenBLAS, as before. */
-#define LK_KC 256
-#define LK_CB 128
-#define LK_NR 32
-
-typedef struct {
-    NnBackend *be;
-    int n, k, cols, trans; /* trans: B[k][col] = w[col][k] (forward); else w[k][col] */
-    const float *w, *a, *bias;
-    float *c;
-    int load;
-} LkJob;
-
-static int lk_ok(int n)
-{
-    return n >= 6 && cpu_avx512();
-}
-
-/* Items = panels: a[p][kk][r] = src[p 6 + r][kk] (src [n][k]), 0 past n. */
-static void lk_pack_a_task(void *arg, int64_t b, int64_t e, int tid)
-{
-    (void)tid;
-    const LkJob *j = arg;
-    const float *src = j->w; /* the rows to pack (lk_gemm passes them here for this pass) */
-    for (int64_t p = b; p < e; p++) {
-        float *a = (float *)j->a + (size_t)p * j->k * 6;
-        for (int r = 0; r < 6; r++) {
-            int row = (int)p * 6 + r;
-            if (row >= j->n) {
-                for (int kk = 0; kk < j->k; kk++) a[(size_t)kk * 6 + r] = 0.0f;
-                continue;
-            }
-            const float *s = src + (size_t)row * j->k;
-            for (int kk = 0; kk < j->k; kk++) a[(size_t)kk * 6 + r] = s[kk];
-        }
-    }
-}
-
-static void lk_task(void *arg, int64_t b, int64_t e, int tid)
-{
-    const LkJob *j = arg;
-    float *bt = cpu_scratch(j->be, tid, (size_t)LK_KC * LK_NR + 6 * LK_NR), *tmp = bt + LK_KC * LK_NR;
-    const ptrdiff_t off0[1] = {0};
-    int npanel = (j->n + 5) / 6;
-    for (int64_t it = b; it < e; it++) {
-        int t1 = (int)(it + 1) * LK_CB < j->cols ? (int)(it + 1) * LK_CB : j->cols;
-        for (int t = (int)it * LK_CB; t < t1; t += LK_NR) {
-            int nc = j->cols - t < LK_NR ? j->cols - t : LK_NR;
-            for (int k0 = 0; k0 < j->k; k0 += LK_KC) {
-                int kc = j->k - k0 < LK_KC ? j->k - k0 : LK_KC;
-                if (j->trans) {
-                    for (int cc = 0; cc < nc; cc++) {
-                        const float *src = j->w + (size_t)(t + cc) * j->k + k0;
-                        for (int kk = 0; kk < kc; kk++) bt[kk * LK_NR + cc] = src[kk];
-                    }
-                    for (int cc = nc; cc < LK_NR; cc++)
-                        for (int kk = 0; kk < kc; kk++) bt[kk * LK_NR + cc] = 0.0f;
-                } else {
-                    for (int kk = 0; kk < kc; kk++) {
-                        memcpy(bt + kk * LK_NR, j->w + (size_t)(k0 + kk) * j->cols + t, (size_t)nc * sizeof(float));
-                        memset(bt + kk * LK_NR + nc, 0, (size_t)(LK_NR - nc) * sizeof(float));
-                    }
-                }
-                int load = k0 > 0 || j->load;
-                for (int p = 0; p < npanel; p++) {
-                    int rows = j->n - p * 6 < 6 ? j->n - p * 6 : 6;
-                    const float *ap = j->a + ((size_t)p * j->k + k0) * 6;
-                    float *cp = j->c + (size_t)p * 6 * j->cols + t;
-                    if (rows == 6 && nc == LK_NR) {
-                        cpu_dc_kernel2(kc, 1, ap, bt, bt + 16, LK_NR, off0, cp, (size_t)j->cols, load);
-                        continue;
-                    }
-                    /* a short tile: through tmp (zeros load as the kernel's fresh start) */
-                    for (int r = 0; r < 6; r++)
-                        for (int cc = 0; cc < LK_NR; cc++)
-                            tmp[r * LK_NR + cc] = load && r < rows && cc < nc ? cp[(size_t)r * j->cols + cc] : 0.0f;
-                    cpu_dc_kernel2(kc, 1, ap, bt, bt + 16, LK_NR, off0, tmp, LK_NR, 1);
-                    for (int r = 0; r < rows; r++)
-                        memcpy(cp + (size_t)r * j->cols, tmp + r * LK_NR, (size_t)nc * sizeof(float));
-                }
-            }
-            if (j->bias)
-                for (int i = 0; i < j->n; i++)
-                    for (int cc = 0; cc < nc; cc++) j->c[(size_t)i * j->cols + t + cc] += j->bias[t + cc];
-        }
-    }
-}
-
-/* c [n][cols] (+)= rows [n][k] B, B from w as LkJob's trans says; bias added after the sums. */
-static void lk_gemm(NnBackend *be, int n, int k, int cols, int trans, const float *rows,
-                    const float *w, const float *bias, float *c, int load)
-{
-    int npanel = (n + 5) / 6;
-    float *a = cpu_shared(be, (size_t)npanel * 6 * k);
-    LkJob pj = {.be = be, .n = n, .k = k, .w = rows, .a = a};
-    cpu_for(be, npanel, 2, lk_pack_a_task, &pj);
-    LkJob j = {.be = be, .n = n, .k = k, .cols = cols, .trans = trans, .w = w, .a = a,
-               .bias = bias, .c = c, .load = load};
-    cpu_for(be, (cols + LK_CB - 1) / LK_CB, 1, lk_task, &j);
-}
-
 static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, const float *w,
                        const float *b, float *y)
 {
-    if (lk_ok(n)) {
-        lk_gemm(be, n, in, out, 1, x, w, b, y, 0);
+    if (n >= 6 && kg_ok()) { /* y = x W^T + b: A x, B W transposed */
+        KgJob j = {.g = {.m = n, .k = in, .cols = out, .b = w, .ldb = (size_t)in, .trans = 1, .c = y,
+                         .ldc = (size_t)out, .bias = b},
+                   .cb = KG_LIN_CB, .be = be};
+        j.g.a = kg_pack(be, x, (size_t)in, 0, n, in);
+        cpu_for(be, (out + KG_LIN_CB - 1) / KG_LIN_CB, 1, kg_cols_task, &j);
         return;
     }
     LinJob j = {.n = n, .in = in, .out = out, .x = x, .w = w, .b = b, .y = y};
@@ -707,8 +760,12 @@ static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, co
 static void linear_bwd(NnBackend *be, int n, int in, int out, const float *dy, const float *x,
                        const float *w, float *dx, float *dw, float *db)
 {
-    if (dx && lk_ok(n)) {
-        lk_gemm(be, n, out, in, 0, dy, w, NULL, dx, 1);
+    if (dx && n >= 6 && kg_ok()) { /* dx += dy W: A dy, B W */
+        KgJob kj = {.g = {.m = n, .k = out, .cols = in, .b = w, .ldb = (size_t)in, .c = dx,
+                          .ldc = (size_t)in, .load = 1},
+                    .cb = KG_LIN_CB, .be = be};
+        kj.g.a = kg_pack(be, dy, (size_t)out, 0, n, out);
+        cpu_for(be, (in + KG_LIN_CB - 1) / KG_LIN_CB, 1, kg_cols_task, &kj);
         dx = NULL; /* done: OpenBLAS takes dw alone */
     }
     LinJob j = {.n = n, .in = in, .out = out, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw};

@@ -486,11 +486,16 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     int direct = chunk == 1 && is_pointwise(s);
     float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->ka ? KG_SCRATCH : 0));
     float *out = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
+    float *kbuf = !j->ka ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
     for (int64_t ch = b; ch < e; ch++) {
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
         const float *x = j->x + (size_t)n0 * s->cin * s->h * s->w;
         float *y = j->y + (size_t)n0 * s->cout * ohw, *dst = chunk == 1 ? y : out;
-        if (direct) {
+        if (direct && j->ka) { /* one group: B is x */
+            KGemm kg = {.m = m, .k = k, .cols = ohw, .a = j->ka, .b = x, .ldb = (size_t)ohw, .c = y,
+                        .ldc = (size_t)ohw};
+            kg_cols(&kg, 0, ohw, kbuf);
+        } else if (direct) {
             for (int gi = 0; gi < g; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, ohw, k, 1.0f,
                             j->w + (size_t)gi * m * k, k, x + (size_t)gi * k * ohw, ohw, 0.0f,
@@ -501,7 +506,7 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
                 im2col(s, x + (size_t)i * s->cin * s->h * s->w, col + (size_t)i * ohw, ld);
             if (j->ka) { /* one group */
                 KGemm kg = {.m = m, .k = k, .cols = cols, .a = j->ka, .b = col, .ldb = ld, .c = dst, .ldc = ld};
-                kg_cols(&kg, 0, cols, col + gemm_scratch(s));
+                kg_cols(&kg, 0, cols, kbuf);
             }
             for (int gi = 0; gi < g && !j->ka; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, k, 1.0f,
@@ -528,10 +533,17 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
     int direct = chunk == 1 && is_pointwise(s);
     float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->ka ? KG_SCRATCH : 0));
     float *dys = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
+    float *kbuf = !j->ka ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
     for (int64_t ch = b; ch < e; ch++) {
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
         const float *dy = j->dy + (size_t)n0 * s->cout * ohw;
         float *dx = j->dx + (size_t)n0 * s->cin * s->h * s->w;
+        if (direct && j->ka) { /* one group: dx += W^T dy, straight into dx */
+            KGemm kg = {.m = k, .k = m, .cols = ohw, .a = j->ka, .b = dy, .ldb = (size_t)ohw, .c = dx,
+                        .ldc = (size_t)ohw, .load = 1};
+            kg_cols(&kg, 0, ohw, kbuf);
+            continue;
+        }
         if (direct) {
             for (int gi = 0; gi < g; gi++)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, ohw, m, 1.0f,
@@ -549,7 +561,7 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
         }
         if (j->ka) { /* one group */
             KGemm kg = {.m = k, .k = m, .cols = nb * ohw, .a = j->ka, .b = src, .ldb = ld, .c = col, .ldc = ld};
-            kg_cols(&kg, 0, nb * ohw, col + gemm_scratch(s));
+            kg_cols(&kg, 0, nb * ohw, kbuf);
         }
         for (int gi = 0; gi < g && !j->ka; gi++)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, nb * ohw, m, 1.0f,
@@ -632,11 +644,10 @@ static void bias_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* The im2col GEMMs (one group, not a 1x1 stride-1 conv of one image per chunk, whose GEMM
- * reads x itself) on the AVX-512 kernel GEMM. */
+/* The GEMMs of the chunk tasks (one group) on the AVX-512 kernel GEMM. */
 static int kg_gemm_ok(const NnConvShape *s)
 {
-    return s->groups == 1 && !(gemm_chunk(s) == 1 && is_pointwise(s)) && kg_ok();
+    return s->groups == 1 && kg_ok();
 }
 
 static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,

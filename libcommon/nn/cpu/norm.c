@@ -251,7 +251,7 @@ static inline __attribute__((always_inline)) void affine_act_run(NnAct act, int 
 
 /* y = act((x - m) is w + b (+ r)) over channel c; with s, also channel_stats' sums of x (shift
  * k), each plane run summed while it is still in L1. */
-static void affine_act_channel(const BnJob *j, int64_t c, double k, double *s, double *q)
+static inline __attribute__((always_inline)) void affine_act_channel(const BnJob *j, int64_t c, double k, double *s, double *q)
 {
     float w = j->w ? j->w[c] : 1.0f, b = j->b ? j->b[c] : 0.0f;
     float m = j->mean[c], is = j->invstd[c];
@@ -268,10 +268,9 @@ static void affine_act_channel(const BnJob *j, int64_t c, double k, double *s, d
     }
 }
 
-static void bn_act_fwd_task(void *arg, int64_t b, int64_t e, int tid)
+static inline __attribute__((always_inline)) void bn_act_fwd_items(const BnJob *j, int64_t b,
+                                                                   int64_t e)
 {
-    (void)tid;
-    const BnJob *j = arg;
     double count = (double)j->n * (double)j->hw;
     for (int64_t c = b; c < e; c++) {
         double s[SUM_LANES] = {0}, q[SUM_LANES] = {0};
@@ -289,6 +288,24 @@ static void bn_act_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
+/* The task twice: as built (x86-64's SSE2), and with AVX2 (no FMA, so the same roundings: the
+ * element loops just run 8 wide; test_bn_fused compares the two bit for bit). */
+static void bn_act_fwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    bn_act_fwd_items(arg, b, e);
+}
+
+#ifdef NORM_X86
+NORM_AVX2 static void bn_act_fwd_task_avx2(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    bn_act_fwd_items(arg, b, e);
+}
+#else
+#define bn_act_fwd_task_avx2 bn_act_fwd_task
+#endif
+
 static void bn_act_fwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw, float eps,
                        float momentum, const float *x, const float *r, const float *w,
                        const float *b, float *rm, float *rv, float *y, float *mean, float *invstd,
@@ -298,7 +315,7 @@ static void bn_act_fwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
                .momentum = momentum, .x = x, .w = w, .b = b, .y = y, .mean = mean,
                .invstd = invstd, .rm = train ? rm : NULL, .rv = train ? rv : NULL, .crm = rm,
                .crv = rv, .stat = train ? NULL : stat_save};
-    cpu_for(be, c, 2, bn_act_fwd_task, &j);
+    cpu_for(be, c, 2, j.vec ? bn_act_fwd_task_avx2 : bn_act_fwd_task, &j);
     if (j.stat) stat_norms(c, stat_save, stat_loss);
 }
 
@@ -424,16 +441,32 @@ static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob
     }
 }
 
-static void bn_act_bwd_task(void *arg, int64_t b, int64_t e, int tid)
+static inline __attribute__((always_inline)) void bn_act_bwd_items(const BnJob *j, int64_t b,
+                                                                   int64_t e)
 {
-    (void)tid;
-    const BnJob *j = arg;
     for (int64_t c = b; c < e; c++) {
         if (j->act == NN_ACT_RELU6) bn_act_bwd_channel(j, c, NN_ACT_RELU6);
         else if (j->act == NN_ACT_RELU) bn_act_bwd_channel(j, c, NN_ACT_RELU);
         else bn_act_bwd_channel(j, c, NN_BN_NO_ACT);
     }
 }
+
+/* As bn_act_fwd_task: as built, and with AVX2. */
+static void bn_act_bwd_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    bn_act_bwd_items(arg, b, e);
+}
+
+#ifdef NORM_X86
+NORM_AVX2 static void bn_act_bwd_task_avx2(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    bn_act_bwd_items(arg, b, e);
+}
+#else
+#define bn_act_bwd_task_avx2 bn_act_bwd_task
+#endif
 
 static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw,
                        const float *x, const float *y, const float *w, const float *mean,
@@ -444,7 +477,7 @@ static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
                .train = train, .n = n, .c = c, .hw = hw, .x = x, .y = (float *)y,
                .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db, .mean = (float *)mean,
                .invstd = (float *)invstd, .inplace = dx && dx == dy};
-    cpu_for(be, c, 2, bn_act_bwd_task, &j);
+    cpu_for(be, c, 2, j.vec ? bn_act_bwd_task_avx2 : bn_act_bwd_task, &j);
 }
 
 /* The plain batchnorm slots: the same kernels with no activation. */

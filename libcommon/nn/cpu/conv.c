@@ -98,7 +98,8 @@ typedef struct {
     const float *x, *w, *b, *dy;
     float *y, *dx, *dw, *parts;
     size_t wsize;
-    const float *ka; /* the im2col GEMMs on the AVX-512 kernel: W's panels (W^T's backward) */
+    const float *ka; /* the chunk GEMMs on the AVX-512 kernel: W's panels (W^T's backward data;
+                      * for the weight gradient, non-NULL as a flag) */
 } ConvJob;
 
 /* ---- depthwise: one (image, channel) plane per item ----
@@ -582,8 +583,11 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
     int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS, chunk = gemm_chunk(s);
     size_t ld = (size_t)chunk * ohw;
     int direct = chunk == 1 && is_pointwise(s);
-    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s));
+    /* with j->ka (only a flag here): the kernel GEMM's buffer and dY's panels (m rows, ld terms) */
+    size_t kgs = j->ka ? KG_SCRATCH + (size_t)(m + 5) / 6 * 6 * ld : 0;
+    float *col = direct && !kgs ? NULL : cpu_scratch(j->be, tid, (direct ? 0 : gemm_scratch(s)) + kgs);
     float *dys = col + ld * (size_t)k * g;
+    float *kbuf = !kgs ? NULL : direct ? col : col + gemm_scratch(s), *kpan = kbuf + KG_SCRATCH;
     for (int64_t p = b; p < e; p++) {
         float *dw = j->parts + (size_t)p * j->wsize;
         memset(dw, 0, j->wsize * sizeof(float));
@@ -603,6 +607,13 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
                         memcpy(dys + c * ld + (size_t)i * ohw, dy + ((size_t)i * s->cout + c) * ohw,
                                (size_t)ohw * sizeof(float));
                 dsrc = dys;
+            }
+            if (j->ka) { /* one group: dW += dY col^T, A dY's panels, B col transposed */
+                kg_pack_a(dsrc, ld, 0, m, nb * ohw, 0, (m + 5) / 6, kpan);
+                KGemm kg = {.m = m, .k = nb * ohw, .cols = k, .a = kpan, .b = src, .ldb = ld,
+                            .trans = 1, .c = dw, .ldc = (size_t)k, .load = 1};
+                kg_cols(&kg, 0, k, kbuf);
+                continue;
             }
             for (int gi = 0; gi < g; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, nb * ohw, 1.0f,
@@ -695,6 +706,7 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
         } else {
             int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS;
             j.parts = cpu_shared(be, (size_t)nparts * j.wsize);
+            j.ka = kg_gemm_ok(s) ? j.parts : NULL; /* a flag: the panels are per chunk */
             cpu_for(be, nparts, 2, gemm_bwd_filter_task, &j);
             cpu_for(be, (int64_t)j.wsize, 4096, parts_reduce_task, &j);
         }

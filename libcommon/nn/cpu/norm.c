@@ -12,6 +12,31 @@
 #define NORM_AVX2 __attribute__((target("avx2")))
 #endif
 
+/* A task NAME running ITEMS(job, b, e) as built (x86-64's SSE2), and NAME_avx2 with AVX2 (no FMA,
+ * so every operation rounds as in the SSE2 build: the element loops just run 8 wide;
+ * test_bn_fused compares the two bit for bit). Jobs pick NAME_avx2 where cpu_avx2(). */
+#ifdef NORM_X86
+#define BN_TASKS(name, items)                                                   \
+    static void name(void *arg, int64_t b, int64_t e, int tid)                  \
+    {                                                                           \
+        (void)tid;                                                              \
+        items(arg, b, e);                                                       \
+    }                                                                           \
+    NORM_AVX2 static void name##_avx2(void *arg, int64_t b, int64_t e, int tid) \
+    {                                                                           \
+        (void)tid;                                                              \
+        items(arg, b, e);                                                       \
+    }
+#else
+#define BN_TASKS(name, items)                                  \
+    static void name(void *arg, int64_t b, int64_t e, int tid) \
+    {                                                          \
+        (void)tid;                                             \
+        items(arg, b, e);                                      \
+    }                                                          \
+    static void (*const name##_avx2)(void *, int64_t, int64_t, int) = name;
+#endif
+
 typedef struct {
     int n, c;
     int64_t hw;
@@ -288,23 +313,7 @@ static inline __attribute__((always_inline)) void bn_act_fwd_items(const BnJob *
     }
 }
 
-/* The task twice: as built (x86-64's SSE2), and with AVX2 (no FMA, so the same roundings: the
- * element loops just run 8 wide; test_bn_fused compares the two bit for bit). */
-static void bn_act_fwd_task(void *arg, int64_t b, int64_t e, int tid)
-{
-    (void)tid;
-    bn_act_fwd_items(arg, b, e);
-}
-
-#ifdef NORM_X86
-NORM_AVX2 static void bn_act_fwd_task_avx2(void *arg, int64_t b, int64_t e, int tid)
-{
-    (void)tid;
-    bn_act_fwd_items(arg, b, e);
-}
-#else
-#define bn_act_fwd_task_avx2 bn_act_fwd_task
-#endif
+BN_TASKS(bn_act_fwd_task, bn_act_fwd_items)
 
 static void bn_act_fwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw, float eps,
                        float momentum, const float *x, const float *r, const float *w,
@@ -451,22 +460,7 @@ static inline __attribute__((always_inline)) void bn_act_bwd_items(const BnJob *
     }
 }
 
-/* As bn_act_fwd_task: as built, and with AVX2. */
-static void bn_act_bwd_task(void *arg, int64_t b, int64_t e, int tid)
-{
-    (void)tid;
-    bn_act_bwd_items(arg, b, e);
-}
-
-#ifdef NORM_X86
-NORM_AVX2 static void bn_act_bwd_task_avx2(void *arg, int64_t b, int64_t e, int tid)
-{
-    (void)tid;
-    bn_act_bwd_items(arg, b, e);
-}
-#else
-#define bn_act_bwd_task_avx2 bn_act_bwd_task
-#endif
+BN_TASKS(bn_act_bwd_task, bn_act_bwd_items)
 
 static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw,
                        const float *x, const float *y, const float *w, const float *mean,

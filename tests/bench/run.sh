@@ -9,7 +9,8 @@
 # ROUNDS (default 3; ZOO_ROUNDS for the zoo, default 1): alternating runs of ours and the peer per
 # case; the line gives the medians (and a "rounds" line every run's figure). ZOO_ALL=1 adds the rest
 # of the zoo's recover steps (efficientnet_b0, shufflenet_v2_x0_5, densenet169, wide_resnet50_2,
-# vgg11_bn, alexnet); ZOO_ALL=only runs just those.
+# vgg11_bn, alexnet), and their training steps (run_train.sh); ZOO_ALL=only runs just those
+# recover steps.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}

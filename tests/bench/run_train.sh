@@ -5,7 +5,8 @@
 #   bench train-step MODEL CxHxW bBATCH cpu: ours N img/s, peer M img/s, ratio R
 # Cases: convnet3 1x28x28 and resnet18m (small stem) 3x32x32, batch 128; (issue 7) the FADRM+
 # teachers mobilenet_v2m, shufflenet_v2_x1_0m, densenet121m (small stems) 3x32x32, fewer steps
-# (ZOO_ITERS, default 2).
+# (ZOO_ITERS, default 2). ZOO_ALL=1 adds the rest of the zoo (run.sh's list), ZOO_ALL=only runs
+# just those.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -35,8 +36,20 @@ train_case() {
     echo "bench train-step $model ${ch}x${res}x${res} b$BATCH cpu: ours $ours img/s, peer $peer_rate img/s, ratio $ratio"
 }
 
-train_case convnet3 1 28
-train_case resnet18m 3 32
-ITERS=${ZOO_ITERS:-2} train_case mobilenet_v2m 3 32
-ITERS=${ZOO_ITERS:-2} train_case shufflenet_v2_x1_0m 3 32
-ITERS=${ZOO_ITERS:-2} train_case densenet121m 3 32
+if [ "${ZOO_ALL:-0}" != only ]; then
+    train_case convnet3 1 28
+    train_case resnet18m 3 32
+    ITERS=${ZOO_ITERS:-2} train_case mobilenet_v2m 3 32
+    ITERS=${ZOO_ITERS:-2} train_case shufflenet_v2_x1_0m 3 32
+    ITERS=${ZOO_ITERS:-2} train_case densenet121m 3 32
+fi
+# ZOO_ALL=1 (as run.sh): the rest of the zoo's training steps (issue 7 asks each reported);
+# ZOO_ALL=only: just those
+if [ "${ZOO_ALL:-0}" != 0 ]; then
+    ITERS=${ZOO_ITERS:-2} train_case efficientnet_b0m 3 32
+    ITERS=${ZOO_ITERS:-2} train_case shufflenet_v2_x0_5m 3 32
+    ITERS=${ZOO_ITERS:-2} train_case densenet169m 3 32
+    ITERS=${ZOO_ITERS:-2} train_case wide_resnet50_2m 3 32
+    ITERS=${ZOO_ITERS:-2} train_case vgg11_bn 3 32
+    ITERS=${ZOO_ITERS:-2} train_case alexnet 3 64
+fi

@@ -98,8 +98,9 @@ typedef struct {
     const float *x, *w, *b, *dy;
     float *y, *dx, *dw, *parts;
     size_t wsize;
-    const float *ka; /* the chunk GEMMs on the AVX-512 kernel: W's panels (W^T's backward data;
-                      * for the weight gradient, non-NULL as a flag) */
+    int kg;          /* the chunk GEMMs on the AVX-512 kernel GEMM (kg_gemm_ok) */
+    const float *ka; /* ... whose A: W's panels forward, W^T's backward data (the weight gradient
+                      * packs dY's per chunk) */
 } ConvJob;
 
 /* ---- depthwise: one (image, channel) plane per item ----
@@ -335,11 +336,6 @@ typedef struct {
     const float *bias; /* per column, added after the sums, or NULL */
 } KGemm;
 
-static int kg_ok(void)
-{
-    return cpu_avx512();
-}
-
 /* Panels [p0, p1) of A from src: row r, term kk at src[r lds + kk], or (trans) src[kk lds + r]. */
 static void kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int64_t p0, int64_t p1,
                       float *a)
@@ -485,14 +481,14 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     int chunk = gemm_chunk(s);
     size_t ld = (size_t)chunk * ohw;
     int direct = chunk == 1 && is_pointwise(s);
-    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->ka ? KG_SCRATCH : 0));
+    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->kg ? KG_SCRATCH : 0));
     float *out = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
-    float *kbuf = !j->ka ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
+    float *kbuf = !j->kg ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
     for (int64_t ch = b; ch < e; ch++) {
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
         const float *x = j->x + (size_t)n0 * s->cin * s->h * s->w;
         float *y = j->y + (size_t)n0 * s->cout * ohw, *dst = chunk == 1 ? y : out;
-        if (direct && j->ka) { /* one group: B is x */
+        if (direct && j->kg) { /* one group: B is x */
             KGemm kg = {.m = m, .k = k, .cols = ohw, .a = j->ka, .b = x, .ldb = (size_t)ohw, .c = y,
                         .ldc = (size_t)ohw};
             kg_cols(&kg, 0, ohw, kbuf);
@@ -505,11 +501,11 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
             int cols = nb * ohw;
             for (int i = 0; i < nb; i++)
                 im2col(s, x + (size_t)i * s->cin * s->h * s->w, col + (size_t)i * ohw, ld);
-            if (j->ka) { /* one group */
+            if (j->kg) { /* one group */
                 KGemm kg = {.m = m, .k = k, .cols = cols, .a = j->ka, .b = col, .ldb = ld, .c = dst, .ldc = ld};
                 kg_cols(&kg, 0, cols, kbuf);
             }
-            for (int gi = 0; gi < g && !j->ka; gi++)
+            for (int gi = 0; gi < g && !j->kg; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, k, 1.0f,
                             j->w + (size_t)gi * m * k, k, col + (size_t)gi * k * ld, (int)ld, 0.0f,
                             dst + (size_t)gi * m * ld, (int)ld);
@@ -532,14 +528,14 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
     int chunk = gemm_chunk(s);
     size_t ld = (size_t)chunk * ohw;
     int direct = chunk == 1 && is_pointwise(s);
-    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->ka ? KG_SCRATCH : 0));
+    float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->kg ? KG_SCRATCH : 0));
     float *dys = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
-    float *kbuf = !j->ka ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
+    float *kbuf = !j->kg ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
     for (int64_t ch = b; ch < e; ch++) {
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
         const float *dy = j->dy + (size_t)n0 * s->cout * ohw;
         float *dx = j->dx + (size_t)n0 * s->cin * s->h * s->w;
-        if (direct && j->ka) { /* one group: dx += W^T dy, straight into dx */
+        if (direct && j->kg) { /* one group: dx += W^T dy, straight into dx */
             KGemm kg = {.m = k, .k = m, .cols = ohw, .a = j->ka, .b = dy, .ldb = (size_t)ohw, .c = dx,
                         .ldc = (size_t)ohw, .load = 1};
             kg_cols(&kg, 0, ohw, kbuf);
@@ -560,11 +556,11 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
                            (size_t)ohw * sizeof(float));
             src = dys;
         }
-        if (j->ka) { /* one group */
+        if (j->kg) { /* one group */
             KGemm kg = {.m = k, .k = m, .cols = nb * ohw, .a = j->ka, .b = src, .ldb = ld, .c = col, .ldc = ld};
             kg_cols(&kg, 0, nb * ohw, kbuf);
         }
-        for (int gi = 0; gi < g && !j->ka; gi++)
+        for (int gi = 0; gi < g && !j->kg; gi++)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, nb * ohw, m, 1.0f,
                         j->w + (size_t)gi * m * k, k, src + (size_t)gi * m * ld, (int)ld, 0.0f,
                         col + (size_t)gi * k * ld, (int)ld);
@@ -583,8 +579,8 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
     int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS, chunk = gemm_chunk(s);
     size_t ld = (size_t)chunk * ohw;
     int direct = chunk == 1 && is_pointwise(s);
-    /* with j->ka (only a flag here): the kernel GEMM's buffer and dY's panels (m rows, ld terms) */
-    size_t kgs = j->ka ? KG_SCRATCH + (size_t)(m + 5) / 6 * 6 * ld : 0;
+    /* with j->kg: the kernel GEMM's buffer and dY's panels (m rows, ld terms) */
+    size_t kgs = j->kg ? KG_SCRATCH + (size_t)(m + 5) / 6 * 6 * ld : 0;
     float *col = direct && !kgs ? NULL : cpu_scratch(j->be, tid, (direct ? 0 : gemm_scratch(s)) + kgs);
     float *dys = col + ld * (size_t)k * g;
     float *kbuf = !kgs ? NULL : direct ? col : col + gemm_scratch(s), *kpan = kbuf + KG_SCRATCH;
@@ -608,7 +604,7 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
                                (size_t)ohw * sizeof(float));
                 dsrc = dys;
             }
-            if (j->ka) { /* one group: dW += dY col^T, A dY's panels, B col transposed */
+            if (j->kg) { /* one group: dW += dY col^T, A dY's panels, B col transposed */
                 kg_pack_a(dsrc, ld, 0, m, nb * ohw, 0, (m + 5) / 6, kpan);
                 KGemm kg = {.m = m, .k = nb * ohw, .cols = k, .a = kpan, .b = src, .ldb = ld,
                             .trans = 1, .c = dw, .ldc = (size_t)k, .load = 1};
@@ -658,7 +654,7 @@ static void bias_bwd_task(void *arg, int64_t b, int64_t e, int tid)
 /* The GEMMs of the chunk tasks (one group) on the AVX-512 kernel GEMM. */
 static int kg_gemm_ok(const NnConvShape *s)
 {
-    return s->groups == 1 && kg_ok();
+    return s->groups == 1 && cpu_avx512();
 }
 
 static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
@@ -671,7 +667,7 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
     else if (is_depthwise(s)) cpu_for(be, (int64_t)s->n * s->cin, 2, dw_fwd_task, &j);
     else {
         int k = s->cin * s->kh * s->kw;
-        if (kg_gemm_ok(s)) j.ka = kg_pack(be, w, (size_t)k, 0, s->cout, k);
+        if ((j.kg = kg_gemm_ok(s))) j.ka = kg_pack(be, w, (size_t)k, 0, s->cout, k);
         cpu_for(be, gemm_nchunks(s), 2, gemm_fwd_task, &j);
     }
 }
@@ -688,7 +684,7 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
                 dw_bwd_gathers(s) ? dw_bwd_gather_task : dw_bwd_scatter_task, &j);
     else {
         int k = s->cin * s->kh * s->kw;
-        if (kg_gemm_ok(s)) j.ka = kg_pack(be, w, (size_t)k, 1, k, s->cout);
+        if ((j.kg = kg_gemm_ok(s))) j.ka = kg_pack(be, w, (size_t)k, 1, k, s->cout);
         cpu_for(be, gemm_nchunks(s), 2, gemm_bwd_data_task, &j);
     }
 }
@@ -706,7 +702,7 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
         } else {
             int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS;
             j.parts = cpu_shared(be, (size_t)nparts * j.wsize);
-            j.ka = kg_gemm_ok(s) ? j.parts : NULL; /* a flag: the panels are per chunk */
+            j.kg = kg_gemm_ok(s);
             cpu_for(be, nparts, 2, gemm_bwd_filter_task, &j);
             cpu_for(be, (int64_t)j.wsize, 4096, parts_reduce_task, &j);
         }
@@ -768,7 +764,7 @@ static void lin_bwd_task(void *arg, int64_t b, int64_t e, int tid)
 static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, const float *w,
                        const float *b, float *y)
 {
-    if (n >= 6 && kg_ok()) { /* y = x W^T + b: A x, B W transposed */
+    if (n >= 6 && cpu_avx512()) { /* y = x W^T + b: A x, B W transposed */
         KgJob j = {.g = {.m = n, .k = in, .cols = out, .b = w, .ldb = (size_t)in, .trans = 1, .c = y,
                          .ldc = (size_t)out, .bias = b},
                    .cb = KG_LIN_CB, .be = be};
@@ -783,7 +779,7 @@ static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, co
 static void linear_bwd(NnBackend *be, int n, int in, int out, const float *dy, const float *x,
                        const float *w, float *dx, float *dw, float *db)
 {
-    if (dx && n >= 6 && kg_ok()) { /* dx += dy W: A dy, B W */
+    if (dx && n >= 6 && cpu_avx512()) { /* dx += dy W: A dy, B W */
         KgJob kj = {.g = {.m = n, .k = out, .cols = in, .b = w, .ldb = (size_t)in, .c = dx,
                           .ldc = (size_t)in, .load = 1},
                     .cb = KG_LIN_CB, .be = be};

@@ -509,4 +509,12 @@ void cpu_direct_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, c
     dd_die(DD_EXIT_DATA, "nn: cpu: direct convolution without x86 vector support");
 }
 
+/* conv.c's kernel GEMM calls it only where cpu_avx512(), never true here. */
+void cpu_dc_kernel2(int kc, int ntap, const float *a, const float *p0, const float *p1, size_t cs,
+                    const ptrdiff_t *off, float *c, size_t ldc, int load)
+{
+    (void)kc, (void)ntap, (void)a, (void)p0, (void)p1, (void)cs, (void)off, (void)c, (void)ldc, (void)load;
+    dd_die(DD_EXIT_DATA, "nn: cpu: AVX-512 kernel without x86 vector support");
+}
+
 #endif

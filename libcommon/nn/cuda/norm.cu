@@ -1,9 +1,16 @@
-/* norm.cu - CUDA batchnorm (train / eval, forward / backward) and the BN-statistics loss, with
- * the CPU reference's arithmetic: per-channel sums in double over fixed chunks (a function of the
- * shape only, reduced by fixed trees, then the chunks in order: the same bits every run), two
- * passes for the variance, biased variance for normalization, unbiased for the running update.
+/* norm.cu - CUDA batchnorm, with or without a residual and ReLU / ReLU6, forward and backward,
+ * and the BN-statistics loss, with the CPU reference's arithmetic (cpu/norm.c): statistics as
+ * double sums of x - k (k the channel's first value) and their squares, mean and biased variance
+ * from them, unbiased variance for the running update; the backward's sums of dz and dz xhat in
+ * double. Sums go over fixed chunks of each channel (a function of the shape only), each reduced
+ * by a fixed tree, then the chunks in order: the same bits every run.
+ *
+ * One kernel does a channel chunk's elementwise work and, where wanted, its sums in the same
+ * read: eval mode (recover's frozen teacher) computes y = act(bn(x) + r) and the statistics loss's
+ * sums of x in one pass; backward masks dy by the activation, scales it and adds the statistics
+ * loss's gradient in one pass (plus a pass of sums where train mode or dw/db want them).
  * Own kernels rather than cuDNN's batchnorm: cuDNN keeps a different saved-statistics contract
- * and does not give the statistics loss; these match cpu/norm.c expression for expression. */
+ * and does not give the statistics loss. */
 #include "libcommon/nn/cuda/cuda.h"
 
 /* Chunks per channel: about 16K elements each, at most 64. */
@@ -13,115 +20,128 @@ static int chunks_for(int n, int64_t hw)
     return (int)(k < 1 ? 1 : k > 64 ? 64 : k);
 }
 
-/* Element j of channel c's n*hw values. */
-__device__ static inline int64_t chan_index(int64_t j, int64_t c, int C, int64_t hw)
+/* Moves (image, offset) on by CU_THREADS elements of a channel's n*hw values: one compare where
+ * planes are at least that long, a 32-bit division where they are shorter. */
+__device__ static inline void chunk_adv(int64_t *img, int64_t *off, int64_t hw)
 {
-    return ((j / hw) * C + c) * hw + j % hw;
+    if (hw >= CU_THREADS) {
+        *off += CU_THREADS;
+        if (*off >= hw) {
+            *off -= hw;
+            ++*img;
+        }
+    } else {
+        unsigned o = (unsigned)*off + CU_THREADS, h = (unsigned)hw;
+        *img += o / h;
+        *off = o % h;
+    }
 }
 
-/* part[c*chunks + k] = sum over chunk k of channel c of: x (what 0), (x - m[c])^2 (what 1, m in
- * double), dy (what 2), dy * ((x - mean[c]) * invstd[c]) (what 3, float factor as the CPU). */
-__global__ static void k_chan_partial(int what, int n, int C, int64_t hw, int chunks,
-                                      const float *x, const double *md, const float *mean,
-                                      const float *invstd, const float *dy, double *part)
+/* Walks this thread's elements of chunk blockIdx.x of channel c: j = j0 + tid, j0 + tid + 256, ...
+ * < j1 of the channel's m = n*hw values, as the index i of x[n][C][hw]. Unrolled: the loads of
+ * several steps in flight at once. */
+#define CHUNK_FOR(i, C, c, hw, chunks, m)                                                      \
+    const int64_t j0_ = (m) * blockIdx.x / (chunks), j1_ = (m) * (blockIdx.x + 1) / (chunks); \
+    int64_t img_ = (j0_ + threadIdx.x) / (hw), off_ = (j0_ + threadIdx.x) - img_ * (hw);       \
+    _Pragma("unroll 4")                                                                        \
+    for (int64_t j_ = j0_ + threadIdx.x, i = (img_ * (C) + (c)) * (hw) + off_; j_ < j1_;      \
+         j_ += CU_THREADS, chunk_adv(&img_, &off_, (hw)), i = (img_ * (C) + (c)) * (hw) + off_)
+
+/* Scratch: [part A: C*64][part B: C*64][A totals: C][B totals: C] doubles, then C*8 floats of
+ * per-channel coefficients. */
+typedef struct {
+    double *pa, *pb, *ta, *tb;
+    float *coef;
+} BnScratch;
+
+static BnScratch bn_scratch(CuImpl *ci, int C)
+{
+    double *t = (double *)cu_buf(ci, &ci->scratch, (size_t)C * 130 * sizeof(double) +
+                                                       (size_t)C * 8 * sizeof(float));
+    BnScratch s = {t, t + (size_t)C * 64, t + (size_t)C * 128, t + (size_t)C * 129,
+                   (float *)(t + (size_t)C * 130)};
+    return s;
+}
+
+/* ta[c], tb[c] = the chunk partials of channel c summed in order. */
+__global__ static void k_chunk_totals(int C, int chunks, const double *pa, const double *pb,
+                                      double *ta, double *tb)
+{
+    CU_FOR(c, C) {
+        double a = 0, b = 0;
+        for (int k = 0; k < chunks; k++) {
+            a += pa[c * chunks + k];
+            b += pb[c * chunks + k];
+        }
+        ta[c] = a;
+        tb[c] = b;
+    }
+}
+
+/* ---- activation (as cpu/norm.c) ---- */
+
+__device__ static inline float act_of(int act, float z)
+{
+    if (act == NN_ACT_RELU6) return z > 0 ? (z < 6 ? z : 6.0f) : 0.0f;
+    if (act == NN_ACT_RELU) return z > 0 ? z : 0.0f;
+    return z;
+}
+
+/* dy where the activation passes a gradient at output y (relu: y > 0; relu6: 0 < y < 6). */
+__device__ static inline float act_pass(int act, const float *y, int64_t i, float dy)
+{
+    if (act == NN_ACT_RELU) return y[i] > 0 ? dy : 0.0f;
+    if (act == NN_ACT_RELU6) return y[i] > 0 && y[i] < 6 ? dy : 0.0f;
+    return dy;
+}
+
+/* ---- statistics: sums of d = x - k and d^2 per chunk (k = the channel's first value) ---- */
+
+__global__ static void k_stat_partial(int n, int C, int64_t hw, int chunks, const float *x,
+                                      double *pa, double *pb)
 {
     __shared__ double sh[CU_THREADS];
-    int64_t c = blockIdx.y, m = (int64_t)n * hw;
-    int k = blockIdx.x;
-    int64_t j0 = m * k / chunks, j1 = m * (k + 1) / chunks;
-    double acc = 0;
-    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-        int64_t i = chan_index(j, c, C, hw);
-        switch (what) {
-        case 0: acc += x[i]; break;
-        case 1: { double d = x[i] - md[c]; acc += d * d; break; }
-        case 2: acc += dy[i]; break;
-        default: acc += (double)dy[i] * ((x[i] - mean[c]) * invstd[c]);
-        }
+    const int c = blockIdx.y;
+    const int64_t m = (int64_t)n * hw;
+    const double k = x[(int64_t)c * hw];
+    double s = 0, q = 0;
+    CHUNK_FOR(i, C, c, hw, chunks, m) {
+        double d = x[i] - k;
+        s += d;
+        q += d * d;
     }
-    acc = cu_block_sum(acc, sh);
-    if (threadIdx.x == 0) part[c * chunks + k] = acc;
+    s = cu_block_sum(s, sh);
+    q = cu_block_sum(q, sh);
+    if (threadIdx.x == 0) {
+        pa[c * chunks + blockIdx.x] = s;
+        pb[c * chunks + blockIdx.x] = q;
+    }
 }
 
-/* out[c] = sum of the chunks of channel c, in order, divided by div (count for means, as the
- * CPU's s / count; 1 for plain sums). */
-__global__ static void k_chan_total(int C, int chunks, const double *part, double div, double *out)
+/* Mean and biased variance of channel c from the shifted sums (cpu/norm.c stats_of_lanes). */
+__device__ static inline void stats_of(double s, double q, double k, double count, double *mean,
+                                       double *var)
+{
+    double m = s / count, v = q / count - m * m;
+    *mean = k + m;
+    *var = v > 0 ? v : 0.0;
+}
+
+/* Train: mean, invstd from the batch, running statistics updated where rm is set. */
+__global__ static void k_train_stats(int C, int64_t hw, double count, float eps, float momentum,
+                                     const float *x, const double *ts, const double *tq,
+                                     float *mean, float *invstd, float *rm, float *rv)
 {
     CU_FOR(c, C) {
-        double s = 0;
-        for (int k = 0; k < chunks; k++) s += part[c * chunks + k];
-        out[c] = s / div;
-    }
-}
-
-/* Per-channel double sums of `what` into out (C doubles); tmp holds C*chunks doubles. */
-static void chan_sums(CuImpl *ci, int what, int n, int C, int64_t hw, const float *x,
-                      const double *md, const float *mean, const float *invstd, const float *dy,
-                      double *tmp, double div, double *out)
-{
-    int chunks = chunks_for(n, hw);
-    dim3 grid((unsigned)chunks, (unsigned)C);
-    k_chan_partial<<<grid, CU_THREADS, 0, ci->stream>>>(what, n, C, hw, chunks, x, md, mean, invstd,
-                                                        dy, tmp);
-    CU_LAUNCHED();
-    k_chan_total<<<cu_blocks(C), CU_THREADS, 0, ci->stream>>>(C, chunks, tmp, div, out);
-    CU_LAUNCHED();
-}
-
-/* Scratch: [tmp C*64][a C][b C] doubles. */
-static double *bn_scratch(CuImpl *ci, int C, double **a, double **b)
-{
-    double *t = (double *)cu_buf(ci, &ci->scratch, (size_t)C * 66 * sizeof(double));
-    *a = t + (size_t)C * 64;
-    *b = *a + C;
-    return t;
-}
-
-__global__ static void k_affine(int64_t total, int C, int64_t hw, const float *x, const float *w,
-                                const float *b, const float *mean, const float *invstd, float *y)
-{
-    CU_FOR(i, total) {
-        int c = (int)((i / hw) % C);
-        float wv = w ? w[c] : 1.0f, bv = b ? b[c] : 0.0f;
-        y[i] = (x[i] - mean[c]) * invstd[c] * wv + bv;
-    }
-}
-
-static void affine(CuImpl *ci, int n, int C, int64_t hw, const float *x, const float *w,
-                   const float *b, const float *mean, const float *invstd, float *y)
-{
-    int64_t total = (int64_t)n * C * hw;
-    k_affine<<<cu_blocks(total), CU_THREADS, 0, ci->stream>>>(total, C, hw, x, w, b, mean, invstd, y);
-    CU_LAUNCHED();
-}
-
-__global__ static void k_train_stats(int C, double count, float eps, float momentum,
-                                     const double *m, const double *q, float *mean, float *invstd,
-                                     float *rm, float *rv)
-{
-    CU_FOR(c, C) {
-        double v = q[c] / count;
-        mean[c] = (float)m[c];
+        double m, v;
+        stats_of(ts[c], tq[c], x[c * hw], count, &m, &v);
+        mean[c] = (float)m;
         invstd[c] = (float)(1.0 / sqrt(v + eps));
         if (rm) {
-            rm[c] = (float)((1.0 - momentum) * rm[c] + momentum * m[c]);
+            rm[c] = (float)((1.0 - momentum) * rm[c] + momentum * m);
             rv[c] = (float)((1.0 - momentum) * rv[c] + momentum * v * count / (count - 1));
         }
     }
-}
-
-static void bn_fwd_train(NnBackend *be, int n, int c, int64_t hw, float eps, float momentum,
-                         const float *x, const float *w, const float *b, float *y, float *mean,
-                         float *invstd, float *rm, float *rv)
-{
-    CuImpl *ci = cu_impl(be);
-    double *md, *q, *tmp = bn_scratch(ci, c, &md, &q), count = (double)n * (double)hw;
-    chan_sums(ci, 0, n, c, hw, x, NULL, NULL, NULL, NULL, tmp, count, md);
-    chan_sums(ci, 1, n, c, hw, x, md, NULL, NULL, NULL, tmp, 1.0, q);
-    k_train_stats<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, count, eps, momentum, md, q, mean,
-                                                               invstd, rm, rv);
-    CU_LAUNCHED();
-    affine(ci, n, c, hw, x, w, b, mean, invstd, y);
 }
 
 __global__ static void k_eval_stats(int C, float eps, const float *rm, const float *rv,
@@ -133,117 +153,295 @@ __global__ static void k_eval_stats(int C, float eps, const float *rm, const flo
     }
 }
 
+/* save = [mean-rm (C), var-rv (C), mean (C), ...] from the shifted sums. */
+__global__ static void k_stat_save(int C, int64_t hw, double count, const float *x,
+                                   const double *ts, const double *tq, const float *rm,
+                                   const float *rv, float *save)
+{
+    CU_FOR(c, C) {
+        double m, v;
+        stats_of(ts[c], tq[c], x[c * hw], count, &m, &v);
+        save[c] = (float)(m - rm[c]);
+        save[C + c] = (float)(v - rv[c]);
+        save[2 * C + c] = (float)m;
+    }
+}
+
+/* One block: the two norms at the end of save, and the loss; the squares summed in double by
+ * thread t over channels t, t + 256, ..., then the block's fixed tree (the CPU sums the channels
+ * in order: the same to double precision, then rounded to float). */
+__global__ static void k_stat_norms(int C, float *save, float *loss)
+{
+    __shared__ double sh[CU_THREADS];
+    double sm = 0, sv = 0;
+    for (int i = threadIdx.x; i < C; i += CU_THREADS) {
+        sm += (double)save[i] * save[i];
+        sv += (double)save[C + i] * save[C + i];
+    }
+    sm = cu_block_sum(sm, sh);
+    sv = cu_block_sum(sv, sh);
+    if (threadIdx.x == 0) {
+        save[3 * C] = (float)sqrt(sm);
+        save[3 * C + 1] = (float)sqrt(sv);
+        loss[0] = (float)(sqrt(sm) + sqrt(sv));
+    }
+}
+
+/* ---- forward: y = act((x - m) is w + b (+ r)), with the shifted sums of x where pa != NULL ---- */
+
+__global__ static void k_bn_act_fwd(int act, int n, int C, int64_t hw, int chunks, const float *x,
+                                    const float *r, const float *w, const float *b,
+                                    const float *mean, const float *invstd, float *y, double *pa,
+                                    double *pb)
+{
+    __shared__ double sh[CU_THREADS];
+    const int c = blockIdx.y;
+    const int64_t m = (int64_t)n * hw;
+    const float wv = w ? w[c] : 1.0f, bv = b ? b[c] : 0.0f, mv = mean[c], is = invstd[c];
+    const double k = x[(int64_t)c * hw];
+    double s = 0, q = 0;
+    CHUNK_FOR(i, C, c, hw, chunks, m) {
+        float xv = x[i];
+        if (pa) {
+            double d = xv - k;
+            s += d;
+            q += d * d;
+        }
+        float z = (xv - mv) * is * wv + bv;
+        y[i] = act_of(act, r ? z + r[i] : z);
+    }
+    if (pa) {   /* uniform over the block */
+        s = cu_block_sum(s, sh);
+        q = cu_block_sum(q, sh);
+        if (threadIdx.x == 0) {
+            pa[c * chunks + blockIdx.x] = s;
+            pb[c * chunks + blockIdx.x] = q;
+        }
+    }
+}
+
+static void bn_act_fwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw, float eps,
+                       float momentum, const float *x, const float *r, const float *w,
+                       const float *b, float *rm, float *rv, float *y, float *mean, float *invstd,
+                       float *stat_loss, float *stat_save)
+{
+    CuImpl *ci = cu_impl(be);
+    BnScratch s = bn_scratch(ci, c);
+    const int chunks = chunks_for(n, hw);
+    const double count = (double)n * (double)hw;
+    dim3 grid((unsigned)chunks, (unsigned)c);
+    if (train) {
+        k_stat_partial<<<grid, CU_THREADS, 0, ci->stream>>>(n, c, hw, chunks, x, s.pa, s.pb);
+        CU_LAUNCHED();
+        k_chunk_totals<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, chunks, s.pa, s.pb, s.ta, s.tb);
+        CU_LAUNCHED();
+        k_train_stats<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, hw, count, eps, momentum, x, s.ta,
+                                                                   s.tb, mean, invstd, rm, rv);
+        CU_LAUNCHED();
+    } else {
+        k_eval_stats<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, eps, rm, rv, mean, invstd);
+        CU_LAUNCHED();
+    }
+    const int stat = !train && stat_save;
+    k_bn_act_fwd<<<grid, CU_THREADS, 0, ci->stream>>>((int)act, n, c, hw, chunks, x, r, w, b, mean,
+                                                      invstd, y, stat ? s.pa : NULL, s.pb);
+    CU_LAUNCHED();
+    if (stat) {
+        k_chunk_totals<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, chunks, s.pa, s.pb, s.ta, s.tb);
+        CU_LAUNCHED();
+        k_stat_save<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, hw, count, x, s.ta, s.tb, rm, rv,
+                                                                 stat_save);
+        CU_LAUNCHED();
+        k_stat_norms<<<1, CU_THREADS, 0, ci->stream>>>(c, stat_save, stat_loss);
+        CU_LAUNCHED();
+    }
+}
+
+/* ---- backward ---- */
+
+/* Per-channel coefficients, 8 floats: k, a, m, is, q (the BN's), km, kv, ms (the statistics
+ * loss's). */
+enum { CK, CA, CM, CIS, CQ, CKM, CKV, CMS };
+
+/* Sums of dz (masked dy) and dz xhat per chunk, xhat = (x - m) is in float as the CPU. */
+__global__ static void k_dz_partial(int act, int n, int C, int64_t hw, int chunks, const float *x,
+                                    const float *y, const float *dy, const float *mean,
+                                    const float *invstd, double *pa, double *pb)
+{
+    __shared__ double sh[CU_THREADS];
+    const int c = blockIdx.y;
+    const int64_t m = (int64_t)n * hw;
+    const float mv = mean[c], is = invstd[c];
+    double s = 0, sx = 0;
+    CHUNK_FOR(i, C, c, hw, chunks, m) {
+        float dz = act_pass(act, y, i, dy[i]);
+        s += dz;
+        sx += (double)dz * ((x[i] - mv) * is);
+    }
+    s = cu_block_sum(s, sh);
+    sx = cu_block_sum(sx, sh);
+    if (threadIdx.x == 0) {
+        pa[c * chunks + blockIdx.x] = s;
+        pb[c * chunks + blockIdx.x] = sx;
+    }
+}
+
+/* dw, db += the sums (sums NULL: none taken, a = q = 0); the coefficients; the statistics loss's
+ * (stat_coefs of cpu/norm.c) where save is set. */
+__global__ static void k_bwd_coef(int C, double count, const float *w, const float *mean,
+                                  const float *invstd, const double *sdy, const double *sdyx,
+                                  float *dw, float *db, const float *save, const float *dloss,
+                                  float *coef)
+{
+    CU_FOR(c, C) {
+        double a = sdy ? sdy[c] : 0.0, q = sdyx ? sdyx[c] : 0.0;
+        if (dw) dw[c] += (float)q;
+        if (db) db[c] += (float)a;
+        float *f = coef + 8 * c;
+        f[CK] = (w ? w[c] : 1.0f) * invstd[c];
+        f[CA] = (float)(a / count);
+        f[CM] = mean[c];
+        f[CIS] = invstd[c];
+        f[CQ] = (float)(q / count);
+        if (save) {
+            float g = dloss[0], nm = save[3 * C], nv = save[3 * C + 1];
+            f[CKM] = nm > 0 ? (float)(g * save[c] / nm / count) : 0.0f;
+            f[CKV] = nv > 0 ? (float)(2.0 * g * save[C + c] / nv / count) : 0.0f;
+            f[CMS] = save[2 * C + c];
+        }
+    }
+}
+
+/* dz = act's mask of g; dr += dz (dr set); v = eval k dz, train k (dz - a - (x - m) is q);
+ * in place: g = v (+ the statistics term); else dx += v, or dx = (dx + v) + the statistics term
+ * (cpu/norm.c dz_dx_run, the same expressions). */
+__global__ static void k_dz_dx(int act, int train, int has_s, int n, int C, int64_t hw, int chunks,
+                               const float *x, const float *y, float *g, float *dx, float *dr,
+                               const float *coef)
+{
+    const int c = blockIdx.y;
+    const int64_t m = (int64_t)n * hw;
+    const float *f = coef + 8 * c;
+    const float k = f[CK], a = f[CA], mv = f[CM], is = f[CIS], q = f[CQ];
+    const float km = has_s ? f[CKM] : 0.0f, kv = has_s ? f[CKV] : 0.0f, ms = has_s ? f[CMS] : 0.0f;
+    const int inplace = dx == g;
+    CHUNK_FOR(i, C, c, hw, chunks, m) {
+        float dz = act_pass(act, y, i, g[i]);
+        if (dr) dr[i] += dz;
+        if (!dx) continue;
+        float v = train ? k * (dz - a - (x[i] - mv) * is * q) : k * dz;
+        if (inplace) g[i] = has_s ? v + (km + kv * (x[i] - ms)) : v;
+        else if (has_s) dx[i] = (dx[i] + v) + (km + kv * (x[i] - ms));
+        else dx[i] += v;
+    }
+}
+
+static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw,
+                       const float *x, const float *y, const float *w, const float *mean,
+                       const float *invstd, const float *dy, float *dx, float *dr, float *dw,
+                       float *db, const float *stat_save, const float *stat_dloss)
+{
+    CuImpl *ci = cu_impl(be);
+    BnScratch s = bn_scratch(ci, c);
+    const int chunks = chunks_for(n, hw);
+    const double count = (double)n * (double)hw;
+    dim3 grid((unsigned)chunks, (unsigned)c);
+    const int sums = dw || db || train;
+    if (sums) {
+        k_dz_partial<<<grid, CU_THREADS, 0, ci->stream>>>((int)act, n, c, hw, chunks, x, y, dy, mean,
+                                                          invstd, s.pa, s.pb);
+        CU_LAUNCHED();
+        k_chunk_totals<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, chunks, s.pa, s.pb, s.ta, s.tb);
+        CU_LAUNCHED();
+    }
+    k_bwd_coef<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, count, w, mean, invstd,
+                                                            sums ? s.ta : NULL, sums ? s.tb : NULL,
+                                                            dw, db, stat_save, stat_dloss, s.coef);
+    CU_LAUNCHED();
+    if (!dx && !dr) return;
+    k_dz_dx<<<grid, CU_THREADS, 0, ci->stream>>>((int)act, train, stat_save != NULL, n, c, hw, chunks,
+                                                 x, y, (float *)dy, dx, dr, s.coef);
+    CU_LAUNCHED();
+}
+
+/* ---- the plain slots: the same kernels with no activation ---- */
+
+static void bn_fwd_train(NnBackend *be, int n, int c, int64_t hw, float eps, float momentum,
+                         const float *x, const float *w, const float *b, float *y, float *mean,
+                         float *invstd, float *rm, float *rv)
+{
+    bn_act_fwd(be, NN_BN_NO_ACT, 1, n, c, hw, eps, momentum, x, NULL, w, b, rm, rv, y, mean,
+               invstd, NULL, NULL);
+}
+
 static void bn_fwd_eval(NnBackend *be, int n, int c, int64_t hw, float eps, const float *x,
                         const float *w, const float *b, const float *rm, const float *rv, float *y,
                         float *mean, float *invstd)
 {
-    CuImpl *ci = cu_impl(be);
-    k_eval_stats<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, eps, rm, rv, mean, invstd);
-    CU_LAUNCHED();
-    affine(ci, n, c, hw, x, w, b, mean, invstd, y);
-}
-
-/* dw, db += the sums; k, a, q per channel into kaq (3 floats per channel) for the dx pass. */
-__global__ static void k_bwd_coef(int C, int train, double count, const float *w,
-                                  const float *invstd, const double *sdy, const double *sdyx,
-                                  float *dw, float *db, float *kaq)
-{
-    CU_FOR(c, C) {
-        if (dw) dw[c] += (float)sdyx[c];
-        if (db) db[c] += (float)sdy[c];
-        kaq[3 * c] = (w ? w[c] : 1.0f) * invstd[c];
-        kaq[3 * c + 1] = train ? (float)(sdy[c] / count) : 0.0f;
-        kaq[3 * c + 2] = train ? (float)(sdyx[c] / count) : 0.0f;
-    }
-}
-
-__global__ static void k_bwd_dx(int64_t total, int C, int64_t hw, const float *x, const float *dy,
-                                const float *mean, const float *invstd, const float *kaq, float *dx)
-{
-    CU_FOR(i, total) {
-        int c = (int)((i / hw) % C);
-        float k = kaq[3 * c], a = kaq[3 * c + 1], q = kaq[3 * c + 2];
-        dx[i] += k * (dy[i] - a - (x[i] - mean[c]) * invstd[c] * q);
-    }
+    bn_act_fwd(be, NN_BN_NO_ACT, 0, n, c, hw, eps, 0.0f, x, NULL, w, b, (float *)rm, (float *)rv,
+               y, mean, invstd, NULL, NULL);
 }
 
 static void bn_bwd(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
                    const float *w, const float *mean, const float *invstd, const float *dy,
                    float *dx, float *dw, float *db)
 {
-    CuImpl *ci = cu_impl(be);
-    double *sdy, *sdyx, *tmp = bn_scratch(ci, c, &sdy, &sdyx), count = (double)n * (double)hw;
-    chan_sums(ci, 2, n, c, hw, x, NULL, mean, invstd, dy, tmp, 1.0, sdy);
-    chan_sums(ci, 3, n, c, hw, x, NULL, mean, invstd, dy, tmp, 1.0, sdyx);
-    /* kaq after the doubles: tmp's first 3c floats are free once the sums are taken (stream order) */
-    float *kaq = (float *)tmp;
-    k_bwd_coef<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, train, count, w, invstd, sdy, sdyx,
-                                                            dw, db, kaq);
-    CU_LAUNCHED();
-    if (!dx) return;
-    int64_t total = (int64_t)n * c * hw;
-    k_bwd_dx<<<cu_blocks(total), CU_THREADS, 0, ci->stream>>>(total, c, hw, x, dy, mean, invstd, kaq, dx);
-    CU_LAUNCHED();
+    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, mean, invstd, dy, dx, NULL, dw, db,
+               NULL, NULL);
 }
 
-/* ---- statistics loss: save = [mean-rm (c), var-rv (c), mean (c), ||mean-rm||, ||var-rv||] ---- */
-
-__global__ static void k_stat_save(int C, double count, const double *m, const double *q,
-                                   const float *rm, const float *rv, float *save)
+static void bn_bwd_inplace(NnBackend *be, int train, int n, int c, int64_t hw, const float *x,
+                           const float *w, const float *mean, const float *invstd, float *g,
+                           float *dw, float *db)
 {
-    CU_FOR(c, C) {
-        save[c] = (float)(m[c] - rm[c]);
-        save[C + c] = (float)(q[c] / count - rv[c]);
-        save[2 * C + c] = (float)m[c];
-    }
+    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, mean, invstd, g, g, NULL, dw, db,
+               NULL, NULL);
 }
 
-/* One thread: the two norms, channels in order as the CPU. */
-__global__ static void k_stat_norms(int C, float *save, float *loss)
-{
-    double sm = 0, sv = 0;
-    for (int i = 0; i < C; i++) {
-        sm += (double)save[i] * save[i];
-        sv += (double)save[C + i] * save[C + i];
-    }
-    save[3 * C] = (float)sqrt(sm);
-    save[3 * C + 1] = (float)sqrt(sv);
-    loss[0] = (float)(sqrt(sm) + sqrt(sv));
-}
+/* ---- the statistics loss alone (train-mode layers, and backends' unfused path) ---- */
 
 static void bn_stat_fwd(NnBackend *be, int n, int c, int64_t hw, const float *x, const float *rm,
                         const float *rv, float *loss, float *save)
 {
     CuImpl *ci = cu_impl(be);
-    double *md, *q, *tmp = bn_scratch(ci, c, &md, &q), count = (double)n * (double)hw;
-    chan_sums(ci, 0, n, c, hw, x, NULL, NULL, NULL, NULL, tmp, count, md);
-    chan_sums(ci, 1, n, c, hw, x, md, NULL, NULL, NULL, tmp, 1.0, q);
-    k_stat_save<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, count, md, q, rm, rv, save);
+    BnScratch s = bn_scratch(ci, c);
+    const int chunks = chunks_for(n, hw);
+    dim3 grid((unsigned)chunks, (unsigned)c);
+    k_stat_partial<<<grid, CU_THREADS, 0, ci->stream>>>(n, c, hw, chunks, x, s.pa, s.pb);
     CU_LAUNCHED();
-    k_stat_norms<<<1, 1, 0, ci->stream>>>(c, save, loss);
+    k_chunk_totals<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, chunks, s.pa, s.pb, s.ta, s.tb);
+    CU_LAUNCHED();
+    k_stat_save<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, hw, (double)n * (double)hw, x, s.ta,
+                                                             s.tb, rm, rv, save);
+    CU_LAUNCHED();
+    k_stat_norms<<<1, CU_THREADS, 0, ci->stream>>>(c, save, loss);
     CU_LAUNCHED();
 }
 
-/* dx += km[c] + kv[c] * (x - mean[c]); km, kv with the CPU's mix of float and double steps. */
-__global__ static void k_stat_bwd(int64_t total, int C, int64_t hw, double count, const float *x,
-                                  const float *s, const float *dloss, float *dx)
+/* dx += km + kv (x - ms) with the coefficients of k_bwd_coef. */
+__global__ static void k_stat_bwd(int n, int C, int64_t hw, int chunks, const float *x,
+                                  const float *coef, float *dx)
 {
-    float g = dloss[0], nm = s[3 * C], nv = s[3 * C + 1];
-    CU_FOR(i, total) {
-        int c = (int)((i / hw) % C);
-        float km = nm > 0 ? (float)(g * s[c] / nm / count) : 0.0f;
-        float kv = nv > 0 ? (float)(2.0 * g * s[C + c] / nv / count) : 0.0f;
-        dx[i] += km + kv * (x[i] - s[2 * C + c]);
-    }
+    const int c = blockIdx.y;
+    const int64_t m = (int64_t)n * hw;
+    const float km = coef[8 * c + CKM], kv = coef[8 * c + CKV], ms = coef[8 * c + CMS];
+    CHUNK_FOR(i, C, c, hw, chunks, m) dx[i] += km + kv * (x[i] - ms);
 }
 
 static void bn_stat_bwd(NnBackend *be, int n, int c, int64_t hw, const float *x, const float *save,
                         const float *dloss, float *dx)
 {
     CuImpl *ci = cu_impl(be);
-    int64_t total = (int64_t)n * c * hw;
-    k_stat_bwd<<<cu_blocks(total), CU_THREADS, 0, ci->stream>>>(total, c, hw, (double)n * (double)hw,
-                                                                x, save, dloss, dx);
+    BnScratch s = bn_scratch(ci, c);
+    const int chunks = chunks_for(n, hw);
+    /* the coefficient kernel reads only save and dloss for the statistics terms: mean and invstd
+     * are placeholders here (save's own third row), its BN terms unused */
+    k_bwd_coef<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, (double)n * (double)hw, NULL,
+                                                            save + 2 * c, save + 2 * c, NULL, NULL,
+                                                            NULL, NULL, save, dloss, s.coef);
+    CU_LAUNCHED();
+    dim3 grid((unsigned)chunks, (unsigned)c);
+    k_stat_bwd<<<grid, CU_THREADS, 0, ci->stream>>>(n, c, hw, chunks, x, s.coef, dx);
     CU_LAUNCHED();
 }
 
@@ -252,6 +450,9 @@ void cu_norm_init(NnBackend *be)
     be->bn_fwd_train = bn_fwd_train;
     be->bn_fwd_eval = bn_fwd_eval;
     be->bn_bwd = bn_bwd;
+    be->bn_bwd_inplace = bn_bwd_inplace;
     be->bn_stat_fwd = bn_stat_fwd;
     be->bn_stat_bwd = bn_stat_bwd;
+    be->bn_act_fwd = bn_act_fwd;
+    be->bn_act_bwd = bn_act_bwd;
 }

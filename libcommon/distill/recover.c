@@ -85,14 +85,13 @@ NnVar *rec_loss(Nn *nn, Model *t, NnVar *xa, const Tensor *labels, double r_bn, 
     return l_bn ? nn_add(nn, l_ce, nn_scale(nn, l_bn, (float)r_bn)) : l_ce;
 }
 
-/* Per-channel clamp of xn [n,C,hw] to [lo[c], hi[c]] in place (the context's memory: CPU only). */
+/* Per-channel clamp of xn [n,C,hw] to [lo[c], hi[c]] in place: here on the CPU, else the
+ * device's kernel (the same comparisons). */
 static int clamp_channels(Nn *nn, NnParam *p, int C, const float *lo, const float *hi)
 {
-    if (nn_device(nn) != DD_CPU) {
-        return dd_err_device("recover: no per-channel clamp kernel for this device yet");
-    }
     const Tensor *t = &p->var.v;
     const int64_t n = t->shape[0], hw = t->shape[2] * t->shape[3];
+    if (nn_device(nn) != DD_CPU) return nn_optim_clamp_channels(nn, n, C, hw, lo, hi, t->data);
     float *x = t->data;
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < C; c++) {

@@ -213,6 +213,14 @@ struct NnBackend {
                       float b1, float omb1, float b2, float omb2, float step_size, float bc2s,
                       float eps, float wd, float decay);
     void (*clamp)(NnBackend *be, int64_t n, float lo, float hi, float *p);
+    /* p [n, c, hw] clamped per channel to [lo[ch], hi[ch]]; lo and hi are host arrays of c. */
+    void (*clamp_channels)(NnBackend *be, int64_t n, int c, int64_t hw, const float *lo,
+                           const float *hi, float *p);
+    /* Hands cached device memory back to the driver (optional; the arena calls it after it
+     * frees the chunks of a step that outgrew its memory). */
+    void (*trim)(NnBackend *be);
+    /* Optional: marks the span an external profiler records (CUDA: cudaProfilerStart/Stop). */
+    void (*profile)(NnBackend *be, int on);
 };
 
 /* The CPU backend with `threads` worker threads (>= 1). Never NULL. */

@@ -80,6 +80,7 @@ static void arena_rewind(NnArena *a)
             n = c->next;
             chunk_free(a, c);
         }
+        if (a->be && a->be->trim) a->be->trim(a->be);
         a->head = chunk_new(a, sz > NN_CHUNK_MIN ? sz : NN_CHUNK_MIN);
     }
     if (a->head) a->head->used = 0;
@@ -316,6 +317,19 @@ void nn_var_upload(Nn *nn, NnVar *v, const float *host)
 void nn_var_download(Nn *nn, const NnVar *v, float *host)
 {
     nn->be->download(nn->be, host, v->v.data, (size_t)nn_numel(v) * sizeof(float));
+}
+
+void nn_profile(Nn *nn, int on)
+{
+    if (nn->be->profile) nn->be->profile(nn->be, on);
+}
+
+void nn_var_download_range(Nn *nn, const NnVar *v, int64_t off, int64_t n, float *host)
+{
+    if (off < 0 || n < 0 || off + n > nn_numel(v))
+        dd_die(DD_EXIT_DATA, "nn_var_download_range: [%lld, %lld) outside %lld elements", (long long)off,
+               (long long)(off + n), (long long)nn_numel(v));
+    nn->be->download(nn->be, host, (const float *)v->v.data + off, (size_t)n * sizeof(float));
 }
 
 void nn_grad_download(Nn *nn, const NnVar *v, float *host)

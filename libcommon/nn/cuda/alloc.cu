@@ -158,6 +158,8 @@ void cu_pool_free(CuPool *p, void *ptr)
 
 size_t cu_pool_peak(const CuPool *p) { return p->peak; }
 
+void cu_pool_trim(CuPool *p) { release_cached(p); }
+
 void cu_pool_destroy(CuPool *p)
 {
     release_cached(p);

@@ -3,6 +3,7 @@
  * assembled from the kernel groups of this folder. */
 #include "libcommon/nn/cuda/cuda.h"
 
+#include <cuda_profiler_api.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,9 +52,32 @@ static void *cu_alloc(NnBackend *be, size_t bytes)
     return p;
 }
 
+/* The arena's chunks: every use writes or zeroes first, so no memset. */
+static void *cu_alloc_uninit(NnBackend *be, size_t bytes)
+{
+    void *p = cu_pool_alloc(cu_impl(be)->pool, bytes ? bytes : 1);
+    if (!p) dd_err_code(DD_EXIT_DEVICE);
+    return p;
+}
+
 static void cu_free(NnBackend *be, void *p)
 {
     if (p) cu_pool_free(cu_impl(be)->pool, p);
+}
+
+/* The arena's chunks are freed after a step that outgrew them and one chunk of the peak size is
+ * taken in their place: the freed ones, cached, would double the memory held. */
+static void cu_trim(NnBackend *be)
+{
+    CuImpl *c = cu_impl(be);
+    CU_CHECK(cudaStreamSynchronize(c->stream));
+    cu_pool_trim(c->pool);
+}
+
+static void cu_profile(NnBackend *be, int on)
+{
+    CU_CHECK(cudaStreamSynchronize(cu_impl(be)->stream));
+    CU_CHECK(on ? cudaProfilerStart() : cudaProfilerStop());
 }
 
 static void cu_zero(NnBackend *be, void *p, size_t bytes)
@@ -182,12 +206,15 @@ extern "C" NnBackend *nn_cuda_backend_new(int threads)
     be->device = DD_CUDA;
     be->destroy = cu_destroy;
     be->alloc = cu_alloc;
+    be->alloc_uninit = cu_alloc_uninit;
     be->free = cu_free;
     be->zero = cu_zero;
     be->upload = cu_upload;
     be->download = cu_download;
     be->copy = cu_copy;
     be->set_precision = cu_set_precision;
+    be->trim = cu_trim;
+    be->profile = cu_profile;
     cu_elem_init(be);
     cu_layout_init(be);
     cu_conv_init(be);

@@ -78,6 +78,20 @@ static inline unsigned cu_blocks(int64_t n)
     int64_t b = (n + CU_THREADS - 1) / CU_THREADS;
     return (unsigned)(b < 1 ? 1 : b > 65535 * 8 ? 65535 * 8 : b);
 }
+/* Grid-stride loop over [0, n) with an index of type I: the kernels that split an index into
+ * (plane, row, column) are templates over I, launched with uint32_t when n < 2^31 (a 32-bit
+ * division costs a fraction of a 64-bit one, which the GPU emulates) by CU_LAUNCH_IDX. */
+#define CU_FOR_I(I, i, n)                                                                      \
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < (I)(n); i += (I)gridDim.x * blockDim.x)
+#define CU_LAUNCH_IDX(kernel, n, stream, ...)                                                  \
+    do {                                                                                       \
+        if ((int64_t)(n) < ((int64_t)1 << 31))                                                 \
+            kernel<uint32_t><<<cu_blocks(n), CU_THREADS, 0, (stream)>>>(__VA_ARGS__);          \
+        else                                                                                   \
+            kernel<int64_t><<<cu_blocks(n), CU_THREADS, 0, (stream)>>>(__VA_ARGS__);           \
+        CU_LAUNCHED();                                                                         \
+    } while (0)
+
 /* Grid-stride loop over [0, n). */
 #define CU_FOR(i, n)                                                                           \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                  \
@@ -87,7 +101,8 @@ static inline unsigned cu_blocks(int64_t n)
 /* buf grown to at least bytes (synchronises when it grows); never NULL (dies on failure). */
 void *cu_buf(CuImpl *c, CuBuf *b, size_t bytes);
 /* Copies host data into the stage buffer at byte offset off (16-byte aligned); returns the
- * device pointer. Stage contents live until the next op's staging. */
+ * device pointer. Stage contents live until the next op's staging. An op that stages several
+ * arrays grows the buffer to their total first (cu_buf): growing drops what is staged. */
 void *cu_stage(CuImpl *c, size_t off, const void *host, size_t bytes);
 
 /* ---- the caching allocator (alloc.cu) ---- */
@@ -97,6 +112,8 @@ void *cu_pool_alloc(CuPool *p, size_t bytes);
 void cu_pool_free(CuPool *p, void *ptr);
 void cu_pool_destroy(CuPool *p);
 size_t cu_pool_peak(const CuPool *p);
+/* Returns the cached (free) blocks to the driver. */
+void cu_pool_trim(CuPool *p);
 
 /* ---- kernel groups ---- */
 void cu_elem_init(NnBackend *be);

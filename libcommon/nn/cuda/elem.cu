@@ -63,8 +63,9 @@ __global__ static void k_act_fwd(int act, int64_t n, const float *x, float *y)
     }
 }
 
+/* dx += g, or dx = g where inplace (dx == dy: each element is read before it is written). */
 __global__ static void k_act_bwd(int act, int64_t n, const float *x, const float *y,
-                                 const float *dy, float *dx)
+                                 const float *dy, float *dx, int inplace)
 {
     CU_FOR(i, n) {
         float g;
@@ -79,7 +80,7 @@ __global__ static void k_act_bwd(int act, int64_t n, const float *x, const float
         case NN_ACT_SIGMOID: g = dy[i] * y[i] * (1.0f - y[i]); break;
         default: g = x[i] < -3.0f ? 0.0f : x[i] <= 3.0f ? dy[i] * (x[i] / 3.0f + 0.5f) : dy[i];
         }
-        dx[i] += g;
+        dx[i] = inplace ? g : dx[i] + g;
     }
 }
 
@@ -92,7 +93,14 @@ static void act_fwd(NnBackend *be, NnAct act, int64_t n, const float *x, float *
 static void act_bwd(NnBackend *be, NnAct act, int64_t n, const float *x, const float *y,
                     const float *dy, float *dx)
 {
-    k_act_bwd<<<cu_blocks(n), CU_THREADS, 0, cu_impl(be)->stream>>>((int)act, n, x, y, dy, dx);
+    k_act_bwd<<<cu_blocks(n), CU_THREADS, 0, cu_impl(be)->stream>>>((int)act, n, x, y, dy, dx, 0);
+    CU_LAUNCHED();
+}
+
+static void act_bwd_inplace(NnBackend *be, NnAct act, int64_t n, const float *x, const float *y,
+                            float *g)
+{
+    k_act_bwd<<<cu_blocks(n), CU_THREADS, 0, cu_impl(be)->stream>>>((int)act, n, x, y, g, g, 1);
     CU_LAUNCHED();
 }
 
@@ -185,11 +193,12 @@ static void binary_bwd(NnBackend *be, NnBinary op, const NnBroadcast *bc, const 
 
 /* ---- normalize ---- */
 
+template <typename I>
 __global__ static void k_normalize(int64_t total, int c, int64_t hw, const float *mean,
                                    const float *std, const float *x, float *y, int bwd)
 {
-    CU_FOR(i, total) {
-        int ch = (int)((i / hw) % c);
+    CU_FOR_I(I, i, total) {
+        int ch = (int)((i / (I)hw) % (I)c);
         if (bwd) y[i] += x[i] / std[ch];
         else y[i] = (x[i] - mean[ch]) / std[ch];
     }
@@ -200,10 +209,10 @@ static void normalize_fwd(NnBackend *be, int64_t n, int c, int64_t hw, const flo
 {
     CuImpl *ci = cu_impl(be);
     size_t bytes = (size_t)c * sizeof(float), off = (bytes + 15) & ~(size_t)15;
+    cu_buf(ci, &ci->stage, off + bytes);   /* grown first: growing would drop what is staged */
     const float *m = (const float *)cu_stage(ci, 0, host_mean, bytes);
     const float *s = (const float *)cu_stage(ci, off, host_std, bytes);
-    k_normalize<<<cu_blocks(n * c * hw), CU_THREADS, 0, ci->stream>>>(n * c * hw, c, hw, m, s, x, y, 0);
-    CU_LAUNCHED();
+    CU_LAUNCH_IDX(k_normalize, n * c * hw, ci->stream, n * c * hw, c, hw, m, s, x, y, 0);
 }
 
 static void normalize_bwd(NnBackend *be, int64_t n, int c, int64_t hw, const float *host_std,
@@ -211,9 +220,7 @@ static void normalize_bwd(NnBackend *be, int64_t n, int c, int64_t hw, const flo
 {
     CuImpl *ci = cu_impl(be);
     const float *s = (const float *)cu_stage(ci, 0, host_std, (size_t)c * sizeof(float));
-    k_normalize<<<cu_blocks(n * c * hw), CU_THREADS, 0, ci->stream>>>(n * c * hw, c, hw, NULL, s,
-                                                                      dy, dx, 1);
-    CU_LAUNCHED();
+    CU_LAUNCH_IDX(k_normalize, n * c * hw, ci->stream, n * c * hw, c, hw, NULL, s, dy, dx, 1);
 }
 
 /* ---- dropout: dd_philox4x32 (libcommon/base/rng.c) on the device, word for word ---- */
@@ -308,6 +315,7 @@ void cu_elem_init(NnBackend *be)
     be->scale_fwd = scale_fwd;
     be->act_fwd = act_fwd;
     be->act_bwd = act_bwd;
+    be->act_bwd_inplace = act_bwd_inplace;
     be->binary_fwd = binary_fwd;
     be->binary_bwd = binary_bwd;
     be->normalize_fwd = normalize_fwd;

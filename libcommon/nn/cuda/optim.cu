@@ -59,8 +59,36 @@ static void clamp(NnBackend *be, int64_t n, float lo, float hi, float *p)
     CU_LAUNCHED();
 }
 
+/* p [n, C, hw]: plane (image, channel) = blockIdx.y (strided), elements over x. */
+__global__ static void k_clamp_channels(int64_t planes, int C, int64_t hw, const float *lo,
+                                        const float *hi, float *p)
+{
+    for (int64_t pl = blockIdx.y; pl < planes; pl += gridDim.y) {
+        const int c = (int)(pl % C);
+        const float l = lo[c], h = hi[c];
+        float *q = p + pl * hw;
+        for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < hw;
+             j += (int64_t)gridDim.x * blockDim.x)
+            q[j] = q[j] < l ? l : (q[j] > h ? h : q[j]);
+    }
+}
+
+static void clamp_channels(NnBackend *be, int64_t n, int c, int64_t hw, const float *lo,
+                           const float *hi, float *p)
+{
+    CuImpl *ci = cu_impl(be);
+    size_t bytes = (size_t)c * sizeof(float), off = (bytes + 15) & ~(size_t)15;
+    cu_buf(ci, &ci->stage, off + bytes);   /* grown first: growing would drop what is staged */
+    const float *dlo = (const float *)cu_stage(ci, 0, lo, bytes);
+    const float *dhi = (const float *)cu_stage(ci, off, hi, bytes);
+    dim3 grid(cu_blocks(hw) > 64 ? 64 : cu_blocks(hw), (unsigned)(n * c < 65535 ? n * c : 65535));
+    k_clamp_channels<<<grid, CU_THREADS, 0, ci->stream>>>(n * c, c, hw, dlo, dhi, p);
+    CU_LAUNCHED();
+}
+
 void cu_optim_init(NnBackend *be)
 {
+    be->clamp_channels = clamp_channels;
     be->sgd_step = sgd_step;
     be->adam_step = adam_step;
     be->clamp = clamp;

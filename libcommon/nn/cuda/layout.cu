@@ -50,14 +50,16 @@ static void shuffle(NnBackend *be, int64_t n, int c, int64_t hw, int groups, int
 }
 
 /* y[i][j] = x[(i - sh) mod h][(j - sw) mod w]. */
+template <typename I>
 __global__ static void k_roll(int64_t total, int h, int w, int sh, int sw, int acc, const float *x,
                               float *y)
 {
-    CU_FOR(t, total) {
-        int64_t p = t / ((int64_t)h * w);
-        int i = (int)(t / w % h), j = (int)(t % w);
+    const I hw = (I)h * w;
+    CU_FOR_I(I, t, total) {
+        I p = t / hw, r = t - p * hw;
+        int i = (int)(r / (I)w), j = (int)(r - (I)i * w);
         int si = (i - sh + h) % h, sj = (j - sw + w) % w;
-        float v = x[(p * h + si) * w + sj];
+        float v = x[((int64_t)p * h + si) * w + sj];
         if (acc) y[t] += v;
         else y[t] = v;
     }
@@ -69,16 +71,15 @@ static void roll(NnBackend *be, int64_t np, int h, int w, int sh, int sw, int ac
     sh = ((sh % h) + h) % h;
     sw = ((sw % w) + w) % w;
     int64_t total = np * h * w;
-    k_roll<<<cu_blocks(total), CU_THREADS, 0, cu_impl(be)->stream>>>(total, h, w, sh, sw,
-                                                                     accumulate, x, y);
-    CU_LAUNCHED();
+    CU_LAUNCH_IDX(k_roll, total, cu_impl(be)->stream, total, h, w, sh, sw, accumulate, x, y);
 }
 
+template <typename I>
 __global__ static void k_flip(int64_t total, int w, int acc, const float *x, float *y)
 {
-    CU_FOR(t, total) {
-        int64_t r = t / w;
-        int i = (int)(t % w);
+    CU_FOR_I(I, t, total) {
+        I r = t / (I)w;
+        int i = (int)(t - r * (I)w);
         float v = x[r * w + (w - 1 - i)];
         if (acc) y[t] += v;
         else y[t] = v;
@@ -88,8 +89,7 @@ __global__ static void k_flip(int64_t total, int w, int acc, const float *x, flo
 static void flip_w(NnBackend *be, int64_t np, int h, int w, int accumulate, const float *x, float *y)
 {
     int64_t total = np * h * w;
-    k_flip<<<cu_blocks(total), CU_THREADS, 0, cu_impl(be)->stream>>>(total, w, accumulate, x, y);
-    CU_LAUNCHED();
+    CU_LAUNCH_IDX(k_flip, total, cu_impl(be)->stream, total, w, accumulate, x, y);
 }
 
 /* ---- bilinear: src = (dst + 0.5) * in/out - 0.5, clamped at 0 (as cpu/layout.c) ---- */

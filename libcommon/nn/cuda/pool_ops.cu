@@ -16,12 +16,14 @@ __device__ static inline void cover(int i, int k, int stride, int pad, int out, 
     *hi = b < out - 1 ? b : out - 1;
 }
 
+template <typename I>
 __global__ static void k_maxpool(NnPoolShape s, const float *x, float *y, int32_t *idx)
 {
-    CU_FOR(o, s.np * s.oh * s.ow) {
-        int64_t p = o / ((int64_t)s.oh * s.ow);
-        int oi = (int)(o / s.ow % s.oh), oj = (int)(o % s.ow);
-        const float *xp = x + p * s.h * s.w;
+    const I ohw = (I)s.oh * s.ow;
+    CU_FOR_I(I, o, (I)s.np * ohw) {
+        I p = o / ohw, r = o - p * ohw;
+        int oi = (int)(r / (I)s.ow), oj = (int)(r - (I)oi * s.ow);
+        const float *xp = x + (int64_t)p * s.h * s.w;
         float best = -INFINITY;
         int32_t at = -1;
         for (int ki = 0; ki < s.k; ki++) {
@@ -42,16 +44,18 @@ __global__ static void k_maxpool(NnPoolShape s, const float *x, float *y, int32_
     }
 }
 
+template <typename I>
 __global__ static void k_maxpool_bwd(NnPoolShape s, const int32_t *idx, const float *dy, float *dx)
 {
-    CU_FOR(t, s.np * s.h * s.w) {
-        int64_t p = t / ((int64_t)s.h * s.w);
-        int ih = (int)(t / s.w % s.h), iw = (int)(t % s.w), at = ih * s.w + iw;
+    const I hw = (I)s.h * s.w;
+    CU_FOR_I(I, t, (I)s.np * hw) {
+        I p = t / hw, r = t - p * hw;
+        int ih = (int)(r / (I)s.w), iw = (int)(r - (I)ih * s.w), at = ih * s.w + iw;
         int i0, i1, j0, j1;
         cover(ih, s.k, s.stride, s.pad, s.oh, &i0, &i1);
         cover(iw, s.k, s.stride, s.pad, s.ow, &j0, &j1);
-        const int32_t *ip = idx + p * s.oh * s.ow;
-        const float *d = dy + p * s.oh * s.ow;
+        const int32_t *ip = idx + (int64_t)p * s.oh * s.ow;
+        const float *d = dy + (int64_t)p * s.oh * s.ow;
         float acc = dx[t];
         for (int oi = i0; oi <= i1; oi++)
             for (int oj = j0; oj <= j1; oj++)
@@ -62,15 +66,13 @@ __global__ static void k_maxpool_bwd(NnPoolShape s, const int32_t *idx, const fl
 
 static void maxpool_fwd(NnBackend *be, const NnPoolShape *s, const float *x, float *y, int32_t *idx)
 {
-    k_maxpool<<<cu_blocks(s->np * s->oh * s->ow), CU_THREADS, 0, cu_impl(be)->stream>>>(*s, x, y, idx);
-    CU_LAUNCHED();
+    CU_LAUNCH_IDX(k_maxpool, s->np * s->oh * s->ow, cu_impl(be)->stream, *s, x, y, idx);
 }
 
 static void maxpool_bwd(NnBackend *be, const NnPoolShape *s, const int32_t *idx, const float *dy,
                         float *dx)
 {
-    k_maxpool_bwd<<<cu_blocks(s->np * s->h * s->w), CU_THREADS, 0, cu_impl(be)->stream>>>(*s, idx, dy, dx);
-    CU_LAUNCHED();
+    CU_LAUNCH_IDX(k_maxpool_bwd, s->np * s->h * s->w, cu_impl(be)->stream, *s, idx, dy, dx);
 }
 
 __global__ static void k_avgpool(NnPoolShape s, const float *x, float *y)
@@ -79,7 +81,7 @@ __global__ static void k_avgpool(NnPoolShape s, const float *x, float *y)
     CU_FOR(o, s.np * s.oh * s.ow) {
         int64_t p = o / ((int64_t)s.oh * s.ow);
         int oi = (int)(o / s.ow % s.oh), oj = (int)(o % s.ow);
-        const float *xp = x + p * s.h * s.w;
+        const float *xp = x + (int64_t)p * s.h * s.w;
         float acc = 0;
         for (int ki = 0; ki < s.k; ki++) {
             int ih = oi * s.stride - s.pad + ki;
@@ -102,7 +104,7 @@ __global__ static void k_avgpool_bwd(NnPoolShape s, const float *dy, float *dx)
         int i0, i1, j0, j1;
         cover(ih, s.k, s.stride, s.pad, s.oh, &i0, &i1);
         cover(iw, s.k, s.stride, s.pad, s.ow, &j0, &j1);
-        const float *d = dy + p * s.oh * s.ow;
+        const float *d = dy + (int64_t)p * s.oh * s.ow;
         float acc = dx[t];
         for (int oi = i0; oi <= i1; oi++)
             for (int oj = j0; oj <= j1; oj++) acc += d[oi * s.ow + oj] * inv;
@@ -136,7 +138,7 @@ __global__ static void k_adaptive(NnPoolShape s, const float *x, float *y)
         int oi = (int)(o / s.ow % s.oh), oj = (int)(o % s.ow);
         int h0 = win_start(oi, s.h, s.oh), h1 = win_end(oi, s.h, s.oh);
         int w0 = win_start(oj, s.w, s.ow), w1 = win_end(oj, s.w, s.ow);
-        const float *xp = x + p * s.h * s.w;
+        const float *xp = x + (int64_t)p * s.h * s.w;
         float acc = 0;
         for (int ih = h0; ih < h1; ih++)
             for (int iw = w0; iw < w1; iw++) acc += xp[ih * s.w + iw];
@@ -150,7 +152,7 @@ __global__ static void k_adaptive_bwd(NnPoolShape s, const float *dy, float *dx)
     CU_FOR(t, s.np * s.h * s.w) {
         int64_t p = t / ((int64_t)s.h * s.w);
         int ih = (int)(t / s.w % s.h), iw = (int)(t % s.w);
-        const float *d = dy + p * s.oh * s.ow;
+        const float *d = dy + (int64_t)p * s.oh * s.ow;
         float acc = dx[t];
         for (int oi = 0; oi < s.oh; oi++) {
             int h0 = win_start(oi, s.h, s.oh), h1 = win_end(oi, s.h, s.oh);

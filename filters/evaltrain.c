@@ -33,7 +33,8 @@ static void usage(FILE *f)
                "      --save FILE          write the trained weights (safetensors)\n"
                "      --checkpoint FILE    resume from / save to FILE  --checkpoint-every N\n"
                "      --eval-only          evaluate -w on the operands and exit\n"
-               "  -s, --seed N  -j, --threads N  -d, --device cpu|cuda  -q, --quiet\n"
+               "  -s, --seed N  -j, --threads N  -d, --device cpu|cuda|auto  -q, --quiet\n"
+               "      --precision fp32|fp16|bf16   conv/linear math with -d cuda (default fp32)\n"
                "  -h, --help  --version    (defaults depend on the label source: see evaltrain(1))\n",
                dd_prog(), dd_prog());
 }
@@ -41,7 +42,7 @@ static void usage(FILE *f)
 enum {
     O_VAL = 256, O_LABELS, O_TEACHER, O_HARD, O_LS, O_OPT, O_LR, O_MOM, O_WD, O_BETAS, O_ETA, O_EPOCHS,
     O_BATCH, O_MICRO, O_NOSHUF, O_RRC, O_PAD, O_NOFLIP, O_CUTMIX, O_MIXUP, O_SHUFP, O_NOAUG, O_EVERY,
-    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION
+    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION, O_PREC
 };
 
 /* "A,B" into two doubles in [lo, hi]. */
@@ -98,9 +99,9 @@ int main(int argc, char **argv)
         {"eval-batch", 1, 0, O_EBATCH}, {"save", 1, 0, O_SAVE}, {"checkpoint", 1, 0, O_CKPT},
         {"checkpoint-every", 1, 0, O_CKEVERY}, {"eval-only", 0, 0, O_EVALONLY},
         {"stop-after-epoch", 1, 0, O_STOP}, {"seed", 1, 0, 's'}, {"threads", 1, 0, 'j'},
-        {"device", 1, 0, 'd'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION}, {0}};
+        {"device", 1, 0, 'd'}, {"precision", 1, 0, O_PREC}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION}, {0}};
     const char *arch = NULL, *weights = NULL, *valf = NULL, *labelsf = NULL, *teacherf = NULL, *save = NULL;
-    const char *optname = NULL, *device = "cpu";
+    const char *optname = NULL, *device = "cpu", *precision = "fp32";
     double lr = NAN, mom = NAN, wd = NAN, b1 = 0.9, b2 = 0.999, eta = NAN, T = 20, ls = 0;
     double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN;
     int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 1, noaug = 0;
@@ -144,14 +145,14 @@ int main(int argc, char **argv)
         case 's': seed = dd_opt_long("--seed", optarg, 0, 0x7fffffffL); break;
         case 'j': threads = (int)dd_opt_long("--threads", optarg, 1, 1024); break;
         case 'd': device = optarg; break;
+        case O_PREC: precision = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case O_VERSION: dd_version_exit();
         default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
         }
     }
-    if (strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "auto"))
-        dd_die(DD_EXIT_USAGE, "--device: want cpu, cuda or auto, got '%s'", device);
+    nn_check_device_opts(device, precision);
     if (!!arch + !!weights != 1) dd_die(DD_EXIT_USAGE, "give one of -m ARCH and -w FILE (try --help)");
     if (evalonly && !weights) dd_die(DD_EXIT_USAGE, "--eval-only needs -w FILE");
     if (!!labelsf + !!teacherf + hard > 1) dd_die(DD_EXIT_USAGE, "--labels, --teacher and --hard exclude each other");
@@ -163,6 +164,7 @@ int main(int argc, char **argv)
 
     Nn *nn = nn_open(device, threads);
     if (!nn) dd_die_err(dd_errcode());
+    nn_use_precision(nn, precision);
     Model *m = weights ? model_load(nn, weights) : NULL;
     if (weights && !m) dd_die_err(DD_EXIT_DATA);
     const int crop = m && m->input_size >= 224 ? m->input_size : 0;

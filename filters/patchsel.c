@@ -25,7 +25,7 @@ typedef struct {
     int nipc, ipc[MAX_IPC], maxipc;   /* --ipc / --ipc-list, ascending */
     int candidates, crops, factor, batch, random, quiet, threads;
     uint64_t seed;
-    const char *weights, *output, *device;
+    const char *weights, *output, *device, *precision;
 } Opts;
 
 static void usage(FILE *f)
@@ -43,6 +43,7 @@ static void usage(FILE *f)
                "  -s, --seed S           seed (default 0)\n"
                "  -o, --output FILE      write FILE atomically instead of stdout\n"
                "  -d, --device D         cpu | cuda | auto (default cpu)\n"
+               "      --precision P      fp32 | fp16 | bf16: conv/linear math with -d cuda\n"
                "  -j, --threads N        worker threads\n"
                "  -q, --quiet            no progress\n"
                "  -h, --help             this text\n"
@@ -53,13 +54,14 @@ static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(co
 
 static void parse(int argc, char **argv, Opts *o)
 {
+    enum { O_PREC = 256 };
     static const struct option lo[] = {
         {"weights", 1, 0, 'w'}, {"ipc", 1, 0, 'i'}, {"ipc-list", 1, 0, 'I'}, {"candidates", 1, 0, 'n'},
         {"crops", 1, 0, 'k'}, {"factor", 1, 0, 'f'}, {"method", 1, 0, 'M'}, {"batch", 1, 0, 'b'},
-        {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'}, {"threads", 1, 0, 'j'},
-        {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
+        {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'}, {"precision", 1, 0, O_PREC},
+        {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
     *o = (Opts){.nipc = 1, .ipc = {10}, .candidates = 300, .crops = 5, .batch = 250, .output = "-",
-                .device = "cpu"};
+                .device = "cpu", .precision = "fp32"};
     long l[MAX_IPC];
     int c, list = 0;
     while ((c = getopt_long(argc, argv, "w:i:I:n:k:f:M:b:s:o:d:j:qh", lo, NULL)) != -1) {
@@ -82,6 +84,7 @@ static void parse(int argc, char **argv, Opts *o)
         case 's': o->seed = (uint64_t)dd_opt_long("--seed", optarg, 0, INT64_MAX); break;
         case 'o': o->output = optarg; break;
         case 'd': o->device = optarg; break;
+        case O_PREC: o->precision = optarg; break;
         case 'j': o->threads = (int)dd_opt_long("--threads", optarg, 1, 4096); break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
@@ -91,8 +94,7 @@ static void parse(int argc, char **argv, Opts *o)
     }
     qsort(o->ipc, (size_t)o->nipc, sizeof *o->ipc, cmp_int);
     o->maxipc = o->ipc[o->nipc - 1];
-    if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda") && strcmp(o->device, "auto"))
-        dd_die(DD_EXIT_USAGE, "--device: want cpu, cuda or auto, not '%s'", o->device);
+    nn_check_device_opts(o->device, o->precision);
     if (!o->weights && !o->random) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");
     const char *pc = strchr(o->output, '%');
     if (pc && (pc[1] != 'd' || strchr(pc + 1, '%')))
@@ -207,6 +209,7 @@ int main(int argc, char **argv)
         for (int c = 0; c < ncls; c++) sel_top_init(&rtop[c], keep);
     } else {
         if (!(nn = nn_open(o.device, o.threads))) dd_die_err(dd_errcode());
+        nn_use_precision(nn, o.precision);
         if (!(m = model_load(nn, o.weights))) dd_die_err(DD_EXIT_DATA);
         model_set_requires_grad(m, 0);
         if (m->num_classes != ncls)

@@ -15,7 +15,7 @@
 enum { MAX_TEACHERS = 16 };
 
 typedef struct {
-    const char *w[MAX_TEACHERS], *device, *output, *metrics;
+    const char *w[MAX_TEACHERS], *device, *precision, *output, *metrics;
     int nw, arc, nsizes, sizes[REC_MAX_STAGES], batch, jitter, noise, ipc, quiet, threads, piece;
     int64_t iters, s0, s1, stot;
     RecConf c;
@@ -45,6 +45,7 @@ static void usage(FILE *f)
                "  -s, --seed S             seed (default 0)\n"
                "  -o, --output FILE        write FILE atomically instead of stdout\n"
                "  -d, --device D           cpu | cuda | auto (default cpu)\n"
+               "      --precision P        fp32 | fp16 | bf16: conv/linear math with -d cuda\n"
                "  -j, --threads N          worker threads\n"
                "  -q, --quiet              no progress\n"
                "  -h, --help               this text\n"
@@ -53,15 +54,15 @@ static void usage(FILE *f)
 
 static void parse(int argc, char **argv, Opts *o)
 {
-    enum { O_LR = 256, O_RBN, O_FIRST, O_NOAUG, O_EVERY };
+    enum { O_LR = 256, O_RBN, O_FIRST, O_NOAUG, O_EVERY, O_PREC };
     static const struct option lo[] = {
         {"weights", 1, 0, 'w'}, {"iters", 1, 0, 't'}, {"arc", 1, 0, 'a'}, {"alpha", 1, 0, 'A'},
         {"sizes", 1, 0, 'S'}, {"steps", 1, 0, 'p'}, {"init", 1, 0, 'i'}, {"ipc", 1, 0, 'n'},
         {"batch", 1, 0, 'b'}, {"lr", 1, 0, O_LR}, {"r-bn", 1, 0, O_RBN}, {"first-bn-mult", 1, 0, O_FIRST},
         {"jitter", 1, 0, 'J'}, {"no-aug", 0, 0, O_NOAUG}, {"metrics", 1, 0, 'm'},
-        {"metrics-every", 1, 0, O_EVERY}, {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'},
+        {"metrics-every", 1, 0, O_EVERY}, {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'}, {"precision", 1, 0, O_PREC},
         {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
-    *o = (Opts){.device = "cpu", .output = "-", .arc = -1, .jitter = -1, .ipc = 10, .iters = 2000};
+    *o = (Opts){.device = "cpu", .precision = "fp32", .output = "-", .arc = -1, .jitter = -1, .ipc = 10, .iters = 2000};
     o->c = rec_conf_default();
     long l[REC_MAX_STAGES];
     int c, fused = 0;
@@ -102,6 +103,7 @@ static void parse(int argc, char **argv, Opts *o)
         case 's': o->c.seed = (uint64_t)dd_opt_long("--seed", optarg, 0, INT64_MAX); break;
         case 'o': o->output = optarg; break;
         case 'd': o->device = optarg; break;
+        case O_PREC: o->precision = optarg; break;
         case 'j': o->threads = (int)dd_opt_long("--threads", optarg, 1, 4096); break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
@@ -110,8 +112,7 @@ static void parse(int argc, char **argv, Opts *o)
         }
     }
     if (!o->nw) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");
-    if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda") && strcmp(o->device, "auto"))
-        dd_die(DD_EXIT_USAGE, "--device: want cpu, cuda or auto, not '%s'", o->device);
+    nn_check_device_opts(o->device, o->precision);
     if (o->piece && fused) dd_die(DD_EXIT_USAGE, "--steps excludes --iters, --arc and --sizes");
     if (o->noise && o->arc > 0) dd_die(DD_EXIT_USAGE, "--arc merges with initial images: not with --init noise");
     if (o->noise && optind < argc) dd_die(DD_EXIT_USAGE, "--init noise reads no input");
@@ -169,6 +170,7 @@ int main(int argc, char **argv)
     parse(argc, argv, &o);
     Nn *nn = nn_open(o.device, o.threads);
     if (!nn) dd_die_err(dd_errcode());
+    nn_use_precision(nn, o.precision);
     Model *t[MAX_TEACHERS];
     for (int k = 0; k < o.nw; k++) {
         if (!(t[k] = model_load(nn, o.w[k]))) dd_die_err(DD_EXIT_DATA);

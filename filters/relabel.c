@@ -15,7 +15,7 @@
 enum { MAX_TEACHERS = 16 };
 
 typedef struct {
-    const char *w[MAX_TEACHERS], *device, *output;
+    const char *w[MAX_TEACHERS], *device, *precision, *output;
     int nw, stat, bn_set, quiet, verbose, threads;
     RelabelConf c;
 } Opts;
@@ -36,6 +36,7 @@ static void usage(FILE *f)
                "  -s, --seed S         seed (default 0)\n"
                "  -o, --output FILE    write FILE atomically instead of stdout\n"
                "  -d, --device D       cpu | cuda | auto (default cpu)\n"
+               "      --precision P    fp32 | fp16 | bf16: conv/linear math with -d cuda\n"
                "  -j, --threads N      worker threads\n"
                "  -q, --quiet          no progress\n"
                "  -v, --verbose        print the label storage per image and epoch\n"
@@ -45,13 +46,13 @@ static void usage(FILE *f)
 
 static void parse(int argc, char **argv, Opts *o)
 {
-    enum { O_BN = 256, O_STATIC };
+    enum { O_BN = 256, O_STATIC, O_PREC };
     static const struct option lo[] = {
         {"weights", 1, 0, 'w'}, {"epochs", 1, 0, 'e'}, {"batch", 1, 0, 'b'}, {"bn", 1, 0, O_BN},
         {"static", 0, 0, O_STATIC}, {"topk", 1, 0, 'k'}, {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'},
-        {"device", 1, 0, 'd'}, {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"verbose", 0, 0, 'v'},
+        {"device", 1, 0, 'd'}, {"precision", 1, 0, O_PREC}, {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"verbose", 0, 0, 'v'},
         {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
-    *o = (Opts){.device = "cpu", .output = "-", .c = {.epochs = 300}};
+    *o = (Opts){.device = "cpu", .precision = "fp32", .output = "-", .c = {.epochs = 300}};
     int c, trained = 0;
     while ((c = getopt_long(argc, argv, "w:e:b:k:s:o:d:j:qvh", lo, NULL)) != -1) {
         switch (c) {
@@ -72,6 +73,7 @@ static void parse(int argc, char **argv, Opts *o)
         case 's': o->c.seed = (uint64_t)dd_opt_long("--seed", optarg, 0, INT64_MAX); break;
         case 'o': o->output = optarg; break;
         case 'd': o->device = optarg; break;
+        case O_PREC: o->precision = optarg; break;
         case 'j': o->threads = (int)dd_opt_long("--threads", optarg, 1, 4096); break;
         case 'q': o->quiet = 1; break;
         case 'v': o->verbose = 1; break;
@@ -81,8 +83,7 @@ static void parse(int argc, char **argv, Opts *o)
         }
     }
     if (!o->nw) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");
-    if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda") && strcmp(o->device, "auto"))
-        dd_die(DD_EXIT_USAGE, "--device: want cpu, cuda or auto, not '%s'", o->device);
+    nn_check_device_opts(o->device, o->precision);
     if (o->stat && o->bn_set && o->c.bn == RELABEL_BN_BATCH)
         dd_die(DD_EXIT_USAGE, "--static labels are eval-mode (INFER): --bn batch does not apply");
     if (o->stat && trained) dd_die(DD_EXIT_USAGE, "--static takes no --epochs, --batch or --topk");
@@ -138,6 +139,7 @@ int main(int argc, char **argv)
     parse(argc, argv, &o);
     Nn *nn = nn_open(o.device, o.threads);
     if (!nn) dd_die_err(dd_errcode());
+    nn_use_precision(nn, o.precision);
     Model *t[MAX_TEACHERS];
     for (int k = 0; k < o.nw; k++) {
         if (!(t[k] = model_load(nn, o.w[k]))) dd_die_err(DD_EXIT_DATA);

@@ -75,6 +75,14 @@ void nn_set_rng(Nn *nn, uint64_t seed, uint64_t step);
  * cannot (the CPU backend is fp32 only). */
 typedef enum { NN_FP32 = 0, NN_FP16 = 1, NN_BF16 = 2 } NnPrecision;
 int nn_set_precision(Nn *nn, NnPrecision p);
+/* The programs' --precision: NN_FP32, NN_FP16 or NN_BF16 of "fp32", "fp16", "bf16"; -1 else. */
+int nn_precision_parse(const char *s);
+/* The programs' -d and --precision checked before any work: exit 2 for an unknown device or
+ * precision, or fp16/bf16 with -d cpu. */
+void nn_check_device_opts(const char *device, const char *precision);
+/* Applies --precision OPTION to a context from nn_open: exit 2 for an unknown name, 3 when the
+ * device refuses it; on a CPU context (-d auto without a device) a warning, and fp32. */
+void nn_use_precision(Nn *nn, const char *option);
 
 /* ---- variables ---- */
 
@@ -88,6 +96,11 @@ void nn_param_free(Nn *nn, NnParam *p);
 /* Copies host data (F32, numel elements) into / out of a var's value. */
 void nn_var_upload(Nn *nn, NnVar *v, const float *host);
 void nn_var_download(Nn *nn, const NnVar *v, float *host);
+/* Starts (on = 1) or ends the span an external profiler records (ncu --profile-from-start off);
+ * nothing on backends without one. */
+void nn_profile(Nn *nn, int on);
+/* Elements [off, off + n) of v; like every download, it waits for the work queued before it. */
+void nn_var_download_range(Nn *nn, const NnVar *v, int64_t off, int64_t n, float *host);
 void nn_grad_download(Nn *nn, const NnVar *v, float *host);  /* zeros if no gradient */
 /* Zeroes the gradients of `n` params. */
 void nn_zero_grad(Nn *nn, NnParam **params, int n);
@@ -106,6 +119,9 @@ int nn_optim_adam(Nn *nn, int64_t n, float *p, const float *g, float *m, float *
                   float omb1, float b2, float omb2, float step_size, float bc2s, float eps,
                   float wd, float decay);
 int nn_optim_clamp(Nn *nn, int64_t n, float lo, float hi, float *p);
+/* p [n, c, hw] (device memory) clamped to [lo[ch], hi[ch]] per channel; lo, hi: host arrays. */
+int nn_optim_clamp_channels(Nn *nn, int64_t n, int c, int64_t hw, const float *lo, const float *hi,
+                            float *p);
 
 /* ---- backward ---- */
 

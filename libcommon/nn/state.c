@@ -3,6 +3,8 @@
  * context.c so optim.c can run on any device without seeing the backend table). */
 #include "libcommon/nn/nn_impl.h"
 
+#include <string.h>
+
 static int no_kernel(const Nn *nn, const char *what)
 {
     return dd_err_device("nn: backend %s has no %s", nn->be->name, what);
@@ -15,6 +17,36 @@ int nn_set_precision(Nn *nn, NnPrecision p)
         return no_kernel(nn, "mixed precision (fp32 only)");
     }
     return nn->be->set_precision(nn->be, (int)p);
+}
+
+int nn_precision_parse(const char *s)
+{
+    if (!strcmp(s, "fp32")) return NN_FP32;
+    if (!strcmp(s, "fp16")) return NN_FP16;
+    if (!strcmp(s, "bf16")) return NN_BF16;
+    return -1;
+}
+
+void nn_check_device_opts(const char *device, const char *precision)
+{
+    if (strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "auto"))
+        dd_die(DD_EXIT_USAGE, "--device: want cpu, cuda or auto, not '%s'", device);
+    int p = nn_precision_parse(precision);
+    if (p < 0) dd_die(DD_EXIT_USAGE, "--precision: want fp32, fp16 or bf16, not '%s'", precision);
+    if (p != NN_FP32 && !strcmp(device, "cpu"))
+        dd_die(DD_EXIT_USAGE, "--precision %s needs -d cuda (the CPU computes in fp32)", precision);
+}
+
+void nn_use_precision(Nn *nn, const char *option)
+{
+    int p = nn_precision_parse(option);
+    if (p < 0) dd_die(DD_EXIT_USAGE, "--precision: want fp32, fp16 or bf16, not '%s'", option);
+    if (p == NN_FP32) return;
+    if (nn->device == DD_CPU) {   /* -d auto found no device: the CPU computes in fp32 */
+        dd_warn("--precision %s: no CUDA device, computing in fp32 on the CPU", option);
+        return;
+    }
+    if (nn_set_precision(nn, (NnPrecision)p) < 0) dd_die_err(DD_EXIT_DEVICE);
 }
 
 float *nn_state_alloc(Nn *nn, size_t n)
@@ -50,5 +82,13 @@ int nn_optim_clamp(Nn *nn, int64_t n, float lo, float hi, float *p)
 {
     if (!nn->be->clamp) return no_kernel(nn, "clamp kernel");
     nn->be->clamp(nn->be, n, lo, hi, p);
+    return 0;
+}
+
+int nn_optim_clamp_channels(Nn *nn, int64_t n, int c, int64_t hw, const float *lo, const float *hi,
+                            float *p)
+{
+    if (!nn->be->clamp_channels) return no_kernel(nn, "per-channel clamp kernel");
+    nn->be->clamp_channels(nn->be, n, c, hw, lo, hi, p);
     return 0;
 }

@@ -33,6 +33,8 @@ expect_usage evaltrain -m convnet3 --lr -1 tr.tsr
 expect_usage evaltrain -m convnet3 --betas 0.9 tr.tsr
 expect_usage evaltrain -m convnet3 --no-such-option tr.tsr
 expect_usage evaltrain -m nosuchnet --epochs 0 tr.tsr
+expect_usage evaltrain -m convnet3 --precision bf16 tr.tsr
+expect_usage evaltrain -m convnet3 -d auto --precision half tr.tsr
 
 # bad data: truncated input, class lists that differ
 head -c 60000 tr.tsr >cut.tsr

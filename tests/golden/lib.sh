@@ -22,7 +22,7 @@ expect_usage() {
     [ "$rc" = 2 ] && ok "usage error: $*"
 }
 have_torch() { "$PYTHON" -c 'import torch' >/dev/null 2>&1; }
-fmnist=/usr/share/datasets/fashion-mnist
+fmnist=${FMNIST:-/usr/share/datasets/fashion-mnist}   # FMNIST: another copy (the device machine)
 finish() {
     if [ "$fails" -gt 0 ]; then echo "$fails failure(s)" >&2; exit 1; fi
     echo "all ok"; exit 0

@@ -63,7 +63,10 @@ expect_usage recover -w t.safetensors --steps 0:5:10 --iters 10 init.tsr
 expect_usage recover -w t.safetensors --init noise --arc 2
 expect_usage recover -w t.safetensors --init zeros
 expect_usage recover -w t.safetensors --sizes 28,28 --arc 3 init.tsr
+expect_usage recover -w t.safetensors --precision fp16 init.tsr
+expect_usage recover -w t.safetensors -d cuda --precision fp8 init.tsr
 rc=0; "${R[@]}" -d cuda --iters 4 init.tsr >/dev/null 2>err.txt || rc=$?
-if [ $rc = 3 ]; then echo "skip: no CUDA backend (-d cuda exits 3: $(cat err.txt))"
+if [ $rc = 3 ]; then ok "-d cuda without a device: exit 3 ($(cat err.txt))"
+elif [ $rc = 0 ]; then ok "-d cuda ran (golden/cuda.sh compares it with the CPU)"
 else fail "-d cuda: exit $rc"; fi
 finish

@@ -111,6 +111,14 @@ static void test_memory(void)
     G->free(G, z);
     float *again = G->alloc(G, (size_t)n * 4);     /* recycled by the caching allocator */
     CMP("alloc after free (zero-filled)", zero, again, n, 0);
+    G->free(G, again);
+    G->trim(G);                                     /* the cached block goes back to the driver */
+    float *fresh = G->alloc(G, (size_t)n * 4);
+    CMP("alloc after trim (zero-filled)", zero, fresh, n, 0);
+    float *u = G->alloc_uninit(G, (size_t)n * 4);
+    G->upload(G, u, x, (size_t)n * 4);
+    CMP("alloc_uninit, written", x, u, n, 0);
+    G->free(G, u);
 }
 
 /* ---- elementwise ---- */
@@ -145,6 +153,11 @@ static void test_elem(void)
         G->act_bwd(G, (NnAct)a, n, xg, ag, dyg, dxg);
         snprintf(name, sizeof name, "act_bwd %s", an[a]);
         CMP(name, dxc, dxg, n, 1e-6);
+        float *gc = copyh(dy, n), *gg = up(dy, n);
+        C->act_bwd_inplace(C, (NnAct)a, n, x, ac, gc);
+        G->act_bwd_inplace(G, (NnAct)a, n, xg, ag, gg);
+        snprintf(name, sizeof name, "act_bwd_inplace %s", an[a]);
+        CMP(name, gc, gg, n, 1e-6);
     }
 
     /* broadcast: b [6,1,1] over a [4,6,5,7]; b [7]; b the same shape */
@@ -416,6 +429,99 @@ static void test_norm(void)
     CMP("bn_stat_bwd", dxc, dxg, tot, 1e-6);
 }
 
+/* bn_act_fwd / bn_act_bwd, CUDA against the CPU's, in every combination the front-end uses:
+ * activation (none, ReLU, ReLU6), residual, train or eval, eval with the statistics loss, and the
+ * backward in place or accumulating, with or without dw/db (recover's frozen teacher has none).
+ * Shapes: short planes (hw < 256) and long ones split over several chunks per channel. */
+static void bn_act_case(int n, int c, int64_t hw, int act, int train, int has_r, int stat,
+                        int inplace, int wgrad)
+{
+    const char *an = act == (int)NN_BN_NO_ACT ? "none" : act == NN_ACT_RELU ? "relu" : "relu6";
+    char tag[96], name[128];
+    snprintf(tag, sizeof tag, "bn_act %s %s%s%s%s%s n%d c%d hw%lld", an, train ? "train" : "eval",
+             has_r ? " +r" : "", stat ? " stat" : "", inplace ? " inplace" : "", wgrad ? " dw" : "",
+             n, c, (long long)hw);
+    int64_t tot = (int64_t)n * c * hw;
+    float *x = rnd(tot, -2, 4), *w = rnd(c, 0.5f, 1.5f), *b = rnd(c, -1, 1), *r = rnd(tot, -1, 1);
+    float *rm = rnd(c, -0.5f, 0.5f), *rv = rnd(c, 0.5f, 2);
+    float *rmc = copyh(rm, c), *rvc = copyh(rv, c), *rmg = up(rm, c), *rvg = up(rv, c);
+    float *xg = up(x, tot), *wg = up(w, c), *bg = up(b, c), *rg = up(r, tot);
+    float *yc = nans(tot), *yg = up(yc, tot), *mc = nans(2 * c), *mg = up(mc, 2 * c);
+    float lc[1] = {NAN}, *lg = up(lc, 1), *sc = nans(3 * c + 2), *sg = up(sc, 3 * c + 2);
+    C->bn_act_fwd(C, (NnAct)act, train, n, c, hw, 1e-5f, 0.1f, x, has_r ? r : NULL, w, b, rmc, rvc,
+                  yc, mc, mc + c, stat ? lc : NULL, stat ? sc : NULL);
+    G->bn_act_fwd(G, (NnAct)act, train, n, c, hw, 1e-5f, 0.1f, xg, has_r ? rg : NULL, wg, bg, rmg,
+                  rvg, yg, mg, mg + c, stat ? lg : NULL, stat ? sg : NULL);
+    snprintf(name, sizeof name, "%s y", tag);
+    CMP(name, yc, yg, tot, 1e-6);
+    snprintf(name, sizeof name, "%s mean,invstd", tag);
+    CMP(name, mc, mg, 2 * c, 1e-6);
+    if (train) {
+        snprintf(name, sizeof name, "%s running stats", tag);
+        row(name, fmax(err_of(rmc, rmg, c), err_of(rvc, rvg, c)), 1e-6);
+    }
+    if (stat) {
+        snprintf(name, sizeof name, "%s stat loss, save", tag);
+        row(name, fmax(err_of(lc, lg, 1), err_of(sc, sg, 3 * c + 2)), 1e-6);
+    }
+    /* backward from the CPU's outputs on both sides */
+    float *yh = yc, *mh = mc, *ygc = up(yh, tot), *mgc = up(mh, 2 * c), *sgc = up(sc, 3 * c + 2);
+    float dl[1] = {0.7f}, *dlg = up(dl, 1);
+    float *dy = rnd(tot, -1, 1), *dx0 = rnd(tot, -1, 1), *dr0 = rnd(tot, -1, 1);
+    float *dw0 = rnd(c, -1, 1), *db0 = rnd(c, -1, 1);
+    float *dyc = copyh(dy, tot), *dyg = up(dy, tot);
+    float *dxc = inplace ? dyc : copyh(dx0, tot), *dxg = inplace ? dyg : up(dx0, tot);
+    float *drc = copyh(dr0, tot), *drg = up(dr0, tot);
+    float *dwc = copyh(dw0, c), *dbc = copyh(db0, c), *dwg = up(dw0, c), *dbg = up(db0, c);
+    C->bn_act_bwd(C, (NnAct)act, train, n, c, hw, x, act == (int)NN_BN_NO_ACT ? NULL : yh, w, mh,
+                  mh + c, dyc, dxc, has_r ? drc : NULL, wgrad ? dwc : NULL, wgrad ? dbc : NULL,
+                  stat ? sc : NULL, stat ? dl : NULL);
+    G->bn_act_bwd(G, (NnAct)act, train, n, c, hw, xg, act == (int)NN_BN_NO_ACT ? NULL : ygc, wg,
+                  mgc, mgc + c, dyg, dxg, has_r ? drg : NULL, wgrad ? dwg : NULL, wgrad ? dbg : NULL,
+                  stat ? sgc : NULL, stat ? dlg : NULL);
+    snprintf(name, sizeof name, "%s dx", tag);
+    CMP(name, dxc, dxg, tot, 1e-5);
+    if (has_r) {
+        snprintf(name, sizeof name, "%s dr", tag);
+        CMP(name, drc, drg, tot, 1e-6);
+    }
+    if (wgrad) {
+        snprintf(name, sizeof name, "%s dw, db", tag);
+        row(name, fmax(err_of(dwc, dwg, c), err_of(dbc, dbg, c)), 1e-5);
+    }
+}
+
+static void test_bn_act(void)
+{
+    const int none = (int)NN_BN_NO_ACT;
+    /* recover's cases: eval, statistics, in place, no dw */
+    bn_act_case(6, 10, 63, NN_ACT_RELU, 0, 0, 1, 1, 0);
+    bn_act_case(6, 10, 63, NN_ACT_RELU, 0, 1, 1, 1, 0);
+    bn_act_case(4, 3, 75 * 71, NN_ACT_RELU, 0, 1, 1, 1, 0);
+    bn_act_case(4, 3, 75 * 71, none, 0, 0, 1, 0, 0);
+    bn_act_case(5, 7, 1, NN_ACT_RELU6, 0, 0, 1, 1, 0);
+    /* training's: train mode, dw/db, accumulate or in place */
+    bn_act_case(6, 10, 63, NN_ACT_RELU, 1, 1, 0, 0, 1);
+    bn_act_case(4, 3, 75 * 71, NN_ACT_RELU6, 1, 0, 0, 1, 1);
+    bn_act_case(4, 3, 300, none, 1, 0, 0, 0, 1);
+    bn_act_case(3, 5, 17, NN_ACT_RELU, 0, 1, 0, 0, 1);
+}
+
+/* recover's per-channel clamp: [n, c, hw] to [lo[ch], hi[ch]] */
+static void test_clamp_channels(void)
+{
+    int n = 7, c = 3;
+    int64_t hw = 300, tot = (int64_t)n * c * hw;
+    float *x = rnd(tot, -3, 3), lo[3] = {-0.4f, -1.9f, 0.1f}, hi[3] = {2.2f, 0.3f, 0.9f};
+    float *xc = copyh(x, tot), *xg = up(x, tot);
+    for (int64_t i = 0; i < tot; i++) {
+        int ch = (int)((i / hw) % c);
+        xc[i] = xc[i] < lo[ch] ? lo[ch] : xc[i] > hi[ch] ? hi[ch] : xc[i];
+    }
+    G->clamp_channels(G, n, c, hw, lo, hi, xg);
+    CMP("clamp_channels", xc, xg, tot, 0);
+}
+
 /* ---- pooling ---- */
 
 static void pool_case(int kind, NnPoolShape s, const char *what)
@@ -658,6 +764,8 @@ int main(void)
     test_layout();
     test_conv();
     test_norm();
+    test_bn_act();
+    test_clamp_channels();
     test_pool();
     test_loss();
     test_optim();

@@ -1,0 +1,117 @@
+# cuda: every program with -d cuda against the same run with -d cpu (the CPU backend is the
+# reference), then a small FADRM pipeline end to end on the GPU. Without a device (-d cuda exits 3)
+# the test is a SKIP naming the GPU; make check-gpu counts that as a failure.
+# Tolerances (fp32, TF32 off): logits and losses 1e-4 relative; recover's pixels after a few Adam
+# steps: Adam's first steps move each pixel by about lr*sign(g), so a pixel whose gradient is ~0
+# can go either way: mean |diff| <= 1e-3 and 99% of pixels within 1e-3.
+source "$TESTS/golden/lib.sh"
+source "$TESTS/golden/lib_tools.sh"
+fm_small 300
+tool=$TESTS/../$BUILD/tests/parity/recover_tool
+"$tool" teacher t.safetensors convnet3:width=16 fm.tsr 1
+rc=0; "$BIN/evaltrain" -d cuda --eval-only -w t.safetensors fm.tsr >g.json 2>err.txt || rc=$?
+if [ $rc = 3 ]; then echo "SKIP: no CUDA device (GPU required): $(cat err.txt)"; exit 77; fi
+[ $rc = 0 ] || { cat err.txt; fail "evaltrain -d cuda --eval-only: exit $rc"; finish; }
+"$BIN/evaltrain" --eval-only -w t.safetensors fm.tsr >c.json
+
+# relcmp A B TOL KEY...: the JSON numbers KEY of the last lines of A and B that hold them agree to
+# TOL relative
+relcmp() {
+    "$PYTHON" - "$@" <<'PY'
+import json, sys
+a, b, tol, keys = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+def last(f):
+    rows = [json.loads(l) for l in open(f).read().splitlines()]
+    return next(r for r in reversed(rows) if all(k in r for k in keys))
+ja, jb = last(a), last(b)
+for k in keys:
+    x, y = float(ja[k]), float(jb[k])
+    if abs(x - y) > tol * max(abs(x), 1e-12):
+        sys.exit(f"{k}: cpu {x} cuda {y}")
+print(" ".join(f"{k} {ja[k]}/{jb[k]}" for k in keys))
+PY
+}
+r=$(relcmp c.json g.json 1e-4 loss top1) && ok "evaltrain --eval-only: $r" || fail "evaltrain --eval-only: $r"
+
+# patchsel: the same crops win (scores agree far beyond the gaps between them)
+"$BIN/patchsel" -q -w t.safetensors --ipc 2 --candidates 8 --crops 2 fm.tsr >init.tsr
+"$BIN/patchsel" -q -d cuda -w t.safetensors --ipc 2 --candidates 8 --crops 2 fm.tsr >init_g.tsr \
+    && "$BIN/tscmp" --exact init.tsr init_g.tsr && ok "patchsel -d cuda == -d cpu" || fail "patchsel -d cuda"
+
+# recover: step-0 losses agree tightly; pixels after 6 steps and 1 merge as the header says
+R=(-q -w t.safetensors --iters 6 --arc 1 -m)
+"$BIN/recover" "${R[@]}" mc.jsonl init.tsr >rc.tsr
+"$BIN/recover" -d cuda "${R[@]}" mg.jsonl init.tsr >rg.tsr || fail "recover -d cuda: exit $?"
+"$PYTHON" - <<'PY' && ok "recover -d cuda: metrics agree" || fail "recover -d cuda metrics"
+import json
+a = [json.loads(l) for l in open("mc.jsonl")]
+b = [json.loads(l) for l in open("mg.jsonl")]
+assert len(a) == len(b) and len(a) > 0, (len(a), len(b))
+for x, y in zip(a, b):
+    tol = 1e-4 if x["step"] == 0 else 1e-2
+    for k in ("ce", "bn", "loss"):
+        assert abs(x[k] - y[k]) <= tol * max(abs(x[k]), 1e-6), (x, y)
+print("step 0 loss cpu", a[0]["loss"], "cuda", b[0]["loss"])
+PY
+"$BIN/tsexport" --npy nc rc.tsr && "$BIN/tsexport" --npy ng rg.tsr && "$PYTHON" - <<'PY' \
+    && ok "recover -d cuda: pixels" || fail "recover -d cuda: pixels"
+import numpy as np
+a, b = np.load("nc/image.npy"), np.load("ng/image.npy")
+d = np.abs(a.astype(np.float64) - b)
+print(f"pixels: mean |diff| {d.mean():.3g}, 99th pct {np.percentile(d, 99):.3g}, max {d.max():.3g}")
+assert a.shape == b.shape and d.mean() <= 1e-3 and np.percentile(d, 99) <= 1e-3
+PY
+
+# mixed precision: fp16 / bf16 operands of conv and linear, fp32 everything else
+for p in fp16 bf16; do
+    "$BIN/recover" -d cuda --precision $p "${R[@]}" mp.jsonl init.tsr >/dev/null || fail "recover --precision $p"
+    "$BIN/evaltrain" -d cuda --precision $p --eval-only -w t.safetensors fm.tsr >gp.json || fail "evaltrain --precision $p"
+    "$PYTHON" - $p <<'PY' && ok "--precision $p: step-0 loss and eval loss within 1e-2 of fp32" || fail "--precision $p"
+import json, sys
+a = json.loads(open("mc.jsonl").readline()); b = json.loads(open("mp.jsonl").readline())
+e, f = json.loads(open("c.json").read()), json.loads(open("gp.json").read())
+print(sys.argv[1], "step-0 loss", a["loss"], b["loss"], "eval loss", e["loss"], f["loss"])
+assert abs(a["loss"] - b["loss"]) <= 1e-2 * abs(a["loss"]) and abs(e["loss"] - f["loss"]) <= 1e-2 * e["loss"]
+PY
+done
+
+# relabel: the same crops and flips, so the same soft labels to fp32 accuracy
+"$BIN/relabel" -q -w t.safetensors --epochs 2 init.tsr >lc.tsr
+"$BIN/relabel" -q -d cuda -w t.safetensors --epochs 2 init.tsr >lg.tsr \
+    && "$BIN/tscmp" --atol 1e-4 --rtol 1e-4 lc.tsr lg.tsr && ok "relabel -d cuda == -d cpu (1e-4)" \
+    || fail "relabel -d cuda"
+
+# evaltrain: 2 epochs of SGD from the same init; the training losses agree to 1e-3
+ET=(-q -m convnet3:width=16 --epochs 2 --batch 32 --val fm.tsr)
+"$BIN/evaltrain" "${ET[@]}" fm.tsr >ec.json
+"$BIN/evaltrain" -d cuda "${ET[@]}" fm.tsr >eg.json || fail "evaltrain -d cuda: exit $?"
+r=$(relcmp ec.json eg.json 1e-3 train_loss) && ok "evaltrain -d cuda: $r" || fail "evaltrain -d cuda: $r"
+ET=(-q -m convnet3:width=16 --epochs 2 --labels lc.tsr)
+"$BIN/evaltrain" "${ET[@]}" init.tsr >sc.json
+"$BIN/evaltrain" -d cuda "${ET[@]}" init.tsr >sg.json || fail "evaltrain -d cuda --labels: exit $?"
+r=$(relcmp sc.json sg.json 1e-3 train_loss) && ok "evaltrain -d cuda --labels: $r" || fail "evaltrain --labels: $r"
+
+# end to end on the GPU: teacher, RDED patches, FADRM recover, FKD labels, student (IPC 10)
+N=${CUDA_E2E_RECORDS:-12000}
+"$BIN/tsimport" -q --limit "$N" "$fmnist" >tr.tsr
+"$BIN/tsimport" -q --split test "$fmnist" >te.tsr
+D=(-d cuda -q)
+t0=$EPOCHREALTIME
+"$BIN/evaltrain" "${D[@]}" -m convnet3 --epochs 2 --save teacher.safetensors tr.tsr >teacher.json \
+ && "$BIN/patchsel" "${D[@]}" -w teacher.safetensors --ipc 10 tr.tsr >p.tsr \
+ && "$BIN/recover" "${D[@]}" -w teacher.safetensors --iters 200 --arc 3 p.tsr >x.tsr \
+ && "$BIN/relabel" "${D[@]}" -w teacher.safetensors --epochs 100 x.tsr >l.tsr \
+ && "$BIN/evaltrain" "${D[@]}" -m convnet3 --epochs 100 --labels l.tsr --val te.tsr x.tsr >student.json \
+ || fail "pipeline -d cuda"
+dt=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+"$BIN/evaltrain" -d cuda --eval-only -w teacher.safetensors te.tsr >teval.json
+echo "teacher: $(cat teval.json)"
+echo "student: $(tail -n 1 student.json)"
+"$PYTHON" - <<'PY' && ok "FADRM ipc 10 on the GPU in $dt s" || fail "pipeline accuracy"
+import json
+t = json.loads(open("teval.json").read().splitlines()[-1])["top1"]
+s = json.loads(open("student.json").read().splitlines()[-1])["final_top1"]
+print(f"teacher top-1 {t}, student top-1 {s}")
+assert t > 70 and s > 50, (t, s)
+PY
+finish

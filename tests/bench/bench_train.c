@@ -2,12 +2,13 @@
  * tests/bench/torch_train_peer.py runs it, timed. One step = train-mode forward of a random batch,
  * cross-entropy on hard labels, backward to the weights, SGD (lr 0.05, momentum 0.9, wd 5e-4) step.
  * 3 warm-up steps, then ITERS timed steps.
- * usage: bench_train MODEL CHANNELS RES BATCH THREADS [ITERS]
+ * usage: bench_train [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]
  * prints: ours MODEL CxHxW bBATCH threads T: R img/s, S ms/step, peak RSS K KiB */
 #include "libcommon/models/model.h"
 #include "libcommon/optim/optim.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 enum { NCLASSES = 10, WARMUP = 3 };
@@ -25,13 +26,25 @@ static void step(Nn *nn, Model *m, const Tensor *x, const Tensor *labels, const 
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
-    if (argc != 6 && argc != 7) dd_die(2, "usage: bench_train MODEL CHANNELS RES BATCH THREADS [ITERS]");
+    const char *dev = "cpu";      /* -d cuda[:fp16|:bf16] (tests/bench/run_gpu.sh) */
+    if (argc > 2 && !strcmp(argv[1], "-d")) {
+        dev = argv[2];
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
+    if (argc != 6 && argc != 7)
+        dd_die(2, "usage: bench_train [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]");
     int ch = (int)dd_opt_long("CHANNELS", argv[2], 1, 64), res = (int)dd_opt_long("RES", argv[3], 1, 4096);
     int batch = (int)dd_opt_long("BATCH", argv[4], 1, 100000);
     int threads = (int)dd_opt_long("THREADS", argv[5], 1, 1024);
     int iters = argc == 7 ? (int)dd_opt_long("ITERS", argv[6], 1, 100000) : 10;
-    Nn *nn = nn_new(DD_CPU, threads);
+    Nn *nn = nn_new(strncmp(dev, "cuda", 4) ? DD_CPU : DD_CUDA, threads);
     if (!nn) dd_die_err(3);
+    const char *prec = strchr(dev, ':');
+    if (prec && nn_set_precision(nn, !strcmp(prec, ":fp16") ? NN_FP16 : !strcmp(prec, ":bf16") ? NN_BF16
+                                                                                          : NN_FP32) < 0)
+        dd_die_err(3);
     Model *m = model_create(nn, argv[1], ch, NCLASSES, res, 0);
     if (!m) dd_die_err(2);
 
@@ -45,9 +58,13 @@ int main(int argc, char **argv)
     OptimConf c = optim_sgd(0.05, 0.9, 5e-4, 0);
     c.decay_all = 1;
 
+    /* a device backend queues work: reading one weight back waits for every step before it */
+    float probe;
     for (int t = 0; t < WARMUP; t++) step(nn, m, &x, &labels, &c);
+    nn_var_download_range(nn, &m->params[0]->var, 0, 1, &probe);
     double t0 = dd_now();
     for (int t = 0; t < iters; t++) step(nn, m, &x, &labels, &c);
+    nn_var_download_range(nn, &m->params[0]->var, 0, 1, &probe);
     double dt = (dd_now() - t0) / iters;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

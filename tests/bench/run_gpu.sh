@@ -4,9 +4,8 @@
 # same run. Per case:
 #   bench recover-step MODEL CxHxW bBATCH cuda: ours N img-iter/s, peer M img-iter/s, ratio R
 #   bench recover-step MODEL CxHxW bBATCH cuda: peak device memory ours A MiB, peer B MiB
-# Ours' peak is the backend's allocator peak (DD_CUDA_MEMSTATS=1, printed at exit; cuDNN
-# workspace and scratch are reported beside it on stderr, in $tmp); the peer's is
-# torch.cuda.max_memory_allocated. Bars (issue 8): resnet18 224 and 200 >= 2x, convnet3 and
+# Ours' peak is the backend's allocator peak plus its scratch, cast and cuDNN workspace buffers
+# (DD_CUDA_MEMSTATS=1, printed at exit); the peer's is torch.cuda.max_memory_allocated. Bars (issue 8): resnet18 224 and 200 >= 2x, convnet3 and
 # resnet18m >= 3x, resnet18 peak <= 2.0 GiB.
 #
 # On the device machine (the `run` tool): build here first (`make -j2`; the CUDA backend is built
@@ -15,12 +14,13 @@
 # The binaries find libcudnn / libcublas / libcudart through their rpath ($CUDA/lib64, e.g.
 # /usr/local/cuda/lib64); if that machine keeps them elsewhere, set LD_LIBRARY_PATH to that folder
 # (ldd build/bench/bench_recover shows what is missing). PREC=fp16|bf16|fp32 (default fp16, as the
-# peer's --amp; our fp16 covers convolution and linear only, the rest stays fp32). ITERS=20.
+# peer's --amp; our fp16 covers convolution and linear only, the rest stays fp32). ITERS=50.
+# CASES="resnet18-224 convnet3-28 ...": a subset. NO_PEER=1: ours only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
-ITERS=${ITERS:-20}
+ITERS=${ITERS:-50}
 PREC=${PREC:-fp16}
 ours_bin=$BUILD/bench/bench_recover
 peer=${PEER:-../shared/bench/torch_recover_peer.py}
@@ -28,19 +28,24 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 have_peer=1
-if [ ! -f "$peer" ]; then echo "bench: peer $peer not found: ours only" >&2; have_peer=0
+if [ -n "${NO_PEER:-}" ]; then have_peer=0
+elif [ ! -f "$peer" ]; then echo "bench: peer $peer not found: ours only" >&2; have_peer=0
 elif ! "$PYTHON" -c 'import torch, torchvision; assert torch.cuda.is_available()' >/dev/null 2>&1; then
     echo "bench: $PYTHON cannot import torch with CUDA: ours only" >&2; have_peer=0
 fi
 
-# bench_case LABEL MODEL CH RES BATCH PEER-ARGS...
+# bench_case LABEL MODEL CH RES BATCH PEER-ARGS... (CASES="LABEL-RES ...": only those)
 bench_case() {
     local label=$1 model=$2 ch=$3 res=$4 batch=$5; shift 5
+    [ -z "${CASES:-}" ] || [[ " $CASES " == *" $label-$res "* ]] || return 0
     local ours mem_ours peer_rate=NA peer_mem=NA ratio=NA
     DD_CUDA_MEMSTATS=1 "$ours_bin" -d "cuda:$PREC" "$model" "$ch" "$res" "$batch" 1 "$ITERS" \
         >"$tmp/ours.out" 2>"$tmp/ours.err" || { cat "$tmp/ours.err" >&2; return 1; }
     ours=$(sed -n 's/.*: \([0-9.]*\) img-iter\/s.*/\1/p' "$tmp/ours.out")
-    mem_ours=$(sed -n 's/.*peak allocator memory \([0-9.]*\) MiB.*/\1/p' "$tmp/ours.err")
+    # the allocator's peak plus the buffers beside it (scratch, casts, cuDNN workspace): the
+    # peer's max_memory_allocated counts its workspace too
+    mem_ours=$(sed -n 's/.*peak allocator memory \([0-9.]*\) MiB, scratch \([0-9.]*\) MiB, cudnn workspace \([0-9.]*\) MiB.*/\1 \2 \3/p' "$tmp/ours.err" |
+               awk '{ printf "%.0f", $1 + $2 + $3 }')
     if [ $have_peer = 1 ]; then
         "$PYTHON" "$peer" "$@" --batch "$batch" --iters "$ITERS" --device cuda --amp >"$tmp/peer.out"
         peer_rate=$(sed -n 's/.*: \([0-9.]*\) image-iterations\/s.*/\1/p' "$tmp/peer.out")
@@ -57,3 +62,21 @@ bench_case resnet18 resnet18 3 224 100 --model resnet18 --stem imagenet --res 22
 bench_case resnet18 resnet18 3 200 100 --model resnet18 --stem imagenet --res 200 --channels 3
 bench_case convnet3 convnet3 1 28 100 --model convnet3 --res 28 --channels 1
 bench_case resnet18m resnet18m 3 32 100 --model resnet18 --stem small --res 32 --channels 3
+
+# evaltrain's training step (tests/bench/bench_train.c beside tests/bench/torch_train_peer.py,
+# --device cuda --amp): one train-mode SGD step on a random batch of 128
+train_case() {
+    local model=$1 ch=$2 res=$3 ours peer_rate=NA ratio=NA
+    [ -z "${CASES:-}" ] || [[ " $CASES " == *" train-$model "* ]] || return 0
+    ours=$("$BUILD/bench/bench_train" -d "cuda:$PREC" "$model" "$ch" "$res" 128 1 "$ITERS" |
+           sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
+    if [ $have_peer = 1 ]; then
+        peer_rate=$("$PYTHON" tests/bench/torch_train_peer.py --model "$model" --channels "$ch" --res "$res" \
+                    --batch 128 --iters "$ITERS" --device cuda --amp | sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
+        ratio=$(awk -v a="$ours" -v b="$peer_rate" 'BEGIN { printf "%.2f", a / b }')
+    fi
+    echo "bench train-step $model ${ch}x${res}x${res} b128 cuda: ours $ours img/s, peer $peer_rate img/s, ratio $ratio"
+}
+train_case convnet3 1 28
+train_case resnet18m 3 32
+train_case mobilenet_v2m 3 32

@@ -40,27 +40,41 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler")
     a = ap.parse_args()
+    dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = build(a.model, a.classes, a.channels, a.res).train()
+    model = build(a.model, a.classes, a.channels, a.res).train().to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    x = torch.rand(a.batch, a.channels, a.res, a.res)
-    y = torch.arange(a.batch) % a.classes
+    x = torch.rand(a.batch, a.channels, a.res, a.res).to(dev)
+    y = (torch.arange(a.batch) % a.classes).to(dev)
+    scaler = (torch.amp.GradScaler(dev.type, enabled=a.amp) if hasattr(torch.amp, "GradScaler")
+              else torch.cuda.amp.GradScaler(enabled=a.amp))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def step():
         opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+        if a.amp:
+            with torch.autocast(dev.type, dtype=torch.float16):
+                loss = F.cross_entropy(model(x), y)
+        else:
+            loss = F.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     for _ in range(3):
         step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(a.iters):
         step()
+    sync()
     dt = (time.perf_counter() - t0) / a.iters
-    print(f"peer pytorch {torch.__version__} {a.model} {a.channels}x{a.res}x{a.res} batch {a.batch} cpu "
-          f"threads {a.threads}: {a.batch / dt:.1f} img/s, {dt * 1e3:.1f} ms/step")
+    print(f"peer pytorch {torch.__version__} {a.model} {a.channels}x{a.res}x{a.res} batch {a.batch} "
+          f"{a.device}{' amp' if a.amp else ''} threads {a.threads}: {a.batch / dt:.1f} img/s, {dt * 1e3:.1f} ms/step")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# tests/gpu.sh - the GPU checks, for a machine with a GPU that lacks this project's build
+# dependencies (a lent device machine): run from the repository root with a tree built elsewhere
+# (`make`: the CUDA backend is built wherever nvcc is found) carried along.
+#   bash tests/gpu.sh [ops] [programs] [bench] [profile]      (default: ops programs bench)
+# ops       build/tests/test_cuda_ops: every slot of the op table against the CPU backend, the
+#           optimizers, fp16/bf16 convolution and linear, a resnet18m recover step end to end
+# programs  tests/golden/cuda.sh: every program with -d cuda against -d cpu, --precision, and a
+#           FADRM pipeline end to end on the GPU (Fashion-MNIST from $FMNIST)
+# bench     tests/bench/run_gpu.sh: ours beside the PyTorch peer (PEER=.../torch_recover_peer.py)
+# profile   ncu's per-kernel times of the resnet18 224-px fp16 recover step (2 timed steps)
+# Environment: PYTHON (default python3: torch, numpy), FMNIST, PEER; DD_LIBS, a folder of shared
+# libraries the machine lacks (libarchive, libopenblas, ...: `ldd build/bin/recover` says which),
+# put first on LD_LIBRARY_PATH; cuDNN and cuBLAS are looked for in PyTorch's nvidia/* packages,
+# then /usr/local/cuda/lib64. Logs go to $LOGS (default build/gpu-logs). make check-gpu is the
+# same checks on a machine that has the build dependencies (tests/run.sh, GPU SKIPs failing).
+# Exit status 0 when every part asked for passed.
+set -u
+cd "$(dirname "$0")/.."
+parts=${*:-ops programs bench}
+export PYTHON=${PYTHON:-python3} BUILD=${BUILD:-build}
+export BIN=$PWD/$BUILD/bin TESTS=$PWD/tests
+LOGS=${LOGS:-$BUILD/gpu-logs}
+mkdir -p "$LOGS"
+nv=$("$PYTHON" -c 'import os, nvidia; p = nvidia.__path__[0]; print(":".join(os.path.join(p, d, "lib")
+    for d in ("cudnn", "cublas", "cuda_runtime") if os.path.isdir(os.path.join(p, d, "lib"))))' 2>/dev/null)
+export LD_LIBRARY_PATH=${DD_LIBS:+$DD_LIBS:}${nv:+$nv:}/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+missing=$(ldd "$BIN/recover" | grep 'not found')
+[ -z "$missing" ] || { echo "gpu: libraries not found (set DD_LIBS):"; echo "$missing"; exit 1; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
+for p in $parts; do
+    case $p in ops | programs | bench | profile) ;;
+    *) echo "gpu: unknown part '$p' (ops, programs, bench, profile)"; exit 2 ;;
+    esac
+done
+fails=0
+for p in $parts; do
+    t0=$SECONDS
+    case $p in
+    ops) timeout 300 "$BUILD/tests/test_cuda_ops" >"$LOGS/cuda_ops.log" 2>&1; rc=$?
+         grep -v ' PASS$' "$LOGS/cuda_ops.log" | tail -n 5 ;;
+    programs) work=$(mktemp -d)
+         (cd "$work" && timeout 600 bash "$TESTS/golden/cuda.sh") >"$LOGS/cuda_sh.log" 2>&1; rc=$?
+         rm -rf "$work"; grep -v '^ok' "$LOGS/cuda_sh.log" | tail -n 12 ;;
+    bench) timeout 600 bash tests/bench/run_gpu.sh 2>&1 | grep -v 'Warning\|scaler =' | tee "$LOGS/bench.log"
+         rc=${PIPESTATUS[0]} ;;
+    profile) ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+         if [ -z "$ncu" ]; then echo "gpu: profile: ncu not found"; rc=1
+         else
+             timeout 300 "$ncu" --profile-from-start off --metrics gpu__time_duration.sum --csv --print-units base \
+                 "$BUILD/bench/bench_recover" -d cuda:fp16 resnet18 3 224 100 1 2 >"$LOGS/ncu.csv" 2>"$LOGS/ncu.err"
+             rc=$?; [ $rc = 0 ] && "$PYTHON" tests/bench/ncu_summary.py "$LOGS/ncu.csv" 2 | tee "$LOGS/profile.log"
+         fi ;;
+    esac
+    echo "gpu: $p $([ $rc = 0 ] && echo PASS || echo "FAIL (exit $rc)") ($((SECONDS - t0)) s; log in $LOGS)"
+    [ $rc = 0 ] || fails=$((fails + 1))
+done
+exit $((fails > 0))

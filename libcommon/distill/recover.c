@@ -109,7 +109,7 @@ static void metric_num(FILE *f, const char *name, double v)
 
 /* One stage: Adam (fresh: a new param has no state) on xn [n,C,H,W] for steps [st->start, st->end). */
 static int run_stage(Nn *nn, Model **teachers, int M, const RecConf *c, const RecBatch *b, int s, float *xn,
-                     const Tensor *labels, const float *lo, const float *hi)
+                     const Tensor *labels, const float *lo, const float *hi, OptimScaler *sc)
 {
     const RecStage *st = &c->stage[s];
     int64_t shape[4] = {b->n, b->C, b->H, b->W};
@@ -136,9 +136,13 @@ static int run_stage(Nn *nn, Model **teachers, int M, const RecConf *c, const Re
                         ce, bn);
             break;
         }
-        nn_backward(nn, loss);
+        /* fp16: backward from the scaled loss, a step whose gradient overflowed skipped (the
+         * reference's GradScaler) */
+        nn_backward_seed(nn, loss, sc ? sc->scale : 1.0f);
         OptimConf oc = optim_adam(lr, 0.5, 0.9, 1e-8, 0.0);
-        if (optim_step(nn, &oc, &xp, 1) < 0 || clamp_channels(nn, xp, b->C, lo, hi) < 0) rc = -1;
+        int take = sc ? optim_unscale(nn, sc, &xp, 1) : 1;
+        if (take < 0 || (take && (optim_step(nn, &oc, &xp, 1) < 0 || clamp_channels(nn, xp, b->C, lo, hi) < 0)))
+            rc = -1;
         nn_reset(nn);
         if (c->metrics && ((t - st->start) % c->metrics_every == 0 || t == st->end - 1)) {
             fprintf(c->metrics, "{\"batch\":%lld,\"stage\":%d,\"step\":%lld", (long long)b->id, s, (long long)t);
@@ -176,6 +180,7 @@ int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b)
     memcpy(labels.data, b->labels, (size_t)b->n * sizeof *b->labels);
     float *xn = NULL;
     int rc = 0;
+    OptimScaler sc = optim_scaler_new(), *scp = nn_precision(nn) == NN_FP16 ? &sc : NULL;
     for (int s = 0; s < c->nstages && rc == 0; s++) {
         const RecStage *st = &c->stage[s];
         const int H = st->h ? st->h : b->H, W = st->w ? st->w : b->W;
@@ -202,7 +207,7 @@ int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b)
         xn = dd_realloc(xn, (size_t)b->n * img * sizeof *xn);
         if (s == 0 && b->xn0) memcpy(xn, b->xn0, (size_t)b->n * img * sizeof *xn);
         else rec_to_norm(b->x, xn, b->n, C, (int64_t)H * W, t0->mean, t0->std);
-        rc = run_stage(nn, teachers, M, c, b, s, xn, &labels, lo, hi);
+        rc = run_stage(nn, teachers, M, c, b, s, xn, &labels, lo, hi, scp);
         if (!b->x) b->x = dd_malloc((size_t)b->n * img * sizeof *b->x);
         rec_to_pix(xn, b->x, b->n, C, (int64_t)H * W, t0->mean, t0->std);
     }

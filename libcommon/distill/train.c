@@ -613,9 +613,11 @@ typedef struct {
     int64_t seen, correct;
 } EpochStats;
 
-/* One optimizer step over the prepared batch, in micro-batches. Returns 0, or -1 with dd_err on a
- * non-finite loss. */
-static int train_step(Nn *nn, const TrainConf *c, Model *m, Batch *b, float *logits, EpochStats *es)
+/* One optimizer step over the prepared batch, in micro-batches; with a scaler (fp16), backward
+ * from the scaled loss and the step skipped where a gradient overflowed. Returns 0, or -1 with
+ * dd_err on a non-finite loss. */
+static int train_step(Nn *nn, const TrainConf *c, Model *m, Batch *b, float *logits, EpochStats *es,
+                      OptimScaler *sc)
 {
     const TrainData *d = b->d;
     const int K = d->K, nm = c->micro < b->n ? c->micro : b->n;
@@ -639,7 +641,7 @@ static int train_step(Nn *nn, const TrainConf *c, Model *m, Batch *b, float *log
             nn_reset(nn);
             return dd_err("loss is %s", isnan(lv) ? "NaN" : "infinite");
         }
-        nn_backward(nn, nn_scale(nn, loss, (float)n / (float)b->n));
+        nn_backward_seed(nn, nn_scale(nn, loss, (float)n / (float)b->n), sc ? sc->scale : 1.0f);
         nn_var_download(nn, out, logits);
         nn_reset(nn);
         for (int i = 0; i < n; i++) {
@@ -651,6 +653,8 @@ static int train_step(Nn *nn, const TrainConf *c, Model *m, Batch *b, float *log
         es->loss += (double)lv * n;
         es->seen += n;
     }
+    int take = sc ? optim_unscale(nn, sc, m->params, m->nparams) : 1;
+    if (take <= 0) return take;
     return optim_step(nn, &c->opt, m->params, m->nparams);
 }
 
@@ -667,6 +671,9 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
               TsReader *replay, const TrainReplayInfo *rinfo, TrainResult *res)
 {
     memset(res, 0, sizeof *res);
+    /* fp16 convolutions and linear layers: loss scaling (not kept in checkpoints: a resumed run
+     * starts from the initial scale) */
+    OptimScaler sc = optim_scaler_new(), *scp = nn_precision(nn) == NN_FP16 ? &sc : NULL;
     res->final_top1 = res->final_top5 = res->best_top1 = res->train_loss = res->train_acc = NAN;
     if (model_check_input(m, tr->C, tr->H, tr->W) < 0 || (val && model_check_input(m, val->C, val->H, val->W) < 0))
         return -1;
@@ -756,7 +763,7 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
                 prep_batch(&b, order + s, epoch, bi);
                 if (c->labels == TRAIN_TEACHER) teacher_targets(nn, teacher, &b);
             }
-            if (train_step(nn, &cc, m, &b, logits, &es) < 0) {
+            if (train_step(nn, &cc, m, &b, logits, &es, scp) < 0) {
                 rc = dd_err_prefix("epoch %d step %lld", epoch + 1, (long long)bi + 1);
                 break;
             }

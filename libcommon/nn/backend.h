@@ -213,6 +213,8 @@ struct NnBackend {
                       float b1, float omb1, float b2, float omb2, float step_size, float bc2s,
                       float eps, float wd, float decay);
     void (*clamp)(NnBackend *be, int64_t n, float lo, float hi, float *p);
+    /* g *= inv; *flag (device int) set to 1 where a result is not finite (loss scaling). */
+    void (*unscale)(NnBackend *be, int64_t n, float inv, float *g, int *flag);
     /* p [n, c, hw] clamped per channel to [lo[ch], hi[ch]]; lo and hi are host arrays of c. */
     void (*clamp_channels)(NnBackend *be, int64_t n, int c, int64_t hw, const float *lo,
                            const float *hi, float *p);

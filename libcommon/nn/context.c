@@ -421,7 +421,9 @@ static void clear_written_grad(Nn *nn, NnVar *v)
     else release_grad(nn, v);
 }
 
-void nn_backward(Nn *nn, NnVar *loss)
+void nn_backward(Nn *nn, NnVar *loss) { nn_backward_seed(nn, loss, 1.0f); }
+
+void nn_backward_seed(Nn *nn, NnVar *loss, float seed)
 {
     nn_check(nn_numel(loss) == 1, "backward", "loss has %lld elements", (long long)nn_numel(loss));
     nn_check(loss->requires_grad, "backward", "loss does not require grad (grad mode off, or no "
@@ -431,8 +433,7 @@ void nn_backward(Nn *nn, NnVar *loss)
         clear_written_grad(nn, e->out);
         for (int j = 0; j < e->nin; j++) clear_written_grad(nn, e->in[j]);
     }
-    float one = 1.0f;
-    nn->be->upload(nn->be, nn_grad_of(nn, loss), &one, sizeof one);
+    nn->be->upload(nn->be, nn_grad_of(nn, loss), &seed, sizeof seed);
     for (int i = nn->ntape - 1; i >= 0; i--) {
         const NnEntry *e = &nn->tape[i];
         if (!e->out->g.data) continue;

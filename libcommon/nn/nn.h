@@ -75,6 +75,8 @@ void nn_set_rng(Nn *nn, uint64_t seed, uint64_t step);
  * cannot (the CPU backend is fp32 only). */
 typedef enum { NN_FP32 = 0, NN_FP16 = 1, NN_BF16 = 2 } NnPrecision;
 int nn_set_precision(Nn *nn, NnPrecision p);
+/* The precision set last (NN_FP32 until nn_set_precision). */
+NnPrecision nn_precision(const Nn *nn);
 /* The programs' --precision: NN_FP32, NN_FP16 or NN_BF16 of "fp32", "fp16", "bf16"; -1 else. */
 int nn_precision_parse(const char *s);
 /* The programs' -d and --precision checked before any work: exit 2 for an unknown device or
@@ -119,6 +121,9 @@ int nn_optim_adam(Nn *nn, int64_t n, float *p, const float *g, float *m, float *
                   float omb1, float b2, float omb2, float step_size, float bc2s, float eps,
                   float wd, float decay);
 int nn_optim_clamp(Nn *nn, int64_t n, float lo, float hi, float *p);
+/* g[i][0..n[i]) *= inv (device memory; g[i] NULL skipped); 1 when every result is finite, 0 when
+ * one is not, -1 with dd_err when the backend has no kernel (optim_unscale's device half). */
+int nn_grads_unscale(Nn *nn, float inv, float *const *g, const int64_t *n, int count);
 /* p [n, c, hw] (device memory) clamped to [lo[ch], hi[ch]] per channel; lo, hi: host arrays. */
 int nn_optim_clamp_channels(Nn *nn, int64_t n, int c, int64_t hw, const float *lo, const float *hi,
                             float *p);
@@ -127,6 +132,8 @@ int nn_optim_clamp_channels(Nn *nn, int64_t n, int c, int64_t hw, const float *l
 
 /* loss must be a 1-element var. Seeds dloss = 1, replays the tape in reverse. */
 void nn_backward(Nn *nn, NnVar *loss);
+/* The same with dloss = seed (loss scaling: every gradient comes out seed times larger). */
+void nn_backward_seed(Nn *nn, NnVar *loss, float seed);
 
 /* ---- ops (each returns a new arena var) ---- */
 

@@ -58,6 +58,7 @@ struct Nn {
     NnVar **bn_stats;
     int nbn_stats, cap_bn_stats, bn_collect;
     int grad, training;
+    int precision;        /* NnPrecision set by nn_set_precision */
     uint64_t rng_seed, rng_step, rng_calls;
 };
 

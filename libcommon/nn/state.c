@@ -16,7 +16,21 @@ int nn_set_precision(Nn *nn, NnPrecision p)
         if (p == NN_FP32) return 0;
         return no_kernel(nn, "mixed precision (fp32 only)");
     }
-    return nn->be->set_precision(nn->be, (int)p);
+    if (nn->be->set_precision(nn->be, (int)p) < 0) return -1;
+    nn->precision = (int)p;
+    return 0;
+}
+
+NnPrecision nn_precision(const Nn *nn) { return (NnPrecision)nn->precision; }
+
+int nn_grads_unscale(Nn *nn, float inv, float *const *g, const int64_t *n, int count)
+{
+    if (!nn->be->unscale) return no_kernel(nn, "gradient unscale kernel");
+    int *flag = nn_dev_alloc(nn, sizeof(int), 1), bad = 0;
+    for (int i = 0; i < count; i++)
+        if (g[i]) nn->be->unscale(nn->be, n[i], inv, g[i], flag);
+    nn->be->download(nn->be, &bad, flag, sizeof bad);
+    return bad ? 0 : 1;
 }
 
 int nn_precision_parse(const char *s)

@@ -157,6 +157,53 @@ int optim_clamp(Nn *nn, NnParam *p, float lo, float hi)
     return 0;
 }
 
+OptimScaler optim_scaler_new(void)
+{
+    return (OptimScaler){.scale = 65536.0f, .growth = 2.0f, .backoff = 0.5f, .interval = 2000};
+}
+
+int optim_unscale(Nn *nn, OptimScaler *s, NnParam **params, int n)
+{
+    const float inv = 1.0f / s->scale;
+    int finite = 1;
+    if (nn_device(nn) == DD_CPU) {
+        for (int i = 0; i < n; i++) {
+            if (!params[i]->var.requires_grad || !params[i]->var.g.data) continue;
+            float *g = params[i]->var.g.data;
+            for (int64_t j = 0, m = tensor_numel(&params[i]->var.v); j < m; j++) {
+                g[j] *= inv;
+                finite &= isfinite(g[j]) != 0;
+            }
+        }
+    } else {
+        enum { BATCH = 64 };
+        float *g[BATCH];
+        int64_t m[BATCH];
+        for (int i = 0; i < n; i += BATCH) {
+            int k = 0;
+            for (int j = i; j < n && j < i + BATCH; j++, k++) {
+                int on = params[j]->var.requires_grad && params[j]->var.g.data;
+                g[k] = on ? params[j]->var.g.data : NULL;
+                m[k] = tensor_numel(&params[j]->var.v);
+            }
+            int r = nn_grads_unscale(nn, inv, g, m, k);
+            if (r < 0) return -1;
+            finite &= r;
+        }
+    }
+    if (!finite) {
+        s->scale *= s->backoff;
+        s->good = 0;
+        s->skipped++;
+        return 0;
+    }
+    if (++s->good == s->interval) {
+        s->scale *= s->growth;
+        s->good = 0;
+    }
+    return 1;
+}
+
 double optim_cosine_lr(double lr, int64_t t, int64_t total, double eta)
 {
     return lr * 0.5 * (1.0 + cos(M_PI * (double)t / ((double)total * eta)));

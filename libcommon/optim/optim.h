@@ -46,6 +46,22 @@ void optim_reset(NnParam **params, int n);
 /* Clamps the values of `p` to [lo, hi] (recover's pixels after each step). Returns 0 or -1. */
 int optim_clamp(Nn *nn, NnParam *p, float lo, float hi);
 
+/* Dynamic loss scaling for fp16 (torch.amp.GradScaler's rule): backward from scale * loss
+ * (nn_backward_seed), then optim_unscale divides the gradients by the scale and says whether
+ * they are all finite; a step with an infinite or NaN gradient is skipped and the scale halved,
+ * and after `interval` good steps in a row the scale doubles. Powers of two: unscaling is exact. */
+typedef struct {
+    float scale;           /* 65536 to start */
+    float growth, backoff; /* 2, 0.5 */
+    int interval, good;    /* 2000; good steps since the last change */
+    int64_t skipped;       /* steps skipped so far */
+} OptimScaler;
+
+OptimScaler optim_scaler_new(void);
+/* Unscales the gradients of params[0..n) and updates the scaler: 1 when the step is to be taken,
+ * 0 when it is to be skipped (a gradient was not finite), -1 with dd_err. */
+int optim_unscale(Nn *nn, OptimScaler *s, NnParam **params, int n);
+
 /* Cosine schedules, evaluated at the start of step/epoch `t` of `total`:
  * optim_cosine_lr:  lr * 0.5 * (1 + cos(pi * t / (total * eta)))   (method.md 4; eta 1 or 2)
  * optim_recover_lr: 0.5 * (1 + cos(pi * t / total)) * lr           (method.md 2; global step) */

@@ -3,7 +3,8 @@
  * ratio 3/4..4/3) + flip p 0.5 + roll by U{0..J} (J = 4, 32 from 128 px), eval-mode teacher forward
  * with BN statistics collection, loss = CE + 0.01 * sum_l m_l stat_l (m = 10 for the first BN),
  * backward to the pixels only (teacher frozen), Adam (lr 0.25 cosine over 2000, betas 0.5/0.9),
- * clamp to [0,1]. 3 warm-up steps, then ITERS timed steps.
+ * clamp to [0,1]. 3 warm-up steps, then ITERS timed steps. No loss scaling (recover
+ * --precision fp16 adds one pass over the pixels' gradient and a 4-byte read per step).
  * usage: bench_recover [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]
  * prints: ours MODEL CxHxW bBATCH threads T: R img-iter/s, S ms/step, peak RSS K KiB */
 #include "libcommon/models/model.h"

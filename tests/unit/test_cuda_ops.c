@@ -522,6 +522,24 @@ static void test_clamp_channels(void)
     CMP("clamp_channels", xc, xg, tot, 0);
 }
 
+/* loss scaling's unscale: g * inv exactly, the flag set only by a non-finite result */
+static void test_unscale(void)
+{
+    int64_t n = 100003;
+    float *g = rnd(n, -1e4f, 1e4f), *gc = copyh(g, n), *gg = up(g, n), inv = 1.0f / 1024.0f;
+    for (int64_t i = 0; i < n; i++) gc[i] *= inv;
+    int zero = 0, flag = -1, *fg = upb(&zero, sizeof zero);
+    G->unscale(G, n, inv, gg, fg);
+    G->download(G, &flag, fg, sizeof flag);
+    CMP("unscale", gc, gg, n, 0);
+    row("unscale: finite, flag stays 0", flag == 0 ? 0 : INFINITY, 0);
+    g[n / 2] = INFINITY;
+    gg = up(g, n);
+    G->unscale(G, n, inv, gg, fg);
+    G->download(G, &flag, fg, sizeof flag);
+    row("unscale: an infinity sets the flag", flag == 1 ? 0 : INFINITY, 0);
+}
+
 /* ---- pooling ---- */
 
 static void pool_case(int kind, NnPoolShape s, const char *what)
@@ -766,6 +784,7 @@ int main(void)
     test_norm();
     test_bn_act();
     test_clamp_channels();
+    test_unscale();
     test_pool();
     test_loss();
     test_optim();

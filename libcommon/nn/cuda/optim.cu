@@ -59,6 +59,22 @@ static void clamp(NnBackend *be, int64_t n, float lo, float hi, float *p)
     CU_LAUNCHED();
 }
 
+/* g *= inv; any non-finite result sets *flag (every writer writes 1: no atomics needed). */
+__global__ static void k_unscale(int64_t n, float inv, float *g, int *flag)
+{
+    CU_FOR(i, n) {
+        float v = g[i] * inv;
+        g[i] = v;
+        if (!isfinite(v)) *flag = 1;
+    }
+}
+
+static void unscale(NnBackend *be, int64_t n, float inv, float *g, int *flag)
+{
+    k_unscale<<<cu_blocks(n), CU_THREADS, 0, cu_impl(be)->stream>>>(n, inv, g, flag);
+    CU_LAUNCHED();
+}
+
 /* p [n, C, hw]: plane (image, channel) = blockIdx.y (strided), elements over x. */
 __global__ static void k_clamp_channels(int64_t planes, int C, int64_t hw, const float *lo,
                                         const float *hi, float *p)
@@ -89,6 +105,7 @@ static void clamp_channels(NnBackend *be, int64_t n, int c, int64_t hw, const fl
 void cu_optim_init(NnBackend *be)
 {
     be->clamp_channels = clamp_channels;
+    be->unscale = unscale;
     be->sgd_step = sgd_step;
     be->adam_step = adam_step;
     be->clamp = clamp;

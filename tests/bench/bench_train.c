@@ -2,7 +2,9 @@
  * tests/bench/torch_train_peer.py runs it, timed. One step = train-mode forward of a random batch,
  * cross-entropy on hard labels, backward to the weights, SGD (lr 0.05, momentum 0.9, wd 5e-4) step.
  * 3 warm-up steps, then ITERS timed steps.
- * usage: bench_train [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]
+ * With --score: patchsel's scoring instead, an eval-mode forward without gradients of the batch
+ * and the logits read back (patchsel takes the cross-entropy per crop on the host from them).
+ * usage: bench_train [-d cpu|cuda[:fp16|:bf16]] [--score] MODEL CHANNELS RES BATCH THREADS [ITERS]
  * prints: ours MODEL CxHxW bBATCH threads T: R img/s, S ms/step, peak RSS K KiB */
 #include "libcommon/models/model.h"
 #include "libcommon/optim/optim.h"
@@ -12,6 +14,14 @@
 #include <sys/resource.h>
 
 enum { NCLASSES = 10, WARMUP = 3 };
+
+static void score(Nn *nn, Model *m, const Tensor *x, float *logits)
+{
+    int old = nn_set_grad(nn, 0);
+    nn_var_download(nn, model_forward(m, nn, nn_input(nn, x, 0), 0), logits);
+    nn_reset(nn);
+    nn_set_grad(nn, old);
+}
 
 static void step(Nn *nn, Model *m, const Tensor *x, const Tensor *labels, const OptimConf *c)
 {
@@ -33,8 +43,15 @@ int main(int argc, char **argv)
         argv += 2;
         argc -= 2;
     }
+    int scoring = 0;
+    if (argc > 1 && !strcmp(argv[1], "--score")) {
+        scoring = 1;
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
     if (argc != 6 && argc != 7)
-        dd_die(2, "usage: bench_train [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]");
+        dd_die(2, "usage: bench_train [-d cpu|cuda[:fp16|:bf16]] [--score] MODEL CHANNELS RES BATCH THREADS [ITERS]");
     int ch = (int)dd_opt_long("CHANNELS", argv[2], 1, 64), res = (int)dd_opt_long("RES", argv[3], 1, 4096);
     int batch = (int)dd_opt_long("BATCH", argv[4], 1, 100000);
     int threads = (int)dd_opt_long("THREADS", argv[5], 1, 1024);
@@ -60,15 +77,19 @@ int main(int argc, char **argv)
 
     /* a device backend queues work: reading one weight back waits for every step before it */
     float probe;
-    for (int t = 0; t < WARMUP; t++) step(nn, m, &x, &labels, &c);
+    float *logits = dd_malloc((size_t)batch * NCLASSES * sizeof *logits);
+#define ONE_STEP() (scoring ? score(nn, m, &x, logits) : step(nn, m, &x, &labels, &c))
+    for (int t = 0; t < WARMUP; t++) ONE_STEP();
     nn_var_download_range(nn, &m->params[0]->var, 0, 1, &probe);
     double t0 = dd_now();
-    for (int t = 0; t < iters; t++) step(nn, m, &x, &labels, &c);
+    for (int t = 0; t < iters; t++) ONE_STEP();
     nn_var_download_range(nn, &m->params[0]->var, 0, 1, &probe);
     double dt = (dd_now() - t0) / iters;
+#undef ONE_STEP
+    free(logits);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("ours %s %dx%dx%d b%d threads %d: %.1f img/s, %.1f ms/step, peak RSS %ld KiB\n", argv[1], ch, res,
+    printf("ours %s%s %dx%dx%d b%d threads %d: %.1f img/s, %.1f ms/step, peak RSS %ld KiB\n", scoring ? "score " : "", argv[1], ch, res,
            res, batch, threads, batch / dt, dt * 1e3, ru.ru_maxrss);
 
     tensor_free(&x);

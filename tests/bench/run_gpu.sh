@@ -4,6 +4,9 @@
 # same run. Per case:
 #   bench recover-step MODEL CxHxW bBATCH cuda: ours N img-iter/s, peer M img-iter/s, ratio R
 #   bench recover-step MODEL CxHxW bBATCH cuda: peak device memory ours A MiB, peer B MiB
+# then evaltrain's training step (batch 128) and patchsel's scoring forward (batch 250):
+#   bench train-step MODEL CxHxW b128 cuda: ours N img/s, peer M img/s, ratio R
+#   bench score MODEL CxHxW b250 cuda: ours N img/s, peer M img/s, ratio R
 # Ours' peak is the backend's allocator peak plus its scratch, cast and cuDNN workspace buffers
 # (DD_CUDA_MEMSTATS=1, printed at exit); the peer's is torch.cuda.max_memory_allocated. Bars (issue 8): resnet18 224 and 200 >= 2x, convnet3 and
 # resnet18m >= 3x, resnet18 peak <= 2.0 GiB.
@@ -80,3 +83,20 @@ train_case() {
 train_case convnet3 1 28
 train_case resnet18m 3 32
 train_case mobilenet_v2m 3 32
+
+# patchsel's scoring: eval-mode forward without gradients of 250 canvases, logits read back
+score_case() {
+    local model=$1 ch=$2 res=$3 ours peer_rate=NA ratio=NA
+    [ -z "${CASES:-}" ] || [[ " $CASES " == *" score-$model "* ]] || return 0
+    ours=$("$BUILD/bench/bench_train" -d "cuda:$PREC" --score "$model" "$ch" "$res" 250 1 "$ITERS" |
+           sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
+    if [ $have_peer = 1 ]; then
+        peer_rate=$("$PYTHON" tests/bench/torch_train_peer.py --score --model "$model" --channels "$ch" \
+                    --res "$res" --batch 250 --iters "$ITERS" --device cuda --amp | sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
+        ratio=$(awk -v a="$ours" -v b="$peer_rate" 'BEGIN { printf "%.2f", a / b }')
+    fi
+    echo "bench score $model ${ch}x${res}x${res} b250 cuda: ours $ours img/s, peer $peer_rate img/s, ratio $ratio"
+}
+score_case convnet3 1 28
+score_case resnet18m 3 32
+score_case resnet18 3 224

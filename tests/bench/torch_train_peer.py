@@ -42,6 +42,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler")
+    ap.add_argument("--score", action="store_true",
+                    help="patchsel's scoring: eval-mode forward without gradients, logits to the host")
     a = ap.parse_args()
     dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
@@ -65,6 +67,17 @@ def main():
         scaler.step(opt)
         scaler.update()
 
+    def score():
+        with torch.no_grad():
+            if a.amp:
+                with torch.autocast(dev.type, dtype=torch.float16):
+                    model(x).float().cpu()
+            else:
+                model(x).cpu()
+
+    if a.score:
+        model.eval()
+        step = score
     for _ in range(3):
         step()
     sync()
@@ -73,7 +86,7 @@ def main():
         step()
     sync()
     dt = (time.perf_counter() - t0) / a.iters
-    print(f"peer pytorch {torch.__version__} {a.model} {a.channels}x{a.res}x{a.res} batch {a.batch} "
+    print(f"peer pytorch {torch.__version__} {'score ' if a.score else ''}{a.model} {a.channels}x{a.res}x{a.res} batch {a.batch} "
           f"{a.device}{' amp' if a.amp else ''} threads {a.threads}: {a.batch / dt:.1f} img/s, {dt * 1e3:.1f} ms/step")
 
 

@@ -9,6 +9,7 @@
 #           FADRM pipeline end to end on the GPU (Fashion-MNIST from $FMNIST)
 # bench     tests/bench/run_gpu.sh: ours beside the PyTorch peer (PEER=.../torch_recover_peer.py)
 # profile   ncu's per-kernel times of the resnet18 224-px fp16 recover step (2 timed steps)
+# tests/gpu_bundle.sh gathers what such a machine lacks and writes the command that runs this.
 # Environment: PYTHON (default python3: torch, numpy), FMNIST, PEER; DD_LIBS, a folder of shared
 # libraries the machine lacks (libarchive, libopenblas, ...: `ldd build/bin/recover` says which),
 # put first on LD_LIBRARY_PATH; cuDNN and cuBLAS are looked for in PyTorch's nvidia/* packages,

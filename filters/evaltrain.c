@@ -251,6 +251,7 @@ int main(int argc, char **argv)
                                 DD_VERSION, "train", tname, "records", (json_int_t)tr.n, "epochs", res.epochs_done, "labels",
                                 label_names[tc.labels], "lr", lr, "batch", tc.batch, "micro", tc.micro, "seed",
                                 (json_int_t)seed);
+        if (strcmp(precision, "fp32")) json_object_set_new(sum, "precision", json_string(precision));
         if (isfinite(res.final_top1)) {
             json_object_set_new(sum, "final_top1", json_real(res.final_top1));
             json_object_set_new(sum, "best_top1", json_real(res.best_top1));

@@ -429,7 +429,7 @@ static void test_norm(void)
     CMP("bn_stat_bwd", dxc, dxg, tot, 1e-6);
 }
 
-/* bn_act_fwd / bn_act_bwd, CUDA against the CPU's, in every combination the front-end uses:
+/* bn_act_fwd / bn_act_bwd, CUDA against the CPU's, over the cases the front-end uses:
  * activation (none, ReLU, ReLU6), residual, train or eval, eval with the statistics loss, and the
  * backward in place or accumulating, with or without dw/db (recover's frozen teacher has none).
  * Shapes: short planes (hw < 256) and long ones split over several chunks per channel. */

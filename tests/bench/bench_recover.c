@@ -9,6 +9,7 @@
  * prints: ours MODEL CxHxW bBATCH threads T: R img-iter/s, S ms/step, peak RSS K KiB */
 #include "libcommon/models/model.h"
 #include "libcommon/optim/optim.h"
+#include "tests/bench/bench_dev.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -76,12 +77,7 @@ int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
     const char *dev = "cpu";      /* -d cuda[:fp16|:bf16] (tests/bench/run_gpu.sh) */
-    if (argc > 2 && !strcmp(argv[1], "-d")) {
-        dev = argv[2];
-        argv[2] = argv[0];
-        argv += 2;
-        argc -= 2;
-    }
+    bench_take(&argc, &argv, "-d", 1, &dev);
     if (argc != 6 && argc != 7)
         dd_die(2, "usage: bench_recover [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]");
     int ch = (int)dd_opt_long("CHANNELS", argv[2], 1, 64), res = (int)dd_opt_long("RES", argv[3], 1, 4096);
@@ -89,11 +85,7 @@ int main(int argc, char **argv)
     int threads = (int)dd_opt_long("THREADS", argv[5], 1, 1024);
     int iters = argc == 7 ? (int)dd_opt_long("ITERS", argv[6], 1, 100000) : 10;
     Bench b = {.res = res, .jitter = res >= 128 ? 32 : 4, .seed = 0};
-    if (!(b.nn = nn_new(strncmp(dev, "cuda", 4) ? DD_CPU : DD_CUDA, threads))) dd_die_err(3);
-    const char *prec = strchr(dev, ':');
-    if (prec && nn_set_precision(b.nn, !strcmp(prec, ":fp16") ? NN_FP16 : !strcmp(prec, ":bf16")
-                                                                  ? NN_BF16 : NN_FP32) < 0)
-        dd_die_err(3);
+    b.nn = bench_nn(dev, threads);
     if (!(b.m = model_create(b.nn, argv[1], ch, NCLASSES, res, 0))) dd_die_err(2);
     model_set_requires_grad(b.m, 0);
 

@@ -8,6 +8,7 @@
  * prints: ours MODEL CxHxW bBATCH threads T: R img/s, S ms/step, peak RSS K KiB */
 #include "libcommon/models/model.h"
 #include "libcommon/optim/optim.h"
+#include "tests/bench/bench_dev.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,31 +38,15 @@ int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
     const char *dev = "cpu";      /* -d cuda[:fp16|:bf16] (tests/bench/run_gpu.sh) */
-    if (argc > 2 && !strcmp(argv[1], "-d")) {
-        dev = argv[2];
-        argv[2] = argv[0];
-        argv += 2;
-        argc -= 2;
-    }
-    int scoring = 0;
-    if (argc > 1 && !strcmp(argv[1], "--score")) {
-        scoring = 1;
-        argv[1] = argv[0];
-        argv++;
-        argc--;
-    }
+    bench_take(&argc, &argv, "-d", 1, &dev);
+    const int scoring = bench_take(&argc, &argv, "--score", 0, NULL);
     if (argc != 6 && argc != 7)
         dd_die(2, "usage: bench_train [-d cpu|cuda[:fp16|:bf16]] [--score] MODEL CHANNELS RES BATCH THREADS [ITERS]");
     int ch = (int)dd_opt_long("CHANNELS", argv[2], 1, 64), res = (int)dd_opt_long("RES", argv[3], 1, 4096);
     int batch = (int)dd_opt_long("BATCH", argv[4], 1, 100000);
     int threads = (int)dd_opt_long("THREADS", argv[5], 1, 1024);
     int iters = argc == 7 ? (int)dd_opt_long("ITERS", argv[6], 1, 100000) : 10;
-    Nn *nn = nn_new(strncmp(dev, "cuda", 4) ? DD_CPU : DD_CUDA, threads);
-    if (!nn) dd_die_err(3);
-    const char *prec = strchr(dev, ':');
-    if (prec && nn_set_precision(nn, !strcmp(prec, ":fp16") ? NN_FP16 : !strcmp(prec, ":bf16") ? NN_BF16
-                                                                                          : NN_FP32) < 0)
-        dd_die_err(3);
+    Nn *nn = bench_nn(dev, threads);
     Model *m = model_create(nn, argv[1], ch, NCLASSES, res, 0);
     if (!m) dd_die_err(2);
 

@@ -25,18 +25,21 @@ if ! "$PYTHON" -c 'import torch, torchvision' >/dev/null 2>&1; then
     echo "bench: $PYTHON cannot import torch: ours only" >&2; have_peer=0
 fi
 
-# train_case MODEL CH RES
-train_case() {
-    local model=$1 ch=$2 res=$3 out ours peer_rate=NA ratio=NA
-    out=$("$ours_bin" "$model" "$ch" "$res" "$BATCH" "$THREADS" "$ITERS")
-    ours=$(sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p' <<<"$out")
+# run_case KIND MODEL CH RES BATCH ITERS: KIND train-step (ours bench_train, the peer) or score
+# (both with --score)
+run_case() {
+    local kind=$1 model=$2 ch=$3 res=$4 batch=$5 iters=$6 ours peer_rate=NA ratio=NA flag=()
+    [ "$kind" = score ] && flag=(--score)
+    ours=$("$ours_bin" "${flag[@]}" "$model" "$ch" "$res" "$batch" "$THREADS" "$iters" |
+           sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
     if [ $have_peer = 1 ]; then
-        peer_rate=$("$PYTHON" "$peer" --model "$model" --channels "$ch" --res "$res" --batch "$BATCH" \
-            --threads "$THREADS" --iters "$ITERS" | sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
+        peer_rate=$("$PYTHON" "$peer" "${flag[@]}" --model "$model" --channels "$ch" --res "$res" \
+            --batch "$batch" --threads "$THREADS" --iters "$iters" | sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
         ratio=$(awk -v a="$ours" -v b="$peer_rate" 'BEGIN { printf "%.2f", a / b }')
     fi
-    echo "bench train-step $model ${ch}x${res}x${res} b$BATCH cpu: ours $ours img/s, peer $peer_rate img/s, ratio $ratio"
+    echo "bench $kind $model ${ch}x${res}x${res} b$batch cpu: ours $ours img/s, peer $peer_rate img/s, ratio $ratio"
 }
+train_case() { run_case train-step "$1" "$2" "$3" "$BATCH" "$ITERS"; }
 
 if [ "${ZOO_ALL:-0}" != only ]; then
     train_case convnet3 1 28
@@ -56,18 +59,8 @@ if [ "${ZOO_ALL:-0}" != 0 ]; then
     ITERS=${ZOO_ITERS:-2} train_case alexnet 3 64
 fi
 
-# score_case MODEL CH RES: patchsel's scoring forward
-score_case() {
-    local model=$1 ch=$2 res=$3 ours peer_rate=NA ratio=NA
-    ours=$("$ours_bin" --score "$model" "$ch" "$res" 250 "$THREADS" "${SCORE_ITERS:-3}" |
-           sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
-    if [ $have_peer = 1 ]; then
-        peer_rate=$("$PYTHON" "$peer" --score --model "$model" --channels "$ch" --res "$res" --batch 250 \
-            --threads "$THREADS" --iters "${SCORE_ITERS:-3}" | sed -n 's/.*: \([0-9.]*\) img\/s.*/\1/p')
-        ratio=$(awk -v a="$ours" -v b="$peer_rate" 'BEGIN { printf "%.2f", a / b }')
-    fi
-    echo "bench score $model ${ch}x${res}x${res} b250 cpu: ours $ours img/s, peer $peer_rate img/s, ratio $ratio"
-}
+# patchsel's scoring forward, 250 canvases a batch
+score_case() { run_case score "$1" "$2" "$3" 250 "${SCORE_ITERS:-3}"; }
 if [ "${ZOO_ALL:-0}" != only ]; then
     score_case convnet3 1 28
     score_case resnet18m 3 32

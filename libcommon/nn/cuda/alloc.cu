@@ -95,14 +95,15 @@ static int live_take(CuPool *p, void *ptr)
 
 CuPool *cu_pool_new(void) { return (CuPool *)dd_calloc(1, sizeof(CuPool)); }
 
-/* Returns every cached block to the driver. */
+/* Returns every cached block to the driver. A failing cudaFree (an earlier kernel's error
+ * surfacing) ends the program with exit status 3, as any other failing call. */
 static void release_cached(CuPool *p)
 {
     for (int c = 0; c < NCLASS; c++)
         while (p->free_list[c]) {
             Block *b = p->free_list[c];
             p->free_list[c] = b->next;
-            cudaFree(b->p);
+            CU_CHECK(cudaFree(b->p));
             p->reserved -= class_size(c);
             b->next = p->spare;
             p->spare = b;

@@ -150,6 +150,10 @@ static int run_stage(Nn *nn, Model **teachers, int M, const RecConf *c, const Re
             metric_num(c->metrics, "ce", ce);
             metric_num(c->metrics, "bn", bn);
             metric_num(c->metrics, "loss", lv);
+            if (sc) { /* fp16: the loss scale after this step, and the steps skipped so far */
+                metric_num(c->metrics, "scale", sc->scale);
+                fprintf(c->metrics, ",\"skipped\":%lld", (long long)sc->skipped);
+            }
             fputs("}\n", c->metrics);
         }
         if (c->progress) dd_progress_update(c->progress, c->progress->done + 1);

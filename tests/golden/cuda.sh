@@ -64,7 +64,8 @@ PY
 
 # mixed precision: fp16 / bf16 operands of conv and linear, fp32 everything else
 for p in fp16 bf16; do
-    "$BIN/recover" -d cuda --precision $p "${R[@]}" mp.jsonl init.tsr >/dev/null || fail "recover --precision $p"
+    "$BIN/recover" -d cuda --precision $p "${R[@]}" mp.jsonl init.tsr >rp.tsr || fail "recover --precision $p"
+    "$BIN/tscmp" -q init.tsr rp.tsr && fail "recover --precision $p: no image moved"
     "$BIN/evaltrain" -d cuda --precision $p --eval-only -w t.safetensors fm.tsr >gp.json || fail "evaltrain --precision $p"
     "$PYTHON" - $p <<'PY' && ok "--precision $p: step-0 loss and eval loss within 1e-2 of fp32" || fail "--precision $p"
 import json, sys
@@ -72,6 +73,12 @@ a = json.loads(open("mc.jsonl").readline()); b = json.loads(open("mp.jsonl").rea
 e, f = json.loads(open("c.json").read()), json.loads(open("gp.json").read())
 print(sys.argv[1], "step-0 loss", a["loss"], b["loss"], "eval loss", e["loss"], f["loss"])
 assert abs(a["loss"] - b["loss"]) <= 1e-2 * abs(a["loss"]) and abs(e["loss"] - f["loss"]) <= 1e-2 * e["loss"]
+rows = [json.loads(l) for l in open("mp.jsonl")]
+if sys.argv[1] == "fp16":   # loss scaling: the scale reported, and most steps taken
+    print("fp16 loss scale", rows[-1]["scale"], "steps skipped", rows[-1]["skipped"])
+    assert all("scale" in r for r in rows) and rows[-1]["skipped"] < 6   # 6 steps a batch
+else:
+    assert not any("scale" in r for r in rows)
 PY
 done
 

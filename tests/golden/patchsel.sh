@@ -74,6 +74,8 @@ expect_usage patchsel -w t.safetensors --factor 3 fm.tsr
 expect_usage patchsel -w t.safetensors --ipc-list 1,2 fm.tsr
 expect_usage patchsel -w t.safetensors --method best fm.tsr
 expect_usage patchsel -w t.safetensors -o 'x%s%d' --ipc-list 1,2 fm.tsr
+expect_usage patchsel -w t.safetensors --precision bf16 fm.tsr
+expect_usage patchsel -w t.safetensors -d auto --precision int8 fm.tsr
 rc=0; "$BIN/patchsel" -q -d cuda -w t.safetensors --ipc 1 fm.tsr >/dev/null 2>err.txt || rc=$?
 if [ $rc = 3 ]; then ok "-d cuda without a device: exit 3 ($(cat err.txt))"
 elif [ $rc = 0 ]; then ok "-d cuda ran (golden/cuda.sh compares it with the CPU)"

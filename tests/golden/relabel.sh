@@ -43,6 +43,8 @@ expect_usage relabel -w t.safetensors --static --epochs 3 fm.tsr
 expect_usage relabel -w t.safetensors --static --bn batch fm.tsr
 expect_usage relabel -w t.safetensors --batch 0 fm.tsr
 expect_usage relabel -w t.safetensors --no-such-option fm.tsr
+expect_usage relabel -w t.safetensors --precision fp16 fm.tsr
+expect_usage relabel -w t.safetensors -d cuda --precision fp64 fm.tsr
 check_tty relabel -w t.safetensors fm.tsr
 
 # bad data: truncated input, classes that differ from the teacher's, a missing teacher

@@ -2,9 +2,11 @@
 # tests/gpu.sh - the GPU checks, for a machine with a GPU that lacks this project's build
 # dependencies (a lent device machine): run from the repository root with a tree built elsewhere
 # (`make`: the CUDA backend is built wherever nvcc is found) carried along.
-#   bash tests/gpu.sh [ops] [programs] [bench] [profile]      (default: ops programs bench)
+#   bash tests/gpu.sh [ops] [models] [programs] [bench] [profile]   (default: all but profile)
 # ops       build/tests/test_cuda_ops: every slot of the op table against the CPU backend, the
 #           optimizers, fp16/bf16 convolution and linear, a resnet18m recover step end to end
+# models    build/tests/test_cuda_models: every zoo architecture, eval and train mode, logits,
+#           loss, input and weight gradients against the CPU
 # programs  tests/golden/cuda.sh: every program with -d cuda against -d cpu, --precision, and a
 #           FADRM pipeline end to end on the GPU (Fashion-MNIST from $FMNIST)
 # bench     tests/bench/run_gpu.sh: ours beside the PyTorch peer (PEER=.../torch_recover_peer.py)
@@ -18,7 +20,7 @@
 # Exit status 0 when every part asked for passed.
 set -u
 cd "$(dirname "$0")/.."
-parts=${*:-ops programs bench}
+parts=${*:-ops models programs bench}
 export PYTHON=${PYTHON:-python3} BUILD=${BUILD:-build}
 export BIN=$PWD/$BUILD/bin TESTS=$PWD/tests
 LOGS=${LOGS:-$BUILD/gpu-logs}
@@ -30,8 +32,8 @@ missing=$(ldd "$BIN/recover" | grep 'not found')
 [ -z "$missing" ] || { echo "gpu: libraries not found (set DD_LIBS):"; echo "$missing"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
 for p in $parts; do
-    case $p in ops | programs | bench | profile) ;;
-    *) echo "gpu: unknown part '$p' (ops, programs, bench, profile)"; exit 2 ;;
+    case $p in ops | models | programs | bench | profile) ;;
+    *) echo "gpu: unknown part '$p' (ops, models, programs, bench, profile)"; exit 2 ;;
     esac
 done
 fails=0
@@ -40,6 +42,8 @@ for p in $parts; do
     case $p in
     ops) timeout 300 "$BUILD/tests/test_cuda_ops" >"$LOGS/cuda_ops.log" 2>&1; rc=$?
          grep -v ' PASS$' "$LOGS/cuda_ops.log" | tail -n 5 ;;
+    models) timeout 600 "$BUILD/tests/test_cuda_models" >"$LOGS/cuda_models.log" 2>&1; rc=$?
+         cat "$LOGS/cuda_models.log" ;;
     programs) work=$(mktemp -d)
          (cd "$work" && timeout 600 bash "$TESTS/golden/cuda.sh") >"$LOGS/cuda_sh.log" 2>&1; rc=$?
          rm -rf "$work"; grep -v '^ok' "$LOGS/cuda_sh.log" | tail -n 12 ;;

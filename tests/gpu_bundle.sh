@@ -7,8 +7,9 @@
 #   DIR/torch_recover_peer.py   the PyTorch peer of the recover bench
 #   DIR/run.sh        unpacks the libraries and runs tests/gpu.sh with DD_LIBS, FMNIST and PEER
 # Then, on the device machine (repository root; carried: build/bin, build/tests/test_cuda_ops,
-# build/tests/parity, build/bench and DIR, about 47 MiB; all of build/tests would pass 64 MiB):
-#   LOGS=$OUT bash DIR/run.sh ops programs bench profile
+# build/tests/test_cuda_models, build/tests/parity, build/bench and DIR, about 49 MiB; all of
+# build/tests would pass 64 MiB):
+#   LOGS=$OUT bash DIR/run.sh ops models programs bench profile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-.gpu}

@@ -1,0 +1,133 @@
+/* test_cuda_models.c - every architecture of the zoo on the CUDA backend against the CPU
+ * reference: the same seeded weights, the same batch of 8, in eval mode (running statistics,
+ * recover's teacher) and in training mode (batch statistics, live dropout and stochastic depth
+ * from the same philox stream on both sides), cross-entropy, backward to the input and to every
+ * weight. One row per model and mode: the largest relative difference (max|cuda - cpu| /
+ * max|cpu|) of the logits, the loss, the input gradient and, per parameter, its gradient.
+ * Tolerances (fp32, TF32 off, sums in another order): logits, loss and input gradient 1e-4;
+ * weight gradients 1e-3 (the deepest nets' first layers sum over every path).
+ * Exit 77 with "SKIP: no CUDA device ... GPU ..." when the CUDA backend cannot start, which make
+ * check-gpu counts as a failure. DD_TEST_AS_CPU=1 runs the CPU in both roles: the harness's own
+ * check (every row exactly 0). */
+#include "libcommon/models/model.h"
+#include "tests/unit/check.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { N = 8, K = 10 };
+
+typedef struct {
+    float logits[N * K], loss;
+    float *dx;         /* input gradient */
+    float **dw;        /* per parameter (NULL where it has none) */
+    int64_t *numel;    /* per parameter */
+    int nparams;
+} Side;
+
+static void run_side(Nn *nn, const char *name, int res, int training, const float *px, Side *s)
+{
+    Model *m = model_create(nn, name, 3, K, res, 17);
+    if (!m) dd_die_err(DD_EXIT_DATA);
+    nn_set_rng(nn, 99, 1);
+    int64_t shape[4] = {N, 3, res, res};
+    Tensor t = tensor_new(DD_F32, 4, shape);
+    memcpy(t.data, px, (size_t)N * 3 * res * res * sizeof(float));
+    Tensor y = tensor_newv(DD_I64, 1, (int64_t)N);
+    for (int i = 0; i < N; i++) ((int64_t *)y.data)[i] = (i * 3) % K;
+    NnVar *x = nn_input(nn, &t, 1);
+    NnVar *out = model_forward(m, nn, x, training);
+    NnVar *loss = nn_cross_entropy(nn, out, &y, 0.0f);
+    nn_backward(nn, loss);
+    nn_var_download(nn, out, s->logits);
+    s->loss = nn_item(nn, loss);
+    s->dx = dd_malloc((size_t)N * 3 * res * res * sizeof(float));
+    nn_grad_download(nn, x, s->dx);
+    s->nparams = m->nparams;
+    s->dw = dd_calloc((size_t)m->nparams, sizeof *s->dw);
+    s->numel = dd_calloc((size_t)m->nparams, sizeof *s->numel);
+    for (int i = 0; i < m->nparams; i++) {
+        NnVar *v = &m->params[i]->var;
+        s->numel[i] = tensor_numel(&v->v);
+        if (!v->requires_grad || !v->g.data) continue;
+        s->dw[i] = dd_malloc((size_t)tensor_numel(&v->v) * sizeof(float));
+        nn_grad_download(nn, v, s->dw[i]);
+    }
+    nn_reset(nn);
+    tensor_free(&t);
+    tensor_free(&y);
+    model_free(m);
+}
+
+static double rel(const float *ref, const float *got, int64_t n)
+{
+    double md = 0, mr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(ref[i]) != isnan(got[i])) return INFINITY;
+        double d = fabs((double)got[i] - ref[i]);
+        md = d > md ? d : md;
+        mr = fabs(ref[i]) > mr ? fabs(ref[i]) : mr;
+    }
+    return mr > 0 ? md / mr : md;
+}
+
+static void free_side(Side *s)
+{
+    free(s->dx);
+    for (int i = 0; i < s->nparams; i++) free(s->dw[i]);
+    free(s->dw);
+    free(s->numel);
+}
+
+int main(void)
+{
+    const int as_cpu = getenv("DD_TEST_AS_CPU") && atoi(getenv("DD_TEST_AS_CPU"));
+    Nn *ng = as_cpu ? nn_new(DD_CPU, 2) : nn_new(DD_CUDA, 1);
+    if (!ng) CHECK_SKIP("no CUDA device (GPU required for this test): %s", dd_errmsg());
+    Nn *nc = nn_new(DD_CPU, 2);
+    static const struct { const char *name; int res; } nets[] = {
+        {"convnet3", 28},        {"resnet18m", 32},          {"resnet50m", 32},
+        {"wide_resnet50_2m", 32}, {"mobilenet_v2m", 32},     {"shufflenet_v2_x0_5m", 32},
+        {"shufflenet_v2_x1_0m", 32}, {"densenet121m", 32},   {"efficientnet_b0m", 32},
+        {"vgg11_bn", 32},        {"alexnet", 64},            {"resnet18", 64},
+    };
+    int rows = 0, failed = 0;
+    printf("%-22s %-6s %-10s %-10s %-10s %-10s %s\n", "model (CUDA vs CPU)", "mode", "logits", "loss",
+           "input grad", "weight grad", "result");
+    for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++) {
+        int res = nets[k].res;
+        float *px = dd_malloc((size_t)N * 3 * res * res * sizeof(float));
+        DdRng r;
+        dd_rng_init(&r, 7, (uint64_t)k, 0);
+        for (int64_t i = 0; i < (int64_t)N * 3 * res * res; i++) px[i] = (float)dd_rng_uniform(&r);
+        for (int training = 0; training <= 1; training++) {
+            Side c, g;
+            run_side(nc, nets[k].name, res, training, px, &c);
+            run_side(ng, nets[k].name, res, training, px, &g);
+            double el = rel(c.logits, g.logits, N * K), es = rel(&c.loss, &g.loss, 1);
+            double ex = rel(c.dx, g.dx, (int64_t)N * 3 * res * res), ew = 0;
+            /* the same parameters with gradients on both sides, then each one's difference */
+            int wmiss = c.nparams != g.nparams;
+            for (int i = 0; i < c.nparams && !wmiss; i++) {
+                wmiss = !c.dw[i] != !g.dw[i] || c.numel[i] != g.numel[i];
+                if (wmiss || !c.dw[i]) continue;
+                double e = rel(c.dw[i], g.dw[i], c.numel[i]);
+                ew = e > ew ? e : ew;
+            }
+            int ok = !wmiss && el <= 1e-4 && es <= 1e-4 && ex <= 1e-4 && ew <= 1e-3;
+            if (as_cpu) ok = ok && el == 0 && es == 0 && ex == 0 && ew == 0;
+            printf("%-22s %-6s %-10.3g %-10.3g %-10.3g %-10.3g %s\n", nets[k].name, training ? "train" : "eval",
+                   el, es, ex, wmiss ? INFINITY : ew, ok ? "PASS" : "FAIL");
+            rows++;
+            failed += !ok;
+            free_side(&c);
+            free_side(&g);
+        }
+        free(px);
+    }
+    printf("%d rows, %d failed\n", rows, failed);
+    nn_free(nc);
+    nn_free(ng);
+    check_failures += failed;
+    return check_done("test_cuda_models");
+}

@@ -8,17 +8,15 @@
 #   bench train-step MODEL CxHxW b128 cuda: ours N img/s, peer M img/s, ratio R
 #   bench score MODEL CxHxW b250 cuda: ours N img/s, peer M img/s, ratio R
 # Ours' peak is the backend's allocator peak plus its scratch, cast and cuDNN workspace buffers
-# (DD_CUDA_MEMSTATS=1, printed at exit); the peer's is torch.cuda.max_memory_allocated. Bars (issue 8): resnet18 224 and 200 >= 2x, convnet3 and
-# resnet18m >= 3x, resnet18 peak <= 2.0 GiB.
+# (DD_CUDA_MEMSTATS=1, printed at exit); the peer's is torch.cuda.max_memory_allocated.
+# Bars (issue 8): resnet18 224 and 200 >= 2x, convnet3 and resnet18m >= 3x, resnet18 peak
+# <= 2.0 GiB.
 #
-# On the device machine (the `run` tool): build here first (`make -j2`; the CUDA backend is built
-# when nvcc is found), then run from the repository root with build/ carried:
-#   run(command="bash tests/bench/run_gpu.sh", carry=["build"])
-# The binaries find libcudnn / libcublas / libcudart through their rpath ($CUDA/lib64, e.g.
-# /usr/local/cuda/lib64); if that machine keeps them elsewhere, set LD_LIBRARY_PATH to that folder
-# (ldd build/bench/bench_recover shows what is missing). PREC=fp16|bf16|fp32 (default fp16, as the
-# peer's --amp; our fp16 covers convolution and linear only, the rest stays fp32). ITERS=50.
-# CASES="resnet18-224 convnet3-28 ...": a subset. NO_PEER=1: ours only.
+# On a GPU machine without the build dependencies (a lent device machine), tests/gpu.sh bench runs
+# this with the libraries it needs (tests/gpu_bundle.sh). PREC=fp16|bf16|fp32 (default fp16, as
+# the peer's --amp; our fp16 covers convolution and linear only, the rest stays fp32). ITERS=50.
+# CASES="resnet18-224 convnet3-28 train-resnet18m score-convnet3 ...": a subset. NO_PEER=1: ours
+# only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}

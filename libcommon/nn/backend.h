@@ -77,7 +77,8 @@ struct NnBackend {
     /* y = s * x. */
     void (*scale_fwd)(NnBackend *be, int64_t n, float s, const float *x, float *y);
     void (*act_fwd)(NnBackend *be, NnAct act, int64_t n, const float *x, float *y);
-    /* Needs x for silu/relu6/hardswish, y for relu/sigmoid (pass both). */
+    /* Reads x for silu/relu6/hardswish, y for relu/sigmoid, never the other (which may be NULL:
+     * the engine keeps only the one read). */
     void (*act_bwd)(NnBackend *be, NnAct act, int64_t n, const float *x, const float *y,
                     const float *dy, float *dx);
     /* Optional (NULL: the front-end accumulates with act_bwd): g = dy on entry, dx on return. */
@@ -85,6 +86,7 @@ struct NnBackend {
                             float *g);
     void (*binary_fwd)(NnBackend *be, NnBinary op, const NnBroadcast *bc, const float *a,
                        const float *b, float *y);
+    /* mul reads a (for db) and b (for da); add reads neither (they may be NULL). */
     void (*binary_bwd)(NnBackend *be, NnBinary op, const NnBroadcast *bc, const float *a,
                        const float *b, const float *dy, float *da, float *db);
     /* (x - mean[c]) / std[c] over planes of size hw; host_mean/host_std have c entries. */
@@ -122,6 +124,8 @@ struct NnBackend {
     /* y [n,out] = x [n,in] w^T [in,out] + b. */
     void (*linear_fwd)(NnBackend *be, int n, int in, int out, const float *x, const float *w,
                        const float *b, float *y);
+    /* dx, dw, db may each be NULL; x is read only for dw, w only for dx (the other may be NULL:
+     * the engine keeps only what is read). */
     void (*linear_bwd)(NnBackend *be, int n, int in, int out, const float *dy, const float *x,
                        const float *w, float *dx, float *dw, float *db);
 
@@ -161,9 +165,12 @@ struct NnBackend {
     /* Its backward, given its output y: dz = dy masked by the activation's rule; dr += dz (dr
      * NULL: none); dx of dz by bn_bwd's formula: dx == dy in place (written), else dx +=, dx
      * NULL none; then, where stat_save is not NULL, bn_stat_bwd's dx += of stat_save and
-     * stat_dloss (the statistics loss of x) in the same pass. */
+     * stat_dloss (the statistics loss of x) in the same pass. y may be NULL where the forward
+     * had no residual: the mask then comes from z = (x - mean) invstd w + b recomputed with the
+     * forward's float operations (the same mask; b as the forward's, NULL for 0). */
     void (*bn_act_bwd)(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw,
-                       const float *x, const float *y, const float *w, const float *mean,
+                       const float *x, const float *y, const float *w, const float *b,
+                       const float *mean,
                        const float *invstd, const float *dy, float *dx, float *dr, float *dw,
                        float *db, const float *stat_save, const float *stat_dloss);
 

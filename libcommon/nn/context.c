@@ -3,11 +3,13 @@
 #include "libcommon/nn/nn_impl.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NN_ALIGN 64
 #define NN_CHUNK_MIN ((size_t)16 << 20)
+#define NN_SPLIT_MIN ((size_t)64 << 10)
 
 /* ---- arenas ---- */
 
@@ -40,62 +42,152 @@ static size_t arena_round(size_t bytes)
     return bytes ? bytes : NN_ALIGN;
 }
 
+static void free_remove(NnArena *a, int i) { a->free[i] = a->free[--a->nfree]; }
+
+static void arena_note(NnArena *a)
+{
+    size_t inuse = a->live - a->free_bytes;
+    if (a->live > a->step_peak) a->step_peak = a->live;
+    if (inuse > a->step_inuse) a->step_inuse = inuse;
+    if (inuse > a->inuse_peak) a->inuse_peak = inuse;
+}
+
+static NnChunk *arena_chunk_new(NnArena *a, size_t size)
+{
+    NnChunk *c = chunk_new(a, size);
+    a->grew = 1;
+    a->held += size;
+    if (a->held > a->held_peak) a->held_peak = a->held;
+    return c;
+}
+
 static void *arena_alloc(NnArena *a, size_t bytes)
 {
     bytes = arena_round(bytes);
-    /* the most recently handed back block of this size: it is the likeliest still in cache */
-    for (int i = a->nfree - 1; i >= 0; i--)
-        if (a->free[i].size == bytes) {
-            void *p = a->free[i].p;
-            a->free[i] = a->free[--a->nfree];
-            return p;
+    /* a handed-back block: the most recent one of this size (the likeliest still in cache),
+     * else the smallest larger one, split (its tail stays free); not for small requests,
+     * which would leave big blocks just short of the tensor sizes that come back (a device's
+     * small requests have an arena of their own: dev_arena) */
+    int best = -1, split = bytes >= NN_SPLIT_MIN;
+    for (int i = a->nfree - 1; i >= 0; i--) {
+        size_t sz = a->free[i].size;
+        if (sz == bytes) {
+            best = i;
+            break;
         }
+        if (split && sz > bytes && (best < 0 || sz < a->free[best].size)) best = i;
+    }
+    if (best >= 0) {
+        NnBlock *f = &a->free[best];
+        void *p = f->p;
+        if (f->size == bytes) free_remove(a, best);
+        else {
+            f->p = (char *)f->p + bytes;
+            f->size -= bytes;
+        }
+        a->free_bytes -= bytes;
+        arena_note(a);
+        return p;
+    }
     while (a->cur && a->cur->used + bytes > a->cur->size) {
         if (!a->cur->next) {
             size_t sz = bytes > NN_CHUNK_MIN ? bytes : NN_CHUNK_MIN;
-            a->cur->next = chunk_new(a, sz);
+            a->cur->next = arena_chunk_new(a, sz);
         }
         a->cur = a->cur->next;
     }
     if (!a->cur) {
         size_t sz = bytes > NN_CHUNK_MIN ? bytes : NN_CHUNK_MIN;
-        a->head = a->cur = chunk_new(a, sz);
+        a->head = a->cur = arena_chunk_new(a, sz);
     }
     void *p = a->cur->base + a->cur->used;
     a->cur->used += bytes;
     a->live += bytes;
-    if (a->live > a->peak) a->peak = a->live;
+    arena_note(a);
     return p;
 }
 
-/* Rewinds; several chunks become one chunk of the peak size (chunk boundaries waste the tail of
- * each chunk, so one chunk holding the peak is what makes the next identical step malloc-free).
- * A sixteenth more than the peak absorbs steps that differ a little (an optional flip), which
- * would otherwise each trigger a new chunk, and the next rewind a fresh allocation of it all. */
+/* Rewinds; several chunks become one (chunk boundaries waste the tail of each chunk, and keep
+ * blocks handed back from joining, so one chunk holding the step is what makes the next
+ * identical step malloc-free and compact). The first time it holds the most the step had in
+ * use at once (blocks handed back and not reused do not count: in one chunk they join or are
+ * reused); should a step still overflow it, the next one holds that step's bumped peak. A
+ * sixteenth more absorbs steps that differ a little (an optional flip), which would otherwise
+ * each trigger a new chunk, and the next rewind a fresh allocation of it all. */
 static void arena_rewind(NnArena *a)
 {
-    if (a->head && a->head->next) {
-        size_t sz = a->peak + a->peak / 16 + NN_ALIGN;
+    if (a->grew) {
+        size_t need = a->resized ? (a->step_peak > a->head->size ? a->step_peak : a->head->size)
+                                 : a->step_inuse;
+        size_t sz = need + need / 16 + NN_ALIGN;
         for (NnChunk *c = a->head, *n; c; c = n) {
             n = c->next;
             chunk_free(a, c);
         }
+        a->held = 0;
         if (a->be && a->be->trim) a->be->trim(a->be);
-        a->head = chunk_new(a, sz > NN_CHUNK_MIN ? sz : NN_CHUNK_MIN);
+        a->head = arena_chunk_new(a, sz > NN_CHUNK_MIN ? sz : NN_CHUNK_MIN);
+        a->resized++;
     }
     if (a->head) a->head->used = 0;
     a->cur = a->head;
-    a->live = 0;
+    a->live = a->free_bytes = 0;
+    a->step_peak = a->step_inuse = 0;
     a->nfree = 0;
+    a->grew = 0;
 }
 
+/* A chunk behind the current one whose blocks are all handed back goes back to the device:
+ * a step that outgrew its chunk (the first) then holds little more than it uses, the device's
+ * allocator placing the chunks that come next. */
+static void chunk_drop(NnArena *a, NnChunk *ch)
+{
+    NnChunk **pp = &a->head;
+    while (*pp != ch) pp = &(*pp)->next;
+    *pp = ch->next;
+    a->live -= ch->used;
+    a->free_bytes -= ch->used;
+    a->held -= ch->size;
+    chunk_free(a, ch);
+}
+
+/* A block handed back joins the free blocks it touches in its chunk; one that ends at the
+ * current chunk's bump pointer lowers it instead. */
 static void arena_release(NnArena *a, void *p, size_t bytes)
 {
+    char *s = p, *e = s + arena_round(bytes);
+    NnChunk *ch = a->head;
+    while (ch && !(s >= ch->base && e <= ch->base + ch->size)) ch = ch->next;
+    if (!ch) dd_die(DD_EXIT_DATA, "nn: a released block is not in the arena");
+    a->free_bytes += (size_t)(e - s);
+    for (int i = 0; i < a->nfree;) {
+        NnBlock *f = &a->free[i];
+        char *fs = f->p, *fe = fs + f->size;
+        if (f->chunk == ch && fe == s) {
+            s = fs;
+            free_remove(a, i);
+        } else if (f->chunk == ch && fs == e) {
+            e = fe;
+            free_remove(a, i);
+        } else {
+            i++;
+        }
+    }
+    if (ch == a->cur && e == ch->base + ch->used) {
+        ch->used = (size_t)(s - ch->base);
+        a->live -= (size_t)(e - s);
+        a->free_bytes -= (size_t)(e - s);
+        return;
+    }
+    if (ch != a->cur && s == ch->base && e == ch->base + ch->used && a->be) {
+        chunk_drop(a, ch);
+        return;
+    }
     if (a->nfree == a->cap_free) {
         a->cap_free = a->cap_free ? 2 * a->cap_free : 64;
         a->free = dd_realloc(a->free, (size_t)a->cap_free * sizeof *a->free);
     }
-    a->free[a->nfree++] = (NnBlock){p, arena_round(bytes)};
+    a->free[a->nfree++] = (NnBlock){s, (size_t)(e - s), ch};
 }
 
 static void arena_free(NnArena *a)
@@ -110,16 +202,23 @@ static void arena_free(NnArena *a)
 
 void *nn_host_alloc(Nn *nn, size_t bytes) { return arena_alloc(&nn->host, bytes); }
 
+/* Small requests (a BN's per-channel saves, scalars) have an arena of their own: among the
+ * tensors they would stand between blocks handed back and keep them from joining. */
+static NnArena *dev_arena(Nn *nn, size_t bytes)
+{
+    return arena_round(bytes) < NN_SPLIT_MIN ? &nn->dev_small : &nn->dev;
+}
+
 void *nn_dev_alloc(Nn *nn, size_t bytes, int zero)
 {
-    void *p = arena_alloc(&nn->dev, bytes);
+    void *p = arena_alloc(dev_arena(nn, bytes), bytes);
     if (zero) nn->be->zero(nn->be, p, bytes);
     return p;
 }
 
 void nn_dev_release(Nn *nn, void *p, size_t bytes)
 {
-    if (p) arena_release(&nn->dev, p, bytes);
+    if (p) arena_release(dev_arena(nn, bytes), p, bytes);
 }
 
 /* ---- errors ---- */
@@ -145,6 +244,8 @@ void nn_check_f32(const char *op, const NnVar *v, int ndim)
     char d[96];
     nn_check(v != NULL, op, "NULL input");
     nn_check(v->v.dtype == DD_F32, op, "expected F32, got %s", tensor_describe(&v->v, d, sizeof d));
+    nn_check(v->v.data != NULL, op, "input %s was released (nn_done) before this use",
+             tensor_describe(&v->v, d, sizeof d));
     nn_check(ndim < 0 || v->v.ndim == ndim, op, "expected %d dims, got %s", ndim,
              tensor_describe(&v->v, d, sizeof d));
 }
@@ -165,8 +266,13 @@ Nn *nn_new(DdDevice device, int threads)
     nn->device = device;
     nn->be = be;
     nn->dev.be = be;
+    nn->dev_small.be = be;
     nn->grad = 1;
     nn->training = 1;
+    const char *keep = getenv("DD_NN_KEEP_ALL");
+    nn->keep_all = keep && *keep && strcmp(keep, "0");
+    const char *all = getenv("DD_NN_DONE_ALL");
+    nn->done_all = all && *all && strcmp(all, "0");
     return nn;
 }
 
@@ -186,8 +292,16 @@ Nn *nn_open(const char *device, int threads)
 void nn_free(Nn *nn)
 {
     if (!nn) return;
+    if (getenv("DD_NN_MEMSTATS"))
+        fprintf(stderr, "nn: step memory on %s: at most %.1f MiB in use at once, %.1f MiB held "
+                "(peak of the arena's chunks; the small requests' arena %.1f MiB of it); host "
+                "arena %.1f MiB\n", nn->be->name,
+                (nn->dev.inuse_peak + nn->dev_small.inuse_peak) / 1048576.0,
+                (nn->dev.held_peak + nn->dev_small.held_peak) / 1048576.0,
+                nn->dev_small.held_peak / 1048576.0, nn->host.held_peak / 1048576.0);
     arena_free(&nn->host);
     arena_free(&nn->dev);
+    arena_free(&nn->dev_small);
     free(nn->tape);
     free(nn->bn_stats);
     nn->be->destroy(nn->be);
@@ -209,10 +323,13 @@ int nn_training(const Nn *nn) { return nn->training; }
 void nn_reset(Nn *nn)
 {
     nn->ntape = 0;
+    nn->released = 0;
+    nn->backward_ran = 0;
     nn->nbn_stats = 0;
     nn->rng_calls = 0;
     arena_rewind(&nn->host);
     arena_rewind(&nn->dev);
+    arena_rewind(&nn->dev_small);
 }
 
 void nn_set_rng(Nn *nn, uint64_t seed, uint64_t step)
@@ -240,7 +357,59 @@ NnVar *nn_new_var(Nn *nn, int ndim, const int64_t *shape)
     v->g = v->v;
     v->g.data = NULL;
     v->role = NN_INPUT;
+    v->releasable = 1;
     return v;
+}
+
+/* ---- value lifetimes (nn_done) ---- */
+
+static void release_value(Nn *nn, NnVar *v)
+{
+    /* DD_NN_DONE_ALL on the CPU also fills what is released with NaNs (all bits set): a
+     * backward reading it through a pointer taken in the forward shows as a NaN gradient */
+    if (nn->done_all && nn->device == DD_CPU) memset(v->v.data, 0xff, (size_t)nn_numel(v) * sizeof(float));
+    nn_dev_release(nn, v->v.data, (size_t)nn_numel(v) * sizeof(float));
+    v->v.data = NULL;
+}
+
+void nn_done(Nn *nn, NnVar *v)
+{
+    if (!v || nn->keep_all || !v->releasable || v->done) return;
+    v->done = 1;
+    if (v->keeps == 0) release_value(nn, v);
+}
+
+NnVar *nn_done_with(Nn *nn, NnVar *r, NnVar *v)
+{
+    nn_done(nn, v);
+    return r;
+}
+
+void nn_memory(const Nn *nn, size_t *in_use, size_t *held)
+{
+    if (in_use) *in_use = nn->dev.inuse_peak + nn->dev_small.inuse_peak;
+    if (held) *held = nn->dev.held_peak + nn->dev_small.held_peak;
+}
+
+void nn_keep(NnEntry *e, NnVar *v)
+{
+    if (!e || !v || !v->releasable) return;
+    if (e->nkeep == (int)(sizeof e->keep / sizeof e->keep[0]))
+        dd_die(DD_EXIT_DATA, "nn: an op keeps more than %d values", e->nkeep);
+    e->keep[e->nkeep++] = v;
+    v->keeps++;
+}
+
+/* After entry e's backward (or its skip): the values it kept whose forward use is over go. */
+static void unkeep(Nn *nn, NnEntry *e)
+{
+    for (int k = 0; k < e->nkeep; k++) {
+        NnVar *v = e->keep[k];
+        if (--v->keeps == 0 && v->done) {
+            release_value(nn, v);
+            nn->released = 1;
+        }
+    }
 }
 
 NnVar *nn_input(Nn *nn, const Tensor *t, int requires_grad)
@@ -309,13 +478,21 @@ void nn_param_free(Nn *nn, NnParam *p)
     free(p);
 }
 
+/* Dies when a var read by the caller was released. */
+static void check_live(const char *op, const NnVar *v)
+{
+    nn_check(v->v.data != NULL, op, "the var was released (nn_done) before this read");
+}
+
 void nn_var_upload(Nn *nn, NnVar *v, const float *host)
 {
+    check_live("var_upload", v);
     nn->be->upload(nn->be, v->v.data, host, (size_t)nn_numel(v) * sizeof(float));
 }
 
 void nn_var_download(Nn *nn, const NnVar *v, float *host)
 {
+    check_live("var_download", v);
     nn->be->download(nn->be, host, v->v.data, (size_t)nn_numel(v) * sizeof(float));
 }
 
@@ -326,6 +503,7 @@ void nn_profile(Nn *nn, int on)
 
 void nn_var_download_range(Nn *nn, const NnVar *v, int64_t off, int64_t n, float *host)
 {
+    check_live("var_download_range", v);
     if (off < 0 || n < 0 || off + n > nn_numel(v))
         dd_die(DD_EXIT_DATA, "nn_var_download_range: [%lld, %lld) outside %lld elements", (long long)off,
                (long long)(off + n), (long long)nn_numel(v));
@@ -350,6 +528,7 @@ void nn_zero_grad(Nn *nn, NnParam **params, int n)
 float nn_item(Nn *nn, const NnVar *v)
 {
     nn_check(nn_numel(v) == 1, "item", "var has %lld elements", (long long)nn_numel(v));
+    check_live("item", v);
     float f;
     nn->be->download(nn->be, &f, v->v.data, sizeof f);
     return f;
@@ -428,6 +607,18 @@ void nn_backward_seed(Nn *nn, NnVar *loss, float seed)
     nn_check(nn_numel(loss) == 1, "backward", "loss has %lld elements", (long long)nn_numel(loss));
     nn_check(loss->requires_grad, "backward", "loss does not require grad (grad mode off, or no "
              "input requires grad)");
+    /* the values the first backward released would be read again */
+    nn_check(!nn->released, "backward", "a second backward in one step, after the first released "
+             "values of vars given to nn_done (nn_reset between backwards)");
+    int first = !nn->backward_ran;
+    nn->backward_ran = 1;
+    if (nn->done_all && first) /* debug: every op output but the loss done, as early as can be */
+        for (int i = 0; i < nn->ntape; i++) {
+            NnEntry *e = &nn->tape[i];
+            if (e->out != loss) nn_done(nn, e->out);
+            for (int j = 0; j < e->nin; j++)
+                if (e->in[j] != loss) nn_done(nn, e->in[j]);
+        }
     for (int i = 0; i < nn->ntape; i++) {
         NnEntry *e = &nn->tape[i];
         clear_written_grad(nn, e->out);
@@ -435,12 +626,14 @@ void nn_backward_seed(Nn *nn, NnVar *loss, float seed)
     }
     nn->be->upload(nn->be, nn_grad_of(nn, loss), &seed, sizeof seed);
     for (int i = nn->ntape - 1; i >= 0; i--) {
-        const NnEntry *e = &nn->tape[i];
-        if (!e->out->g.data) continue;
-        e->backward(nn, e);
-        /* An op's output gradient is read by its own backward only (consumers ran before, in
-         * reverse order): it is dead now, and its buffer serves the gradients still to come. */
-        release_grad(nn, e->out);
+        NnEntry *e = &nn->tape[i];
+        if (e->out->g.data) {
+            e->backward(nn, e);
+            /* An op's output gradient is read by its own backward only (consumers ran before,
+             * in reverse order): it is dead now, and its buffer serves the gradients to come. */
+            release_grad(nn, e->out);
+        }
+        if (first) unkeep(nn, e);
     }
 }
 

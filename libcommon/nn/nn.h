@@ -29,10 +29,14 @@
 typedef enum { NN_INPUT = 0, NN_PARAM = 1, NN_BUFFER = 2 } NnRole;
 
 typedef struct NnVar {
-    Tensor v;              /* value, on the context's device */
+    Tensor v;              /* value, on the context's device; data NULL once released (nn_done) */
     Tensor g;              /* gradient (F32, same shape), allocated on first need; data NULL until then */
     int requires_grad;
     NnRole role;
+    /* the engine's, for nn_done: tape entries whose backward still reads the value; whether the
+     * forward code is done with it; whether the value is an op output the engine may release */
+    int32_t keeps;
+    uint8_t done, releasable;
 } NnVar;
 
 /* A named persistent tensor: a weight (NN_PARAM) or a buffer such as running_mean (NN_BUFFER).
@@ -95,6 +99,24 @@ NnVar *nn_input_borrow(Nn *nn, const Tensor *t, int requires_grad);
 /* A persistent parameter/buffer of F32 zeros with the given shape, on the context's device. */
 NnParam *nn_param_new(Nn *nn, const char *name, NnRole role, int ndim, const int64_t *shape);
 void nn_param_free(Nn *nn, NnParam *p);
+/* Value lifetimes. The forward code says when it is done with an op output it made: its value
+ * is released at once when no recorded backward reads it, else right after the last backward
+ * that does (nn_backward), and its memory serves the tensors that come after it. So a step needs
+ * the memory of what backward reads (for recover's frozen teacher: the BN inputs and the residual
+ * blocks' outputs, not the convolutions' inputs) instead of every tensor the forward made. A
+ * released var must not be read again (the ops die naming it); its shape stays. Vars that are
+ * not op outputs (params, nn_input_borrow) are left alone, so nn_done never hurts; call it only
+ * on vars the calling code made, and only once it will not read them. One nn_backward per step
+ * (nn_reset) once nn_done was used. DD_NN_KEEP_ALL=1 in the environment turns it off (every
+ * value lives to nn_reset, as without it): a check that a result does not depend on it. */
+void nn_done(Nn *nn, NnVar *v);
+/* nn_done(nn, v) and returns r: y = nn_done_with(nn, nn_relu(nn, x), x). */
+NnVar *nn_done_with(Nn *nn, NnVar *r, NnVar *v);
+/* The step memory of the context's device so far: the most bytes its op outputs, gradients and
+ * saves had in use at once, and the most its arena held (chunks from the backend; one chunk
+ * sized to the step once a step has run). DD_NN_MEMSTATS=1 prints both at nn_free. */
+void nn_memory(const Nn *nn, size_t *in_use, size_t *held);
+
 /* Copies host data (F32, numel elements) into / out of a var's value. */
 void nn_var_upload(Nn *nn, NnVar *v, const float *host);
 void nn_var_download(Nn *nn, const NnVar *v, float *host);

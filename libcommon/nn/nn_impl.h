@@ -10,12 +10,13 @@
 #include "libcommon/nn/backend.h"
 #include "libcommon/nn/nn.h"
 
-/* A bump allocator over kept chunks, with a free list: a block handed back (nn_dev_release) is
- * reused by the next request of exactly its size, so the gradients of a backward pass, which die
- * as fast as they are born, recycle a few buffers instead of growing the step's memory. Exact
- * sizes suffice because a network's tensors come in a handful of repeated shapes. nn_reset
- * rewinds it; when a step needed more than one chunk, the chunks are replaced by one of the peak
- * size, so identical later steps never allocate. */
+/* A bump allocator over kept chunks, with a free list: a block handed back (nn_dev_release: a
+ * dead gradient, or a value given to nn_done) joins its free neighbours, or lowers the bump
+ * pointer when it is the top, and serves the next request it can hold: a block of exactly the
+ * size (the gradients of a backward pass die as fast as they are born and recycle a few
+ * buffers), else the smallest larger one, split. nn_reset rewinds it; when a step added
+ * chunks, they are replaced by one sized to the step (arena_rewind), so identical later steps
+ * never allocate. */
 typedef struct NnChunk {
     struct NnChunk *next;
     char *base;
@@ -25,12 +26,19 @@ typedef struct NnChunk {
 typedef struct {
     void *p;
     size_t size;
+    NnChunk *chunk;       /* the chunk it lies in (blocks join only within one) */
 } NnBlock;
 
 typedef struct {
     NnBackend *be;        /* device arena: memory from be->alloc; NULL: host arena (malloc) */
     NnChunk *head, *cur;
-    size_t live, peak;    /* bytes bumped since the last rewind, and the most ever */
+    size_t live;          /* bytes bumped since the last rewind */
+    size_t free_bytes;    /* of live, in the free list */
+    size_t step_peak, step_inuse; /* this step's most bumped, and most in use (live - free) */
+    size_t inuse_peak;    /* the most in use ever */
+    size_t held, held_peak; /* bytes of the chunks, now and the most ever */
+    int resized;          /* rewinds that replaced the chunks */
+    int grew;             /* this step added a chunk */
     NnBlock *free;        /* blocks handed back since the last rewind */
     int nfree, cap_free;
 } NnArena;
@@ -47,18 +55,25 @@ struct NnEntry {
     int iarg[16];
     float farg[4];
     void *save[3];
+    NnVar *keep[4];       /* vars whose values this backward reads (nn_keep) */
+    int nkeep;
 };
 
 struct Nn {
     DdDevice device;
     NnBackend *be;
-    NnArena host, dev;
+    NnArena host, dev, dev_small; /* dev_small: device requests under 64 KiB */
     NnEntry *tape;
     int ntape, cap_tape;
     NnVar **bn_stats;
     int nbn_stats, cap_bn_stats, bn_collect;
     int grad, training;
     int precision;        /* NnPrecision set by nn_set_precision */
+    int keep_all;         /* DD_NN_KEEP_ALL: nn_done does nothing */
+    int released;         /* values released by this step's backward (a second would read them) */
+    int backward_ran;     /* this step had its nn_backward */
+    int done_all;         /* DD_NN_DONE_ALL (a test of the ops' nn_keep): nn_backward first marks
+                           * every op output but the loss done */
     uint64_t rng_seed, rng_step, rng_calls;
 };
 
@@ -76,6 +91,10 @@ static inline float *nn_f(const NnVar *v) { return (float *)v->v.data; }
 /* Records an op when grad mode is on and an input requires grad; sets out->requires_grad. Returns
  * the entry to fill (args, saves), or NULL when nothing was recorded. Inputs may be NULL. */
 NnEntry *nn_record(Nn *nn, NnBackwardFn fn, NnVar *out, int nin, NnVar *const *in);
+/* Notes that e's backward reads v's value (an input, or e's output): nn_done leaves the value
+ * until that backward has run. e NULL (nothing recorded) or v NULL: nothing. */
+void nn_keep(NnEntry *e, NnVar *v);
+
 /* The gradient buffer of v for a backward to write into (allocated zeroed on first need), or NULL
  * when v needs no gradient (v NULL or requires_grad 0). */
 float *nn_grad_of(Nn *nn, NnVar *v);

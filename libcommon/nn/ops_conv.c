@@ -52,6 +52,9 @@ NnVar *nn_conv2d(Nn *nn, NnVar *x, NnVar *w, NnVar *b, int stride, int pad, int 
     nn->be->conv2d_fwd(nn->be, &s, nn_f(x), nn_f(w), b ? nn_f(b) : NULL, nn_f(y));
     NnEntry *e = nn_record(nn, conv2d_backward, y, 3, (NnVar *[]){x, w, b});
     if (e) {
+        /* backward-data reads w, backward-filter x: a frozen network's backward needs no input */
+        if (x->requires_grad) nn_keep(e, w);
+        if (w->requires_grad || (b && b->requires_grad)) nn_keep(e, x);
         int a[13] = {s.n,  s.cin, s.h,      s.w,   s.cout, s.kh,    s.kw,
                      s.oh, s.ow,  s.stride, s.pad, s.dil,  s.groups};
         for (int i = 0; i < 13; i++) e->iarg[i] = a[i];
@@ -88,6 +91,8 @@ NnVar *nn_linear(Nn *nn, NnVar *x, NnVar *w, NnVar *b)
                        nn_f(y));
     NnEntry *e = nn_record(nn, linear_backward, y, 3, (NnVar *[]){x, w, b});
     if (e) {
+        if (x->requires_grad) nn_keep(e, w);
+        if (w->requires_grad || (b && b->requires_grad)) nn_keep(e, x);
         e->iarg[0] = (int)n;
         e->iarg[1] = (int)in;
         e->iarg[2] = (int)out;

@@ -26,7 +26,11 @@ static NnVar *act(Nn *nn, NnVar *x, NnAct a, const char *op)
     NN_BE(nn, act_fwd);
     nn->be->act_fwd(nn->be, a, nn_numel(x), nn_f(x), nn_f(y));
     NnEntry *e = nn_record(nn, act_backward, y, 1, &x);
-    if (e) e->iarg[0] = (int)a;
+    if (e) {
+        e->iarg[0] = (int)a;
+        /* act_bwd reads y for relu and sigmoid, x for the others (backend.h) */
+        nn_keep(e, a == NN_ACT_RELU || a == NN_ACT_SIGMOID ? y : x);
+    }
     return y;
 }
 
@@ -38,10 +42,13 @@ NnVar *nn_hardswish(Nn *nn, NnVar *x) { return act(nn, x, NN_ACT_HARDSWISH, "har
 
 /* ---- add / mul with broadcasting of b over a ---- */
 
-static NnBroadcast broadcast(const char *op, const NnVar *a, const NnVar *b)
+/* fwd: a and b are checked as a forward's inputs (a backward's may have been released). */
+static NnBroadcast broadcast(const char *op, const NnVar *a, const NnVar *b, int fwd)
 {
-    nn_check_f32(op, a, -1);
-    nn_check_f32(op, b, -1);
+    if (fwd) {
+        nn_check_f32(op, a, -1);
+        nn_check_f32(op, b, -1);
+    }
     nn_check(b->v.ndim <= a->v.ndim, op, "b has more dims (%d) than a (%d)", b->v.ndim, a->v.ndim);
     NnBroadcast bc;
     memset(&bc, 0, sizeof bc);
@@ -64,7 +71,7 @@ static NnBroadcast broadcast(const char *op, const NnVar *a, const NnVar *b)
 static void binary_backward(Nn *nn, const NnEntry *e)
 {
     NnVar *a = e->in[0], *b = e->in[1];
-    NnBroadcast bc = broadcast("binary", a, b);
+    NnBroadcast bc = broadcast("binary", a, b, 0);
     /* add: da = dy exactly, so a fresh a takes dy's buffer (a residual add costs one pass) */
     if ((NnBinary)e->iarg[0] == NN_BIN_ADD && a != b && nn_grad_take(nn, e, a)) {
         if (b->requires_grad) {
@@ -81,12 +88,18 @@ static void binary_backward(Nn *nn, const NnEntry *e)
 
 static NnVar *binary(Nn *nn, NnVar *a, NnVar *b, NnBinary op, const char *name)
 {
-    NnBroadcast bc = broadcast(name, a, b);
+    NnBroadcast bc = broadcast(name, a, b, 1);
     NnVar *y = nn_new_var(nn, a->v.ndim, a->v.shape);
     NN_BE(nn, binary_fwd);
     nn->be->binary_fwd(nn->be, op, &bc, nn_f(a), nn_f(b), nn_f(y));
     NnEntry *e = nn_record(nn, binary_backward, y, 2, (NnVar *[]){a, b});
-    if (e) e->iarg[0] = (int)op;
+    if (e) {
+        e->iarg[0] = (int)op;
+        if (op == NN_BIN_MUL) { /* add's backward reads neither */
+            nn_keep(e, a);
+            nn_keep(e, b);
+        }
+    }
     return y;
 }
 

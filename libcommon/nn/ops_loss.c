@@ -37,6 +37,7 @@ NnVar *nn_cross_entropy(Nn *nn, NnVar *logits, const Tensor *labels, float label
     nn->be->ce_fwd(nn->be, n, k, label_smoothing, nn_f(logits), lab, nn_f(y));
     NnEntry *e = nn_record(nn, ce_backward, y, 1, &logits);
     if (e) {
+        nn_keep(e, logits);
         int64_t *copy = nn_host_alloc(nn, (size_t)n * sizeof *copy);
         memcpy(copy, lab, (size_t)n * sizeof *copy);
         e->iarg[0] = n;
@@ -67,8 +68,10 @@ NnVar *nn_soft_cross_entropy(Nn *nn, NnVar *logits, NnVar *target)
     NnVar *y = nn_new_var(nn, 0, NULL);
     NN_BE(nn, soft_ce_fwd);
     nn->be->soft_ce_fwd(nn->be, n, k, nn_f(logits), nn_f(target), nn_f(y));
-    NnEntry *e = nn_record(nn, soft_ce_backward, y, 1, &logits);
+    NnEntry *e = nn_record(nn, soft_ce_backward, y, 2, (NnVar *[]){logits, target});
     if (e) {
+        nn_keep(e, logits);
+        nn_keep(e, target);
         e->iarg[0] = n;
         e->iarg[1] = k;
         e->save[0] = nn_f(target);
@@ -96,8 +99,10 @@ NnVar *nn_kl_div(Nn *nn, NnVar *student, NnVar *teacher, float T)
     NnVar *y = nn_new_var(nn, 0, NULL);
     NN_BE(nn, kl_fwd);
     nn->be->kl_fwd(nn->be, n, k, T, nn_f(student), nn_f(teacher), nn_f(y));
-    NnEntry *e = nn_record(nn, kl_backward, y, 1, &student);
+    NnEntry *e = nn_record(nn, kl_backward, y, 2, (NnVar *[]){student, teacher});
     if (e) {
+        nn_keep(e, student);
+        nn_keep(e, teacher);
         e->iarg[0] = n;
         e->iarg[1] = k;
         e->farg[0] = T;

@@ -35,6 +35,7 @@ static NnVar *bn_stat_record(Nn *nn, NnVar *x, NnVar *y, float *save, int n, int
 {
     NnEntry *e = nn_record(nn, bn_stat_backward, y, 1, &x);
     if (e) {
+        nn_keep(e, x);
         e->iarg[0] = n;
         e->iarg[1] = c;
         /* hw as two factors that fit in int */
@@ -112,7 +113,8 @@ static void bn_backward(Nn *nn, const NnEntry *e)
         float *mean = e->save[0];
         g = nn_grad_take(nn, e, x);
         nn->be->bn_act_bwd(nn->be, (NnAct)e->iarg[6], e->iarg[0], e->iarg[1], e->iarg[2], hw,
-                           nn_f(x), nn_f(e->out), w ? nn_f(w) : NULL, mean, mean + e->iarg[2],
+                           nn_f(x), e->nin > 3 ? nn_f(e->out) : NULL, w ? nn_f(w) : NULL,
+                           b ? nn_f(b) : NULL, mean, mean + e->iarg[2],
                            g ? g : nn_dout(e), g ? g : nn_grad_of(nn, x), dr, dw, db, stat_save,
                            stat_dloss);
         if (stat_dloss) {
@@ -187,6 +189,12 @@ static NnVar *batchnorm_act(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar 
      * still fresh and the in-place backward can take dy's buffer for it. */
     NnEntry *e = nn_record(nn, bn_backward, y, fused && r ? 4 : 3, (NnVar *[]){x, weight, bias, r});
     if (e) {
+        /* x always; the fused op's output only with a residual: without one, the activation's
+         * mask is recomputed from x (bn_act_bwd with y NULL) */
+        nn_keep(e, x);
+        nn_keep(e, weight); /* read as the affine's (a model's are params: never released) */
+        nn_keep(e, bias);
+        if (fused && r) nn_keep(e, y);
         e->iarg[0] = training != 0;
         e->iarg[1] = n;
         e->iarg[2] = c;

@@ -473,12 +473,14 @@ static void bn_act_case(int n, int c, int64_t hw, int act, int train, int has_r,
     float *dxc = inplace ? dyc : copyh(dx0, tot), *dxg = inplace ? dyg : up(dx0, tot);
     float *drc = copyh(dr0, tot), *drg = up(dr0, tot);
     float *dwc = copyh(dw0, c), *dbc = copyh(db0, c), *dwg = up(dw0, c), *dbg = up(db0, c);
-    C->bn_act_bwd(C, (NnAct)act, train, n, c, hw, x, act == (int)NN_BN_NO_ACT ? NULL : yh, w, mh,
-                  mh + c, dyc, dxc, has_r ? drc : NULL, wgrad ? dwc : NULL, wgrad ? dbc : NULL,
+    /* the CPU's from y, the device's as the engine calls it: y only with a residual, else the
+     * mask recomputed from x, w and b */
+    C->bn_act_bwd(C, (NnAct)act, train, n, c, hw, x, act == (int)NN_BN_NO_ACT ? NULL : yh, w, b,
+                  mh, mh + c, dyc, dxc, has_r ? drc : NULL, wgrad ? dwc : NULL, wgrad ? dbc : NULL,
                   stat ? sc : NULL, stat ? dl : NULL);
-    G->bn_act_bwd(G, (NnAct)act, train, n, c, hw, xg, act == (int)NN_BN_NO_ACT ? NULL : ygc, wg,
-                  mgc, mgc + c, dyg, dxg, has_r ? drg : NULL, wgrad ? dwg : NULL, wgrad ? dbg : NULL,
-                  stat ? sgc : NULL, stat ? dlg : NULL);
+    G->bn_act_bwd(G, (NnAct)act, train, n, c, hw, xg, act == (int)NN_BN_NO_ACT || !has_r ? NULL : ygc,
+                  wg, bg, mgc, mgc + c, dyg, dxg, has_r ? drg : NULL, wgrad ? dwg : NULL,
+                  wgrad ? dbg : NULL, stat ? sgc : NULL, stat ? dlg : NULL);
     snprintf(name, sizeof name, "%s dx", tag);
     CMP(name, dxc, dxg, tot, 1e-5);
     if (has_r) {

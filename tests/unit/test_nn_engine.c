@@ -222,7 +222,7 @@ static float run_steps(int threads, int steps, float *gx, const float *x, int64_
         nn_reset(nn);
         if (s == 2) {
             head = nn->dev.head;
-            peak = nn->dev.peak;
+            peak = nn->dev.held_peak + nn->dev_small.held_peak;
         }
         NnVar *vx;
         NnVar *l = small_step(nn, t.w, t.gamma, t.rm, t.rv, &vx, x, n, c, hw);
@@ -231,7 +231,7 @@ static float run_steps(int threads, int steps, float *gx, const float *x, int64_
         loss = nn_item(nn, l);
     }
     if (check_arena) {
-        CHECK_MSG(nn->dev.head == head && !nn->dev.head->next && nn->dev.peak == peak,
+        CHECK_MSG(nn->dev.head == head && !nn->dev.head->next && nn->dev.held_peak + nn->dev_small.held_peak == peak,
                   "device arena grew after the first steps");
         CHECK_MSG(!nn->host.head->next, "host arena has several chunks");
     }

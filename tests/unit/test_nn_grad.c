@@ -4,7 +4,9 @@
  * evaluated in double on the host from the fp32 forward. The analytic gradient (nn_backward of
  * nn_sum(nn_mul(out, R))) must match (L(x+h) - L(x-h)) / 2h for every element of every
  * differentiable input within |a - n| <= ATOL + RTOL * |n|. h = 1e-2 (the forward is fp32, so a
- * smaller h drowns in rounding); non-smooth ops get inputs kept away from their kinks.
+ * smaller h drowns in rounding); non-smooth ops get inputs kept away from their kinks. The
+ * cases run with each convolution path, and once more with the values the backward does not
+ * read released first (nn_done's contract, each op's nn_keep).
  */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/nn.h"
@@ -390,5 +392,14 @@ int main(void)
     run_cases();
     setenv("DD_CPU_CONV", "gemm", 1);
     run_cases();
+    /* and with every op output and input given to nn_done before the backward (DD_NN_DONE_ALL):
+     * each value is released unless the op's nn_keep says its backward reads it, and a released
+     * var reads as NULL, so an op that reads a value it did not keep crashes or (an optional
+     * argument) computes without it: a wrong gradient here */
+    unsetenv("DD_CPU_CONV");
+    setenv("DD_NN_DONE_ALL", "1", 1);
+    fprintf(stderr, "values released before the backward (DD_NN_DONE_ALL): ");
+    run_cases();
+    unsetenv("DD_NN_DONE_ALL");
     return check_done("test_nn_grad");
 }

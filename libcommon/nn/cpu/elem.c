@@ -481,7 +481,7 @@ static void binary_bwd_runs_task(void *arg, int64_t b, int64_t e, int tid)
     int64_t run = bcast_run(bc);
     for (int64_t r = b; r < e; r++) {
         int64_t i0 = r * run;
-        const float *dy = j->dy + i0, *a = j->a + i0;
+        const float *dy = j->dy + i0, *a = j->op == NN_BIN_MUL ? j->a + i0 : NULL; /* add: a may be NULL */
         if (j->da) {
             if (j->op == NN_BIN_ADD) cpu_acc_run(run, dy, j->da + i0);
             else axpyc_run(run, j->b[bcast_index(bc, i0)], dy, j->da + i0);

@@ -252,8 +252,15 @@ static inline int act_passes(NnAct act, float y)
     return act == NN_ACT_RELU6 ? y > 0 && y < 6 : y > 0;
 }
 
-/* dy's share that passes at y[i] (y is not read, and may be NULL, with no activation). */
-#define ACT_PASS(act, y, i, dy) ((act) == NN_BN_NO_ACT || act_passes(act, (y)[i]) ? (dy) : 0.0f)
+/* What act_passes tests at element i: the output y[i], or where y is NULL (a BN without a
+ * residual; its output need not be kept for the backward) the activation's input z recomputed
+ * from x with the forward's float operations (affine_act_run), so the same mask: relu's z > 0 is
+ * its y > 0, relu6's 0 < z < 6 its 0 < y < 6, and a NaN z fails both as its y = 0 does. f holds
+ * the channel's m, is, w, b. */
+#define ACT_ARG(y, x, i, f) ((y) ? (y)[i] : ((x)[i] - (f).m) * (f).is * (f).w + (f).b)
+/* dy's share that passes at element i (y and x are not read with no activation). */
+#define ACT_PASS(act, y, x, i, f, dy) \
+    ((act) == NN_BN_NO_ACT || act_passes(act, ACT_ARG(y, x, i, f)) ? (dy) : 0.0f)
 
 /* y = act((x - m) is w + b (+ r, where has_r)) over one plane run. */
 static inline __attribute__((always_inline)) void affine_act_run(NnAct act, int has_r, int64_t n,
@@ -328,7 +335,8 @@ static void bn_act_fwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
     if (j.stat) stat_norms(c, stat_save, stat_loss);
 }
 
-/* One plane run of the backward from dz = act's mask of g (dy): dr += dz (residual: dr not
+/* One plane run of the backward from dz = act's mask of g (dy; rz: y is NULL, the mask
+ * recomputed from x): dr += dz (residual: dr not
  * NULL); dx = eval k dz, train k (dz - a - (x - m) is q), written over g (inplace) or added to
  * dx (dx not NULL); then (has_s) the statistics loss's dx += km + kv (x - ms), as a second add.
  * Called with constant flags, so each use is its own branch-free loop; blocks of 8 over restrict
@@ -336,10 +344,12 @@ static void bn_act_fwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
 typedef struct {
     float k, a, m, is, q; /* the BN's */
     float km, kv, ms;     /* the statistics loss's */
+    float w, b;           /* the BN's affine (the mask recomputed: ACT_ARG) */
 } DzCoef;
 
-static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int train, int inplace,
-                                                            int has_dx, int has_r, int has_s,
+static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int rz, int train,
+                                                            int inplace, int has_dx, int has_r,
+                                                            int has_s,
                                                             int64_t n, const float *restrict x,
                                                             const float *restrict y,
                                                             float *restrict g, float *restrict dx,
@@ -347,7 +357,7 @@ static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int train
 {
 #define DZ_DX_ONE(i)                                                                   \
     do {                                                                               \
-        float dz = ACT_PASS(act, y, i, g[i]);                                          \
+        float dz = ACT_PASS(act, rz ? (const float *)0 : y, x, i, f, g[i]);           \
         if (has_r) dr[i] += dz;                                                        \
         float v = train ? f.k * (dz - f.a - (x[i] - f.m) * f.is * f.q) : f.k * dz;     \
         if (inplace) v = has_s ? v + (f.km + f.kv * (x[i] - f.ms)) : v;                \
@@ -366,8 +376,10 @@ static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int train
 /* The whole blocks of bn_act_bwd_channel's sums s += dz, sx += dz xhat (xhat = (x - m) is, in
  * float, as there); returns the elements done. */
 NORM_AVX2 static int64_t dz_sums_avx2(NnAct act, int64_t n, const float *x, const float *y,
-                                      const float *dy, float m, float is, double *s, double *sx)
+                                      const float *dy, DzCoef f, double *s, double *sx)
 {
+    const float m = f.m, is = f.is;
+    const __m256 wv = _mm256_set1_ps(f.w), bv = _mm256_set1_ps(f.b);
     __m256d s0 = _mm256_loadu_pd(s), s1 = _mm256_loadu_pd(s + 4);
     __m256d t0 = _mm256_loadu_pd(sx), t1 = _mm256_loadu_pd(sx + 4);
     __m256 mv = _mm256_set1_ps(m), iv = _mm256_set1_ps(is), zero = _mm256_setzero_ps();
@@ -376,7 +388,9 @@ NORM_AVX2 static int64_t dz_sums_avx2(NnAct act, int64_t n, const float *x, cons
     for (; i + SUM_LANES <= n; i += SUM_LANES) {
         __m256 dz = _mm256_loadu_ps(dy + i);
         if (act != NN_BN_NO_ACT) { /* act_passes: y > 0 (and y < 6); NaN fails both */
-            __m256 yv = _mm256_loadu_ps(y + i), pass = _mm256_cmp_ps(yv, zero, _CMP_GT_OQ);
+            __m256 yv = y ? _mm256_loadu_ps(y + i) /* else ACT_ARG's z, the same operations */
+                          : _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), iv), wv), bv);
+            __m256 pass = _mm256_cmp_ps(yv, zero, _CMP_GT_OQ);
             if (act == NN_ACT_RELU6) pass = _mm256_and_ps(pass, _mm256_cmp_ps(yv, six, _CMP_LT_OQ));
             dz = _mm256_and_ps(dz, pass);
         }
@@ -400,6 +414,7 @@ static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob
 {
     double count = (double)j->n * (double)j->hw;
     float m = j->mean[c], is = j->invstd[c], w = j->w ? j->w[c] : 1.0f;
+    DzCoef f = {.m = m, .is = is, .w = w, .b = j->b ? j->b[c] : 0.0f};
     double sdy = 0, sdyx = 0;
     if (j->dw || j->db || j->train) {
         double s[SUM_LANES] = {0}, sx[SUM_LANES] = {0};
@@ -408,16 +423,16 @@ static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob
             const float *x = j->x + off, *dy = j->dy + off, *y = j->y ? j->y + off : NULL;
             int64_t i = 0;
 #ifdef NORM_X86
-            if (j->vec) i = dz_sums_avx2(act, j->hw, x, y, dy, m, is, s, sx);
+            if (j->vec) i = dz_sums_avx2(act, j->hw, x, y, dy, f, s, sx);
 #endif
             for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
                 for (int l = 0; l < SUM_LANES; l++) {
-                    float dz = ACT_PASS(act, y, i + l, dy[i + l]);
+                    float dz = ACT_PASS(act, y, x, i + l, f, dy[i + l]);
                     s[l] += dz;
                     sx[l] += (double)dz * ((x[i + l] - m) * is);
                 }
             for (; i < j->hw; i++) {
-                float dz = ACT_PASS(act, y, i, dy[i]);
+                float dz = ACT_PASS(act, y, x, i, f, dy[i]);
                 s[0] += dz;
                 sx[0] += (double)dz * ((x[i] - m) * is);
             }
@@ -427,7 +442,9 @@ static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob
     if (j->dw) j->dw[c] += (float)sdyx;
     if (j->db) j->db[c] += (float)sdy;
     if (!j->dx && !j->dr) return;
-    DzCoef f = {.k = w * is, .a = (float)(sdy / count), .m = m, .is = is, .q = (float)(sdyx / count)};
+    f.k = w * is;
+    f.a = (float)(sdy / count);
+    f.q = (float)(sdyx / count);
     int hs = j->save != NULL;
     if (hs) stat_coefs(j, c, &f.km, &f.kv, &f.ms);
     for (int n = 0; n < j->n; n++) {
@@ -438,7 +455,9 @@ static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob
         int hr = dr != NULL;
         /* (train, in place, dx, dr, statistics): the cases that occur, each with constant flags
          * (statistics: eval mode only) */
-#define RUN(T, I, X, R, S) dz_dx_run(act, T, I, X, R, S, hw, x, y, g, dx, dr, f)
+#define RUN(T, I, X, R, S) \
+    (y ? dz_dx_run(act, 0, T, I, X, R, S, hw, x, y, g, dx, dr, f) \
+       : dz_dx_run(act, 1, T, I, X, R, S, hw, x, y, g, dx, dr, f))
         if (!dx) RUN(0, 0, 0, 1, 0);
         else if (j->train && j->inplace) hr ? RUN(1, 1, 1, 1, 0) : RUN(1, 1, 1, 0, 0);
         else if (j->train) hr ? RUN(1, 0, 1, 1, 0) : RUN(1, 0, 1, 0, 0);
@@ -463,13 +482,14 @@ static inline __attribute__((always_inline)) void bn_act_bwd_items(const BnJob *
 BN_TASKS(bn_act_bwd_task, bn_act_bwd_items)
 
 static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw,
-                       const float *x, const float *y, const float *w, const float *mean,
+                       const float *x, const float *y, const float *w, const float *b,
+                       const float *mean,
                        const float *invstd, const float *dy, float *dx, float *dr, float *dw,
                        float *db, const float *stat_save, const float *stat_dloss)
 {
     BnJob j = {.vec = cpu_avx2(), .act = act, .dr = dr, .save = stat_save, .g = stat_save ? stat_dloss[0] : 0.0f,
                .train = train, .n = n, .c = c, .hw = hw, .x = x, .y = (float *)y,
-               .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db, .mean = (float *)mean,
+               .w = w, .b = b, .dy = dy, .dx = dx, .dw = dw, .db = db, .mean = (float *)mean,
                .invstd = (float *)invstd, .inplace = dx && dx == dy};
     cpu_for(be, c, 2, j.vec ? bn_act_bwd_task_avx2 : bn_act_bwd_task, &j);
 }
@@ -495,7 +515,7 @@ static void bn_bwd(NnBackend *be, int train, int n, int c, int64_t hw, const flo
                    const float *w, const float *mean, const float *invstd, const float *dy,
                    float *dx, float *dw, float *db)
 {
-    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, mean, invstd, dy, dx, NULL, dw, db,
+    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, NULL, mean, invstd, dy, dx, NULL, dw, db,
                NULL, NULL);
 }
 
@@ -503,7 +523,7 @@ static void bn_bwd_inplace(NnBackend *be, int train, int n, int c, int64_t hw, c
                            const float *w, const float *mean, const float *invstd, float *g,
                            float *dw, float *db)
 {
-    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, mean, invstd, g, g, NULL, dw, db,
+    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, NULL, mean, invstd, g, g, NULL, dw, db,
                NULL, NULL);
 }
 

@@ -130,7 +130,8 @@ __global__ static void k_binary_bwd_elem(int op, NnBroadcast bc, const float *a,
 {
     int same = bc.nb == bc.n;
     CU_FOR(i, bc.n) {
-        float bv = b[same ? i : bcast_index(bc, i)];
+        /* add reads neither a nor b: the engine may have released them (nn_done) */
+        float bv = op == NN_BIN_ADD ? 0.0f : b[same ? i : bcast_index(bc, i)];
         if (da) da[i] += op == NN_BIN_ADD ? dy[i] : dy[i] * bv;
         if (db && same) db[i] += op == NN_BIN_ADD ? dy[i] : dy[i] * a[i];
     }

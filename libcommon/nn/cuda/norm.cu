@@ -87,12 +87,24 @@ __device__ static inline float act_of(int act, float z)
     return z;
 }
 
-/* dy where the activation passes a gradient at output y (relu: y > 0; relu6: 0 < y < 6). */
-__device__ static inline float act_pass(int act, const float *y, int64_t i, float dy)
+/* The forward's z = (x - m) is w + b: k_bn_act_fwd and the backward's recomputed mask share it
+ * (--fmad=false: the same roundings, hence the same mask). */
+__device__ static inline float bn_z(float xv, float mv, float is, float wv, float bv)
 {
-    if (act == NN_ACT_RELU) return y[i] > 0 ? dy : 0.0f;
-    if (act == NN_ACT_RELU6) return y[i] > 0 && y[i] < 6 ? dy : 0.0f;
-    return dy;
+    return (xv - mv) * is * wv + bv;
+}
+
+/* dy where the activation passes a gradient at output y (relu: y > 0; relu6: 0 < y < 6); y NULL
+ * (a BN without residual, its output not kept): at the forward's z of x, the same test (relu's
+ * z > 0 is its y > 0, relu6's 0 < z < 6 its 0 < y < 6; a NaN fails both ways). ab: the channel's
+ * m, is, w, b for z. */
+__device__ static inline float act_pass(int act, const float *y, const float *x, int64_t i,
+                                        float4 ab, float dy)
+{
+    if (act != NN_ACT_RELU && act != NN_ACT_RELU6) return dy;
+    const float v = y ? y[i] : bn_z(x[i], ab.x, ab.y, ab.z, ab.w);
+    if (act == NN_ACT_RELU) return v > 0 ? dy : 0.0f;
+    return v > 0 && v < 6 ? dy : 0.0f;
 }
 
 /* ---- statistics: sums of d = x - k and d^2 per chunk (k = the channel's first value) ---- */
@@ -207,7 +219,7 @@ __global__ static void k_bn_act_fwd(int act, int n, int C, int64_t hw, int chunk
             s += d;
             q += d * d;
         }
-        float z = (xv - mv) * is * wv + bv;
+        float z = bn_z(xv, mv, is, wv, bv);
         y[i] = act_of(act, r ? z + r[i] : z);
     }
     if (pa) {   /* uniform over the block */
@@ -265,16 +277,18 @@ enum { CK, CA, CM, CIS, CQ, CKM, CKV, CMS };
 
 /* Sums of dz (masked dy) and dz xhat per chunk, xhat = (x - m) is in float as the CPU. */
 __global__ static void k_dz_partial(int act, int n, int C, int64_t hw, int chunks, const float *x,
-                                    const float *y, const float *dy, const float *mean,
-                                    const float *invstd, double *pa, double *pb)
+                                    const float *y, const float *w, const float *b,
+                                    const float *dy, const float *mean, const float *invstd,
+                                    double *pa, double *pb)
 {
     __shared__ double sh[CU_THREADS];
     const int c = blockIdx.y;
     const int64_t m = (int64_t)n * hw;
     const float mv = mean[c], is = invstd[c];
+    const float4 ab = make_float4(mv, is, w ? w[c] : 1.0f, b ? b[c] : 0.0f);
     double s = 0, sx = 0;
     CHUNK_FOR(i, C, c, hw, chunks, m) {
-        float dz = act_pass(act, y, i, dy[i]);
+        float dz = act_pass(act, y, x, i, ab, dy[i]);
         s += dz;
         sx += (double)dz * ((x[i] - mv) * is);
     }
@@ -316,8 +330,8 @@ __global__ static void k_bwd_coef(int C, double count, const float *w, const flo
  * in place: g = v (+ the statistics term); else dx += v, or dx = (dx + v) + the statistics term
  * (cpu/norm.c dz_dx_run, the same expressions). */
 __global__ static void k_dz_dx(int act, int train, int has_s, int n, int C, int64_t hw, int chunks,
-                               const float *x, const float *y, float *g, float *dx, float *dr,
-                               const float *coef)
+                               const float *x, const float *y, const float *w, const float *b,
+                               float *g, float *dx, float *dr, const float *coef)
 {
     const int c = blockIdx.y;
     const int64_t m = (int64_t)n * hw;
@@ -325,8 +339,9 @@ __global__ static void k_dz_dx(int act, int train, int has_s, int n, int C, int6
     const float k = f[CK], a = f[CA], mv = f[CM], is = f[CIS], q = f[CQ];
     const float km = has_s ? f[CKM] : 0.0f, kv = has_s ? f[CKV] : 0.0f, ms = has_s ? f[CMS] : 0.0f;
     const int inplace = dx == g;
+    const float4 ab = make_float4(mv, is, w ? w[c] : 1.0f, b ? b[c] : 0.0f);
     CHUNK_FOR(i, C, c, hw, chunks, m) {
-        float dz = act_pass(act, y, i, g[i]);
+        float dz = act_pass(act, y, x, i, ab, g[i]);
         if (dr) dr[i] += dz;
         if (!dx) continue;
         float v = train ? k * (dz - a - (x[i] - mv) * is * q) : k * dz;
@@ -337,7 +352,8 @@ __global__ static void k_dz_dx(int act, int train, int has_s, int n, int C, int6
 }
 
 static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw,
-                       const float *x, const float *y, const float *w, const float *mean,
+                       const float *x, const float *y, const float *w, const float *b,
+                       const float *mean,
                        const float *invstd, const float *dy, float *dx, float *dr, float *dw,
                        float *db, const float *stat_save, const float *stat_dloss)
 {
@@ -348,8 +364,8 @@ static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
     dim3 grid((unsigned)chunks, (unsigned)c);
     const int sums = dw || db || train;
     if (sums) {
-        k_dz_partial<<<grid, CU_THREADS, 0, ci->stream>>>((int)act, n, c, hw, chunks, x, y, dy, mean,
-                                                          invstd, s.pa, s.pb);
+        k_dz_partial<<<grid, CU_THREADS, 0, ci->stream>>>((int)act, n, c, hw, chunks, x, y, w, b, dy,
+                                                          mean, invstd, s.pa, s.pb);
         CU_LAUNCHED();
         k_chunk_totals<<<cu_blocks(c), CU_THREADS, 0, ci->stream>>>(c, chunks, s.pa, s.pb, s.ta, s.tb);
         CU_LAUNCHED();
@@ -360,7 +376,7 @@ static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
     CU_LAUNCHED();
     if (!dx && !dr) return;
     k_dz_dx<<<grid, CU_THREADS, 0, ci->stream>>>((int)act, train, stat_save != NULL, n, c, hw, chunks,
-                                                 x, y, (float *)dy, dx, dr, s.coef);
+                                                 x, y, w, b, (float *)dy, dx, dr, s.coef);
     CU_LAUNCHED();
 }
 
@@ -386,7 +402,7 @@ static void bn_bwd(NnBackend *be, int train, int n, int c, int64_t hw, const flo
                    const float *w, const float *mean, const float *invstd, const float *dy,
                    float *dx, float *dw, float *db)
 {
-    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, mean, invstd, dy, dx, NULL, dw, db,
+    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, NULL, mean, invstd, dy, dx, NULL, dw, db,
                NULL, NULL);
 }
 
@@ -394,7 +410,7 @@ static void bn_bwd_inplace(NnBackend *be, int train, int n, int c, int64_t hw, c
                            const float *w, const float *mean, const float *invstd, float *g,
                            float *dw, float *db)
 {
-    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, mean, invstd, g, g, NULL, dw, db,
+    bn_act_bwd(be, NN_BN_NO_ACT, train, n, c, hw, x, NULL, w, NULL, mean, invstd, g, g, NULL, dw, db,
                NULL, NULL);
 }
 

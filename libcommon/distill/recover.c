@@ -124,11 +124,13 @@ static int run_stage(Nn *nn, Model **teachers, int M, const RecConf *c, const Re
         if (c->aug) {
             AugRecover a = aug_recover_draw(c->seed, (int64_t)((uint64_t)b->id << 32 | (uint64_t)t), b->H, b->W,
                                             c->jitter);
+            /* each view goes to nn_done once read (none is read by a backward) */
             xa = nn_crop_resize(nn, xa, a.box.top, a.box.left, a.box.h, a.box.w, b->H, b->W);
-            if (a.flip) xa = nn_flip_w(nn, xa);
-            xa = nn_roll(nn, xa, a.roll_h, a.roll_w);
+            if (a.flip) xa = nn_done_with(nn, nn_flip_w(nn, xa), xa);
+            xa = nn_done_with(nn, nn_roll(nn, xa, a.roll_h, a.roll_w), xa);
         }
         float ce, bn;
+        /* xa is consumed (the pixels' param itself is not an op output: left alone) */
         NnVar *loss = rec_loss(nn, m, xa, labels, c->r_bn, c->first_bn_mult, &ce, &bn);
         const float lv = nn_item(nn, loss);
         if (!isfinite(lv)) {

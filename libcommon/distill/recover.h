@@ -76,7 +76,8 @@ typedef struct {
  * teachers[0]'s mean/std, checked). Output: b->x, b->H, b->W. */
 int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b);
 
-/* The loss of one step on a batch xa (normalized, [N,C,H,W] var) for a teacher in eval mode:
+/* The loss of one step on a batch xa (normalized, [N,C,H,W] var; consumed, as by Model's net)
+ * for a teacher in eval mode:
  * CE(net(xa), labels) + r_bn * sum_l m_l * BN distance_l, m_0 = first_bn_mult, the others 1.
  * Sets *ce and *bn (the unscaled weighted sum; 0 without BN layers) to the values. Exposed for tests. */
 NnVar *rec_loss(Nn *nn, Model *t, NnVar *xa, const Tensor *labels, double r_bn, double first_bn_mult,

@@ -6,15 +6,17 @@
 
 #include <stdio.h>
 
-static NnVar *convnet_net(Model *m, Nn *nn, NnVar *x, int training)
+static NnVar *convnet_net(Model *m, Nn *nn, NnVar *in, int training)
 {
     ModelCursor c = {m, 0};
+    NnVar *x = in; /* each var to nn_done once read, the input too (model.h) */
     for (int i = 0; i < m->depth; i++) {
-        x = layer_conv(nn, &c, x, 1, 1, 1);
-        x = layer_bn_relu(nn, &c, x, training);
-        x = nn_avgpool2d(nn, x, 2, 2, 0);
+        x = nn_done_with(nn, layer_conv(nn, &c, x, 1, 1, 1), x);
+        x = nn_done_with(nn, layer_bn_relu(nn, &c, x, training), x);
+        x = nn_done_with(nn, nn_avgpool2d(nn, x, 2, 2, 0), x);
     }
-    x = layer_linear(nn, &c, nn_flatten(nn, x));
+    x = nn_done_with(nn, nn_flatten(nn, x), x);
+    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
     cursor_end(&c);
     return x;
 }

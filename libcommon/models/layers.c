@@ -171,7 +171,8 @@ static NnVar *conv_bn_layer(Nn *nn, ModelCursor *c, NnVar *x, int stride, int gr
                             BnOp bn)
 {
     int k = (int)peek(c)->v.shape[2];
-    return bn_layer(nn, c, layer_conv_groups(nn, c, x, stride, (k - 1) / 2, groups, 0), training, bn);
+    NnVar *t = layer_conv_groups(nn, c, x, stride, (k - 1) / 2, groups, 0);
+    return nn_done_with(nn, bn_layer(nn, c, t, training, bn), t);
 }
 
 NnVar *layer_conv_bn(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training)

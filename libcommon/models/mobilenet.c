@@ -15,25 +15,33 @@ static const struct { int t, c, n, s; } SETTING[] = {
 };
 enum { NSETTING = sizeof SETTING / sizeof SETTING[0] };
 
-static NnVar *mobilenet_v2_net(Model *m, Nn *nn, NnVar *x, int training)
+static NnVar *mobilenet_v2_net(Model *m, Nn *nn, NnVar *in, int training)
 {
     ModelCursor c = {m, 0};
-    x = layer_conv_bn_relu6(nn, &c, x, m->stem == MODEL_STEM_SMALL ? 1 : 2, 1, training);
+    NnVar *x = layer_conv_bn_relu6(nn, &c, in, m->stem == MODEL_STEM_SMALL ? 1 : 2, 1, training);
+    nn_done(nn, in); /* the net consumes its input (model.h) */
     int inp = STEM_CHANNELS;
     for (int k = 0; k < NSETTING; k++) {
         for (int i = 0; i < SETTING[k].n; i++) {
             int stride = i == 0 ? SETTING[k].s : 1, hidden = inp * SETTING[k].t;
             NnVar *y = x;
             if (SETTING[k].t != 1) y = layer_conv_bn_relu6(nn, &c, y, 1, 1, training);
+            NnVar *e = y;
             y = layer_conv_bn_relu6(nn, &c, y, stride, hidden, training);
-            y = layer_bn(nn, &c, layer_conv(nn, &c, y, 1, 0, 0), training);
-            x = stride == 1 && inp == SETTING[k].c ? nn_add(nn, x, y) : y;
+            if (e != x) nn_done(nn, e);
+            NnVar *t = nn_done_with(nn, layer_conv(nn, &c, y, 1, 0, 0), y);
+            y = nn_done_with(nn, layer_bn(nn, &c, t, training), t);
+            /* each intermediate to nn_done once read; the block's input after the block */
+            NnVar *out = stride == 1 && inp == SETTING[k].c ? nn_done_with(nn, nn_add(nn, x, y), y) : y;
+            x = nn_done_with(nn, out, x);
             inp = SETTING[k].c;
         }
     }
-    x = layer_conv_bn_relu6(nn, &c, x, 1, 1, training);
-    x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1));
-    x = layer_linear(nn, &c, nn_dropout(nn, x, m->dropout, training));
+    x = nn_done_with(nn, layer_conv_bn_relu6(nn, &c, x, 1, 1, training), x);
+    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
+    x = nn_done_with(nn, nn_flatten(nn, x), x);
+    x = nn_done_with(nn, nn_dropout(nn, x, m->dropout, training), x);
+    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
     cursor_end(&c);
     return x;
 }

@@ -53,6 +53,9 @@ struct Model {
     Nn *nn;                    /* the context the params live in (borrowed) */
     uint64_t seed;             /* initialisation seed (model_create) */
     /* architecture details, read by the forward code */
+    /* The forward on normalized x. It consumes x: it may give it to nn_done once read (the
+     * value lifetimes of nn.h), so a caller passes a var it is done with (model_forward: its
+     * normalized copy; params and borrowed vars are never released). */
     NnVar *(*net)(Model *m, Nn *nn, NnVar *x, int training);
     int depth, width;          /* convnet */
     ModelStem stem;            /* every net with a small variant */

@@ -17,40 +17,50 @@ static int has_downsample(const Model *m, int l, int b)
     return b == 0 && (l > 0 || 64 != PLANES[0] * expansion);
 }
 
+/* Each intermediate goes to nn_done once read (a frozen teacher's backward keeps only the BN
+ * inputs and the block outputs); x, the block's input, is the caller's. */
 static NnVar *block_forward(Model *m, Nn *nn, ModelCursor *c, NnVar *x, int l, int b, int training)
 {
     int stride = (b == 0 && l > 0) ? 2 : 1;
-    NnVar *y;
+    NnVar *y, *t;
     if (m->bottleneck) {
-        y = layer_bn_relu(nn, c, layer_conv(nn, c, x, 1, 0, 0), training);
-        y = layer_bn_relu(nn, c, layer_conv(nn, c, y, stride, 1, 0), training);
-        y = layer_conv(nn, c, y, 1, 0, 0);
+        t = layer_conv(nn, c, x, 1, 0, 0);
+        y = nn_done_with(nn, layer_bn_relu(nn, c, t, training), t);
+        t = nn_done_with(nn, layer_conv(nn, c, y, stride, 1, 0), y);
+        y = nn_done_with(nn, layer_bn_relu(nn, c, t, training), t);
+        y = nn_done_with(nn, layer_conv(nn, c, y, 1, 0, 0), y);
     } else {
-        y = layer_bn_relu(nn, c, layer_conv(nn, c, x, stride, 1, 0), training);
-        y = layer_conv(nn, c, y, 1, 1, 0);
+        t = layer_conv(nn, c, x, stride, 1, 0);
+        y = nn_done_with(nn, layer_bn_relu(nn, c, t, training), t);
+        y = nn_done_with(nn, layer_conv(nn, c, y, 1, 1, 0), y);
     }
     /* relu(bn(y) + shortcut) is one op, so the shortcut runs first; the last BN's statistics
      * keep their place before the shortcut BN's (the modules' order) */
     LayerBn bn = layer_bn_take(c);
     int slot = nn_bn_stat_reserve(nn);
     NnVar *id = x;
-    if (has_downsample(m, l, b)) id = layer_bn(nn, c, layer_conv(nn, c, x, stride, 0, 0), training);
-    return layer_bn_add_relu(nn, &bn, y, id, slot, training);
+    if (has_downsample(m, l, b)) {
+        t = layer_conv(nn, c, x, stride, 0, 0);
+        id = nn_done_with(nn, layer_bn(nn, c, t, training), t);
+    }
+    NnVar *out = nn_done_with(nn, layer_bn_add_relu(nn, &bn, y, id, slot, training), y);
+    if (id != x) nn_done(nn, id);
+    return out;
 }
 
-static NnVar *resnet_net(Model *m, Nn *nn, NnVar *x, int training)
+static NnVar *resnet_net(Model *m, Nn *nn, NnVar *in, int training)
 {
     ModelCursor c = {m, 0};
-    if (m->stem == MODEL_STEM_IMAGENET) {
-        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 2, 3, 0), training);
-        x = nn_maxpool2d(nn, x, 3, 2, 1);
-    } else {
-        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training);
-    }
+    NnVar *t = layer_conv(nn, &c, in, m->stem == MODEL_STEM_IMAGENET ? 2 : 1,
+                          m->stem == MODEL_STEM_IMAGENET ? 3 : 1, 0);
+    nn_done(nn, in); /* the net consumes its input (model.h) */
+    NnVar *x = nn_done_with(nn, layer_bn_relu(nn, &c, t, training), t);
+    if (m->stem == MODEL_STEM_IMAGENET) x = nn_done_with(nn, nn_maxpool2d(nn, x, 3, 2, 1), x);
     for (int l = 0; l < 4; l++)
-        for (int b = 0; b < m->blocks[l]; b++) x = block_forward(m, nn, &c, x, l, b, training);
-    x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1));
-    x = layer_linear(nn, &c, x);
+        for (int b = 0; b < m->blocks[l]; b++) x = nn_done_with(nn, block_forward(m, nn, &c, x, l, b, training), x);
+    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
+    x = nn_done_with(nn, nn_flatten(nn, x), x);
+    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
     cursor_end(&c);
     return x;
 }

@@ -272,5 +272,6 @@ NnVar *model_forward(Model *m, Nn *nn, NnVar *x, int training)
     const Tensor *t = &x->v;
     if (t->ndim != 4 || model_check_input(m, t->shape[1], t->shape[2], t->shape[3]) < 0)
         dd_die(1, "model_forward: %s", t->ndim == 4 ? dd_errmsg() : "input must be NCHW");
-    return m->net(m, nn, nn_normalize(nn, x, m->mean, m->std), training);
+    NnVar *xn = nn_normalize(nn, x, m->mean, m->std);
+    return nn_done_with(nn, m->net(m, nn, xn, training), xn);
 }

@@ -55,11 +55,13 @@ static void step(Bench *b, int t)
     int top, left, h, w;
     rrc_box(&r, b->res, &top, &left, &h, &w);
     NnVar *xa = nn_crop_resize(nn, &b->x->var, top, left, h, w, b->res, b->res);
-    if (dd_rng_uniform(&r) < 0.5) xa = nn_flip_w(nn, xa);
+    if (dd_rng_uniform(&r) < 0.5) xa = nn_done_with(nn, nn_flip_w(nn, xa), xa);
     int sh = (int)dd_rng_int(&r, 0, b->jitter), sw = (int)dd_rng_int(&r, 0, b->jitter);
-    xa = nn_roll(nn, xa, sh, sw);
+    xa = nn_done_with(nn, nn_roll(nn, xa, sh, sw), xa);
     nn_bn_collect(nn, 1);
-    NnVar *logits = model_forward(b->m, nn, xa, 0);
+    /* model_forward's normalization, then the net, which consumes its input (model.h) */
+    NnVar *xn = nn_done_with(nn, nn_normalize(nn, xa, b->m->mean, b->m->std), xa);
+    NnVar *logits = b->m->net(b->m, nn, xn, 0);
     NnVar *loss = nn_cross_entropy(nn, logits, &b->labels, 0.0f), *bn = NULL;
     for (int i = 0; i < nn_bn_stat_count(nn); i++) {
         NnVar *s = nn_scale(nn, nn_bn_stat(nn, i), i == 0 ? 10.0f : 1.0f);

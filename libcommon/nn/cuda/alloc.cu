@@ -3,13 +3,19 @@
  * live blocks (pointer -> class). Freed blocks are kept for reuse, so a training or recover loop
  * stops calling cudaMalloc after its first step; when cudaMalloc fails, the cached blocks are
  * released and the call retried once. Reuse needs no event because the backend runs on one
- * stream. Host-side bookkeeping only: not thread-safe (one context per thread). */
+ * stream. Requests of LARGE_MIN and more (the engine's arena chunk, which holds a whole step,
+ * and big parameters such as a batch's pixels and their optimizer state) are not rounded to a
+ * class, which could add a quarter: they get their size in 2 MiB units and are not cached;
+ * they come and go once per stage or less. Host-side bookkeeping only: not thread-safe (one
+ * context per thread). */
 #include "libcommon/nn/cuda/cuda.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 enum { NCLASS = 4 * 48, MIN_SHIFT = 8 };
+#define LARGE_MIN ((size_t)64 << 20)
+#define LARGE_UNIT ((size_t)2 << 20)
 
 typedef struct Block {
     void *p;
@@ -18,7 +24,7 @@ typedef struct Block {
 
 typedef struct {
     void *p;          /* NULL: empty slot; TOMB: deleted */
-    int cls;
+    int cls;          /* a class, or NCLASS + units of LARGE_UNIT for a large block */
 } Slot;
 
 struct CuPool {
@@ -113,13 +119,20 @@ static void release_cached(CuPool *p)
 void *cu_pool_alloc(CuPool *p, size_t bytes)
 {
     size_t r;
-    int cls = size_class(bytes, &r);
-    if (cls >= NCLASS) {
-        dd_err("cuda: allocation of %zu bytes is too large", bytes);
-        return NULL;
+    int cls;
+    if (bytes >= LARGE_MIN) {
+        size_t units = (bytes + LARGE_UNIT - 1) / LARGE_UNIT;
+        if (units > (size_t)(INT32_MAX - NCLASS)) {
+            dd_err("cuda: allocation of %zu bytes is too large", bytes);
+            return NULL;
+        }
+        r = units * LARGE_UNIT;
+        cls = NCLASS + (int)units;
+    } else {
+        cls = size_class(bytes, &r);
     }
     void *ptr = NULL;
-    if (p->free_list[cls]) {
+    if (cls < NCLASS && p->free_list[cls]) {
         Block *b = p->free_list[cls];
         p->free_list[cls] = b->next;
         ptr = b->p;
@@ -149,6 +162,11 @@ void cu_pool_free(CuPool *p, void *ptr)
 {
     int cls = live_take(p, ptr);
     if (cls < 0) dd_die(DD_EXIT_DEVICE, "cuda: free of %p, which this backend did not allocate", ptr);
+    if (cls > NCLASS) { /* large: back to the driver */
+        CU_CHECK(cudaFree(ptr));
+        p->reserved -= (size_t)(cls - NCLASS) * LARGE_UNIT;
+        return;
+    }
     Block *b = p->spare;
     if (b) p->spare = b->next;
     else b = (Block *)dd_malloc(sizeof *b);

@@ -68,6 +68,14 @@ struct NnBackend {
      * whose every use writes or zeroes first). The CPU leaves it unmapped until first touched,
      * so a chunk's unused tail costs nothing. NULL: alloc serves. */
     void *(*alloc_uninit)(NnBackend *be, size_t bytes);
+    /* Set by the engine (nn_new), not the backend: an op's temporaries (a device's low-precision
+     * copies of conv operands, its library workspace) from the step's arena, so they take the
+     * room that tensors freed instead of buffers of their own. tmp_put hands one back once the
+     * op's work is queued: a backend that runs in order (one stream) may do so before it ran.
+     * NULL when the backend is driven without a context (its own buffers serve). */
+    void *(*tmp_get)(void *ctx, size_t bytes);
+    void (*tmp_put)(void *ctx, void *p, size_t bytes);
+    void *tmp_ctx;
 
     /* ---- elementwise ---- */
     /* dst += alpha * src over n elements. */

@@ -221,6 +221,10 @@ void nn_dev_release(Nn *nn, void *p, size_t bytes)
     if (p) arena_release(dev_arena(nn, bytes), p, bytes);
 }
 
+/* The backend's temporaries (NnBackend tmp_get / tmp_put). */
+static void *tmp_get(void *ctx, size_t bytes) { return nn_dev_alloc(ctx, bytes, 0); }
+static void tmp_put(void *ctx, void *p, size_t bytes) { nn_dev_release(ctx, p, bytes); }
+
 /* ---- errors ---- */
 
 void nn_be_missing(const Nn *nn, const char *op)
@@ -267,6 +271,9 @@ Nn *nn_new(DdDevice device, int threads)
     nn->be = be;
     nn->dev.be = be;
     nn->dev_small.be = be;
+    be->tmp_get = tmp_get;
+    be->tmp_put = tmp_put;
+    be->tmp_ctx = nn;
     nn->grad = 1;
     nn->training = 1;
     const char *keep = getenv("DD_NN_KEEP_ALL");

@@ -30,6 +30,21 @@ void *cu_buf(CuImpl *c, CuBuf *b, size_t bytes)
     return b->p;
 }
 
+void *cu_tmp(CuImpl *c, CuBuf *b, size_t bytes)
+{
+    NnBackend *be = c->be;
+    if (!be->tmp_get) return cu_buf(c, b, bytes);
+    void *p = be->tmp_get(be->tmp_ctx, bytes);
+    if (!p) dd_die(DD_EXIT_DEVICE, "cuda: a temporary of %zu bytes: out of device memory", bytes);
+    return p;
+}
+
+void cu_tmp_put(CuImpl *c, void *p, size_t bytes)
+{
+    NnBackend *be = c->be;
+    if (be->tmp_put && p) be->tmp_put(be->tmp_ctx, p, bytes);
+}
+
 void *cu_stage(CuImpl *c, size_t off, const void *host, size_t bytes)
 {
     char *d = (char *)cu_buf(c, &c->stage, off + bytes) + off;
@@ -167,6 +182,7 @@ extern "C" NnBackend *nn_cuda_backend_new(int threads)
     NnBackend *be = (NnBackend *)dd_calloc(1, sizeof *be);
     CuImpl *c = (CuImpl *)dd_calloc(1, sizeof *c);
     be->impl = c;
+    c->be = be;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {

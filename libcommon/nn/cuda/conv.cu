@@ -3,8 +3,11 @@
  * and fp32 accumulation (cast on entry, results cast back and added in fp32).
  *
  * A plan per (shape, precision): descriptors and the forward / backward-data / backward-filter
- * algorithms, chosen once (cuDNN's heuristics; its timings with DD_CUDNN_FIND=1) among the deterministic ones that fit the workspace limit, and the workspace they need (one backend-wide buffer grown to the largest plan: after
- * the first step of a fixed-shape loop nothing is allocated). */
+ * algorithms, chosen once (cuDNN's heuristics; its timings with DD_CUDNN_FIND=1) among the
+ * deterministic ones that fit the workspace limit, and the workspace they need. Workspace and
+ * low-precision copies are temporaries of the op: room in the engine's step arena (NnBackend
+ * tmp_get), where the tensors the step freed are, so they cost no memory of their own and, once
+ * the arena settled, no allocation; a backend driven without an engine grows buffers of its own. */
 #include "libcommon/nn/cuda/cuda.h"
 
 #include <cuda_bf16.h>
@@ -209,17 +212,42 @@ static void from_low(CuImpl *c, int64_t n, const void *x, float *y, int acc)
     CU_LAUNCHED();
 }
 
-/* Three 256-byte aligned regions of the cast buffer, of na, nb and nc 2-byte elements. */
-static void cast_regions(CuImpl *c, int64_t na, int64_t nb, int64_t nc, void **a, void **b, void **d)
+/* An op's temporaries (cu_tmp: room in the engine's arena, or the backend's own buffer), each
+ * 256-byte aligned as cudaMalloc's memory, handed back by tmp_done once the op's work is queued. */
+typedef struct {
+    void *p;
+    size_t bytes;
+} Tmp;
+
+static void *tmp_take(CuImpl *c, CuBuf *b, size_t bytes, Tmp *t)
+{
+    t->bytes = bytes + 255;
+    t->p = cu_tmp(c, b, t->bytes);
+    return (void *)(((uintptr_t)t->p + 255) & ~(uintptr_t)255);
+}
+
+static void tmp_done(CuImpl *c, Tmp *t)
+{
+    if (t->p) cu_tmp_put(c, t->p, t->bytes);
+    t->p = NULL;
+}
+
+/* Three 256-byte aligned regions of a temporary, of na, nb and nc 2-byte elements. */
+static void cast_regions(CuImpl *c, int64_t na, int64_t nb, int64_t nc, void **a, void **b, void **d,
+                         Tmp *t)
 {
     size_t sa = ((size_t)na * 2 + 255) & ~(size_t)255, sb = ((size_t)nb * 2 + 255) & ~(size_t)255;
-    char *base = (char *)cu_buf(c, &c->cast, sa + sb + (size_t)nc * 2);
+    char *base = (char *)tmp_take(c, &c->cast, sa + sb + (size_t)nc * 2, t);
     *a = base;
     *b = base + sa;
     *d = base + sa + sb;
 }
 
-static void *workspace(CuImpl *c, size_t bytes) { return bytes ? cu_buf(c, &c->workspace, bytes) : NULL; }
+static void *workspace(CuImpl *c, size_t bytes, Tmp *t)
+{
+    t->p = NULL;
+    return bytes ? tmp_take(c, &c->workspace, bytes, t) : NULL;
+}
 
 /* ---- convolution ---- */
 
@@ -233,13 +261,14 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
     CuImpl *c = cu_impl(be);
     Plan *p = plan_get(c, s);
     const float one = 1.0f, zero = 0.0f;
-    void *ws = workspace(c, p->ws_fwd);
+    Tmp tw, tc = {NULL, 0};
+    void *ws = workspace(c, p->ws_fwd, &tw);
     if (!c->precision) {
         DNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv, p->fwd, ws,
                                           p->ws_fwd, &zero, p->y, y));
     } else {
         void *xl, *wl, *yl;
-        cast_regions(c, nx(s), nw(s), ny(s), &xl, &wl, &yl);
+        cast_regions(c, nx(s), nw(s), ny(s), &xl, &wl, &yl, &tc);
         to_low(c, nx(s), x, xl);
         to_low(c, nw(s), w, wl);
         DNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, xl, p->w, wl, p->conv, p->fwd, ws,
@@ -247,6 +276,8 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
         from_low(c, ny(s), yl, y, 0);
     }
     if (b) DNN_CHECK(cudnnAddTensor(c->dnn, &one, p->bias, b, &one, p->y32, y));
+    tmp_done(c, &tc);
+    tmp_done(c, &tw);
 }
 
 static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
@@ -255,19 +286,22 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
     CuImpl *c = cu_impl(be);
     Plan *p = plan_get(c, s);
     const float one = 1.0f, zero = 0.0f;
-    void *ws = workspace(c, p->ws_data);
+    Tmp tw, tc = {NULL, 0};
+    void *ws = workspace(c, p->ws_data, &tw);
     if (!c->precision) {
         DNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv, p->bwd_data,
                                                ws, p->ws_data, &one, p->x, dx));
-        return;
+    } else {
+        void *dyl, *wl, *dxl;
+        cast_regions(c, ny(s), nw(s), nx(s), &dyl, &wl, &dxl, &tc);
+        to_low(c, ny(s), dy, dyl);
+        to_low(c, nw(s), w, wl);
+        DNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, wl, p->y, dyl, p->conv,
+                                               p->bwd_data, ws, p->ws_data, &zero, p->x, dxl));
+        from_low(c, nx(s), dxl, dx, 1);
     }
-    void *dyl, *wl, *dxl;
-    cast_regions(c, ny(s), nw(s), nx(s), &dyl, &wl, &dxl);
-    to_low(c, ny(s), dy, dyl);
-    to_low(c, nw(s), w, wl);
-    DNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, wl, p->y, dyl, p->conv, p->bwd_data,
-                                           ws, p->ws_data, &zero, p->x, dxl));
-    from_low(c, nx(s), dxl, dx, 1);
+    tmp_done(c, &tc);
+    tmp_done(c, &tw);
 }
 
 static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
@@ -277,19 +311,22 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
     Plan *p = plan_get(c, s);
     const float one = 1.0f, zero = 0.0f;
     if (dw) {
-        void *ws = workspace(c, p->ws_filter);
+        Tmp tw, tc = {NULL, 0};
+        void *ws = workspace(c, p->ws_filter, &tw);
         if (!c->precision) {
             DNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, x, p->y, dy, p->conv,
                                                      p->bwd_filter, ws, p->ws_filter, &one, p->w, dw));
         } else {
             void *xl, *dyl, *dwl;
-            cast_regions(c, nx(s), ny(s), nw(s), &xl, &dyl, &dwl);
+            cast_regions(c, nx(s), ny(s), nw(s), &xl, &dyl, &dwl, &tc);
             to_low(c, nx(s), x, xl);
             to_low(c, ny(s), dy, dyl);
             DNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, xl, p->y, dyl, p->conv,
                                                      p->bwd_filter, ws, p->ws_filter, &zero, p->w, dwl));
             from_low(c, nw(s), dwl, dw, 1);
         }
+        tmp_done(c, &tc);
+        tmp_done(c, &tw);
     }
     if (db) DNN_CHECK(cudnnConvolutionBackwardBias(c->dnn, &one, p->y32, dy, &one, p->bias, db));
 }
@@ -341,12 +378,14 @@ static void gemm(CuImpl *c, cublasOperation_t ta, cublasOperation_t tb, int m, i
         return;
     }
     void *al, *bl, *unused;
-    cast_regions(c, na, nb, 0, &al, &bl, &unused);
+    Tmp tc;
+    cast_regions(c, na, nb, 0, &al, &bl, &unused, &tc);
     to_low(c, na, a, al);
     to_low(c, nb, b, bl);
     cudaDataType_t t = c->precision == 1 ? CUDA_R_16F : CUDA_R_16BF;
     BLAS_CHECK(cublasGemmEx(c->blas, ta, tb, m, n, k, &one, al, t, lda, bl, t, ldb, &beta, out,
                             CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    tmp_done(c, &tc);
 }
 
 static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, const float *w,

@@ -32,6 +32,7 @@ typedef struct CuPool CuPool;     /* the caching allocator (alloc.cu) */
 typedef struct CuConvCache CuConvCache;  /* per-shape cuDNN plans (conv.cu) */
 
 typedef struct {
+    NnBackend *be;               /* the table this is the impl of (its tmp_get / tmp_put) */
     int dev;
     cudaStream_t stream;
     cublasHandle_t blas;
@@ -41,8 +42,8 @@ typedef struct {
     int precision;               /* NnPrecision of nn.h: 0 fp32, 1 fp16, 2 bf16 */
     CuBuf scratch;               /* per-op temporaries (partial sums, copies of x) */
     CuBuf stage;                 /* host arguments copied to the device (labels, perm, mean/std) */
-    CuBuf workspace;             /* cuDNN workspace, sized by the largest plan */
-    CuBuf cast;                  /* fp16/bf16 copies of conv/linear operands */
+    CuBuf workspace;             /* cuDNN workspace, sized by the largest plan (without tmp_get) */
+    CuBuf cast;                  /* fp16/bf16 copies of conv/linear operands (without tmp_get) */
 } CuImpl;
 
 static inline CuImpl *cu_impl(NnBackend *be) { return (CuImpl *)be->impl; }
@@ -100,6 +101,10 @@ static inline unsigned cu_blocks(int64_t n)
 /* ---- buffers (backend.cu) ---- */
 /* buf grown to at least bytes (synchronises when it grows); never NULL (dies on failure). */
 void *cu_buf(CuImpl *c, CuBuf *b, size_t bytes);
+/* An op's temporary of bytes: the engine's (NnBackend tmp_get), else buffer b grown to it. Hand
+ * it back with cu_tmp_put once the op's work is queued (the stream keeps the order). */
+void *cu_tmp(CuImpl *c, CuBuf *b, size_t bytes);
+void cu_tmp_put(CuImpl *c, void *p, size_t bytes);
 /* Copies host data into the stage buffer at byte offset off (16-byte aligned); returns the
  * device pointer. Stage contents live until the next op's staging. An op that stages several
  * arrays grows the buffer to their total first (cu_buf): growing drops what is staged. */

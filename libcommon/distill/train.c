@@ -627,7 +627,8 @@ static int train_step(Nn *nn, const TrainConf *c, Model *m, Batch *b, float *log
         int n = b->n - s < chunk ? b->n - s : chunk;
         Tensor x = {.dtype = DD_F32, .device = DD_CPU, .ndim = 4, .shape = {n, d->C, d->H, d->W},
                     .data = b->x + s * b->img};
-        NnVar *out = model_forward(m, nn, nn_input(nn, &x, 0), 1), *loss;
+        NnVar *xin = nn_input(nn, &x, 0);
+        NnVar *out = nn_done_with(nn, model_forward(m, nn, xin, 1), xin), *loss;
         if (b->soft) {
             Tensor t = {.dtype = DD_F32, .device = DD_CPU, .ndim = 2, .shape = {n, K}, .data = b->t + (int64_t)s * K};
             NnVar *tv = nn_input(nn, &t, 0);

@@ -30,6 +30,9 @@ typedef struct {
     int h, w, oh, ow, k, stride, pad;
 } NnPoolShape;
 
+/* Max pooling's argmax offsets: kernels up to 15 wide, 255 for an empty window. */
+enum { NN_POOL_KMAX = 15, NN_POOL_NONE = 255 };
+
 /* Bilinear crop-resize geometry (align_corners=False): box [top,top+ch) x [left,left+cw) of each
  * [h,w] plane resized to [oh,ow]. */
 typedef struct {
@@ -183,8 +186,11 @@ struct NnBackend {
                        float *db, const float *stat_save, const float *stat_dloss);
 
     /* ---- pooling ---- */
-    void (*maxpool_fwd)(NnBackend *be, const NnPoolShape *s, const float *x, float *y, int32_t *idx);
-    void (*maxpool_bwd)(NnBackend *be, const NnPoolShape *s, const int32_t *idx, const float *dy,
+    /* idx (NULL: none) gets each output's argmax as its offset in the window, ki * k + kj (k at
+     * most NN_POOL_KMAX; NN_POOL_NONE where a window holds no input), a byte where an index
+     * into the plane took four: max pooling keeps it for its backward. */
+    void (*maxpool_fwd)(NnBackend *be, const NnPoolShape *s, const float *x, float *y, uint8_t *idx);
+    void (*maxpool_bwd)(NnBackend *be, const NnPoolShape *s, const uint8_t *idx, const float *dy,
                         float *dx);
     void (*avgpool_fwd)(NnBackend *be, const NnPoolShape *s, const float *x, float *y);
     void (*avgpool_bwd)(NnBackend *be, const NnPoolShape *s, const float *dy, float *dx);

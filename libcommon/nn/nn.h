@@ -198,6 +198,7 @@ NnVar *nn_relu6(Nn *nn, NnVar *x);
 NnVar *nn_silu(Nn *nn, NnVar *x);
 NnVar *nn_sigmoid(Nn *nn, NnVar *x);
 NnVar *nn_hardswish(Nn *nn, NnVar *x);
+/* k at most 15 (the argmax kept for the backward is a byte: its offset in the window). */
 NnVar *nn_maxpool2d(Nn *nn, NnVar *x, int k, int stride, int pad);
 /* count_include_pad=1 as PyTorch's default. */
 NnVar *nn_avgpool2d(Nn *nn, NnVar *x, int k, int stride, int pad);

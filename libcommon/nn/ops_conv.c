@@ -137,8 +137,9 @@ NnVar *nn_maxpool2d(Nn *nn, NnVar *x, int k, int stride, int pad)
 {
     NnPoolShape s = pool_check("maxpool2d", x, k, stride, pad);
     NnVar *y = nn_new_var(nn, 4, (int64_t[]){x->v.shape[0], x->v.shape[1], s.oh, s.ow});
+    nn_check(k <= NN_POOL_KMAX, "maxpool2d", "kernel %d wider than %d", k, NN_POOL_KMAX);
     int grad = nn->grad && x->requires_grad;
-    int32_t *idx = grad ? nn_dev_alloc(nn, (size_t)nn_numel(y) * sizeof(int32_t), 0) : NULL;
+    uint8_t *idx = grad ? nn_dev_alloc(nn, (size_t)nn_numel(y), 0) : NULL;
     NN_BE(nn, maxpool_fwd);
     nn->be->maxpool_fwd(nn->be, &s, nn_f(x), nn_f(y), idx);
     NnEntry *e = nn_record(nn, maxpool_backward, y, 1, &x);

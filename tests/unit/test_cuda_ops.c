@@ -552,7 +552,7 @@ static void pool_case(int kind, NnPoolShape s, const char *what)
     }
     int64_t nx = s.np * s.h * s.w, ny = s.np * s.oh * s.ow;
     float *x = rnd(nx, -1, 1), *xg = up(x, nx), *yc = nans(ny), *yg = up(yc, ny);
-    int32_t *ic = keep(dd_malloc((size_t)ny * 4)), *ig = upb(ic, (size_t)ny * 4);
+    uint8_t *ic = keep(dd_malloc((size_t)ny)), *ig = upb(ic, (size_t)ny);
     char name[96];
     if (kind == 0) {
         C->maxpool_fwd(C, &s, x, yc, ic);
@@ -569,9 +569,9 @@ static void pool_case(int kind, NnPoolShape s, const char *what)
     float *dy = rnd(ny, -1, 1), *dyg = up(dy, ny), *d0 = rnd(nx, -1, 1), *dc = copyh(d0, nx),
           *dg = up(d0, nx);
     if (kind == 0) {
-        int32_t *ih = keep(dd_malloc((size_t)ny * 4));
-        G->download(G, ih, ig, (size_t)ny * 4);
-        int same = !memcmp(ih, ic, (size_t)ny * 4);
+        uint8_t *ih = keep(dd_malloc((size_t)ny));
+        G->download(G, ih, ig, (size_t)ny);
+        int same = !memcmp(ih, ic, (size_t)ny);
         snprintf(name, sizeof name, "%s argmax indices (exact)", what);
         row(name, same ? 0 : INFINITY, 0);
         C->maxpool_bwd(C, &s, ic, dy, dc);

@@ -6,6 +6,9 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static void *cpu_alloc(NnBackend *be, size_t bytes)
 {
@@ -136,6 +139,13 @@ float *cpu_shared(NnBackend *be, size_t n)
 NnBackend *nn_cpu_backend_new(int threads)
 {
     if (threads < 1) threads = 1;
+#ifdef __GLIBC__
+    /* Big blocks (the arena's chunks, which a step that outgrows them frees and takes anew)
+     * mapped and unmapped whole: glibc's default raises its mmap threshold to the size of each
+     * mapped block freed (up to 32 MiB), after which blocks of that size come from the heap,
+     * which keeps what is freed in it: the process then holds more than the arena. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+#endif
     NnBackend *be = dd_calloc(1, sizeof *be);
     CpuImpl *c = dd_calloc(1, sizeof *c);
     c->threads = threads;

@@ -7,8 +7,8 @@ typedef struct {
     const NnPoolShape *s;
     const float *x;
     float *y;
-    int32_t *idx;
-    const int32_t *cidx;
+    uint8_t *idx;
+    const uint8_t *cidx;
 } PoolJob;
 
 static void maxpool_task(void *arg, int64_t b, int64_t e, int tid)
@@ -19,11 +19,11 @@ static void maxpool_task(void *arg, int64_t b, int64_t e, int tid)
     for (int64_t p = b; p < e; p++) {
         const float *x = j->x + p * s->h * s->w;
         float *y = j->y + p * s->oh * s->ow;
-        int32_t *idx = j->idx ? j->idx + p * s->oh * s->ow : NULL;
+        uint8_t *idx = j->idx ? j->idx + p * s->oh * s->ow : NULL;
         for (int oi = 0; oi < s->oh; oi++)
             for (int oj = 0; oj < s->ow; oj++) {
                 float best = -INFINITY;
-                int32_t at = -1;
+                int at = NN_POOL_NONE; /* the window offset ki * k + kj */
                 for (int ki = 0; ki < s->k; ki++) {
                     int ih = oi * s->stride - s->pad + ki;
                     if (ih < 0 || ih >= s->h) continue;
@@ -31,14 +31,14 @@ static void maxpool_task(void *arg, int64_t b, int64_t e, int tid)
                         int iw = oj * s->stride - s->pad + kj;
                         if (iw < 0 || iw >= s->w) continue;
                         float v = x[ih * s->w + iw];
-                        if (at < 0 || v > best || isnan(v)) { /* NaN wins, as PyTorch */
+                        if (at == NN_POOL_NONE || v > best || isnan(v)) { /* NaN wins, as PyTorch */
                             best = v;
-                            at = ih * s->w + iw;
+                            at = ki * s->k + kj;
                         }
                     }
                 }
                 y[oi * s->ow + oj] = best;
-                if (idx) idx[oi * s->ow + oj] = at;
+                if (idx) idx[oi * s->ow + oj] = (uint8_t)at;
             }
     }
 }
@@ -50,19 +50,25 @@ static void maxpool_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     const NnPoolShape *s = j->s;
     for (int64_t p = b; p < e; p++) {
         const float *dy = j->x + p * s->oh * s->ow;
-        const int32_t *idx = j->cidx + p * s->oh * s->ow;
+        const uint8_t *idx = j->cidx + p * s->oh * s->ow;
         float *dx = j->y + p * s->h * s->w;
-        for (int i = 0; i < s->oh * s->ow; i++) dx[idx[i]] += dy[i];
+        for (int oi = 0; oi < s->oh; oi++)
+            for (int oj = 0; oj < s->ow; oj++) {
+                int at = idx[oi * s->ow + oj];
+                if (at == NN_POOL_NONE) continue;
+                int ih = oi * s->stride - s->pad + at / s->k, iw = oj * s->stride - s->pad + at % s->k;
+                dx[ih * s->w + iw] += dy[oi * s->ow + oj];
+            }
     }
 }
 
-static void maxpool_fwd(NnBackend *be, const NnPoolShape *s, const float *x, float *y, int32_t *idx)
+static void maxpool_fwd(NnBackend *be, const NnPoolShape *s, const float *x, float *y, uint8_t *idx)
 {
     PoolJob j = {.s = s, .x = x, .y = y, .idx = idx};
     cpu_for(be, s->np, 2, maxpool_task, &j);
 }
 
-static void maxpool_bwd(NnBackend *be, const NnPoolShape *s, const int32_t *idx, const float *dy,
+static void maxpool_bwd(NnBackend *be, const NnPoolShape *s, const uint8_t *idx, const float *dy,
                         float *dx)
 {
     PoolJob j = {.s = s, .x = dy, .y = dx, .cidx = idx};

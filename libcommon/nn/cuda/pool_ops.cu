@@ -17,7 +17,7 @@ __device__ static inline void cover(int i, int k, int stride, int pad, int out, 
 }
 
 template <typename I>
-__global__ static void k_maxpool(NnPoolShape s, const float *x, float *y, int32_t *idx)
+__global__ static void k_maxpool(NnPoolShape s, const float *x, float *y, uint8_t *idx)
 {
     const I ohw = (I)s.oh * s.ow;
     CU_FOR_I(I, o, (I)s.np * ohw) {
@@ -25,7 +25,7 @@ __global__ static void k_maxpool(NnPoolShape s, const float *x, float *y, int32_
         int oi = (int)(r / (I)s.ow), oj = (int)(r - (I)oi * s.ow);
         const float *xp = x + (int64_t)p * s.h * s.w;
         float best = -INFINITY;
-        int32_t at = -1;
+        int at = NN_POOL_NONE; /* the window offset ki * k + kj, as the CPU's */
         for (int ki = 0; ki < s.k; ki++) {
             int ih = oi * s.stride - s.pad + ki;
             if (ih < 0 || ih >= s.h) continue;
@@ -33,43 +33,45 @@ __global__ static void k_maxpool(NnPoolShape s, const float *x, float *y, int32_
                 int iw = oj * s.stride - s.pad + kj;
                 if (iw < 0 || iw >= s.w) continue;
                 float v = xp[ih * s.w + iw];
-                if (at < 0 || v > best || isnan(v)) {
+                if (at == NN_POOL_NONE || v > best || isnan(v)) {
                     best = v;
-                    at = ih * s.w + iw;
+                    at = ki * s.k + kj;
                 }
             }
         }
         y[o] = best;
-        if (idx) idx[o] = at;
+        if (idx) idx[o] = (uint8_t)at;
     }
 }
 
 template <typename I>
-__global__ static void k_maxpool_bwd(NnPoolShape s, const int32_t *idx, const float *dy, float *dx)
+__global__ static void k_maxpool_bwd(NnPoolShape s, const uint8_t *idx, const float *dy, float *dx)
 {
     const I hw = (I)s.h * s.w;
     CU_FOR_I(I, t, (I)s.np * hw) {
         I p = t / hw, r = t - p * hw;
-        int ih = (int)(r / (I)s.w), iw = (int)(r - (I)ih * s.w), at = ih * s.w + iw;
+        int ih = (int)(r / (I)s.w), iw = (int)(r - (I)ih * s.w);
         int i0, i1, j0, j1;
         cover(ih, s.k, s.stride, s.pad, s.oh, &i0, &i1);
         cover(iw, s.k, s.stride, s.pad, s.ow, &j0, &j1);
-        const int32_t *ip = idx + (int64_t)p * s.oh * s.ow;
+        const uint8_t *ip = idx + (int64_t)p * s.oh * s.ow;
         const float *d = dy + (int64_t)p * s.oh * s.ow;
         float acc = dx[t];
+        /* output (oi, oj) took this pixel when its offset is this pixel's place in its window */
         for (int oi = i0; oi <= i1; oi++)
             for (int oj = j0; oj <= j1; oj++)
-                if (ip[oi * s.ow + oj] == at) acc += d[oi * s.ow + oj];
+                if (ip[oi * s.ow + oj] == (ih - oi * s.stride + s.pad) * s.k + (iw - oj * s.stride + s.pad))
+                    acc += d[oi * s.ow + oj];
         dx[t] = acc;
     }
 }
 
-static void maxpool_fwd(NnBackend *be, const NnPoolShape *s, const float *x, float *y, int32_t *idx)
+static void maxpool_fwd(NnBackend *be, const NnPoolShape *s, const float *x, float *y, uint8_t *idx)
 {
     CU_LAUNCH_IDX(k_maxpool, s->np * s->oh * s->ow, cu_impl(be)->stream, *s, x, y, idx);
 }
 
-static void maxpool_bwd(NnBackend *be, const NnPoolShape *s, const int32_t *idx, const float *dy,
+static void maxpool_bwd(NnBackend *be, const NnPoolShape *s, const uint8_t *idx, const float *dy,
                         float *dx)
 {
     CU_LAUNCH_IDX(k_maxpool_bwd, s->np * s->h * s->w, cu_impl(be)->stream, *s, idx, dy, dx);

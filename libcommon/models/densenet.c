@@ -11,30 +11,39 @@
 
 enum { GROWTH = 32, BN_SIZE = 4, INIT_FEATURES = 64 };
 
-static NnVar *densenet_net(Model *m, Nn *nn, NnVar *x, int training)
+/* Each intermediate goes to nn_done once read (a frozen teacher's backward then keeps the BN
+ * inputs: the running concatenations and the bottlenecks), the input too (model.h). */
+static NnVar *densenet_net(Model *m, Nn *nn, NnVar *in, int training)
 {
     ModelCursor c = {m, 0};
-    if (m->stem == MODEL_STEM_IMAGENET) {
-        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 2, 3, 0), training);
-        x = nn_maxpool2d(nn, x, 3, 2, 1);
-    } else {
-        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training);
-    }
+    const int big = m->stem == MODEL_STEM_IMAGENET;
+    NnVar *t = layer_conv(nn, &c, in, big ? 2 : 1, big ? 3 : 1, 0);
+    nn_done(nn, in);
+    NnVar *x = nn_done_with(nn, layer_bn_relu(nn, &c, t, training), t);
+    if (big) x = nn_done_with(nn, nn_maxpool2d(nn, x, 3, 2, 1), x);
     for (int b = 0; b < 4; b++) {
         /* the running concatenation is the block's feature list: torch.cat(features, 1) */
         for (int i = 0; i < m->blocks[b]; i++) {
-            NnVar *y = layer_conv(nn, &c, layer_bn_relu(nn, &c, x, training), 1, 0, 0);
-            y = layer_conv(nn, &c, layer_bn_relu(nn, &c, y, training), 1, 1, 0);
+            NnVar *h = layer_bn_relu(nn, &c, x, training);
+            NnVar *y = nn_done_with(nn, layer_conv(nn, &c, h, 1, 0, 0), h);
+            h = nn_done_with(nn, layer_bn_relu(nn, &c, y, training), y);
+            y = nn_done_with(nn, layer_conv(nn, &c, h, 1, 1, 0), h);
             NnVar *cat[2] = {x, y};
-            x = nn_concat(nn, 2, cat, 1);
+            NnVar *nx = nn_concat(nn, 2, cat, 1);
+            nn_done(nn, x);
+            nn_done(nn, y);
+            x = nx;
         }
         if (b < 3) {
-            x = layer_conv(nn, &c, layer_bn_relu(nn, &c, x, training), 1, 0, 0);
-            x = nn_avgpool2d(nn, x, 2, 2, 0);
+            NnVar *h = nn_done_with(nn, layer_bn_relu(nn, &c, x, training), x);
+            t = nn_done_with(nn, layer_conv(nn, &c, h, 1, 0, 0), h);
+            x = nn_done_with(nn, nn_avgpool2d(nn, t, 2, 2, 0), t);
         }
     }
-    x = layer_bn_relu(nn, &c, x, training);
-    x = layer_linear(nn, &c, nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1)));
+    x = nn_done_with(nn, layer_bn_relu(nn, &c, x, training), x);
+    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
+    x = nn_done_with(nn, nn_flatten(nn, x), x);
+    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
     cursor_end(&c);
     return x;
 }

@@ -26,47 +26,64 @@ static void chunk2(Nn *nn, NnVar *x, NnVar **first, NnVar **second)
             f[2 * k] = pick == 0;
             f[2 * k + 1] = pick == 1;
         }
-        NnVar *y = nn_conv2d(nn, s, nn_input(nn, &w, 0), NULL, 1, 0, 1, half);
+        NnVar *wv = nn_input(nn, &w, 0);
+        NnVar *y = nn_done_with(nn, nn_conv2d(nn, s, wv, NULL, 1, 0, 1, half), wv);
         *(pick == 0 ? first : second) = y;
     }
+    nn_done(nn, s);
     tensor_free(&w);
 }
 
-/* branch2: 1x1 - BN - ReLU - 3x3 depthwise (stride) - BN - 1x1 - BN - ReLU. */
+/* branch2: 1x1 - BN - ReLU - 3x3 depthwise (stride) - BN - 1x1 - BN - ReLU. Each intermediate
+ * goes to nn_done once read; x is the caller's. */
 static NnVar *branch2(Nn *nn, ModelCursor *c, NnVar *x, int stride, int training)
 {
-    x = layer_bn_relu(nn, c, layer_conv(nn, c, x, 1, 0, 0), training);
-    x = layer_bn(nn, c, layer_conv_groups(nn, c, x, stride, 1, (int)x->v.shape[1], 0), training);
-    return layer_bn_relu(nn, c, layer_conv(nn, c, x, 1, 0, 0), training);
+    NnVar *t = layer_conv(nn, c, x, 1, 0, 0);
+    NnVar *h = nn_done_with(nn, layer_bn_relu(nn, c, t, training), t);
+    t = nn_done_with(nn, layer_conv_groups(nn, c, h, stride, 1, (int)h->v.shape[1], 0), h);
+    h = nn_done_with(nn, layer_bn(nn, c, t, training), t);
+    t = nn_done_with(nn, layer_conv(nn, c, h, 1, 0, 0), h);
+    return nn_done_with(nn, layer_bn_relu(nn, c, t, training), t);
 }
 
+/* x is the caller's. */
 static NnVar *unit_forward(Nn *nn, ModelCursor *c, NnVar *x, int stride, int training)
 {
     NnVar *out[2];
     if (stride == 1) {
-        chunk2(nn, x, &out[0], &out[1]);
-        out[1] = branch2(nn, c, out[1], 1, training);
+        NnVar *second;
+        chunk2(nn, x, &out[0], &second);
+        out[1] = nn_done_with(nn, branch2(nn, c, second, 1, training), second);
     } else { /* branch1: 3x3 depthwise s2 - BN - 1x1 - BN - ReLU */
-        NnVar *y = layer_bn(nn, c, layer_conv_groups(nn, c, x, stride, 1, (int)x->v.shape[1], 0), training);
-        out[0] = layer_bn_relu(nn, c, layer_conv(nn, c, y, 1, 0, 0), training);
+        NnVar *t = layer_conv_groups(nn, c, x, stride, 1, (int)x->v.shape[1], 0);
+        NnVar *y = nn_done_with(nn, layer_bn(nn, c, t, training), t);
+        t = nn_done_with(nn, layer_conv(nn, c, y, 1, 0, 0), y);
+        out[0] = nn_done_with(nn, layer_bn_relu(nn, c, t, training), t);
         out[1] = branch2(nn, c, x, stride, training);
     }
-    return nn_channel_shuffle(nn, nn_concat(nn, 2, out, 1), 2);
+    NnVar *cat = nn_concat(nn, 2, out, 1);
+    nn_done(nn, out[0]);
+    nn_done(nn, out[1]);
+    return nn_done_with(nn, nn_channel_shuffle(nn, cat, 2), cat);
 }
 
-static NnVar *shufflenet_v2_net(Model *m, Nn *nn, NnVar *x, int training)
+/* Each intermediate to nn_done once read, the input too (model.h). */
+static NnVar *shufflenet_v2_net(Model *m, Nn *nn, NnVar *in, int training)
 {
     ModelCursor c = {m, 0};
-    if (m->stem == MODEL_STEM_IMAGENET) {
-        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 2, 1, 0), training);
-        x = nn_maxpool2d(nn, x, 3, 2, 1);
-    } else {
-        x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 1, 0), training);
-    }
+    const int big = m->stem == MODEL_STEM_IMAGENET;
+    NnVar *t = layer_conv(nn, &c, in, big ? 2 : 1, 1, 0);
+    nn_done(nn, in);
+    NnVar *x = nn_done_with(nn, layer_bn_relu(nn, &c, t, training), t);
+    if (big) x = nn_done_with(nn, nn_maxpool2d(nn, x, 3, 2, 1), x);
     for (int s = 0; s < 3; s++)
-        for (int i = 0; i < REPEATS[s]; i++) x = unit_forward(nn, &c, x, i == 0 ? 2 : 1, training);
-    x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 0, 0), training);
-    x = layer_linear(nn, &c, nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1)));
+        for (int i = 0; i < REPEATS[s]; i++)
+            x = nn_done_with(nn, unit_forward(nn, &c, x, i == 0 ? 2 : 1, training), x);
+    t = nn_done_with(nn, layer_conv(nn, &c, x, 1, 0, 0), x);
+    x = nn_done_with(nn, layer_bn_relu(nn, &c, t, training), t);
+    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
+    x = nn_done_with(nn, nn_flatten(nn, x), x);
+    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
     cursor_end(&c);
     return x;
 }

@@ -1,8 +1,8 @@
 /* test_nn_lifetime.c - value lifetimes (nn_done) and the device arena that recycles them.
  *
  * 1. Results do not depend on them: for the nets that give their intermediates to nn_done
- *    (resnet18 with each stem, bottleneck resnet50m, convnet3, mobilenet_v2m, densenet121 with
- *    each stem), the recover step
+ *    (resnet18 with each stem, bottleneck resnet50m, convnet3, mobilenet_v2m, densenet121 and
+ *    shufflenet_v2 with each stem), the recover step
  *    (eval mode, BN statistics loss, frozen weights, augmentation views, input gradient) and a
  *    training step (batch statistics, every weight's gradient) give the same bits as a context
  *    with DD_NN_KEEP_ALL=1, where every value lives to nn_reset.
@@ -240,5 +240,7 @@ int main(void)
     same_bits("mobilenet_v2m", 16, 1);
     same_bits("densenet121m", 16, 0);
     same_bits("densenet121", 32, 1);
+    same_bits("shufflenet_v2_x0_5m", 16, 0);
+    same_bits("shufflenet_v2_x1_0", 64, 1);
     return check_done("test_nn_lifetime");
 }

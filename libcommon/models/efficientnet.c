@@ -34,35 +34,51 @@ static NnVar *stochastic_depth(Nn *nn, NnVar *x, float p, int training)
 static NnVar *squeeze_excitation(Nn *nn, ModelCursor *c, NnVar *x)
 {
     NnVar *s = nn_adaptive_avgpool2d(nn, x, 1, 1);
-    s = nn_silu(nn, layer_conv(nn, c, s, 1, 0, 1));
-    s = nn_sigmoid(nn, layer_conv(nn, c, s, 1, 0, 1));
-    return nn_mul(nn, x, s);
+    NnVar *t = nn_done_with(nn, layer_conv(nn, c, s, 1, 0, 1), s);
+    s = nn_done_with(nn, nn_silu(nn, t), t);
+    t = nn_done_with(nn, layer_conv(nn, c, s, 1, 0, 1), s);
+    s = nn_done_with(nn, nn_sigmoid(nn, t), t);
+    return nn_done_with(nn, nn_mul(nn, x, s), s);
 }
 
-static NnVar *efficientnet_b0_net(Model *m, Nn *nn, NnVar *x, int training)
+/* Each intermediate to nn_done once read, the input too (model.h); SiLU and the excitation's
+ * product keep their inputs for the backward, so less goes than in the ReLU nets. */
+static NnVar *efficientnet_b0_net(Model *m, Nn *nn, NnVar *in, int training)
 {
     ModelCursor c = {m, 0};
-    x = nn_silu(nn, layer_conv_bn(nn, &c, x, m->stem == MODEL_STEM_SMALL ? 1 : 2, 1, training));
+    NnVar *t = layer_conv_bn(nn, &c, in, m->stem == MODEL_STEM_SMALL ? 1 : 2, 1, training);
+    nn_done(nn, in);
+    NnVar *x = nn_done_with(nn, nn_silu(nn, t), t);
     int id = 0;
     for (int s = 0; s < NSTAGE; s++) {
         for (int i = 0; i < STAGE[s].layers; i++, id++) {
-            int in = i == 0 ? STAGE[s].in : STAGE[s].out, stride = i == 0 ? STAGE[s].stride : 1;
-            int expanded = in * STAGE[s].expand;
+            int in_ch = i == 0 ? STAGE[s].in : STAGE[s].out, stride = i == 0 ? STAGE[s].stride : 1;
+            int expanded = in_ch * STAGE[s].expand;
             NnVar *y = x;
-            if (expanded != in) y = nn_silu(nn, layer_conv_bn(nn, &c, y, 1, 1, training));
-            y = nn_silu(nn, layer_conv_bn(nn, &c, y, stride, expanded, training));
-            y = squeeze_excitation(nn, &c, y);
-            y = layer_conv_bn(nn, &c, y, 1, 1, training);
-            if (stride == 1 && in == STAGE[s].out) {
-                float p = m->stochastic_depth * (float)id / NBLOCKS;
-                y = nn_add(nn, stochastic_depth(nn, y, p, training), x);
+            if (expanded != in_ch) {
+                t = layer_conv_bn(nn, &c, y, 1, 1, training);
+                y = nn_done_with(nn, nn_silu(nn, t), t);
             }
-            x = y;
+            t = layer_conv_bn(nn, &c, y, stride, expanded, training);
+            if (y != x) nn_done(nn, y);
+            y = nn_done_with(nn, nn_silu(nn, t), t);
+            y = nn_done_with(nn, squeeze_excitation(nn, &c, y), y);
+            y = nn_done_with(nn, layer_conv_bn(nn, &c, y, 1, 1, training), y);
+            if (stride == 1 && in_ch == STAGE[s].out) {
+                float p = m->stochastic_depth * (float)id / NBLOCKS;
+                NnVar *d = stochastic_depth(nn, y, p, training);
+                if (d != y) nn_done(nn, y);
+                y = nn_done_with(nn, nn_add(nn, d, x), d);
+            }
+            x = nn_done_with(nn, y, x);
         }
     }
-    x = nn_silu(nn, layer_conv_bn(nn, &c, x, 1, 1, training));
-    x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 1, 1));
-    x = layer_linear(nn, &c, nn_dropout(nn, x, m->dropout, training));
+    t = nn_done_with(nn, layer_conv_bn(nn, &c, x, 1, 1, training), x);
+    x = nn_done_with(nn, nn_silu(nn, t), t);
+    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
+    x = nn_done_with(nn, nn_flatten(nn, x), x);
+    x = nn_done_with(nn, nn_dropout(nn, x, m->dropout, training), x);
+    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
     cursor_end(&c);
     return x;
 }

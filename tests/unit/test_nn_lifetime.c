@@ -2,7 +2,7 @@
  *
  * 1. Results do not depend on them: for the nets that give their intermediates to nn_done
  *    (resnet18 with each stem, bottleneck resnet50m, convnet3, mobilenet_v2m, densenet121 and
- *    shufflenet_v2 with each stem), the recover step
+ *    shufflenet_v2 with each stem, efficientnet_b0m with its stochastic depth live), the recover step
  *    (eval mode, BN statistics loss, frozen weights, augmentation views, input gradient) and a
  *    training step (batch statistics, every weight's gradient) give the same bits as a context
  *    with DD_NN_KEEP_ALL=1, where every value lives to nn_reset.
@@ -242,5 +242,7 @@ int main(void)
     same_bits("densenet121", 32, 1);
     same_bits("shufflenet_v2_x0_5m", 16, 0);
     same_bits("shufflenet_v2_x1_0", 64, 1);
+    same_bits("efficientnet_b0m", 16, 0);
+    same_bits("efficientnet_b0m", 16, 1);
     return check_done("test_nn_lifetime");
 }

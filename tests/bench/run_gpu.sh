@@ -7,8 +7,10 @@
 # then evaltrain's training step (batch 128) and patchsel's scoring forward (batch 250):
 #   bench train-step MODEL CxHxW b128 cuda: ours N img/s, peer M img/s, ratio R
 #   bench score MODEL CxHxW b250 cuda: ours N img/s, peer M img/s, ratio R
-# Ours' peak is the backend's allocator peak plus its scratch, cast and cuDNN workspace buffers
-# (DD_CUDA_MEMSTATS=1, printed at exit); the peer's is torch.cuda.max_memory_allocated.
+# Ours' peak is the backend's allocator peak (the engine's arena, which also holds cuDNN's
+# workspace and the fp16 copies, among it) plus its own scratch buffers (DD_CUDA_MEMSTATS=1,
+# printed at exit; the arena's own figures, DD_NN_MEMSTATS=1, follow in parentheses); the peer's
+# is torch.cuda.max_memory_allocated.
 # Bars (issue 8): resnet18 224 and 200 >= 2x, convnet3 and resnet18m >= 3x, resnet18 peak
 # <= 2.0 GiB.
 #
@@ -40,7 +42,7 @@ bench_case() {
     local label=$1 model=$2 ch=$3 res=$4 batch=$5; shift 5
     [ -z "${CASES:-}" ] || [[ " $CASES " == *" $label-$res "* ]] || return 0
     local ours mem_ours peer_rate=NA peer_mem=NA ratio=NA
-    DD_CUDA_MEMSTATS=1 "$ours_bin" -d "cuda:$PREC" "$model" "$ch" "$res" "$batch" 1 "$ITERS" \
+    DD_CUDA_MEMSTATS=1 DD_NN_MEMSTATS=1 "$ours_bin" -d "cuda:$PREC" "$model" "$ch" "$res" "$batch" 1 "$ITERS" \
         >"$tmp/ours.out" 2>"$tmp/ours.err" || { cat "$tmp/ours.err" >&2; return 1; }
     ours=$(sed -n 's/.*: \([0-9.]*\) img-iter\/s.*/\1/p' "$tmp/ours.out")
     # the allocator's peak plus the buffers beside it (scratch, casts, cuDNN workspace): the
@@ -55,7 +57,7 @@ bench_case() {
         ratio=$(awk -v a="$ours" -v b="$peer_rate" 'BEGIN { printf "%.2f", a / b }')
     fi
     echo "bench recover-step $label ${ch}x${res}x${res} b$batch cuda: ours $ours img-iter/s, peer $peer_rate img-iter/s, ratio $ratio"
-    echo "bench recover-step $label ${ch}x${res}x${res} b$batch cuda: peak device memory ours $mem_ours MiB, peer $peer_mem MiB ($(grep '^cuda: peak' "$tmp/ours.err" | sed 's/^cuda: //'))"
+    echo "bench recover-step $label ${ch}x${res}x${res} b$batch cuda: peak device memory ours $mem_ours MiB, peer $peer_mem MiB ($(grep '^cuda: peak' "$tmp/ours.err" | sed 's/^cuda: //'); $(grep '^nn: step memory' "$tmp/ours.err" | sed 's/^nn: //'))"
 }
 
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/bench gpu: /' || true

@@ -5,8 +5,9 @@
 #   bash tests/gpu.sh [ops] [models] [programs] [bench] [profile]   (default: all but profile)
 # ops       build/tests/test_cuda_ops: every slot of the op table against the CPU backend, the
 #           optimizers, fp16/bf16 convolution and linear, a resnet18m recover step end to end
-# models    build/tests/test_cuda_models: every zoo architecture, eval and train mode, logits,
-#           loss, input and weight gradients against the CPU
+# models    build/tests/test_cuda_models: every zoo architecture, eval, train and frozen-teacher
+#           mode, logits, loss, input and weight gradients against the CPU, and the same bits
+#           again with every value kept (DD_NN_KEEP_ALL=1)
 # programs  tests/golden/cuda.sh: every program with -d cuda against -d cpu, --precision, and a
 #           FADRM pipeline end to end on the GPU (Fashion-MNIST from $FMNIST)
 # bench     tests/bench/run_gpu.sh: ours beside the PyTorch peer (PEER=.../torch_recover_peer.py)

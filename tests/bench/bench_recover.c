@@ -6,7 +6,8 @@
  * clamp to [0,1]. 3 warm-up steps, then ITERS timed steps. No loss scaling (recover
  * --precision fp16 adds one pass over the pixels' gradient and a 4-byte read per step).
  * usage: bench_recover [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]
- * prints: ours MODEL CxHxW bBATCH threads T: R img-iter/s, S ms/step, peak RSS K KiB */
+ * prints: ours MODEL CxHxW bBATCH threads T: R img-iter/s, S ms/step, peak RSS K KiB, arena U MiB in
+ * use, H MiB held (nn_memory: the step's tensors, gradients and saves) */
 #include "libcommon/models/model.h"
 #include "libcommon/optim/optim.h"
 #include "tests/bench/bench_dev.h"
@@ -117,8 +118,11 @@ int main(int argc, char **argv)
     nn_profile(b.nn, 0);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("ours %s %dx%dx%d b%d threads %d: %.1f img-iter/s, %.1f ms/step, peak RSS %ld KiB\n", argv[1], ch,
-           res, res, batch, threads, batch / dt, dt * 1e3, ru.ru_maxrss);
+    size_t inuse, held;
+    nn_memory(b.nn, &inuse, &held);
+    printf("ours %s %dx%dx%d b%d threads %d: %.1f img-iter/s, %.1f ms/step, peak RSS %ld KiB, arena %.1f MiB "
+           "in use, %.1f MiB held\n", argv[1], ch, res, res, batch, threads, batch / dt, dt * 1e3, ru.ru_maxrss,
+           inuse / 1048576.0, held / 1048576.0);
 
     tensor_free(&b.labels);
     nn_param_free(b.nn, b.x);

@@ -2,7 +2,8 @@
 # run.sh - `make bench`: the recover inner step, ours (build/bench/bench_recover) beside the PyTorch
 # peer (../shared/bench/torch_recover_peer.py), same machine, same run, 2 threads. Per case:
 #   bench recover-step MODEL CxHxW bBATCH cpu: ours N img-iter/s, peer M img-iter/s, ratio R
-#   bench recover-step MODEL CxHxW bBATCH cpu: peak RSS ours A MiB, peer B MiB
+#   bench recover-step MODEL CxHxW bBATCH cpu: peak RSS ours A MiB, peer B MiB (our arena: U MiB in
+#   use at once, H MiB held)
 # Peak RSS: getrusage of our process; the peer's through /usr/bin/time -f %M (else Python's resource
 # module). Bars (issue 3): convnet3 ratio >= 1.5, resnet18 (small stem) >= 1.0; (issue 7) mobilenet_v2,
 # shufflenet_v2_x1_0, densenet121 (small stems) >= 1.0. ZOO_ITERS: timed steps of those (default 3, 3, 2).
@@ -50,12 +51,13 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : 
 # (this machine's speed drifts by 10-20% within minutes), their medians and the ratio of those
 bench_case() {
     local label=$1 model=$2 ch=$3 res=$4 batch=$5; shift 5
-    local out ours rss_ours=0 peer_rate=NA peer_rss=NA ratio=NA r all_ours="" all_peer="" rss
+    local out ours rss_ours=0 peer_rate=NA peer_rss=NA ratio=NA r all_ours="" all_peer="" rss arena=
     for ((r = 0; r < ROUNDS; r++)); do
         out=$("$ours_bin" "$model" "$ch" "$res" "$batch" "$THREADS" "$ITERS")
         all_ours+="$(sed -n 's/.*: \([0-9.]*\) img-iter\/s.*/\1/p' <<<"$out") "
         rss=$(sed -n 's/.*peak RSS \([0-9]*\) KiB.*/\1/p' <<<"$out")
         [ "$rss" -gt "$rss_ours" ] && rss_ours=$rss
+        arena=$(sed -n 's/.*arena \([0-9.]*\) MiB in use, \([0-9.]*\) MiB held.*/\1 MiB in use at once, \2 MiB held/p' <<<"$out")
         if [ $have_peer = 1 ]; then
             peer_run "$@" --batch "$batch" --threads "$THREADS" --iters "$ITERS"
             all_peer+="$(sed -n 's/.*: \([0-9.]*\) image-iterations\/s.*/\1/p' "$tmp/peer.out") "
@@ -69,7 +71,7 @@ bench_case() {
     fi
     echo "bench recover-step $label ${ch}x${res}x${res} b$batch cpu: ours $ours img-iter/s, peer $peer_rate img-iter/s, ratio $ratio"
     [ "$ROUNDS" -gt 1 ] && echo "bench recover-step $label ${ch}x${res}x${res} b$batch cpu: rounds ours ${all_ours% }, peer ${all_peer% } (medians above)"
-    echo "bench recover-step $label ${ch}x${res}x${res} b$batch cpu: peak RSS ours $((rss_ours / 1024)) MiB, peer $peer_rss MiB"
+    echo "bench recover-step $label ${ch}x${res}x${res} b$batch cpu: peak RSS ours $((rss_ours / 1024)) MiB, peer $peer_rss MiB (our arena: $arena)"
 }
 
 ROUNDS=${ROUNDS:-3}

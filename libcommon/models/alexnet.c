@@ -14,17 +14,25 @@ static const struct { int cout, k, stride, pad, pool, index; } CONV[] = {
 };
 enum { NCONV = sizeof CONV / sizeof CONV[0], HIDDEN = 4096 };
 
+/* x = op's output, the previous x (the net's input first: model.h) to nn_done once read. */
+#define THEN(op) (x = nn_done_with(nn, (op), x))
+
 static NnVar *alexnet_net(Model *m, Nn *nn, NnVar *x, int training)
 {
     ModelCursor c = {m, 0};
     for (int i = 0; i < NCONV; i++) {
-        x = nn_relu(nn, layer_conv(nn, &c, x, CONV[i].stride, CONV[i].pad, 1));
-        if (CONV[i].pool) x = nn_maxpool2d(nn, x, 3, 2, 0);
+        THEN(layer_conv(nn, &c, x, CONV[i].stride, CONV[i].pad, 1));
+        THEN(nn_relu(nn, x));
+        if (CONV[i].pool) THEN(nn_maxpool2d(nn, x, 3, 2, 0));
     }
-    x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 6, 6));
-    x = nn_relu(nn, layer_linear(nn, &c, nn_dropout(nn, x, m->dropout, training)));
-    x = nn_relu(nn, layer_linear(nn, &c, nn_dropout(nn, x, m->dropout, training)));
-    x = layer_linear(nn, &c, x);
+    THEN(nn_adaptive_avgpool2d(nn, x, 6, 6));
+    THEN(nn_flatten(nn, x));
+    for (int k = 0; k < 2; k++) {
+        THEN(nn_dropout(nn, x, m->dropout, training));
+        THEN(layer_linear(nn, &c, x));
+        THEN(nn_relu(nn, x));
+    }
+    THEN(layer_linear(nn, &c, x));
     cursor_end(&c);
     return x;
 }

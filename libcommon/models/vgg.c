@@ -11,17 +11,28 @@ enum { POOL = 0 };  /* a maxpool in the configuration */
 static const int CFG_A[] = {64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL};
 enum { NCFG = sizeof CFG_A / sizeof CFG_A[0], HIDDEN = 4096 };
 
+/* x = op's output, the previous x (the net's input first: model.h) to nn_done once read. */
+#define THEN(op) (x = nn_done_with(nn, (op), x))
+
 static NnVar *vgg11_bn_net(Model *m, Nn *nn, NnVar *x, int training)
 {
     ModelCursor c = {m, 0};
     for (int i = 0; i < NCFG; i++) {
-        if (CFG_A[i] == POOL) x = nn_maxpool2d(nn, x, 2, 2, 0);
-        else x = layer_bn_relu(nn, &c, layer_conv(nn, &c, x, 1, 1, 1), training);
+        if (CFG_A[i] == POOL) {
+            THEN(nn_maxpool2d(nn, x, 2, 2, 0));
+        } else {
+            THEN(layer_conv(nn, &c, x, 1, 1, 1));
+            THEN(layer_bn_relu(nn, &c, x, training));
+        }
     }
-    x = nn_flatten(nn, nn_adaptive_avgpool2d(nn, x, 7, 7));
-    x = nn_dropout(nn, nn_relu(nn, layer_linear(nn, &c, x)), m->dropout, training);
-    x = nn_dropout(nn, nn_relu(nn, layer_linear(nn, &c, x)), m->dropout, training);
-    x = layer_linear(nn, &c, x);
+    THEN(nn_adaptive_avgpool2d(nn, x, 7, 7));
+    THEN(nn_flatten(nn, x));
+    for (int k = 0; k < 2; k++) {
+        THEN(layer_linear(nn, &c, x));
+        THEN(nn_relu(nn, x));
+        THEN(nn_dropout(nn, x, m->dropout, training));
+    }
+    THEN(layer_linear(nn, &c, x));
     cursor_end(&c);
     return x;
 }

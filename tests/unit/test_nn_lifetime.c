@@ -2,7 +2,9 @@
  *
  * 1. Results do not depend on them: for the nets that give their intermediates to nn_done
  *    (resnet18 with each stem, bottleneck resnet50m, convnet3, mobilenet_v2m, densenet121 and
- *    shufflenet_v2 with each stem, efficientnet_b0m with its stochastic depth live), the recover step
+ *    shufflenet_v2 with each stem, efficientnet_b0m with its stochastic depth live,
+ *    alexnet with its dropout live; vgg11_bn, whose classifier is 120M weights, is left to
+ *    the zoo's full parity (ZOO_FULL=1) and test_cuda_models), the recover step
  *    (eval mode, BN statistics loss, frozen weights, augmentation views, input gradient) and a
  *    training step (batch statistics, every weight's gradient) give the same bits as a context
  *    with DD_NN_KEEP_ALL=1, where every value lives to nn_reset.
@@ -244,5 +246,6 @@ int main(void)
     same_bits("shufflenet_v2_x1_0", 64, 1);
     same_bits("efficientnet_b0m", 16, 0);
     same_bits("efficientnet_b0m", 16, 1);
+    same_bits("alexnet", 64, 1);
     return check_done("test_nn_lifetime");
 }

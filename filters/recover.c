@@ -1,8 +1,10 @@
 /* recover.c - SRe2L / SRe2L++ / FADRM / FADRM+ recover (method.md section 2): optimise the input
  * images (or noise) against frozen teachers, in one fused run (--iters, --arc) or one piece of the
- * schedule (--steps START:END:TOTAL) for pipes with arcmerge. The loop is libcommon/distill/recover;
- * this main reads the images, forms the batches (one image per class, same ipc index) and writes
- * the result in input order. See recover(1).
+ * schedule (--steps START:END:TOTAL) for pipes with arcmerge; or INFER's compensators (--ufc,
+ * method.md section 5): per batch and teacher one perturbation shared by the batch's images. The
+ * loops are libcommon/distill/recover; this main reads the images, forms the batches (one image per
+ * class, same ipc index) and writes the result in input order (--ufc: the inputs, then their
+ * compensated copies teacher by teacher). See recover(1).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -17,6 +19,7 @@ enum { MAX_TEACHERS = 16 };
 typedef struct {
     const char *w[MAX_TEACHERS], *device, *precision, *output, *metrics;
     int nw, arc, nsizes, sizes[REC_MAX_STAGES], batch, jitter, noise, ipc, quiet, threads, piece;
+    int ufc, aug, alpha_set, rbn_set, iters_set;     /* aug: -1 = the mode's default */
     int64_t iters, s0, s1, stot;
     RecConf c;
 } Opts;
@@ -39,8 +42,15 @@ static void usage(FILE *f)
                "      --r-bn R             BN statistics weight (default 0.01)\n"
                "      --first-bn-mult M    first BN layer's multiplier (default 10)\n"
                "  -J, --jitter J           roll by up to J pixels (default 32 from 128 px, else 4)\n"
-               "      --no-aug             no crop, flip or roll\n"
-               "  -m, --metrics FILE       JSON lines: batch, stage, step, lr, ce, bn, loss\n"
+               "      --aug A              full (crop, flip, roll) | roll | none (default full;\n"
+               "                           --ufc: roll below 128 px)\n"
+               "      --no-aug             --aug none\n"
+               "  -u, --ufc                INFER: one compensator per batch and teacher (-w);\n"
+               "                           writes the inputs, then inputs + compensator per teacher\n"
+               "                           (default --iters 1000 below 128 px, else 2000; --r-bn 1\n"
+               "                           below 128 px, else 0.01)\n"
+               "  -m, --metrics FILE       JSON lines: batch, stage (--ufc: ufc), step, the\n"
+               "                           augmentation draw, lr, ce, bn, loss\n"
                "      --metrics-every N    a metrics line every N steps (default 1)\n"
                "  -s, --seed S             seed (default 0)\n"
                "  -o, --output FILE        write FILE atomically instead of stdout\n"
@@ -54,28 +64,29 @@ static void usage(FILE *f)
 
 static void parse(int argc, char **argv, Opts *o)
 {
-    enum { O_LR = 256, O_RBN, O_FIRST, O_NOAUG, O_EVERY, O_PREC };
+    enum { O_LR = 256, O_RBN, O_FIRST, O_NOAUG, O_EVERY, O_PREC, O_AUG };
     static const struct option lo[] = {
         {"weights", 1, 0, 'w'}, {"iters", 1, 0, 't'}, {"arc", 1, 0, 'a'}, {"alpha", 1, 0, 'A'},
         {"sizes", 1, 0, 'S'}, {"steps", 1, 0, 'p'}, {"init", 1, 0, 'i'}, {"ipc", 1, 0, 'n'},
         {"batch", 1, 0, 'b'}, {"lr", 1, 0, O_LR}, {"r-bn", 1, 0, O_RBN}, {"first-bn-mult", 1, 0, O_FIRST},
-        {"jitter", 1, 0, 'J'}, {"no-aug", 0, 0, O_NOAUG}, {"metrics", 1, 0, 'm'},
+        {"jitter", 1, 0, 'J'}, {"no-aug", 0, 0, O_NOAUG}, {"aug", 1, 0, O_AUG}, {"ufc", 0, 0, 'u'}, {"metrics", 1, 0, 'm'},
         {"metrics-every", 1, 0, O_EVERY}, {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'}, {"precision", 1, 0, O_PREC},
         {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
-    *o = (Opts){.device = "cpu", .precision = "fp32", .output = "-", .arc = -1, .jitter = -1, .ipc = 10, .iters = 2000};
+    *o = (Opts){.device = "cpu", .precision = "fp32", .output = "-", .arc = -1, .jitter = -1, .ipc = 10, .iters = 2000,
+                .aug = -1};
     o->c = rec_conf_default();
     long l[REC_MAX_STAGES];
     int c, fused = 0;
     char tail;
-    while ((c = getopt_long(argc, argv, "w:t:a:A:S:p:i:n:b:J:m:s:o:d:j:qh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "w:t:a:A:S:p:i:n:b:J:um:s:o:d:j:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'w':
             if (o->nw == MAX_TEACHERS) dd_die(DD_EXIT_USAGE, "at most %d teachers", MAX_TEACHERS);
             o->w[o->nw++] = optarg;
             break;
-        case 't': o->iters = dd_opt_long("--iters", optarg, 1, INT32_MAX); fused = 1; break;
+        case 't': o->iters = dd_opt_long("--iters", optarg, 1, INT32_MAX); o->iters_set = 1; break;
         case 'a': o->arc = (int)dd_opt_long("--arc", optarg, 0, REC_MAX_STAGES - 1); fused = 1; break;
-        case 'A': o->c.alpha = dd_opt_double("--alpha", optarg, 0, 1); break;
+        case 'A': o->c.alpha = dd_opt_double("--alpha", optarg, 0, 1); o->alpha_set = 1; break;
         case 'S':
             o->nsizes = dd_opt_long_list("--sizes", optarg, l, REC_MAX_STAGES, 1, 1 << 14);
             for (int i = 0; i < o->nsizes; i++) o->sizes[i] = (int)l[i];
@@ -94,10 +105,17 @@ static void parse(int argc, char **argv, Opts *o)
         case 'n': o->ipc = (int)dd_opt_long("--ipc", optarg, 1, 9999); break;
         case 'b': o->batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20); break;
         case O_LR: o->c.lr = dd_opt_double("--lr", optarg, 0, 1e6); break;
-        case O_RBN: o->c.r_bn = dd_opt_double("--r-bn", optarg, 0, 1e6); break;
+        case O_RBN: o->c.r_bn = dd_opt_double("--r-bn", optarg, 0, 1e6); o->rbn_set = 1; break;
         case O_FIRST: o->c.first_bn_mult = dd_opt_double("--first-bn-mult", optarg, 0, 1e6); break;
         case 'J': o->jitter = (int)dd_opt_long("--jitter", optarg, 0, 1 << 14); break;
-        case O_NOAUG: o->c.aug = 0; break;
+        case O_NOAUG: o->aug = REC_AUG_NONE; break;
+        case O_AUG:
+            if (!strcmp(optarg, "full")) o->aug = REC_AUG_FULL;
+            else if (!strcmp(optarg, "roll")) o->aug = REC_AUG_ROLL;
+            else if (!strcmp(optarg, "none")) o->aug = REC_AUG_NONE;
+            else dd_die(DD_EXIT_USAGE, "--aug: full, roll or none, not '%s'", optarg);
+            break;
+        case 'u': o->ufc = 1; break;
         case 'm': o->metrics = optarg; break;
         case O_EVERY: o->c.metrics_every = dd_opt_long("--metrics-every", optarg, 1, INT64_MAX); break;
         case 's': o->c.seed = (uint64_t)dd_opt_long("--seed", optarg, 0, INT64_MAX); break;
@@ -113,13 +131,21 @@ static void parse(int argc, char **argv, Opts *o)
     }
     if (!o->nw) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");
     nn_check_device_opts(o->device, o->precision);
+    if (o->iters_set) fused = 1;
     if (o->piece && fused) dd_die(DD_EXIT_USAGE, "--steps excludes --iters, --arc and --sizes");
+    if (o->ufc) {
+        const char *bad = o->piece ? "--steps" : o->arc >= 0 ? "--arc" : o->nsizes ? "--sizes" : o->alpha_set ? "--alpha"
+                        : o->noise ? "--init" : NULL;
+        if (bad) dd_die(DD_EXIT_USAGE, "--ufc optimises one stage at the input size from the input images: not with %s", bad);
+        if (o->nw > REC_UFC_MAX) dd_die(DD_EXIT_USAGE, "--ufc: at most %d teachers", REC_UFC_MAX);
+        o->arc = 0;
+    }
     if (o->noise && o->arc > 0) dd_die(DD_EXIT_USAGE, "--arc merges with initial images: not with --init noise");
     if (o->noise && optind < argc) dd_die(DD_EXIT_USAGE, "--init noise reads no input");
     if (o->arc < 0) o->arc = o->noise ? 0 : 3;
     if (o->nsizes && o->nsizes != o->arc + 1)
         dd_die(DD_EXIT_USAGE, "--sizes: %d sizes for %d stages", o->nsizes, o->arc + 1);
-    if (!o->piece && rec_schedule_fused(&o->c, o->iters, o->arc, NULL) < 0) dd_die_err(DD_EXIT_USAGE);
+    if (!o->piece && !o->ufc && rec_schedule_fused(&o->c, o->iters, o->arc, NULL) < 0) dd_die_err(DD_EXIT_USAGE);
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 
@@ -161,6 +187,42 @@ static int take_image(TsRecord *rec, int ncls, int first, int *C, int *H, int *W
     *C = (int)im.shape[0], *H = (int)im.shape[1], *W = (int)im.shape[2];
     ts_record_set(rec, "image", im);
     return 0;
+}
+
+static int keycmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* --ufc's output records after the n inputs: per teacher m (0..M), KEY_u<m+1> with meta
+ * {"ufc":m+1,"of":"KEY"} (image and label come later), in input order. Every key of the output is
+ * checked here, before any work: valid, and unique across the output. */
+static TsRecord *ufc_records(const TsRecord *recs, int64_t n, int M)
+{
+    TsRecord *u = dd_malloc((size_t)(n * M) * sizeof *u);
+    const char **keys = dd_malloc((size_t)(n * (M + 1)) * sizeof *keys);
+    for (int64_t k = 0; k < n; k++) keys[k] = recs[k].key;
+    for (int m = 0; m < M; m++)
+        for (int64_t k = 0; k < n; k++) {
+            TsRecord *r = &u[m * n + k];
+            char key[2 * TS_KEY_MAX], meta[3 * TS_KEY_MAX];
+            snprintf(key, sizeof key, "%s_u%d", recs[k].key, m + 1);
+            if (!ts_key_valid(key))
+                dd_die(DD_EXIT_DATA, "record %lld (%s): key %s of its compensated copy is longer than %d characters",
+                       (long long)k, recs[k].key, key, TS_KEY_MAX);
+            ts_record_init(r);
+            memcpy(r->key, key, strlen(key) + 1);
+            snprintf(meta, sizeof meta, "{\"ufc\":%d,\"of\":\"%s\"}", m + 1, recs[k].key);
+            ts_record_set_meta(r, meta);
+            keys[n + m * n + k] = r->key;
+        }
+    qsort(keys, (size_t)(n * (M + 1)), sizeof *keys, keycmp);
+    for (int64_t k = 1; k < n * (M + 1); k++)
+        if (!strcmp(keys[k - 1], keys[k]))
+            dd_die(DD_EXIT_DATA, "key %s would appear twice in the output (an input's key, or two inputs' with --ufc's "
+                   "suffix _uM): give the inputs distinct keys", keys[k]);
+    free(keys);
+    return u;
 }
 
 int main(int argc, char **argv)
@@ -215,13 +277,21 @@ int main(int argc, char **argv)
                 dd_die(DD_EXIT_DATA, "%s: class %d is '%s', the images' is '%s'", o.w[k], c, t[k]->class_names[c],
                        ts_header_class(h, c));
     }
-    if (!o.piece) {
+    if (o.ufc) {
+        /* the reference's two settings: CIFAR (32 px) and ImageNet (224 px) */
+        const int big = H >= 128 && W >= 128;
+        if (!o.iters_set) o.iters = big ? 2000 : 1000;
+        if (!o.rbn_set) o.c.r_bn = big ? 0.01 : 1.0;
+        if (o.aug < 0) o.aug = big ? REC_AUG_FULL : REC_AUG_ROLL;
+        rec_schedule_fused(&o.c, o.iters, 0, NULL);
+    } else if (!o.piece) {
         if (!o.nsizes && H == 224 && W == 224 && o.arc == 3) {
             o.nsizes = 4;
             memcpy(o.sizes, (int[]){200, 224, 200, 224}, sizeof(int[4]));
         }
         rec_schedule_fused(&o.c, o.iters, o.arc, o.nsizes ? o.sizes : NULL);
     }
+    o.c.aug = o.aug < 0 ? REC_AUG_FULL : (RecAug)o.aug;
     o.c.jitter = o.jitter >= 0 ? o.jitter : (H >= 128 ? 32 : 4);
     if (!o.batch) o.batch = ncls < 100 ? ncls : 100;
 
@@ -231,13 +301,17 @@ int main(int argc, char **argv)
     for (int64_t k = 0; k < n; k++) lab[k] = ts_record_label(&recs[k]);
     const int64_t nbatch = rec_plan(lab, n, ncls, o.batch, &order, &start, &bid);
 
+    /* --ufc: the compensated copies, M after the n inputs, keys KEY_uM checked before any work */
+    TsRecord *urecs = o.ufc ? ufc_records(recs, n, o.nw) : NULL;
+    float *u = o.ufc ? dd_malloc((size_t)C * H * W * sizeof *u) : NULL;
+
     FILE *mf = NULL;
     if (o.metrics && !(mf = fopen(o.metrics, "w"))) dd_die(DD_EXIT_DATA, "%s: cannot open for writing", o.metrics);
     o.c.metrics = mf;
     DdProgress prog;
     int64_t steps = 0;
     for (int s = 0; s < o.c.nstages; s++) steps += o.c.stage[s].end - o.c.stage[s].start;
-    dd_progress_start(&prog, "steps", steps * nbatch, o.quiet);
+    dd_progress_start(&prog, "steps", steps * nbatch * (o.ufc ? o.nw : 1), o.quiet);
     o.c.progress = &prog;
     const float **P = dd_malloc((size_t)o.batch * sizeof *P);
     int64_t *labels = dd_malloc((size_t)o.batch * sizeof *labels);
@@ -254,6 +328,22 @@ int main(int argc, char **argv)
         }
         if (xn0) b.xn0 = g;
         else b.x = g;
+        if (o.ufc) {
+            for (int m = 0; m < o.nw; m++) {
+                if (rec_ufc(nn, t[m], m, &o.c, &b, u) < 0) dd_die_err(dd_errcode());
+                float *y = dd_malloc((size_t)nb * img * sizeof *y);
+                rec_ufc_apply(g, u, y, nb, C, (int64_t)H * W, t[m]->mean, t[m]->std);
+                for (int j = 0; j < nb; j++) {
+                    Tensor out = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)H, (int64_t)W);
+                    memcpy(out.data, y + (size_t)j * img, img * sizeof(float));
+                    ts_record_set(&urecs[m * n + mem[j]], "image", out);
+                    ts_record_set(&urecs[m * n + mem[j]], "label", tensor_scalar_i64(labels[j]));
+                }
+                free(y);
+            }
+            free(g);
+            continue;
+        }
         if (rec_run(nn, t, o.nw, &o.c, &b) < 0) dd_die_err(dd_errcode());
         for (int j = 0; j < nb; j++) {
             Tensor out = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)b.H, (int64_t)b.W);
@@ -269,26 +359,30 @@ int main(int argc, char **argv)
     json_t *tw = json_array(), *sz = json_array();
     for (int k = 0; k < o.nw; k++) json_array_append_new(tw, json_string(o.w[k]));
     for (int s = 0; s < o.c.nstages; s++) json_array_append_new(sz, json_integer(o.c.stage[s].h ? o.c.stage[s].h : H));
-    json_t *params = json_pack("{s:s,s:I,s:I,s:I,s:i,s:f,s:o,s:f,s:f,s:f,s:b,s:i,s:i,s:o,s:s}",
-                               "schedule", o.piece ? "piece" : "fused", "start", (json_int_t)o.c.stage[0].start,
+    static const char *const augs[] = {"none", "full", "roll"};
+    json_t *params = json_pack("{s:s,s:I,s:I,s:I,s:i,s:f,s:o,s:f,s:f,s:f,s:s,s:i,s:i,s:o,s:s}",
+                               "schedule", o.ufc ? "ufc" : o.piece ? "piece" : "fused", "start", (json_int_t)o.c.stage[0].start,
                                "end", (json_int_t)o.c.stage[o.c.nstages - 1].end, "total", (json_int_t)o.c.total,
                                "merges", o.c.merge ? o.c.nstages - 1 : 0, "alpha", o.c.alpha, "sizes", sz, "lr", o.c.lr,
-                               "r_bn", o.c.r_bn, "first_bn_mult", o.c.first_bn_mult, "aug", o.c.aug, "jitter",
+                               "r_bn", o.c.r_bn, "first_bn_mult", o.c.first_bn_mult, "aug", augs[o.c.aug], "jitter",
                                o.c.jitter, "batch", o.batch, "teachers", tw, "init", o.noise ? "noise" : "images");
     if (strcmp(o.precision, "fp32")) json_object_set_new(params, "precision", json_string(o.precision));
     ts_header_add_history(h, argc, argv, (int64_t)o.c.seed, params);
     json_decref(params);
     TsWriter *w = ts_writer_open(o.output, h);
     if (!w) dd_die_err(DD_EXIT_DATA);
-    for (int64_t k = 0; k < n; k++)
-        if (ts_writer_put(w, &recs[k]) < 0) {
+    for (int64_t k = 0; k < n * (o.ufc ? o.nw + 1 : 1); k++)
+        if (ts_writer_put(w, k < n ? &recs[k] : &urecs[k - n]) < 0) {
             ts_writer_abort(w);
             dd_die_err(DD_EXIT_DATA);
         }
     if (ts_writer_close(w) < 0) dd_die_err(DD_EXIT_DATA);
 
     for (int64_t k = 0; k < n; k++) ts_record_free(&recs[k]);
+    for (int64_t k = 0; urecs && k < n * o.nw; k++) ts_record_free(&urecs[k]);
     free(recs);
+    free(urecs);
+    free(u);
     free(xn0);
     free(lab);
     free(order);

@@ -29,7 +29,8 @@ static void usage(FILE *f)
     fprintf(f, "Usage: %s [options] [file...]\n"
                "Summarise record streams (stdin when no file is given).\n"
                "      --json      one JSON object: records, classes, class_counts, fields, history\n"
-               "  -l, --list      one line per record: index, key, label, class, field shapes\n"
+               "  -l, --list      one line per record: index, key, label, class, field shapes,\n"
+               "                  and the record's meta JSON where it has one\n"
                "  -h, --help      this text\n"
                "      --version   version\n", dd_prog());
 }
@@ -193,6 +194,7 @@ int main(int argc, char **argv)
                    lab >= 0 && lab < nc ? ts_header_class(h, (int)lab) : "-");
             for (int f = 0; f < rec.nfields; f++)
                 printf("%s%s:%s", f ? " " : "", rec.fields[f].name, tensor_describe(&rec.fields[f].t, buf, sizeof buf));
+            if (rec.meta) printf("\t%s", rec.meta);
             putchar('\n');
         }
         records++;

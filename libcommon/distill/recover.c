@@ -12,7 +12,7 @@
 
 RecConf rec_conf_default(void)
 {
-    return (RecConf){.alpha = 0.5, .lr = 0.25, .r_bn = 0.01, .first_bn_mult = 10.0, .aug = 1, .jitter = 4,
+    return (RecConf){.alpha = 0.5, .lr = 0.25, .r_bn = 0.01, .first_bn_mult = 10.0, .aug = REC_AUG_FULL, .jitter = 4,
                      .metrics_every = 1};
 }
 
@@ -107,6 +107,78 @@ static void metric_num(FILE *f, const char *name, double v)
     else fprintf(f, ",\"%s\":null", name);
 }
 
+/* Applies a step's draw to xa per c->aug, consuming each view once read (none is read by a
+ * backward; nn_done leaves the pixels' param alone) and, with metrics on, writes the draw as
+ * fields of the step's line. */
+static NnVar *augment(Nn *nn, const RecConf *c, const AugRecover *a, NnVar *xa, int H, int W, int log)
+{
+    if (c->aug == REC_AUG_FULL) {
+        xa = nn_done_with(nn, nn_crop_resize(nn, xa, a->box.top, a->box.left, a->box.h, a->box.w, H, W), xa);
+        if (a->flip) xa = nn_done_with(nn, nn_flip_w(nn, xa), xa);
+        if (log)
+            fprintf(c->metrics, ",\"crop\":[%d,%d,%d,%d],\"flip\":%d", a->box.top, a->box.left, a->box.h,
+                    a->box.w, a->flip);
+    }
+    if (c->aug != REC_AUG_NONE) {
+        xa = nn_done_with(nn, nn_roll(nn, xa, a->roll_h, a->roll_w), xa);
+        if (log) fprintf(c->metrics, ",\"roll\":[%d,%d]", a->roll_h, a->roll_w);
+    }
+    return xa;
+}
+
+/* One optimisation step of p (the pixels, or a compensator) on the view x of the batch (an op
+ * output of this step, or p's own var; consumed): augmentation keyed by `key`, the loss, backward
+ * (scaled in fp16), Adam, the clamp to [lo, hi] per channel when lo != NULL, the metrics line
+ * (`head`: its first fields) and the progress. 0, or -1 with dd_err. */
+static int rec_step(Nn *nn, Model *m, const RecConf *c, const RecBatch *b, const char *head, int64_t t,
+                    int64_t key, int log, NnVar *x, NnParam *p, const Tensor *labels, const float *lo,
+                    const float *hi, OptimScaler *sc)
+{
+    const double lr = optim_recover_lr(c->lr, t, c->total);
+    if (log) fprintf(c->metrics, "{%s,\"step\":%lld", head, (long long)t);
+    if (c->aug != REC_AUG_NONE) {
+        AugRecover a = aug_recover_draw(c->seed, key, b->H, b->W, c->jitter);
+        x = augment(nn, c, &a, x, b->H, b->W, log);
+    }
+    float ce, bn;
+    NnVar *loss = rec_loss(nn, m, x, labels, c->r_bn, c->first_bn_mult, &ce, &bn);
+    const float lv = nn_item(nn, loss);
+    int rc = 0;
+    if (!isfinite(lv)) {
+        rc = dd_err("batch %lld, step %lld: loss is not finite (ce %g, bn %g)", (long long)b->id, (long long)t, ce,
+                    bn);
+    } else {
+        /* fp16: backward from the scaled loss, a step whose gradient overflowed skipped (the
+         * reference's GradScaler) */
+        nn_backward_seed(nn, loss, sc ? sc->scale : 1.0f);
+        OptimConf oc = optim_adam(lr, 0.5, 0.9, 1e-8, 0.0);
+        int take = sc ? optim_unscale(nn, sc, &p, 1) : 1;
+        if (take < 0 ||
+            (take && (optim_step(nn, &oc, &p, 1) < 0 || (lo && clamp_channels(nn, p, b->C, lo, hi) < 0))))
+            rc = -1;
+    }
+    nn_reset(nn);
+    if (log) {
+        metric_num(c->metrics, "lr", lr);
+        metric_num(c->metrics, "ce", ce);
+        metric_num(c->metrics, "bn", bn);
+        metric_num(c->metrics, "loss", lv);
+        if (sc) { /* fp16: the loss scale after this step, and the steps skipped so far */
+            metric_num(c->metrics, "scale", sc->scale);
+            fprintf(c->metrics, ",\"skipped\":%lld", (long long)sc->skipped);
+        }
+        fputs("}\n", c->metrics);
+    }
+    if (c->progress) dd_progress_update(c->progress, c->progress->done + 1);
+    return rc;
+}
+
+/* Whether step t of stage st writes a metrics line. */
+static int logged(const RecConf *c, const RecStage *st, int64_t t)
+{
+    return c->metrics && ((t - st->start) % c->metrics_every == 0 || t == st->end - 1);
+}
+
 /* One stage: Adam (fresh: a new param has no state) on xn [n,C,H,W] for steps [st->start, st->end). */
 static int run_stage(Nn *nn, Model **teachers, int M, const RecConf *c, const RecBatch *b, int s, float *xn,
                      const Tensor *labels, const float *lo, const float *hi, OptimScaler *sc)
@@ -116,50 +188,12 @@ static int run_stage(Nn *nn, Model **teachers, int M, const RecConf *c, const Re
     NnParam *xp = nn_param_new(nn, "x", NN_INPUT, 4, shape);
     xp->var.requires_grad = 1;
     nn_var_upload(nn, &xp->var, xn);
+    char head[64];
+    snprintf(head, sizeof head, "\"batch\":%lld,\"stage\":%d", (long long)b->id, s);
     int rc = 0;
-    for (int64_t t = st->start; t < st->end && rc == 0; t++) {
-        Model *m = teachers[t % M];
-        const double lr = optim_recover_lr(c->lr, t, c->total);
-        NnVar *xa = &xp->var;
-        if (c->aug) {
-            AugRecover a = aug_recover_draw(c->seed, (int64_t)((uint64_t)b->id << 32 | (uint64_t)t), b->H, b->W,
-                                            c->jitter);
-            /* each view goes to nn_done once read (none is read by a backward) */
-            xa = nn_crop_resize(nn, xa, a.box.top, a.box.left, a.box.h, a.box.w, b->H, b->W);
-            if (a.flip) xa = nn_done_with(nn, nn_flip_w(nn, xa), xa);
-            xa = nn_done_with(nn, nn_roll(nn, xa, a.roll_h, a.roll_w), xa);
-        }
-        float ce, bn;
-        /* xa is consumed (the pixels' param itself is not an op output: left alone) */
-        NnVar *loss = rec_loss(nn, m, xa, labels, c->r_bn, c->first_bn_mult, &ce, &bn);
-        const float lv = nn_item(nn, loss);
-        if (!isfinite(lv)) {
-            rc = dd_err("batch %lld, step %lld: loss is not finite (ce %g, bn %g)", (long long)b->id, (long long)t,
-                        ce, bn);
-            break;
-        }
-        /* fp16: backward from the scaled loss, a step whose gradient overflowed skipped (the
-         * reference's GradScaler) */
-        nn_backward_seed(nn, loss, sc ? sc->scale : 1.0f);
-        OptimConf oc = optim_adam(lr, 0.5, 0.9, 1e-8, 0.0);
-        int take = sc ? optim_unscale(nn, sc, &xp, 1) : 1;
-        if (take < 0 || (take && (optim_step(nn, &oc, &xp, 1) < 0 || clamp_channels(nn, xp, b->C, lo, hi) < 0)))
-            rc = -1;
-        nn_reset(nn);
-        if (c->metrics && ((t - st->start) % c->metrics_every == 0 || t == st->end - 1)) {
-            fprintf(c->metrics, "{\"batch\":%lld,\"stage\":%d,\"step\":%lld", (long long)b->id, s, (long long)t);
-            metric_num(c->metrics, "lr", lr);
-            metric_num(c->metrics, "ce", ce);
-            metric_num(c->metrics, "bn", bn);
-            metric_num(c->metrics, "loss", lv);
-            if (sc) { /* fp16: the loss scale after this step, and the steps skipped so far */
-                metric_num(c->metrics, "scale", sc->scale);
-                fprintf(c->metrics, ",\"skipped\":%lld", (long long)sc->skipped);
-            }
-            fputs("}\n", c->metrics);
-        }
-        if (c->progress) dd_progress_update(c->progress, c->progress->done + 1);
-    }
+    for (int64_t t = st->start; t < st->end && rc == 0; t++)
+        rc = rec_step(nn, teachers[t % M], c, b, head, t, (int64_t)((uint64_t)b->id << 32 | (uint64_t)t),
+                      logged(c, st, t), &xp->var, xp, labels, lo, hi, sc);
     nn_var_download(nn, &xp->var, xn);
     nn_param_free(nn, xp);
     return rc;
@@ -220,6 +254,53 @@ int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b)
     free(xn);
     tensor_free(&labels);
     return rc;
+}
+
+int rec_ufc(Nn *nn, Model *t, int m, const RecConf *c, const RecBatch *b, float *u)
+{
+    const RecStage *st = &c->stage[0];
+    if (m < 0 || m >= REC_UFC_MAX) return dd_err("compensator of teacher %d: at most %d teachers", m, REC_UFC_MAX);
+    if (c->nstages != 1 || c->merge || st->h || st->w)
+        return dd_err("a compensator is one stage at the input size, without merges");
+    if (b->C != t->in_channels) return dd_err("images have %d channels, the teacher takes %d", b->C, t->in_channels);
+    if (model_check_input(t, b->C, b->H, b->W) < 0) return -1;
+    const int C = b->C;
+    const int64_t hw = (int64_t)b->H * b->W;
+    float *xn = dd_malloc((size_t)b->n * C * hw * sizeof *xn);
+    rec_to_norm(b->x, xn, b->n, C, hw, t->mean, t->std);
+    NnParam *base = nn_param_new(nn, "ufc.images", NN_BUFFER, 4, (int64_t[]){b->n, C, b->H, b->W});
+    nn_var_upload(nn, &base->var, xn);
+    free(xn);
+    NnParam *up = nn_param_new(nn, "ufc", NN_INPUT, 4, (int64_t[]){1, C, b->H, b->W});
+    up->var.requires_grad = 1;
+    Tensor labels = tensor_newv(DD_I64, 1, (int64_t)b->n);
+    memcpy(labels.data, b->labels, (size_t)b->n * sizeof *b->labels);
+    OptimScaler sc = optim_scaler_new(), *scp = nn_precision(nn) == NN_FP16 ? &sc : NULL;
+    char head[64];
+    snprintf(head, sizeof head, "\"batch\":%lld,\"ufc\":%d", (long long)b->id, m);
+    int rc = 0;
+    for (int64_t k = st->start; k < st->end && rc == 0; k++) {
+        /* x_i + u for every image (u broadcast over the batch; its gradient sums theirs) */
+        NnVar *x = nn_add(nn, &base->var, &up->var);
+        const uint64_t key = ((uint64_t)b->id * REC_UFC_MAX + (uint64_t)m) << 32 | (uint64_t)k;
+        rc = rec_step(nn, t, c, b, head, k, (int64_t)key, logged(c, st, k), x, up, &labels, NULL, NULL, scp);
+    }
+    nn_var_download(nn, &up->var, u);
+    nn_param_free(nn, up);
+    nn_param_free(nn, base);
+    tensor_free(&labels);
+    return rc;
+}
+
+void rec_ufc_apply(const float *x, const float *u, float *out, int64_t n, int C, int64_t hw, const float *mean,
+                   const float *std)
+{
+    rec_to_norm(x, out, n, C, hw, mean, std);
+    for (int64_t i = 0; i < n; i++) {
+        float *q = out + i * C * hw;
+        for (int64_t j = 0; j < C * hw; j++) q[j] += u[j];
+    }
+    rec_to_pix(out, out, n, C, hw, mean, std);
 }
 
 int64_t rec_plan(const int64_t *labels, int64_t n, int ncls, int B, int64_t **order, int64_t **start,

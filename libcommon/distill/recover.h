@@ -37,6 +37,10 @@ typedef struct {
     int h, w;                    /* image size of the stage; 0 = the batch's size on entry */
 } RecStage;
 
+/* A step's augmentation, one draw for the whole batch (aug_recover_draw): RandomResizedCrop +
+ * flip + roll (SRe2L, FADRM; INFER on 224-px data), the roll alone (INFER on CIFAR), or none. */
+typedef enum { REC_AUG_NONE = 0, REC_AUG_FULL = 1, REC_AUG_ROLL = 2 } RecAug;
+
 typedef struct {
     int64_t total;               /* budget of the cosine schedule */
     int nstages;
@@ -44,14 +48,15 @@ typedef struct {
     int merge;                   /* ARC merge before every stage but the first (needs P) */
     double alpha;                /* weight of x in the merge */
     double lr, r_bn, first_bn_mult;
-    int aug, jitter;             /* batch-shared RRC + flip + roll; roll in [0, jitter] */
+    RecAug aug;                  /* the batch-shared augmentation of every step */
+    int jitter;                  /* roll shifts in [0, jitter] */
     uint64_t seed;
     FILE *metrics;               /* JSON lines, or NULL */
     int64_t metrics_every;       /* a line every N steps of a stage (and at its last step) */
     DdProgress *progress;        /* advanced by one per step, or NULL */
 } RecConf;
 
-/* The reference's defaults (lr 0.25, r_bn 0.01, first-BN multiplier 10, alpha 0.5, augmentation on,
+/* The reference's defaults (lr 0.25, r_bn 0.01, first-BN multiplier 10, alpha 0.5, REC_AUG_FULL,
  * jitter 4, metrics every step when a FILE is set) with an empty schedule. */
 RecConf rec_conf_default(void);
 
@@ -75,6 +80,24 @@ typedef struct {
 /* Runs every stage of c on the batch with teachers[0..M) (round robin by global step; all share
  * teachers[0]'s mean/std, checked). Output: b->x, b->H, b->W. */
 int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b);
+
+/* INFER's universal feature compensators (method.md section 5): at most REC_UFC_MAX teachers. */
+#define REC_UFC_MAX 16
+
+/* The compensator u of batch b (b->x: its images in pixels, [n,C,H,W]) for teacher t, the m-th
+ * (0 <= m < REC_UFC_MAX) of the run's: u [C,H,W] in t's normalized space, zero at the start,
+ * optimised by Adam (betas 0.5, 0.9; lr cosine over c->total from c->lr) over the steps of
+ * c->stage[0] (one stage at the input size, no merges) with rec_loss on aug(xn_i + u) for every
+ * image i of the batch at once (xn_i = (x_i - mean) / std). u itself is not clamped (the reference
+ * clamps only the images it makes: rec_ufc_apply). A step's augmentation draw is keyed by (seed,
+ * batch id, m, step), so the M compensators of a batch see different draws. Metrics lines carry
+ * "batch" and "ufc" (= m) instead of "stage". Output: u (host, C*H*W floats). 0, or -1 with
+ * dd_err (a non-finite loss: DD_EXIT_DATA). */
+int rec_ufc(Nn *nn, Model *t, int m, const RecConf *c, const RecBatch *b, float *u);
+/* The images a compensator makes: out_i = clamp((x_i - mean) / std + u) * std + mean, 0, 1) for
+ * n images x [n,C,hw] (pixels), float, in the order rec_to_norm then rec_to_pix compute. */
+void rec_ufc_apply(const float *x, const float *u, float *out, int64_t n, int C, int64_t hw, const float *mean,
+                   const float *std);
 
 /* The loss of one step on a batch xa (normalized, [N,C,H,W] var; consumed, as by Model's net)
  * for a teacher in eval mode:

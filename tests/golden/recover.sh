@@ -1,6 +1,6 @@
 # recover: a small FADRM run on Fashion-MNIST patches (ipc 2, 40 steps in 4 stages) with a
 # random-init teacher: the fused run equals the 4-piece pipe with arcmerge byte for byte, metrics,
-# history, --init noise, two teachers, and the error paths.
+# history, --init noise, two teachers, INFER's compensators (--ufc), and the error paths.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 300
@@ -33,7 +33,11 @@ PY
 import json
 rows = [json.loads(l) for l in open("m.jsonl")]
 assert len(rows) == 2 * 4 * 3, len(rows)      # 2 batches x 4 stages x (steps 0, 5, 9 of the stage)
-assert set(rows[0]) == {"batch", "stage", "step", "lr", "ce", "bn", "loss"}
+assert set(rows[0]) == {"batch", "stage", "step", "crop", "flip", "roll", "lr", "ce", "bn", "loss"}, rows[0]
+for r in rows:   # the draw: a box inside the 28x28 image, a flip bit, rolls in [0, 4]
+    t, l, h, w = r["crop"]
+    assert 0 <= t and 0 <= l and 0 < h and 0 < w and t + h <= 28 and l + w <= 28 and r["flip"] in (0, 1), r
+    assert all(0 <= v <= 4 for v in r["roll"]), r
 assert rows[0]["lr"] == 0.25 and rows[3]["stage"] == 1 and rows[3]["step"] == 10
 assert all(abs(r["loss"] - r["ce"] - 0.01 * r["bn"]) < 1e-4 * abs(r["loss"]) for r in rows)
 PY
@@ -47,6 +51,57 @@ PY
 "$BIN/tscmp" -q two.tsr <("${R[@]}" --iters 6 --arc 1 init.tsr) && fail "second teacher unused" || ok "two teachers (round robin)"
 "${R[@]}" --iters 6 --no-aug --batch 3 init.tsr >na.tsr && "$BIN/tsinfo" na.tsr | grep -q "^records: 20" \
     && ok "--no-aug, --batch 3" || fail "--no-aug --batch"
+# INFER's compensators: the inputs, then inputs + compensator per teacher
+"$BIN/recover" -q -w t.safetensors -w t2.safetensors --ufc --iters 6 -m um.jsonl init.tsr >ufc.tsr
+"$BIN/tsinfo" --json ufc.tsr >u.json
+"$BIN/tsinfo" --list init.tsr | awk '{print $2}' >keys0.txt
+"$BIN/tsinfo" --list ufc.tsr | awk '{print $2}' >keys1.txt
+"$BIN/tsexport" --npy u0 init.tsr && "$BIN/tsexport" --npy u1 ufc.tsr
+"$BIN/tsinfo" --list ufc.tsr | cut -f 6 >u.meta
+"$PYTHON" - <<'PY' && ok "--ufc: 3 x 20 records (inputs unchanged, then KEY_u1, KEY_u2), meta, history, metrics" || fail "--ufc"
+import json
+import numpy as np
+j = json.load(open("u.json"))
+assert j["records"] == 60 and j["class_counts"] == [6] * 10, j
+k0, k1 = open("keys0.txt").read().split(), open("keys1.txt").read().split()
+assert k1 == k0 + [k + "_u1" for k in k0] + [k + "_u2" for k in k0], k1[:3]
+a, b = np.load("u0/image.npy"), np.load("u1/image.npy")
+la, lb = np.load("u0/label.npy"), np.load("u1/label.npy")
+assert (b[:20] == a).all() and (lb == np.concatenate([la] * 3)).all()
+assert b.min() >= 0 and b.max() <= 1 and np.abs(b[20:40] - a).max() > 0.05 and np.abs(b[40:] - b[20:40]).max() > 0.01
+metas = [json.loads(l) if l.strip() else None for l in open("u.meta")]
+assert "cells" in metas[0] and metas[20] == {"ufc": 1, "of": k0[0]} and metas[59] == {"ufc": 2, "of": k0[19]}, metas[20]
+p = j["history"][-1]["params"]
+assert p["schedule"] == "ufc" and p["total"] == 6 and p["aug"] == "roll" and p["r_bn"] == 1 and p["merges"] == 0, p
+rows = [json.loads(l) for l in open("um.jsonl")]
+assert len(rows) == 2 * 2 * 6 and all("stage" not in r and "crop" not in r for r in rows)
+assert [r["ufc"] for r in rows[:13:6]] == [0, 1, 0] and all(abs(r["loss"] - r["ce"] - r["bn"]) < 1e-4 * r["loss"] for r in rows)
+PY
+"$BIN/recover" -q -w t.safetensors -w t2.safetensors --ufc --iters 6 init.tsr | "$BIN/tscmp" --exact - ufc.tsr >/dev/null \
+    && ok "--ufc deterministic" || fail "--ufc again"
+"$BIN/recover" -q -w t.safetensors --ufc --iters 4 --aug full --r-bn 0.01 -j 1 init.tsr >uf.tsr \
+    && "$BIN/tsinfo" --json uf.tsr | "$PYTHON" -c 'import json,sys; p=json.load(sys.stdin)["history"][-1]["params"]; assert p["aug"]=="full" and p["r_bn"]==0.01, p' \
+    && ok "--ufc --aug full --r-bn" || fail "--ufc options"
+"$PYTHON" - <<'PY'
+import json, numpy as np, os
+os.makedirs("dup", exist_ok=True)
+np.save("dup/image.npy", np.full((2, 1, 28, 28), 0.5, np.float32))
+np.save("dup/label.npy", np.array([0, 1], np.int64))
+open("dup/classes.txt", "w").write("".join(c + "\n" for c in json.load(open("u.json"))["classes"]))
+open("dup/keys.txt", "w").write("a\na_u1\n")
+PY
+"$BIN/tsimport" -q dup >dup.tsr
+rc=0; "$BIN/recover" -q -w t.safetensors --ufc --iters 2 dup.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "key a_u1 would appear twice" err.txt && ok "a compensated copy's key is an input's: exit 1, before any work" \
+    || fail "duplicate key: exit $rc: $(cat err.txt)"
+sed -i "1s/.*/$(printf 'k%.0s' $(seq 62))/" dup/keys.txt
+"$BIN/tsimport" -q dup >long.tsr
+rc=0; "$BIN/recover" -q -w t.safetensors --ufc --iters 2 long.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "record 0 (kkk*): key kkk*_u1 of its compensated copy is longer than 64" err.txt \
+    && ok "a compensated copy's key is too long: exit 1" || fail "long key: exit $rc: $(cat err.txt)"
+for bad in "--arc 1" "--steps 0:2:4" "--sizes 28" "--alpha 0.5" "--init noise" "--aug crop"; do
+    expect_usage recover -w t.safetensors --ufc $bad init.tsr
+done
 # errors
 printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n' >cls.txt
 "$BIN/tsimport" -q --limit 50 --classes-file cls.txt "$fmnist" >other.tsr

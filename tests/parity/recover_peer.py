@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""recover_peer.py - the recover loop of method.md section 2 written in PyTorch, the peer of
-tests/parity/recover.sh (augmentation off: the draws are ddpipe's own, not torch's).
+"""recover_peer.py - the recover loop of method.md section 2 and INFER's compensators (section 5)
+written in PyTorch, the peer of tests/parity/recover.sh.
 
   recover_peer.py make DIR                 writes DIR/init (npy dataset for tsimport)
-  recover_peer.py check OUT.npy INIT.npy SCHEDULE TEACHER...   compares ddpipe's output
+  recover_peer.py check OUT.npy INIT.npy SCHEDULE [metrics=FILE] TEACHER...
+                                           compares ddpipe's output
 
 SCHEDULE is "fused:ITERS:ARC:ALPHA" (stages of ITERS/(ARC+1) steps, Adam re-created per stage,
-x = alpha*x + (1-alpha)*P between stages) or "piece:START:END:TOTAL". The loop is the reference's:
+x = alpha*x + (1-alpha)*P between stages), "piece:START:END:TOTAL", or "ufc:ITERS:R_BN" (recover
+--ufc: per batch and teacher m one compensator u [1,C,H,W], zero at the start, Adam on u with the
+loss of teacher m on xn + u for the whole batch, no clamp; the output is the inputs, then per
+teacher clamp(pixels(xn + u)) in input order). Without metrics= the run is --no-aug; with it, every
+step's augmentation is the draw ddpipe wrote in its metrics (crop box, flip, roll: ddpipe's own
+random draws, which torch cannot make), applied with torch's ops: crop then F.interpolate
+(bilinear, align_corners=False), torch.flip, torch.roll. The loop is the reference's:
 eval-mode teachers with BN forward hooks (BNStat of shared/bench/torch_recover_peer.py), x optimised
 in normalized space with Adam(0.25, betas (0.5, 0.9), eps 1e-8), lr cosine over the global step,
 clamp to [-m/s, (1-m)/s] after every step, teacher t mod M at step t; ddpipe's stage boundaries
@@ -74,13 +81,50 @@ def make(d):
     open(f"{d}/init/keys.txt", "w").write("".join(f"k{i:04d}\n" for i in range(n)))
 
 
-def check(out, init, sched, teachers):
+def draws(path):
+    """{(batch, stage or ("ufc", m), step): line} of a metrics file"""
+    import json
+    d = {}
+    for line in open(path):
+        j = json.loads(line)
+        d[(j["batch"], ("ufc", j["ufc"]) if "ufc" in j else j["stage"], j["step"])] = j
+    return d
+
+
+def augment(x, j):
+    if j is None:
+        return x
+    H, W = x.shape[2], x.shape[3]
+    if "crop" in j:
+        t, l, h, w = j["crop"]
+        x = F.interpolate(x[:, :, t:t + h, l:l + w], size=(H, W), mode="bilinear", align_corners=False)
+        if j["flip"]:
+            x = torch.flip(x, dims=[3])
+    if "roll" in j:
+        x = torch.roll(x, shifts=tuple(j["roll"]), dims=(2, 3))
+    return x
+
+
+def check(out, init, sched, args):
     torch.set_num_threads(1)
+    metrics = [a[len("metrics="):] for a in args if a.startswith("metrics=")]
+    teachers = [a for a in args if not a.startswith("metrics=")]
+    dr = draws(metrics[0]) if metrics else None
+
+    def draw(key):
+        if dr is None:
+            return None
+        if key not in dr:
+            sys.exit(f"no metrics line for batch {key[0]}, {key[1]}, step {key[2]}: run with --metrics-every 1")
+        return dr[key]
+
     ts = [load(t) for t in teachers]
     mean, std = ts[0][2], ts[0][3]
     P = torch.from_numpy(np.load(init))
     y = torch.from_numpy(np.load(os.path.join(os.path.dirname(init), "label.npy")))
     kind, *a = sched.split(":")
+    if kind == "ufc":
+        return check_ufc(out, P, y, ts, int(a[0]), float(a[1]), draw, sched)
     if kind == "fused":
         iters, arc, alpha = int(a[0]), int(a[1]), float(a[2])
         stages = [(s * iters // (arc + 1), (s + 1) * iters // (arc + 1)) for s in range(arc + 1)]
@@ -106,7 +150,7 @@ def check(out, init, sched, teachers):
                 for g in opt.param_groups:
                     g["lr"] = 0.5 * (1 + math.cos(math.pi * t / total)) * 0.25
                 opt.zero_grad()
-                out_ = m(xn)
+                out_ = m(augment(xn, draw((i, s, t))))
                 mult = [10.0] + [1.0] * (len(hooks) - 1)
                 loss = F.cross_entropy(out_, y[idx]) + 0.01 * sum(mm * h.r for mm, h in zip(mult, hooks))
                 loss.backward()
@@ -121,6 +165,40 @@ def check(out, init, sched, teachers):
     print(f"recover parity {sched} teachers {len(teachers)}: max |ddpipe - torch| = {err:.3g} "
           f"(tolerance {TOL}; the images moved by up to {moved:.3g})")
     if not err <= TOL or moved < 0.05:
+        sys.exit(1)
+
+
+def check_ufc(out, P, y, ts, iters, r_bn, draw, sched):
+    nc = int(y.max()) + 1
+    ipc = [int((y[:i] == y[i]).sum()) for i in range(len(y))]
+    n, M = len(y), len(ts)
+    res = torch.cat([P] * (M + 1))
+    for i in sorted(set(ipc)):
+        idx = [k for k in range(n) if ipc[k] == i]
+        idx.sort(key=lambda k: int(y[k]))
+        for mi, (m, hooks, mean, std) in enumerate(ts):
+            xn = (P[idx] - mean) / std
+            u = torch.zeros((1,) + tuple(P.shape[1:]), requires_grad=True)
+            opt = torch.optim.Adam([u], lr=0.25, betas=(0.5, 0.9), eps=1e-8)
+            for t in range(iters):
+                for g in opt.param_groups:
+                    g["lr"] = 0.5 * (1 + math.cos(math.pi * t / iters)) * 0.25
+                opt.zero_grad()
+                out_ = m(augment(xn + u, draw((i, ("ufc", mi), t))))
+                mult = [10.0] + [1.0] * (len(hooks) - 1)
+                loss = F.cross_entropy(out_, y[idx]) + r_bn * sum(mm * h.r for mm, h in zip(mult, hooks))
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                res[[(mi + 1) * n + k for k in idx]] = ((xn + u) * std + mean).clamp(0, 1)
+    got = np.load(out)
+    if got.shape != tuple(res.shape):
+        sys.exit(f"ddpipe wrote {got.shape}, the peer {tuple(res.shape)}")
+    err = float(np.abs(got - res.numpy()).max())
+    moved = float(np.abs(res.numpy()[n:] - torch.cat([P] * M).numpy()).max())
+    print(f"recover --ufc parity {sched} teachers {M}: max |ddpipe - torch| = {err:.3g} "
+          f"(tolerance {TOL}; the compensated images differ from the inputs by up to {moved:.3g})")
+    if not err <= TOL or moved < 0.05 or not np.array_equal(got[:n], P.numpy()):
         sys.exit(1)
 
 

@@ -1,7 +1,7 @@
 # pipelines/common.mk - what every method pipeline shares: make settings, parameters, dataset import,
 # teacher training, RDED patch selection (also FADRM's and SRe2L++'s initialisation), the FKD
 # student protocol (relabel + evaltrain --labels), contact sheets, and a timing helper.
-# Included by rded.mk, sre2l.mk, sre2lpp.mk, fadrm.mk, fadrmplus.mk, sharded.mk, demo.mk and xarch.mk
+# Included by rded.mk, sre2l.mk, sre2lpp.mk, fadrm.mk, fadrmplus.mk, infer.mk, sharded.mk, demo.mk and xarch.mk
 # (once: the guard below); not meant to be run on its own.
 #
 # Every parameter is a make variable (override on the command line: make -f pipelines/fadrm.mk
@@ -154,16 +154,16 @@ $(1)/eval-$(call eval_id,$(2)).jsonl: $(1)/distilled.tsr $(1)/labels-$(LABEL_ID)
 	$$(call timed,$$@,$$(BIN)/evaltrain $$(RUN_OPTS) -m $(subst $(comma),$$(comma),$(2)) --labels $(1)/labels-$(LABEL_ID).tsr \
 	    --epochs $$(EPOCHS) --eval-every $$(EVAL_EVERY) -s $$(SEED) $$(STUDENT_OPTS) --val $$(VAL) $$< > $$@)
 endef
-# $(call fkd_rules,DIR,WEIGHTS...): DIR/labels-$(LABEL_ID).tsr (relabel with the mean of WEIGHTS),
-# DIR/eval-$(EVAL_ID).jsonl (student_rule for STUDENT) and DIR/sheet.png (tsexport --grid, one
-# row per class).
+# $(call fkd_rules,DIR,WEIGHTS...[,COLS]): DIR/labels-$(LABEL_ID).tsr (relabel with the mean of
+# WEIGHTS), DIR/eval-$(EVAL_ID).jsonl (student_rule for STUDENT) and DIR/sheet.png (tsexport
+# --grid, one row per class, COLS images a row: default IPC).
 define fkd_rules
 $(1)/labels-$(LABEL_ID).tsr: $(1)/distilled.tsr $(2)
 	$$(call timed,$$@,$$(BIN)/relabel $$(RUN_OPTS) $(addprefix -w ,$(2)) --epochs $$(EPOCHS) \
 	    --bn $$(RELABEL_BN) -s $$(SEED) $$(RELABEL_OPTS) -o $$@ $$<)
 $(call student_rule,$(1),$(STUDENT))
 $(1)/sheet.png: $(1)/distilled.tsr
-	$$(BIN)/tsexport --grid $$@ --grid-cols $$(IPC) $$<
+	$$(BIN)/tsexport --grid $$@ --grid-cols $(if $(3),$(3),$$(IPC)) $$<
 endef
 $(eval $(call fkd_rules,$(RANDOM_DIR),$(TEACHER_W)))
 

@@ -29,7 +29,8 @@ echo "Fashion-MNIST, IPC $IPC ($(records "$DIR_FADRM/distilled.tsr") images), se
 echo "top-1 % on the $(records "$VAL") test images: final = last epoch, best = max over the evaluations"
 echo "(every $EVAL_EVERY epochs and the last). distill_s / dist_cpu_s = wall / CPU seconds of the stages"
 echo "that make the images (patchsel; + recover for SRe2L++ and FADRM); label_bytes = the FKD label"
-echo "stream as stored (0: RDED's online teacher stores none); l+train_s = relabel + student, wall."
+echo "stream as stored (0: RDED's online teacher stores none; INFER: its static labels' share of the set);"
+echo "l+train_s = relabel + student, wall."
 echo
 printf "$fmt" method protocol final best distill_s dist_cpu_s label_bytes l+train_s
 fkd random "$DIR_RANDOM" "$DIR_RANDOM/distilled.tsr"
@@ -37,6 +38,10 @@ fkd RDED "$DIR_RDED" "$DIR_RDED/distilled.tsr"
 fkd SRe2L++ "$DIR_SRE2LPP" "$DIR_RDED/distilled.tsr" "$DIR_SRE2LPP/distilled.tsr"
 fkd FADRM "$DIR_FADRM" "$DIR_RDED/distilled.tsr" "$DIR_FADRM/distilled.tsr"
 row RDED "online teacher (own)" "$ONLINE" "$(sec "$DIR_RDED/distilled.tsr")" "$(cpu "$DIR_RDED/distilled.tsr")" 0 "$(sec "$ONLINE")"
+row INFER "static labels (own)" "$INFER_EVAL" "$(add "$(sec "$INFER_INIT")" "$(sec "$DIR_INFER/distilled.tsr")")" \
+    "$(add "$(cpu "$INFER_INIT")" "$(cpu "$DIR_INFER/distilled.tsr")")" \
+    "$(( $(size "$DIR_INFER/static.tsr") - $(size "$DIR_INFER/distilled.tsr") ))" \
+    "$(add "$(sec "$DIR_INFER/static.tsr")" "$(sec "$INFER_EVAL")")"
 echo
 tw=${TEACHER_LOG%.jsonl}.safetensors
 echo "teacher: $TEACHER, hard labels on all $ntrain training images, $TEACHER_EPOCHS epoch(s),"
@@ -46,13 +51,16 @@ echo "  (trained in $(sec "$tw") s wall, $(cpu "$tw") s CPU)"
 echo "full-data accuracy: $(field "$t" final_top1) % = the same run: a $STUDENT trained on the whole training set"
 echo "  with hard labels instead of a distilled set (the teacher is that model)."
 echo "recover: $ITERS steps; FADRM with $ARC merges, alpha $ALPHA; SRe2L++ without merges."
+echo "INFER: $IPC_INIT random real images per class and their copies with one compensator per ipc index"
+echo "  ($(records "$DIR_INFER/distilled.tsr") images: IPC $IPC by INFER's count, the compensators shared by the classes),"
+echo "  recover --ufc $ITERS steps; static labels, MixUp 0.8, T 30, batch 64, $EPOCHS epochs (its own protocol)."
 echo
 echo "contact sheets (one row per class):"
-for d in "$DIR_RANDOM" "$DIR_RDED" "$DIR_SRE2LPP" "$DIR_FADRM"; do echo "  $d/sheet.png"; done
+for d in "$DIR_RANDOM" "$DIR_RDED" "$DIR_SRE2LPP" "$DIR_FADRM" "$DIR_INFER"; do echo "  $d/sheet.png"; done
 echo "recover loss curves: $LOSS"
 echo
 echo "stage timings (wall s, CPU s) from the *.sec files:"
-for f in "$tw" "$DIR_RANDOM"/*.sec "$DIR_RDED"/*.sec "$DIR_SRE2LPP"/*.sec "$DIR_FADRM"/*.sec; do
+for f in "$tw" "$DIR_RANDOM"/*.sec "$DIR_RDED"/*.sec "$DIR_SRE2LPP"/*.sec "$DIR_FADRM"/*.sec "$INFER_INIT.sec" "$DIR_INFER"/*.sec; do
     f=${f%.sec}
     if [ -f "$f.sec" ]; then printf '  %9s %9s  %s\n' "$(sec "$f")" "$(cpu "$f")" "$f"; fi
 done

@@ -7,7 +7,9 @@
 # merges, alpha 0.5) - and evaluates every distilled set with ONE student protocol: a convnet3 from
 # scratch trained on the 100 images with FKD soft labels (relabel, the teacher's batch-specific
 # logits) replayed by evaltrain --labels, top-1 on the 10,000 test images. RDED is also evaluated
-# with its own protocol (online teacher, evaltrain --teacher) as an extra row. Prints a table
+# with its own protocol (online teacher, evaltrain --teacher) as an extra row, and so is INFER
+# (infer.mk with the one teacher: 9 random real images per class plus their compensated copies,
+# recover --ufc over ITERS steps, static labels, MixUp, T 30, EPOCHS epochs). Prints a table
 # (top-1 final and best, distillation time, label storage), the teacher's accuracy, and writes a
 # contact sheet per method and a plot of recover's loss curves.
 #
@@ -45,12 +47,17 @@ TEACHER_THREADS = $(JOBS)
 include $(dir $(lastword $(MAKEFILE_LIST)))rded.mk
 include $(dir $(lastword $(MAKEFILE_LIST)))sre2lpp.mk
 include $(dir $(lastword $(MAKEFILE_LIST)))fadrm.mk
+INFER_TEACHERS = $(TEACHER)
+INFER_ITERS = $(ITERS)
+INFER_EPOCHS = $(EPOCHS)
+include $(dir $(lastword $(MAKEFILE_LIST)))infer.mk
 
 DEMO_T0 := $(shell date +%s.%N)
 DEMO_DIR := $(TD)/demo-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED)
 LOSS_PNG := $(DEMO_DIR)/recover-loss.png
 METHOD_DIRS := $(RANDOM_DIR) $(RDED_DIR) $(SRE2LPP_DIR) $(FADRM_DIR)
-RESULTS := $(foreach d,$(METHOD_DIRS),$(d)/eval-$(EVAL_ID).jsonl $(d)/sheet.png) $(RDED_ONLINE) $(LOSS_PNG)
+RESULTS := $(foreach d,$(METHOD_DIRS),$(d)/eval-$(EVAL_ID).jsonl $(d)/sheet.png) $(RDED_ONLINE) $(LOSS_PNG) \
+    $(INFER_EVAL) $(INFER_DIR)/sheet.png
 
 # recover's metrics, mean over the batches per step: step ce bn loss
 %/metrics.dat: %/metrics.jsonl
@@ -72,6 +79,7 @@ demo-table:
 	@DEMO_T0=$(DEMO_T0) TIMES=$(DEMO_DIR).times TEACHER_LOG=$(basename $(TEACHER_W)).jsonl \
 	TEACHER_SEC=$(TEACHER_W).sec EVAL_ID=$(EVAL_ID) LABEL_ID=$(LABEL_ID) ONLINE=$(RDED_ONLINE) \
 	DIR_RANDOM=$(RANDOM_DIR) DIR_RDED=$(RDED_DIR) DIR_SRE2LPP=$(SRE2LPP_DIR) DIR_FADRM=$(FADRM_DIR) \
+	DIR_INFER=$(INFER_DIR) INFER_INIT=$(INFER_INIT) INFER_EVAL=$(INFER_EVAL) IPC_INIT=$(IPC_INIT) \
 	LOSS=$(LOSS_PNG) TRAIN=$(TRAIN) VAL=$(VAL) IPC=$(IPC) ITERS=$(ITERS) ARC=$(ARC) ALPHA=$(ALPHA) EPOCHS=$(EPOCHS) \
 	EVAL_EVERY=$(EVAL_EVERY) TEACHER=$(TEACHER) STUDENT=$(STUDENT) TEACHER_EPOCHS=$(TEACHER_EPOCHS) \
 	TEACHER_OPTS='$(TEACHER_OPTS)' JOBS=$(JOBS) BIN=$(BIN) bash $(PIPELINES)/demo-table.sh | tee $(DEMO_DIR)/table.txt

@@ -1,8 +1,9 @@
 # pipelines: the make fragments of pipelines/ on a tiny Fashion-MNIST problem (300 training
 # images, a 1-epoch teacher, IPC 2, 8 recover steps): FADRM's piped schedule equals the fused run;
 # a re-run does nothing (make -q); changing ALPHA re-runs recover onward but not the teacher or
-# patchsel; a failed stage leaves no output; the class-sharded run (2 shards, make -j) equals the
-# unsharded run with recover --batch = the shard's class count (tscmp --exact), checked stage by stage.
+# patchsel; a failed stage leaves no output; INFER's pipeline runs; the class-sharded run (2 shards,
+# make -j) equals the unsharded run with recover --batch = the shard's class count (tscmp --exact),
+# checked stage by stage.
 source "$TESTS/golden/lib.sh"
 [ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }
 P=$TESTS/../pipelines
@@ -58,6 +59,24 @@ for f in rded sre2l sre2lpp; do
 done
 mk -n -f "$P/fadrmplus.mk" >log.plus 2>&1 && grep -q -- "-w .*convnet3.* -w .*resnet18m" log.plus \
     && ok "fadrmplus.mk plans recover with two teachers" || fail "fadrmplus.mk -n: $(tail -n 3 log.plus)"
+
+# INFER: random images, recover --ufc, static labels, INFER's student (one teacher: 1 real image
+# per class at IPC 2, plus its compensated copy)
+inf=(INFER_TEACHERS=convnet3 INFER_ITERS=4 INFER_EPOCHS=1)
+if mk -f "$P/infer.mk" "${inf[@]}" infer >log.infer 2>&1; then ok "infer.mk: $(tail -n 1 log.infer | cut -c1-100)"
+else fail "infer.mk: $(tail -n 3 log.infer)"; fi
+id=$(val infer.mk INFER_DIR "${inf[@]}")
+[ "$(val infer.mk IPC_INIT "${inf[@]}")" = 1 ] && [ "$(val infer.mk IPC_INIT INFER_TEACHERS="a b c d" NCLASSES=100)" = 1 ] \
+    && ! val infer.mk IPC_INIT INFER_TEACHERS="a b c" NCLASSES=2 >/dev/null 2>&1 \
+    && ok "infer.mk: ipc_init = floor(IPC / (M/C + 1)) (IPC 2: M 1, C 10: 1; M 4, C 100: 1; M 3, C 2: 0, an error)" \
+    || fail "IPC_INIT"
+"$BIN/tsinfo" "$id/static.tsr" | grep -q "^records: 20" && "$BIN/tsinfo" "$id/static.tsr" | grep -q "soft (20 records): F32\[10\]" \
+    && grep -q final_top1 "$(val infer.mk INFER_EVAL "${inf[@]}")" && [ -s "$id/sheet.png" ] \
+    && ok "infer.mk: 20 images (10 real + 10 compensated) with static labels, a student, a sheet" \
+    || fail "infer.mk outputs: $(ls "$id")"
+plan=$(mk -n -f "$P/infer.mk" "${inf[@]}" INFER_ITERS=5 infer 2>&1)
+grep -q "/recover .*--ufc --iters 5" <<<"$plan" && ! grep -q -e "/patchsel " -e "--save" <<<"$plan" \
+    && ok "infer.mk INFER_ITERS=5: plans recover onward, not the teacher or the random images" || fail "INFER_ITERS plan: $plan"
 
 # class-sharded == unsharded (CPU, same seed, --batch = 5 classes in both)
 if mk -j2 -f "$P/sharded.mk" SHARDS=2 sharded-distill >log.sh 2>&1; then ok "sharded.mk: 2 shards in parallel, merged"

@@ -1,0 +1,78 @@
+# pipelines/infer.mk - INFER (method.md sections 3-5): random real images, ipc_init per class
+# (patchsel --method random), then one universal feature compensator per batch and teacher
+# (recover --ufc, the teachers of INFER_TEACHERS), static soft labels (relabel --static, the mean
+# of the same teachers' logits on each image) and INFER's student protocol (evaltrain on the
+# static labels: MixUp 0.8 on images and logits, T = 30, AdamW 1e-3 wd 0.01, plain cosine,
+# batch 64, RandomCrop(pad 4) + flip: evaltrain's static-label defaults, INFER_EPOCHS = 400).
+#
+# The budget is the reference's: with M = the number of teachers and C = NCLASSES classes,
+# ipc_init = floor(IPC / (M/C + 1)) real images per class, i.e. IPC images' worth once the M
+# compensators per ipc index (shared by every class) are counted; the student trains on
+# (M+1) * ipc_init images per class. The reference's teachers: ResNet-18, MobileNetV2,
+# EfficientNet-B0 and ShuffleNet (CIFAR: INFER_TEACHERS="resnet18m mobilenet_v2m
+# efficientnet_b0m shufflenet_v2_x1_0m"); the default is FADRM+'s cheaper TEACHERS.
+#
+#   make -f pipelines/infer.mk [IPC=10 INFER_TEACHERS="convnet3 resnet18m" INFER_ITERS= SEED=0 ...]
+#     infer          the compensated set + static labels + INFER's student + contact sheet
+#     infer-distill  the compensated set only
+#     infer-fkd      the same images under the common FKD protocol (relabel + evaltrain --labels)
+#   out/fmnist/random/ipc8-s0.tsr                 the real images (ipc_init 8 = IPC 10, M 2, C 10)
+#   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/infer/ipc10-m2-s0/
+#       distilled.tsr metrics.jsonl static.tsr static-convnet3-e400-s0.jsonl sheet.png
+# INFER_ITERS empty: recover --ufc's default (1000 steps below 128 px, 2000 from 128, as the
+# reference); RBATCH (classes per batch, i.e. per compensator) as for recover.
+# The shell pipeline:
+#   patchsel --method random --ipc 9 train.tsr | recover --ufc -w t1.safetensors -w t2.safetensors \
+#     | relabel --static -w t1.safetensors -w t2.safetensors > infer.tsr
+#   evaltrain -m convnet3 -T 30 --epochs 400 --val test.tsr infer.tsr
+include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+
+ifndef DDPIPE_INFER_MK
+DDPIPE_INFER_MK := 1
+space := $(subst ,, )
+INFER_TEACHERS ?= $(TEACHERS)
+NCLASSES ?= 10#              classes of DATASET (INFER's budget rule needs it)
+INFER_ITERS ?=
+INFER_EPOCHS ?= 400
+INFER_T ?= 30
+INFER_STUDENT_OPTS ?=
+INFER_M := $(words $(INFER_TEACHERS))
+IPC_INIT := $(shell echo $$(( $(IPC) * $(NCLASSES) / ($(INFER_M) + $(NCLASSES)) )))
+INFER_W := $(foreach t,$(INFER_TEACHERS),$(call teacher_file,$(t)))
+INFER_TD := $(D)/$(subst $(space),+,$(foreach t,$(INFER_TEACHERS),$(call teacher_id,$(t))))
+INFER_DIR := $(INFER_TD)/infer/ipc$(IPC)-m$(INFER_M)$(if $(INFER_ITERS),-it$(INFER_ITERS))$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
+# the random real images: named by what makes them only (no teacher, no recover setting)
+INFER_INIT := $(D)/random/ipc$(IPC_INIT)-s$(SEED).tsr
+INFER_EVAL := $(INFER_DIR)/static-$(call ddid,$(STUDENT))-e$(INFER_EPOCHS)-s$(SEED)$(STUDENT_TAG).jsonl
+
+ifeq ($(IPC_INIT),0)
+$(error INFER: IPC=$(IPC) with $(INFER_M) teachers and NCLASSES=$(NCLASSES) leaves no real image per class)
+endif
+
+$(INFER_INIT): $(TRAIN)
+	@mkdir -p $(@D)
+	$(call timed,$@,$(BIN)/patchsel $(RUN_OPTS) --method random --ipc $(IPC_INIT) -s $(SEED) -o $@ $(TRAIN))
+$(INFER_DIR)/distilled.tsr $(INFER_DIR)/metrics.jsonl &: $(INFER_INIT) $(INFER_W)
+	@mkdir -p $(@D)
+	$(call timed,$(INFER_DIR)/distilled.tsr,$(call recover_cmd,$(INFER_DIR)/distilled.tsr,$(INFER_W),\
+	    --ufc $(if $(INFER_ITERS),--iters $(INFER_ITERS)),$(INFER_INIT)))
+$(INFER_DIR)/static.tsr: $(INFER_DIR)/distilled.tsr $(INFER_W)
+	$(call timed,$@,$(BIN)/relabel $(RUN_OPTS) --static $(addprefix -w ,$(INFER_W)) -o $@ $<)
+$(INFER_EVAL): $(INFER_DIR)/static.tsr $(VAL)
+	$(call timed,$@,$(BIN)/evaltrain $(RUN_OPTS) -m $(STUDENT) -T $(INFER_T) --epochs $(INFER_EPOCHS) \
+	    --eval-every $(EVAL_EVERY) -s $(SEED) $(INFER_STUDENT_OPTS) --val $(VAL) $< > $@)
+# the FKD protocol of the other methods, and the contact sheet (one row per class: its inputs,
+# then their compensated copies)
+$(eval $(call fkd_rules,$(INFER_DIR),$(INFER_W),$(shell echo $$(( ($(INFER_M) + 1) * $(IPC_INIT) )))))
+# teachers that are in neither TEACHER nor TEACHERS (common.mk made the rules of those)
+$(foreach t,$(filter-out $(sort $(TEACHER) $(TEACHERS)),$(sort $(INFER_TEACHERS))),$(eval $(call teacher_rule,$(t))))
+
+.PHONY: infer infer-distill infer-fkd infer-teachers
+infer-teachers: $(INFER_W)
+infer-distill: $(INFER_DIR)/distilled.tsr
+infer: $(INFER_EVAL) $(INFER_DIR)/sheet.png
+	@$(call summary,$<)
+infer-fkd: $(INFER_DIR)/eval-$(EVAL_ID).jsonl $(INFER_DIR)/sheet.png
+	@$(call summary,$<)
+.DEFAULT_GOAL := infer
+endif

@@ -62,6 +62,26 @@ print(f"pixels: mean |diff| {d.mean():.3g}, 99th pct {np.percentile(d, 99):.3g},
 assert a.shape == b.shape and d.mean() <= 1e-3 and np.percentile(d, 99) <= 1e-3
 PY
 
+# recover --ufc (INFER): the compensator's broadcast add and its summed gradient on the device
+U=(-q -w t.safetensors --ufc --iters 6 -m)
+"$BIN/recover" "${U[@]}" uc.jsonl init.tsr >uc.tsr
+"$BIN/recover" -d cuda "${U[@]}" ug.jsonl init.tsr >ug.tsr || fail "recover --ufc -d cuda: exit $?"
+"$BIN/tsexport" --npy unc uc.tsr && "$BIN/tsexport" --npy ung ug.tsr && "$PYTHON" - <<'PY' \
+    && ok "recover --ufc -d cuda: step-0 losses and images" || fail "recover --ufc -d cuda"
+import json
+import numpy as np
+a = [json.loads(l) for l in open("uc.jsonl")]
+b = [json.loads(l) for l in open("ug.jsonl")]
+assert len(a) == len(b) > 0 and all(x["ufc"] == y["ufc"] and x["step"] == y["step"] for x, y in zip(a, b))
+for x, y in zip(a, b):
+    if x["step"] == 0:
+        assert abs(x["loss"] - y["loss"]) <= 1e-4 * abs(x["loss"]), (x, y)
+c, g = np.load("unc/image.npy"), np.load("ung/image.npy")
+d = np.abs(c.astype(np.float64) - g)
+print(f"--ufc images: mean |diff| {d.mean():.3g}, 99th pct {np.percentile(d, 99):.3g}")
+assert c.shape == g.shape and (d[: len(d) // 2] == 0).all() and d.mean() <= 1e-3 and np.percentile(d, 99) <= 1e-3
+PY
+
 # mixed precision: fp16 / bf16 operands of conv and linear, fp32 everything else
 for p in fp16 bf16; do
     "$BIN/recover" -d cuda --precision $p "${R[@]}" mp.jsonl init.tsr >rp.tsr || fail "recover --precision $p"

@@ -1,8 +1,8 @@
 /* test_recover.c - the recover loop: schedule arithmetic, the cosine over the global counter, the
  * loss of a tiny ConvNet against a hand computation in double, the pixel <-> normalized round
  * trip, the batch plan, noise draws, fused == pieces with arc_merge between them (bit for bit), the multi-teacher round robin,
- * the ARC merge's arithmetic, and the batch ids: intrinsic to a batch's content (a class slice
- * plans the ids of the whole input) and keying the augmentation draws. */
+ * the ARC merge's arithmetic, the batch ids: intrinsic to a batch's content (a class slice
+ * plans the ids of the whole input) and keying the augmentation draws, and INFER's compensator. */
 #include <string.h>
 
 #include "libcommon/distill/merge.h"
@@ -285,6 +285,46 @@ static void test_batch_id(void)
     nn_free(nn);
 }
 
+/* INFER's compensator: the schedule it takes, its draws keyed by the teacher's index, the input
+ * left alone, and the images it makes (rec_ufc_apply) against the same arithmetic by hand.
+ * Its values against PyTorch: tests/parity/recover.sh. */
+static void test_ufc(void)
+{
+    Nn *nn = nn_new(DD_CPU, 1);
+    Model *t = model_create(nn, "convnet2:width=4", 1, 3, 8, 1);
+    model_set_requires_grad(t, 0);
+    float pa[3][64], *PA[3] = {pa[0], pa[1], pa[2]}, x0[192];
+    int64_t la[3];
+    RecBatch b = batch(3, PA, la, 9);
+    memcpy(x0, b.x, sizeof x0);
+    RecConf q = rec_conf_default();
+    q.aug = REC_AUG_ROLL;
+    float u0[64], u0b[64], u1[64], z[64] = {0};
+    CHECK(rec_schedule_fused(&q, 5, 0, NULL) == 0);
+    CHECK(rec_ufc(nn, t, 0, &q, &b, u0) == 0 && rec_ufc(nn, t, 0, &q, &b, u0b) == 0 && rec_ufc(nn, t, 1, &q, &b, u1) == 0);
+    CHECK(!memcmp(u0, u0b, sizeof u0) && memcmp(u0, u1, sizeof u0) && memcmp(u0, z, sizeof u0));
+    CHECK(!memcmp(b.x, x0, sizeof x0));                      /* the images are read, not changed */
+    CHECK(rec_ufc(nn, t, REC_UFC_MAX, &q, &b, u1) < 0);
+    RecConf two = q;
+    CHECK(rec_schedule_fused(&two, 6, 1, NULL) == 0 && rec_ufc(nn, t, 0, &two, &b, u1) < 0);
+    RecConf big = q;
+    big.stage[0].h = big.stage[0].w = 16;
+    CHECK(rec_ufc(nn, t, 0, &big, &b, u1) < 0);
+    /* out = clamp((x - m) / s + u) * s + m, 0, 1), in that order of float operations */
+    float out[192], want[192];
+    rec_ufc_apply(b.x, u0, out, 3, 1, 64, t->mean, t->std);
+    int clamped = 0;
+    for (int i = 0; i < 192; i++) {
+        float v = ((b.x[i] - t->mean[0]) / t->std[0] + u0[i % 64]) * t->std[0] + t->mean[0];
+        want[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+        clamped += v < 0 || v > 1;
+    }
+    CHECK(!memcmp(out, want, sizeof out) && clamped > 0 && clamped < 192);
+    free(b.x);
+    model_free(t);
+    nn_free(nn);
+}
+
 static void test_merge(void)
 {
     float x[4] = {1, 0, 0.5f, 0.25f}, p[1] = {0.5f};
@@ -302,5 +342,6 @@ int main(void)
     test_merge();
     test_plan();
     test_batch_id();
+    test_ufc();
     return check_done("test_recover");
 }

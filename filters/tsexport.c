@@ -188,6 +188,7 @@ static void put_npy(Export *x, const TsRecord *r, int64_t lab)
     stack_put(x, "image", &im, r->key);
     tensor_free(&im);
     if (ts_record_cget(r, "label")) stack_put(x, "label", &lt, r->key);
+    tensor_free(&lt);
     for (int f = 0; f < r->nfields; f++)
         if (strcmp(r->fields[f].name, "image") && strcmp(r->fields[f].name, "label"))
             stack_put(x, r->fields[f].name, &r->fields[f].t, r->key);

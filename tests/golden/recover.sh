@@ -82,6 +82,22 @@ PY
 "$BIN/recover" -q -w t.safetensors --ufc --iters 4 --aug full --r-bn 0.01 -j 1 init.tsr >uf.tsr \
     && "$BIN/tsinfo" --json uf.tsr | "$PYTHON" -c 'import json,sys; p=json.load(sys.stdin)["history"][-1]["params"]; assert p["aug"]=="full" and p["r_bn"]==0.01, p' \
     && ok "--ufc --aug full --r-bn" || fail "--ufc options"
+# class slices aligned with the batches (--batch 5) make the compensators of the unsharded run
+for c in 0,1,2,3,4 5,6,7,8,9; do
+    "$BIN/tscat" -q --classes $c init.tsr | "$BIN/recover" -q -w t.safetensors --ufc --iters 4 --batch 5 >"us-$c.tsr"
+done
+"$BIN/recover" -q -w t.safetensors --ufc --iters 4 --batch 5 init.tsr >us-all.tsr
+"$BIN/tscat" -q us-0,1,2,3,4.tsr us-5,6,7,8,9.tsr | "$BIN/tsexport" --npy us - && "$BIN/tsexport" --npy ua us-all.tsr
+"$PYTHON" - <<'PY' && ok "--ufc on class slices == unsharded --ufc (same keys, same bits)" || fail "--ufc sharded"
+import numpy as np
+def load(d):
+    k = open(d + "/keys.txt").read().split()
+    o = sorted(range(len(k)), key=k.__getitem__)
+    return [k[i] for i in o], np.load(d + "/image.npy")[o], np.load(d + "/label.npy")[o]
+a, b = load("us"), load("ua")
+assert len(a[0]) == 40 and a[0] == b[0] and (a[2] == b[2]).all()
+assert a[1].tobytes() == b[1].tobytes()
+PY
 "$PYTHON" - <<'PY'
 import json, numpy as np, os
 os.makedirs("dup", exist_ok=True)

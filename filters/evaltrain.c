@@ -26,6 +26,8 @@ static void usage(FILE *f)
                "      --label-smoothing E  hard labels (default 0)\n"
                "      --optimizer NAME     sgd | adam | adamw\n"
                "      --lr LR --momentum M --wd WD --betas B1,B2 --eta ETA\n"
+               "      --decay all|weights  which params --wd decays (default: weights for AdamW,\n"
+               "                           but all with static labels; all for sgd and adam)\n"
                "      --epochs N --batch N --micro N --no-shuffle\n"
                "      --rrc-scale LO,HI --crop-pad P --no-flip --cutmix A --mixup A\n"
                "      --shuffle-patches F  --no-aug\n"
@@ -42,7 +44,7 @@ static void usage(FILE *f)
 enum {
     O_VAL = 256, O_LABELS, O_TEACHER, O_HARD, O_LS, O_OPT, O_LR, O_MOM, O_WD, O_BETAS, O_ETA, O_EPOCHS,
     O_BATCH, O_MICRO, O_NOSHUF, O_RRC, O_PAD, O_NOFLIP, O_CUTMIX, O_MIXUP, O_SHUFP, O_NOAUG, O_EVERY,
-    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION, O_PREC
+    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION, O_PREC, O_DECAY
 };
 
 /* "A,B" into two doubles in [lo, hi]. */
@@ -91,7 +93,7 @@ int main(int argc, char **argv)
         {"model", 1, 0, 'm'}, {"weights", 1, 0, 'w'}, {"val", 1, 0, O_VAL}, {"labels", 1, 0, O_LABELS},
         {"teacher", 1, 0, O_TEACHER}, {"hard", 0, 0, O_HARD}, {"temperature", 1, 0, 'T'},
         {"label-smoothing", 1, 0, O_LS}, {"optimizer", 1, 0, O_OPT}, {"lr", 1, 0, O_LR},
-        {"momentum", 1, 0, O_MOM}, {"wd", 1, 0, O_WD}, {"betas", 1, 0, O_BETAS}, {"eta", 1, 0, O_ETA},
+        {"momentum", 1, 0, O_MOM}, {"wd", 1, 0, O_WD}, {"decay", 1, 0, O_DECAY}, {"betas", 1, 0, O_BETAS}, {"eta", 1, 0, O_ETA},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"micro", 1, 0, O_MICRO},
         {"no-shuffle", 0, 0, O_NOSHUF}, {"rrc-scale", 1, 0, O_RRC}, {"crop-pad", 1, 0, O_PAD},
         {"no-flip", 0, 0, O_NOFLIP}, {"cutmix", 1, 0, O_CUTMIX}, {"mixup", 1, 0, O_MIXUP},
@@ -105,7 +107,7 @@ int main(int argc, char **argv)
     double lr = NAN, mom = NAN, wd = NAN, b1 = 0.9, b2 = 0.999, eta = NAN, T = 20, ls = 0;
     double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN;
     int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 1, noaug = 0;
-    int every = 0, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0, c;
+    int every = 0, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0, decay_all = -1, c;
     const char *ckpt = NULL;
     long seed = 0;
     while ((c = getopt_long(argc, argv, "m:w:T:s:j:d:qh", lo, NULL)) != -1) {
@@ -122,6 +124,11 @@ int main(int argc, char **argv)
         case O_LR: lr = dd_opt_double("--lr", optarg, 0, 1e6); break;
         case O_MOM: mom = dd_opt_double("--momentum", optarg, 0, 1); break;
         case O_WD: wd = dd_opt_double("--wd", optarg, 0, 10); break;
+        case O_DECAY:
+            if (!strcmp(optarg, "all")) decay_all = 1;
+            else if (!strcmp(optarg, "weights")) decay_all = 0;
+            else dd_die(DD_EXIT_USAGE, "--decay: want all or weights, got '%s'", optarg);
+            break;
         case O_BETAS: opt_pair("--betas", optarg, &b1, &b2, 0, 0.999999); break;
         case O_ETA: eta = dd_opt_double("--eta", optarg, 1e-3, 1e3); break;
         case O_EPOCHS: epochs = (int)dd_opt_long("--epochs", optarg, 0, 1000000); break;
@@ -216,7 +223,9 @@ int main(int argc, char **argv)
     if (isnan(wd)) wd = kind == OPTIM_SGD ? 5e-4 : 0.01;
     tc.opt = kind == OPTIM_SGD ? optim_sgd(lr, isnan(mom) ? 0.9 : mom, wd, 0)
            : kind == OPTIM_ADAM ? optim_adam(lr, b1, b2, 1e-8, wd) : optim_adamw(lr, b1, b2, 1e-8, wd);
-    tc.opt.decay_all = kind != OPTIM_ADAMW;
+    /* AdamW decays conv/linear weights only (the FKD and RDED protocols' parameter groups), except
+     * on static labels: INFER's val_static.py gives torch.optim.AdamW one group, every parameter */
+    tc.opt.decay_all = decay_all >= 0 ? decay_all : kind != OPTIM_ADAMW || tc.labels == TRAIN_STATIC;
     tc.eta = !isnan(eta) ? eta : tc.labels == TRAIN_TEACHER ? 2 : 1;
     tc.epochs = epochs >= 0 ? epochs : soft ? 300 : 3;
     tc.batch = batch > 0 ? batch : tc.labels == TRAIN_STATIC ? 64 : soft ? (tr.K == 10 ? 10 : 16) : 128;
@@ -247,9 +256,11 @@ int main(int argc, char **argv)
     TrainResult res;
     if (train_run(nn, &tc, m, &tr, vin ? &val : NULL, teacher, lr_in, &rinfo, &res) < 0) dd_die_err(DD_EXIT_DATA);
     if (save && !res.stopped) {
-        json_t *sum = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s,s:f,s:i,s:i,s:I}", "prog", "evaltrain", "version",
+        static const char *const opt_names[] = {[OPTIM_SGD] = "sgd", [OPTIM_ADAM] = "adam", [OPTIM_ADAMW] = "adamw"};
+        json_t *sum = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s,s:s,s:f,s:f,s:s,s:i,s:i,s:I}", "prog", "evaltrain", "version",
                                 DD_VERSION, "train", tname, "records", (json_int_t)tr.n, "epochs", res.epochs_done, "labels",
-                                label_names[tc.labels], "lr", lr, "batch", tc.batch, "micro", tc.micro, "seed",
+                                label_names[tc.labels], "optimizer", opt_names[kind], "lr", lr, "wd", wd, "decay",
+                                tc.opt.decay_all ? "all" : "weights", "batch", tc.batch, "micro", tc.micro, "seed",
                                 (json_int_t)seed);
         if (strcmp(precision, "fp32")) json_object_set_new(sum, "precision", json_string(precision));
         if (isfinite(res.final_top1)) {

@@ -75,8 +75,17 @@ mk_npy s 24 1 8 8 1
 "$BIN/tsimport" s >s.tsr
 "$E" -m "convnet1:width=8" -q --epochs 2 --batch 8 --save s.safetensors s.tsr >s.json && grep -aq 'static' s.safetensors \
     && ok "static soft labels: $(tail -n 1 s.json)" || fail "static soft labels"
+# INFER's student decays every parameter (one AdamW group); --decay weights restores the FKD groups
+grep -aq '\\"optimizer\\":\\"adamw\\",\\"lr\\":0.001,\\"wd\\":0.01,\\"decay\\":\\"all\\"' s.safetensors \
+    && ok "static labels: AdamW, weight decay on every parameter (metadata)" || fail "static labels' decay: $(grep -ao 'optimizer[^}]*' s.safetensors)"
+"$E" -m "convnet1:width=8" -q --epochs 2 --batch 8 --decay weights --save s2.safetensors s.tsr >/dev/null \
+    && grep -aq 'decay\\":\\"weights' s2.safetensors && ! cmp -s s.safetensors s2.safetensors \
+    && ok "--decay weights: other weights" || fail "--decay weights"
+expect_usage evaltrain -m convnet1 --decay some s.tsr
 "$E" "${small[@]}" --teacher w.safetensors --epochs 1 --batch 32 --val te.tsr --save t.safetensors tr.tsr >t.json \
     && grep -aq 'teacher' t.safetensors && ok "online teacher: $(tail -n 1 t.json)" || fail "online teacher"
+grep -aq 'decay\\":\\"weights' t.safetensors && ok "online teacher: AdamW decays conv/linear weights only" \
+    || fail "online teacher's decay"
 
 # CUDA: exit 3 where the backend or device is missing
 rc=0; "$E" -d cuda --eval-only -w w.safetensors te.tsr >/dev/null 2>err.txt || rc=$?

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # optim.sh - three SGD (momentum, nesterov both ways, weight decay), Adam (recover's betas, and with
-# L2) and AdamW (decoupled decay on conv/linear weights only) steps equal torch.optim's.
+# L2) and AdamW (decoupled decay on conv/linear weights only, and on every parameter as INFER's
+# student has it) steps equal torch.optim's.
 # Tolerance: see tests/parity/optim_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail
 if ! "$PYTHON" -c 'import torch, numpy' >/dev/null 2>&1; then

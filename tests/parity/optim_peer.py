@@ -30,6 +30,7 @@ CONFIGS = {
     "adam_l2": ("adam", 1e-2, 0, 0, 0.9, 0.999, 1e-8, 1e-2, 1),
     "adamw": ("adamw", 1e-3, 0, 0, 0.9, 0.999, 1e-8, 0.01, 0),
     "adamw_big": ("adamw", 0.1, 0, 0, 0.9, 0.999, 1e-8, 0.5, 0),
+    "adamw_all": ("adamw", 1e-3, 0, 0, 0.9, 0.999, 1e-8, 0.01, 1),   # INFER's student: one group
 }
 
 

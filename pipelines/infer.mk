@@ -2,13 +2,15 @@
 # (patchsel --method random), then one universal feature compensator per batch and teacher
 # (recover --ufc, the teachers of INFER_TEACHERS), static soft labels (relabel --static, the mean
 # of the same teachers' logits on each image) and INFER's student protocol (evaltrain on the
-# static labels: MixUp 0.8 on images and logits, T = 30, AdamW 1e-3 wd 0.01, plain cosine,
-# batch 64, RandomCrop(pad 4) + flip: evaltrain's static-label defaults, INFER_EPOCHS = 400).
+# static labels: MixUp 0.8 on images and logits, T = 30, AdamW 1e-3 with weight decay 0.01 on
+# every parameter, plain cosine, batch 64, RandomCrop(pad 4) + flip: evaltrain's static-label
+# defaults; INFER_EPOCHS = 400).
 #
 # The budget is the reference's: with M = the number of teachers and C = NCLASSES classes,
 # ipc_init = floor(IPC / (M/C + 1)) real images per class, i.e. IPC images' worth once the M
 # compensators per ipc index (shared by every class) are counted; the student trains on
-# (M+1) * ipc_init images per class. The reference's teachers: ResNet-18, MobileNetV2,
+# (M+1) * ipc_init images per class. NCLASSES must be the data's class count (checked when the
+# real images are drawn: CIFAR-100 needs NCLASSES=100). The reference's teachers: ResNet-18, MobileNetV2,
 # EfficientNet-B0 and ShuffleNet (CIFAR: INFER_TEACHERS="resnet18m mobilenet_v2m
 # efficientnet_b0m shufflenet_v2_x1_0m"); the default is FADRM+'s cheaper TEACHERS.
 #
@@ -22,7 +24,7 @@
 # INFER_ITERS empty: recover --ufc's default (1000 steps below 128 px, 2000 from 128, as the
 # reference); RBATCH (classes per batch, i.e. per compensator) as for recover.
 # The shell pipeline:
-#   patchsel --method random --ipc 9 train.tsr | recover --ufc -w t1.safetensors -w t2.safetensors \
+#   patchsel --method random --ipc 8 train.tsr | recover --ufc -w t1.safetensors -w t2.safetensors \
 #     | relabel --static -w t1.safetensors -w t2.safetensors > infer.tsr
 #   evaltrain -m convnet3 -T 30 --epochs 400 --val test.tsr infer.tsr
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
@@ -50,6 +52,8 @@ $(error INFER: IPC=$(IPC) with $(INFER_M) teachers and NCLASSES=$(NCLASSES) leav
 endif
 
 $(INFER_INIT): $(TRAIN)
+	@k=$$($(BIN)/tsinfo $(TRAIN) | sed -n 's/^classes: //p'); [ "$$k" = "$(NCLASSES)" ] || \
+	    { echo "infer.mk: $(TRAIN) has $$k classes, not NCLASSES=$(NCLASSES): INFER's budget counts them (set NCLASSES=$$k)" >&2; exit 2; }
 	@mkdir -p $(@D)
 	$(call timed,$@,$(BIN)/patchsel $(RUN_OPTS) --method random --ipc $(IPC_INIT) -s $(SEED) -o $@ $(TRAIN))
 $(INFER_DIR)/distilled.tsr $(INFER_DIR)/metrics.jsonl &: $(INFER_INIT) $(INFER_W)

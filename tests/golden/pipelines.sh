@@ -77,6 +77,10 @@ id=$(val infer.mk INFER_DIR "${inf[@]}")
 plan=$(mk -n -f "$P/infer.mk" "${inf[@]}" INFER_ITERS=5 infer 2>&1)
 grep -q "/recover .*--ufc --iters 5" <<<"$plan" && ! grep -q -e "/patchsel " -e "--save" <<<"$plan" \
     && ok "infer.mk INFER_ITERS=5: plans recover onward, not the teacher or the random images" || fail "INFER_ITERS plan: $plan"
+make --no-print-directory -f "$P/infer.mk" "${tiny[@]}" "${inf[@]}" OUT=out-ncls NCLASSES=12 infer-distill >log.ncls 2>&1 \
+    && fail "NCLASSES=12 on 10 classes accepted"
+grep -q "has 10 classes, not NCLASSES=12" log.ncls && ok "infer.mk: NCLASSES checked against the data" \
+    || fail "NCLASSES check: $(tail -n 2 log.ncls)"
 
 # class-sharded == unsharded (CPU, same seed, --batch = 5 classes in both)
 if mk -j2 -f "$P/sharded.mk" SHARDS=2 sharded-distill >log.sh 2>&1; then ok "sharded.mk: 2 shards in parallel, merged"

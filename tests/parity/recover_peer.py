@@ -169,7 +169,6 @@ def check(out, init, sched, args):
 
 
 def check_ufc(out, P, y, ts, iters, r_bn, draw, sched):
-    nc = int(y.max()) + 1
     ipc = [int((y[:i] == y[i]).sum()) for i in range(len(y))]
     n, M = len(y), len(ts)
     res = torch.cat([P] * (M + 1))

@@ -7,8 +7,9 @@
  * (Winograd where it chooses to, else the direct kernel), DD_CPU_CONV=winograd (Winograd for every
  * 3x3 'same' shape), DD_CPU_CONV=direct (the direct kernel for every shape it takes) and
  * DD_CPU_CONV=gemm (the flat and im2col paths); forward, backward data (which adds into dx) and backward filter, with 1 and 3
- * threads bit-identical; depthwise shapes on the direct kernel's depthwise path and conv.c's plane
- * kernels.
+ * threads bit-identical; depthwise shapes on conv_dw.c's flat runs (with AVX-512: any stride; by
+ * default, and where the direct kernel would not be faster), the direct kernel's depthwise path
+ * and conv.c's plane kernels (DD_CPU_CONV=gemm, or without AVX-512).
  * Tolerance per element: 3e-5 of the sum of |terms| (float accumulation over K = cin k^2 terms
  * stays far below that; one wrong or missing term is about 1/K of it). */
 #include "check.h"
@@ -45,6 +46,19 @@ static const Shape SHAPES[] = {
     {37, 6, 6, 4, 4, 3, 1, 1, 1, 0, 6},   /* depthwise, many images */
     {2, 5, 5, 9, 9, 3, 2, 2, 1, 0, 5},    /* depthwise, dilation 2 */
     {3, 6, 6, 9, 9, 3, 1, 1, 2, 0, 6},    /* depthwise stride 2: not direct */
+    /* conv_dw.c's polyphase runs (with AVX-512; the plane kernels otherwise) */
+    {4, 12, 12, 16, 16, 3, 1, 1, 2, 0, 12}, /* stride 2, even plane: 8 x 9 runs, several vectors */
+    {3, 5, 5, 9, 7, 3, 1, 1, 2, 1, 5},      /* stride 2, odd and ragged, bias */
+    {3, 4, 4, 4, 4, 3, 1, 1, 2, 0, 4},      /* 4x4 -> 2x2: one vector */
+    {2, 4, 4, 12, 12, 5, 2, 1, 2, 1, 4},    /* 5x5 stride 2 */
+    {2, 3, 3, 11, 10, 3, 2, 2, 2, 0, 3},    /* stride 2, dilation 2 */
+    {2, 3, 3, 10, 11, 3, 0, 1, 3, 1, 3},    /* stride 3, no padding */
+    {2, 3, 3, 5, 5, 3, 3, 1, 2, 0, 3},      /* padding 3: whole rows of padding */
+    {2, 6, 6, 7, 7, 3, 0, 1, 1, 1, 6},      /* stride 1, no padding: not direct */
+    {2, 70, 70, 24, 24, 3, 1, 1, 2, 0, 70}, /* stride 2, 12 x 13 runs: the four-vector loop */
+    {2, 3, 3, 9, 9, 3, 0, 1, 2, 0, 3},      /* stride 2, no padding */
+    {1, 2, 2, 6, 70, 3, 1, 1, 2, 1, 2},     /* stride 2, rows of 70: three runs of 32 pixels */
+    {2, 3, 3, 13, 13, 5, 2, 1, 4, 0, 3},    /* stride 4: 16 phases, some without taps */
 };
 enum { NSHAPES = sizeof SHAPES / sizeof SHAPES[0] };
 
@@ -251,10 +265,11 @@ int main(void)
                           i, paths[p], t);
 #ifdef CONV_PATHS_AVX512
                 /* the direct and Winograd kernels sum as the AVX2 ones; the im2col GEMMs (OpenBLAS
-                 * with AVX2) and every weight gradient (OpenBLAS) are checked against float64 */
+                 * with AVX2), every weight gradient (OpenBLAS) and conv_dw.c's runs (AVX-512 only:
+                 * the depthwise shapes but on DD_CPU_CONV=direct) are checked against float64 */
                 int dw = c->groups > 1 && c->groups == c->cin && c->groups == c->cout;
                 int kernel = p != 3 && c->stride == 1 && c->pad > 0 && (c->k - 1) * c->dil == 2 * c->pad &&
-                             (c->groups <= 1 || dw);
+                             (c->groups <= 1 || (dw && p == 2));
                 CHECK_MSG(t == 2 || !kernel || !memcmp(a[t], r[t], n[t] * sizeof(float)),
                           "shape %d %s: AVX-512 vs AVX2 differ (output %d)", i, paths[p], t);
                 free(r[t]);

@@ -1,10 +1,10 @@
 /* conv.c - CPU convolution and linear: im2col + single-threaded OpenBLAS sgemm over fixed chunks
  * of images (several small images side by side in one GEMM), chunks spread over the worker pool
  * (each thread its own im2col buffer); stride-1 'same' convolutions of large planes skip im2col
- * (conv_flat.c); vectorised plane kernels for depthwise convolution (one image-channel plane per
- * item). Chunks and planes are fixed by the shape, so per-image work is identical for any thread
- * count, and the weight gradient sums fixed groups of images in a fixed order: results do not
- * depend on threads. Linear: OpenBLAS over fixed column blocks, or (AVX-512) conv_direct.c's
+ * (conv_flat.c); depthwise convolution on AVX-512 flat runs (conv_dw.c), else vectorised plane
+ * kernels (one image-channel plane per item). Chunks and planes are fixed by the shape, so
+ * per-image work is identical for any thread count, and the weight gradient sums fixed groups of
+ * images in a fixed order: results do not depend on threads. Linear: OpenBLAS over fixed column blocks, or (AVX-512) conv_direct.c's
  * kernel as a GEMM.
  */
 #include "libcommon/nn/cpu/cpu.h"
@@ -662,6 +662,7 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
 {
     ConvJob j = {.s = s, .be = be, .x = x, .w = w, .b = b, .y = y};
     if (cpu_wino_ok(s)) cpu_wino_fwd(be, s, x, w, b, y);
+    else if (cpu_dwflat_pick(s)) cpu_dwflat_fwd(be, s, x, w, b, y);
     else if (cpu_direct_ok(s)) cpu_direct_fwd(be, s, x, w, b, y);
     else if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_fwd(be, s, x, w, b, y);
     else if (is_depthwise(s)) cpu_for(be, (int64_t)s->n * s->cin, 2, dw_fwd_task, &j);
@@ -677,6 +678,7 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
 {
     ConvJob j = {.s = s, .be = be, .w = w, .dy = dy, .dx = dx};
     if (cpu_wino_ok(s)) cpu_wino_bwd_data(be, s, dy, w, dx);
+    else if (cpu_dwflat_pick(s)) cpu_dwflat_bwd_data(be, s, dy, w, dx);
     else if (cpu_direct_ok(s)) cpu_direct_bwd_data(be, s, dy, w, dx);
     else if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_bwd_data(be, s, dy, w, dx);
     else if (is_depthwise(s))
@@ -695,7 +697,9 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
     if (dw) {
         ConvJob j = {.s = s, .be = be, .x = x, .dy = dy, .dw = dw};
         j.wsize = (size_t)s->cout * (s->cin / s->groups) * s->kh * s->kw;
-        if (is_depthwise(s)) {
+        if (cpu_dwflat_ok(s)) {
+            cpu_dwflat_bwd_filter(be, s, dy, x, dw);
+        } else if (is_depthwise(s)) {
             cpu_for(be, s->cin, 2, dw_bwd_filter_task, &j);
         } else if (cpu_flat_ok(s)) {
             cpu_flat_bwd_filter(be, s, dy, x, dw);

@@ -106,6 +106,21 @@ void cpu_wino_fwd(NnBackend *be, const NnConvShape *s, const float *x, const flo
 void cpu_wino_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
                        float *dx);
 
+/* conv_dw.c: depthwise convolutions (groups = cin = cout, at most 64 taps, stride at most 8) on
+ * flat runs of a polyphase-split plane with AVX-512F: forward, backward data (dx +=) and backward
+ * filter (dw +=). cpu_dwflat_ok is false without AVX-512F, or with DD_CPU_CONV=gemm (conv.c's
+ * plane kernels: tests run both). cpu_dwflat_pick, for forward and backward data: ok, and where
+ * conv_direct.c takes the shape too, the runs compute at most 5/4 lanes per output (not 4x4
+ * planes, nor 5x5 taps on 8x8, where the direct kernel is faster) and DD_CPU_CONV is not direct. */
+int cpu_dwflat_ok(const NnConvShape *s);
+int cpu_dwflat_pick(const NnConvShape *s);
+void cpu_dwflat_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
+                    const float *b, float *y);
+void cpu_dwflat_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
+                         float *dx);
+void cpu_dwflat_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
+                           float *dw);
+
 /* 1 where the CPU runs AVX2 and FMA (the vector kernels of conv_direct.c, conv_wino.c, elem.c and
  * norm.c's sums), and AVX-512F too (conv_direct.c's cpu_dc_kernel2, for the direct and Winograd
  * convolutions); always 0 off x86. The environment lowers them (read per call, so tests and

@@ -1,12 +1,14 @@
 /* bench_ops.c - convolution micro-benchmark: forward and backward-to-input (the two passes of the
- * recover step, whose teacher is frozen) of the CPU backend's conv kernels on representative shapes
+ * recover step, whose teacher is frozen) and backward-to-weights (training's third) of the CPU
+ * backend's conv kernels on representative shapes
  * (MobileNetV2 / ShuffleNetV2 depthwise 3x3, grouped, ResNet-18's 3x3 convs at 32/16/8/4 px),
  * beside the PyTorch peer (tests/bench/torch_ops_peer.py, run through $PYTHON, default
  * /usr/bin/python3) timing the same shapes in the same run. Times are the minimum over ITERS
  * iterations after one warm-up (the machine is shared: the minimum is the least noisy).
  * usage: bench_ops [THREADS [ITERS [FILTER]]]   (run from the repository root; FILTER: only the
  * shapes whose name contains it, and no peer)
- * prints per shape and pass: bench conv NAME PASS: ours A ms, peer B ms, ratio B/A */
+ * prints per shape and pass (fwd, bwd-data, bwd-filter): bench conv NAME PASS: ours A ms, peer B
+ * ms, ratio B/A */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/backend.h"
 
@@ -19,6 +21,8 @@ typedef struct {
 } OpCase;
 
 static const OpCase CASES[] = {
+    {"dw3x3-s1-32x32", 100, 32, 32, 32, 32, 3, 1, 1, 32},
+    {"dw3x3-s2-96x32", 100, 96, 32, 32, 96, 3, 2, 1, 96},
     {"dw3x3-s1-96x16", 100, 96, 16, 16, 96, 3, 1, 1, 96},
     {"dw3x3-s2-96x16", 100, 96, 16, 16, 96, 3, 2, 1, 96},
     {"dw3x3-s1-144x8", 100, 144, 8, 8, 144, 3, 1, 1, 144},
@@ -40,14 +44,17 @@ static float *random_buf(DdRng *r, size_t n)
     return p;
 }
 
+enum { NPASS = 3 }; /* fwd, bwd-data, bwd-filter */
+
 /* Minimum ms over iters runs of one pass (after a warm-up run). */
-static double best_ms(NnBackend *be, const NnConvShape *s, int bwd, const float *x, const float *w,
+static double best_ms(NnBackend *be, const NnConvShape *s, int pass, const float *x, float *w,
                       float *y, int iters)
 {
     double best = 1e30;
     for (int i = 0; i <= iters; i++) {
         double t0 = dd_now();
-        if (bwd) be->conv2d_bwd_data(be, s, y, w, (float *)x);
+        if (pass == 2) be->conv2d_bwd_filter(be, s, y, x, w, NULL);
+        else if (pass == 1) be->conv2d_bwd_data(be, s, y, w, (float *)x);
         else be->conv2d_fwd(be, s, x, w, NULL, y);
         double dt = (dd_now() - t0) * 1e3;
         if (i > 0 && dt < best) best = dt;
@@ -55,7 +62,7 @@ static double best_ms(NnBackend *be, const NnConvShape *s, int bwd, const float 
     return best;
 }
 
-/* Runs the peer over every case; fills peer[2*i + pass] (ms) or leaves -1 where it gave nothing. */
+/* Runs the peer over every case; fills peer[NPASS*i + pass] (ms) or leaves -1 where it gave nothing. */
 static void run_peer(int threads, int iters, double *peer)
 {
     const char *py = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
@@ -72,13 +79,11 @@ static void run_peer(int threads, int iters, double *peer)
     FILE *f = popen(cmd, "r");
     if (!f) return;
     char name[64];
-    double fwd, bwd;
-    while (fscanf(f, "%63s %lf %lf", name, &fwd, &bwd) == 3)
+    double t[NPASS];
+    while (fscanf(f, "%63s %lf %lf %lf", name, &t[0], &t[1], &t[2]) == 4)
         for (int i = 0; i < NCASES; i++)
-            if (!strcmp(name, CASES[i].name)) {
-                peer[2 * i] = fwd;
-                peer[2 * i + 1] = bwd;
-            }
+            if (!strcmp(name, CASES[i].name))
+                for (int k = 0; k < NPASS; k++) peer[NPASS * i + k] = t[k];
     pclose(f);
 }
 
@@ -89,17 +94,14 @@ int main(int argc, char **argv)
     const char *filter = argc > 3 ? argv[3] : NULL;
     int threads = argc > 1 ? (int)dd_opt_long("THREADS", argv[1], 1, 1024) : 2;
     int iters = argc > 2 ? (int)dd_opt_long("ITERS", argv[2], 1, 100000) : 10;
-    double ours[2 * NCASES], peer[2 * NCASES];
+    double ours[NPASS * NCASES], peer[NPASS * NCASES];
     NnBackend *be = nn_cpu_backend_new(threads);
     DdRng r;
     dd_rng_init(&r, 0, 3, 0);
     for (int i = 0; i < NCASES; i++) {
         const OpCase *c = &CASES[i];
-        peer[2 * i] = peer[2 * i + 1] = -1;
-        if (filter && !strstr(c->name, filter)) {
-            ours[2 * i] = ours[2 * i + 1] = -1;
-            continue;
-        }
+        for (int k = 0; k < NPASS; k++) peer[NPASS * i + k] = ours[NPASS * i + k] = -1;
+        if (filter && !strstr(c->name, filter)) continue;
         int oh = (c->h + 2 * c->pad - c->k) / c->stride + 1;
         int ow = (c->w + 2 * c->pad - c->k) / c->stride + 1;
         NnConvShape s = {c->n,  c->cin, c->h, c->w,      c->cout, c->k, c->k,
@@ -107,21 +109,20 @@ int main(int argc, char **argv)
         size_t nx = (size_t)c->n * c->cin * c->h * c->w, ny = (size_t)c->n * c->cout * oh * ow;
         size_t nw = (size_t)c->cout * (c->cin / c->groups) * c->k * c->k;
         float *x = random_buf(&r, nx), *w = random_buf(&r, nw), *y = random_buf(&r, ny);
-        ours[2 * i] = best_ms(be, &s, 0, x, w, y, iters);
-        ours[2 * i + 1] = best_ms(be, &s, 1, x, w, y, iters);
+        for (int k = 0; k < NPASS; k++) ours[NPASS * i + k] = best_ms(be, &s, k, x, w, y, iters);
         free(x);
         free(w);
         free(y);
     }
     be->destroy(be);
     if (!filter) run_peer(threads, iters, peer);
-    for (int i = 0; i < 2 * NCASES; i++) {
-        const char *pass = i % 2 ? "bwd-data" : "fwd";
+    for (int i = 0; i < NPASS * NCASES; i++) {
+        const char *pass = i % NPASS == 2 ? "bwd-filter" : i % NPASS ? "bwd-data" : "fwd";
         if (ours[i] < 0) continue;
         if (peer[i] < 0)
-            printf("bench conv %s %s: ours %.3f ms, peer NA\n", CASES[i / 2].name, pass, ours[i]);
+            printf("bench conv %s %s: ours %.3f ms, peer NA\n", CASES[i / NPASS].name, pass, ours[i]);
         else
-            printf("bench conv %s %s: ours %.3f ms, peer %.3f ms, ratio %.2f\n", CASES[i / 2].name,
+            printf("bench conv %s %s: ours %.3f ms, peer %.3f ms, ratio %.2f\n", CASES[i / NPASS].name,
                    pass, ours[i], peer[i], peer[i] / ours[i]);
     }
     return 0;

@@ -313,32 +313,10 @@ static void dw_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* ---- GEMM on conv_direct.c's AVX-512 kernel (cpu_dc_kernel2 with one tap) ----
- * C[m][cols] (=, or += when load) A B over k terms, for the im2col convolutions and linear where
- * cpu_avx512(): A in 6-row panels packed once per call ([panel][k][6], zero rows past m); B in
- * tiles of 32 columns packed per block of KG_KC terms into a thread's buffer (zero columns past
- * cols) that serve every panel; tiles short of 6 rows or 32 columns through a 6 x 32 buffer.
- * Each output sums its terms in one fixed order (ascending, KG_KC at a time): the results do not
- * depend on how columns are split between threads. */
-#define KG_KC 256
-#define KG_NR 32
-#define KG_SCRATCH ((size_t)KG_KC * KG_NR + 6 * KG_NR) /* floats of kg_cols's buffer */
+/* ---- GEMM on conv_direct.c's AVX-512 kernel (cpu_kg_cols in cpu.h) ---- */
 
-typedef struct {
-    int m, k, cols;
-    const float *a;    /* packed panels */
-    const float *b;    /* B[kk][col] = trans ? b[col ldb + kk] : b[kk ldb + col] */
-    size_t ldb;
-    int trans;
-    float *c;          /* [m][ldc] */
-    size_t ldc;
-    int load;
-    const float *bias; /* per column, added after the sums, or NULL */
-} KGemm;
-
-/* Panels [p0, p1) of A from src: row r, term kk at src[r lds + kk], or (trans) src[kk lds + r]. */
-static void kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int64_t p0, int64_t p1,
-                      float *a)
+void cpu_kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int64_t p0, int64_t p1,
+                   float *a)
 {
     for (int64_t p = p0; p < p1; p++) {
         float *ap = a + (size_t)p * k * 6;
@@ -354,8 +332,7 @@ static void kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int
     }
 }
 
-/* Columns [t0, t1) of C (t0 a multiple of KG_NR); buf: KG_SCRATCH floats. */
-static void kg_cols(const KGemm *g, int t0, int t1, float *buf)
+void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
 {
     float *bt = buf, *tmp = buf + (size_t)KG_KC * KG_NR;
     const ptrdiff_t off0[1] = {0};
@@ -415,7 +392,7 @@ static void kg_pack_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
     const KgJob *j = arg;
-    kg_pack_a(j->src, j->lds, j->trans, j->g.m, j->g.k, b, e, j->a);
+    cpu_kg_pack_a(j->src, j->lds, j->trans, j->g.m, j->g.k, b, e, j->a);
 }
 
 static void kg_cols_task(void *arg, int64_t b, int64_t e, int tid)
@@ -424,11 +401,11 @@ static void kg_cols_task(void *arg, int64_t b, int64_t e, int tid)
     float *buf = cpu_scratch(j->be, tid, KG_SCRATCH);
     for (int64_t it = b; it < e; it++) {
         int t1 = (int)(it + 1) * j->cb < j->g.cols ? (int)(it + 1) * j->cb : j->g.cols;
-        kg_cols(&j->g, (int)it * j->cb, t1, buf);
+        cpu_kg_cols(&j->g, (int)it * j->cb, t1, buf);
     }
 }
 
-/* A's panels for m rows of k terms from src (as kg_pack_a), into the backend's shared buffer. */
+/* A's panels for m rows of k terms from src (as cpu_kg_pack_a), into the backend's shared buffer. */
 static float *kg_pack(NnBackend *be, const float *src, size_t lds, int trans, int m, int k)
 {
     int64_t npanel = (m + 5) / 6;
@@ -491,7 +468,7 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
         if (direct && j->kg) { /* one group: B is x */
             KGemm kg = {.m = m, .k = k, .cols = ohw, .a = j->ka, .b = x, .ldb = (size_t)ohw, .c = y,
                         .ldc = (size_t)ohw};
-            kg_cols(&kg, 0, ohw, kbuf);
+            cpu_kg_cols(&kg, 0, ohw, kbuf);
         } else if (direct) {
             for (int gi = 0; gi < g; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, ohw, k, 1.0f,
@@ -503,7 +480,7 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
                 im2col(s, x + (size_t)i * s->cin * s->h * s->w, col + (size_t)i * ohw, ld);
             if (j->kg) { /* one group */
                 KGemm kg = {.m = m, .k = k, .cols = cols, .a = j->ka, .b = col, .ldb = ld, .c = dst, .ldc = ld};
-                kg_cols(&kg, 0, cols, kbuf);
+                cpu_kg_cols(&kg, 0, cols, kbuf);
             }
             for (int gi = 0; gi < g && !j->kg; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, k, 1.0f,
@@ -538,7 +515,7 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
         if (direct && j->kg) { /* one group: dx += W^T dy, straight into dx */
             KGemm kg = {.m = k, .k = m, .cols = ohw, .a = j->ka, .b = dy, .ldb = (size_t)ohw, .c = dx,
                         .ldc = (size_t)ohw, .load = 1};
-            kg_cols(&kg, 0, ohw, kbuf);
+            cpu_kg_cols(&kg, 0, ohw, kbuf);
             continue;
         }
         if (direct) {
@@ -558,7 +535,7 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
         }
         if (j->kg) { /* one group */
             KGemm kg = {.m = k, .k = m, .cols = nb * ohw, .a = j->ka, .b = src, .ldb = ld, .c = col, .ldc = ld};
-            kg_cols(&kg, 0, nb * ohw, kbuf);
+            cpu_kg_cols(&kg, 0, nb * ohw, kbuf);
         }
         for (int gi = 0; gi < g && !j->kg; gi++)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, nb * ohw, m, 1.0f,
@@ -605,10 +582,10 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
                 dsrc = dys;
             }
             if (j->kg) { /* one group: dW += dY col^T, A dY's panels, B col transposed */
-                kg_pack_a(dsrc, ld, 0, m, nb * ohw, 0, (m + 5) / 6, kpan);
+                cpu_kg_pack_a(dsrc, ld, 0, m, nb * ohw, 0, (m + 5) / 6, kpan);
                 KGemm kg = {.m = m, .k = nb * ohw, .cols = k, .a = kpan, .b = src, .ldb = ld,
                             .trans = 1, .c = dw, .ldc = (size_t)k, .load = 1};
-                kg_cols(&kg, 0, k, kbuf);
+                cpu_kg_cols(&kg, 0, k, kbuf);
                 continue;
             }
             for (int gi = 0; gi < g; gi++)

@@ -16,13 +16,17 @@
  * Backward data is the transposed convolution: padded pixel (a, b), in phase (ri, rj), gets
  * w[t] dy[a / stride - ti / stride][b / stride - tj / stride] from every tap with ti % stride = ri
  * and tj % stride = rj. With dy laid out qw apart (zero columns ow..qw-1, zero rows before and
- * after) that is again one run per tap, read at minus its offset; one phase plane at a time, whose
- * real pixels are then added to dx. Negative columns read the row before's zero columns:
+ * after) that is again one run per tap, read at minus its offset, over the phase plane's rows
+ * that hold real pixels; those pixels are then added to dx (stride 2: two permutes interleave the
+ * two column phases back). Negative columns read the row before's zero columns:
  * qw - ow >= (kw - 1) dil / stride, as floor is superadditive.
  *
  * Backward filter: dw[t] = the sum over images and outputs of dy[o] P[o + off[t]], dy laid out
- * qw apart with zero columns: per image and tap a 16-lane dot product, its lanes summed in one
- * fixed order, the images' sums added in double in image order.
+ * qw apart with zero columns: per image and tap a 16-lane float dot product, added lane by lane
+ * to 16 double sums in image order, which are summed in one fixed order at the end.
+ *
+ * Zeros (padding, slack, dy's zero columns) are written once per task: each plane writes its real
+ * pixels only, to the same places. Stride 2's split is two permutes per 32 pixels of a row.
  *
  * Every result is summed in one fixed order (taps ascending; images ascending), per plane or per
  * channel: it does not depend on the thread count.

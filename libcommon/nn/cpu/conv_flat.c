@@ -13,8 +13,9 @@
  *
  * Backward data is the same GEMMs with the transposed taps at negated offsets, over dy laid out
  * the same way (zeros at its pad positions, so dropped outputs feed nothing back). The weight
- * gradient is dW_tap += dY X_shift^T over the chunk's columns, in CONV_PARTS fixed image groups
- * summed in order: like the im2col path, results do not depend on the thread count.
+ * gradient is dW_tap += dY X_shift^T over the chunk's columns (on conv.c's AVX-512 kernel GEMM
+ * where it pays, else OpenBLAS), in CONV_PARTS fixed image groups summed in order: like the
+ * im2col path, results do not depend on the thread count.
  */
 #include "libcommon/nn/cpu/cpu.h"
 
@@ -175,16 +176,21 @@ static void flat_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* Item = one fixed group of images; its weight gradient, as taps, goes to parts[item]. */
+/* Item = one fixed group of images; its weight gradient, as taps, goes to parts[item]. One
+ * group of at least KG_NR / 2 input channels with AVX-512: per chunk, dY's panels packed once
+ * serve the taps' kernel GEMMs (Debian's OpenBLAS runs its AVX2 kernel on AVX-512 CPUs: half
+ * the width; fewer input channels would leave most of a kernel tile's 32 columns empty). */
 static void flat_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const FlatJob *j = arg;
     const NnConvShape *s = j->s;
     const Flat *f = &j->f;
-    int g = s->groups, m = s->cout / g, kc = s->cin / g;
-    int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS;
-    size_t len = flat_len(f, f->chunk);
-    float *xb = cpu_scratch(j->be, tid, len * (s->cin + s->cout)), *dyb = xb + len * s->cin;
+    int g = s->groups, m = s->cout / g, kc = s->cin / g, kg = g == 1 && kc >= KG_NR / 2 && cpu_avx512();
+    int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS, npanel = (m + 5) / 6;
+    size_t len = flat_len(f, f->chunk), ncols = (size_t)f->chunk * f->pi;
+    size_t kgs = kg ? KG_SCRATCH + (size_t)npanel * 6 * ncols : 0;
+    float *xb = cpu_scratch(j->be, tid, len * (s->cin + s->cout) + kgs), *dyb = xb + len * s->cin;
+    float *kbuf = dyb + len * s->cout, *kpan = kbuf + KG_SCRATCH;
     for (int64_t p = b; p < e; p++) {
         float *dwt = j->parts + (size_t)p * j->wsize;
         memset(dwt, 0, j->wsize * sizeof(float));
@@ -195,6 +201,16 @@ static void flat_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
             size_t plen = flat_len(f, nb);
             flat_pack(s, f, s->cin, nb, j->x + (size_t)n0 * s->cin * s->h * s->w, xb, plen);
             flat_pack(s, f, s->cout, nb, j->dy + (size_t)n0 * s->cout * s->h * s->w, dyb, plen);
+            if (kg) { /* dW_tap += dY X_shift^T: A dY, B X shifted, transposed */
+                cpu_kg_pack_a(dyb + f->g, plen, 0, m, cols, 0, npanel, kpan);
+                for (int t = 0; t < f->ntap; t++) {
+                    KGemm k = {.m = m, .k = cols, .cols = kc, .a = kpan, .b = xb + f->g + flat_off(s, f, t),
+                               .ldb = plen, .trans = 1, .c = dwt + (size_t)t * s->cout * kc,
+                               .ldc = (size_t)kc, .load = 1};
+                    cpu_kg_cols(&k, 0, kc, kbuf);
+                }
+                continue;
+            }
             for (int gi = 0; gi < g; gi++)
                 for (int t = 0; t < f->ntap; t++)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, kc, cols, 1.0f,

@@ -96,6 +96,36 @@ void cpu_dc_kernel(int kc, int ntap, const float *a, const float *p, size_t cs, 
 void cpu_dc_kernel2(int kc, int ntap, const float *a, const float *p0, const float *p1, size_t cs,
                     const ptrdiff_t *off, float *c, size_t ldc, int load);
 
+/* conv.c: a GEMM on cpu_dc_kernel2 (with one tap), for the im2col and flat convolutions and
+ * linear where cpu_avx512(): C[m][cols] (=, or += when load) A B over k terms. A in 6-row panels
+ * packed once per call ([panel][k][6], zero rows past m); B in tiles of KG_NR columns packed per
+ * block of KG_KC terms into a thread's buffer (zero columns past cols) that serve every panel;
+ * tiles short of 6 rows or KG_NR columns through a 6 x KG_NR buffer. Each output sums its terms
+ * in one fixed order (ascending, KG_KC at a time): the results do not depend on how columns are
+ * split between threads. */
+#define KG_KC 256
+#define KG_NR 32
+#define KG_SCRATCH ((size_t)KG_KC * KG_NR + 6 * KG_NR) /* floats of cpu_kg_cols's buffer */
+
+typedef struct {
+    int m, k, cols;
+    const float *a;    /* packed panels */
+    const float *b;    /* B[kk][col] = trans ? b[col ldb + kk] : b[kk ldb + col] */
+    size_t ldb;
+    int trans;
+    float *c;          /* [m][ldc] */
+    size_t ldc;
+    int load;
+    const float *bias; /* per column, added after the sums, or NULL */
+} KGemm;
+
+/* Panels [p0, p1) of A (a: (m + 5) / 6 panels of 6 k floats) from src: row r, term kk at
+ * src[r lds + kk], or (trans) src[kk lds + r]. */
+void cpu_kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int64_t p0, int64_t p1,
+                   float *a);
+/* Columns [t0, t1) of C (t0 a multiple of KG_NR); buf: KG_SCRATCH floats. */
+void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf);
+
 /* conv_wino.c: 3x3 stride-1 'same' convolutions of one group with enough channels (1/cin +
  * 1/cout <= 1/48) and planes whose 2x2 tiles waste little (not 3x3) by Winograd's F(2x2, 3x3) (forward and backward-data); cpu_wino_ok is false
  * without AVX2 and FMA, or with DD_CPU_CONV set (direct: conv_direct.c's kernel; gemm), and true for

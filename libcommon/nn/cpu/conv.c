@@ -563,9 +563,9 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
     float *kbuf = !kgs ? NULL : direct ? col : col + gemm_scratch(s), *kpan = kbuf + KG_SCRATCH;
     for (int64_t p = b; p < e; p++) {
         float *dw = j->parts + (size_t)p * j->wsize;
-        memset(dw, 0, j->wsize * sizeof(float));
-        int end = (int)(s->n * (p + 1) / nparts);
-        for (int n0 = (int)(s->n * p / nparts); n0 < end; n0 += chunk) {
+        int first = (int)(s->n * p / nparts), end = (int)(s->n * (p + 1) / nparts);
+        if (!j->kg) memset(dw, 0, j->wsize * sizeof(float)); /* the kernel GEMM's first chunk writes */
+        for (int n0 = first; n0 < end; n0 += chunk) {
             int nb = end - n0 < chunk ? end - n0 : chunk;
             const float *x = j->x + (size_t)n0 * s->cin * s->h * s->w, *src = x;
             const float *dy = j->dy + (size_t)n0 * s->cout * ohw, *dsrc = dy;
@@ -584,7 +584,7 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
             if (j->kg) { /* one group: dW += dY col^T, A dY's panels, B col transposed */
                 cpu_kg_pack_a(dsrc, ld, 0, m, nb * ohw, 0, (m + 5) / 6, kpan);
                 KGemm kg = {.m = m, .k = nb * ohw, .cols = k, .a = kpan, .b = src, .ldb = ld,
-                            .trans = 1, .c = dw, .ldc = (size_t)k, .load = 1};
+                            .trans = 1, .c = dw, .ldc = (size_t)k, .load = n0 > first};
                 cpu_kg_cols(&kg, 0, k, kbuf);
                 continue;
             }

@@ -193,9 +193,9 @@ static void flat_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
     float *kbuf = dyb + len * s->cout, *kpan = kbuf + KG_SCRATCH;
     for (int64_t p = b; p < e; p++) {
         float *dwt = j->parts + (size_t)p * j->wsize;
-        memset(dwt, 0, j->wsize * sizeof(float));
-        int end = (int)(s->n * (p + 1) / nparts);
-        for (int n0 = (int)(s->n * p / nparts); n0 < end; n0 += f->chunk) {
+        int first = (int)(s->n * p / nparts), end = (int)(s->n * (p + 1) / nparts);
+        if (!kg) memset(dwt, 0, j->wsize * sizeof(float)); /* the kernel GEMM's first chunk writes */
+        for (int n0 = first; n0 < end; n0 += f->chunk) {
             int nb = end - n0 < f->chunk ? end - n0 : f->chunk;
             int cols = (int)((size_t)nb * f->pi);
             size_t plen = flat_len(f, nb);
@@ -206,7 +206,7 @@ static void flat_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
                 for (int t = 0; t < f->ntap; t++) {
                     KGemm k = {.m = m, .k = cols, .cols = kc, .a = kpan, .b = xb + f->g + flat_off(s, f, t),
                                .ldb = plen, .trans = 1, .c = dwt + (size_t)t * s->cout * kc,
-                               .ldc = (size_t)kc, .load = 1};
+                               .ldc = (size_t)kc, .load = n0 > first};
                     cpu_kg_cols(&k, 0, kc, kbuf);
                 }
                 continue;

@@ -4,8 +4,8 @@
  * (conv_flat.c); depthwise convolution on AVX-512 flat runs (conv_dw.c), else vectorised plane
  * kernels (one image-channel plane per item). Chunks and planes are fixed by the shape, so
  * per-image work is identical for any thread count, and the weight gradient sums fixed groups of
- * images in a fixed order: results do not depend on threads. Linear: OpenBLAS over fixed column blocks, or (AVX-512) conv_direct.c's
- * kernel as a GEMM.
+ * images in a fixed order: results do not depend on threads. Linear: OpenBLAS over fixed column
+ * blocks, or (AVX-512) conv_direct.c's kernel as a GEMM.
  */
 #include "libcommon/nn/cpu/cpu.h"
 

@@ -115,8 +115,8 @@ static void dwf_geom(const NnConvShape *sh, DwfGeom *g)
     for (int ki = 0; ki < g->kh; ki++)
         for (int kj = 0; kj < g->kw; kj++) {
             int ti = ki * g->dil, tj = kj * g->dil;
-            g->off[ki * g->kw + kj] =
-                (ptrdiff_t)((size_t)((ti % s) * s + tj % s) * g->ps + (size_t)(ti / s) * g->qw + (size_t)(tj / s));
+            size_t phase = (size_t)((ti % s) * s + tj % s), in = (size_t)(ti / s) * g->qw + (size_t)(tj / s);
+            g->off[ki * g->kw + kj] = (ptrdiff_t)(phase * g->ps + in);
         }
     int k = 0;
     for (int r = 0; r < s * s; r++) {
@@ -131,12 +131,14 @@ static void dwf_geom(const NnConvShape *sh, DwfGeom *g)
     g->first[s * s] = k;
 }
 
-/* Lane masks of the run of 32 pixels at k of a row of w: its first and second 16. */
-static inline void dwf_masks(int w, int k, __mmask16 *m0, __mmask16 *m1)
+/* The pixels of the run of up to 32 at k of a row of w; m0, m1 the lane masks of its first and
+ * second 16. */
+static inline int dwf_masks(int w, int k, __mmask16 *m0, __mmask16 *m1)
 {
     int nk = w - k < 32 ? w - k : 32;
     *m0 = (__mmask16)(nk >= 16 ? 0xFFFFu : (1u << nk) - 1);
     *m1 = (__mmask16)(nk >= 32 ? 0xFFFFu : nk > 16 ? (1u << (nk - 16)) - 1 : 0u);
+    return nk;
 }
 
 /* Row r < rows of dst (dn floats apart) <- row r of src (sn apart), n floats each. */
@@ -160,15 +162,15 @@ DWF_AVX512 static void dwf_split2(const DwfGeom *g, const float *x, float *xs)
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     int w = g->w, pad = g->pad;
-    size_t pe = (size_t)(pad % 2) * g->ps + (size_t)(pad / 2), po = (size_t)((pad + 1) % 2) * g->ps + (size_t)((pad + 1) / 2);
+    size_t pe = (size_t)(pad % 2) * g->ps + (size_t)(pad / 2);
+    size_t po = (size_t)((pad + 1) % 2) * g->ps + (size_t)((pad + 1) / 2);
     for (int ih = 0; ih < g->h; ih++) {
         int a = ih + pad;
         const float *xr = x + (size_t)ih * w;
         float *row = xs + (size_t)(a % 2) * 2 * g->ps + (size_t)(a / 2) * g->qw;
         for (int k = 0; k < w; k += 32) {
             __mmask16 m0, m1;
-            dwf_masks(w, k, &m0, &m1);
-            int nk = w - k < 32 ? w - k : 32;
+            int nk = dwf_masks(w, k, &m0, &m1);
             __m512 lo = _mm512_maskz_loadu_ps(m0, xr + k), hi = _mm512_maskz_loadu_ps(m1, xr + k + 16);
             _mm512_mask_storeu_ps(row + pe + k / 2, (__mmask16)((1u << (nk + 1) / 2) - 1),
                                   _mm512_permutex2var_ps(lo, ie, hi));
@@ -185,15 +187,15 @@ DWF_AVX512 static void dwf_unsplit2_add(const DwfGeom *g, const float *ph, float
     const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     int w = g->w, pad = g->pad;
-    size_t pe = (size_t)(pad % 2) * g->le + (size_t)(pad / 2), po = (size_t)((pad + 1) % 2) * g->le + (size_t)((pad + 1) / 2);
+    size_t pe = (size_t)(pad % 2) * g->le + (size_t)(pad / 2);
+    size_t po = (size_t)((pad + 1) % 2) * g->le + (size_t)((pad + 1) / 2);
     for (int i = 0; i < g->h; i++) {
         int a = i + pad;
         const float *row = ph + (size_t)(a % 2) * 2 * g->le + (size_t)(a / 2) * g->qw;
         float *xr = dx + (size_t)i * w;
         for (int k = 0; k < w; k += 32) {
             __mmask16 m0, m1;
-            dwf_masks(w, k, &m0, &m1);
-            int nk = w - k < 32 ? w - k : 32;
+            int nk = dwf_masks(w, k, &m0, &m1);
             __m512 e = _mm512_maskz_loadu_ps((__mmask16)((1u << (nk + 1) / 2) - 1), row + pe + k / 2);
             __m512 o = _mm512_maskz_loadu_ps((__mmask16)((1u << nk / 2) - 1), row + po + k / 2);
             __m512 lo = _mm512_permutex2var_ps(e, il, o), hi = _mm512_permutex2var_ps(e, ih, o);
@@ -209,7 +211,8 @@ static void dwf_split(const DwfGeom *g, const float *x, float *xs)
 {
     int s = g->s;
     if (s == 1) {
-        dwf_copy_rows(g->h, g->w, x, (size_t)g->w, xs + (size_t)g->pad * g->qw + (size_t)g->pad, (size_t)g->qw);
+        float *at = xs + (size_t)g->pad * g->qw + (size_t)g->pad;
+        dwf_copy_rows(g->h, g->w, x, (size_t)g->w, at, (size_t)g->qw);
         return;
     }
     if (s == 2) {

@@ -134,7 +134,7 @@ FUZZ_LIB_SRC := $(wildcard libcommon/*/*.c libcommon/nn/cpu/*.c libcommon/nn/noc
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p $(@D)
 	clang -std=c11 -O1 -g -D_GNU_SOURCE -I. $(BLAS_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	    $< $(FUZZ_LIB_SRC) $(filter-out $(CUDA_LIBS),$(LDLIBS)) -o $@
+	    -fno-sanitize-recover=undefined $< $(FUZZ_LIB_SRC) $(filter-out $(CUDA_LIBS),$(LDLIBS)) -o $@
 
 # ---- dependencies: Debian packages ----
 DEB_BUILD := gcc make pkg-config libarchive-dev libzstd-dev zstd libpng-dev libjpeg62-turbo-dev \

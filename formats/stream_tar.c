@@ -99,7 +99,10 @@ static int tar_data(TsTarIn *t, int64_t index, const char *key)
 static json_t *tar_json(TsTarIn *t, int64_t index, const char *what)
 {
     json_error_t e;
-    json_t *j = memchr(t->mbuf, 0, t->mlen) ? NULL : json_loadb((const char *)t->mbuf, t->mlen, JSON_REJECT_DUPLICATES, &e);
+    /* an empty member has no buffer yet: memchr and json_loadb take no NULL, even for 0 bytes */
+    json_t *j = !t->mlen || memchr(t->mbuf, 0, t->mlen)
+                    ? NULL
+                    : json_loadb((const char *)t->mbuf, t->mlen, JSON_REJECT_DUPLICATES, &e);
     if (!json_is_object(j)) {
         json_decref(j);
         dd_err("%s: record %lld: %s is not a JSON object", t->name, (long long)index, what);

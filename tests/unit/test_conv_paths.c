@@ -2,16 +2,19 @@
  * convolution, on shapes that exercise what the small finite-difference cases of test_nn_grad do
  * not: the direct kernel's chunking (images innermost, partial 16-column tiles, short last chunk),
  * several K blocks of 32 input channels and M blocks of 96 output channels, 5x5 and 7x7 taps,
- * dilation; Winograd's (3x3: odd planes and their half tiles, chunks of 8-image lanes with a short
- * last one, several K blocks of 64 and M blocks, bias); each shape on four paths: the default
- * (Winograd where it chooses to, else the direct kernel), DD_CPU_CONV=winograd (Winograd for every
- * 3x3 'same' shape), DD_CPU_CONV=direct (the direct kernel for every shape it takes) and
- * DD_CPU_CONV=gemm (the flat and im2col paths); forward, backward data (which adds into dx) and backward filter, with 1 and 3
- * threads bit-identical; depthwise shapes on conv_dw.c's flat runs (with AVX-512: any stride; by
+ * dilation; Winograd's, F(2x2) and F(4x4) (3x3: odd planes and their part tiles, 8-image lanes
+ * with a short last one, several column blocks, bias); each shape on five paths: the default
+ * (Winograd where it chooses to, else the direct kernel), DD_CPU_CONV=winograd2 and winograd4
+ * (Winograd with 2x2 or 4x4 tiles for every 3x3 'same' shape), DD_CPU_CONV=direct (the direct
+ * kernel for every shape it takes) and DD_CPU_CONV=gemm (the flat and im2col paths); forward,
+ * backward data (which adds into dx) and backward filter, with 1 thread and with 3 threads and
+ * Winograd's chunks of 8 images (DD_CPU_WINO_CHUNK=8: several chunks, a short last one)
+ * bit-identical; depthwise shapes on conv_dw.c's flat runs (with AVX-512: any stride; by
  * default, and where the direct kernel would not be faster), the direct kernel's depthwise path
  * and conv.c's plane kernels (DD_CPU_CONV=gemm, or without AVX-512).
  * Tolerance per element: 3e-5 of the sum of |terms| (float accumulation over K = cin k^2 terms
- * stays far below that; one wrong or missing term is about 1/K of it). */
+ * stays far below that, F(4x4)'s worst here 5e-6; one wrong or missing term is about 1/K of it).
+ */
 #include "check.h"
 #include "libcommon/base/base.h"
 #include "libcommon/nn/backend.h"
@@ -242,15 +245,17 @@ int main(void)
 #endif
     linear_blocks(5);
     linear_blocks(13);
-    const char *paths[] = {"auto", "winograd", "direct", "gemm"};
-    for (int p = 0; p < 4; p++) {
+    const char *paths[] = {"auto", "winograd2", "winograd4", "direct", "gemm"};
+    for (int p = 0; p < 5; p++) {
         if (p) setenv("DD_CPU_CONV", paths[p], 1);
         else unsetenv("DD_CPU_CONV");
         for (int i = 0; i < NSHAPES; i++) {
             const Shape *c = &SHAPES[i];
             float *a[3], *b[3];
             run_shape(c, paths[p], 1, a);
+            setenv("DD_CPU_WINO_CHUNK", "8", 1); /* Winograd: chunks of 8 images, same sums */
             run_shape(c, paths[p], 3, b);
+            unsetenv("DD_CPU_WINO_CHUNK");
             int oh = (c->h + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
             int ow = (c->w + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
             size_t n[3] = {(size_t)c->n * c->cout * oh * ow, (size_t)c->n * c->cin * c->h * c->w,
@@ -262,15 +267,16 @@ int main(void)
             unsetenv("DD_CPU_ISA");
 #endif
             for (int t = 0; t < 3; t++) {
-                CHECK_MSG(!memcmp(a[t], b[t], n[t] * sizeof(float)), "shape %d %s: threads 1 vs 3 differ (output %d)",
+                CHECK_MSG(!memcmp(a[t], b[t], n[t] * sizeof(float)),
+                          "shape %d %s: threads 1 vs 3 (chunks of 8 images) differ (output %d)",
                           i, paths[p], t);
 #ifdef CONV_PATHS_AVX512
                 /* the direct and Winograd kernels sum as the AVX2 ones; the im2col GEMMs (OpenBLAS
                  * with AVX2), every weight gradient (OpenBLAS) and conv_dw.c's runs (AVX-512 only:
                  * the depthwise shapes but on DD_CPU_CONV=direct) are checked against float64 */
                 int dw = c->groups > 1 && c->groups == c->cin && c->groups == c->cout;
-                int kernel = p != 3 && c->stride == 1 && c->pad > 0 && (c->k - 1) * c->dil == 2 * c->pad &&
-                             (c->groups <= 1 || (dw && p == 2));
+                int kernel = p != 4 && c->stride == 1 && c->pad > 0 && (c->k - 1) * c->dil == 2 * c->pad &&
+                             (c->groups <= 1 || (dw && p == 3));
                 CHECK_MSG(t == 2 || !kernel || !memcmp(a[t], r[t], n[t] * sizeof(float)),
                           "shape %d %s: AVX-512 vs AVX2 differ (output %d)", i, paths[p], t);
                 free(r[t]);

@@ -1,7 +1,9 @@
 /* conv.c - CPU convolution and linear: im2col + single-threaded OpenBLAS sgemm over fixed chunks
  * of images (several small images side by side in one GEMM), chunks spread over the worker pool
  * (each thread its own im2col buffer); stride-1 'same' convolutions of large planes skip im2col
- * (conv_flat.c); depthwise convolution on AVX-512 flat runs (conv_dw.c), else vectorised plane
+ * (conv_flat.c); 3x3 ones with many channels go by Winograd's tiles (conv_wino.c: forward,
+ * backward-data, and with AVX-512 the weight gradient) or a register-blocked kernel
+ * (conv_direct.c); depthwise convolution on AVX-512 flat runs (conv_dw.c), else vectorised plane
  * kernels (one image-channel plane per item). Chunks and planes are fixed by the shape, so
  * per-image work is identical for any thread count, and the weight gradient sums fixed groups of
  * images in a fixed order: results do not depend on threads. Linear: OpenBLAS over fixed column
@@ -676,6 +678,8 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
         j.wsize = (size_t)s->cout * (s->cin / s->groups) * s->kh * s->kw;
         if (cpu_dwflat_ok(s)) {
             cpu_dwflat_bwd_filter(be, s, dy, x, dw);
+        } else if (cpu_wino_filter_ok(s)) {
+            cpu_wino_bwd_filter(be, s, dy, x, dw);
         } else if (is_depthwise(s)) {
             cpu_for(be, s->cin, 2, dw_bwd_filter_task, &j);
         } else if (cpu_flat_ok(s)) {

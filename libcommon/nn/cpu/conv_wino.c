@@ -1,5 +1,6 @@
 /* conv_wino.c - 3x3 stride-1 'same' convolutions (one group) by Winograd's F(2x2, 3x3) or
- * F(4x4, 3x3): forward and backward-data, the two passes of recover's step. An m x m tile of
+ * F(4x4, 3x3): forward and backward-data, the two passes of recover's step, and (with AVX-512,
+ * at the end of this file) the weight gradient, training's third. An m x m tile of
  * outputs (m = 2 or 4) is
  *     Y = A^T [ (G g G^T) .* (B^T d B) ] A
  * of its (m + 2) x (m + 2) input patch d and the 3x3 kernel g, so the 9 m^2 multiply-adds per
@@ -103,6 +104,8 @@ typedef struct {
     const float *x, *w, *b; /* x: the input (dy backward) [n][ci][h][w]; w: the conv's weights */
     float *y;               /* forward: y =; backward: dx += */
     float *u, *v, *m;       /* U packed as the kernel's A [xi][row/6][c][6]; V and M of a chunk */
+    const float *dy;        /* the weight gradient's: dy, and dw (+=) */
+    float *dw;
     int chunk;
     int wide; /* cpu_dc_kernel2 (AVX-512) for pairs of tiles */
     NnBackend *be;
@@ -246,20 +249,22 @@ WG_AVX2 static inline void wg_transpose8(__m256 r[8])
     }
 }
 
-/* Channel c of the chunk's images -> the padded plane pl [hp][wp][nb] (zero outside the data):
- * 8 images by 8 pixels of a row at a time transposed, the rest one by one. */
-WG_AVX2 static void wg_pack_plane(const WinoJob *j, int c, float *pl)
+/* Channel c (of nch) of the chunk's images of src -> the plane pl [hp][wp][nb] at row and column
+ * off (1: the input, padded; 0: the weight gradient's dy), zero elsewhere: 8 images by 8 pixels
+ * of a row at a time transposed, the rest one by one. */
+WG_AVX2 static void wg_pack_plane(const WinoJob *j, const float *src0, int nch, int c, int off,
+                                  float *pl)
 {
     const Wino *g = j->g;
-    size_t hw = (size_t)g->h * g->w, istride = (size_t)g->ci * hw, nb = (size_t)g->nb;
+    size_t hw = (size_t)g->h * g->w, istride = (size_t)nch * hw, nb = (size_t)g->nb;
     int n0 = j->chunk * g->nb, nimg = g->n - n0 < g->nb ? g->n - n0 : g->nb;
     memset(pl, 0, (size_t)g->hp * g->wp * nb * sizeof(float));
-    const float *x0 = j->x + ((size_t)n0 * g->ci + c) * hw;
+    const float *x0 = src0 + ((size_t)n0 * nch + c) * hw;
     for (int i = 0; i < nimg; i += 8) {
         const float *src = x0 + (size_t)i * istride;
         int ni = nimg - i < 8 ? nimg - i : 8;
         for (int y = 0; y < g->h; y++) {
-            float *row = pl + ((size_t)(y + 1) * g->wp + 1) * nb + i;
+            float *row = pl + ((size_t)(y + off) * g->wp + off) * nb + i;
             const float *sr = src + (size_t)y * g->w;
             int x = 0;
             if (ni == 8)
@@ -353,7 +358,7 @@ static void wg_input_task(void *arg, int64_t b, int64_t e, int tid)
     float *pl = cpu_scratch(j->be, tid, (size_t)g->hp * g->wp * g->nb);
     for (int64_t c = b; c < e; c++) {
         float *v = j->v + (size_t)c * g->vld;
-        wg_pack_plane(j, (int)c, pl);
+        wg_pack_plane(j, j->x, g->ci, (int)c, 1, pl);
         if (g->m == 4) wg_input_tiles4(g, pl, v, xistride);
         else wg_input_tiles2(g, pl, v, xistride);
         if (ncols < g->ncolp)
@@ -378,8 +383,8 @@ WG_AVX2 static inline void wg_at4(const __m256 *m, int st, __m256 *o, int ot)
     o[3 * ot] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), s, q), m[5 * st]);
 }
 
-/* One 8-lane column group of the item's buffer (m: its first row's, xs floats from one xi to the
- * next) -> the m x m outputs out[m m] (8 images each), bias added forward. */
+/* One 8-lane column group of a row of M (m: its xi = 0 value's, xs floats from one xi to the
+ * next) -> the tile's m x m outputs out[m m] (8 images each), bias added forward. */
 WG_AVX2 static void wg_out_tile(const Wino *g, const float *m, size_t xs, float bias, int backward,
                                 __m256 out[16])
 {
@@ -535,6 +540,161 @@ void cpu_wino_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, con
     wg_run(be, s, 1, dy, w, NULL, dx);
 }
 
+/* ---- the weight gradient (with AVX-512: cpu_kg_cols's GEMM) ----
+ * dw[k][c] += the sum over images and tiles of G^T [ (A dy A^T) .* (B^T d B) ] G: the 3x3
+ * correlation of each tile's input patch d with its m x m of dy, by the forward's algorithm
+ * transposed (its trilinear form sum over xi of (A z)(G g)(B^T d), differentiated in g). Per chunk:
+ * V as the forward's; dy's tiles transformed, Y[xi][k][col] = (A dy A^T)[xi], in the room of M;
+ * per xi, W[xi] (+)= Y[xi] V[xi]^T over the chunk's columns (cpu_kg_cols: A = Y[xi]'s panels,
+ * B = V[xi] transposed), W [xi][co][ci] in the room of U; at the end dw += G^T W G per kernel.
+ * Each weight sums its terms in one fixed order (the chunks in turn, KG_KC columns at a time
+ * within one): the thread count does not change it; the chunking (DD_CPU_WINO_CHUNK) regroups
+ * the sums and so changes the rounding. */
+
+/* A of m values y (st apart) into a values t (tt apart). F(2x2): y0, y0 + y1, y0 - y1, -y1;
+ * F(4x4), with p = y0 + y2, q = y1 + y3, r = y0 + 4 y2, s = 2 (y1 + 4 y3):
+ * y0, p + q, p - q, r + s, r - s, y3 */
+WG_AVX2 static inline void wg_ay(int m, const __m256 *y, int st, __m256 *t, int tt)
+{
+    if (m == 2) {
+        t[0] = y[0];
+        t[tt] = _mm256_add_ps(y[0], y[st]);
+        t[2 * tt] = _mm256_sub_ps(y[0], y[st]);
+        t[3 * tt] = _mm256_sub_ps(_mm256_setzero_ps(), y[st]);
+        return;
+    }
+    const __m256 four = _mm256_set1_ps(4.0f);
+    __m256 p = _mm256_add_ps(y[0], y[2 * st]), q = _mm256_add_ps(y[st], y[3 * st]);
+    __m256 r = _mm256_fmadd_ps(four, y[2 * st], y[0]);
+    __m256 s = _mm256_fmadd_ps(four, y[3 * st], y[st]);
+    s = _mm256_add_ps(s, s);
+    t[0] = y[0];
+    t[tt] = _mm256_add_ps(p, q);
+    t[2 * tt] = _mm256_sub_ps(p, q);
+    t[3 * tt] = _mm256_add_ps(r, s);
+    t[4 * tt] = _mm256_sub_ps(r, s);
+    t[5 * tt] = y[3 * st];
+}
+
+/* dy's channel k of the chunk, packed as pl [hp][wp][nb] from row and column 0 -> Y[xi][k][col]
+ * (yk: Y[0][k], xs floats from one xi to the next), 8 images of one tile at a time. */
+WG_AVX2 static void wg_dy_tiles(const Wino *g, const float *pl, float *yk, size_t xs)
+{
+    size_t rowf = (size_t)g->wp * g->nb;
+    int m = g->m, a = g->a;
+    for (int ty = 0; ty < g->th; ty++)
+        for (int tx = 0; tx < g->tw; tx++) {
+            const float *d0 = pl + (size_t)(m * ty) * rowf + (size_t)(m * tx) * g->nb;
+            size_t col = ((size_t)ty * g->tw + tx) * g->nb;
+            for (int l = 0; l < g->nb; l += 8) {
+                __m256 d[4][4], t[WG_MAXA][4], u[WG_MAXA];
+                for (int r = 0; r < m; r++)
+                    for (int q = 0; q < m; q++)
+                        d[r][q] = _mm256_loadu_ps(d0 + r * rowf + (size_t)q * g->nb + l);
+                for (int q = 0; q < m; q++) wg_ay(m, &d[0][q], 4, &t[0][q], 4); /* A dy, per column */
+                float *o = yk + col + l;
+                for (int r = 0; r < a; r++) { /* (A dy) A^T, per row */
+                    wg_ay(m, t[r], 1, u, 1);
+                    for (int q = 0; q < a; q++) _mm256_storeu_ps(o + (size_t)(r * a + q) * xs, u[q]);
+                }
+            }
+        }
+}
+
+/* Items: dy's channels of the chunk. */
+static void wg_dy_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    const WinoJob *j = arg;
+    const Wino *g = j->g;
+    size_t xs = (size_t)g->mpad * g->vld, ncols = (size_t)g->ntile * g->nb;
+    float *pl = cpu_scratch(j->be, tid, (size_t)g->hp * g->wp * g->nb);
+    for (int64_t k = b; k < e; k++) {
+        float *yk = j->m + (size_t)k * g->vld;
+        wg_pack_plane(j, j->dy, g->co, (int)k, 0, pl);
+        wg_dy_tiles(g, pl, yk, xs);
+        if (ncols < g->ncolp)
+            for (int xi = 0; xi < g->nxi; xi++)
+                memset(yk + xi * xs + ncols, 0, (g->vld - ncols) * sizeof(float));
+    }
+}
+
+/* Items: xi: W[xi] (+)= Y[xi] V[xi]^T over the chunk's columns. */
+static void wg_wgemm_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    const WinoJob *j = arg;
+    const Wino *g = j->g;
+    int k = (int)((size_t)g->ntile * g->nb); /* the GEMM's terms: the chunk's columns */
+    float *a = cpu_scratch(j->be, tid, (size_t)g->mpad * k + KG_SCRATCH), *buf = a + (size_t)g->mpad * k;
+    for (int64_t xi = b; xi < e; xi++) {
+        const float *y = j->m + (size_t)xi * g->mpad * g->vld;
+        cpu_kg_pack_a(y, g->vld, 0, g->co, k, 0, g->mpad / WG_MR, a);
+        KGemm kg = {.m = g->co, .k = k, .cols = g->ci, .a = a, .b = j->v + (size_t)xi * g->ci * g->vld,
+                    .ldb = g->vld, .trans = 1, .c = j->u + (size_t)xi * g->co * g->ci, .ldc = (size_t)g->ci,
+                    .load = j->chunk > 0};
+        cpu_kg_cols(&kg, 0, g->ci, buf);
+    }
+}
+
+/* G^T of a values m (st apart) -> 3. F(2x2): m0 + (m1 + m2)/2, (m1 - m2)/2, (m1 + m2)/2 + m3;
+ * F(4x4): m0/4 - (m1 + m2)/6 + (m3 + m4)/24, (m2 - m1)/6 + (m3 - m4)/12,
+ * (m3 + m4 - m1 - m2)/6 + m5 */
+static inline void wg_gtw(int a, const float *m, int st, float *o, int ot)
+{
+    if (a == 4) {
+        float p = 0.5f * (m[st] + m[2 * st]);
+        o[0] = m[0] + p;
+        o[ot] = 0.5f * (m[st] - m[2 * st]);
+        o[2 * ot] = p + m[3 * st];
+        return;
+    }
+    float p = m[st] + m[2 * st], q = m[3 * st] + m[4 * st];
+    o[0] = 0.25f * m[0] - p / 6.0f + q / 24.0f;
+    o[ot] = (m[2 * st] - m[st]) / 6.0f + (m[3 * st] - m[4 * st]) / 12.0f;
+    o[2 * ot] = (q - p) / 6.0f + m[5 * st];
+}
+
+/* Items: output channels k: dw[k][c] += G^T W[.][k][c] G for every c. */
+static void wg_wout_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const WinoJob *j = arg;
+    const Wino *g = j->g;
+    size_t xs = (size_t)g->co * g->ci;
+    int a = g->a;
+    for (int64_t k = b; k < e; k++)
+        for (int c = 0; c < g->ci; c++) {
+            float mv[WG_MAXA * WG_MAXA], t[3][WG_MAXA], o[3][3];
+            const float *src = j->u + (size_t)k * g->ci + c;
+            for (int xi = 0; xi < g->nxi; xi++) mv[xi] = src[xi * xs];
+            for (int q = 0; q < a; q++) wg_gtw(a, mv + q, a, &t[0][q], WG_MAXA); /* G^T W, per column */
+            for (int r = 0; r < 3; r++) wg_gtw(a, t[r], 1, o[r], 1);            /* (G^T W) G, per row */
+            float *dst = j->dw + ((size_t)k * g->ci + c) * 9;
+            for (int q = 0; q < 9; q++) dst[q] += o[q / 3][q % 3];
+        }
+}
+
+int cpu_wino_filter_ok(const NnConvShape *s)
+{
+    return cpu_avx512() && cpu_wino_ok(s);
+}
+
+void cpu_wino_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
+                         float *dw)
+{
+    Wino g = wg_geom(s, 0);
+    size_t wsize = (size_t)g.nxi * g.co * g.ci, vsize = (size_t)g.nxi * g.ci * g.vld;
+    size_t ysize = (size_t)g.nxi * g.mpad * g.vld;
+    float *u = cpu_shared(be, wsize + vsize + ysize);
+    WinoJob j = {.g = &g, .x = x, .dy = dy, .dw = dw, .u = u, .v = u + wsize, .m = u + wsize + vsize,
+                 .be = be};
+    for (j.chunk = 0; j.chunk < g.nchunks; j.chunk++) {
+        cpu_for(be, g.ci, 2, wg_input_task, &j);
+        cpu_for(be, g.co, 2, wg_dy_task, &j);
+        cpu_for(be, g.nxi, 1, wg_wgemm_task, &j);
+    }
+    cpu_for(be, g.co, 2, wg_wout_task, &j);
+}
+
 #else /* no x86 vector kernel: cpu_wino_ok is always false */
 
 int cpu_wino_ok(const NnConvShape *s)
@@ -554,6 +714,19 @@ void cpu_wino_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, con
                        float *dx)
 {
     (void)be, (void)s, (void)dy, (void)w, (void)dx;
+    dd_die(DD_EXIT_DATA, "nn: cpu: Winograd convolution without x86 vector support");
+}
+
+int cpu_wino_filter_ok(const NnConvShape *s)
+{
+    (void)s;
+    return 0;
+}
+
+void cpu_wino_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
+                         float *dw)
+{
+    (void)be, (void)s, (void)dy, (void)x, (void)dw;
     dd_die(DD_EXIT_DATA, "nn: cpu: Winograd convolution without x86 vector support");
 }
 

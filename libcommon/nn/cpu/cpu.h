@@ -136,6 +136,11 @@ void cpu_wino_fwd(NnBackend *be, const NnConvShape *s, const float *x, const flo
                   const float *b, float *y);
 void cpu_wino_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
                        float *dx);
+/* The weight gradient (dw +=) by the same tiles, on cpu_kg_cols's GEMM: cpu_wino_filter_ok is
+ * cpu_wino_ok with AVX-512F. */
+int cpu_wino_filter_ok(const NnConvShape *s);
+void cpu_wino_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
+                         float *dw);
 
 /* conv_dw.c: depthwise convolutions (groups = cin = cout, at most 64 taps, stride at most 8) on
  * flat runs of a polyphase-split plane with AVX-512F: forward, backward data (dx +=) and backward

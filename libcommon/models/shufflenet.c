@@ -11,29 +11,6 @@
 
 static const int REPEATS[3] = {4, 8, 4};
 
-/* x.chunk(2, dim=1) of NCHW x: the engine has no channel-slice op, so the halves are read out of
- * channel_shuffle(x, 2) (channel 2k = first half's k, 2k+1 = second half's k) by two constant
- * 1x1 convolutions of c/2 groups with weights (1, 0) and (0, 1). Exact for finite values (x*1 +
- * y*0), and the gradient flows back through the same ops. */
-static void chunk2(Nn *nn, NnVar *x, NnVar **first, NnVar **second)
-{
-    int half = (int)x->v.shape[1] / 2;
-    NnVar *s = nn_channel_shuffle(nn, x, 2);
-    Tensor w = tensor_newv(DD_F32, 4, (int64_t)half, (int64_t)2, (int64_t)1, (int64_t)1);
-    float *f = w.data;
-    for (int pick = 0; pick < 2; pick++) {
-        for (int k = 0; k < half; k++) {
-            f[2 * k] = pick == 0;
-            f[2 * k + 1] = pick == 1;
-        }
-        NnVar *wv = nn_input(nn, &w, 0);
-        NnVar *y = nn_done_with(nn, nn_conv2d(nn, s, wv, NULL, 1, 0, 1, half), wv);
-        *(pick == 0 ? first : second) = y;
-    }
-    nn_done(nn, s);
-    tensor_free(&w);
-}
-
 /* branch2: 1x1 - BN - ReLU - 3x3 depthwise (stride) - BN - 1x1 - BN - ReLU. Each intermediate
  * goes to nn_done once read; x is the caller's. */
 static NnVar *branch2(Nn *nn, ModelCursor *c, NnVar *x, int stride, int training)
@@ -50,9 +27,10 @@ static NnVar *branch2(Nn *nn, ModelCursor *c, NnVar *x, int stride, int training
 static NnVar *unit_forward(Nn *nn, ModelCursor *c, NnVar *x, int stride, int training)
 {
     NnVar *out[2];
-    if (stride == 1) {
-        NnVar *second;
-        chunk2(nn, x, &out[0], &second);
+    if (stride == 1) { /* x.chunk(2, dim=1) */
+        int64_t half = x->v.shape[1] / 2;
+        out[0] = nn_narrow(nn, x, 1, 0, half);
+        NnVar *second = nn_narrow(nn, x, 1, half, half);
         out[1] = nn_done_with(nn, branch2(nn, c, second, 1, training), second);
     } else { /* branch1: 3x3 depthwise s2 - BN - 1x1 - BN - ReLU */
         NnVar *t = layer_conv_groups(nn, c, x, stride, 1, (int)x->v.shape[1], 0);
@@ -61,10 +39,10 @@ static NnVar *unit_forward(Nn *nn, ModelCursor *c, NnVar *x, int stride, int tra
         out[0] = nn_done_with(nn, layer_bn_relu(nn, c, t, training), t);
         out[1] = branch2(nn, c, x, stride, training);
     }
-    NnVar *cat = nn_concat(nn, 2, out, 1);
+    NnVar *y = nn_channel_interleave(nn, out[0], out[1]); /* concat, then shuffle of 2 groups */
     nn_done(nn, out[0]);
     nn_done(nn, out[1]);
-    return nn_done_with(nn, nn_channel_shuffle(nn, cat, 2), cat);
+    return y;
 }
 
 /* Each intermediate to nn_done once read, the input too (model.h). */

@@ -213,6 +213,11 @@ NnVar *nn_scale(Nn *nn, NnVar *x, float s);          /* s * x */
 NnVar *nn_normalize(Nn *nn, NnVar *x, const float *mean, const float *std);
 NnVar *nn_concat(Nn *nn, int n, NnVar **xs, int dim);
 NnVar *nn_channel_shuffle(Nn *nn, NnVar *x, int groups);
+/* x.narrow(dim, start, len): a copy of indices [start, start+len) of dim. */
+NnVar *nn_narrow(Nn *nn, NnVar *x, int dim, int64_t start, int64_t len);
+/* channel_shuffle(concat([a, b], 1), 2) of two NCHW tensors of one shape, in one copy: channel 2k of
+ * the result is a's k, 2k+1 is b's k. */
+NnVar *nn_channel_interleave(Nn *nn, NnVar *a, NnVar *b);
 /* [N, ...] -> [N, prod(...)] */
 NnVar *nn_flatten(Nn *nn, NnVar *x);
 /* Inverted dropout with probability p, live only when training; mask from the context's rng. */

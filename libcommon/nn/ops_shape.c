@@ -1,6 +1,8 @@
-/* ops_shape.c - front-ends of the layout ops: flatten, concat, channel shuffle, bilinear resize and
- * crop-resize, roll, horizontal flip. */
+/* ops_shape.c - front-ends of the layout ops: flatten, concat, narrow, channel shuffle and
+ * interleave, bilinear resize and crop-resize, roll, horizontal flip. */
 #include "libcommon/nn/nn_impl.h"
+
+#include <limits.h>
 
 /* ---- flatten (a copy: its gradient is its own buffer, added back into x's) ---- */
 
@@ -101,6 +103,78 @@ NnVar *nn_channel_shuffle(Nn *nn, NnVar *x, int groups)
     nn->be->shuffle(nn->be, s[0], (int)s[1], s[2] * s[3], groups, 0, 0, nn_f(x), nn_f(y));
     NnEntry *e = nn_record(nn, shuffle_backward, y, 1, &x);
     if (e) e->iarg[0] = groups;
+    return y;
+}
+
+/* ---- narrow: a slice along one dim (a copy) ---- */
+
+/* Entry args: iarg[0] = dim, iarg[1] = start. */
+static void narrow_backward(Nn *nn, const NnEntry *e)
+{
+    NnVar *x = e->in[0];
+    int dim = e->iarg[0];
+    int64_t rows, total, r, len;
+    concat_geom(x, dim, &rows, &total);
+    concat_geom(e->out, dim, &r, &len);
+    int64_t off = (int64_t)e->iarg[1] * (total / x->v.shape[dim]);
+    NN_BE(nn, block_copy);
+    nn->be->block_copy(nn->be, rows, len, nn_dout(e), len, nn_grad_of(nn, x) + off, total, 1);
+}
+
+NnVar *nn_narrow(Nn *nn, NnVar *x, int dim, int64_t start, int64_t len)
+{
+    nn_check_f32("narrow", x, -1);
+    int nd = x->v.ndim;
+    nn_check(dim >= 0 && dim < nd, "narrow", "dim %d of %d", dim, nd);
+    nn_check(start >= 0 && len >= 1 && start <= x->v.shape[dim] - len && start <= INT_MAX, "narrow",
+             "[%lld, %lld) of %lld", (long long)start, (long long)(start + len),
+             (long long)x->v.shape[dim]);
+    int64_t shape[DD_MAXDIM];
+    for (int d = 0; d < nd; d++) shape[d] = x->v.shape[d];
+    shape[dim] = len;
+    NnVar *y = nn_new_var(nn, nd, shape);
+    int64_t rows, total, r, ylen;
+    concat_geom(x, dim, &rows, &total);
+    concat_geom(y, dim, &r, &ylen);
+    NN_BE(nn, block_copy);
+    nn->be->block_copy(nn->be, rows, ylen, nn_f(x) + start * (total / x->v.shape[dim]), total, nn_f(y),
+                       ylen, 0);
+    NnEntry *e = nn_record(nn, narrow_backward, y, 1, &x);
+    if (e) {
+        e->iarg[0] = dim;
+        e->iarg[1] = (int)start;
+    }
+    return y;
+}
+
+/* ---- channel interleave: channel_shuffle(concat([a, b], 1), 2) in one copy ---- */
+
+/* Output channel 2k is a's k and 2k+1 is b's k: a and b are [N*C] rows of hw floats, written to
+ * every other row of y (rows of 2*hw), which block_copy does with a stride. */
+static void interleave_backward(Nn *nn, const NnEntry *e)
+{
+    const int64_t *s = e->in[0]->v.shape;
+    int64_t rows = s[0] * s[1], hw = s[2] * s[3];
+    NN_BE(nn, block_copy);
+    for (int i = 0; i < 2; i++) {
+        float *dx = nn_grad_of(nn, e->in[i]);
+        if (dx) nn->be->block_copy(nn->be, rows, hw, nn_dout(e) + i * hw, 2 * hw, dx, hw, 1);
+    }
+}
+
+NnVar *nn_channel_interleave(Nn *nn, NnVar *a, NnVar *b)
+{
+    nn_check_f32("channel_interleave", a, 4);
+    nn_check_f32("channel_interleave", b, 4);
+    const int64_t *s = a->v.shape;
+    for (int d = 0; d < 4; d++)
+        nn_check(b->v.shape[d] == s[d], "channel_interleave", "shapes differ at dim %d", d);
+    NnVar *y = nn_new_var(nn, 4, (int64_t[]){s[0], 2 * s[1], s[2], s[3]});
+    int64_t rows = s[0] * s[1], hw = s[2] * s[3];
+    NN_BE(nn, block_copy);
+    nn->be->block_copy(nn->be, rows, hw, nn_f(a), hw, nn_f(y), 2 * hw, 0);
+    nn->be->block_copy(nn->be, rows, hw, nn_f(b), hw, nn_f(y) + hw, 2 * hw, 0);
+    nn_record(nn, interleave_backward, y, 2, (NnVar *[]){a, b});
     return y;
 }
 

@@ -80,6 +80,20 @@ static void test_forward_values(Nn *nn)
     float c4[4] = {0, 1, 2, 3};
     nn_var_download(nn, nn_channel_shuffle(nn, input(nn, 4, (int64_t[]){1, 4, 1, 1}, c4, 0), 2), y);
     CHECK(y[0] == 0 && y[1] == 2 && y[2] == 1 && y[3] == 3);
+    /* narrow and interleave of 2 images of 4 channels of 2 px (value 100 n + 10 c + p): channels
+     * 1-2; interleave of channels 0-1 with 2-3 gives 0 2 1 3 per image, as shuffle(concat). */
+    float v[16], h[8], o[16];
+    for (int i = 0; i < 16; i++) v[i] = (float)(100 * (i / 8) + 10 * (i / 2 % 4) + i % 2);
+    NnVar *vv = input(nn, 4, (int64_t[]){2, 4, 1, 2}, v, 0);
+    nn_var_download(nn, nn_narrow(nn, vv, 1, 1, 2), h);
+    CHECK(h[0] == 10 && h[1] == 11 && h[2] == 20 && h[3] == 21 && h[4] == 110 && h[7] == 121);
+    NnVar *lo = nn_narrow(nn, vv, 1, 0, 2), *hi = nn_narrow(nn, vv, 1, 2, 2);
+    nn_var_download(nn, nn_channel_interleave(nn, lo, hi), o);
+    static const int order[4] = {0, 2, 1, 3};
+    int same = 1;
+    for (int i = 0; i < 16; i++)
+        same &= o[i] == (float)(100 * (i / 8) + 10 * order[i / 2 % 4] + i % 2);
+    CHECK(same);
 }
 
 /* Stat loss gradient where a norm is exactly 0: finite (0 from that term), never NaN. */

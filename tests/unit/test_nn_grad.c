@@ -223,6 +223,20 @@ static NnVar *f_shuffle(Nn *nn, NnVar **in, const Case *c)
 {
     return nn_channel_shuffle(nn, in[0], c->a[0]);
 }
+/* narrow(dim a0, start a1, len a2); with a3 set, also the slice before it, the two concatenated in
+ * reverse order, so both backward copies add into the one gradient of x */
+static NnVar *f_narrow(Nn *nn, NnVar **in, const Case *c)
+{
+    NnVar *y = nn_narrow(nn, in[0], c->a[0], c->a[1], c->a[2]);
+    if (!c->a[3]) return y;
+    NnVar *parts[2] = {y, nn_narrow(nn, in[0], c->a[0], 0, c->a[1])};
+    return nn_concat(nn, 2, parts, c->a[0]);
+}
+/* a0 set: x with itself, both halves of the backward adding into one gradient */
+static NnVar *f_interleave(Nn *nn, NnVar **in, const Case *c)
+{
+    return nn_channel_interleave(nn, in[0], in[c->a[0] ? 0 : 1]);
+}
 static NnVar *f_flatten(Nn *nn, NnVar **in, const Case *c)
 {
     (void)c;
@@ -337,6 +351,12 @@ static const Case cases[] = {
     {"concat dim1", f_concat, 2, {4, 4}, {S4(2, 3, 4, 5), S4(2, 2, 4, 5)}, {1, 1}, {0}, {1}},
     {"concat dim0", f_concat, 2, {4, 4}, {S4(2, 3, 4, 5), S4(1, 3, 4, 5)}, {1, 1}, {0}, {0}},
     {"channel_shuffle", f_shuffle, 1, {4}, {S4(2, 6, 3, 4)}, {1}, {0}, {3}},
+    {"narrow dim1", f_narrow, 1, {4}, {S4(2, 5, 3, 4)}, {1}, {0}, {1, 2, 3, 0}},
+    {"narrow dim3", f_narrow, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {3, 1, 2, 0}},
+    {"narrow dim0", f_narrow, 1, {4}, {S4(3, 2, 3, 4)}, {1}, {0}, {0, 1, 1, 0}},
+    {"narrow halves", f_narrow, 1, {4}, {S4(2, 6, 3, 4)}, {1}, {0}, {1, 3, 3, 1}},
+    {"channel_interleave", f_interleave, 2, {4, 4}, {S4(2, 3, 4, 5), S4(2, 3, 4, 5)}, {1, 1}},
+    {"channel_interleave x x", f_interleave, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {1}},
     {"flatten", f_flatten, 1, {4}, {S4(2, 3, 4, 5)}, {1}},
     {"dropout", f_dropout, 1, {4}, {S4(2, 3, 4, 5)}, {1}, {0}, {0}, {0.3f}},
     {"resize up 5x6->8x9", f_resize, 1, {4}, {S4(2, 3, 5, 6)}, {1}, {0}, {8, 9}},

@@ -238,6 +238,18 @@ int main(int argc, char **argv)
     char *done = dd_calloc((size_t)ncls, 1);
     for (int c = 0; c < ncls; c++) {
         int64_t k = sel_subset(o.seed, c, count[c], want, perm);
+        /* each candidate gives one entry (its best crop): a shortfall is known now, before any
+         * scoring or output */
+        const int64_t need = (int64_t)o.maxipc * f * f;
+        char cells[64] = "";
+        if (f > 1) snprintf(cells, sizeof cells, " (%dx%d cells per image; see --factor)", f, f);
+        if (k && k < need && k == want)
+            dd_die(DD_EXIT_USAGE, "--candidates %lld: IPC %d needs %lld candidate images per class%s",
+                   (long long)want, o.maxipc, (long long)need, cells);
+        if (k && k < need)
+            dd_die(DD_EXIT_DATA, "%s: class %d (%s) has %lld image(s): IPC %d needs %lld%s",
+                   spool ? "stdin" : files[0], c, ts_header_class(h, c), (long long)k, o.maxipc,
+                   (long long)need, cells);
         done[c] = k == 0;
         last[c] = -1;
         for (int64_t i = 0; i < k; i++) {

@@ -68,7 +68,15 @@ expect_exit 1 "teacher's class list differs" -- "$BIN/patchsel" -q -w to.safeten
 check_truncated patchsel -q -w t.safetensors --ipc 1
 check_full patchsel -q -w t.safetensors --ipc 1 --candidates 3 fm.tsr
 check_tty patchsel -q -w t.safetensors --ipc 1 fm.tsr
-expect_exit 1 "not enough candidates for ipc*f^2" -- "$BIN/patchsel" -q -w t.safetensors --ipc 4 --factor 2 --candidates 10 fm.tsr
+expect_usage patchsel -q -w t.safetensors --ipc 4 --factor 2 --candidates 10 fm.tsr
+# a class with fewer images than ipc*f^2: exit 1 before any scoring, nothing on stdout, the
+# message names the input and the class
+"$BIN/tscat" -e 12 fm.tsr >few.tsr
+rc=0; "$BIN/patchsel" -q -w t.safetensors --ipc 2 --factor 2 few.tsr >few.out 2>few.err || rc=$?
+if [ $rc = 1 ] && [ ! -s few.out ] && [ "$(wc -l <few.err)" = 1 ] \
+    && grep -q "^patchsel: few.tsr: class [0-9] (.*) has [0-9] image(s): IPC 2 needs 8" few.err
+then ok "too few images in a class: exit 1, no output ($(cat few.err))"
+else fail "too few images in a class: exit $rc, $(wc -c <few.out) bytes out, $(cat few.err)"; fi
 expect_usage patchsel --ipc 1 fm.tsr
 expect_usage patchsel -w t.safetensors --factor 3 fm.tsr
 expect_usage patchsel -w t.safetensors --ipc-list 1,2 fm.tsr

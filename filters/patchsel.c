@@ -199,6 +199,22 @@ int main(int argc, char **argv)
 
     int f = o.random ? 1 : o.factor ? o.factor : (H >= 128 && W >= 128 ? 2 : 1);
     int side = (H < W ? H : W) / f;
+    /* Each candidate gives one entry (its best crop), and a class's candidates are its first
+     * min(records, want) in a seeded order: a shortfall is known now, before the teacher loads,
+     * anything is scored or a byte is written. */
+    const int64_t want = o.random ? o.maxipc : o.candidates, need = (int64_t)o.maxipc * f * f;
+    char cells[64] = "";
+    if (f > 1) snprintf(cells, sizeof cells, " (%dx%d cells per image; see --factor)", f, f);
+    for (int c = 0; c < ncls; c++) {
+        const int64_t k = count[c] < want ? count[c] : want;
+        if (k && k < need && k == want)
+            dd_die(DD_EXIT_USAGE, "--candidates %lld: IPC %d needs %lld candidate images per class%s",
+                   (long long)want, o.maxipc, (long long)need, cells);
+        if (k && k < need)
+            dd_die(DD_EXIT_DATA, "%s: class %d (%s) has %lld image(s): IPC %d needs %lld%s",
+                   spool ? "stdin" : files[0], c, ts_header_class(h, c), (long long)k, o.maxipc,
+                   (long long)need, cells);
+    }
     Nn *nn = NULL;
     Model *m = NULL;
     SelScorer *sc = NULL;
@@ -224,7 +240,6 @@ int main(int argc, char **argv)
     /* The subsets: role[p] = rank of record p in its class's permutation, -1 if not chosen;
      * within[p] = its index among its class's records (keys its crops). A class without records
      * (a slice of the input) has an empty subset: it is done from the start and writes nothing. */
-    int64_t want = o.random ? o.maxipc : o.candidates;
     int64_t *role = dd_malloc((size_t)n * sizeof *role), *last = dd_malloc((size_t)ncls * sizeof *last);
     int64_t *within = dd_malloc((size_t)n * sizeof *within);
     int64_t **pos = dd_calloc((size_t)ncls, sizeof *pos), *fill = dd_calloc((size_t)ncls, sizeof *fill);
@@ -238,18 +253,6 @@ int main(int argc, char **argv)
     char *done = dd_calloc((size_t)ncls, 1);
     for (int c = 0; c < ncls; c++) {
         int64_t k = sel_subset(o.seed, c, count[c], want, perm);
-        /* each candidate gives one entry (its best crop): a shortfall is known now, before any
-         * scoring or output */
-        const int64_t need = (int64_t)o.maxipc * f * f;
-        char cells[64] = "";
-        if (f > 1) snprintf(cells, sizeof cells, " (%dx%d cells per image; see --factor)", f, f);
-        if (k && k < need && k == want)
-            dd_die(DD_EXIT_USAGE, "--candidates %lld: IPC %d needs %lld candidate images per class%s",
-                   (long long)want, o.maxipc, (long long)need, cells);
-        if (k && k < need)
-            dd_die(DD_EXIT_DATA, "%s: class %d (%s) has %lld image(s): IPC %d needs %lld%s",
-                   spool ? "stdin" : files[0], c, ts_header_class(h, c), (long long)k, o.maxipc,
-                   (long long)need, cells);
         done[c] = k == 0;
         last[c] = -1;
         for (int64_t i = 0; i < k; i++) {

@@ -641,6 +641,7 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
 {
     ConvJob j = {.s = s, .be = be, .x = x, .w = w, .b = b, .y = y};
     if (cpu_wino_ok(s)) cpu_wino_fwd(be, s, x, w, b, y);
+    else if (cpu_dwc_ok(s)) cpu_dwc_fwd(be, s, x, w, b, y);
     else if (cpu_dwflat_pick(s)) cpu_dwflat_fwd(be, s, x, w, b, y);
     else if (cpu_direct_ok(s)) cpu_direct_fwd(be, s, x, w, b, y);
     else if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_fwd(be, s, x, w, b, y);
@@ -657,6 +658,7 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
 {
     ConvJob j = {.s = s, .be = be, .w = w, .dy = dy, .dx = dx};
     if (cpu_wino_ok(s)) cpu_wino_bwd_data(be, s, dy, w, dx);
+    else if (cpu_dwc_ok(s)) cpu_dwc_bwd_data(be, s, dy, w, dx);
     else if (cpu_dwflat_pick(s)) cpu_dwflat_bwd_data(be, s, dy, w, dx);
     else if (cpu_direct_ok(s)) cpu_direct_bwd_data(be, s, dy, w, dx);
     else if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_bwd_data(be, s, dy, w, dx);

@@ -55,6 +55,9 @@ typedef struct {
     float *y, *dx;
     const float *wt; /* [blocks][taps][16]: channel c0 + l's tap t at lane l, zero past c */
     int nblk;
+    int wp, nt;      /* padded row, taps */
+    size_t hw, ohw;  /* input and output plane */
+    size_t block;    /* floats of the padded [hp][wp][16] block */
 } DwcJob;
 
 /* The weights by channel block and tap, 16 lanes each. */
@@ -81,18 +84,18 @@ DWC_AVX512 static void dwc_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     (void)tid;
     const DwcJob *j = arg;
     const NnConvShape *s = j->s;
-    const int wp = s->w + 2 * s->pad, hp = s->h + 2 * s->pad, nt = s->kh * s->kw;
-    const size_t hw = (size_t)s->h * s->w, ohw = (size_t)s->oh * s->ow;
+    const int wp = j->wp, nt = j->nt;
+    const size_t hw = j->hw, ohw = j->ohw;
     float in[DWC_MAX_IN * DWC_V] __attribute__((aligned(64)));
     float out[DWC_MAX_OUT * DWC_V] __attribute__((aligned(64)));
     /* the padding stays zero: items write the interior only */
-    memset(in, 0, (size_t)hp * wp * DWC_V * sizeof *in);
+    memset(in, 0, j->block * sizeof *in);
     int last_cb = DWC_V;
     for (int64_t it = b; it < e; it++) {
         int64_t n;
         int c0, cb;
         dwc_item(j, it, &n, &c0, &cb);
-        if (cb < last_cb) memset(in, 0, (size_t)hp * wp * DWC_V * sizeof *in); /* lanes past cb: zero */
+        if (cb < last_cb) memset(in, 0, j->block * sizeof *in); /* lanes past cb: zero */
         last_cb = cb;
         for (int l = 0; l < cb; l++) {
             const float *p = j->x + ((size_t)n * s->cin + (size_t)(c0 + l)) * hw;
@@ -124,15 +127,15 @@ DWC_AVX512 static void dwc_bwd_data_task(void *arg, int64_t b, int64_t e, int ti
     (void)tid;
     const DwcJob *j = arg;
     const NnConvShape *s = j->s;
-    const int wp = s->w + 2 * s->pad, hp = s->h + 2 * s->pad, nt = s->kh * s->kw;
-    const size_t hw = (size_t)s->h * s->w, ohw = (size_t)s->oh * s->ow;
+    const int wp = j->wp, nt = j->nt;
+    const size_t hw = j->hw, ohw = j->ohw;
     float acc[DWC_MAX_IN * DWC_V] __attribute__((aligned(64)));
     float g[DWC_MAX_OUT * DWC_V] __attribute__((aligned(64)));
     for (int64_t it = b; it < e; it++) {
         int64_t n;
         int c0, cb;
         dwc_item(j, it, &n, &c0, &cb);
-        memset(acc, 0, (size_t)hp * wp * DWC_V * sizeof *acc);
+        memset(acc, 0, j->block * sizeof *acc);
         if (cb < DWC_V) memset(g, 0, ohw * DWC_V * sizeof *g);
         for (int l = 0; l < cb; l++) {
             const float *p = j->dy + ((size_t)n * s->cout + (size_t)(c0 + l)) * ohw;
@@ -163,6 +166,11 @@ static void dwc_run(NnBackend *be, const NnConvShape *s, const float *w, DwcJob 
 {
     j->s = s;
     j->nblk = (s->cin + DWC_V - 1) / DWC_V;
+    j->wp = s->w + 2 * s->pad;
+    j->nt = s->kh * s->kw;
+    j->hw = (size_t)s->h * s->w;
+    j->ohw = (size_t)s->oh * s->ow;
+    j->block = (size_t)(s->h + 2 * s->pad) * j->wp * DWC_V;
     float *wt = dwc_weights(s, w, j->nblk);
     j->wt = wt;
     cpu_for(be, (int64_t)s->n * j->nblk, 2, fn, j);

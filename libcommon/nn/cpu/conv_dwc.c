@@ -2,7 +2,7 @@
  * forward and backward data (dx +=) where the output plane has 5 to 16 pixels (MobileNetV2's and
  * EfficientNet's small-image stages run 384-576 channels at 4x4).
  *
- * conv_dw.c vectorises along a plane; a 4x4 output is two vectors of which 4 lanes are slack,
+ * conv_dw.c vectorises along a plane; a 4x4 output is 20 lanes of two vectors (rows qw wide),
  * and its split and copies cost more than its 18 FMAs. Here a task item is one image and 16
  * channels: their input planes are gathered into a zero-padded [hp][wp][16] block (lane l =
  * channel c0 + l), each output pixel is one vector, the sum over taps of w[t] (16 channels' tap t)

@@ -129,6 +129,8 @@ static void emit_class(const Opts *o, TsWriter **w, SelTop *t, int c, int f, int
     sel_top_sort(t);
     for (int k = 0; k < o->nipc; k++) {
         const int ipc = o->ipc[k];
+        /* sel_stitch's precondition; main's check after the first pass already ensures it (each of
+         * the class's candidates gives one entry), so this guards the reads, not the user */
         if (sel_top_need(t, c, ipc, f) < 0) dd_die_err(DD_EXIT_DATA);
         for (int m = 0; m < ipc; m++) {
             TsRecord rec;

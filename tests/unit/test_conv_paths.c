@@ -63,13 +63,20 @@ static const Shape SHAPES[] = {
     {2, 3, 3, 9, 9, 3, 0, 1, 2, 0, 3},      /* stride 2, no padding */
     {1, 2, 2, 6, 70, 3, 1, 1, 2, 1, 2},     /* stride 2, rows of 70: three runs of 32 pixels */
     {2, 3, 3, 13, 13, 5, 2, 1, 4, 0, 3},    /* stride 4: 16 phases, some without taps */
-    /* conv_dwc.c's 16-channel vectors (AVX-512, 5 to 16 outputs; auto and winograd* paths) */
+    /* conv_dwc.c's 16-channel vectors (AVX-512, 4 to 64 outputs, dx from 5; auto and winograd* paths) */
     {3, 40, 40, 4, 4, 3, 1, 1, 1, 1, 40},   /* 4x4: 3 channel blocks, the last of 8, bias */
     {2, 20, 20, 7, 7, 3, 1, 1, 2, 0, 20},   /* stride 2, 7x7 -> 4x4, a block of 4 */
     {2, 17, 17, 4, 4, 5, 2, 1, 1, 1, 17},   /* 5x5 taps, pad 2, a block of 1 */
     {5, 16, 16, 3, 3, 3, 1, 1, 1, 0, 16},   /* 3x3 plane, one whole block */
     {3, 9, 9, 6, 7, 3, 0, 1, 2, 1, 9},      /* stride 2, no padding, 2x3 outputs */
     {2, 5, 5, 3, 3, 3, 3, 1, 2, 0, 5},      /* padding 3: outputs on padding alone */
+    {2, 20, 20, 16, 16, 3, 1, 1, 2, 1, 20}, /* stride 2 from 16 px: the largest block, 18 x 18 */
+    {2, 18, 18, 7, 7, 3, 1, 1, 1, 0, 18},   /* 49 pixels: a short transpose, a short group of 1 */
+    {2, 17, 17, 8, 8, 5, 2, 1, 1, 1, 17},   /* 5x5 on 8x8: 25 taps (weight gradient 8+8+8+1) */
+    {2, 33, 33, 6, 10, 3, 1, 1, 1, 0, 33},  /* 6 x 10: 60 outputs, 3 blocks */
+    {2, 6, 6, 5, 5, 3, 2, 1, 1, 1, 6},      /* stride 1, padding 2: 7 x 7 outputs past the input */
+    {3, 5, 5, 9, 9, 5, 1, 1, 2, 0, 5},      /* stride 2, 5x5, padding 1 */
+    {3, 40, 40, 2, 2, 3, 1, 1, 1, 1, 40},   /* 2x2: forward and weight gradient here, dx on conv_dw.c */
 };
 enum { NSHAPES = sizeof SHAPES / sizeof SHAPES[0] };
 

@@ -1,17 +1,26 @@
 /* conv_dwc.c - depthwise convolution of small planes with AVX-512F, 16 channels to a vector:
- * forward and backward data (dx +=) where the output plane has 5 to 16 pixels (MobileNetV2's and
- * EfficientNet's small-image stages run 384-576 channels at 4x4).
+ * forward, backward data (dx +=) and backward filter (dw +=) where the output plane has 4 to 64
+ * pixels (MobileNetV2's, EfficientNet's and ShuffleNetV2's small-image stages: 8x8, 4x4, 2x2 and
+ * stride 2 onto them, with up to 960 channels), backward data from 5.
  *
  * conv_dw.c vectorises along a plane; a 4x4 output is 20 lanes of two vectors (rows qw wide),
  * and its split and copies cost more than its 18 FMAs. Here a task item is one image and 16
  * channels: their input planes are gathered into a zero-padded [hp][wp][16] block (lane l =
  * channel c0 + l), each output pixel is one vector, the sum over taps of w[t] (16 channels' tap t)
  * times the block's vector under the tap, and the outputs are scattered back to their planes.
- * Backward data is the same block run the other way: each dy vector adds w[t] dy to the padded
- * block under every tap (taps ascending, outputs in row order), whose interior is then added to dx.
+ * The gathers and scatters move 16 pixels of 16 planes at a time through a 16 x 16 transpose in
+ * registers (64 shuffles, where element by element it was 256 loads and stores: on 8x8 planes
+ * those moves, not the FMAs, were the cost). DWC_G outputs are summed at once, so the FMA chains
+ * of their taps run side by side.
  *
- * Each output (and each dx pixel) is summed in one fixed order inside one item: results do not
- * depend on the thread count. The weight gradient stays with conv_dw.c. */
+ * Backward data is the same block run the other way: tap by tap, every output adds w[t] dy to the
+ * padded block under that tap (outputs of one tap touch distinct pixels), and the interior is
+ * then added to dx. Backward filter: an item is a block of 16 channels over all images; per image,
+ * dw[t] += the sum over outputs of dy times the block under tap t, in float over the image's
+ * outputs, then added to double sums in image order.
+ *
+ * Each output, dx pixel and dw entry is summed in one fixed order inside one item: results do not
+ * depend on the thread count. */
 #include "libcommon/nn/cpu/cpu.h"
 
 #include "libcommon/base/base.h"
@@ -26,10 +35,12 @@
 #endif
 
 #define DWC_V 16         /* channels to a vector */
-#define DWC_MIN_OUT 5    /* output pixels of a plane: from 3x2 (2x2 ran 1.35x slower than conv_dw.c) */
-#define DWC_MAX_OUT 16   /* ... to 4x4 (8x8 ran 3.7x slower: conv_dw.c's runs fill their vectors) */
-#define DWC_MAX_IN 196   /* padded input pixels of a plane: 14 x 14 */
+#define DWC_MIN_OUT 4    /* output pixels of a plane: from 2x2 (forward and weight gradient) */
+#define DWC_MIN_OUT_DX 5 /* ... from 3x2 for backward data (at 2x2 conv_dw.c's was 1.15x faster) */
+#define DWC_MAX_OUT 64   /* ... to 8x8 */
+#define DWC_MAX_IN 324   /* padded input pixels of a plane: 18 x 18 (stride 2 from 16 px) */
 #define DWC_MAX_TAPS 25
+#define DWC_G 8          /* outputs (forward) or taps (filter) summed side by side */
 
 int cpu_dwc_ok(const NnConvShape *s)
 {
@@ -47,28 +58,111 @@ int cpu_dwc_ok(const NnConvShape *s)
 #endif
 }
 
+int cpu_dwc_data_ok(const NnConvShape *s)
+{
+    return cpu_dwc_ok(s) && (int64_t)s->oh * s->ow >= DWC_MIN_OUT_DX;
+}
+
 #ifdef DWC_X86
 
 typedef struct {
     const NnConvShape *s;
     const float *x, *b, *dy;
-    float *y, *dx;
+    float *y, *dx, *dw;
     const float *wt; /* [blocks][taps][16]: channel c0 + l's tap t at lane l, zero past c */
-    int nblk;
-    int wp, nt;      /* padded row, taps */
+    int nblk, nt;
     size_t hw, ohw;  /* input and output plane */
     size_t block;    /* floats of the padded [hp][wp][16] block */
+    /* In vectors of the block: input pixel i's place (ipos), output o's window corner (obase),
+     * tap t's offset from the corner (toff). ipos and obase have DWC_G more entries repeating
+     * entry 0, so that a last short group reads inside the block. */
+    const int *ipos, *obase, *toff;
+    /* Backward data: the interior pixels of each of the stride^2 phases (indices into ipos,
+     * DWC_G more repeating the first) and the taps that reach them from a corner. */
+    int nph;
+    const int *ph_pix[4], *ph_tap[4];
+    int ph_npix[4], ph_ntap[4];
 } DwcJob;
 
-/* The weights by channel block and tap, 16 lanes each. */
-static float *dwc_weights(const NnConvShape *s, const float *w, int nblk)
+/* r[k] <- lane k of r[0..15] (a 16 x 16 transpose: rows of 16 floats become columns): 32-bit and
+ * 64-bit interleaves within 128-bit lanes, then two rounds of 128-bit lane shuffles. */
+DWC_AVX512 static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
 {
-    const int nt = s->kh * s->kw;
-    float *wt = dd_calloc((size_t)nblk * nt * DWC_V, sizeof *wt);
-    for (int c = 0; c < s->cin; c++)
-        for (int t = 0; t < nt; t++)
-            wt[((size_t)(c / DWC_V) * nt + t) * DWC_V + c % DWC_V] = w[(size_t)c * nt + t];
-    return wt;
+    __m512 a[16], b[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* b[4j + k], 128-bit lane L: rows 4j..4j+3 at column 4L + k */
+    for (int j = 0; j < 4; j++) {
+        __m512d a0 = _mm512_castps_pd(a[4 * j]), a1 = _mm512_castps_pd(a[4 * j + 1]);
+        __m512d a2 = _mm512_castps_pd(a[4 * j + 2]), a3 = _mm512_castps_pd(a[4 * j + 3]);
+        b[4 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        b[4 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        b[4 * j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        b[4 * j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    /* column 4L + k = lane L of b[k], b[4 + k], b[8 + k], b[12 + k] */
+    for (int k = 0; k < 4; k++) {
+        __m512 e0 = _mm512_shuffle_f32x4(b[k], b[4 + k], 0x44), e1 = _mm512_shuffle_f32x4(b[k], b[4 + k], 0xEE);
+        __m512 f0 = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0x44);
+        __m512 f1 = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0xEE);
+        r[k] = _mm512_shuffle_f32x4(e0, f0, 0x88);
+        r[4 + k] = _mm512_shuffle_f32x4(e0, f0, 0xDD);
+        r[8 + k] = _mm512_shuffle_f32x4(e1, f1, 0x88);
+        r[12 + k] = _mm512_shuffle_f32x4(e1, f1, 0xDD);
+    }
+}
+
+static inline __mmask16 dwc_mask(size_t m) { return (__mmask16)((1u << m) - 1); }
+
+/* blk [pos[i]][16] <- the npx pixels of cb planes src + l * plane (lane l; zero past cb); pos NULL:
+ * pixel i to vector i. */
+DWC_AVX512 static void dwc_gather(const float *src, size_t plane, int cb, size_t npx, const int *pos,
+                                  float *blk)
+{
+    __m512 r[16];
+    for (size_t q0 = 0; q0 < npx; q0 += 16) {
+        size_t m = npx - q0 < 16 ? npx - q0 : 16;
+        __mmask16 mk = dwc_mask(m);
+        if (m == 16 && cb == 16)
+            for (int l = 0; l < 16; l++) r[l] = _mm512_loadu_ps(src + (size_t)l * plane + q0);
+        else
+            for (int l = 0; l < 16; l++)
+                r[l] = l < cb ? _mm512_maskz_loadu_ps(mk, src + (size_t)l * plane + q0) : _mm512_setzero_ps();
+        transpose16(r);
+        for (size_t k = 0; k < m; k++) _mm512_store_ps(blk + (size_t)(pos ? pos[q0 + k] : (int)(q0 + k)) * DWC_V, r[k]);
+    }
+}
+
+/* Planes dst + l * plane (l < cb), pixel i: = blk [pos[i]] lane l + bias[l] (acc 0; bias NULL: 0)
+ * or += it (acc 1); pos NULL: vector i. */
+DWC_AVX512 static void dwc_scatter(const float *blk, const int *pos, size_t npx, int cb, const float *bias,
+                                   int acc, float *dst, size_t plane)
+{
+    __m512 r[16];
+    for (size_t q0 = 0; q0 < npx; q0 += 16) {
+        size_t m = npx - q0 < 16 ? npx - q0 : 16;
+        __mmask16 mk = dwc_mask(m);
+        for (size_t k = 0; k < 16; k++)
+            r[k] = k < m ? _mm512_load_ps(blk + (size_t)(pos ? pos[q0 + k] : (int)(q0 + k)) * DWC_V)
+                         : _mm512_setzero_ps();
+        transpose16(r);
+        for (int l = 0; l < cb; l++) {
+            float *d = dst + (size_t)l * plane + q0;
+            __m512 v = r[l];
+            if (acc) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, d), v);
+            else if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[l]));
+            _mm512_mask_storeu_ps(d, mk, v);
+        }
+    }
+}
+
+/* Asks for the n floats from p in cache (an item's planes are 16 runs at once, too many for
+ * the hardware's stream detection: the next item's are fetched while this one computes). */
+static inline void dwc_prefetch(const float *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 3);
 }
 
 /* The channels of item it: image *n, first channel *c0, *cb of them (16 but in the last block). */
@@ -84,110 +178,229 @@ DWC_AVX512 static void dwc_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     (void)tid;
     const DwcJob *j = arg;
     const NnConvShape *s = j->s;
-    const int wp = j->wp, nt = j->nt;
+    const int nt = j->nt, *obase = j->obase, *toff = j->toff;
     const size_t hw = j->hw, ohw = j->ohw;
     float in[DWC_MAX_IN * DWC_V] __attribute__((aligned(64)));
     float out[DWC_MAX_OUT * DWC_V] __attribute__((aligned(64)));
-    /* the padding stays zero: items write the interior only */
+    /* the padding stays zero: items write the interior only, lanes past cb as zeros */
     memset(in, 0, j->block * sizeof *in);
-    int last_cb = DWC_V;
     for (int64_t it = b; it < e; it++) {
         int64_t n;
         int c0, cb;
         dwc_item(j, it, &n, &c0, &cb);
-        if (cb < last_cb) memset(in, 0, j->block * sizeof *in); /* lanes past cb: zero */
-        last_cb = cb;
-        for (int l = 0; l < cb; l++) {
-            const float *p = j->x + ((size_t)n * s->cin + (size_t)(c0 + l)) * hw;
-            for (int i = 0; i < s->h; i++)
-                for (int k = 0; k < s->w; k++)
-                    in[((size_t)(i + s->pad) * wp + k + s->pad) * DWC_V + l] = p[i * s->w + k];
-        }
+        const float *x = j->x + ((size_t)n * s->cin + (size_t)c0) * hw;
+        if (it + 1 < e) dwc_prefetch(x + (size_t)cb * hw, DWC_V * hw);
+        dwc_gather(x, hw, cb, hw, j->ipos, in);
         const float *wt = j->wt + (size_t)(c0 / DWC_V) * nt * DWC_V;
-        for (int oi = 0; oi < s->oh; oi++)
-            for (int oj = 0; oj < s->ow; oj++) {
-                const float *base = in + ((size_t)oi * s->stride * wp + (size_t)oj * s->stride) * DWC_V;
-                __m512 acc = _mm512_setzero_ps();
-                for (int ki = 0; ki < s->kh; ki++)
-                    for (int kj = 0; kj < s->kw; kj++)
-                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(wt + (ki * s->kw + kj) * DWC_V),
-                                              _mm512_load_ps(base + ((size_t)ki * wp + kj) * DWC_V), acc);
-                _mm512_store_ps(out + (oi * s->ow + oj) * DWC_V, acc);
+        for (size_t o0 = 0; o0 < ohw; o0 += DWC_G) {
+            __m512 acc[DWC_G];
+            const float *at[DWC_G];
+#pragma GCC unroll 8
+            for (int g = 0; g < DWC_G; g++) acc[g] = _mm512_setzero_ps(), at[g] = in + (size_t)obase[o0 + g] * DWC_V;
+            for (int t = 0; t < nt; t++) {
+                const __m512 wv = _mm512_loadu_ps(wt + t * DWC_V);
+                const size_t to = (size_t)toff[t] * DWC_V;
+#pragma GCC unroll 8
+                for (int g = 0; g < DWC_G; g++)
+                    acc[g] = _mm512_fmadd_ps(wv, _mm512_load_ps(at[g] + to), acc[g]);
             }
-        for (int l = 0; l < cb; l++) {
-            float *q = j->y + ((size_t)n * s->cout + (size_t)(c0 + l)) * ohw;
-            const float bias = j->b ? j->b[c0 + l] : 0.0f;
-            for (size_t o = 0; o < ohw; o++) q[o] = out[o * DWC_V + l] + bias;
+            for (size_t g = 0; g < DWC_G && o0 + g < ohw; g++) _mm512_store_ps(out + (o0 + g) * DWC_V, acc[g]);
         }
+        dwc_scatter(out, NULL, ohw, cb, j->b ? j->b + c0 : NULL, 0,
+                    j->y + ((size_t)n * s->cout + (size_t)c0) * ohw, ohw);
     }
 }
 
+/* dx as a forward pass over dy: dy sits at its outputs' window corners in a zeroed block (guard
+ * vectors before it, so that corner - offset stays inside), and padded pixel p sums w[t] times
+ * the block at p - toff[t] over the taps whose p - toff[t] can be a corner (stride 2: the taps of
+ * p's row and column phase, a quarter of them on average), DWC_G pixels of one phase side by
+ * side in registers, taps ascending. A p - toff[t] that is no output's corner holds a zero:
+ * columns past the last corner and rows below the last (a column below 0 lands on the row
+ * before's: wp - 1 - (ow - 1) stride >= kw - 1, no corner). */
 DWC_AVX512 static void dwc_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
     const DwcJob *j = arg;
     const NnConvShape *s = j->s;
-    const int wp = j->wp, nt = j->nt;
-    const size_t hw = j->hw, ohw = j->ohw;
-    float acc[DWC_MAX_IN * DWC_V] __attribute__((aligned(64)));
-    float g[DWC_MAX_OUT * DWC_V] __attribute__((aligned(64)));
+    const int nt = j->nt, *ipos = j->ipos, *toff = j->toff;
+    const size_t hw = j->hw, ohw = j->ohw, guard = (size_t)toff[nt - 1] * DWC_V;
+    float dq[2 * DWC_MAX_IN * DWC_V] __attribute__((aligned(64)));
+    float out[DWC_MAX_IN * DWC_V] __attribute__((aligned(64)));
+    float *blk = dq + guard;
+    memset(dq, 0, guard * sizeof *dq + j->block * sizeof *dq); /* items write the corners only */
     for (int64_t it = b; it < e; it++) {
         int64_t n;
         int c0, cb;
         dwc_item(j, it, &n, &c0, &cb);
-        memset(acc, 0, j->block * sizeof *acc);
-        if (cb < DWC_V) memset(g, 0, ohw * DWC_V * sizeof *g);
-        for (int l = 0; l < cb; l++) {
-            const float *p = j->dy + ((size_t)n * s->cout + (size_t)(c0 + l)) * ohw;
-            for (size_t o = 0; o < ohw; o++) g[o * DWC_V + l] = p[o];
-        }
+        const float *dy = j->dy + ((size_t)n * s->cout + (size_t)c0) * ohw;
+        float *dx = j->dx + ((size_t)n * s->cin + (size_t)c0) * hw;
+        if (it + 1 < e) dwc_prefetch(dy + (size_t)cb * ohw, DWC_V * ohw), dwc_prefetch(dx + (size_t)cb * hw, DWC_V * hw);
+        dwc_gather(dy, ohw, cb, ohw, j->obase, blk);
         const float *wt = j->wt + (size_t)(c0 / DWC_V) * nt * DWC_V;
-        for (int oi = 0; oi < s->oh; oi++)
-            for (int oj = 0; oj < s->ow; oj++) {
-                const __m512 d = _mm512_load_ps(g + (oi * s->ow + oj) * DWC_V);
-                float *base = acc + ((size_t)oi * s->stride * wp + (size_t)oj * s->stride) * DWC_V;
-                for (int ki = 0; ki < s->kh; ki++)
-                    for (int kj = 0; kj < s->kw; kj++) {
-                        float *p = base + ((size_t)ki * wp + kj) * DWC_V;
-                        _mm512_store_ps(p, _mm512_fmadd_ps(_mm512_loadu_ps(wt + (ki * s->kw + kj) * DWC_V), d,
-                                                           _mm512_load_ps(p)));
-                    }
+        for (int ph = 0; ph < j->nph; ph++) {
+            const int *pix = j->ph_pix[ph], *taps = j->ph_tap[ph], np = j->ph_npix[ph], ntp = j->ph_ntap[ph];
+            for (int i0 = 0; i0 < np; i0 += DWC_G) {
+                __m512 acc[DWC_G];
+                const float *at[DWC_G];
+#pragma GCC unroll 8
+                for (int g = 0; g < DWC_G; g++) acc[g] = _mm512_setzero_ps(), at[g] = blk + (size_t)ipos[pix[i0 + g]] * DWC_V;
+                for (int k = 0; k < ntp; k++) {
+                    const int t = taps[k];
+                    const __m512 wv = _mm512_loadu_ps(wt + t * DWC_V);
+                    const size_t to = (size_t)toff[t] * DWC_V;
+#pragma GCC unroll 8
+                    for (int g = 0; g < DWC_G; g++) acc[g] = _mm512_fmadd_ps(wv, _mm512_load_ps(at[g] - to), acc[g]);
+                }
+                for (int g = 0; g < DWC_G && i0 + g < np; g++) _mm512_store_ps(out + (size_t)pix[i0 + g] * DWC_V, acc[g]);
             }
-        for (int l = 0; l < cb; l++) {
-            float *q = j->dx + ((size_t)n * s->cin + (size_t)(c0 + l)) * hw;
-            for (int i = 0; i < s->h; i++)
-                for (int k = 0; k < s->w; k++)
-                    q[i * s->w + k] += acc[((size_t)(i + s->pad) * wp + k + s->pad) * DWC_V + l];
         }
+        dwc_scatter(out, NULL, hw, cb, NULL, 1, dx, hw);
     }
 }
 
-static void dwc_run(NnBackend *be, const NnConvShape *s, const float *w, DwcJob *j, CpuTask fn)
+/* sum [k][16] (k < G) += the float sum over the image's outputs of dy times the block under tap
+ * toff[k] (G a constant where inlined: the accumulators stay in registers). */
+DWC_AVX512 static inline __attribute__((always_inline)) void dwc_filter_run(const int G, size_t ohw, const float *g,
+                                                                           const float *in, const int *obase,
+                                                                           const int *toff, double *sum)
 {
+    __m512 acc[DWC_G];
+    size_t to[DWC_G];
+#pragma GCC unroll 8
+    for (int k = 0; k < G; k++) acc[k] = _mm512_setzero_ps(), to[k] = (size_t)toff[k] * DWC_V;
+    for (size_t o = 0; o < ohw; o++) {
+        const __m512 d = _mm512_load_ps(g + o * DWC_V);
+        const float *at = in + (size_t)obase[o] * DWC_V;
+#pragma GCC unroll 8
+        for (int k = 0; k < G; k++) acc[k] = _mm512_fmadd_ps(d, _mm512_load_ps(at + to[k]), acc[k]);
+    }
+    for (int k = 0; k < G; k++) {
+        double *q = sum + (size_t)k * DWC_V;
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc[k]));
+        __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[k]), 1)));
+        _mm512_store_pd(q, _mm512_add_pd(_mm512_load_pd(q), lo));
+        _mm512_store_pd(q + 8, _mm512_add_pd(_mm512_load_pd(q + 8), hi));
+    }
+}
+
+/* Item = 16 channels over every image: dw [c][t] += the double sums, image by image, of each
+ * image's float sums over its outputs. */
+DWC_AVX512 static void dwc_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const DwcJob *j = arg;
+    const NnConvShape *s = j->s;
+    const int nt = j->nt, *obase = j->obase, *toff = j->toff;
+    const size_t hw = j->hw, ohw = j->ohw;
+    float in[DWC_MAX_IN * DWC_V] __attribute__((aligned(64)));
+    float g[DWC_MAX_OUT * DWC_V] __attribute__((aligned(64)));
+    double sum[DWC_MAX_TAPS * DWC_V] __attribute__((aligned(64)));
+    memset(in, 0, j->block * sizeof *in);
+    for (int64_t blk = b; blk < e; blk++) {
+        const int c0 = (int)blk * DWC_V, cb = s->cin - c0 < DWC_V ? s->cin - c0 : DWC_V;
+        memset(sum, 0, (size_t)nt * DWC_V * sizeof *sum);
+        for (int n = 0; n < s->n; n++) {
+            const float *x = j->x + ((size_t)n * s->cin + (size_t)c0) * hw;
+            const float *dy = j->dy + ((size_t)n * s->cout + (size_t)c0) * ohw;
+            if (n + 1 < s->n) dwc_prefetch(x + (size_t)s->cin * hw, (size_t)cb * hw), dwc_prefetch(dy + (size_t)s->cout * ohw, (size_t)cb * ohw);
+            dwc_gather(x, hw, cb, hw, j->ipos, in);
+            dwc_gather(dy, ohw, cb, ohw, NULL, g);
+            /* taps in balanced runs of at most DWC_G (9: 4 + 5; 25: 6 + 6 + 6 + 7) */
+            const int nch = (nt + DWC_G - 1) / DWC_G;
+            for (int ch = 0; ch < nch; ch++) {
+                const int t0 = nt * ch / nch, tn = nt * (ch + 1) / nch - t0;
+                switch (tn) {
+#define DWC_RUN(G) case G: dwc_filter_run(G, ohw, g, in, obase, toff + t0, sum + (size_t)t0 * DWC_V); break
+                    DWC_RUN(1); DWC_RUN(2); DWC_RUN(3); DWC_RUN(4);
+                    DWC_RUN(5); DWC_RUN(6); DWC_RUN(7); DWC_RUN(8);
+#undef DWC_RUN
+                }
+            }
+        }
+        for (int l = 0; l < cb; l++)
+            for (int t = 0; t < nt; t++) j->dw[(size_t)(c0 + l) * nt + t] += (float)sum[(size_t)t * DWC_V + l];
+    }
+}
+
+/* The job's geometry: weights by channel block and tap, 16 lanes each, and the place and phase
+ * tables. Frees with dwc_free. */
+static void dwc_setup(const NnConvShape *s, const float *w, DwcJob *j)
+{
+    const int wp = s->w + 2 * s->pad, st = s->stride;
     j->s = s;
     j->nblk = (s->cin + DWC_V - 1) / DWC_V;
-    j->wp = s->w + 2 * s->pad;
     j->nt = s->kh * s->kw;
     j->hw = (size_t)s->h * s->w;
     j->ohw = (size_t)s->oh * s->ow;
-    j->block = (size_t)(s->h + 2 * s->pad) * j->wp * DWC_V;
-    float *wt = dwc_weights(s, w, j->nblk);
-    j->wt = wt;
-    cpu_for(be, (int64_t)s->n * j->nblk, 2, fn, j);
-    free(wt);
+    j->block = (size_t)(s->h + 2 * s->pad) * wp * DWC_V;
+    j->nph = st * st;
+    /* ipos, obase, toff, then per phase its pixels and taps */
+    int *tab = dd_malloc((2 * j->hw + j->ohw + (size_t)(2 + j->nph) * DWC_G + (size_t)(1 + j->nph) * j->nt) *
+                         sizeof *tab);
+    int *ipos = tab, *obase = tab + j->hw + DWC_G, *toff = obase + j->ohw + DWC_G, *ph = toff + j->nt;
+    for (int i = 0; i < s->h; i++)
+        for (int k = 0; k < s->w; k++) ipos[i * s->w + k] = (i + s->pad) * wp + k + s->pad;
+    for (int oi = 0; oi < s->oh; oi++)
+        for (int oj = 0; oj < s->ow; oj++) obase[oi * s->ow + oj] = oi * st * wp + oj * st;
+    for (int g = 0; g < DWC_G; g++) ipos[j->hw + (size_t)g] = ipos[0], obase[j->ohw + (size_t)g] = obase[0];
+    for (int ki = 0; ki < s->kh; ki++)
+        for (int kj = 0; kj < s->kw; kj++) toff[ki * s->kw + kj] = ki * wp + kj;
+    for (int p = 0; p < j->nph; p++) { /* phase p: padded rows = p / st, columns = p % st (mod st) */
+        const int pr = p / st, pc = p % st;
+        int np = 0, ntp = 0;
+        j->ph_pix[p] = ph;
+        for (int i = 0; i < s->h; i++)
+            for (int k = 0; k < s->w; k++)
+                if ((i + s->pad) % st == pr && (k + s->pad) % st == pc) ph[np++] = i * s->w + k;
+        for (int g = 0; g < DWC_G; g++) ph[np + g] = np ? ph[0] : 0;
+        ph += np + DWC_G;
+        j->ph_tap[p] = ph;
+        for (int t = 0; t < j->nt; t++)
+            if ((t / s->kw) % st == pr && (t % s->kw) % st == pc) ph[ntp++] = t;
+        ph += ntp;
+        j->ph_npix[p] = np, j->ph_ntap[p] = ntp;
+    }
+    j->ipos = ipos, j->obase = obase, j->toff = toff;
+    j->wt = NULL;
+    if (w) {
+        float *wt = dd_calloc((size_t)j->nblk * j->nt * DWC_V, sizeof *wt);
+        for (int c = 0; c < s->cin; c++)
+            for (int t = 0; t < j->nt; t++)
+                wt[((size_t)(c / DWC_V) * j->nt + t) * DWC_V + c % DWC_V] = w[(size_t)c * j->nt + t];
+        j->wt = wt;
+    }
+}
+
+static void dwc_free(DwcJob *j)
+{
+    free((void *)j->ipos);
+    free((void *)j->wt);
 }
 
 void cpu_dwc_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w, const float *b,
                  float *y)
 {
     DwcJob j = {.x = x, .b = b, .y = y};
-    dwc_run(be, s, w, &j, dwc_fwd_task);
+    dwc_setup(s, w, &j);
+    cpu_for(be, (int64_t)s->n * j.nblk, 2, dwc_fwd_task, &j);
+    dwc_free(&j);
 }
 
 void cpu_dwc_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w, float *dx)
 {
     DwcJob j = {.dy = dy, .dx = dx};
-    dwc_run(be, s, w, &j, dwc_bwd_data_task);
+    dwc_setup(s, w, &j);
+    cpu_for(be, (int64_t)s->n * j.nblk, 2, dwc_bwd_data_task, &j);
+    dwc_free(&j);
+}
+
+void cpu_dwc_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x, float *dw)
+{
+    DwcJob j = {.x = x, .dy = dy, .dw = dw};
+    dwc_setup(s, NULL, &j);
+    cpu_for(be, j.nblk, 1, dwc_bwd_filter_task, &j);
+    dwc_free(&j);
 }
 
 #else /* !DWC_X86: cpu_dwc_ok is 0 */
@@ -202,6 +415,12 @@ void cpu_dwc_fwd(NnBackend *be, const NnConvShape *s, const float *x, const floa
 void cpu_dwc_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w, float *dx)
 {
     (void)be, (void)s, (void)dy, (void)w, (void)dx;
+    dd_die(DD_EXIT_DATA, "nn: cpu: AVX-512 depthwise convolution off x86");
+}
+
+void cpu_dwc_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x, float *dw)
+{
+    (void)be, (void)s, (void)dy, (void)x, (void)dw;
     dd_die(DD_EXIT_DATA, "nn: cpu: AVX-512 depthwise convolution off x86");
 }
 

@@ -157,14 +157,17 @@ void cpu_dwflat_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, c
 void cpu_dwflat_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
                            float *dw);
 
-/* conv_dwc.c: depthwise convolutions of small planes (5 to 16 output and at most 196 padded input
+/* conv_dwc.c: depthwise convolutions of small planes (4 to 64 output and at most 324 padded input
  * pixels, stride 1 or 2, no dilation, at most 25 taps) with AVX-512F, 16 channels to a vector:
- * forward and backward data (dx +=). cpu_dwc_ok is false without AVX-512F, or with DD_CPU_CONV=
- * direct or gemm (the other depthwise paths: tests run them all). */
+ * forward, backward data (dx +=; cpu_dwc_data_ok: from 5 outputs) and backward filter (dw +=).
+ * cpu_dwc_ok is false without AVX-512F, or with DD_CPU_CONV=direct or gemm (the other depthwise
+ * paths: tests run them all). */
 int cpu_dwc_ok(const NnConvShape *s);
+int cpu_dwc_data_ok(const NnConvShape *s);
 void cpu_dwc_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w, const float *b,
                  float *y);
 void cpu_dwc_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w, float *dx);
+void cpu_dwc_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x, float *dw);
 
 /* 1 where the CPU runs AVX2 and FMA (the vector kernels of conv_direct.c, conv_wino.c, elem.c and
  * norm.c's sums), and AVX-512F too (conv_direct.c's cpu_dc_kernel2, for the direct and Winograd

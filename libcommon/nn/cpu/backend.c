@@ -43,10 +43,27 @@ static void cpu_free(NnBackend *be, void *p)
     free(p);
 }
 
+/* Zeroing runs on the pool in pieces of ZERO_PIECE bytes: a gradient buffer zeroed before a
+ * backward accumulates into it is tens of MiB, more than one core's stores keep up with. */
+#define ZERO_PIECE ((size_t)256 << 10)
+
+typedef struct {
+    char *p;
+    size_t bytes;
+} ZeroJob;
+
+static void zero_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const ZeroJob *j = arg;
+    size_t lo = (size_t)b * ZERO_PIECE, hi = (size_t)e * ZERO_PIECE;
+    memset(j->p + lo, 0, (hi < j->bytes ? hi : j->bytes) - lo);
+}
+
 static void cpu_zero(NnBackend *be, void *p, size_t bytes)
 {
-    (void)be;
-    memset(p, 0, bytes);
+    ZeroJob j = {p, bytes};
+    cpu_for(be, (int64_t)((bytes + ZERO_PIECE - 1) / ZERO_PIECE), 4, zero_task, &j);
 }
 
 static void cpu_copy(NnBackend *be, void *dst, const void *src, size_t bytes)

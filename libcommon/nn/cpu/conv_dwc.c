@@ -13,9 +13,10 @@
  * those moves, not the FMAs, were the cost). DWC_G outputs are summed at once, so the FMA chains
  * of their taps run side by side.
  *
- * Backward data is the same block run the other way: tap by tap, every output adds w[t] dy to the
- * padded block under that tap (outputs of one tap touch distinct pixels), and the interior is
- * then added to dx. Backward filter: an item is a block of 16 channels over all images; per image,
+ * Backward data is the transposed convolution as a forward pass: dy placed at its outputs' window
+ * corners in a zeroed block, each padded pixel sums w[t] times the block at minus tap t's offset
+ * over the taps of its stride phase (dwc_bwd_data_task), and the interior is then added to dx.
+ * Backward filter: an item is a block of 16 channels over all images; per image,
  * dw[t] += the sum over outputs of dy times the block under tap t, in float over the image's
  * outputs, then added to double sums in image order.
  *
@@ -104,7 +105,8 @@ DWC_AVX512 static inline __attribute__((always_inline)) void transpose16(__m512 
     }
     /* column 4L + k = lane L of b[k], b[4 + k], b[8 + k], b[12 + k] */
     for (int k = 0; k < 4; k++) {
-        __m512 e0 = _mm512_shuffle_f32x4(b[k], b[4 + k], 0x44), e1 = _mm512_shuffle_f32x4(b[k], b[4 + k], 0xEE);
+        __m512 e0 = _mm512_shuffle_f32x4(b[k], b[4 + k], 0x44);
+        __m512 e1 = _mm512_shuffle_f32x4(b[k], b[4 + k], 0xEE);
         __m512 f0 = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0x44);
         __m512 f1 = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0xEE);
         r[k] = _mm512_shuffle_f32x4(e0, f0, 0x88);
@@ -131,7 +133,8 @@ DWC_AVX512 static void dwc_gather(const float *src, size_t plane, int cb, size_t
             for (int l = 0; l < 16; l++)
                 r[l] = l < cb ? _mm512_maskz_loadu_ps(mk, src + (size_t)l * plane + q0) : _mm512_setzero_ps();
         transpose16(r);
-        for (size_t k = 0; k < m; k++) _mm512_store_ps(blk + (size_t)(pos ? pos[q0 + k] : (int)(q0 + k)) * DWC_V, r[k]);
+        for (size_t k = 0; k < m; k++)
+            _mm512_store_ps(blk + (size_t)(pos ? pos[q0 + k] : (int)(q0 + k)) * DWC_V, r[k]);
     }
 }
 
@@ -196,7 +199,8 @@ DWC_AVX512 static void dwc_fwd_task(void *arg, int64_t b, int64_t e, int tid)
             __m512 acc[DWC_G];
             const float *at[DWC_G];
 #pragma GCC unroll 8
-            for (int g = 0; g < DWC_G; g++) acc[g] = _mm512_setzero_ps(), at[g] = in + (size_t)obase[o0 + g] * DWC_V;
+            for (int g = 0; g < DWC_G; g++)
+                acc[g] = _mm512_setzero_ps(), at[g] = in + (size_t)obase[o0 + g] * DWC_V;
             for (int t = 0; t < nt; t++) {
                 const __m512 wv = _mm512_loadu_ps(wt + t * DWC_V);
                 const size_t to = (size_t)toff[t] * DWC_V;
@@ -204,7 +208,8 @@ DWC_AVX512 static void dwc_fwd_task(void *arg, int64_t b, int64_t e, int tid)
                 for (int g = 0; g < DWC_G; g++)
                     acc[g] = _mm512_fmadd_ps(wv, _mm512_load_ps(at[g] + to), acc[g]);
             }
-            for (size_t g = 0; g < DWC_G && o0 + g < ohw; g++) _mm512_store_ps(out + (o0 + g) * DWC_V, acc[g]);
+            for (size_t g = 0; g < DWC_G && o0 + g < ohw; g++)
+                _mm512_store_ps(out + (o0 + g) * DWC_V, acc[g]);
         }
         dwc_scatter(out, NULL, ohw, cb, j->b ? j->b + c0 : NULL, 0,
                     j->y + ((size_t)n * s->cout + (size_t)c0) * ohw, ohw);
@@ -235,7 +240,10 @@ DWC_AVX512 static void dwc_bwd_data_task(void *arg, int64_t b, int64_t e, int ti
         dwc_item(j, it, &n, &c0, &cb);
         const float *dy = j->dy + ((size_t)n * s->cout + (size_t)c0) * ohw;
         float *dx = j->dx + ((size_t)n * s->cin + (size_t)c0) * hw;
-        if (it + 1 < e) dwc_prefetch(dy + (size_t)cb * ohw, DWC_V * ohw), dwc_prefetch(dx + (size_t)cb * hw, DWC_V * hw);
+        if (it + 1 < e) {
+            dwc_prefetch(dy + (size_t)cb * ohw, DWC_V * ohw);
+            dwc_prefetch(dx + (size_t)cb * hw, DWC_V * hw);
+        }
         dwc_gather(dy, ohw, cb, ohw, j->obase, blk);
         const float *wt = j->wt + (size_t)(c0 / DWC_V) * nt * DWC_V;
         for (int ph = 0; ph < j->nph; ph++) {
@@ -244,15 +252,18 @@ DWC_AVX512 static void dwc_bwd_data_task(void *arg, int64_t b, int64_t e, int ti
                 __m512 acc[DWC_G];
                 const float *at[DWC_G];
 #pragma GCC unroll 8
-                for (int g = 0; g < DWC_G; g++) acc[g] = _mm512_setzero_ps(), at[g] = blk + (size_t)ipos[pix[i0 + g]] * DWC_V;
+                for (int g = 0; g < DWC_G; g++)
+                    acc[g] = _mm512_setzero_ps(), at[g] = blk + (size_t)ipos[pix[i0 + g]] * DWC_V;
                 for (int k = 0; k < ntp; k++) {
                     const int t = taps[k];
                     const __m512 wv = _mm512_loadu_ps(wt + t * DWC_V);
                     const size_t to = (size_t)toff[t] * DWC_V;
 #pragma GCC unroll 8
-                    for (int g = 0; g < DWC_G; g++) acc[g] = _mm512_fmadd_ps(wv, _mm512_load_ps(at[g] - to), acc[g]);
+                    for (int g = 0; g < DWC_G; g++)
+                        acc[g] = _mm512_fmadd_ps(wv, _mm512_load_ps(at[g] - to), acc[g]);
                 }
-                for (int g = 0; g < DWC_G && i0 + g < np; g++) _mm512_store_ps(out + (size_t)pix[i0 + g] * DWC_V, acc[g]);
+                for (int g = 0; g < DWC_G && i0 + g < np; g++)
+                    _mm512_store_ps(out + (size_t)pix[i0 + g] * DWC_V, acc[g]);
             }
         }
         dwc_scatter(out, NULL, hw, cb, NULL, 1, dx, hw);
@@ -261,9 +272,10 @@ DWC_AVX512 static void dwc_bwd_data_task(void *arg, int64_t b, int64_t e, int ti
 
 /* sum [k][16] (k < G) += the float sum over the image's outputs of dy times the block under tap
  * toff[k] (G a constant where inlined: the accumulators stay in registers). */
-DWC_AVX512 static inline __attribute__((always_inline)) void dwc_filter_run(const int G, size_t ohw, const float *g,
-                                                                           const float *in, const int *obase,
-                                                                           const int *toff, double *sum)
+DWC_AVX512 static inline __attribute__((always_inline)) void dwc_filter_run(const int G, size_t ohw,
+                                                                           const float *g, const float *in,
+                                                                           const int *obase, const int *toff,
+                                                                           double *sum)
 {
     __m512 acc[DWC_G];
     size_t to[DWC_G];
@@ -303,7 +315,10 @@ DWC_AVX512 static void dwc_bwd_filter_task(void *arg, int64_t b, int64_t e, int 
         for (int n = 0; n < s->n; n++) {
             const float *x = j->x + ((size_t)n * s->cin + (size_t)c0) * hw;
             const float *dy = j->dy + ((size_t)n * s->cout + (size_t)c0) * ohw;
-            if (n + 1 < s->n) dwc_prefetch(x + (size_t)s->cin * hw, (size_t)cb * hw), dwc_prefetch(dy + (size_t)s->cout * ohw, (size_t)cb * ohw);
+            if (n + 1 < s->n) {
+                dwc_prefetch(x + (size_t)s->cin * hw, (size_t)cb * hw);
+                dwc_prefetch(dy + (size_t)s->cout * ohw, (size_t)cb * ohw);
+            }
             dwc_gather(x, hw, cb, hw, j->ipos, in);
             dwc_gather(dy, ohw, cb, ohw, NULL, g);
             /* taps in balanced runs of at most DWC_G (9: 4 + 5; 25: 6 + 6 + 6 + 7) */
@@ -319,7 +334,8 @@ DWC_AVX512 static void dwc_bwd_filter_task(void *arg, int64_t b, int64_t e, int 
             }
         }
         for (int l = 0; l < cb; l++)
-            for (int t = 0; t < nt; t++) j->dw[(size_t)(c0 + l) * nt + t] += (float)sum[(size_t)t * DWC_V + l];
+            for (int t = 0; t < nt; t++)
+                j->dw[(size_t)(c0 + l) * nt + t] += (float)sum[(size_t)t * DWC_V + l];
     }
 }
 

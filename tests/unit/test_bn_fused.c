@@ -6,9 +6,10 @@
  * collection (in eval mode the one-pass ops compute the statistics loss and its gradient in
  * their own passes; the reference calls nn_bn_stat_loss, whose kernels are separate); the
  * in-place backward (x's gradient fresh) and the accumulating one (x also feeds a later op);
- * planes of 25 (vector blocks plus a tail) and 64 values; 1 and 2 threads; an input with no
- * gradient (the weights' gradients alone). Each fused case runs again with DD_CPU_ISA=baseline:
- * the AVX2 forms of the per-channel sums (norm.c) must give the plain C loops' bits.
+ * planes of 4 (the half block alone), 25 (blocks and a tail of 1), 36 (blocks and a half block)
+ * and 64 values; 1 and 2 threads; an input with no gradient (the weights' gradients alone). Each
+ * fused case runs again with DD_CPU_ISA=baseline: the AVX2 forms of the per-channel sums (norm.c)
+ * must give the plain C loops' bits.
  */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/nn.h"
@@ -116,12 +117,13 @@ int main(void)
     for (int threads = 1; threads <= 2; threads++) {
         Nn *nn = nn_new(DD_CPU, threads);
         CHECK(nn != NULL);
-        for (int hs = 5; hs <= 8; hs += 3)
+        for (int hi = 0; hi < 4; hi++)
             for (int train = 0; train <= 1; train++)
                 for (int act = 0; act < NACT; act++)
                     for (int collect = 0; collect <= 1; collect++)
                         for (int shared = 0; shared <= 1; shared++)
                             for (int xgrad = 0; xgrad <= 1; xgrad++) {
+                                const int hs = (int[]){2, 5, 6, 8}[hi];
                                 if (!xgrad && shared) continue;
                                 int64_t n = (int64_t)N * C * hs * hs;
                                 run(nn, &in, hs, train, act, collect, shared, xgrad, 1, &f);

@@ -275,6 +275,11 @@ static inline __attribute__((always_inline)) void affine_act_run(NnAct act, int 
             float z = (x[i + l] - m) * is * w + b;
             y[i + l] = act_of(act, has_r ? z + r[i + l] : z);
         }
+    for (; i + VBLOCK / 2 <= n; i += VBLOCK / 2) /* 2x2 planes: one half block */
+        for (int l = 0; l < VBLOCK / 2; l++) {
+            float z = (x[i + l] - m) * is * w + b;
+            y[i + l] = act_of(act, has_r ? z + r[i + l] : z);
+        }
     for (; i < n; i++) {
         float z = (x[i] - m) * is * w + b;
         y[i] = act_of(act, has_r ? z + r[i] : z);
@@ -368,6 +373,8 @@ static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int rz, i
     int64_t i = 0;
     for (; i + VBLOCK <= n; i += VBLOCK)
         for (int l = 0; l < VBLOCK; l++) DZ_DX_ONE(i + l);
+    for (; i + VBLOCK / 2 <= n; i += VBLOCK / 2) /* 2x2 planes: one half block */
+        for (int l = 0; l < VBLOCK / 2; l++) DZ_DX_ONE(i + l);
     for (; i < n; i++) DZ_DX_ONE(i);
 #undef DZ_DX_ONE
 }

@@ -13,7 +13,8 @@
  *             (act_bwd_inplace); |dx - ref| <= 16 e m + 4e-37, m the size of the error that a
  *             few ulp of s = sigmoid(x) carries into the formula (through 1 - s): |g| s (1 + |x|)
  *             for silu, |g| s for sigmoid;
- *   NaN in, NaN out (and where the formula gives NaN in float64); results equal on 1 and 3 threads, bit for bit.
+ *   NaN in, NaN out (and where the formula gives NaN in float64); results equal on 1 and 3 threads,
+ *   and with AVX-512's 16 lanes and AVX2's 8 (DD_CPU_ISA=avx2), bit for bit.
  */
 #include "check.h"
 #include "libcommon/base/base.h"
@@ -108,6 +109,13 @@ static void test_act(NnAct a, const char *name, const float *x, const float *g)
     CHECK_MSG(memcmp(y, y3, N * sizeof *y) == 0 && memcmp(dx, dx3, N * sizeof *dx) == 0 &&
                   memcmp(dxi, dxi3, N * sizeof *dxi) == 0,
               "%s: 1 and 3 threads differ", name);
+    /* AVX-512's 16 lanes (where the CPU has them) against AVX2's 8: the same bits */
+    setenv("DD_CPU_ISA", "avx2", 1);
+    run(a, name, 1, x, g, y3, dx3, dxi3);
+    unsetenv("DD_CPU_ISA");
+    CHECK_MSG(memcmp(y, y3, N * sizeof *y) == 0 && memcmp(dx, dx3, N * sizeof *dx) == 0 &&
+                  memcmp(dxi, dxi3, N * sizeof *dxi) == 0,
+              "%s: AVX-512 and AVX2 lanes differ", name);
     printf("%s: forward within %.2f ulp-eps of float64 at worst\n", name, worst);
     free(y), free(dx), free(dxi), free(y3), free(dx3), free(dxi3);
 }

@@ -173,6 +173,11 @@ int main(int argc, char **argv)
         nfiles = 1;
         files = &spath;
     }
+    /* The input as messages about the whole of it name it (not the spool's temporary path) */
+    char iname[4096];
+    if (spool) snprintf(iname, sizeof iname, "stdin");
+    else if (nfiles > 1) snprintf(iname, sizeof iname, "%s and %d more input(s)", files[0], nfiles - 1);
+    else snprintf(iname, sizeof iname, "%s", files[0]);
 
     /* Pass 1: labels and the image shape. */
     TsInput *in = ts_input_open(nfiles, files);
@@ -197,7 +202,7 @@ int main(int argc, char **argv)
     }
     if (r < 0) dd_die_err(DD_EXIT_DATA);
     ts_input_close(in);
-    if (n == 0) dd_die(DD_EXIT_DATA, "%s: no records", files[0]);
+    if (n == 0) dd_die(DD_EXIT_DATA, "%s: no records", iname);
 
     int f = o.random ? 1 : o.factor ? o.factor : (H >= 128 && W >= 128 ? 2 : 1);
     int side = (H < W ? H : W) / f;
@@ -214,7 +219,7 @@ int main(int argc, char **argv)
                    (long long)want, o.maxipc, (long long)need, cells);
         if (k && k < need)
             dd_die(DD_EXIT_DATA, "%s: class %d (%s) has %lld image(s): IPC %d needs %lld%s",
-                   spool ? "stdin" : files[0], c, ts_header_class(h, c), (long long)k, o.maxipc,
+                   iname, c, ts_header_class(h, c), (long long)k, o.maxipc,
                    (long long)need, cells);
     }
     Nn *nn = NULL;
@@ -325,7 +330,7 @@ int main(int argc, char **argv)
     }
     dd_progress_end(&prog);
     if (r < 0) dd_die_err(DD_EXIT_DATA);
-    if (next < ncls) dd_die(DD_EXIT_DATA, "%s: the input changed between the two passes", files[0]);
+    if (next < ncls) dd_die(DD_EXIT_DATA, "%s: the input changed between the two passes", iname);
     for (int k = 0; k < o.nipc; k++)
         if (ts_writer_close(w[k]) < 0) dd_die_err(DD_EXIT_DATA);
 

@@ -171,7 +171,6 @@ ELEM_AVX2 static inline void act8(int op, int mode, const float *x, const float 
     _mm256_storeu_ps(out, mode == V_BWD_ACC ? _mm256_add_ps(_mm256_loadu_ps(out), d) : d);
 }
 
-/* act8 over n elements; x, y, dy may be NULL where the rule does not read them. */
 /* exp8, sigmoid8 and act8 16 lanes wide, where the CPU has AVX-512F: the same operations lane for
  * lane (floor as a round toward -inf, the same FMAs, IEEE divisions), so every element gets the
  * same bits as through act8, twice as many per instruction. */
@@ -231,6 +230,8 @@ ELEM_AVX512 static int64_t act_vec16(int op, int mode, int64_t n, const float *x
     return i;
 }
 
+/* act8 over n elements (act16 first where the CPU has AVX-512F); x, y, dy may be NULL where the
+ * rule does not read them. */
 ELEM_AVX2 static void act_vec(int op, int mode, int64_t n, const float *x, const float *y,
                               const float *dy, float *out)
 {

@@ -11,9 +11,11 @@
  * output depends only on its own records (in input order) and the seed: class-sharded runs merged
  * with tscat equal the unsharded run.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "formats/stream.h"
 #include "libcommon/base/base.h"
@@ -106,8 +108,15 @@ static void parse(int argc, char **argv, Opts *o)
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 
-/* Copies stdin to an unlinked temporary file; returns its /dev/fd path (re-openable per pass). */
-static char *spool_stdin(FILE **keep)
+/* The stream reader reads descriptor 0 with read(2), so a seek on it is a rewind. */
+static void rewind_stdin(void)
+{
+    if (lseek(0, 0, SEEK_SET) < 0) dd_die(DD_EXIT_DATA, "temporary copy of stdin: %s", strerror(errno));
+}
+
+/* Copies stdin to an unlinked temporary file and puts that file on descriptor 0, so each pass
+ * re-reads "-" from the start (rewind_stdin) and the stream reader's messages name it stdin. */
+static void spool_stdin(void)
 {
     FILE *t = tmpfile();
     if (!t) dd_die(DD_EXIT_DATA, "cannot create a temporary file to hold stdin");
@@ -117,10 +126,10 @@ static char *spool_stdin(FILE **keep)
         if (fwrite(buf, 1, n, t) != n) dd_die(DD_EXIT_DATA, "temporary copy of stdin: write error");
     if (ferror(stdin)) dd_die(DD_EXIT_DATA, "stdin: read error");
     if (dd_fflush_checked(t, "temporary copy of stdin") < 0) dd_die_err(DD_EXIT_DATA);
-    char *path = dd_malloc(32);
-    snprintf(path, 32, "/dev/fd/%d", fileno(t));
-    *keep = t;
-    return path;
+    if (dup2(fileno(t), 0) < 0) dd_die(DD_EXIT_DATA, "temporary copy of stdin: %s", strerror(errno));
+    fclose(t);
+    clearerr(stdin);
+    rewind_stdin();
 }
 
 /* Writes class c's images for every IPC of the run, then frees its list. */
@@ -165,15 +174,15 @@ int main(int argc, char **argv)
     dd_prog_init(argv[0]);
     Opts o;
     parse(argc, argv, &o);
-    FILE *spool = NULL;
     int nfiles = argc - optind;
-    char **files = argv + optind, *spath = NULL;
-    if (nfiles == 0 || (nfiles == 1 && !strcmp(files[0], "-"))) {
-        spath = spool_stdin(&spool);
+    char **files = argv + optind, *dash[] = {"-"};
+    const int spool = nfiles == 0 || (nfiles == 1 && !strcmp(files[0], "-"));
+    if (spool) {
+        spool_stdin();
         nfiles = 1;
-        files = &spath;
+        files = dash;
     }
-    /* The input as messages about the whole of it name it (not the spool's temporary path) */
+    /* The input as messages about the whole of it name it */
     char iname[4096];
     if (spool) snprintf(iname, sizeof iname, "stdin");
     else if (nfiles > 1) snprintf(iname, sizeof iname, "%s and %d more input(s)", files[0], nfiles - 1);
@@ -291,6 +300,7 @@ int main(int argc, char **argv)
     }
 
     /* Pass 2: candidates, scored as they come; classes written in label order once complete. */
+    if (spool) rewind_stdin();
     if (!(in = ts_input_open(nfiles, files))) dd_die_err(DD_EXIT_DATA);
     int next = 0;
     DdProgress prog;
@@ -347,7 +357,5 @@ int main(int argc, char **argv)
     free(label);
     free(count);
     ts_header_free(h);
-    free(spath);
-    if (spool) fclose(spool);
     return 0;
 }

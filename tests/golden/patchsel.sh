@@ -67,6 +67,13 @@ printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n' >cls.txt
 expect_exit 1 "teacher's class list differs" -- "$BIN/patchsel" -q -w to.safetensors --ipc 1 fm.tsr
 check_truncated patchsel -q -w t.safetensors --ipc 1
 check_full patchsel -q -w t.safetensors --ipc 1 --candidates 3 fm.tsr
+# stdin is spooled and read twice: its errors still name stdin (not the spool's /dev/fd path)
+for src in /dev/null cut.tsr; do
+    rc=0; "$BIN/patchsel" -q -w t.safetensors --ipc 1 <"$src" >sp.out 2>sp.err || rc=$?
+    if [ $rc = 1 ] && [ ! -s sp.out ] && [ "$(wc -l <sp.err)" = 1 ] && grep -q "^patchsel: stdin: .*truncated" sp.err
+    then ok "stdin from $src: exit 1, names stdin ($(cat sp.err))"
+    else fail "stdin from $src: exit $rc, $(wc -c <sp.out) bytes out, $(cat sp.err)"; fi
+done
 check_tty patchsel -q -w t.safetensors --ipc 1 fm.tsr
 expect_usage patchsel -q -w t.safetensors --ipc 4 --factor 2 --candidates 10 fm.tsr
 # a class with fewer images than ipc*f^2: exit 1 before any scoring, nothing on stdout, the

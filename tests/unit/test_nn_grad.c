@@ -323,6 +323,10 @@ static const Case cases[] = {
     {"bn train plain", f_bn, 3, {4, 1, 1}, {S4(2, 3, 4, 5), S4(3), S4(3)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1}},
     {"bn eval plain", f_bn, 3, {4, 1, 1}, {S4(2, 3, 4, 5), S4(3), S4(3)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {0}},
     {"bn_stat_loss", f_bn_stat, 3, {4, 1, 1}, {S4(2, 3, 5, 5), S4(3), S4(3)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}},
+    /* the small planes of the last stages: 2x2 (norm.c's half block alone), 3x3 (a block and a tail) */
+    {"bn train affine 37x2x2", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 37, 2, 2), S4(37), S4(37), S4(2, 37)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1}},
+    {"bn eval affine 37x3x3", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 37, 3, 3), S4(37), S4(37), S4(2, 37)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {0}},
+    {"bn_stat_loss 37x2x2", f_bn_stat, 3, {4, 1, 1}, {S4(2, 37, 2, 2), S4(37), S4(37)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}},
     {"relu", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {0}},
     {"relu6", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {1}},
     {"silu", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {2}},

@@ -362,7 +362,8 @@ static inline __attribute__((always_inline)) void dz_dx_run(NnAct act, int rz, i
 {
 #define DZ_DX_ONE(i)                                                                   \
     do {                                                                               \
-        float dz = ACT_PASS(act, rz ? (const float *)0 : y, x, i, f, g[i]);           \
+        float gi = g[i]; /* read unconditionally: a masked read is a branch to gcc */ \
+        float dz = ACT_PASS(act, rz ? (const float *)0 : y, x, i, f, gi);             \
         if (has_r) dr[i] += dz;                                                        \
         float v = train ? f.k * (dz - f.a - (x[i] - f.m) * f.is * f.q) : f.k * dz;     \
         if (inplace) v = has_s ? v + (f.km + f.kv * (x[i] - f.ms)) : v;                \

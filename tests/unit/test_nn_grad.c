@@ -6,7 +6,9 @@
  * differentiable input within |a - n| <= ATOL + RTOL * |n|. h = 1e-2 (the forward is fp32, so a
  * smaller h drowns in rounding); non-smooth ops get inputs kept away from their kinks. The
  * cases run with each convolution path, and once more with the values the backward does not
- * read released first (nn_done's contract, each op's nn_keep).
+ * read released first (nn_done's contract, each op's nn_keep). Activations and batchnorm also
+ * run with x feeding a later op ("x shared"), whose backward runs first: their kernels' forms that
+ * add to an existing gradient, where the others write a fresh one.
  */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/nn.h"
@@ -167,23 +169,33 @@ static NnVar *f_bn_affine(Nn *nn, NnVar **in, const Case *c)
     rm.ndim = rv.ndim = 1;
     rm.shape[0] = rv.shape[0] = C;
     rv.data = (float *)rm.data + C;
-    NnVar *vm = nn_input_borrow(nn, &rm, 0), *vv = nn_input_borrow(nn, &rv, 0);
-    return nn_batchnorm(nn, in[0], in[1], in[2], vm, vv, c->a[0], 1, 0.1f, 1e-5f);
+    NnVar *vm = nn_input_borrow(nn, &rm, 0), *vv = nn_input_borrow(nn, &rv, 0), *y;
+    /* a[1]: 1 with ReLU, 2 with ReLU6 (the fused ops; x's gradient alone is checked there: a
+     * weight or bias moves a whole channel, some element across the kink); a[2]: x also feeds a
+     * later op (f_act) */
+    if (c->a[1] == 1) y = nn_batchnorm_relu(nn, in[0], in[1], in[2], vm, vv, c->a[0], 1, 0.1f, 1e-5f);
+    else if (c->a[1] == 2) y = nn_batchnorm_relu6(nn, in[0], in[1], in[2], vm, vv, c->a[0], 1, 0.1f, 1e-5f);
+    else y = nn_batchnorm(nn, in[0], in[1], in[2], vm, vv, c->a[0], 1, 0.1f, 1e-5f);
+    return c->a[2] ? nn_add(nn, y, nn_scale(nn, in[0], 0.5f)) : y;
 }
 static NnVar *f_bn_stat(Nn *nn, NnVar **in, const Case *c)
 {
     (void)c;
     return nn_bn_stat_loss(nn, in[0], in[1], in[2]);
 }
+/* a[1]: x also feeds a later op, whose backward runs first: the activation's backward then adds
+ * to x's gradient rather than writing it (the kernels' accumulating forms) */
 static NnVar *f_act(Nn *nn, NnVar **in, const Case *c)
 {
+    NnVar *y;
     switch (c->a[0]) {
-    case 0: return nn_relu(nn, in[0]);
-    case 1: return nn_relu6(nn, in[0]);
-    case 2: return nn_silu(nn, in[0]);
-    case 3: return nn_sigmoid(nn, in[0]);
-    default: return nn_hardswish(nn, in[0]);
+    case 0: y = nn_relu(nn, in[0]); break;
+    case 1: y = nn_relu6(nn, in[0]); break;
+    case 2: y = nn_silu(nn, in[0]); break;
+    case 3: y = nn_sigmoid(nn, in[0]); break;
+    default: y = nn_hardswish(nn, in[0]); break;
     }
+    return c->a[1] ? nn_add(nn, y, nn_scale(nn, in[0], 0.5f)) : y;
 }
 static NnVar *f_maxpool(Nn *nn, NnVar **in, const Case *c)
 {
@@ -320,6 +332,9 @@ static const Case cases[] = {
     {"conv 1x1 s2", f_conv, 2, {4, 4}, {S4(2, 4, 5, 5), S4(3, 4, 1, 1)}, {1, 1}, {0}, {2, 0, 1, 1}},
     {"bn train affine", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 3, 5, 5), S4(3), S4(3), S4(2, 3)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1}},
     {"bn eval affine", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 3, 5, 5), S4(3), S4(3), S4(2, 3)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {0}},
+    {"bn train affine, x shared", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 3, 5, 5), S4(3), S4(3), S4(2, 3)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1, 0, 1}},
+    {"bn train relu, x shared", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 3, 5, 5), S4(3), S4(3), S4(2, 3)}, {1, 0, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1, 1, 1}},
+    {"bn eval relu6, x shared", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 3, 5, 5), S4(3), S4(3), S4(2, 3)}, {1, 0, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {0, 2, 1}},
     {"bn train plain", f_bn, 3, {4, 1, 1}, {S4(2, 3, 4, 5), S4(3), S4(3)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1}},
     {"bn eval plain", f_bn, 3, {4, 1, 1}, {S4(2, 3, 4, 5), S4(3), S4(3)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {0}},
     {"bn_stat_loss", f_bn_stat, 3, {4, 1, 1}, {S4(2, 3, 5, 5), S4(3), S4(3)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}},
@@ -332,6 +347,11 @@ static const Case cases[] = {
     {"silu", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {2}},
     {"sigmoid", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_UNIFORM}, {3}},
     {"hardswish", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {4}},
+    {"relu, x shared", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {0, 1}},
+    {"relu6, x shared", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {1, 1}},
+    {"silu, x shared", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {2, 1}},
+    {"sigmoid, x shared", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_UNIFORM}, {3, 1}},
+    {"hardswish, x shared", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {4, 1}},
     {"maxpool k3 s2 p1", f_maxpool, 1, {4}, {S4(2, 3, 6, 7)}, {1}, {GEN_SPACED}, {3, 2, 1}},
     {"maxpool k2 s2", f_maxpool, 1, {4}, {S4(2, 3, 6, 7)}, {1}, {GEN_SPACED}, {2, 2, 0}},
     {"avgpool k3 s2 p1", f_avgpool, 1, {4}, {S4(2, 3, 6, 7)}, {1}, {0}, {3, 2, 1}},

@@ -88,7 +88,10 @@ static void relu_bwd_range(int64_t n, const float *restrict y, const float *rest
 {
     int64_t i = 0;
     for (; i + ACT_BLOCK <= n; i += ACT_BLOCK)
-        for (int k = 0; k < ACT_BLOCK; k++) dx[i + k] += y[i + k] > 0 ? dy[i + k] : 0.0f;
+        for (int k = 0; k < ACT_BLOCK; k++) {
+            float g = dy[i + k]; /* read unconditionally: a masked read is a branch to gcc */
+            dx[i + k] += y[i + k] > 0 ? g : 0.0f;
+        }
     for (; i < n; i++) dx[i] += y[i] > 0 ? dy[i] : 0.0f;
 }
 
@@ -106,8 +109,10 @@ static void relu6_bwd_range(int64_t n, const float *restrict x, const float *res
 {
     int64_t i = 0;
     for (; i + ACT_BLOCK <= n; i += ACT_BLOCK)
-        for (int k = 0; k < ACT_BLOCK; k++)
-            dx[i + k] += x[i + k] > 0 && x[i + k] < 6 ? dy[i + k] : 0.0f;
+        for (int k = 0; k < ACT_BLOCK; k++) {
+            float g = dy[i + k]; /* as relu_bwd_range */
+            dx[i + k] += x[i + k] > 0 && x[i + k] < 6 ? g : 0.0f;
+        }
     for (; i < n; i++) dx[i] += x[i] > 0 && x[i] < 6 ? dy[i] : 0.0f;
 }
 

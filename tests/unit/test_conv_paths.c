@@ -44,6 +44,8 @@ static const Shape SHAPES[] = {
     {2, 7, 300, 8, 8, 5, 2, 1, 2, 1},     /* stride 2, 5x5: backward 2 K blocks, K = 175 (short panel) */
     {2, 20, 300, 17, 17, 1, 0, 1, 1, 1},  /* 1x1, large plane: GEMM on x itself; 2 K blocks backward */
     {9, 280, 14, 5, 5, 1, 0, 1, 1, 0},    /* 1x1, small planes side by side: 2 K blocks, short panel */
+    {20, 40, 24, 4, 4, 1, 0, 1, 1, 1},    /* 1x1, 4x4 planes: every 32-column tile spans two images */
+    {6, 24, 30, 8, 8, 1, 0, 1, 1, 1},     /* 1x1, 8x8 planes: whole tiles within an image */
     {40, 16, 13, 12, 12, 3, 1, 1, 1, 0},  /* flat weight gradient: 4 parts of two chunks, short panel */
     {5, 40, 40, 8, 8, 3, 1, 1, 1, 0, 40}, /* depthwise: 3 channel blocks, partial tiles */
     {3, 7, 7, 13, 11, 5, 2, 1, 1, 1, 7},  /* depthwise 5x5, bias, ragged rows */

@@ -334,6 +334,27 @@ void cpu_kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int64_
     }
 }
 
+/* Columns [t, t + nc) of B's row kk (not trans) into dst. */
+static void kg_b_row(const KGemm *g, int kk, int t, int nc, float *dst)
+{
+    if (!g->seg) {
+        memcpy(dst, g->b + (size_t)kk * g->ldb + t, (size_t)nc * sizeof(float));
+        return;
+    }
+    while (nc > 0) {
+        int im = t / g->seg, at = t % g->seg, run = g->seg - at < nc ? g->seg - at : nc;
+        memcpy(dst, g->b + (size_t)im * g->bstride + (size_t)kk * g->ldb + at, (size_t)run * sizeof(float));
+        dst += run, t += run, nc -= run;
+    }
+}
+
+/* C's element (r, col). */
+static inline float *kg_c_at(const KGemm *g, int r, int col)
+{
+    if (!g->seg) return g->c + (size_t)r * g->ldc + col;
+    return g->c + (size_t)(col / g->seg) * g->cstride + (size_t)r * g->ldc + col % g->seg;
+}
+
 void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
 {
     float *bt = buf, *tmp = buf + (size_t)KG_KC * KG_NR;
@@ -352,7 +373,7 @@ void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
                     for (int kk = 0; kk < kc; kk++) bt[kk * KG_NR + cc] = 0.0f;
             } else {
                 for (int kk = 0; kk < kc; kk++) {
-                    memcpy(bt + kk * KG_NR, g->b + (size_t)(k0 + kk) * g->ldb + t, (size_t)nc * sizeof(float));
+                    kg_b_row(g, k0 + kk, t, nc, bt + kk * KG_NR);
                     memset(bt + kk * KG_NR + nc, 0, (size_t)(KG_NR - nc) * sizeof(float));
                 }
             }
@@ -360,18 +381,30 @@ void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
             for (int p = 0; p < npanel; p++) {
                 int rows = g->m - p * 6 < 6 ? g->m - p * 6 : 6;
                 const float *ap = g->a + ((size_t)p * g->k + k0) * 6;
-                float *cp = g->c + (size_t)p * 6 * g->ldc + t;
+                float *cp = kg_c_at(g, p * 6, t);
                 if (rows == 6 && nc == KG_NR) {
-                    cpu_dc_kernel2(kc, 1, ap, bt, bt + 16, KG_NR, off0, cp, g->ldc, load);
+                    cpu_dc_kernel2s(kc, 1, ap, bt, bt + 16, KG_NR, off0, cp, kg_c_at(g, p * 6, t + 16),
+                                    g->ldc, load);
                     continue;
                 }
-                /* a short tile: through tmp (zeros load as the kernel's fresh start) */
+                /* a short tile: through tmp (zeros load as the kernel's fresh start), a half of
+                 * 16 columns at a time (one image each, with seg) */
+                for (int h = 0; h < nc; h += 16) {
+                    int hn = nc - h < 16 ? nc - h : 16;
+                    float *hp = kg_c_at(g, p * 6, t + h);
+                    for (int r = 0; r < 6; r++)
+                        for (int cc = 0; cc < 16; cc++)
+                            tmp[r * KG_NR + h + cc] = load && r < rows && cc < hn ? hp[(size_t)r * g->ldc + cc] : 0.0f;
+                }
                 for (int r = 0; r < 6; r++)
-                    for (int cc = 0; cc < KG_NR; cc++)
-                        tmp[r * KG_NR + cc] = load && r < rows && cc < nc ? cp[(size_t)r * g->ldc + cc] : 0.0f;
+                    for (int cc = nc > 16 ? 32 : 16; cc < KG_NR; cc++) tmp[r * KG_NR + cc] = 0.0f;
                 cpu_dc_kernel2(kc, 1, ap, bt, bt + 16, KG_NR, off0, tmp, KG_NR, 1);
-                for (int r = 0; r < rows; r++)
-                    memcpy(cp + (size_t)r * g->ldc, tmp + r * KG_NR, (size_t)nc * sizeof(float));
+                for (int h = 0; h < nc; h += 16) {
+                    int hn = nc - h < 16 ? nc - h : 16;
+                    float *hp = kg_c_at(g, p * 6, t + h);
+                    for (int r = 0; r < rows; r++)
+                        memcpy(hp + (size_t)r * g->ldc, tmp + r * KG_NR + h, (size_t)hn * sizeof(float));
+                }
             }
         }
         if (g->bias)
@@ -451,7 +484,8 @@ static int64_t gemm_nchunks(const NnConvShape *s)
     return (s->n + b - 1) / b;
 }
 
-/* Item = chunk of images. One image, 1x1 stride 1: x itself is the col matrix. */
+/* Item = chunk of images. 1x1 stride 1 (one image, or with the kernel GEMM): x itself is the col
+ * matrix and the GEMM writes y. */
 static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const ConvJob *j = arg;
@@ -459,7 +493,8 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     int g = s->groups, m = s->cout / g, k = s->cin / g * s->kh * s->kw, ohw = s->oh * s->ow;
     int chunk = gemm_chunk(s);
     size_t ld = (size_t)chunk * ohw;
-    int direct = chunk == 1 && is_pointwise(s);
+    /* 1x1 stride 1: x is the col matrix (one image; a chunk's through the kernel GEMM's seg) */
+    int direct = is_pointwise(s) && (chunk == 1 || (j->kg && ohw % 16 == 0));
     float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->kg ? KG_SCRATCH : 0));
     float *out = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
     float *kbuf = !j->kg ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
@@ -467,10 +502,11 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
         const float *x = j->x + (size_t)n0 * s->cin * s->h * s->w;
         float *y = j->y + (size_t)n0 * s->cout * ohw, *dst = chunk == 1 ? y : out;
-        if (direct && j->kg) { /* one group: B is x */
-            KGemm kg = {.m = m, .k = k, .cols = ohw, .a = j->ka, .b = x, .ldb = (size_t)ohw, .c = y,
-                        .ldc = (size_t)ohw};
-            cpu_kg_cols(&kg, 0, ohw, kbuf);
+        if (direct && j->kg) { /* one group: B is x, C is y, image by image */
+            KGemm kg = {.m = m, .k = k, .cols = nb * ohw, .a = j->ka, .b = x, .ldb = (size_t)ohw, .c = y,
+                        .ldc = (size_t)ohw, .seg = nb > 1 ? ohw : 0, .bstride = (size_t)k * ohw,
+                        .cstride = (size_t)m * ohw};
+            cpu_kg_cols(&kg, 0, nb * ohw, kbuf);
         } else if (direct) {
             for (int gi = 0; gi < g; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, ohw, k, 1.0f,
@@ -498,7 +534,7 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
 }
 
 /* Item = chunk of images: dcol = W^T dY over the chunk's dy side by side, then col2im per image.
- * One image, 1x1 stride 1: the GEMM accumulates into dx directly. */
+ * 1x1 stride 1 (one image, or with the kernel GEMM): the GEMM accumulates into dx directly. */
 static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const ConvJob *j = arg;
@@ -506,7 +542,8 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
     int g = s->groups, m = s->cout / g, k = s->cin / g * s->kh * s->kw, ohw = s->oh * s->ow;
     int chunk = gemm_chunk(s);
     size_t ld = (size_t)chunk * ohw;
-    int direct = chunk == 1 && is_pointwise(s);
+    /* 1x1 stride 1: dx is the dcol matrix (one image; a chunk's through the kernel GEMM's seg) */
+    int direct = is_pointwise(s) && (chunk == 1 || (j->kg && ohw % 16 == 0));
     float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->kg ? KG_SCRATCH : 0));
     float *dys = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
     float *kbuf = !j->kg ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
@@ -514,10 +551,11 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
         const float *dy = j->dy + (size_t)n0 * s->cout * ohw;
         float *dx = j->dx + (size_t)n0 * s->cin * s->h * s->w;
-        if (direct && j->kg) { /* one group: dx += W^T dy, straight into dx */
-            KGemm kg = {.m = k, .k = m, .cols = ohw, .a = j->ka, .b = dy, .ldb = (size_t)ohw, .c = dx,
-                        .ldc = (size_t)ohw, .load = 1};
-            cpu_kg_cols(&kg, 0, ohw, kbuf);
+        if (direct && j->kg) { /* one group: dx += W^T dy, straight into dx, image by image */
+            KGemm kg = {.m = k, .k = m, .cols = nb * ohw, .a = j->ka, .b = dy, .ldb = (size_t)ohw, .c = dx,
+                        .ldc = (size_t)ohw, .load = 1, .seg = nb > 1 ? ohw : 0, .bstride = (size_t)m * ohw,
+                        .cstride = (size_t)k * ohw};
+            cpu_kg_cols(&kg, 0, nb * ohw, kbuf);
             continue;
         }
         if (direct) {

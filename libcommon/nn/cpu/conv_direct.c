@@ -241,23 +241,23 @@ __attribute__((target("avx2,fma"))) void cpu_dc_kernel(int kc, int ntap, const f
     _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
 }
 
-/* Two tiles at once with AVX-512: c[6][32] (+)= the same sums as cpu_dc_kernel's for the tile at
- * p0 (columns 0-15 of c) and the tile at p1 (columns 16-31). The tiles need not be adjacent in P
- * (the direct path pairs a row's last tile with the next row's first). Each output is one FMA
+/* Two tiles at once with AVX-512: c[6][16] and d[6][16] (+)= the same sums as cpu_dc_kernel's for
+ * the tile at p0 and the tile at p1 (cpu_dc_kernel2: d = c + 16). The tiles need not be adjacent
+ * in P (the direct path pairs a row's last tile with the next row's first). Each output is one FMA
  * chain in cpu_dc_kernel's order, so the results are bit-identical to it. */
-__attribute__((target("avx512f"))) void cpu_dc_kernel2(int kc, int ntap, const float *a,
-                                                       const float *p0, const float *p1, size_t cs,
-                                                       const ptrdiff_t *off, float *c, size_t ldc,
-                                                       int load)
+__attribute__((target("avx512f"))) void cpu_dc_kernel2s(int kc, int ntap, const float *a,
+                                                        const float *p0, const float *p1, size_t cs,
+                                                        const ptrdiff_t *off, float *c, float *d,
+                                                        size_t ldc, int load)
 {
     __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     if (load) {
-        c00 = _mm512_loadu_ps(c), c01 = _mm512_loadu_ps(c + 16);
-        c10 = _mm512_loadu_ps(c + ldc), c11 = _mm512_loadu_ps(c + ldc + 16);
-        c20 = _mm512_loadu_ps(c + 2 * ldc), c21 = _mm512_loadu_ps(c + 2 * ldc + 16);
-        c30 = _mm512_loadu_ps(c + 3 * ldc), c31 = _mm512_loadu_ps(c + 3 * ldc + 16);
-        c40 = _mm512_loadu_ps(c + 4 * ldc), c41 = _mm512_loadu_ps(c + 4 * ldc + 16);
-        c50 = _mm512_loadu_ps(c + 5 * ldc), c51 = _mm512_loadu_ps(c + 5 * ldc + 16);
+        c00 = _mm512_loadu_ps(c), c01 = _mm512_loadu_ps(d);
+        c10 = _mm512_loadu_ps(c + ldc), c11 = _mm512_loadu_ps(d + ldc);
+        c20 = _mm512_loadu_ps(c + 2 * ldc), c21 = _mm512_loadu_ps(d + 2 * ldc);
+        c30 = _mm512_loadu_ps(c + 3 * ldc), c31 = _mm512_loadu_ps(d + 3 * ldc);
+        c40 = _mm512_loadu_ps(c + 4 * ldc), c41 = _mm512_loadu_ps(d + 4 * ldc);
+        c50 = _mm512_loadu_ps(c + 5 * ldc), c51 = _mm512_loadu_ps(d + 5 * ldc);
     } else {
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm512_setzero_ps();
     }
@@ -277,12 +277,20 @@ __attribute__((target("avx512f"))) void cpu_dc_kernel2(int kc, int ntap, const f
             av = _mm512_set1_ps(a[5]);
             c50 = _mm512_fmadd_ps(av, b0, c50), c51 = _mm512_fmadd_ps(av, b1, c51);
         }
-    _mm512_storeu_ps(c, c00), _mm512_storeu_ps(c + 16, c01);
-    _mm512_storeu_ps(c + ldc, c10), _mm512_storeu_ps(c + ldc + 16, c11);
-    _mm512_storeu_ps(c + 2 * ldc, c20), _mm512_storeu_ps(c + 2 * ldc + 16, c21);
-    _mm512_storeu_ps(c + 3 * ldc, c30), _mm512_storeu_ps(c + 3 * ldc + 16, c31);
-    _mm512_storeu_ps(c + 4 * ldc, c40), _mm512_storeu_ps(c + 4 * ldc + 16, c41);
-    _mm512_storeu_ps(c + 5 * ldc, c50), _mm512_storeu_ps(c + 5 * ldc + 16, c51);
+    _mm512_storeu_ps(c, c00), _mm512_storeu_ps(d, c01);
+    _mm512_storeu_ps(c + ldc, c10), _mm512_storeu_ps(d + ldc, c11);
+    _mm512_storeu_ps(c + 2 * ldc, c20), _mm512_storeu_ps(d + 2 * ldc, c21);
+    _mm512_storeu_ps(c + 3 * ldc, c30), _mm512_storeu_ps(d + 3 * ldc, c31);
+    _mm512_storeu_ps(c + 4 * ldc, c40), _mm512_storeu_ps(d + 4 * ldc, c41);
+    _mm512_storeu_ps(c + 5 * ldc, c50), _mm512_storeu_ps(d + 5 * ldc, c51);
+}
+
+__attribute__((target("avx512f"))) void cpu_dc_kernel2(int kc, int ntap, const float *a,
+                                                       const float *p0, const float *p1, size_t cs,
+                                                       const ptrdiff_t *off, float *c, size_t ldc,
+                                                       int load)
+{
+    cpu_dc_kernel2s(kc, ntap, a, p0, p1, cs, off, c, c + 16, ldc, load);
 }
 
 /* dst += s (backward), = s + b (a bias), or = s, over n floats (dst is the op's output). */

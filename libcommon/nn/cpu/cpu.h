@@ -95,6 +95,9 @@ void cpu_dc_kernel(int kc, int ntap, const float *a, const float *p, size_t cs, 
  * columns 0-15 of c, the one at p1 into columns 16-31; bit-identical to two cpu_dc_kernel calls. */
 void cpu_dc_kernel2(int kc, int ntap, const float *a, const float *p0, const float *p1, size_t cs,
                     const ptrdiff_t *off, float *c, size_t ldc, int load);
+/* The same with the two tiles' outputs apart: p0's into c[6][16], p1's into d[6][16]. */
+void cpu_dc_kernel2s(int kc, int ntap, const float *a, const float *p0, const float *p1, size_t cs,
+                     const ptrdiff_t *off, float *c, float *d, size_t ldc, int load);
 
 /* conv.c: a GEMM on cpu_dc_kernel2 (with one tap), for the im2col and flat convolutions and
  * linear where cpu_avx512(): C[m][cols] (=, or += when load) A B over k terms. A in 6-row panels
@@ -116,7 +119,13 @@ typedef struct {
     float *c;          /* [m][ldc] */
     size_t ldc;
     int load;
-    const float *bias; /* per column, added after the sums, or NULL */
+    const float *bias; /* per column, added after the sums, or NULL (not with seg) */
+    /* seg > 0, a multiple of 16: the columns come in images of seg (B not trans): column col of
+     * B and C lies in image col / seg, at b + (col / seg) bstride, c + (col / seg) cstride,
+     * column col % seg there (a pointwise convolution reads x and writes y in place of im2col's
+     * copies; each 16-column half of a tile lies in one image) */
+    int seg;
+    size_t bstride, cstride;
 } KGemm;
 
 /* Panels [p0, p1) of A (a: (m + 5) / 6 panels of 6 k floats) from src: row r, term kk at

@@ -174,19 +174,16 @@ int main(int argc, char **argv)
     dd_prog_init(argv[0]);
     Opts o;
     parse(argc, argv, &o);
-    int nfiles = argc - optind;
+    int nfiles = argc - optind, spool = 0;
     char **files = argv + optind, *dash[] = {"-"};
-    const int spool = nfiles == 0 || (nfiles == 1 && !strcmp(files[0], "-"));
-    if (spool) {
-        spool_stdin();
-        nfiles = 1;
-        files = dash;
-    }
+    if (nfiles == 0) nfiles = 1, files = dash;
+    for (int i = 0; i < nfiles; i++) spool |= !strcmp(files[i], "-"); /* stdin, alone or not */
+    if (spool) spool_stdin();
     /* The input as messages about the whole of it name it */
     char iname[4096];
-    if (spool) snprintf(iname, sizeof iname, "stdin");
-    else if (nfiles > 1) snprintf(iname, sizeof iname, "%s and %d more input(s)", files[0], nfiles - 1);
-    else snprintf(iname, sizeof iname, "%s", files[0]);
+    const char *first = strcmp(files[0], "-") ? files[0] : "stdin";
+    if (nfiles > 1) snprintf(iname, sizeof iname, "%s and %d more input(s)", first, nfiles - 1);
+    else snprintf(iname, sizeof iname, "%s", first);
 
     /* Pass 1: labels and the image shape. */
     TsInput *in = ts_input_open(nfiles, files);

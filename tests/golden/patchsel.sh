@@ -36,6 +36,9 @@ for c in range(10):
 PY
 ps --ipc 2 fm.tsr | "$BIN/tscmp" --exact - a.tsr >/dev/null && ok "deterministic" || fail "two runs differ"
 ps --ipc 2 <fm.tsr | "$BIN/tscmp" --exact - a.tsr >/dev/null && ok "stdin (spooled) == file" || fail "stdin differs"
+ps --ipc 2 fm.tsr fm.tsr >ff.tsr
+ps --ipc 2 fm.tsr - <fm.tsr | "$BIN/tscmp" --exact - ff.tsr >/dev/null && ok "stdin among the inputs (spooled)" ||
+    fail "stdin among the inputs differs"
 ps --ipc 2 -s 1 fm.tsr | "$BIN/tscmp" -q - a.tsr && fail "seed does not matter" || ok "another seed, other patches"
 # --factor 2: 2x2 grids of 14-px crops, cell k of image m = rank k*ipc + m
 ps --ipc 2 --factor 2 fm.tsr >f2.tsr
@@ -70,7 +73,8 @@ check_full patchsel -q -w t.safetensors --ipc 1 --candidates 3 fm.tsr
 # stdin is spooled and read twice: its errors still name stdin (not the spool's /dev/fd path)
 for src in /dev/null cut.tsr; do
     rc=0; "$BIN/patchsel" -q -w t.safetensors --ipc 1 <"$src" >sp.out 2>sp.err || rc=$?
-    if [ $rc = 1 ] && [ ! -s sp.out ] && [ "$(wc -l <sp.err)" = 1 ] && grep -q "^patchsel: stdin: .*truncated" sp.err
+    if [ $rc = 1 ] && [ ! -s sp.out ] && [ "$(wc -l <sp.err)" = 1 ] &&
+        grep -q "^patchsel: stdin: .*truncated" sp.err
     then ok "stdin from $src: exit 1, names stdin ($(cat sp.err))"
     else fail "stdin from $src: exit $rc, $(wc -c <sp.out) bytes out, $(cat sp.err)"; fi
 done

@@ -393,8 +393,10 @@ void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
                     int hn = nc - h < 16 ? nc - h : 16;
                     float *hp = kg_c_at(g, p * 6, t + h);
                     for (int r = 0; r < 6; r++)
-                        for (int cc = 0; cc < 16; cc++)
-                            tmp[r * KG_NR + h + cc] = load && r < rows && cc < hn ? hp[(size_t)r * g->ldc + cc] : 0.0f;
+                        for (int cc = 0; cc < 16; cc++) {
+                            int in = load && r < rows && cc < hn;
+                            tmp[r * KG_NR + h + cc] = in ? hp[(size_t)r * g->ldc + cc] : 0.0f;
+                        }
                 }
                 for (int r = 0; r < 6; r++)
                     for (int cc = nc > 16 ? 32 : 16; cc < KG_NR; cc++) tmp[r * KG_NR + cc] = 0.0f;

@@ -85,6 +85,20 @@ static int check_metadata(const char *name, json_t *m)
     return 0;
 }
 
+/* What a file that is not safetensors seems to be, from its first bytes, as a hint for the error
+ * ("" when nothing is recognised): the two usual mix-ups are a record stream given as weights and
+ * a PyTorch checkpoint given before conversion. */
+static const char *st_lookalike(const uint8_t *b, size_t len)
+{
+    if ((len >= 4 && !memcmp(b, "\x28\xb5\x2f\xfd", 4)) || (len >= 5 && !memcmp(b, "\x89" "DDTS", 5))
+        || (len >= 262 && !memcmp(b + 257, "ustar", 5)))
+        return " (it is a record stream or shard, not weights)";
+    if ((len >= 4 && !memcmp(b, "PK\x03\x04", 4)) || (len >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5))
+        return " (it looks like a PyTorch checkpoint: pipelines/torch2safetensors.py converts it, "
+               "man 7 ddpipe-models)";
+    return "";
+}
+
 /* Validates the header and offsets; fills out->e (views set later from (*begins)[i], malloc'ed)
  * and out->metadata. */
 static int parse_header(const uint8_t *b, size_t len, const char *name, Safetensors *out, size_t *data_off,
@@ -93,9 +107,14 @@ static int parse_header(const uint8_t *b, size_t len, const char *name, Safetens
     if (len < 8) return dd_err("%s: safetensors: file too short (%zu bytes)", name, len);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | b[i];
-    if (n > ST_MAX_HEADER) return dd_err("%s: safetensors: header length %llu exceeds 100 MB", name, (unsigned long long)n);
-    if (n > len - 8) return dd_err("%s: safetensors: header length %llu exceeds the file (%zu bytes)", name, (unsigned long long)n, len);
-    if (n < 2 || b[8] != '{') return dd_err("%s: safetensors: header does not start with '{'", name);
+    if (n > ST_MAX_HEADER)
+        return dd_err("%s: safetensors: header length %llu exceeds 100 MB%s", name, (unsigned long long)n,
+                      st_lookalike(b, len));
+    if (n > len - 8)
+        return dd_err("%s: safetensors: header length %llu exceeds the file (%zu bytes)%s", name,
+                      (unsigned long long)n, len, st_lookalike(b, len));
+    if (n < 2 || b[8] != '{')
+        return dd_err("%s: safetensors: header does not start with '{'%s", name, st_lookalike(b, len));
     json_error_t je;
     json_t *root = json_loadb((const char *)b + 8, (size_t)n, JSON_REJECT_DUPLICATES, &je);
     if (!root) return dd_err("%s: safetensors: header JSON: %s (offset %d)", name, je.text, je.position);

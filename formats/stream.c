@@ -501,6 +501,22 @@ static int pipe_open(TsReader *r)
     return 0;
 }
 
+/* What input that is not a stream seems to be, from its first bytes, as a hint for the error ("" when
+ * nothing is recognised): weights given where records go, or a dataset file not yet imported. */
+static const char *not_stream_hint(const uint8_t *p, size_t avail)
+{
+    uint64_t n = 0;
+    for (int i = 7; avail >= 9 && i >= 0; i--) n = n << 8 | p[i];
+    if (avail >= 9 && n >= 2 && n < 100000000 && p[8] == '{')
+        return " (it looks like a safetensors weights file: weights go to -w)";
+    if ((avail >= 4 && !memcmp(p, "PK\x03\x04", 4)) || (avail >= 2 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5))
+        return " (it looks like a PyTorch checkpoint)";
+    if ((avail >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) || (avail >= 3 && !memcmp(p, "\xff\xd8\xff", 3))
+        || (avail >= 6 && !memcmp(p, "\x93NUMPY", 6)) || (avail >= 4 && !p[0] && !p[1] && p[2] == 8))
+        return " (it looks like an image, .npy or IDX file: tsimport makes a stream of it)";
+    return "";
+}
+
 /* Detects zstd, then the container, and reads the header. */
 static int reader_sniff(TsReader *r)
 {
@@ -520,7 +536,7 @@ static int reader_sniff(TsReader *r)
                || bs_truncated(r->src)) {
         return tsi_truncated(r->name, 0);
     } else {
-        return dd_err("%s: not a ddpipe stream or shard", r->name);
+        return dd_err("%s: not a ddpipe stream or shard%s", r->name, not_stream_hint(p, avail));
     }
     return ts_header_validate(r->hdr, r->name);
 }

@@ -289,6 +289,23 @@ static void test_safetensors(void)
         b[0] = 100;
         CHECK_FAILS(st_parse(b, l, "w.safetensors", &st), "exceeds the file");
     }
+    { /* the usual mix-ups are named: a record stream (zstd, plain or tar) or a PyTorch checkpoint */
+        static const struct { const char *head; size_t n, at; const char *hint; } mix[] = {
+            {"\x28\xb5\x2f\xfd\x04\x58", 6, 0, "record stream or shard, not weights"},
+            {"\x89" "DDTS\r\n\x1a\n\x01", 9, 0, "record stream or shard, not weights"},
+            {"ustar\0", 6, 257, "record stream or shard, not weights"},
+            {"PK\x03\x04\x14\0", 6, 0, "PyTorch checkpoint: pipelines/torch2safetensors.py"},
+            {"\x80\x02\x8a\x0a", 4, 0, "PyTorch checkpoint: pipelines/torch2safetensors.py"},
+            {"\x10\0\0\0\0\0\0\0[", 9, 0, "does not start with '{'"},
+        };
+        for (size_t i = 0; i < sizeof mix / sizeof mix[0]; i++) {
+            uint8_t *b = calloc(1, 600);
+            memset(b, 'x', mix[i].at);
+            memcpy(b + mix[i].at, mix[i].head, mix[i].n);
+            CHECK_FAILS(st_parse(b, 600, "w.safetensors", &st), mix[i].hint);
+            if (i == 5) CHECK_MSG(!strstr(dd_errmsg(), "(it "), "%s", dd_errmsg()); /* no hint */
+        }
+    }
     tensor_free(&a);
     tensor_free(&c);
     tensor_free(&d);

@@ -237,6 +237,23 @@ static void test_pipe(void)
     memcpy(c, buf, len);
     c[1] = 'X';
     CHECK(read_mem(c, len) == -1 && strstr(dd_errmsg(), "not a ddpipe stream"));
+    CHECK_MSG(!strstr(dd_errmsg(), "(it "), "%s", dd_errmsg()); /* nothing recognised: no hint */
+    { /* weights, a checkpoint or a dataset file given as a stream: the error says what it looks like */
+        static const struct { const char *head; size_t n; const char *hint; } mix[] = {
+            {"\x40\0\0\0\0\0\0\0{\"", 10, "safetensors weights file: weights go to -w"},
+            {"PK\x03\x04\x14\0", 6, "PyTorch checkpoint"},
+            {"\x89PNG\r\n\x1a\n", 8, "tsimport makes a stream of it"},
+            {"\x93NUMPY\x01\0", 8, "tsimport makes a stream of it"},
+            {"\0\0\x08\x03\0\0\0\x01", 8, "tsimport makes a stream of it"},
+        };
+        for (size_t i = 0; i < sizeof mix / sizeof mix[0]; i++) {
+            memset(c, ' ', len);
+            memcpy(c, mix[i].head, mix[i].n);
+            CHECK(read_mem(c, len) == -1);
+            CHECK_MSG(strstr(dd_errmsg(), "not a ddpipe stream") && strstr(dd_errmsg(), mix[i].hint), "%s",
+                      dd_errmsg());
+        }
+    }
     memcpy(c, buf, len);
     c[8] = 2;
     CHECK(read_mem(c, len) == -1);

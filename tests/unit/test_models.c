@@ -1,8 +1,10 @@
 /* test_models.c - the zoo: parameter counts and state_dict sizes against torchvision's, names and
- * stems, seeded initialisation, forward shapes, save -> load round trips (metadata, shape-only
- * files, "module." prefixes), and load errors that list missing, unexpected and mis-shaped names. */
+ * stems, seeded initialisation, forward shapes, batch-invariant evaluation, save -> load round trips
+ * (metadata, shape-only files, "module." prefixes), and load errors that list missing, unexpected
+ * and mis-shaped names. */
 #include "formats/codecs.h"
 #include "libcommon/models/model.h"
+#include "libcommon/nn/cpu/cpu.h"
 #include "tests/unit/check.h"
 
 #include <stdlib.h>
@@ -155,6 +157,56 @@ static void test_forward(Nn *nn)
     model_free(m);
 }
 
+/* Logits of N images in eval mode, in batches of bs (the last one shorter). */
+static void logits_by(Nn *nn, Model *m, const float *x, int n, int c, int side, int bs, float *out)
+{
+    size_t img = (size_t)c * side * side, k = (size_t)m->num_classes;
+    nn_set_grad(nn, 0);
+    for (int i0 = 0; i0 < n; i0 += bs) {
+        int nb = n - i0 < bs ? n - i0 : bs;
+        Tensor t = tensor_newv(DD_F32, 4, (int64_t)nb, (int64_t)c, (int64_t)side, (int64_t)side);
+        memcpy(t.data, x + i0 * img, nb * img * sizeof(float));
+        nn_var_download(nn, model_forward(m, nn, nn_input(nn, &t, 0), 0), out + i0 * k);
+        nn_reset(nn);
+        tensor_free(&t);
+    }
+    nn_set_grad(nn, 1);
+}
+
+/* Evaluation is batch-invariant on the engine's own kernels (AVX-512F): an image's logits are the
+ * same bits alone or in any batch, so that patchsel --batch and evaltrain's evaluation batches change
+ * speed and memory only. Without AVX-512F the GEMMs are OpenBLAS's, whose summation order can depend
+ * on the matrix sizes (on Intel's AVX-512 cores even with DD_CPU_ISA=avx2): not claimed there. */
+static void test_batch_invariance(Nn *nn)
+{
+    if (!cpu_avx512()) {
+        printf("test_models: batch invariance not checked: no AVX-512F (OpenBLAS GEMMs, not claimed)\n");
+        return;
+    }
+    static const struct { const char *name; int c, side; } nets[] = {
+        {"convnet3", 1, 28}, {"resnet18m", 3, 16}, {"mobilenet_v2m", 3, 32}, {"shufflenet_v2_x1_0m", 3, 32},
+        {"densenet121m", 3, 16}, {"efficientnet_b0m", 3, 32},
+    };
+    enum { N = 13 };
+    static const int sizes[] = {1, 5, 8, 12};
+    for (size_t q = 0; q < sizeof nets / sizeof nets[0]; q++) {
+        Model *m = model_create(nn, nets[q].name, nets[q].c, 10, nets[q].side, 7);
+        size_t img = (size_t)nets[q].c * nets[q].side * nets[q].side;
+        float *x = malloc(N * img * sizeof(float)), all[N * 10], part[N * 10];
+        DdRng r;
+        dd_rng_init(&r, 11, q, 0);
+        for (size_t i = 0; i < N * img; i++) x[i] = (float)dd_rng_uniform(&r);
+        logits_by(nn, m, x, N, nets[q].c, nets[q].side, N, all);
+        for (size_t b = 0; b < sizeof sizes / sizeof sizes[0]; b++) {
+            logits_by(nn, m, x, N, nets[q].c, nets[q].side, sizes[b], part);
+            CHECK_MSG(!memcmp(all, part, sizeof all), "%s: logits in batches of %d differ from one batch of %d",
+                      nets[q].name, sizes[b], N);
+        }
+        free(x);
+        model_free(m);
+    }
+}
+
 static void test_roundtrip(Nn *nn)
 {
     Model *m = model_create(nn, "resnet18m", 1, 3, 28, 5);
@@ -262,6 +314,7 @@ int main(void)
     test_names(nn);
     test_init(nn);
     test_forward(nn);
+    test_batch_invariance(nn);
     test_roundtrip(nn);
     nn_free(nn);
     const char *files[] = {"count", "rt", "bad", "bare", "broken", "cn", "cnbare"};

@@ -745,8 +745,10 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
 /* ---- linear: sgemms over fixed blocks of LIN_COLS output (or input) columns ----
  * The blocks are a function of the shape only, so results do not depend on the thread count;
  * VGG's and AlexNet's classifiers (25088 x 4096) are worth both cores, a ResNet head is one block.
- * With AVX-512 and a batch of 6 or more, the forward and dx run on the kernel GEMM above (the
- * batch is A's rows); dw stays on OpenBLAS. */
+ * With AVX-512 the forward and dx run on the kernel GEMM above (the batch is A's rows), for every
+ * batch size: a row's sums do not depend on the others, so evaluation is batch-invariant (patchsel
+ * --batch; OpenBLAS's small-matrix and gemv paths would sum a short batch in another order). dw
+ * stays on OpenBLAS. */
 
 #define LIN_COLS 512
 #define KG_LIN_CB 128 /* columns per item on the AVX-512 kernel (a multiple of KG_NR) */
@@ -793,7 +795,7 @@ static void lin_bwd_task(void *arg, int64_t b, int64_t e, int tid)
 static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, const float *w,
                        const float *b, float *y)
 {
-    if (n >= 6 && cpu_avx512()) { /* y = x W^T + b: A x, B W transposed */
+    if (cpu_avx512()) { /* y = x W^T + b: A x, B W transposed */
         KgJob j = {.g = {.m = n, .k = in, .cols = out, .b = w, .ldb = (size_t)in, .trans = 1, .c = y,
                          .ldc = (size_t)out, .bias = b},
                    .cb = KG_LIN_CB, .be = be};
@@ -808,7 +810,7 @@ static void linear_fwd(NnBackend *be, int n, int in, int out, const float *x, co
 static void linear_bwd(NnBackend *be, int n, int in, int out, const float *dy, const float *x,
                        const float *w, float *dx, float *dw, float *db)
 {
-    if (dx && n >= 6 && cpu_avx512()) { /* dx += dy W: A dy, B W */
+    if (dx && cpu_avx512()) { /* dx += dy W: A dy, B W */
         KgJob kj = {.g = {.m = n, .k = out, .cols = in, .b = w, .ldb = (size_t)in, .c = dx,
                           .ldc = (size_t)in, .load = 1},
                     .cb = KG_LIN_CB, .be = be};

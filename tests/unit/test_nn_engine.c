@@ -1,6 +1,7 @@
 /* test_nn_engine.c - the engine's contract beyond single-op gradients: forward values against
- * hand-computed ones, gradient accumulation (+= for params, written for inputs), frozen params,
- * identical repeated steps without arena growth, thread-count independence, the CUDA-less stub. */
+ * hand-computed ones (MixUp and CutMix too), gradient accumulation (+= for params, written for
+ * inputs), frozen params, identical repeated steps without arena growth, thread-count independence,
+ * the CUDA-less stub. */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/nn.h"
 #include "libcommon/nn/nn_impl.h"
@@ -94,6 +95,46 @@ static void test_forward_values(Nn *nn)
     for (int i = 0; i < 16; i++)
         same &= o[i] == (float)(100 * (i / 8) + 10 * order[i / 2 % 4] + i % 2);
     CHECK(same);
+}
+
+/* MixUp and CutMix of a batch in place (the ops the CUDA backend's kernels are checked against):
+ * image i becomes lam x_i + (1 - lam) x_perm[i], its targets too; CutMix copies the box of
+ * x_perm[i] into x_i, every channel, nothing outside the box. */
+static void test_mix_ops(Nn *nn)
+{
+    nn_reset(nn);
+    enum { N = 3, C = 2, H = 4, W = 5, IMG = C * H * W };
+    const int64_t perm[N] = {2, 0, 1};
+    float x[N * IMG], y[N * 2], got[N * IMG], gy[N * 2];
+    for (int i = 0; i < N * IMG; i++) x[i] = (float)(i * 7 % 23) / 4;
+    for (int i = 0; i < N * 2; i++) y[i] = (float)i;
+    NnVar *vx = input(nn, 4, (int64_t[]){N, C, H, W}, x, 0), *vy = input(nn, 2, (int64_t[]){N, 2}, y, 0);
+    nn_mixup(nn, vx, vy, perm, 0.25f);
+    nn_var_download(nn, vx, got);
+    nn_var_download(nn, vy, gy);
+    int same = 1;
+    for (int i = 0; i < N; i++) {
+        for (int e = 0; e < IMG; e++)
+            same &= got[i * IMG + e] == 0.25f * x[i * IMG + e] + 0.75f * x[perm[i] * IMG + e];
+        for (int e = 0; e < 2; e++) same &= gy[i * 2 + e] == 0.25f * y[i * 2 + e] + 0.75f * y[perm[i] * 2 + e];
+    }
+    CHECK_MSG(same, "mixup: not lam x_i + (1 - lam) x_perm[i]");
+    vx = input(nn, 4, (int64_t[]){N, C, H, W}, x, 0);
+    nn_cutmix(nn, vx, perm, 1, 2, 3, 5); /* rows [1,3), columns [2,5) */
+    nn_var_download(nn, vx, got);
+    same = 1;
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) {
+                    int off = (c * H + r) * W + q, in = r >= 1 && r < 3 && q >= 2;
+                    same &= got[i * IMG + off] == x[(in ? perm[i] : i) * IMG + off];
+                }
+    CHECK_MSG(same, "cutmix: not the box of x_perm[i] in x_i");
+    vx = input(nn, 4, (int64_t[]){N, C, H, W}, x, 0);
+    nn_cutmix(nn, vx, perm, 2, 3, 2, 3); /* an empty box: unchanged */
+    nn_var_download(nn, vx, got);
+    CHECK(!memcmp(got, x, sizeof x));
 }
 
 /* Stat loss gradient where a norm is exactly 0: finite (0 from that term), never NaN. */
@@ -278,6 +319,7 @@ int main(void)
     Nn *nn = nn_new(DD_CPU, 2);
     test_forward_values(nn);
     test_zero_norm(nn);
+    test_mix_ops(nn);
     test_accumulation(nn);
     nn_free(nn);
     test_steps_and_threads();

@@ -1,4 +1,4 @@
-# tsimport: IDX import (names, counts, keys), npy import, format guessing, errors.
+# tsimport: IDX import (names, counts, keys), CIFAR-10/100 and npy import, format guessing, errors.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 200
@@ -30,6 +30,62 @@ mk_npy u8 7 1 6 6 2 u8
     || fail "npy record layout: $("$BIN/tsinfo" --list f32.tsr | head -1)"
 "$BIN/tsinfo" --json u8.tsr | grep -q '"U8"' || fail "npy u8 stays U8"
 ok "npy import"
+# CIFAR-10 and CIFAR-100 binary versions, written here by Python: per record a label byte (CIFAR-100:
+# coarse, then fine) and 3072 bytes R, G, B planes of 32x32; five training batches for CIFAR-10.
+"$PYTHON" - <<'PY' || fail "writing CIFAR files"
+import os, random
+random.seed(5)
+def rec(labels):
+    return bytes(labels) + bytes(random.randrange(256) for _ in range(3072))
+os.makedirs("c10", exist_ok=True); os.makedirs("c100", exist_ok=True)
+want = {}
+for f in range(1, 6):
+    rs = [rec([(3 * f + i) % 10]) for i in range(4)]
+    want["data_batch_%d.bin" % f] = rs
+    open("c10/data_batch_%d.bin" % f, "wb").write(b"".join(rs))
+rs = [rec([i % 10]) for i in range(3)]
+open("c10/test_batch.bin", "wb").write(b"".join(rs))
+open("c10/batches.meta.txt", "w").write("\n".join("c%d" % i for i in range(10)) + "\n\n")
+rs = [rec([i % 20, (7 * i) % 100]) for i in range(5)]
+open("c100/train.bin", "wb").write(b"".join(rs))
+open("c100/fine_label_names.txt", "w").write("\n".join("f%02d" % i for i in range(100)) + "\n")
+PY
+"$BIN/tsimport" c10 >c10.tsr && "$BIN/tsimport" --split test c10 >c10t.tsr && "$BIN/tsimport" c100 >c100.tsr \
+    && "$BIN/tsimport" --format cifar10 --limit 6 c10 >c10l.tsr || fail "CIFAR import"
+for t in c10 c10t c100 c10l; do "$BIN/tsexport" --npy "np_$t" $t.tsr || fail "tsexport --npy $t"; done
+"$PYTHON" - <<'PY' || fail "CIFAR records against the files"
+import json, numpy as np
+def recs(path, c100):
+    b = open(path, "rb").read(); n = 3074 if c100 else 3073
+    return [(b[i + n - 3073], np.frombuffer(b[i + n - 3072:i + n], np.uint8).reshape(3, 32, 32))
+            for i in range(0, len(b), n)]
+def check(d, files, c100, classes, split):
+    want = [r for f in files for r in recs(f, c100)]
+    img, lab = np.load(d + "/image.npy"), np.load(d + "/label.npy")
+    keys = open(d + "/keys.txt").read().split()
+    assert img.shape == (len(want), 3, 32, 32), img.shape
+    assert np.array_equal(np.rint(img * 255).astype(np.uint8), np.stack([w[1] for w in want]))
+    assert lab.tolist() == [w[0] for w in want], lab.tolist()
+    assert keys == ["%s_%06d" % (split, i) for i in range(len(want))], keys[:3]
+    assert open(d + "/classes.txt").read().split() == classes
+c10 = ["c%d" % i for i in range(10)]
+check("np_c10", ["c10/data_batch_%d.bin" % f for f in range(1, 6)], 0, c10, "train")
+check("np_c10t", ["c10/test_batch.bin"], 0, c10, "test")
+check("np_c100", ["c100/train.bin"], 1, ["f%02d" % i for i in range(100)], "train")
+img = np.load("np_c10l/image.npy")
+assert img.shape[0] == 6, img.shape   # --limit across batch files: 4 of the first, 2 of the second
+PY
+"$BIN/tsinfo" --list c10.tsr | sed -n 5p | grep -q '"src":"data_batch_2.bin","index":0' \
+    || fail "CIFAR meta: $("$BIN/tsinfo" --list c10.tsr | sed -n 5p)"
+ok "CIFAR-10 (five batches, test, names, --limit) and CIFAR-100 (fine label) against the bytes"
+rm c10/batches.meta.txt
+"$BIN/tsimport" --split test c10 | "$BIN/tsinfo" --json | grep -q '"airplane"' || fail "CIFAR-10 default names"
+rm c10/data_batch_4.bin
+expect_exit 1 "missing CIFAR batch" -- "$BIN/tsimport" --format cifar10 c10
+head -c 5000 c100/train.bin >c100/t && mv c100/t c100/train.bin
+expect_exit 1 "truncated CIFAR-100 file" -- "$BIN/tsimport" c100
+rm c100/fine_label_names.txt
+expect_exit 1 "CIFAR-100 without names" -- "$BIN/tsimport" --format cifar100 c100
 expect_usage tsimport
 expect_usage tsimport --format nope "$fmnist"
 expect_usage tsimport --split val "$fmnist"

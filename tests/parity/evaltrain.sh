@@ -9,7 +9,9 @@
 # 201, efficientnet_b0, wide_resnet50_2, resnet50, vgg11_bn, alexnet; small-image stems where the
 # zoo has them), random weights, saved in the checkpoint forms users have, converted with the
 # architecture guessed by torch2safetensors.py: the guess is the zoo name, and --eval-only on 8
-# test images (64 px where a net needs more than 28) gives torch's mean cross-entropy (1e-4).
+# test images (64 px where a net needs more than 28) gives torch's mean cross-entropy (1e-4); (4) a
+# 224-px resnet18 evaluates 250x300 and 300x250 images through Resize(256) + CenterCrop(224) to
+# torch's mean cross-entropy (1e-4).
 # Peer: tests/parity/evaltrain_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail
 if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then
@@ -43,4 +45,13 @@ while read -r case px; do
         || echo "evaltrain --eval-only -w zoo/$case.safetensors failed" >&2
 done <zoo/cases.txt
 "$PYTHON" "$peer" tvzoo-check
+
+# (4) a 224-px model evaluates validation images of other sizes after Resize(256) + CenterCrop(224)
+"$BIN/resample" -q --size 250x300 te8.tsr >wide.tsr
+"$BIN/resample" -q --size 300x250 te8.tsr >tall.tsr
+"$BIN/tsexport" --npy np_wide wide.tsr
+"$BIN/tsexport" --npy np_tall tall.tsr
+"$PYTHON" "$peer" val224
+for k in wide tall; do "$BIN/evaltrain" --eval-only -q -w val/rn18.safetensors $k.tsr >val/$k.json; done
+"$PYTHON" "$peer" val224-check
 echo "all ok"

@@ -36,6 +36,14 @@
       stems differ only in stride gets the imagenet name and a warning naming --arch); ours.json's
       mean cross-entropy within 1e-4 relative of torch's, top-1 equal up to the images whose two
       largest float64 logits are within 1e-4 (either side is a correct float32 answer).
+  evaltrain_peer.py val224 / val224-check
+      A model made for 224 px (torchvision resnet18, 1 input channel, random weights, BN running
+      statistics of the images) evaluates every validation image after Resize(256) (antialiased
+      bilinear, shorter side to 256, the longer int(256 * long / short)) and CenterCrop(224), as
+      torchvision's reference does: 8 test images at 250x300 and at 300x250 (np_wide/, np_tall/
+      as exported by tsexport --npy), converted with --input-size 224; val224 writes val/ref.json
+      (float64 top-1, mean cross-entropy, near-ties per shape) and val/rn18.safetensors,
+      val224-check compares val/wide.json and val/tall.json (evaltrain --eval-only) as tvzoo-check.
 """
 import gzip, json, os, sys
 
@@ -266,8 +274,66 @@ def tvzoo_check():
     return fails == 0
 
 
+def val_transform(x):
+    from torchvision.transforms import functional as TF
+    return TF.center_crop(TF.resize(x, 256, antialias=True), [224, 224])
+
+
+def val224():
+    import contextlib, io
+    import torch2safetensors as t2s
+    torch.set_num_threads(2)
+    torch.manual_seed(7)
+    m = gray_first_conv(torchvision.models.resnet18(num_classes=10))
+    xs = {k: torch.from_numpy(np.load(f"np_{k}/image.npy")) for k in ("wide", "tall")}
+    ys = {k: torch.from_numpy(np.load(f"np_{k}/label.npy")) for k in ("wide", "tall")}
+    crops = {k: val_transform(x) for k, x in xs.items()}
+    assert all(c.shape[1:] == (1, 224, 224) for c in crops.values())
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.momentum = None
+        m.train()
+        m(norm(torch.cat(list(crops.values()))))
+    m.eval()
+    os.makedirs("val", exist_ok=True)
+    torch.save(m.state_dict(), "val/rn18.pth")
+    with contextlib.redirect_stderr(io.StringIO()):
+        t2s.main(["val/rn18.pth", "val/rn18.safetensors", "--mean", str(MEAN), "--std", str(STD),
+                  "--input-size", "224"])
+    ref = {}
+    with torch.no_grad():
+        m = m.double()
+        for k, c in crops.items():
+            logits = m(norm(c.double()))
+            top2 = logits.topk(2, 1).values
+            ties = int((top2[:, 0] - top2[:, 1] <= TIE * max(1.0, float(logits.abs().max()))).sum())
+            ref[k] = {"top1": 100.0 * float((logits.argmax(1) == ys[k]).sum()) / len(c),
+                      "loss": float(F.cross_entropy(logits, ys[k])), "ties": ties, "n": len(c)}
+    with open("val/ref.json", "w") as f:
+        json.dump(ref, f)
+    return True
+
+
+def val224_check():
+    ref, fails = json.load(open("val/ref.json")), 0
+    for k, r in ref.items():
+        o = json.loads(open(f"val/{k}.json").read().strip().splitlines()[-1])
+        ok = abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
+            and abs(o["top1"] - r["top1"]) <= 100.0 * r["ties"] / r["n"] + 1e-3
+        print(("ok: " if ok else "FAIL: ") + f"224-px model, {k} images through Resize(256) + CenterCrop(224): "
+              f"top1 torch {r['top1']:.2f} ours {o['top1']:.2f} ({r['ties']} near-ties), "
+              f"loss torch {r['loss']:.6g} ours {o['loss']:.6g}")
+        fails += not ok
+    return fails == 0
+
+
 def main():
     cmd = sys.argv[1]
+    if cmd == "val224":
+        sys.exit(0 if val224() else 1)
+    if cmd == "val224-check":
+        sys.exit(0 if val224_check() else 1)
     if cmd == "tvzoo":
         sys.exit(0 if tvzoo() else 1)
     if cmd == "tvzoo-check":

@@ -34,6 +34,7 @@ static void usage(FILE *f)
                "      --eval-every N --eval-batch N\n"
                "      --save FILE          write the trained weights (safetensors)\n"
                "      --checkpoint FILE    resume from / save to FILE  --checkpoint-every N\n"
+               "      --stop-after-epoch N end after epoch N (a run in slices: the next resumes)\n"
                "      --eval-only          evaluate -w on the operands and exit\n"
                "  -s, --seed N  -j, --threads N  -d, --device cpu|cuda|auto  -q, --quiet\n"
                "      --precision fp32|fp16|bf16   conv/linear math with -d cuda (default fp32)\n"

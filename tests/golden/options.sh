@@ -1,0 +1,33 @@
+# options: every program's --help and --version, and its options documented in step: each long
+# option its getopt table accepts is in --help and in its man page, and each one --help names is in
+# the man page (a man page may name more: other programs' options in its examples).
+source "$TESTS/golden/lib.sh"
+src=$TESTS/../filters
+man=$TESTS/../man/man1
+# long option names: of a getopt_long table in C, of a --help text, of a man page
+opts_src() { awk '/struct option lo\[\] = \{/,/\{0\}\}/' "$1" | grep -oE '\{"[a-z][a-z0-9-]*"' | sed 's/^{"/--/; s/"$//' | sort -u; }
+opts_text() { sed 's/\\-/-/g' "$1" | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u; }
+n=0
+for c in "$src"/*.c; do
+    p=$(basename "$c" .c)
+    n=$((n + 1))
+    rc=0
+    "$BIN/$p" --help >help.txt 2>err.txt || rc=$?
+    [ "$rc" = 0 ] && [ ! -s err.txt ] && head -n 1 help.txt | grep -q "^Usage: $p " \
+        || { fail "$p --help: exit $rc, stderr '$(head -c 200 err.txt)', first line '$(head -n 1 help.txt)'"; continue; }
+    "$BIN/$p" --version | grep -qx "$p (ddpipe) [0-9][0-9.]*" || fail "$p --version: $("$BIN/$p" --version)"
+    [ -f "$man/$p.1" ] || { fail "$p: no man page $man/$p.1"; continue; }
+    opts_src "$c" >src.txt
+    [ -s src.txt ] || { fail "$p: no getopt_long table found in $c"; continue; }
+    opts_text help.txt >help_opts.txt
+    opts_text "$man/$p.1" >man_opts.txt
+    miss=$(comm -23 src.txt help_opts.txt | tr '\n' ' ')
+    [ -z "$miss" ] || fail "$p accepts but --help does not name: $miss"
+    miss=$(comm -23 src.txt man_opts.txt | tr '\n' ' ')
+    [ -z "$miss" ] || fail "$p accepts but $p(1) does not name: $miss"
+    miss=$(comm -23 help_opts.txt man_opts.txt | tr '\n' ' ')
+    [ -z "$miss" ] || fail "$p --help names but $p(1) does not: $miss"
+done
+[ "$n" -ge 11 ] || fail "only $n programs under $src"
+[ "$fails" = 0 ] && ok "$n programs: --help, --version, options in --help and man page"
+finish

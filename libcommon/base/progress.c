@@ -81,9 +81,13 @@ static void track(char *tmp, int add)
     static int installed;
     if (!installed) {
         installed = 1;
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
-        signal(SIGHUP, on_signal);
+        /* a signal ignored when the program started stays ignored: nohup's SIGHUP, and SIGINT of a
+         * script's background jobs, must not become fatal because an output file is open */
+        static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+        for (int i = 0; i < 3; i++) {
+            struct sigaction old;
+            if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) signal(sigs[i], on_signal);
+        }
     }
     for (int i = 0; i < DD_MAX_ATOMIC; i++) {
         if (add && !live_tmp[i]) { live_tmp[i] = tmp; return; }

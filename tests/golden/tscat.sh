@@ -1,4 +1,5 @@
-# tscat: concatenation, selection, shards round trip (byte-identical records), class mismatch.
+# tscat: concatenation, selection, shards round trip (byte-identical records), class mismatch,
+# signals while writing -o.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 200
@@ -43,6 +44,38 @@ expect_usage tscat --classes NoSuchClass fm.tsr
 check_truncated tscat
 rm -rf sh2; "$BIN/tscat" --shards 'sh2/p-%06d.tar.zst' cut.tsr 2>/dev/null && fail "shards from truncated input"
 [ -z "$(ls sh2 2>/dev/null | grep -v tmp)" ] || echo "note: shards left from truncated input: $(ls sh2)"
+# signals while writing -o. sig_run SIG [IGNORE]: tscat -o sig.tsr reads half a stream from a fifo
+# whose writer stalls; once its temporary exists it gets SIG. Fatal signals leave neither the file
+# nor the temporary. IGNORE: SIG ignored when tscat starts (nohup's SIGHUP, a script's background
+# jobs' SIGINT): tscat runs on, and ends (exit 1, nothing left) at the truncated input.
+sig_run() {
+    local sig=$1 ign=${2:-} pid rc=0
+    rm -f in.fifo && mkfifo in.fifo
+    # started with SIG at its default or ignored (a shell's own choice for background jobs aside)
+    "$PYTHON" -c 'import os, signal, sys
+signal.signal(getattr(signal, "SIG" + sys.argv[1]), signal.SIG_IGN if sys.argv[2] else signal.SIG_DFL)
+os.execv(sys.argv[3], sys.argv[3:])' "$sig" "$ign" "$BIN/tscat" -q -o sig.tsr <in.fifo 2>sig.err &
+    pid=$!
+    exec 3>in.fifo
+    head -c $(( $(stat -c %s fm.tsr) / 2 )) fm.tsr >&3
+    for _ in $(seq 100); do compgen -G 'sig.tsr.tmp.*' >/dev/null && break; sleep 0.05; done
+    compgen -G 'sig.tsr.tmp.*' >/dev/null || fail "SIG$sig: no temporary while writing"
+    kill -s "$sig" "$pid"
+    if [ -n "$ign" ]; then
+        sleep 0.3
+        kill -0 "$pid" 2>/dev/null && ok "SIG$sig ignored at start: still running" || fail "SIG$sig ignored at start: died"
+    fi
+    exec 3>&-
+    wait "$pid" 2>/dev/null || rc=$?
+    if [ -n "$ign" ]; then [ "$rc" = 1 ] && grep -q truncated sig.err || fail "SIG$sig ignored: exit $rc: $(cat sig.err)"
+    else [ "$rc" -gt 128 ] || fail "SIG$sig: exit $rc, want death by the signal"; fi
+    compgen -G 'sig.tsr*' >/dev/null && fail "SIG$sig: left $(ls sig.tsr*)" || ok "SIG$sig: exit $rc, no output, no temporary"
+}
+sig_run TERM
+sig_run HUP
+sig_run INT
+sig_run HUP ignored
+sig_run INT ignored
 check_full tscat fm.tsr
 check_tty tscat fm.tsr
 finish

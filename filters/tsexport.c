@@ -3,6 +3,7 @@
  * Directories are built under DIR.tmp.PID and renamed into place only when complete, so a
  * half-written export is never presented as finished. See tsexport(1).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
@@ -85,9 +86,21 @@ static void strip_slash(char *d)
     for (size_t n = d ? strlen(d) : 0; n > 1 && d[n - 1] == '/'; n--) d[n - 1] = 0;
 }
 
-/* Temporary directory DIR.tmp.PID, removed first if a dead run left it. */
+/* Temporary directory DIR.tmp.PID, removed first if a dead run left it. DIR itself must not exist
+ * or be an empty directory (the rename at the end would fail): checked here, before any work. */
 static char *tmp_dir(const char *dir)
 {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        int empty = 1;
+        while (empty && (e = readdir(d)))
+            empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+        closedir(d);
+        if (!empty) dd_die(DD_EXIT_DATA, "%s: exists and is not empty (tsexport writes a new directory)", dir);
+    } else if (errno != ENOENT) {
+        dd_die(DD_EXIT_DATA, "%s: %s", dir, errno == ENOTDIR ? "exists and is not a directory" : strerror(errno));
+    }
     size_t n = strlen(dir) + 32;
     char *t = dd_malloc(n);
     snprintf(t, n, "%s.tmp.%ld", dir, (long)getpid());

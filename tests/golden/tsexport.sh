@@ -48,6 +48,15 @@ expect_exit 1 "truncated input" -- "$BIN/tsexport" --npy cutout cut.tsr
 check_truncated tsexport --png cutpng
 mkdir busy && touch busy/x
 expect_exit 1 "existing non-empty output dir" -- "$BIN/tsexport" --npy busy fm.tsr
+# ... refused before any record is read (here a truncated input would be the later error)
+"$BIN/tsexport" --png busy cut.tsr 2>err.txt && fail "--png into a non-empty dir"
+grep -q "busy: exists and is not empty" err.txt && [ -z "$(ls -d busy.tmp.* 2>/dev/null)" ] \
+    && ok "non-empty output dir refused first: $(cat err.txt)" || fail "busy dir: $(cat err.txt)"
+touch plain
+"$BIN/tsexport" --npy plain fm.tsr 2>err.txt && fail "--npy onto a file"
+grep -q "plain: exists and is not a directory" err.txt && ok "output onto a file refused" || fail "file: $(cat err.txt)"
+mkdir empty && "$BIN/tsexport" --npy empty fm.tsr && [ -s empty/image.npy ] && ok "an empty output dir is filled" \
+    || fail "empty output dir"
 mk_npy odd 2 3 4 4 1 && rm odd/keys.txt && "$BIN/tsimport" odd >odd.tsr
 "$BIN/tscat" d.tsr odd.tsr >mixed.tsr
 "$BIN/tsexport" --npy mixed mixed.tsr 2>err.txt && fail "mixed shapes accepted"

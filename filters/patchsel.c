@@ -1,7 +1,9 @@
 /* patchsel.c - RDED patch selection (method.md section 1), FADRM's initial patches: per class a
  * seeded subset of candidates, K random square crops each scored by the teacher on a mean-coloured
  * canvas, the best crop per image, the best IPC*f^2 per class stitched f x f in rank order.
- * `--method random` picks whole real images instead (the sanity baseline). See patchsel(1).
+ * `--method random` picks whole real images instead (the sanity baseline). Images of several sizes
+ * (an ImageFolder import) are cropped at their own sizes and scored on a --res canvas (default: the
+ * teacher's input size). See patchsel(1).
  *
  * The input is read twice (labels first, then the candidates), so stdin is spooled to an unlinked
  * temporary file. Classes are written in label order as soon as their candidates are all scored;
@@ -25,7 +27,7 @@ enum { MAX_IPC = 16 };
 
 typedef struct {
     int nipc, ipc[MAX_IPC], maxipc;   /* --ipc / --ipc-list, ascending */
-    int candidates, crops, factor, batch, random, quiet, threads;
+    int candidates, crops, factor, res, batch, random, quiet, threads;
     uint64_t seed;
     const char *weights, *output, *device, *precision;
 } Opts;
@@ -40,6 +42,8 @@ static void usage(FILE *f)
                "  -n, --candidates N     candidate images per class (default 300)\n"
                "  -k, --crops K          random square crops per candidate (default 5)\n"
                "  -f, --factor F         1 or 2 cells per side (default 2 from 128 px, else 1)\n"
+               "      --res R            canvas and output side (default: the images' size, or\n"
+               "                         the teacher's input size when the images' sizes differ)\n"
                "  -M, --method M         rded (default) | random (whole random real images)\n"
                "  -b, --batch N          canvases per teacher forward (default 250)\n"
                "  -s, --seed S           seed (default 0)\n"
@@ -56,12 +60,13 @@ static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(co
 
 static void parse(int argc, char **argv, Opts *o)
 {
-    enum { O_PREC = 256 };
+    enum { O_PREC = 256, O_RES };
     static const struct option lo[] = {
         {"weights", 1, 0, 'w'}, {"ipc", 1, 0, 'i'}, {"ipc-list", 1, 0, 'I'}, {"candidates", 1, 0, 'n'},
         {"crops", 1, 0, 'k'}, {"factor", 1, 0, 'f'}, {"method", 1, 0, 'M'}, {"batch", 1, 0, 'b'},
         {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'}, {"precision", 1, 0, O_PREC},
-        {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
+        {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"res", 1, 0, O_RES}, {"help", 0, 0, 'h'},
+        {"version", 0, 0, 'V'}, {0}};
     *o = (Opts){.nipc = 1, .ipc = {10}, .candidates = 300, .crops = 5, .batch = 250, .output = "-",
                 .device = "cpu", .precision = "fp32"};
     long l[MAX_IPC];
@@ -78,6 +83,7 @@ static void parse(int argc, char **argv, Opts *o)
         case 'n': o->candidates = (int)dd_opt_long("--candidates", optarg, 1, 1 << 24); break;
         case 'k': o->crops = (int)dd_opt_long("--crops", optarg, 1, 1000); break;
         case 'f': o->factor = (int)dd_opt_long("--factor", optarg, 1, 2); break;
+        case O_RES: o->res = (int)dd_opt_long("--res", optarg, 1, 65536); break;
         case 'M':
             if (!strcmp(optarg, "random")) o->random = 1;
             else if (strcmp(optarg, "rded")) dd_die(DD_EXIT_USAGE, "--method: want rded or random, not '%s'", optarg);
@@ -105,6 +111,7 @@ static void parse(int argc, char **argv, Opts *o)
         dd_die(DD_EXIT_USAGE, "--ipc-list writes one stream per IPC: give -o PATTERN containing %%d");
     if (!list && strstr(o->output, "%d")) dd_die(DD_EXIT_USAGE, "-o PATTERN with %%d needs --ipc-list");
     if (o->random && o->factor > 1) dd_die(DD_EXIT_USAGE, "--method random takes whole images: no --factor");
+    if (o->random && o->res) dd_die(DD_EXIT_USAGE, "--method random takes whole images: no --res");
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 
@@ -130,6 +137,17 @@ static void spool_stdin(void)
     fclose(t);
     clearerr(stdin);
     rewind_stdin();
+}
+
+/* The teacher, frozen, on the context of -d (made here). */
+static Model *load_teacher(const Opts *o, Nn **nn)
+{
+    if (!(*nn = nn_open(o->device, o->threads))) dd_die_err(dd_errcode());
+    nn_use_precision(*nn, o->precision);
+    Model *m = model_load(*nn, o->weights);
+    if (!m) dd_die_err(DD_EXIT_DATA);
+    model_set_requires_grad(m, 0);
+    return m;
 }
 
 /* Writes class c's images for every IPC of the run, then frees its list. */
@@ -191,7 +209,7 @@ int main(int argc, char **argv)
     TsHeader *h = ts_header_copy(ts_input_header(in));
     const int ncls = ts_header_nclasses(h);
     int64_t n = 0, cap = 0, *count = dd_calloc((size_t)ncls, sizeof *count);
-    int *label = NULL, C = 0, H = 0, W = 0, r;
+    int *label = NULL, C = 0, H = 0, W = 0, varied = 0, r;
     TsRecord rec;
     ts_record_init(&rec);
     while ((r = ts_input_next(in, &rec)) == 1) {
@@ -205,13 +223,33 @@ int main(int argc, char **argv)
         label[n++] = (int)y;
         count[y]++;
         if (n == 1) C = (int)im->shape[0], H = (int)im->shape[1], W = (int)im->shape[2];
+        else if (im->shape[0] != C)
+            dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %lld channels, the first record's image has %d",
+                   ts_input_name(in), (long long)ts_input_index(in), rec.key, (long long)im->shape[0], C);
+        else varied |= im->shape[1] != H || im->shape[2] != W;
     }
     if (r < 0) dd_die_err(DD_EXIT_DATA);
     ts_input_close(in);
     if (n == 0) dd_die(DD_EXIT_DATA, "%s: no records", iname);
 
-    int f = o.random ? 1 : o.factor ? o.factor : (H >= 128 && W >= 128 ? 2 : 1);
-    int side = (H < W ? H : W) / f;
+    if (varied && o.random)
+        dd_die(DD_EXIT_DATA, "%s: images of several sizes: --method random keeps whole images, which must "
+               "share one (resample them first)", iname);
+    /* The canvas: the images' size when they share one, else --res or the teacher's input size
+     * (each image is then cropped at its own size, as the reference crops the original images;
+     * only then is the teacher loaded before the shortfall checks below). */
+    Nn *nn = NULL;
+    Model *m = NULL;
+    int res = o.res;
+    if (varied && !res) {
+        m = load_teacher(&o, &nn);
+        if ((res = m->input_size) < 1)
+            dd_die(DD_EXIT_USAGE, "%s: images of several sizes and %s does not record its input size: "
+                   "give --res", iname, o.weights);
+    }
+    const int CH = res ? res : H, CW = res ? res : W;
+    int f = o.random ? 1 : o.factor ? o.factor : (CH >= 128 && CW >= 128 ? 2 : 1);
+    int side = (CH < CW ? CH : CW) / f;
     /* Each candidate gives one entry (its best crop), and a class's candidates are its first
      * min(records, want) in a seeded order: a shortfall is known now, before the teacher loads,
      * anything is scored or a byte is written. */
@@ -228,8 +266,6 @@ int main(int argc, char **argv)
                    iname, c, ts_header_class(h, c), (long long)k, o.maxipc,
                    (long long)need, cells);
     }
-    Nn *nn = NULL;
-    Model *m = NULL;
     SelScorer *sc = NULL;
     SelTop *rtop = NULL;
     const int keep = o.maxipc * f * f;
@@ -237,10 +273,7 @@ int main(int argc, char **argv)
         rtop = dd_calloc((size_t)ncls, sizeof *rtop);
         for (int c = 0; c < ncls; c++) sel_top_init(&rtop[c], keep);
     } else {
-        if (!(nn = nn_open(o.device, o.threads))) dd_die_err(dd_errcode());
-        nn_use_precision(nn, o.precision);
-        if (!(m = model_load(nn, o.weights))) dd_die_err(DD_EXIT_DATA);
-        model_set_requires_grad(m, 0);
+        if (!m) m = load_teacher(&o, &nn);
         if (m->num_classes != ncls)
             dd_die(DD_EXIT_DATA, "%s: %d classes, the input has %d", o.weights, m->num_classes, ncls);
         for (int c = 0; c < m->nclass_names; c++)
@@ -248,6 +281,8 @@ int main(int argc, char **argv)
                 dd_die(DD_EXIT_DATA, "%s: class %d is '%s', the input's is '%s'", o.weights, c, m->class_names[c],
                        ts_header_class(h, c));
         sc = sel_scorer_new(m, nn, ncls, keep, o.crops, side, o.batch, o.seed);
+        if (res && sel_scorer_canvas(sc, C, CH, CW) < 0)
+            dd_die(DD_EXIT_DATA, "%s: %s", o.weights, dd_errmsg());
     }
 
     /* The subsets: role[p] = rank of record p in its class's permutation, -1 if not chosen;
@@ -286,6 +321,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < o.nipc; k++) json_array_append_new(ipcs, json_integer(o.ipc[k]));
     json_object_set_new(params, "ipc", ipcs);
     if (strcmp(o.precision, "fp32")) json_object_set_new(params, "precision", json_string(o.precision));
+    if (res) json_object_set_new(params, "res", json_integer(res));
     ts_header_add_history(h, argc, argv, (int64_t)o.seed, params);
     json_decref(params);
     TsWriter *w[MAX_IPC];
@@ -309,13 +345,14 @@ int main(int argc, char **argv)
         if (role[p] >= 0) {
             Tensor im;
             if (ts_record_image_f32(&rec, &im) < 0) dd_die_err(DD_EXIT_DATA);
-            int bad = im.shape[0] != C || im.shape[1] != H || im.shape[2] != W;
+            int bad = im.shape[0] != C || (!res && (im.shape[1] != H || im.shape[2] != W));
             if (!bad && o.random) {
                 SelEntry e = {.ce = (double)role[p], .src = within[p], .box = {0, 0, H, W}, .pix = im.data};
                 snprintf(e.key, sizeof e.key, "%s", rec.key);
                 sel_top_offer(&rtop[c], &e);
                 im.owns = 0;
-            } else if (!bad && sel_scorer_add(sc, within[p], rec.key, c, im.data, C, H, W) < 0) {
+            } else if (!bad && sel_scorer_add(sc, within[p], rec.key, c, im.data, C, (int)im.shape[1],
+                                              (int)im.shape[2]) < 0) {
                 dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
                        rec.key, dd_errmsg());
             }

@@ -132,7 +132,8 @@ struct SelScorer {
     Nn *nn;
     int nclasses, ncrops, side, batch;
     uint64_t seed;
-    int C, H, W;                  /* image shape, fixed by the first image */
+    int C, H, W;                  /* canvas shape: the first image's, or sel_scorer_canvas's */
+    int fixed;                    /* 1: set by sel_scorer_canvas, images of any size */
     SelTop *top;                  /* [nclasses] */
     int nq;                       /* queued images (nq * ncrops canvases) */
     Queued **q;                   /* [batch / ncrops] */
@@ -163,22 +164,32 @@ SelScorer *sel_scorer_new(Model *m, Nn *nn, int nclasses, int keep, int ncrops, 
     return s;
 }
 
+int sel_scorer_canvas(SelScorer *s, int C, int H, int W)
+{
+    if (s->canvas) return dd_err("the canvas is set by the first image");
+    if (s->side > H || s->side > W) return dd_err("crop side %d exceeds the %dx%d canvas", s->side, H, W);
+    if (model_check_input(s->m, C, H, W) < 0) return -1;
+    s->C = C;
+    s->H = H;
+    s->W = W;
+    s->fixed = 1;
+    s->canvas = dd_malloc((size_t)s->batch * C * H * W * sizeof *s->canvas);
+    s->crops = dd_malloc((size_t)s->batch * C * s->side * s->side * sizeof *s->crops);
+    return 0;
+}
+
 int sel_scorer_add(SelScorer *s, int64_t src, const char *key, int label, const float *img, int C, int H,
                    int W)
 {
     if (!s->canvas) {
-        if (s->side > H || s->side > W)
-            return dd_err("crop side %d exceeds the %dx%d image", s->side, H, W);
-        if (model_check_input(s->m, C, H, W) < 0) return -1;
-        s->C = C;
-        s->H = H;
-        s->W = W;
-        s->canvas = dd_malloc((size_t)s->batch * C * H * W * sizeof *s->canvas);
-        s->crops = dd_malloc((size_t)s->batch * C * s->side * s->side * sizeof *s->crops);
-    } else if (C != s->C || H != s->H || W != s->W) {
+        if (sel_scorer_canvas(s, C, H, W) < 0) return -1;
+        s->fixed = 0;
+    } else if (s->fixed ? C != s->C : C != s->C || H != s->H || W != s->W) {
+        if (s->fixed) return dd_err("image [%d,%d,%d] has not the canvas's %d channels", C, H, W, s->C);
         return dd_err("image [%d,%d,%d] differs from the first candidate's [%d,%d,%d]", C, H, W, s->C, s->H,
                       s->W);
     }
+    if (H < 1 || W < 1) return dd_err("image [%d,%d,%d] is empty", C, H, W);
     if (label < 0 || label >= s->nclasses) return dd_err("label %d out of range", label);
     if (src < 0 || src > (int64_t)UINT32_MAX)
         return dd_err("index %lld within class %d out of range", (long long)src, label);
@@ -188,12 +199,12 @@ int sel_scorer_add(SelScorer *s, int64_t src, const char *key, int label, const 
     q->label = label;
     snprintf(q->key, sizeof q->key, "%s", key);
     sel_crop_boxes(s->seed, label, src, H, W, s->ncrops, q->box);
-    const size_t csz = (size_t)C * s->side * s->side, isz = (size_t)C * H * W;
+    const size_t csz = (size_t)C * s->side * s->side, isz = (size_t)C * s->H * s->W;
     for (int k = 0; k < s->ncrops; k++) {
         size_t j = (size_t)s->nq * s->ncrops + k;
         img_crop_resize(img, C, H, W, q->box[k].top, q->box[k].left, q->box[k].h, q->box[k].w,
                         s->crops + j * csz, s->side, s->side);
-        sel_canvas(s->crops + j * csz, C, s->side, s->m->mean, H, W, s->canvas + j * isz);
+        sel_canvas(s->crops + j * csz, C, s->side, s->m->mean, s->H, s->W, s->canvas + j * isz);
         s->labels[j] = label;
     }
     s->nq++;

@@ -85,6 +85,11 @@ typedef struct SelScorer SelScorer;
  * ncrops). The best crop of each image is offered to its class's SelTop. */
 SelScorer *sel_scorer_new(Model *m, Nn *nn, int nclasses, int keep, int ncrops, int side, int batch,
                           uint64_t seed);
+/* Fixes the canvas at [C,H,W] before the first image is added (side <= H, W). Without it the
+ * first image's shape is the canvas and every image must have it; with it images of C channels
+ * may have any size: each image's crop boxes are drawn on its own H x W (as RDED's reference
+ * crops the original images), the crops resized to side and centred on the canvas. */
+int sel_scorer_canvas(SelScorer *s, int C, int H, int W);
 /* Queues the crops of one candidate image [C,H,W] (pixels) of class `label` whose index among
  * that class's records (input order) is `src` (keys its crop boxes, see sel_crop_boxes; the
  * tie-break of its entry); scores the queue first when it could not take them. */

@@ -1,6 +1,7 @@
 # patchsel: RDED selection on the first 600 Fashion-MNIST records with a random-init teacher
 # (tests/parity/recover_tool): counts, keys, rank order of the scores, stitching with --factor 2,
-# --ipc-list (nested at f = 1), --method random, determinism and stdin, and the error paths.
+# --ipc-list (nested at f = 1), --method random, images of several sizes (--res), determinism and
+# stdin, and the error paths.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 600
@@ -88,6 +89,46 @@ if [ $rc = 1 ] && [ ! -s few.out ] && [ "$(wc -l <few.err)" = 1 ] \
     && grep -q "^patchsel: few.tsr: class [0-9] (.*) has [0-9] image(s): IPC 2 needs 8" few.err
 then ok "too few images in a class: exit 1, no output ($(cat few.err))"
 else fail "too few images in a class: exit $rc, $(wc -c <few.out) bytes out, $(cat few.err)"; fi
+# images of several sizes (an ImageFolder import): each candidate is cropped at its own size and
+# scored on a canvas of the teacher's input size (or --res); every output cell is its source's box
+# resized by torch's bilinear interpolation
+for k in 0 1 2; do "$BIN/tscat" -e 3:$k fm.tsr >part$k.tsr; done
+"$BIN/resample" -q --size 40x34 part0.tsr >sz0.tsr
+"$BIN/resample" -q --size 31x45 part2.tsr >sz2.tsr
+"$BIN/tscat" sz0.tsr part1.tsr sz2.tsr >mixed.tsr
+ps --ipc 2 mixed.tsr >mx.tsr && ps --ipc 2 --res 28 mixed.tsr >mx28.tsr || fail "patchsel on mixed sizes"
+"$BIN/tscmp" --exact mx.tsr mx28.tsr && ok "mixed sizes: the canvas defaults to the teacher's 28 px" \
+    || fail "mixed sizes: default canvas != --res 28"
+mkdir -p mxsrc && for t in sz0 part1 sz2; do "$BIN/tsexport" --npy mxsrc/$t $t.tsr || fail "export $t"; done
+"$BIN/tsexport" --npy mxsrc/out mx.tsr && "$BIN/tsinfo" --list mx.tsr >mxsrc/list.txt || fail "exporting the mixed run"
+"$PYTHON" - <<'PY' && ok "mixed sizes: 20 cells, each its source's box (beyond 28 px too) resized" || fail "mixed cells"
+import json, numpy as np, torch, torch.nn.functional as F
+src = {}
+for t in ("sz0", "part1", "sz2"):
+    keys = open(f"mxsrc/{t}/keys.txt").read().split()
+    src.update(zip(keys, torch.from_numpy(np.load(f"mxsrc/{t}/image.npy"))))
+out = np.load("mxsrc/out/image.npy")
+assert out.shape == (20, 1, 28, 28), out.shape
+big = 0
+for i, line in enumerate(open("mxsrc/list.txt")):
+    cell = json.loads(line.split("\t")[5])["cells"][0]
+    img = src[cell["src"]]
+    t, l, h, w = cell["box"]
+    assert h == w and t >= 0 and l >= 0 and t + h <= img.shape[1] and l + w <= img.shape[2], (cell, img.shape)
+    big += h > 28
+    want = F.interpolate(img[None, :, t:t + h, l:l + w], size=(28, 28), mode="bilinear", align_corners=False)[0]
+    err = float((torch.from_numpy(out[i]) - want).abs().max())
+    assert err < 1e-5, (i, cell, err)
+assert big > 0, "no box beyond 28 px: the 40x34 and 31x45 images were not cropped at their own size"
+PY
+"$BIN/tsinfo" --json mx.tsr | "$PYTHON" -c 'import json, sys; assert json.load(sys.stdin)["history"][-1]["params"]["res"] == 28' \
+    && ok "mixed sizes: res in the history" || fail "res in history"
+rc=0; "$BIN/patchsel" -q --method random --ipc 2 mixed.tsr >mr.out 2>mr.err || rc=$?
+[ $rc = 1 ] && [ ! -s mr.out ] && grep -q "images of several sizes: --method random" mr.err \
+    && ok "--method random on mixed sizes: exit 1 ($(cat mr.err))" || fail "random on mixed sizes: exit $rc $(cat mr.err)"
+ps --ipc 2 --res 32 mixed.tsr >/dev/null 2>err.txt && fail "--res 32 with a 28-px convnet3"
+grep -q "t.safetensors" err.txt && ok "--res the teacher cannot take: $(cat err.txt)" || fail "--res 32: $(cat err.txt)"
+expect_usage patchsel --method random --res 28 fm.tsr
 expect_usage patchsel --ipc 1 fm.tsr
 expect_usage patchsel -w t.safetensors --factor 3 fm.tsr
 expect_usage patchsel -w t.safetensors --ipc-list 1,2 fm.tsr

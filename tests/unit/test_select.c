@@ -3,6 +3,7 @@
  * the f x f stitching order (cell k holds rank k*IPC + m), the scorer against a direct
  * evaluation of the winning crop, independent of the scoring batch size, and a class's selection
  * unchanged when the other classes are removed or reordered. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "libcommon/distill/select.h"
@@ -95,7 +96,8 @@ static void test_rank_stitch(void)
     sel_top_free(&t);
 }
 
-/* The scorer keeps, per image, the crop whose canvas the model scores best, whatever the batch. */
+/* The scorer keeps, per image, the crop whose canvas the model scores best, whatever the batch;
+ * with a fixed canvas, for images of any size. */
 static void test_scorer(void)
 {
     Nn *nn = nn_new(DD_CPU, 1);
@@ -154,6 +156,51 @@ static void test_scorer(void)
     }
     sel_scorer_free(s1);
     sel_scorer_free(s2);
+
+    /* a fixed 8x8 canvas and images of several sizes: each image's boxes are drawn on its own size */
+    static const int dims[NIMG][2] = {{8, 8}, {11, 7}, {6, 13}, {9, 9}, {5, 6}, {16, 10}, {7, 5}};
+    float *big[NIMG];
+    SelScorer *s3 = sel_scorer_new(m, nn, 3, 2, K, SIDE, 5, 9);
+    CHECK(sel_scorer_canvas(s3, 1, 8, 8) == 0);
+    for (int i = 0; i < NIMG; i++) {
+        big[i] = malloc((size_t)dims[i][0] * dims[i][1] * sizeof(float));
+        for (int j = 0; j < dims[i][0] * dims[i][1]; j++) big[i][j] = (float)dd_rng_uniform(&r);
+        char key[16];
+        snprintf(key, sizeof key, "v%d", i);
+        CHECK(sel_scorer_add(s3, i / 3, key, i % 3, big[i], 1, dims[i][0], dims[i][1]) == 0);
+    }
+    CHECK(sel_scorer_add(s3, 9, "rgb", 0, big[0], 3, 2, 2) < 0); /* channels must match the canvas */
+    CHECK(sel_scorer_flush(s3) == 0);
+    for (int c = 0; c < 3; c++) {
+        SelTop *a = sel_scorer_top(s3, c);
+        CHECK(a->n == 2);
+        for (int k = 0; k < a->n; k++) {
+            const int64_t at = a->e[k].src * 3 + c;
+            const int h = dims[at][0], w = dims[at][1];
+            AugBox bx[K];
+            sel_crop_boxes(9, c, a->e[k].src, h, w, K, bx);
+            double best = 1e30;
+            for (int q = 0; q < K; q++) {
+                CHECK(bx[q].top + bx[q].h <= h && bx[q].left + bx[q].w <= w);
+                float crop[SIDE * SIDE], cv[64], lg[3];
+                img_crop_resize(big[at], 1, h, w, bx[q].top, bx[q].left, bx[q].h, bx[q].w, crop, SIDE, SIDE);
+                sel_canvas(crop, 1, SIDE, m->mean, 8, 8, cv);
+                Tensor t = tensor_newv(DD_F32, 4, (int64_t)1, (int64_t)1, (int64_t)8, (int64_t)8);
+                memcpy(t.data, cv, sizeof cv);
+                nn_set_grad(nn, 0);
+                nn_var_download(nn, model_forward(m, nn, nn_input(nn, &t, 0), 0), lg);
+                nn_reset(nn);
+                tensor_free(&t);
+                int64_t y = c;
+                double ce;
+                sel_ce(lg, 1, 3, &y, &ce);
+                if (ce < best) best = ce;
+            }
+            CHECK_CLOSE(a->e[k].ce, best, 1e-6, 1e-6);
+        }
+    }
+    sel_scorer_free(s3);
+    for (int i = 0; i < NIMG; i++) free(big[i]);
     model_free(m);
     nn_free(nn);
 }

@@ -37,7 +37,8 @@ static void usage(FILE *f)
     fprintf(f, "Usage: %s [options] DATASET\n"
                "Import a dataset as a record stream on stdout.\n"
                "  -f, --format F         idx | cifar10 | cifar100 | imagefolder | npy (default: guessed)\n"
-               "  -S, --split S          train | test (default train)\n"
+               "  -S, --split S          train | test (default train); imagefolder: any\n"
+               "                         directory name, e.g. val\n"
                "  -n, --limit N          import the first N records only\n"
                "  -c, --classes-file F   class names, one per line (overrides the dataset's)\n"
                "  -o, --output FILE      write FILE atomically instead of stdout\n"
@@ -336,17 +337,26 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc - 1) dd_die(DD_EXIT_USAGE, "want exactly one DATASET operand (try --help)");
-    if (strcmp(o.split, "train") && strcmp(o.split, "test"))
-        dd_die(DD_EXIT_USAGE, "--split: '%s' is not train or test", o.split);
     const char *path = argv[optind];
+    const int traintest = !strcmp(o.split, "train") || !strcmp(o.split, "test");
     if (!format && !(format = guess_format(path)))
         dd_die(DD_EXIT_USAGE, "%s: cannot guess the dataset format; use --format", path);
     static const char *const formats[] = {"idx", "cifar10", "cifar100", "imagefolder", "npy"};
     int fmt = 0;
     while (fmt < 5 && strcmp(format, formats[fmt])) fmt++;
     if (fmt == 5) dd_die(DD_EXIT_USAGE, "--format: unknown format '%s'", format);
+    /* the split names keys (SPLIT_NNNNNN) and, for an ImageFolder tree, its directory ROOT/SPLIT
+     * (ImageNet's val); the other formats know train and test only */
+    size_t sl = strlen(o.split);
+    if (fmt != 3 && !traintest) dd_die(DD_EXIT_USAGE, "--split: '%s' is not train or test", o.split);
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+    if (!sl || sl > 32 || strspn(o.split, name_chars) != sl)
+        dd_die(DD_EXIT_USAGE, "--split: '%s' is not a directory name of at most 32 letters, digits, - or _",
+               o.split);
     if (!strcmp(o.output, "-")) dd_refuse_tty_stdout();
     char *split_dir = path_join(path, o.split);   /* ImageFolder: ROOT/SPLIT when --split is given */
+    if (fmt == 3 && split_given && !traintest && !is_dir(split_dir))
+        dd_die(DD_EXIT_DATA, "%s: no such directory (--split %s)", split_dir, o.split);
     switch (fmt) {
     case 0: import_idx(&o, path); break;
     case 1: case 2: import_cifar(&o, path, fmt == 2); break;

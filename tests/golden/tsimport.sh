@@ -86,6 +86,16 @@ head -c 5000 c100/train.bin >c100/t && mv c100/t c100/train.bin
 expect_exit 1 "truncated CIFAR-100 file" -- "$BIN/tsimport" c100
 rm c100/fine_label_names.txt
 expect_exit 1 "CIFAR-100 without names" -- "$BIN/tsimport" --format cifar100 c100
+# an ImageFolder tree with splits: --split names the directory (ImageNet's val), keys VAL_NNNNNN
+"$BIN/tscat" --head 4 fm.tsr >h4.tsr && "$BIN/tscat" --head 6 fm.tsr >h6.tsr
+mkdir tree && "$BIN/tsexport" --png tree/train h4.tsr && "$BIN/tsexport" --png tree/val h6.tsr || fail "making a tree"
+"$BIN/tsimport" --format imagefolder --split val tree | "$BIN/tsinfo" --list >val.txt || fail "imagefolder --split val"
+[ "$(awk '{print $2}' val.txt | tr '\n' ' ')" = "val_000000 val_000001 val_000002 val_000003 val_000004 val_000005 " ] \
+    && ok "imagefolder --split val: ROOT/val (6 images), keys val_NNNNNN" || fail "--split val: $(cat val.txt)"
+"$BIN/tsimport" --format imagefolder --split vall tree >/dev/null 2>err.txt && fail "--split of a missing directory"
+grep -q "tree/vall: no such directory" err.txt && ok "imagefolder --split of a missing directory: $(cat err.txt)" \
+    || fail "--split vall: $(cat err.txt)"
+expect_usage tsimport --format imagefolder --split a/b tree
 expect_usage tsimport
 expect_usage tsimport --format nope "$fmnist"
 expect_usage tsimport --split val "$fmnist"

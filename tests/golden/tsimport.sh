@@ -96,6 +96,21 @@ mkdir tree && "$BIN/tsexport" --png tree/train h4.tsr && "$BIN/tsexport" --png t
 grep -q "tree/vall: no such directory" err.txt && ok "imagefolder --split of a missing directory: $(cat err.txt)" \
     || fail "--split vall: $(cat err.txt)"
 expect_usage tsimport --format imagefolder --split a/b tree
+# decoding on threads: the same records for any -j, --limit across the windows of files, and the
+# first bad file in order is the one named
+"$BIN/tsexport" --png pngs fm.tsr || fail "a tree of 200 PNGs"
+"$BIN/tsimport" -j 1 pngs >j1.tsr && "$BIN/tsimport" -j 3 pngs >j3.tsr && "$BIN/tsimport" pngs >jd.tsr \
+    && "$BIN/tscmp" --exact j1.tsr j3.tsr && "$BIN/tscmp" --exact j1.tsr jd.tsr \
+    && ok "imagefolder: -j 1, -j 3 and the default give the same records" || fail "imagefolder -j"
+"$BIN/tsimport" -j 1 --limit 57 pngs >l1.tsr && "$BIN/tsimport" -j 3 --limit 57 pngs >l3.tsr \
+    && "$BIN/tscmp" --exact l1.tsr l3.tsr && [ "$("$BIN/tsinfo" --json l3.tsr | grep -c '"records": 57')" = 1 ] \
+    && ok "imagefolder --limit 57 with -j 3 (windows of 24)" || fail "imagefolder --limit with -j"
+bad=$(ls pngs/*/*.png | sed -n 100p) && ls pngs/*/*.png | sed -n 150p | xargs -I{} sh -c 'head -c 60 {} >{}.tmp && mv {}.tmp {}'
+head -c 50 "$bad" >bad.tmp && mv bad.tmp "$bad"
+rc=0; "$BIN/tsimport" -j 3 pngs >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "$bad" err.txt \
+    && ok "imagefolder -j 3: the first bad file is named ($(cat err.txt))" || fail "bad file with -j 3: exit $rc: $(cat err.txt)"
+expect_usage tsimport -j 0 pngs
 expect_usage tsimport
 expect_usage tsimport --format nope "$fmnist"
 expect_usage tsimport --split val "$fmnist"

@@ -1,5 +1,5 @@
-# arcmerge: alpha*x + (1-alpha)*resample(P) by key; missing keys, class mismatch. PyTorch parity in
-# parity/resample.sh.
+# arcmerge: alpha*x + (1-alpha)*resample(P) by key; missing keys, class and channel mismatch.
+# PyTorch parity in parity/resample.sh.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 mk_npy p 6 3 8 8 1
@@ -27,6 +27,11 @@ expect_exit 1 "class lists differ" -- "$BIN/arcmerge" P.tsr -x xc.tsr
 head -c 2000 P.tsr >cut.tsr
 expect_exit 1 "truncated patches" -- "$BIN/arcmerge" cut.tsr -x x.tsr
 "$BIN/arcmerge" -x cut.tsr P.tsr >/dev/null 2>err.txt || true; grep -q "truncated" err.txt && ok "truncated x" || fail "truncated x"
+# an image whose channels differ from its patch's
+mk_npy g 6 1 8 8 2 && "$BIN/tsimport" g >g.tsr
+"$BIN/arcmerge" P.tsr -x g.tsr >/dev/null 2>err.txt && fail "1-channel x on 3-channel patches accepted"
+grep -q "g.tsr: record 0 (k0000): image F32\[1,8,8\] does not match the patch's F32\[3,8,8\]" err.txt \
+    && ok "channels differ: $(cat err.txt)" || fail "channels: $(cat err.txt)"
 expect_usage arcmerge
 expect_usage arcmerge --alpha 1.5 P.tsr
 expect_usage arcmerge P.tsr x.tsr

@@ -106,6 +106,7 @@ int main(int argc, char **argv)
     const char *arch = NULL, *weights = NULL, *valf = NULL, *labelsf = NULL, *teacherf = NULL, *save = NULL;
     const char *optname = NULL, *device = "cpu", *precision = "fp32";
     double lr = NAN, mom = NAN, wd = NAN, b1 = 0.9, b2 = 0.999, eta = NAN, T = 20, ls = 0;
+    int T_given = 0, ls_given = 0;
     double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN;
     int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 1, noaug = 0;
     int every = 0, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0, decay_all = -1, c;
@@ -119,8 +120,8 @@ int main(int argc, char **argv)
         case O_LABELS: labelsf = optarg; break;
         case O_TEACHER: teacherf = optarg; break;
         case O_HARD: hard = 1; break;
-        case 'T': T = dd_opt_double("-T", optarg, 1e-3, 1e6); break;
-        case O_LS: ls = dd_opt_double("--label-smoothing", optarg, 0, 1); break;
+        case 'T': T = dd_opt_double("-T", optarg, 1e-3, 1e6), T_given = 1; break;
+        case O_LS: ls = dd_opt_double("--label-smoothing", optarg, 0, 1), ls_given = 1; break;
         case O_OPT: optname = optarg; break;
         case O_LR: lr = dd_opt_double("--lr", optarg, 0, 1e6); break;
         case O_MOM: mom = dd_opt_double("--momentum", optarg, 0, 1); break;
@@ -219,6 +220,11 @@ int main(int argc, char **argv)
      * post-evaluation protocol (method.md 4; RDED's for --teacher, INFER's for static labels) */
     TrainConf tc = {.labels = labelsf ? TRAIN_REPLAY : teacherf ? TRAIN_TEACHER : tr.soft ? TRAIN_STATIC : TRAIN_HARD};
     const int soft = tc.labels != TRAIN_HARD;
+    /* an option the label source does not use is said, not silently dropped */
+    if (T_given && !soft)
+        dd_warn("-T is the KL temperature of soft labels; %s has none (no 'soft' field, --labels or "
+                "--teacher), so this run trains on hard labels and ignores it", tname);
+    if (ls_given && soft) dd_warn("--label-smoothing applies to hard labels; this run's are soft: ignored");
     if (!optname) kind = soft ? OPTIM_ADAMW : OPTIM_SGD;
     if (isnan(lr)) lr = kind == OPTIM_SGD ? 0.05 : 1e-3;
     if (isnan(wd)) wd = kind == OPTIM_SGD ? 5e-4 : 0.01;

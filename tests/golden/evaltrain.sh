@@ -82,6 +82,21 @@ grep -aq '\\"optimizer\\":\\"adamw\\",\\"lr\\":0.001,\\"wd\\":0.01,\\"decay\\":\
     && grep -aq 'decay\\":\\"weights' s2.safetensors && ! cmp -s s.safetensors s2.safetensors \
     && ok "--decay weights: other weights" || fail "--decay weights"
 expect_usage evaltrain -m convnet1 --decay some s.tsr
+# an option the label source does not use is warned about, not silently dropped
+"$E" "${small[@]}" --epochs 1 -T 4 tr.tsr >/dev/null 2>err.txt \
+    && grep -q "^evaltrain: -T is the KL temperature of soft labels; tr.tsr has none" err.txt \
+    && ok "-T on hard labels: warned" || fail "-T on hard labels: $(cat err.txt)"
+"$E" -m "convnet1:width=8" -q --epochs 1 --batch 8 --label-smoothing 0.1 s.tsr >/dev/null 2>err.txt \
+    && grep -q "^evaltrain: --label-smoothing applies to hard labels" err.txt \
+    && ok "--label-smoothing on soft labels: warned" || fail "--label-smoothing on soft labels: $(cat err.txt)"
+"$E" "${small[@]}" --epochs 1 --label-smoothing 0.1 tr.tsr >/dev/null 2>err.txt && [ ! -s err.txt ] \
+    && ok "--label-smoothing on hard labels: no warning" || fail "--label-smoothing on hard labels: $(cat err.txt)"
+# one image size per training stream: the error names the record and both sizes
+"$BIN/tscat" --head 3 te.tsr >te3.tsr && "$BIN/resample" -q --size 30 te3.tsr >te30.tsr \
+    && "$BIN/tscat" tr.tsr te30.tsr >mixed.tsr || fail "making a stream of two sizes"
+"$E" "${small[@]}" --epochs 1 mixed.tsr >/dev/null 2>err.txt && fail "mixed sizes accepted"
+grep -q "^evaltrain: mixed.tsr: record 192 (test_000000): image F32\[1,30,30\] differs from the first record's \[1,28,28\]" \
+    err.txt && ok "mixed sizes: $(cat err.txt)" || fail "mixed sizes: $(cat err.txt)"
 "$E" "${small[@]}" --teacher w.safetensors --epochs 1 --batch 32 --val te.tsr --save t.safetensors tr.tsr >t.json \
     && grep -aq 'teacher' t.safetensors && ok "online teacher: $(tail -n 1 t.json)" || fail "online teacher"
 grep -aq 'decay\\":\\"weights' t.safetensors && ok "online teacher: AdamW decays conv/linear weights only" \

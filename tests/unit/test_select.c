@@ -96,6 +96,34 @@ static void test_rank_stitch(void)
     sel_top_free(&t);
 }
 
+enum { K = 3, SIDE = 4 };
+
+/* The scorer's answer computed directly: the best CE over the K crops (seed 9) of image img [1,h,w]
+ * of class c, index src within it, each alone on an 8x8 canvas. */
+static double direct_best(Model *m, Nn *nn, const float *img, int h, int w, int c, int64_t src)
+{
+    AugBox bx[K];
+    sel_crop_boxes(9, c, src, h, w, K, bx);
+    double best = 1e30;
+    for (int q = 0; q < K; q++) {
+        CHECK(bx[q].top + bx[q].h <= h && bx[q].left + bx[q].w <= w);
+        float crop[SIDE * SIDE], cv[64], lg[3];
+        img_crop_resize(img, 1, h, w, bx[q].top, bx[q].left, bx[q].h, bx[q].w, crop, SIDE, SIDE);
+        sel_canvas(crop, 1, SIDE, m->mean, 8, 8, cv);
+        Tensor t = tensor_newv(DD_F32, 4, (int64_t)1, (int64_t)1, (int64_t)8, (int64_t)8);
+        memcpy(t.data, cv, sizeof cv);
+        nn_set_grad(nn, 0);
+        nn_var_download(nn, model_forward(m, nn, nn_input(nn, &t, 0), 0), lg);
+        nn_reset(nn);
+        tensor_free(&t);
+        int64_t y = c;
+        double ce;
+        sel_ce(lg, 1, 3, &y, &ce);
+        best = ce < best ? ce : best;
+    }
+    return best;
+}
+
 /* The scorer keeps, per image, the crop whose canvas the model scores best, whatever the batch;
  * with a fixed canvas, for images of any size. */
 static void test_scorer(void)
@@ -105,7 +133,7 @@ static void test_scorer(void)
     CHECK(m != NULL);
     if (!m) return;
     model_set_requires_grad(m, 0);
-    enum { NIMG = 7, K = 3, SIDE = 4 };
+    enum { NIMG = 7 };
     float img[NIMG][64];
     DdRng r;
     dd_rng_init(&r, 1, 0, 0);
@@ -132,26 +160,8 @@ static void test_scorer(void)
             if (cpu_avx512()) CHECK(a->e[k].ce == b->e[k].ce);
             else CHECK_CLOSE(a->e[k].ce, b->e[k].ce, 1e-6, 1e-6);
             /* direct: best of the K crops of that image, scored alone */
-            AugBox bx[K];
-            sel_crop_boxes(9, c, a->e[k].src, 8, 8, K, bx);
             const int64_t at = a->e[k].src * 3 + c;    /* image src of class c */
-            double best = 1e30;
-            for (int q = 0; q < K; q++) {
-                float crop[SIDE * SIDE], cv[64], lg[3];
-                img_crop_resize(img[at], 1, 8, 8, bx[q].top, bx[q].left, bx[q].h, bx[q].w, crop, SIDE, SIDE);
-                sel_canvas(crop, 1, SIDE, m->mean, 8, 8, cv);
-                Tensor t = tensor_newv(DD_F32, 4, (int64_t)1, (int64_t)1, (int64_t)8, (int64_t)8);
-                memcpy(t.data, cv, sizeof cv);
-                nn_set_grad(nn, 0);
-                nn_var_download(nn, model_forward(m, nn, nn_input(nn, &t, 0), 0), lg);
-                nn_reset(nn);
-                tensor_free(&t);
-                int64_t y = c;
-                double ce;
-                sel_ce(lg, 1, 3, &y, &ce);
-                best = ce < best ? ce : best;
-            }
-            CHECK_CLOSE(a->e[k].ce, best, 1e-6, 1e-6);
+            CHECK_CLOSE(a->e[k].ce, direct_best(m, nn, img[at], 8, 8, c, a->e[k].src), 1e-6, 1e-6);
         }
     }
     sel_scorer_free(s1);
@@ -176,27 +186,8 @@ static void test_scorer(void)
         CHECK(a->n == 2);
         for (int k = 0; k < a->n; k++) {
             const int64_t at = a->e[k].src * 3 + c;
-            const int h = dims[at][0], w = dims[at][1];
-            AugBox bx[K];
-            sel_crop_boxes(9, c, a->e[k].src, h, w, K, bx);
-            double best = 1e30;
-            for (int q = 0; q < K; q++) {
-                CHECK(bx[q].top + bx[q].h <= h && bx[q].left + bx[q].w <= w);
-                float crop[SIDE * SIDE], cv[64], lg[3];
-                img_crop_resize(big[at], 1, h, w, bx[q].top, bx[q].left, bx[q].h, bx[q].w, crop, SIDE, SIDE);
-                sel_canvas(crop, 1, SIDE, m->mean, 8, 8, cv);
-                Tensor t = tensor_newv(DD_F32, 4, (int64_t)1, (int64_t)1, (int64_t)8, (int64_t)8);
-                memcpy(t.data, cv, sizeof cv);
-                nn_set_grad(nn, 0);
-                nn_var_download(nn, model_forward(m, nn, nn_input(nn, &t, 0), 0), lg);
-                nn_reset(nn);
-                tensor_free(&t);
-                int64_t y = c;
-                double ce;
-                sel_ce(lg, 1, 3, &y, &ce);
-                if (ce < best) best = ce;
-            }
-            CHECK_CLOSE(a->e[k].ce, best, 1e-6, 1e-6);
+            CHECK_CLOSE(a->e[k].ce, direct_best(m, nn, big[at], dims[at][0], dims[at][1], c, a->e[k].src), 1e-6,
+                        1e-6);
         }
     }
     sel_scorer_free(s3);

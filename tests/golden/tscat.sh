@@ -33,6 +33,26 @@ ok "selection"
 cmp back.tsr fm.tsr && ok "shards round trip: byte-identical (cmp)" || fail "shards round trip not byte-identical"
 "$BIN/tscat" --shards 'plain/p-%03d.tar' --shard-records 1000 fm.tsr && tar tf plain/p-000.tar | sed -n 1,3p | grep -q "train_000000" \
     && ok "plain tar shard readable by tar" || fail "plain tar shard"
+# reproducible shards: members mode 0444, uid/gid 0, mtime SOURCE_DATE_EPOCH (else 0); two runs
+# a second apart give the same bytes, compressed or not
+for z in "" .zst; do
+    SOURCE_DATE_EPOCH=1700000000 "$BIN/tscat" --shards "r1/p-%03d.tar$z" fm.tsr && sleep 1.1 \
+        && SOURCE_DATE_EPOCH=1700000000 "$BIN/tscat" --shards "r2/p-%03d.tar$z" fm.tsr \
+        && cmp "r1/p-000.tar$z" "r2/p-000.tar$z" && ok "shards$z: the same bytes from two runs" || fail "shards$z differ"
+done
+"$BIN/tscat" --shards 'r0/p-%03d.tar' fm.tsr || fail "shards without SOURCE_DATE_EPOCH"
+"$PYTHON" - <<'PY' && ok "shard members: mode 0444, uid/gid 0, mtime SOURCE_DATE_EPOCH or 0" || fail "shard member headers"
+import tarfile
+for path, mtime in (("r1/p-000.tar", 1700000000), ("r0/p-000.tar", 0)):
+    ms = tarfile.open(path).getmembers()
+    assert len(ms) > 200 and ms[0].name == "__stream__", (path, len(ms), ms[0].name)
+    bad = [(m.name, m.mode, m.uid, m.gid, m.uname, m.mtime) for m in ms
+           if (m.mode, m.uid, m.gid, m.uname, m.gname, m.mtime) != (0o444, 0, 0, "", "", mtime)]
+    assert not bad, (path, bad[:3])
+PY
+SOURCE_DATE_EPOCH=soon "$BIN/tscat" --shards 'r3/p-%03d.tar' fm.tsr 2>err.txt && fail "SOURCE_DATE_EPOCH=soon accepted"
+grep -q "SOURCE_DATE_EPOCH 'soon' is not a non-negative integer" err.txt && ok "bad SOURCE_DATE_EPOCH: $(cat err.txt)" \
+    || fail "bad SOURCE_DATE_EPOCH: $(cat err.txt)"
 # class-list mismatch.
 mk_npy other 4 1 28 28 1 u8
 "$BIN/tsimport" other >other.tsr

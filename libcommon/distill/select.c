@@ -185,7 +185,7 @@ int sel_scorer_add(SelScorer *s, int64_t src, const char *key, int label, const 
         if (sel_scorer_canvas(s, C, H, W) < 0) return -1;
         s->fixed = 0;
     } else if (s->fixed ? C != s->C : C != s->C || H != s->H || W != s->W) {
-        if (s->fixed) return dd_err("image [%d,%d,%d] has not the canvas's %d channels", C, H, W, s->C);
+        if (s->fixed) return dd_err("image [%d,%d,%d]: %d channels, the canvas has %d", C, H, W, C, s->C);
         return dd_err("image [%d,%d,%d] differs from the first candidate's [%d,%d,%d]", C, H, W, s->C, s->H,
                       s->W);
     }

@@ -22,6 +22,7 @@
 #include "formats/stream.h"
 #include "libcommon/base/base.h"
 #include "libcommon/distill/select.h"
+#include "libcommon/image/resize.h"
 
 enum { MAX_IPC = 16 };
 
@@ -111,7 +112,6 @@ static void parse(int argc, char **argv, Opts *o)
         dd_die(DD_EXIT_USAGE, "--ipc-list writes one stream per IPC: give -o PATTERN containing %%d");
     if (!list && strstr(o->output, "%d")) dd_die(DD_EXIT_USAGE, "-o PATTERN with %%d needs --ipc-list");
     if (o->random && o->factor > 1) dd_die(DD_EXIT_USAGE, "--method random takes whole images: no --factor");
-    if (o->random && o->res) dd_die(DD_EXIT_USAGE, "--method random takes whole images: no --res");
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 
@@ -150,8 +150,9 @@ static Model *load_teacher(const Opts *o, Nn **nn)
     return m;
 }
 
-/* Writes class c's images for every IPC of the run, then frees its list. */
-static void emit_class(const Opts *o, TsWriter **w, SelTop *t, int c, int f, int C, int side)
+/* Writes class c's images for every IPC of the run, then frees its list. rded: f x f cells of
+ * side x side; --method random: each entry's image as it is, C x oh x ow. */
+static void emit_class(const Opts *o, TsWriter **w, SelTop *t, int c, int f, int C, int side, int oh, int ow)
 {
     sel_top_sort(t);
     for (int k = 0; k < o->nipc; k++) {
@@ -163,8 +164,14 @@ static void emit_class(const Opts *o, TsWriter **w, SelTop *t, int c, int f, int
             TsRecord rec;
             ts_record_init(&rec);
             snprintf(rec.key, sizeof rec.key, "c%04d_i%04d", c, m);
-            Tensor im = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)f * side, (int64_t)f * side);
-            sel_stitch(t, ipc, f, m, C, side, im.data);
+            Tensor im;
+            if (o->random) {
+                im = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)oh, (int64_t)ow);
+                memcpy(im.data, t->e[m].pix, (size_t)C * oh * ow * sizeof(float));
+            } else {
+                im = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)f * side, (int64_t)f * side);
+                sel_stitch(t, ipc, f, m, C, side, im.data);
+            }
             ts_record_set(&rec, "image", im);
             ts_record_set(&rec, "label", tensor_scalar_i64(c));
             json_t *cells = json_array();
@@ -232,9 +239,9 @@ int main(int argc, char **argv)
     ts_input_close(in);
     if (n == 0) dd_die(DD_EXIT_DATA, "%s: no records", iname);
 
-    if (varied && o.random)
-        dd_die(DD_EXIT_DATA, "%s: images of several sizes: --method random keeps whole images, which must "
-               "share one (resample them first)", iname);
+    if (varied && o.random && !o.res)
+        dd_die(DD_EXIT_USAGE, "%s: images of several sizes: --method random keeps whole images, so give "
+               "--res R (each resized, shorter side to R, and centre-cropped) or resample them first", iname);
     /* The canvas: the images' size when they share one, else --res or the teacher's input size
      * (each image is then cropped at its own size, as the reference crops the original images;
      * only then is the teacher loaded before the shortfall checks below). */
@@ -347,10 +354,16 @@ int main(int argc, char **argv)
             if (ts_record_image_f32(&rec, &im) < 0) dd_die_err(DD_EXIT_DATA);
             int bad = im.shape[0] != C || (!res && (im.shape[1] != H || im.shape[2] != W));
             if (!bad && o.random) {
-                SelEntry e = {.ce = (double)role[p], .src = within[p], .box = {0, 0, H, W}, .pix = im.data};
+                const int ih = (int)im.shape[1], iw = (int)im.shape[2];
+                SelEntry e = {.ce = (double)role[p], .src = within[p], .box = {0, 0, ih, iw}, .pix = im.data};
+                if (res) { /* torchvision's Resize(res) + CenterCrop(res) */
+                    e.pix = dd_malloc((size_t)C * res * res * sizeof(float));
+                    img_resize_short_center_crop(im.data, C, ih, iw, res, res, e.pix);
+                } else {
+                    im.owns = 0;
+                }
                 snprintf(e.key, sizeof e.key, "%s", rec.key);
                 sel_top_offer(&rtop[c], &e);
-                im.owns = 0;
             } else if (!bad && sel_scorer_add(sc, within[p], rec.key, c, im.data, C, (int)im.shape[1],
                                               (int)im.shape[2]) < 0) {
                 dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
@@ -365,7 +378,7 @@ int main(int argc, char **argv)
                 done[c] = 1;
                 for (; next < ncls && done[next]; next++) {
                     SelTop *t = o.random ? &rtop[next] : sel_scorer_top(sc, next);
-                    if (count[next]) emit_class(&o, w, t, next, f, C, side);
+                    if (count[next]) emit_class(&o, w, t, next, f, C, side, CH, CW);
                     else sel_top_free(t);
                 }
             }

@@ -21,29 +21,12 @@
 
 /* ---- data in memory ---- */
 
-/* torchvision Resize(s) (shorter side to s, longer int(s * long / short)) + CenterCrop(crop). */
+/* torchvision's validation transform: Resize(crop * 256 / 224) + CenterCrop(crop). */
 static Tensor val_transform(const Tensor *img, int crop)
 {
     int C = (int)img->shape[0], H = (int)img->shape[1], W = (int)img->shape[2];
-    int s = crop * 256 / 224, oh, ow;
-    if (H <= W) {
-        oh = s;
-        ow = (int)((double)s * W / H);
-    } else {
-        ow = s;
-        oh = (int)((double)s * H / W);
-    }
-    Tensor rs = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)oh, (int64_t)ow);
-    img_resize_bilinear_aa(img->data, C, H, W, rs.data, oh, ow);
     Tensor out = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)crop, (int64_t)crop);
-    int top = (int)nearbyint((oh - crop) / 2.0), left = (int)nearbyint((ow - crop) / 2.0);
-    const float *src = rs.data;
-    float *dst = out.data;
-    for (int c = 0; c < C; c++)
-        for (int y = 0; y < crop; y++)
-            memcpy(dst + ((int64_t)c * crop + y) * crop, src + ((int64_t)c * oh + y + top) * ow + left,
-                   (size_t)crop * sizeof(float));
-    tensor_free(&rs);
+    img_resize_short_center_crop(img->data, C, H, W, crop * 256 / 224, crop, out.data);
     return out;
 }
 

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "libcommon/base/base.h"
 
@@ -163,4 +164,25 @@ void img_resize_bilinear_aa(const float *src, int C, int H, int W, float *dst, i
     free(tmp);
     aa_taps_free(&tw);
     aa_taps_free(&th);
+}
+
+void img_resize_short_center_crop(const float *src, int C, int H, int W, int s, int crop, float *dst)
+{
+    int oh, ow;
+    if (H <= W) {
+        oh = s;
+        ow = (int)((double)s * W / H);
+    } else {
+        ow = s;
+        oh = (int)((double)s * H / W);
+    }
+    assert(crop <= oh && crop <= ow);
+    float *rs = dd_malloc((size_t)C * oh * ow * sizeof *rs);
+    img_resize_bilinear_aa(src, C, H, W, rs, oh, ow);
+    int top = (int)nearbyint((oh - crop) / 2.0), left = (int)nearbyint((ow - crop) / 2.0);
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < crop; y++)
+            memcpy(dst + ((size_t)c * crop + y) * crop, rs + ((size_t)c * oh + y + top) * ow + left,
+                   (size_t)crop * sizeof(float));
+    free(rs);
 }

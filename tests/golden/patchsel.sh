@@ -124,11 +124,30 @@ PY
 "$BIN/tsinfo" --json mx.tsr | "$PYTHON" -c 'import json, sys; assert json.load(sys.stdin)["history"][-1]["params"]["res"] == 28' \
     && ok "mixed sizes: res in the history" || fail "res in history"
 rc=0; "$BIN/patchsel" -q --method random --ipc 2 mixed.tsr >mr.out 2>mr.err || rc=$?
-[ $rc = 1 ] && [ ! -s mr.out ] && grep -q "images of several sizes: --method random" mr.err \
-    && ok "--method random on mixed sizes: exit 1 ($(cat mr.err))" || fail "random on mixed sizes: exit $rc $(cat mr.err)"
+[ $rc = 2 ] && [ ! -s mr.out ] && grep -q "images of several sizes: --method random keeps whole images, so give --res" mr.err \
+    && ok "--method random on mixed sizes without --res: exit 2 ($(cat mr.err))" || fail "random, mixed: exit $rc $(cat mr.err)"
+# --method random keeps whole images: non-square ones as they are; with --res each is resized
+# (shorter side to R, antialiased) and centre-cropped, as torchvision's Resize(R) + CenterCrop(R)
+"$BIN/patchsel" -q --method random --ipc 2 sz2.tsr >rw.tsr && "$BIN/patchsel" -q --method random --ipc 2 --res 24 mixed.tsr >rr.tsr \
+    && "$BIN/tsexport" --npy mxsrc/rw rw.tsr && "$BIN/tsexport" --npy mxsrc/rr rr.tsr \
+    && "$BIN/tsinfo" --list rw.tsr >mxsrc/rw.txt && "$BIN/tsinfo" --list rr.tsr >mxsrc/rr.txt || fail "random runs"
+"$PYTHON" - <<'PY' && ok "--method random: 31x45 images whole, and Resize + CenterCrop to --res 24" || fail "random images"
+import json, numpy as np, torch
+from torchvision.transforms import functional as TF
+src = {}
+for t in ("sz0", "part1", "sz2"):
+    keys = open(f"mxsrc/{t}/keys.txt").read().split()
+    src.update(zip(keys, torch.from_numpy(np.load(f"mxsrc/{t}/image.npy"))))
+for run, want in (("rw", lambda x: x), ("rr", lambda x: TF.center_crop(TF.resize(x, 24, antialias=True), [24, 24]))):
+    out = np.load(f"mxsrc/{run}/image.npy")
+    assert out.shape == ((20, 1, 31, 45) if run == "rw" else (20, 1, 24, 24)), (run, out.shape)
+    for i, line in enumerate(open(f"mxsrc/{run}.txt")):
+        key = json.loads(line.split("\t")[5])["cells"][0]["src"]
+        err = float((torch.from_numpy(out[i]) - want(src[key])).abs().max())
+        assert err < 1e-5, (run, i, key, err)
+PY
 ps --ipc 2 --res 32 mixed.tsr >/dev/null 2>err.txt && fail "--res 32 with a 28-px convnet3"
 grep -q "t.safetensors" err.txt && ok "--res the teacher cannot take: $(cat err.txt)" || fail "--res 32: $(cat err.txt)"
-expect_usage patchsel --method random --res 28 fm.tsr
 expect_usage patchsel --ipc 1 fm.tsr
 expect_usage patchsel -w t.safetensors --factor 3 fm.tsr
 expect_usage patchsel -w t.safetensors --ipc-list 1,2 fm.tsr

@@ -15,6 +15,7 @@
 #include "formats/codecs.h"
 #include "formats/stream.h"
 #include "libcommon/base/base.h"
+#include "libcommon/image/resize.h"
 
 typedef struct {                  /* one stacked field of --npy */
     char name[TS_NAME_MAX + 1];
@@ -254,8 +255,26 @@ static void finish_npy(Export *x)
 /* Places the image in its class row (first --grid-cols images of each class). */
 static void put_grid(Export *x, const TsRecord *r, int64_t lab)
 {
-    Tensor u = image_u8(r, x->truncate);
     const int nc = ts_header_nclasses(x->h);
+    if (x->grid_img.data && x->grid_fill[lab] >= x->cols) return; /* its row is full */
+    Tensor u = image_u8(r, x->truncate);
+    if (x->grid_img.data && u.ndim == 3 && u.shape[0] == x->grid_img.shape[0]
+        && (x->grid_img.shape[1] - 1) % nc == 0) {
+        /* an image of another size fills the first one's cell: scaled to cover it, centre-cropped */
+        const int64_t ch = (x->grid_img.shape[1] - 1) / nc - 1, cw = (x->grid_img.shape[2] - 1) / x->cols - 1;
+        if (u.shape[1] != ch || u.shape[2] != cw) {
+            Tensor f, cell = tensor_newv(DD_F32, 3, u.shape[0], ch, cw);
+            if (ts_record_image_f32(r, &f) < 0) die_cleanup(x);
+            img_resize_cover_crop(f.data, (int)f.shape[0], (int)f.shape[1], (int)f.shape[2], cell.data, (int)ch,
+                                  (int)cw);
+            tensor_free(&f);
+            tensor_free(&u);
+            u = tensor_new(DD_U8, 3, cell.shape);
+            for (int64_t i = 0, n = tensor_numel(&cell); i < n; i++)
+                ((uint8_t *)u.data)[i] = to_u8(((float *)cell.data)[i], x->truncate);
+            tensor_free(&cell);
+        }
+    }
     if (!x->grid_img.data) {
         x->grid_img = tensor_newv(DD_U8, 3, u.shape[0], nc * (u.shape[1] + 1) + 1, x->cols * (u.shape[2] + 1) + 1);
         memset(x->grid_img.data, 255, (size_t)tensor_nbytes(&x->grid_img));
@@ -264,7 +283,8 @@ static void put_grid(Export *x, const TsRecord *r, int64_t lab)
     Tensor *g = &x->grid_img;
     const int64_t C = u.shape[0], H = u.shape[1], W = u.shape[2], GH = g->shape[1], GW = g->shape[2];
     if (u.ndim != 3 || C != g->shape[0] || GH != nc * (H + 1) + 1 || GW != x->cols * (W + 1) + 1) {
-        dd_err("record %lld (%s): image shape differs from the first record's", (long long)x->n, r->key);
+        dd_err("record %lld (%s): %lld channels, the first record's image has %lld", (long long)x->n, r->key,
+               (long long)C, (long long)g->shape[0]);
         die_cleanup(x);
     }
     if (x->grid_fill[lab] < x->cols) {

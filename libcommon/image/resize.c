@@ -186,3 +186,19 @@ void img_resize_short_center_crop(const float *src, int C, int H, int W, int s, 
                    (size_t)crop * sizeof(float));
     free(rs);
 }
+
+void img_resize_cover_crop(const float *src, int C, int H, int W, float *dst, int OH, int OW)
+{
+    double s = (double)OH / H > (double)OW / W ? (double)OH / H : (double)OW / W;
+    int rh = (int)lround(H * s), rw = (int)lround(W * s);
+    rh = rh < OH ? OH : rh;
+    rw = rw < OW ? OW : rw;
+    float *rs = dd_malloc((size_t)C * rh * rw * sizeof *rs);
+    img_resize_bilinear_aa(src, C, H, W, rs, rh, rw);
+    int top = (int)nearbyint((rh - OH) / 2.0), left = (int)nearbyint((rw - OW) / 2.0);
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < OH; y++)
+            memcpy(dst + ((size_t)c * OH + y) * OW, rs + ((size_t)c * rh + y + top) * rw + left,
+                   (size_t)OW * sizeof(float));
+    free(rs);
+}

@@ -47,4 +47,9 @@ void img_crop_resize(const float *src, int C, int H, int W, int top, int left, i
  * (offsets round((size - crop) / 2), half to even) into dst [C,crop,crop]. crop <= s. */
 void img_resize_short_center_crop(const float *src, int C, int H, int W, int s, int crop, float *dst);
 
+/* src [C,H,W] scaled by max(OH/H, OW/W) to cover OH x OW (sides lround(H*s), lround(W*s), at
+ * least OH and OW), antialiased (img_resize_bilinear_aa), then centre-cropped (offsets as
+ * img_resize_short_center_crop's) into dst [C,OH,OW]. */
+void img_resize_cover_crop(const float *src, int C, int H, int W, float *dst, int OH, int OW);
+
 #endif

@@ -1,4 +1,5 @@
-# tsexport: --npy (round trip through tsimport), --png ImageFolder tree, --grid, atomic output.
+# tsexport: --npy (round trip through tsimport), --png ImageFolder tree, --grid (images of several
+# sizes too), atomic output.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 100
@@ -42,6 +43,39 @@ PY
 mkdir -p gdir/sheet && "$BIN/tsexport" --grid gdir/sheet/grid.png --grid-cols 4 fm.tsr || fail "grid"
 "$BIN/tsimport" --format imagefolder gdir | "$BIN/tsinfo" | grep -q "U8\[3,291,117\]" \
     && ok "grid: 10 rows x 4 columns of 28 px with 1 px separators" || fail "grid size"
+# images of several sizes (an ImageFolder import): each fills the first one's cell, scaled to
+# cover it (antialiased) and centre-cropped; checked against torch's interpolation (+-1 level)
+for k in 0 1 2; do "$BIN/tscat" -e 3:$k fm.tsr >part$k.tsr; done
+"$BIN/resample" -q --size 40x34 part0.tsr >sz0.tsr && "$BIN/resample" -q --size 31x45 part2.tsr >sz2.tsr
+"$BIN/tscat" sz0.tsr part1.tsr sz2.tsr >mixed.tsr && "$BIN/tsexport" --grid mixed.png --grid-cols 5 mixed.tsr \
+    && "$BIN/tsexport" --npy mx0 sz0.tsr && "$BIN/tsexport" --npy mx1 part1.tsr && "$BIN/tsexport" --npy mx2 sz2.tsr \
+    || fail "grid of several sizes"
+"$PYTHON" - <<'PY' && ok "grid of 40x34, 28x28 and 31x45 images: cells of 40x34, cover-scaled" || fail "mixed grid"
+import numpy as np, torch, torch.nn.functional as F
+from torchvision.io import read_image
+sheet = read_image("mixed.png")[0].int()
+assert tuple(sheet.shape) == (10 * 41 + 1, 5 * 35 + 1), sheet.shape
+imgs, labs = [], []
+for d in ("mx0", "mx1", "mx2"):
+    imgs += list(torch.from_numpy(np.load(d + "/image.npy")))
+    labs += np.load(d + "/label.npy").tolist()
+fill, checked = [0] * 10, 0
+for x, c in zip(imgs, labs):
+    if fill[c] == 5:
+        continue
+    H, W = x.shape[1:]
+    s = max(40 / H, 34 / W)
+    rh, rw = max(40, int(np.floor(H * s + 0.5))), max(34, int(np.floor(W * s + 0.5)))
+    r = F.interpolate(x[None], size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)[0]
+    t, l = int(round((rh - 40) / 2.0)), int(round((rw - 34) / 2.0))
+    want = (r[0, t:t + 40, l:l + 34] * 255 + 0.5).clamp(0, 255).floor().int()
+    y0, x0 = 1 + c * 41, 1 + fill[c] * 35
+    diff = int((sheet[y0:y0 + 40, x0:x0 + 34] - want).abs().max())
+    assert diff <= 1, (c, fill[c], (H, W), diff)
+    fill[c] += 1
+    checked += 1
+assert checked == sum(min(labs.count(c), 5) for c in range(10)) and checked > 40, checked
+PY
 # Atomicity: a truncated input leaves no directory presented as complete.
 expect_exit 1 "truncated input" -- "$BIN/tsexport" --npy cutout cut.tsr
 [ ! -e cutout ] && [ -z "$(ls -d cutout.tmp.* 2>/dev/null)" ] && ok "no partial export left" || fail "partial export left"

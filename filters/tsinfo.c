@@ -20,6 +20,8 @@ typedef struct {
     int nshapes;
     Tensor shapes[MAX_SHAPES];     /* dtype and shape only (no data) */
     int64_t shape_count[MAX_SHAPES], more_shapes, count;
+    int ndim;                      /* of every value so far; -1 once two differ */
+    int64_t dmin[DD_MAXDIM], dmax[DD_MAXDIM]; /* per dimension, over every value */
     double min, max, sum;
     int64_t numel;
 } FieldStat;
@@ -72,6 +74,16 @@ static void stat_values(FieldStat *s, const Tensor *t)
 
 static void stat_field(FieldStat *s, const Tensor *t)
 {
+    if (!s->count) {
+        s->ndim = t->ndim;
+        for (int d = 0; d < t->ndim; d++) s->dmin[d] = s->dmax[d] = t->shape[d];
+    } else if (s->ndim != t->ndim) {
+        s->ndim = -1;
+    }
+    for (int d = 0; s->ndim == t->ndim && d < t->ndim; d++) {
+        if (t->shape[d] < s->dmin[d]) s->dmin[d] = t->shape[d];
+        if (t->shape[d] > s->dmax[d]) s->dmax[d] = t->shape[d];
+    }
     s->count++;
     s->dtypes |= 1u << t->dtype;
     int i = 0;
@@ -112,6 +124,15 @@ static void print_json(const TsHeader *h, int64_t records, const int64_t *counts
         json_object_set_new(f, "count", json_integer(s->count));
         json_object_set_new(f, "dtypes", dt);
         json_object_set_new(f, "shapes", sh);
+        if (s->nshapes > 1 && s->ndim >= 0) { /* the range of each dimension, when shapes differ */
+            json_t *lo = json_array(), *hi = json_array();
+            for (int d = 0; d < s->ndim; d++) {
+                json_array_append_new(lo, json_integer(s->dmin[d]));
+                json_array_append_new(hi, json_integer(s->dmax[d]));
+            }
+            json_object_set_new(f, "shape_min", lo);
+            json_object_set_new(f, "shape_max", hi);
+        }
         json_object_set_new(f, "min", s->numel ? jnum(s->min) : json_null());
         json_object_set_new(f, "max", s->numel ? jnum(s->max) : json_null());
         json_object_set_new(f, "mean", s->numel ? jnum(s->sum / (double)s->numel) : json_null());
@@ -143,6 +164,13 @@ static void print_text(const TsHeader *h, int64_t records, const int64_t *counts
         for (int k = 0; k < s->nshapes; k++)
             printf(" %s x%lld", tensor_describe(&s->shapes[k], buf, sizeof buf), (long long)s->shape_count[k]);
         if (s->more_shapes) printf(" +%lld with other shapes", (long long)s->more_shapes);
+        if (s->nshapes > 1 && s->ndim >= 0) {
+            printf("  sizes [");
+            for (int d = 0; d < s->ndim; d++)
+                if (s->dmin[d] == s->dmax[d]) printf("%s%lld", d ? "," : "", (long long)s->dmin[d]);
+                else printf("%s%lld-%lld", d ? "," : "", (long long)s->dmin[d], (long long)s->dmax[d]);
+            printf("]");
+        }
         if (s->numel) printf("  min %.6g max %.6g mean %.6g", s->min, s->max, s->sum / (double)s->numel);
         putchar('\n');
     }

@@ -15,6 +15,17 @@ assert j["fields"]["image"]["min"] == 0 and j["fields"]["image"]["max"] == 255
 assert j["fields"]["label"]["shapes"] == [[]]
 PY
 [ "$("$BIN/tsinfo" --list - <fm.tsr | wc -l)" = 200 ] && ok "--list from stdin" || fail "--list"
+# several shapes (as an ImageFolder import has): the first 8 with counts, and each dimension's range
+"$BIN/tscat" -e 2:0 fm.tsr >even.tsr && "$BIN/tscat" -e 2:1 fm.tsr >odd.tsr
+"$BIN/resample" -q --size 40x31 even.tsr >e40.tsr && "$BIN/tscat" e40.tsr odd.tsr >two.tsr || fail "two sizes"
+"$BIN/tsinfo" two.tsr | grep -q "image (200 records): F32\[1,40,31\] x100 U8\[1,28,28\] x100  sizes \[1,28-40,28-31\]" \
+    && ok "two sizes: counts and 'sizes [1,28-40,28-31]'" || fail "sizes line: $("$BIN/tsinfo" two.tsr | grep image)"
+"$BIN/tsinfo" --json two.tsr | "$PYTHON" -c '
+import json, sys
+f = json.load(sys.stdin)["fields"]["image"]
+assert f["shape_min"] == [1, 28, 28] and f["shape_max"] == [1, 40, 31], f
+assert "shape_min" not in json.load(open("info.json"))["fields"]["image"]' && ok "--json shape_min / shape_max" \
+    || fail "--json shape range"
 check_truncated tsinfo
 head -c 100000 fm.tsr | "$BIN/tsinfo" - 2>err.txt && fail "truncated stdin accepted"
 grep -q "truncated" err.txt && ok "truncated stdin: $(cat err.txt)" || fail "truncated stdin: $(cat err.txt)"

@@ -166,33 +166,11 @@ void img_resize_bilinear_aa(const float *src, int C, int H, int W, float *dst, i
     aa_taps_free(&th);
 }
 
-void img_resize_short_center_crop(const float *src, int C, int H, int W, int s, int crop, float *dst)
+/* src resized (antialiased) to rh x rw, then its centred OH x OW (offsets round((size - out) / 2),
+ * half to even, as torchvision's center_crop) into dst. */
+static void resize_center_crop(const float *src, int C, int H, int W, int rh, int rw, float *dst, int OH, int OW)
 {
-    int oh, ow;
-    if (H <= W) {
-        oh = s;
-        ow = (int)((double)s * W / H);
-    } else {
-        ow = s;
-        oh = (int)((double)s * H / W);
-    }
-    assert(crop <= oh && crop <= ow);
-    float *rs = dd_malloc((size_t)C * oh * ow * sizeof *rs);
-    img_resize_bilinear_aa(src, C, H, W, rs, oh, ow);
-    int top = (int)nearbyint((oh - crop) / 2.0), left = (int)nearbyint((ow - crop) / 2.0);
-    for (int c = 0; c < C; c++)
-        for (int y = 0; y < crop; y++)
-            memcpy(dst + ((size_t)c * crop + y) * crop, rs + ((size_t)c * oh + y + top) * ow + left,
-                   (size_t)crop * sizeof(float));
-    free(rs);
-}
-
-void img_resize_cover_crop(const float *src, int C, int H, int W, float *dst, int OH, int OW)
-{
-    double s = (double)OH / H > (double)OW / W ? (double)OH / H : (double)OW / W;
-    int rh = (int)lround(H * s), rw = (int)lround(W * s);
-    rh = rh < OH ? OH : rh;
-    rw = rw < OW ? OW : rw;
+    assert(OH <= rh && OW <= rw);
     float *rs = dd_malloc((size_t)C * rh * rw * sizeof *rs);
     img_resize_bilinear_aa(src, C, H, W, rs, rh, rw);
     int top = (int)nearbyint((rh - OH) / 2.0), left = (int)nearbyint((rw - OW) / 2.0);
@@ -201,4 +179,17 @@ void img_resize_cover_crop(const float *src, int C, int H, int W, float *dst, in
             memcpy(dst + ((size_t)c * OH + y) * OW, rs + ((size_t)c * rh + y + top) * rw + left,
                    (size_t)OW * sizeof(float));
     free(rs);
+}
+
+void img_resize_short_center_crop(const float *src, int C, int H, int W, int s, int crop, float *dst)
+{
+    if (H <= W) resize_center_crop(src, C, H, W, s, (int)((double)s * W / H), dst, crop, crop);
+    else resize_center_crop(src, C, H, W, (int)((double)s * H / W), s, dst, crop, crop);
+}
+
+void img_resize_cover_crop(const float *src, int C, int H, int W, float *dst, int OH, int OW)
+{
+    double s = (double)OH / H > (double)OW / W ? (double)OH / H : (double)OW / W;
+    int rh = (int)lround(H * s), rw = (int)lround(W * s);
+    resize_center_crop(src, C, H, W, rh < OH ? OH : rh, rw < OW ? OW : rw, dst, OH, OW);
 }

@@ -98,9 +98,11 @@ static char *tmp_dir(const char *dir)
         while (empty && (e = readdir(d)))
             empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
         closedir(d);
-        if (!empty) dd_die(DD_EXIT_DATA, "%s: exists and is not empty (tsexport writes a new directory)", dir);
+        if (!empty)
+            dd_die(DD_EXIT_DATA, "%s: exists and is not empty (tsexport writes a new directory)", dir);
     } else if (errno != ENOENT) {
-        dd_die(DD_EXIT_DATA, "%s: %s", dir, errno == ENOTDIR ? "exists and is not a directory" : strerror(errno));
+        dd_die(DD_EXIT_DATA, "%s: %s", dir,
+               errno == ENOTDIR ? "exists and is not a directory" : strerror(errno));
     }
     size_t n = strlen(dir) + 32;
     char *t = dd_malloc(n);
@@ -265,8 +267,8 @@ static void put_grid(Export *x, const TsRecord *r, int64_t lab)
         if (u.shape[1] != ch || u.shape[2] != cw) {
             Tensor f, cell = tensor_newv(DD_F32, 3, u.shape[0], ch, cw);
             if (ts_record_image_f32(r, &f) < 0) die_cleanup(x);
-            img_resize_cover_crop(f.data, (int)f.shape[0], (int)f.shape[1], (int)f.shape[2], cell.data, (int)ch,
-                                  (int)cw);
+            img_resize_cover_crop(f.data, (int)f.shape[0], (int)f.shape[1], (int)f.shape[2], cell.data,
+                                  (int)ch, (int)cw);
             tensor_free(&f);
             tensor_free(&u);
             u = tensor_new(DD_U8, 3, cell.shape);

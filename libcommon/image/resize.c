@@ -168,7 +168,8 @@ void img_resize_bilinear_aa(const float *src, int C, int H, int W, float *dst, i
 
 /* src resized (antialiased) to rh x rw, then its centred OH x OW (offsets round((size - out) / 2),
  * half to even, as torchvision's center_crop) into dst. */
-static void resize_center_crop(const float *src, int C, int H, int W, int rh, int rw, float *dst, int OH, int OW)
+static void resize_center_crop(const float *src, int C, int H, int W, int rh, int rw, float *dst, int OH,
+                               int OW)
 {
     assert(OH <= rh && OW <= rw);
     float *rs = dd_malloc((size_t)C * rh * rw * sizeof *rs);

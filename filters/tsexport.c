@@ -35,6 +35,7 @@ typedef struct {
     char **keys;
     int64_t n;
     Tensor grid_img;              /* U8 [C, rows, cols] once the first image is seen */
+    int64_t cell_h, cell_w;       /* its cells: the first image's size */
     int64_t *grid_fill;           /* images placed per class */
 } Export;
 
@@ -60,18 +61,24 @@ static uint8_t to_u8(float x, int truncate)
     return v >= 255.0f ? 255 : (uint8_t)v;
 }
 
+/* f (freed) as bytes. */
+static Tensor f32_to_u8(Tensor *f, int truncate)
+{
+    Tensor u = tensor_new(DD_U8, f->ndim, f->shape);
+    const float *p = f->data;
+    uint8_t *q = u.data;
+    for (int64_t i = 0, n = tensor_numel(f); i < n; i++) q[i] = to_u8(p[i], truncate);
+    tensor_free(f);
+    return u;
+}
+
 static Tensor image_u8(const TsRecord *r, int truncate)
 {
     const Tensor *im = ts_record_cget(r, "image");
     if (im && im->dtype == DD_U8) return tensor_clone(im);
-    Tensor f, u;
+    Tensor f;
     if (ts_record_image_f32(r, &f) < 0) dd_die_err(DD_EXIT_DATA);
-    u = tensor_new(DD_U8, f.ndim, f.shape);
-    const float *p = f.data;
-    uint8_t *q = u.data;
-    for (int64_t i = 0, n = tensor_numel(&f); i < n; i++) q[i] = to_u8(p[i], truncate);
-    tensor_free(&f);
-    return u;
+    return f32_to_u8(&f, truncate);
 }
 
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
@@ -259,25 +266,23 @@ static void put_grid(Export *x, const TsRecord *r, int64_t lab)
 {
     const int nc = ts_header_nclasses(x->h);
     if (x->grid_img.data && x->grid_fill[lab] >= x->cols) return; /* its row is full */
-    Tensor u = image_u8(r, x->truncate);
-    if (x->grid_img.data && u.ndim == 3 && u.shape[0] == x->grid_img.shape[0]
-        && (x->grid_img.shape[1] - 1) % nc == 0) {
+    const Tensor *im = ts_record_cget(r, "image");
+    Tensor u;
+    if (x->grid_img.data && im && im->ndim == 3 && im->shape[0] == x->grid_img.shape[0]
+        && (im->shape[1] != x->cell_h || im->shape[2] != x->cell_w)) {
         /* an image of another size fills the first one's cell: scaled to cover it, centre-cropped */
-        const int64_t ch = (x->grid_img.shape[1] - 1) / nc - 1, cw = (x->grid_img.shape[2] - 1) / x->cols - 1;
-        if (u.shape[1] != ch || u.shape[2] != cw) {
-            Tensor f, cell = tensor_newv(DD_F32, 3, u.shape[0], ch, cw);
-            if (ts_record_image_f32(r, &f) < 0) die_cleanup(x);
-            img_resize_cover_crop(f.data, (int)f.shape[0], (int)f.shape[1], (int)f.shape[2], cell.data,
-                                  (int)ch, (int)cw);
-            tensor_free(&f);
-            tensor_free(&u);
-            u = tensor_new(DD_U8, 3, cell.shape);
-            for (int64_t i = 0, n = tensor_numel(&cell); i < n; i++)
-                ((uint8_t *)u.data)[i] = to_u8(((float *)cell.data)[i], x->truncate);
-            tensor_free(&cell);
-        }
+        Tensor f, cell = tensor_newv(DD_F32, 3, im->shape[0], x->cell_h, x->cell_w);
+        if (ts_record_image_f32(r, &f) < 0) die_cleanup(x);
+        img_resize_cover_crop(f.data, (int)f.shape[0], (int)f.shape[1], (int)f.shape[2], cell.data,
+                              (int)x->cell_h, (int)x->cell_w);
+        tensor_free(&f);
+        u = f32_to_u8(&cell, x->truncate);
+    } else {
+        u = image_u8(r, x->truncate);
     }
     if (!x->grid_img.data) {
+        x->cell_h = u.shape[1];
+        x->cell_w = u.shape[2];
         x->grid_img = tensor_newv(DD_U8, 3, u.shape[0], nc * (u.shape[1] + 1) + 1, x->cols * (u.shape[2] + 1) + 1);
         memset(x->grid_img.data, 255, (size_t)tensor_nbytes(&x->grid_img));
         x->grid_fill = dd_calloc((size_t)nc, sizeof *x->grid_fill);

@@ -2,6 +2,7 @@
  * little-endian byte buffer). The reader validates everything before handing out views; the
  * writer orders tensors by dtype size descending, then name, and pads the header to 8 bytes. */
 #include "formats/codecs.h"
+#include "formats/sniff.h"
 #include "libcommon/base/base.h"
 
 #include <stdlib.h>
@@ -85,18 +86,17 @@ static int check_metadata(const char *name, json_t *m)
     return 0;
 }
 
-/* What a file that is not safetensors seems to be, from its first bytes, as a hint for the error
- * ("" when nothing is recognised): the two usual mix-ups are a record stream given as weights and
- * a PyTorch checkpoint given before conversion. */
+/* The error's hint for a file that is not safetensors: the two usual mix-ups are a record stream
+ * given as weights and a PyTorch checkpoint given before conversion. */
 static const char *st_lookalike(const uint8_t *b, size_t len)
 {
-    if ((len >= 4 && !memcmp(b, "\x28\xb5\x2f\xfd", 4)) || (len >= 5 && !memcmp(b, "\x89" "DDTS", 5))
-        || (len >= 262 && !memcmp(b + 257, "ustar", 5)))
-        return " (it is a record stream or shard, not weights)";
-    if ((len >= 4 && !memcmp(b, "PK\x03\x04", 4)) || (len >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5))
+    switch (dd_sniff(b, len)) {
+    case DD_KIND_STREAM: return " (it is a record stream or shard, not weights)";
+    case DD_KIND_TORCH:
         return " (it looks like a PyTorch checkpoint: pipelines/torch2safetensors.py converts it, "
                "man 7 ddpipe-models)";
-    return "";
+    default: return "";
+    }
 }
 
 /* Validates the header and offsets; fills out->e (views set later from (*begins)[i], malloc'ed)

@@ -3,6 +3,7 @@
  * window and zstd layer in bytesrc.c. Byte format: man/man5/ddpipe-stream.5. */
 #include "formats/stream.h"
 #include "formats/bytesrc.h"
+#include "formats/sniff.h"
 #include "libcommon/base/base.h"
 
 #include <errno.h>
@@ -501,20 +502,17 @@ static int pipe_open(TsReader *r)
     return 0;
 }
 
-/* What input that is not a stream seems to be, from its first bytes, as a hint for the error ("" when
- * nothing is recognised): weights given where records go, or a dataset file not yet imported. */
+/* The error's hint for input that is not a stream: weights given where records go, or a dataset
+ * file not yet imported. */
 static const char *not_stream_hint(const uint8_t *p, size_t avail)
 {
-    uint64_t n = 0;
-    for (int i = 7; avail >= 9 && i >= 0; i--) n = n << 8 | p[i];
-    if (avail >= 9 && n >= 2 && n < 100000000 && p[8] == '{')
-        return " (it looks like a safetensors weights file: weights go to -w)";
-    if ((avail >= 4 && !memcmp(p, "PK\x03\x04", 4)) || (avail >= 2 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5))
-        return " (it looks like a PyTorch checkpoint)";
-    if ((avail >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) || (avail >= 3 && !memcmp(p, "\xff\xd8\xff", 3))
-        || (avail >= 6 && !memcmp(p, "\x93NUMPY", 6)) || (avail >= 4 && !p[0] && !p[1] && p[2] == 8))
+    switch (dd_sniff(p, avail)) {
+    case DD_KIND_SAFETENSORS: return " (it looks like a safetensors weights file: weights go to -w)";
+    case DD_KIND_TORCH: return " (it looks like a PyTorch checkpoint)";
+    case DD_KIND_IMAGE: case DD_KIND_NPY: case DD_KIND_IDX:
         return " (it looks like an image, .npy or IDX file: tsimport makes a stream of it)";
-    return "";
+    default: return "";
+    }
 }
 
 /* Detects zstd, then the container, and reads the header. */

@@ -31,6 +31,8 @@ static void usage(FILE *f)
                "      --epochs N --batch N --micro N --no-shuffle\n"
                "      --rrc-scale LO,HI --crop-pad P --no-flip --cutmix A --mixup A\n"
                "      --shuffle-patches F  --no-aug\n"
+               "      --res R              train (and evaluate) at R x R on images of any sizes:\n"
+               "                           crops of each image at its size (see evaltrain(1))\n"
                "      --eval-every N --eval-batch N\n"
                "      --save FILE          write the trained weights (safetensors)\n"
                "      --checkpoint FILE    resume from / save to FILE  --checkpoint-every N\n"
@@ -45,7 +47,7 @@ static void usage(FILE *f)
 enum {
     O_VAL = 256, O_LABELS, O_TEACHER, O_HARD, O_LS, O_OPT, O_LR, O_MOM, O_WD, O_BETAS, O_ETA, O_EPOCHS,
     O_BATCH, O_MICRO, O_NOSHUF, O_RRC, O_PAD, O_NOFLIP, O_CUTMIX, O_MIXUP, O_SHUFP, O_NOAUG, O_EVERY,
-    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION, O_PREC, O_DECAY
+    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION, O_PREC, O_DECAY, O_RES
 };
 
 /* "A,B" into two doubles in [lo, hi]. */
@@ -98,7 +100,8 @@ int main(int argc, char **argv)
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"micro", 1, 0, O_MICRO},
         {"no-shuffle", 0, 0, O_NOSHUF}, {"rrc-scale", 1, 0, O_RRC}, {"crop-pad", 1, 0, O_PAD},
         {"no-flip", 0, 0, O_NOFLIP}, {"cutmix", 1, 0, O_CUTMIX}, {"mixup", 1, 0, O_MIXUP},
-        {"shuffle-patches", 1, 0, O_SHUFP}, {"no-aug", 0, 0, O_NOAUG}, {"eval-every", 1, 0, O_EVERY},
+        {"shuffle-patches", 1, 0, O_SHUFP}, {"no-aug", 0, 0, O_NOAUG}, {"res", 1, 0, O_RES},
+        {"eval-every", 1, 0, O_EVERY},
         {"eval-batch", 1, 0, O_EBATCH}, {"save", 1, 0, O_SAVE}, {"checkpoint", 1, 0, O_CKPT},
         {"checkpoint-every", 1, 0, O_CKEVERY}, {"eval-only", 0, 0, O_EVALONLY},
         {"stop-after-epoch", 1, 0, O_STOP}, {"seed", 1, 0, 's'}, {"threads", 1, 0, 'j'},
@@ -109,7 +112,8 @@ int main(int argc, char **argv)
     int T_given = 0, ls_given = 0;
     double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN;
     int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 1, noaug = 0;
-    int every = 0, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0, decay_all = -1, c;
+    int train_res = 0, every = 0, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0;
+    int decay_all = -1, c;
     const char *ckpt = NULL;
     long seed = 0;
     while ((c = getopt_long(argc, argv, "m:w:T:s:j:d:qh", lo, NULL)) != -1) {
@@ -144,6 +148,7 @@ int main(int argc, char **argv)
         case O_MIXUP: mixup = dd_opt_double("--mixup", optarg, 0, 1e3); break;
         case O_SHUFP: shufp = (int)dd_opt_long("--shuffle-patches", optarg, 1, 64); break;
         case O_NOAUG: noaug = 1; break;
+        case O_RES: train_res = (int)dd_opt_long("--res", optarg, 1, 8192); break;
         case O_EVERY: every = (int)dd_opt_long("--eval-every", optarg, 1, 1000000); break;
         case O_EBATCH: ebatch = (int)dd_opt_long("--eval-batch", optarg, 1, 1 << 20); break;
         case O_SAVE: save = optarg; break;
@@ -166,6 +171,9 @@ int main(int argc, char **argv)
     if (evalonly && !weights) dd_die(DD_EXIT_USAGE, "--eval-only needs -w FILE");
     if (!!labelsf + !!teacherf + hard > 1) dd_die(DD_EXIT_USAGE, "--labels, --teacher and --hard exclude each other");
     if (cutmix > 0 && mixup > 0) dd_die(DD_EXIT_USAGE, "--cutmix and --mixup exclude each other");
+    if (train_res && labelsf)
+        dd_die(DD_EXIT_USAGE, "--res trains on crops of images of several sizes; --labels replays relabel's crops "
+                              "of one size (run relabel on a stream of one size, without --res)");
     OptimKind kind = OPTIM_SGD;
     if (optname && !strcmp(optname, "adam")) kind = OPTIM_ADAM;
     else if (optname && !strcmp(optname, "adamw")) kind = OPTIM_ADAMW;
@@ -176,7 +184,10 @@ int main(int argc, char **argv)
     nn_use_precision(nn, precision);
     Model *m = weights ? model_load(nn, weights) : NULL;
     if (weights && !m) dd_die_err(DD_EXIT_DATA);
-    const int crop = m && m->input_size >= 224 ? m->input_size : 0;
+    /* evaluation: --res R evaluates at R x R (images of another size through Resize + CenterCrop);
+     * else a 224-px model's Resize(256) + CenterCrop(224) on every image */
+    TrainDataOpts vo = {.crop = train_res ? train_res : m && m->input_size >= 224 ? m->input_size : 0,
+                        .crop_other = train_res > 0};
 
     TsInput *in = open_input(argc - optind, argv + optind);
     const TsHeader *th = ts_input_header(in);
@@ -185,7 +196,7 @@ int main(int argc, char **argv)
     if (evalonly) {
         TrainData d;
         TrainEval ev;
-        if (train_data_read(in, 0, crop, &d) < 0 || train_eval(nn, m, &d, ebatch, &ev) < 0) dd_die_err(DD_EXIT_DATA);
+        if (train_data_read(in, &vo, &d) < 0 || train_eval(nn, m, &d, ebatch, &ev) < 0) dd_die_err(DD_EXIT_DATA);
         printf("{\"records\":%lld,\"top1\":%.6g,\"top5\":%.6g,\"loss\":%.6g}\n", (long long)ev.n, 100 * ev.top1,
                100 * ev.top5, ev.loss);
         if (dd_fclose_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
@@ -212,9 +223,11 @@ int main(int argc, char **argv)
     }
 
     TrainData tr, val;
-    if (train_data_read(in, labelsf || teacherf || hard ? 0 : -1, 0, &tr) < 0) dd_die_err(DD_EXIT_DATA);
+    TrainDataOpts to = {.want_soft = labelsf || teacherf || hard ? 0 : -1, .res = train_res};
+    if (train_data_read(in, &to, &tr) < 0) dd_die_err(DD_EXIT_DATA);
     if (!m && !(m = model_create(nn, arch, tr.C, tr.K, tr.H, (uint64_t)seed))) dd_die_err(DD_EXIT_USAGE);
-    if (vin && train_data_read(vin, 0, m->input_size >= 224 ? m->input_size : 0, &val) < 0) dd_die_err(DD_EXIT_DATA);
+    if (!vo.crop && m->input_size >= 224) vo.crop = m->input_size;
+    if (vin && train_data_read(vin, &vo, &val) < 0) dd_die_err(DD_EXIT_DATA);
 
     /* defaults by label source: hard labels train teachers (method.md 0), soft labels follow the
      * post-evaluation protocol (method.md 4; RDED's for --teacher, INFER's for static labels) */
@@ -242,7 +255,9 @@ int main(int argc, char **argv)
     tc.label_smoothing = (float)ls;
     tc.T = (float)T;
     if (!noaug) {
-        int rrc = tc.labels == TRAIN_TEACHER;
+        /* RDED's online-teacher protocol, and torchvision's ImageNet recipe for images of their own
+         * sizes (unless --crop-pad asks for RandomCrop instead) */
+        int rrc = tc.labels == TRAIN_TEACHER || (train_res > 0 && pad < 0);
         tc.shuffle_patches = shufp;
         tc.rrc_lo = !isnan(rrc_lo) ? rrc_lo : shufp > 1 ? 1.0 / shufp : 0.08;
         tc.rrc_hi = !isnan(rrc_hi) ? rrc_hi : rrc ? 1.0 : 0;
@@ -270,6 +285,7 @@ int main(int argc, char **argv)
                                 tc.opt.decay_all ? "all" : "weights", "batch", tc.batch, "micro", tc.micro, "seed",
                                 (json_int_t)seed);
         if (strcmp(precision, "fp32")) json_object_set_new(sum, "precision", json_string(precision));
+        if (train_res) json_object_set_new(sum, "res", json_integer(train_res));
         if (isfinite(res.final_top1)) {
             json_object_set_new(sum, "final_top1", json_real(res.final_top1));
             json_object_set_new(sum, "best_top1", json_real(res.best_top1));

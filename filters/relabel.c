@@ -158,7 +158,7 @@ int main(int argc, char **argv)
     if (o.stat) {
         recs = read_records(in, &n, &x, &C, &H, &W);
     } else {
-        if (train_data_read(in, 0, 0, &d) < 0) dd_die_err(DD_EXIT_DATA);
+        if (train_data_read(in, &(TrainDataOpts){0}, &d) < 0) dd_die_err(DD_EXIT_DATA);
         n = d.n, C = d.C, H = d.H, W = d.W;
     }
     if (n == 0) dd_die(DD_EXIT_DATA, "%s: no records", ts_input_name(in));

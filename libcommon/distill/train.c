@@ -30,81 +30,134 @@ static Tensor val_transform(const Tensor *img, int crop)
     return out;
 }
 
-/* Adds one record to d (growing its arrays). */
-static int data_add(TrainData *d, int64_t *cap, const TsRecord *rec, int *want_soft, int crop)
+/* Checks a [C,H,W] image's size: the first record sets C (and H, W unless kept at own sizes). */
+static int data_size_ok(TrainData *d, const Tensor *img, int own_size)
 {
-    Tensor img;
-    if (ts_record_image_f32(rec, &img) < 0) return -1;
     char desc[128];
-    if (img.ndim != 3) {
-        dd_err("image %s is not [C,H,W]", tensor_describe(&img, desc, sizeof desc));
-        tensor_free(&img);
-        return -1;
-    }
-    if (crop > 0 && img.shape[1] >= 1 && img.shape[2] >= 1) {
-        Tensor t = val_transform(&img, crop);
-        tensor_free(&img);
-        img = t;
-    }
+    if (img->ndim != 3) return dd_err("image %s is not [C,H,W]", tensor_describe(img, desc, sizeof desc));
+    if (img->shape[0] < 1 || img->shape[0] > 64 || img->shape[1] < 1 || img->shape[1] > 65536 || img->shape[2] < 1
+        || img->shape[2] > 65536)
+        return dd_err("image %s: unsupported size", tensor_describe(img, desc, sizeof desc));
     if (d->n == 0) {
-        if (img.shape[0] > 64 || img.shape[1] > 65536 || img.shape[2] > 65536 || tensor_numel(&img) < 1) {
-            dd_err("image %s: unsupported size", tensor_describe(&img, desc, sizeof desc));
+        d->C = (int)img->shape[0];
+        if (!own_size) {
+            d->H = (int)img->shape[1];
+            d->W = (int)img->shape[2];
+        }
+        return 0;
+    }
+    if (own_size && img->shape[0] != d->C)
+        return dd_err("image %s has other channels than the first record's %d", tensor_describe(img, desc, sizeof desc),
+                      d->C);
+    if (!own_size && (img->shape[0] != d->C || img->shape[1] != d->H || img->shape[2] != d->W))
+        return dd_err("image %s differs from the first record's [%d,%d,%d] (one size per stream; evaltrain --res R "
+                      "takes images of several sizes)",
+                      tensor_describe(img, desc, sizeof desc), d->C, d->H, d->W);
+    return 0;
+}
+
+/* Appends an image at its own size to d->img / d->pix: U8 bytes as they are, other dtypes as F32. */
+static void data_keep(TrainData *d, int64_t *pix_cap, int64_t *pix_len, const Tensor *t)
+{
+    Tensor f = {0};
+    const Tensor *src = t;
+    if (t->dtype != DD_U8 && t->dtype != DD_F32) {
+        f = tensor_to_f32(t);
+        src = &f;
+    }
+    int64_t bytes = tensor_numel(src) * (src->dtype == DD_U8 ? 1 : 4), off = (*pix_len + 3) & ~(int64_t)3;
+    if (off + bytes > *pix_cap) {
+        while (off + bytes > *pix_cap) *pix_cap = *pix_cap ? 2 * *pix_cap : (int64_t)1 << 20;
+        d->pix = dd_realloc(d->pix, (size_t)*pix_cap);
+    }
+    memcpy(d->pix + off, src->data, (size_t)bytes);
+    *pix_len = off + bytes;
+    TrainImage *im = &d->img[d->n];
+    im->off = off;
+    im->h = (int)src->shape[1];
+    im->w = (int)src->shape[2];
+    im->f32 = src->dtype != DD_U8;
+    if ((int64_t)im->h * im->w > d->max_hw) d->max_hw = (int64_t)im->h * im->w;
+    tensor_free(&f);
+}
+
+typedef struct {
+    int64_t cap, pix_cap, pix_len;
+    int want_soft;
+} DataFill;
+
+/* Adds one record to d (growing its arrays). */
+static int data_add(TrainData *d, DataFill *f, const TrainDataOpts *o, const TsRecord *rec)
+{
+    const Tensor *raw = ts_record_cget(rec, "image");
+    Tensor img = {0};
+    if (o->res > 0) {
+        if (!raw) return dd_err("record %s: no image field", rec->key);
+        if (raw->device != DD_CPU) return dd_err("record %s: image is not on the CPU", rec->key);
+        if (data_size_ok(d, raw, 1) < 0) return -1;
+    } else {
+        if (ts_record_image_f32(rec, &img) < 0) return -1;
+        if (o->crop > 0 && img.ndim == 3 && img.shape[1] >= 1 && img.shape[2] >= 1
+            && !(o->crop_other && img.shape[1] == o->crop && img.shape[2] == o->crop)) {
+            Tensor t = val_transform(&img, o->crop);
+            tensor_free(&img);
+            img = t;
+        }
+        if (data_size_ok(d, &img, 0) < 0) {
             tensor_free(&img);
             return -1;
         }
-        d->C = (int)img.shape[0];
-        d->H = (int)img.shape[1];
-        d->W = (int)img.shape[2];
-    } else if (img.shape[0] != d->C || img.shape[1] != d->H || img.shape[2] != d->W) {
-        dd_err("image %s differs from the first record's [%d,%d,%d] (one size per stream)",
-               tensor_describe(&img, desc, sizeof desc), d->C, d->H, d->W);
-        tensor_free(&img);
-        return -1;
     }
     int64_t y = ts_record_label(rec);
     if (y < 0 || y >= d->K) {
         tensor_free(&img);
         return y < 0 ? -1 : dd_err("label %lld outside the %d classes", (long long)y, d->K);
     }
-    if (*want_soft < 0) *want_soft = ts_record_cget(rec, "soft") != NULL;
-    const Tensor *soft = *want_soft ? ts_record_cget(rec, "soft") : NULL;
-    if (*want_soft && (!soft || tensor_numel(soft) != d->K)) {
+    if (f->want_soft < 0) f->want_soft = ts_record_cget(rec, "soft") != NULL;
+    const Tensor *soft = f->want_soft ? ts_record_cget(rec, "soft") : NULL;
+    if (f->want_soft && (!soft || tensor_numel(soft) != d->K)) {
         tensor_free(&img);
         return dd_err("field 'soft' %s (want %d values: static soft labels)", soft ? "has the wrong size" : "missing",
                       d->K);
     }
     int64_t img_n = tensor_numel(&img);
-    if (d->n == *cap) {
+    if (d->n == f->cap) {
         size_t bytes;
-        *cap = *cap ? 2 * *cap : 1024;
-        if (dd_mul_ok((size_t)*cap, (size_t)img_n * sizeof(float), &bytes) < 0) {
-            tensor_free(&img);
-            return dd_err("data set too large");
+        f->cap = f->cap ? 2 * f->cap : 1024;
+        if (o->res > 0) {
+            d->img = dd_realloc(d->img, (size_t)f->cap * sizeof *d->img);
+        } else {
+            if (dd_mul_ok((size_t)f->cap, (size_t)img_n * sizeof(float), &bytes) < 0) {
+                tensor_free(&img);
+                return dd_err("data set too large");
+            }
+            d->x = dd_realloc(d->x, bytes);
         }
-        d->x = dd_realloc(d->x, bytes);
-        d->y = dd_realloc(d->y, (size_t)*cap * sizeof(int64_t));
-        if (*want_soft) d->soft = dd_realloc(d->soft, (size_t)*cap * (size_t)d->K * sizeof(float));
+        d->y = dd_realloc(d->y, (size_t)f->cap * sizeof(int64_t));
+        if (f->want_soft) d->soft = dd_realloc(d->soft, (size_t)f->cap * (size_t)d->K * sizeof(float));
     }
-    memcpy(d->x + d->n * img_n, img.data, (size_t)img_n * sizeof(float));
+    if (o->res > 0) data_keep(d, &f->pix_cap, &f->pix_len, raw);
+    else memcpy(d->x + d->n * img_n, img.data, (size_t)img_n * sizeof(float));
     d->y[d->n] = y;
-    if (*want_soft)
+    if (f->want_soft)
         for (int k = 0; k < d->K; k++) d->soft[d->n * d->K + k] = (float)tensor_get_f64(soft, k);
     d->n++;
     tensor_free(&img);
     return 0;
 }
 
-int train_data_read(TsInput *in, int want_soft, int crop, TrainData *d)
+int train_data_read(TsInput *in, const TrainDataOpts *o, TrainData *d)
 {
     memset(d, 0, sizeof *d);
     d->K = ts_header_nclasses(ts_input_header(in));
     if (d->K < 1) return dd_err("%s: the stream header lists no classes", ts_input_name(in));
+    if (o->res > 0) d->H = d->W = o->res;
     TsRecord rec;
     ts_record_init(&rec);
-    int64_t cap = 0;
+    DataFill f = {.want_soft = o->want_soft};
     int rc;
     while ((rc = ts_input_next(in, &rec)) == 1) {
-        if (data_add(d, &cap, &rec, &want_soft, crop) < 0) {
+        if (data_add(d, &f, o, &rec) < 0) {
             dd_err_prefix("%s: record %lld (%s)", ts_input_name(in), (long long)ts_input_index(in), rec.key);
             rc = -1;
             break;
@@ -119,6 +172,8 @@ int train_data_read(TsInput *in, int want_soft, int crop, TrainData *d)
 void train_data_free(TrainData *d)
 {
     free(d->x);
+    free(d->img);
+    free(d->pix);
     free(d->y);
     free(d->soft);
     memset(d, 0, sizeof *d);
@@ -312,6 +367,7 @@ static void score_rows(const float *logits, const int64_t *y, int n, int K, int 
 
 int train_eval(Nn *nn, Model *m, const TrainData *d, int batch, TrainEval *out)
 {
+    if (d->img) return dd_err("evaluation wants images of one size (TrainDataOpts.crop)");
     if (model_check_input(m, d->C, d->H, d->W) < 0) return -1;
     int old = nn_set_grad(nn, 0);
     int64_t img = (int64_t)d->C * d->H * d->W, hit1 = 0, hitk = 0;
@@ -357,6 +413,7 @@ static char *fingerprint(const TrainConf *c, const Model *m, const TrainData *tr
                             c->cutmix, "mixup", c->mixup, "decay_all", c->opt.decay_all);
     json_t *data = json_pack("{s:I,s:i,s:i,s:i,s:i}", "n", (json_int_t)tr->n, "C", tr->C, "H", tr->H, "W", tr->W,
                              "K", tr->K);
+    if (tr->img) json_object_set_new(data, "own_sizes", json_true());
     json_object_set_new(o, "aug", aug);
     json_object_set_new(o, "data", data);
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
@@ -491,18 +548,73 @@ typedef struct {
     int64_t *y;           /* [batch] hard labels of the base images (accuracy, CE) */
     float *t;             /* [batch,K] soft targets (logits, or probabilities for mixed hard labels) */
     int soft;             /* 1: t holds the targets */
-    float *scratch;       /* one image */
+    float *scratch;       /* one image (with d->img: the largest, whole) */
+    float *scratch2;      /* with d->img: a crop of the largest image */
     int64_t *perm;        /* [batch] */
 } Batch;
+
+/* Rows [top, top+h), columns [left, left+w) of kept image idx as floats in [0,1] into dst [C,h,w]. */
+static void kept_box(const TrainData *d, int64_t idx, int top, int left, int h, int w, float *dst)
+{
+    const TrainImage *im = &d->img[idx];
+    const uint8_t *p = d->pix + im->off;
+    for (int ch = 0; ch < d->C; ch++)
+        for (int i = 0; i < h; i++) {
+            int64_t at = ((int64_t)ch * im->h + top + i) * im->w + left;
+            float *o = dst + ((int64_t)ch * h + i) * w;
+            if (im->f32) memcpy(o, p + at * 4, (size_t)w * sizeof(float));
+            else
+                for (int j = 0; j < w; j++) o[j] = (float)p[at + j] / 255.0f;
+        }
+}
+
+/* Kept image idx brought to d->H x d->W into dst: its RRC box resized antialiased, or Resize +
+ * CenterCrop; ShufflePatches first, on the whole image. Draws from r in prep_image's order. */
+static void prep_kept(Batch *b, int64_t idx, DdRng *r, float *dst)
+{
+    const TrainConf *c = b->c;
+    const TrainData *d = b->d;
+    const int h = d->img[idx].h, w = d->img[idx].w;
+    const float *whole = NULL;
+    if (c->shuffle_patches > 1 || c->rrc_hi <= 0) {
+        kept_box(d, idx, 0, 0, h, w, b->scratch);
+        if (c->shuffle_patches > 1) trainaug_shuffle_patches(r, b->scratch, d->C, h, w, c->shuffle_patches);
+        whole = b->scratch;
+    }
+    if (c->rrc_hi <= 0) {
+        img_resize_short_center_crop(whole, d->C, h, w, d->H, d->H, dst);
+        return;
+    }
+    AugBox a = aug_rrc(r, h, w, c->rrc_lo, c->rrc_hi, 3.0 / 4.0, 4.0 / 3.0);
+    if (whole) {
+        for (int ch = 0; ch < d->C; ch++)
+            for (int i = 0; i < a.h; i++)
+                memcpy(b->scratch2 + ((int64_t)ch * a.h + i) * a.w, whole + ((int64_t)ch * h + a.top + i) * w + a.left,
+                       (size_t)a.w * sizeof(float));
+    } else {
+        kept_box(d, idx, a.top, a.left, a.h, a.w, b->scratch2);
+    }
+    img_resize_bilinear_aa(b->scratch2, d->C, a.h, a.w, dst, d->H, d->W);
+}
 
 /* Image `idx` of the data set, augmented with its (epoch, image) draws, into dst. */
 static void prep_image(Batch *b, int64_t idx, int epoch, float *dst)
 {
     const TrainConf *c = b->c;
     const TrainData *d = b->d;
-    const float *src = d->x + idx * b->img;
     DdRng r;
     dd_rng_init(&r, c->seed, AUG_STREAM_TRAIN, ((uint64_t)epoch << 32) + (uint64_t)idx);
+    if (d->img) {
+        prep_kept(b, idx, &r, dst);
+        if (c->rrc_hi <= 0 && c->crop_pad > 0) {
+            int dy = (int)dd_rng_int(&r, 0, 2 * c->crop_pad), dx = (int)dd_rng_int(&r, 0, 2 * c->crop_pad);
+            memcpy(b->scratch2, dst, (size_t)b->img * sizeof(float));
+            trainaug_pad_crop(b->scratch2, d->C, d->H, d->W, c->crop_pad, dy, dx, dst);
+        }
+        if (c->flip && dd_rng_uniform(&r) < 0.5) trainaug_flip(dst, d->C, d->H, d->W);
+        return;
+    }
+    const float *src = d->x + idx * b->img;
     if (c->shuffle_patches > 1) {
         memcpy(b->scratch, src, (size_t)b->img * sizeof(float));
         trainaug_shuffle_patches(&r, b->scratch, d->C, d->H, d->W, c->shuffle_patches);
@@ -662,6 +774,9 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     if (model_check_input(m, tr->C, tr->H, tr->W) < 0 || (val && model_check_input(m, val->C, val->H, val->W) < 0))
         return -1;
     if (teacher && model_check_input(teacher, tr->C, tr->H, tr->W) < 0) return -1;
+    if (replay && tr->img)
+        return dd_err("%s: replays crops of one image size; the training images are kept at several sizes",
+                      ts_reader_name(replay));
     if (replay && (rinfo->images != tr->n || rinfo->H != tr->H || rinfo->W != tr->W))
         return dd_err("%s: made for %lld images of %dx%d, the training stream has %lld of %dx%d",
                       ts_reader_name(replay), (long long)rinfo->images, rinfo->H, rinfo->W, (long long)tr->n, tr->H,
@@ -688,7 +803,9 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     b.x = dd_malloc((size_t)batch * (size_t)b.img * sizeof(float));
     b.y = dd_malloc((size_t)batch * sizeof(int64_t));
     b.t = dd_malloc((size_t)batch * (size_t)tr->K * sizeof(float));
-    b.scratch = dd_malloc((size_t)b.img * sizeof(float));
+    int64_t kept = (int64_t)tr->C * tr->max_hw, scr = kept > b.img ? kept : b.img;
+    b.scratch = dd_malloc((size_t)scr * sizeof(float));
+    b.scratch2 = tr->img ? dd_malloc((size_t)scr * sizeof(float)) : NULL;
     b.perm = dd_malloc((size_t)batch * sizeof(int64_t));
     int64_t *order = dd_malloc((size_t)tr->n * sizeof(int64_t));
     float *logits = dd_malloc((size_t)batch * (size_t)tr->K * sizeof(float));
@@ -827,6 +944,7 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     free(b.y);
     free(b.t);
     free(b.scratch);
+    free(b.scratch2);
     free(b.perm);
     free(order);
     free(logits);

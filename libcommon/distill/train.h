@@ -29,22 +29,43 @@ enum { TRAIN_STREAM_ORDER = 64, TRAIN_STREAM_BATCH = 65 };
 
 /* ---- a data set in memory ---- */
 
+/* An image kept at its own size (TrainData.img): C x h x w pixels at byte `off` of TrainData.pix,
+ * U8 (value / 255, as ts_record_image_f32) or F32 as the record stored them. */
+typedef struct {
+    int64_t off;
+    int h, w;
+    int f32;
+} TrainImage;
+
 typedef struct {
     int64_t n;
-    int C, H, W;
+    int C, H, W;        /* every image's size; with img, the training size res x res */
     int K;              /* classes (the stream header's) */
-    float *x;           /* [n,C,H,W] pixels in [0,1] */
+    float *x;           /* [n,C,H,W] pixels in [0,1]; NULL with img */
+    TrainImage *img;    /* [n] images at their own sizes (TrainDataOpts.res), or NULL */
+    uint8_t *pix;       /* their pixels */
+    int64_t max_hw;     /* the largest h * w among img */
     int64_t *y;         /* [n] class indices */
     float *soft;        /* [n,K] static soft logits (field "soft"), or NULL */
 } TrainData;
 
-/* Reads every record of `in` (image F32 or U8, label; "soft" [K] F32/F16 when want_soft) into d.
- * All images must have one shape, unless crop > 0: then each image is first resized (antialiased
- * bilinear, shorter side to crop*256/224, as torchvision's Resize(256)) and centre-cropped to
- * crop x crop (the 224-px validation transform). Labels must lie in [0, K). want_soft 1: every
- * record must carry "soft"; -1: the same if the first record has it (d->soft tells), 0: ignored.
- * Errors name the file, record index and key. */
-int train_data_read(TsInput *in, int want_soft, int crop, TrainData *d);
+typedef struct {
+    /* 1: every record must carry "soft" [K] (F32/F16); -1: the same if the first record has it
+     * (d->soft tells); 0: ignored */
+    int want_soft;
+    /* > 0: each image is resized (antialiased bilinear, shorter side to crop*256/224, as
+     * torchvision's Resize(256)) and centre-cropped to crop x crop (the 224-px validation
+     * transform); with crop_other, images already crop x crop are kept as they are */
+    int crop, crop_other;
+    /* > 0: images may differ in size and are kept at their own sizes and dtypes (d->img), for
+     * training at res x res through a crop of each original (train_run); H = W = res */
+    int res;
+} TrainDataOpts;
+
+/* Reads every record of `in` (image F32 or U8, label; "soft" per o->want_soft) into d. All images
+ * must have one shape [C,H,W] after o->crop, unless o->res > 0: then only C must agree. Labels
+ * must lie in [0, K). Errors name the file, record index and key. */
+int train_data_read(TsInput *in, const TrainDataOpts *o, TrainData *d);
 void train_data_free(TrainData *d);
 
 /* ---- the relabel -> evaltrain replay stream (relabel's output, evaltrain --labels) ----
@@ -115,7 +136,11 @@ typedef struct {
     uint64_t seed;
     float label_smoothing;     /* hard labels */
     float T;                   /* soft labels: KL temperature */
-    /* augmentation (ignored by TRAIN_REPLAY, which replays its stream) */
+    /* augmentation (ignored by TRAIN_REPLAY, which replays its stream). On images kept at their
+     * own sizes (TrainData.img) each is augmented at its size and brought to res x res: RRC's box
+     * of the original is resized antialiased (as torchvision's RandomResizedCrop on a PIL image);
+     * without RRC the image is first resized, shorter side to res, and centre-cropped (Resize +
+     * CenterCrop). ShufflePatches acts on the original, RandomCrop and flip on the res x res. */
     int shuffle_patches;       /* RDED's ShufflePatches factor; <= 1 off */
     double rrc_lo, rrc_hi;     /* RandomResizedCrop scale; rrc_hi <= 0: off */
     int crop_pad;              /* RandomCrop padding (when RRC is off); 0 off */
@@ -145,7 +170,8 @@ typedef struct {
  * every eval_every epochs and at the end. teacher: the online teacher (TRAIN_TEACHER), used in
  * eval mode with grad off. replay: the opened --labels stream (TRAIN_REPLAY), positioned after the
  * header; its info checked by the caller. A non-finite loss stops with -1 naming the epoch and
- * step; the last checkpoint written stays. */
+ * step; the last checkpoint written stays. tr may hold images of their own sizes (TrainData.img),
+ * except with replay; val may not. */
 int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const TrainData *val,
               Model *teacher, TsReader *replay, const TrainReplayInfo *rinfo, TrainResult *res);
 

@@ -95,8 +95,20 @@ expect_usage evaltrain -m convnet1 --decay some s.tsr
 "$BIN/tscat" --head 3 te.tsr >te3.tsr && "$BIN/resample" -q --size 30 te3.tsr >te30.tsr \
     && "$BIN/tscat" tr.tsr te30.tsr >mixed.tsr || fail "making a stream of two sizes"
 "$E" "${small[@]}" --epochs 1 mixed.tsr >/dev/null 2>err.txt && fail "mixed sizes accepted"
-grep -q "^evaltrain: mixed.tsr: record 192 (test_000000): image F32\[1,30,30\] differs from the first record's \[1,28,28\]" \
+grep -q "^evaltrain: mixed.tsr: record 192 (test_000000): image F32\[1,30,30\] differs from the first record's \[1,28,28\].*--res R" \
     err.txt && ok "mixed sizes: $(cat err.txt)" || fail "mixed sizes: $(cat err.txt)"
+# --res R: images of several sizes train at R x R (crops of each at its size) and evaluate there
+"$E" "${small[@]}" --epochs 1 --res 24 --val mixed.tsr --save r.safetensors mixed.tsr >r.json \
+    && grep -q '"epoch":1,' r.json && grep -aq '"input_size":"24"' r.safetensors && grep -aq 'res\\":24' r.safetensors \
+    && ok "--res 24 on two sizes: $(tail -n 1 r.json)" || fail "--res on two sizes: $(cat r.json)"
+"$E" --eval-only -w r.safetensors mixed.tsr >/dev/null 2>err.txt && fail "a 24-px model evaluated two sizes without --res"
+"$E" --eval-only --res 24 -w r.safetensors mixed.tsr >e.json && grep -q '"records":195,' e.json \
+    && ok "--eval-only --res 24 on two sizes: $(cat e.json)" || fail "--eval-only --res: $(cat e.json)"
+"$E" "${small[@]}" --epochs 1 --res 24 --checkpoint rk.safetensors --stop-after-epoch 1 --epochs 2 mixed.tsr >/dev/null \
+    && "$E" "${small[@]}" --epochs 2 --res 24 --checkpoint rk.safetensors --save rk2.safetensors mixed.tsr >/dev/null \
+    && "$E" "${small[@]}" --epochs 2 --res 24 --save r2.safetensors mixed.tsr >/dev/null && cmp -s rk2.safetensors r2.safetensors \
+    && ok "--res: a run resumed from its checkpoint ends at the uninterrupted run's weights" || fail "--res resume"
+expect_usage evaltrain "${small[@]}" --res 24 --labels tr.tsr mixed.tsr
 "$E" "${small[@]}" --teacher w.safetensors --epochs 1 --batch 32 --val te.tsr --save t.safetensors tr.tsr >t.json \
     && grep -aq 'teacher' t.safetensors && ok "online teacher: $(tail -n 1 t.json)" || fail "online teacher"
 grep -aq 'decay\\":\\"weights' t.safetensors && ok "online teacher: AdamW decays conv/linear weights only" \

@@ -11,7 +11,8 @@
 # architecture guessed by torch2safetensors.py: the guess is the zoo name, and --eval-only on 8
 # test images (64 px where a net needs more than 28) gives torch's mean cross-entropy (1e-4); (4) a
 # 224-px resnet18 evaluates 250x300 and 300x250 images through Resize(256) + CenterCrop(224) to
-# torch's mean cross-entropy (1e-4).
+# torch's mean cross-entropy (1e-4); (5) --res 28 trains on images kept at 20, 28 and 45 px, each
+# cropped whole and resized antialiased, to float64 PyTorch's weights (1e-5).
 # Peer: tests/parity/evaltrain_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail
 if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then
@@ -54,4 +55,19 @@ done <zoo/cases.txt
 "$PYTHON" "$peer" val224
 for k in wide tall; do "$BIN/evaltrain" --eval-only -q -w val/rn18.safetensors $k.tsr >val/$k.json; done
 "$PYTHON" "$peer" val224-check
+
+# (5) --res 28: images of 20, 28 (uint8 as imported) and 45 px kept at their sizes, each cropped
+# whole (--rrc-scale 1,1 on a square image) and resized antialiased to 28 x 28
+"$BIN/tscat" -q --head 96 tr.tsr >tr96.tsr
+for k in 0 1 2; do "$BIN/tscat" -q --every 3:$k tr96.tsr >part$k.tsr; done
+"$BIN/resample" -q --size 20 part0.tsr >s20.tsr
+cp part1.tsr s28.tsr
+"$BIN/resample" -q -A --size 45 part2.tsr >s45.tsr
+for s in s20 s28 s45; do "$BIN/tsexport" --npy np_$s $s.tsr; done
+"$BIN/tscat" -q s20.tsr s28.tsr s45.tsr >own.tsr
+own=(-q -w init.safetensors --epochs 1 --batch 32 --no-shuffle --optimizer sgd --momentum 0.9 --wd 5e-4 --lr 0.001)
+"$BIN/evaltrain" "${own[@]}" --res 28 --rrc-scale 1,1 --no-flip --save ours_own.safetensors own.tsr >/dev/null
+# --no-aug: Resize(28) + CenterCrop(28), the same on a square image
+"$BIN/evaltrain" "${own[@]}" --res 28 --no-aug --save ours_own_noaug.safetensors own.tsr >/dev/null
+"$PYTHON" "$peer" own "$fmnist"
 echo "all ok"

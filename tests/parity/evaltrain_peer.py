@@ -21,6 +21,14 @@
       tests/parity/optim.sh's. (2) tv.pth evaluated on the first 100 test images:
       top-1 equal to ours.json's exactly, mean cross-entropy within 1e-4 relative (ours printed to
       6 significant digits).
+  evaltrain_peer.py own FMNIST
+      (5) evaltrain --res 28 on images kept at their own sizes: 32 Fashion-MNIST training images
+      each at 20, 28 (the stored uint8) and 45 px (np_s20/, np_s28/, np_s45/ as exported by
+      tsexport --npy), --rrc-scale 1,1 (the whole image, for a square one) --no-flip, one epoch
+      of SGD as in (1) at lr 0.001: ours_own.safetensors, and ours_own_noaug.safetensors (--no-aug:
+      Resize + CenterCrop, the same on a square image), within 1e-5 of float64 PyTorch trained
+      on each image resized to 28 x 28 with antialias=True (torchvision's RandomResizedCrop on a
+      PIL image antialiases too).
   evaltrain_peer.py tvzoo
       Every torchvision net of the zoo beyond resnet18 (TVZOO: both stems where the zoo has two,
       1 input channel, 10 classes, random weights with BN running statistics those of the images
@@ -84,7 +92,7 @@ def norm(x):
     return (x - MEAN) / STD
 
 
-def sgd_run(root, n, batch, lr, mom, wd, init, dtype):
+def sgd_run(root, n, batch, lr, mom, wd, init, dtype, xy=None):
     t, meta = st_load(init)
     assert meta.get("arch") == "convnet3", meta.get("arch")
     m = convnet()
@@ -92,7 +100,7 @@ def sgd_run(root, n, batch, lr, mom, wd, init, dtype):
     m = m.to(dtype)
     m.train()
     opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=mom, weight_decay=wd)
-    x, y = data(root, "train", n)
+    x, y = xy if xy is not None else data(root, "train", n)
     x = x.to(dtype)
     for s in range(0, n, batch):
         opt.zero_grad()
@@ -101,10 +109,10 @@ def sgd_run(root, n, batch, lr, mom, wd, init, dtype):
     return {k: v.double().numpy() for k, v in m.state_dict().items() if v.is_floating_point()}
 
 
-def sgd(root, n, batch, lr, mom, wd, init, ours):
+def sgd(root, n, batch, lr, mom, wd, init, ours, xy=None, what="images"):
     torch.set_num_threads(2)
-    ref = sgd_run(root, n, batch, lr, mom, wd, init, torch.float64)
-    t32 = sgd_run(root, n, batch, lr, mom, wd, init, torch.float32)
+    ref = sgd_run(root, n, batch, lr, mom, wd, init, torch.float64, xy and (xy[0].double(), xy[1]))
+    t32 = sgd_run(root, n, batch, lr, mom, wd, init, torch.float32, xy and (xy[0].float(), xy[1]))
     got, _ = st_load(ours)
     worst, where, worst32 = 0.0, "", 0.0
     for k, v in ref.items():
@@ -112,7 +120,7 @@ def sgd(root, n, batch, lr, mom, wd, init, ours):
         worst32 = max(worst32, float(np.abs(t32[k] - v).max()))
         if d > worst:
             worst, where = d, k
-    print(f"sgd parity ({n} images, lr {lr}) against float64 PyTorch: ours max abs diff "
+    print(f"sgd parity ({n} {what}, lr {lr}) against float64 PyTorch: ours max abs diff "
           f"{worst:.3g} ({where}), tolerance {TOL_SGD}; float32 PyTorch {worst32:.3g}")
     return worst <= TOL_SGD
 
@@ -328,6 +336,21 @@ def val224_check():
     return fails == 0
 
 
+OWN_PARTS = ("s20", "s28", "s45")
+
+
+def own_sizes_data():
+    """The images of np_s20/, np_s28/, np_s45/ (in that order, as tscat joined them), each resized
+    whole to 28 x 28, bilinear with antialias (float64): torchvision's RandomResizedCrop at scale 1
+    on a square image, whose box is the whole image."""
+    xs, ys = [], []
+    for part in OWN_PARTS:
+        x = torch.from_numpy(np.load(f"np_{part}/image.npy")).double()
+        xs.append(F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False, antialias=True))
+        ys.append(torch.from_numpy(np.load(f"np_{part}/label.npy").astype(np.int64)))
+    return torch.cat(xs), torch.cat(ys)
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "val224":
@@ -345,6 +368,11 @@ def main():
         good = sgd(root, 256, 32, 0.001, 0.9, 5e-4, "init.safetensors", "ours.safetensors")
         good &= sgd(root, 32, 32, 0.05, 0.9, 5e-4, "init.safetensors", "ours1.safetensors")
         good &= tveval(root, 100, "tv.pth", "ours.json")
+    elif cmd == "own":
+        xy, good = own_sizes_data(), True
+        for ours, how in (("ours_own", "RandomResizedCrop"), ("ours_own_noaug", "Resize + CenterCrop")):
+            good &= sgd(root, len(xy[1]), 32, 0.001, 0.9, 5e-4, "init.safetensors", ours + ".safetensors", xy,
+                        f"images of 20, 28 and 45 px trained at --res 28 through {how}")
     else:
         raise SystemExit(f"unknown command {cmd}")
     sys.exit(0 if good else 1)

@@ -1,14 +1,17 @@
 /* test_train.c - evaltrain's loop (libcommon/distill/train.c) and augmentations (trainaug.c):
  * the host-side augmentations against direct definitions; the replay record layout round trip
  * through a real stream file (and relabel's top-k form); replay training equal to static-label training on batches prepared
- * by hand from the layout's definition; checkpoint resume equal to an uninterrupted run; a
- * non-finite loss stopping with the epoch and step named; evaluation counts. */
+ * by hand from the layout's definition; checkpoint resume equal to an uninterrupted run; images
+ * kept at their own sizes (evaltrain --res: U8 and F32 storage alike, equal to the in-memory set
+ * within 1e-6 at one size, resume, refusals); a non-finite loss stopping with the epoch and step
+ * named; evaluation counts. */
 #include "libcommon/distill/relabel.h"
 #include "libcommon/distill/train.h"
 #include "libcommon/distill/trainaug.h"
 #include "libcommon/image/resize.h"
 #include "tests/unit/check.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -265,6 +268,176 @@ static void test_resume(Nn *nn, const TrainData *d)
     model_free(part);
 }
 
+/* Writes N images of varying sizes (sizes[i % 6]; all S x S when `same`), labels i % K, as U8 or
+ * as F32 holding the same values / 255, with `ch` channels for image `odd_c` (-1: none). */
+static void write_sized(const char *path, int f32, int same, int odd_c)
+{
+    static const int sizes[6][2] = {{8, 8}, {11, 13}, {5, 9}, {16, 12}, {8, 10}, {20, 7}};
+    const char *names[K] = {"a", "b", "c"};
+    TsHeader *h = ts_header_new(K, names);
+    TsWriter *w = ts_writer_open(path, h);
+    CHECK(w != NULL);
+    TsRecord rec;
+    ts_record_init(&rec);
+    DdRng r;
+    dd_rng_init(&r, 21, 0, 0);
+    for (int i = 0; i < N; i++) {
+        int hh = same ? S : sizes[i % 6][0], ww = same ? S : sizes[i % 6][1], ch = i == odd_c ? C + 1 : C;
+        Tensor t = tensor_newv(f32 ? DD_F32 : DD_U8, 3, (int64_t)ch, (int64_t)hh, (int64_t)ww);
+        for (int64_t k = 0; k < tensor_numel(&t); k++) {
+            uint8_t v = (uint8_t)dd_rng_int(&r, 0, 255);
+            if (f32) ((float *)t.data)[k] = (float)v / 255.0f;
+            else ((uint8_t *)t.data)[k] = v;
+        }
+        ts_record_clear(&rec);
+        snprintf(rec.key, sizeof rec.key, "img%02d", i);
+        ts_record_set(&rec, "image", t);
+        Tensor y = tensor_newv(DD_I64, 0);
+        *(int64_t *)y.data = i % K;
+        ts_record_set(&rec, "label", y);
+        CHECK(ts_writer_put(w, &rec) == 0);
+    }
+    CHECK(ts_writer_close(w) == 0);
+    ts_record_free(&rec);
+    ts_header_free(h);
+}
+
+static int read_path(const char *path, const TrainDataOpts *o, TrainData *d)
+{
+    char *files[1] = {(char *)path};
+    TsInput *in = ts_input_open(1, files);
+    CHECK(in != NULL);
+    int rc = train_data_read(in, o, d);
+    ts_input_close(in);
+    return rc;
+}
+
+static float max_abs_diff(const Model *a, const Model *b)
+{
+    float worst = 0;
+    for (int i = 0; i < a->nparams; i++) {
+        const float *x = a->params[i]->var.v.data, *y = b->params[i]->var.v.data;
+        for (int64_t k = 0; k < tensor_numel(&a->params[i]->var.v); k++)
+            worst = fabsf(x[k] - y[k]) > worst ? fabsf(x[k] - y[k]) : worst;
+    }
+    return worst;
+}
+
+/* Images kept at their own sizes (TrainDataOpts.res, evaltrain --res): what is kept, U8 and F32
+ * storage training alike, S x S images kept training as the in-memory set does (RRC boxes inside
+ * S x S only upsample, where the antialiased resize is bilinear up to weight rounding), resume,
+ * the validation crop of other sizes only, and the refusals. */
+static void test_kept(Nn *nn, const TrainData *flat)
+{
+    char u8p[80], f32p[80], samep[80], oddp[80];
+    snprintf(u8p, sizeof u8p, "%s/u8.tsr", tmpdir);
+    snprintf(f32p, sizeof f32p, "%s/f32.tsr", tmpdir);
+    snprintf(samep, sizeof samep, "%s/same.tsr", tmpdir);
+    snprintf(oddp, sizeof oddp, "%s/odd.tsr", tmpdir);
+    write_sized(u8p, 0, 0, -1);
+    write_sized(f32p, 1, 0, -1);
+    write_sized(oddp, 0, 0, 5);
+    TrainData du, df, flat_s;
+    CHECK(read_path(u8p, &(TrainDataOpts){0}, &du) < 0);
+    CHECK_MSG(strstr(dd_errmsg(), "record 1 (img01)") && strstr(dd_errmsg(), "--res"), "%s", dd_errmsg());
+    CHECK(read_path(oddp, &(TrainDataOpts){.res = S}, &du) < 0);
+    CHECK_MSG(strstr(dd_errmsg(), "record 5 (img05)") && strstr(dd_errmsg(), "channels"), "%s", dd_errmsg());
+    CHECK(read_path(u8p, &(TrainDataOpts){.res = S}, &du) == 0 && read_path(f32p, &(TrainDataOpts){.res = S}, &df) == 0);
+    CHECK(du.n == N && du.C == C && du.H == S && du.W == S && !du.x && du.img && du.max_hw == 16 * 12);
+    CHECK(du.img[1].h == 11 && du.img[1].w == 13 && !du.img[1].f32 && df.img[1].f32 && du.y[4] == 1);
+    /* pixel 2 of image 3 (16 x 12): the stream's byte, kept as it was */
+    CHECK((float)du.pix[du.img[3].off + 2] / 255.0f == ((const float *)(df.pix + df.img[3].off))[2]);
+
+    TrainConf c = base_conf(TRAIN_HARD);
+    c.opt = optim_sgd(0.05, 0.9, 5e-4, 0);
+    c.shuffle = 1;
+    c.rrc_lo = 0.3;
+    c.rrc_hi = 1;
+    c.flip = 1;
+    c.cutmix = 1;
+    c.shuffle_patches = 2;
+    TrainResult res;
+    Model *mu = new_model(nn), *mf = new_model(nn);
+    CHECK(train_run(nn, &c, mu, &du, flat, NULL, NULL, NULL, &res) == 0 && res.epochs_done == 2);
+    CHECK(train_run(nn, &c, mf, &df, flat, NULL, NULL, NULL, &res) == 0);
+    CHECK(same_weights(mu, mf));
+    /* without RRC: Resize + CenterCrop, then RandomCrop(pad) and flip */
+    c.rrc_hi = 0;
+    c.crop_pad = 2;
+    Model *mu2 = new_model(nn), *mf2 = new_model(nn);
+    CHECK(train_run(nn, &c, mu2, &du, NULL, NULL, NULL, NULL, &res) == 0);
+    CHECK(train_run(nn, &c, mf2, &df, NULL, NULL, NULL, NULL, &res) == 0);
+    CHECK(same_weights(mu2, mf2) && !same_weights(mu2, mu));
+    c.rrc_hi = 1;
+    c.crop_pad = 0;
+
+    /* S x S images kept, against the same images in memory */
+    write_sized(samep, 1, 1, -1);
+    TrainData ds;
+    CHECK(read_path(samep, &(TrainDataOpts){.res = S}, &ds) == 0 && ds.img && ds.max_hw == S * S);
+    CHECK(read_path(samep, &(TrainDataOpts){0}, &flat_s) == 0 && flat_s.x && !flat_s.img);
+    Model *ms = new_model(nn), *mflat = new_model(nn);
+    CHECK(train_run(nn, &c, ms, &ds, NULL, NULL, NULL, NULL, &res) == 0);
+    CHECK(train_run(nn, &c, mflat, &flat_s, NULL, NULL, NULL, NULL, &res) == 0);
+    float dw = max_abs_diff(ms, mflat);
+    CHECK_MSG(dw < 1e-6f && max_abs_diff(ms, mu) > 1e-2f, "kept S x S vs in memory: %g", (double)dw);
+
+    /* resume */
+    unlink(ckpt_path);
+    c.epochs = 3;
+    Model *full = new_model(nn), *part = new_model(nn);
+    CHECK(train_run(nn, &c, full, &du, NULL, NULL, NULL, NULL, &res) == 0);
+    c.checkpoint = ckpt_path;
+    c.stop_after = 1;
+    CHECK(train_run(nn, &c, part, &du, NULL, NULL, NULL, NULL, &res) == 0 && res.stopped);
+    c.stop_after = 0;
+    model_free(part);
+    part = new_model(nn);
+    CHECK(train_run(nn, &c, part, &du, NULL, NULL, NULL, NULL, &res) == 0 && res.epochs_done == 3);
+    CHECK(same_weights(full, part));
+    /* the in-memory set of the same shape is another run's data */
+    CHECK(train_run(nn, &c, part, &flat_s, NULL, NULL, NULL, NULL, &res) < 0 && strstr(dd_errmsg(), "other options"));
+    unlink(ckpt_path);
+
+    /* refusals: evaluation and replay want one size */
+    TrainEval ev;
+    CHECK(train_eval(nn, mu, &du, 4, &ev) < 0);
+    TrainReplayInfo info = {N, 1, B, S, S};
+    TsReader *rd = ts_reader_open(samep);     /* refused before its first record is read */
+    CHECK(rd != NULL);
+    TrainConf rc = base_conf(TRAIN_REPLAY);
+    CHECK(train_run(nn, &rc, part, &du, NULL, NULL, rd, &info, &res) < 0 && strstr(dd_errmsg(), "several sizes"));
+    ts_reader_close(rd);
+
+    /* validation crop: S x S images kept as they are with crop_other, the others resized */
+    TrainData v1, v2;
+    CHECK(read_path(u8p, &(TrainDataOpts){.crop = S, .crop_other = 1}, &v1) == 0);
+    CHECK(read_path(u8p, &(TrainDataOpts){.crop = S}, &v2) == 0);
+    CHECK(v1.H == S && v1.W == S && v2.H == S && v1.x && v2.x);
+    CHECK(v1.x[0] == (float)du.pix[du.img[0].off] / 255.0f);                              /* image 0 is 8 x 8 */
+    CHECK(memcmp(v1.x, v2.x, S * S * sizeof(float)) != 0);                                /* Resize(9) + crop */
+    CHECK(!memcmp(v1.x + 1 * S * S, v2.x + 1 * S * S, S * S * sizeof(float)));         /* 11 x 13: both resized */
+
+    train_data_free(&v1);
+    train_data_free(&v2);
+    model_free(full);
+    model_free(part);
+    model_free(ms);
+    model_free(mflat);
+    model_free(mu);
+    model_free(mf);
+    model_free(mu2);
+    model_free(mf2);
+    train_data_free(&ds);
+    train_data_free(&flat_s);
+    train_data_free(&du);
+    train_data_free(&df);
+    unlink(u8p);
+    unlink(f32p);
+    unlink(samep);
+    unlink(oddp);
+}
+
 static void test_nan_and_eval(Nn *nn, const TrainData *d)
 {
     Model *m = new_model(nn);
@@ -293,6 +466,7 @@ int main(void)
     make_data(&d);
     test_replay(nn, &d);
     test_resume(nn, &d);
+    test_kept(nn, &d);
     test_nan_and_eval(nn, &d);
     train_data_free(&d);
     nn_free(nn);

@@ -74,7 +74,9 @@ typedef struct {
 } ImageFolder;
 
 /* Lists image files (extensions .jpg .jpeg .png .ppm .pgm .bmp .tif .tiff .webp, any case).
- * Hidden entries are skipped. */
+ * Hidden entries are skipped. A root holding val_annotations.txt and images/ is Tiny-ImageNet's
+ * val: labels from the annotations, classes from root/../train's folders (else the annotations'),
+ * files in class order, then by name; unlisted images are skipped with a dd_warn. */
 int imagefolder_scan(const char *root, ImageFolder *out);
 void imagefolder_free(ImageFolder *f);
 

@@ -1,7 +1,8 @@
 /* imagefolder.c - torchvision ImageFolder listing: classes are the subdirectories of root sorted
  * by strcmp; each class directory is walked recursively (Tiny-ImageNet keeps its files in
  * <wnid>/images/) in the order of Python's sorted(os.walk(...)): by directory path, then by file
- * name. Hidden entries are skipped; a class without images is an error, as in torchvision. */
+ * name. Hidden entries are skipped; a class without images is an error, as in torchvision.
+ * Tiny-ImageNet's val (images/ beside val_annotations.txt) takes its labels from the annotations. */
 #include "formats/codecs.h"
 #include "libcommon/base/base.h"
 
@@ -109,9 +110,166 @@ static int walk(const char *dir, int depth, FileList *fl)
     return rc;
 }
 
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return !stat(p, &st) && S_ISDIR(st.st_mode);
+}
+
+/* The subdirectories of dir sorted by strcmp (class folders), or n = 0. */
+static int class_dirs(const char *dir, char ***names, size_t *n)
+{
+    if (list_dir(dir, names, n)) return -1;
+    if (*n) qsort(*names, *n, sizeof **names, str_cmp);
+    size_t nc = 0;
+    for (size_t i = 0; i < *n; i++) {
+        char *p = path_join(dir, (*names)[i]);
+        if (is_dir(p)) (*names)[nc++] = (*names)[i];
+        else free((*names)[i]);
+        free(p);
+    }
+    *n = nc;
+    return 0;
+}
+
+typedef struct {
+    char *file, *cls;
+    int64_t line, label;
+} AnnEnt;
+
+static int ann_cmp(const void *a, const void *b)
+{
+    const AnnEnt *x = a, *y = b;
+    return x->label != y->label ? (x->label < y->label ? -1 : 1) : strcmp(x->file, y->file);
+}
+
+static int ann_file_cmp(const void *a, const void *b)
+{
+    return strcmp(((const AnnEnt *)a)->file, ((const AnnEnt *)b)->file);
+}
+
+/* Tiny-ImageNet's val: root/images/<file> labelled by root/val_annotations.txt ("file<TAB>wnid<TAB>
+ * box..." per line). Classes: the class folders of the sibling root/../train when it has some
+ * (the train import's list), else the annotations' wnids sorted; files in class order, then by
+ * name, as an ImageFolder of the tree regrouped by class would list them. */
+static int annotated_scan(const char *root, const char *ann_path, ImageFolder *out)
+{
+    void *buf;
+    size_t len;
+    if (dd_read_file(ann_path, &buf, &len) < 0) return -1;
+    char *text = dd_realloc(buf, len + 1), *end = text + len;
+    *end = 0;
+    AnnEnt *v = NULL;
+    size_t n = 0, cap = 0, nc = 0;
+    char **classes = NULL, *train = path_join(root, "../train"), *images = path_join(root, "images");
+    int rc = -1;
+    int64_t line = 0;
+    for (char *p = text; p < end;) {
+        char *eol = memchr(p, '\n', (size_t)(end - p)), *stop = eol ? eol : end;
+        line++;
+        if (memchr(p, 0, (size_t)(stop - p))) {
+            dd_err("%s: line %lld: a NUL byte", ann_path, (long long)line);
+            goto done;
+        }
+        *stop = 0;
+        char *next = eol ? eol + 1 : end;
+        size_t l = strlen(p);
+        if (l && p[l - 1] == '\r') p[--l] = 0;
+        if (l) {
+            char *file = p, *cls = p + strcspn(p, "\t ");
+            if (*cls) *cls++ = 0;
+            cls += strspn(cls, "\t ");
+            cls[strcspn(cls, "\t ")] = 0;
+            if (!*file || !*cls || strchr(file, '/') || file[0] == '.' || strchr(cls, '/') || cls[0] == '.') {
+                dd_err("%s: line %lld: want FILE<TAB>CLASS, got '%.80s'", ann_path, (long long)line, p);
+                goto done;
+            }
+            if (n == cap) {
+                cap = cap ? 2 * cap : 256;
+                v = dd_realloc(v, cap * sizeof *v);
+            }
+            v[n++] = (AnnEnt){file, cls, line, -1};
+        }
+        p = next;
+    }
+    if (n == 0) {
+        dd_err("%s: lists no images", ann_path);
+        goto done;
+    }
+    qsort(v, n, sizeof *v, ann_file_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(v[i].file, v[i - 1].file)) {
+            dd_err("%s: line %lld: '%s' is listed twice", ann_path,
+                   (long long)(v[i].line > v[i - 1].line ? v[i].line : v[i - 1].line), v[i].file);
+            goto done;
+        }
+    if (is_dir(train) && class_dirs(train, &classes, &nc)) goto done;
+    if (nc == 0) { /* no train folder beside: the annotations' classes, sorted */
+        free(classes);
+        classes = dd_malloc(n * sizeof *classes);
+        for (size_t i = 0; i < n; i++) classes[i] = v[i].cls;
+        qsort(classes, n, sizeof *classes, str_cmp);
+        for (size_t i = 0; i < n; i++)
+            if (!nc || strcmp(classes[nc - 1], classes[i])) classes[nc++] = classes[i];
+        for (size_t i = 0; i < nc; i++) classes[i] = dd_strdup(classes[i]);
+    }
+    if (nc > INT32_MAX) {
+        dd_err("%s: too many classes", ann_path);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char **hit = bsearch(&v[i].cls, classes, nc, sizeof *classes, str_cmp);
+        if (!hit) {
+            dd_err("%s: line %lld: class '%s' is not a class folder of %s", ann_path, (long long)v[i].line, v[i].cls,
+                   train);
+            goto done;
+        }
+        v[i].label = hit - classes;
+    }
+    /* image files the annotations leave out are said, not silently dropped */
+    char **names;
+    size_t nn, unlisted = 0;
+    if (list_dir(images, &names, &nn)) goto done;
+    for (size_t i = 0; i < nn; i++) {
+        AnnEnt key = {.file = names[i]};
+        unlisted += is_image_name(names[i]) && !bsearch(&key, v, n, sizeof *v, ann_file_cmp);
+    }
+    names_free(names, nn);
+    if (unlisted) dd_warn("%s: %zu image file(s) not listed in %s: skipped", images, unlisted, ann_path);
+    qsort(v, n, sizeof *v, ann_cmp);
+    out->nclasses = (int)nc;
+    out->classes = classes;
+    classes = NULL;
+    out->nfiles = (int64_t)n;
+    out->paths = dd_malloc(n * sizeof *out->paths);
+    out->labels = dd_malloc(n * sizeof *out->labels);
+    for (size_t i = 0; i < n; i++) {
+        out->paths[i] = path_join(images, v[i].file);
+        out->labels[i] = v[i].label;
+    }
+    rc = 0;
+done:
+    if (classes) names_free(classes, nc);
+    free(v);
+    free(text);
+    free(train);
+    free(images);
+    return rc;
+}
+
 int imagefolder_scan(const char *root, ImageFolder *out)
 {
     memset(out, 0, sizeof *out);
+    char *ann = path_join(root, "val_annotations.txt"), *images = path_join(root, "images");
+    struct stat st;
+    int tiny = !stat(ann, &st) && S_ISREG(st.st_mode) && is_dir(images);
+    free(images);
+    if (tiny) {
+        int rc = annotated_scan(root, ann, out);
+        free(ann);
+        return rc;
+    }
+    free(ann);
     char **names;
     size_t n;
     if (list_dir(root, &names, &n)) return -1;

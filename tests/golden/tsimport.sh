@@ -1,4 +1,5 @@
-# tsimport: IDX import (names, counts, keys), CIFAR-10/100 and npy import, format guessing, errors.
+# tsimport: IDX import (names, counts, keys), CIFAR-10/100 and npy import, ImageFolder (--split, -j,
+# Tiny-ImageNet's annotated val), format guessing, errors.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 200
@@ -96,6 +97,43 @@ mkdir tree && "$BIN/tsexport" --png tree/train h4.tsr && "$BIN/tsexport" --png t
 grep -q "tree/vall: no such directory" err.txt && ok "imagefolder --split of a missing directory: $(cat err.txt)" \
     || fail "--split vall: $(cat err.txt)"
 expect_usage tsimport --format imagefolder --split a/b tree
+# Tiny-ImageNet's layout: train/<wnid>/images/*, val/images/* labelled by val_annotations.txt
+# (FILE<TAB>WNID<TAB>box); classes are train's folders, records in class order, then by file name
+mkdir -p tiny/val/images tiny/train/n01/images tiny/train/n02/images tiny/train/n03/images
+set -- tree/val/*/*.png tree/train/*/*.png
+for n in 0 1 2 3 4 10; do cp "$1" tiny/val/images/val_$n.png; shift; done
+for w in n01 n02 n03; do cp "$1" tiny/train/$w/images/a.png; shift; done
+printf 'val_3.png\tn02\t0\t0\t10\t10\nval_0.png\tn03\t1\t2\t3\t4\r\nval_10.png\tn01\t0\t0\t1\t1\n\nval_2.png\tn01\t0\t0\t1\t1\nval_1.png\tn02\t0\t0\t5\t5' \
+    >tiny/val/val_annotations.txt
+"$BIN/tsimport" --split val tiny >tv.tsr 2>err.txt && "$BIN/tsinfo" --list tv.tsr | cut -f2,3,4,6 >tv.txt \
+    || fail "Tiny-ImageNet val: $(cat err.txt)"
+printf '%s\n' "val_000000	0	n01	{\"src\":\"images/val_10.png\",\"index\":0}" \
+    "val_000001	0	n01	{\"src\":\"images/val_2.png\",\"index\":1}" "val_000002	1	n02	{\"src\":\"images/val_1.png\",\"index\":2}" \
+    "val_000003	1	n02	{\"src\":\"images/val_3.png\",\"index\":3}" "val_000004	2	n03	{\"src\":\"images/val_0.png\",\"index\":4}" >tv.want
+cmp -s tv.txt tv.want && grep -q "^tsimport: tiny/val/images: 1 image file(s) not listed in tiny/val/val_annotations.txt: skipped$" err.txt \
+    && ok "Tiny-ImageNet val: labels from val_annotations.txt, class then file order, the unlisted file said" \
+    || fail "Tiny-ImageNet val: $(cat tv.txt err.txt)"
+"$BIN/tsimport" --split train tiny >tt.tsr && "$BIN/tscat" tt.tsr tv.tsr >/dev/null \
+    && ok "Tiny-ImageNet: train and val carry one class list" || fail "Tiny-ImageNet class lists"
+"$BIN/tsimport" --split val tiny 2>/dev/null | "$BIN/tsinfo" --json | grep -A4 '"classes"' | tr -d ' \n' | grep -q '"classes":\["n01","n02","n03"\]' \
+    || fail "Tiny-ImageNet classes"
+mv tiny/train tiny/train.away
+"$BIN/tsimport" tiny/val 2>/dev/null | "$BIN/tsinfo" --list | cut -f3,4,6 | cmp -s - <(cut -f2- tv.want) \
+    && ok "Tiny-ImageNet val without train beside it: the annotations' classes, sorted" || fail "val without train"
+mv tiny/train.away tiny/train
+cp tiny/val/val_annotations.txt ann.txt
+printf '\nval_4.png\tn09\n' >>tiny/val/val_annotations.txt
+rc=0; "$BIN/tsimport" --split val tiny >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "val_annotations.txt: line 7: class 'n09' is not a class folder of tiny/val/../train$" err.txt \
+    && ok "Tiny-ImageNet val: a class that is no train folder ($(cat err.txt))" || fail "class n09: exit $rc: $(cat err.txt)"
+cp ann.txt tiny/val/val_annotations.txt && printf '\nval_3.png n01\n' >>tiny/val/val_annotations.txt
+rc=0; "$BIN/tsimport" --split val tiny >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "val_annotations.txt: line 7: 'val_3.png' is listed twice" err.txt \
+    && ok "Tiny-ImageNet val: a file listed twice ($(cat err.txt))" || fail "listed twice: exit $rc: $(cat err.txt)"
+printf 'val_0.png\tn01\nval_77.png\tn02\n' >tiny/val/val_annotations.txt
+rc=0; "$BIN/tsimport" --split val tiny >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "val_77.png" err.txt && ok "Tiny-ImageNet val: a listed file that is missing ($(cat err.txt))" \
+    || fail "missing listed file: exit $rc: $(cat err.txt)"
 # decoding on threads: the same records for any -j, --limit across the windows of files, and the
 # first bad file in order is the one named
 "$BIN/tsexport" --png pngs fm.tsr || fail "a tree of 200 PNGs"

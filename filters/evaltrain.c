@@ -184,11 +184,10 @@ int main(int argc, char **argv)
     nn_use_precision(nn, precision);
     Model *m = weights ? model_load(nn, weights) : NULL;
     if (weights && !m) dd_die_err(DD_EXIT_DATA);
-    /* evaluation: --res R evaluates at R x R (images of another size through Resize + CenterCrop);
-     * else a 224-px model's Resize(256) + CenterCrop(224) on every image */
-    TrainDataOpts vo = {.crop = train_res ? train_res : m && m->input_size >= 224 ? m->input_size : 0,
-                        .crop_other = train_res > 0};
-
+    /* evaluation at the model's input size (--res R: R): torchvision's Resize(256) + CenterCrop(224)
+     * on every image at 224 px and above; below, images of another size only */
+    TrainDataOpts vo = {.crop = train_res ? train_res : m ? m->input_size : 0};
+    vo.crop_other = vo.crop < 224;
     TsInput *in = open_input(argc - optind, argv + optind);
     const TsHeader *th = ts_input_header(in);
     const char *tname = argc > optind ? argv[optind] : "stdin";
@@ -226,7 +225,10 @@ int main(int argc, char **argv)
     TrainDataOpts to = {.want_soft = labelsf || teacherf || hard ? 0 : -1, .res = train_res};
     if (train_data_read(in, &to, &tr) < 0) dd_die_err(DD_EXIT_DATA);
     if (!m && !(m = model_create(nn, arch, tr.C, tr.K, tr.H, (uint64_t)seed))) dd_die_err(DD_EXIT_USAGE);
-    if (!vo.crop && m->input_size >= 224) vo.crop = m->input_size;
+    if (!vo.crop) {
+        vo.crop = m->input_size;
+        vo.crop_other = vo.crop < 224;
+    }
     if (vin && train_data_read(vin, &vo, &val) < 0) dd_die_err(DD_EXIT_DATA);
 
     /* defaults by label source: hard labels train teachers (method.md 0), soft labels follow the

@@ -408,8 +408,12 @@ int main(int argc, char **argv)
                o.split);
     if (!strcmp(o.output, "-")) dd_refuse_tty_stdout();
     char *split_dir = path_join(path, o.split);   /* ImageFolder: ROOT/SPLIT when --split is given */
-    if (fmt == 3 && split_given && !traintest && !is_dir(split_dir))
-        dd_die(DD_EXIT_DATA, "%s: no such directory (--split %s)", split_dir, o.split);
+    char *train_dir = path_join(path, "train");
+    /* train and test fall back to a tree without splits, not to the class folders "train", "val" */
+    if (fmt == 3 && split_given && !is_dir(split_dir) && (!traintest || is_dir(train_dir)))
+        dd_die(DD_EXIT_DATA, "%s: no such directory (--split %s)%s", split_dir, o.split,
+               is_dir(train_dir) ? "; the tree's splits are its folders, such as train and val" : "");
+    free(train_dir);
     switch (fmt) {
     case 0: import_idx(&o, path); break;
     case 1: case 2: import_cifar(&o, path, fmt == 2); break;

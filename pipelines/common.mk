@@ -6,7 +6,8 @@
 #
 # Every parameter is a make variable (override on the command line: make -f pipelines/fadrm.mk
 # ALPHA=0.7), and every intermediate is a file whose NAME encodes the parameters that made it:
-#   $(OUT)/$(DATASET)/data/train.tsr                          import (train-nN.tsr with TRAIN_N)
+#   $(OUT)/$(DATASET)/data/train.tsr                          import (train-nN.tsr with TRAIN_N;
+#                                                             test.tsr: VAL_SPLIT's)
 #   $(OUT)/$(DATASET)/teachers/convnet3-e3-s0.safetensors     a teacher, .jsonl = its training log
 #   $(OUT)/$(DATASET)/convnet3-e3-s0/METHOD/ID/distilled.tsr  a distilled set made with that teacher
 #   .../ID/labels-e300-batch-s0.tsr                           its FKD soft labels
@@ -35,6 +36,7 @@ OUT ?= out
 DATASET ?= fmnist
 DATA ?= /usr/share/datasets/fashion-mnist
 FORMAT ?= idx
+VAL_SPLIT ?= test#           the validation split's name (an ImageFolder tree's folder: ImageNette's val)
 TRAIN_N ?=#                  import only the first N training records (empty: all)
 VAL_N ?=#                    ... and the first N test records
 DEVICE ?= cpu
@@ -82,7 +84,7 @@ RUN_OPTS = -q $(dev_opt) $(thr_opt)
 
 D := $(OUT)/$(DATASET)
 TRAIN := $(D)/data/train$(if $(TRAIN_N),-n$(TRAIN_N)).tsr
-VAL := $(D)/data/test$(if $(VAL_N),-n$(VAL_N)).tsr
+VAL := $(D)/data/$(VAL_SPLIT)$(if $(VAL_N),-n$(VAL_N)).tsr
 teacher_id = $(call ddid,$(1))-e$(TEACHER_EPOCHS)$(if $(TRAIN_N),-n$(TRAIN_N))-s$(TEACHER_SEED)$(TEACHER_TAG)
 teacher_file = $(D)/teachers/$(call teacher_id,$(1)).safetensors
 TID := $(call teacher_id,$(TEACHER))
@@ -113,7 +115,7 @@ $(TRAIN):
 	$(BIN)/tsimport -q -f $(FORMAT) -S train $(if $(TRAIN_N),-n $(TRAIN_N)) -o $@ $(DATA)
 $(VAL):
 	@mkdir -p $(@D)
-	$(BIN)/tsimport -q -f $(FORMAT) -S test $(if $(VAL_N),-n $(VAL_N)) -o $@ $(DATA)
+	$(BIN)/tsimport -q -f $(FORMAT) -S $(VAL_SPLIT) $(if $(VAL_N),-n $(VAL_N)) -o $@ $(DATA)
 
 # ---- teachers: one rule per architecture in TEACHER and TEACHERS ----
 # The weights (written atomically by --save) and the training log are one grouped target.

@@ -101,9 +101,11 @@ grep -q "^evaltrain: mixed.tsr: record 192 (test_000000): image F32\[1,30,30\] d
 "$E" "${small[@]}" --epochs 1 --res 24 --val mixed.tsr --save r.safetensors mixed.tsr >r.json \
     && grep -q '"epoch":1,' r.json && grep -aq '"input_size":"24"' r.safetensors && grep -aq 'res\\":24' r.safetensors \
     && ok "--res 24 on two sizes: $(tail -n 1 r.json)" || fail "--res on two sizes: $(cat r.json)"
-"$E" --eval-only -w r.safetensors mixed.tsr >/dev/null 2>err.txt && fail "a 24-px model evaluated two sizes without --res"
 "$E" --eval-only --res 24 -w r.safetensors mixed.tsr >e.json && grep -q '"records":195,' e.json \
     && ok "--eval-only --res 24 on two sizes: $(cat e.json)" || fail "--eval-only --res: $(cat e.json)"
+# a model evaluates at its input size: images of other sizes through Resize + CenterCrop
+"$E" --eval-only -w r.safetensors mixed.tsr >e2.json && cmp -s e.json e2.json \
+    && ok "--eval-only of a 24-px model on two sizes, without --res: the same" || fail "eval at the input size: $(cat e2.json)"
 "$E" "${small[@]}" --epochs 1 --res 24 --checkpoint rk.safetensors --stop-after-epoch 1 --epochs 2 mixed.tsr >/dev/null \
     && "$E" "${small[@]}" --epochs 2 --res 24 --checkpoint rk.safetensors --save rk2.safetensors mixed.tsr >/dev/null \
     && "$E" "${small[@]}" --epochs 2 --res 24 --save r2.safetensors mixed.tsr >/dev/null && cmp -s rk2.safetensors r2.safetensors \

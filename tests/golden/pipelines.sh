@@ -3,7 +3,7 @@
 # a re-run does nothing (make -q); changing ALPHA re-runs recover onward but not the teacher or
 # patchsel; a failed stage leaves no output; INFER's pipeline runs; the class-sharded run (2 shards,
 # make -j) equals the unsharded run with recover --batch = the shard's class count (tscmp --exact),
-# checked stage by stage.
+# checked stage by stage; FADRM on an ImageFolder tree of several image sizes (train/, val/).
 source "$TESTS/golden/lib.sh"
 [ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }
 P=$TESTS/../pipelines
@@ -99,4 +99,25 @@ $b/recover -q -j1 -w "$w" --iters 8 --arc 3 --batch 5 "$patches" > r-all.tsr
 $b/tscat -q r-0,1,2,3,4.tsr r-5,6,7,8,9.tsr | $b/tscmp --exact -m 2 - r-all.tsr >cmp.txt 2>&1 \
     && ok "recover on class slices of one patch set == unsharded recover" \
     || fail "recover on class slices != unsharded: $(head -n 2 cmp.txt)"
+# an ImageFolder tree of several image sizes with train/ and val/ (ImageNette's layout): the teacher
+# trains at --res 32 on crops of each image at its size, patchsel scores on its 32-px canvas, and
+# the student evaluates the mixed-size val at its input size
+"$BIN/tsimport" -q --format idx --limit 240 "$fmnist" >if_all.tsr
+for k in 0 1 2; do
+    "$BIN/tscat" -q --every 3:$k if_all.tsr | "$BIN/resample" -q -A --size $((32 + 8 * k))x$((40 - 4 * k)) >if_$k.tsr
+    "$BIN/tscat" -q --every 4:0 if_$k.tsr >if_v$k.tsr
+    "$BIN/tsexport" --png if_t$k if_$k.tsr && "$BIN/tsexport" --png if_w$k if_v$k.tsr
+done
+mkdir -p itree/train itree/val && cp -r if_t0/* if_t1/* if_t2/* itree/train/ && cp -r if_w0/* if_w1/* if_w2/* itree/val/
+ifolder=(DATASET=itree DATA=itree FORMAT=imagefolder VAL_SPLIT=val TEACHER_OPTS="--res 32 --batch 32")
+if mk -j2 -f "$P/fadrm.mk" "${ifolder[@]}" fadrm >log.itree 2>&1; then
+    idir=$(val fadrm.mk FADRM_DIR "${ifolder[@]}")
+    grep -q '"final_top1":[0-9]' "$idir/eval-$(val fadrm.mk EVAL_ID).jsonl" \
+        && "$BIN/tsinfo" "$(val fadrm.mk VAL "${ifolder[@]}")" | grep -q 'sizes \[3,32-48,32-40\]' \
+        && "$BIN/tsinfo" --json "$idir/distilled.tsr" | tr -d ' \n' | grep -q '"shapes":\[\[3,32,32\]\]' \
+        && ok "fadrm.mk on an ImageFolder tree of three sizes (train/, val/): a 32-px set, a student evaluated" \
+        || fail "ImageFolder pipeline outputs: $(ls "$idir"; "$BIN/tsinfo" --json "$idir/distilled.tsr" | head -n 30)"
+else
+    fail "fadrm.mk on an ImageFolder tree: $(tail -n 5 log.itree)"
+fi
 finish

@@ -97,6 +97,10 @@ mkdir tree && "$BIN/tsexport" --png tree/train h4.tsr && "$BIN/tsexport" --png t
 grep -q "tree/vall: no such directory" err.txt && ok "imagefolder --split of a missing directory: $(cat err.txt)" \
     || fail "--split vall: $(cat err.txt)"
 expect_usage tsimport --format imagefolder --split a/b tree
+# a tree with splits has no test/: an error, not its split folders read as two classes
+"$BIN/tsimport" --format imagefolder --split test tree >/dev/null 2>err.txt && fail "--split test of a train/val tree"
+grep -q "tree/test: no such directory (--split test); the tree's splits are its folders" err.txt \
+    && ok "imagefolder --split test of a train/val tree: $(cat err.txt)" || fail "--split test: $(cat err.txt)"
 # Tiny-ImageNet's layout: train/<wnid>/images/*, val/images/* labelled by val_annotations.txt
 # (FILE<TAB>WNID<TAB>box); classes are train's folders, records in class order, then by file name
 mkdir -p tiny/val/images tiny/train/n01/images tiny/train/n02/images tiny/train/n03/images

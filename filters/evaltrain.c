@@ -274,6 +274,7 @@ int main(int argc, char **argv)
     tc.checkpoint = ckpt;
     tc.checkpoint_every = ckevery;
     tc.stop_after = stop;
+    tc.threads = threads ? threads : dd_threads_default();
     tc.quiet = quiet;
     tc.metrics = stdout;
 

@@ -8,6 +8,7 @@
 #include "libcommon/distill/train.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -539,6 +540,12 @@ done:
 
 /* ---- batch preparation ---- */
 
+/* A thread's buffers for preparing an image: a one image (with d->img: the largest, whole), b a
+ * crop of it (with d->img only). */
+typedef struct {
+    float *a, *b;
+} Scratch;
+
 typedef struct {
     const TrainConf *c;
     const TrainData *d;
@@ -548,8 +555,8 @@ typedef struct {
     int64_t *y;           /* [batch] hard labels of the base images (accuracy, CE) */
     float *t;             /* [batch,K] soft targets (logits, or probabilities for mixed hard labels) */
     int soft;             /* 1: t holds the targets */
-    float *scratch;       /* one image (with d->img: the largest, whole) */
-    float *scratch2;      /* with d->img: a crop of the largest image */
+    Scratch *scr;         /* [nscr]: one per thread preparing images */
+    int nscr;
     int64_t *perm;        /* [batch] */
 } Batch;
 
@@ -570,16 +577,16 @@ static void kept_box(const TrainData *d, int64_t idx, int top, int left, int h, 
 
 /* Kept image idx brought to d->H x d->W into dst: its RRC box resized antialiased, or Resize +
  * CenterCrop; ShufflePatches first, on the whole image. Draws from r in prep_image's order. */
-static void prep_kept(Batch *b, int64_t idx, DdRng *r, float *dst)
+static void prep_kept(Batch *b, int64_t idx, DdRng *r, float *dst, const Scratch *s)
 {
     const TrainConf *c = b->c;
     const TrainData *d = b->d;
     const int h = d->img[idx].h, w = d->img[idx].w;
     const float *whole = NULL;
     if (c->shuffle_patches > 1 || c->rrc_hi <= 0) {
-        kept_box(d, idx, 0, 0, h, w, b->scratch);
-        if (c->shuffle_patches > 1) trainaug_shuffle_patches(r, b->scratch, d->C, h, w, c->shuffle_patches);
-        whole = b->scratch;
+        kept_box(d, idx, 0, 0, h, w, s->a);
+        if (c->shuffle_patches > 1) trainaug_shuffle_patches(r, s->a, d->C, h, w, c->shuffle_patches);
+        whole = s->a;
     }
     if (c->rrc_hi <= 0) {
         img_resize_short_center_crop(whole, d->C, h, w, d->H, d->H, dst);
@@ -589,36 +596,36 @@ static void prep_kept(Batch *b, int64_t idx, DdRng *r, float *dst)
     if (whole) {
         for (int ch = 0; ch < d->C; ch++)
             for (int i = 0; i < a.h; i++)
-                memcpy(b->scratch2 + ((int64_t)ch * a.h + i) * a.w, whole + ((int64_t)ch * h + a.top + i) * w + a.left,
+                memcpy(s->b + ((int64_t)ch * a.h + i) * a.w, whole + ((int64_t)ch * h + a.top + i) * w + a.left,
                        (size_t)a.w * sizeof(float));
     } else {
-        kept_box(d, idx, a.top, a.left, a.h, a.w, b->scratch2);
+        kept_box(d, idx, a.top, a.left, a.h, a.w, s->b);
     }
-    img_resize_bilinear_aa(b->scratch2, d->C, a.h, a.w, dst, d->H, d->W);
+    img_resize_bilinear_aa(s->b, d->C, a.h, a.w, dst, d->H, d->W);
 }
 
 /* Image `idx` of the data set, augmented with its (epoch, image) draws, into dst. */
-static void prep_image(Batch *b, int64_t idx, int epoch, float *dst)
+static void prep_image(Batch *b, int64_t idx, int epoch, float *dst, const Scratch *s)
 {
     const TrainConf *c = b->c;
     const TrainData *d = b->d;
     DdRng r;
     dd_rng_init(&r, c->seed, AUG_STREAM_TRAIN, ((uint64_t)epoch << 32) + (uint64_t)idx);
     if (d->img) {
-        prep_kept(b, idx, &r, dst);
+        prep_kept(b, idx, &r, dst, s);
         if (c->rrc_hi <= 0 && c->crop_pad > 0) {
             int dy = (int)dd_rng_int(&r, 0, 2 * c->crop_pad), dx = (int)dd_rng_int(&r, 0, 2 * c->crop_pad);
-            memcpy(b->scratch2, dst, (size_t)b->img * sizeof(float));
-            trainaug_pad_crop(b->scratch2, d->C, d->H, d->W, c->crop_pad, dy, dx, dst);
+            memcpy(s->b, dst, (size_t)b->img * sizeof(float));
+            trainaug_pad_crop(s->b, d->C, d->H, d->W, c->crop_pad, dy, dx, dst);
         }
         if (c->flip && dd_rng_uniform(&r) < 0.5) trainaug_flip(dst, d->C, d->H, d->W);
         return;
     }
     const float *src = d->x + idx * b->img;
     if (c->shuffle_patches > 1) {
-        memcpy(b->scratch, src, (size_t)b->img * sizeof(float));
-        trainaug_shuffle_patches(&r, b->scratch, d->C, d->H, d->W, c->shuffle_patches);
-        src = b->scratch;
+        memcpy(s->a, src, (size_t)b->img * sizeof(float));
+        trainaug_shuffle_patches(&r, s->a, d->C, d->H, d->W, c->shuffle_patches);
+        src = s->a;
     }
     if (c->rrc_hi > 0) {
         AugBox a = aug_rrc(&r, d->H, d->W, c->rrc_lo, c->rrc_hi, 3.0 / 4.0, 4.0 / 3.0);
@@ -632,6 +639,39 @@ static void prep_image(Batch *b, int64_t idx, int epoch, float *dst)
     if (c->flip && dd_rng_uniform(&r) < 0.5) trainaug_flip(dst, d->C, d->H, d->W);
 }
 
+typedef struct {
+    Batch *b;
+    const int64_t *order;
+    int epoch, t;
+    int64_t *next;        /* the next batch position to take (atomic) */
+} PrepJob;
+
+static void *prep_worker(void *arg)
+{
+    PrepJob *j = arg;
+    Batch *b = j->b;
+    for (int64_t i; (i = __atomic_fetch_add(j->next, 1, __ATOMIC_RELAXED)) < b->n;)
+        prep_image(b, j->order[i], j->epoch, b->x + i * b->img, &b->scr[j->t]);
+    return NULL;
+}
+
+/* Images order[0..n) of epoch `epoch` into b->x, on b->nscr threads (the caller among them). */
+static void prep_images(Batch *b, const int64_t *order, int epoch)
+{
+    int64_t next = 0;
+    int nt = b->nscr < b->n ? b->nscr : b->n, started = 0;
+    if (nt < 1) nt = 1;
+    PrepJob *job = dd_malloc((size_t)nt * sizeof *job);
+    pthread_t *tid = dd_malloc((size_t)nt * sizeof *tid);
+    for (int t = 0; t < nt; t++) job[t] = (PrepJob){b, order, epoch, t, &next};
+    for (; started + 1 < nt; started++)   /* a thread that fails to start leaves its share to the rest */
+        if (pthread_create(&tid[started], NULL, prep_worker, &job[started + 1])) break;
+    prep_worker(&job[0]);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    free(job);
+    free(tid);
+}
+
 /* The batch of images order[0..n) of epoch `epoch`: augmented images, labels, targets (hard
  * labels become probabilities only when mixed; static soft labels are copied), then CutMix or
  * MixUp with the batch's draws, applied to the targets too. */
@@ -641,10 +681,8 @@ static void prep_batch(Batch *b, const int64_t *order, int epoch, int64_t bi)
     const TrainData *d = b->d;
     const int n = b->n, K = d->K;
     const int mixing = c->cutmix > 0 || c->mixup > 0;
-    for (int i = 0; i < n; i++) {
-        prep_image(b, order[i], epoch, b->x + i * b->img);
-        b->y[i] = d->y[order[i]];
-    }
+    prep_images(b, order, epoch);
+    for (int i = 0; i < n; i++) b->y[i] = d->y[order[i]];
     b->soft = c->labels != TRAIN_HARD || mixing;
     if (c->labels == TRAIN_STATIC) {
         for (int i = 0; i < n; i++) memcpy(b->t + (int64_t)i * K, d->soft + order[i] * K, (size_t)K * sizeof(float));
@@ -803,9 +841,15 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     b.x = dd_malloc((size_t)batch * (size_t)b.img * sizeof(float));
     b.y = dd_malloc((size_t)batch * sizeof(int64_t));
     b.t = dd_malloc((size_t)batch * (size_t)tr->K * sizeof(float));
+    /* images kept at their own sizes are prepared on threads (each image's draws are its own, so
+     * the batch is the same for any count); an in-memory batch costs less than starting them */
     int64_t kept = (int64_t)tr->C * tr->max_hw, scr = kept > b.img ? kept : b.img;
-    b.scratch = dd_malloc((size_t)scr * sizeof(float));
-    b.scratch2 = tr->img ? dd_malloc((size_t)scr * sizeof(float)) : NULL;
+    b.nscr = tr->img && c->threads > 1 ? (c->threads < batch ? c->threads : batch) : 1;
+    b.scr = dd_calloc((size_t)b.nscr, sizeof *b.scr);
+    for (int t = 0; t < b.nscr; t++) {
+        b.scr[t].a = dd_malloc((size_t)scr * sizeof(float));
+        b.scr[t].b = tr->img ? dd_malloc((size_t)scr * sizeof(float)) : NULL;
+    }
     b.perm = dd_malloc((size_t)batch * sizeof(int64_t));
     int64_t *order = dd_malloc((size_t)tr->n * sizeof(int64_t));
     float *logits = dd_malloc((size_t)batch * (size_t)tr->K * sizeof(float));
@@ -943,8 +987,11 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     free(b.x);
     free(b.y);
     free(b.t);
-    free(b.scratch);
-    free(b.scratch2);
+    for (int t = 0; t < b.nscr; t++) {
+        free(b.scr[t].a);
+        free(b.scr[t].b);
+    }
+    free(b.scr);
     free(b.perm);
     free(order);
     free(logits);

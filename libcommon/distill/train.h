@@ -153,6 +153,7 @@ typedef struct {
     const char *checkpoint;    /* NULL: none; resumed from when the file exists */
     int checkpoint_every;
     int stop_after;            /* test hook: return after this many epochs (0 = off) */
+    int threads;               /* host threads preparing batches of kept images (TrainData.img) */
     int quiet;
     FILE *metrics;             /* JSON lines, one per evaluated epoch, and the final line */
 } TrainConf;

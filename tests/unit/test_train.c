@@ -2,8 +2,8 @@
  * the host-side augmentations against direct definitions; the replay record layout round trip
  * through a real stream file (and relabel's top-k form); replay training equal to static-label training on batches prepared
  * by hand from the layout's definition; checkpoint resume equal to an uninterrupted run; images
- * kept at their own sizes (evaltrain --res: U8 and F32 storage alike, equal to the in-memory set
- * within 1e-6 at one size, resume, refusals); a non-finite loss stopping with the epoch and step
+ * kept at their own sizes (evaltrain --res: U8 and F32 storage alike, any preparation thread count
+ * alike, equal to the in-memory set within 1e-6 at one size, resume, refusals); a non-finite loss stopping with the epoch and step
  * named; evaluation counts. */
 #include "libcommon/distill/relabel.h"
 #include "libcommon/distill/train.h"
@@ -361,6 +361,13 @@ static void test_kept(Nn *nn, const TrainData *flat)
     CHECK(train_run(nn, &c, mu, &du, flat, NULL, NULL, NULL, &res) == 0 && res.epochs_done == 2);
     CHECK(train_run(nn, &c, mf, &df, flat, NULL, NULL, NULL, &res) == 0);
     CHECK(same_weights(mu, mf));
+    /* prepared on threads: the same batches */
+    c.threads = 3;
+    Model *mt = new_model(nn);
+    CHECK(train_run(nn, &c, mt, &du, flat, NULL, NULL, NULL, &res) == 0);
+    CHECK(same_weights(mu, mt));
+    model_free(mt);
+    c.threads = 0;
     /* without RRC: Resize + CenterCrop, then RandomCrop(pad) and flip */
     c.rrc_hi = 0;
     c.crop_pad = 2;

@@ -92,6 +92,8 @@ static const char *guess_format(const char *path)
     }
     if (has(path, "data_batch_1.bin") || has(path, "test_batch.bin")) return "cifar10";
     if (has(path, "train.bin") && has(path, "fine_label_names.txt")) return "cifar100";
+    if (has(path, "data_batch_1") || has(path, "test_batch")) return "cifar10";       /* python */
+    if ((has(path, "train") || has(path, "test")) && has(path, "meta")) return "cifar100";
     if (has(path, "image.npy")) return "npy";
     DIR *d = opendir(path);
     struct dirent *e;
@@ -179,10 +181,16 @@ static void import_idx(Out *o, const char *dir)
 static void import_cifar(Out *o, const char *dir, int c100)
 {
     const int test = strcmp(o->split, "test") == 0;
+    /* the binary version (*.bin, *.txt names), else the python one (pickles, torchvision's download) */
+    const char *first_bin = c100 ? (test ? "test.bin" : "train.bin") : test ? "test_batch.bin" : "data_batch_1.bin";
+    const char *first_py = c100 ? (test ? "test" : "train") : test ? "test_batch" : "data_batch_1";
+    const int py = !has(dir, first_bin) && has(dir, first_py);
     char **names = NULL;
     int nn = 0;
-    char *meta = path_join(dir, c100 ? "fine_label_names.txt" : "batches.meta.txt");
-    if (is_file(meta) && dd_read_lines(meta, &names, &nn) < 0) dd_die_err(DD_EXIT_DATA);
+    char *meta = path_join(dir, py ? (c100 ? "meta" : "batches.meta")
+                                   : c100 ? "fine_label_names.txt" : "batches.meta.txt");
+    if (is_file(meta) && (py ? cifar_names_py(meta, c100, &names, &nn) : dd_read_lines(meta, &names, &nn)) < 0)
+        dd_die_err(DD_EXIT_DATA);
     if (!names && c100 && !o->classes_file) dd_die(DD_EXIT_DATA, "%s: missing", meta);
     free(meta);
     out_begin(o, names ? nn : 10, names ? (const char *const *)names : cifar10_names);
@@ -191,12 +199,12 @@ static void import_cifar(Out *o, const char *dir, int c100)
     int more = o->limit != 0;
     for (int f = 0; f < nfiles && more; f++) {
         char nm[32];
-        if (c100) snprintf(nm, sizeof nm, "%s.bin", test ? "test" : "train");
-        else if (test) snprintf(nm, sizeof nm, "test_batch.bin");
-        else snprintf(nm, sizeof nm, "data_batch_%d.bin", f + 1);
+        if (c100) snprintf(nm, sizeof nm, "%s%s", test ? "test" : "train", py ? "" : ".bin");
+        else if (test) snprintf(nm, sizeof nm, "test_batch%s", py ? "" : ".bin");
+        else snprintf(nm, sizeof nm, "data_batch_%d%s", f + 1, py ? "" : ".bin");
         char *p = path_join(dir, nm);
         Tensor im, lb;
-        if (cifar_read(p, c100, &im, &lb) < 0) dd_die_err(DD_EXIT_DATA);
+        if ((py ? cifar_read_py(p, c100, &im, &lb) : cifar_read(p, c100, &im, &lb)) < 0) dd_die_err(DD_EXIT_DATA);
         const int64_t *l = lb.data;
         for (int64_t i = 0; i < im.shape[0] && more; i++)
             more = out_put(o, view(DD_U8, 3, shape, (uint8_t *)im.data + i * 3072), l[i], nm, i);

@@ -1,6 +1,6 @@
 /* codecs.h - the file formats ddpipe reads and writes besides its own stream: NumPy .npy,
- * PNG, JPEG, IDX (MNIST / Fashion-MNIST, gzip or plain), CIFAR-10/100 binary, ImageFolder trees,
- * and safetensors. Each parser trusts no size: every product is checked for overflow before
+ * PNG, JPEG, IDX (MNIST / Fashion-MNIST, gzip or plain), CIFAR-10/100 (binary, and python through
+ * formats/pickle.h), ImageFolder trees, and safetensors. Each parser trusts no size: every product is checked for overflow before
  * allocation, and a malformed file is an error naming the file and what is wrong.
  *
  * Ownership: functions returning a Tensor return an owning CPU tensor (tensor_free). Lists are
@@ -62,6 +62,12 @@ int cifar_read(const char *path, int cifar100, Tensor *images, Tensor *labels);
 /* Reads class names, one per line (batches.meta.txt, fine_label_names.txt); empty lines ignored. */
 int dd_read_lines(const char *path, char ***lines, int *n);
 void dd_lines_free(char **lines, int n);
+/* The python version (cifar-10-batches-py/data_batch_N, test_batch; cifar-100-python/train, test),
+ * read with formats/pickle.c: a dict with 'data' (numpy uint8 [N,3072]) and 'labels' (CIFAR-10) or
+ * 'fine_labels' (CIFAR-100); the same tensors as cifar_read. */
+int cifar_read_py(const char *path, int cifar100, Tensor *images, Tensor *labels);
+/* Class names of batches.meta ('label_names') or CIFAR-100's meta ('fine_label_names'). */
+int cifar_names_py(const char *path, int cifar100, char ***names, int *n);
 
 /* ---- ImageFolder: root/<class>/<file>, classes and files sorted by strcmp ---- */
 

@@ -1,5 +1,5 @@
-# tsimport: IDX import (names, counts, keys), CIFAR-10/100 and npy import, ImageFolder (--split, -j,
-# Tiny-ImageNet's annotated val), format guessing, errors.
+# tsimport: IDX import (names, counts, keys), CIFAR-10/100 (binary and python versions) and npy import,
+# ImageFolder (--split, -j, Tiny-ImageNet's annotated val), format guessing, errors.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 200
@@ -79,6 +79,106 @@ PY
 "$BIN/tsinfo" --list c10.tsr | sed -n 5p | grep -q '"src":"data_batch_2.bin","index":0' \
     || fail "CIFAR meta: $("$BIN/tsinfo" --list c10.tsr | sed -n 5p)"
 ok "CIFAR-10 (five batches, test, names, --limit) and CIFAR-100 (fine label) against the bytes"
+# the python versions of the same batches (cifar-10-batches-py, cifar-100-python: torchvision's
+# download): Python 2's protocol-2 pickles as CIFAR's were written (assembled here opcode by opcode,
+# and checked to load in Python to the intended dict), Python 3's protocols 2 (bytes through
+# _codecs.encode), 4 and 5 (numpy's _frombuffer), labels as a list or a numpy array; each imports
+# to the binary version's records
+"$PYTHON" - <<'PY' || fail "writing CIFAR python batches"
+import os, pickle, struct, numpy as np
+def U(b):
+    return (b"U" + bytes([len(b)]) + b) if len(b) < 256 else (b"T" + struct.pack("<i", len(b)) + b)
+class P2:
+    """Python 2 cPickle protocol 2: str as (SHORT_)BINSTRING, BINPUT memo, APPENDS in runs of 1000."""
+    def __init__(s): s.out, s.k = bytearray(b"\x80\x02"), 1
+    def put(s):
+        s.out += b"q" + bytes([s.k]) if s.k < 256 else b"r" + struct.pack("<I", s.k)
+        s.k += 1
+    def int(s, v):
+        s.out += b"K" + bytes([v]) if 0 <= v < 256 else b"J" + struct.pack("<i", v)
+    def val(s, v):
+        if isinstance(v, bytes):
+            s.out += U(v); s.put()
+        elif isinstance(v, int):
+            s.int(v)
+        elif isinstance(v, list):
+            s.out += b"]"; s.put()
+            for i in range(0, len(v), 1000):
+                s.out += b"("
+                for x in v[i:i + 1000]: s.val(x)
+                s.out += b"e"
+        else:   # numpy array: _reconstruct(ndarray, (0,), 'b') + BUILD (1, shape, dtype, False, data)
+            s.out += b"cnumpy.core.multiarray\n_reconstruct\n"; s.put()
+            s.out += b"cnumpy\nndarray\n"; s.put()
+            s.out += b"K\x00\x85"; s.put(); s.out += U(b"b"); s.put(); s.out += b"\x87"; s.put(); s.out += b"R"; s.put()
+            s.out += b"(K\x01"
+            for d in v.shape: s.int(d)
+            s.out += b"\x86" if v.ndim == 2 else b"\x85"; s.put()
+            s.out += b"cnumpy\ndtype\n"; s.put(); s.out += U(v.dtype.str[1:].encode()) + b"K\x00K\x01\x87"; s.put()
+            s.out += b"R"; s.put()
+            s.out += b"(K\x03" + U(v.dtype.str[:1].encode()) + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"; s.put()
+            s.out += b"b\x89" + U(v.tobytes()) + b"t"; s.put(); s.out += b"b"
+    def dict(s, items):
+        s.out += b"}"; s.put(); s.out += b"("
+        for k, v in items:
+            s.out += U(k); s.put(); s.val(v)
+        s.out += b"u."
+        return bytes(s.out)
+def batches(path, c100):
+    b = open(path, "rb").read(); n = 3074 if c100 else 3073
+    recs = [b[i:i + n] for i in range(0, len(b), n)]
+    return np.frombuffer(b"".join(r[n - 3072:] for r in recs), np.uint8).reshape(-1, 3072), [r[n - 3073] for r in recs]
+files = ["data_batch_%d" % f for f in range(1, 6)] + ["test_batch"]
+names = ["c%d" % i for i in range(10)]
+for form in ("p2", "py3p2", "py3p4", "py3p5"):
+    os.makedirs("cpy_" + form)
+    for f in files:
+        x, y = batches("c10/%s.bin" % f, 0)
+        if form == "p2":
+            items = [(b"batch_label", f.encode()), (b"labels", y), (b"data", x),
+                     (b"filenames", [b"img_%d.png" % i for i in range(len(y))])]
+            blob = P2().dict(items)
+            d = pickle.loads(blob, encoding="bytes")
+            assert np.array_equal(d[b"data"], x) and d[b"labels"] == y, f
+        else:
+            proto = int(form[-1])
+            lab = np.array(y, np.int64) if proto == 4 else y
+            blob = pickle.dumps({b"data" if proto == 2 else "data": x, b"labels" if proto == 2 else "labels": lab},
+                                protocol=proto)
+        open("cpy_%s/%s" % (form, f), "wb").write(blob)
+    meta = P2().dict([(b"label_names", [n.encode() for n in names]), (b"num_vis", 3072)]) if form == "p2" \
+        else pickle.dumps({"label_names": names, "num_cases_per_batch": 10000}, protocol=int(form[-1]))
+    open("cpy_%s/batches.meta" % form, "wb").write(meta)
+os.makedirs("c100py")
+x, y = batches("c100/train.bin", 1)
+coarse = [open("c100/train.bin", "rb").read()[i * 3074] for i in range(len(y))]
+open("c100py/train", "wb").write(P2().dict([(b"filenames", [b"x"] * len(y)), (b"batch_label", b"training batch 1 of 1"),
+                                            (b"fine_labels", y), (b"coarse_labels", coarse), (b"data", x)]))
+open("c100py/meta", "wb").write(P2().dict([(b"fine_label_names", [b"f%02d" % i for i in range(100)]),
+                                           (b"coarse_label_names", [b"k%02d" % i for i in range(20)])]))
+# not CIFAR: a global that would run a command if called (it must stay data), protocol 0, a cut pickle
+open("evil", "wb").write(b"\x80\x02}q\x00(X\x04\x00\x00\x00dataq\x01cos\nsystem\nq\x02X\x0b\x00\x00\x00touch pwnedq\x03\x85Rq\x04X\x06\x00\x00\x00labelsq\x05]q\x06K\x01au.")
+open("proto0", "wb").write(pickle.dumps({"data": x[:2], "labels": y[:2]}, protocol=0))
+open("cut", "wb").write(open("cpy_p2/test_batch", "rb").read()[:5000])
+PY
+for form in p2 py3p2 py3p4 py3p5; do
+    "$BIN/tsimport" cpy_$form >py_$form.tsr && "$BIN/tsimport" --split test cpy_$form >pyt_$form.tsr \
+        && "$BIN/tsexport" --npy np_py_$form py_$form.tsr && "$BIN/tsexport" --npy np_pyt_$form pyt_$form.tsr \
+        && cmp -s np_py_$form/image.npy np_c10/image.npy && cmp -s np_py_$form/label.npy np_c10/label.npy \
+        && cmp -s np_py_$form/classes.txt np_c10/classes.txt && cmp -s np_pyt_$form/image.npy np_c10t/image.npy \
+        && cmp -s np_pyt_$form/label.npy np_c10t/label.npy \
+        && ok "CIFAR-10 python batches ($form): the binary version's images, labels and names" \
+        || fail "CIFAR-10 python batches ($form)"
+done
+"$BIN/tsimport" c100py >c100py.tsr && "$BIN/tsexport" --npy np_c100py c100py.tsr && cmp -s np_c100py/image.npy np_c100/image.npy \
+    && cmp -s np_c100py/label.npy np_c100/label.npy && cmp -s np_c100py/classes.txt np_c100/classes.txt \
+    && ok "CIFAR-100 python batch (fine labels, meta's names): the binary version's records" || fail "CIFAR-100 python"
+for bad in evil proto0 cut; do
+    mkdir -p bad_$bad && cp $bad bad_$bad/test_batch
+    rc=0; "$BIN/tsimport" --format cifar10 --split test bad_$bad >/dev/null 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && [ ! -e pwned ] \
+        && ok "CIFAR python batch that is not one ($bad): $(cat err.txt)" || fail "bad python batch $bad: exit $rc: $(cat err.txt)"
+done
 rm c10/batches.meta.txt
 "$BIN/tsimport" --split test c10 | "$BIN/tsinfo" --json | grep -q '"airplane"' || fail "CIFAR-10 default names"
 rm c10/data_batch_4.bin

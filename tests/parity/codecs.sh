@@ -3,7 +3,7 @@
 # same values and numpy's exact bytes; numpy-written .npy (several dtypes, v1/v2/v3 headers, 0-d,
 # big-endian) parse in ours and Fortran order is refused; our safetensors read with a few lines of
 # numpy; a safetensors file written from torch tensors with struct/json reads in ours; JPEG/PNG/PPM
-# decode as PIL does.
+# decode as PIL does; pickles (CIFAR's python batches) read as Python's pickle reads them.
 # Runs in a temp dir with BIN, BUILD, TESTS, PYTHON set by tests/run.sh. SKIP (77) without numpy.
 set -euo pipefail
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -68,4 +68,20 @@ if "$PYTHON" -c 'import PIL' 2>/dev/null; then
 else
     echo "note: PIL not importable; image checks skipped"
 fi
+# pickles (formats/pickle.c, CIFAR's python batches): every value kind at protocols 0-5, numpy
+# arrays of every supported dtype in both byte orders, shared references and long runs, dumped by
+# ours and compared with what Python's pickle.loads gives; refused values name the reason
+mkdir pk
+"$PYTHON" "$PEER" write-pk pk
+n=0
+while read -r f; do
+    want=$(cat "pk/$f.want")
+    got=$("$TOOL" pk-dump "pk/$f" 2>&1) || true
+    case $want in
+    "ERR "*) [[ $got == *"${want#ERR }"* ]] || { echo "codecs.sh: $f: want an error with '${want#ERR }', got: ${got:0:200}"; exit 1; } ;;
+    *) [ "$got" = "$want" ] || { echo "codecs.sh: $f: ours ${got:0:300}"; echo "  python ${want:0:300}"; exit 1; } ;;
+    esac
+    n=$((n + 1))
+done <pk/cases.txt
+echo "pickles: $n files read as Python reads them (or refused with the reason)"
 echo "codecs parity: ok"

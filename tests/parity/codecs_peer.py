@@ -12,6 +12,8 @@ Exits 1 with a message on the first mismatch.
 """
 import io
 import json
+import os
+import pickle
 import struct
 import sys
 
@@ -221,7 +223,83 @@ def cmp_img(path, dump):
         fail(f"{path}: ours {dt}{shape} vs PIL {a.shape}, max difference {diff}")
 
 
+def pk_text(v):
+    """The canonical text of codecs_tool's pk-dump for a value pickle.loads(encoding="bytes") gave."""
+    if v is None:
+        return "N"
+    if v is True or v is False:
+        return "T" if v else "F"
+    if isinstance(v, int):
+        return "i:%d" % v
+    if isinstance(v, float):
+        return "f:" + struct.pack(">d", v).hex()
+    if isinstance(v, str):
+        return "s:" + v.encode("utf-8", "surrogatepass").hex()
+    if isinstance(v, (bytes, bytearray)):
+        return "b:" + bytes(v).hex()
+    if isinstance(v, list):
+        return "[" + " ".join(pk_text(x) for x in v) + "]"
+    if isinstance(v, tuple):
+        return "(" + " ".join(pk_text(x) for x in v) + ")"
+    if isinstance(v, dict):
+        return "{" + " ".join(pk_text(k) + "=" + pk_text(x) for k, x in v.items()) + "}"
+    if isinstance(v, np.ndarray):
+        le = v.astype(v.dtype.newbyteorder("<"))
+        return "A:%s:%s:%s" % (v.dtype.str[1:], "x".join(str(d) for d in v.shape), le.tobytes().hex())
+    raise TypeError(type(v))
+
+
+def pk_cases():
+    """(name, object, protocols, want): every pickle.h value kind at the protocols that can hold it;
+    want None: our dump must equal pk_text of what Python loads back; else a substring of our error."""
+    rng = np.random.default_rng(3)
+    ints = [0, 1, 255, 256, 65535, 65536, -1, -2**31, 2**31 - 1, 2**31, -2**31 - 1, 2**63 - 1, -2**63, 10**12]
+    floats = [0.0, -1.5, 1e300, -2.5e-310, float("inf"), 3.141592653589793]
+    shared = [1, 2]
+    arrays = {dt: (rng.integers(0, 200, (2, 3)) if dt[-2] != "f" else rng.normal(size=(2, 3))).astype(dt)
+              for dt in ("u1", "i1", "<i2", ">i2", "<u2", "<i4", ">i4", "<u4", "<i8", ">i8", "<u8", "<f2", "<f4",
+                         ">f4", "<f8", ">f8")}
+    arrays["b1"] = np.array([True, False, True])
+    arrays["0d"] = np.array(7, np.int64)
+    arrays["empty"] = np.zeros((0, 4), np.uint8)
+    arrays["big"] = rng.integers(0, 256, (70000,)).astype(np.uint8)      # data past 64 KiB
+    cases = [("ints", ints, range(6), None), ("floats", floats, range(6), None),
+             ("consts", [None, True, False, (), (1,), (1, 2), (1, 2, 3), (1, 2, 3, 4)], range(6), None),
+             ("strs", ["", "abc", "\u00e9\u2713", "x" * 300], range(1, 6), None),
+             ("bytes", [b"", b"\x00\xff", b"y" * 300], range(3, 6), None),
+             ("nested", {"a": [1, {"b": (2.5, None)}], "c": {}, 5: "d"}, range(1, 6), None),
+             ("shared", [shared, shared, (shared,)], range(6), None),
+             ("many", list(range(2500)), range(6), None)]
+    cases += [("array_" + k.replace("<", "le").replace(">", "be"), {"x": v}, range(2, 6), None)
+              for k, v in arrays.items()]
+    cases += [("fortran", np.asfortranarray(np.arange(6, dtype=np.uint8).reshape(2, 3)), [2, 4, 5], "Fortran"),
+              ("complex", np.zeros(2, np.complex64), [2, 5], "not supported"),
+              ("bigint", 2**64, [2], "wider than 64 bits"),
+              ("set", {1, 2}, [4], "not supported")]
+    return cases
+
+
+def write_pk(d):
+    os.makedirs(d, exist_ok=True)
+    n = 0
+    with open(os.path.join(d, "cases.txt"), "w") as idx:
+        for name, obj, protos, want in pk_cases():
+            for p in protos:
+                f = "%s_p%d.pkl" % (name, p)
+                blob = pickle.dumps(obj, protocol=p)
+                if want is None:
+                    back = pickle.loads(blob, encoding="bytes")
+                    open(os.path.join(d, f + ".want"), "w").write(pk_text(back) + "\n")
+                else:
+                    open(os.path.join(d, f + ".want"), "w").write("ERR " + want + "\n")
+                open(os.path.join(d, f), "wb").write(blob)
+                idx.write(f + "\n")
+                n += 1
+    print(f"write-pk: {n} pickles")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"write-npy": write_npy, "check-npy": check_npy, "cmp-dump": cmp_dump, "check-st": check_st,
-     "write-st-torch": write_st_torch, "cmp-st": cmp_st, "write-img": write_img, "cmp-img": cmp_img}[cmd](*args)
+     "write-st-torch": write_st_torch, "cmp-st": cmp_st, "write-img": write_img, "cmp-img": cmp_img,
+     "write-pk": write_pk}[cmd](*args)

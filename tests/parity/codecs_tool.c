@@ -7,8 +7,10 @@
  *   codecs_tool st-write FILE     a safetensors file with metadata
  *   codecs_tool st-dump FILE      "meta KEY VALUE" lines, then per tensor "NAME DTYPE[shape]" and values
  *   codecs_tool img-dump FILE     image_decode: "U8[C,H,W]" then the values
+ *   codecs_tool pk-dump FILE      pickle_parse: the value in one canonical line (pk_text below)
  * Exit 1 with the library's message on a parse or write error. */
 #include "formats/codecs.h"
+#include "formats/pickle.h"
 #include "libcommon/base/base.h"
 
 #include <stdio.h>
@@ -102,10 +104,86 @@ static int st_dump(const char *path)
     return 0;
 }
 
+static void hex(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) printf("%02x", p[i]);
+}
+
+/* The canonical text of a value, as codecs_peer.py's pk_text writes Python's: N T F, i:DEC,
+ * f:HEX (the double's bits, big-endian), s:HEX (UTF-8), b:HEX, [..] (..) {k=v ..} with items
+ * separated by spaces; a numpy array A:CODE:SHAPE:HEX (little-endian data; CODE as numpy's
+ * dtype.str without the byte order, SHAPE sizes joined by x), or E:MESSAGE where pk_ndarray
+ * refuses one; another call C:MODULE.NAME. */
+static void pk_text(const PkObj *o)
+{
+    static const char *const codes[DD_NDTYPE] = {[DD_BOOL] = "b1", [DD_U8] = "u1", [DD_I8] = "i1", [DD_I16] = "i2",
+        [DD_U16] = "u2", [DD_F16] = "f2", [DD_I32] = "i4", [DD_U32] = "u4", [DD_F32] = "f4", [DD_F64] = "f8",
+        [DD_I64] = "i8", [DD_U64] = "u8"};
+    switch (o->kind) {
+    case PK_NONE: printf("N"); break;
+    case PK_BOOL: printf(o->i ? "T" : "F"); break;
+    case PK_INT: printf("i:%lld", (long long)o->i); break;
+    case PK_FLOAT: {
+        uint64_t u;
+        memcpy(&u, &o->f, 8);
+        printf("f:%016llx", (unsigned long long)u);
+        break;
+    }
+    case PK_STR: printf("s:"), hex(o->s, o->len); break;
+    case PK_BYTES: printf("b:"), hex(o->s, o->len); break;
+    case PK_LIST: case PK_TUPLE: case PK_DICT:
+        printf("%c", o->kind == PK_LIST ? '[' : o->kind == PK_TUPLE ? '(' : '{');
+        for (size_t i = 0; i < o->n; i++) {
+            if (i && (o->kind != PK_DICT || i % 2 == 0)) printf(" ");
+            if (o->kind == PK_DICT && i % 2) printf("=");
+            pk_text(o->v[i]);
+        }
+        printf("%c", o->kind == PK_LIST ? ']' : o->kind == PK_TUPLE ? ')' : '}');
+        break;
+    case PK_GLOBAL: printf("G:%s.%s", o->module, o->name); break;
+    case PK_CALL: {
+        Tensor t;
+        if (pk_ndarray(o, "array", &t) == 0) {
+            printf("A:%s:", codes[t.dtype]);
+            for (int d = 0; d < t.ndim; d++) printf("%s%lld", d ? "x" : "", (long long)t.shape[d]);
+            printf(":");
+            hex(t.data, (size_t)tensor_nbytes(&t));
+            tensor_free(&t);
+        } else if (pk_is_global(o->fn, "numpy.core.multiarray", "_reconstruct")
+                   || pk_is_global(o->fn, "numpy.core.numeric", "_frombuffer")) {
+            printf("E:%s", dd_errmsg());
+        } else if (o->fn->kind == PK_GLOBAL) {
+            printf("C:%s.%s", o->fn->module, o->fn->name);
+        } else {
+            printf("C:?");
+        }
+        break;
+    }
+    }
+}
+
+static int pk_dump(const char *path)
+{
+    void *buf;
+    size_t len;
+    Pickle *p;
+    const PkObj *root;
+    if (dd_read_file(path, &buf, &len)) return -1;
+    int rc = pickle_parse(buf, len, path, &p, &root);
+    if (rc == 0) {
+        pk_text(root);
+        printf("\n");
+        pickle_free(p);
+    }
+    free(buf);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
-    if (argc != 3) dd_die(DD_EXIT_USAGE, "usage: codecs_tool npy-write DIR | npy-dump FILE | st-write FILE | st-dump FILE | img-dump FILE");
+    if (argc != 3) dd_die(DD_EXIT_USAGE, "usage: codecs_tool npy-write DIR | npy-dump FILE | st-write FILE | st-dump FILE | "
+                                      "img-dump FILE | pk-dump FILE");
     int rc;
     if (!strcmp(argv[1], "npy-write")) {
         rc = npy_write_all(argv[2]);
@@ -127,6 +205,8 @@ int main(int argc, char **argv)
         rc = st_write(argv[2]);
     } else if (!strcmp(argv[1], "st-dump")) {
         rc = st_dump(argv[2]);
+    } else if (!strcmp(argv[1], "pk-dump")) {
+        rc = pk_dump(argv[2]);
     } else {
         dd_die(DD_EXIT_USAGE, "unknown command '%s'", argv[1]);
     }

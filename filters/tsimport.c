@@ -418,9 +418,13 @@ int main(int argc, char **argv)
     char *split_dir = path_join(path, o.split);   /* ImageFolder: ROOT/SPLIT when --split is given */
     char *train_dir = path_join(path, "train");
     /* train and test fall back to a tree without splits, not to the class folders "train", "val" */
-    if (fmt == 3 && split_given && !is_dir(split_dir) && (!traintest || is_dir(train_dir)))
-        dd_die(DD_EXIT_DATA, "%s: no such directory (--split %s)%s", split_dir, o.split,
+    if (fmt == 3 && split_given && !is_dir(split_dir) && (!traintest || is_dir(train_dir))) {
+        dd_err("%s: no such directory (--split %s)%s", split_dir, o.split,
                is_dir(train_dir) ? "; the tree's splits are its folders, such as train and val" : "");
+        free(split_dir);
+        free(train_dir);
+        dd_die_err(DD_EXIT_DATA);
+    }
     free(train_dir);
     switch (fmt) {
     case 0: import_idx(&o, path); break;

@@ -9,8 +9,6 @@
 #include "formats/codecs.h"
 #include "libcommon/base/base.h"
 
-#define PK_MEMO_MAX (1u << 24)   /* memo indices: Python numbers them 0, 1, 2, ... */
-
 struct Pickle {
     PkObj **objs;            /* every node, for pickle_free */
     size_t nobjs, capobjs;
@@ -176,7 +174,9 @@ static int memo_put(Vm *m, uint64_t idx)
 {
     PkObj *o = top(m);
     if (!o) return -1;
-    if (idx >= PK_MEMO_MAX) return fail(m, "memo index too large");
+    /* Python numbers the memo 0, 1, 2, ...: an index beyond the bytes read so far would only make
+     * a small file allocate a large memo */
+    if (idx > m->at) return fail(m, "memo index larger than the pickle so far");
     if (idx >= m->nmemo) {
         m->memo = grow(m->memo, &m->capmemo, (size_t)idx + 1, sizeof *m->memo);
         memset(m->memo + m->nmemo, 0, ((size_t)idx + 1 - m->nmemo) * sizeof *m->memo);

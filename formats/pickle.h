@@ -10,7 +10,8 @@
  *
  * Limits: integers must fit int64; persistent ids, extension codes, sets, out-of-band buffers and
  * protocol 0's quoted strings are errors. Memory is proportional to the input (every node costs
- * at least one opcode byte), memo indices are bounded, and nothing recurses on the input's depth.
+ * at least one opcode byte; memo indices may not exceed the bytes read), and nothing recurses on
+ * the input's depth.
  *
  * Ownership: the tree lives in the Pickle (pickle_free) and may point into the caller's buffer,
  * which must outlive it. Errors: -1 (or NULL) with dd_err naming `name`, the opcode and its byte

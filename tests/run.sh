@@ -5,7 +5,8 @@
 # A test is a unit binary (build/tests/test_*), a fuzz regression replay (build/tests/fuzz_*_replay
 # over tests/fuzz/corpus/NAME/), or a shell script (tests/golden/*.sh, tests/parity/*.sh).
 # Protocol: exit 0 = PASS, 77 = SKIP (say why on the last line of output), anything else = FAIL.
-# Output of each test goes to $BUILD/logs/NAME.log; failing logs are printed at the end.
+# Output of each test goes to $BUILD/logs/NAME.log; failing logs are printed at the end. A sanitizer
+# report in a log (make check SAN=1) fails its test whatever the exit status.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -38,6 +39,12 @@ run_one() {
     esac
     local dt=$((SECONDS - start)) res
     case $rc in 0) res=PASS ;; 77) res=SKIP ;; *) res=FAIL ;; esac
+    # a sanitizer's report (make check SAN=1) fails the test even where the program's exit status
+    # was the one the test expected (a leak on an error path, say)
+    if [ $res != FAIL ] && grep -qE '^==[0-9]+==ERROR: (Address|Leak)Sanitizer|: runtime error: ' "$log"; then
+        res=FAIL
+        echo "(a sanitizer reported an error above)" >>"$log"
+    fi
     if [ $res = SKIP ]; then echo "$res $name (${dt}s): $(tail -n 1 "$log")"
     else echo "$res $name (${dt}s)"; fi
 }

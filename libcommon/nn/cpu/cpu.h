@@ -136,7 +136,7 @@ void cpu_kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int64_
 void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf);
 
 /* conv_wino.c: 3x3 stride-1 'same' convolutions of one group with enough channels (1/cin +
- * 1/cout <= 1/48) and planes whose tiles waste little by Winograd's F(4x4, 3x3), or F(2x2, 3x3)
+ * 1/cout <= 1/16) and planes whose tiles waste little by Winograd's F(4x4, 3x3), or F(2x2, 3x3)
  * where 4x4 tiles would compute as many products (forward and backward-data); cpu_wino_ok is false
  * without AVX2 and FMA, or with DD_CPU_CONV set (direct: conv_direct.c's kernel; gemm), and true for
  * every 3x3 'same' shape with DD_CPU_CONV=winograd (winograd2, winograd4: the tile forced). */

@@ -540,8 +540,8 @@ done:
 
 /* ---- batch preparation ---- */
 
-/* A thread's buffers for preparing an image: a one image (with d->img: the largest, whole), b a
- * crop of it (with d->img only). */
+/* A thread's buffers for preparing an image: a holds one image (with d->img: the largest, whole), b
+ * a crop of it (with d->img only). */
 typedef struct {
     float *a, *b;
 } Scratch;

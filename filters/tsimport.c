@@ -166,7 +166,10 @@ static void import_idx(Out *o, const char *dir)
     if (idx_read(pi, &im) < 0 || idx_read(pl, &lb) < 0) dd_die_err(DD_EXIT_DATA);
     if (im.ndim != 3 || im.dtype != DD_U8 || lb.ndim != 1 || lb.shape[0] != im.shape[0])
         dd_die(DD_EXIT_DATA, "%s: images and labels do not match", dir);
-    out_begin(o, 10, strstr(dir, "fashion") ? fmnist_names : digit_names);
+    /* Debian's fashion-mnist, torchvision's FashionMNIST/raw (the path as resolved: "." too) */
+    char *real = realpath(dir, NULL);
+    out_begin(o, 10, strcasestr(real ? real : dir, "fashion") ? fmnist_names : digit_names);
+    free(real);
     const char *src = strrchr(pi, '/') + 1;
     int64_t shape[3] = {1, im.shape[1], im.shape[2]}, sz = im.shape[1] * im.shape[2];
     for (int64_t i = 0; i < im.shape[0]; i++)

@@ -23,6 +23,10 @@ printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n' >names.txt
 "$BIN/tsimport" --split test --limit 3 --classes-file names.txt digits | "$BIN/tsinfo" --json | grep -q '"j"' \
     || fail "--classes-file"
 ok "digits and --classes-file"
+mkdir -p tv/FashionMNIST/raw && cp "$fmnist"/t10k-* tv/FashionMNIST/raw/
+"$BIN/tsimport" --split test --limit 3 tv/FashionMNIST/raw | "$BIN/tsinfo" --json | grep -q '"Ankle boot"' \
+    && (cd tv/FashionMNIST/raw && "$BIN/tsimport" --split test --limit 3 .) | "$BIN/tsinfo" --json | grep -q '"Ankle boot"' \
+    && ok "torchvision's FashionMNIST/raw (and . inside it): Fashion-MNIST's class names" || fail "FashionMNIST/raw names"
 # npy directory (guessed), F32 and U8 images, extra fields, keys.txt.
 mk_npy f32 7 3 5 4 1
 mk_npy u8 7 1 6 6 2 u8

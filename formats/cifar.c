@@ -74,7 +74,7 @@ int cifar_read_py(const char *path, int cifar100, Tensor *images, Tensor *labels
     const PkObj *d;
     if (load_pickle(path, &buf, &p, &d) < 0) return -1;
     const char *lkey = cifar100 ? "fine_labels" : "labels";
-    char what[64];
+    char what[1100];
     Tensor x = {0}, y = {0};
     int rc = -1;
     const PkObj *xo = pk_get(d, "data"), *yo = pk_get(d, lkey);
@@ -127,7 +127,7 @@ int cifar_names_py(const char *path, int cifar100, char ***names, int *n)
     *n = 0;
     if (load_pickle(path, &buf, &p, &d) < 0) return -1;
     const char *key = cifar100 ? "fine_label_names" : "label_names";
-    char what[64];
+    char what[1100];
     snprintf(what, sizeof what, "%s: '%s'", path, key);
     int rc = pk_get(d, key) ? pk_str_list(pk_get(d, key), what, names, n) : dd_err("%s: no '%s'", path, key);
     pickle_free(p);

@@ -217,19 +217,15 @@ static PkObj *seq_from(Vm *m, PkKind kind, size_t from)
     return o;
 }
 
-static int set_items(Vm *m, PkObj *d, size_t from)
+/* Adds stack[from, n) to the container just under them: a list (APPEND, APPENDS) or a dict
+ * (SETITEM, SETITEMS: keys and values alternately). */
+static int add_items(Vm *m, PkKind kind, size_t from)
 {
-    if (d->kind != PK_DICT) return fail(m, "SETITEM(S) on something that is not a dict");
-    if ((m->n - from) % 2) return fail(m, "an odd number of keys and values");
-    for (size_t i = from; i < m->n; i++) push_item(d, m->stack[i]);
-    m->n = from;
-    return 0;
-}
-
-static int append_items(Vm *m, PkObj *l, size_t from)
-{
-    if (l->kind != PK_LIST) return fail(m, "APPEND(S) on something that is not a list");
-    for (size_t i = from; i < m->n; i++) push_item(l, m->stack[i]);
+    if (from == 0 || (m->nmarks && m->marks[m->nmarks - 1] == from)) return fail(m, "no container under the items");
+    PkObj *c = m->stack[from - 1];
+    if (c->kind != kind) return fail(m, kind == PK_LIST ? "not a list under the items" : "not a dict under the items");
+    if (kind == PK_DICT && (m->n - from) % 2) return fail(m, "an odd number of keys and values");
+    for (size_t i = from; i < m->n; i++) push_item(c, m->stack[i]);
     m->n = from;
     return 0;
 }
@@ -372,25 +368,16 @@ static int step(Vm *m, const PkObj **root)
         push(m, seq_from(m, PK_TUPLE, m->n - k));
         return 0;
     }
-    case 'a': /* APPEND */
-        if (!(b = pop(m)) || !(a = top(m))) return -1;
-        if (a->kind != PK_LIST) return fail(m, "APPEND to something that is not a list");
-        push_item(a, b);
-        return 0;
+    case 'a': /* APPEND: one item */
+    case 's': { /* SETITEM: a key and a value */
+        size_t k = m->op == 'a' ? 1 : 2;
+        if (m->n < k || (m->nmarks && m->marks[m->nmarks - 1] > m->n - k)) return fail(m, "the stack is too short");
+        return add_items(m, m->op == 'a' ? PK_LIST : PK_DICT, m->n - k);
+    }
     case 'e': /* APPENDS */
-        if (pop_mark(m, &from) < 0) return -1;
-        if (from == 0 || (m->nmarks && m->marks[m->nmarks - 1] == from)) return fail(m, "no list under the MARK");
-        return append_items(m, m->stack[from - 1], from);
-    case 's': /* SETITEM */
-        if (!(c = pop(m)) || !(b = pop(m)) || !(a = top(m))) return -1;
-        if (a->kind != PK_DICT) return fail(m, "SETITEM on something that is not a dict");
-        push_item(a, b);
-        push_item(a, c);
-        return 0;
     case 'u': /* SETITEMS */
         if (pop_mark(m, &from) < 0) return -1;
-        if (from == 0 || (m->nmarks && m->marks[m->nmarks - 1] == from)) return fail(m, "no dict under the MARK");
-        return set_items(m, m->stack[from - 1], from);
+        return add_items(m, m->op == 'e' ? PK_LIST : PK_DICT, from);
     case 'p': /* PUT */
     case 'g': /* GET */
         if (line_int(m, &v, &is_bool) < 0) return -1;
@@ -418,17 +405,10 @@ static int step(Vm *m, const PkObj **root)
             return fail(m, "module and name are not strings");
         push(m, make_global(m, (const char *)a->s, a->len, (const char *)b->s, b->len));
         return 0;
-    case 'R': /* REDUCE */
-    case 0x81: /* NEWOBJ */
-        if (!(b = pop(m)) || !(a = pop(m))) return -1;
-        if (b->kind != PK_TUPLE) return fail(m, "the arguments are not a tuple");
-        c = node(m->p, PK_CALL);
-        c->fn = a;
-        c->args = b;
-        push(m, c);
-        return 0;
+    case 'R': /* REDUCE: callable, args */
+    case 0x81: /* NEWOBJ: cls, args */
     case 0x92: /* NEWOBJ_EX: cls, args, kwargs (kwargs dropped: numpy does not use them) */
-        if (!pop(m) || !(b = pop(m)) || !(a = pop(m))) return -1;
+        if ((m->op == 0x92 && !pop(m)) || !(b = pop(m)) || !(a = pop(m))) return -1;
         if (b->kind != PK_TUPLE) return fail(m, "the arguments are not a tuple");
         c = node(m->p, PK_CALL);
         c->fn = a;

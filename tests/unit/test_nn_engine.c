@@ -1,12 +1,13 @@
 /* test_nn_engine.c - the engine's contract beyond single-op gradients: forward values against
  * hand-computed ones (MixUp and CutMix too), gradient accumulation (+= for params, written for
  * inputs), frozen params, identical repeated steps without arena growth, thread-count independence,
- * the CUDA-less stub. */
+ * AvgPool2d(2)'s fast loop against its definition, the CUDA-less stub. */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/nn.h"
 #include "libcommon/nn/nn_impl.h"
 #include "tests/unit/check.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static NnVar *input(Nn *nn, int ndim, const int64_t *shape, const float *data, int grad)
@@ -314,6 +315,49 @@ static void test_steps_and_threads(void)
     free(g3);
 }
 
+/* AvgPool2d(2)'s own loop (pool_ops.c: AVX2 rows of 8 outputs, a scalar tail) against the general
+ * definition in its summation order, ((((0 + a) + b) + c) + d) / 4, bit for bit, with and
+ * without AVX2: planes whose outputs are 8, 17 and 3 wide, odd sizes dropping the last row and
+ * column, and -0 inputs (which the order turns into +0); the backward spreads dy / 4. */
+static void test_avgpool2(Nn *nn)
+{
+    static const int sizes[][2] = {{16, 16}, {35, 34}, {7, 7}};
+    for (int isa = 0; isa < 2; isa++) {
+        if (isa) setenv("DD_CPU_ISA", "baseline", 1);
+        for (int t = 0; t < 3; t++) {
+            int h = sizes[t][0], w = sizes[t][1], oh = h / 2, ow = w / 2, n = 2 * 3;
+            float *x = dd_malloc((size_t)n * h * w * sizeof(float)), *want = dd_malloc((size_t)n * oh * ow * 4);
+            float *got = dd_malloc((size_t)n * oh * ow * sizeof(float)), *dx = dd_malloc((size_t)n * h * w * 4);
+            float *dy = dd_malloc((size_t)n * oh * ow * sizeof(float));
+            DdRng r;
+            dd_rng_init(&r, 9, 1, (uint64_t)t);
+            for (int i = 0; i < n * h * w; i++) x[i] = i % 13 == 0 ? -0.0f : (float)dd_rng_normal(&r);
+            for (int i = 0; i < n * oh * ow; i++) dy[i] = (float)dd_rng_normal(&r);
+            for (int p = 0; p < n; p++)
+                for (int i = 0; i < oh; i++)
+                    for (int j = 0; j < ow; j++) {
+                        const float *q = x + ((size_t)p * h + 2 * i) * w + 2 * j;
+                        want[((size_t)p * oh + i) * ow + j] = ((((0.0f + q[0]) + q[1]) + q[w]) + q[w + 1]) * 0.25f;
+                    }
+            NnPoolShape sh = {n, h, w, oh, ow, 2, 2, 0};
+            nn->be->avgpool_fwd(nn->be, &sh, x, got);
+            CHECK_MSG(!memcmp(got, want, (size_t)n * oh * ow * sizeof(float)), "avgpool2 %dx%d isa %d", h, w, isa);
+            memset(dx, 0, (size_t)n * h * w * sizeof(float));
+            nn->be->avgpool_bwd(nn->be, &sh, dy, dx);
+            int bad = 0;
+            for (int p = 0; p < n; p++)
+                for (int i = 0; i < h; i++)
+                    for (int j = 0; j < w; j++) {
+                        float e = i < 2 * oh && j < 2 * ow ? dy[((size_t)p * oh + i / 2) * ow + j / 2] * 0.25f : 0.0f;
+                        bad += dx[((size_t)p * h + i) * w + j] != e;
+                    }
+            CHECK_MSG(bad == 0, "avgpool2 backward %dx%d isa %d: %d wrong", h, w, isa, bad);
+            free(x), free(want), free(got), free(dx), free(dy);
+        }
+        unsetenv("DD_CPU_ISA");
+    }
+}
+
 int main(void)
 {
     Nn *nn = nn_new(DD_CPU, 2);
@@ -321,6 +365,7 @@ int main(void)
     test_zero_norm(nn);
     test_mix_ops(nn);
     test_accumulation(nn);
+    test_avgpool2(nn);
     nn_free(nn);
     test_steps_and_threads();
     /* Without a usable CUDA device (or in a build without the backend) asking for one fails

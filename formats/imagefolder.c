@@ -271,17 +271,8 @@ int imagefolder_scan(const char *root, ImageFolder *out)
     }
     free(ann);
     char **names;
-    size_t n;
-    if (list_dir(root, &names, &n)) return -1;
-    if (n) qsort(names, n, sizeof *names, str_cmp);
-    size_t nc = 0;
-    for (size_t i = 0; i < n; i++) {
-        char *p = path_join(root, names[i]);
-        struct stat st;
-        if (!stat(p, &st) && S_ISDIR(st.st_mode)) names[nc++] = names[i];
-        else free(names[i]);
-        free(p);
-    }
+    size_t nc;
+    if (class_dirs(root, &names, &nc)) return -1;
     if (nc == 0) {
         free(names);
         return dd_err("%s: no class subdirectories found", root);

@@ -104,14 +104,16 @@ __attribute__((target("avx2"))) static int avgpool2_row_avx2(int ow, const float
 /* AvgPool2d(2) (ConvNet's): every window inside the plane, summed in the general loop's order
  * from 0 (0 + x keeps its bits but turns -0 into +0, as there), so the same bits, without its
  * bounds tests; 8 outputs at a time with AVX2. */
-static void avgpool2_plane(const NnPoolShape *s, const float *x, float *y)
+static void avgpool2_plane(const NnPoolShape *s, const float *x, float *y, int vec)
 {
     for (int oi = 0; oi < s->oh; oi++) {
         const float *r0 = x + (size_t)2 * oi * s->w, *r1 = r0 + s->w;
         float *yr = y + (size_t)oi * s->ow;
         int oj = 0;
 #if defined(__x86_64__) || defined(__i386__)
-        if (cpu_avx2()) oj = avgpool2_row_avx2(s->ow, r0, r1, yr);
+        if (vec) oj = avgpool2_row_avx2(s->ow, r0, r1, yr);
+#else
+        (void)vec;
 #endif
         for (; oj < s->ow; oj++)
             yr[oj] = ((((0.0f + r0[2 * oj]) + r0[2 * oj + 1]) + r1[2 * oj]) + r1[2 * oj + 1]) * 0.25f;
@@ -125,11 +127,12 @@ static void avgpool_task(void *arg, int64_t b, int64_t e, int tid)
     const PoolJob *j = arg;
     const NnPoolShape *s = j->s;
     float inv = 1.0f / (float)(s->k * s->k);
+    const int vec = cpu_avx2();   /* once per task: DD_CPU_ISA is read from the environment */
     for (int64_t p = b; p < e; p++) {
         const float *x = j->x + p * s->h * s->w;
         float *y = j->y + p * s->oh * s->ow;
         if (s->k == 2 && s->stride == 2 && s->pad == 0) {
-            avgpool2_plane(s, x, y);
+            avgpool2_plane(s, x, y, vec);
             continue;
         }
         for (int oi = 0; oi < s->oh; oi++)

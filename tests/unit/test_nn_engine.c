@@ -318,7 +318,8 @@ static void test_steps_and_threads(void)
 /* AvgPool2d(2)'s own loop (pool_ops.c: AVX2 rows of 8 outputs, a scalar tail) against the general
  * definition in its summation order, ((((0 + a) + b) + c) + d) / 4, bit for bit, with and
  * without AVX2: planes whose outputs are 8, 17 and 3 wide, odd sizes dropping the last row and
- * column, and -0 inputs (which the order turns into +0); the backward spreads dy / 4. */
+ * column, and -0 inputs (which the order turns into +0); the backward adds dy / 4 to each
+ * input's gradient once, over gradients already there. */
 static void test_avgpool2(Nn *nn)
 {
     static const int sizes[][2] = {{16, 16}, {35, 34}, {7, 7}};
@@ -342,14 +343,16 @@ static void test_avgpool2(Nn *nn)
             NnPoolShape sh = {n, h, w, oh, ow, 2, 2, 0};
             nn->be->avgpool_fwd(nn->be, &sh, x, got);
             CHECK_MSG(!memcmp(got, want, (size_t)n * oh * ow * sizeof(float)), "avgpool2 %dx%d isa %d", h, w, isa);
-            memset(dx, 0, (size_t)n * h * w * sizeof(float));
+            for (int i = 0; i < n * h * w; i++) dx[i] = x[i];  /* the backward adds to dx */
             nn->be->avgpool_bwd(nn->be, &sh, dy, dx);
             int bad = 0;
             for (int p = 0; p < n; p++)
                 for (int i = 0; i < h; i++)
                     for (int j = 0; j < w; j++) {
-                        float e = i < 2 * oh && j < 2 * ow ? dy[((size_t)p * oh + i / 2) * ow + j / 2] * 0.25f : 0.0f;
-                        bad += dx[((size_t)p * h + i) * w + j] != e;
+                        size_t at = ((size_t)p * h + i) * w + j;
+                        float want_dx = i < 2 * oh && j < 2 * ow
+                                            ? x[at] + dy[((size_t)p * oh + i / 2) * ow + j / 2] * 0.25f : x[at];
+                        bad += memcmp(&dx[at], &want_dx, sizeof(float)) != 0;
                     }
             CHECK_MSG(bad == 0, "avgpool2 backward %dx%d isa %d: %d wrong", h, w, isa, bad);
             free(x), free(want), free(got), free(dx), free(dy);

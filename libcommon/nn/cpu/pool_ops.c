@@ -99,7 +99,47 @@ __attribute__((target("avx2"))) static int avgpool2_row_avx2(int ow, const float
     }
     return oj;
 }
+
+/* 8 outputs' gradients of avgpool2_bwd_plane's row: each g = dy * 0.25 added once to the four
+ * inputs of its window (the pairs duplicated by unpacks, the 128-bit halves put in place). */
+__attribute__((target("avx2"))) static int avgpool2_bwd_row_avx2(int ow, const float *dy, float *r0,
+                                                                   float *r1)
+{
+    const __m256 quarter = _mm256_set1_ps(0.25f);
+    int oj = 0;
+    for (; oj + 8 <= ow; oj += 8) {
+        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dy + oj), quarter);     /* g0 .. g7 */
+        __m256 lo = _mm256_unpacklo_ps(g, g), hi = _mm256_unpackhi_ps(g, g); /* g0g0g1g1 g4g4g5g5 | ... */
+        __m256 a = _mm256_permute2f128_ps(lo, hi, 0x20), b = _mm256_permute2f128_ps(lo, hi, 0x31);
+        float *p0 = r0 + 2 * oj, *p1 = r1 + 2 * oj;
+        _mm256_storeu_ps(p0, _mm256_add_ps(_mm256_loadu_ps(p0), a));
+        _mm256_storeu_ps(p0 + 8, _mm256_add_ps(_mm256_loadu_ps(p0 + 8), b));
+        _mm256_storeu_ps(p1, _mm256_add_ps(_mm256_loadu_ps(p1), a));
+        _mm256_storeu_ps(p1 + 8, _mm256_add_ps(_mm256_loadu_ps(p1 + 8), b));
+    }
+    return oj;
+}
 #endif
+
+/* AvgPool2d(2)'s backward: windows apart and inside the plane, so no bounds tests; each input
+ * takes one add, so the vector rows give the same bits. */
+static void avgpool2_bwd_plane(const NnPoolShape *s, const float *dy, float *dx, int vec)
+{
+    for (int oi = 0; oi < s->oh; oi++) {
+        float *r0 = dx + (size_t)2 * oi * s->w, *r1 = r0 + s->w;
+        const float *dr = dy + (size_t)oi * s->ow;
+        int oj = 0;
+#if defined(__x86_64__) || defined(__i386__)
+        if (vec) oj = avgpool2_bwd_row_avx2(s->ow, dr, r0, r1);
+#else
+        (void)vec;
+#endif
+        for (; oj < s->ow; oj++) {
+            float g = dr[oj] * 0.25f;
+            r0[2 * oj] += g, r0[2 * oj + 1] += g, r1[2 * oj] += g, r1[2 * oj + 1] += g;
+        }
+    }
+}
 
 /* AvgPool2d(2) (ConvNet's): every window inside the plane, summed in the general loop's order
  * from 0 (0 + x keeps its bits but turns -0 into +0, as there), so the same bits, without its
@@ -157,17 +197,12 @@ static void avgpool_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     const PoolJob *j = arg;
     const NnPoolShape *s = j->s;
     float inv = 1.0f / (float)(s->k * s->k);
+    const int vec = cpu_avx2();
     for (int64_t p = b; p < e; p++) {
         const float *dy = j->x + p * s->oh * s->ow;
         float *dx = j->y + p * s->h * s->w;
-        if (s->k == 2 && s->stride == 2 && s->pad == 0) { /* windows apart and inside: no tests */
-            for (int oi = 0; oi < s->oh; oi++) {
-                float *r0 = dx + (size_t)2 * oi * s->w, *r1 = r0 + s->w;
-                for (int oj = 0; oj < s->ow; oj++) {
-                    float g = dy[oi * s->ow + oj] * inv;
-                    r0[2 * oj] += g, r0[2 * oj + 1] += g, r1[2 * oj] += g, r1[2 * oj + 1] += g;
-                }
-            }
+        if (s->k == 2 && s->stride == 2 && s->pad == 0) {
+            avgpool2_bwd_plane(s, dy, dx, vec);
             continue;
         }
         for (int oi = 0; oi < s->oh; oi++)

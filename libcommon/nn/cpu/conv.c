@@ -651,7 +651,9 @@ static void parts_reduce_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* db[c] += sum over images and pixels, in double, one channel per item. */
+/* db[c] += sum over images and pixels, one channel per item: each plane in 8 float lanes (element
+ * i in lane i % 8; independent adds, which vectorise, where one running sum would wait on each
+ * add's latency), the lanes combined in a fixed order, the planes summed in double. */
 static void bias_bwd_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
@@ -661,10 +663,13 @@ static void bias_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     for (int64_t c = b; c < e; c++) {
         double acc = 0;
         for (int n = 0; n < s->n; n++) {
-            const float *dy = j->dy + ((size_t)n * s->cout + (size_t)c) * ohw;
-            float row = 0;
-            for (int i = 0; i < ohw; i++) row += dy[i];
-            acc += row;
+            const float *restrict dy = j->dy + ((size_t)n * s->cout + (size_t)c) * ohw;
+            float l[8] = {0};
+            int i = 0;
+            for (; i + 8 <= ohw; i += 8)
+                for (int k = 0; k < 8; k++) l[k] += dy[i + k];
+            for (int k = 0; i < ohw; i++, k++) l[k] += dy[i];
+            acc += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
         }
         j->dw[c] += (float)acc;
     }

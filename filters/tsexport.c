@@ -3,36 +3,24 @@
  * Directories are built under DIR.tmp.PID and renamed into place only when complete, so a
  * half-written export is never presented as finished. See tsexport(1).
  */
-#include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "formats/codecs.h"
+#include "formats/npydir.h"
 #include "formats/stream.h"
 #include "libcommon/base/base.h"
 #include "libcommon/image/resize.h"
 
-typedef struct {                  /* one stacked field of --npy */
-    char name[TS_NAME_MAX + 1];
-    Tensor first;                 /* dtype and shape of the first record (no data) */
-    char *data;
-    size_t rowbytes, cap;
-} Stack;
-
 typedef struct {
-    char *png, *npy;              /* output directories, trailing slashes removed */
-    const char *grid;
+    const char *png, *npy, *grid; /* the options' output paths */
     int truncate, cols;
     const TsHeader *h;
-    char *png_tmp, *npy_tmp;
-    int nstack;
-    Stack stack[64];
-    char **keys;
+    DdAtomicDir png_dir, npy_dir; /* the directories being built */
+    NpyDirWriter npyw;
     int64_t n;
     Tensor grid_img;              /* U8 [C, rows, cols] once the first image is seen */
     int64_t cell_h, cell_w;       /* its cells: the first image's size */
@@ -81,59 +69,10 @@ static Tensor image_u8(const TsRecord *r, int truncate)
     return f32_to_u8(&f, truncate);
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void strip_slash(char *d)
-{
-    for (size_t n = d ? strlen(d) : 0; n > 1 && d[n - 1] == '/'; n--) d[n - 1] = 0;
-}
-
-/* Temporary directory DIR.tmp.PID, removed first if a dead run left it. DIR itself must not exist
- * or be an empty directory (the rename at the end would fail): checked here, before any work. */
-static char *tmp_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        int empty = 1;
-        while (empty && (e = readdir(d)))
-            empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
-        closedir(d);
-        if (!empty)
-            dd_die(DD_EXIT_DATA, "%s: exists and is not empty (tsexport writes a new directory)", dir);
-    } else if (errno != ENOENT) {
-        dd_die(DD_EXIT_DATA, "%s: %s", dir,
-               errno == ENOTDIR ? "exists and is not a directory" : strerror(errno));
-    }
-    size_t n = strlen(dir) + 32;
-    char *t = dd_malloc(n);
-    snprintf(t, n, "%s.tmp.%ld", dir, (long)getpid());
-    rm_tree(t);
-    if (mkdir(t, 0777) < 0) dd_die(DD_EXIT_DATA, "%s: cannot create: %s", t, strerror(errno));
-    return t;
-}
-
-static void commit_dir(char *tmp, const char *dir)
-{
-    if (rename(tmp, dir) < 0) {
-        int e = errno;
-        rm_tree(tmp);
-        dd_die(DD_EXIT_DATA, "%s: cannot rename %s into place: %s", dir, tmp,
-               e == ENOTEMPTY || e == EEXIST ? "it exists and is not empty" : strerror(e));
-    }
-    free(tmp);
-}
-
 static void die_cleanup(Export *x)
 {
-    if (x->png_tmp) rm_tree(x->png_tmp);
-    if (x->npy_tmp) rm_tree(x->npy_tmp);
+    dd_atomic_dir_abort(&x->png_dir);
+    dd_atomic_dir_abort(&x->npy_dir);
     dd_die_err(DD_EXIT_DATA);
 }
 
@@ -151,12 +90,12 @@ static void put_png(Export *x, const TsRecord *r, int64_t lab, char *path, size_
 {
     char cd[256];
     class_dir(x->h, (int)lab, cd, sizeof cd);
-    snprintf(path, n, "%s/%s", x->png_tmp, cd);
+    snprintf(path, n, "%s/%s", x->png_dir.tmp, cd);
     if (mkdir(path, 0777) < 0 && errno != EEXIST) {
         dd_err("%s: %s", path, strerror(errno));
         die_cleanup(x);
     }
-    snprintf(path, n, "%s/%s/%s.png", x->png_tmp, cd, r->key);
+    snprintf(path, n, "%s/%s/%s.png", x->png_dir.tmp, cd, r->key);
     Tensor u = image_u8(r, x->truncate);
     void *buf;
     size_t len;
@@ -169,96 +108,6 @@ static void put_png(Export *x, const TsRecord *r, int64_t lab, char *path, size_
     }
     free(buf);
     tensor_free(&u);
-}
-
-/* Appends one row to a stacked field; dtype and shape must match the first record's. */
-static void stack_put(Export *x, const char *name, const Tensor *t, const char *key)
-{
-    int i = 0;
-    while (i < x->nstack && strcmp(x->stack[i].name, name)) i++;
-    if (i == x->nstack) {
-        if (x->n > 0) dd_err("record %lld (%s): field '%s' absent from the records before", (long long)x->n, key, name);
-        if (x->n > 0 || i == 64) die_cleanup(x);
-        Stack *s = &x->stack[x->nstack++];
-        snprintf(s->name, sizeof s->name, "%s", name);
-        s->first = *t;
-        s->first.data = NULL;
-        s->first.owns = 0;
-        s->rowbytes = (size_t)tensor_nbytes(t);
-    }
-    Stack *s = &x->stack[i];
-    char a[128], b[128];
-    if (!tensor_same_shape(&s->first, t)) {
-        dd_err("record %lld (%s): field '%s' is %s, earlier records have %s", (long long)x->n, key, name,
-               tensor_describe(t, a, sizeof a), tensor_describe(&s->first, b, sizeof b));
-        die_cleanup(x);
-    }
-    size_t need = s->rowbytes * (size_t)(x->n + 1);
-    if (need > s->cap) {
-        s->cap = need * 2;
-        s->data = dd_realloc(s->data, s->cap);
-    }
-    memcpy(s->data + s->rowbytes * (size_t)x->n, t->data, s->rowbytes);
-}
-
-static void put_npy(Export *x, const TsRecord *r, int64_t lab)
-{
-    Tensor im, lt = tensor_scalar_i64(lab);
-    if (ts_record_image_f32(r, &im) < 0) {
-        dd_err_prefix("record %lld (%s)", (long long)x->n, r->key);
-        die_cleanup(x);
-    }
-    stack_put(x, "image", &im, r->key);
-    tensor_free(&im);
-    if (ts_record_cget(r, "label")) stack_put(x, "label", &lt, r->key);
-    tensor_free(&lt);
-    for (int f = 0; f < r->nfields; f++)
-        if (strcmp(r->fields[f].name, "image") && strcmp(r->fields[f].name, "label"))
-            stack_put(x, r->fields[f].name, &r->fields[f].t, r->key);
-    if (r->nfields != x->nstack) {
-        dd_err("record %lld (%s): %d fields, earlier records have %d", (long long)x->n, r->key, r->nfields,
-               x->nstack);
-        die_cleanup(x);
-    }
-    if ((x->n & (x->n - 1)) == 0) x->keys = dd_realloc(x->keys, sizeof *x->keys * (size_t)(x->n ? 2 * x->n : 1));
-    x->keys[x->n] = dd_strdup(r->key);
-}
-
-static void write_lines(Export *x, const char *name, int n, char *(*line)(Export *, int))
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", x->npy_tmp, name);
-    FILE *f = fopen(path, "w");
-    if (!f) dd_err("%s: %s", path, strerror(errno));
-    for (int i = 0; f && i < n; i++) fprintf(f, "%s\n", line(x, i));
-    if (!f || dd_fclose_checked(f, path) < 0) die_cleanup(x);
-}
-
-static char *key_line(Export *x, int i) { return x->keys[i]; }
-static char *class_line(Export *x, int i) { return (char *)ts_header_class(x->h, i); }
-
-static void finish_npy(Export *x)
-{
-    char path[4096];
-    for (int i = 0; i < x->nstack; i++) {
-        Stack *s = &x->stack[i];
-        Tensor t = s->first;
-        if (t.ndim == DD_MAXDIM) {
-            dd_err("field '%s': %d dimensions, no room to stack", s->name, t.ndim);
-            die_cleanup(x);
-        }
-        memmove(t.shape + 1, t.shape, sizeof(int64_t) * (size_t)t.ndim);
-        t.shape[0] = x->n;
-        t.ndim++;
-        t.data = s->data;
-        snprintf(path, sizeof path, "%s/%s.npy", x->npy_tmp, s->name);
-        if (npy_write_file(path, &t) < 0) die_cleanup(x);
-        free(s->data);
-    }
-    write_lines(x, "keys.txt", (int)x->n, key_line);
-    write_lines(x, "classes.txt", ts_header_nclasses(x->h), class_line);
-    for (int64_t i = 0; i < x->n; i++) free(x->keys[i]);
-    free(x->keys);
 }
 
 /* Places the image in its class row (first --grid-cols images of each class). */
@@ -298,7 +147,8 @@ static void put_grid(Export *x, const TsRecord *r, int64_t lab)
         int64_t y0 = 1 + lab * (H + 1), x0 = 1 + x->grid_fill[lab]++ * (W + 1);
         for (int64_t c = 0; c < C; c++)
             for (int64_t y = 0; y < H; y++)
-                memcpy((uint8_t *)g->data + (c * GH + y0 + y) * GW + x0, (uint8_t *)u.data + (c * H + y) * W, (size_t)W);
+                memcpy((uint8_t *)g->data + (c * GH + y0 + y) * GW + x0, (uint8_t *)u.data + (c * H + y) * W,
+                       (size_t)W);
     }
     tensor_free(&u);
 }
@@ -326,14 +176,12 @@ int main(int argc, char **argv)
     }
     if (!x.png && !x.npy && !x.grid) dd_die(DD_EXIT_USAGE, "nothing to do: give --png, --npy or --grid");
     if (argc - optind > 1) dd_die(DD_EXIT_USAGE, "at most one input file (concatenate with tscat)");
-    strip_slash(x.png);
-    strip_slash(x.npy);
     TsReader *in = ts_reader_open(optind < argc ? argv[optind] : "-");
     if (!in) dd_die_err(DD_EXIT_DATA);
     x.h = ts_reader_header(in);
     const int nc = ts_header_nclasses(x.h);
-    if (x.png) x.png_tmp = tmp_dir(x.png);
-    if (x.npy) x.npy_tmp = tmp_dir(x.npy);
+    if (x.png && dd_atomic_dir_open(&x.png_dir, x.png) < 0) dd_die_err(DD_EXIT_DATA);
+    if (x.npy && dd_atomic_dir_open(&x.npy_dir, x.npy) < 0) dd_die_err(DD_EXIT_DATA);
     TsRecord rec;
     ts_record_init(&rec);
     char path[4096];
@@ -345,19 +193,20 @@ int main(int argc, char **argv)
             die_cleanup(&x);
         }
         if (x.png) put_png(&x, &rec, lab, path, sizeof path);
-        if (x.npy) put_npy(&x, &rec, lab);
+        if (x.npy && npydir_add(&x.npyw, &rec) < 0) die_cleanup(&x);
         if (x.grid) put_grid(&x, &rec, lab);
         x.n++;
     }
     if (r < 0) die_cleanup(&x);
-    if (x.npy) finish_npy(&x);
+    if (x.npy && npydir_write(&x.npyw, x.npy_dir.tmp, x.h) < 0) die_cleanup(&x);
+    npydir_writer_free(&x.npyw);
     if (x.grid && !x.grid_img.data) {
         dd_err("%s: no records, no grid", ts_reader_name(in));
         die_cleanup(&x);
     }
     if (x.grid && png_write_file(x.grid, &x.grid_img) < 0) die_cleanup(&x);
-    if (x.png) commit_dir(x.png_tmp, x.png);
-    if (x.npy) commit_dir(x.npy_tmp, x.npy);
+    if (x.png && dd_atomic_dir_commit(&x.png_dir) < 0) dd_die_err(DD_EXIT_DATA);
+    if (x.npy && dd_atomic_dir_commit(&x.npy_dir) < 0) dd_die_err(DD_EXIT_DATA);
     tensor_free(&x.grid_img);
     free(x.grid_fill);
     ts_record_free(&rec);

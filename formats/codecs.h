@@ -1,7 +1,8 @@
 /* codecs.h - the file formats ddpipe reads and writes besides its own stream: NumPy .npy,
  * PNG, JPEG, IDX (MNIST / Fashion-MNIST, gzip or plain), CIFAR-10/100 (binary, and python through
- * formats/pickle.h), ImageFolder trees, and safetensors. Each parser trusts no size: every product is checked for overflow before
- * allocation, and a malformed file is an error naming the file and what is wrong.
+ * formats/pickle.h), ImageFolder trees, and safetensors; and the file and directory helpers they
+ * share. Each parser trusts no size: every product is checked for overflow before allocation, and
+ * a malformed file is an error naming the file and what is wrong.
  *
  * Ownership: functions returning a Tensor return an owning CPU tensor (tensor_free). Lists are
  * freed with their *_free function. Errors: -1 (or NULL) with dd_err set; `name` arguments are
@@ -46,6 +47,34 @@ int dd_read_file(const char *path, void **buf, size_t *len);
 /* Writes len bytes to path atomically (temporary in the same directory, fsync, rename). */
 int dd_write_file(const char *path, const void *buf, size_t len);
 
+/* ---- paths and directories (formats/fileio.c) ---- */
+
+/* 1 if path is, after symlinks, a regular file (a directory); 0 otherwise, errors included. */
+int dd_is_file(const char *path);
+int dd_is_dir(const char *path);
+/* "dir/name" in a new malloc'ed string. */
+char *dd_path_join(const char *dir, const char *name);
+/* 1 if dir/name is a regular file. */
+int dd_has_file(const char *dir, const char *name);
+/* dir/name.gz if it is a regular file, else dir/name if it is one, else NULL; malloc'ed. */
+char *dd_find_gz(const char *dir, const char *name);
+
+/* Atomic directory output: a new directory DIR is built as DIR.tmp.PID and renamed into place
+ * only when complete, so a half-written one is never presented as finished. */
+typedef struct {
+    char *dir;             /* DIR, trailing slashes removed */
+    char *tmp;             /* DIR.tmp.PID, to write into; NULL when not open */
+} DdAtomicDir;
+/* Checks that DIR does not exist or is an empty directory (the final rename would fail), before
+ * any work, then creates DIR.tmp.PID (removing a tree of that name first). -1 with dd_err, and
+ * nothing to free, on failure. */
+int dd_atomic_dir_open(DdAtomicDir *a, const char *dir);
+/* Renames the temporary into place; on failure removes it and returns -1 with dd_err. Either
+ * way `a` is closed (its strings freed). */
+int dd_atomic_dir_commit(DdAtomicDir *a);
+/* Removes the temporary tree and closes `a`; nothing when it is not open. */
+void dd_atomic_dir_abort(DdAtomicDir *a);
+
 /* ---- IDX (MNIST / Fashion-MNIST) ---- */
 
 /* Reads an IDX file, gzip-compressed or not (detected), into a tensor of its dtype (U8 images
@@ -85,6 +114,20 @@ typedef struct {
  * files in class order, then by name; unlisted images are skipped with a dd_warn. */
 int imagefolder_scan(const char *root, ImageFolder *out);
 void imagefolder_free(ImageFolder *f);
+/* Decodes the files [first, first + n) of f into out[0..n) on `threads` threads (the caller's among
+ * them): U8 [3,H,W] each, gray expanded to RGB as ImageFolder loaders convert everything to RGB.
+ * The result is the same for any thread count. Returns how many leading files decoded (n when all
+ * did): out[0..k) are then the caller's (tensor_free), and when k < n, dd_err holds file k's
+ * error (the first in file order) and out[k..n) hold nothing. */
+int64_t imagefolder_decode(const ImageFolder *f, int64_t first, int64_t n, int threads, Tensor *out);
+
+/* ---- dataset directories (formats/dataset.c) ---- */
+
+/* The format of the dataset directory at path, as tsimport --format names it: "idx" (MNIST-like
+ * *-images-idx3-ubyte, gzip or plain), "cifar10" or "cifar100" (binary or python batches), "npy"
+ * (image.npy), "imagefolder" (any other directory with a subdirectory); NULL if none fits or path
+ * is not a directory. Sets no dd_err. */
+const char *dataset_guess_format(const char *path);
 
 /* ---- safetensors ---- */
 

@@ -1,12 +1,15 @@
-/* fileio.c - whole-file read and atomic write, and line lists (class-name files): the small file
- * helpers the codecs share. */
+/* fileio.c - whole-file read and atomic write, line lists (class-name files), path tests and
+ * joins, and atomic directory output: the small file helpers the codecs and filters share. */
 #include "formats/codecs.h"
 #include "libcommon/base/base.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int dd_read_file(const char *path, void **buf, size_t *len)
 {
@@ -112,4 +115,111 @@ void dd_lines_free(char **lines, int n)
 {
     for (int i = 0; i < n; i++) free(lines[i]);
     free(lines);
+}
+
+int dd_is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int dd_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *dd_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = dd_malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+int dd_has_file(const char *dir, const char *name)
+{
+    char *p = dd_path_join(dir, name);
+    int r = dd_is_file(p);
+    free(p);
+    return r;
+}
+
+char *dd_find_gz(const char *dir, const char *name)
+{
+    char gz[256];
+    snprintf(gz, sizeof gz, "%s.gz", name);
+    char *p = dd_path_join(dir, gz);
+    if (dd_is_file(p)) return p;
+    free(p);
+    p = dd_path_join(dir, name);
+    if (dd_is_file(p)) return p;
+    free(p);
+    return NULL;
+}
+
+/* ---- atomic directory output ---- */
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+int dd_atomic_dir_open(DdAtomicDir *a, const char *dir)
+{
+    a->dir = dd_strdup(dir);
+    a->tmp = NULL;
+    for (size_t n = strlen(a->dir); n > 1 && a->dir[n - 1] == '/'; n--) a->dir[n - 1] = 0;
+    DIR *d = opendir(a->dir);
+    if (d) {
+        struct dirent *e;
+        int empty = 1;
+        while (empty && (e = readdir(d)))
+            empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+        closedir(d);
+        if (!empty) {
+            dd_err("%s: exists and is not empty (%s writes a new directory)", a->dir, dd_prog());
+            goto fail;
+        }
+    } else if (errno != ENOENT) {
+        dd_err("%s: %s", a->dir, errno == ENOTDIR ? "exists and is not a directory" : strerror(errno));
+        goto fail;
+    }
+    size_t n = strlen(a->dir) + 32;
+    a->tmp = dd_malloc(n);
+    snprintf(a->tmp, n, "%s.tmp.%ld", a->dir, (long)getpid());
+    rm_tree(a->tmp); /* a dead run's, whose pid we have */
+    if (mkdir(a->tmp, 0777) == 0) return 0;
+    dd_err("%s: cannot create: %s", a->tmp, strerror(errno));
+fail:
+    free(a->dir);
+    free(a->tmp);
+    a->dir = a->tmp = NULL;
+    return -1;
+}
+
+int dd_atomic_dir_commit(DdAtomicDir *a)
+{
+    int rc = 0;
+    if (rename(a->tmp, a->dir) < 0) {
+        int e = errno;
+        rm_tree(a->tmp);
+        rc = dd_err("%s: cannot rename %s into place: %s", a->dir, a->tmp,
+                    e == ENOTEMPTY || e == EEXIST ? "it exists and is not empty" : strerror(e));
+    }
+    free(a->dir);
+    free(a->tmp);
+    a->dir = a->tmp = NULL;
+    return rc;
+}
+
+void dd_atomic_dir_abort(DdAtomicDir *a)
+{
+    if (a->tmp) rm_tree(a->tmp);
+    free(a->dir);
+    free(a->tmp);
+    a->dir = a->tmp = NULL;
 }

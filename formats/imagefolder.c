@@ -2,12 +2,14 @@
  * by strcmp; each class directory is walked recursively (Tiny-ImageNet keeps its files in
  * <wnid>/images/) in the order of Python's sorted(os.walk(...)): by directory path, then by file
  * name. Hidden entries are skipped; a class without images is an error, as in torchvision.
- * Tiny-ImageNet's val (images/ beside val_annotations.txt) takes its labels from the annotations. */
+ * Tiny-ImageNet's val (images/ beside val_annotations.txt) takes its labels from the annotations.
+ * imagefolder_decode decodes a run of the listed files on threads, the same bytes for any count. */
 #include "formats/codecs.h"
 #include "libcommon/base/base.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -41,16 +43,6 @@ static int is_image_name(const char *n)
     for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
         if (!strcasecmp(dot, ext[i])) return 1;
     return 0;
-}
-
-static char *path_join(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    char *p = dd_malloc(la + lb + 2);
-    memcpy(p, a, la);
-    p[la] = '/';
-    memcpy(p + la + 1, b, lb + 1);
-    return p;
 }
 
 /* Appends the non-hidden names of dir to *names (malloc'ed); -1 with dd_err if unreadable. */
@@ -89,7 +81,7 @@ static int walk(const char *dir, int depth, FileList *fl)
     if (list_dir(dir, &names, &n)) return -1;
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
-        char *p = path_join(dir, names[i]);
+        char *p = dd_path_join(dir, names[i]);
         struct stat st;
         if (stat(p, &st)) {
             free(p);
@@ -110,12 +102,6 @@ static int walk(const char *dir, int depth, FileList *fl)
     return rc;
 }
 
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return !stat(p, &st) && S_ISDIR(st.st_mode);
-}
-
 /* The subdirectories of dir sorted by strcmp (class folders), or n = 0. */
 static int class_dirs(const char *dir, char ***names, size_t *n)
 {
@@ -123,8 +109,8 @@ static int class_dirs(const char *dir, char ***names, size_t *n)
     if (*n) qsort(*names, *n, sizeof **names, str_cmp);
     size_t nc = 0;
     for (size_t i = 0; i < *n; i++) {
-        char *p = path_join(dir, (*names)[i]);
-        if (is_dir(p)) (*names)[nc++] = (*names)[i];
+        char *p = dd_path_join(dir, (*names)[i]);
+        if (dd_is_dir(p)) (*names)[nc++] = (*names)[i];
         else free((*names)[i]);
         free(p);
     }
@@ -161,7 +147,7 @@ static int annotated_scan(const char *root, const char *ann_path, ImageFolder *o
     *end = 0;
     AnnEnt *v = NULL;
     size_t n = 0, cap = 0, nc = 0;
-    char **classes = NULL, *train = path_join(root, "../train"), *images = path_join(root, "images");
+    char **classes = NULL, *train = dd_path_join(root, "../train"), *images = dd_path_join(root, "images");
     int rc = -1;
     int64_t line = 0;
     for (char *p = text; p < end;) {
@@ -203,7 +189,7 @@ static int annotated_scan(const char *root, const char *ann_path, ImageFolder *o
                    (long long)(v[i].line > v[i - 1].line ? v[i].line : v[i - 1].line), v[i].file);
             goto done;
         }
-    if (is_dir(train) && class_dirs(train, &classes, &nc)) goto done;
+    if (dd_is_dir(train) && class_dirs(train, &classes, &nc)) goto done;
     if (nc == 0) { /* no train folder beside: the annotations' classes, sorted */
         free(classes);
         classes = dd_malloc(n * sizeof *classes);
@@ -244,7 +230,7 @@ static int annotated_scan(const char *root, const char *ann_path, ImageFolder *o
     out->paths = dd_malloc(n * sizeof *out->paths);
     out->labels = dd_malloc(n * sizeof *out->labels);
     for (size_t i = 0; i < n; i++) {
-        out->paths[i] = path_join(images, v[i].file);
+        out->paths[i] = dd_path_join(images, v[i].file);
         out->labels[i] = v[i].label;
     }
     rc = 0;
@@ -260,9 +246,8 @@ done:
 int imagefolder_scan(const char *root, ImageFolder *out)
 {
     memset(out, 0, sizeof *out);
-    char *ann = path_join(root, "val_annotations.txt"), *images = path_join(root, "images");
-    struct stat st;
-    int tiny = !stat(ann, &st) && S_ISREG(st.st_mode) && is_dir(images);
+    char *ann = dd_path_join(root, "val_annotations.txt"), *images = dd_path_join(root, "images");
+    int tiny = dd_is_file(ann) && dd_is_dir(images);
     free(images);
     if (tiny) {
         int rc = annotated_scan(root, ann, out);
@@ -286,7 +271,7 @@ int imagefolder_scan(const char *root, ImageFolder *out)
     size_t total = 0;
     for (size_t c = 0; c < nc; c++) {
         FileList fl = {0};
-        char *cdir = path_join(root, names[c]);
+        char *cdir = dd_path_join(root, names[c]);
         int rc = walk(cdir, 0, &fl);
         free(cdir);
         if (!rc && fl.n == 0) rc = dd_err("%s: class '%s' has no image files", root, names[c]);
@@ -300,7 +285,7 @@ int imagefolder_scan(const char *root, ImageFolder *out)
         out->paths = dd_realloc(out->paths, (total + fl.n) * sizeof *out->paths);
         out->labels = dd_realloc(out->labels, (total + fl.n) * sizeof *out->labels);
         for (size_t i = 0; i < fl.n; i++) {
-            out->paths[total] = path_join(fl.v[i].dir, fl.v[i].file);
+            out->paths[total] = dd_path_join(fl.v[i].dir, fl.v[i].file);
             out->labels[total] = (int64_t)c;
             total++;
             out->nfiles = (int64_t)total;
@@ -320,4 +305,65 @@ void imagefolder_free(ImageFolder *f)
     free(f->paths);
     free(f->labels);
     memset(f, 0, sizeof *f);
+}
+
+/* A run of files decoded on threads: each takes the next file (atomic counter) until none is left;
+ * the results land at the file's index, so they do not depend on which thread decoded what. */
+typedef struct {
+    char **paths;        /* the run's files */
+    int64_t n, next;     /* files in the run; the next one to take (atomic) */
+    Tensor *im;          /* [n] decoded, RGB */
+    char (*err)[1024];   /* [n] "" or the message (dd_err is per thread) */
+} Run;
+
+static void decode_one(const char *path, Tensor *im, char *err)
+{
+    void *buf;
+    size_t len;
+    err[0] = 0;
+    if (dd_read_file(path, &buf, &len) < 0) {
+        snprintf(err, 1024, "%s", dd_errmsg());
+        return;
+    }
+    int rc = image_decode(buf, len, path, im);
+    free(buf);
+    if (rc < 0) {
+        snprintf(err, 1024, "%s", dd_errmsg());
+        return;
+    }
+    if (im->shape[0] == 1) { /* ImageFolder loaders convert everything to RGB */
+        Tensor rgb = tensor_newv(DD_U8, 3, (int64_t)3, im->shape[1], im->shape[2]);
+        size_t plane = (size_t)(im->shape[1] * im->shape[2]);
+        for (int c = 0; c < 3; c++) memcpy((uint8_t *)rgb.data + c * plane, im->data, plane);
+        tensor_free(im);
+        *im = rgb;
+    }
+}
+
+static void *decode_worker(void *arg)
+{
+    Run *w = arg;
+    for (int64_t k; (k = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->n;)
+        decode_one(w->paths[k], &w->im[k], w->err[k]);
+    return NULL;
+}
+
+int64_t imagefolder_decode(const ImageFolder *f, int64_t first, int64_t n, int threads, Tensor *out)
+{
+    Run w = {.paths = f->paths + first, .n = n, .im = out};
+    w.err = dd_malloc((size_t)(n > 0 ? n : 1) * sizeof *w.err);
+    pthread_t *tid = dd_malloc((size_t)(threads > 0 ? threads : 1) * sizeof *tid);
+    int started = 0;
+    for (; started < threads - 1 && started + 1 < n; started++)
+        if (pthread_create(&tid[started], NULL, decode_worker, &w)) break;
+    decode_worker(&w);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    free(tid);
+    int64_t ok = 0;
+    while (ok < n && !w.err[ok][0]) ok++;
+    if (ok < n) dd_err("%s", w.err[ok]);
+    for (int64_t k = ok + 1; k < n; k++)
+        if (!w.err[k][0]) tensor_free(&out[k]);
+    free(w.err);
+    return ok;
 }

@@ -13,16 +13,13 @@
  * output depends only on its own records (in input order) and the seed: class-sharded runs merged
  * with tscat equal the unsharded run.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "formats/stream.h"
 #include "libcommon/base/base.h"
 #include "libcommon/distill/select.h"
-#include "libcommon/image/resize.h"
 
 enum { MAX_IPC = 16 };
 
@@ -115,30 +112,6 @@ static void parse(int argc, char **argv, Opts *o)
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 
-/* The stream reader reads descriptor 0 with read(2), so a seek on it is a rewind. */
-static void rewind_stdin(void)
-{
-    if (lseek(0, 0, SEEK_SET) < 0) dd_die(DD_EXIT_DATA, "temporary copy of stdin: %s", strerror(errno));
-}
-
-/* Copies stdin to an unlinked temporary file and puts that file on descriptor 0, so each pass
- * re-reads "-" from the start (rewind_stdin) and the stream reader's messages name it stdin. */
-static void spool_stdin(void)
-{
-    FILE *t = tmpfile();
-    if (!t) dd_die(DD_EXIT_DATA, "cannot create a temporary file to hold stdin");
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
-        if (fwrite(buf, 1, n, t) != n) dd_die(DD_EXIT_DATA, "temporary copy of stdin: write error");
-    if (ferror(stdin)) dd_die(DD_EXIT_DATA, "stdin: read error");
-    if (dd_fflush_checked(t, "temporary copy of stdin") < 0) dd_die_err(DD_EXIT_DATA);
-    if (dup2(fileno(t), 0) < 0) dd_die(DD_EXIT_DATA, "temporary copy of stdin: %s", strerror(errno));
-    fclose(t);
-    clearerr(stdin);
-    rewind_stdin();
-}
-
 /* The teacher, frozen, on the context of -d (made here). */
 static Model *load_teacher(const Opts *o, Nn **nn)
 {
@@ -150,50 +123,6 @@ static Model *load_teacher(const Opts *o, Nn **nn)
     return m;
 }
 
-/* Writes class c's images for every IPC of the run, then frees its list. rded: f x f cells of
- * side x side; --method random: each entry's image as it is, C x oh x ow. */
-static void emit_class(const Opts *o, TsWriter **w, SelTop *t, int c, int f, int C, int side, int oh, int ow)
-{
-    sel_top_sort(t);
-    for (int k = 0; k < o->nipc; k++) {
-        const int ipc = o->ipc[k];
-        /* sel_stitch's precondition; main's check after the first pass already ensures it (each of
-         * the class's candidates gives one entry), so this guards the reads, not the user */
-        if (sel_top_need(t, c, ipc, f) < 0) dd_die_err(DD_EXIT_DATA);
-        for (int m = 0; m < ipc; m++) {
-            TsRecord rec;
-            ts_record_init(&rec);
-            snprintf(rec.key, sizeof rec.key, "c%04d_i%04d", c, m);
-            Tensor im;
-            if (o->random) {
-                im = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)oh, (int64_t)ow);
-                memcpy(im.data, t->e[m].pix, (size_t)C * oh * ow * sizeof(float));
-            } else {
-                im = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)f * side, (int64_t)f * side);
-                sel_stitch(t, ipc, f, m, C, side, im.data);
-            }
-            ts_record_set(&rec, "image", im);
-            ts_record_set(&rec, "label", tensor_scalar_i64(c));
-            json_t *cells = json_array();
-            for (int cell = 0; cell < f * f; cell++) {
-                const SelEntry *e = &t->e[cell * ipc + m];
-                json_t *j = json_pack("{s:s,s:[i,i,i,i],s:i}", "src", e->key, "box", e->box.top, e->box.left,
-                                      e->box.h, e->box.w, "rank", cell * ipc + m);
-                if (!o->random) json_object_set_new(j, "score", json_real(-e->ce));
-                json_array_append_new(cells, j);
-            }
-            json_t *meta = json_pack("{s:o}", "cells", cells);
-            char *s = json_dumps(meta, JSON_COMPACT);
-            ts_record_set_meta(&rec, s);
-            free(s);
-            json_decref(meta);
-            if (ts_writer_put(w[k], &rec) < 0) dd_die_err(DD_EXIT_DATA);
-            ts_record_free(&rec);
-        }
-    }
-    sel_top_free(t);
-}
-
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
@@ -203,7 +132,7 @@ int main(int argc, char **argv)
     char **files = argv + optind, *dash[] = {"-"};
     if (nfiles == 0) nfiles = 1, files = dash;
     for (int i = 0; i < nfiles; i++) spool |= !strcmp(files[i], "-"); /* stdin, alone or not */
-    if (spool) spool_stdin();
+    if (spool && ts_stdin_spool() < 0) dd_die_err(DD_EXIT_DATA);
     /* The input as messages about the whole of it name it */
     char iname[4096];
     const char *first = strcmp(files[0], "-") ? files[0] : "stdin";
@@ -214,30 +143,12 @@ int main(int argc, char **argv)
     TsInput *in = ts_input_open(nfiles, files);
     if (!in) dd_die_err(DD_EXIT_DATA);
     TsHeader *h = ts_header_copy(ts_input_header(in));
-    const int ncls = ts_header_nclasses(h);
-    int64_t n = 0, cap = 0, *count = dd_calloc((size_t)ncls, sizeof *count);
-    int *label = NULL, C = 0, H = 0, W = 0, varied = 0, r;
-    TsRecord rec;
-    ts_record_init(&rec);
-    while ((r = ts_input_next(in, &rec)) == 1) {
-        int64_t y = ts_record_label(&rec);
-        const Tensor *im = ts_record_cget(&rec, "image");
-        if (y < 0 || y >= ncls || !im || im->ndim != 3) {
-            dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in), rec.key,
-                   y < 0 ? dd_errmsg() : y >= ncls ? "label out of the class list" : "no [C,H,W] image");
-        }
-        if (n == cap) label = dd_realloc(label, (size_t)(cap = cap ? 2 * cap : 4096) * sizeof *label);
-        label[n++] = (int)y;
-        count[y]++;
-        if (n == 1) C = (int)im->shape[0], H = (int)im->shape[1], W = (int)im->shape[2];
-        else if (im->shape[0] != C)
-            dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %lld channels, the first record's image has %d",
-                   ts_input_name(in), (long long)ts_input_index(in), rec.key, (long long)im->shape[0], C);
-        else varied |= im->shape[1] != H || im->shape[2] != W;
-    }
-    if (r < 0) dd_die_err(DD_EXIT_DATA);
+    SelPlan pl;
+    if (sel_plan_scan(in, &pl) < 0) dd_die_err(DD_EXIT_DATA);
     ts_input_close(in);
-    if (n == 0) dd_die(DD_EXIT_DATA, "%s: no records", iname);
+    if (pl.n == 0) dd_die(DD_EXIT_DATA, "%s: no records", iname);
+    const int ncls = pl.ncls, C = pl.C, H = pl.H, W = pl.W, varied = pl.varied;
+    const int64_t *count = pl.count;
 
     if (varied && o.random && !o.res)
         dd_die(DD_EXIT_USAGE, "%s: images of several sizes: --method random keeps whole images, so give "
@@ -292,34 +203,11 @@ int main(int argc, char **argv)
             dd_die(DD_EXIT_DATA, "%s: %s", o.weights, dd_errmsg());
     }
 
-    /* The subsets: role[p] = rank of record p in its class's permutation, -1 if not chosen;
-     * within[p] = its index among its class's records (keys its crops). A class without records
-     * (a slice of the input) has an empty subset: it is done from the start and writes nothing. */
-    int64_t *role = dd_malloc((size_t)n * sizeof *role), *last = dd_malloc((size_t)ncls * sizeof *last);
-    int64_t *within = dd_malloc((size_t)n * sizeof *within);
-    int64_t **pos = dd_calloc((size_t)ncls, sizeof *pos), *fill = dd_calloc((size_t)ncls, sizeof *fill);
-    for (int c = 0; c < ncls; c++) pos[c] = dd_malloc((size_t)(count[c] ? count[c] : 1) * sizeof **pos);
-    for (int64_t p = 0; p < n; p++) {
-        role[p] = -1;
-        within[p] = fill[label[p]];
-        pos[label[p]][fill[label[p]]++] = p;
-    }
-    int64_t *perm = dd_malloc((size_t)want * sizeof *perm);
+    /* The subsets. A class without records (a slice of the input) has an empty subset: it is done
+     * from the start and writes nothing. */
+    sel_plan_subsets(&pl, o.seed, want);
     char *done = dd_calloc((size_t)ncls, 1);
-    for (int c = 0; c < ncls; c++) {
-        int64_t k = sel_subset(o.seed, c, count[c], want, perm);
-        done[c] = k == 0;
-        last[c] = -1;
-        for (int64_t i = 0; i < k; i++) {
-            int64_t p = pos[c][perm[i]];
-            role[p] = i;
-            last[c] = p > last[c] ? p : last[c];
-        }
-        free(pos[c]);
-    }
-    free(perm);
-    free(pos);
-    free(fill);
+    for (int c = 0; c < ncls; c++) done[c] = pl.last[c] < 0;
 
     /* Writers: one per IPC. */
     json_t *params = json_pack("{s:s,s:i,s:i,s:i,s:i,s:s?}", "method", o.random ? "random" : "rded", "candidates",
@@ -340,31 +228,25 @@ int main(int argc, char **argv)
     }
 
     /* Pass 2: candidates, scored as they come; classes written in label order once complete. */
-    if (spool) rewind_stdin();
+    if (spool && ts_stdin_rewind() < 0) dd_die_err(DD_EXIT_DATA);
     if (!(in = ts_input_open(nfiles, files))) dd_die_err(DD_EXIT_DATA);
-    int next = 0;
+    const SelLayout lay = {.C = C, .f = f, .side = side, .whole = o.random, .h = CH, .w = CW};
+    int next = 0, r;
+    TsRecord rec;
+    ts_record_init(&rec);
     DdProgress prog;
-    dd_progress_start(&prog, "records", n, o.quiet);
+    dd_progress_start(&prog, "records", pl.n, o.quiet);
     for (int64_t p = 0; (r = ts_input_next(in, &rec)) == 1; p++) {
-        if (p >= n || ts_record_label(&rec) != label[p])
+        if (p >= pl.n || ts_record_label(&rec) != pl.label[p])
             dd_die(DD_EXIT_DATA, "%s: the input changed between the two passes", ts_input_name(in));
-        const int c = label[p];
-        if (role[p] >= 0) {
+        const int c = pl.label[p];
+        if (pl.role[p] >= 0) {
             Tensor im;
             if (ts_record_image_f32(&rec, &im) < 0) dd_die_err(DD_EXIT_DATA);
             int bad = im.shape[0] != C || (!res && (im.shape[1] != H || im.shape[2] != W));
             if (!bad && o.random) {
-                const int ih = (int)im.shape[1], iw = (int)im.shape[2];
-                SelEntry e = {.ce = (double)role[p], .src = within[p], .box = {0, 0, ih, iw}, .pix = im.data};
-                if (res) { /* torchvision's Resize(res) + CenterCrop(res) */
-                    e.pix = dd_malloc((size_t)C * res * res * sizeof(float));
-                    img_resize_short_center_crop(im.data, C, ih, iw, res, res, e.pix);
-                } else {
-                    im.owns = 0;
-                }
-                snprintf(e.key, sizeof e.key, "%s", rec.key);
-                sel_top_offer(&rtop[c], &e);
-            } else if (!bad && sel_scorer_add(sc, within[p], rec.key, c, im.data, C, (int)im.shape[1],
+                sel_top_offer_whole(&rtop[c], pl.role[p], pl.within[p], rec.key, &im, res);
+            } else if (!bad && sel_scorer_add(sc, pl.within[p], rec.key, c, im.data, C, (int)im.shape[1],
                                               (int)im.shape[2]) < 0) {
                 dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
                        rec.key, dd_errmsg());
@@ -373,13 +255,13 @@ int main(int argc, char **argv)
             if (bad)
                 dd_die(DD_EXIT_DATA, "%s: record %lld (%s): image shape differs from the first record's [%d,%d,%d]",
                        ts_input_name(in), (long long)ts_input_index(in), rec.key, C, H, W);
-            if (p == last[c]) {
+            if (p == pl.last[c]) {
                 if (sc && sel_scorer_flush(sc) < 0) dd_die_err(DD_EXIT_DATA);
                 done[c] = 1;
                 for (; next < ncls && done[next]; next++) {
                     SelTop *t = o.random ? &rtop[next] : sel_scorer_top(sc, next);
-                    if (count[next]) emit_class(&o, w, t, next, f, C, side, CH, CW);
-                    else sel_top_free(t);
+                    if (!count[next]) sel_top_free(t);
+                    else if (sel_write_class(w, o.ipc, o.nipc, t, next, &lay) < 0) dd_die_err(DD_EXIT_DATA);
                 }
             }
         }
@@ -398,11 +280,7 @@ int main(int argc, char **argv)
     model_free(m);
     nn_free(nn);
     free(done);
-    free(role);
-    free(within);
-    free(last);
-    free(label);
-    free(count);
+    sel_plan_free(&pl);
     ts_header_free(h);
     return 0;
 }

@@ -2,9 +2,10 @@
  * images (or noise) against frozen teachers, in one fused run (--iters, --arc) or one piece of the
  * schedule (--steps START:END:TOTAL) for pipes with arcmerge; or INFER's compensators (--ufc,
  * method.md section 5): per batch and teacher one perturbation shared by the batch's images. The
- * loops are libcommon/distill/recover; this main reads the images, forms the batches (one image per
- * class, same ipc index) and writes the result in input order (--ufc: the inputs, then their
- * compensated copies teacher by teacher). See recover(1).
+ * loops, and the records and batches (one image per class, same ipc index) they run over, are
+ * libcommon/distill/recover (RecSet); this main resolves the options against the input, wires them
+ * and writes the result in input order (--ufc: the inputs, then their compensated copies teacher by
+ * teacher). See recover(1).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -149,82 +150,6 @@ static void parse(int argc, char **argv, Opts *o)
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 
-/* Noise records c%04d_i%04d (class-major) for the teacher's classes; xn0 their normalized start. */
-static TsRecord *noise_records(const Opts *o, const Model *m, int side, int64_t *n, float **xn0, TsHeader **h)
-{
-    if (!m->nclass_names) dd_die(DD_EXIT_DATA, "%s: no class list in the weights' metadata", o->w[0]);
-    *h = ts_header_new(m->nclass_names, (const char *const *)m->class_names);
-    *n = (int64_t)m->nclass_names * o->ipc;
-    const size_t img = (size_t)m->in_channels * side * side;
-    TsRecord *recs = dd_malloc((size_t)*n * sizeof *recs);
-    *xn0 = dd_malloc((size_t)*n * img * sizeof **xn0);
-    for (int64_t k = 0; k < *n; k++) {
-        int cls = (int)(k / o->ipc), i = (int)(k % o->ipc);
-        ts_record_init(&recs[k]);
-        snprintf(recs[k].key, sizeof recs[k].key, "c%04d_i%04d", cls, i);
-        ts_record_set(&recs[k], "label", tensor_scalar_i64(cls));
-        rec_noise(o->c.seed, cls, i, *xn0 + (size_t)k * img, img);
-    }
-    return recs;
-}
-
-/* Checks a record's label and image (shape fixed by the first record) and stores the image as F32. */
-static int take_image(TsRecord *rec, int ncls, int first, int *C, int *H, int *W)
-{
-    Tensor im;
-    int64_t y = ts_record_label(rec);
-    if (y < 0) return -1;
-    if (y >= ncls) return dd_err("label %lld out of the class list", (long long)y);
-    if (ts_record_image_f32(rec, &im) < 0) return -1;
-    int bad = im.ndim != 3 || (!first && (im.shape[0] != *C || im.shape[1] != *H || im.shape[2] != *W));
-    if (bad) {
-        char d[128];
-        tensor_describe(&im, d, sizeof d);
-        tensor_free(&im);
-        return first ? dd_err("image %s is not [C,H,W]", d)
-                     : dd_err("image %s differs from the first record's [%d,%d,%d]", d, *C, *H, *W);
-    }
-    *C = (int)im.shape[0], *H = (int)im.shape[1], *W = (int)im.shape[2];
-    ts_record_set(rec, "image", im);
-    return 0;
-}
-
-static int keycmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* --ufc's output records after the n inputs: per teacher m (0..M), KEY_u<m+1> with meta
- * {"ufc":m+1,"of":"KEY"} (image and label come later), in input order. Every key of the output is
- * checked here, before any work: valid, and unique across the output. */
-static TsRecord *ufc_records(const TsRecord *recs, int64_t n, int M)
-{
-    TsRecord *u = dd_malloc((size_t)(n * M) * sizeof *u);
-    const char **keys = dd_malloc((size_t)(n * (M + 1)) * sizeof *keys);
-    for (int64_t k = 0; k < n; k++) keys[k] = recs[k].key;
-    for (int m = 0; m < M; m++)
-        for (int64_t k = 0; k < n; k++) {
-            TsRecord *r = &u[m * n + k];
-            char key[2 * TS_KEY_MAX], meta[3 * TS_KEY_MAX];
-            snprintf(key, sizeof key, "%s_u%d", recs[k].key, m + 1);
-            if (!ts_key_valid(key))
-                dd_die(DD_EXIT_DATA, "record %lld (%s): key %s of its compensated copy is longer than %d characters",
-                       (long long)k, recs[k].key, key, TS_KEY_MAX);
-            ts_record_init(r);
-            memcpy(r->key, key, strlen(key) + 1);
-            snprintf(meta, sizeof meta, "{\"ufc\":%d,\"of\":\"%s\"}", m + 1, recs[k].key);
-            ts_record_set_meta(r, meta);
-            keys[n + m * n + k] = r->key;
-        }
-    qsort(keys, (size_t)(n * (M + 1)), sizeof *keys, keycmp);
-    for (int64_t k = 1; k < n * (M + 1); k++)
-        if (!strcmp(keys[k - 1], keys[k]))
-            dd_die(DD_EXIT_DATA, "key %s would appear twice in the output (an input's key, or two inputs' with --ufc's "
-                   "suffix _uM): give the inputs distinct keys", keys[k]);
-    free(keys);
-    return u;
-}
-
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
@@ -241,34 +166,19 @@ int main(int argc, char **argv)
 
     /* The records, in input order, and their images [C,H,W]. */
     TsHeader *h;
-    TsRecord *recs;
-    int64_t n = 0;
-    float *xn0 = NULL;
-    int C = t[0]->in_channels, H = 0, W = 0;
+    RecSet rs;
     if (o.noise) {
-        H = W = o.nsizes ? o.sizes[0] : t[0]->input_size;
-        recs = noise_records(&o, t[0], H, &n, &xn0, &h);
+        if (rec_set_noise(&rs, t[0], o.w[0], o.ipc, o.nsizes ? o.sizes[0] : t[0]->input_size, o.c.seed, &h) < 0)
+            dd_die_err(DD_EXIT_DATA);
     } else {
         TsInput *in = ts_input_open(argc - optind, argv + optind);
         if (!in) dd_die_err(DD_EXIT_DATA);
         h = ts_header_copy(ts_input_header(in));
-        int64_t cap = 64;
-        recs = dd_malloc((size_t)cap * sizeof *recs);
-        for (int r;; n++) {
-            if (n == cap) recs = dd_realloc(recs, (size_t)(cap *= 2) * sizeof *recs);
-            ts_record_init(&recs[n]);
-            if ((r = ts_input_next(in, &recs[n])) != 1) {
-                ts_record_free(&recs[n]);
-                if (r < 0) dd_die_err(DD_EXIT_DATA);
-                break;
-            }
-            if (take_image(&recs[n], ts_header_nclasses(h), n == 0, &C, &H, &W) < 0)
-                dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
-                       recs[n].key, dd_errmsg());
-        }
-        if (n == 0) dd_die(DD_EXIT_DATA, "%s: no records", ts_input_name(in));
+        if (rec_set_read(in, &rs) < 0) dd_die_err(DD_EXIT_DATA);
         ts_input_close(in);
     }
+    const int64_t n = rs.n;
+    const int H = rs.H, W = rs.W;
     const int ncls = ts_header_nclasses(h);
     for (int k = 0; k < o.nw; k++) {
         if (t[k]->num_classes != ncls) dd_die(DD_EXIT_DATA, "%s: %d classes, the images have %d", o.w[k], t[k]->num_classes, ncls);
@@ -297,13 +207,9 @@ int main(int argc, char **argv)
 
     /* Batch ids come from the batches' content (rec_plan), not their order in this process, so a
      * class slice aligned with the batches draws the augmentation of the unsharded run. */
-    int64_t *lab = dd_malloc((size_t)n * sizeof *lab), *order, *start, *bid;
-    for (int64_t k = 0; k < n; k++) lab[k] = ts_record_label(&recs[k]);
-    const int64_t nbatch = rec_plan(lab, n, ncls, o.batch, &order, &start, &bid);
-
+    const int64_t nbatch = rec_set_plan(&rs, ncls, o.batch);
     /* --ufc: the compensated copies, M after the n inputs, keys KEY_uM checked before any work */
-    TsRecord *urecs = o.ufc ? ufc_records(recs, n, o.nw) : NULL;
-    float *u = o.ufc ? dd_malloc((size_t)C * H * W * sizeof *u) : NULL;
+    if (o.ufc && rec_set_ufc(&rs, o.nw) < 0) dd_die_err(DD_EXIT_DATA);
 
     FILE *mf = NULL;
     if (o.metrics && !(mf = fopen(o.metrics, "w"))) dd_die(DD_EXIT_DATA, "%s: cannot open for writing", o.metrics);
@@ -313,46 +219,7 @@ int main(int argc, char **argv)
     for (int s = 0; s < o.c.nstages; s++) steps += o.c.stage[s].end - o.c.stage[s].start;
     dd_progress_start(&prog, "steps", steps * nbatch * (o.ufc ? o.nw : 1), o.quiet);
     o.c.progress = &prog;
-    const float **P = dd_malloc((size_t)o.batch * sizeof *P);
-    int64_t *labels = dd_malloc((size_t)o.batch * sizeof *labels);
-    const size_t img = (size_t)C * H * W;
-    for (int64_t k = 0; k < nbatch; k++) {
-        const int64_t *mem = order + start[k];
-        const int nb = (int)(start[k + 1] - start[k]);
-        RecBatch b = {.n = nb, .C = C, .H = H, .W = W, .labels = labels, .P = P, .PH = H, .PW = W, .id = bid[k]};
-        float *g = dd_malloc((size_t)nb * img * sizeof *g);
-        for (int j = 0; j < nb; j++) {
-            labels[j] = lab[mem[j]];
-            P[j] = xn0 ? NULL : ts_record_cget(&recs[mem[j]], "image")->data;
-            memcpy(g + j * img, xn0 ? xn0 + (size_t)mem[j] * img : P[j], img * sizeof *g);
-        }
-        if (xn0) b.xn0 = g;
-        else b.x = g;
-        if (o.ufc) {
-            for (int m = 0; m < o.nw; m++) {
-                if (rec_ufc(nn, t[m], m, &o.c, &b, u) < 0) dd_die_err(dd_errcode());
-                float *y = dd_malloc((size_t)nb * img * sizeof *y);
-                rec_ufc_apply(g, u, y, nb, C, (int64_t)H * W, t[m]->mean, t[m]->std);
-                for (int j = 0; j < nb; j++) {
-                    Tensor out = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)H, (int64_t)W);
-                    memcpy(out.data, y + (size_t)j * img, img * sizeof(float));
-                    ts_record_set(&urecs[m * n + mem[j]], "image", out);
-                    ts_record_set(&urecs[m * n + mem[j]], "label", tensor_scalar_i64(labels[j]));
-                }
-                free(y);
-            }
-            free(g);
-            continue;
-        }
-        if (rec_run(nn, t, o.nw, &o.c, &b) < 0) dd_die_err(dd_errcode());
-        for (int j = 0; j < nb; j++) {
-            Tensor out = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)b.H, (int64_t)b.W);
-            memcpy(out.data, b.x + (size_t)j * C * b.H * b.W, (size_t)C * b.H * b.W * sizeof(float));
-            ts_record_set(&recs[mem[j]], "image", out);
-        }
-        free(b.x);
-        if (xn0) free(g);
-    }
+    if (rec_set_run(nn, t, o.nw, &o.c, &rs) < 0) dd_die_err(dd_errcode());
     dd_progress_end(&prog);
     if (mf && dd_fclose_checked(mf, o.metrics) < 0) dd_die_err(DD_EXIT_DATA);
 
@@ -372,24 +239,13 @@ int main(int argc, char **argv)
     TsWriter *w = ts_writer_open(o.output, h);
     if (!w) dd_die_err(DD_EXIT_DATA);
     for (int64_t k = 0; k < n * (o.ufc ? o.nw + 1 : 1); k++)
-        if (ts_writer_put(w, k < n ? &recs[k] : &urecs[k - n]) < 0) {
+        if (ts_writer_put(w, k < n ? &rs.recs[k] : &rs.urecs[k - n]) < 0) {
             ts_writer_abort(w);
             dd_die_err(DD_EXIT_DATA);
         }
     if (ts_writer_close(w) < 0) dd_die_err(DD_EXIT_DATA);
 
-    for (int64_t k = 0; k < n; k++) ts_record_free(&recs[k]);
-    for (int64_t k = 0; urecs && k < n * o.nw; k++) ts_record_free(&urecs[k]);
-    free(recs);
-    free(urecs);
-    free(u);
-    free(xn0);
-    free(lab);
-    free(order);
-    free(start);
-    free(bid);
-    free(labels);
-    free(P);
+    rec_set_free(&rs);
     for (int k = 0; k < o.nw; k++) model_free(t[k]);
     nn_free(nn);
     ts_header_free(h);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define PIPE_MAGIC "\x89" "DDTS\r\n\x1a"
@@ -715,6 +716,32 @@ void ts_input_close(TsInput *in)
     free(in->held);
     ts_header_free(in->hdr);
     free(in);
+}
+
+/* ---- stdin read twice ---- */
+
+int ts_stdin_rewind(void)
+{
+    if (lseek(0, 0, SEEK_SET) < 0) return dd_err("temporary copy of stdin: %s", strerror(errno));
+    return 0;
+}
+
+int ts_stdin_spool(void)
+{
+    FILE *t = tmpfile();
+    if (!t) return dd_err("cannot create a temporary file to hold stdin");
+    char buf[1 << 16];
+    size_t n;
+    int rc = 0;
+    while (rc == 0 && (n = fread(buf, 1, sizeof buf, stdin)) > 0)
+        if (fwrite(buf, 1, n, t) != n) rc = dd_err("temporary copy of stdin: write error");
+    if (rc == 0 && ferror(stdin)) rc = dd_err("stdin: read error");
+    if (rc == 0) rc = dd_fflush_checked(t, "temporary copy of stdin");
+    if (rc == 0 && dup2(fileno(t), 0) < 0) rc = dd_err("temporary copy of stdin: %s", strerror(errno));
+    fclose(t);
+    if (rc < 0) return -1;
+    clearerr(stdin);
+    return ts_stdin_rewind();
 }
 
 /* ---- writing the pipe container ---- */

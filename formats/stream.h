@@ -123,6 +123,15 @@ const char *ts_input_name(const TsInput *in);     /* file of the record last rea
 int64_t ts_input_index(const TsInput *in);        /* index of that record within its file */
 void ts_input_close(TsInput *in);
 
+/* Reading stdin twice (a two-pass filter): ts_stdin_spool copies stdin to an unlinked temporary
+ * file and puts that file on descriptor 0, rewound; ts_stdin_rewind seeks it back to the start
+ * before each later pass. Readers read descriptor 0 with read(2) (not through stdio), so each
+ * pass reads "-" from the first byte, and their messages still name it stdin. Call
+ * ts_stdin_spool before anything reads stdin. Both return 0, or -1 with dd_err set
+ * ("temporary copy of stdin: ..."; "stdin: read error"). */
+int ts_stdin_spool(void);
+int ts_stdin_rewind(void);
+
 /* ---- writing the pipe container ---- */
 
 typedef struct TsWriter TsWriter;

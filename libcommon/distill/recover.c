@@ -346,3 +346,192 @@ void rec_noise(uint64_t seed, int cls, int i, float *xn, size_t len)
     dd_rng_init(&r, seed, AUG_STREAM_INIT, (uint64_t)cls << 32 | (uint64_t)i);
     for (size_t j = 0; j < len; j++) xn[j] = (float)dd_rng_normal(&r);
 }
+
+/* ---- over a stream's records ---- */
+
+/* Checks a record's label and image (shape fixed by the first record) and stores the image as F32. */
+static int take_image(TsRecord *rec, int ncls, int first, int *C, int *H, int *W)
+{
+    Tensor im;
+    int64_t y = ts_record_label(rec);
+    if (y < 0) return -1;
+    if (y >= ncls) return dd_err("label %lld out of the class list", (long long)y);
+    if (ts_record_image_f32(rec, &im) < 0) return -1;
+    int bad = im.ndim != 3 || (!first && (im.shape[0] != *C || im.shape[1] != *H || im.shape[2] != *W));
+    if (bad) {
+        char d[128];
+        tensor_describe(&im, d, sizeof d);
+        tensor_free(&im);
+        return first ? dd_err("image %s is not [C,H,W]", d)
+                     : dd_err("image %s differs from the first record's [%d,%d,%d]", d, *C, *H, *W);
+    }
+    *C = (int)im.shape[0], *H = (int)im.shape[1], *W = (int)im.shape[2];
+    ts_record_set(rec, "image", im);
+    return 0;
+}
+
+int rec_set_read(TsInput *in, RecSet *s)
+{
+    *s = (RecSet){0};
+    const int ncls = ts_header_nclasses(ts_input_header(in));
+    int64_t cap = 64;
+    int r;
+    s->recs = dd_malloc((size_t)cap * sizeof *s->recs);
+    for (;; s->n++) {
+        if (s->n == cap) s->recs = dd_realloc(s->recs, (size_t)(cap *= 2) * sizeof *s->recs);
+        TsRecord *rec = &s->recs[s->n];
+        ts_record_init(rec);
+        if ((r = ts_input_next(in, rec)) != 1) {
+            ts_record_free(rec);
+            break;
+        }
+        if ((r = take_image(rec, ncls, s->n == 0, &s->C, &s->H, &s->W)) < 0) {
+            dd_err_prefix("%s: record %lld (%s)", ts_input_name(in), (long long)ts_input_index(in), rec->key);
+            s->n++;
+            break;
+        }
+    }
+    if (r == 0 && s->n == 0) r = dd_err("%s: no records", ts_input_name(in));
+    if (r < 0) rec_set_free(s);
+    return r < 0 ? -1 : 0;
+}
+
+int rec_set_noise(RecSet *s, const Model *m, const char *wname, int ipc, int side, uint64_t seed, TsHeader **h)
+{
+    *s = (RecSet){0};
+    if (!m->nclass_names) return dd_err("%s: no class list in the weights' metadata", wname);
+    *h = ts_header_new(m->nclass_names, (const char *const *)m->class_names);
+    s->n = (int64_t)m->nclass_names * ipc;
+    s->C = m->in_channels, s->H = s->W = side;
+    const size_t img = (size_t)s->C * side * side;
+    s->recs = dd_malloc((size_t)s->n * sizeof *s->recs);
+    s->xn0 = dd_malloc((size_t)s->n * img * sizeof *s->xn0);
+    for (int64_t k = 0; k < s->n; k++) {
+        int cls = (int)(k / ipc), i = (int)(k % ipc);
+        ts_record_init(&s->recs[k]);
+        snprintf(s->recs[k].key, sizeof s->recs[k].key, "c%04d_i%04d", cls, i);
+        ts_record_set(&s->recs[k], "label", tensor_scalar_i64(cls));
+        rec_noise(seed, cls, i, s->xn0 + (size_t)k * img, img);
+    }
+    return 0;
+}
+
+static int keycmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int rec_set_ufc(RecSet *s, int M)
+{
+    const int64_t n = s->n;
+    s->M = M;
+    s->urecs = dd_calloc((size_t)(n * M), sizeof *s->urecs);   /* zeroed: initialized records */
+    const char **keys = dd_malloc((size_t)(n * (M + 1)) * sizeof *keys);
+    int rc = 0;
+    for (int64_t k = 0; k < n; k++) keys[k] = s->recs[k].key;
+    for (int m = 0; m < M && rc == 0; m++)
+        for (int64_t k = 0; k < n && rc == 0; k++) {
+            TsRecord *r = &s->urecs[m * n + k];
+            char key[2 * TS_KEY_MAX], meta[3 * TS_KEY_MAX];
+            snprintf(key, sizeof key, "%s_u%d", s->recs[k].key, m + 1);
+            if (!ts_key_valid(key)) {
+                rc = dd_err("record %lld (%s): key %s of its compensated copy is longer than %d characters",
+                            (long long)k, s->recs[k].key, key, TS_KEY_MAX);
+                break;
+            }
+            memcpy(r->key, key, strlen(key) + 1);
+            snprintf(meta, sizeof meta, "{\"ufc\":%d,\"of\":\"%s\"}", m + 1, s->recs[k].key);
+            ts_record_set_meta(r, meta);
+            keys[n + m * n + k] = r->key;
+        }
+    if (rc == 0) qsort(keys, (size_t)(n * (M + 1)), sizeof *keys, keycmp);
+    for (int64_t k = 1; rc == 0 && k < n * (M + 1); k++)
+        if (!strcmp(keys[k - 1], keys[k]))
+            rc = dd_err("key %s would appear twice in the output (an input's key, or two inputs' with --ufc's "
+                        "suffix _uM): give the inputs distinct keys", keys[k]);
+    free(keys);
+    return rc;
+}
+
+int64_t rec_set_plan(RecSet *s, int ncls, int B)
+{
+    s->B = B;
+    s->lab = dd_malloc((size_t)s->n * sizeof *s->lab);
+    for (int64_t k = 0; k < s->n; k++) s->lab[k] = ts_record_label(&s->recs[k]);
+    return s->nbatch = rec_plan(s->lab, s->n, ncls, B, &s->order, &s->start, &s->bid);
+}
+
+/* Batch b's compensated images for each teacher, set on s->urecs (see rec_set_run). */
+static int run_ufc(Nn *nn, Model **t, int M, const RecConf *c, RecSet *s, const RecBatch *b, const int64_t *mem,
+                   float *u)
+{
+    const int C = s->C, H = s->H, W = s->W, nb = b->n;
+    const size_t img = (size_t)C * H * W;
+    for (int m = 0; m < M; m++) {
+        if (rec_ufc(nn, t[m], m, c, b, u) < 0) return -1;
+        float *y = dd_malloc((size_t)nb * img * sizeof *y);
+        rec_ufc_apply(b->x, u, y, nb, C, (int64_t)H * W, t[m]->mean, t[m]->std);
+        for (int j = 0; j < nb; j++) {
+            Tensor out = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)H, (int64_t)W);
+            memcpy(out.data, y + (size_t)j * img, img * sizeof(float));
+            ts_record_set(&s->urecs[m * s->n + mem[j]], "image", out);
+            ts_record_set(&s->urecs[m * s->n + mem[j]], "label", tensor_scalar_i64(b->labels[j]));
+        }
+        free(y);
+    }
+    return 0;
+}
+
+int rec_set_run(Nn *nn, Model **t, int M, const RecConf *c, RecSet *s)
+{
+    const int C = s->C, H = s->H, W = s->W;
+    const size_t img = (size_t)C * H * W;
+    const float **P = dd_malloc((size_t)s->B * sizeof *P);
+    int64_t *labels = dd_malloc((size_t)s->B * sizeof *labels);
+    float *u = s->urecs ? dd_malloc(img * sizeof *u) : NULL;
+    int rc = 0;
+    for (int64_t k = 0; k < s->nbatch && rc == 0; k++) {
+        const int64_t *mem = s->order + s->start[k];
+        const int nb = (int)(s->start[k + 1] - s->start[k]);
+        RecBatch b = {.n = nb, .C = C, .H = H, .W = W, .labels = labels, .P = P, .PH = H, .PW = W, .id = s->bid[k]};
+        float *g = dd_malloc((size_t)nb * img * sizeof *g);
+        for (int j = 0; j < nb; j++) {
+            labels[j] = s->lab[mem[j]];
+            P[j] = s->xn0 ? NULL : ts_record_cget(&s->recs[mem[j]], "image")->data;
+            memcpy(g + j * img, s->xn0 ? s->xn0 + (size_t)mem[j] * img : P[j], img * sizeof *g);
+        }
+        if (s->xn0) b.xn0 = g;
+        else b.x = g;
+        if (s->urecs) {
+            rc = run_ufc(nn, t, M, c, s, &b, mem, u);
+            free(g);
+            continue;
+        }
+        if ((rc = rec_run(nn, t, M, c, &b)) == 0)
+            for (int j = 0; j < nb; j++) {
+                Tensor out = tensor_newv(DD_F32, 3, (int64_t)C, (int64_t)b.H, (int64_t)b.W);
+                memcpy(out.data, b.x + (size_t)j * C * b.H * b.W, (size_t)C * b.H * b.W * sizeof(float));
+                ts_record_set(&s->recs[mem[j]], "image", out);
+            }
+        free(b.x);
+        if (s->xn0) free(g);
+    }
+    free(u);
+    free(labels);
+    free(P);
+    return rc;
+}
+
+void rec_set_free(RecSet *s)
+{
+    for (int64_t k = 0; s->recs && k < s->n; k++) ts_record_free(&s->recs[k]);
+    for (int64_t k = 0; s->urecs && k < s->n * s->M; k++) ts_record_free(&s->urecs[k]);
+    free(s->recs);
+    free(s->urecs);
+    free(s->xn0);
+    free(s->lab);
+    free(s->order);
+    free(s->start);
+    free(s->bid);
+    *s = (RecSet){0};
+}

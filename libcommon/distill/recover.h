@@ -19,7 +19,8 @@
  *
  * Ownership: a RecBatch's x is malloc'd memory owned by the batch (rec_run may replace it when the
  * size changes; the caller frees it); labels, P and xn0 are borrowed. Teachers and the context are
- * borrowed. Errors: -1 with dd_err (non-finite loss: DD_EXIT_DATA; no kernels for the device:
+ * borrowed. A RecSet (the recover filter's records, at the end) owns its records and arrays
+ * (rec_set_free). Errors: -1 with dd_err (non-finite loss: DD_EXIT_DATA; no kernels for the device:
  * DD_EXIT_DEVICE).
  */
 #ifndef DD_DISTILL_RECOVER_H
@@ -28,6 +29,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "formats/stream.h"
 #include "libcommon/models/model.h"
 
 #define REC_MAX_STAGES 64
@@ -130,5 +132,46 @@ void rec_noise(uint64_t seed, int cls, int i, float *xn, size_t len);
 /* pixels -> normalized (x - mean[c]) / std[c] and back (clamped to [0,1]), float, [n,C,HW]. */
 void rec_to_norm(const float *x, float *xn, int64_t n, int C, int64_t hw, const float *mean, const float *std);
 void rec_to_pix(const float *xn, float *x, int64_t n, int C, int64_t hw, const float *mean, const float *std);
+
+/* ---- over a stream's records (the recover filter) ---- */
+
+/* The records of a run in input order, the images they start from and their batches. */
+typedef struct {
+    TsRecord *recs;              /* [n]: key, "label", and "image" F32 [C,H,W] unless xn0 */
+    int64_t n;
+    int C, H, W;
+    float *xn0;                  /* --init noise: [n,C,H,W] normalized starts; else NULL */
+    TsRecord *urecs;             /* --ufc: [M*n] the compensated copies (rec_set_ufc); else NULL */
+    int M;                       /* teachers of urecs */
+    int B;                       /* batch size (classes per batch) of the plan */
+    int64_t nbatch, *lab, *order, *start, *bid;  /* rec_set_plan: labels [n] and rec_plan's arrays */
+} RecSet;
+
+/* Reads every record of `in` into s (overwritten): each needs a label in the header's class list
+ * and an image [C,H,W] (the first record's shape fixes s->C, H, W), kept as F32. 0, or -1 with
+ * dd_err ("FILE: record I (KEY): ...", "FILE: no records" or the reader's message) and s freed. */
+int rec_set_read(TsInput *in, RecSet *s);
+/* SRe2L's start for teacher m's classes (file `wname`, for messages): s (overwritten) gets ipc
+ * records c%04d_i%04d per class (class-major) with a "label" and no image, and xn0 [n,C,side,side]
+ * (C = m's input channels) of rec_noise(seed, class, i); *h a new header with m's class names.
+ * 0, or -1 with dd_err (the weights' metadata holds no class list). */
+int rec_set_noise(RecSet *s, const Model *m, const char *wname, int ipc, int side, uint64_t seed, TsHeader **h);
+/* --ufc's output records after the n inputs: per teacher k (0 <= k < M), KEY_u<k+1> with meta
+ * {"ufc":k+1,"of":"KEY"} (image and label come from rec_set_run), in input order, as s->urecs.
+ * Checks every key of the output, before any work: valid, and unique across it. 0, or -1 with
+ * dd_err (what was made stays in s for rec_set_free). */
+int rec_set_ufc(RecSet *s, int M);
+/* The batches of the records (rec_plan over their labels, ncls classes, B per batch); returns
+ * s->nbatch. */
+int64_t rec_set_plan(RecSet *s, int ncls, int B);
+/* Runs every batch of the plan (rec_set_plan first) in order, each made of its records' images
+ * (or xn0 rows) with P = the records' images, the progress and metrics of c advancing. Without
+ * urecs: rec_run with teachers t[0..M), each record's image replaced by its result; with urecs
+ * (rec_set_ufc with the same M): per teacher k a compensator (rec_ufc) and the batch's compensated
+ * images (rec_ufc_apply) set with the labels on urecs[k * n + record]. 0, or -1 with dd_err at
+ * the first failing batch (dd_errcode: rec_run's or rec_ufc's class). */
+int rec_set_run(Nn *nn, Model **t, int M, const RecConf *c, RecSet *s);
+/* Frees what s holds (s may be zeroed or partly filled). */
+void rec_set_free(RecSet *s);
 
 #endif

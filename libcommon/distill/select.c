@@ -256,3 +256,142 @@ void sel_scorer_free(SelScorer *s)
     free(s->crops);
     free(s);
 }
+
+/* ---- over a stream ---- */
+
+int sel_plan_scan(TsInput *in, SelPlan *p)
+{
+    *p = (SelPlan){.ncls = ts_header_nclasses(ts_input_header(in))};
+    p->count = dd_calloc((size_t)p->ncls, sizeof *p->count);
+    int64_t cap = 0;
+    int r;
+    TsRecord rec;
+    ts_record_init(&rec);
+    while ((r = ts_input_next(in, &rec)) == 1) {
+        const int64_t y = ts_record_label(&rec);
+        const Tensor *im = ts_record_cget(&rec, "image");
+        const char *name = ts_input_name(in);
+        const long long at = (long long)ts_input_index(in);
+        if (y < 0) r = dd_err_prefix("%s: record %lld (%s)", name, at, rec.key);
+        else if (y >= p->ncls) r = dd_err("%s: record %lld (%s): label out of the class list", name, at, rec.key);
+        else if (!im || im->ndim != 3) r = dd_err("%s: record %lld (%s): no [C,H,W] image", name, at, rec.key);
+        else if (p->n > 0 && im->shape[0] != p->C)
+            r = dd_err("%s: record %lld (%s): %lld channels, the first record's image has %d", name, at, rec.key,
+                       (long long)im->shape[0], p->C);
+        if (r < 0) break;
+        if (p->n == cap) p->label = dd_realloc(p->label, (size_t)(cap = cap ? 2 * cap : 4096) * sizeof *p->label);
+        p->label[p->n++] = (int)y;
+        p->count[y]++;
+        if (p->n == 1) p->C = (int)im->shape[0], p->H = (int)im->shape[1], p->W = (int)im->shape[2];
+        else p->varied |= im->shape[1] != p->H || im->shape[2] != p->W;
+    }
+    ts_record_free(&rec);
+    if (r < 0) sel_plan_free(p);
+    return r < 0 ? -1 : 0;
+}
+
+void sel_plan_subsets(SelPlan *p, uint64_t seed, int64_t want)
+{
+    const int64_t n = p->n;
+    p->role = dd_malloc((size_t)(n ? n : 1) * sizeof *p->role);
+    p->within = dd_malloc((size_t)(n ? n : 1) * sizeof *p->within);
+    p->last = dd_malloc((size_t)(p->ncls ? p->ncls : 1) * sizeof *p->last);
+    /* pos[c]: the record indices of class c in input order */
+    int64_t **pos = dd_calloc((size_t)(p->ncls ? p->ncls : 1), sizeof *pos);
+    int64_t *fill = dd_calloc((size_t)(p->ncls ? p->ncls : 1), sizeof *fill);
+    for (int c = 0; c < p->ncls; c++) pos[c] = dd_malloc((size_t)(p->count[c] ? p->count[c] : 1) * sizeof **pos);
+    for (int64_t i = 0; i < n; i++) {
+        const int c = p->label[i];
+        p->role[i] = -1;
+        p->within[i] = fill[c];
+        pos[c][fill[c]++] = i;
+    }
+    int64_t *perm = dd_malloc((size_t)want * sizeof *perm);
+    for (int c = 0; c < p->ncls; c++) {
+        const int64_t k = sel_subset(seed, c, p->count[c], want, perm);
+        p->last[c] = -1;
+        for (int64_t j = 0; j < k; j++) {
+            const int64_t i = pos[c][perm[j]];
+            p->role[i] = j;
+            p->last[c] = i > p->last[c] ? i : p->last[c];
+        }
+        free(pos[c]);
+    }
+    free(perm);
+    free(pos);
+    free(fill);
+}
+
+void sel_plan_free(SelPlan *p)
+{
+    free(p->label);
+    free(p->count);
+    free(p->role);
+    free(p->within);
+    free(p->last);
+    *p = (SelPlan){0};
+}
+
+void sel_top_offer_whole(SelTop *t, int64_t rank, int64_t src, const char *key, Tensor *im, int res)
+{
+    const int C = (int)im->shape[0], h = (int)im->shape[1], w = (int)im->shape[2];
+    SelEntry e = {.ce = (double)rank, .src = src, .box = {0, 0, h, w}, .pix = im->data};
+    if (res > 0) {
+        e.pix = dd_malloc((size_t)C * res * res * sizeof *e.pix);
+        img_resize_short_center_crop(im->data, C, h, w, res, res, e.pix);
+    } else {
+        im->owns = 0;
+    }
+    snprintf(e.key, sizeof e.key, "%s", key);
+    sel_top_offer(t, &e);
+}
+
+/* Record m of class cls for IPC ipc from its sorted list t (see sel_write_class). */
+static void class_record(TsRecord *rec, const SelTop *t, int cls, int ipc, int m, const SelLayout *l)
+{
+    const int f = l->f;
+    snprintf(rec->key, sizeof rec->key, "c%04d_i%04d", cls, m);
+    Tensor im;
+    if (l->whole) {
+        im = tensor_newv(DD_F32, 3, (int64_t)l->C, (int64_t)l->h, (int64_t)l->w);
+        memcpy(im.data, t->e[m].pix, (size_t)l->C * l->h * l->w * sizeof(float));
+    } else {
+        im = tensor_newv(DD_F32, 3, (int64_t)l->C, (int64_t)f * l->side, (int64_t)f * l->side);
+        sel_stitch(t, ipc, f, m, l->C, l->side, im.data);
+    }
+    ts_record_set(rec, "image", im);
+    ts_record_set(rec, "label", tensor_scalar_i64(cls));
+    json_t *cells = json_array();
+    for (int cell = 0; cell < f * f; cell++) {
+        const SelEntry *e = &t->e[cell * ipc + m];
+        json_t *j = json_pack("{s:s,s:[i,i,i,i],s:i}", "src", e->key, "box", e->box.top, e->box.left, e->box.h,
+                              e->box.w, "rank", cell * ipc + m);
+        if (!l->whole) json_object_set_new(j, "score", json_real(-e->ce));
+        json_array_append_new(cells, j);
+    }
+    json_t *meta = json_pack("{s:o}", "cells", cells);
+    char *s = json_dumps(meta, JSON_COMPACT);
+    ts_record_set_meta(rec, s);
+    free(s);
+    json_decref(meta);
+}
+
+int sel_write_class(TsWriter *const *w, const int *ipc, int nipc, SelTop *t, int cls, const SelLayout *l)
+{
+    int rc = 0;
+    sel_top_sort(t);
+    for (int k = 0; k < nipc && rc == 0; k++) {
+        /* sel_stitch's precondition: a caller that checked its classes' counts ensures it (each
+         * candidate gives one entry), so this guards the reads */
+        rc = sel_top_need(t, cls, ipc[k], l->f);
+        for (int m = 0; m < ipc[k] && rc == 0; m++) {
+            TsRecord rec;
+            ts_record_init(&rec);
+            class_record(&rec, t, cls, ipc[k], m, l);
+            rc = ts_writer_put(w[k], &rec);
+            ts_record_free(&rec);
+        }
+    }
+    sel_top_free(t);
+    return rc;
+}

@@ -15,6 +15,8 @@
  * Ownership: a SelTop owns its entries' pixel buffers (malloc'd; offered buffers are taken over
  * and freed when rejected or evicted); sel_top_free releases them. A SelScorer borrows the model
  * and context it was made with (they must outlive it) and owns its canvases and queued crops.
+ * The SelPlan and sel_write_class section at the end takes the patchsel filter's passes over a
+ * stream: a SelPlan owns its arrays (sel_plan_free); writers passed in are borrowed.
  * Errors: functions returning int return 0 or -1 with dd_err set.
  */
 #ifndef DD_DISTILL_SELECT_H
@@ -22,6 +24,7 @@
 
 #include <stdint.h>
 
+#include "formats/stream.h"
 #include "libcommon/distill/augment.h"
 #include "libcommon/models/model.h"
 
@@ -100,5 +103,51 @@ int sel_scorer_flush(SelScorer *s);
 /* The list of class c (borrowed; call after a flush covering the class's candidates). */
 SelTop *sel_scorer_top(SelScorer *s, int c);
 void sel_scorer_free(SelScorer *s);
+
+/* ---- over a stream (the patchsel filter's passes) ---- */
+
+/* The first pass over an input and the candidates chosen from it. */
+typedef struct {
+    int64_t n;                  /* records */
+    int ncls;                   /* classes of the input's header */
+    int C, H, W;                /* the first record's image shape */
+    int varied;                 /* 1 when the images' H x W differ (their C may not) */
+    int *label;                 /* [n] each record's class */
+    int64_t *count;             /* [ncls] records per class */
+    int64_t *role;              /* [n] rank in its class's subset, -1 when not a candidate (sel_plan_subsets) */
+    int64_t *within;            /* [n] index among its class's records (input order): keys its crops */
+    int64_t *last;              /* [ncls] index of the class's last candidate in input order, -1 if none */
+} SelPlan;
+
+/* Reads every record of `in` into p (p is overwritten): each needs a label in the header's class
+ * list and an image [C,H,W] with the first record's C; labels are kept, images are not. No
+ * records is no error (p->n = 0). 0, or -1 with dd_err ("FILE: record I (KEY): ..." or the reader's message)
+ * and p freed. */
+int sel_plan_scan(TsInput *in, SelPlan *p);
+/* The candidates of every class: class c's are the first min(count[c], want) of its records in
+ * sel_subset(seed, c, ...)'s order (want >= 1). Fills p->role, p->within and p->last. */
+void sel_plan_subsets(SelPlan *p, uint64_t seed, int64_t want);
+/* Frees p's arrays (p may be zeroed or partly filled). */
+void sel_plan_free(SelPlan *p);
+
+/* --method random's candidate: the whole image im [C,h,w] (pixels; taken over: im->owns is
+ * cleared) of the record `key`, of rank `rank` in its class's subset and index `src` among its
+ * class's records, offered to t as an entry ranked by `rank` with the whole image as its box.
+ * res > 0: the entry's pixels are im resized (shorter side to res) and centre-cropped to
+ * [C,res,res] (torchvision's Resize(res) + CenterCrop(res)), and im is left to the caller. */
+void sel_top_offer_whole(SelTop *t, int64_t rank, int64_t src, const char *key, Tensor *im, int res);
+
+/* How a class's kept entries become images. */
+typedef struct {
+    int C, f, side;             /* rded: f x f cells of side x side (sel_stitch), C channels */
+    int whole, h, w;            /* --method random (f = 1): each entry's pixels as they are, [C,h,w] */
+} SelLayout;
+
+/* Sorts class cls's list t and writes, for each of the nipc IPCs ipc[k], its ipc[k] images to
+ * w[k]: records c%04d_i%04d (cls, m) in m order with "image" F32 (layout l), "label" cls and meta
+ * {"cells":[{"src":KEY,"box":[top,left,h,w],"rank":R,"score":-CE}, ...]}, one entry per cell j
+ * of the f x f grid in row-major order (R = j * ipc[k] + m; no score with whole images). Frees
+ * t's entries, also on error. 0, or -1 with dd_err (too few entries: sel_top_need; a writer's error). */
+int sel_write_class(TsWriter *const *w, const int *ipc, int nipc, SelTop *t, int cls, const SelLayout *l);
 
 #endif

@@ -181,7 +181,7 @@ int main(int argc, char **argv)
     x.h = ts_reader_header(in);
     const int nc = ts_header_nclasses(x.h);
     if (x.png && dd_atomic_dir_open(&x.png_dir, x.png) < 0) dd_die_err(DD_EXIT_DATA);
-    if (x.npy && dd_atomic_dir_open(&x.npy_dir, x.npy) < 0) dd_die_err(DD_EXIT_DATA);
+    if (x.npy && dd_atomic_dir_open(&x.npy_dir, x.npy) < 0) die_cleanup(&x);   /* --png's temporary too */
     TsRecord rec;
     ts_record_init(&rec);
     char path[4096];
@@ -205,7 +205,7 @@ int main(int argc, char **argv)
         die_cleanup(&x);
     }
     if (x.grid && png_write_file(x.grid, &x.grid_img) < 0) die_cleanup(&x);
-    if (x.png && dd_atomic_dir_commit(&x.png_dir) < 0) dd_die_err(DD_EXIT_DATA);
+    if (x.png && dd_atomic_dir_commit(&x.png_dir) < 0) die_cleanup(&x);   /* --npy's temporary too */
     if (x.npy && dd_atomic_dir_commit(&x.npy_dir) < 0) dd_die_err(DD_EXIT_DATA);
     tensor_free(&x.grid_img);
     free(x.grid_fill);

@@ -111,7 +111,7 @@ static void import_idx(Out *o, const char *dir)
     free(real);
     const char *src = strrchr(pi, '/') + 1;
     int64_t shape[3] = {1, im.shape[1], im.shape[2]}, sz = im.shape[1] * im.shape[2];
-    for (int64_t i = 0; i < im.shape[0]; i++)
+    for (int64_t i = 0; i < im.shape[0] && o->limit != 0; i++)
         if (!out_put(o, view(DD_U8, 3, shape, (uint8_t *)im.data + i * sz),
                      (int64_t)tensor_get_f64(&lb, i), src, i)) break;
     tensor_free(&im);
@@ -191,7 +191,7 @@ static void import_npy(Out *o, const char *dir)
     NpyDir d;
     if (npydir_read(dir, &d) < 0) dd_die_err(DD_EXIT_DATA);
     out_begin(o, d.nclasses, (const char *const *)d.classes);
-    for (int64_t i = 0; i < d.n; i++) {
+    for (int64_t i = 0; i < d.n && (o->limit < 0 || o->n < o->limit); i++) {
         TsRecord *r = &o->rec;
         ts_record_clear(r);
         if (d.keys && !ts_key_valid(d.keys[i]))
@@ -209,7 +209,6 @@ static void import_npy(Out *o, const char *dir)
         }
         if (ts_writer_put(o->w, r) < 0) dd_die_err(DD_EXIT_DATA);
         dd_progress_update(&o->prog, ++o->n);
-        if (o->limit >= 0 && o->n >= o->limit) break;
     }
     npydir_free(&d);
 }

@@ -37,9 +37,9 @@ static int read_fields(const char *dir, NpyDir *out)
     closedir(d);
     qsort(out->names, (size_t)out->nfields, sizeof *out->names, cmp_str);
     for (int i = 0; i < out->nfields; i++) {
-        char fn[TS_NAME_MAX + 8];   /* a longer name is cut: invalid anyway, and said so below */
-        snprintf(fn, sizeof fn, "%s.npy", out->names[i]);
-        char *p = dd_path_join(dir, fn);
+        char *fn = dd_path_join(dir, out->names[i]), *p = dd_malloc(strlen(fn) + 5);
+        sprintf(p, "%s.npy", fn);
+        free(fn);
         int rc = 0;
         if (!ts_key_valid(out->names[i])) rc = dd_err("%s: '%s' is not a valid field name", p, out->names[i]);
         else if (npy_read_file(p, &out->t[i]) < 0) rc = -1;
@@ -125,7 +125,9 @@ static int stack_put(NpyDirWriter *w, const char *name, const Tensor *t, const c
     if (i == w->nfields) {
         if (w->n > 0)
             return dd_err("record %lld (%s): field '%s' absent from the records before", (long long)w->n, key, name);
-        if (i == NPYDIR_FIELDS_MAX) return -1;
+        if (i == NPYDIR_FIELDS_MAX)
+            return dd_err("record %lld (%s): more than %d fields, the most --npy writes", (long long)w->n, key,
+                          NPYDIR_FIELDS_MAX);
         NpyStack *s = &w->field[w->nfields++];
         snprintf(s->name, sizeof s->name, "%s", name);
         s->first = *t;

@@ -54,8 +54,7 @@ typedef struct {
 
 /* Appends record r as row n: its image as F32 [C,H,W] in [0,1] (ts_record_image_f32), its label as
  * I64 (ts_record_label) when it has a label field, every other field as it is. Every record must
- * have the first record's fields with the same dtypes and shapes. A record with more than
- * NPYDIR_FIELDS_MAX fields fails without a message of its own (dd_errmsg keeps the last one). */
+ * have the first record's fields with the same dtypes and shapes, at most NPYDIR_FIELDS_MAX. */
 int npydir_add(NpyDirWriter *w, const TsRecord *r);
 /* Writes NAME.npy for every field, keys.txt and h's classes.txt into the existing directory dir.
  * w stays to be freed. */

@@ -86,6 +86,10 @@ expect_exit 1 "existing non-empty output dir" -- "$BIN/tsexport" --npy busy fm.t
 "$BIN/tsexport" --png busy cut.tsr 2>err.txt && fail "--png into a non-empty dir"
 grep -q "busy: exists and is not empty" err.txt && [ -z "$(ls -d busy.tmp.* 2>/dev/null)" ] \
     && ok "non-empty output dir refused first: $(cat err.txt)" || fail "busy dir: $(cat err.txt)"
+# --npy refused after --png's temporary directory was made: neither is left behind
+"$BIN/tsexport" --png fresh --npy busy fm.tsr 2>err.txt && fail "--png with --npy into a non-empty dir"
+grep -q "busy: exists and is not empty" err.txt && [ ! -e fresh ] && [ -z "$(ls -d fresh.tmp.* 2>/dev/null)" ] \
+    && ok "--png's temporary removed when --npy is refused" || fail "--png temporary: $(cat err.txt); $(ls)"
 touch plain
 "$BIN/tsexport" --npy plain fm.tsr 2>err.txt && fail "--npy onto a file"
 grep -q "plain: exists and is not a directory" err.txt && ok "output onto a file refused" || fail "file: $(cat err.txt)"
@@ -95,6 +99,14 @@ mk_npy odd 2 3 4 4 1 && rm odd/keys.txt && "$BIN/tsimport" odd >odd.tsr
 "$BIN/tscat" d.tsr odd.tsr >mixed.tsr
 "$BIN/tsexport" --npy mixed mixed.tsr 2>err.txt && fail "mixed shapes accepted"
 grep -q "record 9 (train_000000)" err.txt && ok "mixed shapes: $(cat err.txt)" || fail "mixed shapes message: $(cat err.txt)"
+# more fields than --npy writes: the error says so, names the record, and leaves no directory
+mk_npy wide 2 1 4 4 3 && "$PYTHON" -c "
+import numpy as np
+for i in range(70): np.save('wide/f%02d.npy' % i, np.zeros((2, 1), np.float32))" && "$BIN/tsimport" wide >wide.tsr \
+    || fail "a stream of 73 fields"
+"$BIN/tsexport" --npy widenpy wide.tsr 2>err.txt && fail "73 fields written to npy"
+grep -q "record 0 (k0000): more than 64 fields" err.txt && [ -z "$(ls -d widenpy* 2>/dev/null)" ] \
+    && ok "--npy of 73 fields: $(cat err.txt)" || fail "too many fields: $(cat err.txt)"
 expect_usage tsexport fm.tsr
 expect_usage tsexport --grid-cols 0 --grid g.png fm.tsr
 expect_usage tsexport --npy x a.tsr b.tsr

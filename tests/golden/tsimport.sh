@@ -35,6 +35,19 @@ mk_npy u8 7 1 6 6 2 u8
     || fail "npy record layout: $("$BIN/tsinfo" --list f32.tsr | head -1)"
 "$BIN/tsinfo" --json u8.tsr | grep -q '"U8"' || fail "npy u8 stays U8"
 ok "npy import"
+# npy errors name the file: an invalid field name (a long one whole), rows that disagree, no image.npy
+mk_npy nbad 3 1 4 4 1 && cp nbad/soft.npy "nbad/$(printf 'a%.0s' {1..80}).npy"
+rc=0; "$BIN/tsimport" nbad >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "nbad/a\{80\}\.npy: 'a\{80\}' is not a valid field name" err.txt \
+    && ok "npy: an invalid field name ($(cut -c1-60 err.txt)...)" || fail "invalid npy field: exit $rc: $(cat err.txt)"
+mk_npy nrows 3 1 4 4 1 && "$PYTHON" -c "import numpy as np; np.save('nrows/soft.npy', np.zeros((2, 3), np.float32))"
+rc=0; "$BIN/tsimport" nrows >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "nrows/soft.npy: 2 rows, image.npy has 3" err.txt && ok "npy: rows that disagree ($(cat err.txt))" \
+    || fail "npy rows: exit $rc: $(cat err.txt)"
+mk_npy noimg 3 1 4 4 1 && rm noimg/image.npy
+rc=0; "$BIN/tsimport" --format npy noimg >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "noimg: no image.npy" err.txt && ok "npy: no image.npy ($(cat err.txt))" \
+    || fail "npy without image: exit $rc: $(cat err.txt)"
 # CIFAR-10 and CIFAR-100 binary versions, written here by Python: per record a label byte (CIFAR-100:
 # coarse, then fine) and 3072 bytes R, G, B planes of 32x32; five training batches for CIFAR-10.
 "$PYTHON" - <<'PY' || fail "writing CIFAR files"
@@ -256,6 +269,12 @@ head -c 50 "$bad" >bad.tmp && mv bad.tmp "$bad"
 rc=0; "$BIN/tsimport" -j 3 pngs >/dev/null 2>err.txt || rc=$?
 [ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "$bad" err.txt \
     && ok "imagefolder -j 3: the first bad file is named ($(cat err.txt))" || fail "bad file with -j 3: exit $rc: $(cat err.txt)"
+# --limit 0: a stream with the header and no records, in every format (idx and npy wrote one record)
+for d in "$fmnist" f32 c10 pngs; do
+    n=$("$BIN/tsimport" --limit 0 "$d" | "$BIN/tsinfo" --json | sed -n 's/.*"records": \([0-9]*\).*/\1/p')
+    [ "$n" = 0 ] || fail "--limit 0 of $d: $n records"
+done
+ok "--limit 0: no records from idx, npy, cifar10 and imagefolder"
 expect_usage tsimport -j 0 pngs
 expect_usage tsimport
 expect_usage tsimport --format nope "$fmnist"

@@ -61,17 +61,6 @@ static void opt_pair(const char *opt, const char *s, double *a, double *b, doubl
     *b = dd_opt_double(opt, comma + 1, lo, hi);
 }
 
-/* Dies (exit 1) unless the model's class names, when it has some, are the stream's. */
-static void check_model_classes(const Model *m, const char *mname, const TsHeader *h, const char *hname)
-{
-    if (m->num_classes != ts_header_nclasses(h))
-        dd_die(DD_EXIT_DATA, "%s: %d classes, but %s has %d", mname, m->num_classes, hname, ts_header_nclasses(h));
-    if (!m->class_names) return;
-    TsHeader *mh = ts_header_new(m->nclass_names, (const char *const *)m->class_names);
-    if (ts_header_classes_check(h, hname, mh, mname) < 0) dd_die_err(DD_EXIT_DATA);
-    ts_header_free(mh);
-}
-
 /* Dies unless `path` can be created (checked before hours of training). */
 static void check_writable(const char *path)
 {
@@ -191,7 +180,7 @@ int main(int argc, char **argv)
     TsInput *in = open_input(argc - optind, argv + optind);
     const TsHeader *th = ts_input_header(in);
     const char *tname = argc > optind ? argv[optind] : "stdin";
-    if (m) check_model_classes(m, weights, th, tname);
+    if (m && model_check_classes(m, weights, th, tname) < 0) dd_die_err(DD_EXIT_DATA);
     if (evalonly) {
         TrainData d;
         TrainEval ev;
@@ -217,7 +206,7 @@ int main(int argc, char **argv)
     Model *teacher = teacherf ? model_load(nn, teacherf) : NULL;
     if (teacherf && !teacher) dd_die_err(DD_EXIT_DATA);
     if (teacher) {
-        check_model_classes(teacher, teacherf, th, tname);
+        if (model_check_classes(teacher, teacherf, th, tname) < 0) dd_die_err(DD_EXIT_DATA);
         model_set_requires_grad(teacher, 0);
     }
 

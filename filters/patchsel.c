@@ -192,12 +192,7 @@ int main(int argc, char **argv)
         for (int c = 0; c < ncls; c++) sel_top_init(&rtop[c], keep);
     } else {
         if (!m) m = load_teacher(&o, &nn);
-        if (m->num_classes != ncls)
-            dd_die(DD_EXIT_DATA, "%s: %d classes, the input has %d", o.weights, m->num_classes, ncls);
-        for (int c = 0; c < m->nclass_names; c++)
-            if (strcmp(m->class_names[c], ts_header_class(h, c)))
-                dd_die(DD_EXIT_DATA, "%s: class %d is '%s', the input's is '%s'", o.weights, c, m->class_names[c],
-                       ts_header_class(h, c));
+        if (model_check_classes(m, o.weights, h, "the input") < 0) dd_die_err(DD_EXIT_DATA);
         sc = sel_scorer_new(m, nn, ncls, keep, o.crops, side, o.batch, o.seed);
         if (res && sel_scorer_canvas(sc, C, CH, CW) < 0)
             dd_die(DD_EXIT_DATA, "%s: %s", o.weights, dd_errmsg());

@@ -180,13 +180,8 @@ int main(int argc, char **argv)
     const int64_t n = rs.n;
     const int H = rs.H, W = rs.W;
     const int ncls = ts_header_nclasses(h);
-    for (int k = 0; k < o.nw; k++) {
-        if (t[k]->num_classes != ncls) dd_die(DD_EXIT_DATA, "%s: %d classes, the images have %d", o.w[k], t[k]->num_classes, ncls);
-        for (int c = 0; c < t[k]->nclass_names; c++)
-            if (strcmp(t[k]->class_names[c], ts_header_class(h, c)))
-                dd_die(DD_EXIT_DATA, "%s: class %d is '%s', the images' is '%s'", o.w[k], c, t[k]->class_names[c],
-                       ts_header_class(h, c));
-    }
+    for (int k = 0; k < o.nw; k++)
+        if (model_check_classes(t[k], o.w[k], h, o.noise ? o.w[0] : "the images") < 0) dd_die_err(DD_EXIT_DATA);
     if (o.ufc) {
         /* the reference's two settings: CIFAR (32 px) and ImageNet (224 px) */
         const int big = H >= 128 && W >= 128;

@@ -14,13 +14,7 @@
 int relabel_check_teacher(const Model *m, const char *wname, const TsHeader *h, const char *dname, int C, int H,
                           int W)
 {
-    int K = ts_header_nclasses(h);
-    if (m->num_classes != K)
-        return dd_err("%s: %d classes, %s has %d", wname, m->num_classes, dname, K);
-    for (int c = 0; c < m->nclass_names; c++)
-        if (strcmp(m->class_names[c], ts_header_class(h, c)))
-            return dd_err("class %d is '%s' in %s but '%s' in %s", c, m->class_names[c], wname, ts_header_class(h, c),
-                          dname);
+    if (model_check_classes(m, wname, h, dname) < 0) return -1;
     if (model_check_input(m, C, H, W) < 0) return dd_err_prefix("%s: %s", wname, dname);
     return 0;
 }

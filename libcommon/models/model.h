@@ -35,6 +35,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "formats/stream.h"
 #include "libcommon/nn/nn.h"
 
 typedef enum { MODEL_STEM_IMAGENET = 0, MODEL_STEM_SMALL = 1 } ModelStem;
@@ -98,6 +99,11 @@ int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w);
  * 0: running statistics, dropout and stochastic depth are the identity (recover, scoring). When the context collects BN statistics
  * (nn_bn_collect) every BN layer appends its distance, in module order. */
 NnVar *model_forward(Model *m, Nn *nn, NnVar *x, int training);
+
+/* 0 when the model classifies the stream's classes: as many as header h lists and, where the
+ * weights name theirs, the same names in the same order; -1 with dd_err naming the weights
+ * (mname), the stream (hname) and the first difference. */
+int model_check_classes(const Model *m, const char *mname, const TsHeader *h, const char *hname);
 
 /* ---- weights files ---- */
 

@@ -252,6 +252,16 @@ NnParam *model_find(const Model *m, const char *name)
     return NULL;
 }
 
+int model_check_classes(const Model *m, const char *mname, const TsHeader *h, const char *hname)
+{
+    const int k = ts_header_nclasses(h);
+    if (m->num_classes != k) return dd_err("%s: %d classes; %s: %d", mname, m->num_classes, hname, k);
+    for (int c = 0; c < m->nclass_names; c++)
+        if (strcmp(m->class_names[c], ts_header_class(h, c)))
+            return dd_err("%s: class %d is '%s'; %s: '%s'", mname, c, m->class_names[c], hname, ts_header_class(h, c));
+    return 0;
+}
+
 int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w)
 {
     int ok = c == m->in_channels && h >= m->min_input && w >= m->min_input;

@@ -69,6 +69,9 @@ printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n' >cls.txt
 "$BIN/tsimport" -q --limit 50 --classes-file cls.txt "$fmnist" >other.tsr
 "$tool" teacher to.safetensors convnet3:width=16 other.tsr 1
 expect_exit 1 "teacher's class list differs" -- "$BIN/patchsel" -q -w to.safetensors --ipc 1 fm.tsr
+"$BIN/patchsel" -q -w to.safetensors --ipc 1 fm.tsr 2>err.txt >/dev/null || true
+grep -qx "patchsel: to.safetensors: class 0 is 'a'; the input: 'T-shirt/top'" err.txt \
+    && ok "class lists differ: $(cat err.txt)" || fail "class list message: $(cat err.txt)"
 check_truncated patchsel -q -w t.safetensors --ipc 1
 check_full patchsel -q -w t.safetensors --ipc 1 --candidates 3 fm.tsr
 # stdin is spooled and read twice: its errors still name stdin (not the spool's /dev/fd path)

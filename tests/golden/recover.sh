@@ -123,6 +123,9 @@ printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n' >cls.txt
 "$BIN/tsimport" -q --limit 50 --classes-file cls.txt "$fmnist" >other.tsr
 "$tool" teacher to.safetensors convnet3:width=16 other.tsr 1
 expect_exit 1 "teacher's class list differs" -- "$BIN/recover" -q -w to.safetensors --iters 4 init.tsr
+"$BIN/recover" -q -w to.safetensors --iters 4 init.tsr 2>err.txt >/dev/null || true
+grep -qx "recover: to.safetensors: class 0 is 'a'; the images: 'T-shirt/top'" err.txt \
+    && ok "class lists differ: $(cat err.txt)" || fail "class list message: $(cat err.txt)"
 "$tool" teacher t32.safetensors convnet3:width=8 <("$BIN/resample" --size 32 init.tsr) 1
 expect_exit 1 "image size the teacher does not take" -- "$BIN/recover" -q -w t32.safetensors --iters 4 init.tsr
 check_truncated recover -q -w t.safetensors --iters 4

@@ -522,6 +522,7 @@ static int reader_sniff(TsReader *r)
     const uint8_t *p;
     size_t avail;
     if (bs_peek(r->src, 4, &p, &avail)) return -1;
+    if (avail == 0) return dd_err("%s: empty: no stream header (upstream died?)", r->name);
     if (avail == 4 && !memcmp(p, zstd_magic, 4)) bs_push_zstd(r->src);
     else if (avail < 4 && !memcmp(p, zstd_magic, avail) && memcmp(p, PIPE_MAGIC, avail))
         return tsi_truncated(r->name, 0);

@@ -29,6 +29,10 @@ assert "shape_min" not in json.load(open("info.json"))["fields"]["image"]' && ok
 check_truncated tsinfo
 head -c 100000 fm.tsr | "$BIN/tsinfo" - 2>err.txt && fail "truncated stdin accepted"
 grep -q "truncated" err.txt && ok "truncated stdin: $(cat err.txt)" || fail "truncated stdin: $(cat err.txt)"
+# no bytes at all: said so (a pipe whose writer died before its header), not "truncated"
+rc=0; "$BIN/tsinfo" - </dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "tsinfo: stdin: empty: no stream header (upstream died?)" err.txt \
+    && ok "empty input: $(cat err.txt)" || fail "empty input: exit $rc: $(cat err.txt)"
 "$PYTHON" -c 'import sys; b = bytearray(open("fm.tsr","rb").read()); b[5000] ^= 0xff; open("bad.tsr","wb").write(b)'
 expect_exit 1 "corrupt record" -- "$BIN/tsinfo" bad.tsr
 echo "not a stream" >junk.tsr

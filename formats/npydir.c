@@ -201,6 +201,14 @@ int npydir_write(const NpyDirWriter *w, const char *dir, const TsHeader *h)
         snprintf(path, sizeof path, "%s/%s.npy", dir, s->name);
         if (npy_write_file(path, &t) < 0) return -1;
     }
+    if (w->n == 0) { /* no records, no shapes: image [0,0,0,0] and label [0], an empty stream read back */
+        float none;
+        Tensor im = {.dtype = DD_F32, .ndim = 4, .data = &none}, lab = {.dtype = DD_I64, .ndim = 1, .data = &none};
+        snprintf(path, sizeof path, "%s/image.npy", dir);
+        if (npy_write_file(path, &im) < 0) return -1;
+        snprintf(path, sizeof path, "%s/label.npy", dir);
+        if (npy_write_file(path, &lab) < 0) return -1;
+    }
     if (write_lines(dir, "keys.txt", (int)w->n, key_line, w) < 0) return -1;
     return write_lines(dir, "classes.txt", ts_header_nclasses(h), class_line, h);
 }

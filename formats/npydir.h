@@ -56,8 +56,8 @@ typedef struct {
  * I64 (ts_record_label) when it has a label field, every other field as it is. Every record must
  * have the first record's fields with the same dtypes and shapes, at most NPYDIR_FIELDS_MAX. */
 int npydir_add(NpyDirWriter *w, const TsRecord *r);
-/* Writes NAME.npy for every field, keys.txt and h's classes.txt into the existing directory dir.
- * w stays to be freed. */
+/* Writes NAME.npy for every field, keys.txt and h's classes.txt into the existing directory dir
+ * (no records: image.npy F32 [0,0,0,0] and label.npy I64 [0]). w stays to be freed. */
 int npydir_write(const NpyDirWriter *w, const char *dir, const TsHeader *h);
 void npydir_writer_free(NpyDirWriter *w);
 

@@ -95,6 +95,12 @@ touch plain
 grep -q "plain: exists and is not a directory" err.txt && ok "output onto a file refused" || fail "file: $(cat err.txt)"
 mkdir empty && "$BIN/tsexport" --npy empty fm.tsr && [ -s empty/image.npy ] && ok "an empty output dir is filled" \
     || fail "empty output dir"
+# an empty stream: empty arrays that tsimport reads back as the same empty stream
+"$BIN/tsimport" --limit 0 "$fmnist" >none.tsr && "$BIN/tsexport" --npy none none.tsr && "$PYTHON" -c "
+import numpy as np
+assert np.load('none/image.npy').shape == (0, 0, 0, 0) and np.load('none/label.npy').dtype == np.int64" \
+    && "$BIN/tsimport" none >none2.tsr && "$BIN/tscmp" --exact none.tsr none2.tsr \
+    && ok "no records: image.npy [0,0,0,0], read back as the same empty stream" || fail "empty stream to npy"
 mk_npy odd 2 3 4 4 1 && rm odd/keys.txt && "$BIN/tsimport" odd >odd.tsr
 "$BIN/tscat" d.tsr odd.tsr >mixed.tsr
 "$BIN/tsexport" --npy mixed mixed.tsr 2>err.txt && fail "mixed shapes accepted"

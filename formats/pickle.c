@@ -12,7 +12,7 @@
 struct Pickle {
     PkObj **objs;            /* every node, for pickle_free */
     size_t nobjs, capobjs;
-    void **blocks;           /* bytes made here (latin-1 decodes), for pickle_free */
+    void **blocks;           /* bytes made here (global names, protocol 0's decoded text), for pickle_free */
     size_t nblocks, capblocks;
 };
 
@@ -230,19 +230,130 @@ static int add_items(Vm *m, PkKind kind, size_t from)
     return 0;
 }
 
+/* n bytes the Pickle owns (pickle_free). */
+static void *block(Vm *m, size_t n)
+{
+    m->p->blocks = grow(m->p->blocks, &m->p->capblocks, m->p->nblocks + 1, sizeof *m->p->blocks);
+    return m->p->blocks[m->p->nblocks++] = dd_malloc(n ? n : 1);
+}
+
 static PkObj *make_global(Vm *m, const char *module, size_t ml, const char *name, size_t nl)
 {
     PkObj *o = node(m->p, PK_GLOBAL);
-    char *s = dd_malloc(ml + nl + 2);
+    char *s = block(m, ml + nl + 2);
     memcpy(s, module, ml);
     s[ml] = 0;
     memcpy(s + ml + 1, name, nl);
     s[ml + 1 + nl] = 0;
-    m->p->blocks = grow(m->p->blocks, &m->p->capblocks, m->p->nblocks + 1, sizeof *m->p->blocks);
-    m->p->blocks[m->p->nblocks++] = s;
     o->module = s;
     o->name = s + ml + 1;
     return o;
+}
+
+static int hex_digit(uint8_t c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The argument line of a protocol-0 text opcode: [s, s + n), the newline consumed. */
+static int text_line(Vm *m, const uint8_t **s, size_t *n)
+{
+    const uint8_t *nl = memchr(m->b + m->at, '\n', m->len - m->at);
+    if (!nl) return fail(m, "no newline after its text argument");
+    *s = m->b + m->at;
+    *n = (size_t)(nl - *s);
+    m->at += *n + 1;
+    return 0;
+}
+
+/* UNICODE (protocol 0's str): raw-unicode-escape text to UTF-8, as Python decodes it: every byte
+ * is the code point of its value, except that \uXXXX and \UXXXXXXXX after an odd number of
+ * backslashes are one code point (the last backslash dropped). */
+static PkObj *unicode_line(Vm *m)
+{
+    const uint8_t *s;
+    size_t n, k = 0;
+    if (text_line(m, &s, &n) < 0) return NULL;
+    uint8_t *o = block(m, 2 * n);          /* a byte is at most 2 bytes of UTF-8; an escape shrinks */
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = s[i++];
+        if (cp == '\\') {
+            size_t run = 1;
+            while (i < n && s[i] == '\\') i++, run++;
+            if (run % 2 == 0 || i == n || (s[i] != 'u' && s[i] != 'U')) {
+                memset(o + k, '\\', run), k += run;
+                continue;
+            }
+            memset(o + k, '\\', run - 1), k += run - 1;
+            int w = s[i] == 'u' ? 4 : 8;
+            if (n - i - 1 < (size_t)w) return fail(m, "a truncated \\u escape"), NULL;
+            cp = 0;
+            for (int d = 1; d <= w; d++) {
+                int h = hex_digit(s[i + (size_t)d]);
+                if (h < 0) return fail(m, "a \\u escape that is not hexadecimal"), NULL;
+                cp = cp * 16 + (uint32_t)h;
+            }
+            if (cp > 0x10ffff) return fail(m, "a \\U escape above U+10FFFF"), NULL;
+            i += (size_t)w + 1;
+        }
+        if (cp < 0x80) o[k++] = (uint8_t)cp;
+        else if (cp < 0x800) o[k++] = (uint8_t)(0xc0 | cp >> 6), o[k++] = (uint8_t)(0x80 | (cp & 0x3f));
+        else if (cp < 0x10000)
+            o[k++] = (uint8_t)(0xe0 | cp >> 12), o[k++] = (uint8_t)(0x80 | (cp >> 6 & 0x3f)),
+            o[k++] = (uint8_t)(0x80 | (cp & 0x3f));
+        else
+            o[k++] = (uint8_t)(0xf0 | cp >> 18), o[k++] = (uint8_t)(0x80 | (cp >> 12 & 0x3f)),
+            o[k++] = (uint8_t)(0x80 | (cp >> 6 & 0x3f)), o[k++] = (uint8_t)(0x80 | (cp & 0x3f));
+    }
+    PkObj *a = node(m->p, PK_STR);
+    a->s = o;
+    a->len = k;
+    return a;
+}
+
+/* STRING (Python 2's str at protocol 0, bytes here): a quoted literal with Python's string
+ * escapes (codecs.escape_decode): \\ \' \" \a \b \f \n \r \t \v, \xHH, up to three octal
+ * digits (the value mod 256); any other escape keeps its backslash. */
+static PkObj *string_line(Vm *m)
+{
+    const uint8_t *s;
+    size_t n, k = 0;
+    if (text_line(m, &s, &n) < 0) return NULL;
+    if (n < 2 || s[0] != s[n - 1] || (s[0] != '\'' && s[0] != '"'))
+        return fail(m, "its argument is not quoted"), NULL;
+    s++, n -= 2;
+    uint8_t *o = block(m, n);              /* escapes only shrink */
+    for (size_t i = 0; i < n;) {
+        uint8_t c = s[i++];
+        if (c != '\\') {
+            o[k++] = c;
+            continue;
+        }
+        if (i == n) return fail(m, "a trailing backslash in its argument"), NULL;
+        c = s[i++];
+        static const char from[] = "\\'\"abfnrtv", to[] = "\\'\"\a\b\f\n\r\t\v";
+        const char *e = strchr(from, c);
+        if (e && c) {
+            o[k++] = (uint8_t)to[e - from];
+        } else if (c >= '0' && c <= '7') {
+            unsigned v = (unsigned)(c - '0');
+            for (int d = 0; d < 2 && i < n && s[i] >= '0' && s[i] <= '7'; d++) v = v * 8 + (unsigned)(s[i++] - '0');
+            o[k++] = (uint8_t)v;
+        } else if (c == 'x') {
+            int h1 = i < n ? hex_digit(s[i]) : -1, h2 = i + 1 < n ? hex_digit(s[i + 1]) : -1;
+            if (h1 < 0 || h2 < 0) return fail(m, "an \\x escape without two hexadecimal digits"), NULL;
+            o[k++] = (uint8_t)(h1 * 16 + h2);
+            i += 2;
+        } else {
+            o[k++] = '\\', o[k++] = c;
+        }
+    }
+    PkObj *a = node(m->p, PK_BYTES);
+    a->s = o;
+    a->len = k;
+    return a;
 }
 
 /* One opcode; 1 at STOP. */
@@ -323,6 +434,11 @@ static int step(Vm *m, const PkObj **root)
         push(m, a);
         return 0;
     }
+    case 'V': /* UNICODE */
+    case 'S': /* STRING */
+        if (!(a = m->op == 'V' ? unicode_line(m) : string_line(m))) return -1;
+        push(m, a);
+        return 0;
     case 'T': /* BINSTRING: a Python 2 str, bytes here */
     case 'B': /* BINBYTES */
     case 'X': /* BINUNICODE */
@@ -422,7 +538,7 @@ static int step(Vm *m, const PkObj **root)
         return 0;
     default:
         return fail(m, "not supported here (persistent ids, extension codes, sets, out-of-band buffers, "
-                       "protocol 0 strings, or not a pickle)");
+                       "or not a pickle)");
     }
 }
 

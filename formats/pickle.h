@@ -1,15 +1,16 @@
 /* pickle.h - Python pickles read as data: enough of the format for the datasets users already have
  * in that form (CIFAR-10/100's python batches, as torchvision downloads them), never a way to run
  * anything. pickle_parse runs the pickle machine over protocols 0-5 (the binary opcodes and
- * protocol 0's MARK/INT/LONG/FLOAT/PUT/GET lines) and builds a tree of values: None, bool, int,
+ * protocol 0's text lines: MARK/INT/LONG/FLOAT/PUT/GET, UNICODE's raw-unicode-escape str and
+ * STRING's quoted Python 2 str, read as bytes) and builds a tree of values: None, bool, int,
  * float, str, bytes, list, tuple, dict, a global named by (module, name), and a "call" (a global
  * applied to arguments by REDUCE or NEWOBJ, with the state BUILD gave it). Nothing is imported or
  * called: a call is only a node, and the readers below recognise the nodes numpy writes for an
  * array (numpy.core.multiarray._reconstruct + BUILD state, or _frombuffer under protocol 5) and
  * _codecs.encode(str, "latin1") (how Python 3 writes bytes at protocol 2).
  *
- * Limits: integers must fit int64; persistent ids, extension codes, sets, out-of-band buffers and
- * protocol 0's quoted strings are errors. Memory is proportional to the input (every node costs
+ * Limits: integers must fit int64; persistent ids, extension codes, sets and out-of-band buffers
+ * are errors. Memory is proportional to the input (every node costs
  * at least one opcode byte; memo indices may not exceed the bytes read), and nothing recurses on
  * the input's depth.
  *

@@ -98,9 +98,10 @@ PY
 ok "CIFAR-10 (five batches, test, names, --limit) and CIFAR-100 (fine label) against the bytes"
 # the python versions of the same batches (cifar-10-batches-py, cifar-100-python: torchvision's
 # download): Python 2's protocol-2 pickles as CIFAR's were written (assembled here opcode by opcode,
-# and checked to load in Python to the intended dict), Python 3's protocols 2 (bytes through
-# _codecs.encode), 4 and 5 (numpy's _frombuffer), labels as a list or a numpy array; each imports
-# to the binary version's records
+# and checked to load in Python to the intended dict), Python 3's protocols 0 and 1 (the text
+# opcodes; bytes through _codecs.encode of raw-unicode-escape text), 2 (_codecs.encode), 4 and 5
+# (numpy's _frombuffer), labels as a list or a numpy array; each imports to the binary version's
+# records
 "$PYTHON" - <<'PY' || fail "writing CIFAR python batches"
 import os, pickle, struct, numpy as np
 def U(b):
@@ -147,7 +148,7 @@ def batches(path, c100):
     return np.frombuffer(b"".join(r[n - 3072:] for r in recs), np.uint8).reshape(-1, 3072), [r[n - 3073] for r in recs]
 files = ["data_batch_%d" % f for f in range(1, 6)] + ["test_batch"]
 names = ["c%d" % i for i in range(10)]
-for form in ("p2", "py3p2", "py3p4", "py3p5"):
+for form in ("p2", "py3p0", "py3p1", "py3p2", "py3p4", "py3p5"):
     os.makedirs("cpy_" + form)
     for f in files:
         x, y = batches("c10/%s.bin" % f, 0)
@@ -173,12 +174,11 @@ open("c100py/train", "wb").write(P2().dict([(b"filenames", [b"x"] * len(y)), (b"
                                             (b"fine_labels", y), (b"coarse_labels", coarse), (b"data", x)]))
 open("c100py/meta", "wb").write(P2().dict([(b"fine_label_names", [b"f%02d" % i for i in range(100)]),
                                            (b"coarse_label_names", [b"k%02d" % i for i in range(20)])]))
-# not CIFAR: a global that would run a command if called (it must stay data), protocol 0, a cut pickle
+# not CIFAR: a global that would run a command if called (it must stay data), a cut pickle
 open("evil", "wb").write(b"\x80\x02}q\x00(X\x04\x00\x00\x00dataq\x01cos\nsystem\nq\x02X\x0b\x00\x00\x00touch pwnedq\x03\x85Rq\x04X\x06\x00\x00\x00labelsq\x05]q\x06K\x01au.")
-open("proto0", "wb").write(pickle.dumps({"data": x[:2], "labels": y[:2]}, protocol=0))
 open("cut", "wb").write(open("cpy_p2/test_batch", "rb").read()[:5000])
 PY
-for form in p2 py3p2 py3p4 py3p5; do
+for form in p2 py3p0 py3p1 py3p2 py3p4 py3p5; do
     "$BIN/tsimport" cpy_$form >py_$form.tsr && "$BIN/tsimport" --split test cpy_$form >pyt_$form.tsr \
         && "$BIN/tsexport" --npy np_py_$form py_$form.tsr && "$BIN/tsexport" --npy np_pyt_$form pyt_$form.tsr \
         && cmp -s np_py_$form/image.npy np_c10/image.npy && cmp -s np_py_$form/label.npy np_c10/label.npy \
@@ -190,7 +190,7 @@ done
 "$BIN/tsimport" c100py >c100py.tsr && "$BIN/tsexport" --npy np_c100py c100py.tsr && cmp -s np_c100py/image.npy np_c100/image.npy \
     && cmp -s np_c100py/label.npy np_c100/label.npy && cmp -s np_c100py/classes.txt np_c100/classes.txt \
     && ok "CIFAR-100 python batch (fine labels, meta's names): the binary version's records" || fail "CIFAR-100 python"
-for bad in evil proto0 cut; do
+for bad in evil cut; do
     mkdir -p bad_$bad && cp $bad bad_$bad/test_batch
     rc=0; "$BIN/tsimport" --format cifar10 --split test bad_$bad >/dev/null 2>err.txt || rc=$?
     [ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && [ ! -e pwned ] \

@@ -16,6 +16,7 @@ import os
 import pickle
 import struct
 import sys
+import warnings
 
 import numpy as np
 
@@ -265,12 +266,12 @@ def pk_cases():
     arrays["big"] = rng.integers(0, 256, (70000,)).astype(np.uint8)      # data past 64 KiB
     cases = [("ints", ints, range(6), None), ("floats", floats, range(6), None),
              ("consts", [None, True, False, (), (1,), (1, 2), (1, 2, 3), (1, 2, 3, 4)], range(6), None),
-             ("strs", ["", "abc", "\u00e9\u2713", "x" * 300], range(1, 6), None),
+             ("strs", ["", "abc", "\u00e9\u2713", "x" * 300, "a\\b\nc\r\x00\x1a\U0001f600\\u0041"], range(6), None),
              ("bytes", [b"", b"\x00\xff", b"y" * 300], range(3, 6), None),
              ("nested", {"a": [1, {"b": (2.5, None)}], "c": {}, 5: "d"}, range(1, 6), None),
              ("shared", [shared, shared, (shared,)], range(6), None),
              ("many", list(range(2500)), range(6), None)]
-    cases += [("array_" + k.replace("<", "le").replace(">", "be"), {"x": v}, range(2, 6), None)
+    cases += [("array_" + k.replace("<", "le").replace(">", "be"), {"x": v}, range(6), None)
               for k, v in arrays.items()]
     cases += [("fortran", np.asfortranarray(np.arange(6, dtype=np.uint8).reshape(2, 3)), [2, 4, 5], "Fortran"),
               ("complex", np.zeros(2, np.complex64), [2, 5], "not supported"),
@@ -279,10 +280,42 @@ def pk_cases():
     return cases
 
 
+# Protocol-0 text opcodes no Python 3 pickler writes: Python 2's STRING (a quoted literal with
+# escapes) and UNICODE lines with backslash runs (Python 3 writes every backslash as \u005c).
+TEXT0 = [("string_plain", b"S'abc'\np0\n.", None),
+         ("string_escapes", b"(S'a\\x00\\xff\\n\\t\\\\\\''\nS\"it's\"\nS'\\101\\0\\777\\q\\a\\v'\nS''\nt.", None),
+         ("string_dict", b"(dS'data'\n(lp1\nI1\naI2\nasS'labels'\nS'x\\x80y'\ns.", None),
+         ("string_unquoted", b"Sabc\n.", "not quoted"),
+         ("string_mixed_quotes", b"S'abc\"\n.", "not quoted"),
+         ("string_trailing", b"S'a\\'\n.", "trailing backslash"),
+         ("string_badhex", b"S'\\x4g'\n.", "two hexadecimal"),
+         ("unicode_runs", b"(Va\\\\u0041\nV\\\\\\u0041\nV\\\\\nV\\q\xe9\nt.", None),
+         ("unicode_badhex", b"V\\u00g1\n.", "not hexadecimal"),
+         ("unicode_short", b"V\\u00\n.", "truncated"),
+         ("unicode_range", b"V\\U00110000\n.", "above U+10FFFF")]
+
+
 def write_pk(d):
     os.makedirs(d, exist_ok=True)
     n = 0
     with open(os.path.join(d, "cases.txt"), "w") as idx:
+        for name, blob, want in TEXT0:
+            f = name + ".pkl"
+            if want is None:
+                with warnings.catch_warnings():   # '\777': Python warns of the octal escape, then takes it mod 256
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    back = pickle.loads(blob, encoding="bytes")
+                open(os.path.join(d, f + ".want"), "w").write(pk_text(back) + "\n")
+            else:
+                try:
+                    pickle.loads(blob, encoding="bytes")
+                    raise SystemExit("write-pk: %s loads in Python" % name)
+                except (pickle.UnpicklingError, ValueError, UnicodeDecodeError):
+                    pass
+                open(os.path.join(d, f + ".want"), "w").write("ERR " + want + "\n")
+            open(os.path.join(d, f), "wb").write(blob)
+            idx.write(f + "\n")
+            n += 1
         for name, obj, protos, want in pk_cases():
             for p in protos:
                 f = "%s_p%d.pkl" % (name, p)

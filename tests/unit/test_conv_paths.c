@@ -78,6 +78,12 @@ static const Shape SHAPES[] = {
     {2, 33, 33, 6, 10, 3, 1, 1, 1, 0, 33},  /* 6 x 10: 60 outputs, 3 blocks */
     {2, 6, 6, 5, 5, 3, 2, 1, 1, 1, 6},      /* stride 1, padding 2: 7 x 7 outputs past the input */
     {3, 5, 5, 9, 9, 5, 1, 1, 2, 0, 5},      /* stride 2, 5x5, padding 1 */
+    /* grouped, not depthwise (ResNeXt's, ShuffleNet v1's): im2col and a GEMM per group */
+    {3, 64, 64, 9, 9, 3, 1, 1, 1, 1, 2},    /* 2 groups of 32, bias */
+    {2, 12, 8, 7, 6, 3, 1, 1, 1, 0, 4},     /* 4 groups of 3 -> 2 */
+    {4, 30, 24, 8, 8, 1, 0, 1, 1, 1, 3},    /* 1x1 in 3 groups, 8x8 planes */
+    {2, 8, 12, 9, 9, 3, 1, 1, 2, 1, 2},     /* stride 2 */
+    {2, 6, 6, 7, 7, 5, 2, 1, 1, 0, 3},      /* 5x5, 3 groups of 2 */
     {3, 40, 40, 2, 2, 3, 1, 1, 1, 1, 40},   /* 2x2: forward and weight gradient here, dx on conv_dw.c */
 };
 enum { NSHAPES = sizeof SHAPES / sizeof SHAPES[0] };

@@ -37,8 +37,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 static char **keys_load(const char *arg, int *n)
 {
     char **k = NULL;
-    struct stat st;
-    if (stat(arg, &st) == 0 && S_ISREG(st.st_mode)) {
+    if (dd_is_file(arg)) {
         if (dd_read_lines(arg, &k, n) < 0) dd_die_err(DD_EXIT_DATA);
     } else {
         char *s = dd_strdup(arg), *save = NULL;

@@ -197,8 +197,8 @@ int optim_unscale(Nn *nn, OptimScaler *s, NnParam **params, int n)
         s->skipped++;
         return 0;
     }
-    if (++s->good == s->interval) {
-        s->scale *= s->growth;
+    if (++s->good == s->interval) { /* as torch's _amp_update_scale_: never grown to infinity */
+        if (isfinite(s->scale * s->growth)) s->scale *= s->growth;
         s->good = 0;
     }
     return 1;

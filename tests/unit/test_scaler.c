@@ -4,7 +4,7 @@
  * - training a resnet-style net (BN, ReLU, residual, max-pool, linear) with the scaler reaches
  *   bit-identical weights to training without it;
  * - a non-finite gradient makes optim_unscale say "skip", halve the scale and count the skip;
- *   `interval` good steps in a row double it. */
+ *   `interval` good steps in a row double it, unless that would make it infinite. */
 #include "libcommon/models/model.h"
 #include "libcommon/optim/optim.h"
 #include "tests/unit/check.h"
@@ -148,6 +148,13 @@ int main(void)
             CHECK(optim_unscale(nn, &sc, m->params, m->nparams) == 1);
         }
         CHECK(sc.scale == 65536.0f && sc.good == 1 && sc.skipped == 1);
+        /* as torch's _amp_update_scale_: a growth that would make the scale infinite is not taken */
+        sc.scale = 0x1p127f;
+        sc.interval = 1;
+        sc.good = 0;
+        nn_zero_grad(nn, m->params, m->nparams);
+        CHECK(optim_unscale(nn, &sc, m->params, m->nparams) == 1);
+        CHECK(sc.scale == 0x1p127f && sc.good == 0);
         model_free(m);
         nn_free(nn);
     }

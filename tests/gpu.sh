@@ -37,6 +37,30 @@ for p in $parts; do
     *) echo "gpu: unknown part '$p' (ops, models, programs, bench, profile)"; exit 2 ;;
     esac
 done
+# A device machine that runs out of host memory stops answering, and nothing of the run comes back
+# (2026-12-05: one did, cause unknown). A watcher stops every part below this script once the
+# host's available memory falls under GUARD_MIB (default 3072), so the logs of the parts before
+# come back; guard.log in $LOGS says so.
+killtree() { # PID [SPARE]: PID's descendants, SPARE's subtree left alone
+    local c
+    for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        [ "$c" = "${2:-}" ] && continue
+        killtree "$c" "${2:-}"
+        kill -TERM "$c" 2>/dev/null
+    done
+}
+rm -f "$LOGS/guard.log"
+(
+    while sleep 2; do
+        a=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null)
+        [ -n "$a" ] && [ "$a" -lt "${GUARD_MIB:-3072}" ] || continue
+        echo "gpu: host memory available ${a} MiB < ${GUARD_MIB:-3072}: parts stopped" | tee "$LOGS/guard.log" >&2
+        killtree $$ "$BASHPID"
+        exit 0
+    done
+) &
+guard=$!
+trap 'kill $guard 2>/dev/null' EXIT
 fails=0
 for p in $parts; do
     t0=$SECONDS
@@ -60,5 +84,6 @@ for p in $parts; do
     esac
     echo "gpu: $p $([ $rc = 0 ] && echo PASS || echo "FAIL (exit $rc)") ($((SECONDS - t0)) s; log in $LOGS)"
     [ $rc = 0 ] || fails=$((fails + 1))
+    [ -f "$LOGS/guard.log" ] && { echo "gpu: stopped by the host memory guard"; fails=$((fails + 1)); break; }
 done
 exit $((fails > 0))

@@ -113,6 +113,13 @@ ET=(-q -m convnet3:width=16 --epochs 2 --batch 32 --val fm.tsr)
 "$BIN/evaltrain" "${ET[@]}" fm.tsr >ec.json
 "$BIN/evaltrain" -d cuda "${ET[@]}" fm.tsr >eg.json || fail "evaltrain -d cuda: exit $?"
 r=$(relcmp ec.json eg.json 1e-3 train_loss) && ok "evaltrain -d cuda: $r" || fail "evaltrain -d cuda: $r"
+# the same training in mixed precision (fp16: train_step's loss scaling, whose first steps may be
+# skipped while the scale comes down from 65536): the last epoch's loss within 10% of fp32's
+for p in fp16 bf16; do
+    "$BIN/evaltrain" -d cuda --precision $p "${ET[@]}" fm.tsr >ep.json || fail "evaltrain -d cuda --precision $p: exit $?"
+    r=$(relcmp ec.json ep.json 1e-1 train_loss) && ok "evaltrain -d cuda --precision $p: $r" \
+        || fail "evaltrain --precision $p: $r"
+done
 ET=(-q -m convnet3:width=16 --epochs 2 --labels lc.tsr)
 "$BIN/evaltrain" "${ET[@]}" init.tsr >sc.json
 "$BIN/evaltrain" -d cuda "${ET[@]}" init.tsr >sg.json || fail "evaltrain -d cuda --labels: exit $?"

@@ -373,6 +373,50 @@ static void test_conv(void)
     }
 }
 
+/* fp16's loss scaling sees an overflow only as a non-finite gradient: a convolution's or linear
+ * layer's fp16 result past 65504 must come back infinite, not saturated (operands within fp16's
+ * range, sums of them beyond it) */
+static int any_nonfinite(const float *dev, int64_t n)
+{
+    float *h = keep(dd_malloc((size_t)n * sizeof(float)));
+    G->download(G, h, dev, (size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(h[i])) return 1;
+    return 0;
+}
+
+static float *fill(int64_t n, float v)
+{
+    float *h = keep(dd_malloc((size_t)n * sizeof(float)));
+    for (int64_t i = 0; i < n; i++) h[i] = v;
+    return up(h, n);
+}
+
+static void test_fp16_overflow(void)
+{
+    if (G->set_precision(G, 1) < 0) {
+        row(dd_errmsg(), INFINITY, 0);
+        return;
+    }
+    NnConvShape s = {2, 16, 8, 8, 32, 3, 3, 8, 8, 1, 1, 1, 1};
+    int64_t nx = 2 * 16 * 64, ny = 2 * 32 * 64, nw = 32 * 16 * 9;
+    float *big = fill(nx, 3e4f), *one = fill(nx, 1.0f), *w = fill(nw, 0.5f), *dy = fill(ny, 3e4f);
+    float *y = fill(ny, 0.0f), *dx = fill(nx, 0.0f), *dw = fill(nw, 0.0f);
+    G->conv2d_fwd(G, &s, big, w, NULL, y);
+    row("fp16 conv2d_fwd: a sum past 65504 is infinite", any_nonfinite(y, ny) ? 0 : INFINITY, 0);
+    G->conv2d_bwd_data(G, &s, dy, w, dx);
+    row("fp16 conv2d_bwd_data: past 65504 is infinite", any_nonfinite(dx, nx) ? 0 : INFINITY, 0);
+    G->conv2d_bwd_filter(G, &s, dy, one, dw, NULL);
+    row("fp16 conv2d_bwd_filter: past 65504 is infinite", any_nonfinite(dw, nw) ? 0 : INFINITY, 0);
+    int n = 8, in = 64, out = 100;
+    float *lx = fill((int64_t)n * in, 1.0f), *lw = fill((int64_t)out * in, 0.5f), *ldy = fill((int64_t)n * out, 3e4f);
+    float *ldx = fill((int64_t)n * in, 0.0f), *ldw = fill((int64_t)out * in, 0.0f), *ldb = fill(out, 0.0f);
+    G->linear_bwd(G, n, in, out, ldy, lx, lw, ldx, ldw, ldb);
+    row("fp16 linear_bwd dx: past 65504 is infinite", any_nonfinite(ldx, (int64_t)n * in) ? 0 : INFINITY, 0);
+    row("fp16 linear_bwd dw: past 65504 is infinite", any_nonfinite(ldw, (int64_t)out * in) ? 0 : INFINITY, 0);
+    G->set_precision(G, 0);
+}
+
 /* ---- normalization ---- */
 
 static void test_norm(void)
@@ -592,6 +636,7 @@ static void test_pool(void)
     /* np h w oh ow k stride pad */
     pool_case(0, (NnPoolShape){12, 17, 15, 0, 0, 3, 2, 1}, "maxpool k3 s2 p1");
     pool_case(0, (NnPoolShape){12, 16, 16, 0, 0, 2, 2, 0}, "maxpool k2 s2");
+    pool_case(0, (NnPoolShape){4, 20, 19, 0, 0, 15, 1, 7}, "maxpool k15 s1 p7 (offsets to 224)");
     pool_case(1, (NnPoolShape){12, 16, 14, 0, 0, 2, 2, 0}, "avgpool k2 s2");
     pool_case(1, (NnPoolShape){12, 9, 11, 0, 0, 3, 1, 1}, "avgpool k3 s1 p1");
     pool_case(2, (NnPoolShape){12, 7, 7, 1, 1, 0, 0, 0}, "adaptive_avgpool 7x7->1x1");
@@ -787,6 +832,7 @@ int main(void)
     test_bn_act();
     test_clamp_channels();
     test_unscale();
+    test_fp16_overflow();
     test_pool();
     test_loss();
     test_optim();

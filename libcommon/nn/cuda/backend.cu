@@ -134,8 +134,9 @@ static void free_buf(CuBuf *b)
     b->size = 0;
 }
 
-/* Frees whatever exists of a (possibly half-built) backend; errors are ignored: nothing more
- * can be done about them at teardown. */
+/* Frees whatever exists of a (possibly half-built) backend; errors are ignored (nothing more
+ * can be done about them at teardown), except that the pool's cudaFree calls are checked
+ * (release_cached: exit 3, since a failing one reports an earlier kernel's error). */
 static void cu_destroy(NnBackend *be)
 {
     CuImpl *c = cu_impl(be);

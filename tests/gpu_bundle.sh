@@ -10,6 +10,8 @@
 # build/tests/test_cuda_models, build/tests/parity, build/bench and DIR, about 49 MiB; all of
 # build/tests would pass 64 MiB):
 #   LOGS=$OUT bash DIR/run.sh ops models programs bench profile
+# or, where a machine might not last the whole run (one stopped answering on 2026-12-05 and
+# nothing came back), two calls on the same warm machine: `ops models`, then `programs bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-.gpu}

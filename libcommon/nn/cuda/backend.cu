@@ -33,7 +33,7 @@ void *cu_buf(CuImpl *c, CuBuf *b, size_t bytes)
 void *cu_tmp(CuImpl *c, CuBuf *b, size_t bytes)
 {
     NnBackend *be = c->be;
-    if (!be->tmp_get) return cu_buf(c, b, bytes);
+    if (!be->tmp_get || c->own_tmp) return cu_buf(c, b, bytes);
     void *p = be->tmp_get(be->tmp_ctx, bytes);
     if (!p) dd_die(DD_EXIT_DEVICE, "cuda: a temporary of %zu bytes: out of device memory", bytes);
     return p;
@@ -42,7 +42,7 @@ void *cu_tmp(CuImpl *c, CuBuf *b, size_t bytes)
 void cu_tmp_put(CuImpl *c, void *p, size_t bytes)
 {
     NnBackend *be = c->be;
-    if (be->tmp_put && p) be->tmp_put(be->tmp_ctx, p, bytes);
+    if (be->tmp_put && p && !c->own_tmp) be->tmp_put(be->tmp_ctx, p, bytes);
 }
 
 void *cu_stage(CuImpl *c, size_t off, const void *host, size_t bytes)
@@ -195,6 +195,8 @@ extern "C" NnBackend *nn_cuda_backend_new(int threads)
     {
         const char *env = getenv("CUDA_DEVICE");     /* which device; default 0 */
         c->dev = env ? atoi(env) : 0;
+        env = getenv("DD_CUDA_OWN_TMP");
+        c->own_tmp = env && *env && strcmp(env, "0");
         INIT_RT(cudaSetDevice(c->dev));
         INIT_RT(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
         cublasStatus_t bs = cublasCreate(&c->blas);

@@ -19,6 +19,7 @@ typedef struct {
     const char *png, *npy, *grid; /* the options' output paths */
     int truncate, cols;
     const TsHeader *h;
+    const char *src;              /* the input's name, for messages */
     DdAtomicDir png_dir, npy_dir; /* the directories being built */
     NpyDirWriter npyw;
     int64_t n;
@@ -65,7 +66,7 @@ static Tensor image_u8(const TsRecord *r, int truncate)
     const Tensor *im = ts_record_cget(r, "image");
     if (im && im->dtype == DD_U8) return tensor_clone(im);
     Tensor f;
-    if (ts_record_image_f32(r, &f) < 0) dd_die_err(DD_EXIT_DATA);
+    if (ts_record_image_f32(r, &f) < 0) dd_die_err(DD_EXIT_DATA); /* not reached: need_image() first */
     return f32_to_u8(&f, truncate);
 }
 
@@ -74,6 +75,18 @@ static void die_cleanup(Export *x)
     dd_atomic_dir_abort(&x->png_dir);
     dd_atomic_dir_abort(&x->npy_dir);
     dd_die_err(DD_EXIT_DATA);
+}
+
+/* --png and --grid want an image [C,H,W] in every record. */
+static void need_image(Export *x, const TsRecord *r)
+{
+    const Tensor *im = ts_record_cget(r, "image");
+    char desc[96];
+    if (im && im->ndim == 3) return;
+    if (im) dd_err("%s: record %lld (%s): image is %s, want [C,H,W]", x->src, (long long)x->n, r->key,
+                   tensor_describe(im, desc, sizeof desc));
+    else dd_err("%s: record %lld (%s): no image field", x->src, (long long)x->n, r->key);
+    die_cleanup(x);
 }
 
 /* "NN_name" with every byte outside [A-Za-z0-9._-] replaced by '_': lexical order = label order. */
@@ -96,6 +109,7 @@ static void put_png(Export *x, const TsRecord *r, int64_t lab, char *path, size_
         die_cleanup(x);
     }
     snprintf(path, n, "%s/%s/%s.png", x->png_dir.tmp, cd, r->key);
+    need_image(x, r);
     Tensor u = image_u8(r, x->truncate);
     void *buf;
     size_t len;
@@ -103,7 +117,7 @@ static void put_png(Export *x, const TsRecord *r, int64_t lab, char *path, size_
     if (png_encode(&u, &buf, &len) < 0 || !(f = fopen(path, "wb")) || fwrite(buf, 1, len, f) != len ||
         dd_fclose_checked(f, path) < 0) {
         if (!f) dd_err("%s: %s", path, strerror(errno));
-        dd_err_prefix("record %lld (%s)", (long long)x->n, r->key);
+        dd_err_prefix("%s: record %lld (%s)", x->src, (long long)x->n, r->key);
         die_cleanup(x);
     }
     free(buf);
@@ -115,6 +129,7 @@ static void put_grid(Export *x, const TsRecord *r, int64_t lab)
 {
     const int nc = ts_header_nclasses(x->h);
     if (x->grid_img.data && x->grid_fill[lab] >= x->cols) return; /* its row is full */
+    need_image(x, r);
     const Tensor *im = ts_record_cget(r, "image");
     Tensor u;
     if (x->grid_img.data && im && im->ndim == 3 && im->shape[0] == x->grid_img.shape[0]
@@ -139,8 +154,8 @@ static void put_grid(Export *x, const TsRecord *r, int64_t lab)
     Tensor *g = &x->grid_img;
     const int64_t C = u.shape[0], H = u.shape[1], W = u.shape[2], GH = g->shape[1], GW = g->shape[2];
     if (u.ndim != 3 || C != g->shape[0] || GH != nc * (H + 1) + 1 || GW != x->cols * (W + 1) + 1) {
-        dd_err("record %lld (%s): %lld channels, the first record's image has %lld", (long long)x->n, r->key,
-               (long long)C, (long long)g->shape[0]);
+        dd_err("%s: record %lld (%s): %lld channels, the first record's image has %lld", x->src, (long long)x->n,
+               r->key, (long long)C, (long long)g->shape[0]);
         die_cleanup(x);
     }
     if (x->grid_fill[lab] < x->cols) {
@@ -179,6 +194,7 @@ int main(int argc, char **argv)
     TsReader *in = ts_reader_open(optind < argc ? argv[optind] : "-");
     if (!in) dd_die_err(DD_EXIT_DATA);
     x.h = ts_reader_header(in);
+    x.src = ts_reader_name(in);
     const int nc = ts_header_nclasses(x.h);
     if (x.png && dd_atomic_dir_open(&x.png_dir, x.png) < 0) dd_die_err(DD_EXIT_DATA);
     if (x.npy && dd_atomic_dir_open(&x.npy_dir, x.npy) < 0) die_cleanup(&x);   /* --png's temporary too */
@@ -193,7 +209,10 @@ int main(int argc, char **argv)
             die_cleanup(&x);
         }
         if (x.png) put_png(&x, &rec, lab, path, sizeof path);
-        if (x.npy && npydir_add(&x.npyw, &rec) < 0) die_cleanup(&x);
+        if (x.npy && npydir_add(&x.npyw, &rec) < 0) {
+            dd_err_prefix("%s", x.src);
+            die_cleanup(&x);
+        }
         if (x.grid) put_grid(&x, &rec, lab);
         x.n++;
     }

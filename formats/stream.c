@@ -295,8 +295,8 @@ void ts_record_set_meta(TsRecord *r, const char *json)
 int ts_record_image_f32(const TsRecord *r, Tensor *out)
 {
     const Tensor *t = ts_record_cget(r, "image");
-    if (!t) return dd_err("record %s: no image field", r->key);
-    if (t->device != DD_CPU) return dd_err("record %s: image is not on the CPU", r->key);
+    if (!t) return dd_err("no image field");   /* callers name the file, record and key */
+    if (t->device != DD_CPU) return dd_err("image is not on the CPU");
     *out = tensor_to_f32(t);
     if (t->dtype == DD_U8) {
         float *p = out->data;

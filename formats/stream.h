@@ -88,7 +88,8 @@ int ts_record_check(const TsRecord *r);
 void ts_record_copy(TsRecord *dst, const TsRecord *src);
 /* Replaces meta with a copy of `json` text (NULL clears). */
 void ts_record_set_meta(TsRecord *r, const char *json);
-/* The image as a new F32 tensor in [0,1] (U8 is divided by 255); -1 with dd_err if absent. */
+/* The image as a new F32 tensor in [0,1] (U8 is divided by 255); -1 with dd_err ("no image field",
+ * which the caller prefixes with the file, record and key) if absent. */
 int ts_record_image_f32(const TsRecord *r, Tensor *out);
 
 /* ---- reading (either container, plain or zstd, detected) ---- */

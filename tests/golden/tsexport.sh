@@ -104,15 +104,44 @@ assert np.load('none/image.npy').shape == (0, 0, 0, 0) and np.load('none/label.n
 mk_npy odd 2 3 4 4 1 && rm odd/keys.txt && "$BIN/tsimport" odd >odd.tsr
 "$BIN/tscat" d.tsr odd.tsr >mixed.tsr
 "$BIN/tsexport" --npy mixed mixed.tsr 2>err.txt && fail "mixed shapes accepted"
-grep -q "record 9 (train_000000)" err.txt && ok "mixed shapes: $(cat err.txt)" || fail "mixed shapes message: $(cat err.txt)"
+grep -q "mixed.tsr: record 9 (train_000000)" err.txt && ok "mixed shapes: $(cat err.txt)" || fail "mixed shapes message: $(cat err.txt)"
 # more fields than --npy writes: the error says so, names the record, and leaves no directory
 mk_npy wide 2 1 4 4 3 && "$PYTHON" -c "
 import numpy as np
 for i in range(70): np.save('wide/f%02d.npy' % i, np.zeros((2, 1), np.float32))" && "$BIN/tsimport" wide >wide.tsr \
     || fail "a stream of 73 fields"
 "$BIN/tsexport" --npy widenpy wide.tsr 2>err.txt && fail "73 fields written to npy"
-grep -q "record 0 (k0000): more than 64 fields" err.txt && [ -z "$(ls -d widenpy* 2>/dev/null)" ] \
+grep -q "wide.tsr: record 0 (k0000): more than 64 fields" err.txt && [ -z "$(ls -d widenpy* 2>/dev/null)" ] \
     && ok "--npy of 73 fields: $(cat err.txt)" || fail "too many fields: $(cat err.txt)"
+# --grid needs one channel count, and records: each refusal names why and leaves no sheet
+mk_npy g1 2 1 4 4 5 && mk_npy g3 2 3 4 4 6 && printf 'm0\nm1\n' >g3/keys.txt && "$BIN/tsimport" g1 >g1.tsr && "$BIN/tsimport" g3 >g3.tsr \
+    && "$BIN/tscat" g1.tsr g3.tsr >g13.tsr || fail "1- and 3-channel records"
+rc=0; "$BIN/tsexport" --grid g13.png g13.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "record 2 (m0): 3 channels, the first record's image has 1" err.txt && [ ! -e g13.png ] \
+    && ok "--grid of 1- and 3-channel images: $(cat err.txt)" || fail "mixed channels grid: exit $rc: $(cat err.txt)"
+rc=0; "$BIN/tsexport" --grid none.png none.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "none.tsr: no records, no grid" err.txt && [ ! -e none.png ] \
+    && ok "--grid of an empty stream: $(cat err.txt)" || fail "empty grid: exit $rc: $(cat err.txt)"
+# a record without an image, or with one of 2 dimensions (shards written by other tools): --png
+# and --grid name the file, record and key, and leave nothing behind
+"$BIN/tscat" --shards sh-%02d.tar fm.tsr && "$PYTHON" - <<'PY' || fail "writing odd shards"
+import io, tarfile, numpy as np
+hdr = tarfile.open("sh-00.tar").extractfile("__stream__").read()
+def shard(name, members):
+    with tarfile.open(name, "w", format=tarfile.USTAR_FORMAT) as t:
+        for m, data in [("__stream__", hdr)] + members + [("__end__", b'{"records":1}')]:
+            i = tarfile.TarInfo(m); i.size = len(data); i.mode = 0o444; t.addfile(i, io.BytesIO(data))
+b = io.BytesIO(); np.save(b, np.zeros((4, 4), np.float32))
+shard("noimg.tar", [("k0.cls", b"1")])
+shard("img2d.tar", [("k0.cls", b"1"), ("k0.image.npy", b.getvalue())])
+PY
+for t in "noimg:no image field" "img2d:image is F32\[4,4\], want \[C,H,W\]"; do
+    for o in "--png zq" "--grid zq.png"; do
+        rc=0; "$BIN/tsexport" $o ${t%%:*}.tar 2>err.txt || rc=$?
+        [ $rc = 1 ] && grep -q "^tsexport: ${t%%:*}.tar: record 0 (k0): ${t#*:}" err.txt && [ -z "$(ls -d zq* 2>/dev/null)" ] \
+            && ok "${o%% *} of ${t%%:*}: $(cat err.txt)" || fail "${o%% *} of ${t%%:*}: exit $rc: $(cat err.txt); $(ls -d zq*)"
+    done
+done
 expect_usage tsexport fm.tsr
 expect_usage tsexport --grid-cols 0 --grid g.png fm.tsr
 expect_usage tsexport --npy x a.tsr b.tsr

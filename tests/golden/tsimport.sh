@@ -177,6 +177,11 @@ open("c100py/meta", "wb").write(P2().dict([(b"fine_label_names", [b"f%02d" % i f
 # not CIFAR: a global that would run a command if called (it must stay data), a cut pickle
 open("evil", "wb").write(b"\x80\x02}q\x00(X\x04\x00\x00\x00dataq\x01cos\nsystem\nq\x02X\x0b\x00\x00\x00touch pwnedq\x03\x85Rq\x04X\x06\x00\x00\x00labelsq\x05]q\x06K\x01au.")
 open("cut", "wb").write(open("cpy_p2/test_batch", "rb").read()[:5000])
+# pickles that load but are not CIFAR batches: each error names what is wrong
+z = lambda n, w=3072: np.zeros((n, w), np.uint8)
+for name, obj in (("notdict", [1, 2, 3]), ("nodata", {"labels": [0]}), ("shape", {"data": z(2, 100), "labels": [0, 1]}),
+                  ("count", {"data": z(2), "labels": [0]}), ("range", {"data": z(2), "labels": [0, 10]})):
+    open(name, "wb").write(pickle.dumps(obj, protocol=4))
 PY
 for form in p2 py3p0 py3p1 py3p2 py3p4 py3p5; do
     "$BIN/tsimport" cpy_$form >py_$form.tsr && "$BIN/tsimport" --split test cpy_$form >pyt_$form.tsr \
@@ -190,10 +195,12 @@ done
 "$BIN/tsimport" c100py >c100py.tsr && "$BIN/tsexport" --npy np_c100py c100py.tsr && cmp -s np_c100py/image.npy np_c100/image.npy \
     && cmp -s np_c100py/label.npy np_c100/label.npy && cmp -s np_c100py/classes.txt np_c100/classes.txt \
     && ok "CIFAR-100 python batch (fine labels, meta's names): the binary version's records" || fail "CIFAR-100 python"
-for bad in evil cut; do
+declare -A why=([evil]=. [cut]=. [notdict]="not a dict" [nodata]="no 'data'" [shape]="want U8 \[N,3072\]"
+                [count]="1 labels for 2 images" [range]="image 1: label 10 out of range")
+for bad in evil cut notdict nodata shape count range; do
     mkdir -p bad_$bad && cp $bad bad_$bad/test_batch
-    rc=0; "$BIN/tsimport" --format cifar10 --split test bad_$bad >/dev/null 2>err.txt || rc=$?
-    [ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && [ ! -e pwned ] \
+    rc=0; "$BIN/tsimport" --format cifar10 --split test bad_$bad >out.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "${why[$bad]}" err.txt && [ ! -s out.tsr ] && [ ! -e pwned ] \
         && ok "CIFAR python batch that is not one ($bad): $(cat err.txt)" || fail "bad python batch $bad: exit $rc: $(cat err.txt)"
 done
 rm c10/batches.meta.txt

@@ -13,9 +13,13 @@
  * Sums of a few floats in double are exact in any order, so two channels of x (for the statistics)
  * and the other two of the output's gradient (for dw, db) hold pairs of +-2^40-sized values that
  * cancel: which small values each one absorbs depends on the lanes, and shows in the results.
+ * And the same op calls on a backend without the one-pass slots (bn_act_fwd, bn_act_bwd cleared,
+ * as a new backend may start): the engine's fallback to the plain batchnorm slots and separate
+ * ops must give those bits too.
  */
 #include "libcommon/base/base.h"
 #include "libcommon/nn/nn.h"
+#include "libcommon/nn/nn_impl.h"
 #include "tests/unit/check.h"
 
 #include <math.h>
@@ -143,7 +147,7 @@ static int same(const float *a, const float *b, int64_t n) { return memcmp(a, b,
 int main(void)
 {
     static Inputs in;
-    static Result f, s, p;
+    static Result f, s, p, u;
     int ncases = 0, zeros = 0, sixes = 0;
     for (int threads = 1; threads <= 2; threads++) {
         Nn *nn = nn_new(DD_CPU, threads);
@@ -163,6 +167,10 @@ int main(void)
                                 setenv("DD_CPU_ISA", "baseline", 1); /* the sums' plain C loops */
                                 run(nn, &in, hs, train, act, collect, shared, xgrad, 1, &p);
                                 unsetenv("DD_CPU_ISA");
+                                const NnBackend whole = *nn->be;
+                                nn->be->bn_act_fwd = NULL, nn->be->bn_act_bwd = NULL;
+                                run(nn, &in, hs, train, act, collect, shared, xgrad, 1, &u);
+                                *nn->be = whole;
                                 for (int64_t i = 0; i < n; i++) {
                                     zeros += act != ACT_NONE && f.y[i] == 0.0f;
                                     sixes += act == ACT_RELU6 && f.y[i] == 6.0f;
@@ -181,6 +189,13 @@ int main(void)
                                      (act != ACT_ADD_RELU || same(f.dr, p.dr, n));
                                 CHECK_MSG(ok, "threads %d %dx%d %s %s collect %d shared %d xgrad %d: "
                                           "vector sums differ from the plain loops'", threads, hs, hs,
+                                          train ? "train" : "eval", ACT_NAME[act], collect, shared, xgrad);
+                                ok = same(u.y, s.y, n) && u.loss == s.loss && same(u.dx, s.dx, n) &&
+                                     same(u.dw, s.dw, C) && same(u.db, s.db, C) &&
+                                     same(u.rm, s.rm, C) && same(u.rv, s.rv, C) &&
+                                     (act != ACT_ADD_RELU || same(u.dr, s.dr, n));
+                                CHECK_MSG(ok, "threads %d %dx%d %s %s collect %d shared %d xgrad %d: "
+                                          "the fallback without one-pass slots differs", threads, hs, hs,
                                           train ? "train" : "eval", ACT_NAME[act], collect, shared, xgrad);
                                 ncases++;
                             }

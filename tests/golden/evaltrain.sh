@@ -63,6 +63,10 @@ run=("$E" "${small[@]}" --epochs 3 --batch 32 -s 5 --crop-pad 2 --cutmix 1 --val
 "${run[@]}" --checkpoint ck.safetensors --save b.safetensors tr.tsr >b.json
 cmp a.safetensors b.safetensors && ok "resumed run = uninterrupted run (weights identical)" || fail "resume differs"
 [ "$(tail -n 1 a.json)" = "$(tail -n 1 b.json)" ] && [ "$(wc -l <b.json)" = 2 ] && ok "resumed final line" || fail "resume metrics"
+# resumed at its end: nothing left to train, the same final line and weights (evaluated anew)
+"${run[@]}" --checkpoint ck.safetensors --save c.safetensors tr.tsr >c.json && cmp -s a.safetensors c.safetensors \
+    && [ "$(tail -n 1 a.json)" = "$(cat c.json)" ] && ok "a finished checkpoint resumed: $(cat c.json)" \
+    || fail "resumed at the end: $(cat c.json)"
 "$E" "${small[@]}" --epochs 3 --batch 16 -s 5 --checkpoint ck.safetensors tr.tsr >/dev/null 2>err.txt && fail "foreign checkpoint"
 grep -q "other options" err.txt && ok "checkpoint of another configuration refused" || fail "ckpt check: $(cat err.txt)"
 

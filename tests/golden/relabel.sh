@@ -18,6 +18,18 @@ grep -q "^records: 6" info.txt && grep -q "logits (6 records): F16\[" info.txt &
 "$BIN/tscat" -q -k e000001_b000002 l.tsr | "$BIN/tsinfo" - | grep -q "^records: 1" && ok "key e000001_b000002" || fail "keys"
 "$BIN/evaltrain" -m "convnet3:width=16" -q -j 2 --labels l.tsr --epochs 2 --batch 16 --val fm.tsr fm.tsr >e.json \
     && grep -q '"final_top1":' e.json && ok "evaltrain --labels: $(tail -n 1 e.json)" || fail "evaltrain --labels"
+# labels replayed against the wrong stream, for more epochs than they hold, or cut short
+"$BIN/tscat" -q --head 20 fm.tsr >f20.tsr
+for t in "f20.tsr --epochs 2:made for 40 images of 28x28, the training stream has 20 of 28x28" \
+         "fm.tsr --epochs 3:holds 2 epochs of labels, 3 asked for"; do
+    rc=0; "$BIN/evaltrain" -m "convnet3:width=16" -q --labels l.tsr ${t%%:*} >out.txt 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.txt ] && grep -q "l.tsr: ${t#*:}" err.txt && ok "--labels l.tsr ${t%%:*}: $(cat err.txt)" \
+        || fail "--labels ${t%%:*}: exit $rc: $(cat err.txt)"
+done
+head -c $(($(wc -c <l.tsr) * 2 / 3)) l.tsr >lcut.tsr
+rc=0; "$BIN/evaltrain" -m "convnet3:width=16" -q --labels lcut.tsr --epochs 2 fm.tsr >out.txt 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "lcut.tsr" err.txt && grep -q "truncated" err.txt && ok "a cut label stream: $(cat err.txt)" \
+    || fail "cut labels: exit $rc: $(cat err.txt)"
 "$R" -q -j 1 -w t.safetensors --epochs 2 --batch 16 -o o.tsr fm.tsr
 "$BIN/tscmp" -q l.tsr o.tsr && ok "-o FILE = stdout, -j 1 = -j 2 (records bitwise)" || fail "-o / -j differ"
 "$R" -q -w t.safetensors --epochs 2 --batch 16 --seed 1 fm.tsr | "$BIN/tscmp" -q - l.tsr && fail "--seed ignored" || ok "--seed changes the draws"

@@ -363,7 +363,8 @@ static int take_image(TsRecord *rec, int ncls, int first, int *C, int *H, int *W
         tensor_describe(&im, d, sizeof d);
         tensor_free(&im);
         return first ? dd_err("image %s is not [C,H,W]", d)
-                     : dd_err("image %s differs from the first record's [%d,%d,%d]", d, *C, *H, *W);
+                     : dd_err("image %s differs from the first record's [%d,%d,%d] (one size per stream: "
+                              "resample --size S makes one)", d, *C, *H, *W);
     }
     *C = (int)im.shape[0], *H = (int)im.shape[1], *W = (int)im.shape[2];
     ts_record_set(rec, "image", im);

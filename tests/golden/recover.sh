@@ -128,6 +128,12 @@ grep -qx "recover: to.safetensors: class 0 is 'a'; the images: 'T-shirt/top'" er
     && ok "class lists differ: $(cat err.txt)" || fail "class list message: $(cat err.txt)"
 "$tool" teacher t32.safetensors convnet3:width=8 <("$BIN/resample" --size 32 init.tsr) 1
 expect_exit 1 "image size the teacher does not take" -- "$BIN/recover" -q -w t32.safetensors --iters 4 init.tsr
+# images of two sizes (an ImageFolder import, say): named, with the way out, and nothing written
+"$BIN/tscat" -q -e 2:0 init.tsr | "$BIN/resample" --size 20 >e0.tsr && "$BIN/tscat" -q -e 2:1 init.tsr >e1.tsr \
+    && "$BIN/tscat" -q e0.tsr e1.tsr >two.tsr || fail "a stream of two sizes"
+rc=0; "$BIN/recover" -q -w t.safetensors --iters 4 two.tsr >out.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && [ ! -s out.tsr ] && grep -q "^recover: two.tsr: record [0-9]* (.*): image F32\[1,28,28\] differs from the first record's \[1,20,20\] (one size per stream: resample --size S" err.txt \
+    && ok "two image sizes: $(cat err.txt)" || fail "two sizes: exit $rc: $(cat err.txt)"
 check_truncated recover -q -w t.safetensors --iters 4
 check_full recover -q -w t.safetensors --iters 4 init.tsr
 check_tty recover -q -w t.safetensors --iters 4 init.tsr

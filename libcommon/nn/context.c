@@ -23,24 +23,34 @@ static void *chunk_mem(NnArena *a, size_t bytes)
 
 static void chunk_free(NnArena *a, NnChunk *c)
 {
-    if (a->be) a->be->free(a->be, c->base);
-    else free(c->base);
+    if (a->be) a->be->free(a->be, c->mem);
+    else free(c->mem);
     free(c);
 }
 
 static NnChunk *chunk_new(NnArena *a, size_t size)
 {
     NnChunk *c = dd_calloc(1, sizeof *c);
-    c->base = chunk_mem(a, size);
+    c->base = c->mem = chunk_mem(a, size);
+    size_t al = a->align ? a->align : NN_ALIGN;
+    if ((uintptr_t)c->base & (al - 1)) { /* a coarser boundary than the allocator's: room to move to it */
+        if (a->be) a->be->free(a->be, c->mem);
+        else free(c->mem);
+        c->mem = chunk_mem(a, size + al);
+        c->base = (char *)(((uintptr_t)c->mem + al - 1) & ~(uintptr_t)(al - 1));
+    }
     c->size = size;
     return c;
 }
 
-static size_t arena_round(size_t bytes)
+static size_t round_to(size_t bytes, size_t align)
 {
-    bytes = (bytes + NN_ALIGN - 1) & ~(size_t)(NN_ALIGN - 1);
-    return bytes ? bytes : NN_ALIGN;
+    align = align ? align : NN_ALIGN;
+    bytes = (bytes + align - 1) & ~(align - 1);
+    return bytes ? bytes : align;
 }
+
+static size_t arena_round(const NnArena *a, size_t bytes) { return round_to(bytes, a->align); }
 
 static void free_remove(NnArena *a, int i) { a->free[i] = a->free[--a->nfree]; }
 
@@ -63,7 +73,7 @@ static NnChunk *arena_chunk_new(NnArena *a, size_t size)
 
 static void *arena_alloc(NnArena *a, size_t bytes)
 {
-    bytes = arena_round(bytes);
+    bytes = arena_round(a, bytes);
     /* a handed-back block: the most recent one of this size (the likeliest still in cache),
      * else the smallest larger one, split (its tail stays free); not for small requests,
      * which would leave big blocks just short of the tensor sizes that come back (a device's
@@ -119,7 +129,7 @@ static void arena_rewind(NnArena *a)
     if (a->grew) {
         size_t need = a->resized ? (a->step_peak > a->head->size ? a->step_peak : a->head->size)
                                  : a->step_inuse;
-        size_t sz = need + need / 16 + NN_ALIGN;
+        size_t sz = need + need / 16 + arena_round(a, 1);
         for (NnChunk *c = a->head, *n; c; c = n) {
             n = c->next;
             chunk_free(a, c);
@@ -155,7 +165,7 @@ static void chunk_drop(NnArena *a, NnChunk *ch)
  * current chunk's bump pointer lowers it instead. */
 static void arena_release(NnArena *a, void *p, size_t bytes)
 {
-    char *s = p, *e = s + arena_round(bytes);
+    char *s = p, *e = s + arena_round(a, bytes);
     NnChunk *ch = a->head;
     while (ch && !(s >= ch->base && e <= ch->base + ch->size)) ch = ch->next;
     if (!ch) dd_die(DD_EXIT_DATA, "nn: a released block is not in the arena");
@@ -206,7 +216,7 @@ void *nn_host_alloc(Nn *nn, size_t bytes) { return arena_alloc(&nn->host, bytes)
  * tensors they would stand between blocks handed back and keep them from joining. */
 static NnArena *dev_arena(Nn *nn, size_t bytes)
 {
-    return arena_round(bytes) < NN_SPLIT_MIN ? &nn->dev_small : &nn->dev;
+    return round_to(bytes, nn->dev.align) < NN_SPLIT_MIN ? &nn->dev_small : &nn->dev;
 }
 
 void *nn_dev_alloc(Nn *nn, size_t bytes, int zero)
@@ -271,6 +281,10 @@ Nn *nn_new(DdDevice device, int threads)
     nn->be = be;
     nn->dev.be = be;
     nn->dev_small.be = be;
+    /* a GPU's tensors on cudaMalloc's 256-byte boundaries, as before the arena: cuBLAS and cuDNN
+     * may choose kernels by pointer alignment, and results should not depend on where a step's
+     * values lie (test_cuda_models compares DD_NN_KEEP_ALL=1 runs bit for bit) */
+    nn->dev.align = nn->dev_small.align = device == DD_CUDA ? 256 : NN_ALIGN;
     be->tmp_get = tmp_get;
     be->tmp_put = tmp_put;
     be->tmp_ctx = nn;

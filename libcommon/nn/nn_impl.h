@@ -19,7 +19,8 @@
  * never allocate. */
 typedef struct NnChunk {
     struct NnChunk *next;
-    char *base;
+    char *base;           /* on the arena's alignment */
+    void *mem;            /* what was allocated (base, unless the allocator's was coarser) */
     size_t size, used;
 } NnChunk;
 
@@ -31,6 +32,7 @@ typedef struct {
 
 typedef struct {
     NnBackend *be;        /* device arena: memory from be->alloc; NULL: host arena (malloc) */
+    size_t align;         /* blocks' sizes and offsets in their chunk: a power of two, 0 for 64 */
     NnChunk *head, *cur;
     size_t live;          /* bytes bumped since the last rewind */
     size_t free_bytes;    /* of live, in the free list */

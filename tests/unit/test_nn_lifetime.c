@@ -15,8 +15,12 @@
  *    next request of its size); a kept one goes after the backward that reads it; params and
  *    borrowed inputs are left alone; a released var's use dies naming the op (exit 1); a second
  *    backward after values were released dies.
+ * 4. A GPU's arena (256-byte blocks, as cudaMalloc's; nn_new for DD_CUDA) puts every block, fresh,
+ *    recycled or split off a freed one, on a 256-byte boundary, and (here on the CPU) gives the
+ *    64-byte arena's bits.
  */
 #include "libcommon/models/model.h"
+#include "libcommon/nn/nn_impl.h"
 #include "tests/unit/check.h"
 
 #include <stdlib.h>
@@ -98,7 +102,10 @@ static void step(Nn *nn, const char *name, int res, int training, const float *p
     model_free(m);
 }
 
-static void same_bits(const char *name, int res, int training)
+/* Every block of nn->dev on a 256-byte boundary? */
+static int on_256(const void *p) { return ((uintptr_t)p & 255) == 0; }
+
+static void same_bits(const char *name, int res, int training, int align256)
 {
     int64_t n = (int64_t)N * 3 * res * res;
     float *px = dd_malloc((size_t)n * sizeof(float));
@@ -117,6 +124,17 @@ static void same_bits(const char *name, int res, int training)
     CHECK_MSG(a.ndw == b.ndw && !memcmp(a.dw, b.dw, (size_t)a.ndw * sizeof(float)),
               "%s %s: weight gradients differ", name, training ? "train" : "recover");
     CHECK(training ? a.ndw > 0 : a.ndw == 0);
+    if (align256) {
+        Out c;
+        Nn *nc = context(0);
+        nc->dev.align = nc->dev_small.align = 256;
+        step(nc, name, res, training, px, &c);
+        CHECK_MSG(!memcmp(&a.loss, &c.loss, sizeof a.loss) && !memcmp(a.dx, c.dx, (size_t)n * sizeof(float)) &&
+                      c.ndw == a.ndw && !memcmp(a.dw, c.dw, (size_t)a.ndw * sizeof(float)),
+                  "%s %s: the 256-byte arena's results differ", name, training ? "train" : "recover");
+        nn_free(nc);
+        free(c.dx), free(c.dw);
+    }
     fprintf(stderr, "%-14s %-7s arena in use %7.2f MiB (every value kept: %7.2f), held %7.2f\n", name,
             training ? "train" : "recover", a.inuse / 1048576.0, b.inuse / 1048576.0, a.held / 1048576.0);
     /* resnet18 keeps its BN inputs and block outputs: with the small stem 3 of the 4 tensors of
@@ -228,24 +246,48 @@ static void rules(void)
     CHECK_MSG(rc == 1 && strstr(err, "second backward"), "second backward: exit %d, %s", rc, err);
 }
 
+/* 4.: blocks of odd sizes, small and large (the two device arenas), fresh and after a rewind; a
+ * large freed block split by a smaller request leaves its tail on a boundary too. */
+static void aligned_blocks(void)
+{
+    Nn *nn = context(0);
+    nn->dev.align = nn->dev_small.align = 256;
+    static const size_t sz[] = {4, 300, 1000, 70000, 200004, 65540, 12};
+    enum { NS = sizeof sz / sizeof *sz };
+    int bad = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        void *p[NS];
+        for (int i = 0; i < NS; i++) bad += !on_256(p[i] = nn_dev_alloc(nn, sz[i], i & 1));
+        nn_dev_release(nn, p[4], sz[4]);
+        void *q = nn_dev_alloc(nn, 66000, 0), *r = nn_dev_alloc(nn, 70000, 0);
+        bad += !on_256(q) + !on_256(r);
+        nn_dev_release(nn, p[1], sz[1]);
+        bad += !on_256(nn_dev_alloc(nn, 44, 0));
+        nn_reset(nn);
+    }
+    CHECK_MSG(bad == 0, "%d blocks of the 256-byte arena off a 256-byte boundary", bad);
+    nn_free(nn);
+}
+
 int main(void)
 {
     dd_prog_init("test_nn_lifetime");
     rules();
-    same_bits("resnet18m", 32, 0);
-    same_bits("resnet18m", 16, 1);
-    same_bits("resnet18", 64, 0);
-    same_bits("resnet50m", 16, 0);
-    same_bits("convnet3", 32, 0);
-    same_bits("convnet3", 32, 1);
-    same_bits("mobilenet_v2m", 16, 0);
-    same_bits("mobilenet_v2m", 16, 1);
-    same_bits("densenet121m", 16, 0);
-    same_bits("densenet121", 32, 1);
-    same_bits("shufflenet_v2_x0_5m", 16, 0);
-    same_bits("shufflenet_v2_x1_0", 64, 1);
-    same_bits("efficientnet_b0m", 16, 0);
-    same_bits("efficientnet_b0m", 16, 1);
-    same_bits("alexnet", 64, 1);
+    aligned_blocks();
+    same_bits("resnet18m", 32, 0, 1);
+    same_bits("resnet18m", 16, 1, 0);
+    same_bits("resnet18", 64, 0, 0);
+    same_bits("resnet50m", 16, 0, 0);
+    same_bits("convnet3", 32, 0, 0);
+    same_bits("convnet3", 32, 1, 0);
+    same_bits("mobilenet_v2m", 16, 0, 0);
+    same_bits("mobilenet_v2m", 16, 1, 1);
+    same_bits("densenet121m", 16, 0, 1);
+    same_bits("densenet121", 32, 1, 0);
+    same_bits("shufflenet_v2_x0_5m", 16, 0, 0);
+    same_bits("shufflenet_v2_x1_0", 64, 1, 1);
+    same_bits("efficientnet_b0m", 16, 0, 0);
+    same_bits("efficientnet_b0m", 16, 1, 0);
+    same_bits("alexnet", 64, 1, 0);
     return check_done("test_nn_lifetime");
 }

@@ -144,6 +144,14 @@ static void fill_inputs(Inputs *in, int hs)
 
 static int same(const float *a, const float *b, int64_t n) { return memcmp(a, b, (size_t)n * sizeof *a) == 0; }
 
+/* Every output of two runs, the same bits (dr only where the op has a residual). */
+static int same_result(const Result *a, const Result *b, int64_t n, int act)
+{
+    return same(a->y, b->y, n) && a->loss == b->loss && same(a->dx, b->dx, n) && same(a->dw, b->dw, C) &&
+           same(a->db, b->db, C) && same(a->rm, b->rm, C) && same(a->rv, b->rv, C) &&
+           (act != ACT_ADD_RELU || same(a->dr, b->dr, n));
+}
+
 int main(void)
 {
     static Inputs in;
@@ -175,25 +183,16 @@ int main(void)
                                     zeros += act != ACT_NONE && f.y[i] == 0.0f;
                                     sixes += act == ACT_RELU6 && f.y[i] == 6.0f;
                                 }
-                                int ok = same(f.y, s.y, n) && f.loss == s.loss && same(f.dx, s.dx, n) &&
-                                         same(f.dw, s.dw, C) && same(f.db, s.db, C) &&
-                                         same(f.rm, s.rm, C) && same(f.rv, s.rv, C) &&
-                                         (act != ACT_ADD_RELU || same(f.dr, s.dr, n));
+                                int ok = same_result(&f, &s, n, act);
                                 CHECK_MSG(ok, "threads %d %dx%d %s %s collect %d shared %d xgrad %d: "
                                           "fused differs (loss %.9g vs %.9g)", threads, hs, hs,
                                           train ? "train" : "eval", ACT_NAME[act], collect, shared,
                                           xgrad, f.loss, s.loss);
-                                ok = same(f.y, p.y, n) && f.loss == p.loss && same(f.dx, p.dx, n) &&
-                                     same(f.dw, p.dw, C) && same(f.db, p.db, C) &&
-                                     same(f.rm, p.rm, C) && same(f.rv, p.rv, C) &&
-                                     (act != ACT_ADD_RELU || same(f.dr, p.dr, n));
+                                ok = same_result(&f, &p, n, act);
                                 CHECK_MSG(ok, "threads %d %dx%d %s %s collect %d shared %d xgrad %d: "
                                           "vector sums differ from the plain loops'", threads, hs, hs,
                                           train ? "train" : "eval", ACT_NAME[act], collect, shared, xgrad);
-                                ok = same(u.y, s.y, n) && u.loss == s.loss && same(u.dx, s.dx, n) &&
-                                     same(u.dw, s.dw, C) && same(u.db, s.db, C) &&
-                                     same(u.rm, s.rm, C) && same(u.rv, s.rv, C) &&
-                                     (act != ACT_ADD_RELU || same(u.dr, s.dr, n));
+                                ok = same_result(&u, &s, n, act);
                                 CHECK_MSG(ok, "threads %d %dx%d %s %s collect %d shared %d xgrad %d: "
                                           "the fallback without one-pass slots differs", threads, hs, hs,
                                           train ? "train" : "eval", ACT_NAME[act], collect, shared, xgrad);

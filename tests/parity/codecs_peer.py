@@ -293,13 +293,21 @@ TEXT0 = [("string_plain", b"S'abc'\np0\n.", None),
          ("unicode_badhex", b"V\\u00g1\n.", "not hexadecimal"),
          ("unicode_short", b"V\\u00\n.", "truncated"),
          ("unicode_range", b"V\\U00110000\n.", "above U+10FFFF")]
+# Stack opcodes CPython's picklers rarely or never write (POP, POP_MARK, DUP), as other writers may:
+# POP of a mark with nothing above it pops the mark, as Unpickler.load_pop does.
+STACK = [("stack_pop", b"(I1\nI2\n0t.", None),
+         ("stack_pop_mark", b"I7\n(I1\nI2\n1.", None),
+         ("stack_dup", b"(I5\n2t.", None),
+         ("stack_pop_at_mark", b"I9\n(0I3\n.", None),
+         ("stack_pop_empty", b"0.", "stack is empty"),
+         ("stack_dup_empty", b"2.", "stack is empty")]
 
 
 def write_pk(d):
     os.makedirs(d, exist_ok=True)
     n = 0
     with open(os.path.join(d, "cases.txt"), "w") as idx:
-        for name, blob, want in TEXT0:
+        for name, blob, want in TEXT0 + STACK:
             f = name + ".pkl"
             if want is None:
                 with warnings.catch_warnings():   # '\777': Python warns of the octal escape, then takes it mod 256
@@ -310,7 +318,7 @@ def write_pk(d):
                 try:
                     pickle.loads(blob, encoding="bytes")
                     raise SystemExit("write-pk: %s loads in Python" % name)
-                except (pickle.UnpicklingError, ValueError, UnicodeDecodeError):
+                except (pickle.UnpicklingError, ValueError, UnicodeDecodeError, IndexError):
                     pass
                 open(os.path.join(d, f + ".want"), "w").write("ERR " + want + "\n")
             open(os.path.join(d, f), "wb").write(blob)

@@ -72,7 +72,7 @@ static void check_writable(const char *path)
 static TsInput *open_input(int n, char **files)
 {
     TsInput *in = ts_input_open(n, files);
-    if (!in) dd_die_err(DD_EXIT_DATA);
+    if (!in) dd_die_err(dd_errcode());
     return in;
 }
 

@@ -141,7 +141,7 @@ int main(int argc, char **argv)
 
     /* Pass 1: labels and the image shape. */
     TsInput *in = ts_input_open(nfiles, files);
-    if (!in) dd_die_err(DD_EXIT_DATA);
+    if (!in) dd_die_err(dd_errcode());
     TsHeader *h = ts_header_copy(ts_input_header(in));
     SelPlan pl;
     if (sel_plan_scan(in, &pl) < 0) dd_die_err(DD_EXIT_DATA);
@@ -224,7 +224,7 @@ int main(int argc, char **argv)
 
     /* Pass 2: candidates, scored as they come; classes written in label order once complete. */
     if (spool && ts_stdin_rewind() < 0) dd_die_err(DD_EXIT_DATA);
-    if (!(in = ts_input_open(nfiles, files))) dd_die_err(DD_EXIT_DATA);
+    if (!(in = ts_input_open(nfiles, files))) dd_die_err(dd_errcode());
     const SelLayout lay = {.C = C, .f = f, .side = side, .whole = o.random, .h = CH, .w = CW};
     int next = 0, r;
     TsRecord rec;

@@ -172,7 +172,7 @@ int main(int argc, char **argv)
             dd_die_err(DD_EXIT_DATA);
     } else {
         TsInput *in = ts_input_open(argc - optind, argv + optind);
-        if (!in) dd_die_err(DD_EXIT_DATA);
+        if (!in) dd_die_err(dd_errcode());
         h = ts_header_copy(ts_input_header(in));
         if (rec_set_read(in, &rs) < 0) dd_die_err(DD_EXIT_DATA);
         ts_input_close(in);

@@ -146,7 +146,7 @@ int main(int argc, char **argv)
         model_set_requires_grad(t[k], 0);
     }
     TsInput *in = ts_input_open(argc - optind, argv + optind);
-    if (!in) dd_die_err(DD_EXIT_DATA);
+    if (!in) dd_die_err(dd_errcode());
     TsHeader *h = ts_header_copy(ts_input_header(in));
     const int K = ts_header_nclasses(h);
 

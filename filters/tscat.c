@@ -119,7 +119,7 @@ int main(int argc, char **argv)
     if (!shards && !strcmp(output, "-")) dd_refuse_tty_stdout();
 
     TsInput *in = ts_input_open(argc - optind, argv + optind);
-    if (!in) dd_die_err(DD_EXIT_DATA);
+    if (!in) dd_die_err(dd_errcode());
     TsHeader *h = ts_header_copy(ts_input_header(in));
     const int nc = ts_header_nclasses(h);
     char *mask = classes ? classes_mask(classes, h) : NULL;

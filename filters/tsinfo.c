@@ -205,7 +205,7 @@ int main(int argc, char **argv)
     }
     if (json && list) dd_die(DD_EXIT_USAGE, "--json and --list exclude each other");
     TsInput *in = ts_input_open(argc - optind, argv + optind);
-    if (!in) dd_die_err(DD_EXIT_DATA);
+    if (!in) dd_die_err(dd_errcode());
     const TsHeader *h = ts_input_header(in);
     const int nc = ts_header_nclasses(h);
     int64_t *counts = dd_calloc((size_t)nc + 1, sizeof *counts), records = 0;

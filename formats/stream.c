@@ -650,6 +650,7 @@ TsInput *ts_input_open(int nfiles, char **files)
     for (int i = 0; i < nfiles; i++) ndash += !strcmp(files[i], "-");
     if (ndash > 1) {
         dd_err("stdin ('-') given more than once");
+        dd_err_code(DD_EXIT_USAGE);
         return NULL;
     }
     TsInput *in = dd_calloc(1, sizeof *in);

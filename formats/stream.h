@@ -110,7 +110,8 @@ const char *ts_reader_name(const TsReader *r);
 void ts_reader_close(TsReader *r);
 
 /* Several operands read as their concatenation; class lists must agree (checked at open, which
- * reads every operand's header). nfiles == 0 reads stdin; "-" may appear once. Operands that are
+ * reads every operand's header). nfiles == 0 reads stdin; "-" may appear once (twice: NULL with a
+ * usage error, dd_errcode() DD_EXIT_USAGE; other failures DD_EXIT_DATA). Operands that are
  * regular files are closed after that check and reopened when reached (re-checked then), so many
  * shards (`tscat sh/part-*.tar.zst`) hold one descriptor at a time; any other operand - stdin, a
  * pipe, a FIFO, /dev/fd/N (`<(cmd)`), a character device - cannot be read twice, so its reader

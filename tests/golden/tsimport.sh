@@ -258,6 +258,19 @@ cp ann.txt tiny/val/val_annotations.txt && printf '\nval_3.png n01\n' >>tiny/val
 rc=0; "$BIN/tsimport" --split val tiny >/dev/null 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "val_annotations.txt: line 7: 'val_3.png' is listed twice" err.txt \
     && ok "Tiny-ImageNet val: a file listed twice ($(cat err.txt))" || fail "listed twice: exit $rc: $(cat err.txt)"
+# CRLF line ends (a file saved on Windows) read the same; a line without a class, a path, a NUL
+# byte and an empty file are refused naming the line
+sed 's/$/\r/' ann.txt >tiny/val/val_annotations.txt
+"$BIN/tsimport" --split val tiny 2>/dev/null | "$BIN/tsinfo" --list | cut -f2,3,4,6 | cmp -s - tv.txt \
+    && ok "Tiny-ImageNet val: CRLF annotations read the same" || fail "CRLF annotations"
+for t in "val_0.png:line 1: want FILE<TAB>CLASS, got 'val_0.png'" \
+         "images/val_0.png\tn01:line 1: want FILE<TAB>CLASS, got 'images/val_0.png'" \
+         "val_0.png\tn01\nval_1\0.png\tn01:line 2: a NUL byte" ":lists no images"; do
+    printf "${t%%:*}" >tiny/val/val_annotations.txt
+    rc=0; "$BIN/tsimport" --split val tiny >out.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.tsr ] && grep -qF "val_annotations.txt: ${t#*:}" err.txt \
+        && ok "Tiny-ImageNet val annotations refused: $(cat err.txt)" || fail "annotations '${t%%:*}': exit $rc: $(cat err.txt)"
+done
 printf 'val_0.png\tn01\nval_77.png\tn02\n' >tiny/val/val_annotations.txt
 rc=0; "$BIN/tsimport" --split val tiny >/dev/null 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "val_77.png" err.txt && ok "Tiny-ImageNet val: a listed file that is missing ($(cat err.txt))" \

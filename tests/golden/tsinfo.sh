@@ -26,6 +26,11 @@ f = json.load(sys.stdin)["fields"]["image"]
 assert f["shape_min"] == [1, 28, 28] and f["shape_max"] == [1, 40, 31], f
 assert "shape_min" not in json.load(open("info.json"))["fields"]["image"]' && ok "--json shape_min / shape_max" \
     || fail "--json shape range"
+# more shapes than the 8 listed: the rest counted, the ranges over all
+for i in 0 1 2 3 4 5 6 7 8 9; do "$BIN/tscat" -q -e 10:$i fm.tsr | "$BIN/resample" -q --size $((20 + i)) >sz$i.tsr; done
+"$BIN/tscat" -q sz?.tsr >ten.tsr && "$BIN/tsinfo" ten.tsr | grep "^  image" >ten.txt
+grep -q "F32\[1,27,27\] x20 +40 with other shapes  sizes \[1,20-29,20-29\]" ten.txt \
+    && ok "ten sizes: 8 listed, '+40 with other shapes', sizes [1,20-29,20-29]" || fail "ten sizes: $(cat ten.txt)"
 check_truncated tsinfo
 head -c 100000 fm.tsr | "$BIN/tsinfo" - 2>err.txt && fail "truncated stdin accepted"
 grep -q "truncated" err.txt && ok "truncated stdin: $(cat err.txt)" || fail "truncated stdin: $(cat err.txt)"

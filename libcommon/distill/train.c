@@ -85,6 +85,7 @@ static void data_keep(TrainData *d, int64_t *pix_cap, int64_t *pix_len, const Te
 typedef struct {
     int64_t cap, pix_cap, pix_len;
     int want_soft;
+    int soft_auto; /* want_soft is the first record's: every record must then agree */
 } DataFill;
 
 /* Adds one record to d (growing its arrays). */
@@ -93,8 +94,8 @@ static int data_add(TrainData *d, DataFill *f, const TrainDataOpts *o, const TsR
     const Tensor *raw = ts_record_cget(rec, "image");
     Tensor img = {0};
     if (o->res > 0) {
-        if (!raw) return dd_err("record %s: no image field", rec->key);
-        if (raw->device != DD_CPU) return dd_err("record %s: image is not on the CPU", rec->key);
+        if (!raw) return dd_err("no image field"); /* the caller names file, record and key */
+        if (raw->device != DD_CPU) return dd_err("image is not on the CPU");
         if (data_size_ok(d, raw, 1) < 0) return -1;
     } else {
         if (ts_record_image_f32(rec, &img) < 0) return -1;
@@ -116,6 +117,11 @@ static int data_add(TrainData *d, DataFill *f, const TrainDataOpts *o, const TsR
     }
     if (f->want_soft < 0) f->want_soft = ts_record_cget(rec, "soft") != NULL;
     const Tensor *soft = f->want_soft ? ts_record_cget(rec, "soft") : NULL;
+    if (!f->want_soft && f->soft_auto && ts_record_cget(rec, "soft")) {
+        tensor_free(&img);
+        return dd_err("field 'soft' present, the first record has none (static soft labels: on every record or "
+                      "none; --hard ignores them)");
+    }
     if (f->want_soft && (!soft || tensor_numel(soft) != d->K)) {
         tensor_free(&img);
         return dd_err("field 'soft' %s (want %d values: static soft labels)", soft ? "has the wrong size" : "missing",
@@ -155,7 +161,7 @@ int train_data_read(TsInput *in, const TrainDataOpts *o, TrainData *d)
     if (o->res > 0) d->H = d->W = o->res;
     TsRecord rec;
     ts_record_init(&rec);
-    DataFill f = {.want_soft = o->want_soft};
+    DataFill f = {.want_soft = o->want_soft, .soft_auto = o->want_soft < 0};
     int rc;
     while ((rc = ts_input_next(in, &rec)) == 1) {
         if (data_add(d, &f, o, &rec) < 0) {

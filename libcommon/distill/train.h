@@ -51,7 +51,7 @@ typedef struct {
 
 typedef struct {
     /* 1: every record must carry "soft" [K] (F32/F16); -1: the same if the first record has it
-     * (d->soft tells); 0: ignored */
+     * (d->soft tells), else none may; 0: ignored */
     int want_soft;
     /* > 0: each image is resized (antialiased bilinear, shorter side to crop*256/224, as
      * torchvision's Resize(256)) and centre-cropped to crop x crop (the 224-px validation

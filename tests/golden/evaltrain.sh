@@ -86,6 +86,15 @@ grep -aq '\\"optimizer\\":\\"adamw\\",\\"lr\\":0.001,\\"wd\\":0.01,\\"decay\\":\
     && grep -aq 'decay\\":\\"weights' s2.safetensors && ! cmp -s s.safetensors s2.safetensors \
     && ok "--decay weights: other weights" || fail "--decay weights"
 expect_usage evaltrain -m convnet1 --decay some s.tsr
+# static soft labels on some records only: refused either way round (--hard ignores them all)
+mk_npy h 6 1 8 8 2 && rm h/soft.npy && printf 'm%d\n' 0 1 2 3 4 5 >h/keys.txt && "$BIN/tsimport" h >h.tsr \
+    && "$BIN/tscat" s.tsr h.tsr >sh.tsr && "$BIN/tscat" h.tsr s.tsr >hs.tsr || fail "streams with and without soft"
+for t in "sh.tsr:record 24 (m0): field 'soft' missing" "hs.tsr:record 6 (k0000): field 'soft' present, the first record has none"; do
+    rc=0; "$E" -m "convnet1:width=8" -q --epochs 1 --batch 8 ${t%%:*} >out.txt 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.txt ] && grep -q "${t#*:}" err.txt && ok "soft on some records: $(cat err.txt)" \
+        || fail "${t%%:*}: exit $rc: $(cat err.txt)"
+done
+"$E" -m "convnet1:width=8" -q --epochs 1 --batch 8 --hard hs.tsr >/dev/null && ok "--hard ignores them" || fail "--hard"
 # an option the label source does not use is warned about, not silently dropped
 "$E" "${small[@]}" --epochs 1 -T 4 tr.tsr >/dev/null 2>err.txt \
     && grep -q "^evaltrain: -T is the KL temperature of soft labels; tr.tsr has none" err.txt \

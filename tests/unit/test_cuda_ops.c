@@ -76,13 +76,16 @@ static double err_host(const float *ref, const float *h, int64_t n)
     return mr > 0 ? md / mr : md;
 }
 
-/* err_host of n floats of G's memory. */
-static double err_of(const float *ref, const float *dev, int64_t n)
+/* A host copy of n floats of G's memory. */
+static float *down(const float *dev, int64_t n)
 {
     float *h = keep(dd_malloc((size_t)(n ? n : 1) * sizeof(float)));
     G->download(G, h, dev, (size_t)n * sizeof(float));
-    return err_host(ref, h, n);
+    return h;
 }
+
+/* err_host of n floats of G's memory. */
+static double err_of(const float *ref, const float *dev, int64_t n) { return err_host(ref, down(dev, n), n); }
 
 static void row(const char *name, double err, double tol)
 {
@@ -379,8 +382,7 @@ static void test_conv(void)
  * same sums stay finite and exact there: nothing for the scaler to see. */
 static int any_nonfinite(const float *dev, int64_t n)
 {
-    float *h = keep(dd_malloc((size_t)n * sizeof(float)));
-    G->download(G, h, dev, (size_t)n * sizeof(float));
+    const float *h = down(dev, n);
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(h[i])) return 1;
     return 0;
@@ -389,16 +391,16 @@ static int any_nonfinite(const float *dev, int64_t n)
 /* Every one of n floats of G's memory equal to v? */
 static int all_equal(const float *dev, int64_t n, float v)
 {
-    float *h = keep(dd_malloc((size_t)n * sizeof(float)));
-    G->download(G, h, dev, (size_t)n * sizeof(float));
+    const float *h = down(dev, n);
     for (int64_t i = 0; i < n; i++)
         if (h[i] != v) return 0;
     return 1;
 }
 
+/* A device array of n floats equal to v. */
 static float *fill(int64_t n, float v)
 {
-    float *h = keep(dd_malloc((size_t)n * sizeof(float)));
+    float *h = nans(n);
     for (int64_t i = 0; i < n; i++) h[i] = v;
     return up(h, n);
 }

@@ -276,7 +276,8 @@ int main(int argc, char **argv)
                                 label_names[tc.labels], "optimizer", opt_names[kind], "lr", lr, "wd", wd, "decay",
                                 tc.opt.decay_all ? "all" : "weights", "batch", tc.batch, "micro", tc.micro, "seed",
                                 (json_int_t)seed);
-        if (strcmp(precision, "fp32")) json_object_set_new(sum, "precision", json_string(precision));
+        if (nn_precision(nn) != NN_FP32)
+            json_object_set_new(sum, "precision", json_string(nn_precision_name(nn_precision(nn))));
         if (train_res) json_object_set_new(sum, "res", json_integer(train_res));
         if (isfinite(res.final_top1)) {
             json_object_set_new(sum, "final_top1", json_real(res.final_top1));

@@ -210,7 +210,8 @@ int main(int argc, char **argv)
     json_t *ipcs = json_array();
     for (int k = 0; k < o.nipc; k++) json_array_append_new(ipcs, json_integer(o.ipc[k]));
     json_object_set_new(params, "ipc", ipcs);
-    if (strcmp(o.precision, "fp32")) json_object_set_new(params, "precision", json_string(o.precision));
+    if (nn && nn_precision(nn) != NN_FP32)
+        json_object_set_new(params, "precision", json_string(nn_precision_name(nn_precision(nn))));
     if (res) json_object_set_new(params, "res", json_integer(res));
     ts_header_add_history(h, argc, argv, (int64_t)o.seed, params);
     json_decref(params);

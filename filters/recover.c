@@ -228,7 +228,8 @@ int main(int argc, char **argv)
                                "merges", o.c.merge ? o.c.nstages - 1 : 0, "alpha", o.c.alpha, "sizes", sz, "lr", o.c.lr,
                                "r_bn", o.c.r_bn, "first_bn_mult", o.c.first_bn_mult, "aug", augs[o.c.aug], "jitter",
                                o.c.jitter, "batch", o.batch, "teachers", tw, "init", o.noise ? "noise" : "images");
-    if (strcmp(o.precision, "fp32")) json_object_set_new(params, "precision", json_string(o.precision));
+    if (nn_precision(nn) != NN_FP32)
+        json_object_set_new(params, "precision", json_string(nn_precision_name(nn_precision(nn))));
     ts_header_add_history(h, argc, argv, (int64_t)o.c.seed, params);
     json_decref(params);
     TsWriter *w = ts_writer_open(o.output, h);

@@ -174,7 +174,8 @@ int main(int argc, char **argv)
                             : json_pack("{s:s,s:i,s:i,s:s,s:i,s:o}", "labels", "fkd", "epochs", o.c.epochs, "batch",
                                         o.c.batch, "bn", o.c.bn == RELABEL_BN_BATCH ? "batch" : "eval", "topk",
                                         o.c.topk, "teachers", tw);
-    if (strcmp(o.precision, "fp32")) json_object_set_new(params, "precision", json_string(o.precision));
+    if (nn_precision(nn) != NN_FP32)
+        json_object_set_new(params, "precision", json_string(nn_precision_name(nn_precision(nn))));
     ts_header_add_history(h, argc, argv, (int64_t)o.c.seed, params);
     json_decref(params);
     if (!o.stat)

@@ -83,6 +83,9 @@ int nn_set_precision(Nn *nn, NnPrecision p);
 NnPrecision nn_precision(const Nn *nn);
 /* The programs' --precision: NN_FP32, NN_FP16 or NN_BF16 of "fp32", "fp16", "bf16"; -1 else. */
 int nn_precision_parse(const char *s);
+/* "fp32", "fp16" or "bf16": what provenance records, the precision a context computes in (after
+ * nn_use_precision, fp32 on the CPU whatever --precision asked). */
+const char *nn_precision_name(NnPrecision p);
 /* The programs' -d and --precision checked before any work: exit 2 for an unknown device or
  * precision, or fp16/bf16 with -d cpu. */
 void nn_check_device_opts(const char *device, const char *precision);

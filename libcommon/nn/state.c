@@ -33,6 +33,11 @@ int nn_grads_unscale(Nn *nn, float inv, float *const *g, const int64_t *n, int c
     return bad ? 0 : 1;
 }
 
+const char *nn_precision_name(NnPrecision p)
+{
+    return p == NN_FP16 ? "fp16" : p == NN_BF16 ? "bf16" : "fp32";
+}
+
 int nn_precision_parse(const char *s)
 {
     if (!strcmp(s, "fp32")) return NN_FP32;

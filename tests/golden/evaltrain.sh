@@ -36,6 +36,29 @@ expect_usage evaltrain -m nosuchnet --epochs 0 tr.tsr
 expect_usage evaltrain -m convnet3 --precision bf16 tr.tsr
 expect_usage evaltrain -m convnet3 -d auto --precision half tr.tsr
 
+# -d auto --precision fp16: on the GPU when there is one; without one a warning and the CPU's fp32
+# run, whose weights are -d cpu's and whose provenance records the precision computed in (fp32:
+# no "precision" key), not the one asked for
+"$E" "${small[@]}" --epochs 1 --save wc.safetensors tr.tsr >/dev/null
+"$E" "${small[@]}" --epochs 1 -d auto --precision fp16 --save wa.safetensors tr.tsr >/dev/null 2>err.txt \
+    || fail "-d auto --precision fp16: exit $?"
+rc=0; "$E" -d cuda --eval-only -w wc.safetensors te.tsr >/dev/null 2>&1 || rc=$?
+"$PYTHON" - wc.safetensors wa.safetensors $rc <<'PY' && ok "-d auto --precision fp16 (cuda exit $rc): $(cat err.txt)" \
+    || fail "-d auto --precision fp16: $(cat err.txt)"
+import json, struct, sys
+def load(f):
+    b = open(f, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    return json.loads(json.loads(b[8:8 + n])["__metadata__"]["training"]), b[8 + n:]
+(mc, dc), (ma, da) = load(sys.argv[1]), load(sys.argv[2])
+if sys.argv[3] == "3":  # no device: the CPU's run, in fp32
+    assert da == dc, "weights differ from -d cpu's"
+    assert "precision" not in ma, ma
+else:
+    assert ma.get("precision") == "fp16", ma
+PY
+[ $rc != 3 ] || grep -q "no CUDA device, computing in fp32" err.txt || fail "-d auto without a device: no warning"
+
 # bad data: truncated input, class lists that differ
 head -c 60000 tr.tsr >cut.tsr
 expect_exit 1 "truncated training stream" -- "$E" "${small[@]}" --epochs 1 cut.tsr

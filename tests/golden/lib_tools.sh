@@ -49,6 +49,25 @@ check_full() {
     if [ "$rc" = 1 ] && [ -s full.err ]; then ok "$1: write error"; else fail "$1 > /dev/full: exit $rc"; fi
 }
 
+# check_auto_precision PROG ARGS...: PROG -d auto --precision fp16 ARGS... writes a stream whose
+# history names the precision computed in: without a device (-d cuda exits 3) a warning, -d cpu's
+# records and no "precision" key (fp32); on a GPU "fp16".
+check_auto_precision() {
+    local rc=0 prec
+    "$BIN/$1" "${@:2}" >ap_cpu.tsr || fail "$1: exit $?"
+    "$BIN/$1" -d auto --precision fp16 "${@:2}" >ap_auto.tsr 2>ap.err || fail "$1 -d auto --precision fp16: exit $?"
+    "$BIN/$1" -d cuda "${@:2}" >/dev/null 2>&1 || rc=$?
+    prec=$("$BIN/tsinfo" --json ap_auto.tsr | "$PYTHON" -c 'import json, sys
+print(json.load(sys.stdin)["history"][-1]["params"].get("precision", "fp32"))')
+    if [ "$rc" = 3 ]; then
+        [ "$prec" = fp32 ] && "$BIN/tscmp" -q --exact ap_cpu.tsr ap_auto.tsr && grep -q "computing in fp32" ap.err \
+            && ok "$1 -d auto --precision fp16 without a device: $(cat ap.err)" \
+            || fail "$1 -d auto --precision fp16 without a device: history says $prec: $(cat ap.err)"
+    else
+        [ "$prec" = fp16 ] && ok "$1 -d auto --precision fp16 on the GPU" || fail "$1 -d auto on the GPU: history says $prec"
+    fi
+}
+
 # fm_small N: the first N Fashion-MNIST training records as fm.tsr and a truncated copy cut.tsr.
 fm_small() {
     [ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }

@@ -159,6 +159,7 @@ expect_usage patchsel -w t.safetensors --method best fm.tsr
 expect_usage patchsel -w t.safetensors -o 'x%s%d' --ipc-list 1,2 fm.tsr
 expect_usage patchsel -w t.safetensors --precision bf16 fm.tsr
 expect_usage patchsel -w t.safetensors -d auto --precision int8 fm.tsr
+check_auto_precision patchsel -q -w t.safetensors --ipc 1 --candidates 4 --crops 2 fm.tsr
 rc=0; "$BIN/patchsel" -q -d cuda -w t.safetensors --ipc 1 fm.tsr >/dev/null 2>err.txt || rc=$?
 if [ $rc = 3 ]; then ok "-d cuda without a device: exit 3 ($(cat err.txt))"
 elif [ $rc = 0 ]; then ok "-d cuda ran (golden/cuda.sh compares it with the CPU)"

@@ -149,4 +149,5 @@ rc=0; "${R[@]}" -d cuda --iters 4 init.tsr >/dev/null 2>err.txt || rc=$?
 if [ $rc = 3 ]; then ok "-d cuda without a device: exit 3 ($(cat err.txt))"
 elif [ $rc = 0 ]; then ok "-d cuda ran (golden/cuda.sh compares it with the CPU)"
 else fail "-d cuda: exit $rc"; fi
+check_auto_precision recover -q -w t.safetensors --iters 4 init.tsr
 finish

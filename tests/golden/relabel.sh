@@ -57,6 +57,7 @@ expect_usage relabel -w t.safetensors --batch 0 fm.tsr
 expect_usage relabel -w t.safetensors --no-such-option fm.tsr
 expect_usage relabel -w t.safetensors --precision fp16 fm.tsr
 expect_usage relabel -w t.safetensors -d cuda --precision fp64 fm.tsr
+check_auto_precision relabel -q -j 2 -w t.safetensors --epochs 1 --batch 16 f20.tsr
 check_tty relabel -w t.safetensors fm.tsr
 
 # bad data: truncated input, classes that differ from the teacher's, a missing teacher

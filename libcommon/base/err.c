@@ -22,6 +22,7 @@ const char *dd_prog(void) { return prog_name; }
 void dd_die(int code, const char *fmt, ...)
 {
     va_list ap;
+    dd_progress_break();
     fprintf(stderr, "%s: ", prog_name);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -35,6 +36,7 @@ void dd_die_err(int code) { dd_die(code, "%s", err_buf[0] ? err_buf : "unknown e
 void dd_warn(const char *fmt, ...)
 {
     va_list ap;
+    dd_progress_break();
     fprintf(stderr, "%s: ", prog_name);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

@@ -27,6 +27,17 @@ void dd_progress_start(DdProgress *p, const char *what, int64_t total, int quiet
     p->tty = !quiet && isatty(STDERR_FILENO);
 }
 
+/* The progress whose line is on the terminal now (NULL: none, or the cursor is at a line start). */
+static DdProgress *shown;
+
+void dd_progress_break(void)
+{
+    if (!shown) return;
+    fputs("\r\033[K", stderr);
+    shown->last = 0; /* drawn again at the next update */
+    shown = NULL;
+}
+
 void dd_progress_update(DdProgress *p, int64_t done)
 {
     p->done = done;
@@ -34,6 +45,7 @@ void dd_progress_update(DdProgress *p, int64_t done)
     double now = dd_now();
     if (now - p->last < 0.25 && done != p->total) return;
     p->last = now;
+    shown = p;
     double el = now - p->t0, rate = el > 0 ? (double)done / el : 0;
     if (p->total > 0 && rate > 0) {
         double eta = (double)(p->total - done) / rate;
@@ -46,6 +58,7 @@ void dd_progress_update(DdProgress *p, int64_t done)
 
 void dd_progress_end(DdProgress *p)
 {
+    if (shown == p) shown = NULL;
     if (p->tty) fprintf(stderr, "\r%s: %s %lld done in %.1fs\033[K\n", dd_prog(), p->what, (long long)p->done,
                         dd_now() - p->t0);
 }

@@ -938,6 +938,7 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
             }
         }
         if (c->metrics && (ep % c->eval_every == 0 || ep == c->epochs)) {
+            dd_progress_break(); /* stdout and stderr may share a terminal */
             fprintf(c->metrics, "{\"epoch\":%d,", ep);
             json_num(c->metrics, "lr", cc.opt.lr, 0);
             json_num(c->metrics, "train_loss", res->train_loss, 0);

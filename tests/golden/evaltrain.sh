@@ -77,6 +77,16 @@ grep -q "w.safetensors" err.txt && grep -q "other.tsr" err.txt && ok "weights/st
     || fail "unwritable save: $(cat err.txt)"
 check_full evaltrain --eval-only -w w.safetensors te.tsr
 
+# on a terminal: progress on stderr (the last step always draws it), erased before each metrics
+# line on the same terminal's stdout
+rc=0; on_tty "$E" -m "convnet3:width=16" -j 2 --epochs 2 --batch 64 tr.tsr || rc=$?
+if [ $rc = 77 ]; then echo "skip: no script(1), progress on a terminal not checked"
+else
+    [ $rc = 0 ] && grep -q "evaltrain: steps 6/6 .*/s ETA" tty.out && grep -q "evaltrain: steps 6 done in" tty.out \
+        && r=$(tty_lines_clean '{"epoch":2,' 2>&1) && ok "progress on a terminal, metrics lines at the margin" \
+        || fail "progress on a terminal: exit $rc: $r: $(head -c 400 tty.out | cat -A)"
+fi
+
 # resume: stopped after the epoch-2 checkpoint, the same command resumes and ends where an
 # uninterrupted run ends (byte-identical weights)
 run=("$E" "${small[@]}" --epochs 3 --batch 32 -s 5 --crop-pad 2 --cutmix 1 --val te.tsr)

@@ -33,6 +33,25 @@ check_tty() {
     else fail "$1 on a terminal: exit $rc: $(head -c 200 tty.out)"; fi
 }
 
+# tty_lines_clean PATTERN: each line of tty.out (on_tty's transcript) that holds PATTERN shows it
+# at the left margin: the progress line drawn before it was erased (what follows its last carriage
+# return, less an erase-line, starts with PATTERN). Fails when no line holds PATTERN.
+tty_lines_clean() {
+    "$PYTHON" - "$1" <<'PY'
+import sys
+pat, n = sys.argv[1], 0
+for line in open("tty.out", encoding="utf-8", errors="replace").read().split("\n"):
+    if pat not in line:
+        continue
+    n += 1
+    shown = line.rstrip("\r").split("\r")[-1].replace("\x1b[K", "")
+    if not shown.startswith(pat):
+        sys.exit(f"shown as {shown!r}")
+if n == 0:
+    sys.exit(f"no line holds {pat!r}")
+PY
+}
+
 # check_truncated PROG ARGS... : the program fed with a truncated stream file cut.tsr (operand
 # appended) exits 1 and its message says truncated and names the file.
 check_truncated() {

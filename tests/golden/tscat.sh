@@ -103,4 +103,15 @@ sig_run HUP ignored
 sig_run INT ignored
 check_full tscat fm.tsr
 check_tty tscat fm.tsr
+# on a terminal, a stream cut short after the progress line was drawn: the error starts on a line of
+# its own (half of the stream, a pause so that the next records draw the line, then records up to
+# a cut); test_base checks the erasing of a progress line that a message interrupts
+n=$(stat -c %s fm.tsr)
+rc=0; on_tty sh -c "(head -c $((n / 2)) fm.tsr; sleep 0.4; tail -c +$((n / 2 + 1)) fm.tsr | head -c $((n / 4))) \
+    | '$BIN/tscat' -o cut_tty.tsr" || rc=$?
+if [ $rc = 77 ]; then echo "skip: no script(1), progress on a terminal not checked"
+else
+    grep -q "tscat: records [0-9]* .*/s" tty.out && r=$(tty_lines_clean "tscat: stdin" 2>&1) && [ ! -e cut_tty.tsr ] \
+        && ok "an error during progress starts at the margin" || fail "error during progress: $r: $(cat -A tty.out | head -c 400)"
+fi
 finish

@@ -1,10 +1,68 @@
 /* test_base.c - the base module: Philox known-answer vectors, RNG distributions, overflow checks,
- * half-precision conversions. */
+ * half-precision conversions, progress lines on a terminal (a pseudo-terminal as stderr). */
 #include "libcommon/base/base.h"
 #include "libcommon/tensor/tensor.h"
 #include "tests/unit/check.h"
 
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* The progress line on a terminal: drawn, erased before a warning (so the warning starts at the
+ * left margin), drawn again at the next update, and closed by a "done" line. stderr is a
+ * pseudo-terminal for the while; its bytes are compared. 0 where no pseudo-terminal can be had. */
+static int test_progress_tty(void)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    if (m < 0 || grantpt(m) || unlockpt(m)) return 0;
+    int s = open(ptsname(m), O_RDWR | O_NOCTTY), saved = dup(STDERR_FILENO);
+    if (s < 0 || saved < 0) return 0;
+    struct termios t;
+    if (tcgetattr(s, &t) == 0) { /* bytes as written: no \n -> \r\n */
+        t.c_oflag &= ~(tcflag_t)OPOST;
+        tcsetattr(s, TCSANOW, &t);
+    }
+    fflush(stderr);
+    dup2(s, STDERR_FILENO);
+    dd_prog_init("test_base");
+    DdProgress p;
+    dd_progress_start(&p, "steps", 4, 0);
+    int tty = p.tty;
+    p.last -= 1;                       /* as if 1 s had passed: the next update draws */
+    dd_progress_update(&p, 1);
+    dd_warn("a warning");              /* the line erased first */
+    dd_progress_update(&p, 2);         /* drawn again at once */
+    dd_progress_update(&p, 3);         /* within 0.25 s of the last: not drawn */
+    dd_progress_end(&p);
+    dd_progress_break();               /* nothing shown now: writes nothing */
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(s);
+    char buf[1024];
+    ssize_t n = 0, r;
+    fcntl(m, F_SETFL, O_NONBLOCK);
+    while (n < (ssize_t)sizeof buf - 1 && (r = read(m, buf + n, sizeof buf - 1 - (size_t)n)) > 0) n += r;
+    close(m);
+    buf[n < 0 ? 0 : n] = 0;
+    CHECK(tty);
+    /* the transcript, numbers (rates, ETAs, seconds) aside */
+    static const char *const seq[] = {"\rtest_base: steps 1/4 ", "/s ETA ",
+                                      "s   \r\033[Ktest_base: a warning\n\rtest_base: steps 2/4 ", "/s ETA ",
+                                      "s   \rtest_base: steps 3 done in ", "s\033[K\n"};
+    const char *at = buf;
+    int ok = 1;
+    for (size_t i = 0; ok && i < sizeof seq / sizeof seq[0]; i++) {
+        const char *f = strstr(at, seq[i]);
+        ok = f != NULL;
+        for (; ok && at < f; at++) ok = (*at >= '0' && *at <= '9') || *at == '.';
+        if (ok) at = f + strlen(seq[i]);
+    }
+    CHECK_MSG(ok && !*at, "progress transcript: '%s'", buf);
+    return 1;
+}
 
 int main(void)
 {
@@ -79,5 +137,7 @@ int main(void)
     tensor_free(&t);
     Tensor big = {.dtype = DD_F32, .ndim = 3, .shape = {INT64_MAX / 2, 4, 4}};
     CHECK(tensor_nbytes(&big) == -1);
+
+    if (!test_progress_tty()) printf("no pseudo-terminal: progress on a terminal not checked\n");
     return check_done("test_base");
 }

@@ -146,7 +146,7 @@ int main(int argc, char **argv)
         case O_EVALONLY: evalonly = 1; break;
         case O_STOP: stop = (int)dd_opt_long("--stop-after-epoch", optarg, 1, 1000000); break;
         case 's': seed = dd_opt_long("--seed", optarg, 0, 0x7fffffffL); break;
-        case 'j': threads = (int)dd_opt_long("--threads", optarg, 1, 1024); break;
+        case 'j': threads = (int)dd_opt_long("--threads", optarg, 1, DD_MAX_THREADS); break;
         case 'd': device = optarg; break;
         case O_PREC: precision = optarg; break;
         case 'q': quiet = 1; break;

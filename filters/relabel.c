@@ -74,7 +74,7 @@ static void parse(int argc, char **argv, Opts *o)
         case 'o': o->output = optarg; break;
         case 'd': o->device = optarg; break;
         case O_PREC: o->precision = optarg; break;
-        case 'j': o->threads = (int)dd_opt_long("--threads", optarg, 1, 4096); break;
+        case 'j': o->threads = (int)dd_opt_long("--threads", optarg, 1, DD_MAX_THREADS); break;
         case 'q': o->quiet = 1; break;
         case 'v': o->verbose = 1; break;
         case 'h': usage(stdout); exit(0);

@@ -229,7 +229,7 @@ int main(int argc, char **argv)
         case 'S': o.split = optarg; split_given = 1; break;
         case 'n': o.limit = dd_opt_long("--limit", optarg, 0, INT64_MAX); break;
         case 'c': o.classes_file = optarg; break;
-        case 'j': o.threads = (int)dd_opt_long("--threads", optarg, 1, 4096); break;
+        case 'j': o.threads = (int)dd_opt_long("--threads", optarg, 1, DD_MAX_THREADS); break;
         case 'o': o.output = optarg; break;
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return 0;

@@ -137,7 +137,9 @@ int dd_atomic_open(DdAtomicFile *a, const char *path);
 int dd_atomic_commit(DdAtomicFile *a);
 void dd_atomic_abort(DdAtomicFile *a);
 
-/* Number of worker threads: -j if given, else DD_THREADS env, else online CPUs. */
+/* Number of worker threads when -j is not given: DD_THREADS, else the CPUs online. A DD_THREADS
+ * that is not an integer in 1..DD_MAX_THREADS is a usage error (exit 2), as a bad -j is. */
+#define DD_MAX_THREADS 4096
 int dd_threads_default(void);
 
 #endif

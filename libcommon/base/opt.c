@@ -67,10 +67,7 @@ void dd_refuse_tty_stdout(void)
 int dd_threads_default(void)
 {
     const char *e = getenv("DD_THREADS");
-    if (e && *e) {
-        long v = strtol(e, NULL, 10);
-        if (v > 0 && v < 1024) return (int)v;
-    }
+    if (e && *e) return (int)dd_opt_long("DD_THREADS", e, 1, DD_MAX_THREADS);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }

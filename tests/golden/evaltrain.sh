@@ -35,6 +35,10 @@ expect_usage evaltrain -m convnet3 --no-such-option tr.tsr
 expect_usage evaltrain -m nosuchnet --epochs 0 tr.tsr
 expect_usage evaltrain -m convnet3 --precision bf16 tr.tsr
 expect_usage evaltrain -m convnet3 -d auto --precision half tr.tsr
+expect_usage evaltrain -m convnet3 -j 4097 tr.tsr
+rc=0; DD_THREADS=four "$E" -m convnet3 --epochs 0 tr.tsr >out.txt 2>err.txt || rc=$?
+[ $rc = 2 ] && [ ! -s out.txt ] && grep -q "^evaltrain: DD_THREADS: 'four' is not an integer" err.txt \
+    && ok "DD_THREADS=four: $(cat err.txt)" || fail "DD_THREADS=four: exit $rc: $(cat err.txt)"
 
 # -d auto --precision fp16: on the GPU when there is one; without one a warning and the CPU's fp32
 # run, whose weights are -d cpu's and whose provenance records the precision computed in (fp32:

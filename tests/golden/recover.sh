@@ -150,4 +150,9 @@ if [ $rc = 3 ]; then ok "-d cuda without a device: exit 3 ($(cat err.txt))"
 elif [ $rc = 0 ]; then ok "-d cuda ran (golden/cuda.sh compares it with the CPU)"
 else fail "-d cuda: exit $rc"; fi
 check_auto_precision recover -q -w t.safetensors --iters 4 init.tsr
+rc=0; DD_THREADS=0 "${R[@]}" --iters 4 init.tsr >out.tsr 2>err.txt || rc=$?
+[ $rc = 2 ] && [ ! -s out.tsr ] && grep -q "^recover: DD_THREADS: 0 is out of range" err.txt \
+    && ok "DD_THREADS=0: $(cat err.txt)" || fail "DD_THREADS=0: exit $rc: $(cat err.txt)"
+DD_THREADS=1 "${R[@]}" --iters 4 init.tsr >r1.tsr && DD_THREADS=3 "${R[@]}" --iters 4 init.tsr >r3.tsr \
+    && "$BIN/tscmp" -q --exact r1.tsr r3.tsr && ok "DD_THREADS=1 and 3: the same pixels" || fail "DD_THREADS 1 vs 3"
 finish

@@ -36,5 +36,6 @@ expect_usage arcmerge
 expect_usage arcmerge --alpha 1.5 P.tsr
 expect_usage arcmerge P.tsr x.tsr
 check_full arcmerge -x x.tsr P.tsr
+check_output arcmerge -x x.tsr P.tsr
 check_tty arcmerge -x x.tsr P.tsr
 finish

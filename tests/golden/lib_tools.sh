@@ -61,6 +61,25 @@ check_truncated() {
     else fail "$1 on truncated input: exit $rc: $(cat trunc.err)"; fi
 }
 
+# check_output PROG ARGS...: -o FILE writes what stdout gets (the same records), and nothing on
+# stdout; -o into a missing directory is exit 1 naming the file, creating nothing; and a truncated
+# input (cut.tsr in place of ARGS' last word) with -o is exit 1 leaving neither the file nor a
+# temporary.
+check_output() {
+    local rc=0 n=$# f0=$fails
+    local args=("${@:2}") first=("${@:2:n-2}")
+    "$BIN/$1" "${args[@]}" >o_stdout.tsr || fail "$1: exit $?"
+    "$BIN/$1" -o o_file.tsr "${args[@]}" >o_out.txt || fail "$1 -o: exit $?"
+    [ ! -s o_out.txt ] && "$BIN/tscmp" -q --exact o_stdout.tsr o_file.tsr || fail "$1 -o FILE differs from stdout"
+    "$BIN/$1" -o nodir/o.tsr "${args[@]}" >o_out.txt 2>o_err.txt || rc=$?
+    [ "$rc" = 1 ] && [ ! -e nodir ] && [ ! -s o_out.txt ] && grep -q "nodir/o.tsr" o_err.txt \
+        || fail "$1 -o nodir/o.tsr: exit $rc: $(cat o_err.txt)"
+    rc=0; "$BIN/$1" -o o_cut.tsr "${first[@]}" cut.tsr >o_out.txt 2>o_err.txt || rc=$?
+    [ "$rc" = 1 ] && ! compgen -G 'o_cut.tsr*' >/dev/null && grep -q "cut.tsr" o_err.txt \
+        || fail "$1 -o on truncated input: exit $rc, left $(ls o_cut.tsr* 2>/dev/null): $(cat o_err.txt)"
+    if [ "$fails" = "$f0" ]; then ok "$1 -o FILE: stdout's records; unwritable and truncated runs leave nothing"; fi
+}
+
 # check_full PROG ARGS...: writing to /dev/full is exit 1 with a message.
 check_full() {
     local rc=0

@@ -136,6 +136,7 @@ rc=0; "$BIN/recover" -q -w t.safetensors --iters 4 two.tsr >out.tsr 2>err.txt ||
     && ok "two image sizes: $(cat err.txt)" || fail "two sizes: exit $rc: $(cat err.txt)"
 check_truncated recover -q -w t.safetensors --iters 4
 check_full recover -q -w t.safetensors --iters 4 init.tsr
+check_output recover -q -w t.safetensors --iters 4 init.tsr
 check_tty recover -q -w t.safetensors --iters 4 init.tsr
 expect_usage recover --iters 4 init.tsr
 expect_usage recover -w t.safetensors --steps 5:5:10 init.tsr

@@ -19,5 +19,6 @@ expect_usage resample --size 3y4 fm.tsr
 expect_usage resample --size 3x fm.tsr
 check_truncated resample --size 10
 check_full resample --size 10 fm.tsr
+check_output resample --size 10 fm.tsr
 check_tty resample --size 10 fm.tsr
 finish

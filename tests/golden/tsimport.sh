@@ -305,5 +305,11 @@ expect_exit 1 "missing dataset files" -- "$BIN/tsimport" --format idx "$PWD/f32"
 head -c 3000 "$fmnist"/t10k-labels-idx1-ubyte.gz >digits/t10k-labels-idx1-ubyte.gz
 expect_exit 1 "truncated IDX file" -- "$BIN/tsimport" --split test digits
 check_full tsimport --limit 50 "$fmnist"
+"$BIN/tsimport" -q --limit 50 "$fmnist" >im_stdout.tsr
+"$BIN/tsimport" -q --limit 50 -o im_file.tsr "$fmnist" >im_out.txt && [ ! -s im_out.txt ] \
+    && "$BIN/tscmp" -q --exact im_stdout.tsr im_file.tsr && ok "-o FILE: stdout's records" || fail "tsimport -o FILE"
+rc=0; "$BIN/tsimport" -q --limit 50 -o nodir/im.tsr "$fmnist" 2>err.txt || rc=$?
+[ $rc = 1 ] && [ ! -e nodir ] && grep -q "nodir/im.tsr" err.txt && ok "-o nodir/im.tsr: $(cat err.txt)" \
+    || fail "tsimport -o nodir/im.tsr: exit $rc: $(cat err.txt)"
 check_tty tsimport --limit 5 "$fmnist"
 finish

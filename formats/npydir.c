@@ -60,6 +60,35 @@ static int read_fields(const char *dir, NpyDir *out)
     return 0;
 }
 
+/* label.npy, if there is one: class indices, [N] of an integer dtype, each in 0..K-1 (K: the
+ * lines of classes.txt, else NPYDIR_CLASSES_MAX). One-hot or soft labels are another field. */
+static int check_labels(const char *dir, const NpyDir *d)
+{
+    if (d->label < 0) return 0;
+    const Tensor *t = &d->t[d->label];
+    char desc[64];
+    switch (t->dtype) {
+    case DD_U8: case DD_I8: case DD_U16: case DD_I16: case DD_U32: case DD_I32: case DD_U64: case DD_I64: break;
+    default: return dd_err("%s/label.npy: %s: want integer class indices [N] (soft or one-hot labels go in another "
+                           "NAME.npy)", dir, tensor_describe(t, desc, sizeof desc));
+    }
+    if (t->ndim != 1)
+        return dd_err("%s/label.npy: %s: want integer class indices [N] (soft or one-hot labels go in another "
+                      "NAME.npy)", dir, tensor_describe(t, desc, sizeof desc));
+    const int64_t k = d->classes ? d->nclasses : NPYDIR_CLASSES_MAX;
+    for (int64_t i = 0; i < d->n; i++) {
+        double v = tensor_get_f64(t, i); /* exact: the bound is far below 2^53 */
+        if (v < 0 || v >= (double)k) {
+            if (d->classes)
+                return dd_err("%s/label.npy: row %lld: label %.0f outside the %d classes of classes.txt", dir,
+                              (long long)i, v, d->nclasses);
+            return dd_err("%s/label.npy: row %lld: label %.0f is not a class index (0 to %d)", dir, (long long)i, v,
+                          NPYDIR_CLASSES_MAX - 1);
+        }
+    }
+    return 0;
+}
+
 /* keys.txt and classes.txt; the classes "0".."K-1" when there is no classes.txt. */
 static int read_lists(const char *dir, NpyDir *out)
 {
@@ -73,6 +102,7 @@ static int read_lists(const char *dir, NpyDir *out)
         goto done;
     }
     if (dd_is_file(cp) && dd_read_lines(cp, &out->classes, &out->nclasses) < 0) goto done;
+    if (check_labels(dir, out) < 0) goto done;
     if (!out->classes) { /* K = 1 + the largest label */
         const Tensor *lab = out->label >= 0 ? &out->t[out->label] : NULL;
         int64_t k = 0;

@@ -29,8 +29,10 @@ typedef struct {
 
 /* Reads every NAME.npy of dir (hidden files skipped; at most 128). Each NAME must be a valid field
  * name (ts_key_valid) and each array have at least one dimension; image.npy must be there, 4-D;
- * every array must have image.npy's row count, and keys.txt that many lines. On failure nothing is
- * left to free. */
+ * every array must have image.npy's row count, and keys.txt that many lines; label.npy, if there,
+ * must be integer class indices [N], each below the number of lines of classes.txt (without
+ * classes.txt, below NPYDIR_CLASSES_MAX). On failure nothing is left to free. */
+#define NPYDIR_CLASSES_MAX (1 << 20)
 int npydir_read(const char *dir, NpyDir *out);
 void npydir_free(NpyDir *d);
 

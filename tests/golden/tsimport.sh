@@ -44,6 +44,23 @@ mk_npy nrows 3 1 4 4 1 && "$PYTHON" -c "import numpy as np; np.save('nrows/soft.
 rc=0; "$BIN/tsimport" nrows >/dev/null 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "nrows/soft.npy: 2 rows, image.npy has 3" err.txt && ok "npy: rows that disagree ($(cat err.txt))" \
     || fail "npy rows: exit $rc: $(cat err.txt)"
+# label.npy: class indices [N] of an integer type, inside the class list; otherwise refused, naming
+# the file and row (they used to be truncated, or taken as unlabelled, or read one-hot arrays flat)
+for bad in "f4 [0,1.5,2]:F32\[3\]: want integer class indices" "i1 [0,-1,2]:row 1: label -1 outside the 3 classes" \
+           "i4 [0,1,3]:row 2: label 3 outside the 3 classes" "i8 [[1,0,0],[0,1,0],[0,0,1]]:I64\[3,3\]: want integer" \
+           "u2 [0,60000,1]:row 1: label 60000 outside" "nocls [0,2000000,1]:row 1: label 2000000 is not a class index"; do
+    dt=${bad%% *} rest=${bad#* } vals=${rest%%:*} msg=${rest#*:}
+    mk_npy "nl_$dt" 3 1 4 4 1
+    [ "$dt" = nocls ] && rm "nl_$dt/classes.txt"
+    "$PYTHON" -c "import numpy as np, sys; np.save(sys.argv[1] + '/label.npy', np.array($vals, dtype=sys.argv[2]))" \
+        "nl_$dt" "$([ "$dt" = nocls ] && echo i8 || echo "$dt")"
+    rc=0; "$BIN/tsimport" --format npy "nl_$dt" >out.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.tsr ] && grep -q "nl_$dt/label.npy: $msg" err.txt && ok "npy label.npy $dt $vals: $(cat err.txt)" \
+        || fail "npy label.npy $dt $vals: exit $rc: $(cat err.txt)"
+done
+mk_npy nl_u1 3 1 4 4 1 && "$PYTHON" -c "import numpy as np; np.save('nl_u1/label.npy', np.array([2, 0, 1], np.uint8))"
+"$BIN/tsimport" --format npy nl_u1 | "$BIN/tsinfo" --list | cut -f 3 | tr '\n' ' ' | grep -qx "2 0 1 " \
+    && ok "npy label.npy of uint8" || fail "npy uint8 labels"
 mk_npy noimg 3 1 4 4 1 && rm noimg/image.npy
 rc=0; "$BIN/tsimport" --format npy noimg >/dev/null 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "noimg: no image.npy" err.txt && ok "npy: no image.npy ($(cat err.txt))" \

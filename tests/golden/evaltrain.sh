@@ -104,6 +104,14 @@ cmp a.safetensors b.safetensors && ok "resumed run = uninterrupted run (weights 
 "${run[@]}" --checkpoint ck.safetensors --save c.safetensors tr.tsr >c.json && cmp -s a.safetensors c.safetensors \
     && [ "$(tail -n 1 a.json)" = "$(cat c.json)" ] && ok "a finished checkpoint resumed: $(cat c.json)" \
     || fail "resumed at the end: $(cat c.json)"
+# --checkpoint-every 2, stopped after epoch 3: the checkpoint holds epoch 2 (not 3), so the resumed
+# run trains epochs 3 and 4 again (two epoch lines) and ends with the uninterrupted run's weights
+run4=("$E" "${small[@]}" --epochs 4 --batch 64 -s 3)
+"${run4[@]}" --save a4.safetensors tr.tsr >/dev/null
+"${run4[@]}" --checkpoint ck4.safetensors --checkpoint-every 2 --stop-after-epoch 3 tr.tsr >/dev/null
+"${run4[@]}" --checkpoint ck4.safetensors --checkpoint-every 2 --save b4.safetensors tr.tsr >b4.json
+[ "$(grep -c '"epoch":' b4.json)" = 2 ] && grep -q '"epoch":3,' b4.json && cmp -s a4.safetensors b4.safetensors \
+    && ok "--checkpoint-every 2: resumed from epoch 2, the uninterrupted weights" || fail "checkpoint-every: $(cat b4.json)"
 "$E" "${small[@]}" --epochs 3 --batch 16 -s 5 --checkpoint ck.safetensors tr.tsr >/dev/null 2>err.txt && fail "foreign checkpoint"
 grep -q "other options" err.txt && ok "checkpoint of another configuration refused" || fail "ckpt check: $(cat err.txt)"
 

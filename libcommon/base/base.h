@@ -118,7 +118,7 @@ void dd_progress_update(DdProgress *p, int64_t done);
 void dd_progress_end(DdProgress *p);
 /* Erases the progress line on the terminal, if one is shown, so that a line written next (a
  * message, a metrics line on a terminal's stdout) starts at the left margin; the next update draws
- * it again. dd_die and dd_warn call it; main thread only, as the updates. */
+ * it again. dd_die and dd_warn call it. */
 void dd_progress_break(void);
 
 /* ---- output checking ---- */

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,15 +28,16 @@ void dd_progress_start(DdProgress *p, const char *what, int64_t total, int quiet
     p->tty = !quiet && isatty(STDERR_FILENO);
 }
 
-/* The progress whose line is on the terminal now (NULL: none, or the cursor is at a line start). */
-static DdProgress *shown;
+/* A progress line is on the terminal now (the cursor is not at a line start); and one was erased,
+ * so the next update draws at once. Flags, not a pointer: a message may come from any thread, and
+ * after the DdProgress is gone. */
+static atomic_int line_shown, redraw;
 
 void dd_progress_break(void)
 {
-    if (!shown) return;
+    if (!atomic_exchange(&line_shown, 0)) return;
     fputs("\r\033[K", stderr);
-    shown->last = 0; /* drawn again at the next update */
-    shown = NULL;
+    atomic_store(&redraw, 1);
 }
 
 void dd_progress_update(DdProgress *p, int64_t done)
@@ -43,9 +45,9 @@ void dd_progress_update(DdProgress *p, int64_t done)
     p->done = done;
     if (!p->tty) return;
     double now = dd_now();
-    if (now - p->last < 0.25 && done != p->total) return;
+    if (!atomic_exchange(&redraw, 0) && now - p->last < 0.25 && done != p->total) return;
     p->last = now;
-    shown = p;
+    atomic_store(&line_shown, 1);
     double el = now - p->t0, rate = el > 0 ? (double)done / el : 0;
     if (p->total > 0 && rate > 0) {
         double eta = (double)(p->total - done) / rate;
@@ -58,7 +60,7 @@ void dd_progress_update(DdProgress *p, int64_t done)
 
 void dd_progress_end(DdProgress *p)
 {
-    if (shown == p) shown = NULL;
+    if (p->tty) atomic_store(&line_shown, 0);
     if (p->tty) fprintf(stderr, "\r%s: %s %lld done in %.1fs\033[K\n", dd_prog(), p->what, (long long)p->done,
                         dd_now() - p->t0);
 }

@@ -76,6 +76,13 @@ static TsInput *open_input(int n, char **files)
     return in;
 }
 
+/* Dies naming the weights (or architecture) and the stream when model m does not take d's images
+ * (as the model sees them: with --res, res x res crops). */
+static void check_input(const Model *m, const char *mname, const TrainData *d, const char *dname)
+{
+    if (model_check_input(m, d->C, d->H, d->W) < 0) dd_die(DD_EXIT_DATA, "%s: %s: %s", mname, dname, dd_errmsg());
+}
+
 static const char *const label_names[] = {"hard", "teacher", "static", "replay"};
 
 int main(int argc, char **argv)
@@ -184,7 +191,9 @@ int main(int argc, char **argv)
     if (evalonly) {
         TrainData d;
         TrainEval ev;
-        if (train_data_read(in, &vo, &d) < 0 || train_eval(nn, m, &d, ebatch, &ev) < 0) dd_die_err(DD_EXIT_DATA);
+        if (train_data_read(in, &vo, &d) < 0) dd_die_err(DD_EXIT_DATA);
+        check_input(m, weights, &d, tname);
+        if (train_eval(nn, m, &d, ebatch, &ev) < 0) dd_die_err(DD_EXIT_DATA);
         printf("{\"records\":%lld,\"top1\":%.6g,\"top5\":%.6g,\"loss\":%.6g}\n", (long long)ev.n, 100 * ev.top1,
                100 * ev.top5, ev.loss);
         if (dd_fclose_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
@@ -219,6 +228,9 @@ int main(int argc, char **argv)
         vo.crop_other = vo.crop < 224;
     }
     if (vin && train_data_read(vin, &vo, &val) < 0) dd_die_err(DD_EXIT_DATA);
+    check_input(m, weights ? weights : arch, &tr, tname);
+    if (vin) check_input(m, weights ? weights : arch, &val, valf);
+    if (teacher) check_input(teacher, teacherf, &tr, tname);
 
     /* defaults by label source: hard labels train teachers (method.md 0), soft labels follow the
      * post-evaluation protocol (method.md 4; RDED's for --teacher, INFER's for static labels) */

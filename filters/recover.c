@@ -167,12 +167,16 @@ int main(int argc, char **argv)
     /* The records, in input order, and their images [C,H,W]. */
     TsHeader *h;
     RecSet rs;
+    char iname[4096];
     if (o.noise) {
+        snprintf(iname, sizeof iname, "--init noise");
         if (rec_set_noise(&rs, t[0], o.w[0], o.ipc, o.nsizes ? o.sizes[0] : t[0]->input_size, o.c.seed, &h) < 0)
             dd_die_err(DD_EXIT_DATA);
     } else {
         TsInput *in = ts_input_open(argc - optind, argv + optind);
         if (!in) dd_die_err(dd_errcode());
+        snprintf(iname, sizeof iname, "%s%s", argc - optind > 0 ? argv[optind] : "stdin",
+                 argc - optind > 1 ? " and more inputs" : "");
         h = ts_header_copy(ts_input_header(in));
         if (rec_set_read(in, &rs) < 0) dd_die_err(DD_EXIT_DATA);
         ts_input_close(in);
@@ -195,6 +199,15 @@ int main(int argc, char **argv)
             memcpy(o.sizes, (int[]){200, 224, 200, 224}, sizeof(int[4]));
         }
         rec_schedule_fused(&o.c, o.iters, o.arc, o.nsizes ? o.sizes : NULL);
+    }
+    /* every teacher takes the images at every stage's size, said before any work */
+    for (int s = 0, sh = H, sw = W; s < o.c.nstages; s++) {
+        if (o.c.stage[s].h) sh = o.c.stage[s].h, sw = o.c.stage[s].w;
+        for (int k = 0; k < o.nw; k++)
+            if (model_check_input(t[k], rs.C, sh, sw) < 0) {
+                if (sh == H && sw == W) dd_die(DD_EXIT_DATA, "%s: %s: %s", iname, o.w[k], dd_errmsg());
+                dd_die(DD_EXIT_DATA, "%s: %s: stage %d at %dx%d: %s", iname, o.w[k], s, sh, sw, dd_errmsg());
+            }
     }
     o.c.aug = o.aug < 0 ? REC_AUG_FULL : (RecAug)o.aug;
     o.c.jitter = o.jitter >= 0 ? o.jitter : (H >= 128 ? 32 : 4);

@@ -74,6 +74,14 @@ for i in 0 1 2 3 4 5 6 7 8 9; do echo "other$i"; done >cls.txt
 "$E" --eval-only -w w.safetensors other.tsr >/dev/null 2>err.txt && fail "weights/stream classes accepted"
 grep -q "w.safetensors" err.txt && grep -q "other.tsr" err.txt && ok "weights/stream classes differ: $(cat err.txt)" \
     || fail "weights mismatch message: $(cat err.txt)"
+# images the model does not take (3 channels, 1 expected): the weights and the stream named
+rgb_copy te.tsr rgb.tsr || fail "a 3-channel copy"
+for c in "--eval-only -w w.safetensors rgb.tsr:w.safetensors: rgb.tsr" "-m convnet3 --epochs 1 --val rgb.tsr tr.tsr:convnet3: rgb.tsr" \
+         "-m convnet3 --epochs 1 --teacher w.safetensors rgb.tsr:w.safetensors: rgb.tsr"; do
+    rc=0; "$E" ${c%%:*} >out.txt 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.txt ] && grep -q "^evaltrain: ${c#*:}: model convnet3 takes 1x28x28 images, got 3x28x28" err.txt \
+        && ok "${c%%:*}: $(cat err.txt)" || fail "${c%%:*}: exit $rc: $(cat err.txt)"
+done
 
 # output errors: --save where it cannot be written fails before training, leaving nothing
 "$E" "${small[@]}" --epochs 1 --save nodir/w.safetensors tr.tsr >out.txt 2>err.txt && fail "unwritable --save accepted"

@@ -80,6 +80,13 @@ check_output() {
     if [ "$fails" = "$f0" ]; then ok "$1 -o FILE: stdout's records; unwritable and truncated runs leave nothing"; fi
 }
 
+# rgb_copy IN OUT: OUT is IN with every image repeated over 3 channels (the same keys and classes)
+rgb_copy() {
+    rm -rf rgb_np && "$BIN/tsexport" --npy rgb_np "$1" \
+        && "$PYTHON" -c "import numpy as np; x = np.load('rgb_np/image.npy'); np.save('rgb_np/image.npy', x.repeat(3, 1))" \
+        && "$BIN/tsimport" -q --format npy rgb_np >"$2"
+}
+
 # check_full PROG ARGS...: writing to /dev/full is exit 1 with a message.
 check_full() {
     local rc=0

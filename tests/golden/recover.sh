@@ -127,7 +127,15 @@ expect_exit 1 "teacher's class list differs" -- "$BIN/recover" -q -w to.safetens
 grep -qx "recover: to.safetensors: class 0 is 'a'; the images: 'T-shirt/top'" err.txt \
     && ok "class lists differ: $(cat err.txt)" || fail "class list message: $(cat err.txt)"
 "$tool" teacher t32.safetensors convnet3:width=8 <("$BIN/resample" --size 32 init.tsr) 1
-expect_exit 1 "image size the teacher does not take" -- "$BIN/recover" -q -w t32.safetensors --iters 4 init.tsr
+# images the teacher does not take, at the input's size or a stage's: both files named, before any work
+rgb_copy init.tsr rgb.tsr || fail "a 3-channel copy"
+for c in "-w t32.safetensors --iters 4 init.tsr:init.tsr: t32.safetensors: model convnet3:width=8 takes 1x32x32 images, got 1x28x28" \
+         "-w t.safetensors --iters 4 rgb.tsr:rgb.tsr: t.safetensors: model convnet3:width=16 takes 1x28x28 images, got 3x28x28" \
+         "-w t.safetensors --iters 4 --arc 1 --sizes 28,32 init.tsr:init.tsr: t.safetensors: stage 1 at 32x32: model convnet3:width=16 takes 1x28x28 images, got 1x32x32"; do
+    rc=0; "$BIN/recover" -q ${c%%:*} >out.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.tsr ] && [ "$(cat err.txt)" = "recover: ${c#*:}" ] && ok "a teacher that does not take the images: $(cat err.txt)" \
+        || fail "${c%%:*}: exit $rc: $(cat err.txt)"
+done
 # images of two sizes (an ImageFolder import, say): named, with the way out, and nothing written
 "$BIN/tscat" -q -e 2:0 init.tsr | "$BIN/resample" --size 20 >e0.tsr && "$BIN/tscat" -q -e 2:1 init.tsr >e1.tsr \
     && "$BIN/tscat" -q e0.tsr e1.tsr >two.tsr || fail "a stream of two sizes"

@@ -21,6 +21,41 @@ grep -q "\"records\":128,\"top1\":$f1," e.json && ok "eval-only top1 = final top
 grep -aq '"arch":"convnet3"' w.safetensors && grep -aq 'Ankle boot' w.safetensors && ok "weights metadata" || fail "metadata"
 "$E" --eval-only -w w.safetensors <te.tsr | grep -q "\"top1\":$f1," && ok "eval-only from stdin" || fail "stdin eval"
 "$E" "${small[@]}" --epochs 0 --save w0.safetensors <tr.tsr >/dev/null && [ -s w0.safetensors ] && ok "--epochs 0 saves the initial weights" || fail "epochs 0"
+# weights stored in half precision (a checkpoint saved after .half()) or float64 load, converted to
+# fp32: a loss within 1e-2 and a top-1 within 2.5 points (bf16's rounding moves an image or two of
+# the 128); integer weights are refused naming the dtype
+"$PYTHON" - <<'PY' || fail "writing converted weights"
+import json, struct, numpy as np
+b = open("w.safetensors", "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h, data = json.loads(b[8:8 + n]), b[8 + n:]
+for tag, conv in [("F16", lambda a: a.astype(np.float16)), ("BF16", lambda a: (a.view(np.uint32) >> 16).astype(np.uint16)),
+                  ("F64", lambda a: a.astype(np.float64)), ("I64", lambda a: a.astype(np.int64))]:
+    out, chunks, off = {}, [], 0
+    for k, v in h.items():
+        if k == "__metadata__":
+            out[k] = v
+            continue
+        raw, v = data[v["data_offsets"][0]:v["data_offsets"][1]], dict(v)
+        if v["dtype"] == "F32":
+            raw, v["dtype"] = conv(np.frombuffer(raw, np.float32)).tobytes(), tag
+        v["data_offsets"] = [off, off + len(raw)]
+        off += len(raw)
+        chunks.append(raw)
+        out[k] = v
+    js = json.dumps(out).encode()
+    js += b" " * (-len(js) % 8)
+    open(f"w_{tag}.safetensors", "wb").write(struct.pack("<Q", len(js)) + js + b"".join(chunks))
+PY
+for t in F16 BF16 F64; do
+    "$E" --eval-only -w w_$t.safetensors te.tsr >e_$t.json || fail "$t weights: exit $?"
+    "$PYTHON" -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:])
+sys.exit(not (abs(a["top1"] - b["top1"]) <= 2.5 and abs(a["loss"] - b["loss"]) <= 1e-2))' e.json e_$t.json \
+        && ok "$t weights: $(cat e_$t.json)" || fail "$t weights: $(cat e_$t.json) against $(cat e.json)"
+done
+rc=0; "$E" --eval-only -w w_I64.safetensors te.tsr >out.txt 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "w_I64.safetensors: weights do not fit model convnet3: not floating point .*0.weight (I64)" err.txt \
+    && ok "integer weights refused" || fail "I64 weights: exit $rc: $(cat err.txt)"
 
 # usage errors
 expect_usage evaltrain tr.tsr

@@ -148,8 +148,8 @@ int main(int argc, char **argv)
         if (mask || per_class) {
             lab = ts_record_label(&rec);
             if (lab < 0 || lab >= nc) {
-                dd_err("%s: record %lld (%s): label %lld outside the %d classes", ts_input_name(in),
-                       (long long)ts_input_index(in), rec.key, (long long)lab, nc);
+                if (lab >= nc) dd_err("label %lld outside the %d classes", (long long)lab, nc);
+                dd_err_prefix("%s: record %lld (%s)", ts_input_name(in), (long long)ts_input_index(in), rec.key);
                 r = -1;
                 break;
             }

@@ -204,8 +204,10 @@ int main(int argc, char **argv)
     int r;
     while ((r = ts_reader_next(in, &rec)) == 1) {
         int64_t lab = ts_record_label(&rec);
-        if ((x.png || x.grid) && (lab < 0 || lab >= nc)) {
-            dd_err("%s: record %lld (%s): no label in [0, %d)", ts_reader_name(in), (long long)x.n, rec.key, nc);
+        /* a class's directory or row for each image; --npy: labels that tsimport reads back */
+        if ((x.png || x.grid || (x.npy && ts_record_cget(&rec, "label"))) && (lab < 0 || lab >= nc)) {
+            if (lab >= nc) dd_err("label %lld outside the %d classes", (long long)lab, nc);
+            dd_err_prefix("%s: record %lld (%s)", ts_reader_name(in), (long long)x.n, rec.key);
             die_cleanup(&x);
         }
         if (x.png) put_png(&x, &rec, lab, path, sizeof path);

@@ -186,7 +186,9 @@ int npydir_add(NpyDirWriter *w, const TsRecord *r)
     int rc = stack_put(w, "image", &im, r->key);
     tensor_free(&im);
     if (!rc && ts_record_cget(r, "label")) {
-        Tensor lt = tensor_scalar_i64(ts_record_label(r));
+        int64_t y = ts_record_label(r);
+        if (y < 0) return dd_err_prefix("record %lld (%s)", (long long)w->n, r->key);
+        Tensor lt = tensor_scalar_i64(y);
         rc = stack_put(w, "label", &lt, r->key);
         tensor_free(&lt);
     }

@@ -223,9 +223,8 @@ void ts_record_remove(TsRecord *r, const char *name)
 int64_t ts_record_label(const TsRecord *r)
 {
     const Tensor *t = ts_record_cget(r, "label");
-    if (!t) return dd_err("record %s: no label field", r->key);
-    if (!(t->ndim == 0 || (t->ndim == 1 && t->shape[0] == 1)))
-        return dd_err("record %s: label is not a scalar", r->key);
+    if (!t) return dd_err("no label field");
+    if (!(t->ndim == 0 || (t->ndim == 1 && t->shape[0] == 1))) return dd_err("label is not a scalar");
     int64_t v;
     switch (t->dtype) {
     case DD_U8: v = *(const uint8_t *)t->data; break;
@@ -236,9 +235,9 @@ int64_t ts_record_label(const TsRecord *r)
     case DD_U32: v = *(const uint32_t *)t->data; break;
     case DD_I64: v = *(const int64_t *)t->data; break;
     case DD_U64: v = *(const uint64_t *)t->data > INT64_MAX ? -1 : (int64_t)*(const uint64_t *)t->data; break;
-    default: return dd_err("record %s: label has non-integer dtype %s", r->key, dd_dtype_name(t->dtype));
+    default: return dd_err("label has non-integer dtype %s", dd_dtype_name(t->dtype));
     }
-    if (v < 0) return dd_err("record %s: negative label", r->key);
+    if (v < 0) return dd_err("label %lld is negative", (long long)v);
     return v;
 }
 

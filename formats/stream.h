@@ -78,7 +78,8 @@ void ts_record_set(TsRecord *r, const char *name, Tensor t);
 Tensor *ts_record_get(TsRecord *r, const char *name);
 const Tensor *ts_record_cget(const TsRecord *r, const char *name);
 void ts_record_remove(TsRecord *r, const char *name);
-/* The record's label (field "label", any integer dtype, scalar or [1]); -1 with dd_err if absent. */
+/* The record's label (field "label", any integer dtype, scalar or [1]); -1 with dd_err ("no label
+ * field", "label -3 is negative", ...: the caller names the file and record) otherwise. */
 int64_t ts_record_label(const TsRecord *r);
 /* Checks what every writer requires: valid key, valid and distinct field names, known dtype, ndim <= 8,
  * CPU tensors whose size is computable, meta a JSON object when present. 0 or -1 with dd_err

@@ -355,7 +355,7 @@ static int take_image(TsRecord *rec, int ncls, int first, int *C, int *H, int *W
     Tensor im;
     int64_t y = ts_record_label(rec);
     if (y < 0) return -1;
-    if (y >= ncls) return dd_err("label %lld out of the class list", (long long)y);
+    if (y >= ncls) return dd_err("label %lld outside the %d classes", (long long)y, ncls);
     if (ts_record_image_f32(rec, &im) < 0) return -1;
     int bad = im.ndim != 3 || (!first && (im.shape[0] != *C || im.shape[1] != *H || im.shape[2] != *W));
     if (bad) {

@@ -273,7 +273,8 @@ int sel_plan_scan(TsInput *in, SelPlan *p)
         const char *name = ts_input_name(in);
         const long long at = (long long)ts_input_index(in);
         if (y < 0) r = dd_err_prefix("%s: record %lld (%s)", name, at, rec.key);
-        else if (y >= p->ncls) r = dd_err("%s: record %lld (%s): label out of the class list", name, at, rec.key);
+        else if (y >= p->ncls)
+            r = dd_err("%s: record %lld (%s): label %lld outside the %d classes", name, at, rec.key, (long long)y, p->ncls);
         else if (!im || im->ndim != 3) r = dd_err("%s: record %lld (%s): no [C,H,W] image", name, at, rec.key);
         else if (p->n > 0 && im->shape[0] != p->C)
             r = dd_err("%s: record %lld (%s): %lld channels, the first record's image has %d", name, at, rec.key,

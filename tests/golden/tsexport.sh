@@ -134,6 +134,10 @@ def shard(name, members):
 b = io.BytesIO(); np.save(b, np.zeros((4, 4), np.float32))
 shard("noimg.tar", [("k0.cls", b"1")])
 shard("img2d.tar", [("k0.cls", b"1"), ("k0.image.npy", b.getvalue())])
+b = io.BytesIO(); np.save(b, np.zeros((1, 28, 28), np.float32))
+shard("nolab.tar", [("k0.image.npy", b.getvalue())])
+shard("lab99.tar", [("k0.cls", b"99"), ("k0.image.npy", b.getvalue())])
+shard("labneg.tar", [("k0.cls", b"-3"), ("k0.image.npy", b.getvalue())])
 PY
 for t in "noimg:no image field" "img2d:image is F32\[4,4\], want \[C,H,W\]"; do
     for o in "--png zq" "--grid zq.png"; do
@@ -142,6 +146,22 @@ for t in "noimg:no image field" "img2d:image is F32\[4,4\], want \[C,H,W\]"; do
             && ok "${o%% *} of ${t%%:*}: $(cat err.txt)" || fail "${o%% *} of ${t%%:*}: exit $rc: $(cat err.txt); $(ls -d zq*)"
     done
 done
+# records without a label, or with one outside the class list, in every program that needs one: one
+# message naming file, record and key (no doubled "record k0:"), exit 1; tsexport --npy of an
+# unlabelled record is fine (label.npy is then absent)
+"$BIN/evaltrain" -q -m convnet3:width=8 --epochs 0 --save t.safetensors fm.tsr >/dev/null
+for t in "nolab:no label field" "lab99:label 99 outside the 10 classes" "labneg:label -3 is negative"; do
+    for p in "tsexport --grid zq.png" "tsexport --png zq" "tsexport --npy zq" "tscat -c 1" "evaltrain -m convnet3 --epochs 1" \
+             "patchsel -w t.safetensors --ipc 1" "recover -w t.safetensors --iters 4" "relabel -w t.safetensors --epochs 1"; do
+        [ "$p" = "tsexport --npy zq" ] && [ "${t%%:*}" = nolab ] && continue
+        rc=0; "$BIN"/$p ${t%%:*}.tar >out.bin 2>err.txt || rc=$?
+        [ $rc = 1 ] && [ "$(cat err.txt)" = "${p%% *}: ${t%%:*}.tar: record 0 (k0): ${t#*:}" ] && [ -z "$(ls -d zq* 2>/dev/null)" ] \
+            || fail "${p%% *} of ${t%%:*}: exit $rc: $(cat err.txt)"
+    done
+done
+"$BIN/tsexport" --npy zq nolab.tar && [ ! -e zq/label.npy ] && [ -e zq/image.npy ] || fail "--npy of an unlabelled record"
+rm -rf zq
+if [ "$fails" = 0 ]; then ok "records without a label or outside the classes: one message each, in 8 programs"; fi
 expect_usage tsexport fm.tsr
 expect_usage tsexport --grid-cols 0 --grid g.png fm.tsr
 expect_usage tsexport --npy x a.tsr b.tsr

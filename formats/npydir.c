@@ -16,6 +16,21 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 
 /* ---- reading ---- */
 
+/* Floating-point images must be pixels in [0,1], as the stream wants them: images saved as 0..255
+ * floats (no division by 255), NaN or infinities would otherwise flow into every stage. */
+static int check_pixels(const char *dir, const Tensor *t)
+{
+    if (t->dtype == DD_U8) return 0;
+    const int64_t n = tensor_numel(t), row = t->shape[0] ? n / t->shape[0] : 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double v = tensor_get_f64(t, i);
+        if (!(v >= 0 && v <= 1))
+            return dd_err("%s/image.npy: row %lld: pixel %g outside [0,1] (an image.npy that is not uint8 holds "
+                          "pixels in [0,1]: divide 0..255 values by 255, or save uint8)", dir, (long long)(i / row), v);
+    }
+    return 0;
+}
+
 /* The fields: every NAME.npy, checked, and which are image and label. */
 static int read_fields(const char *dir, NpyDir *out)
 {
@@ -52,6 +67,7 @@ static int read_fields(const char *dir, NpyDir *out)
     if (out->image < 0) return dd_err("%s: no image.npy", dir);
     const int64_t n = out->t[out->image].shape[0];
     if (out->t[out->image].ndim != 4) return dd_err("%s/image.npy: want shape [N,C,H,W]", dir);
+    if (check_pixels(dir, &out->t[out->image]) < 0) return -1;
     for (int i = 0; i < out->nfields; i++)
         if (out->t[i].shape[0] != n)
             return dd_err("%s/%s.npy: %lld rows, image.npy has %lld", dir, out->names[i],

@@ -28,7 +28,8 @@ typedef struct {
 } NpyDir;
 
 /* Reads every NAME.npy of dir (hidden files skipped; at most 128). Each NAME must be a valid field
- * name (ts_key_valid) and each array have at least one dimension; image.npy must be there, 4-D;
+ * name (ts_key_valid) and each array have at least one dimension; image.npy must be there, 4-D,
+ * uint8 or pixels in [0,1] (NaN and infinities refused too);
  * every array must have image.npy's row count, and keys.txt that many lines; label.npy, if there,
  * must be integer class indices [N], each below the number of lines of classes.txt (without
  * classes.txt, below NPYDIR_CLASSES_MAX). On failure nothing is left to free. */

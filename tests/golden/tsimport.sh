@@ -58,6 +58,21 @@ for bad in "f4 [0,1.5,2]:F32\[3\]: want integer class indices" "i1 [0,-1,2]:row 
     [ $rc = 1 ] && [ ! -s out.tsr ] && grep -q "nl_$dt/label.npy: $msg" err.txt && ok "npy label.npy $dt $vals: $(cat err.txt)" \
         || fail "npy label.npy $dt $vals: exit $rc: $(cat err.txt)"
 done
+# image.npy of another type than uint8: pixels in [0,1], else refused naming the row (0..255 saved as
+# floats or int64, NaN); float64 in [0,1] is taken
+for bad in "f4 255:row 0: pixel 255 outside" "i8 255:row 0: pixel 255 outside" "f4 nan:row 0: pixel nan outside" \
+           "f8 -0.5:row 0: pixel -0.5 outside"; do
+    dt=${bad%% *} rest=${bad#* } v=${rest%%:*} msg=${rest#*:}
+    mk_npy "ni_$dt$v" 3 1 4 4 1
+    "$PYTHON" -c "import numpy as np, sys; x = np.zeros((3, 1, 4, 4), sys.argv[2]); x[0, 0, 1, 2] = float(sys.argv[3])
+np.save(sys.argv[1] + '/image.npy', x)" "ni_$dt$v" "$dt" "$v"
+    rc=0; "$BIN/tsimport" --format npy "ni_$dt$v" >out.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.tsr ] && grep -q "ni_$dt$v/image.npy: $msg \[0,1\]" err.txt && ok "npy image.npy $dt $v: $(cat err.txt)" \
+        || fail "npy image.npy $dt $v: exit $rc: $(cat err.txt)"
+done
+mk_npy ni_f8 3 1 4 4 1 && "$PYTHON" -c "import numpy as np; np.save('ni_f8/image.npy', np.full((3, 1, 4, 4), 0.5))"
+"$BIN/tsimport" --format npy ni_f8 | "$BIN/tsinfo" | grep -q "F64\[1,4,4\] x3  min 0.5 max 0.5" && ok "npy float64 images in [0,1]" \
+    || fail "npy float64 images"
 mk_npy nl_u1 3 1 4 4 1 && "$PYTHON" -c "import numpy as np; np.save('nl_u1/label.npy', np.array([2, 0, 1], np.uint8))"
 "$BIN/tsimport" --format npy nl_u1 | "$BIN/tsinfo" --list | cut -f 3 | tr '\n' ' ' | grep -qx "2 0 1 " \
     && ok "npy label.npy of uint8" || fail "npy uint8 labels"

@@ -24,6 +24,8 @@ typedef struct {
     int argc;
     char **argv;
     const char *output, *classes_file, *split;
+    const char *classes_from;   /* where the class names come from, for messages */
+    int ncls;
     int64_t limit, n;
     int quiet, threads;
     TsWriter *w;
@@ -48,7 +50,7 @@ static void usage(FILE *f)
 }
 
 /* Opens the writer with the dataset's class names, or those of --classes-file. */
-static void out_begin(Out *o, int n, const char *const *names)
+static void out_begin(Out *o, int n, const char *const *names, const char *from)
 {
     char **lines = NULL;
     int nl = 0;
@@ -56,7 +58,15 @@ static void out_begin(Out *o, int n, const char *const *names)
         if (dd_read_lines(o->classes_file, &lines, &nl) < 0) dd_die_err(DD_EXIT_DATA);
         n = nl;
         names = (const char *const *)lines;
+        from = o->classes_file;
     }
+    /* one name per class: tscat -c NAME and the class-list checks between streams go by names */
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(names[i], names[j]))
+                dd_die(DD_EXIT_DATA, "%s: class '%s' is named twice (classes %d and %d)", from, names[i], j, i);
+    o->ncls = n;
+    o->classes_from = from;
     TsHeader *h = ts_header_new(n, names);
     ts_header_add_history(h, o->argc, o->argv, -1, NULL);
     o->w = ts_writer_open(o->output, h);
@@ -74,6 +84,9 @@ static int out_put(Out *o, Tensor image, int64_t label, const char *src, int64_t
     TsRecord *r = &o->rec;
     ts_record_clear(r);
     snprintf(r->key, sizeof r->key, "%s_%06lld", o->split, (long long)o->n);
+    if (label >= o->ncls)
+        dd_die(DD_EXIT_DATA, "%s: record %lld (%s): label %lld outside the %d classes of %s", src, (long long)index,
+               r->key, (long long)label, o->ncls, o->classes_from);
     ts_record_set(r, "image", image);
     if (label >= 0) ts_record_set(r, "label", tensor_scalar_i64(label));
     json_t *m = json_pack("{s:s,s:I}", "src", src, "index", (json_int_t)index);
@@ -107,7 +120,8 @@ static void import_idx(Out *o, const char *dir)
         dd_die(DD_EXIT_DATA, "%s: images and labels do not match", dir);
     /* Debian's fashion-mnist, torchvision's FashionMNIST/raw (the path as resolved: "." too) */
     char *real = realpath(dir, NULL);
-    out_begin(o, 10, strcasestr(real ? real : dir, "fashion") ? fmnist_names : digit_names);
+    const int fashion = strcasestr(real ? real : dir, "fashion") != NULL;
+    out_begin(o, 10, fashion ? fmnist_names : digit_names, fashion ? "Fashion-MNIST's names" : "MNIST's digits");
     free(real);
     const char *src = strrchr(pi, '/') + 1;
     int64_t shape[3] = {1, im.shape[1], im.shape[2]}, sz = im.shape[1] * im.shape[2];
@@ -134,8 +148,8 @@ static void import_cifar(Out *o, const char *dir, int c100)
     if (dd_is_file(meta) && (py ? cifar_names_py(meta, c100, &names, &nn) : dd_read_lines(meta, &names, &nn)) < 0)
         dd_die_err(DD_EXIT_DATA);
     if (!names && c100 && !o->classes_file) dd_die(DD_EXIT_DATA, "%s: missing", meta);
+    out_begin(o, names ? nn : 10, names ? (const char *const *)names : cifar10_names, names ? meta : "CIFAR-10's names");
     free(meta);
-    out_begin(o, names ? nn : 10, names ? (const char *const *)names : cifar10_names);
     const int nfiles = c100 || test ? 1 : 5;
     int64_t shape[3] = {3, 32, 32};
     int more = o->limit != 0;
@@ -164,7 +178,7 @@ static void import_folder(Out *o, const char *root)
 {
     ImageFolder f;
     if (imagefolder_scan(root, &f) < 0) dd_die_err(DD_EXIT_DATA);
-    out_begin(o, f.nclasses, (const char *const *)f.classes);
+    out_begin(o, f.nclasses, (const char *const *)f.classes, root);
     const int nt = o->threads > 0 ? o->threads : dd_threads_default();
     const int64_t cap = 8 * (int64_t)nt;   /* decoded images held at once */
     Tensor *im = dd_malloc((size_t)cap * sizeof *im);
@@ -190,7 +204,9 @@ static void import_npy(Out *o, const char *dir)
 {
     NpyDir d;
     if (npydir_read(dir, &d) < 0) dd_die_err(DD_EXIT_DATA);
-    out_begin(o, d.nclasses, (const char *const *)d.classes);
+    char *cls = dd_path_join(dir, "classes.txt");
+    out_begin(o, d.nclasses, (const char *const *)d.classes, cls);
+    free(cls);
     for (int64_t i = 0; i < d.n && (o->limit < 0 || o->n < o->limit); i++) {
         TsRecord *r = &o->rec;
         ts_record_clear(r);
@@ -201,7 +217,11 @@ static void import_npy(Out *o, const char *dir)
         for (int f = 0; f < d.nfields; f++) {
             const Tensor *t = &d.t[f];
             if (f == d.label) {
-                ts_record_set(r, "label", tensor_scalar_i64((int64_t)tensor_get_f64(t, i)));
+                const int64_t y = (int64_t)tensor_get_f64(t, i);   /* an index, checked by npydir_read */
+                if (y >= o->ncls) /* --classes-file lists fewer */
+                    dd_die(DD_EXIT_DATA, "%s/label.npy: row %lld: label %lld outside the %d classes of %s", dir,
+                           (long long)i, (long long)y, o->ncls, o->classes_from);
+                ts_record_set(r, "label", tensor_scalar_i64(y));
                 continue;
             }
             size_t row = (size_t)(tensor_nbytes(t) / d.n);

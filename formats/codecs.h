@@ -88,7 +88,9 @@ int idx_parse(const void *buf, size_t len, const char *name, Tensor *out);
 /* Reads one CIFAR-10 (coarse=0, 1 label byte) or CIFAR-100 (2 label bytes; fine label kept) .bin
  * file: images U8 [N,3,32,32], labels I64 [N]. */
 int cifar_read(const char *path, int cifar100, Tensor *images, Tensor *labels);
-/* Reads class names, one per line (batches.meta.txt, fine_label_names.txt); empty lines ignored. */
+/* Reads one entry per line (class names: batches.meta.txt, fine_label_names.txt, classes.txt;
+ * keys.txt), trailing blanks and \r trimmed. Blank lines at the end are ignored; one before an
+ * entry is an error naming it (the entries after it would be off by one). */
 int dd_read_lines(const char *path, char ***lines, int *n);
 void dd_lines_free(char **lines, int n);
 /* The python version (cifar-10-batches-py/data_batch_N, test_batch; cifar-100-python/train, test),

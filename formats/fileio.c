@@ -77,17 +77,24 @@ int dd_read_lines(const char *path, char ***lines, int *n)
     if (dd_read_file(path, &buf, &len)) return -1;
     char *s = buf, *end = s + len;
     char **v = NULL;
-    int cnt = 0, cap = 0;
+    int cnt = 0, cap = 0, line = 0, blank = 0;
     while (s < end) {
         char *nl = memchr(s, '\n', (size_t)(end - s));
         char *e = nl ? nl : end;
         char *t = e;
+        line++;
         while (t > s && (t[-1] == '\r' || t[-1] == ' ' || t[-1] == '\t')) t--;
+        if (t == s && !blank) blank = line;
         if (t > s) {
+            if (blank) { /* an entry after a blank line: the entries below it would shift by one */
+                dd_lines_free(v, cnt);
+                free(buf);
+                return dd_err("%s: line %d is empty (one entry per line; blank lines only at the end)", path, blank);
+            }
             if (memchr(s, 0, (size_t)(t - s))) {
                 dd_lines_free(v, cnt);
                 free(buf);
-                return dd_err("%s: line %d contains a NUL byte", path, cnt + 1);
+                return dd_err("%s: line %d contains a NUL byte", path, line);
             }
             if (cnt == cap) {
                 if (cap > (1 << 28)) {

@@ -23,6 +23,21 @@ printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n' >names.txt
 "$BIN/tsimport" --split test --limit 3 --classes-file names.txt digits | "$BIN/tsinfo" --json | grep -q '"j"' \
     || fail "--classes-file"
 ok "digits and --classes-file"
+# class lists that would mislabel: a blank line before a name (every name after it shifted by one),
+# a name twice, fewer names than the labels need; blank lines at the end are fine
+printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n\n\n' >trail.txt
+"$BIN/tsimport" -q --split test --limit 3 --classes-file trail.txt digits | "$BIN/tsinfo" | grep -q "^classes: 10$" \
+    && ok "--classes-file with blank lines at the end" || fail "trailing blank lines"
+printf 'a\nb\n\nd\ne\nf\ng\nh\ni\nj\nk\n' >blank.txt
+printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\ni\n' >twice.txt
+printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\n' >nine.txt
+for c in "blank:blank.txt: line 3 is empty (one entry per line; blank lines only at the end)" \
+         "twice:twice.txt: class 'i' is named twice (classes 8 and 9)" \
+         "nine:t10k-images-idx3-ubyte.gz: record [0-9]* (test_[0-9]*): label 9 outside the 9 classes of nine.txt"; do
+    rc=0; "$BIN/tsimport" -q --split test --limit 100 --classes-file ${c%%:*}.txt digits >out.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.tsr ] && grep -qx "tsimport: ${c#*:}" err.txt && ok "--classes-file ${c%%:*}: $(cat err.txt)" \
+        || fail "--classes-file ${c%%:*}: exit $rc: $(cat err.txt)"
+done
 mkdir -p tv/FashionMNIST/raw && cp "$fmnist"/t10k-* tv/FashionMNIST/raw/
 "$BIN/tsimport" --split test --limit 3 tv/FashionMNIST/raw | "$BIN/tsinfo" --json | grep -q '"Ankle boot"' \
     && (cd tv/FashionMNIST/raw && "$BIN/tsimport" --split test --limit 3 .) | "$BIN/tsinfo" --json | grep -q '"Ankle boot"' \
@@ -73,6 +88,14 @@ done
 mk_npy ni_f8 3 1 4 4 1 && "$PYTHON" -c "import numpy as np; np.save('ni_f8/image.npy', np.full((3, 1, 4, 4), 0.5))"
 "$BIN/tsimport" --format npy ni_f8 | "$BIN/tsinfo" | grep -q "F64\[1,4,4\] x3  min 0.5 max 0.5" && ok "npy float64 images in [0,1]" \
     || fail "npy float64 images"
+mk_npy nl_cf 3 1 4 4 1 && printf 'x\ny\n' >two.txt
+rc=0; "$BIN/tsimport" --format npy --classes-file two.txt nl_cf >out.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && [ ! -s out.tsr ] && grep -qx "tsimport: nl_cf/label.npy: row 2: label 2 outside the 2 classes of two.txt" err.txt \
+    && ok "npy labels beyond --classes-file: $(cat err.txt)" || fail "npy --classes-file: exit $rc: $(cat err.txt)"
+mk_npy nl_keys 3 1 4 4 1 && printf 'k0\n\nk2\nk3\n' >nl_keys/keys.txt
+rc=0; "$BIN/tsimport" --format npy nl_keys >out.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "nl_keys/keys.txt: line 2 is empty" err.txt && ok "npy keys.txt with a blank line: $(cat err.txt)" \
+    || fail "npy keys blank line: exit $rc: $(cat err.txt)"
 mk_npy nl_u1 3 1 4 4 1 && "$PYTHON" -c "import numpy as np; np.save('nl_u1/label.npy', np.array([2, 0, 1], np.uint8))"
 "$BIN/tsimport" --format npy nl_u1 | "$BIN/tsinfo" --list | cut -f 3 | tr '\n' ' ' | grep -qx "2 0 1 " \
     && ok "npy label.npy of uint8" || fail "npy uint8 labels"

@@ -624,13 +624,18 @@ static void test_cifar(void)
     write_bytes(tmp_path("empty.bin"), "", 0);
     CHECK_FAILS(cifar_read(tmp_path("empty.bin"), 1, &im, &lab), "CIFAR-100 file size 0");
 
-    const char txt[] = "airplane\r\nautomobile\n\n  \nbird  \ncat";
+    /* CRLF and trailing blanks trimmed, blank lines at the end ignored (CIFAR's batches.meta.txt);
+     * a blank line before an entry is refused: the entries after it would be off by one */
+    const char txt[] = "airplane\r\nautomobile\nbird  \ncat\n\n  \r\n";
     write_bytes(tmp_path("names.txt"), txt, sizeof txt - 1);
     char **lines;
     int n;
     CHECK(dd_read_lines(tmp_path("names.txt"), &lines, &n) == 0 && n == 4);
     if (n == 4) CHECK(!strcmp(lines[0], "airplane") && !strcmp(lines[1], "automobile") && !strcmp(lines[2], "bird") && !strcmp(lines[3], "cat"));
     dd_lines_free(lines, n);
+    const char gap[] = "airplane\r\nautomobile\n\n  \nbird  \ncat";
+    write_bytes(tmp_path("gap.txt"), gap, sizeof gap - 1);
+    CHECK_FAILS(dd_read_lines(tmp_path("gap.txt"), &lines, &n), "gap.txt: line 3 is empty");
     CHECK_FAILS(dd_read_lines(tmp_path("none.txt"), &lines, &n), "none.txt");
 }
 

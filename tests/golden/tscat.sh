@@ -101,6 +101,23 @@ sig_run HUP
 sig_run INT
 sig_run HUP ignored
 sig_run INT ignored
+# a shard another tool wrote with Python's tarfile and the header's required members only (no
+# history, no space; man 5 ddpipe-shards): read, and the history begun with this run
+"$PYTHON" - <<'PY' || fail "writing a minimal shard"
+import io, json, tarfile, numpy as np
+with tarfile.open("min.tar", "w", format=tarfile.USTAR_FORMAT) as t:
+    def add(m, data):
+        i = tarfile.TarInfo(m); i.size = len(data); i.mode = 0o444; t.addfile(i, io.BytesIO(data))
+    add("__stream__", json.dumps({"format": "ddpipe-stream", "version": 1, "classes": ["a", "b"]}).encode())
+    for k in range(4):
+        b = io.BytesIO(); np.save(b, np.full((1, 8, 8), k / 4, np.float32))
+        add(f"r{k}.image.npy", b.getvalue()); add(f"r{k}.cls", str(k % 2).encode())
+    add("__end__", b'{"records":4}')
+PY
+"$BIN/tscat" -c b min.tar >minb.tsr && "$BIN/tsinfo" --json minb.tsr | "$PYTHON" -c 'import json, sys
+j = json.load(sys.stdin); assert j["records"] == 2 and j["classes"] == ["a", "b"], j
+assert [h["prog"] for h in j["history"]] == ["tscat"], j["history"]' && ok "a minimal shard from Python: read, history begun" \
+    || fail "minimal shard"
 check_full tscat fm.tsr
 check_tty tscat fm.tsr
 # on a terminal, a stream cut short after the progress line was drawn: the error starts on a line of

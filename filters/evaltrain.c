@@ -137,7 +137,10 @@ int main(int argc, char **argv)
         case O_BATCH: batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20); break;
         case O_MICRO: micro = (int)dd_opt_long("--micro", optarg, 1, 1 << 20); break;
         case O_NOSHUF: shuffle = 0; break;
-        case O_RRC: opt_pair("--rrc-scale", optarg, &rrc_lo, &rrc_hi, 1e-4, 1); break;
+        case O_RRC:
+            opt_pair("--rrc-scale", optarg, &rrc_lo, &rrc_hi, 1e-4, 1);
+            if (rrc_lo > rrc_hi) dd_die(DD_EXIT_USAGE, "--rrc-scale: LO %g is above HI %g", rrc_lo, rrc_hi);
+            break;
         case O_PAD: pad = (int)dd_opt_long("--crop-pad", optarg, 0, 4096); break;
         case O_NOFLIP: flip = 0; break;
         case O_CUTMIX: cutmix = dd_opt_double("--cutmix", optarg, 0, 1e3); break;

@@ -71,6 +71,7 @@ expect_usage evaltrain -m nosuchnet --epochs 0 tr.tsr
 expect_usage evaltrain -m convnet3 --precision bf16 tr.tsr
 expect_usage evaltrain -m convnet3 -d auto --precision half tr.tsr
 expect_usage evaltrain -m convnet3 -j 4097 tr.tsr
+expect_usage evaltrain -m convnet3 --rrc-scale 0.5,0.2 tr.tsr
 rc=0; DD_THREADS=four "$E" -m convnet3 --epochs 0 tr.tsr >out.txt 2>err.txt || rc=$?
 [ $rc = 2 ] && [ ! -s out.txt ] && grep -q "^evaltrain: DD_THREADS: 'four' is not an integer" err.txt \
     && ok "DD_THREADS=four: $(cat err.txt)" || fail "DD_THREADS=four: exit $rc: $(cat err.txt)"

@@ -234,7 +234,11 @@ int64_t ts_record_label(const TsRecord *r)
     case DD_I32: v = *(const int32_t *)t->data; break;
     case DD_U32: v = *(const uint32_t *)t->data; break;
     case DD_I64: v = *(const int64_t *)t->data; break;
-    case DD_U64: v = *(const uint64_t *)t->data > INT64_MAX ? -1 : (int64_t)*(const uint64_t *)t->data; break;
+    case DD_U64:
+        if (*(const uint64_t *)t->data > INT64_MAX)
+            return dd_err("label %llu is too large", (unsigned long long)*(const uint64_t *)t->data);
+        v = (int64_t)*(const uint64_t *)t->data;
+        break;
     default: return dd_err("label has non-integer dtype %s", dd_dtype_name(t->dtype));
     }
     if (v < 0) return dd_err("label %lld is negative", (long long)v);

@@ -128,7 +128,7 @@ int dd_fclose_checked(FILE *f, const char *what);
 int dd_fflush_checked(FILE *f, const char *what);
 
 /* Atomic file output: writes go to a temporary in the same directory; commit renames it into
- * place after fsync; abort (or a fatal signal) removes it. */
+ * place after fsync; abort, exit before the commit (dd_die) or a fatal signal removes it. */
 typedef struct {
     char *path, *tmp;
     FILE *f;

@@ -1,5 +1,6 @@
 /* progress.c - monotonic time, progress lines on a terminal, checked closing of outputs, and
- * atomic file replacement (temporary + fsync + rename, removed on error or fatal signal). */
+ * atomic file replacement (temporary + fsync + rename; the temporary removed on error, at exit
+ * (a dd_die after the open) and on a fatal signal). */
 #include "libcommon/base/base.h"
 
 #include <errno.h>
@@ -83,10 +84,15 @@ int dd_fclose_checked(FILE *f, const char *what)
 #define DD_MAX_ATOMIC 64
 static char *volatile live_tmp[DD_MAX_ATOMIC];
 
-static void on_signal(int sig)
+static void remove_live_tmp(void)
 {
     for (int i = 0; i < DD_MAX_ATOMIC; i++)
         if (live_tmp[i]) unlink(live_tmp[i]);
+}
+
+static void on_signal(int sig)
+{
+    remove_live_tmp();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -103,6 +109,9 @@ static void track(char *tmp, int add)
             struct sigaction old;
             if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) signal(sigs[i], on_signal);
         }
+        /* and at exit: a dd_die after the output was opened leaves no temporary (committed ones
+         * are no longer listed) */
+        atexit(remove_live_tmp);
     }
     for (int i = 0; i < DD_MAX_ATOMIC; i++) {
         if (add && !live_tmp[i]) { live_tmp[i] = tmp; return; }

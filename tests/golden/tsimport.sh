@@ -34,6 +34,9 @@ printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\n' >nine.txt
 for c in "blank:blank.txt: line 3 is empty (one entry per line; blank lines only at the end)" \
          "twice:twice.txt: class 'i' is named twice (classes 8 and 9)" \
          "nine:t10k-images-idx3-ubyte.gz: record [0-9]* (test_[0-9]*): label 9 outside the 9 classes of nine.txt"; do
+    # with -o: the output was open when tsimport died, and neither it nor its temporary is left
+    rc=0; "$BIN/tsimport" -q --split test --limit 100 --classes-file ${c%%:*}.txt -o cf.tsr digits 2>/dev/null || rc=$?
+    [ $rc = 1 ] && ! compgen -G 'cf.tsr*' >/dev/null || fail "--classes-file ${c%%:*} -o: exit $rc, left $(ls cf.tsr* 2>/dev/null)"
     rc=0; "$BIN/tsimport" -q --split test --limit 100 --classes-file ${c%%:*}.txt digits >out.tsr 2>err.txt || rc=$?
     [ $rc = 1 ] && [ ! -s out.tsr ] && grep -qx "tsimport: ${c#*:}" err.txt && ok "--classes-file ${c%%:*}: $(cat err.txt)" \
         || fail "--classes-file ${c%%:*}: exit $rc: $(cat err.txt)"

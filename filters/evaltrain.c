@@ -83,6 +83,13 @@ static void check_input(const Model *m, const char *mname, const TrainData *d, c
     if (model_check_input(m, d->C, d->H, d->W) < 0) dd_die(DD_EXIT_DATA, "%s: %s: %s", mname, dname, dd_errmsg());
 }
 
+/* Appends ", NAME" (or NAME first) to buf when cond holds: the options a run ignores, said. */
+static void list_if(char *buf, size_t size, int cond, const char *name)
+{
+    size_t n = strlen(buf);
+    if (cond) snprintf(buf + n, size - n, "%s%s", n ? ", " : "", name);
+}
+
 static const char *const label_names[] = {"hard", "teacher", "static", "replay"};
 
 int main(int argc, char **argv)
@@ -244,6 +251,20 @@ int main(int argc, char **argv)
         dd_warn("-T is the KL temperature of soft labels; %s has none (no 'soft' field, --labels or "
                 "--teacher), so this run trains on hard labels and ignores it", tname);
     if (ls_given && soft) dd_warn("--label-smoothing applies to hard labels; this run's are soft: ignored");
+    if (labelsf) { /* the replay's batches, order and augmentation are relabel's */
+        char ign[256] = "";
+        list_if(ign, sizeof ign, batch > 0, "--batch");
+        list_if(ign, sizeof ign, !shuffle, "--no-shuffle");
+        list_if(ign, sizeof ign, !isnan(rrc_lo), "--rrc-scale");
+        list_if(ign, sizeof ign, pad >= 0, "--crop-pad");
+        list_if(ign, sizeof ign, !flip, "--no-flip");
+        list_if(ign, sizeof ign, !isnan(cutmix), "--cutmix");
+        list_if(ign, sizeof ign, !isnan(mixup), "--mixup");
+        list_if(ign, sizeof ign, shufp != 1, "--shuffle-patches");
+        list_if(ign, sizeof ign, noaug, "--no-aug");
+        if (*ign)
+            dd_warn("%s replays relabel's batches, order and augmentation as stored: %s ignored", labelsf, ign);
+    }
     if (!optname) kind = soft ? OPTIM_ADAMW : OPTIM_SGD;
     if (isnan(lr)) lr = kind == OPTIM_SGD ? 0.05 : 1e-3;
     if (isnan(wd)) wd = kind == OPTIM_SGD ? 5e-4 : 0.01;
@@ -254,7 +275,9 @@ int main(int argc, char **argv)
     tc.opt.decay_all = decay_all >= 0 ? decay_all : kind != OPTIM_ADAMW || tc.labels == TRAIN_STATIC;
     tc.eta = !isnan(eta) ? eta : tc.labels == TRAIN_TEACHER ? 2 : 1;
     tc.epochs = epochs >= 0 ? epochs : soft ? 300 : 3;
-    tc.batch = batch > 0 ? batch : tc.labels == TRAIN_STATIC ? 64 : soft ? (tr.K == 10 ? 10 : 16) : 128;
+    /* a replay's batch is relabel's (the weights' metadata and the checkpoint say so) */
+    tc.batch = labelsf ? (int)rinfo.batch
+             : batch > 0 ? batch : tc.labels == TRAIN_STATIC ? 64 : soft ? (tr.K == 10 ? 10 : 16) : 128;
     tc.micro = micro > 0 ? micro : tc.labels == TRAIN_TEACHER || tc.labels == TRAIN_REPLAY ? 2 : 1;
     tc.shuffle = shuffle;
     tc.seed = (uint64_t)seed;

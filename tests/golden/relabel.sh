@@ -16,8 +16,16 @@ fm_small 40
 grep -q "^records: 6" info.txt && grep -q "logits (6 records): F16\[" info.txt && grep -q "crops (6 records): F32\[" info.txt \
     && ok "6 replay records" || fail "replay stream: $(cat info.txt)"
 "$BIN/tscat" -q -k e000001_b000002 l.tsr | "$BIN/tsinfo" - | grep -q "^records: 1" && ok "key e000001_b000002" || fail "keys"
-"$BIN/evaltrain" -m "convnet3:width=16" -q -j 2 --labels l.tsr --epochs 2 --batch 16 --val fm.tsr fm.tsr >e.json \
+"$BIN/evaltrain" -m "convnet3:width=16" -q -j 2 --labels l.tsr --epochs 2 --val fm.tsr --save e.safetensors fm.tsr >e.json \
     && grep -q '"final_top1":' e.json && ok "evaltrain --labels: $(tail -n 1 e.json)" || fail "evaltrain --labels"
+# the replay's batches, order and augmentation are relabel's: evaltrain's own options for them are
+# named in a warning and change nothing (the same weights, and the metadata records relabel's batch
+# of 16, not --batch)
+"$BIN/evaltrain" -m "convnet3:width=16" -q -j 2 --labels l.tsr --epochs 2 --val fm.tsr --batch 5 --no-shuffle --cutmix 0 \
+    --mixup 0.5 --crop-pad 2 --no-flip --save e2.safetensors fm.tsr >e2.json 2>err.txt || fail "--labels with ignored options"
+grep -qx "evaltrain: l.tsr replays relabel's batches, order and augmentation as stored: --batch, --no-shuffle, --crop-pad, --no-flip, --cutmix, --mixup ignored" err.txt \
+    && cmp -s e.safetensors e2.safetensors && grep -aq '\\"batch\\":16,' e.safetensors && ok "--labels: $(cat err.txt)" \
+    || fail "--labels ignored options: $(cat err.txt)"
 # labels replayed against the wrong stream, for more epochs than they hold, or cut short
 "$BIN/tscat" -q --head 20 fm.tsr >f20.tsr
 for t in "f20.tsr --epochs 2:made for 40 images of 28x28, the training stream has 20 of 28x28" \

@@ -68,7 +68,7 @@ static void parse(int argc, char **argv, Opts *o)
     *o = (Opts){.nipc = 1, .ipc = {10}, .candidates = 300, .crops = 5, .batch = 250, .output = "-",
                 .device = "cpu", .precision = "fp32"};
     long l[MAX_IPC];
-    int c, list = 0;
+    int c, list = 0, scoring = 0; /* scoring: an option of RDED's scoring given */
     while ((c = getopt_long(argc, argv, "w:i:I:n:k:f:M:b:s:o:d:j:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'w': o->weights = optarg; break;
@@ -78,15 +78,15 @@ static void parse(int argc, char **argv, Opts *o)
             o->nipc = dd_opt_long_list("--ipc-list", optarg, l, MAX_IPC, 1, 9999);
             for (int i = 0; i < o->nipc; i++) o->ipc[i] = (int)l[i];
             break;
-        case 'n': o->candidates = (int)dd_opt_long("--candidates", optarg, 1, 1 << 24); break;
-        case 'k': o->crops = (int)dd_opt_long("--crops", optarg, 1, 1000); break;
+        case 'n': o->candidates = (int)dd_opt_long("--candidates", optarg, 1, 1 << 24), scoring = 1; break;
+        case 'k': o->crops = (int)dd_opt_long("--crops", optarg, 1, 1000), scoring = 1; break;
         case 'f': o->factor = (int)dd_opt_long("--factor", optarg, 1, 2); break;
         case O_RES: o->res = (int)dd_opt_long("--res", optarg, 1, 65536); break;
         case 'M':
             if (!strcmp(optarg, "random")) o->random = 1;
             else if (strcmp(optarg, "rded")) dd_die(DD_EXIT_USAGE, "--method: want rded or random, not '%s'", optarg);
             break;
-        case 'b': o->batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20); break;
+        case 'b': o->batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20), scoring = 1; break;
         case 's': o->seed = (uint64_t)dd_opt_long("--seed", optarg, 0, INT64_MAX); break;
         case 'o': o->output = optarg; break;
         case 'd': o->device = optarg; break;
@@ -109,6 +109,8 @@ static void parse(int argc, char **argv, Opts *o)
         dd_die(DD_EXIT_USAGE, "--ipc-list writes one stream per IPC: give -o PATTERN containing %%d");
     if (!list && strstr(o->output, "%d")) dd_die(DD_EXIT_USAGE, "-o PATTERN with %%d needs --ipc-list");
     if (o->random && o->factor > 1) dd_die(DD_EXIT_USAGE, "--method random takes whole images: no --factor");
+    if (o->random && scoring)
+        dd_die(DD_EXIT_USAGE, "--method random scores nothing: no --candidates, --crops or --batch");
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 

@@ -149,7 +149,6 @@ static void import_cifar(Out *o, const char *dir, int c100)
         dd_die_err(DD_EXIT_DATA);
     if (!names && c100 && !o->classes_file) dd_die(DD_EXIT_DATA, "%s: missing", meta);
     out_begin(o, names ? nn : 10, names ? (const char *const *)names : cifar10_names, names ? meta : "CIFAR-10's names");
-    free(meta);
     const int nfiles = c100 || test ? 1 : 5;
     int64_t shape[3] = {3, 32, 32};
     int more = o->limit != 0;
@@ -169,6 +168,8 @@ static void import_cifar(Out *o, const char *dir, int c100)
         free(p);
     }
     if (names) dd_lines_free(names, nn);
+    o->classes_from = NULL;
+    free(meta);   /* o->classes_from until here */
 }
 
 /* ImageFolder decoding (1-2 ms per ImageNet JPEG, the whole cost of the import) runs on -j
@@ -204,9 +205,8 @@ static void import_npy(Out *o, const char *dir)
 {
     NpyDir d;
     if (npydir_read(dir, &d) < 0) dd_die_err(DD_EXIT_DATA);
-    char *cls = dd_path_join(dir, "classes.txt");
+    char *cls = dd_path_join(dir, "classes.txt");   /* o->classes_from until the end */
     out_begin(o, d.nclasses, (const char *const *)d.classes, cls);
-    free(cls);
     for (int64_t i = 0; i < d.n && (o->limit < 0 || o->n < o->limit); i++) {
         TsRecord *r = &o->rec;
         ts_record_clear(r);
@@ -217,8 +217,8 @@ static void import_npy(Out *o, const char *dir)
         for (int f = 0; f < d.nfields; f++) {
             const Tensor *t = &d.t[f];
             if (f == d.label) {
-                const int64_t y = (int64_t)tensor_get_f64(t, i);   /* an index, checked by npydir_read */
-                if (y >= o->ncls) /* --classes-file lists fewer */
+                const int64_t y = (int64_t)tensor_get_f64(t, i);   /* 0 <= y < 2^20: npydir_read */
+                if (y >= o->ncls) /* classes.txt, or the --classes-file replacing it, lists fewer */
                     dd_die(DD_EXIT_DATA, "%s/label.npy: row %lld: label %lld outside the %d classes of %s", dir,
                            (long long)i, (long long)y, o->ncls, o->classes_from);
                 ts_record_set(r, "label", tensor_scalar_i64(y));
@@ -230,6 +230,8 @@ static void import_npy(Out *o, const char *dir)
         if (ts_writer_put(o->w, r) < 0) dd_die_err(DD_EXIT_DATA);
         dd_progress_update(&o->prog, ++o->n);
     }
+    o->classes_from = NULL;
+    free(cls);
     npydir_free(&d);
 }
 

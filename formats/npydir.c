@@ -76,8 +76,9 @@ static int read_fields(const char *dir, NpyDir *out)
     return 0;
 }
 
-/* label.npy, if there is one: class indices, [N] of an integer dtype, each in 0..K-1 (K: the
- * lines of classes.txt, else NPYDIR_CLASSES_MAX). One-hot or soft labels are another field. */
+/* label.npy, if there is one: class indices, [N] of an integer dtype, each in 0..NPYDIR_CLASSES_MAX-1.
+ * One-hot or soft labels are another field. Whether a class list names each label is the
+ * reader's to check: tsimport --classes-file replaces classes.txt. */
 static int check_labels(const char *dir, const NpyDir *d)
 {
     if (d->label < 0) return 0;
@@ -91,16 +92,12 @@ static int check_labels(const char *dir, const NpyDir *d)
     if (t->ndim != 1)
         return dd_err("%s/label.npy: %s: want integer class indices [N] (soft or one-hot labels go in another "
                       "NAME.npy)", dir, tensor_describe(t, desc, sizeof desc));
-    const int64_t k = d->classes ? d->nclasses : NPYDIR_CLASSES_MAX;
     for (int64_t i = 0; i < d->n; i++) {
         double v = tensor_get_f64(t, i); /* exact: the bound is far below 2^53 */
-        if (v < 0 || v >= (double)k) {
-            if (d->classes)
-                return dd_err("%s/label.npy: row %lld: label %.0f outside the %d classes of classes.txt", dir,
-                              (long long)i, v, d->nclasses);
+        if (v < 0) return dd_err("%s/label.npy: row %lld: label %.0f is negative", dir, (long long)i, v);
+        if (v >= NPYDIR_CLASSES_MAX)
             return dd_err("%s/label.npy: row %lld: label %.0f is not a class index (0 to %d)", dir, (long long)i, v,
                           NPYDIR_CLASSES_MAX - 1);
-        }
     }
     return 0;
 }
@@ -118,7 +115,6 @@ static int read_lists(const char *dir, NpyDir *out)
         goto done;
     }
     if (dd_is_file(cp) && dd_read_lines(cp, &out->classes, &out->nclasses) < 0) goto done;
-    if (check_labels(dir, out) < 0) goto done;
     if (!out->classes) { /* K = 1 + the largest label */
         const Tensor *lab = out->label >= 0 ? &out->t[out->label] : NULL;
         int64_t k = 0;
@@ -141,7 +137,7 @@ int npydir_read(const char *dir, NpyDir *out)
 {
     memset(out, 0, sizeof *out);
     out->image = out->label = -1;
-    if (read_fields(dir, out) < 0 || read_lists(dir, out) < 0) {
+    if (read_fields(dir, out) < 0 || check_labels(dir, out) < 0 || read_lists(dir, out) < 0) {
         npydir_free(out);
         return -1;
     }

@@ -31,8 +31,8 @@ typedef struct {
  * name (ts_key_valid) and each array have at least one dimension; image.npy must be there, 4-D,
  * uint8 or pixels in [0,1] (NaN and infinities refused too);
  * every array must have image.npy's row count, and keys.txt that many lines; label.npy, if there,
- * must be integer class indices [N], each below the number of lines of classes.txt (without
- * classes.txt, below NPYDIR_CLASSES_MAX). On failure nothing is left to free. */
+ * must be integer class indices [N] in 0..NPYDIR_CLASSES_MAX-1 (whether classes names each one is
+ * the caller's check: a class list may replace it). On failure nothing is left to free. */
 #define NPYDIR_CLASSES_MAX (1 << 20)
 int npydir_read(const char *dir, NpyDir *out);
 void npydir_free(NpyDir *d);

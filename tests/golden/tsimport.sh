@@ -64,8 +64,8 @@ rc=0; "$BIN/tsimport" nrows >/dev/null 2>err.txt || rc=$?
     || fail "npy rows: exit $rc: $(cat err.txt)"
 # label.npy: class indices [N] of an integer type, inside the class list; otherwise refused, naming
 # the file and row (they used to be truncated, or taken as unlabelled, or read one-hot arrays flat)
-for bad in "f4 [0,1.5,2]:F32\[3\]: want integer class indices" "i1 [0,-1,2]:row 1: label -1 outside the 3 classes" \
-           "i4 [0,1,3]:row 2: label 3 outside the 3 classes" "i8 [[1,0,0],[0,1,0],[0,0,1]]:I64\[3,3\]: want integer" \
+for bad in "f4 [0,1.5,2]:F32\[3\]: want integer class indices" "i1 [0,-1,2]:row 1: label -1 is negative" \
+           "i4 [0,1,3]:row 2: label 3 outside the 3 classes of nl_i4/classes.txt$" "i8 [[1,0,0],[0,1,0],[0,0,1]]:I64\[3,3\]: want integer" \
            "u2 [0,60000,1]:row 1: label 60000 outside" "nocls [0,2000000,1]:row 1: label 2000000 is not a class index"; do
     dt=${bad%% *} rest=${bad#* } vals=${rest%%:*} msg=${rest#*:}
     mk_npy "nl_$dt" 3 1 4 4 1
@@ -95,6 +95,11 @@ mk_npy nl_cf 3 1 4 4 1 && printf 'x\ny\n' >two.txt
 rc=0; "$BIN/tsimport" --format npy --classes-file two.txt nl_cf >out.tsr 2>err.txt || rc=$?
 [ $rc = 1 ] && [ ! -s out.tsr ] && grep -qx "tsimport: nl_cf/label.npy: row 2: label 2 outside the 2 classes of two.txt" err.txt \
     && ok "npy labels beyond --classes-file: $(cat err.txt)" || fail "npy --classes-file: exit $rc: $(cat err.txt)"
+# --classes-file replaces classes.txt: labels it names are taken though classes.txt lists fewer
+mk_npy nl_over 3 1 4 4 1 && "$PYTHON" -c "import numpy as np; np.save('nl_over/label.npy', np.array([0, 4, 2]))"
+printf 'v\nw\nx\ny\nz\n' >five.txt
+"$BIN/tsimport" --format npy --classes-file five.txt nl_over | "$BIN/tsinfo" --list | cut -f 3,4 | tr '\n\t' ' :' \
+    | grep -qx "0:v 4:z 2:x " && ok "npy labels named by --classes-file, not classes.txt" || fail "npy --classes-file override"
 mk_npy nl_keys 3 1 4 4 1 && printf 'k0\n\nk2\nk3\n' >nl_keys/keys.txt
 rc=0; "$BIN/tsimport" --format npy nl_keys >out.tsr 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "nl_keys/keys.txt: line 2 is empty" err.txt && ok "npy keys.txt with a blank line: $(cat err.txt)" \
@@ -128,6 +133,11 @@ open("c100/fine_label_names.txt", "w").write("\n".join("f%02d" % i for i in rang
 PY
 "$BIN/tsimport" c10 >c10.tsr && "$BIN/tsimport" --split test c10 >c10t.tsr && "$BIN/tsimport" c100 >c100.tsr \
     && "$BIN/tsimport" --format cifar10 --limit 6 c10 >c10l.tsr || fail "CIFAR import"
+# a CIFAR label that the directory's own name list does not name: refused, the list named
+cp -r c10 c10s && printf 'c0\nc1\n' >c10s/batches.meta.txt
+rc=0; "$BIN/tsimport" --split test c10s >out.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "tsimport: test_batch.bin: record 2 (test_000002): label 2 outside the 2 classes of c10s/batches.meta.txt" err.txt \
+    && ok "CIFAR label without a name: $(cat err.txt)" || fail "CIFAR label without a name: exit $rc: $(cat -A err.txt)"
 for t in c10 c10t c100 c10l; do "$BIN/tsexport" --npy "np_$t" $t.tsr || fail "tsexport --npy $t"; done
 "$PYTHON" - <<'PY' || fail "CIFAR records against the files"
 import json, numpy as np

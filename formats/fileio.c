@@ -5,7 +5,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -167,14 +166,6 @@ char *dd_find_gz(const char *dir, const char *name)
 
 /* ---- atomic directory output ---- */
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
 int dd_atomic_dir_open(DdAtomicDir *a, const char *dir)
 {
     a->dir = dd_strdup(dir);
@@ -198,8 +189,11 @@ int dd_atomic_dir_open(DdAtomicDir *a, const char *dir)
     size_t n = strlen(a->dir) + 32;
     a->tmp = dd_malloc(n);
     snprintf(a->tmp, n, "%s.tmp.%ld", a->dir, (long)getpid());
-    rm_tree(a->tmp); /* a dead run's, whose pid we have */
-    if (mkdir(a->tmp, 0777) == 0) return 0;
+    dd_remove_tree(a->tmp); /* a dead run's, whose pid we have */
+    if (mkdir(a->tmp, 0777) == 0) {
+        dd_temp_track(a->tmp, 1); /* removed by a fatal signal or an exit before the commit */
+        return 0;
+    }
     dd_err("%s: cannot create: %s", a->tmp, strerror(errno));
 fail:
     free(a->dir);
@@ -213,10 +207,11 @@ int dd_atomic_dir_commit(DdAtomicDir *a)
     int rc = 0;
     if (rename(a->tmp, a->dir) < 0) {
         int e = errno;
-        rm_tree(a->tmp);
+        dd_remove_tree(a->tmp);
         rc = dd_err("%s: cannot rename %s into place: %s", a->dir, a->tmp,
                     e == ENOTEMPTY || e == EEXIST ? "it exists and is not empty" : strerror(e));
     }
+    dd_temp_track(a->tmp, 0);
     free(a->dir);
     free(a->tmp);
     a->dir = a->tmp = NULL;
@@ -225,7 +220,10 @@ int dd_atomic_dir_commit(DdAtomicDir *a)
 
 void dd_atomic_dir_abort(DdAtomicDir *a)
 {
-    if (a->tmp) rm_tree(a->tmp);
+    if (a->tmp) {
+        dd_remove_tree(a->tmp);
+        dd_temp_track(a->tmp, 0);
+    }
     free(a->dir);
     free(a->tmp);
     a->dir = a->tmp = NULL;

@@ -136,6 +136,13 @@ typedef struct {
 int dd_atomic_open(DdAtomicFile *a, const char *path);
 int dd_atomic_commit(DdAtomicFile *a);
 void dd_atomic_abort(DdAtomicFile *a);
+/* Lists (add 1) or unlists (add 0) a temporary file or directory, by its pointer, which must stay
+ * valid while listed: a fatal signal (SIGINT, SIGTERM, SIGHUP) or exit removes what is listed, a
+ * directory with everything in it. dd_atomic_* list their files themselves. */
+void dd_temp_track(const char *tmp, int add);
+/* Removes a file, or a directory and everything in it (links are removed, not followed), with
+ * system calls only (safe in a signal handler); errors are ignored. */
+void dd_remove_tree(const char *path);
 
 /* Number of worker threads when -j is not given: DD_THREADS, else the CPUs online. A DD_THREADS
  * that is not an integer in 1..DD_MAX_THREADS is a usage error (exit 2), as a bad -j is. */

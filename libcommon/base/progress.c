@@ -1,8 +1,9 @@
 /* progress.c - monotonic time, progress lines on a terminal, checked closing of outputs, and
  * atomic file replacement (temporary + fsync + rename; the temporary removed on error, at exit
- * (a dd_die after the open) and on a fatal signal). */
+ * (a dd_die after the open) and on a fatal signal; temporary directories likewise). */
 #include "libcommon/base/base.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -80,24 +81,57 @@ int dd_fclose_checked(FILE *f, const char *what)
     return 0;
 }
 
-/* Temporaries alive now, for the signal handler. Small fixed table: a program has a handful. */
+/* Removes the tree `name` (relative to the directory fd `at`) with system calls only, so that the
+ * signal handler may use it: no malloc, no stdio, no nftw. Links are removed, not followed.
+ * Entries are unlinked while the directory is read, which may make the reading skip some, so
+ * the directory is read again until a pass finds nothing. Deeper than 16 levels is left. */
+static void remove_tree_at(int at, const char *name, int depth)
+{
+    if (unlinkat(at, name, 0) == 0 || errno == ENOENT) return;
+    int fd = depth < 16 ? openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (fd < 0) return;
+    char buf[2048] __attribute__((aligned(8)));
+    for (int found = 1; found;) {
+        found = 0;
+        ssize_t n;
+        while ((n = getdents64(fd, buf, sizeof buf)) > 0) {
+            for (ssize_t off = 0; off < n;) {
+                const struct dirent64 *e = (const struct dirent64 *)(buf + off);
+                off += e->d_reclen;
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+                remove_tree_at(fd, e->d_name, depth + 1);
+                found = 1;
+            }
+        }
+        if (n < 0 || lseek(fd, 0, SEEK_SET) < 0) break;
+    }
+    close(fd);
+    unlinkat(at, name, AT_REMOVEDIR);
+}
+
+void dd_remove_tree(const char *path) { remove_tree_at(AT_FDCWD, path, 0); }
+
+/* Temporaries alive now, for the signal handler and the exit handler: files, and directories
+ * (removed with what they hold). Small fixed table: a program has a handful. */
 #define DD_MAX_ATOMIC 64
-static char *volatile live_tmp[DD_MAX_ATOMIC];
+static const char *volatile live_tmp[DD_MAX_ATOMIC];
 
 static void remove_live_tmp(void)
 {
     for (int i = 0; i < DD_MAX_ATOMIC; i++)
-        if (live_tmp[i]) unlink(live_tmp[i]);
+        if (live_tmp[i]) dd_remove_tree(live_tmp[i]);
 }
 
 static void on_signal(int sig)
 {
+    int e = errno;
     remove_live_tmp();
+    errno = e;
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-static void track(char *tmp, int add)
+void dd_temp_track(const char *tmp, int add)
 {
     static int installed;
     if (!installed) {
@@ -135,7 +169,7 @@ int dd_atomic_open(DdAtomicFile *a, const char *path)
     }
     { mode_t m = umask(0); umask(m); fchmod(fd, 0666 & ~m); } /* mkstemp makes 0600; give the usual mode */
     a->f = fdopen(fd, "wb");
-    track(a->tmp, 1);
+    dd_temp_track(a->tmp, 1);
     return 0;
 }
 
@@ -147,7 +181,7 @@ int dd_atomic_commit(DdAtomicFile *a)
     a->f = NULL;
     if (!rc && rename(a->tmp, a->path)) rc = dd_err("%s: cannot rename into place: %s", a->path, strerror(errno));
     if (rc) unlink(a->tmp);
-    track(a->tmp, 0);
+    dd_temp_track(a->tmp, 0);
     free(a->tmp);
     free(a->path);
     a->tmp = a->path = NULL;
@@ -159,7 +193,7 @@ void dd_atomic_abort(DdAtomicFile *a)
     if (!a->tmp) return;
     if (a->f) fclose(a->f);
     unlink(a->tmp);
-    track(a->tmp, 0);
+    dd_temp_track(a->tmp, 0);
     free(a->tmp);
     free(a->path);
     a->f = NULL;

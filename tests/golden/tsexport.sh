@@ -80,6 +80,27 @@ PY
 expect_exit 1 "truncated input" -- "$BIN/tsexport" --npy cutout cut.tsr
 [ ! -e cutout ] && [ -z "$(ls -d cutout.tmp.* 2>/dev/null)" ] && ok "no partial export left" || fail "partial export left"
 check_truncated tsexport --png cutpng
+# a fatal signal while the directories are being written: they are removed with what they hold
+# (the tree of --png: class folders and their files), and no output is left
+for sig in TERM INT; do
+    rm -f in.fifo && mkfifo in.fifo
+    "$PYTHON" -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)     # a shell starts background jobs with SIGINT ignored
+os.execv(sys.argv[1], sys.argv[1:])' "$BIN/tsexport" --png sigpng --npy signpy <in.fifo 2>sig.err &
+    pid=$!
+    exec 3>in.fifo
+    head -c $(( $(stat -c %s fm.tsr) / 2 )) fm.tsr >&3
+    for _ in $(seq 100); do compgen -G "sigpng.tmp.$pid/*/*.png" >/dev/null && break; sleep 0.05; done
+    compgen -G "sigpng.tmp.$pid/*/*.png" >/dev/null && [ -d "signpy.tmp.$pid" ] || fail "SIG$sig: no temporaries: $(ls)"
+    kill -s "$sig" "$pid" 2>/dev/null || true
+    sleep 0.2
+    exec 3>&-    # a run that lives on ends at the truncated input
+    rc=0; wait "$pid" 2>/dev/null || rc=$?
+    [ "$rc" -gt 128 ] || fail "SIG$sig: exit $rc, want death by the signal: $(cat sig.err)"
+    left=$(ls -d sigpng* signpy* 2>/dev/null || true)
+    [ -z "$left" ] || fail "SIG$sig: left $left"
+    if [ "$rc" -gt 128 ] && [ -z "$left" ]; then ok "SIG$sig while writing --png and --npy: exit $rc, nothing left"; fi
+done
 mkdir busy && touch busy/x
 expect_exit 1 "existing non-empty output dir" -- "$BIN/tsexport" --npy busy fm.tsr
 # ... refused before any record is read (here a truncated input would be the later error)

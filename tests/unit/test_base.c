@@ -1,5 +1,6 @@
 /* test_base.c - the base module: Philox known-answer vectors, RNG distributions, overflow checks,
- * half-precision conversions, progress lines on a terminal (a pseudo-terminal as stderr). */
+ * half-precision conversions, progress lines on a terminal (a pseudo-terminal as stderr), the
+ * signal-safe removal of a temporary tree. */
 #include "libcommon/base/base.h"
 #include "libcommon/tensor/tensor.h"
 #include "tests/unit/check.h"
@@ -7,6 +8,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -62,6 +64,48 @@ static int test_progress_tty(void)
     }
     CHECK_MSG(ok && !*at, "progress transcript: '%s'", buf);
     return 1;
+}
+
+/* dd_remove_tree: a tree deeper than one level, a directory of more entries than one read of
+ * getdents returns (2 KiB), a link to a directory outside that must be removed, not followed. */
+static void test_remove_tree(void)
+{
+    char root[] = "/tmp/test_base.XXXXXX", p[256];
+    CHECK(mkdtemp(root) != NULL);
+    snprintf(p, sizeof p, "%s/out", root);
+    CHECK(mkdir(p, 0777) == 0);
+    snprintf(p, sizeof p, "%s/out/keep", root);
+    FILE *f = fopen(p, "w");
+    CHECK(f && fclose(f) == 0);
+    snprintf(p, sizeof p, "%s/t", root);
+    CHECK(mkdir(p, 0777) == 0);
+    for (int d = 0; d < 3; d++) {
+        snprintf(p, sizeof p, "%s/t/class_%d", root, d);
+        CHECK(mkdir(p, 0777) == 0);
+        for (int i = 0; i < 200; i++) {
+            snprintf(p, sizeof p, "%s/t/class_%d/a_rather_long_record_key_%06d.png", root, d, i);
+            f = fopen(p, "w");
+            CHECK(f && fputs("x", f) >= 0 && fclose(f) == 0);
+        }
+    }
+    snprintf(p, sizeof p, "%s/t/class_1/deeper/still", root);
+    CHECK(mkdir(p, 0777) < 0); /* not yet: deeper first */
+    snprintf(p, sizeof p, "%s/t/class_1/deeper", root);
+    CHECK(mkdir(p, 0777) == 0);
+    snprintf(p, sizeof p, "%s/t/class_1/deeper/still", root);
+    CHECK(mkdir(p, 0777) == 0);
+    char target[256];
+    snprintf(target, sizeof target, "%s/out", root);
+    snprintf(p, sizeof p, "%s/t/link", root);
+    CHECK(symlink(target, p) == 0);
+    snprintf(p, sizeof p, "%s/t", root);
+    dd_remove_tree(p);
+    CHECK_MSG(access(p, F_OK) < 0, "%s is still there", p);
+    snprintf(p, sizeof p, "%s/out/keep", root);
+    CHECK_MSG(access(p, F_OK) == 0, "the link was followed: %s removed", p);
+    dd_remove_tree(root);
+    CHECK(access(root, F_OK) < 0);
+    dd_remove_tree(root); /* a path that is not there: nothing */
 }
 
 int main(void)
@@ -138,6 +182,7 @@ int main(void)
     Tensor big = {.dtype = DD_F32, .ndim = 3, .shape = {INT64_MAX / 2, 4, 4}};
     CHECK(tensor_nbytes(&big) == -1);
 
+    test_remove_tree();
     if (!test_progress_tty()) printf("no pseudo-terminal: progress on a terminal not checked\n");
     return check_done("test_base");
 }

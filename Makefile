@@ -5,7 +5,7 @@
 #   make xarch      the cross-architecture table on Fashion-MNIST (pipelines/xarch.mk)
 #   make bench      speed beside the PyTorch peer, same machine, same run
 #   make deps       install missing Debian packages (root), or list them
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   programs, man pages, pipelines/ into PREFIX/share/ddpipe/
 # Variables: GPU=auto|0|1 (CUDA backend when nvcc is found), SAN=1 (ASan+UBSan build in build-san/),
 #            OPT=-O2, JOBS=N (parallel tests).
 
@@ -186,10 +186,16 @@ xarch: $(BUILD)/.deps-ok
 MAN1 := $(wildcard man/man1/*.1)
 MAN5 := $(wildcard man/man5/*.5)
 MAN7 := $(wildcard man/man7/*.7)
+# the make fragments, beside their helpers; installed they find PREFIX/bin (pipelines/common.mk)
+PIPE_DATA := $(wildcard pipelines/*.mk pipelines/*.gp)
+PIPE_EXEC := $(wildcard pipelines/*.sh pipelines/*.py)
+PIPE_DIR := $(DESTDIR)$(PREFIX)/share/ddpipe/pipelines
 install: $(PROGS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
-	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7 $(PIPE_DIR)
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(PIPE_DATA) $(PIPE_DIR)/
+	install -m 0755 $(PIPE_EXEC) $(PIPE_DIR)/
 	$(if $(MAN1),install -m 0644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1/)
 	$(if $(MAN5),install -m 0644 $(MAN5) $(DESTDIR)$(PREFIX)/share/man/man5/)
 	$(if $(MAN7),install -m 0644 $(MAN7) $(DESTDIR)$(PREFIX)/share/man/man7/)

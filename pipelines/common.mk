@@ -29,7 +29,9 @@ SHELL := /bin/bash
 .SUFFIXES:
 
 PIPELINES := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
-BIN ?= $(abspath $(PIPELINES)/../build/bin)
+# the programs: build/bin of the source tree these fragments are in, or, for fragments installed
+# by make install in PREFIX/share/ddpipe/pipelines, PREFIX/bin
+BIN ?= $(abspath $(PIPELINES)/$(if $(wildcard $(PIPELINES)/../filters/recover.c),../build/bin,../../../bin))
 
 # ---- parameters ----
 OUT ?= out

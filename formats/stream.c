@@ -951,4 +951,3 @@ void ts_writer_abort(TsWriter *w)
     writer_free(w);
 }
 
-int64_t ts_writer_count(const TsWriter *w) { return w->n; }

@@ -148,7 +148,6 @@ int ts_writer_put(TsWriter *w, const TsRecord *rec);
 int ts_writer_close(TsWriter *w);
 /* Discards: removes the temporary of a path writer; frees w. */
 void ts_writer_abort(TsWriter *w);
-int64_t ts_writer_count(const TsWriter *w);
 
 /* ---- writing tar shards ---- */
 

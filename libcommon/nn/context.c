@@ -289,7 +289,6 @@ Nn *nn_new(DdDevice device, int threads)
     be->tmp_put = tmp_put;
     be->tmp_ctx = nn;
     nn->grad = 1;
-    nn->training = 1;
     const char *keep = getenv("DD_NN_KEEP_ALL");
     nn->keep_all = keep && *keep && strcmp(keep, "0");
     const char *all = getenv("DD_NN_DONE_ALL");
@@ -337,9 +336,6 @@ int nn_set_grad(Nn *nn, int on)
     nn->grad = on != 0;
     return old;
 }
-
-void nn_set_training(Nn *nn, int training) { nn->training = training != 0; }
-int nn_training(const Nn *nn) { return nn->training; }
 
 void nn_reset(Nn *nn)
 {

@@ -65,9 +65,6 @@ void nn_free(Nn *nn);
 DdDevice nn_device(const Nn *nn);
 /* Grad mode: when 0, ops record nothing (scoring, evaluation). Default 1. Returns the old value. */
 int nn_set_grad(Nn *nn, int on);
-/* BN train/eval is a per-call flag of nn_batchnorm; the context only carries the default. */
-void nn_set_training(Nn *nn, int training);
-int nn_training(const Nn *nn);
 /* Frees every arena var and clears the tape. Params are untouched. */
 void nn_reset(Nn *nn);
 /* Seeded randomness for ops that draw (dropout): set per step by the caller. */

@@ -69,7 +69,7 @@ struct Nn {
     int ntape, cap_tape;
     NnVar **bn_stats;
     int nbn_stats, cap_bn_stats, bn_collect;
-    int grad, training;
+    int grad;
     int precision;        /* NnPrecision set by nn_set_precision */
     int keep_all;         /* DD_NN_KEEP_ALL: nn_done does nothing */
     int released;         /* values released by this step's backward (a second would read them) */

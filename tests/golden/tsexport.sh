@@ -101,6 +101,16 @@ os.execv(sys.argv[1], sys.argv[1:])' "$BIN/tsexport" --png sigpng --npy signpy <
     [ -z "$left" ] || fail "SIG$sig: left $left"
     if [ "$rc" -gt 128 ] && [ -z "$left" ]; then ok "SIG$sig while writing --png and --npy: exit $rc, nothing left"; fi
 done
+# write errors (a file size limit, with SIGXFSZ ignored: write fails with EFBIG): exit 1 naming
+# the file, no output and no temporary left
+rc=0; (ulimit -f 20; trap '' XFSZ; exec "$BIN/tsexport" --npy bignpy fm.tsr) 2>err.txt || rc=$?
+left=$(ls -d bignpy* 2>/dev/null || true)
+if [ "$rc" = 1 ] && grep -q "image.npy: write error: File too large" err.txt && [ -z "$left" ]; then
+    ok "--npy write error: $(cat err.txt)"; else fail "--npy write error: exit $rc, $(cat err.txt), left $left"; fi
+rc=0; (ulimit -f 20; trap '' XFSZ; exec "$BIN/tsexport" --grid big.png fm.tsr) 2>err.txt || rc=$?
+left=$(ls big.png* 2>/dev/null || true)
+if [ "$rc" = 1 ] && grep -q "big.png: write error: File too large" err.txt && [ -z "$left" ]; then
+    ok "--grid write error: $(cat err.txt)"; else fail "--grid write error: exit $rc, $(cat err.txt), left $left"; fi
 mkdir busy && touch busy/x
 expect_exit 1 "existing non-empty output dir" -- "$BIN/tsexport" --npy busy fm.tsr
 # ... refused before any record is read (here a truncated input would be the later error)

@@ -1,6 +1,7 @@
 /* tsinfo.c - what a record stream holds: record count, classes with counts, per-field dtypes,
- * distinct shapes and value min/max/mean, and the provenance history; --json for machines,
- * --list for one line per record. Reading the whole stream also verifies it: a truncated or
+ * distinct shapes and value min/max/mean, the images' per-channel mean and std (the numbers a new
+ * dataset's normalization wants), and the provenance history; --json for machines, --list for one
+ * line per record. Reading the whole stream also verifies it: a truncated or
  * corrupt stream is exit 1 with the reader's message. See tsinfo(1).
  */
 #include <getopt.h>
@@ -24,7 +25,15 @@ typedef struct {
     int64_t dmin[DD_MAXDIM], dmax[DD_MAXDIM]; /* per dimension, over every value */
     double min, max, sum;
     int64_t numel;
+    /* [C,H,W] values with one C in every record: per channel, the sum and the sum of squares of the
+     * pixels in [0,1] (U8 / 255), over cnumel pixels each; channels -1 once a record disagrees */
+    int channels;
+    double *csum, *csq;
+    int64_t cnumel;
 } FieldStat;
+
+/* The channel statistics are kept for images of at most this many channels. */
+#define MAX_CHANNELS 64
 
 static void usage(FILE *f)
 {
@@ -72,6 +81,54 @@ static void stat_values(FieldStat *s, const Tensor *t)
     s->numel += n;
 }
 
+/* Folds a [C,H,W] value into the per-channel sums (the first one fixes C). */
+static void stat_channels(FieldStat *s, const Tensor *t)
+{
+    if (s->channels < 0) return;
+    if (t->ndim != 3 || t->shape[0] < 1 || t->shape[0] > MAX_CHANNELS || (s->csum && t->shape[0] != s->channels)) {
+        s->channels = -1;
+        return;
+    }
+    if (!s->csum) {
+        s->channels = (int)t->shape[0];
+        s->csum = dd_calloc((size_t)s->channels, sizeof *s->csum);
+        s->csq = dd_calloc((size_t)s->channels, sizeof *s->csq);
+    }
+    int64_t hw = t->shape[1] * t->shape[2];
+    for (int c = 0; c < s->channels; c++) {
+        double sum = 0, sq = 0;
+        if (t->dtype == DD_U8) { /* integer sums: exact, and scaled once */
+            const uint8_t *p = (const uint8_t *)t->data + c * hw;
+            uint64_t a = 0, b = 0;
+            for (int64_t i = 0; i < hw; i++) {
+                a += p[i];
+                b += (uint64_t)p[i] * p[i];
+            }
+            sum = (double)a / 255;
+            sq = (double)b / (255.0 * 255.0);
+        } else {
+            for (int64_t i = c * hw; i < (c + 1) * hw; i++) {
+                double v = t->dtype == DD_F32 ? ((const float *)t->data)[i] : tensor_get_f64(t, i);
+                sum += v;
+                sq += v * v;
+            }
+        }
+        s->csum[c] += sum;
+        s->csq[c] += sq;
+    }
+    s->cnumel += hw;
+}
+
+/* Channel c's mean and (population) standard deviation; 0 when there are none. */
+static int channel_stat(const FieldStat *s, int c, double *mean, double *sd)
+{
+    if (s->channels <= 0 || !s->cnumel) return 0;
+    *mean = s->csum[c] / (double)s->cnumel;
+    double var = s->csq[c] / (double)s->cnumel - *mean * *mean;
+    *sd = sqrt(var > 0 ? var : 0);
+    return 1;
+}
+
 static void stat_field(FieldStat *s, const Tensor *t)
 {
     if (!s->count) {
@@ -96,6 +153,7 @@ static void stat_field(FieldStat *s, const Tensor *t)
         s->shape_count[s->nshapes++] = 1;
     } else s->more_shapes++;
     stat_values(s, t);
+    stat_channels(s, t);
 }
 
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -136,6 +194,16 @@ static void print_json(const TsHeader *h, int64_t records, const int64_t *counts
         json_object_set_new(f, "min", s->numel ? jnum(s->min) : json_null());
         json_object_set_new(f, "max", s->numel ? jnum(s->max) : json_null());
         json_object_set_new(f, "mean", s->numel ? jnum(s->sum / (double)s->numel) : json_null());
+        double mean, sd;
+        if (channel_stat(s, 0, &mean, &sd)) {
+            json_t *cm = json_array(), *cs = json_array();
+            for (int c = 0; c < s->channels && channel_stat(s, c, &mean, &sd); c++) {
+                json_array_append_new(cm, jnum(mean));
+                json_array_append_new(cs, jnum(sd));
+            }
+            json_object_set_new(f, "channel_mean", cm);
+            json_object_set_new(f, "channel_std", cs);
+        }
         json_object_set_new(fo, s->name, f);
     }
     json_t *hist = json_object_get(h->json, "history");
@@ -173,6 +241,16 @@ static void print_text(const TsHeader *h, int64_t records, const int64_t *counts
         }
         if (s->numel) printf("  min %.6g max %.6g mean %.6g", s->min, s->max, s->sum / (double)s->numel);
         putchar('\n');
+        double mean, sd;
+        if (channel_stat(s, 0, &mean, &sd)) {
+            printf("    per channel, pixels in [0,1]: mean");
+            for (int c = 0; c < s->channels && channel_stat(s, c, &mean, &sd); c++)
+                printf("%s%.4f", c ? "," : " ", mean);
+            printf(" std");
+            for (int c = 0; c < s->channels && channel_stat(s, c, &mean, &sd); c++)
+                printf("%s%.4f", c ? "," : " ", sd);
+            putchar('\n');
+        }
     }
     json_t *hist = json_object_get(h->json, "history"), *e;
     size_t i;
@@ -245,6 +323,10 @@ int main(int argc, char **argv)
     if (dd_fflush_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
     ts_record_free(&rec);
     ts_input_close(in);
+    for (int i = 0; i < nf; i++) {
+        free(fs[i].csum);
+        free(fs[i].csq);
+    }
     free(counts);
     free(fs);
     return 0;

@@ -1,4 +1,4 @@
-# tsinfo: text summary, --json keys, --list, truncated and corrupt input.
+# tsinfo: text summary, --json keys, --list, per-channel statistics, truncated and corrupt input.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 200
@@ -31,6 +31,42 @@ for i in 0 1 2 3 4 5 6 7 8 9; do "$BIN/tscat" -q -e 10:$i fm.tsr | "$BIN/resampl
 "$BIN/tscat" -q sz?.tsr >ten.tsr && "$BIN/tsinfo" ten.tsr | grep "^  image" >ten.txt
 grep -q "F32\[1,27,27\] x20 +40 with other shapes  sizes \[1,20-29,20-29\]" ten.txt \
     && ok "ten sizes: 8 listed, '+40 with other shapes', sizes [1,20-29,20-29]" || fail "ten sizes: $(cat ten.txt)"
+# per-channel mean and std, pixels in [0,1], against numpy: U8 (/255) and F32 streams of 3
+# channels, and images of several sizes (every pixel counts once); none where channels differ
+mk_npy u8d 40 3 9 7 1 u8 && "$BIN/tsimport" -q u8d >u8.tsr
+mk_npy f32d 30 3 5 6 2 && "$BIN/tsimport" -q f32d >f32.tsr
+"$BIN/tscat" -q -e 2:0 f32.tsr | "$BIN/resample" -q --size 11x4 >f32s.tsr && "$BIN/tscat" -q -e 2:1 f32.tsr >f32o.tsr
+"$BIN/tscat" -q f32s.tsr f32o.tsr >mix.tsr
+for f in u8 f32 mix; do "$BIN/tsinfo" --json $f.tsr >$f.json; done
+"$PYTHON" - <<'PY' && ok "channel_mean / channel_std = numpy's (U8 / 255, F32, two sizes)" || fail "channel stats"
+import json, subprocess, os, numpy as np
+def load(t):
+    subprocess.run([os.environ["BIN"] + "/tsexport", "--npy", t + ".np", t + ".tsr"], check=True)
+    return np.load(t + ".np/image.npy").astype(np.float64)
+def check(name, pix):   # pix: [C, all pixels]
+    f = json.load(open(name + ".json"))["fields"]["image"]
+    m, s = np.array(f["channel_mean"]), np.array(f["channel_std"])
+    assert m.shape == (3,) and np.abs(m - pix.mean(1)).max() < 1e-9, (name, m, pix.mean(1))
+    assert np.abs(s - pix.std(1)).max() < 1e-9, (name, s, pix.std(1))
+u8 = np.load("u8d/image.npy").astype(np.float64) / 255
+check("u8", u8.transpose(1, 0, 2, 3).reshape(3, -1))
+x = np.load("f32d/image.npy").astype(np.float64)
+check("f32", x.transpose(1, 0, 2, 3).reshape(3, -1))
+y = load("f32s")
+assert y.shape == (15, 3, 11, 4), y.shape
+check("mix", np.concatenate([y.transpose(1, 0, 2, 3).reshape(3, -1), x[1::2].transpose(1, 0, 2, 3).reshape(3, -1)], 1))
+PY
+"$BIN/tsinfo" u8.tsr | grep -q "^    per channel, pixels in \[0,1\]: mean [0-9.]*,[0-9.]*,[0-9.]* std [0-9.]*,[0-9.]*,[0-9.]*$" \
+    && ok "text: $("$BIN/tsinfo" u8.tsr | grep "per channel")" || fail "text channel line: $("$BIN/tsinfo" u8.tsr)"
+"$BIN/tsinfo" fm.tsr | grep -q "per channel, pixels in \[0,1\]: mean 0\.[0-9]* std 0\.[0-9]*$" || fail "gray channel line"
+# 1-channel and 3-channel images in one stream: no channel statistics
+rgb_copy fm.tsr rgb.tsr && "$BIN/tscat" -q -e 2:0 rgb.tsr >rgb0.tsr && "$BIN/tscat" -q -e 2:1 fm.tsr >fm1.tsr
+"$BIN/tscat" -q rgb0.tsr fm1.tsr >both.tsr
+"$BIN/tsinfo" --json both.tsr | "$PYTHON" -c '
+import json, sys
+f = json.load(sys.stdin)["fields"]
+assert "channel_mean" not in f["image"] and "channel_mean" not in f["label"], f' \
+    && ok "channels that differ: no channel statistics" || fail "mixed channels"
 check_truncated tsinfo
 head -c 100000 fm.tsr | "$BIN/tsinfo" - 2>err.txt && fail "truncated stdin accepted"
 grep -q "truncated" err.txt && ok "truncated stdin: $(cat err.txt)" || fail "truncated stdin: $(cat err.txt)"

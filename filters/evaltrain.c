@@ -18,6 +18,8 @@ static void usage(FILE *f)
                "Train a model on a record stream and evaluate it; metrics as JSON lines on stdout.\n"
                "  -m, --model ARCH         zoo name (man 7 ddpipe-models), random init\n"
                "  -w, --weights FILE       start from (or evaluate) these weights\n"
+               "      --mean M1,M2,.. --std S1,S2,..  -m's input normalization, one value per\n"
+               "                           channel, pixels in [0,1] (default: man 7 ddpipe-models)\n"
                "      --val STREAM         evaluate on this stream\n"
                "      --labels STREAM      relabel's soft labels, replayed (KL, -T)\n"
                "      --teacher FILE       online soft labels from this eval-mode teacher (KL, -T)\n"
@@ -47,18 +49,20 @@ static void usage(FILE *f)
 enum {
     O_VAL = 256, O_LABELS, O_TEACHER, O_HARD, O_LS, O_OPT, O_LR, O_MOM, O_WD, O_BETAS, O_ETA, O_EPOCHS,
     O_BATCH, O_MICRO, O_NOSHUF, O_RRC, O_PAD, O_NOFLIP, O_CUTMIX, O_MIXUP, O_SHUFP, O_NOAUG, O_EVERY,
-    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION, O_PREC, O_DECAY, O_RES
+    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION, O_PREC, O_DECAY, O_RES, O_MEAN, O_STD
 };
+
+/* --mean / --std: at most this many channels */
+#define NORM_MAX 64
 
 /* "A,B" into two doubles in [lo, hi]. */
 static void opt_pair(const char *opt, const char *s, double *a, double *b, double lo, double hi)
 {
-    const char *comma = strchr(s, ',');
-    if (!comma) dd_die(DD_EXIT_USAGE, "%s: want two comma-separated numbers, got '%s'", opt, s);
-    char first[64];
-    snprintf(first, sizeof first, "%.*s", (int)(comma - s < 63 ? comma - s : 63), s);
-    *a = dd_opt_double(opt, first, lo, hi);
-    *b = dd_opt_double(opt, comma + 1, lo, hi);
+    double v[2];
+    if (dd_opt_double_list(opt, s, v, 2, lo, hi) != 2)
+        dd_die(DD_EXIT_USAGE, "%s: want two comma-separated numbers, got '%s'", opt, s);
+    *a = v[0];
+    *b = v[1];
 }
 
 /* Dies unless `path` can be created (checked before hours of training). */
@@ -104,6 +108,7 @@ int main(int argc, char **argv)
         {"no-shuffle", 0, 0, O_NOSHUF}, {"rrc-scale", 1, 0, O_RRC}, {"crop-pad", 1, 0, O_PAD},
         {"no-flip", 0, 0, O_NOFLIP}, {"cutmix", 1, 0, O_CUTMIX}, {"mixup", 1, 0, O_MIXUP},
         {"shuffle-patches", 1, 0, O_SHUFP}, {"no-aug", 0, 0, O_NOAUG}, {"res", 1, 0, O_RES},
+        {"mean", 1, 0, O_MEAN}, {"std", 1, 0, O_STD},
         {"eval-every", 1, 0, O_EVERY},
         {"eval-batch", 1, 0, O_EBATCH}, {"save", 1, 0, O_SAVE}, {"checkpoint", 1, 0, O_CKPT},
         {"checkpoint-every", 1, 0, O_CKEVERY}, {"eval-only", 0, 0, O_EVALONLY},
@@ -119,6 +124,8 @@ int main(int argc, char **argv)
     int decay_all = -1, c;
     const char *ckpt = NULL;
     long seed = 0;
+    double norm_mean[NORM_MAX], norm_std[NORM_MAX];
+    int nmean = 0, nstd = 0;
     while ((c = getopt_long(argc, argv, "m:w:T:s:j:d:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'm': arch = optarg; break;
@@ -155,6 +162,8 @@ int main(int argc, char **argv)
         case O_SHUFP: shufp = (int)dd_opt_long("--shuffle-patches", optarg, 1, 64); break;
         case O_NOAUG: noaug = 1; break;
         case O_RES: train_res = (int)dd_opt_long("--res", optarg, 1, 8192); break;
+        case O_MEAN: nmean = dd_opt_double_list("--mean", optarg, norm_mean, NORM_MAX, -1e3, 1e3); break;
+        case O_STD: nstd = dd_opt_double_list("--std", optarg, norm_std, NORM_MAX, 1e-6, 1e3); break;
         case O_EVERY: every = (int)dd_opt_long("--eval-every", optarg, 1, 1000000); break;
         case O_EBATCH: ebatch = (int)dd_opt_long("--eval-batch", optarg, 1, 1 << 20); break;
         case O_SAVE: save = optarg; break;
@@ -175,6 +184,10 @@ int main(int argc, char **argv)
     nn_check_device_opts(device, precision);
     if (!!arch + !!weights != 1) dd_die(DD_EXIT_USAGE, "give one of -m ARCH and -w FILE (try --help)");
     if (evalonly && !weights) dd_die(DD_EXIT_USAGE, "--eval-only needs -w FILE");
+    if (!!nmean != !!nstd) dd_die(DD_EXIT_USAGE, "--mean and --std go together");
+    if (nmean && weights)
+        dd_die(DD_EXIT_USAGE, "--mean and --std set a new model's normalization (-m); %s carries its own", weights);
+    if (nmean != nstd) dd_die(DD_EXIT_USAGE, "--mean has %d values, --std %d", nmean, nstd);
     if (!!labelsf + !!teacherf + hard > 1) dd_die(DD_EXIT_USAGE, "--labels, --teacher and --hard exclude each other");
     if (cutmix > 0 && mixup > 0) dd_die(DD_EXIT_USAGE, "--cutmix and --mixup exclude each other");
     if (train_res && labelsf)
@@ -233,6 +246,14 @@ int main(int argc, char **argv)
     TrainDataOpts to = {.want_soft = labelsf || teacherf || hard ? 0 : -1, .res = train_res};
     if (train_data_read(in, &to, &tr) < 0) dd_die_err(DD_EXIT_DATA);
     if (!m && !(m = model_create(nn, arch, tr.C, tr.K, tr.H, (uint64_t)seed))) dd_die_err(DD_EXIT_USAGE);
+    if (nmean) {
+        if (nmean != m->in_channels)
+            dd_die(DD_EXIT_USAGE, "--mean and --std have %d value%s; %s's images have %d channel%s", nmean,
+                   nmean == 1 ? "" : "s", tname, m->in_channels, m->in_channels == 1 ? "" : "s");
+        float fm[NORM_MAX], fs[NORM_MAX];
+        for (int i = 0; i < nmean; i++) fm[i] = (float)norm_mean[i], fs[i] = (float)norm_std[i];
+        if (model_set_norm(m, fm, fs) < 0) dd_die_err(DD_EXIT_USAGE);
+    }
     if (!vo.crop) {
         vo.crop = m->input_size;
         vo.crop_other = vo.crop < 224;

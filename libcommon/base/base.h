@@ -67,8 +67,10 @@ int dd_add_ok(size_t a, size_t b, size_t *r);
 
 long dd_opt_long(const char *opt, const char *s, long lo, long hi);
 double dd_opt_double(const char *opt, const char *s, double lo, double hi);
-/* Parses "A,B,C" into at most `max` longs; returns the count. */
+/* Parse "A,B,C" into at most `max` values, each in [lo, hi]; return the count (at least 1). An
+ * empty item or list, too many items or a bad number is a usage error naming the option. */
 int dd_opt_long_list(const char *opt, const char *s, long *out, int max, long lo, long hi);
+int dd_opt_double_list(const char *opt, const char *s, double *out, int max, double lo, double hi);
 /* Prints the version line "prog (ddpipe) VERSION" to stdout and exits 0. */
 DD_NORETURN void dd_version_exit(void);
 /* Dies with exit 2 if stdout is a terminal (binary output refused), naming the option to use. */

@@ -32,23 +32,38 @@ double dd_opt_double(const char *opt, const char *s, double lo, double hi)
     return v;
 }
 
+/* The next item of the comma-separated list s at *p into buf (of 64 bytes), *p moved past it and
+ * its comma; 0 at the end of the list. Empty items (",,", a leading or trailing comma) and a list
+ * of more than max items are usage errors. */
+static int list_item(const char *opt, const char *s, const char **p, char *buf, int n, int max)
+{
+    if (!**p) {
+        if (n == 0 || (*p > s && (*p)[-1] == ',')) dd_die(DD_EXIT_USAGE, "%s: bad list '%s'", opt, s);
+        return 0;
+    }
+    const char *c = strchr(*p, ',');
+    size_t len = c ? (size_t)(c - *p) : strlen(*p);
+    if (len == 0 || len >= 64) dd_die(DD_EXIT_USAGE, "%s: bad list '%s'", opt, s);
+    if (n == max) dd_die(DD_EXIT_USAGE, "%s: more than %d values in '%s'", opt, max, s);
+    memcpy(buf, *p, len);
+    buf[len] = 0;
+    *p += len + (c != NULL);
+    return 1;
+}
+
 int dd_opt_long_list(const char *opt, const char *s, long *out, int max, long lo, long hi)
 {
     int n = 0;
-    const char *p = s;
-    while (*p) {
-        char buf[64];
-        const char *c = strchr(p, ',');
-        size_t len = c ? (size_t)(c - p) : strlen(p);
-        if (len == 0 || len >= sizeof buf) dd_die(DD_EXIT_USAGE, "%s: bad list '%s'", opt, s);
-        if (n == max) dd_die(DD_EXIT_USAGE, "%s: more than %d values in '%s'", opt, max, s);
-        memcpy(buf, p, len);
-        buf[len] = 0;
-        out[n++] = dd_opt_long(opt, buf, lo, hi);
-        p += len;
-        if (*p == ',') p++;
-    }
-    if (n == 0) dd_die(DD_EXIT_USAGE, "%s: empty list", opt);
+    char buf[64];
+    for (const char *p = s; list_item(opt, s, &p, buf, n, max);) out[n++] = dd_opt_long(opt, buf, lo, hi);
+    return n;
+}
+
+int dd_opt_double_list(const char *opt, const char *s, double *out, int max, double lo, double hi)
+{
+    int n = 0;
+    char buf[64];
+    for (const char *p = s; list_item(opt, s, &p, buf, n, max);) out[n++] = dd_opt_double(opt, buf, lo, hi);
     return n;
 }
 

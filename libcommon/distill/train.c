@@ -421,6 +421,22 @@ static char *fingerprint(const TrainConf *c, const Model *m, const TrainData *tr
     json_t *data = json_pack("{s:I,s:i,s:i,s:i,s:i}", "n", (json_int_t)tr->n, "C", tr->C, "H", tr->H, "W", tr->W,
                              "K", tr->K);
     if (tr->img) json_object_set_new(data, "own_sizes", json_true());
+    /* the input normalization where it is not the architecture's default (evaltrain --mean/--std;
+     * checkpoints of default runs keep the fingerprint they had before the options existed) */
+    size_t nb = (size_t)m->in_channels * sizeof(float);
+    float *dm = dd_malloc(nb), *ds = dd_malloc(nb);
+    model_default_norm(m->in_channels, dm, ds);
+    if (memcmp(dm, m->mean, nb) || memcmp(ds, m->std, nb)) {
+        json_t *mean = json_array(), *std = json_array();
+        for (int c = 0; c < m->in_channels; c++) {
+            json_array_append_new(mean, json_real(m->mean[c]));
+            json_array_append_new(std, json_real(m->std[c]));
+        }
+        json_object_set_new(o, "mean", mean);
+        json_object_set_new(o, "std", std);
+    }
+    free(dm);
+    free(ds);
     json_object_set_new(o, "aug", aug);
     json_object_set_new(o, "data", data);
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);

@@ -26,12 +26,16 @@ Model *model_alloc(Nn *nn, int in_channels, int num_classes, int input_size, uin
     m->min_input = 1;
     m->mean = dd_malloc((size_t)in_channels * sizeof(float));
     m->std = dd_malloc((size_t)in_channels * sizeof(float));
-    for (int c = 0; c < in_channels; c++) {
-        /* Fashion-MNIST for gray input, ImageNet's for colour, 0.5/0.5 for anything else */
-        m->mean[c] = in_channels == 1 ? FMNIST_MEAN : in_channels == 3 ? IMAGENET_MEAN[c] : 0.5f;
-        m->std[c] = in_channels == 1 ? FMNIST_STD : in_channels == 3 ? IMAGENET_STD[c] : 0.5f;
-    }
+    model_default_norm(in_channels, m->mean, m->std);
     return m;
+}
+
+void model_default_norm(int in_channels, float *mean, float *std)
+{
+    for (int c = 0; c < in_channels; c++) {
+        mean[c] = in_channels == 1 ? FMNIST_MEAN : in_channels == 3 ? IMAGENET_MEAN[c] : 0.5f;
+        std[c] = in_channels == 1 ? FMNIST_STD : in_channels == 3 ? IMAGENET_STD[c] : 0.5f;
+    }
 }
 
 static NnParam *add_param(Model *m, const char *prefix, const char *leaf, NnRole role, int ndim,

@@ -80,6 +80,9 @@ void model_free(Model *m);
 
 /* Sets mean/std (in_channels values each, std > 0). Returns 0 or -1. */
 int model_set_norm(Model *m, const float *mean, const float *std);
+/* The default mean/std of model_create for in_channels channels (1: Fashion-MNIST's, 3:
+ * ImageNet's, else 0.5 / 0.5), written to mean[c], std[c]. */
+void model_default_norm(int in_channels, float *mean, float *std);
 /* Sets requires_grad of every parameter (buffers never require gradients): 0 = frozen teacher. */
 void model_set_requires_grad(Model *m, int on);
 /* The number of parameter elements (buffers excluded): resnet18, 1000 classes: 11,689,512. */

@@ -1,6 +1,6 @@
 # evaltrain: happy path with --save and --eval-only agreeing, stdin input, usage errors, truncated
 # input, class-list mismatches (val, weights), unwritable --save, stdout write error, resume from a
-# checkpoint reaching the same weights, NaN loss, static soft labels, online teacher, -d cuda.
+# checkpoint reaching the same weights, --mean/--std, NaN loss, static soft labels, online teacher, -d cuda.
 # PyTorch parity in parity/evaltrain.sh.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
@@ -158,6 +158,44 @@ run4=("$E" "${small[@]}" --epochs 4 --batch 64 -s 3)
     && ok "--checkpoint-every 2: resumed from epoch 2, the uninterrupted weights" || fail "checkpoint-every: $(cat b4.json)"
 "$E" "${small[@]}" --epochs 3 --batch 16 -s 5 --checkpoint ck.safetensors tr.tsr >/dev/null 2>err.txt && fail "foreign checkpoint"
 grep -q "other options" err.txt && ok "checkpoint of another configuration refused" || fail "ckpt check: $(cat err.txt)"
+
+# --mean/--std: the defaults given explicitly train the same bytes as none (and leave the checkpoint
+# fingerprint as it was before the options existed); others train other weights and are saved in
+# the metadata; a checkpoint of other normalization is refused, of the same one resumed
+run4m=("${run4[@]}" --mean 0.2860 --std 0.3530)
+"${run4m[@]}" --save d4.safetensors tr.tsr >/dev/null && cmp -s a4.safetensors d4.safetensors \
+    && ok "--mean 0.2860 --std 0.3530 (the 1-channel default) = no options, byte for byte" || fail "default norm differs"
+"$PYTHON" - ck4.safetensors <<'PY' && ok "a default run's checkpoint fingerprint has no mean/std" || fail "fingerprint"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+fp = json.loads(json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]["fingerprint"])
+assert "mean" not in fp and "std" not in fp and fp["arch"], fp
+PY
+run4n=("${run4[@]}" --mean 0.5 --std 0.25)
+"${run4n[@]}" --save n4.safetensors tr.tsr >/dev/null
+"$PYTHON" - n4.safetensors a4.safetensors <<'PY' && ok "--mean 0.5 --std 0.25: other weights, in the metadata" || fail "norm metadata"
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    return json.loads(b[8:8 + n]), b[8 + n:]
+(h, d), (h0, d0) = load(sys.argv[1]), load(sys.argv[2])
+assert json.loads(h["__metadata__"]["mean"]) == [0.5] and json.loads(h["__metadata__"]["std"]) == [0.25], h["__metadata__"]
+assert d != d0
+PY
+"${run4n[@]}" --checkpoint ckn.safetensors --stop-after-epoch 2 tr.tsr >/dev/null
+"${run4[@]}" --checkpoint ckn.safetensors tr.tsr >/dev/null 2>err.txt && fail "checkpoint of another normalization resumed"
+grep -q "other options" err.txt && ok "checkpoint of another normalization refused" || fail "norm ckpt: $(cat err.txt)"
+"${run4n[@]}" --checkpoint ckn.safetensors --save m4.safetensors tr.tsr >/dev/null && cmp -s n4.safetensors m4.safetensors \
+    && ok "resumed with the same --mean/--std: the uninterrupted weights" || fail "norm resume"
+expect_usage evaltrain "${small[@]}" --mean 0.5 tr.tsr
+expect_usage evaltrain "${small[@]}" --mean 0.5,0.4 --std 0.2 tr.tsr
+expect_usage evaltrain "${small[@]}" --mean 0.5, --std 0.2 tr.tsr
+expect_usage evaltrain "${small[@]}" --mean 0.5 --std 0 tr.tsr
+expect_usage evaltrain -w w.safetensors --mean 0.5 --std 0.2 tr.tsr
+rc=0; "$E" "${small[@]}" --mean 0.5,0.4,0.3 --std 0.2,0.2,0.2 tr.tsr >out.txt 2>err.txt || rc=$?
+[ $rc = 2 ] && [ ! -s out.txt ] && grep -q "3 values; tr.tsr's images have 1 channel$" err.txt \
+    && ok "3 values for 1 channel: $(cat err.txt)" || fail "channel count: exit $rc: $(cat err.txt)"
 
 # a diverging run stops naming epoch and step, keeping the last good checkpoint
 "$E" "${small[@]}" --epochs 30 --batch 32 --lr 1e5 --checkpoint nan.safetensors tr.tsr >/dev/null 2>err.txt && fail "NaN accepted"

@@ -152,6 +152,9 @@ expect_usage recover -w t.safetensors --steps 0:5:10 --iters 10 init.tsr
 expect_usage recover -w t.safetensors --init noise --arc 2
 expect_usage recover -w t.safetensors --init zeros
 expect_usage recover -w t.safetensors --sizes 28,28 --arc 3 init.tsr
+for l in 28,28,28,28, ,28 28,,28 "" 28,x; do    # empty items and lists, and non-numbers (dd_opt_long_list)
+    expect_usage recover -w t.safetensors --sizes "$l" init.tsr
+done
 expect_usage recover -w t.safetensors --precision fp16 init.tsr
 expect_usage recover -w t.safetensors -d cuda --precision fp8 init.tsr
 rc=0; "${R[@]}" -d cuda --iters 4 init.tsr >/dev/null 2>err.txt || rc=$?

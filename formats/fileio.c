@@ -190,11 +190,11 @@ int dd_atomic_dir_open(DdAtomicDir *a, const char *dir)
     a->tmp = dd_malloc(n);
     snprintf(a->tmp, n, "%s.tmp.%ld", a->dir, (long)getpid());
     dd_remove_tree(a->tmp); /* a dead run's, whose pid we have */
-    if (mkdir(a->tmp, 0777) == 0) {
-        dd_temp_track(a->tmp, 1); /* removed by a fatal signal or an exit before the commit */
-        return 0;
-    }
-    dd_err("%s: cannot create: %s", a->tmp, strerror(errno));
+    dd_temp_track(a->tmp, 1); /* removed by a fatal signal or an exit before the commit: listed first */
+    if (mkdir(a->tmp, 0777) == 0) return 0;
+    int e = errno;
+    dd_temp_track(a->tmp, 0);
+    dd_err("%s: cannot create: %s", a->tmp, strerror(e));
 fail:
     free(a->dir);
     free(a->tmp);

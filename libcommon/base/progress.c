@@ -159,9 +159,14 @@ int dd_atomic_open(DdAtomicFile *a, const char *path)
     a->path = dd_strdup(path);
     a->tmp = dd_malloc(n + 32);
     snprintf(a->tmp, n + 32, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
+    /* listed (and the handlers installed) before the file exists: a signal right after mkstemp
+     * must find it (mkstemp writes the name into a->tmp before it creates the file) */
+    dd_temp_track(a->tmp, 1);
     int fd = mkstemp(a->tmp);
     if (fd < 0) {
-        dd_err("%s: cannot create temporary file: %s", path, strerror(errno));
+        int e = errno;
+        dd_temp_track(a->tmp, 0);
+        dd_err("%s: cannot create temporary file: %s", path, strerror(e));
         free(a->path);
         free(a->tmp);
         a->path = a->tmp = NULL;
@@ -169,7 +174,6 @@ int dd_atomic_open(DdAtomicFile *a, const char *path)
     }
     { mode_t m = umask(0); umask(m); fchmod(fd, 0666 & ~m); } /* mkstemp makes 0600; give the usual mode */
     a->f = fdopen(fd, "wb");
-    dd_temp_track(a->tmp, 1);
     return 0;
 }
 

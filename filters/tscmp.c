@@ -28,7 +28,7 @@ static void usage(FILE *f)
                "  -a, --atol A          equal when |a-b| <= A + R*|b| (NaN equals NaN)\n"
                "  -r, --rtol R          relative tolerance (default 0 when --atol is given)\n"
                "  -m, --max-report N    report at most N differences (default 10)\n"
-               "  -q, --quiet           report nothing, exit status only\n"
+               "  -q, --quiet           report nothing (no progress either), exit status only\n"
                "  -h, --help            this text\n"
                "      --version         version\n", dd_prog());
 }
@@ -37,6 +37,7 @@ static void report(Cmp *c, int64_t idx, const char *key, const char *fmt, ...) D
 static void report(Cmp *c, int64_t idx, const char *key, const char *fmt, ...)
 {
     if (c->quiet || c->reported++ >= c->max_report) return;
+    dd_progress_break(); /* stdout may share the terminal with the progress line */
     va_list ap;
     if (idx >= 0) printf("record %lld (%s): ", (long long)idx, key);
     va_start(ap, fmt);
@@ -138,6 +139,8 @@ int main(int argc, char **argv)
     ts_record_init(&ra);
     ts_record_init(&rb);
     int64_t idx = 0;
+    DdProgress prog;
+    dd_progress_start(&prog, "records", -1, c.quiet);
     for (;; idx++) {
         int ea = ts_reader_next(a, &ra), eb = ts_reader_next(b, &rb);
         if (ea < 0 || eb < 0) dd_die_err(DD_EXIT_DATA);
@@ -150,7 +153,9 @@ int main(int argc, char **argv)
             break;
         }
         c.diffs += record_differs(&c, idx, &ra, &rb);
+        dd_progress_update(&prog, idx + 1);
     }
+    dd_progress_end(&prog);
     if (c.diffs && !c.quiet) {
         if (c.reported > c.max_report) printf("(%ld more differences not shown)\n", c.reported - c.max_report);
         printf("%s and %s differ: %lld difference(s) in %lld records compared\n", c.na, c.nb, (long long)c.diffs,

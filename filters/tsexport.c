@@ -38,6 +38,7 @@ static void usage(FILE *f)
                "  -g, --grid FILE     contact sheet PNG: one row per class\n"
                "      --grid-cols N   images per row of the sheet (default 10)\n"
                "  -t, --truncate      float -> uint8 by truncation (the references) instead of rounding\n"
+               "  -q, --quiet         no progress\n"
                "  -h, --help          this text\n"
                "      --version       version\n", dd_prog());
 }
@@ -174,16 +175,17 @@ int main(int argc, char **argv)
     enum { OPT_COLS = 256, OPT_VERSION };
     static const struct option lo[] = {
         {"png", 1, 0, 'P'}, {"npy", 1, 0, 'N'}, {"grid", 1, 0, 'g'}, {"grid-cols", 1, 0, OPT_COLS},
-        {"truncate", 0, 0, 't'}, {"help", 0, 0, 'h'}, {"version", 0, 0, OPT_VERSION}, {0}};
+        {"truncate", 0, 0, 't'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, OPT_VERSION}, {0}};
     Export x = {.cols = 10};
-    int c;
-    while ((c = getopt_long(argc, argv, "P:N:g:th", lo, NULL)) != -1) {
+    int c, quiet = 0;
+    while ((c = getopt_long(argc, argv, "P:N:g:tqh", lo, NULL)) != -1) {
         switch (c) {
         case 'P': x.png = optarg; break;
         case 'N': x.npy = optarg; break;
         case 'g': x.grid = optarg; break;
         case OPT_COLS: x.cols = (int)dd_opt_long("--grid-cols", optarg, 1, 4096); break;
         case 't': x.truncate = 1; break;
+        case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case OPT_VERSION: dd_version_exit();
         default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
@@ -202,6 +204,8 @@ int main(int argc, char **argv)
     ts_record_init(&rec);
     char path[4096];
     int r;
+    DdProgress prog;
+    dd_progress_start(&prog, "records", -1, quiet);
     while ((r = ts_reader_next(in, &rec)) == 1) {
         int64_t lab = ts_record_label(&rec);
         /* a class's directory or row for each image; --npy: labels that tsimport reads back */
@@ -216,9 +220,10 @@ int main(int argc, char **argv)
             die_cleanup(&x);
         }
         if (x.grid) put_grid(&x, &rec, lab);
-        x.n++;
+        dd_progress_update(&prog, ++x.n);
     }
     if (r < 0) die_cleanup(&x);
+    dd_progress_end(&prog);
     if (x.npy && npydir_write(&x.npyw, x.npy_dir.tmp, x.h) < 0) die_cleanup(&x);
     npydir_writer_free(&x.npyw);
     if (x.grid && !x.grid_img.data) {

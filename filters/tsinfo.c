@@ -42,6 +42,7 @@ static void usage(FILE *f)
                "      --json      one JSON object: records, classes, class_counts, fields, history\n"
                "  -l, --list      one line per record: index, key, label, class, field shapes,\n"
                "                  and the record's meta JSON where it has one\n"
+               "  -q, --quiet     no progress (--list shows none: its lines are the progress)\n"
                "  -h, --help      this text\n"
                "      --version   version\n", dd_prog());
 }
@@ -269,13 +270,14 @@ static void print_text(const TsHeader *h, int64_t records, const int64_t *counts
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
-    static const struct option lo[] = {{"json", 0, 0, 'J'}, {"list", 0, 0, 'l'}, {"help", 0, 0, 'h'},
-                                       {"version", 0, 0, 'V'}, {0}};
-    int c, json = 0, list = 0;
-    while ((c = getopt_long(argc, argv, "lh", lo, NULL)) != -1) {
+    static const struct option lo[] = {{"json", 0, 0, 'J'}, {"list", 0, 0, 'l'}, {"quiet", 0, 0, 'q'},
+                                       {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
+    int c, json = 0, list = 0, quiet = 0;
+    while ((c = getopt_long(argc, argv, "lqh", lo, NULL)) != -1) {
         switch (c) {
         case 'J': json = 1; break;
         case 'l': list = 1; break;
+        case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': dd_version_exit();
         default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
@@ -291,6 +293,8 @@ int main(int argc, char **argv)
     int nf = 0, r;
     TsRecord rec;
     ts_record_init(&rec);
+    DdProgress prog;
+    dd_progress_start(&prog, "records", -1, quiet || list);
     while ((r = ts_input_next(in, &rec)) == 1) {
         int64_t lab = ts_record_cget(&rec, "label") ? ts_record_label(&rec) : -1;
         counts[lab >= 0 && lab < nc ? lab : nc]++;
@@ -304,6 +308,7 @@ int main(int argc, char **argv)
             putchar('\n');
         }
         records++;
+        dd_progress_update(&prog, records);
         if (list) continue;
         for (int f = 0; f < rec.nfields; f++) {
             int k = 0;
@@ -318,6 +323,7 @@ int main(int argc, char **argv)
         }
     }
     if (r < 0) dd_die_err(DD_EXIT_DATA);
+    dd_progress_end(&prog);
     if (json) print_json(h, records, counts, nc, fs, nf);
     else if (!list) print_text(h, records, counts, nc, fs, nf);
     if (dd_fflush_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);

@@ -112,9 +112,12 @@ typedef struct {
     int64_t total, done;
     double t0, last;
     int tty;           /* stderr is a terminal and progress is enabled */
+    int shown;         /* a progress line was drawn */
 } DdProgress;
 
-/* Progress on stderr (rate, ETA) only when stderr is a terminal and `quiet` is 0. */
+/* Progress on stderr (rate, ETA) only when stderr is a terminal and `quiet` is 0: a line at most
+ * every 0.25 s (and at done == total), and at the end, where one was drawn, a "done in" line (a
+ * run too short to draw one says nothing). */
 void dd_progress_start(DdProgress *p, const char *what, int64_t total, int quiet);
 void dd_progress_update(DdProgress *p, int64_t done);
 void dd_progress_end(DdProgress *p);

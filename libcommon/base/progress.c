@@ -28,6 +28,7 @@ void dd_progress_start(DdProgress *p, const char *what, int64_t total, int quiet
     p->done = 0;
     p->t0 = p->last = dd_now();
     p->tty = !quiet && isatty(STDERR_FILENO);
+    p->shown = 0;
 }
 
 /* A progress line is on the terminal now (the cursor is not at a line start); and one was erased,
@@ -49,6 +50,7 @@ void dd_progress_update(DdProgress *p, int64_t done)
     double now = dd_now();
     if (!atomic_exchange(&redraw, 0) && now - p->last < 0.25 && done != p->total) return;
     p->last = now;
+    p->shown = 1;
     atomic_store(&line_shown, 1);
     double el = now - p->t0, rate = el > 0 ? (double)done / el : 0;
     if (p->total > 0 && rate > 0) {
@@ -62,9 +64,9 @@ void dd_progress_update(DdProgress *p, int64_t done)
 
 void dd_progress_end(DdProgress *p)
 {
-    if (p->tty) atomic_store(&line_shown, 0);
-    if (p->tty) fprintf(stderr, "\r%s: %s %lld done in %.1fs\033[K\n", dd_prog(), p->what, (long long)p->done,
-                        dd_now() - p->t0);
+    if (!p->tty || !p->shown) return;
+    atomic_store(&line_shown, 0);
+    fprintf(stderr, "\r%s: %s %lld done in %.1fs\033[K\n", dd_prog(), p->what, (long long)p->done, dd_now() - p->t0);
 }
 
 int dd_fflush_checked(FILE *f, const char *what)

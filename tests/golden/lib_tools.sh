@@ -24,6 +24,13 @@ on_tty() {
     script -qec "$(printf '%q ' "$@")" /dev/null >tty.out 2>&1
 }
 
+# slow_cat FILE: a shell command that writes FILE with a pause of 0.4 s at its middle, so that a
+# program reading it draws its progress line (drawn at most every 0.25 s) before the second half.
+slow_cat() {
+    local n; n=$(stat -c %s "$1")
+    printf "(head -c %d '%s'; sleep 0.4; tail -c +%d '%s')" $((n / 2)) "$1" $((n / 2 + 1)) "$1"
+}
+
 # check_tty PROG ARGS...: the program refuses to write binary data to a terminal (exit 2).
 check_tty() {
     local rc=0

@@ -21,6 +21,18 @@ grep -q "F32\[3,4,4\] in a.tsr, F32\[3,3,3\] in a3.tsr" rep.txt && ok "shape dif
 "$BIN/tscmp" --max-report 2 a.tsr a3.tsr >rep.txt || true
 [ "$(grep -c "^record" rep.txt)" = 2 ] && ok "--max-report" || fail "--max-report"
 expect_exit 1 "class lists differ" -- "$BIN/tscmp" a.tsr fm.tsr
+# progress on a terminal: differences found after the progress line was drawn start at the margin;
+# -q: nothing at all (fm2.tsr: the same images as F32, so every record differs)
+"$BIN/resample" -q --size 28 fm.tsr >fm2.tsr
+rc=0; on_tty sh -c "$(slow_cat fm.tsr) | '$BIN/tscmp' --max-report 60 - fm2.tsr" || rc=$?
+if [ $rc = 77 ]; then echo "skip: no script(1), progress on a terminal not checked"
+else
+    [ $rc = 1 ] && grep -q "tscmp: records [0-9]* .*/s" tty.out && [ "$(grep -c "record [0-9]* (train_" tty.out)" = 50 ] \
+        && r=$(tty_lines_clean "record " 2>&1) && ok "progress on a terminal, differences at the margin" \
+        || fail "tscmp progress: exit $rc: $r: $(head -c 600 tty.out | cat -A)"
+    rc=0; on_tty sh -c "$(slow_cat fm.tsr) | '$BIN/tscmp' -q - fm2.tsr" || rc=$?
+    [ $rc = 1 ] && [ ! -s tty.out ] && ok "-q: nothing on the terminal" || fail "tscmp -q: exit $rc: $(cat -A tty.out | head -c 300)"
+fi
 check_truncated tscmp fm.tsr
 expect_usage tscmp a.tsr
 expect_usage tscmp - -

@@ -111,6 +111,15 @@ rc=0; (ulimit -f 20; trap '' XFSZ; exec "$BIN/tsexport" --grid big.png fm.tsr) 2
 left=$(ls big.png* 2>/dev/null || true)
 if [ "$rc" = 1 ] && grep -q "big.png: write error: File too large" err.txt && [ -z "$left" ]; then
     ok "--grid write error: $(cat err.txt)"; else fail "--grid write error: exit $rc, $(cat err.txt), left $left"; fi
+# progress on a terminal while the input is slow; none with -q
+rc=0; on_tty sh -c "$(slow_cat fm.tsr) | '$BIN/tsexport' --npy ttynpy" || rc=$?
+if [ $rc = 77 ]; then echo "skip: no script(1), progress on a terminal not checked"
+else
+    [ $rc = 0 ] && grep -q "tsexport: records [0-9]* .*/s" tty.out && grep -q "tsexport: records 100 done in" tty.out \
+        && [ -s ttynpy/image.npy ] && ok "progress on a terminal" || fail "tsexport progress: exit $rc: $(head -c 400 tty.out | cat -A)"
+    on_tty sh -c "$(slow_cat fm.tsr) | '$BIN/tsexport' -q --npy ttynpy2" && [ ! -s tty.out ] && [ -s ttynpy2/image.npy ] \
+        && ok "-q: no progress" || fail "tsexport -q: $(head -c 300 tty.out | cat -A)"
+fi
 mkdir busy && touch busy/x
 expect_exit 1 "existing non-empty output dir" -- "$BIN/tsexport" --npy busy fm.tsr
 # ... refused before any record is read (here a truncated input would be the later error)

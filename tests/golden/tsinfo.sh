@@ -67,6 +67,19 @@ import json, sys
 f = json.load(sys.stdin)["fields"]
 assert "channel_mean" not in f["image"] and "channel_mean" not in f["label"], f' \
     && ok "channels that differ: no channel statistics" || fail "mixed channels"
+# progress on a terminal: drawn while the input is slow, closed by a "done" line before the summary;
+# none with -q, and none at all (no "done" line either) for a run too short to draw one
+rc=0; on_tty sh -c "$(slow_cat fm.tsr) | '$BIN/tsinfo'" || rc=$?
+if [ $rc = 77 ]; then echo "skip: no script(1), progress on a terminal not checked"
+else
+    [ $rc = 0 ] && grep -q "tsinfo: records [0-9]* .*/s" tty.out && grep -q "tsinfo: records 200 done in" tty.out \
+        && r=$(tty_lines_clean "records: 200" 2>&1) && ok "progress on a terminal, the summary at the margin" \
+        || fail "tsinfo progress: exit $rc: $r: $(head -c 400 tty.out | cat -A)"
+    on_tty sh -c "$(slow_cat fm.tsr) | '$BIN/tsinfo' -q" && ! grep -q "tsinfo:" tty.out && ok "-q: no progress" \
+        || fail "tsinfo -q: $(head -c 300 tty.out | cat -A)"
+    on_tty "$BIN/tsinfo" fm.tsr && ! grep -q "tsinfo:" tty.out && ok "a short run: no progress, no done line" \
+        || fail "short run: $(head -c 300 tty.out | cat -A)"
+fi
 check_truncated tsinfo
 head -c 100000 fm.tsr | "$BIN/tsinfo" - 2>err.txt && fail "truncated stdin accepted"
 grep -q "truncated" err.txt && ok "truncated stdin: $(cat err.txt)" || fail "truncated stdin: $(cat err.txt)"

@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 /* The progress line on a terminal: drawn, erased before a warning (so the warning starts at the
- * left margin), drawn again at the next update, and closed by a "done" line. stderr is a
+ * left margin), drawn again at the next update, and closed by a "done" line; a progress too short
+ * to draw a line writes nothing at all. stderr is a
  * pseudo-terminal for the while; its bytes are compared. 0 where no pseudo-terminal can be had. */
 static int test_progress_tty(void)
 {
@@ -39,6 +40,10 @@ static int test_progress_tty(void)
     dd_progress_update(&p, 3);         /* within 0.25 s of the last: not drawn */
     dd_progress_end(&p);
     dd_progress_break();               /* nothing shown now: writes nothing */
+    DdProgress q;                      /* a run too short to draw a line: no "done" line either */
+    dd_progress_start(&q, "records", -1, 0);
+    dd_progress_update(&q, 1);
+    dd_progress_end(&q);
     fflush(stderr);
     dup2(saved, STDERR_FILENO);
     close(saved);

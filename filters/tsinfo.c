@@ -1,8 +1,8 @@
 /* tsinfo.c - what a record stream holds: record count, classes with counts, per-field dtypes,
  * distinct shapes and value min/max/mean, the images' per-channel mean and std (the numbers a new
  * dataset's normalization wants), and the provenance history; --json for machines, --list for one
- * line per record. Reading the whole stream also verifies it: a truncated or
- * corrupt stream is exit 1 with the reader's message. See tsinfo(1).
+ * line per record. Reading the whole stream also verifies it: a truncated or corrupt stream is
+ * exit 1 with the reader's message. See tsinfo(1).
  */
 #include <getopt.h>
 #include <math.h>
@@ -86,7 +86,8 @@ static void stat_values(FieldStat *s, const Tensor *t)
 static void stat_channels(FieldStat *s, const Tensor *t)
 {
     if (s->channels < 0) return;
-    if (t->ndim != 3 || t->shape[0] < 1 || t->shape[0] > MAX_CHANNELS || (s->csum && t->shape[0] != s->channels)) {
+    if (t->ndim != 3 || t->shape[0] < 1 || t->shape[0] > MAX_CHANNELS
+        || (s->csum && t->shape[0] != s->channels)) {
         s->channels = -1;
         return;
     }
@@ -120,14 +121,14 @@ static void stat_channels(FieldStat *s, const Tensor *t)
     s->cnumel += hw;
 }
 
-/* Channel c's mean and (population) standard deviation; 0 when there are none. */
-static int channel_stat(const FieldStat *s, int c, double *mean, double *sd)
+static int has_channel_stats(const FieldStat *s) { return s->channels > 0 && s->cnumel > 0; }
+
+/* Channel c's mean and (population) standard deviation. */
+static void channel_stat(const FieldStat *s, int c, double *mean, double *sd)
 {
-    if (s->channels <= 0 || !s->cnumel) return 0;
     *mean = s->csum[c] / (double)s->cnumel;
     double var = s->csq[c] / (double)s->cnumel - *mean * *mean;
     *sd = sqrt(var > 0 ? var : 0);
-    return 1;
 }
 
 static void stat_field(FieldStat *s, const Tensor *t)
@@ -195,10 +196,11 @@ static void print_json(const TsHeader *h, int64_t records, const int64_t *counts
         json_object_set_new(f, "min", s->numel ? jnum(s->min) : json_null());
         json_object_set_new(f, "max", s->numel ? jnum(s->max) : json_null());
         json_object_set_new(f, "mean", s->numel ? jnum(s->sum / (double)s->numel) : json_null());
-        double mean, sd;
-        if (channel_stat(s, 0, &mean, &sd)) {
+        if (has_channel_stats(s)) {
             json_t *cm = json_array(), *cs = json_array();
-            for (int c = 0; c < s->channels && channel_stat(s, c, &mean, &sd); c++) {
+            for (int c = 0; c < s->channels; c++) {
+                double mean, sd;
+                channel_stat(s, c, &mean, &sd);
                 json_array_append_new(cm, jnum(mean));
                 json_array_append_new(cs, jnum(sd));
             }
@@ -242,14 +244,13 @@ static void print_text(const TsHeader *h, int64_t records, const int64_t *counts
         }
         if (s->numel) printf("  min %.6g max %.6g mean %.6g", s->min, s->max, s->sum / (double)s->numel);
         putchar('\n');
-        double mean, sd;
-        if (channel_stat(s, 0, &mean, &sd)) {
+        if (has_channel_stats(s)) {
+            double mean[MAX_CHANNELS], sd[MAX_CHANNELS];
+            for (int c = 0; c < s->channels; c++) channel_stat(s, c, &mean[c], &sd[c]);
             printf("    per channel, pixels in [0,1]: mean");
-            for (int c = 0; c < s->channels && channel_stat(s, c, &mean, &sd); c++)
-                printf("%s%.4f", c ? "," : " ", mean);
+            for (int c = 0; c < s->channels; c++) printf("%s%.4f", c ? "," : " ", mean[c]);
             printf(" std");
-            for (int c = 0; c < s->channels && channel_stat(s, c, &mean, &sd); c++)
-                printf("%s%.4f", c ? "," : " ", sd);
+            for (int c = 0; c < s->channels; c++) printf("%s%.4f", c ? "," : " ", sd[c]);
             putchar('\n');
         }
     }

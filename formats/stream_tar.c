@@ -205,7 +205,7 @@ static int tar_member(TsTarIn *t, TsRecord *rec, int64_t index, const char *ext)
     }
     if (ts_record_cget(rec, name)) return dd_err("%s: record %lld (%s): duplicate field '%s'", t->name, (long long)index, rec->key, name);
     if (tar_data(t, index, rec->key)) return -1;
-    if (ext[0] == 'c') {
+    if (!strcmp(ext, "cls")) {
         int64_t v;
         if (parse_cls(t->mbuf, t->mlen, &v))
             return dd_err("%s: record %lld (%s): member '%s' is not a decimal integer", t->name, (long long)index, rec->key, mn);

@@ -50,6 +50,12 @@ static void make_record(TsRecord *r, int i)
         else ((float *)img.data)[k] = (float)(i * 16 + k) / 1000.0f;
     }
     ts_record_set(r, "image", img);
+    if (i % 3 == 2) { /* a field named like the label's tar member ("cls"): a c at its start */
+        Tensor c = tensor_newv(DD_F32, 1, (int64_t)2);
+        ((float *)c.data)[0] = (float)i;
+        ((float *)c.data)[1] = -1.5f;
+        ts_record_set(r, "crops", c);
+    }
     if (i % 11 == 4) {
         Tensor l = tensor_newv(DD_I32, 1, (int64_t)1);
         *(int32_t *)l.data = i % 3;

@@ -180,7 +180,8 @@ int main(int argc, char **argv)
     json_decref(params);
     if (!o.stat)
         train_replay_header_set(h, &(TrainReplayInfo){.images = n, .epochs = o.c.epochs, .batch = o.c.batch,
-                                                      .H = H, .W = W});
+                                                      .H = H, .W = W, .has_digest = 1,
+                                                      .digest = train_data_digest(&d)});
     TsWriter *w = ts_writer_open(o.output, h);
     if (!w) dd_die_err(DD_EXIT_DATA);
 

@@ -188,12 +188,26 @@ void train_data_free(TrainData *d)
 
 /* ---- the replay stream ---- */
 
+uint64_t train_data_digest(const TrainData *d)
+{
+    uint64_t h = 1469598103934665603ull;
+    const size_t nx = (size_t)d->n * (size_t)d->C * (size_t)d->H * (size_t)d->W;
+    const uint32_t *w = (const uint32_t *)d->x;
+    for (size_t i = 0; i < nx; i++) h = (h ^ w[i]) * 1099511628211ull;
+    for (int64_t i = 0; i < d->n; i++) h = (h ^ (uint64_t)d->y[i]) * 1099511628211ull;
+    return h;
+}
+
 void train_replay_header_set(TsHeader *h, const TrainReplayInfo *info)
 {
-    json_object_set_new(h->json, "relabel",
-                        json_pack("{s:I,s:I,s:i,s:i,s:i}", "images", (json_int_t)info->images, "epochs",
-                                  (json_int_t)info->epochs, "batch", info->batch, "height", info->H, "width",
-                                  info->W));
+    json_t *o = json_pack("{s:I,s:I,s:i,s:i,s:i}", "images", (json_int_t)info->images, "epochs",
+                          (json_int_t)info->epochs, "batch", info->batch, "height", info->H, "width", info->W);
+    if (info->has_digest) {
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)info->digest);
+        json_object_set_new(o, "images_digest", json_string(hex));
+    }
+    json_object_set_new(h->json, "relabel", o);
 }
 
 int train_replay_header_get(const TsHeader *h, const char *what, TrainReplayInfo *info)
@@ -212,6 +226,12 @@ int train_replay_header_get(const TsHeader *h, const char *what, TrainReplayInfo
     info->batch = (int)v[2];
     info->H = (int)v[3];
     info->W = (int)v[4];
+    json_t *dg = json_object_get(o, "images_digest");
+    const char *hex = json_string_value(dg);
+    char *end = NULL;
+    info->has_digest = dg != NULL;
+    if (dg && (!hex || strlen(hex) != 16 || (info->digest = strtoull(hex, &end, 16), *end)))
+        return dd_err("%s: header relabel.images_digest is not 16 hex digits", what);
     return 0;
 }
 
@@ -841,6 +861,10 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
         return dd_err("%s: made for %lld images of %dx%d, the training stream has %lld of %dx%d",
                       ts_reader_name(replay), (long long)rinfo->images, rinfo->H, rinfo->W, (long long)tr->n, tr->H,
                       tr->W);
+    if (replay && rinfo->has_digest && train_data_digest(tr) != rinfo->digest)
+        return dd_err("%s: made for other images (digest %016llx; these %lld images' is %016llx): the soft labels "
+                      "belong to the images relabel read; relabel these", ts_reader_name(replay),
+                      (unsigned long long)rinfo->digest, (long long)tr->n, (unsigned long long)train_data_digest(tr));
     if (replay && rinfo->epochs < c->epochs)
         return dd_err("%s: holds %lld epochs of labels, %d asked for", ts_reader_name(replay),
                       (long long)rinfo->epochs, c->epochs);

@@ -70,7 +70,9 @@ void train_data_free(TrainData *d);
 
 /* ---- the relabel -> evaltrain replay stream (relabel's output, evaltrain --labels) ----
  * Header: the training stream's classes, and the key "relabel": {"images": N, "epochs": E,
- * "batch": B, "height": H, "width": W}: N and HxW of the training stream it was made for.
+ * "batch": B, "height": H, "width": W, "images_digest": "16 hex digits"}: N and HxW of the
+ * training stream it was made for, and train_data_digest of its images and labels (streams
+ * written before the digest existed lack it; then it is not checked).
  * One record per (epoch, batch): epochs 0..E-1 in order, each of ceil(N/B) batches 0.. in order
  * (every image once per epoch; n = B but in the last batch); key "e%06lld_b%06lld" (epoch, batch,
  * 0-based), meta {"epoch":e,"batch":b}. Fields, n = images in the batch:
@@ -100,7 +102,14 @@ typedef struct {
 typedef struct {
     int64_t images, epochs;
     int batch, H, W;
+    int has_digest;
+    uint64_t digest;     /* train_data_digest of the images relabel read (when has_digest) */
 } TrainReplayInfo;
+
+/* A 64-bit digest (FNV-1a over 32-bit words) of d's pixels (d->x, as read: U8 / 255 and F32
+ * alike) and labels, in record order: equal for the same images however they were stored. Not for
+ * d->img (images of several sizes). */
+uint64_t train_data_digest(const TrainData *d);
 
 /* Adds the "relabel" key to a header (relabel's writer). */
 void train_replay_header_set(TsHeader *h, const TrainReplayInfo *info);

@@ -228,10 +228,10 @@ int train_replay_header_get(const TsHeader *h, const char *what, TrainReplayInfo
     info->W = (int)v[4];
     json_t *dg = json_object_get(o, "images_digest");
     const char *hex = json_string_value(dg);
-    char *end = NULL;
     info->has_digest = dg != NULL;
-    if (dg && (!hex || strlen(hex) != 16 || (info->digest = strtoull(hex, &end, 16), *end)))
+    if (dg && (!hex || strlen(hex) != 16 || strspn(hex, "0123456789abcdef") != 16))
         return dd_err("%s: header relabel.images_digest is not 16 hex digits", what);
+    if (dg) info->digest = strtoull(hex, NULL, 16);
     return 0;
 }
 
@@ -861,10 +861,13 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
         return dd_err("%s: made for %lld images of %dx%d, the training stream has %lld of %dx%d",
                       ts_reader_name(replay), (long long)rinfo->images, rinfo->H, rinfo->W, (long long)tr->n, tr->H,
                       tr->W);
-    if (replay && rinfo->has_digest && train_data_digest(tr) != rinfo->digest)
-        return dd_err("%s: made for other images (digest %016llx; these %lld images' is %016llx): the soft labels "
-                      "belong to the images relabel read; relabel these", ts_reader_name(replay),
-                      (unsigned long long)rinfo->digest, (long long)tr->n, (unsigned long long)train_data_digest(tr));
+    if (replay && rinfo->has_digest) {
+        uint64_t dg = train_data_digest(tr);
+        if (dg != rinfo->digest)
+            return dd_err("%s: made for other images (digest %016llx; these %lld images' is %016llx): the soft "
+                          "labels belong to the images relabel read; relabel these", ts_reader_name(replay),
+                          (unsigned long long)rinfo->digest, (long long)tr->n, (unsigned long long)dg);
+    }
     if (replay && rinfo->epochs < c->epochs)
         return dd_err("%s: holds %lld epochs of labels, %d asked for", ts_reader_name(replay),
                       (long long)rinfo->epochs, c->epochs);

@@ -57,7 +57,7 @@ sys.exit(tensors('e.safetensors') != tensors('e3.safetensors'))" && ok "the same
 "$PYTHON" - <<'PY' || fail "editing the shard's header"
 import io, json, tarfile
 src = tarfile.open("l-00.tar")
-for name, digest in (("old.tar", None), ("bad.tar", "xyz")):
+for name, digest in (("old.tar", None), ("bad.tar", "xyz"), ("neg.tar", "-000000000000001")):
     with tarfile.open(name, "w", format=tarfile.USTAR_FORMAT) as t:
         for m in src.getmembers():
             data = src.extractfile(m).read()
@@ -72,9 +72,11 @@ for name, digest in (("old.tar", None), ("bad.tar", "xyz")):
 PY
 "$BIN/evaltrain" -m "convnet3:width=16" -q --labels old.tar --epochs 2 other27.tsr >/dev/null 2>err.txt \
     && ok "a label stream without a digest: not checked" || fail "old label stream refused: $(cat err.txt)"
-rc=0; "$BIN/evaltrain" -m "convnet3:width=16" -q --labels bad.tar --epochs 2 fm.tsr >/dev/null 2>err.txt || rc=$?
-[ $rc = 1 ] && grep -q "bad.tar: header relabel.images_digest is not 16 hex digits" err.txt \
-    && ok "a malformed digest: $(cat err.txt)" || fail "bad digest: exit $rc: $(cat err.txt)"
+for b in bad neg; do
+    rc=0; "$BIN/evaltrain" -m "convnet3:width=16" -q --labels $b.tar --epochs 2 fm.tsr >/dev/null 2>err.txt || rc=$?
+    [ $rc = 1 ] && grep -q "$b.tar: header relabel.images_digest is not 16 hex digits" err.txt \
+        && ok "a malformed digest: $(cat err.txt)" || fail "bad digest $b: exit $rc: $(cat err.txt)"
+done
 head -c $(($(wc -c <l.tsr) * 2 / 3)) l.tsr >lcut.tsr
 rc=0; "$BIN/evaltrain" -m "convnet3:width=16" -q --labels lcut.tsr --epochs 2 fm.tsr >out.txt 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "lcut.tsr" err.txt && grep -q "truncated" err.txt && ok "a cut label stream: $(cat err.txt)" \

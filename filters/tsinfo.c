@@ -216,6 +216,8 @@ static void print_json(const TsHeader *h, int64_t records, const int64_t *counts
     json_object_set_new(o, "unlabelled", json_integer(counts[nc]));
     json_object_set_new(o, "fields", fo);
     json_object_set_new(o, "history", hist ? json_incref(hist) : json_array());
+    json_t *rl = json_object_get(h->json, "relabel");   /* a label stream's: what it was made for */
+    if (rl) json_object_set_new(o, "relabel", json_incref(rl));
     json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     putchar('\n');
     json_decref(o);
@@ -253,6 +255,12 @@ static void print_text(const TsHeader *h, int64_t records, const int64_t *counts
             for (int c = 0; c < s->channels; c++) printf("%s%.4f", c ? "," : " ", sd[c]);
             putchar('\n');
         }
+    }
+    json_t *rl = json_object_get(h->json, "relabel");
+    if (json_is_object(rl)) {
+        char *s = json_dumps(rl, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        printf("relabel (soft labels for evaltrain --labels): %s\n", s ? s : "");
+        free(s);
     }
     json_t *hist = json_object_get(h->json, "history"), *e;
     size_t i;

@@ -15,6 +15,9 @@ fm_small 40
 "$BIN/tsinfo" l.tsr >info.txt
 grep -q "^records: 6" info.txt && grep -q "logits (6 records): F16\[" info.txt && grep -q "crops (6 records): F32\[" info.txt \
     && ok "6 replay records" || fail "replay stream: $(cat info.txt)"
+"$BIN/tsinfo" l.tsr | grep -q '^relabel (soft labels for evaltrain --labels): {"images":40,"epochs":2,"batch":16,"height":28,"width":28,"images_digest":"[0-9a-f]\{16\}"}$' \
+    && "$BIN/tsinfo" --json l.tsr | "$PYTHON" -c 'import json, sys; r = json.load(sys.stdin)["relabel"]; assert r["epochs"] == 2 and r["images"] == 40, r' \
+    && ok "tsinfo shows the relabel key" || fail "tsinfo relabel key: $("$BIN/tsinfo" l.tsr | grep relabel)"
 "$BIN/tscat" -q -k e000001_b000002 l.tsr | "$BIN/tsinfo" - | grep -q "^records: 1" && ok "key e000001_b000002" || fail "keys"
 "$BIN/evaltrain" -m "convnet3:width=16" -q -j 2 --labels l.tsr --epochs 2 --val fm.tsr --save e.safetensors fm.tsr >e.json \
     && grep -q '"final_top1":' e.json && ok "evaltrain --labels: $(tail -n 1 e.json)" || fail "evaltrain --labels"

@@ -85,30 +85,32 @@ int dd_fclose_checked(FILE *f, const char *what)
 
 /* Removes the tree `name` (relative to the directory fd `at`) with system calls only, so that the
  * signal handler may use it: no malloc, no stdio, no nftw. Links are removed, not followed.
- * Entries are unlinked while the directory is read, which may make the reading skip some, so
- * the directory is read again until a pass finds nothing. Deeper than 16 levels is left. */
-static void remove_tree_at(int at, const char *name, int depth)
+ * Entries are unlinked while the directory is read, which may make the reading skip some, so the
+ * directory is read again while a pass removed something and left something (each pass removes
+ * one entry at least, so it ends; what cannot be removed is left). Deeper than 16 levels is
+ * left. Returns 1 when `name` is gone. */
+static int remove_tree_at(int at, const char *name, int depth)
 {
-    if (unlinkat(at, name, 0) == 0 || errno == ENOENT) return;
+    if (unlinkat(at, name, 0) == 0 || errno == ENOENT) return 1;
     int fd = depth < 16 ? openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
-    if (fd < 0) return;
+    if (fd < 0) return 0;
     char buf[2048] __attribute__((aligned(8)));
-    for (int found = 1; found;) {
-        found = 0;
+    for (int removed = 1, left = 1; removed && left;) {
+        removed = left = 0;
         ssize_t n;
         while ((n = getdents64(fd, buf, sizeof buf)) > 0) {
             for (ssize_t off = 0; off < n;) {
                 const struct dirent64 *e = (const struct dirent64 *)(buf + off);
                 off += e->d_reclen;
                 if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-                remove_tree_at(fd, e->d_name, depth + 1);
-                found = 1;
+                if (remove_tree_at(fd, e->d_name, depth + 1)) removed = 1;
+                else left = 1;
             }
         }
         if (n < 0 || lseek(fd, 0, SEEK_SET) < 0) break;
     }
     close(fd);
-    unlinkat(at, name, AT_REMOVEDIR);
+    return unlinkat(at, name, AT_REMOVEDIR) == 0;
 }
 
 void dd_remove_tree(const char *path) { remove_tree_at(AT_FDCWD, path, 0); }

@@ -72,10 +72,12 @@ static int test_progress_tty(void)
 }
 
 /* dd_remove_tree: a tree deeper than one level, a directory of more entries than one read of
- * getdents returns (2 KiB), a link to a directory outside that must be removed, not followed. */
+ * getdents returns (2 KiB), a link to a directory outside that must be removed, not followed,
+ * and a chain deeper than it goes. */
 static void test_remove_tree(void)
 {
-    char root[] = "/tmp/test_base.XXXXXX", p[256];
+    char root[200], p[256];
+    snprintf(root, sizeof root, "%s/test_base.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     CHECK(mkdtemp(root) != NULL);
     snprintf(p, sizeof p, "%s/out", root);
     CHECK(mkdir(p, 0777) == 0);
@@ -108,6 +110,26 @@ static void test_remove_tree(void)
     CHECK_MSG(access(p, F_OK) < 0, "%s is still there", p);
     snprintf(p, sizeof p, "%s/out/keep", root);
     CHECK_MSG(access(p, F_OK) == 0, "the link was followed: %s removed", p);
+    /* a chain deeper than the 16 levels removed: the call ends (it did not: the level above the
+     * deepest kept finding the entry it could not remove), leaving the chain, files above it gone */
+    snprintf(p, sizeof p, "%s/deep", root);
+    CHECK(mkdir(p, 0777) == 0);
+    size_t len = strlen(p);
+    for (int d = 0; d < 20; d++) {
+        len += (size_t)snprintf(p + len, sizeof p - len, "/d");
+        CHECK(mkdir(p, 0777) == 0);
+    }
+    snprintf(p, sizeof p, "%s/deep/d/f", root);
+    f = fopen(p, "w");
+    CHECK(f && fclose(f) == 0);
+    snprintf(p, sizeof p, "%s/deep", root);
+    dd_remove_tree(p);
+    CHECK(access(p, F_OK) == 0);
+    snprintf(p, sizeof p, "%s/deep/d/f", root);
+    CHECK_MSG(access(p, F_OK) < 0, "%s was left", p);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/deep'", root);
+    CHECK(system(cmd) == 0);
     dd_remove_tree(root);
     CHECK(access(root, F_OK) < 0);
     dd_remove_tree(root); /* a path that is not there: nothing */

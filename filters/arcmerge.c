@@ -2,7 +2,9 @@
  * stream, the record of the initial patches P with the same key, P's image resampled bilinearly
  * (align_corners=False, no antialias) to x's size, and out = alpha*x + (1-alpha)*P in float32.
  * x's other fields, key, label and meta pass through. P is read whole (IPC x classes records)
- * and looked up by key; every key must be on both sides. See arcmerge(1).
+ * and looked up by key; every key must be on both sides. Where both records carry patchsel's
+ * provenance (meta "cells"), it must be the same: P is the selection x was recovered from. See
+ * arcmerge(1).
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -23,10 +25,46 @@ static void usage(FILE *f)
                "Merge x (stdin) with the initial patches: alpha*x + (1-alpha)*resample(P).\n"
                "  -a, --alpha A      weight of x, in [0,1] (default 0.5)\n"
                "  -x, --input FILE   read x from FILE instead of stdin\n"
+               "      --any-source   merge even where x's meta names other source patches\n"
                "  -o, --output FILE  write FILE atomically instead of stdout\n"
                "  -q, --quiet        no progress\n"
                "  -h, --help         this text\n"
                "      --version      version\n", dd_prog());
+}
+
+static json_int_t box(json_t *b, size_t i) { return json_integer_value(json_array_get(b, i)); }
+
+/* The first cell source named by a record's meta {"cells":[{"src":KEY,"box":[..]},..]}, for messages. */
+static void first_src(json_t *cells, char *buf, size_t len)
+{
+    json_t *c0 = json_array_get(cells, 0), *b = json_object_get(c0, "box");
+    const char *src = json_string_value(json_object_get(c0, "src"));
+    snprintf(buf, len, "%s", src ? src : "?");
+    if (json_array_size(b) == 4)
+        snprintf(buf + strlen(buf), len - strlen(buf), " box [%lld,%lld,%lld,%lld]", (long long)box(b, 0),
+                 (long long)box(b, 1), (long long)box(b, 2), (long long)box(b, 3));
+}
+
+/* 0 when x and its patch p come from the same selection: patchsel writes each record's sources
+ * (meta "cells"), recover, resample and arcmerge pass x's meta through, so where both carry them
+ * they must be equal. Records without cells (tsimport, recover --init noise) are not checked.
+ * -1 with dd_err naming both first sources: PATCHES is another run's selection (same keys). */
+static int check_source(const TsRecord *x, const TsRecord *p, const char *pname)
+{
+    if (!x->meta || !p->meta) return 0;
+    json_t *jx = json_loads(x->meta, 0, NULL), *jp = json_loads(p->meta, 0, NULL);
+    json_t *cx = json_object_get(jx, "cells"), *cp = json_object_get(jp, "cells");
+    int rc = 0;
+    if (cx && cp && !json_equal(cx, cp)) {
+        char sx[TS_KEY_MAX + 64], sp[TS_KEY_MAX + 64];
+        first_src(cx, sx, sizeof sx);
+        first_src(cp, sp, sizeof sp);
+        rc = dd_err("recovered from another selection than %s (its first cell: %s; %s's: %s); give the PATCHES "
+                    "it was recovered from, or --any-source", pname, sx, pname, sp);
+    }
+    json_decref(jx);
+    json_decref(jp);
+    return rc;
 }
 
 static int cmp_patch(const void *a, const void *b)
@@ -89,16 +127,18 @@ static int merge(TsRecord *x, const Patch *p, double alpha)
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
+    enum { O_ANY = 256 };
     static const struct option lo[] = {
-        {"alpha", 1, 0, 'a'}, {"input", 1, 0, 'x'}, {"output", 1, 0, 'o'}, {"quiet", 0, 0, 'q'},
+        {"alpha", 1, 0, 'a'}, {"input", 1, 0, 'x'}, {"any-source", 0, 0, O_ANY}, {"output", 1, 0, 'o'}, {"quiet", 0, 0, 'q'},
         {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
     const char *xname = "-", *output = "-";
     double alpha = 0.5;
-    int c, quiet = 0;
+    int c, quiet = 0, any_source = 0;
     while ((c = getopt_long(argc, argv, "a:x:o:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'a': alpha = dd_opt_double("--alpha", optarg, 0, 1); break;
         case 'x': xname = optarg; break;
+        case O_ANY: any_source = 1; break;
         case 'o': output = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -143,7 +183,8 @@ int main(int argc, char **argv)
         } else if (p->seen++) {
             dd_err("%s: record %lld (%s): key appears twice", xname, (long long)idx, rec.key);
             r = -1;
-        } else if (merge(&rec, p, alpha) < 0) {
+        } else if ((!any_source && check_source(&rec, &p->rec, pname) < 0) ||
+                   merge(&rec, p, alpha) < 0) {
             dd_err_prefix("%s: record %lld (%s)", xname, (long long)idx, rec.key);
             r = -1;
         } else if (ts_writer_put(w, &rec) < 0) {

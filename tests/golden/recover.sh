@@ -17,6 +17,17 @@ R=("$BIN/recover" -q -w t.safetensors)
     | "${R[@]}" --steps 30:40:40 >piped.tsr
 "$BIN/tscmp" --exact fused.tsr piped.tsr && ok "fused == 4 pieces with arcmerge (tscmp --exact)" || fail "fused != piped"
 "$BIN/tscmp" -q init.tsr fused.tsr && fail "recover changed nothing" || ok "images moved"
+# PATCHES from another selection (same keys, other sources) is refused, unless --any-source
+"$BIN/patchsel" -q -w t.safetensors --ipc 2 --candidates 8 --crops 2 --seed 1 fm.tsr >init1.tsr
+"${R[@]}" --steps 0:10:40 init.tsr >p0.tsr
+rc=0; "$BIN/arcmerge" -a 0.5 init1.tsr <p0.tsr >/dev/null 2>err.txt || rc=$?
+c='train_[0-9]* box \[[0-9,]*\]'
+if [ $rc = 1 ] && grep -q "^arcmerge: stdin: record 0 (c0000_i0000): recovered from another selection than init1.tsr \
+(its first cell: $c; init1.tsr's: $c); give the PATCHES it was recovered from, or --any-source$" err.txt && [ "$(wc -l <err.txt)" = 1 ]; then ok "other selection refused: $(cat err.txt)"
+else fail "other selection: exit $rc $(cat err.txt)"; fi
+"$BIN/arcmerge" -a 0.5 init.tsr <p0.tsr >m0.tsr && ok "its own selection merges" || fail "own selection"
+"$BIN/arcmerge" -q -a 0.5 --any-source init1.tsr <p0.tsr >m1.tsr && ! "$BIN/tscmp" -q m0.tsr m1.tsr \
+    && ok "--any-source merges another selection" || fail "--any-source"
 "$BIN/tsinfo" --json fused.tsr >f.json
 "$PYTHON" - <<'PY' && ok "keys, labels, pixels in [0,1], params in the history" || fail "output / history"
 import json

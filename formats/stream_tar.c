@@ -64,7 +64,7 @@ static int tar_header(TsTarIn *t, int64_t index, const char *key)
 {
     int rc = archive_read_next_header(t->a, &t->e);
     if (rc == ARCHIVE_EOF) return 0;
-    if (rc < ARCHIVE_WARN) return tar_err(t, index, key);
+    if (rc < ARCHIVE_WARN || rc == ARCHIVE_RETRY) return tar_err(t, index, key);   /* RETRY: a damaged header */
     t->pending = 1;
     return 1;
 }
@@ -118,6 +118,12 @@ TsTarIn *tsi_tar_open(BsSrc *src, const char *name, TsHeader **hdr)
     t->name = name;
     t->a = archive_read_new();
     archive_read_support_format_tar(t->a);
+    /* past zero blocks, so that what follows the end-of-archive marker is seen (tar_end) */
+    if (archive_read_set_format_option(t->a, "tar", "read_concatenated_archives", "1") != ARCHIVE_OK) {
+        tar_err(t, 0, NULL);
+        tsi_tar_close(t);
+        return NULL;
+    }
     if (archive_read_open(t->a, t, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
         tar_err(t, 0, NULL);
         tsi_tar_close(t);
@@ -145,7 +151,9 @@ TsTarIn *tsi_tar_open(BsSrc *src, const char *name, TsHeader **hdr)
     return t;
 }
 
-/* The "__end__" member: count check, then the archive must end. */
+/* The "__end__" member: count check, then the input must end: tar's zero blocks may follow, but
+ * not another shard (files concatenated with cat: give each as an operand), other bytes, or the
+ * end of the input inside a zstd frame. */
 static int tar_end(TsTarIn *t, int64_t index)
 {
     if (tar_data(t, index, NULL)) return -1;
@@ -157,10 +165,20 @@ static int tar_end(TsTarIn *t, int64_t index)
     json_decref(j);
     if (!ok) return dd_err("%s: __end__ member has no record count", t->name);
     if (cnt != index) return dd_err("%s: end member says %lld records, %lld were read", t->name, cnt, (long long)index);
-    int rc = tar_header(t, index, NULL);
-    if (rc < 0) return -1;
-    if (rc > 0) return dd_err("%s: member '%.80s' after the end member", t->name, archive_entry_pathname(t->e));
-    return 0;
+    int rc = archive_read_next_header(t->a, &t->e);
+    if (rc == ARCHIVE_EOF) {
+        if (t->srcerr[0]) return dd_err("%s", t->srcerr);
+        if (bs_truncated(t->src)) return dd_err("%s: stream is truncated after its end member (zstd frame incomplete)",
+                                                t->name);
+        return 0;
+    }
+    if (t->srcerr[0]) return dd_err("%s", t->srcerr);
+    const char *mn = rc >= ARCHIVE_WARN && rc != ARCHIVE_RETRY ? archive_entry_pathname(t->e) : NULL;
+    if (mn && !strcmp(mn, "__stream__"))
+        return dd_err("%s: another shard follows the end member (shards concatenated into one file? give each "
+                      "as an operand)", t->name);
+    if (mn) return dd_err("%s: member '%.80s' after the end member", t->name, mn);
+    return dd_err("%s: bytes after the end member that are not a tar member", t->name);
 }
 
 /* "KEY.cls": ASCII decimal, optional minus sign, nothing else. */
@@ -173,8 +191,9 @@ static int parse_cls(const uint8_t *p, size_t n, int64_t *v)
         if (p[i] < '0' || p[i] > '9') return -1;
         acc = acc * 10 + (uint64_t)(p[i] - '0');
     }
-    if (acc > (uint64_t)INT64_MAX) return -1;
-    *v = p[0] == '-' ? -(int64_t)acc : (int64_t)acc;
+    const int neg = p[0] == '-';
+    if (acc > (uint64_t)INT64_MAX + (uint64_t)neg) return -1;   /* INT64_MIN is written too */
+    *v = neg ? (int64_t)(0 - acc) : (int64_t)acc;
     return 0;
 }
 

@@ -33,6 +33,48 @@ ok "selection"
 cmp back.tsr fm.tsr && ok "shards round trip: byte-identical (cmp)" || fail "shards round trip not byte-identical"
 "$BIN/tscat" --shards 'plain/p-%03d.tar' --shard-records 1000 fm.tsr && tar tf plain/p-000.tar | sed -n 1,3p | grep -q "train_000000" \
     && ok "plain tar shard readable by tar" || fail "plain tar shard"
+# a shard file must end after its end member: tar's zero blocks may follow, not another shard
+# (cat of two shards lost the second's records), other bytes, or a cut zstd frame
+shard_tail() { # NAME EXPECT(ok|message) FILE...: their concatenation read by tsinfo
+    local name=$1 want=$2 rc=0; shift 2
+    cat "$@" >cat.tar
+    "$BIN/tsinfo" -q cat.tar >/dev/null 2>err.txt || rc=$?
+    if [ "$want" = ok ]; then
+        if [ $rc = 0 ]; then ok "$name: read"; else fail "$name: exit $rc $(cat err.txt)"; fi
+    elif [ $rc = 1 ] && grep -q "^tsinfo: cat.tar: $want$" err.txt; then ok "$name: $(cat err.txt)"
+    else fail "$name: exit $rc $(cat err.txt)"; fi
+}
+head -c 20480 /dev/zero >zeros
+printf 'GARBAGE\n' >garbage
+"$BIN/tscat" --shards 'two/p-%d.tar' --shard-records 100 fm.tsr && "$BIN/tscat" --shards 'two/p-%d.tar.zst' --shard-records 100 fm.tsr
+shard_tail "two plain shards concatenated" "another shard follows the end member (shards concatenated into one file? give \
+each as an operand)" two/p-0.tar two/p-1.tar
+shard_tail "two zstd shards concatenated" "another shard follows the end member (shards concatenated into one file? give \
+each as an operand)" two/p-0.tar.zst two/p-1.tar.zst
+shard_tail "bytes after the end" "bytes after the end member that are not a tar member" two/p-0.tar garbage
+shard_tail "zero blocks after the end" ok two/p-0.tar zeros
+# two zstd frames: the tar up to the end member's data, then its zero blocks, cut in half
+"$PYTHON" - <<'PY'
+import subprocess, tarfile
+d = open("two/p-0.tar", "rb").read()
+m = tarfile.open("two/p-0.tar").getmembers()[-1]
+assert m.name == "__end__"
+e = m.offset_data + (m.size + 511) // 512 * 512
+z = lambda b: subprocess.run(["zstd", "-q", "-c"], input=b, capture_output=True, check=True).stdout
+tail = z(d[e:])
+open("zcut.tar.zst", "wb").write(z(d[:e]) + tail[:len(tail) // 2])
+PY
+shard_tail "zstd cut after the end member" "stream is truncated after its end member (zstd frame incomplete)" zcut.tar.zst
+# a member header whose checksum does not match: libarchive's RETRY, an error (it read as a
+# member without a name)
+"$PYTHON" -c '
+import tarfile
+d = bytearray(open("two/p-0.tar", "rb").read())
+d[tarfile.open("two/p-0.tar").getmembers()[5].offset] ^= 1
+open("badsum.tar", "wb").write(d)'
+rc=0; "$BIN/tsinfo" -q badsum.tar >/dev/null 2>err.txt || rc=$?
+if [ $rc = 1 ] && grep -q "^tsinfo: badsum.tar: record 1 (train_000001): tar: Damaged tar archive$" err.txt; then
+    ok "damaged member header: $(cat err.txt)"; else fail "damaged member header: exit $rc $(cat err.txt)"; fi
 # reproducible shards: members mode 0444, uid/gid 0, mtime SOURCE_DATE_EPOCH (else 0); two runs
 # a second apart give the same bytes, compressed or not
 for z in "" .zst; do

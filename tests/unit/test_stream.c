@@ -34,7 +34,7 @@ static TsHeader *header3(const char *c2)
 }
 
 /* Record i: image F32 [1,4,4] (U8 for i % 7 == 3), label I64 scalar, sometimes soft F16 [3] placed
- * first, a label of another dtype, and meta. */
+ * first, a label of another dtype or INT64_MIN/MAX, and meta. */
 static void make_record(TsRecord *r, int i)
 {
     ts_record_clear(r);
@@ -60,6 +60,8 @@ static void make_record(TsRecord *r, int i)
         Tensor l = tensor_newv(DD_I32, 1, (int64_t)1);
         *(int32_t *)l.data = i % 3;
         ts_record_set(r, "label", l);
+    } else if (i % 13 == 6) { /* the extremes, as the shards' .cls text too */
+        ts_record_set(r, "label", tensor_scalar_i64(i % 2 ? INT64_MAX : INT64_MIN));
     } else {
         ts_record_set(r, "label", tensor_scalar_i64(i % 3));
     }

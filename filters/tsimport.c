@@ -116,14 +116,26 @@ static void import_idx(Out *o, const char *dir)
     if (!pi || !pl) dd_die(DD_EXIT_DATA, "%s: no %s or %s (.gz)", dir, ni, nl);
     Tensor im, lb;
     if (idx_read(pi, &im) < 0 || idx_read(pl, &lb) < 0) dd_die_err(DD_EXIT_DATA);
-    if (im.ndim != 3 || im.dtype != DD_U8 || lb.ndim != 1 || lb.shape[0] != im.shape[0])
-        dd_die(DD_EXIT_DATA, "%s: images and labels do not match", dir);
+    char da[96], db[96];
+    tensor_describe(&im, da, sizeof da);
+    tensor_describe(&lb, db, sizeof db);
+    if (im.ndim != 3 || im.dtype != DD_U8 || im.shape[1] < 1 || im.shape[2] < 1)
+        dd_die(DD_EXIT_DATA, "%s: images are %s, want U8 [N,H,W] with H, W >= 1", pi, da);
+    if (lb.ndim != 1 || (lb.dtype != DD_U8 && lb.dtype != DD_I8 && lb.dtype != DD_I16 && lb.dtype != DD_I32))
+        dd_die(DD_EXIT_DATA, "%s: labels are %s, want integers [N]", pl, db);
+    if (lb.shape[0] != im.shape[0])
+        dd_die(DD_EXIT_DATA, "%s: %lld labels for the %lld images of %s", pl, (long long)lb.shape[0],
+               (long long)im.shape[0], pi);
     /* Debian's fashion-mnist, torchvision's FashionMNIST/raw (the path as resolved: "." too) */
     char *real = realpath(dir, NULL);
     const int fashion = strcasestr(real ? real : dir, "fashion") != NULL;
     out_begin(o, 10, fashion ? fmnist_names : digit_names, fashion ? "Fashion-MNIST's names" : "MNIST's digits");
     free(real);
     const char *src = strrchr(pi, '/') + 1;
+    for (int64_t i = 0; i < lb.shape[0]; i++) /* a negative label would leave its record without one */
+        if (tensor_get_f64(&lb, i) < 0)
+            dd_die(DD_EXIT_DATA, "%s: record %lld: label %lld is negative", pl, (long long)i,
+                   (long long)tensor_get_f64(&lb, i));
     int64_t shape[3] = {1, im.shape[1], im.shape[2]}, sz = im.shape[1] * im.shape[2];
     for (int64_t i = 0; i < im.shape[0] && o->limit != 0; i++)
         if (!out_put(o, view(DD_U8, 3, shape, (uint8_t *)im.data + i * sz),

@@ -372,6 +372,32 @@ expect_usage tsimport "$PWD"/names.txt
 expect_exit 1 "missing dataset files" -- "$BIN/tsimport" --format idx "$PWD/f32"
 head -c 3000 "$fmnist"/t10k-labels-idx1-ubyte.gz >digits/t10k-labels-idx1-ubyte.gz
 expect_exit 1 "truncated IDX file" -- "$BIN/tsimport" --split test digits
+# IDX files of other dtypes and shapes: integer labels of any width are read, others refused
+# (a label of -1 left its record without one; float labels were truncated)
+"$PYTHON" - <<'PY'
+import numpy as np, os, struct
+def idx(path, a, code, dt):
+    a = np.asarray(a)
+    with open(path, "wb") as f:
+        f.write(bytes([0, 0, code, a.ndim]) + b"".join(struct.pack(">I", d) for d in a.shape))
+        f.write(a.astype(dt).tobytes())
+cases = {"i16": ([1, 9, 2], 0x0B, ">i2"), "neg": ([1, -1, 2], 0x09, ">i1"), "flt": ([1.7, 9.0, 2.0], 0x0D, ">f4"),
+         "few": ([1, 2], 0x08, "u1"), "zero": ([1, 2, 3], 0x08, "u1")}
+for d, (lab, code, dt) in cases.items():
+    os.makedirs("idx_" + d, exist_ok=True)
+    idx(f"idx_{d}/train-images-idx3-ubyte", np.zeros((3, 0 if d == "zero" else 2, 2)), 0x08, "u1")
+    idx(f"idx_{d}/train-labels-idx1-ubyte", lab, code, dt)
+PY
+"$BIN/tsimport" -q --format idx idx_i16 | "$BIN/tsinfo" -l | awk '{print $3}' | tr '\n' ' ' | grep -q "^1 9 2 $" \
+    && ok "idx: I16 labels read" || fail "idx: I16 labels"
+for c in "neg:idx_neg/train-labels-idx1-ubyte: record 1: label -1 is negative" \
+         "flt:idx_flt/train-labels-idx1-ubyte: labels are F32\[3\], want integers \[N\]" \
+         "few:idx_few/train-labels-idx1-ubyte: 2 labels for the 3 images of idx_few/train-images-idx3-ubyte" \
+         "zero:idx_zero/train-images-idx3-ubyte: images are U8\[3,0,2\], want U8 \[N,H,W\] with H, W >= 1"; do
+    rc=0; "$BIN/tsimport" -q --format idx "idx_${c%%:*}" >/dev/null 2>err.txt || rc=$?
+    if [ $rc = 1 ] && grep -q "^tsimport: ${c#*:}$" err.txt; then ok "idx ${c%%:*}: $(cat err.txt)"
+    else fail "idx ${c%%:*}: exit $rc $(cat err.txt)"; fi
+done
 check_full tsimport --limit 50 "$fmnist"
 "$BIN/tsimport" -q --limit 50 "$fmnist" >im_stdout.tsr
 "$BIN/tsimport" -q --limit 50 -o im_file.tsr "$fmnist" >im_out.txt && [ ! -s im_out.txt ] \

@@ -88,9 +88,15 @@ int cifar_read_py(const char *path, int cifar100, Tensor *images, Tensor *labels
     snprintf(what, sizeof what, "%s: '%s'", path, lkey);
     if (pk_int_list(yo, what, &y) < 0) goto done;
     int64_t n = x.ndim >= 1 ? x.shape[0] : 0;
-    if (x.dtype != DD_U8 || tensor_numel(&x) != n * CIFAR_PIXELS || n < 1) {
+    /* rows of R, G, B planes: [N,3072], or the same as [N,3,32,32]; not torchvision's [N,32,32,3]
+     * (CIFAR10.data), whose 3072 bytes per image are interleaved */
+    const int rows = x.ndim == 2 && x.shape[1] == CIFAR_PIXELS;
+    const int planes = x.ndim == 4 && x.shape[1] == 3 && x.shape[2] == 32 && x.shape[3] == 32;
+    if (x.dtype != DD_U8 || !(rows || planes) || n < 1) {
         char desc[96];
-        dd_err("%s: 'data' is %s, want U8 [N,3072]", path, tensor_describe(&x, desc, sizeof desc));
+        dd_err("%s: 'data' is %s, want U8 [N,3072] (rows of R, G and B planes)%s", path,
+               tensor_describe(&x, desc, sizeof desc),
+               x.ndim == 4 && x.shape[3] == 3 ? "; [N,32,32,3] is channels-last: transpose(0,3,1,2)" : "");
         goto done;
     }
     if (y.shape[0] != n) {

@@ -248,7 +248,8 @@ open("cut", "wb").write(open("cpy_p2/test_batch", "rb").read()[:5000])
 # pickles that load but are not CIFAR batches: each error names what is wrong
 z = lambda n, w=3072: np.zeros((n, w), np.uint8)
 for name, obj in (("notdict", [1, 2, 3]), ("nodata", {"labels": [0]}), ("shape", {"data": z(2, 100), "labels": [0, 1]}),
-                  ("count", {"data": z(2), "labels": [0]}), ("range", {"data": z(2), "labels": [0, 10]})):
+                  ("count", {"data": z(2), "labels": [0]}), ("range", {"data": z(2), "labels": [0, 10]}),
+                  ("hwc", {"data": np.zeros((2, 32, 32, 3), np.uint8), "labels": [0, 1]})):
     open(name, "wb").write(pickle.dumps(obj, protocol=4))
 PY
 for form in p2 py3p0 py3p1 py3p2 py3p4 py3p5; do
@@ -264,8 +265,9 @@ done
     && cmp -s np_c100py/label.npy np_c100/label.npy && cmp -s np_c100py/classes.txt np_c100/classes.txt \
     && ok "CIFAR-100 python batch (fine labels, meta's names): the binary version's records" || fail "CIFAR-100 python"
 declare -A why=([evil]=. [cut]=. [notdict]="not a dict" [nodata]="no 'data'" [shape]="want U8 \[N,3072\]"
-                [count]="1 labels for 2 images" [range]="image 1: label 10 out of range")
-for bad in evil cut notdict nodata shape count range; do
+                [count]="1 labels for 2 images" [range]="image 1: label 10 out of range"
+                [hwc]="'data' is U8\[2,32,32,3\], want U8 \[N,3072\] (rows of R, G and B planes); \[N,32,32,3\] is channels-last")
+for bad in evil cut notdict nodata shape count range hwc; do
     mkdir -p bad_$bad && cp $bad bad_$bad/test_batch
     rc=0; "$BIN/tsimport" --format cifar10 --split test bad_$bad >out.tsr 2>err.txt || rc=$?
     [ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "${why[$bad]}" err.txt && [ ! -s out.tsr ] && [ ! -e pwned ] \

@@ -129,7 +129,8 @@ int main(int argc, char **argv)
     dd_prog_init(argv[0]);
     enum { O_ANY = 256 };
     static const struct option lo[] = {
-        {"alpha", 1, 0, 'a'}, {"input", 1, 0, 'x'}, {"any-source", 0, 0, O_ANY}, {"output", 1, 0, 'o'}, {"quiet", 0, 0, 'q'},
+        {"alpha", 1, 0, 'a'}, {"input", 1, 0, 'x'}, {"any-source", 0, 0, O_ANY}, {"output", 1, 0, 'o'},
+        {"quiet", 0, 0, 'q'},
         {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
     const char *xname = "-", *output = "-";
     double alpha = 0.5;

@@ -184,6 +184,18 @@ int main(int argc, char **argv)
     nn_check_device_opts(device, precision);
     if (!!arch + !!weights != 1) dd_die(DD_EXIT_USAGE, "give one of -m ARCH and -w FILE (try --help)");
     if (evalonly && !weights) dd_die(DD_EXIT_USAGE, "--eval-only needs -w FILE");
+    if (evalonly) {
+        const char *bad = save ? "--save" : ckpt ? "--checkpoint" : valf ? "--val" : labelsf ? "--labels"
+                        : teacherf ? "--teacher" : epochs >= 0 ? "--epochs" : stop ? "--stop-after-epoch" : NULL;
+        if (bad) dd_die(DD_EXIT_USAGE, "--eval-only evaluates -w on the operands and trains nothing: not with %s", bad);
+    }
+    if (stop && !ckpt)
+        dd_die(DD_EXIT_USAGE, "--stop-after-epoch ends one slice of a run that the next resumes: give --checkpoint FILE");
+    /* stdin is one input: the operands' (none, or '-'), --val's or --labels' */
+    int stdin_uses = argc == optind;
+    for (int i = optind; i < argc; i++) stdin_uses += !strcmp(argv[i], "-");
+    stdin_uses += (valf && !strcmp(valf, "-")) + (labelsf && !strcmp(labelsf, "-"));
+    if (stdin_uses > 1) dd_die(DD_EXIT_USAGE, "stdin ('-') given more than once (operands, --val, --labels)");
     if (!!nmean != !!nstd) dd_die(DD_EXIT_USAGE, "--mean and --std go together");
     if (nmean && weights)
         dd_die(DD_EXIT_USAGE, "--mean and --std set a new model's normalization (-m); %s carries its own", weights);
@@ -217,8 +229,10 @@ int main(int argc, char **argv)
         if (train_data_read(in, &vo, &d) < 0) dd_die_err(DD_EXIT_DATA);
         check_input(m, weights, &d, tname);
         if (train_eval(nn, m, &d, ebatch, &ev) < 0) dd_die_err(DD_EXIT_DATA);
-        printf("{\"records\":%lld,\"top1\":%.6g,\"top5\":%.6g,\"loss\":%.6g}\n", (long long)ev.n, 100 * ev.top1,
-               100 * ev.top5, ev.loss);
+        char loss[32] = "null"; /* JSON has no NaN: a model whose logits are not finite */
+        if (isfinite(ev.loss)) snprintf(loss, sizeof loss, "%.6g", ev.loss);
+        printf("{\"records\":%lld,\"top1\":%.6g,\"top5\":%.6g,\"loss\":%s}\n", (long long)ev.n, 100 * ev.top1,
+               100 * ev.top5, loss);
         if (dd_fclose_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
         train_data_free(&d);
         ts_input_close(in);

@@ -34,7 +34,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "Usage: %s -w TEACHER --ipc N [options] [file...]\n"
                "RDED patch selection: the best-scored random crops per class, stitched f x f.\n"
-               "  -w, --weights FILE     teacher (safetensors); not needed with --method random\n"
+               "  -w, --weights FILE     teacher (safetensors); not with --method random\n"
                "  -i, --ipc N            images per class (default 10)\n"
                "  -I, --ipc-list A,B,..  several IPCs from one selection; -o PATTERN with %%d gets each\n"
                "  -n, --candidates N     candidate images per class (default 300)\n"
@@ -109,8 +109,8 @@ static void parse(int argc, char **argv, Opts *o)
         dd_die(DD_EXIT_USAGE, "--ipc-list writes one stream per IPC: give -o PATTERN containing %%d");
     if (!list && strstr(o->output, "%d")) dd_die(DD_EXIT_USAGE, "-o PATTERN with %%d needs --ipc-list");
     if (o->random && o->factor > 1) dd_die(DD_EXIT_USAGE, "--method random takes whole images: no --factor");
-    if (o->random && scoring)
-        dd_die(DD_EXIT_USAGE, "--method random scores nothing: no --candidates, --crops or --batch");
+    if (o->random && (scoring || o->weights))
+        dd_die(DD_EXIT_USAGE, "--method random scores nothing: no -w, --candidates, --crops or --batch");
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 
@@ -240,7 +240,9 @@ int main(int argc, char **argv)
         const int c = pl.label[p];
         if (pl.role[p] >= 0) {
             Tensor im;
-            if (ts_record_image_f32(&rec, &im) < 0) dd_die_err(DD_EXIT_DATA);
+            if (ts_record_image_f32(&rec, &im) < 0 || ts_image_finite(&im) < 0)
+                dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
+                       rec.key, dd_errmsg());
             int bad = im.shape[0] != C || (!res && (im.shape[1] != H || im.shape[2] != W));
             if (!bad && o.random) {
                 sel_top_offer_whole(&rtop[c], pl.role[p], pl.within[p], rec.key, &im, res);
@@ -254,7 +256,7 @@ int main(int argc, char **argv)
                 dd_die(DD_EXIT_DATA, "%s: record %lld (%s): image shape differs from the first record's [%d,%d,%d]",
                        ts_input_name(in), (long long)ts_input_index(in), rec.key, C, H, W);
             if (p == pl.last[c]) {
-                if (sc && sel_scorer_flush(sc) < 0) dd_die_err(DD_EXIT_DATA);
+                if (sc && sel_scorer_flush(sc) < 0) dd_die(DD_EXIT_DATA, "%s: %s", ts_input_name(in), dd_errmsg());
                 done[c] = 1;
                 for (; next < ncls && done[next]; next++) {
                     SelTop *t = o.random ? &rtop[next] : sel_scorer_top(sc, next);

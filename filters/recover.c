@@ -20,7 +20,7 @@ enum { MAX_TEACHERS = 16 };
 typedef struct {
     const char *w[MAX_TEACHERS], *device, *precision, *output, *metrics;
     int nw, arc, nsizes, sizes[REC_MAX_STAGES], batch, jitter, noise, ipc, quiet, threads, piece;
-    int ufc, aug, alpha_set, rbn_set, iters_set;     /* aug: -1 = the mode's default */
+    int ufc, aug, alpha_set, rbn_set, iters_set, ipc_set;     /* aug: -1 = the mode's default */
     int64_t iters, s0, s1, stot;
     RecConf c;
 } Opts;
@@ -103,7 +103,7 @@ static void parse(int argc, char **argv, Opts *o)
             if (strcmp(optarg, "noise")) dd_die(DD_EXIT_USAGE, "--init: only 'noise' (else give initial images)");
             o->noise = 1;
             break;
-        case 'n': o->ipc = (int)dd_opt_long("--ipc", optarg, 1, 9999); break;
+        case 'n': o->ipc = (int)dd_opt_long("--ipc", optarg, 1, 9999); o->ipc_set = 1; break;
         case 'b': o->batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20); break;
         case O_LR: o->c.lr = dd_opt_double("--lr", optarg, 0, 1e6); break;
         case O_RBN: o->c.r_bn = dd_opt_double("--r-bn", optarg, 0, 1e6); o->rbn_set = 1; break;
@@ -144,6 +144,11 @@ static void parse(int argc, char **argv, Opts *o)
     if (o->noise && o->arc > 0) dd_die(DD_EXIT_USAGE, "--arc merges with initial images: not with --init noise");
     if (o->noise && optind < argc) dd_die(DD_EXIT_USAGE, "--init noise reads no input");
     if (o->arc < 0) o->arc = o->noise ? 0 : 3;
+    /* options the run would not use are said, not dropped */
+    if (o->ipc_set && !o->noise) dd_die(DD_EXIT_USAGE, "--ipc counts --init noise's images; the input's are its records");
+    if (o->alpha_set && (o->piece || o->arc == 0))
+        dd_die(DD_EXIT_USAGE, "--alpha weighs the merges of --arc K > 0; %s merges nothing (in a pipe, arcmerge -a does)",
+               o->piece ? "--steps" : "this run");
     if (o->nsizes && o->nsizes != o->arc + 1)
         dd_die(DD_EXIT_USAGE, "--sizes: %d sizes for %d stages", o->nsizes, o->arc + 1);
     if (!o->piece && !o->ufc && rec_schedule_fused(&o->c, o->iters, o->arc, NULL) < 0) dd_die_err(DD_EXIT_USAGE);

@@ -90,8 +90,9 @@ static void parse(int argc, char **argv, Opts *o)
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 
-/* Reads every record of `in` into recs (grown), their images as F32 into *x [n,C,H,W]. */
-static TsRecord *read_records(TsInput *in, int64_t *n, float **x, int *C, int *H, int *W)
+/* Reads every record of `in` into recs (grown), their images as F32 into *x [n,C,H,W]; labels in
+ * [0, K), images finite. */
+static TsRecord *read_records(TsInput *in, int K, int64_t *n, float **x, int *C, int *H, int *W)
 {
     int64_t cap = 64;
     size_t img = 0;
@@ -108,7 +109,9 @@ static TsRecord *read_records(TsInput *in, int64_t *n, float **x, int *C, int *H
         }
         Tensor im;
         char d[128];
-        if (ts_record_image_f32(&recs[*n], &im) < 0)
+        int64_t y = ts_record_label(&recs[*n]);
+        if (y >= K) dd_err("label %lld outside the %d classes", (long long)y, K);
+        if (y < 0 || y >= K || ts_record_image_f32(&recs[*n], &im) < 0 || ts_image_finite(&im) < 0)
             dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
                    recs[*n].key, dd_errmsg());
         if (*n == 0 && im.ndim == 3) {
@@ -156,7 +159,7 @@ int main(int argc, char **argv)
     float *x = NULL;
     int C = 0, H = 0, W = 0;
     if (o.stat) {
-        recs = read_records(in, &n, &x, &C, &H, &W);
+        recs = read_records(in, K, &n, &x, &C, &H, &W);
     } else {
         if (train_data_read(in, &(TrainDataOpts){0}, &d) < 0) dd_die_err(DD_EXIT_DATA);
         n = d.n, C = d.C, H = d.H, W = d.W;

@@ -7,6 +7,7 @@
 #include "libcommon/base/base.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,27 @@ void ts_record_set_meta(TsRecord *r, const char *json)
 {
     free(r->meta);
     r->meta = json ? dd_strdup(json) : NULL;
+}
+
+int ts_image_finite(const Tensor *t)
+{
+    if (t->dtype != DD_F32 && t->dtype != DD_F64 && t->dtype != DD_F16 && t->dtype != DD_BF16) return 0;
+    const int64_t n = tensor_numel(t);
+    int64_t i = 0;
+    double v = 0;
+    if (t->dtype == DD_F32) {
+        const float *p = t->data;
+        while (i < n && isfinite(p[i])) i++;
+        if (i < n) v = p[i];
+    } else {
+        while (i < n && isfinite(v = tensor_get_f64(t, i))) i++;
+    }
+    if (i == n) return 0;
+    char at[96] = "";
+    if (t->ndim == 3)
+        snprintf(at, sizeof at, " at [%lld,%lld,%lld]", (long long)(i / (t->shape[1] * t->shape[2])),
+                 (long long)(i / t->shape[2] % t->shape[1]), (long long)(i % t->shape[2]));
+    return dd_err("image holds %s%s", isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", at);
 }
 
 int ts_record_image_f32(const TsRecord *r, Tensor *out)

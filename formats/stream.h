@@ -92,6 +92,10 @@ void ts_record_set_meta(TsRecord *r, const char *json);
 /* The image as a new F32 tensor in [0,1] (U8 is divided by 255); -1 with dd_err ("no image field",
  * which the caller prefixes with the file, record and key) if absent. */
 int ts_record_image_f32(const TsRecord *r, Tensor *out);
+/* 0 when every value of image tensor t (any dtype; [C,H,W] or other) is finite; else -1 with
+ * dd_err "image holds NaN at [c,y,x]" (the caller prefixes file, record and key). For the
+ * programs that compute on pixels; format conversions pass NaN through. */
+int ts_image_finite(const Tensor *t);
 
 /* ---- reading (either container, plain or zstd, detected) ---- */
 

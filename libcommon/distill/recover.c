@@ -357,6 +357,10 @@ static int take_image(TsRecord *rec, int ncls, int first, int *C, int *H, int *W
     if (y < 0) return -1;
     if (y >= ncls) return dd_err("label %lld outside the %d classes", (long long)y, ncls);
     if (ts_record_image_f32(rec, &im) < 0) return -1;
+    if (ts_image_finite(&im) < 0) {
+        tensor_free(&im);
+        return -1;
+    }
     int bad = im.ndim != 3 || (!first && (im.shape[0] != *C || im.shape[1] != *H || im.shape[2] != *W));
     if (bad) {
         char d[128];

@@ -149,6 +149,12 @@ int relabel_run(Nn *nn, Model **t, int nt, const RelabelConf *c, const TrainData
                 rc = dd_err_prefix("epoch %lld batch %lld", (long long)e, (long long)bi);
                 break;
             }
+            for (int64_t i = 0; i < (int64_t)n * K && !rc; i++) /* stored as F16 (its largest: 65504) */
+                if (fabsf(b.logits[i]) > 65504.0f)
+                    rc = dd_err("epoch %lld batch %lld: teacher logit %g (image %lld of the batch) is beyond the range "
+                                "of F16, which the label stream stores", (long long)e, (long long)bi,
+                                (double)b.logits[i], (long long)(i / K));
+            if (rc) break;
             train_replay_to_record(&b, d->H, d->W, &rec);
             if (c->topk > 0 && c->topk < K) relabel_topk_set(&rec, b.logits, n, K, c->topk);
             if (ts_writer_put(w, &rec) < 0) rc = -1;

@@ -229,7 +229,8 @@ int sel_scorer_flush(SelScorer *s)
         const double *ce = s->ce + (size_t)i * s->ncrops;
         for (int k = 1; k < s->ncrops; k++)
             if (ce[k] < ce[best]) best = k;
-        if (!isfinite(ce[best])) return dd_err("record %s: teacher score is not finite", s->q[i]->key);
+        if (!isfinite(ce[best]))
+            return dd_err("record %s: the teacher's scores of its crops are not finite (its weights?)", s->q[i]->key);
         SelEntry e = {.ce = ce[best], .src = s->q[i]->src, .box = s->q[i]->box[best]};
         memcpy(e.key, s->q[i]->key, sizeof e.key);
         e.pix = dd_malloc(csz * sizeof *e.pix);

@@ -96,9 +96,13 @@ static int data_add(TrainData *d, DataFill *f, const TrainDataOpts *o, const TsR
     if (o->res > 0) {
         if (!raw) return dd_err("no image field"); /* the caller names file, record and key */
         if (raw->device != DD_CPU) return dd_err("image is not on the CPU");
-        if (data_size_ok(d, raw, 1) < 0) return -1;
+        if (data_size_ok(d, raw, 1) < 0 || ts_image_finite(raw) < 0) return -1;
     } else {
         if (ts_record_image_f32(rec, &img) < 0) return -1;
+        if (ts_image_finite(&img) < 0) {
+            tensor_free(&img);
+            return -1;
+        }
         if (o->crop > 0 && img.ndim == 3 && img.shape[1] >= 1 && img.shape[2] >= 1
             && !(o->crop_other && img.shape[1] == o->crop && img.shape[2] == o->crop)) {
             Tensor t = val_transform(&img, o->crop);
@@ -127,6 +131,11 @@ static int data_add(TrainData *d, DataFill *f, const TrainDataOpts *o, const TsR
         return dd_err("field 'soft' %s (want %d values: static soft labels)", soft ? "has the wrong size" : "missing",
                       d->K);
     }
+    for (int k = 0; f->want_soft && k < d->K; k++)
+        if (!isfinite(tensor_get_f64(soft, k))) {
+            tensor_free(&img);
+            return dd_err("field 'soft' holds a non-finite value at [%d]", k);
+        }
     int64_t img_n = tensor_numel(&img);
     if (d->n == f->cap) {
         size_t bytes;
@@ -188,13 +197,33 @@ void train_data_free(TrainData *d)
 
 /* ---- the replay stream ---- */
 
+#define FNV_START 1469598103934665603ull
+static uint64_t fnv(uint64_t h, uint64_t word) { return (h ^ word) * 1099511628211ull; }
+
+/* FNV-1a over n floats' bits, continuing from h. */
+static uint64_t fnv_floats(uint64_t h, const float *p, size_t n)
+{
+    const uint32_t *w = (const uint32_t *)p;
+    for (size_t i = 0; i < n; i++) h = fnv(h, w[i]);
+    return h;
+}
+
 uint64_t train_data_digest(const TrainData *d)
 {
-    uint64_t h = 1469598103934665603ull;
-    const size_t nx = (size_t)d->n * (size_t)d->C * (size_t)d->H * (size_t)d->W;
-    const uint32_t *w = (const uint32_t *)d->x;
-    for (size_t i = 0; i < nx; i++) h = (h ^ w[i]) * 1099511628211ull;
-    for (int64_t i = 0; i < d->n; i++) h = (h ^ (uint64_t)d->y[i]) * 1099511628211ull;
+    uint64_t h = FNV_START;
+    if (!d->img) h = fnv_floats(h, d->x, (size_t)d->n * (size_t)d->C * (size_t)d->H * (size_t)d->W);
+    for (int64_t i = 0; d->img && i < d->n; i++) {
+        const TrainImage *im = &d->img[i];
+        const int64_t np = (int64_t)d->C * im->h * im->w;
+        h = fnv(fnv(h, (uint64_t)im->h), (uint64_t)im->w);
+        for (int64_t k = 0; k < np; k++) {
+            float v;
+            if (im->f32) memcpy(&v, d->pix + im->off + 4 * k, 4);
+            else v = (float)d->pix[im->off + k] / 255.0f;
+            h = fnv_floats(h, &v, 1);
+        }
+    }
+    for (int64_t i = 0; i < d->n; i++) h = fnv(h, (uint64_t)d->y[i]);
     return h;
 }
 
@@ -380,15 +409,16 @@ static void score_rows(const float *logits, const int64_t *y, int n, int K, int 
     for (int i = 0; i < n; i++) {
         const float *l = logits + (int64_t)i * K;
         float mx = l[0];
-        int above = 0;
+        int above = 0, finite = 1;
+        for (int j = 0; j < K; j++) finite &= isfinite(l[j]) != 0;
         for (int j = 1; j < K; j++) mx = l[j] > mx ? l[j] : mx;
         double s = 0;
         for (int j = 0; j < K; j++) s += exp((double)l[j] - mx);
         *loss += log(s) + mx - l[y[i]];
         /* rank of the true class: classes strictly above it, ties before it count as above */
         for (int j = 0; j < K; j++) above += l[j] > l[y[i]] || (l[j] == l[y[i]] && j < y[i]);
-        *hit1 += above == 0;
-        *hitk += above < k;
+        *hit1 += finite && above == 0; /* NaN compares false: a row of NaN would rank first */
+        *hitk += finite && above < k;
     }
 }
 
@@ -464,7 +494,72 @@ static char *fingerprint(const TrainConf *c, const Model *m, const TrainData *tr
     return s;
 }
 
-static int ckpt_save(const char *path, const Model *m, const char *fp, const CkptState *st, uint64_t seed)
+/* What the run reads besides its options (the fingerprint's): digests of the training images and
+ * labels, the static soft labels, the --labels stream's header (its provenance: images digest,
+ * relabel's command and seed) and the teacher's weights, as JSON {"images":"HEX",...}. A
+ * checkpoint is resumed only with the same (one without, from before they were kept, is not
+ * checked). */
+static char *inputs_digest(Nn *nn, const TrainData *tr, Model *teacher, TsReader *replay)
+{
+    char hex[17];
+    json_t *o = json_object();
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)train_data_digest(tr));
+    json_object_set_new(o, "images", json_string(hex));
+    if (tr->soft) {
+        uint64_t h = fnv_floats(FNV_START, tr->soft, (size_t)tr->n * (size_t)tr->K);
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        json_object_set_new(o, "soft", json_string(hex));
+    }
+    if (replay) {
+        char *s = json_dumps(ts_reader_header(replay)->json, JSON_COMPACT | JSON_SORT_KEYS);
+        uint64_t h = FNV_START;
+        for (const char *p = s; *p; p++) h = fnv(h, (uint8_t)*p);
+        free(s);
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        json_object_set_new(o, "labels", json_string(hex));
+    }
+    if (teacher) {
+        uint64_t h = FNV_START;
+        for (int i = 0; i < teacher->nparams; i++) {
+            const NnVar *v = &teacher->params[i]->var;
+            size_t n = (size_t)tensor_numel(&v->v);
+            float *buf = dd_malloc(n * sizeof *buf);
+            nn_var_download(nn, v, buf);
+            h = fnv_floats(h, buf, n);
+            free(buf);
+        }
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        json_object_set_new(o, "teacher", json_string(hex));
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+/* 0 when a checkpoint's inputs (NULL: not kept) are these; -1 with dd_err naming what differs. */
+static int inputs_check(const char *path, const char *kept, const char *now)
+{
+    if (!kept || !strcmp(kept, now)) return 0;
+    static const char *const what[][2] = {{"images", "training images or labels"},
+                                          {"soft", "static soft labels"},
+                                          {"labels", "--labels stream"},
+                                          {"teacher", "--teacher weights"}};
+    json_t *a = json_loads(kept, 0, NULL), *b = json_loads(now, 0, NULL);
+    const char *differ = "inputs";
+    for (size_t i = 0; i < sizeof what / sizeof *what; i++) {
+        json_t *x = json_object_get(a, what[i][0]), *y = json_object_get(b, what[i][0]);
+        if ((x || y) && !json_equal(x, y)) { /* json_equal(NULL, NULL) is 0 */
+            differ = what[i][1];
+            break;
+        }
+    }
+    json_decref(a);
+    json_decref(b);
+    return dd_err("%s: written by a run with other %s; remove it to start afresh", path, differ);
+}
+
+static int ckpt_save(const char *path, const Model *m, const char *fp, const char *inputs, const CkptState *st,
+                     uint64_t seed)
 {
     int np = m->nparams, n = 0;
     char **names = dd_calloc((size_t)(3 * np + 1), sizeof *names);
@@ -495,6 +590,7 @@ static int ckpt_save(const char *path, const Model *m, const char *fp, const Ckp
     json_t *meta = json_object();
     json_object_set_new(meta, "format", json_string(CKPT_FORMAT));
     json_object_set_new(meta, "fingerprint", json_string(fp));
+    json_object_set_new(meta, "inputs", json_string(inputs));
     snprintf(buf, sizeof buf, "%d", st->epoch);
     json_object_set_new(meta, "epoch", json_string(buf));
     snprintf(buf, sizeof buf, "%.17g", st->best_top1);
@@ -533,7 +629,7 @@ static const StEntry *ckpt_entry(const Safetensors *st, const char *path, const 
     return e;
 }
 
-static int ckpt_load(const char *path, Model *m, const char *fp, CkptState *st)
+static int ckpt_load(const char *path, Model *m, const char *fp, const char *inputs, CkptState *st)
 {
     Safetensors s;
     if (st_read_file(path, &s) < 0) return -1;
@@ -549,6 +645,7 @@ static int ckpt_load(const char *path, Model *m, const char *fp, CkptState *st)
         dd_err("%s: written by a run with other options or data; remove it to start afresh", path);
         goto done;
     }
+    if (inputs_check(path, ckpt_meta(&s, "inputs"), inputs) < 0) goto done;
     if (!steps || steps->t.dtype != DD_I64 || steps->t.ndim != 1 || steps->t.shape[0] != m->nparams) {
         dd_err("%s: entry optim.step missing or of the wrong shape", path);
         goto done;
@@ -769,8 +866,8 @@ static void prep_replay(Batch *b, const TrainReplay *rp)
     b->soft = 1;
 }
 
-/* Eval-mode teacher logits of the prepared batch into b->t. */
-static void teacher_targets(Nn *nn, Model *teacher, Batch *b)
+/* Eval-mode teacher logits of the prepared batch into b->t; -1 with dd_err when not finite. */
+static int teacher_targets(Nn *nn, Model *teacher, Batch *b)
 {
     const TrainData *d = b->d;
     int old = nn_set_grad(nn, 0);
@@ -779,6 +876,10 @@ static void teacher_targets(Nn *nn, Model *teacher, Batch *b)
     nn_reset(nn);
     nn_set_grad(nn, old);
     b->soft = 1;
+    for (int64_t i = 0; i < (int64_t)b->n * d->K; i++)
+        if (!isfinite(b->t[i])) return dd_err("the teacher's logits hold a non-finite value (image %lld of the batch)",
+                                              (long long)(i / d->K));
+    return 0;
 }
 
 /* ---- the loop ---- */
@@ -873,16 +974,18 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
                       (long long)rinfo->epochs, c->epochs);
     const int batch = c->labels == TRAIN_REPLAY ? rinfo->batch : c->batch;
     const int64_t steps_per_epoch = ceil_div(tr->n, batch);   /* replay: rinfo->images == tr->n */
-    char *fp = fingerprint(c, m, tr);
+    char *fp = fingerprint(c, m, tr), *inputs = c->checkpoint ? inputs_digest(nn, tr, teacher, replay) : NULL;
     CkptState st = {0, NAN, 0};
     struct stat sb;
     if (c->checkpoint && stat(c->checkpoint, &sb) == 0) {
-        if (ckpt_load(c->checkpoint, m, fp, &st) < 0) {
+        if (ckpt_load(c->checkpoint, m, fp, inputs, &st) < 0) {
             free(fp);
+            free(inputs);
             return -1;
         }
         if (st.epoch > c->epochs) {
             free(fp);
+            free(inputs);
             return dd_err("%s: holds epoch %d of a %d-epoch run", c->checkpoint, st.epoch, c->epochs);
         }
     }
@@ -955,7 +1058,10 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
                 int64_t s = bi * batch;
                 b.n = (int)(tr->n - s < batch ? tr->n - s : batch);
                 prep_batch(&b, order + s, epoch, bi);
-                if (c->labels == TRAIN_TEACHER) teacher_targets(nn, teacher, &b);
+                if (c->labels == TRAIN_TEACHER && teacher_targets(nn, teacher, &b) < 0) {
+                    rc = dd_err_prefix("epoch %d step %lld", epoch + 1, (long long)bi + 1);
+                    break;
+                }
             }
             if (train_step(nn, &cc, m, &b, logits, &es, scp) < 0) {
                 rc = dd_err_prefix("epoch %d step %lld", epoch + 1, (long long)bi + 1);
@@ -994,12 +1100,14 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
             fflush(c->metrics);
         }
         st.epoch = ep;
-        if (c->checkpoint && (ep % c->checkpoint_every == 0 || ep == c->epochs)
-            && ckpt_save(c->checkpoint, m, fp, &st, c->seed) < 0) {
+        /* a slice's end is checkpointed whatever --checkpoint-every says: the next slice resumes there */
+        const int stop = c->stop_after > 0 && ep >= c->stop_after && ep < c->epochs;
+        if (c->checkpoint && (ep % c->checkpoint_every == 0 || ep == c->epochs || stop)
+            && ckpt_save(c->checkpoint, m, fp, inputs, &st, c->seed) < 0) {
             rc = -1;
             break;
         }
-        if (c->stop_after > 0 && ep >= c->stop_after && ep < c->epochs) {
+        if (stop) {
             res->stopped = 1;
             break;
         }
@@ -1046,5 +1154,6 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     free(order);
     free(logits);
     free(fp);
+    free(inputs);
     return rc;
 }

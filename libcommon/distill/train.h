@@ -106,9 +106,9 @@ typedef struct {
     uint64_t digest;     /* train_data_digest of the images relabel read (when has_digest) */
 } TrainReplayInfo;
 
-/* A 64-bit digest (FNV-1a over 32-bit words) of d's pixels (d->x, as read: U8 / 255 and F32
- * alike) and labels, in record order: equal for the same images however they were stored. Not for
- * d->img (images of several sizes). */
+/* A 64-bit digest (FNV-1a over 32-bit words) of d's pixels (as read: U8 / 255 and F32 alike;
+ * with d->img each image's size too) and labels, in record order: equal for the same images
+ * however they were stored. */
 uint64_t train_data_digest(const TrainData *d);
 
 /* Adds the "relabel" key to a header (relabel's writer). */
@@ -161,7 +161,7 @@ typedef struct {
     int eval_batch;
     const char *checkpoint;    /* NULL: none; resumed from when the file exists */
     int checkpoint_every;
-    int stop_after;            /* test hook: return after this many epochs (0 = off) */
+    int stop_after;            /* return after this epoch, checkpointed (a run in slices; 0 = off) */
     int threads;               /* host threads preparing batches of kept images (TrainData.img) */
     int quiet;
     FILE *metrics;             /* JSON lines, one per evaluated epoch, and the final line */

@@ -148,16 +148,53 @@ cmp a.safetensors b.safetensors && ok "resumed run = uninterrupted run (weights 
 "${run[@]}" --checkpoint ck.safetensors --save c.safetensors tr.tsr >c.json && cmp -s a.safetensors c.safetensors \
     && [ "$(tail -n 1 a.json)" = "$(cat c.json)" ] && ok "a finished checkpoint resumed: $(cat c.json)" \
     || fail "resumed at the end: $(cat c.json)"
-# --checkpoint-every 2, stopped after epoch 3: the checkpoint holds epoch 2 (not 3), so the resumed
-# run trains epochs 3 and 4 again (two epoch lines) and ends with the uninterrupted run's weights
+# --checkpoint-every 2, stopped after epoch 3: a slice's end is checkpointed anyway (else each rerun
+# of the slice would train epoch 3 again and never get further), so the resumed run trains epoch 4
+# only and ends with the uninterrupted run's weights
 run4=("$E" "${small[@]}" --epochs 4 --batch 64 -s 3)
 "${run4[@]}" --save a4.safetensors tr.tsr >/dev/null
 "${run4[@]}" --checkpoint ck4.safetensors --checkpoint-every 2 --stop-after-epoch 3 tr.tsr >/dev/null
 "${run4[@]}" --checkpoint ck4.safetensors --checkpoint-every 2 --save b4.safetensors tr.tsr >b4.json
-[ "$(grep -c '"epoch":' b4.json)" = 2 ] && grep -q '"epoch":3,' b4.json && cmp -s a4.safetensors b4.safetensors \
-    && ok "--checkpoint-every 2: resumed from epoch 2, the uninterrupted weights" || fail "checkpoint-every: $(cat b4.json)"
+[ "$(grep -c '"epoch":' b4.json)" = 1 ] && grep -q '"epoch":4,' b4.json && cmp -s a4.safetensors b4.safetensors \
+    && ok "--checkpoint-every 2 --stop-after-epoch 3: resumed from epoch 3, the uninterrupted weights" \
+    || fail "checkpoint-every: $(cat b4.json)"
+"${run4[@]}" --checkpoint ck1.safetensors --checkpoint-every 2 --stop-after-epoch 1 tr.tsr >/dev/null && [ -s ck1.safetensors ] \
+    && ok "--stop-after-epoch 1 with --checkpoint-every 2: checkpointed" || fail "stop 1, every 2: no checkpoint"
+expect_usage evaltrain "${small[@]}" --epochs 4 --stop-after-epoch 1 tr.tsr
 "$E" "${small[@]}" --epochs 3 --batch 16 -s 5 --checkpoint ck.safetensors tr.tsr >/dev/null 2>err.txt && fail "foreign checkpoint"
 grep -q "other options" err.txt && ok "checkpoint of another configuration refused" || fail "ckpt check: $(cat err.txt)"
+# ... or of the same options on other inputs: other images (the same count and size), another
+# --labels stream (relabel -s 1), another --teacher; each named. A checkpoint from before the
+# digests were kept (no "inputs" in its metadata) resumes unchecked, to the same weights.
+ck_refused() { # NAME CKPT WHAT RUN...: the run exits 1 refusing CKPT as written for other WHAT
+    local name=$1 ck=$2 what=$3 rc=0; shift 3
+    "$@" >/dev/null 2>err.txt || rc=$?
+    if [ $rc = 1 ] && grep -q "^evaltrain: $ck: written by a run with other $what; remove it to start afresh$" err.txt
+    then ok "checkpoint for $name refused: $(cat err.txt)"; else fail "$name: exit $rc $(cat err.txt)"; fi
+}
+"$BIN/tsimport" -q --format idx --split test --limit 192 "$fmnist" >tr2.tsr
+"${run4[@]}" --checkpoint ckd.safetensors --stop-after-epoch 1 tr.tsr >/dev/null
+ck_refused "other images" ckd.safetensors "training images or labels" "${run4[@]}" --checkpoint ckd.safetensors tr2.tsr
+"$BIN/relabel" -q -w w.safetensors --epochs 2 --batch 32 tr.tsr >l0.tsr
+"$BIN/relabel" -q -w w.safetensors --epochs 2 --batch 32 -s 1 tr.tsr >l1.tsr
+runl=("$E" "${small[@]}" --epochs 2)
+"${runl[@]}" --labels l0.tsr --checkpoint ckl.safetensors --stop-after-epoch 1 tr.tsr >/dev/null
+ck_refused "other --labels" ckl.safetensors "--labels stream" "${runl[@]}" --labels l1.tsr --checkpoint ckl.safetensors tr.tsr
+"${runl[@]}" --teacher w.safetensors --checkpoint ckt.safetensors --stop-after-epoch 1 tr.tsr >/dev/null
+ck_refused "another --teacher" ckt.safetensors "--teacher weights" \
+    "${runl[@]}" --teacher w0.safetensors --checkpoint ckt.safetensors tr.tsr
+"$PYTHON" - ckd.safetensors ckold.safetensors <<'PY' || fail "a checkpoint without inputs"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+del h["__metadata__"]["inputs"]
+j = json.dumps(h).encode()
+j += b" " * (-len(j) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(j)) + j + b[8 + n:])
+PY
+"${run4[@]}" --checkpoint ckold.safetensors --save old4.safetensors tr.tsr >/dev/null && cmp -s a4.safetensors old4.safetensors \
+    && ok "a checkpoint without inputs digests resumes, to the uninterrupted weights" || fail "checkpoint without inputs"
 
 # --mean/--std: the defaults given explicitly train the same bytes as none (and leave the checkpoint
 # fingerprint as it was before the options existed); others train other weights and are saved in
@@ -255,6 +292,79 @@ expect_usage evaltrain "${small[@]}" --res 24 --labels tr.tsr mixed.tsr
     && grep -aq 'teacher' t.safetensors && ok "online teacher: $(tail -n 1 t.json)" || fail "online teacher"
 grep -aq 'decay\\":\\"weights' t.safetensors && ok "online teacher: AdamW decays conv/linear weights only" \
     || fail "online teacher's decay"
+
+# values that are not finite: pixels (evaltrain names the record and the place; patchsel, recover and
+# relabel refuse them too), a model's NaN logits (never a hit; loss null in --eval-only's JSON), an
+# online teacher's NaN logits; relabel: a logit beyond F16 (its stream's storage), and --static
+# checks labels as the FKD path does
+# (tsimport refuses them, so they are written into a shard's .npy members here)
+"$BIN/tscat" --shards 'fin-%d.tar' tr.tsr && "$PYTHON" - <<'PY' || fail "NaN images"
+import io, tarfile, numpy as np
+src = tarfile.open("fin-0.tar")
+for out, hit in (("nanimg.tar", lambda k: k == "train_000003"), ("nanall.tar", lambda k: True)):
+    with tarfile.open(out, "w", format=tarfile.USTAR_FORMAT) as t:
+        for m in src:
+            data = src.extractfile(m).read()
+            key = m.name.split(".")[0]
+            if m.name.endswith(".image.npy") and hit(key):
+                x = np.load(io.BytesIO(data)).astype(np.float32) / 255
+                if out == "nanimg.tar": x[0, 2, 5] = np.nan
+                else: x[:] = np.nan
+                b = io.BytesIO(); np.save(b, x); data = b.getvalue(); m.size = len(data)
+            t.addfile(m, io.BytesIO(data))
+PY
+for c in "evaltrain -m convnet3:width=8 --epochs 1 nanimg.tar|nanimg.tar: record 3 (train_000003): image holds NaN at \[0,2,5\]" \
+         "patchsel -w w.safetensors --ipc 1 --candidates 2 --crops 1 nanall.tar|nanall.tar: record [0-9]* (train_[0-9]*): image holds NaN at \[0,0,0\]" \
+         "recover -w w.safetensors --iters 2 --arc 0 nanall.tar|nanall.tar: record 0 (train_000000): image holds NaN at \[0,0,0\]" \
+         "relabel -w w.safetensors --epochs 1 nanall.tar|nanall.tar: record 0 (train_000000): image holds NaN at \[0,0,0\]" \
+         "relabel --static -w w.safetensors nanall.tar|nanall.tar: record 0 (train_000000): image holds NaN at \[0,0,0\]"; do
+    cmd=${c%%|*}; rc=0; "$BIN"/$cmd >out.tsr 2>err.txt || rc=$?
+    if [ $rc = 1 ] && grep -q "^${cmd%% *}: ${c#*|}$" err.txt; then ok "NaN pixels, ${cmd%% *}: $(cat err.txt)"
+    else fail "NaN pixels, $cmd: exit $rc $(cat err.txt)"; fi
+done
+"$PYTHON" - <<'PY' || fail "weights with a NaN or a huge bias"
+import json, struct, numpy as np
+b = open("w.safetensors", "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+bias = [k for k in h if k != "__metadata__" and k.endswith(".bias")]
+last = max(bias, key=lambda k: int(k.split(".")[0]))   # the classifier's
+for name, v in (("wnan", np.nan), ("wbig", 1e6)):
+    d = bytearray(b[8 + n:])
+    s, e = h[last]["data_offsets"]
+    d[s:e] = np.full((e - s) // 4, v, np.float32).tobytes()
+    open(name + ".safetensors", "wb").write(b[:8 + n] + bytes(d))
+PY
+"$E" --eval-only -w wnan.safetensors te.tsr >e.json && grep -q '^{"records":128,"top1":0,"top5":0,"loss":null}$' e.json \
+    && ok "NaN logits: no hits, loss null: $(cat e.json)" || fail "NaN logits: $(cat e.json)"
+rc=0; "$E" "${small[@]}" --teacher wnan.safetensors --epochs 1 tr.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "^evaltrain: epoch 1 step 1: the teacher's logits hold a non-finite value (image 0 of the batch)$" err.txt \
+    && ok "online teacher's NaN logits: $(cat err.txt)" || fail "--teacher NaN: exit $rc $(cat err.txt)"
+rc=0; "$BIN/relabel" -q -w wbig.safetensors --epochs 1 tr.tsr >out.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "^relabel: epoch 0 batch 0: teacher logit [0-9.e+]* (image 0 of the batch) is beyond the range of F16" err.txt \
+    && ok "relabel: a logit beyond F16: $(cat err.txt)" || fail "relabel F16 range: exit $rc $(cat err.txt)"
+"$BIN/relabel" -q --static -w wbig.safetensors tr.tsr >/dev/null && ok "relabel --static stores F32: 1e6 is fine" \
+    || fail "relabel --static wbig"
+"$BIN/tscat" --head 4 --shards 'lab-%d.tar' tr.tsr && "$PYTHON" - <<'PY' || fail "a shard with label 10"
+import io, tarfile
+src = tarfile.open("lab-0.tar")
+with tarfile.open("lab10.tar", "w", format=tarfile.USTAR_FORMAT) as t:
+    for m in src:
+        data = src.extractfile(m).read()
+        if m.name == "train_000002.cls":
+            data = b"10"
+            m.size = 2
+        t.addfile(m, io.BytesIO(data))
+PY
+rc=0; "$BIN/relabel" -q --static -w w.safetensors lab10.tar >out.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "^relabel: lab10.tar: record 2 (train_000002): label 10 outside the 10 classes$" err.txt \
+    && ok "relabel --static: a label outside the classes: $(cat err.txt)" || fail "relabel --static label: exit $rc $(cat err.txt)"
+# options that would be ignored are usage errors: --eval-only's training options, stdin twice
+for o in "--save x.safetensors" "--checkpoint x.safetensors" "--val te.tsr" "--labels l0.tsr" "--epochs 2"; do
+    expect_usage evaltrain --eval-only -w w.safetensors $o te.tsr
+done
+expect_usage evaltrain "${small[@]}" --val -
+expect_usage evaltrain "${small[@]}" --labels - tr.tsr --val -
 
 # CUDA: exit 3 where the backend or device is missing
 rc=0; "$E" -d cuda --eval-only -w w.safetensors te.tsr >/dev/null 2>err.txt || rc=$?

@@ -64,7 +64,9 @@ assert (a == b[0::2]).all()' && ok "--ipc-list: ipc 1 images are the ipc 2 prefi
 # --method random: whole real images, no teacher needed
 "$BIN/patchsel" -q --method random --ipc 3 fm.tsr >r.tsr
 "$BIN/tsinfo" r.tsr | grep -q "^records: 30" && ok "--method random" || fail "--method random"
-for o in "--candidates 5" "--crops 3" "--batch 8" "--factor 2"; do expect_usage patchsel --method random --ipc 3 $o fm.tsr; done
+for o in "--candidates 5" "--crops 3" "--batch 8" "--factor 2" "-w t.safetensors"; do
+    expect_usage patchsel --method random --ipc 3 $o fm.tsr
+done
 # errors
 printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n' >cls.txt
 "$BIN/tsimport" -q --limit 50 --classes-file cls.txt "$fmnist" >other.tsr

@@ -161,6 +161,11 @@ expect_usage recover --iters 4 init.tsr
 expect_usage recover -w t.safetensors --steps 5:5:10 init.tsr
 expect_usage recover -w t.safetensors --steps 0:5:10 --iters 10 init.tsr
 expect_usage recover -w t.safetensors --init noise --arc 2
+# options the run would not use: --ipc without --init noise, --alpha where nothing is merged
+expect_usage recover -w t.safetensors --ipc 5 init.tsr
+expect_usage recover -w t.safetensors --steps 0:5:10 --alpha 0.3 init.tsr
+expect_usage recover -w t.safetensors --arc 0 --alpha 0.3 init.tsr
+expect_usage recover -w t.safetensors --init noise --alpha 0.3
 expect_usage recover -w t.safetensors --init zeros
 expect_usage recover -w t.safetensors --sizes 28,28 --arc 3 init.tsr
 for l in 28,28,28,28, ,28 28,,28 "" 28,x; do    # empty items and lists, and non-numbers (dd_opt_long_list)

@@ -137,8 +137,42 @@ static void test_act(NnAct a, const char *name, const float *x, const float *g)
     free(y), free(dx), free(dxi), free(y2), free(dx2), free(dxi2);
 }
 
+/* relu and relu6 as PyTorch's on the special values: NaN passes forward (so a diverged net's NaN
+ * reaches its loss, and a NaN weight its logits), +inf gives inf / 6, -inf 0; the backward passes
+ * nothing at NaN. The same through the fused batchnorm (eval mode: y = act(x w + b) with mean 0,
+ * var 1 - eps, so invstd 1), in the 8-wide blocks and the tail. */
+static void test_piecewise_nan(void)
+{
+    enum { M = 21 };
+    NnBackend *be = nn_cpu_backend_new(1);
+    float x[M], y[M], dx[M], g[M];
+    for (int i = 0; i < M; i++) x[i] = (float)(i % 9) - 2.0f, g[i] = 1.0f;
+    x[3] = NAN, x[19] = NAN, x[4] = INFINITY, x[5] = -INFINITY, x[20] = -0.0f;
+    const NnAct acts[] = {NN_ACT_RELU, NN_ACT_RELU6};
+    for (int a = 0; a < 2; a++) {
+        const float top = acts[a] == NN_ACT_RELU ? INFINITY : 6.0f;
+        be->act_fwd(be, acts[a], M, x, y);
+        memset(dx, 0, sizeof dx);
+        be->act_bwd(be, acts[a], M, x, y, g, dx);
+        float want[M];
+        for (int i = 0; i < M; i++) {
+            want[i] = isnan(x[i]) ? NAN : x[i] <= 0 ? 0.0f : x[i] < top ? x[i] : top;
+            CHECK_MSG(isnan(want[i]) ? isnan(y[i]) : y[i] == want[i] && !signbit(y[i]), "%s(%g) = %g, want %g",
+                      a ? "relu6" : "relu", x[i], y[i], want[i]);
+            if (isnan(x[i])) CHECK_MSG(dx[i] == 0, "%s'(NaN) passes %g", a ? "relu6" : "relu", dx[i]);
+        }
+        float w = 1, b = 0, rm = 0, rv = 1 - 1e-5f, mean[1], invstd[1], yb[M];
+        be->bn_act_fwd(be, acts[a], 0, 1, 1, M, 1e-5f, 0.1f, x, NULL, &w, &b, &rm, &rv, yb, mean, invstd, NULL, NULL);
+        for (int i = 0; i < M; i++)
+            CHECK_MSG(isnan(want[i]) ? isnan(yb[i]) : yb[i] == want[i], "bn+%s at %g: %g, want %g",
+                      a ? "relu6" : "relu", x[i], yb[i], want[i]);
+    }
+    be->destroy(be);
+}
+
 int main(void)
 {
+    test_piecewise_nan();
     float *x = malloc(N * sizeof *x), *g = malloc(N * sizeof *g);
     if (!x || !g) abort();
     fill(x, g);

@@ -75,12 +75,14 @@ static void scale_fwd(NnBackend *be, int64_t n, float s, const float *x, float *
  * ReLU pass over each activation and its gradient is a visible share of a ResNet step. */
 #define ACT_BLOCK 8
 
+/* NaN passes through relu and relu6 as in PyTorch (a diverged net's NaN reaches its loss): hence
+ * !(x <= 0) rather than x > 0. Their backward passes nothing at NaN, as PyTorch's. */
 static void relu_fwd_range(int64_t n, const float *restrict x, float *restrict y)
 {
     int64_t i = 0;
     for (; i + ACT_BLOCK <= n; i += ACT_BLOCK)
-        for (int k = 0; k < ACT_BLOCK; k++) y[i + k] = x[i + k] > 0 ? x[i + k] : 0.0f;
-    for (; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
+        for (int k = 0; k < ACT_BLOCK; k++) y[i + k] = !(x[i + k] <= 0) ? x[i + k] : 0.0f;
+    for (; i < n; i++) y[i] = !(x[i] <= 0) ? x[i] : 0.0f;
 }
 
 static void relu_bwd_range(int64_t n, const float *restrict y, const float *restrict dy,
@@ -100,8 +102,8 @@ static void relu6_fwd_range(int64_t n, const float *restrict x, float *restrict 
     int64_t i = 0;
     for (; i + ACT_BLOCK <= n; i += ACT_BLOCK)
         for (int k = 0; k < ACT_BLOCK; k++)
-            y[i + k] = x[i + k] > 0 ? (x[i + k] < 6 ? x[i + k] : 6.0f) : 0.0f;
-    for (; i < n; i++) y[i] = x[i] > 0 ? (x[i] < 6 ? x[i] : 6.0f) : 0.0f;
+            y[i + k] = !(x[i + k] <= 0) ? (!(x[i + k] >= 6) ? x[i + k] : 6.0f) : 0.0f;
+    for (; i < n; i++) y[i] = !(x[i] <= 0) ? (!(x[i] >= 6) ? x[i] : 6.0f) : 0.0f;
 }
 
 static void relu6_bwd_range(int64_t n, const float *restrict x, const float *restrict dy,

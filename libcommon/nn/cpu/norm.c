@@ -243,8 +243,8 @@ static void bn_stat_bwd(NnBackend *be, int n, int c, int64_t hw, const float *x,
 static inline float act_of(NnAct act, float z)
 {
     if (act == NN_BN_NO_ACT) return z;
-    if (act == NN_ACT_RELU6) return z > 0 ? (z < 6 ? z : 6.0f) : 0.0f;
-    return z > 0 ? z : 0.0f;
+    if (act == NN_ACT_RELU6) return !(z <= 0) ? (!(z >= 6) ? z : 6.0f) : 0.0f; /* NaN passes (elem.c) */
+    return !(z <= 0) ? z : 0.0f;
 }
 
 static inline int act_passes(NnAct act, float y)
@@ -255,7 +255,7 @@ static inline int act_passes(NnAct act, float y)
 /* What act_passes tests at element i: the output y[i], or where y is NULL (a BN without a
  * residual; its output need not be kept for the backward) the activation's input z recomputed
  * from x with the forward's float operations (affine_act_run), so the same mask: relu's z > 0 is
- * its y > 0, relu6's 0 < z < 6 its 0 < y < 6, and a NaN z fails both as its y = 0 does. f holds
+ * its y > 0, relu6's 0 < z < 6 its 0 < y < 6, and a NaN z fails both as its y = NaN does. f holds
  * the channel's m, is, w, b. */
 #define ACT_ARG(y, x, i, f) ((y) ? (y)[i] : ((x)[i] - (f).m) * (f).is * (f).w + (f).b)
 /* dy's share that passes at element i (y and x are not read with no activation). */

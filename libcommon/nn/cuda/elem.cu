@@ -49,8 +49,8 @@ __global__ static void k_act_fwd(int act, int64_t n, const float *x, float *y)
     CU_FOR(i, n) {
         float v = x[i], r;
         switch (act) {
-        case NN_ACT_RELU: r = v > 0 ? v : 0.0f; break;
-        case NN_ACT_RELU6: r = v > 0 ? (v < 6 ? v : 6.0f) : 0.0f; break;
+        case NN_ACT_RELU: r = !(v <= 0) ? v : 0.0f; break; /* NaN passes, as PyTorch's */
+        case NN_ACT_RELU6: r = !(v <= 0) ? (!(v >= 6) ? v : 6.0f) : 0.0f; break;
         case NN_ACT_SILU: r = v / (1.0f + expf(-v)); break;
         case NN_ACT_SIGMOID: r = 1.0f / (1.0f + expf(-v)); break;
         default: {

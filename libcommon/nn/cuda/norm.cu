@@ -82,8 +82,8 @@ __global__ static void k_chunk_totals(int C, int chunks, const double *pa, const
 
 __device__ static inline float act_of(int act, float z)
 {
-    if (act == NN_ACT_RELU6) return z > 0 ? (z < 6 ? z : 6.0f) : 0.0f;
-    if (act == NN_ACT_RELU) return z > 0 ? z : 0.0f;
+    if (act == NN_ACT_RELU6) return !(z <= 0) ? (!(z >= 6) ? z : 6.0f) : 0.0f; /* NaN passes */
+    if (act == NN_ACT_RELU) return !(z <= 0) ? z : 0.0f;
     return z;
 }
 

@@ -62,16 +62,20 @@ static void *upb(const void *h, size_t bytes)
 }
 static float *up(const float *h, int64_t n) { return upb(h, (size_t)n * sizeof(float)); }
 
-/* max|h - ref| / max|ref| (absolute when ref is all zeros); NaN on one side only: infinity. */
+/* max|h - ref| / max|ref| over finite ref (absolute when those are all zeros); NaN on one side
+ * only, or an infinity the other side lacks: infinity. Equal values (the same infinity too) add
+ * nothing, so a shared infinity does not hide the other differences. */
 static double err_host(const float *ref, const float *h, int64_t n)
 {
     double md = 0, mr = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(ref[i]) && fabs(ref[i]) > mr) mr = fabs(ref[i]);
     for (int64_t i = 0; i < n; i++) {
         if (isnan(h[i]) != isnan(ref[i])) return INFINITY;
-        if (isnan(ref[i])) continue;
+        if (isnan(ref[i]) || h[i] == ref[i]) continue;
+        if (isinf(ref[i]) || isinf(h[i])) return INFINITY;
         double d = fabs((double)h[i] - ref[i]);
         if (d > md) md = d;
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
     }
     return mr > 0 ? md / mr : md;
 }
@@ -161,6 +165,24 @@ static void test_elem(void)
         G->act_bwd_inplace(G, (NnAct)a, n, xg, ag, gg);
         snprintf(name, sizeof name, "act_bwd_inplace %s", an[a]);
         CMP(name, gc, gg, n, 1e-6);
+    }
+    /* special values: NaN passes relu and relu6 forward (as PyTorch's), +-inf, the relu6 edge */
+    static const float sv[] = {NAN, INFINITY, -INFINITY, 6.0f, -0.0f, 0.0f, 1e30f, -1e30f};
+    float *xs = copyh(x, n);
+    for (int64_t i = 0; i < n; i += 37) xs[i] = sv[(i / 37) % 8];
+    float *xsg = up(xs, n);
+    for (int a = 0; a < 5; a++) {
+        char name[64];
+        float *ac = nans(n), *ag = up(nans(n), n);
+        C->act_fwd(C, (NnAct)a, n, xs, ac);
+        G->act_fwd(G, (NnAct)a, n, xsg, ag);
+        snprintf(name, sizeof name, "act_fwd %s, NaN and inf", an[a]);
+        CMP(name, ac, ag, n, 1e-6);
+        float *dxc = copyh(y0, n), *dxg = up(y0, n);
+        C->act_bwd(C, (NnAct)a, n, xs, ac, dy, dxc);
+        G->act_bwd(G, (NnAct)a, n, xsg, ag, dyg, dxg);
+        snprintf(name, sizeof name, "act_bwd %s, NaN and inf", an[a]);
+        CMP(name, dxc, dxg, n, 1e-6);
     }
 
     /* broadcast: b [6,1,1] over a [4,6,5,7]; b [7]; b the same shape */
@@ -817,7 +839,7 @@ static void test_e2e(void)
     e2e_side(ng, px, lg, &sg, gg);
     double el = 0, ml = 0, eg = 0, mg = 0;
     for (int i = 0; i < 80; i++) {
-        el = fmax(el, fabs((double)lc[i] - lg[i]));
+        el = fmax(el, isnan(lg[i]) ? INFINITY : fabs((double)lc[i] - lg[i])); /* fmax drops a NaN */
         ml = fmax(ml, fabs(lc[i]));
     }
     for (int64_t i = 0; i < np; i++) {

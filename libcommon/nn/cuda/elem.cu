@@ -302,9 +302,11 @@ static void sum_fwd(NnBackend *be, int64_t n, float scale, const float *x, float
 {
     CuImpl *c = cu_impl(be);
     int64_t nblk = (n + SUM_BLOCK - 1) / SUM_BLOCK;
-    double *part = (double *)cu_buf(c, &c->scratch, (size_t)nblk * sizeof(double));
-    k_sum_blocks<<<(unsigned)nblk, CU_THREADS, 0, c->stream>>>(n, x, part);
-    CU_LAUNCHED();
+    double *part = (double *)cu_buf(c, &c->scratch, (size_t)(nblk ? nblk : 1) * sizeof(double));
+    if (nblk) { /* an empty x sums to 0 (k_sum_final over no blocks); a 0-block launch is an error */
+        k_sum_blocks<<<(unsigned)nblk, CU_THREADS, 0, c->stream>>>(n, x, part);
+        CU_LAUNCHED();
+    }
     k_sum_final<<<1, 1, 0, c->stream>>>(nblk, part, scale, y);
     CU_LAUNCHED();
 }

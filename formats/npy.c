@@ -105,8 +105,9 @@ static void swap_bytes(uint8_t *p, size_t n, size_t size)
         }
 }
 
-/* Parses the dict literal hdr[0..hlen) into dtype/shape; *swap = 1 for big-endian data. */
-static int parse_header(const char *hdr, size_t hlen, const char *name, Tensor *t, int *swap)
+/* Parses the dict literal hdr[0..hlen) into dtype/shape; *swap = 1 for big-endian data, *fortran
+ * = 1 for column-major data. */
+static int parse_header(const char *hdr, size_t hlen, const char *name, Tensor *t, int *swap, int *fortran)
 {
     Lex l = {hdr, hdr + hlen};
     int seen_descr = 0, seen_fortran = 0, seen_shape = 0;
@@ -129,9 +130,9 @@ static int parse_header(const char *hdr, size_t hlen, const char *name, Tensor *
             t->dtype = (DdDtype)dt;
         } else if (!strcmp(key, "fortran_order")) {
             if (seen_fortran++) return dd_err("%s: npy header: duplicate key 'fortran_order'", name);
-            if (lex_word(&l, "True"))
-                return dd_err("%s: npy: fortran_order True is not supported (save a C-contiguous array)", name);
-            if (!lex_word(&l, "False")) return dd_err("%s: npy header: fortran_order is not True/False", name);
+            if (lex_word(&l, "True")) *fortran = 1;
+            else if (lex_word(&l, "False")) *fortran = 0;
+            else return dd_err("%s: npy header: fortran_order is not True/False", name);
         } else if (!strcmp(key, "shape")) {
             if (seen_shape++) return dd_err("%s: npy header: duplicate key 'shape'", name);
             if (lex_shape(&l, &t->ndim, t->shape, name)) return -1;
@@ -149,6 +150,27 @@ static int parse_header(const char *hdr, size_t hlen, const char *name, Tensor *
         return dd_err("%s: npy header: missing key '%s'", name,
                       !seen_descr ? "descr" : !seen_fortran ? "fortran_order" : "shape");
     return 0;
+}
+
+/* t (C order, the shape as declared) from column-major data at src: element (i0, .., ik) is at
+ * i0 + d0 (i1 + d1 (i2 + ...)), what np.save writes for a transposed or Fortran array. */
+static void from_fortran(Tensor *t, const uint8_t *src)
+{
+    const size_t es = dd_dtype_size(t->dtype);
+    const int nd = t->ndim;
+    const int64_t n = tensor_numel(t);
+    int64_t fs[DD_MAXDIM], idx[DD_MAXDIM] = {0}, off = 0;
+    for (int k = 0; k < nd; k++) fs[k] = k ? fs[k - 1] * t->shape[k - 1] : 1;
+    uint8_t *dst = t->data;
+    for (int64_t c = 0; c < n; c++) {
+        memcpy(dst + (size_t)c * es, src + (size_t)off * es, es);
+        for (int k = nd - 1; k >= 0; k--) { /* the next C-order index, and its column-major offset */
+            off += fs[k];
+            if (++idx[k] < t->shape[k]) break;
+            off -= fs[k] * t->shape[k];
+            idx[k] = 0;
+        }
+    }
 }
 
 int npy_parse(const void *buf, size_t len, const char *name, Tensor *out)
@@ -170,8 +192,8 @@ int npy_parse(const void *buf, size_t len, const char *name, Tensor *out)
     }
     if (hlen > len - off) return dd_err("%s: npy: truncated header (%zu bytes declared, %zu present)", name, hlen, len - off);
     Tensor t = {.device = DD_CPU};
-    int swap = 0;
-    if (parse_header((const char *)b + off, hlen, name, &t, &swap)) return -1;
+    int swap = 0, fortran = 0;
+    if (parse_header((const char *)b + off, hlen, name, &t, &swap, &fortran)) return -1;
     size_t data = off + hlen;
     int64_t nb = tensor_nbytes(&t);
     char desc[128];
@@ -180,7 +202,8 @@ int npy_parse(const void *buf, size_t len, const char *name, Tensor *out)
         return dd_err("%s: npy: %s needs %lld data bytes, file has %zu", name, tensor_describe(&t, desc, sizeof desc),
                       (long long)nb, len - data);
     *out = tensor_new(t.dtype, t.ndim, t.shape);
-    memcpy(out->data, b + data, (size_t)nb);
+    if (fortran && t.ndim > 1) from_fortran(out, b + data);
+    else memcpy(out->data, b + data, (size_t)nb);
     if (swap) swap_bytes(out->data, (size_t)tensor_numel(out), dd_dtype_size(out->dtype));
     return 0;
 }

@@ -137,8 +137,29 @@ static void test_npy(void)
     CHECK_FAILS(npy_parse(b, n + 1, "m.npy", &r), "file has 13");
     b[6] = 4;
     CHECK_FAILS(npy_parse(b, n, "m.npy", &r), "unsupported format version 4");
-    n = make_npy(b, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3,), }\n", f3, 12);
-    CHECK_FAILS(npy_parse(b, n, "m.npy", &r), "fortran_order True");
+    /* column-major data (np.save of a transposed array): read in C order. [2,3,4] int16 with
+     * element (i,j,k) = 100 i + 10 j + k stored at i + 2 j + 6 k, and the same big-endian. */
+    {
+        int16_t col[24];
+        uint8_t colbe[48];
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 3; j++)
+                for (int k = 0; k < 4; k++) col[i + 2 * j + 6 * k] = (int16_t)(100 * i + 10 * j + k);
+        for (int e = 0; e < 24; e++) colbe[2 * e] = (uint8_t)((uint16_t)col[e] >> 8), colbe[2 * e + 1] = (uint8_t)col[e];
+        for (int big = 0; big < 2; big++) {
+            n = make_npy(b, 1, big ? "{'descr': '>i2', 'fortran_order': True, 'shape': (2, 3, 4), }\n"
+                                   : "{'descr': '<i2', 'fortran_order': True, 'shape': (2, 3, 4), }\n",
+                         big ? (const void *)colbe : (const void *)col, 48);
+            CHECK(npy_parse(b, n, "f.npy", &r) == 0 && r.ndim == 3 && r.shape[0] == 2 && r.shape[2] == 4);
+            int bad = 0;
+            for (int c = 0; c < 24; c++) bad += ((int16_t *)r.data)[c] != 100 * (c / 12) + 10 * (c / 4 % 3) + c % 4;
+            CHECK_MSG(bad == 0, "fortran_order True%s: %d elements misplaced", big ? ", big-endian" : "", bad);
+            tensor_free(&r);
+        }
+        n = make_npy(b, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3,), }\n", f3, 12);
+        CHECK(npy_parse(b, n, "f1.npy", &r) == 0 && ((float *)r.data)[2] == 3); /* 1-d: the same order */
+        tensor_free(&r);
+    }
     n = make_npy(b, 1, "{'descr': '<f4', 'shape': (3,), }\n", f3, 12);
     CHECK_FAILS(npy_parse(b, n, "m.npy", &r), "missing key 'fortran_order'");
     n = make_npy(b, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'x': 1}\n", f3, 12);

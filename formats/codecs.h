@@ -19,8 +19,11 @@
 
 /* ---- NumPy .npy (v1, v2, v3 read; v1 written, v2 when the header needs it) ---- */
 
-/* Parses a complete .npy image in memory. Fortran order is rejected (clear message). */
+/* Parses a complete .npy image in memory (C or Fortran order; out is C order). */
 int npy_parse(const void *buf, size_t len, const char *name, Tensor *out);
+/* Fills t (C order, its shape and dtype set, data allocated) from column-major data at src:
+ * element (i0, .., ik) at i0 + d0 (i1 + d1 (i2 + ...)), as numpy's Fortran order. */
+void npy_from_fortran(Tensor *t, const void *src);
 int npy_read_file(const char *path, Tensor *out);
 /* Serialises t into a new malloc'ed buffer (*buf, *len). BF16 is an error (numpy has none). */
 int npy_serialize(const Tensor *t, void **buf, size_t *len);

@@ -152,10 +152,10 @@ static int parse_header(const char *hdr, size_t hlen, const char *name, Tensor *
     return 0;
 }
 
-/* t (C order, the shape as declared) from column-major data at src: element (i0, .., ik) is at
- * i0 + d0 (i1 + d1 (i2 + ...)), what np.save writes for a transposed or Fortran array. */
-static void from_fortran(Tensor *t, const uint8_t *src)
+/* np.save writes column-major data for a transposed or Fortran array (codecs.h). */
+void npy_from_fortran(Tensor *t, const void *from)
 {
+    const uint8_t *src = from;
     const size_t es = dd_dtype_size(t->dtype);
     const int nd = t->ndim;
     const int64_t n = tensor_numel(t);
@@ -202,7 +202,7 @@ int npy_parse(const void *buf, size_t len, const char *name, Tensor *out)
         return dd_err("%s: npy: %s needs %lld data bytes, file has %zu", name, tensor_describe(&t, desc, sizeof desc),
                       (long long)nb, len - data);
     *out = tensor_new(t.dtype, t.ndim, t.shape);
-    if (fortran && t.ndim > 1) from_fortran(out, b + data);
+    if (fortran && t.ndim > 1) npy_from_fortran(out, b + data);
     else memcpy(out->data, b + data, (size_t)nb);
     if (swap) swap_bytes(out->data, (size_t)tensor_numel(out), dd_dtype_size(out->dtype));
     return 0;

@@ -711,7 +711,6 @@ int pk_ndarray(const PkObj *o, const char *what, Tensor *out)
             return dd_err("%s: bad array size", what);
         dims[i] = d->i;
     }
-    if (fortran && shape->n > 1) return dd_err("%s: Fortran-ordered arrays are not supported", what);
     const uint8_t *bytes = NULL;
     size_t len = 0, want;
     uint8_t *own;
@@ -722,7 +721,8 @@ int pk_ndarray(const PkObj *o, const char *what, Tensor *out)
         return dd_err("%s: %zu bytes of data for %zu elements of %zu bytes", what, len, numel, dd_dtype_size(dt));
     }
     *out = tensor_new(dt, (int)shape->n, dims);
-    memcpy(out->data, bytes, len);
+    if (fortran && shape->n > 1) npy_from_fortran(out, bytes); /* e.g. np.asfortranarray, a transpose */
+    else memcpy(out->data, bytes, len);
     free(own);
     if (swap) {
         size_t es = dd_dtype_size(dt);

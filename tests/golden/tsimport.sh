@@ -216,7 +216,7 @@ def batches(path, c100):
     return np.frombuffer(b"".join(r[n - 3072:] for r in recs), np.uint8).reshape(-1, 3072), [r[n - 3073] for r in recs]
 files = ["data_batch_%d" % f for f in range(1, 6)] + ["test_batch"]
 names = ["c%d" % i for i in range(10)]
-for form in ("p2", "py3p0", "py3p1", "py3p2", "py3p4", "py3p5"):
+for form in ("p2", "py3p0", "py3p1", "py3p2", "py3p4", "py3p5", "py3p4f", "py3p5f"):   # f: Fortran order
     os.makedirs("cpy_" + form)
     for f in files:
         x, y = batches("c10/%s.bin" % f, 0)
@@ -227,13 +227,14 @@ for form in ("p2", "py3p0", "py3p1", "py3p2", "py3p4", "py3p5"):
             d = pickle.loads(blob, encoding="bytes")
             assert np.array_equal(d[b"data"], x) and d[b"labels"] == y, f
         else:
-            proto = int(form[-1])
+            proto = int(form[4])
             lab = np.array(y, np.int64) if proto == 4 else y
-            blob = pickle.dumps({b"data" if proto == 2 else "data": x, b"labels" if proto == 2 else "labels": lab},
+            xf = np.asfortranarray(x) if form.endswith("f") else x
+            blob = pickle.dumps({b"data" if proto == 2 else "data": xf, b"labels" if proto == 2 else "labels": lab},
                                 protocol=proto)
         open("cpy_%s/%s" % (form, f), "wb").write(blob)
     meta = P2().dict([(b"label_names", [n.encode() for n in names]), (b"num_vis", 3072)]) if form == "p2" \
-        else pickle.dumps({"label_names": names, "num_cases_per_batch": 10000}, protocol=int(form[-1]))
+        else pickle.dumps({"label_names": names, "num_cases_per_batch": 10000}, protocol=int(form[4]))
     open("cpy_%s/batches.meta" % form, "wb").write(meta)
 os.makedirs("c100py")
 x, y = batches("c100/train.bin", 1)
@@ -252,7 +253,7 @@ for name, obj in (("notdict", [1, 2, 3]), ("nodata", {"labels": [0]}), ("shape",
                   ("hwc", {"data": np.zeros((2, 32, 32, 3), np.uint8), "labels": [0, 1]})):
     open(name, "wb").write(pickle.dumps(obj, protocol=4))
 PY
-for form in p2 py3p0 py3p1 py3p2 py3p4 py3p5; do
+for form in p2 py3p0 py3p1 py3p2 py3p4 py3p5 py3p4f py3p5f; do
     "$BIN/tsimport" cpy_$form >py_$form.tsr && "$BIN/tsimport" --split test cpy_$form >pyt_$form.tsr \
         && "$BIN/tsexport" --npy np_py_$form py_$form.tsr && "$BIN/tsexport" --npy np_pyt_$form pyt_$form.tsr \
         && cmp -s np_py_$form/image.npy np_c10/image.npy && cmp -s np_py_$form/label.npy np_c10/label.npy \

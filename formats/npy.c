@@ -44,7 +44,9 @@ static int lex_string(Lex *l, char *out, size_t cap)
     char q = *l->p++;
     size_t n = 0;
     while (l->p < l->end && *l->p != q) {
-        if (*l->p == '\\' || n + 1 >= cap) return -1;
+        /* keys and descr are printable ASCII: anything else is malformed (and would break the
+         * one-line messages that quote them) */
+        if (*l->p == '\\' || n + 1 >= cap || (unsigned char)*l->p < 0x20 || (unsigned char)*l->p > 0x7e) return -1;
         out[n++] = *l->p++;
     }
     if (l->p >= l->end) return -1;

@@ -160,6 +160,8 @@ static void test_npy(void)
         CHECK(npy_parse(b, n, "f1.npy", &r) == 0 && ((float *)r.data)[2] == 3); /* 1-d: the same order */
         tensor_free(&r);
     }
+    n = make_npy(b, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'x\ny': 1}\n", f3, 12);
+    CHECK_FAILS(npy_parse(b, n, "m.npy", &r), "m.npy: npy header: malformed dict"); /* not quoted: one line */
     n = make_npy(b, 1, "{'descr': '<f4', 'shape': (3,), }\n", f3, 12);
     CHECK_FAILS(npy_parse(b, n, "m.npy", &r), "missing key 'fortran_order'");
     n = make_npy(b, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'x': 1}\n", f3, 12);

@@ -212,11 +212,38 @@ static void import_folder(Out *o, const char *root)
     imagefolder_free(&f);
 }
 
+typedef struct {
+    const char *key;
+    int64_t line;
+} KeyLine;
+
+static int cmp_keyline(const void *a, const void *b)
+{
+    const KeyLine *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* Dies naming both lines when keys.txt repeats a key (the stream writer would name only the
+ * output and the second record). */
+static void keys_unique(const char *dir, char **keys, int64_t n)
+{
+    KeyLine *kl = dd_malloc((size_t)(n ? n : 1) * sizeof *kl);
+    for (int64_t i = 0; i < n; i++) kl[i] = (KeyLine){keys[i], i + 1};
+    qsort(kl, (size_t)n, sizeof *kl, cmp_keyline);
+    for (int64_t i = 1; i < n; i++)
+        if (!strcmp(kl[i].key, kl[i - 1].key))
+            dd_die(DD_EXIT_DATA, "%s/keys.txt: line %lld: key '%s' repeats line %lld", dir, (long long)kl[i].line,
+                   kl[i].key, (long long)kl[i - 1].line);
+    free(kl);
+}
+
 /* An npy directory (npydir.h): its rows as records, keys from keys.txt or SPLIT_NNNNNN. */
 static void import_npy(Out *o, const char *dir)
 {
     NpyDir d;
     if (npydir_read(dir, &d) < 0) dd_die_err(DD_EXIT_DATA);
+    if (d.keys) keys_unique(dir, d.keys, d.n);
     char *cls = dd_path_join(dir, "classes.txt");   /* o->classes_from until the end */
     out_begin(o, d.nclasses, (const char *const *)d.classes, cls);
     for (int64_t i = 0; i < d.n && (o->limit < 0 || o->n < o->limit); i++) {

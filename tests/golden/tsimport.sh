@@ -104,6 +104,10 @@ mk_npy nl_keys 3 1 4 4 1 && printf 'k0\n\nk2\nk3\n' >nl_keys/keys.txt
 rc=0; "$BIN/tsimport" --format npy nl_keys >out.tsr 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "nl_keys/keys.txt: line 2 is empty" err.txt && ok "npy keys.txt with a blank line: $(cat err.txt)" \
     || fail "npy keys blank line: exit $rc: $(cat err.txt)"
+mk_npy dup_keys 4 1 4 4 1 && printf 'k0\nk1\nk2\nk1\n' >dup_keys/keys.txt
+rc=0; "$BIN/tsimport" --format npy -o dup.tsr dup_keys 2>err.txt || rc=$?
+[ $rc = 1 ] && [ ! -e dup.tsr ] && grep -qx "tsimport: dup_keys/keys.txt: line 4: key 'k1' repeats line 2" err.txt \
+    && ok "npy keys.txt repeating a key: $(cat err.txt)" || fail "npy duplicate key: exit $rc: $(cat err.txt)"
 mk_npy nl_u1 3 1 4 4 1 && "$PYTHON" -c "import numpy as np; np.save('nl_u1/label.npy', np.array([2, 0, 1], np.uint8))"
 "$BIN/tsimport" --format npy nl_u1 | "$BIN/tsinfo" --list | cut -f 3 | tr '\n' ' ' | grep -qx "2 0 1 " \
     && ok "npy label.npy of uint8" || fail "npy uint8 labels"

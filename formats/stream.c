@@ -113,9 +113,23 @@ int ts_header_validate(const TsHeader *h, const char *what)
     for (size_t i = 0; i < json_array_size(cl); i++)
         if (!json_is_string(json_array_get(cl, i))) return dd_err("%s: header class %zu is not a string", what, i);
     json_t *sp = json_object_get(j, "space");
-    if (sp && !json_is_string(sp)) return dd_err("%s: header \"space\" is not a string", what);
-    json_t *hi = json_object_get(j, "history");
+    if (sp && (!json_is_string(sp) || strcmp(json_string_value(sp), "pixel")))
+        return dd_err("%s: header \"space\" is not \"pixel\"", what);
+    json_t *hi = json_object_get(j, "history"), *e;
     if (hi && !json_is_array(hi)) return dd_err("%s: header \"history\" is not an array", what);
+    size_t i;
+    json_array_foreach(hi, i, e) {
+        json_t *av = json_object_get(e, "argv"), *a, *seed = json_object_get(e, "seed");
+        json_t *params = json_object_get(e, "params");
+        size_t k;
+        int ok = json_is_object(e) && json_is_string(json_object_get(e, "prog")) &&
+                 json_is_string(json_object_get(e, "version")) && json_is_array(av) &&
+                 (!seed || json_is_integer(seed)) && (!params || json_is_object(params));
+        json_array_foreach(av, k, a) ok &= json_is_string(a);
+        if (!ok)
+            return dd_err("%s: header history entry %zu is not {\"prog\": string, \"version\": string, "
+                          "\"argv\": [strings], \"seed\": integer, \"params\": object}", what, i);
+    }
     return 0;
 }
 

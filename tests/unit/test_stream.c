@@ -517,6 +517,21 @@ static void test_records(void)
     CHECK(json_object_get(json_array_get(hist, 0), "seed") && !json_object_get(json_array_get(hist, 1), "seed"));
     CHECK(ts_header_validate(h, "h") == 0);
     CHECK(!strcmp(ts_header_class(h, 0), "T-shirt/top"));
+    /* the optional members, checked when present (ddpipe-stream(5)) */
+    json_object_set_new(json_array_get(hist, 1), "seed", json_string("1"));
+    CHECK(ts_header_validate(h, "h") == -1 && strstr(dd_errmsg(), "h: header history entry 1 is not {"));
+    json_object_del(json_array_get(hist, 1), "seed");
+    json_t *av0 = json_object_get(json_array_get(hist, 0), "argv");
+    json_array_append_new(av0, json_integer(3));
+    CHECK(ts_header_validate(h, "h") == -1 && strstr(dd_errmsg(), "history entry 0"));
+    json_array_remove(av0, json_array_size(av0) - 1);
+    json_array_append_new(hist, json_string("x"));
+    CHECK(ts_header_validate(h, "h") == -1 && strstr(dd_errmsg(), "history entry 2"));
+    json_array_remove(hist, 2);
+    json_object_set_new(h->json, "space", json_string("zero-mean"));
+    CHECK(ts_header_validate(h, "h") == -1 && strstr(dd_errmsg(), "h: header \"space\" is not \"pixel\""));
+    json_object_set_new(h->json, "space", json_string("pixel"));
+    CHECK(ts_header_validate(h, "h") == 0);
     json_object_set_new(h->json, "version", json_integer(7));
     CHECK(ts_header_validate(h, "h") == -1 && strstr(dd_errmsg(), "version 7"));
     ts_header_free(h);

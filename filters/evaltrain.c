@@ -282,7 +282,9 @@ int main(int argc, char **argv)
     TrainConf tc = {.labels = labelsf ? TRAIN_REPLAY : teacherf ? TRAIN_TEACHER : tr.soft ? TRAIN_STATIC : TRAIN_HARD};
     const int soft = tc.labels != TRAIN_HARD;
     /* an option the label source does not use is said, not silently dropped */
-    if (T_given && !soft)
+    if (T_given && !soft && hard)
+        dd_warn("-T is the KL temperature of soft labels; --hard trains on hard labels and ignores it");
+    else if (T_given && !soft)
         dd_warn("-T is the KL temperature of soft labels; %s has none (no 'soft' field, --labels or "
                 "--teacher), so this run trains on hard labels and ignores it", tname);
     if (ls_given && soft) dd_warn("--label-smoothing applies to hard labels; this run's are soft: ignored");

@@ -222,7 +222,7 @@ int main(int argc, char **argv)
      * class slice aligned with the batches draws the augmentation of the unsharded run. */
     const int64_t nbatch = rec_set_plan(&rs, ncls, o.batch);
     /* --ufc: the compensated copies, M after the n inputs, keys KEY_uM checked before any work */
-    if (o.ufc && rec_set_ufc(&rs, o.nw) < 0) dd_die_err(DD_EXIT_DATA);
+    if (o.ufc && rec_set_ufc(&rs, o.nw) < 0) dd_die(DD_EXIT_DATA, "%s: %s", iname, dd_errmsg());
 
     FILE *mf = NULL;
     if (o.metrics && !(mf = fopen(o.metrics, "w"))) dd_die(DD_EXIT_DATA, "%s: cannot open for writing", o.metrics);

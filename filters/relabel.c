@@ -86,7 +86,8 @@ static void parse(int argc, char **argv, Opts *o)
     nn_check_device_opts(o->device, o->precision);
     if (o->stat && o->bn_set && o->c.bn == RELABEL_BN_BATCH)
         dd_die(DD_EXIT_USAGE, "--static labels are eval-mode (INFER): --bn batch does not apply");
-    if (o->stat && trained) dd_die(DD_EXIT_USAGE, "--static takes no --epochs, --batch or --topk");
+    if (o->stat && (trained || o->verbose))
+        dd_die(DD_EXIT_USAGE, "--static takes no --epochs, --batch, --topk or -v (which reports the FKD stream's size)");
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 

@@ -263,6 +263,9 @@ done
 "$E" "${small[@]}" --epochs 1 -T 4 tr.tsr >/dev/null 2>err.txt \
     && grep -q "^evaltrain: -T is the KL temperature of soft labels; tr.tsr has none" err.txt \
     && ok "-T on hard labels: warned" || fail "-T on hard labels: $(cat err.txt)"
+"$E" -m "convnet1:width=8" -q --epochs 1 --batch 8 --hard -T 4 s.tsr >/dev/null 2>err.txt \
+    && grep -qx "evaltrain: -T is the KL temperature of soft labels; --hard trains on hard labels and ignores it" err.txt \
+    && ok "-T with --hard (the stream has soft labels): warned as such" || fail "-T with --hard: $(cat err.txt)"
 "$E" -m "convnet1:width=8" -q --epochs 1 --batch 8 --label-smoothing 0.1 s.tsr >/dev/null 2>err.txt \
     && grep -q "^evaltrain: --label-smoothing applies to hard labels" err.txt \
     && ok "--label-smoothing on soft labels: warned" || fail "--label-smoothing on soft labels: $(cat err.txt)"

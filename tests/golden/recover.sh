@@ -119,12 +119,12 @@ open("dup/keys.txt", "w").write("a\na_u1\n")
 PY
 "$BIN/tsimport" -q dup >dup.tsr
 rc=0; "$BIN/recover" -q -w t.safetensors --ufc --iters 2 dup.tsr >/dev/null 2>err.txt || rc=$?
-[ $rc = 1 ] && grep -q "key a_u1 would appear twice" err.txt && ok "a compensated copy's key is an input's: exit 1, before any work" \
+[ $rc = 1 ] && grep -q "^recover: dup.tsr: key a_u1 would appear twice" err.txt && ok "a compensated copy's key is an input's: exit 1, before any work" \
     || fail "duplicate key: exit $rc: $(cat err.txt)"
 sed -i "1s/.*/$(printf 'k%.0s' $(seq 62))/" dup/keys.txt
 "$BIN/tsimport" -q dup >long.tsr
 rc=0; "$BIN/recover" -q -w t.safetensors --ufc --iters 2 long.tsr >/dev/null 2>err.txt || rc=$?
-[ $rc = 1 ] && grep -q "record 0 (kkk*): key kkk*_u1 of its compensated copy is longer than 64" err.txt \
+[ $rc = 1 ] && grep -q "^recover: long.tsr: record 0 (kkk*): key kkk*_u1 of its compensated copy is longer than 64" err.txt \
     && ok "a compensated copy's key is too long: exit 1" || fail "long key: exit $rc: $(cat err.txt)"
 for bad in "--arc 1" "--steps 0:2:4" "--sizes 28" "--alpha 0.5" "--init noise" "--aug crop"; do
     expect_usage recover -w t.safetensors --ufc $bad init.tsr

@@ -106,6 +106,7 @@ grep -q "55.0 bytes per image per epoch" v.txt && ok "-v: $(cat v.txt)" || fail 
 expect_usage relabel fm.tsr
 expect_usage relabel -w t.safetensors --bn train fm.tsr
 expect_usage relabel -w t.safetensors --static --epochs 3 fm.tsr
+expect_usage relabel -w t.safetensors --static -v fm.tsr
 expect_usage relabel -w t.safetensors --static --bn batch fm.tsr
 expect_usage relabel -w t.safetensors --batch 0 fm.tsr
 expect_usage relabel -w t.safetensors --no-such-option fm.tsr

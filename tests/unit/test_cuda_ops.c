@@ -130,6 +130,32 @@ static void test_memory(void)
 
 /* ---- elementwise ---- */
 
+/* Every activation's forward, backward (into dx = y0) and in-place backward of x, CUDA against
+ * the CPU; sfx names the input in the rows. */
+static void act_rows(const float *x, const float *dy, const float *y0, int64_t n, const char *sfx)
+{
+    static const char *an[] = {"relu", "relu6", "silu", "sigmoid", "hardswish"};
+    float *xg = up(x, n), *dyg = up(dy, n);
+    for (int a = 0; a < 5; a++) {
+        char name[96];
+        float *ac = nans(n), *ag = up(nans(n), n);
+        C->act_fwd(C, (NnAct)a, n, x, ac);
+        G->act_fwd(G, (NnAct)a, n, xg, ag);
+        snprintf(name, sizeof name, "act_fwd %s%s", an[a], sfx);
+        CMP(name, ac, ag, n, 1e-6);
+        float *dxc = copyh(y0, n), *dxg = up(y0, n);
+        C->act_bwd(C, (NnAct)a, n, x, ac, dy, dxc);
+        G->act_bwd(G, (NnAct)a, n, xg, ag, dyg, dxg);
+        snprintf(name, sizeof name, "act_bwd %s%s", an[a], sfx);
+        CMP(name, dxc, dxg, n, 1e-6);
+        float *gc = copyh(dy, n), *gg = up(dy, n);
+        C->act_bwd_inplace(C, (NnAct)a, n, x, ac, gc);
+        G->act_bwd_inplace(G, (NnAct)a, n, xg, ag, gg);
+        snprintf(name, sizeof name, "act_bwd_inplace %s%s", an[a], sfx);
+        CMP(name, gc, gg, n, 1e-6);
+    }
+}
+
 static void test_elem(void)
 {
     int64_t n = 70001;
@@ -146,44 +172,13 @@ static void test_elem(void)
     G->scale_fwd(G, n, -1.5f, up(x, n), sg);
     CMP("scale_fwd", sc, sg, n, 1e-6);
 
-    static const char *an[] = {"relu", "relu6", "silu", "sigmoid", "hardswish"};
-    float *xg = up(x, n), *dy = rnd(n, -1, 1), *dyg = up(dy, n);
-    for (int a = 0; a < 5; a++) {
-        char name[64];
-        float *ac = nans(n), *ag = up(nans(n), n);
-        C->act_fwd(C, (NnAct)a, n, x, ac);
-        G->act_fwd(G, (NnAct)a, n, xg, ag);
-        snprintf(name, sizeof name, "act_fwd %s", an[a]);
-        CMP(name, ac, ag, n, 1e-6);
-        float *dxc = copyh(y0, n), *dxg = up(y0, n);
-        C->act_bwd(C, (NnAct)a, n, x, ac, dy, dxc);
-        G->act_bwd(G, (NnAct)a, n, xg, ag, dyg, dxg);
-        snprintf(name, sizeof name, "act_bwd %s", an[a]);
-        CMP(name, dxc, dxg, n, 1e-6);
-        float *gc = copyh(dy, n), *gg = up(dy, n);
-        C->act_bwd_inplace(C, (NnAct)a, n, x, ac, gc);
-        G->act_bwd_inplace(G, (NnAct)a, n, xg, ag, gg);
-        snprintf(name, sizeof name, "act_bwd_inplace %s", an[a]);
-        CMP(name, gc, gg, n, 1e-6);
-    }
+    float *dy = rnd(n, -1, 1);
+    act_rows(x, dy, y0, n, "");
     /* special values: NaN passes relu and relu6 forward (as PyTorch's), +-inf, the relu6 edge */
     static const float sv[] = {NAN, INFINITY, -INFINITY, 6.0f, -0.0f, 0.0f, 1e30f, -1e30f};
     float *xs = copyh(x, n);
     for (int64_t i = 0; i < n; i += 37) xs[i] = sv[(i / 37) % 8];
-    float *xsg = up(xs, n);
-    for (int a = 0; a < 5; a++) {
-        char name[64];
-        float *ac = nans(n), *ag = up(nans(n), n);
-        C->act_fwd(C, (NnAct)a, n, xs, ac);
-        G->act_fwd(G, (NnAct)a, n, xsg, ag);
-        snprintf(name, sizeof name, "act_fwd %s, NaN and inf", an[a]);
-        CMP(name, ac, ag, n, 1e-6);
-        float *dxc = copyh(y0, n), *dxg = up(y0, n);
-        C->act_bwd(C, (NnAct)a, n, xs, ac, dy, dxc);
-        G->act_bwd(G, (NnAct)a, n, xsg, ag, dyg, dxg);
-        snprintf(name, sizeof name, "act_bwd %s, NaN and inf", an[a]);
-        CMP(name, dxc, dxg, n, 1e-6);
-    }
+    act_rows(xs, dy, y0, n, ", NaN and inf");
 
     /* broadcast: b [6,1,1] over a [4,6,5,7]; b [7]; b the same shape */
     struct { int nd; int64_t s[4]; } bs[3] = {{3, {6, 1, 1}}, {1, {7}}, {4, {4, 6, 5, 7}}};

@@ -325,7 +325,9 @@ int main(int argc, char **argv)
          * sizes (unless --crop-pad asks for RandomCrop instead) */
         int rrc = tc.labels == TRAIN_TEACHER || (train_res > 0 && pad < 0);
         tc.shuffle_patches = shufp;
-        tc.rrc_lo = !isnan(rrc_lo) ? rrc_lo : shufp > 1 ? 1.0 / shufp : 0.08;
+        /* RDED's (--teacher): RandomResizedCrop(scale 1/f..1) after ShufflePatches(f), so f = 1 crops
+         * nothing (method.md section 4); elsewhere torchvision's 0.08..1 */
+        tc.rrc_lo = !isnan(rrc_lo) ? rrc_lo : tc.labels == TRAIN_TEACHER || shufp > 1 ? 1.0 / shufp : 0.08;
         tc.rrc_hi = !isnan(rrc_hi) ? rrc_hi : rrc ? 1.0 : 0;
         tc.crop_pad = pad >= 0 ? pad : tc.labels == TRAIN_STATIC ? 4 : 0;
         tc.flip = flip;

@@ -38,7 +38,8 @@ static void usage(FILE *f)
                "  -p, --steps S:E:T        run one piece, steps [S,E) of T, at the input size\n"
                "  -i, --init noise         start from N(0,1) noise in normalized space (SRe2L)\n"
                "  -n, --ipc N              images per class with --init noise (default 10)\n"
-               "  -b, --batch B            classes per batch (default min(classes, 100))\n"
+               "  -b, --batch B            classes per batch (default min(classes, 100); --ufc:\n"
+               "                           every class, INFER's P^k)\n"
                "      --lr LR              Adam learning rate (default 0.25)\n"
                "      --r-bn R             BN statistics weight (default 0.01)\n"
                "      --first-bn-mult M    first BN layer's multiplier (default 10)\n"
@@ -216,7 +217,8 @@ int main(int argc, char **argv)
     }
     o.c.aug = o.aug < 0 ? REC_AUG_FULL : (RecAug)o.aug;
     o.c.jitter = o.jitter >= 0 ? o.jitter : (H >= 128 ? 32 : 4);
-    if (!o.batch) o.batch = ncls < 100 ? ncls : 100;
+    /* INFER: one compensator per P^k, the k-th image of every class (method.md section 5) */
+    if (!o.batch) o.batch = o.ufc ? ncls : ncls < 100 ? ncls : 100;
 
     /* Batch ids come from the batches' content (rec_plan), not their order in this process, so a
      * class slice aligned with the batches draws the augmentation of the unsharded run. */

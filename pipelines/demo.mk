@@ -48,8 +48,10 @@ include $(dir $(lastword $(MAKEFILE_LIST)))rded.mk
 include $(dir $(lastword $(MAKEFILE_LIST)))sre2lpp.mk
 include $(dir $(lastword $(MAKEFILE_LIST)))fadrm.mk
 INFER_TEACHERS = $(TEACHER)
-INFER_ITERS = $(ITERS)
-INFER_EPOCHS = $(EPOCHS)
+# INFER at the demo's scale; with FULL=1 its own reference settings (recover --ufc's default steps,
+# 1000 below 128 px, and 400 student epochs: method.md sections 4 and 5)
+INFER_ITERS = $(if $(filter 1,$(FULL)),,$(ITERS))
+INFER_EPOCHS = $(if $(filter 1,$(FULL)),400,$(EPOCHS))
 include $(dir $(lastword $(MAKEFILE_LIST)))infer.mk
 
 DEMO_T0 := $(shell date +%s.%N)

@@ -295,6 +295,18 @@ expect_usage evaltrain "${small[@]}" --res 24 --labels tr.tsr mixed.tsr
     && grep -aq 'teacher' t.safetensors && ok "online teacher: $(tail -n 1 t.json)" || fail "online teacher"
 grep -aq 'decay\\":\\"weights' t.safetensors && ok "online teacher: AdamW decays conv/linear weights only" \
     || fail "online teacher's decay"
+# RDED's augmentation: ShufflePatches(f) then RandomResizedCrop(scale 1/f..1), so f = 1 (the default)
+# crops nothing (it was 0.08..1); the checkpoint's fingerprint holds the scale
+for f in 1 2; do
+    "$E" "${small[@]}" --teacher w.safetensors --epochs 1 --shuffle-patches $f --checkpoint rr$f.safetensors tr.tsr >/dev/null
+done
+"$PYTHON" - <<'PY' && ok "--teacher: RandomResizedCrop scale 1..1 with f = 1, 0.5..1 with f = 2" || fail "RDED's crop scale"
+import json, struct
+for f, lo in ((1, 1.0), (2, 0.5)):
+    b = open("rr%d.safetensors" % f, "rb").read()
+    aug = json.loads(json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]["fingerprint"])["aug"]
+    assert (aug["rrc_lo"], aug["rrc_hi"], aug["shuffle_patches"]) == (lo, 1.0, f), aug
+PY
 
 # values that are not finite: pixels (evaltrain names the record and the place; patchsel, recover and
 # relabel refuse them too), a model's NaN logits (never a hit; loss null in --eval-only's JSON), an

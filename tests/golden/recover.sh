@@ -161,6 +161,23 @@ expect_usage recover --iters 4 init.tsr
 expect_usage recover -w t.safetensors --steps 5:5:10 init.tsr
 expect_usage recover -w t.safetensors --steps 0:5:10 --iters 10 init.tsr
 expect_usage recover -w t.safetensors --init noise --arc 2
+# --ufc's batch holds every class by default (INFER's P^k: one compensator per k), also past
+# the 100 classes that bound recover's own batches
+"$PYTHON" - <<'PY'
+import os, numpy as np
+os.makedirs("c120", exist_ok=True)
+np.save("c120/image.npy", np.random.default_rng(0).random((120, 1, 8, 8), dtype=np.float32))
+np.save("c120/label.npy", np.arange(120))
+open("c120/classes.txt", "w").write("".join("c%d\n" % i for i in range(120)))
+PY
+"$BIN/tsimport" -q c120 >c120.tsr && "$tool" teacher t120.safetensors convnet1:width=4 c120.tsr 1
+"$BIN/recover" -q -w t120.safetensors --ufc --iters 1 c120.tsr | "$BIN/tsinfo" --json - >u120.json
+"$BIN/recover" -q -w t120.safetensors --iters 1 --arc 0 c120.tsr | "$BIN/tsinfo" --json - >r120.json
+"$PYTHON" - <<'PY' && ok "120 classes: --ufc batch 120 (every class), recover's own 100" || fail "batch defaults"
+import json
+b = [json.load(open(f))["history"][-1]["params"]["batch"] for f in ("u120.json", "r120.json")]
+assert b == [120, 100], b
+PY
 # options the run would not use: --ipc without --init noise, --alpha where nothing is merged
 expect_usage recover -w t.safetensors --ipc 5 init.tsr
 expect_usage recover -w t.safetensors --steps 0:5:10 --alpha 0.3 init.tsr

@@ -33,11 +33,13 @@ static void usage(FILE *f)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* --keys: a file of keys (one per line) if such a file exists, else a comma-separated list. */
+/* --keys: a file of keys (one per line) if such a file exists (a pipe too: <(...)), else a
+ * comma-separated list. An empty file selects no record. */
 static char **keys_load(const char *arg, int *n)
 {
     char **k = NULL;
-    if (dd_is_file(arg)) {
+    struct stat st;
+    if (stat(arg, &st) == 0 && !S_ISDIR(st.st_mode)) {
         if (dd_read_lines(arg, &k, n) < 0) dd_die_err(DD_EXIT_DATA);
     } else {
         char *s = dd_strdup(arg), *save = NULL;
@@ -53,10 +55,13 @@ static char **keys_load(const char *arg, int *n)
     return k;
 }
 
-/* Creates the directories leading to the shards' pattern (mkdir -p of its dirname). */
+/* Creates the directories leading to the shards' pattern (mkdir -p of its dirname, "%%" read as
+ * "%"; ts_shards_pattern_check keeps the conversion out of it). */
 static void make_parents(const char *pattern)
 {
     char *d = dd_strdup(pattern);
+    for (char *p = d, *q = d; (*q = *p); p++, q++)
+        if (p[0] == '%' && p[1] == '%') p++;
     for (char *p = strchr(d + 1, '/'); p; p = strchr(p + 1, '/')) {
         *p = 0;
         if (mkdir(d, 0777) < 0 && errno != EEXIST) dd_die(DD_EXIT_DATA, "%s: cannot create: %s", d, strerror(errno));
@@ -78,6 +83,7 @@ static char *classes_mask(const char *arg, const TsHeader *h)
         mask[i] = 1;
     }
     free(s);
+    if (!memchr(mask, 1, (size_t)nc)) dd_die(DD_EXIT_USAGE, "--classes: empty list");
     return mask;
 }
 
@@ -131,6 +137,7 @@ int main(int argc, char **argv)
     if (classes || keys_arg || head >= 0 || every > 1) ts_header_add_history(h, argc, argv, -1, NULL);
     TsWriter *w = NULL;
     TsShardWriter *sw = NULL;
+    if (shards && ts_shards_pattern_check(shards) < 0) dd_die_err(DD_EXIT_USAGE);
     if (shards) make_parents(shards);
     if (shards) sw = ts_shards_open(shards, shard_records, h);
     else w = ts_writer_open(output, h);
@@ -156,7 +163,7 @@ int main(int argc, char **argv)
         }
         if (mask && !mask[lab]) continue;
         const char *kp = rec.key;
-        if (keys && !bsearch(&kp, keys, (size_t)nkeys, sizeof *keys, cmp_str)) continue;
+        if (keys_arg && (!nkeys || !bsearch(&kp, keys, (size_t)nkeys, sizeof *keys, cmp_str))) continue;
         if (passed++ % every != offset) continue;
         int64_t *t = per_class ? &taken[lab] : &taken[nc];
         if (head >= 0 && *t >= head) {
@@ -164,7 +171,11 @@ int main(int argc, char **argv)
             continue;
         }
         (*t)++;
-        if ((sw ? ts_shards_put(sw, &rec) : ts_writer_put(w, &rec)) < 0) { r = -1; break; }
+        if ((sw ? ts_shards_put(sw, &rec) : ts_writer_put(w, &rec)) < 0) { /* a duplicate key, ...: name the input */
+            dd_err_prefix("%s: record %lld (%s)", ts_input_name(in), (long long)ts_input_index(in), rec.key);
+            r = -1;
+            break;
+        }
     }
     dd_progress_end(&prog);
     if (r < 0) {

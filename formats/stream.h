@@ -160,6 +160,9 @@ typedef struct TsShardWriter TsShardWriter;
 /* `pattern` holds one printf integer conversion ("out/part-%06d.tar.zst"); ".zst" selects zstd
  * compression. Each shard is written to a temporary and renamed when complete. */
 TsShardWriter *ts_shards_open(const char *pattern, int64_t records_per_shard, const TsHeader *h);
+/* 0 when pattern is one ts_shards_open takes with its conversion in the file name (a directory
+ * part may hold "%%" only); else -1 with dd_err. */
+int ts_shards_pattern_check(const char *pattern);
 int ts_shards_put(TsShardWriter *w, const TsRecord *rec);
 int ts_shards_close(TsShardWriter *w);
 void ts_shards_abort(TsShardWriter *w);

@@ -331,6 +331,18 @@ static char *pattern_format(const char *pat)
     return fmt;
 }
 
+int ts_shards_pattern_check(const char *pattern)
+{
+    char *fmt = pattern_format(pattern);
+    if (!fmt) return -1;
+    free(fmt);
+    const char *slash = strrchr(pattern, '/');
+    for (const char *p = pattern; slash && p < slash; p++)
+        if (*p == '%' && *++p != '%')
+            return dd_err("shard pattern '%s': the shard number belongs in the file name, not a directory", pattern);
+    return 0;
+}
+
 static int sw_err(TsShardWriter *w, const char *what)
 {
     w->failed = 1;

@@ -106,6 +106,24 @@ for p in tscat tsinfo resample "recover -w w.safetensors" "relabel -w w.safetens
     expect_usage $p - fm.tsr -   # stdin twice
 done
 expect_usage tscat --every 0 fm.tsr
+expect_usage tscat --classes "" fm.tsr
+# --keys: an empty file keeps nothing (it kept everything), a pipe is a file
+: >nokeys.txt
+[ "$("$BIN/tscat" --keys nokeys.txt fm.tsr | count)" = 0 ] && ok "--keys EMPTYFILE: no record" || fail "--keys empty file"
+[ "$("$BIN/tscat" --keys <(printf 'train_000001\ntrain_000003\n') fm.tsr | count)" = 2 ] \
+    && ok "--keys <(...): read as a file" || fail "--keys from a pipe"
+# --shards: a bad pattern or a number in a directory is a usage error before anything is created;
+# "%%" in a directory is a percent sign
+for p in 'bad1/p%s.tar' 'bad2%d/p.tar'; do
+    expect_usage tscat --shards "$p" fm.tsr
+    [ ! -e "${p%%/*}" ] || fail "--shards $p left ${p%%/*}"
+done
+"$BIN/tscat" --shards 'pc%%t/p-%d.tar' --shard-records 100 fm.tsr && [ -f pc%t/p-0.tar ] \
+    && ok "--shards with %% in a directory" || fail "--shards pc%%t: $(ls)"
+# a duplicate key names the input it came from
+rc=0; "$BIN/tscat" fm.tsr fm.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "^tscat: fm.tsr: record 0 (train_000000): stdout: record [0-9]* (train_000000): duplicate key$" err.txt \
+    && ok "duplicate key across inputs: $(cat err.txt)" || fail "duplicate key: exit $rc $(cat err.txt)"
 expect_usage tscat --per-class fm.tsr
 expect_usage tscat --classes NoSuchClass fm.tsr
 check_truncated tscat

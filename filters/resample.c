@@ -76,8 +76,9 @@ int main(int argc, char **argv)
     while ((r = ts_input_next(in, &rec)) == 1) {
         Tensor im = {0};
         int bad = ts_record_image_f32(&rec, &im) < 0;
-        if (!bad && im.ndim != 3) {
-            bad = dd_err("image has %d dimensions, want [C,H,W]", im.ndim);
+        if (!bad && (im.ndim != 3 || im.shape[0] < 1 || im.shape[1] < 1 || im.shape[2] < 1)) {
+            char d[96];
+            bad = dd_err("image is %s, want [C,H,W] with C, H, W >= 1", tensor_describe(&im, d, sizeof d));
             tensor_free(&im);
         }
         if (bad) {

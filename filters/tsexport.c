@@ -71,6 +71,15 @@ static Tensor image_u8(const TsRecord *r, int truncate)
     return f32_to_u8(&f, truncate);
 }
 
+/* The same directory named twice (a trailing slash aside; both are still to be created). */
+static int same_dir(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la > 1 && a[la - 1] == '/') la--;
+    while (lb > 1 && b[lb - 1] == '/') lb--;
+    return la == lb && !memcmp(a, b, la);
+}
+
 static void die_cleanup(Export *x)
 {
     dd_atomic_dir_abort(&x->png_dir);
@@ -78,14 +87,14 @@ static void die_cleanup(Export *x)
     dd_die_err(DD_EXIT_DATA);
 }
 
-/* --png and --grid want an image [C,H,W] in every record. */
+/* --png and --grid want an image [C,H,W] (none of them 0) in every record. */
 static void need_image(Export *x, const TsRecord *r)
 {
     const Tensor *im = ts_record_cget(r, "image");
     char desc[96];
-    if (im && im->ndim == 3) return;
-    if (im) dd_err("%s: record %lld (%s): image is %s, want [C,H,W]", x->src, (long long)x->n, r->key,
-                   tensor_describe(im, desc, sizeof desc));
+    if (im && im->ndim == 3 && im->shape[0] >= 1 && im->shape[1] >= 1 && im->shape[2] >= 1) return;
+    if (im) dd_err("%s: record %lld (%s): image is %s, want [C,H,W] with C, H, W >= 1", x->src, (long long)x->n,
+                   r->key, tensor_describe(im, desc, sizeof desc));
     else dd_err("%s: record %lld (%s): no image field", x->src, (long long)x->n, r->key);
     die_cleanup(x);
 }
@@ -115,9 +124,9 @@ static void put_png(Export *x, const TsRecord *r, int64_t lab, char *path, size_
     void *buf;
     size_t len;
     FILE *f = NULL;
-    if (png_encode(&u, &buf, &len) < 0 || !(f = fopen(path, "wb")) || fwrite(buf, 1, len, f) != len ||
-        dd_fclose_checked(f, path) < 0) {
-        if (!f) dd_err("%s: %s", path, strerror(errno));
+    const int enc = png_encode(&u, &buf, &len);   /* its own message (channels, size) on failure */
+    if (enc < 0 || !(f = fopen(path, "wb")) || fwrite(buf, 1, len, f) != len || dd_fclose_checked(f, path) < 0) {
+        if (enc == 0 && !f) dd_err("%s: %s", path, strerror(errno));
         dd_err_prefix("%s: record %lld (%s)", x->src, (long long)x->n, r->key);
         die_cleanup(x);
     }
@@ -129,8 +138,14 @@ static void put_png(Export *x, const TsRecord *r, int64_t lab, char *path, size_
 static void put_grid(Export *x, const TsRecord *r, int64_t lab)
 {
     const int nc = ts_header_nclasses(x->h);
+    need_image(x, r);   /* every record's, as tsexport(1) says, also where its row is full */
+    const Tensor *first = ts_record_cget(r, "image");
+    if (x->grid_img.data && first->shape[0] != x->grid_img.shape[0]) {
+        dd_err("%s: record %lld (%s): %lld channels, the first record's image has %lld", x->src, (long long)x->n,
+               r->key, (long long)first->shape[0], (long long)x->grid_img.shape[0]);
+        die_cleanup(x);
+    }
     if (x->grid_img.data && x->grid_fill[lab] >= x->cols) return; /* its row is full */
-    need_image(x, r);
     const Tensor *im = ts_record_cget(r, "image");
     Tensor u;
     if (x->grid_img.data && im && im->ndim == 3 && im->shape[0] == x->grid_img.shape[0]
@@ -193,6 +208,7 @@ int main(int argc, char **argv)
     }
     if (!x.png && !x.npy && !x.grid) dd_die(DD_EXIT_USAGE, "nothing to do: give --png, --npy or --grid");
     if (argc - optind > 1) dd_die(DD_EXIT_USAGE, "at most one input file (concatenate with tscat)");
+    if (x.png && x.npy && same_dir(x.png, x.npy)) dd_die(DD_EXIT_USAGE, "--png and --npy want different directories");
     TsReader *in = ts_reader_open(optind < argc ? argv[optind] : "-");
     if (!in) dd_die_err(DD_EXIT_DATA);
     x.h = ts_reader_header(in);

@@ -18,6 +18,12 @@ expect_usage resample --size 0 fm.tsr
 expect_usage resample --size 3y4 fm.tsr
 expect_usage resample --size 3x fm.tsr
 check_truncated resample --size 10
+# an image with a side of 0 (it aborted in the resize's assertion)
+"$PYTHON" -c 'import numpy as np, os; os.makedirs("z0", exist_ok=True); np.save("z0/image.npy", np.zeros((1, 1, 0, 5), np.float32))'
+"$BIN/tsimport" -q z0 >z0.tsr
+rc=0; "$BIN/resample" --size 3 z0.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "resample: z0.tsr: record 0 (train_000000): image is F32\[1,0,5\], want \[C,H,W\] with C, H, W >= 1" err.txt \
+    && ok "an empty image: $(cat err.txt)" || fail "empty image: exit $rc $(cat err.txt)"
 check_full resample --size 10 fm.tsr
 check_output resample --size 10 fm.tsr
 check_tty resample --size 10 fm.tsr

@@ -205,4 +205,30 @@ if [ "$fails" = 0 ]; then ok "records without a label or outside the classes: on
 expect_usage tsexport fm.tsr
 expect_usage tsexport --grid-cols 0 --grid g.png fm.tsr
 expect_usage tsexport --npy x a.tsr b.tsr
+expect_usage tsexport --png same --npy same/ fm.tsr
+[ ! -e same ] || fail "--png D --npy D left D"
+# odd images: H = 0 (it crashed --grid), 4 channels (png's message, not a stale errno), and a
+# record past a full grid row is checked all the same (2 channels after a 1-channel first)
+"$PYTHON" - <<'PY'
+import numpy as np, os
+for d, img in (("z0", np.zeros((2, 1, 0, 5), np.float32)), ("c4", np.zeros((1, 4, 5, 7), np.float32)),
+               ("c12", np.zeros((2, 2, 4, 4), np.float32))):
+    os.makedirs(d, exist_ok=True)
+    if d == "c12":
+        np.save(d + "/image.npy", np.zeros((2, 1, 4, 4), np.float32)); np.save(d + "/label.npy", np.array([0, 0]))
+        os.makedirs("c12b", exist_ok=True)
+        np.save("c12b/image.npy", img); np.save("c12b/label.npy", np.array([0, 0]))
+        open("c12b/keys.txt", "w").write("b0\nb1\n")
+    else:
+        np.save(d + "/image.npy", img); np.save(d + "/label.npy", np.zeros(len(img), np.int64))
+PY
+"$BIN/tsimport" -q z0 >z0.tsr && "$BIN/tsimport" -q c4 >c4.tsr && "$BIN/tsimport" -q c12 >c12a.tsr \
+    && "$BIN/tsimport" -q c12b >c12b.tsr && "$BIN/tscat" c12a.tsr c12b.tsr >c12.tsr || fail "odd images"
+for c in "--grid g0.png z0.tsr|z0.tsr: record 0 (train_000000): image is F32\[1,0,5\], want \[C,H,W\] with C, H, W >= 1" \
+         "--png p4 c4.tsr|c4.tsr: record 0 (train_000000): png: cannot encode U8\[4,5,7\]" \
+         "--grid g12.png --grid-cols 1 c12.tsr|c12.tsr: record 2 (b0): 2 channels, the first record's image has 1"; do
+    rc=0; "$BIN/tsexport" ${c%%|*} 2>err.txt || rc=$?
+    if [ $rc = 1 ] && grep -q "^tsexport: ${c#*|}" err.txt && [ "$(wc -l <err.txt)" = 1 ]; then ok "tsexport ${c%%|*}: $(cat err.txt)"
+    else fail "tsexport ${c%%|*}: exit $rc $(cat err.txt)"; fi
+done
 finish

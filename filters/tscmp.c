@@ -46,6 +46,38 @@ static void report(Cmp *c, int64_t idx, const char *key, const char *fmt, ...)
     putchar('\n');
 }
 
+static int is_int(DdDtype t)
+{
+    return t == DD_BOOL || t == DD_U8 || t == DD_I8 || t == DD_I16 || t == DD_U16 || t == DD_I32 || t == DD_U32 ||
+           t == DD_I64 || t == DD_U64;
+}
+
+/* Element i of an integer tensor, exactly (a double holds 53 bits: 2^53 + 1 read as 2^53). */
+static __int128 int_at(const Tensor *t, int64_t i)
+{
+    const void *p = t->data;
+    switch (t->dtype) {
+    case DD_BOOL:
+    case DD_U8: return ((const uint8_t *)p)[i];
+    case DD_I8: return ((const int8_t *)p)[i];
+    case DD_I16: return ((const int16_t *)p)[i];
+    case DD_U16: return ((const uint16_t *)p)[i];
+    case DD_I32: return ((const int32_t *)p)[i];
+    case DD_U32: return ((const uint32_t *)p)[i];
+    case DD_U64: return ((const uint64_t *)p)[i];
+    default: return ((const int64_t *)p)[i];
+    }
+}
+
+/* Element i as text: integers exactly, floats to 9 digits. */
+static const char *value_str(const Tensor *t, int64_t i, char *buf, size_t n)
+{
+    if (t->dtype == DD_U64) snprintf(buf, n, "%llu", (unsigned long long)((const uint64_t *)t->data)[i]);
+    else if (is_int(t->dtype)) snprintf(buf, n, "%lld", (long long)int_at(t, i));
+    else snprintf(buf, n, "%.9g", tensor_get_f64(t, i));
+    return buf;
+}
+
 /* 1 if the values are equal under the comparison mode; *at = first differing element. */
 static int values_equal(const Cmp *c, const Tensor *a, const Tensor *b, int64_t *at)
 {
@@ -56,6 +88,9 @@ static int values_equal(const Cmp *c, const Tensor *a, const Tensor *b, int64_t 
         int eq;
         if (!c->tolerant) {
             eq = memcmp((const char *)a->data + i * es, (const char *)b->data + i * es, es) == 0;
+        } else if (is_int(a->dtype)) { /* the same dtype on both sides (tensor_same_shape) */
+            __int128 x = int_at(a, i), y = int_at(b, i), d = x > y ? x - y : y - x;
+            eq = d == 0 || (double)d <= c->atol + c->rtol * fabs((double)y);
         } else {
             double x = tensor_get_f64(a, i), y = tensor_get_f64(b, i);
             eq = (isnan(x) && isnan(y)) || x == y || fabs(x - y) <= c->atol + c->rtol * fabs(y);
@@ -90,8 +125,8 @@ static int record_differs(Cmp *c, int64_t idx, const TsRecord *a, const TsRecord
         } else {
             int64_t at = 0;
             if (!values_equal(c, &fa->t, tb, &at)) {
-                report(c, idx, a->key, "field %s: element %lld: %.9g in %s, %.9g in %s", fa->name, (long long)at,
-                       tensor_get_f64(&fa->t, at), c->na, tensor_get_f64(tb, at), c->nb);
+                report(c, idx, a->key, "field %s: element %lld: %s in %s, %s in %s", fa->name, (long long)at,
+                       value_str(&fa->t, at, da, sizeof da), c->na, value_str(tb, at, db, sizeof db), c->nb);
                 bad = 1;
             }
         }
@@ -158,7 +193,7 @@ int main(int argc, char **argv)
     dd_progress_end(&prog);
     if (c.diffs && !c.quiet) {
         if (c.reported > c.max_report) printf("(%ld more differences not shown)\n", c.reported - c.max_report);
-        printf("%s and %s differ: %lld difference(s) in %lld records compared\n", c.na, c.nb, (long long)c.diffs,
+        printf("%s and %s differ: %ld difference(s) over %lld records compared\n", c.na, c.nb, c.reported,
                (long long)idx);
     }
     if (dd_fflush_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);

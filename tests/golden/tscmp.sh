@@ -21,6 +21,21 @@ grep -q "F32\[3,4,4\] in a.tsr, F32\[3,3,3\] in a3.tsr" rep.txt && ok "shape dif
 "$BIN/tscmp" --max-report 2 a.tsr a3.tsr >rep.txt || true
 [ "$(grep -c "^record" rep.txt)" = 2 ] && ok "--max-report" || fail "--max-report"
 expect_exit 1 "class lists differ" -- "$BIN/tscmp" a.tsr fm.tsr
+# integers compare exactly (2^53 + 1 and 2^53 are one apart, the same as doubles) and print exactly;
+# the summary counts differences, not records
+"$PYTHON" - <<'PY'
+import numpy as np, os
+for d, v in (("i1", 2**53 + 1), ("i2", 2**53)):
+    os.makedirs(d, exist_ok=True)
+    np.save(d + "/image.npy", np.zeros((1, 1, 2, 2), np.float32))
+    np.save(d + "/v.npy", np.array([[v, 7, 8]], np.int64))
+    np.save(d + "/w.npy", np.array([[v]], np.int64))
+PY
+"$BIN/tsimport" -q i1 >i1.tsr && "$BIN/tsimport" -q i2 >i2.tsr
+rc=0; "$BIN/tscmp" --atol 0 i1.tsr i2.tsr >rep.txt || rc=$?
+[ $rc = 1 ] && grep -q "field v: element 0: 9007199254740993 in i1.tsr, 9007199254740992 in i2.tsr" rep.txt \
+    && grep -q "differ: 2 difference(s) over 1 records compared" rep.txt \
+    && ok "integers exactly under a tolerance: $(head -1 rep.txt)" || fail "integers: exit $rc $(cat rep.txt)"
 # progress on a terminal: differences found after the progress line was drawn start at the margin;
 # -q: nothing at all (fm2.tsr: the same images as F32, so every record differs)
 "$BIN/resample" -q --size 28 fm.tsr >fm2.tsr

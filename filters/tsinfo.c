@@ -160,6 +160,16 @@ static void stat_field(FieldStat *s, const Tensor *t)
 
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
+/* --list: the meta as one compact line (valid JSON may hold newlines and tabs between tokens). */
+static void print_meta(const char *meta)
+{
+    json_t *j = json_loads(meta, 0, NULL);
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    printf("\t%s", s ? s : meta);
+    free(s);
+    json_decref(j);
+}
+
 static json_t *shape_json(const Tensor *t)
 {
     json_t *a = json_array();
@@ -244,7 +254,10 @@ static void print_text(const TsHeader *h, int64_t records, const int64_t *counts
                 else printf("%s%lld-%lld", d ? "," : "", (long long)s->dmin[d], (long long)s->dmax[d]);
             printf("]");
         }
-        if (s->numel) printf("  min %.6g max %.6g mean %.6g", s->min, s->max, s->sum / (double)s->numel);
+        /* min/max skip NaN (a field of NaN only has none: min > max, their starting values) */
+        if (s->numel && s->min <= s->max)
+            printf("  min %.6g max %.6g mean %.6g", s->min, s->max, s->sum / (double)s->numel);
+        else if (s->numel) printf("  min nan max nan mean nan");
         putchar('\n');
         if (has_channel_stats(s)) {
             double mean[MAX_CHANNELS], sd[MAX_CHANNELS];
@@ -313,7 +326,7 @@ int main(int argc, char **argv)
                    lab >= 0 && lab < nc ? ts_header_class(h, (int)lab) : "-");
             for (int f = 0; f < rec.nfields; f++)
                 printf("%s%s:%s", f ? " " : "", rec.fields[f].name, tensor_describe(&rec.fields[f].t, buf, sizeof buf));
-            if (rec.meta) printf("\t%s", rec.meta);
+            if (rec.meta) print_meta(rec.meta);
             putchar('\n');
         }
         records++;

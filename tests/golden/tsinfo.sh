@@ -94,4 +94,34 @@ expect_exit 1 "not a stream" -- "$BIN/tsinfo" junk.tsr
 expect_usage tsinfo --json --list fm.tsr
 expect_usage tsinfo --bogus
 check_full tsinfo fm.tsr
+# a field of NaN only has no min or max (it showed the starting values inf and -inf), one of
+# [1, inf] a max of inf (JSON: null, it has no infinity); --list prints meta on its one line
+"$PYTHON" - <<'PY'
+import numpy as np, os
+os.makedirs("nanf", exist_ok=True)
+np.save("nanf/image.npy", np.zeros((2, 1, 2, 2), np.float32))
+np.save("nanf/nan.npy", np.full((2, 3), np.nan, np.float32))
+np.save("nanf/inf.npy", np.array([[1.0], [np.inf]], np.float32))
+PY
+"$BIN/tsimport" -q nanf >nanf.tsr && "$BIN/tsinfo" nanf.tsr >nanf.txt && "$BIN/tsinfo" --json nanf.tsr >nanf.json
+if grep -q "^  nan .*min nan max nan mean nan$" nanf.txt && grep -q "^  inf .*min 1 max inf mean inf$" nanf.txt \
+    && "$PYTHON" -c '
+import json; f = json.load(open("nanf.json"))["fields"]
+assert f["nan"]["min"] is None and f["nan"]["max"] is None and f["inf"]["min"] == 1 and f["inf"]["max"] is None, f'
+then ok "fields of NaN and inf: $(grep -E '^  (nan|inf) ' nanf.txt | tr -s ' ' | tr '\n' ';')"
+else fail "NaN/inf statistics: $(cat nanf.txt)"; fi
+"$BIN/tscat" --shards 'ml-%d.tar' nanf.tsr && "$PYTHON" - <<'PY'
+import io, tarfile
+src = tarfile.open("ml-0.tar")
+with tarfile.open("ml.tar", "w", format=tarfile.USTAR_FORMAT) as t:
+    for m in src:
+        if m.name.endswith(".image.npy"):   # a meta member first in each record
+            j = tarfile.TarInfo(m.name.split(".")[0] + ".json")
+            meta = b'{\n"a":\t1}'
+            j.size, j.mode = len(meta), 0o444
+            t.addfile(j, io.BytesIO(meta))
+        t.addfile(m, src.extractfile(m))
+PY
+"$BIN/tsinfo" --list ml.tar >ml.txt
+[ "$(wc -l <ml.txt)" = 2 ] && grep -q '	{"a":1}$' ml.txt && ok "--list: multi-line meta on one line" || fail "--list meta: $(cat -A ml.txt)"
 finish

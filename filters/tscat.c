@@ -51,7 +51,7 @@ static char **keys_load(const char *arg, int *n)
         free(s);
         if (*n == 0) dd_die(DD_EXIT_USAGE, "--keys: empty list");
     }
-    qsort(k, (size_t)*n, sizeof *k, cmp_str);
+    if (*n) qsort(k, (size_t)*n, sizeof *k, cmp_str); /* k is NULL for an empty file */
     return k;
 }
 

@@ -12,7 +12,10 @@
 #   $(OUT)/$(DATASET)/convnet3-e3-s0/METHOD/ID/distilled.tsr  a distilled set made with that teacher
 #   .../ID/labels-e300-batch-s0.tsr                           its FKD soft labels
 #   .../ID/eval-convnet3-e300-s0.jsonl                        its student's evaluation (evaltrain;
-#                                                             xarch.mk: one per student architecture)
+#                                                             xarch.mk: one per student architecture;
+#                                                             -bnBN, RELABEL_TAG and -vSPLITN where
+#                                                             the labels or validation set are not
+#                                                             the defaults)
 #   .../ID/sheet.png                                          its contact sheet
 # so a re-run does nothing, and changing one parameter re-runs only the stages whose names carry it
 # (ALPHA: recover onward; never the teacher or patchsel). Options passed through *_OPTS variables
@@ -102,8 +105,12 @@ RDED_DIR := $(TD)/rded/$(PATCH_ID)
 PATCHES := $(RDED_DIR)/distilled.tsr
 RANDOM_DIR := $(TD)/random/ipc$(IPC)-s$(SEED)
 LABEL_ID := e$(EPOCHS)-$(RELABEL_BN)-s$(SEED)$(RELABEL_TAG)
-# $(call eval_id,ARCH): the name part of a student ARCH's evaluation (EVAL_ID: STUDENT's)
-eval_id = $(call ddid,$(1))-e$(EPOCHS)-s$(SEED)$(STUDENT_TAG)
+# an evaluation's validation set where it is not the default (the whole test split)
+VAL_ID := $(if $(or $(VAL_N),$(filter-out test,$(VAL_SPLIT))),-v$(VAL_SPLIT)$(VAL_N))
+# $(call eval_id,ARCH): the name part of a student ARCH's evaluation on FKD labels (EVAL_ID:
+# STUDENT's): its labels where they are not relabel's defaults, and VAL_ID, so that a changed
+# RELABEL_BN, RELABEL_TAG, VAL_N or VAL_SPLIT names another file (unchanged names otherwise)
+eval_id = $(call ddid,$(1))-e$(EPOCHS)-s$(SEED)$(STUDENT_TAG)$(if $(filter-out batch,$(RELABEL_BN)),-bn$(RELABEL_BN))$(RELABEL_TAG)$(VAL_ID)
 EVAL_ID := $(call eval_id,$(STUDENT))
 
 # $(call timed,FILE,COMMAND): run COMMAND (one pipeline); write "WALL USER SYS" seconds to FILE.sec
@@ -125,7 +132,7 @@ define teacher_rule
 $(call teacher_file,$(1)) $(basename $(call teacher_file,$(1))).jsonl &: $(TRAIN) $(VAL)
 	@mkdir -p $$(@D)
 	$$(call timed,$(call teacher_file,$(1)),$$(BIN)/evaltrain -q $$(dev_opt) \
-	    $$(if $$(TEACHER_THREADS),-j $$(TEACHER_THREADS)) -m $(1) --epochs $$(TEACHER_EPOCHS) \
+	    $$(if $$(TEACHER_THREADS),-j $$(TEACHER_THREADS)) -m $(subst $(comma),$$(comma),$(1)) --epochs $$(TEACHER_EPOCHS) \
 	    -s $$(TEACHER_SEED) $$(TEACHER_OPTS) --val $$(VAL) --save $(call teacher_file,$(1)) $$(TRAIN) \
 	    > $(basename $(call teacher_file,$(1))).jsonl)
 endef

@@ -20,7 +20,8 @@ ifndef DDPIPE_FADRM_MK
 DDPIPE_FADRM_MK := 1
 FADRM_ID = $(PATCH_PARAMS)-it$(ITERS)-k$(ARC)-a$(ALPHA)$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
 FADRM_DIR := $(TD)/fadrm/$(FADRM_ID)
-fadrm_opts = --iters $(ITERS) --arc $(ARC) --alpha $(ALPHA) $(if $(SIZES),--sizes $(SIZES))
+# --alpha only where something merges (ARC=0, SRe2L++'s schedule, is a usage error with it)
+fadrm_opts = --iters $(ITERS) --arc $(ARC) $(if $(filter-out 0,$(ARC)),--alpha $(ALPHA)) $(if $(SIZES),--sizes $(SIZES))
 
 $(FADRM_DIR)/distilled.tsr $(FADRM_DIR)/metrics.jsonl &: $(PATCHES) $(TEACHER_W)
 	@mkdir -p $(@D)

@@ -23,7 +23,8 @@ PLUS_DIR := $(PLUS_TD)/fadrmplus/$(PATCH_PARAMS)-it$(ITERS)-k$(ARC)-a$(ALPHA)$(S
 $(PLUS_DIR)/distilled.tsr $(PLUS_DIR)/metrics.jsonl &: $(PLUS_PATCHES) $(PLUS_W)
 	@mkdir -p $(@D)
 	$(call timed,$(PLUS_DIR)/distilled.tsr,$(call recover_cmd,$(PLUS_DIR)/distilled.tsr,$(PLUS_W),\
-	    --iters $(ITERS) --arc $(ARC) --alpha $(ALPHA) $(if $(SIZES),--sizes $(SIZES)),$(PLUS_PATCHES)))
+	    --iters $(ITERS) --arc $(ARC) $(if $(filter-out 0,$(ARC)),--alpha $(ALPHA)) $(if $(SIZES),--sizes $(SIZES)),\
+	    $(PLUS_PATCHES)))
 $(eval $(call fkd_rules,$(PLUS_DIR),$(PLUS_W)))
 
 .PHONY: fadrmplus fadrmplus-distill fadrmplus-teachers

@@ -44,8 +44,8 @@ INFER_W := $(foreach t,$(INFER_TEACHERS),$(call teacher_file,$(t)))
 INFER_TD := $(D)/$(subst $(space),+,$(foreach t,$(INFER_TEACHERS),$(call teacher_id,$(t))))
 INFER_DIR := $(INFER_TD)/infer/ipc$(IPC)-m$(INFER_M)$(if $(INFER_ITERS),-it$(INFER_ITERS))$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
 # the random real images: named by what makes them only (no teacher, no recover setting)
-INFER_INIT := $(D)/random/ipc$(IPC_INIT)-s$(SEED).tsr
-INFER_EVAL := $(INFER_DIR)/static-$(call ddid,$(STUDENT))-e$(INFER_EPOCHS)-s$(SEED)$(STUDENT_TAG).jsonl
+INFER_INIT := $(D)/random/ipc$(IPC_INIT)$(if $(TRAIN_N),-n$(TRAIN_N))-s$(SEED).tsr
+INFER_EVAL := $(INFER_DIR)/static-$(call ddid,$(STUDENT))-e$(INFER_EPOCHS)$(if $(filter-out 30,$(INFER_T)),-T$(INFER_T))-s$(SEED)$(STUDENT_TAG)$(VAL_ID).jsonl
 
 ifeq ($(IPC_INIT),0)
 $(error INFER: IPC=$(IPC) with $(INFER_M) teachers and NCLASSES=$(NCLASSES) leaves no real image per class)

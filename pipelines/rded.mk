@@ -15,7 +15,7 @@ include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 ifndef DDPIPE_RDED_MK
 DDPIPE_RDED_MK := 1
 RDED_STUDENT_OPTS ?=
-ONLINE_ID := $(call ddid,$(STUDENT))-e$(EPOCHS)-f$(FACTOR)-s$(SEED)$(STUDENT_TAG)
+ONLINE_ID := $(call ddid,$(STUDENT))-e$(EPOCHS)-f$(FACTOR)-s$(SEED)$(STUDENT_TAG)$(VAL_ID)
 RDED_ONLINE := $(RDED_DIR)/online-$(ONLINE_ID).jsonl
 
 $(RDED_ONLINE): $(PATCHES) $(TEACHER_W) $(VAL)

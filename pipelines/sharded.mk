@@ -34,7 +34,7 @@ SHARD_B := $(shell echo $$(( $(NCLASSES) / $(SHARDS) )))
 SHARD_SETS := $(shell awk -v K=$(NCLASSES) -v S=$(SHARDS) 'BEGIN { for (s = 0; s < S; s++) { \
     l = ""; for (c = s * K / S; c < (s + 1) * K / S; c++) l = l (l == "" ? "" : ",") c; printf "%s ", l } }')
 shard_name = c$(firstword $(subst $(comma), ,$(1)))-$(lastword $(subst $(comma), ,$(1)))
-SH_DIR := $(TD)/fadrm-sharded/$(PATCH_PARAMS)-it$(ITERS)-k$(ARC)-a$(ALPHA)$(SIZES_ID)-x$(SHARDS)-s$(SEED)$(RECOVER_TAG)
+SH_DIR := $(TD)/fadrm-sharded/$(PATCH_PARAMS)-it$(ITERS)-k$(ARC)-a$(ALPHA)$(SIZES_ID)-x$(SHARDS)of$(NCLASSES)-s$(SEED)$(RECOVER_TAG)
 SH_PARTS := $(foreach s,$(SHARD_SETS),$(SH_DIR)/$(call shard_name,$(s))/distilled.tsr)
 SH_PATCHES := $(foreach s,$(SHARD_SETS),$(SH_DIR)/$(call shard_name,$(s))/patches.tsr)
 slice = $(basename $(TRAIN))-$(call shard_name,$(1)).tsr
@@ -42,6 +42,8 @@ slice = $(basename $(TRAIN))-$(call shard_name,$(1)).tsr
 # $(call shard_rules,CLASSES): the slice of the training set, its patches, its recovered images
 define shard_rules
 $(call slice,$(1)): $(TRAIN)
+	@k=$$$$($$(BIN)/tsinfo $$< | sed -n 's/^classes: //p'); [ "$$$$k" = "$$(NCLASSES)" ] || \
+	    { echo "sharded.mk: $$< has $$$$k classes, not NCLASSES=$$(NCLASSES) (set NCLASSES=$$$$k)" >&2; exit 2; }
 	$$(BIN)/tscat -q --classes $(1) -o $$@ $$<
 $(SH_DIR)/$(call shard_name,$(1))/patches.tsr: $(call slice,$(1)) $(TEACHER_W)
 	@mkdir -p $$(@D)

@@ -35,6 +35,21 @@ grep -q "/recover .*--alpha 0.7" <<<"$plan" && grep -q "/relabel " <<<"$plan" &&
     && ok "ALPHA=0.7: make -n plans recover, relabel, student" || fail "ALPHA=0.7 plan: $plan"
 grep -q -e "/patchsel " -e "--save" -e "/tsimport " <<<"$plan" && fail "ALPHA=0.7 re-runs patchsel, teacher or import" \
     || ok "ALPHA=0.7: make -n plans no import, teacher or patchsel"
+# the student's evaluation is named by its labels and validation set: RELABEL_BN=eval and VAL_N=50
+# plan relabel and a student (they ran nothing and printed the old result), ARC=0 passes no --alpha
+# (a usage error with --arc 0), a teacher architecture with commas reaches evaltrain whole
+plan=$(mk -n -f "$P/fadrm.mk" RELABEL_BN=eval fadrm 2>&1)
+grep -q "/relabel .*--bn eval" <<<"$plan" && grep -q "/evaltrain .*--labels [^ ]*labels-e1-eval" <<<"$plan" \
+    && ok "RELABEL_BN=eval: make -n plans relabel and a student" || fail "RELABEL_BN=eval plan: $plan"
+plan=$(make --no-print-directory -n -f "$P/fadrm.mk" "${tiny[@]}" VAL_N=50 fadrm 2>&1)   # after tiny's VAL_N
+grep -q "/evaltrain .*--val [^ ]*test-n50.tsr" <<<"$plan" && ok "VAL_N=50: make -n plans the student's evaluation" \
+    || fail "VAL_N=50 plan: $plan"
+plan=$(mk -n -f "$P/fadrm.mk" ARC=0 fadrm-distill 2>&1)
+grep -q "/recover .*--arc 0 " <<<"$plan" && ! grep -q -- "--alpha" <<<"$plan" && ok "ARC=0: recover without --alpha" \
+    || fail "ARC=0 plan: $plan"
+plan=$(mk -n -f "$P/fadrm.mk" TEACHER=efficientnet_b0m:dropout=0,stochastic_depth=0 teacher 2>&1)
+grep -q "/evaltrain .*-m efficientnet_b0m:dropout=0,stochastic_depth=0 --epochs 1 .*--save " <<<"$plan" \
+    && ok "a teacher architecture with commas: one evaltrain argument" || fail "comma teacher plan: $plan"
 t0=$(mtime "$teacher"); p0=$(mtime "$patches")
 mk -f "$P/fadrm.mk" ALPHA=0.7 fadrm-distill >log.alpha 2>&1 || fail "ALPHA=0.7 run: $(tail -n 3 log.alpha)"
 fd7=$(val fadrm.mk FADRM_DIR ALPHA=0.7)
@@ -112,7 +127,7 @@ mkdir -p itree/train itree/val && cp -r if_t0/* if_t1/* if_t2/* itree/train/ && 
 ifolder=(DATASET=itree DATA=itree FORMAT=imagefolder VAL_SPLIT=val TEACHER_OPTS="--res 32 --batch 32")
 if mk -j2 -f "$P/fadrm.mk" "${ifolder[@]}" fadrm >log.itree 2>&1; then
     idir=$(val fadrm.mk FADRM_DIR "${ifolder[@]}")
-    grep -q '"final_top1":[0-9]' "$idir/eval-$(val fadrm.mk EVAL_ID).jsonl" \
+    grep -q '"final_top1":[0-9]' "$idir/eval-$(val fadrm.mk EVAL_ID "${ifolder[@]}").jsonl" \
         && "$BIN/tsinfo" "$(val fadrm.mk VAL "${ifolder[@]}")" | grep -q 'sizes \[3,32-48,32-40\]' \
         && "$BIN/tsinfo" --json "$idir/distilled.tsr" | tr -d ' \n' | grep -q '"shapes":\[\[3,32,32\]\]' \
         && ok "fadrm.mk on an ImageFolder tree of three sizes (train/, val/): a 32-px set, a student evaluated" \

@@ -28,7 +28,7 @@ DDPIPE_COMMON_MK := 1
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DELETE_ON_ERROR:
-.SECONDARY:
+# no .SECONDARY: as a blanket it let a missing prerequisite go unbuilt when its target was newer
 .SUFFIXES:
 
 PIPELINES := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))

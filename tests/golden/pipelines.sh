@@ -29,6 +29,12 @@ mk -q -f "$P/fadrm.mk" "$fd/distilled.tsr" "$fd/seam.ok" "$fd/eval-$(val fadrm.m
 [ -z "$(mk -n -f "$P/fadrm.mk" "$fd/distilled.tsr" 2>&1 | grep -v "^make")" ] && ok "re-run: make -n runs nothing" \
     || fail "re-run: make -n: $(mk -n -f "$P/fadrm.mk" "$fd/distilled.tsr" | head -n 3)"
 
+# a stage's output removed is made again, with what depends on it (under a blanket .SECONDARY make
+# skipped a missing prerequisite whose dependents were newer)
+lab=$(ls "$fd"/labels-*.tsr | head -n 1); mv "$lab" "$lab.away"
+plan=$(mk -n -f "$P/fadrm.mk" fadrm 2>&1); mv "$lab.away" "$lab"
+grep -q "/relabel " <<<"$plan" && grep -q "/evaltrain .*--labels" <<<"$plan" \
+    && ok "labels removed: make -n plans relabel and the student again" || fail "labels removed, plan: $plan"
 # changing ALPHA re-runs recover onward, never the teacher or patchsel
 plan=$(mk -n -f "$P/fadrm.mk" ALPHA=0.7 fadrm 2>&1)
 grep -q "/recover .*--alpha 0.7" <<<"$plan" && grep -q "/relabel " <<<"$plan" && grep -q "/evaltrain .*--labels" <<<"$plan" \

@@ -25,7 +25,7 @@ t=$(last "$TEACHER_LOG")
 records() { "$BIN"/tsinfo --json "$1" | sed -n 's/.*"records": *\([0-9]*\).*/\1/p' | head -n 1; }
 ntrain=$(records "$TRAIN")
 echo
-echo "Fashion-MNIST, IPC $IPC ($(records "$DIR_FADRM/distilled.tsr") images), seed 0; student $STUDENT from scratch, $EPOCHS epochs,"
+echo "Fashion-MNIST, IPC $IPC ($(records "$DIR_FADRM/distilled.tsr") images), seed $SEED; student $STUDENT from scratch, $EPOCHS epochs,"
 echo "top-1 % on the $(records "$VAL") test images: final = last epoch, best = max over the evaluations"
 echo "(every $EVAL_EVERY epochs and the last). distill_s / dist_cpu_s = wall / CPU seconds of the stages"
 echo "that make the images (patchsel; + recover for SRe2L++ and FADRM); label_bytes = the FKD label"
@@ -53,7 +53,8 @@ echo "  with hard labels instead of a distilled set (the teacher is that model).
 echo "recover: $ITERS steps; FADRM with $ARC merges, alpha $ALPHA; SRe2L++ without merges."
 echo "INFER: $IPC_INIT random real images per class and their copies with one compensator per ipc index"
 echo "  ($(records "$DIR_INFER/distilled.tsr") images: IPC $IPC by INFER's count, the compensators shared by the classes),"
-echo "  recover --ufc $ITERS steps; static labels, MixUp 0.8, T 30, batch 64, $EPOCHS epochs (its own protocol)."
+echo "  recover --ufc ${INFER_ITERS:+$INFER_ITERS steps}${INFER_ITERS:-with its default steps (1000 below 128 px)}; static labels, MixUp 0.8, T $INFER_T, batch 64, $INFER_EPOCHS epochs"
+echo "  (its own protocol)."
 echo
 echo "contact sheets (one row per class):"
 for d in "$DIR_RANDOM" "$DIR_RDED" "$DIR_SRE2LPP" "$DIR_FADRM" "$DIR_INFER"; do echo "  $d/sheet.png"; done

@@ -13,7 +13,7 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: %s [options] [STREAM...]   (training stream; stdin when none)\n"
+    fprintf(f, "Usage: %s (-m ARCH | -w FILE) [options] [STREAM...]   (training stream; stdin when none)\n"
                "       %s --eval-only -w FILE [STREAM...]\n"
                "Train a model on a record stream and evaluate it; metrics as JSON lines on stdout.\n"
                "  -m, --model ARCH         zoo name (man 7 ddpipe-models), random init\n"

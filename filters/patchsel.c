@@ -32,7 +32,8 @@ typedef struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: %s -w TEACHER --ipc N [options] [file...]\n"
+    fprintf(f, "Usage: %s -w TEACHER [--ipc N | --ipc-list A,B,.. -o PATTERN] [options] [file...]\n"
+               "       %s --method random [--ipc N] [options] [file...]\n"
                "RDED patch selection: the best-scored random crops per class, stitched f x f.\n"
                "  -w, --weights FILE     teacher (safetensors); not with --method random\n"
                "  -i, --ipc N            images per class (default 10)\n"
@@ -51,7 +52,7 @@ static void usage(FILE *f)
                "  -j, --threads N        worker threads\n"
                "  -q, --quiet            no progress\n"
                "  -h, --help             this text\n"
-               "      --version          version\n", dd_prog());
+               "      --version          version\n", dd_prog(), dd_prog());
 }
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }

@@ -27,7 +27,9 @@ typedef struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: %s -w TEACHER [-w TEACHER...] [options] [file...]\n"
+    fprintf(f, "Usage: %s -w TEACHER [-w TEACHER...] [--iters N --arc K | --steps S:E:T] [options] [file...]\n"
+               "       %s -w TEACHER --init noise --ipc N [options]\n"
+               "       %s --ufc -w TEACHER [-w TEACHER...] [--iters N] [options] [file...]\n"
                "Optimise images against frozen teachers (SRe2L/FADRM recover); stream on stdout.\n"
                "  -w, --weights FILE       teacher; several: round robin by step (FADRM+)\n"
                "  -t, --iters N            fused run of N steps (default 2000)\n"
@@ -61,7 +63,7 @@ static void usage(FILE *f)
                "  -j, --threads N          worker threads\n"
                "  -q, --quiet              no progress\n"
                "  -h, --help               this text\n"
-               "      --version            version\n", dd_prog());
+               "      --version            version\n", dd_prog(), dd_prog(), dd_prog());
 }
 
 static void parse(int argc, char **argv, Opts *o)

@@ -22,7 +22,8 @@ typedef struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: %s -w TEACHER [-w TEACHER...] [options] [file...]\n"
+    fprintf(f, "Usage: %s -w TEACHER [-w TEACHER...] [--epochs N] [--batch B] [options] [file...]\n"
+               "       %s --static -w TEACHER [-w TEACHER...] [options] [file...]\n"
                "FKD soft labels (crops, flips, CutMix, teacher logits per epoch and batch) for\n"
                "evaltrain --labels; stream on stdout.\n"
                "  -w, --weights FILE   teacher; several: the mean of their logits\n"
@@ -41,7 +42,7 @@ static void usage(FILE *f)
                "  -q, --quiet          no progress\n"
                "  -v, --verbose        print the label storage per image and epoch\n"
                "  -h, --help           this text\n"
-               "      --version        version\n", dd_prog());
+               "      --version        version\n", dd_prog(), dd_prog());
 }
 
 static void parse(int argc, char **argv, Opts *o)

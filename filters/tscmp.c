@@ -26,7 +26,7 @@ static void usage(FILE *f)
                "Compare two record streams (either may be '-' for stdin); exit 0 if equal, 1 if not.\n"
                "  -e, --exact           bitwise equality of values (the default)\n"
                "  -a, --atol A          equal when |a-b| <= A + R*|b| (NaN equals NaN)\n"
-               "  -r, --rtol R          relative tolerance (default 0 when --atol is given)\n"
+               "  -r, --rtol R          relative tolerance (default 0)\n"
                "  -m, --max-report N    report at most N differences (default 10)\n"
                "  -q, --quiet           report nothing (no progress either), exit status only\n"
                "  -h, --help            this text\n"

@@ -53,7 +53,9 @@ echo "  with hard labels instead of a distilled set (the teacher is that model).
 echo "recover: $ITERS steps; FADRM with $ARC merges, alpha $ALPHA; SRe2L++ without merges."
 echo "INFER: $IPC_INIT random real images per class and their copies with one compensator per ipc index"
 echo "  ($(records "$DIR_INFER/distilled.tsr") images: IPC $IPC by INFER's count, the compensators shared by the classes),"
-echo "  recover --ufc ${INFER_ITERS:+$INFER_ITERS steps}${INFER_ITERS:-with its default steps (1000 below 128 px)}; static labels, MixUp 0.8, T $INFER_T, batch 64, $INFER_EPOCHS epochs"
+ufc_steps="$INFER_ITERS steps"
+[ -n "$INFER_ITERS" ] || ufc_steps="its default steps (1000 below 128 px)"
+echo "  recover --ufc $ufc_steps; static labels, MixUp 0.8, T $INFER_T, batch 64, $INFER_EPOCHS epochs"
 echo "  (its own protocol)."
 echo
 echo "contact sheets (one row per class):"

@@ -56,7 +56,9 @@ include $(dir $(lastword $(MAKEFILE_LIST)))infer.mk
 
 DEMO_T0 := $(shell date +%s.%N)
 DEMO_DIR := $(TD)/demo-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED)
-LOSS_PNG := $(DEMO_DIR)/recover-loss.png
+# beside FADRM's set: its directory's name carries every parameter of both curves (SRe2L++'s are
+# a subset), so another ALPHA, ARC or SIZES draws another plot
+LOSS_PNG := $(FADRM_DIR)/recover-loss.png
 METHOD_DIRS := $(RANDOM_DIR) $(RDED_DIR) $(SRE2LPP_DIR) $(FADRM_DIR)
 RESULTS := $(foreach d,$(METHOD_DIRS),$(d)/eval-$(EVAL_ID).jsonl $(d)/sheet.png) $(RDED_ONLINE) $(LOSS_PNG) \
     $(INFER_EVAL) $(INFER_DIR)/sheet.png
@@ -78,6 +80,7 @@ demo:
 	@$(MAKE) --no-print-directory -f $(THIS) demo-table DEMO_T0=$(DEMO_T0)
 demo-all: $(RESULTS)
 demo-table:
+	@mkdir -p $(DEMO_DIR)
 	@DEMO_T0=$(DEMO_T0) TIMES=$(DEMO_DIR).times TEACHER_LOG=$(basename $(TEACHER_W)).jsonl \
 	TEACHER_SEC=$(TEACHER_W).sec EVAL_ID=$(EVAL_ID) LABEL_ID=$(LABEL_ID) ONLINE=$(RDED_ONLINE) \
 	DIR_RANDOM=$(RANDOM_DIR) DIR_RDED=$(RDED_DIR) DIR_SRE2LPP=$(SRE2LPP_DIR) DIR_FADRM=$(FADRM_DIR) \

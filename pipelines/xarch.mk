@@ -60,7 +60,9 @@ XA_DIRS := $(RDED_DIR) $(SRE2LPP_DIR) $(FADRM_DIR) $(PLUS_DIR)
 $(foreach d,$(XA_DIRS),$(foreach s,$(filter-out $(STUDENT),$(sort $(STUDENTS))),\
     $(eval $(call student_rule,$(d),$(s)))))
 XA_EVALS := $(foreach d,$(XA_DIRS),$(foreach s,$(STUDENTS),$(d)/eval-$(call eval_id,$(s)).jsonl))
-XA_TABLE := $(D)/xarch-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED).txt
+# the table of one configuration: its evaluations and FADRM+'s teachers name it (a checksum of
+# their paths: TRAIN_N, TEACHER, TEACHERS, STUDENTS and the methods' parameters are all in them)
+XA_TABLE := $(D)/xarch-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED)-$(shell printf '%s\n' $(XA_EVALS) $(PLUS_W) | cksum | cut -d' ' -f1).txt
 XA_TEACHERS := $(TEACHER) $(filter-out $(TEACHER),$(TEACHERS))
 
 .PHONY: xarch xarch-all xarch-table

@@ -59,7 +59,10 @@ new=$(grep -c -E "$BIN/evaltrain .* -m shufflenet_v2_x0_5m --labels" <<<"$plan" 
 if mk "${three[@]}" >log.three 2>&1; then
     n=$(grep -c -F "$BIN/" log.three || true)
     [ "$n" = 4 ] && ok "STUDENTS + shufflenet_v2_x0_5m: ran 4 programs" || fail "ran $n programs, want 4"
-    check_table "$table" convnet3 mobilenet_v2m shufflenet_v2_x0_5m
+    # its own table file (tables of other settings are kept), the two-student one unchanged
+    table3=$(mk -s "${three[@]}" print-XA_TABLE)
+    [ "$table3" != "$table" ] && check_table "$table3" convnet3 mobilenet_v2m shufflenet_v2_x0_5m \
+        && check_table "$table" convnet3 mobilenet_v2m || fail "three students' table $table3"
 else fail "3 students: $(tail -n 5 log.three)"; fi
 
 # a cell without a number fails the table, naming the file; the last good table stays
@@ -72,6 +75,6 @@ rc=0; mk "${three[@]}" xarch-table >log.bad 2>&1 || rc=$?
 [ "$rc" != 0 ] && grep -q "xarch-table.sh: $e: last line has no numeric" log.bad \
     && grep -Eq "^mobilenet_v2m( +[^ ]+ \([^ ]+\)){2} +- " log.bad \
     && ok "a null cell: exit $rc, the file named, '-' in its cell" || fail "a null cell: exit $rc: $(tail -n 4 log.bad)"
-check_table "$table" convnet3 mobilenet_v2m shufflenet_v2_x0_5m
+check_table "$table3" convnet3 mobilenet_v2m shufflenet_v2_x0_5m
 mv saved.jsonl "$e"
 finish

@@ -139,17 +139,15 @@ static void put_grid(Export *x, const TsRecord *r, int64_t lab)
 {
     const int nc = ts_header_nclasses(x->h);
     need_image(x, r);   /* every record's, as tsexport(1) says, also where its row is full */
-    const Tensor *first = ts_record_cget(r, "image");
-    if (x->grid_img.data && first->shape[0] != x->grid_img.shape[0]) {
+    const Tensor *im = ts_record_cget(r, "image");
+    if (x->grid_img.data && im->shape[0] != x->grid_img.shape[0]) {
         dd_err("%s: record %lld (%s): %lld channels, the first record's image has %lld", x->src, (long long)x->n,
-               r->key, (long long)first->shape[0], (long long)x->grid_img.shape[0]);
+               r->key, (long long)im->shape[0], (long long)x->grid_img.shape[0]);
         die_cleanup(x);
     }
     if (x->grid_img.data && x->grid_fill[lab] >= x->cols) return; /* its row is full */
-    const Tensor *im = ts_record_cget(r, "image");
     Tensor u;
-    if (x->grid_img.data && im && im->ndim == 3 && im->shape[0] == x->grid_img.shape[0]
-        && (im->shape[1] != x->cell_h || im->shape[2] != x->cell_w)) {
+    if (x->grid_img.data && (im->shape[1] != x->cell_h || im->shape[2] != x->cell_w)) {
         /* an image of another size fills the first one's cell: scaled to cover it, centre-cropped */
         Tensor f, cell = tensor_newv(DD_F32, 3, im->shape[0], x->cell_h, x->cell_w);
         if (ts_record_image_f32(r, &f) < 0) die_cleanup(x);
@@ -168,12 +166,8 @@ static void put_grid(Export *x, const TsRecord *r, int64_t lab)
         x->grid_fill = dd_calloc((size_t)nc, sizeof *x->grid_fill);
     }
     Tensor *g = &x->grid_img;
+    /* u has the grid's channels (checked above) and its cell's size (the first image's, or resized to it) */
     const int64_t C = u.shape[0], H = u.shape[1], W = u.shape[2], GH = g->shape[1], GW = g->shape[2];
-    if (u.ndim != 3 || C != g->shape[0] || GH != nc * (H + 1) + 1 || GW != x->cols * (W + 1) + 1) {
-        dd_err("%s: record %lld (%s): %lld channels, the first record's image has %lld", x->src, (long long)x->n,
-               r->key, (long long)C, (long long)g->shape[0]);
-        die_cleanup(x);
-    }
     if (x->grid_fill[lab] < x->cols) {
         int64_t y0 = 1 + lab * (H + 1), x0 = 1 + x->grid_fill[lab]++ * (W + 1);
         for (int64_t c = 0; c < C; c++)

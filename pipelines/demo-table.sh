@@ -65,7 +65,8 @@ echo
 echo "stage timings (wall s, CPU s) from the *.sec files:"
 for f in "$tw" "$DIR_RANDOM"/*.sec "$DIR_RDED"/*.sec "$DIR_SRE2LPP"/*.sec "$DIR_FADRM"/*.sec "$INFER_INIT.sec" "$DIR_INFER"/*.sec; do
     f=${f%.sec}
-    if [ -f "$f.sec" ]; then printf '  %9s %9s  %s\n' "$(sec "$f")" "$(cpu "$f")" "$f"; fi
+    # a stage's time only beside its output (not an interrupted run's)
+    if [ -f "$f.sec" ] && [ -e "$f" ]; then printf '  %9s %9s  %s\n' "$(sec "$f")" "$(cpu "$f")" "$f"; fi
 done
 now=$(date +%s.%N)
 cpu_all=$(sed -n 2p "$TIMES" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] } printf "%.0f", t }')

@@ -1,9 +1,9 @@
 # pipelines: the make fragments of pipelines/ on a tiny Fashion-MNIST problem (300 training
 # images, a 1-epoch teacher, IPC 2, 8 recover steps): FADRM's piped schedule equals the fused run;
 # a re-run does nothing (make -q); changing ALPHA re-runs recover onward but not the teacher or
-# patchsel; a failed stage leaves no output; INFER's pipeline runs; the class-sharded run (2 shards,
-# make -j) equals the unsharded run with recover --batch = the shard's class count (tscmp --exact),
-# checked stage by stage; FADRM on an ImageFolder tree of several image sizes (train/, val/).
+# patchsel; a failed or killed stage leaves no output (nor its time); INFER's pipeline runs; the
+# class-sharded run (2 shards, make -j) equals the unsharded run with recover --batch = the shard's
+# class count (tscmp --exact), checked stage by stage; FADRM on an ImageFolder tree of several image sizes (train/, val/).
 source "$TESTS/golden/lib.sh"
 [ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }
 P=$TESTS/../pipelines
@@ -66,12 +66,22 @@ fd7=$(val fadrm.mk FADRM_DIR ALPHA=0.7)
 
 # a failed stage leaves no output (recover refuses an option: exit 2)
 bad=(RECOVER_OPTS=--lr=x RECOVER_TAG=-bad)
+fb=$(val fadrm.mk FADRM_DIR "${bad[@]}"); mkdir -p "$fb" && echo "1 1 1" >"$fb/distilled.tsr.sec"   # an old run's time
 if mk -f "$P/fadrm.mk" "${bad[@]}" fadrm-distill >log.bad 2>&1; then fail "a failing recover did not fail make"
 else
-    fb=$(val fadrm.mk FADRM_DIR "${bad[@]}")
-    [ ! -e "$fb/distilled.tsr" ] && [ ! -e "$fb/metrics.jsonl" ] && ok "failed recover: no distilled.tsr, no metrics.jsonl" \
+    [ ! -e "$fb/distilled.tsr" ] && [ ! -e "$fb/metrics.jsonl" ] && [ -z "$(ls "$fb" | grep '\.sec')" ] \
+        && ok "failed recover: no distilled.tsr, no metrics.jsonl, no .sec (the old one gone)" \
         || fail "failed recover left: $(ls "$fb")"
 fi
+# a stage killed (its shell gone, as by ^C or the OOM killer) leaves no .sec for the demo's table:
+# a recover that kills the shell running it
+mkdir -p kbin && for f in "$BIN"/*; do ln -sf "$f" kbin/; done && rm kbin/recover
+printf '#!/bin/sh\nkill -KILL $PPID\nsleep 2\n' >kbin/recover && chmod +x kbin/recover
+make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" BIN="$PWD/kbin" RECOVER_TAG=-killed fadrm-distill >log.kill 2>&1 \
+    && fail "a killed recover did not fail make"
+fk=$(val fadrm.mk FADRM_DIR RECOVER_TAG=-killed)
+[ -d "$fk" ] && [ ! -e "$fk/distilled.tsr.sec" ] && [ ! -e "$fk/distilled.tsr" ] \
+    && ok "killed recover: no distilled.tsr, no distilled.tsr.sec" || fail "killed recover left: $(ls "$fk")"
 
 # the other fragments parse and plan (make -n), sre2l/sre2lpp/rded run at this size
 for f in rded sre2l sre2lpp; do

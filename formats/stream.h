@@ -158,7 +158,8 @@ void ts_writer_abort(TsWriter *w);
 typedef struct TsShardWriter TsShardWriter;
 
 /* `pattern` holds one printf integer conversion ("out/part-%06d.tar.zst"); ".zst" selects zstd
- * compression. Each shard is written to a temporary and renamed when complete. */
+ * compression. Each shard is written to a temporary, and ts_shards_close renames them all into
+ * place once the last is written: abort, an exit before the close or a fatal signal leaves none. */
 TsShardWriter *ts_shards_open(const char *pattern, int64_t records_per_shard, const TsHeader *h);
 /* 0 when pattern is one ts_shards_open takes with its conversion in the file name (a directory
  * part may hold "%%" only); else -1 with dd_err. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MEMBER_MAX ((int64_t)1 << 40)
 #define ZSTD_LEVEL "3"
@@ -293,6 +294,8 @@ struct TsShardWriter {
     struct archive *a;         /* the shard being written; NULL between shards */
     struct archive_entry *e;
     DdAtomicFile af;
+    DdAtomicFile *done;        /* the finished shards, temporaries until the set is whole */
+    int64_t ndone, cap;
     char *cur;                 /* its path */
     int64_t shard, nrec, total;
     int failed;
@@ -364,11 +367,25 @@ static int put_member(TsShardWriter *w, const char *name, const void *data, size
     return 0;
 }
 
-static int shard_begin(TsShardWriter *w)
+/* The file name of shard i (malloc'd). */
+static char *shard_name(const TsShardWriter *w, int64_t i)
 {
     size_t n = strlen(w->fmt) + 32;
-    w->cur = dd_malloc(n);
-    snprintf(w->cur, n, w->fmt, (long long)w->shard);
+    char *name = dd_malloc(n);
+    snprintf(name, n, w->fmt, (long long)i);
+    return name;
+}
+
+static void unlink_shard(const TsShardWriter *w, int64_t i)
+{
+    char *name = shard_name(w, i);
+    unlink(name);
+    free(name);
+}
+
+static int shard_begin(TsShardWriter *w)
+{
+    w->cur = shard_name(w, w->shard);
     if (dd_atomic_open(&w->af, w->cur)) {
         w->failed = 1;
         return -1;
@@ -394,10 +411,17 @@ static int shard_end(TsShardWriter *w)
     free(w->cur);
     w->cur = NULL;
     w->shard++;
-    if (dd_atomic_commit(&w->af)) {
+    /* closed and synced now, renamed into place with the others by ts_shards_close */
+    if (dd_atomic_finish(&w->af)) {
         w->failed = 1;
         return -1;
     }
+    if (w->ndone == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 16;
+        w->done = dd_realloc(w->done, (size_t)w->cap * sizeof *w->done);
+    }
+    w->done[w->ndone++] = w->af;
+    w->af = (DdAtomicFile){0};
     return 0;
 }
 
@@ -480,6 +504,7 @@ int ts_shards_put(TsShardWriter *w, const TsRecord *rec)
 
 static void shards_free(TsShardWriter *w)
 {
+    free(w->done);
     archive_entry_free(w->e);
     tsi_keyset_free(&w->keys);
     free(w->hdr_text);
@@ -493,10 +518,23 @@ int ts_shards_close(TsShardWriter *w)
     int rc = w->failed ? -1 : 0;
     if (!rc && (w->a || w->shard == 0)) /* an empty stream still gets one (empty) shard */
         rc = (w->a || !shard_begin(w)) ? shard_end(w) : -1;
+    /* every shard renamed into place only now: a run that fails leaves none of its shards */
+    for (int64_t i = 0; !rc && i < w->ndone; i++) {
+        rc = dd_atomic_commit(&w->done[i]);
+        w->done[i] = (DdAtomicFile){0};
+        if (rc) /* the ones renamed before go too: no part of the set stays */
+            for (int64_t j = 0; j < i; j++) unlink_shard(w, j);
+    }
     if (rc) {
         ts_shards_abort(w);
         return -1;
     }
+    /* the next number's file, left by an earlier, longer run, would join this set in a glob */
+    char *next = shard_name(w, w->ndone);
+    if (access(next, F_OK) == 0)
+        dd_warn("%s is not part of this stream's %lld shard(s) (numbered from 0): an earlier run's? remove it", next,
+                (long long)w->ndone);
+    free(next);
     shards_free(w);
     return 0;
 }
@@ -506,5 +544,6 @@ void ts_shards_abort(TsShardWriter *w)
     if (!w) return;
     if (w->a) archive_write_free(w->a);
     dd_atomic_abort(&w->af);
+    for (int64_t i = 0; i < w->ndone; i++) dd_atomic_abort(&w->done[i]);
     shards_free(w);
 }

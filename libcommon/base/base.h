@@ -141,6 +141,9 @@ typedef struct {
 int dd_atomic_open(DdAtomicFile *a, const char *path);
 int dd_atomic_commit(DdAtomicFile *a);
 void dd_atomic_abort(DdAtomicFile *a);
+/* Flushes, syncs and closes the temporary without renaming it (still listed; commit or abort
+ * later): for outputs of several files that appear together. 0, or -1 with dd_err. */
+int dd_atomic_finish(DdAtomicFile *a);
 /* Lists (add 1) or unlists (add 0) a temporary file or directory, by its pointer, which must stay
  * valid while listed: a fatal signal (SIGINT, SIGTERM, SIGHUP) or exit removes what is listed, a
  * directory with everything in it. dd_atomic_* list their files themselves. */

@@ -116,14 +116,19 @@ static int remove_tree_at(int at, const char *name, int depth)
 void dd_remove_tree(const char *path) { remove_tree_at(AT_FDCWD, path, 0); }
 
 /* Temporaries alive now, for the signal handler and the exit handler: files, and directories
- * (removed with what they hold). Small fixed table: a program has a handful. */
-#define DD_MAX_ATOMIC 64
-static const char *volatile live_tmp[DD_MAX_ATOMIC];
+ * (removed with what they hold). A list that only grows: a node is published whole before it is
+ * linked, unlisting clears its slot (reused by the next listing), so the handler walks it safely
+ * at any moment. A program has a handful; tscat --shards one per shard until the set is done. */
+typedef struct LiveTmp {
+    const char *volatile tmp;
+    struct LiveTmp *volatile next;
+} LiveTmp;
+static LiveTmp *volatile live_tmp;
 
 static void remove_live_tmp(void)
 {
-    for (int i = 0; i < DD_MAX_ATOMIC; i++)
-        if (live_tmp[i]) dd_remove_tree(live_tmp[i]);
+    for (LiveTmp *n = live_tmp; n; n = n->next)
+        if (n->tmp) dd_remove_tree(n->tmp);
 }
 
 static void on_signal(int sig)
@@ -151,10 +156,15 @@ void dd_temp_track(const char *tmp, int add)
          * are no longer listed) */
         atexit(remove_live_tmp);
     }
-    for (int i = 0; i < DD_MAX_ATOMIC; i++) {
-        if (add && !live_tmp[i]) { live_tmp[i] = tmp; return; }
-        if (!add && live_tmp[i] == tmp) { live_tmp[i] = NULL; return; }
+    for (LiveTmp *n = live_tmp; n; n = n->next) {
+        if (add && !n->tmp) { n->tmp = tmp; return; }
+        if (!add && n->tmp == tmp) { n->tmp = NULL; return; }
     }
+    if (!add) return;
+    LiveTmp *n = dd_malloc(sizeof *n);
+    n->tmp = tmp;
+    n->next = live_tmp;
+    live_tmp = n;
 }
 
 int dd_atomic_open(DdAtomicFile *a, const char *path)
@@ -181,12 +191,19 @@ int dd_atomic_open(DdAtomicFile *a, const char *path)
     return 0;
 }
 
-int dd_atomic_commit(DdAtomicFile *a)
+int dd_atomic_finish(DdAtomicFile *a)
 {
+    if (!a->f) return 0;
     int rc = 0;
     if (fflush(a->f) || ferror(a->f) || fsync(fileno(a->f))) rc = dd_err("%s: write error: %s", a->path, strerror(errno ? errno : EIO));
     if (fclose(a->f) && !rc) rc = dd_err("%s: write error: %s", a->path, strerror(errno));
     a->f = NULL;
+    return rc;
+}
+
+int dd_atomic_commit(DdAtomicFile *a)
+{
+    int rc = dd_atomic_finish(a);
     if (!rc && rename(a->tmp, a->path)) rc = dd_err("%s: cannot rename into place: %s", a->path, strerror(errno));
     if (rc) unlink(a->tmp);
     dd_temp_track(a->tmp, 0);

@@ -127,8 +127,18 @@ rc=0; "$BIN/tscat" fm.tsr fm.tsr >/dev/null 2>err.txt || rc=$?
 expect_usage tscat --per-class fm.tsr
 expect_usage tscat --classes NoSuchClass fm.tsr
 check_truncated tscat
-rm -rf sh2; "$BIN/tscat" --shards 'sh2/p-%06d.tar.zst' cut.tsr 2>/dev/null && fail "shards from truncated input"
-[ -z "$(ls sh2 2>/dev/null | grep -v tmp)" ] || echo "note: shards left from truncated input: $(ls sh2)"
+# a truncated input with --shards: several shards were complete before the cut; none is left (nor
+# a temporary), and an earlier run's shards under the same names stay as they were
+rm -rf sh2 && "$BIN/tscat" -q --shards 'sh2/p-%06d.tar.zst' --shard-records 100 fm.tsr && cp -r sh2 sh2.before
+rc=0; "$BIN/tscat" --shards 'sh2/p-%06d.tar.zst' --shard-records 20 cut.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "cut.tsr" err.txt && diff -r sh2 sh2.before >/dev/null \
+    && ok "--shards from a truncated input: exit 1, no shard of it left, the earlier ones as they were" \
+    || fail "--shards from truncated input: exit $rc, left $(ls sh2): $(cat err.txt)"
+# a longer earlier run's next shard would join the set in a glob: a warning names it
+rm -rf sh3 && "$BIN/tscat" -q --shards 'sh3/p-%d.tar' --shard-records 50 fm.tsr
+rc=0; "$BIN/tscat" -q --shards 'sh3/p-%d.tar' --shard-records 100 fm.tsr 2>err.txt || rc=$?
+[ $rc = 0 ] && grep -q "^tscat: sh3/p-2.tar is not part of this stream's 2 shard(s)" err.txt \
+    && ok "--shards over a longer earlier run: $(cat err.txt)" || fail "stale next shard: exit $rc $(cat err.txt)"
 # signals while writing -o. sig_run SIG [IGNORE]: tscat -o sig.tsr reads half a stream from a fifo
 # whose writer stalls; once its temporary exists it gets SIG. Fatal signals leave neither the file
 # nor the temporary. IGNORE: SIG ignored when tscat starts (nohup's SIGHUP, a script's background

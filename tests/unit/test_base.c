@@ -1,6 +1,6 @@
 /* test_base.c - the base module: Philox known-answer vectors, RNG distributions, overflow checks,
  * half-precision conversions, progress lines on a terminal (a pseudo-terminal as stderr), the
- * signal-safe removal of a temporary tree. */
+ * signal-safe removal of a temporary tree, the temporaries removed at exit (any number). */
 #include "libcommon/base/base.h"
 #include "libcommon/tensor/tensor.h"
 #include "tests/unit/check.h"
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -135,6 +136,40 @@ static void test_remove_tree(void)
     dd_remove_tree(root); /* a path that is not there: nothing */
 }
 
+/* Temporaries listed by dd_atomic_open go at exit before a commit, however many are open (the
+ * list was a table of 64, and tscat --shards keeps one per shard until the set is whole); a
+ * commit unlists its own, an abort removes it, and unlisted slots are reused. In a child, whose
+ * exit runs the handler. */
+static void test_atomic_many(void)
+{
+    char root[200], p[256];
+    snprintf(root, sizeof root, "%s/test_base.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    CHECK(mkdtemp(root) != NULL);
+    enum { N = 150 };
+    pid_t pid = fork();
+    if (pid == 0) {
+        static DdAtomicFile a[N];
+        for (int i = 0; i < N; i++) {
+            snprintf(p, sizeof p, "%s/f%03d", root, i);
+            if (dd_atomic_open(&a[i], p) || fputs("x", a[i].f) < 0 || dd_atomic_finish(&a[i])) _exit(2);
+        }
+        if (dd_atomic_commit(&a[0])) _exit(3);   /* f000 stays */
+        dd_atomic_abort(&a[1]);                  /* f001's temporary goes now */
+        DdAtomicFile b;                          /* a reused slot, committed: stays */
+        snprintf(p, sizeof p, "%s/g", root);
+        if (dd_atomic_open(&b, p) || dd_atomic_commit(&b)) _exit(4);
+        exit(0);                                 /* the other 148 temporaries: the exit handler */
+    }
+    int st = -1;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    snprintf(p, sizeof p, "ls -A '%s' | tr '\\n' ' '", root);
+    FILE *ls = popen(p, "r");
+    char got[256] = "";
+    CHECK(ls && fgets(got, sizeof got, ls) != NULL && pclose(ls) == 0);
+    CHECK_MSG(!strcmp(got, "f000 g "), "left: %s", got);
+    dd_remove_tree(root);
+}
+
 int main(void)
 {
     /* Known-answer tests of Random123 (kat_vectors): philox4x32 10 rounds. Our key/counter packing:
@@ -210,6 +245,7 @@ int main(void)
     CHECK(tensor_nbytes(&big) == -1);
 
     test_remove_tree();
+    test_atomic_many();
     if (!test_progress_tty()) printf("no pseudo-terminal: progress on a terminal not checked\n");
     return check_done("test_base");
 }

@@ -6,6 +6,7 @@
 #include "libcommon/base/base.h"
 #include "tests/unit/check.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +26,25 @@ static const char *path_in(const char *name)
     k = (k + 1) % 4;
     snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
     return buf[k];
+}
+
+/* Counts the entries of directory d: *named those "PREFIXN.tar" (a shard's final name), *other
+ * the rest (temporaries). */
+static void count_dir(const char *d, const char *prefix, int *named, int *other)
+{
+    *named = *other = 0;
+    DIR *dp = opendir(d);
+    CHECK(dp != NULL);
+    if (!dp) return;
+    for (struct dirent *e; (e = readdir(dp));) {
+        if (e->d_name[0] == '.') continue;
+        size_t pl = strlen(prefix), nl = strlen(e->d_name);
+        size_t digits = strspn(e->d_name + (nl >= pl ? pl : nl), "0123456789");
+        int is_named = nl > pl + 4 && !strncmp(e->d_name, prefix, pl) && digits == nl - pl - 4 &&
+                       !strcmp(e->d_name + nl - 4, ".tar");
+        (*(is_named ? named : other))++;
+    }
+    closedir(dp);
 }
 
 static TsHeader *header3(const char *c2)
@@ -467,6 +487,25 @@ static void test_errors(void)
     CHECK(lr && ts_reader_next(lr, &back) == 1 && record_equal(&back, &r) && ts_reader_next(lr, &back) == 0);
     ts_reader_close(lr);
     ts_record_free(&back);
+
+    /* a set of shards appears whole or not at all: finished shards stay temporaries until the
+     * close renames them all; an abort leaves an empty directory */
+    CHECK(mkdir(path_in("set"), 0777) == 0);
+    for (int close = 0; close < 2; close++) {
+        sw = ts_shards_open(path_in("set/s-%d.tar"), 10, h);
+        for (int i = 0; i < 35 && sw; i++) {
+            make_record(&r, i);
+            snprintf(r.key, sizeof r.key, "set%d", i);
+            CHECK(ts_shards_put(sw, &r) == 0);
+        }
+        int named, other;
+        count_dir(path_in("set"), "s-", &named, &other);
+        CHECK(named == 0 && other == 4); /* three finished shards and the fourth, all temporaries */
+        if (close) CHECK(sw && ts_shards_close(sw) == 0);
+        else ts_shards_abort(sw);
+        count_dir(path_in("set"), "s-", &named, &other);
+        CHECK(named == (close ? 4 : 0) && other == 0);
+    }
 
     /* an empty stream as a shard */
     sw = ts_shards_open(path_in("empty-%d.tar.zst"), 10, h);

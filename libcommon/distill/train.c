@@ -3,8 +3,8 @@
  *
  * A step: the batch is prepared on the host (augmentation draws keyed by image and epoch, mixing
  * keyed by batch and epoch), targets are made (hard labels, teacher logits, stored logits), then
- * each micro-batch runs forward / loss * (n_i / n) / backward on its slice and the optimizer
- * steps once. Loss and accuracy are accumulated for the metrics. */
+ * each micro-batch runs forward / weighted loss / backward on its slice (train_step) and the
+ * optimizer steps once. Loss and accuracy are accumulated for the metrics. */
 #include "libcommon/distill/train.h"
 
 #include <math.h>
@@ -690,6 +690,7 @@ typedef struct {
     const TrainData *d;
     int64_t img;          /* floats per image */
     int n;                /* images in the batch */
+    int batch;            /* the run's batch size (a replay's: relabel's) */
     float *x;             /* [batch,C,H,W] */
     int64_t *y;           /* [batch] hard labels of the base images (accuracy, CE) */
     float *t;             /* [batch,K] soft targets (logits, or probabilities for mixed hard labels) */
@@ -891,13 +892,19 @@ typedef struct {
 
 /* One optimizer step over the prepared batch, in micro-batches; with a scaler (fp16), backward
  * from the scaled loss and the step skipped where a gradient overflowed. Returns 0, or -1 with
- * dd_err on a non-finite loss. */
+ * dd_err on a non-finite loss.
+ * Micro-batches as the FKD reference's gradient accumulation (FADRM's and SRe2L's train_fkd.py):
+ * slices of ceil(batch / micro) images, so a smaller last batch has fewer of them (a batch of 8
+ * under batch 16, micro 2: one slice of 8, which BN sees whole); in a full batch each slice's
+ * loss weighs its share of the batch (1/micro where micro divides the batch), in a smaller one
+ * 1/micro, as the reference's loss / gradient_accumulation_steps (that batch's gradient is then
+ * smaller than a mean over it). */
 static int train_step(Nn *nn, const TrainConf *c, Model *m, Batch *b, float *logits, EpochStats *es,
                       OptimScaler *sc)
 {
     const TrainData *d = b->d;
-    const int K = d->K, nm = c->micro < b->n ? c->micro : b->n;
-    const int chunk = (b->n + nm - 1) / nm;
+    const int K = d->K, full = b->n >= b->batch;
+    const int chunk = (b->batch + c->micro - 1) / c->micro;
     nn_zero_grad(nn, m->params, m->nparams);
     for (int s = 0; s < b->n; s += chunk) {
         int n = b->n - s < chunk ? b->n - s : chunk;
@@ -918,7 +925,8 @@ static int train_step(Nn *nn, const TrainConf *c, Model *m, Batch *b, float *log
             nn_reset(nn);
             return dd_err("loss is %s", isnan(lv) ? "NaN" : "infinite");
         }
-        nn_backward_seed(nn, nn_scale(nn, loss, (float)n / (float)b->n), sc ? sc->scale : 1.0f);
+        const float wgt = full ? (float)n / (float)b->n : 1.0f / (float)c->micro;
+        nn_backward_seed(nn, nn_scale(nn, loss, wgt), sc ? sc->scale : 1.0f);
         nn_var_download(nn, out, logits);
         nn_reset(nn);
         for (int i = 0; i < n; i++) {
@@ -989,7 +997,7 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
             return dd_err("%s: holds epoch %d of a %d-epoch run", c->checkpoint, st.epoch, c->epochs);
         }
     }
-    Batch b = {.c = c, .d = tr, .img = (int64_t)tr->C * tr->H * tr->W};
+    Batch b = {.c = c, .d = tr, .img = (int64_t)tr->C * tr->H * tr->W, .batch = batch};
     b.x = dd_malloc((size_t)batch * (size_t)b.img * sizeof(float));
     b.y = dd_malloc((size_t)batch * sizeof(int64_t));
     b.t = dd_malloc((size_t)batch * (size_t)tr->K * sizeof(float));

@@ -18,7 +18,10 @@
       the check holds for any correct float32 implementation and still fails on a wrong gradient,
       momentum or running-statistics update. One step at lr 0.05 on 32 images is checked the same
       way against ours1.safetensors (observed 5e-7); weight decay at full strength is
-      tests/parity/optim.sh's. (2) tv.pth evaluated on the first 100 test images:
+      tests/parity/optim.sh's. And --batch 16 --micro 2 over 44 images (ours_micro.safetensors)
+      against the FKD reference's gradient accumulation (train_fkd.py): slices of batch/micro = 8,
+      each slice's mean loss divided by micro, so the last batch of 12 is a slice of 8 and one of 4
+      (BN sees them apart), each weighted 1/2. (2) tv.pth evaluated on the first 100 test images:
       top-1 equal to ours.json's exactly, mean cross-entropy within 1e-4 relative (ours printed to
       6 significant digits).
   evaltrain_peer.py own FMNIST
@@ -92,7 +95,7 @@ def norm(x):
     return (x - MEAN) / STD
 
 
-def sgd_run(root, n, batch, lr, mom, wd, init, dtype, xy=None):
+def sgd_run(root, n, batch, lr, mom, wd, init, dtype, xy=None, micro=1):
     t, meta = st_load(init)
     assert meta.get("arch") == "convnet3", meta.get("arch")
     m = convnet()
@@ -102,17 +105,22 @@ def sgd_run(root, n, batch, lr, mom, wd, init, dtype, xy=None):
     opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=mom, weight_decay=wd)
     x, y = xy if xy is not None else data(root, "train", n)
     x = x.to(dtype)
+    small = batch // micro   # the FKD reference's gradient accumulation (train_fkd.py)
+    assert small * micro == batch
     for s in range(0, n, batch):
         opt.zero_grad()
-        F.cross_entropy(m(norm(x[s:s + batch])), y[s:s + batch]).backward()
+        nb = min(batch, n - s)
+        for a in range(s, s + nb, small):
+            e = min(a + small, s + nb)
+            (F.cross_entropy(m(norm(x[a:e])), y[a:e]) / micro).backward()
         opt.step()
     return {k: v.double().numpy() for k, v in m.state_dict().items() if v.is_floating_point()}
 
 
-def sgd(root, n, batch, lr, mom, wd, init, ours, xy=None, what="images"):
+def sgd(root, n, batch, lr, mom, wd, init, ours, xy=None, what="images", micro=1):
     torch.set_num_threads(2)
-    ref = sgd_run(root, n, batch, lr, mom, wd, init, torch.float64, xy and (xy[0].double(), xy[1]))
-    t32 = sgd_run(root, n, batch, lr, mom, wd, init, torch.float32, xy and (xy[0].float(), xy[1]))
+    ref = sgd_run(root, n, batch, lr, mom, wd, init, torch.float64, xy and (xy[0].double(), xy[1]), micro)
+    t32 = sgd_run(root, n, batch, lr, mom, wd, init, torch.float32, xy and (xy[0].float(), xy[1]), micro)
     got, _ = st_load(ours)
     worst, where, worst32 = 0.0, "", 0.0
     for k, v in ref.items():
@@ -367,6 +375,8 @@ def main():
     elif cmd == "check":
         good = sgd(root, 256, 32, 0.001, 0.9, 5e-4, "init.safetensors", "ours.safetensors")
         good &= sgd(root, 32, 32, 0.05, 0.9, 5e-4, "init.safetensors", "ours1.safetensors")
+        good &= sgd(root, 44, 16, 0.001, 0.9, 5e-4, "init.safetensors", "ours_micro.safetensors",
+                    what="images, batch 16 as 2 micro-batches, the last batch 12 (8 + 4, each loss / 2)", micro=2)
         good &= tveval(root, 100, "tv.pth", "ours.json")
     elif cmd == "own":
         xy, good = own_sizes_data(), True

@@ -31,6 +31,8 @@ static void usage(FILE *f)
                "      --decay all|weights  which params --wd decays (default: weights for AdamW,\n"
                "                           but all with static labels; all for sgd and adam)\n"
                "      --epochs N --batch N --micro N --no-shuffle\n"
+               "      --bn-momentum M      BN running statistics' momentum (default 0.1;\n"
+               "                           --teacher: 0.19, RDED's two forwards per step)\n"
                "      --rrc-scale LO,HI --crop-pad P --no-flip --cutmix A --mixup A\n"
                "      --shuffle-patches F  --no-aug\n"
                "      --res R              train (and evaluate) at R x R on images of any sizes:\n"
@@ -49,7 +51,8 @@ static void usage(FILE *f)
 enum {
     O_VAL = 256, O_LABELS, O_TEACHER, O_HARD, O_LS, O_OPT, O_LR, O_MOM, O_WD, O_BETAS, O_ETA, O_EPOCHS,
     O_BATCH, O_MICRO, O_NOSHUF, O_RRC, O_PAD, O_NOFLIP, O_CUTMIX, O_MIXUP, O_SHUFP, O_NOAUG, O_EVERY,
-    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION, O_PREC, O_DECAY, O_RES, O_MEAN, O_STD
+    O_EBATCH, O_SAVE, O_CKPT, O_CKEVERY, O_EVALONLY, O_STOP, O_VERSION, O_PREC, O_DECAY, O_RES, O_MEAN, O_STD,
+    O_BNMOM
 };
 
 /* --mean / --std: at most this many channels */
@@ -96,6 +99,30 @@ static void list_if(char *buf, size_t size, int cond, const char *name)
 
 static const char *const label_names[] = {"hard", "teacher", "static", "replay"};
 
+/* RDED's student learning rate by architecture (argument.py's adamw_lr), for --teacher. */
+static double rded_lr(const char *arch)
+{
+    static const struct { const char *prefix; double lr; } t[] = {
+        {"vgg", 5e-4}, {"efficientnet", 2e-3}, {"mobilenet", 2.5e-3}, {"alexnet", 1e-4}};
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        if (!strncmp(arch, t[i].prefix, strlen(t[i].prefix))) return t[i].lr;
+    return 1e-3;   /* ConvNets, ResNets */
+}
+
+/* RDED's batch (argument.py) by images per class: 100 from IPC 50, 50 from IPC 10, else 10 (the
+ * reference defines IPC 1, 10 and 50); doubled for 100 and 1000 classes; 100 for 200 classes
+ * (Tiny-ImageNet); 25 for its CIFAR-100 conv3 case; at most the number of images. */
+static int rded_batch(const TrainData *tr, int c100_conv3)
+{
+    const int64_t ipc = tr->K ? tr->n / tr->K : tr->n;
+    int64_t b = ipc >= 50 ? 100 : ipc >= 10 ? 50 : 10;
+    if (tr->K == 100 || tr->K == 1000) b *= 2;
+    if (tr->K == 200) b = 100;
+    if (c100_conv3) b = 25;
+    if (b > tr->n) b = tr->n;
+    return (int)(b > 0 ? b : 1);
+}
+
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
@@ -104,7 +131,7 @@ int main(int argc, char **argv)
         {"teacher", 1, 0, O_TEACHER}, {"hard", 0, 0, O_HARD}, {"temperature", 1, 0, 'T'},
         {"label-smoothing", 1, 0, O_LS}, {"optimizer", 1, 0, O_OPT}, {"lr", 1, 0, O_LR},
         {"momentum", 1, 0, O_MOM}, {"wd", 1, 0, O_WD}, {"decay", 1, 0, O_DECAY}, {"betas", 1, 0, O_BETAS}, {"eta", 1, 0, O_ETA},
-        {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"micro", 1, 0, O_MICRO},
+        {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"micro", 1, 0, O_MICRO}, {"bn-momentum", 1, 0, O_BNMOM},
         {"no-shuffle", 0, 0, O_NOSHUF}, {"rrc-scale", 1, 0, O_RRC}, {"crop-pad", 1, 0, O_PAD},
         {"no-flip", 0, 0, O_NOFLIP}, {"cutmix", 1, 0, O_CUTMIX}, {"mixup", 1, 0, O_MIXUP},
         {"shuffle-patches", 1, 0, O_SHUFP}, {"no-aug", 0, 0, O_NOAUG}, {"res", 1, 0, O_RES},
@@ -118,7 +145,7 @@ int main(int argc, char **argv)
     const char *optname = NULL, *device = "cpu", *precision = "fp32";
     double lr = NAN, mom = NAN, wd = NAN, b1 = 0.9, b2 = 0.999, eta = NAN, T = 20, ls = 0;
     int T_given = 0, ls_given = 0;
-    double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN;
+    double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN, bnmom = NAN;
     int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 1, noaug = 0;
     int train_res = 0, every = 0, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0;
     int decay_all = -1, c;
@@ -150,6 +177,7 @@ int main(int argc, char **argv)
         case O_EPOCHS: epochs = (int)dd_opt_long("--epochs", optarg, 0, 1000000); break;
         case O_BATCH: batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20); break;
         case O_MICRO: micro = (int)dd_opt_long("--micro", optarg, 1, 1 << 20); break;
+        case O_BNMOM: bnmom = dd_opt_double("--bn-momentum", optarg, 0, 1); break;
         case O_NOSHUF: shuffle = 0; break;
         case O_RRC:
             opt_pair("--rrc-scale", optarg, &rrc_lo, &rrc_hi, 1e-4, 1);
@@ -186,7 +214,8 @@ int main(int argc, char **argv)
     if (evalonly && !weights) dd_die(DD_EXIT_USAGE, "--eval-only needs -w FILE");
     if (evalonly) {
         const char *bad = save ? "--save" : ckpt ? "--checkpoint" : valf ? "--val" : labelsf ? "--labels"
-                        : teacherf ? "--teacher" : epochs >= 0 ? "--epochs" : stop ? "--stop-after-epoch" : NULL;
+                        : teacherf ? "--teacher" : epochs >= 0 ? "--epochs" : stop ? "--stop-after-epoch"
+                        : !isnan(bnmom) ? "--bn-momentum" : NULL;
         if (bad) dd_die(DD_EXIT_USAGE, "--eval-only evaluates -w on the operands and trains nothing: not with %s", bad);
     }
     if (stop && !ckpt)
@@ -303,7 +332,11 @@ int main(int argc, char **argv)
             dd_warn("%s replays relabel's batches, order and augmentation as stored: %s ignored", labelsf, ign);
     }
     if (!optname) kind = soft ? OPTIM_ADAMW : OPTIM_SGD;
-    if (isnan(lr)) lr = kind == OPTIM_SGD ? 0.05 : 1e-3;
+    /* RDED's special case (argument.py): CIFAR-100 (100 classes, 3x32x32) conv3 -> conv3 */
+    const int rded_c100_conv3 = tc.labels == TRAIN_TEACHER && tr.K == 100 && tr.C == 3 && tr.H == 32 && tr.W == 32 &&
+                                !strcmp(m->arch, "convnet3") && !strcmp(teacher->arch, "convnet3");
+    if (isnan(lr))
+        lr = kind == OPTIM_SGD ? 0.05 : tc.labels != TRAIN_TEACHER ? 1e-3 : rded_c100_conv3 ? 2e-3 : rded_lr(m->arch);
     if (isnan(wd)) wd = kind == OPTIM_SGD ? 5e-4 : 0.01;
     tc.opt = kind == OPTIM_SGD ? optim_sgd(lr, isnan(mom) ? 0.9 : mom, wd, 0)
            : kind == OPTIM_ADAM ? optim_adam(lr, b1, b2, 1e-8, wd) : optim_adamw(lr, b1, b2, 1e-8, wd);
@@ -314,8 +347,14 @@ int main(int argc, char **argv)
     tc.epochs = epochs >= 0 ? epochs : soft ? 300 : 3;
     /* a replay's batch is relabel's (the weights' metadata and the checkpoint say so) */
     tc.batch = labelsf ? (int)rinfo.batch
-             : batch > 0 ? batch : tc.labels == TRAIN_STATIC ? 64 : soft ? (tr.K == 10 ? 10 : 16) : 128;
-    tc.micro = micro > 0 ? micro : tc.labels == TRAIN_TEACHER || tc.labels == TRAIN_REPLAY ? 2 : 1;
+             : batch > 0 ? batch : tc.labels == TRAIN_STATIC ? 64 : tc.labels == TRAIN_TEACHER ? rded_batch(&tr, rded_c100_conv3)
+             : soft ? (tr.K == 10 ? 10 : 16) : 128;
+    tc.micro = micro > 0 ? micro : tc.labels == TRAIN_REPLAY ? 2 : 1;
+    /* RDED's student runs forward twice per step in train mode on the same batch (validation/main.py:
+     * once for its accuracy, once for the loss), so its BN running statistics move twice: momentum
+     * 1 - 0.9^2 */
+    if (isnan(bnmom)) bnmom = tc.labels == TRAIN_TEACHER ? 0.19 : 0.1;
+    m->bn_momentum = (float)bnmom;
     tc.shuffle = shuffle;
     tc.seed = (uint64_t)seed;
     tc.label_smoothing = (float)ls;
@@ -356,6 +395,7 @@ int main(int argc, char **argv)
         if (nn_precision(nn) != NN_FP32)
             json_object_set_new(sum, "precision", json_string(nn_precision_name(nn_precision(nn))));
         if (train_res) json_object_set_new(sum, "res", json_integer(train_res));
+        if (bnmom != 0.1) json_object_set_new(sum, "bn_momentum", json_real(bnmom));
         if (isfinite(res.final_top1)) {
             json_object_set_new(sum, "final_top1", json_real(res.final_top1));
             json_object_set_new(sum, "best_top1", json_real(res.best_top1));

@@ -487,6 +487,8 @@ static char *fingerprint(const TrainConf *c, const Model *m, const TrainData *tr
     }
     free(dm);
     free(ds);
+    /* likewise the BN momentum where it is not PyTorch's (evaltrain --bn-momentum, --teacher) */
+    if (m->bn_momentum != 0.1f) json_object_set_new(o, "bn_momentum", json_real(m->bn_momentum));
     json_object_set_new(o, "aug", aug);
     json_object_set_new(o, "data", data);
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);

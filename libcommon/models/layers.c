@@ -24,6 +24,7 @@ Model *model_alloc(Nn *nn, int in_channels, int num_classes, int input_size, uin
     m->input_size = input_size;
     m->seed = seed;
     m->min_input = 1;
+    m->bn_momentum = 0.1f;
     m->mean = dd_malloc((size_t)in_channels * sizeof(float));
     m->std = dd_malloc((size_t)in_channels * sizeof(float));
     model_default_norm(in_channels, m->mean, m->std);
@@ -153,13 +154,14 @@ LayerBn layer_bn_take(ModelCursor *c)
 {
     LayerBn bn;
     bn.w = next(c), bn.b = next(c), bn.rm = next(c), bn.rv = next(c);
+    bn.momentum = c->m->bn_momentum;
     return bn;
 }
 
 NnVar *layer_bn_add_relu(Nn *nn, const LayerBn *bn, NnVar *x, NnVar *r, int stat_slot,
                          int training)
 {
-    return nn_batchnorm_add_relu(nn, x, bn->w, bn->b, bn->rm, bn->rv, training, 1, 0.1f, 1e-5f, r,
+    return nn_batchnorm_add_relu(nn, x, bn->w, bn->b, bn->rm, bn->rv, training, 1, bn->momentum, 1e-5f, r,
                                  stat_slot);
 }
 
@@ -168,7 +170,7 @@ typedef NnVar *(*BnOp)(Nn *, NnVar *, NnVar *, NnVar *, NnVar *, NnVar *, int, i
 static NnVar *bn_layer(Nn *nn, ModelCursor *c, NnVar *x, int training, BnOp bn)
 {
     LayerBn p = layer_bn_take(c);
-    return bn(nn, x, p.w, p.b, p.rm, p.rv, training, 1, 0.1f, 1e-5f);
+    return bn(nn, x, p.w, p.b, p.rm, p.rv, training, 1, p.momentum, 1e-5f);
 }
 
 static NnVar *conv_bn_layer(Nn *nn, ModelCursor *c, NnVar *x, int stride, int groups, int training,

@@ -60,6 +60,7 @@ NnVar *layer_bn_relu(Nn *nn, ModelCursor *c, NnVar *x, int training);
  * nn_batchnorm_add_relu's). */
 typedef struct {
     NnVar *w, *b, *rm, *rv;
+    float momentum;   /* the model's bn_momentum */
 } LayerBn;
 LayerBn layer_bn_take(ModelCursor *c);
 NnVar *layer_bn_add_relu(Nn *nn, const LayerBn *bn, NnVar *x, NnVar *r, int stat_slot,

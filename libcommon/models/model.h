@@ -65,6 +65,7 @@ struct Model {
     float dropout;             /* classifier dropout probability, live in training mode */
     float stochastic_depth;    /* efficientnet: stochastic_depth_prob, live in training mode */
     int min_input;             /* smallest input side the layers accept (1 for most nets) */
+    float bn_momentum;         /* BN running-statistics momentum in training mode (PyTorch's 0.1) */
 };
 
 /* Builds `name` (see above) for in_channels x input_size x input_size inputs and num_classes

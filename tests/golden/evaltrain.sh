@@ -307,6 +307,26 @@ for f, lo in ((1, 1.0), (2, 0.5)):
     aug = json.loads(json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]["fingerprint"])["aug"]
     assert (aug["rrc_lo"], aug["rrc_hi"], aug["shuffle_patches"]) == (lo, 1.0, f), aug
 PY
+# RDED's student defaults (argument.py, validation/main.py): batch 50 at 19 images per class (10
+# classes), no micro-batches, BN momentum 0.19 (two train-mode forwards per step), lr by
+# architecture (mobilenet_v2 2.5e-3); each overridden by its option
+"$E" -m mobilenet_v2m -q --teacher w.safetensors --epochs 0 --save mb.safetensors tr.tsr >/dev/null
+"$E" "${small[@]}" --teacher w.safetensors --epochs 0 --batch 20 --micro 2 --bn-momentum 0.1 --lr 0.01 \
+    --save ov.safetensors tr.tsr >/dev/null
+"$PYTHON" - <<'PY' && ok "--teacher: RDED's batch 50, micro 1, BN momentum 0.19, lr by architecture; options override" \
+    || fail "RDED's student defaults"
+import json, struct
+def meta(path, key):
+    b = open(path, "rb").read()
+    return json.loads(json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"][key])
+fp = meta("rr1.safetensors", "fingerprint")
+assert (fp["batch"], fp["micro"], fp["lr"]) == (50, 1, 0.001) and abs(fp["bn_momentum"] - 0.19) < 1e-6, fp
+t = meta("mb.safetensors", "training")
+assert (t["lr"], t["batch"], t["micro"], t["bn_momentum"]) == (0.0025, 50, 1, 0.19), t
+t = meta("ov.safetensors", "training")
+assert (t["lr"], t["batch"], t["micro"]) == (0.01, 20, 2) and "bn_momentum" not in t, t
+PY
+expect_usage evaltrain --eval-only -w w.safetensors --bn-momentum 0.2 te.tsr
 
 # values that are not finite: pixels (evaltrain names the record and the place; patchsel, recover and
 # relabel refuse them too), a model's NaN logits (never a hit; loss null in --eval-only's JSON), an

@@ -3,7 +3,8 @@
 # --no-shuffle, batch 32 over 256 Fashion-MNIST images, from weights saved by our tool, ends at
 # float64 PyTorch's weights and BN running statistics (max abs diff <= 1e-5; why not a larger lr:
 # see the peer's docstring), one step at lr 0.05 too, and batch 16 as 2 micro-batches over 44
-# images (a last batch of 12) against the FKD reference's gradient accumulation; (2) a torchvision resnet18 (small stem)
+# images (a last batch of 12) against the FKD reference's gradient accumulation, and --bn-momentum
+# 0.19 against RDED's two train-mode forwards per step; (2) a torchvision resnet18 (small stem)
 # checkpoint trained in PyTorch, converted with pipelines/torch2safetensors.py, evaluates under
 # --eval-only to the same top-1 (exactly) and mean cross-entropy (1e-4) as in PyTorch; (3) every
 # other torchvision net of the zoo (mobilenet_v2, shufflenet_v2_x0_5 / x1_0, densenet121 / 169 /
@@ -31,6 +32,8 @@ sgd=(-q -w init.safetensors --epochs 1 --batch 32 --no-aug --no-shuffle --optimi
 "$BIN/evaltrain" "${sgd[@]}" --lr 0.05 --save ours1.safetensors tr32.tsr >/dev/null
 "$BIN/tscat" --head 44 tr.tsr >tr44.tsr
 "$BIN/evaltrain" "${sgd[@]/32/16}" --micro 2 --lr 0.001 --save ours_micro.safetensors tr44.tsr >/dev/null
+"$BIN/tscat" --head 64 tr.tsr >tr64.tsr
+"$BIN/evaltrain" "${sgd[@]}" --bn-momentum 0.19 --lr 0.001 --save ours_twice.safetensors tr64.tsr >/dev/null
 
 "$BIN/tsimport" -q --format idx --split test --limit 100 "$fmnist" >te.tsr
 "$PYTHON" "$peer" tvmodel "$fmnist"

@@ -21,7 +21,10 @@
       tests/parity/optim.sh's. And --batch 16 --micro 2 over 44 images (ours_micro.safetensors)
       against the FKD reference's gradient accumulation (train_fkd.py): slices of batch/micro = 8,
       each slice's mean loss divided by micro, so the last batch of 12 is a slice of 8 and one of 4
-      (BN sees them apart), each weighted 1/2. (2) tv.pth evaluated on the first 100 test images:
+      (BN sees them apart), each weighted 1/2. And --bn-momentum 0.19 (evaltrain --teacher's
+      default) over 64 images (ours_twice.safetensors) against RDED's student step
+      (validation/main.py): a no-grad train-mode forward for its accuracy, then the training
+      forward, on the same batch, so BN's running statistics move twice. (2) tv.pth evaluated on the first 100 test images:
       top-1 equal to ours.json's exactly, mean cross-entropy within 1e-4 relative (ours printed to
       6 significant digits).
   evaltrain_peer.py own FMNIST
@@ -95,7 +98,7 @@ def norm(x):
     return (x - MEAN) / STD
 
 
-def sgd_run(root, n, batch, lr, mom, wd, init, dtype, xy=None, micro=1):
+def sgd_run(root, n, batch, lr, mom, wd, init, dtype, xy=None, micro=1, twice=False):
     t, meta = st_load(init)
     assert meta.get("arch") == "convnet3", meta.get("arch")
     m = convnet()
@@ -112,15 +115,18 @@ def sgd_run(root, n, batch, lr, mom, wd, init, dtype, xy=None, micro=1):
         nb = min(batch, n - s)
         for a in range(s, s + nb, small):
             e = min(a + small, s + nb)
+            if twice:   # RDED's validation/main.py: a forward for the accuracy first, train mode
+                with torch.no_grad():
+                    m(norm(x[a:e]))
             (F.cross_entropy(m(norm(x[a:e])), y[a:e]) / micro).backward()
         opt.step()
     return {k: v.double().numpy() for k, v in m.state_dict().items() if v.is_floating_point()}
 
 
-def sgd(root, n, batch, lr, mom, wd, init, ours, xy=None, what="images", micro=1):
+def sgd(root, n, batch, lr, mom, wd, init, ours, xy=None, what="images", micro=1, twice=False):
     torch.set_num_threads(2)
-    ref = sgd_run(root, n, batch, lr, mom, wd, init, torch.float64, xy and (xy[0].double(), xy[1]), micro)
-    t32 = sgd_run(root, n, batch, lr, mom, wd, init, torch.float32, xy and (xy[0].float(), xy[1]), micro)
+    ref = sgd_run(root, n, batch, lr, mom, wd, init, torch.float64, xy and (xy[0].double(), xy[1]), micro, twice)
+    t32 = sgd_run(root, n, batch, lr, mom, wd, init, torch.float32, xy and (xy[0].float(), xy[1]), micro, twice)
     got, _ = st_load(ours)
     worst, where, worst32 = 0.0, "", 0.0
     for k, v in ref.items():
@@ -377,6 +383,8 @@ def main():
         good &= sgd(root, 32, 32, 0.05, 0.9, 5e-4, "init.safetensors", "ours1.safetensors")
         good &= sgd(root, 44, 16, 0.001, 0.9, 5e-4, "init.safetensors", "ours_micro.safetensors",
                     what="images, batch 16 as 2 micro-batches, the last batch 12 (8 + 4, each loss / 2)", micro=2)
+        good &= sgd(root, 64, 32, 0.001, 0.9, 5e-4, "init.safetensors", "ours_twice.safetensors",
+                    what="images, --bn-momentum 0.19 against two train-mode forwards per step", twice=True)
         good &= tveval(root, 100, "tv.pth", "ours.json")
     elif cmd == "own":
         xy, good = own_sizes_data(), True

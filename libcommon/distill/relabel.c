@@ -94,7 +94,7 @@ int relabel_logits(Nn *nn, Model **t, int nt, RelabelBn bn, const float *x, int 
 {
     const int K = t[0]->num_classes;
     const int64_t img = (int64_t)C * H * W;
-    const int h1 = (n + 1) / 2;
+    const int h1 = n > 1 ? n / 2 : n;   /* the reference's split_point = n // 2; one image: one pass */
     float *one = dd_malloc((size_t)n * (size_t)K * sizeof(float));
     int old = nn_set_grad(nn, 0);
     nn_set_rng(nn, seed, step);

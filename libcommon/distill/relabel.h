@@ -60,8 +60,8 @@ void relabel_plan(uint64_t seed, int64_t epoch, int64_t bi, const int64_t *idx, 
 void relabel_images(const TrainData *d, const TrainReplay *b, float *x);
 
 /* Mean over the nt teachers of their raw logits on x [n,C,H,W] into logits [n,K] (=), grad off.
- * RELABEL_BN_BATCH: train-mode forward on images [0, ceil(n/2)) and [ceil(n/2), n) separately
- * (torch.chunk's split, as the reference's 2-GPU DataParallel), each teacher's BN buffers restored
+ * RELABEL_BN_BATCH: train-mode forward on images [0, n/2) and [n/2, n) separately (floor; the
+ * reference's relabel.py: split_point = n // 2; one image: one pass), each teacher's BN buffers restored
  * afterwards so the running statistics never move; dropout drawn from nn_set_rng(seed, step).
  * RELABEL_BN_EVAL: one eval-mode forward. -1 with dd_err on a non-finite logit. */
 int relabel_logits(Nn *nn, Model **t, int nt, RelabelBn bn, const float *x, int n, int C, int H, int W,

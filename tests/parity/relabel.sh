@@ -2,7 +2,7 @@
 # relabel.sh - the logits relabel stores equal PyTorch's teachers on the batch rebuilt in Python
 # from the stored crops, flips, CutMix permutation and box alone (tests/parity/relabel_peer.py):
 # --bn batch (train-mode BN on each half of the batch, the reference's BSSL; one batch of odd size
-# 7 = 4 + 3) with two teachers, and --bn eval. Tolerance: 2e-3 + 2^-10 |ref| (F16 storage; see the
+# 7 = 3 + 4, FADRM's relabel.py split_point = n // 2) with two teachers, and --bn eval. Tolerance: 2e-3 + 2^-10 |ref| (F16 storage; see the
 # peer). Runs in a fresh temporary directory.
 set -euo pipefail
 if ! "$PYTHON" -c 'import torch, numpy' >/dev/null 2>&1; then

@@ -7,8 +7,8 @@
       record the batch is rebuilt from the stored fields alone: per image crop rows/cols
       round(crops * side), F.interpolate(bilinear, align_corners=False) back to H x W, flip, then
       x[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]; the teachers (torch nn.Sequential
-      ConvNets loaded from the same safetensors) run on it, in train mode on each of
-      torch.chunk(x, 2) (mode batch, the reference's BSSL) or in eval mode, and the mean of their
+      ConvNets loaded from the same safetensors) run on it, in train mode on x[:n // 2] and
+      x[n // 2:] (mode batch, the reference's BSSL: FADRM's relabel.py split_point) or in eval mode, and the mean of their
       logits must equal the stored F16 logits within |d| <= 2e-3 + 2^-10 |ref| (F16 rounding is at
       most 2^-11 relative; float32 differences between the engines ~1e-5).
 """
@@ -80,7 +80,9 @@ def main():
             for m, mean, std in teachers:
                 m.train(mode == "batch")
                 xn = (b - mean) / std
-                out = out + (torch.cat([m(h) for h in torch.chunk(xn, 2)]) if mode == "batch" else m(xn))
+                h = len(xn) // 2 if len(xn) > 1 else len(xn)   # relabel.py: split_point = n // 2
+                out = out + (torch.cat([m(xn[:h]), m(xn[h:])] if h < len(xn) else [m(xn)]) if mode == "batch"
+                             else m(xn))
             ref = (out / len(teachers)).numpy()
             got = r["logits"].astype(np.float32)
             excess = np.abs(got - ref) - (ATOL + RTOL * np.abs(ref))

@@ -1,11 +1,15 @@
 # pipelines/sre2l.mk - SRe2L, the original (method.md section 2): recover from N(0,1) noise, no
-# residual (--arc 0), one teacher, SRe2L's own settings: 1000 iterations, first-BN multiplier 1,
-# lr 0.25; then the FKD student protocol (relabel + evaltrain --labels).
+# residual (--arc 0), one teacher, SRe2L's own settings as its code runs them: 1000 iterations,
+# lr 0.25, r_bn 0.01, first-BN multiplier 10 (the argparse default of data_synthesis.py and
+# recover_cifar.py, which no script of SRe2L's overrides; method.md says 1), and, for small images,
+# the augmentation of its recover_cifar.py: the roll only (SRE2L_AUG=full for 224-px data, its
+# ImageNet data_synthesis.py: RandomResizedCrop + flip + roll); then the FKD student protocol
+# (relabel + evaltrain --labels), not SRe2L's own (an eval-mode teacher on the whole batch).
 #
-#   make -f pipelines/sre2l.mk [IPC=10 SRE2L_ITERS=1000 SRE2L_FIRST_BN=1 SEED=0 ...]
-#   out/fmnist/convnet3-e3-s0/sre2l/ipc10-it1000-m1-s0/{distilled.tsr,metrics.jsonl,labels-*,eval-*,sheet.png}
+#   make -f pipelines/sre2l.mk [IPC=10 SRE2L_ITERS=1000 SRE2L_FIRST_BN=10 SRE2L_AUG=roll SEED=0 ...]
+#   out/fmnist/convnet3-e3-s0/sre2l/ipc10-it1000-m10-s0/{distilled.tsr,metrics.jsonl,labels-*,eval-*,sheet.png}
 # The shell pipeline:
-#   recover -w teacher.safetensors --init noise --ipc 10 --arc 0 --iters 1000 --first-bn-mult 1 > sre2l.tsr
+#   recover -w teacher.safetensors --init noise --ipc 10 --arc 0 --iters 1000 --aug roll > sre2l.tsr
 #   relabel -w teacher.safetensors --epochs 300 sre2l.tsr > labels.tsr
 #   evaltrain -m convnet3 --labels labels.tsr --epochs 300 --val test.tsr sre2l.tsr
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
@@ -13,13 +17,14 @@ include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 ifndef DDPIPE_SRE2L_MK
 DDPIPE_SRE2L_MK := 1
 SRE2L_ITERS ?= 1000
-SRE2L_FIRST_BN ?= 1
-SRE2L_DIR := $(TD)/sre2l/ipc$(IPC)-it$(SRE2L_ITERS)-m$(SRE2L_FIRST_BN)$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
+SRE2L_FIRST_BN ?= 10
+SRE2L_AUG ?= roll
+SRE2L_DIR := $(TD)/sre2l/ipc$(IPC)-it$(SRE2L_ITERS)-m$(SRE2L_FIRST_BN)$(if $(filter-out roll,$(SRE2L_AUG)),-aug$(SRE2L_AUG))$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
 
 $(SRE2L_DIR)/distilled.tsr $(SRE2L_DIR)/metrics.jsonl &: $(TEACHER_W)
 	@mkdir -p $(@D)
 	$(call timed,$(SRE2L_DIR)/distilled.tsr,$(call recover_cmd,$(SRE2L_DIR)/distilled.tsr,$(TEACHER_W),\
-	    --init noise --ipc $(IPC) --arc 0 --iters $(SRE2L_ITERS) --first-bn-mult $(SRE2L_FIRST_BN) \
+	    --init noise --ipc $(IPC) --arc 0 --iters $(SRE2L_ITERS) --first-bn-mult $(SRE2L_FIRST_BN) --aug $(SRE2L_AUG) \
 	    $(if $(SIZES),--sizes $(SIZES)),) </dev/null)
 $(eval $(call fkd_rules,$(SRE2L_DIR),$(TEACHER_W)))
 

@@ -88,6 +88,10 @@ for f in rded sre2l sre2lpp; do
     if mk -j2 -f "$P/$f.mk" >log.$f 2>&1; then ok "$f.mk: $(tail -n 1 log.$f | cut -c1-100)"
     else fail "$f.mk: $(tail -n 3 log.$f)"; fi
 done
+# SRe2L as its code runs: first-BN multiplier 10 and, on small images, the roll only
+grep -q -- "/recover .*--init noise .*--first-bn-mult 10 --aug roll" log.sre2l \
+    && ok "sre2l.mk: recover --first-bn-mult 10 --aug roll (SRe2L's recover_cifar.py)" \
+    || fail "sre2l.mk's recover: $(grep recover log.sre2l)"
 mk -n -f "$P/fadrmplus.mk" >log.plus 2>&1 && grep -q -- "-w .*convnet3.* -w .*resnet18m" log.plus \
     && ok "fadrmplus.mk plans recover with two teachers" || fail "fadrmplus.mk -n: $(tail -n 3 log.plus)"
 

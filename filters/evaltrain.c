@@ -99,6 +99,20 @@ static void list_if(char *buf, size_t size, int cond, const char *name)
 
 static const char *const label_names[] = {"hard", "teacher", "static", "replay"};
 
+/* The factor of the last patchsel entry in h's history (its params' "factor"), or 1. */
+static int history_factor(const TsHeader *h)
+{
+    json_t *hist = json_object_get(h->json, "history");
+    for (size_t i = json_array_size(hist); i-- > 0;) {
+        json_t *e = json_array_get(hist, i);
+        const char *prog = json_string_value(json_object_get(e, "prog"));
+        if (!prog || strcmp(prog, "patchsel")) continue;
+        json_int_t f = json_integer_value(json_object_get(json_object_get(e, "params"), "factor"));
+        return f >= 1 && f <= 64 ? (int)f : 1;
+    }
+    return 1;
+}
+
 /* RDED's student learning rate by architecture (argument.py's adamw_lr), for --teacher. */
 static double rded_lr(const char *arch)
 {
@@ -146,7 +160,7 @@ int main(int argc, char **argv)
     double lr = NAN, mom = NAN, wd = NAN, b1 = 0.9, b2 = 0.999, eta = NAN, T = 20, ls = 0;
     int T_given = 0, ls_given = 0;
     double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN, bnmom = NAN;
-    int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 1, noaug = 0;
+    int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 0, noaug = 0;
     int train_res = 0, every = 0, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0;
     int decay_all = -1, c;
     const char *ckpt = NULL;
@@ -326,7 +340,7 @@ int main(int argc, char **argv)
         list_if(ign, sizeof ign, !flip, "--no-flip");
         list_if(ign, sizeof ign, !isnan(cutmix), "--cutmix");
         list_if(ign, sizeof ign, !isnan(mixup), "--mixup");
-        list_if(ign, sizeof ign, shufp != 1, "--shuffle-patches");
+        list_if(ign, sizeof ign, shufp > 0, "--shuffle-patches");
         list_if(ign, sizeof ign, noaug, "--no-aug");
         if (*ign)
             dd_warn("%s replays relabel's batches, order and augmentation as stored: %s ignored", labelsf, ign);
@@ -347,8 +361,8 @@ int main(int argc, char **argv)
     tc.epochs = epochs >= 0 ? epochs : soft ? 300 : 3;
     /* a replay's batch is relabel's (the weights' metadata and the checkpoint say so) */
     tc.batch = labelsf ? (int)rinfo.batch
-             : batch > 0 ? batch : tc.labels == TRAIN_STATIC ? 64 : tc.labels == TRAIN_TEACHER ? rded_batch(&tr, rded_c100_conv3)
-             : soft ? (tr.K == 10 ? 10 : 16) : 128;
+             : batch > 0 ? batch : tc.labels == TRAIN_STATIC ? 64
+             : tc.labels == TRAIN_TEACHER ? rded_batch(&tr, rded_c100_conv3) : soft ? (tr.K == 10 ? 10 : 16) : 128;
     tc.micro = micro > 0 ? micro : tc.labels == TRAIN_REPLAY ? 2 : 1;
     /* RDED's student runs forward twice per step in train mode on the same batch (validation/main.py:
      * once for its accuracy, once for the loss), so its BN running statistics move twice: momentum
@@ -359,6 +373,9 @@ int main(int argc, char **argv)
     tc.seed = (uint64_t)seed;
     tc.label_smoothing = (float)ls;
     tc.T = (float)T;
+    /* RDED validates with its synthesis factor: with --teacher, the factor patchsel recorded in the
+     * stream's history (its last patchsel entry), else 1 */
+    if (!shufp) shufp = tc.labels == TRAIN_TEACHER ? history_factor(th) : 1;
     if (!noaug) {
         /* RDED's online-teacher protocol, and torchvision's ImageNet recipe for images of their own
          * sizes (unless --crop-pad asks for RandomCrop instead) */

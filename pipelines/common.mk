@@ -59,7 +59,9 @@ TEACHER_THREADS ?= $(THREADS)
 # RDED patch selection (method.md section 1)
 CANDIDATES ?= 300
 CROPS ?= 5
-FACTOR ?= 1#                 patches per side: 1 below 128 px, 2 for 224-px data
+# patches per side: auto leaves it to patchsel (2 from 128 px, else 1, as RDED's scripts) and the
+# RDED student (evaltrain --teacher) takes the factor patchsel recorded
+FACTOR ?= auto
 # recover (method.md section 2): the budget, FADRM's residual and the batch
 ITERS ?= 2000
 ARC ?= 3
@@ -141,13 +143,15 @@ endef
 $(foreach t,$(sort $(TEACHER) $(TEACHERS)),$(eval $(call teacher_rule,$(t))))
 
 # ---- distilled sets shared by several methods ----
+# patchsel's -f where FACTOR is not auto
+factor_opt = $(if $(filter-out auto,$(FACTOR)),-f $(FACTOR))
 # RDED's selection: RDED's distilled set, and the initial patches of SRe2L++ and FADRM(+);
 # one rule per teacher architecture.
 define patches_rule
 $(call patches_of,$(1)): $(TRAIN) $(call teacher_file,$(1))
 	@mkdir -p $$(@D)
 	$$(call timed,$$@,$$(BIN)/patchsel $$(RUN_OPTS) -w $(call teacher_file,$(1)) --ipc $$(IPC) \
-	    -n $$(CANDIDATES) -k $$(CROPS) -f $$(FACTOR) -s $$(SEED) -o $$@ $$(TRAIN))
+	    -n $$(CANDIDATES) -k $$(CROPS) $$(factor_opt) -s $$(SEED) -o $$@ $$(TRAIN))
 endef
 $(foreach t,$(sort $(TEACHER) $(TEACHERS)),$(eval $(call patches_rule,$(t))))
 

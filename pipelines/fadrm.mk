@@ -9,7 +9,7 @@
 #     fadrm-distill  the distilled set only
 #     fadrm-seam     the same schedule as a pipe of recover --steps pieces and arcmerge (and resample
 #                    with SIZES), compared with the fused run by tscmp --exact (CPU: equal bytes)
-#   out/fmnist/convnet3-e3-s0/fadrm/ipc10-n300-c5-f1-it2000-k3-a0.5-s0/
+#   out/fmnist/convnet3-e3-s0/fadrm/ipc10-n300-c5-fauto-it2000-k3-a0.5-s0/
 #       distilled.tsr metrics.jsonl labels-e300-batch-s0.tsr eval-convnet3-e300-s0.jsonl sheet.png
 #       piped.tsr seam.ok
 # Changing ALPHA (or ITERS, ARC, SIZES) makes a new directory: recover onward re-runs, the teacher

@@ -9,7 +9,7 @@
 # The initial patches are RDED's selection with the FIRST teacher of TEACHERS.
 #
 #   make -f pipelines/fadrmplus.mk [TEACHERS="convnet3 resnet18m" ITERS=2000 ARC=3 ALPHA=0.5 ...]
-#   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/fadrmplus/ipc10-n300-c5-f1-it2000-k3-a0.5-s0/...
+#   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/fadrmplus/ipc10-n300-c5-fauto-it2000-k3-a0.5-s0/...
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 ifndef DDPIPE_FADRMPLUS_MK

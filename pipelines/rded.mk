@@ -1,15 +1,16 @@
 # pipelines/rded.mk - RDED (method.md sections 1 and 4): the teacher's most realistic random crops
 # per class (patchsel), evaluated with RDED's own student protocol: an eval-mode teacher labels every
-# augmented batch online (evaltrain --teacher; ShufflePatches(FACTOR) -> RandomResizedCrop(1/FACTOR..1)
-# -> flip, CutMix, T = 20, AdamW lr 1e-3, eta 2: evaltrain's --teacher defaults). No label storage.
+# augmented batch online (evaltrain --teacher; ShufflePatches(f) -> RandomResizedCrop(1/f..1) -> flip,
+# CutMix, T = 20, AdamW, eta 2, RDED's batch, lr and BN momentum: evaltrain's --teacher defaults, f
+# the factor patchsel recorded unless FACTOR is set). No label storage.
 #
-#   make -f pipelines/rded.mk [IPC=10 SEED=0 TEACHER=convnet3 EPOCHS=300 FACTOR=1 ...]
+#   make -f pipelines/rded.mk [IPC=10 SEED=0 TEACHER=convnet3 EPOCHS=300 FACTOR=auto ...]
 #     rded          patchsel -> evaltrain --teacher (RDED's protocol) + contact sheet
 #     rded-fkd      the same images under the common FKD protocol (relabel + evaltrain --labels)
-#   out/fmnist/convnet3-e3-s0/rded/ipc10-n300-c5-f1-s0/{distilled.tsr,online-*.jsonl,sheet.png}
+#   out/fmnist/convnet3-e3-s0/rded/ipc10-n300-c5-fauto-s0/{distilled.tsr,online-*.jsonl,sheet.png}
 # The shell pipeline (man 7 ddpipe):
 #   patchsel -w teacher.safetensors --ipc 10 train.tsr > rded.tsr
-#   evaltrain -m convnet3 --teacher teacher.safetensors --shuffle-patches 1 --epochs 300 --val test.tsr rded.tsr
+#   evaltrain -m convnet3 --teacher teacher.safetensors --epochs 300 --val test.tsr rded.tsr
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 ifndef DDPIPE_RDED_MK
@@ -20,7 +21,8 @@ RDED_ONLINE := $(RDED_DIR)/online-$(ONLINE_ID).jsonl
 
 $(RDED_ONLINE): $(PATCHES) $(TEACHER_W) $(VAL)
 	$(call timed,$@,$(BIN)/evaltrain $(RUN_OPTS) -m $(STUDENT) --teacher $(TEACHER_W) \
-	    --shuffle-patches $(FACTOR) --epochs $(EPOCHS) --eval-every $(EVAL_EVERY) -s $(SEED) \
+	    $(if $(filter-out auto,$(FACTOR)),--shuffle-patches $(FACTOR)) --epochs $(EPOCHS) \
+	    --eval-every $(EVAL_EVERY) -s $(SEED) \
 	    $(RDED_STUDENT_OPTS) --val $(VAL) $< > $@)
 $(eval $(call fkd_rules,$(RDED_DIR),$(TEACHER_W)))
 

@@ -12,7 +12,7 @@
 #     sharded        the merged sharded set, its labels, student and contact sheet
 #     sharded-check  patches.ok: the shards' patchsel output == the unsharded patchsel output
 #                    equal.ok:   the merged distilled set == recover --batch B on all classes
-#   out/fmnist/convnet3-e3-s0/fadrm-sharded/ipc10-n300-c5-f1-it2000-k3-a0.5-x2-s0/
+#   out/fmnist/convnet3-e3-s0/fadrm-sharded/ipc10-n300-c5-fauto-it2000-k3-a0.5-x2-s0/
 #       c0-4/{patches.tsr,distilled.tsr}  c5-9/...  distilled.tsr  unsharded/distilled.tsr  *.ok
 # As a shell pipeline (2 shards):
 #   for c in 0,1,2,3,4 5,6,7,8,9; do
@@ -48,7 +48,7 @@ $(call slice,$(1)): $(TRAIN)
 $(SH_DIR)/$(call shard_name,$(1))/patches.tsr: $(call slice,$(1)) $(TEACHER_W)
 	@mkdir -p $$(@D)
 	$$(call timed,$$@,$$(BIN)/patchsel $$(RUN_OPTS) -w $$(TEACHER_W) --ipc $$(IPC) -n $$(CANDIDATES) \
-	    -k $$(CROPS) -f $$(FACTOR) -s $$(SEED) -o $$@ $$<)
+	    -k $$(CROPS) $$(factor_opt) -s $$(SEED) -o $$@ $$<)
 $(SH_DIR)/$(call shard_name,$(1))/distilled.tsr: $(SH_DIR)/$(call shard_name,$(1))/patches.tsr $(TEACHER_W)
 	$$(call timed,$$@,$$(BIN)/recover $$(RUN_OPTS) -w $$(TEACHER_W) $$(fadrm_opts) --batch $$(SHARD_B) \
 	    -s $$(SEED) $$(RECOVER_OPTS) -o $$@ $$<)

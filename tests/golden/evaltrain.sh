@@ -327,6 +327,19 @@ t = meta("ov.safetensors", "training")
 assert (t["lr"], t["batch"], t["micro"]) == (0.01, 20, 2) and "bn_momentum" not in t, t
 PY
 expect_usage evaltrain --eval-only -w w.safetensors --bn-momentum 0.2 te.tsr
+# RDED validates with its synthesis factor: --teacher's ShufflePatches defaults to the factor patchsel
+# recorded in the stream's history (2 here), --shuffle-patches overrides
+"$BIN/patchsel" -q -w w.safetensors --ipc 2 -n 12 -k 2 -f 2 tr.tsr >p2.tsr
+"$E" "${small[@]}" --teacher w.safetensors --epochs 1 --checkpoint f2.safetensors p2.tsr >/dev/null
+"$E" "${small[@]}" --teacher w.safetensors --epochs 1 --shuffle-patches 1 --checkpoint f1.safetensors p2.tsr >/dev/null
+"$PYTHON" - <<'PY' && ok "--teacher: ShufflePatches from patchsel's recorded factor (2), --shuffle-patches 1 overrides" \
+    || fail "the factor from the stream's history"
+import json, struct
+for path, f, lo in (("f2.safetensors", 2, 0.5), ("f1.safetensors", 1, 1.0)):
+    b = open(path, "rb").read()
+    aug = json.loads(json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]["fingerprint"])["aug"]
+    assert (aug["shuffle_patches"], aug["rrc_lo"]) == (f, lo), (path, aug)
+PY
 
 # values that are not finite: pixels (evaltrain names the record and the place; patchsel, recover and
 # relabel refuse them too), a model's NaN logits (never a hit; loss null in --eval-only's JSON), an

@@ -152,6 +152,52 @@ def describe(sd):
     raise SystemExit("cannot tell the architecture from the names; give --arch and the sizes")
 
 
+def reference_convnet(sd):
+    """The zoo's convnet names ("0.", "1.", ..., "4D+1.") for a state_dict of the dataset-distillation
+    ConvNet as the references name it: FADRM's and UFC's models/conv*.py (a features Sequential of
+    conv, norm, act, pool per block, then "classifier") or RDED's synthesize/models.py ("layers.conv.D",
+    "layers.norm.D", "classifier"); sd itself when it is neither. Refuses what the zoo's convnet does
+    not compute: a norm other than BatchNorm (instance norm is GroupNorm(C, C): weight and bias, no
+    running statistics), no norm, no pooling, and 1-channel nets (the references pad their first
+    convolution by 3, treating 28 px as 32; ours pads by 1). Pooling and activation hold no tensors:
+    average pooling and ReLU, the references' defaults, are assumed (a warning says so)."""
+    if "classifier.weight" not in sd or sd["classifier.weight"].ndim != 2:
+        return sd
+    if "layers.conv.0.weight" in sd:        # RDED
+        depth = _count(sd, "layers.conv.%d.weight")
+        conv_of, norm_of = "layers.conv.{}.".format, "layers.norm.{}.".format
+    elif "features.0.weight" in sd and sd["features.0.weight"].ndim == 4:   # FADRM, UFC
+        blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("features.")})
+        convs = [i for i in blocks if f"features.{i}.weight" in sd and sd[f"features.{i}.weight"].ndim == 4]
+        depth = len(convs)
+        if convs != [4 * d for d in range(depth)]:
+            raise SystemExit(f"a reference ConvNet whose convolutions are features {convs}: not the zoo's "
+                             "convnet (conv, norm, act, pool per block: features.0, .4, .8, ...)")
+        conv_of, norm_of = (lambda d: f"features.{4 * d}."), (lambda d: f"features.{4 * d + 1}.")
+    else:
+        return sd
+    if any(norm_of(d) + "weight" not in sd or norm_of(d) + "running_mean" not in sd for d in range(depth)):
+        raise SystemExit("a reference ConvNet without BatchNorm in every block (instance norm, the default "
+                         "of FADRM's ConvNetW128, is GroupNorm(C, C): no running statistics): not in ddpipe's zoo")
+    if sd[conv_of(0) + "weight"].shape[1] == 1:
+        raise SystemExit("a 1-channel reference ConvNet pads its first convolution by 3 (28 px read as 32); "
+                         "ddpipe's convnet pads by 1: not convertible")
+    out = {}
+    for d in range(depth):
+        for src, dst in ((conv_of(d), f"{4 * d}."), (norm_of(d), f"{4 * d + 1}.")):
+            for k, v in sd.items():
+                if k.startswith(src) and "." not in k[len(src):]:
+                    out[dst + k[len(src):]] = v
+    out[f"{4 * depth + 1}.weight"], out[f"{4 * depth + 1}.bias"] = sd["classifier.weight"], sd["classifier.bias"]
+    left = set(sd) - {k for d in range(depth) for k in sd if k.startswith((conv_of(d), norm_of(d)))} - \
+        {"classifier.weight", "classifier.bias"}
+    if left:
+        raise SystemExit(f"a reference ConvNet with tensors the zoo's convnet lacks: {sorted(left)[:3]}")
+    print(f"a reference ConvNet ({depth} blocks): renamed to ddpipe's convnet; its pooling and activation are "
+          "not in the checkpoint: average pooling and ReLU (the references' defaults) assumed", file=sys.stderr)
+    return out
+
+
 def head_of(sd):
     """The prefix of the linear head ("fc", "classifier", "classifier.1", "classifier.6", or a
     ConvNet's last index), for --class-index."""
@@ -226,6 +272,7 @@ def main(argv=None):
             sd[k] = np.asarray(v.numpy(), dtype=np.int64).reshape(())
         else:
             sd[k] = v.float().numpy()
+    sd = reference_convnet(sd)
     if a.class_index:
         head = head_of(sd)
         rows = [int(i) for i in a.class_index.split(",")]

@@ -14,7 +14,10 @@
 # test images (64 px where a net needs more than 28) gives torch's mean cross-entropy (1e-4); (4) a
 # 224-px resnet18 evaluates 250x300 and 300x250 images through Resize(256) + CenterCrop(224) to
 # torch's mean cross-entropy (1e-4); (5) --res 28 trains on images kept at 20, 28 and 45 px, each
-# cropped whole and resized antialiased, to float64 PyTorch's weights (1e-5).
+# cropped whole and resized antialiased, to float64 PyTorch's weights (1e-5); (6) the reference
+# ConvNets' checkpoints (RDED's and FADRM's/UFC's names, 3 channels) convert to convnet3 and give
+# torch's cross-entropy, a 1-channel one (first convolution padded by 3) and an instance-norm one
+# are refused.
 # Peer: tests/parity/evaltrain_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail
 if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then
@@ -52,6 +55,15 @@ while read -r case px; do
         || echo "evaltrain --eval-only -w zoo/$case.safetensors failed" >&2
 done <zoo/cases.txt
 "$PYTHON" "$peer" tvzoo-check
+
+# reference ConvNets (RDED's and FADRM's names) through the converter
+"$PYTHON" "$peer" refconv
+"$BIN/tsimport" -q --format npy np_rgb >rgb.tsr
+for c in rded fadrm; do
+    "$BIN/evaltrain" --eval-only -q -w refconv/$c.safetensors rgb.tsr >refconv/$c.json \
+        || echo "evaltrain --eval-only -w refconv/$c.safetensors failed" >&2
+done
+"$PYTHON" "$peer" refconv-check
 
 # (4) a 224-px model evaluates validation images of other sizes after Resize(256) + CenterCrop(224)
 "$BIN/resample" -q --size 250x300 te8.tsr >wide.tsr

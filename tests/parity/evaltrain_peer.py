@@ -50,6 +50,13 @@
       stems differ only in stride gets the imagenet name and a warning naming --arch); ours.json's
       mean cross-entropy within 1e-4 relative of torch's, top-1 equal up to the images whose two
       largest float64 logits are within 1e-4 (either side is a correct float32 answer).
+  evaltrain_peer.py refconv / refconv-check
+      The dataset-distillation ConvNet as the references name it (RDED's layers.conv / layers.norm,
+      FADRM's and UFC's features Sequential, "classifier" heads), 3 channels, 32 px, random weights
+      with BN running statistics of the 10 random images written to np_rgb/: converted by
+      torch2safetensors.py as convnet3, evaltrain --eval-only (refconv/CASE.json) gives torch's
+      mean cross-entropy (1e-4) and top-1; a 1-channel one (first convolution padded by 3) and an
+      instance-norm one (GroupNorm(C, C)) are refused, nothing written.
   evaltrain_peer.py val224 / val224-check
       A model made for 224 px (torchvision resnet18, 1 input channel, random weights, BN running
       statistics of the images) evaluates every validation image after Resize(256) (antialiased
@@ -296,6 +303,113 @@ def tvzoo_check():
     return fails == 0
 
 
+RGB_MEAN, RGB_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def _dd_convnet(channel, norm, rded):
+    """The dataset-distillation ConvNet (depth 3, width 128, 32 px, ReLU, average pooling) as the
+    references define it: RDED's synthesize/models.py (layers.conv / layers.norm ModuleLists in a
+    ModuleDict) or FADRM's / UFC's models/conv*.py (one features Sequential), both with the
+    1-channel rule (first convolution padded by 3) and a "classifier" head."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            mk_norm = (lambda c: nn.BatchNorm2d(c)) if norm == "batch" else (lambda c: nn.GroupNorm(c, c))
+            convs, norms, c = [], [], channel
+            for d in range(3):
+                convs.append(nn.Conv2d(c, 128, 3, padding=3 if channel == 1 and d == 0 else 1))
+                norms.append(mk_norm(128))
+                c = 128
+            if rded:
+                self.layers = nn.ModuleDict({"conv": nn.ModuleList(convs), "norm": nn.ModuleList(norms)})
+            else:
+                self.features = nn.Sequential(*[m for d in range(3) for m in (convs[d], norms[d], nn.ReLU(),
+                                                                                  nn.AvgPool2d(2))])
+            self.classifier = nn.Linear(128 * 4 * 4, 10)
+
+        def forward(self, x):
+            if rded:
+                for cv, nm in zip(self.layers["conv"], self.layers["norm"]):
+                    x = F.avg_pool2d(F.relu(nm(cv(x))), 2)
+            else:
+                x = self.features(x)
+            return self.classifier(x.flatten(1))
+    return Net()
+
+
+def refconv():
+    """Reference ConvNet checkpoints (RDED's and FADRM's names, 3 channels, 32 px, random weights,
+    BN running statistics of the images) converted by torch2safetensors.py; the 1-channel and the
+    instance-norm nets must be refused. Writes np_rgb/ (10 images for tsimport --format npy),
+    refconv/CASE.safetensors and .log, refconv/ref.json (float64 mean cross-entropy, top-1)."""
+    import contextlib, io
+    import torch2safetensors as t2s
+    torch.manual_seed(7)
+    os.makedirs("np_rgb", exist_ok=True)
+    os.makedirs("refconv", exist_ok=True)
+    x = torch.rand(10, 3, 32, 32)
+    y = torch.arange(10)
+    np.save("np_rgb/image.npy", x.numpy())
+    np.save("np_rgb/label.npy", y.numpy())
+    mean, std = torch.tensor(RGB_MEAN).view(1, 3, 1, 1), torch.tensor(RGB_STD).view(1, 3, 1, 1)
+    ref = {}
+    for case, channel, norm, rded, form in (("rded", 3, "batch", True, "model"), ("fadrm", 3, "batch", False, "plain"),
+                                            ("fadrm_gray", 1, "batch", False, "plain"),
+                                            ("fadrm_instance", 3, "instance", False, "plain")):
+        m = _dd_convnet(channel, norm, rded)
+        if channel == 3 and norm == "batch":
+            with torch.no_grad():
+                for mod in m.modules():
+                    if isinstance(mod, nn.BatchNorm2d):
+                        mod.momentum = None
+                m.train()
+                m((x - mean) / std)
+        m.eval()
+        sd = m.state_dict()
+        torch.save({"model": sd} if form == "model" else sd, f"refconv/{case}.pth")
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                t2s.main([f"refconv/{case}.pth", f"refconv/{case}.safetensors", "--mean",
+                          ",".join(map(str, RGB_MEAN[:channel])), "--std", ",".join(map(str, RGB_STD[:channel])),
+                          "--input-size", "32"])
+            except SystemExit as e:
+                print(f"converter exit: {e}", file=sys.stderr)
+        with open(f"refconv/{case}.log", "w") as f:
+            f.write(err.getvalue())
+        if channel == 3 and norm == "batch":
+            with torch.no_grad():
+                logits = m.double()((x.double() - mean.double()) / std.double())
+            ref[case] = {"loss": float(F.cross_entropy(logits, y)),
+                         "top1": 100.0 * float((logits.argmax(1) == y).sum()) / len(y)}
+    with open("refconv/ref.json", "w") as f:
+        json.dump(ref, f)
+    return True
+
+
+def refconv_check():
+    ref, fails = json.load(open("refconv/ref.json")), 0
+    for case, r in ref.items():
+        try:
+            o = json.loads(open(f"refconv/{case}.json").read().strip().splitlines()[-1])
+            arch = st_load(f"refconv/{case}.safetensors")[1].get("arch")
+        except (OSError, IndexError, ValueError) as e:
+            print(f"FAIL: reference ConvNet {case}: no converted weights or evaltrain result ({e})")
+            fails += 1
+            continue
+        ok = arch == "convnet3" and abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
+            and o["top1"] == r["top1"]
+        print(("ok: " if ok else "FAIL: ") + f"reference ConvNet ({case}'s names) converted as {arch}: --eval-only "
+              f"loss torch {r['loss']:.6g} ours {o['loss']:.6g}, top1 torch {r['top1']:.1f} ours {o['top1']:.1f}")
+        fails += not ok
+    for case, want in (("fadrm_gray", "pads its first convolution by 3"), ("fadrm_instance", "GroupNorm(C, C)")):
+        log = open(f"refconv/{case}.log").read()
+        ok = want in log and not os.path.exists(f"refconv/{case}.safetensors")
+        print(("ok: " if ok else "FAIL: ") + f"reference ConvNet {case} refused: {log.strip().splitlines()[-1:]}")
+        fails += not ok
+    return fails == 0
+
+
 def val_transform(x):
     from torchvision.transforms import functional as TF
     return TF.center_crop(TF.resize(x, 256, antialias=True), [224, 224])
@@ -375,6 +489,10 @@ def main():
         sys.exit(0 if tvzoo() else 1)
     if cmd == "tvzoo-check":
         sys.exit(0 if tvzoo_check() else 1)
+    if cmd == "refconv":
+        sys.exit(0 if refconv() else 1)
+    if cmd == "refconv-check":
+        sys.exit(0 if refconv_check() else 1)
     root = sys.argv[2]
     if cmd == "tvmodel":
         good = tvmodel(root, 32, "tv.pth")

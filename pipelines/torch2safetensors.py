@@ -124,6 +124,9 @@ def describe(sd):
     layers of blocks 3 and 4; ShuffleNetV2 from stage2's width; mobilenet_v2, efficientnet_b0,
     vgg11_bn, alexnet from their names; ConvNets from 0.weight and the head. The small stems of
     STRIDE_ONLY nets are not in the shapes: they read as torchvision's (see stem_of_module)."""
+    if "conv1.weight" in sd and "layer1.0.conv1.weight" not in sd:
+        raise SystemExit("conv1.weight but no layer1.0.conv1.weight: not a torchvision ResNet (a reference "
+                         "repository's own CIFAR net? those are not in ddpipe's zoo: man 7 ddpipe-models)")
     if "conv1.weight" in sd:
         blocks = tuple(_count(sd, f"layer{l}.%d.conv1.weight") for l in range(1, 5))
         bottleneck = "layer1.0.conv3.weight" in sd

@@ -235,7 +235,12 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
 {
     char key[64];
     const Tensor *t;
-    if ((t = shape_of(st, "conv1.weight", 4))) {
+    if ((t = shape_of(st, "conv1.weight", 4)) && !find_key(st, "layer1.0.conv1.weight"))
+        /* the references' own CIFAR nets (FADRM's MobileNetV2 and DenseNets, UFC's MobileNetV2,
+         * EfficientNet-B0 and ShuffleNetG2) also start with conv1 */
+        return dd_err("%s: conv1.weight but no layer1.0.conv1.weight: not a torchvision ResNet (a reference "
+                      "repository's own CIFAR net? those are not in the zoo: man 7 ddpipe-models)", path);
+    if (t) {
         static const struct { const char *name; int blocks[4], bottleneck, width; } known[] = {
             {"resnet18", {2, 2, 2, 2}, 0, 64}, {"resnet34", {3, 4, 6, 3}, 0, 64},
             {"resnet50", {3, 4, 6, 3}, 1, 64}, {"resnet101", {3, 4, 23, 3}, 1, 64},

@@ -17,7 +17,8 @@
 # cropped whole and resized antialiased, to float64 PyTorch's weights (1e-5); (6) the reference
 # ConvNets' checkpoints (RDED's and FADRM's/UFC's names, 3 channels) convert to convnet3 and give
 # torch's cross-entropy, a 1-channel one (first convolution padded by 3) and an instance-norm one
-# are refused.
+# are refused, and a reference repository's own CIFAR net (conv1 but no ResNet layers) is named as
+# such by the converter and the loader.
 # Peer: tests/parity/evaltrain_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail
 if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then
@@ -63,6 +64,7 @@ for c in rded fadrm; do
     "$BIN/evaltrain" --eval-only -q -w refconv/$c.safetensors rgb.tsr >refconv/$c.json \
         || echo "evaltrain --eval-only -w refconv/$c.safetensors failed" >&2
 done
+! "$BIN/evaltrain" --eval-only -q -w refconv/ufc_mbv2_raw.safetensors rgb.tsr 2>refconv/ufc_mbv2_loader.log
 "$PYTHON" "$peer" refconv-check
 
 # (4) a 224-px model evaluates validation images of other sizes after Resize(256) + CenterCrop(224)

@@ -50,7 +50,7 @@ SEED ?= 0#                   seed of selection, recover, relabel and the student
 IPC ?= 10
 # teachers ("squeeze": hard labels on the training set; evaltrain's defaults unless TEACHER_OPTS)
 TEACHER ?= convnet3
-TEACHERS ?= convnet3 resnet18m#   FADRM+'s list (fadrmplus.mk); the reference's: resnet18m densenet121m ...
+TEACHERS ?= convnet3 resnet18m#   FADRM+'s list (fadrmplus.mk); the zoo's variants of the reference's: resnet18m densenet121m ...
 TEACHER_EPOCHS ?= 3
 TEACHER_SEED ?= 0
 TEACHER_OPTS ?=

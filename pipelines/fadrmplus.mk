@@ -1,9 +1,13 @@
 # pipelines/fadrmplus.mk - FADRM+ (method.md section 2): FADRM with several teachers used round
 # robin by step (recover -w A -w B ...: step t uses teacher t mod M alone, with its own BN
 # statistics), soft labels the mean of the same teachers' logits (relabel -w A -w B ...).
-# The reference teachers are ResNet-18, DenseNet-121, ShuffleNetV2 and MobileNetV2, and the zoo
-# has all four (man 7 ddpipe-models; for 28..64-px data their small-image variants:
-# TEACHERS="resnet18m densenet121m shufflenet_v2_x1_0m mobilenet_v2m", as xarch.mk uses them).
+# The reference teachers are ResNet-18, DenseNet-121, ShuffleNetV2 and MobileNetV2 (ImageNet-1k
+# IPC 1: AlexNet for DenseNet-121), in an order that differs between its scripts (man 1 recover);
+# the order of TEACHERS is the order used. The zoo has the four as torchvision's nets, which FADRM
+# itself uses for 224-px data; for 28..64-px data it has their small-stem variants
+# (TEACHERS="resnet18m densenet121m shufflenet_v2_x1_0m mobilenet_v2m", as xarch.mk uses them),
+# which are not FADRM's own CIFAR and Tiny-ImageNet DenseNet121, MobileNetV2 and ShuffleNetV2
+# (its ShuffleNetV2 is the x0.5 net: man 7 ddpipe-models).
 # TEACHERS defaults to the cheaper "convnet3 resnet18m" (common.mk). The teachers must share the
 # input size, mean/std and class list. Every teacher is trained by common.mk's rule.
 # The initial patches are RDED's selection with the FIRST teacher of TEACHERS.

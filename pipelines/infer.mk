@@ -2,17 +2,29 @@
 # (patchsel --method random), then one universal feature compensator per batch and teacher
 # (recover --ufc, the teachers of INFER_TEACHERS), static soft labels (relabel --static, the mean
 # of the same teachers' logits on each image) and INFER's student protocol (evaltrain on the
-# static labels: MixUp 0.8 on images and logits, T = 30, AdamW 1e-3 with weight decay 0.01 on
-# every parameter, plain cosine, batch 64, RandomCrop(pad 4) + flip: evaltrain's static-label
-# defaults; INFER_EPOCHS = 400).
+# static labels: MixUp 0.8 on images and logits, AdamW 1e-3 with weight decay 0.01 on every
+# parameter, plain cosine, batch 64, RandomCrop(pad 4) + flip: evaltrain's static-label
+# defaults; the pipeline adds -T 30 (INFER_T; evaltrain's default T is 20) and INFER_EPOCHS = 400).
+# That is the reference's ufc_validation/val_static.py; its val_dyn.py (dynamic labels: the mean
+# logits of all M teachers, run online on every MixUp batch) is not implemented.
 #
 # The budget is the reference's: with M = the number of teachers and C = NCLASSES classes,
 # ipc_init = floor(IPC / (M/C + 1)) real images per class, i.e. IPC images' worth once the M
 # compensators per ipc index (shared by every class) are counted; the student trains on
-# (M+1) * ipc_init images per class. NCLASSES must be the data's class count (checked when the
-# real images are drawn: CIFAR-100 needs NCLASSES=100). The reference's teachers: ResNet-18, MobileNetV2,
-# EfficientNet-B0 and ShuffleNet (CIFAR: INFER_TEACHERS="resnet18m mobilenet_v2m
-# efficientnet_b0m shufflenet_v2_x1_0m"); the default is FADRM+'s cheaper TEACHERS.
+# (M+1) * ipc_init images per class. The pipeline takes the exact floor, IPC*C / (M+C) in
+# integers; the reference computes int(ipc / (M / C + 1)) in floating point, which for some
+# (IPC, M, C) is one less (C=100, M=10, IPC=33: 29 there, 30 here). NCLASSES must be the data's
+# class count (checked when the real images are drawn: CIFAR-100 needs NCLASSES=100).
+# The reference's CIFAR teachers (ufc_cifar.py): ResNet-18 modified (torchvision's with a 3x3
+# stride-1 conv1 and no max pool: the zoo's resnet18m), and MobileNetV2, EfficientNet-B0 and
+# ShuffleNetG2 in CIFAR variants of its own, which the zoo does not have: models/mobilenetv2.py
+# (stride 1 in its second stage), models/efficientnet.py (no 1x1 conv to 1280 before the head),
+# models/shufflenet.py (ShuffleNetG2: ShuffleNet v1 with 2 groups). The zoo's mobilenet_v2m,
+# efficientnet_b0m and shufflenet_v2_x1_0m are torchvision's nets with a small stem, other
+# networks. Its ImageNet run (ufc_imgnet.py) has M = 3, torchvision's pretrained resnet18,
+# mobilenet_v2 and efficientnet_b0 (no ShuffleNet), and brings each initial image to 224 x 224
+# with Resize((224, 224)), a squash, where patchsel --method random --res 224 resizes the shorter
+# side to 224 and centre-crops. INFER_TEACHERS defaults to FADRM+'s cheaper TEACHERS.
 #
 #   make -f pipelines/infer.mk [IPC=10 INFER_TEACHERS="convnet3 resnet18m" INFER_ITERS= SEED=0 ...]
 #     infer          the compensated set + static labels + INFER's student + contact sheet

@@ -12,8 +12,9 @@
 # and the teachers' accuracies above it (pipelines/xarch-table.sh).
 #
 # Demo scale (the default): the first TRAIN_N = 1000 training and VAL_N = 500 test images; IPC 10;
-# teachers resnet18m (TEACHER) and the four reference FADRM+ teachers in their small-image variants
-# (TEACHERS = resnet18m mobilenet_v2m shufflenet_v2_x1_0m densenet121m; resnet18m is shared), each
+# teachers resnet18m (TEACHER) and the zoo's small-stem variants of the four FADRM+ teacher
+# architectures (TEACHERS = resnet18m mobilenet_v2m shufflenet_v2_x1_0m densenet121m; resnet18m is
+# shared; not FADRM's own CIFAR DenseNet121, MobileNetV2 and ShuffleNetV2: man 7 ddpipe-models), each
 # TEACHER_EPOCHS = 3 epochs of evaltrain's hard-label SGD at batch 32 (TEACHER_TAG -b32); patchsel
 # from CANDIDATES = 50 images per class; recover ITERS = 40 steps (FADRM and FADRM+: 4 stages of
 # 10, 3 merges, alpha 0.5); students EPOCHS = 20 epochs of labels and training, evaluated every

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# models.sh - every model of the zoo against PyTorch/torchvision on the same weights and inputs:
+# models.sh - the zoo's ConvNet and ResNets, in the five cases below only (not resnet34, resnet101
+# or other ConvNet depths and widths; zoo.sh has the other nets), against PyTorch/torchvision on
+# the same weights and inputs:
 # logits, the recover loss (CE + BN statistics), the gradient to the input and to every weight,
 # running statistics, in train and eval BN modes; and C-saved weights loading in torch strictly.
 # Cases: convnet3 1x28x28 (file without metadata), resnet18 small stem 3x32x32 and 1x32x32

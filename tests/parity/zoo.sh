@@ -5,8 +5,10 @@
 # statistics), the gradient to the input and to every weight, running statistics, in train and
 # eval BN modes, and C-saved weights loading in torch strictly. Dropout and stochastic depth are 0
 # on both sides (":dropout=0,stochastic_depth=0"), so train mode compares deterministically.
-# make check runs the "zoo" suite (the FADRM+ teachers in their small-image variants and
-# shufflenet x0_5 on 1 channel with "module." names, efficientnet_b0); ZOO_FULL=1 runs every case
+# make check runs the "zoo" suite (the small-stem variants densenet121m, mobilenet_v2m,
+# shufflenet_v2_x1_0m and efficientnet_b0m, which are torchvision's nets, not FADRM's own CIFAR
+# DenseNet121, MobileNetV2 and ShuffleNetV2 (man 7 ddpipe-models), and shufflenet_v2_x0_5m on 1
+# channel with "module." names); ZOO_FULL=1 runs every case
 # (adds the ImageNet stems, densenet169 / 201, wide_resnet50_2, vgg11_bn, alexnet). Random weights
 # put some ReLU inputs within float32 rounding of the kink, where either side is a correct float32
 # answer (densenet121m eval once had denselayer7.norm1.bias[241]: torch -0.1778 = float64 finite

@@ -202,8 +202,10 @@ int sel_scorer_add(SelScorer *s, int64_t src, const char *key, int label, const 
     const size_t csz = (size_t)C * s->side * s->side, isz = (size_t)C * s->H * s->W;
     for (int k = 0; k < s->ncrops; k++) {
         size_t j = (size_t)s->nq * s->ncrops + k;
-        img_crop_resize(img, C, H, W, q->box[k].top, q->box[k].left, q->box[k].h, q->box[k].w,
-                        s->crops + j * csz, s->side, s->side);
+        /* antialiased, as RDED's RandomResizedCrop(antialias=True) on the ToTensor'd image: crops
+         * larger than side are shrunk (224 -> 112 at f = 2); the same pixels are scored and kept */
+        img_crop_resize_aa(img, C, H, W, q->box[k].top, q->box[k].left, q->box[k].h, q->box[k].w,
+                           s->crops + j * csz, s->side, s->side);
         sel_canvas(s->crops + j * csz, C, s->side, s->m->mean, s->H, s->W, s->canvas + j * isz);
         s->labels[j] = label;
     }

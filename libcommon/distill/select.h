@@ -83,7 +83,7 @@ int sel_top_need(const SelTop *t, int cls, int ipc, int f);
 typedef struct SelScorer SelScorer;
 
 /* A scorer for `nclasses` classes keeping the best `keep` crops per class. Each added image gets
- * `ncrops` crops of side `side` (resized from their boxes with img_crop_resize), scored on canvases
+ * `ncrops` crops of side `side` (resized from their boxes with img_crop_resize_aa), scored on canvases
  * of the image's size by m in eval mode without gradients, `batch` canvases per forward (at least
  * ncrops). The best crop of each image is offered to its class's SelTop. */
 SelScorer *sel_scorer_new(Model *m, Nn *nn, int nclasses, int keep, int ncrops, int side, int batch,

@@ -128,16 +128,18 @@ static void aa_taps_free(AaTaps *a)
     free(a->wt);
 }
 
-void img_resize_bilinear_aa(const float *src, int C, int H, int W, float *dst, int OH, int OW)
+/* The antialiased kernel on a strided source plane (row stride `ss`, plane stride `ps`), so that a
+ * crop box is an offset pointer, as the bilinear kernel's resize_strided. */
+static void resize_aa_strided(const float *src, int C, size_t ps, size_t ss, int H, int W, float *dst, int OH,
+                              int OW)
 {
-    assert(C >= 1 && H >= 1 && W >= 1 && OH >= 1 && OW >= 1);
     AaTaps tw, th;
     aa_taps_init(&tw, W, OW);
     aa_taps_init(&th, H, OH);
     /* Pass 1: along W, [C,H,W] -> tmp [C,H,OW]. */
     float *tmp = dd_malloc(sizeof *tmp * (size_t)C * H * OW);
     for (size_t row = 0; row < (size_t)C * H; row++) {
-        const float *p = src + row * W;
+        const float *p = src + row / (size_t)H * ps + row % (size_t)H * ss;
         float *q = tmp + row * OW;
         for (int o = 0; o < OW; o++) {
             const float *x = p + tw.xmin[o], *w = tw.wt + (size_t)o * tw.ksize;
@@ -164,6 +166,19 @@ void img_resize_bilinear_aa(const float *src, int C, int H, int W, float *dst, i
     free(tmp);
     aa_taps_free(&tw);
     aa_taps_free(&th);
+}
+
+void img_resize_bilinear_aa(const float *src, int C, int H, int W, float *dst, int OH, int OW)
+{
+    assert(C >= 1 && H >= 1 && W >= 1 && OH >= 1 && OW >= 1);
+    resize_aa_strided(src, C, (size_t)H * W, (size_t)W, H, W, dst, OH, OW);
+}
+
+void img_crop_resize_aa(const float *src, int C, int H, int W, int top, int left, int h, int w,
+                        float *dst, int OH, int OW)
+{
+    assert(top >= 0 && left >= 0 && h >= 1 && w >= 1 && top + h <= H && left + w <= W);
+    resize_aa_strided(src + (size_t)top * W + left, C, (size_t)H * W, (size_t)W, h, w, dst, OH, OW);
 }
 
 /* src resized (antialiased) to rh x rw, then its centred OH x OW (offsets round((size - out) / 2),

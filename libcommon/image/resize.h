@@ -42,6 +42,11 @@ void img_resize_bilinear_aa(const float *src, int C, int H, int W, float *dst, i
 void img_crop_resize(const float *src, int C, int H, int W, int top, int left, int h, int w,
                      float *dst, int OH, int OW);
 
+/* img_crop_resize with img_resize_bilinear_aa: torchvision's resized_crop on a tensor with
+ * antialias=True (RDED's RandomResizedCrop of its candidate crops, patchsel). */
+void img_crop_resize_aa(const float *src, int C, int H, int W, int top, int left, int h, int w,
+                        float *dst, int OH, int OW);
+
 /* torchvision's Resize(s) then CenterCrop(crop) on a tensor: the shorter side to s and the longer
  * to int(s * long / short), antialiased (img_resize_bilinear_aa), then the centred crop x crop
  * (offsets round((size - crop) / 2), half to even) into dst [C,crop,crop]. crop <= s. */

@@ -1,7 +1,10 @@
 # patchsel: RDED selection on the first 600 Fashion-MNIST records with a random-init teacher
 # (tests/parity/recover_tool): counts, keys, rank order of the scores, stitching with --factor 2,
 # --ipc-list (nested at f = 1), --method random, images of several sizes (--res), determinism and
-# stdin, and the error paths.
+# stdin, and the error paths. The stored pixels are checked against torchvision's
+# resized_crop(..., antialias=True) of the recorded boxes (RDED's RandomResizedCrop on tensors):
+# on the mixed sizes and on --factor 2 runs over 64-px and 96-px images, whose crops are mostly
+# shrunk (where plain bilinear differs by far more than the tolerance).
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 600
@@ -98,7 +101,7 @@ then ok "too few images in a class: exit 1, no output ($(cat few.err))"
 else fail "too few images in a class: exit $rc, $(wc -c <few.out) bytes out, $(cat few.err)"; fi
 # images of several sizes (an ImageFolder import): each candidate is cropped at its own size and
 # scored on a canvas of the teacher's input size (or --res); every output cell is its source's box
-# resized by torch's bilinear interpolation
+# resized by torchvision's resized_crop(antialias=True), as RDED's RandomResizedCrop
 for k in 0 1 2; do "$BIN/tscat" -e 3:$k fm.tsr >part$k.tsr; done
 "$BIN/resample" -q --size 40x34 part0.tsr >sz0.tsr
 "$BIN/resample" -q --size 31x45 part2.tsr >sz2.tsr
@@ -109,7 +112,8 @@ ps --ipc 2 mixed.tsr >mx.tsr && ps --ipc 2 --res 28 mixed.tsr >mx28.tsr || fail 
 mkdir -p mxsrc && for t in sz0 part1 sz2; do "$BIN/tsexport" --npy mxsrc/$t $t.tsr || fail "export $t"; done
 "$BIN/tsexport" --npy mxsrc/out mx.tsr && "$BIN/tsinfo" --list mx.tsr >mxsrc/list.txt || fail "exporting the mixed run"
 "$PYTHON" - <<'PY' && ok "mixed sizes: 20 cells, each its source's box (beyond 28 px too) resized" || fail "mixed cells"
-import json, numpy as np, torch, torch.nn.functional as F
+import json, numpy as np, torch
+from torchvision.transforms import functional as TF
 src = {}
 for t in ("sz0", "part1", "sz2"):
     keys = open(f"mxsrc/{t}/keys.txt").read().split()
@@ -123,11 +127,50 @@ for i, line in enumerate(open("mxsrc/list.txt")):
     t, l, h, w = cell["box"]
     assert h == w and t >= 0 and l >= 0 and t + h <= img.shape[1] and l + w <= img.shape[2], (cell, img.shape)
     big += h > 28
-    want = F.interpolate(img[None, :, t:t + h, l:l + w], size=(28, 28), mode="bilinear", align_corners=False)[0]
+    want = TF.resized_crop(img, t, l, h, w, [28, 28], antialias=True)
     err = float((torch.from_numpy(out[i]) - want).abs().max())
     assert err < 1e-5, (i, cell, err)
 assert big > 0, "no box beyond 28 px: the 40x34 and 31x45 images were not cropped at their own size"
 PY
+# --factor 2 where the crops are shrunk: 64-px Fashion-MNIST (1 channel) and random 96-px RGB
+# images, crops of side 32 or 48 from boxes of up to 64 or 96 px. Every cell of every stitched image
+# (cell k at row k / 2, column k % 2) is torchvision's resized_crop(src, *box, side, antialias=True)
+# within 1e-5 (measured: bitwise equal); on the shrunk cells plain bilinear must be far off (measured
+# 0.12 and 0.53), or the check could not tell the two apart.
+"$BIN/resample" -q --size 64 fm.tsr >fm64.tsr
+mk_npy rgb96 60 3 96 96 5 && "$BIN/tsimport" -q --format npy rgb96 >rgb96.tsr || fail "rgb96 import"
+for d in fm64 rgb96; do
+    "$tool" teacher "t$d.safetensors" convnet3:width=8 $d.tsr 1 &&
+        "$BIN/patchsel" -q -w "t$d.safetensors" --candidates 8 --crops 3 --ipc 1 --factor 2 $d.tsr >s$d.tsr &&
+        mkdir -p x$d && "$BIN/tsexport" --npy x$d/src $d.tsr && "$BIN/tsexport" --npy x$d/out s$d.tsr &&
+        "$BIN/tsinfo" --list s$d.tsr >x$d/list.txt || fail "$d: --factor 2 run"
+    "$PYTHON" - x$d <<'PY' && ok "$d, f = 2: each cell is resized_crop(antialias=True) of its box" || fail "$d cells"
+import json, sys, numpy as np, torch
+from torchvision.transforms import functional as TF
+d = sys.argv[1]
+src = dict(zip(open(f"{d}/src/keys.txt").read().split(), torch.from_numpy(np.load(f"{d}/src/image.npy"))))
+out = torch.from_numpy(np.load(f"{d}/out/image.npy"))
+n, C, S = out.shape[0], out.shape[1], out.shape[2]
+side = S // 2
+err, plain, shrunk = 0.0, 0.0, 0
+for i, line in enumerate(open(f"{d}/list.txt")):
+    cells = json.loads(line.split("\t")[5])["cells"]
+    assert len(cells) == 4, cells
+    for k, cell in enumerate(cells):
+        img, (t, l, h, w) = src[cell["src"]], cell["box"]
+        got = out[i, :, k // 2 * side:(k // 2 + 1) * side, k % 2 * side:(k % 2 + 1) * side]
+        diff = lambda aa: float((got - TF.resized_crop(img, t, l, h, w, [side, side], antialias=aa)).abs().max())
+        err = max(err, diff(True))
+        if h > side:
+            shrunk += 1
+            plain = max(plain, diff(False))
+print(f"{d[1:]}: {n} images [{C},{S},{S}], {shrunk} of {4 * n} cells shrunk; max |out - resized_crop(antialias=True)| "
+      f"{err:.3g} (tolerance 1e-5); max |out - plain bilinear| on shrunk cells {plain:.3g}")
+assert n == (10 if C == 1 else 3) and shrunk >= n, (n, shrunk)
+assert err <= 1e-5, err
+assert plain > 1e-2, plain
+PY
+done
 "$BIN/tsinfo" --json mx.tsr | "$PYTHON" -c 'import json, sys; assert json.load(sys.stdin)["history"][-1]["params"]["res"] == 28' \
     && ok "mixed sizes: res in the history" || fail "res in history"
 rc=0; "$BIN/patchsel" -q --method random --ipc 2 mixed.tsr >mr.out 2>mr.err || rc=$?

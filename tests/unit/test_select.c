@@ -1,8 +1,8 @@
 /* test_select.c - RDED selection pieces: the seeded subset (uniform, nested prefixes), square crop
  * boxes, the mean-coloured canvas, per-sample CE, ranking with its tie-break and bounded memory,
  * the f x f stitching order (cell k holds rank k*IPC + m), the scorer against a direct
- * evaluation of the winning crop, independent of the scoring batch size, and a class's selection
- * unchanged when the other classes are removed or reordered. */
+ * evaluation of the winning crop (resized antialiased, as RDED's), independent of the scoring batch
+ * size, and a class's selection unchanged when the other classes are removed or reordered. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,7 +99,9 @@ static void test_rank_stitch(void)
 enum { K = 3, SIDE = 4 };
 
 /* The scorer's answer computed directly: the best CE over the K crops (seed 9) of image img [1,h,w]
- * of class c, index src within it, each alone on an 8x8 canvas. */
+ * of class c, index src within it, each resized antialiased (RDED's RandomResizedCrop(antialias=True);
+ * the 4-px crops of 8-px images are mostly shrunk, where plain bilinear differs) and scored alone on an
+ * 8x8 canvas. */
 static double direct_best(Model *m, Nn *nn, const float *img, int h, int w, int c, int64_t src)
 {
     AugBox bx[K];
@@ -108,7 +110,7 @@ static double direct_best(Model *m, Nn *nn, const float *img, int h, int w, int 
     for (int q = 0; q < K; q++) {
         CHECK(bx[q].top + bx[q].h <= h && bx[q].left + bx[q].w <= w);
         float crop[SIDE * SIDE], cv[64], lg[3];
-        img_crop_resize(img, 1, h, w, bx[q].top, bx[q].left, bx[q].h, bx[q].w, crop, SIDE, SIDE);
+        img_crop_resize_aa(img, 1, h, w, bx[q].top, bx[q].left, bx[q].h, bx[q].w, crop, SIDE, SIDE);
         sel_canvas(crop, 1, SIDE, m->mean, 8, 8, cv);
         Tensor t = tensor_newv(DD_F32, 4, (int64_t)1, (int64_t)1, (int64_t)8, (int64_t)8);
         memcpy(t.data, cv, sizeof cv);

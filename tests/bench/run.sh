@@ -78,7 +78,8 @@ ROUNDS=${ROUNDS:-3}
 if [ "${ZOO_ALL:-0}" != only ]; then
     bench_case convnet3 convnet3 1 28 100 --model convnet3 --res 28 --channels 1
     bench_case resnet18m resnet18m 3 32 100 --model resnet18 --stem small --res 32 --channels 3
-    # issue 7: the FADRM+ teachers (small stems), bar >= 1.0; heavier nets time fewer steps
+    # issue 7: FADRM+'s teacher architectures as torchvision's nets with small stems (not FADRM's own
+    # CIFAR nets), bar >= 1.0; heavier nets time fewer steps
     ROUNDS=${ZOO_ROUNDS:-1}
     ITERS=${ZOO_ITERS:-3} bench_case mobilenet_v2m mobilenet_v2m 3 32 100 --model mobilenet_v2 --stem small --res 32 --channels 3
     ITERS=${ZOO_ITERS:-3} bench_case shufflenet_v2_x1_0m shufflenet_v2_x1_0m 3 32 100 --model shufflenet_v2_x1_0 --stem small --res 32 --channels 3

@@ -22,7 +22,8 @@ static void usage(FILE *f)
                "                           channel, pixels in [0,1] (default: man 7 ddpipe-models)\n"
                "      --val STREAM         evaluate on this stream\n"
                "      --labels STREAM      relabel's soft labels, replayed (KL, -T)\n"
-               "      --teacher FILE       online soft labels from this eval-mode teacher (KL, -T)\n"
+               "      --teacher FILE       online soft labels from this eval-mode teacher (KL, -T);\n"
+               "                           several: the mean of their logits\n"
                "      --hard               train on hard labels even if records carry 'soft'\n"
                "  -T, --temperature T      KL temperature (default 20)\n"
                "      --label-smoothing E  hard labels (default 0)\n"
@@ -99,6 +100,9 @@ static void list_if(char *buf, size_t size, int cond, const char *name)
 
 static const char *const label_names[] = {"hard", "teacher", "static", "replay"};
 
+/* --teacher: at most this many */
+#define MAX_TEACHERS 16
+
 /* The factor of the last patchsel entry in h's history (its params' "factor"), or 1. */
 static int history_factor(const TsHeader *h)
 {
@@ -156,6 +160,8 @@ int main(int argc, char **argv)
         {"stop-after-epoch", 1, 0, O_STOP}, {"seed", 1, 0, 's'}, {"threads", 1, 0, 'j'},
         {"device", 1, 0, 'd'}, {"precision", 1, 0, O_PREC}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION}, {0}};
     const char *arch = NULL, *weights = NULL, *valf = NULL, *labelsf = NULL, *teacherf = NULL, *save = NULL;
+    const char *teacherfs[MAX_TEACHERS];
+    int nteachers = 0;
     const char *optname = NULL, *device = "cpu", *precision = "fp32";
     double lr = NAN, mom = NAN, wd = NAN, b1 = 0.9, b2 = 0.999, eta = NAN, T = 20, ls = 0;
     int T_given = 0, ls_given = 0;
@@ -173,7 +179,10 @@ int main(int argc, char **argv)
         case 'w': weights = optarg; break;
         case O_VAL: valf = optarg; break;
         case O_LABELS: labelsf = optarg; break;
-        case O_TEACHER: teacherf = optarg; break;
+        case O_TEACHER:
+            if (nteachers == MAX_TEACHERS) dd_die(DD_EXIT_USAGE, "--teacher: at most %d teachers", MAX_TEACHERS);
+            teacherf = teacherfs[nteachers++] = optarg;
+            break;
         case O_HARD: hard = 1; break;
         case 'T': T = dd_opt_double("-T", optarg, 1e-3, 1e6), T_given = 1; break;
         case O_LS: ls = dd_opt_double("--label-smoothing", optarg, 0, 1), ls_given = 1; break;
@@ -292,11 +301,11 @@ int main(int argc, char **argv)
     if (labelsf && (!lr_in || ts_header_classes_check(th, tname, ts_reader_header(lr_in), labelsf) < 0
                     || train_replay_header_get(ts_reader_header(lr_in), labelsf, &rinfo) < 0))
         dd_die_err(DD_EXIT_DATA);
-    Model *teacher = teacherf ? model_load(nn, teacherf) : NULL;
-    if (teacherf && !teacher) dd_die_err(DD_EXIT_DATA);
-    if (teacher) {
-        if (model_check_classes(teacher, teacherf, th, tname) < 0) dd_die_err(DD_EXIT_DATA);
-        model_set_requires_grad(teacher, 0);
+    Model *teachers[MAX_TEACHERS + 1] = {NULL};
+    for (int k = 0; k < nteachers; k++) {
+        if (!(teachers[k] = model_load(nn, teacherfs[k]))) dd_die_err(DD_EXIT_DATA);
+        if (model_check_classes(teachers[k], teacherfs[k], th, tname) < 0) dd_die_err(DD_EXIT_DATA);
+        model_set_requires_grad(teachers[k], 0);
     }
 
     TrainData tr, val;
@@ -318,7 +327,7 @@ int main(int argc, char **argv)
     if (vin && train_data_read(vin, &vo, &val) < 0) dd_die_err(DD_EXIT_DATA);
     check_input(m, weights ? weights : arch, &tr, tname);
     if (vin) check_input(m, weights ? weights : arch, &val, valf);
-    if (teacher) check_input(teacher, teacherf, &tr, tname);
+    for (int k = 0; k < nteachers; k++) check_input(teachers[k], teacherfs[k], &tr, tname);
 
     /* defaults by label source: hard labels train teachers (method.md 0), soft labels follow the
      * post-evaluation protocol (method.md 4; RDED's for --teacher, INFER's for static labels) */
@@ -348,7 +357,7 @@ int main(int argc, char **argv)
     if (!optname) kind = soft ? OPTIM_ADAMW : OPTIM_SGD;
     /* RDED's special case (argument.py): CIFAR-100 (100 classes, 3x32x32) conv3 -> conv3 */
     const int rded_c100_conv3 = tc.labels == TRAIN_TEACHER && tr.K == 100 && tr.C == 3 && tr.H == 32 && tr.W == 32 &&
-                                !strcmp(m->arch, "convnet3") && !strcmp(teacher->arch, "convnet3");
+                                nteachers == 1 && !strcmp(m->arch, "convnet3") && !strcmp(teachers[0]->arch, "convnet3");
     if (isnan(lr))
         lr = kind == OPTIM_SGD ? 0.05 : tc.labels != TRAIN_TEACHER ? 1e-3 : rded_c100_conv3 ? 2e-3 : rded_lr(m->arch);
     if (isnan(wd)) wd = kind == OPTIM_SGD ? 5e-4 : 0.01;
@@ -378,8 +387,9 @@ int main(int argc, char **argv)
     if (!shufp) shufp = tc.labels == TRAIN_TEACHER ? history_factor(th) : 1;
     if (!noaug) {
         /* RDED's online-teacher protocol, and torchvision's ImageNet recipe for images of their own
-         * sizes (unless --crop-pad asks for RandomCrop instead) */
-        int rrc = tc.labels == TRAIN_TEACHER || (train_res > 0 && pad < 0);
+         * sizes, unless --crop-pad asks for RandomCrop instead (INFER's val_dyn.py: --teacher with
+         * RandomCrop(pad 4) and MixUp); --rrc-scale turns RandomResizedCrop on anywhere */
+        int rrc = (tc.labels == TRAIN_TEACHER || train_res > 0) && pad < 0;
         tc.shuffle_patches = shufp;
         /* RDED's (--teacher): RandomResizedCrop(scale 1/f..1) after ShufflePatches(f), so f = 1 crops
          * nothing (method.md section 4); elsewhere torchvision's 0.08..1 */
@@ -401,7 +411,7 @@ int main(int argc, char **argv)
     tc.metrics = stdout;
 
     TrainResult res;
-    if (train_run(nn, &tc, m, &tr, vin ? &val : NULL, teacher, lr_in, &rinfo, &res) < 0) dd_die_err(DD_EXIT_DATA);
+    if (train_run(nn, &tc, m, &tr, vin ? &val : NULL, teachers, lr_in, &rinfo, &res) < 0) dd_die_err(DD_EXIT_DATA);
     if (save && !res.stopped) {
         static const char *const opt_names[] = {[OPTIM_SGD] = "sgd", [OPTIM_ADAM] = "adam", [OPTIM_ADAMW] = "adamw"};
         json_t *sum = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s,s:s,s:f,s:f,s:s,s:i,s:i,s:I}", "prog", "evaltrain", "version",
@@ -438,7 +448,7 @@ int main(int argc, char **argv)
     }
     ts_reader_close(lr_in);
     ts_input_close(in);
-    model_free(teacher);
+    for (int k = 0; k < nteachers; k++) model_free(teachers[k]);
     model_free(m);
     nn_free(nn);
     return 0;

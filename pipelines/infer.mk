@@ -5,8 +5,10 @@
 # static labels: MixUp 0.8 on images and logits, AdamW 1e-3 with weight decay 0.01 on every
 # parameter, plain cosine, batch 64, RandomCrop(pad 4) + flip: evaltrain's static-label
 # defaults; the pipeline adds -T 30 (INFER_T; evaltrain's default T is 20) and INFER_EPOCHS = 400).
-# That is the reference's ufc_validation/val_static.py; its val_dyn.py (dynamic labels: the mean
-# logits of all M teachers, run online on every MixUp batch) is not implemented.
+# That is the reference's ufc_validation/val_static.py. Its val_dyn.py (dynamic labels: the mean
+# logits of all M eval-mode teachers, run online on every MixUp batch; AdamW 1e-3, weight decay
+# 0.01 on every parameter, cosine to 0, batch 64, RandomCrop(pad 4) + flip, 80 epochs in
+# sh/ufc_cifar.sh) is infer-dyn: evaltrain with one --teacher per INFER_TEACHERS.
 #
 # The budget is the reference's: with M = the number of teachers and C = NCLASSES classes,
 # ipc_init = floor(IPC / (M/C + 1)) real images per class, i.e. IPC images' worth once the M
@@ -30,6 +32,7 @@
 #     infer          the compensated set + static labels + INFER's student + contact sheet
 #     infer-distill  the compensated set only
 #     infer-fkd      the same images under the common FKD protocol (relabel + evaltrain --labels)
+#     infer-dyn      the same images under val_dyn.py's dynamic labels (INFER_DYN_EPOCHS, 80)
 #   out/fmnist/random/ipc8-s0.tsr                 the real images (ipc_init 8 = IPC 10, M 2, C 10)
 #   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/infer/ipc10-m2-s0/
 #       distilled.tsr metrics.jsonl static.tsr static-convnet3-e400-s0.jsonl sheet.png
@@ -50,6 +53,7 @@ INFER_ITERS ?=
 INFER_EPOCHS ?= 400
 INFER_T ?= 30
 INFER_STUDENT_OPTS ?=
+INFER_DYN_EPOCHS ?= 80
 INFER_M := $(words $(INFER_TEACHERS))
 IPC_INIT := $(shell echo $$(( $(IPC) * $(NCLASSES) / ($(INFER_M) + $(NCLASSES)) )))
 INFER_W := $(foreach t,$(INFER_TEACHERS),$(call teacher_file,$(t)))
@@ -57,6 +61,7 @@ INFER_TD := $(D)/$(subst $(space),+,$(foreach t,$(INFER_TEACHERS),$(call teacher
 INFER_DIR := $(INFER_TD)/infer/ipc$(IPC)-m$(INFER_M)$(if $(INFER_ITERS),-it$(INFER_ITERS))$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
 # the random real images: named by what makes them only (no teacher, no recover setting)
 INFER_INIT := $(D)/random/ipc$(IPC_INIT)$(if $(TRAIN_N),-n$(TRAIN_N))-s$(SEED).tsr
+INFER_DYN_EVAL := $(INFER_DIR)/dyn-$(call ddid,$(STUDENT))-e$(INFER_DYN_EPOCHS)$(if $(filter-out 30,$(INFER_T)),-T$(INFER_T))-s$(SEED)$(STUDENT_TAG)$(VAL_ID).jsonl
 INFER_EVAL := $(INFER_DIR)/static-$(call ddid,$(STUDENT))-e$(INFER_EPOCHS)$(if $(filter-out 30,$(INFER_T)),-T$(INFER_T))-s$(SEED)$(STUDENT_TAG)$(VAL_ID).jsonl
 
 ifeq ($(IPC_INIT),0)
@@ -77,18 +82,27 @@ $(INFER_DIR)/static.tsr: $(INFER_DIR)/distilled.tsr $(INFER_W)
 $(INFER_EVAL): $(INFER_DIR)/static.tsr $(VAL)
 	$(call timed,$@,$(BIN)/evaltrain $(RUN_OPTS) -m $(STUDENT) -T $(INFER_T) --epochs $(INFER_EPOCHS) \
 	    --eval-every $(EVAL_EVERY) -s $(SEED) $(INFER_STUDENT_OPTS) --val $(VAL) $< > $@)
+# val_dyn.py: the teachers' mean logits online on every MixUp batch (evaltrain's --teacher
+# defaults are RDED's, so each of val_dyn's settings is given)
+$(INFER_DYN_EVAL): $(INFER_DIR)/distilled.tsr $(INFER_W) $(VAL)
+	$(call timed,$@,$(BIN)/evaltrain $(RUN_OPTS) -m $(STUDENT) $(addprefix --teacher ,$(INFER_W)) --mixup 0.8 \
+	    --crop-pad 4 --shuffle-patches 1 -T $(INFER_T) --batch 64 --micro 1 --lr 0.001 --wd 0.01 --decay all \
+	    --eta 1 --bn-momentum 0.1 --epochs $(INFER_DYN_EPOCHS) --eval-every $(EVAL_EVERY) -s $(SEED) \
+	    $(INFER_STUDENT_OPTS) --val $(VAL) $< > $@)
 # the FKD protocol of the other methods, and the contact sheet (one row per class: its inputs,
 # then their compensated copies)
 $(eval $(call fkd_rules,$(INFER_DIR),$(INFER_W),$(shell echo $$(( ($(INFER_M) + 1) * $(IPC_INIT) )))))
 # teachers that are in neither TEACHER nor TEACHERS (common.mk made the rules of those)
 $(foreach t,$(filter-out $(sort $(TEACHER) $(TEACHERS)),$(sort $(INFER_TEACHERS))),$(eval $(call teacher_rule,$(t))))
 
-.PHONY: infer infer-distill infer-fkd infer-teachers
+.PHONY: infer infer-distill infer-fkd infer-dyn infer-teachers
 infer-teachers: $(INFER_W)
 infer-distill: $(INFER_DIR)/distilled.tsr
 infer: $(INFER_EVAL) $(INFER_DIR)/sheet.png
 	@$(call summary,$<)
 infer-fkd: $(INFER_DIR)/eval-$(EVAL_ID).jsonl $(INFER_DIR)/sheet.png
+	@$(call summary,$<)
+infer-dyn: $(INFER_DYN_EVAL) $(INFER_DIR)/sheet.png
 	@$(call summary,$<)
 .DEFAULT_GOAL := infer
 endif

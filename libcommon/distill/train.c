@@ -498,10 +498,11 @@ static char *fingerprint(const TrainConf *c, const Model *m, const TrainData *tr
 
 /* What the run reads besides its options (the fingerprint's): digests of the training images and
  * labels, the static soft labels, the --labels stream's header (its provenance: images digest,
- * relabel's command and seed) and the teacher's weights, as JSON {"images":"HEX",...}. A
+ * relabel's command and seed) and the teachers' weights (one digest over all, in order), as JSON
+ * {"images":"HEX",...}. A
  * checkpoint is resumed only with the same (one without, from before they were kept, is not
  * checked). */
-static char *inputs_digest(Nn *nn, const TrainData *tr, Model *teacher, TsReader *replay)
+static char *inputs_digest(Nn *nn, const TrainData *tr, Model *const *teachers, TsReader *replay)
 {
     char hex[17];
     json_t *o = json_object();
@@ -520,16 +521,17 @@ static char *inputs_digest(Nn *nn, const TrainData *tr, Model *teacher, TsReader
         snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
         json_object_set_new(o, "labels", json_string(hex));
     }
-    if (teacher) {
+    if (teachers && teachers[0]) {
         uint64_t h = FNV_START;
-        for (int i = 0; i < teacher->nparams; i++) {
-            const NnVar *v = &teacher->params[i]->var;
-            size_t n = (size_t)tensor_numel(&v->v);
-            float *buf = dd_malloc(n * sizeof *buf);
-            nn_var_download(nn, v, buf);
-            h = fnv_floats(h, buf, n);
-            free(buf);
-        }
+        for (Model *const *t = teachers; *t; t++)
+            for (int i = 0; i < (*t)->nparams; i++) {
+                const NnVar *v = &(*t)->params[i]->var;
+                size_t n = (size_t)tensor_numel(&v->v);
+                float *buf = dd_malloc(n * sizeof *buf);
+                nn_var_download(nn, v, buf);
+                h = fnv_floats(h, buf, n);
+                free(buf);
+            }
         snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
         json_object_set_new(o, "teacher", json_string(hex));
     }
@@ -869,20 +871,39 @@ static void prep_replay(Batch *b, const TrainReplay *rp)
     b->soft = 1;
 }
 
-/* Eval-mode teacher logits of the prepared batch into b->t; -1 with dd_err when not finite. */
-static int teacher_targets(Nn *nn, Model *teacher, Batch *b)
+/* The mean of the eval-mode teachers' logits on the prepared batch into b->t (summed in teacher
+ * order, then divided, as val_dyn.py's sum(...) / M; one teacher: its logits); -1 with dd_err when
+ * a teacher's are not finite. */
+static int teacher_targets(Nn *nn, Model *const *teachers, Batch *b)
 {
     const TrainData *d = b->d;
-    int old = nn_set_grad(nn, 0);
+    const int64_t len = (int64_t)b->n * d->K;
+    int nt = 0;
+    while (teachers[nt]) nt++;
+    float *one = nt > 1 ? dd_malloc((size_t)len * sizeof *one) : b->t;
+    int old = nn_set_grad(nn, 0), rc = 0;
     Tensor x = {.dtype = DD_F32, .device = DD_CPU, .ndim = 4, .shape = {b->n, d->C, d->H, d->W}, .data = b->x};
-    nn_var_download(nn, model_forward(teacher, nn, nn_input(nn, &x, 0), 0), b->t);
-    nn_reset(nn);
+    for (int k = 0; k < nt && !rc; k++) {
+        nn_var_download(nn, model_forward(teachers[k], nn, nn_input(nn, &x, 0), 0), one);
+        nn_reset(nn);
+        for (int64_t i = 0; i < len && !rc; i++)
+            if (!isfinite(one[i])) {
+                if (nt > 1) dd_err("teacher %d's logits hold a non-finite value (image %lld of the batch)", k + 1,
+                                   (long long)(i / d->K));
+                else dd_err("the teacher's logits hold a non-finite value (image %lld of the batch)",
+                            (long long)(i / d->K));
+                rc = -1;
+            }
+        if (nt > 1)
+            for (int64_t i = 0; i < len; i++) b->t[i] = k ? b->t[i] + one[i] : one[i];
+    }
+    if (nt > 1) {
+        for (int64_t i = 0; i < len; i++) b->t[i] /= (float)nt;
+        free(one);
+    }
     nn_set_grad(nn, old);
     b->soft = 1;
-    for (int64_t i = 0; i < (int64_t)b->n * d->K; i++)
-        if (!isfinite(b->t[i])) return dd_err("the teacher's logits hold a non-finite value (image %lld of the batch)",
-                                              (long long)(i / d->K));
-    return 0;
+    return rc;
 }
 
 /* ---- the loop ---- */
@@ -954,8 +975,8 @@ static void json_num(FILE *f, const char *key, double v, int last)
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const TrainData *val, Model *teacher,
-              TsReader *replay, const TrainReplayInfo *rinfo, TrainResult *res)
+int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const TrainData *val,
+              Model *const *teachers, TsReader *replay, const TrainReplayInfo *rinfo, TrainResult *res)
 {
     memset(res, 0, sizeof *res);
     /* fp16 convolutions and linear layers: loss scaling (not kept in checkpoints: a resumed run
@@ -964,7 +985,9 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     res->final_top1 = res->final_top5 = res->best_top1 = res->train_loss = res->train_acc = NAN;
     if (model_check_input(m, tr->C, tr->H, tr->W) < 0 || (val && model_check_input(m, val->C, val->H, val->W) < 0))
         return -1;
-    if (teacher && model_check_input(teacher, tr->C, tr->H, tr->W) < 0) return -1;
+    for (int k = 0; teachers && teachers[k]; k++)
+        if (model_check_input(teachers[k], tr->C, tr->H, tr->W) < 0) return -1;
+    if (c->labels == TRAIN_TEACHER && !(teachers && teachers[0])) return dd_err("online soft labels need a teacher");
     if (replay && tr->img)
         return dd_err("%s: replays crops of one image size; the training images are kept at several sizes",
                       ts_reader_name(replay));
@@ -984,7 +1007,7 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
                       (long long)rinfo->epochs, c->epochs);
     const int batch = c->labels == TRAIN_REPLAY ? rinfo->batch : c->batch;
     const int64_t steps_per_epoch = ceil_div(tr->n, batch);   /* replay: rinfo->images == tr->n */
-    char *fp = fingerprint(c, m, tr), *inputs = c->checkpoint ? inputs_digest(nn, tr, teacher, replay) : NULL;
+    char *fp = fingerprint(c, m, tr), *inputs = c->checkpoint ? inputs_digest(nn, tr, teachers, replay) : NULL;
     CkptState st = {0, NAN, 0};
     struct stat sb;
     if (c->checkpoint && stat(c->checkpoint, &sb) == 0) {
@@ -1068,7 +1091,7 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
                 int64_t s = bi * batch;
                 b.n = (int)(tr->n - s < batch ? tr->n - s : batch);
                 prep_batch(&b, order + s, epoch, bi);
-                if (c->labels == TRAIN_TEACHER && teacher_targets(nn, teacher, &b) < 0) {
+                if (c->labels == TRAIN_TEACHER && teacher_targets(nn, teachers, &b) < 0) {
                     rc = dd_err_prefix("epoch %d step %lld", epoch + 1, (long long)bi + 1);
                     break;
                 }

@@ -327,6 +327,21 @@ t = meta("ov.safetensors", "training")
 assert (t["lr"], t["batch"], t["micro"]) == (0.01, 20, 2) and "bn_momentum" not in t, t
 PY
 expect_usage evaltrain --eval-only -w w.safetensors --bn-momentum 0.2 te.tsr
+# INFER's val_dyn.py: several teachers (their mean logits), --crop-pad turning RandomResizedCrop off
+"$E" "${small[@]}" --teacher w.safetensors --teacher w0.safetensors --mixup 0.8 --crop-pad 4 --epochs 1 \
+    --checkpoint dyn.safetensors tr.tsr >/dev/null
+"$PYTHON" - <<'PY' && ok "--teacher twice with --mixup --crop-pad: RandomCrop, no RandomResizedCrop, MixUp" \
+    || fail "two teachers with --crop-pad"
+import json, struct
+def meta(path):
+    b = open(path, "rb").read()
+    return json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]
+m = meta("dyn.safetensors")
+aug = json.loads(m["fingerprint"])["aug"]
+assert (aug["crop_pad"], aug["rrc_hi"], aug["mixup"], aug["cutmix"]) == (4, 0.0, 0.8, 0.0), aug
+# the checkpoint's teacher digest covers both teachers (rr1's is w.safetensors' alone)
+assert json.loads(m["inputs"])["teacher"] != json.loads(meta("rr1.safetensors")["inputs"])["teacher"]
+PY
 # RDED validates with its synthesis factor: --teacher's ShufflePatches defaults to the factor patchsel
 # recorded in the stream's history (2 here), --shuffle-patches overrides
 "$BIN/patchsel" -q -w w.safetensors --ipc 2 -n 12 -k 2 -f 2 tr.tsr >p2.tsr

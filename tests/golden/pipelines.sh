@@ -109,6 +109,11 @@ id=$(val infer.mk INFER_DIR "${inf[@]}")
     && grep -q final_top1 "$(val infer.mk INFER_EVAL "${inf[@]}")" && [ -s "$id/sheet.png" ] \
     && ok "infer.mk: 20 images (10 real + 10 compensated) with static labels, a student, a sheet" \
     || fail "infer.mk outputs: $(ls "$id")"
+# val_dyn.py's protocol on the same images: every teacher online, MixUp, RandomCrop
+if mk -f "$P/infer.mk" "${inf[@]}" INFER_DYN_EPOCHS=1 infer-dyn >log.dyn 2>&1 \
+    && grep -q -- "/evaltrain .*--teacher .*--mixup 0.8 --crop-pad 4 .*--epochs 1 " log.dyn; then
+    ok "infer.mk infer-dyn: $(tail -n 1 log.dyn | cut -c1-100)"
+else fail "infer-dyn: $(tail -n 3 log.dyn)"; fi
 plan=$(mk -n -f "$P/infer.mk" "${inf[@]}" INFER_ITERS=5 infer 2>&1)
 grep -q "/recover .*--ufc --iters 5" <<<"$plan" && ! grep -q -e "/patchsel " -e "--save" <<<"$plan" \
     && ok "infer.mk INFER_ITERS=5: plans recover onward, not the teacher or the random images" || fail "INFER_ITERS plan: $plan"

@@ -3,8 +3,9 @@
  * through a real stream file (and relabel's top-k form); replay training equal to static-label training on batches prepared
  * by hand from the layout's definition; checkpoint resume equal to an uninterrupted run; images
  * kept at their own sizes (evaltrain --res: U8 and F32 storage alike, any preparation thread count
- * alike, equal to the in-memory set within 1e-6 at one size, resume, refusals); a non-finite loss stopping with the epoch and step
- * named; evaluation counts. */
+ * alike, equal to the in-memory set within 1e-6 at one size, resume, refusals); several online
+ * teachers equal to static labels of their mean logits; a non-finite loss stopping with the epoch
+ * and step named; evaluation counts. */
 #include "libcommon/distill/relabel.h"
 #include "libcommon/distill/train.h"
 #include "libcommon/distill/trainaug.h"
@@ -436,6 +437,47 @@ static void test_kept(Nn *nn, const TrainData *flat)
     unlink(oddp);
 }
 
+/* Online teachers (TRAIN_TEACHER, no augmentation or mixing, batches in order): two teachers train
+ * the student exactly as static soft labels holding the mean of their logits do, computed here
+ * batch by batch as (a + b) / 2; one teacher listed twice as that teacher alone. */
+static void test_teachers(Nn *nn, const TrainData *d)
+{
+    Model *ta = model_create(nn, "convnet1:width=4", C, K, S, 6);
+    Model *tb = model_create(nn, "convnet1:width=4", C, K, S, 7);
+    CHECK(ta && tb);
+    TrainData hand = *d;
+    hand.soft = dd_malloc((size_t)N * K * sizeof(float));
+    float la[B * K], lb[B * K];
+    int old = nn_set_grad(nn, 0);
+    for (int s = 0; s < N; s += B) {
+        Tensor x = {.dtype = DD_F32, .device = DD_CPU, .ndim = 4, .shape = {B, C, S, S}, .data = d->x + s * C * S * S};
+        nn_var_download(nn, model_forward(ta, nn, nn_input(nn, &x, 0), 0), la);
+        nn_reset(nn);
+        nn_var_download(nn, model_forward(tb, nn, nn_input(nn, &x, 0), 0), lb);
+        nn_reset(nn);
+        for (int i = 0; i < B * K; i++) hand.soft[s * K + i] = (la[i] + lb[i]) / 2.0f;
+    }
+    nn_set_grad(nn, old);
+    TrainConf c = base_conf(TRAIN_TEACHER), cs = base_conf(TRAIN_STATIC);
+    TrainResult res;
+    Model *two = new_model(nn), *stat = new_model(nn), *one = new_model(nn), *twice = new_model(nn);
+    Model *pair[] = {ta, tb, NULL}, *alone[] = {ta, NULL}, *same[] = {ta, ta, NULL};
+    CHECK(train_run(nn, &c, two, d, NULL, pair, NULL, NULL, &res) == 0);
+    CHECK(train_run(nn, &cs, stat, &hand, NULL, NULL, NULL, NULL, &res) == 0);
+    CHECK(same_weights(two, stat));
+    CHECK(train_run(nn, &c, one, d, NULL, alone, NULL, NULL, &res) == 0);
+    CHECK(train_run(nn, &c, twice, d, NULL, same, NULL, NULL, &res) == 0);
+    CHECK(same_weights(one, twice) && !same_weights(one, two));
+    CHECK(train_run(nn, &c, one, d, NULL, NULL, NULL, NULL, &res) < 0 && strstr(dd_errmsg(), "need a teacher"));
+    free(hand.soft);
+    model_free(two);
+    model_free(stat);
+    model_free(one);
+    model_free(twice);
+    model_free(ta);
+    model_free(tb);
+}
+
 static void test_nan_and_eval(Nn *nn, const TrainData *d)
 {
     Model *m = new_model(nn);
@@ -465,6 +507,7 @@ int main(void)
     test_replay(nn, &d);
     test_resume(nn, &d, &d);
     test_kept(nn, &d);
+    test_teachers(nn, &d);
     test_nan_and_eval(nn, &d);
     train_data_free(&d);
     nn_free(nn);

@@ -207,6 +207,21 @@ TVZOO = {
 ZOO_N, TIE = 8, 1e-4
 
 
+def convert(argv, log):
+    """pipelines/torch2safetensors.py's main() on argv, its standard error (and a SystemExit's
+    message) written to the file log."""
+    import contextlib, io
+    import torch2safetensors as t2s
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            t2s.main(argv)
+        except SystemExit as e:
+            print(f"converter exit: {e}", file=sys.stderr)
+    with open(log, "w") as f:
+        f.write(err.getvalue())
+
+
 def gray_first_conv(m):
     """The first convolution with 1 input channel, its kernel, stride, padding and bias kept."""
     name, c = next((n, c) for n, c in m.named_modules() if isinstance(c, nn.Conv2d))
@@ -217,9 +232,7 @@ def gray_first_conv(m):
 
 
 def tvzoo():
-    import contextlib, io
     from model_peer import small_stem
-    import torch2safetensors as t2s
     torch.set_num_threads(1)   # small shapes: a second thread gains nothing and stalls on a busy machine
     os.makedirs("zoo", exist_ok=True)
     ref, evals = {}, []
@@ -244,17 +257,10 @@ def tvzoo():
                "module.": {"module." + k: v for k, v in sd.items()}}[form]
         pth = f"zoo/{case}.pth"
         torch.save(obj, pth)
-        err = io.StringIO()
         # --input-size: a model of 224 px or more gets Resize + CenterCrop of the data in evaltrain
         argv = [pth, f"zoo/{case}.safetensors", "--mean", str(MEAN), "--std", str(STD), "--input-size",
                 str(max(px, 28))] + args
-        with contextlib.redirect_stderr(err):
-            try:
-                t2s.main(argv + (["--unsafe-pickle"] if form == "pickle" else []))
-            except SystemExit as e:
-                print(f"converter exit: {e}", file=sys.stderr)
-        with open(f"zoo/{case}.log", "w") as f:
-            f.write(err.getvalue())
+        convert(argv + (["--unsafe-pickle"] if form == "pickle" else []), f"zoo/{case}.log")
         if px:
             with torch.no_grad():
                 logits = m.double()(norm(x.double()))
@@ -342,7 +348,6 @@ def refconv():
     BN running statistics of the images) converted by torch2safetensors.py; the 1-channel and the
     instance-norm nets must be refused. Writes np_rgb/ (10 images for tsimport --format npy),
     refconv/CASE.safetensors and .log, refconv/ref.json (float64 mean cross-entropy, top-1)."""
-    import contextlib, io
     import torch2safetensors as t2s
     torch.manual_seed(7)
     os.makedirs("np_rgb", exist_ok=True)
@@ -353,11 +358,11 @@ def refconv():
     np.save("np_rgb/label.npy", y.numpy())
     mean, std = torch.tensor(RGB_MEAN).view(1, 3, 1, 1), torch.tensor(RGB_STD).view(1, 3, 1, 1)
     ref = {}
-    for case, channel, norm, rded, form in (("rded", 3, "batch", True, "model"), ("fadrm", 3, "batch", False, "plain"),
+    for case, channel, kind, rded, form in (("rded", 3, "batch", True, "model"), ("fadrm", 3, "batch", False, "plain"),
                                             ("fadrm_gray", 1, "batch", False, "plain"),
                                             ("fadrm_instance", 3, "instance", False, "plain")):
-        m = _dd_convnet(channel, norm, rded)
-        if channel == 3 and norm == "batch":
+        m = _dd_convnet(channel, kind, rded)
+        if channel == 3 and kind == "batch":
             with torch.no_grad():
                 for mod in m.modules():
                     if isinstance(mod, nn.BatchNorm2d):
@@ -367,17 +372,9 @@ def refconv():
         m.eval()
         sd = m.state_dict()
         torch.save({"model": sd} if form == "model" else sd, f"refconv/{case}.pth")
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            try:
-                t2s.main([f"refconv/{case}.pth", f"refconv/{case}.safetensors", "--mean",
-                          ",".join(map(str, RGB_MEAN[:channel])), "--std", ",".join(map(str, RGB_STD[:channel])),
-                          "--input-size", "32"])
-            except SystemExit as e:
-                print(f"converter exit: {e}", file=sys.stderr)
-        with open(f"refconv/{case}.log", "w") as f:
-            f.write(err.getvalue())
-        if channel == 3 and norm == "batch":
+        convert([f"refconv/{case}.pth", f"refconv/{case}.safetensors", "--mean", ",".join(map(str, RGB_MEAN[:channel])),
+                 "--std", ",".join(map(str, RGB_STD[:channel])), "--input-size", "32"], f"refconv/{case}.log")
+        if channel == 3 and kind == "batch":
             with torch.no_grad():
                 logits = m.double()((x.double() - mean.double()) / std.double())
             ref[case] = {"loss": float(F.cross_entropy(logits, y)),
@@ -389,14 +386,7 @@ def refconv():
           "linear.weight": np.zeros((10, 1280), np.float32), "linear.bias": np.zeros(10, np.float32)}
     t2s.st_save("refconv/ufc_mbv2_raw.safetensors", sd)
     torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, "refconv/ufc_mbv2.pth")
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            t2s.main(["refconv/ufc_mbv2.pth", "refconv/ufc_mbv2.safetensors"])
-        except SystemExit as e:
-            print(f"converter exit: {e}", file=sys.stderr)
-    with open("refconv/ufc_mbv2.log", "w") as f:
-        f.write(err.getvalue())
+    convert(["refconv/ufc_mbv2.pth", "refconv/ufc_mbv2.safetensors"], "refconv/ufc_mbv2.log")
     with open("refconv/ref.json", "w") as f:
         json.dump(ref, f)
     return True

@@ -201,6 +201,42 @@ def reference_convnet(sd):
     return out
 
 
+def fadrm_shufflenet(sd):
+    """The zoo's shufflenet_v2_x0_5 / x1_0 names for FADRM's own small-image ShuffleNetV2
+    (models/shufflenetv2.py, net_size 0.5 or 1: its CIFAR-100 and Tiny-ImageNet FADRM+ teacher),
+    which is torchvision's network with the small stem under other names: conv1/bn1 (3x3, stride 1,
+    no max pool), layerL.0 a DownBlock (conv1..5, bn1..5: torchvision's branch1 and branch2),
+    layerL.i BasicBlocks (conv1..3: branch2), conv2/bn2 (conv5), linear (fc). Returns (renamed sd,
+    zoo name), or (sd, None) when it is not that net."""
+    if not ("layer1.0.conv5.weight" in sd and "linear.weight" in sd and "conv2.weight" in sd):
+        return sd, None
+    widths = {48: "shufflenet_v2_x0_5", 116: "shufflenet_v2_x1_0"}
+    w = sd["layer1.0.conv5.weight"].shape[0] * 2
+    if w not in widths:
+        raise SystemExit(f"FADRM's ShuffleNetV2 with stage width {w}: only net_size 0.5 and 1 (torchvision's "
+                         "x0_5 and x1_0) are in ddpipe's zoo")
+    down = {"conv1": "branch1.0", "bn1": "branch1.1", "conv2": "branch1.2", "bn2": "branch1.3",
+            "conv3": "branch2.0", "bn3": "branch2.1", "conv4": "branch2.3", "bn4": "branch2.4",
+            "conv5": "branch2.5", "bn5": "branch2.6"}
+    basic = {"conv1": "branch2.0", "bn1": "branch2.1", "conv2": "branch2.3", "bn2": "branch2.4",
+             "conv3": "branch2.5", "bn3": "branch2.6"}
+    top = {"conv1": "conv1.0", "bn1": "conv1.1", "conv2": "conv5.0", "bn2": "conv5.1", "linear": "fc"}
+    out = {}
+    for k, v in sd.items():
+        parts = k.split(".")
+        if parts[0] in top:
+            out[".".join([top[parts[0]]] + parts[1:])] = v
+        elif parts[0] in ("layer1", "layer2", "layer3") and len(parts) >= 4:
+            table = down if parts[1] == "0" else basic
+            if parts[2] not in table:
+                raise SystemExit(f"FADRM's ShuffleNetV2: unexpected tensor {k}")
+            out[f"stage{int(parts[0][5:]) + 1}.{parts[1]}.{table[parts[2]]}." + ".".join(parts[3:])] = v
+        else:
+            raise SystemExit(f"FADRM's ShuffleNetV2: unexpected tensor {k}")
+    print(f"FADRM's ShuffleNetV2 (models/shufflenetv2.py): renamed to {widths[w]}m (the small stem)", file=sys.stderr)
+    return out, widths[w] + "m"
+
+
 def head_of(sd):
     """The prefix of the linear head ("fc", "classifier", "classifier.1", "classifier.6", or a
     ConvNet's last index), for --class-index."""
@@ -275,13 +311,15 @@ def main(argv=None):
             sd[k] = np.asarray(v.numpy(), dtype=np.int64).reshape(())
         else:
             sd[k] = v.float().numpy()
-    sd = reference_convnet(sd)
+    sd, known = fadrm_shufflenet(reference_convnet(sd))
     if a.class_index:
         head = head_of(sd)
         rows = [int(i) for i in a.class_index.split(",")]
         sd[head + ".weight"], sd[head + ".bias"] = sd[head + ".weight"][rows], sd[head + ".bias"][rows]
     arch, inch, ncls, size = describe(sd)
-    if arch in STRIDE_ONLY and module is not None:
+    if known:   # a network whose stem its names tell (FADRM's ShuffleNetV2: the small one)
+        arch, size = known, 32
+    elif arch in STRIDE_ONLY and module is not None:
         stem = stem_of_module(module)
         if stem == "other":
             raise SystemExit(f"{a.checkpoint}: {arch} with a stem that is neither torchvision's nor the "

@@ -17,7 +17,8 @@
 # cropped whole and resized antialiased, to float64 PyTorch's weights (1e-5); (6) the reference
 # ConvNets' checkpoints (RDED's and FADRM's/UFC's names, 3 channels) convert to convnet3 and give
 # torch's cross-entropy, a 1-channel one (first convolution padded by 3) and an instance-norm one
-# are refused, and a reference repository's own CIFAR net (conv1 but no ResNet layers) is named as
+# are refused; FADRM's own ShuffleNetV2 (net_size 0.5) converts to shufflenet_v2_x0_5m and gives
+# torch's cross-entropy; and a reference repository's own CIFAR net (conv1 but no ResNet layers) is named as
 # such by the converter and the loader.
 # Peer: tests/parity/evaltrain_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail
@@ -60,7 +61,7 @@ done <zoo/cases.txt
 # reference ConvNets (RDED's and FADRM's names) through the converter
 "$PYTHON" "$peer" refconv
 "$BIN/tsimport" -q --format npy np_rgb >rgb.tsr
-for c in rded fadrm; do
+for c in rded fadrm fadrm_shufflenet; do
     "$BIN/evaltrain" --eval-only -q -w refconv/$c.safetensors rgb.tsr >refconv/$c.json \
         || echo "evaltrain --eval-only -w refconv/$c.safetensors failed" >&2
 done

@@ -343,6 +343,65 @@ def _dd_convnet(channel, norm, rded):
     return Net()
 
 
+def _fadrm_shufflenet(ncls=10):
+    """FADRM's small-image ShuffleNetV2 at net_size 0.5 (models/shufflenetv2.py): a 3x3 stride-1
+    stem without max pool, stages of a down block (two branches, each ending in ReLU but the
+    depthwise-led left one) and split blocks, channel shuffle with 2 groups, a 1x1 conv to 1024,
+    global average pool and "linear"; its parameter names (conv1..5 / bn1..5 per block)."""
+    def cbr(cin, cout, k, stride=1, groups=1):
+        return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)
+
+    def shuffle(x):
+        n, c, h, w = x.shape
+        return x.view(n, 2, c // 2, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
+
+    class Down(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            mid = cout // 2
+            self.conv1, self.bn1 = cbr(cin, cin, 3, 2, cin)
+            self.conv2, self.bn2 = cbr(cin, mid, 1)
+            self.conv3, self.bn3 = cbr(cin, mid, 1)
+            self.conv4, self.bn4 = cbr(mid, mid, 3, 2, mid)
+            self.conv5, self.bn5 = cbr(mid, mid, 1)
+
+        def forward(self, x):
+            a = F.relu(self.bn2(self.conv2(self.bn1(self.conv1(x)))))
+            b = F.relu(self.bn5(self.conv5(self.bn4(self.conv4(F.relu(self.bn3(self.conv3(x))))))))
+            return shuffle(torch.cat([a, b], 1))
+
+    class Basic(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            h = c // 2
+            self.conv1, self.bn1 = cbr(h, h, 1)
+            self.conv2, self.bn2 = cbr(h, h, 3, 1, h)
+            self.conv3, self.bn3 = cbr(h, h, 1)
+
+        def forward(self, x):
+            h = x.shape[1] // 2
+            out = F.relu(self.bn3(self.conv3(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x[:, h:]))))))))
+            return shuffle(torch.cat([x[:, :h], out], 1))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = cbr(3, 24, 3)
+            cin, layers = 24, []
+            for cout, n in ((48, 3), (96, 7), (192, 3)):
+                layers.append(nn.Sequential(Down(cin, cout), *[Basic(cout) for _ in range(n)]))
+                cin = cout
+            self.layer1, self.layer2, self.layer3 = layers
+            self.conv2, self.bn2 = cbr(192, 1024, 1)
+            self.linear = nn.Linear(1024, ncls)
+
+        def forward(self, x):
+            x = self.layer3(self.layer2(self.layer1(F.relu(self.bn1(self.conv1(x))))))
+            x = F.relu(self.bn2(self.conv2(x)))
+            return self.linear(x.mean((2, 3)))
+    return Net()
+
+
 def refconv():
     """Reference ConvNet checkpoints (RDED's and FADRM's names, 3 channels, 32 px, random weights,
     BN running statistics of the images) converted by torch2safetensors.py; the 1-channel and the
@@ -360,8 +419,9 @@ def refconv():
     ref = {}
     for case, channel, kind, rded, form in (("rded", 3, "batch", True, "model"), ("fadrm", 3, "batch", False, "plain"),
                                             ("fadrm_gray", 1, "batch", False, "plain"),
-                                            ("fadrm_instance", 3, "instance", False, "plain")):
-        m = _dd_convnet(channel, kind, rded)
+                                            ("fadrm_instance", 3, "instance", False, "plain"),
+                                            ("fadrm_shufflenet", 3, "batch", None, "module.")):
+        m = _fadrm_shufflenet() if rded is None else _dd_convnet(channel, kind, rded)
         if channel == 3 and kind == "batch":
             with torch.no_grad():
                 for mod in m.modules():
@@ -369,9 +429,15 @@ def refconv():
                         mod.momentum = None
                 m.train()
                 m((x - mean) / std)
+            # a head 30 times the default init: logits of a few units, so that a network computing
+            # anything else (a tensor in the wrong place) moves the cross-entropy well past 1e-4
+            head = [mod for mod in m.modules() if isinstance(mod, nn.Linear)][-1]
+            with torch.no_grad():
+                head.weight.mul_(30)
         m.eval()
         sd = m.state_dict()
-        torch.save({"model": sd} if form == "model" else sd, f"refconv/{case}.pth")
+        torch.save({"model": sd} if form == "model" else {"module." + k: v for k, v in sd.items()}
+                   if form == "module." else sd, f"refconv/{case}.pth")
         convert([f"refconv/{case}.pth", f"refconv/{case}.safetensors", "--mean", ",".join(map(str, RGB_MEAN[:channel])),
                  "--std", ",".join(map(str, RGB_STD[:channel])), "--input-size", "32"], f"refconv/{case}.log")
         if channel == 3 and kind == "batch":
@@ -402,9 +468,10 @@ def refconv_check():
             print(f"FAIL: reference ConvNet {case}: no converted weights or evaltrain result ({e})")
             fails += 1
             continue
-        ok = arch == "convnet3" and abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
+        want = "shufflenet_v2_x0_5m" if case == "fadrm_shufflenet" else "convnet3"
+        ok = arch == want and abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
             and o["top1"] == r["top1"]
-        print(("ok: " if ok else "FAIL: ") + f"reference ConvNet ({case}'s names) converted as {arch}: --eval-only "
+        print(("ok: " if ok else "FAIL: ") + f"reference net ({case}'s names) converted as {arch}: --eval-only "
               f"loss torch {r['loss']:.6g} ours {o['loss']:.6g}, top1 torch {r['top1']:.1f} ours {o['top1']:.1f}")
         fails += not ok
     for case, want in (("fadrm_gray", "pads its first convolution by 3"), ("fadrm_instance", "GroupNorm(C, C)"),

@@ -356,8 +356,9 @@ int main(int argc, char **argv)
     }
     if (!optname) kind = soft ? OPTIM_ADAMW : OPTIM_SGD;
     /* RDED's special case (argument.py): CIFAR-100 (100 classes, 3x32x32) conv3 -> conv3 */
-    const int rded_c100_conv3 = tc.labels == TRAIN_TEACHER && tr.K == 100 && tr.C == 3 && tr.H == 32 && tr.W == 32 &&
-                                nteachers == 1 && !strcmp(m->arch, "convnet3") && !strcmp(teachers[0]->arch, "convnet3");
+    const int rded_c100_conv3 = tc.labels == TRAIN_TEACHER && nteachers == 1 && tr.K == 100 && tr.C == 3 &&
+                                tr.H == 32 && tr.W == 32 && !strcmp(m->arch, "convnet3") &&
+                                !strcmp(teachers[0]->arch, "convnet3");
     if (isnan(lr))
         lr = kind == OPTIM_SGD ? 0.05 : tc.labels != TRAIN_TEACHER ? 1e-3 : rded_c100_conv3 ? 2e-3 : rded_lr(m->arch);
     if (isnan(wd)) wd = kind == OPTIM_SGD ? 5e-4 : 0.01;

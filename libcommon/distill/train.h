@@ -179,8 +179,8 @@ typedef struct {
 /* Trains m (student, train-mode BN) for c->epochs epochs on tr; evaluates on val (may be NULL)
  * every eval_every epochs and at the end. teachers: NULL, or the online teachers (TRAIN_TEACHER)
  * as a NULL-terminated list, each in eval mode with grad off; the targets are the mean of their
- * logits (RDED's one teacher; INFER's val_dyn.py, several). replay: the opened --labels stream (TRAIN_REPLAY), positioned after the
- * header; its info checked by the caller. A non-finite loss stops with -1 naming the epoch and
+ * logits (RDED's one teacher; INFER's val_dyn.py, several). replay: the opened --labels stream
+ * (TRAIN_REPLAY), positioned after the header; its info checked by the caller. A non-finite loss stops with -1 naming the epoch and
  * step; the last checkpoint written stays. tr may hold images of their own sizes (TrainData.img),
  * except with replay; val may not. */
 int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const TrainData *val,

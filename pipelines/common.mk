@@ -89,7 +89,9 @@ dev_opt := $(if $(filter-out cpu,$(DEVICE)),-d $(DEVICE))
 thr_opt = $(if $(THREADS),-j $(THREADS))
 RUN_OPTS = -q $(dev_opt) $(thr_opt)
 
-D := $(OUT)/$(DATASET)
+# the device computes every stage's numbers (GPU and CPU round differently): a device other than
+# the CPU gets its own tree, data included
+D := $(OUT)/$(DATASET)$(if $(filter-out cpu,$(DEVICE)),-$(DEVICE))
 TRAIN := $(D)/data/train$(if $(TRAIN_N),-n$(TRAIN_N)).tsr
 VAL := $(D)/data/$(VAL_SPLIT)$(if $(VAL_N),-n$(VAL_N)).tsr
 teacher_id = $(call ddid,$(1))-e$(TEACHER_EPOCHS)$(if $(TRAIN_N),-n$(TRAIN_N))-s$(TEACHER_SEED)$(TEACHER_TAG)
@@ -107,11 +109,13 @@ RDED_DIR := $(TD)/rded/$(PATCH_ID)
 PATCHES := $(RDED_DIR)/distilled.tsr
 RANDOM_DIR := $(TD)/random/ipc$(IPC)-s$(SEED)
 LABEL_ID := e$(EPOCHS)-$(RELABEL_BN)-s$(SEED)$(RELABEL_TAG)
-# an evaluation's validation set where it is not the default (the whole test split)
-VAL_ID := $(if $(or $(VAL_N),$(filter-out test,$(VAL_SPLIT))),-v$(VAL_SPLIT)$(VAL_N))
+# an evaluation's validation set where it is not the default (the whole test split), and its
+# schedule where it is not every 10th epoch (EVAL_EVERY decides which epochs the best top-1 is over)
+VAL_ID := $(if $(or $(VAL_N),$(filter-out test,$(VAL_SPLIT))),-v$(VAL_SPLIT)$(VAL_N))$(if $(filter-out 10,$(EVAL_EVERY)),-ev$(EVAL_EVERY))
 # $(call eval_id,ARCH): the name part of a student ARCH's evaluation on FKD labels (EVAL_ID:
 # STUDENT's): its labels where they are not relabel's defaults, and VAL_ID, so that a changed
-# RELABEL_BN, RELABEL_TAG, VAL_N or VAL_SPLIT names another file (unchanged names otherwise)
+# RELABEL_BN, RELABEL_TAG, VAL_N, VAL_SPLIT or EVAL_EVERY names another file (unchanged names
+# otherwise)
 eval_id = $(call ddid,$(1))-e$(EPOCHS)-s$(SEED)$(STUDENT_TAG)$(if $(filter-out batch,$(RELABEL_BN)),-bn$(RELABEL_BN))$(RELABEL_TAG)$(VAL_ID)
 EVAL_ID := $(call eval_id,$(STUDENT))
 

@@ -50,6 +50,13 @@ grep -q "/relabel .*--bn eval" <<<"$plan" && grep -q "/evaltrain .*--labels [^ ]
 plan=$(make --no-print-directory -n -f "$P/fadrm.mk" "${tiny[@]}" VAL_N=50 fadrm 2>&1)   # after tiny's VAL_N
 grep -q "/evaltrain .*--val [^ ]*test-n50.tsr" <<<"$plan" && ok "VAL_N=50: make -n plans the student's evaluation" \
     || fail "VAL_N=50 plan: $plan"
+# EVAL_EVERY names the evaluation (it decides the best top-1's epochs); DEVICE the whole tree
+plan=$(make --no-print-directory -n -f "$P/fadrm.mk" "${tiny[@]}" EVAL_EVERY=5 fadrm 2>&1)   # after tiny's
+grep -q "/evaltrain .*--eval-every 5 .*> [^ ]*/eval-[^ ]*-ev5\.jsonl" <<<"$plan" \
+    && ok "EVAL_EVERY=5: make -n plans the student's evaluation again, named -ev5" || fail "EVAL_EVERY=5 plan: $plan"
+plan=$(mk -n -f "$P/fadrm.mk" DEVICE=cuda fadrm 2>&1)
+grep -q "/evaltrain -q -d cuda .*out/fmnist-cuda/teachers/" <<<"$plan" && ! grep -q " out/fmnist/" <<<"$plan" \
+    && ok "DEVICE=cuda: every stage -d cuda under out/fmnist-cuda/" || fail "DEVICE=cuda plan: $plan"
 plan=$(mk -n -f "$P/fadrm.mk" ARC=0 fadrm-distill 2>&1)
 grep -q "/recover .*--arc 0 " <<<"$plan" && ! grep -q -- "--alpha" <<<"$plan" && ok "ARC=0: recover without --alpha" \
     || fail "ARC=0 plan: $plan"

@@ -161,11 +161,12 @@ def reference_convnet(sd):
     conv, norm, act, pool per block, then "classifier") or RDED's synthesize/models.py ("layers.conv.D",
     "layers.norm.D", "classifier"); sd itself when it is neither. Refuses what the zoo's convnet does
     not compute: a norm other than BatchNorm (instance norm is GroupNorm(C, C): weight and bias, no
-    running statistics), no norm, no pooling, and 1-channel nets (the references pad their first
-    convolution by 3, treating 28 px as 32; ours pads by 1). Pooling and activation hold no tensors:
-    average pooling and ReLU, the references' defaults, are assumed (a warning says so)."""
+    running statistics), no norm, no pooling. A 1-channel net pads its first convolution by 3 (28 px
+    read as 32): the zoo's convnet with pad=3. Pooling and activation hold no tensors: average
+    pooling and ReLU, the references' defaults, are assumed (a warning says so). Returns (renamed sd,
+    first-convolution padding), or (sd, None) when sd is neither."""
     if "classifier.weight" not in sd or sd["classifier.weight"].ndim != 2:
-        return sd
+        return sd, None
     if "layers.conv.0.weight" in sd:        # RDED
         depth = _count(sd, "layers.conv.%d.weight")
         conv_of, norm_of = "layers.conv.{}.".format, "layers.norm.{}.".format
@@ -178,13 +179,11 @@ def reference_convnet(sd):
                              "convnet (conv, norm, act, pool per block: features.0, .4, .8, ...)")
         conv_of, norm_of = (lambda d: f"features.{4 * d}."), (lambda d: f"features.{4 * d + 1}.")
     else:
-        return sd
+        return sd, None
     if any(norm_of(d) + "weight" not in sd or norm_of(d) + "running_mean" not in sd for d in range(depth)):
         raise SystemExit("a reference ConvNet without BatchNorm in every block (instance norm, the default "
                          "of FADRM's ConvNetW128, is GroupNorm(C, C): no running statistics): not in ddpipe's zoo")
-    if sd[conv_of(0) + "weight"].shape[1] == 1:
-        raise SystemExit("a 1-channel reference ConvNet pads its first convolution by 3 (28 px read as 32); "
-                         "ddpipe's convnet pads by 1: not convertible")
+    pad = 3 if sd[conv_of(0) + "weight"].shape[1] == 1 else 1
     out = {}
     for d in range(depth):
         for src, dst in ((conv_of(d), f"{4 * d}."), (norm_of(d), f"{4 * d + 1}.")):
@@ -196,9 +195,10 @@ def reference_convnet(sd):
         {"classifier.weight", "classifier.bias"}
     if left:
         raise SystemExit(f"a reference ConvNet with tensors the zoo's convnet lacks: {sorted(left)[:3]}")
-    print(f"a reference ConvNet ({depth} blocks): renamed to ddpipe's convnet; its pooling and activation are "
-          "not in the checkpoint: average pooling and ReLU (the references' defaults) assumed", file=sys.stderr)
-    return out
+    print(f"a reference ConvNet ({depth} blocks{', 1 channel: first convolution padded by 3' if pad == 3 else ''}): "
+          "renamed to ddpipe's convnet; its pooling and activation are not in the checkpoint: average pooling and "
+          "ReLU (the references' defaults) assumed", file=sys.stderr)
+    return out, pad
 
 
 def fadrm_shufflenet(sd):
@@ -311,7 +311,8 @@ def main(argv=None):
             sd[k] = np.asarray(v.numpy(), dtype=np.int64).reshape(())
         else:
             sd[k] = v.float().numpy()
-    sd, known = fadrm_shufflenet(reference_convnet(sd))
+    sd, pad = reference_convnet(sd)
+    sd, known = fadrm_shufflenet(sd)
     if a.class_index:
         head = head_of(sd)
         rows = [int(i) for i in a.class_index.split(",")]
@@ -319,6 +320,8 @@ def main(argv=None):
     arch, inch, ncls, size = describe(sd)
     if known:   # a network whose stem its names tell (FADRM's ShuffleNetV2: the small one)
         arch, size = known, 32
+    elif pad == 3:   # the references' 1-channel ConvNet: made for 28-px images (MNIST, Fashion-MNIST)
+        arch, size = arch + ("," if ":" in arch else ":") + "pad=3", 28
     elif arch in STRIDE_ONLY and module is not None:
         stem = stem_of_module(module)
         if stem == "other":

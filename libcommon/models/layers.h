@@ -71,7 +71,7 @@ void cursor_end(const ModelCursor *c);
 
 /* Architecture builders (convnet.c, resnet.c, mobilenet.c, shufflenet.c, densenet.c,
  * efficientnet.c, vgg.c, alexnet.c): add the params, set m->net and m->min_input. */
-void convnet_build(Model *m, int depth, int width);
+void convnet_build(Model *m, int depth, int width, int first_pad);
 /* width_per_group: 64 (resnets), 128 (wide_resnet50_2); bottleneck blocks only use it. */
 void resnet_build(Model *m, const int blocks[4], int bottleneck, int width_per_group, ModelStem stem);
 void mobilenet_v2_build(Model *m, ModelStem stem);

@@ -59,6 +59,7 @@ struct Model {
      * normalized copy; params and borrowed vars are never released). */
     NnVar *(*net)(Model *m, Nn *nn, NnVar *x, int training);
     int depth, width;          /* convnet */
+    int first_pad;             /* convnet: the first convolution's padding (1; the DC lineage's 3) */
     ModelStem stem;            /* every net with a small variant */
     int bottleneck, blocks[4]; /* resnets; blocks: densenets' layers per dense block too */
     int width_per_group;       /* resnets: 64, wide_resnet50_2: 128 */

@@ -52,7 +52,7 @@ static const float STOCHASTIC_DEPTH = 0.2f;  /* torchvision's EfficientNet stoch
 /* A parsed zoo name: "base[m][:opt=val,...]". */
 typedef struct {
     const ZooArch *arch;  /* NULL: convnet */
-    int depth, width;
+    int depth, width, pad;
     ModelStem stem;
     float dropout, stochastic_depth;
 } ZooSpec;
@@ -105,6 +105,8 @@ static int parse_options(const char *name, const char *opts, ZooSpec *z)
             z->stem = vn == 5 ? MODEL_STEM_SMALL : MODEL_STEM_IMAGENET;
         } else if (is_opt(opts, n, "width", &v) && !a) {
             ok = parse_int(v, n - (size_t)(v - opts), 1, 65536, &z->width) == 0;
+        } else if (is_opt(opts, n, "pad", &v) && !a) {
+            ok = parse_int(v, n - (size_t)(v - opts), 1, 3, &z->pad) == 0;
         } else if (is_opt(opts, n, "dropout", &v) && a && a->dropout >= 0) {
             ok = parse_prob(v, n - (size_t)(v - opts), &z->dropout) == 0;
         } else if (is_opt(opts, n, "stochastic_depth", &v) && a && a->family == FAMILY_EFFICIENTNET_B0) {
@@ -112,7 +114,7 @@ static int parse_options(const char *name, const char *opts, ZooSpec *z)
         }
         if (!ok)
             return dd_err("model %s: unknown or invalid option '%.*s' (stem=small|imagenet where a small "
-                          "variant exists; convnets: width=N; dropout=P where the net has dropout; "
+                          "variant exists; convnets: width=N, pad=1..3; dropout=P where the net has dropout; "
                           "efficientnet_b0: stochastic_depth=P)", name, (int)n, opts);
         opts = end ? end + 1 : NULL;
     }
@@ -123,7 +125,7 @@ static int zoo_parse(const char *name, ZooSpec *z)
 {
     const char *colon = strchr(name, ':');
     size_t n = colon ? (size_t)(colon - name) : strlen(name);
-    *z = (ZooSpec){NULL, CONVNET_DEPTH, CONVNET_WIDTH, MODEL_STEM_IMAGENET, 0.0f, STOCHASTIC_DEPTH};
+    *z = (ZooSpec){NULL, CONVNET_DEPTH, CONVNET_WIDTH, 1, MODEL_STEM_IMAGENET, 0.0f, STOCHASTIC_DEPTH};
     if (n >= 7 && !strncmp(name, "convnet", 7)) {
         if (n > 7 && parse_int(name + 7, n - 7, 1, 16, &z->depth) < 0)
             return dd_err("model %s: convnet depth must be 1..16", name);
@@ -187,7 +189,7 @@ Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, 
                num_classes, input_size);
         return NULL;
     }
-    if (!z.arch && input_size >> z.depth < 1) {
+    if (!z.arch && (input_size + 2 * (z.pad - 1)) >> z.depth < 1) {
         dd_err("model %s: input %d is too small for %d pooling blocks", name, input_size, z.depth);
         return NULL;
     }
@@ -196,9 +198,11 @@ Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, 
         canonical_name(&z, m->arch, sizeof m->arch);
         zoo_build(m, &z);
     } else {
-        if (z.width == CONVNET_WIDTH) snprintf(m->arch, sizeof m->arch, "convnet%d", z.depth);
-        else snprintf(m->arch, sizeof m->arch, "convnet%d:width=%d", z.depth, z.width);
-        convnet_build(m, z.depth, z.width);
+        int n = snprintf(m->arch, sizeof m->arch, "convnet%d", z.depth);
+        if (z.width != CONVNET_WIDTH) n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, ":width=%d", z.width);
+        if (z.pad != 1)
+            snprintf(m->arch + n, sizeof m->arch - (size_t)n, "%cpad=%d", z.width != CONVNET_WIDTH ? ',' : ':', z.pad);
+        convnet_build(m, z.depth, z.width, z.pad);
     }
     if (input_size < m->min_input) {
         dd_err("model %s takes inputs of at least %d px, not %d", m->arch, m->min_input, input_size);
@@ -266,8 +270,8 @@ int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w)
 {
     int ok = c == m->in_channels && h >= m->min_input && w >= m->min_input;
     if (ok && m->depth > 0) { /* convnet: the head's in_features fix the final spatial size */
-        int64_t want = m->input_size >> m->depth;
-        ok = (h >> m->depth) == want && (w >> m->depth) == want;
+        const int64_t grow = 2 * (m->first_pad - 1), want = (m->input_size + grow) >> m->depth;
+        ok = ((h + grow) >> m->depth) == want && ((w + grow) >> m->depth) == want;
     }
     if (ok) return 0;
     if (m->depth > 0)

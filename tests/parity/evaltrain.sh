@@ -16,8 +16,8 @@
 # torch's mean cross-entropy (1e-4); (5) --res 28 trains on images kept at 20, 28 and 45 px, each
 # cropped whole and resized antialiased, to float64 PyTorch's weights (1e-5); (6) the reference
 # ConvNets' checkpoints (RDED's and FADRM's/UFC's names, 3 channels) convert to convnet3 and give
-# torch's cross-entropy, a 1-channel one (first convolution padded by 3) and an instance-norm one
-# are refused; FADRM's own ShuffleNetV2 (net_size 0.5) converts to shufflenet_v2_x0_5m and gives
+# torch's cross-entropy, a 1-channel one (first convolution padded by 3) to convnet3:pad=3 likewise
+# on 28-px images, an instance-norm one is refused; FADRM's own ShuffleNetV2 (net_size 0.5) converts to shufflenet_v2_x0_5m and gives
 # torch's cross-entropy; and a reference repository's own CIFAR net (conv1 but no ResNet layers) is named as
 # such by the converter and the loader.
 # Peer: tests/parity/evaltrain_peer.py. Runs in a fresh temporary directory.
@@ -60,11 +60,11 @@ done <zoo/cases.txt
 
 # reference ConvNets (RDED's and FADRM's names) through the converter
 "$PYTHON" "$peer" refconv
-"$BIN/tsimport" -q --format npy np_rgb >rgb.tsr
-for c in rded fadrm fadrm_shufflenet; do
-    "$BIN/evaltrain" --eval-only -q -w refconv/$c.safetensors rgb.tsr >refconv/$c.json \
+for d in rgb gray; do "$BIN/tsimport" -q --format npy np_$d >$d.tsr; done
+while read -r c d; do
+    "$BIN/evaltrain" --eval-only -q -w refconv/$c.safetensors $d.tsr >refconv/$c.json \
         || echo "evaltrain --eval-only -w refconv/$c.safetensors failed" >&2
-done
+done <refconv/cases.txt
 ! "$BIN/evaltrain" --eval-only -q -w refconv/ufc_mbv2_raw.safetensors rgb.tsr 2>refconv/ufc_mbv2_loader.log
 "$PYTHON" "$peer" refconv-check
 

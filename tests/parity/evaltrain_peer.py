@@ -55,8 +55,10 @@
       FADRM's and UFC's features Sequential, "classifier" heads), 3 channels, 32 px, random weights
       with BN running statistics of the 10 random images written to np_rgb/: converted by
       torch2safetensors.py as convnet3, evaltrain --eval-only (refconv/CASE.json) gives torch's
-      mean cross-entropy (1e-4) and top-1; a 1-channel one (first convolution padded by 3) and an
-      instance-norm one (GroupNorm(C, C)) are refused, nothing written.
+      mean cross-entropy (1e-4) and top-1; a 1-channel one (first convolution padded by 3, 28-px
+      images of np_gray/) as convnet3:pad=3, FADRM's ShuffleNetV2 as shufflenet_v2_x0_5m, likewise;
+      an instance-norm one (GroupNorm(C, C)) is refused, nothing written. refconv/cases.txt lists
+      CASE DATA (rgb or gray) per converted case.
   evaltrain_peer.py val224 / val224-check
       A model made for 224 px (torchvision resnet18, 1 input channel, random weights, BN running
       statistics of the images) evaluates every validation image after Resize(256) (antialiased
@@ -403,26 +405,31 @@ def _fadrm_shufflenet(ncls=10):
 
 
 def refconv():
-    """Reference ConvNet checkpoints (RDED's and FADRM's names, 3 channels, 32 px, random weights,
-    BN running statistics of the images) converted by torch2safetensors.py; the 1-channel and the
-    instance-norm nets must be refused. Writes np_rgb/ (10 images for tsimport --format npy),
-    refconv/CASE.safetensors and .log, refconv/ref.json (float64 mean cross-entropy, top-1)."""
+    """Reference nets' checkpoints (RDED's and FADRM's ConvNet names, 3 channels at 32 px and 1
+    channel at 28 px; FADRM's ShuffleNetV2), random weights, BN running statistics of the images,
+    heads scaled up, converted by torch2safetensors.py; the instance-norm ConvNet must be refused.
+    Writes np_rgb/ and np_gray/ (10 images each, for tsimport --format npy), refconv/CASE.safetensors
+    and .log, refconv/ref.json (float64 mean cross-entropy and top-1 per converted case, with the
+    image set it is evaluated on)."""
     import torch2safetensors as t2s
     torch.manual_seed(7)
-    os.makedirs("np_rgb", exist_ok=True)
     os.makedirs("refconv", exist_ok=True)
-    x = torch.rand(10, 3, 32, 32)
     y = torch.arange(10)
-    np.save("np_rgb/image.npy", x.numpy())
-    np.save("np_rgb/label.npy", y.numpy())
-    mean, std = torch.tensor(RGB_MEAN).view(1, 3, 1, 1), torch.tensor(RGB_STD).view(1, 3, 1, 1)
+    data = {}
+    for name, shape, mean, std in (("rgb", (10, 3, 32, 32), RGB_MEAN, RGB_STD), ("gray", (10, 1, 28, 28), [MEAN], [STD])):
+        os.makedirs(f"np_{name}", exist_ok=True)
+        x = torch.rand(*shape)
+        np.save(f"np_{name}/image.npy", x.numpy())
+        np.save(f"np_{name}/label.npy", y.numpy())
+        data[shape[1]] = (name, x, torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1))
     ref = {}
     for case, channel, kind, rded, form in (("rded", 3, "batch", True, "model"), ("fadrm", 3, "batch", False, "plain"),
                                             ("fadrm_gray", 1, "batch", False, "plain"),
                                             ("fadrm_instance", 3, "instance", False, "plain"),
                                             ("fadrm_shufflenet", 3, "batch", None, "module.")):
+        name, x, mean, std = data[channel]
         m = _fadrm_shufflenet() if rded is None else _dd_convnet(channel, kind, rded)
-        if channel == 3 and kind == "batch":
+        if kind == "batch":
             with torch.no_grad():
                 for mod in m.modules():
                     if isinstance(mod, nn.BatchNorm2d):
@@ -438,12 +445,12 @@ def refconv():
         sd = m.state_dict()
         torch.save({"model": sd} if form == "model" else {"module." + k: v for k, v in sd.items()}
                    if form == "module." else sd, f"refconv/{case}.pth")
-        convert([f"refconv/{case}.pth", f"refconv/{case}.safetensors", "--mean", ",".join(map(str, RGB_MEAN[:channel])),
-                 "--std", ",".join(map(str, RGB_STD[:channel])), "--input-size", "32"], f"refconv/{case}.log")
-        if channel == 3 and kind == "batch":
+        convert([f"refconv/{case}.pth", f"refconv/{case}.safetensors", "--mean", ",".join(map(str, mean.flatten().tolist())),
+                 "--std", ",".join(map(str, std.flatten().tolist()))], f"refconv/{case}.log")
+        if kind == "batch":
             with torch.no_grad():
                 logits = m.double()((x.double() - mean.double()) / std.double())
-            ref[case] = {"loss": float(F.cross_entropy(logits, y)),
+            ref[case] = {"loss": float(F.cross_entropy(logits, y)), "data": name,
                          "top1": 100.0 * float((logits.argmax(1) == y).sum()) / len(y)}
     # a reference repository's own CIFAR net (UFC's MobileNetV2 names): conv1 but no ResNet layers;
     # the converter says so, and so does ddpipe's loader on the raw tensors (no metadata)
@@ -455,6 +462,8 @@ def refconv():
     convert(["refconv/ufc_mbv2.pth", "refconv/ufc_mbv2.safetensors"], "refconv/ufc_mbv2.log")
     with open("refconv/ref.json", "w") as f:
         json.dump(ref, f)
+    with open("refconv/cases.txt", "w") as f:
+        f.write("".join(f"{case} {r['data']}\n" for case, r in ref.items()))
     return True
 
 
@@ -468,13 +477,13 @@ def refconv_check():
             print(f"FAIL: reference ConvNet {case}: no converted weights or evaltrain result ({e})")
             fails += 1
             continue
-        want = "shufflenet_v2_x0_5m" if case == "fadrm_shufflenet" else "convnet3"
+        want = {"fadrm_shufflenet": "shufflenet_v2_x0_5m", "fadrm_gray": "convnet3:pad=3"}.get(case, "convnet3")
         ok = arch == want and abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
             and o["top1"] == r["top1"]
         print(("ok: " if ok else "FAIL: ") + f"reference net ({case}'s names) converted as {arch}: --eval-only "
               f"loss torch {r['loss']:.6g} ours {o['loss']:.6g}, top1 torch {r['top1']:.1f} ours {o['top1']:.1f}")
         fails += not ok
-    for case, want in (("fadrm_gray", "pads its first convolution by 3"), ("fadrm_instance", "GroupNorm(C, C)"),
+    for case, want in (("fadrm_instance", "GroupNorm(C, C)"),
                        ("ufc_mbv2", "not a torchvision ResNet"), ("ufc_mbv2_loader", "not a torchvision ResNet")):
         log = open(f"refconv/{case}.log").read()
         ok = want in log and (case.endswith("_loader") or not os.path.exists(f"refconv/{case}.safetensors"))

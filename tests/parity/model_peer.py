@@ -42,6 +42,8 @@ CIFAR = ([0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761])
 # name: (arch, stem, channels, res, batch, classes, how the weights file is written)
 CASES = {
     "convnet3": ("convnet3", None, 1, 28, 8, 10, "bare"),
+    # the dataset-condensation lineage's 1-channel ConvNet: first convolution padded by 3
+    "convnet3_pad3": ("convnet3:pad=3", None, 1, 28, 8, 10, "meta"),
     "resnet18m": ("resnet18", "small", 3, 32, 4, 10, "meta"),
     "resnet18m_gray": ("resnet18", "small", 1, 32, 4, 7, "module"),
     "resnet18": ("resnet18", "imagenet", 3, 64, 4, 12, "meta"),
@@ -78,10 +80,11 @@ NO_DROPOUT = {"mobilenet_v2": ("dropout=0", {"dropout": 0.0}), "vgg11_bn": ("dro
               "efficientnet_b0": ("dropout=0,stochastic_depth=0", {"stochastic_depth_prob": 0.0})}
 
 
-def convnet(nc, inch, res, width=128, depth=3):
-    layers, c = [], inch
-    for _ in range(depth):
-        layers += [nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.AvgPool2d(2)]
+def convnet(nc, inch, res, width=128, depth=3, pad=1):
+    layers, c, res = [], inch, res + 2 * (pad - 1)
+    for d in range(depth):
+        layers += [nn.Conv2d(c, width, 3, padding=pad if d == 0 else 1), nn.BatchNorm2d(width), nn.ReLU(),
+                   nn.AvgPool2d(2)]
         c, res = width, res // 2
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * res * res, nc))
 
@@ -104,8 +107,8 @@ def small_stem(m, name, inch):
 
 def build(case):
     arch, stem, inch, res, _, ncls, _ = CASES[case]
-    if arch == "convnet3":
-        return convnet(ncls, inch, res)
+    if arch.startswith("convnet3"):
+        return convnet(ncls, inch, res, pad=3 if arch.endswith(":pad=3") else 1)
     m = getattr(torchvision.models, arch)(num_classes=ncls, **NO_DROPOUT.get(arch, ("", {}))[1])
     if arch.startswith("efficientnet"):
         m.classifier[0].p = 0.0
@@ -152,7 +155,7 @@ def make(root):
         sd = {k: v.numpy() for k, v in m.state_dict().items()}
         meta = None
         if fmt != "bare":
-            a = describe(sd)[0] if arch.startswith(("convnet", "resnet")) else zoo_arch(case)
+            a = arch if ":" in arch else describe(sd)[0] if arch.startswith(("convnet", "resnet")) else zoo_arch(case)
             mn, sdv = norm_of(case)
             meta = {"format": "ddpipe-weights/1", "arch": a, "in_channels": str(inch), "num_classes": str(ncls),
                     "input_size": str(res), "mean": str(mn), "std": str(sdv)}

@@ -4,7 +4,8 @@
 # the same weights and inputs:
 # logits, the recover loss (CE + BN statistics), the gradient to the input and to every weight,
 # running statistics, in train and eval BN modes; and C-saved weights loading in torch strictly.
-# Cases: convnet3 1x28x28 (file without metadata), resnet18 small stem 3x32x32 and 1x32x32
+# Cases: convnet3 1x28x28 (file without metadata), convnet3:pad=3 1x28x28 (the DC lineage's
+# 1-channel ConvNet), resnet18 small stem 3x32x32 and 1x32x32
 # ("module." names, no num_batches_tracked), resnet18 imagenet stem 3x64x64, resnet50 small stem.
 # Tolerances: see tests/parity/model_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail

@@ -111,6 +111,18 @@ static void test_names(Nn *nn)
     CHECK(strstr(dd_errmsg(), "unknown architecture") != NULL);
     CHECK(model_create(nn, "convnet3:stem=small", 3, 10, 32, 1) == NULL);
     CHECK(model_create(nn, "convnet5", 1, 10, 28, 1) == NULL);   /* 28 >> 5 == 0 */
+    /* the DC lineage's 1-channel ConvNet: the first convolution padded by 3, 28 px read as 32, so
+     * the head takes 128 x 4 x 4; images whose side ends at 4 are taken (28..35 px), 24 is not */
+    m = model_create(nn, "convnet3:width=16,pad=3", 1, 10, 28, 1);
+    CHECK(m && !strcmp(m->arch, "convnet3:width=16,pad=3") && m->first_pad == 3);
+    CHECK(m && model_find(m, "13.weight")->var.v.shape[1] == 16 * 4 * 4);
+    CHECK(m && model_check_input(m, 1, 28, 28) == 0 && model_check_input(m, 1, 32, 32) == 0);
+    CHECK(m && model_check_input(m, 1, 24, 24) < 0);
+    model_free(m);
+    m = model_create(nn, "convnet3:pad=3", 1, 10, 28, 1);
+    CHECK(m && !strcmp(m->arch, "convnet3:pad=3"));
+    model_free(m);
+    CHECK(model_create(nn, "convnet3:pad=4", 1, 10, 28, 1) == NULL && strstr(dd_errmsg(), "pad=1..3"));
 }
 
 static void test_init(Nn *nn)

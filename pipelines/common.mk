@@ -122,9 +122,12 @@ EVAL_ID := $(call eval_id,$(STUDENT))
 # $(call timed,FILE,COMMAND): run COMMAND (one pipeline); write "WALL USER SYS" seconds to FILE.sec
 # (bash's time; COMMAND's own standard error passes through on fd 3); on failure no FILE.sec and
 # COMMAND's exit status. The old FILE.sec goes first and the new one is renamed into place only
-# after COMMAND succeeds, so an interrupted stage leaves no FILE.sec (at most FILE.sec.part).
-timed = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; { time { $(2) ; } 2>&3 ; } 3>&2 2> $(1).sec.part && \
+# after COMMAND succeeds, so an interrupted stage leaves no FILE.sec (at most FILE.sec.part). It
+# begins a recipe line: make echoes COMMAND alone (the pipeline a user would type), not this
+# bookkeeping. run_timed is the same without the echo, for the middle of a line.
+run_timed = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; { time { $(2) ; } 2>&3 ; } 3>&2 2> $(1).sec.part && \
 	mv -f $(1).sec.part $(1).sec || { s=$$?; rm -f $(1).sec.part; exit $$s; }
+timed = @printf '%s\n' '$(subst ','\'',$(2))'; $(call run_timed,$(1),$(2))
 
 # ---- data ----
 $(TRAIN):

@@ -45,7 +45,7 @@ fadrm_pipe = n=$(ITERS); k=$(ARC); sizes=($(subst $(comma), ,$(SIZES))); \
 $(FADRM_DIR)/piped.tsr: $(PATCHES) $(TEACHER_W)
 	@mkdir -p $(@D)
 	@p=$$($(call fadrm_pipe,$(TEACHER_W),$(PATCHES))); echo "$$p > $@"; \
-	$(call timed,$@,eval "$$p" > $@)
+	$(call run_timed,$@,eval "$$p" > $@)
 $(FADRM_DIR)/seam.ok: $(FADRM_DIR)/piped.tsr $(FADRM_DIR)/distilled.tsr
 	$(BIN)/tscmp --exact $^
 	echo "piped == fused (tscmp --exact)" > $@

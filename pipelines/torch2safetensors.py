@@ -71,6 +71,9 @@ _RESNETS = {((2, 2, 2, 2), False, 64): "resnet18", ((3, 4, 6, 3), False, 64): "r
 _DENSENETS = {(6, 12, 24, 16): "densenet121", (6, 12, 32, 32): "densenet169", (6, 12, 48, 32): "densenet201"}
 _SHUFFLENETS = {24: "shufflenet_v2_x0_5", 58: "shufflenet_v2_x1_0"}   # stage2's branch2 width
 _EFFICIENTNET_B0 = (1, 2, 2, 3, 3, 4, 1)                               # MBConv blocks per stage
+# FADRM's models/densenet.py: (dense layers per block, growth rate) -> the zoo's name
+_DENSENETS_CIFAR = {((6, 12, 24, 16), 32): "densenet121_cifar", ((6, 12, 32, 32), 32): "densenet169_cifar",
+                    ((6, 12, 48, 32), 32): "densenet201_cifar", ((6, 12, 36, 24), 48): "densenet161_cifar"}
 # the nets whose small stem differs from torchvision's only in stride: not readable from shapes
 STRIDE_ONLY = ("mobilenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "efficientnet_b0")
 
@@ -117,16 +120,51 @@ def _torchvision(sd):
     return None
 
 
+def _cifar(sd):
+    """(arch, in_channels, num_classes, 32) of FADRM's own small-image nets (models/mobilenetv2.py,
+    also UFC's; models/densenet.py) from their names, as libcommon/models/weights.c reads them; None
+    when the names are not theirs, or only partly (then describe() names conv1 without ResNet layers).
+    Their pooling covers the whole map: Tiny-ImageNet's 64-px teachers need --input-size 64."""
+    if "conv1.weight" not in sd or "linear.weight" not in sd:
+        return None
+    inch, ncls = sd["conv1.weight"].shape[1], sd["linear.weight"].shape[0]
+    if "layers.0.conv1.weight" in sd and "layers.0.shortcut.0.weight" in sd:
+        last = sd.get("layers.16.conv3.weight")
+        if _count(sd, "layers.%d.conv3.weight") == 17 and last is not None and last.shape[0] == 320 \
+                and sd.get("conv2.weight") is not None and sd["conv2.weight"].shape[0] == 1280:
+            return "mobilenet_v2_cifar", inch, ncls, 32
+        return None
+    if "dense1.0.conv1.weight" in sd and "trans1.conv.weight" in sd and "dense1.0.conv2.weight" in sd:
+        blocks = tuple(_count(sd, f"dense{b}.%d.conv1.weight") for b in range(1, 5))
+        growth = sd["dense1.0.conv2.weight"].shape[0]
+        name = _DENSENETS_CIFAR.get((blocks, growth))
+        if name is None:
+            raise SystemExit(f"a CIFAR DenseNet (FADRM's names) with blocks {blocks} and growth rate {growth} is not "
+                             "in ddpipe's zoo")
+        return name, inch, ncls, 32
+    return None
+
+
 def describe(sd):
     """(arch, in_channels, num_classes, input_size) from the names and shapes, as ddpipe does
     (libcommon/models/weights.c): ResNets from conv1.weight (3x3: small stem), the block counts and
     the bottleneck width; DenseNets from features.conv0.weight (3x3: small stem) and the dense
     layers of blocks 3 and 4; ShuffleNetV2 from stage2's width; mobilenet_v2, efficientnet_b0,
     vgg11_bn, alexnet from their names; ConvNets from 0.weight and the head. The small stems of
-    STRIDE_ONLY nets are not in the shapes: they read as torchvision's (see stem_of_module)."""
+    STRIDE_ONLY nets are not in the shapes: they read as torchvision's (see stem_of_module). FADRM's
+    own CIFAR MobileNetV2 and DenseNets: _cifar()."""
+    cifar = _cifar(sd)
+    if cifar is not None:
+        return cifar
     if "conv1.weight" in sd and "layer1.0.conv1.weight" not in sd:
-        raise SystemExit("conv1.weight but no layer1.0.conv1.weight: not a torchvision ResNet (a reference "
-                         "repository's own CIFAR net? those are not in ddpipe's zoo: man 7 ddpipe-models)")
+        raise SystemExit("conv1.weight but no layer1.0.conv1.weight: not a torchvision ResNet nor FADRM's MobileNetV2 "
+                         "or DenseNets (another reference repository's own CIFAR net? those are not in ddpipe's zoo: "
+                         "man 7 ddpipe-models)")
+    if "conv1.weight" in sd and "fc.weight" not in sd:
+        head = "linear" if "linear.weight" in sd else "no fc"
+        raise SystemExit(f"conv1.weight and layer1.0.conv1.weight but {head} instead of fc: not a torchvision ResNet "
+                         "(UFC's ShuffleNetG2 and other repositories' own CIFAR nets are named so; they are not in "
+                         "ddpipe's zoo: man 7 ddpipe-models)")
     if "conv1.weight" in sd:
         blocks = tuple(_count(sd, f"layer{l}.%d.conv1.weight") for l in range(1, 5))
         bottleneck = "layer1.0.conv3.weight" in sd
@@ -238,9 +276,9 @@ def fadrm_shufflenet(sd):
 
 
 def head_of(sd):
-    """The prefix of the linear head ("fc", "classifier", "classifier.1", "classifier.6", or a
-    ConvNet's last index), for --class-index."""
-    for h in ("fc", "classifier", "classifier.1", "classifier.6"):
+    """The prefix of the linear head ("fc", "classifier", "classifier.1", "classifier.6", "linear"
+    (FADRM's CIFAR nets), or a ConvNet's last index), for --class-index."""
+    for h in ("fc", "classifier", "classifier.1", "classifier.6", "linear"):
         if h + ".weight" in sd and sd[h + ".weight"].ndim == 2:
             return h
     if "0.weight" in sd:

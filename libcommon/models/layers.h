@@ -70,7 +70,7 @@ NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x);
 void cursor_end(const ModelCursor *c);
 
 /* Architecture builders (convnet.c, resnet.c, mobilenet.c, shufflenet.c, densenet.c,
- * efficientnet.c, vgg.c, alexnet.c): add the params, set m->net and m->min_input. */
+ * efficientnet.c, vgg.c, alexnet.c, cifarnets.c): add the params, set m->net and m->min_input. */
 void convnet_build(Model *m, int depth, int width, int first_pad);
 /* width_per_group: 64 (resnets), 128 (wide_resnet50_2); bottleneck blocks only use it. */
 void resnet_build(Model *m, const int blocks[4], int bottleneck, int width_per_group, ModelStem stem);
@@ -82,5 +82,9 @@ void densenet_build(Model *m, const int blocks[4], ModelStem stem);
 void efficientnet_b0_build(Model *m, ModelStem stem);
 void vgg11_bn_build(Model *m);
 void alexnet_build(Model *m);
+/* cifarnets.c: FADRM's own small-image MobileNetV2, and its DenseNets (blocks: dense layers per
+ * block, growth: the growth rate; 121: 6,12,24,16 and 32). */
+void mobilenet_v2_cifar_build(Model *m);
+void densenet_cifar_build(Model *m, const int blocks[4], int growth);
 
 #endif

@@ -21,6 +21,10 @@
  *                       no stem pooling (shufflenet's maxpool, densenet's pool0).
  *   vgg11_bn, alexnet   torchvision's, imagenet layout only (no small variant): inputs of at least
  *                       32 (vgg11_bn) / 63 (alexnet) pixels, adaptive pooling handles the rest.
+ *   mobilenet_v2_cifar, densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar
+ *                       FADRM's own small-image nets (models/mobilenetv2.py, models/densenet.py;
+ *                       UFC's MobileNetV2 too) with their state_dict names ("layers.3.shortcut.0.weight",
+ *                       "dense2.5.conv1.weight", "trans1.conv.weight", "linear.bias"); no options.
  * Options after ':' (comma-separated): stem=small|imagenet; width=W (convnets); dropout=P
  * (classifier dropout of mobilenet_v2, efficientnet_b0, vgg11_bn, alexnet in training mode);
  * stochastic_depth=P (efficientnet_b0's stochastic_depth_prob, the last block's; default 0.2).
@@ -63,6 +67,7 @@ struct Model {
     ModelStem stem;            /* every net with a small variant */
     int bottleneck, blocks[4]; /* resnets; blocks: densenets' layers per dense block too */
     int width_per_group;       /* resnets: 64, wide_resnet50_2: 128 */
+    int growth;                /* the *_cifar densenets' growth rate */
     float dropout;             /* classifier dropout probability, live in training mode */
     float stochastic_depth;    /* efficientnet: stochastic_depth_prob, live in training mode */
     int min_input;             /* smallest input side the layers accept (1 for most nets) */

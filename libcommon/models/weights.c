@@ -230,16 +230,60 @@ static int describe_torchvision(const Safetensors *st, const char *path, Describ
     return 0;
 }
 
+/* FADRM's own small-image nets (zoo.c's "_cifar" names) from their names: mobilenet_v2_cifar
+ * (layers.N.conv1 ... linear, 17 blocks, 320 -> 1280), densenet<N>_cifar (dense1..4.N, trans1..3,
+ * linear; N from the dense layers per block and the growth rate, conv2's output channels).
+ * Returns 0, 1 when the names are not theirs (or a part only: left to the ResNet check's
+ * message), or -1 with dd_err for a DenseNet of theirs with other block counts. */
+static int describe_cifar(const Safetensors *st, const char *path, Described *d)
+{
+    static const struct { const char *name; int blocks[4], growth; } dense[] = {
+        {"densenet121_cifar", {6, 12, 24, 16}, 32}, {"densenet169_cifar", {6, 12, 32, 32}, 32},
+        {"densenet201_cifar", {6, 12, 48, 32}, 32}, {"densenet161_cifar", {6, 12, 36, 24}, 48}};
+    const Tensor *first = shape_of(st, "conv1.weight", 4), *head = shape_of(st, "linear.weight", 2), *t;
+    if (!first || !head) return 1;
+    d->in_channels = (int)first->shape[1];
+    d->num_classes = (int)head->shape[0];
+    d->input_size = 32;
+    if (find_key(st, "layers.0.conv1.weight") && find_key(st, "layers.0.shortcut.0.weight")) {
+        const Tensor *last = shape_of(st, "conv2.weight", 4);
+        if (count_keys(st, "layers.%d.conv3.weight", 0) != 17 || !(t = shape_of(st, "layers.16.conv3.weight", 4))
+            || t->shape[0] != 320 || !last || last->shape[0] != 1280)
+            return 1;
+        snprintf(d->arch, sizeof d->arch, "mobilenet_v2_cifar");
+        return 0;
+    }
+    if (!find_key(st, "dense1.0.conv1.weight") || !find_key(st, "trans1.conv.weight")
+        || !(t = shape_of(st, "dense1.0.conv2.weight", 4)))
+        return 1;
+    int blocks[4], growth = (int)t->shape[0];
+    for (int b = 0; b < 4; b++) {
+        char fmt[32];
+        snprintf(fmt, sizeof fmt, "dense%d.%%d.conv1.weight", b + 1);
+        blocks[b] = count_keys(st, fmt, 0);
+    }
+    for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++)
+        if (!memcmp(dense[i].blocks, blocks, sizeof blocks) && dense[i].growth == growth) {
+            snprintf(d->arch, sizeof d->arch, "%s", dense[i].name);
+            return 0;
+        }
+    return dd_err("%s: a CIFAR DenseNet (FADRM's names) with blocks %d,%d,%d,%d and growth rate %d is not in "
+                  "the zoo", path, blocks[0], blocks[1], blocks[2], blocks[3], growth);
+}
+
 /* The architecture from tensor names and shapes alone (files converted without metadata). */
 static int describe_from_shapes(const Safetensors *st, const char *path, Described *d)
 {
     char key[64];
     const Tensor *t;
+    int rc = describe_cifar(st, path, d);
+    if (rc <= 0) return rc;
     if ((t = shape_of(st, "conv1.weight", 4)) && !find_key(st, "layer1.0.conv1.weight"))
-        /* the references' own CIFAR nets (FADRM's MobileNetV2 and DenseNets, UFC's MobileNetV2,
-         * EfficientNet-B0 and ShuffleNetG2) also start with conv1 */
-        return dd_err("%s: conv1.weight but no layer1.0.conv1.weight: not a torchvision ResNet (a reference "
-                      "repository's own CIFAR net? those are not in the zoo: man 7 ddpipe-models)", path);
+        /* the references' other CIFAR nets (UFC's EfficientNet-B0 and ShuffleNetG2, FADRM's
+         * ShuffleNetV2 names) also start with conv1 */
+        return dd_err("%s: conv1.weight but no layer1.0.conv1.weight: not a torchvision ResNet nor FADRM's "
+                      "MobileNetV2 or DenseNets (another reference repository's own CIFAR net? those are not in "
+                      "the zoo: man 7 ddpipe-models)", path);
     if (t) {
         static const struct { const char *name; int blocks[4], bottleneck, width; } known[] = {
             {"resnet18", {2, 2, 2, 2}, 0, 64}, {"resnet34", {3, 4, 6, 3}, 0, 64},
@@ -271,7 +315,7 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
         return dd_err("%s: ResNet with blocks %d,%d,%d,%d (%s) is not in the zoo", path, blocks[0],
                       blocks[1], blocks[2], blocks[3], bottleneck ? "bottleneck" : "basic");
     }
-    int rc = describe_torchvision(st, path, d);
+    rc = describe_torchvision(st, path, d);
     if (rc <= 0) return rc;
     if ((t = shape_of(st, "0.weight", 4)) && find_key(st, "1.running_mean")) {
         int depth = 0;

@@ -14,14 +14,17 @@ typedef enum {
     FAMILY_DENSENET,
     FAMILY_EFFICIENTNET_B0,
     FAMILY_VGG11_BN,
-    FAMILY_ALEXNET
+    FAMILY_ALEXNET,
+    FAMILY_MOBILENET_V2_CIFAR,
+    FAMILY_DENSENET_CIFAR
 } ZooFamily;
 
-/* A named torchvision architecture. */
+/* A named torchvision architecture, or one of FADRM's own small-image nets ("_cifar"). */
 typedef struct {
     const char *name;
     ZooFamily family;
-    int cfg[5];           /* resnets, densenets: blocks per stage; shufflenets: stage channels */
+    int cfg[5];           /* resnets, densenets: blocks per stage (_cifar: then the growth rate); shufflenets: stage
+                           * channels */
     int bottleneck;       /* resnets */
     int width_per_group;  /* resnets */
     int small;            /* 1: has the small stem ("m" suffix, stem=small) */
@@ -43,6 +46,12 @@ static const ZooArch ZOO[] = {
     {"efficientnet_b0", FAMILY_EFFICIENTNET_B0, {0}, 0, 0, 1, 0.2f},
     {"vgg11_bn", FAMILY_VGG11_BN, {0}, 0, 0, 0, 0.5f},
     {"alexnet", FAMILY_ALEXNET, {0}, 0, 0, 0, 0.5f},
+    /* FADRM's models/mobilenetv2.py and models/densenet.py (DenseNet121 ... DenseNet161) */
+    {"mobilenet_v2_cifar", FAMILY_MOBILENET_V2_CIFAR, {0}, 0, 0, 0, -1},
+    {"densenet121_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 24, 16, 32}, 0, 0, 0, -1},
+    {"densenet169_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 32, 32, 32}, 0, 0, 0, -1},
+    {"densenet201_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 48, 32, 32}, 0, 0, 0, -1},
+    {"densenet161_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 36, 24, 48}, 0, 0, 0, -1},
 };
 enum { NZOO = sizeof ZOO / sizeof ZOO[0] };
 
@@ -143,7 +152,8 @@ static int zoo_parse(const char *name, ZooSpec *z)
             return dd_err("model '%.*s': unknown architecture (known: convnet<D>, resnet18, resnet34, resnet50, "
                           "resnet101, wide_resnet50_2, mobilenet_v2, shufflenet_v2_x0_5, shufflenet_v2_x1_0, "
                           "densenet121, densenet169, densenet201, efficientnet_b0, vgg11_bn, alexnet; 'm' or "
-                          ":stem=small for the small stem, except vgg11_bn and alexnet)", (int)n, name);
+                          ":stem=small for the small stem, except vgg11_bn and alexnet; FADRM's mobilenet_v2_cifar, "
+                          "densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar)", (int)n, name);
     }
     return parse_options(name, colon ? colon + 1 : NULL, z);
 }
@@ -175,6 +185,8 @@ static void zoo_build(Model *m, const ZooSpec *z)
     case FAMILY_EFFICIENTNET_B0: efficientnet_b0_build(m, z->stem); break;
     case FAMILY_VGG11_BN: vgg11_bn_build(m); break;
     case FAMILY_ALEXNET: alexnet_build(m); break;
+    case FAMILY_MOBILENET_V2_CIFAR: mobilenet_v2_cifar_build(m); break;
+    case FAMILY_DENSENET_CIFAR: densenet_cifar_build(m, a->cfg, a->cfg[4]); break;
     }
 }
 

@@ -452,8 +452,14 @@ def refconv():
                 logits = m.double()((x.double() - mean.double()) / std.double())
             ref[case] = {"loss": float(F.cross_entropy(logits, y)), "data": name,
                          "top1": 100.0 * float((logits.argmax(1) == y).sum()) / len(y)}
-    # a reference repository's own CIFAR net (UFC's MobileNetV2 names): conv1 but no ResNet layers;
-    # the converter says so, and so does ddpipe's loader on the raw tensors (no metadata)
+    # a net with conv1 but neither ResNet layers nor FADRM's CIFAR nets' (another reference
+    # repository's own CIFAR net: these names are a cut UFC MobileNetV2's); the converter says so,
+    # and so does ddpipe's loader on the raw tensors (no metadata). And UFC's ShuffleNetG2 names
+    # (layerL.N.conv1 as a ResNet's, but a "linear" head): not read as a ResNet
+    sd_g2 = {"conv1.weight": np.zeros((24, 3, 1, 1), np.float32), "layer1.0.conv1.weight": np.zeros((8, 24, 1, 1),
+             np.float32), "linear.weight": np.zeros((10, 800), np.float32), "linear.bias": np.zeros(10, np.float32)}
+    torch.save({k: torch.from_numpy(v) for k, v in sd_g2.items()}, "refconv/ufc_g2.pth")
+    convert(["refconv/ufc_g2.pth", "refconv/ufc_g2.safetensors"], "refconv/ufc_g2.log")
     sd = {"conv1.weight": np.zeros((32, 3, 3, 3), np.float32), "bn1.weight": np.ones(32, np.float32),
           "layers.0.conv1.weight": np.zeros((32, 32, 1, 1), np.float32),
           "linear.weight": np.zeros((10, 1280), np.float32), "linear.bias": np.zeros(10, np.float32)}
@@ -484,10 +490,11 @@ def refconv_check():
               f"loss torch {r['loss']:.6g} ours {o['loss']:.6g}, top1 torch {r['top1']:.1f} ours {o['top1']:.1f}")
         fails += not ok
     for case, want in (("fadrm_instance", "GroupNorm(C, C)"),
-                       ("ufc_mbv2", "not a torchvision ResNet"), ("ufc_mbv2_loader", "not a torchvision ResNet")):
+                       ("ufc_mbv2", "not a torchvision ResNet"), ("ufc_mbv2_loader", "not a torchvision ResNet"),
+                       ("ufc_g2", "linear instead of fc: not a torchvision ResNet")):
         log = open(f"refconv/{case}.log").read()
         ok = want in log and (case.endswith("_loader") or not os.path.exists(f"refconv/{case}.safetensors"))
-        print(("ok: " if ok else "FAIL: ") + f"reference ConvNet {case} refused: {log.strip().splitlines()[-1:]}")
+        print(("ok: " if ok else "FAIL: ") + f"reference checkpoint {case} refused: {log.strip().splitlines()[-1:]}")
         fails += not ok
     return fails == 0
 

@@ -2,7 +2,7 @@
 """model_peer.py - the PyTorch side of tests/parity/models.sh.
 
   model_peer.py make DIR [SUITE]   builds every case of SUITE (models: models.sh's; zoo: zoo.sh's
-                             fast subset; zoo-full: every zoo case) as a torch model (fixed seed, BN running statistics
+                             fast subset; zoo-full: every zoo case; cifar: cifarnets.sh's) as a torch model (fixed seed, BN running statistics
                              calibrated on random batches, BN affine perturbed), writes
                              DIR/CASE/weights.safetensors (numpy writer of pipelines/), x.npy, y.npy
   model_peer.py check DIR [SUITE]  recomputes with torch what tests/parity/model_parity wrote to
@@ -32,7 +32,7 @@ to the reference's max magnitude; torch float32's beside ours where ours needed 
 import math, os, sys
 
 import numpy as np
-import torch, torch.nn as nn, torchvision
+import torch, torch.nn as nn, torch.nn.functional as F, torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pipelines"))
 from torch2safetensors import describe, st_load, st_save  # noqa: E402
@@ -71,8 +71,16 @@ ZOO_FULL_CASES = dict(ZOO_CASES, **{
     "vgg11_bn": ("vgg11_bn", "imagenet", 3, 32, 2, 10, "meta"),
     "alexnet": ("alexnet", "imagenet", 3, 64, 2, 10, "meta"),
 })
+# tests/parity/cifarnets.sh: FADRM's own small-image nets (MobileNetV2Cifar, DenseNetCifar below).
+# "module": the form of FADRM's checkpoints (a plain state_dict; here with DataParallel's prefix),
+# the architecture guessed from the names (a 64-px case, Tiny-ImageNet's size, doubled the run time
+# on two cores: pooling over the whole map is the same op at every size)
+CIFAR_CASES = {
+    "mobilenet_v2_cifar": ("mobilenet_v2_cifar", None, 3, 32, 4, 100, "module"),
+    "densenet121_cifar": ("densenet121_cifar", None, 3, 32, 2, 10, "bare"),
+}
 JITTER = 1e-5
-SUITES = {"models": CASES, "zoo": ZOO_CASES, "zoo-full": ZOO_FULL_CASES}
+SUITES = {"models": CASES, "zoo": ZOO_CASES, "zoo-full": ZOO_FULL_CASES, "cifar": CIFAR_CASES}
 # arch: (ddpipe options, torchvision constructor arguments); efficientnet's classifier dropout
 # is not a constructor argument of efficientnet_b0 (build() zeroes it)
 NO_DROPOUT = {"mobilenet_v2": ("dropout=0", {"dropout": 0.0}), "vgg11_bn": ("dropout=0", {"dropout": 0.0}),
@@ -87,6 +95,114 @@ def convnet(nc, inch, res, width=128, depth=3, pad=1):
                    nn.AvgPool2d(2)]
         c, res = width, res // 2
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * res * res, nc))
+
+
+# FADRM's models/mobilenetv2.py and models/densenet.py (the pytorch-cifar definitions; UFC's
+# MobileNetV2 is the same net), restated from their structure: the same modules, names and order.
+class InvertedResidualCifar(nn.Module):
+    """A block: 1x1 expansion (in every block, t = 1 too), 3x3 depthwise, 1x1 projection, each with
+    BN; ReLU (not ReLU6) after the first two; at stride 1 the input is added (through a 1x1 conv +
+    BN when the width changes), no ReLU after the add; no residual at stride 2."""
+    def __init__(self, cin, cout, t, stride):
+        super().__init__()
+        hidden = cin * t
+        self.stride = stride
+        self.conv1 = nn.Conv2d(cin, hidden, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(hidden)
+        self.conv2 = nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False)
+        self.bn2 = nn.BatchNorm2d(hidden)
+        self.conv3 = nn.Conv2d(hidden, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride == 1 and cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = F.relu(self.bn2(self.conv2(h)))
+        h = self.bn3(self.conv3(h))
+        return h + self.shortcut(x) if self.stride == 1 else h
+
+
+class MobileNetV2Cifar(nn.Module):
+    """conv1 3x3 s1 - bn1 - ReLU, the blocks of STAGES (expansion, width, count, first stride; the
+    second stage at stride 1), conv2 1x1 to 1280 - bn2 - ReLU, pooling over the whole map, linear."""
+    STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+              (6, 320, 1, 1))
+
+    def __init__(self, num_classes, inch=3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inch, 32, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        blocks, c = [], 32
+        for t, cout, n, s in self.STAGES:
+            for i in range(n):
+                blocks.append(InvertedResidualCifar(c, cout, t, s if i == 0 else 1))
+                c = cout
+        self.layers = nn.Sequential(*blocks)
+        self.conv2 = nn.Conv2d(320, 1280, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(1280)
+        self.linear = nn.Linear(1280, num_classes)
+
+    def forward(self, x):
+        x = self.layers(F.relu(self.bn1(self.conv1(x))))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return self.linear(F.avg_pool2d(x, x.shape[2]).flatten(1))
+
+
+class DenseLayerCifar(nn.Module):
+    """BN - ReLU - 1x1 conv to 4 x growth - BN - ReLU - 3x3 conv to growth, output before input."""
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, 4 * growth, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(4 * growth)
+        self.conv2 = nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        new = self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+        return torch.cat([new, x], 1)   # the new features first
+
+
+class TransitionCifar(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.conv = nn.Conv2d(cin, cout, 1, bias=False)
+
+    def forward(self, x):
+        return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
+
+
+class DenseNetCifar(nn.Module):
+    """conv1 (no BN or ReLU after it), dense1..4 with transitions halving the channels (floor), bn,
+    ReLU, average pooling over the whole map (avg_pool2d with the map's side), linear."""
+    def __init__(self, blocks, growth, num_classes, inch=3):
+        super().__init__()
+        c = 2 * growth
+        self.conv1 = nn.Conv2d(inch, c, 3, padding=1, bias=False)
+        for b, n in enumerate(blocks):
+            layers = []
+            for _ in range(n):
+                layers.append(DenseLayerCifar(c, growth))
+                c += growth
+            setattr(self, f"dense{b + 1}", nn.Sequential(*layers))
+            if b < 3:
+                setattr(self, f"trans{b + 1}", TransitionCifar(c, c // 2))
+                c //= 2
+        self.bn = nn.BatchNorm2d(c)
+        self.linear = nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        for b in range(1, 4):
+            x = getattr(self, f"trans{b}")(getattr(self, f"dense{b}")(x))
+        x = F.relu(self.bn(self.dense4(x)))
+        return self.linear(F.avg_pool2d(x, x.shape[2]).flatten(1))
+
+
+DENSENETS_CIFAR = {"densenet121_cifar": ((6, 12, 24, 16), 32), "densenet169_cifar": ((6, 12, 32, 32), 32),
+                   "densenet201_cifar": ((6, 12, 48, 32), 32), "densenet161_cifar": ((6, 12, 36, 24), 48)}
 
 
 def small_stem(m, name, inch):
@@ -109,6 +225,10 @@ def build(case):
     arch, stem, inch, res, _, ncls, _ = CASES[case]
     if arch.startswith("convnet3"):
         return convnet(ncls, inch, res, pad=3 if arch.endswith(":pad=3") else 1)
+    if arch == "mobilenet_v2_cifar":
+        return MobileNetV2Cifar(ncls, inch)
+    if arch in DENSENETS_CIFAR:
+        return DenseNetCifar(*DENSENETS_CIFAR[arch], ncls, inch)
     m = getattr(torchvision.models, arch)(num_classes=ncls, **NO_DROPOUT.get(arch, ("", {}))[1])
     if arch.startswith("efficientnet"):
         m.classifier[0].p = 0.0
@@ -143,7 +263,8 @@ def make(root):
             for _ in range(3):
                 m((torch.rand(8, inch, res, res) - mean) / std)
             last = {id(getattr(b, "bn3", getattr(b, "bn2", None))) for b in m.modules()
-                    if isinstance(b, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck))}
+                    if isinstance(b, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck,
+                                      InvertedResidualCifar))}
             for mod in m.modules():
                 if isinstance(mod, nn.BatchNorm2d):
                     # a residual branch's last BN small (as trained ResNets have it): keeps the
@@ -308,7 +429,7 @@ def check(root):
 
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("make", "check") or sys.argv[3:4] not in ([], ["models"], ["zoo"], ["zoo-full"]):
-        raise SystemExit("usage: model_peer.py make|check DIR [models|zoo|zoo-full]")
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("make", "check") or sys.argv[3:4] not in ([], ["models"], ["zoo"], ["zoo-full"], ["cifar"]):
+        raise SystemExit("usage: model_peer.py make|check DIR [models|zoo|zoo-full|cifar]")
     CASES = SUITES[sys.argv[3] if len(sys.argv) == 4 else "models"]
     sys.exit(make(sys.argv[2]) or 0 if sys.argv[1] == "make" else check(sys.argv[2]))

@@ -67,6 +67,12 @@ static void test_counts(Nn *nn)
         {"efficientnet_b0", 3, 1000, 224, 5288548, 360},
         {"vgg11_bn", 3, 1000, 224, 132868840, 62},
         {"alexnet", 3, 1000, 224, 61100840, 16},
+        /* FADRM's models/mobilenetv2.py and models/densenet.py, CIFAR-100: the same sums in torch */
+        {"mobilenet_v2_cifar", 3, 100, 32, 2412212, 344},
+        {"densenet121_cifar", 3, 100, 32, 7048548, 722},
+        {"densenet169_cifar", 3, 100, 32, 12643172, 1010},
+        {"densenet201_cifar", 3, 100, 32, 18277220, 1202},
+        {"densenet161_cifar", 3, 100, 32, 26681188, 962},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         Model *m = model_create(nn, want[i].name, want[i].inch, want[i].ncls, want[i].size, 1);

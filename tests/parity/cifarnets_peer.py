@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""cifarnets_peer.py - the PyTorch side of tests/parity/cifarnets.sh's converter part.
+
+  cifarnets_peer.py convert   FADRM-style checkpoints of mobilenet_v2_cifar and densenet121_cifar
+                              (10 classes): model_peer.py's definitions, random
+                              weights, BN running statistics of the 10 random 32-px images written
+                              to np_rgb/ (for tsimport --format npy), saved as FADRM saves its
+                              teachers (torch.save of the state_dict, num_batches_tracked kept) with
+                              DataParallel's "module." names; converted by pipelines/torch2safetensors.py
+                              with FADRM's CIFAR-100 mean/std and no --arch. Writes conv/CASE.safetensors,
+                              conv/CASE.log (the converter's stderr), conv/ref.json (torch float64's mean
+                              cross-entropy and top-1) and conv/cases.txt.
+  cifarnets_peer.py check     the converter's arch is the zoo name; conv/CASE.json (evaltrain
+                              --eval-only) has torch's mean cross-entropy within 1e-4 relative and its top-1.
+"""
+import json, os, sys
+
+import numpy as np
+import torch, torch.nn as nn, torch.nn.functional as F
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [here, os.path.join(here, "..", "..", "pipelines")]
+from model_peer import CIFAR, DENSENETS_CIFAR, DenseNetCifar, MobileNetV2Cifar  # noqa: E402
+from torch2safetensors import st_load  # noqa: E402
+from evaltrain_peer import convert  # noqa: E402
+
+TOL_LOSS = 1e-4
+CASES = {"mobilenet_v2_cifar": 10, "densenet121_cifar": 10}   # the stream's 10 classes
+
+
+def build(case, ncls):
+    return MobileNetV2Cifar(ncls) if case == "mobilenet_v2_cifar" else DenseNetCifar(*DENSENETS_CIFAR[case], ncls)
+
+
+def make():
+    torch.set_num_threads(2)
+    torch.manual_seed(11)
+    os.makedirs("np_rgb", exist_ok=True)
+    os.makedirs("conv", exist_ok=True)
+    x, y = torch.rand(10, 3, 32, 32), torch.arange(10)
+    np.save("np_rgb/image.npy", x.numpy())
+    np.save("np_rgb/label.npy", y.numpy())
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in CIFAR)
+    ref = {}
+    for case, ncls in CASES.items():
+        m = build(case, ncls)
+        with torch.no_grad():
+            for mod in m.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.momentum = None
+            m.train()
+            m((x - mean) / std)
+        m.eval()
+        torch.save({"module." + k: v for k, v in m.state_dict().items()}, f"conv/{case}.pth")
+        convert([f"conv/{case}.pth", f"conv/{case}.safetensors", "--mean", ",".join(map(str, CIFAR[0])),
+                 "--std", ",".join(map(str, CIFAR[1]))], f"conv/{case}.log")
+        with torch.no_grad():
+            logits = m.double()((x.double() - mean.double()) / std.double())
+        ref[case] = {"loss": float(F.cross_entropy(logits, y)),
+                     "top1": 100.0 * float((logits.argmax(1) == y).sum()) / len(y)}
+    with open("conv/ref.json", "w") as f:
+        json.dump(ref, f)
+    with open("conv/cases.txt", "w") as f:
+        f.write("\n".join(CASES) + "\n")
+
+
+def check():
+    ref, fails = json.load(open("conv/ref.json")), 0
+    for case, r in ref.items():
+        try:
+            arch = st_load(f"conv/{case}.safetensors")[1].get("arch")
+            o = json.loads(open(f"conv/{case}.json").read().strip().splitlines()[-1])
+        except (OSError, IndexError, ValueError) as e:
+            log = open(f"conv/{case}.log").read().strip().splitlines()[-1:]
+            print(f"FAIL: {case}: no converted weights or evaltrain result ({e}; converter: {log})")
+            fails += 1
+            continue
+        ok = arch == case and abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
+            and o["top1"] == r["top1"]
+        print(("ok: " if ok else "FAIL: ") + f"FADRM-style {case} checkpoint converted as {arch}: --eval-only loss "
+              f"torch {r['loss']:.6g} ours {o['loss']:.6g}, top1 torch {r['top1']:.1f} ours {o['top1']:.1f}")
+        fails += not ok
+    return fails == 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["convert"]:
+        sys.exit(make() or 0)
+    if sys.argv[1:] == ["check"]:
+        sys.exit(0 if check() else 1)
+    raise SystemExit("usage: cifarnets_peer.py convert|check")

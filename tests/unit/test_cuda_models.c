@@ -122,7 +122,7 @@ int main(void)
         {"wide_resnet50_2m", 32}, {"mobilenet_v2m", 32},     {"shufflenet_v2_x0_5m", 32},
         {"shufflenet_v2_x1_0m", 32}, {"densenet121m", 32},   {"efficientnet_b0m", 32},
         {"vgg11_bn", 32},        {"alexnet", 64},            {"resnet18", 64},
-        {"convnet3:pad=3", 28},
+        {"convnet3:pad=3", 28},  {"mobilenet_v2_cifar", 32}, {"densenet121_cifar", 32},
     };
     int rows = 0, failed = 0;
     printf("%-22s %-6s %-10s %-10s %-10s %-10s %-5s %s\n", "model (CUDA vs CPU)", "mode", "logits", "loss",

@@ -114,26 +114,9 @@ static NnVar *densenet_cifar_net(Model *m, Nn *nn, NnVar *in, int training)
     ModelCursor c = {m, 0};
     NnVar *x = layer_conv(nn, &c, in, 1, 1, 0);
     nn_done(nn, in);
-    for (int b = 0; b < 4; b++) {
-        for (int i = 0; i < m->blocks[b]; i++) {
-            NnVar *h = layer_bn_relu(nn, &c, x, training);
-            NnVar *y = nn_done_with(nn, layer_conv(nn, &c, h, 1, 0, 0), h);
-            h = nn_done_with(nn, layer_bn_relu(nn, &c, y, training), y);
-            y = nn_done_with(nn, layer_conv(nn, &c, h, 1, 1, 0), h);
-            /* the new features first: the reference's torch.cat([out, x], 1), whose channel
-             * order the next layer's weights are laid out for (torchvision's appends them) */
-            NnVar *cat[2] = {y, x};
-            NnVar *nx = nn_concat(nn, 2, cat, 1);
-            nn_done(nn, x);
-            nn_done(nn, y);
-            x = nx;
-        }
-        if (b < 3) {
-            NnVar *h = nn_done_with(nn, layer_bn_relu(nn, &c, x, training), x);
-            NnVar *t = nn_done_with(nn, layer_conv(nn, &c, h, 1, 0, 0), h);
-            x = nn_done_with(nn, nn_avgpool2d(nn, t, 2, 2, 0), t);
-        }
-    }
+    /* the new features first: the reference's torch.cat([out, x], 1), whose channel order the
+     * next layer's weights are laid out for (torchvision's appends them) */
+    x = densenet_blocks(nn, &c, x, training, 1);
     x = nn_done_with(nn, layer_bn_relu(nn, &c, x, training), x);
     x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
     x = nn_done_with(nn, nn_flatten(nn, x), x);

@@ -11,6 +11,30 @@
 
 enum { GROWTH = 32, BN_SIZE = 4, INIT_FEATURES = 64 };
 
+NnVar *densenet_blocks(Nn *nn, ModelCursor *c, NnVar *x, int training, int new_first)
+{
+    for (int b = 0; b < 4; b++) {
+        /* the running concatenation is the block's feature list: torch.cat(features, 1) */
+        for (int i = 0; i < c->m->blocks[b]; i++) {
+            NnVar *h = layer_bn_relu(nn, c, x, training);
+            NnVar *y = nn_done_with(nn, layer_conv(nn, c, h, 1, 0, 0), h);
+            h = nn_done_with(nn, layer_bn_relu(nn, c, y, training), y);
+            y = nn_done_with(nn, layer_conv(nn, c, h, 1, 1, 0), h);
+            NnVar *cat[2] = {new_first ? y : x, new_first ? x : y};
+            NnVar *nx = nn_concat(nn, 2, cat, 1);
+            nn_done(nn, x);
+            nn_done(nn, y);
+            x = nx;
+        }
+        if (b < 3) {
+            NnVar *h = nn_done_with(nn, layer_bn_relu(nn, c, x, training), x);
+            NnVar *t = nn_done_with(nn, layer_conv(nn, c, h, 1, 0, 0), h);
+            x = nn_done_with(nn, nn_avgpool2d(nn, t, 2, 2, 0), t);
+        }
+    }
+    return x;
+}
+
 /* Each intermediate goes to nn_done once read (a frozen teacher's backward then keeps the BN
  * inputs: the running concatenations and the bottlenecks), the input too (model.h). */
 static NnVar *densenet_net(Model *m, Nn *nn, NnVar *in, int training)
@@ -21,25 +45,7 @@ static NnVar *densenet_net(Model *m, Nn *nn, NnVar *in, int training)
     nn_done(nn, in);
     NnVar *x = nn_done_with(nn, layer_bn_relu(nn, &c, t, training), t);
     if (big) x = nn_done_with(nn, nn_maxpool2d(nn, x, 3, 2, 1), x);
-    for (int b = 0; b < 4; b++) {
-        /* the running concatenation is the block's feature list: torch.cat(features, 1) */
-        for (int i = 0; i < m->blocks[b]; i++) {
-            NnVar *h = layer_bn_relu(nn, &c, x, training);
-            NnVar *y = nn_done_with(nn, layer_conv(nn, &c, h, 1, 0, 0), h);
-            h = nn_done_with(nn, layer_bn_relu(nn, &c, y, training), y);
-            y = nn_done_with(nn, layer_conv(nn, &c, h, 1, 1, 0), h);
-            NnVar *cat[2] = {x, y};
-            NnVar *nx = nn_concat(nn, 2, cat, 1);
-            nn_done(nn, x);
-            nn_done(nn, y);
-            x = nx;
-        }
-        if (b < 3) {
-            NnVar *h = nn_done_with(nn, layer_bn_relu(nn, &c, x, training), x);
-            t = nn_done_with(nn, layer_conv(nn, &c, h, 1, 0, 0), h);
-            x = nn_done_with(nn, nn_avgpool2d(nn, t, 2, 2, 0), t);
-        }
-    }
+    x = densenet_blocks(nn, &c, x, training, 0);
     x = nn_done_with(nn, layer_bn_relu(nn, &c, x, training), x);
     x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
     x = nn_done_with(nn, nn_flatten(nn, x), x);

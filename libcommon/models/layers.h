@@ -72,6 +72,11 @@ void cursor_end(const ModelCursor *c);
 /* Architecture builders (convnet.c, resnet.c, mobilenet.c, shufflenet.c, densenet.c,
  * efficientnet.c, vgg.c, alexnet.c, cifarnets.c): add the params, set m->net and m->min_input. */
 void convnet_build(Model *m, int depth, int width, int first_pad);
+/* The four dense blocks (m->blocks[b] layers: BN - ReLU - 1x1 conv - BN - ReLU - 3x3 conv, the
+ * output concatenated after the running features, or before them with new_first) with the
+ * transitions between them (BN - ReLU - 1x1 conv - avgpool 2), from the cursor's params; x is
+ * consumed (densenet.c; cifarnets.c's DenseNets). */
+NnVar *densenet_blocks(Nn *nn, ModelCursor *c, NnVar *x, int training, int new_first);
 /* width_per_group: 64 (resnets), 128 (wide_resnet50_2); bottleneck blocks only use it. */
 void resnet_build(Model *m, const int blocks[4], int bottleneck, int width_per_group, ModelStem stem);
 void mobilenet_v2_build(Model *m, ModelStem stem);

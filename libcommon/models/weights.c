@@ -279,8 +279,8 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
     int rc = describe_cifar(st, path, d);
     if (rc <= 0) return rc;
     if ((t = shape_of(st, "conv1.weight", 4)) && !find_key(st, "layer1.0.conv1.weight"))
-        /* the references' other CIFAR nets (UFC's EfficientNet-B0 and ShuffleNetG2, FADRM's
-         * ShuffleNetV2 names) also start with conv1 */
+        /* the references' other CIFAR nets (UFC's EfficientNet-B0) also start with conv1; UFC's
+         * ShuffleNetG2 and FADRM's ShuffleNetV2 names have layerL.N.conv1 too: see fc below */
         return dd_err("%s: conv1.weight but no layer1.0.conv1.weight: not a torchvision ResNet nor FADRM's "
                       "MobileNetV2 or DenseNets (another reference repository's own CIFAR net? those are not in "
                       "the zoo: man 7 ddpipe-models)", path);
@@ -304,7 +304,12 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
         d->in_channels = (int)t->shape[1];
         d->input_size = small ? 32 : 224;
         const Tensor *fc = shape_of(st, "fc.weight", 2);
-        if (!fc) return dd_err("%s: ResNet weights without a 2-d fc.weight", path);
+        if (!fc)
+            return dd_err("%s: conv1.weight and layer1.0.conv1.weight but no 2-d fc.weight: not a torchvision "
+                          "ResNet (%s: another repository's own CIFAR net, e.g. UFC's ShuffleNetG2, not in the zoo, "
+                          "or FADRM's ShuffleNetV2, which pipelines/torch2safetensors.py converts to "
+                          "shufflenet_v2_x0_5m: man 7 ddpipe-models)", path,
+                          find_key(st, "linear.weight") ? "its head is linear" : "no head fc");
         d->num_classes = (int)fc->shape[0];
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             if (!memcmp(known[i].blocks, blocks, sizeof blocks) && known[i].bottleneck == bottleneck

@@ -65,7 +65,9 @@ while read -r c d; do
     "$BIN/evaltrain" --eval-only -q -w refconv/$c.safetensors $d.tsr >refconv/$c.json \
         || echo "evaltrain --eval-only -w refconv/$c.safetensors failed" >&2
 done <refconv/cases.txt
-! "$BIN/evaltrain" --eval-only -q -w refconv/ufc_mbv2_raw.safetensors rgb.tsr 2>refconv/ufc_mbv2_loader.log
+for c in ufc_mbv2 ufc_g2; do
+    ! "$BIN/evaltrain" --eval-only -q -w refconv/${c}_raw.safetensors rgb.tsr 2>refconv/${c}_loader.log
+done
 "$PYTHON" "$peer" refconv-check
 
 # (4) a 224-px model evaluates validation images of other sizes after Resize(256) + CenterCrop(224)

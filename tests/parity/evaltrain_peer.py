@@ -459,6 +459,7 @@ def refconv():
     sd_g2 = {"conv1.weight": np.zeros((24, 3, 1, 1), np.float32), "layer1.0.conv1.weight": np.zeros((8, 24, 1, 1),
              np.float32), "linear.weight": np.zeros((10, 800), np.float32), "linear.bias": np.zeros(10, np.float32)}
     torch.save({k: torch.from_numpy(v) for k, v in sd_g2.items()}, "refconv/ufc_g2.pth")
+    t2s.st_save("refconv/ufc_g2_raw.safetensors", sd_g2)
     convert(["refconv/ufc_g2.pth", "refconv/ufc_g2.safetensors"], "refconv/ufc_g2.log")
     sd = {"conv1.weight": np.zeros((32, 3, 3, 3), np.float32), "bn1.weight": np.ones(32, np.float32),
           "layers.0.conv1.weight": np.zeros((32, 32, 1, 1), np.float32),
@@ -491,7 +492,8 @@ def refconv_check():
         fails += not ok
     for case, want in (("fadrm_instance", "GroupNorm(C, C)"),
                        ("ufc_mbv2", "not a torchvision ResNet"), ("ufc_mbv2_loader", "not a torchvision ResNet"),
-                       ("ufc_g2", "linear instead of fc: not a torchvision ResNet")):
+                       ("ufc_g2", "linear instead of fc: not a torchvision ResNet"),
+                       ("ufc_g2_loader", "no 2-d fc.weight: not a torchvision ResNet (its head is linear")):
         log = open(f"refconv/{case}.log").read()
         ok = want in log and (case.endswith("_loader") or not os.path.exists(f"refconv/{case}.safetensors"))
         print(("ok: " if ok else "FAIL: ") + f"reference checkpoint {case} refused: {log.strip().splitlines()[-1:]}")

@@ -16,13 +16,13 @@
 import json, os, sys
 
 import numpy as np
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn.functional as F
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [here, os.path.join(here, "..", "..", "pipelines")]
 from model_peer import CIFAR, DENSENETS_CIFAR, DenseNetCifar, MobileNetV2Cifar  # noqa: E402
 from torch2safetensors import st_load  # noqa: E402
-from evaltrain_peer import convert  # noqa: E402
+from evaltrain_peer import bn_stats_of, convert  # noqa: E402
 
 TOL_LOSS = 1e-4
 CASES = {"mobilenet_v2_cifar": 10, "densenet121_cifar": 10}   # the stream's 10 classes
@@ -44,13 +44,7 @@ def make():
     ref = {}
     for case, ncls in CASES.items():
         m = build(case, ncls)
-        with torch.no_grad():
-            for mod in m.modules():
-                if isinstance(mod, nn.BatchNorm2d):
-                    mod.momentum = None
-            m.train()
-            m((x - mean) / std)
-        m.eval()
+        bn_stats_of(m, (x - mean) / std)
         torch.save({"module." + k: v for k, v in m.state_dict().items()}, f"conv/{case}.pth")
         convert([f"conv/{case}.pth", f"conv/{case}.safetensors", "--mean", ",".join(map(str, CIFAR[0])),
                  "--std", ",".join(map(str, CIFAR[1]))], f"conv/{case}.log")

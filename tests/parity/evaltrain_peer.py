@@ -209,6 +209,18 @@ TVZOO = {
 ZOO_N, TIE = 8, 1e-4
 
 
+def bn_stats_of(m, x):
+    """Sets every BatchNorm's running statistics to those of the batch x (a cumulative average over
+    one train-mode forward, no gradients) and leaves m in eval mode."""
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.momentum = None
+        m.train()
+        m(x)
+    m.eval()
+
+
 def convert(argv, log):
     """pipelines/torch2safetensors.py's main() on argv, its standard error (and a SystemExit's
     message) written to the file log."""
@@ -245,15 +257,9 @@ def tvzoo():
         if px:
             x = torch.from_numpy(np.load(f"np{px}/image.npy")[:ZOO_N])
             y = torch.from_numpy(np.load(f"np{px}/label.npy")[:ZOO_N])
-        with torch.no_grad():
-            # running statistics of the images evaluated below: with statistics of other inputs
-            # the deep nets' eval-mode logits reach 1e5 and float32 itself is off by half of that
-            for mod in m.modules():
-                if isinstance(mod, nn.BatchNorm2d):
-                    mod.momentum = None
-            m.train()
-            m(norm(x) if px else torch.rand(4, 1, 28, 28))
-        m.eval()
+        # running statistics of the images evaluated below: with statistics of other inputs the
+        # deep nets' eval-mode logits reach 1e5 and float32 itself is off by half of that
+        bn_stats_of(m, norm(x) if px else torch.rand(4, 1, 28, 28))
         sd = m.state_dict()
         obj = {"pickle": m, "plain": sd, "model": {"model": sd, "epoch": 1}, "state_dict": {"state_dict": sd},
                "module.": {"module." + k: v for k, v in sd.items()}}[form]
@@ -430,12 +436,7 @@ def refconv():
         name, x, mean, std = data[channel]
         m = _fadrm_shufflenet() if rded is None else _dd_convnet(channel, kind, rded)
         if kind == "batch":
-            with torch.no_grad():
-                for mod in m.modules():
-                    if isinstance(mod, nn.BatchNorm2d):
-                        mod.momentum = None
-                m.train()
-                m((x - mean) / std)
+            bn_stats_of(m, (x - mean) / std)
             # a head 30 times the default init: logits of a few units, so that a network computing
             # anything else (a tensor in the wrong place) moves the cross-entropy well past 1e-4
             head = [mod for mod in m.modules() if isinstance(mod, nn.Linear)][-1]
@@ -516,13 +517,7 @@ def val224():
     ys = {k: torch.from_numpy(np.load(f"np_{k}/label.npy")) for k in ("wide", "tall")}
     crops = {k: val_transform(x) for k, x in xs.items()}
     assert all(c.shape[1:] == (1, 224, 224) for c in crops.values())
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.momentum = None
-        m.train()
-        m(norm(torch.cat(list(crops.values()))))
-    m.eval()
+    bn_stats_of(m, norm(torch.cat(list(crops.values()))))
     os.makedirs("val", exist_ok=True)
     torch.save(m.state_dict(), "val/rn18.pth")
     with contextlib.redirect_stderr(io.StringIO()):

@@ -75,11 +75,17 @@ static int test_progress_tty(void)
 /* dd_remove_tree: a tree deeper than one level, a directory of more entries than one read of
  * getdents returns (2 KiB), a link to a directory outside that must be removed, not followed,
  * and a chain deeper than it goes. */
+/* A fresh directory under TMPDIR (else /tmp) into root. */
+static void make_root(char *root, size_t size)
+{
+    snprintf(root, size, "%s/test_base.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    CHECK(mkdtemp(root) != NULL);
+}
+
 static void test_remove_tree(void)
 {
     char root[200], p[256];
-    snprintf(root, sizeof root, "%s/test_base.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    CHECK(mkdtemp(root) != NULL);
+    make_root(root, sizeof root);
     snprintf(p, sizeof p, "%s/out", root);
     CHECK(mkdir(p, 0777) == 0);
     snprintf(p, sizeof p, "%s/out/keep", root);
@@ -143,8 +149,7 @@ static void test_remove_tree(void)
 static void test_atomic_many(void)
 {
     char root[200], p[256];
-    snprintf(root, sizeof root, "%s/test_base.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    CHECK(mkdtemp(root) != NULL);
+    make_root(root, sizeof root);
     enum { N = 150 };
     pid_t pid = fork();
     if (pid == 0) {

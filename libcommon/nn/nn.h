@@ -193,6 +193,13 @@ int nn_bn_stat_count(const Nn *nn);
 int nn_bn_stat_reserve(Nn *nn);
 NnVar *nn_bn_stat(const Nn *nn, int i);
 
+/* GroupNorm(groups, C) of x [N,C,H,W] (or [N,C]): each image's groups of C/groups channels
+ * normalized by their own mean and biased variance, (x - mean) / sqrt(var + eps), then weight[c]
+ * and bias[c] per channel (either may be NULL: none). No running statistics: the same in training
+ * and eval, and nothing for nn_bn_collect. groups = C is instance norm (the dataset-condensation
+ * ConvNet's nn.GroupNorm(C, C)). A group of one value normalizes to 0, as PyTorch's. */
+NnVar *nn_group_norm(Nn *nn, NnVar *x, int groups, NnVar *weight, NnVar *bias, float eps);
+
 NnVar *nn_relu(Nn *nn, NnVar *x);
 NnVar *nn_relu6(Nn *nn, NnVar *x);
 NnVar *nn_silu(Nn *nn, NnVar *x);

@@ -1,6 +1,8 @@
 /* ops_norm.c - front-ends of batchnorm and the BN-statistics loss (method.md section 2). */
 #include "libcommon/nn/nn_impl.h"
 
+#include <string.h>
+
 /* x is [N,C,H,W] (or [N,C]); returns C and sets *n, *hw. */
 static int bn_dims(const char *op, const NnVar *x, int *n, int64_t *hw)
 {
@@ -243,4 +245,115 @@ NnVar *nn_batchnorm_add_relu(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar
              stat_slot);
     return batchnorm_act(nn, x, weight, bias, running_mean, running_var, training, update_running,
                          momentum, eps, r, NN_ACT_RELU, stat_slot);
+}
+
+/* ---- group norm ---- */
+
+/* Its standardisation is batchnorm's train-mode arithmetic on x [N,C,H,W] viewed as
+ * [1, N*G, (C/G)*H*W], whose channels are the groups (no affine, no running statistics): the
+ * backends' bn_fwd_train and bn_bwd, in slices of at most GN_SLICE groups (a device's grid bound).
+ * A group's statistics do not depend on the slicing. iarg: groups in all (N*G); the group's length
+ * as two factors that fit in int (C/G, H*W). */
+#define GN_SLICE 32768
+
+static void gn_dims(const NnVar *x, int groups, int *ng, int64_t *len)
+{
+    int n;
+    int64_t hw;
+    int c = bn_dims("group_norm", x, &n, &hw);
+    nn_check(groups >= 1 && c % groups == 0, "group_norm", "%d channels do not split into %d groups", c,
+             groups);
+    *ng = n * groups;
+    *len = (int64_t)(c / groups) * hw;
+}
+
+static void gn_std_backward(Nn *nn, const NnEntry *e)
+{
+    NnVar *x = e->in[0];
+    const int ng = e->iarg[0];
+    const int64_t len = (int64_t)e->iarg[1] * e->iarg[2];
+    const float *mean = e->save[0], *invstd = mean + ng, *dy = nn_dout(e);
+    float *dx = nn_grad_of(nn, x);
+    NN_BE(nn, bn_bwd);
+    for (int s = 0; s < ng; s += GN_SLICE) {
+        int k = ng - s < GN_SLICE ? ng - s : GN_SLICE;
+        nn->be->bn_bwd(nn->be, 1, 1, k, len, nn_f(x) + s * len, NULL, mean + s, invstd + s, dy + s * len,
+                       dx + s * len, NULL, NULL);
+    }
+}
+
+static NnVar *gn_standardize(Nn *nn, NnVar *x, int groups, float eps)
+{
+    int ng;
+    int64_t len;
+    gn_dims(x, groups, &ng, &len);
+    NnVar *y = nn_new_var(nn, x->v.ndim, x->v.shape);
+    float *mean = nn_dev_alloc(nn, 2 * (size_t)ng * sizeof(float), 0), *invstd = mean + ng;
+    NN_BE(nn, bn_fwd_train);
+    for (int s = 0; s < ng; s += GN_SLICE) {
+        int k = ng - s < GN_SLICE ? ng - s : GN_SLICE;
+        nn->be->bn_fwd_train(nn->be, 1, k, len, eps, 0.0f, nn_f(x) + s * len, NULL, NULL, nn_f(y) + s * len,
+                             mean + s, invstd + s, NULL, NULL);
+    }
+    NnEntry *e = nn_record(nn, gn_std_backward, y, 1, &x);
+    if (e) {
+        nn_keep(e, x);
+        e->iarg[0] = ng;
+        e->iarg[1] = (int)(x->v.shape[1] / groups);
+        e->iarg[2] = (int)(len / e->iarg[1]);
+        e->save[0] = mean;
+    }
+    return y;
+}
+
+/* y = x w[c] + b[c] over the channels of x [N,C,...]; w, b [C] or NULL: the per-channel affine of
+ * a norm whose statistics are not per channel. The backends' broadcast binary ops with b's
+ * strides over dim 1. */
+static NnBroadcast channel_bcast(const NnVar *x)
+{
+    NnBroadcast bc;
+    memset(&bc, 0, sizeof bc);
+    bc.ndim = x->v.ndim;
+    for (int i = 0; i < x->v.ndim; i++) bc.shape[i] = x->v.shape[i];
+    bc.bstride[1] = 1;
+    bc.n = nn_numel(x);
+    bc.nb = x->v.shape[1];
+    return bc;
+}
+
+static void channel_affine_backward(Nn *nn, const NnEntry *e)
+{
+    NnVar *x = e->in[0], *w = e->in[1], *b = e->in[2];
+    NnBroadcast bc = channel_bcast(x);
+    const float *dy = nn_dout(e);
+    float *dx = nn_grad_of(nn, x), *dw = nn_grad_of(nn, w), *db = nn_grad_of(nn, b);
+    NN_BE(nn, binary_bwd);
+    if (db) nn->be->binary_bwd(nn->be, NN_BIN_ADD, &bc, NULL, NULL, dy, NULL, db);
+    if (w && (dx || dw)) nn->be->binary_bwd(nn->be, NN_BIN_MUL, &bc, nn_f(x), nn_f(w), dy, dx, dw);
+    else if (dx) nn->be->axpy(nn->be, bc.n, 1.0f, dy, dx);
+}
+
+static NnVar *channel_affine(Nn *nn, NnVar *x, NnVar *w, NnVar *b)
+{
+    int c = (int)x->v.shape[1];
+    check_channel_vec("group_norm", w, c, "weight");
+    check_channel_vec("group_norm", b, c, "bias");
+    NnBroadcast bc = channel_bcast(x);
+    NnVar *y = nn_new_var(nn, x->v.ndim, x->v.shape);
+    NN_BE(nn, binary_fwd);
+    if (w) nn->be->binary_fwd(nn->be, NN_BIN_MUL, &bc, nn_f(x), nn_f(w), nn_f(y));
+    if (b) nn->be->binary_fwd(nn->be, NN_BIN_ADD, &bc, w ? nn_f(y) : nn_f(x), nn_f(b), nn_f(y));
+    NnEntry *e = nn_record(nn, channel_affine_backward, y, 3, (NnVar *[]){x, w, b});
+    if (e) {
+        nn_keep(e, x); /* read for w's gradient */
+        nn_keep(e, w);
+    }
+    return y;
+}
+
+NnVar *nn_group_norm(Nn *nn, NnVar *x, int groups, NnVar *weight, NnVar *bias, float eps)
+{
+    NnVar *t = gn_standardize(nn, x, groups, eps);
+    if (!weight && !bias) return t;
+    return nn_done_with(nn, channel_affine(nn, t, weight, bias), t);
 }

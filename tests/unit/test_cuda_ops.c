@@ -498,6 +498,21 @@ static void test_norm(void)
     G->bn_stat_fwd(G, n, c, hw, xg, up(rm, c), up(rv, c), lg, sg);
     CMP("bn_stat_fwd loss", lc, lg, 1, 1e-6);
     CMP("bn_stat_fwd save", sc, sg, 3 * c + 2, 1e-6);
+    /* group norm's use (ops_norm.c): one image whose channels are the groups, up to 32768 a call,
+     * no affine, no running statistics */
+    int gc = 32768;
+    int64_t glen = 9, gt = (int64_t)gc * glen;
+    float *gx = rnd(gt, -2, 3), *gxg = up(gx, gt), *gyc = nans(gt), *gyg = up(gyc, gt);
+    float *gmc = nans(2 * gc), *gmg = up(gmc, 2 * gc);
+    C->bn_fwd_train(C, 1, gc, glen, 1e-5f, 0.0f, gx, NULL, NULL, gyc, gmc, gmc + gc, NULL, NULL);
+    G->bn_fwd_train(G, 1, gc, glen, 1e-5f, 0.0f, gxg, NULL, NULL, gyg, gmg, gmg + gc, NULL, NULL);
+    CMP("bn_fwd_train n=1, 32768 groups, no affine: y", gyc, gyg, gt, 1e-6);
+    CMP("bn_fwd_train n=1, 32768 groups: mean,invstd", gmc, gmg, 2 * gc, 1e-6);
+    float *gdy = rnd(gt, -1, 1), *gdxc = rnd(gt, -1, 1), *gdxg = up(gdxc, gt);
+    C->bn_bwd(C, 1, 1, gc, glen, gx, NULL, gmc, gmc + gc, gdy, gdxc, NULL, NULL);
+    float *gmu = up(gmc, 2 * gc); /* both sides from the CPU's statistics */
+    G->bn_bwd(G, 1, 1, gc, glen, gxg, NULL, gmu, gmu + gc, up(gdy, gt), gdxg, NULL, NULL);
+    CMP("bn_bwd n=1, 32768 groups, no affine: dx", gdxc, gdxg, gt, 1e-5);
     float dl[1] = {0.7f}, *dx0 = rnd(tot, -1, 1), *dxc = copyh(dx0, tot), *dxg = up(dx0, tot);
     C->bn_stat_bwd(C, n, c, hw, x, sc, dl, dxc);
     G->bn_stat_bwd(G, n, c, hw, xg, up(sc, 3 * c + 2), up(dl, 1), dxg);

@@ -158,6 +158,14 @@ static void parse(int argc, char **argv, Opts *o)
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
 }
 
+/* 1 when the model has a BatchNorm layer (running statistics): what the BN term of the loss reads. */
+static int has_batchnorm(const Model *m)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i]->var.role == NN_BUFFER) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
@@ -170,6 +178,9 @@ int main(int argc, char **argv)
     for (int k = 0; k < o.nw; k++) {
         if (!(t[k] = model_load(nn, o.w[k]))) dd_die_err(DD_EXIT_DATA);
         model_set_requires_grad(t[k], 0);
+        if (!has_batchnorm(t[k]))
+            dd_warn("%s (%s) has no BatchNorm layers: no statistics to match, its loss is the cross-entropy alone",
+                    o.w[k], t[k]->arch);
     }
 
     /* The records, in input order, and their images [C,H,W]. */

@@ -181,30 +181,39 @@ def describe(sd):
         if " " in name:
             raise SystemExit(f"torchvision-style names of {name}: not in ddpipe's zoo (man 7 ddpipe-models)")
         return name + ("m" if small else ""), first.shape[1], head.shape[0], 32 if small else 224
-    if "0.weight" in sd and "1.running_mean" in sd:
+    if "0.weight" in sd and sd["0.weight"].ndim == 4:
+        # the norm at "1.": BatchNorm (running statistics), a GroupNorm's affine alone (instance
+        # norm), or none (blocks of three modules)
+        norm = "" if "1.running_mean" in sd else "norm=instance" if "1.weight" in sd else "norm=none"
+        step = 3 if norm == "norm=none" else 4
         depth = 0
-        while f"{4 * depth}.weight" in sd and sd[f"{4 * depth}.weight"].ndim == 4:
+        while f"{step * depth}.weight" in sd and sd[f"{step * depth}.weight"].ndim == 4:
             depth += 1
-        width, head = sd["0.weight"].shape[0], sd[f"{4 * depth + 1}.weight"]
+        width, head = sd["0.weight"].shape[0], sd.get(f"{step * depth + 1}.weight")
+        if head is None or head.ndim != 2:
+            raise SystemExit(f"a ConvNet's names without a 2-d head {step * depth + 1}.weight")
         side = int(round((head.shape[1] / width) ** 0.5))
         size = next((s for s in (28, 32, 64, 224) if s >> depth == side), side << depth)
-        arch = f"convnet{depth}" + ("" if width == 128 else f":width={width}")
-        return arch, sd["0.weight"].shape[1], head.shape[0], size
+        opts = ",".join(o for o in ("" if width == 128 else f"width={width}", norm) if o)
+        return f"convnet{depth}" + (":" + opts if opts else ""), sd["0.weight"].shape[1], head.shape[0], size
     raise SystemExit("cannot tell the architecture from the names; give --arch and the sizes")
 
 
 def reference_convnet(sd):
-    """The zoo's convnet names ("0.", "1.", ..., "4D+1.") for a state_dict of the dataset-distillation
-    ConvNet as the references name it: FADRM's and UFC's models/conv*.py (a features Sequential of
-    conv, norm, act, pool per block, then "classifier") or RDED's synthesize/models.py ("layers.conv.D",
-    "layers.norm.D", "classifier"); sd itself when it is neither. Refuses what the zoo's convnet does
-    not compute: a norm other than BatchNorm (instance norm is GroupNorm(C, C): weight and bias, no
-    running statistics), no norm, no pooling. A 1-channel net pads its first convolution by 3 (28 px
-    read as 32): the zoo's convnet with pad=3. Pooling and activation hold no tensors: average
-    pooling and ReLU, the references' defaults, are assumed (a warning says so). Returns (renamed sd,
-    first-convolution padding), or (sd, None) when sd is neither."""
+    """The zoo's convnet names ("0.", "1.", ..., "4D+1."; without a norm layer "0.", "3.", ...,
+    "3D+1.") for a state_dict of the dataset-distillation ConvNet as the references name it: FADRM's
+    and UFC's models/conv*.py (a features Sequential of conv, norm, act, pool per block, then
+    "classifier") or RDED's synthesize/models.py ("layers.conv.D", "layers.norm.D", "classifier"); sd
+    itself when it is neither. Their net_norm is read from the tensors: BatchNorm (running
+    statistics), a GroupNorm (weight and bias only: instance norm, GroupNorm(C, C), the lineage's
+    default, which GroupNorm(4, C) cannot be told from; main() reads the groups from a pickled module),
+    or none (no norm tensors). Refuses what the zoo's convnet does not compute: layer norm (a [C,H,W]
+    weight), no pooling. A 1-channel net pads its first convolution by 3 (28 px read as 32): the zoo's
+    convnet with pad=3. Pooling and activation hold no tensors: average pooling and ReLU, the
+    references' defaults, are assumed (a warning says so). Returns (renamed sd, first-convolution
+    padding, norm: "batch", "instance" or "none"), or (sd, None, None) when sd is neither."""
     if "classifier.weight" not in sd or sd["classifier.weight"].ndim != 2:
-        return sd, None
+        return sd, None, None
     if "layers.conv.0.weight" in sd:        # RDED
         depth = _count(sd, "layers.conv.%d.weight")
         conv_of, norm_of = "layers.conv.{}.".format, "layers.norm.{}.".format
@@ -212,31 +221,41 @@ def reference_convnet(sd):
         blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("features.")})
         convs = [i for i in blocks if f"features.{i}.weight" in sd and sd[f"features.{i}.weight"].ndim == 4]
         depth = len(convs)
-        if convs != [4 * d for d in range(depth)]:
+        step = 4 if "features.1.weight" in sd else 3     # conv, norm, act, pool; without a norm: conv, act, pool
+        if convs != [step * d for d in range(depth)]:
             raise SystemExit(f"a reference ConvNet whose convolutions are features {convs}: not the zoo's "
-                             "convnet (conv, norm, act, pool per block: features.0, .4, .8, ...)")
-        conv_of, norm_of = (lambda d: f"features.{4 * d}."), (lambda d: f"features.{4 * d + 1}.")
+                             "convnet (conv, norm, act, pool per block: features.0, .4, .8, ...; without a norm "
+                             "layer features.0, .3, .6, ...)")
+        conv_of, norm_of = (lambda d: f"features.{step * d}."), (lambda d: f"features.{step * d + 1}.")
     else:
-        return sd, None
-    if any(norm_of(d) + "weight" not in sd or norm_of(d) + "running_mean" not in sd for d in range(depth)):
-        raise SystemExit("a reference ConvNet without BatchNorm in every block (instance norm, the default "
-                         "of FADRM's ConvNetW128, is GroupNorm(C, C): no running statistics): not in ddpipe's zoo")
+        return sd, None, None
+    has_norm = [norm_of(d) + "weight" in sd for d in range(depth)]
+    if any(has_norm) and not all(has_norm):
+        raise SystemExit("a reference ConvNet with a norm layer in some blocks only: not in ddpipe's zoo")
+    if has_norm[0] and sd[norm_of(0) + "weight"].ndim != 1:
+        raise SystemExit("a reference ConvNet with layer norm (a [C,H,W] weight): not in ddpipe's zoo "
+                         "(its convnet has norm=batch, instance, group or none)")
+    norm = "none" if not has_norm[0] else "batch" if norm_of(0) + "running_mean" in sd else "instance"
     pad = 3 if sd[conv_of(0) + "weight"].shape[1] == 1 else 1
+    step = 3 if norm == "none" else 4
     out = {}
     for d in range(depth):
-        for src, dst in ((conv_of(d), f"{4 * d}."), (norm_of(d), f"{4 * d + 1}.")):
+        for src, dst in ((conv_of(d), f"{step * d}."), (norm_of(d), f"{step * d + 1}.")):
             for k, v in sd.items():
                 if k.startswith(src) and "." not in k[len(src):]:
                     out[dst + k[len(src):]] = v
-    out[f"{4 * depth + 1}.weight"], out[f"{4 * depth + 1}.bias"] = sd["classifier.weight"], sd["classifier.bias"]
+    out[f"{step * depth + 1}.weight"], out[f"{step * depth + 1}.bias"] = sd["classifier.weight"], sd["classifier.bias"]
     left = set(sd) - {k for d in range(depth) for k in sd if k.startswith((conv_of(d), norm_of(d)))} - \
         {"classifier.weight", "classifier.bias"}
     if left:
         raise SystemExit(f"a reference ConvNet with tensors the zoo's convnet lacks: {sorted(left)[:3]}")
-    print(f"a reference ConvNet ({depth} blocks{', 1 channel: first convolution padded by 3' if pad == 3 else ''}): "
-          "renamed to ddpipe's convnet; its pooling and activation are not in the checkpoint: average pooling and "
+    what = {"batch": "BatchNorm", "instance": "GroupNorm: instance norm, GroupNorm(C, C), the references' default, "
+            "unless a pickled module says otherwise; GroupNorm(4, C) has the same tensors: --arch convnetD:norm=group "
+            "for it", "none": "no norm layer"}[norm]
+    print(f"a reference ConvNet ({depth} blocks, {what}{', 1 channel: first convolution padded by 3' if pad == 3 else ''}"
+          "): renamed to ddpipe's convnet; its pooling and activation are not in the checkpoint: average pooling and "
           "ReLU (the references' defaults) assumed", file=sys.stderr)
-    return out, pad
+    return out, pad, norm
 
 
 def fadrm_shufflenet(sd):
@@ -349,17 +368,26 @@ def main(argv=None):
             sd[k] = np.asarray(v.numpy(), dtype=np.int64).reshape(())
         else:
             sd[k] = v.float().numpy()
-    sd, pad = reference_convnet(sd)
+    sd, pad, norm = reference_convnet(sd)
     sd, known = fadrm_shufflenet(sd)
     if a.class_index:
         head = head_of(sd)
         rows = [int(i) for i in a.class_index.split(",")]
         sd[head + ".weight"], sd[head + ".bias"] = sd[head + ".weight"][rows], sd[head + ".bias"][rows]
     arch, inch, ncls, size = describe(sd)
+    if norm == "instance" and module is not None:   # the groups, which the tensors do not hold
+        groups = {m.num_groups for m in module.modules() if isinstance(m, torch.nn.GroupNorm)}
+        if groups != {sd["1.weight"].shape[0]}:
+            if groups != {4}:
+                raise SystemExit(f"{a.checkpoint}: a ConvNet with GroupNorm of {sorted(groups)} groups: ddpipe's "
+                                 "convnet has instance norm (one group per channel) or GroupNorm(4, C) only")
+            arch = arch.replace("norm=instance", "norm=group")
     if known:   # a network whose stem its names tell (FADRM's ShuffleNetV2: the small one)
         arch, size = known, 32
     elif pad == 3:   # the references' 1-channel ConvNet: made for 28-px images (MNIST, Fashion-MNIST)
-        arch, size = arch + ("," if ":" in arch else ":") + "pad=3", 28
+        base, _, opts = arch.partition(":")
+        opts = sorted([o for o in opts.split(",") if o] + ["pad=3"], key=lambda o: ("width", "pad", "norm").index(o.split("=")[0]))
+        arch, size = base + ":" + ",".join(opts), 28
     elif arch in STRIDE_ONLY and module is not None:
         stem = stem_of_module(module)
         if stem == "other":

@@ -106,6 +106,13 @@ void model_add_bn(Model *m, const char *prefix, int c)
     fill_param(m, add_param(m, prefix, "running_var", NN_BUFFER, 1, s, 0), 1.0f);
 }
 
+void model_add_norm_affine(Model *m, const char *prefix, int c)
+{
+    int64_t s[1] = {c};
+    fill_param(m, add_param(m, prefix, "weight", NN_PARAM, 1, s, 0), 1.0f);
+    add_param(m, prefix, "bias", NN_PARAM, 1, s, 0);
+}
+
 void model_add_linear_init(Model *m, const char *prefix, int out, int in, ModelLinearInit init)
 {
     int64_t ws[2] = {out, in}, bs[1] = {out};
@@ -199,6 +206,12 @@ NnVar *layer_bn(Nn *nn, ModelCursor *c, NnVar *x, int training)
 NnVar *layer_bn_relu(Nn *nn, ModelCursor *c, NnVar *x, int training)
 {
     return bn_layer(nn, c, x, training, nn_batchnorm_relu);
+}
+
+NnVar *layer_group_norm(Nn *nn, ModelCursor *c, NnVar *x, int groups)
+{
+    NnVar *w = next(c), *b = next(c);
+    return nn_group_norm(nn, x, groups, w, b, 1e-5f);
 }
 
 NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x)

@@ -35,6 +35,8 @@ void model_add_conv(Model *m, const char *prefix, int cout, int cin, int k, int 
 void model_add_conv_bn(Model *m, const char *prefix, int cout, int cin, int k, int groups, ModelInit init);
 /* Appends "<prefix>weight", "bias", "running_mean", "running_var" [c]. */
 void model_add_bn(Model *m, const char *prefix, int c);
+/* Appends "<prefix>weight" (ones) and "bias" (zeros) [c]: a GroupNorm's affine. */
+void model_add_norm_affine(Model *m, const char *prefix, int c);
 /* Appends "<prefix>weight" [out,in], "<prefix>bias" [out] with PyTorch's default init. */
 void model_add_linear(Model *m, const char *prefix, int out, int in);
 /* The same with the given initialisation. */
@@ -66,12 +68,14 @@ LayerBn layer_bn_take(ModelCursor *c);
 NnVar *layer_bn_add_relu(Nn *nn, const LayerBn *bn, NnVar *x, NnVar *r, int stat_slot,
                          int training);
 NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x);
+/* GroupNorm(groups, C) with the affine of model_add_norm_affine (eps 1e-5, PyTorch's). */
+NnVar *layer_group_norm(Nn *nn, ModelCursor *c, NnVar *x, int groups);
 /* Dies unless the cursor consumed every param. */
 void cursor_end(const ModelCursor *c);
 
 /* Architecture builders (convnet.c, resnet.c, mobilenet.c, shufflenet.c, densenet.c,
  * efficientnet.c, vgg.c, alexnet.c, cifarnets.c): add the params, set m->net and m->min_input. */
-void convnet_build(Model *m, int depth, int width, int first_pad);
+void convnet_build(Model *m, int depth, int width, int first_pad, ModelNorm norm);
 /* The four dense blocks (m->blocks[b] layers: BN - ReLU - 1x1 conv - BN - ReLU - 3x3 conv, the
  * output concatenated after the running features, or before them with new_first) with the
  * transitions between them (BN - ReLU - 1x1 conv - avgpool 2), from the cursor's params; x is

@@ -11,6 +11,9 @@
  *   convnet<D>          the dataset-distillation ConvNet, D blocks of conv3x3(width, bias) - BN -
  *                       ReLU - avgpool2, then a linear head; width 128 unless ":width=W" is given;
  *                       "convnet" = convnet3. Names as the nn.Sequential of torch_recover_peer.py.
+ *                       ":norm=instance|group|none": GroupNorm(C, C), GroupNorm(4, C) or no layer
+ *                       in place of BN (the dataset-condensation code's net_norm); ":pad=P": the
+ *                       first convolution's padding.
  *   resnet18/34/50/101  torchvision's ResNets (BasicBlock / Bottleneck); the imagenet stem (7x7 s2
  *                       conv, BN, ReLU, maxpool 3x3 s2) unless the name ends in "m" or carries
  *                       ":stem=small" (3x3 s1 p1 conv, no maxpool: the CIFAR / Tiny-ImageNet teachers).
@@ -25,7 +28,7 @@
  *                       FADRM's own small-image nets (models/mobilenetv2.py, models/densenet.py;
  *                       UFC's MobileNetV2 too) with their state_dict names ("layers.3.shortcut.0.weight",
  *                       "dense2.5.conv1.weight", "trans1.conv.weight", "linear.bias"); no options.
- * Options after ':' (comma-separated): stem=small|imagenet; width=W (convnets); dropout=P
+ * Options after ':' (comma-separated): stem=small|imagenet; width=W, pad=P, norm=N (convnets); dropout=P
  * (classifier dropout of mobilenet_v2, efficientnet_b0, vgg11_bn, alexnet in training mode);
  * stochastic_depth=P (efficientnet_b0's stochastic_depth_prob, the last block's; default 0.2).
  *
@@ -43,6 +46,9 @@
 #include "libcommon/nn/nn.h"
 
 typedef enum { MODEL_STEM_IMAGENET = 0, MODEL_STEM_SMALL = 1 } ModelStem;
+/* The convnet's normalization layer (":norm="): BatchNorm2d, GroupNorm(C, C) (instance), the
+ * dataset-condensation code's GroupNorm(4, C), or none. */
+typedef enum { MODEL_NORM_BATCH = 0, MODEL_NORM_INSTANCE, MODEL_NORM_GROUP, MODEL_NORM_NONE } ModelNorm;
 
 typedef struct Model Model;
 
@@ -64,6 +70,7 @@ struct Model {
     NnVar *(*net)(Model *m, Nn *nn, NnVar *x, int training);
     int depth, width;          /* convnet */
     int first_pad;             /* convnet: the first convolution's padding (1; the DC lineage's 3) */
+    ModelNorm norm;            /* convnet: its normalization layers */
     ModelStem stem;            /* every net with a small variant */
     int bottleneck, blocks[4]; /* resnets; blocks: densenets' layers per dense block too */
     int width_per_group;       /* resnets: 64, wide_resnet50_2: 128 */

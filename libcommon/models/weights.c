@@ -322,15 +322,22 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
     }
     rc = describe_torchvision(st, path, d);
     if (rc <= 0) return rc;
-    if ((t = shape_of(st, "0.weight", 4)) && find_key(st, "1.running_mean")) {
+    if ((t = shape_of(st, "0.weight", 4))) {
+        /* BatchNorm at "1." (running statistics), a GroupNorm's affine only (instance norm, the
+         * dataset-condensation default; GroupNorm(4, C) has the same tensors and needs the metadata),
+         * or no norm layer: blocks of three modules */
+        const char *norm = find_key(st, "1.running_mean")  ? ""
+                           : shape_of(st, "1.weight", 1) ? "norm=instance"
+                                                         : "norm=none";
+        const int stride = !strcmp(norm, "norm=none") ? 3 : 4;
         int depth = 0;
         for (;;) {
-            snprintf(key, sizeof key, "%d.weight", 4 * depth);
+            snprintf(key, sizeof key, "%d.weight", stride * depth);
             if (!shape_of(st, key, 4)) break;
             depth++;
         }
         int width = (int)t->shape[0];
-        snprintf(key, sizeof key, "%d.weight", 4 * depth + 1);
+        snprintf(key, sizeof key, "%d.weight", stride * depth + 1);
         const Tensor *head = shape_of(st, key, 2);
         if (!head) return dd_err("%s: ConvNet weights without a 2-d %s", path, key);
         int64_t side = 1;
@@ -347,8 +354,9 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
             }
         d->in_channels = (int)t->shape[1];
         d->num_classes = (int)head->shape[0];
-        if (width == 128) snprintf(d->arch, sizeof d->arch, "convnet%d", depth);
-        else snprintf(d->arch, sizeof d->arch, "convnet%d:width=%d", depth, width);
+        int n = snprintf(d->arch, sizeof d->arch, "convnet%d", depth);
+        if (width != 128) n += snprintf(d->arch + n, sizeof d->arch - (size_t)n, ":width=%d", width);
+        if (*norm) snprintf(d->arch + n, sizeof d->arch - (size_t)n, "%c%s", width != 128 ? ',' : ':', norm);
         return 0;
     }
     return dd_err("%s: no \"arch\" metadata and the names fit no architecture of the zoo (conv1.weight: "

@@ -56,12 +56,14 @@ static const ZooArch ZOO[] = {
 enum { NZOO = sizeof ZOO / sizeof ZOO[0] };
 
 enum { CONVNET_WIDTH = 128, CONVNET_DEPTH = 3 };
+static const char *const NORM_NAMES[] = {"batch", "instance", "group", "none"}; /* by ModelNorm */
 static const float STOCHASTIC_DEPTH = 0.2f;  /* torchvision's EfficientNet stochastic_depth_prob */
 
 /* A parsed zoo name: "base[m][:opt=val,...]". */
 typedef struct {
     const ZooArch *arch;  /* NULL: convnet */
     int depth, width, pad;
+    ModelNorm norm;
     ModelStem stem;
     float dropout, stochastic_depth;
 } ZooSpec;
@@ -116,6 +118,13 @@ static int parse_options(const char *name, const char *opts, ZooSpec *z)
             ok = parse_int(v, n - (size_t)(v - opts), 1, 65536, &z->width) == 0;
         } else if (is_opt(opts, n, "pad", &v) && !a) {
             ok = parse_int(v, n - (size_t)(v - opts), 1, 3, &z->pad) == 0;
+        } else if (is_opt(opts, n, "norm", &v) && !a) {
+            size_t vn = n - (size_t)(v - opts);
+            for (int k = 0; k < 4 && !ok; k++)
+                if (vn == strlen(NORM_NAMES[k]) && !strncmp(v, NORM_NAMES[k], vn)) {
+                    z->norm = (ModelNorm)k;
+                    ok = 1;
+                }
         } else if (is_opt(opts, n, "dropout", &v) && a && a->dropout >= 0) {
             ok = parse_prob(v, n - (size_t)(v - opts), &z->dropout) == 0;
         } else if (is_opt(opts, n, "stochastic_depth", &v) && a && a->family == FAMILY_EFFICIENTNET_B0) {
@@ -123,7 +132,8 @@ static int parse_options(const char *name, const char *opts, ZooSpec *z)
         }
         if (!ok)
             return dd_err("model %s: unknown or invalid option '%.*s' (stem=small|imagenet where a small "
-                          "variant exists; convnets: width=N, pad=1..3; dropout=P where the net has dropout; "
+                          "variant exists; convnets: width=N, pad=1..3, norm=batch|instance|group|none; "
+                          "dropout=P where the net has dropout; "
                           "efficientnet_b0: stochastic_depth=P)", name, (int)n, opts);
         opts = end ? end + 1 : NULL;
     }
@@ -134,7 +144,8 @@ static int zoo_parse(const char *name, ZooSpec *z)
 {
     const char *colon = strchr(name, ':');
     size_t n = colon ? (size_t)(colon - name) : strlen(name);
-    *z = (ZooSpec){NULL, CONVNET_DEPTH, CONVNET_WIDTH, 1, MODEL_STEM_IMAGENET, 0.0f, STOCHASTIC_DEPTH};
+    *z = (ZooSpec){NULL, CONVNET_DEPTH, CONVNET_WIDTH, 1, MODEL_NORM_BATCH, MODEL_STEM_IMAGENET, 0.0f,
+                   STOCHASTIC_DEPTH};
     if (n >= 7 && !strncmp(name, "convnet", 7)) {
         if (n > 7 && parse_int(name + 7, n - 7, 1, 16, &z->depth) < 0)
             return dd_err("model %s: convnet depth must be 1..16", name);
@@ -155,7 +166,10 @@ static int zoo_parse(const char *name, ZooSpec *z)
                           ":stem=small for the small stem, except vgg11_bn and alexnet; FADRM's mobilenet_v2_cifar, "
                           "densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar)", (int)n, name);
     }
-    return parse_options(name, colon ? colon + 1 : NULL, z);
+    if (parse_options(name, colon ? colon + 1 : NULL, z) < 0) return -1;
+    if (!z->arch && z->norm == MODEL_NORM_GROUP && z->width % 4)
+        return dd_err("model %s: norm=group is GroupNorm(4, C): the width must be a multiple of 4", name);
+    return 0;
 }
 
 /* The canonical name: the base, "m" for the small stem, then the non-default options. */
@@ -210,11 +224,13 @@ Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, 
         canonical_name(&z, m->arch, sizeof m->arch);
         zoo_build(m, &z);
     } else {
-        int n = snprintf(m->arch, sizeof m->arch, "convnet%d", z.depth);
-        if (z.width != CONVNET_WIDTH) n += snprintf(m->arch + n, sizeof m->arch - (size_t)n, ":width=%d", z.width);
-        if (z.pad != 1)
-            snprintf(m->arch + n, sizeof m->arch - (size_t)n, "%cpad=%d", z.width != CONVNET_WIDTH ? ',' : ':', z.pad);
-        convnet_build(m, z.depth, z.width, z.pad);
+        const size_t size = sizeof m->arch;
+        int base = snprintf(m->arch, size, "convnet%d", z.depth), n = base;
+        if (z.width != CONVNET_WIDTH) n += snprintf(m->arch + n, size - (size_t)n, ":width=%d", z.width);
+        if (z.pad != 1) n += snprintf(m->arch + n, size - (size_t)n, "%cpad=%d", n > base ? ',' : ':', z.pad);
+        if (z.norm != MODEL_NORM_BATCH)
+            snprintf(m->arch + n, size - (size_t)n, "%cnorm=%s", n > base ? ',' : ':', NORM_NAMES[z.norm]);
+        convnet_build(m, z.depth, z.width, z.pad, z.norm);
     }
     if (input_size < m->min_input) {
         dd_err("model %s takes inputs of at least %d px, not %d", m->arch, m->min_input, input_size);

@@ -200,4 +200,15 @@ rc=0; DD_THREADS=0 "${R[@]}" --iters 4 init.tsr >out.tsr 2>err.txt || rc=$?
     && ok "DD_THREADS=0: $(cat err.txt)" || fail "DD_THREADS=0: exit $rc: $(cat err.txt)"
 DD_THREADS=1 "${R[@]}" --iters 4 init.tsr >r1.tsr && DD_THREADS=3 "${R[@]}" --iters 4 init.tsr >r3.tsr \
     && "$BIN/tscmp" -q --exact r1.tsr r3.tsr && ok "DD_THREADS=1 and 3: the same pixels" || fail "DD_THREADS 1 vs 3"
+# a teacher without BatchNorm (the instance-norm ConvNet): said once, on stderr; the loss is the
+# cross-entropy alone (bn 0 in every metrics row), and the images still move
+"$tool" teacher tin.safetensors convnet3:width=16,norm=instance fm.tsr 1
+rc=0; "$BIN/recover" -q -w tin.safetensors --iters 6 -m min.jsonl --metrics-every 1 init.tsr >in.tsr 2>err.txt || rc=$?
+[ $rc = 0 ] && [ "$(cat err.txt)" = "recover: tin.safetensors (convnet3:width=16,norm=instance) has no BatchNorm layers: \
+no statistics to match, its loss is the cross-entropy alone" ] \
+    && "$PYTHON" -c '
+import json
+rows = [json.loads(l) for l in open("min.jsonl")]
+assert len(rows) == 12 and all(r["bn"] == 0 and r["loss"] == r["ce"] for r in rows), rows[:2]' \
+    && ! "$BIN/tscmp" -q init.tsr in.tsr && ok "teacher without BatchNorm: $(cat err.txt)" || fail "no-BN teacher: exit $rc $(cat err.txt)"
 finish

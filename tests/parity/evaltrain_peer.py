@@ -57,7 +57,9 @@
       torch2safetensors.py as convnet3, evaltrain --eval-only (refconv/CASE.json) gives torch's
       mean cross-entropy (1e-4) and top-1; a 1-channel one (first convolution padded by 3, 28-px
       images of np_gray/) as convnet3:pad=3, FADRM's ShuffleNetV2 as shufflenet_v2_x0_5m, likewise;
-      an instance-norm one (GroupNorm(C, C)) is refused, nothing written. refconv/cases.txt lists
+      its other norms too: instance norm (a state_dict) as convnet3:norm=instance, GroupNorm(4, C)
+      (a pickled module, whose groups the converter reads) as norm=group, RDED's without norm (1
+      channel) as convnet3:pad=3,norm=none; a layer-norm one is refused, nothing written. refconv/cases.txt lists
       CASE DATA (rgb or gray) per converted case.
   evaltrain_peer.py val224 / val224-check
       A model made for 224 px (torchvision resnet18, 1 input channel, random weights, BN running
@@ -324,27 +326,32 @@ def _dd_convnet(channel, norm, rded):
     """The dataset-distillation ConvNet (depth 3, width 128, 32 px, ReLU, average pooling) as the
     references define it: RDED's synthesize/models.py (layers.conv / layers.norm ModuleLists in a
     ModuleDict) or FADRM's / UFC's models/conv*.py (one features Sequential), both with the
-    1-channel rule (first convolution padded by 3) and a "classifier" head."""
+    1-channel rule (first convolution padded by 3) and a "classifier" head; norm as their net_norm:
+    batch, instance (GroupNorm(C, C)), group (GroupNorm(4, C)) or none (no norm modules)."""
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            mk_norm = (lambda c: nn.BatchNorm2d(c)) if norm == "batch" else (lambda c: nn.GroupNorm(c, c))
+            mk_norm = {"batch": lambda c: [nn.BatchNorm2d(c)], "instance": lambda c: [nn.GroupNorm(c, c)],
+                       "group": lambda c: [nn.GroupNorm(4, c)], "none": lambda c: []}[norm]
             convs, norms, c = [], [], channel
             for d in range(3):
                 convs.append(nn.Conv2d(c, 128, 3, padding=3 if channel == 1 and d == 0 else 1))
                 norms.append(mk_norm(128))
                 c = 128
             if rded:
-                self.layers = nn.ModuleDict({"conv": nn.ModuleList(convs), "norm": nn.ModuleList(norms)})
+                self.layers = nn.ModuleDict({"conv": nn.ModuleList(convs),
+                                             "norm": nn.ModuleList([n for ns in norms for n in ns])})
             else:
-                self.features = nn.Sequential(*[m for d in range(3) for m in (convs[d], norms[d], nn.ReLU(),
-                                                                                  nn.AvgPool2d(2))])
+                self.features = nn.Sequential(*[m for d in range(3) for m in [convs[d]] + norms[d] +
+                                                [nn.ReLU(), nn.AvgPool2d(2)]])
             self.classifier = nn.Linear(128 * 4 * 4, 10)
 
         def forward(self, x):
             if rded:
-                for cv, nm in zip(self.layers["conv"], self.layers["norm"]):
-                    x = F.avg_pool2d(F.relu(nm(cv(x))), 2)
+                for d, cv in enumerate(self.layers["conv"]):
+                    x = cv(x)
+                    x = self.layers["norm"][d](x) if len(self.layers["norm"]) else x
+                    x = F.avg_pool2d(F.relu(x), 2)
             else:
                 x = self.features(x)
             return self.classifier(x.flatten(1))
@@ -413,7 +420,9 @@ def _fadrm_shufflenet(ncls=10):
 def refconv():
     """Reference nets' checkpoints (RDED's and FADRM's ConvNet names, 3 channels at 32 px and 1
     channel at 28 px; FADRM's ShuffleNetV2), random weights, BN running statistics of the images,
-    heads scaled up, converted by torch2safetensors.py; the instance-norm ConvNet must be refused.
+    heads scaled up, converted by torch2safetensors.py; the ConvNet's other norms (GroupNorm affine
+    perturbed): instance norm from a state_dict, GroupNorm(4, C) from a pickled module (the groups
+    are not in the tensors), none (RDED's, 1 channel); a layer-norm one must be refused.
     Writes np_rgb/ and np_gray/ (10 images each, for tsimport --format npy), refconv/CASE.safetensors
     and .log, refconv/ref.json (float64 mean cross-entropy and top-1 per converted case, with the
     image set it is evaluated on)."""
@@ -432,27 +441,43 @@ def refconv():
     for case, channel, kind, rded, form in (("rded", 3, "batch", True, "model"), ("fadrm", 3, "batch", False, "plain"),
                                             ("fadrm_gray", 1, "batch", False, "plain"),
                                             ("fadrm_instance", 3, "instance", False, "plain"),
+                                            ("fadrm_group", 3, "group", False, "pickled"),
+                                            ("rded_none_gray", 1, "none", True, "plain"),
                                             ("fadrm_shufflenet", 3, "batch", None, "module.")):
         name, x, mean, std = data[channel]
         m = _fadrm_shufflenet() if rded is None else _dd_convnet(channel, kind, rded)
         if kind == "batch":
             bn_stats_of(m, (x - mean) / std)
-            # a head 30 times the default init: logits of a few units, so that a network computing
-            # anything else (a tensor in the wrong place) moves the cross-entropy well past 1e-4
-            head = [mod for mod in m.modules() if isinstance(mod, nn.Linear)][-1]
-            with torch.no_grad():
-                head.weight.mul_(30)
+        # a head 30 times the default init: logits of a few units, so that a network computing
+        # anything else (a tensor in the wrong place) moves the cross-entropy well past 1e-4
+        head = [mod for mod in m.modules() if isinstance(mod, nn.Linear)][-1]
+        with torch.no_grad():
+            head.weight.mul_(30)
+            for mod in m.modules():
+                if isinstance(mod, nn.GroupNorm):
+                    mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.normal_(0, 0.1)
         m.eval()
         sd = m.state_dict()
-        torch.save({"model": sd} if form == "model" else {"module." + k: v for k, v in sd.items()}
-                   if form == "module." else sd, f"refconv/{case}.pth")
+        extra = []
+        if form == "pickled":   # a whole module, of importable classes only (FADRM's names)
+            torch.save(nn.ModuleDict({"features": m.features, "classifier": m.classifier}), f"refconv/{case}.pth")
+            extra = ["--unsafe-pickle"]
+        else:
+            torch.save({"model": sd} if form == "model" else {"module." + k: v for k, v in sd.items()}
+                       if form == "module." else sd, f"refconv/{case}.pth")
         convert([f"refconv/{case}.pth", f"refconv/{case}.safetensors", "--mean", ",".join(map(str, mean.flatten().tolist())),
-                 "--std", ",".join(map(str, std.flatten().tolist()))], f"refconv/{case}.log")
-        if kind == "batch":
-            with torch.no_grad():
-                logits = m.double()((x.double() - mean.double()) / std.double())
-            ref[case] = {"loss": float(F.cross_entropy(logits, y)), "data": name,
-                         "top1": 100.0 * float((logits.argmax(1) == y).sum()) / len(y)}
+                 "--std", ",".join(map(str, std.flatten().tolist()))] + extra, f"refconv/{case}.log")
+        with torch.no_grad():
+            logits = m.double()((x.double() - mean.double()) / std.double())
+        ref[case] = {"loss": float(F.cross_entropy(logits, y)), "data": name,
+                     "top1": 100.0 * float((logits.argmax(1) == y).sum()) / len(y)}
+    # a ConvNet with layer norm (net_norm 'layer': a [C,H,W] weight): refused, nothing written
+    sd_ln = {"features.0.weight": torch.zeros(128, 3, 3, 3), "features.0.bias": torch.zeros(128),
+             "features.1.weight": torch.ones(128, 32, 32), "features.1.bias": torch.zeros(128, 32, 32),
+             "classifier.weight": torch.zeros(10, 128 * 16 * 16), "classifier.bias": torch.zeros(10)}
+    torch.save(sd_ln, "refconv/fadrm_layer.pth")
+    convert(["refconv/fadrm_layer.pth", "refconv/fadrm_layer.safetensors"], "refconv/fadrm_layer.log")
     # a net with conv1 but neither ResNet layers nor FADRM's CIFAR nets' (another reference
     # repository's own CIFAR net: these names are a cut UFC MobileNetV2's); the converter says so,
     # and so does ddpipe's loader on the raw tensors (no metadata). And UFC's ShuffleNetG2 names
@@ -485,13 +510,15 @@ def refconv_check():
             print(f"FAIL: reference ConvNet {case}: no converted weights or evaltrain result ({e})")
             fails += 1
             continue
-        want = {"fadrm_shufflenet": "shufflenet_v2_x0_5m", "fadrm_gray": "convnet3:pad=3"}.get(case, "convnet3")
+        want = {"fadrm_shufflenet": "shufflenet_v2_x0_5m", "fadrm_gray": "convnet3:pad=3",
+                "fadrm_instance": "convnet3:norm=instance", "fadrm_group": "convnet3:norm=group",
+                "rded_none_gray": "convnet3:pad=3,norm=none"}.get(case, "convnet3")
         ok = arch == want and abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
             and o["top1"] == r["top1"]
         print(("ok: " if ok else "FAIL: ") + f"reference net ({case}'s names) converted as {arch}: --eval-only "
               f"loss torch {r['loss']:.6g} ours {o['loss']:.6g}, top1 torch {r['top1']:.1f} ours {o['top1']:.1f}")
         fails += not ok
-    for case, want in (("fadrm_instance", "GroupNorm(C, C)"),
+    for case, want in (("fadrm_layer", "layer norm"),
                        ("ufc_mbv2", "not a torchvision ResNet"), ("ufc_mbv2_loader", "not a torchvision ResNet"),
                        ("ufc_g2", "linear instead of fc: not a torchvision ResNet"),
                        ("ufc_g2_loader", "no 2-d fc.weight: not a torchvision ResNet (its head is linear")):

@@ -29,7 +29,7 @@ to the reference's max magnitude; torch float32's beside ours where ours needed 
   What this cannot see: an error in ours smaller than that envelope on that tensor (printed).
   saved file:    C's model_save loads in torch with load_state_dict(strict=True), values bit-equal
 """
-import math, os, sys
+import os, sys
 
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F, torchvision
@@ -44,6 +44,11 @@ CASES = {
     "convnet3": ("convnet3", None, 1, 28, 8, 10, "bare"),
     # the dataset-condensation lineage's 1-channel ConvNet: first convolution padded by 3
     "convnet3_pad3": ("convnet3:pad=3", None, 1, 28, 8, 10, "meta"),
+    # its other norms (net_norm): instance norm, the lineage's default (GroupNorm(C, C); the file
+    # without metadata, as a converted checkpoint before the converter's names), GroupNorm(4, C), none
+    "convnet3_instance": ("convnet3:norm=instance", None, 3, 32, 4, 10, "bare"),
+    "convnet3_group": ("convnet3:width=16,norm=group", None, 1, 28, 4, 10, "meta"),
+    "convnet3_none_pad3": ("convnet3:pad=3,norm=none", None, 1, 28, 4, 10, "meta"),
     "resnet18m": ("resnet18", "small", 3, 32, 4, 10, "meta"),
     "resnet18m_gray": ("resnet18", "small", 1, 32, 4, 7, "module"),
     "resnet18": ("resnet18", "imagenet", 3, 64, 4, 12, "meta"),
@@ -88,11 +93,14 @@ NO_DROPOUT = {"mobilenet_v2": ("dropout=0", {"dropout": 0.0}), "vgg11_bn": ("dro
               "efficientnet_b0": ("dropout=0,stochastic_depth=0", {"stochastic_depth_prob": 0.0})}
 
 
-def convnet(nc, inch, res, width=128, depth=3, pad=1):
+def convnet(nc, inch, res, width=128, depth=3, pad=1, norm="batch"):
+    """The dataset-condensation ConvNet as an nn.Sequential; norm as its net_norm: BatchNorm2d,
+    instance (GroupNorm(C, C)), group (GroupNorm(4, C)) or none (blocks of three modules)."""
     layers, c, res = [], inch, res + 2 * (pad - 1)
     for d in range(depth):
-        layers += [nn.Conv2d(c, width, 3, padding=pad if d == 0 else 1), nn.BatchNorm2d(width), nn.ReLU(),
-                   nn.AvgPool2d(2)]
+        norm_layer = {"batch": lambda: [nn.BatchNorm2d(width)], "instance": lambda: [nn.GroupNorm(width, width)],
+                      "group": lambda: [nn.GroupNorm(4, width)], "none": lambda: []}[norm]()
+        layers += [nn.Conv2d(c, width, 3, padding=pad if d == 0 else 1)] + norm_layer + [nn.ReLU(), nn.AvgPool2d(2)]
         c, res = width, res // 2
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * res * res, nc))
 
@@ -224,7 +232,9 @@ def small_stem(m, name, inch):
 def build(case):
     arch, stem, inch, res, _, ncls, _ = CASES[case]
     if arch.startswith("convnet3"):
-        return convnet(ncls, inch, res, pad=3 if arch.endswith(":pad=3") else 1)
+        opts = dict(kv.split("=") for kv in arch.split(":")[1].split(",")) if ":" in arch else {}
+        return convnet(ncls, inch, res, int(opts.get("width", 128)), pad=int(opts.get("pad", 1)),
+                       norm=opts.get("norm", "batch"))
     if arch == "mobilenet_v2_cifar":
         return MobileNetV2Cifar(ncls, inch)
     if arch in DENSENETS_CIFAR:
@@ -273,6 +283,9 @@ def make(root):
                     mod.weight.uniform_(0.1, 0.3) if id(mod) in last else mod.weight.uniform_(0.5, 1.5)
                     mod.bias.normal_(0, 0.1)
                     mod.num_batches_tracked.zero_()
+                if isinstance(mod, nn.GroupNorm):
+                    mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.normal_(0, 0.1)
         sd = {k: v.numpy() for k, v in m.state_dict().items()}
         meta = None
         if fmt != "bare":

@@ -123,9 +123,10 @@ int main(void)
         {"shufflenet_v2_x1_0m", 32}, {"densenet121m", 32},   {"efficientnet_b0m", 32},
         {"vgg11_bn", 32},        {"alexnet", 64},            {"resnet18", 64},
         {"convnet3:pad=3", 28},  {"mobilenet_v2_cifar", 32}, {"densenet121_cifar", 32},
+        {"convnet3:norm=instance", 32}, {"convnet3:width=16,pad=3,norm=none", 28},
     };
     int rows = 0, failed = 0;
-    printf("%-22s %-6s %-10s %-10s %-10s %-10s %-5s %s\n", "model (CUDA vs CPU)", "mode", "logits", "loss",
+    printf("%-34s %-6s %-10s %-10s %-10s %-10s %-5s %s\n", "model (CUDA vs CPU)", "mode", "logits", "loss",
            "input grad", "weight grad", "kept", "result");
     for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++) {
         int res = nets[k].res;
@@ -151,7 +152,7 @@ int main(void)
             }
             int ok = !wmiss && el <= 1e-4 && es <= 1e-4 && ex <= 1e-4 && ew <= 1e-3 && kept;
             if (as_cpu) ok = ok && el == 0 && es == 0 && ex == 0 && ew == 0;
-            printf("%-22s %-6s %-10.3g %-10.3g %-10.3g %-10.3g %-5s %s\n", nets[k].name,
+            printf("%-34s %-6s %-10.3g %-10.3g %-10.3g %-10.3g %-5s %s\n", nets[k].name,
                    mode == 1 ? "train" : mode ? "frozen" : "eval", el, es, ex, wmiss ? INFINITY : ew, kept ? "same" : "DIFF",
                    ok ? "PASS" : "FAIL");
             rows++;

@@ -129,6 +129,24 @@ static void test_names(Nn *nn)
     CHECK(m && !strcmp(m->arch, "convnet3:pad=3"));
     model_free(m);
     CHECK(model_create(nn, "convnet3:pad=4", 1, 10, 28, 1) == NULL && strstr(dd_errmsg(), "pad=1..3"));
+    /* the other norms of the dataset-condensation ConvNet: a GroupNorm's weight and bias where BN
+     * was (no running statistics), or no layer (blocks of conv, relu, pool: the head is 3D+1) */
+    m = model_create(nn, "convnet3:norm=instance", 3, 10, 32, 1);
+    CHECK(m && !strcmp(m->arch, "convnet3:norm=instance") && m->norm == MODEL_NORM_INSTANCE);
+    CHECK(m && m->nparams == 3 * 4 + 2 && model_find(m, "5.bias") && !model_find(m, "1.running_mean"));
+    CHECK(m && model_find(m, "1.weight")->decay == 0 && model_find(m, "13.weight"));
+    model_free(m);
+    m = model_create(nn, "convnet3:width=16,pad=3,norm=none", 1, 10, 28, 1);
+    CHECK(m && !strcmp(m->arch, "convnet3:width=16,pad=3,norm=none") && m->nparams == 3 * 2 + 2);
+    CHECK(m && model_find(m, "6.weight") && model_find(m, "10.weight")->var.v.shape[1] == 16 * 4 * 4);
+    model_free(m);
+    m = model_create(nn, "convnet:norm=group,width=8", 3, 10, 32, 1);
+    CHECK(m && !strcmp(m->arch, "convnet3:width=8,norm=group") && m->norm == MODEL_NORM_GROUP);
+    model_free(m);
+    CHECK(model_create(nn, "convnet3:norm=group,width=6", 3, 10, 32, 1) == NULL
+          && strstr(dd_errmsg(), "multiple of 4"));
+    CHECK(model_create(nn, "convnet3:norm=layer", 3, 10, 32, 1) == NULL && strstr(dd_errmsg(), "norm=batch|instance"));
+    CHECK(model_create(nn, "resnet18:norm=instance", 3, 10, 32, 1) == NULL);
 }
 
 static void test_init(Nn *nn)
@@ -303,24 +321,29 @@ static void test_roundtrip(Nn *nn)
     st_free(&st);
     model_free(m);
 
-    /* convnet: the input size comes back from the head's shape when there is no metadata */
-    m = model_create(nn, "convnet3", 1, 10, 28, 2);
-    CHECK(model_save(tmp("cn.safetensors"), m, 0, NULL, NULL) == 0);
-    CHECK(st_read_file(tmp("cn.safetensors"), &st) == 0);
-    const char **cn = calloc((size_t)st.n, sizeof *cn);
-    const Tensor **ct = calloc((size_t)st.n, sizeof *ct);
-    for (int i = 0; i < st.n; i++) {
-        cn[i] = st.e[i].name;
-        ct[i] = &st.e[i].t;
+    /* convnet: the input size and the norm come back from the tensors when there is no metadata
+     * (a GroupNorm's affine alone: instance norm; no "1.weight": no norm, blocks of 3 modules) */
+    static const char *const convnets[] = {"convnet3", "convnet3:norm=instance", "convnet2:width=16,norm=none"};
+    for (int k = 0; k < 3; k++) {
+        m = model_create(nn, convnets[k], 1, 10, 28, 2);
+        CHECK(model_save(tmp("cn.safetensors"), m, 0, NULL, NULL) == 0);
+        CHECK(st_read_file(tmp("cn.safetensors"), &st) == 0);
+        const char **cn = calloc((size_t)st.n, sizeof *cn);
+        const Tensor **ct = calloc((size_t)st.n, sizeof *ct);
+        for (int i = 0; i < st.n; i++) {
+            cn[i] = st.e[i].name;
+            ct[i] = &st.e[i].t;
+        }
+        CHECK(st_write_file(tmp("cnbare.safetensors"), st.n, cn, ct, NULL) == 0);
+        l = model_load(nn, tmp("cnbare.safetensors"));
+        CHECK_MSG(l && !strcmp(l->arch, convnets[k]) && l->input_size == 28 && same_values(nn, m, l), "%s: %s",
+                  convnets[k], l ? l->arch : dd_errmsg());
+        model_free(l);
+        free(cn);
+        free(ct);
+        st_free(&st);
+        model_free(m);
     }
-    CHECK(st_write_file(tmp("cnbare.safetensors"), st.n, cn, ct, NULL) == 0);
-    l = model_load(nn, tmp("cnbare.safetensors"));
-    CHECK(l && !strcmp(l->arch, "convnet3") && l->input_size == 28 && same_values(nn, m, l));
-    model_free(l);
-    free(cn);
-    free(ct);
-    st_free(&st);
-    model_free(m);
 }
 
 int main(void)

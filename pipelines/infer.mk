@@ -19,11 +19,12 @@
 # class count (checked when the real images are drawn: CIFAR-100 needs NCLASSES=100).
 # The reference's CIFAR teachers (ufc_cifar.py): ResNet-18 modified (torchvision's with a 3x3
 # stride-1 conv1 and no max pool: the zoo's resnet18m), and MobileNetV2, EfficientNet-B0 and
-# ShuffleNetG2 in CIFAR variants of its own, which the zoo does not have: models/mobilenetv2.py
-# (stride 1 in its second stage), models/efficientnet.py (no 1x1 conv to 1280 before the head),
-# models/shufflenet.py (ShuffleNetG2: ShuffleNet v1 with 2 groups). The zoo's mobilenet_v2m,
-# efficientnet_b0m and shufflenet_v2_x1_0m are torchvision's nets with a small stem, other
-# networks. Its ImageNet run (ufc_imgnet.py) has M = 3, torchvision's pretrained resnet18,
+# ShuffleNetG2 in CIFAR variants of its own: the zoo's mobilenet_v2_cifar, efficientnet_b0_cifar
+# and shufflenet_g2_cifar (man 7 ddpipe-models; its pretrained/ checkpoints convert with
+# pipelines/torch2safetensors.py), so INFER_TEACHERS="resnet18m mobilenet_v2_cifar
+# efficientnet_b0_cifar shufflenet_g2_cifar" is its set (shufflenet_g2_cifar takes 25..56-px
+# images). The zoo's mobilenet_v2m, efficientnet_b0m and shufflenet_v2_x1_0m are torchvision's nets
+# with a small stem, other networks. Its ImageNet run (ufc_imgnet.py) has M = 3, torchvision's pretrained resnet18,
 # mobilenet_v2 and efficientnet_b0 (no ShuffleNet), and brings each initial image to 224 x 224
 # with Resize((224, 224)), a squash, where patchsel --method random --res 224 resizes the shorter
 # side to 224 and centre-crops. INFER_TEACHERS defaults to FADRM+'s cheaper TEACHERS.

@@ -122,7 +122,8 @@ def _torchvision(sd):
 
 def _cifar(sd):
     """(arch, in_channels, num_classes, 32) of FADRM's own small-image nets (models/mobilenetv2.py,
-    also UFC's; models/densenet.py) from their names, as libcommon/models/weights.c reads them; None
+    also UFC's; models/densenet.py) and UFC's (models/efficientnet.py's EfficientNetB0_cifar*,
+    models/shufflenet.py's ShuffleNetG2_cifar*) from their names, as libcommon/models/weights.c reads them; None
     when the names are not theirs, or only partly (then describe() names conv1 without ResNet layers).
     Their pooling covers the whole map: Tiny-ImageNet's 64-px teachers need --input-size 64."""
     if "conv1.weight" not in sd or "linear.weight" not in sd:
@@ -133,6 +134,18 @@ def _cifar(sd):
         if _count(sd, "layers.%d.conv3.weight") == 17 and last is not None and last.shape[0] == 320 \
                 and sd.get("conv2.weight") is not None and sd["conv2.weight"].shape[0] == 1280:
             return "mobilenet_v2_cifar", inch, ncls, 32
+        return None
+    if "layers.0.se.se1.weight" in sd and "layers.0.conv3.weight" in sd:     # UFC's EfficientNet-B0
+        last = sd.get("layers.15.conv3.weight")
+        if _count(sd, "layers.%d.se.se1.weight") == 16 and last is not None and last.shape[0] == 320 \
+                and sd["linear.weight"].shape[1] == 320:
+            return "efficientnet_b0_cifar", inch, ncls, 32
+        return None
+    if "layer1.0.conv3.weight" in sd and "layer1.0.bn3.running_mean" in sd and "layer1.0.conv4.weight" not in sd \
+            and "fc.weight" not in sd and sd["conv1.weight"].shape[2] == 1:     # UFC's ShuffleNetG2
+        counts = tuple(_count(sd, f"layer{l}.%d.conv1.weight") for l in (1, 2, 3))
+        if counts == (4, 8, 4) and sd["linear.weight"].shape[1] == 800:
+            return "shufflenet_g2_cifar", inch, ncls, 32
         return None
     if "dense1.0.conv1.weight" in sd and "trans1.conv.weight" in sd and "dense1.0.conv2.weight" in sd:
         blocks = tuple(_count(sd, f"dense{b}.%d.conv1.weight") for b in range(1, 5))
@@ -158,12 +171,12 @@ def describe(sd):
         return cifar
     if "conv1.weight" in sd and "layer1.0.conv1.weight" not in sd:
         raise SystemExit("conv1.weight but no layer1.0.conv1.weight: not a torchvision ResNet nor FADRM's MobileNetV2 "
-                         "or DenseNets (another reference repository's own CIFAR net? those are not in ddpipe's zoo: "
-                         "man 7 ddpipe-models)")
+                         "or DenseNets nor UFC's EfficientNet-B0 (another reference repository's own CIFAR net? those "
+                         "are not in ddpipe's zoo: man 7 ddpipe-models)")
     if "conv1.weight" in sd and "fc.weight" not in sd:
         head = "linear" if "linear.weight" in sd else "no fc"
         raise SystemExit(f"conv1.weight and layer1.0.conv1.weight but {head} instead of fc: not a torchvision ResNet "
-                         "(UFC's ShuffleNetG2 and other repositories' own CIFAR nets are named so; they are not in "
+                         "nor UFC's ShuffleNetG2 (other repositories' own CIFAR nets are named so; they are not in "
                          "ddpipe's zoo: man 7 ddpipe-models)")
     if "conv1.weight" in sd:
         blocks = tuple(_count(sd, f"layer{l}.%d.conv1.weight") for l in range(1, 5))
@@ -327,6 +340,54 @@ def is_small(arch):
     return base.endswith("m") and base[:-1] in set(_RESNETS.values()) | set(_DENSENETS.values()) | set(STRIDE_ONLY)
 
 
+def load_tensors_only(torch, path):
+    """The object of a zip-format checkpoint (torch.save since 1.6: DIR/data.pkl beside the
+    storages DIR/data/KEY), unpickled with nothing but tensors, storages' dtypes, OrderedDict and
+    what the pickle machine builds itself (numbers, strings, lists, dicts, tuples): what
+    weights_only=True allows, for torches whose weights_only unpickler refuses plain floats
+    (Debian's 1.13: 'Unsupported operand 71', BINFLOAT, in UFC's checkpoints, which keep the
+    accuracy beside the state_dict). Little-endian storages. Raises pickle.UnpicklingError naming
+    anything else a file asks for, ValueError for a file that is not such a zip."""
+    import collections, zipfile
+    dtypes = {"FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+              "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+              "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+              "BoolStorage": torch.bool}
+
+    def rebuild(storage, offset, size, stride, *_):
+        return storage.as_strided(tuple(size), tuple(stride), offset).clone()
+
+    def parameter(data, *_):
+        return data
+
+    with zipfile.ZipFile(path) as z:
+        pkl = [n for n in z.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
+        if len(pkl) != 1:
+            raise ValueError(f"{path}: not a zip-format torch checkpoint (no DIR/data.pkl)")
+        root = pkl[0][:-len("data.pkl")]
+
+        class Unpickler(pickle.Unpickler):
+            def find_class(self, module, name):
+                if (module, name) == ("collections", "OrderedDict"):
+                    return collections.OrderedDict
+                if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                    return rebuild
+                if (module, name) == ("torch._utils", "_rebuild_parameter"):
+                    return parameter
+                if module == "torch" and name in dtypes:
+                    return dtypes[name]
+                raise pickle.UnpicklingError(f"{module}.{name} is not a tensor or a container of tensors")
+
+            def persistent_load(self, pid):
+                if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and pid[1] in dtypes.values()):
+                    raise pickle.UnpicklingError(f"persistent id {str(pid)[:60]} is not a storage")
+                raw = bytearray(z.read(f"{root}data/{pid[2]}"))
+                return torch.frombuffer(raw, dtype=pid[1]) if raw else torch.empty(0, dtype=pid[1])
+
+        with z.open(pkl[0]) as f:
+            return Unpickler(f).load()
+
+
 def main(argv=None):
     """The command line (argv: its arguments, default sys.argv[1:])."""
     import torch
@@ -347,7 +408,14 @@ def main(argv=None):
     if a.unsafe_pickle is False and "weights_only" in torch.load.__code__.co_varnames:
         kw["weights_only"] = True
     try:
-        obj = torch.load(a.checkpoint, **kw)
+        try:
+            obj = torch.load(a.checkpoint, **kw)
+        except pickle.UnpicklingError as e:
+            if "Unsupported operand" not in str(e):
+                raise
+            obj = load_tensors_only(torch, a.checkpoint)   # an older torch's weights_only: no floats
+    except ValueError as e:
+        raise SystemExit(f"{e}; a trusted file loads with --unsafe-pickle")
     except pickle.UnpicklingError as e:
         first = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         raise SystemExit(f"{a.checkpoint}: not loadable as tensors only ({first}); a trusted file that "

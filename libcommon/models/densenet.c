@@ -47,11 +47,7 @@ static NnVar *densenet_net(Model *m, Nn *nn, NnVar *in, int training)
     if (big) x = nn_done_with(nn, nn_maxpool2d(nn, x, 3, 2, 1), x);
     x = densenet_blocks(nn, &c, x, training, 0);
     x = nn_done_with(nn, layer_bn_relu(nn, &c, x, training), x);
-    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
-    x = nn_done_with(nn, nn_flatten(nn, x), x);
-    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
-    cursor_end(&c);
-    return x;
+    return layer_pool_linear_head(nn, &c, x, 0.0f, training);
 }
 
 void densenet_build(Model *m, const int blocks[4], ModelStem stem)

@@ -106,6 +106,15 @@ void model_add_bn(Model *m, const char *prefix, int c)
     fill_param(m, add_param(m, prefix, "running_var", NN_BUFFER, 1, s, 0), 1.0f);
 }
 
+void model_add_conv_bn_pair(Model *m, const char *prefix, int i, int cout, int cin, int k)
+{
+    char p[96];
+    snprintf(p, sizeof p, "%sconv%d.", prefix, i);
+    model_add_conv(m, p, cout, cin, k, 0, INIT_TORCH_DEFAULT);
+    snprintf(p, sizeof p, "%sbn%d.", prefix, i);
+    model_add_bn(m, p, cout);
+}
+
 void model_add_norm_affine(Model *m, const char *prefix, int c)
 {
     int64_t s[1] = {c};
@@ -218,6 +227,16 @@ NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x)
 {
     NnVar *w = next(c), *b = next(c);
     return nn_linear(nn, x, w, b);
+}
+
+NnVar *layer_pool_linear_head(Nn *nn, ModelCursor *c, NnVar *x, float dropout, int training)
+{
+    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
+    x = nn_done_with(nn, nn_flatten(nn, x), x);
+    if (dropout > 0.0f && training) x = nn_done_with(nn, nn_dropout(nn, x, dropout, training), x);
+    x = nn_done_with(nn, layer_linear(nn, c, x), x);
+    cursor_end(c);
+    return x;
 }
 
 void cursor_end(const ModelCursor *c)

@@ -35,6 +35,9 @@ void model_add_conv(Model *m, const char *prefix, int cout, int cin, int k, int 
 void model_add_conv_bn(Model *m, const char *prefix, int cout, int cin, int k, int groups, ModelInit init);
 /* Appends "<prefix>weight", "bias", "running_mean", "running_var" [c]. */
 void model_add_bn(Model *m, const char *prefix, int c);
+/* "<prefix>conv<i>.weight" [cout,cin,k,k] (no bias, PyTorch's default init) and the BN "<prefix>bn<i>.*"
+ * [cout]: the pytorch-cifar nets' naming (cin: the weight's dim 1, per group). */
+void model_add_conv_bn_pair(Model *m, const char *prefix, int i, int cout, int cin, int k);
 /* Appends "<prefix>weight" (ones) and "bias" (zeros) [c]: a GroupNorm's affine. */
 void model_add_norm_affine(Model *m, const char *prefix, int c);
 /* Appends "<prefix>weight" [out,in], "<prefix>bias" [out] with PyTorch's default init. */
@@ -68,6 +71,12 @@ LayerBn layer_bn_take(ModelCursor *c);
 NnVar *layer_bn_add_relu(Nn *nn, const LayerBn *bn, NnVar *x, NnVar *r, int stat_slot,
                          int training);
 NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x);
+/* The usual head: average pooling of the whole map, flatten, dropout p (in training; 0: none), the
+ * linear layer at the cursor, then cursor_end. x is consumed. */
+NnVar *layer_pool_linear_head(Nn *nn, ModelCursor *c, NnVar *x, float dropout, int training);
+/* SqueezeExcitation: x * sigmoid(conv(silu(conv(avgpool(x))))), both 1x1 convs with bias from
+ * the cursor; x is not consumed (efficientnet.c). */
+NnVar *layer_squeeze_excitation(Nn *nn, ModelCursor *c, NnVar *x);
 /* GroupNorm(groups, C) with the affine of model_add_norm_affine (eps 1e-5, PyTorch's). */
 NnVar *layer_group_norm(Nn *nn, ModelCursor *c, NnVar *x, int groups);
 /* Dies unless the cursor consumed every param. */
@@ -95,5 +104,8 @@ void alexnet_build(Model *m);
  * block, growth: the growth rate; 121: 6,12,24,16 and 32). */
 void mobilenet_v2_cifar_build(Model *m);
 void densenet_cifar_build(Model *m, const int blocks[4], int growth);
+/* UFC's (INFER's) own CIFAR nets: ShuffleNetG2 (cifarnets.c) and EfficientNet-B0 (efficientnet.c). */
+void shufflenet_g2_cifar_build(Model *m);
+void efficientnet_b0_cifar_build(Model *m);
 
 #endif

@@ -38,12 +38,7 @@ static NnVar *mobilenet_v2_net(Model *m, Nn *nn, NnVar *in, int training)
         }
     }
     x = nn_done_with(nn, layer_conv_bn_relu6(nn, &c, x, 1, 1, training), x);
-    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
-    x = nn_done_with(nn, nn_flatten(nn, x), x);
-    x = nn_done_with(nn, nn_dropout(nn, x, m->dropout, training), x);
-    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
-    cursor_end(&c);
-    return x;
+    return layer_pool_linear_head(nn, &c, x, m->dropout, training);
 }
 
 void mobilenet_v2_build(Model *m, ModelStem stem)

@@ -78,6 +78,7 @@ struct Model {
     float dropout;             /* classifier dropout probability, live in training mode */
     float stochastic_depth;    /* efficientnet: stochastic_depth_prob, live in training mode */
     int min_input;             /* smallest input side the layers accept (1 for most nets) */
+    int max_input;             /* largest (0: no bound; shufflenet_g2_cifar's fixed final pool) */
     float bn_momentum;         /* BN running-statistics momentum in training mode (PyTorch's 0.1) */
 };
 

@@ -58,11 +58,7 @@ static NnVar *resnet_net(Model *m, Nn *nn, NnVar *in, int training)
     if (m->stem == MODEL_STEM_IMAGENET) x = nn_done_with(nn, nn_maxpool2d(nn, x, 3, 2, 1), x);
     for (int l = 0; l < 4; l++)
         for (int b = 0; b < m->blocks[l]; b++) x = nn_done_with(nn, block_forward(m, nn, &c, x, l, b, training), x);
-    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
-    x = nn_done_with(nn, nn_flatten(nn, x), x);
-    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
-    cursor_end(&c);
-    return x;
+    return layer_pool_linear_head(nn, &c, x, 0.0f, training);
 }
 
 /* Appends block (l, b)'s "conv<i>.weight" [cout,cin,k,k] and "bn<i>.*" [cout]. */

@@ -59,11 +59,7 @@ static NnVar *shufflenet_v2_net(Model *m, Nn *nn, NnVar *in, int training)
             x = nn_done_with(nn, unit_forward(nn, &c, x, i == 0 ? 2 : 1, training), x);
     t = nn_done_with(nn, layer_conv(nn, &c, x, 1, 0, 0), x);
     x = nn_done_with(nn, layer_bn_relu(nn, &c, t, training), t);
-    x = nn_done_with(nn, nn_adaptive_avgpool2d(nn, x, 1, 1), x);
-    x = nn_done_with(nn, nn_flatten(nn, x), x);
-    x = nn_done_with(nn, layer_linear(nn, &c, x), x);
-    cursor_end(&c);
-    return x;
+    return layer_pool_linear_head(nn, &c, x, 0.0f, training);
 }
 
 /* Appends "<prefix><i>.weight" [cout,cin/groups,k,k] and the BN "<prefix><i+1>.*" [cout]. */

@@ -230,9 +230,11 @@ static int describe_torchvision(const Safetensors *st, const char *path, Describ
     return 0;
 }
 
-/* FADRM's own small-image nets (zoo.c's "_cifar" names) from their names: mobilenet_v2_cifar
- * (layers.N.conv1 ... linear, 17 blocks, 320 -> 1280), densenet<N>_cifar (dense1..4.N, trans1..3,
- * linear; N from the dense layers per block and the growth rate, conv2's output channels).
+/* FADRM's and UFC's own small-image nets (zoo.c's "_cifar" names) from their names:
+ * mobilenet_v2_cifar (layers.N.conv1 ... linear, 17 blocks, 320 -> 1280), efficientnet_b0_cifar
+ * (layers.N.se.se1, 16 blocks, 320 -> linear), shufflenet_g2_cifar (a 1x1 conv1, layerL.N.conv1..3
+ * with bn3, 4 + 8 + 4 blocks, 800 -> linear), densenet<N>_cifar (dense1..4.N, trans1..3, linear;
+ * N from the dense layers per block and the growth rate, conv2's output channels).
  * Returns 0, 1 when the names are not theirs (or a part only: left to the ResNet check's
  * message), or -1 with dd_err for a DenseNet of theirs with other block counts. */
 static int describe_cifar(const Safetensors *st, const char *path, Described *d)
@@ -251,6 +253,21 @@ static int describe_cifar(const Safetensors *st, const char *path, Described *d)
             || t->shape[0] != 320 || !last || last->shape[0] != 1280)
             return 1;
         snprintf(d->arch, sizeof d->arch, "mobilenet_v2_cifar");
+        return 0;
+    }
+    if (find_key(st, "layers.0.se.se1.weight") && find_key(st, "layers.0.conv3.weight")) {
+        if (count_keys(st, "layers.%d.se.se1.weight", 0) != 16 || !(t = shape_of(st, "layers.15.conv3.weight", 4))
+            || t->shape[0] != 320 || head->shape[1] != 320)
+            return 1;
+        snprintf(d->arch, sizeof d->arch, "efficientnet_b0_cifar");
+        return 0;
+    }
+    if (find_key(st, "layer1.0.conv3.weight") && find_key(st, "layer1.0.bn3.running_mean")
+        && !find_key(st, "layer1.0.conv4.weight") && !find_key(st, "fc.weight") && first->shape[2] == 1) {
+        if (count_keys(st, "layer1.%d.conv1.weight", 0) != 4 || count_keys(st, "layer2.%d.conv1.weight", 0) != 8
+            || count_keys(st, "layer3.%d.conv1.weight", 0) != 4 || head->shape[1] != 800)
+            return 1;
+        snprintf(d->arch, sizeof d->arch, "shufflenet_g2_cifar");
         return 0;
     }
     if (!find_key(st, "dense1.0.conv1.weight") || !find_key(st, "trans1.conv.weight")
@@ -279,11 +296,11 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
     int rc = describe_cifar(st, path, d);
     if (rc <= 0) return rc;
     if ((t = shape_of(st, "conv1.weight", 4)) && !find_key(st, "layer1.0.conv1.weight"))
-        /* the references' other CIFAR nets (UFC's EfficientNet-B0) also start with conv1; UFC's
-         * ShuffleNetG2 and FADRM's ShuffleNetV2 names have layerL.N.conv1 too: see fc below */
+        /* another repository's own CIFAR net; FADRM's ShuffleNetV2 names have layerL.N.conv1
+         * too: see fc below */
         return dd_err("%s: conv1.weight but no layer1.0.conv1.weight: not a torchvision ResNet nor FADRM's "
-                      "MobileNetV2 or DenseNets (another reference repository's own CIFAR net? those are not in "
-                      "the zoo: man 7 ddpipe-models)", path);
+                      "MobileNetV2 or DenseNets nor UFC's EfficientNet-B0 (another reference repository's own "
+                      "CIFAR net? those are not in the zoo: man 7 ddpipe-models)", path);
     if (t) {
         static const struct { const char *name; int blocks[4], bottleneck, width; } known[] = {
             {"resnet18", {2, 2, 2, 2}, 0, 64}, {"resnet34", {3, 4, 6, 3}, 0, 64},
@@ -306,7 +323,7 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
         const Tensor *fc = shape_of(st, "fc.weight", 2);
         if (!fc)
             return dd_err("%s: conv1.weight and layer1.0.conv1.weight but no 2-d fc.weight: not a torchvision "
-                          "ResNet (%s: another repository's own CIFAR net, e.g. UFC's ShuffleNetG2, not in the zoo, "
+                          "ResNet nor UFC's ShuffleNetG2 (%s: another repository's own CIFAR net, not in the zoo, "
                           "or FADRM's ShuffleNetV2, which pipelines/torch2safetensors.py converts to "
                           "shufflenet_v2_x0_5m: man 7 ddpipe-models)", path,
                           find_key(st, "linear.weight") ? "its head is linear" : "no head fc");

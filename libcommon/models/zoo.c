@@ -16,7 +16,9 @@ typedef enum {
     FAMILY_VGG11_BN,
     FAMILY_ALEXNET,
     FAMILY_MOBILENET_V2_CIFAR,
-    FAMILY_DENSENET_CIFAR
+    FAMILY_DENSENET_CIFAR,
+    FAMILY_SHUFFLENET_G2_CIFAR,
+    FAMILY_EFFICIENTNET_B0_CIFAR
 } ZooFamily;
 
 /* A named torchvision architecture, or one of FADRM's own small-image nets ("_cifar"). */
@@ -52,6 +54,9 @@ static const ZooArch ZOO[] = {
     {"densenet169_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 32, 32, 32}, 0, 0, 0, -1},
     {"densenet201_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 48, 32, 32}, 0, 0, 0, -1},
     {"densenet161_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 36, 24, 48}, 0, 0, 0, -1},
+    /* UFC's (INFER's) own: models/shufflenet.py's ShuffleNetG2, models/efficientnet.py's B0 */
+    {"shufflenet_g2_cifar", FAMILY_SHUFFLENET_G2_CIFAR, {0}, 0, 0, 0, -1},
+    {"efficientnet_b0_cifar", FAMILY_EFFICIENTNET_B0_CIFAR, {0}, 0, 0, 0, 0.2f},
 };
 enum { NZOO = sizeof ZOO / sizeof ZOO[0] };
 
@@ -164,7 +169,8 @@ static int zoo_parse(const char *name, ZooSpec *z)
                           "resnet101, wide_resnet50_2, mobilenet_v2, shufflenet_v2_x0_5, shufflenet_v2_x1_0, "
                           "densenet121, densenet169, densenet201, efficientnet_b0, vgg11_bn, alexnet; 'm' or "
                           ":stem=small for the small stem, except vgg11_bn and alexnet; FADRM's mobilenet_v2_cifar, "
-                          "densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar)", (int)n, name);
+                          "densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar; UFC's "
+                          "shufflenet_g2_cifar, efficientnet_b0_cifar)", (int)n, name);
     }
     if (parse_options(name, colon ? colon + 1 : NULL, z) < 0) return -1;
     if (!z->arch && z->norm == MODEL_NORM_GROUP && z->width % 4)
@@ -201,6 +207,8 @@ static void zoo_build(Model *m, const ZooSpec *z)
     case FAMILY_ALEXNET: alexnet_build(m); break;
     case FAMILY_MOBILENET_V2_CIFAR: mobilenet_v2_cifar_build(m); break;
     case FAMILY_DENSENET_CIFAR: densenet_cifar_build(m, a->cfg, a->cfg[4]); break;
+    case FAMILY_SHUFFLENET_G2_CIFAR: shufflenet_g2_cifar_build(m); break;
+    case FAMILY_EFFICIENTNET_B0_CIFAR: efficientnet_b0_cifar_build(m); break;
     }
 }
 
@@ -232,8 +240,10 @@ Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, 
             snprintf(m->arch + n, size - (size_t)n, "%cnorm=%s", n > base ? ',' : ':', NORM_NAMES[z.norm]);
         convnet_build(m, z.depth, z.width, z.pad, z.norm);
     }
-    if (input_size < m->min_input) {
-        dd_err("model %s takes inputs of at least %d px, not %d", m->arch, m->min_input, input_size);
+    if (input_size < m->min_input || (m->max_input && input_size > m->max_input)) {
+        if (m->max_input) dd_err("model %s takes inputs of %d to %d px, not %d", m->arch, m->min_input, m->max_input,
+                                 input_size);
+        else dd_err("model %s takes inputs of at least %d px, not %d", m->arch, m->min_input, input_size);
         model_free(m);
         return NULL;
     }
@@ -297,6 +307,7 @@ int model_check_classes(const Model *m, const char *mname, const TsHeader *h, co
 int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w)
 {
     int ok = c == m->in_channels && h >= m->min_input && w >= m->min_input;
+    if (m->max_input) ok = ok && h <= m->max_input && w <= m->max_input;
     if (ok && m->depth > 0) { /* convnet: the head's in_features fix the final spatial size */
         const int64_t grow = 2 * (m->first_pad - 1), want = (m->input_size + grow) >> m->depth;
         ok = ((h + grow) >> m->depth) == want && ((w + grow) >> m->depth) == want;
@@ -305,6 +316,9 @@ int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w)
     if (m->depth > 0)
         return dd_err("model %s takes %dx%dx%d images, got %lldx%lldx%lld", m->arch, m->in_channels,
                       m->input_size, m->input_size, (long long)c, (long long)h, (long long)w);
+    if (m->max_input)
+        return dd_err("model %s takes %d-channel images of %d to %d px, got %lldx%lldx%lld", m->arch, m->in_channels,
+                      m->min_input, m->max_input, (long long)c, (long long)h, (long long)w);
     return dd_err("model %s takes %d-channel images of at least %d px, got %lldx%lldx%lld", m->arch,
                   m->in_channels, m->min_input, (long long)c, (long long)h, (long long)w);
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """cifarnets_peer.py - the PyTorch side of tests/parity/cifarnets.sh's converter part.
 
-  cifarnets_peer.py convert   FADRM-style checkpoints of mobilenet_v2_cifar and densenet121_cifar
+  cifarnets_peer.py convert   FADRM-style checkpoints of mobilenet_v2_cifar and densenet121_cifar,
+                              UFC-style ones (the state_dict under "state_dict" beside "acc" and
+                              "epoch") of shufflenet_g2_cifar and efficientnet_b0_cifar
                               (10 classes): model_peer.py's definitions, random
                               weights, BN running statistics of the 10 random 32-px images written
                               to np_rgb/ (for tsimport --format npy), saved as FADRM saves its
@@ -11,7 +13,9 @@
                               conv/CASE.log (the converter's stderr), conv/ref.json (torch float64's mean
                               cross-entropy and top-1) and conv/cases.txt.
   cifarnets_peer.py check     the converter's arch is the zoo name; conv/CASE.json (evaltrain
-                              --eval-only) has torch's mean cross-entropy within 1e-4 relative and its top-1.
+                              --eval-only) has torch's mean cross-entropy within 1e-4 relative and its top-1;
+                              a checkpoint that pickles a call (beside a float: the loader this torch's
+                              weights_only cannot take) is refused without the call being made.
 """
 import json, os, sys
 
@@ -20,16 +24,30 @@ import torch, torch.nn.functional as F
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [here, os.path.join(here, "..", "..", "pipelines")]
-from model_peer import CIFAR, DENSENETS_CIFAR, DenseNetCifar, MobileNetV2Cifar  # noqa: E402
+from model_peer import CIFAR, DENSENETS_CIFAR, DenseNetCifar, EfficientNetB0Cifar, MobileNetV2Cifar, \
+    ShuffleNetG2Cifar  # noqa: E402
 from torch2safetensors import st_load  # noqa: E402
 from evaltrain_peer import bn_stats_of, convert  # noqa: E402
 
 TOL_LOSS = 1e-4
-CASES = {"mobilenet_v2_cifar": 10, "densenet121_cifar": 10}   # the stream's 10 classes
+CASES = {"mobilenet_v2_cifar": 10, "densenet121_cifar": 10,   # the stream's 10 classes
+         "shufflenet_g2_cifar": 10, "efficientnet_b0_cifar": 10}
+UFC = ("shufflenet_g2_cifar", "efficientnet_b0_cifar")   # saved as UFC saves: {"state_dict": ..., "acc", "epoch"}
 
 
 def build(case, ncls):
-    return MobileNetV2Cifar(ncls) if case == "mobilenet_v2_cifar" else DenseNetCifar(*DENSENETS_CIFAR[case], ncls)
+    if case == "mobilenet_v2_cifar":
+        return MobileNetV2Cifar(ncls)
+    if case == "shufflenet_g2_cifar":
+        return ShuffleNetG2Cifar(ncls)
+    if case == "efficientnet_b0_cifar":
+        return EfficientNetB0Cifar(ncls)
+    return DenseNetCifar(*DENSENETS_CIFAR[case], ncls)
+
+
+class _Opener:
+    def __reduce__(self):
+        return (open, ("conv/pwned", "w"))
 
 
 def make():
@@ -45,13 +63,18 @@ def make():
     for case, ncls in CASES.items():
         m = build(case, ncls)
         bn_stats_of(m, (x - mean) / std)
-        torch.save({"module." + k: v for k, v in m.state_dict().items()}, f"conv/{case}.pth")
+        sd = {"module." + k: v for k, v in m.state_dict().items()}
+        torch.save({"state_dict": sd, "acc": 50.0, "epoch": 199} if case in UFC else sd, f"conv/{case}.pth")
         convert([f"conv/{case}.pth", f"conv/{case}.safetensors", "--mean", ",".join(map(str, CIFAR[0])),
                  "--std", ",".join(map(str, CIFAR[1]))], f"conv/{case}.log")
         with torch.no_grad():
             logits = m.double()((x.double() - mean.double()) / std.double())
         ref[case] = {"loss": float(F.cross_entropy(logits, y)),
                      "top1": 100.0 * float((logits.argmax(1) == y).sum()) / len(y)}
+    # a UFC-style checkpoint that also pickles a call (open(), which would create conv/pwned): the
+    # converter's tensors-only loading refuses it without calling it
+    torch.save({"state_dict": {"linear.weight": torch.zeros(2, 2)}, "acc": 1.0, "x": _Opener()}, "conv/evil.pth")
+    convert(["conv/evil.pth", "conv/evil.safetensors"], "conv/evil.log")
     with open("conv/ref.json", "w") as f:
         json.dump(ref, f)
     with open("conv/cases.txt", "w") as f:
@@ -71,10 +94,15 @@ def check():
             continue
         ok = arch == case and abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
             and o["top1"] == r["top1"]
-        print(("ok: " if ok else "FAIL: ") + f"FADRM-style {case} checkpoint converted as {arch}: --eval-only loss "
+        print(("ok: " if ok else "FAIL: ") + f"{'UFC' if case in UFC else 'FADRM'}-style {case} checkpoint converted "
+              f"as {arch}: --eval-only loss "
               f"torch {r['loss']:.6g} ours {o['loss']:.6g}, top1 torch {r['top1']:.1f} ours {o['top1']:.1f}")
         fails += not ok
-    return fails == 0
+    log = open("conv/evil.log").read()
+    ok = "is not a tensor or a container of tensors" in log and not os.path.exists("conv/pwned") \
+        and not os.path.exists("conv/evil.safetensors")
+    print(("ok: " if ok else "FAIL: ") + f"a checkpoint pickling a call is refused, the call not made: {log.strip()}")
+    return fails == 0 and ok
 
 
 if __name__ == "__main__":

@@ -480,8 +480,8 @@ def refconv():
     convert(["refconv/fadrm_layer.pth", "refconv/fadrm_layer.safetensors"], "refconv/fadrm_layer.log")
     # a net with conv1 but neither ResNet layers nor FADRM's CIFAR nets' (another reference
     # repository's own CIFAR net: these names are a cut UFC MobileNetV2's); the converter says so,
-    # and so does ddpipe's loader on the raw tensors (no metadata). And UFC's ShuffleNetG2 names
-    # (layerL.N.conv1 as a ResNet's, but a "linear" head): not read as a ResNet
+    # and so does ddpipe's loader on the raw tensors (no metadata). And a cut ShuffleNetG2's names
+    # (layerL.N.conv1 as a ResNet's, a "linear" head, no conv3): neither a ResNet nor UFC's G2
     sd_g2 = {"conv1.weight": np.zeros((24, 3, 1, 1), np.float32), "layer1.0.conv1.weight": np.zeros((8, 24, 1, 1),
              np.float32), "linear.weight": np.zeros((10, 800), np.float32), "linear.bias": np.zeros(10, np.float32)}
     torch.save({k: torch.from_numpy(v) for k, v in sd_g2.items()}, "refconv/ufc_g2.pth")
@@ -520,8 +520,9 @@ def refconv_check():
         fails += not ok
     for case, want in (("fadrm_layer", "layer norm"),
                        ("ufc_mbv2", "not a torchvision ResNet"), ("ufc_mbv2_loader", "not a torchvision ResNet"),
-                       ("ufc_g2", "linear instead of fc: not a torchvision ResNet"),
-                       ("ufc_g2_loader", "no 2-d fc.weight: not a torchvision ResNet (its head is linear")):
+                       ("ufc_g2", "linear instead of fc: not a torchvision ResNet nor UFC's ShuffleNetG2"),
+                       ("ufc_g2_loader", "no 2-d fc.weight: not a torchvision ResNet nor UFC's ShuffleNetG2 (its head is "
+                        "linear")):
         log = open(f"refconv/{case}.log").read()
         ok = want in log and (case.endswith("_loader") or not os.path.exists(f"refconv/{case}.safetensors"))
         print(("ok: " if ok else "FAIL: ") + f"reference checkpoint {case} refused: {log.strip().splitlines()[-1:]}")

@@ -83,6 +83,9 @@ ZOO_FULL_CASES = dict(ZOO_CASES, **{
 CIFAR_CASES = {
     "mobilenet_v2_cifar": ("mobilenet_v2_cifar", None, 3, 32, 4, 100, "module"),
     "densenet121_cifar": ("densenet121_cifar", None, 3, 32, 2, 10, "bare"),
+    # UFC's (INFER's): the G2 without metadata, EfficientNet-B0 with ":dropout=0" for train mode
+    "shufflenet_g2_cifar": ("shufflenet_g2_cifar", None, 3, 32, 4, 100, "module"),
+    "efficientnet_b0_cifar": ("efficientnet_b0_cifar", None, 3, 32, 2, 10, "meta"),
 }
 JITTER = 1e-5
 SUITES = {"models": CASES, "zoo": ZOO_CASES, "zoo-full": ZOO_FULL_CASES, "cifar": CIFAR_CASES}
@@ -90,7 +93,8 @@ SUITES = {"models": CASES, "zoo": ZOO_CASES, "zoo-full": ZOO_FULL_CASES, "cifar"
 # is not a constructor argument of efficientnet_b0 (build() zeroes it)
 NO_DROPOUT = {"mobilenet_v2": ("dropout=0", {"dropout": 0.0}), "vgg11_bn": ("dropout=0", {"dropout": 0.0}),
               "alexnet": ("dropout=0", {"dropout": 0.0}),
-              "efficientnet_b0": ("dropout=0,stochastic_depth=0", {"stochastic_depth_prob": 0.0})}
+              "efficientnet_b0": ("dropout=0,stochastic_depth=0", {"stochastic_depth_prob": 0.0}),
+              "efficientnet_b0_cifar": ("dropout=0", {})}
 
 
 def convnet(nc, inch, res, width=128, depth=3, pad=1, norm="batch"):
@@ -213,6 +217,111 @@ DENSENETS_CIFAR = {"densenet121_cifar": ((6, 12, 24, 16), 32), "densenet169_cifa
                    "densenet201_cifar": ((6, 12, 48, 32), 32), "densenet161_cifar": ((6, 12, 36, 24), 48)}
 
 
+# UFC's (INFER's) models/shufflenet.py and models/efficientnet.py, restated from their structure:
+# the same modules, names and order.
+class ShuffleBottleneckG2(nn.Module):
+    """1x1 conv1 (1 group on the 24-channel stem, else 2) - bn1 - ReLU - channel shuffle -
+    depthwise 3x3 conv2 - bn2 - ReLU - 1x1 conv3 (2 groups) - bn3; at stride 2 the input's 3x3
+    average pool concatenated after, else added; ReLU."""
+    def __init__(self, cin, cout, stride, groups=2):
+        super().__init__()
+        mid, self.g, self.stride = cout // 4, 1 if cin == 24 else groups, stride
+        self.conv1 = nn.Conv2d(cin, mid, 1, groups=self.g, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.Conv2d(mid, cout, 1, groups=groups, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(3, stride=2, padding=1)) if stride == 2 else nn.Sequential()
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        n, c, h, w = out.shape
+        out = out.view(n, self.g, c // self.g, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        res = self.shortcut(x)
+        return F.relu(torch.cat([out, res], 1)) if self.stride == 2 else F.relu(out + res)
+
+
+class ShuffleNetG2Cifar(nn.Module):
+    """conv1 1x1 (24) - bn1 - ReLU, stages to 200, 400, 800 channels of 4, 8, 4 blocks (the first
+    strided, making the stage's channels minus its input's), avg_pool2d(4), linear."""
+    def __init__(self, num_classes, inch=3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inch, 24, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(24)
+        c = 24
+        for l, (out, n) in enumerate(((200, 4), (400, 8), (800, 4))):
+            blocks = []
+            for i in range(n):
+                blocks.append(ShuffleBottleneckG2(c, out - (c if i == 0 else 0), 2 if i == 0 else 1))
+                c = out
+            setattr(self, f"layer{l + 1}", nn.Sequential(*blocks))
+        self.linear = nn.Linear(800, num_classes)
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(F.relu(self.bn1(self.conv1(x))))))
+        return self.linear(F.avg_pool2d(x, 4).flatten(1))
+
+
+class SECifar(nn.Module):
+    def __init__(self, c, squeeze):
+        super().__init__()
+        self.se1 = nn.Conv2d(c, squeeze, 1)
+        self.se2 = nn.Conv2d(squeeze, c, 1)
+
+    def forward(self, x):
+        return x * self.se2(F.silu(self.se1(F.adaptive_avg_pool2d(x, 1)))).sigmoid()
+
+
+class EffBlockCifar(nn.Module):
+    """conv1 1x1 expansion - bn1 - swish (skipped at expansion 1, though the modules exist),
+    depthwise conv2 - bn2 - swish, squeeze-excitation of int(cin / 4), conv3 1x1 - bn3, plus the
+    input at stride 1 with equal channels (drop-connect: the reference's rate is always 0)."""
+    def __init__(self, cin, cout, k, stride, t):
+        super().__init__()
+        c = t * cin
+        self.t, self.skip = t, stride == 1 and cin == cout
+        self.conv1 = nn.Conv2d(cin, c, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, k, stride, 1 if k == 3 else 2, groups=c, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.se = SECifar(c, int(cin * 0.25))
+        self.conv3 = nn.Conv2d(c, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        out = x if self.t == 1 else F.silu(self.bn1(self.conv1(x)))
+        out = self.bn3(self.conv3(self.se(F.silu(self.bn2(self.conv2(out))))))
+        return out + x if self.skip else out
+
+
+class EfficientNetB0Cifar(nn.Module):
+    """conv1 3x3 s1 (32) - bn1 - swish, EfficientNet-B0's 16 blocks, average pooling, dropout,
+    linear from 320."""
+    CFG = ((1, 16, 1, 3, 1), (6, 24, 2, 3, 2), (6, 40, 2, 5, 2), (6, 80, 3, 3, 2), (6, 112, 3, 5, 1),
+           (6, 192, 4, 5, 2), (6, 320, 1, 3, 1))   # expansion, out, blocks, kernel, stride
+
+    def __init__(self, num_classes, inch=3, dropout=0.2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inch, 32, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        blocks, c = [], 32
+        for t, out, n, k, s in self.CFG:
+            for i in range(n):
+                blocks.append(EffBlockCifar(c, out, k, s if i == 0 else 1, t))
+                c = out
+        self.layers = nn.Sequential(*blocks)
+        self.dropout = dropout
+        self.linear = nn.Linear(320, num_classes)
+
+    def forward(self, x):
+        x = self.layers(F.silu(self.bn1(self.conv1(x))))
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.linear(F.dropout(x, self.dropout, self.training))
+
+
 def small_stem(m, name, inch):
     """shared/bench/torch_recover_peer.py's small_stem(): stride-1 first conv, no stem pooling."""
     if name.startswith(("resnet", "wide_resnet")):
@@ -239,6 +348,10 @@ def build(case):
         return MobileNetV2Cifar(ncls, inch)
     if arch in DENSENETS_CIFAR:
         return DenseNetCifar(*DENSENETS_CIFAR[arch], ncls, inch)
+    if arch == "shufflenet_g2_cifar":
+        return ShuffleNetG2Cifar(ncls, inch)
+    if arch == "efficientnet_b0_cifar":
+        return EfficientNetB0Cifar(ncls, inch, dropout=0.0)
     m = getattr(torchvision.models, arch)(num_classes=ncls, **NO_DROPOUT.get(arch, ("", {}))[1])
     if arch.startswith("efficientnet"):
         m.classifier[0].p = 0.0
@@ -274,7 +387,7 @@ def make(root):
                 m((torch.rand(8, inch, res, res) - mean) / std)
             last = {id(getattr(b, "bn3", getattr(b, "bn2", None))) for b in m.modules()
                     if isinstance(b, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck,
-                                      InvertedResidualCifar))}
+                                      InvertedResidualCifar, ShuffleBottleneckG2, EffBlockCifar))}
             for mod in m.modules():
                 if isinstance(mod, nn.BatchNorm2d):
                     # a residual branch's last BN small (as trained ResNets have it): keeps the
@@ -306,7 +419,7 @@ def make(root):
 class BNStat:
     def __init__(self, bn):
         bn.register_forward_hook(self.hook)
-        self.r = 0.0
+        self.r, self.fired = 0.0, False
 
     def hook(self, mod, inp, out):
         x = inp[0]
@@ -314,6 +427,7 @@ class BNStat:
         mean = x.mean([0, 2, 3])
         var = x.permute(1, 0, 2, 3).reshape(n, -1).var(1, unbiased=False)
         self.r = torch.norm(mod.running_var - var, 2) + torch.norm(mod.running_mean - mean, 2)
+        self.fired = True
 
 
 class Report:
@@ -340,7 +454,6 @@ def run_torch(case, d, mode, dtype, jitter_seed=None):
     m = load_model(case, os.path.join(d, "weights.safetensors")).to(dtype)
     m.train(mode == "train")
     hooks = [BNStat(b) for b in m.modules() if isinstance(b, nn.BatchNorm2d)]
-    mult = [10.0] + [1.0] * (len(hooks) - 1)
     mean, std = (torch.tensor(v, dtype=dtype).view(1, -1, 1, 1) for v in norm_of(case))
     x = np.load(os.path.join(d, "x.npy"))
     if jitter_seed is not None:
@@ -348,6 +461,9 @@ def run_torch(case, d, mode, dtype, jitter_seed=None):
     x = torch.from_numpy(x).to(dtype).requires_grad_(True)
     y = torch.from_numpy(np.load(os.path.join(d, "y.npy")))
     logits = m((x - mean) / std)
+    # the BN layers the forward ran (efficientnet_b0_cifar holds a bn1 its expansion-1 block skips)
+    hooks = [h for h in hooks if h.fired]
+    mult = [10.0] + [1.0] * (len(hooks) - 1)
     ce = nn.functional.cross_entropy(logits, y)
     bn = sum(mm * h.r for mm, h in zip(mult, hooks))
     loss = ce + 0.01 * bn
@@ -355,7 +471,7 @@ def run_torch(case, d, mode, dtype, jitter_seed=None):
     f = lambda t: t.detach().double().numpy()
     out = {"logits": f(logits), "loss": np.array([ce.item(), float(bn), loss.item()]),
            "bnstat": np.array([float(h.r) for h in hooks]), "grad:input": f(x.grad)}
-    out.update({"grad:" + k: f(p.grad) for k, p in m.named_parameters()})
+    out.update({"grad:" + k: f(p.grad) for k, p in m.named_parameters() if p.grad is not None})
     out.update({"stats:" + k: f(v) for k, v in m.state_dict().items() if k.endswith(("running_mean", "running_var"))})
     return out
 
@@ -365,7 +481,8 @@ def ours(d, mode):
     out = {k: np.load(os.path.join(o, k + ".npy")) for k in ("logits", "loss", "bnstat")}
     out["grad:input"] = np.load(os.path.join(o, "xgrad.npy"))
     out.update({"grad:" + k: v for k, v in st_load(os.path.join(o, "grads.safetensors"))[0].items()})
-    out.update({"stats:" + k: v for k, v in st_load(os.path.join(o, "buffers.safetensors"))[0].items()})
+    out.update({"stats:" + k: v for k, v in st_load(os.path.join(o, "buffers.safetensors"))[0].items()
+                if k.endswith(("running_mean", "running_var"))})
     return out
 
 

@@ -73,6 +73,10 @@ static void test_counts(Nn *nn)
         {"densenet169_cifar", 3, 100, 32, 12643172, 1010},
         {"densenet201_cifar", 3, 100, 32, 18277220, 1202},
         {"densenet161_cifar", 3, 100, 32, 26681188, 962},
+        /* UFC's models/shufflenet.py and models/efficientnet.py, CIFAR-100: torch's sums, except
+         * that the B0's first block's unread conv1 and bn1 (1088 values) are buffers here */
+        {"shufflenet_g2_cifar", 3, 100, 32, 959672, 296},
+        {"efficientnet_b0_cifar", 3, 100, 32, 3628576 - 1088, 360},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         Model *m = model_create(nn, want[i].name, want[i].inch, want[i].ncls, want[i].size, 1);
@@ -147,6 +151,20 @@ static void test_names(Nn *nn)
           && strstr(dd_errmsg(), "multiple of 4"));
     CHECK(model_create(nn, "convnet3:norm=layer", 3, 10, 32, 1) == NULL && strstr(dd_errmsg(), "norm=batch|instance"));
     CHECK(model_create(nn, "resnet18:norm=instance", 3, 10, 32, 1) == NULL);
+    /* UFC's ShuffleNetG2 pools its final map with avg_pool2d(4) into a head of 800: 25..56 px */
+    m = model_create(nn, "shufflenet_g2_cifar", 3, 10, 32, 1);
+    CHECK(m && model_check_input(m, 3, 25, 56) == 0 && model_check_input(m, 3, 24, 32) < 0);
+    CHECK(m && model_check_input(m, 3, 32, 57) < 0 && strstr(dd_errmsg(), "of 25 to 56 px"));
+    model_free(m);
+    CHECK(model_create(nn, "shufflenet_g2_cifar", 3, 10, 64, 1) == NULL && strstr(dd_errmsg(), "25 to 56 px, not 64"));
+    /* UFC's EfficientNet-B0: the first block's conv1 and bn1, which its forward skips, are held
+     * untrained; dropout is an option as torchvision's B0's */
+    m = model_create(nn, "efficientnet_b0_cifar:dropout=0", 3, 10, 32, 1);
+    CHECK(m && !strcmp(m->arch, "efficientnet_b0_cifar:dropout=0") && m->dropout == 0.0f);
+    CHECK(m && model_find(m, "layers.0.conv1.weight")->var.role == NN_BUFFER
+          && !model_find(m, "layers.0.bn1.weight")->var.requires_grad
+          && model_find(m, "layers.1.conv1.weight")->var.role == NN_PARAM);
+    model_free(m);
 }
 
 static void test_init(Nn *nn)

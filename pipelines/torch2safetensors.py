@@ -114,6 +114,8 @@ def _torchvision(sd):
         convs = sum(1 for k, v in sd.items() if k.startswith("features.") and k.endswith(".weight") and v.ndim == 4)
         if first.shape[2] == 3 and "features.1.running_mean" in sd:
             return ("vgg11_bn" if convs == 8 else f"vgg with BatchNorm and {convs} convolutions"), False, first, head
+        if first.shape[2] == 3:
+            return ("vgg11" if convs == 8 else f"vgg without BatchNorm and {convs} convolutions"), False, first, head
         if first.shape[2] == 11 and "features.1.running_mean" not in sd:
             return "alexnet", False, first, head
         return "a VGG-like net", False, first, head
@@ -163,7 +165,7 @@ def describe(sd):
     (libcommon/models/weights.c): ResNets from conv1.weight (3x3: small stem), the block counts and
     the bottleneck width; DenseNets from features.conv0.weight (3x3: small stem) and the dense
     layers of blocks 3 and 4; ShuffleNetV2 from stage2's width; mobilenet_v2, efficientnet_b0,
-    vgg11_bn, alexnet from their names; ConvNets from 0.weight and the head. The small stems of
+    vgg11_bn, vgg11, alexnet from their names; ConvNets from 0.weight and the head. The small stems of
     STRIDE_ONLY nets are not in the shapes: they read as torchvision's (see stem_of_module). FADRM's
     own CIFAR MobileNetV2 and DenseNets: _cifar()."""
     cifar = _cifar(sd)

@@ -98,7 +98,8 @@ void shufflenet_v2_build(Model *m, const int channels[5], ModelStem stem);
 /* blocks: dense layers per block (121: 6,12,24,16); growth rate 32, 64 stem channels, bn_size 4. */
 void densenet_build(Model *m, const int blocks[4], ModelStem stem);
 void efficientnet_b0_build(Model *m, ModelStem stem);
-void vgg11_bn_build(Model *m);
+/* bn: vgg11_bn; 0: vgg11 */
+void vgg11_build(Model *m, int bn);
 void alexnet_build(Model *m);
 /* cifarnets.c: FADRM's own small-image MobileNetV2, and its DenseNets (blocks: dense layers per
  * block, growth: the growth rate; 121: 6,12,24,16 and 32). */

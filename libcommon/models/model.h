@@ -22,8 +22,8 @@
  *   efficientnet_b0     torchvision's; the small stem ("m" suffix or ":stem=small") is
  *                       shared/bench/torch_recover_peer.py's small_stem(): the first conv 3x3 s1 p1,
  *                       no stem pooling (shufflenet's maxpool, densenet's pool0).
- *   vgg11_bn, alexnet   torchvision's, imagenet layout only (no small variant): inputs of at least
- *                       32 (vgg11_bn) / 63 (alexnet) pixels, adaptive pooling handles the rest.
+ *   vgg11_bn, vgg11, alexnet  torchvision's, imagenet layout only (no small variant): inputs of at
+ *                       least 32 (vgg) / 63 (alexnet) pixels, adaptive pooling handles the rest.
  *   mobilenet_v2_cifar, densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar
  *                       FADRM's own small-image nets (models/mobilenetv2.py, models/densenet.py;
  *                       UFC's MobileNetV2 too) with their state_dict names ("layers.3.shortcut.0.weight",
@@ -70,7 +70,7 @@ struct Model {
     NnVar *(*net)(Model *m, Nn *nn, NnVar *x, int training);
     int depth, width;          /* convnet */
     int first_pad;             /* convnet: the first convolution's padding (1; the DC lineage's 3) */
-    ModelNorm norm;            /* convnet: its normalization layers */
+    ModelNorm norm;            /* convnet, vgg: its normalization layers */
     ModelStem stem;            /* every net with a small variant */
     int bottleneck, blocks[4]; /* resnets; blocks: densenets' layers per dense block too */
     int width_per_group;       /* resnets: 64, wide_resnet50_2: 128 */

@@ -1,8 +1,10 @@
-/* vgg.c - torchvision's VGG-11 with BN (configuration "A"): eight 3x3 conv (bias) - BN - ReLU
- * layers with five 2x2 maxpools, adaptive average pooling to 7x7 and a classifier of
- * Linear(25088, 4096) - ReLU - dropout - Linear(4096, 4096) - ReLU - dropout - Linear. Names and
- * shapes are torchvision's state_dict ("features.8.weight", "classifier.6.bias"). No small
- * variant: as torchvision's, inputs of 32 px and up, the adaptive pooling makes any size 7x7. */
+/* vgg.c - torchvision's VGG-11 (configuration "A") with BN (vgg11_bn) or without (vgg11, one of
+ * RDED's students): eight 3x3 conv (bias) - [BN] - ReLU layers with five 2x2 maxpools, adaptive
+ * average pooling to 7x7 and a classifier of Linear(25088, 4096) - ReLU - dropout -
+ * Linear(4096, 4096) - ReLU - dropout - Linear. Names and shapes are torchvision's state_dict
+ * ("features.8.weight", "classifier.6.bias"; without BN a layer is two modules, conv and ReLU).
+ * No small variant: as torchvision's, inputs of 32 px and up, the adaptive pooling makes any
+ * size 7x7. */
 #include "libcommon/models/layers.h"
 
 #include <stdio.h>
@@ -14,7 +16,7 @@ enum { NCFG = sizeof CFG_A / sizeof CFG_A[0], HIDDEN = 4096 };
 /* x = op's output, the previous x (the net's input first: model.h) to nn_done once read. */
 #define THEN(op) (x = nn_done_with(nn, (op), x))
 
-static NnVar *vgg11_bn_net(Model *m, Nn *nn, NnVar *x, int training)
+static NnVar *vgg11_net(Model *m, Nn *nn, NnVar *x, int training)
 {
     ModelCursor c = {m, 0};
     for (int i = 0; i < NCFG; i++) {
@@ -22,7 +24,7 @@ static NnVar *vgg11_bn_net(Model *m, Nn *nn, NnVar *x, int training)
             THEN(nn_maxpool2d(nn, x, 2, 2, 0));
         } else {
             THEN(layer_conv(nn, &c, x, 1, 1, 1));
-            THEN(layer_bn_relu(nn, &c, x, training));
+            THEN(m->norm == MODEL_NORM_BATCH ? layer_bn_relu(nn, &c, x, training) : nn_relu(nn, x));
         }
     }
     THEN(nn_adaptive_avgpool2d(nn, x, 7, 7));
@@ -37,7 +39,7 @@ static NnVar *vgg11_bn_net(Model *m, Nn *nn, NnVar *x, int training)
     return x;
 }
 
-void vgg11_bn_build(Model *m)
+void vgg11_build(Model *m, int bn)
 {
     char p[64];
     int cin = m->in_channels, f = 0;
@@ -48,14 +50,17 @@ void vgg11_bn_build(Model *m)
         }
         snprintf(p, sizeof p, "features.%d.", f);
         model_add_conv(m, p, CFG_A[i], cin, 3, 1, INIT_KAIMING_OUT);
-        snprintf(p, sizeof p, "features.%d.", f + 1);
-        model_add_bn(m, p, CFG_A[i]);
+        if (bn) {
+            snprintf(p, sizeof p, "features.%d.", f + 1);
+            model_add_bn(m, p, CFG_A[i]);
+        }
         cin = CFG_A[i];
-        f += 3;  /* conv, BN, ReLU */
+        f += bn ? 3 : 2;  /* conv, [BN,] ReLU */
     }
     model_add_linear_init(m, "classifier.0.", HIDDEN, cin * 7 * 7, LINEAR_NORMAL_001);
     model_add_linear_init(m, "classifier.3.", HIDDEN, HIDDEN, LINEAR_NORMAL_001);
     model_add_linear_init(m, "classifier.6.", m->num_classes, HIDDEN, LINEAR_NORMAL_001);
+    m->norm = bn ? MODEL_NORM_BATCH : MODEL_NORM_NONE;
     m->min_input = 32;
-    m->net = vgg11_bn_net;
+    m->net = vgg11_net;
 }

@@ -192,7 +192,7 @@ static int count_keys(const Safetensors *st, const char *fmt, int first)
 
 /* The zoo's torchvision nets other than ResNets, from their characteristic names: densenets (the
  * stem from conv0's kernel, the depth from the last two blocks), shufflenets (the width from
- * stage2's branch), mobilenet_v2, efficientnet_b0, vgg11_bn, alexnet. MobileNet, ShuffleNet and
+ * stage2's branch), mobilenet_v2, efficientnet_b0, vgg11_bn, vgg11, alexnet. MobileNet, ShuffleNet and
  * EfficientNet stems differ only in stride, not in shape: without "arch" metadata they load with
  * torchvision's (imagenet) stem. Returns 0, 1 when the names fit none of these nets, or -1 with
  * dd_err for torchvision-style names of a net not in the zoo. */
@@ -218,6 +218,8 @@ static int describe_torchvision(const Safetensors *st, const char *path, Describ
             snprintf(name, sizeof name, "efficientnet_b0");
     } else if ((first = shape_of(st, "features.0.weight", 4)) && (head = shape_of(st, "classifier.6.weight", 2))) {
         if (find_key(st, "features.1.running_mean") && first->shape[2] == 3) snprintf(name, sizeof name, "vgg11_bn");
+        else if (first->shape[2] == 3 && shape_of(st, "features.18.weight", 4) && !find_key(st, "features.20.weight"))
+            snprintf(name, sizeof name, "vgg11"); /* conv, ReLU per layer: the last conv at 18 */
         else if (first->shape[2] == 11) snprintf(name, sizeof name, "alexnet");
     } else {
         return 1;

@@ -14,6 +14,7 @@ typedef enum {
     FAMILY_DENSENET,
     FAMILY_EFFICIENTNET_B0,
     FAMILY_VGG11_BN,
+    FAMILY_VGG11,
     FAMILY_ALEXNET,
     FAMILY_MOBILENET_V2_CIFAR,
     FAMILY_DENSENET_CIFAR,
@@ -47,6 +48,7 @@ static const ZooArch ZOO[] = {
     {"densenet201", FAMILY_DENSENET, {6, 12, 48, 32}, 0, 0, 1, -1},
     {"efficientnet_b0", FAMILY_EFFICIENTNET_B0, {0}, 0, 0, 1, 0.2f},
     {"vgg11_bn", FAMILY_VGG11_BN, {0}, 0, 0, 0, 0.5f},
+    {"vgg11", FAMILY_VGG11, {0}, 0, 0, 0, 0.5f},
     {"alexnet", FAMILY_ALEXNET, {0}, 0, 0, 0, 0.5f},
     /* FADRM's models/mobilenetv2.py and models/densenet.py (DenseNet121 ... DenseNet161) */
     {"mobilenet_v2_cifar", FAMILY_MOBILENET_V2_CIFAR, {0}, 0, 0, 0, -1},
@@ -167,8 +169,8 @@ static int zoo_parse(const char *name, ZooSpec *z)
         if (!z->arch)
             return dd_err("model '%.*s': unknown architecture (known: convnet<D>, resnet18, resnet34, resnet50, "
                           "resnet101, wide_resnet50_2, mobilenet_v2, shufflenet_v2_x0_5, shufflenet_v2_x1_0, "
-                          "densenet121, densenet169, densenet201, efficientnet_b0, vgg11_bn, alexnet; 'm' or "
-                          ":stem=small for the small stem, except vgg11_bn and alexnet; FADRM's mobilenet_v2_cifar, "
+                          "densenet121, densenet169, densenet201, efficientnet_b0, vgg11_bn, vgg11, alexnet; 'm' or "
+                          ":stem=small for the small stem, except the vggs and alexnet; FADRM's mobilenet_v2_cifar, "
                           "densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar; UFC's "
                           "shufflenet_g2_cifar, efficientnet_b0_cifar)", (int)n, name);
     }
@@ -203,7 +205,8 @@ static void zoo_build(Model *m, const ZooSpec *z)
     case FAMILY_SHUFFLENET_V2: shufflenet_v2_build(m, a->cfg, z->stem); break;
     case FAMILY_DENSENET: densenet_build(m, a->cfg, z->stem); break;
     case FAMILY_EFFICIENTNET_B0: efficientnet_b0_build(m, z->stem); break;
-    case FAMILY_VGG11_BN: vgg11_bn_build(m); break;
+    case FAMILY_VGG11_BN: vgg11_build(m, 1); break;
+    case FAMILY_VGG11: vgg11_build(m, 0); break;
     case FAMILY_ALEXNET: alexnet_build(m); break;
     case FAMILY_MOBILENET_V2_CIFAR: mobilenet_v2_cifar_build(m); break;
     case FAMILY_DENSENET_CIFAR: densenet_cifar_build(m, a->cfg, a->cfg[4]); break;

@@ -206,6 +206,7 @@ TVZOO = {
     "wide_resnet50_2m": ("wide_resnet50_2", "small", "model", [], "wide_resnet50_2m", 28),
     "resnet50": ("resnet50", "imagenet", "plain", [], "resnet50", 28),
     "vgg11_bn": ("vgg11_bn", "imagenet", "state_dict", [], "vgg11_bn", 64),
+    "vgg11": ("vgg11", "imagenet", "plain", [], "vgg11", 64),
     "alexnet": ("alexnet", "imagenet", "model", [], "alexnet", 64),
 }
 ZOO_N, TIE = 8, 1e-4

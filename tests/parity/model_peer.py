@@ -74,6 +74,7 @@ ZOO_FULL_CASES = dict(ZOO_CASES, **{
     "densenet201m": ("densenet201", "small", 3, 32, 2, 10, "meta"),
     "wide_resnet50_2m": ("wide_resnet50_2", "small", 3, 32, 2, 10, "bare"),
     "vgg11_bn": ("vgg11_bn", "imagenet", 3, 32, 2, 10, "meta"),
+    "vgg11": ("vgg11", "imagenet", 3, 32, 2, 10, "meta"),
     "alexnet": ("alexnet", "imagenet", 3, 64, 2, 10, "meta"),
 })
 # tests/parity/cifarnets.sh: FADRM's own small-image nets (MobileNetV2Cifar, DenseNetCifar below).
@@ -92,6 +93,7 @@ SUITES = {"models": CASES, "zoo": ZOO_CASES, "zoo-full": ZOO_FULL_CASES, "cifar"
 # arch: (ddpipe options, torchvision constructor arguments); efficientnet's classifier dropout
 # is not a constructor argument of efficientnet_b0 (build() zeroes it)
 NO_DROPOUT = {"mobilenet_v2": ("dropout=0", {"dropout": 0.0}), "vgg11_bn": ("dropout=0", {"dropout": 0.0}),
+              "vgg11": ("dropout=0", {"dropout": 0.0}),
               "alexnet": ("dropout=0", {"dropout": 0.0}),
               "efficientnet_b0": ("dropout=0,stochastic_depth=0", {"stochastic_depth_prob": 0.0}),
               "efficientnet_b0_cifar": ("dropout=0", {})}

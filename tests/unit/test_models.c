@@ -66,6 +66,7 @@ static void test_counts(Nn *nn)
         {"densenet201", 3, 1000, 224, 20013928, 1207},
         {"efficientnet_b0", 3, 1000, 224, 5288548, 360},
         {"vgg11_bn", 3, 1000, 224, 132868840, 62},
+        {"vgg11", 3, 1000, 224, 132863336, 22},
         {"alexnet", 3, 1000, 224, 61100840, 16},
         /* FADRM's models/mobilenetv2.py and models/densenet.py, CIFAR-100: the same sums in torch */
         {"mobilenet_v2_cifar", 3, 100, 32, 2412212, 344},

@@ -73,7 +73,8 @@ _SHUFFLENETS = {24: "shufflenet_v2_x0_5", 58: "shufflenet_v2_x1_0"}   # stage2's
 _EFFICIENTNET_B0 = (1, 2, 2, 3, 3, 4, 1)                               # MBConv blocks per stage
 # FADRM's models/densenet.py: (dense layers per block, growth rate) -> the zoo's name
 _DENSENETS_CIFAR = {((6, 12, 24, 16), 32): "densenet121_cifar", ((6, 12, 32, 32), 32): "densenet169_cifar",
-                    ((6, 12, 48, 32), 32): "densenet201_cifar", ((6, 12, 36, 24), 48): "densenet161_cifar"}
+                    ((6, 12, 48, 32), 32): "densenet201_cifar", ((6, 12, 36, 24), 48): "densenet161_cifar",
+                    ((6, 12, 24, 16), 12): "densenet_cifar"}
 # the nets whose small stem differs from torchvision's only in stride: not readable from shapes
 STRIDE_ONLY = ("mobilenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "efficientnet_b0")
 

@@ -24,12 +24,16 @@
  *                       no stem pooling (shufflenet's maxpool, densenet's pool0).
  *   vgg11_bn, vgg11, alexnet  torchvision's, imagenet layout only (no small variant): inputs of at
  *                       least 32 (vgg) / 63 (alexnet) pixels, adaptive pooling handles the rest.
- *   mobilenet_v2_cifar, densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar
- *                       FADRM's own small-image nets (models/mobilenetv2.py, models/densenet.py;
+ *   mobilenet_v2_cifar, densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar,
+ *   densenet_cifar      FADRM's own small-image nets (models/mobilenetv2.py, models/densenet.py;
  *                       UFC's MobileNetV2 too) with their state_dict names ("layers.3.shortcut.0.weight",
  *                       "dense2.5.conv1.weight", "trans1.conv.weight", "linear.bias"); no options.
+ *   shufflenet_g2_cifar, efficientnet_b0_cifar  UFC's (INFER's) own CIFAR nets (models/shufflenet.py,
+ *                       models/efficientnet.py), their names ("layer2.0.conv3.weight",
+ *                       "layers.4.se.se1.bias"); efficientnet_b0_cifar takes dropout=P.
  * Options after ':' (comma-separated): stem=small|imagenet; width=W, pad=P, norm=N (convnets); dropout=P
- * (classifier dropout of mobilenet_v2, efficientnet_b0, vgg11_bn, alexnet in training mode);
+ * (classifier dropout of mobilenet_v2, efficientnet_b0, vgg11_bn, vgg11, alexnet and
+ * efficientnet_b0_cifar in training mode);
  * stochastic_depth=P (efficientnet_b0's stochastic_depth_prob, the last block's; default 0.2).
  *
  * Ownership: model_create / model_load return a Model the caller frees with model_free (which

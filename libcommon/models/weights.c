@@ -243,7 +243,8 @@ static int describe_cifar(const Safetensors *st, const char *path, Described *d)
 {
     static const struct { const char *name; int blocks[4], growth; } dense[] = {
         {"densenet121_cifar", {6, 12, 24, 16}, 32}, {"densenet169_cifar", {6, 12, 32, 32}, 32},
-        {"densenet201_cifar", {6, 12, 48, 32}, 32}, {"densenet161_cifar", {6, 12, 36, 24}, 48}};
+        {"densenet201_cifar", {6, 12, 48, 32}, 32}, {"densenet161_cifar", {6, 12, 36, 24}, 48},
+        {"densenet_cifar", {6, 12, 24, 16}, 12}};
     const Tensor *first = shape_of(st, "conv1.weight", 4), *head = shape_of(st, "linear.weight", 2), *t;
     if (!first || !head) return 1;
     d->in_channels = (int)first->shape[1];

@@ -56,6 +56,7 @@ static const ZooArch ZOO[] = {
     {"densenet169_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 32, 32, 32}, 0, 0, 0, -1},
     {"densenet201_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 48, 32, 32}, 0, 0, 0, -1},
     {"densenet161_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 36, 24, 48}, 0, 0, 0, -1},
+    {"densenet_cifar", FAMILY_DENSENET_CIFAR, {6, 12, 24, 16, 12}, 0, 0, 0, -1},   /* growth 12 */
     /* UFC's (INFER's) own: models/shufflenet.py's ShuffleNetG2, models/efficientnet.py's B0 */
     {"shufflenet_g2_cifar", FAMILY_SHUFFLENET_G2_CIFAR, {0}, 0, 0, 0, -1},
     {"efficientnet_b0_cifar", FAMILY_EFFICIENTNET_B0_CIFAR, {0}, 0, 0, 0, 0.2f},
@@ -171,7 +172,7 @@ static int zoo_parse(const char *name, ZooSpec *z)
                           "resnet101, wide_resnet50_2, mobilenet_v2, shufflenet_v2_x0_5, shufflenet_v2_x1_0, "
                           "densenet121, densenet169, densenet201, efficientnet_b0, vgg11_bn, vgg11, alexnet; 'm' or "
                           ":stem=small for the small stem, except the vggs and alexnet; FADRM's mobilenet_v2_cifar, "
-                          "densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar; UFC's "
+                          "densenet121_cifar, densenet169_cifar, densenet201_cifar, densenet161_cifar, densenet_cifar; UFC's "
                           "shufflenet_g2_cifar, efficientnet_b0_cifar)", (int)n, name);
     }
     if (parse_options(name, colon ? colon + 1 : NULL, z) < 0) return -1;

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # cifarnets.sh - FADRM's and UFC's own small-image nets (mobilenet_v2_cifar, densenet121_cifar,
-# shufflenet_g2_cifar, efficientnet_b0_cifar; man 7 ddpipe-models) against PyTorch definitions
+# densenet_cifar, shufflenet_g2_cifar, efficientnet_b0_cifar; man 7 ddpipe-models) against PyTorch definitions
 # restated in model_peer.py from FADRM's models/mobilenetv2.py and models/densenet.py and UFC's
 # models/shufflenet.py and models/efficientnet.py: (1) as models.sh (random weights, BN running
 # statistics set): logits, the recover loss with its BN statistics term, the gradient to the input
 # and to every weight, running statistics, train and eval BN modes, C-saved weights loading in
 # torch strictly; mobilenet_v2_cifar (100 classes) from "module." names without metadata (the
 # architecture guessed by the loader), densenet121_cifar from bare names, shufflenet_g2_cifar
-# (100 classes) from "module." names, efficientnet_b0_cifar with metadata and ":dropout=0";
+# (100 classes) from "module." names, efficientnet_b0_cifar with metadata and ":dropout=0",
+# densenet_cifar (growth 12, 100 classes) from bare names;
 # 3x32x32. (2) FADRM-style checkpoints (torch.save of a state_dict with "module." names and
 # num_batches_tracked) of mobilenet_v2_cifar and densenet121_cifar, UFC-style ones ({"state_dict":
 # ..., "acc", "epoch"}) of shufflenet_g2_cifar and efficientnet_b0_cifar convert with

@@ -84,6 +84,7 @@ ZOO_FULL_CASES = dict(ZOO_CASES, **{
 CIFAR_CASES = {
     "mobilenet_v2_cifar": ("mobilenet_v2_cifar", None, 3, 32, 4, 100, "module"),
     "densenet121_cifar": ("densenet121_cifar", None, 3, 32, 2, 10, "bare"),
+    "densenet_cifar": ("densenet_cifar", None, 3, 32, 2, 100, "bare"),   # growth 12
     # UFC's (INFER's): the G2 without metadata, EfficientNet-B0 with ":dropout=0" for train mode
     "shufflenet_g2_cifar": ("shufflenet_g2_cifar", None, 3, 32, 4, 100, "module"),
     "efficientnet_b0_cifar": ("efficientnet_b0_cifar", None, 3, 32, 2, 10, "meta"),
@@ -216,7 +217,8 @@ class DenseNetCifar(nn.Module):
 
 
 DENSENETS_CIFAR = {"densenet121_cifar": ((6, 12, 24, 16), 32), "densenet169_cifar": ((6, 12, 32, 32), 32),
-                   "densenet201_cifar": ((6, 12, 48, 32), 32), "densenet161_cifar": ((6, 12, 36, 24), 48)}
+                   "densenet201_cifar": ((6, 12, 48, 32), 32), "densenet161_cifar": ((6, 12, 36, 24), 48),
+                   "densenet_cifar": ((6, 12, 24, 16), 12)}
 
 
 # UFC's (INFER's) models/shufflenet.py and models/efficientnet.py, restated from their structure:

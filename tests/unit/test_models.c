@@ -74,6 +74,7 @@ static void test_counts(Nn *nn)
         {"densenet169_cifar", 3, 100, 32, 12643172, 1010},
         {"densenet201_cifar", 3, 100, 32, 18277220, 1202},
         {"densenet161_cifar", 3, 100, 32, 26681188, 962},
+        {"densenet_cifar", 3, 100, 32, 1035268, 722},
         /* UFC's models/shufflenet.py and models/efficientnet.py, CIFAR-100: torch's sums, except
          * that the B0's first block's unread conv1 and bn1 (1088 values) are buffers here */
         {"shufflenet_g2_cifar", 3, 100, 32, 959672, 296},

@@ -3,7 +3,8 @@
 # forward, cross-entropy, backward, SGD momentum + weight decay) of ours (build/bench/bench_train)
 # beside the PyTorch peer (tests/bench/torch_train_peer.py), same machine, same run, 2 threads:
 #   bench train-step MODEL CxHxW bBATCH cpu: ours N img/s, peer M img/s, ratio R
-# Cases: convnet3 1x28x28 and resnet18m (small stem) 3x32x32, batch 128; (issue 7) the FADRM+
+# Cases: convnet3 1x28x28, the instance-norm ConvNet of the dataset-condensation benchmarks
+# (convnet3:norm=instance) and resnet18m (small stem) 3x32x32, batch 128; (issue 7) the FADRM+
 # teachers mobilenet_v2m, shufflenet_v2_x1_0m, densenet121m (small stems) 3x32x32, fewer steps
 # (ZOO_ITERS, default 2). ZOO_ALL=1 adds the rest of the zoo (run.sh's list), ZOO_ALL=only runs
 # just those. Then patchsel's scoring (issue 8: eval-mode forward without gradients of a batch of
@@ -43,6 +44,7 @@ train_case() { run_case train-step "$1" "$2" "$3" "$BATCH" "$ITERS"; }
 
 if [ "${ZOO_ALL:-0}" != only ]; then
     train_case convnet3 1 28
+    train_case convnet3:norm=instance 3 32
     train_case resnet18m 3 32
     ITERS=${ZOO_ITERS:-2} train_case mobilenet_v2m 3 32
     ITERS=${ZOO_ITERS:-2} train_case shufflenet_v2_x1_0m 3 32

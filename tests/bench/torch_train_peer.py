@@ -15,14 +15,15 @@ import argparse, os, sys, time
 import torch, torch.nn.functional as F, torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "parity"))
-from model_peer import convnet, small_stem  # noqa: E402
+from model_peer import convnet_named, small_stem  # noqa: E402
 
 
 def build(name, nc, inch, res):
-    """convnet3, or a zoo name: torchvision's architecture; a trailing "m" is the small stem
-    (stride-1 first conv, no stem pooling), as in tests/parity/model_peer.py."""
-    if name == "convnet3":
-        return convnet(nc, inch, res)
+    """convnet3 (with its options: "convnet3:norm=instance"), or a zoo name: torchvision's
+    architecture; a trailing "m" is the small stem (stride-1 first conv, no stem pooling), as in
+    tests/parity/model_peer.py."""
+    if name.startswith("convnet3"):
+        return convnet_named(name, nc, inch, res)
     arch = name[:-1] if name.endswith("m") else name
     m = getattr(torchvision.models, arch, None)
     if m is None:
@@ -77,13 +78,13 @@ def main():
 
     if a.score:
         model.eval()
-        step = score
+    run = score if a.score else step
     for _ in range(3):
-        step()
+        run()
     sync()
     t0 = time.perf_counter()
     for _ in range(a.iters):
-        step()
+        run()
     sync()
     dt = (time.perf_counter() - t0) / a.iters
     print(f"peer pytorch {torch.__version__} {'score ' if a.score else ''}{a.model} {a.channels}x{a.res}x{a.res} batch {a.batch} "

@@ -112,6 +112,13 @@ def convnet(nc, inch, res, width=128, depth=3, pad=1, norm="batch"):
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * res * res, nc))
 
 
+def convnet_named(name, nc, inch, res):
+    """convnet() of a zoo name "convnet3[:width=W,pad=P,norm=N]"."""
+    opts = dict(kv.split("=") for kv in name.split(":")[1].split(",")) if ":" in name else {}
+    return convnet(nc, inch, res, int(opts.get("width", 128)), pad=int(opts.get("pad", 1)),
+                   norm=opts.get("norm", "batch"))
+
+
 # FADRM's models/mobilenetv2.py and models/densenet.py (the pytorch-cifar definitions; UFC's
 # MobileNetV2 is the same net), restated from their structure: the same modules, names and order.
 class InvertedResidualCifar(nn.Module):
@@ -345,9 +352,7 @@ def small_stem(m, name, inch):
 def build(case):
     arch, stem, inch, res, _, ncls, _ = CASES[case]
     if arch.startswith("convnet3"):
-        opts = dict(kv.split("=") for kv in arch.split(":")[1].split(",")) if ":" in arch else {}
-        return convnet(ncls, inch, res, int(opts.get("width", 128)), pad=int(opts.get("pad", 1)),
-                       norm=opts.get("norm", "batch"))
+        return convnet_named(arch, ncls, inch, res)
     if arch == "mobilenet_v2_cifar":
         return MobileNetV2Cifar(ncls, inch)
     if arch in DENSENETS_CIFAR:

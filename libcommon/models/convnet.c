@@ -17,13 +17,12 @@ static NnVar *convnet_net(Model *m, Nn *nn, NnVar *in, int training)
     NnVar *x = in; /* each var to nn_done once read, the input too (model.h) */
     for (int i = 0; i < m->depth; i++) {
         x = nn_done_with(nn, layer_conv(nn, &c, x, 1, i == 0 ? m->first_pad : 1, 1), x);
-        if (m->norm == MODEL_NORM_BATCH) {
+        if (m->norm == MODEL_NORM_BATCH)
             x = nn_done_with(nn, layer_bn_relu(nn, &c, x, training), x);
-        } else {
-            if (m->norm != MODEL_NORM_NONE)
-                x = nn_done_with(nn, layer_group_norm(nn, &c, x, m->norm == MODEL_NORM_INSTANCE ? m->width : 4), x);
+        else if (m->norm == MODEL_NORM_NONE)
             x = nn_done_with(nn, nn_relu(nn, x), x);
-        }
+        else
+            x = nn_done_with(nn, layer_group_norm_relu(nn, &c, x, m->norm == MODEL_NORM_INSTANCE ? m->width : 4), x);
         x = nn_done_with(nn, nn_avgpool2d(nn, x, 2, 2, 0), x);
     }
     x = nn_done_with(nn, nn_flatten(nn, x), x);

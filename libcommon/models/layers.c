@@ -217,10 +217,10 @@ NnVar *layer_bn_relu(Nn *nn, ModelCursor *c, NnVar *x, int training)
     return bn_layer(nn, c, x, training, nn_batchnorm_relu);
 }
 
-NnVar *layer_group_norm(Nn *nn, ModelCursor *c, NnVar *x, int groups)
+NnVar *layer_group_norm_relu(Nn *nn, ModelCursor *c, NnVar *x, int groups)
 {
     NnVar *w = next(c), *b = next(c);
-    return nn_group_norm(nn, x, groups, w, b, 1e-5f);
+    return nn_group_norm_relu(nn, x, groups, w, b, 1e-5f);
 }
 
 NnVar *layer_linear(Nn *nn, ModelCursor *c, NnVar *x)

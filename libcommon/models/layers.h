@@ -77,8 +77,8 @@ NnVar *layer_pool_linear_head(Nn *nn, ModelCursor *c, NnVar *x, float dropout, i
 /* SqueezeExcitation: x * sigmoid(conv(silu(conv(avgpool(x))))), both 1x1 convs with bias from
  * the cursor; x is not consumed (efficientnet.c). */
 NnVar *layer_squeeze_excitation(Nn *nn, ModelCursor *c, NnVar *x);
-/* GroupNorm(groups, C) with the affine of model_add_norm_affine (eps 1e-5, PyTorch's). */
-NnVar *layer_group_norm(Nn *nn, ModelCursor *c, NnVar *x, int groups);
+/* relu(GroupNorm(groups, C)) with the affine of model_add_norm_affine (eps 1e-5, PyTorch's). */
+NnVar *layer_group_norm_relu(Nn *nn, ModelCursor *c, NnVar *x, int groups);
 /* Dies unless the cursor consumed every param. */
 void cursor_end(const ModelCursor *c);
 

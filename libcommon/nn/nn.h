@@ -199,6 +199,9 @@ NnVar *nn_bn_stat(const Nn *nn, int i);
  * and eval, and nothing for nn_bn_collect. groups = C is instance norm (the dataset-condensation
  * ConvNet's nn.GroupNorm(C, C)). A group of one value normalizes to 0, as PyTorch's. */
 NnVar *nn_group_norm(Nn *nn, NnVar *x, int groups, NnVar *weight, NnVar *bias, float eps);
+/* relu(nn_group_norm(...)); instance norm (groups = C) as one fused op where the backend has it
+ * (statistics, affine and ReLU in one pass each way, only x kept for the backward). */
+NnVar *nn_group_norm_relu(Nn *nn, NnVar *x, int groups, NnVar *weight, NnVar *bias, float eps);
 
 NnVar *nn_relu(Nn *nn, NnVar *x);
 NnVar *nn_relu6(Nn *nn, NnVar *x);

@@ -249,7 +249,7 @@ NnVar *nn_batchnorm_add_relu(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar
 
 /* ---- group norm ---- */
 
-/* Its standardisation is batchnorm's train-mode arithmetic on x [N,C,H,W] viewed as
+/* Its standardisation (any group count) is batchnorm's train-mode arithmetic on x [N,C,H,W] viewed as
  * [1, N*G, (C/G)*H*W], whose channels are the groups (no affine, no running statistics): the
  * backends' bn_fwd_train and bn_bwd, in slices of at most GN_SLICE groups (a device's grid bound).
  * A group's statistics do not depend on the slicing. iarg: groups in all (N*G); the group's length
@@ -351,9 +351,99 @@ static NnVar *channel_affine(Nn *nn, NnVar *x, NnVar *w, NnVar *b)
     return y;
 }
 
+/* Instance norm (groups = C), with its activation, is one batchnorm pass (bn_act: statistics,
+ * affine, activation) on the [1, N*C, H*W] view, the per-channel weight and bias tiled over the
+ * images (view channel n*C + c takes w[c]); their gradients are the tiled ones summed over the
+ * images, in image order. iarg: N, C, h, w (hw as two factors), act. save: mean (invstd after),
+ * the tiled weight and bias (NULL where the layer has none). */
+static float *tile_channels(Nn *nn, const NnVar *v, int n, int c)
+{
+    if (!v) return NULL;
+    float *t = nn_dev_alloc(nn, (size_t)n * c * sizeof(float), 0);
+    NN_BE(nn, block_copy);
+    nn->be->block_copy(nn->be, n, c, nn_f(v), 0, t, c, 0);
+    return t;
+}
+
+static void gn_instance_backward(Nn *nn, const NnEntry *e)
+{
+    NnVar *x = e->in[0], *w = e->in[1], *b = e->in[2];
+    const int n = e->iarg[0], c = e->iarg[1], ng = n * c;
+    const int64_t hw = (int64_t)e->iarg[2] * e->iarg[3];
+    const float *mean = e->save[0], *invstd = mean + ng, *wt = e->save[1], *bt = e->save[2];
+    float *dw = nn_grad_of(nn, w), *db = nn_grad_of(nn, b);
+    float *dwt = dw ? nn_dev_alloc(nn, (size_t)ng * sizeof(float), 1) : NULL;
+    float *dbt = db ? nn_dev_alloc(nn, (size_t)ng * sizeof(float), 1) : NULL;
+    /* in place where x's gradient can take dy's buffer (written), else accumulated */
+    float *g = nn_grad_take(nn, e, x), *dx = g ? g : nn_grad_of(nn, x);
+    const float *dy = g ? g : nn_dout(e);
+    NN_BE(nn, bn_act_bwd);
+    for (int s = 0; s < ng; s += GN_SLICE) {
+        int k = ng - s < GN_SLICE ? ng - s : GN_SLICE;
+        int64_t off = s * hw;
+        nn->be->bn_act_bwd(nn->be, (NnAct)e->iarg[4], 1, 1, k, hw, nn_f(x) + off, NULL, wt ? wt + s : NULL,
+                           bt ? bt + s : NULL, mean + s, invstd + s, dy + off, dx ? dx + off : NULL, NULL,
+                           dwt ? dwt + s : NULL, dbt ? dbt + s : NULL, NULL, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        if (dwt) nn->be->axpy(nn->be, c, 1.0f, dwt + (int64_t)i * c, dw);
+        if (dbt) nn->be->axpy(nn->be, c, 1.0f, dbt + (int64_t)i * c, db);
+    }
+    nn_dev_release(nn, dwt, (size_t)ng * sizeof(float));
+    nn_dev_release(nn, dbt, (size_t)ng * sizeof(float));
+}
+
+static NnVar *gn_instance(Nn *nn, NnVar *x, NnVar *w, NnVar *b, float eps, NnAct act)
+{
+    int n;
+    int64_t hw;
+    const int c = bn_dims("group_norm", x, &n, &hw), ng = n * c;
+    check_channel_vec("group_norm", w, c, "weight");
+    check_channel_vec("group_norm", b, c, "bias");
+    float *wt = tile_channels(nn, w, n, c), *bt = tile_channels(nn, b, n, c);
+    float *mean = nn_dev_alloc(nn, 2 * (size_t)ng * sizeof(float), 0), *invstd = mean + ng;
+    NnVar *y = nn_new_var(nn, x->v.ndim, x->v.shape);
+    NN_BE(nn, bn_act_fwd);
+    for (int s = 0; s < ng; s += GN_SLICE) {
+        int k = ng - s < GN_SLICE ? ng - s : GN_SLICE;
+        int64_t off = s * hw;
+        nn->be->bn_act_fwd(nn->be, act, 1, 1, k, hw, eps, 0.0f, nn_f(x) + off, NULL, wt ? wt + s : NULL,
+                           bt ? bt + s : NULL, NULL, NULL, nn_f(y) + off, mean + s, invstd + s, NULL, NULL);
+    }
+    NnEntry *e = nn_record(nn, gn_instance_backward, y, 3, (NnVar *[]){x, w, b});
+    if (e) {
+        nn_keep(e, x); /* the activation's mask is recomputed from x (bn_act_bwd with y NULL) */
+        e->iarg[0] = n;
+        e->iarg[1] = c;
+        e->iarg[2] = x->v.ndim == 4 ? (int)x->v.shape[2] : 1;
+        e->iarg[3] = x->v.ndim == 4 ? (int)x->v.shape[3] : 1;
+        e->iarg[4] = (int)act;
+        e->save[0] = mean;
+        e->save[1] = wt;
+        e->save[2] = bt;
+    }
+    return y;
+}
+
+/* act: NN_BN_NO_ACT or NN_ACT_RELU. Instance norm in one fused op where the backend has bn_act;
+ * other group counts (or a backend without it): standardize, affine, activation. */
+static NnVar *group_norm_act(Nn *nn, NnVar *x, int groups, NnVar *weight, NnVar *bias, float eps, NnAct act)
+{
+    int n;
+    int64_t hw;
+    if (groups == bn_dims("group_norm", x, &n, &hw) && nn->be->bn_act_fwd && nn->be->bn_act_bwd)
+        return gn_instance(nn, x, weight, bias, eps, act);
+    NnVar *t = gn_standardize(nn, x, groups, eps);
+    if (weight || bias) t = nn_done_with(nn, channel_affine(nn, t, weight, bias), t);
+    return act == NN_BN_NO_ACT ? t : nn_done_with(nn, nn_relu(nn, t), t);
+}
+
 NnVar *nn_group_norm(Nn *nn, NnVar *x, int groups, NnVar *weight, NnVar *bias, float eps)
 {
-    NnVar *t = gn_standardize(nn, x, groups, eps);
-    if (!weight && !bias) return t;
-    return nn_done_with(nn, channel_affine(nn, t, weight, bias), t);
+    return group_norm_act(nn, x, groups, weight, bias, eps, NN_BN_NO_ACT);
+}
+
+NnVar *nn_group_norm_relu(Nn *nn, NnVar *x, int groups, NnVar *weight, NnVar *bias, float eps)
+{
+    return group_norm_act(nn, x, groups, weight, bias, eps, NN_ACT_RELU);
 }

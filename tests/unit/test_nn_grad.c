@@ -178,10 +178,19 @@ static NnVar *f_bn_affine(Nn *nn, NnVar **in, const Case *c)
     else y = nn_batchnorm(nn, in[0], in[1], in[2], vm, vv, c->a[0], 1, 0.1f, 1e-5f);
     return c->a[2] ? nn_add(nn, y, nn_scale(nn, in[0], 0.5f)) : y;
 }
-/* inputs: x, then weight and bias when a[1]; a[0] groups; a[2]: x also feeds a later op */
+/* inputs: x, then weight and bias when a[1]; a[0] groups; a[2]: x also feeds a later op; a[3]:
+ * with ReLU, the weight scaled by 0.1 and the bias (in [0.5, 1.5]) kept (1) or negated (2), so
+ * that every normalized value (|xhat| < 4.5 for these groups) stays on one side of the kink: the
+ * mask's plumbing is checked (all ones, all zeros) without a finite difference across it */
 static NnVar *f_gn(Nn *nn, NnVar **in, const Case *c)
 {
-    NnVar *y = nn_group_norm(nn, in[0], c->a[0], c->a[1] ? in[1] : NULL, c->a[1] ? in[2] : NULL, 1e-5f);
+    NnVar *w = c->a[1] ? in[1] : NULL, *b = c->a[1] ? in[2] : NULL;
+    if (!c->a[3]) {
+        NnVar *y = nn_group_norm(nn, in[0], c->a[0], w, b, 1e-5f);
+        return c->a[2] ? nn_add(nn, y, nn_scale(nn, in[0], 0.5f)) : y;
+    }
+    NnVar *ws = nn_scale(nn, w, 0.1f), *bs = c->a[3] == 2 ? nn_scale(nn, b, -1.0f) : b;
+    NnVar *y = nn_group_norm_relu(nn, in[0], c->a[0], ws, bs, 1e-5f);
     return c->a[2] ? nn_add(nn, y, nn_scale(nn, in[0], 0.5f)) : y;
 }
 static NnVar *f_bn_stat(Nn *nn, NnVar **in, const Case *c)
@@ -348,12 +357,17 @@ static const Case cases[] = {
     {"bn train affine 37x2x2", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 37, 2, 2), S4(37), S4(37), S4(2, 37)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {1}},
     {"bn eval affine 37x3x3", f_bn_affine, 4, {4, 1, 1, 2}, {S4(2, 37, 3, 3), S4(37), S4(37), S4(2, 37)}, {1, 1, 1, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {0}},
     {"bn_stat_loss 37x2x2", f_bn_stat, 3, {4, 1, 1}, {S4(2, 37, 2, 2), S4(37), S4(37)}, {1, 0, 0}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}},
-    /* group norm: instance norm (groups = C), 2 groups of 3, [N,C] input, one value per group */
+    /* group norm: instance norm (groups = C: one fused batchnorm pass on the [1, N*C, HW] view),
+     * 2 groups of 3 (standardize, then affine), [N,C] input, one value per group; with ReLU */
     {"group_norm instance affine", f_gn, 3, {4, 1, 1}, {S4(2, 3, 4, 5), S4(3), S4(3)}, {1, 1, 1}, {0}, {3, 1}},
     {"group_norm 2 groups affine, x shared", f_gn, 3, {4, 1, 1}, {S4(2, 6, 3, 3), S4(6), S4(6)}, {1, 1, 1}, {0}, {2, 1, 1}},
     {"group_norm 1 group plain", f_gn, 1, {4}, {S4(3, 4, 2, 3)}, {1}, {0}, {1, 0}},
     {"group_norm [N,C] 2 groups", f_gn, 3, {2, 1, 1}, {S4(3, 8), S4(8), S4(8)}, {1, 1, 1}, {0}, {2, 1}},
     {"group_norm instance 1x1", f_gn, 3, {4, 1, 1}, {S4(2, 3, 1, 1), S4(3), S4(3)}, {1, 1, 1}, {0}, {3, 1}},
+    {"group_norm instance plain, x shared", f_gn, 1, {4}, {S4(2, 4, 3, 5)}, {1}, {0}, {4, 0, 1}},
+    {"group_norm_relu instance > 0, x shared", f_gn, 3, {4, 1, 1}, {S4(2, 3, 4, 5), S4(3), S4(3)}, {1, 1, 1}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {3, 1, 1, 1}},
+    {"group_norm_relu instance < 0", f_gn, 3, {4, 1, 1}, {S4(2, 3, 4, 5), S4(3), S4(3)}, {1, 1, 1}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {3, 1, 0, 2}},
+    {"group_norm_relu 2 groups > 0", f_gn, 3, {4, 1, 1}, {S4(2, 6, 3, 3), S4(6), S4(6)}, {1, 1, 1}, {GEN_UNIFORM, GEN_UNIFORM, GEN_POSITIVE}, {2, 1, 0, 1}},
     {"relu", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {0}},
     {"relu6", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {1}},
     {"silu", f_act, 1, {4}, {S4(2, 3, 5, 5)}, {1}, {GEN_AWAY}, {2}},

@@ -354,8 +354,8 @@ static NnVar *channel_affine(Nn *nn, NnVar *x, NnVar *w, NnVar *b)
 /* Instance norm (groups = C), with its activation, is one batchnorm pass (bn_act: statistics,
  * affine, activation) on the [1, N*C, H*W] view, the per-channel weight and bias tiled over the
  * images (view channel n*C + c takes w[c]); their gradients are the tiled ones summed over the
- * images, in image order. iarg: N, C, h, w (hw as two factors), act. save: mean (invstd after),
- * the tiled weight and bias (NULL where the layer has none). */
+ * images (the broadcast add's deterministic reduction). iarg: N, C, h, w (hw as two factors),
+ * act. save: mean (invstd after), the tiled weight and bias (NULL where the layer has none). */
 static float *tile_channels(Nn *nn, const NnVar *v, int n, int c)
 {
     if (!v) return NULL;
@@ -385,10 +385,11 @@ static void gn_instance_backward(Nn *nn, const NnEntry *e)
                            bt ? bt + s : NULL, mean + s, invstd + s, dy + off, dx ? dx + off : NULL, NULL,
                            dwt ? dwt + s : NULL, dbt ? dbt + s : NULL, NULL, NULL);
     }
-    for (int i = 0; i < n; i++) {
-        if (dwt) nn->be->axpy(nn->be, c, 1.0f, dwt + (int64_t)i * c, dw);
-        if (dbt) nn->be->axpy(nn->be, c, 1.0f, dbt + (int64_t)i * c, db);
-    }
+    /* the tiled gradients [N, C] summed over the images: the broadcast add's reduction */
+    NnBroadcast bc = {.ndim = 2, .shape = {n, c}, .bstride = {0, 1}, .n = (int64_t)ng, .nb = c};
+    NN_BE(nn, binary_bwd);
+    if (dwt) nn->be->binary_bwd(nn->be, NN_BIN_ADD, &bc, NULL, NULL, dwt, NULL, dw);
+    if (dbt) nn->be->binary_bwd(nn->be, NN_BIN_ADD, &bc, NULL, NULL, dbt, NULL, db);
     nn_dev_release(nn, dwt, (size_t)ng * sizeof(float));
     nn_dev_release(nn, dbt, (size_t)ng * sizeof(float));
 }

@@ -349,7 +349,8 @@ def load_tensors_only(torch, path):
     what the pickle machine builds itself (numbers, strings, lists, dicts, tuples): what
     weights_only=True allows, for torches whose weights_only unpickler refuses plain floats
     (Debian's 1.13: 'Unsupported operand 71', BINFLOAT, in UFC's checkpoints, which keep the
-    accuracy beside the state_dict). Little-endian storages. Raises pickle.UnpicklingError naming
+    accuracy beside the state_dict). Little-endian storages only (a "byteorder" record saying
+    otherwise is refused). Raises pickle.UnpicklingError naming
     anything else a file asks for, ValueError for a file that is not such a zip."""
     import collections, zipfile
     dtypes = {"FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
@@ -368,6 +369,8 @@ def load_tensors_only(torch, path):
         if len(pkl) != 1:
             raise ValueError(f"{path}: not a zip-format torch checkpoint (no DIR/data.pkl)")
         root = pkl[0][:-len("data.pkl")]
+        if root + "byteorder" in z.namelist() and z.read(root + "byteorder").strip() != b"little":
+            raise ValueError(f"{path}: big-endian storages")
 
         class Unpickler(pickle.Unpickler):
             def find_class(self, module, name):

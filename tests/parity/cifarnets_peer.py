@@ -75,6 +75,12 @@ def make():
     # converter's tensors-only loading refuses it without calling it
     torch.save({"state_dict": {"linear.weight": torch.zeros(2, 2)}, "acc": 1.0, "x": _Opener()}, "conv/evil.pth")
     convert(["conv/evil.pth", "conv/evil.safetensors"], "conv/evil.log")
+    # the same fallback on a file whose byteorder record (torch 2's) says big-endian: refused
+    import zipfile
+    torch.save({"state_dict": {"linear.weight": torch.zeros(2, 2)}, "acc": 1.0}, "conv/big.pth")
+    with zipfile.ZipFile("conv/big.pth", "a") as z:
+        z.writestr(next(n for n in z.namelist() if n.endswith("/data.pkl"))[:-len("data.pkl")] + "byteorder", "big")
+    convert(["conv/big.pth", "conv/big.safetensors"], "conv/big.log")
     with open("conv/ref.json", "w") as f:
         json.dump(ref, f)
     with open("conv/cases.txt", "w") as f:
@@ -102,7 +108,10 @@ def check():
     ok = "is not a tensor or a container of tensors" in log and not os.path.exists("conv/pwned") \
         and not os.path.exists("conv/evil.safetensors")
     print(("ok: " if ok else "FAIL: ") + f"a checkpoint pickling a call is refused, the call not made: {log.strip()}")
-    return fails == 0 and ok
+    big = open("conv/big.log").read()
+    ok_big = "big-endian storages" in big and not os.path.exists("conv/big.safetensors")
+    print(("ok: " if ok_big else "FAIL: ") + f"a big-endian checkpoint is refused: {big.strip()}")
+    return fails == 0 and ok and ok_big
 
 
 if __name__ == "__main__":

@@ -59,6 +59,10 @@ if [ "${ZOO_ALL:-0}" != 0 ]; then
     ITERS=${ZOO_ITERS:-2} train_case wide_resnet50_2m 3 32
     ITERS=${ZOO_ITERS:-2} train_case vgg11_bn 3 32
     ITERS=${ZOO_ITERS:-2} train_case alexnet 3 64
+    # the references' own small-image nets (FADRM's, INFER's)
+    ITERS=${ZOO_ITERS:-2} train_case mobilenet_v2_cifar 3 32
+    ITERS=${ZOO_ITERS:-2} train_case shufflenet_g2_cifar 3 32
+    ITERS=${ZOO_ITERS:-2} train_case efficientnet_b0_cifar 3 32
 fi
 
 # patchsel's scoring forward, 250 canvases a batch

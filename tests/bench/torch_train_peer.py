@@ -15,15 +15,24 @@ import argparse, os, sys, time
 import torch, torch.nn.functional as F, torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "parity"))
-from model_peer import convnet_named, small_stem  # noqa: E402
+from model_peer import DENSENETS_CIFAR, DenseNetCifar, EfficientNetB0Cifar, MobileNetV2Cifar, \
+    ShuffleNetG2Cifar, convnet_named, small_stem  # noqa: E402
+
+# the references' own small-image nets (tests/parity/model_peer.py's restatements)
+CIFAR_NETS = {"mobilenet_v2_cifar": MobileNetV2Cifar, "shufflenet_g2_cifar": ShuffleNetG2Cifar,
+              "efficientnet_b0_cifar": EfficientNetB0Cifar}
 
 
 def build(name, nc, inch, res):
-    """convnet3 (with its options: "convnet3:norm=instance"), or a zoo name: torchvision's
-    architecture; a trailing "m" is the small stem (stride-1 first conv, no stem pooling), as in
-    tests/parity/model_peer.py."""
+    """convnet3 (with its options: "convnet3:norm=instance"), the references' "_cifar" nets, or a
+    zoo name: torchvision's architecture; a trailing "m" is the small stem (stride-1 first conv, no
+    stem pooling), as in tests/parity/model_peer.py."""
     if name.startswith("convnet3"):
         return convnet_named(name, nc, inch, res)
+    if name in CIFAR_NETS:
+        return CIFAR_NETS[name](nc, inch)
+    if name in DENSENETS_CIFAR:
+        return DenseNetCifar(*DENSENETS_CIFAR[name], nc, inch)
     arch = name[:-1] if name.endswith("m") else name
     m = getattr(torchvision.models, arch, None)
     if m is None:

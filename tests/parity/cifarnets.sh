@@ -13,7 +13,8 @@
 # num_batches_tracked) of mobilenet_v2_cifar and densenet121_cifar, UFC-style ones ({"state_dict":
 # ..., "acc", "epoch"}) of shufflenet_g2_cifar and efficientnet_b0_cifar convert with
 # pipelines/torch2safetensors.py to their zoo names, and evaltrain --eval-only on 10 images gives
-# torch's mean cross-entropy (1e-4); recover runs 4 iterations on each; evaltrain trains one step.
+# torch's mean cross-entropy (1e-4); recover runs 4 iterations on each; evaltrain trains one step,
+# which leaves efficientnet_b0_cifar's unread first-block conv1/bn1 as they were.
 # Tolerances: model_peer.py. Peer: cifarnets_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail
 if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then
@@ -50,4 +51,14 @@ assert len(rows) >= 4 and all(r["bn"] > 0 and math.isfinite(r["loss"]) for r in 
     "$BIN/evaltrain" -q -w "conv/$case.safetensors" --epochs 1 --batch 4 --save "conv/$case.trained.safetensors" \
         rgb4.tsr >/dev/null
 done <conv/cases.txt
+# efficientnet_b0_cifar's first block holds a conv1 and bn1 its forward never reads: training
+# (SGD with weight decay) leaves them as they were, as PyTorch does (their grad is None), and
+# moves the next block's conv1
+PYTHONPATH="$TESTS/../pipelines" "$PYTHON" -c 'import sys, numpy as np
+from torch2safetensors import st_load
+a, b = st_load("conv/efficientnet_b0_cifar.safetensors")[0], st_load("conv/efficientnet_b0_cifar.trained.safetensors")[0]
+held = [k for k in a if k.startswith(("layers.0.conv1.", "layers.0.bn1.")) and "num_batches" not in k]
+assert len(held) == 5 and all(np.array_equal(a[k], b[k]) for k in held), held   # conv1.weight, bn1 x 4
+assert not np.array_equal(a["layers.1.conv1.weight"], b["layers.1.conv1.weight"]), "layers.1 did not train"
+print("ok: efficientnet_b0_cifar trained one epoch: the unread conv1/bn1 of its first block unchanged")'
 echo "all ok"

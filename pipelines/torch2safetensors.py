@@ -200,7 +200,8 @@ def describe(sd):
     if "0.weight" in sd and sd["0.weight"].ndim == 4:
         # the norm at "1.": BatchNorm (running statistics), a GroupNorm's affine alone (instance
         # norm), or none (blocks of three modules)
-        norm = "" if "1.running_mean" in sd else "norm=instance" if "1.weight" in sd else "norm=none"
+        norm = "" if "1.running_mean" in sd else "norm=none" if "1.weight" not in sd else \
+            "norm=layer" if sd["1.weight"].ndim == 3 else "norm=instance"
         step = 3 if norm == "norm=none" else 4
         depth = 0
         while f"{step * depth}.weight" in sd and sd[f"{step * depth}.weight"].ndim == 4:
@@ -223,11 +224,11 @@ def reference_convnet(sd):
     itself when it is neither. Their net_norm is read from the tensors: BatchNorm (running
     statistics), a GroupNorm (weight and bias only: instance norm, GroupNorm(C, C), the lineage's
     default, which GroupNorm(4, C) cannot be told from; main() reads the groups from a pickled module),
-    or none (no norm tensors). Refuses what the zoo's convnet does not compute: layer norm (a [C,H,W]
-    weight), no pooling. A 1-channel net pads its first convolution by 3 (28 px read as 32): the zoo's
-    convnet with pad=3. Pooling and activation hold no tensors: average pooling and ReLU, the
+    LayerNorm([C,H,W]) (a [C,H,W] weight), or none (no norm tensors). Refuses what the zoo's convnet
+    does not compute (no pooling). A 1-channel net pads its first convolution by 3 (28 px read as 32):
+    the zoo's convnet with pad=3. Pooling and activation hold no tensors: average pooling and ReLU, the
     references' defaults, are assumed (a warning says so). Returns (renamed sd, first-convolution
-    padding, norm: "batch", "instance" or "none"), or (sd, None, None) when sd is neither."""
+    padding, norm: "batch", "instance", "layer" or "none"), or (sd, None, None) when sd is neither."""
     if "classifier.weight" not in sd or sd["classifier.weight"].ndim != 2:
         return sd, None, None
     if "layers.conv.0.weight" in sd:        # RDED
@@ -248,10 +249,11 @@ def reference_convnet(sd):
     has_norm = [norm_of(d) + "weight" in sd for d in range(depth)]
     if any(has_norm) and not all(has_norm):
         raise SystemExit("a reference ConvNet with a norm layer in some blocks only: not in ddpipe's zoo")
-    if has_norm[0] and sd[norm_of(0) + "weight"].ndim != 1:
-        raise SystemExit("a reference ConvNet with layer norm (a [C,H,W] weight): not in ddpipe's zoo "
-                         "(its convnet has norm=batch, instance, group or none)")
-    norm = "none" if not has_norm[0] else "batch" if norm_of(0) + "running_mean" in sd else "instance"
+    if has_norm[0] and sd[norm_of(0) + "weight"].ndim not in (1, 3):
+        raise SystemExit(f"a reference ConvNet whose norm weight is {sd[norm_of(0) + 'weight'].ndim}-d: not in "
+                         "ddpipe's zoo (its convnet has norm=batch, instance, group, layer or none)")
+    norm = "none" if not has_norm[0] else "batch" if norm_of(0) + "running_mean" in sd else \
+        "layer" if sd[norm_of(0) + "weight"].ndim == 3 else "instance"
     pad = 3 if sd[conv_of(0) + "weight"].shape[1] == 1 else 1
     step = 3 if norm == "none" else 4
     out = {}
@@ -267,7 +269,7 @@ def reference_convnet(sd):
         raise SystemExit(f"a reference ConvNet with tensors the zoo's convnet lacks: {sorted(left)[:3]}")
     what = {"batch": "BatchNorm", "instance": "GroupNorm: instance norm, GroupNorm(C, C), the references' default, "
             "unless a pickled module says otherwise; GroupNorm(4, C) has the same tensors: --arch convnetD:norm=group "
-            "for it", "none": "no norm layer"}[norm]
+            "for it", "layer": "LayerNorm([C, H, W])", "none": "no norm layer"}[norm]
     print(f"a reference ConvNet ({depth} blocks, {what}{', 1 channel: first convolution padded by 3' if pad == 3 else ''}"
           "): renamed to ddpipe's convnet; its pooling and activation are not in the checkpoint: average pooling and "
           "ReLU (the references' defaults) assumed", file=sys.stderr)

@@ -115,6 +115,13 @@ void model_add_conv_bn_pair(Model *m, const char *prefix, int i, int cout, int c
     model_add_bn(m, p, cout);
 }
 
+void model_add_layer_norm(Model *m, const char *prefix, int c, int side)
+{
+    int64_t s[3] = {c, side, side};
+    fill_param(m, add_param(m, prefix, "weight", NN_PARAM, 3, s, 1), 1.0f);
+    add_param(m, prefix, "bias", NN_PARAM, 3, s, 0);
+}
+
 void model_add_norm_affine(Model *m, const char *prefix, int c)
 {
     int64_t s[1] = {c};
@@ -215,6 +222,14 @@ NnVar *layer_bn(Nn *nn, ModelCursor *c, NnVar *x, int training)
 NnVar *layer_bn_relu(Nn *nn, ModelCursor *c, NnVar *x, int training)
 {
     return bn_layer(nn, c, x, training, nn_batchnorm_relu);
+}
+
+NnVar *layer_layer_norm(Nn *nn, ModelCursor *c, NnVar *x)
+{
+    NnVar *w = next(c), *b = next(c);
+    NnVar *t = nn_group_norm(nn, x, 1, NULL, NULL, 1e-5f);
+    NnVar *y = nn_done_with(nn, nn_mul(nn, t, w), t);
+    return nn_done_with(nn, nn_add(nn, y, b), y);
 }
 
 NnVar *layer_group_norm_relu(Nn *nn, ModelCursor *c, NnVar *x, int groups)

@@ -40,6 +40,9 @@ void model_add_bn(Model *m, const char *prefix, int c);
 void model_add_conv_bn_pair(Model *m, const char *prefix, int i, int cout, int cin, int k);
 /* Appends "<prefix>weight" (ones) and "bias" (zeros) [c]: a GroupNorm's affine. */
 void model_add_norm_affine(Model *m, const char *prefix, int c);
+/* The same of shape [c, side, side]: LayerNorm([C, H, W])'s elementwise affine (the weight
+ * decays, as a weight of more than one dimension does in the references' parameter groups). */
+void model_add_layer_norm(Model *m, const char *prefix, int c, int side);
 /* Appends "<prefix>weight" [out,in], "<prefix>bias" [out] with PyTorch's default init. */
 void model_add_linear(Model *m, const char *prefix, int out, int in);
 /* The same with the given initialisation. */
@@ -77,6 +80,9 @@ NnVar *layer_pool_linear_head(Nn *nn, ModelCursor *c, NnVar *x, float dropout, i
 /* SqueezeExcitation: x * sigmoid(conv(silu(conv(avgpool(x))))), both 1x1 convs with bias from
  * the cursor; x is not consumed (efficientnet.c). */
 NnVar *layer_squeeze_excitation(Nn *nn, ModelCursor *c, NnVar *x);
+/* LayerNorm([C,H,W]) of x [N,C,H,W] with model_add_layer_norm's affine (eps 1e-5): each image
+ * standardized over its whole map (GroupNorm's one group), then the elementwise affine. */
+NnVar *layer_layer_norm(Nn *nn, ModelCursor *c, NnVar *x);
 /* relu(GroupNorm(groups, C)) with the affine of model_add_norm_affine (eps 1e-5, PyTorch's). */
 NnVar *layer_group_norm_relu(Nn *nn, ModelCursor *c, NnVar *x, int groups);
 /* Dies unless the cursor consumed every param. */

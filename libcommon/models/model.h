@@ -11,8 +11,9 @@
  *   convnet<D>          the dataset-distillation ConvNet, D blocks of conv3x3(width, bias) - BN -
  *                       ReLU - avgpool2, then a linear head; width 128 unless ":width=W" is given;
  *                       "convnet" = convnet3. Names as the nn.Sequential of torch_recover_peer.py.
- *                       ":norm=instance|group|none": GroupNorm(C, C), GroupNorm(4, C) or no layer
- *                       in place of BN (the dataset-condensation code's net_norm); ":pad=P": the
+ *                       ":norm=instance|group|none|layer": GroupNorm(C, C), GroupNorm(4, C), no
+ *                       layer or LayerNorm([C,H,W]) in place of BN (the dataset-condensation code's
+ *                       net_norm); ":pad=P": the
  *                       first convolution's padding.
  *   resnet18/34/50/101  torchvision's ResNets (BasicBlock / Bottleneck); the imagenet stem (7x7 s2
  *                       conv, BN, ReLU, maxpool 3x3 s2) unless the name ends in "m" or carries
@@ -51,8 +52,15 @@
 
 typedef enum { MODEL_STEM_IMAGENET = 0, MODEL_STEM_SMALL = 1 } ModelStem;
 /* The convnet's normalization layer (":norm="): BatchNorm2d, GroupNorm(C, C) (instance), the
- * dataset-condensation code's GroupNorm(4, C), or none. */
-typedef enum { MODEL_NORM_BATCH = 0, MODEL_NORM_INSTANCE, MODEL_NORM_GROUP, MODEL_NORM_NONE } ModelNorm;
+ * dataset-condensation code's GroupNorm(4, C), none, or LayerNorm([C, H, W]) (an elementwise
+ * affine of the block's map shape). */
+typedef enum {
+    MODEL_NORM_BATCH = 0,
+    MODEL_NORM_INSTANCE,
+    MODEL_NORM_GROUP,
+    MODEL_NORM_NONE,
+    MODEL_NORM_LAYER
+} ModelNorm;
 
 typedef struct Model Model;
 

@@ -345,9 +345,10 @@ static int describe_from_shapes(const Safetensors *st, const char *path, Describ
     if ((t = shape_of(st, "0.weight", 4))) {
         /* BatchNorm at "1." (running statistics), a GroupNorm's affine only (instance norm, the
          * dataset-condensation default; GroupNorm(4, C) has the same tensors and needs the metadata),
-         * or no norm layer: blocks of three modules */
+         * LayerNorm's [C,H,W] affine, or no norm layer: blocks of three modules */
         const char *norm = find_key(st, "1.running_mean")  ? ""
                            : shape_of(st, "1.weight", 1) ? "norm=instance"
+                           : shape_of(st, "1.weight", 3) ? "norm=layer"
                                                          : "norm=none";
         const int stride = !strcmp(norm, "norm=none") ? 3 : 4;
         int depth = 0;

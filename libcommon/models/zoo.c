@@ -64,7 +64,7 @@ static const ZooArch ZOO[] = {
 enum { NZOO = sizeof ZOO / sizeof ZOO[0] };
 
 enum { CONVNET_WIDTH = 128, CONVNET_DEPTH = 3 };
-static const char *const NORM_NAMES[] = {"batch", "instance", "group", "none"}; /* by ModelNorm */
+static const char *const NORM_NAMES[] = {"batch", "instance", "group", "none", "layer"}; /* by ModelNorm */
 static const float STOCHASTIC_DEPTH = 0.2f;  /* torchvision's EfficientNet stochastic_depth_prob */
 
 /* A parsed zoo name: "base[m][:opt=val,...]". */
@@ -128,7 +128,7 @@ static int parse_options(const char *name, const char *opts, ZooSpec *z)
             ok = parse_int(v, n - (size_t)(v - opts), 1, 3, &z->pad) == 0;
         } else if (is_opt(opts, n, "norm", &v) && !a) {
             size_t vn = n - (size_t)(v - opts);
-            for (int k = 0; k < 4 && !ok; k++)
+            for (int k = 0; k < 5 && !ok; k++)
                 if (vn == strlen(NORM_NAMES[k]) && !strncmp(v, NORM_NAMES[k], vn)) {
                     z->norm = (ModelNorm)k;
                     ok = 1;
@@ -140,7 +140,7 @@ static int parse_options(const char *name, const char *opts, ZooSpec *z)
         }
         if (!ok)
             return dd_err("model %s: unknown or invalid option '%.*s' (stem=small|imagenet where a small "
-                          "variant exists; convnets: width=N, pad=1..3, norm=batch|instance|group|none; "
+                          "variant exists; convnets: width=N, pad=1..3, norm=batch|instance|group|none|layer; "
                           "dropout=P where the net has dropout; "
                           "efficientnet_b0: stochastic_depth=P)", name, (int)n, opts);
         opts = end ? end + 1 : NULL;
@@ -315,6 +315,8 @@ int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w)
     if (ok && m->depth > 0) { /* convnet: the head's in_features fix the final spatial size */
         const int64_t grow = 2 * (m->first_pad - 1), want = (m->input_size + grow) >> m->depth;
         ok = ((h + grow) >> m->depth) == want && ((w + grow) >> m->depth) == want;
+        /* LayerNorm([C,H,W])'s affine fixes every block's map: the size it was made for */
+        if (m->norm == MODEL_NORM_LAYER) ok = ok && h == m->input_size && w == m->input_size;
     }
     if (ok) return 0;
     if (m->depth > 0)

@@ -17,8 +17,9 @@
 # cropped whole and resized antialiased, to float64 PyTorch's weights (1e-5); (6) the reference
 # ConvNets' checkpoints (RDED's and FADRM's/UFC's names, 3 channels) convert to convnet3 and give
 # torch's cross-entropy, a 1-channel one (first convolution padded by 3) to convnet3:pad=3 likewise
-# on 28-px images, their instance-norm, GroupNorm(4, C) and norm-less forms to convnet3:norm=instance,
-# norm=group and pad=3,norm=none likewise, a layer-norm one is refused; FADRM's own ShuffleNetV2 (net_size 0.5) converts to shufflenet_v2_x0_5m and gives
+# on 28-px images, their instance-norm, GroupNorm(4, C), norm-less and layer-norm forms to
+# convnet3:norm=instance, norm=group, pad=3,norm=none and pad=3,norm=layer likewise, a 2-d norm
+# weight is refused; FADRM's own ShuffleNetV2 (net_size 0.5) converts to shufflenet_v2_x0_5m and gives
 # torch's cross-entropy; and a reference repository's own CIFAR net (conv1 but no ResNet layers) is named as
 # such by the converter and the loader.
 # Peer: tests/parity/evaltrain_peer.py. Runs in a fresh temporary directory.

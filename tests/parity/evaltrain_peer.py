@@ -59,7 +59,8 @@
       images of np_gray/) as convnet3:pad=3, FADRM's ShuffleNetV2 as shufflenet_v2_x0_5m, likewise;
       its other norms too: instance norm (a state_dict) as convnet3:norm=instance, GroupNorm(4, C)
       (a pickled module, whose groups the converter reads) as norm=group, RDED's without norm (1
-      channel) as convnet3:pad=3,norm=none; a layer-norm one is refused, nothing written. refconv/cases.txt lists
+      channel) as convnet3:pad=3,norm=none, FADRM's layer-norm one (1 channel) as
+      convnet3:pad=3,norm=layer; a 2-d norm weight is refused, nothing written. refconv/cases.txt lists
       CASE DATA (rgb or gray) per converted case.
   evaltrain_peer.py val224 / val224-check
       A model made for 224 px (torchvision resnet18, 1 input channel, random weights, BN running
@@ -328,16 +329,18 @@ def _dd_convnet(channel, norm, rded):
     references define it: RDED's synthesize/models.py (layers.conv / layers.norm ModuleLists in a
     ModuleDict) or FADRM's / UFC's models/conv*.py (one features Sequential), both with the
     1-channel rule (first convolution padded by 3) and a "classifier" head; norm as their net_norm:
-    batch, instance (GroupNorm(C, C)), group (GroupNorm(4, C)) or none (no norm modules)."""
+    batch, instance (GroupNorm(C, C)), group (GroupNorm(4, C)), layer (LayerNorm([C, H, W])) or none
+    (no norm modules)."""
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            mk_norm = {"batch": lambda c: [nn.BatchNorm2d(c)], "instance": lambda c: [nn.GroupNorm(c, c)],
-                       "group": lambda c: [nn.GroupNorm(4, c)], "none": lambda c: []}[norm]
+            mk_norm = {"batch": lambda c, s: [nn.BatchNorm2d(c)], "instance": lambda c, s: [nn.GroupNorm(c, c)],
+                       "group": lambda c, s: [nn.GroupNorm(4, c)], "layer": lambda c, s: [nn.LayerNorm([c, s, s])],
+                       "none": lambda c, s: []}[norm]
             convs, norms, c = [], [], channel
             for d in range(3):
                 convs.append(nn.Conv2d(c, 128, 3, padding=3 if channel == 1 and d == 0 else 1))
-                norms.append(mk_norm(128))
+                norms.append(mk_norm(128, 32 >> d))   # the block's map: 32, 16, 8 (28 px + padding 3: 32)
                 c = 128
             if rded:
                 self.layers = nn.ModuleDict({"conv": nn.ModuleList(convs),
@@ -423,7 +426,8 @@ def refconv():
     channel at 28 px; FADRM's ShuffleNetV2), random weights, BN running statistics of the images,
     heads scaled up, converted by torch2safetensors.py; the ConvNet's other norms (GroupNorm affine
     perturbed): instance norm from a state_dict, GroupNorm(4, C) from a pickled module (the groups
-    are not in the tensors), none (RDED's, 1 channel); a layer-norm one must be refused.
+    are not in the tensors), none (RDED's, 1 channel), layer norm (1 channel); a 2-d norm weight
+    must be refused.
     Writes np_rgb/ and np_gray/ (10 images each, for tsimport --format npy), refconv/CASE.safetensors
     and .log, refconv/ref.json (float64 mean cross-entropy and top-1 per converted case, with the
     image set it is evaluated on)."""
@@ -444,6 +448,7 @@ def refconv():
                                             ("fadrm_instance", 3, "instance", False, "plain"),
                                             ("fadrm_group", 3, "group", False, "pickled"),
                                             ("rded_none_gray", 1, "none", True, "plain"),
+                                            ("fadrm_layer_gray", 1, "layer", False, "plain"),
                                             ("fadrm_shufflenet", 3, "batch", None, "module.")):
         name, x, mean, std = data[channel]
         m = _fadrm_shufflenet() if rded is None else _dd_convnet(channel, kind, rded)
@@ -455,7 +460,7 @@ def refconv():
         with torch.no_grad():
             head.weight.mul_(30)
             for mod in m.modules():
-                if isinstance(mod, nn.GroupNorm):
+                if isinstance(mod, (nn.GroupNorm, nn.LayerNorm)):
                     mod.weight.uniform_(0.5, 1.5)
                     mod.bias.normal_(0, 0.1)
         m.eval()
@@ -473,12 +478,12 @@ def refconv():
             logits = m.double()((x.double() - mean.double()) / std.double())
         ref[case] = {"loss": float(F.cross_entropy(logits, y)), "data": name,
                      "top1": 100.0 * float((logits.argmax(1) == y).sum()) / len(y)}
-    # a ConvNet with layer norm (net_norm 'layer': a [C,H,W] weight): refused, nothing written
+    # a ConvNet whose norm weight is 2-d (no net_norm makes one): refused, nothing written
     sd_ln = {"features.0.weight": torch.zeros(128, 3, 3, 3), "features.0.bias": torch.zeros(128),
-             "features.1.weight": torch.ones(128, 32, 32), "features.1.bias": torch.zeros(128, 32, 32),
+             "features.1.weight": torch.ones(128, 32), "features.1.bias": torch.zeros(128, 32),
              "classifier.weight": torch.zeros(10, 128 * 16 * 16), "classifier.bias": torch.zeros(10)}
-    torch.save(sd_ln, "refconv/fadrm_layer.pth")
-    convert(["refconv/fadrm_layer.pth", "refconv/fadrm_layer.safetensors"], "refconv/fadrm_layer.log")
+    torch.save(sd_ln, "refconv/odd_norm.pth")
+    convert(["refconv/odd_norm.pth", "refconv/odd_norm.safetensors"], "refconv/odd_norm.log")
     # a net with conv1 but neither ResNet layers nor FADRM's CIFAR nets' (another reference
     # repository's own CIFAR net: these names are a cut UFC MobileNetV2's); the converter says so,
     # and so does ddpipe's loader on the raw tensors (no metadata). And a cut ShuffleNetG2's names
@@ -513,13 +518,14 @@ def refconv_check():
             continue
         want = {"fadrm_shufflenet": "shufflenet_v2_x0_5m", "fadrm_gray": "convnet3:pad=3",
                 "fadrm_instance": "convnet3:norm=instance", "fadrm_group": "convnet3:norm=group",
-                "rded_none_gray": "convnet3:pad=3,norm=none"}.get(case, "convnet3")
+                "rded_none_gray": "convnet3:pad=3,norm=none",
+                "fadrm_layer_gray": "convnet3:pad=3,norm=layer"}.get(case, "convnet3")
         ok = arch == want and abs(o["loss"] - r["loss"]) <= TOL_LOSS * max(1.0, abs(r["loss"])) \
             and o["top1"] == r["top1"]
         print(("ok: " if ok else "FAIL: ") + f"reference net ({case}'s names) converted as {arch}: --eval-only "
               f"loss torch {r['loss']:.6g} ours {o['loss']:.6g}, top1 torch {r['top1']:.1f} ours {o['top1']:.1f}")
         fails += not ok
-    for case, want in (("fadrm_layer", "layer norm"),
+    for case, want in (("odd_norm", "whose norm weight is 2-d"),
                        ("ufc_mbv2", "not a torchvision ResNet"), ("ufc_mbv2_loader", "not a torchvision ResNet"),
                        ("ufc_g2", "linear instead of fc: not a torchvision ResNet nor UFC's ShuffleNetG2"),
                        ("ufc_g2_loader", "no 2-d fc.weight: not a torchvision ResNet nor UFC's ShuffleNetG2 (its head is "

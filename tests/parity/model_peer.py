@@ -49,6 +49,7 @@ CASES = {
     "convnet3_instance": ("convnet3:norm=instance", None, 3, 32, 4, 10, "bare"),
     "convnet3_group": ("convnet3:width=16,norm=group", None, 1, 28, 4, 10, "meta"),
     "convnet3_none_pad3": ("convnet3:pad=3,norm=none", None, 1, 28, 4, 10, "meta"),
+    "convnet3_layer": ("convnet3:width=16,norm=layer", None, 3, 32, 4, 10, "bare"),
     "resnet18m": ("resnet18", "small", 3, 32, 4, 10, "meta"),
     "resnet18m_gray": ("resnet18", "small", 1, 32, 4, 7, "module"),
     "resnet18": ("resnet18", "imagenet", 3, 64, 4, 12, "meta"),
@@ -102,11 +103,13 @@ NO_DROPOUT = {"mobilenet_v2": ("dropout=0", {"dropout": 0.0}), "vgg11_bn": ("dro
 
 def convnet(nc, inch, res, width=128, depth=3, pad=1, norm="batch"):
     """The dataset-condensation ConvNet as an nn.Sequential; norm as its net_norm: BatchNorm2d,
-    instance (GroupNorm(C, C)), group (GroupNorm(4, C)) or none (blocks of three modules)."""
+    instance (GroupNorm(C, C)), group (GroupNorm(4, C)), layer (LayerNorm([C, H, W]) of the block's
+    map) or none (blocks of three modules)."""
     layers, c, res = [], inch, res + 2 * (pad - 1)
     for d in range(depth):
         norm_layer = {"batch": lambda: [nn.BatchNorm2d(width)], "instance": lambda: [nn.GroupNorm(width, width)],
-                      "group": lambda: [nn.GroupNorm(4, width)], "none": lambda: []}[norm]()
+                      "group": lambda: [nn.GroupNorm(4, width)], "layer": lambda: [nn.LayerNorm([width, res, res])],
+                      "none": lambda: []}[norm]()
         layers += [nn.Conv2d(c, width, 3, padding=pad if d == 0 else 1)] + norm_layer + [nn.ReLU(), nn.AvgPool2d(2)]
         c, res = width, res // 2
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * res * res, nc))
@@ -405,7 +408,7 @@ def make(root):
                     mod.weight.uniform_(0.1, 0.3) if id(mod) in last else mod.weight.uniform_(0.5, 1.5)
                     mod.bias.normal_(0, 0.1)
                     mod.num_batches_tracked.zero_()
-                if isinstance(mod, nn.GroupNorm):
+                if isinstance(mod, (nn.GroupNorm, nn.LayerNorm)):
                     mod.weight.uniform_(0.5, 1.5)
                     mod.bias.normal_(0, 0.1)
         sd = {k: v.numpy() for k, v in m.state_dict().items()}

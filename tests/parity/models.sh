@@ -6,7 +6,8 @@
 # running statistics, in train and eval BN modes; and C-saved weights loading in torch strictly.
 # Cases: convnet3 1x28x28 (file without metadata), convnet3:pad=3 1x28x28 (the DC lineage's
 # 1-channel ConvNet), its other norms (norm=instance 3x32x32 without metadata, norm=group
-# width 16 and pad=3,norm=none 1x28x28), resnet18 small stem 3x32x32 and 1x32x32
+# width 16 and pad=3,norm=none 1x28x28, norm=layer width 16 3x32x32 without metadata), resnet18
+# small stem 3x32x32 and 1x32x32
 # ("module." names, no num_batches_tracked), resnet18 imagenet stem 3x64x64, resnet50 small stem.
 # Tolerances: see tests/parity/model_peer.py. Runs in a fresh temporary directory.
 set -euo pipefail

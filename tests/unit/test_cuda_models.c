@@ -125,6 +125,7 @@ int main(void)
         {"convnet3:pad=3", 28},  {"mobilenet_v2_cifar", 32}, {"densenet121_cifar", 32},
         {"convnet3:norm=instance", 32}, {"convnet3:width=16,pad=3,norm=none", 28},
         {"shufflenet_g2_cifar", 32}, {"efficientnet_b0_cifar", 32}, {"vgg11", 32},
+        {"convnet3:width=16,norm=layer", 32},
     };
     int rows = 0, failed = 0;
     printf("%-34s %-6s %-10s %-10s %-10s %-10s %-5s %s\n", "model (CUDA vs CPU)", "mode", "logits", "loss",

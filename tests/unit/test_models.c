@@ -151,7 +151,16 @@ static void test_names(Nn *nn)
     model_free(m);
     CHECK(model_create(nn, "convnet3:norm=group,width=6", 3, 10, 32, 1) == NULL
           && strstr(dd_errmsg(), "multiple of 4"));
-    CHECK(model_create(nn, "convnet3:norm=layer", 3, 10, 32, 1) == NULL && strstr(dd_errmsg(), "norm=batch|instance"));
+    CHECK(model_create(nn, "convnet3:norm=batchnorm", 3, 10, 32, 1) == NULL
+          && strstr(dd_errmsg(), "norm=batch|instance"));
+    /* LayerNorm([C,H,W]): an affine of each block's map shape (1 channel, pad=3: 32, 16, 8), so the
+     * model takes the size it was made for only */
+    m = model_create(nn, "convnet3:width=8,pad=3,norm=layer", 1, 10, 28, 1);
+    CHECK(m && !strcmp(m->arch, "convnet3:width=8,pad=3,norm=layer") && m->norm == MODEL_NORM_LAYER);
+    CHECK(m && model_find(m, "1.weight")->var.v.ndim == 3 && model_find(m, "1.weight")->var.v.shape[2] == 32);
+    CHECK(m && model_find(m, "9.bias")->var.v.shape[1] == 8 && model_find(m, "1.weight")->decay == 1);
+    CHECK(m && model_check_input(m, 1, 28, 28) == 0 && model_check_input(m, 1, 29, 29) < 0);
+    model_free(m);
     CHECK(model_create(nn, "resnet18:norm=instance", 3, 10, 32, 1) == NULL);
     /* UFC's ShuffleNetG2 pools its final map with avg_pool2d(4) into a head of 800: 25..56 px */
     m = model_create(nn, "shufflenet_g2_cifar", 3, 10, 32, 1);
@@ -343,8 +352,9 @@ static void test_roundtrip(Nn *nn)
 
     /* convnet: the input size and the norm come back from the tensors when there is no metadata
      * (a GroupNorm's affine alone: instance norm; no "1.weight": no norm, blocks of 3 modules) */
-    static const char *const convnets[] = {"convnet3", "convnet3:norm=instance", "convnet2:width=16,norm=none"};
-    for (int k = 0; k < 3; k++) {
+    static const char *const convnets[] = {"convnet3", "convnet3:norm=instance", "convnet2:width=16,norm=none",
+                                           "convnet2:width=8,norm=layer"};
+    for (int k = 0; k < 4; k++) {
         m = model_create(nn, convnets[k], 1, 10, 28, 2);
         CHECK(model_save(tmp("cn.safetensors"), m, 0, NULL, NULL) == 0);
         CHECK(st_read_file(tmp("cn.safetensors"), &st) == 0);

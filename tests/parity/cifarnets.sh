@@ -20,15 +20,7 @@ set -euo pipefail
 if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then
     echo "SKIP: python3-torch not importable"; exit 77
 fi
-helper=$TESTS/../$BUILD/tests/parity/model_parity
-"$PYTHON" "$TESTS/parity/model_peer.py" make cases cifar
-for d in cases/*/; do
-    for mode in eval train; do
-        mkdir -p "$d$mode"
-        "$helper" "$d/weights.safetensors" "$d/x.npy" "$d/y.npy" "$mode" "$d$mode"
-    done
-done
-"$PYTHON" "$TESTS/parity/model_peer.py" check cases cifar
+"$PYTHON" "$TESTS/parity/model_peer.py" run cases "$TESTS/../$BUILD/tests/parity/model_parity" cifar
 
 # (2) FADRM-style checkpoints through the converter, evaluated, recovered and trained
 "$PYTHON" "$TESTS/parity/cifarnets_peer.py" convert

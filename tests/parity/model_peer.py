@@ -7,6 +7,9 @@
                              DIR/CASE/weights.safetensors (numpy writer of pipelines/), x.npy, y.npy
   model_peer.py check DIR [SUITE]  recomputes with torch what tests/parity/model_parity wrote to
                              DIR/CASE/{train,eval}/ and compares; prints the observed max errors
+  model_peer.py run DIR HELPER [SUITE]  make, HELPER (model_parity) on every case in eval and
+                             train mode, then check: the whole of models.sh's, zoo.sh's and
+                             cifarnets.sh's parity
 
 The loss is recover's: CE + 0.01 * sum_l m_l (||mu_l - RM_l|| + ||var_l - RV_l||), m = 10 for the
 first BN layer and 1 for the others, the statistics taken by forward hooks as in
@@ -569,9 +572,29 @@ def check(root):
     return 1 if rep.fails else 0
 
 
+def run(root, helper):
+    """make, then the C helper (tests/parity/model_parity) on every case in both BN modes, then
+    check: what models.sh, zoo.sh and cifarnets.sh each run."""
+    import subprocess
+    make(root)
+    for case in CASES:
+        d = os.path.join(root, case)
+        for mode in ("eval", "train"):
+            os.makedirs(os.path.join(d, mode), exist_ok=True)
+            subprocess.run([helper] + [os.path.join(d, f) for f in ("weights.safetensors", "x.npy", "y.npy")]
+                           + [mode, os.path.join(d, mode)], check=True)
+    return check(root)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("make", "check") or sys.argv[3:4] not in ([], ["models"], ["zoo"], ["zoo-full"], ["cifar"]):
-        raise SystemExit("usage: model_peer.py make|check DIR [models|zoo|zoo-full|cifar]")
-    CASES = SUITES[sys.argv[3] if len(sys.argv) == 4 else "models"]
-    sys.exit(make(sys.argv[2]) or 0 if sys.argv[1] == "make" else check(sys.argv[2]))
+    usage = "usage: model_peer.py make|check DIR [SUITE] | run DIR HELPER [SUITE]; SUITE models|zoo|zoo-full|cifar"
+    cmd, args = sys.argv[1:2], sys.argv[2:]
+    nfixed = 2 if cmd == ["run"] else 1
+    if cmd not in (["make"], ["check"], ["run"]) or len(args) not in (nfixed, nfixed + 1) \
+            or args[nfixed:] not in ([], ["models"], ["zoo"], ["zoo-full"], ["cifar"]):
+        raise SystemExit(usage)
+    CASES = SUITES[args[nfixed] if len(args) > nfixed else "models"]
+    if cmd == ["make"]:
+        sys.exit(make(args[0]) or 0)
+    sys.exit(run(args[0], args[1]) if cmd == ["run"] else check(args[0]))

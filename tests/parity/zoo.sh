@@ -22,15 +22,6 @@ set -euo pipefail
 if ! "$PYTHON" -c 'import torch, torchvision, numpy' >/dev/null 2>&1; then
     echo "SKIP: python3-torch not importable"; exit 77
 fi
-helper=$TESTS/../$BUILD/tests/parity/model_parity
-peer=$TESTS/parity/model_peer.py
 suite=zoo
 [ "${ZOO_FULL:-0}" = 1 ] && suite=zoo-full
-"$PYTHON" "$peer" make cases $suite
-for d in cases/*/; do
-    for mode in eval train; do
-        mkdir -p "$d$mode"
-        "$helper" "$d/weights.safetensors" "$d/x.npy" "$d/y.npy" "$mode" "$d$mode"
-    done
-done
-"$PYTHON" "$peer" check cases $suite
+"$PYTHON" "$TESTS/parity/model_peer.py" run cases "$TESTS/../$BUILD/tests/parity/model_parity" $suite

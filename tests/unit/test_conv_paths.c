@@ -84,6 +84,10 @@ static const Shape SHAPES[] = {
     {4, 30, 24, 8, 8, 1, 0, 1, 1, 1, 3},    /* 1x1 in 3 groups, 8x8 planes */
     {2, 8, 12, 9, 9, 3, 1, 1, 2, 1, 2},     /* stride 2 */
     {2, 6, 6, 7, 7, 5, 2, 1, 1, 0, 3},      /* 5x5, 3 groups of 2 */
+    /* ... images side by side: forward and dx a kernel GEMM per group with AVX-512 (conv.c) */
+    {9, 40, 26, 4, 4, 1, 0, 1, 1, 1, 2},    /* 1x1, 4x4 planes, 13 rows a group (a short panel) */
+    {6, 24, 36, 9, 9, 3, 1, 1, 2, 1, 3},    /* stride 2, 5x5 outputs: im2col */
+    {2, 600, 14, 17, 17, 1, 0, 1, 1, 0, 2}, /* 1x1, one image a GEMM (OpenBLAS), 300 terms */
     {3, 40, 40, 2, 2, 3, 1, 1, 1, 1, 40},   /* 2x2: forward and weight gradient here, dx on conv_dw.c */
 };
 enum { NSHAPES = sizeof SHAPES / sizeof SHAPES[0] };

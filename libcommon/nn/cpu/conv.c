@@ -415,6 +415,12 @@ void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
     }
 }
 
+/* Floats of the panels of A with m rows of k terms. */
+static size_t kg_group_floats(int m, int k)
+{
+    return (size_t)(m + 5) / 6 * 6 * k;
+}
+
 typedef struct {
     KGemm g;
     const float *src; /* kg_pack_task: A's source */
@@ -449,6 +455,28 @@ static float *kg_pack(NnBackend *be, const float *src, size_t lds, int trans, in
     KgJob j = {.g = {.m = m, .k = k}, .src = src, .lds = lds, .trans = trans,
                .a = cpu_shared(be, (size_t)npanel * 6 * k)};
     cpu_for(be, npanel, 2, kg_pack_task, &j);
+    return j.a;
+}
+
+/* Item = one group's panels. */
+static void kg_pack_groups_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const KgJob *j = arg;
+    for (int64_t gi = b; gi < e; gi++)
+        cpu_kg_pack_a(j->src + (size_t)gi * j->g.m * j->g.k, j->lds, j->trans, j->g.m, j->g.k, 0,
+                      (j->g.m + 5) / 6, j->a + (size_t)gi * kg_group_floats(j->g.m, j->g.k));
+}
+
+/* A conv weight [groups][m][k] as A's panels per group: group gi's at kg_group_floats(m, k) * gi,
+ * of W_gi (trans 0: m rows of k terms) or of W_gi^T (trans 1: k rows of m terms). */
+static float *kg_pack_conv(NnBackend *be, const float *w, int groups, int trans, int m, int k)
+{
+    int rows = trans ? k : m, terms = trans ? m : k;
+    KgJob j = {.g = {.m = rows, .k = terms}, .src = w, .lds = (size_t)k, .trans = trans,
+               .a = cpu_shared(be, (size_t)groups * kg_group_floats(rows, terms))};
+    if (groups == 1) cpu_for(be, (rows + 5) / 6, 2, kg_pack_task, &j);
+    else cpu_for(be, groups, 1, kg_pack_groups_task, &j);
     return j.a;
 }
 
@@ -504,11 +532,14 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
         const float *x = j->x + (size_t)n0 * s->cin * s->h * s->w;
         float *y = j->y + (size_t)n0 * s->cout * ohw, *dst = chunk == 1 ? y : out;
-        if (direct && j->kg) { /* one group: B is x, C is y, image by image */
-            KGemm kg = {.m = m, .k = k, .cols = nb * ohw, .a = j->ka, .b = x, .ldb = (size_t)ohw, .c = y,
-                        .ldc = (size_t)ohw, .seg = nb > 1 ? ohw : 0, .bstride = (size_t)k * ohw,
-                        .cstride = (size_t)m * ohw};
-            cpu_kg_cols(&kg, 0, nb * ohw, kbuf);
+        if (direct && j->kg) { /* per group: B is x's channels, C is y's, image by image */
+            for (int gi = 0; gi < g; gi++) {
+                KGemm kg = {.m = m, .k = k, .cols = nb * ohw, .a = j->ka + gi * kg_group_floats(m, k),
+                            .b = x + (size_t)gi * k * ohw, .ldb = (size_t)ohw, .c = y + (size_t)gi * m * ohw,
+                            .ldc = (size_t)ohw, .seg = nb > 1 ? ohw : 0, .bstride = (size_t)s->cin * ohw,
+                            .cstride = (size_t)s->cout * ohw};
+                cpu_kg_cols(&kg, 0, nb * ohw, kbuf);
+            }
         } else if (direct) {
             for (int gi = 0; gi < g; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, ohw, k, 1.0f,
@@ -518,8 +549,9 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
             int cols = nb * ohw;
             for (int i = 0; i < nb; i++)
                 im2col(s, x + (size_t)i * s->cin * s->h * s->w, col + (size_t)i * ohw, ld);
-            if (j->kg) { /* one group */
-                KGemm kg = {.m = m, .k = k, .cols = cols, .a = j->ka, .b = col, .ldb = ld, .c = dst, .ldc = ld};
+            for (int gi = 0; gi < g && j->kg; gi++) {
+                KGemm kg = {.m = m, .k = k, .cols = cols, .a = j->ka + gi * kg_group_floats(m, k),
+                            .b = col + (size_t)gi * k * ld, .ldb = ld, .c = dst + (size_t)gi * m * ld, .ldc = ld};
                 cpu_kg_cols(&kg, 0, cols, kbuf);
             }
             for (int gi = 0; gi < g && !j->kg; gi++)
@@ -553,11 +585,14 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
         const float *dy = j->dy + (size_t)n0 * s->cout * ohw;
         float *dx = j->dx + (size_t)n0 * s->cin * s->h * s->w;
-        if (direct && j->kg) { /* one group: dx += W^T dy, straight into dx, image by image */
-            KGemm kg = {.m = k, .k = m, .cols = nb * ohw, .a = j->ka, .b = dy, .ldb = (size_t)ohw, .c = dx,
-                        .ldc = (size_t)ohw, .load = 1, .seg = nb > 1 ? ohw : 0, .bstride = (size_t)m * ohw,
-                        .cstride = (size_t)k * ohw};
-            cpu_kg_cols(&kg, 0, nb * ohw, kbuf);
+        if (direct && j->kg) { /* per group: dx += W^T dy, straight into dx, image by image */
+            for (int gi = 0; gi < g; gi++) {
+                KGemm kg = {.m = k, .k = m, .cols = nb * ohw, .a = j->ka + gi * kg_group_floats(k, m),
+                            .b = dy + (size_t)gi * m * ohw, .ldb = (size_t)ohw, .c = dx + (size_t)gi * k * ohw,
+                            .ldc = (size_t)ohw, .load = 1, .seg = nb > 1 ? ohw : 0,
+                            .bstride = (size_t)s->cout * ohw, .cstride = (size_t)s->cin * ohw};
+                cpu_kg_cols(&kg, 0, nb * ohw, kbuf);
+            }
             continue;
         }
         if (direct) {
@@ -575,8 +610,9 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
                            (size_t)ohw * sizeof(float));
             src = dys;
         }
-        if (j->kg) { /* one group */
-            KGemm kg = {.m = k, .k = m, .cols = nb * ohw, .a = j->ka, .b = src, .ldb = ld, .c = col, .ldc = ld};
+        for (int gi = 0; gi < g && j->kg; gi++) {
+            KGemm kg = {.m = k, .k = m, .cols = nb * ohw, .a = j->ka + gi * kg_group_floats(k, m),
+                        .b = src + (size_t)gi * m * ld, .ldb = ld, .c = col + (size_t)gi * k * ld, .ldc = ld};
             cpu_kg_cols(&kg, 0, nb * ohw, kbuf);
         }
         for (int gi = 0; gi < g && !j->kg; gi++)
@@ -675,10 +711,14 @@ static void bias_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* The GEMMs of the chunk tasks (one group) on the AVX-512 kernel GEMM. */
-static int kg_gemm_ok(const NnConvShape *s)
+/* The GEMMs of the chunk tasks (one per group) on the AVX-512 kernel GEMM: with one group, every
+ * pass; grouped (ShuffleNet v1's 1x1s), the forward and dx where planes go side by side (chunk > 1,
+ * where OpenBLAS packs W for few columns), and never the weight gradient, whose transposed B the
+ * kernel GEMM packs slower than OpenBLAS at a group's sizes (bench_ops' group cases). */
+static int kg_gemm_ok(const NnConvShape *s, int filter)
 {
-    return s->groups == 1 && cpu_avx512();
+    if (s->groups > 1 && (filter || gemm_chunk(s) == 1)) return 0;
+    return cpu_avx512();
 }
 
 static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
@@ -692,8 +732,8 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
     else if (!is_depthwise(s) && cpu_flat_ok(s)) cpu_flat_fwd(be, s, x, w, b, y);
     else if (is_depthwise(s)) cpu_for(be, (int64_t)s->n * s->cin, 2, dw_fwd_task, &j);
     else {
-        int k = s->cin * s->kh * s->kw;
-        if ((j.kg = kg_gemm_ok(s))) j.ka = kg_pack(be, w, (size_t)k, 0, s->cout, k);
+        int m = s->cout / s->groups, k = s->cin / s->groups * s->kh * s->kw;
+        if ((j.kg = kg_gemm_ok(s, 0))) j.ka = kg_pack_conv(be, w, s->groups, 0, m, k);
         cpu_for(be, gemm_nchunks(s), 2, gemm_fwd_task, &j);
     }
 }
@@ -711,8 +751,8 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
         cpu_for(be, (int64_t)s->n * s->cin, 2,
                 dw_bwd_gathers(s) ? dw_bwd_gather_task : dw_bwd_scatter_task, &j);
     else {
-        int k = s->cin * s->kh * s->kw;
-        if ((j.kg = kg_gemm_ok(s))) j.ka = kg_pack(be, w, (size_t)k, 1, k, s->cout);
+        int m = s->cout / s->groups, k = s->cin / s->groups * s->kh * s->kw;
+        if ((j.kg = kg_gemm_ok(s, 0))) j.ka = kg_pack_conv(be, w, s->groups, 1, m, k);
         cpu_for(be, gemm_nchunks(s), 2, gemm_bwd_data_task, &j);
     }
 }
@@ -736,7 +776,7 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
         } else {
             int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS;
             j.parts = cpu_shared(be, (size_t)nparts * j.wsize);
-            j.kg = kg_gemm_ok(s);
+            j.kg = kg_gemm_ok(s, 1);
             cpu_for(be, nparts, 2, gemm_bwd_filter_task, &j);
             cpu_for(be, (int64_t)j.wsize, 4096, parts_reduce_task, &j);
         }

@@ -41,6 +41,14 @@ static cudnnDataType_t dnn_type(int prec)
 
 static const char *prec_name(int prec) { return prec == 1 ? "fp16" : prec == 2 ? "bf16" : "fp32"; }
 
+/* The workspace of a chosen algorithm: the larger of the query's figure and cudnnGet*WorkspaceSize's
+ * (status st, size ws) for the descriptor's math type (an algorithm listed under another math type
+ * can need more; too small a workspace would fail the call). st not SUCCESS: the query's figure. */
+static size_t ws_checked(size_t listed, cudnnStatus_t st, size_t ws)
+{
+    return st == CUDNN_STATUS_SUCCESS && ws > listed ? ws : listed;
+}
+
 static DD_NORETURN void no_algo(const NnConvShape *s, int prec, const char *what)
 {
     dd_die(DD_EXIT_DEVICE, "cudnn: no deterministic %s algorithm for conv %dx%dx%dx%d -> %d, "
@@ -99,6 +107,8 @@ static Plan *plan_get(CuImpl *c, const NnConvShape *s)
     const int find = fenv && atoi(fenv) != 0;
     enum { NALGO = 16 };
     int got = 0, i;
+    size_t ws = 0; /* ws_checked's second opinion, and its status */
+    cudnnStatus_t st;
     cudnnConvolutionFwdAlgoPerf_t fp[NALGO];
     if (find) DNN_CHECK(cudnnFindConvolutionForwardAlgorithm(c->dnn, p->x, p->w, p->conv, p->y, NALGO, &got, fp));
     else DNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, p->x, p->w, p->conv, p->y, NALGO, &got, fp));
@@ -108,7 +118,8 @@ static Plan *plan_get(CuImpl *c, const NnConvShape *s)
             break;
     if (i == got) no_algo(s, prec, "forward");
     p->fwd = fp[i].algo;
-    p->ws_fwd = fp[i].memory;
+    st = cudnnGetConvolutionForwardWorkspaceSize(c->dnn, p->x, p->w, p->conv, p->y, p->fwd, &ws);
+    p->ws_fwd = ws_checked(fp[i].memory, st, ws);
     cudnnConvolutionBwdDataAlgoPerf_t dp[NALGO];
     if (find)
         DNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(c->dnn, p->w, p->y, p->conv, p->x, NALGO, &got, dp));
@@ -121,7 +132,8 @@ static Plan *plan_get(CuImpl *c, const NnConvShape *s)
             break;
     if (i == got) no_algo(s, prec, "backward-data");
     p->bwd_data = dp[i].algo;
-    p->ws_data = dp[i].memory;
+    st = cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, p->w, p->y, p->conv, p->x, p->bwd_data, &ws);
+    p->ws_data = ws_checked(dp[i].memory, st, ws);
     cudnnConvolutionBwdFilterAlgoPerf_t wp[NALGO];
     if (find)
         DNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(c->dnn, p->x, p->y, p->conv, p->w, NALGO,
@@ -135,7 +147,8 @@ static Plan *plan_get(CuImpl *c, const NnConvShape *s)
             break;
     if (i == got) no_algo(s, prec, "backward-filter");
     p->bwd_filter = wp[i].algo;
-    p->ws_filter = wp[i].memory;
+    st = cudnnGetConvolutionBackwardFilterWorkspaceSize(c->dnn, p->x, p->y, p->conv, p->w, p->bwd_filter, &ws);
+    p->ws_filter = ws_checked(wp[i].memory, st, ws);
     cc->n++;
     return p;
 }

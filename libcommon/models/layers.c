@@ -25,6 +25,7 @@ Model *model_alloc(Nn *nn, int in_channels, int num_classes, int input_size, uin
     m->seed = seed;
     m->min_input = 1;
     m->bn_momentum = 0.1f;
+    m->max_values = -1;
     m->mean = dd_malloc((size_t)in_channels * sizeof(float));
     m->std = dd_malloc((size_t)in_channels * sizeof(float));
     model_default_norm(in_channels, m->mean, m->std);
@@ -45,7 +46,12 @@ static NnParam *add_param(Model *m, const char *prefix, const char *leaf, NnRole
     char name[sizeof ((NnParam *)0)->name];
     int len = snprintf(name, sizeof name, "%s%s", prefix, leaf);
     if (len < 0 || (size_t)len >= sizeof name) dd_die(1, "model: param name too long: %s%s", prefix, leaf);
-    NnParam *p = nn_param_new(m->nn, name, role, ndim, shape);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n = shape[i] > 0 && n > INT64_MAX / shape[i] ? INT64_MAX : n * shape[i];
+    m->nvalues = n > INT64_MAX - m->nvalues ? INT64_MAX : m->nvalues + n;
+    const int64_t one = 1; /* past the cap: a 1-value placeholder */
+    int capped = m->max_values >= 0 && m->nvalues > m->max_values;
+    NnParam *p = nn_param_new(m->nn, name, role, capped ? 1 : ndim, capped ? &one : shape);
     p->decay = decay;
     p->var.requires_grad = role == NN_PARAM;
     m->params = dd_realloc(m->params, (size_t)(m->nparams + 1) * sizeof *m->params);

@@ -25,6 +25,13 @@ typedef enum {
     LINEAR_UNIFORM_OUT = 3
 } ModelLinearInit;
 
+/* model_create, for a weights file of max_values values in all (model_load): the build allocates
+ * no parameter past that many values (the file could not fill it), and m->nvalues > max_values
+ * then says the model was cut short (its later parameters are 1-value placeholders: not a model
+ * to run). So a small file whose metadata names a huge model costs no memory. max_values -1: no
+ * cap. */
+Model *model_create_capped(Nn *nn, const char *name, int in_channels, int num_classes, int input_size,
+                           uint64_t seed, int64_t max_values);
 /* An empty model (no params) with default mean/std for in_channels. */
 Model *model_alloc(Nn *nn, int in_channels, int num_classes, int input_size, uint64_t seed);
 /* Appends "<prefix>weight" [cout,cin,k,k] (+ "<prefix>bias" [cout] when bias); cin is the

@@ -92,6 +92,8 @@ struct Model {
     int min_input;             /* smallest input side the layers accept (1 for most nets) */
     int max_input;             /* largest (0: no bound; shufflenet_g2_cifar's fixed final pool) */
     float bn_momentum;         /* BN running-statistics momentum in training mode (PyTorch's 0.1) */
+    int64_t nvalues;           /* the values of every parameter and buffer the build asked for */
+    int64_t max_values;        /* model_create_capped's cap (-1: none) */
 };
 
 /* Builds `name` (see above) for in_channels x input_size x input_size inputs and num_classes
@@ -141,7 +143,8 @@ int model_check_classes(const Model *m, const char *mname, const TsHeader *h, co
  * "in_channels", "num_classes", "input_size", "mean", "std", "classes") where present, else from
  * the tensors' shapes (conv1.weight [64,C,3,3]: small stem; block counts: depth; fc.weight: classes).
  * Tolerates a "module." prefix and *.num_batches_tracked; F16/BF16/F64 tensors are converted.
- * Missing or unexpected names and wrong shapes are errors that list them. */
+ * Missing or unexpected names and wrong shapes are errors that list them; a model with more values
+ * than the file's tensors hold is an error before it is allocated (model_create_capped). */
 Model *model_load(Nn *nn, const char *path);
 
 /* Loads the tensors of the safetensors file `path` into an existing model (same checks). */

@@ -450,8 +450,15 @@ Model *model_load(Nn *nn, const char *path)
         || meta_int(&st, path, "num_classes", 1, 1000000, &d.num_classes) < 0
         || meta_int(&st, path, "input_size", 1, 65536, &d.input_size) < 0)
         goto fail;
-    if (!(m = model_create(nn, d.arch, d.in_channels, d.num_classes, d.input_size, 0))) {
+    int64_t values = 0; /* the file's; the model can need no more (load_state wants each one) */
+    for (int i = 0; i < st.n; i++) values += tensor_numel(&st.e[i].t);
+    if (!(m = model_create_capped(nn, d.arch, d.in_channels, d.num_classes, d.input_size, 0, values))) {
         dd_err_prefix("%s", path);
+        goto fail;
+    }
+    if (m->nvalues > values) {
+        dd_err("%s: model %s (%d channels, %d classes, %d px) has %lld values; the file holds %lld", path,
+               m->arch, m->in_channels, m->num_classes, m->input_size, (long long)m->nvalues, (long long)values);
         goto fail;
     }
     float mean[64], std[64];

@@ -219,6 +219,12 @@ static void zoo_build(Model *m, const ZooSpec *z)
 Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, int input_size,
                     uint64_t seed)
 {
+    return model_create_capped(nn, name, in_channels, num_classes, input_size, seed, -1);
+}
+
+Model *model_create_capped(Nn *nn, const char *name, int in_channels, int num_classes, int input_size,
+                           uint64_t seed, int64_t max_values)
+{
     ZooSpec z;
     if (zoo_parse(name, &z) < 0) return NULL;
     if (in_channels < 1 || in_channels > 64 || num_classes < 1 || num_classes > 1000000 || input_size < 1
@@ -231,7 +237,14 @@ Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, 
         dd_err("model %s: input %d is too small for %d pooling blocks", name, input_size, z.depth);
         return NULL;
     }
+    int64_t side = z.arch ? 0 : (input_size + 2 * (z.pad - 1)) >> z.depth; /* the ConvNet head's input side */
+    if ((int64_t)z.width * side * side > INT32_MAX) {
+        dd_err("model %s: input %d is too large: its head would take %lld features", name, input_size,
+               (long long)((int64_t)z.width * side * side));
+        return NULL;
+    }
     Model *m = model_alloc(nn, in_channels, num_classes, input_size, seed);
+    m->max_values = max_values;
     if (z.arch) {
         canonical_name(&z, m->arch, sizeof m->arch);
         zoo_build(m, &z);

@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static char dir[256];
@@ -376,11 +377,86 @@ static void test_roundtrip(Nn *nn)
     }
 }
 
+/* Peak resident memory so far, in KiB. */
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
+}
+
+/* A weights file's metadata decides the model built before its tensors are read: a file whose
+ * metadata names a model larger than its tensors could fill is refused, and the build stops
+ * allocating at the file's count of values (a 200-byte file asking for vgg11 with a million classes
+ * cost 16 GiB and was killed at 24 GiB). A ConvNet whose head would take more features than an int
+ * holds is refused, not overflowed. Runs first, while the process's peak memory is small. */
+static void test_metadata_bounds(Nn *nn)
+{
+    Model *m = model_create(nn, "convnet3:width=8", 1, 10, 28, 3), *l;
+    CHECK(model_save(tmp("meta.safetensors"), m, 0, NULL, NULL) == 0);
+    Safetensors st;
+    CHECK(st_read_file(tmp("meta.safetensors"), &st) == 0);
+    const char **names = calloc((size_t)st.n, sizeof *names);
+    const Tensor **ts = calloc((size_t)st.n, sizeof *ts);
+    int64_t held = 0;
+    for (int i = 0; i < st.n; i++) {
+        names[i] = st.e[i].name;
+        ts[i] = &st.e[i].t;
+        held += tensor_numel(&st.e[i].t);
+    }
+    /* a million classes: a head of 72 million values (288 MB, and as much again to initialise it)
+     * is never allocated */
+    json_object_set_new(st.metadata, "num_classes", json_string("1000000"));
+    CHECK(st_write_file(tmp("meta.safetensors"), st.n, names, ts, st.metadata) == 0);
+    long before = peak_rss_kib();
+    l = model_load(nn, tmp("meta.safetensors"));
+    long grew = peak_rss_kib() - before;
+    CHECK_MSG(!l && strstr(dd_errmsg(), "the file holds"), "%s", l ? "loaded" : dd_errmsg());
+    CHECK_MSG(before > 0 && grew < 50 * 1024, "loading grew the peak memory by %ld KiB", grew);
+    model_free(l);
+    /* one class more: 8 * 3 * 3 + 1 more values than the file has */
+    json_object_set_new(st.metadata, "num_classes", json_string("11"));
+    CHECK(st_write_file(tmp("meta.safetensors"), st.n, names, ts, st.metadata) == 0);
+    l = model_load(nn, tmp("meta.safetensors"));
+    char want[160];
+    snprintf(want, sizeof want, "model convnet3:width=8 (1 channels, 11 classes, 28 px) has %lld values; the file "
+             "holds %lld", (long long)(m->nvalues + 8 * 3 * 3 + 1), (long long)held);
+    CHECK_MSG(!l && strstr(dd_errmsg(), want), "want '%s': %s", want, l ? "loaded" : dd_errmsg());
+    model_free(l);
+    /* the file's own count still loads */
+    json_object_set_new(st.metadata, "num_classes", json_string("10"));
+    CHECK(st_write_file(tmp("meta.safetensors"), st.n, names, ts, st.metadata) == 0);
+    l = model_load(nn, tmp("meta.safetensors"));
+    CHECK_MSG(l && same_values(nn, m, l), "%s", l ? "values differ" : dd_errmsg());
+    model_free(l);
+    free(names);
+    free(ts);
+    st_free(&st);
+    model_free(m);
+
+    /* no tensors at all */
+    json_t *meta = json_object();
+    json_object_set_new(meta, "arch", json_string("vgg11"));
+    json_object_set_new(meta, "in_channels", json_string("3"));
+    json_object_set_new(meta, "num_classes", json_string("1000000"));
+    json_object_set_new(meta, "input_size", json_string("224"));
+    CHECK(st_write_file(tmp("meta.safetensors"), 0, NULL, NULL, meta) == 0);
+    json_decref(meta);
+    l = model_load(nn, tmp("meta.safetensors"));
+    CHECK_MSG(!l && strstr(dd_errmsg(), "model vgg11 (3 channels, 1000000 classes, 224 px) has 4225766336 values; "
+                                        "the file holds 0"), "%s", l ? "loaded" : dd_errmsg());
+    model_free(l);
+
+    CHECK(model_create(nn, "convnet3", 1, 10, 65536, 0) == NULL);
+    CHECK_MSG(strstr(dd_errmsg(), "input 65536 is too large: its head would take 8589934592 features"), "%s",
+              dd_errmsg());
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s/test_models.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) return 1;
     Nn *nn = nn_new(DD_CPU, 2);
+    test_metadata_bounds(nn);
     test_counts(nn);
     test_names(nn);
     test_init(nn);
@@ -388,7 +464,7 @@ int main(void)
     test_batch_invariance(nn);
     test_roundtrip(nn);
     nn_free(nn);
-    const char *files[] = {"count", "rt", "bad", "bare", "broken", "cn", "cnbare"};
+    const char *files[] = {"count", "rt", "bad", "bare", "broken", "cn", "cnbare", "meta"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char f[64];
         snprintf(f, sizeof f, "%s.safetensors", files[i]);

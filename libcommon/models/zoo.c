@@ -114,19 +114,25 @@ static int is_opt(const char *opts, size_t n, const char *key, const char **val)
 static int parse_options(const char *name, const char *opts, ZooSpec *z)
 {
     const ZooArch *a = z->arch;
+    unsigned seen = 0; /* the options given so far, one bit each: a second one is an error */
     while (opts && *opts) {
         const char *end = strchr(opts, ','), *v;
         size_t n = end ? (size_t)(end - opts) : strlen(opts);
         int ok = 0;
+        unsigned bit = 0;
         if (is_opt(opts, n, "stem", &v) && a && a->small) {
+            bit = 1;
             size_t vn = n - (size_t)(v - opts);
             ok = (vn == 5 && !strncmp(v, "small", 5)) || (vn == 8 && !strncmp(v, "imagenet", 8));
             z->stem = vn == 5 ? MODEL_STEM_SMALL : MODEL_STEM_IMAGENET;
         } else if (is_opt(opts, n, "width", &v) && !a) {
+            bit = 2;
             ok = parse_int(v, n - (size_t)(v - opts), 1, 65536, &z->width) == 0;
         } else if (is_opt(opts, n, "pad", &v) && !a) {
+            bit = 4;
             ok = parse_int(v, n - (size_t)(v - opts), 1, 3, &z->pad) == 0;
         } else if (is_opt(opts, n, "norm", &v) && !a) {
+            bit = 8;
             size_t vn = n - (size_t)(v - opts);
             for (int k = 0; k < 5 && !ok; k++)
                 if (vn == strlen(NORM_NAMES[k]) && !strncmp(v, NORM_NAMES[k], vn)) {
@@ -134,8 +140,10 @@ static int parse_options(const char *name, const char *opts, ZooSpec *z)
                     ok = 1;
                 }
         } else if (is_opt(opts, n, "dropout", &v) && a && a->dropout >= 0) {
+            bit = 16;
             ok = parse_prob(v, n - (size_t)(v - opts), &z->dropout) == 0;
         } else if (is_opt(opts, n, "stochastic_depth", &v) && a && a->family == FAMILY_EFFICIENTNET_B0) {
+            bit = 32;
             ok = parse_prob(v, n - (size_t)(v - opts), &z->stochastic_depth) == 0;
         }
         if (!ok)
@@ -143,6 +151,9 @@ static int parse_options(const char *name, const char *opts, ZooSpec *z)
                           "variant exists; convnets: width=N, pad=1..3, norm=batch|instance|group|none|layer; "
                           "dropout=P where the net has dropout; "
                           "efficientnet_b0: stochastic_depth=P)", name, (int)n, opts);
+        if (seen & bit)
+            return dd_err("model %s: option '%.*s' given twice", name, (int)(v - opts - 1), opts);
+        seen |= bit;
         opts = end ? end + 1 : NULL;
     }
     return 0;

@@ -154,6 +154,11 @@ static void test_names(Nn *nn)
           && strstr(dd_errmsg(), "multiple of 4"));
     CHECK(model_create(nn, "convnet3:norm=batchnorm", 3, 10, 32, 1) == NULL
           && strstr(dd_errmsg(), "norm=batch|instance"));
+    /* an option given twice is a typo, not "the last one wins" */
+    CHECK(model_create(nn, "convnet3:width=8,norm=none,width=9", 3, 10, 32, 1) == NULL
+          && strstr(dd_errmsg(), "option 'width' given twice"));
+    CHECK(model_create(nn, "resnet18:stem=small,stem=imagenet", 3, 10, 32, 1) == NULL
+          && strstr(dd_errmsg(), "option 'stem' given twice"));
     /* LayerNorm([C,H,W]): an affine of each block's map shape (1 channel, pad=3: 32, 16, 8), so the
      * model takes the size it was made for only */
     m = model_create(nn, "convnet3:width=8,pad=3,norm=layer", 1, 10, 28, 1);

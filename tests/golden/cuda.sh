@@ -86,6 +86,13 @@ PY
 for p in fp16 bf16; do
     "$BIN/recover" -d cuda --precision $p "${R[@]}" mp.jsonl init.tsr >rp.tsr || fail "recover --precision $p"
     "$BIN/tscmp" -q init.tsr rp.tsr && fail "recover --precision $p: no image moved"
+    # the casts' copies and cuDNN's workspace in the step arena's free room (the default) or in
+    # buffers of their own (DD_CUDA_OWN_TMP=1): the same algorithms on the same values, so the
+    # same bits (a fault of the shared room would show here)
+    DD_CUDA_OWN_TMP=1 "$BIN/recover" -d cuda --precision $p "${R[@]}" mo.jsonl init.tsr >ro.tsr \
+        && "$BIN/tscmp" --exact rp.tsr ro.tsr && cmp -s mp.jsonl mo.jsonl \
+        && ok "recover --precision $p: DD_CUDA_OWN_TMP=1 gives the same bits" \
+        || fail "recover --precision $p: DD_CUDA_OWN_TMP=1 differs"
     "$BIN/evaltrain" -d cuda --precision $p --eval-only -w t.safetensors fm.tsr >gp.json || fail "evaltrain --precision $p"
     "$PYTHON" - $p <<'PY' && ok "--precision $p: step-0 loss and eval loss within 1e-2 of fp32" || fail "--precision $p"
 import json, sys

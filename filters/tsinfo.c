@@ -2,13 +2,17 @@
  * distinct shapes and value min/max/mean, the images' per-channel mean and std (the numbers a new
  * dataset's normalization wants), and the provenance history; --json for machines, --list for one
  * line per record. Reading the whole stream also verifies it: a truncated or corrupt stream is
- * exit 1 with the reader's message. See tsinfo(1).
+ * exit 1 with the reader's message. Given weights files (safetensors) instead, what each holds:
+ * its tensors and values, and its metadata (the architecture, classes, normalization and how it
+ * was trained). See tsinfo(1).
  */
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/codecs.h"
+#include "formats/sniff.h"
 #include "formats/stream.h"
 #include "libcommon/base/base.h"
 
@@ -38,13 +42,82 @@ typedef struct {
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: %s [options] [file...]\n"
-               "Summarise record streams (stdin when no file is given).\n"
+               "Summarise record streams (stdin when no file is given), or weights files.\n"
                "      --json      one JSON object: records, classes, class_counts, fields, history\n"
                "  -l, --list      one line per record: index, key, label, class, field shapes,\n"
                "                  and the record's meta JSON where it has one\n"
                "  -q, --quiet     no progress (--list shows none: its lines are the progress)\n"
                "  -h, --help      this text\n"
                "      --version   version\n", dd_prog());
+}
+
+/* ---- weights files ---- */
+
+/* 1 when path's first bytes are a safetensors header's (dd_sniff); 0 otherwise or unreadable (the
+ * stream reader then says why). */
+static int is_weights_file(const char *path)
+{
+    if (!strcmp(path, "-")) return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint8_t b[64];
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    return dd_sniff(b, n) == DD_KIND_SAFETENSORS;
+}
+
+/* One weights file: text (a block), --json (one object a line) or --list (a tab-separated line
+ * per tensor: name, dtype and shape, after the file's name when several files are listed: tag).
+ * Dies (exit 1) on a file that does not parse. */
+static void print_weights(const char *path, int json, int list, int tag)
+{
+    Safetensors st;
+    if (st_read_file(path, &st) < 0) dd_die_err(DD_EXIT_DATA);
+    int64_t values = 0, bytes = 0, per[DD_NDTYPE] = {0};
+    char buf[256];
+    for (int i = 0; i < st.n; i++) {
+        const Tensor *t = &st.e[i].t;
+        values += tensor_numel(t);
+        bytes += tensor_nbytes(t);
+        per[t->dtype]++;
+        if (list) printf("%s%s%s\t%s\n", tag ? path : "", tag ? "\t" : "", st.e[i].name,
+                         tensor_describe(t, buf, sizeof buf));
+    }
+    if (list) goto done;
+    if (json) {
+        json_t *o = json_pack("{s:s,s:i,s:I,s:I}", "file", path, "tensors", st.n, "values", (json_int_t)values,
+                              "bytes", (json_int_t)bytes), *d = json_object();
+        for (int k = 0; k < DD_NDTYPE; k++)
+            if (per[k]) json_object_set_new(d, dd_dtype_name((DdDtype)k), json_integer(per[k]));
+        json_object_set_new(o, "dtypes", d);
+        json_object_set_new(o, "metadata", st.metadata ? json_incref(st.metadata) : json_object());
+        char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!text) dd_die(DD_EXIT_DATA, "%s: out of memory", path);
+        puts(text);
+        free(text);
+        json_decref(o);
+        goto done;
+    }
+    printf("weights: %s\ntensors: %d, %lld values, %lld bytes (", path, st.n, (long long)values, (long long)bytes);
+    for (int k = 0, first = 1; k < DD_NDTYPE; k++)
+        if (per[k]) {
+            printf("%s%s %lld", first ? "" : ", ", dd_dtype_name((DdDtype)k), (long long)per[k]);
+            first = 0;
+        }
+    printf(")\n");
+    if (!st.metadata || !json_object_size(st.metadata)) {
+        printf("metadata: none (loading derives the architecture from the tensor names and shapes)\n");
+        goto done;
+    }
+    printf("metadata:\n");
+    const char *key;
+    json_t *v;
+    json_object_foreach(st.metadata, key, v) {
+        const char *sv = json_string_value(v);
+        printf("  %s: %s\n", key, sv ? sv : "(not a string)");
+    }
+done:
+    st_free(&st);
 }
 
 /* Folds one tensor's values into min/max/sum with a fast path for the common dtypes. */
@@ -306,6 +379,18 @@ int main(int argc, char **argv)
         }
     }
     if (json && list) dd_die(DD_EXIT_USAGE, "--json and --list exclude each other");
+    if (optind < argc && is_weights_file(argv[optind])) { /* weights files, one summary each */
+        for (int i = optind; i < argc; i++)
+            if (!is_weights_file(argv[i]))
+                dd_die(DD_EXIT_USAGE, "%s: not a safetensors weights file, after %s (tsinfo describes streams or "
+                       "weights files, one kind at a time)", argv[i], argv[optind]);
+        for (int i = optind; i < argc; i++) {
+            if (i > optind && !json && !list) putchar('\n');
+            print_weights(argv[i], json, list, argc - optind > 1);
+        }
+        if (dd_fflush_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
+        return 0;
+    }
     TsInput *in = ts_input_open(argc - optind, argv + optind);
     if (!in) dd_die_err(dd_errcode());
     const TsHeader *h = ts_input_header(in);

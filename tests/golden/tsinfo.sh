@@ -124,4 +124,45 @@ with tarfile.open("ml.tar", "w", format=tarfile.USTAR_FORMAT) as t:
 PY
 "$BIN/tsinfo" --list ml.tar >ml.txt
 [ "$(wc -l <ml.txt)" = 2 ] && grep -q '	{"a":1}$' ml.txt && ok "--list: multi-line meta on one line" || fail "--list meta: $(cat -A ml.txt)"
+
+# weights files: tensors, values and metadata; --json, --list; not mixed with streams
+"$BIN/evaltrain" -q -m convnet2:width=4 --epochs 1 --save w.safetensors fm.tsr >/dev/null || fail "evaltrain --save"
+"$BIN/tsinfo" w.safetensors >w.txt
+"$PYTHON" - <<'PY' && ok "weights: $(sed -n 2p w.txt)" || fail "weights text: $(cat w.txt)"
+import json, struct
+b = open("w.safetensors", "rb").read()
+h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
+meta = h.pop("__metadata__")
+vals = sum(eval("*".join(map(str, t["shape"])) or "1") for t in h.values())
+txt = open("w.txt").read().splitlines()
+assert txt[0] == "weights: w.safetensors" and txt[1].startswith(f"tensors: {len(h)}, {vals} values"), txt[:2]
+assert "  arch: convnet2:width=4" in txt and "  num_classes: 10" in txt and "metadata:" in txt, txt
+assert all(f"  {k}: {v}" in txt for k, v in meta.items()), txt
+PY
+"$BIN/tsinfo" --json w.safetensors w.safetensors >w.json && "$BIN/tsinfo" --list w.safetensors >w.list
+"$PYTHON" - <<'PY' && ok "weights --json (a line a file), --list (a line a tensor)" || fail "weights --json/--list"
+import json
+rows = [json.loads(l) for l in open("w.json")]
+assert len(rows) == 2 and rows[0]["metadata"]["arch"] == "convnet2:width=4" and rows[0]["dtypes"]["F32"] > 0, rows
+lines = [l.split("\t") for l in open("w.list").read().splitlines()]
+assert len(lines) == rows[0]["tensors"] and ["0.weight", "F32[4,1,3,3]"] in lines, lines
+PY
+"$PYTHON" - <<'PY'
+import json, struct
+b = open("w.safetensors", "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); h.pop("__metadata__")
+hb = json.dumps(h).encode(); hb += b" " * (-len(hb) % 8)
+open("bare.safetensors", "wb").write(struct.pack("<Q", len(hb)) + hb + b[8 + n:])
+PY
+"$BIN/tsinfo" bare.safetensors | grep -q "^metadata: none" && ok "weights without metadata" || fail "bare weights"
+rc=0; "$BIN/tsinfo" w.safetensors fm.tsr >mixed.out 2>mixed.err || rc=$?
+[ $rc = 2 ] && [ ! -s mixed.out ] && grep -q "fm.tsr: not a safetensors weights file" mixed.err \
+    && ok "a stream after a weights file: usage error, no output" || fail "mixed operands: rc $rc $(cat mixed.err)"
+head -c 200 w.safetensors >cut.safetensors
+rc=0; "$BIN/tsinfo" cut.safetensors >cut.out 2>cut.err || rc=$?
+[ $rc = 1 ] && [ ! -s cut.out ] && grep -q "cut.safetensors" cut.err && ok "truncated weights: exit 1" \
+    || fail "truncated weights: rc $rc $(cat cut.err)"
+rc=0; "$BIN/tsinfo" w.safetensors >/dev/full 2>full.err || rc=$?
+[ $rc = 1 ] && ok "weights to /dev/full: exit 1" || fail "weights to /dev/full: rc $rc"
 finish

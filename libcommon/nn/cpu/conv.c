@@ -473,10 +473,10 @@ static void kg_pack_groups_task(void *arg, int64_t b, int64_t e, int tid)
 static float *kg_pack_conv(NnBackend *be, const float *w, int groups, int trans, int m, int k)
 {
     int rows = trans ? k : m, terms = trans ? m : k;
+    if (groups == 1) return kg_pack(be, w, (size_t)k, trans, rows, terms);
     KgJob j = {.g = {.m = rows, .k = terms}, .src = w, .lds = (size_t)k, .trans = trans,
                .a = cpu_shared(be, (size_t)groups * kg_group_floats(rows, terms))};
-    if (groups == 1) cpu_for(be, (rows + 5) / 6, 2, kg_pack_task, &j);
-    else cpu_for(be, groups, 1, kg_pack_groups_task, &j);
+    cpu_for(be, groups, 1, kg_pack_groups_task, &j);
     return j.a;
 }
 

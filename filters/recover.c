@@ -9,19 +9,24 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "formats/stream.h"
 #include "libcommon/distill/recover.h"
 
-enum { MAX_TEACHERS = 16 };
+
+enum { MAX_TEACHERS = REC_MAX_TEACHERS };
 
 typedef struct {
     const char *w[MAX_TEACHERS], *device, *precision, *output, *metrics;
     int nw, arc, nsizes, sizes[REC_MAX_STAGES], batch, jitter, noise, ipc, quiet, threads, piece;
     int ufc, aug, alpha_set, rbn_set, iters_set, ipc_set;     /* aug: -1 = the mode's default */
     int64_t iters, s0, s1, stot;
+    const char *committee;       /* --committee as given, or NULL (round robin) */
+    double ctemp, cw[MAX_TEACHERS];
+    int ctemp_set;
     RecConf c;
 } Opts;
 
@@ -32,6 +37,10 @@ static void usage(FILE *f)
                "       %s --ufc -w TEACHER [-w TEACHER...] [--iters N] [options] [file...]\n"
                "Optimise images against frozen teachers (SRe2L/FADRM recover); stream on stdout.\n"
                "  -w, --weights FILE       teacher; several: round robin by step (FADRM+)\n"
+               "      --committee W        several teachers at every step, the loss summed with\n"
+               "                           weights W: equal (1/M each), W1,..,WM (-w order), or\n"
+               "                           prior:A1,..,AM (softmax of A/T; CV-DD)\n"
+               "      --committee-temp T   T of prior: (default 5)\n"
                "  -t, --iters N            fused run of N steps (default 2000)\n"
                "  -a, --arc K              K residual merges, K+1 stages (default 3; 0 = SRe2L++)\n"
                "  -A, --alpha A            merge weight of x (default 0.5)\n"
@@ -66,15 +75,45 @@ static void usage(FILE *f)
                "      --version            version\n", dd_prog(), dd_prog(), dd_prog());
 }
 
+/* --committee's weights into o->cw[0..nw) and o->c.committee: "equal", W1,..,WM (as given,
+ * each >= 0, not all 0) or prior:A1,..,AM, CV-DD's softmax(A / T) (T = --committee-temp, 5 as
+ * the reference's --weight-temperature), computed in double with the largest A subtracted. */
+static void committee_weights(Opts *o)
+{
+    const char *s = o->committee;
+    int n, prior = !strncmp(s, "prior:", 6);
+    if (!strcmp(s, "equal")) {
+        for (n = 0; n < o->nw; n++) o->cw[n] = 1.0 / o->nw;
+    } else {
+        n = dd_opt_double_list("--committee", prior ? s + 6 : s, o->cw, MAX_TEACHERS, prior ? -1e6 : 0, 1e6);
+        if (n != o->nw)
+            dd_die(DD_EXIT_USAGE, "--committee: %d %s%s for %d teachers (-w)", n, prior ? "prior" : "weight",
+                   n == 1 ? "" : "s", o->nw);
+    }
+    if (prior) {
+        const double T = o->ctemp_set ? o->ctemp : 5.0;
+        double mx = o->cw[0], sum = 0;
+        for (int k = 1; k < n; k++) mx = o->cw[k] > mx ? o->cw[k] : mx;
+        for (int k = 0; k < n; k++) sum += (o->cw[k] = exp((o->cw[k] - mx) / T));
+        for (int k = 0; k < n; k++) o->cw[k] /= sum;
+    } else {
+        double sum = 0;
+        for (int k = 0; k < n; k++) sum += o->cw[k];
+        if (!(sum > 0)) dd_die(DD_EXIT_USAGE, "--committee: the weights are all 0");
+    }
+    o->c.committee = o->cw;
+}
+
 static void parse(int argc, char **argv, Opts *o)
 {
-    enum { O_LR = 256, O_RBN, O_FIRST, O_NOAUG, O_EVERY, O_PREC, O_AUG };
+    enum { O_LR = 256, O_RBN, O_FIRST, O_NOAUG, O_EVERY, O_PREC, O_AUG, O_COMM, O_CTEMP };
     static const struct option lo[] = {
         {"weights", 1, 0, 'w'}, {"iters", 1, 0, 't'}, {"arc", 1, 0, 'a'}, {"alpha", 1, 0, 'A'},
         {"sizes", 1, 0, 'S'}, {"steps", 1, 0, 'p'}, {"init", 1, 0, 'i'}, {"ipc", 1, 0, 'n'},
         {"batch", 1, 0, 'b'}, {"lr", 1, 0, O_LR}, {"r-bn", 1, 0, O_RBN}, {"first-bn-mult", 1, 0, O_FIRST},
         {"jitter", 1, 0, 'J'}, {"no-aug", 0, 0, O_NOAUG}, {"aug", 1, 0, O_AUG}, {"ufc", 0, 0, 'u'}, {"metrics", 1, 0, 'm'},
         {"metrics-every", 1, 0, O_EVERY}, {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'}, {"precision", 1, 0, O_PREC},
+        {"committee", 1, 0, O_COMM}, {"committee-temp", 1, 0, O_CTEMP},
         {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
     *o = (Opts){.device = "cpu", .precision = "fp32", .output = "-", .arc = -1, .jitter = -1, .ipc = 10, .iters = 2000,
                 .aug = -1};
@@ -120,6 +159,8 @@ static void parse(int argc, char **argv, Opts *o)
             else dd_die(DD_EXIT_USAGE, "--aug: full, roll or none, not '%s'", optarg);
             break;
         case 'u': o->ufc = 1; break;
+        case O_COMM: o->committee = optarg; break;
+        case O_CTEMP: o->ctemp = dd_opt_double("--committee-temp", optarg, 1e-3, 1e6); o->ctemp_set = 1; break;
         case 'm': o->metrics = optarg; break;
         case O_EVERY: o->c.metrics_every = dd_opt_long("--metrics-every", optarg, 1, INT64_MAX); break;
         case 's': o->c.seed = (uint64_t)dd_opt_long("--seed", optarg, 0, INT64_MAX); break;
@@ -141,9 +182,13 @@ static void parse(int argc, char **argv, Opts *o)
         const char *bad = o->piece ? "--steps" : o->arc >= 0 ? "--arc" : o->nsizes ? "--sizes" : o->alpha_set ? "--alpha"
                         : o->noise ? "--init" : NULL;
         if (bad) dd_die(DD_EXIT_USAGE, "--ufc optimises one stage at the input size from the input images: not with %s", bad);
+        if (o->committee) dd_die(DD_EXIT_USAGE, "--ufc optimises one compensator per teacher: not with --committee");
         if (o->nw > REC_UFC_MAX) dd_die(DD_EXIT_USAGE, "--ufc: at most %d teachers", REC_UFC_MAX);
         o->arc = 0;
     }
+    if (o->ctemp_set && !(o->committee && !strncmp(o->committee, "prior:", 6)))
+        dd_die(DD_EXIT_USAGE, "--committee-temp is the temperature of --committee prior:...");
+    if (o->committee) committee_weights(o);
     if (o->noise && o->arc > 0) dd_die(DD_EXIT_USAGE, "--arc merges with initial images: not with --init noise");
     if (o->noise && optind < argc) dd_die(DD_EXIT_USAGE, "--init noise reads no input");
     if (o->arc < 0) o->arc = o->noise ? 0 : 3;
@@ -261,6 +306,11 @@ int main(int argc, char **argv)
                                "merges", o.c.merge ? o.c.nstages - 1 : 0, "alpha", o.c.alpha, "sizes", sz, "lr", o.c.lr,
                                "r_bn", o.c.r_bn, "first_bn_mult", o.c.first_bn_mult, "aug", augs[o.c.aug], "jitter",
                                o.c.jitter, "batch", o.batch, "teachers", tw, "init", o.noise ? "noise" : "images");
+    if (o.c.committee) {
+        json_t *cw = json_array();
+        for (int k = 0; k < o.nw; k++) json_array_append_new(cw, json_real(o.cw[k]));
+        json_object_set_new(params, "committee", cw);
+    }
     if (nn_precision(nn) != NN_FP32)
         json_object_set_new(params, "precision", json_string(nn_precision_name(nn_precision(nn))));
     ts_header_add_history(h, argc, argv, (int64_t)o.c.seed, params);

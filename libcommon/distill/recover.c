@@ -129,19 +129,31 @@ static NnVar *augment(Nn *nn, const RecConf *c, const AugRecover *a, NnVar *xa, 
 /* One optimisation step of p (the pixels, or a compensator) on the view x of the batch (an op
  * output of this step, or p's own var; consumed): augmentation keyed by `key`, the loss, backward
  * (scaled in fp16), Adam, the clamp to [lo, hi] per channel when lo != NULL, the metrics line
- * (`head`: its first fields) and the progress. 0, or -1 with dd_err. */
-static int rec_step(Nn *nn, Model *m, const RecConf *c, const RecBatch *b, const char *head, int64_t t,
-                    int64_t key, int log, NnVar *x, NnParam *p, const Tensor *labels, const float *lo,
-                    const float *hi, OptimScaler *sc)
+ * (`head`: its first fields) and the progress. The loss is teacher ts[0]'s when w is NULL (nt 1),
+ * else sum_k w[k] * loss_k over ts[0..nt), each teacher fed the same draw applied to x afresh (x is
+ * then p's own var, which the ops leave alone). 0, or -1 with dd_err. */
+static int rec_step(Nn *nn, Model *const *ts, int nt, const double *w, const RecConf *c, const RecBatch *b,
+                    const char *head, int64_t t, int64_t key, int log, NnVar *x, NnParam *p, const Tensor *labels,
+                    const float *lo, const float *hi, OptimScaler *sc)
 {
     const double lr = optim_recover_lr(c->lr, t, c->total);
     if (log) fprintf(c->metrics, "{%s,\"step\":%lld", head, (long long)t);
-    if (c->aug != REC_AUG_NONE) {
-        AugRecover a = aug_recover_draw(c->seed, key, b->H, b->W, c->jitter);
-        x = augment(nn, c, &a, x, b->H, b->W, log);
+    AugRecover a;
+    if (c->aug != REC_AUG_NONE) a = aug_recover_draw(c->seed, key, b->H, b->W, c->jitter);
+    float ce = 0.0f, bn = 0.0f, ces[REC_MAX_TEACHERS], bns[REC_MAX_TEACHERS];
+    NnVar *loss = NULL;
+    for (int k = 0; k < nt; k++) {
+        NnVar *xv = c->aug != REC_AUG_NONE ? augment(nn, c, &a, x, b->H, b->W, log && k == 0) : x;
+        NnVar *l = rec_loss(nn, ts[k], xv, labels, c->r_bn, c->first_bn_mult, &ces[k], &bns[k]);
+        if (!w) {
+            ce = ces[k], bn = bns[k];
+        } else {
+            l = nn_scale(nn, l, (float)w[k]);
+            ce += (float)w[k] * ces[k];
+            bn += (float)w[k] * bns[k];
+        }
+        loss = loss ? nn_add(nn, loss, l) : l;
     }
-    float ce, bn;
-    NnVar *loss = rec_loss(nn, m, x, labels, c->r_bn, c->first_bn_mult, &ce, &bn);
     const float lv = nn_item(nn, loss);
     int rc = 0;
     if (!isfinite(lv)) {
@@ -163,6 +175,17 @@ static int rec_step(Nn *nn, Model *m, const RecConf *c, const RecBatch *b, const
         metric_num(c->metrics, "ce", ce);
         metric_num(c->metrics, "bn", bn);
         metric_num(c->metrics, "loss", lv);
+        if (w) { /* the committee: each teacher's own terms, unweighted, in -w order */
+            for (int f = 0; f < 2; f++) {
+                fprintf(c->metrics, ",\"%s\":[", f ? "bn_t" : "ce_t");
+                for (int k = 0; k < nt; k++) {
+                    const float v = f ? bns[k] : ces[k];
+                    if (isfinite(v)) fprintf(c->metrics, "%s%.9g", k ? "," : "", v);
+                    else fprintf(c->metrics, "%snull", k ? "," : "");
+                }
+                fputc(']', c->metrics);
+            }
+        }
         if (sc) { /* fp16: the loss scale after this step, and the steps skipped so far */
             metric_num(c->metrics, "scale", sc->scale);
             fprintf(c->metrics, ",\"skipped\":%lld", (long long)sc->skipped);
@@ -192,8 +215,9 @@ static int run_stage(Nn *nn, Model **teachers, int M, const RecConf *c, const Re
     snprintf(head, sizeof head, "\"batch\":%lld,\"stage\":%d", (long long)b->id, s);
     int rc = 0;
     for (int64_t t = st->start; t < st->end && rc == 0; t++)
-        rc = rec_step(nn, teachers[t % M], c, b, head, t, (int64_t)((uint64_t)b->id << 32 | (uint64_t)t),
-                      logged(c, st, t), &xp->var, xp, labels, lo, hi, sc);
+        rc = rec_step(nn, c->committee ? teachers : &teachers[t % M], c->committee ? M : 1, c->committee, c, b,
+                      head, t, (int64_t)((uint64_t)b->id << 32 | (uint64_t)t), logged(c, st, t), &xp->var, xp,
+                      labels, lo, hi, sc);
     nn_var_download(nn, &xp->var, xn);
     nn_param_free(nn, xp);
     return rc;
@@ -209,6 +233,8 @@ int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b)
             return dd_err("teacher %d (%s) normalizes differently from teacher 0 (%s)", i, teachers[i]->arch,
                           t0->arch);
     if (b->C != t0->in_channels) return dd_err("images have %d channels, the teacher takes %d", b->C, t0->in_channels);
+    if (c->committee && M > REC_MAX_TEACHERS)
+        return dd_err("a committee of %d teachers: at most %d", M, REC_MAX_TEACHERS);
     if (c->nstages > 1 && c->merge && !b->P) return dd_err("merges need the initial patches");
     const int C = b->C;
     float lo[C], hi[C];
@@ -262,6 +288,7 @@ int rec_ufc(Nn *nn, Model *t, int m, const RecConf *c, const RecBatch *b, float 
     if (m < 0 || m >= REC_UFC_MAX) return dd_err("compensator of teacher %d: at most %d teachers", m, REC_UFC_MAX);
     if (c->nstages != 1 || c->merge || st->h || st->w)
         return dd_err("a compensator is one stage at the input size, without merges");
+    if (c->committee) return dd_err("a compensator is one teacher's: no committee");
     if (b->C != t->in_channels) return dd_err("images have %d channels, the teacher takes %d", b->C, t->in_channels);
     if (model_check_input(t, b->C, b->H, b->W) < 0) return -1;
     const int C = b->C;
@@ -283,7 +310,8 @@ int rec_ufc(Nn *nn, Model *t, int m, const RecConf *c, const RecBatch *b, float 
         /* x_i + u for every image (u broadcast over the batch; its gradient sums theirs) */
         NnVar *x = nn_add(nn, &base->var, &up->var);
         const uint64_t key = ((uint64_t)b->id * REC_UFC_MAX + (uint64_t)m) << 32 | (uint64_t)k;
-        rc = rec_step(nn, t, c, b, head, k, (int64_t)key, logged(c, st, k), x, up, &labels, NULL, NULL, scp);
+        rc = rec_step(nn, &t, 1, NULL, c, b, head, k, (int64_t)key, logged(c, st, k), x, up, &labels, NULL, NULL,
+                      scp);
     }
     nn_var_download(nn, &up->var, u);
     nn_param_free(nn, up);

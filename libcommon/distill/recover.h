@@ -33,6 +33,7 @@
 #include "libcommon/models/model.h"
 
 #define REC_MAX_STAGES 64
+#define REC_MAX_TEACHERS 16   /* of a committee (RecConf.committee) */
 
 typedef struct {
     int64_t start, end;          /* global steps [start, end) */
@@ -53,6 +54,10 @@ typedef struct {
     RecAug aug;                  /* the batch-shared augmentation of every step */
     int jitter;                  /* roll shifts in [0, jitter] */
     uint64_t seed;
+    /* Several teachers: NULL, step t uses teacher t mod M alone (FADRM+'s round robin); else M
+     * weights w_m >= 0 (CV-DD's committee): every step feeds one augmented view to all M and
+     * descends sum_m w_m (CE_m + r_bn * BN_m). Borrowed; not with rec_ufc. */
+    const double *committee;
     FILE *metrics;               /* JSON lines, or NULL */
     int64_t metrics_every;       /* a line every N steps of a stage (and at its last step) */
     DdProgress *progress;        /* advanced by one per step, or NULL */
@@ -79,8 +84,9 @@ typedef struct {
     int64_t id;                  /* the batch's id (rec_plan): keys its augmentation draws with the step */
 } RecBatch;
 
-/* Runs every stage of c on the batch with teachers[0..M) (round robin by global step; all share
- * teachers[0]'s mean/std, checked). Output: b->x, b->H, b->W. */
+/* Runs every stage of c on the batch with teachers[0..M) (round robin by global step, or all at
+ * every step with c->committee's weights; all share teachers[0]'s mean/std, checked). Output:
+ * b->x, b->H, b->W. */
 int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b);
 
 /* INFER's universal feature compensators (method.md section 5): at most REC_UFC_MAX teachers. */
@@ -94,7 +100,7 @@ int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b);
  * clamps only the images it makes: rec_ufc_apply). A step's augmentation draw is keyed by (seed,
  * batch id, m, step), so the M compensators of a batch see different draws. Metrics lines carry
  * "batch" and "ufc" (= m) instead of "stage". Output: u (host, C*H*W floats). 0, or -1 with
- * dd_err (a non-finite loss: DD_EXIT_DATA). */
+ * dd_err (a non-finite loss: DD_EXIT_DATA; c->committee set). */
 int rec_ufc(Nn *nn, Model *t, int m, const RecConf *c, const RecBatch *b, float *u);
 /* The images a compensator makes: out_i = clamp((x_i - mean) / std + u) * std + mean, 0, 1) for
  * n images x [n,C,hw] (pixels), float, in the order rec_to_norm then rec_to_pix compute. */

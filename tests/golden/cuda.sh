@@ -82,6 +82,27 @@ print(f"--ufc images: mean |diff| {d.mean():.3g}, 99th pct {np.percentile(d, 99)
 assert c.shape == g.shape and (d[: len(d) // 2] == 0).all() and d.mean() <= 1e-3 and np.percentile(d, 99) <= 1e-3
 PY
 
+# recover --committee (CV-DD): two teachers' losses summed on one view, one backward through both
+"$tool" teacher t2.safetensors convnet2:width=8 fm.tsr 2
+K=(-q -w t.safetensors -w t2.safetensors --committee prior:43.1,46.5 --iters 6 --arc 1 -m)
+"$BIN/recover" "${K[@]}" kc.jsonl init.tsr >kc.tsr
+"$BIN/recover" -d cuda "${K[@]}" kg.jsonl init.tsr >kg.tsr || fail "recover --committee -d cuda: exit $?"
+"$BIN/tsexport" --npy knc kc.tsr && "$BIN/tsexport" --npy kng kg.tsr && "$PYTHON" - <<'PY' \
+    && ok "recover --committee -d cuda: step-0 terms per teacher and pixels" || fail "recover --committee -d cuda"
+import json
+import numpy as np
+a = [json.loads(l) for l in open("kc.jsonl")]
+b = [json.loads(l) for l in open("kg.jsonl")]
+assert len(a) == len(b) > 0
+for x, y in zip(a, b):
+    if x["step"] == 0:
+        for k in ("ce_t", "bn_t"):
+            assert all(abs(u - v) <= 1e-4 * abs(u) for u, v in zip(x[k], y[k])), (x, y)
+c, g = np.load("knc/image.npy"), np.load("kng/image.npy")
+d = np.abs(c.astype(np.float64) - g)
+print(f"--committee images: mean |diff| {d.mean():.3g}, 99th pct {np.percentile(d, 99):.3g}")
+assert c.shape == g.shape and d.mean() <= 1e-3 and np.percentile(d, 99) <= 1e-3
+PY
 # mixed precision: fp16 / bf16 operands of conv and linear, fp32 everything else
 for p in fp16 bf16; do
     "$BIN/recover" -d cuda --precision $p "${R[@]}" mp.jsonl init.tsr >rp.tsr || fail "recover --precision $p"

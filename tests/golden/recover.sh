@@ -1,6 +1,6 @@
 # recover: a small FADRM run on Fashion-MNIST patches (ipc 2, 40 steps in 4 stages) with a
 # random-init teacher: the fused run equals the 4-piece pipe with arcmerge byte for byte, metrics,
-# history, --init noise, two teachers, INFER's compensators (--ufc), and the error paths.
+# history, --init noise, two teachers (round robin, committee), INFER's compensators (--ufc), and the error paths.
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 fm_small 300
@@ -60,6 +60,48 @@ PY
 "${R[@]}" --iters 6 --arc 0 init.tsr >pp.tsr && ok "--arc 0 (SRe2L++)" || fail "--arc 0"
 "$BIN/recover" -q -w t.safetensors -w t2.safetensors --iters 6 --arc 1 init.tsr >two.tsr
 "$BIN/tscmp" -q two.tsr <("${R[@]}" --iters 6 --arc 1 init.tsr) && fail "second teacher unused" || ok "two teachers (round robin)"
+# CV-DD's committee (the weighted sum itself is tests/parity/recover.sh's): weights 1,0 are teacher 1
+# alone bit for bit (0 times the other's gradient adds +0), 0,1 teacher 2 alone; metrics carry each
+# teacher's terms and the weighted sums; the weights go into the history
+"$BIN/recover" -q -w t.safetensors -w t2.safetensors --committee 1,0 --iters 6 --arc 1 -m cm.jsonl init.tsr >c10.tsr
+"${R[@]}" --iters 6 --arc 1 init.tsr | "$BIN/tscmp" -q --exact - c10.tsr && ok "--committee 1,0 == teacher 1 alone" \
+    || fail "--committee 1,0"
+"$BIN/recover" -q -w t.safetensors -w t2.safetensors --committee 0,1 --iters 6 --arc 1 init.tsr \
+    | "$BIN/tscmp" -q --exact - <("$BIN/recover" -q -w t2.safetensors --iters 6 --arc 1 init.tsr) \
+    && ok "--committee 0,1 == teacher 2 alone" || fail "--committee 0,1"
+"$BIN/recover" -q -w t.safetensors -w t2.safetensors --committee prior:43.1,46.5 --committee-temp 2 --iters 6 \
+    --arc 1 -m cp.jsonl init.tsr >cp.tsr
+"$BIN/tsinfo" --json cp.tsr >cp.json
+"$PYTHON" - <<'PY' && ok "committee metrics (ce_t, bn_t, weighted sums) and history weights" || fail "committee metrics"
+import json, math
+for f, w in (("cm.jsonl", [1.0, 0.0]), ("cp.jsonl", None)):
+    rows = [json.loads(l) for l in open(f)]
+    if w is None:
+        e = [math.exp(43.1 / 2), math.exp(46.5 / 2)]
+        w = [v / sum(e) for v in e]
+    assert len(rows) == 2 * 6, len(rows)
+    for r in rows:
+        assert len(r["ce_t"]) == 2 and len(r["bn_t"]) == 2, r
+        ce = sum(a * b for a, b in zip(w, r["ce_t"]))
+        bn = sum(a * b for a, b in zip(w, r["bn_t"]))
+        assert abs(r["ce"] - ce) <= 1e-5 * ce and abs(r["bn"] - bn) <= 1e-5 * bn, (r, w)
+        assert abs(r["loss"] - ce - 0.01 * bn) <= 1e-5 * r["loss"], r
+        assert r["ce_t"][0] != r["ce_t"][1], r
+c = json.load(open("cp.json"))["history"][-1]["params"]["committee"]
+assert len(c) == 2 and abs(c[0] - w[0]) < 1e-9 and abs(c[1] - w[1]) < 1e-9, c   # 10 digits in headers
+PY
+# recover(1)'s example: one committee per ipc index, on patchsel's keys, put together with tscat
+ipc() { "$BIN/tscat" -q -k <("$BIN/tsinfo" --list init.tsr | awk -v s=_i000$1 '$2 ~ s"$" {print $2}') init.tsr; }
+ipc 0 | "$BIN/recover" -q -w t.safetensors -w t2.safetensors --committee equal --iters 4 --arc 0 >c0.tsr
+ipc 1 | "$BIN/recover" -q -w t2.safetensors -w t.safetensors --committee prior:1,2 --iters 4 --arc 0 >c1.tsr
+"$BIN/tscat" -q c0.tsr c1.tsr >cv.tsr
+[ "$("$BIN/tsinfo" --list cv.tsr | awk '{print $2}' | sort)" = "$("$BIN/tsinfo" --list init.tsr | awk '{print $2}' | sort)" ] \
+    && [ "$("$BIN/tsinfo" --list c0.tsr | awk '$2 !~ /_i0000$/' | wc -l)" = 0 ] && [ "$("$BIN/tsinfo" --list c0.tsr | wc -l)" = 10 ] \
+    && ok "a committee per ipc index (recover(1)'s example): every record once" || fail "committee per ipc index"
+for bad in "--committee 1" "--committee 1,2,3" "--committee prior:40" "--committee 0,0" "--committee -1,2" \
+           "--committee 1,x" "--committee 1,0 --committee-temp 2" "--committee-temp 2" "--committee equal --ufc"; do
+    expect_usage recover -w t.safetensors -w t2.safetensors $bad init.tsr
+done
 "${R[@]}" --iters 6 --no-aug --batch 3 init.tsr >na.tsr && "$BIN/tsinfo" na.tsr | grep -q "^records: 20" \
     && ok "--no-aug, --batch 3" || fail "--no-aug --batch"
 # INFER's compensators: the inputs, then inputs + compensator per teacher

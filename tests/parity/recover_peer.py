@@ -3,7 +3,7 @@
 written in PyTorch, the peer of tests/parity/recover.sh.
 
   recover_peer.py make DIR                 writes DIR/init (npy dataset for tsimport)
-  recover_peer.py check OUT.npy INIT.npy SCHEDULE [metrics=FILE] TEACHER...
+  recover_peer.py check OUT.npy INIT.npy SCHEDULE [metrics=FILE] [committee=W] TEACHER...
                                            compares ddpipe's output
 
 SCHEDULE is "fused:ITERS:ARC:ALPHA" (stages of ITERS/(ARC+1) steps, Adam re-created per stage,
@@ -16,7 +16,9 @@ random draws, which torch cannot make), applied with torch's ops: crop then F.in
 (bilinear, align_corners=False), torch.flip, torch.roll. The loop is the reference's:
 eval-mode teachers with BN forward hooks (BNStat of shared/bench/torch_recover_peer.py), x optimised
 in normalized space with Adam(0.25, betas (0.5, 0.9), eps 1e-8), lr cosine over the global step,
-clamp to [-m/s, (1-m)/s] after every step, teacher t mod M at step t; ddpipe's stage boundaries
+clamp to [-m/s, (1-m)/s] after every step, teacher t mod M at step t, or with committee= (CV-DD's
+recover.py) every teacher at every step on the same augmented view, the loss sum_m w_m (CE_m +
+0.01 BN_m) with W "prior:A1,..,AM" (w = softmax(A / 5)) or "W1,..,WM"; ddpipe's stage boundaries
 (x back to pixels clamped to [0,1], merged in pixels, normalized again) done the same way.
 """
 import math, os, sys
@@ -108,7 +110,8 @@ def augment(x, j):
 def check(out, init, sched, args):
     torch.set_num_threads(1)
     metrics = [a[len("metrics="):] for a in args if a.startswith("metrics=")]
-    teachers = [a for a in args if not a.startswith("metrics=")]
+    comm = [a[len("committee="):] for a in args if a.startswith("committee=")]
+    teachers = [a for a in args if not a.startswith(("metrics=", "committee="))]
     dr = draws(metrics[0]) if metrics else None
 
     def draw(key):
@@ -119,6 +122,14 @@ def check(out, init, sched, args):
         return dr[key]
 
     ts = [load(t) for t in teachers]
+    weights = None
+    if comm:
+        if comm[0].startswith("prior:"):
+            a = np.array([float(v) for v in comm[0][6:].split(",")]) / 5.0
+            weights = list(np.exp(a) / np.exp(a).sum())
+        else:
+            weights = [float(v) for v in comm[0].split(",")]
+        assert len(weights) == len(ts)
     mean, std = ts[0][2], ts[0][3]
     P = torch.from_numpy(np.load(init))
     y = torch.from_numpy(np.load(os.path.join(os.path.dirname(init), "label.npy")))
@@ -146,13 +157,18 @@ def check(out, init, sched, args):
             xn = ((x - mean) / std).requires_grad_(True)
             opt = torch.optim.Adam([xn], lr=0.25, betas=(0.5, 0.9), eps=1e-8)
             for t in range(t0, t1):
-                m, hooks, _, _ = ts[t % len(ts)]
                 for g in opt.param_groups:
                     g["lr"] = 0.5 * (1 + math.cos(math.pi * t / total)) * 0.25
                 opt.zero_grad()
-                out_ = m(augment(xn, draw((i, s, t))))
-                mult = [10.0] + [1.0] * (len(hooks) - 1)
-                loss = F.cross_entropy(out_, y[idx]) + 0.01 * sum(mm * h.r for mm, h in zip(mult, hooks))
+                xa = augment(xn, draw((i, s, t)))
+                loss = 0.0
+                for k, (m, hooks, _, _) in enumerate(ts):
+                    if weights is None and k != t % len(ts):
+                        continue
+                    out_ = m(xa)
+                    mult = [10.0] + [1.0] * (len(hooks) - 1)
+                    lk = F.cross_entropy(out_, y[idx]) + 0.01 * sum(mm * h.r for mm, h in zip(mult, hooks))
+                    loss = loss + (lk if weights is None else weights[k] * lk)
                 loss.backward()
                 opt.step()
                 with torch.no_grad():
@@ -162,7 +178,7 @@ def check(out, init, sched, args):
     got = np.load(out)
     err = float(np.abs(got - res.numpy()).max())
     moved = float(np.abs(res.numpy() - P.numpy()).max())
-    print(f"recover parity {sched} teachers {len(teachers)}: max |ddpipe - torch| = {err:.3g} "
+    print(f"recover parity {sched} teachers {len(teachers)}{' committee ' + comm[0] if comm else ''}: max |ddpipe - torch| = {err:.3g} "
           f"(tolerance {TOL}; the images moved by up to {moved:.3g})")
     if not err <= TOL or moved < 0.05:
         sys.exit(1)

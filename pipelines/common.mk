@@ -1,7 +1,7 @@
 # pipelines/common.mk - what every method pipeline shares: make settings, parameters, dataset import,
 # teacher training, RDED patch selection (also FADRM's and SRe2L++'s initialisation), the FKD
 # student protocol (relabel + evaltrain --labels), contact sheets, and a timing helper.
-# Included by rded.mk, sre2l.mk, sre2lpp.mk, fadrm.mk, fadrmplus.mk, infer.mk, sharded.mk, demo.mk and xarch.mk
+# Included by rded.mk, sre2l.mk, sre2lpp.mk, fadrm.mk, fadrmplus.mk, cvdd.mk, infer.mk, sharded.mk, demo.mk and xarch.mk
 # (once: the guard below); not meant to be run on its own.
 #
 # Every parameter is a make variable (override on the command line: make -f pipelines/fadrm.mk

@@ -101,6 +101,22 @@ grep -q -- "/recover .*--init noise .*--first-bn-mult 10 --aug roll" log.sre2l \
     || fail "sre2l.mk's recover: $(grep recover log.sre2l)"
 mk -n -f "$P/fadrmplus.mk" >log.plus 2>&1 && grep -q -- "-w .*convnet3.* -w .*resnet18m" log.plus \
     && ok "fadrmplus.mk plans recover with two teachers" || fail "fadrmplus.mk -n: $(tail -n 3 log.plus)"
+# CV-DD: a committee of two teachers (equal weights without PRIORS, else prior:...), relabel with
+# the first; run at this size with a second cheap teacher
+cv=(TEACHERS="convnet3 convnet2:width=8")
+if mk -j2 -f "$P/cvdd.mk" "${cv[@]}" cvdd >log.cvdd 2>&1; then ok "cvdd.mk: $(tail -n 1 log.cvdd | cut -c1-100)"
+else fail "cvdd.mk: $(tail -n 3 log.cvdd)"; fi
+cd1=$(val cvdd.mk CVDD_DIR "${cv[@]}")
+grep -q -- "/recover .*-w .*convnet3.* -w .*convnet2-width8.* --committee equal --iters 8 --arc 0 " log.cvdd \
+    && [ "$(grep "/relabel " log.cvdd | grep -o -- " -w " | wc -l)" = 1 ] && [ -s "$cd1/distilled.tsr" ] \
+    && ok "cvdd.mk: recover --committee equal with both teachers, relabel with the first" \
+    || fail "cvdd.mk's commands: $(grep -E '/(recover|relabel) ' log.cvdd)"
+plan=$(mk -n -f "$P/cvdd.mk" "${cv[@]}" PRIORS="70 75.5" cvdd-distill 2>&1)
+[ "$(val cvdd.mk CVDD_DIR "${cv[@]}" PRIORS="70 75.5")" != "$cd1" ] && grep -q -- "--committee prior:70,75.5 " <<<"$plan" \
+    && ok "cvdd.mk PRIORS: --committee prior:70,75.5 into a directory of its own" || fail "cvdd.mk PRIORS: $plan"
+rc=0; mk -n -f "$P/cvdd.mk" "${cv[@]}" PRIORS=70 >log.cvp 2>&1 || rc=$?
+[ $rc != 0 ] && grep -q "PRIORS has 1 values for 2 TEACHERS" log.cvp && ok "cvdd.mk: a PRIORS count off is an error" \
+    || fail "cvdd.mk PRIORS=70: exit $rc $(tail -n 2 log.cvp)"
 
 # INFER: random images, recover --ufc, static labels, INFER's student (one teacher: 1 real image
 # per class at IPC 2, plus its compensated copy)

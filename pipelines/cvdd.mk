@@ -1,0 +1,43 @@
+# pipelines/cvdd.mk - CV-DD (committee voting; method.md section 2, Jiacheng8/CV-DD): SRe2L++'s loop
+# (RDED's patches, no residual) with every teacher of TEACHERS at every step, their losses summed
+# with the weights softmax(PRIORS / 5) (recover --committee prior:...), or 1/M each where PRIORS is
+# empty (--committee equal); soft labels from the first teacher alone (the reference relabels with
+# its ResNet18), the student as the other methods'. The initial patches are RDED's selection with
+# the first teacher.
+# A teacher's prior, in CV-DD, is the top-1 of a student trained on that teacher's own SRe2L++ set
+# (its recover/scripts/imagenet1k_prior): run make -f pipelines/sre2lpp.mk TEACHER=T for each T and
+# give the final top-1s in PRIORS, in the order of TEACHERS. The reference runs ITERS=4000 and
+# changes the pair of teachers from one ipc index to the next (recover(1) shows that as a pipe).
+#
+#   make -f pipelines/cvdd.mk [TEACHERS="convnet3 resnet18m" PRIORS="78.8 80.2" ITERS=2000 ...]
+#   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/cvdd/ipc10-n300-c5-fauto-it2000-cprior78.8_80.2-s0/...
+include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+
+ifndef DDPIPE_CVDD_MK
+DDPIPE_CVDD_MK := 1
+PRIORS ?=
+space := $(subst ,, )
+CVDD_W := $(foreach t,$(TEACHERS),$(call teacher_file,$(t)))
+CVDD_TD := $(D)/$(subst $(space),+,$(foreach t,$(TEACHERS),$(call teacher_id,$(t))))
+CVDD_PATCHES := $(call patches_of,$(firstword $(TEACHERS)))
+ifneq ($(words $(PRIORS)),0)
+ifneq ($(words $(PRIORS)),$(words $(TEACHERS)))
+$(error cvdd.mk: PRIORS has $(words $(PRIORS)) values for $(words $(TEACHERS)) TEACHERS)
+endif
+endif
+CVDD_VOTE := $(if $(strip $(PRIORS)),prior:$(subst $(space),$(comma),$(strip $(PRIORS))),equal)
+CVDD_DIR := $(CVDD_TD)/cvdd/$(PATCH_PARAMS)-it$(ITERS)-c$(subst :,,$(subst $(comma),_,$(CVDD_VOTE)))$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
+
+$(CVDD_DIR)/distilled.tsr $(CVDD_DIR)/metrics.jsonl &: $(CVDD_PATCHES) $(CVDD_W)
+	@mkdir -p $(@D)
+	$(call timed,$(CVDD_DIR)/distilled.tsr,$(call recover_cmd,$(CVDD_DIR)/distilled.tsr,$(CVDD_W),\
+	    --committee $(CVDD_VOTE) --iters $(ITERS) --arc 0 $(if $(SIZES),--sizes $(SIZES)),$(CVDD_PATCHES)))
+$(eval $(call fkd_rules,$(CVDD_DIR),$(firstword $(CVDD_W))))
+
+.PHONY: cvdd cvdd-distill cvdd-teachers
+cvdd-teachers: $(CVDD_W)
+cvdd-distill: $(CVDD_DIR)/distilled.tsr
+cvdd: $(CVDD_DIR)/eval-$(EVAL_ID).jsonl $(CVDD_DIR)/sheet.png
+	@$(call summary,$<)
+.DEFAULT_GOAL := cvdd
+endif

@@ -89,7 +89,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 .PHONY: all check check-gpu demo xarch bench deps install clean fuzz man
 all: $(PROGS) $(UNITS) $(FUZZ_REPLAY) $(PARITY) $(BENCHES)
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | $(BUILD)/.build-deps-ok
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -156,6 +156,24 @@ deps:
 	    echo "deps: missing Debian packages:$$missing"; \
 	    echo "deps: run 'sudo make deps' or: sudo apt-get install$$missing"; exit 1; \
 	fi
+
+# What a plain `make` needs, checked before the first compile so that a fresh machine gets one line
+# naming the Debian packages rather than a compiler error: each library header (after stdio.h, which
+# jpeglib.h needs) and the link of an empty program. Checked once per build directory.
+BUILD_HEADERS := archive.h:libarchive-dev png.h:libpng-dev jpeglib.h:libjpeg62-turbo-dev \
+                 jansson.h:libjansson-dev zlib.h:zlib1g-dev cblas.h:libopenblas-dev
+$(BUILD)/.build-deps-ok:
+	@missing=""; for hp in $(BUILD_HEADERS); do \
+	    printf '#include <stdio.h>\n#include <%s>\n' "$${hp%%:*}" | $(CC) $(BLAS_CFLAGS) -E -x c - >/dev/null 2>&1 \
+	        || missing="$$missing $${hp#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "make: headers missing; install the Debian packages:$$missing (as root: make deps)" >&2; exit 1; fi; \
+	mkdir -p $(@D); \
+	if ! err=$$(printf 'int main(void) { return 0; }\n' | $(CC) -x c - -o $(@D)/.link-test $(LDLIBS) 2>&1); then \
+	    echo "make: linking with '$(LDLIBS)' fails (as root, make deps installs the Debian packages):" >&2; \
+	    { echo "$$err" | grep 'cannot find' || echo "$$err" | head -n 3; } >&2; exit 1; fi; \
+	rm -f $(@D)/.link-test; touch $@
 
 $(BUILD)/.deps-ok: Makefile
 	@$(MAKE) --no-print-directory deps

@@ -1,7 +1,8 @@
 # install: make install DESTDIR=... PREFIX=/usr puts the programs, the man pages and the make
 # fragments in place; the installed fragments find the installed programs by themselves (no BIN)
 # and run a method (RDED on 300 Fashion-MNIST images, a 1-epoch teacher, IPC 2). BIN is taken out
-# of the environment (lib.sh sets it), as a make variable from there would be used.
+# of the environment (lib.sh sets it), as a make variable from there would be used. A plain make
+# without a library's headers (or with a link that fails) stops with one line naming what to install.
 source "$TESTS/golden/lib.sh"
 [ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }
 root=$PWD/root
@@ -29,4 +30,15 @@ if env -u BIN make --no-print-directory -f "$P/rded.mk" "${tiny[@]}" >log.rded 2
     && grep -q "$root/usr/bin/patchsel" log.rded && grep -q final_top1 out/fmnist/*/rded/*/online-*.jsonl; then
     ok "rded.mk from PREFIX/share/ddpipe/pipelines with PREFIX/bin: $(tail -n 1 log.rded | cut -c1-80)"
 else fail "installed rded.mk: $(tail -n 3 log.rded)"; fi
+# a plain make on a machine without a library's headers, or whose link fails: one line naming what
+# to install, before any compile (a fresh build directory; the header and library are made up)
+rc=0; make -C "$TESTS/.." --no-print-directory BUILD="$PWD/nodeps" \
+    BUILD_HEADERS="jansson.h:libjansson-dev ddpipe_absent.h:libddpipe-absent-dev" >log.nodeps 2>&1 || rc=$?
+[ $rc != 0 ] && grep -q "^make: headers missing; install the Debian packages: libddpipe-absent-dev (as root: make deps)$" \
+    log.nodeps && [ -z "$(find nodeps -name '*.o' 2>/dev/null)" ] \
+    && ok "missing headers: $(head -n 1 log.nodeps)" || fail "missing headers: exit $rc: $(head -n 3 log.nodeps)"
+rc=0; make -C "$TESTS/.." --no-print-directory BUILD="$PWD/nolib" LDLIBS="-lddpipe_absent" >log.nolib 2>&1 || rc=$?
+[ $rc != 0 ] && grep -q "^make: linking with '-lddpipe_absent' fails" log.nolib && grep -q "cannot find -lddpipe_absent" log.nolib \
+    && [ -z "$(find nolib -name '*.o' 2>/dev/null)" ] && ok "a library missing: $(head -n 1 log.nolib)" \
+    || fail "missing library: exit $rc: $(head -n 3 log.nolib)"
 finish

@@ -3,6 +3,7 @@
 #   make check      install missing dependencies (as root), build, run every test
 #   make demo       the main job on Fashion-MNIST (pipelines/demo.mk)
 #   make xarch      the cross-architecture table on Fashion-MNIST (pipelines/xarch.mk)
+#   make ablation   FADRM's ablations (alpha, k, patches) on Fashion-MNIST (pipelines/ablation.mk)
 #   make bench      speed beside the PyTorch peer, same machine, same run
 #   make deps       install missing Debian packages (root), or list them
 #   make install PREFIX=/usr/local   programs, man pages, pipelines/ into PREFIX/share/ddpipe/
@@ -86,7 +87,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/%_replay)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all check check-gpu demo xarch bench deps install clean fuzz man
+.PHONY: all check check-gpu demo xarch ablation bench deps install clean fuzz man
 all: $(PROGS) $(UNITS) $(FUZZ_REPLAY) $(PARITY) $(BENCHES)
 
 $(BUILD)/obj/%.o: %.c | $(BUILD)/.build-deps-ok
@@ -199,6 +200,10 @@ demo: $(BUILD)/.deps-ok
 xarch: $(BUILD)/.deps-ok
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory -f pipelines/xarch.mk BIN=$(abspath $(BUILD)/bin)
+
+ablation: $(BUILD)/.deps-ok
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -f pipelines/ablation.mk BIN=$(abspath $(BUILD)/bin)
 
 # ---- install ----
 MAN1 := $(wildcard man/man1/*.1)

@@ -199,11 +199,12 @@ recover_cmd = $(BIN)/recover $(RUN_OPTS) $(addprefix -w ,$(2)) $(3) $(if $(RBATC
 # $(call summary,EVAL.jsonl): one line from evaltrain's last line (final and best top-1)
 summary = tail -n 1 $(1) | sed 's/^/$(subst /,\/,$(1)): /'
 
-.PHONY: teacher random
+.PHONY: teacher patches random
 # make -f pipelines/X.mk print-FADRM_DIR: the value of a variable (paths for scripts and tests)
 print-%:
 	@echo '$($*)'
 teacher: $(TEACHER_W)
+patches: $(PATCHES)
 random: $(RANDOM_DIR)/eval-$(EVAL_ID).jsonl $(RANDOM_DIR)/sheet.png
 	@$(call summary,$<)
 

@@ -4,18 +4,41 @@
 # empty (--committee equal); soft labels from the first teacher alone (the reference relabels with
 # its ResNet18), the student as the other methods'. The initial patches are RDED's selection with
 # the first teacher.
-# A teacher's prior, in CV-DD, is the top-1 of a student trained on that teacher's own SRe2L++ set
-# (its recover/scripts/imagenet1k_prior): run make -f pipelines/sre2lpp.mk TEACHER=T for each T and
-# give the final top-1s in PRIORS, in the order of TEACHERS. The reference runs ITERS=4000 and
-# changes the pair of teachers from one ipc index to the next (recover(1) shows that as a pipe).
+# A teacher's prior, in CV-DD, is the top-1 of a student of the teacher's architecture trained on
+# the teacher's own SRe2L++ set (its recover/, relabel/ and validate/scripts/imagenet1k_prior):
+# PRIORS=auto makes them (sre2lpp.mk with TEACHER = STUDENT = each teacher, with this run's other
+# parameters), says them and goes on with their final top-1s, in the order of TEACHERS. The
+# reference runs ITERS=4000 and changes the pair of teachers from one ipc index to the next
+# (recover(1) shows that as a pipe).
 #
-#   make -f pipelines/cvdd.mk [TEACHERS="convnet3 resnet18m" PRIORS="78.8 80.2" ITERS=2000 ...]
+#   make -f pipelines/cvdd.mk [TEACHERS="convnet3 resnet18m" PRIORS="78.8 80.2"|auto ITERS=2000 ...]
 #   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/cvdd/ipc10-n300-c5-fauto-it2000-cprior78.8_80.2-s0/...
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 ifndef DDPIPE_CVDD_MK
 DDPIPE_CVDD_MK := 1
+CVDD_MK := $(lastword $(filter %cvdd.mk,$(MAKEFILE_LIST)))
 PRIORS ?=
+ifeq ($(strip $(PRIORS)),auto)
+# each teacher's SRe2L++ student first (one sub-make per teacher, in turn: they share the import),
+# then this fragment again with their final top-1s as PRIORS
+cvdd_prior_mk = $(MAKE) --no-print-directory -f $(PIPELINES)/sre2lpp.mk TEACHER=$(1) STUDENT=$(1)
+# the shell commands that run them and leave their top-1s in $p, said on stdout
+define cvdd_priors_sh
+$(foreach t,$(TEACHERS),$(call cvdd_prior_mk,$(t)) sre2lpp &&) p=""; for t in $(TEACHERS); do \
+    e=$$($(MAKE) -s --no-print-directory -f $(PIPELINES)/sre2lpp.mk TEACHER=$$t STUDENT=$$t print-SRE2LPP_DIR)/eval-$$($(MAKE) \
+        -s --no-print-directory -f $(PIPELINES)/sre2lpp.mk TEACHER=$$t STUDENT=$$t print-EVAL_ID).jsonl; \
+    v=$$(tail -n 1 "$$e" | sed -n 's/.*"final_top1":\([0-9.]*\)[,}].*/\1/p'); \
+    [ -n "$$v" ] || { echo "cvdd.mk: $$e: no final_top1 for $$t's prior" >&2; exit 1; }; p="$$p $$v"; \
+done; echo "cvdd: PRIORS=auto:$$p (each teacher's SRe2L++ student, final top-1 %, in TEACHERS order)"
+endef
+.PHONY: cvdd cvdd-distill cvdd-priors
+cvdd-priors:
+	+@$(cvdd_priors_sh)
+cvdd cvdd-distill:
+	+@$(cvdd_priors_sh); $(MAKE) --no-print-directory -f $(CVDD_MK) PRIORS="$$p" $@
+.DEFAULT_GOAL := cvdd
+else
 space := $(subst ,, )
 CVDD_W := $(foreach t,$(TEACHERS),$(call teacher_file,$(t)))
 CVDD_TD := $(D)/$(subst $(space),+,$(foreach t,$(TEACHERS),$(call teacher_id,$(t))))
@@ -40,4 +63,5 @@ cvdd-distill: $(CVDD_DIR)/distilled.tsr
 cvdd: $(CVDD_DIR)/eval-$(EVAL_ID).jsonl $(CVDD_DIR)/sheet.png
 	@$(call summary,$<)
 .DEFAULT_GOAL := cvdd
+endif
 endif

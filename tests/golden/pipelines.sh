@@ -114,6 +114,17 @@ grep -q -- "/recover .*-w .*convnet3.* -w .*convnet2-width8.* --committee equal 
 plan=$(mk -n -f "$P/cvdd.mk" "${cv[@]}" PRIORS="70 75.5" cvdd-distill 2>&1)
 [ "$(val cvdd.mk CVDD_DIR "${cv[@]}" PRIORS="70 75.5")" != "$cd1" ] && grep -q -- "--committee prior:70,75.5 " <<<"$plan" \
     && ok "cvdd.mk PRIORS: --committee prior:70,75.5 into a directory of its own" || fail "cvdd.mk PRIORS: $plan"
+# PRIORS=auto: each teacher's own SRe2L++ student (teacher = student architecture) gives its prior
+if mk -f "$P/cvdd.mk" "${cv[@]}" PRIORS=auto cvdd-distill >log.cva 2>&1; then
+    p1=$(tail -n 1 "$(val sre2lpp.mk SRE2LPP_DIR TEACHER=convnet3)/eval-$(val sre2lpp.mk EVAL_ID STUDENT=convnet3)".jsonl \
+         | sed -n 's/.*"final_top1":\([0-9.]*\).*/\1/p')
+    p2=$(tail -n 1 "$(val sre2lpp.mk SRE2LPP_DIR TEACHER=convnet2:width=8)/eval-$(val sre2lpp.mk EVAL_ID \
+         STUDENT=convnet2:width=8)".jsonl | sed -n 's/.*"final_top1":\([0-9.]*\).*/\1/p')
+    grep -q "^cvdd: PRIORS=auto: $p1 $p2 " log.cva && grep -q -- "/recover .* --committee prior:$p1,$p2 --iters 8 " log.cva \
+        && grep -q -- "/evaltrain .*-m convnet2:width=8 --labels .*/sre2lpp/" log.cva \
+        && ok "cvdd.mk PRIORS=auto: the teachers' own SRe2L++ students ($p1, $p2) weigh the committee" \
+        || fail "PRIORS=auto: $(grep -E 'cvdd:|/recover ' log.cva | cut -c1-200)"
+else fail "cvdd.mk PRIORS=auto: $(tail -n 3 log.cva)"; fi
 rc=0; mk -n -f "$P/cvdd.mk" "${cv[@]}" PRIORS=70 >log.cvp 2>&1 || rc=$?
 [ $rc != 0 ] && grep -q "PRIORS has 1 values for 2 TEACHERS" log.cvp && ok "cvdd.mk: a PRIORS count off is an error" \
     || fail "cvdd.mk PRIORS=70: exit $rc $(tail -n 2 log.cvp)"

@@ -11,29 +11,20 @@
 # best; 1x1 patches slightly better than 2x2. This checks whether they hold on this data; they
 # need not (a 28-px, 10-class set and a small teacher).
 #
-# Demo scale (the default, demo.mk's: teacher 1 epoch, recover ITERS = 500 steps, students EPOCHS =
-# 100 epochs evaluated every 25, IPC 10) and OUT = demo: the teacher, the patches and the runs the
-# demo made (its FADRM and SRe2L++ for seed 0) are reused. 27 minutes on 2 cores from scratch for the
-# 7 configurations x 2 seeds and the teacher. Set ABLATION (configurations: kK[-aA][-fF], K merges, alpha A, F x F
-# patches; k0 is SRe2L++), SEEDS and any parameter of common.mk (make ablation SEEDS="0 1 2"
-# ITERS=2000). Each run is a sub-make of fadrm.mk (sre2lpp.mk for k0) with its parameters, so its
-# files are the ones those fragments make and a re-run only prints the table again.
-THIS := $(lastword $(MAKEFILE_LIST))
-OUT = demo
-IPC = 10
-ITERS = 500
-EPOCHS = 100
-EVAL_EVERY = 25
-TEACHER_EPOCHS = 1
-TEACHER = convnet3
-STUDENT = convnet3
-JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-THREADS = 1
-TEACHER_THREADS = $(JOBS)
+# Scale, output tree and teacher are demo.mk's (it is included): a 1-epoch teacher, recover ITERS =
+# 500 steps, students EPOCHS = 100 epochs evaluated every 25, IPC 10, OUT = demo, so the teacher,
+# the patches and the runs `make demo` made (its FADRM and SRe2L++, seed 0) are reused; FULL=1
+# takes demo.mk's reference settings (2000 steps, 300 epochs, a 50-epoch teacher). 27 minutes on 2
+# cores from scratch for the 7 configurations x 2 seeds and the teacher. Set ABLATION
+# (configurations kK[-aA][-fF]: K merges, alpha A, F x F patches; k0 is SRe2L++), SEEDS and any
+# parameter of common.mk (make ablation SEEDS="0 1 2" ITERS=2000). Each run is a sub-make of fadrm.mk
+# (sre2lpp.mk for k0) with its parameters, so its files are the ones those fragments make, and a
+# re-run only prints the table again.
+ABLATION_MK := $(lastword $(MAKEFILE_LIST))
+# the demo's scale, output tree and teacher (FULL=1: the reference settings), and its runs reused
+include $(dir $(lastword $(MAKEFILE_LIST)))demo.mk
 SEEDS ?= 0 1
 ABLATION ?= k3-a0.5 k0 k3-a0.3 k3-a0.7 k1-a0.5 k7-a0.5 k3-a0.5-f2
-
-include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 # $(call ab_arg,CONFIG,LETTER): the value after LETTER in CONFIG's dash-separated fields
 ab_arg = $(patsubst $(2)%,%,$(filter $(2)%,$(subst -, ,$(1))))
@@ -42,8 +33,8 @@ ab_factor = $(or $(call ab_arg,$(1),f),auto)
 ab_mk = $(if $(filter 0,$(call ab_arg,$(1),k)),sre2lpp.mk sre2lpp,fadrm.mk fadrm ARC=$(call ab_arg,$(1),k) \
     ALPHA=$(or $(call ab_arg,$(1),a),$(ALPHA)))
 AB_PASS = BIN=$(BIN) OUT=$(OUT) IPC=$(IPC) ITERS=$(ITERS) EPOCHS=$(EPOCHS) EVAL_EVERY=$(EVAL_EVERY) \
-    TEACHER_EPOCHS=$(TEACHER_EPOCHS) TEACHER=$(TEACHER) STUDENT=$(STUDENT) THREADS=$(THREADS) \
-    TEACHER_THREADS=$(TEACHER_THREADS)
+    TEACHER_EPOCHS=$(TEACHER_EPOCHS) TEACHER_OPTS='$(TEACHER_OPTS)' TEACHER_TAG=$(TEACHER_TAG) TEACHER=$(TEACHER) \
+    STUDENT=$(STUDENT) THREADS=$(THREADS) TEACHER_THREADS=$(TEACHER_THREADS)
 AB_SUB = $(MAKE) --no-print-directory -f $(PIPELINES)/$(word 1,$(call ab_mk,$(1))) $(AB_PASS) SEED=$(2) \
     FACTOR=$(call ab_factor,$(1)) $(wordlist 3,9,$(call ab_mk,$(1)))
 
@@ -69,10 +60,10 @@ $(foreach s,$(SEEDS),$(foreach c,$(ABLATION),$(eval $(call ab_run_rule,$(c),$(s)
 # parallel, find them made
 ablation:
 	@echo "ablation: Fashion-MNIST, IPC $(IPC), $(words $(ABLATION)) configurations x $(words $(SEEDS)) seeds: make -j$(JOBS), outputs under $(OUT)/"
-	@$(MAKE) --no-print-directory -f $(THIS) teacher
-	@$(MAKE) --no-print-directory -f $(THIS) -j$(JOBS) $(AB_PATCHES)
-	@$(MAKE) --no-print-directory -f $(THIS) -j$(JOBS) ablation-all
-	@$(MAKE) --no-print-directory -f $(THIS) ablation-table
+	@$(MAKE) --no-print-directory -f $(ABLATION_MK) teacher
+	@$(MAKE) --no-print-directory -f $(ABLATION_MK) -j$(JOBS) $(AB_PATCHES)
+	@$(MAKE) --no-print-directory -f $(ABLATION_MK) -j$(JOBS) ablation-all
+	@$(MAKE) --no-print-directory -f $(ABLATION_MK) ablation-table
 ablation-all: $(AB_RUNS)
 # the table: each run's evaluation file named by its fragment's own variables (a line per
 # configuration and seed for ablation-table.sh), then the rows

@@ -9,9 +9,9 @@
  * kernel for every shape it takes) and DD_CPU_CONV=gemm (the flat and im2col paths); forward,
  * backward data (which adds into dx) and backward filter (with AVX-512, Winograd's too), with 1
  * and 3 threads bit-identical, and with Winograd's chunks of 8 images (DD_CPU_WINO_CHUNK=8:
- * several chunks, a short last one) the forward and dx bit-identical too; depthwise shapes on conv_dw.c's flat runs (with AVX-512: any stride; by
- * default, and where the direct kernel would not be faster), the direct kernel's depthwise path
- * and conv.c's plane kernels (DD_CPU_CONV=gemm, or without AVX-512).
+ * several chunks, a short last one) the forward and dx bit-identical too; depthwise shapes on conv_dw.c's flat runs (AVX2 here,
+ * AVX-512 in test_conv_avx512: any stride; by default, and where the direct kernel would not be
+ * faster), the direct kernel's depthwise path and conv.c's plane kernels (DD_CPU_CONV=gemm).
  * Tolerance per element: 3e-5 of the sum of |terms| (float accumulation over K = cin k^2 terms
  * stays far below that, F(4x4)'s worst here 5e-6; one wrong or missing term is about 1/K of it).
  */
@@ -52,7 +52,7 @@ static const Shape SHAPES[] = {
     {37, 6, 6, 4, 4, 3, 1, 1, 1, 0, 6},   /* depthwise, many images */
     {2, 5, 5, 9, 9, 3, 2, 2, 1, 0, 5},    /* depthwise, dilation 2 */
     {3, 6, 6, 9, 9, 3, 1, 1, 2, 0, 6},    /* depthwise stride 2: not direct */
-    /* conv_dw.c's polyphase runs (with AVX-512; the plane kernels otherwise) */
+    /* conv_dw.c's polyphase runs (AVX2 or AVX-512; the plane kernels with DD_CPU_CONV=gemm) */
     {4, 12, 12, 16, 16, 3, 1, 1, 2, 0, 12}, /* stride 2, even plane: 8 x 9 runs, several vectors */
     {3, 5, 5, 9, 7, 3, 1, 1, 2, 1, 5},      /* stride 2, odd and ragged, bias */
     {3, 4, 4, 4, 4, 3, 1, 1, 2, 0, 4},      /* 4x4 -> 2x2: one vector */

@@ -1,5 +1,7 @@
 /* conv_dw.c - depthwise convolution (one channel per group) on flat runs of a polyphase plane,
- * with AVX-512F: any stride, padding and dilation; forward, backward data and backward filter.
+ * with AVX-512F or AVX2: any stride, padding and dilation; forward, backward data and backward
+ * filter. AVX2 computes each 16-lane vector of the layout as two 8-lane halves with the same
+ * operations lane by lane, so both give the same bits.
  * conv.c's plane kernels (and conv_direct.c for stride-1 'same' shapes) take the rest.
  *
  * Layout. A plane x [h][w], padded by pad on every side (hp x wp), is split into stride^2 phase
@@ -42,6 +44,7 @@
 #define DWF_X86 1
 #include <immintrin.h>
 #define DWF_AVX512 __attribute__((target("avx512f")))
+#define DWF_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 #define DWF_MAX_TAPS 64
@@ -52,7 +55,7 @@ int cpu_dwflat_ok(const NnConvShape *s)
 {
 #ifdef DWF_X86
     const char *env = getenv("DD_CPU_CONV"); /* read per call: gemm tests conv.c's plane kernels */
-    if (!cpu_avx512() || (env && strcmp(env, "gemm") == 0)) return 0;
+    if (!cpu_avx2() || (env && strcmp(env, "gemm") == 0)) return 0;
     return s->groups > 1 && s->groups == s->cin && s->groups == s->cout && s->kh * s->kw <= DWF_MAX_TAPS &&
            s->stride >= 1 && s->stride <= DWF_MAX_STRIDE && s->dil >= 1 && s->pad >= 0;
 #else
@@ -77,6 +80,7 @@ int cpu_dwflat_pick(const NnConvShape *s)
 }
 
 typedef struct {
+    int wide;                    /* AVX-512 (cpu_avx512() when made), else AVX2 */
     int n, c, h, w, oh, ow, kh, kw, s, pad, dil, ntap;
     int qh, qw;                  /* a phase plane's rows and columns */
     size_t ps;                   /* floats from one phase plane to the next */
@@ -96,6 +100,7 @@ typedef struct {
 static void dwf_geom(const NnConvShape *sh, DwfGeom *g)
 {
     memset(g, 0, sizeof *g);
+    g->wide = cpu_avx512();
     g->n = sh->n, g->c = sh->cin, g->h = sh->h, g->w = sh->w, g->oh = sh->oh, g->ow = sh->ow;
     g->kh = sh->kh, g->kw = sh->kw, g->s = sh->stride, g->pad = sh->pad, g->dil = sh->dil;
     g->ntap = g->kh * g->kw;
@@ -142,7 +147,7 @@ static inline int dwf_masks(int w, int k, __mmask16 *m0, __mmask16 *m1)
 }
 
 /* Row r < rows of dst (dn floats apart) <- row r of src (sn apart), n floats each. */
-DWF_AVX512 static void dwf_copy_rows(int rows, int n, const float *src, size_t sn, float *dst, size_t dn)
+DWF_AVX512 static void dwf_copy_rows512(int rows, int n, const float *src, size_t sn, float *dst, size_t dn)
 {
     __mmask16 tail = (__mmask16)((1u << (n % DWF_V)) - 1);
     for (int r = 0; r < rows; r++) {
@@ -152,6 +157,15 @@ DWF_AVX512 static void dwf_copy_rows(int rows, int n, const float *src, size_t s
         for (; k + DWF_V <= n; k += DWF_V) _mm512_storeu_ps(dr + k, _mm512_loadu_ps(sr + k));
         if (tail) _mm512_mask_storeu_ps(dr + k, tail, _mm512_maskz_loadu_ps(tail, sr + k));
     }
+}
+
+static void dwf_copy_rows(const DwfGeom *g, int rows, int n, const float *src, size_t sn, float *dst, size_t dn)
+{
+    if (g->wide) {
+        dwf_copy_rows512(rows, n, src, sn, dst, dn);
+        return;
+    }
+    for (int r = 0; r < rows; r++) memcpy(dst + (size_t)r * dn, src + (size_t)r * sn, (size_t)n * sizeof(float));
 }
 
 /* Stride 2's split: each run of 32 pixels of a row deinterleaved by two permutes. Pixel iw goes
@@ -212,10 +226,10 @@ static void dwf_split(const DwfGeom *g, const float *x, float *xs)
     int s = g->s;
     if (s == 1) {
         float *at = xs + (size_t)g->pad * g->qw + (size_t)g->pad;
-        dwf_copy_rows(g->h, g->w, x, (size_t)g->w, at, (size_t)g->qw);
+        dwf_copy_rows(g, g->h, g->w, x, (size_t)g->w, at, (size_t)g->qw);
         return;
     }
-    if (s == 2) {
+    if (s == 2 && g->wide) {
         dwf_split2(g, x, xs);
         return;
     }
@@ -235,7 +249,7 @@ static void dwf_split(const DwfGeom *g, const float *x, float *xs)
 static void dwf_unsplit_add(const DwfGeom *g, const float *ph, float *dx)
 {
     int s = g->s;
-    if (s == 2) {
+    if (s == 2 && g->wide) {
         dwf_unsplit2_add(g, ph, dx);
         return;
     }
@@ -258,13 +272,13 @@ static void dwf_unsplit_add(const DwfGeom *g, const float *ph, float *dx)
  * once, and its lead, columns ow..qw-1 and tail stay zero. */
 static void dwf_pack_dy(const DwfGeom *g, const float *dy, size_t lead, float *d)
 {
-    dwf_copy_rows(g->oh, g->ow, dy, (size_t)g->ow, d + lead, (size_t)g->qw);
+    dwf_copy_rows(g, g->oh, g->ow, dy, (size_t)g->ow, d + lead, (size_t)g->qw);
 }
 
 /* out[o] = bias + the sum over taps t < ntap (ascending) of w[t] p[o + off[t]], o < n (a multiple
  * of DWF_V); four vectors at a time, so four FMA chains overlap. */
-DWF_AVX512 static void dwf_run(size_t n, int ntap, const ptrdiff_t *off, const float *w,
-                               const float *p, float bias, float *out)
+DWF_AVX512 static void dwf_run512(size_t n, int ntap, const ptrdiff_t *off, const float *w,
+                                  const float *p, float bias, float *out)
 {
     size_t o = 0;
     for (; o + 4 * DWF_V <= n; o += 4 * DWF_V) {
@@ -301,8 +315,8 @@ DWF_AVX512 static void dwf_run(size_t n, int ntap, const ptrdiff_t *off, const f
 /* acc[t] (16 double lanes) += the lane-wise sums over o < n (a multiple of DWF_V) of
  * d[o] p[o + off[t]], t < ntap: float FMAs in o order, then added to the double lanes. Four taps
  * share each load of d. */
-DWF_AVX512 static void dwf_dots(size_t n, int ntap, const ptrdiff_t *off, const float *d,
-                                const float *p, double *acc)
+DWF_AVX512 static void dwf_dots512(size_t n, int ntap, const ptrdiff_t *off, const float *d,
+                                   const float *p, double *acc)
 {
     for (int t = 0; t < ntap; t += 4) {
         int nt = ntap - t < 4 ? ntap - t : 4;
@@ -329,6 +343,79 @@ DWF_AVX512 static void dwf_dots(size_t n, int ntap, const ptrdiff_t *off, const 
     }
 }
 
+/* dwf_run with AVX2: each 16-lane vector as two halves, the same FMAs per lane in the same order
+ * (two vectors at a time: four 8-lane chains). */
+DWF_AVX2 static void dwf_run256(size_t n, int ntap, const ptrdiff_t *off, const float *w,
+                                const float *p, float bias, float *out)
+{
+    size_t o = 0;
+    for (; o + 2 * DWF_V <= n; o += 2 * DWF_V) {
+        __m256 a0 = _mm256_set1_ps(bias), a1 = a0, a2 = a0, a3 = a0;
+        for (int t = 0; t < ntap; t++) {
+            const float *q = p + off[t] + o;
+            __m256 wv = _mm256_set1_ps(w[t]);
+            a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(q), a0);
+            a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(q + 8), a1);
+            a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(q + 16), a2);
+            a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(q + 24), a3);
+        }
+        _mm256_storeu_ps(out + o, a0), _mm256_storeu_ps(out + o + 8, a1);
+        _mm256_storeu_ps(out + o + 16, a2), _mm256_storeu_ps(out + o + 24, a3);
+    }
+    for (; o < n; o += DWF_V) {
+        __m256 a0 = _mm256_set1_ps(bias), a1 = a0;
+        for (int t = 0; t < ntap; t++) {
+            __m256 wv = _mm256_set1_ps(w[t]);
+            a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + off[t] + o), a0);
+            a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + off[t] + o + 8), a1);
+        }
+        _mm256_storeu_ps(out + o, a0), _mm256_storeu_ps(out + o + 8, a1);
+    }
+}
+
+/* dwf_dots with AVX2: per tap two 8-lane float sums (the 16 lanes' halves) in o order, then added
+ * to the double lanes as dwf_dots512 adds them. Two taps share each load of d. */
+DWF_AVX2 static void dwf_dots256(size_t n, int ntap, const ptrdiff_t *off, const float *d,
+                                 const float *p, double *acc)
+{
+    for (int t = 0; t < ntap; t += 2) {
+        int nt = ntap - t < 2 ? ntap - t : 2;
+        const float *q0 = p + off[t], *q1 = p + off[t + (nt > 1 ? 1 : 0)];
+        __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (size_t o = 0; o < n; o += DWF_V) {
+            __m256 d0 = _mm256_loadu_ps(d + o), d1 = _mm256_loadu_ps(d + o + 8);
+            a[0] = _mm256_fmadd_ps(d0, _mm256_loadu_ps(q0 + o), a[0]);
+            a[1] = _mm256_fmadd_ps(d1, _mm256_loadu_ps(q0 + o + 8), a[1]);
+            a[2] = _mm256_fmadd_ps(d0, _mm256_loadu_ps(q1 + o), a[2]);
+            a[3] = _mm256_fmadd_ps(d1, _mm256_loadu_ps(q1 + o + 8), a[3]);
+        }
+        for (int k = 0; k < nt; k++) {
+            double *at = acc + (size_t)(t + k) * DWF_V;
+            for (int h = 0; h < 2; h++) {
+                __m256 v = a[2 * k + h];
+                double *l = at + 8 * h;
+                __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+                _mm256_storeu_pd(l, _mm256_add_pd(_mm256_loadu_pd(l), lo));
+                _mm256_storeu_pd(l + 4, _mm256_add_pd(_mm256_loadu_pd(l + 4), hi));
+            }
+        }
+    }
+}
+
+static void dwf_run(const DwfGeom *g, size_t n, int ntap, const ptrdiff_t *off, const float *w, const float *p,
+                    float bias, float *out)
+{
+    if (g->wide) dwf_run512(n, ntap, off, w, p, bias, out);
+    else dwf_run256(n, ntap, off, w, p, bias, out);
+}
+
+static void dwf_dots(const DwfGeom *g, size_t n, int ntap, const ptrdiff_t *off, const float *d, const float *p,
+                     double *acc)
+{
+    if (g->wide) dwf_dots512(n, ntap, off, d, p, acc);
+    else dwf_dots256(n, ntap, off, d, p, acc);
+}
+
 typedef struct {
     const DwfGeom *g;
     NnBackend *be;
@@ -346,8 +433,8 @@ static void dwf_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     for (int64_t p = b; p < e; p++) {
         int c = (int)(p % g->c);
         dwf_split(g, j->x + (size_t)p * g->h * g->w, xs);
-        dwf_run(g->lo, g->ntap, g->off, j->w + (size_t)c * g->ntap, xs, j->b ? j->b[c] : 0.0f, out);
-        dwf_copy_rows(g->oh, g->ow, out, (size_t)g->qw, j->y + (size_t)p * g->oh * g->ow, (size_t)g->ow);
+        dwf_run(g, g->lo, g->ntap, g->off, j->w + (size_t)c * g->ntap, xs, j->b ? j->b[c] : 0.0f, out);
+        dwf_copy_rows(g, g->oh, g->ow, out, (size_t)g->qw, j->y + (size_t)p * g->oh * g->ow, (size_t)g->ow);
     }
 }
 
@@ -372,7 +459,7 @@ static void dwf_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
                 continue;
             }
             for (int k = 0; k < nt; k++) wr[k] = w[g->tap[k0 + k]];
-            dwf_run(g->ne, nt, g->back + k0, wr, dq + g->z + g->e0, 0.0f, ph + g->e0);
+            dwf_run(g, g->ne, nt, g->back + k0, wr, dq + g->z + g->e0, 0.0f, ph + g->e0);
         }
         dwf_unsplit_add(g, out, j->dx + (size_t)p * g->h * g->w);
     }
@@ -394,7 +481,7 @@ static void dwf_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
             size_t p = (size_t)n * g->c + (size_t)c;
             dwf_split(g, j->x + p * g->h * g->w, xs);
             dwf_pack_dy(g, j->dy + p * g->oh * g->ow, 0, dq);
-            dwf_dots(g->lo, g->ntap, g->off, dq, xs, acc);
+            dwf_dots(g, g->lo, g->ntap, g->off, dq, xs, acc);
         }
         float *dw = j->dw + (size_t)c * g->ntap;
         for (int t = 0; t < g->ntap; t++) {
@@ -445,21 +532,21 @@ void cpu_dwflat_fwd(NnBackend *be, const NnConvShape *s, const float *x, const f
                     const float *b, float *y)
 {
     (void)be, (void)s, (void)x, (void)w, (void)b, (void)y;
-    dd_die(DD_EXIT_DATA, "nn: cpu: AVX-512 depthwise convolution off x86");
+    dd_die(DD_EXIT_DATA, "nn: cpu: SIMD depthwise convolution off x86");
 }
 
 void cpu_dwflat_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
                          float *dx)
 {
     (void)be, (void)s, (void)dy, (void)w, (void)dx;
-    dd_die(DD_EXIT_DATA, "nn: cpu: AVX-512 depthwise convolution off x86");
+    dd_die(DD_EXIT_DATA, "nn: cpu: SIMD depthwise convolution off x86");
 }
 
 void cpu_dwflat_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
                            float *dw)
 {
     (void)be, (void)s, (void)dy, (void)x, (void)dw;
-    dd_die(DD_EXIT_DATA, "nn: cpu: AVX-512 depthwise convolution off x86");
+    dd_die(DD_EXIT_DATA, "nn: cpu: SIMD depthwise convolution off x86");
 }
 
 #endif

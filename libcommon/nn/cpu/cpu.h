@@ -152,8 +152,9 @@ void cpu_wino_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, c
                          float *dw);
 
 /* conv_dw.c: depthwise convolutions (groups = cin = cout, at most 64 taps, stride at most 8) on
- * flat runs of a polyphase-split plane with AVX-512F: forward, backward data (dx +=) and backward
- * filter (dw +=). cpu_dwflat_ok is false without AVX-512F, or with DD_CPU_CONV=gemm (conv.c's
+ * flat runs of a polyphase-split plane with AVX-512F or AVX2 (the same bits): forward, backward
+ * data (dx +=) and backward filter (dw +=). cpu_dwflat_ok is false without AVX2, or with
+ * DD_CPU_CONV=gemm (conv.c's
  * plane kernels: tests run both). cpu_dwflat_pick, for forward and backward data: ok, and where
  * conv_direct.c takes the shape too, the runs compute at most 5/4 lanes per output (not 4x4
  * planes, nor 5x5 taps on 8x8, where the direct kernel is faster) and DD_CPU_CONV is not direct. */

@@ -83,6 +83,7 @@ STUDENT_TAG ?=
 
 # ---- names ----
 comma := ,
+space := $(subst ,, )
 # a parameter as a file-name part: convnet4:width=64 -> convnet4-width64, 200,224 -> 200x224
 ddid = $(subst =,,$(subst :,-,$(subst $(comma),x,$(1))))
 dev_opt := $(if $(filter-out cpu,$(DEVICE)),-d $(DEVICE))

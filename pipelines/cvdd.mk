@@ -39,7 +39,6 @@ cvdd cvdd-distill:
 	+@$(cvdd_priors_sh); $(MAKE) --no-print-directory -f $(CVDD_MK) PRIORS="$$p" $@
 .DEFAULT_GOAL := cvdd
 else
-space := $(subst ,, )
 CVDD_W := $(foreach t,$(TEACHERS),$(call teacher_file,$(t)))
 CVDD_TD := $(D)/$(subst $(space),+,$(foreach t,$(TEACHERS),$(call teacher_id,$(t))))
 CVDD_PATCHES := $(call patches_of,$(firstword $(TEACHERS)))

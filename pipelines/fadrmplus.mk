@@ -18,7 +18,6 @@ include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 ifndef DDPIPE_FADRMPLUS_MK
 DDPIPE_FADRMPLUS_MK := 1
-space := $(subst ,, )
 PLUS_W := $(foreach t,$(TEACHERS),$(call teacher_file,$(t)))
 PLUS_TD := $(D)/$(subst $(space),+,$(foreach t,$(TEACHERS),$(call teacher_id,$(t))))
 PLUS_PATCHES := $(call patches_of,$(firstword $(TEACHERS)))

@@ -47,7 +47,6 @@ include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 ifndef DDPIPE_INFER_MK
 DDPIPE_INFER_MK := 1
-space := $(subst ,, )
 INFER_TEACHERS ?= $(TEACHERS)
 NCLASSES ?= 10#              classes of DATASET (INFER's budget rule needs it)
 INFER_ITERS ?=

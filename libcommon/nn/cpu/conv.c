@@ -763,7 +763,7 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
     if (dw) {
         ConvJob j = {.s = s, .be = be, .x = x, .dy = dy, .dw = dw};
         j.wsize = (size_t)s->cout * (s->cin / s->groups) * s->kh * s->kw;
-        if (cpu_dwc_ok(s)) {
+        if (cpu_dwc_filter_ok(s)) {
             cpu_dwc_bwd_filter(be, s, dy, x, dw);
         } else if (cpu_dwflat_ok(s)) {
             cpu_dwflat_bwd_filter(be, s, dy, x, dw);

@@ -168,10 +168,12 @@ void cpu_dwflat_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy,
                            float *dw);
 
 /* conv_dwc.c: depthwise convolutions of small planes (4 to 64 output and at most 324 padded input
- * pixels, stride 1 or 2, no dilation, at most 25 taps) with AVX-512F, 16 channels to a vector:
- * forward, backward data (dx +=; cpu_dwc_data_ok: from 5 outputs) and backward filter (dw +=).
- * cpu_dwc_ok is false without AVX-512F, or with DD_CPU_CONV=direct or gemm (the other depthwise
+ * pixels, stride 1 or 2, no dilation, at most 25 taps), 16 channels to a vector (AVX-512F, or
+ * AVX2 + FMA as two halves: the same bits): backward filter (dw +=; cpu_dwc_filter_ok), forward
+ * (cpu_dwc_ok: with AVX2 alone, stride 2 only) and backward data (dx +=; cpu_dwc_data_ok: that,
+ * from 5 outputs). All false without AVX2, or with DD_CPU_CONV=direct or gemm (the other depthwise
  * paths: tests run them all). */
+int cpu_dwc_filter_ok(const NnConvShape *s);
 int cpu_dwc_ok(const NnConvShape *s);
 int cpu_dwc_data_ok(const NnConvShape *s);
 void cpu_dwc_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w, const float *b,

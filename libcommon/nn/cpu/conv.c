@@ -315,7 +315,7 @@ static void dw_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* ---- GEMM on conv_direct.c's AVX-512 kernel (cpu_kg_cols in cpu.h) ---- */
+/* ---- GEMM on conv_direct.c's kernels (cpu_kg_cols in cpu.h) ---- */
 
 void cpu_kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int64_t p0, int64_t p1,
                    float *a)
@@ -355,10 +355,23 @@ static inline float *kg_c_at(const KGemm *g, int r, int col)
     return g->c + (size_t)(col / g->seg) * g->cstride + (size_t)r * g->ldc + col % g->seg;
 }
 
+/* One tile of KG_NR columns: c[6][16] and d[6][16] (+)= a's panel times bt's two halves, by
+ * cpu_dc_kernel2s with AVX-512, else two cpu_dc_kernel calls (the same sums, bit for bit). */
+static void kg_tile(int wide, int kc, const float *a, const float *bt, float *c, float *d, size_t ldc, int load)
+{
+    const ptrdiff_t off0[1] = {0};
+    if (wide) {
+        cpu_dc_kernel2s(kc, 1, a, bt, bt + 16, KG_NR, off0, c, d, ldc, load);
+    } else {
+        cpu_dc_kernel(kc, 1, a, bt, KG_NR, off0, c, ldc, load);
+        cpu_dc_kernel(kc, 1, a, bt + 16, KG_NR, off0, d, ldc, load);
+    }
+}
+
 void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
 {
     float *bt = buf, *tmp = buf + (size_t)KG_KC * KG_NR;
-    const ptrdiff_t off0[1] = {0};
+    const int wide = cpu_avx512();
     int npanel = (g->m + 5) / 6;
     for (int t = t0; t < t1; t += KG_NR) {
         int nc = g->cols - t < KG_NR ? g->cols - t : KG_NR;
@@ -383,8 +396,7 @@ void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
                 const float *ap = g->a + ((size_t)p * g->k + k0) * 6;
                 float *cp = kg_c_at(g, p * 6, t);
                 if (rows == 6 && nc == KG_NR) {
-                    cpu_dc_kernel2s(kc, 1, ap, bt, bt + 16, KG_NR, off0, cp, kg_c_at(g, p * 6, t + 16),
-                                    g->ldc, load);
+                    kg_tile(wide, kc, ap, bt, cp, kg_c_at(g, p * 6, t + 16), g->ldc, load);
                     continue;
                 }
                 /* a short tile: through tmp (zeros load as the kernel's fresh start), a half of
@@ -400,7 +412,7 @@ void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
                 }
                 for (int r = 0; r < 6; r++)
                     for (int cc = nc > 16 ? 32 : 16; cc < KG_NR; cc++) tmp[r * KG_NR + cc] = 0.0f;
-                cpu_dc_kernel2(kc, 1, ap, bt, bt + 16, KG_NR, off0, tmp, KG_NR, 1);
+                kg_tile(wide, kc, ap, bt, tmp, tmp + 16, KG_NR, 1);
                 for (int h = 0; h < nc; h += 16) {
                     int hn = nc - h < 16 ? nc - h : 16;
                     float *hp = kg_c_at(g, p * 6, t + h);
@@ -711,14 +723,23 @@ static void bias_bwd_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* The GEMMs of the chunk tasks (one per group) on the AVX-512 kernel GEMM: with one group, every
- * pass; grouped (ShuffleNet v1's 1x1s), the forward and dx where planes go side by side (chunk > 1,
- * where OpenBLAS packs W for few columns), and never the weight gradient, whose transposed B the
- * kernel GEMM packs slower than OpenBLAS at a group's sizes (bench_ops' group cases). */
+/* The GEMMs of the chunk tasks (one per group) on the kernel GEMM. With AVX-512: with one group,
+ * every pass; grouped (ShuffleNet v1's 1x1s), the forward and dx where planes go side by side
+ * (chunk > 1, where OpenBLAS packs W for few columns), and never the weight gradient, whose
+ * transposed B the kernel GEMM packs slower than OpenBLAS at a group's sizes (bench_ops' group
+ * cases). With AVX2 alone (two 16-column kernels a tile), only the forward and dx of 1x1 stride-1
+ * convolutions on planes of a multiple of 16 pixels that go side by side (8x8, 4x4), which it
+ * reads and writes where they lie, where OpenBLAS needs copies in and out: measured (bench_ops,
+ * one thread, AMD EPYC) at 0.45 to 0.66 of OpenBLAS's time there (1x1 at 144x8 and 576x4, 2 and 3
+ * groups at 8x8), but 1.15 to 1.94 on 16x16 planes (one image a GEMM), 1.04 to 1.14 for stride 2
+ * (im2col) and 1.05 to 1.29 for weight gradients. Whole steps, best of 4 alternating, one thread:
+ * training mobilenet_v2m +10%, shufflenet_v2_x1_0m +16%, shufflenet_g2_cifar +8%; recover
+ * mobilenet_v2m +8%, shufflenet_g2_cifar +10%, densenet121m +7%. */
 static int kg_gemm_ok(const NnConvShape *s, int filter)
 {
     if (s->groups > 1 && (filter || gemm_chunk(s) == 1)) return 0;
-    return cpu_avx512();
+    if (cpu_avx512()) return 1;
+    return !filter && cpu_avx2() && is_pointwise(s) && gemm_chunk(s) > 1 && s->oh * s->ow % 16 == 0;
 }
 
 static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,

@@ -99,8 +99,9 @@ void cpu_dc_kernel2(int kc, int ntap, const float *a, const float *p0, const flo
 void cpu_dc_kernel2s(int kc, int ntap, const float *a, const float *p0, const float *p1, size_t cs,
                      const ptrdiff_t *off, float *c, float *d, size_t ldc, int load);
 
-/* conv.c: a GEMM on cpu_dc_kernel2 (with one tap), for the im2col and flat convolutions and
- * linear where cpu_avx512(): C[m][cols] (=, or += when load) A B over k terms. A in 6-row panels
+/* conv.c: a GEMM on cpu_dc_kernel2s (with one tap; with AVX2 alone two cpu_dc_kernel calls a tile,
+ * the same bits), for the im2col and flat convolutions and linear where cpu_avx512(), and with
+ * AVX2 the pointwise convolutions on small planes side by side (conv.c's kg_gemm_ok): C[m][cols] (=, or += when load) A B over k terms. A in 6-row panels
  * packed once per call ([panel][k][6], zero rows past m); B in tiles of KG_NR columns packed per
  * block of KG_KC terms into a thread's buffer (zero columns past cols) that serve every panel;
  * tiles short of 6 rows or KG_NR columns through a 6 x KG_NR buffer. Each output sums its terms

@@ -538,7 +538,7 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
     /* 1x1 stride 1: x is the col matrix (one image; a chunk's through the kernel GEMM's seg) */
     int direct = is_pointwise(s) && (chunk == 1 || (j->kg && ohw % 16 == 0));
     float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->kg ? KG_SCRATCH : 0));
-    float *out = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
+    float *out = col ? col + ld * (size_t)k * g : NULL; /* [cout, chunk*ohw] when chunk > 1 */
     float *kbuf = !j->kg ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
     for (int64_t ch = b; ch < e; ch++) {
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
@@ -591,7 +591,7 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
     /* 1x1 stride 1: dx is the dcol matrix (one image; a chunk's through the kernel GEMM's seg) */
     int direct = is_pointwise(s) && (chunk == 1 || (j->kg && ohw % 16 == 0));
     float *col = direct ? NULL : cpu_scratch(j->be, tid, gemm_scratch(s) + (j->kg ? KG_SCRATCH : 0));
-    float *dys = col + ld * (size_t)k * g; /* [cout, chunk*ohw] when chunk > 1 */
+    float *dys = col ? col + ld * (size_t)k * g : NULL; /* [cout, chunk*ohw] when chunk > 1 */
     float *kbuf = !j->kg ? NULL : direct ? cpu_scratch(j->be, tid, KG_SCRATCH) : col + gemm_scratch(s);
     for (int64_t ch = b; ch < e; ch++) {
         int n0 = (int)ch * chunk, nb = s->n - n0 < chunk ? s->n - n0 : chunk;
@@ -649,8 +649,8 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
     /* with j->kg: the kernel GEMM's buffer and dY's panels (m rows, ld terms) */
     size_t kgs = j->kg ? KG_SCRATCH + (size_t)(m + 5) / 6 * 6 * ld : 0;
     float *col = direct && !kgs ? NULL : cpu_scratch(j->be, tid, (direct ? 0 : gemm_scratch(s)) + kgs);
-    float *dys = col + ld * (size_t)k * g;
-    float *kbuf = !kgs ? NULL : direct ? col : col + gemm_scratch(s), *kpan = kbuf + KG_SCRATCH;
+    float *dys = col ? col + ld * (size_t)k * g : NULL; /* no pointer arithmetic on NULL */
+    float *kbuf = !kgs ? NULL : direct ? col : col + gemm_scratch(s), *kpan = kbuf ? kbuf + KG_SCRATCH : NULL;
     for (int64_t p = b; p < e; p++) {
         float *dw = j->parts + (size_t)p * j->wsize;
         int first = (int)(s->n * p / nparts), end = (int)(s->n * (p + 1) / nparts);

@@ -12,8 +12,8 @@
  * times the block's vector under the tap, and the outputs are scattered back to their planes.
  * The gathers and scatters move 16 pixels of 16 planes at a time through a 16 x 16 transpose in
  * registers (64 shuffles, where element by element it was 256 loads and stores: on 8x8 planes
- * those moves, not the FMAs, were the cost; AVX2: four 8 x 8 transposes of 24 shuffles). DWC_G outputs are summed at once, so the FMA chains
- * of their taps run side by side.
+ * those moves, not the FMAs, were the cost; AVX2: four 8 x 8 transposes of 24 shuffles). DWC_G
+ * outputs are summed at once, so the FMA chains of their taps run side by side.
  *
  * Backward data is the transposed convolution as a forward pass: dy placed at its outputs' window
  * corners in a zeroed block, each padded pixel sums w[t] times the block at minus tap t's offset

@@ -7,7 +7,7 @@
  * (Winograd where it chooses to, else the direct kernel), DD_CPU_CONV=winograd2 and winograd4
  * (Winograd with 2x2 or 4x4 tiles for every 3x3 'same' shape), DD_CPU_CONV=direct (the direct
  * kernel for every shape it takes) and DD_CPU_CONV=gemm (the flat and im2col paths); forward,
- * backward data (which adds into dx) and backward filter (with AVX-512, Winograd's too), with 1
+ * backward data (which adds into dx) and backward filter (Winograd's too), with 1
  * and 3 threads bit-identical, and with Winograd's chunks of 8 images (DD_CPU_WINO_CHUNK=8:
  * several chunks, a short last one) the forward and dx bit-identical too; depthwise shapes on conv_dw.c's flat runs (AVX2 here,
  * AVX-512 in test_conv_avx512: any stride; by default, and where the direct kernel would not be
@@ -86,7 +86,7 @@ static const Shape SHAPES[] = {
     {4, 30, 24, 8, 8, 1, 0, 1, 1, 1, 3},    /* 1x1 in 3 groups, 8x8 planes */
     {2, 8, 12, 9, 9, 3, 1, 1, 2, 1, 2},     /* stride 2 */
     {2, 6, 6, 7, 7, 5, 2, 1, 1, 0, 3},      /* 5x5, 3 groups of 2 */
-    /* ... images side by side: forward and dx a kernel GEMM per group with AVX-512 (conv.c) */
+    /* ... images side by side: forward and dx a kernel GEMM per group (conv.c; AVX2: 1x1 on 4x4, 8x8) */
     {9, 40, 26, 4, 4, 1, 0, 1, 1, 1, 2},    /* 1x1, 4x4 planes, 13 rows a group (a short panel) */
     {6, 24, 36, 9, 9, 3, 1, 1, 2, 1, 3},    /* stride 2, 5x5 outputs: im2col */
     {2, 600, 14, 17, 17, 1, 0, 1, 1, 0, 2}, /* 1x1, one image a GEMM (OpenBLAS), 300 terms */
@@ -283,7 +283,7 @@ int main(void)
             run_shape(c, paths[p], 1, a);
             run_shape(c, paths[p], 3, b);
             /* Winograd in chunks of 8 images: the same forward and dx sums; the weight gradient
-             * (AVX-512) groups its sums by chunk, so only float64 checks it */
+             * groups its sums by chunk, so only float64 checks it */
             setenv("DD_CPU_WINO_CHUNK", "8", 1);
             run_shape(c, paths[p], 3, q);
             unsetenv("DD_CPU_WINO_CHUNK");

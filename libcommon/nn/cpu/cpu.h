@@ -147,7 +147,7 @@ void cpu_wino_fwd(NnBackend *be, const NnConvShape *s, const float *x, const flo
 void cpu_wino_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
                        float *dx);
 /* The weight gradient (dw +=) by the same tiles, on cpu_kg_cols's GEMM: cpu_wino_filter_ok is
- * cpu_wino_ok with AVX-512F. */
+ * cpu_wino_ok (AVX-512F or AVX2). */
 int cpu_wino_filter_ok(const NnConvShape *s);
 void cpu_wino_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x,
                          float *dw);

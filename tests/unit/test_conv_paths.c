@@ -299,6 +299,7 @@ int main(void)
             NnConvShape cs = {c->n, c->cin, c->h, c->w, c->cout, c->k, c->k, oh, ow, c->stride, c->pad, c->dil,
                               c->groups ? c->groups : 1};
             int dwc[3] = {cpu_dwc_ok(&cs), cpu_dwc_data_ok(&cs), cpu_dwc_filter_ok(&cs)};
+            int wino_w = cpu_wino_filter_ok(&cs); /* Winograd's weight gradient: the kernel GEMM either way */
             unsetenv("DD_CPU_ISA");
 #endif
             for (int t = 0; t < 3; t++) {
@@ -307,14 +308,16 @@ int main(void)
                 CHECK_MSG(t == 2 || !memcmp(a[t], q[t], n[t] * sizeof(float)),
                           "shape %d %s: chunks of 8 images differ (output %d)", i, paths[p], t);
 #ifdef CONV_PATHS_AVX512
-                /* the direct and Winograd kernels sum as the AVX2 ones, and conv_dwc.c's halves as its
-                 * AVX-512 vectors (where both take it); the im2col GEMMs (OpenBLAS with AVX2), the
-                 * other weight gradients (OpenBLAS) and conv_dw.c's runs (the depthwise shapes but on
-                 * DD_CPU_CONV=direct and conv_dwc.c's) are checked against float64 */
+                /* the direct and Winograd kernels sum as the AVX2 ones (Winograd's weight gradient
+                 * too), and conv_dwc.c's halves as its AVX-512 vectors (where both take it); the
+                 * im2col GEMMs (OpenBLAS with AVX2), the other weight gradients (OpenBLAS) and
+                 * conv_dw.c's runs (the depthwise shapes but on DD_CPU_CONV=direct and conv_dwc.c's)
+                 * are checked against float64 */
                 int dw = c->groups > 1 && c->groups == c->cin && c->groups == c->cout;
                 int kernel = p != 4 && c->stride == 1 && c->pad > 0 && (c->k - 1) * c->dil == 2 * c->pad &&
                              (c->groups <= 1 || (dw && p == 3));
-                CHECK_MSG(((t == 2 || !kernel) && !dwc[t]) || !memcmp(a[t], r[t], n[t] * sizeof(float)),
+                int same = t == 2 ? dwc[2] || (kernel && wino_w) : kernel || dwc[t];
+                CHECK_MSG(!same || !memcmp(a[t], r[t], n[t] * sizeof(float)),
                           "shape %d %s: AVX-512 vs AVX2 differ (output %d)", i, paths[p], t);
                 free(r[t]);
 #endif

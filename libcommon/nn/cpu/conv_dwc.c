@@ -64,12 +64,14 @@ int cpu_dwc_filter_ok(const NnConvShape *s)
 }
 
 /* Forward and backward data: with AVX2 alone, stride 2 only. Measured with bench_ops, one
- * thread, each shape both ways in one run (AMD EPYC, 3x3 taps unless said): with AVX2 the four
- * 8 x 8 transposes per 8 pixels cost more than conv_dw.c's runs lose at stride 1 (time here over
- * conv_dw.c's, forward: 8x8 planes 1.51, 7x7 1.09, 5x5 1.11, 4x4 0.85, 3x3 1.24, 5x5 taps on 8x8
- * 1.24; dx alike), not at stride 2, where conv_dw.c splits phases (forward 0.23 to 0.67, dx 0.45
- * to 0.56 from 16, 14 and 8 px, 5x5 taps too), and the weight gradient gains at every size
- * (0.15 to 0.73). */
+ * thread, each shape both ways in one run (AMD EPYC, 3x3 taps unless said, time here over the
+ * path taken otherwise). Stride 1: the four 8 x 8 transposes per 8 pixels cost more than the
+ * direct kernel's and conv_dw.c's runs lose (forward and dx: 8x8 planes 1.18 and 1.20, 5x5 taps
+ * on 8x8 1.16, 2x2 forward 1.56; only 4x4 gains, 0.91 and 0.89, too little for a rule of its
+ * own). Stride 2, where conv_dw.c splits phases: forward 0.23 to 0.67, dx 0.45 to 0.56 (from 16,
+ * 14 and 8 px, 5x5 taps too), measured while the AVX2 scatter still stored through masks (which
+ * AMD's Zen microcodes); plain stores since took forward to 0.78 to 0.90 and dx to 0.67 of that.
+ * The weight gradient gains at every size (0.15 to 0.73). */
 int cpu_dwc_ok(const NnConvShape *s)
 {
     return cpu_dwc_filter_ok(s) && (s->stride == 2 || cpu_avx512());
@@ -271,40 +273,13 @@ static const DwcKern DWC_KERN_AVX512 = {dwc_gather_avx512, dwc_scatter_avx512, d
 
 /* ---- AVX2 + FMA: each 16-lane vector as its halves [0, 8) and [8, 16) ---- */
 
-/* r[k] <- lane k of r[0..7] (an 8 x 8 transpose) */
-DWC_AVX2 static inline __attribute__((always_inline)) void transpose8(__m256 r[8])
-{
-    __m256 a[8], b[8];
-    for (int i = 0; i < 4; i++) {
-        a[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        a[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* b[4j + k], 128-bit lane L: rows 4j..4j+3 at column 4L + k */
-    for (int j = 0; j < 2; j++) {
-        b[4 * j] = _mm256_shuffle_ps(a[4 * j], a[4 * j + 2], 0x44);
-        b[4 * j + 1] = _mm256_shuffle_ps(a[4 * j], a[4 * j + 2], 0xEE);
-        b[4 * j + 2] = _mm256_shuffle_ps(a[4 * j + 1], a[4 * j + 3], 0x44);
-        b[4 * j + 3] = _mm256_shuffle_ps(a[4 * j + 1], a[4 * j + 3], 0xEE);
-    }
-    for (int k = 0; k < 4; k++) {
-        r[k] = _mm256_permute2f128_ps(b[k], b[4 + k], 0x20);
-        r[4 + k] = _mm256_permute2f128_ps(b[k], b[4 + k], 0x31);
-    }
-}
-
-/* lanes [0, m) of 8 set: a mask for maskload and maskstore */
-DWC_AVX2 static inline __m256i dwc_mask8(size_t m)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 DWC_AVX2 static void dwc_gather_avx2(const float *src, size_t plane, int cb, size_t npx, const int *pos,
                                      float *blk)
 {
     __m256 r[8];
     for (size_t q0 = 0; q0 < npx; q0 += 8) {
         size_t m = npx - q0 < 8 ? npx - q0 : 8;
-        __m256i mk = dwc_mask8(m);
+        __m256i mk = cpu_mask8(m);
         for (int h = 0; h < DWC_V; h += 8) {
             const float *sh = src + (size_t)h * plane + q0;
             if (m == 8 && cb >= h + 8)
@@ -312,7 +287,7 @@ DWC_AVX2 static void dwc_gather_avx2(const float *src, size_t plane, int cb, siz
             else
                 for (int l = 0; l < 8; l++)
                     r[l] = h + l < cb ? _mm256_maskload_ps(sh + (size_t)l * plane, mk) : _mm256_setzero_ps();
-            transpose8(r);
+            cpu_transpose8(r);
             for (size_t k = 0; k < m; k++)
                 _mm256_store_ps(blk + (size_t)(pos ? pos[q0 + k] : (int)(q0 + k)) * DWC_V + h, r[k]);
         }
@@ -325,17 +300,23 @@ DWC_AVX2 static void dwc_scatter_avx2(const float *blk, size_t npx, int cb, cons
     __m256 r[8];
     for (size_t q0 = 0; q0 < npx; q0 += 8) {
         size_t m = npx - q0 < 8 ? npx - q0 : 8;
-        __m256i mk = dwc_mask8(m);
+        __m256i mk = cpu_mask8(m);
         for (int h = 0; h < cb; h += 8) {
             for (size_t k = 0; k < 8; k++)
                 r[k] = k < m ? _mm256_load_ps(blk + (q0 + k) * DWC_V + h) : _mm256_setzero_ps();
-            transpose8(r);
+            cpu_transpose8(r);
             for (int l = 0; l < 8 && h + l < cb; l++) {
                 float *d = dst + (size_t)(h + l) * plane + q0;
                 __m256 v = r[l];
-                if (acc) v = _mm256_add_ps(_mm256_maskload_ps(d, mk), v);
+                if (acc) v = _mm256_add_ps(m == 8 ? _mm256_loadu_ps(d) : _mm256_maskload_ps(d, mk), v);
                 else if (bias) v = _mm256_add_ps(v, _mm256_set1_ps(bias[h + l]));
-                _mm256_maskstore_ps(d, mk, v);
+                if (m == 8) {
+                    _mm256_storeu_ps(d, v);
+                } else { /* a short run: no maskstore (microcoded on AMD's Zen) */
+                    float t[8];
+                    _mm256_storeu_ps(t, v);
+                    memcpy(d, t, m * sizeof *t);
+                }
             }
         }
     }

@@ -233,55 +233,17 @@ static void wg_filter_task(void *arg, int64_t b, int64_t e, int tid)
  * F(4x4): B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
  *                0 4 0 -5 0 1] */
 
-/* r[l] = the 8 vectors' lane l */
-WG_AVX2 static inline void wg_transpose8(__m256 r[8])
-{
-    __m256 t[8], s[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
-    }
-}
-
 /* Channel c (of nch) of the chunk's images of src -> the plane pl [hp][wp][nb] at row and column
- * off (1: the input, padded; 0: the weight gradient's dy), zero elsewhere: 8 images by 8 pixels
- * of a row at a time transposed, the rest one by one. */
+ * off (1: the input, padded; 0: the weight gradient's dy), zero elsewhere (cpu_interleave). */
 WG_AVX2 static void wg_pack_plane(const WinoJob *j, const float *src0, int nch, int c, int off,
                                   float *pl)
 {
     const Wino *g = j->g;
-    size_t hw = (size_t)g->h * g->w, istride = (size_t)nch * hw, nb = (size_t)g->nb;
+    size_t hw = (size_t)g->h * g->w, nb = (size_t)g->nb;
     int n0 = j->chunk * g->nb, nimg = g->n - n0 < g->nb ? g->n - n0 : g->nb;
     memset(pl, 0, (size_t)g->hp * g->wp * nb * sizeof(float));
-    const float *x0 = src0 + ((size_t)n0 * nch + c) * hw;
-    for (int i = 0; i < nimg; i += 8) {
-        const float *src = x0 + (size_t)i * istride;
-        int ni = nimg - i < 8 ? nimg - i : 8;
-        for (int y = 0; y < g->h; y++) {
-            float *row = pl + ((size_t)(y + off) * g->wp + off) * nb + i;
-            const float *sr = src + (size_t)y * g->w;
-            int x = 0;
-            if (ni == 8)
-                for (; x + 8 <= g->w; x += 8) {
-                    __m256 v[8];
-                    for (int l = 0; l < 8; l++) v[l] = _mm256_loadu_ps(sr + (size_t)l * istride + x);
-                    wg_transpose8(v);
-                    for (int q = 0; q < 8; q++) _mm256_storeu_ps(row + (size_t)(x + q) * nb, v[q]);
-                }
-            for (; x < g->w; x++)
-                for (int l = 0; l < ni; l++) row[(size_t)x * nb + l] = sr[(size_t)l * istride + x];
-        }
-    }
+    cpu_interleave(src0 + ((size_t)n0 * nch + c) * hw, (size_t)nch * hw, nimg, g->h, g->w, nb,
+                   pl + ((size_t)off * g->wp + off) * nb, (size_t)g->wp * nb);
 }
 
 WG_AVX2 static void wg_input_tiles2(const Wino *g, const float *pl, float *v, size_t xistride)
@@ -421,8 +383,8 @@ WG_AVX2 static void wg_out_tile(const Wino *g, const float *m, size_t xs, float 
  * rows w apart): out[q] transposed, image l's rows 0-1 in out[l], rows 2-3 in out[8 + l] */
 WG_AVX2 static void wg_store4(__m256 out[16], float *dst, size_t w, size_t istride, int nl, int backward)
 {
-    wg_transpose8(out);
-    wg_transpose8(out + 8);
+    cpu_transpose8(out);
+    cpu_transpose8(out + 8);
     for (int l = 0; l < nl; l++, dst += istride) {
         __m128 r[4] = {_mm256_castps256_ps128(out[l]), _mm256_extractf128_ps(out[l], 1),
                        _mm256_castps256_ps128(out[8 + l]), _mm256_extractf128_ps(out[8 + l], 1)};

@@ -86,6 +86,49 @@ void cpu_direct_fwd(NnBackend *be, const NnConvShape *s, const float *x, const f
 void cpu_direct_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w,
                          float *dx);
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* r[k] <- lane k of r[0..7] (an 8 x 8 transpose: rows of 8 floats become columns); AVX callers
+ * only. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void cpu_transpose8(__m256 r[8])
+{
+    __m256 a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        a[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* b[4j + k], 128-bit lane L: rows 4j..4j+3 at column 4L + k */
+    for (int i = 0; i < 8; i += 4) {
+        b[i] = _mm256_shuffle_ps(a[i], a[i + 2], 0x44);
+        b[i + 1] = _mm256_shuffle_ps(a[i], a[i + 2], 0xEE);
+        b[i + 2] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0x44);
+        b[i + 3] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(b[i], b[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(b[i], b[i + 4], 0x31);
+    }
+}
+
+/* lanes [0, m) of 8 set: a mask for maskload (AMD's Zen microcodes maskstore: slow) */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256i cpu_mask8(size_t m)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* conv_direct.c (AVX2 CPUs only), the images-innermost planes of the direct and Winograd paths:
+ * dst [y rowf + x nb + i] = src [i istride + y w + x] for i < nimg, y < h, x < w (interleave),
+ * and back: dst [i istride + y w + x] = (or += when acc) src [y rowf + x nb + i] (+ bias when
+ * bias is not NULL and not acc) (deinterleave). Eight images by eight pixels of a plane (across
+ * its rows) go through cpu_transpose8, the rest one by one; each value is moved, or added once,
+ * as a scalar loop would. */
+void cpu_interleave(const float *src, size_t istride, int nimg, int h, int w, size_t nb, float *dst,
+                    size_t rowf);
+void cpu_deinterleave(const float *src, size_t rowf, size_t nb, int nimg, int h, int w, const float *bias,
+                      int acc, float *dst, size_t istride);
+#endif
+
 /* conv_direct.c's register-blocked kernel, which conv_wino.c uses as its GEMM (x86 with AVX2 + FMA
  * only): c[6][ldc] (+= when load, else =) the sum over kc channels of P (cs floats apart) and ntap
  * taps (P at off[t]) of a[c][t][6] x the 16 floats of P. */

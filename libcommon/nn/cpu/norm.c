@@ -129,17 +129,32 @@ static void channel_stats(const BnJob *j, int64_t c, double *mean, double *var)
  * (its cheap cost model leaves loops of unknown trip count scalar). */
 #define VBLOCK 8
 
-/* mean[c] and invstd[c]: train mode from the batch (running stats updated where rm is set),
- * eval mode from the running stats (crm, crv). */
-static void channel_norm(const BnJob *j, int64_t c)
+/* BN_CB channels at a time, image by image: one channel's plane runs lie an image apart (a cache
+ * line at 4x4, 4 KiB at 32x32), a block's runs of one image lie together, and the hardware
+ * streams them (measured, one thread, AMD EPYC, time over one channel at a time: train forward
+ * 0.69 to 0.72 from 2x2 to 8x8 planes, 0.61 at 16x16, 0.68 to 0.82 at 32x32; backward 0.78 to
+ * 0.81 from 4x4 to 8x8, 0.68 at 16x16, 0.84 at 32x32 with 32 channels; the same at 64x64). Each
+ * channel's operations stay the same, in the same order: only the channels interleave. */
+#define BN_CB 16
+
+/* Channel c's plane run of image n in t (x, y, dy, ...: NCHW as x) */
+static inline const float *bn_run(const BnJob *j, const float *t, int n, int64_t c)
 {
-    if (!j->train) {
-        j->mean[c] = j->crm[c];
-        j->invstd[c] = (float)(1.0 / sqrt((double)j->crv[c] + j->eps));
-        return;
-    }
-    double count = (double)j->n * (double)j->hw, m, v;
-    channel_stats(j, c, &m, &v);
+    return t + ((size_t)n * j->c + (size_t)c) * j->hw;
+}
+
+/* Eval mode: mean[c] and invstd[c] from the running stats (crm, crv). */
+static void channel_norm_eval(const BnJob *j, int64_t c)
+{
+    j->mean[c] = j->crm[c];
+    j->invstd[c] = (float)(1.0 / sqrt((double)j->crv[c] + j->eps));
+}
+
+/* Train mode: mean[c] and invstd[c] from the batch's mean m and biased variance v (the running
+ * stats updated where rm is set). */
+static void channel_norm_train(const BnJob *j, int64_t c, double m, double v)
+{
+    double count = (double)j->n * (double)j->hw;
     j->mean[c] = (float)m;
     j->invstd[c] = (float)(1.0 / sqrt(v + j->eps));
     if (j->rm) {
@@ -286,38 +301,52 @@ static inline __attribute__((always_inline)) void affine_act_run(NnAct act, int 
     }
 }
 
-/* y = act((x - m) is w + b (+ r)) over channel c; with s, also channel_stats' sums of x (shift
- * k), each plane run summed while it is still in L1. */
-static inline __attribute__((always_inline)) void affine_act_channel(const BnJob *j, int64_t c, double k, double *s, double *q)
+/* y = act((x - m) is w + b (+ r)) over channel c's run of image n; with s, also channel_stats'
+ * sums of x (shift k), the run summed while it is still in L1. */
+static inline __attribute__((always_inline)) void affine_act_one(const BnJob *j, int64_t c, int n, double k,
+                                                                 double *s, double *q)
 {
     float w = j->w ? j->w[c] : 1.0f, b = j->b ? j->b[c] : 0.0f;
     float m = j->mean[c], is = j->invstd[c];
-    for (int n = 0; n < j->n; n++) {
-        size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-        const float *x = j->x + off, *r = j->r ? j->r + off : NULL;
-        float *y = j->y + off;
-        if (s) stat_lanes_run(j->vec, j->hw, x, k, s, q);
-        if (r && j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 1, j->hw, x, r, y, m, is, w, b);
-        else if (r) affine_act_run(NN_ACT_RELU, 1, j->hw, x, r, y, m, is, w, b);
-        else if (j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 0, j->hw, x, r, y, m, is, w, b);
-        else if (j->act == NN_ACT_RELU) affine_act_run(NN_ACT_RELU, 0, j->hw, x, r, y, m, is, w, b);
-        else affine_act_run(NN_BN_NO_ACT, 0, j->hw, x, r, y, m, is, w, b);
-    }
+    size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+    const float *x = j->x + off, *r = j->r ? j->r + off : NULL;
+    float *y = j->y + off;
+    if (s) stat_lanes_run(j->vec, j->hw, x, k, s, q);
+    if (r && j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 1, j->hw, x, r, y, m, is, w, b);
+    else if (r) affine_act_run(NN_ACT_RELU, 1, j->hw, x, r, y, m, is, w, b);
+    else if (j->act == NN_ACT_RELU6) affine_act_run(NN_ACT_RELU6, 0, j->hw, x, r, y, m, is, w, b);
+    else if (j->act == NN_ACT_RELU) affine_act_run(NN_ACT_RELU, 0, j->hw, x, r, y, m, is, w, b);
+    else affine_act_run(NN_BN_NO_ACT, 0, j->hw, x, r, y, m, is, w, b);
 }
 
+/* Channels [b, e) in blocks of BN_CB: train mode, the statistics of x, then the affine; eval
+ * mode, the affine, with the statistics loss's sums of x from the same read where it wants them. */
 static inline __attribute__((always_inline)) void bn_act_fwd_items(const BnJob *j, int64_t b,
                                                                    int64_t e)
 {
-    double count = (double)j->n * (double)j->hw;
-    for (int64_t c = b; c < e; c++) {
-        double s[SUM_LANES] = {0}, q[SUM_LANES] = {0};
-        double k = j->x[(size_t)c * j->hw];
-        channel_norm(j, c);
-        int stat = !j->train && j->stat;
-        affine_act_channel(j, c, k, stat ? s : NULL, q);
-        if (stat) { /* as stat_task */
+    const double count = (double)j->n * (double)j->hw;
+    const int stat = !j->train && j->stat, blk = BN_CB;
+    for (int64_t c0 = b; c0 < e; c0 += blk) {
+        const int cb = e - c0 < blk ? (int)(e - c0) : blk;
+        double s[BN_CB][SUM_LANES] = {{0}}, q[BN_CB][SUM_LANES] = {{0}}, k[BN_CB];
+        for (int l = 0; l < cb; l++) k[l] = j->x[(size_t)(c0 + l) * j->hw];
+        if (j->train) {
+            for (int n = 0; n < j->n; n++)
+                for (int l = 0; l < cb; l++) stat_lanes_run(j->vec, j->hw, bn_run(j, j->x, n, c0 + l), k[l], s[l], q[l]);
+            for (int l = 0; l < cb; l++) {
+                double mm, v;
+                stats_of_lanes(s[l], q[l], k[l], count, &mm, &v);
+                channel_norm_train(j, c0 + l, mm, v);
+            }
+        } else {
+            for (int l = 0; l < cb; l++) channel_norm_eval(j, c0 + l);
+        }
+        for (int n = 0; n < j->n; n++)
+            for (int l = 0; l < cb; l++) affine_act_one(j, c0 + l, n, k[l], stat ? s[l] : NULL, q[l]);
+        for (int l = 0; stat && l < cb; l++) { /* as stat_task */
             double mm, v;
-            stats_of_lanes(s, q, k, count, &mm, &v);
+            const int64_t c = c0 + l;
+            stats_of_lanes(s[l], q[l], k[l], count, &mm, &v);
             j->stat[c] = (float)(mm - j->crm[c]);
             j->stat[j->c + c] = (float)(v - j->crv[c]);
             j->stat[2 * j->c + c] = (float)mm;
@@ -415,75 +444,95 @@ NORM_AVX2 static int64_t dz_sums_avx2(NnAct act, int64_t n, const float *x, cons
 }
 #endif
 
-/* dz = act's mask of dy; the sums of dz and dz xhat (for dw, db and train mode's dx; eval mode
- * with a frozen BN, recover's, needs none), dx of dz, and the residual's dr += dz. */
-static inline __attribute__((always_inline)) void bn_act_bwd_channel(const BnJob *j, int64_t c,
-                                                                     NnAct act)
+/* s, sx += the sums of dz = act's mask of dy and dz xhat over channel c's run of image n */
+static inline __attribute__((always_inline)) void dz_sums_one(const BnJob *j, int64_t c, int n, NnAct act,
+                                                              DzCoef f, double *s, double *sx)
 {
-    double count = (double)j->n * (double)j->hw;
-    float m = j->mean[c], is = j->invstd[c], w = j->w ? j->w[c] : 1.0f;
-    DzCoef f = {.m = m, .is = is, .w = w, .b = j->b ? j->b[c] : 0.0f};
-    double sdy = 0, sdyx = 0;
-    if (j->dw || j->db || j->train) {
-        double s[SUM_LANES] = {0}, sx[SUM_LANES] = {0};
-        for (int n = 0; n < j->n; n++) {
-            size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-            const float *x = j->x + off, *dy = j->dy + off, *y = j->y ? j->y + off : NULL;
-            int64_t i = 0;
+    const float m = f.m, is = f.is;
+    size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+    const float *x = j->x + off, *dy = j->dy + off, *y = j->y ? j->y + off : NULL;
+    int64_t i = 0;
 #ifdef NORM_X86
-            if (j->vec) i = dz_sums_avx2(act, j->hw, x, y, dy, f, s, sx);
+    if (j->vec) i = dz_sums_avx2(act, j->hw, x, y, dy, f, s, sx);
 #endif
-            for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
-                for (int l = 0; l < SUM_LANES; l++) {
-                    float dz = ACT_PASS(act, y, x, i + l, f, dy[i + l]);
-                    s[l] += dz;
-                    sx[l] += (double)dz * ((x[i + l] - m) * is);
-                }
-            for (; i < j->hw; i++) {
-                float dz = ACT_PASS(act, y, x, i, f, dy[i]);
-                s[0] += dz;
-                sx[0] += (double)dz * ((x[i] - m) * is);
-            }
+    for (; i + SUM_LANES <= j->hw; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) {
+            float dz = ACT_PASS(act, y, x, i + l, f, dy[i + l]);
+            s[l] += dz;
+            sx[l] += (double)dz * ((x[i + l] - m) * is);
         }
-        sdy = lanes_total(s), sdyx = lanes_total(sx);
+    for (; i < j->hw; i++) {
+        float dz = ACT_PASS(act, y, x, i, f, dy[i]);
+        s[0] += dz;
+        sx[0] += (double)dz * ((x[i] - m) * is);
     }
-    if (j->dw) j->dw[c] += (float)sdyx;
-    if (j->db) j->db[c] += (float)sdy;
-    if (!j->dx && !j->dr) return;
-    f.k = w * is;
-    f.a = (float)(sdy / count);
-    f.q = (float)(sdyx / count);
-    int hs = j->save != NULL;
-    if (hs) stat_coefs(j, c, &f.km, &f.kv, &f.ms);
-    for (int n = 0; n < j->n; n++) {
-        size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
-        const float *x = j->x + off, *y = j->y ? j->y + off : NULL;
-        float *g = (float *)j->dy + off, *dx = j->dx ? j->dx + off : NULL, *dr = j->dr ? j->dr + off : NULL;
-        int64_t hw = j->hw;
-        int hr = dr != NULL;
-        /* (train, in place, dx, dr, statistics): the cases that occur, each with constant flags
-         * (statistics: eval mode only) */
+}
+
+/* dx of dz over channel c's run of image n (and dr += dz), f complete */
+static inline __attribute__((always_inline)) void dz_dx_one(const BnJob *j, int64_t c, int n, NnAct act,
+                                                            DzCoef f)
+{
+    size_t off = ((size_t)n * j->c + (size_t)c) * j->hw;
+    const float *x = j->x + off, *y = j->y ? j->y + off : NULL;
+    float *g = (float *)j->dy + off, *dx = j->dx ? j->dx + off : NULL, *dr = j->dr ? j->dr + off : NULL;
+    int64_t hw = j->hw;
+    int hr = dr != NULL, hs = j->save != NULL;
+    /* (train, in place, dx, dr, statistics): the cases that occur, each with constant flags
+     * (statistics: eval mode only) */
 #define RUN(T, I, X, R, S) \
     (y ? dz_dx_run(act, 0, T, I, X, R, S, hw, x, y, g, dx, dr, f) \
        : dz_dx_run(act, 1, T, I, X, R, S, hw, x, y, g, dx, dr, f))
-        if (!dx) RUN(0, 0, 0, 1, 0);
-        else if (j->train && j->inplace) hr ? RUN(1, 1, 1, 1, 0) : RUN(1, 1, 1, 0, 0);
-        else if (j->train) hr ? RUN(1, 0, 1, 1, 0) : RUN(1, 0, 1, 0, 0);
-        else if (j->inplace && hs) hr ? RUN(0, 1, 1, 1, 1) : RUN(0, 1, 1, 0, 1);
-        else if (j->inplace) hr ? RUN(0, 1, 1, 1, 0) : RUN(0, 1, 1, 0, 0);
-        else if (hs) hr ? RUN(0, 0, 1, 1, 1) : RUN(0, 0, 1, 0, 1);
-        else hr ? RUN(0, 0, 1, 1, 0) : RUN(0, 0, 1, 0, 0);
+    if (!dx) RUN(0, 0, 0, 1, 0);
+    else if (j->train && j->inplace) hr ? RUN(1, 1, 1, 1, 0) : RUN(1, 1, 1, 0, 0);
+    else if (j->train) hr ? RUN(1, 0, 1, 1, 0) : RUN(1, 0, 1, 0, 0);
+    else if (j->inplace && hs) hr ? RUN(0, 1, 1, 1, 1) : RUN(0, 1, 1, 0, 1);
+    else if (j->inplace) hr ? RUN(0, 1, 1, 1, 0) : RUN(0, 1, 1, 0, 0);
+    else if (hs) hr ? RUN(0, 0, 1, 1, 1) : RUN(0, 0, 1, 0, 1);
+    else hr ? RUN(0, 0, 1, 1, 0) : RUN(0, 0, 1, 0, 0);
 #undef RUN
+}
+
+/* Channels c0 .. c0 + cb - 1: dz = act's mask of dy; the sums of dz and dz xhat (for dw, db and
+ * train mode's dx; eval mode with a frozen BN, recover's, needs none), dx of dz, and the
+ * residual's dr += dz. */
+static inline __attribute__((always_inline)) void bn_act_bwd_block(const BnJob *j, int64_t c0, int cb,
+                                                                   NnAct act)
+{
+    double count = (double)j->n * (double)j->hw;
+    DzCoef f[BN_CB];
+    double s[BN_CB][SUM_LANES] = {{0}}, sx[BN_CB][SUM_LANES] = {{0}};
+    for (int l = 0; l < cb; l++) {
+        const int64_t c = c0 + l;
+        f[l] = (DzCoef){.m = j->mean[c], .is = j->invstd[c], .w = j->w ? j->w[c] : 1.0f,
+                        .b = j->b ? j->b[c] : 0.0f};
     }
+    const int sums = j->dw || j->db || j->train;
+    for (int n = 0; sums && n < j->n; n++)
+        for (int l = 0; l < cb; l++) dz_sums_one(j, c0 + l, n, act, f[l], s[l], sx[l]);
+    for (int l = 0; l < cb; l++) {
+        const int64_t c = c0 + l;
+        double sdy = sums ? lanes_total(s[l]) : 0, sdyx = sums ? lanes_total(sx[l]) : 0;
+        if (j->dw) j->dw[c] += (float)sdyx;
+        if (j->db) j->db[c] += (float)sdy;
+        f[l].k = f[l].w * f[l].is;
+        f[l].a = (float)(sdy / count);
+        f[l].q = (float)(sdyx / count);
+        if (j->save) stat_coefs(j, c, &f[l].km, &f[l].kv, &f[l].ms);
+    }
+    if (!j->dx && !j->dr) return;
+    for (int n = 0; n < j->n; n++)
+        for (int l = 0; l < cb; l++) dz_dx_one(j, c0 + l, n, act, f[l]);
 }
 
 static inline __attribute__((always_inline)) void bn_act_bwd_items(const BnJob *j, int64_t b,
                                                                    int64_t e)
 {
-    for (int64_t c = b; c < e; c++) {
-        if (j->act == NN_ACT_RELU6) bn_act_bwd_channel(j, c, NN_ACT_RELU6);
-        else if (j->act == NN_ACT_RELU) bn_act_bwd_channel(j, c, NN_ACT_RELU);
-        else bn_act_bwd_channel(j, c, NN_BN_NO_ACT);
+    const int blk = BN_CB;
+    for (int64_t c0 = b; c0 < e; c0 += blk) {
+        const int cb = e - c0 < blk ? (int)(e - c0) : blk;
+        if (j->act == NN_ACT_RELU6) bn_act_bwd_block(j, c0, cb, NN_ACT_RELU6);
+        else if (j->act == NN_ACT_RELU) bn_act_bwd_block(j, c0, cb, NN_ACT_RELU);
+        else bn_act_bwd_block(j, c0, cb, NN_BN_NO_ACT);
     }
 }
 

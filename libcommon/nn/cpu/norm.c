@@ -1,5 +1,6 @@
 /* norm.c - CPU batchnorm (train / eval, forward / backward) and the BN-statistics loss. One channel
- * per task item; per-channel sums in double, in image order, so results do not depend on threads. */
+ * per task item (the fused kernels run their items' channels 16 at a time, image by image);
+ * per-channel sums in double, in image order, so results do not depend on threads. */
 #include "libcommon/nn/cpu/cpu.h"
 
 #include <math.h>

@@ -326,14 +326,15 @@ static inline __attribute__((always_inline)) void bn_act_fwd_items(const BnJob *
                                                                    int64_t e)
 {
     const double count = (double)j->n * (double)j->hw;
-    const int stat = !j->train && j->stat, blk = BN_CB;
-    for (int64_t c0 = b; c0 < e; c0 += blk) {
-        const int cb = e - c0 < blk ? (int)(e - c0) : blk;
+    const int stat = !j->train && j->stat;
+    for (int64_t c0 = b; c0 < e; c0 += BN_CB) {
+        const int cb = e - c0 < BN_CB ? (int)(e - c0) : BN_CB;
         double s[BN_CB][SUM_LANES] = {{0}}, q[BN_CB][SUM_LANES] = {{0}}, k[BN_CB];
         for (int l = 0; l < cb; l++) k[l] = j->x[(size_t)(c0 + l) * j->hw];
         if (j->train) {
             for (int n = 0; n < j->n; n++)
-                for (int l = 0; l < cb; l++) stat_lanes_run(j->vec, j->hw, bn_run(j, j->x, n, c0 + l), k[l], s[l], q[l]);
+                for (int l = 0; l < cb; l++)
+                    stat_lanes_run(j->vec, j->hw, bn_run(j, j->x, n, c0 + l), k[l], s[l], q[l]);
             for (int l = 0; l < cb; l++) {
                 double mm, v;
                 stats_of_lanes(s[l], q[l], k[l], count, &mm, &v);
@@ -528,9 +529,8 @@ static inline __attribute__((always_inline)) void bn_act_bwd_block(const BnJob *
 static inline __attribute__((always_inline)) void bn_act_bwd_items(const BnJob *j, int64_t b,
                                                                    int64_t e)
 {
-    const int blk = BN_CB;
-    for (int64_t c0 = b; c0 < e; c0 += blk) {
-        const int cb = e - c0 < blk ? (int)(e - c0) : blk;
+    for (int64_t c0 = b; c0 < e; c0 += BN_CB) {
+        const int cb = e - c0 < BN_CB ? (int)(e - c0) : BN_CB;
         if (j->act == NN_ACT_RELU6) bn_act_bwd_block(j, c0, cb, NN_ACT_RELU6);
         else if (j->act == NN_ACT_RELU) bn_act_bwd_block(j, c0, cb, NN_ACT_RELU);
         else bn_act_bwd_block(j, c0, cb, NN_BN_NO_ACT);

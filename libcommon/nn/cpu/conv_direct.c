@@ -265,14 +265,19 @@ static void dc_pack_plane(const DirectJob *j, int chunk, int c, float *pl, int i
     memset(end, 0, (d->cs - (size_t)(end - pl)) * sizeof(float));
 }
 
-/* The images of planes c0 .. c0 + nc - 1 of chunk's P (at pl, cs apart; nb > 1), eight images
- * of each plane in turn: an image's planes lie together in the input, so its reads run on. */
+/* Images moved per call in the packing and stores: eight of each plane in turn (an image's
+ * planes lie together in NCHW), but under 8 pixels a plane's images all at once (measured
+ * faster there: 960x2 0.80 against 0.95 ms). */
+static int dc_img_step(size_t hw, int nimg) { return hw < 8 ? nimg : 8; }
+
+/* The images of planes c0 .. c0 + nc - 1 of chunk's P (at pl, cs apart; nb > 1), dc_img_step
+ * images of each plane in turn. */
 static void dc_pack_planes(const DirectJob *j, int chunk, int c0, int nc, float *pl)
 {
     const Direct *d = j->d;
     size_t hw = (size_t)d->h * d->w, rowf = (size_t)d->wp * d->nb;
     int n0 = chunk * d->nb, nimg = d->n - n0 < d->nb ? d->n - n0 : d->nb;
-    const int step = hw < 8 ? nimg : 8;
+    const int step = dc_img_step(hw, nimg);
     for (int c = 0; c < nc; c++) dc_pack_plane(j, chunk, c0 + c, pl + (size_t)c * d->cs, 0);
     for (int i = 0; i < nimg; i += step)
         for (int c = 0; c < nc; c++)
@@ -427,8 +432,8 @@ static void dc_store(const DirectJob *j, int chunk, int m0, int nrows, const flo
     const Direct *d = j->d;
     size_t hw = (size_t)d->h * d->w;
     int n0 = chunk * d->nb, nimg = d->n - n0 < d->nb ? d->n - n0 : d->nb;
-    if (d->nb > 1) { /* eight images of each row in turn: an image's rows lie together */
-        const int step = hw < 8 ? nimg : 8; /* (planes under 8 pixels: a row's images in turn, faster) */
+    if (d->nb > 1) { /* dc_img_step images of each row in turn */
+        const int step = dc_img_step(hw, nimg);
         for (int i = 0; i < nimg; i += step)
             for (int r = 0; r < nrows; r++) {
                 float bias = j->b ? j->b[m0 + r] : 0.0f;

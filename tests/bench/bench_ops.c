@@ -38,6 +38,10 @@ static const OpCase CASES[] = {
     {"r18-3x3-128x16", 100, 128, 16, 16, 128, 3, 1, 1, 1},
     {"r18-3x3-256x8", 100, 256, 8, 8, 256, 3, 1, 1, 1},
     {"r18-3x3-512x4", 100, 512, 4, 4, 512, 3, 1, 1, 1},
+    {"pw1x1-58x16", 100, 58, 16, 16, 58, 1, 1, 0, 1}, /* ShuffleNet v2 x1.0 (small stem)'s branches */
+    {"pw1x1-116x8", 100, 116, 8, 8, 116, 1, 1, 0, 1},
+    {"pw1x1-232x4", 100, 232, 4, 4, 232, 1, 1, 0, 1},
+    {"pw1x1-464to1024x4", 100, 464, 4, 4, 1024, 1, 1, 0, 1}, /* ... and its conv5 */
 };
 enum { NCASES = sizeof CASES / sizeof CASES[0] };
 
@@ -66,8 +70,9 @@ static double best_ms(NnBackend *be, const NnConvShape *s, int pass, const float
     return best;
 }
 
-/* Runs the peer over every case; fills peer[NPASS*i + pass] (ms) or leaves -1 where it gave nothing. */
-static void run_peer(int threads, int iters, double *peer)
+/* Runs the peer over every case (whose name holds filter, if any); fills peer[NPASS*i + pass] (ms)
+ * or leaves -1 where it gave nothing. */
+static void run_peer(int threads, int iters, const char *filter, double *peer)
 {
     const char *py = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
     char cmd[4096];
@@ -75,6 +80,7 @@ static void run_peer(int threads, int iters, double *peer)
                        py, threads, iters);
     for (int i = 0; i < NCASES && len > 0 && (size_t)len < sizeof cmd; i++) {
         const OpCase *c = &CASES[i];
+        if (filter && !strstr(c->name, filter)) continue;
         len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s:%d,%d,%d,%d,%d,%d,%d,%d,%d",
                         c->name, c->n, c->cin, c->h, c->w, c->cout, c->k, c->stride, c->pad,
                         c->groups);
@@ -119,7 +125,7 @@ int main(int argc, char **argv)
         free(y);
     }
     be->destroy(be);
-    if (!filter) run_peer(threads, iters, peer);
+    run_peer(threads, iters, filter, peer);
     for (int i = 0; i < NPASS * NCASES; i++) {
         const char *pass = i % NPASS == 2 ? "bwd-filter" : i % NPASS ? "bwd-data" : "fwd";
         if (ours[i] < 0) continue;

@@ -32,6 +32,13 @@ static int is_depthwise(const NnConvShape *s)
 /* col [cin*kh*kw, oh*ow] from one image x [cin,h,w]; rows ld floats apart. */
 static void im2col(const NnConvShape *s, const float *x, float *col, size_t ld)
 {
+    /* 1x1 stride 1: each row one whole plane, a copy (the loop below makes three calls a row:
+     * a quarter of the time of a 1x1 weight gradient on 4x4 planes, which gathers images so) */
+    if (is_pointwise(s)) {
+        size_t hw = (size_t)s->h * s->w;
+        for (int c = 0; c < s->cin; c++) memcpy(col + (size_t)c * ld, x + (size_t)c * hw, hw * sizeof(float));
+        return;
+    }
     for (int c = 0; c < s->cin; c++) {
         const float *xc = x + (size_t)c * s->h * s->w;
         for (int ki = 0; ki < s->kh; ki++) {
@@ -686,16 +693,27 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
-/* dw[i] += sum over parts in order. */
+/* dw[i] += sum over parts in order, from 0; REDUCE_RUN elements at a time, so that the adds go
+ * along the parts' rows (which vectorises) rather than down one element's column. */
+#define REDUCE_RUN 64
 static void parts_reduce_task(void *arg, int64_t b, int64_t e, int tid)
 {
     (void)tid;
     const ConvJob *j = arg;
     int nparts = j->s->n < CONV_PARTS ? j->s->n : CONV_PARTS;
-    for (int64_t i = b; i < e; i++) {
+    int64_t i0 = b;
+    for (; i0 + REDUCE_RUN <= e; i0 += REDUCE_RUN) {
+        float acc[REDUCE_RUN] = {0};
+        for (int p = 0; p < nparts; p++) {
+            const float *part = j->parts + (size_t)p * j->wsize + i0;
+            for (int i = 0; i < REDUCE_RUN; i++) acc[i] += part[i];
+        }
+        for (int i = 0; i < REDUCE_RUN; i++) j->dw[i0 + i] += acc[i];
+    }
+    for (; i0 < e; i0++) {
         float acc = 0;
-        for (int p = 0; p < nparts; p++) acc += j->parts[(size_t)p * j->wsize + i];
-        j->dw[i] += acc;
+        for (int p = 0; p < nparts; p++) acc += j->parts[(size_t)p * j->wsize + i0];
+        j->dw[i0] += acc;
     }
 }
 

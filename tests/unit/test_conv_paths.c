@@ -47,6 +47,9 @@ static const Shape SHAPES[] = {
     {9, 280, 14, 5, 5, 1, 0, 1, 1, 0},    /* 1x1, small planes side by side: 2 K blocks, short panel */
     {20, 40, 24, 4, 4, 1, 0, 1, 1, 1},    /* 1x1, 4x4 planes: every 32-column tile spans two images */
     {6, 24, 30, 8, 8, 1, 0, 1, 1, 1},     /* 1x1, 8x8 planes: whole tiles within an image */
+    {12, 30, 20, 2, 2, 1, 0, 1, 1, 1},    /* 1x1, 2x2 planes side by side: runs of 4 floats */
+    {10, 20, 26, 3, 5, 1, 0, 1, 1, 0},    /* ... of 8 + 4 + 3 */
+    {10, 20, 26, 2, 3, 1, 0, 1, 1, 0},    /* ... of 4 + 2 */
     {40, 16, 13, 12, 12, 3, 1, 1, 1, 0},  /* flat weight gradient: 4 parts of two chunks, short panel */
     {5, 40, 40, 8, 8, 3, 1, 1, 1, 0, 40}, /* depthwise: 3 channel blocks, partial tiles */
     {3, 7, 7, 13, 11, 5, 2, 1, 1, 1, 7},  /* depthwise 5x5, bias, ragged rows */

@@ -29,6 +29,49 @@ static int is_depthwise(const NnConvShape *s)
            s->kh * s->kw <= DW_MAX_TAPS;
 }
 
+/* n floats from s to d, or added to d: inline, 8 at a time (fixed-size copies and adds, which
+ * the compiler emits as vector moves), for the short runs of small planes, where a libc call
+ * per run (memcpy) cost more than the moving: 2x2 planes gathered side by side were a sixth of
+ * a 1x1 convolution's pass. */
+static inline void copy_run(float *restrict d, const float *restrict s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) memcpy(d + i, s + i, 8 * sizeof(float));
+    if (i + 4 <= n) {
+        memcpy(d + i, s + i, 4 * sizeof(float));
+        i += 4;
+    }
+    switch (n - i) { /* not a loop, which the compiler would make a memmove call */
+    case 3: d[i + 2] = s[i + 2]; /* fall through */
+    case 2: d[i + 1] = s[i + 1]; /* fall through */
+    case 1: d[i] = s[i];
+    }
+}
+
+static inline void add_run(float *restrict d, const float *restrict s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) d[i + k] += s[i + k];
+    for (; i < n; i++) d[i] += s[i];
+}
+
+/* A chunk's images side by side: dst [c, nimg*plane] (rows ld floats apart) from src [nimg, c,
+ * plane], and back. */
+static void gather_planes(float *dst, size_t ld, const float *src, int nimg, int c, size_t plane)
+{
+    for (int i = 0; i < nimg; i++)
+        for (int ci = 0; ci < c; ci++)
+            copy_run(dst + ci * ld + (size_t)i * plane, src + ((size_t)i * c + ci) * plane, plane);
+}
+
+static void scatter_planes(float *dst, const float *src, size_t ld, int nimg, int c, size_t plane)
+{
+    for (int i = 0; i < nimg; i++)
+        for (int ci = 0; ci < c; ci++)
+            copy_run(dst + ((size_t)i * c + ci) * plane, src + ci * ld + (size_t)i * plane, plane);
+}
+
 /* col [cin*kh*kw, oh*ow] from one image x [cin,h,w]; rows ld floats apart. */
 static void im2col(const NnConvShape *s, const float *x, float *col, size_t ld)
 {
@@ -36,7 +79,7 @@ static void im2col(const NnConvShape *s, const float *x, float *col, size_t ld)
      * a quarter of the time of a 1x1 weight gradient on 4x4 planes, which gathers images so) */
     if (is_pointwise(s)) {
         size_t hw = (size_t)s->h * s->w;
-        for (int c = 0; c < s->cin; c++) memcpy(col + (size_t)c * ld, x + (size_t)c * hw, hw * sizeof(float));
+        for (int c = 0; c < s->cin; c++) copy_run(col + (size_t)c * ld, x + (size_t)c * hw, hw);
         return;
     }
     for (int c = 0; c < s->cin; c++) {
@@ -75,6 +118,11 @@ static void im2col(const NnConvShape *s, const float *x, float *col, size_t ld)
 /* dx [cin,h,w] += col2im(col), col's rows ld floats apart. */
 static void col2im_add(const NnConvShape *s, const float *col, size_t ld, float *dx)
 {
+    if (is_pointwise(s)) { /* each row one whole plane */
+        size_t hw = (size_t)s->h * s->w;
+        for (int c = 0; c < s->cin; c++) add_run(dx + (size_t)c * hw, col + (size_t)c * ld, hw);
+        return;
+    }
     for (int c = 0; c < s->cin; c++) {
         float *xc = dx + (size_t)c * s->h * s->w;
         for (int ki = 0; ki < s->kh; ki++) {
@@ -577,10 +625,7 @@ static void gemm_fwd_task(void *arg, int64_t b, int64_t e, int tid)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, k, 1.0f,
                             j->w + (size_t)gi * m * k, k, col + (size_t)gi * k * ld, (int)ld, 0.0f,
                             dst + (size_t)gi * m * ld, (int)ld);
-            for (int i = 0; i < nb && chunk > 1; i++)
-                for (int c = 0; c < s->cout; c++)
-                    memcpy(y + ((size_t)i * s->cout + c) * ohw, out + c * ld + (size_t)i * ohw,
-                           (size_t)ohw * sizeof(float));
+            if (chunk > 1) scatter_planes(y, out, ld, nb, s->cout, (size_t)ohw);
         }
         if (j->b) cpu_add_bias(y, j->b, nb, s->cout, ohw);
     }
@@ -623,10 +668,7 @@ static void gemm_bwd_data_task(void *arg, int64_t b, int64_t e, int tid)
         }
         const float *src = dy;
         if (chunk > 1) {
-            for (int i = 0; i < nb; i++)
-                for (int c = 0; c < s->cout; c++)
-                    memcpy(dys + c * ld + (size_t)i * ohw, dy + ((size_t)i * s->cout + c) * ohw,
-                           (size_t)ohw * sizeof(float));
+            gather_planes(dys, ld, dy, nb, s->cout, (size_t)ohw);
             src = dys;
         }
         for (int gi = 0; gi < g && j->kg; gi++) {
@@ -672,10 +714,7 @@ static void gemm_bwd_filter_task(void *arg, int64_t b, int64_t e, int tid)
                 src = col;
             }
             if (chunk > 1) {
-                for (int i = 0; i < nb; i++)
-                    for (int c = 0; c < s->cout; c++)
-                        memcpy(dys + c * ld + (size_t)i * ohw, dy + ((size_t)i * s->cout + c) * ohw,
-                               (size_t)ohw * sizeof(float));
+                gather_planes(dys, ld, dy, nb, s->cout, (size_t)ohw);
                 dsrc = dys;
             }
             if (j->kg) { /* one group: dW += dY col^T, A dY's panels, B col transposed */

@@ -11,7 +11,8 @@
  * and 3 threads bit-identical, and with Winograd's chunks of 8 images (DD_CPU_WINO_CHUNK=8:
  * several chunks, a short last one) the forward and dx bit-identical too; depthwise shapes on conv_dw.c's flat runs (AVX2 here,
  * AVX-512 in test_conv_avx512: any stride; by default, and where the direct kernel would not be
- * faster), the direct kernel's depthwise path and conv.c's plane kernels (DD_CPU_CONV=gemm).
+ * faster), conv_dwp.c's in-register planes (3x3 on 4x4 and 8x8, AVX2 without AVX-512), the
+ * direct kernel's depthwise path and conv.c's plane kernels (DD_CPU_CONV=gemm).
  * Tolerance per element: 3e-5 of the sum of |terms| (float accumulation over K = cin k^2 terms
  * stays far below that, F(4x4)'s worst here 5e-6; one wrong or missing term is about 1/K of it).
  */
@@ -54,6 +55,8 @@ static const Shape SHAPES[] = {
     {5, 40, 40, 8, 8, 3, 1, 1, 1, 0, 40}, /* depthwise: 3 channel blocks, partial tiles */
     {3, 7, 7, 13, 11, 5, 2, 1, 1, 1, 7},  /* depthwise 5x5, bias, ragged rows */
     {37, 6, 6, 4, 4, 3, 1, 1, 1, 0, 6},   /* depthwise, many images */
+    {20, 20, 20, 4, 4, 3, 1, 1, 1, 1, 20}, /* depthwise 4x4 (AVX2: conv_dwp.c), bias, 2 channel blocks */
+    {3, 17, 17, 8, 8, 3, 1, 1, 1, 1, 17},  /* depthwise 8x8 (AVX2: conv_dwp.c), bias, a 1-channel block */
     {2, 5, 5, 9, 9, 3, 2, 2, 1, 0, 5},    /* depthwise, dilation 2 */
     {3, 6, 6, 9, 9, 3, 1, 1, 2, 0, 6},    /* depthwise stride 2: not direct */
     /* conv_dw.c's polyphase runs (AVX2 or AVX-512; the plane kernels with DD_CPU_CONV=gemm) */

@@ -804,6 +804,7 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
 {
     ConvJob j = {.s = s, .be = be, .x = x, .w = w, .b = b, .y = y};
     if (cpu_wino_ok(s)) cpu_wino_fwd(be, s, x, w, b, y);
+    else if (cpu_dwp_ok(s)) cpu_dwp_fwd(be, s, x, w, b, y);
     else if (cpu_dwc_ok(s)) cpu_dwc_fwd(be, s, x, w, b, y);
     else if (cpu_dwflat_pick(s)) cpu_dwflat_fwd(be, s, x, w, b, y);
     else if (cpu_direct_ok(s)) cpu_direct_fwd(be, s, x, w, b, y);
@@ -821,6 +822,7 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
 {
     ConvJob j = {.s = s, .be = be, .w = w, .dy = dy, .dx = dx};
     if (cpu_wino_ok(s)) cpu_wino_bwd_data(be, s, dy, w, dx);
+    else if (cpu_dwp_ok(s)) cpu_dwp_bwd_data(be, s, dy, w, dx);
     else if (cpu_dwc_data_ok(s)) cpu_dwc_bwd_data(be, s, dy, w, dx);
     else if (cpu_dwflat_pick(s)) cpu_dwflat_bwd_data(be, s, dy, w, dx);
     else if (cpu_direct_ok(s)) cpu_direct_bwd_data(be, s, dy, w, dx);
@@ -841,7 +843,9 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
     if (dw) {
         ConvJob j = {.s = s, .be = be, .x = x, .dy = dy, .dw = dw};
         j.wsize = (size_t)s->cout * (s->cin / s->groups) * s->kh * s->kw;
-        if (cpu_dwc_filter_ok(s)) {
+        if (cpu_dwp_ok(s)) {
+            cpu_dwp_bwd_filter(be, s, dy, x, dw);
+        } else if (cpu_dwc_filter_ok(s)) {
             cpu_dwc_bwd_filter(be, s, dy, x, dw);
         } else if (cpu_dwflat_ok(s)) {
             cpu_dwflat_bwd_filter(be, s, dy, x, dw);

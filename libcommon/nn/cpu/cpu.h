@@ -225,6 +225,16 @@ void cpu_dwc_fwd(NnBackend *be, const NnConvShape *s, const float *x, const floa
 void cpu_dwc_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w, float *dx);
 void cpu_dwc_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x, float *dw);
 
+/* conv_dwp.c: depthwise 3x3 convolutions, stride 1, padding 1, of 4x4 and 8x8 planes, the plane
+ * in registers where it lies (AVX2 + FMA): forward, backward data (dx +=) and backward filter
+ * (dw +=). cpu_dwp_ok is false without AVX2, with AVX-512 (conv_dwc.c keeps them there), or with
+ * DD_CPU_CONV=direct or gemm (tests run those paths too). */
+int cpu_dwp_ok(const NnConvShape *s);
+void cpu_dwp_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w, const float *b,
+                 float *y);
+void cpu_dwp_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w, float *dx);
+void cpu_dwp_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x, float *dw);
+
 /* 1 where the CPU runs AVX2 and FMA (the vector kernels of conv_direct.c, conv_wino.c, elem.c and
  * norm.c's sums), and AVX-512F too (conv_direct.c's cpu_dc_kernel2, for the direct and Winograd
  * convolutions); always 0 off x86. The environment lowers them (read per call, so tests and

@@ -1,0 +1,270 @@
+/* conv_dwp.c - depthwise 3x3 convolutions, stride 1, padding 1, of 4x4 and 8x8 planes, each plane
+ * held in AVX2 registers where it lies in NCHW (MobileNetV2's and EfficientNet's small-image
+ * stages): forward, backward data (dx +=) and backward filter (dw +=), on CPUs with AVX2 and FMA
+ * but not AVX-512 (there conv_dwc.c keeps these shapes; this file is measured on AVX2 only).
+ *
+ * The other depthwise paths move every plane into another layout and back (conv_direct.c: 8
+ * images innermost; conv_dwc.c: 16 channels innermost) or split it into runs (conv_dw.c); on
+ * 16- and 64-pixel planes those moves, not the 9 multiply-adds per pixel, were the cost. Here a
+ * 4x4 plane is two vectors (rows 0-1 and 2-3, one row per 128-bit lane) and an 8x8 plane eight
+ * (one row each). The taps' shifted copies of the plane come from in-register shifts with zero
+ * fill: a column to the left or right is a byte shift within each lane (4x4) or a lane
+ * permute and an align (8x8); a row up or down is a lane permute (4x4) or the neighbouring row
+ * vector (8x8), zero past the edge. So the padding is the shifts' zeros, every tap of every pixel
+ * is one multiply-add (the border's against zero), and nothing is copied.
+ *
+ * Each output (and dx pixel) is the sum of its 9 taps in the order (0,0), (0,1) .. (2,2), the
+ * bias (or dx's old value) added last. Backward data is the forward over dy with the taps
+ * rotated by 180 degrees. The weight gradient sums tap t's products in float lanes over blocks of
+ * DWP_IMGS images, each block's lanes then added to double sums in image order; an item is a
+ * block of DWP_CB channels over all images, so results do not depend on the thread count. */
+#include "libcommon/nn/cpu/cpu.h"
+
+#include "libcommon/base/base.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DWP_X86 1
+#include <immintrin.h>
+#define DWP_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+#define DWP_CB 16   /* channels per task item (the planes of an image's block lie together) */
+#define DWP_IMGS 16 /* images summed in float before the weight gradient's double sums */
+
+int cpu_dwp_ok(const NnConvShape *s)
+{
+#ifdef DWP_X86
+    const char *env = getenv("DD_CPU_CONV"); /* read per call: tests run the other paths too */
+    if (!cpu_avx2() || cpu_avx512() || (env && (!strcmp(env, "gemm") || !strcmp(env, "direct")))) return 0;
+    return s->groups > 1 && s->groups == s->cin && s->groups == s->cout && s->kh == 3 && s->kw == 3 &&
+           s->stride == 1 && s->pad == 1 && s->dil == 1 && s->h == s->w && (s->h == 4 || s->h == 8);
+#else
+    (void)s;
+    return 0;
+#endif
+}
+
+#ifdef DWP_X86
+
+/* ---- shifts with zero fill ---- */
+
+/* 4x4 (a row per 128-bit lane): column j gets j - 1 (right), j + 1 (left) */
+DWP_AVX2 static inline __m256 r4(__m256 v)
+{
+    return _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(v), 4));
+}
+DWP_AVX2 static inline __m256 l4(__m256 v)
+{
+    return _mm256_castsi256_ps(_mm256_srli_si256(_mm256_castps_si256(v), 4));
+}
+
+/* 8x8 (a row per vector): the same across the two lanes */
+DWP_AVX2 static inline __m256 r8(__m256 v)
+{
+    __m256i t = _mm256_castps_si256(_mm256_permute2f128_ps(v, v, 0x08)); /* [0 | lo] */
+    return _mm256_castsi256_ps(_mm256_alignr_epi8(_mm256_castps_si256(v), t, 12));
+}
+DWP_AVX2 static inline __m256 l8(__m256 v)
+{
+    __m256i t = _mm256_castps_si256(_mm256_permute2f128_ps(v, v, 0x81)); /* [hi | 0] */
+    return _mm256_castsi256_ps(_mm256_alignr_epi8(t, _mm256_castps_si256(v), 4));
+}
+
+/* acc = the 9 taps over the three source rows (up, mid, down: each a vector of rows, already
+ * shifted vertically), in tap order */
+#define DWP_TAPS(acc, up, mid, down, R, L, w)                                              \
+    do {                                                                                   \
+        acc = _mm256_mul_ps(w[0], R(up));                                                  \
+        acc = _mm256_fmadd_ps(w[1], up, acc);                                              \
+        acc = _mm256_fmadd_ps(w[2], L(up), acc);                                           \
+        acc = _mm256_fmadd_ps(w[3], R(mid), acc);                                          \
+        acc = _mm256_fmadd_ps(w[4], mid, acc);                                             \
+        acc = _mm256_fmadd_ps(w[5], L(mid), acc);                                          \
+        acc = _mm256_fmadd_ps(w[6], R(down), acc);                                         \
+        acc = _mm256_fmadd_ps(w[7], down, acc);                                            \
+        acc = _mm256_fmadd_ps(w[8], L(down), acc);                                         \
+    } while (0)
+
+/* One plane: out = the taps w over in, then + add (bias broadcast: acc 0; out's old values:
+ * acc 1). 4x4: rows (0,1) and (2,3); up/down of (0,1) are (-1,0) and (1,2), of (2,3) (1,2), (3,4). */
+DWP_AVX2 static inline void plane4(const float *in, float *out, const __m256 w[9], __m256 bias, int acc)
+{
+    const __m256 a = _mm256_loadu_ps(in), b = _mm256_loadu_ps(in + 8);
+    const __m256 ua = _mm256_permute2f128_ps(a, a, 0x08), m = _mm256_permute2f128_ps(a, b, 0x21);
+    const __m256 db = _mm256_permute2f128_ps(b, b, 0x81);
+    __m256 ya, yb;
+    DWP_TAPS(ya, ua, a, m, r4, l4, w);
+    DWP_TAPS(yb, m, b, db, r4, l4, w);
+    _mm256_storeu_ps(out, _mm256_add_ps(ya, acc ? _mm256_loadu_ps(out) : bias));
+    _mm256_storeu_ps(out + 8, _mm256_add_ps(yb, acc ? _mm256_loadu_ps(out + 8) : bias));
+}
+
+DWP_AVX2 static inline void plane8(const float *in, float *out, const __m256 w[9], __m256 bias, int acc)
+{
+    __m256 up = _mm256_setzero_ps(), mid = _mm256_loadu_ps(in);
+    for (int i = 0; i < 8; i++) {
+        __m256 down = i < 7 ? _mm256_loadu_ps(in + 8 * (i + 1)) : _mm256_setzero_ps(), y;
+        DWP_TAPS(y, up, mid, down, r8, l8, w);
+        _mm256_storeu_ps(out + 8 * i, _mm256_add_ps(y, acc ? _mm256_loadu_ps(out + 8 * i) : bias));
+        up = mid, mid = down;
+    }
+}
+
+typedef struct {
+    const NnConvShape *s;
+    const float *in, *w, *b;
+    float *out;
+    int rot, acc; /* backward data: taps rotated, added to out */
+} DwpJob;
+
+/* Item = one image and DWP_CB channels. */
+DWP_AVX2 static void dwp_plane_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const DwpJob *j = arg;
+    const NnConvShape *s = j->s;
+    const int64_t nblk = (s->cin + DWP_CB - 1) / DWP_CB, hw = (int64_t)s->h * s->w;
+    for (int64_t it = b; it < e; it++) {
+        int64_t n = it / nblk, c0 = it % nblk * DWP_CB, c1 = c0 + DWP_CB < s->cin ? c0 + DWP_CB : s->cin;
+        for (int64_t c = c0; c < c1; c++) {
+            __m256 w[9];
+            for (int t = 0; t < 9; t++) w[t] = _mm256_set1_ps(j->w[c * 9 + (j->rot ? 8 - t : t)]);
+            const __m256 bias = _mm256_set1_ps(j->b ? j->b[c] : 0.0f);
+            size_t off = ((size_t)n * s->cin + (size_t)c) * (size_t)hw;
+            if (s->h == 4) plane4(j->in + off, j->out + off, w, bias, j->acc);
+            else plane8(j->in + off, j->out + off, w, bias, j->acc);
+        }
+    }
+}
+
+static void dwp_run(NnBackend *be, const NnConvShape *s, DwpJob *j)
+{
+    int64_t nblk = (s->cin + DWP_CB - 1) / DWP_CB;
+    cpu_for(be, (int64_t)s->n * nblk, 2, dwp_plane_task, j);
+}
+
+void cpu_dwp_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w, const float *b,
+                 float *y)
+{
+    DwpJob j = {.s = s, .in = x, .w = w, .b = b, .out = y};
+    dwp_run(be, s, &j);
+}
+
+void cpu_dwp_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w, float *dx)
+{
+    DwpJob j = {.s = s, .in = dy, .w = w, .out = dx, .rot = 1, .acc = 1};
+    dwp_run(be, s, &j);
+}
+
+/* ---- weight gradient ---- */
+
+/* acc[t] += g times the plane's copy under tap t (the same shifted sources as the forward) */
+#define DWP_GRAD(acc, g, up, mid, down, R, L)                                              \
+    do {                                                                                   \
+        acc[0] = _mm256_fmadd_ps(g, R(up), acc[0]);                                        \
+        acc[1] = _mm256_fmadd_ps(g, up, acc[1]);                                           \
+        acc[2] = _mm256_fmadd_ps(g, L(up), acc[2]);                                        \
+        acc[3] = _mm256_fmadd_ps(g, R(mid), acc[3]);                                       \
+        acc[4] = _mm256_fmadd_ps(g, mid, acc[4]);                                          \
+        acc[5] = _mm256_fmadd_ps(g, L(mid), acc[5]);                                       \
+        acc[6] = _mm256_fmadd_ps(g, R(down), acc[6]);                                      \
+        acc[7] = _mm256_fmadd_ps(g, down, acc[7]);                                         \
+        acc[8] = _mm256_fmadd_ps(g, L(down), acc[8]);                                      \
+    } while (0)
+
+DWP_AVX2 static inline void grad4(const float *x, const float *dy, __m256 acc[9])
+{
+    const __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8);
+    const __m256 ua = _mm256_permute2f128_ps(a, a, 0x08), m = _mm256_permute2f128_ps(a, b, 0x21);
+    const __m256 db = _mm256_permute2f128_ps(b, b, 0x81);
+    const __m256 ga = _mm256_loadu_ps(dy), gb = _mm256_loadu_ps(dy + 8);
+    DWP_GRAD(acc, ga, ua, a, m, r4, l4);
+    DWP_GRAD(acc, gb, m, b, db, r4, l4);
+}
+
+DWP_AVX2 static inline void grad8(const float *x, const float *dy, __m256 acc[9])
+{
+    __m256 up = _mm256_setzero_ps(), mid = _mm256_loadu_ps(x);
+    for (int i = 0; i < 8; i++) {
+        __m256 down = i < 7 ? _mm256_loadu_ps(x + 8 * (i + 1)) : _mm256_setzero_ps();
+        const __m256 g = _mm256_loadu_ps(dy + 8 * i);
+        DWP_GRAD(acc, g, up, mid, down, r8, l8);
+        up = mid, mid = down;
+    }
+}
+
+typedef struct {
+    const NnConvShape *s;
+    const float *x, *dy;
+    float *dw;
+} DwpGradJob;
+
+/* Item = DWP_CB channels over all images: per block of DWP_IMGS images, each channel's 9 taps in
+ * float lanes (the block's planes image by image, channel by channel, as they lie), then added
+ * lane by lane to double sums; dw[c][t] += the lanes' total, lanes in order. */
+DWP_AVX2 static void dwp_grad_task(void *arg, int64_t b, int64_t e, int tid)
+{
+    (void)tid;
+    const DwpGradJob *j = arg;
+    const NnConvShape *s = j->s;
+    const size_t hw = (size_t)s->h * s->w;
+    for (int64_t blk = b; blk < e; blk++) {
+        const int64_t c0 = blk * DWP_CB, cb = s->cin - c0 < DWP_CB ? s->cin - c0 : DWP_CB;
+        double sum[DWP_CB][9][8] = {{{0}}};
+        __m256 acc[DWP_CB][9];
+        for (int n0 = 0; n0 < s->n; n0 += DWP_IMGS) {
+            const int n1 = n0 + DWP_IMGS < s->n ? n0 + DWP_IMGS : s->n;
+            for (int l = 0; l < cb; l++)
+                for (int t = 0; t < 9; t++) acc[l][t] = _mm256_setzero_ps();
+            for (int n = n0; n < n1; n++)
+                for (int l = 0; l < cb; l++) {
+                    size_t off = ((size_t)n * s->cin + (size_t)(c0 + l)) * hw;
+                    if (s->h == 4) grad4(j->x + off, j->dy + off, acc[l]);
+                    else grad8(j->x + off, j->dy + off, acc[l]);
+                }
+            for (int l = 0; l < cb; l++)
+                for (int t = 0; t < 9; t++) {
+                    float v[8];
+                    _mm256_storeu_ps(v, acc[l][t]);
+                    for (int k = 0; k < 8; k++) sum[l][t][k] += v[k];
+                }
+        }
+        for (int l = 0; l < cb; l++)
+            for (int t = 0; t < 9; t++) {
+                const double *q = sum[l][t];
+                j->dw[(c0 + l) * 9 + t] += (float)(((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7])));
+            }
+    }
+}
+
+void cpu_dwp_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x, float *dw)
+{
+    DwpGradJob j = {.s = s, .x = x, .dy = dy, .dw = dw};
+    cpu_for(be, (s->cin + DWP_CB - 1) / DWP_CB, 2, dwp_grad_task, &j);
+}
+
+#else /* !DWP_X86: cpu_dwp_ok is 0 */
+
+void cpu_dwp_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w, const float *b,
+                 float *y)
+{
+    (void)be, (void)s, (void)x, (void)w, (void)b, (void)y;
+    dd_die(DD_EXIT_DATA, "nn: cpu: conv_dwp.c needs x86");
+}
+
+void cpu_dwp_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, const float *w, float *dx)
+{
+    (void)be, (void)s, (void)dy, (void)w, (void)dx;
+    dd_die(DD_EXIT_DATA, "nn: cpu: conv_dwp.c needs x86");
+}
+
+void cpu_dwp_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, const float *x, float *dw)
+{
+    (void)be, (void)s, (void)dy, (void)x, (void)dw;
+    dd_die(DD_EXIT_DATA, "nn: cpu: conv_dwp.c needs x86");
+}
+
+#endif

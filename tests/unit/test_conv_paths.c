@@ -57,6 +57,8 @@ static const Shape SHAPES[] = {
     {37, 6, 6, 4, 4, 3, 1, 1, 1, 0, 6},   /* depthwise, many images */
     {20, 20, 20, 4, 4, 3, 1, 1, 1, 1, 20}, /* depthwise 4x4 (AVX2: conv_dwp.c), bias, 2 channel blocks */
     {3, 17, 17, 8, 8, 3, 1, 1, 1, 1, 17},  /* depthwise 8x8 (AVX2: conv_dwp.c), bias, a 1-channel block */
+    {18, 20, 20, 8, 8, 3, 1, 1, 2, 1, 20}, /* ... stride 2 from 8x8, bias, 2 image and channel blocks */
+    {3, 5, 5, 16, 16, 3, 1, 1, 2, 1, 5},   /* ... stride 2 from 16x16, bias */
     {2, 5, 5, 9, 9, 3, 2, 2, 1, 0, 5},    /* depthwise, dilation 2 */
     {3, 6, 6, 9, 9, 3, 1, 1, 2, 0, 6},    /* depthwise stride 2: not direct */
     /* conv_dw.c's polyphase runs (AVX2 or AVX-512; the plane kernels with DD_CPU_CONV=gemm) */

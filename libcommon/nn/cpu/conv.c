@@ -822,7 +822,7 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
 {
     ConvJob j = {.s = s, .be = be, .w = w, .dy = dy, .dx = dx};
     if (cpu_wino_ok(s)) cpu_wino_bwd_data(be, s, dy, w, dx);
-    else if (cpu_dwp_ok(s)) cpu_dwp_bwd_data(be, s, dy, w, dx);
+    else if (cpu_dwp_data_ok(s)) cpu_dwp_bwd_data(be, s, dy, w, dx);
     else if (cpu_dwc_data_ok(s)) cpu_dwc_bwd_data(be, s, dy, w, dx);
     else if (cpu_dwflat_pick(s)) cpu_dwflat_bwd_data(be, s, dy, w, dx);
     else if (cpu_direct_ok(s)) cpu_direct_bwd_data(be, s, dy, w, dx);

@@ -1,7 +1,8 @@
-/* conv_dwp.c - depthwise 3x3 convolutions, stride 1, padding 1, of 4x4 and 8x8 planes, each plane
- * held in AVX2 registers where it lies in NCHW (MobileNetV2's and EfficientNet's small-image
- * stages): forward, backward data (dx +=) and backward filter (dw +=), on CPUs with AVX2 and FMA
- * but not AVX-512 (there conv_dwc.c keeps these shapes; this file is measured on AVX2 only).
+/* conv_dwp.c - depthwise 3x3 convolutions, padding 1, each plane held in AVX2 registers where it
+ * lies in NCHW (MobileNetV2's, ShuffleNetV2's and EfficientNet's small-image stages): stride 1 on
+ * 4x4 and 8x8 planes (forward, backward data dx +=, backward filter dw +=) and stride 2 from 8x8
+ * and 16x16 (forward and backward filter), on CPUs with AVX2 and FMA but not AVX-512 (there
+ * conv_dwc.c keeps these shapes; this file is measured on AVX2 only).
  *
  * The other depthwise paths move every plane into another layout and back (conv_direct.c: 8
  * images innermost; conv_dwc.c: 16 channels innermost) or split it into runs (conv_dw.c); on
@@ -11,7 +12,10 @@
  * fill: a column to the left or right is a byte shift within each lane (4x4) or a lane
  * permute and an align (8x8); a row up or down is a lane permute (4x4) or the neighbouring row
  * vector (8x8), zero past the edge. So the padding is the shifts' zeros, every tap of every pixel
- * is one multiply-add (the border's against zero), and nothing is copied.
+ * is one multiply-add (the border's against zero), and nothing is copied. Stride 2 takes each
+ * input row's (8x8: each pair of rows') even and odd pixels apart (two shuffles and two
+ * permutes): the taps of output column j are the odd pixel j - 1 (the odds shifted right, zero
+ * fill), the even j and the odd j.
  *
  * Each output (and dx pixel) is the sum of its 9 taps in the order (0,0), (0,1) .. (2,2), the
  * bias (or dx's old value) added last. Backward data is the forward over dy with the taps
@@ -40,11 +44,17 @@ int cpu_dwp_ok(const NnConvShape *s)
     const char *env = getenv("DD_CPU_CONV"); /* read per call: tests run the other paths too */
     if (!cpu_avx2() || cpu_avx512() || (env && (!strcmp(env, "gemm") || !strcmp(env, "direct")))) return 0;
     return s->groups > 1 && s->groups == s->cin && s->groups == s->cout && s->kh == 3 && s->kw == 3 &&
-           s->stride == 1 && s->pad == 1 && s->dil == 1 && s->h == s->w && (s->h == 4 || s->h == 8);
+           s->pad == 1 && s->dil == 1 && s->h == s->w &&
+           ((s->stride == 1 && (s->h == 4 || s->h == 8)) || (s->stride == 2 && (s->h == 8 || s->h == 16)));
 #else
     (void)s;
     return 0;
 #endif
+}
+
+int cpu_dwp_data_ok(const NnConvShape *s)
+{
+    return cpu_dwp_ok(s) && s->stride == 1;
 }
 
 #ifdef DWP_X86
@@ -113,6 +123,97 @@ DWP_AVX2 static inline void plane8(const float *in, float *out, const __m256 w[9
     }
 }
 
+/* ---- stride 2 ---- */
+
+/* The evens and odds of two rows of 8: e = [p's evens | q's evens], o = the odds likewise. */
+DWP_AVX2 static inline void evens_odds(__m256 p, __m256 q, __m256 *e, __m256 *o)
+{
+    const __m256 te = _mm256_shuffle_ps(p, q, 0x88), to = _mm256_shuffle_ps(p, q, 0xdd);
+    *e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(te), 0xd8));
+    *o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(to), 0xd8));
+}
+
+/* A tap row's three sources: for output column j the odd pixel j - 1, the even j, the odd j.
+ * 8x8: rows p and q, one per lane of the result; 16x16: one row of 16. */
+DWP_AVX2 static inline void taps_pair(__m256 p, __m256 q, __m256 t[3])
+{
+    evens_odds(p, q, &t[1], &t[2]);
+    t[0] = r4(t[2]);
+}
+
+DWP_AVX2 static inline void taps_row16(const float *row, __m256 t[3])
+{
+    evens_odds(_mm256_loadu_ps(row), _mm256_loadu_ps(row + 8), &t[1], &t[2]);
+    t[0] = r8(t[2]);
+}
+
+/* the sum of the taps w[3a + b] times the sources u (a = 0), m, d, in tap order */
+#define DWP_SUM9(acc, w, u, m, d)                                                          \
+    do {                                                                                   \
+        acc = _mm256_mul_ps(w[0], u[0]);                                                   \
+        acc = _mm256_fmadd_ps(w[1], u[1], acc);                                            \
+        acc = _mm256_fmadd_ps(w[2], u[2], acc);                                            \
+        acc = _mm256_fmadd_ps(w[3], m[0], acc);                                            \
+        acc = _mm256_fmadd_ps(w[4], m[1], acc);                                            \
+        acc = _mm256_fmadd_ps(w[5], m[2], acc);                                            \
+        acc = _mm256_fmadd_ps(w[6], d[0], acc);                                            \
+        acc = _mm256_fmadd_ps(w[7], d[1], acc);                                            \
+        acc = _mm256_fmadd_ps(w[8], d[2], acc);                                            \
+    } while (0)
+
+/* acc[3a + b] += g times the sources */
+#define DWP_GRAD9(acc, g, u, m, d)                                                         \
+    do {                                                                                   \
+        acc[0] = _mm256_fmadd_ps(g, u[0], acc[0]);                                         \
+        acc[1] = _mm256_fmadd_ps(g, u[1], acc[1]);                                         \
+        acc[2] = _mm256_fmadd_ps(g, u[2], acc[2]);                                         \
+        acc[3] = _mm256_fmadd_ps(g, m[0], acc[3]);                                         \
+        acc[4] = _mm256_fmadd_ps(g, m[1], acc[4]);                                         \
+        acc[5] = _mm256_fmadd_ps(g, m[2], acc[5]);                                         \
+        acc[6] = _mm256_fmadd_ps(g, d[0], acc[6]);                                         \
+        acc[7] = _mm256_fmadd_ps(g, d[1], acc[7]);                                         \
+        acc[8] = _mm256_fmadd_ps(g, d[2], acc[8]);                                         \
+    } while (0)
+
+/* The accumulators of a plane in local variables (the caller's may alias the planes: __m256
+ * may alias anything, so updates through a pointer would go to memory row by row) */
+#define DWP_MOVE9(d, s)                                                                    \
+    do {                                                                                   \
+        d[0] = s[0], d[1] = s[1], d[2] = s[2], d[3] = s[3], d[4] = s[4];                   \
+        d[5] = s[5], d[6] = s[6], d[7] = s[7], d[8] = s[8];                                \
+    } while (0)
+
+/* 8x8 -> 4x4: output rows (0,1) take input rows (-1,1), (0,2), (1,3); rows (2,3) take (3,5),
+ * (4,6), (5,7). */
+DWP_AVX2 static inline void plane8s2(const float *in, float *out, const __m256 w[9], __m256 bias)
+{
+    const __m256 z = _mm256_setzero_ps();
+    __m256 u[3], m[3], d[3], y;
+    taps_pair(z, _mm256_loadu_ps(in + 8), u);
+    taps_pair(_mm256_loadu_ps(in), _mm256_loadu_ps(in + 16), m);
+    taps_pair(_mm256_loadu_ps(in + 8), _mm256_loadu_ps(in + 24), d);
+    DWP_SUM9(y, w, u, m, d);
+    _mm256_storeu_ps(out, _mm256_add_ps(y, bias));
+    taps_pair(_mm256_loadu_ps(in + 24), _mm256_loadu_ps(in + 40), u);
+    taps_pair(_mm256_loadu_ps(in + 32), _mm256_loadu_ps(in + 48), m);
+    taps_pair(_mm256_loadu_ps(in + 40), _mm256_loadu_ps(in + 56), d);
+    DWP_SUM9(y, w, u, m, d);
+    _mm256_storeu_ps(out + 8, _mm256_add_ps(y, bias));
+}
+
+/* 16x16 -> 8x8: output row i takes input rows 2i - 1, 2i, 2i + 1 */
+DWP_AVX2 static inline void plane16s2(const float *in, float *out, const __m256 w[9], __m256 bias)
+{
+    __m256 u[3] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}, m[3], d[3], y;
+    for (int i = 0; i < 8; i++) {
+        taps_row16(in + 32 * i, m);
+        taps_row16(in + 32 * i + 16, d);
+        DWP_SUM9(y, w, u, m, d);
+        _mm256_storeu_ps(out + 8 * i, _mm256_add_ps(y, bias));
+        u[0] = d[0], u[1] = d[1], u[2] = d[2];
+    }
+}
+
 typedef struct {
     const NnConvShape *s;
     const float *in, *w, *b;
@@ -126,16 +227,25 @@ DWP_AVX2 static void dwp_plane_task(void *arg, int64_t b, int64_t e, int tid)
     (void)tid;
     const DwpJob *j = arg;
     const NnConvShape *s = j->s;
-    const int64_t nblk = (s->cin + DWP_CB - 1) / DWP_CB, hw = (int64_t)s->h * s->w;
+    const int64_t nblk = (s->cin + DWP_CB - 1) / DWP_CB;
+    const size_t hw = (size_t)s->h * s->w, ohw = (size_t)s->oh * s->ow; /* in and out: x and y, or dy and dx */
     for (int64_t it = b; it < e; it++) {
         int64_t n = it / nblk, c0 = it % nblk * DWP_CB, c1 = c0 + DWP_CB < s->cin ? c0 + DWP_CB : s->cin;
         for (int64_t c = c0; c < c1; c++) {
             __m256 w[9];
             for (int t = 0; t < 9; t++) w[t] = _mm256_set1_ps(j->w[c * 9 + (j->rot ? 8 - t : t)]);
             const __m256 bias = _mm256_set1_ps(j->b ? j->b[c] : 0.0f);
-            size_t off = ((size_t)n * s->cin + (size_t)c) * (size_t)hw;
-            if (s->h == 4) plane4(j->in + off, j->out + off, w, bias, j->acc);
-            else plane8(j->in + off, j->out + off, w, bias, j->acc);
+            size_t plane = (size_t)n * s->cin + (size_t)c;
+            const float *in = j->in + plane * (j->rot ? ohw : hw);
+            float *out = j->out + plane * (j->rot ? hw : ohw);
+            if (s->stride == 2) {
+                if (s->h == 8) plane8s2(in, out, w, bias);
+                else plane16s2(in, out, w, bias);
+            } else if (s->h == 4) {
+                plane4(in, out, w, bias, j->acc);
+            } else {
+                plane8(in, out, w, bias, j->acc);
+            }
         }
     }
 }
@@ -175,18 +285,23 @@ void cpu_dwp_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, cons
         acc[8] = _mm256_fmadd_ps(g, L(down), acc[8]);                                      \
     } while (0)
 
-DWP_AVX2 static inline void grad4(const float *x, const float *dy, __m256 acc[9])
+DWP_AVX2 static inline void grad4(const float *x, const float *dy, __m256 out[9])
 {
+    __m256 acc[9];
+    DWP_MOVE9(acc, out);
     const __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8);
     const __m256 ua = _mm256_permute2f128_ps(a, a, 0x08), m = _mm256_permute2f128_ps(a, b, 0x21);
     const __m256 db = _mm256_permute2f128_ps(b, b, 0x81);
     const __m256 ga = _mm256_loadu_ps(dy), gb = _mm256_loadu_ps(dy + 8);
     DWP_GRAD(acc, ga, ua, a, m, r4, l4);
     DWP_GRAD(acc, gb, m, b, db, r4, l4);
+    DWP_MOVE9(out, acc);
 }
 
-DWP_AVX2 static inline void grad8(const float *x, const float *dy, __m256 acc[9])
+DWP_AVX2 static inline void grad8(const float *x, const float *dy, __m256 out[9])
 {
+    __m256 acc[9];
+    DWP_MOVE9(acc, out);
     __m256 up = _mm256_setzero_ps(), mid = _mm256_loadu_ps(x);
     for (int i = 0; i < 8; i++) {
         __m256 down = i < 7 ? _mm256_loadu_ps(x + 8 * (i + 1)) : _mm256_setzero_ps();
@@ -194,6 +309,38 @@ DWP_AVX2 static inline void grad8(const float *x, const float *dy, __m256 acc[9]
         DWP_GRAD(acc, g, up, mid, down, r8, l8);
         up = mid, mid = down;
     }
+    DWP_MOVE9(out, acc);
+}
+
+DWP_AVX2 static inline void grad8s2(const float *x, const float *dy, __m256 out[9])
+{
+    __m256 acc[9];
+    DWP_MOVE9(acc, out);
+    const __m256 z = _mm256_setzero_ps();
+    __m256 u[3], m[3], d[3];
+    taps_pair(z, _mm256_loadu_ps(x + 8), u);
+    taps_pair(_mm256_loadu_ps(x), _mm256_loadu_ps(x + 16), m);
+    taps_pair(_mm256_loadu_ps(x + 8), _mm256_loadu_ps(x + 24), d);
+    DWP_GRAD9(acc, _mm256_loadu_ps(dy), u, m, d);
+    taps_pair(_mm256_loadu_ps(x + 24), _mm256_loadu_ps(x + 40), u);
+    taps_pair(_mm256_loadu_ps(x + 32), _mm256_loadu_ps(x + 48), m);
+    taps_pair(_mm256_loadu_ps(x + 40), _mm256_loadu_ps(x + 56), d);
+    DWP_GRAD9(acc, _mm256_loadu_ps(dy + 8), u, m, d);
+    DWP_MOVE9(out, acc);
+}
+
+DWP_AVX2 static inline void grad16s2(const float *x, const float *dy, __m256 out[9])
+{
+    __m256 acc[9];
+    DWP_MOVE9(acc, out);
+    __m256 u[3] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}, m[3], d[3];
+    for (int i = 0; i < 8; i++) {
+        taps_row16(x + 32 * i, m);
+        taps_row16(x + 32 * i + 16, d);
+        DWP_GRAD9(acc, _mm256_loadu_ps(dy + 8 * i), u, m, d);
+        u[0] = d[0], u[1] = d[1], u[2] = d[2];
+    }
+    DWP_MOVE9(out, acc);
 }
 
 typedef struct {
@@ -210,7 +357,7 @@ DWP_AVX2 static void dwp_grad_task(void *arg, int64_t b, int64_t e, int tid)
     (void)tid;
     const DwpGradJob *j = arg;
     const NnConvShape *s = j->s;
-    const size_t hw = (size_t)s->h * s->w;
+    const size_t hw = (size_t)s->h * s->w, ohw = (size_t)s->oh * s->ow;
     for (int64_t blk = b; blk < e; blk++) {
         const int64_t c0 = blk * DWP_CB, cb = s->cin - c0 < DWP_CB ? s->cin - c0 : DWP_CB;
         double sum[DWP_CB][9][8] = {{{0}}};
@@ -221,9 +368,16 @@ DWP_AVX2 static void dwp_grad_task(void *arg, int64_t b, int64_t e, int tid)
                 for (int t = 0; t < 9; t++) acc[l][t] = _mm256_setzero_ps();
             for (int n = n0; n < n1; n++)
                 for (int l = 0; l < cb; l++) {
-                    size_t off = ((size_t)n * s->cin + (size_t)(c0 + l)) * hw;
-                    if (s->h == 4) grad4(j->x + off, j->dy + off, acc[l]);
-                    else grad8(j->x + off, j->dy + off, acc[l]);
+                    size_t plane = (size_t)n * s->cin + (size_t)(c0 + l);
+                    const float *x = j->x + plane * hw, *dy = j->dy + plane * ohw;
+                    if (s->stride == 2) {
+                        if (s->h == 8) grad8s2(x, dy, acc[l]);
+                        else grad16s2(x, dy, acc[l]);
+                    } else if (s->h == 4) {
+                        grad4(x, dy, acc[l]);
+                    } else {
+                        grad8(x, dy, acc[l]);
+                    }
                 }
             for (int l = 0; l < cb; l++)
                 for (int t = 0; t < 9; t++) {

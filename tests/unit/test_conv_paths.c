@@ -11,7 +11,7 @@
  * and 3 threads bit-identical, and with Winograd's chunks of 8 images (DD_CPU_WINO_CHUNK=8:
  * several chunks, a short last one) the forward and dx bit-identical too; depthwise shapes on conv_dw.c's flat runs (AVX2 here,
  * AVX-512 in test_conv_avx512: any stride; by default, and where the direct kernel would not be
- * faster), conv_dwp.c's in-register planes (3x3 on 4x4 and 8x8, AVX2 without AVX-512), the
+ * faster), conv_dwp.c's in-register planes (3x3 on 4x4 to 16x16, stride 1 or 2; AVX2 without AVX-512), the
  * direct kernel's depthwise path and conv.c's plane kernels (DD_CPU_CONV=gemm).
  * Tolerance per element: 3e-5 of the sum of |terms| (float accumulation over K = cin k^2 terms
  * stays far below that, F(4x4)'s worst here 5e-6; one wrong or missing term is about 1/K of it).
@@ -57,6 +57,8 @@ static const Shape SHAPES[] = {
     {37, 6, 6, 4, 4, 3, 1, 1, 1, 0, 6},   /* depthwise, many images */
     {20, 20, 20, 4, 4, 3, 1, 1, 1, 1, 20}, /* depthwise 4x4 (AVX2: conv_dwp.c), bias, 2 channel blocks */
     {3, 17, 17, 8, 8, 3, 1, 1, 1, 1, 17},  /* depthwise 8x8 (AVX2: conv_dwp.c), bias, a 1-channel block */
+    {5, 18, 18, 16, 16, 3, 1, 1, 1, 1, 18}, /* ... 16x16, bias, 2 channel blocks */
+    {17, 3, 3, 16, 16, 3, 1, 1, 1, 0, 3},   /* ... 16x16, 2 image blocks */
     {18, 20, 20, 8, 8, 3, 1, 1, 2, 1, 20}, /* ... stride 2 from 8x8, bias, 2 image and channel blocks */
     {3, 5, 5, 16, 16, 3, 1, 1, 2, 1, 5},   /* ... stride 2 from 16x16, bias */
     {2, 5, 5, 9, 9, 3, 2, 2, 1, 0, 5},    /* depthwise, dilation 2 */

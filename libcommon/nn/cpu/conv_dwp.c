@@ -1,14 +1,14 @@
 /* conv_dwp.c - depthwise 3x3 convolutions, padding 1, each plane held in AVX2 registers where it
  * lies in NCHW (MobileNetV2's, ShuffleNetV2's and EfficientNet's small-image stages): stride 1 on
- * 4x4 and 8x8 planes (forward, backward data dx +=, backward filter dw +=) and stride 2 from 8x8
+ * 4x4, 8x8 and 16x16 planes (forward, backward data dx +=, backward filter dw +=) and stride 2 from 8x8
  * and 16x16 (forward and backward filter), on CPUs with AVX2 and FMA but not AVX-512 (there
  * conv_dwc.c keeps these shapes; this file is measured on AVX2 only).
  *
  * The other depthwise paths move every plane into another layout and back (conv_direct.c: 8
  * images innermost; conv_dwc.c: 16 channels innermost) or split it into runs (conv_dw.c); on
  * 16- and 64-pixel planes those moves, not the 9 multiply-adds per pixel, were the cost. Here a
- * 4x4 plane is two vectors (rows 0-1 and 2-3, one row per 128-bit lane) and an 8x8 plane eight
- * (one row each). The taps' shifted copies of the plane come from in-register shifts with zero
+ * 4x4 plane is two vectors (rows 0-1 and 2-3, one row per 128-bit lane), an 8x8 plane eight
+ * (one row each), a 16x16 plane's row two. The taps' shifted copies of the plane come from in-register shifts with zero
  * fill: a column to the left or right is a byte shift within each lane (4x4) or a lane
  * permute and an align (8x8); a row up or down is a lane permute (4x4) or the neighbouring row
  * vector (8x8), zero past the edge. So the padding is the shifts' zeros, every tap of every pixel
@@ -45,7 +45,8 @@ int cpu_dwp_ok(const NnConvShape *s)
     if (!cpu_avx2() || cpu_avx512() || (env && (!strcmp(env, "gemm") || !strcmp(env, "direct")))) return 0;
     return s->groups > 1 && s->groups == s->cin && s->groups == s->cout && s->kh == 3 && s->kw == 3 &&
            s->pad == 1 && s->dil == 1 && s->h == s->w &&
-           ((s->stride == 1 && (s->h == 4 || s->h == 8)) || (s->stride == 2 && (s->h == 8 || s->h == 16)));
+           ((s->stride == 1 && (s->h == 4 || s->h == 8 || s->h == 16)) ||
+            (s->stride == 2 && (s->h == 8 || s->h == 16)));
 #else
     (void)s;
     return 0;
@@ -121,6 +122,20 @@ DWP_AVX2 static inline void plane8(const float *in, float *out, const __m256 w[9
         _mm256_storeu_ps(out + 8 * i, _mm256_add_ps(y, acc ? _mm256_loadu_ps(out + 8 * i) : bias));
         up = mid, mid = down;
     }
+}
+
+/* 16x16 (a row as two vectors): a row's three tap sources for the left half (t[0..2]: columns
+ * j - 1, j, j + 1) and the right half (t[3..5]), zero past the row's ends */
+DWP_AVX2 static inline void taps_row16s1(const float *row, __m256 t[6])
+{
+    const __m256 lo = _mm256_loadu_ps(row), hi = _mm256_loadu_ps(row + 8);
+    const __m256i mid = _mm256_castps_si256(_mm256_permute2f128_ps(lo, hi, 0x21)); /* [lo.hi | hi.lo] */
+    t[0] = r8(lo);
+    t[1] = lo;
+    t[2] = _mm256_castsi256_ps(_mm256_alignr_epi8(mid, _mm256_castps_si256(lo), 4));
+    t[3] = _mm256_castsi256_ps(_mm256_alignr_epi8(_mm256_castps_si256(hi), mid, 12));
+    t[4] = hi;
+    t[5] = l8(hi);
 }
 
 /* ---- stride 2 ---- */
@@ -214,6 +229,36 @@ DWP_AVX2 static inline void plane16s2(const float *in, float *out, const __m256 
     }
 }
 
+/* Six tap sources: zeroed, or moved along the window of rows (statements, not loops, so the
+ * arrays stay in registers) */
+#define DWP_ZERO6(a)                                                                       \
+    do {                                                                                   \
+        a[0] = a[1] = a[2] = a[3] = a[4] = a[5] = _mm256_setzero_ps();                     \
+    } while (0)
+#define DWP_SHIFT6(u, m, d)                                                                \
+    do {                                                                                   \
+        u[0] = m[0], u[1] = m[1], u[2] = m[2], u[3] = m[3], u[4] = m[4], u[5] = m[5];      \
+        m[0] = d[0], m[1] = d[1], m[2] = d[2], m[3] = d[3], m[4] = d[4], m[5] = d[5];      \
+    } while (0)
+
+/* 16x16, stride 1: output row i takes rows i - 1, i, i + 1 (zero outside) */
+DWP_AVX2 static inline void plane16(const float *in, float *out, const __m256 w[9], __m256 bias, int acc)
+{
+    __m256 u[6], m[6], d[6], y;
+    DWP_ZERO6(u);
+    taps_row16s1(in, m);
+    for (int i = 0; i < 16; i++) {
+        if (i < 15) taps_row16s1(in + 16 * (i + 1), d);
+        else DWP_ZERO6(d);
+        float *o = out + 16 * i;
+        DWP_SUM9(y, w, u, m, d);
+        _mm256_storeu_ps(o, _mm256_add_ps(y, acc ? _mm256_loadu_ps(o) : bias));
+        DWP_SUM9(y, w, (u + 3), (m + 3), (d + 3));
+        _mm256_storeu_ps(o + 8, _mm256_add_ps(y, acc ? _mm256_loadu_ps(o + 8) : bias));
+        DWP_SHIFT6(u, m, d);
+    }
+}
+
 typedef struct {
     const NnConvShape *s;
     const float *in, *w, *b;
@@ -243,8 +288,10 @@ DWP_AVX2 static void dwp_plane_task(void *arg, int64_t b, int64_t e, int tid)
                 else plane16s2(in, out, w, bias);
             } else if (s->h == 4) {
                 plane4(in, out, w, bias, j->acc);
-            } else {
+            } else if (s->h == 8) {
                 plane8(in, out, w, bias, j->acc);
+            } else {
+                plane16(in, out, w, bias, j->acc);
             }
         }
     }
@@ -343,6 +390,23 @@ DWP_AVX2 static inline void grad16s2(const float *x, const float *dy, __m256 out
     DWP_MOVE9(out, acc);
 }
 
+DWP_AVX2 static inline void grad16(const float *x, const float *dy, __m256 out[9])
+{
+    __m256 acc[9];
+    DWP_MOVE9(acc, out);
+    __m256 u[6], m[6], d[6];
+    DWP_ZERO6(u);
+    taps_row16s1(x, m);
+    for (int i = 0; i < 16; i++) {
+        if (i < 15) taps_row16s1(x + 16 * (i + 1), d);
+        else DWP_ZERO6(d);
+        DWP_GRAD9(acc, _mm256_loadu_ps(dy + 16 * i), u, m, d);
+        DWP_GRAD9(acc, _mm256_loadu_ps(dy + 16 * i + 8), (u + 3), (m + 3), (d + 3));
+        DWP_SHIFT6(u, m, d);
+    }
+    DWP_MOVE9(out, acc);
+}
+
 typedef struct {
     const NnConvShape *s;
     const float *x, *dy;
@@ -375,8 +439,10 @@ DWP_AVX2 static void dwp_grad_task(void *arg, int64_t b, int64_t e, int tid)
                         else grad16s2(x, dy, acc[l]);
                     } else if (s->h == 4) {
                         grad4(x, dy, acc[l]);
-                    } else {
+                    } else if (s->h == 8) {
                         grad8(x, dy, acc[l]);
+                    } else {
+                        grad16(x, dy, acc[l]);
                     }
                 }
             for (int l = 0; l < cb; l++)

@@ -41,12 +41,13 @@
 int cpu_dwp_ok(const NnConvShape *s)
 {
 #ifdef DWP_X86
-    const char *env = getenv("DD_CPU_CONV"); /* read per call: tests run the other paths too */
-    if (!cpu_avx2() || cpu_avx512() || (env && (!strcmp(env, "gemm") || !strcmp(env, "direct")))) return 0;
-    return s->groups > 1 && s->groups == s->cin && s->groups == s->cout && s->kh == 3 && s->kw == 3 &&
-           s->pad == 1 && s->dil == 1 && s->h == s->w &&
-           ((s->stride == 1 && (s->h == 4 || s->h == 8 || s->h == 16)) ||
-            (s->stride == 2 && (s->h == 8 || s->h == 16)));
+    if (!(s->groups > 1 && s->groups == s->cin && s->groups == s->cout && s->kh == 3 && s->kw == 3 &&
+          s->pad == 1 && s->dil == 1 && s->h == s->w &&
+          ((s->stride == 1 && (s->h == 4 || s->h == 8 || s->h == 16)) ||
+           (s->stride == 2 && (s->h == 8 || s->h == 16)))))
+        return 0;
+    const char *env = getenv("DD_CPU_CONV"); /* read per call, shapes first: tests run the other paths */
+    return cpu_avx2() && !cpu_avx512() && !(env && (!strcmp(env, "gemm") || !strcmp(env, "direct")));
 #else
     (void)s;
     return 0;

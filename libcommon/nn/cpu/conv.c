@@ -393,12 +393,12 @@ void cpu_kg_pack_a(const float *src, size_t lds, int trans, int m, int k, int64_
 static void kg_b_row(const KGemm *g, int kk, int t, int nc, float *dst)
 {
     if (!g->seg) {
-        memcpy(dst, g->b + (size_t)kk * g->ldb + t, (size_t)nc * sizeof(float));
+        copy_run(dst, g->b + (size_t)kk * g->ldb + t, (size_t)nc);
         return;
     }
     while (nc > 0) {
         int im = t / g->seg, at = t % g->seg, run = g->seg - at < nc ? g->seg - at : nc;
-        memcpy(dst, g->b + (size_t)im * g->bstride + (size_t)kk * g->ldb + at, (size_t)run * sizeof(float));
+        copy_run(dst, g->b + (size_t)im * g->bstride + (size_t)kk * g->ldb + at, (size_t)run);
         dst += run, t += run, nc -= run;
     }
 }
@@ -442,7 +442,7 @@ void cpu_kg_cols(const KGemm *g, int t0, int t1, float *buf)
             } else {
                 for (int kk = 0; kk < kc; kk++) {
                     kg_b_row(g, k0 + kk, t, nc, bt + kk * KG_NR);
-                    memset(bt + kk * KG_NR + nc, 0, (size_t)(KG_NR - nc) * sizeof(float));
+                    if (nc < KG_NR) memset(bt + kk * KG_NR + nc, 0, (size_t)(KG_NR - nc) * sizeof(float));
                 }
             }
             int load = k0 > 0 || g->load;

@@ -29,10 +29,10 @@ static int is_depthwise(const NnConvShape *s)
            s->kh * s->kw <= DW_MAX_TAPS;
 }
 
-/* n floats from s to d, or added to d: inline, 8 at a time (fixed-size copies and adds, which
- * the compiler emits as vector moves), for the short runs of small planes, where a libc call
- * per run (memcpy) cost more than the moving: 2x2 planes gathered side by side were a sixth of
- * a 1x1 convolution's pass. */
+/* n floats from s to d: inline, 8 at a time (fixed-size copies, which the compiler emits as
+ * vector moves), for the short runs of small planes, where a libc call per run (memcpy) cost
+ * more than the moving: 2x2 planes gathered side by side were a sixth of a 1x1 convolution's
+ * pass. (Adds: cpu_acc_run.) */
 static inline void copy_run(float *restrict d, const float *restrict s, size_t n)
 {
     size_t i = 0;
@@ -46,14 +46,6 @@ static inline void copy_run(float *restrict d, const float *restrict s, size_t n
     case 2: d[i + 1] = s[i + 1]; /* fall through */
     case 1: d[i] = s[i];
     }
-}
-
-static inline void add_run(float *restrict d, const float *restrict s, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) d[i + k] += s[i + k];
-    for (; i < n; i++) d[i] += s[i];
 }
 
 /* A chunk's images side by side: dst [c, nimg*plane] (rows ld floats apart) from src [nimg, c,
@@ -120,7 +112,7 @@ static void col2im_add(const NnConvShape *s, const float *col, size_t ld, float 
 {
     if (is_pointwise(s)) { /* each row one whole plane */
         size_t hw = (size_t)s->h * s->w;
-        for (int c = 0; c < s->cin; c++) add_run(dx + (size_t)c * hw, col + (size_t)c * ld, hw);
+        for (int c = 0; c < s->cin; c++) cpu_acc_run((int64_t)hw, col + (size_t)c * ld, dx + (size_t)c * hw);
         return;
     }
     for (int c = 0; c < s->cin; c++) {

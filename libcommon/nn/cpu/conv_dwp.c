@@ -85,43 +85,83 @@ DWP_AVX2 static inline __m256 l8(__m256 v)
     return _mm256_castsi256_ps(_mm256_alignr_epi8(t, _mm256_castps_si256(v), 4));
 }
 
-/* acc = the 9 taps over the three source rows (up, mid, down: each a vector of rows, already
- * shifted vertically), in tap order */
-#define DWP_TAPS(acc, up, mid, down, R, L, w)                                              \
+/* A source vector's three tap sources: for output column j the pixels j - 1, j, j + 1 (4x4: a row
+ * per lane; 8x8: a row per vector) */
+DWP_AVX2 static inline void taps4(__m256 v, __m256 t[3])
+{
+    t[0] = r4(v), t[1] = v, t[2] = l4(v);
+}
+DWP_AVX2 static inline void taps8(__m256 v, __m256 t[3])
+{
+    t[0] = r8(v), t[1] = v, t[2] = l8(v);
+}
+
+/* the sum of the taps w[3a + b] times the sources u (a = 0), m, d, in tap order */
+#define DWP_SUM9(acc, w, u, m, d)                                                          \
     do {                                                                                   \
-        acc = _mm256_mul_ps(w[0], R(up));                                                  \
-        acc = _mm256_fmadd_ps(w[1], up, acc);                                              \
-        acc = _mm256_fmadd_ps(w[2], L(up), acc);                                           \
-        acc = _mm256_fmadd_ps(w[3], R(mid), acc);                                          \
-        acc = _mm256_fmadd_ps(w[4], mid, acc);                                             \
-        acc = _mm256_fmadd_ps(w[5], L(mid), acc);                                          \
-        acc = _mm256_fmadd_ps(w[6], R(down), acc);                                         \
-        acc = _mm256_fmadd_ps(w[7], down, acc);                                            \
-        acc = _mm256_fmadd_ps(w[8], L(down), acc);                                         \
+        acc = _mm256_mul_ps(w[0], u[0]);                                                   \
+        acc = _mm256_fmadd_ps(w[1], u[1], acc);                                            \
+        acc = _mm256_fmadd_ps(w[2], u[2], acc);                                            \
+        acc = _mm256_fmadd_ps(w[3], m[0], acc);                                            \
+        acc = _mm256_fmadd_ps(w[4], m[1], acc);                                            \
+        acc = _mm256_fmadd_ps(w[5], m[2], acc);                                            \
+        acc = _mm256_fmadd_ps(w[6], d[0], acc);                                            \
+        acc = _mm256_fmadd_ps(w[7], d[1], acc);                                            \
+        acc = _mm256_fmadd_ps(w[8], d[2], acc);                                            \
     } while (0)
 
-/* One plane: out = the taps w over in, then + add (bias broadcast: acc 0; out's old values:
- * acc 1). 4x4: rows (0,1) and (2,3); up/down of (0,1) are (-1,0) and (1,2), of (2,3) (1,2), (3,4). */
+/* acc[b] += g times the sources t[b] of one tap row; acc[3a + b] += ... of the three */
+#define DWP_GRAD3(acc, g, t)                                                               \
+    do {                                                                                   \
+        (acc)[0] = _mm256_fmadd_ps(g, (t)[0], (acc)[0]);                                   \
+        (acc)[1] = _mm256_fmadd_ps(g, (t)[1], (acc)[1]);                                   \
+        (acc)[2] = _mm256_fmadd_ps(g, (t)[2], (acc)[2]);                                   \
+    } while (0)
+#define DWP_GRAD9(acc, g, u, m, d)                                                         \
+    do {                                                                                   \
+        DWP_GRAD3(acc, g, u);                                                              \
+        DWP_GRAD3(acc + 3, g, m);                                                          \
+        DWP_GRAD3(acc + 6, g, d);                                                          \
+    } while (0)
+
+/* The accumulators of a plane in local variables (the caller's may alias the planes: __m256
+ * may alias anything, so updates through a pointer would go to memory row by row) */
+#define DWP_MOVE9(d, s)                                                                    \
+    do {                                                                                   \
+        d[0] = s[0], d[1] = s[1], d[2] = s[2], d[3] = s[3], d[4] = s[4];                   \
+        d[5] = s[5], d[6] = s[6], d[7] = s[7], d[8] = s[8];                                \
+    } while (0)
+
+/* One plane: out = the taps w over in, then + bias (acc 0) or + out's old values (acc 1).
+ * 4x4: rows (0,1) and (2,3); up/down of (0,1) are (-1,0) and (1,2), of (2,3) (1,2) and (3,4). */
 DWP_AVX2 static inline void plane4(const float *in, float *out, const __m256 w[9], __m256 bias, int acc)
 {
     const __m256 a = _mm256_loadu_ps(in), b = _mm256_loadu_ps(in + 8);
-    const __m256 ua = _mm256_permute2f128_ps(a, a, 0x08), m = _mm256_permute2f128_ps(a, b, 0x21);
-    const __m256 db = _mm256_permute2f128_ps(b, b, 0x81);
-    __m256 ya, yb;
-    DWP_TAPS(ya, ua, a, m, r4, l4, w);
-    DWP_TAPS(yb, m, b, db, r4, l4, w);
+    __m256 ua[3], ta[3], m[3], tb[3], db[3], ya, yb;
+    taps4(_mm256_permute2f128_ps(a, a, 0x08), ua);
+    taps4(a, ta);
+    taps4(_mm256_permute2f128_ps(a, b, 0x21), m);
+    DWP_SUM9(ya, w, ua, ta, m);
+    taps4(b, tb);
+    taps4(_mm256_permute2f128_ps(b, b, 0x81), db);
+    DWP_SUM9(yb, w, m, tb, db);
     _mm256_storeu_ps(out, _mm256_add_ps(ya, acc ? _mm256_loadu_ps(out) : bias));
     _mm256_storeu_ps(out + 8, _mm256_add_ps(yb, acc ? _mm256_loadu_ps(out + 8) : bias));
 }
 
+/* 8x8: output row i takes rows i - 1, i, i + 1 (zero outside), each row's sources made once */
 DWP_AVX2 static inline void plane8(const float *in, float *out, const __m256 w[9], __m256 bias, int acc)
 {
-    __m256 up = _mm256_setzero_ps(), mid = _mm256_loadu_ps(in);
+    const __m256 z = _mm256_setzero_ps();
+    __m256 u[3] = {z, z, z}, m[3], d[3], y;
+    taps8(_mm256_loadu_ps(in), m);
     for (int i = 0; i < 8; i++) {
-        __m256 down = i < 7 ? _mm256_loadu_ps(in + 8 * (i + 1)) : _mm256_setzero_ps(), y;
-        DWP_TAPS(y, up, mid, down, r8, l8, w);
+        if (i < 7) taps8(_mm256_loadu_ps(in + 8 * (i + 1)), d);
+        else d[0] = d[1] = d[2] = z;
+        DWP_SUM9(y, w, u, m, d);
         _mm256_storeu_ps(out + 8 * i, _mm256_add_ps(y, acc ? _mm256_loadu_ps(out + 8 * i) : bias));
-        up = mid, mid = down;
+        u[0] = m[0], u[1] = m[1], u[2] = m[2];
+        m[0] = d[0], m[1] = d[1], m[2] = d[2];
     }
 }
 
@@ -162,42 +202,6 @@ DWP_AVX2 static inline void taps_row16(const float *row, __m256 t[3])
     evens_odds(_mm256_loadu_ps(row), _mm256_loadu_ps(row + 8), &t[1], &t[2]);
     t[0] = r8(t[2]);
 }
-
-/* the sum of the taps w[3a + b] times the sources u (a = 0), m, d, in tap order */
-#define DWP_SUM9(acc, w, u, m, d)                                                          \
-    do {                                                                                   \
-        acc = _mm256_mul_ps(w[0], u[0]);                                                   \
-        acc = _mm256_fmadd_ps(w[1], u[1], acc);                                            \
-        acc = _mm256_fmadd_ps(w[2], u[2], acc);                                            \
-        acc = _mm256_fmadd_ps(w[3], m[0], acc);                                            \
-        acc = _mm256_fmadd_ps(w[4], m[1], acc);                                            \
-        acc = _mm256_fmadd_ps(w[5], m[2], acc);                                            \
-        acc = _mm256_fmadd_ps(w[6], d[0], acc);                                            \
-        acc = _mm256_fmadd_ps(w[7], d[1], acc);                                            \
-        acc = _mm256_fmadd_ps(w[8], d[2], acc);                                            \
-    } while (0)
-
-/* acc[3a + b] += g times the sources */
-#define DWP_GRAD9(acc, g, u, m, d)                                                         \
-    do {                                                                                   \
-        acc[0] = _mm256_fmadd_ps(g, u[0], acc[0]);                                         \
-        acc[1] = _mm256_fmadd_ps(g, u[1], acc[1]);                                         \
-        acc[2] = _mm256_fmadd_ps(g, u[2], acc[2]);                                         \
-        acc[3] = _mm256_fmadd_ps(g, m[0], acc[3]);                                         \
-        acc[4] = _mm256_fmadd_ps(g, m[1], acc[4]);                                         \
-        acc[5] = _mm256_fmadd_ps(g, m[2], acc[5]);                                         \
-        acc[6] = _mm256_fmadd_ps(g, d[0], acc[6]);                                         \
-        acc[7] = _mm256_fmadd_ps(g, d[1], acc[7]);                                         \
-        acc[8] = _mm256_fmadd_ps(g, d[2], acc[8]);                                         \
-    } while (0)
-
-/* The accumulators of a plane in local variables (the caller's may alias the planes: __m256
- * may alias anything, so updates through a pointer would go to memory row by row) */
-#define DWP_MOVE9(d, s)                                                                    \
-    do {                                                                                   \
-        d[0] = s[0], d[1] = s[1], d[2] = s[2], d[3] = s[3], d[4] = s[4];                   \
-        d[5] = s[5], d[6] = s[6], d[7] = s[7], d[8] = s[8];                                \
-    } while (0)
 
 /* 8x8 -> 4x4: output rows (0,1) take input rows (-1,1), (0,2), (1,3); rows (2,3) take (3,5),
  * (4,6), (5,7). */
@@ -319,30 +323,25 @@ void cpu_dwp_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy, cons
 
 /* ---- weight gradient ---- */
 
-/* acc[t] += g times the plane's copy under tap t (the same shifted sources as the forward) */
-#define DWP_GRAD(acc, g, up, mid, down, R, L)                                              \
-    do {                                                                                   \
-        acc[0] = _mm256_fmadd_ps(g, R(up), acc[0]);                                        \
-        acc[1] = _mm256_fmadd_ps(g, up, acc[1]);                                           \
-        acc[2] = _mm256_fmadd_ps(g, L(up), acc[2]);                                        \
-        acc[3] = _mm256_fmadd_ps(g, R(mid), acc[3]);                                       \
-        acc[4] = _mm256_fmadd_ps(g, mid, acc[4]);                                          \
-        acc[5] = _mm256_fmadd_ps(g, L(mid), acc[5]);                                       \
-        acc[6] = _mm256_fmadd_ps(g, R(down), acc[6]);                                      \
-        acc[7] = _mm256_fmadd_ps(g, down, acc[7]);                                         \
-        acc[8] = _mm256_fmadd_ps(g, L(down), acc[8]);                                      \
-    } while (0)
-
+/* acc[t] += dy times the plane's copy under tap t (the forward's sources) */
 DWP_AVX2 static inline void grad4(const float *x, const float *dy, __m256 out[9])
 {
     __m256 acc[9];
     DWP_MOVE9(acc, out);
-    const __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8);
-    const __m256 ua = _mm256_permute2f128_ps(a, a, 0x08), m = _mm256_permute2f128_ps(a, b, 0x21);
-    const __m256 db = _mm256_permute2f128_ps(b, b, 0x81);
+    const __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8), m = _mm256_permute2f128_ps(a, b, 0x21);
     const __m256 ga = _mm256_loadu_ps(dy), gb = _mm256_loadu_ps(dy + 8);
-    DWP_GRAD(acc, ga, ua, a, m, r4, l4);
-    DWP_GRAD(acc, gb, m, b, db, r4, l4);
+    __m256 t[3]; /* one tap row's sources at a time: all five rows' at once spill registers */
+    taps4(_mm256_permute2f128_ps(a, a, 0x08), t);
+    DWP_GRAD3(acc, ga, t);
+    taps4(a, t);
+    DWP_GRAD3(acc + 3, ga, t);
+    taps4(m, t);
+    DWP_GRAD3(acc + 6, ga, t);
+    DWP_GRAD3(acc, gb, t);
+    taps4(b, t);
+    DWP_GRAD3(acc + 3, gb, t);
+    taps4(_mm256_permute2f128_ps(b, b, 0x81), t);
+    DWP_GRAD3(acc + 6, gb, t);
     DWP_MOVE9(out, acc);
 }
 
@@ -350,12 +349,15 @@ DWP_AVX2 static inline void grad8(const float *x, const float *dy, __m256 out[9]
 {
     __m256 acc[9];
     DWP_MOVE9(acc, out);
-    __m256 up = _mm256_setzero_ps(), mid = _mm256_loadu_ps(x);
+    const __m256 z = _mm256_setzero_ps();
+    __m256 u[3] = {z, z, z}, m[3], d[3];
+    taps8(_mm256_loadu_ps(x), m);
     for (int i = 0; i < 8; i++) {
-        __m256 down = i < 7 ? _mm256_loadu_ps(x + 8 * (i + 1)) : _mm256_setzero_ps();
-        const __m256 g = _mm256_loadu_ps(dy + 8 * i);
-        DWP_GRAD(acc, g, up, mid, down, r8, l8);
-        up = mid, mid = down;
+        if (i < 7) taps8(_mm256_loadu_ps(x + 8 * (i + 1)), d);
+        else d[0] = d[1] = d[2] = z;
+        DWP_GRAD9(acc, _mm256_loadu_ps(dy + 8 * i), u, m, d);
+        u[0] = m[0], u[1] = m[1], u[2] = m[2];
+        m[0] = d[0], m[1] = d[1], m[2] = d[2];
     }
     DWP_MOVE9(out, acc);
 }

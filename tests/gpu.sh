@@ -2,7 +2,8 @@
 # tests/gpu.sh - the GPU checks, for a machine with a GPU that lacks this project's build
 # dependencies (a lent device machine): run from the repository root with a tree built elsewhere
 # (`make`: the CUDA backend is built wherever nvcc is found) carried along.
-#   bash tests/gpu.sh [ops] [models] [programs] [bench] [profile]   (default: all but profile)
+#   bash tests/gpu.sh [ops] [models] [programs] [bench] [kernels] [profile]
+#   (default: all but kernels and profile)
 # ops       build/tests/test_cuda_ops: every slot of the op table against the CPU backend, the
 #           optimizers, fp16/bf16 convolution and linear, a resnet18m recover step end to end
 # models    build/tests/test_cuda_models: every zoo architecture, eval, train and frozen-teacher
@@ -11,6 +12,7 @@
 # programs  tests/golden/cuda.sh: every program with -d cuda against -d cpu, --precision, and a
 #           FADRM pipeline end to end on the GPU (Fashion-MNIST from $FMNIST)
 # bench     tests/bench/run_gpu.sh: ours beside the PyTorch peer (PEER=.../torch_recover_peer.py)
+# kernels   DD_NN_PROFILE's per-kernel table of the resnet18 224-px fp16 recover step (3 steps)
 # profile   ncu's per-kernel times of the resnet18 224-px fp16 recover step (2 timed steps)
 # tests/gpu_bundle.sh gathers what such a machine lacks and writes the command that runs this.
 # Environment: PYTHON (default python3: torch, numpy), FMNIST, PEER; DD_LIBS, a folder of shared
@@ -33,8 +35,8 @@ missing=$(ldd "$BIN/recover" | grep 'not found')
 [ -z "$missing" ] || { echo "gpu: libraries not found (set DD_LIBS):"; echo "$missing"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
 for p in $parts; do
-    case $p in ops | models | programs | bench | profile) ;;
-    *) echo "gpu: unknown part '$p' (ops, models, programs, bench, profile)"; exit 2 ;;
+    case $p in ops | models | programs | bench | kernels | profile) ;;
+    *) echo "gpu: unknown part '$p' (ops, models, programs, bench, kernels, profile)"; exit 2 ;;
     esac
 done
 # A device machine that runs out of host memory stops answering, and nothing of the run comes back
@@ -74,6 +76,10 @@ for p in $parts; do
          rm -rf "$work"; grep -v '^ok' "$LOGS/cuda_sh.log" | tail -n 12 ;;
     bench) timeout 600 bash tests/bench/run_gpu.sh 2>&1 | grep -v 'Warning\|scaler =' | tee "$LOGS/bench.log"
          rc=${PIPESTATUS[0]} ;;
+    kernels) rm -f "$LOGS/kernels.txt"
+         DD_NN_PROFILE=$LOGS/kernels.txt timeout 300 "$BUILD/bench/bench_recover" -d cuda:fp16 resnet18 3 224 100 1 3 \
+             >"$LOGS/kernels.out" 2>&1; rc=$?
+         head -n 32 "$LOGS/kernels.txt" 2>/dev/null || tail -n 5 "$LOGS/kernels.out" ;;
     profile) ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
          if [ -z "$ncu" ]; then echo "gpu: profile: ncu not found"; rc=1
          else

@@ -244,6 +244,9 @@ struct NnBackend {
     void (*trim)(NnBackend *be);
     /* Optional: marks the span an external profiler records (CUDA: cudaProfilerStart/Stop). */
     void (*profile)(NnBackend *be, int on);
+    /* Optional: returns when the work queued so far is done (NULL: every kernel returns done, as
+     * the CPU's); DD_NN_PROFILE times each call between two of these. */
+    void (*sync)(NnBackend *be);
 };
 
 /* The CPU backend with `threads` worker threads (>= 1). Never NULL. */

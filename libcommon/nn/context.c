@@ -2,6 +2,7 @@
  * nn_backward. Ops live in ops_*.c; kernels behind the backend table (backend.h). */
 #include "libcommon/nn/nn_impl.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,6 +294,11 @@ Nn *nn_new(DdDevice device, int threads)
     nn->keep_all = keep && *keep && strcmp(keep, "0");
     const char *all = getenv("DD_NN_DONE_ALL");
     nn->done_all = all && *all && strcmp(all, "0");
+    const char *prof = getenv("DD_NN_PROFILE");
+    if (prof && *prof && strcmp(prof, "0")) {
+        nn->profile = dd_strdup(prof);
+        nn->be = nn_profile_wrap(be);
+    }
     return nn;
 }
 
@@ -309,6 +315,22 @@ Nn *nn_open(const char *device, int threads)
     return NULL;
 }
 
+/* DD_NN_PROFILE's table: to stderr for "1", else added to the file it names (several contexts,
+ * or runs, add theirs one after another); a file that cannot be written is said, not fatal. */
+static void profile_write(Nn *nn)
+{
+    if (!strcmp(nn->profile, "1")) {
+        nn_profile_report(nn->be, stderr);
+        return;
+    }
+    FILE *f = fopen(nn->profile, "a");
+    if (f) {
+        nn_profile_report(nn->be, f);
+        if (fclose(f) == 0) return;
+    }
+    fprintf(stderr, "nn: DD_NN_PROFILE: cannot write %s: %s\n", nn->profile, strerror(errno));
+}
+
 void nn_free(Nn *nn)
 {
     if (!nn) return;
@@ -319,11 +341,13 @@ void nn_free(Nn *nn)
                 (nn->dev.inuse_peak + nn->dev_small.inuse_peak) / 1048576.0,
                 (nn->dev.held_peak + nn->dev_small.held_peak) / 1048576.0,
                 nn->dev_small.held_peak / 1048576.0, nn->host.held_peak / 1048576.0);
+    if (nn->profile) profile_write(nn);
     arena_free(&nn->host);
     arena_free(&nn->dev);
     arena_free(&nn->dev_small);
     free(nn->tape);
     free(nn->bn_stats);
+    free(nn->profile);
     nn->be->destroy(nn->be);
     free(nn);
 }

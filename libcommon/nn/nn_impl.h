@@ -10,6 +10,8 @@
 #include "libcommon/nn/backend.h"
 #include "libcommon/nn/nn.h"
 
+#include <stdio.h>
+
 /* A bump allocator over kept chunks, with a free list: a block handed back (nn_dev_release: a
  * dead gradient, or a value given to nn_done) joins its free neighbours, or lowers the bump
  * pointer when it is the top, and serves the next request it can hold: a block of exactly the
@@ -77,7 +79,13 @@ struct Nn {
     int done_all;         /* DD_NN_DONE_ALL (a test of the ops' nn_keep): nn_backward first marks
                            * every op output but the loss done */
     uint64_t rng_seed, rng_step, rng_calls;
+    char *profile;        /* DD_NN_PROFILE: "1" (stderr) or a file the table is added to; be is wrapped */
 };
+
+/* profile.c: a table of the same type that times every call of in's (nn_free frees both), and
+ * its report. */
+NnBackend *nn_profile_wrap(NnBackend *in);
+void nn_profile_report(NnBackend *be, FILE *f);
 
 /* Arena memory (64-byte aligned); device memory is zeroed when zero = 1. */
 void *nn_host_alloc(Nn *nn, size_t bytes);

@@ -114,6 +114,12 @@ for p in fp16 bf16; do
         && "$BIN/tscmp" --exact rp.tsr ro.tsr && cmp -s mp.jsonl mo.jsonl \
         && ok "recover --precision $p: DD_CUDA_OWN_TMP=1 gives the same bits" \
         || fail "recover --precision $p: DD_CUDA_OWN_TMP=1 differs"
+    # DD_NN_PROFILE: every call through the timing table, waited for (the sync slot): same bits
+    DD_NN_PROFILE=$PWD/prof_$p.txt "$BIN/recover" -d cuda --precision $p "${R[@]}" mq.jsonl init.tsr >rq.tsr \
+        && "$BIN/tscmp" --exact rp.tsr rq.tsr && cmp -s mp.jsonl mq.jsonl \
+        && grep -q '^nn profile: cuda: .*each call waited for' prof_$p.txt && grep -q ' conv2d_bwd_data ' prof_$p.txt \
+        && ok "recover --precision $p: DD_NN_PROFILE gives the same bits; $(sed -n 3p prof_$p.txt)" \
+        || fail "recover --precision $p: DD_NN_PROFILE"
     "$BIN/evaltrain" -d cuda --precision $p --eval-only -w t.safetensors fm.tsr >gp.json || fail "evaltrain --precision $p"
     "$PYTHON" - $p <<'PY' && ok "--precision $p: step-0 loss and eval loss within 1e-2 of fp32" || fail "--precision $p"
 import json, sys

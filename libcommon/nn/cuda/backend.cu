@@ -95,6 +95,8 @@ static void cu_profile(NnBackend *be, int on)
     CU_CHECK(on ? cudaProfilerStart() : cudaProfilerStop());
 }
 
+static void cu_sync(NnBackend *be) { CU_CHECK(cudaStreamSynchronize(cu_impl(be)->stream)); }
+
 static void cu_zero(NnBackend *be, void *p, size_t bytes)
 {
     CU_CHECK(cudaMemsetAsync(p, 0, bytes, cu_impl(be)->stream));
@@ -234,6 +236,7 @@ extern "C" NnBackend *nn_cuda_backend_new(int threads)
     be->set_precision = cu_set_precision;
     be->trim = cu_trim;
     be->profile = cu_profile;
+    be->sync = cu_sync;
     cu_elem_init(be);
     cu_layout_init(be);
     cu_conv_init(be);

@@ -1,0 +1,75 @@
+# DD_NN_PROFILE: the per-kernel time table. A profiled run gives the same bytes as an unprofiled
+# one; the table adds up, counts what the run did (a small recover: 2 batches x 40 steps of a
+# frozen convnet3 teacher, so every convolution runs forward and backward-data 80 times and never
+# backward-filter); it goes to stderr for 1, is added to a file for a path, and a file that cannot be
+# written is said on one line without failing the run; the op tests pass through the profiled table
+# (every kernel's arguments passed on: finite differences of every op), and together call every
+# slot the CPU backend fills.
+source "$TESTS/golden/lib.sh"
+source "$TESTS/golden/lib_tools.sh"
+fm_small 300
+tool=$TESTS/../$BUILD/tests/parity/recover_tool
+"$tool" teacher t.safetensors convnet3:width=16 fm.tsr 1
+"$BIN/patchsel" -q -w t.safetensors --ipc 2 --candidates 8 --crops 2 fm.tsr >init.tsr
+R=("$BIN/recover" -q -w t.safetensors --iters 40 --arc 3 --alpha 0.5 init.tsr)
+
+"${R[@]}" >plain.tsr 2>plain.err
+DD_NN_PROFILE=$PWD/p.txt "${R[@]}" >prof.tsr 2>prof.err
+"$BIN/tscmp" --exact plain.tsr prof.tsr >/dev/null && ok "profiled output == unprofiled (tscmp --exact)" \
+    || fail "profiling changed the output"
+[ ! -s plain.err ] && [ ! -s prof.err ] && ok "-q: nothing on stderr with the table in a file" || fail "stderr: $(cat prof.err)"
+"$PYTHON" - p.txt <<'PY' && ok "table: sums, order, 80 forward and backward-data calls a layer, no weight gradient" \
+    || fail "table"
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+m = re.match(r"nn profile: cpu: ([0-9.]+) s in ([0-9]+) kernel calls, of ([0-9.]+) s from nn_new to nn_free", lines[0])
+assert m, lines[0]
+secs, calls, wall = float(m[1]), int(m[2]), float(m[3])
+assert lines[1].split() == ["share", "total", "ms", "calls", "ms/call", "kernel", "shape"], lines[1]
+rows = []
+for l in lines[2:]:
+    f = l.split(None, 5)
+    rows.append((float(f[0].rstrip("%")), float(f[1]), int(f[2]), float(f[3]), f[4], f[5] if len(f) > 5 else ""))
+assert 0 < secs <= wall and len(rows) > 10, (secs, wall, len(rows))
+assert sum(r[2] for r in rows) == calls, (sum(r[2] for r in rows), calls)
+assert abs(sum(r[1] for r in rows) / 1e3 - secs) < 1e-3 + 1e-6 * len(rows), secs
+assert abs(sum(r[0] for r in rows) - 100) < 0.05 * len(rows), sum(r[0] for r in rows)
+assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True), "not by total time"
+for r in rows:
+    assert abs(r[3] * r[2] - r[1]) <= 5e-4 + 5e-5 * r[2] + 1e-3 * r[1], r   # printed to 3 and 4 places
+assert len({(r[4], r[5]) for r in rows}) == len(rows), "a kernel and shape twice"
+conv = {(r[4], r[5]): r[2] for r in rows if r[4].startswith("conv2d")}
+shapes = ["n10 1x28x28 -> 16x28x28 k3x3 s1 p1 d1 g1", "n10 16x14x14 -> 16x14x14 k3x3 s1 p1 d1 g1",
+          "n10 16x7x7 -> 16x7x7 k3x3 s1 p1 d1 g1"]
+want = {(k, s): 80 for s in shapes for k in ("conv2d_fwd", "conv2d_bwd_data")}
+assert conv == want, conv
+assert not any(r[4] == "conv2d_bwd_filter" for r in rows)
+lin = {r[4]: (r[5], r[2]) for r in rows if r[4].startswith("linear")}
+assert lin == {"linear_fwd": ("n10 144 -> 10", 80), "linear_bwd": ("n10 144 -> 10", 80)}, lin
+PY
+DD_NN_PROFILE=1 "${R[@]}" >one.tsr 2>one.err
+"$BIN/tscmp" --exact plain.tsr one.tsr >/dev/null && grep -q "^nn profile: cpu: " one.err \
+    && [ "$(grep -c . one.err)" = "$(grep -c . p.txt)" ] && ok "DD_NN_PROFILE=1: the table on stderr" || fail "=1"
+DD_NN_PROFILE=$PWD/p.txt "${R[@]}" >/dev/null
+[ "$(grep -c '^nn profile: ' p.txt)" = 2 ] && ok "a second run adds its table to the file" || fail "append"
+DD_NN_PROFILE=0 "${R[@]}" >zero.tsr 2>zero.err
+[ ! -s zero.err ] && "$BIN/tscmp" --exact plain.tsr zero.tsr >/dev/null && ok "DD_NN_PROFILE=0: off" || fail "=0"
+rc=0; DD_NN_PROFILE=$PWD/no/such/dir/p.txt "${R[@]}" >bad.tsr 2>bad.err || rc=$?
+if [ $rc = 0 ] && "$BIN/tscmp" --exact plain.tsr bad.tsr >/dev/null && [ "$(wc -l <bad.err)" = 1 ] \
+    && grep -q "^nn: DD_NN_PROFILE: cannot write $PWD/no/such/dir/p.txt: No such file or directory$" bad.err; then
+    ok "unwritable table file: said, the run unharmed ($(cat bad.err))"
+else fail "unwritable: exit $rc $(cat bad.err)"; fi
+
+# The op tests through the profiled table, and every CPU slot called by one of them
+for t in test_nn_grad test_bn_fused test_nn_engine; do
+    DD_NN_PROFILE=$PWD/ops.txt "$TESTS/../$BUILD/tests/$t" >"$t.log" 2>&1 && ok "$t passes profiled" \
+        || { fail "$t profiled"; tail -n 5 "$t.log"; }
+done
+src=$TESTS/../libcommon/nn/cpu
+slots=$(grep -hoE 'be->[a-z0-9_]+ = ' "$src"/*.c | sed 's/be->//; s/ = //' | sort -u \
+    | grep -vxE 'alloc|alloc_uninit|free|destroy|device|impl|name')
+called=$(awk '$1 ~ /%$/ && NF >= 5 {print $5}' ops.txt | sort -u)
+missing=$(comm -23 <(echo "$slots") <(echo "$called"))
+[ "$(echo "$slots" | wc -l)" -gt 45 ] && [ -z "$missing" ] && ok "all $(echo "$slots" | wc -l) timed CPU slots called" \
+    || fail "CPU slots never called through the profile: $missing"
+finish

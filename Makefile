@@ -111,6 +111,18 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
+# The worker pool under ThreadSanitizer (tests/golden/tsan.sh runs it: a race in the hand-over
+# from one job to the next showed only there). A compiler that cannot build it (or SAN=1, whose
+# library is ASan's) gets a stub that says so and exits 77 (SKIP).
+TSAN_POOL := $(BUILD)/tests/tsan/test_pool
+all: $(TSAN_POOL)
+$(TSAN_POOL): tests/unit/test_pool.c libcommon/nn/cpu/pool.c tests/unit/check.h $(LIB)
+	@mkdir -p $(@D)
+	@$(CC) $(filter-out $(SANFLAGS) -MMD -MP,$(ALL_CFLAGS)) -O1 -fsanitize=thread tests/unit/test_pool.c \
+	    libcommon/nn/cpu/pool.c $(LIB) $(LDLIBS) -o $@ 2>$@.log \
+	    || printf '#!/bin/sh\necho "SKIP: $(CC) -fsanitize=thread could not build it: %s"\nexit 77\n' \
+	        "$$(grep -m1 -i error $@.log | tr -d '"$$\\`')" >$@ && chmod +x $@
+
 # Helper programs of the parity tests (driven by tests/parity/*.sh) and of make bench.
 $(BUILD)/tests/parity/%: $(BUILD)/obj/tests/parity/%.o $(LIB)
 	@mkdir -p $(@D)

@@ -42,7 +42,7 @@ static void usage(FILE *f)
                "                         directory name, e.g. val\n"
                "  -n, --limit N          import the first N records only\n"
                "  -c, --classes-file F   class names, one per line (overrides the dataset's)\n"
-               "  -j, --threads N        imagefolder: threads decoding images (default: all cores)\n"
+               "  -j, --threads N        imagefolder: threads decoding images (default: the CPUs usable)\n"
                "  -o, --output FILE      write FILE atomically instead of stdout\n"
                "  -q, --quiet            no progress\n"
                "  -h, --help             this text\n"

@@ -152,9 +152,15 @@ void dd_temp_track(const char *tmp, int add);
  * system calls only (safe in a signal handler); errors are ignored. */
 void dd_remove_tree(const char *path);
 
-/* Number of worker threads when -j is not given: DD_THREADS, else the CPUs online. A DD_THREADS
- * that is not an integer in 1..DD_MAX_THREADS is a usage error (exit 2), as a bad -j is. */
+/* Number of worker threads when -j is not given: DD_THREADS, else the CPUs this process may run
+ * on (its affinity mask: taskset, a container's or a batch job's cpuset), fewer where its cgroup's
+ * CPU quota allows fewer. A DD_THREADS that is not an integer in 1..DD_MAX_THREADS is a usage
+ * error (exit 2), as a bad -j is. */
 #define DD_MAX_THREADS 4096
 int dd_threads_default(void);
+/* A cgroup CPU quota as whole CPUs, rounded up: text "QUOTA PERIOD" (cgroup v2's cpu.max; v1's
+ * cfs_quota_us and cfs_period_us joined by a space); 0 for no limit ("max", a negative quota) or
+ * text that is not one. */
+int dd_cgroup_cpus(const char *text);
 
 #endif

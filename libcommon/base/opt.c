@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,10 +81,70 @@ void dd_refuse_tty_stdout(void)
         dd_die(DD_EXIT_USAGE, "refusing to write binary data to a terminal (redirect stdout or use -o)");
 }
 
+int dd_cgroup_cpus(const char *text)
+{
+    char a[32];
+    long long period;
+    if (!text || sscanf(text, "%31s %lld", a, &period) != 2 || period <= 0) return 0;
+    char *end;
+    errno = 0;
+    long long quota = strtoll(a, &end, 10);
+    if (errno || end == a || *end || quota <= 0) return 0; /* "max", -1: no limit */
+    long long cpus = (quota + period - 1) / period;
+    return cpus > DD_MAX_THREADS ? DD_MAX_THREADS : (int)cpus;
+}
+
+/* The first line of a small file, or "" */
+static void read_line(const char *path, char *buf, size_t n)
+{
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (!fgets(buf, (int)n, f)) buf[0] = 0;
+    fclose(f);
+    buf[strcspn(buf, "\n")] = 0;
+}
+
+/* This process's cgroup CPU quota in CPUs (0: none found): cgroup v2's cpu.max of its own group
+ * (/proc/self/cgroup's "0::PATH") or of the root of the mount (a container's view), else v1's. */
+static int cgroup_quota(void)
+{
+    char line[512], path[640], a[64], b[64];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "0::", 3)) continue;
+            line[strcspn(line, "\n")] = 0;
+            snprintf(path, sizeof path, "/sys/fs/cgroup%s/cpu.max", strcmp(line + 3, "/") ? line + 3 : "");
+            read_line(path, line, sizeof line);
+            if (*line) {
+                fclose(f);
+                return dd_cgroup_cpus(line);
+            }
+            break;
+        }
+        fclose(f);
+    }
+    read_line("/sys/fs/cgroup/cpu.max", line, sizeof line);
+    if (*line) return dd_cgroup_cpus(line);
+    read_line("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", a, sizeof a);
+    read_line("/sys/fs/cgroup/cpu/cpu.cfs_period_us", b, sizeof b);
+    snprintf(line, sizeof line, "%s %s", a, b);
+    return dd_cgroup_cpus(line);
+}
+
 int dd_threads_default(void)
 {
     const char *e = getenv("DD_THREADS");
     if (e && *e) return (int)dd_opt_long("DD_THREADS", e, 1, DD_MAX_THREADS);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    long n = 0;
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+#endif
+    if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0) n = 1;
+    int q = cgroup_quota();
+    if (q > 0 && q < n) n = q;
+    return n > DD_MAX_THREADS ? DD_MAX_THREADS : (int)n;
 }

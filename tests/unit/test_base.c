@@ -6,6 +6,7 @@
 #include "tests/unit/check.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -175,6 +176,35 @@ static void test_atomic_many(void)
     dd_remove_tree(root);
 }
 
+/* The default thread count: the cgroup quota's text, and the affinity mask (on one CPU of this
+ * thread's mask, 1; on the whole mask, its CPUs unless a cgroup quota allows fewer). */
+static void test_threads_default(void)
+{
+    CHECK(dd_cgroup_cpus("max 100000") == 0);
+    CHECK(dd_cgroup_cpus("-1 100000") == 0);
+    CHECK(dd_cgroup_cpus("150000 100000") == 2);
+    CHECK(dd_cgroup_cpus("200000 100000\n") == 2);
+    CHECK(dd_cgroup_cpus("50000 100000") == 1);
+    CHECK(dd_cgroup_cpus("100000 0") == 0 && dd_cgroup_cpus("") == 0 && dd_cgroup_cpus("12x 100") == 0);
+    CHECK(dd_cgroup_cpus(NULL) == 0 && dd_cgroup_cpus("max") == 0);
+    CHECK(dd_cgroup_cpus("999999999999 1") == DD_MAX_THREADS);
+    unsetenv("DD_THREADS");
+    cpu_set_t all, one;
+    CHECK(sched_getaffinity(0, sizeof all, &all) == 0);
+    int n = CPU_COUNT(&all), first = 0;
+    while (!CPU_ISSET(first, &all)) first++;
+    int dflt = dd_threads_default();
+    CHECK_MSG(dflt >= 1 && dflt <= n, "default %d, mask of %d", dflt, n);
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    CHECK(sched_setaffinity(0, sizeof one, &one) == 0);
+    CHECK_MSG(dd_threads_default() == 1, "on one CPU: %d", dd_threads_default());
+    CHECK(sched_setaffinity(0, sizeof all, &all) == 0);
+    setenv("DD_THREADS", "3", 1);
+    CHECK(dd_threads_default() == 3);
+    unsetenv("DD_THREADS");
+}
+
 int main(void)
 {
     /* Known-answer tests of Random123 (kat_vectors): philox4x32 10 rounds. Our key/counter packing:
@@ -251,6 +281,7 @@ int main(void)
 
     test_remove_tree();
     test_atomic_many();
+    test_threads_default();
     if (!test_progress_tty()) printf("no pseudo-terminal: progress on a terminal not checked\n");
     return check_done("test_base");
 }

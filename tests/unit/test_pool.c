@@ -1,9 +1,9 @@
 /* test_pool.c - the CPU backend's worker pool (libcommon/nn/cpu/pool.c): every item of every job
  * runs exactly once, with the job's own function and argument, never on two threads under one tid
  * at once; a job returns only when all its items are done; workers that went to sleep wake for
- * the next job; back-to-back jobs of 1 to 64 items (workers polling, or still finishing the last
- * job's bookkeeping when the next is posted) on 2, 3 and 5 threads; jobs whose items take a while
- * (late workers); the pool's end. */
+ * the next job, and a caller that slept waiting for a worker's block is woken; back-to-back jobs
+ * of 1 to 64 items (workers polling, or still finishing the last job's bookkeeping when the next
+ * is posted) on 2, 3 and 5 threads; jobs whose items take a while (late workers); the pool's end. */
 #include "check.h"
 
 #include "libcommon/base/base.h"
@@ -23,6 +23,7 @@ typedef struct {
     int busy[MAXT];         /* per tid: 1 while an item runs under it (atomic) */
     int overlap, bad_range, wrong_job;
     int spin_us;            /* each item busy-waits this long */
+    int slow1_us;           /* item 1 busy-waits this long (the caller's wait outlasts its polling) */
     int waitfor;            /* (n = 2) item 0 waits up to 2 s for item 1 to start: two threads ran */
     int started1, timed_out;
 } Job;
@@ -49,9 +50,10 @@ static void task(void *arg, int64_t b, int64_t e, int tid)
                     break;
                 }
         }
-        if (j->spin_us) {
+        int us = j->spin_us + (i == 1 ? j->slow1_us : 0);
+        if (us) {
             double t0 = dd_now();
-            while (dd_now() - t0 < j->spin_us * 1e-6) {
+            while (dd_now() - t0 < us * 1e-6) {
             }
         }
         __atomic_add_fetch(&j->hits[i], 1, __ATOMIC_RELAXED);
@@ -61,11 +63,11 @@ static void task(void *arg, int64_t b, int64_t e, int tid)
 
 /* Runs one job on the stack (a late reader of an ended job's argument reads a reused frame) and
  * checks it; returns the failures. */
-static int run_job(CpuPool *p, uint64_t id, int64_t n, int spin_us, int waitfor)
+static int run_job_slow(CpuPool *p, uint64_t id, int64_t n, int spin_us, int waitfor, int slow1_us)
 {
     Job j;
     memset(&j, 0, sizeof j);
-    j.id = id, j.n = n, j.spin_us = spin_us, j.waitfor = waitfor;
+    j.id = id, j.n = n, j.spin_us = spin_us, j.waitfor = waitfor, j.slow1_us = slow1_us;
     __atomic_store_n(&current_job, id, __ATOMIC_RELEASE);
     cpu_pool_run(p, n, task, &j);
     int bad = j.overlap + j.bad_range + j.wrong_job + j.timed_out;
@@ -78,8 +80,14 @@ static int run_job(CpuPool *p, uint64_t id, int64_t n, int spin_us, int waitfor)
     return bad;
 }
 
+static int run_job(CpuPool *p, uint64_t id, int64_t n, int spin_us, int waitfor)
+{
+    return run_job_slow(p, id, n, spin_us, waitfor, 0);
+}
+
 int main(void)
 {
+    alarm(120); /* a lost wake-up hangs: fail (SIGALRM) rather than wait for the runner's timeout */
     uint64_t id = 0;
     const int threads[] = {2, 3, 5};
     for (int ti = 0; ti < 3; ti++) {
@@ -99,6 +107,10 @@ int main(void)
             bad += run_job(p, ++id, 2, 0, 1);
         }
         CHECK_MSG(bad == 0, "%d threads: a sleeping worker wakes for a job", threads[ti]);
+        /* a worker's block outlasts the caller's polling: the caller sleeps, the worker wakes it */
+        bad = 0;
+        for (int r = 0; r < 5; r++) bad += run_job_slow(p, ++id, 2, 0, 1, 3000);
+        CHECK_MSG(bad == 0, "%d threads: the caller sleeps until a worker's last block", threads[ti]);
         /* sleeping and polling mixed with pauses about the polling time */
         bad = 0;
         for (int r = 0; r < 400 && bad < 5; r++) {

@@ -23,9 +23,10 @@ struct CpuPool {
     int threads;
     pthread_t *tid;
     pthread_mutex_t mu;
-    pthread_cond_t go;
+    pthread_cond_t go, done;
     uint64_t gen;            /* job generation (atomic): workers run each generation at most once */
     int sleepers;            /* workers waiting on go (atomic) */
+    int caller_waits;        /* the caller waits on done for the job's last items (atomic) */
     int quit;
     CpuTask fn;
     void *arg;
@@ -49,9 +50,11 @@ struct CpuPool {
 
 /* An idle worker polls for the next job this long before it sleeps: a training step's kernels
  * follow each other within microseconds, and a sleeping thread took 60 us to wake on a 2-core
- * VM (each small job paid it); the caller polls for the job's end the same way. Polls yield
- * every SPIN_YIELD_US, so a busy machine's other threads get the core. */
+ * VM (each small job paid it); the caller polls for the job's last blocks for CALLER_SPIN_US (a
+ * job's threads end within a block of each other), then sleeps until they are done. Polls yield every SPIN_YIELD_US, so a busy machine's other threads get
+ * the core. */
 #define SPIN_US 200.0
+#define CALLER_SPIN_US 1000.0
 #define SPIN_YIELD_US 20.0
 
 static inline void cpu_relax(void)
@@ -85,7 +88,12 @@ static void run_range(CpuPool *p, uint64_t gen, int t)
         /* an unfinished block of gen's job is ours: the job, its fn and arg, stay until it ends */
         CpuTask fn = __atomic_load_n(&p->fn, __ATOMIC_RELAXED);
         fn(__atomic_load_n(&p->arg, __ATOMIC_RELAXED), b, b + g, t);
-        __atomic_sub_fetch(&p->left, g, __ATOMIC_RELEASE);
+        if (__atomic_sub_fetch(&p->left, g, __ATOMIC_SEQ_CST) == 0 &&
+            __atomic_load_n(&p->caller_waits, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
         v = __atomic_load_n(&p->next, __ATOMIC_ACQUIRE);
     }
 }
@@ -142,6 +150,7 @@ CpuPool *cpu_pool_new(int threads)
     p->threads = threads < 1 ? 1 : threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
     p->tid = dd_calloc((size_t)p->threads, sizeof *p->tid);
     for (int t = 1; t < p->threads; t++) {
         Worker *w = dd_malloc(sizeof *w);
@@ -163,6 +172,7 @@ void cpu_pool_free(CpuPool *p)
     for (int t = 1; t < p->threads; t++) pthread_join(p->tid[t], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
     free(p->tid);
     free(p);
 }
@@ -190,11 +200,21 @@ void cpu_pool_run(CpuPool *p, int64_t n, CpuTask fn, void *arg)
         pthread_mutex_unlock(&p->mu);
     }
     run_range(p, gen, 0);
-    double ty = dd_now();
+    /* the blocks others took: polled for CALLER_SPIN_US, then waited for on done (a worker held
+     * off the CPU by the machine's other work would otherwise have this thread spin meanwhile) */
+    double t0 = dd_now(), ty = t0;
     for (int i = 1; __atomic_load_n(&p->left, __ATOMIC_ACQUIRE) > 0; i++) {
         cpu_relax();
         if (i % 64 == 0) {
             double now = dd_now();
+            if (now - t0 > CALLER_SPIN_US * 1e-6) {
+                pthread_mutex_lock(&p->mu);
+                __atomic_store_n(&p->caller_waits, 1, __ATOMIC_SEQ_CST);
+                while (__atomic_load_n(&p->left, __ATOMIC_SEQ_CST) > 0) pthread_cond_wait(&p->done, &p->mu);
+                __atomic_store_n(&p->caller_waits, 0, __ATOMIC_RELAXED);
+                pthread_mutex_unlock(&p->mu);
+                break;
+            }
             if (now - ty > SPIN_YIELD_US * 1e-6) sched_yield(), ty = now;
         }
     }

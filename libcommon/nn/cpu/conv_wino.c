@@ -17,8 +17,12 @@
  * keep V and M of a chunk within WG_BUDGET floats (24 MiB). Per chunk:
  *   1. input transform, items = input channels: a channel's planes of the chunk are packed into a
  *      zero-padded plane with the images innermost, P[y][x][i], and each tile's a^2 transformed
- *      values (a = m + 2), 8 images at a time, go to V[xi][c][col], col = tile * nb + image (a^2
- *      matrices of ci rows of the columns rounded up to 16, zero past the real ones);
+ *      values (a = m + 2), 8 images at a time, go to V[xi][c][col], col = tile * nimg + image (a^2
+ *      matrices of ci rows of the columns rounded up to 16, zero past the real ones; nimg the
+ *      chunk's images: a batch of 10 has 10 columns a tile, not 16, so small batches - recover's
+ *      class batches, small students - pay no GEMM for missing images. A vector of a tile's last
+ *      8 images spills its lanes past nimg, zero, into the next tile's columns, which are
+ *      written after it);
  *   2. products, items = (xi, block of WG_CB columns): M[xi] = U[xi] V[xi] by conv_direct.c's
  *      6x16 kernel, or its 6x32 AVX-512 one on two tiles (a 1-tap convolution is a GEMM), each
  *      output's sum over all ci in one call, into the chunk's M[xi][k][col];
@@ -96,10 +100,9 @@ typedef struct {
     int th, tw, ntile;     /* tiles per image: rows, columns, all */
     int nb, nchunks;       /* images per chunk (a multiple of 8; the last chunk may be short) */
     int hp, wp;            /* padded plane of P: m th + 2 by m tw + 2 */
-    size_t ncolp;          /* columns of V per chunk: ntile nb rounded up to WG_NR */
+    size_t ncolp;          /* the most columns of V a chunk has: ntile nb rounded up to WG_NR */
     size_t vld;            /* floats from one row of V (and of M) to the next: ncolp, or 16 more */
     int mpad;              /* output channels rounded up to WG_MR */
-    int ncb;               /* blocks of WG_CB columns per chunk */
 } Wino;
 
 typedef struct {
@@ -111,6 +114,9 @@ typedef struct {
     const float *dy;        /* the weight gradient's: dy, and dw (+=) */
     float *dw;
     int chunk;
+    int nimg;     /* the chunk's images: V's and M's columns are tile * nimg + image */
+    size_t ncolc; /* the chunk's columns, ntile nimg, rounded up to WG_NR (zero past the real ones) */
+    int ncbc;     /* its blocks of WG_CB columns */
     int wide; /* cpu_dc_kernel2 (AVX-512) for pairs of tiles */
     NnBackend *be;
 } WinoJob;
@@ -144,7 +150,6 @@ static Wino wg_geom(const NnConvShape *s, int backward)
     /* an odd number of 64-byte lines between rows, so the kernel's ci rows of a tile spread over
      * all of L1's sets (2048 columns apart, 64 rows would share 8 sets and thrash) */
     g.vld = g.ncolp / WG_NR % 2 ? g.ncolp : g.ncolp + WG_NR;
-    g.ncb = (int)((g.ncolp + WG_CB - 1) / WG_CB);
     return g;
 }
 
@@ -246,14 +251,14 @@ WG_AVX2 static void wg_pack_plane(const WinoJob *j, const float *src0, int nch, 
                    pl + ((size_t)off * g->wp + off) * nb, (size_t)g->wp * nb);
 }
 
-WG_AVX2 static void wg_input_tiles2(const Wino *g, const float *pl, float *v, size_t xistride)
+WG_AVX2 static void wg_input_tiles2(const Wino *g, int nimg, const float *pl, float *v, size_t xistride)
 {
     size_t rowf = (size_t)g->wp * g->nb;
     for (int ty = 0; ty < g->th; ty++)
         for (int tx = 0; tx < g->tw; tx++) {
             const float *d0 = pl + (size_t)(2 * ty) * rowf + (size_t)(2 * tx) * g->nb;
-            size_t col = ((size_t)ty * g->tw + tx) * g->nb;
-            for (int l = 0; l < g->nb; l += 8) {
+            size_t col = ((size_t)ty * g->tw + tx) * nimg;
+            for (int l = 0; l < nimg; l += 8) {
                 __m256 d[4][4], t[4][4];
                 for (int r = 0; r < 4; r++)
                     for (int q = 0; q < 4; q++)
@@ -293,14 +298,14 @@ WG_AVX2 static inline void wg_bt4(const __m256 *d, int st, __m256 *t, int tt)
     t[5 * tt] = _mm256_fmadd_ps(four, d[1 * st], _mm256_fnmadd_ps(five, d[3 * st], d[5 * st]));
 }
 
-WG_AVX2 static void wg_input_tiles4(const Wino *g, const float *pl, float *v, size_t xistride)
+WG_AVX2 static void wg_input_tiles4(const Wino *g, int nimg, const float *pl, float *v, size_t xistride)
 {
     size_t rowf = (size_t)g->wp * g->nb;
     for (int ty = 0; ty < g->th; ty++)
         for (int tx = 0; tx < g->tw; tx++) {
             const float *d0 = pl + (size_t)(4 * ty) * rowf + (size_t)(4 * tx) * g->nb;
-            size_t col = ((size_t)ty * g->tw + tx) * g->nb;
-            for (int l = 0; l < g->nb; l += 8) {
+            size_t col = ((size_t)ty * g->tw + tx) * nimg;
+            for (int l = 0; l < nimg; l += 8) {
                 __m256 d[6][6], t[6][6], s[6];
                 for (int r = 0; r < 6; r++)
                     for (int q = 0; q < 6; q++)
@@ -320,16 +325,16 @@ static void wg_input_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const WinoJob *j = arg;
     const Wino *g = j->g;
-    size_t xistride = (size_t)g->ci * g->vld, ncols = (size_t)g->ntile * g->nb;
+    size_t xistride = (size_t)g->ci * g->vld, ncols = (size_t)g->ntile * j->nimg;
     float *pl = cpu_scratch(j->be, tid, (size_t)g->hp * g->wp * g->nb);
     for (int64_t c = b; c < e; c++) {
         float *v = j->v + (size_t)c * g->vld;
         wg_pack_plane(j, j->x, g->ci, (int)c, 1, pl);
-        if (g->m == 4) wg_input_tiles4(g, pl, v, xistride);
-        else wg_input_tiles2(g, pl, v, xistride);
-        if (ncols < g->ncolp)
+        if (g->m == 4) wg_input_tiles4(g, j->nimg, pl, v, xistride);
+        else wg_input_tiles2(g, j->nimg, pl, v, xistride);
+        if (ncols < j->ncolc)
             for (int xi = 0; xi < g->nxi; xi++)
-                memset(v + xi * xistride + ncols, 0, (g->vld - ncols) * sizeof(float));
+                memset(v + xi * xistride + ncols, 0, (j->ncolc - ncols) * sizeof(float));
     }
 }
 
@@ -401,41 +406,41 @@ WG_AVX2 static void wg_output(const WinoJob *j, int k)
 {
     const Wino *g = j->g;
     size_t hw = (size_t)g->h * g->w, xs = (size_t)g->mpad * g->vld;
-    size_t istride = (size_t)g->co * hw, w = (size_t)g->w, ncol = (size_t)g->ntile * g->nb;
-    int n0 = j->chunk * g->nb, tm = g->m;
+    size_t istride = (size_t)g->co * hw, w = (size_t)g->w;
+    int n0 = j->chunk * g->nb, tm = g->m, nimg = j->nimg;
     const float *mk = j->m + (size_t)k * g->vld;
     float bias = j->b ? j->b[k] : 0.0f;
-    for (size_t col = 0; col < ncol; col += 8) {
-        int tile = (int)(col / (size_t)g->nb), i0 = (int)(col % (size_t)g->nb);
-        if (n0 + i0 >= g->n) continue; /* the last chunk's lanes past the images */
-        __m256 out[16];
-        float o[16][8];
-        wg_out_tile(g, mk + col, xs, bias, j->backward, out);
-        int ty = tile / g->tw, tx = tile % g->tw, nl = g->n - (n0 + i0) < 8 ? g->n - (n0 + i0) : 8;
-        int ny = g->h - tm * ty < tm ? g->h - tm * ty : tm, nx = g->w - tm * tx < tm ? g->w - tm * tx : tm;
-        float *dst = j->y + ((size_t)(n0 + i0) * g->co + k) * hw + (size_t)(tm * ty) * w + tm * tx;
-        if (tm == 4 && ny == 4 && nx == 4) {
-            wg_store4(out, dst, w, istride, nl, j->backward);
-            continue;
+    for (size_t tile = 0; tile < (size_t)g->ntile; tile++)
+        for (int i0 = 0; i0 < nimg; i0 += 8) {
+            size_t col = tile * nimg + i0; /* 8 lanes: images i0.. of the tile (then the next's) */
+            __m256 out[16];
+            float o[16][8];
+            wg_out_tile(g, mk + col, xs, bias, j->backward, out);
+            int ty = (int)tile / g->tw, tx = (int)tile % g->tw, nl = nimg - i0 < 8 ? nimg - i0 : 8;
+            int ny = g->h - tm * ty < tm ? g->h - tm * ty : tm, nx = g->w - tm * tx < tm ? g->w - tm * tx : tm;
+            float *dst = j->y + ((size_t)(n0 + i0) * g->co + k) * hw + (size_t)(tm * ty) * w + tm * tx;
+            if (tm == 4 && ny == 4 && nx == 4) {
+                wg_store4(out, dst, w, istride, nl, j->backward);
+                continue;
+            }
+            for (int q = 0; q < tm * tm; q++) _mm256_storeu_ps(o[q], out[q]);
+            if (tm == 2 && ny == 2 && nx == 2 && !j->backward) {
+                for (int l = 0; l < nl; l++, dst += istride)
+                    dst[0] = o[0][l], dst[1] = o[1][l], dst[w] = o[2][l], dst[w + 1] = o[3][l];
+            } else if (tm == 2 && ny == 2 && nx == 2) {
+                for (int l = 0; l < nl; l++, dst += istride)
+                    dst[0] += o[0][l], dst[1] += o[1][l], dst[w] += o[2][l], dst[w + 1] += o[3][l];
+            } else { /* tiles past the last row or column */
+                for (int l = 0; l < nl; l++, dst += istride)
+                    for (int a = 0; a < ny; a++) {
+                        float *p = dst + (size_t)a * w;
+                        if (j->backward)
+                            for (int bq = 0; bq < nx; bq++) p[bq] += o[a * tm + bq][l];
+                        else
+                            for (int bq = 0; bq < nx; bq++) p[bq] = o[a * tm + bq][l];
+                    }
+            }
         }
-        for (int q = 0; q < tm * tm; q++) _mm256_storeu_ps(o[q], out[q]);
-        if (tm == 2 && ny == 2 && nx == 2 && !j->backward) {
-            for (int l = 0; l < nl; l++, dst += istride)
-                dst[0] = o[0][l], dst[1] = o[1][l], dst[w] = o[2][l], dst[w + 1] = o[3][l];
-        } else if (tm == 2 && ny == 2 && nx == 2) {
-            for (int l = 0; l < nl; l++, dst += istride)
-                dst[0] += o[0][l], dst[1] += o[1][l], dst[w] += o[2][l], dst[w + 1] += o[3][l];
-        } else { /* tiles past the last row or column */
-            for (int l = 0; l < nl; l++, dst += istride)
-                for (int a = 0; a < ny; a++) {
-                    float *p = dst + (size_t)a * w;
-                    if (j->backward)
-                        for (int bq = 0; bq < nx; bq++) p[bq] += o[a * tm + bq][l];
-                    else
-                        for (int bq = 0; bq < nx; bq++) p[bq] = o[a * tm + bq][l];
-                }
-        }
-    }
 }
 
 /* Items: (xi, block of WG_CB columns) of the chunk: M[xi] = U[xi] V[xi] of the block's columns;
@@ -451,9 +456,9 @@ static void wg_gemm_task(void *arg, int64_t b, int64_t e, int tid)
     const ptrdiff_t off0[1] = {0};
     int step = j->wide ? 2 * WG_NR : WG_NR;
     for (int64_t it = b; it < e; it++) {
-        int xi = (int)(it / g->ncb), cb = (int)(it % g->ncb);
+        int xi = (int)(it / j->ncbc), cb = (int)(it % j->ncbc);
         size_t c0 = (size_t)cb * WG_CB;
-        int ncol = g->ncolp - c0 < WG_CB ? (int)(g->ncolp - c0) : WG_CB;
+        int ncol = j->ncolc - c0 < WG_CB ? (int)(j->ncolc - c0) : WG_CB;
         const float *uxb = j->u + (size_t)xi * g->mpad * g->ci;
         const float *vxb = j->v + (size_t)xi * g->ci * g->vld + c0;
         float *mxb = j->m + (size_t)xi * g->mpad * g->vld + c0;
@@ -477,6 +482,15 @@ static void wg_output_task(void *arg, int64_t b, int64_t e, int tid)
     for (int64_t k = b; k < e; k++) wg_output(arg, (int)k);
 }
 
+/* The chunk's images and columns (V's and M's compact layout: no columns of missing images) */
+static void wg_chunk(const Wino *g, WinoJob *j)
+{
+    int n0 = j->chunk * g->nb;
+    j->nimg = g->n - n0 < g->nb ? g->n - n0 : g->nb;
+    j->ncolc = ((size_t)g->ntile * j->nimg + WG_NR - 1) / WG_NR * WG_NR;
+    j->ncbc = (int)((j->ncolc + WG_CB - 1) / WG_CB);
+}
+
 static void wg_run(NnBackend *be, const NnConvShape *s, int backward, const float *x,
                    const float *w, const float *b, float *y)
 {
@@ -488,8 +502,9 @@ static void wg_run(NnBackend *be, const NnConvShape *s, int backward, const floa
                  .u = u, .v = u + usize, .m = u + usize + vsize, .wide = cpu_avx512(), .be = be};
     cpu_for(be, g.mpad / WG_MR, 4, wg_filter_task, &j);
     for (j.chunk = 0; j.chunk < g.nchunks; j.chunk++) {
+        wg_chunk(&g, &j);
         cpu_for(be, g.ci, 2, wg_input_task, &j);
-        cpu_for(be, (int64_t)g.nxi * g.ncb, 1, wg_gemm_task, &j);
+        cpu_for(be, (int64_t)g.nxi * j.ncbc, 1, wg_gemm_task, &j);
         cpu_for(be, g.co, 4, wg_output_task, &j);
     }
 }
@@ -547,15 +562,15 @@ WG_AVX2 static inline void wg_ay(int m, const __m256 *y, int st, __m256 *t, int 
 
 /* dy's channel k of the chunk, packed as pl [hp][wp][nb] from row and column 0 -> Y[xi][k][col]
  * (yk: Y[0][k], xs floats from one xi to the next), 8 images of one tile at a time. */
-WG_AVX2 static void wg_dy_tiles(const Wino *g, const float *pl, float *yk, size_t xs)
+WG_AVX2 static void wg_dy_tiles(const Wino *g, int nimg, const float *pl, float *yk, size_t xs)
 {
     size_t rowf = (size_t)g->wp * g->nb;
     int m = g->m, a = g->a;
     for (int ty = 0; ty < g->th; ty++)
         for (int tx = 0; tx < g->tw; tx++) {
             const float *d0 = pl + (size_t)(m * ty) * rowf + (size_t)(m * tx) * g->nb;
-            size_t col = ((size_t)ty * g->tw + tx) * g->nb;
-            for (int l = 0; l < g->nb; l += 8) {
+            size_t col = ((size_t)ty * g->tw + tx) * nimg;
+            for (int l = 0; l < nimg; l += 8) {
                 __m256 d[4][4], t[WG_MAXA][4], u[WG_MAXA];
                 for (int r = 0; r < m; r++)
                     for (int q = 0; q < m; q++)
@@ -575,15 +590,15 @@ static void wg_dy_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const WinoJob *j = arg;
     const Wino *g = j->g;
-    size_t xs = (size_t)g->mpad * g->vld, ncols = (size_t)g->ntile * g->nb;
+    size_t xs = (size_t)g->mpad * g->vld, ncols = (size_t)g->ntile * j->nimg;
     float *pl = cpu_scratch(j->be, tid, (size_t)g->hp * g->wp * g->nb);
     for (int64_t k = b; k < e; k++) {
         float *yk = j->m + (size_t)k * g->vld;
         wg_pack_plane(j, j->dy, g->co, (int)k, 0, pl);
-        wg_dy_tiles(g, pl, yk, xs);
-        if (ncols < g->ncolp)
+        wg_dy_tiles(g, j->nimg, pl, yk, xs);
+        if (ncols < j->ncolc)
             for (int xi = 0; xi < g->nxi; xi++)
-                memset(yk + xi * xs + ncols, 0, (g->vld - ncols) * sizeof(float));
+                memset(yk + xi * xs + ncols, 0, (j->ncolc - ncols) * sizeof(float));
     }
 }
 
@@ -592,7 +607,7 @@ static void wg_wgemm_task(void *arg, int64_t b, int64_t e, int tid)
 {
     const WinoJob *j = arg;
     const Wino *g = j->g;
-    int k = (int)((size_t)g->ntile * g->nb); /* the GEMM's terms: the chunk's columns */
+    int k = (int)((size_t)g->ntile * j->nimg); /* the GEMM's terms: the chunk's columns */
     float *a = cpu_scratch(j->be, tid, (size_t)g->mpad * k + KG_SCRATCH), *buf = a + (size_t)g->mpad * k;
     for (int64_t xi = b; xi < e; xi++) {
         const float *y = j->m + (size_t)xi * g->mpad * g->vld;
@@ -657,6 +672,7 @@ void cpu_wino_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, c
     WinoJob j = {.g = &g, .x = x, .dy = dy, .dw = dw, .u = u, .v = u + wsize, .m = u + wsize + vsize,
                  .be = be};
     for (j.chunk = 0; j.chunk < g.nchunks; j.chunk++) {
+        wg_chunk(&g, &j);
         cpu_for(be, g.ci, 2, wg_input_task, &j);
         cpu_for(be, g.co, 2, wg_dy_task, &j);
         cpu_for(be, g.nxi, 1, wg_wgemm_task, &j);

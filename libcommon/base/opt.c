@@ -90,7 +90,7 @@ int dd_cgroup_cpus(const char *text)
     errno = 0;
     long long quota = strtoll(a, &end, 10);
     if (errno || end == a || *end || quota <= 0) return 0; /* "max", -1: no limit */
-    long long cpus = (quota + period - 1) / period;
+    long long cpus = quota / period + (quota % period != 0);
     return cpus > DD_MAX_THREADS ? DD_MAX_THREADS : (int)cpus;
 }
 

@@ -188,6 +188,8 @@ static void test_threads_default(void)
     CHECK(dd_cgroup_cpus("100000 0") == 0 && dd_cgroup_cpus("") == 0 && dd_cgroup_cpus("12x 100") == 0);
     CHECK(dd_cgroup_cpus(NULL) == 0 && dd_cgroup_cpus("max") == 0);
     CHECK(dd_cgroup_cpus("999999999999 1") == DD_MAX_THREADS);
+    CHECK(dd_cgroup_cpus("9223372036854775806 100000") == DD_MAX_THREADS);
+    CHECK(dd_cgroup_cpus("99999999999999999999 1") == 0); /* out of range: not a limit we can read */
     unsetenv("DD_THREADS");
     cpu_set_t all, one;
     CHECK(sched_getaffinity(0, sizeof all, &all) == 0);

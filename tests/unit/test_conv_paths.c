@@ -31,6 +31,7 @@ typedef struct {
 static const Shape SHAPES[] = {
     {5, 40, 100, 8, 8, 3, 1, 1, 1, 0},    /* 2 K blocks, 2 M blocks, partial tiles */
     {7, 3, 10, 7, 7, 3, 1, 1, 1, 1},      /* odd plane, bias, co not a multiple of 6 */
+    {9, 3, 10, 16, 14, 3, 1, 1, 1, 1},    /* an RGB stem: one image per chunk (few terms) */
     {37, 8, 12, 8, 8, 3, 1, 1, 1, 0},     /* many images: a short last chunk */
     {3, 16, 20, 20, 19, 3, 1, 1, 1, 1},   /* one image per chunk, ragged rows */
     {4, 6, 8, 9, 11, 5, 2, 1, 1, 0},      /* 5x5 */

@@ -3,10 +3,12 @@
 #include "libcommon/nn/nn_impl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NN_ALIGN 64
 #define NN_CHUNK_MIN ((size_t)16 << 20)
@@ -315,20 +317,28 @@ Nn *nn_open(const char *device, int threads)
     return NULL;
 }
 
-/* DD_NN_PROFILE's table: to stderr for "1", else added to the file it names (several contexts,
- * or runs, add theirs one after another); a file that cannot be written is said, not fatal. */
+/* DD_NN_PROFILE's table: to stderr for "1", else added to the file it names, the whole table in
+ * one write to the end of the file (O_APPEND), so the tables of programs that run at once (make
+ * -j) do not interleave; a file that cannot be written is said, not fatal. */
 static void profile_write(Nn *nn)
 {
-    if (!strcmp(nn->profile, "1")) {
-        nn_profile_report(nn->be, stderr);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m) {
+        fprintf(stderr, "nn: DD_NN_PROFILE: %s\n", strerror(errno));
         return;
     }
-    FILE *f = fopen(nn->profile, "a");
-    if (f) {
-        nn_profile_report(nn->be, f);
-        if (fclose(f) == 0) return;
-    }
-    fprintf(stderr, "nn: DD_NN_PROFILE: cannot write %s: %s\n", nn->profile, strerror(errno));
+    nn_profile_report(nn->be, m);
+    fclose(m);
+    int fd = strcmp(nn->profile, "1") ? open(nn->profile, O_WRONLY | O_APPEND | O_CREAT, 0644) : STDERR_FILENO;
+    ssize_t w = fd < 0 ? -1 : write(fd, buf, len);
+    int err = w < 0 ? errno : EIO;
+    if (fd >= 0 && fd != STDERR_FILENO && close(fd) < 0 && w == (ssize_t)len) w = -1, err = errno;
+    if (w != (ssize_t)len)
+        fprintf(stderr, "nn: DD_NN_PROFILE: cannot write %s: %s\n", strcmp(nn->profile, "1") ? nn->profile : "stderr",
+                strerror(err));
+    free(buf);
 }
 
 void nn_free(Nn *nn)

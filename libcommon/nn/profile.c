@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* name, device, impl, tmp_ctx and 65 function slots (destroy .. sync) */
 _Static_assert(sizeof(NnBackend) == 69 * sizeof(void *),
@@ -152,16 +153,18 @@ static void key_resample(char *k, const NnResample *r)
         prof_end(P, #name, k, t0);                                                         \
     }
 #define NOKEY (void)k
+#define KEY_N snprintf(k, PROF_KEY, "%" PRId64, n)              /* elementwise: the size */
+#define KEY_BYTES snprintf(k, PROF_KEY, "%zu bytes", bytes)
 
-PW(zero, (NnBackend *be, void *p, size_t bytes), (in, p, bytes), snprintf(k, PROF_KEY, "%zu bytes", bytes))
-PW(upload, (NnBackend *be, void *dst, const void *src, size_t bytes), (in, dst, src, bytes), snprintf(k, PROF_KEY, "%zu bytes", bytes))
-PW(download, (NnBackend *be, void *dst, const void *src, size_t bytes), (in, dst, src, bytes), snprintf(k, PROF_KEY, "%zu bytes", bytes))
-PW(copy, (NnBackend *be, void *dst, const void *src, size_t bytes), (in, dst, src, bytes), snprintf(k, PROF_KEY, "%zu bytes", bytes))
+PW(zero, (NnBackend *be, void *p, size_t bytes), (in, p, bytes), KEY_BYTES)
+PW(upload, (NnBackend *be, void *dst, const void *src, size_t bytes), (in, dst, src, bytes), KEY_BYTES)
+PW(download, (NnBackend *be, void *dst, const void *src, size_t bytes), (in, dst, src, bytes), KEY_BYTES)
+PW(copy, (NnBackend *be, void *dst, const void *src, size_t bytes), (in, dst, src, bytes), KEY_BYTES)
 PW(axpy, (NnBackend *be, int64_t n, float alpha, const float *src, float *dst), (in, n, alpha, src, dst),
-   snprintf(k, PROF_KEY, "%" PRId64, n))
+   KEY_N)
 PW(fill_add, (NnBackend *be, int64_t n, float alpha, const float *scalar, float *dst),
-   (in, n, alpha, scalar, dst), snprintf(k, PROF_KEY, "%" PRId64, n))
-PW(scale_fwd, (NnBackend *be, int64_t n, float s, const float *x, float *y), (in, n, s, x, y), snprintf(k, PROF_KEY, "%" PRId64, n))
+   (in, n, alpha, scalar, dst), KEY_N)
+PW(scale_fwd, (NnBackend *be, int64_t n, float s, const float *x, float *y), (in, n, s, x, y), KEY_N)
 PW(act_fwd, (NnBackend *be, NnAct act, int64_t n, const float *x, float *y), (in, act, n, x, y),
    snprintf(k, PROF_KEY, "%s %" PRId64, act_name(act), n))
 PW(act_bwd, (NnBackend *be, NnAct act, int64_t n, const float *x, const float *y, const float *dy, float *dx),
@@ -182,9 +185,9 @@ PW(normalize_bwd, (NnBackend *be, int64_t n, int c, int64_t hw, const float *hos
    (in, n, c, hw, host_std, dy, dx), NOKEY)
 PW(dropout_fwd,
    (NnBackend *be, int64_t n, float p, uint64_t key, uint64_t ctr_hi, const float *x, float *y, float *mask),
-   (in, n, p, key, ctr_hi, x, y, mask), snprintf(k, PROF_KEY, "%" PRId64, n))
+   (in, n, p, key, ctr_hi, x, y, mask), KEY_N)
 PW(mul_bwd, (NnBackend *be, int64_t n, const float *mask, const float *dy, float *dx), (in, n, mask, dy, dx),
-   snprintf(k, PROF_KEY, "%" PRId64, n))
+   KEY_N)
 PW(block_copy,
    (NnBackend *be, int64_t rows, int64_t len, const float *src, int64_t lds, float *dst, int64_t ldd,
     int accumulate),
@@ -267,7 +270,7 @@ PW(adaptive_avgpool_fwd, (NnBackend *be, const NnPoolShape *s, const float *x, f
    key_pool(k, s))
 PW(adaptive_avgpool_bwd, (NnBackend *be, const NnPoolShape *s, const float *dy, float *dx), (in, s, dy, dx),
    key_pool(k, s))
-PW(sum_fwd, (NnBackend *be, int64_t n, float scale, const float *x, float *y), (in, n, scale, x, y), snprintf(k, PROF_KEY, "%" PRId64, n))
+PW(sum_fwd, (NnBackend *be, int64_t n, float scale, const float *x, float *y), (in, n, scale, x, y), KEY_N)
 PW(ce_fwd,
    (NnBackend *be, int n, int k_, float eps, const float *logits, const int64_t *host_labels, float *loss),
    (in, n, k_, eps, logits, host_labels, loss), NOKEY)
@@ -301,8 +304,8 @@ PW(adam_step,
    (NnBackend *be, int64_t n, float *p, const float *g, float *m, float *v, float b1, float omb1, float b2,
     float omb2, float step_size, float bc2s, float eps, float wd, float decay),
    (in, n, p, g, m, v, b1, omb1, b2, omb2, step_size, bc2s, eps, wd, decay), NOKEY)
-PW(clamp, (NnBackend *be, int64_t n, float lo, float hi, float *p), (in, n, lo, hi, p), snprintf(k, PROF_KEY, "%" PRId64, n))
-PW(unscale, (NnBackend *be, int64_t n, float inv, float *g, int *flag), (in, n, inv, g, flag), snprintf(k, PROF_KEY, "%" PRId64, n))
+PW(clamp, (NnBackend *be, int64_t n, float lo, float hi, float *p), (in, n, lo, hi, p), KEY_N)
+PW(unscale, (NnBackend *be, int64_t n, float inv, float *g, int *flag), (in, n, inv, g, flag), KEY_N)
 PW(clamp_channels,
    (NnBackend *be, int64_t n, int c, int64_t hw, const float *lo, const float *hi, float *p),
    (in, n, c, hw, lo, hi, p), NOKEY)
@@ -380,8 +383,9 @@ void nn_profile_report(NnBackend *be, FILE *f)
         if (P->rows[i].calls) rows[n++] = P->rows[i];
     qsort(rows, (size_t)n, sizeof *rows, row_cmp);
     double wall = dd_now() - P->born, tot = P->secs > 0 ? P->secs : 1e-300;
-    fprintf(f, "nn profile: %s: %.3f s in %" PRId64 " kernel calls, of %.3f s from nn_new to nn_free "
-            "(the rest: the tape, host loops, data and I/O)%s\n", be->name, P->secs, P->calls, wall,
+    fprintf(f, "nn profile: %s: %s (pid %ld): %.3f s in %" PRId64 " kernel calls, of %.3f s from nn_new to "
+            "nn_free (the rest: the tape, host loops, data and I/O)%s\n", be->name, dd_prog(), (long)getpid(),
+            P->secs, P->calls, wall,
             P->in->sync ? "; each call waited for, as if the device ran one at a time" : "");
     fprintf(f, "%7s %11s %9s %10s  %-21s %s\n", "share", "total ms", "calls", "ms/call", "kernel", "shape");
     for (int i = 0; i < n; i++) {

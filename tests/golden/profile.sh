@@ -22,7 +22,8 @@ DD_NN_PROFILE=$PWD/p.txt "${R[@]}" >prof.tsr 2>prof.err
     || fail "table"
 import re, sys
 lines = open(sys.argv[1]).read().splitlines()
-m = re.match(r"nn profile: cpu: ([0-9.]+) s in ([0-9]+) kernel calls, of ([0-9.]+) s from nn_new to nn_free", lines[0])
+m = re.match(r"nn profile: cpu: recover \(pid [0-9]+\): ([0-9.]+) s in ([0-9]+) kernel calls, of ([0-9.]+) s "
+             r"from nn_new to nn_free", lines[0])
 assert m, lines[0]
 secs, calls, wall = float(m[1]), int(m[2]), float(m[3])
 assert lines[1].split() == ["share", "total", "ms", "calls", "ms/call", "kernel", "shape"], lines[1]
@@ -59,6 +60,34 @@ if [ $rc = 0 ] && "$BIN/tscmp" --exact plain.tsr bad.tsr >/dev/null && [ "$(wc -
     && grep -q "^nn: DD_NN_PROFILE: cannot write $PWD/no/such/dir/p.txt: No such file or directory$" bad.err; then
     ok "unwritable table file: said, the run unharmed ($(cat bad.err))"
 else fail "unwritable: exit $rc $(cat bad.err)"; fi
+
+# Tables of programs running at once, added to one file: each whole (one write per table, to the
+# end of the file), every header's call count the sum of the rows that follow it. (Interleaving
+# needs two tables written at the same moment: this checks the file, it cannot force the race.)
+for i in 1 2 3; do DD_NN_PROFILE=$PWD/many.txt "${R[@]}" >/dev/null & done
+DD_NN_PROFILE=$PWD/many.txt "$TESTS/../$BUILD/tests/test_nn_grad" >/dev/null 2>&1 &
+wait
+"$PYTHON" - many.txt <<'PY' && ok "tables of 4 programs at once, each whole in one file" || fail "concurrent tables"
+import re, sys
+tables, cur = [], None
+for l in open(sys.argv[1]).read().splitlines():
+    m = re.match(r"nn profile: cpu: (\S+) \(pid ([0-9]+)\): [0-9.]+ s in ([0-9]+) kernel calls", l)
+    if m:
+        cur = [m[1], int(m[3]), 0, -1]
+        tables.append(cur)
+    elif l.split()[:1] == ["share"]:
+        assert cur and cur[3] == -1, l
+        cur[3] = 0
+    else:
+        f = l.split(None, 5)
+        assert cur and cur[3] == 0 and f[0].endswith("%") and len(f) >= 5, l
+        cur[2] += int(f[2])
+progs = sorted(t[0] for t in tables)
+assert progs.count("recover") == 3 and progs.count("ddpipe") >= 3, progs   # unit tests: "ddpipe"
+for t in tables:
+    assert t[1] == t[2], t
+print(len(tables), "tables")
+PY
 
 # The op tests through the profiled table, and every CPU slot called by one of them
 for t in test_nn_grad test_bn_fused test_nn_engine; do

@@ -66,6 +66,29 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* A poll: one pause per call of poll_on, which returns 0 once limit_us have passed since
+ * poll_start and yields the CPU every SPIN_YIELD_US (the clock read every 64 pauses). */
+typedef struct {
+    double t0, ty;
+    int i;
+} Poll;
+
+static void poll_start(Poll *q)
+{
+    q->t0 = q->ty = dd_now();
+    q->i = 0;
+}
+
+static int poll_on(Poll *q, double limit_us)
+{
+    cpu_relax();
+    if (++q->i % 64) return 1;
+    double now = dd_now();
+    if (now - q->t0 > limit_us * 1e-6) return 0;
+    if (now - q->ty > SPIN_YIELD_US * 1e-6) sched_yield(), q->ty = now;
+    return 1;
+}
+
 /* Takes blocks of generation gen's job until none are left; returns when this thread can take
  * nothing more (the job's last blocks may still be running elsewhere). */
 static void run_range(CpuPool *p, uint64_t gen, int t)
@@ -108,17 +131,12 @@ typedef struct {
  * poster sees this thread counted or this thread sees the new generation). */
 static uint64_t wait_gen(CpuPool *p, uint64_t old)
 {
-    double t0 = dd_now(), ty = t0;
-    for (int i = 1;; i++) {
+    Poll q;
+    poll_start(&q);
+    do {
         uint64_t g = __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE);
         if (g != old || __atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) return g;
-        cpu_relax();
-        if (i % 64 == 0) {
-            double now = dd_now();
-            if (now - t0 > SPIN_US * 1e-6) break;
-            if (now - ty > SPIN_YIELD_US * 1e-6) sched_yield(), ty = now;
-        }
-    }
+    } while (poll_on(&q, SPIN_US));
     pthread_mutex_lock(&p->mu);
     __atomic_add_fetch(&p->sleepers, 1, __ATOMIC_SEQ_CST);
     uint64_t g;
@@ -202,22 +220,17 @@ void cpu_pool_run(CpuPool *p, int64_t n, CpuTask fn, void *arg)
     run_range(p, gen, 0);
     /* the blocks others took: polled for CALLER_SPIN_US, then waited for on done (a worker held
      * off the CPU by the machine's other work would otherwise have this thread spin meanwhile) */
-    double t0 = dd_now(), ty = t0;
-    for (int i = 1; __atomic_load_n(&p->left, __ATOMIC_ACQUIRE) > 0; i++) {
-        cpu_relax();
-        if (i % 64 == 0) {
-            double now = dd_now();
-            if (now - t0 > CALLER_SPIN_US * 1e-6) {
-                pthread_mutex_lock(&p->mu);
-                __atomic_store_n(&p->caller_waits, 1, __ATOMIC_SEQ_CST);
-                while (__atomic_load_n(&p->left, __ATOMIC_SEQ_CST) > 0) pthread_cond_wait(&p->done, &p->mu);
-                __atomic_store_n(&p->caller_waits, 0, __ATOMIC_RELAXED);
-                pthread_mutex_unlock(&p->mu);
-                break;
-            }
-            if (now - ty > SPIN_YIELD_US * 1e-6) sched_yield(), ty = now;
+    Poll q;
+    poll_start(&q);
+    while (__atomic_load_n(&p->left, __ATOMIC_ACQUIRE) > 0)
+        if (!poll_on(&q, CALLER_SPIN_US)) {
+            pthread_mutex_lock(&p->mu);
+            __atomic_store_n(&p->caller_waits, 1, __ATOMIC_SEQ_CST);
+            while (__atomic_load_n(&p->left, __ATOMIC_SEQ_CST) > 0) pthread_cond_wait(&p->done, &p->mu);
+            __atomic_store_n(&p->caller_waits, 0, __ATOMIC_RELAXED);
+            pthread_mutex_unlock(&p->mu);
+            break;
         }
-    }
     /* Closed: a thread that read the job's last index before this and the next job's n after it
      * would otherwise take that index under the next job's n, fn and arg */
     __atomic_store_n(&p->next, (GEN_TAG(gen) << NEXT_BITS) | (uint64_t)NEXT_CLOSED, __ATOMIC_RELAXED);

@@ -12,7 +12,8 @@
 # programs  tests/golden/cuda.sh: every program with -d cuda against -d cpu, --precision, and a
 #           FADRM pipeline end to end on the GPU (Fashion-MNIST from $FMNIST)
 # bench     tests/bench/run_gpu.sh: ours beside the PyTorch peer (PEER=.../torch_recover_peer.py)
-# kernels   DD_NN_PROFILE's per-kernel table of the resnet18 224-px fp16 recover step (3 steps)
+# kernels   DD_NN_PROFILE's per-kernel table of the resnet18 224-px fp16 recover step (3 steps),
+#           and its max pooling rows again with DD_CUDA_POOL_GENERAL=1 (the general kernel)
 # profile   ncu's per-kernel times of the resnet18 224-px fp16 recover step (2 timed steps)
 # tests/gpu_bundle.sh gathers what such a machine lacks and writes the command that runs this.
 # Environment: PYTHON (default python3: torch, numpy), FMNIST, PEER; DD_LIBS, a folder of shared
@@ -79,7 +80,13 @@ for p in $parts; do
     kernels) rm -f "$LOGS/kernels.txt"
          DD_NN_PROFILE=$LOGS/kernels.txt timeout 300 "$BUILD/bench/bench_recover" -d cuda:fp16 resnet18 3 224 100 1 3 \
              >"$LOGS/kernels.out" 2>&1; rc=$?
-         head -n 32 "$LOGS/kernels.txt" 2>/dev/null || tail -n 5 "$LOGS/kernels.out" ;;
+         head -n 32 "$LOGS/kernels.txt" 2>/dev/null || tail -n 5 "$LOGS/kernels.out"
+         # max pooling's backward by the general kernel, to compare with kern_pool.h's row tiles above
+         rm -f "$LOGS/kernels-general.txt"
+         [ $rc = 0 ] && DD_CUDA_POOL_GENERAL=1 DD_NN_PROFILE=$LOGS/kernels-general.txt timeout 300 \
+             "$BUILD/bench/bench_recover" -d cuda:fp16 resnet18 3 224 100 1 3 >"$LOGS/kernels-general.out" 2>&1
+         grep -h "maxpool" "$LOGS/kernels.txt" 2>/dev/null | sed 's/^/tiles:   /'
+         grep -h "maxpool" "$LOGS/kernels-general.txt" 2>/dev/null | sed 's/^/general: /' ;;
     profile) ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
          if [ -z "$ncu" ]; then echo "gpu: profile: ncu not found"; rc=1
          else

@@ -4,8 +4,11 @@
  * backwards gather: each input pixel visits the outputs whose windows cover it, in the CPU's
  * scatter order, so the float sums match and no atomics are needed. */
 #include "libcommon/nn/cuda/cuda.h"
+#include "libcommon/nn/cuda/kern_pool.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Output indices whose window [o*stride - pad, +k) covers input index i: [*lo, *hi]. */
 __device__ static inline void cover(int i, int k, int stride, int pad, int out, int *lo, int *hi)
@@ -71,9 +74,27 @@ static void maxpool_fwd(NnBackend *be, const NnPoolShape *s, const float *x, flo
     CU_LAUNCH_IDX(k_maxpool, s->np * s->oh * s->ow, cu_impl(be)->stream, *s, x, y, idx);
 }
 
+/* Planes at least MPB_MIN_W wide: kern_pool.h's tiles (a block a tile of rows, a thread a column). */
+__global__ static void k_maxpool_bwd_rows(NnPoolShape s, int tiles, const uint8_t *idx, const float *dy,
+                                          float *dx)
+{
+    mpb_thread(&s, tiles, (int)blockDim.x, (int64_t)blockIdx.x, (int)blockIdx.y, (int)threadIdx.x, idx, dy, dx);
+}
+
 static void maxpool_bwd(NnBackend *be, const NnPoolShape *s, const uint8_t *idx, const float *dy,
                         float *dx)
 {
+    static int general = -1; /* DD_CUDA_POOL_GENERAL=1: the general kernel for every plane (to compare) */
+    if (general < 0) general = getenv("DD_CUDA_POOL_GENERAL") && strcmp(getenv("DD_CUDA_POOL_GENERAL"), "0");
+    if (s->w >= MPB_MIN_W && !general) {
+        MpbGrid g = mpb_grid(s);
+        if (g.gx < ((int64_t)1 << 31) && g.gy <= 65535) {
+            k_maxpool_bwd_rows<<<dim3((unsigned)g.gx, (unsigned)g.gy), g.threads, 0, cu_impl(be)->stream>>>(
+                *s, g.tiles, idx, dy, dx);
+            CU_LAUNCHED();
+            return;
+        }
+    }
     CU_LAUNCH_IDX(k_maxpool_bwd, s->np * s->h * s->w, cu_impl(be)->stream, *s, idx, dy, dx);
 }
 

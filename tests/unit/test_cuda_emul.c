@@ -1,0 +1,84 @@
+/* test_cuda_emul.c - CUDA kernel bodies that are written as one thread's work (libcommon/nn/cuda/
+ * kern_*.h), run on the CPU over their launch grid, block by block and thread by thread, against
+ * the CPU backend: bit for bit where the kernel promises the CPU's sums. This checks the index
+ * arithmetic and that the grid covers every element once, here, where there is no GPU; what it
+ * cannot check (the launch itself, memory, concurrency) test_cuda_ops does on a device. */
+#include "check.h"
+#include "libcommon/base/base.h"
+#include "libcommon/nn/backend.h"
+#include "libcommon/nn/cuda/kern_pool.h"
+
+#include <stdint.h>
+#include <string.h>
+
+static DdRng rng;
+
+static float *rnd(int64_t n)
+{
+    float *p = dd_malloc((size_t)n * sizeof *p);
+    for (int64_t i = 0; i < n; i++) p[i] = (float)dd_rng_uniform(&rng) * 2.0f - 1.0f;
+    return p;
+}
+
+static int cases;
+
+/* Max pooling's backward by kern_pool.h's thread over mpb_grid, against the CPU backend's. */
+static void maxpool_case(NnBackend *cpu, NnPoolShape s, int ties)
+{
+    s.oh = (s.h + 2 * s.pad - s.k) / s.stride + 1;
+    s.ow = (s.w + 2 * s.pad - s.k) / s.stride + 1;
+    int64_t nx = s.np * s.h * s.w, ny = s.np * s.oh * s.ow;
+    float *x = rnd(nx), *y = dd_malloc((size_t)ny * sizeof *y), *dy = rnd(ny), *dc = rnd(nx);
+    if (ties) /* few distinct values: argmax ties, resolved by the forward's first-wins rule */
+        for (int64_t i = 0; i < nx; i++) x[i] = (float)(int)(x[i] * 2.0f);
+    if (ties > 1) x[nx / 2] = NAN;
+    uint8_t *idx = dd_malloc((size_t)ny);
+    float *de = dd_malloc((size_t)nx * sizeof *de);
+    memcpy(de, dc, (size_t)nx * sizeof *de);
+    cpu->maxpool_fwd(cpu, &s, x, y, idx);
+    cpu->maxpool_bwd(cpu, &s, idx, dy, dc);
+    MpbGrid g = mpb_grid(&s);
+    CHECK(g.threads % 32 == 0 && g.threads >= 32 && g.threads <= MPB_MAX_THREADS);
+    CHECK((int64_t)g.gy * g.threads >= s.w && (int64_t)(g.gy - 1) * g.threads < s.w);
+    CHECK(g.gx == s.np * g.tiles && (int64_t)g.tiles * MPB_ROWS >= s.h);
+    for (int64_t bx = 0; bx < g.gx; bx++)
+        for (int by = 0; by < g.gy; by++)
+            for (int tx = 0; tx < g.threads; tx++) mpb_thread(&s, g.tiles, g.threads, bx, by, tx, idx, dy, de);
+    int64_t bad = -1;
+    for (int64_t i = 0; i < nx && bad < 0; i++)
+        if (memcmp(&dc[i], &de[i], sizeof *dc)) bad = i;
+    CHECK_MSG(bad < 0, "maxpool bwd np %lld %dx%d k%d s%d p%d ties %d: element %lld (plane %lld row %lld col %lld) "
+              "%.9g, the CPU's %.9g", (long long)s.np, s.h, s.w, s.k, s.stride, s.pad, ties, (long long)bad,
+              (long long)(bad / ((int64_t)s.h * s.w)), (long long)(bad / s.w % s.h), (long long)(bad % s.w),
+              bad < 0 ? 0.0 : (double)de[bad], bad < 0 ? 0.0 : (double)dc[bad]);
+    cases++;
+    free(x), free(y), free(dy), free(dc), free(de), free(idx);
+}
+
+static void test_maxpool_bwd(NnBackend *cpu)
+{
+    /* np h w oh ow k stride pad */
+    maxpool_case(cpu, (NnPoolShape){6, 112, 112, 0, 0, 3, 2, 1}, 0); /* ResNet's stem at 224 px */
+    maxpool_case(cpu, (NnPoolShape){4, 100, 100, 0, 0, 3, 2, 1}, 1); /* ... at 200 px */
+    maxpool_case(cpu, (NnPoolShape){3, 55, 55, 0, 0, 3, 2, 0}, 2);   /* AlexNet's */
+    maxpool_case(cpu, (NnPoolShape){5, 37, 291, 0, 0, 4, 3, 2}, 0);  /* two column blocks, a short tile */
+    maxpool_case(cpu, (NnPoolShape){2, 20, 19, 0, 0, 15, 1, 7}, 1);  /* offsets to 224 */
+    maxpool_case(cpu, (NnPoolShape){2, 64, 64, 0, 0, 2, 2, 0}, 0);   /* VGG's */
+    maxpool_case(cpu, (NnPoolShape){1, 1, 1, 0, 0, 1, 1, 0}, 0);
+    for (int t = 0; t < 300; t++) { /* random geometry, narrow planes too (the function, not the launch) */
+        int k = (int)dd_rng_int(&rng, 1, 7), stride = (int)dd_rng_int(&rng, 1, 4), pad = (int)dd_rng_int(&rng, 0, k / 2);
+        int lo = k - 2 * pad > 1 ? k - 2 * pad : 1;
+        int h = (int)dd_rng_int(&rng, lo, 60), w = (int)dd_rng_int(&rng, lo, t % 3 ? 80 : 600);
+        maxpool_case(cpu, (NnPoolShape){dd_rng_int(&rng, 1, 3), h, w, 0, 0, k, stride, pad}, t % 3);
+    }
+}
+
+int main(void)
+{
+    dd_rng_init(&rng, 20261206, 0, 0);
+    NnBackend *cpu = nn_cpu_backend_new(1);
+    test_maxpool_bwd(cpu);
+    cpu->destroy(cpu);
+    printf("%d cases\n", cases);
+    return check_done("test_cuda_emul");
+}

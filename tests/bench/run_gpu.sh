@@ -18,7 +18,7 @@
 # this with the libraries it needs (tests/gpu_bundle.sh). PREC=fp16|bf16|fp32 (default fp16, as
 # the peer's --amp; our fp16 covers convolution and linear only, the rest stays fp32). ITERS=50.
 # CASES="resnet18-224 convnet3-28 train-resnet18m score-convnet3 ...": a subset. NO_PEER=1: ours
-# only.
+# only. Each recover case runs again with DD_CUDA_NHWC=1 (NHWC=0: not).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -58,6 +58,16 @@ bench_case() {
     fi
     echo "bench recover-step $label ${ch}x${res}x${res} b$batch cuda: ours $ours img-iter/s, peer $peer_rate img-iter/s, ratio $ratio"
     echo "bench recover-step $label ${ch}x${res}x${res} b$batch cuda: peak device memory ours $mem_ours MiB, peer $peer_mem MiB ($(grep '^cuda: peak' "$tmp/ours.err" | sed 's/^cuda: //'); $(grep '^nn: step memory' "$tmp/ours.err" | sed 's/^nn: //'))"
+    # the same with DD_CUDA_NHWC=1 (fp16/bf16 convolutions on NHWC copies; man 7 ddpipe-cuda),
+    # beside the same peer figure (NHWC=0: not run)
+    [ "$PREC" != fp32 ] && [ "${NHWC:-1}" != 0 ] || return 0
+    DD_CUDA_NHWC=1 DD_CUDA_MEMSTATS=1 "$ours_bin" -d "cuda:$PREC" "$model" "$ch" "$res" "$batch" 1 "$ITERS" \
+        >"$tmp/nhwc.out" 2>"$tmp/nhwc.err" || { cat "$tmp/nhwc.err" >&2; return 1; }
+    ours=$(sed -n 's/.*: \([0-9.]*\) img-iter\/s.*/\1/p' "$tmp/nhwc.out")
+    mem_ours=$(sed -n 's/.*peak allocator memory \([0-9.]*\) MiB, scratch \([0-9.]*\) MiB, cudnn workspace \([0-9.]*\) MiB.*/\1 \2 \3/p' "$tmp/nhwc.err" |
+               awk '{ printf "%.0f", $1 + $2 + $3 }')
+    [ "$peer_rate" = NA ] || ratio=$(awk -v a="$ours" -v b="$peer_rate" 'BEGIN { printf "%.2f", a / b }')
+    echo "bench recover-step $label ${ch}x${res}x${res} b$batch cuda DD_CUDA_NHWC=1: ours $ours img-iter/s, peer $peer_rate img-iter/s, ratio $ratio, peak device memory $mem_ours MiB"
 }
 
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/bench gpu: /' || true

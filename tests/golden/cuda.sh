@@ -120,6 +120,14 @@ for p in fp16 bf16; do
         && grep -q '^nn profile: cuda: .*each call waited for' prof_$p.txt && grep -q ' conv2d_bwd_data ' prof_$p.txt \
         && ok "recover --precision $p: DD_NN_PROFILE gives the same bits; $(sed -n 3p prof_$p.txt)" \
         || fail "recover --precision $p: DD_NN_PROFILE"
+    # DD_CUDA_NHWC=1: the convolutions with 8k channels on NHWC copies (other algorithms: other
+    # bits); its step-0 loss within 1e-2 of fp32's, as the default's (below)
+    DD_CUDA_NHWC=1 "$BIN/recover" -d cuda --precision $p "${R[@]}" mn.jsonl init.tsr >rn.tsr \
+        || fail "recover --precision $p, DD_CUDA_NHWC=1"
+    "$BIN/tscmp" -q init.tsr rn.tsr && fail "recover --precision $p, DD_CUDA_NHWC=1: no image moved"
+    "$PYTHON" -c 'import json, sys; a, b = (json.loads(open(f).readline())["loss"] for f in sys.argv[1:3]); print(sys.argv[3], "DD_CUDA_NHWC=1 step-0 loss", a, b); assert abs(a - b) <= 1e-2 * abs(a)' \
+        mc.jsonl mn.jsonl $p && ok "recover --precision $p, DD_CUDA_NHWC=1: step-0 loss within 1e-2 of fp32" \
+        || fail "recover --precision $p, DD_CUDA_NHWC=1: step-0 loss"
     "$BIN/evaltrain" -d cuda --precision $p --eval-only -w t.safetensors fm.tsr >gp.json || fail "evaltrain --precision $p"
     "$PYTHON" - $p <<'PY' && ok "--precision $p: step-0 loss and eval loss within 1e-2 of fp32" || fail "--precision $p"
 import json, sys

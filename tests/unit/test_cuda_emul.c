@@ -7,6 +7,7 @@
 #include "libcommon/base/base.h"
 #include "libcommon/nn/backend.h"
 #include "libcommon/nn/cuda/kern_pool.h"
+#include "libcommon/nn/cuda/kern_transpose.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -73,11 +74,78 @@ static void test_maxpool_bwd(NnBackend *cpu)
     }
 }
 
+/* conv.cu's transposing casts (k_to_low_t, k_from_low_t) as their blocks run them: every thread's
+ * loads into the shared tile, the block's barrier, every thread's stores; matrices b = z, z + gz,
+ * ... as the kernel's loop over grid.z (gz below tr_grid's to take that loop round). Each
+ * destination element must be written once, with its source's value. */
+static void transpose_case(int64_t B, int R, int S, unsigned gz)
+{
+    int64_t n = B * R * S;
+    float *src = rnd(n), *dst = dd_malloc((size_t)n * sizeof *dst);
+    int *writes = dd_calloc((size_t)n, sizeof *writes);
+    TrGrid g = tr_grid(B, R, S);
+    CHECK((int64_t)g.gx * TR_TILE >= S && (int64_t)g.gy * TR_TILE >= R && g.gz >= 1 && g.gz <= TR_GZ_MAX);
+    CHECK(g.gz == (B < TR_GZ_MAX ? (unsigned)B : (unsigned)TR_GZ_MAX));
+    if (gz) g.gz = gz;
+    static float tile[TR_TILE][TR_TILE + 1];
+    for (unsigned bz = 0; bz < g.gz; bz++)
+        for (unsigned by = 0; by < g.gy; by++)
+            for (unsigned bx = 0; bx < g.gx; bx++)
+                for (int64_t b = bz; b < B; b += g.gz) {
+                    for (unsigned ty = 0; ty < TR_ROWS; ty++)
+                        for (unsigned tx = 0; tx < TR_TILE; tx++)
+                            for (int j = 0; j < TR_TILE / TR_ROWS; j++) {
+                                int64_t o = tr_src(b, R, S, bx, by, tx, ty, j);
+                                if (o >= 0) tile[ty + j * TR_ROWS][tx] = src[o];
+                            }
+                    for (unsigned ty = 0; ty < TR_ROWS; ty++)
+                        for (unsigned tx = 0; tx < TR_TILE; tx++)
+                            for (int j = 0; j < TR_TILE / TR_ROWS; j++) {
+                                int64_t o = tr_dst(b, R, S, bx, by, tx, ty, j);
+                                if (o < 0) continue;
+                                CHECK(o < n);
+                                dst[o] = tile[tx][ty + j * TR_ROWS];
+                                writes[o]++;
+                            }
+                }
+    int64_t bad = -1;
+    for (int64_t b = 0; b < B && bad < 0; b++)
+        for (int r = 0; r < R && bad < 0; r++)
+            for (int s = 0; s < S; s++) {
+                int64_t to = (b * S + s) * R + r;
+                if (writes[to] != 1 || dst[to] != src[(b * R + r) * S + s]) {
+                    bad = to;
+                    break;
+                }
+            }
+    CHECK_MSG(bad < 0, "transpose B %lld R %d S %d gz %u: destination %lld written %d times", (long long)B, R, S,
+              gz, (long long)bad, bad < 0 ? 0 : writes[bad]);
+    cases++;
+    free(src), free(dst), free(writes);
+}
+
+static void test_transpose(void)
+{
+    /* B R S: conv.cu's uses (activations both ways, weights both ways), then edges of the tile */
+    transpose_case(3, 64, 56 * 56, 0);  /* NCHW -> NHWC */
+    transpose_case(3, 28 * 28, 128, 0); /* NHWC -> NCHW */
+    transpose_case(64, 64, 9, 0);       /* KCRS -> KRSC */
+    transpose_case(64, 9, 64, 0);       /* KRSC -> KCRS */
+    transpose_case(2, 1, 1, 0);
+    transpose_case(1, 33, 31, 0);
+    transpose_case(5, 32, 32, 0);
+    transpose_case(7, 65, 97, 3);       /* matrices beyond grid.z: the loop goes round */
+    for (int t = 0; t < 40; t++)
+        transpose_case(dd_rng_int(&rng, 1, 6), (int)dd_rng_int(&rng, 1, 140), (int)dd_rng_int(&rng, 1, 140),
+                       t % 4 ? 0 : (unsigned)dd_rng_int(&rng, 1, 3));
+}
+
 int main(void)
 {
     dd_rng_init(&rng, 20261206, 0, 0);
     NnBackend *cpu = nn_cpu_backend_new(1);
     test_maxpool_bwd(cpu);
+    test_transpose();
     cpu->destroy(cpu);
     printf("%d cases\n", cases);
     return check_done("test_cuda_emul");

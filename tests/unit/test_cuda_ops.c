@@ -448,6 +448,45 @@ static void test_fp16_overflow(void)
     G->set_precision(G, 0);
 }
 
+/* DD_CUDA_NHWC=1 (read when a backend is made): fp16/bf16 convolutions of one group with channel
+ * counts that are multiples of 8 on NHWC copies, through the transposing casts; the others (the
+ * 3-channel stem, depthwise) as before. A second backend runs them, as G, then G is restored. */
+static void test_conv_nhwc(void)
+{
+    setenv("DD_CUDA_NHWC", "1", 1);
+    NnBackend *g0 = G, *g1 = nn_cuda_backend_new(1);
+    unsetenv("DD_CUDA_NHWC");
+    if (!g1) {
+        row(dd_errmsg(), INFINITY, 0);
+        return;
+    }
+    G = g1;
+    static const char *pn[3] = {"", "fp16", "bf16"};
+    for (int p = 1; p <= 2; p++) {
+        char what[64];
+        if (G->set_precision(G, p) < 0) {
+            row(dd_errmsg(), INFINITY, 0);
+            continue;
+        }
+        double tol = p == 1 ? 1e-2 : 3e-2;
+        snprintf(what, sizeof what, "NHWC 3x3 s1 p1 +bias %s", pn[p]);
+        conv_case((NnConvShape){4, 16, 15, 13, 32, 3, 3, 0, 0, 1, 1, 1, 1}, 1, what, tol);
+        snprintf(what, sizeof what, "NHWC 3x3 s2 64->128 %s", pn[p]);
+        conv_case((NnConvShape){3, 64, 17, 35, 128, 3, 3, 0, 0, 2, 1, 1, 1}, 0, what, tol);
+        snprintf(what, sizeof what, "NHWC 1x1 24->40 %s", pn[p]);
+        conv_case((NnConvShape){3, 24, 8, 8, 40, 1, 1, 0, 0, 1, 0, 1, 1}, 0, what, tol);
+        snprintf(what, sizeof what, "NHWC 7x7 s2 p3 stem (NCHW) %s", pn[p]);
+        conv_case((NnConvShape){2, 3, 40, 40, 16, 7, 7, 0, 0, 2, 3, 1, 1}, 0, what, tol);
+        snprintf(what, sizeof what, "NHWC depthwise (NCHW) %s", pn[p]);
+        conv_case((NnConvShape){3, 24, 8, 8, 24, 3, 3, 0, 0, 2, 1, 1, 24}, 0, what, tol);
+        G->set_precision(G, 0);
+    }
+    printf("(DD_CUDA_NHWC=1:)\n");
+    test_fp16_overflow();
+    G = g0;
+    g1->destroy(g1);
+}
+
 /* ---- normalization ---- */
 
 static void test_norm(void)
@@ -883,6 +922,7 @@ int main(void)
     test_clamp_channels();
     test_unscale();
     test_fp16_overflow();
+    test_conv_nhwc();
     test_pool();
     test_loss();
     test_optim();

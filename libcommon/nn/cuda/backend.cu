@@ -199,6 +199,8 @@ extern "C" NnBackend *nn_cuda_backend_new(int threads)
         c->dev = env ? atoi(env) : 0;
         env = getenv("DD_CUDA_OWN_TMP");
         c->own_tmp = env && *env && strcmp(env, "0");
+        env = getenv("DD_CUDA_NHWC");
+        c->nhwc = env && *env && strcmp(env, "0");
         INIT_RT(cudaSetDevice(c->dev));
         INIT_RT(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
         cublasStatus_t bs = cublasCreate(&c->blas);

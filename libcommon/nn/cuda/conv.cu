@@ -9,6 +9,7 @@
  * tmp_get), where the tensors the step freed are, so they cost no memory of their own and, once
  * the arena settled, no allocation; a backend driven without an engine grows buffers of its own. */
 #include "libcommon/nn/cuda/cuda.h"
+#include "libcommon/nn/cuda/kern_transpose.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -20,6 +21,7 @@
 typedef struct {
     NnConvShape s;
     int prec;
+    int nhwc;                                  /* x, y, w of the low-precision copies in NHWC / KRSC */
     cudnnTensorDescriptor_t x, y, bias, y32;   /* y32: fp32 dy for the bias gradient */
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
@@ -57,12 +59,24 @@ static DD_NORETURN void no_algo(const NnConvShape *s, int prec, const char *what
            WS_LIMIT >> 20);
 }
 
+/* DD_CUDA_NHWC=1: fp16/bf16 convolutions of one group with channel counts that are multiples of 8
+ * (tensor cores' NHWC kernels; a 3-channel stem stays NCHW) run on NHWC copies, the transposes
+ * folded into the casts (conv.cu's k_to_low_t / k_from_low_t), where cuDNN's NCHW path adds NHWC
+ * transposes of its own around the kernel (1.9 of the resnet18 224-px step's 18.8 ms on an H200). */
+static int use_nhwc(const CuImpl *c, const NnConvShape *s)
+{
+    return c->nhwc && c->precision && s->groups == 1 && s->cin % 8 == 0 && s->cout % 8 == 0 &&
+           tr_fits(s->oh * s->ow) && tr_fits(s->h * s->w) && tr_fits(s->kh * s->kw) && tr_fits(s->cin) &&
+           tr_fits(s->cout);
+}
+
 static Plan *plan_get(CuImpl *c, const NnConvShape *s)
 {
     CuConvCache *cc = c->conv;
-    int prec = c->precision;
+    int prec = c->precision, nhwc = use_nhwc(c, s);
     for (int i = 0; i < cc->n; i++)
-        if (cc->plans[i].prec == prec && !memcmp(&cc->plans[i].s, s, sizeof *s)) return &cc->plans[i];
+        if (cc->plans[i].prec == prec && cc->plans[i].nhwc == nhwc && !memcmp(&cc->plans[i].s, s, sizeof *s))
+            return &cc->plans[i];
     if (cc->n == cc->cap) {
         cc->cap = cc->cap ? 2 * cc->cap : 32;
         cc->plans = (Plan *)dd_realloc(cc->plans, (size_t)cc->cap * sizeof *cc->plans);
@@ -71,20 +85,21 @@ static Plan *plan_get(CuImpl *c, const NnConvShape *s)
     memset(p, 0, sizeof *p);
     p->s = *s;
     p->prec = prec;
+    p->nhwc = nhwc;
     cudnnDataType_t dt = dnn_type(prec);
+    const cudnnTensorFormat_t fmt = nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     DNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
     DNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
     DNN_CHECK(cudnnCreateTensorDescriptor(&p->y32));
     DNN_CHECK(cudnnCreateTensorDescriptor(&p->bias));
     DNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
     DNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
-    DNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, dt, s->n, s->cin, s->h, s->w));
-    DNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, dt, s->n, s->cout, s->oh, s->ow));
+    DNN_CHECK(cudnnSetTensor4dDescriptor(p->x, fmt, dt, s->n, s->cin, s->h, s->w));
+    DNN_CHECK(cudnnSetTensor4dDescriptor(p->y, fmt, dt, s->n, s->cout, s->oh, s->ow));
     DNN_CHECK(cudnnSetTensor4dDescriptor(p->y32, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->cout,
                                          s->oh, s->ow));
     DNN_CHECK(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, s->cout, 1, 1));
-    DNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, CUDNN_TENSOR_NCHW, s->cout, s->cin / s->groups,
-                                         s->kh, s->kw));
+    DNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, fmt, s->cout, s->cin / s->groups, s->kh, s->kw));
     DNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, s->pad, s->pad, s->stride, s->stride, s->dil,
                                               s->dil, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     DNN_CHECK(cudnnSetConvolutionGroupCount(p->conv, s->groups));
@@ -225,6 +240,69 @@ static void from_low(CuImpl *c, int64_t n, const void *x, float *y, int acc)
     CU_LAUNCHED();
 }
 
+/* ---- transposing casts (DD_CUDA_NHWC): B matrices [R, S] to [S, R] through a shared tile
+ * (kern_transpose.h's index arithmetic, which test_cuda_emul runs on the CPU) ---- */
+
+template <typename H>
+__global__ static void k_to_low_t(int64_t B, int R, int S, const float *x, H *y)
+{
+    __shared__ float tile[TR_TILE][TR_TILE + 1];   /* + 1: a column's reads hit 32 banks */
+    for (int64_t b = blockIdx.z; b < B; b += gridDim.z) {
+        for (int j = 0; j < TR_TILE / TR_ROWS; j++) {
+            int64_t o = tr_src(b, R, S, blockIdx.x, blockIdx.y, threadIdx.x, threadIdx.y, j);
+            if (o >= 0) tile[threadIdx.y + j * TR_ROWS][threadIdx.x] = x[o];
+        }
+        __syncthreads();
+        for (int j = 0; j < TR_TILE / TR_ROWS; j++) {
+            int64_t o = tr_dst(b, R, S, blockIdx.x, blockIdx.y, threadIdx.x, threadIdx.y, j);
+            if (o >= 0) y[o] = to_h<H>(tile[threadIdx.x][threadIdx.y + j * TR_ROWS]);
+        }
+        __syncthreads();
+    }
+}
+
+/* y (= or +=) float(x), transposed */
+template <typename H>
+__global__ static void k_from_low_t(int64_t B, int R, int S, const H *x, float *y, int acc)
+{
+    __shared__ float tile[TR_TILE][TR_TILE + 1];
+    for (int64_t b = blockIdx.z; b < B; b += gridDim.z) {
+        for (int j = 0; j < TR_TILE / TR_ROWS; j++) {
+            int64_t o = tr_src(b, R, S, blockIdx.x, blockIdx.y, threadIdx.x, threadIdx.y, j);
+            if (o >= 0) tile[threadIdx.y + j * TR_ROWS][threadIdx.x] = from_h(x[o]);
+        }
+        __syncthreads();
+        for (int j = 0; j < TR_TILE / TR_ROWS; j++) {
+            int64_t o = tr_dst(b, R, S, blockIdx.x, blockIdx.y, threadIdx.x, threadIdx.y, j);
+            if (o >= 0) {
+                float v = tile[threadIdx.x][threadIdx.y + j * TR_ROWS];
+                y[o] = acc ? y[o] + v : v;
+            }
+        }
+        __syncthreads();
+    }
+}
+
+static void to_low_t(CuImpl *c, int64_t B, int R, int S, const float *x, void *y)
+{
+    TrGrid g = tr_grid(B, R, S);
+    dim3 grid(g.gx, g.gy, g.gz), block(TR_TILE, TR_ROWS);
+    if (c->precision == 1) k_to_low_t<__half><<<grid, block, 0, c->stream>>>(B, R, S, x, (__half *)y);
+    else k_to_low_t<__nv_bfloat16><<<grid, block, 0, c->stream>>>(B, R, S, x, (__nv_bfloat16 *)y);
+    CU_LAUNCHED();
+}
+
+static void from_low_t(CuImpl *c, int64_t B, int R, int S, const void *x, float *y, int acc)
+{
+    TrGrid g = tr_grid(B, R, S);
+    dim3 grid(g.gx, g.gy, g.gz), block(TR_TILE, TR_ROWS);
+    if (c->precision == 1)
+        k_from_low_t<__half><<<grid, block, 0, c->stream>>>(B, R, S, (const __half *)x, y, acc);
+    else
+        k_from_low_t<__nv_bfloat16><<<grid, block, 0, c->stream>>>(B, R, S, (const __nv_bfloat16 *)x, y, acc);
+    CU_LAUNCHED();
+}
+
 /* An op's temporaries (cu_tmp: room in the engine's arena, or the backend's own buffer), each
  * 256-byte aligned as cudaMalloc's memory, handed back by tmp_done once the op's work is queued. */
 typedef struct {
@@ -268,6 +346,32 @@ static int64_t nx(const NnConvShape *s) { return (int64_t)s->n * s->cin * s->h *
 static int64_t ny(const NnConvShape *s) { return (int64_t)s->n * s->cout * s->oh * s->ow; }
 static int64_t nw(const NnConvShape *s) { return (int64_t)s->cout * (s->cin / s->groups) * s->kh * s->kw; }
 
+/* The low-precision copy of an activation [n, ch, hw] (x, y, dy, dx), NCHW or the plan's NHWC, and
+ * back (= or +=); of a weight [cout, cin, kh, kw] (one group where NHWC: KRSC), and back. */
+static void act_to_low(CuImpl *c, const Plan *p, int ch, int hw, const float *a, void *al)
+{
+    if (p->nhwc) to_low_t(c, p->s.n, ch, hw, a, al);
+    else to_low(c, (int64_t)p->s.n * ch * hw, a, al);
+}
+
+static void act_from_low(CuImpl *c, const Plan *p, int ch, int hw, const void *al, float *a, int acc)
+{
+    if (p->nhwc) from_low_t(c, p->s.n, hw, ch, al, a, acc);
+    else from_low(c, (int64_t)p->s.n * ch * hw, al, a, acc);
+}
+
+static void w_to_low(CuImpl *c, const Plan *p, const float *w, void *wl)
+{
+    if (p->nhwc) to_low_t(c, p->s.cout, p->s.cin, p->s.kh * p->s.kw, w, wl);
+    else to_low(c, nw(&p->s), w, wl);
+}
+
+static void w_from_low(CuImpl *c, const Plan *p, const void *wl, float *w, int acc)
+{
+    if (p->nhwc) from_low_t(c, p->s.cout, p->s.kh * p->s.kw, p->s.cin, wl, w, acc);
+    else from_low(c, nw(&p->s), wl, w, acc);
+}
+
 static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w,
                        const float *b, float *y)
 {
@@ -282,11 +386,11 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
     } else {
         void *xl, *wl, *yl;
         cast_regions(c, nx(s), nw(s), ny(s), &xl, &wl, &yl, &tc);
-        to_low(c, nx(s), x, xl);
-        to_low(c, nw(s), w, wl);
+        act_to_low(c, p, s->cin, s->h * s->w, x, xl);
+        w_to_low(c, p, w, wl);
         DNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, xl, p->w, wl, p->conv, p->fwd, ws,
                                           p->ws_fwd, &zero, p->y, yl));
-        from_low(c, ny(s), yl, y, 0);
+        act_from_low(c, p, s->cout, s->oh * s->ow, yl, y, 0);
     }
     if (b) DNN_CHECK(cudnnAddTensor(c->dnn, &one, p->bias, b, &one, p->y32, y));
     tmp_done(c, &tc);
@@ -307,11 +411,11 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
     } else {
         void *dyl, *wl, *dxl;
         cast_regions(c, ny(s), nw(s), nx(s), &dyl, &wl, &dxl, &tc);
-        to_low(c, ny(s), dy, dyl);
-        to_low(c, nw(s), w, wl);
+        act_to_low(c, p, s->cout, s->oh * s->ow, dy, dyl);
+        w_to_low(c, p, w, wl);
         DNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, wl, p->y, dyl, p->conv,
                                                p->bwd_data, ws, p->ws_data, &zero, p->x, dxl));
-        from_low(c, nx(s), dxl, dx, 1);
+        act_from_low(c, p, s->cin, s->h * s->w, dxl, dx, 1);
     }
     tmp_done(c, &tc);
     tmp_done(c, &tw);
@@ -332,11 +436,11 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
         } else {
             void *xl, *dyl, *dwl;
             cast_regions(c, nx(s), ny(s), nw(s), &xl, &dyl, &dwl, &tc);
-            to_low(c, nx(s), x, xl);
-            to_low(c, ny(s), dy, dyl);
+            act_to_low(c, p, s->cin, s->h * s->w, x, xl);
+            act_to_low(c, p, s->cout, s->oh * s->ow, dy, dyl);
             DNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, xl, p->y, dyl, p->conv,
                                                      p->bwd_filter, ws, p->ws_filter, &zero, p->w, dwl));
-            from_low(c, nw(s), dwl, dw, 1);
+            w_from_low(c, p, dwl, dw, 1);
         }
         tmp_done(c, &tc);
         tmp_done(c, &tw);

@@ -45,6 +45,7 @@ typedef struct {
     CuBuf workspace;             /* cuDNN workspace, sized by the largest plan (without tmp_get) */
     CuBuf cast;                  /* fp16/bf16 copies of conv/linear operands (without tmp_get) */
     int own_tmp;                 /* DD_CUDA_OWN_TMP=1: those two as without tmp_get (a check of it) */
+    int nhwc;                    /* DD_CUDA_NHWC=1: fp16/bf16 convolutions in NHWC (conv.cu) */
 } CuImpl;
 
 static inline CuImpl *cu_impl(NnBackend *be) { return (CuImpl *)be->impl; }

@@ -26,10 +26,12 @@ extern "C" {
 #include "libcommon/nn/backend.h"
 #endif
 
+#ifndef DD_HD
 #ifdef __CUDACC__
 #define DD_HD __host__ __device__
 #else
 #define DD_HD
+#endif
 #endif
 
 enum {

@@ -13,7 +13,8 @@
 #           FADRM pipeline end to end on the GPU (Fashion-MNIST from $FMNIST)
 # bench     tests/bench/run_gpu.sh: ours beside the PyTorch peer (PEER=.../torch_recover_peer.py)
 # kernels   DD_NN_PROFILE's per-kernel table of the resnet18 224-px fp16 recover step (3 steps),
-#           and its max pooling rows again with DD_CUDA_POOL_GENERAL=1 (the general kernel)
+#           and its max pooling rows again with DD_CUDA_POOL_GENERAL=1 (the general kernel);
+#           then the mobilenet_v2m fp16 training step's table (batch 128, 3 steps)
 # profile   ncu's per-kernel times of the resnet18 224-px fp16 recover step (2 timed steps)
 # tests/gpu_bundle.sh gathers what such a machine lacks and writes the command that runs this.
 # Environment: PYTHON (default python3: torch, numpy), FMNIST, PEER; DD_LIBS, a folder of shared
@@ -86,7 +87,12 @@ for p in $parts; do
          [ $rc = 0 ] && DD_CUDA_POOL_GENERAL=1 DD_NN_PROFILE=$LOGS/kernels-general.txt timeout 300 \
              "$BUILD/bench/bench_recover" -d cuda:fp16 resnet18 3 224 100 1 3 >"$LOGS/kernels-general.out" 2>&1
          grep -h "maxpool" "$LOGS/kernels.txt" 2>/dev/null | sed 's/^/tiles:   /'
-         grep -h "maxpool" "$LOGS/kernels-general.txt" 2>/dev/null | sed 's/^/general: /' ;;
+         grep -h "maxpool" "$LOGS/kernels-general.txt" 2>/dev/null | sed 's/^/general: /'
+         # the training step that trails the peer most (mobilenet_v2m, 0.83x on the H200): where it goes
+         rm -f "$LOGS/kernels-mobilenet.txt"
+         [ $rc = 0 ] && DD_NN_PROFILE=$LOGS/kernels-mobilenet.txt timeout 300 \
+             "$BUILD/bench/bench_train" -d cuda:fp16 mobilenet_v2m 3 32 128 1 3 >"$LOGS/kernels-mobilenet.out" 2>&1
+         head -n 24 "$LOGS/kernels-mobilenet.txt" 2>/dev/null ;;
     profile) ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
          if [ -z "$ncu" ]; then echo "gpu: profile: ncu not found"; rc=1
          else

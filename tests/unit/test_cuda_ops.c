@@ -365,6 +365,31 @@ static void linear_case(int n, int in, int out, const char *what, double tol)
     CMP(name, dbc, dbg, out, tol);
 }
 
+/* body(precision name, tolerance) with G in fp16, then in bf16; G back in fp32 after. */
+static void low_precision(void (*body)(const char *prec, double tol))
+{
+    static const char *pn[3] = {"", "fp16", "bf16"};
+    for (int p = 1; p <= 2; p++) {
+        if (G->set_precision(G, p) < 0) {
+            row(dd_errmsg(), INFINITY, 0);
+            continue;
+        }
+        body(pn[p], p == 1 ? 1e-2 : 3e-2);
+        G->set_precision(G, 0);
+    }
+}
+
+static void low_cases(const char *prec, double tol)
+{
+    char what[64];
+    snprintf(what, sizeof what, "3x3 s1 p1 +bias %s", prec);
+    conv_case((NnConvShape){4, 16, 15, 13, 32, 3, 3, 0, 0, 1, 1, 1, 1}, 1, what, tol);
+    snprintf(what, sizeof what, "depthwise %s", prec);
+    conv_case((NnConvShape){3, 24, 8, 8, 24, 3, 3, 0, 0, 2, 1, 1, 24}, 0, what, tol);
+    snprintf(what, sizeof what, "33x64->100 %s", prec);
+    linear_case(33, 64, 100, what, tol);
+}
+
 static void test_conv(void)
 {
     /* n cin h w cout kh kw oh ow stride pad dil groups */
@@ -375,22 +400,7 @@ static void test_conv(void)
     conv_case((NnConvShape){2, 8, 10, 10, 12, 3, 3, 0, 0, 1, 2, 2, 2}, 1, "groups 2 dil 2", 1e-5);
     linear_case(8, 300, 10, "8x300->10", 1e-5);
     linear_case(33, 64, 100, "33x64->100", 1e-5);
-    static const char *pn[3] = {"", "fp16", "bf16"};
-    for (int p = 1; p <= 2; p++) {
-        char what[64];
-        if (G->set_precision(G, p) < 0) {
-            row(dd_errmsg(), INFINITY, 0);
-            continue;
-        }
-        double tol = p == 1 ? 1e-2 : 3e-2;
-        snprintf(what, sizeof what, "3x3 s1 p1 +bias %s", pn[p]);
-        conv_case((NnConvShape){4, 16, 15, 13, 32, 3, 3, 0, 0, 1, 1, 1, 1}, 1, what, tol);
-        snprintf(what, sizeof what, "depthwise %s", pn[p]);
-        conv_case((NnConvShape){3, 24, 8, 8, 24, 3, 3, 0, 0, 2, 1, 1, 24}, 0, what, tol);
-        snprintf(what, sizeof what, "33x64->100 %s", pn[p]);
-        linear_case(33, 64, 100, what, tol);
-        G->set_precision(G, 0);
-    }
+    low_precision(low_cases);
 }
 
 /* fp16's loss scaling sees an overflow only as a non-finite gradient: a convolution's fp16 result
@@ -448,6 +458,21 @@ static void test_fp16_overflow(void)
     G->set_precision(G, 0);
 }
 
+static void nhwc_cases(const char *prec, double tol)
+{
+    char what[64];
+    snprintf(what, sizeof what, "NHWC 3x3 s1 p1 +bias %s", prec);
+    conv_case((NnConvShape){4, 16, 15, 13, 32, 3, 3, 0, 0, 1, 1, 1, 1}, 1, what, tol);
+    snprintf(what, sizeof what, "NHWC 3x3 s2 64->128 %s", prec);
+    conv_case((NnConvShape){3, 64, 17, 35, 128, 3, 3, 0, 0, 2, 1, 1, 1}, 0, what, tol);
+    snprintf(what, sizeof what, "NHWC 1x1 24->40 %s", prec);
+    conv_case((NnConvShape){3, 24, 8, 8, 40, 1, 1, 0, 0, 1, 0, 1, 1}, 0, what, tol);
+    snprintf(what, sizeof what, "NHWC 7x7 s2 p3 stem (NCHW) %s", prec);
+    conv_case((NnConvShape){2, 3, 40, 40, 16, 7, 7, 0, 0, 2, 3, 1, 1}, 0, what, tol);
+    snprintf(what, sizeof what, "NHWC depthwise (NCHW) %s", prec);
+    conv_case((NnConvShape){3, 24, 8, 8, 24, 3, 3, 0, 0, 2, 1, 1, 24}, 0, what, tol);
+}
+
 /* DD_CUDA_NHWC=1 (read when a backend is made): fp16/bf16 convolutions of one group with channel
  * counts that are multiples of 8 on NHWC copies, through the transposing casts; the others (the
  * 3-channel stem, depthwise) as before. A second backend runs them, as G, then G is restored. */
@@ -461,26 +486,7 @@ static void test_conv_nhwc(void)
         return;
     }
     G = g1;
-    static const char *pn[3] = {"", "fp16", "bf16"};
-    for (int p = 1; p <= 2; p++) {
-        char what[64];
-        if (G->set_precision(G, p) < 0) {
-            row(dd_errmsg(), INFINITY, 0);
-            continue;
-        }
-        double tol = p == 1 ? 1e-2 : 3e-2;
-        snprintf(what, sizeof what, "NHWC 3x3 s1 p1 +bias %s", pn[p]);
-        conv_case((NnConvShape){4, 16, 15, 13, 32, 3, 3, 0, 0, 1, 1, 1, 1}, 1, what, tol);
-        snprintf(what, sizeof what, "NHWC 3x3 s2 64->128 %s", pn[p]);
-        conv_case((NnConvShape){3, 64, 17, 35, 128, 3, 3, 0, 0, 2, 1, 1, 1}, 0, what, tol);
-        snprintf(what, sizeof what, "NHWC 1x1 24->40 %s", pn[p]);
-        conv_case((NnConvShape){3, 24, 8, 8, 40, 1, 1, 0, 0, 1, 0, 1, 1}, 0, what, tol);
-        snprintf(what, sizeof what, "NHWC 7x7 s2 p3 stem (NCHW) %s", pn[p]);
-        conv_case((NnConvShape){2, 3, 40, 40, 16, 7, 7, 0, 0, 2, 3, 1, 1}, 0, what, tol);
-        snprintf(what, sizeof what, "NHWC depthwise (NCHW) %s", pn[p]);
-        conv_case((NnConvShape){3, 24, 8, 8, 24, 3, 3, 0, 0, 2, 1, 1, 24}, 0, what, tol);
-        G->set_precision(G, 0);
-    }
+    low_precision(nhwc_cases);
     printf("(DD_CUDA_NHWC=1:)\n");
     test_fp16_overflow();
     G = g0;

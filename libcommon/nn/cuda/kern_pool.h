@@ -26,13 +26,7 @@ extern "C" {
 #include "libcommon/nn/backend.h"
 #endif
 
-#ifndef DD_HD
-#ifdef __CUDACC__
-#define DD_HD __host__ __device__
-#else
-#define DD_HD
-#endif
-#endif
+#include "libcommon/nn/cuda/kern.h"
 
 enum {
     MPB_MIN_W = 32,   /* narrower planes leave most of a warp idle: the general kernel takes them */

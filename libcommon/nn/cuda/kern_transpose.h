@@ -15,13 +15,7 @@
 
 #include <stdint.h>
 
-#ifndef DD_HD
-#ifdef __CUDACC__
-#define DD_HD __host__ __device__
-#else
-#define DD_HD
-#endif
-#endif
+#include "libcommon/nn/cuda/kern.h"
 
 enum {
     TR_TILE = 32,

@@ -6,6 +6,7 @@
 #include "check.h"
 #include "libcommon/base/base.h"
 #include "libcommon/nn/backend.h"
+#include "libcommon/nn/cuda/kern_norm.h"
 #include "libcommon/nn/cuda/kern_pool.h"
 #include "libcommon/nn/cuda/kern_transpose.h"
 
@@ -140,12 +141,89 @@ static void test_transpose(void)
                        t % 4 ? 0 : (unsigned)dd_rng_int(&rng, 1, 3));
 }
 
+/* Bitwise equal, or both NaN (the payload is not part of the contract). */
+static int64_t first_diff(const float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof *a) && !(isnan(a[i]) && isnan(b[i]))) return i;
+    return -1;
+}
+
+static float *copyf(const float *p, int64_t n)
+{
+    float *q = dd_malloc((size_t)(n ? n : 1) * sizeof *q);
+    memcpy(q, p, (size_t)n * sizeof *q);
+    return q;
+}
+
+/* norm.cu's batchnorm backward in eval mode with a frozen BN (recover's teacher: no sums, dw and
+ * db NULL), as bn_act_bwd launches it: k_bwd_coef's channels, then k_dz_dx over (chunks, C)
+ * blocks of KN_THREADS, against the CPU backend's bn_act_bwd. keep_y: the forward's output
+ * given (else the mask from z recomputed; only without a residual); res: a residual (dr);
+ * inplace: dx is dy's buffer; stat: the statistics loss's gradient added. */
+static void bn_bwd_case(NnBackend *cpu, NnAct act, int n, int C, int64_t hw, int keep_y, int res, int inplace,
+                        int stat, int nan)
+{
+    int64_t total = (int64_t)n * C * hw;
+    float *x = rnd(total), *r = res ? rnd(total) : NULL, *w = rnd(C), *b = rnd(C), *rm = rnd(C), *rv = rnd(C);
+    for (int c = 0; c < C; c++) rv[c] = rv[c] * rv[c] + 0.1f, rm[c] *= 0.5f, w[c] *= 4.0f, b[c] *= 3.0f;
+    for (int64_t i = 0; i < total; i++) x[i] *= 3.0f; /* z over (-6, 6) and beyond: relu6's both edges */
+    if (nan) x[total / 3] = NAN;
+    float *y = dd_malloc((size_t)total * sizeof *y), *mean = dd_malloc((size_t)C * sizeof *mean);
+    float *invstd = dd_malloc((size_t)C * sizeof *invstd), *save = dd_malloc((size_t)(3 * C + 2) * sizeof *save);
+    float loss[1], dloss[1] = {0.37f};
+    cpu->bn_act_fwd(cpu, act, 0, n, C, hw, 1e-5f, 0.0f, x, r, w, b, rm, rv, y, mean, invstd, stat ? loss : NULL,
+                    stat ? save : NULL);
+    float *dy = rnd(total), *dx0 = rnd(total), *dr0 = res ? rnd(total) : NULL;
+    float *gc = copyf(dy, total), *dxc = inplace ? gc : copyf(dx0, total), *drc = res ? copyf(dr0, total) : NULL;
+    float *ge = copyf(dy, total), *dxe = inplace ? ge : copyf(dx0, total), *dre = res ? copyf(dr0, total) : NULL;
+    const float *yk = keep_y ? y : NULL;
+    cpu->bn_act_bwd(cpu, act, 0, n, C, hw, x, yk, w, b, mean, invstd, gc, dxc, drc, NULL, NULL,
+                    stat ? save : NULL, stat ? dloss : NULL);
+    const double count = (double)n * (double)hw;
+    float *coef = dd_malloc((size_t)C * 8 * sizeof *coef);
+    for (int c = 0; c < C; c++)
+        bn_coef_one(c, C, count, w, mean, invstd, NULL, NULL, NULL, NULL, stat ? save : NULL, dloss, coef);
+    const int chunks = chunks_for(n, hw);
+    for (int c = 0; c < C; c++)
+        for (int bx = 0; bx < chunks; bx++)
+            for (unsigned tx = 0; tx < KN_THREADS; tx++)
+                bn_dz_dx_thread((unsigned)bx, tx, c, (int)act, 0, stat, n, C, hw, chunks, x, yk, w, b, ge, dxe, dre,
+                                coef);
+    int64_t bad = first_diff(dxc, dxe, total), badr = res ? first_diff(drc, dre, total) : -1;
+    CHECK_MSG(bad < 0 && badr < 0, "bn backward act %d n %d C %d hw %lld keep_y %d res %d inplace %d stat %d nan %d: "
+              "dx element %lld (%.9g, the CPU's %.9g), dr element %lld", (int)act, n, C, (long long)hw, keep_y, res,
+              inplace, stat, nan, (long long)bad, bad < 0 ? 0.0 : (double)dxe[bad], bad < 0 ? 0.0 : (double)dxc[bad],
+              (long long)badr);
+    cases++;
+    free(x), free(r), free(w), free(b), free(rm), free(rv), free(y), free(mean), free(invstd), free(save);
+    free(dy), free(dx0), free(dr0), free(gc), free(ge), free(coef), free(drc), free(dre);
+    if (!inplace) free(dxc), free(dxe);
+}
+
+static void test_bn_bwd(NnBackend *cpu)
+{
+    static const NnAct acts[3] = {NN_ACT_RELU, NN_ACT_RELU6, NN_BN_NO_ACT};
+    /* n C hw: planes longer and shorter than a block, one and several chunks per channel */
+    static const int shapes[][3] = {{3, 5, 49}, {2, 3, 1024}, {70, 2, 300}, {1, 4, 1}, {5, 3, 257}, {40, 2, 1000}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int a = 0; a < 3; a++)
+            for (int mode = 0; mode < 16; mode++) {
+                int keep_y = mode & 1, res = (mode >> 1) & 1, inplace = (mode >> 2) & 1, stat = (mode >> 3) & 1;
+                if (res && !keep_y) continue; /* the forward had a residual: its output is kept */
+                if (acts[a] == NN_BN_NO_ACT && res) continue; /* bn_act's contract: no residual without act */
+                bn_bwd_case(cpu, acts[a], shapes[s][0], shapes[s][1], shapes[s][2], keep_y, res, inplace, stat,
+                            (int)(s + a + mode) % 5 == 0);
+            }
+}
+
 int main(void)
 {
     dd_rng_init(&rng, 20261206, 0, 0);
     NnBackend *cpu = nn_cpu_backend_new(1);
     test_maxpool_bwd(cpu);
     test_transpose();
+    test_bn_bwd(cpu);
     cpu->destroy(cpu);
     printf("%d cases\n", cases);
     return check_done("test_cuda_emul");

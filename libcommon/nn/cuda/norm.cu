@@ -12,40 +12,12 @@
  * Own kernels rather than cuDNN's batchnorm: cuDNN keeps a different saved-statistics contract
  * and does not give the statistics loss. */
 #include "libcommon/nn/cuda/cuda.h"
+#include "libcommon/nn/cuda/kern_norm.h"
 
-/* Chunks per channel: about 16K elements each, at most 64. */
-static int chunks_for(int n, int64_t hw)
-{
-    int64_t m = (int64_t)n * hw, k = (m + 16383) / 16384;
-    return (int)(k < 1 ? 1 : k > 64 ? 64 : k);
-}
+static_assert((int)KN_THREADS == (int)CU_THREADS, "kern_norm.h's block size is the launches'");
 
-/* Moves (image, offset) on by CU_THREADS elements of a channel's n*hw values: one compare where
- * planes are at least that long, a 32-bit division where they are shorter. */
-__device__ static inline void chunk_adv(int64_t *img, int64_t *off, int64_t hw)
-{
-    if (hw >= CU_THREADS) {
-        *off += CU_THREADS;
-        if (*off >= hw) {
-            *off -= hw;
-            ++*img;
-        }
-    } else {
-        unsigned o = (unsigned)*off + CU_THREADS, h = (unsigned)hw;
-        *img += o / h;
-        *off = o % h;
-    }
-}
-
-/* Walks this thread's elements of chunk blockIdx.x of channel c: j = j0 + tid, j0 + tid + 256, ...
- * < j1 of the channel's m = n*hw values, as the index i of x[n][C][hw]. Unrolled: the loads of
- * several steps in flight at once. */
-#define CHUNK_FOR(i, C, c, hw, chunks, m)                                                      \
-    const int64_t j0_ = (m) * blockIdx.x / (chunks), j1_ = (m) * (blockIdx.x + 1) / (chunks); \
-    int64_t img_ = (j0_ + threadIdx.x) / (hw), off_ = (j0_ + threadIdx.x) - img_ * (hw);       \
-    _Pragma("unroll 4")                                                                        \
-    for (int64_t j_ = j0_ + threadIdx.x, i = (img_ * (C) + (c)) * (hw) + off_; j_ < j1_;      \
-         j_ += CU_THREADS, chunk_adv(&img_, &off_, (hw)), i = (img_ * (C) + (c)) * (hw) + off_)
+/* kern_norm.h's walk of a chunk of a channel, by this block's chunk and this thread. */
+#define CHUNK_FOR(i, C, c, hw, chunks, m) CHUNK_FOR_AT(i, C, c, hw, chunks, m, blockIdx.x, threadIdx.x)
 
 /* Scratch: [part A: C*64][part B: C*64][A totals: C][B totals: C] doubles, then C*8 floats of
  * per-channel coefficients. */
@@ -78,34 +50,7 @@ __global__ static void k_chunk_totals(int C, int chunks, const double *pa, const
     }
 }
 
-/* ---- activation (as cpu/norm.c) ---- */
-
-__device__ static inline float act_of(int act, float z)
-{
-    if (act == NN_ACT_RELU6) return !(z <= 0) ? (!(z >= 6) ? z : 6.0f) : 0.0f; /* NaN passes */
-    if (act == NN_ACT_RELU) return !(z <= 0) ? z : 0.0f;
-    return z;
-}
-
-/* The forward's z = (x - m) is w + b: k_bn_act_fwd and the backward's recomputed mask share it
- * (--fmad=false: the same roundings, hence the same mask). */
-__device__ static inline float bn_z(float xv, float mv, float is, float wv, float bv)
-{
-    return (xv - mv) * is * wv + bv;
-}
-
-/* dy where the activation passes a gradient at output y (relu: y > 0; relu6: 0 < y < 6); y NULL
- * (a BN without residual, its output not kept): at the forward's z of x, the same test (relu's
- * z > 0 is its y > 0, relu6's 0 < z < 6 its 0 < y < 6; a NaN fails both ways). ab: the channel's
- * m, is, w, b for z. */
-__device__ static inline float act_pass(int act, const float *y, const float *x, int64_t i,
-                                        float4 ab, float dy)
-{
-    if (act != NN_ACT_RELU && act != NN_ACT_RELU6) return dy;
-    const float v = y ? y[i] : bn_z(x[i], ab.x, ab.y, ab.z, ab.w);
-    if (act == NN_ACT_RELU) return v > 0 ? dy : 0.0f;
-    return v > 0 && v < 6 ? dy : 0.0f;
-}
+/* ---- activation: act_of, bn_z, act_pass (kern_norm.h) ---- */
 
 /* ---- statistics: sums of d = x - k and d^2 per chunk (k = the channel's first value) ---- */
 
@@ -271,9 +216,7 @@ static void bn_act_fwd(NnBackend *be, NnAct act, int train, int n, int c, int64_
 
 /* ---- backward ---- */
 
-/* Per-channel coefficients, 8 floats: k, a, m, is, q (the BN's), km, kv, ms (the statistics
- * loss's). */
-enum { CK, CA, CM, CIS, CQ, CKM, CKV, CMS };
+/* Per-channel coefficients: kern_norm.h's CK .. CMS. */
 
 /* Sums of dz (masked dy) and dz xhat per chunk, xhat = (x - m) is in float as the CPU. */
 __global__ static void k_dz_partial(int act, int n, int C, int64_t hw, int chunks, const float *x,
@@ -285,7 +228,7 @@ __global__ static void k_dz_partial(int act, int n, int C, int64_t hw, int chunk
     const int c = blockIdx.y;
     const int64_t m = (int64_t)n * hw;
     const float mv = mean[c], is = invstd[c];
-    const float4 ab = make_float4(mv, is, w ? w[c] : 1.0f, b ? b[c] : 0.0f);
+    const BnAb ab = {mv, is, w ? w[c] : 1.0f, b ? b[c] : 0.0f};
     double s = 0, sx = 0;
     CHUNK_FOR(i, C, c, hw, chunks, m) {
         float dz = act_pass(act, y, x, i, ab, dy[i]);
@@ -307,23 +250,7 @@ __global__ static void k_bwd_coef(int C, double count, const float *w, const flo
                                   float *dw, float *db, const float *save, const float *dloss,
                                   float *coef)
 {
-    CU_FOR(c, C) {
-        double a = sdy ? sdy[c] : 0.0, q = sdyx ? sdyx[c] : 0.0;
-        if (dw) dw[c] += (float)q;
-        if (db) db[c] += (float)a;
-        float *f = coef + 8 * c;
-        f[CK] = (w ? w[c] : 1.0f) * invstd[c];
-        f[CA] = (float)(a / count);
-        f[CM] = mean[c];
-        f[CIS] = invstd[c];
-        f[CQ] = (float)(q / count);
-        if (save) {
-            float g = dloss[0], nm = save[3 * C], nv = save[3 * C + 1];
-            f[CKM] = nm > 0 ? (float)(g * save[c] / nm / count) : 0.0f;
-            f[CKV] = nv > 0 ? (float)(2.0 * g * save[C + c] / nv / count) : 0.0f;
-            f[CMS] = save[2 * C + c];
-        }
-    }
+    CU_FOR(c, C) bn_coef_one(c, C, count, w, mean, invstd, sdy, sdyx, dw, db, save, dloss, coef);
 }
 
 /* dz = act's mask of g; dr += dz (dr set); v = eval k dz, train k (dz - a - (x - m) is q);
@@ -333,22 +260,8 @@ __global__ static void k_dz_dx(int act, int train, int has_s, int n, int C, int6
                                const float *x, const float *y, const float *w, const float *b,
                                float *g, float *dx, float *dr, const float *coef)
 {
-    const int c = blockIdx.y;
-    const int64_t m = (int64_t)n * hw;
-    const float *f = coef + 8 * c;
-    const float k = f[CK], a = f[CA], mv = f[CM], is = f[CIS], q = f[CQ];
-    const float km = has_s ? f[CKM] : 0.0f, kv = has_s ? f[CKV] : 0.0f, ms = has_s ? f[CMS] : 0.0f;
-    const int inplace = dx == g;
-    const float4 ab = make_float4(mv, is, w ? w[c] : 1.0f, b ? b[c] : 0.0f);
-    CHUNK_FOR(i, C, c, hw, chunks, m) {
-        float dz = act_pass(act, y, x, i, ab, g[i]);
-        if (dr) dr[i] += dz;
-        if (!dx) continue;
-        float v = train ? k * (dz - a - (x[i] - mv) * is * q) : k * dz;
-        if (inplace) g[i] = has_s ? v + (km + kv * (x[i] - ms)) : v;
-        else if (has_s) dx[i] = (dx[i] + v) + (km + kv * (x[i] - ms));
-        else dx[i] += v;
-    }
+    bn_dz_dx_thread(blockIdx.x, threadIdx.x, (int)blockIdx.y, act, train, has_s, n, C, hw, chunks, x, y, w, b,
+                    g, dx, dr, coef);
 }
 
 static void bn_act_bwd(NnBackend *be, NnAct act, int train, int n, int c, int64_t hw,

@@ -68,7 +68,8 @@ static void test_maxpool_bwd(NnBackend *cpu)
     maxpool_case(cpu, (NnPoolShape){2, 64, 64, 0, 0, 2, 2, 0}, 0);   /* VGG's */
     maxpool_case(cpu, (NnPoolShape){1, 1, 1, 0, 0, 1, 1, 0}, 0);
     for (int t = 0; t < 300; t++) { /* random geometry, narrow planes too (the function, not the launch) */
-        int k = (int)dd_rng_int(&rng, 1, 7), stride = (int)dd_rng_int(&rng, 1, 4), pad = (int)dd_rng_int(&rng, 0, k / 2);
+        int k = (int)dd_rng_int(&rng, 1, 7), stride = (int)dd_rng_int(&rng, 1, 4);
+        int pad = (int)dd_rng_int(&rng, 0, k / 2);
         int lo = k - 2 * pad > 1 ? k - 2 * pad : 1;
         int h = (int)dd_rng_int(&rng, lo, 60), w = (int)dd_rng_int(&rng, lo, t % 3 ? 80 : 600);
         maxpool_case(cpu, (NnPoolShape){dd_rng_int(&rng, 1, 3), h, w, 0, 0, k, stride, pad}, t % 3);
@@ -156,11 +157,12 @@ static float *copyf(const float *p, int64_t n)
     return q;
 }
 
-/* norm.cu's batchnorm backward in eval mode with a frozen BN (recover's teacher: no sums, dw and
- * db NULL), as bn_act_bwd launches it: k_bwd_coef's channels, then k_dz_dx over (chunks, C)
- * blocks of KN_THREADS, against the CPU backend's bn_act_bwd. keep_y: the forward's output
- * given (else the mask from z recomputed; only without a residual); res: a residual (dr);
- * inplace: dx is dy's buffer; stat: the statistics loss's gradient added. */
+/* norm.cu's batchnorm in eval mode with a frozen BN (recover's teacher: no sums, dw and db NULL),
+ * against the CPU backend's bn_act_fwd and bn_act_bwd: the forward's elementwise pass
+ * (k_bn_act_fwd), then the backward as bn_act_bwd launches it: k_bwd_coef's channels, then
+ * k_dz_dx, each over (chunks, C) blocks of KN_THREADS. keep_y: the forward's output given (else
+ * the mask from z recomputed; only without a residual); res: a residual (dr); inplace: dx is
+ * dy's buffer; stat: the statistics loss's gradient added; nan: one x is NaN. */
 static void bn_bwd_case(NnBackend *cpu, NnAct act, int n, int C, int64_t hw, int keep_y, int res, int inplace,
                         int stat, int nan)
 {
@@ -174,6 +176,22 @@ static void bn_bwd_case(NnBackend *cpu, NnAct act, int n, int C, int64_t hw, int
     float loss[1], dloss[1] = {0.37f};
     cpu->bn_act_fwd(cpu, act, 0, n, C, hw, 1e-5f, 0.0f, x, r, w, b, rm, rv, y, mean, invstd, stat ? loss : NULL,
                     stat ? save : NULL);
+    /* the forward's elementwise pass (k_bn_act_fwd, eval: the CPU's mean and invstd are
+     * k_eval_stats' expressions) over every chunk, channel and thread */
+    const int chunks = chunks_for(n, hw);
+    float *ye = dd_malloc((size_t)total * sizeof *ye);
+    for (int c = 0; c < C; c++)
+        for (int bx = 0; bx < chunks; bx++)
+            for (unsigned tx = 0; tx < KN_THREADS; tx++) {
+                double s1, q1;
+                bn_fwd_thread((unsigned)bx, tx, c, (int)act, n, C, hw, chunks, x, r, w, b, mean, invstd, ye, stat,
+                              &s1, &q1);
+            }
+    int64_t bady = first_diff(y, ye, total);
+    CHECK_MSG(bady < 0, "bn forward act %d n %d C %d hw %lld res %d nan %d: y element %lld (%.9g, the CPU's %.9g)",
+              (int)act, n, C, (long long)hw, res, nan, (long long)bady, bady < 0 ? 0.0 : (double)ye[bady],
+              bady < 0 ? 0.0 : (double)y[bady]);
+    free(ye);
     float *dy = rnd(total), *dx0 = rnd(total), *dr0 = res ? rnd(total) : NULL;
     float *gc = copyf(dy, total), *dxc = inplace ? gc : copyf(dx0, total), *drc = res ? copyf(dr0, total) : NULL;
     float *ge = copyf(dy, total), *dxe = inplace ? ge : copyf(dx0, total), *dre = res ? copyf(dr0, total) : NULL;
@@ -184,7 +202,6 @@ static void bn_bwd_case(NnBackend *cpu, NnAct act, int n, int C, int64_t hw, int
     float *coef = dd_malloc((size_t)C * 8 * sizeof *coef);
     for (int c = 0; c < C; c++)
         bn_coef_one(c, C, count, w, mean, invstd, NULL, NULL, NULL, NULL, stat ? save : NULL, dloss, coef);
-    const int chunks = chunks_for(n, hw);
     for (int c = 0; c < C; c++)
         for (int bx = 0; bx < chunks; bx++)
             for (unsigned tx = 0; tx < KN_THREADS; tx++)

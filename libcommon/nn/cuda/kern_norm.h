@@ -3,8 +3,8 @@
  * activation and its mask (with z recomputed where the forward's output was not kept), the
  * per-channel coefficients, and one thread's share of dz -> dx. norm.cu's kernels call these
  * with blockIdx / threadIdx; tests/unit/test_cuda_emul.c runs the eval-mode backward (recover's
- * frozen teacher: no sums needed) on the CPU over the whole grid against the CPU backend, bit for
- * bit. The reductions (cu_block_sum) stay in norm.cu.
+ * frozen teacher: no sums needed) and the forward's elementwise pass on the CPU over the whole
+ * grid against the CPU backend, bit for bit. The reductions (cu_block_sum) stay in norm.cu.
  */
 #ifndef DD_NN_CUDA_KERN_NORM_H
 #define DD_NN_CUDA_KERN_NORM_H
@@ -97,6 +97,32 @@ DD_HD static inline float act_pass(int act, const float *y, const float *x, int6
     const float v = y ? y[i] : bn_z(x[i], ab.m, ab.is, ab.w, ab.b);
     if (act == NN_ACT_RELU) return v > 0 ? dy : 0.0f;
     return v > 0 && v < 6 ? dy : 0.0f;
+}
+
+/* Thread tx of block (bx = chunk, c = channel) of the forward: y = act((x - m) is w + b (+ r));
+ * where sums is set, *s and *q get this thread's shifted sums of x - k and its square (k the
+ * channel's first value), for the block's reduction. */
+DD_HD static inline void bn_fwd_thread(unsigned bx, unsigned tx, int c, int act, int n, int C, int64_t hw,
+                                       int chunks, const float *x, const float *r, const float *w, const float *b,
+                                       const float *mean, const float *invstd, float *y, int sums, double *s,
+                                       double *q)
+{
+    const int64_t m = (int64_t)n * hw;
+    const float wv = w ? w[c] : 1.0f, bv = b ? b[c] : 0.0f, mv = mean[c], is = invstd[c];
+    const double k = x[(int64_t)c * hw];
+    double ss = 0, qq = 0;
+    CHUNK_FOR_AT(i, C, c, hw, chunks, m, bx, tx) {
+        float xv = x[i];
+        if (sums) {
+            double d = xv - k;
+            ss += d;
+            qq += d * d;
+        }
+        float z = bn_z(xv, mv, is, wv, bv);
+        y[i] = act_of(act, r ? z + r[i] : z);
+    }
+    *s = ss;
+    *q = qq;
 }
 
 /* Channel c's coefficients (coef + 8 c): dw, db += the sums (sums NULL: none taken, a = q = 0);

@@ -153,20 +153,9 @@ __global__ static void k_bn_act_fwd(int act, int n, int C, int64_t hw, int chunk
 {
     __shared__ double sh[CU_THREADS];
     const int c = blockIdx.y;
-    const int64_t m = (int64_t)n * hw;
-    const float wv = w ? w[c] : 1.0f, bv = b ? b[c] : 0.0f, mv = mean[c], is = invstd[c];
-    const double k = x[(int64_t)c * hw];
-    double s = 0, q = 0;
-    CHUNK_FOR(i, C, c, hw, chunks, m) {
-        float xv = x[i];
-        if (pa) {
-            double d = xv - k;
-            s += d;
-            q += d * d;
-        }
-        float z = bn_z(xv, mv, is, wv, bv);
-        y[i] = act_of(act, r ? z + r[i] : z);
-    }
+    double s, q;
+    bn_fwd_thread(blockIdx.x, threadIdx.x, c, act, n, C, hw, chunks, x, r, w, b, mean, invstd, y, pa != NULL,
+                  &s, &q);
     if (pa) {   /* uniform over the block */
         s = cu_block_sum(s, sh);
         q = cu_block_sum(q, sh);

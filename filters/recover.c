@@ -284,18 +284,6 @@ int main(int argc, char **argv)
     /* --ufc: the compensated copies, M after the n inputs, keys KEY_uM checked before any work */
     if (o.ufc && rec_set_ufc(&rs, o.nw) < 0) dd_die(DD_EXIT_DATA, "%s: %s", iname, dd_errmsg());
 
-    FILE *mf = NULL;
-    if (o.metrics && !(mf = fopen(o.metrics, "w"))) dd_die(DD_EXIT_DATA, "%s: cannot open for writing", o.metrics);
-    o.c.metrics = mf;
-    DdProgress prog;
-    int64_t steps = 0;
-    for (int s = 0; s < o.c.nstages; s++) steps += o.c.stage[s].end - o.c.stage[s].start;
-    dd_progress_start(&prog, "steps", steps * nbatch * (o.ufc ? o.nw : 1), o.quiet);
-    o.c.progress = &prog;
-    if (rec_set_run(nn, t, o.nw, &o.c, &rs) < 0) dd_die_err(dd_errcode());
-    dd_progress_end(&prog);
-    if (mf && dd_fclose_checked(mf, o.metrics) < 0) dd_die_err(DD_EXIT_DATA);
-
     json_t *tw = json_array(), *sz = json_array();
     for (int k = 0; k < o.nw; k++) json_array_append_new(tw, json_string(o.w[k]));
     for (int s = 0; s < o.c.nstages; s++) json_array_append_new(sz, json_integer(o.c.stage[s].h ? o.c.stage[s].h : H));
@@ -315,8 +303,31 @@ int main(int argc, char **argv)
         json_object_set_new(params, "precision", json_string(nn_precision_name(nn_precision(nn))));
     ts_header_add_history(h, argc, argv, (int64_t)o.c.seed, params);
     json_decref(params);
+    /* the output opened before the run (its header, history included, is known): an -o that
+     * cannot be written is said now, not after hours of optimisation; a run that fails after this
+     * leaves no file (the temporary is removed at exit) and a truncated stream on stdout */
     TsWriter *w = ts_writer_open(o.output, h);
     if (!w) dd_die_err(DD_EXIT_DATA);
+
+    FILE *mf = NULL;
+    if (o.metrics && !(mf = fopen(o.metrics, "w"))) dd_die(DD_EXIT_DATA, "%s: cannot open for writing", o.metrics);
+    if (mf) setvbuf(mf, NULL, _IOLBF, 0); /* a log: whole lines as the run goes, even if it is killed */
+    o.c.metrics = mf;
+    DdProgress prog;
+    int64_t steps = 0;
+    for (int s = 0; s < o.c.nstages; s++) steps += o.c.stage[s].end - o.c.stage[s].start;
+    dd_progress_start(&prog, "steps", steps * nbatch * (o.ufc ? o.nw : 1), o.quiet);
+    o.c.progress = &prog;
+    if (rec_set_run(nn, t, o.nw, &o.c, &rs) < 0) {
+        ts_writer_abort(w);
+        dd_die_err(dd_errcode());
+    }
+    dd_progress_end(&prog);
+    if (mf && dd_fclose_checked(mf, o.metrics) < 0) {
+        ts_writer_abort(w);
+        dd_die_err(DD_EXIT_DATA);
+    }
+
     for (int64_t k = 0; k < n * (o.ufc ? o.nw + 1 : 1); k++)
         if (ts_writer_put(w, k < n ? &rs.recs[k] : &rs.urecs[k - n]) < 0) {
             ts_writer_abort(w);

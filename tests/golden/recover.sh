@@ -242,6 +242,19 @@ rc=0; DD_THREADS=0 "${R[@]}" --iters 4 init.tsr >out.tsr 2>err.txt || rc=$?
     && ok "DD_THREADS=0: $(cat err.txt)" || fail "DD_THREADS=0: exit $rc: $(cat err.txt)"
 DD_THREADS=1 "${R[@]}" --iters 4 init.tsr >r1.tsr && DD_THREADS=3 "${R[@]}" --iters 4 init.tsr >r3.tsr \
     && "$BIN/tscmp" -q --exact r1.tsr r3.tsr && ok "DD_THREADS=1 and 3: the same pixels" || fail "DD_THREADS 1 vs 3"
+# an -o that cannot be written is said before the run (no metrics file yet: no step was taken)
+rc=0; "${R[@]}" --iters 2000 -m mo.jsonl -o nodir/out.tsr init.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && [ ! -e mo.jsonl ] && grep -q "^recover: nodir/out.tsr: cannot create temporary file" err.txt \
+    && ok "unwritable -o, before any step: $(cat err.txt)" || fail "unwritable -o: exit $rc $(cat err.txt)"
+# --metrics is a log of whole lines as the run goes: one killed mid-run leaves whole lines (and no -o)
+"${R[@]}" --iters 100000 -m mk.jsonl -o killed.tsr init.tsr & pid=$!
+for i in $(seq 300); do [ -s mk.jsonl ] && [ "$(wc -l <mk.jsonl)" -ge 3 ] && break; sleep 0.1; done
+kill -TERM $pid; rc=0; wait $pid || rc=$?
+[ $rc = 143 ] && [ ! -e killed.tsr ] && [ -z "$(ls killed.tsr.tmp.* 2>/dev/null)" ] && "$PYTHON" -c '
+import json
+rows = [json.loads(l) for l in open("mk.jsonl")]
+assert len(rows) >= 3 and rows[0]["step"] == 0, rows[:1]' \
+    && ok "killed mid-run: no -o file, $(wc -l <mk.jsonl) whole metrics lines" || fail "killed run: exit $rc"
 # a teacher without BatchNorm (the instance-norm ConvNet): said once, on stderr; the loss is the
 # cross-entropy alone (bn 0 in every metrics row), and the images still move
 "$tool" teacher tin.safetensors convnet3:width=16,norm=instance fm.tsr 1

@@ -4,9 +4,11 @@
  * images, which stay F32. Keys are SPLIT_NNNNNN (position in the dataset order), or keys.txt for
  * npy. See tsimport(1).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "formats/codecs.h"
 #include "formats/npydir.h"
@@ -301,6 +303,11 @@ int main(int argc, char **argv)
     if (optind != argc - 1) dd_die(DD_EXIT_USAGE, "want exactly one DATASET operand (try --help)");
     const char *path = argv[optind];
     const int traintest = !strcmp(o.split, "train") || !strcmp(o.split, "test");
+    struct stat st;
+    if (stat(path, &st) < 0) dd_die(DD_EXIT_DATA, "%s: %s", path, strerror(errno));
+    if (!format && !S_ISDIR(st.st_mode))
+        dd_die(DD_EXIT_USAGE, "%s: not a directory: DATASET is a dataset's directory (IDX, CIFAR, npy, ImageFolder; "
+               "man 1 tsimport)", path);
     if (!format && !(format = dataset_guess_format(path)))
         dd_die(DD_EXIT_USAGE, "%s: cannot guess the dataset format; use --format", path);
     static const char *const formats[] = {"idx", "cifar10", "cifar100", "imagefolder", "npy"};

@@ -376,6 +376,14 @@ expect_usage tsimport --format nope "$fmnist"
 expect_usage tsimport --split val "$fmnist"
 expect_usage tsimport --limit x "$fmnist"
 expect_usage tsimport "$PWD"/names.txt
+grep -q "names.txt: not a directory: DATASET is a dataset's directory" err.usage && ok "a file operand: $(cat err.usage)" \
+    || fail "a file operand: $(cat err.usage)"
+# a path that is not there is an I/O error (1) that says so, with or without --format
+for f in "" "--format idx"; do
+    rc=0; "$BIN/tsimport" $f "$PWD/no_such_dir" >out.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.tsr ] && [ "$(cat err.txt)" = "tsimport: $PWD/no_such_dir: No such file or directory" ] \
+        && ok "missing DATASET${f:+ ($f)}: $(cat err.txt)" || fail "missing DATASET $f: exit $rc $(cat err.txt)"
+done
 expect_exit 1 "missing dataset files" -- "$BIN/tsimport" --format idx "$PWD/f32"
 head -c 3000 "$fmnist"/t10k-labels-idx1-ubyte.gz >digits/t10k-labels-idx1-ubyte.gz
 expect_exit 1 "truncated IDX file" -- "$BIN/tsimport" --split test digits

@@ -58,13 +58,15 @@ void *tsi_record_slot(TsRecord *rec, size_t nbytes);
 
 typedef struct TsTarIn TsTarIn;
 
-/* Reads the "__stream__" member; *hdr receives the parsed (not yet validated) header. */
-TsTarIn *tsi_tar_open(BsSrc *src, const char *name, TsHeader **hdr);
+/* Reads the "__stream__" member; *hdr receives the parsed (not yet validated) header. `last`
+ * (borrowed) holds the key of the last whole record read, for the message of a cut stream. */
+TsTarIn *tsi_tar_open(BsSrc *src, const char *name, TsHeader **hdr, const char *last);
 /* As ts_reader_next; `index` = records read so far (for messages and the end count). */
 int tsi_tar_next(TsTarIn *t, TsRecord *rec, int64_t index);
 void tsi_tar_close(TsTarIn *t);
 
-/* The message of a stream cut short, naming `name` and the records read. */
-int tsi_truncated(const char *name, int64_t index);
+/* The message of a stream cut short, naming `name`: index -1 in its header, else after `index`
+ * records, the last of them with key `last` (NULL or "": not said). */
+int tsi_truncated(const char *name, int64_t index, const char *last);
 
 #endif

@@ -354,13 +354,18 @@ struct TsReader {
     TsHeader *hdr;
     TsTarIn *tar;              /* NULL: pipe container */
     int64_t n;                 /* records read */
+    char last[TS_KEY_MAX + 1]; /* the last one's key ("" before the first) */
     int state;                 /* 0 reading, 1 clean end seen, -1 failed */
     TsKeySet keys;
 };
 
-int tsi_truncated(const char *name, int64_t index)
+int tsi_truncated(const char *name, int64_t index, const char *last)
 {
-    return dd_err("%s: stream is truncated after record %lld (upstream died?)", name, (long long)index);
+    if (index < 0) return dd_err("%s: stream is truncated in its header (upstream died?)", name);
+    if (index == 0) return dd_err("%s: stream is truncated before its first record (upstream died?)", name);
+    if (!last || !*last) return dd_err("%s: stream is truncated after %lld records (upstream died?)", name, (long long)index);
+    return dd_err("%s: stream is truncated after record %lld (%s), the last whole one (upstream died?)", name,
+                  (long long)index - 1, last);
 }
 
 /* "NAME: record N (KEY): problem"; key may be empty. */
@@ -375,22 +380,35 @@ DD_PRINTF(3, 4) static int rec_err(const TsReader *r, const char *key, const cha
     return dd_err("%s: record %lld: %s", r->name, (long long)r->n, msg);
 }
 
+/* A frame's problem: "NAME: header: ..." before the header is read, else rec_err's. */
+DD_PRINTF(2, 3) static int frame_err(const TsReader *r, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!r->hdr) return dd_err("%s: header: %s", r->name, msg);
+    return rec_err(r, NULL, "%s", msg);
+}
+
 /* Reads one whole frame into the window and verifies its checksum. *total = bytes to consume. */
 static int frame_read(TsReader *r, uint32_t *tag, const uint8_t **payload, uint64_t *len, size_t *total)
 {
     const uint8_t *p;
     size_t avail;
+    const int64_t at = r->hdr ? r->n : -1; /* for a cut: in the header, or after r->n records */
     if (bs_peek(r->src, 12, &p, &avail)) return -1;
-    if (avail < 12) return tsi_truncated(r->name, r->n);
+    if (avail < 12) return tsi_truncated(r->name, at, r->last);
     *tag = le32(p);
     *len = le64(p + 4);
     if (*tag != TAG_HEAD && *tag != TAG_RECD && *tag != TAG_END)
-        return rec_err(r, NULL, "bad frame tag %02x %02x %02x %02x (corrupt stream)", p[0], p[1], p[2], p[3]);
-    if (*len > FRAME_MAX) return rec_err(r, NULL, "frame length %llu exceeds the bound of 2^40 bytes", (unsigned long long)*len);
+        return frame_err(r, "bad frame tag %02x %02x %02x %02x (corrupt stream)", p[0], p[1], p[2], p[3]);
+    if (*len > FRAME_MAX) return frame_err(r, "frame length %llu exceeds the bound of 2^40 bytes", (unsigned long long)*len);
     *total = 16 + (size_t)*len;
     if (bs_peek(r->src, *total, &p, &avail)) return -1;
-    if (avail < *total) return tsi_truncated(r->name, r->n);
-    if ((uint32_t)crc32_z(0, p, 12 + (size_t)*len) != le32(p + 12 + *len)) return rec_err(r, NULL, "bad checksum");
+    if (avail < *total) return tsi_truncated(r->name, at, r->last);
+    if ((uint32_t)crc32_z(0, p, 12 + (size_t)*len) != le32(p + 12 + *len)) return frame_err(r, "bad checksum");
     *payload = p + 12;
     return 0;
 }
@@ -521,7 +539,7 @@ static int pipe_open(TsReader *r)
     const uint8_t *p;
     size_t avail;
     if (bs_peek(r->src, 16, &p, &avail)) return -1;
-    if (avail < 16) return tsi_truncated(r->name, 0);
+    if (avail < 16) return tsi_truncated(r->name, -1, NULL);
     uint32_t ver = le32(p + 8), flags = le32(p + 12);
     if (ver != PIPE_VERSION)
         return dd_err("%s: unsupported pipe container version %u (this reader knows version %u)", r->name, ver, PIPE_VERSION);
@@ -564,16 +582,16 @@ static int reader_sniff(TsReader *r)
     if (avail == 0) return dd_err("%s: empty: no stream header (upstream died?)", r->name);
     if (avail == 4 && !memcmp(p, zstd_magic, 4)) bs_push_zstd(r->src);
     else if (avail < 4 && !memcmp(p, zstd_magic, avail) && memcmp(p, PIPE_MAGIC, avail))
-        return tsi_truncated(r->name, 0);
+        return tsi_truncated(r->name, -1, NULL);
     if (bs_peek(r->src, 512, &p, &avail)) return -1;
     if (avail >= 8 && !memcmp(p, PIPE_MAGIC, 8)) {
         if (pipe_open(r)) return -1;
     } else if (avail >= 262 && !memcmp(p + 257, "ustar", 5)) {
-        r->tar = tsi_tar_open(r->src, r->name, &r->hdr);
+        r->tar = tsi_tar_open(r->src, r->name, &r->hdr, r->last);
         if (!r->tar) return -1;
     } else if ((avail < 8 && !memcmp(p, PIPE_MAGIC, avail)) || (avail < 262 && !memcmp(p, "__stream__", avail < 10 ? avail : 10))
                || bs_truncated(r->src)) {
-        return tsi_truncated(r->name, 0);
+        return tsi_truncated(r->name, -1, NULL);
     } else {
         return dd_err("%s: not a ddpipe stream or shard%s", r->name, not_stream_hint(p, avail));
     }
@@ -620,8 +638,12 @@ int ts_reader_next(TsReader *r, TsRecord *rec)
     ts_record_clear(rec);
     int rc = r->tar ? tsi_tar_next(r->tar, rec, r->n) : pipe_next(r, rec);
     if (rc == 1 && !tsi_keyset_add(&r->keys, rec->key)) rc = rec_err(r, rec->key, "duplicate key");
-    if (rc == 1) r->n++;
-    else r->state = rc == 0 ? 1 : -1;
+    if (rc == 1) {
+        r->n++;
+        snprintf(r->last, sizeof r->last, "%s", rec->key);
+    } else {
+        r->state = rc == 0 ? 1 : -1;
+    }
     return rc;
 }
 

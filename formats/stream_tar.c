@@ -27,6 +27,7 @@ struct TsTarIn {
     int pending;               /* e is read but not yet consumed (it starts the next record) */
     BsSrc *src;
     const char *name;          /* borrowed from the reader */
+    const char *last;          /* borrowed: the key of the last whole record read */
     uint8_t *mbuf;             /* current member's data */
     size_t mlen, mcap;
     char srcerr[512];          /* message of a failed byte-source read ("" = none) */
@@ -55,7 +56,8 @@ static int tar_err(TsTarIn *t, int64_t index, const char *key)
     /* libarchive words truncation several ways; a first block cut short is "unrecognized" */
     if (bs_truncated(t->src) || strstr(m, "runcated") || strstr(m, "Premature end") ||
         (bs_ended(t->src) && strstr(m, "Unrecognized archive format")))
-        return tsi_truncated(t->name, index);
+        return tsi_truncated(t->name, index, t->last);
+    if (index < 0) return dd_err("%s: header: tar: %s", t->name, m);
     if (key && *key) return dd_err("%s: record %lld (%s): tar: %s", t->name, (long long)index, key, m);
     return dd_err("%s: record %lld: tar: %s", t->name, (long long)index, m);
 }
@@ -76,10 +78,12 @@ static int tar_data(TsTarIn *t, int64_t index, const char *key)
     const char *mn = archive_entry_pathname(t->e);
     t->pending = 0;
     if (archive_entry_filetype(t->e) != AE_IFREG)
-        return dd_err("%s: record %lld: member '%s' is not a regular file", t->name, (long long)index, mn);
+        return index < 0 ? dd_err("%s: header: member '%s' is not a regular file", t->name, mn)
+                         : dd_err("%s: record %lld: member '%s' is not a regular file", t->name, (long long)index, mn);
     int64_t size = archive_entry_size(t->e);
     if (size < 0 || size > MEMBER_MAX)
-        return dd_err("%s: record %lld: member '%s' has an impossible size", t->name, (long long)index, mn);
+        return index < 0 ? dd_err("%s: header: member '%s' has an impossible size", t->name, mn)
+                         : dd_err("%s: record %lld: member '%s' has an impossible size", t->name, (long long)index, mn);
     t->mlen = 0;
     while (t->mlen < (size_t)size) {
         if (t->mlen == t->mcap) {
@@ -90,7 +94,7 @@ static int tar_data(TsTarIn *t, int64_t index, const char *key)
         size_t want = (t->mcap < (size_t)size ? t->mcap : (size_t)size) - t->mlen;
         la_ssize_t k = archive_read_data(t->a, t->mbuf + t->mlen, want);
         if (k < 0) return tar_err(t, index, key);
-        if (k == 0) return tsi_truncated(t->name, index);
+        if (k == 0) return tsi_truncated(t->name, index, t->last);
         t->mlen += (size_t)k;
     }
     return 0;
@@ -106,33 +110,35 @@ static json_t *tar_json(TsTarIn *t, int64_t index, const char *what)
                     : json_loadb((const char *)t->mbuf, t->mlen, JSON_REJECT_DUPLICATES, &e);
     if (!json_is_object(j)) {
         json_decref(j);
-        dd_err("%s: record %lld: %s is not a JSON object", t->name, (long long)index, what);
+        if (index < 0) dd_err("%s: header: %s is not a JSON object", t->name, what);
+        else dd_err("%s: record %lld: %s is not a JSON object", t->name, (long long)index, what);
         return NULL;
     }
     return j;
 }
 
-TsTarIn *tsi_tar_open(BsSrc *src, const char *name, TsHeader **hdr)
+TsTarIn *tsi_tar_open(BsSrc *src, const char *name, TsHeader **hdr, const char *last)
 {
     TsTarIn *t = dd_calloc(1, sizeof *t);
     t->src = src;
     t->name = name;
+    t->last = last;
     t->a = archive_read_new();
     archive_read_support_format_tar(t->a);
     /* past zero blocks, so that what follows the end-of-archive marker is seen (tar_end) */
     if (archive_read_set_format_option(t->a, "tar", "read_concatenated_archives", "1") != ARCHIVE_OK) {
-        tar_err(t, 0, NULL);
+        tar_err(t, -1, NULL);
         tsi_tar_close(t);
         return NULL;
     }
     if (archive_read_open(t->a, t, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
-        tar_err(t, 0, NULL);
+        tar_err(t, -1, NULL);
         tsi_tar_close(t);
         return NULL;
     }
-    int rc = tar_header(t, 0, NULL);
+    int rc = tar_header(t, -1, NULL);
     if (rc <= 0) {
-        if (rc == 0) tsi_truncated(name, 0);
+        if (rc == 0) tsi_truncated(name, -1, NULL);
         tsi_tar_close(t);
         return NULL;
     }
@@ -143,7 +149,7 @@ TsTarIn *tsi_tar_open(BsSrc *src, const char *name, TsHeader **hdr)
         return NULL;
     }
     json_t *j;
-    if (tar_data(t, 0, NULL) || !(j = tar_json(t, 0, "the __stream__ header"))) {
+    if (tar_data(t, -1, NULL) || !(j = tar_json(t, -1, "the __stream__ header"))) {
         tsi_tar_close(t);
         return NULL;
     }
@@ -250,7 +256,7 @@ int tsi_tar_next(TsTarIn *t, TsRecord *rec, int64_t index)
         if (!t->pending) {
             int rc = tar_header(t, index, rec->key);
             if (rc < 0) return -1;
-            if (rc == 0) return tsi_truncated(t->name, index);
+            if (rc == 0) return tsi_truncated(t->name, index, t->last);
         }
         const char *mn = archive_entry_pathname(t->e);
         if (!mn) return dd_err("%s: record %lld: member without a name", t->name, (long long)index);

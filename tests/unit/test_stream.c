@@ -321,6 +321,30 @@ static void test_truncation(void)
     CHECK(slurp(p, &buf, &len) == 0);
     CHECK(read_mem(buf, len) == 0);
     check_truncations(buf, len, 0, len, "pipe");
+    /* where the cut is, said: in the header frame, in the first record, after record N (its key);
+     * a damaged header frame is the header's, not record 0's. Frames: tag, u64 length, payload,
+     * crc after the 16-byte container header. */
+    size_t fr[5], at = 16;
+    for (int k = 0; k < 5 && at + 12 <= len; k++) {
+        uint64_t fl = 0;
+        for (int b = 7; b >= 0; b--) fl = fl << 8 | buf[at + 4 + b];
+        fr[k] = at;
+        at += 16 + (size_t)fl;
+    }
+    static const char *const want[3] = {"mem: stream is truncated in its header (upstream died?)",
+                                        "mem: stream is truncated before its first record (upstream died?)",
+                                        "mem: stream is truncated after record 0 (c0000_i0000), the last whole one "
+                                        "(upstream died?)"};
+    for (int k = 0; k < 3; k++) {
+        CHECK(read_mem(buf, fr[k] + 20) == -1);
+        CHECK_MSG(strstr(dd_errmsg(), want[k]) != NULL, "cut in frame %d: '%s'", k, dd_errmsg());
+    }
+    uint8_t *hb = malloc(len);
+    memcpy(hb, buf, len);
+    hb[fr[0] + 14] ^= 0x01; /* a byte of the header's JSON */
+    CHECK(read_mem(hb, len) == -1);
+    CHECK_MSG(strstr(dd_errmsg(), "mem: header: bad checksum") != NULL, "%s", dd_errmsg());
+    free(hb);
     size_t zl;
     uint8_t *z = zstd_of(buf, len, &zl);
     CHECK(read_mem(z, zl) == 0);

@@ -1133,8 +1133,10 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
             fflush(c->metrics);
         }
         st.epoch = ep;
-        /* a slice's end is checkpointed whatever --checkpoint-every says: the next slice resumes there */
-        const int stop = c->stop_after > 0 && ep >= c->stop_after && ep < c->epochs;
+        /* a slice's end is checkpointed whatever --checkpoint-every says: the next slice resumes there.
+         * The slice is the one that reaches epoch N: a run resumed past it (the same command again)
+         * runs on to the end, as the one run would have. */
+        const int stop = c->stop_after > 0 && ep == c->stop_after && ep < c->epochs;
         if (c->checkpoint && (ep % c->checkpoint_every == 0 || ep == c->epochs || stop)
             && ckpt_save(c->checkpoint, m, fp, inputs, &st, c->seed) < 0) {
             rc = -1;

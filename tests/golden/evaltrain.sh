@@ -165,6 +165,13 @@ run4=("$E" "${small[@]}" --epochs 4 --batch 64 -s 3)
 [ "$(grep -c '"epoch":' b4.json)" = 1 ] && grep -q '"epoch":4,' b4.json && cmp -s a4.safetensors b4.safetensors \
     && ok "--checkpoint-every 2 --stop-after-epoch 3: resumed from epoch 3, the uninterrupted weights" \
     || fail "checkpoint-every: $(cat b4.json)"
+# the stopping command itself again: the slice that stopped at epoch 2 is done, so this one runs on
+# to the end (it stopped again after one more epoch before, every rerun one epoch)
+"${run4[@]}" --checkpoint cks.safetensors --stop-after-epoch 2 tr.tsr >/dev/null
+"${run4[@]}" --checkpoint cks.safetensors --stop-after-epoch 2 --save s4.safetensors tr.tsr >s4.json
+cmp -s a4.safetensors s4.safetensors && [ "$(grep -c '"epoch":' s4.json)" = 2 ] \
+    && ok "--stop-after-epoch 2 twice: the second runs epochs 3 and 4, the uninterrupted weights" \
+    || fail "--stop-after-epoch 2 twice: $(cat s4.json)"
 "${run4[@]}" --checkpoint ck1.safetensors --checkpoint-every 2 --stop-after-epoch 1 tr.tsr >/dev/null && [ -s ck1.safetensors ] \
     && ok "--stop-after-epoch 1 with --checkpoint-every 2: checkpointed" || fail "stop 1, every 2: no checkpoint"
 expect_usage evaltrain "${small[@]}" --epochs 4 --stop-after-epoch 1 tr.tsr

@@ -164,7 +164,7 @@ int main(int argc, char **argv)
     int nteachers = 0;
     const char *optname = NULL, *device = "cpu", *precision = "fp32";
     double lr = NAN, mom = NAN, wd = NAN, b1 = 0.9, b2 = 0.999, eta = NAN, T = 20, ls = 0;
-    int T_given = 0, ls_given = 0;
+    int T_given = 0, ls_given = 0, betas_given = 0;
     double rrc_lo = NAN, rrc_hi = NAN, cutmix = NAN, mixup = NAN, bnmom = NAN;
     int hard = 0, epochs = -1, batch = -1, micro = -1, shuffle = 1, pad = -1, flip = 1, shufp = 0, noaug = 0;
     int train_res = 0, every = 0, ebatch = 256, ckevery = 1, evalonly = 0, stop = 0, threads = 0, quiet = 0;
@@ -195,7 +195,7 @@ int main(int argc, char **argv)
             else if (!strcmp(optarg, "weights")) decay_all = 0;
             else dd_die(DD_EXIT_USAGE, "--decay: want all or weights, got '%s'", optarg);
             break;
-        case O_BETAS: opt_pair("--betas", optarg, &b1, &b2, 0, 0.999999); break;
+        case O_BETAS: opt_pair("--betas", optarg, &b1, &b2, 0, 0.999999), betas_given = 1; break;
         case O_ETA: eta = dd_opt_double("--eta", optarg, 1e-3, 1e3); break;
         case O_EPOCHS: epochs = (int)dd_opt_long("--epochs", optarg, 0, 1000000); break;
         case O_BATCH: batch = (int)dd_opt_long("--batch", optarg, 1, 1 << 20); break;
@@ -355,6 +355,10 @@ int main(int argc, char **argv)
             dd_warn("%s replays relabel's batches, order and augmentation as stored: %s ignored", labelsf, ign);
     }
     if (!optname) kind = soft ? OPTIM_ADAMW : OPTIM_SGD;
+    if (!isnan(mom) && kind != OPTIM_SGD)
+        dd_warn("--momentum is SGD's; this run's optimizer is %s (its moments are --betas): ignored",
+                kind == OPTIM_ADAM ? "adam" : "adamw");
+    if (betas_given && kind == OPTIM_SGD) dd_warn("--betas are Adam's and AdamW's; this run's optimizer is sgd: ignored");
     /* RDED's special case (argument.py): CIFAR-100 (100 classes, 3x32x32) conv3 -> conv3 */
     const int rded_c100_conv3 = tc.labels == TRAIN_TEACHER && nteachers == 1 && tr.K == 100 && tr.C == 3 &&
                                 tr.H == 32 && tr.W == 32 && !strcmp(m->arch, "convnet3") &&
@@ -374,6 +378,8 @@ int main(int argc, char **argv)
              : batch > 0 ? batch : tc.labels == TRAIN_STATIC ? 64
              : tc.labels == TRAIN_TEACHER ? rded_batch(&tr, rded_c100_conv3) : soft ? (tr.K == 10 ? 10 : 16) : 128;
     tc.micro = micro > 0 ? micro : tc.labels == TRAIN_REPLAY ? 2 : 1;
+    if (micro > tc.batch)
+        dd_warn("--micro %d exceeds the batch of %d: %d micro-batches of one image each", micro, tc.batch, tc.batch);
     /* RDED's student runs forward twice per step in train mode on the same batch (validation/main.py:
      * once for its accuracy, once for the loss), so its BN running statistics move twice: momentum
      * 1 - 0.9^2 */

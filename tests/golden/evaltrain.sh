@@ -142,6 +142,23 @@ else
         || fail "progress on a terminal: exit $rc: $r: $(head -c 400 tty.out | cat -A)"
 fi
 
+# the CPU backend's path variables: an unknown value is a usage error naming it; empty is unset
+for v in DD_CPU_CONV DD_CPU_ISA; do
+    rc=0; env $v=foo "$E" --eval-only -w w.safetensors te.tsr >out.json 2>err.txt || rc=$?
+    [ $rc = 2 ] && [ ! -s out.json ] && grep -q "^evaltrain: $v=foo: " err.txt && ok "$v=foo: $(cat err.txt)" \
+        || fail "$v=foo: exit $rc $(cat err.txt)"
+done
+env DD_CPU_CONV= "$E" --eval-only -w w.safetensors te.tsr | grep -q "\"top1\":$f1," && ok "DD_CPU_CONV= is unset" \
+    || fail "DD_CPU_CONV= (empty)"
+# options the run's optimizer or batch does not use are said, not dropped
+rc=0; "$E" "${small[@]}" --epochs 1 --optimizer adam --momentum 0.5 --micro 200 --batch 64 tr.tsr >/dev/null 2>err.txt \
+    || rc=$?
+[ $rc = 0 ] && grep -q "^evaltrain: --momentum is SGD's; this run's optimizer is adam" err.txt \
+    && grep -q "^evaltrain: --micro 200 exceeds the batch of 64" err.txt && ok "ignored options said: $(tr '\n' ' ' <err.txt)" \
+    || fail "ignored options: exit $rc $(cat err.txt)"
+rc=0; "$E" "${small[@]}" --epochs 1 --betas 0.5,0.9 tr.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 0 ] && grep -q "^evaltrain: --betas are Adam's and AdamW's; this run's optimizer is sgd" err.txt \
+    && ok "--betas with SGD said" || fail "--betas with sgd: exit $rc $(cat err.txt)"
 # resume: stopped after the epoch-2 checkpoint, the same command resumes and ends where an
 # uninterrupted run ends (byte-identical weights)
 run=("$E" "${small[@]}" --epochs 3 --batch 32 -s 5 --crop-pad 2 --cutmix 1 --val te.tsr)

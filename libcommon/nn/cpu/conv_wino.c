@@ -80,11 +80,13 @@ static int wg_tile(const NnConvShape *s)
  * (winograd2, winograd4: and the tile) takes every 3x3 'same' shape (the tests use it). */
 int cpu_wino_ok(const NnConvShape *s)
 {
-    const char *env = getenv("DD_CPU_CONV"); /* read per call: tests switch paths */
+    const char *env = getenv("DD_CPU_CONV"); /* read per call: tests switch paths; every forward passes here */
+    if (env && !*env) env = NULL;               /* DD_CPU_CONV= is unset */
+    if (env && strcmp(env, "winograd") && strcmp(env, "winograd2") && strcmp(env, "winograd4") &&
+        strcmp(env, "direct") && strcmp(env, "gemm"))
+        dd_die(DD_EXIT_USAGE, "DD_CPU_CONV=%s: want winograd, winograd2, winograd4, direct or gemm (or unset)", env);
     int forced = env && strncmp(env, "winograd", 8) == 0;
     if (!cpu_avx2() || (env && !forced)) return 0;
-    if (forced && strcmp(env, "winograd") && strcmp(env, "winograd2") && strcmp(env, "winograd4"))
-        dd_die(DD_EXIT_USAGE, "DD_CPU_CONV=%s: not winograd, winograd2 or winograd4", env);
     if (s->groups != 1 || s->stride != 1 || s->kh != 3 || s->kw != 3 || s->pad != 1 || s->dil != 1 ||
         s->oh != s->h || s->ow != s->w)
         return 0;

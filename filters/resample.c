@@ -24,19 +24,26 @@ static void usage(FILE *f)
                "      --version       version\n", dd_prog());
 }
 
+/* --size S or HxW: each side a decimal integer in [1, 65536]; anything else (an empty side, a sign,
+ * a second 'x') is a usage error quoting the whole argument. */
 static void parse_size(const char *s, int *h, int *w)
 {
-    char buf[64];
-    const char *x = strchr(s, 'x');
-    if (!x) {
-        *h = *w = (int)dd_opt_long("--size", s, 1, 1 << 16);
-        return;
+    long v[2];
+    const char *p = s;
+    for (int n = 0; n < 2; n++) {
+        size_t len = strspn(p, "0123456789");
+        if (len < 1 || len > 6) break;
+        v[n] = strtol(p, NULL, 10);
+        if (v[n] < 1 || v[n] > 1 << 16) break;
+        p += len;
+        if (!*p) {
+            *h = (int)v[0];
+            *w = (int)v[n];
+            return;
+        }
+        if (*p++ != 'x') break;
     }
-    if ((size_t)(x - s) >= sizeof buf) dd_die(DD_EXIT_USAGE, "--size: bad size '%s'", s);
-    memcpy(buf, s, (size_t)(x - s));
-    buf[x - s] = 0;
-    *h = (int)dd_opt_long("--size", buf, 1, 1 << 16);
-    *w = (int)dd_opt_long("--size", x + 1, 1, 1 << 16);
+    dd_die(DD_EXIT_USAGE, "--size: '%s' is not S or HxW (integers 1 to 65536)", s);
 }
 
 int main(int argc, char **argv)

@@ -70,6 +70,23 @@ static void make_parents(const char *pattern)
     free(d);
 }
 
+/* The writer refused rec, the input's record `index` of `name`, as output record `out`. Its message
+ * names the output's record ("stdout: record 500 (KEY): duplicate key"; the shards' without a file
+ * name): that naming is replaced by the input's. A duplicate key comes from an earlier input (one
+ * input cannot repeat a key: its reader refuses that), which is said. */
+static void put_error(const char *name, int64_t index, const char *key, int64_t out)
+{
+    char *msg = dd_strdup(dd_errmsg()), want[TS_KEY_MAX + 64];
+    snprintf(want, sizeof want, "record %lld (%s): ", (long long)out, key);
+    const char *p = strstr(msg, want), *rest = p ? p + strlen(want) : msg;
+    if (!strcmp(rest, "duplicate key"))
+        dd_err("%s: record %lld (%s): duplicate key: an earlier input has a record of that key", name,
+               (long long)index, key);
+    else
+        dd_err("%s: record %lld (%s): %s", name, (long long)index, key, rest);
+    free(msg);
+}
+
 /* --classes: a mask over the header's classes from indices or exact names. */
 static char *classes_mask(const char *arg, const TsHeader *h)
 {
@@ -102,11 +119,12 @@ int main(int argc, char **argv)
         switch (c) {
         case 'c': classes = optarg; break;
         case 'k': keys_arg = optarg; break;
-        case 'e': {
-            char *colon = strchr(optarg, ':');
+        case 'e': { /* on a copy: the history records argv as given ("-e 2:1", not "-e 2") */
+            char *k = dd_strdup(optarg), *colon = strchr(k, ':');
             if (colon) *colon = 0;
-            every = dd_opt_long("--every", optarg, 1, 1L << 40);
+            every = dd_opt_long("--every", k, 1, 1L << 40);
             offset = colon ? dd_opt_long("--every", colon + 1, 0, every - 1) : 0;
+            free(k);
             break;
         }
         case 'n': head = dd_opt_long("--head", optarg, 0, 1L << 62); break;
@@ -143,7 +161,7 @@ int main(int argc, char **argv)
     else w = ts_writer_open(output, h);
     if (!w && !sw) dd_die_err(DD_EXIT_DATA);
 
-    int64_t *taken = dd_calloc((size_t)nc + 1, sizeof *taken), passed = 0;
+    int64_t *taken = dd_calloc((size_t)nc + 1, sizeof *taken), passed = 0, written = 0;
     TsRecord rec;
     ts_record_init(&rec);
     DdProgress prog;
@@ -172,10 +190,11 @@ int main(int argc, char **argv)
         }
         (*t)++;
         if ((sw ? ts_shards_put(sw, &rec) : ts_writer_put(w, &rec)) < 0) { /* a duplicate key, ...: name the input */
-            dd_err_prefix("%s: record %lld (%s)", ts_input_name(in), (long long)ts_input_index(in), rec.key);
+            put_error(ts_input_name(in), ts_input_index(in), rec.key, written);
             r = -1;
             break;
         }
+        written++;
     }
     dd_progress_end(&prog);
     if (r < 0) {

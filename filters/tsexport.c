@@ -26,6 +26,8 @@ typedef struct {
     Tensor grid_img;              /* U8 [C, rows, cols] once the first image is seen */
     int64_t cell_h, cell_w;       /* its cells: the first image's size */
     int64_t *grid_fill;           /* images placed per class */
+    Tensor npy_image;             /* --npy: the first record's image's dtype and shape (no data) */
+    unsigned npy_dtypes;          /* bit per DdDtype of the images so far (0 before the first) */
 } Export;
 
 static void usage(FILE *f)
@@ -178,6 +180,36 @@ static void put_grid(Export *x, const TsRecord *r, int64_t lab)
     tensor_free(&u);
 }
 
+/* --npy stacks the images as F32 [C,H,W] (npydir_add converts them), so they must have one shape;
+ * checked here, where the stream's own dtypes are known (npydir_add would name the converted F32). */
+static void npy_image_check(Export *x, const TsRecord *r)
+{
+    const Tensor *im = ts_record_cget(r, "image");
+    if (!im) return;   /* npydir_add says so */
+    if (!x->npy_dtypes) {
+        x->npy_image = *im;
+        x->npy_image.data = NULL;
+        x->npy_image.owns = 0;
+    }
+    Tensor t = x->npy_image;
+    t.dtype = im->dtype;
+    if (tensor_same_shape(&t, im)) {
+        x->npy_dtypes |= 1u << im->dtype;
+        return;
+    }
+    char a[128], b[512];
+    size_t o = 0;
+    for (int d = 0; d < DD_NDTYPE; d++) /* the earlier records' dtypes, each with their shape */
+        if (x->npy_dtypes >> d & 1) {
+            t.dtype = (DdDtype)d;
+            o += (size_t)snprintf(b + o, sizeof b - o, "%s%s", o ? " and " : "", tensor_describe(&t, a, sizeof a));
+            if (o >= sizeof b) break;
+        }
+    dd_err("%s: record %lld (%s): field 'image' is %s, earlier records have %s (--npy stacks images of one shape: "
+           "resample them to one size first)", x->src, (long long)x->n, r->key, tensor_describe(im, a, sizeof a), b);
+    die_cleanup(x);
+}
+
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
@@ -225,6 +257,7 @@ int main(int argc, char **argv)
             die_cleanup(&x);
         }
         if (x.png) put_png(&x, &rec, lab, path, sizeof path);
+        if (x.npy) npy_image_check(&x, &rec);
         if (x.npy && npydir_add(&x.npyw, &rec) < 0) {
             dd_err_prefix("%s", x.src);
             die_cleanup(&x);

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "formats/codecs.h"
 #include "formats/sniff.h"
@@ -53,11 +54,13 @@ static void usage(FILE *f)
 
 /* ---- weights files ---- */
 
-/* 1 when path's first bytes are a safetensors header's (dd_sniff); 0 otherwise or unreadable (the
- * stream reader then says why). */
+/* 1 when path is a regular file whose first bytes are a safetensors header's (dd_sniff); 0
+ * otherwise or unreadable (the stream reader then says why). Only regular files are sniffed: the
+ * bytes read from stdin, a pipe or a FIFO (<(...)) would be lost to the stream reader. */
 static int is_weights_file(const char *path)
 {
-    if (!strcmp(path, "-")) return 0;
+    struct stat sb;
+    if (!strcmp(path, "-") || stat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) return 0;
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
     uint8_t b[64];
@@ -292,18 +295,36 @@ static void print_json(const TsHeader *h, int64_t records, const int64_t *counts
         }
         json_object_set_new(fo, s->name, f);
     }
-    json_t *hist = json_object_get(h->json, "history");
+    json_t *hist = json_object_get(h->json, "history"), *inputs = json_object_get(h->json, "inputs");
     json_object_set_new(o, "records", json_integer(records));
     json_object_set_new(o, "classes", cl);
     json_object_set_new(o, "class_counts", cc);
     json_object_set_new(o, "unlabelled", json_integer(counts[nc]));
     json_object_set_new(o, "fields", fo);
     json_object_set_new(o, "history", hist ? json_incref(hist) : json_array());
+    json_object_set_new(o, "inputs", json_is_array(inputs) ? json_incref(inputs) : json_array());
     json_t *rl = json_object_get(h->json, "relabel");   /* a label stream's: what it was made for */
     if (rl) json_object_set_new(o, "relabel", json_incref(rl));
     json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     putchar('\n');
     json_decref(o);
+}
+
+/* A header's history, one line per program: index, prog, version, time where there is one, argv. */
+static void print_history(const json_t *hist, const char *indent)
+{
+    json_t *e;
+    size_t i;
+    json_array_foreach(hist, i, e) {
+        json_t *av = json_object_get(e, "argv"), *a;
+        size_t j;
+        const char *p = json_string_value(json_object_get(e, "prog"));
+        const char *v = json_string_value(json_object_get(e, "version"));
+        const char *t = json_string_value(json_object_get(e, "time"));
+        printf("%s%zu %s %s%s%s:", indent, i, p ? p : "?", v ? v : "?", t ? " " : "", t ? t : "");
+        json_array_foreach(av, j, a) printf(" %s", json_string_value(a) ? json_string_value(a) : "?");
+        putchar('\n');
+    }
 }
 
 static void print_text(const TsHeader *h, int64_t records, const int64_t *counts, int nc,
@@ -348,17 +369,14 @@ static void print_text(const TsHeader *h, int64_t records, const int64_t *counts
         printf("relabel (soft labels for evaltrain --labels): %s\n", s ? s : "");
         free(s);
     }
-    json_t *hist = json_object_get(h->json, "history"), *e;
-    size_t i;
     printf("history:\n");
-    json_array_foreach(hist, i, e) {
-        json_t *av = json_object_get(e, "argv"), *a;
-        size_t j;
-        const char *t = json_string_value(json_object_get(e, "time"));
-        printf("  %zu %s %s%s%s:", i, json_string_value(json_object_get(e, "prog")),
-               json_string_value(json_object_get(e, "version")), t ? " " : "", t ? t : "");
-        json_array_foreach(av, j, a) printf(" %s", json_string_value(a));
-        putchar('\n');
+    print_history(json_object_get(h->json, "history"), "  ");
+    /* the histories of the later inputs whose header differs from the first's (ddpipe-stream(5)) */
+    json_t *inputs = json_object_get(h->json, "inputs"), *e;
+    size_t i, n = json_array_size(inputs);
+    json_array_foreach(inputs, i, e) {
+        printf("  later input %zu of %zu (its header differs from the first input's):\n", i + 1, n);
+        print_history(json_object_get(e, "history"), "    ");
     }
 }
 
@@ -379,11 +397,13 @@ int main(int argc, char **argv)
         }
     }
     if (json && list) dd_die(DD_EXIT_USAGE, "--json and --list exclude each other");
-    if (optind < argc && is_weights_file(argv[optind])) { /* weights files, one summary each */
-        for (int i = optind; i < argc; i++)
-            if (!is_weights_file(argv[i]))
-                dd_die(DD_EXIT_USAGE, "%s: not a safetensors weights file, after %s (tsinfo describes streams or "
-                       "weights files, one kind at a time)", argv[i], argv[optind]);
+    /* the kind is the first operand's; an operand of the other kind, in either order, is a usage error */
+    const int weights = optind < argc && is_weights_file(argv[optind]);
+    for (int i = optind + 1; i < argc; i++)
+        if (is_weights_file(argv[i]) != weights)
+            dd_die(DD_EXIT_USAGE, "%s: %s, after %s (tsinfo describes streams or weights files, one kind at a time)",
+                   argv[i], weights ? "not a safetensors weights file" : "a safetensors weights file", argv[optind]);
+    if (weights) { /* weights files, one summary each */
         for (int i = optind; i < argc; i++) {
             if (i > optind && !json && !list) putchar('\n');
             print_weights(argv[i], json, list, argc - optind > 1);

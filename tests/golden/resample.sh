@@ -17,6 +17,12 @@ expect_usage resample fm.tsr
 expect_usage resample --size 0 fm.tsr
 expect_usage resample --size 3y4 fm.tsr
 expect_usage resample --size 3x fm.tsr
+# a malformed --size is quoted whole with the form it wants (it said "'' is not an integer" for 20x and x20)
+for s in 20x x20 20x30x40 0x5 +7; do
+    expect_usage resample --size $s fm.tsr
+    grep -qx "resample: --size: '$s' is not S or HxW (integers 1 to 65536)" err.usage \
+        && ok "--size $s: $(cat err.usage)" || fail "--size $s: $(cat err.usage)"
+done
 check_truncated resample --size 10
 # an image with a side of 0 (it aborted in the resize's assertion)
 "$PYTHON" -c 'import numpy as np, os; os.makedirs("z0", exist_ok=True); np.save("z0/image.npy", np.zeros((1, 1, 0, 5), np.float32))'

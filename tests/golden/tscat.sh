@@ -120,10 +120,25 @@ for p in 'bad1/p%s.tar' 'bad2%d/p.tar'; do
 done
 "$BIN/tscat" --shards 'pc%%t/p-%d.tar' --shard-records 100 fm.tsr && [ -f pc%t/p-0.tar ] \
     && ok "--shards with %% in a directory" || fail "--shards pc%%t: $(ls)"
-# a duplicate key names the input it came from
+# a duplicate key: one line naming the input, its record and key
+# (it nested the writer's "stdout: record 200 (train_000000): duplicate key" in the input's)
 rc=0; "$BIN/tscat" fm.tsr fm.tsr >/dev/null 2>err.txt || rc=$?
-[ $rc = 1 ] && grep -q "^tscat: fm.tsr: record 0 (train_000000): stdout: record [0-9]* (train_000000): duplicate key$" err.txt \
+[ $rc = 1 ] && [ "$(cat err.txt)" = \
+    "tscat: fm.tsr: record 0 (train_000000): duplicate key: an earlier input has a record of that key" ] \
     && ok "duplicate key across inputs: $(cat err.txt)" || fail "duplicate key: exit $rc $(cat err.txt)"
+"$BIN/tscat" -q -e 2:1 fm.tsr >odd.tsr
+rc=0; "$BIN/tscat" -q --shards 'dk/p-%d.tar' test.tsr odd.tsr fm.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && [ "$(cat err.txt)" = \
+    "tscat: fm.tsr: record 1 (train_000001): duplicate key: an earlier input has a record of that key" ] \
+    && [ -z "$(ls dk)" ] && ok "--shards, a key of an earlier input: $(cat err.txt)" \
+    || fail "--shards duplicate key: exit $rc $(cat err.txt); left $(ls dk)"
+# --every K:OFFSET is recorded in the history as given (its ':' was cut: "-e 10")
+"$BIN/tscat" -e 10:3 fm.tsr | "$BIN/tsinfo" --json | "$PYTHON" -c 'import json, sys
+a = json.load(sys.stdin)["history"][-1]["argv"]; assert a[-3:] == ["-e", "10:3", "fm.tsr"], a' \
+    && ok "history: -e 10:3 as given" || fail "-e in the history"
+# tscat(1) holds no control characters (form feeds stood for \f: "(Bddpipe-shardsR(5))")
+! grep -nP '[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]' "$TESTS/../man/man1/tscat.1" && ok "tscat(1): no control characters" \
+    || fail "tscat(1) holds control characters"
 expect_usage tscat --per-class fm.tsr
 expect_usage tscat --classes NoSuchClass fm.tsr
 check_truncated tscat

@@ -145,6 +145,19 @@ mk_npy odd 2 3 4 4 1 && rm odd/keys.txt && "$BIN/tsimport" odd >odd.tsr
 "$BIN/tscat" d.tsr odd.tsr >mixed.tsr
 "$BIN/tsexport" --npy mixed mixed.tsr 2>err.txt && fail "mixed shapes accepted"
 grep -q "mixed.tsr: record 9 (train_000000)" err.txt && ok "mixed shapes: $(cat err.txt)" || fail "mixed shapes message: $(cat err.txt)"
+# images of one dtype, then of another size: the earlier records' own dtypes (not the F32 they are
+# stacked as) and shape, one line, no directory left
+"$BIN/tscat" -q -e 2:0 fm.tsr >ev.tsr && "$BIN/tscat" -q -e 4:1 fm.tsr | "$BIN/resample" -q --size 28 >f28.tsr \
+    && "$BIN/tscat" -q -e 4:3 fm.tsr | "$BIN/resample" -q --size 20 >f20.tsr || fail "U8 and F32 parts"
+for c in "ev.tsr f20.tsr|record 50 (train_000003): field 'image' is F32[1,20,20], earlier records have U8[1,28,28]" \
+         "ev.tsr f28.tsr f20.tsr|record 75 (train_000003): field 'image' is F32[1,20,20], earlier records have \
+U8[1,28,28] and F32[1,28,28]"; do
+    "$BIN/tscat" -q ${c%%|*} >u8f32.tsr
+    rc=0; "$BIN/tsexport" --npy u8f32 u8f32.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ "$(cat err.txt)" = "tsexport: u8f32.tsr: ${c#*|} (--npy stacks images of one shape: resample them \
+to one size first)" ] && [ -z "$(ls -d u8f32.tmp* u8f32 2>/dev/null)" ] && ok "--npy of ${c%%|*}: $(cat err.txt)" \
+        || fail "--npy of ${c%%|*}: exit $rc $(cat err.txt)"
+done
 # more fields than --npy writes: the error says so, names the record, and leaves no directory
 mk_npy wide 2 1 4 4 3 && "$PYTHON" -c "
 import numpy as np

@@ -26,6 +26,20 @@ f = json.load(sys.stdin)["fields"]["image"]
 assert f["shape_min"] == [1, 28, 28] and f["shape_max"] == [1, 40, 31], f
 assert "shape_min" not in json.load(open("info.json"))["fields"]["image"]' && ok "--json shape_min / shape_max" \
     || fail "--json shape range"
+# inputs with differing headers: the later input's history (the header's "inputs") after the first's,
+# in the text and in --json; inputs with one header (fm.tsr fm.tsr) have none
+"$BIN/tsinfo" two.tsr | sed -n '/^history:/,$p' >hist.txt
+"$PYTHON" - <<'PY' && ok "later inputs' histories: $(grep later hist.txt)" || fail "inputs: $(cat hist.txt)"
+import json, subprocess, os
+t = open("hist.txt").read().splitlines()
+i = t.index("  later input 1 of 1 (its header differs from the first input's):")
+assert t[i - 1].startswith("  2 resample ") and len(t) == i + 3, t
+assert t[i + 1].startswith("    0 tsimport ") and t[i + 2].startswith("    1 tscat "), t
+out = subprocess.run([os.environ["BIN"] + "/tsinfo", "--json", "two.tsr"], capture_output=True, check=True).stdout
+j = json.loads(out)
+assert [[e["prog"] for e in k["history"]] for k in j["inputs"]] == [["tsimport", "tscat"]], j["inputs"]
+assert json.load(open("info.json"))["inputs"] == [], "fm.tsr fm.tsr"
+PY
 # more shapes than the 8 listed: the rest counted, the ranges over all
 for i in 0 1 2 3 4 5 6 7 8 9; do "$BIN/tscat" -q -e 10:$i fm.tsr | "$BIN/resample" -q --size $((20 + i)) >sz$i.tsr; done
 "$BIN/tscat" -q sz?.tsr >ten.tsr && "$BIN/tsinfo" ten.tsr | grep "^  image" >ten.txt
@@ -159,6 +173,14 @@ PY
 rc=0; "$BIN/tsinfo" w.safetensors fm.tsr >mixed.out 2>mixed.err || rc=$?
 [ $rc = 2 ] && [ ! -s mixed.out ] && grep -q "fm.tsr: not a safetensors weights file" mixed.err \
     && ok "a stream after a weights file: usage error, no output" || fail "mixed operands: rc $rc $(cat mixed.err)"
+rc=0; "$BIN/tsinfo" fm.tsr w.safetensors >mixed.out 2>mixed.err || rc=$?
+[ $rc = 2 ] && [ ! -s mixed.out ] && [ "$(cat mixed.err)" = "tsinfo: w.safetensors: a safetensors weights file, after \
+fm.tsr (tsinfo describes streams or weights files, one kind at a time)" ] \
+    && ok "a weights file after a stream: usage error, no output" || fail "stream, weights: rc $rc $(cat mixed.err)"
+# operands that are pipes are read as streams, not sniffed (the sniffing ate the first bytes)
+"$BIN/tsinfo" <(cat fm.tsr) | grep -q "^records: 200$" \
+    && "$BIN/tsinfo" fm.tsr <(cat fm.tsr) | grep -q "^records: 400$" && ok "pipe operands: read as streams" \
+    || fail "tsinfo <(cat fm.tsr)"
 head -c 200 w.safetensors >cut.safetensors
 rc=0; "$BIN/tsinfo" cut.safetensors >cut.out 2>cut.err || rc=$?
 [ $rc = 1 ] && [ ! -s cut.out ] && grep -q "cut.safetensors" cut.err && ok "truncated weights: exit 1" \

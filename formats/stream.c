@@ -698,6 +698,11 @@ static int input_merge(TsInput *in, const TsReader *first, const TsReader *r)
     json_t *e = json_object();
     json_object_set_new(e, "history", h ? json_deep_copy(h) : json_array());
     json_array_append_new(inputs, e);
+    /* and the inputs it was made from in its turn: the list stays flat, nothing is lost */
+    json_t *nested = json_object_get(r->hdr->json, "inputs"), *ne;
+    size_t i;
+    if (json_is_array(nested))
+        json_array_foreach(nested, i, ne) json_array_append_new(inputs, json_deep_copy(ne));
     return 0;
 }
 

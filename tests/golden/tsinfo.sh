@@ -40,6 +40,14 @@ j = json.loads(out)
 assert [[e["prog"] for e in k["history"]] for k in j["inputs"]] == [["tsimport", "tscat"]], j["inputs"]
 assert json.load(open("info.json"))["inputs"] == [], "fm.tsr fm.tsr"
 PY
+# a later input that has inputs of its own brings them along (its own 'inputs' were dropped):
+# t20.tsr's header differs from two.tsr's; two.tsr's later input (odd.tsr's history) follows it
+"$BIN/tsimport" -q --format idx --split test --limit 20 "$fmnist" >t20.tsr
+"$BIN/tscat" -q t20.tsr two.tsr | "$BIN/tsinfo" --json | "$PYTHON" -c '
+import json, sys
+j = json.load(sys.stdin)
+assert [[e["prog"] for e in k["history"]] for k in j["inputs"]] == [["tsimport", "tscat", "resample"], ["tsimport", "tscat"]], j["inputs"]' \
+    && ok "nested inputs kept, flat" || fail "nested inputs"
 # more shapes than the 8 listed: the rest counted, the ranges over all
 for i in 0 1 2 3 4 5 6 7 8 9; do "$BIN/tscat" -q -e 10:$i fm.tsr | "$BIN/resample" -q --size $((20 + i)) >sz$i.tsr; done
 "$BIN/tscat" -q sz?.tsr >ten.tsr && "$BIN/tsinfo" ten.tsr | grep "^  image" >ten.txt

@@ -4,10 +4,11 @@
  * against the CPU backend, so the index arithmetic and the grid's cover of every pixel are
  * checked where there is no GPU. Plain C that nvcc compiles as C++ too.
  *
- * The general kernel (one thread per input pixel) spends its time on integer divisions: six a
- * pixel (the plane, the row, and both ends of the two ranges of outputs whose windows cover it),
- * which the GPU emulates in some twenty instructions each; ResNet's stem (3x3 stride 2 over
- * 112x112 at 224 px) made it an eighteenth of the recover step's GPU time. Here a block is a tile
+ * The general kernel (one thread per input pixel) most likely spends its time on integer
+ * divisions (a reading of its code, not a measurement): six a pixel (the plane, the row, and both
+ * ends of the two ranges of outputs whose windows cover it), which the GPU emulates in some twenty
+ * instructions each; ResNet's stem (3x3 stride 2 over
+ * 112x112 at 224 px) made it 1.0 of the recover step's 18.8 ms of GPU time. Here a block is a tile
  * of MPB_ROWS rows of one plane and a thread one column of it: the column's output range is
  * computed once, the rows' ranges are stepped without division, and the plane and tile come from
  * one division per thread. The sums are the general kernel's (and the CPU's scatter's): for each

@@ -30,4 +30,7 @@ for c in "$src"/*.c; do
 done
 [ "$n" -ge 11 ] || fail "only $n programs under $src"
 [ "$fails" = 0 ] && ok "$n programs: --help, --version, options in --help and man page"
+# no man page holds control characters (tscat(1) had form feeds where \f was meant)
+bad=$(grep -lP '[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]' "$TESTS"/../man/man?/* 2>/dev/null || true)
+[ -z "$bad" ] && ok "man pages: no control characters" || fail "control characters in: $bad"
 finish

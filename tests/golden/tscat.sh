@@ -136,9 +136,6 @@ rc=0; "$BIN/tscat" -q --shards 'dk/p-%d.tar' test.tsr odd.tsr fm.tsr 2>err.txt |
 "$BIN/tscat" -e 10:3 fm.tsr | "$BIN/tsinfo" --json | "$PYTHON" -c 'import json, sys
 a = json.load(sys.stdin)["history"][-1]["argv"]; assert a[-3:] == ["-e", "10:3", "fm.tsr"], a' \
     && ok "history: -e 10:3 as given" || fail "-e in the history"
-# tscat(1) holds no control characters (form feeds stood for \f: "(Bddpipe-shardsR(5))")
-! grep -nP '[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]' "$TESTS/../man/man1/tscat.1" && ok "tscat(1): no control characters" \
-    || fail "tscat(1) holds control characters"
 expect_usage tscat --per-class fm.tsr
 expect_usage tscat --classes NoSuchClass fm.tsr
 check_truncated tscat

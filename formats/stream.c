@@ -368,7 +368,8 @@ int tsi_truncated(const char *name, int64_t index, const char *last)
                   (long long)index - 1, last);
 }
 
-/* "NAME: record N (KEY): problem"; key may be empty. */
+/* "NAME: record N (KEY): problem"; key may be empty. Before the header is read (its own frame's
+ * damage), "NAME: header: problem". */
 DD_PRINTF(3, 4) static int rec_err(const TsReader *r, const char *key, const char *fmt, ...)
 {
     char msg[512];
@@ -376,20 +377,9 @@ DD_PRINTF(3, 4) static int rec_err(const TsReader *r, const char *key, const cha
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (!r->hdr) return dd_err("%s: header: %s", r->name, msg);
     if (key && *key) return dd_err("%s: record %lld (%s): %s", r->name, (long long)r->n, key, msg);
     return dd_err("%s: record %lld: %s", r->name, (long long)r->n, msg);
-}
-
-/* A frame's problem: "NAME: header: ..." before the header is read, else rec_err's. */
-DD_PRINTF(2, 3) static int frame_err(const TsReader *r, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (!r->hdr) return dd_err("%s: header: %s", r->name, msg);
-    return rec_err(r, NULL, "%s", msg);
 }
 
 /* Reads one whole frame into the window and verifies its checksum. *total = bytes to consume. */
@@ -403,12 +393,12 @@ static int frame_read(TsReader *r, uint32_t *tag, const uint8_t **payload, uint6
     *tag = le32(p);
     *len = le64(p + 4);
     if (*tag != TAG_HEAD && *tag != TAG_RECD && *tag != TAG_END)
-        return frame_err(r, "bad frame tag %02x %02x %02x %02x (corrupt stream)", p[0], p[1], p[2], p[3]);
-    if (*len > FRAME_MAX) return frame_err(r, "frame length %llu exceeds the bound of 2^40 bytes", (unsigned long long)*len);
+        return rec_err(r, NULL, "bad frame tag %02x %02x %02x %02x (corrupt stream)", p[0], p[1], p[2], p[3]);
+    if (*len > FRAME_MAX) return rec_err(r, NULL, "frame length %llu exceeds the bound of 2^40 bytes", (unsigned long long)*len);
     *total = 16 + (size_t)*len;
     if (bs_peek(r->src, *total, &p, &avail)) return -1;
     if (avail < *total) return tsi_truncated(r->name, at, r->last);
-    if ((uint32_t)crc32_z(0, p, 12 + (size_t)*len) != le32(p + 12 + *len)) return frame_err(r, "bad checksum");
+    if ((uint32_t)crc32_z(0, p, 12 + (size_t)*len) != le32(p + 12 + *len)) return rec_err(r, NULL, "bad checksum");
     *payload = p + 12;
     return 0;
 }

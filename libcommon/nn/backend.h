@@ -24,6 +24,16 @@ typedef struct {
     int n, cin, h, w, cout, kh, kw, oh, ow, stride, pad, dil, groups;
 } NnConvShape;
 
+/* Floating-point operations of one convolution pass (forward, input gradient or weight gradient:
+ * the same multiply-adds in another order), two per multiply-add, as FLOP counts are quoted
+ * against a device's peak; bias and the other ops' elementwise work not counted. */
+static inline double nn_conv_flops(const NnConvShape *s)
+{
+    return 2.0 * s->n * s->cout * s->oh * s->ow * (double)(s->cin / s->groups) * s->kh * s->kw;
+}
+/* The same of one linear pass over n rows (y = x w^T, dx = dy w or dw = dy^T x). */
+static inline double nn_linear_flops(int n, int in, int out) { return 2.0 * n * in * (double)out; }
+
 /* Pooling geometry over NCHW planes (np = n*c planes): kernel k, stride, pad. */
 typedef struct {
     int64_t np;

@@ -442,6 +442,8 @@ void nn_memory(const Nn *nn, size_t *in_use, size_t *held)
     if (held) *held = nn->dev.held_peak + nn->dev_small.held_peak;
 }
 
+double nn_flops(const Nn *nn) { return nn->flops; }
+
 void nn_keep(NnEntry *e, NnVar *v)
 {
     if (!e || !v || !v->releasable) return;

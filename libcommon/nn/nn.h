@@ -116,6 +116,12 @@ NnVar *nn_done_with(Nn *nn, NnVar *r, NnVar *v);
  * saves had in use at once, and the most its arena held (chunks from the backend; one chunk
  * sized to the step once a step has run). DD_NN_MEMSTATS=1 prints both at nn_free. */
 void nn_memory(const Nn *nn, size_t *in_use, size_t *held);
+/* The floating-point operations (two per multiply-add; nn_conv_flops) of the convolutions and
+ * linear layers the context has run since nn_new: forwards, input and weight gradients, as they
+ * were dispatched (a frozen layer's weight gradient is not run, so not counted). The matrix work
+ * that a device's tensor peak is quoted for; batchnorm, pooling and the elementwise ops are not
+ * in it. */
+double nn_flops(const Nn *nn);
 
 /* Copies host data (F32, numel elements) into / out of a var's value. */
 void nn_var_upload(Nn *nn, NnVar *v, const float *host);

@@ -80,6 +80,7 @@ struct Nn {
                            * every op output but the loss done */
     uint64_t rng_seed, rng_step, rng_calls;
     char *profile;        /* DD_NN_PROFILE: "1" (stderr) or a file the table is added to; be is wrapped */
+    double flops;         /* nn_flops: conv and linear passes dispatched */
 };
 
 /* profile.c: a table of the same type that times every call of in's (nn_free frees both), and

@@ -19,11 +19,13 @@ static void conv2d_backward(Nn *nn, const NnEntry *e)
     if (dx) {
         NN_BE(nn, conv2d_bwd_data);
         nn->be->conv2d_bwd_data(nn->be, &s, dy, nn_f(w), dx);
+        nn->flops += nn_conv_flops(&s);
     }
     float *dw = nn_grad_of(nn, w), *db = nn_grad_of(nn, b);
     if (dw || db) {
         NN_BE(nn, conv2d_bwd_filter);
         nn->be->conv2d_bwd_filter(nn->be, &s, dy, nn_f(x), dw, db);
+        if (dw) nn->flops += nn_conv_flops(&s);
     }
 }
 
@@ -50,6 +52,7 @@ NnVar *nn_conv2d(Nn *nn, NnVar *x, NnVar *w, NnVar *b, int stride, int pad, int 
     NnVar *y = nn_new_var(nn, 4, (int64_t[]){xs[0], ws[0], oh, ow});
     NN_BE(nn, conv2d_fwd);
     nn->be->conv2d_fwd(nn->be, &s, nn_f(x), nn_f(w), b ? nn_f(b) : NULL, nn_f(y));
+    nn->flops += nn_conv_flops(&s);
     NnEntry *e = nn_record(nn, conv2d_backward, y, 3, (NnVar *[]){x, w, b});
     if (e) {
         /* backward-data reads w, backward-filter x: a frozen network's backward needs no input */
@@ -71,6 +74,7 @@ static void linear_backward(Nn *nn, const NnEntry *e)
     NN_BE(nn, linear_bwd);
     nn->be->linear_bwd(nn->be, e->iarg[0], e->iarg[1], e->iarg[2], nn_dout(e), nn_f(x), nn_f(w),
                        dx, dw, db);
+    nn->flops += ((dx != NULL) + (dw != NULL)) * nn_linear_flops(e->iarg[0], e->iarg[1], e->iarg[2]);
 }
 
 NnVar *nn_linear(Nn *nn, NnVar *x, NnVar *w, NnVar *b)
@@ -89,6 +93,7 @@ NnVar *nn_linear(Nn *nn, NnVar *x, NnVar *w, NnVar *b)
     NN_BE(nn, linear_fwd);
     nn->be->linear_fwd(nn->be, (int)n, (int)in, (int)out, nn_f(x), nn_f(w), b ? nn_f(b) : NULL,
                        nn_f(y));
+    nn->flops += nn_linear_flops((int)n, (int)in, (int)out);
     NnEntry *e = nn_record(nn, linear_backward, y, 3, (NnVar *[]){x, w, b});
     if (e) {
         if (x->requires_grad) nn_keep(e, w);

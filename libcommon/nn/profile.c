@@ -6,9 +6,10 @@
  * is waited for before and after each call, so a call's time is its own work, as if the device
  * ran one kernel at a time (and with the waits' cost: the profiled run is slower). nn_free prints
  * the table: kernels by total time, each with its shape (the geometry that decides its cost:
- * convolutions, linear layers, normalisation, pooling, crop-resize), calls, and share of the time
- * in kernels; then the context's wall time, of which the rest went to the tape, host loops (the
- * CPU's optimizer), data and I/O.
+ * convolutions, linear layers, normalisation, pooling, crop-resize), calls, share of the time in
+ * kernels and, for convolutions and linear layers, GFLOP/s (nn_conv_flops: two a multiply-add);
+ * the context's wall time, of which the rest went to the tape, host loops (the CPU's optimizer),
+ * data and I/O; and a last line with the FLOPs and rate of the convolutions and linear layers.
  *
  * A slot added to backend.h must be wrapped here (a _Static_assert counts them): an unwrapped slot
  * would be NULL in the profiled table, the op a loud "no kernel" error, never a silent pass. */
@@ -34,7 +35,7 @@ typedef struct {
     char key[PROF_KEY];
     uint64_t hash;
     int64_t calls;
-    double secs;
+    double secs, flops;   /* flops: nn_conv_flops / nn_linear_flops of its calls, 0 for the other kernels */
 } ProfRow;
 
 typedef struct {
@@ -42,7 +43,7 @@ typedef struct {
     ProfRow *rows;  /* open addressing, cap a power of two, at most half full */
     int nrows, cap;
     int64_t calls;
-    double secs, born;
+    double secs, born, flops, flop_secs;
 } NnProf;
 
 static NnProf *prof_of(NnBackend *be) { return be->impl; }
@@ -77,7 +78,7 @@ static void prof_grow(NnProf *P)
     P->cap = cap;
 }
 
-static void prof_end(NnProf *P, const char *name, const char *key, double t0)
+static void prof_end(NnProf *P, const char *name, const char *key, double t0, double flops)
 {
     if (P->in->sync) P->in->sync(P->in);
     double dt = dd_now() - t0;
@@ -96,8 +97,10 @@ static void prof_end(NnProf *P, const char *name, const char *key, double t0)
     }
     r->calls++;
     r->secs += dt;
+    r->flops += flops;
     P->calls++;
     P->secs += dt;
+    if (flops > 0) P->flops += flops, P->flop_secs += dt;
 }
 
 /* ---- shapes ---- */
@@ -140,7 +143,8 @@ static void key_resample(char *k, const NnResample *r)
 
 /* ---- the wrapped slots ---- */
 
-/* pw_NAME: time in->NAME(ARGS) under NAME and the key KEYSTMT writes into k. */
+/* pw_NAME: time in->NAME(ARGS) under NAME and the key KEYSTMT writes into k (and the FLOPs it
+ * sets fl to, for the convolutions and linear layers). */
 #define PW(name, params, args, keystmt)                                                    \
     static void pw_##name params                                                           \
     {                                                                                      \
@@ -149,8 +153,9 @@ static void key_resample(char *k, const NnResample *r)
         double t0 = prof_begin(P);                                                         \
         in->name args;                                                                     \
         char k[PROF_KEY] = "";                                                             \
+        double fl = 0;                                                                     \
         keystmt;                                                                           \
-        prof_end(P, #name, k, t0);                                                         \
+        prof_end(P, #name, k, t0, fl);                                                     \
     }
 #define NOKEY (void)k
 #define KEY_N snprintf(k, PROF_KEY, "%" PRId64, n)              /* elementwise: the size */
@@ -211,19 +216,21 @@ PW(resample_fwd, (NnBackend *be, const NnResample *r, const float *x, float *y),
 PW(resample_bwd, (NnBackend *be, const NnResample *r, const float *dy, float *dx), (in, r, dy, dx),
    key_resample(k, r))
 PW(conv2d_fwd, (NnBackend *be, const NnConvShape *s, const float *x, const float *w, const float *b, float *y),
-   (in, s, x, w, b, y), key_conv(k, s))
+   (in, s, x, w, b, y), (key_conv(k, s), fl = nn_conv_flops(s)))
 PW(conv2d_bwd_data, (NnBackend *be, const NnConvShape *s, const float *dy, const float *w, float *dx),
-   (in, s, dy, w, dx), key_conv(k, s))
+   (in, s, dy, w, dx), (key_conv(k, s), fl = nn_conv_flops(s)))
 PW(conv2d_bwd_filter,
    (NnBackend *be, const NnConvShape *s, const float *dy, const float *x, float *dw, float *db),
-   (in, s, dy, x, dw, db), key_conv(k, s))
+   (in, s, dy, x, dw, db), (key_conv(k, s), fl = dw ? nn_conv_flops(s) : 0))
 PW(linear_fwd,
    (NnBackend *be, int n, int in_, int out, const float *x, const float *w, const float *b, float *y),
-   (in, n, in_, out, x, w, b, y), snprintf(k, PROF_KEY, "n%d %d -> %d", n, in_, out))
+   (in, n, in_, out, x, w, b, y), (snprintf(k, PROF_KEY, "n%d %d -> %d", n, in_, out),
+                                  fl = nn_linear_flops(n, in_, out)))
 PW(linear_bwd,
    (NnBackend *be, int n, int in_, int out, const float *dy, const float *x, const float *w, float *dx,
     float *dw, float *db),
-   (in, n, in_, out, dy, x, w, dx, dw, db), snprintf(k, PROF_KEY, "n%d %d -> %d", n, in_, out))
+   (in, n, in_, out, dy, x, w, dx, dw, db), (snprintf(k, PROF_KEY, "n%d %d -> %d", n, in_, out),
+                                              fl = ((dx != NULL) + (dw != NULL)) * nn_linear_flops(n, in_, out)))
 PW(bn_fwd_train,
    (NnBackend *be, int n, int c, int64_t hw, float eps, float momentum, const float *x, const float *w,
     const float *b, float *y, float *mean, float *invstd, float *rm, float *rv),
@@ -387,11 +394,16 @@ void nn_profile_report(NnBackend *be, FILE *f)
             "nn_free (the rest: the tape, host loops, data and I/O)%s\n", be->name, dd_prog(), (long)getpid(),
             P->secs, P->calls, wall,
             P->in->sync ? "; each call waited for, as if the device ran one at a time" : "");
-    fprintf(f, "%7s %11s %9s %10s  %-21s %s\n", "share", "total ms", "calls", "ms/call", "kernel", "shape");
+    fprintf(f, "%7s %11s %9s %10s %9s  %-21s %s\n", "share", "total ms", "calls", "ms/call", "GFLOP/s", "kernel",
+            "shape");
     for (int i = 0; i < n; i++) {
         const ProfRow *r = &rows[i];
-        fprintf(f, "%6.1f%% %11.3f %9" PRId64 " %10.4f  %-21s %s\n", 100.0 * r->secs / tot, 1e3 * r->secs,
-                r->calls, 1e3 * r->secs / (double)r->calls, r->name, r->key);
+        char rate[32] = "-";
+        if (r->flops > 0) snprintf(rate, sizeof rate, "%.1f", r->secs > 0 ? r->flops / r->secs / 1e9 : 0.0);
+        fprintf(f, "%6.1f%% %11.3f %9" PRId64 " %10.4f %9s  %-21s %s\n", 100.0 * r->secs / tot, 1e3 * r->secs,
+                r->calls, 1e3 * r->secs / (double)r->calls, rate, r->name, r->key);
     }
+    fprintf(f, "convolutions and linear layers: %.3f GFLOP (two a multiply-add) in %.3f s, %.1f GFLOP/s\n",
+            P->flops / 1e9, P->flop_secs, P->flop_secs > 0 ? P->flops / P->flop_secs / 1e9 : 0.0);
     free(rows);
 }

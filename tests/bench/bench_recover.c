@@ -7,7 +7,9 @@
  * --precision fp16 adds one pass over the pixels' gradient and a 4-byte read per step).
  * usage: bench_recover [-d cpu|cuda[:fp16|:bf16]] MODEL CHANNELS RES BATCH THREADS [ITERS]
  * prints: ours MODEL CxHxW bBATCH threads T: R img-iter/s, S ms/step, peak RSS K KiB, arena U MiB in
- * use, H MiB held (nn_memory: the step's tensors, gradients and saves) */
+ * use, H MiB held (nn_memory: the step's tensors, gradients and saves), F FLOP/step (G GFLOP/img-iter;
+ * convolutions and linear layers), P GFLOP/s (nn_flops: two a multiply-add; tests/parity/flops.sh
+ * checks F against a count over PyTorch's modules) */
 #include "libcommon/models/model.h"
 #include "libcommon/optim/optim.h"
 #include "tests/bench/bench_dev.h"
@@ -111,18 +113,19 @@ int main(int argc, char **argv)
     nn_var_download_range(b.nn, &b.x->var, 0, 1, &probe);
     /* the timed steps are the span a profiler records (ncu --profile-from-start off) */
     nn_profile(b.nn, 1);
-    double t0 = dd_now();
+    double t0 = dd_now(), f0 = nn_flops(b.nn);
     for (int t = 0; t < iters; t++) step(&b, t);
     nn_var_download_range(b.nn, &b.x->var, 0, 1, &probe);
-    double dt = (dd_now() - t0) / iters;
+    double dt = (dd_now() - t0) / iters, fl = (nn_flops(b.nn) - f0) / iters;
     nn_profile(b.nn, 0);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     size_t inuse, held;
     nn_memory(b.nn, &inuse, &held);
     printf("ours %s %dx%dx%d b%d threads %d: %.1f img-iter/s, %.1f ms/step, peak RSS %ld KiB, arena %.1f MiB "
-           "in use, %.1f MiB held\n", argv[1], ch, res, res, batch, threads, batch / dt, dt * 1e3, ru.ru_maxrss,
-           inuse / 1048576.0, held / 1048576.0);
+           "in use, %.1f MiB held, %.0f FLOP/step (%.4g GFLOP/img-iter; convolutions and linear layers), %.1f "
+           "GFLOP/s\n", argv[1], ch, res, res, batch, threads, batch / dt, dt * 1e3, ru.ru_maxrss, inuse / 1048576.0,
+           held / 1048576.0, fl, fl / batch / 1e9, fl / dt / 1e9);
 
     tensor_free(&b.labels);
     nn_param_free(b.nn, b.x);

@@ -5,7 +5,8 @@
  * With --score: patchsel's scoring instead, an eval-mode forward without gradients of the batch
  * and the logits read back (patchsel takes the cross-entropy per crop on the host from them).
  * usage: bench_train [-d cpu|cuda[:fp16|:bf16]] [--score] MODEL CHANNELS RES BATCH THREADS [ITERS]
- * prints: ours MODEL CxHxW bBATCH threads T: R img/s, S ms/step, peak RSS K KiB */
+ * prints: ours MODEL CxHxW bBATCH threads T: R img/s, S ms/step, peak RSS K KiB, F FLOP/step (G GFLOP/img;
+ * convolutions and linear layers), P GFLOP/s (nn_flops; tests/parity/flops.sh checks F) */
 #include "libcommon/models/model.h"
 #include "libcommon/optim/optim.h"
 #include "tests/bench/bench_dev.h"
@@ -66,16 +67,17 @@ int main(int argc, char **argv)
 #define ONE_STEP() (scoring ? score(nn, m, &x, logits) : step(nn, m, &x, &labels, &c))
     for (int t = 0; t < WARMUP; t++) ONE_STEP();
     nn_var_download_range(nn, &m->params[0]->var, 0, 1, &probe);
-    double t0 = dd_now();
+    double t0 = dd_now(), f0 = nn_flops(nn);
     for (int t = 0; t < iters; t++) ONE_STEP();
     nn_var_download_range(nn, &m->params[0]->var, 0, 1, &probe);
-    double dt = (dd_now() - t0) / iters;
+    double dt = (dd_now() - t0) / iters, fl = (nn_flops(nn) - f0) / iters;
 #undef ONE_STEP
     free(logits);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("ours %s%s %dx%dx%d b%d threads %d: %.1f img/s, %.1f ms/step, peak RSS %ld KiB\n", scoring ? "score " : "", argv[1], ch, res,
-           res, batch, threads, batch / dt, dt * 1e3, ru.ru_maxrss);
+    printf("ours %s%s %dx%dx%d b%d threads %d: %.1f img/s, %.1f ms/step, peak RSS %ld KiB, %.0f FLOP/step "
+           "(%.4g GFLOP/img; convolutions and linear layers), %.1f GFLOP/s\n", scoring ? "score " : "", argv[1], ch,
+           res, res, batch, threads, batch / dt, dt * 1e3, ru.ru_maxrss, fl, fl / batch / 1e9, fl / dt / 1e9);
 
     tensor_free(&x);
     tensor_free(&labels);

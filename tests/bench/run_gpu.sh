@@ -4,6 +4,8 @@
 # same run. Per case:
 #   bench recover-step MODEL CxHxW bBATCH cuda: ours N img-iter/s, peer M img-iter/s, ratio R
 #   bench recover-step MODEL CxHxW bBATCH cuda: peak device memory ours A MiB, peer B MiB
+#   bench recover-step MODEL CxHxW bBATCH cuda: G GFLOP/img of convolutions and linear layers,
+#     T TFLOP/s, F% of the GPU's dense PREC tensor peak by its datasheet (P TFLOP/s)
 # then evaltrain's training step (batch 128) and patchsel's scoring forward (batch 250):
 #   bench train-step MODEL CxHxW b128 cuda: ours N img/s, peer M img/s, ratio R
 #   bench score MODEL CxHxW b250 cuda: ours N img/s, peer M img/s, ratio R
@@ -37,6 +39,35 @@ elif ! "$PYTHON" -c 'import torch, torchvision; assert torch.cuda.is_available()
     echo "bench: $PYTHON cannot import torch with CUDA: ours only" >&2; have_peer=0
 fi
 
+# The device's peak for PREC by its datasheet (dense, no sparsity): fp16/bf16 on tensor cores,
+# fp32 (TF32 off) on the FMA units; PEAK_TFLOPS overrides, an unknown device gives none.
+gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true)
+if [ -n "${PEAK_TFLOPS:-}" ]; then peak=$PEAK_TFLOPS peak_what="PEAK_TFLOPS"
+else
+    case "$gpu_name" in
+        *H100*PCIe*) peak=756.5 peak32=51 ;;
+        *H100*NVL*|*H200*NVL*) peak=835.5 peak32=60 ;;
+        *H100*|*H200*) peak=989.4 peak32=67 ;;   # SXM
+        *) peak= peak32= ;;
+    esac
+    [ "$PREC" != fp32 ] || peak=$peak32
+    peak_what="the $gpu_name's dense $([ "$PREC" = fp32 ] && echo "fp32 FMA" || echo "$PREC tensor") peak by its datasheet"
+fi
+# flops_line PREFIX OUT: a bench's FLOPs of convolutions and linear layers per image and its rate
+# (nn_flops, two a multiply-add, checked against PyTorch's modules by tests/parity/flops.sh) as a
+# fraction of that peak: the fraction of the tensor peak the step reaches.
+flops_line() {
+    local per rate
+    per=$(sed -n 's/.*(\([0-9.e+]*\) GFLOP\/img.*/\1/p' "$2")
+    rate=$(sed -n 's/.*, \([0-9.]*\) GFLOP\/s$/\1/p' "$2")
+    [ -n "$rate" ] || return 0
+    if [ -n "$peak" ]; then
+        echo "$1: $per GFLOP/img of convolutions and linear layers, $(awk -v r="$rate" 'BEGIN { printf "%.1f", r / 1e3 }') TFLOP/s, $(awk -v r="$rate" -v p="$peak" 'BEGIN { printf "%.1f", r / 1e3 / p * 100 }')% of $peak_what ($peak TFLOP/s)"
+    else
+        echo "$1: $per GFLOP/img of convolutions and linear layers, $(awk -v r="$rate" 'BEGIN { printf "%.1f", r / 1e3 }') TFLOP/s (no peak known for '$gpu_name': PEAK_TFLOPS=)"
+    fi
+}
+
 # bench_case LABEL MODEL CH RES BATCH PEER-ARGS... (CASES="LABEL-RES ...": only those)
 bench_case() {
     local label=$1 model=$2 ch=$3 res=$4 batch=$5; shift 5
@@ -58,6 +89,7 @@ bench_case() {
     fi
     echo "bench recover-step $label ${ch}x${res}x${res} b$batch cuda: ours $ours img-iter/s, peer $peer_rate img-iter/s, ratio $ratio"
     echo "bench recover-step $label ${ch}x${res}x${res} b$batch cuda: peak device memory ours $mem_ours MiB, peer $peer_mem MiB ($(grep '^cuda: peak' "$tmp/ours.err" | sed 's/^cuda: //'); $(grep '^nn: step memory' "$tmp/ours.err" | sed 's/^nn: //'))"
+    flops_line "bench recover-step $label ${ch}x${res}x${res} b$batch cuda" "$tmp/ours.out"
     # the same with DD_CUDA_NHWC=1 (fp16/bf16 convolutions on NHWC copies; man 7 ddpipe-cuda),
     # beside the same peer figure (NHWC=0: not run)
     [ "$PREC" != fp32 ] && [ "${NHWC:-1}" != 0 ] || return 0

@@ -18,7 +18,7 @@ DD_NN_PROFILE=$PWD/p.txt "${R[@]}" >prof.tsr 2>prof.err
 "$BIN/tscmp" --exact plain.tsr prof.tsr >/dev/null && ok "profiled output == unprofiled (tscmp --exact)" \
     || fail "profiling changed the output"
 [ ! -s plain.err ] && [ ! -s prof.err ] && ok "-q: nothing on stderr with the table in a file" || fail "stderr: $(cat prof.err)"
-"$PYTHON" - p.txt <<'PY' && ok "table: sums, order, 80 forward and backward-data calls a layer, no weight gradient" \
+"$PYTHON" - p.txt <<'PY' && ok "table: sums, order, 80 forward and backward-data calls a layer, no weight gradient; FLOPs" \
     || fail "table"
 import re, sys
 lines = open(sys.argv[1]).read().splitlines()
@@ -26,11 +26,16 @@ m = re.match(r"nn profile: cpu: recover \(pid [0-9]+\): ([0-9.]+) s in ([0-9]+) 
              r"from nn_new to nn_free", lines[0])
 assert m, lines[0]
 secs, calls, wall = float(m[1]), int(m[2]), float(m[3])
-assert lines[1].split() == ["share", "total", "ms", "calls", "ms/call", "kernel", "shape"], lines[1]
-rows = []
-for l in lines[2:]:
-    f = l.split(None, 5)
-    rows.append((float(f[0].rstrip("%")), float(f[1]), int(f[2]), float(f[3]), f[4], f[5] if len(f) > 5 else ""))
+assert lines[1].split() == ["share", "total", "ms", "calls", "ms/call", "GFLOP/s", "kernel", "shape"], lines[1]
+m = re.fullmatch(r"convolutions and linear layers: ([0-9.]+) GFLOP \(two a multiply-add\) in ([0-9.]+) s, "
+                 r"([0-9.]+) GFLOP/s", lines[-1])
+assert m, lines[-1]
+gflop, fsecs, frate = float(m[1]), float(m[2]), float(m[3])
+rows, rates = [], []
+for l in lines[2:-1]:
+    f = l.split(None, 6)
+    rows.append((float(f[0].rstrip("%")), float(f[1]), int(f[2]), float(f[3]), f[5], f[6] if len(f) > 6 else ""))
+    rates.append(f[4])
 assert 0 < secs <= wall and len(rows) > 10, (secs, wall, len(rows))
 assert sum(r[2] for r in rows) == calls, (sum(r[2] for r in rows), calls)
 assert abs(sum(r[1] for r in rows) / 1e3 - secs) < 1e-3 + 1e-6 * len(rows), secs
@@ -47,6 +52,27 @@ assert conv == want, conv
 assert not any(r[4] == "conv2d_bwd_filter" for r in rows)
 lin = {r[4]: (r[5], r[2]) for r in rows if r[4].startswith("linear")}
 assert lin == {"linear_fwd": ("n10 144 -> 10", 80), "linear_bwd": ("n10 144 -> 10", 80)}, lin
+# FLOPs from the shapes: 2 N Cout OH OW Cin KH KW a convolution pass, 2 N in out a linear one (its
+# backward the input gradient alone: the teacher is frozen); a rate where there are FLOPs, "-" elsewhere
+want, secs_f = 0, 0.0
+for r, rate in zip(rows, rates):
+    c = re.fullmatch(r"n(\d+) (\d+)x\d+x\d+ -> (\d+)x(\d+)x(\d+) k(\d+)x(\d+) s1 p1 d1 g1", r[5])
+    l = re.fullmatch(r"n(\d+) (\d+) -> (\d+)", r[5])
+    if r[4].startswith("conv2d"):
+        n, cin, cout, oh, ow, kh, kw = map(int, c.groups())
+        f = 2 * n * cout * oh * ow * cin * kh * kw * r[2]
+    elif r[4].startswith("linear"):
+        n, i, o = map(int, l.groups())
+        f = 2 * n * i * o * r[2]
+    else:
+        assert rate == "-", (r, rate)
+        continue
+    want += f
+    secs_f += r[1] / 1e3
+    assert r[1] > 0 and abs(float(rate) - f / (r[1] / 1e3) / 1e9) <= 0.05 + 1e-3 * float(rate), (r, rate)
+assert abs(gflop - want / 1e9) <= 5e-4, (gflop, want)
+assert abs(fsecs - secs_f) <= 1e-3 + 1e-6 * len(rows) and abs(frate - want / fsecs / 1e9) <= 0.05 + 1e-2 * frate, \
+    (fsecs, secs_f, frate)
 PY
 DD_NN_PROFILE=1 "${R[@]}" >one.tsr 2>one.err
 "$BIN/tscmp" --exact plain.tsr one.tsr >/dev/null && grep -q "^nn profile: cpu: " one.err \
@@ -79,13 +105,17 @@ for l in open(sys.argv[1]).read().splitlines():
         assert cur and cur[3] == -1, l
         cur[3] = 0
     else:
-        f = l.split(None, 5)
-        assert cur and cur[3] == 0 and f[0].endswith("%") and len(f) >= 5, l
+        f = l.split(None, 6)
+        if l.startswith("convolutions and linear layers: "):
+            assert cur and cur[3] == 0, l
+            cur[3] = 1
+            continue
+        assert cur and cur[3] == 0 and f[0].endswith("%") and len(f) >= 6, l
         cur[2] += int(f[2])
 progs = sorted(t[0] for t in tables)
 assert progs.count("recover") == 3 and progs.count("ddpipe") >= 3, progs   # unit tests: "ddpipe"
 for t in tables:
-    assert t[1] == t[2], t
+    assert t[1] == t[2] and t[3] == 1, t
 print(len(tables), "tables")
 PY
 
@@ -97,7 +127,7 @@ done
 src=$TESTS/../libcommon/nn/cpu
 slots=$(grep -hoE 'be->[a-z0-9_]+ = ' "$src"/*.c | sed 's/be->//; s/ = //' | sort -u \
     | grep -vxE 'alloc|alloc_uninit|free|destroy|device|impl|name')
-called=$(awk '$1 ~ /%$/ && NF >= 5 {print $5}' ops.txt | sort -u)
+called=$(awk '$1 ~ /%$/ && NF >= 6 {print $6}' ops.txt | sort -u)
 missing=$(comm -23 <(echo "$slots") <(echo "$called"))
 [ "$(echo "$slots" | wc -l)" -gt 45 ] && [ -z "$missing" ] && ok "all $(echo "$slots" | wc -l) timed CPU slots called" \
     || fail "CPU slots never called through the profile: $missing"

@@ -22,7 +22,7 @@
 # re-run only prints the table again.
 ABLATION_MK := $(lastword $(MAKEFILE_LIST))
 # the demo's scale, output tree and teacher (FULL=1: the reference settings), and its runs reused
-include $(dir $(lastword $(MAKEFILE_LIST)))demo.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))demo.mk
 SEEDS ?= 0 1
 ABLATION ?= k3-a0.5 k0 k3-a0.3 k3-a0.7 k1-a0.5 k7-a0.5 k3-a0.5-f2
 

@@ -81,9 +81,42 @@ RELABEL_TAG ?=
 STUDENT_OPTS ?=
 STUDENT_TAG ?=
 
-# ---- names ----
 comma := ,
 space := $(subst ,, )
+
+# ---- parameter checks ----
+# A bad value stops make before any stage runs (not hours later, when its stage is reached), with
+# one line naming the variable. Method fragments check theirs with the same functions.
+dd_nodigits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst \
+    8,,$(subst 9,,$(subst $(space),_,$(1))))))))))))
+# $(call dd_whole,VAR[,0]): VAR a whole number, at least 1 (at least 0 with the second argument)
+dd_whole = $(if $(and $($(1)),$(if $(call dd_nodigits,$($(1))),,1),$(if $(2),1,$(subst 0,,$($(1))))),,$(error \
+    $(1)='$($(1))': not a whole number$(if $(2),, of at least 1)))
+# ... or empty
+dd_whole_opt = $(if $($(1)),$(call dd_whole,$(1),$(2)))
+# $(call dd_fraction,VAR): a number in [0, 1] (digits and one point)
+dd_fraction = $(if $(and $($(1)),$(if $(call dd_nodigits,$(subst .,,$($(1)))),,1),$(filter 1 2,$(words $(subst \
+    ., ,x$($(1))x))),$(filter 0,$(shell awk 'BEGIN { exit !($($(1)) >= 0 && $($(1)) <= 1) }' </dev/null; \
+    echo $$?))),,$(error $(1)='$($(1))': not a number from 0 to 1))
+$(foreach v,IPC ITERS EPOCHS TEACHER_EPOCHS CANDIDATES CROPS EVAL_EVERY METRICS_EVERY,$(call dd_whole,$(v)))
+$(foreach v,SEED TEACHER_SEED ARC,$(call dd_whole,$(v),0))
+$(foreach v,TRAIN_N VAL_N THREADS TEACHER_THREADS RBATCH,$(call dd_whole_opt,$(v)))
+$(call dd_fraction,ALPHA)
+$(if $(filter-out auto,$(FACTOR)),$(call dd_whole,FACTOR))
+$(if $(SIZES),$(foreach z,$(subst $(comma), ,$(SIZES)) $(if $(findstring $(comma)$(comma),$(comma)$(SIZES)$(comma)),x),$(if \
+    $(and $(z),$(if $(call dd_nodigits,$(z)),,1),$(subst 0,,$(z))),,$(error SIZES='$(SIZES)': not comma-separated sizes in \
+    pixels))))
+$(if $(filter cpu cuda auto,$(DEVICE)),,$(error DEVICE='$(DEVICE)': not cpu, cuda or auto))
+$(if $(filter batch eval,$(RELABEL_BN)),,$(error RELABEL_BN='$(RELABEL_BN)': not batch or eval))
+# the programs, before anything is made with them
+$(if $(wildcard $(BIN)/recover),,$(error BIN=$(BIN): no ddpipe programs there (build them: make; or set BIN=DIR)))
+# a variable given on the command line that no fragment of this directory names is most likely a
+# typo (ALPHA misspelt would rerun nothing and print the cached ALPHA=0.5 results): said, once
+$(if $(filter 0,$(MAKELEVEL)),$(foreach v,$(filter-out MAKEFLAGS MFLAGS GNUMAKEFLAGS,$(foreach v,$(.VARIABLES),$(if \
+    $(filter command line,$(origin $(v))),$(v)))),$(if $(shell grep -lw -- '$(v)' $(PIPELINES)/*.mk \
+    $(PIPELINES)/*.sh 2>/dev/null),,$(warning $(v)=$($(v)): no pipeline fragment uses $(v) (a typo?)))))
+
+# ---- names ----
 # a parameter as a file-name part: convnet4:width=64 -> convnet4-width64, 200,224 -> 200x224
 ddid = $(subst =,,$(subst :,-,$(subst $(comma),x,$(1))))
 dev_opt := $(if $(filter-out cpu,$(DEVICE)),-d $(DEVICE))
@@ -120,15 +153,21 @@ VAL_ID := $(if $(or $(VAL_N),$(filter-out test,$(VAL_SPLIT))),-v$(VAL_SPLIT)$(VA
 eval_id = $(call ddid,$(1))-e$(EPOCHS)-s$(SEED)$(STUDENT_TAG)$(if $(filter-out batch,$(RELABEL_BN)),-bn$(RELABEL_BN))$(RELABEL_TAG)$(VAL_ID)
 EVAL_ID := $(call eval_id,$(STUDENT))
 
-# $(call timed,FILE,COMMAND): run COMMAND (one pipeline); write "WALL USER SYS" seconds to FILE.sec
-# (bash's time; COMMAND's own standard error passes through on fd 3); on failure no FILE.sec and
-# COMMAND's exit status. The old FILE.sec goes first and the new one is renamed into place only
-# after COMMAND succeeds, so an interrupted stage leaves no FILE.sec (at most FILE.sec.part). It
-# begins a recipe line: make echoes COMMAND alone (the pipeline a user would type), not this
-# bookkeeping. run_timed is the same without the echo, for the middle of a line.
-run_timed = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; { time { $(2) ; } 2>&3 ; } 3>&2 2> $(1).sec.part && \
-	mv -f $(1).sec.part $(1).sec || { s=$$?; rm -f $(1).sec.part; exit $$s; }
-timed = @printf '%s\n' '$(subst ','\'',$(2))'; $(call run_timed,$(1),$(2))
+# $(call timed,FILE,COMMAND[,OUT]): run COMMAND (one pipeline; its standard output to OUT where
+# given); write "WALL USER SYS" seconds to FILE.sec (bash's time; COMMAND's own standard error
+# passes through on fd 3); on failure no FILE.sec and COMMAND's exit status. The old FILE.sec goes
+# first; OUT and FILE.sec are written under names of this shell's pid (OUT.part.PID,
+# FILE.sec.part.PID) and renamed into place only after COMMAND succeeds, so a stage interrupted or
+# killed (SIGKILL and out-of-memory too) leaves no OUT or FILE.sec that make would take as done,
+# and make processes building the same file at once (two parameter sets in one OUT sharing a
+# teacher, machines sharing OUT) do not write into each other's files. It begins a recipe line:
+# make echoes COMMAND (> OUT) alone, the pipeline a user would type, not this bookkeeping.
+# run_timed is the same without the echo, for the middle of a line.
+run_timed = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; dd_pid=$$$$; \
+	{ time { $(2) $(if $(3),> $(3).part.$$dd_pid) ; } 2>&3 ; } 3>&2 2> $(1).sec.part.$$dd_pid && \
+	$(if $(3),mv -f $(3).part.$$dd_pid $(3) && )mv -f $(1).sec.part.$$dd_pid $(1).sec || \
+	{ s=$$?; rm -f $(1).sec.part.$$dd_pid $(if $(3),$(3).part.$$dd_pid); exit $$s; }
+timed = @printf '%s\n' '$(subst ','\'',$(2))$(if $(3), > $(3))'; $(call run_timed,$(1),$(2),$(3))
 
 # ---- data ----
 $(TRAIN):
@@ -139,14 +178,17 @@ $(VAL):
 	$(BIN)/tsimport -q -f $(FORMAT) -S $(VAL_SPLIT) $(if $(VAL_N),-n $(VAL_N)) -o $@ $(DATA)
 
 # ---- teachers: one rule per architecture in TEACHER and TEACHERS ----
-# The weights (written atomically by --save) and the training log are one grouped target.
+# The weights (written atomically by --save) and the training log are one grouped target. The
+# validation set is an order-only prerequisite: the weights do not depend on it (its top-1 goes to
+# the log and the metadata), so a new VAL_N or VAL_SPLIT makes new student evaluations, not a new
+# teacher (whose log keeps the top-1 on the set it was trained beside).
 define teacher_rule
-$(call teacher_file,$(1)) $(basename $(call teacher_file,$(1))).jsonl &: $(TRAIN) $(VAL)
+$(call teacher_file,$(1)) $(basename $(call teacher_file,$(1))).jsonl &: $(TRAIN) | $(VAL)
 	@mkdir -p $$(@D)
 	$$(call timed,$(call teacher_file,$(1)),$$(BIN)/evaltrain -q $$(dev_opt) \
 	    $$(if $$(TEACHER_THREADS),-j $$(TEACHER_THREADS)) -m $(subst $(comma),$$(comma),$(1)) --epochs $$(TEACHER_EPOCHS) \
-	    -s $$(TEACHER_SEED) $$(TEACHER_OPTS) --val $$(VAL) --save $(call teacher_file,$(1)) $$(TRAIN) \
-	    > $(basename $(call teacher_file,$(1))).jsonl)
+	    -s $$(TEACHER_SEED) $$(TEACHER_OPTS) --val $$(VAL) --save $(call teacher_file,$(1)) $$(TRAIN),$(basename \
+	    $(call teacher_file,$(1))).jsonl)
 endef
 $(foreach t,$(sort $(TEACHER) $(TEACHERS)),$(eval $(call teacher_rule,$(t))))
 
@@ -177,7 +219,7 @@ $(RANDOM_DIR)/distilled.tsr: $(TRAIN)
 define student_rule
 $(1)/eval-$(call eval_id,$(2)).jsonl: $(1)/distilled.tsr $(1)/labels-$(LABEL_ID).tsr $(VAL)
 	$$(call timed,$$@,$$(BIN)/evaltrain $$(RUN_OPTS) -m $(subst $(comma),$$(comma),$(2)) --labels $(1)/labels-$(LABEL_ID).tsr \
-	    --epochs $$(EPOCHS) --eval-every $$(EVAL_EVERY) -s $$(SEED) $$(STUDENT_OPTS) --val $$(VAL) $$< > $$@)
+	    --epochs $$(EPOCHS) --eval-every $$(EVAL_EVERY) -s $$(SEED) $$(STUDENT_OPTS) --val $$(VAL) $$<,$$@)
 endef
 # $(call fkd_rules,DIR,WEIGHTS...[,COLS]): DIR/labels-$(LABEL_ID).tsr (relabel with the mean of
 # WEIGHTS), DIR/eval-$(EVAL_ID).jsonl (student_rule for STUDENT) and DIR/sheet.png (tsexport

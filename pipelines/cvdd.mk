@@ -13,7 +13,7 @@
 #
 #   make -f pipelines/cvdd.mk [TEACHERS="convnet3 resnet18m" PRIORS="78.8 80.2"|auto ITERS=2000 ...]
 #   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/cvdd/ipc10-n300-c5-fauto-it2000-cprior78.8_80.2-s0/...
-include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
 
 ifndef DDPIPE_CVDD_MK
 DDPIPE_CVDD_MK := 1

@@ -44,15 +44,15 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 THREADS = 1
 TEACHER_THREADS = $(JOBS)
 
-include $(dir $(lastword $(MAKEFILE_LIST)))rded.mk
-include $(dir $(lastword $(MAKEFILE_LIST)))sre2lpp.mk
-include $(dir $(lastword $(MAKEFILE_LIST)))fadrm.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))rded.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))sre2lpp.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))fadrm.mk
 INFER_TEACHERS = $(TEACHER)
 # INFER at the demo's scale; with FULL=1 its own reference settings (recover --ufc's default steps,
 # 1000 below 128 px, and 400 student epochs: method.md sections 4 and 5)
 INFER_ITERS = $(if $(filter 1,$(FULL)),,$(ITERS))
 INFER_EPOCHS = $(if $(filter 1,$(FULL)),400,$(EPOCHS))
-include $(dir $(lastword $(MAKEFILE_LIST)))infer.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))infer.mk
 
 DEMO_T0 := $(shell date +%s.%N)
 DEMO_DIR := $(TD)/demo-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED)
@@ -67,7 +67,8 @@ RESULTS := $(foreach d,$(METHOD_DIRS),$(d)/eval-$(EVAL_ID).jsonl $(d)/sheet.png)
 %/metrics.dat: %/metrics.jsonl
 	awk -F'[:,}]' '{ for (i = 1; i < NF; i++) v[$$i] = $$(i + 1); s = v["\"step\""]; \
 	    if (v["\"loss\""] == "null") next; n[s]++; ce[s] += v["\"ce\""]; bn[s] += v["\"bn\""]; l[s] += v["\"loss\""] } \
-	    END { for (s in n) printf "%d %.6g %.6g %.6g\n", s, ce[s] / n[s], bn[s] / n[s], l[s] / n[s] }' $< | sort -n > $@
+	    END { for (s in n) printf "%d %.6g %.6g %.6g\n", s, ce[s] / n[s], bn[s] / n[s], l[s] / n[s] }' $< \
+	    | sort -n > $@.part.$$$$ && mv -f $@.part.$$$$ $@
 $(LOSS_PNG): $(SRE2LPP_DIR)/metrics.dat $(FADRM_DIR)/metrics.dat $(PIPELINES)/recover-loss.gp
 	@mkdir -p $(@D)
 	gnuplot -e "out='$@'; ttl='recover, $(DATASET) IPC $(IPC), $(ITERS) steps: mean over the class batches'; a='$(FADRM_DIR)/metrics.dat'; b='$(SRE2LPP_DIR)/metrics.dat'; \

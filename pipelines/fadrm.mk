@@ -14,7 +14,7 @@
 #       piped.tsr seam.ok
 # Changing ALPHA (or ITERS, ARC, SIZES) makes a new directory: recover onward re-runs, the teacher
 # and patchsel (named without them) do not.
-include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
 
 ifndef DDPIPE_FADRM_MK
 DDPIPE_FADRM_MK := 1
@@ -45,7 +45,7 @@ fadrm_pipe = n=$(ITERS); k=$(ARC); sizes=($(subst $(comma), ,$(SIZES))); \
 $(FADRM_DIR)/piped.tsr: $(PATCHES) $(TEACHER_W)
 	@mkdir -p $(@D)
 	@p=$$($(call fadrm_pipe,$(TEACHER_W),$(PATCHES))); echo "$$p > $@"; \
-	$(call run_timed,$@,eval "$$p" > $@)
+	$(call run_timed,$@,eval "$$p",$@)
 $(FADRM_DIR)/seam.ok: $(FADRM_DIR)/piped.tsr $(FADRM_DIR)/distilled.tsr
 	$(BIN)/tscmp --exact $^
 	echo "piped == fused (tscmp --exact)" > $@

@@ -14,7 +14,7 @@
 #
 #   make -f pipelines/fadrmplus.mk [TEACHERS="convnet3 resnet18m" ITERS=2000 ARC=3 ALPHA=0.5 ...]
 #   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/fadrmplus/ipc10-n300-c5-fauto-it2000-k3-a0.5-s0/...
-include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
 
 ifndef DDPIPE_FADRMPLUS_MK
 DDPIPE_FADRMPLUS_MK := 1

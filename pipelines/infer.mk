@@ -43,7 +43,7 @@
 #   patchsel --method random --ipc 8 train.tsr | recover --ufc -w t1.safetensors -w t2.safetensors \
 #     | relabel --static -w t1.safetensors -w t2.safetensors > infer.tsr
 #   evaltrain -m convnet3 -T 30 --epochs 400 --val test.tsr infer.tsr
-include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
 
 ifndef DDPIPE_INFER_MK
 DDPIPE_INFER_MK := 1
@@ -54,6 +54,8 @@ INFER_EPOCHS ?= 400
 INFER_T ?= 30
 INFER_STUDENT_OPTS ?=
 INFER_DYN_EPOCHS ?= 80
+$(foreach v,NCLASSES INFER_EPOCHS INFER_DYN_EPOCHS,$(call dd_whole,$(v)))
+$(call dd_whole_opt,INFER_ITERS)
 INFER_M := $(words $(INFER_TEACHERS))
 IPC_INIT := $(shell echo $$(( $(IPC) * $(NCLASSES) / ($(INFER_M) + $(NCLASSES)) )))
 INFER_W := $(foreach t,$(INFER_TEACHERS),$(call teacher_file,$(t)))
@@ -81,14 +83,14 @@ $(INFER_DIR)/static.tsr: $(INFER_DIR)/distilled.tsr $(INFER_W)
 	$(call timed,$@,$(BIN)/relabel $(RUN_OPTS) --static $(addprefix -w ,$(INFER_W)) -o $@ $<)
 $(INFER_EVAL): $(INFER_DIR)/static.tsr $(VAL)
 	$(call timed,$@,$(BIN)/evaltrain $(RUN_OPTS) -m $(STUDENT) -T $(INFER_T) --epochs $(INFER_EPOCHS) \
-	    --eval-every $(EVAL_EVERY) -s $(SEED) $(INFER_STUDENT_OPTS) --val $(VAL) $< > $@)
+	    --eval-every $(EVAL_EVERY) -s $(SEED) $(INFER_STUDENT_OPTS) --val $(VAL) $<,$@)
 # val_dyn.py: the teachers' mean logits online on every MixUp batch (evaltrain's --teacher
 # defaults are RDED's, so each of val_dyn's settings is given)
 $(INFER_DYN_EVAL): $(INFER_DIR)/distilled.tsr $(INFER_W) $(VAL)
 	$(call timed,$@,$(BIN)/evaltrain $(RUN_OPTS) -m $(STUDENT) $(addprefix --teacher ,$(INFER_W)) --mixup 0.8 \
 	    --crop-pad 4 --shuffle-patches 1 -T $(INFER_T) --batch 64 --micro 1 --lr 0.001 --wd 0.01 --decay all \
 	    --eta 1 --bn-momentum 0.1 --epochs $(INFER_DYN_EPOCHS) --eval-every $(EVAL_EVERY) -s $(SEED) \
-	    $(INFER_STUDENT_OPTS) --val $(VAL) $< > $@)
+	    $(INFER_STUDENT_OPTS) --val $(VAL) $<,$@)
 # the FKD protocol of the other methods, and the contact sheet (one row per class: its inputs,
 # then their compensated copies)
 $(eval $(call fkd_rules,$(INFER_DIR),$(INFER_W),$(shell echo $$(( ($(INFER_M) + 1) * $(IPC_INIT) )))))

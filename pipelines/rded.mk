@@ -11,7 +11,7 @@
 # The shell pipeline (man 7 ddpipe):
 #   patchsel -w teacher.safetensors --ipc 10 train.tsr > rded.tsr
 #   evaltrain -m convnet3 --teacher teacher.safetensors --epochs 300 --val test.tsr rded.tsr
-include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
 
 ifndef DDPIPE_RDED_MK
 DDPIPE_RDED_MK := 1
@@ -23,7 +23,7 @@ $(RDED_ONLINE): $(PATCHES) $(TEACHER_W) $(VAL)
 	$(call timed,$@,$(BIN)/evaltrain $(RUN_OPTS) -m $(STUDENT) --teacher $(TEACHER_W) \
 	    $(if $(filter-out auto,$(FACTOR)),--shuffle-patches $(FACTOR)) --epochs $(EPOCHS) \
 	    --eval-every $(EVAL_EVERY) -s $(SEED) \
-	    $(RDED_STUDENT_OPTS) --val $(VAL) $< > $@)
+	    $(RDED_STUDENT_OPTS) --val $(VAL) $<,$@)
 $(eval $(call fkd_rules,$(RDED_DIR),$(TEACHER_W)))
 
 .PHONY: rded rded-fkd rded-distill

@@ -12,20 +12,21 @@
 #     sharded        the merged sharded set, its labels, student and contact sheet
 #     sharded-check  patches.ok: the shards' patchsel output == the unsharded patchsel output
 #                    equal.ok:   the merged distilled set == recover --batch B on all classes
-#   out/fmnist/convnet3-e3-s0/fadrm-sharded/ipc10-n300-c5-fauto-it2000-k3-a0.5-x2-s0/
+#   out/fmnist/convnet3-e3-s0/fadrm-sharded/ipc10-n300-c5-fauto-it2000-k3-a0.5-x2of10-s0/
 #       c0-4/{patches.tsr,distilled.tsr}  c5-9/...  distilled.tsr  unsharded/distilled.tsr  *.ok
 # As a shell pipeline (2 shards):
 #   for c in 0,1,2,3,4 5,6,7,8,9; do
 #     tscat --classes $c train.tsr | patchsel -w t.safetensors --ipc 10 \
 #       | recover -w t.safetensors --batch 5 > part-$c.tsr &
 #   done; wait; tscat part-0,1,2,3,4.tsr part-5,6,7,8,9.tsr > distilled.tsr
-include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
-include $(dir $(lastword $(MAKEFILE_LIST)))fadrm.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))fadrm.mk
 
 ifndef DDPIPE_SHARDED_MK
 DDPIPE_SHARDED_MK := 1
 SHARDS ?= 2
 NCLASSES ?= 10
+$(foreach v,SHARDS NCLASSES,$(call dd_whole,$(v)))
 ifneq ($(shell echo $$(( $(NCLASSES) % $(SHARDS) ))),0)
 $(error sharded.mk: SHARDS=$(SHARDS) does not divide NCLASSES=$(NCLASSES): shards would not align with recover's class batches)
 endif

@@ -12,7 +12,7 @@
 #   recover -w teacher.safetensors --init noise --ipc 10 --arc 0 --iters 1000 --aug roll > sre2l.tsr
 #   relabel -w teacher.safetensors --epochs 300 sre2l.tsr > labels.tsr
 #   evaltrain -m convnet3 --labels labels.tsr --epochs 300 --val test.tsr sre2l.tsr
-include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
 
 ifndef DDPIPE_SRE2L_MK
 DDPIPE_SRE2L_MK := 1

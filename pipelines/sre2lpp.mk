@@ -9,7 +9,7 @@
 #   recover -w teacher.safetensors --iters 2000 --arc 0 init.tsr > sre2lpp.tsr
 #   relabel -w teacher.safetensors --epochs 300 sre2lpp.tsr > labels.tsr
 #   evaltrain -m convnet3 --labels labels.tsr --epochs 300 --val test.tsr sre2lpp.tsr
-include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
 
 ifndef DDPIPE_SRE2LPP_MK
 DDPIPE_SRE2LPP_MK := 1

@@ -50,10 +50,10 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 THREADS = 1
 TEACHER_THREADS = 1
 
-include $(dir $(lastword $(MAKEFILE_LIST)))rded.mk
-include $(dir $(lastword $(MAKEFILE_LIST)))sre2lpp.mk
-include $(dir $(lastword $(MAKEFILE_LIST)))fadrm.mk
-include $(dir $(lastword $(MAKEFILE_LIST)))fadrmplus.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))rded.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))sre2lpp.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))fadrm.mk
+include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))fadrmplus.mk
 
 XA_T0 := $(shell date +%s.%N)
 XA_DIRS := $(RDED_DIR) $(SRE2LPP_DIR) $(FADRM_DIR) $(PLUS_DIR)

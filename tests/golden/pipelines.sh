@@ -1,7 +1,9 @@
 # pipelines: the make fragments of pipelines/ on a tiny Fashion-MNIST problem (300 training
 # images, a 1-epoch teacher, IPC 2, 8 recover steps): FADRM's piped schedule equals the fused run;
 # a re-run does nothing (make -q); changing ALPHA re-runs recover onward but not the teacher or
-# patchsel; a failed or killed stage leaves no output (nor its time); INFER's pipeline runs; the
+# patchsel; a failed or killed stage leaves no output (nor its time), also when make is killed with
+# it; parameters are checked before any stage; VAL_N makes no new teacher; two make processes may
+# share one OUT; INFER's pipeline runs; the
 # class-sharded run (2 shards, make -j) equals the unsharded run with recover --batch = the shard's
 # class count (tscmp --exact), checked stage by stage; FADRM on an ImageFolder tree of several image sizes (train/, val/).
 source "$TESTS/golden/lib.sh"
@@ -89,6 +91,51 @@ make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" BIN="$PWD/kbin" RECOVER_
 fk=$(val fadrm.mk FADRM_DIR RECOVER_TAG=-killed)
 [ -d "$fk" ] && [ ! -e "$fk/distilled.tsr.sec" ] && [ ! -e "$fk/distilled.tsr" ] \
     && ok "killed recover: no distilled.tsr, no distilled.tsr.sec" || fail "killed recover left: $(ls "$fk")"
+# a stage writing its standard output (the student's log) killed with make itself (SIGKILL to the
+# group: the OOM killer, a scheduler's kill -9; make cannot delete anything then): no log that make
+# would take as done, and the next make runs the student again
+mkdir -p kbin2 && for f in "$BIN"/*; do ln -sf "$f" kbin2/; done && rm kbin2/evaltrain
+printf '#!/bin/sh
+echo "{\"epoch\":1}"
+kill -KILL 0
+' >kbin2/evaltrain && chmod +x kbin2/evaltrain
+ev=$fd/eval-$(val fadrm.mk EVAL_ID STUDENT_TAG=-killed).jsonl
+rc=$(setsid -w make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" BIN="$PWD/kbin2" STUDENT_TAG=-killed fadrm \
+     >log.kill2 2>&1; echo $?)
+[ "$rc" = 137 ] || fail "a student killed with make: exit $rc, not 137 (SIGKILL)"
+plan=$(mk -n -f "$P/fadrm.mk" STUDENT_TAG=-killed fadrm 2>&1)
+[ ! -e "$ev" ] && [ ! -e "$ev.sec" ] && ls "$ev".part.* >/dev/null 2>&1 && grep -q "/evaltrain .*--labels" <<<"$plan" \
+    && ok "student killed with make: no $(basename "$ev") (its .part.PID kept apart), planned again" \
+    || fail "killed student: $(ls "$fd"); plan: $plan"
+
+# parameters are checked before any stage: one line naming the variable, nothing made
+for bad in ALPHA=abc ALPHA=1.5 ALPHA= IPC=0 EPOCHS=x SEED=-1 TRAIN_N=0 SIZES=200,,224 FACTOR=0 DEVICE=gpu RELABEL_BN=x \
+           BIN=/nonexistent; do
+    rc=0; make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=bad "$bad" fadrm >log.param 2>&1 || rc=$?
+    if [ $rc != 0 ] && [ ! -e bad ] && [ "$(wc -l <log.param)" = 1 ] && grep -q "\*\*\* ${bad%%=*}=" log.param; then
+        ok "$bad: stopped before any stage: $(sed 's/.*\*\*\* //' log.param)"
+    else fail "$bad: exit $rc, $(ls bad 2>/dev/null | head -n 3) $(head -n 3 log.param)"; fi
+done
+mk -f "$P/fadrm.mk" ALHPA=0.7 print-ALPHA >log.typo 2>&1
+grep -q "ALHPA=0.7: no pipeline fragment uses ALHPA (a typo?)" log.typo && grep -qx 0.5 log.typo \
+    && ok "a command-line variable no fragment names: said ($(grep -o 'ALHPA.*' log.typo))" || fail "typo: $(cat log.typo)"
+rc=0; mk -f "$P/sharded.mk" SHARDS=0 print-SH_DIR >log.sh0 2>&1 || rc=$?
+[ $rc != 0 ] && grep -q "SHARDS='0': not a whole number of at least 1" log.sh0 && ! grep -q "division" log.sh0 \
+    && ok "sharded.mk SHARDS=0: $(sed 's/.*\*\*\* //' log.sh0)" || fail "SHARDS=0: $(cat log.sh0)"
+# the teacher does not depend on the validation set: VAL_N=50 plans an import and a student only
+plan=$(make --no-print-directory -n -f "$P/fadrm.mk" "${tiny[@]}" VAL_N=50 fadrm 2>&1)
+! grep -q -- "--save" <<<"$plan" && ! grep -q -e "/patchsel " -e "/recover " -e "/relabel " <<<"$plan" \
+    && ok "VAL_N=50: no teacher, patchsel, recover or relabel planned" || fail "VAL_N=50 plan: $plan"
+# two parameter sets at once in a fresh OUT, both building the teacher and patches they share
+par=(make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=par)   # after tiny's OUT
+"${par[@]}" ALPHA=0.3 fadrm-distill >log.par1 2>&1 & p1=$!
+"${par[@]}" ALPHA=0.9 fadrm-distill >log.par2 2>&1 & p2=$!
+r1=0 r2=0; wait $p1 || r1=$?; wait $p2 || r2=$?
+[ $r1 = 0 ] && [ $r2 = 0 ] && [ -s "$("${par[@]}" -s print-FADRM_DIR ALPHA=0.3)/distilled.tsr" ] \
+    && [ -s "$("${par[@]}" -s print-FADRM_DIR ALPHA=0.9)/distilled.tsr" ] && "${par[@]}" -q teacher \
+    && grep -q -- "--save par/" log.par1 && grep -q -- "--save par/" log.par2 \
+    && ok "two make processes at once in one fresh OUT, both training the teacher they share: both done" \
+    || fail "concurrent makes: exit $r1 $r2: $(tail -n 2 log.par1) $(tail -n 2 log.par2)"
 
 # the other fragments parse and plan (make -n), sre2l/sre2lpp/rded run at this size
 for f in rded sre2l sre2lpp; do

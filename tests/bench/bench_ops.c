@@ -1,12 +1,13 @@
 /* bench_ops.c - convolution micro-benchmark: forward and backward-to-input (the two passes of the
  * recover step, whose teacher is frozen) and backward-to-weights (training's third) of the CPU
  * backend's conv kernels on representative shapes
- * (MobileNetV2 / ShuffleNetV2 depthwise 3x3, grouped, ResNet-18's 3x3 convs at 32/16/8/4 px),
+ * (MobileNetV2 / ShuffleNetV2 depthwise 3x3, grouped, ResNet-18's 3x3 convs at 32/16/8/4 px, the
+ * stems of convnet3 on 1 channel and resnet18m on 3),
  * beside the PyTorch peer (tests/bench/torch_ops_peer.py, run through $PYTHON, default
  * /usr/bin/python3) timing the same shapes in the same run. Times are the minimum over ITERS
  * iterations after one warm-up (the machine is shared: the minimum is the least noisy).
  * usage: bench_ops [THREADS [ITERS [FILTER]]]   (run from the repository root; FILTER: only the
- * shapes whose name contains it, and no peer)
+ * shapes whose name contains it, the peer too)
  * prints per shape and pass (fwd, bwd-data, bwd-filter): bench conv NAME PASS: ours A ms, peer B
  * ms, ratio B/A */
 #include "libcommon/base/base.h"
@@ -42,6 +43,8 @@ static const OpCase CASES[] = {
     {"pw1x1-116x8", 100, 116, 8, 8, 116, 1, 1, 0, 1},
     {"pw1x1-232x4", 100, 232, 4, 4, 232, 1, 1, 0, 1},
     {"pw1x1-464to1024x4", 100, 464, 4, 4, 1024, 1, 1, 0, 1}, /* ... and its conv5 */
+    {"stem-3x3-1to128x28", 100, 1, 28, 28, 128, 3, 1, 1, 1}, /* convnet3's first on Fashion-MNIST */
+    {"stem-3x3-3to64x32", 100, 3, 32, 32, 64, 3, 1, 1, 1},   /* resnet18m's on CIFAR */
 };
 enum { NCASES = sizeof CASES / sizeof CASES[0] };
 

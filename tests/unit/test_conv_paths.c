@@ -32,6 +32,9 @@ static const Shape SHAPES[] = {
     {5, 40, 100, 8, 8, 3, 1, 1, 1, 0},    /* 2 K blocks, 2 M blocks, partial tiles */
     {7, 3, 10, 7, 7, 3, 1, 1, 1, 1},      /* odd plane, bias, co not a multiple of 6 */
     {9, 3, 10, 16, 14, 3, 1, 1, 1, 1},    /* an RGB stem: one image per chunk (few terms) */
+    {4, 1, 16, 28, 28, 3, 1, 1, 1, 1},    /* convnet3's grayscale stem: thin (conv.c), im2col a chunk an image */
+    {3, 1, 6, 11, 9, 5, 2, 1, 1, 0},      /* thin 5x5 (25 taps) */
+    {5, 3, 8, 9, 9, 3, 1, 1, 2, 1},       /* thin, stride 2 */
     {37, 8, 12, 8, 8, 3, 1, 1, 1, 0},     /* many images: a short last chunk */
     {3, 16, 20, 20, 19, 3, 1, 1, 1, 1},   /* one image per chunk, ragged rows */
     {4, 6, 8, 9, 11, 5, 2, 1, 1, 0},      /* 5x5 */

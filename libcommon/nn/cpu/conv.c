@@ -551,8 +551,26 @@ static float *kg_pack_conv(NnBackend *be, const float *w, int groups, int trans,
 #define GEMM_COLS 256
 #define GEMM_MAX_CHUNK 16
 
+/* Thin convolutions: one group of few input channels and taps (cin kh kw <= THIN_K: the stems of
+ * 1- and 3-channel nets, convnet3's 1 -> 128 at 28x28, resnet18m's 3 -> 64 at 32x32). The flat
+ * path's GEMMs per tap have N = cin (a weight gradient of 1 input channel is 9 matrix-vector
+ * products over dY) and the direct kernel's backward-data tile has 6 output-channel rows for
+ * cin of them; im2col with one image a chunk takes both as one GEMM over the image's own dY,
+ * uncopied: dW += dY_i col_i^T (M = cout, N = cin kh kw, K = the plane) and col_i = W^T dY_i
+ * (M = cin kh kw, K = cout), col2im then adding kh kw shifted rows a channel. The forward stays
+ * with the direct kernel (its output's writes are its cost either way). Taken unless DD_CPU_CONV
+ * names a path other than gemm (direct and winograd keep theirs: the tests run every one). */
+#define THIN_K 32
+static int thin(const NnConvShape *s)
+{
+    if (s->groups != 1 || s->cin * s->kh * s->kw > THIN_K) return 0;
+    const char *env = getenv("DD_CPU_CONV");
+    return !env || !*env || strcmp(env, "gemm") == 0;
+}
+
 static int gemm_chunk(const NnConvShape *s)
 {
+    if (thin(s)) return 1;
     int want = GEMM_COLS / (s->oh * s->ow);
     want = want < 1 ? 1 : want > GEMM_MAX_CHUNK ? GEMM_MAX_CHUNK : want;
     return cpu_balanced_chunk(s->n, want);
@@ -813,7 +831,8 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
                             float *dx)
 {
     ConvJob j = {.s = s, .be = be, .w = w, .dy = dy, .dx = dx};
-    if (cpu_wino_ok(s)) cpu_wino_bwd_data(be, s, dy, w, dx);
+    if (thin(s)) cpu_for(be, gemm_nchunks(s), 2, gemm_bwd_data_task, &j); /* OpenBLAS (j.kg 0) */
+    else if (cpu_wino_ok(s)) cpu_wino_bwd_data(be, s, dy, w, dx);
     else if (cpu_dwp_data_ok(s)) cpu_dwp_bwd_data(be, s, dy, w, dx);
     else if (cpu_dwc_data_ok(s)) cpu_dwc_bwd_data(be, s, dy, w, dx);
     else if (cpu_dwflat_pick(s)) cpu_dwflat_bwd_data(be, s, dy, w, dx);
@@ -845,7 +864,7 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
             cpu_wino_bwd_filter(be, s, dy, x, dw);
         } else if (is_depthwise(s)) {
             cpu_for(be, s->cin, 2, dw_bwd_filter_task, &j);
-        } else if (cpu_flat_ok(s)) {
+        } else if (cpu_flat_ok(s) && !thin(s)) {
             cpu_flat_bwd_filter(be, s, dy, x, dw);
         } else {
             int nparts = s->n < CONV_PARTS ? s->n : CONV_PARTS;

@@ -111,10 +111,12 @@ $(if $(filter batch eval,$(RELABEL_BN)),,$(error RELABEL_BN='$(RELABEL_BN)': not
 # the programs, before anything is made with them
 $(if $(wildcard $(BIN)/recover),,$(error BIN=$(BIN): no ddpipe programs there (build them: make; or set BIN=DIR)))
 # a variable given on the command line that no fragment of this directory names is most likely a
-# typo (ALPHA misspelt would rerun nothing and print the cached ALPHA=0.5 results): said, once
-$(if $(filter 0,$(MAKELEVEL)),$(foreach v,$(filter-out MAKEFLAGS MFLAGS GNUMAKEFLAGS,$(foreach v,$(.VARIABLES),$(if \
+# typo (ALPHA misspelt would rerun nothing and print the cached ALPHA=0.5 results): said once,
+# not again by the makes this one starts (the demo's), which inherit the mark
+$(if $(filter environment,$(origin DDPIPE_VARS_SEEN)),,$(foreach v,$(filter-out MAKEFLAGS MFLAGS GNUMAKEFLAGS,$(foreach v,$(.VARIABLES),$(if \
     $(filter command line,$(origin $(v))),$(v)))),$(if $(shell grep -lw -- '$(v)' $(PIPELINES)/*.mk \
     $(PIPELINES)/*.sh 2>/dev/null),,$(warning $(v)=$($(v)): no pipeline fragment uses $(v) (a typo?)))))
+export DDPIPE_VARS_SEEN := 1
 
 # ---- names ----
 # a parameter as a file-name part: convnet4:width=64 -> convnet4-width64, 200,224 -> 200x224

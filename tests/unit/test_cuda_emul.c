@@ -2,10 +2,13 @@
  * kern_*.h), run on the CPU over their launch grid, block by block and thread by thread, against
  * the CPU backend: bit for bit where the kernel promises the CPU's sums. This checks the index
  * arithmetic and that the grid covers every element once, here, where there is no GPU; what it
- * cannot check (the launch itself, memory, concurrency) test_cuda_ops does on a device. */
+ * cannot check (the launch itself, memory, concurrency) test_cuda_ops does on a device. Kernels:
+ * max pooling's backward tiles, the NHWC transposes, eval-mode batchnorm, MixUp and CutMix, the
+ * per-channel clamp. */
 #include "check.h"
 #include "libcommon/base/base.h"
 #include "libcommon/nn/backend.h"
+#include "libcommon/nn/cuda/kern_mix.h"
 #include "libcommon/nn/cuda/kern_norm.h"
 #include "libcommon/nn/cuda/kern_pool.h"
 #include "libcommon/nn/cuda/kern_transpose.h"
@@ -234,6 +237,81 @@ static void test_bn_bwd(NnBackend *cpu)
             }
 }
 
+/* loss.cu's MixUp and CutMix, element by element over the launch's whole range (the grid-stride
+ * loop's cover is CU_FOR's), against the CPU backend: bit for bit. */
+static void mix_case(NnBackend *cpu, int n, int c, int h, int w, int y0, int x0, int y1, int x1)
+{
+    int64_t row = (int64_t)c * h * w, total = n * row;
+    float *x = rnd(total), *xc = copyf(x, total), *xe = copyf(x, total);
+    int64_t *perm = dd_malloc((size_t)n * sizeof *perm);
+    for (int i = 0; i < n; i++) perm[i] = (int64_t)dd_rng_int(&rng, 0, n - 1);
+    float lam = (float)dd_rng_uniform(&rng);
+    cpu->mixup(cpu, n, row, perm, lam, xc);
+    for (int64_t e = 0; e < total; e++) xe[e] = mix_up(e, row, perm, lam, x);
+    int64_t bad = first_diff(xc, xe, total);
+    CHECK_MSG(bad < 0, "mixup n %d row %lld: element %lld", n, (long long)row, (long long)bad);
+    memcpy(xc, x, (size_t)total * sizeof *x);
+    memcpy(xe, x, (size_t)total * sizeof *x);
+    cpu->cutmix(cpu, n, c, h, w, perm, y0, x0, y1, x1, xc);
+    if (y1 > y0 && x1 > x0) /* cutmix launches nothing for an empty box */
+        for (int64_t e = 0; e < (int64_t)n * c * (y1 - y0) * (x1 - x0); e++)
+            cut_mix(e, c, h, w, perm, y0, x0, y1 - y0, x1 - x0, x, xe);
+    bad = first_diff(xc, xe, total);
+    CHECK_MSG(bad < 0, "cutmix n %d c %d %dx%d box rows %d..%d cols %d..%d: element %lld", n, c, h, w, y0, y1, x0,
+              x1, (long long)bad);
+    cases++;
+    free(x), free(xc), free(xe), free(perm);
+}
+
+static void test_mix(NnBackend *cpu)
+{
+    mix_case(cpu, 4, 3, 8, 8, 0, 0, 8, 8);     /* the whole image */
+    mix_case(cpu, 3, 1, 28, 28, 27, 27, 28, 28); /* one pixel, the last */
+    mix_case(cpu, 2, 2, 5, 7, 2, 3, 2, 6);     /* empty box */
+    mix_case(cpu, 1, 3, 4, 4, 1, 1, 3, 3);
+    for (int t = 0; t < 40; t++) {
+        int n = (int)dd_rng_int(&rng, 1, 9), c = (int)dd_rng_int(&rng, 1, 4);
+        int h = (int)dd_rng_int(&rng, 1, 40), w = (int)dd_rng_int(&rng, 1, 40);
+        int y0 = (int)dd_rng_int(&rng, 0, h - 1), x0 = (int)dd_rng_int(&rng, 0, w - 1);
+        mix_case(cpu, n, c, h, w, y0, x0, (int)dd_rng_int(&rng, y0 + 1, h), (int)dd_rng_int(&rng, x0 + 1, w));
+    }
+}
+
+/* optim.cu's per-channel clamp by cc_grid's launch, every block and thread, against a loop. */
+static void clamp_case(int n, int C, int64_t hw, int threads)
+{
+    int64_t planes = (int64_t)n * C, total = planes * hw;
+    float *p = rnd(total), *want = copyf(p, total), *lo = rnd(C), *hi = rnd(C);
+    for (int c = 0; c < C; c++) {
+        lo[c] *= 0.5f, hi[c] = lo[c] + 0.5f * (hi[c] + 1.0f);
+        if (c % 3 == 2) hi[c] = lo[c]; /* a degenerate range: every value the bound */
+    }
+    for (int64_t pl = 0; pl < planes; pl++)
+        for (int64_t j = 0; j < hw; j++) {
+            float v = want[pl * hw + j], l = lo[pl % C], u = hi[pl % C];
+            want[pl * hw + j] = v < l ? l : v > u ? u : v;
+        }
+    unsigned gx, gy;
+    cc_grid(planes, hw, threads, &gx, &gy);
+    CHECK(gx >= 1 && gx <= CC_MAX_GX && gy >= 1 && gy <= CC_MAX_GY);
+    for (unsigned by = 0; by < gy; by++)
+        for (unsigned bx = 0; bx < gx; bx++)
+            for (int tx = 0; tx < threads; tx++) cc_thread(planes, C, hw, lo, hi, p, bx, by, gx, gy, threads, tx);
+    int64_t bad = first_diff(want, p, total);
+    CHECK_MSG(bad < 0, "clamp_channels n %d C %d hw %lld: element %lld", n, C, (long long)hw, (long long)bad);
+    cases++;
+    free(p), free(want), free(lo), free(hi);
+}
+
+static void test_clamp(void)
+{
+    clamp_case(0, 3, 100, 256);          /* no planes: one empty block, not an empty grid */
+    clamp_case(2, 3, 1, 256);
+    clamp_case(3, 3, 50000, 256);        /* more pixels than 64 blocks: the x stride loop */
+    clamp_case(22000, 3, 2, 32);         /* 66000 planes: grid.y's stride loop */
+    clamp_case(5, 1, 257, 32);
+}
+
 int main(void)
 {
     dd_rng_init(&rng, 20261206, 0, 0);
@@ -241,6 +319,8 @@ int main(void)
     test_maxpool_bwd(cpu);
     test_transpose();
     test_bn_bwd(cpu);
+    test_mix(cpu);
+    test_clamp();
     cpu->destroy(cpu);
     printf("%d cases\n", cases);
     return check_done("test_cuda_emul");

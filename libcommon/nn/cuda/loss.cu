@@ -2,6 +2,7 @@
  * double by fixed trees, then the rows added in order by one thread) and MixUp / CutMix value
  * mixing (from a copy of the batch, as the CPU). */
 #include "libcommon/nn/cuda/cuda.h"
+#include "libcommon/nn/cuda/kern_mix.h"
 
 #include <math.h>
 
@@ -165,13 +166,11 @@ static void kl_bwd(NnBackend *be, int n, int k, float T, const float *student, c
 
 /* ---- mixing ---- */
 
+/* kern_mix.h's element bodies (test_cuda_emul runs them on the CPU) */
 __global__ static void k_mixup(int64_t n, int64_t row, const int64_t *perm, float lam,
                                const float *orig, float *x)
 {
-    CU_FOR(e, n * row) {
-        int64_t i = e / row, k = e % row;
-        x[e] = lam * orig[e] + (1.0f - lam) * orig[perm[i] * row + k];
-    }
+    CU_FOR(e, n * row) x[e] = mix_up(e, row, perm, lam, orig);
 }
 
 static void mixup(NnBackend *be, int64_t n, int64_t row, const int64_t *host_perm, float lam, float *x)
@@ -188,13 +187,7 @@ static void mixup(NnBackend *be, int64_t n, int64_t row, const int64_t *host_per
 __global__ static void k_cutmix(int n, int c, int h, int w, const int64_t *perm, int y0, int x0,
                                 int bh, int bw, const float *orig, float *x)
 {
-    CU_FOR(e, (int64_t)n * c * bh * bw) {
-        int64_t p = e / ((int64_t)bh * bw);
-        int i = (int)(p / c), ch = (int)(p % c);
-        int r = y0 + (int)(e / bw % bh), col = x0 + (int)(e % bw);
-        int64_t off = ((int64_t)ch * h + r) * w + col, img = (int64_t)c * h * w;
-        x[i * img + off] = orig[perm[i] * img + off];
-    }
+    CU_FOR(e, (int64_t)n * c * bh * bw) cut_mix(e, c, h, w, perm, y0, x0, bh, bw, orig, x);
 }
 
 static void cutmix(NnBackend *be, int n, int c, int h, int w, const int64_t *host_perm, int y0,

@@ -2,6 +2,7 @@
  * adam_update and clamp_update per element, the same float operations in the same order
  * (kernels compiled without FMA contraction, so they round as the CPU loops). */
 #include "libcommon/nn/cuda/cuda.h"
+#include "libcommon/nn/cuda/kern_mix.h"
 
 __global__ static void k_sgd(int64_t n, float *p, const float *g, float *buf, float lr, float mom,
                              float wd, int nesterov)
@@ -75,18 +76,12 @@ static void unscale(NnBackend *be, int64_t n, float inv, float *g, int *flag)
     CU_LAUNCHED();
 }
 
-/* p [n, C, hw]: plane (image, channel) = blockIdx.y (strided), elements over x. */
+/* p [n, C, hw]: plane (image, channel) = blockIdx.y (strided), elements over x (kern_mix.h). */
 __global__ static void k_clamp_channels(int64_t planes, int C, int64_t hw, const float *lo,
                                         const float *hi, float *p)
 {
-    for (int64_t pl = blockIdx.y; pl < planes; pl += gridDim.y) {
-        const int c = (int)(pl % C);
-        const float l = lo[c], h = hi[c];
-        float *q = p + pl * hw;
-        for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < hw;
-             j += (int64_t)gridDim.x * blockDim.x)
-            q[j] = q[j] < l ? l : (q[j] > h ? h : q[j]);
-    }
+    cc_thread(planes, C, hw, lo, hi, p, blockIdx.x, blockIdx.y, gridDim.x, gridDim.y, (int)blockDim.x,
+              (int)threadIdx.x);
 }
 
 static void clamp_channels(NnBackend *be, int64_t n, int c, int64_t hw, const float *lo,
@@ -97,8 +92,9 @@ static void clamp_channels(NnBackend *be, int64_t n, int c, int64_t hw, const fl
     cu_buf(ci, &ci->stage, off + bytes);   /* grown first: growing would drop what is staged */
     const float *dlo = (const float *)cu_stage(ci, 0, lo, bytes);
     const float *dhi = (const float *)cu_stage(ci, off, hi, bytes);
-    dim3 grid(cu_blocks(hw) > 64 ? 64 : cu_blocks(hw), (unsigned)(n * c < 65535 ? n * c : 65535));
-    k_clamp_channels<<<grid, CU_THREADS, 0, ci->stream>>>(n * c, c, hw, dlo, dhi, p);
+    unsigned gx, gy;
+    cc_grid(n * c, hw, CU_THREADS, &gx, &gy);
+    k_clamp_channels<<<dim3(gx, gy), CU_THREADS, 0, ci->stream>>>(n * c, c, hw, dlo, dhi, p);
     CU_LAUNCHED();
 }
 

@@ -108,11 +108,13 @@ $(if $(SIZES),$(foreach z,$(subst $(comma), ,$(SIZES)) $(if $(findstring $(comma
     pixels))))
 $(if $(filter cpu cuda auto,$(DEVICE)),,$(error DEVICE='$(DEVICE)': not cpu, cuda or auto))
 $(if $(filter batch eval,$(RELABEL_BN)),,$(error RELABEL_BN='$(RELABEL_BN)': not batch or eval))
-# the programs, before anything is made with them
-$(if $(wildcard $(BIN)/recover),,$(error BIN=$(BIN): no ddpipe programs there (build them: make; or set BIN=DIR)))
+# the programs, before anything is made with them (print-VAR needs none)
+$(if $(filter-out print-%,$(or $(MAKECMDGOALS),all)),$(if $(wildcard $(BIN)/recover),,$(error BIN=$(BIN): no ddpipe \
+    programs there (build them: make; or set BIN=DIR))))
 # a variable given on the command line that no fragment of this directory names is most likely a
 # typo (ALPHA misspelt would rerun nothing and print the cached ALPHA=0.5 results): said once,
-# not again by the makes this one starts (the demo's), which inherit the mark
+# not again by the makes this one starts (the demo's), which inherit the mark (as do the makes
+# the top-level Makefile starts, whose own variables they inherit)
 $(if $(filter environment,$(origin DDPIPE_VARS_SEEN)),,$(foreach v,$(filter-out MAKEFLAGS MFLAGS GNUMAKEFLAGS,$(foreach v,$(.VARIABLES),$(if \
     $(filter command line,$(origin $(v))),$(v)))),$(if $(shell grep -lw -- '$(v)' $(PIPELINES)/*.mk \
     $(PIPELINES)/*.sh 2>/dev/null),,$(warning $(v)=$($(v)): no pipeline fragment uses $(v) (a typo?)))))

@@ -116,7 +116,9 @@ for bad in ALPHA=abc ALPHA=1.5 ALPHA= IPC=0 EPOCHS=x SEED=-1 TRAIN_N=0 SIZES=200
         ok "$bad: stopped before any stage: $(sed 's/.*\*\*\* //' log.param)"
     else fail "$bad: exit $rc, $(ls bad 2>/dev/null | head -n 3) $(head -n 3 log.param)"; fi
 done
-mk -f "$P/fadrm.mk" ALHPA=0.7 print-ALPHA >log.typo 2>&1
+# (make check's own variables, SAN=1, reach it through MAKEFLAGS, with the mark that says so)
+env -u DDPIPE_VARS_SEEN -u MAKEFLAGS -u MFLAGS make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" ALHPA=0.7 \
+    print-ALPHA >log.typo 2>&1
 grep -q "ALHPA=0.7: no pipeline fragment uses ALHPA (a typo?)" log.typo && grep -qx 0.5 log.typo \
     && ok "a command-line variable no fragment names: said ($(grep -o 'ALHPA.*' log.typo))" || fail "typo: $(cat log.typo)"
 rc=0; mk -f "$P/sharded.mk" SHARDS=0 print-SH_DIR >log.sh0 2>&1 || rc=$?

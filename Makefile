@@ -20,6 +20,9 @@ SHELL := /bin/bash
 # makefile's own (SAN=1, FULL=1, ...) reach the fragments' makes through MAKEFLAGS, in make check's
 # tests and make demo alike, and are no typos: the mark tells the fragments they were seen.
 export DDPIPE_VARS_SEEN := 1
+# numbers with a decimal point in every recipe and script (bench's ratios, the tests, the demo's
+# table), whatever the caller's locale
+export LC_ALL := C
 
 PREFIX ?= /usr/local
 GPU ?= auto

@@ -4,6 +4,7 @@
 # "final (best)" top-1 % from evaltrain's last line. Exit 1 naming the file where a run's last
 # line has no numeric top-1 (its cell reads "-").
 set -euo pipefail
+export LC_ALL=C   # numbers with a decimal point, whatever the caller's locale
 field() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\)[,}].*/\1/p" <<<"$1"; }
 records() { "$BIN"/tsinfo --json "$1" | sed -n 's/.*"records": *\([0-9]*\).*/\1/p' | head -n 1; }
 arg() { tr '-' '\n' <<<"$1" | sed -n "s/^$2//p"; }

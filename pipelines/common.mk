@@ -27,6 +27,9 @@ DDPIPE_COMMON_MK := 1
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
+# the C locale for every recipe: bash's time and printf, awk and sort read and write numbers with the
+# locale's decimal separator (under de_DE, .sec files said "0,102" and awk read recover's "1.25" as 1)
+export LC_ALL := C
 .DELETE_ON_ERROR:
 # no .SECONDARY: as a blanket it let a missing prerequisite go unbuilt when its target was newer
 .SUFFIXES:

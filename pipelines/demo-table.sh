@@ -2,6 +2,7 @@
 # pipelines/demo-table.sh - the table `make demo` prints (called by demo.mk with the paths in the
 # environment). Reads evaltrain's summary lines, the *.sec files the stages wrote, and file sizes.
 set -euo pipefail
+export LC_ALL=C   # numbers with a decimal point, whatever the caller's locale
 last() { tail -n 1 "$1"; }
 field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1"; }
 # the *.sec files: "WALL USER SYS" (older ones: "WALL")

@@ -5,6 +5,7 @@
 # DIR/eval-ID.jsonl, ID the matching word of STUDENT_IDS. A cell without both numbers is printed
 # as "-" and named on stderr (one line per cell: file and problem); the script then exits 1.
 set -euo pipefail
+export LC_ALL=C   # numbers with a decimal point, whatever the caller's locale
 last() { tail -n 1 "$1"; }
 field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1"; }
 isnum() { [[ $1 =~ ^-?[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }

@@ -8,6 +8,7 @@
 # Output of each test goes to $BUILD/logs/NAME.log; failing logs are printed at the end. A sanitizer
 # report in a log (make check SAN=1) fails its test whatever the exit status.
 set -uo pipefail
+export LC_ALL=C   # the tests read and print numbers with a decimal point
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 export BUILD PYTHON=${PYTHON:-/usr/bin/python3}

@@ -5,7 +5,8 @@
 # it; parameters are checked before any stage; VAL_N makes no new teacher; two make processes may
 # share one OUT; INFER's pipeline runs; the
 # class-sharded run (2 shards, make -j) equals the unsharded run with recover --batch = the shard's
-# class count (tscmp --exact), checked stage by stage; FADRM on an ImageFolder tree of several image sizes (train/, val/).
+# class count (tscmp --exact), checked stage by stage; FADRM on an ImageFolder tree of several image sizes (train/, val/);
+# under a German locale, the recipes' numbers keep their decimal point.
 source "$TESTS/golden/lib.sh"
 [ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }
 P=$TESTS/../pipelines
@@ -242,5 +243,35 @@ if mk -j2 -f "$P/fadrm.mk" "${ifolder[@]}" fadrm >log.itree 2>&1; then
         || fail "ImageFolder pipeline outputs: $(ls "$idir"; "$BIN/tsinfo" --json "$idir/distilled.tsr" | head -n 30)"
 else
     fail "fadrm.mk on an ImageFolder tree: $(tail -n 5 log.itree)"
+fi
+# under a German locale (built here by localedef from Debian's locales sources) the recipes keep
+# a decimal point: bash's time wrote "0,102" to .sec files, and awk read recover's "1.25" as 1 in
+# the loss plot's data (common.mk now runs its recipes in the C locale)
+if mkdir -p loc && localedef -i de_DE -f UTF-8 "$PWD/loc/de_DE.UTF-8" >/dev/null 2>&1 \
+    && [ "$(LOCPATH=$PWD/loc LC_ALL=de_DE.UTF-8 bash -c 'printf %.1f 1')" = "1,0" ]; then
+    mv "$fd/distilled.tsr" de-before.tsr; export LOCPATH=$PWD/loc
+    (export LC_ALL=de_DE.UTF-8 && mk -f "$P/fadrm.mk" "$fd/distilled.tsr" && mk -f "$P/demo.mk" "$fd/metrics.dat") \
+        >log.de 2>&1 || fail "de_DE: $(tail -n 5 log.de)"
+    "$BIN/tscmp" -q --exact de-before.tsr "$fd/distilled.tsr" && grep -qE '^[0-9]+[.][0-9]+( [0-9]+[.][0-9]+){2}$' \
+        "$fd/distilled.tsr.sec" && ok "de_DE: recover again, the same bits; its .sec: $(cat "$fd/distilled.tsr.sec")" \
+        || fail "de_DE: recover's output or .sec: $(cat "$fd/distilled.tsr.sec")"
+    "$PYTHON" - "$fd/metrics.jsonl" "$fd/metrics.dat" <<'PY' && ok "de_DE: the loss plot's data (metrics.dat) exact" \
+        || fail "de_DE: metrics.dat"
+import json, sys
+acc = {}
+for l in open(sys.argv[1]):
+    j = json.loads(l)
+    if j.get("loss") is None: continue
+    a = acc.setdefault(j["step"], [0, 0.0, 0.0, 0.0])
+    a[0] += 1; a[1] += j["ce"]; a[2] += j["bn"]; a[3] += j["loss"]
+rows = [l.split() for l in open(sys.argv[2])]
+assert len(rows) == len(acc) > 0, (len(rows), len(acc))
+for r in rows:
+    n, ce, bn, loss = acc[int(r[0])]
+    for got, want in zip(r[1:], (ce / n, bn / n, loss / n)):
+        assert abs(float(got) - want) <= 1e-5 * abs(want), (r, want)
+PY
+else
+    echo "note: no de_DE locale could be built here (localedef, Debian's locales): the locale rows did not run"
 fi
 finish

@@ -6,7 +6,9 @@
 # over tests/fuzz/corpus/NAME/), or a shell script (tests/golden/*.sh, tests/parity/*.sh).
 # Protocol: exit 0 = PASS, 77 = SKIP (say why on the last line of output), anything else = FAIL.
 # Output of each test goes to $BUILD/logs/NAME.log; failing logs are printed at the end. A sanitizer
-# report in a log (make check SAN=1) fails its test whatever the exit status.
+# report in a log (make check SAN=1) fails its test whatever the exit status. A test still running
+# after DD_TEST_TIMEOUT seconds (default 1200) is stopped and fails: on 2 busy cores the longest
+# (parity-evaltrain, about 2.5 min alone) took over 600 s.
 set -uo pipefail
 export LC_ALL=C   # the tests read and print numbers with a decimal point
 cd "$(dirname "$0")/.."
@@ -14,6 +16,7 @@ BUILD=${BUILD:-build}
 export BUILD PYTHON=${PYTHON:-/usr/bin/python3}
 export BIN=$PWD/$BUILD/bin TESTS=$PWD/tests TMPROOT=${TMPDIR:-/tmp}
 JOBS=${JOBS:-$(nproc)}
+export DD_TEST_TIMEOUT=${DD_TEST_TIMEOUT:-1200}
 logs=$BUILD/logs
 rm -rf "$logs" && mkdir -p "$logs"
 
@@ -31,14 +34,15 @@ run_one() {
     [ "$kind" = sh ] && name=$(basename "$(dirname "$path")")-$name   # golden-x, parity-x
     local log=$logs/$name.log start=$SECONDS
     case $kind in
-    unit) timeout 600 "$path" >"$log" 2>&1; rc=$? ;;
+    unit) timeout "$DD_TEST_TIMEOUT" "$path" >"$log" 2>&1; rc=$? ;;
     fuzz) local corpus=tests/fuzz/corpus/${name%_replay}; corpus=${corpus/fuzz_/}
-          timeout 600 "$path" "$corpus" >"$log" 2>&1; rc=$? ;;
+          timeout "$DD_TEST_TIMEOUT" "$path" "$corpus" >"$log" 2>&1; rc=$? ;;
     sh)   local work; work=$(mktemp -d "$TMPROOT/ddtest.XXXXXX")
-          (cd "$work" && timeout 600 bash "$OLDPWD/$path") >"$log" 2>&1; rc=$?
+          (cd "$work" && timeout "$DD_TEST_TIMEOUT" bash "$OLDPWD/$path") >"$log" 2>&1; rc=$?
           rm -rf "$work" ;;
     esac
     local dt=$((SECONDS - start)) res
+    [ "$rc" = 124 ] && echo "(stopped: still running after $DD_TEST_TIMEOUT s; DD_TEST_TIMEOUT=S sets the limit)" >>"$log"
     case $rc in 0) res=PASS ;; 77) res=SKIP ;; *) res=FAIL ;; esac
     # a sanitizer's report (make check SAN=1) fails the test even where the program's exit status
     # was the one the test expected (a leak on an error path, say)

@@ -26,12 +26,10 @@ on_tty() {
 
 # slow_cat FILE: a shell command that writes FILE with a pause of 1.2 s at its middle, so that a
 # program reading it draws its progress line (drawn at most every 0.25 s) before the second half.
-# The pause must outlast the reader's start as well: a sanitizer build takes up to half a second
-# to reach its first read, and with a 0.4 s pause it sometimes read both halves at once.
-slow_cat() {
-    local n; n=$(stat -c %s "$1")
-    printf "(head -c %d '%s'; sleep 1.2; tail -c +%d '%s')" $((n / 2)) "$1" $((n / 2 + 1)) "$1"
-}
+# The pause starts once the reader has read from the pipe (slow_cat.py): a sanitizer build takes up
+# to half a second to reach its first read, and with a fixed pause from the writer's start it
+# sometimes read both halves at once.
+slow_cat() { printf "'%s' '%s' '%s'" "$PYTHON" "$TESTS/golden/slow_cat.py" "$1"; }
 
 # check_tty PROG ARGS...: the program refuses to write binary data to a terminal (exit 2).
 check_tty() {

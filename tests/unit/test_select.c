@@ -263,10 +263,16 @@ static void test_class_keying(void)
     CHECK(tw->n == KEEP && ts->n == KEEP && tr->n == KEEP);
     for (int k = 0; k < KEEP && k < tw->n && k < ts->n && k < tr->n; k++) {
         const SelEntry *a = &tw->e[k], *b = &ts->e[k], *c = &tr->e[k];
-        CHECK(a->src == b->src && a->ce == b->ce && !memcmp(&a->box, &b->box, sizeof a->box) &&
+        CHECK(a->src == b->src && !memcmp(&a->box, &b->box, sizeof a->box) &&
               !strcmp(a->key, b->key) && !memcmp(a->pix, b->pix, SIDE * SIDE * sizeof(float)));
-        CHECK(a->src == c->src && a->ce == c->ce && !memcmp(&a->box, &c->box, sizeof a->box) &&
+        CHECK(a->src == c->src && !memcmp(&a->box, &c->box, sizeof a->box) &&
               !strcmp(a->key, c->key) && !memcmp(a->pix, c->pix, SIDE * SIDE * sizeof(float)));
+        /* the scores: the same bits with AVX-512F; OpenBLAS may round batches of 4K, 2K and 5K apart */
+        if (cpu_avx512()) CHECK(a->ce == b->ce && a->ce == c->ce);
+        else {
+            CHECK_CLOSE(a->ce, b->ce, 1e-6, 1e-6);
+            CHECK_CLOSE(a->ce, c->ce, 1e-6, 1e-6);
+        }
     }
     CHECK(sel_scorer_top(ss, 0)->n == 0 && sel_scorer_top(ss, 3)->n == 0);   /* absent classes: nothing */
     sel_scorer_free(sw);

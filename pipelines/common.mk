@@ -111,8 +111,8 @@ $(if $(SIZES),$(foreach z,$(subst $(comma), ,$(SIZES)) $(if $(findstring $(comma
     pixels))))
 $(if $(filter cpu cuda auto,$(DEVICE)),,$(error DEVICE='$(DEVICE)': not cpu, cuda or auto))
 $(if $(filter batch eval,$(RELABEL_BN)),,$(error RELABEL_BN='$(RELABEL_BN)': not batch or eval))
-# the programs, before anything is made with them (print-VAR needs none)
-$(if $(filter-out print-%,$(or $(MAKECMDGOALS),all)),$(if $(wildcard $(BIN)/recover),,$(error BIN=$(BIN): no ddpipe \
+# the programs, before anything is made with them (print-VAR and help need none)
+$(if $(filter-out print-% help,$(or $(MAKECMDGOALS),all)),$(if $(wildcard $(BIN)/recover),,$(error BIN=$(BIN): no ddpipe \
     programs there (build them: make; or set BIN=DIR))))
 # a variable given on the command line that no fragment of this directory names is most likely a
 # typo (ALPHA misspelt would rerun nothing and print the cached ALPHA=0.5 results): said once,
@@ -249,10 +249,21 @@ recover_cmd = $(BIN)/recover $(RUN_OPTS) $(addprefix -w ,$(2)) $(3) $(if $(RBATC
 # $(call summary,EVAL.jsonl): one line from evaltrain's last line (final and best top-1)
 summary = tail -n 1 $(1) | sed 's/^/$(subst /,\/,$(1)): /'
 
-.PHONY: teacher patches random
+.PHONY: teacher patches random help
 # make -f pipelines/X.mk print-FADRM_DIR: the value of a variable (paths for scripts and tests)
 print-%:
 	@echo '$($*)'
+# make -f pipelines/X.mk help: X.mk's header (its goals, outputs and own parameters), then the
+# shared parameters with the values they have in this make
+DD_PARAMS := OUT DATASET DATA FORMAT VAL_SPLIT TRAIN_N VAL_N DEVICE THREADS SEED IPC TEACHER TEACHERS \
+    TEACHER_EPOCHS TEACHER_SEED TEACHER_OPTS TEACHER_TAG TEACHER_THREADS CANDIDATES CROPS FACTOR ITERS ARC ALPHA \
+    SIZES RBATCH RECOVER_OPTS RECOVER_TAG METRICS_EVERY STUDENT EPOCHS EVAL_EVERY RELABEL_BN RELABEL_OPTS \
+    RELABEL_TAG STUDENT_OPTS STUDENT_TAG BIN
+help:
+	@sed -n '1,/^[^#]/{/^#/s/^# \{0,1\}//p}' '$(firstword $(MAKEFILE_LIST))'
+	@echo; echo 'shared parameters (VAR=VALUE on the command line; pipelines/common.mk), as set now:'
+	@$(foreach v,$(DD_PARAMS),printf '  %-16s %s\n' '$(v)' '$(or $(subst ','\'',$($(v))),(empty))';)
+	@echo "print-VAR prints one (FADRM_DIR, EVAL_ID, ... too); man 7 ddpipe describes every fragment"
 teacher: $(TEACHER_W)
 patches: $(PATCHES)
 random: $(RANDOM_DIR)/eval-$(EVAL_ID).jsonl $(RANDOM_DIR)/sheet.png

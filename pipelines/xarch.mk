@@ -18,10 +18,10 @@
 # TEACHER_EPOCHS = 3 epochs of evaltrain's hard-label SGD at batch 32 (TEACHER_TAG -b32); patchsel
 # from CANDIDATES = 50 images per class; recover ITERS = 40 steps (FADRM and FADRM+: 4 stages of
 # 10, 3 merges, alpha 0.5); students EPOCHS = 20 epochs of labels and training, evaluated every
-# EVAL_EVERY = 10. Estimated at 35-40 minutes on 2 CPU cores (make -j2, one thread per program;
-# about 4200 CPU seconds, from per-stage timings on 100..500 images: teachers 700, patchsel 45,
-# recover 430, relabel 300, students 2400 + their evaluations 300; densenet121m is a third of
-# it). --eval-batch 25 (TEACHER_OPTS, STUDENT_OPTS) only bounds memory: evaluating densenet121m
+# EVAL_EVERY = 10. 19 min 50 s in one run on 2 CPU cores (make -j2, one thread per program;
+# estimated first, from per-stage timings on 100..500 images, at about 4200 CPU seconds: teachers
+# 700, patchsel 45, recover 430, relabel 300, students 2400 + their evaluations 300; densenet121m
+# is a third of it). --eval-batch 25 (TEACHER_OPTS, STUDENT_OPTS) only bounds memory: evaluating densenet121m
 # at evaltrain's default batch of 256 takes several GB.
 # Every parameter of common.mk can be set (make xarch EPOCHS=100 STUDENTS="convnet3 resnet18m");
 # outputs go under OUT (default xarch/); file names encode the parameters as in common.mk, one

@@ -6,7 +6,7 @@
 # share one OUT; INFER's pipeline runs; the
 # class-sharded run (2 shards, make -j) equals the unsharded run with recover --batch = the shard's
 # class count (tscmp --exact), checked stage by stage; FADRM on an ImageFolder tree of several image sizes (train/, val/);
-# under a German locale, the recipes' numbers keep their decimal point.
+# under a German locale, the recipes' numbers keep their decimal point; help.
 source "$TESTS/golden/lib.sh"
 [ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }
 P=$TESTS/../pipelines
@@ -122,6 +122,12 @@ env -u DDPIPE_VARS_SEEN -u MAKEFLAGS -u MFLAGS make --no-print-directory -f "$P/
     print-ALPHA >log.typo 2>&1
 grep -q "ALHPA=0.7: no pipeline fragment uses ALHPA (a typo?)" log.typo && grep -qx 0.5 log.typo \
     && ok "a command-line variable no fragment names: said ($(grep -o 'ALHPA.*' log.typo))" || fail "typo: $(cat log.typo)"
+# help: the fragment's header and the shared parameters as set, without the programs built
+make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" BIN=/nonexistent ALPHA=0.7 help >log.help 2>&1 \
+    && grep -q "^  *fadrm-seam  " log.help && grep -q "^pipelines/fadrm.mk - FADRM" log.help \
+    && grep -qx "  ALPHA  *0.7" log.help && grep -qx "  SIZES  *(empty)" log.help && ! grep -q "^#" log.help \
+    && ok "fadrm.mk help: the header and the parameters as set ($(grep -c . log.help) lines)" \
+    || fail "help: $(head -n 5 log.help)"
 rc=0; mk -f "$P/sharded.mk" SHARDS=0 print-SH_DIR >log.sh0 2>&1 || rc=$?
 [ $rc != 0 ] && grep -q "SHARDS='0': not a whole number of at least 1" log.sh0 && ! grep -q "division" log.sh0 \
     && ok "sharded.mk SHARDS=0: $(sed 's/.*\*\*\* //' log.sh0)" || fail "SHARDS=0: $(cat log.sh0)"

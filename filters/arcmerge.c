@@ -1,4 +1,4 @@
-/* arcmerge.c - FADRM's data residual (ARC, method.md section 2): for each record x of the input
+/* arcmerge.c - FADRM's data residual (ARC, ddpipe-method(7) section 2): for each record x of the input
  * stream, the record of the initial patches P with the same key, P's image resampled bilinearly
  * (align_corners=False, no antialias) to x's size, and out = alpha*x + (1-alpha)*P in float32.
  * x's other fields, key, label and meta pass through. P is read whole (IPC x classes records)

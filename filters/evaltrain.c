@@ -1,4 +1,4 @@
-/* evaltrain.c - train a model on a record stream and evaluate it (method.md sections 0 and 4): the
+/* evaltrain.c - train a model on a record stream and evaluate it (ddpipe-method(7) sections 0 and 4): the
  * teacher "squeeze" with hard labels, and the post-evaluation of distilled sets with relabel's
  * replayed soft labels, an online teacher or static soft labels. Options, class-list checks and
  * wiring only; the loop is libcommon/distill/train.c. See evaltrain(1).
@@ -329,8 +329,8 @@ int main(int argc, char **argv)
     if (vin) check_input(m, weights ? weights : arch, &val, valf);
     for (int k = 0; k < nteachers; k++) check_input(teachers[k], teacherfs[k], &tr, tname);
 
-    /* defaults by label source: hard labels train teachers (method.md 0), soft labels follow the
-     * post-evaluation protocol (method.md 4; RDED's for --teacher, INFER's for static labels) */
+    /* defaults by label source: hard labels train teachers (ddpipe-method(7) 0), soft labels follow the
+     * post-evaluation protocol (ddpipe-method(7) 4; RDED's for --teacher, INFER's for static labels) */
     TrainConf tc = {.labels = labelsf ? TRAIN_REPLAY : teacherf ? TRAIN_TEACHER : tr.soft ? TRAIN_STATIC : TRAIN_HARD};
     const int soft = tc.labels != TRAIN_HARD;
     /* an option the label source does not use is said, not silently dropped */
@@ -399,7 +399,7 @@ int main(int argc, char **argv)
         int rrc = (tc.labels == TRAIN_TEACHER || train_res > 0) && pad < 0;
         tc.shuffle_patches = shufp;
         /* RDED's (--teacher): RandomResizedCrop(scale 1/f..1) after ShufflePatches(f), so f = 1 crops
-         * nothing (method.md section 4); elsewhere torchvision's 0.08..1 */
+         * nothing (ddpipe-method(7) section 4); elsewhere torchvision's 0.08..1 */
         tc.rrc_lo = !isnan(rrc_lo) ? rrc_lo : tc.labels == TRAIN_TEACHER || shufp > 1 ? 1.0 / shufp : 0.08;
         tc.rrc_hi = !isnan(rrc_hi) ? rrc_hi : rrc ? 1.0 : 0;
         tc.crop_pad = pad >= 0 ? pad : tc.labels == TRAIN_STATIC ? 4 : 0;
@@ -407,7 +407,7 @@ int main(int argc, char **argv)
         tc.cutmix = !isnan(cutmix) ? cutmix : tc.labels == TRAIN_TEACHER && isnan(mixup) ? 1.0 : 0;
         tc.mixup = !isnan(mixup) ? mixup : tc.labels == TRAIN_STATIC && isnan(cutmix) ? 0.8 : 0;
     }
-    /* the reference evaluates soft-label students every 10th epoch and after the last (method.md 4) */
+    /* the reference evaluates soft-label students every 10th epoch and after the last (ddpipe-method(7) 4) */
     tc.eval_every = every > 0 ? every : soft ? 10 : 1;
     tc.eval_batch = ebatch;
     tc.checkpoint = ckpt;

@@ -1,4 +1,4 @@
-/* patchsel.c - RDED patch selection (method.md section 1), FADRM's initial patches: per class a
+/* patchsel.c - RDED patch selection (ddpipe-method(7) section 1), FADRM's initial patches: per class a
  * seeded subset of candidates, K random square crops each scored by the teacher on a mean-coloured
  * canvas, the best crop per image, the best IPC*f^2 per class stitched f x f in rank order.
  * `--method random` picks whole real images instead (the sanity baseline). Images of several sizes

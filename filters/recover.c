@@ -1,7 +1,7 @@
-/* recover.c - SRe2L / SRe2L++ / FADRM / FADRM+ recover (method.md section 2): optimise the input
+/* recover.c - SRe2L / SRe2L++ / FADRM / FADRM+ recover (ddpipe-method(7) section 2): optimise the input
  * images (or noise) against frozen teachers, in one fused run (--iters, --arc) or one piece of the
  * schedule (--steps START:END:TOTAL) for pipes with arcmerge; or INFER's compensators (--ufc,
- * method.md section 5): per batch and teacher one perturbation shared by the batch's images. The
+ * ddpipe-method(7) section 5): per batch and teacher one perturbation shared by the batch's images. The
  * loops, and the records and batches (one image per class, same ipc index) they run over, are
  * libcommon/distill/recover (RecSet); this main resolves the options against the input, wires them
  * and writes the result in input order (--ufc: the inputs, then their compensated copies teacher by
@@ -275,7 +275,7 @@ int main(int argc, char **argv)
     }
     o.c.aug = o.aug < 0 ? REC_AUG_FULL : (RecAug)o.aug;
     o.c.jitter = o.jitter >= 0 ? o.jitter : (H >= 128 ? 32 : 4);
-    /* INFER: one compensator per P^k, the k-th image of every class (method.md section 5) */
+    /* INFER: one compensator per P^k, the k-th image of every class (ddpipe-method(7) section 5) */
     if (!o.batch) o.batch = o.ufc ? ncls : ncls < 100 ? ncls : 100;
 
     /* Batch ids come from the batches' content (rec_plan), not their order in this process, so a

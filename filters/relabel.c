@@ -1,4 +1,4 @@
-/* relabel.c - FKD soft labels for a (distilled) training stream (method.md section 3): the replay
+/* relabel.c - FKD soft labels for a (distilled) training stream (ddpipe-method(7) section 3): the replay
  * stream evaltrain --labels reads, one record per (epoch, batch), or with --static INFER's one soft
  * label per image added to the input records. The algorithm is libcommon/distill/relabel; this main
  * parses options, loads the teachers, reads the images and wires the output. See relabel(1).

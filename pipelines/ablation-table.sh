@@ -44,6 +44,6 @@ for c in $ABLATION; do
     echo "$row"
 done
 echo
-echo "The FADRM paper's directions (ImageNet-1k, ResNet-18, method.md section 6): alpha 0.5 best; ARC"
+echo "The FADRM paper's directions (ImageNet-1k, ResNet-18, ddpipe-method(7) section 6): alpha 0.5 best; ARC"
 echo "over none +1.3 points at IPC 10; k = 3 best; 1x1 patches slightly better than 2x2."
 exit $bad

@@ -1,4 +1,4 @@
-# pipelines/ablation.mk - `make ablation`: FADRM's ablations (method.md section 6) on Fashion-MNIST.
+# pipelines/ablation.mk - `make ablation`: FADRM's ablations (ddpipe-method(7) section 6) on Fashion-MNIST.
 # The top-level Makefile builds the programs and runs: make -f pipelines/ablation.mk BIN=<abs build/bin>
 #
 # The FADRM paper's ablations, each a FADRM run that differs from the default (k = 3 merges, alpha

@@ -59,13 +59,13 @@ TEACHER_SEED ?= 0
 TEACHER_OPTS ?=
 TEACHER_TAG ?=
 TEACHER_THREADS ?= $(THREADS)
-# RDED patch selection (method.md section 1)
+# RDED patch selection (ddpipe-method(7) section 1)
 CANDIDATES ?= 300
 CROPS ?= 5
 # patches per side: auto leaves it to patchsel (2 from 128 px, else 1, as RDED's scripts) and the
 # RDED student (evaltrain --teacher) takes the factor patchsel recorded
 FACTOR ?= auto
-# recover (method.md section 2): the budget, FADRM's residual and the batch
+# recover (ddpipe-method(7) section 2): the budget, FADRM's residual and the batch
 ITERS ?= 2000
 ARC ?= 3
 ALPHA ?= 0.5
@@ -74,7 +74,7 @@ RBATCH ?=#                   classes per recover batch (empty: recover's default
 RECOVER_OPTS ?=
 RECOVER_TAG ?=
 METRICS_EVERY ?= 10
-# the student protocol (method.md sections 3-4): FKD labels replayed by evaltrain
+# the student protocol (ddpipe-method(7) sections 3-4): FKD labels replayed by evaltrain
 STUDENT ?= convnet3
 EPOCHS ?= 300
 EVAL_EVERY ?= 10

@@ -1,4 +1,4 @@
-# pipelines/cvdd.mk - CV-DD (committee voting; method.md section 2, Jiacheng8/CV-DD): SRe2L++'s loop
+# pipelines/cvdd.mk - CV-DD (committee voting; ddpipe-method(7) section 2, Jiacheng8/CV-DD): SRe2L++'s loop
 # (RDED's patches, no residual) with every teacher of TEACHERS at every step, their losses summed
 # with the weights softmax(PRIORS / 5) (recover --committee prior:...), or 1/M each where PRIORS is
 # empty (--committee equal); soft labels from the first teacher alone (the reference relabels with

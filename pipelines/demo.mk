@@ -49,7 +49,7 @@ include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))sre2lpp.mk
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))fadrm.mk
 INFER_TEACHERS = $(TEACHER)
 # INFER at the demo's scale; with FULL=1 its own reference settings (recover --ufc's default steps,
-# 1000 below 128 px, and 400 student epochs: method.md sections 4 and 5)
+# 1000 below 128 px, and 400 student epochs: ddpipe-method(7) sections 4 and 5)
 INFER_ITERS = $(if $(filter 1,$(FULL)),,$(ITERS))
 INFER_EPOCHS = $(if $(filter 1,$(FULL)),400,$(EPOCHS))
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))infer.mk

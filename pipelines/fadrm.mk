@@ -1,4 +1,4 @@
-# pipelines/fadrm.mk - FADRM (method.md section 2): RDED's patches (patchsel), then recover with
+# pipelines/fadrm.mk - FADRM (ddpipe-method(7) section 2): RDED's patches (patchsel), then recover with
 # ARC = 3 residual merges (alpha = 0.5) over ITERS = 2000 steps, 4 stages of 500, Adam re-created
 # per stage, one cosine over the whole budget; multi-resolution with SIZES (224-px data:
 # 200,224,200,224, recover's default there); then the FKD student protocol (relabel with the

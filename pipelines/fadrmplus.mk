@@ -1,4 +1,4 @@
-# pipelines/fadrmplus.mk - FADRM+ (method.md section 2): FADRM with several teachers used round
+# pipelines/fadrmplus.mk - FADRM+ (ddpipe-method(7) section 2): FADRM with several teachers used round
 # robin by step (recover -w A -w B ...: step t uses teacher t mod M alone, with its own BN
 # statistics), soft labels the mean of the same teachers' logits (relabel -w A -w B ...).
 # The reference teachers are ResNet-18, DenseNet-121, ShuffleNetV2 and MobileNetV2 (ImageNet-1k

@@ -1,4 +1,4 @@
-# pipelines/infer.mk - INFER (method.md sections 3-5): random real images, ipc_init per class
+# pipelines/infer.mk - INFER (ddpipe-method(7) sections 3-5): random real images, ipc_init per class
 # (patchsel --method random), then one universal feature compensator per batch and teacher
 # (recover --ufc, the teachers of INFER_TEACHERS), static soft labels (relabel --static, the mean
 # of the same teachers' logits on each image) and INFER's student protocol (evaltrain on the

@@ -1,4 +1,4 @@
-# pipelines/rded.mk - RDED (method.md sections 1 and 4): the teacher's most realistic random crops
+# pipelines/rded.mk - RDED (ddpipe-method(7) sections 1 and 4): the teacher's most realistic random crops
 # per class (patchsel), evaluated with RDED's own student protocol: an eval-mode teacher labels every
 # augmented batch online (evaltrain --teacher; ShufflePatches(f) -> RandomResizedCrop(1/f..1) -> flip,
 # CutMix, T = 20, AdamW, eta 2, RDED's batch, lr and BN momentum: evaltrain's --teacher defaults, f

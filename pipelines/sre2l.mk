@@ -1,7 +1,7 @@
-# pipelines/sre2l.mk - SRe2L, the original (method.md section 2): recover from N(0,1) noise, no
+# pipelines/sre2l.mk - SRe2L, the original (ddpipe-method(7) section 2): recover from N(0,1) noise, no
 # residual (--arc 0), one teacher, SRe2L's own settings as its code runs them: 1000 iterations,
 # lr 0.25, r_bn 0.01, first-BN multiplier 10 (the argparse default of data_synthesis.py and
-# recover_cifar.py, which no script of SRe2L's overrides; method.md says 1), and, for small images,
+# recover_cifar.py, which no script of SRe2L's overrides; ddpipe-method(7) says 1), and, for small images,
 # the augmentation of its recover_cifar.py: the roll only (SRE2L_AUG=full for 224-px data, its
 # ImageNet data_synthesis.py: RandomResizedCrop + flip + roll); then the FKD student protocol
 # (relabel + evaltrain --labels), not SRe2L's own (an eval-mode teacher on the whole batch).

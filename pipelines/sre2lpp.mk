@@ -1,4 +1,4 @@
-# pipelines/sre2lpp.mk - SRe2L++ (method.md section 2): the recover loop started from RDED's patches
+# pipelines/sre2lpp.mk - SRe2L++ (ddpipe-method(7) section 2): the recover loop started from RDED's patches
 # (patchsel), no residual (--arc 0), one teacher, the FADRM paper's settings otherwise (ITERS = 2000,
 # first-BN multiplier 10); then the FKD student protocol (relabel + evaltrain --labels).
 #

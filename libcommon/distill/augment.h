@@ -3,7 +3,7 @@
  *
  * The geometry follows torchvision: RandomResizedCrop.get_params (10 tries, then the centre-crop
  * fallback with the ratio clamped), RandomHorizontalFlip (p), and the circular roll jitter of the
- * SRe2L/FADRM recover loop (method.md section 2). Applying the draws is the engine's business
+ * SRe2L/FADRM recover loop (ddpipe-method(7) section 2). Applying the draws is the engine's business
  * (nn_crop_resize, nn_flip_w, nn_roll); these functions only decide.
  */
 #ifndef DD_AUGMENT_H

@@ -1,4 +1,4 @@
-/* merge.h - FADRM's data residual (ARC, method.md section 2) on one image: resample the initial
+/* merge.h - FADRM's data residual (ARC, ddpipe-method(7) section 2) on one image: resample the initial
  * patch P to x's size (bilinear, align_corners=False, no antialias) and set
  * x = alpha * x + (1 - alpha) * P in float32. The one implementation of the merge: recover's fused
  * schedule and the arcmerge filter must give the same bits, so both call this.

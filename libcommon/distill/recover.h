@@ -1,4 +1,4 @@
-/* recover.h - the SRe2L / SRe2L++ / FADRM / FADRM+ recover loop (method.md section 2): synthetic
+/* recover.h - the SRe2L / SRe2L++ / FADRM / FADRM+ recover loop (ddpipe-method(7) section 2): synthetic
  * images optimised so that a frozen teacher classifies them as their class while the statistics
  * at the inputs of its BatchNorm layers match the running ones.
  *
@@ -89,7 +89,7 @@ typedef struct {
  * b->x, b->H, b->W. */
 int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b);
 
-/* INFER's universal feature compensators (method.md section 5): at most REC_UFC_MAX teachers. */
+/* INFER's universal feature compensators (ddpipe-method(7) section 5): at most REC_UFC_MAX teachers. */
 #define REC_UFC_MAX 16
 
 /* The compensator u of batch b (b->x: its images in pixels, [n,C,H,W]) for teacher t, the m-th

@@ -1,4 +1,4 @@
-/* relabel.h - FKD soft labels (method.md section 3): per epoch a seeded batch order, per image one
+/* relabel.h - FKD soft labels (ddpipe-method(7) section 3): per epoch a seeded batch order, per image one
  * RandomResizedCrop + flip, per batch CutMix, and the teachers' mean raw logits on the mixed batch,
  * written as the replay stream of train.h (one record per (epoch, batch)) that evaltrain --labels
  * replays. Also INFER's static labels (one per un-augmented image) and the top-k storage option

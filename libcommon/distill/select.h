@@ -1,4 +1,4 @@
-/* select.h - RDED patch selection (method.md section 1): the seeded candidate subset, the random
+/* select.h - RDED patch selection (ddpipe-method(7) section 1): the seeded candidate subset, the random
  * square crops, teacher scoring on a mean-coloured canvas, the per-class ranking and the f x f
  * stitching. The patchsel filter drives these over a stream; unit tests call them directly.
  *

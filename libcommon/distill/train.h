@@ -1,4 +1,4 @@
-/* train.h - evaltrain's training and evaluation loop (method.md sections 0 and 4): a model trained
+/* train.h - evaltrain's training and evaluation loop (ddpipe-method(7) sections 0 and 4): a model trained
  * on a record stream held in memory, with hard labels (cross-entropy), an online teacher (RDED),
  * static soft labels in the records (INFER) or relabel's replay stream (FKD / SRe2L / FADRM), and
  * evaluated for top-1 / top-5. Also the replay record layout relabel writes.

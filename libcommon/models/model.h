@@ -101,7 +101,7 @@ struct Model {
  * fan_out convolutions for ResNets, PyTorch's default uniform layers for the ConvNet, AlexNet and
  * ShuffleNet; each net's own Linear init; BN weight 1 bias 0, running stats 0 / 1; a small stem's
  * conv takes the architecture's conv init), drawn from dd_rng keyed by `seed`. mean/std default to the dataset's of
- * method.md section 0 by channel count (1: Fashion-MNIST, 3: ImageNet); see model_set_norm.
+ * ddpipe-method(7) section 0 by channel count (1: Fashion-MNIST, 3: ImageNet); see model_set_norm.
  * Parameters require gradients; buffers do not. */
 Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, int input_size,
                     uint64_t seed);

@@ -70,7 +70,7 @@ void nn_reset(Nn *nn);
 /* Seeded randomness for ops that draw (dropout): set per step by the caller. */
 void nn_set_rng(Nn *nn, uint64_t seed, uint64_t step);
 
-/* Precision of conv2d and linear (mixed precision, method.md section 2): NN_FP32 (default) or
+/* Precision of conv2d and linear (mixed precision, ddpipe-method(7) section 2): NN_FP32 (default) or
  * fp16 / bf16 storage with tensor-core math and fp32 accumulation; inputs, outputs, gradients and
  * every other op stay fp32. Returns 0, or -1 with dd_err (code DD_EXIT_DEVICE) when the backend
  * cannot (the CPU backend is fp32 only). */
@@ -189,7 +189,7 @@ NnVar *nn_batchnorm_add_relu(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar
                              NnVar *running_var, int training, int update_running, float momentum,
                              float eps, NnVar *r, int stat_slot);
 /* ||mean_c(x) - rm||_2 + ||var_c(x) - rv||_2, mean and BIASED variance per channel over (N,H,W);
- * plain (not squared) L2 norms; scalar; differentiable w.r.t. x (method.md section 2). */
+ * plain (not squared) L2 norms; scalar; differentiable w.r.t. x (ddpipe-method(7) section 2). */
 NnVar *nn_bn_stat_loss(Nn *nn, NnVar *x, NnVar *running_mean, NnVar *running_var);
 /* Turn collection on/off (clears the list when turned on). nn_bn_stat(i) in BN call order. */
 void nn_bn_collect(Nn *nn, int on);

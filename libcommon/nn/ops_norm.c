@@ -1,4 +1,4 @@
-/* ops_norm.c - front-ends of batchnorm and the BN-statistics loss (method.md section 2). */
+/* ops_norm.c - front-ends of batchnorm and the BN-statistics loss (ddpipe-method(7) section 2). */
 #include "libcommon/nn/nn_impl.h"
 
 #include <string.h>

@@ -1,5 +1,5 @@
 /* optim.h - optimizers and learning-rate schedules on NnParam arrays: SGD, Adam, AdamW (the
- * semantics of torch.optim's), and the cosine schedules of method.md sections 2 and 4.
+ * semantics of torch.optim's), and the cosine schedules of ddpipe-method(7) sections 2 and 4.
  *
  * An optimizer does not care whether a param is a weight (evaltrain) or a batch of pixels
  * (recover): it reads var.v and var.g and keeps its state in the param itself (opt_m, opt_v,
@@ -63,8 +63,8 @@ OptimScaler optim_scaler_new(void);
 int optim_unscale(Nn *nn, OptimScaler *s, NnParam **params, int n);
 
 /* Cosine schedules, evaluated at the start of step/epoch `t` of `total`:
- * optim_cosine_lr:  lr * 0.5 * (1 + cos(pi * t / (total * eta)))   (method.md 4; eta 1 or 2)
- * optim_recover_lr: 0.5 * (1 + cos(pi * t / total)) * lr           (method.md 2; global step) */
+ * optim_cosine_lr:  lr * 0.5 * (1 + cos(pi * t / (total * eta)))   (ddpipe-method(7) 4; eta 1 or 2)
+ * optim_recover_lr: 0.5 * (1 + cos(pi * t / total)) * lr           (ddpipe-method(7) 2; global step) */
 double optim_cosine_lr(double lr, int64_t t, int64_t total, double eta);
 double optim_recover_lr(double lr, int64_t t, int64_t total);
 

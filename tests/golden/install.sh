@@ -12,7 +12,7 @@ progs=(tsimport tsinfo tscat tsexport tscmp resample arcmerge patchsel recover r
 n=0; for p in "${progs[@]}"; do [ -x "$root/usr/bin/$p" ] && n=$((n + 1)); done
 [ "$n" = ${#progs[@]} ] && "$root/usr/bin/recover" --version >/dev/null \
     && ok "the ${#progs[@]} programs in PREFIX/bin" || fail "programs: $(ls "$root/usr/bin")"
-for m in man1/tsexport.1 man1/recover.1 man5/ddpipe-stream.5 man7/ddpipe.7 man7/ddpipe-cuda.7; do
+for m in man1/tsexport.1 man1/recover.1 man5/ddpipe-stream.5 man7/ddpipe.7 man7/ddpipe-cuda.7 man7/ddpipe-method.7; do
     [ -f "$root/usr/share/man/$m" ] || fail "no $m"
 done
 P=$root/usr/share/ddpipe/pipelines

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""recover_peer.py - the recover loop of method.md section 2 and INFER's compensators (section 5)
+"""recover_peer.py - the recover loop of ddpipe-method(7) section 2 and INFER's compensators (section 5)
 written in PyTorch, the peer of tests/parity/recover.sh.
 
   recover_peer.py make DIR                 writes DIR/init (npy dataset for tsimport)

@@ -1,6 +1,6 @@
 /* test_optim.c - SGD (momentum, nesterov, weight decay), Adam and AdamW single steps against
  * hand-computed values, the decay rule (decay = 1 params only, unless decay_all), frozen params,
- * optim_reset, clamp, and the cosine schedules of method.md sections 2 and 4. */
+ * optim_reset, clamp, and the cosine schedules of ddpipe-method(7) sections 2 and 4. */
 #include "libcommon/optim/optim.h"
 #include "tests/unit/check.h"
 

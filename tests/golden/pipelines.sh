@@ -135,8 +135,13 @@ rc=0; mk -f "$P/sharded.mk" SHARDS=0 print-SH_DIR >log.sh0 2>&1 || rc=$?
 plan=$(make --no-print-directory -n -f "$P/fadrm.mk" "${tiny[@]}" VAL_N=50 fadrm 2>&1)
 ! grep -q -- "--save" <<<"$plan" && ! grep -q -e "/patchsel " -e "/recover " -e "/relabel " <<<"$plan" \
     && ok "VAL_N=50: no teacher, patchsel, recover or relabel planned" || fail "VAL_N=50 plan: $plan"
-# two parameter sets at once in a fresh OUT, both building the teacher and patches they share
-par=(make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=par)   # after tiny's OUT
+# two parameter sets at once in a fresh OUT, both building the teacher and patches they share (the
+# teacher's training waits 3 s first, so that the second make, unless it starts 3 s late, finds no
+# teacher yet and trains its own)
+mkdir -p pbin && for f in "$BIN"/*; do ln -sf "$f" pbin/; done && rm pbin/evaltrain
+printf '#!/bin/sh\ncase " $* " in *" --save "*) sleep 3 ;; esac\nexec "%s/evaltrain" "$@"\n' "$BIN" >pbin/evaltrain
+chmod +x pbin/evaltrain
+par=(make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=par BIN="$PWD/pbin")   # after tiny's OUT, BIN
 "${par[@]}" ALPHA=0.3 fadrm-distill >log.par1 2>&1 & p1=$!
 "${par[@]}" ALPHA=0.9 fadrm-distill >log.par2 2>&1 & p2=$!
 r1=0 r2=0; wait $p1 || r1=$?; wait $p2 || r2=$?

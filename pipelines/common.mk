@@ -255,10 +255,9 @@ print-%:
 	@echo '$($*)'
 # make -f pipelines/X.mk help: X.mk's header (its goals, outputs and own parameters), then the
 # shared parameters with the values they have in this make
-DD_PARAMS := OUT DATASET DATA FORMAT VAL_SPLIT TRAIN_N VAL_N DEVICE THREADS SEED IPC TEACHER TEACHERS \
-    TEACHER_EPOCHS TEACHER_SEED TEACHER_OPTS TEACHER_TAG TEACHER_THREADS CANDIDATES CROPS FACTOR ITERS ARC ALPHA \
-    SIZES RBATCH RECOVER_OPTS RECOVER_TAG METRICS_EVERY STUDENT EPOCHS EVAL_EVERY RELABEL_BN RELABEL_OPTS \
-    RELABEL_TAG STUDENT_OPTS STUDENT_TAG BIN
+# shared parameters: those the parameters section above sets with ?= (read when help runs), and BIN
+DD_PARAMS = $(shell sed -n '/^\# ---- parameters ----/,/^\# ---- parameter checks/s/^\([A-Z_][A-Z0-9_]*\) ?=.*/\1/p' \
+    '$(PIPELINES)/common.mk') BIN
 help:
 	@sed -n '1,/^[^#]/{/^#/s/^# \{0,1\}//p}' '$(firstword $(MAKEFILE_LIST))'
 	@echo; echo 'shared parameters (VAR=VALUE on the command line; pipelines/common.mk), as set now:'

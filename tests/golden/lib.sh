@@ -2,6 +2,7 @@
 # directory; $BIN holds the programs, $TESTS the tests folder, $PYTHON the interpreter for peers.
 # A test exits 0 on pass, 77 to skip (with the reason as its last line), anything else on failure.
 set -euo pipefail
+export LC_ALL=C   # numbers with a decimal point (bash's time and $EPOCHREALTIME, awk), as tests/run.sh sets
 fails=0
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 ok() { echo "ok: $*"; }

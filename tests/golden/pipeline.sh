@@ -4,7 +4,7 @@
 source "$TESTS/golden/lib.sh"
 source "$TESTS/golden/lib_tools.sh"
 [ -d "$fmnist" ] || { echo "Fashion-MNIST not installed at $fmnist"; exit 77; }
-secs() { local LC_ALL=C; local s=$EPOCHREALTIME; "$@" >/dev/null; awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+secs() { local s=$EPOCHREALTIME; "$@" >/dev/null; awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
 b=$BIN
 $b/tsimport --format idx --split train $fmnist > train.tsr || fail "tsimport"
 $b/tsinfo --json train.tsr > info.json || fail "tsinfo --json"
@@ -24,7 +24,7 @@ $b/arcmerge --alpha 0.5 init.tsr < x.tsr > merged.tsr && $b/tsinfo merged.tsr | 
     && ok "arcmerge" || fail "arcmerge"
 # the bar on CPU time (user + system), which a busy machine's other work does not add to as it does
 # to the wall time (4 busy loops on one core made a sanitizer build's 1.1 s wall 5.2 s)
-cpu_secs() { local LC_ALL=C TIMEFORMAT='%3U %3S'; { time "$@" >/dev/null 2>&1; } 2>&1 | awk '{ printf "%.3f", $1 + $2 }'; }
+cpu_secs() { local TIMEFORMAT='%3U %3S'; { time "$@" >/dev/null 2>&1; } 2>&1 | awk '{ printf "%.3f", $1 + $2 }'; }
 best=99 bestw=99
 for i in 1 2 3; do
     s=$(cpu_secs $b/tscat train.tsr); best=$(awk -v a="$s" -v b="$best" 'BEGIN { print (a < b) ? a : b }')

@@ -105,6 +105,9 @@ $(foreach v,IPC ITERS EPOCHS TEACHER_EPOCHS CANDIDATES CROPS EVAL_EVERY METRICS_
 $(foreach v,SEED TEACHER_SEED ARC,$(call dd_whole,$(v),0))
 $(foreach v,TRAIN_N VAL_N THREADS TEACHER_THREADS RBATCH,$(call dd_whole_opt,$(v)))
 $(call dd_fraction,ALPHA)
+# ALPHA as a name part, one spelling per value (0.50, .5 and 00.5 are 0.5; 1.0 is 1), so that
+# another spelling of the same alpha finds the same files rather than redoing recover onward
+ALPHA_ID := $(shell echo '$(ALPHA)' | sed -e 's/^\./0./' -e '/\./s/0*$$//' -e 's/\.$$//' -e 's/^0*\([0-9]\)/\1/')
 $(if $(filter-out auto,$(FACTOR)),$(call dd_whole,FACTOR))
 $(if $(SIZES),$(foreach z,$(subst $(comma), ,$(SIZES)) $(if $(findstring $(comma)$(comma),$(comma)$(SIZES)$(comma)),x),$(if \
     $(and $(z),$(if $(call dd_nodigits,$(z)),,1),$(subst 0,,$(z))),,$(error SIZES='$(SIZES)': not comma-separated sizes in \

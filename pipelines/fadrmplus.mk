@@ -21,7 +21,7 @@ DDPIPE_FADRMPLUS_MK := 1
 PLUS_W := $(foreach t,$(TEACHERS),$(call teacher_file,$(t)))
 PLUS_TD := $(D)/$(subst $(space),+,$(foreach t,$(TEACHERS),$(call teacher_id,$(t))))
 PLUS_PATCHES := $(call patches_of,$(firstword $(TEACHERS)))
-PLUS_DIR := $(PLUS_TD)/fadrmplus/$(PATCH_PARAMS)-it$(ITERS)-k$(ARC)-a$(ALPHA)$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
+PLUS_DIR := $(PLUS_TD)/fadrmplus/$(PATCH_PARAMS)-it$(ITERS)-k$(ARC)-a$(ALPHA_ID)$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
 
 $(PLUS_DIR)/distilled.tsr $(PLUS_DIR)/metrics.jsonl &: $(PLUS_PATCHES) $(PLUS_W)
 	@mkdir -p $(@D)

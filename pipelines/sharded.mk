@@ -35,7 +35,7 @@ SHARD_B := $(shell echo $$(( $(NCLASSES) / $(SHARDS) )))
 SHARD_SETS := $(shell awk -v K=$(NCLASSES) -v S=$(SHARDS) 'BEGIN { for (s = 0; s < S; s++) { \
     l = ""; for (c = s * K / S; c < (s + 1) * K / S; c++) l = l (l == "" ? "" : ",") c; printf "%s ", l } }')
 shard_name = c$(firstword $(subst $(comma), ,$(1)))-$(lastword $(subst $(comma), ,$(1)))
-SH_DIR := $(TD)/fadrm-sharded/$(PATCH_PARAMS)-it$(ITERS)-k$(ARC)-a$(ALPHA)$(SIZES_ID)-x$(SHARDS)of$(NCLASSES)-s$(SEED)$(RECOVER_TAG)
+SH_DIR := $(TD)/fadrm-sharded/$(PATCH_PARAMS)-it$(ITERS)-k$(ARC)-a$(ALPHA_ID)$(SIZES_ID)-x$(SHARDS)of$(NCLASSES)-s$(SEED)$(RECOVER_TAG)
 SH_PARTS := $(foreach s,$(SHARD_SETS),$(SH_DIR)/$(call shard_name,$(s))/distilled.tsr)
 SH_PATCHES := $(foreach s,$(SHARD_SETS),$(SH_DIR)/$(call shard_name,$(s))/patches.tsr)
 slice = $(basename $(TRAIN))-$(call shard_name,$(1)).tsr

@@ -73,6 +73,10 @@ fd7=$(val fadrm.mk FADRM_DIR ALPHA=0.7)
     && ok "ALPHA=0.7: new $fd7, the alpha 0.5 run kept" || fail "ALPHA=0.7: $fd7"
 [ "$(mtime "$teacher")" = "$t0" ] && [ "$(mtime "$patches")" = "$p0" ] \
     && ok "ALPHA=0.7: teacher and patches untouched" || fail "ALPHA=0.7 touched the teacher or the patches"
+# another spelling of a value is the same run: its files, nothing to do
+[ "$(val fadrm.mk FADRM_DIR ALPHA=0.70)" = "$fd7" ] && [ "$(val fadrm.mk FADRM_DIR ALPHA=.5)" = "$fd" ] \
+    && mk -q -f "$P/fadrm.mk" ALPHA=0.700 fadrm-distill \
+    && ok "ALPHA=0.70, 0.700 and .5: the runs of 0.7 and 0.5, up to date" || fail "ALPHA spellings: other runs"
 
 # a failed stage leaves no output (recover refuses an option: exit 2)
 bad=(RECOVER_OPTS=--lr=x RECOVER_TAG=-bad)

@@ -21,7 +21,9 @@
 typedef struct {
     NnConvShape s;
     int prec;
-    int nhwc;                                  /* x, y, w of the low-precision copies in NHWC / KRSC */
+    int want_nhwc;                             /* the cache key: use_nhwc when the plan was made */
+    int nhwc;                                  /* x, y, w of the low-precision copies in NHWC / KRSC
+                                                * (0 where NHWC found no algorithm: NCHW instead) */
     cudnnTensorDescriptor_t x, y, bias, y32;   /* y32: fp32 dy for the bias gradient */
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
@@ -59,6 +61,16 @@ static DD_NORETURN void no_algo(const NnConvShape *s, int prec, const char *what
            WS_LIMIT >> 20);
 }
 
+static void plan_free_desc(Plan *p)
+{
+    cudnnDestroyTensorDescriptor(p->x);
+    cudnnDestroyTensorDescriptor(p->y);
+    cudnnDestroyTensorDescriptor(p->y32);
+    cudnnDestroyTensorDescriptor(p->bias);
+    cudnnDestroyFilterDescriptor(p->w);
+    cudnnDestroyConvolutionDescriptor(p->conv);
+}
+
 /* DD_CUDA_NHWC=1: fp16/bf16 convolutions of one group with channel counts that are multiples of 8
  * (tensor cores' NHWC kernels; a 3-channel stem stays NCHW) run on NHWC copies, the transposes
  * folded into the casts (conv.cu's k_to_low_t / k_from_low_t), where cuDNN's NCHW path adds NHWC
@@ -70,21 +82,13 @@ static int use_nhwc(const CuImpl *c, const NnConvShape *s)
            tr_fits(s->cout);
 }
 
-static Plan *plan_get(CuImpl *c, const NnConvShape *s)
+/* p's descriptors (p->s and p->prec set) in NHWC or NCHW, and its three algorithms; NULL, or the
+ * pass ("forward", "backward-data", "backward-filter") with no deterministic algorithm within
+ * the workspace limit (the descriptors are made either way). */
+static const char *plan_build(CuImpl *c, Plan *p, int nhwc)
 {
-    CuConvCache *cc = c->conv;
-    int prec = c->precision, nhwc = use_nhwc(c, s);
-    for (int i = 0; i < cc->n; i++)
-        if (cc->plans[i].prec == prec && cc->plans[i].nhwc == nhwc && !memcmp(&cc->plans[i].s, s, sizeof *s))
-            return &cc->plans[i];
-    if (cc->n == cc->cap) {
-        cc->cap = cc->cap ? 2 * cc->cap : 32;
-        cc->plans = (Plan *)dd_realloc(cc->plans, (size_t)cc->cap * sizeof *cc->plans);
-    }
-    Plan *p = &cc->plans[cc->n];
-    memset(p, 0, sizeof *p);
-    p->s = *s;
-    p->prec = prec;
+    const NnConvShape *s = &p->s;
+    const int prec = p->prec;
     p->nhwc = nhwc;
     cudnnDataType_t dt = dnn_type(prec);
     const cudnnTensorFormat_t fmt = nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
@@ -131,7 +135,7 @@ static Plan *plan_get(CuImpl *c, const NnConvShape *s)
         if (fp[i].status == CUDNN_STATUS_SUCCESS && fp[i].determinism == CUDNN_DETERMINISTIC &&
             fp[i].memory <= WS_LIMIT)
             break;
-    if (i == got) no_algo(s, prec, "forward");
+    if (i == got) return "forward";
     p->fwd = fp[i].algo;
     st = cudnnGetConvolutionForwardWorkspaceSize(c->dnn, p->x, p->w, p->conv, p->y, p->fwd, &ws);
     p->ws_fwd = ws_checked(fp[i].memory, st, ws);
@@ -145,7 +149,7 @@ static Plan *plan_get(CuImpl *c, const NnConvShape *s)
         if (dp[i].status == CUDNN_STATUS_SUCCESS && dp[i].determinism == CUDNN_DETERMINISTIC &&
             dp[i].memory <= WS_LIMIT)
             break;
-    if (i == got) no_algo(s, prec, "backward-data");
+    if (i == got) return "backward-data";
     p->bwd_data = dp[i].algo;
     st = cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, p->w, p->y, p->conv, p->x, p->bwd_data, &ws);
     p->ws_data = ws_checked(dp[i].memory, st, ws);
@@ -160,10 +164,35 @@ static Plan *plan_get(CuImpl *c, const NnConvShape *s)
         if (wp[i].status == CUDNN_STATUS_SUCCESS && wp[i].determinism == CUDNN_DETERMINISTIC &&
             wp[i].memory <= WS_LIMIT)
             break;
-    if (i == got) no_algo(s, prec, "backward-filter");
+    if (i == got) return "backward-filter";
     p->bwd_filter = wp[i].algo;
     st = cudnnGetConvolutionBackwardFilterWorkspaceSize(c->dnn, p->x, p->y, p->conv, p->w, p->bwd_filter, &ws);
     p->ws_filter = ws_checked(wp[i].memory, st, ws);
+    return NULL;
+}
+
+static Plan *plan_get(CuImpl *c, const NnConvShape *s)
+{
+    CuConvCache *cc = c->conv;
+    int prec = c->precision, nhwc = use_nhwc(c, s);
+    for (int i = 0; i < cc->n; i++)
+        if (cc->plans[i].prec == prec && cc->plans[i].want_nhwc == nhwc && !memcmp(&cc->plans[i].s, s, sizeof *s))
+            return &cc->plans[i];
+    if (cc->n == cc->cap) {
+        cc->cap = cc->cap ? 2 * cc->cap : 32;
+        cc->plans = (Plan *)dd_realloc(cc->plans, (size_t)cc->cap * sizeof *cc->plans);
+    }
+    Plan *p = &cc->plans[cc->n];
+    memset(p, 0, sizeof *p);
+    p->s = *s;
+    p->prec = prec;
+    p->want_nhwc = nhwc;
+    const char *what = plan_build(c, p, nhwc);
+    if (what && nhwc) { /* NHWC is a speed choice: a shape its kernels lack runs NCHW, as without it */
+        plan_free_desc(p);
+        what = plan_build(c, p, 0);
+    }
+    if (what) no_algo(s, prec, what);
     cc->n++;
     return p;
 }
@@ -453,13 +482,7 @@ void cu_conv_destroy(CuImpl *c)
     CuConvCache *cc = c->conv;
     if (!cc) return;
     for (int i = 0; i < cc->n; i++) {
-        Plan *p = &cc->plans[i];
-        cudnnDestroyTensorDescriptor(p->x);
-        cudnnDestroyTensorDescriptor(p->y);
-        cudnnDestroyTensorDescriptor(p->y32);
-        cudnnDestroyTensorDescriptor(p->bias);
-        cudnnDestroyFilterDescriptor(p->w);
-        cudnnDestroyConvolutionDescriptor(p->conv);
+        plan_free_desc(&cc->plans[i]);
     }
     free(cc->plans);
     free(cc);

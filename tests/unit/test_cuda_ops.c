@@ -732,6 +732,7 @@ static void test_pool(void)
     pool_case(0, (NnPoolShape){6, 112, 112, 0, 0, 3, 2, 1}, "maxpool k3 s2 p1 112x112 (ResNet's stem)");
     pool_case(0, (NnPoolShape){5, 37, 291, 0, 0, 4, 3, 2}, "maxpool k4 s3 p2 37x291 (tiles)");
     pool_case(0, (NnPoolShape){3, 33, 40, 0, 0, 5, 1, 2}, "maxpool k5 s1 p2 33x40 (tiles)");
+    pool_case(0, (NnPoolShape){0, 40, 40, 0, 0, 3, 2, 1}, "maxpool no planes (no row-tile grid)");
     pool_case(1, (NnPoolShape){12, 16, 14, 0, 0, 2, 2, 0}, "avgpool k2 s2");
     pool_case(1, (NnPoolShape){12, 9, 11, 0, 0, 3, 1, 1}, "avgpool k3 s1 p1");
     pool_case(2, (NnPoolShape){12, 7, 7, 1, 1, 0, 0, 0}, "adaptive_avgpool 7x7->1x1");

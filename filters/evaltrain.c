@@ -69,12 +69,10 @@ static void opt_pair(const char *opt, const char *s, double *a, double *b, doubl
     *b = v[1];
 }
 
-/* Dies unless `path` can be created (checked before hours of training). */
+/* Dies unless `path` can be written (checked before hours of training). */
 static void check_writable(const char *path)
 {
-    DdAtomicFile a;
-    if (dd_atomic_open(&a, path) < 0) dd_die_err(DD_EXIT_DATA);
-    dd_atomic_abort(&a);
+    if (dd_atomic_check(path) < 0) dd_die_err(DD_EXIT_DATA);
 }
 
 static TsInput *open_input(int n, char **files)
@@ -419,6 +417,8 @@ int main(int argc, char **argv)
 
     TrainResult res;
     if (train_run(nn, &tc, m, &tr, vin ? &val : NULL, teachers, lr_in, &rinfo, &res) < 0) dd_die_err(DD_EXIT_DATA);
+    /* the metrics first: a stdout that fails (a full disk) fails the run before --save appears */
+    if (dd_fflush_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
     if (save && !res.stopped) {
         static const char *const opt_names[] = {[OPTIM_SGD] = "sgd", [OPTIM_ADAM] = "adam", [OPTIM_ADAMW] = "adamw"};
         json_t *sum = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s,s:s,s:f,s:f,s:s,s:i,s:i,s:I}", "prog", "evaltrain", "version",

@@ -235,6 +235,7 @@ int main(int argc, char **argv)
     if (!x.png && !x.npy && !x.grid) dd_die(DD_EXIT_USAGE, "nothing to do: give --png, --npy or --grid");
     if (argc - optind > 1) dd_die(DD_EXIT_USAGE, "at most one input file (concatenate with tscat)");
     if (x.png && x.npy && same_dir(x.png, x.npy)) dd_die(DD_EXIT_USAGE, "--png and --npy want different directories");
+    if (x.grid && dd_atomic_check(x.grid) < 0) dd_die_err(DD_EXIT_DATA); /* before the stream is read */
     TsReader *in = ts_reader_open(optind < argc ? argv[optind] : "-");
     if (!in) dd_die_err(DD_EXIT_DATA);
     x.h = ts_reader_header(in);

@@ -133,12 +133,20 @@ int dd_fclose_checked(FILE *f, const char *what);
 int dd_fflush_checked(FILE *f, const char *what);
 
 /* Atomic file output: writes go to a temporary in the same directory; commit renames it into
- * place after fsync; abort, exit before the commit (dd_die) or a fatal signal removes it. */
+ * place after fsync; abort, exit before the commit (dd_die) or a fatal signal removes it. A
+ * symbolic link stays one: the file it names is replaced. A device or FIFO (/dev/null, a named
+ * pipe, /dev/stdout on a pipe) is written in place, as it is, with no temporary; a directory is an
+ * error at open. */
 typedef struct {
     char *path, *tmp;
+    char *target; /* the file replaced: path, or the file its link names */
     FILE *f;
+    int direct;   /* a device or FIFO, written in place */
 } DdAtomicFile;
 int dd_atomic_open(DdAtomicFile *a, const char *path);
+/* 0 when dd_atomic_open(path) would succeed (checked before long work: a temporary is made
+ * and removed, a device or FIFO is not opened), else -1 with dd_err. */
+int dd_atomic_check(const char *path);
 int dd_atomic_commit(DdAtomicFile *a);
 void dd_atomic_abort(DdAtomicFile *a);
 /* Flushes, syncs and closes the temporary without renaming it (still listed; commit or abort

@@ -167,12 +167,98 @@ void dd_temp_track(const char *tmp, int add)
     live_tmp = n;
 }
 
+/* Where an output path's bytes go: 0 and *target (malloc'd) the file to replace (path, or the
+ * file a symbolic link names: the link stays a link); 1: a device or FIFO (or a link to one),
+ * written in place; -1 (dd_err): a directory, or a path that cannot be examined. */
+/* The file a dangling link names (made as the shell's > would make it): its text, after the
+ * link's directory when relative. */
+static int dangling_target(const char *path, off_t size, char **target)
+{
+    size_t n = size > 0 ? (size_t)size + 1 : 4096;
+    char *t = dd_malloc(n);
+    ssize_t k = readlink(path, t, n - 1);
+    if (k < 0) {
+        int e = errno;
+        free(t);
+        return dd_err("%s: %s", path, strerror(e));
+    }
+    t[k] = 0;
+    const char *slash = strrchr(path, '/');
+    if (t[0] == '/' || !slash) {
+        *target = t;
+        return 0;
+    }
+    size_t d = (size_t)(slash - path) + 1;
+    *target = dd_malloc(d + (size_t)k + 1);
+    memcpy(*target, path, d);
+    memcpy(*target + d, t, (size_t)k + 1);
+    free(t);
+    return 0;
+}
+
+static int out_kind(const char *path, char **target)
+{
+    struct stat st;
+    char *real = NULL;
+    *target = NULL;
+    if (lstat(path, &st) < 0) {
+        if (errno != ENOENT) return dd_err("%s: %s", path, strerror(errno));
+        *target = dd_strdup(path);
+        return 0;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        real = realpath(path, NULL);
+        if (!real && errno != ENOENT) return dd_err("%s: %s", path, strerror(errno));
+        if (!real) return dangling_target(path, st.st_size, target);
+        if (stat(real, &st) < 0) {
+            int e = errno;
+            free(real);
+            return dd_err("%s: %s", path, strerror(e));
+        }
+    }
+    if (!S_ISREG(st.st_mode)) {
+        free(real);
+        return S_ISDIR(st.st_mode) ? dd_err("%s: is a directory", path) : 1;
+    }
+    *target = real ? real : dd_strdup(path);
+    return 0;
+}
+
+int dd_atomic_check(const char *path)
+{
+    char *target;
+    int kind = out_kind(path, &target);
+    if (kind < 0) return -1;
+    if (kind == 1) return access(path, W_OK) < 0 ? dd_err("%s: %s", path, strerror(errno)) : 0;
+    free(target);
+    DdAtomicFile a;
+    if (dd_atomic_open(&a, path) < 0) return -1;
+    dd_atomic_abort(&a);
+    return 0;
+}
+
 int dd_atomic_open(DdAtomicFile *a, const char *path)
 {
-    size_t n = strlen(path);
+    char *target;
+    *a = (DdAtomicFile){0};
+    int kind = out_kind(path, &target);
+    if (kind < 0) return -1;
     a->path = dd_strdup(path);
+    if (kind == 1) { /* /dev/null, a FIFO: no temporary and no rename, which would replace it */
+        a->direct = 1;
+        a->f = fopen(path, "wb");
+        if (!a->f) {
+            dd_err("%s: %s", path, strerror(errno));
+            free(a->path);
+            a->path = NULL;
+            return -1;
+        }
+        return 0;
+    }
+    a->target = target;
+    size_t n = strlen(target);
     a->tmp = dd_malloc(n + 32);
-    snprintf(a->tmp, n + 32, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
+    snprintf(a->tmp, n + 32, "%s.tmp.%ld.XXXXXX", target, (long)getpid());
     /* listed (and the handlers installed) before the file exists: a signal right after mkstemp
      * must find it (mkstemp writes the name into a->tmp before it creates the file) */
     dd_temp_track(a->tmp, 1);
@@ -183,7 +269,8 @@ int dd_atomic_open(DdAtomicFile *a, const char *path)
         dd_err("%s: cannot create temporary file: %s", path, strerror(e));
         free(a->path);
         free(a->tmp);
-        a->path = a->tmp = NULL;
+        free(a->target);
+        *a = (DdAtomicFile){0};
         return -1;
     }
     { mode_t m = umask(0); umask(m); fchmod(fd, 0666 & ~m); } /* mkstemp makes 0600; give the usual mode */
@@ -195,7 +282,9 @@ int dd_atomic_finish(DdAtomicFile *a)
 {
     if (!a->f) return 0;
     int rc = 0;
-    if (fflush(a->f) || ferror(a->f) || fsync(fileno(a->f))) rc = dd_err("%s: write error: %s", a->path, strerror(errno ? errno : EIO));
+    errno = 0;
+    if (fflush(a->f) || ferror(a->f) || (!a->direct && fsync(fileno(a->f))))
+        rc = dd_err("%s: write error: %s", a->path, strerror(errno ? errno : EIO));
     if (fclose(a->f) && !rc) rc = dd_err("%s: write error: %s", a->path, strerror(errno));
     a->f = NULL;
     return rc;
@@ -204,23 +293,28 @@ int dd_atomic_finish(DdAtomicFile *a)
 int dd_atomic_commit(DdAtomicFile *a)
 {
     int rc = dd_atomic_finish(a);
-    if (!rc && rename(a->tmp, a->path)) rc = dd_err("%s: cannot rename into place: %s", a->path, strerror(errno));
-    if (rc) unlink(a->tmp);
-    dd_temp_track(a->tmp, 0);
+    if (a->tmp) {
+        if (!rc && rename(a->tmp, a->target)) rc = dd_err("%s: cannot rename into place: %s", a->path, strerror(errno));
+        if (rc) unlink(a->tmp);
+        dd_temp_track(a->tmp, 0);
+    }
     free(a->tmp);
+    free(a->target);
     free(a->path);
-    a->tmp = a->path = NULL;
+    *a = (DdAtomicFile){0};
     return rc;
 }
 
 void dd_atomic_abort(DdAtomicFile *a)
 {
-    if (!a->tmp) return;
+    if (!a->tmp && !a->direct) return;
     if (a->f) fclose(a->f);
-    unlink(a->tmp);
-    dd_temp_track(a->tmp, 0);
+    if (a->tmp) {
+        unlink(a->tmp);
+        dd_temp_track(a->tmp, 0);
+    }
     free(a->tmp);
+    free(a->target);
     free(a->path);
-    a->f = NULL;
-    a->tmp = a->path = NULL;
+    *a = (DdAtomicFile){0};
 }

@@ -130,6 +130,20 @@ done
 "$E" "${small[@]}" --epochs 1 --save nodir/w.safetensors tr.tsr >out.txt 2>err.txt && fail "unwritable --save accepted"
 [ ! -e nodir ] && [ ! -s out.txt ] && grep -q "nodir/w.safetensors" err.txt && ok "unwritable --save: $(cat err.txt)" \
     || fail "unwritable save: $(cat err.txt)"
+mkdir savedir
+"$E" "${small[@]}" --epochs 1 --save savedir tr.tsr >out.txt 2>err.txt && fail "--save DIR accepted"
+[ ! -s out.txt ] && grep -q "savedir: is a directory" err.txt && [ -z "$(ls savedir)" ] \
+    && ok "--save DIR: before training: $(cat err.txt)" || fail "--save DIR: $(cat out.txt err.txt)"
+# a FIFO is written through, not replaced by a file
+mkfifo wfifo
+cat wfifo >wfifo.got & reader=$!
+"$E" "${small[@]}" --epochs 1 --save wfifo tr.tsr >/dev/null && wait $reader && [ -p wfifo ] \
+    && "$BIN/tsinfo" wfifo.got | grep -q "format: ddpipe-weights/1" && ok "--save FIFO: the weights through it" \
+    || fail "--save FIFO: $(ls -l wfifo)"
+# a stdout that fails (the metrics) fails the run before --save appears
+rc=0; "$E" "${small[@]}" --epochs 1 --save sfull.safetensors tr.tsr >/dev/full 2>err.txt || rc=$?
+[ $rc = 1 ] && [ -z "$(ls sfull.safetensors* 2>/dev/null)" ] && ok "stdout full: exit 1, no --save: $(cat err.txt)" \
+    || fail "stdout full: exit $rc, $(ls sfull* 2>/dev/null)"
 check_full evaltrain --eval-only -w w.safetensors te.tsr
 
 # on a terminal: progress on stderr (the last step always draws it), erased before each metrics

@@ -111,6 +111,14 @@ rc=0; (ulimit -f 20; trap '' XFSZ; exec "$BIN/tsexport" --grid big.png fm.tsr) 2
 left=$(ls big.png* 2>/dev/null || true)
 if [ "$rc" = 1 ] && grep -q "big.png: write error: File too large" err.txt && [ -z "$left" ]; then
     ok "--grid write error: $(cat err.txt)"; else fail "--grid write error: exit $rc, $(cat err.txt), left $left"; fi
+# --grid DIR fails before the stream is read; a FIFO is written through, not replaced
+mkdir gd
+rc=0; "$BIN/tsexport" --grid gd /dev/stdin <"$BIN/tsexport" 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "gd: is a directory" err.txt && ok "--grid DIR: $(cat err.txt)" || fail "--grid DIR: exit $rc, $(cat err.txt)"
+mkfifo gfifo
+cat gfifo >gfifo.got & reader=$!
+"$BIN/tsexport" --grid gfifo --grid-cols 4 fm.tsr && wait $reader && [ -p gfifo ] && cmp -s gfifo.got gdir/sheet/grid.png \
+    && ok "--grid FIFO: the sheet through it" || fail "--grid FIFO: $(ls -l gfifo gfifo.got)"
 # progress on a terminal while the input is slow; none with -q
 rc=0; on_tty sh -c "$(slow_cat fm.tsr) | '$BIN/tsexport' --npy ttynpy" || rc=$?
 if [ $rc = 77 ]; then echo "skip: no script(1), progress on a terminal not checked"

@@ -176,6 +176,65 @@ static void test_atomic_many(void)
     dd_remove_tree(root);
 }
 
+/* Output kinds: a directory fails at open; a FIFO is written in place (no temporary, no rename
+ * that would replace it: devices such as /dev/null take the same path, not tried here, where a
+ * broken build run as root would replace the machine's); a link stays a link and its file is
+ * replaced, a dangling one's file made where it points; dd_atomic_check opens no FIFO (it would
+ * wait for a reader). */
+static int put_commit(const char *path, const char *text)
+{
+    DdAtomicFile a;
+    if (dd_atomic_open(&a, path)) return -1;
+    fputs(text, a.f);
+    return dd_atomic_commit(&a);
+}
+
+static int file_is(const char *path, const char *text)
+{
+    char got[64] = "";
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(got, 1, sizeof got - 1, f) : 0;
+    if (f) fclose(f);
+    got[n] = 0;
+    return !strcmp(got, text);
+}
+
+static void test_atomic_kinds(void)
+{
+    char root[200], p[300], q[320];
+    struct stat st;
+    make_root(root, sizeof root);
+    CHECK(put_commit(root, "x") < 0 && strstr(dd_errmsg(), "is a directory")); /* a directory */
+    CHECK(dd_atomic_check(root) < 0);
+    snprintf(p, sizeof p, "%s/fifo", root);
+    CHECK(mkfifo(p, 0666) == 0);
+    CHECK(dd_atomic_check(p) == 0); /* no reader: it must not open */
+    pid_t pid = fork();
+    if (pid == 0) {
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "cat '%s' > '%s.got'", p, p);
+        _exit(system(cmd) == 0 ? 0 : 1);
+    }
+    CHECK(put_commit(p, "through") == 0);
+    int rc = -1;
+    CHECK(waitpid(pid, &rc, 0) == pid && WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    CHECK(stat(p, &st) == 0 && S_ISFIFO(st.st_mode));
+    snprintf(q, sizeof q, "%s.got", p);
+    CHECK(file_is(q, "through"));
+    snprintf(p, sizeof p, "%s/real", root); /* a link to a file: the file replaced, the link kept */
+    snprintf(q, sizeof q, "%s/link", root);
+    CHECK(put_commit(p, "old") == 0 && symlink("real", q) == 0);
+    CHECK(put_commit(q, "new") == 0 && lstat(q, &st) == 0 && S_ISLNK(st.st_mode) && file_is(p, "new"));
+    snprintf(p, sizeof p, "%s/sub", root); /* a dangling link, relative to its own directory */
+    CHECK(mkdir(p, 0777) == 0);
+    snprintf(q, sizeof q, "%s/sub/dangling", root);
+    CHECK(symlink("../made", q) == 0);
+    CHECK(put_commit(q, "made") == 0 && lstat(q, &st) == 0 && S_ISLNK(st.st_mode));
+    snprintf(p, sizeof p, "%s/made", root);
+    CHECK(file_is(p, "made"));
+    dd_remove_tree(root);
+}
+
 /* The default thread count: the cgroup quota's text, and the affinity mask (on one CPU of this
  * thread's mask, 1; on the whole mask, its CPUs unless a cgroup quota allows fewer). */
 static void test_threads_default(void)
@@ -283,6 +342,7 @@ int main(void)
 
     test_remove_tree();
     test_atomic_many();
+    test_atomic_kinds();
     test_threads_default();
     if (!test_progress_tty()) printf("no pseudo-terminal: progress on a terminal not checked\n");
     return check_done("test_base");

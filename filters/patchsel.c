@@ -6,7 +6,7 @@
  * teacher's input size). See patchsel(1).
  *
  * The input is read twice (labels first, then the candidates), so stdin is spooled to an unlinked
- * temporary file. Classes are written in label order as soon as their candidates are all scored;
+ * temporary file, and so are named pipes and <(...) operands (ts_spool_path). Classes are written in label order as soon as their candidates are all scored;
  * classes of the header with no records (a tscat --classes slice) are skipped silently.
  *
  * A class's draws (subset, crop boxes) are keyed by the class and indices within the class, so its
@@ -136,6 +136,8 @@ int main(int argc, char **argv)
     if (nfiles == 0) nfiles = 1, files = dash;
     for (int i = 0; i < nfiles; i++) spool |= !strcmp(files[i], "-"); /* stdin, alone or not */
     if (spool && ts_stdin_spool() < 0) dd_die_err(DD_EXIT_DATA);
+    for (int i = 0; i < nfiles; i++) /* named pipes and <(...): copied once, as stdin */
+        if (ts_spool_path(files[i]) < 0) dd_die_err(DD_EXIT_DATA);
     /* The input as messages about the whole of it name it */
     char iname[4096];
     const char *first = strcmp(files[0], "-") ? files[0] : "stdin";

@@ -601,10 +601,13 @@ TsReader *ts_reader_open_file(FILE *f, const char *name)
     return r;
 }
 
+static const char *spooled_copy(const char *path);
+
 TsReader *ts_reader_open(const char *path)
 {
     if (!strcmp(path, "-")) return ts_reader_open_file(stdin, "stdin");
-    FILE *f = fopen(path, "rb");
+    const char *copy = spooled_copy(path);
+    FILE *f = fopen(copy ? copy : path, "rb");
     if (!f) {
         dd_err("%s: %s", path, strerror(errno));
         return NULL;
@@ -776,7 +779,57 @@ void ts_input_close(TsInput *in)
     free(in);
 }
 
-/* ---- stdin read twice ---- */
+/* ---- stdin and other pipes read twice ---- */
+
+/* Operands ts_spool_path copied: a named pipe's or device's bytes in a temporary file, which
+ * ts_reader_open reads under the operand's name. The temporaries are listed with dd_temp_track:
+ * removed at exit and by a fatal signal. */
+typedef struct {
+    char *path, *tmp;
+} Spooled;
+static Spooled *spooled;
+static int nspooled;
+
+static const char *spooled_copy(const char *path)
+{
+    for (int i = 0; i < nspooled; i++)
+        if (!strcmp(spooled[i].path, path)) return spooled[i].tmp;
+    return NULL;
+}
+
+int ts_spool_path(const char *path)
+{
+    struct stat st;
+    if (!strcmp(path, "-") || spooled_copy(path) || stat(path, &st) < 0 || S_ISREG(st.st_mode) ||
+        S_ISDIR(st.st_mode))
+        return 0; /* a file read again as it is; stdin, a missing path, a directory: elsewhere */
+    FILE *in = fopen(path, "rb");
+    if (!in) return dd_err("%s: %s", path, strerror(errno));
+    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    size_t n = strlen(dir) + 32;
+    char *tmp = dd_malloc(n);
+    snprintf(tmp, n, "%s/ddpipe-spool.XXXXXX", dir);
+    dd_temp_track(tmp, 1); /* before it exists: see dd_atomic_open */
+    int fd = mkstemp(tmp);
+    FILE *t = fd < 0 ? NULL : fdopen(fd, "wb");
+    int rc = t ? 0 : dd_err("%s: cannot create a temporary file to hold it in %s: %s", path, dir, strerror(errno));
+    char buf[1 << 16];
+    size_t k;
+    while (rc == 0 && (k = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, k, t) != k) rc = dd_err("%s: temporary copy %s: write error: %s", path, tmp, strerror(errno));
+    if (rc == 0 && ferror(in)) rc = dd_err("%s: read error: %s", path, strerror(errno ? errno : EIO));
+    fclose(in);
+    if (t && fclose(t) && rc == 0) rc = dd_err("%s: temporary copy %s: write error: %s", path, tmp, strerror(errno));
+    if (rc < 0) {
+        if (fd >= 0) unlink(tmp);
+        dd_temp_track(tmp, 0);
+        free(tmp);
+        return -1;
+    }
+    spooled = dd_realloc(spooled, (size_t)(nspooled + 1) * sizeof *spooled);
+    spooled[nspooled++] = (Spooled){dd_strdup(path), tmp};
+    return 0;
+}
 
 int ts_stdin_rewind(void)
 {

@@ -138,6 +138,12 @@ void ts_input_close(TsInput *in);
  * ("temporary copy of stdin: ..."; "stdin: read error"). */
 int ts_stdin_spool(void);
 int ts_stdin_rewind(void);
+/* A path operand read twice: when it is a named pipe or a device (bash's <(...) is /dev/fd/N, a
+ * pipe), its bytes are copied once to a temporary file (TMPDIR, else /tmp; removed at exit) that
+ * every later ts_reader_open of the same path reads, its messages naming the path. A regular
+ * file, "-" (ts_stdin_spool), a missing path or a directory: nothing done (the open reports
+ * what is wrong). 0, or -1 with dd_err set. */
+int ts_spool_path(const char *path);
 
 /* ---- writing the pipe container ---- */
 

@@ -43,6 +43,17 @@ ps --ipc 2 <fm.tsr | "$BIN/tscmp" --exact - a.tsr >/dev/null && ok "stdin (spool
 ps --ipc 2 fm.tsr fm.tsr >ff.tsr
 ps --ipc 2 fm.tsr - <fm.tsr | "$BIN/tscmp" --exact - ff.tsr >/dev/null && ok "stdin among the inputs (spooled)" ||
     fail "stdin among the inputs differs"
+# a named pipe and <(...) are read twice too (copied once to TMPDIR, removed at exit)
+mkdir sptmp && mkfifo fm.fifo
+cat fm.tsr >fm.fifo &
+TMPDIR=$PWD/sptmp timeout 120 "$BIN/patchsel" -q -w t.safetensors --candidates 12 --crops 3 --ipc 2 fm.fifo |
+    "$BIN/tscmp" --exact - a.tsr >/dev/null && [ -z "$(ls sptmp)" ] \
+    && ok "a named pipe (spooled) == file, no copy left" || fail "named pipe: $(ls sptmp)"
+TMPDIR=$PWD/sptmp ps --ipc 2 <(cat fm.tsr) <(cat fm.tsr) | "$BIN/tscmp" --exact - ff.tsr >/dev/null \
+    && [ -z "$(ls sptmp)" ] && ok "two <(...) inputs (spooled) == the files" || fail "<(...) inputs: $(ls sptmp)"
+rc=0; TMPDIR=$PWD/sptmp ps --ipc 2 <(head -c 5000 fm.tsr) >/dev/null 2>sp.err || rc=$?
+[ $rc = 1 ] && grep -q "^patchsel: /dev/fd/[0-9]*: stream is truncated after record" sp.err && [ -z "$(ls sptmp)" ] \
+    && ok "a truncated <(...): its name, no copy left: $(cat sp.err)" || fail "truncated <(...): exit $rc, $(cat sp.err)"
 ps --ipc 2 -s 1 fm.tsr | "$BIN/tscmp" -q - a.tsr && fail "seed does not matter" || ok "another seed, other patches"
 # --factor 2: 2x2 grids of 14-px crops, cell k of image m = rank k*ipc + m
 ps --ipc 2 --factor 2 fm.tsr >f2.tsr

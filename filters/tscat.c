@@ -34,17 +34,26 @@ static void usage(FILE *f)
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* --keys: a file of keys (one per line) if such a file exists (a pipe too: <(...)), else a
- * comma-separated list. An empty file selects no record. */
+ * comma-separated list. An empty file selects no record. Every key must be one a stream can hold:
+ * a misspelt file name (it has a dot) is an error, not a list that selects nothing. */
 static char **keys_load(const char *arg, int *n)
 {
     char **k = NULL;
     struct stat st;
-    if (stat(arg, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    if (stat(arg, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) dd_die(DD_EXIT_USAGE, "--keys %s: is a directory", arg);
         if (dd_read_lines(arg, &k, n) < 0) dd_die_err(DD_EXIT_DATA);
+        for (int i = 0; i < *n; i++)
+            if (!ts_key_valid(k[i]))
+                dd_die(DD_EXIT_DATA, "%s: line %d: '%s' is not a key ([A-Za-z0-9_-], 1 to 64 characters)", arg,
+                       i + 1, k[i]);
     } else {
         char *s = dd_strdup(arg), *save = NULL;
         *n = 0;
         for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (!ts_key_valid(t))
+                dd_die(DD_EXIT_USAGE, "--keys: '%s' is not a key ([A-Za-z0-9_-], 1 to 64 characters), and no file "
+                       "'%s' exists", t, arg);
             k = dd_realloc(k, sizeof *k * (size_t)(*n + 1));
             k[(*n)++] = dd_strdup(t);
         }

@@ -112,6 +112,14 @@ expect_usage tscat --classes "" fm.tsr
 [ "$("$BIN/tscat" --keys nokeys.txt fm.tsr | count)" = 0 ] && ok "--keys EMPTYFILE: no record" || fail "--keys empty file"
 [ "$("$BIN/tscat" --keys <(printf 'train_000001\ntrain_000003\n') fm.tsr | count)" = 2 ] \
     && ok "--keys <(...): read as a file" || fail "--keys from a pipe"
+# ... a name that is neither a file nor keys (a misspelt file: it has a dot), a directory, a file
+# with a line that is no key: errors, not a selection of nothing
+expect_usage tscat --keys nosuch.txt fm.tsr
+mkdir keydir && expect_usage tscat --keys keydir fm.tsr
+printf 'train_000001\nbad key\n' >badkeys.txt
+rc=0; "$BIN/tscat" --keys badkeys.txt fm.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "badkeys.txt: line 2: 'bad key' is not a key" err.txt && ok "--keys FILE, a bad line: $(cat err.txt)" \
+    || fail "--keys bad line: exit $rc, $(cat err.txt)"
 # --shards: a bad pattern or a number in a directory is a usage error before anything is created;
 # "%%" in a directory is a percent sign
 for p in 'bad1/p%s.tar' 'bad2%d/p.tar'; do

@@ -204,7 +204,7 @@ static void channel_stat(const FieldStat *s, int c, double *mean, double *sd)
 {
     *mean = s->csum[c] / (double)s->cnumel;
     double var = s->csq[c] / (double)s->cnumel - *mean * *mean;
-    *sd = sqrt(var > 0 ? var : 0);
+    *sd = isnan(var) ? NAN : sqrt(var > 0 ? var : 0); /* a NaN or infinite pixel: nan, not 0 */
 }
 
 static void stat_field(FieldStat *s, const Tensor *t)

@@ -124,6 +124,9 @@ os.makedirs("nanf", exist_ok=True)
 np.save("nanf/image.npy", np.zeros((2, 1, 2, 2), np.float32))
 np.save("nanf/nan.npy", np.full((2, 3), np.nan, np.float32))
 np.save("nanf/inf.npy", np.array([[1.0], [np.inf]], np.float32))
+c = np.full((2, 2, 2, 2), 0.5, np.float32)
+c[1, 0, 1, 1] = np.nan   # channel 0 of one record: its mean and std nan, channel 1's numbers
+np.save("nanf/cnan.npy", c)
 PY
 "$BIN/tsimport" -q nanf >nanf.tsr && "$BIN/tsinfo" nanf.tsr >nanf.txt && "$BIN/tsinfo" --json nanf.tsr >nanf.json
 if grep -q "^  nan .*min nan max nan mean nan$" nanf.txt && grep -q "^  inf .*min 1 max inf mean inf$" nanf.txt \
@@ -132,6 +135,13 @@ import json; f = json.load(open("nanf.json"))["fields"]
 assert f["nan"]["min"] is None and f["nan"]["max"] is None and f["inf"]["min"] == 1 and f["inf"]["max"] is None, f'
 then ok "fields of NaN and inf: $(grep -E '^  (nan|inf) ' nanf.txt | tr -s ' ' | tr '\n' ';')"
 else fail "NaN/inf statistics: $(cat nanf.txt)"; fi
+# ... and a NaN pixel's channel has a mean and std of nan (JSON null), not a std of 0
+if grep -A1 "^  cnan " nanf.txt | grep -q "per channel, pixels in \[0,1\]: mean nan,0.5000 std nan,0.0000$" \
+    && "$PYTHON" -c '
+import json; f = json.load(open("nanf.json"))["fields"]["cnan"]
+assert f["channel_mean"] == [None, 0.5] and f["channel_std"] == [None, 0.0], f'
+then ok "a channel with a NaN pixel: $(grep -A1 '^  cnan ' nanf.txt | tail -n 1 | tr -s ' ')"
+else fail "channel NaN: $(grep -A1 '^  cnan ' nanf.txt)"; fi
 "$BIN/tscat" --shards 'ml-%d.tar' nanf.tsr && "$PYTHON" - <<'PY'
 import io, tarfile
 src = tarfile.open("ml-0.tar")

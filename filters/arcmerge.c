@@ -135,7 +135,8 @@ int main(int argc, char **argv)
     const char *xname = "-", *output = "-";
     double alpha = 0.5;
     int c, quiet = 0, any_source = 0;
-    while ((c = getopt_long(argc, argv, "a:x:o:qh", lo, NULL)) != -1) {
+    const char *shortopts = "a:x:o:qh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'a': alpha = dd_opt_double("--alpha", optarg, 0, 1); break;
         case 'x': xname = optarg; break;
@@ -144,7 +145,7 @@ int main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     if (argc - optind != 1) dd_die(DD_EXIT_USAGE, "want exactly one PATCHES file (try --help)");

@@ -171,7 +171,8 @@ int main(int argc, char **argv)
     long seed = 0;
     double norm_mean[NORM_MAX], norm_std[NORM_MAX];
     int nmean = 0, nstd = 0;
-    while ((c = getopt_long(argc, argv, "m:w:T:s:j:d:qh", lo, NULL)) != -1) {
+    const char *shortopts = "m:w:T:s:j:d:qh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'm': arch = optarg; break;
         case 'w': weights = optarg; break;
@@ -227,7 +228,7 @@ int main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case O_VERSION: dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     nn_check_device_opts(device, precision);

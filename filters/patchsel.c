@@ -70,7 +70,8 @@ static void parse(int argc, char **argv, Opts *o)
                 .device = "cpu", .precision = "fp32"};
     long l[MAX_IPC];
     int c, list = 0, scoring = 0; /* scoring: an option of RDED's scoring given */
-    while ((c = getopt_long(argc, argv, "w:i:I:n:k:f:M:b:s:o:d:j:qh", lo, NULL)) != -1) {
+    const char *shortopts = "w:i:I:n:k:f:M:b:s:o:d:j:qh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'w': o->weights = optarg; break;
         case 'i': o->nipc = 1; o->ipc[0] = (int)dd_opt_long("--ipc", optarg, 1, 9999); break;
@@ -96,7 +97,7 @@ static void parse(int argc, char **argv, Opts *o)
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
         case 'V': dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     qsort(o->ipc, (size_t)o->nipc, sizeof *o->ipc, cmp_int);

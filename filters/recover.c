@@ -121,7 +121,8 @@ static void parse(int argc, char **argv, Opts *o)
     long l[REC_MAX_STAGES];
     int c, fused = 0;
     char tail;
-    while ((c = getopt_long(argc, argv, "w:t:a:A:S:p:i:n:b:J:um:s:o:d:j:qh", lo, NULL)) != -1) {
+    const char *shortopts = "w:t:a:A:S:p:i:n:b:J:um:s:o:d:j:qh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'w':
             if (o->nw == MAX_TEACHERS) dd_die(DD_EXIT_USAGE, "at most %d teachers", MAX_TEACHERS);
@@ -171,7 +172,7 @@ static void parse(int argc, char **argv, Opts *o)
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
         case 'V': dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     if (!o->nw) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");

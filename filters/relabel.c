@@ -55,7 +55,8 @@ static void parse(int argc, char **argv, Opts *o)
         {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
     *o = (Opts){.device = "cpu", .precision = "fp32", .output = "-", .c = {.epochs = 300}};
     int c, trained = 0;
-    while ((c = getopt_long(argc, argv, "w:e:b:k:s:o:d:j:qvh", lo, NULL)) != -1) {
+    const char *shortopts = "w:e:b:k:s:o:d:j:qvh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'w':
             if (o->nw == MAX_TEACHERS) dd_die(DD_EXIT_USAGE, "at most %d teachers", MAX_TEACHERS);
@@ -80,7 +81,7 @@ static void parse(int argc, char **argv, Opts *o)
         case 'v': o->verbose = 1; break;
         case 'h': usage(stdout); exit(0);
         case 'V': dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     if (!o->nw) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");

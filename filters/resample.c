@@ -54,7 +54,8 @@ int main(int argc, char **argv)
         {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
     const char *output = "-";
     int c, oh = 0, ow = 0, aa = 0, quiet = 0;
-    while ((c = getopt_long(argc, argv, "S:Ao:qh", lo, NULL)) != -1) {
+    const char *shortopts = "S:Ao:qh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'S': parse_size(optarg, &oh, &ow); break;
         case 'A': aa = 1; break;
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     if (!oh) dd_die(DD_EXIT_USAGE, "--size is required (try --help)");

@@ -124,7 +124,8 @@ int main(int argc, char **argv)
     const char *classes = NULL, *keys_arg = NULL, *shards = NULL, *output = "-";
     long every = 1, offset = 0, head = -1, shard_records = 10000;
     int c, per_class = 0, quiet = 0;
-    while ((c = getopt_long(argc, argv, "c:k:e:n:po:qh", lo, NULL)) != -1) {
+    const char *shortopts = "c:k:e:n:po:qh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'c': classes = optarg; break;
         case 'k': keys_arg = optarg; break;
@@ -144,7 +145,7 @@ int main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case OPT_VERSION: dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     if (per_class && head < 0) dd_die(DD_EXIT_USAGE, "--per-class needs --head N");

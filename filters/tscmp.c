@@ -147,7 +147,8 @@ int main(int argc, char **argv)
         {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
     Cmp c = {.max_report = 10};
     int opt, exact = 0;
-    while ((opt = getopt_long(argc, argv, "ea:r:m:qh", lo, NULL)) != -1) {
+    const char *shortopts = "ea:r:m:qh";
+    while ((opt = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (opt) {
         case 'e': exact = 1; break;
         case 'a': c.atol = dd_opt_double("--atol", optarg, 0, INFINITY); c.tolerant = 1; break;
@@ -156,7 +157,7 @@ int main(int argc, char **argv)
         case 'q': c.quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     if (exact && c.tolerant) dd_die(DD_EXIT_USAGE, "--exact and --atol/--rtol exclude each other");

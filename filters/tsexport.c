@@ -219,7 +219,8 @@ int main(int argc, char **argv)
         {"truncate", 0, 0, 't'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, OPT_VERSION}, {0}};
     Export x = {.cols = 10};
     int c, quiet = 0;
-    while ((c = getopt_long(argc, argv, "P:N:g:tqh", lo, NULL)) != -1) {
+    const char *shortopts = "P:N:g:tqh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'P': x.png = optarg; break;
         case 'N': x.npy = optarg; break;
@@ -229,7 +230,7 @@ int main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case OPT_VERSION: dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     if (!x.png && !x.npy && !x.grid) dd_die(DD_EXIT_USAGE, "nothing to do: give --png, --npy or --grid");

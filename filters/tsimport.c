@@ -286,7 +286,8 @@ int main(int argc, char **argv)
     Out o = {.argc = argc, .argv = argv, .output = "-", .split = "train", .limit = -1};
     const char *format = NULL;
     int c, split_given = 0;
-    while ((c = getopt_long(argc, argv, "f:S:n:c:o:j:qh", lo, NULL)) != -1) {
+    const char *shortopts = "f:S:n:c:o:j:qh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'f': format = optarg; break;
         case 'S': o.split = optarg; split_given = 1; break;
@@ -297,7 +298,7 @@ int main(int argc, char **argv)
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     if (optind != argc - 1) dd_die(DD_EXIT_USAGE, "want exactly one DATASET operand (try --help)");

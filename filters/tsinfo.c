@@ -386,14 +386,15 @@ int main(int argc, char **argv)
     static const struct option lo[] = {{"json", 0, 0, 'J'}, {"list", 0, 0, 'l'}, {"quiet", 0, 0, 'q'},
                                        {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
     int c, json = 0, list = 0, quiet = 0;
-    while ((c = getopt_long(argc, argv, "lqh", lo, NULL)) != -1) {
+    const char *shortopts = "lqh";
+    while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'J': json = 1; break;
         case 'l': list = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': dd_version_exit();
-        default: dd_die(DD_EXIT_USAGE, "try '%s --help'", dd_prog());
+        default: dd_opt_fail(argv, shortopts);
         }
     }
     if (json && list) dd_die(DD_EXIT_USAGE, "--json and --list exclude each other");

@@ -71,6 +71,9 @@ double dd_opt_double(const char *opt, const char *s, double lo, double hi);
  * empty item or list, too many items or a bad number is a usage error naming the option. */
 int dd_opt_long_list(const char *opt, const char *s, long *out, int max, long lo, long hi);
 int dd_opt_double_list(const char *opt, const char *s, double *out, int max, double lo, double hi);
+/* getopt_long's '?' (with opterr 0, which dd_prog_init sets): one line naming the unknown option
+ * or the option whose argument is missing, and --help; exit 2. shortopts: the getopt string. */
+DD_NORETURN void dd_opt_fail(char **argv, const char *shortopts);
 /* Prints the version line "prog (ddpipe) VERSION" to stdout and exits 0. */
 DD_NORETURN void dd_version_exit(void);
 /* Dies with exit 2 if stdout is a terminal (binary output refused), naming the option to use. */

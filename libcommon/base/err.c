@@ -1,6 +1,8 @@
 /* err.c - the thread-local error message of library code, and the filters' fatal exit. */
 #include "libcommon/base/base.h"
 
+#include <getopt.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@ void dd_prog_init(const char *argv0)
     const char *b = argv0 ? strrchr(argv0, '/') : NULL;
     b = b ? b + 1 : (argv0 ? argv0 : "ddpipe");
     snprintf(prog_name, sizeof prog_name, "%s", b);
+    opterr = 0; /* getopt's own messages (two lines, argv[0]'s path): dd_opt_fail says it in one */
 }
 
 const char *dd_prog(void) { return prog_name; }

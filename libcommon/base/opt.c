@@ -3,6 +3,7 @@
 #include "libcommon/base/base.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <sched.h>
 #include <stdio.h>
@@ -147,4 +148,22 @@ int dd_threads_default(void)
     int q = cgroup_quota();
     if (q > 0 && q < n) n = q;
     return n > DD_MAX_THREADS ? DD_MAX_THREADS : (int)n;
+}
+
+void dd_opt_fail(char **argv, const char *shortopts)
+{
+    /* the element getopt was reading: optind has passed it, unless a short option in the middle
+     * of a cluster (-qx) failed */
+    const char *el = optind > 0 ? argv[optind - 1] : "";
+    if (el && el[0] == '-' && el[1] == '-' && el[2]) {
+        const char *eq = strchr(el, '=');
+        int n = eq ? (int)(eq - el) : (int)strlen(el);
+        if (optopt && eq) dd_die(DD_EXIT_USAGE, "option '%.*s' takes no argument (try '%s --help')", n, el, dd_prog());
+        if (optopt) dd_die(DD_EXIT_USAGE, "option '%.*s' needs an argument (try '%s --help')", n, el, dd_prog());
+        dd_die(DD_EXIT_USAGE, "unknown or ambiguous option '%.*s' (try '%s --help')", n, el, dd_prog());
+    }
+    if (optopt > 0 && optopt < 256 && optopt != ':' && strchr(shortopts, optopt))
+        dd_die(DD_EXIT_USAGE, "option '-%c' needs an argument (try '%s --help')", optopt, dd_prog());
+    if (optopt > ' ' && optopt < 127) dd_die(DD_EXIT_USAGE, "unknown option '-%c' (try '%s --help')", optopt, dd_prog());
+    dd_die(DD_EXIT_USAGE, "unknown option (try '%s --help')", dd_prog());
 }

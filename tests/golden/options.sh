@@ -27,9 +27,18 @@ for c in "$src"/*.c; do
     [ -z "$miss" ] || fail "$p accepts but $p(1) does not name: $miss"
     miss=$(comm -23 help_opts.txt man_opts.txt | tr '\n' ' ')
     [ -z "$miss" ] || fail "$p --help names but $p(1) does not: $miss"
+    # an unknown option, a missing argument, an argument where none is taken: one line naming the
+    # program (not getopt's two, with argv[0]'s path), exit 2
+    need=$(awk '/struct option lo\[\] = \{/,/\{0\}\}/' "$c" | { grep -oE '\{"[a-z][a-z0-9-]*", 1,' || true; } |
+        sed 's/^{"/--/; s/",.*//' | sed -n 1p)   # none in tsinfo's
+    for bad in --no-such-option -Z --quiet=1 $need; do
+        rc=0; "$BIN/$p" "$bad" </dev/null >out.txt 2>err.txt || rc=$?
+        [ "$rc" = 2 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "^$p: .*(try '$p --help')$" err.txt \
+            || fail "$p $bad: exit $rc, stderr: $(cat err.txt)"
+    done
 done
 [ "$n" -ge 11 ] || fail "only $n programs under $src"
-[ "$fails" = 0 ] && ok "$n programs: --help, --version, options in --help and man page"
+[ "$fails" = 0 ] && ok "$n programs: --help, --version, options in --help and man page, one-line option errors"
 # no man page holds control characters (tscat(1) had form feeds where \f was meant)
 bad=$(grep -lP '[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]' "$TESTS"/../man/man?/* 2>/dev/null || true)
 [ -z "$bad" ] && ok "man pages: no control characters" || fail "control characters in: $bad"

@@ -69,12 +69,12 @@ static void parse(int argc, char **argv, Opts *o)
     *o = (Opts){.nipc = 1, .ipc = {10}, .candidates = 300, .crops = 5, .batch = 250, .output = "-",
                 .device = "cpu", .precision = "fp32"};
     long l[MAX_IPC];
-    int c, list = 0, scoring = 0; /* scoring: an option of RDED's scoring given */
+    int c, list = 0, one = 0, scoring = 0; /* scoring: an option of RDED's scoring given */
     const char *shortopts = "w:i:I:n:k:f:M:b:s:o:d:j:qh";
     while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
         switch (c) {
         case 'w': o->weights = optarg; break;
-        case 'i': o->nipc = 1; o->ipc[0] = (int)dd_opt_long("--ipc", optarg, 1, 9999); break;
+        case 'i': o->nipc = 1; o->ipc[0] = (int)dd_opt_long("--ipc", optarg, 1, 9999), one = 1; break;
         case 'I':
             list = 1;
             o->nipc = dd_opt_long_list("--ipc-list", optarg, l, MAX_IPC, 1, 9999);
@@ -100,7 +100,10 @@ static void parse(int argc, char **argv, Opts *o)
         default: dd_opt_fail(argv, shortopts);
         }
     }
+    if (one && list) dd_die(DD_EXIT_USAGE, "--ipc and --ipc-list exclude each other");
     qsort(o->ipc, (size_t)o->nipc, sizeof *o->ipc, cmp_int);
+    for (int i = 1; i < o->nipc; i++)
+        if (o->ipc[i] == o->ipc[i - 1]) dd_die(DD_EXIT_USAGE, "--ipc-list: %d given twice", o->ipc[i]);
     o->maxipc = o->ipc[o->nipc - 1];
     nn_check_device_opts(o->device, o->precision);
     if (!o->weights && !o->random) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");

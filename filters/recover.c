@@ -119,7 +119,7 @@ static void parse(int argc, char **argv, Opts *o)
                 .aug = -1};
     o->c = rec_conf_default();
     long l[REC_MAX_STAGES];
-    int c, fused = 0;
+    int c, fused = 0, every_set = 0;
     char tail;
     const char *shortopts = "w:t:a:A:S:p:i:n:b:J:um:s:o:d:j:qh";
     while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
@@ -163,7 +163,7 @@ static void parse(int argc, char **argv, Opts *o)
         case O_COMM: o->committee = optarg; break;
         case O_CTEMP: o->ctemp = dd_opt_double("--committee-temp", optarg, 1e-3, 1e6); o->ctemp_set = 1; break;
         case 'm': o->metrics = optarg; break;
-        case O_EVERY: o->c.metrics_every = dd_opt_long("--metrics-every", optarg, 1, INT64_MAX); break;
+        case O_EVERY: o->c.metrics_every = dd_opt_long("--metrics-every", optarg, 1, INT64_MAX), every_set = 1; break;
         case 's': o->c.seed = (uint64_t)dd_opt_long("--seed", optarg, 0, INT64_MAX); break;
         case 'o': o->output = optarg; break;
         case 'd': o->device = optarg; break;
@@ -177,6 +177,7 @@ static void parse(int argc, char **argv, Opts *o)
     }
     if (!o->nw) dd_die(DD_EXIT_USAGE, "a teacher is needed: -w FILE (try --help)");
     nn_check_device_opts(o->device, o->precision);
+    if (every_set && !o->metrics) dd_die(DD_EXIT_USAGE, "--metrics-every without --metrics");
     if (o->iters_set) fused = 1;
     if (o->piece && fused) dd_die(DD_EXIT_USAGE, "--steps excludes --iters, --arc and --sizes");
     if (o->ufc) {

@@ -123,6 +123,7 @@ int main(int argc, char **argv)
         {"output", 1, 0, 'o'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, OPT_VERSION}, {0}};
     const char *classes = NULL, *keys_arg = NULL, *shards = NULL, *output = "-";
     long every = 1, offset = 0, head = -1, shard_records = 10000;
+    int records_set = 0;
     int c, per_class = 0, quiet = 0;
     const char *shortopts = "c:k:e:n:po:qh";
     while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
@@ -140,7 +141,7 @@ int main(int argc, char **argv)
         case 'n': head = dd_opt_long("--head", optarg, 0, 1L << 62); break;
         case 'p': per_class = 1; break;
         case OPT_SHARDS: shards = optarg; break;
-        case OPT_SHARD_RECORDS: shard_records = dd_opt_long("--shard-records", optarg, 1, 1L << 40); break;
+        case OPT_SHARD_RECORDS: shard_records = dd_opt_long("--shard-records", optarg, 1, 1L << 40), records_set = 1; break;
         case 'o': output = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -150,6 +151,7 @@ int main(int argc, char **argv)
     }
     if (per_class && head < 0) dd_die(DD_EXIT_USAGE, "--per-class needs --head N");
     if (shards && strcmp(output, "-")) dd_die(DD_EXIT_USAGE, "--shards and --output exclude each other");
+    if (!shards && records_set) dd_die(DD_EXIT_USAGE, "--shard-records without --shards");
     if (!shards && !strcmp(output, "-")) dd_refuse_tty_stdout();
 
     TsInput *in = ts_input_open(argc - optind, argv + optind);

@@ -214,6 +214,8 @@ expect_usage patchsel -w t.safetensors --factor 3 fm.tsr
 expect_usage patchsel -w t.safetensors --ipc-list 1,2 fm.tsr
 expect_usage patchsel -w t.safetensors --method best fm.tsr
 expect_usage patchsel -w t.safetensors -o 'x%s%d' --ipc-list 1,2 fm.tsr
+expect_usage patchsel -w t.safetensors --ipc 3 -o 'x%d.tsr' --ipc-list 1,2 fm.tsr   # one ignored: said
+expect_usage patchsel -w t.safetensors -o 'x%d.tsr' --ipc-list 2,1,2 fm.tsr
 expect_usage patchsel -w t.safetensors --precision bf16 fm.tsr
 expect_usage patchsel -w t.safetensors -d auto --precision int8 fm.tsr
 check_auto_precision patchsel -q -w t.safetensors --ipc 1 --candidates 4 --crops 2 fm.tsr

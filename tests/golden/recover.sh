@@ -200,6 +200,7 @@ check_full recover -q -w t.safetensors --iters 4 init.tsr
 check_output recover -q -w t.safetensors --iters 4 init.tsr
 check_tty recover -q -w t.safetensors --iters 4 init.tsr
 expect_usage recover --iters 4 init.tsr
+expect_usage recover -w t.safetensors --metrics-every 5 init.tsr   # no --metrics: nothing to thin
 expect_usage recover -w t.safetensors --steps 5:5:10 init.tsr
 expect_usage recover -w t.safetensors --steps 0:5:10 --iters 10 init.tsr
 expect_usage recover -w t.safetensors --init noise --arc 2

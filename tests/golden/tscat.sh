@@ -100,6 +100,7 @@ mk_npy other 4 1 28 28 1 u8
 "$BIN/tsimport" other >other.tsr
 expect_exit 1 "class lists differ" -- "$BIN/tscat" fm.tsr other.tsr
 expect_usage tscat --head -1 fm.tsr
+expect_usage tscat --shard-records 5 fm.tsr   # without --shards: ignored, said
 "$BIN/evaltrain" -q -m convnet3:width=8 --epochs 0 --save w.safetensors fm.tsr >/dev/null || fail "weights"
 for p in tscat tsinfo resample "recover -w w.safetensors" "relabel -w w.safetensors" "patchsel -w w.safetensors" \
          "evaltrain -m convnet3"; do

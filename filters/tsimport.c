@@ -139,9 +139,13 @@ static void import_idx(Out *o, const char *dir)
             dd_die(DD_EXIT_DATA, "%s: record %lld: label %lld is negative", pl, (long long)i,
                    (long long)tensor_get_f64(&lb, i));
     int64_t shape[3] = {1, im.shape[1], im.shape[2]}, sz = im.shape[1] * im.shape[2];
-    for (int64_t i = 0; i < im.shape[0] && o->limit != 0; i++)
-        if (!out_put(o, view(DD_U8, 3, shape, (uint8_t *)im.data + i * sz),
-                     (int64_t)tensor_get_f64(&lb, i), src, i)) break;
+    for (int64_t i = 0; i < im.shape[0] && o->limit != 0; i++) {
+        const int64_t label = (int64_t)tensor_get_f64(&lb, i);
+        if (label >= o->ncls) /* here, naming the labels' file (out_put would name the images') */
+            dd_die(DD_EXIT_DATA, "%s: record %lld (%s_%06lld): label %lld outside the %d classes of %s", pl, (long long)i,
+                   o->split, (long long)o->n, (long long)label, o->ncls, o->classes_from);
+        if (!out_put(o, view(DD_U8, 3, shape, (uint8_t *)im.data + i * sz), label, src, i)) break;
+    }
     tensor_free(&im);
     tensor_free(&lb);
     free(pi);

@@ -33,7 +33,7 @@ printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\ni\n' >twice.txt
 printf 'a\nb\nc\nd\ne\nf\ng\nh\ni\n' >nine.txt
 for c in "blank:blank.txt: line 3 is empty (one entry per line; blank lines only at the end)" \
          "twice:twice.txt: class 'i' is named twice (classes 8 and 9)" \
-         "nine:t10k-images-idx3-ubyte.gz: record [0-9]* (test_[0-9]*): label 9 outside the 9 classes of nine.txt"; do
+         "nine:digits/t10k-labels-idx1-ubyte.gz: record [0-9]* (test_[0-9]*): label 9 outside the 9 classes of nine.txt"; do
     # with -o: the output was open when tsimport died, and neither it nor its temporary is left
     rc=0; "$BIN/tsimport" -q --split test --limit 100 --classes-file ${c%%:*}.txt -o cf.tsr digits 2>/dev/null || rc=$?
     [ $rc = 1 ] && ! compgen -G 'cf.tsr*' >/dev/null || fail "--classes-file ${c%%:*} -o: exit $rc, left $(ls cf.tsr* 2>/dev/null)"
@@ -396,7 +396,7 @@ def idx(path, a, code, dt):
     with open(path, "wb") as f:
         f.write(bytes([0, 0, code, a.ndim]) + b"".join(struct.pack(">I", d) for d in a.shape))
         f.write(a.astype(dt).tobytes())
-cases = {"i16": ([1, 9, 2], 0x0B, ">i2"), "neg": ([1, -1, 2], 0x09, ">i1"), "flt": ([1.7, 9.0, 2.0], 0x0D, ">f4"),
+cases = {"i16": ([1, 9, 2], 0x0B, ">i2"), "neg": ([1, -1, 2], 0x09, ">i1"), "big": ([1, 2, 12], 0x08, "u1"), "flt": ([1.7, 9.0, 2.0], 0x0D, ">f4"),
          "few": ([1, 2], 0x08, "u1"), "zero": ([1, 2, 3], 0x08, "u1")}
 for d, (lab, code, dt) in cases.items():
     os.makedirs("idx_" + d, exist_ok=True)
@@ -406,6 +406,7 @@ PY
 "$BIN/tsimport" -q --format idx idx_i16 | "$BIN/tsinfo" -l | awk '{print $3}' | tr '\n' ' ' | grep -q "^1 9 2 $" \
     && ok "idx: I16 labels read" || fail "idx: I16 labels"
 for c in "neg:idx_neg/train-labels-idx1-ubyte: record 1: label -1 is negative" \
+         "big:idx_big/train-labels-idx1-ubyte: record 2 (train_000002): label 12 outside the 10 classes of MNIST's digits" \
          "flt:idx_flt/train-labels-idx1-ubyte: labels are F32\[3\], want integers \[N\]" \
          "few:idx_few/train-labels-idx1-ubyte: 2 labels for the 3 images of idx_few/train-images-idx3-ubyte" \
          "zero:idx_zero/train-images-idx3-ubyte: images are U8\[3,0,2\], want U8 \[N,H,W\] with H, W >= 1"; do

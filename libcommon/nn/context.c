@@ -16,11 +16,17 @@
 
 /* ---- arenas ---- */
 
+/* The exit status of memory a backend cannot give: a device's (3), or the host's (1, as every
+ * other allocation on the host). */
+int nn_oom_exit(const NnBackend *be) { return be->device == DD_CPU ? DD_EXIT_DATA : DD_EXIT_DEVICE; }
+
 static void *chunk_mem(NnArena *a, size_t bytes)
 {
     if (!a->be) return dd_malloc(bytes);
     void *p = a->be->alloc_uninit ? a->be->alloc_uninit(a->be, bytes) : a->be->alloc(a->be, bytes);
-    if (!p) dd_die(DD_EXIT_DEVICE, "nn: %s: out of device memory (%zu bytes)", a->be->name, bytes);
+    if (!p)
+        dd_die(nn_oom_exit(a->be), "nn: %s: out of %smemory (%zu bytes)", a->be->name,
+               a->be->device == DD_CPU ? "" : "device ", bytes);
     return p;
 }
 
@@ -511,7 +517,7 @@ NnParam *nn_param_new(Nn *nn, const char *name, NnRole role, int ndim, const int
     int64_t n = tensor_numel(&v->v);
     nn_check(n >= 0 && n <= INT64_MAX / 4, "param_new", "%s: bad shape", name);
     v->v.data = nn->be->alloc(nn->be, (size_t)n * sizeof(float));
-    if (!v->v.data) dd_die(DD_EXIT_DEVICE, "nn: %s: %s", name, dd_errmsg());
+    if (!v->v.data) dd_die(nn_oom_exit(nn->be), "nn: %s: %s", name, dd_errmsg());
     v->v.owns = 1;
     v->g = v->v;
     v->g.data = NULL;
@@ -616,7 +622,7 @@ float *nn_grad_of(Nn *nn, NnVar *v)
         size_t bytes = (size_t)nn_numel(v) * sizeof(float);
         if (v->v.owns) {
             v->g.data = nn->be->alloc(nn->be, bytes);
-            if (!v->g.data) dd_die(DD_EXIT_DEVICE, "nn: gradient: %s", dd_errmsg());
+            if (!v->g.data) dd_die(nn_oom_exit(nn->be), "nn: gradient: %s", dd_errmsg());
         } else {
             v->g.data = nn_dev_alloc(nn, bytes, 1);
         }

@@ -120,6 +120,8 @@ static inline const float *nn_dout(const NnEntry *e) { return (const float *)e->
 
 /* Dies naming the op when a backend slot is empty. */
 void nn_be_missing(const Nn *nn, const char *op);
+/* The exit status when be cannot give memory: DD_EXIT_DEVICE for a device, DD_EXIT_DATA for the host. */
+int nn_oom_exit(const NnBackend *be);
 #define NN_BE(nn, slot) ((nn)->be->slot ? (void)0 : nn_be_missing((nn), #slot))
 
 /* Shape checks that die naming the op. */

@@ -71,7 +71,7 @@ void nn_use_precision(Nn *nn, const char *option)
 float *nn_state_alloc(Nn *nn, size_t n)
 {
     float *p = nn->be->alloc(nn->be, (n ? n : 1) * sizeof(float));
-    if (!p) dd_err_code(DD_EXIT_DEVICE);
+    if (!p) dd_err_code(nn_oom_exit(nn->be));
     return p;
 }
 

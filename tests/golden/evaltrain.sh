@@ -144,6 +144,13 @@ cat wfifo >wfifo.got & reader=$!
 rc=0; "$E" "${small[@]}" --epochs 1 --save sfull.safetensors tr.tsr >/dev/full 2>err.txt || rc=$?
 [ $rc = 1 ] && [ -z "$(ls sfull.safetensors* 2>/dev/null)" ] && ok "stdout full: exit 1, no --save: $(cat err.txt)" \
     || fail "stdout full: exit $rc, $(ls sfull* 2>/dev/null)"
+# the host out of memory is exit 1 (3 is a device's), in one line
+if ldd "$E" | grep -q libasan; then echo "skip: out-of-memory row (ASan needs its address space)"
+else
+    rc=0; (ulimit -v 3000000; exec "$E" -m convnet3 --res 8192 --epochs 1 tr.tsr) >/dev/null 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "^evaltrain: nn: .*: out of memory" err.txt \
+        && ok "host out of memory: exit 1: $(cat err.txt)" || fail "out of memory: exit $rc: $(cat err.txt)"
+fi
 check_full evaltrain --eval-only -w w.safetensors te.tsr
 
 # on a terminal: progress on stderr (the last step always draws it), erased before each metrics

@@ -270,6 +270,7 @@ int main(int argc, char **argv)
      * on every image at 224 px and above; below, images of another size only */
     TrainDataOpts vo = {.crop = train_res ? train_res : m ? m->input_size : 0};
     vo.crop_other = vo.crop < 224;
+    if (arch && model_name_check(arch) < 0) dd_die_err(DD_EXIT_USAGE); /* before the data are read */
     TsInput *in = open_input(argc - optind, argv + optind);
     const TsHeader *th = ts_input_header(in);
     const char *tname = argc > optind ? argv[optind] : "stdin";
@@ -310,7 +311,8 @@ int main(int argc, char **argv)
     TrainData tr, val;
     TrainDataOpts to = {.want_soft = labelsf || teacherf || hard ? 0 : -1, .res = train_res};
     if (train_data_read(in, &to, &tr) < 0) dd_die_err(DD_EXIT_DATA);
-    if (!m && !(m = model_create(nn, arch, tr.C, tr.K, tr.H, (uint64_t)seed))) dd_die_err(DD_EXIT_USAGE);
+    if (!m && !(m = model_create(nn, arch, tr.C, tr.K, tr.H, (uint64_t)seed))) /* the name is good: the images' size */
+        dd_die(DD_EXIT_DATA, "%s: %s", tname, dd_errmsg());
     if (nmean) {
         if (nmean != m->in_channels)
             dd_die(DD_EXIT_USAGE, "--mean and --std have %d value%s; %s's images have %d channel%s", nmean,

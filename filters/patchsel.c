@@ -253,17 +253,16 @@ int main(int argc, char **argv)
             int bad = im.shape[0] != C || (!res && (im.shape[1] != H || im.shape[2] != W));
             if (!bad && o.random) {
                 sel_top_offer_whole(&rtop[c], pl.role[p], pl.within[p], rec.key, &im, res);
-            } else if (!bad && sel_scorer_add(sc, pl.within[p], rec.key, c, im.data, C, (int)im.shape[1],
-                                              (int)im.shape[2]) < 0) {
-                dd_die(DD_EXIT_DATA, "%s: record %lld (%s): %s", ts_input_name(in), (long long)ts_input_index(in),
-                       rec.key, dd_errmsg());
+            } else if (!bad && sel_scorer_add(sc, ts_input_name(in), ts_input_index(in), pl.within[p], rec.key, c,
+                                              im.data, C, (int)im.shape[1], (int)im.shape[2]) < 0) {
+                dd_die_err(DD_EXIT_DATA); /* naming its record: this one, or a queued one */
             }
             tensor_free(&im);
             if (bad)
                 dd_die(DD_EXIT_DATA, "%s: record %lld (%s): image shape differs from the first record's [%d,%d,%d]",
                        ts_input_name(in), (long long)ts_input_index(in), rec.key, C, H, W);
             if (p == pl.last[c]) {
-                if (sc && sel_scorer_flush(sc) < 0) dd_die(DD_EXIT_DATA, "%s: %s", ts_input_name(in), dd_errmsg());
+                if (sc && sel_scorer_flush(sc) < 0) dd_die_err(DD_EXIT_DATA);
                 done[c] = 1;
                 for (; next < ncls && done[next]; next++) {
                     SelTop *t = o.random ? &rtop[next] : sel_scorer_top(sc, next);

@@ -322,6 +322,7 @@ int main(int argc, char **argv)
     o.c.progress = &prog;
     if (rec_set_run(nn, t, o.nw, &o.c, &rs) < 0) {
         ts_writer_abort(w);
+        if (!strncmp(dd_errmsg(), "batch ", 6)) dd_err_prefix("%s", iname); /* a loss not finite: the input's */
         dd_die_err(dd_errcode());
     }
     dd_progress_end(&prog);

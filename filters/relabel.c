@@ -194,7 +194,9 @@ int main(int argc, char **argv)
     int rc = 0;
     if (o.stat) {
         float *soft = dd_malloc((size_t)n * (size_t)K * sizeof *soft);
-        rc = relabel_static(nn, t, o.nw, x, n, C, H, W, soft);
+        int64_t bad = -1;
+        rc = relabel_static(nn, t, o.nw, x, n, C, H, W, soft, &bad);
+        if (rc < 0 && bad >= 0 && bad < n) dd_err_prefix("%s: record %lld (%s)", dname, (long long)bad, recs[bad].key);
         for (int64_t i = 0; i < n && !rc; i++) {
             Tensor s = tensor_newv(DD_F32, 1, (int64_t)K);
             memcpy(s.data, soft + i * K, (size_t)K * sizeof *soft);
@@ -207,6 +209,8 @@ int main(int argc, char **argv)
         dd_progress_start(&prog, "batches", (int64_t)o.c.epochs * ((n + o.c.batch - 1) / o.c.batch), o.quiet);
         rc = relabel_run(nn, t, o.nw, &o.c, &d, w, &prog);
         dd_progress_end(&prog);
+        /* "epoch E batch B: ...": the teacher on a batch of the input (not a write error) */
+        if (rc < 0 && !strncmp(dd_errmsg(), "epoch ", 6)) dd_err_prefix("%s", dname);
     }
     if (rc < 0) {
         ts_writer_abort(w);

@@ -172,14 +172,19 @@ int relabel_run(Nn *nn, Model **t, int nt, const RelabelConf *c, const TrainData
     return rc;
 }
 
-int relabel_static(Nn *nn, Model **t, int nt, const float *x, int64_t n, int C, int H, int W, float *soft)
+int relabel_static(Nn *nn, Model **t, int nt, const float *x, int64_t n, int C, int H, int W, float *soft,
+                   int64_t *bad)
 {
     const int K = t[0]->num_classes, chunk = 256;
     const int64_t img = (int64_t)C * H * W;
     for (int64_t s = 0; s < n; s += chunk) {
         int m = (int)(n - s < chunk ? n - s : chunk);
-        if (relabel_logits(nn, t, nt, RELABEL_BN_EVAL, x + s * img, m, C, H, W, 0, 0, soft + s * K) < 0)
-            return dd_err_prefix("image %lld", (long long)s);
+        if (relabel_logits(nn, t, nt, RELABEL_BN_EVAL, x + s * img, m, C, H, W, 0, 0, soft + s * K) < 0) {
+            int64_t i = 0; /* the first row not finite: the one relabel_logits stopped at */
+            while (i < (int64_t)m * K && isfinite(soft[s * K + i])) i++;
+            *bad = s + i / K;
+            return dd_err("the teacher's logits are not finite (its weights?)");
+        }
     }
     return 0;
 }

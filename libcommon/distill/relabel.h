@@ -75,8 +75,10 @@ int relabel_run(Nn *nn, Model **t, int nt, const RelabelConf *c, const TrainData
                 DdProgress *progress);
 
 /* INFER's static labels: eval-mode mean teacher logits of the n un-augmented images x [n,C,H,W]
- * into soft [n,K] (=), in chunks of at most 256 images. */
-int relabel_static(Nn *nn, Model **t, int nt, const float *x, int64_t n, int C, int H, int W, float *soft);
+ * into soft [n,K] (=), in chunks of at most 256 images. -1 with dd_err and *bad the first image
+ * whose logits are not finite (the caller names its record). */
+int relabel_static(Nn *nn, Model **t, int nt, const float *x, int64_t n, int C, int H, int W, float *soft,
+                   int64_t *bad);
 
 /* ---- top-k storage ----
  * Replaces a record's "logits" [n,K] by

@@ -124,6 +124,8 @@ typedef struct {
     int64_t src;
     int label;
     char key[SEL_KEY_MAX + 1];
+    const char *file; /* where the record came from, for messages: its input and index there */
+    int64_t at;
     AugBox box[];
 } Queued;
 
@@ -178,24 +180,29 @@ int sel_scorer_canvas(SelScorer *s, int C, int H, int W)
     return 0;
 }
 
-int sel_scorer_add(SelScorer *s, int64_t src, const char *key, int label, const float *img, int C, int H,
-                   int W)
+int sel_scorer_add(SelScorer *s, const char *file, int64_t at, int64_t src, const char *key, int label,
+                   const float *img, int C, int H, int W)
 {
+    int bad = 0;
     if (!s->canvas) {
-        if (sel_scorer_canvas(s, C, H, W) < 0) return -1;
+        bad = sel_scorer_canvas(s, C, H, W) < 0;
         s->fixed = 0;
     } else if (s->fixed ? C != s->C : C != s->C || H != s->H || W != s->W) {
-        if (s->fixed) return dd_err("image [%d,%d,%d]: %d channels, the canvas has %d", C, H, W, C, s->C);
-        return dd_err("image [%d,%d,%d] differs from the first candidate's [%d,%d,%d]", C, H, W, s->C, s->H,
-                      s->W);
+        if (s->fixed) bad = dd_err("image [%d,%d,%d]: %d channels, the canvas has %d", C, H, W, C, s->C);
+        else bad = dd_err("image [%d,%d,%d] differs from the first candidate's [%d,%d,%d]", C, H, W, s->C, s->H, s->W);
+    } else if (H < 1 || W < 1) {
+        bad = dd_err("image [%d,%d,%d] is empty", C, H, W);
+    } else if (label < 0 || label >= s->nclasses) {
+        bad = dd_err("label %d out of range", label);
+    } else if (src < 0 || src > (int64_t)UINT32_MAX) {
+        bad = dd_err("index %lld within class %d out of range", (long long)src, label);
     }
-    if (H < 1 || W < 1) return dd_err("image [%d,%d,%d] is empty", C, H, W);
-    if (label < 0 || label >= s->nclasses) return dd_err("label %d out of range", label);
-    if (src < 0 || src > (int64_t)UINT32_MAX)
-        return dd_err("index %lld within class %d out of range", (long long)src, label);
+    if (bad) return dd_err_prefix("%s: record %lld (%s)", file, (long long)at, key);
     if ((s->nq + 1) * s->ncrops > s->batch && sel_scorer_flush(s) < 0) return -1;
     Queued *q = s->q[s->nq];
     q->src = src;
+    q->file = file;
+    q->at = at;
     q->label = label;
     snprintf(q->key, sizeof q->key, "%s", key);
     sel_crop_boxes(s->seed, label, src, H, W, s->ncrops, q->box);
@@ -232,7 +239,8 @@ int sel_scorer_flush(SelScorer *s)
         for (int k = 1; k < s->ncrops; k++)
             if (ce[k] < ce[best]) best = k;
         if (!isfinite(ce[best]))
-            return dd_err("record %s: the teacher's scores of its crops are not finite (its weights?)", s->q[i]->key);
+            return dd_err("%s: record %lld (%s): the teacher's scores of its crops are not finite (its weights?)",
+                          s->q[i]->file, (long long)s->q[i]->at, s->q[i]->key);
         SelEntry e = {.ce = ce[best], .src = s->q[i]->src, .box = s->q[i]->box[best]};
         memcpy(e.key, s->q[i]->key, sizeof e.key);
         e.pix = dd_malloc(csz * sizeof *e.pix);

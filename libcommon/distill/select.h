@@ -95,9 +95,11 @@ SelScorer *sel_scorer_new(Model *m, Nn *nn, int nclasses, int keep, int ncrops, 
 int sel_scorer_canvas(SelScorer *s, int C, int H, int W);
 /* Queues the crops of one candidate image [C,H,W] (pixels) of class `label` whose index among
  * that class's records (input order) is `src` (keys its crop boxes, see sel_crop_boxes; the
- * tie-break of its entry); scores the queue first when it could not take them. */
-int sel_scorer_add(SelScorer *s, int64_t src, const char *key, int label, const float *img, int C,
-                   int H, int W);
+ * tie-break of its entry); scores the queue first when it could not take them. file (kept, not
+ * copied) and at name the record in its input for messages: an error (dd_err) names its record,
+ * this one's or a queued one's whose scores are not finite, as "FILE: record AT (KEY): ...". */
+int sel_scorer_add(SelScorer *s, const char *file, int64_t at, int64_t src, const char *key, int label,
+                   const float *img, int C, int H, int W);
 /* Scores everything queued. */
 int sel_scorer_flush(SelScorer *s);
 /* The list of class c (borrowed; call after a flush covering the class's candidates). */

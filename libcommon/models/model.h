@@ -105,6 +105,9 @@ struct Model {
  * Parameters require gradients; buffers do not. */
 Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, int input_size,
                     uint64_t seed);
+/* 0 when name is an architecture of the zoo with valid options (what model_create would take for
+ * some input), else -1 with dd_err: a usage error found before the data are read. */
+int model_name_check(const char *name);
 void model_free(Model *m);
 
 /* Sets mean/std (in_channels values each, std > 0). Returns 0 or -1. */

@@ -470,9 +470,11 @@ Model *model_load(Nn *nn, const char *path)
         dd_err("%s: metadata has %s without %s", path, has_mean ? "mean" : "std", has_mean ? "std" : "mean");
         goto fail;
     }
-    if ((has_mean && model_set_norm(m, mean, std) < 0) || meta_classes(m, &st, path) < 0
-        || load_state(m, &st, path) < 0)
+    if (has_mean && model_set_norm(m, mean, std) < 0) {
+        dd_err_prefix("%s: metadata", path);
         goto fail;
+    }
+    if (meta_classes(m, &st, path) < 0 || load_state(m, &st, path) < 0) goto fail;
     st_free(&st);
     return m;
 fail:

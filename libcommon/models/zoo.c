@@ -227,6 +227,12 @@ static void zoo_build(Model *m, const ZooSpec *z)
     }
 }
 
+int model_name_check(const char *name)
+{
+    ZooSpec z;
+    return zoo_parse(name, &z);
+}
+
 Model *model_create(Nn *nn, const char *name, int in_channels, int num_classes, int input_size,
                     uint64_t seed)
 {

@@ -144,6 +144,26 @@ cat wfifo >wfifo.got & reader=$!
 rc=0; "$E" "${small[@]}" --epochs 1 --save sfull.safetensors tr.tsr >/dev/full 2>err.txt || rc=$?
 [ $rc = 1 ] && [ -z "$(ls sfull.safetensors* 2>/dev/null)" ] && ok "stdout full: exit 1, no --save: $(cat err.txt)" \
     || fail "stdout full: exit $rc, $(ls sfull* 2>/dev/null)"
+# an unknown architecture is a usage error before any data are read (/dev/zero is no stream); a
+# known one that the images are too small for is the data's: exit 1 naming the stream
+rc=0; "$E" -m nosuchnet --epochs 1 /dev/zero >/dev/null 2>err.txt || rc=$?
+[ $rc = 2 ] && grep -q "^evaltrain: model 'nosuchnet': unknown architecture" err.txt && ok "-m unknown: exit 2 before the data" \
+    || fail "-m unknown: exit $rc: $(cat err.txt)"
+"$BIN/resample" -q --size 4 tr.tsr >tiny4.tsr
+rc=0; "$E" -m convnet3 --epochs 1 tiny4.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "evaltrain: tiny4.tsr: model convnet3: input 4 is too small for 3 pooling blocks" err.txt \
+    && ok "images too small for -m: $(cat err.txt)" || fail "too small: exit $rc: $(cat err.txt)"
+# weights whose metadata hold an std of 0: the file named
+"$PYTHON" - "$TESTS/../pipelines" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from torch2safetensors import st_load, st_save
+t, meta = st_load("w.safetensors")
+st_save("wstd0.safetensors", t, dict(meta, std="[0.0]"))
+PY
+rc=0; "$E" --eval-only -w wstd0.safetensors te.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "^evaltrain: wstd0.safetensors: metadata: model convnet3: invalid normalization for channel 0: mean .* std 0$" \
+    err.txt && ok "std 0 in the metadata: $(cat err.txt)" || fail "std 0: exit $rc: $(cat err.txt)"
 # the host out of memory is exit 1 (3 is a device's), in one line
 if ldd "$E" | grep -q libasan; then echo "skip: out-of-memory row (ASan needs its address space)"
 else
@@ -456,7 +476,7 @@ rc=0; "$E" "${small[@]}" --teacher wnan.safetensors --epochs 1 tr.tsr >/dev/null
 [ $rc = 1 ] && grep -q "^evaltrain: epoch 1 step 1: the teacher's logits hold a non-finite value (image 0 of the batch)$" err.txt \
     && ok "online teacher's NaN logits: $(cat err.txt)" || fail "--teacher NaN: exit $rc $(cat err.txt)"
 rc=0; "$BIN/relabel" -q -w wbig.safetensors --epochs 1 tr.tsr >out.tsr 2>err.txt || rc=$?
-[ $rc = 1 ] && grep -q "^relabel: epoch 0 batch 0: teacher logit [0-9.e+]* (image 0 of the batch) is beyond the range of F16" err.txt \
+[ $rc = 1 ] && grep -q "^relabel: tr.tsr: epoch 0 batch 0: teacher logit [0-9.e+]* (image 0 of the batch) is beyond the range of F16" err.txt \
     && ok "relabel: a logit beyond F16: $(cat err.txt)" || fail "relabel F16 range: exit $rc $(cat err.txt)"
 "$BIN/relabel" -q --static -w wbig.safetensors tr.tsr >/dev/null && ok "relabel --static stores F32: 1e6 is fine" \
     || fail "relabel --static wbig"

@@ -54,6 +54,24 @@ TMPDIR=$PWD/sptmp ps --ipc 2 <(cat fm.tsr) <(cat fm.tsr) | "$BIN/tscmp" --exact 
 rc=0; TMPDIR=$PWD/sptmp ps --ipc 2 <(head -c 5000 fm.tsr) >/dev/null 2>sp.err || rc=$?
 [ $rc = 1 ] && grep -q "^patchsel: /dev/fd/[0-9]*: stream is truncated after record" sp.err && [ -z "$(ls sptmp)" ] \
     && ok "a truncated <(...): its name, no copy left: $(cat sp.err)" || fail "truncated <(...): exit $rc, $(cat sp.err)"
+# a teacher whose scores are not finite: the record named is the one scored (the batch is scored
+# when full, at a later record)
+"$PYTHON" - "$TESTS/../pipelines" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from torch2safetensors import st_load, st_save
+t, meta = st_load("t.safetensors")
+k = next(k for k in t if k.endswith("weight"))
+t[k] = t[k].copy()
+t[k].flat[0] = np.nan
+st_save("tnan.safetensors", t, meta)
+PY
+rc=0; "$BIN/patchsel" -q -w tnan.safetensors --candidates 12 --crops 3 --ipc 2 fm.tsr >/dev/null 2>sp.err || rc=$?
+at=$(sed -n 's/^patchsel: fm.tsr: record \([0-9]*\) (.*$/\1/p' sp.err)
+key=$([ -n "$at" ] && "$BIN/tsinfo" --list fm.tsr | awk -v at="$at" '$1 == at {print $2}')
+[ $rc = 1 ] && [ -n "$key" ] && grep -qx "patchsel: fm.tsr: record $at ($key): the teacher's scores of its crops are not finite (its weights?)" \
+    sp.err && ok "scores not finite, the record's index and key: $(cat sp.err)" || fail "scores not finite: exit $rc, $(cat sp.err)"
 ps --ipc 2 -s 1 fm.tsr | "$BIN/tscmp" -q - a.tsr && fail "seed does not matter" || ok "another seed, other patches"
 # --factor 2: 2x2 grids of 14-px crops, cell k of image m = rank k*ipc + m
 ps --ipc 2 --factor 2 fm.tsr >f2.tsr

@@ -130,4 +130,24 @@ rc=0; "$R" -q -d cuda -w t.safetensors --epochs 1 fm.tsr >/dev/null 2>err.txt ||
 if [ $rc = 3 ]; then ok "-d cuda without a device: exit 3 ($(cat err.txt))"
 elif [ $rc = 0 ]; then ok "-d cuda ran"
 else fail "-d cuda: exit $rc"; fi
+# a teacher whose logits are not finite: exit 1 naming the input and its record (static) or its
+# epoch and batch (FKD), and no output
+"$PYTHON" - "$TESTS/../pipelines" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from torch2safetensors import st_load, st_save
+t, meta = st_load("t.safetensors")
+k = next(k for k in t if k.endswith("weight"))
+t[k] = t[k].copy()
+t[k].flat[0] = np.nan
+st_save("tnan.safetensors", t, meta)
+PY
+first=$("$BIN/tsinfo" --list fm.tsr | awk 'NR == 1 {print $2}')
+for m in "--static:fm.tsr: record 0 ($first): the teacher's logits are not finite (its weights?)" \
+         "--epochs=1:fm.tsr: epoch 0 batch 0: teacher logits hold a non-finite value (image 0 of the batch)"; do
+    rc=0; "$R" -q -w tnan.safetensors "${m%%:*}" -o nan.tsr fm.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && grep -qxF "relabel: ${m#*:}" err.txt && [ -z "$(ls nan.tsr* 2>/dev/null)" ] \
+        && ok "${m%%:*}, logits not finite: $(cat err.txt)" || fail "${m%%:*} NaN teacher: exit $rc, $(cat err.txt)"
+done
 finish

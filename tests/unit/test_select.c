@@ -145,11 +145,11 @@ static void test_scorer(void)
     for (int i = 0; i < NIMG; i++) {
         char key[16];
         snprintf(key, sizeof key, "r%d", i);
-        CHECK(sel_scorer_add(s1, i / 3, key, i % 3, img[i], 1, 8, 8) == 0);
-        CHECK(sel_scorer_add(s2, i / 3, key, i % 3, img[i], 1, 8, 8) == 0);
+        CHECK(sel_scorer_add(s1, "t.tsr", 0, i / 3, key, i % 3, img[i], 1, 8, 8) == 0);
+        CHECK(sel_scorer_add(s2, "t.tsr", 0, i / 3, key, i % 3, img[i], 1, 8, 8) == 0);
     }
     CHECK(sel_scorer_flush(s1) == 0 && sel_scorer_flush(s2) == 0);
-    CHECK(sel_scorer_add(s1, 9, "bad", 0, img[0], 1, 4, 4) < 0);
+    CHECK(sel_scorer_add(s1, "t.tsr", 0, 9, "bad", 0, img[0], 1, 4, 4) < 0);
     for (int c = 0; c < 3; c++) {
         SelTop *a = sel_scorer_top(s1, c), *b = sel_scorer_top(s2, c);
         sel_top_sort(a);
@@ -179,9 +179,9 @@ static void test_scorer(void)
         for (int j = 0; j < dims[i][0] * dims[i][1]; j++) big[i][j] = (float)dd_rng_uniform(&r);
         char key[16];
         snprintf(key, sizeof key, "v%d", i);
-        CHECK(sel_scorer_add(s3, i / 3, key, i % 3, big[i], 1, dims[i][0], dims[i][1]) == 0);
+        CHECK(sel_scorer_add(s3, "t.tsr", 0, i / 3, key, i % 3, big[i], 1, dims[i][0], dims[i][1]) == 0);
     }
-    CHECK(sel_scorer_add(s3, 9, "rgb", 0, big[0], 3, 2, 2) < 0); /* channels must match the canvas */
+    CHECK(sel_scorer_add(s3, "t.tsr", 0, 9, "rgb", 0, big[0], 3, 2, 2) < 0); /* channels must match the canvas */
     CHECK(sel_scorer_flush(s3) == 0);
     for (int c = 0; c < 3; c++) {
         SelTop *a = sel_scorer_top(s3, c);
@@ -214,7 +214,7 @@ static void select_input(SelScorer *s, int n, const int *label, const int *id, f
     for (int p = 0; p < n; p++) {
         char key[16];
         snprintf(key, sizeof key, "r%d", id[p]);
-        if (role[p]) CHECK(sel_scorer_add(s, seen[label[p]], key, label[p], img[id[p]], 1, 8, 8) == 0);
+        if (role[p]) CHECK(sel_scorer_add(s, "t.tsr", 0, seen[label[p]], key, label[p], img[id[p]], 1, 8, 8) == 0);
         seen[label[p]]++;
     }
     CHECK(sel_scorer_flush(s) == 0);

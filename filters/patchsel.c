@@ -276,6 +276,8 @@ int main(int argc, char **argv)
     dd_progress_end(&prog);
     if (r < 0) dd_die_err(DD_EXIT_DATA);
     if (next < ncls) dd_die(DD_EXIT_DATA, "%s: the input changed between the two passes", iname);
+    for (int k = 0; k < o.nipc; k++) /* every --ipc-list stream whole before any is renamed into place */
+        if (ts_writer_finish(w[k]) < 0) dd_die_err(DD_EXIT_DATA);
     for (int k = 0; k < o.nipc; k++)
         if (ts_writer_close(w[k]) < 0) dd_die_err(DD_EXIT_DATA);
 

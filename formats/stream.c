@@ -867,6 +867,7 @@ struct TsWriter {
     uint32_t crc;
     int64_t n;
     int failed;
+    int finished;              /* ts_writer_finish ran: the end frame is out, the file synced */
     TsKeySet keys;
 };
 
@@ -1027,16 +1028,22 @@ int ts_writer_put(TsWriter *w, const TsRecord *rec)
     return w->failed ? -1 : 0;
 }
 
+int ts_writer_finish(TsWriter *w)
+{
+    if (w->finished || w->failed) return w->failed ? -1 : 0;
+    w_frame_begin(w, "END!", 8);
+    w_u64(w, (uint64_t)w->n);
+    w_frame_end(w);
+    w_flush(w);
+    w->finished = 1;
+    if (w->failed) return -1;
+    if (w->af.tmp && dd_atomic_finish(&w->af) < 0) return w->failed = 1, -1;
+    return 0;
+}
+
 int ts_writer_close(TsWriter *w)
 {
-    int rc = 0;
-    if (!w->failed) {
-        w_frame_begin(w, "END!", 8);
-        w_u64(w, (uint64_t)w->n);
-        w_frame_end(w);
-        w_flush(w);
-    }
-    if (w->failed) rc = -1;
+    int rc = ts_writer_finish(w);
     if (w->af.tmp) {
         if (rc) dd_atomic_abort(&w->af);
         else rc = dd_atomic_commit(&w->af);

@@ -154,7 +154,12 @@ TsWriter *ts_writer_open_file(FILE *f, const char *name, const TsHeader *h);
 /* Writes to `path` atomically (temporary + rename at ts_writer_close); "-" = stdout. */
 TsWriter *ts_writer_open(const char *path, const TsHeader *h);
 int ts_writer_put(TsWriter *w, const TsRecord *rec);
-/* Writes the end frame, flushes and checks for write errors; frees w. 0 or -1. */
+/* Writes the end frame, flushes and checks for write errors (a path's temporary synced, not yet
+ * renamed): the first step of closing several outputs that appear together or not at all. 0 or -1;
+ * either way ts_writer_close or ts_writer_abort follows. */
+int ts_writer_finish(TsWriter *w);
+/* Writes the end frame (unless ts_writer_finish did), flushes and checks for write errors, renames
+ * a path's temporary into place; frees w. 0 or -1. */
 int ts_writer_close(TsWriter *w);
 /* Discards: removes the temporary of a path writer; frees w. */
 void ts_writer_abort(TsWriter *w);

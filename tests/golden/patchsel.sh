@@ -72,6 +72,12 @@ at=$(sed -n 's/^patchsel: fm.tsr: record \([0-9]*\) (.*$/\1/p' sp.err)
 key=$([ -n "$at" ] && "$BIN/tsinfo" --list fm.tsr | awk -v at="$at" '$1 == at {print $2}')
 [ $rc = 1 ] && [ -n "$key" ] && grep -qx "patchsel: fm.tsr: record $at ($key): the teacher's scores of its crops are not finite (its weights?)" \
     sp.err && ok "scores not finite, the record's index and key: $(cat sp.err)" || fail "scores not finite: exit $rc, $(cat sp.err)"
+# --ipc-list's streams appear together or not at all: the largest over the file-size limit leaves
+# none (the smaller ones were renamed into place first)
+rc=0; (ulimit -f 120; trap '' XFSZ; exec "$BIN/patchsel" -q -w t.safetensors --candidates 12 --crops 3 \
+    --ipc-list 1,2,6 -o 'lim-%d.tsr' fm.tsr) 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "lim-6.tsr: write error: File too large" err.txt && [ -z "$(ls lim-* 2>/dev/null)" ] \
+    && ok "--ipc-list: a failing stream leaves none: $(cat err.txt)" || fail "--ipc-list partial: exit $rc, $(ls lim-* 2>/dev/null) $(cat err.txt)"
 ps --ipc 2 -s 1 fm.tsr | "$BIN/tscmp" -q - a.tsr && fail "seed does not matter" || ok "another seed, other patches"
 # --factor 2: 2x2 grids of 14-px crops, cell k of image m = rank k*ipc + m
 ps --ipc 2 --factor 2 fm.tsr >f2.tsr

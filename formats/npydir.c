@@ -66,7 +66,12 @@ static int read_fields(const char *dir, NpyDir *out)
     }
     if (out->image < 0) return dd_err("%s: no image.npy", dir);
     const int64_t n = out->t[out->image].shape[0];
-    if (out->t[out->image].ndim != 4) return dd_err("%s/image.npy: want shape [N,C,H,W]", dir);
+    Tensor *im = &out->t[out->image];
+    if (im->ndim == 3) { /* [N,H,W] (MNIST-like arrays, and tsexport of 2-D images): one channel */
+        im->shape[3] = im->shape[2], im->shape[2] = im->shape[1], im->shape[1] = 1;
+        im->ndim = 4;
+    }
+    if (im->ndim != 4) return dd_err("%s/image.npy: want shape [N,C,H,W], or [N,H,W] for one channel", dir);
     if (check_pixels(dir, &out->t[out->image]) < 0) return -1;
     for (int i = 0; i < out->nfields; i++)
         if (out->t[i].shape[0] != n)

@@ -53,6 +53,17 @@ mk_npy u8 7 1 6 6 2 u8
     || fail "npy record layout: $("$BIN/tsinfo" --list f32.tsr | head -1)"
 "$BIN/tsinfo" --json u8.tsr | grep -q '"U8"' || fail "npy u8 stays U8"
 ok "npy import"
+# image.npy [N,H,W] (MNIST-like arrays): one channel, the records of [N,1,H,W]
+"$PYTHON" -c "
+import numpy as np, os
+x = (np.arange(3 * 4 * 5) % 256).astype(np.uint8).reshape(3, 4, 5)
+for d, a in ('g3', x), ('g4', x[:, None]):
+    os.makedirs(d, exist_ok=True)
+    np.save(d + '/image.npy', a)
+    np.save(d + '/label.npy', np.array([0, 1, 0]))"
+"$BIN/tsimport" -q g3 >g3.tsr && "$BIN/tsimport" -q g4 >g4.tsr && "$BIN/tscmp" -q --exact g3.tsr g4.tsr \
+    && "$BIN/tsinfo" g3.tsr | grep -q "image (3 records): U8\[1,4,5\]" && ok "npy image.npy [N,H,W]: images [1,H,W]" \
+    || fail "npy [N,H,W]: $("$BIN/tsinfo" g3.tsr 2>&1 | grep image)"
 # npy errors name the file: an invalid field name (a long one whole), rows that disagree, no image.npy
 mk_npy nbad 3 1 4 4 1 && cp nbad/soft.npy "nbad/$(printf 'a%.0s' {1..80}).npy"
 rc=0; "$BIN/tsimport" nbad >/dev/null 2>err.txt || rc=$?

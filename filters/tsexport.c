@@ -237,6 +237,10 @@ int main(int argc, char **argv)
     if (argc - optind > 1) dd_die(DD_EXIT_USAGE, "at most one input file (concatenate with tscat)");
     if (x.png && x.npy && same_dir(x.png, x.npy)) dd_die(DD_EXIT_USAGE, "--png and --npy want different directories");
     if (x.grid && dd_atomic_check(x.grid) < 0) dd_die_err(DD_EXIT_DATA); /* before the stream is read */
+    struct stat gs, is;
+    if (x.grid && optind < argc && !stat(x.grid, &gs) && !stat(argv[optind], &is) && S_ISREG(gs.st_mode) &&
+        gs.st_dev == is.st_dev && gs.st_ino == is.st_ino)
+        dd_die(DD_EXIT_USAGE, "--grid %s is the input: the sheet would replace the stream", x.grid);
     TsReader *in = ts_reader_open(optind < argc ? argv[optind] : "-");
     if (!in) dd_die_err(DD_EXIT_DATA);
     x.h = ts_reader_header(in);

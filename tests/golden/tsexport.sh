@@ -115,6 +115,9 @@ if [ "$rc" = 1 ] && grep -q "big.png: write error: File too large" err.txt && [ 
 mkdir gd
 rc=0; "$BIN/tsexport" --grid gd /dev/stdin <"$BIN/tsexport" 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "gd: is a directory" err.txt && ok "--grid DIR: $(cat err.txt)" || fail "--grid DIR: exit $rc, $(cat err.txt)"
+cp fm.tsr self.tsr
+expect_usage tsexport --grid self.tsr self.tsr   # the sheet would replace its own input
+"$BIN/tscmp" -q --exact self.tsr fm.tsr && ok "--grid INPUT: the input kept" || fail "--grid INPUT replaced the input"
 mkfifo gfifo
 cat gfifo >gfifo.got & reader=$!
 "$BIN/tsexport" --grid gfifo --grid-cols 4 fm.tsr && wait $reader && [ -p gfifo ] && cmp -s gfifo.got gdir/sheet/grid.png \

@@ -87,6 +87,22 @@ check_output() {
     if [ "$fails" = "$f0" ]; then ok "$1 -o FILE: stdout's records; unwritable and truncated runs leave nothing"; fi
 }
 
+# nan_weights IN OUT: OUT is the weights file IN with its first weight tensor's first value NaN (a
+# teacher whose logits and scores are not finite)
+nan_weights() {
+    "$PYTHON" - "$TESTS/../pipelines" "$1" "$2" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from torch2safetensors import st_load, st_save
+t, meta = st_load(sys.argv[2])
+k = next(k for k in t if k.endswith("weight"))
+t[k] = t[k].copy()
+t[k].flat[0] = np.nan
+st_save(sys.argv[3], t, meta)
+PY
+}
+
 # rgb_copy IN OUT: OUT is IN with every image repeated over 3 channels (the same keys and classes)
 rgb_copy() {
     rm -rf rgb_np && "$BIN/tsexport" --npy rgb_np "$1" \

@@ -56,17 +56,7 @@ rc=0; TMPDIR=$PWD/sptmp ps --ipc 2 <(head -c 5000 fm.tsr) >/dev/null 2>sp.err ||
     && ok "a truncated <(...): its name, no copy left: $(cat sp.err)" || fail "truncated <(...): exit $rc, $(cat sp.err)"
 # a teacher whose scores are not finite: the record named is the one scored (the batch is scored
 # when full, at a later record)
-"$PYTHON" - "$TESTS/../pipelines" <<'PY'
-import sys
-sys.path.insert(0, sys.argv[1])
-import numpy as np
-from torch2safetensors import st_load, st_save
-t, meta = st_load("t.safetensors")
-k = next(k for k in t if k.endswith("weight"))
-t[k] = t[k].copy()
-t[k].flat[0] = np.nan
-st_save("tnan.safetensors", t, meta)
-PY
+nan_weights t.safetensors tnan.safetensors
 rc=0; "$BIN/patchsel" -q -w tnan.safetensors --candidates 12 --crops 3 --ipc 2 fm.tsr >/dev/null 2>sp.err || rc=$?
 at=$(sed -n 's/^patchsel: fm.tsr: record \([0-9]*\) (.*$/\1/p' sp.err)
 key=$([ -n "$at" ] && "$BIN/tsinfo" --list fm.tsr | awk -v at="$at" '$1 == at {print $2}')

@@ -4,6 +4,7 @@
  * images, which stay F32. Keys are SPLIT_NNNNNN (position in the dataset order), or keys.txt for
  * npy. See tsimport(1).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -200,6 +201,7 @@ static void import_folder(Out *o, const char *root)
     out_begin(o, f.nclasses, (const char *const *)f.classes, root);
     const int nt = o->threads > 0 ? o->threads : dd_threads_default();
     const int64_t cap = 8 * (int64_t)nt;   /* decoded images held at once */
+    const size_t rootlen = strlen(root);
     Tensor *im = dd_malloc((size_t)cap * sizeof *im);
     int more = o->limit != 0;
     for (int64_t base = 0, n; base < f.nfiles && more; base += n) {
@@ -207,9 +209,10 @@ static void import_folder(Out *o, const char *root)
         if (o->limit >= 0 && n > o->limit - o->n) n = o->limit - o->n;
         const int64_t ok = imagefolder_decode(&f, base, n, nt, im);
         for (int64_t k = 0; k < ok; k++) {
-            const char *p = f.paths[base + k], *src = strrchr(p, '/');   /* "class/file" for the meta */
-            if (src) while (src > p && src[-1] != '/') src--;
-            else src = p;
+            /* the file under ROOT for the meta ("class/file", "class/images/file": Tiny-ImageNet's) */
+            const char *p = f.paths[base + k], *src = p;
+            if (!strncmp(p, root, rootlen)) src += rootlen;
+            while (*src == '/') src++;
             more = out_put(o, im[k], f.labels[base + k], src, base + k);
         }
         if (ok < n) dd_die_err(DD_EXIT_DATA);
@@ -280,6 +283,23 @@ static void import_npy(Out *o, const char *dir)
     npydir_free(&d);
 }
 
+/* 1 when dir holds a directory that is not hidden: ROOT/train of a tree with splits holds class
+ * folders, where a class that happens to be named train holds images. */
+static int has_subdir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char *p = dd_path_join(dir, e->d_name);
+        found = dd_is_dir(p);
+        free(p);
+    }
+    closedir(d);
+    return found;
+}
+
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
@@ -342,7 +362,9 @@ int main(int argc, char **argv)
     switch (fmt) {
     case 0: import_idx(&o, path); break;
     case 1: case 2: import_cifar(&o, path, fmt == 2); break;
-    case 3: import_folder(&o, split_given && dd_is_dir(split_dir) ? split_dir : path); break;
+    /* without --split, a tree with splits (ROOT/train of class folders: ImageNet's, ImageNette's,
+     * Tiny-ImageNet's) is read at the default, train, not as the classes train and val */
+    case 3: import_folder(&o, (split_given || has_subdir(split_dir)) && dd_is_dir(split_dir) ? split_dir : path); break;
     default: import_npy(&o, path); break;
     }
     free(split_dir);

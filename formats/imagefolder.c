@@ -84,8 +84,13 @@ static int walk(const char *dir, int depth, FileList *fl)
         char *p = dd_path_join(dir, names[i]);
         struct stat st;
         if (stat(p, &st)) {
+            /* a link to an image that is not there: an error, as torchvision's (it lists the file
+             * and fails to open it), not an image silently lost; one named otherwise is skipped */
+            int e = errno;
+            if (is_image_name(names[i]))
+                rc = dd_err("%s: %s", p, !lstat(p, &st) && S_ISLNK(st.st_mode) ? "a broken symbolic link" : strerror(e));
             free(p);
-            continue; /* dangling symlink: os.walk skips it too */
+            continue;
         }
         if (S_ISDIR(st.st_mode)) {
             rc = walk(p, depth + 1, fl);

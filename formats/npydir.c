@@ -72,6 +72,13 @@ static int read_fields(const char *dir, NpyDir *out)
         im->ndim = 4;
     }
     if (im->ndim != 4) return dd_err("%s/image.npy: want shape [N,C,H,W], or [N,H,W] for one channel", dir);
+    /* [N,H,W,3] (torchvision's CIFAR10.data, PIL arrays stacked) would pass as H-channel images
+     * of width 3, and fail far away */
+    if ((im->shape[3] == 1 || im->shape[3] == 3) && im->shape[1] > 4)
+        return dd_err("%s/image.npy: shape [%lld,%lld,%lld,%lld] looks channels-last [N,H,W,C] (as [N,C,H,W]: "
+                      "%lld channels, %lld pixels wide): save x.transpose(0,3,1,2)", dir, (long long)im->shape[0],
+                      (long long)im->shape[1], (long long)im->shape[2], (long long)im->shape[3],
+                      (long long)im->shape[1], (long long)im->shape[3]);
     if (check_pixels(dir, &out->t[out->image]) < 0) return -1;
     for (int i = 0; i < out->nfields; i++)
         if (out->t[i].shape[0] != n)

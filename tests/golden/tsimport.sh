@@ -53,6 +53,14 @@ mk_npy u8 7 1 6 6 2 u8
     || fail "npy record layout: $("$BIN/tsinfo" --list f32.tsr | head -1)"
 "$BIN/tsinfo" --json u8.tsr | grep -q '"U8"' || fail "npy u8 stays U8"
 ok "npy import"
+# image.npy [N,H,W,3] (torchvision's CIFAR10.data): refused as channels-last, not read as 32 channels
+"$PYTHON" -c "
+import numpy as np, os
+os.makedirs('nhwc', exist_ok=True)
+np.save('nhwc/image.npy', np.zeros((2, 32, 32, 3), np.uint8))"
+rc=0; "$BIN/tsimport" -q nhwc >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "nhwc/image.npy: shape \[2,32,32,3\] looks channels-last .*transpose(0,3,1,2)" err.txt \
+    && ok "npy channels-last: $(cat err.txt)" || fail "npy channels-last: exit $rc, $(cat err.txt)"
 # image.npy [N,H,W] (MNIST-like arrays): one channel, the records of [N,1,H,W]
 "$PYTHON" -c "
 import numpy as np, os
@@ -329,6 +337,17 @@ cmp -s tv.txt tv.want && grep -q "^tsimport: tiny/val/images: 1 image file(s) no
     || fail "Tiny-ImageNet val: $(cat tv.txt err.txt)"
 "$BIN/tsimport" --split train tiny >tt.tsr && "$BIN/tscat" tt.tsr tv.tsr >/dev/null \
     && ok "Tiny-ImageNet: train and val carry one class list" || fail "Tiny-ImageNet class lists"
+# no --split on a tree with splits: train (the default), not train and val read as two classes;
+# the meta's src is the file under the split (class/images/file), not its last folder
+"$BIN/tsimport" tiny | "$BIN/tsinfo" --list | cut -f2,4,6 >td.txt
+printf '%s\n' "train_000000	n01	{\"src\":\"n01/images/a.png\",\"index\":0}" \
+    "train_000001	n02	{\"src\":\"n02/images/a.png\",\"index\":1}" "train_000002	n03	{\"src\":\"n03/images/a.png\",\"index\":2}" >td.want
+cmp -s td.txt td.want && ok "imagefolder without --split: the tree's train/, src under it" || fail "no --split: $(cat td.txt)"
+# a link to an image that is not there: an error naming it (not an image silently lost)
+mkdir -p blink/c && cp tiny/train/n01/images/a.png blink/c/ && ln -s ../gone.png blink/c/b.png
+rc=0; "$BIN/tsimport" blink >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "tsimport: blink/c/b.png: a broken symbolic link" err.txt && ok "imagefolder: $(cat err.txt)" \
+    || fail "broken link: exit $rc, $(cat err.txt)"
 "$BIN/tsimport" --split val tiny 2>/dev/null | "$BIN/tsinfo" --json | grep -A4 '"classes"' | tr -d ' \n' | grep -q '"classes":\["n01","n02","n03"\]' \
     || fail "Tiny-ImageNet classes"
 mv tiny/train tiny/train.away

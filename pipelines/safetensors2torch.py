@@ -9,7 +9,7 @@ Writes {"state_dict": {...}, "ddpipe": metadata}; tensors keep their names and d
 load_state_dict(strict=True) accepts it for the architecture in metadata["arch"] (the small-stem
 ResNets need conv1 = Conv2d(C, 64, 3, 1, 1, bias=False) and maxpool = Identity()).
 """
-import os, sys
+import os, struct, sys
 
 import torch
 
@@ -18,11 +18,22 @@ from torch2safetensors import st_load  # noqa: E402
 
 
 def main():
+    usage = "usage: safetensors2torch.py IN.safetensors OUT.pth"
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(usage + "\n\n" + __doc__.split("\n\n", 1)[1].strip())
+        return
     if len(sys.argv) != 3:
-        raise SystemExit("usage: safetensors2torch.py IN.safetensors OUT.pth")
-    tensors, meta = st_load(sys.argv[1])
+        print(usage, file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        tensors, meta = st_load(sys.argv[1])
+    except (OSError, ValueError, KeyError, struct.error) as e:
+        raise SystemExit(f"safetensors2torch.py: {sys.argv[1]}: {getattr(e, 'strerror', None) or e}")
     sd = {k: torch.from_numpy(v) for k, v in tensors.items()}
-    torch.save({"state_dict": sd, "ddpipe": meta}, sys.argv[2])
+    try:
+        torch.save({"state_dict": sd, "ddpipe": meta}, sys.argv[2])
+    except (OSError, RuntimeError) as e:
+        raise SystemExit(f"safetensors2torch.py: {sys.argv[2]}: {getattr(e, 'strerror', None) or e}")
 
 
 if __name__ == "__main__":

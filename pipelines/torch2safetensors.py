@@ -2,7 +2,9 @@
 """torch2safetensors.py - convert a PyTorch checkpoint to a ddpipe weights file (safetensors).
 
 A user-side converter (ddpipe itself never runs Python). Accepts a plain state_dict, {"model": ...}
-(torchvision's reference train.py, RDED), {"state_dict": ...}, or a whole pickled nn.Module;
+(torchvision's reference train.py, RDED), {"state_dict": ...}, the one dict of tensors under any
+other key ({"net": ...}, {"model_state_dict": ...}; --key K picks one of several), or a whole
+pickled nn.Module;
 strips DataParallel's "module." prefix; writes every tensor with numpy (no safetensors package
 needed) plus ddpipe's metadata so `-w FILE` alone is enough:
 
@@ -213,7 +215,8 @@ def describe(sd):
         size = next((s for s in (28, 32, 64, 224) if s >> depth == side), side << depth)
         opts = ",".join(o for o in ("" if width == 128 else f"width={width}", norm) if o)
         return f"convnet{depth}" + (":" + opts if opts else ""), sd["0.weight"].shape[1], head.shape[0], size
-    raise SystemExit("cannot tell the architecture from the names; give --arch and the sizes")
+    raise SystemExit("cannot tell the architecture from the tensors' names (man 7 ddpipe-models lists the names each "
+                     "architecture has); not a network of ddpipe's zoo, or its tensors under a key: --key")
 
 
 def reference_convnet(sd):
@@ -409,28 +412,86 @@ def main(argv=None):
     ap.add_argument("--mean", help="per-channel mean, comma-separated (default: ImageNet's / Fashion-MNIST's)")
     ap.add_argument("--std", help="per-channel std, comma-separated")
     ap.add_argument("--input-size", type=int)
+    ap.add_argument("--key", help="the checkpoint's key holding the state_dict (when several do)")
     ap.add_argument("--unsafe-pickle", action="store_true",
                     help="load with weights_only=False (trusted old files that pickle more than tensors)")
     a = ap.parse_args(argv)
+    prog = os.path.basename(sys.argv[0]) if argv is None else "torch2safetensors.py"
+    try:
+        convert(torch, a)
+    except SystemExit as e:   # one line naming the program and the checkpoint, as ddpipe's programs' errors
+        if isinstance(e.code, str):
+            where = "" if e.code.startswith((a.checkpoint + ":", "--")) else a.checkpoint + ": "
+            raise SystemExit(f"{prog}: {where}{e.code}")
+        raise
+    except OSError as e:      # --classes, the output's directory
+        raise SystemExit(f"{prog}: {e.filename or a.checkpoint}: {e.strerror or e}")
+
+
+def parse_floats(opt, text, n, positive=False):
+    """--mean/--std: n comma-separated numbers (finite; > 0 with positive)."""
+    try:
+        v = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"{opt}: '{text}' is not comma-separated numbers")
+    if len(v) != n:
+        raise SystemExit(f"{opt}: {len(v)} values for {n} channels")
+    if not all(np.isfinite(x) and (x > 0 or not positive) for x in v):
+        raise SystemExit(f"{opt}: '{text}': want finite numbers{', each above 0' if positive else ''}")
+    return v
+
+
+def unwrap(torch, obj, key):
+    """The state_dict (or module) inside a loaded checkpoint: under --key, "model" or
+    "state_dict", else the one value that holds tensors."""
+    holds = lambda v: isinstance(v, torch.nn.Module) or (isinstance(v, dict) and any(torch.is_tensor(t) for t in v.values()))
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            raise SystemExit(f"--key {key}: no such key (keys: {list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__})")
+        return obj[key]
+    for k in ("model", "state_dict"):
+        if isinstance(obj, dict) and k in obj and holds(obj[k]):
+            return obj[k]
+    if isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
+        inner = [k for k, v in obj.items() if holds(v)]
+        if len(inner) == 1:
+            return obj[inner[0]]
+        if inner:
+            raise SystemExit(f"tensors under the keys {inner}: give --key K")
+        raise SystemExit(f"no tensors (its keys: {[str(k) for k in obj][:10]})")
+    return obj
+
+
+def convert(torch, a):
+    """Loads a.checkpoint, writes a.output."""
     kw = {"map_location": "cpu"}
     if a.unsafe_pickle is False and "weights_only" in torch.load.__code__.co_varnames:
         kw["weights_only"] = True
+    import zipfile
     try:
         try:
             obj = torch.load(a.checkpoint, **kw)
         except pickle.UnpicklingError as e:
             if "Unsupported operand" not in str(e):
                 raise
-            obj = load_tensors_only(torch, a.checkpoint)   # an older torch's weights_only: no floats
+            try:
+                obj = load_tensors_only(torch, a.checkpoint)   # an older torch's weights_only: no floats
+            except zipfile.BadZipFile:
+                raise SystemExit(f"{a.checkpoint}: a checkpoint of the format before torch 1.6 that holds more "
+                                 "than tensors, which this torch cannot load as tensors only; a trusted file "
+                                 "loads with --unsafe-pickle")
     except ValueError as e:
         raise SystemExit(f"{e}; a trusted file loads with --unsafe-pickle")
     except pickle.UnpicklingError as e:
-        first = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        first = (str(e).split("WeightsUnpickler error:")[-1].strip().splitlines() or ["?"])[0]
         raise SystemExit(f"{a.checkpoint}: not loadable as tensors only ({first}); a trusted file that "
                          "pickles a module loads with --unsafe-pickle")
-    for key in ("model", "state_dict"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
+    except OSError as e:
+        raise SystemExit(f"{a.checkpoint}: {e.strerror or e}")
+    except Exception as e:   # torch.load's errors on a file that is no checkpoint (a KeyError, a RuntimeError, ...)
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise SystemExit(f"{a.checkpoint}: not a PyTorch checkpoint ({type(e).__name__}: {first[:200]})")
+    obj = unwrap(torch, obj, a.key)
     module = obj if isinstance(obj, torch.nn.Module) else None
     if module is not None:
         obj = obj.state_dict()
@@ -448,7 +509,13 @@ def main(argv=None):
     sd, known = fadrm_shufflenet(sd)
     if a.class_index:
         head = head_of(sd)
-        rows = [int(i) for i in a.class_index.split(",")]
+        nrows = sd[head + ".weight"].shape[0]
+        try:
+            rows = [int(i) for i in a.class_index.split(",")]
+        except ValueError:
+            raise SystemExit(f"--class-index: '{a.class_index}' is not comma-separated row numbers")
+        if not all(0 <= r < nrows for r in rows) or len(set(rows)) != len(rows):
+            raise SystemExit(f"--class-index: want distinct rows from 0 to {nrows - 1} of {head}, got {a.class_index}")
         sd[head + ".weight"], sd[head + ".bias"] = sd[head + ".weight"][rows], sd[head + ".bias"][rows]
     arch, inch, ncls, size = describe(sd)
     if norm == "instance" and module is not None:   # the groups, which the tensors do not hold
@@ -482,10 +549,8 @@ def main(argv=None):
     if a.mean or a.std:
         if not (a.mean and a.std):
             raise SystemExit("--mean and --std go together")
-        meta["mean"] = "[" + ",".join(a.mean.split(",")) + "]"
-        meta["std"] = "[" + ",".join(a.std.split(",")) + "]"
-        if len(json.loads(meta["mean"])) != inch or len(json.loads(meta["std"])) != inch:
-            raise SystemExit(f"--mean/--std need {inch} values")
+        meta["mean"] = json.dumps(parse_floats("--mean", a.mean, inch))
+        meta["std"] = json.dumps(parse_floats("--std", a.std, inch, positive=True))
     if a.classes:
         with open(a.classes, encoding="utf-8") as f:
             names = [l.rstrip("\n") for l in f if l.strip()]
@@ -494,7 +559,10 @@ def main(argv=None):
         if len(names) != ncls:
             raise SystemExit(f"{a.classes}: {len(names)} names for {ncls} classes")
         meta["classes"] = json.dumps(names, ensure_ascii=True, separators=(",", ":"))
-    st_save(a.output, sd, meta)
+    try:
+        st_save(a.output, sd, meta)
+    except OSError as e:
+        raise SystemExit(f"--output {a.output}: {e.strerror or e}")
     print(f"{a.output}: {meta['arch']}, {inch} channels, {ncls} classes, {len(sd)} tensors", file=sys.stderr)
 
 

@@ -164,6 +164,30 @@ PY
 rc=0; "$E" --eval-only -w wstd0.safetensors te.tsr >/dev/null 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "^evaltrain: wstd0.safetensors: metadata: model convnet3: invalid normalization for channel 0: mean .* std 0$" \
     err.txt && ok "std 0 in the metadata: $(cat err.txt)" || fail "std 0: exit $rc: $(cat err.txt)"
+# the converters: a state_dict under another key (kuangliu's "net", the tutorials'
+# "model_state_dict") converts; under several keys, a file that is no checkpoint, a bad
+# --class-index: one line each naming the file, exit 1; safetensors2torch --help on stdout
+if have_torch; then
+    "$PYTHON" -c "
+import torch, torchvision
+sd = torchvision.models.resnet18(num_classes=10).state_dict()
+torch.save({'net': sd, 'epoch': 1}, 'cnet.pth')
+torch.save({'a': sd, 'b': sd}, 'ctwo.pth')
+open('ctext.pth', 'w').write('hello')"
+    C=("$PYTHON" "$TESTS/../pipelines/torch2safetensors.py")
+    "${C[@]}" cnet.pth cnet.safetensors 2>/dev/null && "$BIN/tsinfo" cnet.safetensors | grep -q '"arch"\|arch' \
+        && ok "torch2safetensors: {\"net\": state_dict}" || fail "converter: net key"
+    for c in "ctwo.pth::tensors under the keys \['a', 'b'\]: give --key K" "ctext.pth::not a PyTorch checkpoint" \
+             "cnet.pth:--class-index 0,10:--class-index: want distinct rows from 0 to 9 of fc"; do
+        f=${c%%:*}; r=${c#*:}; opt=${r%%:*}; want=${r#*:}
+        rc=0; "${C[@]}" $opt "$f" cx.safetensors >/dev/null 2>err.txt || rc=$?
+        [ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "^torch2safetensors.py: .*$want" err.txt && [ ! -e cx.safetensors ] \
+            && ok "torch2safetensors $opt $f: $(cat err.txt)" || fail "converter $f $opt: exit $rc: $(cat err.txt)"
+    done
+    "${C[@]}" --key b ctwo.pth ctwo.safetensors 2>/dev/null && ok "torch2safetensors --key" || fail "converter --key"
+    "$PYTHON" "$TESTS/../pipelines/safetensors2torch.py" --help >s2t.txt && grep -q "^usage: safetensors2torch.py" s2t.txt \
+        && ok "safetensors2torch --help" || fail "safetensors2torch --help"
+else echo "skip: the converters' rows (no torch)"; fi
 # the host out of memory is exit 1 (3 is a device's), in one line
 if ldd "$E" | grep -q libasan; then echo "skip: out-of-memory row (ASan needs its address space)"
 else

@@ -24,6 +24,9 @@ ABLATION_MK := $(lastword $(MAKEFILE_LIST))
 # the demo's scale, output tree and teacher (FULL=1: the reference settings), and its runs reused
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))demo.mk
 SEEDS ?= 0 1
+$(foreach s,$(SEEDS),$(if $(filter-out 0,$(filter 0%,$(s)))$(call dd_nodigits,$(s)),$(error SEEDS='$(SEEDS)': '$(s)' is not a \
+    seed (a whole number))))
+$(if $(strip $(SEEDS)),,$(error SEEDS is empty))
 ABLATION ?= k3-a0.5 k0 k3-a0.3 k3-a0.7 k1-a0.5 k7-a0.5 k3-a0.5-f2
 
 # $(call ab_arg,CONFIG,LETTER): the value after LETTER in CONFIG's dash-separated fields
@@ -69,12 +72,12 @@ ablation-all: $(AB_RUNS)
 # configuration and seed for ablation-table.sh), then the rows
 ab_dirvar = $(if $(filter 0,$(call ab_arg,$(1),k)),SRE2LPP_DIR,FADRM_DIR)
 ablation-table:
-	+@s=0; { $(foreach s,$(SEEDS),$(foreach c,$(ABLATION),echo "$(c) $(s) $$($(call AB_SUB,$(c),$(s)) -s \
-	    print-$(call ab_dirvar,$(c)))/eval-$$($(call AB_SUB,$(c),$(s)) -s print-EVAL_ID).jsonl";)) } > $(AB_TABLE).runs; \
+	+@s=0; t=$(AB_TABLE).tmp.$$$$; { $(foreach s,$(SEEDS),$(foreach c,$(ABLATION),echo "$(c) $(s) $$($(call AB_SUB,$(c),$(s)) -s \
+	    print-$(call ab_dirvar,$(c)))/eval-$$($(call AB_SUB,$(c),$(s)) -s print-EVAL_ID).jsonl";)) } > $$t.runs; \
 	TEACHER_LOG=$(basename $(TEACHER_W)).jsonl TRAIN=$(TRAIN) VAL=$(VAL) BIN=$(BIN) IPC=$(IPC) ITERS=$(ITERS) \
 	EPOCHS=$(EPOCHS) EVAL_EVERY=$(EVAL_EVERY) TEACHER=$(TEACHER) STUDENT=$(STUDENT) TEACHER_EPOCHS=$(TEACHER_EPOCHS) \
-	ABLATION='$(ABLATION)' SEEDS='$(SEEDS)' bash $(PIPELINES)/ablation-table.sh $(AB_TABLE).runs > $(AB_TABLE).tmp || s=$$?; \
-	cat $(AB_TABLE).tmp; rm -f $(AB_TABLE).runs; \
-	if [ $$s = 0 ]; then mv $(AB_TABLE).tmp $(AB_TABLE); echo "table: $(AB_TABLE)"; else rm -f $(AB_TABLE).tmp; exit $$s; fi
+	ABLATION='$(ABLATION)' SEEDS='$(SEEDS)' bash $(PIPELINES)/ablation-table.sh $$t.runs > $$t || s=$$?; \
+	cat $$t; rm -f $$t.runs; \
+	if [ $$s = 0 ]; then mv $$t $(AB_TABLE); echo "table: $(AB_TABLE)"; else rm -f $$t; exit $$s; fi
 
 .DEFAULT_GOAL := ablation

@@ -92,11 +92,24 @@ space := $(subst ,, )
 # one line naming the variable. Method fragments check theirs with the same functions.
 dd_nodigits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst \
     8,,$(subst 9,,$(subst $(space),_,$(1))))))))))))
-# $(call dd_whole,VAR[,0]): VAR a whole number, at least 1 (at least 0 with the second argument)
-dd_whole = $(if $(and $($(1)),$(if $(call dd_nodigits,$($(1))),,1),$(if $(2),1,$(subst 0,,$($(1))))),,$(error \
-    $(1)='$($(1))': not a whole number$(if $(2),, of at least 1)))
+# $(call dd_whole,VAR[,0]): VAR a whole number, at least 1 (at least 0 with the second argument),
+# in decimal without leading zeros (the shell's arithmetic reads 010 as 8, and names would differ)
+# and of at most 9 digits
+dd_digits = $(subst 0,0 ,$(subst 1,1 ,$(subst 2,2 ,$(subst 3,3 ,$(subst 4,4 ,$(subst 5,5 ,$(subst 6,6 ,$(subst 7,7 ,$(subst \
+    8,8 ,$(subst 9,9 ,$(1)))))))))))
+dd_whole = $(if $(and $($(1)),$(if $(call dd_nodigits,$($(1))),,1),$(if $(2),1,$(subst 0,,$($(1)))),$(if \
+    $(filter-out 0,$(filter 0%,$($(1)))),,1),$(if $(word 10,$(call dd_digits,$($(1)))),,1)),,$(error \
+    $(1)='$($(1))': not a whole number$(if $(2),, of at least 1) (decimal digits, no leading zero, at most 9)))
+# $(call dd_max,VAR,MAX[,WHY]): a whole (checked) VAR, or empty, of at most MAX
+dd_max = $(if $($(1)),$(if $(shell [ $($(1)) -le $(2) ] && echo y),,$(error $(1)='$($(1))': at most $(2)$(3))))
 # ... or empty
 dd_whole_opt = $(if $($(1)),$(call dd_whole,$(1),$(2)))
+# $(call dd_number,VAR[,WORD]): VAR (or its word WORD) a number of digits and at most one point
+dd_isnum = $(and $(1),$(if $(call dd_nodigits,$(subst .,,$(1))),,1),$(filter 1 2,$(words $(subst ., ,x$(1)x))))
+dd_number = $(if $(call dd_isnum,$(or $(2),$($(1)))),,$(error $(1)='$($(1))': $(if $(2),'$(2)' is )not a number (digits and \
+    at most one point)))
+# $(call dd_oneof,VAR,WORDS): VAR one of WORDS
+dd_oneof = $(if $(filter $(2),$($(1))),,$(error $(1)='$($(1))': not one of $(2)))
 # $(call dd_fraction,VAR): a number in [0, 1] (digits and one point)
 dd_fraction = $(if $(and $($(1)),$(if $(call dd_nodigits,$(subst .,,$($(1)))),,1),$(filter 1 2,$(words $(subst \
     ., ,x$($(1))x))),$(filter 0,$(shell awk 'BEGIN { exit !($($(1)) >= 0 && $($(1)) <= 1) }' </dev/null; \
@@ -109,6 +122,17 @@ $(call dd_fraction,ALPHA)
 # another spelling of the same alpha finds the same files rather than redoing recover onward
 ALPHA_ID := $(shell echo '$(ALPHA)' | sed -e 's/^\./0./' -e '/\./s/0*$$//' -e 's/\.$$//' -e 's/^0*\([0-9]\)/\1/')
 $(if $(filter-out auto,$(FACTOR)),$(call dd_whole,FACTOR))
+# paths and names that become file names: make cannot name a file with a space
+$(foreach v,OUT DATA DATASET BIN TEACHER STUDENT FORMAT VAL_SPLIT,$(if $(word 2,$($(v))),$(error $(v)='$($(v))': has a \
+    space (a path with one does not survive make's names and recipes: rename or link the directory))))
+$(if $(strip $(VAL_SPLIT)),,$(error VAL_SPLIT='': empty (the validation split's name: test, val, ...)))
+# the programs' own limits, said before any stage runs rather than at the stage
+$(foreach v,THREADS TEACHER_THREADS,$(call dd_max,$(v),4096))
+$(call dd_max,IPC,9999)
+$(call dd_max,ARC,63, (recover's merges))
+$(if $(filter-out auto,$(FACTOR)),$(call dd_max,FACTOR,2, (patchsel: 1x1 or 2x2 patches), or auto))
+$(if $(shell [ $(ITERS) -gt $(ARC) ] && echo y),,$(error ITERS=$(ITERS): ARC=$(ARC) merges make $(ARC)+1 stages of at \
+    least one step each))
 $(if $(SIZES),$(foreach z,$(subst $(comma), ,$(SIZES)) $(if $(findstring $(comma)$(comma),$(comma)$(SIZES)$(comma)),x),$(if \
     $(and $(z),$(if $(call dd_nodigits,$(z)),,1),$(subst 0,,$(z))),,$(error SIZES='$(SIZES)': not comma-separated sizes in \
     pixels))))
@@ -117,13 +141,17 @@ $(if $(filter batch eval,$(RELABEL_BN)),,$(error RELABEL_BN='$(RELABEL_BN)': not
 # the programs, before anything is made with them (print-VAR and help need none)
 $(if $(filter-out print-% help,$(or $(MAKECMDGOALS),all)),$(if $(wildcard $(BIN)/recover),,$(error BIN=$(BIN): no ddpipe \
     programs there (build them: make; or set BIN=DIR))))
-# a variable given on the command line that no fragment of this directory names is most likely a
-# typo (ALPHA misspelt would rerun nothing and print the cached ALPHA=0.5 results): said once,
+dd_uses = $(shell grep -lE -- '[$$][({]$(1)[)}]|[$$]$(1)([^A-Za-z0-9_]|$$)|^[[:space:]]*(export[[:space:]]+)?$(1)[[:space:]]*[?:+]?=' \
+    $(PIPELINES)/*.mk $(PIPELINES)/*.sh 2>/dev/null)
+# a variable given on the command line that no fragment of this directory uses (as $(V), ${V}, $V,
+# or a definition V = ... at a line's start; a word in a comment or an option such as --alpha is
+# no use: alpha=0.7 was not said) is most likely a typo (ALPHA misspelt would rerun nothing and
+# print the cached ALPHA=0.5 results): said once,
 # not again by the makes this one starts (the demo's), which inherit the mark (as do the makes
 # the top-level Makefile starts, whose own variables they inherit)
 $(if $(filter environment,$(origin DDPIPE_VARS_SEEN)),,$(foreach v,$(filter-out MAKEFLAGS MFLAGS GNUMAKEFLAGS,$(foreach v,$(.VARIABLES),$(if \
-    $(filter command line,$(origin $(v))),$(v)))),$(if $(shell grep -lw -- '$(v)' $(PIPELINES)/*.mk \
-    $(PIPELINES)/*.sh 2>/dev/null),,$(warning $(v)=$($(v)): no pipeline fragment uses $(v) (a typo?)))))
+    $(filter command line,$(origin $(v))),$(v)))),$(if $(call dd_uses,$(v)),,$(warning $(v)=$($(v)): no pipeline \
+    fragment uses $(v) (a typo?)))))
 export DDPIPE_VARS_SEEN := 1
 
 # ---- names ----
@@ -172,20 +200,35 @@ EVAL_ID := $(call eval_id,$(STUDENT))
 # and make processes building the same file at once (two parameter sets in one OUT sharing a
 # teacher, machines sharing OUT) do not write into each other's files. It begins a recipe line:
 # make echoes COMMAND (> OUT) alone, the pipeline a user would type, not this bookkeeping.
+# FILE is dated when the stage began, not when it ended: every prerequisite is older than that, and
+# when two makes build a shared file (the teacher) at once, the one that ends last does not make the
+# other's later stages (patches, recover, from the first copy: the same bits) out of date.
 # run_timed is the same without the echo, for the middle of a line.
-run_timed = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; dd_pid=$$$$; \
+run_timed = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; dd_pid=$$$$; dd_t0=$$(date +%s.%N); \
 	{ time { $(2) $(if $(3),> $(3).part.$$dd_pid) ; } 2>&3 ; } 3>&2 2> $(1).sec.part.$$dd_pid && \
-	$(if $(3),mv -f $(3).part.$$dd_pid $(3) && )mv -f $(1).sec.part.$$dd_pid $(1).sec || \
+	$(if $(3),mv -f $(3).part.$$dd_pid $(3) && )touch -c -d @$$dd_t0 $(1) && mv -f $(1).sec.part.$$dd_pid $(1).sec || \
 	{ s=$$?; rm -f $(1).sec.part.$$dd_pid $(if $(3),$(3).part.$$dd_pid); exit $$s; }
 timed = @printf '%s\n' '$(subst ','\'',$(2))$(if $(3), > $(3))'; $(call run_timed,$(1),$(2),$(3))
+# ... for a stage with one output that another make may be making too: see made_meanwhile
+timed_shared = @$(made_meanwhile) printf '%s\n' '$(subst ','\'',$(2))$(if $(3), > $(3))'; $(call run_timed,$(1),$(2),$(3))
+
+# $(made_meanwhile): the start of a recipe line of a stage with one output, which another make
+# sharing OUT may be making at the same time (the imports, a teacher's patches): when the target
+# exists now and no prerequisite is newer, that make made it after this one looked (make reads
+# the file's date once) and it is kept, not made again (which would date it later and put the
+# other make's later stages out of date). The programs write atomically: a target that exists is
+# whole.
+made_meanwhile = n=; for p in $^; do [ "$$p" -nt $@ ] && n=1; done; [ -e $@ ] && [ -z "$$n" ] && { echo "$@: made \
+    meanwhile by another make"; exit 0; };
 
 # ---- data ----
+import_cmd = $(BIN)/tsimport -q -f $(FORMAT) -S $(1) $(if $(2),-n $(2)) -o $@ $(DATA)
 $(TRAIN):
 	@mkdir -p $(@D)
-	$(BIN)/tsimport -q -f $(FORMAT) -S train $(if $(TRAIN_N),-n $(TRAIN_N)) -o $@ $(DATA)
+	@$(made_meanwhile) printf '%s\n' '$(subst ','\'',$(call import_cmd,train,$(TRAIN_N)))'; $(call import_cmd,train,$(TRAIN_N))
 $(VAL):
 	@mkdir -p $(@D)
-	$(BIN)/tsimport -q -f $(FORMAT) -S $(VAL_SPLIT) $(if $(VAL_N),-n $(VAL_N)) -o $@ $(DATA)
+	@$(made_meanwhile) printf '%s\n' '$(subst ','\'',$(call import_cmd,$(VAL_SPLIT),$(VAL_N)))'; $(call import_cmd,$(VAL_SPLIT),$(VAL_N))
 
 # ---- teachers: one rule per architecture in TEACHER and TEACHERS ----
 # The weights (written atomically by --save) and the training log are one grouped target. The
@@ -210,7 +253,7 @@ factor_opt = $(if $(filter-out auto,$(FACTOR)),-f $(FACTOR))
 define patches_rule
 $(call patches_of,$(1)): $(TRAIN) $(call teacher_file,$(1))
 	@mkdir -p $$(@D)
-	$$(call timed,$$@,$$(BIN)/patchsel $$(RUN_OPTS) -w $(call teacher_file,$(1)) --ipc $$(IPC) \
+	$$(call timed_shared,$$@,$$(BIN)/patchsel $$(RUN_OPTS) -w $(call teacher_file,$(1)) --ipc $$(IPC) \
 	    -n $$(CANDIDATES) -k $$(CROPS) $$(factor_opt) -s $$(SEED) -o $$@ $$(TRAIN))
 endef
 $(foreach t,$(sort $(TEACHER) $(TEACHERS)),$(eval $(call patches_rule,$(t))))
@@ -255,7 +298,7 @@ summary = tail -n 1 $(1) | sed 's/^/$(subst /,\/,$(1)): /'
 .PHONY: teacher patches random help
 # make -f pipelines/X.mk print-FADRM_DIR: the value of a variable (paths for scripts and tests)
 print-%:
-	@echo '$($*)'
+	@printf '%s\n' '$(subst ','\'',$($*))'
 # make -f pipelines/X.mk help: X.mk's header (its goals, outputs and own parameters), then the
 # shared parameters with the values they have in this make
 # shared parameters: those the parameters section above sets with ?= (read when help runs), and BIN

@@ -43,6 +43,7 @@ CVDD_W := $(foreach t,$(TEACHERS),$(call teacher_file,$(t)))
 CVDD_TD := $(D)/$(subst $(space),+,$(foreach t,$(TEACHERS),$(call teacher_id,$(t))))
 CVDD_PATCHES := $(call patches_of,$(firstword $(TEACHERS)))
 ifneq ($(words $(PRIORS)),0)
+$(foreach p,$(PRIORS),$(call dd_number,PRIORS,$(p)))
 ifneq ($(words $(PRIORS)),$(words $(TEACHERS)))
 $(error cvdd.mk: PRIORS has $(words $(PRIORS)) values for $(words $(TEACHERS)) TEACHERS)
 endif

@@ -21,6 +21,7 @@
 # OUT (default demo/); a re-run only prints the table again.
 THIS := $(lastword $(MAKEFILE_LIST))
 FULL ?= 0
+$(if $(filter 0 1,$(FULL)),,$(error FULL='$(FULL)': 0 (the demo's scale) or 1 (the reference settings)))
 ifeq ($(FULL),1)
 ITERS = 2000
 EPOCHS = 300
@@ -53,6 +54,7 @@ INFER_TEACHERS = $(TEACHER)
 INFER_ITERS = $(if $(filter 1,$(FULL)),,$(ITERS))
 INFER_EPOCHS = $(if $(filter 1,$(FULL)),400,$(EPOCHS))
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))infer.mk
+$(call dd_whole,JOBS)
 
 DEMO_T0 := $(shell date +%s.%N)
 DEMO_DIR := $(TD)/demo-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED)
@@ -89,6 +91,7 @@ demo-table:
 	LOSS=$(LOSS_PNG) TRAIN=$(TRAIN) VAL=$(VAL) IPC=$(IPC) ITERS=$(ITERS) ARC=$(ARC) ALPHA=$(ALPHA) EPOCHS=$(EPOCHS) \
 	EVAL_EVERY=$(EVAL_EVERY) TEACHER=$(TEACHER) STUDENT=$(STUDENT) TEACHER_EPOCHS=$(TEACHER_EPOCHS) \
 	TEACHER_OPTS='$(TEACHER_OPTS)' JOBS=$(JOBS) BIN=$(BIN) SEED=$(SEED) INFER_ITERS=$(INFER_ITERS) \
-	INFER_EPOCHS=$(INFER_EPOCHS) INFER_T=$(INFER_T) bash $(PIPELINES)/demo-table.sh | tee $(DEMO_DIR)/table.txt
+	INFER_EPOCHS=$(INFER_EPOCHS) INFER_T=$(INFER_T) bash $(PIPELINES)/demo-table.sh | tee $(DEMO_DIR)/table.txt.tmp.$$$$ \
+	    || { rm -f $(DEMO_DIR)/table.txt.tmp.$$$$; exit 1; }; mv $(DEMO_DIR)/table.txt.tmp.$$$$ $(DEMO_DIR)/table.txt
 
 .DEFAULT_GOAL := demo

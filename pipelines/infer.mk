@@ -56,6 +56,7 @@ INFER_STUDENT_OPTS ?=
 INFER_DYN_EPOCHS ?= 80
 $(foreach v,NCLASSES INFER_EPOCHS INFER_DYN_EPOCHS,$(call dd_whole,$(v)))
 $(call dd_whole_opt,INFER_ITERS)
+$(call dd_number,INFER_T)
 INFER_M := $(words $(INFER_TEACHERS))
 IPC_INIT := $(shell echo $$(( $(IPC) * $(NCLASSES) / ($(INFER_M) + $(NCLASSES)) )))
 INFER_W := $(foreach t,$(INFER_TEACHERS),$(call teacher_file,$(t)))

@@ -19,6 +19,9 @@ DDPIPE_SRE2L_MK := 1
 SRE2L_ITERS ?= 1000
 SRE2L_FIRST_BN ?= 10
 SRE2L_AUG ?= roll
+$(call dd_whole,SRE2L_ITERS)
+$(call dd_number,SRE2L_FIRST_BN)
+$(call dd_oneof,SRE2L_AUG,full roll none)
 SRE2L_DIR := $(TD)/sre2l/ipc$(IPC)-it$(SRE2L_ITERS)-m$(SRE2L_FIRST_BN)$(if $(filter-out roll,$(SRE2L_AUG)),-aug$(SRE2L_AUG))$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
 
 $(SRE2L_DIR)/distilled.tsr $(SRE2L_DIR)/metrics.jsonl &: $(TEACHER_W)

@@ -54,6 +54,7 @@ include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))rded.mk
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))sre2lpp.mk
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))fadrm.mk
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))fadrmplus.mk
+$(call dd_whole,JOBS)
 
 XA_T0 := $(shell date +%s.%N)
 XA_DIRS := $(RDED_DIR) $(SRE2LPP_DIR) $(FADRM_DIR) $(PLUS_DIR)
@@ -79,7 +80,7 @@ xarch-table: $(XA_EVALS)
 	TEACHER_LOGS='$(foreach t,$(XA_TEACHERS),$(basename $(call teacher_file,$(t))).jsonl)' \
 	STUDENTS='$(STUDENTS)' STUDENT_IDS='$(foreach s,$(STUDENTS),$(call eval_id,$(s)))' LABEL_ID=$(LABEL_ID) \
 	DIR_RDED=$(RDED_DIR) DIR_SRE2LPP=$(SRE2LPP_DIR) DIR_FADRM=$(FADRM_DIR) DIR_PLUS=$(PLUS_DIR) PLUS_PATCHES=$(PLUS_PATCHES) \
-	bash $(PIPELINES)/xarch-table.sh > $(XA_TABLE).tmp || s=$$?; cat $(XA_TABLE).tmp; \
-	if [ $$s = 0 ]; then mv $(XA_TABLE).tmp $(XA_TABLE); echo "table: $(XA_TABLE)"; else rm -f $(XA_TABLE).tmp; exit $$s; fi
+	bash $(PIPELINES)/xarch-table.sh > $(XA_TABLE).tmp.$$$$ || s=$$?; cat $(XA_TABLE).tmp.$$$$; \
+	if [ $$s = 0 ]; then mv $(XA_TABLE).tmp.$$$$ $(XA_TABLE); echo "table: $(XA_TABLE)"; else rm -f $(XA_TABLE).tmp.$$$$; exit $$s; fi
 
 .DEFAULT_GOAL := xarch

@@ -114,8 +114,9 @@ plan=$(mk -n -f "$P/fadrm.mk" STUDENT_TAG=-killed fadrm 2>&1)
     || fail "killed student: $(ls "$fd"); plan: $plan"
 
 # parameters are checked before any stage: one line naming the variable, nothing made
+# (and the programs' own limits, numbers the shell would misread, names make cannot hold)
 for bad in ALPHA=abc ALPHA=1.5 ALPHA= IPC=0 EPOCHS=x SEED=-1 TRAIN_N=0 SIZES=200,,224 FACTOR=0 DEVICE=gpu RELABEL_BN=x \
-           BIN=/nonexistent; do
+           BIN=/nonexistent IPC=010 SEED=00 IPC=1234567890 ARC=64 THREADS=5000 FACTOR=3 ITERS=3 "OUT=o u t" VAL_SPLIT=; do
     rc=0; make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=bad "$bad" fadrm >log.param 2>&1 || rc=$?
     if [ $rc != 0 ] && [ ! -e bad ] && [ "$(wc -l <log.param)" = 1 ] && grep -q "\*\*\* ${bad%%=*}=" log.param; then
         ok "$bad: stopped before any stage: $(sed 's/.*\*\*\* //' log.param)"
@@ -126,6 +127,18 @@ env -u DDPIPE_VARS_SEEN -u MAKEFLAGS -u MFLAGS make --no-print-directory -f "$P/
     print-ALPHA >log.typo 2>&1
 grep -q "ALHPA=0.7: no pipeline fragment uses ALHPA (a typo?)" log.typo && grep -qx 0.5 log.typo \
     && ok "a command-line variable no fragment names: said ($(grep -o 'ALHPA.*' log.typo))" || fail "typo: $(cat log.typo)"
+# ... a lower-case one too (alpha is a word of the fragments' comments and options, not a variable)
+env -u DDPIPE_VARS_SEEN -u MAKEFLAGS -u MFLAGS make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" alpha=0.7 \
+    print-ALPHA >log.typo 2>&1
+grep -q "alpha=0.7: no pipeline fragment uses alpha (a typo?)" log.typo && grep -qx 0.5 log.typo \
+    && ok "alpha=0.7: said as a typo" || fail "lower-case typo: $(cat log.typo)"
+# a fragment's own parameters are checked too
+for c in "sre2l.mk SRE2L_AUG=bogus" "sre2l.mk SRE2L_ITERS=08" "infer.mk INFER_T=x" "ablation.mk SEEDS=x" "demo.mk FULL=2"; do
+    rc=0; make --no-print-directory -f "$P/${c%% *}" "${tiny[@]}" OUT=bad "${c#* }" >log.param 2>&1 || rc=$?
+    v=${c#* }
+    [ $rc != 0 ] && [ ! -e bad ] && [ "$(wc -l <log.param)" = 1 ] && grep -q "\*\*\* ${v%%=*}=" log.param \
+        && ok "$c: $(sed 's/.*\*\*\* //' log.param)" || fail "$c: exit $rc, $(head -n 2 log.param)"
+done
 # help: the fragment's header and the shared parameters as set, without the programs built
 make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" BIN=/nonexistent ALPHA=0.7 help >log.help 2>&1 \
     && grep -q "^  *fadrm-seam  " log.help && grep -q "^pipelines/fadrm.mk - FADRM" log.help \
@@ -140,20 +153,24 @@ plan=$(make --no-print-directory -n -f "$P/fadrm.mk" "${tiny[@]}" VAL_N=50 fadrm
 ! grep -q -- "--save" <<<"$plan" && ! grep -q -e "/patchsel " -e "/recover " -e "/relabel " <<<"$plan" \
     && ok "VAL_N=50: no teacher, patchsel, recover or relabel planned" || fail "VAL_N=50 plan: $plan"
 # two parameter sets at once in a fresh OUT, both building the teacher and patches they share (the
-# teacher's training waits 3 s first, so that the second make, unless it starts 3 s late, finds no
-# teacher yet and trains its own)
+# first make's teacher training waits 1 s, the second's 8 s, so that the second, unless it starts
+# 1 s late, finds no teacher yet and trains its own, and finishes it after the first make's
+# patches and recover: those stay up to date, the second copy dated when its training began)
 mkdir -p pbin && for f in "$BIN"/*; do ln -sf "$f" pbin/; done && rm pbin/evaltrain
-printf '#!/bin/sh\ncase " $* " in *" --save "*) sleep 3 ;; esac\nexec "%s/evaltrain" "$@"\n' "$BIN" >pbin/evaltrain
+printf '#!/bin/sh\ncase " $* " in *" --save "*) sleep "${SLOW:-0}" ;; esac\nexec "%s/evaltrain" "$@"\n' "$BIN" >pbin/evaltrain
 chmod +x pbin/evaltrain
 par=(make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=par BIN="$PWD/pbin")   # after tiny's OUT, BIN
-"${par[@]}" ALPHA=0.3 fadrm-distill >log.par1 2>&1 & p1=$!
-"${par[@]}" ALPHA=0.9 fadrm-distill >log.par2 2>&1 & p2=$!
+SLOW=1 "${par[@]}" ALPHA=0.3 fadrm-distill >log.par1 2>&1 & p1=$!
+SLOW=8 "${par[@]}" ALPHA=0.9 fadrm-distill >log.par2 2>&1 & p2=$!
 r1=0 r2=0; wait $p1 || r1=$?; wait $p2 || r2=$?
 [ $r1 = 0 ] && [ $r2 = 0 ] && [ -s "$("${par[@]}" -s print-FADRM_DIR ALPHA=0.3)/distilled.tsr" ] \
     && [ -s "$("${par[@]}" -s print-FADRM_DIR ALPHA=0.9)/distilled.tsr" ] && "${par[@]}" -q teacher \
     && grep -q -- "--save par/" log.par1 && grep -q -- "--save par/" log.par2 \
     && ok "two make processes at once in one fresh OUT, both training the teacher they share: both done" \
     || fail "concurrent makes: exit $r1 $r2: $(tail -n 2 log.par1) $(tail -n 2 log.par2)"
+"${par[@]}" -q ALPHA=0.3 fadrm-distill && "${par[@]}" -q ALPHA=0.9 fadrm-distill \
+    && ok "... and after both, each run up to date (the later teacher did not outdate the first run)" \
+    || fail "concurrent makes: a run out of date after both: $("${par[@]}" -n ALPHA=0.3 fadrm-distill 2>&1 | head -3)"
 
 # the other fragments parse and plan (make -n), sre2l/sre2lpp/rded run at this size
 for f in rded sre2l sre2lpp; do

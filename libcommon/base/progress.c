@@ -167,9 +167,6 @@ void dd_temp_track(const char *tmp, int add)
     live_tmp = n;
 }
 
-/* Where an output path's bytes go: 0 and *target (malloc'd) the file to replace (path, or the
- * file a symbolic link names: the link stays a link); 1: a device or FIFO (or a link to one),
- * written in place; -1 (dd_err): a directory, or a path that cannot be examined. */
 /* The file a dangling link names (made as the shell's > would make it): its text, after the
  * link's directory when relative. */
 static int dangling_target(const char *path, off_t size, char **target)
@@ -196,6 +193,9 @@ static int dangling_target(const char *path, off_t size, char **target)
     return 0;
 }
 
+/* Where an output path's bytes go: 0 and *target (malloc'd) the file to replace (path, or the
+ * file a symbolic link names: the link stays a link); 1: a device or FIFO (or a link to one),
+ * written in place; -1 (dd_err): a directory, or a path that cannot be examined. */
 static int out_kind(const char *path, char **target)
 {
     struct stat st;

@@ -333,6 +333,23 @@ int main(int argc, char **argv)
     if (!format && !S_ISDIR(st.st_mode))
         dd_die(DD_EXIT_USAGE, "%s: not a directory: DATASET is a dataset's directory (IDX, CIFAR, npy, ImageFolder; "
                "man 1 tsimport)", path);
+    /* torchvision's root (CIFAR10(root, download=True) unpacks into root/cifar-10-batches-py) and
+     * the binary tarballs' folders: the one of them DATASET holds, where DATASET holds no dataset
+     * of its own (it would be read as an ImageFolder of one class, the folder) */
+    char *cifar_sub = NULL;
+    static const char *const cifar_dirs[] = {"cifar-10-batches-py", "cifar-10-batches-bin", "cifar-100-python",
+                                             "cifar-100-binary"};
+    const char *g = S_ISDIR(st.st_mode) ? dataset_guess_format(path) : NULL;
+    if (S_ISDIR(st.st_mode) && (!g || !strcmp(g, "imagefolder")) && (!format || strncmp(format, "cifar", 5) == 0)) {
+        int nfound = 0;
+        for (int i = 0; i < 4; i++) {
+            char *q = dd_path_join(path, cifar_dirs[i]);
+            if (dd_is_dir(q) && !nfound++) cifar_sub = q;
+            else free(q);
+        }
+        if (nfound > 1) dd_die(DD_EXIT_USAGE, "%s: holds several CIFAR folders: give one of them as DATASET", path);
+        if (cifar_sub) path = cifar_sub;
+    }
     if (!format && !(format = dataset_guess_format(path)))
         dd_die(DD_EXIT_USAGE, "%s: cannot guess the dataset format; use --format", path);
     static const char *const formats[] = {"idx", "cifar10", "cifar100", "imagefolder", "npy"};
@@ -368,6 +385,7 @@ int main(int argc, char **argv)
     default: import_npy(&o, path); break;
     }
     free(split_dir);
+    free(cifar_sub);
     dd_progress_end(&o.prog);
     if (ts_writer_close(o.w) < 0) dd_die_err(DD_EXIT_DATA);
     ts_record_free(&o.rec);

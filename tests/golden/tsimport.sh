@@ -288,6 +288,13 @@ done
 "$BIN/tsimport" c100py >c100py.tsr && "$BIN/tsexport" --npy np_c100py c100py.tsr && cmp -s np_c100py/image.npy np_c100/image.npy \
     && cmp -s np_c100py/label.npy np_c100/label.npy && cmp -s np_c100py/classes.txt np_c100/classes.txt \
     && ok "CIFAR-100 python batch (fine labels, meta's names): the binary version's records" || fail "CIFAR-100 python"
+# torchvision's root (CIFAR10(root, download=True) unpacks into root/cifar-10-batches-py): the same
+# records; a root holding two CIFAR folders is a usage error naming it
+mkdir -p tvroot && cp -r cpy_p2 tvroot/cifar-10-batches-py
+"$BIN/tsimport" tvroot >tvroot.tsr && "$BIN/tscmp" -q --exact tvroot.tsr py_p2.tsr \
+    && ok "CIFAR-10 by torchvision's root: its cifar-10-batches-py" || fail "torchvision root"
+mkdir -p tvroot/cifar-100-python
+expect_usage tsimport tvroot
 declare -A why=([evil]=. [cut]=. [notdict]="not a dict" [nodata]="no 'data'" [shape]="want U8 \[N,3072\]"
                 [count]="1 labels for 2 images" [range]="image 1: label 10 out of range"
                 [hwc]="'data' is U8\[2,32,32,3\], want U8 \[N,3072\] (rows of R, G and B planes); \[N,32,32,3\] is channels-last")

@@ -320,9 +320,9 @@ int main(int argc, char **argv)
     for (int s = 0; s < o.c.nstages; s++) steps += o.c.stage[s].end - o.c.stage[s].start;
     dd_progress_start(&prog, "steps", steps * nbatch * (o.ufc ? o.nw : 1), o.quiet);
     o.c.progress = &prog;
+    o.c.input = iname;
     if (rec_set_run(nn, t, o.nw, &o.c, &rs) < 0) {
         ts_writer_abort(w);
-        if (!strncmp(dd_errmsg(), "batch ", 6)) dd_err_prefix("%s", iname); /* a loss not finite: the input's */
         dd_die_err(dd_errcode());
     }
     dd_progress_end(&prog);

@@ -207,10 +207,9 @@ int main(int argc, char **argv)
     } else {
         DdProgress prog;
         dd_progress_start(&prog, "batches", (int64_t)o.c.epochs * ((n + o.c.batch - 1) / o.c.batch), o.quiet);
+        o.c.input = dname;
         rc = relabel_run(nn, t, o.nw, &o.c, &d, w, &prog);
         dd_progress_end(&prog);
-        /* "epoch E batch B: ...": the teacher on a batch of the input (not a write error) */
-        if (rc < 0 && !strncmp(dd_errmsg(), "epoch ", 6)) dd_err_prefix("%s", dname);
     }
     if (rc < 0) {
         ts_writer_abort(w);

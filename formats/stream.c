@@ -790,6 +790,17 @@ typedef struct {
 static Spooled *spooled;
 static int nspooled;
 
+/* in's bytes to out (a spool's temporary): 0, or -1 with dd_err naming iname or oname. */
+static int spool_copy(FILE *in, const char *iname, FILE *out, const char *oname)
+{
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) return dd_err("%s: write error: %s", oname, strerror(errno ? errno : EIO));
+    if (ferror(in)) return dd_err("%s: read error: %s", iname, strerror(errno ? errno : EIO));
+    return dd_fflush_checked(out, oname);
+}
+
 static const char *spooled_copy(const char *path)
 {
     for (int i = 0; i < nspooled; i++)
@@ -812,14 +823,10 @@ int ts_spool_path(const char *path)
     dd_temp_track(tmp, 1); /* before it exists: see dd_atomic_open */
     int fd = mkstemp(tmp);
     FILE *t = fd < 0 ? NULL : fdopen(fd, "wb");
-    int rc = t ? 0 : dd_err("%s: cannot create a temporary file to hold it in %s: %s", path, dir, strerror(errno));
-    char buf[1 << 16];
-    size_t k;
-    while (rc == 0 && (k = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, k, t) != k) rc = dd_err("%s: temporary copy %s: write error: %s", path, tmp, strerror(errno));
-    if (rc == 0 && ferror(in)) rc = dd_err("%s: read error: %s", path, strerror(errno ? errno : EIO));
+    int rc = t ? spool_copy(in, path, t, tmp)
+               : dd_err("%s: cannot create a temporary file to hold it in %s: %s", path, dir, strerror(errno));
     fclose(in);
-    if (t && fclose(t) && rc == 0) rc = dd_err("%s: temporary copy %s: write error: %s", path, tmp, strerror(errno));
+    if (t && fclose(t) && rc == 0) rc = dd_err("%s: write error: %s", tmp, strerror(errno));
     if (rc < 0) {
         if (fd >= 0) unlink(tmp);
         dd_temp_track(tmp, 0);
@@ -841,13 +848,7 @@ int ts_stdin_spool(void)
 {
     FILE *t = tmpfile();
     if (!t) return dd_err("cannot create a temporary file to hold stdin");
-    char buf[1 << 16];
-    size_t n;
-    int rc = 0;
-    while (rc == 0 && (n = fread(buf, 1, sizeof buf, stdin)) > 0)
-        if (fwrite(buf, 1, n, t) != n) rc = dd_err("temporary copy of stdin: write error");
-    if (rc == 0 && ferror(stdin)) rc = dd_err("stdin: read error");
-    if (rc == 0) rc = dd_fflush_checked(t, "temporary copy of stdin");
+    int rc = spool_copy(stdin, "stdin", t, "temporary copy of stdin");
     if (rc == 0 && dup2(fileno(t), 0) < 0) rc = dd_err("temporary copy of stdin: %s", strerror(errno));
     fclose(t);
     if (rc < 0) return -1;
@@ -860,8 +861,7 @@ int ts_stdin_spool(void)
 struct TsWriter {
     FILE *f;
     char *name;
-    DdAtomicFile af;           /* af.f == f for an atomic path writer */
-    FILE *own;                 /* a device or fifo opened directly */
+    DdAtomicFile af;           /* af.f == f for a path (a device or fifo: written in place, af.direct) */
     uint8_t *buf;
     size_t len, cap;
     uint32_t crc;
@@ -977,13 +977,7 @@ TsWriter *ts_writer_open(const char *path, const TsHeader *h)
     if (!strcmp(path, "-")) return ts_writer_open_file(stdout, "stdout", h);
     TsWriter *w = dd_calloc(1, sizeof *w);
     w->name = dd_strdup(path);
-    struct stat st;
-    if (!stat(path, &st) && !S_ISREG(st.st_mode)) { /* /dev/null, a fifo: no temporary + rename */
-        w->own = w->f = fopen(path, "wb");
-        if (!w->f) dd_err("%s: %s", path, strerror(errno));
-    } else if (!dd_atomic_open(&w->af, path)) {
-        w->f = w->af.f;
-    }
+    if (!dd_atomic_open(&w->af, path)) w->f = w->af.f;
     if (!w->f || !writer_start(w, h)) {
         ts_writer_abort(w);
         return NULL;
@@ -1037,18 +1031,16 @@ int ts_writer_finish(TsWriter *w)
     w_flush(w);
     w->finished = 1;
     if (w->failed) return -1;
-    if (w->af.tmp && dd_atomic_finish(&w->af) < 0) return w->failed = 1, -1;
+    if ((w->af.tmp || w->af.direct) && dd_atomic_finish(&w->af) < 0) return w->failed = 1, -1;
     return 0;
 }
 
 int ts_writer_close(TsWriter *w)
 {
     int rc = ts_writer_finish(w);
-    if (w->af.tmp) {
+    if (w->af.tmp || w->af.direct) {
         if (rc) dd_atomic_abort(&w->af);
         else rc = dd_atomic_commit(&w->af);
-    } else if (w->own) {
-        if (dd_fclose_checked(w->own, w->name)) rc = -1;
     } else if (!rc) {
         rc = dd_fflush_checked(w->f, w->name);
     }
@@ -1059,8 +1051,7 @@ int ts_writer_close(TsWriter *w)
 void ts_writer_abort(TsWriter *w)
 {
     if (!w) return;
-    if (w->af.tmp) dd_atomic_abort(&w->af);
-    if (w->own) fclose(w->own);
+    dd_atomic_abort(&w->af); /* nothing for stdout's writer */
     writer_free(w);
 }
 

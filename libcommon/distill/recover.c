@@ -157,8 +157,8 @@ static int rec_step(Nn *nn, Model *const *ts, int nt, const double *w, const Rec
     const float lv = nn_item(nn, loss);
     int rc = 0;
     if (!isfinite(lv)) {
-        rc = dd_err("batch %lld, step %lld: loss is not finite (ce %g, bn %g)", (long long)b->id, (long long)t, ce,
-                    bn);
+        rc = dd_err("%s%sbatch %lld, step %lld: loss is not finite (ce %g, bn %g)", c->input ? c->input : "",
+                    c->input ? ": " : "", (long long)b->id, (long long)t, ce, bn);
     } else {
         /* fp16: backward from the scaled loss, a step whose gradient overflowed skipped (the
          * reference's GradScaler) */

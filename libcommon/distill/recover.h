@@ -61,6 +61,7 @@ typedef struct {
     FILE *metrics;               /* JSON lines, or NULL */
     int64_t metrics_every;       /* a line every N steps of a stage (and at its last step) */
     DdProgress *progress;        /* advanced by one per step, or NULL */
+    const char *input;           /* the images' name, first in a step's messages (NULL: none) */
 } RecConf;
 
 /* The reference's defaults (lr 0.25, r_bn 0.01, first-BN multiplier 10, alpha 0.5, REC_AUG_FULL,

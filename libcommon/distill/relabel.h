@@ -37,6 +37,7 @@ typedef struct {
     RelabelBn bn;
     uint64_t seed;
     int topk;               /* 0 or >= K: every logit ("logits" F16); else the top-k fields below */
+    const char *input;      /* the data's name, first in relabel_run's messages (NULL: none) */
 } RelabelConf;
 
 /* Checks a teacher against the data: num_classes == ts_header_nclasses(h), the class names in the

@@ -204,31 +204,41 @@ EVAL_ID := $(call eval_id,$(STUDENT))
 # when two makes build a shared file (the teacher) at once, the one that ends last does not make the
 # other's later stages (patches, recover, from the first copy: the same bits) out of date.
 # run_timed is the same without the echo, for the middle of a line.
-run_timed = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; dd_pid=$$$$; dd_t0=$$(date +%s.%N); \
+run_timed = $(dd_start) $(run_timed_from)
+# dd_start: the stage's start (dd_t0), taken before made_meanwhile looks for another make's file
+dd_start = dd_t0=$$(date +%s.%N);
+# run_timed_from: run_timed with dd_t0 already set
+run_timed_from = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; dd_pid=$$$$; \
 	{ time { $(2) $(if $(3),> $(3).part.$$dd_pid) ; } 2>&3 ; } 3>&2 2> $(1).sec.part.$$dd_pid && \
 	$(if $(3),mv -f $(3).part.$$dd_pid $(3) && )touch -c -d @$$dd_t0 $(1) && mv -f $(1).sec.part.$$dd_pid $(1).sec || \
 	{ s=$$?; rm -f $(1).sec.part.$$dd_pid $(if $(3),$(3).part.$$dd_pid); exit $$s; }
 timed = @printf '%s\n' '$(subst ','\'',$(2))$(if $(3), > $(3))'; $(call run_timed,$(1),$(2),$(3))
 # ... for a stage with one output that another make may be making too: see made_meanwhile
-timed_shared = @$(made_meanwhile) printf '%s\n' '$(subst ','\'',$(2))$(if $(3), > $(3))'; $(call run_timed,$(1),$(2),$(3))
+timed_shared = @$(dd_start) $(call made_meanwhile,$(1)) printf '%s\n' '$(subst ','\'',$(2))$(if $(3), > $(3))'; \
+	$(call run_timed_from,$(1),$(2),$(3))
 
-# $(made_meanwhile): the start of a recipe line of a stage with one output, which another make
-# sharing OUT may be making at the same time (the imports, a teacher's patches): when the target
-# exists now and no prerequisite is newer, that make made it after this one looked (make reads
-# the file's date once) and it is kept, not made again (which would date it later and put the
-# other make's later stages out of date). The programs write atomically: a target that exists is
-# whole.
-made_meanwhile = n=; for p in $^; do [ "$$p" -nt $@ ] && n=1; done; [ -e $@ ] && [ -z "$$n" ] && { echo "$@: made \
-    meanwhile by another make"; exit 0; };
+# $(call made_meanwhile[,FILE]): the start of a recipe line of a stage with one output FILE ($@
+# when not given), which another make sharing OUT may be making at the same time (the imports, a
+# teacher, its patches): when FILE exists now and no prerequisite is newer, that make made it
+# after this one looked (make reads a file's date once, before it makes the prerequisites) and it
+# is kept, not made again (a teacher trained twice; and a copy dated later would put the other
+# make's later stages out of date). The programs write atomically: a FILE that exists is whole.
+# It follows dd_start, and the stage's FILE is dated dd_t0: any copy this make finds missing here
+# was not there at dd_t0, so the copy that ends up in place (whichever make wrote it last) is dated
+# before any make's later stage began. Under make -B (--always-make) nothing is kept.
+made_meanwhile = $(if $(findstring B,$(firstword -$(MAKEFLAGS))),,n=; for p in $^; do [ "$$p" -nt $(or $(1),$@) ] && n=1; \
+    done; [ -e $(or $(1),$@) ] && [ -z "$$n" ] && { echo "$(or $(1),$@): made meanwhile by another make"; exit 0; };)
 
 # ---- data ----
 import_cmd = $(BIN)/tsimport -q -f $(FORMAT) -S $(1) $(if $(2),-n $(2)) -o $@ $(DATA)
 $(TRAIN):
 	@mkdir -p $(@D)
-	@$(made_meanwhile) printf '%s\n' '$(subst ','\'',$(call import_cmd,train,$(TRAIN_N)))'; $(call import_cmd,train,$(TRAIN_N))
+	@$(dd_start) $(made_meanwhile) printf '%s\n' '$(subst ','\'',$(call import_cmd,train,$(TRAIN_N)))'; \
+	    $(call import_cmd,train,$(TRAIN_N)) && touch -c -d @$$dd_t0 $@
 $(VAL):
 	@mkdir -p $(@D)
-	@$(made_meanwhile) printf '%s\n' '$(subst ','\'',$(call import_cmd,$(VAL_SPLIT),$(VAL_N)))'; $(call import_cmd,$(VAL_SPLIT),$(VAL_N))
+	@$(dd_start) $(made_meanwhile) printf '%s\n' '$(subst ','\'',$(call import_cmd,$(VAL_SPLIT),$(VAL_N)))'; \
+	    $(call import_cmd,$(VAL_SPLIT),$(VAL_N)) && touch -c -d @$$dd_t0 $@
 
 # ---- teachers: one rule per architecture in TEACHER and TEACHERS ----
 # The weights (written atomically by --save) and the training log are one grouped target. The
@@ -238,7 +248,7 @@ $(VAL):
 define teacher_rule
 $(call teacher_file,$(1)) $(basename $(call teacher_file,$(1))).jsonl &: $(TRAIN) | $(VAL)
 	@mkdir -p $$(@D)
-	$$(call timed,$(call teacher_file,$(1)),$$(BIN)/evaltrain -q $$(dev_opt) \
+	$$(call timed_shared,$(call teacher_file,$(1)),$$(BIN)/evaltrain -q $$(dev_opt) \
 	    $$(if $$(TEACHER_THREADS),-j $$(TEACHER_THREADS)) -m $(subst $(comma),$$(comma),$(1)) --epochs $$(TEACHER_EPOCHS) \
 	    -s $$(TEACHER_SEED) $$(TEACHER_OPTS) --val $$(VAL) --save $(call teacher_file,$(1)) $$(TRAIN),$(basename \
 	    $(call teacher_file,$(1))).jsonl)

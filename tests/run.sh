@@ -61,7 +61,9 @@ pass=$(grep -c '^PASS' <<<"$results" || true)
 fail=$(grep -c '^FAIL' <<<"$results" || true)
 skip=$(grep -c '^SKIP' <<<"$results" || true)
 for n in $(grep '^FAIL' <<<"$results" | awk '{print $2}'); do
-    echo "---- $n ----"; tail -n 40 "$logs/$n.log"
+    # the failing checks first (a golden test's FAIL: lines come amid its ok: lines), then the end
+    echo "---- $n ----"; grep -m 20 -E '^(FAIL|not ok)|[ :]FAIL$' "$logs/$n.log" && echo "[...]"
+    tail -n 40 "$logs/$n.log"
 done
 if [ "${DD_REQUIRE_GPU:-0}" = 1 ] && grep -q '^SKIP.*GPU' <<<"$results"; then
     echo "check-gpu: GPU tests were skipped"; fail=$((fail + 1))

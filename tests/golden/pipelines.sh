@@ -152,25 +152,43 @@ rc=0; mk -f "$P/sharded.mk" SHARDS=0 print-SH_DIR >log.sh0 2>&1 || rc=$?
 plan=$(make --no-print-directory -n -f "$P/fadrm.mk" "${tiny[@]}" VAL_N=50 fadrm 2>&1)
 ! grep -q -- "--save" <<<"$plan" && ! grep -q -e "/patchsel " -e "/recover " -e "/relabel " <<<"$plan" \
     && ok "VAL_N=50: no teacher, patchsel, recover or relabel planned" || fail "VAL_N=50 plan: $plan"
-# two parameter sets at once in a fresh OUT, both building the teacher and patches they share (the
-# first make's teacher training waits 1 s, the second's 8 s, so that the second, unless it starts
-# 1 s late, finds no teacher yet and trains its own, and finishes it after the first make's
-# patches and recover: those stay up to date, the second copy dated when its training began)
-mkdir -p pbin && for f in "$BIN"/*; do ln -sf "$f" pbin/; done && rm pbin/evaltrain
+# two parameter sets at once in a fresh OUT, both building the import, teacher and patches they
+# share. The first make's import waits 2 s, so the second's is in place first and its teacher
+# begins before the first make's import replaces the file: dated when that import began, it does
+# not outdate that teacher. The first make's teacher training waits 1 s, the second's 8 s, so the
+# second (its copy missing when it began) trains its own and finishes it after the first make's
+# patches and recover: those stay up to date, the second copy dated when its training began.
+mkdir -p pbin && for f in "$BIN"/*; do ln -sf "$f" pbin/; done && rm pbin/evaltrain pbin/tsimport
 printf '#!/bin/sh\ncase " $* " in *" --save "*) sleep "${SLOW:-0}" ;; esac\nexec "%s/evaltrain" "$@"\n' "$BIN" >pbin/evaltrain
-chmod +x pbin/evaltrain
+printf '#!/bin/sh\nsleep "${SLOW_IMPORT:-0}"\nexec "%s/tsimport" "$@"\n' "$BIN" >pbin/tsimport
+chmod +x pbin/evaltrain pbin/tsimport
 par=(make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=par BIN="$PWD/pbin")   # after tiny's OUT, BIN
-SLOW=1 "${par[@]}" ALPHA=0.3 fadrm-distill >log.par1 2>&1 & p1=$!
+SLOW_IMPORT=2 SLOW=1 "${par[@]}" ALPHA=0.3 fadrm-distill >log.par1 2>&1 & p1=$!
 SLOW=8 "${par[@]}" ALPHA=0.9 fadrm-distill >log.par2 2>&1 & p2=$!
 r1=0 r2=0; wait $p1 || r1=$?; wait $p2 || r2=$?
 [ $r1 = 0 ] && [ $r2 = 0 ] && [ -s "$("${par[@]}" -s print-FADRM_DIR ALPHA=0.3)/distilled.tsr" ] \
     && [ -s "$("${par[@]}" -s print-FADRM_DIR ALPHA=0.9)/distilled.tsr" ] && "${par[@]}" -q teacher \
     && grep -q -- "--save par/" log.par1 && grep -q -- "--save par/" log.par2 \
-    && ok "two make processes at once in one fresh OUT, both training the teacher they share: both done" \
+    && [ "$(grep -c "tsimport .*-S train" log.par1 log.par2 | grep -c ':1$')" = 2 ] \
+    && ok "two make processes at once in one fresh OUT, both importing and training what they share: both done" \
     || fail "concurrent makes: exit $r1 $r2: $(tail -n 2 log.par1) $(tail -n 2 log.par2)"
 "${par[@]}" -q ALPHA=0.3 fadrm-distill && "${par[@]}" -q ALPHA=0.9 fadrm-distill \
     && ok "... and after both, each run up to date (the later teacher did not outdate the first run)" \
     || fail "concurrent makes: a run out of date after both: $("${par[@]}" -n ALPHA=0.3 fadrm-distill 2>&1 | head -3)"
+# a make whose import is slow finds, when its teacher's turn comes, the teacher another make has
+# trained meanwhile: kept, not trained again (nor its import's later copy dating it out)
+par2=("${par[@]}" OUT=par2)
+SLOW_IMPORT=3 "${par2[@]}" teacher >log.par3 2>&1 & p3=$!
+"${par2[@]}" teacher >log.par4 2>&1 & p4=$!
+r3=0 r4=0; wait $p3 || r3=$?; wait $p4 || r4=$?
+[ $r3 = 0 ] && [ $r4 = 0 ] && grep -q "teachers/.*: made meanwhile by another make" log.par3 \
+    && ! grep -q -- "--save" log.par3 && grep -q -- "--save" log.par4 && "${par2[@]}" -q teacher \
+    && ok "a teacher trained by another make meanwhile is kept: $(grep teachers/ log.par3 | cut -c1-90)" \
+    || fail "teacher made meanwhile: exit $r3 $r4: $(cat log.par3)"
+# ... but make -B makes it again
+tr2=$("${par2[@]}" -s print-TRAIN); touch -d @1 "$tr2"
+"${par2[@]}" -B "$tr2" >log.par5 2>&1 && ! grep -q meanwhile log.par5 && [ "$(stat -c %Y "$tr2")" -gt 1 ] \
+    && ok "make -B: the import made again, not kept as made meanwhile" || fail "make -B: $(cat log.par5)"
 
 # the other fragments parse and plan (make -n), sre2l/sre2lpp/rded run at this size
 for f in rded sre2l sre2lpp; do

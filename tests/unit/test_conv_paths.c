@@ -11,7 +11,7 @@
  * and 3 threads bit-identical, and with Winograd's chunks of 8 images (DD_CPU_WINO_CHUNK=8:
  * several chunks, a short last one) the forward and dx bit-identical too; depthwise shapes on conv_dw.c's flat runs (AVX2 here,
  * AVX-512 in test_conv_avx512: any stride; by default, and where the direct kernel would not be
- * faster), conv_dwp.c's in-register planes (3x3 on 4x4 to 16x16, stride 1 or 2; AVX2 without AVX-512), the
+ * faster), conv_dwp.c's in-register planes (3x3 on 4x4 to 16x16, stride 1 or 2; AVX2, with AVX-512 from 8x8), the
  * direct kernel's depthwise path and conv.c's plane kernels (DD_CPU_CONV=gemm).
  * Tolerance per element: 3e-5 of the sum of |terms| (float accumulation over K = cin k^2 terms
  * stays far below that, F(4x4)'s worst here 5e-6; one wrong or missing term is about 1/K of it).
@@ -312,16 +312,17 @@ int main(void)
             float *r[3];
             setenv("DD_CPU_ISA", "avx2", 1);
             run_shape(c, paths[p], 1, r);
-            /* passes conv_dwc.c takes with AVX2: with AVX-512 too (its conditions are wider) */
             NnConvShape cs = {c->n, c->cin, c->h, c->w, c->cout, c->k, c->k, oh, ow, c->stride, c->pad, c->dil,
                               c->groups ? c->groups : 1};
-            /* ... unless conv_dwp.c (AVX2 alone, conv.c's order) takes the pass before it: its
-             * weight gradient sums each plane in registers, in another order than conv_dwc.c's */
-            int dwp = cpu_dwp_ok(&cs);
-            int dwc[3] = {cpu_dwc_ok(&cs) && !dwp, cpu_dwc_data_ok(&cs) && !cpu_dwp_data_ok(&cs),
-                          cpu_dwc_filter_ok(&cs) && !dwp};
+            /* passes conv_dwc.c takes with AVX2: with AVX-512 too (its conditions are wider) */
+            int dwc[3] = {cpu_dwc_ok(&cs), cpu_dwc_data_ok(&cs), cpu_dwc_filter_ok(&cs)};
             int wino_w = cpu_wino_filter_ok(&cs); /* Winograd's weight gradient: the kernel GEMM either way */
+            /* conv_dwp.c, first in conv.c's order, is one code for both ISAs (with AVX-512 on 8x8
+             * and 16x16 planes only): the same bits where both take it; where AVX2's alone does
+             * (4x4), its weight gradient sums in another order than conv_dwc.c's: no claim */
+            int dwp2[3] = {cpu_dwp_ok(&cs), cpu_dwp_data_ok(&cs), cpu_dwp_ok(&cs)};
             unsetenv("DD_CPU_ISA");
+            int dwp5[3] = {cpu_dwp_ok(&cs), cpu_dwp_data_ok(&cs), cpu_dwp_ok(&cs)};
 #endif
             for (int t = 0; t < 3; t++) {
                 CHECK_MSG(!memcmp(a[t], b[t], n[t] * sizeof(float)), "shape %d %s: threads 1 vs 3 differ (output %d)",
@@ -337,7 +338,10 @@ int main(void)
                 int dw = c->groups > 1 && c->groups == c->cin && c->groups == c->cout;
                 int kernel = p != 4 && c->stride == 1 && c->pad > 0 && (c->k - 1) * c->dil == 2 * c->pad &&
                              (c->groups <= 1 || (dw && p == 3));
-                int same = t == 2 ? dwc[2] || (kernel && wino_w) : kernel || dwc[t];
+                int same = dwp2[t] && dwp5[t] ? 1
+                           : dwp2[t] || dwp5[t] ? 0
+                           : t == 2 ? dwc[2] || (kernel && wino_w)
+                                    : kernel || dwc[t];
                 nsame[t] += same;
                 CHECK_MSG(!same || !memcmp(a[t], r[t], n[t] * sizeof(float)),
                           "shape %d %s: AVX-512 vs AVX2 differ (output %d)", i, paths[p], t);

@@ -802,9 +802,14 @@ static void bias_bwd_task(void *arg, int64_t b, int64_t e, int tid)
  * (im2col) and 1.05 to 1.29 for weight gradients. Whole steps, best of 4 alternating, one thread:
  * training mobilenet_v2m +10%, shufflenet_v2_x1_0m +16%, shufflenet_g2_cifar +8%; recover
  * mobilenet_v2m +8%, shufflenet_g2_cifar +10%, densenet121m +7%. */
+/* Thin and pointwise convolutions' weight gradients stay on OpenBLAS with AVX-512 too: few
+ * columns (cin kh kw <= 32) or a B transposed from x itself, where the kernel GEMM took, on an
+ * Intel Xeon (bench_ops, 2 threads, A/B alternating), 3.4x OpenBLAS's time for convnet3's stem
+ * (1->128 at 28x28), 1.27x for 3->64 at 32x32 and 1.16-1.31x for 1x1s on 16x16 to 4x4 planes. */
 static int kg_gemm_ok(const NnConvShape *s, int filter)
 {
     if (s->groups > 1 && (filter || gemm_chunk(s) == 1)) return 0;
+    if (filter && (thin(s) || is_pointwise(s))) return 0;
     if (cpu_avx512()) return 1;
     return !filter && cpu_avx2() && is_pointwise(s) && gemm_chunk(s) > 1 && s->oh * s->ow % 16 == 0;
 }

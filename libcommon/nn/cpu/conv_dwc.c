@@ -71,9 +71,9 @@ int cpu_dwc_filter_ok(const NnConvShape *s)
  * own). Stride 2, where conv_dw.c splits phases: forward 0.23 to 0.67, dx 0.45 to 0.56 (from 16,
  * 14 and 8 px, 5x5 taps too), measured while the AVX2 scatter still stored through masks (which
  * AMD's Zen microcodes); plain stores since took forward to 0.78 to 0.90 and dx to 0.67 of that.
- * The weight gradient gains at every size (0.15 to 0.73). With AVX2 alone conv_dwp.c comes first
- * (conv.c's order) for 3x3 with padding 1 at stride 1 on 4x4 to 16x16 and stride 2 from 8x8 and
- * 16x16 (forward and weight gradient; 0.2 to 0.6 of the time here). */
+ * The weight gradient gains at every size (0.15 to 0.73). conv_dwp.c comes first (conv.c's order)
+ * for 3x3 with padding 1 at stride 1 on 4x4 (AVX2 alone) to 16x16 and stride 2 from 8x8 and 16x16
+ * (forward and weight gradient; 0.2 to 0.6 of the time here). */
 int cpu_dwc_ok(const NnConvShape *s)
 {
     return cpu_dwc_filter_ok(s) && (s->stride == 2 || cpu_avx512());

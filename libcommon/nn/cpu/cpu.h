@@ -228,8 +228,8 @@ void cpu_dwc_bwd_filter(NnBackend *be, const NnConvShape *s, const float *dy, co
 /* conv_dwp.c: depthwise 3x3 convolutions, padding 1, the plane in registers where it lies (AVX2 +
  * FMA): stride 1 on 4x4, 8x8 and 16x16 planes and stride 2 from 8x8 and 16x16, forward and backward
  * filter (dw +=; cpu_dwp_ok), backward data (dx +=; cpu_dwp_data_ok: stride 1). False without
- * AVX2, with AVX-512 (conv_dwc.c keeps them there), or with DD_CPU_CONV=direct or gemm (tests
- * run those paths too). */
+ * AVX2, on 4x4 planes with AVX-512 (conv_dwc.c keeps those there), or with DD_CPU_CONV=direct or
+ * gemm (tests run those paths too). */
 int cpu_dwp_ok(const NnConvShape *s);
 int cpu_dwp_data_ok(const NnConvShape *s);
 void cpu_dwp_fwd(NnBackend *be, const NnConvShape *s, const float *x, const float *w, const float *b,

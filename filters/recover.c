@@ -23,6 +23,7 @@ typedef struct {
     const char *w[MAX_TEACHERS], *device, *precision, *output, *metrics;
     int nw, arc, nsizes, sizes[REC_MAX_STAGES], batch, jitter, noise, ipc, quiet, threads, piece;
     int ufc, aug, alpha_set, rbn_set, iters_set, ipc_set;     /* aug: -1 = the mode's default */
+    int print_sizes;
     int64_t iters, s0, s1, stot;
     const char *committee;       /* --committee as given, or NULL (round robin) */
     double ctemp, cw[MAX_TEACHERS];
@@ -45,7 +46,11 @@ static void usage(FILE *f)
                "  -a, --arc K              K residual merges, K+1 stages (default 3; 0 = SRe2L++)\n"
                "  -A, --alpha A            merge weight of x (default 0.5)\n"
                "  -S, --sizes A,B,..       stage sizes (default 200,224,200,224 for 224-px data\n"
-               "                           with 4 stages, else the input's)\n"
+               "                           with 4 stages where every teacher takes 200 px, else\n"
+               "                           the input's)\n"
+               "      --print-sizes        print the fused run's stage sizes (A,B,..; an empty\n"
+               "                           line at the input's size throughout) and exit: what a\n"
+               "                           pipe of --steps pieces resamples to\n"
                "  -p, --steps S:E:T        run one piece, steps [S,E) of T, at the input size\n"
                "  -i, --init noise         start from N(0,1) noise in normalized space (SRe2L)\n"
                "  -n, --ipc N              images per class with --init noise (default 10)\n"
@@ -106,14 +111,14 @@ static void committee_weights(Opts *o)
 
 static void parse(int argc, char **argv, Opts *o)
 {
-    enum { O_LR = 256, O_RBN, O_FIRST, O_NOAUG, O_EVERY, O_PREC, O_AUG, O_COMM, O_CTEMP };
+    enum { O_LR = 256, O_RBN, O_FIRST, O_NOAUG, O_EVERY, O_PREC, O_AUG, O_COMM, O_CTEMP, O_PSIZES };
     static const struct option lo[] = {
         {"weights", 1, 0, 'w'}, {"iters", 1, 0, 't'}, {"arc", 1, 0, 'a'}, {"alpha", 1, 0, 'A'},
         {"sizes", 1, 0, 'S'}, {"steps", 1, 0, 'p'}, {"init", 1, 0, 'i'}, {"ipc", 1, 0, 'n'},
         {"batch", 1, 0, 'b'}, {"lr", 1, 0, O_LR}, {"r-bn", 1, 0, O_RBN}, {"first-bn-mult", 1, 0, O_FIRST},
         {"jitter", 1, 0, 'J'}, {"no-aug", 0, 0, O_NOAUG}, {"aug", 1, 0, O_AUG}, {"ufc", 0, 0, 'u'}, {"metrics", 1, 0, 'm'},
         {"metrics-every", 1, 0, O_EVERY}, {"seed", 1, 0, 's'}, {"output", 1, 0, 'o'}, {"device", 1, 0, 'd'}, {"precision", 1, 0, O_PREC},
-        {"committee", 1, 0, O_COMM}, {"committee-temp", 1, 0, O_CTEMP},
+        {"committee", 1, 0, O_COMM}, {"committee-temp", 1, 0, O_CTEMP}, {"print-sizes", 0, 0, O_PSIZES},
         {"threads", 1, 0, 'j'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0}};
     *o = (Opts){.device = "cpu", .precision = "fp32", .output = "-", .arc = -1, .jitter = -1, .ipc = 10, .iters = 2000,
                 .aug = -1};
@@ -161,6 +166,7 @@ static void parse(int argc, char **argv, Opts *o)
             break;
         case 'u': o->ufc = 1; break;
         case O_COMM: o->committee = optarg; break;
+        case O_PSIZES: o->print_sizes = 1; break;
         case O_CTEMP: o->ctemp = dd_opt_double("--committee-temp", optarg, 1e-3, 1e6); o->ctemp_set = 1; break;
         case 'm': o->metrics = optarg; break;
         case O_EVERY: o->c.metrics_every = dd_opt_long("--metrics-every", optarg, 1, INT64_MAX), every_set = 1; break;
@@ -193,6 +199,8 @@ static void parse(int argc, char **argv, Opts *o)
     if (o->committee) committee_weights(o);
     if (o->noise && o->arc > 0) dd_die(DD_EXIT_USAGE, "--arc merges with initial images: not with --init noise");
     if (o->noise && optind < argc) dd_die(DD_EXIT_USAGE, "--init noise reads no input");
+    if (o->print_sizes && (o->piece || o->ufc))
+        dd_die(DD_EXIT_USAGE, "--print-sizes prints a fused run's stage sizes: not with %s", o->piece ? "--steps" : "--ufc");
     if (o->arc < 0) o->arc = o->noise ? 0 : 3;
     /* options the run would not use are said, not dropped */
     if (o->ipc_set && !o->noise) dd_die(DD_EXIT_USAGE, "--ipc counts --init noise's images; the input's are its records");
@@ -202,7 +210,7 @@ static void parse(int argc, char **argv, Opts *o)
     if (o->nsizes && o->nsizes != o->arc + 1)
         dd_die(DD_EXIT_USAGE, "--sizes: %d sizes for %d stages", o->nsizes, o->arc + 1);
     if (!o->piece && !o->ufc && rec_schedule_fused(&o->c, o->iters, o->arc, NULL) < 0) dd_die_err(DD_EXIT_USAGE);
-    if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
+    if (!strcmp(o->output, "-") && !o->print_sizes) dd_refuse_tty_stdout();
 }
 
 /* 1 when the model has a BatchNorm layer (running statistics): what the BN term of the loss reads. */
@@ -260,7 +268,11 @@ int main(int argc, char **argv)
         if (o.aug < 0) o.aug = big ? REC_AUG_FULL : REC_AUG_ROLL;
         rec_schedule_fused(&o.c, o.iters, 0, NULL);
     } else if (!o.piece) {
-        if (!o.nsizes && H == 224 && W == 224 && o.arc == 3) {
+        /* FADRM's multi-resolution default, where every teacher takes 200x200 (a net of one
+         * input size keeps the input's; a pipe of pieces asks --print-sizes) */
+        int mro = !o.nsizes && H == 224 && W == 224 && o.arc == 3;
+        for (int k = 0; mro && k < o.nw; k++) mro = model_check_input(t[k], rs.C, 200, 200) == 0;
+        if (mro) {
             o.nsizes = 4;
             memcpy(o.sizes, (int[]){200, 224, 200, 224}, sizeof(int[4]));
         }
@@ -274,6 +286,12 @@ int main(int argc, char **argv)
                 if (sh == H && sw == W) dd_die(DD_EXIT_DATA, "%s: %s: %s", iname, o.w[k], dd_errmsg());
                 dd_die(DD_EXIT_DATA, "%s: %s: stage %d at %dx%d: %s", iname, o.w[k], s, sh, sw, dd_errmsg());
             }
+    }
+    if (o.print_sizes) {
+        for (int i = 0; i < o.nsizes; i++) printf("%s%d", i ? "," : "", o.sizes[i]);
+        putchar('\n');
+        if (dd_fclose_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
+        goto done;
     }
     o.c.aug = o.aug < 0 ? REC_AUG_FULL : (RecAug)o.aug;
     o.c.jitter = o.jitter >= 0 ? o.jitter : (H >= 128 ? 32 : 4);
@@ -338,6 +356,7 @@ int main(int argc, char **argv)
         }
     if (ts_writer_close(w) < 0) dd_die_err(DD_EXIT_DATA);
 
+done:
     rec_set_free(&rs);
     for (int k = 0; k < o.nw; k++) model_free(t[k]);
     nn_free(nn);

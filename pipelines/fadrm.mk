@@ -32,8 +32,12 @@ $(eval $(call fkd_rules,$(FADRM_DIR),$(TEACHER_W)))
 # $(call fadrm_pipe,WEIGHTS...,INIT): print the FADRM schedule as a shell pipeline of pieces:
 #   [resample --size S0 INIT |] recover --steps 0:E1:N [INIT] | [resample --size S1 |]
 #   arcmerge -a ALPHA INIT | recover --steps E1:E2:N | ... (ARC merges)
-# Stage s covers steps [s*N/(ARC+1), (s+1)*N/(ARC+1)), as the fused run splits them.
-fadrm_pipe = n=$(ITERS); k=$(ARC); sizes=($(subst $(comma), ,$(SIZES))); \
+# Stage s covers steps [s*N/(ARC+1), (s+1)*N/(ARC+1)), as the fused run splits them. Without
+# SIZES, the sizes are the fused run's own (recover --print-sizes: 200,224,200,224 on 224-px
+# images with 3 merges where the teachers take 200 px, else none).
+fadrm_pipe = n=$(ITERS); k=$(ARC); \
+    sz=$(if $(SIZES),$(SIZES),$$($(BIN)/recover $(addprefix -w ,$(1)) --iters $$n --arc $$k --print-sizes $(2))) \
+    || exit $$?; sizes=($${sz//$(comma)/ }); \
     piece() { echo "$(BIN)/recover $(RUN_OPTS) $(addprefix -w ,$(1)) $(if $(RBATCH),--batch $(RBATCH)) -s $(SEED) $(RECOVER_OPTS) --steps $$(($$1*n/(k+1))):$$((($$1+1)*n/(k+1))):$$n"; }; \
     if [ $${\#sizes[@]} -gt 0 ]; then p="$(BIN)/resample -q --size $${sizes[0]} $(2) | $$(piece 0)"; \
     else p="$$(piece 0) $(2)"; fi; \
@@ -44,7 +48,7 @@ fadrm_pipe = n=$(ITERS); k=$(ARC); sizes=($(subst $(comma), ,$(SIZES))); \
 
 $(FADRM_DIR)/piped.tsr: $(PATCHES) $(TEACHER_W)
 	@mkdir -p $(@D)
-	@p=$$($(call fadrm_pipe,$(TEACHER_W),$(PATCHES))); echo "$$p > $@"; \
+	@p=$$($(call fadrm_pipe,$(TEACHER_W),$(PATCHES))) || exit $$?; echo "$$p > $@"; \
 	$(call run_timed,$@,eval "$$p",$@)
 $(FADRM_DIR)/seam.ok: $(FADRM_DIR)/piped.tsr $(FADRM_DIR)/distilled.tsr
 	$(BIN)/tscmp --exact $^

@@ -24,6 +24,10 @@ grep -q final_top1 "$fd/eval-$(val fadrm.mk EVAL_ID).jsonl" && [ -s "$fd/sheet.p
     && ok "outputs under $fd" || fail "missing outputs in $fd: $(ls "$fd")"
 [ -f "$fd/seam.ok" ] && ok "piped recover --steps | arcmerge == fused recover (tscmp --exact)" \
     || fail "piped != fused: $(grep -i differ log.fadrm | head -n 3)"
+# ... with SIZES given (convnet3 takes 28 px alone): the pipe resamples before each stage as told
+mk -f "$P/fadrm.mk" SIZES=28,28,28,28 fadrm-seam >log.seam28 2>&1 \
+    && [ "$(grep -o "resample -q --size 28 " log.seam28 | wc -l)" = 4 ] \
+    && ok "SIZES=28,28,28,28: piped (4 resamples) == fused (tscmp --exact)" || fail "SIZES seam: $(tail -n 3 log.seam28)"
 
 # re-running does nothing
 teacher=$(val fadrm.mk TEACHER_W); patches=$(val fadrm.mk PATCHES)

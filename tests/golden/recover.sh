@@ -272,4 +272,25 @@ nan_weights t.safetensors tnan.safetensors
 rc=0; "$BIN/recover" -q -w tnan.safetensors --iters 8 -o nan.tsr init.tsr 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -qx "recover: init.tsr: batch 0, step 0: loss is not finite (ce nan, bn nan)" err.txt \
     && [ -z "$(ls nan.tsr* 2>/dev/null)" ] && ok "loss not finite: $(cat err.txt)" || fail "NaN teacher: exit $rc, $(cat err.txt)"
+# FADRM's multi-resolution default on 224-px images with 3 merges, where every teacher takes 200 px:
+# --print-sizes says the fused run's sizes, and the pipe of pieces resampled to them equals the run;
+# a net of one input size (convnet3 at 224) keeps 224 throughout (it used to die at stage 0's 200)
+"$BIN/tscat" --head 10 init.tsr | "$BIN/resample" -q --size 224 >i224.tsr
+"$tool" teacher r224.safetensors resnet18 i224.tsr 1
+"$tool" teacher c224.safetensors convnet3:width=16 i224.tsr 1
+hsizes() { "$BIN/tsinfo" -q --json - | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["history"][-1]["params"]["sizes"])'; }
+sz=$("$BIN/recover" -w r224.safetensors --iters 4 --print-sizes i224.tsr)
+cz=$("$BIN/recover" -w c224.safetensors -w r224.safetensors --print-sizes i224.tsr)
+P4=("$BIN/recover" -q -w r224.safetensors)
+"${P4[@]}" --iters 4 i224.tsr >f224.tsr
+"$BIN/resample" -q --size 200 i224.tsr | "${P4[@]}" --steps 0:1:4 | "$BIN/resample" -q --size 224 \
+    | "$BIN/arcmerge" -q i224.tsr | "${P4[@]}" --steps 1:2:4 | "$BIN/resample" -q --size 200 \
+    | "$BIN/arcmerge" -q i224.tsr | "${P4[@]}" --steps 2:3:4 | "$BIN/resample" -q --size 224 \
+    | "$BIN/arcmerge" -q i224.tsr | "${P4[@]}" --steps 3:4:4 >p224.tsr
+[ "$sz" = 200,224,200,224 ] && [ -z "$cz" ] && "$BIN/tscmp" -q --exact f224.tsr p224.tsr \
+    && [ "$(hsizes <f224.tsr)" = "[200, 224, 200, 224]" ] \
+    && [ "$("$BIN/recover" -q -w c224.safetensors --iters 4 i224.tsr | hsizes)" = "[224, 224, 224, 224]" ] \
+    && ok "224 px: --print-sizes $sz (convnet3 alone at 224: '$cz'); the pipe at those sizes == the fused run" \
+    || fail "224-px sizes: '$sz' '$cz'"
+expect_usage recover -w r224.safetensors --steps 0:1:4 --print-sizes i224.tsr
 finish

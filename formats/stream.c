@@ -603,13 +603,33 @@ TsReader *ts_reader_open_file(FILE *f, const char *name)
 
 static const char *spooled_copy(const char *path);
 
+/* 1 when fd is the regular file standard output writes to (tscat s.tsr >> s.tsr would read what it
+ * appends, without end), as cat(1) refuses "input file is output file" */
+static int is_stdout_file(int fd)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && fstat(STDOUT_FILENO, &b) == 0 && S_ISREG(a.st_mode) && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 TsReader *ts_reader_open(const char *path)
 {
-    if (!strcmp(path, "-")) return ts_reader_open_file(stdin, "stdin");
+    if (!strcmp(path, "-")) {
+        if (is_stdout_file(STDIN_FILENO)) {
+            dd_err("stdin: is the file standard output writes to");
+            return NULL;
+        }
+        return ts_reader_open_file(stdin, "stdin");
+    }
     const char *copy = spooled_copy(path);
     FILE *f = fopen(copy ? copy : path, "rb");
     if (!f) {
         dd_err("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (is_stdout_file(fileno(f))) {
+        dd_err("%s: is the file standard output writes to", path);
+        fclose(f);
         return NULL;
     }
     TsReader *r = ts_reader_open_file(f, path);
@@ -808,6 +828,29 @@ static const char *spooled_copy(const char *path)
     return NULL;
 }
 
+/* A new temporary file in $TMPDIR (else /tmp), open to write and read back, its name in *tmp
+ * (the caller's to free), tracked for removal at exit and on a fatal signal. NULL on error, said
+ * naming what it was to hold. */
+static FILE *spool_create(const char *what, char **tmp)
+{
+    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    size_t n = strlen(dir) + 32;
+    *tmp = dd_malloc(n);
+    snprintf(*tmp, n, "%s/ddpipe-spool.XXXXXX", dir);
+    dd_temp_track(*tmp, 1); /* before it exists: see dd_atomic_open */
+    int fd = mkstemp(*tmp);
+    FILE *t = fd < 0 ? NULL : fdopen(fd, "w+b");
+    if (!t) {
+        int e = errno;
+        if (fd >= 0) close(fd), unlink(*tmp);
+        dd_temp_track(*tmp, 0);
+        free(*tmp);
+        *tmp = NULL;
+        dd_err("%s: cannot create a temporary file to hold it in %s: %s", what, dir, strerror(e));
+    }
+    return t;
+}
+
 int ts_spool_path(const char *path)
 {
     struct stat st;
@@ -816,20 +859,13 @@ int ts_spool_path(const char *path)
         return 0; /* a file read again as it is; stdin, a missing path, a directory: elsewhere */
     FILE *in = fopen(path, "rb");
     if (!in) return dd_err("%s: %s", path, strerror(errno));
-    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    size_t n = strlen(dir) + 32;
-    char *tmp = dd_malloc(n);
-    snprintf(tmp, n, "%s/ddpipe-spool.XXXXXX", dir);
-    dd_temp_track(tmp, 1); /* before it exists: see dd_atomic_open */
-    int fd = mkstemp(tmp);
-    FILE *t = fd < 0 ? NULL : fdopen(fd, "wb");
-    int rc = t ? spool_copy(in, path, t, tmp)
-               : dd_err("%s: cannot create a temporary file to hold it in %s: %s", path, dir, strerror(errno));
+    char *tmp;
+    FILE *t = spool_create(path, &tmp);
+    int rc = t ? spool_copy(in, path, t, tmp) : -1;
     fclose(in);
     if (t && fclose(t) && rc == 0) rc = dd_err("%s: write error: %s", tmp, strerror(errno));
     if (rc < 0) {
-        if (fd >= 0) unlink(tmp);
-        dd_temp_track(tmp, 0);
+        if (tmp) unlink(tmp), dd_temp_track(tmp, 0);
         free(tmp);
         return -1;
     }
@@ -846,8 +882,12 @@ int ts_stdin_rewind(void)
 
 int ts_stdin_spool(void)
 {
-    FILE *t = tmpfile();
-    if (!t) return dd_err("cannot create a temporary file to hold stdin");
+    char *tmp;
+    FILE *t = spool_create("stdin", &tmp);
+    if (!t) return -1;
+    unlink(tmp); /* no name: gone with the program, however it ends */
+    dd_temp_track(tmp, 0);
+    free(tmp);
     int rc = spool_copy(stdin, "stdin", t, "temporary copy of stdin");
     if (rc == 0 && dup2(fileno(t), 0) < 0) rc = dd_err("temporary copy of stdin: %s", strerror(errno));
     fclose(t);

@@ -11,13 +11,17 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #define MEMBER_MAX ((int64_t)1 << 40)
-#define ZSTD_LEVEL "3"
+#define ZSTD_LEVEL 3
 
 /* ---- reading ---- */
 
@@ -300,6 +304,9 @@ struct TsShardWriter {
     struct archive *a;         /* the shard being written; NULL between shards */
     struct archive_entry *e;
     DdAtomicFile af;
+    ZSTD_CCtx *z;              /* .zst: our own compressor (level 3, with the content checksum) */
+    void *zbuf;
+    size_t zcap;
     DdAtomicFile *done;        /* the finished shards, temporaries until the set is whole */
     int64_t ndone, cap;
     char *cur;                 /* its path */
@@ -382,11 +389,48 @@ static char *shard_name(const TsShardWriter *w, int64_t i)
     return name;
 }
 
-static void unlink_shard(const TsShardWriter *w, int64_t i)
+/* libarchive's client: the tar's bytes to the shard's temporary, through zstd for .zst. Our own
+ * compressor, not libarchive's zstd filter, whose frames carry no checksum (a flipped bit in a
+ * shard decoded to other pixels without an error); with ZSTD_c_checksumFlag every frame ends in a
+ * checksum of its content, which the reader checks. A write error keeps errno's text. */
+static int sink_put(struct archive *a, TsShardWriter *w, const void *buf, size_t n)
 {
-    char *name = shard_name(w, i);
-    unlink(name);
-    free(name);
+    errno = 0;
+    if (n && fwrite(buf, 1, n, w->af.f) != n) {
+        int e = errno ? errno : EIO;
+        archive_set_error(a, e, "%s", strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+static int sink_zstd(struct archive *a, TsShardWriter *w, const void *buf, size_t n, ZSTD_EndDirective end)
+{
+    ZSTD_inBuffer in = {buf, n, 0};
+    size_t left;
+    do {
+        ZSTD_outBuffer out = {w->zbuf, w->zcap, 0};
+        left = ZSTD_compressStream2(w->z, &out, &in, end);
+        if (ZSTD_isError(left)) {
+            archive_set_error(a, EIO, "zstd: %s", ZSTD_getErrorName(left));
+            return -1;
+        }
+        if (sink_put(a, w, w->zbuf, out.pos)) return -1;
+    } while (end == ZSTD_e_end ? left != 0 : in.pos < in.size);
+    return 0;
+}
+
+static la_ssize_t sink_write(struct archive *a, void *cd, const void *buf, size_t n)
+{
+    TsShardWriter *w = cd;
+    if (w->zst ? sink_zstd(a, w, buf, n, ZSTD_e_continue) : sink_put(a, w, buf, n)) return -1;
+    return (la_ssize_t)n;
+}
+
+static int sink_close(struct archive *a, void *cd)
+{
+    TsShardWriter *w = cd;
+    return w->zst && sink_zstd(a, w, NULL, 0, ZSTD_e_end) ? ARCHIVE_FATAL : ARCHIVE_OK;
 }
 
 static int shard_begin(TsShardWriter *w)
@@ -398,10 +442,21 @@ static int shard_begin(TsShardWriter *w)
     }
     w->a = archive_write_new();
     archive_write_set_format_pax_restricted(w->a);
-    if (w->zst && (archive_write_add_filter_zstd(w->a) != ARCHIVE_OK ||
-                   archive_write_set_filter_option(w->a, "zstd", "compression-level", ZSTD_LEVEL) != ARCHIVE_OK))
-        return sw_err(w, "zstd");
-    if (archive_write_open_fd(w->a, fileno(w->af.f)) != ARCHIVE_OK) return sw_err(w, "cannot open");
+    archive_write_set_bytes_in_last_block(w->a, 1); /* no padding past the end (as to a file before) */
+    if (w->zst) {
+        if (!w->z) {
+            w->z = ZSTD_createCCtx();
+            w->zcap = ZSTD_CStreamOutSize();
+            w->zbuf = dd_malloc(w->zcap);
+            if (!w->z || ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
+                ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_checksumFlag, 1))) {
+                w->failed = 1;
+                return dd_err("%s: zstd: cannot set up the compressor", w->cur);
+            }
+        }
+        ZSTD_CCtx_reset(w->z, ZSTD_reset_session_only);
+    }
+    if (archive_write_open(w->a, w, NULL, sink_write, sink_close) != ARCHIVE_OK) return sw_err(w, "cannot open");
     w->nrec = 0;
     return put_member(w, "__stream__", w->hdr_text, strlen(w->hdr_text));
 }
@@ -510,6 +565,8 @@ int ts_shards_put(TsShardWriter *w, const TsRecord *rec)
 
 static void shards_free(TsShardWriter *w)
 {
+    ZSTD_freeCCtx(w->z);
+    free(w->zbuf);
     free(w->done);
     archive_entry_free(w->e);
     tsi_keyset_free(&w->keys);
@@ -519,18 +576,68 @@ static void shards_free(TsShardWriter *w)
     free(w);
 }
 
+/* Renames the finished shards into place as one step: an earlier run's file of the same name is
+ * first moved aside (NAME.old.PID), and removed only once every shard is in place; when a rename
+ * fails, the shards placed so far go and the earlier files come back. SIGINT, SIGTERM and SIGHUP
+ * wait until it is done (a signal then ends the program with the set whole), so an interrupt
+ * cannot leave part of this set, or a mix with an earlier one, under the names. (SIGKILL can.) */
+static int commit_all(TsShardWriter *w)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT), sigaddset(&block, SIGTERM), sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    char **aside = dd_calloc((size_t)w->ndone + 1, sizeof *aside);
+    int64_t placed = 0;
+    int rc = 0;
+    struct stat st;
+    for (; placed < w->ndone; placed++) {
+        DdAtomicFile *a = &w->done[placed];
+        if (!a->tmp) continue; /* a device or FIFO: written in place */
+        if (lstat(a->target, &st) == 0) {
+            size_t n = strlen(a->target) + 32;
+            aside[placed] = dd_malloc(n);
+            snprintf(aside[placed], n, "%s.old.%ld", a->target, (long)getpid());
+            if (rename(a->target, aside[placed])) {
+                rc = dd_err("%s: cannot move the earlier file aside: %s", a->path, strerror(errno));
+                free(aside[placed]), aside[placed] = NULL;
+                break;
+            }
+        }
+        if (rename(a->tmp, a->target)) {
+            rc = dd_err("%s: cannot rename into place: %s", a->path, strerror(errno));
+            if (aside[placed]) rename(aside[placed], a->target);
+            free(aside[placed]), aside[placed] = NULL;
+            break;
+        }
+    }
+    for (int64_t i = 0; i < placed; i++) { /* failed: undo; done: drop what was moved aside */
+        DdAtomicFile *a = &w->done[i];
+        if (rc && a->tmp) unlink(a->target);
+        if (aside[i] && rc) rename(aside[i], a->target);
+        else if (aside[i]) unlink(aside[i]);
+        free(aside[i]);
+    }
+    free(aside);
+    if (!rc)
+        for (int64_t i = 0; i < w->ndone; i++) {
+            DdAtomicFile *a = &w->done[i];
+            if (a->tmp) dd_temp_track(a->tmp, 0);
+            free(a->tmp), free(a->target), free(a->path);
+            a->tmp = a->target = a->path = NULL;
+            a->direct = 0;
+        }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 int ts_shards_close(TsShardWriter *w)
 {
     int rc = w->failed ? -1 : 0;
     if (!rc && (w->a || w->shard == 0)) /* an empty stream still gets one (empty) shard */
         rc = (w->a || !shard_begin(w)) ? shard_end(w) : -1;
     /* every shard renamed into place only now: a run that fails leaves none of its shards */
-    for (int64_t i = 0; !rc && i < w->ndone; i++) {
-        rc = dd_atomic_commit(&w->done[i]);
-        w->done[i] = (DdAtomicFile){0};
-        if (rc) /* the ones renamed before go too: no part of the set stays */
-            for (int64_t j = 0; j < i; j++) unlink_shard(w, j);
-    }
+    if (!rc) rc = commit_all(w);
     if (rc) {
         ts_shards_abort(w);
         return -1;

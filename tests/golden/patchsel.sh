@@ -43,6 +43,10 @@ ps --ipc 2 <fm.tsr | "$BIN/tscmp" --exact - a.tsr >/dev/null && ok "stdin (spool
 ps --ipc 2 fm.tsr fm.tsr >ff.tsr
 ps --ipc 2 fm.tsr - <fm.tsr | "$BIN/tscmp" --exact - ff.tsr >/dev/null && ok "stdin among the inputs (spooled)" ||
     fail "stdin among the inputs differs"
+# ... in TMPDIR, as the pipe operands' copies (it went to /tmp whatever TMPDIR said)
+rc=0; TMPDIR=$PWD/no-such-dir ps --ipc 2 <fm.tsr >/dev/null 2>sp.err || rc=$?
+[ $rc = 1 ] && grep -qx "patchsel: stdin: cannot create a temporary file to hold it in $PWD/no-such-dir: No such file or directory" sp.err \
+    && ok "stdin's copy goes to TMPDIR: $(cat sp.err)" || fail "stdin spool ignores TMPDIR: exit $rc, $(cat sp.err)"
 # a named pipe and <(...) are read twice too (copied once to TMPDIR, removed at exit)
 mkdir sptmp && mkfifo fm.fifo
 cat fm.tsr >fm.fifo &

@@ -169,6 +169,9 @@ void dd_remove_tree(const char *path);
  * error (exit 2), as a bad -j is. */
 #define DD_MAX_THREADS 4096
 int dd_threads_default(void);
+/* 1 when the environment variable NAME is set to something other than "" or "0" (the DD_* switches:
+ * DD_NN_PROFILE=0 and an empty value are off, as unset) */
+int dd_env_on(const char *name);
 /* A cgroup CPU quota as whole CPUs, rounded up: text "QUOTA PERIOD" (cgroup v2's cpu.max; v1's
  * cfs_quota_us and cfs_period_us joined by a space); 0 for no limit ("max", a negative quota) or
  * text that is not one. */

@@ -134,6 +134,12 @@ static int cgroup_quota(void)
     return dd_cgroup_cpus(line);
 }
 
+int dd_env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 int dd_threads_default(void)
 {
     const char *e = getenv("DD_THREADS");

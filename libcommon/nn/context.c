@@ -298,12 +298,10 @@ Nn *nn_new(DdDevice device, int threads)
     be->tmp_put = tmp_put;
     be->tmp_ctx = nn;
     nn->grad = 1;
-    const char *keep = getenv("DD_NN_KEEP_ALL");
-    nn->keep_all = keep && *keep && strcmp(keep, "0");
-    const char *all = getenv("DD_NN_DONE_ALL");
-    nn->done_all = all && *all && strcmp(all, "0");
+    nn->keep_all = dd_env_on("DD_NN_KEEP_ALL");
+    nn->done_all = dd_env_on("DD_NN_DONE_ALL");
     const char *prof = getenv("DD_NN_PROFILE");
-    if (prof && *prof && strcmp(prof, "0")) {
+    if (dd_env_on("DD_NN_PROFILE")) {
         nn->profile = dd_strdup(prof);
         nn->be = nn_profile_wrap(be);
     }
@@ -350,7 +348,7 @@ static void profile_write(Nn *nn)
 void nn_free(Nn *nn)
 {
     if (!nn) return;
-    if (getenv("DD_NN_MEMSTATS"))
+    if (dd_env_on("DD_NN_MEMSTATS"))
         fprintf(stderr, "nn: step memory on %s: at most %.1f MiB in use at once, %.1f MiB held "
                 "(peak of the arena's chunks; the small requests' arena %.1f MiB of it); host "
                 "arena %.1f MiB\n", nn->be->name,

@@ -266,6 +266,23 @@ static void test_threads_default(void)
     unsetenv("DD_THREADS");
 }
 
+/* the DD_* switches: unset, "" and "0" are off (DD_NN_MEMSTATS=0 used to turn its line on) */
+static void test_env_on(void)
+{
+    unsetenv("DD_TEST_SWITCH");
+    CHECK(!dd_env_on("DD_TEST_SWITCH"));
+    static const char *const off[] = {"", "0"}, *const on[] = {"1", "yes", "00", " 0"};
+    for (int i = 0; i < 2; i++) {
+        setenv("DD_TEST_SWITCH", off[i], 1);
+        CHECK_MSG(!dd_env_on("DD_TEST_SWITCH"), "'%s'", off[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        setenv("DD_TEST_SWITCH", on[i], 1);
+        CHECK_MSG(dd_env_on("DD_TEST_SWITCH"), "'%s'", on[i]);
+    }
+    unsetenv("DD_TEST_SWITCH");
+}
+
 int main(void)
 {
     /* Known-answer tests of Random123 (kat_vectors): philox4x32 10 rounds. Our key/counter packing:
@@ -344,6 +361,7 @@ int main(void)
     test_atomic_many();
     test_atomic_kinds();
     test_threads_default();
+    test_env_on();
     if (!test_progress_tty()) printf("no pseudo-terminal: progress on a terminal not checked\n");
     return check_done("test_base");
 }

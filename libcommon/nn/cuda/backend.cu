@@ -143,7 +143,7 @@ static void cu_destroy(NnBackend *be)
 {
     CuImpl *c = cu_impl(be);
     if (c->stream) cudaStreamSynchronize(c->stream);
-    if (getenv("DD_CUDA_MEMSTATS") && c->pool) {
+    if (dd_env_on("DD_CUDA_MEMSTATS") && c->pool) {
         size_t fr = 0, tot = 0;
         cudaMemGetInfo(&fr, &tot);
         fprintf(stderr, "cuda: peak allocator memory %.1f MiB, scratch %.1f MiB, cudnn workspace "
@@ -195,12 +195,10 @@ extern "C" NnBackend *nn_cuda_backend_new(int threads)
         return NULL;
     }
     {
-        const char *env = getenv("CUDA_DEVICE");     /* which device; default 0 */
-        c->dev = env ? atoi(env) : 0;
-        env = getenv("DD_CUDA_OWN_TMP");
-        c->own_tmp = env && *env && strcmp(env, "0");
-        env = getenv("DD_CUDA_NHWC");
-        c->nhwc = env && *env && strcmp(env, "0");
+        const char *env = getenv("CUDA_DEVICE"); /* which device; default 0; not a number: exit 2 */
+        c->dev = env && *env ? (int)dd_opt_long("CUDA_DEVICE", env, 0, 1023) : 0;
+        c->own_tmp = dd_env_on("DD_CUDA_OWN_TMP");
+        c->nhwc = dd_env_on("DD_CUDA_NHWC");
         INIT_RT(cudaSetDevice(c->dev));
         INIT_RT(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
         cublasStatus_t bs = cublasCreate(&c->blas);

@@ -85,7 +85,7 @@ static void maxpool_bwd(NnBackend *be, const NnPoolShape *s, const uint8_t *idx,
                         float *dx)
 {
     static int general = -1; /* DD_CUDA_POOL_GENERAL=1: the general kernel for every plane (to compare) */
-    if (general < 0) general = getenv("DD_CUDA_POOL_GENERAL") && strcmp(getenv("DD_CUDA_POOL_GENERAL"), "0");
+    if (general < 0) general = dd_env_on("DD_CUDA_POOL_GENERAL");
     if (s->w >= MPB_MIN_W && !general) {
         MpbGrid g = mpb_grid(s); /* gx 0 (no planes or no rows): the general kernel's at least one block */
         if (g.gx > 0 && g.gx < ((int64_t)1 << 31) && g.gy <= 65535) {

@@ -7,6 +7,7 @@
  * and writes the result in input order (--ufc: the inputs, then their compensated copies teacher by
  * teacher). See recover(1).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -211,6 +212,15 @@ static void parse(int argc, char **argv, Opts *o)
         dd_die(DD_EXIT_USAGE, "--sizes: %d sizes for %d stages", o->nsizes, o->arc + 1);
     if (!o->piece && !o->ufc && rec_schedule_fused(&o->c, o->iters, o->arc, NULL) < 0) dd_die_err(DD_EXIT_USAGE);
     if (!strcmp(o->output, "-") && !o->print_sizes) dd_refuse_tty_stdout();
+    /* the metrics log is written as the run goes, in place: not over a file the run reads or writes */
+    if (o->metrics) {
+        for (int k = 0; k < o->nw; k++)
+            if (dd_same_file(o->metrics, o->w[k])) dd_die(DD_EXIT_USAGE, "--metrics %s is the teacher -w %s", o->metrics, o->w[k]);
+        for (int i = optind; i < argc; i++)
+            if (dd_same_file(o->metrics, argv[i])) dd_die(DD_EXIT_USAGE, "--metrics %s is the input %s", o->metrics, argv[i]);
+        if (strcmp(o->output, "-") && dd_same_file(o->metrics, o->output))
+            dd_die(DD_EXIT_USAGE, "--metrics %s is the output -o %s", o->metrics, o->output);
+    }
 }
 
 /* 1 when the model has a BatchNorm layer (running statistics): what the BN term of the loss reads. */
@@ -330,7 +340,8 @@ int main(int argc, char **argv)
     if (!w) dd_die_err(DD_EXIT_DATA);
 
     FILE *mf = NULL;
-    if (o.metrics && !(mf = fopen(o.metrics, "w"))) dd_die(DD_EXIT_DATA, "%s: cannot open for writing", o.metrics);
+    if (o.metrics && !(mf = fopen(o.metrics, "w")))
+        dd_die(DD_EXIT_DATA, "%s: cannot open for writing: %s", o.metrics, strerror(errno));
     if (mf) setvbuf(mf, NULL, _IOLBF, 0); /* a log: whole lines as the run goes, even if it is killed */
     o.c.metrics = mf;
     DdProgress prog;

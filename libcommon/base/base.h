@@ -172,6 +172,8 @@ int dd_threads_default(void);
 /* 1 when the environment variable NAME is set to something other than "" or "0" (the DD_* switches:
  * DD_NN_PROFILE=0 and an empty value are off, as unset) */
 int dd_env_on(const char *name);
+/* 1 when paths a and b name one existing file (links followed), or are the same text */
+int dd_same_file(const char *a, const char *b);
 /* A cgroup CPU quota as whole CPUs, rounded up: text "QUOTA PERIOD" (cgroup v2's cpu.max; v1's
  * cfs_quota_us and cfs_period_us joined by a space); 0 for no limit ("max", a negative quota) or
  * text that is not one. */

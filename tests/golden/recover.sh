@@ -272,6 +272,14 @@ nan_weights t.safetensors tnan.safetensors
 rc=0; "$BIN/recover" -q -w tnan.safetensors --iters 8 -o nan.tsr init.tsr 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -qx "recover: init.tsr: batch 0, step 0: loss is not finite (ce nan, bn nan)" err.txt \
     && [ -z "$(ls nan.tsr* 2>/dev/null)" ] && ok "loss not finite: $(cat err.txt)" || fail "NaN teacher: exit $rc, $(cat err.txt)"
+# --metrics, a log written in place as the run goes, is not a file the run reads or writes (it
+# replaced the teacher or the input, or was lost under -o): usage errors, the files untouched
+cp t.safetensors tm.safetensors && cp init.tsr im.tsr
+for m in "-m tm.safetensors" "-m im.tsr" "--metrics mo2.tsr -o mo2.tsr"; do
+    expect_usage recover -q -w tm.safetensors --iters 4 $m im.tsr
+done
+cmp -s tm.safetensors t.safetensors && cmp -s im.tsr init.tsr && [ ! -e mo2.tsr ] \
+    && ok "--metrics over the teacher, the input or -o: refused, nothing touched" || fail "--metrics over its files"
 # FADRM's multi-resolution default on 224-px images with 3 merges, where every teacher takes 200 px:
 # --print-sizes says the fused run's sizes, and the pipe of pieces resampled to them equals the run;
 # a net of one input size (convnet3 at 224) keeps 224 throughout (it used to die at stage 0's 200)

@@ -433,13 +433,14 @@ int main(int argc, char **argv)
             json_object_set_new(sum, "precision", json_string(nn_precision_name(nn_precision(nn))));
         if (train_res) json_object_set_new(sum, "res", json_integer(train_res));
         if (bnmom != 0.1) json_object_set_new(sum, "bn_momentum", json_real(bnmom));
+        json_object_set_new(sum, "recipe", train_recipe(&tc)); /* T, eta, augmentation: all of it */
         if (isfinite(res.final_top1)) {
             json_object_set_new(sum, "final_top1", json_real(res.final_top1));
             json_object_set_new(sum, "best_top1", json_real(res.best_top1));
             json_object_set_new(sum, "best_epoch", json_integer(res.best_epoch));
             json_object_set_new(sum, "val", json_string(valf));
         }
-        char *s = json_dumps(sum, JSON_COMPACT);
+        char *s = json_dumps(sum, JSON_COMPACT | JSON_REAL_PRECISION(10));
         json_t *extra = json_pack("{s:s}", "training", s);
         int nc = ts_header_nclasses(th);
         const char **names = dd_calloc((size_t)nc, sizeof *names);

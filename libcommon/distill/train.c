@@ -456,6 +456,30 @@ typedef struct {
     int best_epoch;
 } CkptState;
 
+json_t *train_recipe(const TrainConf *c)
+{
+    static const char *const labels[] = {[TRAIN_HARD] = "hard", [TRAIN_TEACHER] = "teacher",
+                                         [TRAIN_STATIC] = "static", [TRAIN_REPLAY] = "replay"};
+    static const char *const opts[] = {[OPTIM_SGD] = "sgd", [OPTIM_ADAM] = "adam", [OPTIM_ADAMW] = "adamw"};
+    json_t *o = json_pack("{s:s,s:s,s:f,s:f,s:s,s:f,s:i,s:i,s:i,s:I}", "labels", labels[c->labels], "optimizer",
+                          opts[c->opt.kind], "lr", c->opt.lr, "wd", c->opt.weight_decay, "decay",
+                          c->opt.decay_all ? "all" : "weights", "eta", c->eta, "epochs", c->epochs, "batch", c->batch,
+                          "micro", c->micro, "seed", (json_int_t)c->seed);
+    if (c->opt.kind == OPTIM_SGD) json_object_set_new(o, "momentum", json_real(c->opt.momentum));
+    else json_object_set_new(o, "betas", json_pack("[f,f]", c->opt.beta1, c->opt.beta2));
+    if (c->labels == TRAIN_HARD) json_object_set_new(o, "label_smoothing", json_real(c->label_smoothing));
+    else json_object_set_new(o, "T", json_real(c->T));
+    if (c->labels == TRAIN_REPLAY) {
+        json_object_set_new(o, "aug", json_null());
+        return o;
+    }
+    json_t *rrc = c->rrc_hi > 0 ? json_pack("[f,f]", c->rrc_lo, c->rrc_hi) : json_null();
+    json_object_set_new(o, "aug", json_pack("{s:i,s:o,s:i,s:b,s:f,s:f}", "shuffle_patches", c->shuffle_patches, "rrc",
+                                            rrc, "crop_pad", c->crop_pad, "flip", c->flip, "cutmix", c->cutmix,
+                                            "mixup", c->mixup));
+    return o;
+}
+
 static char *fingerprint(const TrainConf *c, const Model *m, const TrainData *tr)
 {
     json_t *o = json_pack("{s:s,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:f,s:i,s:i,s:i,s:i,s:I,s:f,s:f}",
@@ -1172,8 +1196,12 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
         json_num(c->metrics, "best_top1", res->best_top1, 0);
         fprintf(c->metrics, "\"best_epoch\":%d,\"epochs\":%d,", res->best_epoch, res->epochs_done);
         json_num(c->metrics, "top1", res->final_top1, 0);
-        json_num(c->metrics, "top5", res->final_top5, 1);
-        fprintf(c->metrics, "}\n");
+        json_num(c->metrics, "top5", res->final_top5, 0);
+        json_t *r = train_recipe(c);
+        char *rs = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        fprintf(c->metrics, "\"recipe\":%s}\n", rs);
+        free(rs);
+        json_decref(r);
         fflush(c->metrics);
     }
     ts_record_free(&rec);

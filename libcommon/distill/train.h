@@ -176,6 +176,13 @@ typedef struct {
     int stopped;               /* 1: returned early by stop_after */
 } TrainResult;
 
+/* The run's recipe as a new JSON object, for its logs and its saved weights: labels, optimizer
+ * (lr, momentum or betas, wd, which parameters decay), eta, epochs, batch, micro, seed, T (soft
+ * labels) or label smoothing (hard), and "aug" (shuffle_patches, rrc [lo, hi] or null, crop_pad,
+ * flip, cutmix, mixup; null for a replay, which replays its stream's). */
+struct json_t;
+struct json_t *train_recipe(const TrainConf *c);
+
 /* Trains m (student, train-mode BN) for c->epochs epochs on tr; evaluates on val (may be NULL)
  * every eval_every epochs and at the end. teachers: NULL, or the online teachers (TRAIN_TEACHER)
  * as a NULL-terminated list, each in eval mode with grad off; the targets are the mean of their

@@ -17,6 +17,18 @@ final=$(tail -n 1 m.json | sed -n 's/.*"final_top1":\([0-9.]*\).*"best_epoch":\(
 read -r f1 t1 <<<"$final"
 [ -n "$f1" ] && [ "$f1" = "$t1" ] && ok "final line: $(tail -n 1 m.json)" || fail "final line: $(tail -n 1 m.json)"
 "$E" --eval-only -w w.safetensors te.tsr >e.json
+# the recipe goes with the results: on the final line and in the saved weights' metadata (T, eta,
+# the augmentation: an INFER student at T 20 by mistake could not be told from one at T 30)
+"$E" "${small[@]}" --epochs 1 --lr 0.01 --eta 2 --cutmix 0.5 --crop-pad 2 --save wr.safetensors tr.tsr >mr.json
+"$BIN/tsinfo" --json wr.safetensors >wr.json
+"$PYTHON" - mr.json wr.json <<'PY' && ok "the recipe on the final line and in --save's metadata" || fail "recipe: $(tail -n 1 mr.json)"
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])["recipe"]
+assert r["lr"] == 0.01 and r["eta"] == 2 and r["optimizer"] == "sgd" and r["momentum"] == 0.9, r
+assert r["aug"] == {"shuffle_patches": 1, "rrc": None, "crop_pad": 2, "flip": True, "cutmix": 0.5, "mixup": 0}, r
+t = json.loads(json.load(open(sys.argv[2]))["metadata"]["training"])
+assert t["recipe"] == r, (t, r)
+PY
 grep -q "\"records\":128,\"top1\":$f1," e.json && ok "eval-only top1 = final top1 ($f1)" || fail "eval-only: $(cat e.json) vs $f1"
 grep -aq '"arch":"convnet3"' w.safetensors && grep -aq 'Ankle boot' w.safetensors && ok "weights metadata" || fail "metadata"
 "$E" --eval-only -w w.safetensors <te.tsr | grep -q "\"top1\":$f1," && ok "eval-only from stdin" || fail "stdin eval"

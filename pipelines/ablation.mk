@@ -20,6 +20,14 @@
 # parameter of common.mk (make ablation SEEDS="0 1 2" ITERS=2000). Each run is a sub-make of fadrm.mk
 # (sre2lpp.mk for k0) with its parameters, so its files are the ones those fragments make, and a
 # re-run only prints the table again.
+#
+#   make -f pipelines/ablation.mk [ABLATION="k3-a0.5 k0 ..." SEEDS="0 1" FULL=0|1 JOBS=N ...]
+#     ablation        the teacher, each seed's patches (make -jJOBS), ablation-all (make -jJOBS),
+#                     then ablation-table
+#     ablation-all    the runs only
+#     ablation-table  the table, from the runs' files (kept as print-AB_TABLE)
+# JOBS (default: nproc, as demo.mk) is the parallelism: make -jJOBS over the runs and the patches,
+# every program on one thread (THREADS=1), the teacher, made first, on JOBS threads.
 ABLATION_MK := $(lastword $(MAKEFILE_LIST))
 # the demo's scale, output tree and teacher (FULL=1: the reference settings), and its runs reused
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))demo.mk

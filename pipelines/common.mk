@@ -21,6 +21,13 @@
 # (ALPHA: recover onward; never the teacher or patchsel). Options passed through *_OPTS variables
 # are not in the names: give them a name with the matching *_TAG variable.
 # Each stage's wall and CPU seconds go to TARGET.sec beside it (read by the demo's table).
+#
+# Goals it gives every fragment (make -f pipelines/X.mk GOAL), beside the fragment's own:
+#     teacher        TEACHER's weights (the import, then evaltrain on hard labels)
+#     patches        RDED's selection with TEACHER (patchsel: RDED's distilled set)
+#     random         the baseline: whole random real images (patchsel --method random), their FKD
+#                    labels, student and contact sheet
+#     print-VAR      a variable's value;  help: the fragment's header, these goals and parameters
 
 ifndef DDPIPE_COMMON_MK
 DDPIPE_COMMON_MK := 1
@@ -51,7 +58,14 @@ DEVICE ?= cpu
 THREADS ?=#                  -j of every program (empty: the program's default, all CPUs)
 SEED ?= 0#                   seed of selection, recover, relabel and the student
 IPC ?= 10
-# teachers ("squeeze": hard labels on the training set; evaltrain's defaults unless TEACHER_OPTS)
+# teachers ("squeeze": hard labels on the training set). The default teacher is a quick one, NOT the
+# reference recipe: TEACHER_EPOCHS = 3 epochs of evaltrain's hard-label defaults (SGD lr 0.05,
+# momentum 0.9, weight decay 5e-4 on every parameter, cosine, batch 128, flip only: no RandomCrop),
+# TEACHER_OPTS empty. The reference CIFAR/Tiny teachers (ddpipe-method(7) section 0: SGD lr 0.1,
+# momentum 0.9, wd 1e-4, cosine, RandomCrop + flip, 50 epochs for CIFAR-100, 150 for Tiny-ImageNet):
+#   TEACHER_EPOCHS=50 TEACHER_OPTS='--lr 0.1 --wd 1e-4 --crop-pad 4' TEACHER_TAG=-ref
+# (Tiny-ImageNet: TEACHER_EPOCHS=150 and --batch 64 added; TEACHER_OPTS are not in the file names,
+# hence the TEACHER_TAG)
 TEACHER ?= convnet3
 TEACHERS ?= convnet3 resnet18m#   FADRM+'s list (fadrmplus.mk); the zoo's variants of the reference's: resnet18m densenet121m ...
 TEACHER_EPOCHS ?= 3
@@ -309,13 +323,18 @@ summary = tail -n 1 $(1) | sed 's/^/$(subst /,\/,$(1)): /'
 # make -f pipelines/X.mk print-FADRM_DIR: the value of a variable (paths for scripts and tests)
 print-%:
 	@printf '%s\n' '$(subst ','\'',$($*))'
-# make -f pipelines/X.mk help: X.mk's header (its goals, outputs and own parameters), then the
-# shared parameters with the values they have in this make
+# make -f pipelines/X.mk help: X.mk's header (its goals, outputs and own parameters), the shared
+# goals, then the shared parameters with the values they have in this make
 # shared parameters: those the parameters section above sets with ?= (read when help runs), and BIN
 DD_PARAMS = $(shell sed -n '/^\# ---- parameters ----/,/^\# ---- parameter checks/s/^\([A-Z_][A-Z0-9_]*\) ?=.*/\1/p' \
     '$(PIPELINES)/common.mk') BIN
 help:
 	@sed -n '1,/^[^#]/{/^#/s/^# \{0,1\}//p}' '$(firstword $(MAKEFILE_LIST))'
+	@echo; echo 'shared goals (pipelines/common.mk), in every fragment:'
+	@echo "  teacher          TEACHER's weights (evaltrain on hard labels: TEACHER_EPOCHS, TEACHER_OPTS)"
+	@echo "  patches          RDED's selection with TEACHER (patchsel)"
+	@echo "  random           random real images (patchsel --method random), labels, student, sheet"
+	@echo "  print-VAR, help  a variable's value; this text"
 	@echo; echo 'shared parameters (VAR=VALUE on the command line; pipelines/common.mk), as set now:'
 	@$(foreach v,$(DD_PARAMS),printf '  %-16s %s\n' '$(v)' '$(or $(subst ','\'',$($(v))),(empty))';)
 	@echo "print-VAR prints one (FADRM_DIR, EVAL_ID, ... too); man 7 ddpipe describes every fragment"

@@ -12,6 +12,10 @@
 # (recover(1) shows that as a pipe).
 #
 #   make -f pipelines/cvdd.mk [TEACHERS="convnet3 resnet18m" PRIORS="78.8 80.2"|auto ITERS=2000 ...]
+#     cvdd           the committee's recover + labels (first teacher) + student + contact sheet
+#     cvdd-distill   the distilled set only
+#     cvdd-teachers  every teacher of TEACHERS (not with PRIORS=auto)
+#     cvdd-priors    with PRIORS=auto only: each teacher's SRe2L++ student, then the priors said
 #   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/cvdd/ipc10-n300-c5-fauto-it2000-cprior78.8_80.2-s0/...
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
 

@@ -19,6 +19,14 @@
 # teacher 50 epochs with the reference CIFAR teacher recipe (SGD lr 0.1, wd 1e-4, crop-pad 4 + flip).
 # Every other parameter of common.mk can be set too (make demo EPOCHS=50). Outputs go under
 # OUT (default demo/); a re-run only prints the table again.
+#
+#   make -f pipelines/demo.mk [FULL=0|1 JOBS=N IPC=10 SEED=0 ...]
+#     demo        demo-all (make -jJOBS), then demo-table
+#     demo-all    the runs only: every method's evaluations and contact sheet, the loss plot
+#     demo-table  the table, from the runs' files (kept as table.txt in print-DEMO_DIR)
+#   and the goals of rded.mk, sre2lpp.mk, fadrm.mk and infer.mk, at the demo's settings.
+# JOBS (default: nproc) is the parallelism: make -jJOBS over the stages, every program on one
+# thread (THREADS=1), except the teacher, which trains alone first, on JOBS threads.
 THIS := $(lastword $(MAKEFILE_LIST))
 FULL ?= 0
 $(if $(filter 0 1,$(FULL)),,$(error FULL='$(FULL)': 0 (the demo's scale) or 1 (the reference settings)))
@@ -41,6 +49,11 @@ SEED = 0
 TEACHER = convnet3
 STUDENT = convnet3
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# JOBS is checked here, before the includes: common.mk checks TEACHER_THREADS (= JOBS, below) when
+# it is read, and would name that variable. A whole number from 1 to 4096 (the teacher's threads).
+dd_jobs := $(subst ',x,$(JOBS))
+$(if $(shell case '$(dd_jobs)' in (''|0*|*[!0-9]*|?????*) ;; (*) [ $(dd_jobs) -le 4096 ] && echo y;; \
+    esac),,$(error JOBS='$(JOBS)': not a whole number from 1 to 4096 (decimal digits, no leading zero)))
 # programs run one thread each, JOBS of them at a time; the teacher (alone at that point) uses all
 THREADS = 1
 TEACHER_THREADS = $(JOBS)
@@ -54,7 +67,6 @@ INFER_TEACHERS = $(TEACHER)
 INFER_ITERS = $(if $(filter 1,$(FULL)),,$(ITERS))
 INFER_EPOCHS = $(if $(filter 1,$(FULL)),400,$(EPOCHS))
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))infer.mk
-$(call dd_whole,JOBS)
 
 DEMO_T0 := $(shell date +%s.%N)
 DEMO_DIR := $(TD)/demo-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED)

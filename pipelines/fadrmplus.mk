@@ -13,6 +13,9 @@
 # The initial patches are RDED's selection with the FIRST teacher of TEACHERS.
 #
 #   make -f pipelines/fadrmplus.mk [TEACHERS="convnet3 resnet18m" ITERS=2000 ARC=3 ALPHA=0.5 ...]
+#     fadrmplus           recover round robin over TEACHERS + their mean labels + student + sheet
+#     fadrmplus-distill   the distilled set only
+#     fadrmplus-teachers  every teacher of TEACHERS
 #   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/fadrmplus/ipc10-n300-c5-fauto-it2000-k3-a0.5-s0/...
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
 

@@ -30,15 +30,18 @@
 # side to 224 and centre-crops. INFER_TEACHERS defaults to FADRM+'s cheaper TEACHERS.
 #
 #   make -f pipelines/infer.mk [IPC=10 INFER_TEACHERS="convnet3 resnet18m" INFER_ITERS= SEED=0 ...]
-#     infer          the compensated set + static labels + INFER's student + contact sheet
-#     infer-distill  the compensated set only
-#     infer-fkd      the same images under the common FKD protocol (relabel + evaltrain --labels)
-#     infer-dyn      the same images under val_dyn.py's dynamic labels (INFER_DYN_EPOCHS, 80)
+#     infer           the compensated set + static labels + INFER's student + contact sheet
+#     infer-distill   the compensated set only
+#     infer-fkd       the same images under the common FKD protocol (relabel + evaltrain --labels)
+#     infer-dyn       the same images under val_dyn.py's dynamic labels (INFER_DYN_EPOCHS, 80)
+#     infer-teachers  every teacher of INFER_TEACHERS
 #   out/fmnist/random/ipc8-s0.tsr                 the real images (ipc_init 8 = IPC 10, M 2, C 10)
 #   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/infer/ipc10-m2-s0/
 #       distilled.tsr metrics.jsonl static.tsr static-convnet3-e400-s0.jsonl sheet.png
 # INFER_ITERS empty: recover --ufc's default (1000 steps below 128 px, 2000 from 128, as the
-# reference); RBATCH (classes per batch, i.e. per compensator) as for recover.
+# reference); RBATCH (classes per batch, i.e. per compensator) as for recover. INFER_STUDENT_OPTS:
+# more evaltrain options for the students of infer and infer-dyn (infer-fkd's take STUDENT_OPTS),
+# not in the file names: give them one with STUDENT_TAG.
 # The shell pipeline:
 #   patchsel --method random --ipc 8 train.tsr | recover --ufc -w t1.safetensors -w t2.safetensors \
 #     | relabel --static -w t1.safetensors -w t2.safetensors > infer.tsr

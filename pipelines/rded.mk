@@ -7,7 +7,10 @@
 #   make -f pipelines/rded.mk [IPC=10 SEED=0 TEACHER=convnet3 EPOCHS=300 FACTOR=auto ...]
 #     rded          patchsel -> evaltrain --teacher (RDED's protocol) + contact sheet
 #     rded-fkd      the same images under the common FKD protocol (relabel + evaltrain --labels)
+#     rded-distill  the distilled set only (patchsel: common.mk's patches)
 #   out/fmnist/convnet3-e3-s0/rded/ipc10-n300-c5-fauto-s0/{distilled.tsr,online-*.jsonl,sheet.png}
+# RDED_STUDENT_OPTS: more evaltrain options for rded's student (rded-fkd's take STUDENT_OPTS), not in
+# the file names: give them one with STUDENT_TAG.
 # The shell pipeline (man 7 ddpipe):
 #   patchsel -w teacher.safetensors --ipc 10 train.tsr > rded.tsr
 #   evaltrain -m convnet3 --teacher teacher.safetensors --epochs 300 --val test.tsr rded.tsr

@@ -9,9 +9,10 @@
 # one batch) a sharded run is a different, smaller-batch run.
 #
 #   make -j -f pipelines/sharded.mk [SHARDS=2 NCLASSES=10 IPC=10 ITERS=2000 ARC=3 ALPHA=0.5 ...]
-#     sharded        the merged sharded set, its labels, student and contact sheet
-#     sharded-check  patches.ok: the shards' patchsel output == the unsharded patchsel output
-#                    equal.ok:   the merged distilled set == recover --batch B on all classes
+#     sharded          the merged sharded set, its labels, student and contact sheet
+#     sharded-distill  the merged sharded set only
+#     sharded-check    patches.ok: the shards' patchsel output == the unsharded patchsel output
+#                      equal.ok:   the merged distilled set == recover --batch B on all classes
 #   out/fmnist/convnet3-e3-s0/fadrm-sharded/ipc10-n300-c5-fauto-it2000-k3-a0.5-x2of10-s0/
 #       c0-4/{patches.tsr,distilled.tsr}  c5-9/...  distilled.tsr  unsharded/distilled.tsr  *.ok
 # As a shell pipeline (2 shards):

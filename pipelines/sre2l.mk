@@ -7,7 +7,11 @@
 # (relabel + evaltrain --labels), not SRe2L's own (an eval-mode teacher on the whole batch).
 #
 #   make -f pipelines/sre2l.mk [IPC=10 SRE2L_ITERS=1000 SRE2L_FIRST_BN=10 SRE2L_AUG=roll SEED=0 ...]
+#     sre2l          recover from noise + labels + student + contact sheet
+#     sre2l-distill  the distilled set only
 #   out/fmnist/convnet3-e3-s0/sre2l/ipc10-it1000-m10-s0/{distilled.tsr,metrics.jsonl,labels-*,eval-*,sheet.png}
+# SRE2L_ITERS: recover's iterations here (ITERS is the other methods'); SRE2L_FIRST_BN: its first-BN
+# multiplier (--first-bn-mult); SRE2L_AUG: its augmentation (--aug full, roll or none).
 # The shell pipeline:
 #   recover -w teacher.safetensors --init noise --ipc 10 --arc 0 --iters 1000 --aug roll > sre2l.tsr
 #   relabel -w teacher.safetensors --epochs 300 sre2l.tsr > labels.tsr

@@ -3,6 +3,8 @@
 # first-BN multiplier 10); then the FKD student protocol (relabel + evaltrain --labels).
 #
 #   make -f pipelines/sre2lpp.mk [IPC=10 ITERS=2000 SEED=0 TEACHER=convnet3 EPOCHS=300 ...]
+#     sre2lpp          recover from RDED's patches + labels + student + contact sheet
+#     sre2lpp-distill  the distilled set only
 #   out/fmnist/convnet3-e3-s0/sre2lpp/ipc10-n300-c5-fauto-it2000-s0/{distilled.tsr,metrics.jsonl,...}
 # The shell pipeline:
 #   patchsel -w teacher.safetensors --ipc 10 train.tsr > init.tsr

@@ -27,6 +27,14 @@
 # outputs go under OUT (default xarch/); file names encode the parameters as in common.mk, one
 # eval-ARCH-*.jsonl per student in each method's directory, so adding a student to STUDENTS
 # trains only that student, and a re-run only prints the table again.
+#
+#   make -f pipelines/xarch.mk [STUDENTS="convnet3 resnet18m ..." TEACHERS="..." JOBS=N ...]
+#     xarch        xarch-all (make -jJOBS), then xarch-table
+#     xarch-all    the runs only: every student's evaluation on every distilled set
+#     xarch-table  the table (kept as print-XA_TABLE), after making what is missing
+#   and the goals of rded.mk, sre2lpp.mk, fadrm.mk and fadrmplus.mk, at these settings.
+# JOBS (default: nproc) is the parallelism: make -jJOBS over the stages, every program on one
+# thread (THREADS=1, TEACHER_THREADS=1: several teachers train at once).
 THIS := $(lastword $(MAKEFILE_LIST))
 OUT = xarch
 TRAIN_N = 1000

@@ -259,6 +259,7 @@ int main(int argc, char **argv)
     } else {
         TsInput *in = ts_input_open(argc - optind, argv + optind);
         if (!in) dd_die_err(dd_errcode());
+        ts_input_unique_keys(in);
         snprintf(iname, sizeof iname, "%s%s", argc - optind > 0 ? argv[optind] : "stdin",
                  argc - optind > 1 ? " and more inputs" : "");
         h = ts_header_copy(ts_input_header(in));

@@ -70,6 +70,7 @@ int main(int argc, char **argv)
     if (!strcmp(output, "-")) dd_refuse_tty_stdout();
     TsInput *in = ts_input_open(argc - optind, argv + optind);
     if (!in) dd_die_err(dd_errcode());
+    ts_input_unique_keys(in);
     TsHeader *h = ts_header_copy(ts_input_header(in));
     json_t *params = json_pack("{s:[i,i],s:b}", "size", oh, ow, "antialias", aa);
     ts_header_add_history(h, argc, argv, -1, params);

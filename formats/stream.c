@@ -686,6 +686,8 @@ struct TsInput {
     TsReader **held;           /* [n]: held[i] (i > cur) kept open since ts_input_open, or NULL */
     TsHeader *hdr;             /* merged */
     int64_t last;              /* index of the record last read in its file */
+    int unique;                /* ts_input_unique_keys: keys across operands */
+    TsKeySet keys;
 };
 
 static char *stdin_operand[] = {"-"};
@@ -765,6 +767,9 @@ int ts_input_next(TsInput *in, TsRecord *rec)
         int rc = ts_reader_next(in->r, rec);
         if (rc) {
             if (rc > 0) in->last = ts_reader_index(in->r) - 1;
+            if (rc > 0 && in->unique && in->n > 1 && !tsi_keyset_add(&in->keys, rec->key))
+                return dd_err("%s: record %lld (%s): duplicate key: an earlier input has a record of that key",
+                              in->r->name, (long long)in->last, rec->key);
             return rc;
         }
         if (in->cur + 1 == in->n) return 0;
@@ -789,9 +794,16 @@ int ts_input_next(TsInput *in, TsRecord *rec)
 const char *ts_input_name(const TsInput *in) { return in->r->name; }
 int64_t ts_input_index(const TsInput *in) { return in->last; }
 
+void ts_input_unique_keys(TsInput *in)
+{
+    if (!in->unique) tsi_keyset_init(&in->keys);
+    in->unique = 1;
+}
+
 void ts_input_close(TsInput *in)
 {
     if (!in) return;
+    if (in->unique) tsi_keyset_free(&in->keys);
     ts_reader_close(in->r);
     for (int i = 0; i < in->n; i++) ts_reader_close(in->held[i]);
     free(in->held);

@@ -129,6 +129,10 @@ int ts_input_next(TsInput *in, TsRecord *rec);    /* as ts_reader_next */
 const char *ts_input_name(const TsInput *in);     /* file of the record last read */
 int64_t ts_input_index(const TsInput *in);        /* index of that record within its file */
 void ts_input_close(TsInput *in);
+/* From now on a key an earlier operand had is an error naming this operand, its record and the
+ * key (each operand's reader refuses its own repeats): for programs whose output keeps the input's
+ * keys, which would otherwise refuse it naming their output's record. */
+void ts_input_unique_keys(TsInput *in);
 
 /* Reading stdin twice (a two-pass filter): ts_stdin_spool copies stdin to an unlinked temporary
  * file and puts that file on descriptor 0, rewound; ts_stdin_rewind seeks it back to the start

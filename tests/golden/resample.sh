@@ -30,6 +30,11 @@ check_truncated resample --size 10
 rc=0; "$BIN/resample" --size 3 z0.tsr >/dev/null 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -qx "resample: z0.tsr: record 0 (train_000000): image is F32\[1,0,5\], want \[C,H,W\] with C, H, W >= 1" err.txt \
     && ok "an empty image: $(cat err.txt)" || fail "empty image: exit $rc $(cat err.txt)"
+# a key an earlier input had: named by the input (it was said naming the output's record)
+rc=0; "$BIN/resample" -q --size 10 -o dk.tsr fm.tsr fm.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && [ ! -e dk.tsr ] && [ "$(cat err.txt)" = \
+    "resample: fm.tsr: record 0 (train_000000): duplicate key: an earlier input has a record of that key" ] \
+    && ok "duplicate key across inputs: $(cat err.txt)" || fail "duplicate key: exit $rc $(cat err.txt)"
 check_full resample --size 10 fm.tsr
 check_output resample --size 10 fm.tsr
 check_tty resample --size 10 fm.tsr

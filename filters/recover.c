@@ -223,6 +223,37 @@ static void parse(int argc, char **argv, Opts *o)
     }
 }
 
+/* A piece (--steps S:E:T, S > 0) continues the piece before it: where the input's last recover
+ * entry is a piece, it must be of the same budget T and have ended at S (a skipped or repeated
+ * piece, or pieces of two budgets, ran without a word: not the fused run's schedule); another seed
+ * is said. A fused run, INFER's, or no recover before: nothing to check. */
+static void check_piece_chain(const TsHeader *h, const Opts *o, const char *iname)
+{
+    if (!o->piece || o->s0 == 0) return;
+    json_t *hist = json_object_get(h->json, "history");
+    for (size_t i = json_array_size(hist); i-- > 0;) {
+        json_t *e = json_array_get(hist, i), *p = json_object_get(e, "params");
+        const char *prog = json_string_value(json_object_get(e, "prog"));
+        if (!prog || strcmp(prog, "recover")) continue;
+        const char *sch = json_string_value(json_object_get(p, "schedule"));
+        if (!sch || strcmp(sch, "piece")) return;
+        long long end = json_integer_value(json_object_get(p, "end"));
+        long long tot = json_integer_value(json_object_get(p, "total"));
+        if (tot != o->stot)
+            dd_die(DD_EXIT_DATA, "%s: its last recover piece is of a budget of %lld steps; --steps %lld:%lld:%lld of %lld",
+                   iname, tot, (long long)o->s0, (long long)o->s1, (long long)o->stot, (long long)o->stot);
+        if (end != o->s0)
+            dd_die(DD_EXIT_DATA, "%s: its last recover piece ended at step %lld; --steps %lld:%lld:%lld would %s", iname,
+                   end, (long long)o->s0, (long long)o->s1, (long long)o->stot,
+                   end < o->s0 ? "skip steps" : "run steps again");
+        json_t *seed = json_object_get(e, "seed");
+        if (json_is_integer(seed) && (uint64_t)json_integer_value(seed) != o->c.seed)
+            dd_warn("%s: its last recover piece ran with seed %lld, this one with %llu: other draws than one run's", iname,
+                    (long long)json_integer_value(seed), (unsigned long long)o->c.seed);
+        return;
+    }
+}
+
 /* 1 when the model has a BatchNorm layer (running statistics): what the BN term of the loss reads. */
 static int has_batchnorm(const Model *m)
 {
@@ -263,6 +294,7 @@ int main(int argc, char **argv)
         snprintf(iname, sizeof iname, "%s%s", argc - optind > 0 ? argv[optind] : "stdin",
                  argc - optind > 1 ? " and more inputs" : "");
         h = ts_header_copy(ts_input_header(in));
+        check_piece_chain(h, &o, iname);
         if (rec_set_read(in, &rs) < 0) dd_die_err(DD_EXIT_DATA);
         ts_input_close(in);
     }

@@ -272,6 +272,17 @@ nan_weights t.safetensors tnan.safetensors
 rc=0; "$BIN/recover" -q -w tnan.safetensors --iters 8 -o nan.tsr init.tsr 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -qx "recover: init.tsr: batch 0, step 0: loss is not finite (ce nan, bn nan)" err.txt \
     && [ -z "$(ls nan.tsr* 2>/dev/null)" ] && ok "loss not finite: $(cat err.txt)" || fail "NaN teacher: exit $rc, $(cat err.txt)"
+# a piece continues the piece before it (the input's history): one skipped, run again, or of
+# another budget is an error naming the input; another seed is said
+P2=("${R[@]}" --steps 0:10:40 init.tsr)
+for bad in "10:20:50 budget of 40 steps" "20:30:40 ended at step 10" "0:10:40 ok" "5:15:40 ended at step 10"; do
+    set -- $bad; rc=0; "${P2[@]}" | "${R[@]}" --steps "$1" >/dev/null 2>err.txt || rc=$?
+    if [ "$2" = ok ]; then [ $rc = 0 ] && ok "--steps $1 after 0:10:40: a new run" || fail "--steps $1: exit $rc $(cat err.txt)"
+    else [ $rc = 1 ] && grep -q "^recover: stdin: its last recover piece .*${*:2}" err.txt \
+        && ok "--steps $1 after 0:10:40: $(cat err.txt)" || fail "--steps $1 after 0:10:40: exit $rc $(cat err.txt)"; fi
+done
+"${P2[@]}" | "${R[@]}" -s 9 --steps 10:20:40 2>err.txt >/dev/null && grep -q "ran with seed 0, this one with 9" err.txt \
+    && ok "another seed: $(cat err.txt)" || fail "piece seed: $(cat err.txt)"
 # --metrics, a log written in place as the run goes, is not a file the run reads or writes (it
 # replaced the teacher or the input, or was lost under -o): usage errors, the files untouched
 cp t.safetensors tm.safetensors && cp init.tsr im.tsr

@@ -164,7 +164,9 @@ plan=$(make --no-print-directory -n -f "$P/fadrm.mk" "${tiny[@]}" VAL_N=50 fadrm
 # patches and recover: those stay up to date, the second copy dated when its training began.
 mkdir -p pbin && for f in "$BIN"/*; do ln -sf "$f" pbin/; done && rm pbin/evaltrain pbin/tsimport
 printf '#!/bin/sh\ncase " $* " in *" --save "*) sleep "${SLOW:-0}" ;; esac\nexec "%s/evaltrain" "$@"\n' "$BIN" >pbin/evaltrain
-printf '#!/bin/sh\nsleep "${SLOW_IMPORT:-0}"\nexec "%s/tsimport" "$@"\n' "$BIN" >pbin/tsimport
+# (WAIT_GO=F: the import waits, once F.waiting is made, until F exists)
+printf '#!/bin/sh\nsleep "${SLOW_IMPORT:-0}"\n[ -z "$WAIT_GO" ] || { : >"$WAIT_GO.waiting"; until [ -e "$WAIT_GO" ]; do sleep 0.1; done; }
+exec "%s/tsimport" "$@"\n' "$BIN" >pbin/tsimport
 chmod +x pbin/evaltrain pbin/tsimport
 par=(make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=par BIN="$PWD/pbin")   # after tiny's OUT, BIN
 SLOW_IMPORT=2 SLOW=1 "${par[@]}" ALPHA=0.3 fadrm-distill >log.par1 2>&1 & p1=$!
@@ -180,11 +182,13 @@ r1=0 r2=0; wait $p1 || r1=$?; wait $p2 || r2=$?
     && ok "... and after both, each run up to date (the later teacher did not outdate the first run)" \
     || fail "concurrent makes: a run out of date after both: $("${par[@]}" -n ALPHA=0.3 fadrm-distill 2>&1 | head -3)"
 # a make whose import is slow finds, when its teacher's turn comes, the teacher another make has
-# trained meanwhile: kept, not trained again (nor its import's later copy dating it out)
+# trained meanwhile: kept, not trained again (nor its import's later copy dating it out). The
+# first make's import waits (having looked at the teacher: missing) until the second make is done.
 par2=("${par[@]}" OUT=par2)
-SLOW_IMPORT=3 "${par2[@]}" teacher >log.par3 2>&1 & p3=$!
-"${par2[@]}" teacher >log.par4 2>&1 & p4=$!
-r3=0 r4=0; wait $p3 || r3=$?; wait $p4 || r4=$?
+WAIT_GO=$PWD/go3 "${par2[@]}" teacher >log.par3 2>&1 & p3=$!
+for i in $(seq 600); do [ -e go3.waiting ] && break; sleep 0.1; done
+r3=0 r4=0; "${par2[@]}" teacher >log.par4 2>&1 || r4=$?
+: >go3; wait $p3 || r3=$?
 [ $r3 = 0 ] && [ $r4 = 0 ] && grep -q "teachers/.*: made meanwhile by another make" log.par3 \
     && ! grep -q -- "--save" log.par3 && grep -q -- "--save" log.par4 && "${par2[@]}" -q teacher \
     && ok "a teacher trained by another make meanwhile is kept: $(grep teachers/ log.par3 | cut -c1-90)" \

@@ -247,6 +247,19 @@ int main(int argc, char **argv)
     for (int i = optind; i < argc; i++) stdin_uses += !strcmp(argv[i], "-");
     stdin_uses += (valf && !strcmp(valf, "-")) + (labelsf && !strcmp(labelsf, "-"));
     if (stdin_uses > 1) dd_die(DD_EXIT_USAGE, "stdin ('-') given more than once (operands, --val, --labels)");
+    /* --save and --checkpoint replace their file: not a stream or teacher this run reads (-w, the
+     * weights it starts from, it may update) */
+    for (int i = optind; i < argc; i++) {
+        dd_refuse_same("--save", save, "the training stream", argv[i]);
+        dd_refuse_same("--checkpoint", ckpt, "the training stream", argv[i]);
+    }
+    for (int k = 0; k < nteachers; k++) {
+        dd_refuse_same("--save", save, "the teacher", teacherfs[k]);
+        dd_refuse_same("--checkpoint", ckpt, "the teacher", teacherfs[k]);
+    }
+    dd_refuse_same("--save", save, "--val", valf), dd_refuse_same("--save", save, "--labels", labelsf);
+    dd_refuse_same("--checkpoint", ckpt, "--val", valf), dd_refuse_same("--checkpoint", ckpt, "--labels", labelsf);
+    dd_refuse_same("--save", save, "--checkpoint", ckpt);
     if (!!nmean != !!nstd) dd_die(DD_EXIT_USAGE, "--mean and --std go together");
     if (nmean && weights)
         dd_die(DD_EXIT_USAGE, "--mean and --std set a new model's normalization (-m); %s carries its own", weights);

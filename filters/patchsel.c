@@ -113,6 +113,7 @@ static void parse(int argc, char **argv, Opts *o)
     if (list && !strstr(o->output, "%d"))
         dd_die(DD_EXIT_USAGE, "--ipc-list writes one stream per IPC: give -o PATTERN containing %%d");
     if (!list && strstr(o->output, "%d")) dd_die(DD_EXIT_USAGE, "-o PATTERN with %%d needs --ipc-list");
+    dd_refuse_same("-o", o->output, "the teacher -w", o->weights);
     if (o->random && o->factor > 1) dd_die(DD_EXIT_USAGE, "--method random takes whole images: no --factor");
     if (o->random && (scoring || o->weights))
         dd_die(DD_EXIT_USAGE, "--method random scores nothing: no -w, --candidates, --crops or --batch");
@@ -177,6 +178,9 @@ int main(int argc, char **argv)
     const int CH = res ? res : H, CW = res ? res : W;
     int f = o.random ? 1 : o.factor ? o.factor : (CH >= 128 && CW >= 128 ? 2 : 1);
     int side = (CH < CW ? CH : CW) / f;
+    /* a cell of no pixel (--factor 2 on a 1-px side; the default factor is 2 from 128 px only)
+     * would be scored as empty images, all alike */
+    if (side < 1) dd_die(DD_EXIT_USAGE, "%s: --factor %d on a %dx%d canvas: cells of 0 pixels", iname, f, CH, CW);
     /* Each candidate gives one entry (its best crop), and a class's candidates are its first
      * min(records, want) in a seeded order: a shortfall is known now, before the teacher loads,
      * anything is scored or a byte is written. */

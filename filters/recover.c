@@ -212,6 +212,7 @@ static void parse(int argc, char **argv, Opts *o)
         dd_die(DD_EXIT_USAGE, "--sizes: %d sizes for %d stages", o->nsizes, o->arc + 1);
     if (!o->piece && !o->ufc && rec_schedule_fused(&o->c, o->iters, o->arc, NULL) < 0) dd_die_err(DD_EXIT_USAGE);
     if (!strcmp(o->output, "-") && !o->print_sizes) dd_refuse_tty_stdout();
+    for (int k = 0; k < o->nw; k++) dd_refuse_same("-o", o->output, "the teacher -w", o->w[k]);
     /* the metrics log is written as the run goes, in place: not over a file the run reads or writes */
     if (o->metrics) {
         for (int k = 0; k < o->nw; k++)

@@ -91,6 +91,7 @@ static void parse(int argc, char **argv, Opts *o)
     if (o->stat && (trained || o->verbose))
         dd_die(DD_EXIT_USAGE, "--static takes no --epochs, --batch, --topk or -v (which reports the FKD stream's size)");
     if (!strcmp(o->output, "-")) dd_refuse_tty_stdout();
+    for (int k = 0; k < o->nw; k++) dd_refuse_same("-o", o->output, "the teacher -w", o->w[k]);
 }
 
 /* Reads every record of `in` into recs (grown), their images as F32 into *x [n,C,H,W]; labels in

@@ -174,6 +174,10 @@ int dd_threads_default(void);
 int dd_env_on(const char *name);
 /* 1 when paths a and b name one existing file (links followed), or are the same text */
 int dd_same_file(const char *a, const char *b);
+/* Dies with a usage error (exit 2) when the output `out`, given as option oopt, is the file `in`,
+ * given as iopt (a teacher -w, a training stream): writing it would replace what the run reads
+ * (an atomic -o over an INPUT stream is fine: read whole before the rename). "-" and NULL pass. */
+void dd_refuse_same(const char *oopt, const char *out, const char *iopt, const char *in);
 /* A cgroup CPU quota as whole CPUs, rounded up: text "QUOTA PERIOD" (cgroup v2's cpu.max; v1's
  * cfs_quota_us and cfs_period_us joined by a space); 0 for no limit ("max", a negative quota) or
  * text that is not one. */

@@ -148,6 +148,12 @@ int dd_same_file(const char *a, const char *b)
     return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
 }
 
+void dd_refuse_same(const char *oopt, const char *out, const char *iopt, const char *in)
+{
+    if (!out || !in || !strcmp(out, "-") || !strcmp(in, "-") || !dd_same_file(out, in)) return;
+    dd_die(DD_EXIT_USAGE, "%s %s is %s %s: it would be replaced", oopt, out, iopt, in);
+}
+
 int dd_threads_default(void)
 {
     const char *e = getenv("DD_THREADS");

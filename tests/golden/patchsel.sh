@@ -120,6 +120,9 @@ for src in /dev/null cut.tsr; do
 done
 check_tty patchsel -q -w t.safetensors --ipc 1 fm.tsr
 expect_usage patchsel -q -w t.safetensors --ipc 4 --factor 2 --candidates 10 fm.tsr
+# --factor 2 on a 1-px canvas: cells of 0 pixels (scored as empty images, exit 0, before)
+expect_usage patchsel -q -w t.safetensors --ipc 1 --factor 2 --res 1 -o zero.tsr fm.tsr
+[ -z "$(ls zero.tsr* 2>/dev/null)" ] || fail "--factor 2 --res 1 left $(ls zero.tsr*)"
 # a class with fewer images than ipc*f^2: exit 1 before any scoring, nothing on stdout, the
 # message names the input and the class
 "$BIN/tscat" -e 12 fm.tsr >few.tsr

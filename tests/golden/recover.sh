@@ -289,6 +289,12 @@ cp t.safetensors tm.safetensors && cp init.tsr im.tsr
 for m in "-m tm.safetensors" "-m im.tsr" "--metrics mo2.tsr -o mo2.tsr"; do
     expect_usage recover -q -w tm.safetensors --iters 4 $m im.tsr
 done
+# ... nor an output over a teacher (recover, patchsel, relabel -o) or evaltrain --save over the
+# training stream (each replaced what the run read, exit 0)
+expect_usage recover -q -w tm.safetensors --iters 4 -o tm.safetensors im.tsr
+expect_usage patchsel -q -w tm.safetensors --ipc 1 -o tm.safetensors fm.tsr
+expect_usage relabel -q -w tm.safetensors --epochs 1 -o tm.safetensors im.tsr
+expect_usage evaltrain -q -m convnet3 --epochs 1 --save im.tsr im.tsr
 cmp -s tm.safetensors t.safetensors && cmp -s im.tsr init.tsr && [ ! -e mo2.tsr ] \
     && ok "--metrics over the teacher, the input or -o: refused, nothing touched" || fail "--metrics over its files"
 # FADRM's multi-resolution default on 224-px images with 3 merges, where every teacher takes 200 px:

@@ -310,8 +310,11 @@ static const Tensor *replay_field(const TsRecord *rec, const char *name, int dt,
     }
     if (((int)t->dtype != dt && (int)t->dtype != dt2) || t->ndim != ndim || (ndim >= 1 && t->shape[0] != d0)
         || (ndim == 2 && t->shape[1] != d1)) {
-        dd_err("field '%s' is %s, want %s[%lld%s%lld]", name, tensor_describe(t, desc, sizeof desc),
-               dd_dtype_name((DdDtype)dt), (long long)d0, ndim == 2 ? "," : "", ndim == 2 ? (long long)d1 : 0LL);
+        char shape[64] = "";
+        if (ndim == 1) snprintf(shape, sizeof shape, "%lld", (long long)d0);
+        if (ndim == 2) snprintf(shape, sizeof shape, "%lld,%lld", (long long)d0, (long long)d1);
+        dd_err("field '%s' is %s, want %s[%s]", name, tensor_describe(t, desc, sizeof desc),
+               dd_dtype_name((DdDtype)dt), shape);
         return NULL;
     }
     return t;
@@ -365,10 +368,13 @@ int train_replay_from_record(const TsRecord *rec, const TrainReplayInfo *info, i
             rc = dd_err("crops[%lld] is not a box inside the %dx%d image", (long long)i, H, W);
         else if (b->perm[i] < 0 || b->perm[i] >= n || seen[b->perm[i]]++)
             rc = dd_err("perm is not a permutation of 0..%lld", (long long)n - 1);
+        else if (((const uint8_t *)flips->data)[i] > 1)
+            rc = dd_err("flips[%lld] = %d: not 0 or 1", (long long)i, ((const uint8_t *)flips->data)[i]);
     }
     free(seen);
     for (int i = 0; i < 4; i++) b->box[i] = ((const int32_t *)box->data)[i];
     b->lam = *(const float *)lam->data;
+    if (!rc && !(b->lam >= 0 && b->lam <= 1)) rc = dd_err("lam = %g: not in [0, 1]", (double)b->lam);
     if (!rc && b->box[0] < b->box[2] && b->box[1] < b->box[3]
         && (b->box[0] < 0 || b->box[1] < 0 || b->box[2] > H || b->box[3] > W))
         rc = dd_err("box [%d,%d,%d,%d] outside the %dx%d image", b->box[0], b->box[1], b->box[2], b->box[3], H, W);
@@ -464,7 +470,7 @@ json_t *train_recipe(const TrainConf *c)
     json_t *o = json_pack("{s:s,s:s,s:f,s:f,s:s,s:f,s:i,s:i,s:i,s:I}", "labels", labels[c->labels], "optimizer",
                           opts[c->opt.kind], "lr", c->opt.lr, "wd", c->opt.weight_decay, "decay",
                           c->opt.decay_all ? "all" : "weights", "eta", c->eta, "epochs", c->epochs, "batch", c->batch,
-                          "micro", c->micro, "seed", (json_int_t)c->seed);
+                          "micro", c->micro < c->batch ? c->micro : c->batch, "seed", (json_int_t)c->seed);
     if (c->opt.kind == OPTIM_SGD) json_object_set_new(o, "momentum", json_real(c->opt.momentum));
     else json_object_set_new(o, "betas", json_pack("[f,f]", c->opt.beta1, c->opt.beta2));
     if (c->labels == TRAIN_HARD) json_object_set_new(o, "label_smoothing", json_real(c->label_smoothing));
@@ -1194,7 +1200,9 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
         fprintf(c->metrics, "{");
         json_num(c->metrics, "final_top1", res->final_top1, 0);
         json_num(c->metrics, "best_top1", res->best_top1, 0);
-        fprintf(c->metrics, "\"best_epoch\":%d,\"epochs\":%d,", res->best_epoch, res->epochs_done);
+        if (res->best_epoch) fprintf(c->metrics, "\"best_epoch\":%d,", res->best_epoch);
+        else fprintf(c->metrics, "\"best_epoch\":null,"); /* nothing evaluated (no --val) */
+        fprintf(c->metrics, "\"epochs\":%d,", res->epochs_done);
         json_num(c->metrics, "top1", res->final_top1, 0);
         json_num(c->metrics, "top5", res->final_top5, 0);
         json_t *r = train_recipe(c);

@@ -152,7 +152,9 @@ static NnVar *batchnorm_act(Nn *nn, NnVar *x, NnVar *weight, NnVar *bias, NnVar 
     nn_check(training || (running_mean && running_var), "batchnorm",
              "eval mode needs running statistics");
     nn_check(!training || (int64_t)n * hw > 1, "batchnorm",
-             "train mode needs more than one value per channel");
+             "train mode needs more than one value per channel: a batch of %d image(s) at %lld pixel(s) here "
+             "(as PyTorch: a last batch of one image, or images too small for the net's downsampling; "
+             "change the batch size or the image size)", n, (long long)hw);
     if (r) {
         nn_check_f32("batchnorm", r, x->v.ndim);
         for (int i = 0; i < x->v.ndim; i++)

@@ -185,6 +185,28 @@ static void test_replay(Nn *nn, const TrainData *d)
     train_replay_to_record(&rp, S, S, &rec);
     CHECK(train_replay_from_record(&rec, &info, K, &back) < 0 && strstr(dd_errmsg(), "index"));
     train_replay_free(&rp);
+    make_replay(&rp, 0, 0, B); /* a flip other than 0 or 1, lam outside [0, 1] */
+    train_replay_to_record(&rp, S, S, &rec);
+    ((uint8_t *)ts_record_cget(&rec, "flips")->data)[1] = 2;
+    CHECK_MSG(train_replay_from_record(&rec, &info, K, &back) < 0 && strstr(dd_errmsg(), "flips[1] = 2: not 0 or 1"),
+              "%s", dd_errmsg());
+    train_replay_to_record(&rp, S, S, &rec);
+    *(float *)ts_record_cget(&rec, "lam")->data = 1.5f;
+    CHECK_MSG(train_replay_from_record(&rec, &info, K, &back) < 0 && strstr(dd_errmsg(), "lam = 1.5: not in [0, 1]"),
+              "%s", dd_errmsg());
+    train_replay_free(&rp);
+    /* a field of the wrong shape: the message gives the shape wanted ("I32[4]", not "I32[40]") */
+    make_replay(&rp, 0, 0, B);
+    train_replay_to_record(&rp, S, S, &rec);
+    ((Tensor *)ts_record_cget(&rec, "box"))->shape[0] = 3;
+    CHECK_MSG(train_replay_from_record(&rec, &info, K, &back) < 0 && strstr(dd_errmsg(), "want I32[4]"), "%s",
+              dd_errmsg());
+    ((Tensor *)ts_record_cget(&rec, "box"))->shape[0] = 4;
+    ((Tensor *)ts_record_cget(&rec, "lam"))->ndim = 1, ((Tensor *)ts_record_cget(&rec, "lam"))->shape[0] = 1;
+    CHECK_MSG(train_replay_from_record(&rec, &info, K, &back) < 0 && strstr(dd_errmsg(), "want F32[]"), "%s",
+              dd_errmsg());
+    ((Tensor *)ts_record_cget(&rec, "lam"))->ndim = 0;
+    train_replay_free(&rp);
 
     /* relabel's top-k form in place of "logits" */
     make_replay(&rp, 0, 0, B);

@@ -7,6 +7,7 @@
  * arcmerge(1).
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,8 +101,23 @@ static Patch *patches_load(TsReader *r, int64_t *n)
 
 /* x's image (=) alpha*x + (1-alpha)*P through arc_merge, the merge recover's fused schedule uses
  * too (so fused and piped runs agree bit for bit); -1 with dd_err on a shape mismatch. */
+/* 1 when the pixels are all finite */
+static int finite_pixels(const Tensor *t)
+{
+    const float *v = t->data;
+    for (int64_t i = 0, n = tensor_numel(t); i < n; i++)
+        if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
 static int merge(TsRecord *x, const Patch *p, double alpha)
 {
+    /* the same record in both streams: a label that differs means another set's patches */
+    const Tensor *lx = ts_record_cget(x, "label"), *lp = ts_record_cget(&p->rec, "label");
+    if (lx && lp && lx->dtype == DD_I64 && lp->dtype == DD_I64 && tensor_numel(lx) == 1 && tensor_numel(lp) == 1 &&
+        *(const int64_t *)lx->data != *(const int64_t *)lp->data)
+        return dd_err("label %lld, the patch's %lld", (long long)*(const int64_t *)lx->data,
+                      (long long)*(const int64_t *)lp->data);
     Tensor tx, tp;
     if (ts_record_image_f32(x, &tx) < 0) return -1;
     if (ts_record_image_f32(&p->rec, &tp) < 0) {
@@ -109,10 +125,18 @@ static int merge(TsRecord *x, const Patch *p, double alpha)
         return -1;
     }
     int rc = 0;
-    if (tx.ndim != 3 || tp.ndim != 3 || tx.shape[0] != tp.shape[0]) {
-        char da[128], db[128];
-        rc = dd_err("image %s does not match the patch's %s", tensor_describe(&tx, da, sizeof da),
+    char da[128], db[128];
+    if (tx.ndim != 3 || tp.ndim != 3) {
+        rc = dd_err("image %s, the patch's %s: not [C,H,W]", tensor_describe(&tx, da, sizeof da),
                     tensor_describe(&tp, db, sizeof db));
+    } else if (tx.shape[0] != tp.shape[0]) {
+        rc = dd_err("image %s does not match the patch's %s (channels)", tensor_describe(&tx, da, sizeof da),
+                    tensor_describe(&tp, db, sizeof db));
+    } else if (!tensor_numel(&tx) || !tensor_numel(&tp)) {
+        rc = dd_err("image %s, the patch's %s: no pixels", tensor_describe(&tx, da, sizeof da),
+                    tensor_describe(&tp, db, sizeof db));
+    } else if (!finite_pixels(&tx) || !finite_pixels(&tp)) {
+        rc = dd_err("%s holds a pixel that is not finite", finite_pixels(&tx) ? "the patch" : "the image");
     } else {
         arc_merge(tx.data, (int)tx.shape[0], (int)tx.shape[1], (int)tx.shape[2], tp.data, (int)tp.shape[1],
                   (int)tp.shape[2], alpha);

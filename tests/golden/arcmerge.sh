@@ -27,6 +27,14 @@ expect_exit 1 "class lists differ" -- "$BIN/arcmerge" P.tsr -x xc.tsr
 head -c 2000 P.tsr >cut.tsr
 expect_exit 1 "truncated patches" -- "$BIN/arcmerge" cut.tsr -x x.tsr
 "$BIN/arcmerge" -x cut.tsr P.tsr >/dev/null 2>err.txt || true; grep -q "truncated" err.txt && ok "truncated x" || fail "truncated x"
+# a label that differs from its patch's (the same key in another set): an error naming x's
+# record (merged without a word before)
+cp -r x xl && cp p/classes.txt xl/ && "$PYTHON" -c 'import numpy as np
+l = np.load("xl/label.npy"); l[2] = (l[2] + 1) % 3; np.save("xl/label.npy", l)'
+"$BIN/tsimport" -q xl >xl.tsr
+rc=0; "$BIN/arcmerge" -q -x xl.tsr P.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "arcmerge: xl.tsr: record 2 (k0002): label 0, the patch's 2" err.txt \
+    && ok "a label other than the patch's: $(cat err.txt)" || fail "label mismatch: exit $rc $(cat err.txt)"
 # an image whose channels differ from its patch's
 mk_npy g 6 1 8 8 2 && "$BIN/tsimport" g >g.tsr
 "$BIN/arcmerge" P.tsr -x g.tsr >/dev/null 2>err.txt && fail "1-channel x on 3-channel patches accepted"

@@ -274,6 +274,13 @@ int main(int argc, char **argv)
     Model *t[MAX_TEACHERS];
     for (int k = 0; k < o.nw; k++) {
         if (!(t[k] = model_load(nn, o.w[k]))) dd_die_err(DD_EXIT_DATA);
+        /* the teachers optimise one image in one normalized space (--ufc: a compensator each, in its
+         * own): said naming the files */
+        if (k && !o.ufc && (t[k]->in_channels != t[0]->in_channels ||
+                  memcmp(t[k]->mean, t[0]->mean, (size_t)t[0]->in_channels * sizeof(float)) ||
+                  memcmp(t[k]->std, t[0]->std, (size_t)t[0]->in_channels * sizeof(float))))
+            dd_die(DD_EXIT_DATA, "%s (%s) normalizes its input otherwise than %s (%s): teachers share one mean and std",
+                   o.w[k], t[k]->arch, o.w[0], t[0]->arch);
         model_set_requires_grad(t[k], 0);
         if (!has_batchnorm(t[k]))
             dd_warn("%s (%s) has no BatchNorm layers: no statistics to match, its loss is the cross-entropy alone",

@@ -51,8 +51,8 @@ static int data_size_ok(TrainData *d, const Tensor *img, int own_size)
         return dd_err("image %s has other channels than the first record's %d", tensor_describe(img, desc, sizeof desc),
                       d->C);
     if (!own_size && (img->shape[0] != d->C || img->shape[1] != d->H || img->shape[2] != d->W))
-        return dd_err("image %s differs from the first record's [%d,%d,%d] (one size per stream; evaltrain --res R "
-                      "takes images of several sizes)",
+        return dd_err("image %s differs from the first record's [%d,%d,%d] (one size per stream: resample --size S "
+                      "makes one; evaltrain --res R trains on several)",
                       tensor_describe(img, desc, sizeof desc), d->C, d->H, d->W);
     return 0;
 }

@@ -283,6 +283,13 @@ for bad in "10:20:50 budget of 40 steps" "20:30:40 ended at step 10" "0:10:40 ok
 done
 "${P2[@]}" | "${R[@]}" -s 9 --steps 10:20:40 2>err.txt >/dev/null && grep -q "ran with seed 0, this one with 9" err.txt \
     && ok "another seed: $(cat err.txt)" || fail "piece seed: $(cat err.txt)"
+# teachers of two normalizations: said naming both files (--ufc, a compensator in each one's own
+# space, takes them)
+"$BIN/evaltrain" -q -m convnet3:width=16 --epochs 1 --mean 0.5 --std 0.25 --save tms.safetensors fm.tsr >/dev/null
+rc=0; "${R[@]}" -w tms.safetensors --iters 4 init.tsr >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "recover: tms.safetensors (convnet3:width=16) normalizes its input otherwise than t.safetensors (convnet3:width=16): teachers share one mean and std" err.txt \
+    && "${R[@]}" -w tms.safetensors --ufc --iters 2 init.tsr >/dev/null \
+    && ok "teachers of two normalizations: $(cat err.txt)" || fail "two normalizations: exit $rc $(cat err.txt)"
 # --metrics, a log written in place as the run goes, is not a file the run reads or writes (it
 # replaced the teacher or the input, or was lost under -o): usage errors, the files untouched
 cp t.safetensors tm.safetensors && cp init.tsr im.tsr

@@ -104,15 +104,9 @@ static const char *const label_names[] = {"hard", "teacher", "static", "replay"}
 /* The factor of the last patchsel entry in h's history (its params' "factor"), or 1. */
 static int history_factor(const TsHeader *h)
 {
-    json_t *hist = json_object_get(h->json, "history");
-    for (size_t i = json_array_size(hist); i-- > 0;) {
-        json_t *e = json_array_get(hist, i);
-        const char *prog = json_string_value(json_object_get(e, "prog"));
-        if (!prog || strcmp(prog, "patchsel")) continue;
-        json_int_t f = json_integer_value(json_object_get(json_object_get(e, "params"), "factor"));
-        return f >= 1 && f <= 64 ? (int)f : 1;
-    }
-    return 1;
+    json_t *e = ts_header_last_history(h, "patchsel");
+    json_int_t f = json_integer_value(json_object_get(json_object_get(e, "params"), "factor"));
+    return f >= 1 && f <= 64 ? (int)f : 1;
 }
 
 /* RDED's student learning rate by architecture (argument.py's adamw_lr), for --teacher. */

@@ -214,14 +214,9 @@ static void parse(int argc, char **argv, Opts *o)
     if (!strcmp(o->output, "-") && !o->print_sizes) dd_refuse_tty_stdout();
     for (int k = 0; k < o->nw; k++) dd_refuse_same("-o", o->output, "the teacher -w", o->w[k]);
     /* the metrics log is written as the run goes, in place: not over a file the run reads or writes */
-    if (o->metrics) {
-        for (int k = 0; k < o->nw; k++)
-            if (dd_same_file(o->metrics, o->w[k])) dd_die(DD_EXIT_USAGE, "--metrics %s is the teacher -w %s", o->metrics, o->w[k]);
-        for (int i = optind; i < argc; i++)
-            if (dd_same_file(o->metrics, argv[i])) dd_die(DD_EXIT_USAGE, "--metrics %s is the input %s", o->metrics, argv[i]);
-        if (strcmp(o->output, "-") && dd_same_file(o->metrics, o->output))
-            dd_die(DD_EXIT_USAGE, "--metrics %s is the output -o %s", o->metrics, o->output);
-    }
+    for (int k = 0; k < o->nw; k++) dd_refuse_same("--metrics", o->metrics, "the teacher -w", o->w[k]);
+    for (int i = optind; i < argc; i++) dd_refuse_same("--metrics", o->metrics, "the input", argv[i]);
+    dd_refuse_same("--metrics", o->metrics, "the output -o", o->output);
 }
 
 /* A piece (--steps S:E:T, S > 0) continues the piece before it: where the input's last recover
@@ -230,29 +225,21 @@ static void parse(int argc, char **argv, Opts *o)
  * is said. A fused run, INFER's, or no recover before: nothing to check. */
 static void check_piece_chain(const TsHeader *h, const Opts *o, const char *iname)
 {
-    if (!o->piece || o->s0 == 0) return;
-    json_t *hist = json_object_get(h->json, "history");
-    for (size_t i = json_array_size(hist); i-- > 0;) {
-        json_t *e = json_array_get(hist, i), *p = json_object_get(e, "params");
-        const char *prog = json_string_value(json_object_get(e, "prog"));
-        if (!prog || strcmp(prog, "recover")) continue;
-        const char *sch = json_string_value(json_object_get(p, "schedule"));
-        if (!sch || strcmp(sch, "piece")) return;
-        long long end = json_integer_value(json_object_get(p, "end"));
-        long long tot = json_integer_value(json_object_get(p, "total"));
-        if (tot != o->stot)
-            dd_die(DD_EXIT_DATA, "%s: its last recover piece is of a budget of %lld steps; --steps %lld:%lld:%lld of %lld",
-                   iname, tot, (long long)o->s0, (long long)o->s1, (long long)o->stot, (long long)o->stot);
-        if (end != o->s0)
-            dd_die(DD_EXIT_DATA, "%s: its last recover piece ended at step %lld; --steps %lld:%lld:%lld would %s", iname,
-                   end, (long long)o->s0, (long long)o->s1, (long long)o->stot,
-                   end < o->s0 ? "skip steps" : "run steps again");
-        json_t *seed = json_object_get(e, "seed");
-        if (json_is_integer(seed) && (uint64_t)json_integer_value(seed) != o->c.seed)
-            dd_warn("%s: its last recover piece ran with seed %lld, this one with %llu: other draws than one run's", iname,
-                    (long long)json_integer_value(seed), (unsigned long long)o->c.seed);
-        return;
-    }
+    json_t *e = o->piece && o->s0 > 0 ? ts_header_last_history(h, "recover") : NULL, *p = json_object_get(e, "params");
+    const char *sch = json_string_value(json_object_get(p, "schedule"));
+    if (!sch || strcmp(sch, "piece")) return;
+    long long end = json_integer_value(json_object_get(p, "end"));
+    long long tot = json_integer_value(json_object_get(p, "total"));
+    if (tot != o->stot)
+        dd_die(DD_EXIT_DATA, "%s: its last recover piece is of a budget of %lld steps; --steps %lld:%lld:%lld of %lld",
+               iname, tot, (long long)o->s0, (long long)o->s1, (long long)o->stot, (long long)o->stot);
+    if (end != o->s0)
+        dd_die(DD_EXIT_DATA, "%s: its last recover piece ended at step %lld; --steps %lld:%lld:%lld would %s", iname,
+               end, (long long)o->s0, (long long)o->s1, (long long)o->stot, end < o->s0 ? "skip steps" : "run steps again");
+    json_t *seed = json_object_get(e, "seed");
+    if (json_is_integer(seed) && (uint64_t)json_integer_value(seed) != o->c.seed)
+        dd_warn("%s: its last recover piece ran with seed %lld, this one with %llu: other draws than one run's", iname,
+                (long long)json_integer_value(seed), (unsigned long long)o->c.seed);
 }
 
 /* 1 when the model has a BatchNorm layer (running statistics): what the BN term of the loss reads. */
@@ -276,9 +263,7 @@ int main(int argc, char **argv)
         if (!(t[k] = model_load(nn, o.w[k]))) dd_die_err(DD_EXIT_DATA);
         /* the teachers optimise one image in one normalized space (--ufc: a compensator each, in its
          * own): said naming the files */
-        if (k && !o.ufc && (t[k]->in_channels != t[0]->in_channels ||
-                  memcmp(t[k]->mean, t[0]->mean, (size_t)t[0]->in_channels * sizeof(float)) ||
-                  memcmp(t[k]->std, t[0]->std, (size_t)t[0]->in_channels * sizeof(float))))
+        if (k && !o.ufc && !model_same_norm(t[k], t[0]))
             dd_die(DD_EXIT_DATA, "%s (%s) normalizes its input otherwise than %s (%s): teachers share one mean and std",
                    o.w[k], t[k]->arch, o.w[0], t[0]->arch);
         model_set_requires_grad(t[k], 0);

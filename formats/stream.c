@@ -66,6 +66,17 @@ const char *ts_header_class(const TsHeader *h, int i)
     return json_string_value(json_array_get(json_object_get(h->json, "classes"), (size_t)i));
 }
 
+json_t *ts_header_last_history(const TsHeader *h, const char *prog)
+{
+    json_t *hist = json_object_get(h->json, "history");
+    for (size_t i = json_array_size(hist); i-- > 0;) {
+        json_t *e = json_array_get(hist, i);
+        const char *p = json_string_value(json_object_get(e, "prog"));
+        if (p && !strcmp(p, prog)) return e;
+    }
+    return NULL;
+}
+
 void ts_header_add_history(TsHeader *h, int argc, char **argv, int64_t seed, json_t *params)
 {
     json_t *hist = json_object_get(h->json, "history");

@@ -58,6 +58,8 @@ int ts_header_nclasses(const TsHeader *h);
 const char *ts_header_class(const TsHeader *h, int i);
 /* Appends {"prog","version","argv","seed"?,"params"?} to history; params may be NULL (borrowed). */
 void ts_header_add_history(TsHeader *h, int argc, char **argv, int64_t seed, json_t *params);
+/* The last entry of h's history written by prog (borrowed), or NULL. */
+json_t *ts_header_last_history(const TsHeader *h, const char *prog);
 /* 0 if both headers have the same class list; else -1 with dd_err describing the first difference,
  * naming `what_a` and `what_b` (file names). */
 int ts_header_classes_check(const TsHeader *a, const char *what_a, const TsHeader *b, const char *what_b);

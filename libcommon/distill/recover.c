@@ -227,9 +227,7 @@ int rec_run(Nn *nn, Model **teachers, int M, const RecConf *c, RecBatch *b)
 {
     const Model *t0 = teachers[0];
     for (int i = 1; i < M; i++)
-        if (teachers[i]->in_channels != t0->in_channels ||
-            memcmp(teachers[i]->mean, t0->mean, (size_t)t0->in_channels * sizeof(float)) ||
-            memcmp(teachers[i]->std, t0->std, (size_t)t0->in_channels * sizeof(float)))
+        if (!model_same_norm(teachers[i], t0))
             return dd_err("teacher %d (%s) normalizes differently from teacher 0 (%s)", i, teachers[i]->arch,
                           t0->arch);
     if (b->C != t0->in_channels) return dd_err("images have %d channels, the teacher takes %d", b->C, t0->in_channels);

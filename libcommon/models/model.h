@@ -126,6 +126,8 @@ NnParam *model_find(const Model *m, const char *name);
  * made for, up to avgpool's flooring; others: at least m->min_input per side); -1 with dd_err
  * naming both shapes otherwise. */
 int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w);
+/* 1 when a and b take the same input: channels, mean and std */
+int model_same_norm(const Model *a, const Model *b);
 
 /* x: pixels [N, in_channels, H, W] (checked by model_check_input's rules; a mismatch dies as a
  * programming error). Normalizes, runs the network and returns logits [N, num_classes].

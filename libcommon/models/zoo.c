@@ -338,6 +338,12 @@ int model_check_classes(const Model *m, const char *mname, const TsHeader *h, co
     return 0;
 }
 
+int model_same_norm(const Model *a, const Model *b)
+{
+    size_t nb = (size_t)a->in_channels * sizeof(float);
+    return a->in_channels == b->in_channels && !memcmp(a->mean, b->mean, nb) && !memcmp(a->std, b->std, nb);
+}
+
 int model_check_input(const Model *m, int64_t c, int64_t h, int64_t w)
 {
     int ok = c == m->in_channels && h >= m->min_input && w >= m->min_input;

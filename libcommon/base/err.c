@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static _Thread_local char err_buf[1024];
+static _Thread_local char err_buf[4096];
 static _Thread_local int err_code = DD_EXIT_DATA;
 static char prog_name[64] = "ddpipe";
 
@@ -22,15 +22,31 @@ void dd_prog_init(const char *argv0)
 
 const char *dd_prog(void) { return prog_name; }
 
+/* Writes "prog: MSG\n" to stderr as one line: control characters in MSG (a class name or a path with a newline,
+ * say) are written as \n, \t or \xNN, so that every message stays one line however its parts were spelt. */
+static void put_line(const char *fmt, va_list ap)
+{
+    char msg[4096], out[sizeof msg * 4 + sizeof prog_name + 8];
+    int len = vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t o = (size_t)snprintf(out, sizeof out, "%s: ", prog_name);
+    for (const unsigned char *c = (const unsigned char *)msg; *c; c++) {
+        if (*c >= 0x20 && *c != 0x7f) out[o++] = (char)*c;
+        else if (*c == '\n') o += (size_t)snprintf(out + o, 3, "\\n");
+        else if (*c == '\t') o += (size_t)snprintf(out + o, 3, "\\t");
+        else o += (size_t)snprintf(out + o, 5, "\\x%02x", *c);
+    }
+    if (len >= (int)sizeof msg) o += (size_t)snprintf(out + o, 5, "...");
+    out[o++] = '\n';
+    fwrite(out, 1, o, stderr);
+}
+
 void dd_die(int code, const char *fmt, ...)
 {
     va_list ap;
     dd_progress_break();
-    fprintf(stderr, "%s: ", prog_name);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    put_line(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     exit(code);
 }
 
@@ -40,18 +56,22 @@ void dd_warn(const char *fmt, ...)
 {
     va_list ap;
     dd_progress_break();
-    fprintf(stderr, "%s: ", prog_name);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    put_line(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+}
+
+/* A message cut to err_buf's size ends in "..." so that the cut shows. */
+static void mark_cut(int len)
+{
+    if (len >= (int)sizeof err_buf) memcpy(err_buf + sizeof err_buf - 4, "...", 4);
 }
 
 int dd_err(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    mark_cut(vsnprintf(err_buf, sizeof err_buf, fmt, ap));
     va_end(ap);
     err_code = DD_EXIT_DATA;
     return -1;
@@ -61,7 +81,7 @@ int dd_err_device(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    mark_cut(vsnprintf(err_buf, sizeof err_buf, fmt, ap));
     va_end(ap);
     err_code = DD_EXIT_DEVICE;
     return -1;
@@ -69,16 +89,16 @@ int dd_err_device(const char *fmt, ...)
 
 int dd_err_prefix(const char *fmt, ...)
 {
-    char pre[512], joined[sizeof pre + sizeof err_buf + 2];
+    char pre[1024], joined[sizeof pre + sizeof err_buf + 2];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     snprintf(joined, sizeof joined, "%s: %s", pre, err_buf);
     size_t n = strlen(joined);
-    if (n >= sizeof err_buf) n = sizeof err_buf - 1;   /* a long message is cut, never overrun */
-    memcpy(err_buf, joined, n);
-    err_buf[n] = 0;
+    memcpy(err_buf, joined, n < sizeof err_buf ? n : sizeof err_buf - 1); /* a long message is cut, never overrun */
+    err_buf[n < sizeof err_buf ? n : sizeof err_buf - 1] = 0;
+    mark_cut((int)n);
     return -1;
 }
 

@@ -205,4 +205,13 @@ rc=0; "$BIN/tsinfo" cut.safetensors >cut.out 2>cut.err || rc=$?
     || fail "truncated weights: rc $rc $(cat cut.err)"
 rc=0; "$BIN/tsinfo" w.safetensors >/dev/full 2>full.err || rc=$?
 [ $rc = 1 ] && ok "weights to /dev/full: exit 1" || fail "weights to /dev/full: rc $rc"
+# every message is one line: control characters (a newline in a path or a class name) are escaped, and a
+# message cut to its 4 KiB shows the cut
+rc=0; "$BIN/tsinfo" "$(printf 'no\nsuch\tfile\001')" >nl.out 2>nl.err || rc=$?
+[ $rc = 1 ] && [ "$(wc -l <nl.err)" = 1 ] && [ "$(cat nl.err)" = 'tsinfo: no\nsuch\tfile\x01: No such file or directory' ] \
+    && ok "a path with control characters: one line: $(cat nl.err)" || fail "control characters: rc $rc: $(cat -A nl.err)"
+long=$(printf 'x%.0s' $(seq 5000))
+rc=0; "$BIN/tsinfo" "$long" >long.out 2>long.err || rc=$?
+[ $rc = 1 ] && [ "$(wc -l <long.err)" = 1 ] && grep -q '^tsinfo: xxxx*\.\.\.$' long.err && [ "$(wc -c <long.err)" -lt 4200 ] \
+    && ok "a 5000-character path: one line of $(wc -c <long.err) bytes ending in ..." || fail "long message: rc $rc"
 finish

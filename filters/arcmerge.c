@@ -126,15 +126,17 @@ static int merge(TsRecord *x, const Patch *p, double alpha)
     }
     int rc = 0;
     char da[128], db[128];
+    /* shapes are described as the records hold them (U8 stays U8), not as converted */
+    const Tensor *ox = ts_record_cget(x, "image"), *op = ts_record_cget(&p->rec, "image");
     if (tx.ndim != 3 || tp.ndim != 3) {
-        rc = dd_err("image %s, the patch's %s: not [C,H,W]", tensor_describe(&tx, da, sizeof da),
-                    tensor_describe(&tp, db, sizeof db));
+        rc = dd_err("image %s, the patch's %s: not [C,H,W]", tensor_describe(ox, da, sizeof da),
+                    tensor_describe(op, db, sizeof db));
     } else if (tx.shape[0] != tp.shape[0]) {
-        rc = dd_err("image %s does not match the patch's %s (channels)", tensor_describe(&tx, da, sizeof da),
-                    tensor_describe(&tp, db, sizeof db));
+        rc = dd_err("image %s does not match the patch's %s (channels)", tensor_describe(ox, da, sizeof da),
+                    tensor_describe(op, db, sizeof db));
     } else if (!tensor_numel(&tx) || !tensor_numel(&tp)) {
-        rc = dd_err("image %s, the patch's %s: no pixels", tensor_describe(&tx, da, sizeof da),
-                    tensor_describe(&tp, db, sizeof db));
+        rc = dd_err("image %s, the patch's %s: no pixels", tensor_describe(ox, da, sizeof da),
+                    tensor_describe(op, db, sizeof db));
     } else if (!finite_pixels(&tx) || !finite_pixels(&tp)) {
         rc = dd_err("%s holds a pixel that is not finite", finite_pixels(&tx) ? "the patch" : "the image");
     } else {

@@ -124,7 +124,8 @@ static TsRecord *read_records(TsInput *in, int K, int64_t *n, float **x, int *C,
         }
         if (im.ndim != 3 || im.shape[0] != *C || im.shape[1] != *H || im.shape[2] != *W)
             dd_die(DD_EXIT_DATA, "%s: record %lld (%s): image %s is not [C,H,W] like the first record's",
-                   ts_input_name(in), (long long)ts_input_index(in), recs[*n].key, tensor_describe(&im, d, sizeof d));
+                   ts_input_name(in), (long long)ts_input_index(in), recs[*n].key,
+                   tensor_describe(ts_record_cget(&recs[*n], "image"), d, sizeof d));
         if ((*n & (*n - 1)) == 0) *x = dd_realloc(*x, (size_t)(*n ? 2 * *n : 1) * img * sizeof **x);
         memcpy(*x + (size_t)*n * img, im.data, img * sizeof **x);
         tensor_free(&im);

@@ -87,7 +87,8 @@ int main(int argc, char **argv)
         int bad = ts_record_image_f32(&rec, &im) < 0;
         if (!bad && (im.ndim != 3 || im.shape[0] < 1 || im.shape[1] < 1 || im.shape[2] < 1)) {
             char d[96];
-            bad = dd_err("image is %s, want [C,H,W] with C, H, W >= 1", tensor_describe(&im, d, sizeof d));
+            bad = dd_err("image is %s, want [C,H,W] with C, H, W >= 1",
+                         tensor_describe(ts_record_cget(&rec, "image"), d, sizeof d));
             tensor_free(&im);
         }
         if (bad) {

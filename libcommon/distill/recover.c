@@ -383,18 +383,18 @@ static int take_image(TsRecord *rec, int ncls, int first, int *C, int *H, int *W
     if (y < 0) return -1;
     if (y >= ncls) return dd_err("label %lld outside the %d classes", (long long)y, ncls);
     if (ts_record_image_f32(rec, &im) < 0) return -1;
-    if (ts_image_finite(&im) < 0) {
-        tensor_free(&im);
-        return -1;
-    }
     int bad = im.ndim != 3 || (!first && (im.shape[0] != *C || im.shape[1] != *H || im.shape[2] != *W));
-    if (bad) {
+    if (bad) { /* described as the record holds it (U8 stays U8), not as converted */
         char d[128];
-        tensor_describe(&im, d, sizeof d);
+        tensor_describe(ts_record_cget(rec, "image"), d, sizeof d);
         tensor_free(&im);
         return first ? dd_err("image %s is not [C,H,W]", d)
                      : dd_err("image %s differs from the first record's [%d,%d,%d] (one size per stream: "
                               "resample --size S makes one)", d, *C, *H, *W);
+    }
+    if (ts_image_finite(&im) < 0) {
+        tensor_free(&im);
+        return -1;
     }
     *C = (int)im.shape[0], *H = (int)im.shape[1], *W = (int)im.shape[2];
     ts_record_set(rec, "image", im);

@@ -146,13 +146,13 @@ int relabel_run(Nn *nn, Model **t, int nt, const RelabelConf *c, const TrainData
             relabel_images(d, &b, x);
             if (relabel_logits(nn, t, nt, c->bn, x, n, d->C, d->H, d->W, c->seed, (uint64_t)(e * nb + bi),
                                b.logits) < 0) {
-                rc = dd_err_prefix("%s%sepoch %lld batch %lld", c->input ? c->input : "", c->input ? ": " : "",
+                rc = dd_err_prefix("%s%srecord e%06lld_b%06lld", c->input ? c->input : "", c->input ? ": " : "",
                                    (long long)e, (long long)bi);
                 break;
             }
             for (int64_t i = 0; i < (int64_t)n * K && !rc; i++) /* stored as F16 (its largest: 65504) */
                 if (fabsf(b.logits[i]) > 65504.0f)
-                    rc = dd_err("%s%sepoch %lld batch %lld: teacher logit %g (image %lld of the batch) is beyond the "
+                    rc = dd_err("%s%srecord e%06lld_b%06lld: teacher logit %g (image %lld of the batch) is beyond the "
                                 "range of F16, which the label stream stores", c->input ? c->input : "",
                                 c->input ? ": " : "", (long long)e, (long long)bi,
                                 (double)b.logits[i], (long long)(i / K));

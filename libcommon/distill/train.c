@@ -31,14 +31,15 @@ static Tensor val_transform(const Tensor *img, int crop)
     return out;
 }
 
-/* Checks a [C,H,W] image's size: the first record sets C (and H, W unless kept at own sizes). */
-static int data_size_ok(TrainData *d, const Tensor *img, int own_size)
+/* Checks a [C,H,W] image's size: the first record sets C (and H, W unless kept at own sizes). Errors describe
+ * `as` (the record's own field, U8 as U8, where img is its conversion; img where it was cropped). */
+static int data_size_ok(TrainData *d, const Tensor *img, const Tensor *as, int own_size)
 {
     char desc[128];
-    if (img->ndim != 3) return dd_err("image %s is not [C,H,W]", tensor_describe(img, desc, sizeof desc));
+    if (img->ndim != 3) return dd_err("image %s is not [C,H,W]", tensor_describe(as, desc, sizeof desc));
     if (img->shape[0] < 1 || img->shape[0] > 64 || img->shape[1] < 1 || img->shape[1] > 65536 || img->shape[2] < 1
         || img->shape[2] > 65536)
-        return dd_err("image %s: unsupported size", tensor_describe(img, desc, sizeof desc));
+        return dd_err("image %s: unsupported size", tensor_describe(as, desc, sizeof desc));
     if (d->n == 0) {
         d->C = (int)img->shape[0];
         if (!own_size) {
@@ -48,12 +49,12 @@ static int data_size_ok(TrainData *d, const Tensor *img, int own_size)
         return 0;
     }
     if (own_size && img->shape[0] != d->C)
-        return dd_err("image %s has other channels than the first record's %d", tensor_describe(img, desc, sizeof desc),
+        return dd_err("image %s has other channels than the first record's %d", tensor_describe(as, desc, sizeof desc),
                       d->C);
     if (!own_size && (img->shape[0] != d->C || img->shape[1] != d->H || img->shape[2] != d->W))
         return dd_err("image %s differs from the first record's [%d,%d,%d] (one size per stream: resample --size S "
                       "makes one; evaltrain --res R trains on several)",
-                      tensor_describe(img, desc, sizeof desc), d->C, d->H, d->W);
+                      tensor_describe(as, desc, sizeof desc), d->C, d->H, d->W);
     return 0;
 }
 
@@ -96,20 +97,22 @@ static int data_add(TrainData *d, DataFill *f, const TrainDataOpts *o, const TsR
     if (o->res > 0) {
         if (!raw) return dd_err("no image field"); /* the caller names file, record and key */
         if (raw->device != DD_CPU) return dd_err("image is not on the CPU");
-        if (data_size_ok(d, raw, 1) < 0 || ts_image_finite(raw) < 0) return -1;
+        if (data_size_ok(d, raw, raw, 1) < 0 || ts_image_finite(raw) < 0) return -1;
     } else {
         if (ts_record_image_f32(rec, &img) < 0) return -1;
         if (ts_image_finite(&img) < 0) {
             tensor_free(&img);
             return -1;
         }
+        const Tensor *as = raw;
         if (o->crop > 0 && img.ndim == 3 && img.shape[1] >= 1 && img.shape[2] >= 1
             && !(o->crop_other && img.shape[1] == o->crop && img.shape[2] == o->crop)) {
             Tensor t = val_transform(&img, o->crop);
             tensor_free(&img);
             img = t;
+            as = &img;
         }
-        if (data_size_ok(d, &img, 0) < 0) {
+        if (data_size_ok(d, &img, as, 0) < 0) {
             tensor_free(&img);
             return -1;
         }
@@ -1067,6 +1070,8 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     }
     b.perm = dd_malloc((size_t)batch * sizeof(int64_t));
     int64_t *order = dd_malloc((size_t)tr->n * sizeof(int64_t));
+    /* replay: the epoch (+1) in which each image was last drawn: every image once per epoch, as relabel writes */
+    int32_t *drawn = replay ? dd_calloc((size_t)tr->n, sizeof(int32_t)) : NULL;
     float *logits = dd_malloc((size_t)batch * (size_t)tr->K * sizeof(float));
     TsRecord rec;
     ts_record_init(&rec);
@@ -1081,7 +1086,7 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     /* replay: skip the records of the epochs a checkpoint already holds */
     for (int64_t i = 0; replay && rc == 0 && i < (int64_t)st.epoch * steps_per_epoch; i++) {
         int r = ts_reader_next(replay, &rec);
-        if (r != 1) rc = r < 0 ? -1 : dd_err("%s: ends before epoch %d", ts_reader_name(replay), st.epoch + 1);
+        if (r != 1) rc = r < 0 ? -1 : dd_err("%s: ends before epoch %d (resumed there)", ts_reader_name(replay), st.epoch + 1);
     }
 
     for (; rc == 0 && epoch < c->epochs; epoch++) {
@@ -1101,8 +1106,10 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
             if (c->labels == TRAIN_REPLAY) {
                 int r = ts_reader_next(replay, &rec);
                 if (r != 1) {
-                    rc = r < 0 ? -1 : dd_err("%s: ends at epoch %d batch %lld", ts_reader_name(replay), epoch + 1,
-                                             (long long)bi);
+                    rc = r < 0 ? -1
+                                : dd_err("%s: ends before record e%06d_b%06lld (batch %lld of %lld of epoch %d of %d)",
+                                         ts_reader_name(replay), epoch, (long long)bi, (long long)bi + 1,
+                                         (long long)steps_per_epoch, epoch + 1, c->epochs);
                     break;
                 }
                 if (train_replay_from_record(&rec, rinfo, tr->K, &rp) < 0) {
@@ -1111,8 +1118,22 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
                 }
                 if (rp.epoch != epoch || rp.batch != bi) {
                     train_replay_free(&rp);
-                    rc = dd_err("%s: record %s: want epoch %d batch %lld here (replay out of step)",
+                    rc = dd_err("%s: record %s: want record e%06d_b%06lld here (replay out of step)",
                                 ts_reader_name(replay), rec.key, epoch, (long long)bi);
+                    break;
+                }
+                const int64_t left = tr->n - bi * batch, want = left < batch ? left : batch;
+                if (rp.n != want)
+                    rc = dd_err("%s: record %s: %d images, want %lld (each image once per epoch, in batches of %d)",
+                                ts_reader_name(replay), rec.key, rp.n, (long long)want, batch);
+                for (int i = 0; rc == 0 && i < rp.n; i++) {
+                    if (drawn[rp.index[i]] == epoch + 1)
+                        rc = dd_err("%s: record %s: image %lld a second time in epoch %d (each image once per epoch)",
+                                    ts_reader_name(replay), rec.key, (long long)rp.index[i], epoch + 1);
+                    drawn[rp.index[i]] = epoch + 1;
+                }
+                if (rc < 0) {
+                    train_replay_free(&rp);
                     break;
                 }
                 prep_replay(&b, &rp);
@@ -1223,6 +1244,7 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     free(b.scr);
     free(b.perm);
     free(order);
+    free(drawn);
     free(logits);
     free(fp);
     free(inputs);

@@ -385,6 +385,11 @@ done
 "$E" "${small[@]}" --epochs 1 mixed.tsr >/dev/null 2>err.txt && fail "mixed sizes accepted"
 grep -q "^evaltrain: mixed.tsr: record 192 (test_000000): image F32\[1,30,30\] differs from the first record's \[1,28,28\].*--res R" \
     err.txt && ok "mixed sizes: $(cat err.txt)" || fail "mixed sizes: $(cat err.txt)"
+# the record's image is described as stored (U8), not as the F32 it is read as
+"$BIN/tscat" te30.tsr tr.tsr >mixed8.tsr || fail "making a stream of two sizes, U8 second"
+"$E" "${small[@]}" --epochs 1 mixed8.tsr >/dev/null 2>err.txt && fail "mixed sizes (U8 second) accepted"
+grep -q "^evaltrain: mixed8.tsr: record 3 (train_000000): image U8\[1,28,28\] differs from the first record's \[1,30,30\]" \
+    err.txt && ok "mixed sizes, U8 named as U8: $(cat err.txt)" || fail "mixed sizes, U8: $(cat err.txt)"
 # --res R: images of several sizes train at R x R (crops of each at its size) and evaluate there
 "$E" "${small[@]}" --epochs 1 --res 24 --val mixed.tsr --save r.safetensors mixed.tsr >r.json \
     && grep -q '"epoch":1,' r.json && grep -aq '"input_size":"24"' r.safetensors && grep -aq 'res\\":24' r.safetensors \
@@ -512,7 +517,7 @@ rc=0; "$E" "${small[@]}" --teacher wnan.safetensors --epochs 1 tr.tsr >/dev/null
 [ $rc = 1 ] && grep -q "^evaltrain: epoch 1 step 1: the teacher's logits hold a non-finite value (image 0 of the batch)$" err.txt \
     && ok "online teacher's NaN logits: $(cat err.txt)" || fail "--teacher NaN: exit $rc $(cat err.txt)"
 rc=0; "$BIN/relabel" -q -w wbig.safetensors --epochs 1 tr.tsr >out.tsr 2>err.txt || rc=$?
-[ $rc = 1 ] && grep -q "^relabel: tr.tsr: epoch 0 batch 0: teacher logit [0-9.e+]* (image 0 of the batch) is beyond the range of F16" err.txt \
+[ $rc = 1 ] && grep -q "^relabel: tr.tsr: record e000000_b000000: teacher logit [0-9.e+]* (image 0 of the batch) is beyond the range of F16" err.txt \
     && ok "relabel: a logit beyond F16: $(cat err.txt)" || fail "relabel F16 range: exit $rc $(cat err.txt)"
 "$BIN/relabel" -q --static -w wbig.safetensors tr.tsr >/dev/null && ok "relabel --static stores F32: 1e6 is fine" \
     || fail "relabel --static wbig"

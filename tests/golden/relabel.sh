@@ -84,6 +84,39 @@ head -c $(($(wc -c <l.tsr) * 2 / 3)) l.tsr >lcut.tsr
 rc=0; "$BIN/evaltrain" -m "convnet3:width=16" -q --labels lcut.tsr --epochs 2 fm.tsr >out.txt 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -q "lcut.tsr" err.txt && grep -q "truncated" err.txt && ok "a cut label stream: $(cat err.txt)" \
     || fail "cut labels: exit $rc: $(cat err.txt)"
+# a stream cut between records, an image drawn twice in one epoch, a batch of another size: each named
+"$BIN/tscat" -q --head 3 l.tsr >l3.tsr
+rc=0; "$BIN/evaltrain" -m "convnet3:width=16" -q --labels l3.tsr --epochs 2 fm.tsr >out.txt 2>err.txt || rc=$?
+[ $rc = 1 ] && [ ! -s out.txt ] \
+    && grep -qx "evaltrain: l3.tsr: ends before record e000001_b000000 (batch 1 of 3 of epoch 2 of 2)" err.txt \
+    && ok "labels for one epoch of two: $(cat err.txt)" || fail "labels cut at an epoch: exit $rc: $(cat err.txt)"
+"$PYTHON" - <<'PY' || fail "editing the label shard's records"
+import io, tarfile
+import numpy as np
+src = tarfile.open("l-00.tar")
+data = {m.name: src.extractfile(m).read() for m in src.getmembers()}
+def load(name): return np.load(io.BytesIO(data[name]))
+def save(d, name, a):
+    b = io.BytesIO(); np.save(b, a); d[name] = b.getvalue()
+twice, short = dict(data), dict(data)
+i1 = load("e000000_b000001.index.npy"); i1[0] = load("e000000_b000000.index.npy")[3]
+save(twice, "e000000_b000001.index.npy", i1)
+for f in ("index", "crops", "flips", "logits"):
+    save(short, "e000000_b000000.%s.npy" % f, load("e000000_b000000.%s.npy" % f)[:15])
+save(short, "e000000_b000000.perm.npy", np.arange(15, dtype=np.int64))
+for name, d in (("twice.tar", twice), ("short.tar", short)):
+    with tarfile.open(name, "w", format=tarfile.USTAR_FORMAT) as t:
+        for m in src.getmembers():
+            i = tarfile.TarInfo(m.name); i.size = len(d[m.name]); i.mode = m.mode
+            t.addfile(i, io.BytesIO(d[m.name]))
+PY
+for t in "twice:record e000000_b000001: image [0-9]* a second time in epoch 1 (each image once per epoch)" \
+         "short:record e000000_b000000: 15 images, want 16 (each image once per epoch, in batches of 16)"; do
+    rc=0; "$BIN/evaltrain" -m "convnet3:width=16" -q --labels ${t%%:*}.tar --epochs 2 fm.tsr >out.txt 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.txt ] && grep -qx "evaltrain: ${t%%:*}.tar: ${t#*:}" err.txt \
+        && ok "a replay batch that breaks once per epoch (${t%%:*}): $(cat err.txt)" \
+        || fail "${t%%:*}: exit $rc: $(cat err.txt)"
+done
 "$R" -q -j 1 -w t.safetensors --epochs 2 --batch 16 -o o.tsr fm.tsr
 "$BIN/tscmp" -q l.tsr o.tsr && ok "-o FILE = stdout, -j 1 = -j 2 (records bitwise)" || fail "-o / -j differ"
 "$R" -q -w t.safetensors --epochs 2 --batch 16 --seed 1 fm.tsr | "$BIN/tscmp" -q - l.tsr && fail "--seed ignored" || ok "--seed changes the draws"
@@ -135,7 +168,7 @@ else fail "-d cuda: exit $rc"; fi
 nan_weights t.safetensors tnan.safetensors
 first=$("$BIN/tsinfo" --list fm.tsr | awk 'NR == 1 {print $2}')
 for m in "--static:fm.tsr: record 0 ($first): the teacher's logits are not finite (its weights?)" \
-         "--epochs=1:fm.tsr: epoch 0 batch 0: teacher logits hold a non-finite value (image 0 of the batch)"; do
+         "--epochs=1:fm.tsr: record e000000_b000000: teacher logits hold a non-finite value (image 0 of the batch)"; do
     rc=0; "$R" -q -w tnan.safetensors "${m%%:*}" -o nan.tsr fm.tsr 2>err.txt || rc=$?
     [ $rc = 1 ] && grep -qxF "relabel: ${m#*:}" err.txt && [ -z "$(ls nan.tsr* 2>/dev/null)" ] \
         && ok "${m%%:*}, logits not finite: $(cat err.txt)" || fail "${m%%:*} NaN teacher: exit $rc, $(cat err.txt)"

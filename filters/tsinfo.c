@@ -16,6 +16,7 @@
 #include "formats/sniff.h"
 #include "formats/stream.h"
 #include "libcommon/base/base.h"
+#include "libcommon/models/model.h"
 
 #define MAX_FIELDS 64
 #define MAX_SHAPES 8
@@ -110,14 +111,29 @@ static void print_weights(const char *path, int json, int list, int tag)
     printf(")\n");
     if (!st.metadata || !json_object_size(st.metadata)) {
         printf("metadata: none (loading derives the architecture from the tensor names and shapes)\n");
-        goto done;
+    } else {
+        printf("metadata:\n");
+        const char *key;
+        json_t *v;
+        json_object_foreach(st.metadata, key, v) {
+            const char *sv = json_string_value(v);
+            printf("  %s: %s\n", key, sv ? sv : "(not a string)");
+        }
     }
-    printf("metadata:\n");
-    const char *key;
-    json_t *v;
-    json_object_foreach(st.metadata, key, v) {
-        const char *sv = json_string_value(v);
-        printf("  %s: %s\n", key, sv ? sv : "(not a string)");
+    /* a file without its normalization gets the default one, silently wrong for a model trained otherwise */
+    if (!st.metadata || !json_object_get(st.metadata, "mean")) {
+        const char *cs = st.metadata ? json_string_value(json_object_get(st.metadata, "in_channels")) : NULL;
+        int ch = cs ? atoi(cs) : 0;
+        printf("normalization: not in the file: the programs apply the default for its channels (");
+        if (ch >= 1 && ch <= 64) {
+            float mean[64], std[64];
+            model_default_norm(ch, mean, std);
+            for (int c = 0; c < ch; c++) printf("%s%g", c ? "," : "mean ", (double)mean[c]);
+            for (int c = 0; c < ch; c++) printf("%s%g", c ? "," : ", std ", (double)std[c]);
+        } else {
+            printf("1: Fashion-MNIST's, 3: ImageNet's, others 0.5 / 0.5");
+        }
+        printf("; ddpipe-models(7)): right only for a model trained on pixels normalized so\n");
     }
 done:
     st_free(&st);

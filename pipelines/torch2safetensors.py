@@ -52,6 +52,16 @@ def st_save(path, tensors, metadata=None):
     os.replace(path + ".tmp", path)
 
 
+def default_norm(inch):
+    """ddpipe-models(7) DEFAULT NORMALIZATION (libcommon/models/layers.c): what the programs apply to a file
+    without mean/std."""
+    if inch == 1:
+        return [0.286], [0.353]
+    if inch == 3:
+        return [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    return [0.5] * inch, [0.5] * inch
+
+
 def st_load(path):
     """Reads a safetensors file: ({name: ndarray}, metadata dict)."""
     with open(path, "rb") as f:
@@ -409,7 +419,8 @@ def main(argv=None):
     ap.add_argument("--classes", help="file with one class name per line, in label order")
     ap.add_argument("--class-index", help="comma-separated rows of the linear head (fc, classifier, ...) to keep "
                     "(class-subset teachers)")
-    ap.add_argument("--mean", help="per-channel mean, comma-separated (default: ImageNet's / Fashion-MNIST's)")
+    ap.add_argument("--mean", help="per-channel mean in pixels [0,1], comma-separated (default: the programs' default for the "
+                    "channels, ImageNet's or Fashion-MNIST's, written and said)")
     ap.add_argument("--std", help="per-channel std, comma-separated")
     ap.add_argument("--input-size", type=int)
     ap.add_argument("--key", help="the checkpoint's key holding the state_dict (when several do)")
@@ -546,11 +557,21 @@ def convert(torch, a):
         size = 32 if is_small(a.arch) else 224
     meta = {"format": "ddpipe-weights/1", "arch": a.arch or arch, "in_channels": str(inch),
             "num_classes": str(ncls), "input_size": str(a.input_size or size)}
+    note = None
     if a.mean or a.std:
         if not (a.mean and a.std):
             raise SystemExit("--mean and --std go together")
         meta["mean"] = json.dumps(parse_floats("--mean", a.mean, inch))
         meta["std"] = json.dumps(parse_floats("--std", a.std, inch, positive=True))
+    else:
+        # the normalization a checkpoint was trained with lives in its data transforms, not in its tensors:
+        # the default is written, so that the file says what the programs will apply, and said
+        mean, std = default_norm(inch)
+        meta["mean"], meta["std"] = json.dumps(mean), json.dumps(std)
+        note = (f"{a.checkpoint}: no --mean/--std: wrote the default normalization for {inch} channel"
+                f"{'s' if inch != 1 else ''}, mean {','.join(map(str, mean))} std {','.join(map(str, std))}; "
+                "right only if the model was trained on pixels normalized so (none: --mean "
+                f"{','.join(['0'] * inch)} --std {','.join(['1'] * inch)})")
     if a.classes:
         with open(a.classes, encoding="utf-8") as f:
             names = [l.rstrip("\n") for l in f if l.strip()]
@@ -563,6 +584,8 @@ def convert(torch, a):
         st_save(a.output, sd, meta)
     except OSError as e:
         raise SystemExit(f"--output {a.output}: {e.strerror or e}")
+    if note:
+        print(note, file=sys.stderr)
     print(f"{a.output}: {meta['arch']}, {inch} channels, {ncls} classes, {len(sd)} tensors", file=sys.stderr)
 
 

@@ -197,6 +197,14 @@ open('ctext.pth', 'w').write('hello')"
             && ok "torch2safetensors $opt $f: $(cat err.txt)" || fail "converter $f $opt: exit $rc: $(cat err.txt)"
     done
     "${C[@]}" --key b ctwo.pth ctwo.safetensors 2>/dev/null && ok "torch2safetensors --key" || fail "converter --key"
+    # the normalization: the default written and said when not given; as given, silently, otherwise
+    "${C[@]}" cnet.pth cdef.safetensors 2>err.txt && "${C[@]}" --mean 0,0,0 --std 1,1,1 cnet.pth craw.safetensors 2>err2.txt \
+        && grep -q "^cnet.pth: no --mean/--std: wrote the default normalization for 3 channels, mean 0.485,0.456,0.406 std \
+0.229,0.224,0.225; right only if" err.txt && ! grep -q "no --mean" err2.txt \
+        && "$BIN/tsinfo" cdef.safetensors | grep -qx '  mean: \[0.485, 0.456, 0.406\]' \
+        && "$BIN/tsinfo" craw.safetensors | grep -qx '  mean: \[0.0, 0.0, 0.0\]' \
+        && ok "torch2safetensors: the default normalization written and said" \
+        || fail "converter normalization: $(cat err.txt err2.txt; "$BIN/tsinfo" cdef.safetensors craw.safetensors)"
     "$PYTHON" "$TESTS/../pipelines/safetensors2torch.py" --help >s2t.txt && grep -q "^usage: safetensors2torch.py" s2t.txt \
         && ok "safetensors2torch --help" || fail "safetensors2torch --help"
 else echo "skip: the converters' rows (no torch)"; fi

@@ -187,7 +187,21 @@ h = json.loads(b[8:8 + n]); h.pop("__metadata__")
 hb = json.dumps(h).encode(); hb += b" " * (-len(hb) % 8)
 open("bare.safetensors", "wb").write(struct.pack("<Q", len(hb)) + hb + b[8 + n:])
 PY
-"$BIN/tsinfo" bare.safetensors | grep -q "^metadata: none" && ok "weights without metadata" || fail "bare weights"
+"$BIN/tsinfo" bare.safetensors >bare.txt
+grep -q "^metadata: none" bare.txt && grep -qx "normalization: not in the file: the programs apply the default for its \
+channels (1: Fashion-MNIST's, 3: ImageNet's, others 0.5 / 0.5; ddpipe-models(7)): right only for a model trained on \
+pixels normalized so" bare.txt && ok "weights without metadata: $(tail -1 bare.txt)" || fail "bare weights: $(cat bare.txt)"
+! grep -q "^normalization" w.txt && ok "weights with mean, std: no normalization line" || fail "normalization line: $(cat w.txt)"
+"$PYTHON" - "$TESTS/../pipelines" <<'PY' || fail "writing weights without mean, std"
+import sys
+sys.path.insert(0, sys.argv[1])
+from torch2safetensors import st_load, st_save
+t, meta = st_load("w.safetensors")
+st_save("nonorm.safetensors", t, {k: v for k, v in meta.items() if k not in ("mean", "std")})
+PY
+"$BIN/tsinfo" nonorm.safetensors | grep -qx "normalization: not in the file: the programs apply the default for its \
+channels (mean 0.286, std 0.353; ddpipe-models(7)): right only for a model trained on pixels normalized so" \
+    && ok "weights of 1 channel without mean, std: the default named" || fail "nonorm: $("$BIN/tsinfo" nonorm.safetensors)"
 rc=0; "$BIN/tsinfo" w.safetensors fm.tsr >mixed.out 2>mixed.err || rc=$?
 [ $rc = 2 ] && [ ! -s mixed.out ] && grep -q "fm.tsr: not a safetensors weights file" mixed.err \
     && ok "a stream after a weights file: usage error, no output" || fail "mixed operands: rc $rc $(cat mixed.err)"

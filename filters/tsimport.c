@@ -4,7 +4,6 @@
  * images, which stay F32. Keys are SPLIT_NNNNNN (position in the dataset order), or keys.txt for
  * npy. See tsimport(1).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -283,23 +282,6 @@ static void import_npy(Out *o, const char *dir)
     npydir_free(&d);
 }
 
-/* 1 when dir holds a directory that is not hidden: ROOT/train of a tree with splits holds class
- * folders, where a class that happens to be named train holds images. */
-static int has_subdir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int found = 0;
-    for (struct dirent *e; !found && (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        char *p = dd_path_join(dir, e->d_name);
-        found = dd_is_dir(p);
-        free(p);
-    }
-    closedir(d);
-    return found;
-}
-
 int main(int argc, char **argv)
 {
     dd_prog_init(argv[0]);
@@ -365,23 +347,30 @@ int main(int argc, char **argv)
         dd_die(DD_EXIT_USAGE, "--split: '%s' is not a directory name of at most 32 letters, digits, - or _",
                o.split);
     if (!strcmp(o.output, "-")) dd_refuse_tty_stdout();
-    char *split_dir = dd_path_join(path, o.split);   /* ImageFolder: ROOT/SPLIT when --split is given */
-    char *train_dir = dd_path_join(path, "train");
-    /* train and test fall back to a tree without splits, not to the class folders "train", "val" */
-    if (fmt == 3 && split_given && !dd_is_dir(split_dir) && (!traintest || dd_is_dir(train_dir))) {
-        dd_err("%s: no such directory (--split %s)%s", split_dir, o.split,
-               dd_is_dir(train_dir) ? "; the tree's splits are its folders, such as train and val" : "");
-        free(split_dir);
-        free(train_dir);
-        dd_die_err(DD_EXIT_DATA);
+    char *split_dir = dd_path_join(path, o.split);   /* ImageFolder: ROOT/SPLIT of a tree with splits */
+    /* ImageFolder: a tree with splits (ROOT/train of class folders: ImageNet's, ImageNette's, Tiny-ImageNet's)
+     * is read at ROOT/SPLIT, train by default; a tree of classes (one of them may be named train or val) whole,
+     * for --split train or test; a split that the tree does not have is an error */
+    const char *folder = path;
+    if (fmt == 3) {
+        int splits = imagefolder_has_splits(path, "train");
+        if (imagefolder_has_splits(path, o.split)) {
+            folder = split_dir;
+        } else if (split_given && (splits || !traintest)) {
+            dd_err("%s: %s (--split %s); %s", split_dir,
+                   dd_is_dir(split_dir) ? "not a split of class folders" : "no such directory", o.split,
+                   splits ? "the tree's splits are its folders of class folders, such as train and val"
+                          : "a tree of classes (its folders hold images), read whole as --split train or test");
+            free(split_dir);
+            dd_die_err(DD_EXIT_DATA);
+        } else if (split_given && !strcmp(o.split, "test")) {
+            dd_warn("%s has no folder test of class folders: the whole tree read as split test", path);
+        }
     }
-    free(train_dir);
     switch (fmt) {
     case 0: import_idx(&o, path); break;
     case 1: case 2: import_cifar(&o, path, fmt == 2); break;
-    /* without --split, a tree with splits (ROOT/train of class folders: ImageNet's, ImageNette's,
-     * Tiny-ImageNet's) is read at the default, train, not as the classes train and val */
-    case 3: import_folder(&o, (split_given || has_subdir(split_dir)) && dd_is_dir(split_dir) ? split_dir : path); break;
+    case 3: import_folder(&o, folder); break;
     default: import_npy(&o, path); break;
     }
     free(split_dir);

@@ -118,6 +118,10 @@ typedef struct {
  * val: labels from the annotations, classes from root/../train's folders (else the annotations'),
  * files in class order, then by name; unlisted images are skipped with a dd_warn. */
 int imagefolder_scan(const char *root, ImageFolder *out);
+/* 1 when the tree at root has splits (ImageNet's train/ and val/ of class folders), split among them: root/split
+ * holds folders and no image of its own, and every folder of root with images of its own is named as a split
+ * (train, val, valid, validation, test: ImageNet's flat val), else it is a class and root a tree of classes. */
+int imagefolder_has_splits(const char *root, const char *split);
 void imagefolder_free(ImageFolder *f);
 /* Decodes the files [first, first + n) of f into out[0..n) on `threads` threads (the caller's among
  * them): U8 [3,H,W] each, gray expanded to RGB as ImageFolder loaders convert everything to RGB.

@@ -123,6 +123,42 @@ static int class_dirs(const char *dir, char ***names, size_t *n)
     return 0;
 }
 
+/* 1 when dir holds an image file of its own (not in a subdirectory) or a subdirectory (with sub). */
+static int holds(const char *dir, int sub)
+{
+    char **names;
+    size_t n;
+    if (list_dir(dir, &names, &n)) return 0;
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++) {
+        char *p = dd_path_join(dir, names[i]);
+        found = sub ? dd_is_dir(p) : is_image_name(names[i]) && !dd_is_dir(p);
+        free(p);
+    }
+    names_free(names, n);
+    return found;
+}
+
+int imagefolder_has_splits(const char *root, const char *split)
+{
+    static const char *const split_names[] = {"train", "val", "valid", "validation", "test"};
+    char *sd = dd_path_join(root, split);
+    int splits = dd_is_dir(sd) && holds(sd, 1) && !holds(sd, 0);
+    free(sd);
+    char **names;
+    size_t n;
+    if (!splits || class_dirs(root, &names, &n)) return 0;
+    for (size_t i = 0; i < n && splits; i++) {
+        int named = !strcmp(names[i], split);
+        for (size_t k = 0; k < sizeof split_names / sizeof *split_names; k++) named |= !strcmp(names[i], split_names[k]);
+        char *p = dd_path_join(root, names[i]);
+        splits = named || !holds(p, 0); /* a folder with images of its own, not named as a split, is a class */
+        free(p);
+    }
+    names_free(names, n);
+    return splits;
+}
+
 typedef struct {
     char *file, *cls;
     int64_t line, label;

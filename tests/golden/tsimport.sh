@@ -326,6 +326,29 @@ expect_usage tsimport --format imagefolder --split a/b tree
 "$BIN/tsimport" --format imagefolder --split test tree >/dev/null 2>err.txt && fail "--split test of a train/val tree"
 grep -q "tree/test: no such directory (--split test); the tree's splits are its folders" err.txt \
     && ok "imagefolder --split test of a train/val tree: $(cat err.txt)" || fail "--split test: $(cat err.txt)"
+# a tree of classes, one of them named train and holding a folder: still a tree of classes (not the split
+# train with the one class 2019), read whole; --split test on it warns; a split it lacks is an error
+mkdir -p veh/bus veh/car veh/train/2019 flat/a flat/b
+set -- tree/val/*/*.png
+cp "$1" veh/bus/0.png && cp "$2" veh/car/0.png && cp "$3" veh/train/0.png && cp "$4" veh/train/2019/1.png
+"$BIN/tsimport" -q veh | "$BIN/tsinfo" --list | cut -f2,4 | tr '\t\n' ': ' >veh.txt
+[ "$(cat veh.txt)" = "train_000000:bus train_000001:car train_000002:train train_000003:train " ] \
+    && ok "a class named train beside classes with images: a tree of classes, its train walked" \
+    || fail "class train: $(cat veh.txt)"
+cp "$1" flat/a/0.png && cp "$2" flat/b/0.png
+"$BIN/tsimport" -q --split test flat 2>err.txt | "$BIN/tsinfo" | grep -q "^records: 2$" \
+    && grep -qx "tsimport: flat has no folder test of class folders: the whole tree read as split test" err.txt \
+    && ok "--split test of a tree of classes: read whole, warned" || fail "--split test of a tree of classes: $(cat err.txt)"
+"$BIN/tsimport" -q --split train flat 2>err.txt | "$BIN/tsinfo" | grep -q "^records: 2$" && [ ! -s err.txt ] \
+    && ok "--split train of a tree of classes: read whole, silently" || fail "--split train of classes: $(cat err.txt)"
+rc=0; "$BIN/tsimport" -q --split val veh >out.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && [ ! -s out.tsr ] && grep -qx "tsimport: veh/val: no such directory (--split val); a tree of classes (its \
+folders hold images), read whole as --split train or test" err.txt && ok "--split val of a tree of classes: $(cat err.txt)" \
+    || fail "--split val of classes: exit $rc: $(cat err.txt)"
+# ImageNet's val before its valprep script (images of its own, no class folders) keeps train/ a split
+mkdir -p inet/train/a inet/train/b inet/val && cp "$1" inet/train/a/ && cp "$2" inet/train/b/ && cp "$3" inet/val/x.png
+"$BIN/tsimport" -q inet | "$BIN/tsinfo" | grep -q "^classes: 2$" && ok "a flat val beside train/ of classes: train read" \
+    || fail "flat val: $("$BIN/tsimport" -q inet | "$BIN/tsinfo")"
 # Tiny-ImageNet's layout: train/<wnid>/images/*, val/images/* labelled by val_annotations.txt
 # (FILE<TAB>WNID<TAB>box); classes are train's folders, records in class order, then by file name
 mkdir -p tiny/val/images tiny/train/n01/images tiny/train/n02/images tiny/train/n03/images

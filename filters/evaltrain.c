@@ -220,7 +220,7 @@ int main(int argc, char **argv)
         case 'd': device = optarg; break;
         case O_PREC: precision = optarg; break;
         case 'q': quiet = 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': dd_help_exit(usage);
         case O_VERSION: dd_version_exit();
         default: dd_opt_fail(argv, shortopts);
         }

@@ -177,7 +177,7 @@ static void parse(int argc, char **argv, Opts *o)
         case O_PREC: o->precision = optarg; break;
         case 'j': o->threads = (int)dd_opt_long("--threads", optarg, 1, DD_MAX_THREADS); break;
         case 'q': o->quiet = 1; break;
-        case 'h': usage(stdout); exit(0);
+        case 'h': dd_help_exit(usage);
         case 'V': dd_version_exit();
         default: dd_opt_fail(argv, shortopts);
         }

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
         case 'A': aa = 1; break;
         case 'o': output = optarg; break;
         case 'q': quiet = 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': dd_help_exit(usage);
         case 'V': dd_version_exit();
         default: dd_opt_fail(argv, shortopts);
         }

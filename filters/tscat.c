@@ -144,7 +144,7 @@ int main(int argc, char **argv)
         case OPT_SHARD_RECORDS: shard_records = dd_opt_long("--shard-records", optarg, 1, 1L << 40), records_set = 1; break;
         case 'o': output = optarg; break;
         case 'q': quiet = 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': dd_help_exit(usage);
         case OPT_VERSION: dd_version_exit();
         default: dd_opt_fail(argv, shortopts);
         }

@@ -155,7 +155,7 @@ int main(int argc, char **argv)
         case 'r': c.rtol = dd_opt_double("--rtol", optarg, 0, INFINITY); c.tolerant = 1; break;
         case 'm': c.max_report = dd_opt_long("--max-report", optarg, 0, 1L << 40); break;
         case 'q': c.quiet = 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': dd_help_exit(usage);
         case 'V': dd_version_exit();
         default: dd_opt_fail(argv, shortopts);
         }

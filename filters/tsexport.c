@@ -228,7 +228,7 @@ int main(int argc, char **argv)
         case OPT_COLS: x.cols = (int)dd_opt_long("--grid-cols", optarg, 1, 4096); break;
         case 't': x.truncate = 1; break;
         case 'q': quiet = 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': dd_help_exit(usage);
         case OPT_VERSION: dd_version_exit();
         default: dd_opt_fail(argv, shortopts);
         }

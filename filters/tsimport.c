@@ -302,7 +302,7 @@ int main(int argc, char **argv)
         case 'j': o.threads = (int)dd_opt_long("--threads", optarg, 1, DD_MAX_THREADS); break;
         case 'o': o.output = optarg; break;
         case 'q': o.quiet = 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': dd_help_exit(usage);
         case 'V': dd_version_exit();
         default: dd_opt_fail(argv, shortopts);
         }

@@ -74,8 +74,10 @@ int dd_opt_double_list(const char *opt, const char *s, double *out, int max, dou
 /* getopt_long's '?' (with opterr 0, which dd_prog_init sets): one line naming the unknown option
  * or the option whose argument is missing, and --help; exit 2. shortopts: the getopt string. */
 DD_NORETURN void dd_opt_fail(char **argv, const char *shortopts);
-/* Prints the version line "prog (ddpipe) VERSION" to stdout and exits 0. */
+/* Prints the version line "prog (ddpipe) VERSION" to stdout and exits 0 (1 on a write error). */
 DD_NORETURN void dd_version_exit(void);
+/* --help: usage(stdout), then exit 0 (1 on a write error). */
+DD_NORETURN void dd_help_exit(void (*usage)(FILE *));
 /* Dies with exit 2 if stdout is a terminal (binary output refused), naming the option to use. */
 void dd_refuse_tty_stdout(void);
 
@@ -159,6 +161,8 @@ int dd_atomic_finish(DdAtomicFile *a);
  * valid while listed: a fatal signal (SIGINT, SIGTERM, SIGHUP) or exit removes what is listed, a
  * directory with everything in it. dd_atomic_* list their files themselves. */
 void dd_temp_track(const char *tmp, int add);
+/* Removes every listed temporary now (dd_die, which ends by _exit, calls it). */
+void dd_temp_remove_all(void);
 /* Removes a file, or a directory and everything in it (links are removed, not followed), with
  * system calls only (safe in a signal handler); errors are ignored. */
 void dd_remove_tree(const char *path);

@@ -71,10 +71,23 @@ int dd_opt_double_list(const char *opt, const char *s, double *out, int max, dou
     return n;
 }
 
+/* --help and --version: exit 0 only when the text reached stdout (> /dev/full is a write error, exit 1). */
+static DD_NORETURN void stdout_exit(void)
+{
+    if (dd_fflush_checked(stdout, "stdout") < 0) dd_die_err(DD_EXIT_DATA);
+    exit(0);
+}
+
 void dd_version_exit(void)
 {
     printf("%s (ddpipe) %s\n", dd_prog(), DD_VERSION);
-    exit(0);
+    stdout_exit();
+}
+
+void dd_help_exit(void (*usage)(FILE *))
+{
+    usage(stdout);
+    stdout_exit();
 }
 
 void dd_refuse_tty_stdout(void)

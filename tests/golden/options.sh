@@ -16,6 +16,11 @@ for c in "$src"/*.c; do
     [ "$rc" = 0 ] && [ ! -s err.txt ] && head -n 1 help.txt | grep -q "^Usage: $p " \
         || { fail "$p --help: exit $rc, stderr '$(head -c 200 err.txt)', first line '$(head -n 1 help.txt)'"; continue; }
     "$BIN/$p" --version | grep -qx "$p (ddpipe) [0-9][0-9.]*" || fail "$p --version: $("$BIN/$p" --version)"
+    for o in --help --version; do   # a text that did not reach stdout is a write error, not exit 0
+        rc=0; "$BIN/$p" $o >/dev/full 2>err.txt || rc=$?
+        [ $rc = 1 ] && grep -qx "$p: stdout: write error: No space left on device" err.txt \
+            || fail "$p $o >/dev/full: exit $rc: $(cat err.txt)"
+    done
     [ -f "$man/$p.1" ] || { fail "$p: no man page $man/$p.1"; continue; }
     opts_src "$c" >src.txt
     [ -s src.txt ] || { fail "$p: no getopt_long table found in $c"; continue; }
@@ -38,7 +43,7 @@ for c in "$src"/*.c; do
     done
 done
 [ "$n" -ge 11 ] || fail "only $n programs under $src"
-[ "$fails" = 0 ] && ok "$n programs: --help, --version, options in --help and man page, one-line option errors"
+[ "$fails" = 0 ] && ok "$n programs: --help, --version (a write error said), options in --help and man page, one-line option errors"
 # no man page holds control characters (tscat(1) had form feeds where \f was meant)
 bad=$(grep -lP '[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]' "$TESTS"/../man/man?/* 2>/dev/null || true)
 [ -z "$bad" ] && ok "man pages: no control characters" || fail "control characters in: $bad"

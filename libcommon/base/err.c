@@ -7,13 +7,31 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static _Thread_local char err_buf[4096];
 static _Thread_local int err_code = DD_EXIT_DATA;
 static char prog_name[64] = "ddpipe";
 
+/* A program's exit ends in _exit() once stdio is flushed and its temporaries are gone, before the exit
+ * handlers of the libraries loaded ahead of main run: OpenBLAS's joins its threads, and under a memory limit
+ * (ulimit -v) one of them may spin for ever retrying a buffer it cannot map, so a program that had done its
+ * work, or said it could not, hung at exit. Under the sanitizers exit runs whole: their reports come then. */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+static void exit_now(int status, void *arg)
+{
+    (void)arg;
+    dd_temp_remove_all();
+    fflush(NULL);
+    _exit(status);
+}
+#endif
+
 void dd_prog_init(const char *argv0)
 {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    on_exit(exit_now, NULL);
+#endif
     const char *b = argv0 ? strrchr(argv0, '/') : NULL;
     b = b ? b + 1 : (argv0 ? argv0 : "ddpipe");
     snprintf(prog_name, sizeof prog_name, "%s", b);

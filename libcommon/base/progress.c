@@ -131,6 +131,8 @@ static void remove_live_tmp(void)
         if (n->tmp) dd_remove_tree(n->tmp);
 }
 
+void dd_temp_remove_all(void) { remove_live_tmp(); }
+
 static void on_signal(int sig)
 {
     int e = errno;

@@ -118,7 +118,9 @@ int bs_peek(BsSrc *s, size_t n, const uint8_t **p, size_t *avail)
         if (s->len == s->cap) { /* grows only while data keeps arriving: a lying length costs nothing */
             size_t c = s->cap * 2;
             if (c > n && n > s->cap) c = n;
-            s->buf = dd_realloc(s->buf, c);
+            uint8_t *nb = realloc(s->buf, c);
+            if (!nb) return dd_err("out of memory holding a frame of %zu bytes", n), -2; /* the caller names it */
+            s->buf = nb;
             s->cap = c;
         }
         if (more(s)) return -1;

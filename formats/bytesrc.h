@@ -26,7 +26,9 @@ BsSrc *bs_open(FILE *f, const char *name, size_t window);
 void bs_close(BsSrc *s);
 /* From now on the bytes not yet consumed (and the rest of the input) are zstd-decompressed. */
 void bs_push_zstd(BsSrc *s);
-/* Makes at least n bytes available at *p unless the input ends first (*avail < n then). */
+/* Makes at least n bytes available at *p unless the input ends first (*avail < n then). -1 on a read
+ * error (dd_err names the source), -2 when the window cannot grow to n (dd_err says so; the caller names
+ * the file and record). */
 int bs_peek(BsSrc *s, size_t n, const uint8_t **p, size_t *avail);
 void bs_consume(BsSrc *s, size_t n);
 /* Whatever is available next, consumed at once (libarchive's read callback); *n = 0 at the end. */
@@ -52,7 +54,7 @@ void tsi_keyset_free(TsKeySet *k);
 
 /* Slot nfields of rec, ready to be filled: capacity ensured, name cleared, its spare buffer (left
  * there by ts_record_clear) reused for `nbytes` when large enough. Returns the data pointer. */
-void *tsi_record_slot(TsRecord *rec, size_t nbytes);
+void *tsi_record_slot(TsRecord *rec, size_t nbytes); /* NULL when out of memory (no dd_err) */
 
 /* ---- tar back end (formats/stream_tar.c) ---- */
 

@@ -203,7 +203,12 @@ int npy_parse(const void *buf, size_t len, const char *name, Tensor *out)
     if ((uint64_t)nb != len - data)
         return dd_err("%s: npy: %s needs %lld data bytes, file has %zu", name, tensor_describe(&t, desc, sizeof desc),
                       (long long)nb, len - data);
-    *out = tensor_new(t.dtype, t.ndim, t.shape);
+    *out = t;
+    out->device = DD_CPU;
+    out->owns = 1;
+    if (!(out->data = malloc(nb ? (size_t)nb : 1)))   /* the caller names the file and record */
+        return dd_err("%s: npy: %s: out of memory (%lld bytes)", name, tensor_describe(&t, desc, sizeof desc),
+                      (long long)nb);
     if (fortran && t.ndim > 1) npy_from_fortran(out, b + data);
     else memcpy(out->data, b + data, (size_t)nb);
     if (swap) swap_bytes(out->data, (size_t)tensor_numel(out), dd_dtype_size(out->dtype));

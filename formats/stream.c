@@ -196,7 +196,7 @@ void *tsi_record_slot(TsRecord *rec, size_t nbytes)
     int64_t have = f->t.owns && f->t.data ? tensor_nbytes(&f->t) : -1;
     if (have < 0 || (uint64_t)have < nbytes) {
         tensor_free(&f->t);
-        f->t.data = dd_malloc(nbytes);
+        if (!(f->t.data = malloc(nbytes ? nbytes : 1))) return NULL;
     }
     f->t.owns = 1;
     f->t.device = DD_CPU;
@@ -305,6 +305,7 @@ void ts_record_copy(TsRecord *dst, const TsRecord *src)
         const Tensor *s = &src->fields[i].t;
         size_t nb = (size_t)tensor_nbytes(s);
         void *d = tsi_record_slot(dst, nb);
+        if (!d) dd_die(DD_EXIT_DATA, "record %s: field '%s': out of memory (%zu bytes)", src->key, src->fields[i].name, nb);
         if (nb) memcpy(d, s->data, nb);
         TsField *f = &dst->fields[dst->nfields++];
         memcpy(f->name, src->fields[i].name, sizeof f->name);
@@ -393,13 +394,20 @@ DD_PRINTF(3, 4) static int rec_err(const TsReader *r, const char *key, const cha
     return dd_err("%s: record %lld: %s", r->name, (long long)r->n, msg);
 }
 
+/* bs_peek on r's source; a window that cannot grow is named by file and record. */
+static int peek(TsReader *r, size_t n, const uint8_t **p, size_t *avail)
+{
+    int e = bs_peek(r->src, n, p, avail);
+    return e == -2 ? rec_err(r, NULL, "%s", dd_errmsg()) : e;
+}
+
 /* Reads one whole frame into the window and verifies its checksum. *total = bytes to consume. */
 static int frame_read(TsReader *r, uint32_t *tag, const uint8_t **payload, uint64_t *len, size_t *total)
 {
     const uint8_t *p;
     size_t avail;
     const int64_t at = r->hdr ? r->n : -1; /* for a cut: in the header, or after r->n records */
-    if (bs_peek(r->src, 12, &p, &avail)) return -1;
+    if (peek(r, 12, &p, &avail)) return -1;
     if (avail < 12) return tsi_truncated(r->name, at, r->last);
     *tag = le32(p);
     *len = le64(p + 4);
@@ -407,7 +415,7 @@ static int frame_read(TsReader *r, uint32_t *tag, const uint8_t **payload, uint6
         return rec_err(r, NULL, "bad frame tag %02x %02x %02x %02x (corrupt stream)", p[0], p[1], p[2], p[3]);
     if (*len > FRAME_MAX) return rec_err(r, NULL, "frame length %llu exceeds the bound of 2^40 bytes", (unsigned long long)*len);
     *total = 16 + (size_t)*len;
-    if (bs_peek(r->src, *total, &p, &avail)) return -1;
+    if (peek(r, *total, &p, &avail)) return -1;
     if (avail < *total) return tsi_truncated(r->name, at, r->last);
     if ((uint32_t)crc32_z(0, p, 12 + (size_t)*len) != le32(p + 12 + *len)) return rec_err(r, NULL, "bad checksum");
     *payload = p + 12;
@@ -489,6 +497,7 @@ static int parse_record(TsReader *r, const uint8_t *payload, uint64_t len, TsRec
                            tensor_describe(&t, desc, sizeof desc));
         if (!(p = cur_take(&c, (size_t)nb))) return SHORT(name);
         void *d = tsi_record_slot(rec, (size_t)nb);
+        if (!d) return rec_err(r, rec->key, "field '%s': out of memory (%llu bytes)", name, (unsigned long long)nb);
         if (nb) memcpy(d, p, (size_t)nb);
         TsField *f = &rec->fields[rec->nfields++];
         memcpy(f->name, name, sizeof f->name);
@@ -505,7 +514,7 @@ static int pipe_after_end(TsReader *r)
 {
     const uint8_t *p;
     size_t avail;
-    if (bs_peek(r->src, 8, &p, &avail)) return -1;
+    if (peek(r, 8, &p, &avail)) return -1;
     if (avail == 8 && !memcmp(p, PIPE_MAGIC, 8))
         return dd_err("%s: a second stream follows the end frame after record %lld (concatenated streams are not "
                       "one stream: give them as separate operands)", r->name, (long long)r->n);
@@ -539,7 +548,7 @@ static int pipe_open(TsReader *r)
 {
     const uint8_t *p;
     size_t avail;
-    if (bs_peek(r->src, 16, &p, &avail)) return -1;
+    if (peek(r, 16, &p, &avail)) return -1;
     if (avail < 16) return tsi_truncated(r->name, -1, NULL);
     uint32_t ver = le32(p + 8), flags = le32(p + 12);
     if (ver != PIPE_VERSION)
@@ -579,12 +588,12 @@ static int reader_sniff(TsReader *r)
 {
     const uint8_t *p;
     size_t avail;
-    if (bs_peek(r->src, 4, &p, &avail)) return -1;
+    if (peek(r, 4, &p, &avail)) return -1;
     if (avail == 0) return dd_err("%s: empty: no stream header (upstream died?)", r->name);
     if (avail == 4 && !memcmp(p, zstd_magic, 4)) bs_push_zstd(r->src);
     else if (avail < 4 && !memcmp(p, zstd_magic, avail) && memcmp(p, PIPE_MAGIC, avail))
         return tsi_truncated(r->name, -1, NULL);
-    if (bs_peek(r->src, 512, &p, &avail)) return -1;
+    if (peek(r, 512, &p, &avail)) return -1;
     if (avail >= 8 && !memcmp(p, PIPE_MAGIC, 8)) {
         if (pipe_open(r)) return -1;
     } else if (avail >= 262 && !memcmp(p + 257, "ustar", 5)) {

@@ -92,8 +92,15 @@ static int tar_data(TsTarIn *t, int64_t index, const char *key)
     while (t->mlen < (size_t)size) {
         if (t->mlen == t->mcap) {
             size_t c = t->mcap ? 2 * t->mcap : 65536;
-            t->mcap = c < (size_t)size ? c : (size_t)size;
-            t->mbuf = dd_realloc(t->mbuf, t->mcap);
+            c = c < (size_t)size ? c : (size_t)size;
+            uint8_t *nb = realloc(t->mbuf, c);
+            if (!nb) /* a member too big for this process's memory: named, not a bare "out of memory" */
+                return index < 0 ? dd_err("%s: header: member '%s': out of memory (%lld bytes)", t->name, mn,
+                                          (long long)size)
+                                 : dd_err("%s: record %lld: member '%s': out of memory (%lld bytes)", t->name,
+                                          (long long)index, mn, (long long)size);
+            t->mbuf = nb;
+            t->mcap = c;
         }
         size_t want = (t->mcap < (size_t)size ? t->mcap : (size_t)size) - t->mlen;
         la_ssize_t k = archive_read_data(t->a, t->mbuf + t->mlen, want);
@@ -240,6 +247,7 @@ static int tar_member(TsTarIn *t, TsRecord *rec, int64_t index, const char *ext)
         if (parse_cls(t->mbuf, t->mlen, &v))
             return dd_err("%s: record %lld (%s): member '%s' is not a decimal integer", t->name, (long long)index, rec->key, mn);
         int64_t *d = tsi_record_slot(rec, sizeof v);
+        if (!d) return dd_err("%s: record %lld (%s): out of memory", t->name, (long long)index, rec->key);
         *d = v;
         TsField *f = &rec->fields[rec->nfields++];
         strcpy(f->name, name);

@@ -256,4 +256,25 @@ else
     grep -q "tscat: records [0-9]* .*/s" tty.out && r=$(tty_lines_clean "tscat: stdin" 2>&1) && [ ! -e cut_tty.tsr ] \
         && ok "an error during progress starts at the margin" || fail "error during progress: $r: $(cat -A tty.out | head -c 400)"
 fi
+# a record too big for the memory left (ulimit -v): the error names the file and record, in both containers,
+# at whatever limit it fails (the limits tried span "cannot start" to "enough"); a bare "out of memory" was
+# all it said, and no run may hang or crash
+mkdir -p bignpy && "$PYTHON" -c "
+import numpy as np
+np.save('bignpy/image.npy', np.zeros((1, 1, 5000, 5000), np.float32)); np.save('bignpy/label.npy', np.zeros(1, np.int64))" \
+    && "$BIN/tsimport" -q -f npy -o big.tsr bignpy && "$BIN/tscat" -q --shards 'bigsh-%02d.tar' big.tsr || fail "a big record"
+named=0 bad=
+for v in $(seq 60000 20000 400000); do
+    for f in big.tsr bigsh-00.tar; do
+        rc=0; ( ulimit -v $v; exec timeout 60 "$BIN/tscat" -q $f ) >big.out 2>big.err || rc=$?
+        case $rc in
+        0|127) ;;   # enough memory; too little to load the libraries (the loader's message)
+        1) if grep -q "^tscat: $f: record 0.*: out of memory" big.err; then named=$((named + 1)); else bad="$bad $v:$f:$(cat big.err)"; fi ;;
+        *) bad="$bad $v:$f:exit $rc" ;;
+        esac
+    done
+done
+rm -f big.out bignpy/image.npy
+[ -z "$bad" ] && [ $named -ge 2 ] && ok "a record too big for ulimit -v: named by file and record ($named runs)" \
+    || fail "out of memory: $named named; others:$bad"
 finish

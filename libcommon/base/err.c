@@ -4,6 +4,7 @@
 #include <getopt.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,22 @@ static void exit_now(int status, void *arg)
 }
 #endif
 
+/* A standard stream closed at start (prog <&- or >&-) gets /dev/null opened the wrong way round in its place:
+ * the descriptor is taken, so the next file opened does not become "stdin" or "stdout" (an input then read
+ * as stdin, or taken for the file stdout writes to), and using the stream still fails as a closed one does
+ * (EBADF: stdin opened for writing only, stdout and stderr for reading only). */
+static void hold_closed_std(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            int got = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+            if (got >= 0 && got != fd) close(got); /* not the lowest free: leave it */
+        }
+}
+
 void dd_prog_init(const char *argv0)
 {
+    hold_closed_std();
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     on_exit(exit_now, NULL);
 #endif

@@ -277,4 +277,15 @@ done
 rm -f big.out bignpy/image.npy
 [ -z "$bad" ] && [ $named -ge 2 ] && ok "a record too big for ulimit -v: named by file and record ($named runs)" \
     || fail "out of memory: $named named; others:$bad"
+# a standard stream closed at start: the next file opened does not take its place (an input read as stdin,
+# or taken for the file stdout writes to), and using the closed stream is a read or write error
+rc=0; "$BIN/tscat" -q fm.tsr - <&- >o.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "tscat: stdin: read error: Bad file descriptor" err.txt && ok "stdin closed: $(cat err.txt)" \
+    || fail "stdin closed: exit $rc: $(cat err.txt)"
+rc=0; "$BIN/tscat" -q fm.tsr -o o1.tsr >&- 2>err.txt || rc=$?
+[ $rc = 0 ] && [ ! -s err.txt ] && "$BIN/tscmp" -q fm.tsr o1.tsr && ok "stdout closed, -o FILE: written" \
+    || fail "stdout closed, -o: exit $rc: $(cat err.txt)"
+rc=0; "$BIN/tscat" -q fm.tsr >&- 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "tscat: stdout: write error: Bad file descriptor" err.txt && ok "stdout closed: $(cat err.txt)" \
+    || fail "stdout closed: exit $rc: $(cat err.txt)"
 finish

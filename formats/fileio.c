@@ -194,7 +194,7 @@ int dd_atomic_dir_open(DdAtomicDir *a, const char *dir)
     if (mkdir(a->tmp, 0777) == 0) return 0;
     int e = errno;
     dd_temp_track(a->tmp, 0);
-    dd_err("%s: cannot create: %s", a->tmp, strerror(e));
+    dd_err("%s: cannot create (its temporary %s): %s", a->dir, a->tmp, strerror(e)); /* the user's name first */
 fail:
     free(a->dir);
     free(a->tmp);

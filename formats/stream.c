@@ -893,9 +893,16 @@ int ts_spool_path(const char *path)
     if (!in) return dd_err("%s: %s", path, strerror(errno));
     char *tmp;
     FILE *t = spool_create(path, &tmp);
-    int rc = t ? spool_copy(in, path, t, tmp) : -1;
+    char *oname = NULL; /* errors name the operand first, then its copy */
+    if (t) {
+        size_t on = strlen(path) + strlen(tmp) + 32;
+        oname = dd_malloc(on);
+        snprintf(oname, on, "%s (its copy %s)", path, tmp);
+    }
+    int rc = t ? spool_copy(in, path, t, oname) : -1;
     fclose(in);
-    if (t && fclose(t) && rc == 0) rc = dd_err("%s: write error: %s", tmp, strerror(errno));
+    if (t && fclose(t) && rc == 0) rc = dd_err("%s: write error: %s", oname, strerror(errno));
+    free(oname);
     if (rc < 0) {
         if (tmp) unlink(tmp), dd_temp_track(tmp, 0);
         free(tmp);

@@ -47,6 +47,14 @@ ps --ipc 2 fm.tsr - <fm.tsr | "$BIN/tscmp" --exact - ff.tsr >/dev/null && ok "st
 rc=0; TMPDIR=$PWD/no-such-dir ps --ipc 2 <fm.tsr >/dev/null 2>sp.err || rc=$?
 [ $rc = 1 ] && grep -qx "patchsel: stdin: cannot create a temporary file to hold it in $PWD/no-such-dir: No such file or directory" sp.err \
     && ok "stdin's copy goes to TMPDIR: $(cat sp.err)" || fail "stdin spool ignores TMPDIR: exit $rc, $(cat sp.err)"
+# a TMPDIR too full for the copy: the operand named first, then its copy (where a tmpfs can be mounted)
+mkdir full
+if mount -t tmpfs -o size=64k tmpfs full 2>/dev/null; then
+    rc=0; TMPDIR=$PWD/full ps --ipc 2 <(cat fm.tsr) >/dev/null 2>sp.err || rc=$?
+    umount full
+    [ $rc = 1 ] && grep -q "^patchsel: /dev/fd/[0-9]* (its copy $PWD/full/ddpipe-spool\.[A-Za-z0-9]*): write error: No space left on device$" \
+        sp.err && ok "a full TMPDIR: $(cat sp.err)" || fail "full TMPDIR: exit $rc, $(cat sp.err)"
+else echo "note: no tmpfs can be mounted here: the full-TMPDIR row is not checked"; fi
 # a named pipe and <(...) are read twice too (copied once to TMPDIR, removed at exit)
 mkdir sptmp && mkfifo fm.fifo
 cat fm.tsr >fm.fifo &

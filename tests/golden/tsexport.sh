@@ -141,6 +141,10 @@ grep -q "busy: exists and is not empty" err.txt && [ -z "$(ls -d busy.tmp.* 2>/d
 "$BIN/tsexport" --png fresh --npy busy fm.tsr 2>err.txt && fail "--png with --npy into a non-empty dir"
 grep -q "busy: exists and is not empty" err.txt && [ ! -e fresh ] && [ -z "$(ls -d fresh.tmp.* 2>/dev/null)" ] \
     && ok "--png's temporary removed when --npy is refused" || fail "--png temporary: $(cat err.txt); $(ls)"
+# a directory in a missing parent: the user's name first, then the temporary's
+rc=0; "$BIN/tsexport" --npy nodir/npy fm.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "^tsexport: nodir/npy: cannot create (its temporary nodir/npy.tmp.[0-9]*): No such file or directory$" \
+    err.txt && ok "output in a missing directory: $(cat err.txt)" || fail "missing parent: exit $rc: $(cat err.txt)"
 touch plain
 "$BIN/tsexport" --npy plain fm.tsr 2>err.txt && fail "--npy onto a file"
 grep -q "plain: exists and is not a directory" err.txt && ok "output onto a file refused" || fail "file: $(cat err.txt)"

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "formats/codecs.h"
@@ -64,6 +65,15 @@ static char **keys_load(const char *arg, int *n)
     return k;
 }
 
+/* The directories make_parents created, removed (when empty: rmdir) at an exit before the set is whole. */
+static char *made_dirs[64];
+static int nmade, shards_whole;
+
+static void remove_made_dirs(void)
+{
+    while (!shards_whole && nmade > 0) rmdir(made_dirs[--nmade]);
+}
+
 /* Creates the directories leading to the shards' pattern (mkdir -p of its dirname, "%%" read as
  * "%"; ts_shards_pattern_check keeps the conversion out of it). */
 static void make_parents(const char *pattern)
@@ -71,9 +81,14 @@ static void make_parents(const char *pattern)
     char *d = dd_strdup(pattern);
     for (char *p = d, *q = d; (*q = *p); p++, q++)
         if (p[0] == '%' && p[1] == '%') p++;
+    atexit(remove_made_dirs);
     for (char *p = strchr(d + 1, '/'); p; p = strchr(p + 1, '/')) {
         *p = 0;
-        if (mkdir(d, 0777) < 0 && errno != EEXIST) dd_die(DD_EXIT_DATA, "%s: cannot create: %s", d, strerror(errno));
+        if (mkdir(d, 0777) == 0) {
+            if (nmade < (int)(sizeof made_dirs / sizeof *made_dirs)) made_dirs[nmade++] = dd_strdup(d);
+        } else if (errno != EEXIST) {
+            dd_die(DD_EXIT_DATA, "%s: cannot create: %s", d, strerror(errno));
+        }
         *p = '/';
     }
     free(d);
@@ -215,6 +230,7 @@ int main(int argc, char **argv)
         dd_die_err(DD_EXIT_DATA);
     }
     if ((sw ? ts_shards_close(sw) : ts_writer_close(w)) < 0) dd_die_err(DD_EXIT_DATA);
+    shards_whole = 1;
     ts_record_free(&rec);
     ts_input_close(in);
     ts_header_free(h);

@@ -155,8 +155,8 @@ rc=0; "$BIN/tscat" fm.tsr fm.tsr >/dev/null 2>err.txt || rc=$?
 rc=0; "$BIN/tscat" -q --shards 'dk/p-%d.tar' test.tsr odd.tsr fm.tsr 2>err.txt || rc=$?
 [ $rc = 1 ] && [ "$(cat err.txt)" = \
     "tscat: fm.tsr: record 1 (train_000001): duplicate key: an earlier input has a record of that key" ] \
-    && [ -z "$(ls dk)" ] && ok "--shards, a key of an earlier input: $(cat err.txt)" \
-    || fail "--shards duplicate key: exit $rc $(cat err.txt); left $(ls dk)"
+    && [ ! -e dk ] && ok "--shards, a key of an earlier input: $(cat err.txt); nor its new directory left" \
+    || fail "--shards duplicate key: exit $rc $(cat err.txt); left $(ls -R dk)"
 # --every K:OFFSET is recorded in the history as given (its ':' was cut: "-e 10")
 "$BIN/tscat" -e 10:3 fm.tsr | "$BIN/tsinfo" --json | "$PYTHON" -c 'import json, sys
 a = json.load(sys.stdin)["history"][-1]["argv"]; assert a[-3:] == ["-e", "10:3", "fm.tsr"], a' \
@@ -171,6 +171,9 @@ rc=0; "$BIN/tscat" --shards 'sh2/p-%06d.tar.zst' --shard-records 20 cut.tsr 2>er
 [ $rc = 1 ] && grep -q "cut.tsr" err.txt && diff -r sh2 sh2.before >/dev/null \
     && ok "--shards from a truncated input: exit 1, no shard of it left, the earlier ones as they were" \
     || fail "--shards from truncated input: exit $rc, left $(ls sh2): $(cat err.txt)"
+mkdir keep && rc=0; "$BIN/tscat" --shards 'keep/new/er/p-%06d.tar' --shard-records 20 cut.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && [ -d keep ] && [ -z "$(ls keep)" ] && ok "--shards from a truncated input: the directories it made removed" \
+    || fail "--shards directories: exit $rc, left $(ls -R keep)"
 # the renames into place are one step: a rename that fails (an earlier shard made immutable)
 # brings the earlier run's files back, all of them; a SIGTERM during the renames waits until the
 # set is whole (where chattr or strace cannot run here, said and not counted)

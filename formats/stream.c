@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zstd.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -948,14 +949,43 @@ struct TsWriter {
     int failed;
     int finished;              /* ts_writer_finish ran: the end frame is out, the file synced */
     TsKeySet keys;
+    ZSTD_CCtx *z;              /* -o NAME.zst: compressed (level 3, the content checksum), else NULL */
+    uint8_t *zbuf;
+    size_t zcap;
 };
+
+/* Writes n bytes to the file, through the compressor when there is one (end: the frame closed). */
+static void w_out(TsWriter *w, const void *p, size_t n, int end)
+{
+    if (w->failed) return;
+    if (!w->z) {
+        if (n && fwrite(p, 1, n, w->f) != n) {
+            w->failed = 1;
+            dd_err("%s: write error: %s", w->name, strerror(errno ? errno : EIO));
+        }
+        return;
+    }
+    ZSTD_inBuffer in = {p, n, 0};
+    size_t left;
+    do {
+        ZSTD_outBuffer out = {w->zbuf, w->zcap, 0};
+        left = ZSTD_compressStream2(w->z, &out, &in, end ? ZSTD_e_end : ZSTD_e_continue);
+        if (ZSTD_isError(left)) {
+            w->failed = 1;
+            dd_err("%s: zstd: %s", w->name, ZSTD_getErrorName(left));
+            return;
+        }
+        if (out.pos && fwrite(w->zbuf, 1, out.pos, w->f) != out.pos) {
+            w->failed = 1;
+            dd_err("%s: write error: %s", w->name, strerror(errno ? errno : EIO));
+            return;
+        }
+    } while (end ? left != 0 : in.pos < in.size);
+}
 
 static void w_flush(TsWriter *w)
 {
-    if (w->len && !w->failed && fwrite(w->buf, 1, w->len, w->f) != w->len) {
-        w->failed = 1;
-        dd_err("%s: write error: %s", w->name, strerror(errno ? errno : EIO));
-    }
+    if (w->len) w_out(w, w->buf, w->len, 0);
     w->len = 0;
 }
 
@@ -966,10 +996,7 @@ static void w_put(TsWriter *w, const void *p, size_t n)
     w->crc = (uint32_t)crc32_z(w->crc, p, n);
     if (n > w->cap - w->len) w_flush(w);
     if (n >= w->cap) {
-        if (!w->failed && fwrite(p, 1, n, w->f) != n) {
-            w->failed = 1;
-            dd_err("%s: write error: %s", w->name, strerror(errno ? errno : EIO));
-        }
+        w_out(w, p, n, 0);
         return;
     }
     memcpy(w->buf + w->len, p, n);
@@ -1033,6 +1060,8 @@ static TsWriter *writer_start(TsWriter *w, const TsHeader *h)
 
 static void writer_free(TsWriter *w)
 {
+    ZSTD_freeCCtx(w->z);
+    free(w->zbuf);
     tsi_keyset_free(&w->keys);
     free(w->buf);
     free(w->name);
@@ -1056,6 +1085,18 @@ TsWriter *ts_writer_open(const char *path, const TsHeader *h)
     if (!strcmp(path, "-")) return ts_writer_open_file(stdout, "stdout", h);
     TsWriter *w = dd_calloc(1, sizeof *w);
     w->name = dd_strdup(path);
+    size_t pl = strlen(path);
+    if (pl > 4 && !strcmp(path + pl - 4, ".zst")) { /* as the shards: a checksum, so a flipped bit is an error */
+        w->z = ZSTD_createCCtx();
+        w->zcap = ZSTD_CStreamOutSize();
+        w->zbuf = dd_malloc(w->zcap);
+        if (!w->z || ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_compressionLevel, 3))
+            || ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_checksumFlag, 1))) {
+            dd_err("%s: zstd: cannot set up the compressor", path);
+            writer_free(w);
+            return NULL;
+        }
+    }
     if (!dd_atomic_open(&w->af, path)) w->f = w->af.f;
     if (!w->f || !writer_start(w, h)) {
         ts_writer_abort(w);
@@ -1108,6 +1149,7 @@ int ts_writer_finish(TsWriter *w)
     w_u64(w, (uint64_t)w->n);
     w_frame_end(w);
     w_flush(w);
+    if (w->z) w_out(w, NULL, 0, 1); /* the zstd frame's end and checksum */
     w->finished = 1;
     if (w->failed) return -1;
     if ((w->af.tmp || w->af.direct) && dd_atomic_finish(&w->af) < 0) return w->failed = 1, -1;

@@ -291,4 +291,14 @@ rc=0; "$BIN/tscat" -q fm.tsr -o o1.tsr >&- 2>err.txt || rc=$?
 rc=0; "$BIN/tscat" -q fm.tsr >&- 2>err.txt || rc=$?
 [ $rc = 1 ] && grep -qx "tscat: stdout: write error: Bad file descriptor" err.txt && ok "stdout closed: $(cat err.txt)" \
     || fail "stdout closed: exit $rc: $(cat err.txt)"
+# -o NAME.zst: zstd-compressed (with the content checksum, as the shards), the same stream decompressed;
+# a flipped bit is an error
+"$BIN/tscat" -q fm.tsr -o z.tsr.zst && [ "$(head -c 4 z.tsr.zst | od -An -tx1 | tr -d ' ')" = 28b52ffd ] \
+    && zstd -qdc z.tsr.zst | cmp -s - <("$BIN/tscat" -q fm.tsr) && "$BIN/tscmp" -q --exact fm.tsr z.tsr.zst \
+    && [ "$(wc -c <z.tsr.zst)" -lt "$(wc -c <fm.tsr)" ] && ok "-o NAME.zst: zstd, the same stream" || fail "-o .zst"
+"$PYTHON" -c "
+b = bytearray(open('z.tsr.zst', 'rb').read()); b[len(b) // 2] ^= 4; open('zflip.tsr.zst', 'wb').write(b)"
+rc=0; "$BIN/tscat" -q zflip.tsr.zst >/dev/null 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "^tscat: zflip.tsr.zst: " err.txt && ok "-o .zst, a flipped bit: $(cat err.txt)" \
+    || fail "flipped .zst: exit $rc: $(cat err.txt)"
 finish

@@ -366,9 +366,9 @@ int main(int argc, char **argv)
     if (!w) dd_die_err(DD_EXIT_DATA);
 
     FILE *mf = NULL;
-    if (o.metrics && !(mf = fopen(o.metrics, "w")))
+    /* a log: whole lines as the run goes, even if it is killed or the disk fills */
+    if (o.metrics && !(mf = dd_line_log_open(o.metrics)))
         dd_die(DD_EXIT_DATA, "%s: cannot open for writing: %s", o.metrics, strerror(errno));
-    if (mf) setvbuf(mf, NULL, _IOLBF, 0); /* a log: whole lines as the run goes, even if it is killed */
     o.c.metrics = mf;
     DdProgress prog;
     int64_t steps = 0;

@@ -136,6 +136,10 @@ void dd_progress_break(void);
 /* fflush + ferror check; returns 0 or -1 with dd_err naming `what`. */
 int dd_fclose_checked(FILE *f, const char *what);
 int dd_fflush_checked(FILE *f, const char *what);
+/* A log file (path created or truncated) written a whole line at a time as lines end: a failed write cuts
+ * the file back to its last whole line and sets the FILE's error (dd_fclose_checked reports it). NULL with
+ * errno when it cannot be opened. */
+FILE *dd_line_log_open(const char *path);
 
 /* Atomic file output: writes go to a temporary in the same directory; commit renames it into
  * place after fsync; abort, exit before the commit (dd_die) or a fatal signal removes it. A

@@ -320,3 +320,80 @@ void dd_atomic_abort(DdAtomicFile *a)
     free(a->path);
     *a = (DdAtomicFile){0};
 }
+
+/* ---- a log written a whole line at a time ----
+ * The FILE is unbuffered; its writes collect here and go out up to their last newline in one write(2)
+ * loop. A write that fails (a full disk) truncates the file back to its last whole line, so the log ends
+ * in whole lines whatever happened, and the FILE's error flag is set (dd_fclose_checked says it). */
+typedef struct {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    off_t good;     /* the file's length in whole lines */
+    int err;        /* errno of the write that failed; later writes fail with it */
+} LineLog;
+
+static int line_log_put(LineLog *l, size_t n)
+{
+    for (size_t o = 0; o < n;) {
+        ssize_t k = write(l->fd, l->buf + o, n - o);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            l->err = k < 0 ? errno : EIO;
+            if (ftruncate(l->fd, l->good) < 0) { /* a device or a pipe: nothing to cut back */ }
+            errno = l->err;
+            return -1;
+        }
+        o += (size_t)k;
+    }
+    l->good += (off_t)n;
+    memmove(l->buf, l->buf + n, l->len - n);
+    l->len -= n;
+    return 0;
+}
+
+static ssize_t line_log_write(void *cookie, const char *p, size_t n)
+{
+    LineLog *l = cookie;
+    if (l->err) return errno = l->err, -1;
+    if (l->len + n > l->cap) {
+        l->cap = (l->len + n) * 2;
+        l->buf = dd_realloc(l->buf, l->cap);
+    }
+    memcpy(l->buf + l->len, p, n);
+    l->len += n;
+    size_t whole = l->len;
+    while (whole && l->buf[whole - 1] != '\n') whole--;
+    if (whole && line_log_put(l, whole) < 0) return -1;
+    return (ssize_t)n;
+}
+
+static int line_log_close(void *cookie)
+{
+    LineLog *l = cookie;
+    int rc = l->err || (l->len && line_log_put(l, l->len) < 0) ? -1 : 0; /* a last line without its newline */
+    int e = errno;
+    if (close(l->fd) < 0 && !rc) rc = -1, e = errno;
+    free(l->buf);
+    free(l);
+    errno = e;
+    return rc;
+}
+
+FILE *dd_line_log_open(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return NULL;
+    LineLog *l = dd_calloc(1, sizeof *l);
+    l->fd = fd;
+    FILE *f = fopencookie(l, "w", (cookie_io_functions_t){.write = line_log_write, .close = line_log_close});
+    if (!f) {
+        int e = errno;
+        close(fd);
+        free(l);
+        errno = e;
+        return NULL;
+    }
+    setvbuf(f, NULL, _IONBF, 0);
+    return f;
+}

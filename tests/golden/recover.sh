@@ -256,6 +256,18 @@ import json
 rows = [json.loads(l) for l in open("mk.jsonl")]
 assert len(rows) >= 3 and rows[0]["step"] == 0, rows[:1]' \
     && ok "killed mid-run: no -o file, $(wc -l <mk.jsonl) whole metrics lines" || fail "killed run: exit $rc"
+# ... and a disk that fills: the log cut back to its last whole line, the run an error naming it, no -o
+mkdir mfull
+if mount -t tmpfs -o size=12k tmpfs mfull 2>/dev/null; then
+    rc=0; "${R[@]}" --iters 400 -m mfull/m.jsonl -o full.tsr init.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -e full.tsr ] && grep -qx "recover: mfull/m.jsonl: write error: No space left on device" err.txt \
+        && [ "$(tail -c 1 mfull/m.jsonl | od -An -c | tr -d ' ')" = '\n' ] && "$PYTHON" -c '
+import json
+rows = [json.loads(l) for l in open("mfull/m.jsonl")]
+assert len(rows) >= 3, len(rows)' && ok "metrics on a full disk: $(wc -l <mfull/m.jsonl) whole lines, then $(cat err.txt)" \
+        || fail "metrics on a full disk: exit $rc: $(cat err.txt); ends $(tail -c 40 mfull/m.jsonl)"
+    umount mfull
+else echo "note: no tmpfs can be mounted here: the full-disk metrics row is not checked"; fi
 # a teacher without BatchNorm (the instance-norm ConvNet): said once, on stderr; the loss is the
 # cross-entropy alone (bn 0 in every metrics row), and the images still move
 "$tool" teacher tin.safetensors convnet3:width=16,norm=instance fm.tsr 1

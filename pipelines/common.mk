@@ -140,6 +140,11 @@ $(if $(filter-out auto,$(FACTOR)),$(call dd_whole,FACTOR))
 $(foreach v,OUT DATA DATASET BIN TEACHER STUDENT FORMAT VAL_SPLIT,$(if $(word 2,$($(v))),$(error $(v)='$($(v))': has a \
     space (a path with one does not survive make's names and recipes: rename or link the directory))))
 $(if $(strip $(VAL_SPLIT)),,$(error VAL_SPLIT='': empty (the validation split's name: test, val, ...)))
+# DATASET names the files of a data set (out/DATASET/...), not DATA or FORMAT: other data under the default
+# name would find Fashion-MNIST's files made and report their numbers, so DATA or FORMAT needs DATASET too
+$(if $(filter file,$(origin DATASET)),$(foreach v,DATA FORMAT,$(if $(filter-out file undefined,$(origin $(v))),\
+    $(error $(v)='$($(v))' ($(origin $(v))) without DATASET: name the data set (DATASET=NAME names its files \
+    under $(OUT)), or the files made from the default data (DATASET=$(DATASET)) would be reused for it))))
 # the programs' own limits, said before any stage runs rather than at the stage
 $(foreach v,THREADS TEACHER_THREADS,$(call dd_max,$(v),4096))
 $(call dd_max,IPC,9999)

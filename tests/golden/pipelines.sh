@@ -120,12 +120,17 @@ plan=$(mk -n -f "$P/fadrm.mk" STUDENT_TAG=-killed fadrm 2>&1)
 # parameters are checked before any stage: one line naming the variable, nothing made
 # (and the programs' own limits, numbers the shell would misread, names make cannot hold)
 for bad in ALPHA=abc ALPHA=1.5 ALPHA= IPC=0 EPOCHS=x SEED=-1 TRAIN_N=0 SIZES=200,,224 FACTOR=0 DEVICE=gpu RELABEL_BN=x \
-           BIN=/nonexistent IPC=010 SEED=00 IPC=1234567890 ARC=64 THREADS=5000 FACTOR=3 ITERS=3 "OUT=o u t" VAL_SPLIT=; do
+           BIN=/nonexistent IPC=010 SEED=00 IPC=1234567890 ARC=64 THREADS=5000 FACTOR=3 ITERS=3 "OUT=o u t" VAL_SPLIT= \
+           DATA=/elsewhere FORMAT=cifar10; do   # (other data under the default DATASET: its files taken for theirs)
     rc=0; make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=bad "$bad" fadrm >log.param 2>&1 || rc=$?
     if [ $rc != 0 ] && [ ! -e bad ] && [ "$(wc -l <log.param)" = 1 ] && grep -q "\*\*\* ${bad%%=*}=" log.param; then
         ok "$bad: stopped before any stage: $(sed 's/.*\*\*\* //' log.param)"
     else fail "$bad: exit $rc, $(ls bad 2>/dev/null | head -n 3) $(head -n 3 log.param)"; fi
 done
+DATA=/elsewhere make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" OUT=bad fadrm >log.param 2>&1 \
+    && fail "DATA in the environment without DATASET: accepted" || { grep -q "DATA='/elsewhere' (environment) without DATASET" \
+    log.param && [ ! -e bad ] && ok "DATA in the environment without DATASET: $(sed 's/.*\*\*\* //' log.param)" \
+    || fail "DATA in the environment: $(cat log.param)"; }
 # (make check's own variables, SAN=1, reach it through MAKEFLAGS, with the mark that says so)
 env -u DDPIPE_VARS_SEEN -u MAKEFLAGS -u MFLAGS make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" ALHPA=0.7 \
     print-ALPHA >log.typo 2>&1

@@ -226,8 +226,12 @@ EVAL_ID := $(call eval_id,$(STUDENT))
 run_timed = $(dd_start) $(run_timed_from)
 # dd_start: the stage's start (dd_t0), taken before made_meanwhile looks for another make's file
 dd_start = dd_t0=$$(date +%s.%N);
+# $(call dd_trap,FILES,SIG): on SIG (make interrupted: ^C, a scheduler's SIGTERM) the stage's part files
+# go, and the shell then dies of SIG as it would have (SIGKILL cannot be caught: its parts stay)
+dd_trap = trap 'rm -f $(1); trap - $(2); kill -$(2) $$$$' $(2);
 # run_timed_from: run_timed with dd_t0 already set
 run_timed_from = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; dd_pid=$$$$; \
+	$(foreach s,INT TERM HUP,$(call dd_trap,$(1).sec.part.$$dd_pid $(if $(3),$(3).part.$$dd_pid),$(s))) \
 	{ time { $(2) $(if $(3),> $(3).part.$$dd_pid) ; } 2>&3 ; } 3>&2 2> $(1).sec.part.$$dd_pid && \
 	$(if $(3),mv -f $(3).part.$$dd_pid $(3) && )touch -c -d @$$dd_t0 $(1) && mv -f $(1).sec.part.$$dd_pid $(1).sec || \
 	{ s=$$?; rm -f $(1).sec.part.$$dd_pid $(if $(3),$(3).part.$$dd_pid); exit $$s; }

@@ -116,6 +116,17 @@ plan=$(mk -n -f "$P/fadrm.mk" STUDENT_TAG=-killed fadrm 2>&1)
 [ ! -e "$ev" ] && [ ! -e "$ev.sec" ] && ls "$ev".part.* >/dev/null 2>&1 && grep -q "/evaltrain .*--labels" <<<"$plan" \
     && ok "student killed with make: no $(basename "$ev") (its .part.PID kept apart), planned again" \
     || fail "killed student: $(ls "$fd"); plan: $plan"
+# ... interrupted (^C, a scheduler's SIGTERM: the signal to make's process group): its part files go too
+mkdir -p kbin3 && for f in "$BIN"/*; do ln -sf "$f" kbin3/; done && rm kbin3/evaltrain
+printf '#!/bin/sh\necho "{\\"epoch\\":1}"\nexec sleep 60\n' >kbin3/evaltrain && chmod +x kbin3/evaltrain
+for sig in INT TERM; do
+    ev3=$fd/eval-$(val fadrm.mk EVAL_ID STUDENT_TAG=-$sig).jsonl
+    rc=0; timeout -s $sig 4 make --no-print-directory -f "$P/fadrm.mk" "${tiny[@]}" BIN="$PWD/kbin3" STUDENT_TAG=-$sig \
+        fadrm >log.int 2>&1 || rc=$?
+    [ $rc = 124 ] && [ ! -e "$ev3" ] && ! ls "$ev3".* >/dev/null 2>&1 && grep -q "/evaltrain .*--labels" log.int \
+        && ok "student interrupted by SIG$sig: no $(basename "$ev3"), no part files" \
+        || fail "SIG$sig student: exit $rc, left $(ls "$fd" | grep -- "-$sig" | tr '\n' ' ')"
+done
 
 # parameters are checked before any stage: one line naming the variable, nothing made
 # (and the programs' own limits, numbers the shell would misread, names make cannot hold)

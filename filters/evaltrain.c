@@ -82,6 +82,15 @@ static TsInput *open_input(int n, char **files)
     return in;
 }
 
+/* Says when images were resized for a small model (below 224 px, where no resize is the rule: a 28-px stream
+ * evaluated by a 32-px model, say), since relabel, patchsel and recover refuse such a pair instead. */
+static void note_resized(const TrainData *d, const TrainDataOpts *o, const char *mname, const char *dname)
+{
+    if (d->resized && o->crop < 224)
+        dd_warn("%s: %lld image(s) of %dx%d resized to %d (shorter side) and centre-cropped to %d: %s takes %d px",
+                dname, (long long)d->resized, d->src_h, d->src_w, o->crop * 256 / 224, o->crop, mname, o->crop);
+}
+
 /* Dies naming the weights (or architecture) and the stream when model m does not take d's images
  * (as the model sees them: with --res, res x res crops). */
 static void check_input(const Model *m, const char *mname, const TrainData *d, const char *dname)
@@ -287,6 +296,7 @@ int main(int argc, char **argv)
         TrainEval ev;
         if (train_data_read(in, &vo, &d) < 0) dd_die_err(DD_EXIT_DATA);
         check_input(m, weights, &d, tname);
+        note_resized(&d, &vo, weights, tname);
         if (train_eval(nn, m, &d, ebatch, &ev) < 0) dd_die_err(DD_EXIT_DATA);
         char loss[32] = "null"; /* JSON has no NaN: a model whose logits are not finite */
         if (isfinite(ev.loss)) snprintf(loss, sizeof loss, "%.6g", ev.loss);
@@ -333,6 +343,7 @@ int main(int argc, char **argv)
         vo.crop_other = vo.crop < 224;
     }
     if (vin && train_data_read(vin, &vo, &val) < 0) dd_die_err(DD_EXIT_DATA);
+    if (vin) note_resized(&val, &vo, weights ? weights : arch, valf);
     check_input(m, weights ? weights : arch, &tr, tname);
     if (vin) check_input(m, weights ? weights : arch, &val, valf);
     for (int k = 0; k < nteachers; k++) check_input(teachers[k], teacherfs[k], &tr, tname);

@@ -150,7 +150,8 @@ int imagefolder_has_splits(const char *root, const char *split)
     if (!splits || class_dirs(root, &names, &n)) return 0;
     for (size_t i = 0; i < n && splits; i++) {
         int named = !strcmp(names[i], split);
-        for (size_t k = 0; k < sizeof split_names / sizeof *split_names; k++) named |= !strcmp(names[i], split_names[k]);
+        for (size_t k = 0; k < sizeof split_names / sizeof *split_names; k++)
+            named |= !strcmp(names[i], split_names[k]);
         char *p = dd_path_join(root, names[i]);
         splits = named || !holds(p, 0); /* a folder with images of its own, not named as a split, is a class */
         free(p);

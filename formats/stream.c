@@ -306,7 +306,8 @@ void ts_record_copy(TsRecord *dst, const TsRecord *src)
         const Tensor *s = &src->fields[i].t;
         size_t nb = (size_t)tensor_nbytes(s);
         void *d = tsi_record_slot(dst, nb);
-        if (!d) dd_die(DD_EXIT_DATA, "record %s: field '%s': out of memory (%zu bytes)", src->key, src->fields[i].name, nb);
+        if (!d)
+            dd_die(DD_EXIT_DATA, "record %s: field '%s': out of memory (%zu bytes)", src->key, src->fields[i].name, nb);
         if (nb) memcpy(d, s->data, nb);
         TsField *f = &dst->fields[dst->nfields++];
         memcpy(f->name, src->fields[i].name, sizeof f->name);

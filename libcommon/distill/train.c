@@ -107,6 +107,7 @@ static int data_add(TrainData *d, DataFill *f, const TrainDataOpts *o, const TsR
         const Tensor *as = raw;
         if (o->crop > 0 && img.ndim == 3 && img.shape[1] >= 1 && img.shape[2] >= 1
             && !(o->crop_other && img.shape[1] == o->crop && img.shape[2] == o->crop)) {
+            if (!d->resized++) d->src_h = (int)img.shape[1], d->src_w = (int)img.shape[2];
             Tensor t = val_transform(&img, o->crop);
             tensor_free(&img);
             img = t;
@@ -1086,7 +1087,8 @@ int train_run(Nn *nn, const TrainConf *c, Model *m, const TrainData *tr, const T
     /* replay: skip the records of the epochs a checkpoint already holds */
     for (int64_t i = 0; replay && rc == 0 && i < (int64_t)st.epoch * steps_per_epoch; i++) {
         int r = ts_reader_next(replay, &rec);
-        if (r != 1) rc = r < 0 ? -1 : dd_err("%s: ends before epoch %d (resumed there)", ts_reader_name(replay), st.epoch + 1);
+        if (r != 1)
+            rc = r < 0 ? -1 : dd_err("%s: ends before epoch %d (resumed there)", ts_reader_name(replay), st.epoch + 1);
     }
 
     for (; rc == 0 && epoch < c->epochs; epoch++) {

@@ -47,6 +47,8 @@ typedef struct {
     int64_t max_hw;     /* the largest h * w among img */
     int64_t *y;         /* [n] class indices */
     float *soft;        /* [n,K] static soft logits (field "soft"), or NULL */
+    int64_t resized;    /* images resized and centre-cropped to TrainDataOpts.crop */
+    int src_h, src_w;   /* the first such image's size as stored */
 } TrainData;
 
 typedef struct {

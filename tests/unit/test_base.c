@@ -334,7 +334,8 @@ static int test_exit_past_stuck_handler(void)
         }
         char buf[128] = {0};
         ssize_t n = read(fd[0], buf, sizeof buf - 1), k;
-        while (n > 0 && (size_t)n < sizeof buf - 1 && (k = read(fd[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0) n += k;
+        while (n > 0 && (size_t)n < sizeof buf - 1 && (k = read(fd[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0)
+            n += k;
         close(fd[0]);
         const char *want = die ? "stuck: dying\nbuffered" : "buffered";
         int good = done && WIFEXITED(st) && WEXITSTATUS(st) == (die ? DD_EXIT_DATA : 7) && !strcmp(buf, want);

@@ -13,6 +13,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,7 @@ typedef struct {
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     size_t ws_fwd, ws_data, ws_filter;
+    cudnnMathType_t math_fwd, math_data, math_filter; /* each pass's, set on conv before its call */
 } Plan;
 
 struct CuConvCache {
@@ -45,12 +47,27 @@ static cudnnDataType_t dnn_type(int prec)
 
 static const char *prec_name(int prec) { return prec == 1 ? "fp16" : prec == 2 ? "bf16" : "fp32"; }
 
-/* The workspace of a chosen algorithm: the larger of the query's figure and cudnnGet*WorkspaceSize's
- * (status st, size ws) for the descriptor's math type (an algorithm listed under another math type
- * can need more; too small a workspace would fail the call). st not SUCCESS: the query's figure. */
-static size_t ws_checked(size_t listed, cudnnStatus_t st, size_t ws)
+/* An entry of an algorithm query that may be taken: it ran, or would (SUCCESS), deterministically, and for
+ * fp32 without tensor cores (TF32 rounds the inputs: the fp32 path promises FMA arithmetic). An entry's
+ * status, determinism and workspace belong to the math type it lists (PyTorch's cuDNN code says the same:
+ * the caller sets the entry's math type before running it): fp16 and bf16 run each pass under its entry's
+ * (run_math); fp32 under CUDNN_FMA_MATH always (CUDNN_DEFAULT_MATH would allow TF32 from Ampere on), its
+ * workspace query deciding that the algorithm runs so. */
+static int entry_ok(int prec, cudnnStatus_t st, cudnnDeterminism_t det, cudnnMathType_t math, size_t memory)
 {
-    return st == CUDNN_STATUS_SUCCESS && ws > listed ? ws : listed;
+    return st == CUDNN_STATUS_SUCCESS && det == CUDNN_DETERMINISTIC && memory <= WS_LIMIT &&
+           (prec || math == CUDNN_FMA_MATH || math == CUDNN_DEFAULT_MATH);
+}
+
+static cudnnMathType_t run_math(int prec, cudnnMathType_t listed) { return prec ? listed : CUDNN_FMA_MATH; }
+
+/* The workspace of an entry under its math type: the larger of the listed figure and
+ * cudnnGet*WorkspaceSize's (status st, size ws); SIZE_MAX (not taken) where that query fails (the
+ * algorithm is not supported so) or the figure passes WS_LIMIT. */
+static size_t ws_of(size_t listed, cudnnStatus_t st, size_t ws)
+{
+    size_t m = ws > listed ? ws : listed;
+    return st == CUDNN_STATUS_SUCCESS && m <= WS_LIMIT ? m : SIZE_MAX;
 }
 
 static DD_NORETURN void no_algo(const NnConvShape *s, int prec, const char *what)
@@ -107,8 +124,8 @@ static const char *plan_build(CuImpl *c, Plan *p, int nhwc)
     DNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, s->pad, s->pad, s->stride, s->stride, s->dil,
                                               s->dil, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     DNN_CHECK(cudnnSetConvolutionGroupCount(p->conv, s->groups));
-    /* fp32: FMA kernels only (CUDNN_DEFAULT_MATH would allow TF32 on Ampere and later); the
-     * descriptor's math type governs execution whatever algorithm is picked below. */
+    /* fp32: FMA kernels only (CUDNN_DEFAULT_MATH would allow TF32 on Ampere and later); the queries
+     * below list entries under this math type and others, and each pass runs under its entry's. */
     DNN_CHECK(cudnnSetConvolutionMathType(p->conv, prec ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     int n, cch, h, w;
     DNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &n, &cch, &h, &w));
@@ -122,52 +139,56 @@ static const char *plan_build(CuImpl *c, Plan *p, int nhwc)
      * against 6733 img-iter/s): timed one at a time, FFT algorithms won layers whose place in
      * the step they lose. Either way the first deterministic one that fits the workspace limit:
      * runs repeat bit for bit whichever is chosen. */
-    const char *fenv = getenv("DD_CUDNN_FIND");
-    const int find = fenv && atoi(fenv) != 0;
+    const int find = dd_env_on("DD_CUDNN_FIND");
     enum { NALGO = 16 };
     int got = 0, i;
-    size_t ws = 0; /* ws_checked's second opinion, and its status */
+    size_t ws = 0; /* cudnnGet*WorkspaceSize's figure for an entry, and its status */
     cudnnStatus_t st;
     cudnnConvolutionFwdAlgoPerf_t fp[NALGO];
     if (find) DNN_CHECK(cudnnFindConvolutionForwardAlgorithm(c->dnn, p->x, p->w, p->conv, p->y, NALGO, &got, fp));
     else DNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, p->x, p->w, p->conv, p->y, NALGO, &got, fp));
-    for (i = 0; i < got; i++)
-        if (fp[i].status == CUDNN_STATUS_SUCCESS && fp[i].determinism == CUDNN_DETERMINISTIC &&
-            fp[i].memory <= WS_LIMIT)
-            break;
+    for (i = 0; i < got; i++) {
+        if (!entry_ok(prec, fp[i].status, fp[i].determinism, fp[i].mathType, fp[i].memory)) continue;
+        DNN_CHECK(cudnnSetConvolutionMathType(p->conv, run_math(prec, fp[i].mathType)));
+        st = cudnnGetConvolutionForwardWorkspaceSize(c->dnn, p->x, p->w, p->conv, p->y, fp[i].algo, &ws);
+        if ((p->ws_fwd = ws_of(fp[i].memory, st, ws)) != SIZE_MAX) break;
+    }
     if (i == got) return "forward";
     p->fwd = fp[i].algo;
-    st = cudnnGetConvolutionForwardWorkspaceSize(c->dnn, p->x, p->w, p->conv, p->y, p->fwd, &ws);
-    p->ws_fwd = ws_checked(fp[i].memory, st, ws);
+    p->math_fwd = run_math(prec, fp[i].mathType);
     cudnnConvolutionBwdDataAlgoPerf_t dp[NALGO];
+    DNN_CHECK(cudnnSetConvolutionMathType(p->conv, prec ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     if (find)
         DNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(c->dnn, p->w, p->y, p->conv, p->x, NALGO, &got, dp));
     else
         DNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->w, p->y, p->conv, p->x, NALGO,
                                                               &got, dp));
-    for (i = 0; i < got; i++)
-        if (dp[i].status == CUDNN_STATUS_SUCCESS && dp[i].determinism == CUDNN_DETERMINISTIC &&
-            dp[i].memory <= WS_LIMIT)
-            break;
+    for (i = 0; i < got; i++) {
+        if (!entry_ok(prec, dp[i].status, dp[i].determinism, dp[i].mathType, dp[i].memory)) continue;
+        DNN_CHECK(cudnnSetConvolutionMathType(p->conv, run_math(prec, dp[i].mathType)));
+        st = cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, p->w, p->y, p->conv, p->x, dp[i].algo, &ws);
+        if ((p->ws_data = ws_of(dp[i].memory, st, ws)) != SIZE_MAX) break;
+    }
     if (i == got) return "backward-data";
     p->bwd_data = dp[i].algo;
-    st = cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, p->w, p->y, p->conv, p->x, p->bwd_data, &ws);
-    p->ws_data = ws_checked(dp[i].memory, st, ws);
+    p->math_data = run_math(prec, dp[i].mathType);
     cudnnConvolutionBwdFilterAlgoPerf_t wp[NALGO];
+    DNN_CHECK(cudnnSetConvolutionMathType(p->conv, prec ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     if (find)
         DNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(c->dnn, p->x, p->y, p->conv, p->w, NALGO,
                                                               &got, wp));
     else
         DNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, p->x, p->y, p->conv, p->w,
                                                                 NALGO, &got, wp));
-    for (i = 0; i < got; i++)
-        if (wp[i].status == CUDNN_STATUS_SUCCESS && wp[i].determinism == CUDNN_DETERMINISTIC &&
-            wp[i].memory <= WS_LIMIT)
-            break;
+    for (i = 0; i < got; i++) {
+        if (!entry_ok(prec, wp[i].status, wp[i].determinism, wp[i].mathType, wp[i].memory)) continue;
+        DNN_CHECK(cudnnSetConvolutionMathType(p->conv, run_math(prec, wp[i].mathType)));
+        st = cudnnGetConvolutionBackwardFilterWorkspaceSize(c->dnn, p->x, p->y, p->conv, p->w, wp[i].algo, &ws);
+        if ((p->ws_filter = ws_of(wp[i].memory, st, ws)) != SIZE_MAX) break;
+    }
     if (i == got) return "backward-filter";
     p->bwd_filter = wp[i].algo;
-    st = cudnnGetConvolutionBackwardFilterWorkspaceSize(c->dnn, p->x, p->y, p->conv, p->w, p->bwd_filter, &ws);
-    p->ws_filter = ws_checked(wp[i].memory, st, ws);
+    p->math_filter = run_math(prec, wp[i].mathType);
     return NULL;
 }
 
@@ -409,6 +430,7 @@ static void conv2d_fwd(NnBackend *be, const NnConvShape *s, const float *x, cons
     const float one = 1.0f, zero = 0.0f;
     Tmp tw, tc = {NULL, 0};
     void *ws = workspace(c, p->ws_fwd, &tw);
+    DNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math_fwd));
     if (!c->precision) {
         DNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv, p->fwd, ws,
                                           p->ws_fwd, &zero, p->y, y));
@@ -434,6 +456,7 @@ static void conv2d_bwd_data(NnBackend *be, const NnConvShape *s, const float *dy
     const float one = 1.0f, zero = 0.0f;
     Tmp tw, tc = {NULL, 0};
     void *ws = workspace(c, p->ws_data, &tw);
+    DNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math_data));
     if (!c->precision) {
         DNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv, p->bwd_data,
                                                ws, p->ws_data, &one, p->x, dx));
@@ -459,6 +482,7 @@ static void conv2d_bwd_filter(NnBackend *be, const NnConvShape *s, const float *
     if (dw) {
         Tmp tw, tc = {NULL, 0};
         void *ws = workspace(c, p->ws_filter, &tw);
+        DNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math_filter));
         if (!c->precision) {
             DNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, x, p->y, dy, p->conv,
                                                      p->bwd_filter, ws, p->ws_filter, &one, p->w, dw));

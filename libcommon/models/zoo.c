@@ -370,6 +370,9 @@ NnVar *model_forward(Model *m, Nn *nn, NnVar *x, int training)
     const Tensor *t = &x->v;
     if (t->ndim != 4 || model_check_input(m, t->shape[1], t->shape[2], t->shape[3]) < 0)
         dd_die(1, "model_forward: %s", t->ndim == 4 ? dd_errmsg() : "input must be NCHW");
+    /* no program makes an empty batch; the backends need not handle one (cuDNN refuses a dimension of 0, a
+     * CUDA grid of 0 blocks is a launch error, a mean over 0 images is NaN) */
+    if (t->shape[0] < 1) dd_die(1, "model_forward: an empty batch (0 images)");
     NnVar *xn = nn_normalize(nn, x, m->mean, m->std);
     return nn_done_with(nn, m->net(m, nn, xn, training), xn);
 }

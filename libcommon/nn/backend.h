@@ -264,5 +264,9 @@ NnBackend *nn_cpu_backend_new(int threads);
 /* The CUDA backend, or NULL with dd_err and dd_err_code(DD_EXIT_DEVICE) when it is unavailable
  * (no device, or built without CUDA). */
 NnBackend *nn_cuda_backend_new(int threads);
+/* The CUDA backend's convolution plans so far that DD_CUDA_NHWC=1 asked to run NHWC: *nhwc of them do, and
+ * *nchw run NCHW since cuDNN listed no deterministic NHWC algorithm for their shape (a test's check that
+ * the NHWC path ran). Zeros for another backend. */
+void nn_cuda_conv_layouts(NnBackend *be, int *nhwc, int *nchw);
 
 #endif

@@ -214,6 +214,7 @@ static Plan *plan_get(CuImpl *c, const NnConvShape *s)
         what = plan_build(c, p, 0);
     }
     if (what) no_algo(s, prec, what);
+    if (nhwc) (p->nhwc ? c->nhwc_plans : c->nhwc_fell_back)++;
     cc->n++;
     return p;
 }

@@ -46,6 +46,7 @@ typedef struct {
     CuBuf cast;                  /* fp16/bf16 copies of conv/linear operands (without tmp_get) */
     int own_tmp;                 /* DD_CUDA_OWN_TMP=1: those two as without tmp_get (a check of it) */
     int nhwc;                    /* DD_CUDA_NHWC=1: fp16/bf16 convolutions in NHWC (conv.cu) */
+    int nhwc_plans, nhwc_fell_back; /* plans that asked for NHWC: made so, made NCHW (nn_cuda_conv_layouts) */
 } CuImpl;
 
 static inline CuImpl *cu_impl(NnBackend *be) { return (CuImpl *)be->impl; }

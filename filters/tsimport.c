@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "formats/codecs.h"
@@ -177,6 +178,9 @@ static void import_cifar(Out *o, const char *dir, int c100)
         else snprintf(nm, sizeof nm, "data_batch_%d%s", f + 1, py ? "" : ".bin");
         char *p = dd_path_join(dir, nm);
         Tensor im, lb;
+        if (f > 0 && access(p, F_OK) < 0) /* the training split is the five batches: one missing is no subset */
+            dd_die(DD_EXIT_DATA, "%s: %s (CIFAR-10's training split is data_batch_1 to data_batch_5, all five; "
+                   "tscat --head or -e takes a subset)", p, strerror(errno));
         if ((py ? cifar_read_py(p, c100, &im, &lb) : cifar_read(p, c100, &im, &lb)) < 0) dd_die_err(DD_EXIT_DATA);
         const int64_t *l = lb.data;
         for (int64_t i = 0; i < im.shape[0] && more; i++)

@@ -307,7 +307,10 @@ done
 rm c10/batches.meta.txt
 "$BIN/tsimport" --split test c10 | "$BIN/tsinfo" --json | grep -q '"airplane"' || fail "CIFAR-10 default names"
 rm c10/data_batch_4.bin
-expect_exit 1 "missing CIFAR batch" -- "$BIN/tsimport" --format cifar10 c10
+rc=0; "$BIN/tsimport" --format cifar10 c10 >out.tsr 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -qx "tsimport: c10/data_batch_4.bin: No such file or directory (CIFAR-10's training split is \
+data_batch_1 to data_batch_5, all five; tscat --head or -e takes a subset)" err.txt \
+    && ok "missing CIFAR batch: $(cat err.txt)" || fail "missing CIFAR batch: exit $rc: $(cat err.txt)"
 head -c 5000 c100/train.bin >c100/t && mv c100/t c100/train.bin
 expect_exit 1 "truncated CIFAR-100 file" -- "$BIN/tsimport" c100
 rm c100/fine_label_names.txt

@@ -100,10 +100,12 @@ static void make_replay(TrainReplay *rp, int64_t e, int64_t b, int n)
     rp->crop = dd_malloc((size_t)n * sizeof(AugBox));
     rp->flip = dd_malloc((size_t)n);
     rp->logits = dd_malloc((size_t)n * K * sizeof(float));
-    int64_t order[N];
-    dd_rng_perm(&r, order, N);
+    int64_t order[N]; /* one permutation per epoch, batch b its slice: every image once per epoch, as relabel */
+    DdRng ro;
+    dd_rng_init(&ro, 11, 3, (uint64_t)e);
+    dd_rng_perm(&ro, order, N);
     for (int i = 0; i < n; i++) {
-        rp->index[i] = order[i];
+        rp->index[i] = order[(b * n + i) % N];
         rp->crop[i] = aug_rrc(&r, S, S, 0.08, 1.0, 3.0 / 4.0, 4.0 / 3.0);
         rp->flip[i] = dd_rng_uniform(&r) < 0.5;
     }

@@ -357,8 +357,12 @@ int main(int argc, char **argv)
      * for --split train or test; a split that the tree does not have is an error */
     const char *folder = path;
     if (fmt == 3) {
-        int splits = imagefolder_has_splits(path, "train");
-        if (imagefolder_has_splits(path, o.split)) {
+        int splits = imagefolder_has_splits(path, "train", 1);
+        if (splits < 0 && !split_given) {
+            free(split_dir);
+            dd_die_err(DD_EXIT_DATA);
+        }
+        if (split_given ? imagefolder_has_splits(path, o.split, 0) : splits) {
             folder = split_dir;
         } else if (split_given && (splits || !traintest)) {
             dd_err("%s: %s (--split %s); %s", split_dir,

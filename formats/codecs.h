@@ -119,9 +119,11 @@ typedef struct {
  * files in class order, then by name; unlisted images are skipped with a dd_warn. */
 int imagefolder_scan(const char *root, ImageFolder *out);
 /* 1 when the tree at root has splits (ImageNet's train/ and val/ of class folders), split among them: root/split
- * holds folders and no image of its own, and every folder of root with images of its own is named as a split
- * (train, val, valid, validation, test: ImageNet's flat val), else it is a class and root a tree of classes. */
-int imagefolder_has_splits(const char *root, const char *split);
+ * holds folders and no image of its own (else 0: root is a tree of classes, split one of them or none); with
+ * others, also no other folder of root not named as a split (train, val, valid, validation, test: ImageNet's
+ * flat val may hold images) holds images, at any depth: one that does makes the tree ambiguous, -1 with dd_err
+ * (split a class of subfolders beside other classes, or a folder of samples beside the splits). */
+int imagefolder_has_splits(const char *root, const char *split, int others);
 void imagefolder_free(ImageFolder *f);
 /* Decodes the files [first, first + n) of f into out[0..n) on `threads` threads (the caller's among
  * them): U8 [3,H,W] each, gray expanded to RGB as ImageFolder loaders convert everything to RGB.

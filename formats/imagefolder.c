@@ -139,7 +139,23 @@ static int holds(const char *dir, int sub)
     return found;
 }
 
-int imagefolder_has_splits(const char *root, const char *split)
+/* 1 when an image file is anywhere under dir (the search stops at the first; not below IF_MAX_DEPTH). */
+static int holds_below(const char *dir, int depth)
+{
+    char **names;
+    size_t n;
+    if (depth > IF_MAX_DEPTH || list_dir(dir, &names, &n)) return 0;
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++) {
+        char *p = dd_path_join(dir, names[i]);
+        found = dd_is_dir(p) ? holds_below(p, depth + 1) : is_image_name(names[i]);
+        free(p);
+    }
+    names_free(names, n);
+    return found;
+}
+
+int imagefolder_has_splits(const char *root, const char *split, int others)
 {
     static const char *const split_names[] = {"train", "val", "valid", "validation", "test"};
     char *sd = dd_path_join(root, split);
@@ -147,13 +163,16 @@ int imagefolder_has_splits(const char *root, const char *split)
     free(sd);
     char **names;
     size_t n;
-    if (!splits || class_dirs(root, &names, &n)) return 0;
-    for (size_t i = 0; i < n && splits; i++) {
+    if (!splits || !others || class_dirs(root, &names, &n)) return splits;
+    for (size_t i = 0; i < n && splits > 0; i++) {
         int named = !strcmp(names[i], split);
         for (size_t k = 0; k < sizeof split_names / sizeof *split_names; k++)
             named |= !strcmp(names[i], split_names[k]);
         char *p = dd_path_join(root, names[i]);
-        splits = named || !holds(p, 0); /* a folder with images of its own, not named as a split, is a class */
+        if (!named && holds_below(p, 0)) /* a class (and split a class of subfolders), or a folder beside splits */
+            splits = dd_err("%s: %s holds class folders as a split does, but %s holds images: a tree of splits or of "
+                            "classes? --split %s reads %s (to read the folders as classes, rename %s)", root, split,
+                            names[i], split, split, split);
         free(p);
     }
     names_free(names, n);

@@ -348,6 +348,19 @@ rc=0; "$BIN/tsimport" -q --split val veh >out.tsr 2>err.txt || rc=$?
 [ $rc = 1 ] && [ ! -s out.tsr ] && grep -qx "tsimport: veh/val: no such directory (--split val); a tree of classes (its \
 folders hold images), read whole as --split train or test" err.txt && ok "--split val of a tree of classes: $(cat err.txt)" \
     || fail "--split val of classes: exit $rc: $(cat err.txt)"
+# a train/ of class folders beside a folder of images (samples beside the splits; or classes of subfolders,
+# Tiny-ImageNet-style, one named train): ambiguous, an error asking for --split, which reads the split
+mkdir -p amb/train/a amb/train/b amb/val/a amb/val/b amb/samples tin/train/images tin/cat/images
+cp "$1" amb/train/a/ && cp "$2" amb/train/b/ && cp "$3" amb/val/a/ && cp "$4" amb/val/b/ && cp "$1" amb/samples/
+cp "$1" tin/train/images/ && cp "$2" tin/cat/images/
+for t in "amb:samples" "tin:cat"; do
+    rc=0; "$BIN/tsimport" -q ${t%%:*} >out.tsr 2>err.txt || rc=$?
+    [ $rc = 1 ] && [ ! -s out.tsr ] && grep -qx "tsimport: ${t%%:*}: train holds class folders as a split does, but \
+${t#*:} holds images: a tree of splits or of classes? --split train reads train (to read the folders as classes, \
+rename train)" err.txt && ok "an ambiguous tree (${t#*:} beside train/): $(cat err.txt)" || fail "ambiguous ${t%%:*}: exit $rc: $(cat err.txt)"
+done
+"$BIN/tsimport" -q --split val amb | "$BIN/tsinfo" | grep -q "^classes: 2$" && ok "--split val of that tree: its val" \
+    || fail "--split val of the ambiguous tree"
 # ImageNet's val before its valprep script (images of its own, no class folders) keeps train/ a split
 mkdir -p inet/train/a inet/train/b inet/val && cp "$1" inet/train/a/ && cp "$2" inet/train/b/ && cp "$3" inet/val/x.png
 "$BIN/tsimport" -q inet | "$BIN/tsinfo" | grep -q "^classes: 2$" && ok "a flat val beside train/ of classes: train read" \

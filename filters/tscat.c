@@ -66,7 +66,7 @@ static char **keys_load(const char *arg, int *n)
 }
 
 /* The directories make_parents created, removed (when empty: rmdir) at an exit before the set is whole. */
-static char *made_dirs[64];
+static char **made_dirs;
 static int nmade, shards_whole;
 
 static void remove_made_dirs(void)
@@ -85,7 +85,8 @@ static void make_parents(const char *pattern)
     for (char *p = strchr(d + 1, '/'); p; p = strchr(p + 1, '/')) {
         *p = 0;
         if (mkdir(d, 0777) == 0) {
-            if (nmade < (int)(sizeof made_dirs / sizeof *made_dirs)) made_dirs[nmade++] = dd_strdup(d);
+            made_dirs = dd_realloc(made_dirs, (size_t)(nmade + 1) * sizeof *made_dirs);
+            made_dirs[nmade++] = dd_strdup(d);
         } else if (errno != EEXIST) {
             dd_die(DD_EXIT_DATA, "%s: cannot create: %s", d, strerror(errno));
         }

@@ -355,7 +355,7 @@ static int line_log_put(LineLog *l, size_t n)
 static ssize_t line_log_write(void *cookie, const char *p, size_t n)
 {
     LineLog *l = cookie;
-    if (l->err) return errno = l->err, -1;
+    if (l->err) return errno = l->err, 0; /* fopencookie(3): 0 on error, never negative (errno says why) */
     if (l->len + n > l->cap) {
         l->cap = (l->len + n) * 2;
         l->buf = dd_realloc(l->buf, l->cap);
@@ -364,7 +364,7 @@ static ssize_t line_log_write(void *cookie, const char *p, size_t n)
     l->len += n;
     size_t whole = l->len;
     while (whole && l->buf[whole - 1] != '\n') whole--;
-    if (whole && line_log_put(l, whole) < 0) return -1;
+    if (whole && line_log_put(l, whole) < 0) return 0;
     return (ssize_t)n;
 }
 
@@ -372,7 +372,7 @@ static int line_log_close(void *cookie)
 {
     LineLog *l = cookie;
     int rc = l->err || (l->len && line_log_put(l, l->len) < 0) ? -1 : 0; /* a last line without its newline */
-    int e = errno;
+    int e = l->err ? l->err : errno;
     if (close(l->fd) < 0 && !rc) rc = -1, e = errno;
     free(l->buf);
     free(l);

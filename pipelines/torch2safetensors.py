@@ -553,6 +553,14 @@ def convert(torch, a):
         print(f"{a.checkpoint}: {arch}'s small-image stem differs from torchvision's only in stride, which "
               f"a state_dict does not hold: written as {arch} (torchvision's stem); give --arch {arch}m "
               "for the small-image variant", file=sys.stderr)
+    def family(name):   # the zoo name without options and without the small-stem "m"
+        base = name.partition(":")[0]
+        return base[:-1] if base.endswith("m") else base
+    if a.arch and family(a.arch) != family(arch):   # a file nothing could load: said now, not at load time
+        raise SystemExit(f"--arch {a.arch}: the tensors are {arch}'s (give the architecture they hold, or no "
+                         "--arch: it is read from them)")
+    if a.input_size and arch.startswith("convnet") and a.input_size != size:
+        raise SystemExit(f"--input-size {a.input_size}: {arch}'s head fixes its input at {size} px")
     if a.arch and is_small(a.arch) != is_small(arch):
         size = 32 if is_small(a.arch) else 224
     meta = {"format": "ddpipe-weights/1", "arch": a.arch or arch, "in_channels": str(inch),

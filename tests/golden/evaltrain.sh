@@ -190,7 +190,8 @@ open('ctext.pth', 'w').write('hello')"
     "${C[@]}" cnet.pth cnet.safetensors 2>/dev/null && "$BIN/tsinfo" cnet.safetensors | grep -q '"arch"\|arch' \
         && ok "torch2safetensors: {\"net\": state_dict}" || fail "converter: net key"
     for c in "ctwo.pth::tensors under the keys \['a', 'b'\]: give --key K" "ctext.pth::not a PyTorch checkpoint" \
-             "cnet.pth:--class-index 0,10:--class-index: want distinct rows from 0 to 9 of fc"; do
+             "cnet.pth:--class-index 0,10:--class-index: want distinct rows from 0 to 9 of fc" \
+             "cnet.pth:--arch convnet3:--arch convnet3: the tensors are resnet18's"; do
         f=${c%%:*}; r=${c#*:}; opt=${r%%:*}; want=${r#*:}
         rc=0; "${C[@]}" $opt "$f" cx.safetensors >/dev/null 2>err.txt || rc=$?
         [ $rc = 1 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "^torch2safetensors.py: .*$want" err.txt && [ ! -e cx.safetensors ] \

@@ -266,8 +266,11 @@ mkdir -p bignpy && "$PYTHON" -c "
 import numpy as np
 np.save('bignpy/image.npy', np.zeros((1, 1, 5000, 5000), np.float32)); np.save('bignpy/label.npy', np.zeros(1, np.int64))" \
     && "$BIN/tsimport" -q -f npy -o big.tsr bignpy && "$BIN/tscat" -q --shards 'bigsh-%02d.tar' big.tsr || fail "a big record"
-named=0 bad=
-for v in $(seq 60000 20000 400000); do
+named=0 bad= vs=$(seq 60000 20000 400000)
+# (a sanitizer build maps terabytes of shadow memory: it cannot start under any such limit)
+( ulimit -v 400000; exec "$BIN/tscat" --version ) >/dev/null 2>&1 || { vs=; echo "note: tscat cannot start \
+under ulimit -v 400000 here (a sanitizer build?): the out-of-memory row is not checked"; }
+for v in $vs; do
     for f in big.tsr bigsh-00.tar; do
         rc=0; ( ulimit -v $v; exec timeout 60 "$BIN/tscat" -q $f ) >big.out 2>big.err || rc=$?
         case $rc in
@@ -278,8 +281,8 @@ for v in $(seq 60000 20000 400000); do
     done
 done
 rm -f big.out bignpy/image.npy
-[ -z "$bad" ] && [ $named -ge 2 ] && ok "a record too big for ulimit -v: named by file and record ($named runs)" \
-    || fail "out of memory: $named named; others:$bad"
+[ -z "$vs" ] || { [ -z "$bad" ] && [ $named -ge 2 ] && ok "a record too big for ulimit -v: named by file and record \
+($named runs)" || fail "out of memory: $named named; others:$bad"; }
 # a standard stream closed at start: the next file opened does not take its place (an input read as stdin,
 # or taken for the file stdout writes to), and using the closed stream is a read or write error
 rc=0; "$BIN/tscat" -q fm.tsr - <&- >o.tsr 2>err.txt || rc=$?

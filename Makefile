@@ -66,11 +66,16 @@ $(error GPU=1 but nvcc was not found (set NVCC=/path/to/nvcc or build with GPU=0
 endif
 CUDA_DIR := $(patsubst %/bin/nvcc,%,$(NVCC))
 CU_SRC := $(CU_FOUND)
-LIB_SRC += $(wildcard libcommon/nn/cuda/*.c)
-# cuDNN, cuBLAS and the runtime are shared libraries found through the rpath (cuDNN sits beside
-# them in $(CUDA_DIR)/lib64 on these machines); nothing touches the driver until -d cuda is asked.
+# The backend is a library of its own, build/lib/libddpipe-cuda.so, that the programs open when -d cuda
+# is asked (libcommon/nn/cudaload/load.c): they link no CUDA library, so they start without one. It
+# links cuDNN, cuBLAS and the runtime through the rpath (cuDNN sits beside them in $(CUDA_DIR)/lib64 on
+# these machines) and takes the few functions it needs of ours (dd_err, dd_malloc, ...) from the
+# program, which exports them (-rdynamic).
 CUDA_LIBS := -L$(CUDA_DIR)/lib64 -Wl,-rpath,$(CUDA_DIR)/lib64 -lcudnn -lcublas -lcudart -lstdc++
-LDLIBS += $(CUDA_LIBS)
+CUDA_SO := $(BUILD)/lib/libddpipe-cuda.so
+LIB_SRC += libcommon/nn/cudaload/load.c
+LDLIBS += -ldl
+ALL_LDFLAGS += -rdynamic
 # sm_90 machine code (H100/H200) plus compute_90 PTX for later GPUs. --fmad=false: our kernels
 # round as the CPU reference does (they are memory-bound; cuDNN/cuBLAS are not affected).
 NVFLAGS := -O2 -std=c++17 -I. -gencode=arch=compute_90,code=sm_90 \
@@ -80,7 +85,8 @@ else
 CU_SRC :=
 LIB_SRC += $(wildcard libcommon/nn/nocuda/*.c)
 endif
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libddpipe.a
 
 PROG_SRC := $(wildcard filters/*.c)
@@ -96,7 +102,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/%_replay)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all check check-gpu demo xarch ablation bench deps install clean fuzz man
-all: $(PROGS) $(UNITS) $(FUZZ_REPLAY) $(PARITY) $(BENCHES)
+all: $(PROGS) $(UNITS) $(FUZZ_REPLAY) $(PARITY) $(BENCHES) $(CUDA_SO)
 
 $(BUILD)/obj/%.o: %.c | $(BUILD)/.build-deps-ok
 	@mkdir -p $(@D)
@@ -110,6 +116,12 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@
 	ar rcs $@ $^
+
+# the loader knows the build tree's library by its absolute path too (a program run from elsewhere)
+$(BUILD)/obj/libcommon/nn/cudaload/load.o: ALL_CFLAGS += -DDD_CUDA_SO_BUILD='"$(abspath $(CUDA_SO))"'
+$(CUDA_SO): $(CU_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared $^ $(CUDA_LIBS) -o $@
 
 $(BUILD)/bin/%: $(BUILD)/obj/filters/%.o $(LIB)
 	@mkdir -p $(@D)
@@ -236,10 +248,11 @@ MAN7 := $(wildcard man/man7/*.7)
 PIPE_DATA := $(wildcard pipelines/*.mk pipelines/*.gp)
 PIPE_EXEC := $(wildcard pipelines/*.sh pipelines/*.py)
 PIPE_DIR := $(DESTDIR)$(PREFIX)/share/ddpipe/pipelines
-install: $(PROGS)
+install: $(PROGS) $(CUDA_SO)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7 $(PIPE_DIR)
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	$(if $(CUDA_SO),install -d $(DESTDIR)$(PREFIX)/lib/ddpipe && install -m 0755 $(CUDA_SO) $(DESTDIR)$(PREFIX)/lib/ddpipe/)
 	install -m 0644 $(PIPE_DATA) $(PIPE_DIR)/
 	install -m 0755 $(PIPE_EXEC) $(PIPE_DIR)/
 	$(if $(MAN1),install -m 0644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1/)
@@ -249,4 +262,4 @@ install: $(PROGS)
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(patsubst %.c,$(BUILD)/obj/%.d,$(PROG_SRC) $(UNIT_SRC) $(PARITY_SRC) $(BENCH_SRC) $(FUZZ_SRC))
+-include $(LIB_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(patsubst %.c,$(BUILD)/obj/%.d,$(PROG_SRC) $(UNIT_SRC) $(PARITY_SRC) $(BENCH_SRC) $(FUZZ_SRC))

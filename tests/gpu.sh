@@ -18,7 +18,7 @@
 # profile   ncu's per-kernel times of the resnet18 224-px fp16 recover step (2 timed steps)
 # tests/gpu_bundle.sh gathers what such a machine lacks and writes the command that runs this.
 # Environment: PYTHON (default python3: torch, numpy), FMNIST, PEER; DD_LIBS, a folder of shared
-# libraries the machine lacks (libarchive, libopenblas, ...: `ldd build/bin/recover` says which),
+# libraries the machine lacks (libarchive, libopenblas, ...: `ldd build/bin/recover build/lib/*.so` says which),
 # put first on LD_LIBRARY_PATH; cuDNN and cuBLAS are looked for in PyTorch's nvidia/* packages,
 # then /usr/local/cuda/lib64. Logs go to $LOGS (default build/gpu-logs). make check-gpu is the
 # same checks on a machine that has the build dependencies (tests/run.sh, GPU SKIPs failing).
@@ -33,7 +33,7 @@ mkdir -p "$LOGS"
 nv=$("$PYTHON" -c 'import os, nvidia; p = nvidia.__path__[0]; print(":".join(os.path.join(p, d, "lib")
     for d in ("cudnn", "cublas", "cuda_runtime") if os.path.isdir(os.path.join(p, d, "lib"))))' 2>/dev/null)
 export LD_LIBRARY_PATH=${DD_LIBS:+$DD_LIBS:}${nv:+$nv:}/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-missing=$(ldd "$BIN/recover" | grep 'not found')
+missing=$(ldd "$BIN/recover" "$PWD/$BUILD/lib/libddpipe-cuda.so" | grep 'not found')   # (the backend: -d cuda opens it)
 [ -z "$missing" ] || { echo "gpu: libraries not found (set DD_LIBS):"; echo "$missing"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
 for p in $parts; do

@@ -6,9 +6,9 @@
 #   DIR/fmnist/       Fashion-MNIST: the first 12,000 training images and the test set
 #   DIR/torch_recover_peer.py   the PyTorch peer of the recover bench
 #   DIR/run.sh        unpacks the libraries and runs tests/gpu.sh with DD_LIBS, FMNIST and PEER
-# Then, on the device machine (repository root; carried: build/bin, build/tests/test_cuda_ops,
-# build/tests/test_cuda_models, build/tests/parity, build/bench and DIR, about 49 MiB; all of
-# build/tests would pass 64 MiB):
+# Then, on the device machine (repository root; carried: build/bin, build/lib (the CUDA backend the
+# programs open for -d cuda), build/tests/test_cuda_ops, build/tests/test_cuda_models,
+# build/tests/parity, build/bench and DIR, about 49 MiB; all of build/tests would pass 64 MiB):
 #   LOGS=$OUT bash DIR/run.sh ops models programs bench profile
 # or, where a machine might not last the whole run (one stopped answering on 2026-12-05 and
 # nothing came back), two calls on the same warm machine: `ops models`, then `programs bench`.
@@ -19,13 +19,14 @@ BUILD=${BUILD:-build}
 FM=${FMNIST:-/usr/share/datasets/fashion-mnist}
 PEER=${PEER:-../shared/bench/torch_recover_peer.py}
 PYTHON=${PYTHON:-/usr/bin/python3}
-[ -x "$BUILD/bin/recover" ] && [ -x "$BUILD/tests/test_cuda_ops" ] || { echo "gpu_bundle: build first (make)"; exit 1; }
+[ -x "$BUILD/bin/recover" ] && [ -x "$BUILD/tests/test_cuda_ops" ] && [ -f "$BUILD/lib/libddpipe-cuda.so" ] \
+    || { echo "gpu_bundle: build first, with CUDA (make)"; exit 1; }
 mkdir -p "$DIR/fmnist"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/libs"
 # every library the programs, tests and benches load, less glibc's, the C++ runtime's and CUDA's
-for b in "$BUILD"/bin/* "$BUILD"/tests/test_cuda_ops "$BUILD"/bench/*; do ldd "$b"; done |
+for b in "$BUILD"/bin/* "$BUILD"/tests/test_cuda_ops "$BUILD"/bench/* "$BUILD"/lib/*.so; do ldd "$b"; done |
     awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u |
     grep -Ev '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+)\.so|/libcu|/libnv|/usr/local/cuda' |
     while read -r l; do cp -L "$l" "$tmp/libs/"; done

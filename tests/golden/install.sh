@@ -12,6 +12,18 @@ progs=(tsimport tsinfo tscat tsexport tscmp resample arcmerge patchsel recover r
 n=0; for p in "${progs[@]}"; do [ -x "$root/usr/bin/$p" ] && n=$((n + 1)); done
 [ "$n" = ${#progs[@]} ] && "$root/usr/bin/recover" --version >/dev/null \
     && ok "the ${#progs[@]} programs in PREFIX/bin" || fail "programs: $(ls "$root/usr/bin")"
+# the CUDA backend's library, where the installed programs look first (PREFIX/lib/ddpipe)
+if [ -f "$TESTS/../$BUILD/lib/libddpipe-cuda.so" ]; then
+    [ -f "$root/usr/lib/ddpipe/libddpipe-cuda.so" ] || fail "no PREFIX/lib/ddpipe/libddpipe-cuda.so"
+    if command -v strace >/dev/null && strace -o st.txt true 2>/dev/null; then
+        "$root/usr/bin/tsimport" --limit 20 "$fmnist" >f20.tsr
+        rc=0; strace -f -e trace=openat -o st.txt "$root/usr/bin/evaltrain" -d cuda -m convnet3 --epochs 1 f20.tsr \
+            >/dev/null 2>err.txt || rc=$?
+        grep -q "openat(.*\"$root/usr/bin/../lib/ddpipe/libddpipe-cuda.so\"" st.txt \
+            && ok "the installed evaltrain opens PREFIX/lib/ddpipe/libddpipe-cuda.so (exit $rc)" \
+            || fail "installed evaltrain's library: $(grep libddpipe-cuda st.txt | head -n 2) $(cat err.txt)"
+    else echo "note: no strace here: which library the installed evaltrain opens is not checked"; fi
+fi
 for m in man1/tsexport.1 man1/recover.1 man5/ddpipe-stream.5 man7/ddpipe.7 man7/ddpipe-cuda.7 man7/ddpipe-method.7; do
     [ -f "$root/usr/share/man/$m" ] || fail "no $m"
 done

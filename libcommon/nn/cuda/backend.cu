@@ -179,14 +179,16 @@ static int init_err(const char *call, const char *msg)
         }                                                                                      \
     } while (0)
 
-extern "C" void nn_cuda_conv_layouts(NnBackend *be, int *nhwc, int *nchw)
+/* The library's two entry points (libcommon/nn/cudaload/load.c finds them by name; other names than the
+ * program's own nn_cuda_*, which would interpose) */
+extern "C" void dd_cuda_so_conv_layouts(NnBackend *be, int *nhwc, int *nchw)
 {
     const int cuda = be && be->device == DD_CUDA;
     *nhwc = cuda ? cu_impl(be)->nhwc_plans : 0;
     *nchw = cuda ? cu_impl(be)->nhwc_fell_back : 0;
 }
 
-extern "C" NnBackend *nn_cuda_backend_new(int threads)
+extern "C" NnBackend *dd_cuda_so_backend_new(int threads)
 {
     (void)threads;              /* host threads: the CUDA backend does its work on the device */
     NnBackend *be = (NnBackend *)dd_calloc(1, sizeof *be);

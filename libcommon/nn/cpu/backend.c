@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -153,9 +154,24 @@ float *cpu_shared(NnBackend *be, size_t n)
     return c->shared;
 }
 
+/* Under an address-space limit below 4 GiB (ulimit -v), said once: OpenBLAS retries a buffer it cannot map
+ * for ever, so such a run can hang in a matrix product where it would fail (ddpipe(7) BUGS); a limit on
+ * resident memory fails cleanly instead. */
+static void warn_address_limit(void)
+{
+    static int said;
+    struct rlimit r;
+    if (said || getrlimit(RLIMIT_AS, &r) < 0 || r.rlim_cur == RLIM_INFINITY || r.rlim_cur >= (rlim_t)4 << 30) return;
+    said = 1;
+    dd_warn("address space limited to %llu MiB (ulimit -v): OpenBLAS hangs rather than fails when it cannot map a "
+            "buffer (128 MiB a thread); limit resident memory instead (ddpipe(7) BUGS)",
+            (unsigned long long)(r.rlim_cur >> 20));
+}
+
 NnBackend *nn_cpu_backend_new(int threads)
 {
     if (threads < 1) threads = 1;
+    warn_address_limit();
 #ifdef __GLIBC__
     /* Big blocks (the arena's chunks, which a step that outgrows them frees and takes anew)
      * mapped and unmapped whole: glibc's default raises its mmap threshold to the size of each

@@ -23,7 +23,7 @@ for s in "${seeds[@]}"; do hdr+=$(printf '  %-15s' "seed $s"); done
 echo "$hdr  $(printf '%6s %6s' mean_f mean_b)"
 for c in $ABLATION; do
     k=$(arg "$c" k); a=$(arg "$c" a); f=$(arg "$c" f)
-    [ "$k" = 0 ] && a=- || a=${a:-0.5}
+    [ "$k" = 0 ] && a=- || a=${a:-$ALPHA}   # a configuration without aA: the run's ALPHA
     row=$(printf '%-14s %2s %5s %7s' "$c" "$k" "$a" "${f:-1}x${f:-1}")
     sf=0; sb=0; n=0
     for s in "${seeds[@]}"; do

@@ -53,7 +53,10 @@ $(foreach c,$(ABLATION),$(if $(call ab_arg,$(c),k),,$(error ablation.mk: configu
 AB_FACTORS := $(sort $(foreach c,$(ABLATION),$(call ab_factor,$(c))))
 AB_PATCHES := $(foreach s,$(SEEDS),$(foreach f,$(AB_FACTORS),ab-patches-s$(s)-f$(f)))
 AB_RUNS := $(foreach s,$(SEEDS),$(foreach c,$(ABLATION),ab-run-$(c)-s$(s)))
-AB_TABLE := $(TD)/ablation-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-$(shell printf '%s\n' $(ABLATION) / $(SEEDS) | cksum | cut -d' ' -f1).txt
+# the table's file: named by a checksum of its runs' evaluation files, whose paths hold every parameter
+# of every stage (CROPS, CANDIDATES, VAL_N, ...: a table of other runs is another file); a shell snippet,
+# since the paths come from the fragments' own sub-makes (print-AB_TABLE runs it too)
+AB_TABLE = $(TD)/ablation-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-$$(ab_runs | cksum | cut -d' ' -f1).txt
 
 define ab_patches_rule
 ab-patches-s$(1)-f$(2):
@@ -66,7 +69,7 @@ endef
 $(foreach s,$(SEEDS),$(foreach f,$(AB_FACTORS),$(eval $(call ab_patches_rule,$(s),$(f)))))
 $(foreach s,$(SEEDS),$(foreach c,$(ABLATION),$(eval $(call ab_run_rule,$(c),$(s)))))
 
-.PHONY: ablation ablation-all ablation-table $(AB_PATCHES) $(AB_RUNS)
+.PHONY: ablation ablation-all ablation-table print-AB_TABLE $(AB_PATCHES) $(AB_RUNS)
 # the shared files first (teacher, then each seed's and factor's patches), so that the runs, in
 # parallel, find them made
 ablation:
@@ -79,13 +82,16 @@ ablation-all: $(AB_RUNS)
 # the table: each run's evaluation file named by its fragment's own variables (a line per
 # configuration and seed for ablation-table.sh), then the rows
 ab_dirvar = $(if $(filter 0,$(call ab_arg,$(1),k)),SRE2LPP_DIR,FADRM_DIR)
+ab_runs_fn = ab_runs() { $(foreach s,$(SEEDS),$(foreach c,$(ABLATION),echo "$(c) $(s) $$($(call AB_SUB,$(c),$(s)) -s \
+    print-$(call ab_dirvar,$(c)))/eval-$$($(call AB_SUB,$(c),$(s)) -s print-EVAL_ID).jsonl";)) };
 ablation-table:
-	+@s=0; t=$(AB_TABLE).tmp.$$$$; { $(foreach s,$(SEEDS),$(foreach c,$(ABLATION),echo "$(c) $(s) $$($(call AB_SUB,$(c),$(s)) -s \
-	    print-$(call ab_dirvar,$(c)))/eval-$$($(call AB_SUB,$(c),$(s)) -s print-EVAL_ID).jsonl";)) } > $$t.runs; \
+	+@$(ab_runs_fn) s=0; table=$(AB_TABLE); t=$$table.tmp.$$$$; ab_runs > $$t.runs; \
 	TEACHER_LOG=$(basename $(TEACHER_W)).jsonl TRAIN=$(TRAIN) VAL=$(VAL) BIN=$(BIN) IPC=$(IPC) ITERS=$(ITERS) \
 	EPOCHS=$(EPOCHS) EVAL_EVERY=$(EVAL_EVERY) TEACHER=$(TEACHER) STUDENT=$(STUDENT) TEACHER_EPOCHS=$(TEACHER_EPOCHS) \
-	ABLATION='$(ABLATION)' SEEDS='$(SEEDS)' bash $(PIPELINES)/ablation-table.sh $$t.runs > $$t || s=$$?; \
+	ALPHA=$(ALPHA) ABLATION='$(ABLATION)' SEEDS='$(SEEDS)' bash $(PIPELINES)/ablation-table.sh $$t.runs > $$t || s=$$?; \
 	cat $$t; rm -f $$t.runs; \
-	if [ $$s = 0 ]; then mv $$t $(AB_TABLE); echo "table: $(AB_TABLE)"; else rm -f $$t; exit $$s; fi
+	if [ $$s = 0 ]; then mv $$t $$table; echo "table: $$table"; else rm -f $$t; exit $$s; fi
+print-AB_TABLE:
+	+@$(ab_runs_fn) echo "$(AB_TABLE)"
 
 .DEFAULT_GOAL := ablation

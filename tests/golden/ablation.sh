@@ -60,4 +60,13 @@ rc=0; mk ablation-table >log.bad 2>&1 || rc=$?
     && ok "a null cell: exit $rc, the file named, '-' in its cell, the last table kept" \
     || fail "a null cell: exit $rc: $(tail -n 6 log.bad)"
 mv saved.jsonl "$e"
+# the table's file is named by its runs (every parameter of every stage): other CROPS, another file, and
+# the first table stays; a configuration without aA shows the runs' ALPHA, not 0.5
+t3=$(mk -s CROPS=3 print-AB_TABLE)
+[ "$t3" != "$table" ] && [ "$(mk -s print-AB_TABLE)" = "$table" ] && ok "CROPS=3: another table file" \
+    || fail "table names: $table and $t3"
+if mk "ABLATION=k1" "SEEDS=0" ALPHA=0.7 >log.alpha 2>&1; then
+    grep -Eq "^k1 +1 +0.7 +1x1 " log.alpha && ok "ALPHA=0.7, config k1: alpha 0.7 in the table" \
+        || fail "alpha column: $(grep '^k1 ' log.alpha)"
+else fail "ABLATION=k1 ALPHA=0.7: $(tail -n 3 log.alpha)"; fi
 finish

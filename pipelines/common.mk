@@ -237,20 +237,22 @@ run_timed_from = rm -f $(1).sec; TIMEFORMAT='%R %U %S'; dd_pid=$$$$; \
 	{ s=$$?; rm -f $(1).sec.part.$$dd_pid $(if $(3),$(3).part.$$dd_pid); exit $$s; }
 timed = @printf '%s\n' '$(subst ','\'',$(2))$(if $(3), > $(3))'; $(call run_timed,$(1),$(2),$(3))
 # ... for a stage with one output that another make may be making too: see made_meanwhile
-timed_shared = @$(dd_start) $(call made_meanwhile,$(1)) printf '%s\n' '$(subst ','\'',$(2))$(if $(3), > $(3))'; \
+timed_shared = @$(dd_start) $(call made_meanwhile,$(1) $(3)) printf '%s\n' '$(subst ','\'',$(2))$(if $(3), > $(3))'; \
 	$(call run_timed_from,$(1),$(2),$(3))
 
-# $(call made_meanwhile[,FILE]): the start of a recipe line of a stage with one output FILE ($@
-# when not given), which another make sharing OUT may be making at the same time (the imports, a
-# teacher, its patches): when FILE exists now and no prerequisite is newer, that make made it
+# $(call made_meanwhile[,FILES]): the start of a recipe line of a stage with outputs FILES ($@
+# when not given; a teacher: its weights and its log), which another make sharing OUT may be making at
+# the same time (the imports, a teacher, its patches): when every FILE exists now and no prerequisite is
+# newer (a teacher whose log was lost is trained again, not taken as made), that make made it
 # after this one looked (make reads a file's date once, before it makes the prerequisites) and it
 # is kept, not made again (a teacher trained twice; and a copy dated later would put the other
 # make's later stages out of date). The programs write atomically: a FILE that exists is whole.
 # It follows dd_start, and the stage's FILE is dated dd_t0: any copy this make finds missing here
 # was not there at dd_t0, so the copy that ends up in place (whichever make wrote it last) is dated
 # before any make's later stage began. Under make -B (--always-make) nothing is kept.
-made_meanwhile = $(if $(findstring B,$(firstword -$(MAKEFLAGS))),,n=; for p in $^; do [ "$$p" -nt $(or $(1),$@) ] && n=1; \
-    done; [ -e $(or $(1),$@) ] && [ -z "$$n" ] && { echo "$(or $(1),$@): made meanwhile by another make"; exit 0; };)
+made_meanwhile = $(if $(findstring B,$(firstword -$(MAKEFLAGS))),,n=; for f in $(or $(1),$@); do [ -e $$f ] || n=1; \
+    for p in $^; do [ "$$p" -nt $$f ] && n=1; done; done; \
+    [ -z "$$n" ] && { echo "$(or $(1),$@): made meanwhile by another make"; exit 0; };)
 
 # ---- data ----
 import_cmd = $(BIN)/tsimport -q -f $(FORMAT) -S $(1) $(if $(2),-n $(2)) -o $@ $(DATA)
@@ -347,7 +349,7 @@ help:
 	@echo; echo 'shared parameters (VAR=VALUE on the command line; pipelines/common.mk), as set now:'
 	@$(foreach v,$(DD_PARAMS),printf '  %-16s %s\n' '$(v)' '$(or $(subst ','\'',$($(v))),(empty))';)
 	@echo "print-VAR prints one (FADRM_DIR, EVAL_ID, ... too); man 7 ddpipe describes every fragment"
-teacher: $(TEACHER_W)
+teacher: $(TEACHER_W) $(basename $(TEACHER_W)).jsonl   # the log too: the tables read it
 patches: $(PATCHES)
 random: $(RANDOM_DIR)/eval-$(EVAL_ID).jsonl $(RANDOM_DIR)/sheet.png
 	@$(call summary,$<)

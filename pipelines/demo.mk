@@ -69,13 +69,15 @@ INFER_EPOCHS = $(if $(filter 1,$(FULL)),400,$(EPOCHS))
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))infer.mk
 
 DEMO_T0 := $(shell date +%s.%N)
-DEMO_DIR := $(TD)/demo-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED)
 # beside FADRM's set: its directory's name carries every parameter of both curves (SRe2L++'s are
 # a subset), so another ALPHA, ARC or SIZES draws another plot
 LOSS_PNG := $(FADRM_DIR)/recover-loss.png
 METHOD_DIRS := $(RANDOM_DIR) $(RDED_DIR) $(SRE2LPP_DIR) $(FADRM_DIR)
 RESULTS := $(foreach d,$(METHOD_DIRS),$(d)/eval-$(EVAL_ID).jsonl $(d)/sheet.png) $(RDED_ONLINE) $(LOSS_PNG) \
-    $(INFER_EVAL) $(INFER_DIR)/sheet.png
+    $(INFER_EVAL) $(INFER_DIR)/sheet.png $(basename $(TEACHER_W)).jsonl
+# the table's directory: named by a checksum of the results' paths too, which hold every parameter of every
+# stage (CANDIDATES, CROPS, VAL_N, ...: another parameter set's table is another file, not this one's)
+DEMO_DIR := $(TD)/demo-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED)-$(shell printf '%s\n' $(RESULTS) | cksum | cut -d' ' -f1)
 
 # recover's metrics, mean over the batches per step: step ce bn loss
 %/metrics.dat: %/metrics.jsonl

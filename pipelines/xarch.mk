@@ -80,7 +80,8 @@ xarch:
 	@echo "xarch: Fashion-MNIST, IPC $(IPC), $(words $(STUDENTS)) students x 4 methods: make -j$(JOBS), outputs under $(OUT)/"
 	@$(MAKE) --no-print-directory -f $(THIS) -j$(JOBS) xarch-all
 	@$(MAKE) --no-print-directory -f $(THIS) xarch-table XA_T0=$(XA_T0)
-xarch-all: $(XA_EVALS)
+# the teachers' logs too (the table reads them; a log lost is remade with its teacher)
+xarch-all: $(XA_EVALS) $(foreach t,$(XA_TEACHERS),$(basename $(call teacher_file,$(t))).jsonl)
 xarch-table: $(XA_EVALS)
 	@s=0; XA_T0=$(XA_T0) BIN=$(BIN) TRAIN=$(TRAIN) VAL=$(VAL) IPC=$(IPC) ITERS=$(ITERS) ARC=$(ARC) ALPHA=$(ALPHA) \
 	EPOCHS=$(EPOCHS) EVAL_EVERY=$(EVAL_EVERY) TEACHER_EPOCHS=$(TEACHER_EPOCHS) TEACHER_OPTS='$(TEACHER_OPTS)' \

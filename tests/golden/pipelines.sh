@@ -348,4 +348,25 @@ PY
 else
     echo "note: no de_DE locale could be built here (localedef, Debian's locales): the locale rows did not run"
 fi
+# demo.mk at the tiny scale: its table (kept as DEMO_DIR/table.txt, DEMO_DIR named by every result's path:
+# other CROPS, another table); a result missing: "-" in its row, named on stderr, exit non-zero, the table
+# still printed whole and the last good table.txt kept
+if mk -f "$P/demo.mk" JOBS=2 >log.demo 2>&1; then
+    dd=$(val demo.mk DEMO_DIR); fe=$(val demo.mk FADRM_DIR)/eval-$(val demo.mk EVAL_ID).jsonl
+    [ -s "$dd/table.txt" ] && grep -Eq "^FADRM +FKD labels \(relabel\) +[0-9.]+ +[0-9.]+ " "$dd/table.txt" \
+        && [ "$(make --no-print-directory -s -f "$P/demo.mk" "${tiny[@]}" CROPS=3 print-DEMO_DIR)" != "$dd" ] && ok "demo.mk: table.txt, its directory named by the results" \
+        || fail "demo table: $dd: $(ls "$dd" 2>&1)"
+    mv "$fe" fe.saved && cp -p "$dd/table.txt" table.saved
+    rc=0; mk -f "$P/demo.mk" demo-table >log.dt 2>err.dt || rc=$?
+    [ $rc != 0 ] && grep -q "^demo-table.sh: $fe: missing or empty$" err.dt && grep -Eq "^FADRM +FKD labels \(relabel\) +- +- " log.dt \
+        && grep -q "^INFER " log.dt && cmp -s "$dd/table.txt" table.saved \
+        && ok "demo-table with a result missing: '-', the file named, the table whole, the last table.txt kept" \
+        || fail "demo-table, a result missing: exit $rc: $(cat err.dt) $(grep -E '^(FADRM|INFER) ' log.dt)"
+    mv fe.saved "$fe"
+else fail "demo.mk: $(tail -n 3 log.demo)"; fi
+# a teacher whose log was lost (the tables read it) is trained again, not taken as made by another make
+tw=$(val fadrm.mk TEACHER_W); rm -f "${tw%.safetensors}.jsonl"
+mk -f "$P/fadrm.mk" teacher >log.tlog 2>&1
+[ -s "${tw%.safetensors}.jsonl" ] && grep -q "/evaltrain .*--save $tw" log.tlog && ! grep -q "made meanwhile" log.tlog \
+    && ok "a teacher's lost log: the teacher trained again, its log back" || fail "lost teacher log: $(cat log.tlog)"
 finish

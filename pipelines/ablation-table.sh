@@ -10,10 +10,10 @@ records() { "$BIN"/tsinfo --json "$1" | sed -n 's/.*"records": *\([0-9]*\).*/\1/
 arg() { tr '-' '\n' <<<"$1" | sed -n "s/^$2//p"; }
 read -r -a seeds <<<"$SEEDS"
 bad=0
-t=$(tail -n 1 "$TEACHER_LOG")
+t=$(tail -n 1 "$TEACHER_EVAL")   # the teacher's top-1 on this validation set (evaltrain --eval-only)
 echo
 echo "FADRM ablations: Fashion-MNIST ($(records "$TRAIN") training images), IPC $IPC, teacher $TEACHER ($TEACHER_EPOCHS epoch(s),"
-echo "top-1 $(field "$t" final_top1) %), recover $ITERS steps; student $STUDENT from scratch on FKD labels, $EPOCHS epochs;"
+echo "top-1 $(field "$t" top1) %), recover $ITERS steps; student $STUDENT from scratch on FKD labels, $EPOCHS epochs;"
 echo "top-1 % on the $(records "$VAL") test images: final (best over the evaluations every $EVAL_EVERY epochs and the last)."
 echo "k: ARC merges (k+1 stages; 0 = no residual, SRe2L++), alpha: the weight of x in a merge, patches:"
 echo "patchsel's F x F crops per image."

@@ -84,9 +84,9 @@ ablation-all: $(AB_RUNS)
 ab_dirvar = $(if $(filter 0,$(call ab_arg,$(1),k)),SRE2LPP_DIR,FADRM_DIR)
 ab_runs_fn = ab_runs() { $(foreach s,$(SEEDS),$(foreach c,$(ABLATION),echo "$(c) $(s) $$($(call AB_SUB,$(c),$(s)) -s \
     print-$(call ab_dirvar,$(c)))/eval-$$($(call AB_SUB,$(c),$(s)) -s print-EVAL_ID).jsonl";)) };
-ablation-table:
+ablation-table: $(call teacher_eval,$(TEACHER))
 	+@$(ab_runs_fn) s=0; table=$(AB_TABLE); t=$$table.tmp.$$$$; ab_runs > $$t.runs; \
-	TEACHER_LOG=$(basename $(TEACHER_W)).jsonl TRAIN=$(TRAIN) VAL=$(VAL) BIN=$(BIN) IPC=$(IPC) ITERS=$(ITERS) \
+	TEACHER_EVAL=$(call teacher_eval,$(TEACHER)) TRAIN=$(TRAIN) VAL=$(VAL) BIN=$(BIN) IPC=$(IPC) ITERS=$(ITERS) \
 	EPOCHS=$(EPOCHS) EVAL_EVERY=$(EVAL_EVERY) TEACHER=$(TEACHER) STUDENT=$(STUDENT) TEACHER_EPOCHS=$(TEACHER_EPOCHS) \
 	ALPHA=$(ALPHA) ABLATION='$(ABLATION)' SEEDS='$(SEEDS)' bash $(PIPELINES)/ablation-table.sh $$t.runs > $$t || s=$$?; \
 	cat $$t; rm -f $$t.runs; \

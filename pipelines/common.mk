@@ -279,6 +279,15 @@ $(call teacher_file,$(1)) $(basename $(call teacher_file,$(1))).jsonl &: $(TRAIN
 	    $(call teacher_file,$(1))).jsonl)
 endef
 $(foreach t,$(sort $(TEACHER) $(TEACHERS)),$(eval $(call teacher_rule,$(t))))
+# $(call teacher_eval,ARCH): the teacher's top-1 on the validation set the students are evaluated on, for
+# the tables (evaltrain --eval-only: {"records":N,"top1":...}); its log's is on the set it was trained beside,
+# which another VAL_N or VAL_SPLIT since would not match
+teacher_eval = $(basename $(call teacher_file,$(1)))-eval-v$(VAL_SPLIT)$(VAL_N).json
+define teacher_eval_rule
+$(call teacher_eval,$(1)): $(call teacher_file,$(1)) $(VAL)
+	$$(call timed,$$@,$$(BIN)/evaltrain -q $$(dev_opt) --eval-only -w $(call teacher_file,$(1)) $$(VAL),$$@)
+endef
+$(foreach t,$(sort $(TEACHER) $(TEACHERS)),$(eval $(call teacher_eval_rule,$(t))))
 
 # ---- distilled sets shared by several methods ----
 # patchsel's -f where FACTOR is not auto

@@ -33,8 +33,8 @@ fkd() {   # method, dir, stage files that made the images...
     row "$m" "FKD labels (relabel)" "$e" "$w" "$c" "$(size "$l")" "$(add "$(sec "$l")" "$(sec "$e")")"
 }
 
-t=$(last "$TEACHER_LOG")
-check "$TEACHER_LOG"
+t=$(last "$TEACHER_EVAL")   # the teacher on this validation set (evaltrain --eval-only: "top1")
+[ "$(num "$t" top1)" != - ] || { echo "demo-table.sh: $TEACHER_EVAL: missing, or no numeric top1" >&2; bad=1; }
 records() { "$BIN"/tsinfo --json "$1" | sed -n 's/.*"records": *\([0-9]*\).*/\1/p' | head -n 1; }
 ntrain=$(records "$TRAIN")
 echo
@@ -60,9 +60,9 @@ echo
 tw=${TEACHER_LOG%.jsonl}.safetensors
 echo "teacher: $TEACHER, hard labels on all $ntrain training images, $TEACHER_EPOCHS epoch(s),"
 dflt="evaltrain's hard-label defaults (SGD lr 0.05, batch 128, flip)"
-echo "  ${TEACHER_OPTS:-$dflt}: top-1 $(num "$t" final_top1) %"
+echo "  ${TEACHER_OPTS:-$dflt}: top-1 $(num "$t" top1) % (on the same test images)"
 echo "  (trained in $(sec "$tw") s wall, $(cpu "$tw") s CPU)"
-echo "full-data accuracy: $(num "$t" final_top1) % = the same run: a $STUDENT trained on the whole training set"
+echo "full-data accuracy: $(num "$t" top1) % = the same run: a $STUDENT trained on the whole training set"
 echo "  with hard labels instead of a distilled set (the teacher is that model)."
 echo "recover: $ITERS steps; FADRM with $ARC merges, alpha $ALPHA; SRe2L++ without merges."
 echo "INFER: $IPC_INIT random real images per class and their copies with one compensator per ipc index"

@@ -74,7 +74,7 @@ DEMO_T0 := $(shell date +%s.%N)
 LOSS_PNG := $(FADRM_DIR)/recover-loss.png
 METHOD_DIRS := $(RANDOM_DIR) $(RDED_DIR) $(SRE2LPP_DIR) $(FADRM_DIR)
 RESULTS := $(foreach d,$(METHOD_DIRS),$(d)/eval-$(EVAL_ID).jsonl $(d)/sheet.png) $(RDED_ONLINE) $(LOSS_PNG) \
-    $(INFER_EVAL) $(INFER_DIR)/sheet.png $(basename $(TEACHER_W)).jsonl
+    $(INFER_EVAL) $(INFER_DIR)/sheet.png $(basename $(TEACHER_W)).jsonl $(call teacher_eval,$(TEACHER))
 # the table's directory: named by a checksum of the results' paths too, which hold every parameter of every
 # stage (CANDIDATES, CROPS, VAL_N, ...: another parameter set's table is another file, not this one's)
 DEMO_DIR := $(TD)/demo-ipc$(IPC)-it$(ITERS)-e$(EPOCHS)-s$(SEED)-$(shell printf '%s\n' $(RESULTS) | cksum | cut -d' ' -f1)
@@ -99,6 +99,7 @@ demo-all: $(RESULTS)
 demo-table:
 	@mkdir -p $(DEMO_DIR)
 	@DEMO_T0=$(DEMO_T0) TIMES=$(DEMO_DIR).times TEACHER_LOG=$(basename $(TEACHER_W)).jsonl \
+	TEACHER_EVAL=$(call teacher_eval,$(TEACHER)) \
 	TEACHER_SEC=$(TEACHER_W).sec EVAL_ID=$(EVAL_ID) LABEL_ID=$(LABEL_ID) ONLINE=$(RDED_ONLINE) \
 	DIR_RANDOM=$(RANDOM_DIR) DIR_RDED=$(RDED_DIR) DIR_SRE2LPP=$(SRE2LPP_DIR) DIR_FADRM=$(FADRM_DIR) \
 	DIR_INFER=$(INFER_DIR) INFER_INIT=$(INFER_INIT) INFER_EVAL=$(INFER_EVAL) IPC_INIT=$(IPC_INIT) \

@@ -23,11 +23,12 @@ read -r -a logs <<<"$TEACHER_LOGS"
 names=(RDED SRe2L++ FADRM FADRM+)
 dirs=("$DIR_RDED" "$DIR_SRE2LPP" "$DIR_FADRM" "$DIR_PLUS")
 
-# the teachers' accuracies (their training logs' summary lines)
+# the teachers' accuracies on this validation set (evaltrain --eval-only's line beside each log: the
+# log's own is on the set the teacher was trained beside)
 acc=""
 for l in "${logs[@]}"; do
     t=${l##*/}
-    a=$(field "$(last "$l" 2>/dev/null || true)" final_top1)
+    a=$(field "$(last "${l%.jsonl}-eval-$VAL_EVAL_ID.json" 2>/dev/null || true)" top1)
     acc+="${acc:+, }${t%%-e"$TEACHER_EPOCHS"*} ${a:-?}"
 done
 

@@ -81,12 +81,12 @@ xarch:
 	@$(MAKE) --no-print-directory -f $(THIS) -j$(JOBS) xarch-all
 	@$(MAKE) --no-print-directory -f $(THIS) xarch-table XA_T0=$(XA_T0)
 # the teachers' logs too (the table reads them; a log lost is remade with its teacher)
-xarch-all: $(XA_EVALS) $(foreach t,$(XA_TEACHERS),$(basename $(call teacher_file,$(t))).jsonl)
-xarch-table: $(XA_EVALS)
+xarch-all: $(XA_EVALS) $(foreach t,$(XA_TEACHERS),$(basename $(call teacher_file,$(t))).jsonl $(call teacher_eval,$(t)))
+xarch-table: $(XA_EVALS) $(foreach t,$(XA_TEACHERS),$(call teacher_eval,$(t)))
 	@s=0; XA_T0=$(XA_T0) BIN=$(BIN) TRAIN=$(TRAIN) VAL=$(VAL) IPC=$(IPC) ITERS=$(ITERS) ARC=$(ARC) ALPHA=$(ALPHA) \
 	EPOCHS=$(EPOCHS) EVAL_EVERY=$(EVAL_EVERY) TEACHER_EPOCHS=$(TEACHER_EPOCHS) TEACHER_OPTS='$(TEACHER_OPTS)' \
 	RELABEL_BN=$(RELABEL_BN) SEED=$(SEED) TEACHER=$(TEACHER) TEACHERS='$(TEACHERS)' \
-	TEACHER_LOGS='$(foreach t,$(XA_TEACHERS),$(basename $(call teacher_file,$(t))).jsonl)' \
+	TEACHER_LOGS='$(foreach t,$(XA_TEACHERS),$(basename $(call teacher_file,$(t))).jsonl)' VAL_EVAL_ID=v$(VAL_SPLIT)$(VAL_N) \
 	STUDENTS='$(STUDENTS)' STUDENT_IDS='$(foreach s,$(STUDENTS),$(call eval_id,$(s)))' LABEL_ID=$(LABEL_ID) \
 	DIR_RDED=$(RDED_DIR) DIR_SRE2LPP=$(SRE2LPP_DIR) DIR_FADRM=$(FADRM_DIR) DIR_PLUS=$(PLUS_DIR) PLUS_PATCHES=$(PLUS_PATCHES) \
 	bash $(PIPELINES)/xarch-table.sh > $(XA_TABLE).tmp.$$$$ || s=$$?; cat $(XA_TABLE).tmp.$$$$; \

@@ -363,6 +363,14 @@ if mk -f "$P/demo.mk" JOBS=2 >log.demo 2>&1; then
         && ok "demo-table with a result missing: '-', the file named, the table whole, the last table.txt kept" \
         || fail "demo-table, a result missing: exit $rc: $(cat err.dt) $(grep -E '^(FADRM|INFER) ' log.dt)"
     mv fe.saved "$fe"
+    # the teacher's top-1 in the table is on the students' test images (VAL_N=50 here; its log's, on 100)
+    if make --no-print-directory -f "$P/demo.mk" "${tiny[@]}" VAL_N=50 JOBS=2 >log.demo50 2>&1; then
+        te=$(make --no-print-directory -s -f "$P/demo.mk" "${tiny[@]}" VAL_N=50 print-TEACHER_W); te=${te%.safetensors}-eval-vtest50.json
+        a=$(sed -n 's/.*"top1":\([0-9.]*\),.*/\1/p' "$te" 2>/dev/null)
+        [ -n "$a" ] && grep -q "\"records\":50," "$te" && grep -q "top-1 $a % (on the same test images)" log.demo50 \
+            && grep -q "top-1 % on the 50 test images" log.demo50 && ok "demo, VAL_N=50: the teacher's top-1 ($a) on those 50" \
+            || fail "teacher on VAL_N=50: $(cat "$te" 2>&1); $(grep -E 'top-1' log.demo50)"
+    else fail "demo.mk VAL_N=50: $(tail -n 3 log.demo50)"; fi
 else fail "demo.mk: $(tail -n 3 log.demo)"; fi
 # a teacher whose log was lost (the tables read it) is trained again, not taken as made by another make
 tw=$(val fadrm.mk TEACHER_W); rm -f "${tw%.safetensors}.jsonl"

@@ -42,7 +42,9 @@ grep -q "IPC 2 (20 images per set)" "$table" && grep -q "first 300 training imag
     && ok "table header states IPC, train/val sizes, teachers, steps, epochs" \
     || fail "table header: $(sed -n 2,12p "$table")"
 n=$(grep -c -F "$BIN/evaltrain" log.run || true)
-[ "$n" = 10 ] && ok "10 evaltrain runs: 2 teachers + 4 methods x 2 students" || fail "$n evaltrain runs, want 10"
+[ "$n" = 12 ] && [ "$(grep -c -F -- "--eval-only" log.run)" = 2 ] \
+    && ok "12 evaltrain runs: 2 teachers, their evaluations on the test images + 4 methods x 2 students" \
+    || fail "$n evaltrain runs, want 12"
 
 # a re-run does nothing
 mk -q "${two[@]}" xarch-all && ok "re-run: make -q xarch-all: up to date" || fail "re-run: make -q says out of date"

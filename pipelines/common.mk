@@ -150,8 +150,10 @@ $(foreach v,THREADS TEACHER_THREADS,$(call dd_max,$(v),4096))
 $(call dd_max,IPC,9999)
 $(call dd_max,ARC,63, (recover's merges))
 $(if $(filter-out auto,$(FACTOR)),$(call dd_max,FACTOR,2, (patchsel: 1x1 or 2x2 patches), or auto))
-$(if $(shell [ $(ITERS) -gt $(ARC) ] && echo y),,$(error ITERS=$(ITERS): ARC=$(ARC) merges make $(ARC)+1 stages of at \
-    least one step each))
+# ITERS against ARC, in the fragments that merge (fadrm, fadrmplus, sharded: $(dd_check_arc) after this
+# file); sre2lpp and cvdd run --arc 0 whatever ARC says
+dd_check_arc = $(if $(shell [ $(ITERS) -gt $(ARC) ] && echo y),,$(error ITERS=$(ITERS): ARC=$(ARC) merges make $(ARC)+1 \
+    stages of at least one step each))
 $(if $(SIZES),$(foreach z,$(subst $(comma), ,$(SIZES)) $(if $(findstring $(comma)$(comma),$(comma)$(SIZES)$(comma)),x),$(if \
     $(and $(z),$(if $(call dd_nodigits,$(z)),,1),$(subst 0,,$(z))),,$(error SIZES='$(SIZES)': not comma-separated sizes in \
     pixels))))

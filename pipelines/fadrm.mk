@@ -15,6 +15,7 @@
 # Changing ALPHA (or ITERS, ARC, SIZES) makes a new directory: recover onward re-runs, the teacher
 # and patchsel (named without them) do not.
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
+$(dd_check_arc)
 
 ifndef DDPIPE_FADRM_MK
 DDPIPE_FADRM_MK := 1

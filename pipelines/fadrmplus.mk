@@ -18,6 +18,7 @@
 #     fadrmplus-teachers  every teacher of TEACHERS
 #   out/fmnist/convnet3-e3-s0+resnet18m-e3-s0/fadrmplus/ipc10-n300-c5-fauto-it2000-k3-a0.5-s0/...
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
+$(dd_check_arc)
 
 ifndef DDPIPE_FADRMPLUS_MK
 DDPIPE_FADRMPLUS_MK := 1

@@ -21,6 +21,7 @@
 #       | recover -w t.safetensors --batch 5 > part-$c.tsr &
 #   done; wait; tscat part-0,1,2,3,4.tsr part-5,6,7,8,9.tsr > distilled.tsr
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))common.mk
+$(dd_check_arc)
 include $(dir $(realpath $(lastword $(MAKEFILE_LIST))))fadrm.mk
 
 ifndef DDPIPE_SHARDED_MK

@@ -377,4 +377,8 @@ tw=$(val fadrm.mk TEACHER_W); rm -f "${tw%.safetensors}.jsonl"
 mk -f "$P/fadrm.mk" teacher >log.tlog 2>&1
 [ -s "${tw%.safetensors}.jsonl" ] && grep -q "/evaltrain .*--save $tw" log.tlog && ! grep -q "made meanwhile" log.tlog \
     && ok "a teacher's lost log: the teacher trained again, its log back" || fail "lost teacher log: $(cat log.tlog)"
+# ITERS against ARC only where recover merges: sre2lpp and cvdd run --arc 0 whatever ARC says
+[ "$(make --no-print-directory -s -f "$P/sre2lpp.mk" "${tiny[@]}" ITERS=3 print-ITERS 2>&1)" = 3 ] \
+    && [ "$(make --no-print-directory -s -f "$P/cvdd.mk" "${tiny[@]}" ITERS=3 print-ITERS 2>&1)" = 3 ] \
+    && ok "ITERS=3 with the default ARC=3: fine for sre2lpp and cvdd (no merges)" || fail "sre2lpp/cvdd ITERS=3"
 finish

@@ -74,12 +74,16 @@ ifeq ($(IPC_INIT),0)
 $(error INFER: IPC=$(IPC) with $(INFER_M) teachers and NCLASSES=$(NCLASSES) leaves no real image per class)
 endif
 
+# NCLASSES against the data, where the real images are drawn and again where they are used (they may have
+# been drawn before, by a run with the right NCLASSES: the budget of this one would still be wrong)
+infer_check_nclasses = @k=$$($(BIN)/tsinfo $(TRAIN) | sed -n 's/^classes: //p'); [ "$$k" = "$(NCLASSES)" ] || \
+    { echo "infer.mk: $(TRAIN) has $$k classes, not NCLASSES=$(NCLASSES): INFER's budget counts them (set NCLASSES=$$k)" >&2; exit 2; }
 $(INFER_INIT): $(TRAIN)
-	@k=$$($(BIN)/tsinfo $(TRAIN) | sed -n 's/^classes: //p'); [ "$$k" = "$(NCLASSES)" ] || \
-	    { echo "infer.mk: $(TRAIN) has $$k classes, not NCLASSES=$(NCLASSES): INFER's budget counts them (set NCLASSES=$$k)" >&2; exit 2; }
+	$(infer_check_nclasses)
 	@mkdir -p $(@D)
 	$(call timed,$@,$(BIN)/patchsel $(RUN_OPTS) --method random --ipc $(IPC_INIT) -s $(SEED) -o $@ $(TRAIN))
-$(INFER_DIR)/distilled.tsr $(INFER_DIR)/metrics.jsonl &: $(INFER_INIT) $(INFER_W)
+$(INFER_DIR)/distilled.tsr $(INFER_DIR)/metrics.jsonl &: $(INFER_INIT) $(INFER_W) $(TRAIN)
+	$(infer_check_nclasses)
 	@mkdir -p $(@D)
 	$(call timed,$(INFER_DIR)/distilled.tsr,$(call recover_cmd,$(INFER_DIR)/distilled.tsr,$(INFER_W),\
 	    --ufc $(if $(INFER_ITERS),--iters $(INFER_ITERS)),$(INFER_INIT)))

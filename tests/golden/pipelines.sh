@@ -279,6 +279,10 @@ make --no-print-directory -f "$P/infer.mk" "${tiny[@]}" "${inf[@]}" OUT=out-ncls
     && fail "NCLASSES=12 on 10 classes accepted"
 grep -q "has 10 classes, not NCLASSES=12" log.ncls && ok "infer.mk: NCLASSES checked against the data" \
     || fail "NCLASSES check: $(tail -n 2 log.ncls)"
+# ... also where the real images were drawn before (IPC=3 with NCLASSES=1 takes the 1 per class drawn above)
+rc=0; make --no-print-directory -f "$P/infer.mk" "${tiny[@]}" "${inf[@]}" IPC=3 NCLASSES=1 infer-distill >log.ncls1 2>&1 || rc=$?
+[ $rc != 0 ] && grep -q "has 10 classes, not NCLASSES=1" log.ncls1 && ! grep -q "/recover " log.ncls1 \
+    && ok "infer.mk: NCLASSES checked where the real images already exist" || fail "NCLASSES=1: exit $rc: $(tail -n 3 log.ncls1)"
 
 # class-sharded == unsharded (CPU, same seed, --batch = 5 classes in both)
 if mk -j2 -f "$P/sharded.mk" SHARDS=2 sharded-distill >log.sh 2>&1; then ok "sharded.mk: 2 shards in parallel, merged"

@@ -134,7 +134,9 @@ $(foreach v,TRAIN_N VAL_N THREADS TEACHER_THREADS RBATCH,$(call dd_whole_opt,$(v
 $(call dd_fraction,ALPHA)
 # ALPHA as a name part, one spelling per value (0.50, .5 and 00.5 are 0.5; 1.0 is 1), so that
 # another spelling of the same alpha finds the same files rather than redoing recover onward
-ALPHA_ID := $(shell echo '$(ALPHA)' | sed -e 's/^\./0./' -e '/\./s/0*$$//' -e 's/\.$$//' -e 's/^0*\([0-9]\)/\1/')
+# $(call dd_num_id,NUMBER): one spelling of a decimal number for a file name (.5, 0.50 -> 0.5; 10.0 -> 10)
+dd_num_id = $(shell echo '$(1)' | sed -e 's/^\./0./' -e '/\./s/0*$$//' -e 's/\.$$//' -e 's/^0*\([0-9]\)/\1/')
+ALPHA_ID := $(call dd_num_id,$(ALPHA))
 $(if $(filter-out auto,$(FACTOR)),$(call dd_whole,FACTOR))
 # paths and names that become file names: make cannot name a file with a space
 $(foreach v,OUT DATA DATASET BIN TEACHER STUDENT FORMAT VAL_SPLIT,$(if $(word 2,$($(v))),$(error $(v)='$($(v))': has a \

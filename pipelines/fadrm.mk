@@ -19,7 +19,7 @@ $(dd_check_arc)
 
 ifndef DDPIPE_FADRM_MK
 DDPIPE_FADRM_MK := 1
-FADRM_ID = $(PATCH_PARAMS)-it$(ITERS)-k$(ARC)-a$(ALPHA_ID)$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
+FADRM_ID = $(PATCH_PARAMS)-it$(ITERS)-k$(ARC)$(if $(filter-out 0,$(ARC)),-a$(ALPHA_ID))$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
 FADRM_DIR := $(TD)/fadrm/$(FADRM_ID)
 # --alpha only where something merges (ARC=0, SRe2L++'s schedule, is a usage error with it)
 fadrm_opts = --iters $(ITERS) --arc $(ARC) $(if $(filter-out 0,$(ARC)),--alpha $(ALPHA)) $(if $(SIZES),--sizes $(SIZES))

@@ -26,7 +26,7 @@ SRE2L_AUG ?= roll
 $(call dd_whole,SRE2L_ITERS)
 $(call dd_number,SRE2L_FIRST_BN)
 $(call dd_oneof,SRE2L_AUG,full roll none)
-SRE2L_DIR := $(TD)/sre2l/ipc$(IPC)-it$(SRE2L_ITERS)-m$(SRE2L_FIRST_BN)$(if $(filter-out roll,$(SRE2L_AUG)),-aug$(SRE2L_AUG))$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
+SRE2L_DIR := $(TD)/sre2l/ipc$(IPC)-it$(SRE2L_ITERS)-m$(call dd_num_id,$(SRE2L_FIRST_BN))$(if $(filter-out roll,$(SRE2L_AUG)),-aug$(SRE2L_AUG))$(SIZES_ID)$(RBATCH_ID)-s$(SEED)$(RECOVER_TAG)
 
 $(SRE2L_DIR)/distilled.tsr $(SRE2L_DIR)/metrics.jsonl &: $(TEACHER_W)
 	@mkdir -p $(@D)

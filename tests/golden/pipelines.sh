@@ -385,4 +385,10 @@ mk -f "$P/fadrm.mk" teacher >log.tlog 2>&1
 [ "$(make --no-print-directory -s -f "$P/sre2lpp.mk" "${tiny[@]}" ITERS=3 print-ITERS 2>&1)" = 3 ] \
     && [ "$(make --no-print-directory -s -f "$P/cvdd.mk" "${tiny[@]}" ITERS=3 print-ITERS 2>&1)" = 3 ] \
     && ok "ITERS=3 with the default ARC=3: fine for sre2lpp and cvdd (no merges)" || fail "sre2lpp/cvdd ITERS=3"
+# one name for the same work: ALPHA is no part of FADRM's directory at ARC=0 (nothing merges), and
+# SRE2L_FIRST_BN=10.0 is 10's directory
+[ "$(val fadrm.mk FADRM_DIR ARC=0 ALPHA=0.7)" = "$(val fadrm.mk FADRM_DIR ARC=0)" ] \
+    && [ "$(make --no-print-directory -s -f "$P/sre2l.mk" "${tiny[@]}" SRE2L_FIRST_BN=10.0 print-SRE2L_DIR)" = \
+         "$(val sre2l.mk SRE2L_DIR)" ] && ok "ARC=0's ALPHA and 10.0 vs 10: one directory each" \
+    || fail "names: $(val fadrm.mk FADRM_DIR ARC=0 ALPHA=0.7)"
 finish

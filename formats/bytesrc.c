@@ -199,3 +199,48 @@ int tsi_keyset_add(TsKeySet *k, const char *key)
     k->n++;
     return 1;
 }
+
+struct TsiZout {
+    ZSTD_CCtx *z;
+    uint8_t *buf;
+    size_t cap;
+};
+
+TsiZout *tsi_zout_new(void)
+{
+    TsiZout *z = dd_calloc(1, sizeof *z);
+    z->z = ZSTD_createCCtx();
+    z->cap = ZSTD_CStreamOutSize();
+    z->buf = dd_malloc(z->cap);
+    if (!z->z || ZSTD_isError(ZSTD_CCtx_setParameter(z->z, ZSTD_c_compressionLevel, 3))
+        || ZSTD_isError(ZSTD_CCtx_setParameter(z->z, ZSTD_c_checksumFlag, 1))) {
+        tsi_zout_free(z);
+        return NULL;
+    }
+    return z;
+}
+
+int tsi_zout_put(TsiZout *z, const void *p, size_t n, int end, int (*put)(void *ctx, const void *p, size_t n),
+                 void *ctx, const char **zerr)
+{
+    ZSTD_inBuffer in = {p, n, 0};
+    size_t left;
+    do {
+        ZSTD_outBuffer out = {z->buf, z->cap, 0};
+        left = ZSTD_compressStream2(z->z, &out, &in, end ? ZSTD_e_end : ZSTD_e_continue);
+        if (ZSTD_isError(left)) return *zerr = ZSTD_getErrorName(left), -1;
+        int r = out.pos ? put(ctx, z->buf, out.pos) : 0;
+        if (r) return r;
+    } while (end ? left != 0 : in.pos < in.size);
+    return 0;
+}
+
+void tsi_zout_restart(TsiZout *z) { ZSTD_CCtx_reset(z->z, ZSTD_reset_session_only); }
+
+void tsi_zout_free(TsiZout *z)
+{
+    if (!z) return;
+    ZSTD_freeCCtx(z->z);
+    free(z->buf);
+    free(z);
+}

@@ -33,6 +33,18 @@ int bs_peek(BsSrc *s, size_t n, const uint8_t **p, size_t *avail);
 void bs_consume(BsSrc *s, size_t n);
 /* Whatever is available next, consumed at once (libarchive's read callback); *n = 0 at the end. */
 int bs_chunk(BsSrc *s, const uint8_t **p, size_t *n);
+/* The zstd compressor of the writers (-o NAME.zst, .tar.zst shards): level 3 and the content checksum, so
+ * that a changed bit is an error when read, not other pixels. tsi_zout_new: NULL when zstd cannot be set up
+ * (no dd_err). tsi_zout_put compresses n bytes (end: and closes the frame, its checksum written) and hands
+ * each piece of output to put(ctx, ...), whose failure (non-zero) it returns; a zstd error: -1 with *zerr
+ * zstd's message. tsi_zout_restart begins a new frame (the next shard). */
+typedef struct TsiZout TsiZout;
+TsiZout *tsi_zout_new(void);
+int tsi_zout_put(TsiZout *z, const void *p, size_t n, int end, int (*put)(void *ctx, const void *p, size_t n),
+                 void *ctx, const char **zerr);
+void tsi_zout_restart(TsiZout *z);
+void tsi_zout_free(TsiZout *z);
+
 /* 1 if the input ended in the middle of a zstd frame. */
 int bs_truncated(const BsSrc *s);
 /* 1 once the underlying input has reported its end. */

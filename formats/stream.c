@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zstd.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -950,38 +949,30 @@ struct TsWriter {
     int failed;
     int finished;              /* ts_writer_finish ran: the end frame is out, the file synced */
     TsKeySet keys;
-    ZSTD_CCtx *z;              /* -o NAME.zst: compressed (level 3, the content checksum), else NULL */
-    uint8_t *zbuf;
-    size_t zcap;
+    TsiZout *z;                /* -o NAME.zst: compressed (tsi_zout_new's), else NULL */
 };
+
+static int w_fwrite(void *ctx, const void *p, size_t n)
+{
+    TsWriter *w = ctx;
+    if (fwrite(p, 1, n, w->f) == n) return 0;
+    w->failed = 1;
+    return dd_err("%s: write error: %s", w->name, strerror(errno ? errno : EIO));
+}
 
 /* Writes n bytes to the file, through the compressor when there is one (end: the frame closed). */
 static void w_out(TsWriter *w, const void *p, size_t n, int end)
 {
     if (w->failed) return;
     if (!w->z) {
-        if (n && fwrite(p, 1, n, w->f) != n) {
-            w->failed = 1;
-            dd_err("%s: write error: %s", w->name, strerror(errno ? errno : EIO));
-        }
+        if (n) w_fwrite(w, p, n);
         return;
     }
-    ZSTD_inBuffer in = {p, n, 0};
-    size_t left;
-    do {
-        ZSTD_outBuffer out = {w->zbuf, w->zcap, 0};
-        left = ZSTD_compressStream2(w->z, &out, &in, end ? ZSTD_e_end : ZSTD_e_continue);
-        if (ZSTD_isError(left)) {
-            w->failed = 1;
-            dd_err("%s: zstd: %s", w->name, ZSTD_getErrorName(left));
-            return;
-        }
-        if (out.pos && fwrite(w->zbuf, 1, out.pos, w->f) != out.pos) {
-            w->failed = 1;
-            dd_err("%s: write error: %s", w->name, strerror(errno ? errno : EIO));
-            return;
-        }
-    } while (end ? left != 0 : in.pos < in.size);
+    const char *zerr = NULL;
+    if (tsi_zout_put(w->z, p, n, end, w_fwrite, w, &zerr) && zerr) {
+        w->failed = 1;
+        dd_err("%s: zstd: %s", w->name, zerr);
+    }
 }
 
 static void w_flush(TsWriter *w)
@@ -1061,8 +1052,7 @@ static TsWriter *writer_start(TsWriter *w, const TsHeader *h)
 
 static void writer_free(TsWriter *w)
 {
-    ZSTD_freeCCtx(w->z);
-    free(w->zbuf);
+    tsi_zout_free(w->z);
     tsi_keyset_free(&w->keys);
     free(w->buf);
     free(w->name);
@@ -1087,16 +1077,10 @@ TsWriter *ts_writer_open(const char *path, const TsHeader *h)
     TsWriter *w = dd_calloc(1, sizeof *w);
     w->name = dd_strdup(path);
     size_t pl = strlen(path);
-    if (pl > 4 && !strcmp(path + pl - 4, ".zst")) { /* as the shards: a checksum, so a flipped bit is an error */
-        w->z = ZSTD_createCCtx();
-        w->zcap = ZSTD_CStreamOutSize();
-        w->zbuf = dd_malloc(w->zcap);
-        if (!w->z || ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_compressionLevel, 3))
-            || ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_checksumFlag, 1))) {
-            dd_err("%s: zstd: cannot set up the compressor", path);
-            writer_free(w);
-            return NULL;
-        }
+    if (pl > 4 && !strcmp(path + pl - 4, ".zst") && !(w->z = tsi_zout_new())) { /* as the shards' */
+        dd_err("%s: zstd: cannot set up the compressor", path);
+        writer_free(w);
+        return NULL;
     }
     if (!dd_atomic_open(&w->af, path)) w->f = w->af.f;
     if (!w->f || !writer_start(w, h)) {

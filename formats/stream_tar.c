@@ -18,10 +18,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #define MEMBER_MAX ((int64_t)1 << 40)
-#define ZSTD_LEVEL 3
 
 /* ---- reading ---- */
 
@@ -312,9 +310,8 @@ struct TsShardWriter {
     struct archive *a;         /* the shard being written; NULL between shards */
     struct archive_entry *e;
     DdAtomicFile af;
-    ZSTD_CCtx *z;              /* .zst: our own compressor (level 3, with the content checksum) */
-    void *zbuf;
-    size_t zcap;
+    TsiZout *z;                /* .zst: our own compressor (tsi_zout_new's: the content checksum) */
+    struct archive *za;        /* the archive sink_zstd's output goes to (sink_put's first argument) */
     DdAtomicFile *done;        /* the finished shards, temporaries until the set is whole */
     int64_t ndone, cap;
     char *cur;                 /* its path */
@@ -412,33 +409,32 @@ static int sink_put(struct archive *a, TsShardWriter *w, const void *buf, size_t
     return 0;
 }
 
-static int sink_zstd(struct archive *a, TsShardWriter *w, const void *buf, size_t n, ZSTD_EndDirective end)
+static int zout_put(void *ctx, const void *p, size_t n)
 {
-    ZSTD_inBuffer in = {buf, n, 0};
-    size_t left;
-    do {
-        ZSTD_outBuffer out = {w->zbuf, w->zcap, 0};
-        left = ZSTD_compressStream2(w->z, &out, &in, end);
-        if (ZSTD_isError(left)) {
-            archive_set_error(a, EIO, "zstd: %s", ZSTD_getErrorName(left));
-            return -1;
-        }
-        if (sink_put(a, w, w->zbuf, out.pos)) return -1;
-    } while (end == ZSTD_e_end ? left != 0 : in.pos < in.size);
-    return 0;
+    TsShardWriter *w = ctx;
+    return sink_put(w->za, w, p, n);
+}
+
+static int sink_zstd(struct archive *a, TsShardWriter *w, const void *buf, size_t n, int end)
+{
+    const char *zerr = NULL;
+    w->za = a;
+    if (!tsi_zout_put(w->z, buf, n, end, zout_put, w, &zerr)) return 0;
+    if (zerr) archive_set_error(a, EIO, "zstd: %s", zerr);
+    return -1;
 }
 
 static la_ssize_t sink_write(struct archive *a, void *cd, const void *buf, size_t n)
 {
     TsShardWriter *w = cd;
-    if (w->zst ? sink_zstd(a, w, buf, n, ZSTD_e_continue) : sink_put(a, w, buf, n)) return -1;
+    if (w->zst ? sink_zstd(a, w, buf, n, 0) : sink_put(a, w, buf, n)) return -1;
     return (la_ssize_t)n;
 }
 
 static int sink_close(struct archive *a, void *cd)
 {
     TsShardWriter *w = cd;
-    return w->zst && sink_zstd(a, w, NULL, 0, ZSTD_e_end) ? ARCHIVE_FATAL : ARCHIVE_OK;
+    return w->zst && sink_zstd(a, w, NULL, 0, 1) ? ARCHIVE_FATAL : ARCHIVE_OK;
 }
 
 static int shard_begin(TsShardWriter *w)
@@ -452,17 +448,11 @@ static int shard_begin(TsShardWriter *w)
     archive_write_set_format_pax_restricted(w->a);
     archive_write_set_bytes_in_last_block(w->a, 1); /* no padding past the end (as to a file before) */
     if (w->zst) {
-        if (!w->z) {
-            w->z = ZSTD_createCCtx();
-            w->zcap = ZSTD_CStreamOutSize();
-            w->zbuf = dd_malloc(w->zcap);
-            if (!w->z || ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
-                ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_checksumFlag, 1))) {
-                w->failed = 1;
-                return dd_err("%s: zstd: cannot set up the compressor", w->cur);
-            }
+        if (!w->z && !(w->z = tsi_zout_new())) {
+            w->failed = 1;
+            return dd_err("%s: zstd: cannot set up the compressor", w->cur);
         }
-        ZSTD_CCtx_reset(w->z, ZSTD_reset_session_only);
+        tsi_zout_restart(w->z);
     }
     if (archive_write_open(w->a, w, NULL, sink_write, sink_close) != ARCHIVE_OK) return sw_err(w, "cannot open");
     w->nrec = 0;
@@ -573,8 +563,7 @@ int ts_shards_put(TsShardWriter *w, const TsRecord *rec)
 
 static void shards_free(TsShardWriter *w)
 {
-    ZSTD_freeCCtx(w->z);
-    free(w->zbuf);
+    tsi_zout_free(w->z);
     free(w->done);
     archive_entry_free(w->e);
     tsi_keyset_free(&w->keys);

@@ -8,7 +8,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/stat.h>
 
 #include "formats/codecs.h"
@@ -65,14 +64,9 @@ static char **keys_load(const char *arg, int *n)
     return k;
 }
 
-/* The directories make_parents created, removed (when empty: rmdir) at an exit before the set is whole. */
-static char **made_dirs;
-static int nmade, shards_whole;
-
-static void remove_made_dirs(void)
-{
-    while (!shards_whole && nmade > 0) rmdir(made_dirs[--nmade]);
-}
+/* The outermost directory make_parents created (NULL: none), a temporary until the set is whole: a run that
+ * fails or is killed leaves no directory it made (dd_temp_track, as the shards' own temporaries). */
+static char *made_dir;
 
 /* Creates the directories leading to the shards' pattern (mkdir -p of its dirname, "%%" read as
  * "%"; ts_shards_pattern_check keeps the conversion out of it). */
@@ -81,12 +75,10 @@ static void make_parents(const char *pattern)
     char *d = dd_strdup(pattern);
     for (char *p = d, *q = d; (*q = *p); p++, q++)
         if (p[0] == '%' && p[1] == '%') p++;
-    atexit(remove_made_dirs);
     for (char *p = strchr(d + 1, '/'); p; p = strchr(p + 1, '/')) {
         *p = 0;
         if (mkdir(d, 0777) == 0) {
-            made_dirs = dd_realloc(made_dirs, (size_t)(nmade + 1) * sizeof *made_dirs);
-            made_dirs[nmade++] = dd_strdup(d);
+            if (!made_dir) dd_temp_track(made_dir = dd_strdup(d), 1);
         } else if (errno != EEXIST) {
             dd_die(DD_EXIT_DATA, "%s: cannot create: %s", d, strerror(errno));
         }
@@ -231,7 +223,7 @@ int main(int argc, char **argv)
         dd_die_err(DD_EXIT_DATA);
     }
     if ((sw ? ts_shards_close(sw) : ts_writer_close(w)) < 0) dd_die_err(DD_EXIT_DATA);
-    shards_whole = 1;
+    if (made_dir) dd_temp_track(made_dir, 0); /* the set is whole: its directories stay */
     ts_record_free(&rec);
     ts_input_close(in);
     ts_header_free(h);

@@ -165,8 +165,6 @@ int dd_atomic_finish(DdAtomicFile *a);
  * valid while listed: a fatal signal (SIGINT, SIGTERM, SIGHUP) or exit removes what is listed, a
  * directory with everything in it. dd_atomic_* list their files themselves. */
 void dd_temp_track(const char *tmp, int add);
-/* Removes every listed temporary now (dd_die, which ends by _exit, calls it). */
-void dd_temp_remove_all(void);
 /* Removes a file, or a directory and everything in it (links are removed, not followed), with
  * system calls only (safe in a signal handler); errors are ignored. */
 void dd_remove_tree(const char *path);

@@ -14,15 +14,15 @@ static _Thread_local char err_buf[4096];
 static _Thread_local int err_code = DD_EXIT_DATA;
 static char prog_name[64] = "ddpipe";
 
-/* A program's exit ends in _exit() once stdio is flushed and its temporaries are gone, before the exit
- * handlers of the libraries loaded ahead of main run: OpenBLAS's joins its threads, and under a memory limit
- * (ulimit -v) one of them may spin for ever retrying a buffer it cannot map, so a program that had done its
- * work, or said it could not, hung at exit. Under the sanitizers exit runs whole: their reports come then. */
+/* A program's exit ends in _exit() once stdio is flushed, before the exit handlers of the libraries loaded
+ * ahead of main run: OpenBLAS's joins its threads, and under a memory limit (ulimit -v) one of them may spin
+ * for ever retrying a buffer it cannot map, so a program that had done its work, or said it could not, hung
+ * at exit. The handlers registered after this one (dd_prog_init's) still run before it: the removal of the
+ * temporaries (dd_temp_track's), the CUDA backend's. Under the sanitizers exit runs whole: their reports. */
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 static void exit_now(int status, void *arg)
 {
     (void)arg;
-    dd_temp_remove_all();
     fflush(NULL);
     _exit(status);
 }

@@ -131,7 +131,6 @@ static void remove_live_tmp(void)
         if (n->tmp) dd_remove_tree(n->tmp);
 }
 
-void dd_temp_remove_all(void) { remove_live_tmp(); }
 
 static void on_signal(int sig)
 {
